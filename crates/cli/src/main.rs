@@ -1,0 +1,2 @@
+//! The wharf command-line interface.
+fn main() {}

@@ -1,0 +1,1 @@
+//! Registry client for the OCI distribution protocol: manifests, blobs, auth, mirrors.

@@ -1,0 +1,1 @@
+//! A small synchronous HTTP/1.1 client over TCP, TLS or unix sockets.

@@ -1,0 +1,1 @@
+//! The embedded transactional metadata database (redb): images, tags, containers.

@@ -1,0 +1,2 @@
+//! The per-container monitor process.
+fn main() {}

@@ -1,0 +1,294 @@
+//! Image references, parsed and normalized the way Docker does it:
+//! `busybox` is `docker.io/library/busybox:latest`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::digest::Digest;
+
+pub const DEFAULT_REGISTRY: &str = "docker.io";
+pub const DEFAULT_TAG: &str = "latest";
+const MAX_NAME_LEN: usize = 255;
+const MAX_TAG_LEN: usize = 128;
+
+/// A fully normalized image reference. `registry` and `repository` are always set; at least one
+/// of `tag` and `digest` is set after [`ImageRef::parse`] (the tag defaults to `latest`).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ImageRef {
+    pub registry: String,
+    pub repository: String,
+    pub tag: Option<String>,
+    pub digest: Option<Digest>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ReferenceError {
+    #[error("invalid reference format: {0:?} is empty")]
+    Empty(String),
+    #[error("invalid reference format: repository name {0:?} must be lowercase")]
+    Uppercase(String),
+    #[error("invalid reference format: {0:?}: {1}")]
+    Malformed(String, &'static str),
+    #[error("invalid reference format: {0:?}: repository name is longer than 255 characters")]
+    TooLong(String),
+    #[error("invalid reference format: {0:?}: {1}")]
+    BadDigest(String, String),
+}
+
+impl ImageRef {
+    /// Parses and normalizes a reference as given by a user: adds the default registry,
+    /// `library/` for official images on docker.io, and `:latest` when neither tag nor digest is given.
+    pub fn parse(s: &str) -> Result<ImageRef, ReferenceError> {
+        let mut r = Self::parse_any(s)?;
+        if r.tag.is_none() && r.digest.is_none() {
+            r.tag = Some(DEFAULT_TAG.to_string());
+        }
+        Ok(r)
+    }
+
+    /// Parses a reference without adding the default tag (used for `docker images busybox`,
+    /// `rmi`, and repository-only names such as the `fromImage` of a pull with a separate tag).
+    pub fn parse_any(s: &str) -> Result<ImageRef, ReferenceError> {
+        if s.is_empty() {
+            return Err(ReferenceError::Empty(s.to_string()));
+        }
+        let (rest, digest) = match s.split_once('@') {
+            Some((rest, d)) => {
+                let digest = d.parse::<Digest>().map_err(|e| ReferenceError::BadDigest(s.to_string(), e.to_string()))?;
+                (rest, Some(digest))
+            }
+            None => (s, None),
+        };
+        // A tag follows the last ':' that comes after the last '/'; a ':' before it is a port.
+        let last_slash = rest.rfind('/').map(|i| i + 1).unwrap_or(0);
+        let (name, tag) = match rest[last_slash..].rfind(':') {
+            Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
+            None => (rest, None),
+        };
+        if let Some(t) = tag {
+            if !valid_tag(t) {
+                return Err(ReferenceError::Malformed(s.to_string(), "invalid tag"));
+            }
+        }
+        if name.is_empty() {
+            return Err(ReferenceError::Malformed(s.to_string(), "missing repository name"));
+        }
+        let (registry, path) = split_registry(name);
+        let mut registry = registry.unwrap_or(DEFAULT_REGISTRY).to_string();
+        if registry == "index.docker.io" || registry == "registry-1.docker.io" {
+            registry = DEFAULT_REGISTRY.to_string();
+        }
+        if registry.is_empty() || !registry.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b)) {
+            return Err(ReferenceError::Malformed(s.to_string(), "invalid registry host"));
+        }
+        if path.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(ReferenceError::Uppercase(s.to_string()));
+        }
+        for component in path.split('/') {
+            if !valid_component(component) {
+                return Err(ReferenceError::Malformed(
+                    s.to_string(),
+                    "repository name components must be lowercase letters, digits and separators (. _ __ -), not starting or ending with a separator",
+                ));
+            }
+        }
+        let repository = if registry == DEFAULT_REGISTRY && !path.contains('/') {
+            format!("library/{path}")
+        } else {
+            path.to_string()
+        };
+        if registry.len() + 1 + repository.len() > MAX_NAME_LEN {
+            return Err(ReferenceError::TooLong(s.to_string()));
+        }
+        Ok(ImageRef { registry, repository, tag: tag.map(str::to_string), digest })
+    }
+
+    /// `registry/repository`, fully qualified.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.registry, self.repository)
+    }
+
+    /// The name as Docker shows it: without `docker.io/` and `library/`.
+    pub fn familiar_name(&self) -> String {
+        if self.registry == DEFAULT_REGISTRY {
+            self.repository.strip_prefix("library/").unwrap_or(&self.repository).to_string()
+        } else {
+            self.name()
+        }
+    }
+
+    /// The familiar name with its tag (`busybox:latest`), as Docker lists RepoTags.
+    pub fn familiar(&self) -> String {
+        let mut s = self.familiar_name();
+        if let Some(t) = &self.tag {
+            s.push(':');
+            s.push_str(t);
+        }
+        if let Some(d) = &self.digest {
+            s.push('@');
+            s.push_str(&d.to_string());
+        }
+        s
+    }
+
+    /// The same reference with the digest set and the tag removed (`name@sha256:...`), as
+    /// Docker lists RepoDigests.
+    pub fn with_digest(&self, digest: Digest) -> ImageRef {
+        ImageRef { registry: self.registry.clone(), repository: self.repository.clone(), tag: None, digest: Some(digest) }
+    }
+
+    pub fn with_tag(&self, tag: &str) -> ImageRef {
+        ImageRef { registry: self.registry.clone(), repository: self.repository.clone(), tag: Some(tag.to_string()), digest: None }
+    }
+}
+
+fn split_registry(name: &str) -> (Option<&str>, &str) {
+    match name.split_once('/') {
+        Some((first, rest))
+            if first.contains('.') || first.contains(':') || first == "localhost" || first.bytes().any(|b| b.is_ascii_uppercase()) =>
+        {
+            (Some(first), rest)
+        }
+        _ => (None, name),
+    }
+}
+
+fn valid_tag(t: &str) -> bool {
+    let b = t.as_bytes();
+    !b.is_empty()
+        && b.len() <= MAX_TAG_LEN
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
+}
+
+/// `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*`
+fn valid_component(c: &str) -> bool {
+    let b = c.as_bytes();
+    if b.is_empty() || !is_alnum(b[0]) || !is_alnum(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if is_alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        // A separator run: ".", "_", "__", or one or more "-".
+        let start = i;
+        while i < b.len() && !is_alnum(b[i]) {
+            i += 1;
+        }
+        let sep = &c[start..i];
+        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-');
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+fn is_alnum(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit()
+}
+
+impl FromStr for ImageRef {
+    type Err = ReferenceError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ImageRef::parse(s)
+    }
+}
+
+/// Prints the fully qualified form: `docker.io/library/busybox:latest`.
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.registry, self.repository)?;
+        if let Some(t) = &self.tag {
+            write!(f, ":{t}")?;
+        }
+        if let Some(d) = &self.digest {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEX: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn normalizes_like_docker() {
+        let cases: &[(&str, &str)] = &[
+            ("busybox", "docker.io/library/busybox:latest"),
+            ("busybox:1.36", "docker.io/library/busybox:1.36"),
+            ("user/app", "docker.io/user/app:latest"),
+            ("index.docker.io/library/busybox", "docker.io/library/busybox:latest"),
+            ("127.0.0.1:5000/library/busybox", "127.0.0.1:5000/library/busybox:latest"),
+            ("localhost/app:v1", "localhost/app:v1"),
+            ("localhost:5000/a/b/c:v1.2-rc_3", "localhost:5000/a/b/c:v1.2-rc_3"),
+            ("registry.example/ns/name:tag", "registry.example/ns/name:tag"),
+            ("my.reg:443/x__y/a.b-c", "my.reg:443/x__y/a.b-c:latest"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(ImageRef::parse(input).unwrap().to_string(), *want, "{input}");
+        }
+    }
+
+    #[test]
+    fn digests_and_tags_together() {
+        let r = ImageRef::parse(&format!("busybox@sha256:{HEX}")).unwrap();
+        assert_eq!(r.tag, None);
+        assert_eq!(r.digest.as_ref().unwrap().hex(), HEX);
+        let r = ImageRef::parse(&format!("host:5000/busybox:1@sha256:{HEX}")).unwrap();
+        assert_eq!(r.tag.as_deref(), Some("1"));
+        assert_eq!(r.registry, "host:5000");
+        assert_eq!(r.familiar(), format!("host:5000/busybox:1@sha256:{HEX}"));
+    }
+
+    #[test]
+    fn familiar_names() {
+        assert_eq!(ImageRef::parse("busybox").unwrap().familiar(), "busybox:latest");
+        assert_eq!(ImageRef::parse("user/app:1").unwrap().familiar(), "user/app:1");
+        assert_eq!(ImageRef::parse("127.0.0.1:5000/x").unwrap().familiar(), "127.0.0.1:5000/x:latest");
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        let bad = [
+            "",
+            "Busybox",
+            "busybox:",
+            ":tag",
+            "busy box",
+            "-busybox",
+            "busybox-",
+            "a//b",
+            "busybox@sha256:abc",
+            "busybox@md5:abc",
+            "busybox:-tag",
+            "a/b/",
+            "host:5000/",
+        ];
+        for b in bad {
+            assert!(ImageRef::parse(b).is_err(), "{b:?} should be refused");
+        }
+        let long = "a".repeat(300);
+        assert!(matches!(ImageRef::parse(&long), Err(ReferenceError::TooLong(_))));
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let e = ImageRef::parse("Busybox").unwrap_err().to_string();
+        assert!(e.contains("lowercase"), "{e}");
+        let e = ImageRef::parse("busybox:bad!tag").unwrap_err().to_string();
+        assert!(e.contains("invalid tag"), "{e}");
+    }
+}

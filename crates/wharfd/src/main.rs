@@ -1,0 +1,2 @@
+//! The wharf daemon.
+fn main() {}
