@@ -44,17 +44,9 @@ pub enum MetadataError {
     #[error("metadata database: {0}")]
     Db(String),
     #[error("metadata record {table:?}/{key}: {source}")]
-    Decode {
-        table: Table,
-        key: String,
-        source: serde_json::Error,
-    },
+    Decode { table: Table, key: String, source: serde_json::Error },
     #[error("metadata record {table:?}/{key}: encode: {source}")]
-    Encode {
-        table: Table,
-        key: String,
-        source: serde_json::Error,
-    },
+    Encode { table: Table, key: String, source: serde_json::Error },
 }
 
 impl MetadataError {
@@ -74,10 +66,8 @@ pub struct Db {
 impl Db {
     /// Opens (or creates) the database file and makes sure every table exists.
     pub fn open(path: &Path) -> Result<Db, MetadataError> {
-        let db = Database::create(path).map_err(|e| MetadataError::Open {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let db = Database::create(path)
+            .map_err(|e| MetadataError::Open { path: path.display().to_string(), message: e.to_string() })?;
         let tx = db.begin_write().map_err(db_err)?;
         for t in ALL {
             tx.open_table(t.def()).map_err(db_err)?;
@@ -86,11 +76,7 @@ impl Db {
         Ok(Db { db })
     }
 
-    pub fn get<T: DeserializeOwned>(
-        &self,
-        table: Table,
-        key: &str,
-    ) -> Result<Option<T>, MetadataError> {
+    pub fn get<T: DeserializeOwned>(&self, table: Table, key: &str) -> Result<Option<T>, MetadataError> {
         let tx = self.db.begin_read().map_err(db_err)?;
         let t = tx.open_table(table.def()).map_err(db_err)?;
         let value = t.get(key).map_err(db_err)?;
@@ -101,10 +87,7 @@ impl Db {
     }
 
     /// Every record of a table, in key order.
-    pub fn list<T: DeserializeOwned>(
-        &self,
-        table: Table,
-    ) -> Result<Vec<(String, T)>, MetadataError> {
+    pub fn list<T: DeserializeOwned>(&self, table: Table) -> Result<Vec<(String, T)>, MetadataError> {
         let tx = self.db.begin_read().map_err(db_err)?;
         let t = tx.open_table(table.def()).map_err(db_err)?;
         let mut out = Vec::new();
@@ -135,11 +118,7 @@ pub struct WriteTx<'a> {
 }
 
 impl WriteTx<'_> {
-    pub fn get<T: DeserializeOwned>(
-        &self,
-        table: Table,
-        key: &str,
-    ) -> Result<Option<T>, MetadataError> {
+    pub fn get<T: DeserializeOwned>(&self, table: Table, key: &str) -> Result<Option<T>, MetadataError> {
         let t = self.tx.open_table(table.def()).map_err(db_err)?;
         let value = t.get(key).map_err(db_err)?;
         match value {
@@ -148,12 +127,7 @@ impl WriteTx<'_> {
         }
     }
 
-    pub fn put<T: Serialize>(
-        &mut self,
-        table: Table,
-        key: &str,
-        value: &T,
-    ) -> Result<(), MetadataError> {
+    pub fn put<T: Serialize>(&mut self, table: Table, key: &str, value: &T) -> Result<(), MetadataError> {
         let bytes = serde_json::to_vec(value).map_err(|source| MetadataError::Encode {
             table,
             key: key.to_string(),
@@ -171,10 +145,7 @@ impl WriteTx<'_> {
         Ok(old.is_some())
     }
 
-    pub fn list<T: DeserializeOwned>(
-        &self,
-        table: Table,
-    ) -> Result<Vec<(String, T)>, MetadataError> {
+    pub fn list<T: DeserializeOwned>(&self, table: Table) -> Result<Vec<(String, T)>, MetadataError> {
         let t = self.tx.open_table(table.def()).map_err(db_err)?;
         let mut out = Vec::new();
         for row in t.iter().map_err(db_err)? {
@@ -188,11 +159,7 @@ impl WriteTx<'_> {
 }
 
 fn decode<T: DeserializeOwned>(table: Table, key: &str, bytes: &[u8]) -> Result<T, MetadataError> {
-    serde_json::from_slice(bytes).map_err(|source| MetadataError::Decode {
-        table,
-        key: key.to_string(),
-        source,
-    })
+    serde_json::from_slice(bytes).map_err(|source| MetadataError::Decode { table, key: key.to_string(), source })
 }
 
 #[cfg(test)]
@@ -200,11 +167,8 @@ mod tests {
     use super::*;
 
     fn temp_db() -> (std::path::PathBuf, Db) {
-        let dir = std::env::temp_dir().join(format!(
-            "wharf-meta-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("wharf-meta-{}-{:?}", std::process::id(), std::thread::current().id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let db = Db::open(&dir.join("wharf.db")).unwrap();
@@ -216,11 +180,7 @@ mod tests {
         let (dir, db) = temp_db();
         db.write(|tx| -> Result<(), MetadataError> {
             tx.put(Table::Names, "web", &"id1")?;
-            tx.put(
-                Table::Containers,
-                "id1",
-                &serde_json::json!({"name": "web"}),
-            )
+            tx.put(Table::Containers, "id1", &serde_json::json!({"name": "web"}))
         })
         .unwrap();
         let failed: Result<(), MetadataError> = db.write(|tx| {
@@ -228,17 +188,9 @@ mod tests {
             Err(MetadataError::Db("boom".into()))
         });
         assert!(failed.is_err());
-        assert_eq!(
-            db.get::<String>(Table::Names, "web").unwrap().as_deref(),
-            Some("id1")
-        );
+        assert_eq!(db.get::<String>(Table::Names, "web").unwrap().as_deref(), Some("id1"));
         assert_eq!(db.get::<String>(Table::Names, "db").unwrap(), None);
-        assert_eq!(
-            db.list::<serde_json::Value>(Table::Containers)
-                .unwrap()
-                .len(),
-            1
-        );
+        assert_eq!(db.list::<serde_json::Value>(Table::Containers).unwrap().len(), 1);
         db.write(|tx| tx.delete(Table::Names, "web")).unwrap();
         assert_eq!(db.get::<String>(Table::Names, "web").unwrap(), None);
         drop(db);

@@ -163,16 +163,21 @@ mod tests {
 
     #[test]
     fn parses_and_prints() {
-        let d: Digest = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-            .parse()
-            .unwrap();
+        let d: Digest = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".parse().unwrap();
         assert_eq!(d, Digest::of(b""));
         assert_eq!(d.short(), "e3b0c44298fc");
     }
 
     #[test]
     fn rejects_bad_digests() {
-        for bad in ["", "sha256:", "sha256:abc", "md5:abcd", "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855", "../etc"] {
+        for bad in [
+            "",
+            "sha256:",
+            "sha256:abc",
+            "md5:abcd",
+            "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+            "../etc",
+        ] {
             assert!(bad.parse::<Digest>().is_err(), "{bad}");
         }
     }

@@ -36,10 +36,13 @@ impl Compression {
     pub fn from_media_type(mt: &str) -> Option<Compression> {
         match mt {
             MEDIA_OCI_LAYER | "application/vnd.docker.image.rootfs.diff.tar" => Some(Compression::None),
-            MEDIA_OCI_LAYER_GZIP | MEDIA_DOCKER_LAYER_GZIP | MEDIA_DOCKER_FOREIGN_LAYER | MEDIA_OCI_LAYER_NONDIST_GZIP => {
-                Some(Compression::Gzip)
+            MEDIA_OCI_LAYER_GZIP
+            | MEDIA_DOCKER_LAYER_GZIP
+            | MEDIA_DOCKER_FOREIGN_LAYER
+            | MEDIA_OCI_LAYER_NONDIST_GZIP => Some(Compression::Gzip),
+            MEDIA_OCI_LAYER_ZSTD | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd" => {
+                Some(Compression::Zstd)
             }
-            MEDIA_OCI_LAYER_ZSTD | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd" => Some(Compression::Zstd),
             _ => None,
         }
     }
@@ -232,7 +235,8 @@ pub enum ManifestKind {
 /// Parses a manifest or index body, using `media_type` (from the Content-Type header or a
 /// descriptor) and falling back to the body's own `mediaType` and shape.
 pub fn parse_manifest(media_type: &str, body: &[u8]) -> Result<ManifestKind, String> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("manifest is not valid JSON: {e}"))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("manifest is not valid JSON: {e}"))?;
     let declared = value.get("mediaType").and_then(|v| v.as_str()).unwrap_or("");
     let mt = if media_type.is_empty() || media_type == "application/json" || media_type == "text/plain" {
         declared
@@ -242,7 +246,8 @@ pub fn parse_manifest(media_type: &str, body: &[u8]) -> Result<ManifestKind, Str
     let is_index = match mt {
         MEDIA_OCI_INDEX | MEDIA_DOCKER_MANIFEST_LIST => true,
         MEDIA_OCI_MANIFEST | MEDIA_DOCKER_MANIFEST => false,
-        "application/vnd.docker.distribution.manifest.v1+json" | "application/vnd.docker.distribution.manifest.v1+prettyjws" => {
+        "application/vnd.docker.distribution.manifest.v1+json"
+        | "application/vnd.docker.distribution.manifest.v1+prettyjws" => {
             return Err("schema 1 manifests are not supported".to_string());
         }
         _ => value.get("manifests").is_some(),

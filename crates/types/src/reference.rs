@@ -54,7 +54,8 @@ impl ImageRef {
         }
         let (rest, digest) = match s.split_once('@') {
             Some((rest, d)) => {
-                let digest = d.parse::<Digest>().map_err(|e| ReferenceError::BadDigest(s.to_string(), e.to_string()))?;
+                let digest =
+                    d.parse::<Digest>().map_err(|e| ReferenceError::BadDigest(s.to_string(), e.to_string()))?;
                 (rest, Some(digest))
             }
             None => (s, None),
@@ -134,18 +135,31 @@ impl ImageRef {
     /// The same reference with the digest set and the tag removed (`name@sha256:...`), as
     /// Docker lists RepoDigests.
     pub fn with_digest(&self, digest: Digest) -> ImageRef {
-        ImageRef { registry: self.registry.clone(), repository: self.repository.clone(), tag: None, digest: Some(digest) }
+        ImageRef {
+            registry: self.registry.clone(),
+            repository: self.repository.clone(),
+            tag: None,
+            digest: Some(digest),
+        }
     }
 
     pub fn with_tag(&self, tag: &str) -> ImageRef {
-        ImageRef { registry: self.registry.clone(), repository: self.repository.clone(), tag: Some(tag.to_string()), digest: None }
+        ImageRef {
+            registry: self.registry.clone(),
+            repository: self.repository.clone(),
+            tag: Some(tag.to_string()),
+            digest: None,
+        }
     }
 }
 
 fn split_registry(name: &str) -> (Option<&str>, &str) {
     match name.split_once('/') {
         Some((first, rest))
-            if first.contains('.') || first.contains(':') || first == "localhost" || first.bytes().any(|b| b.is_ascii_uppercase()) =>
+            if first.contains('.')
+                || first.contains(':')
+                || first == "localhost"
+                || first.bytes().any(|b| b.is_ascii_uppercase()) =>
         {
             (Some(first), rest)
         }
