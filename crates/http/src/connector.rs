@@ -1,0 +1,218 @@
+//! Opening TCP and TLS connections for a URL, with time-outs and per-host CA certificates.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+
+use crate::stream::TlsStream;
+use crate::{HttpError, Scheme, Stream, Url};
+
+/// How [`Connector`] connects and which certificates it trusts.
+#[derive(Debug, Clone)]
+pub struct ConnectorOptions {
+    pub connect_timeout: Duration,
+    /// The longest a read or write may wait for progress; `None` waits forever.
+    pub io_timeout: Option<Duration>,
+    /// Trust the operating system's CA certificates.
+    pub system_roots: bool,
+    /// PEM CA files trusted for every host.
+    pub extra_ca_files: Vec<PathBuf>,
+    /// Docker's `certs.d` layout: `<dir>/<host:port>/*.crt` are CAs for that host (also
+    /// `<dir>/<host>/` when the port is the default), `client.cert` + `client.key` a client
+    /// certificate.
+    pub certs_dir: Option<PathBuf>,
+}
+
+impl Default for ConnectorOptions {
+    fn default() -> Self {
+        ConnectorOptions {
+            connect_timeout: Duration::from_secs(10),
+            io_timeout: Some(Duration::from_secs(30)),
+            system_roots: true,
+            extra_ca_files: Vec::new(),
+            certs_dir: None,
+        }
+    }
+}
+
+/// Opens streams for URLs. Cheap to share: TLS configurations are built once per host.
+pub struct Connector {
+    opts: ConnectorOptions,
+    roots: Arc<RootCertStore>,
+    default_tls: Arc<ClientConfig>,
+    per_host_tls: Mutex<HashMap<String, Arc<ClientConfig>>>,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector").field("opts", &self.opts).finish_non_exhaustive()
+    }
+}
+
+impl Connector {
+    pub fn new(opts: ConnectorOptions) -> Result<Connector, HttpError> {
+        let mut roots = RootCertStore::empty();
+        if opts.system_roots {
+            let found = rustls_native_certs::load_native_certs();
+            for e in &found.errors {
+                log::warn!("loading system CA certificates: {e}");
+            }
+            let (added, ignored) = roots.add_parsable_certificates(found.certs);
+            log::debug!("trusting {added} system CA certificates ({ignored} unparsable)");
+        }
+        for file in &opts.extra_ca_files {
+            add_pem_file(&mut roots, file)?;
+        }
+        let roots = Arc::new(roots);
+        let default_tls = Arc::new(tls_config(roots.clone(), None, "")?);
+        Ok(Connector { opts, roots, default_tls, per_host_tls: Mutex::new(HashMap::new()) })
+    }
+
+    pub fn options(&self) -> &ConnectorOptions {
+        &self.opts
+    }
+
+    /// Connects to the URL's host and port, with TLS for `https`.
+    pub fn connect(&self, url: &Url) -> Result<Box<dyn Stream>, HttpError> {
+        let tcp = self.connect_tcp(&url.host, url.port)?;
+        match url.scheme {
+            Scheme::Http => Ok(Box::new(tcp)),
+            Scheme::Https => Ok(Box::new(self.handshake(url, tcp)?)),
+        }
+    }
+
+    fn connect_tcp(&self, host: &str, port: u16) -> Result<TcpStream, HttpError> {
+        let addrs =
+            (host, port).to_socket_addrs().map_err(|source| HttpError::Resolve { host: host.to_string(), source })?;
+        let mut last = None;
+        for addr in addrs {
+            match TcpStream::connect_timeout(&addr, self.opts.connect_timeout) {
+                Ok(s) => {
+                    let setup = s
+                        .set_read_timeout(self.opts.io_timeout)
+                        .and_then(|_| s.set_write_timeout(self.opts.io_timeout))
+                        .and_then(|_| s.set_nodelay(true));
+                    setup.map_err(|source| HttpError::Connect { addr: addr.to_string(), source })?;
+                    return Ok(s);
+                }
+                Err(e) => last = Some((addr, e)),
+            }
+        }
+        Err(match last {
+            Some((addr, e)) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {
+                HttpError::Timeout(format!("connecting to {addr}"))
+            }
+            Some((addr, source)) => HttpError::Connect { addr: addr.to_string(), source },
+            None => HttpError::Resolve {
+                host: host.to_string(),
+                source: io::Error::new(io::ErrorKind::NotFound, "no addresses"),
+            },
+        })
+    }
+
+    fn handshake(&self, url: &Url, mut tcp: TcpStream) -> Result<TlsStream, HttpError> {
+        let tls_err = |message: String| HttpError::Tls { host: url.host_port(), message };
+        let config = self.config_for(url)?;
+        let name = ServerName::try_from(url.host.clone()).map_err(|e| tls_err(format!("invalid server name: {e}")))?;
+        let mut conn = rustls::ClientConnection::new(config, name).map_err(|e| tls_err(e.to_string()))?;
+        while conn.is_handshaking() {
+            if let Err(e) = conn.complete_io(&mut tcp) {
+                if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) {
+                    return Err(HttpError::Timeout(format!("tls handshake with {}", url.host_port())));
+                }
+                // rustls reports its own failures (bad certificate, alert) as InvalidData.
+                return Err(tls_err(e.to_string()));
+            }
+        }
+        Ok(TlsStream(rustls::StreamOwned::new(conn, tcp)))
+    }
+
+    /// The TLS configuration for a host: the shared one, or one with the host's own CA files and
+    /// client certificate from `certs_dir`.
+    fn config_for(&self, url: &Url) -> Result<Arc<ClientConfig>, HttpError> {
+        let Some(certs_dir) = &self.opts.certs_dir else {
+            return Ok(self.default_tls.clone());
+        };
+        let key = url.host_port();
+        if let Ok(cache) = self.per_host_tls.lock() {
+            if let Some(c) = cache.get(&key) {
+                return Ok(c.clone());
+            }
+        }
+        let mut dirs = vec![certs_dir.join(&key)];
+        if url.port == url.scheme.default_port() {
+            dirs.push(certs_dir.join(&url.host));
+        }
+        let Some(dir) = dirs.into_iter().find(|d| d.is_dir()) else {
+            return Ok(self.default_tls.clone());
+        };
+        let config = Arc::new(host_config(self.roots.clone(), &dir, &key)?);
+        if let Ok(mut cache) = self.per_host_tls.lock() {
+            cache.insert(key, config.clone());
+        }
+        Ok(config)
+    }
+}
+
+fn host_config(roots: Arc<RootCertStore>, dir: &Path, host: &str) -> Result<ClientConfig, HttpError> {
+    let mut roots = (*roots).clone();
+    let entries = std::fs::read_dir(dir).map_err(|e| HttpError::io(&format!("read {}", dir.display()), e))?;
+    let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    files.sort();
+    for f in files.iter().filter(|f| f.extension().is_some_and(|x| x == "crt")) {
+        add_pem_file(&mut roots, f)?;
+    }
+    let cert = dir.join("client.cert");
+    let key = dir.join("client.key");
+    let client = if cert.is_file() && key.is_file() {
+        let tls_err = |message: String| HttpError::Tls { host: host.to_string(), message };
+        let chain = CertificateDer::pem_file_iter(&cert)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| tls_err(format!("client certificate {}: {e}", cert.display())))?;
+        let key =
+            PrivateKeyDer::from_pem_file(&key).map_err(|e| tls_err(format!("client key {}: {e}", key.display())))?;
+        Some((chain, key))
+    } else {
+        None
+    };
+    tls_config(Arc::new(roots), client, host)
+}
+
+fn tls_config(
+    roots: Arc<RootCertStore>,
+    client: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    host: &str,
+) -> Result<ClientConfig, HttpError> {
+    let tls_err = |e: rustls::Error| HttpError::Tls { host: host.to_string(), message: e.to_string() };
+    // An explicit provider, so another crate enabling a second rustls backend cannot make the
+    // process-wide default ambiguous.
+    let builder = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(tls_err)?
+        .with_root_certificates(roots);
+    match client {
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key).map_err(tls_err),
+        None => Ok(builder.with_no_client_auth()),
+    }
+}
+
+fn add_pem_file(roots: &mut RootCertStore, file: &Path) -> Result<(), HttpError> {
+    let tls_err = |message: String| HttpError::Tls { host: file.display().to_string(), message };
+    let certs = CertificateDer::pem_file_iter(file)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| tls_err(format!("CA file {}: {e}", file.display())))?;
+    if certs.is_empty() {
+        return Err(tls_err(format!("CA file {} holds no certificate", file.display())));
+    }
+    for c in certs {
+        roots.add(c).map_err(|e| tls_err(format!("CA file {}: {e}", file.display())))?;
+    }
+    Ok(())
+}

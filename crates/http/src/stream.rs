@@ -1,0 +1,64 @@
+//! The byte streams a request can travel on: unix sockets, TCP, and TLS over TCP.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use crate::HttpError;
+
+/// A bidirectional byte stream. `shutdown_write` half-closes it, so a peer that reads until
+/// end-of-file (Docker's hijacked attach stdin) sees the end while we keep reading.
+pub trait Stream: Read + Write + Send {
+    fn shutdown_write(&self) -> io::Result<()>;
+}
+
+impl Stream for UnixStream {
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+}
+
+impl Stream for TcpStream {
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+}
+
+/// A TLS client session over TCP.
+pub(crate) struct TlsStream(pub(crate) rustls::StreamOwned<rustls::ClientConnection, TcpStream>);
+
+impl Read for TlsStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.0.read(buf) {
+            // Many servers close without close_notify once the body is framed; for a body read
+            // until close that is the end, and the framing layer notices short bodies.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+            other => other,
+        }
+    }
+}
+
+impl Write for TlsStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl Stream for TlsStream {
+    fn shutdown_write(&self) -> io::Result<()> {
+        // Sending close_notify needs `&mut`; half-closing TCP is what the peer acts on anyway.
+        self.0.sock.shutdown(Shutdown::Write)
+    }
+}
+
+/// Connects to a unix socket, such as the daemon's `/run/wharf/wharfd.sock`.
+pub fn connect_unix(path: &Path) -> Result<Box<dyn Stream>, HttpError> {
+    let s =
+        UnixStream::connect(path).map_err(|source| HttpError::Connect { addr: path.display().to_string(), source })?;
+    Ok(Box::new(s))
+}
