@@ -1,3 +1,9 @@
 //! OCI runtime: the bundle config.json types and the container init (namespaces, mounts, pivot_root, cgroups).
 
+pub mod cgroups;
+pub mod container;
+mod init;
 pub mod spec;
+
+pub use cgroups::{Cgroup, CgroupError, Layout};
+pub use container::{spawn, ChildStdio, SpawnError, Spawned};

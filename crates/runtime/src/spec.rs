@@ -224,3 +224,100 @@ pub struct Cpu {
 pub struct Pids {
     pub limit: i64,
 }
+
+impl Spec {
+    /// A spec close to what `runc spec` writes: root, `rootfs` as the root path, namespaces
+    /// pid/mount/uts/ipc/network, the standard mounts, masked and read-only paths, RLIMIT_NOFILE
+    /// 1024, running `args` as root in `/` with a default PATH.
+    pub fn example(args: &[&str]) -> Spec {
+        let mount = |dest: &str, kind: &str, source: &str, options: &[&str]| Mount {
+            destination: dest.to_string(),
+            kind: Some(kind.to_string()),
+            source: Some(source.to_string()),
+            options: options.iter().map(|o| o.to_string()).collect(),
+        };
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        Spec {
+            oci_version: "1.0.2".to_string(),
+            process: Some(Process {
+                terminal: false,
+                console_size: None,
+                user: User::default(),
+                args: strings(args),
+                env: strings(&["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"]),
+                cwd: "/".to_string(),
+                capabilities: None,
+                rlimits: vec![Rlimit { kind: "RLIMIT_NOFILE".to_string(), hard: 1024, soft: 1024 }],
+                no_new_privileges: true,
+                oom_score_adj: None,
+            }),
+            root: Some(Root { path: "rootfs".to_string(), readonly: false }),
+            hostname: Some("wharf".to_string()),
+            domainname: None,
+            mounts: vec![
+                mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+                mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]),
+                mount(
+                    "/dev/pts",
+                    "devpts",
+                    "devpts",
+                    &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+                ),
+                mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]),
+                mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
+                mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"]),
+            ],
+            linux: Some(Linux {
+                namespaces: ["pid", "network", "ipc", "uts", "mount"]
+                    .iter()
+                    .map(|k| Namespace { kind: k.to_string(), path: None })
+                    .collect(),
+                masked_paths: strings(&[
+                    "/proc/acpi",
+                    "/proc/asound",
+                    "/proc/kcore",
+                    "/proc/keys",
+                    "/proc/latency_stats",
+                    "/proc/timer_list",
+                    "/proc/timer_stats",
+                    "/proc/sched_debug",
+                    "/sys/firmware",
+                    "/proc/scsi",
+                ]),
+                readonly_paths: strings(&["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]),
+                ..Linux::default()
+            }),
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_round_trips() {
+        let spec = Spec::example(&["sh"]);
+        let json = serde_json::to_string(&spec).unwrap();
+        assert!(json.contains("\"ociVersion\":\"1.0.2\""));
+        assert!(json.contains("\"maskedPaths\""));
+        let back: Spec = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, spec);
+    }
+
+    #[test]
+    fn runc_style_config_parses() {
+        let json = r#"{"ociVersion":"1.0.2","process":{"user":{"uid":0,"gid":0},"args":["sh"],
+            "cwd":"/","capabilities":{"bounding":["CAP_KILL"]}},"root":{"path":"rootfs","readonly":true},
+            "linux":{"namespaces":[{"type":"pid"},{"type":"network","path":"/proc/1/ns/net"}],
+            "cgroupsPath":"/wharf/x","resources":{"memory":{"limit":1048576},"pids":{"limit":10}}},
+            "unknownField":1}"#;
+        let spec: Spec = serde_json::from_str(json).unwrap();
+        let linux = spec.linux.unwrap();
+        assert_eq!(linux.cgroups_path.as_deref(), Some("/wharf/x"));
+        assert_eq!(linux.namespaces[1].path.as_deref(), Some("/proc/1/ns/net"));
+        assert_eq!(linux.resources.unwrap().pids.unwrap().limit, 10);
+        assert!(spec.root.unwrap().readonly);
+    }
+}

@@ -1,0 +1,532 @@
+//! Container cgroups: layout detection (v1, hybrid, v2), creation with resource limits, joining,
+//! OOM accounting and removal. Paths like `/wharf/<id>` are relative to each hierarchy's root.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use wharf_types::ErrorKind;
+
+use crate::spec::{DeviceRule, Resources};
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// The v1 controllers a container gets a directory in.
+const V1_CONTROLLERS: &[&str] = &["cpu", "cpuacct", "memory", "pids", "blkio", "devices", "freezer", "cpuset"];
+
+/// The v2 controllers enabled for containers when the parent offers them.
+const V2_CONTROLLERS: &[&str] = &["cpu", "memory", "pids", "io", "cpuset"];
+
+/// How long `remove` waits for dying processes to leave before giving up on EBUSY.
+const REMOVE_WAIT: Duration = Duration::from_millis(500);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("cgroup: write {value} to {}: {source}", path.display())]
+    Write { path: PathBuf, value: String, source: io::Error },
+    #[error("cgroup: read {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error("cgroup: mkdir {}: {source}", path.display())]
+    Mkdir { path: PathBuf, source: io::Error },
+    #[error("cgroup: rmdir {}: {source}", path.display())]
+    Rmdir { path: PathBuf, source: io::Error },
+    #[error("cgroup: {} does not exist", path.display())]
+    NotFound { path: PathBuf },
+    #[error("cgroup: invalid path {path:?}: must be absolute without '..'")]
+    InvalidPath { path: String },
+    #[error("cgroup: no cgroup hierarchy mounted under {CGROUP_ROOT}")]
+    NoHierarchy,
+}
+
+impl CgroupError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            CgroupError::NotFound { .. } => ErrorKind::NotFound,
+            CgroupError::InvalidPath { .. } => ErrorKind::InvalidArgument,
+            _ => ErrorKind::Internal,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, CgroupError>;
+
+/// Which cgroup versions the host has mounted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Only v1 controller hierarchies.
+    V1,
+    /// v1 controllers plus a cgroup2 mount at /sys/fs/cgroup/unified (no controllers used there).
+    Hybrid,
+    /// A single cgroup2 hierarchy at /sys/fs/cgroup.
+    V2,
+}
+
+impl Layout {
+    pub fn detect() -> Layout {
+        if is_cgroup2(Path::new(CGROUP_ROOT)) {
+            Layout::V2
+        } else if is_cgroup2(&Path::new(CGROUP_ROOT).join("unified")) {
+            Layout::Hybrid
+        } else {
+            Layout::V1
+        }
+    }
+}
+
+fn is_cgroup2(path: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs on a NUL-terminated path into a zeroed struct the kernel fills.
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type == libc::CGROUP2_SUPER_MAGIC
+    }
+}
+
+/// The v1 hierarchy mount points that hold at least one controller we use, one per mount
+/// (co-mounted controllers such as `cpu,cpuacct` share one directory).
+fn v1_mounts() -> Result<Vec<(PathBuf, Vec<String>)>> {
+    let path = Path::new("/proc/self/mountinfo");
+    let text = fs::read_to_string(path).map_err(|source| CgroupError::Read { path: path.to_path_buf(), source })?;
+    let mut out: Vec<(PathBuf, Vec<String>)> = Vec::new();
+    for line in text.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut post = post.split(' ');
+        if post.next() != Some("cgroup") {
+            continue;
+        }
+        let super_opts = post.nth(1).unwrap_or("");
+        let controllers: Vec<String> =
+            super_opts.split(',').filter(|o| V1_CONTROLLERS.contains(o)).map(str::to_string).collect();
+        let Some(mount_point) = pre.split(' ').nth(4) else {
+            continue;
+        };
+        if controllers.is_empty() || out.iter().any(|(p, _)| p == Path::new(mount_point)) {
+            continue;
+        }
+        out.push((PathBuf::from(mount_point), controllers));
+    }
+    if out.is_empty() {
+        return Err(CgroupError::NoHierarchy);
+    }
+    Ok(out)
+}
+
+/// One directory of the cgroup, in one hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Dir {
+    /// The hierarchy's mount point.
+    root: PathBuf,
+    /// The controllers of that hierarchy we care about (`cgroup2` for v2).
+    controllers: Vec<String>,
+    /// `root` joined with the cgroup path.
+    path: PathBuf,
+}
+
+impl Dir {
+    fn has(&self, controller: &str) -> bool {
+        self.controllers.iter().any(|c| c == controller)
+    }
+}
+
+/// A container's cgroup: one directory per v1 hierarchy, or one directory on v2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cgroup {
+    path: String,
+    layout: Layout,
+    dirs: Vec<Dir>,
+}
+
+impl Cgroup {
+    fn locate(path: &str) -> Result<Cgroup> {
+        if !path.starts_with('/') || path.split('/').any(|c| c == "..") {
+            return Err(CgroupError::InvalidPath { path: path.to_string() });
+        }
+        let rel = path.trim_start_matches('/');
+        let layout = Layout::detect();
+        let dirs = match layout {
+            Layout::V2 => vec![Dir {
+                root: PathBuf::from(CGROUP_ROOT),
+                controllers: vec!["cgroup2".to_string()],
+                path: Path::new(CGROUP_ROOT).join(rel),
+            }],
+            Layout::V1 | Layout::Hybrid => v1_mounts()?
+                .into_iter()
+                .map(|(root, controllers)| Dir { path: root.join(rel), root, controllers })
+                .collect(),
+        };
+        Ok(Cgroup { path: path.to_string(), layout, dirs })
+    }
+
+    /// Creates the cgroup (and missing parents) in every hierarchy and applies `resources`.
+    pub fn create(path: &str, resources: &Resources) -> Result<Cgroup> {
+        let cg = Cgroup::locate(path)?;
+        let created = cg.create_dirs().and_then(|()| cg.apply(resources));
+        if let Err(e) = created {
+            let _ = cg.remove();
+            return Err(e);
+        }
+        Ok(cg)
+    }
+
+    /// Opens a cgroup that already exists, e.g. after a daemon restart.
+    pub fn open(path: &str) -> Result<Cgroup> {
+        let cg = Cgroup::locate(path)?;
+        match cg.dirs.iter().find(|d| !d.path.is_dir()) {
+            Some(missing) => Err(CgroupError::NotFound { path: missing.path.clone() }),
+            None => Ok(cg),
+        }
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// The directories of this cgroup, one per hierarchy.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|d| d.path.clone()).collect()
+    }
+
+    fn create_dirs(&self) -> Result<()> {
+        for dir in &self.dirs {
+            let rel = dir.path.strip_prefix(&dir.root).unwrap_or(Path::new(""));
+            let mut cur = dir.root.clone();
+            for comp in rel.components() {
+                if self.layout == Layout::V2 {
+                    enable_v2_controllers(&cur)?;
+                }
+                let parent = cur.clone();
+                cur.push(comp);
+                match fs::create_dir(&cur) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(source) => {
+                        return Err(CgroupError::Mkdir { path: cur, source });
+                    }
+                }
+                if dir.has("cpuset") {
+                    // A v1 cpuset starts empty and refuses tasks until it has cpus and mems.
+                    for file in ["cpuset.cpus", "cpuset.mems"] {
+                        if read_trimmed(&cur.join(file))?.is_empty() {
+                            let value = read_trimmed(&parent.join(file))?;
+                            write_file(&cur.join(file), &value)?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&self, r: &Resources) -> Result<()> {
+        match self.layout {
+            Layout::V2 => self.apply_v2(r),
+            Layout::V1 | Layout::Hybrid => self.apply_v1(r),
+        }
+    }
+
+    fn dir_with(&self, controller: &str) -> Option<&Path> {
+        self.dirs.iter().find(|d| d.has(controller)).map(|d| d.path.as_path())
+    }
+
+    fn apply_v1(&self, r: &Resources) -> Result<()> {
+        if let (Some(mem), Some(dir)) = (&r.memory, self.dir_with("memory")) {
+            if let Some(limit) = mem.limit {
+                write_file(&dir.join("memory.limit_in_bytes"), &limit.to_string())?;
+            }
+            if let Some(res) = mem.reservation {
+                write_file(&dir.join("memory.soft_limit_in_bytes"), &res.to_string())?;
+            }
+            let memsw = dir.join("memory.memsw.limit_in_bytes");
+            // Only present with swap accounting; Docker skips it silently too.
+            if let (Some(swap), true) = (mem.swap, memsw.exists()) {
+                write_file(&memsw, &swap.to_string())?;
+            }
+        }
+        if let Some(cpu) = &r.cpu {
+            if let Some(dir) = self.dir_with("cpu") {
+                if let Some(shares) = cpu.shares {
+                    write_file(&dir.join("cpu.shares"), &shares.to_string())?;
+                }
+                // The period first: the kernel checks the quota against the current period.
+                if let Some(period) = cpu.period {
+                    write_file(&dir.join("cpu.cfs_period_us"), &period.to_string())?;
+                }
+                if let Some(quota) = cpu.quota {
+                    let q = if quota > 0 { quota } else { -1 };
+                    write_file(&dir.join("cpu.cfs_quota_us"), &q.to_string())?;
+                }
+            }
+            if let Some(dir) = self.dir_with("cpuset") {
+                if let Some(cpus) = &cpu.cpus {
+                    write_file(&dir.join("cpuset.cpus"), cpus)?;
+                }
+                if let Some(mems) = &cpu.mems {
+                    write_file(&dir.join("cpuset.mems"), mems)?;
+                }
+            }
+        }
+        if let (Some(pids), Some(dir)) = (&r.pids, self.dir_with("pids")) {
+            write_file(&dir.join("pids.max"), &pids_max(pids.limit))?;
+        }
+        if let Some(dir) = self.dir_with("devices") {
+            for rule in &r.devices {
+                let file = if rule.allow { "devices.allow" } else { "devices.deny" };
+                write_file(&dir.join(file), &device_rule_v1(rule))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_v2(&self, r: &Resources) -> Result<()> {
+        let Some(dir) = self.dirs.first().map(|d| d.path.as_path()) else {
+            return Ok(());
+        };
+        if let Some(mem) = &r.memory {
+            if let Some(limit) = mem.limit {
+                write_file(&dir.join("memory.max"), &v2_max(limit))?;
+                // v2 accounts swap apart from memory; the OCI value is memory+swap.
+                if let Some(swap) = mem.swap {
+                    let value = if swap < 0 || limit < 0 {
+                        "max".to_string()
+                    } else {
+                        swap.saturating_sub(limit).max(0).to_string()
+                    };
+                    let file = dir.join("memory.swap.max");
+                    if file.exists() {
+                        write_file(&file, &value)?;
+                    }
+                }
+            }
+            if let Some(res) = mem.reservation {
+                write_file(&dir.join("memory.low"), &v2_max(res))?;
+            }
+        }
+        if let Some(cpu) = &r.cpu {
+            if let Some(shares) = cpu.shares {
+                write_file(&dir.join("cpu.weight"), &shares_to_weight(shares).to_string())?;
+            }
+            if cpu.quota.is_some() || cpu.period.is_some() {
+                write_file(&dir.join("cpu.max"), &cpu_max(cpu.quota, cpu.period))?;
+            }
+            if let Some(cpus) = &cpu.cpus {
+                write_file(&dir.join("cpuset.cpus"), cpus)?;
+            }
+            if let Some(mems) = &cpu.mems {
+                write_file(&dir.join("cpuset.mems"), mems)?;
+            }
+        }
+        if let Some(pids) = &r.pids {
+            write_file(&dir.join("pids.max"), &pids_max(pids.limit))?;
+        }
+        // TODO(devices): on v2 device rules need an eBPF program attached to the cgroup.
+        Ok(())
+    }
+
+    /// Moves a process into the cgroup in every hierarchy.
+    pub fn add_pid(&self, pid: i32) -> Result<()> {
+        for dir in &self.dirs {
+            write_file(&dir.path.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// The processes in the cgroup (from the first hierarchy).
+    pub fn procs(&self) -> Result<Vec<i32>> {
+        let Some(dir) = self.dirs.first() else {
+            return Ok(Vec::new());
+        };
+        let text = read_trimmed(&dir.path.join("cgroup.procs"))?;
+        Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+    }
+
+    /// How many processes the kernel's OOM killer has killed in this cgroup.
+    pub fn oom_kills(&self) -> Result<u64> {
+        let file = match self.layout {
+            Layout::V2 => self.dirs.first().map(|d| d.path.join("memory.events")),
+            Layout::V1 | Layout::Hybrid => self.dir_with("memory").map(|d| d.join("memory.oom_control")),
+        };
+        let Some(file) = file else {
+            return Ok(0);
+        };
+        Ok(parse_counter(&read_trimmed(&file)?, "oom_kill").unwrap_or(0))
+    }
+
+    /// Whether the OOM killer has killed anything in this cgroup.
+    pub fn memory_oom_killed(&self) -> bool {
+        self.oom_kills().map(|n| n > 0).unwrap_or(false)
+    }
+
+    /// Removes the cgroup's directory in every hierarchy. Missing directories are fine; on EBUSY
+    /// it retries briefly while dying processes leave. Goes on after a failure and returns the
+    /// first error.
+    pub fn remove(&self) -> Result<()> {
+        let mut first_err = None;
+        for dir in &self.dirs {
+            if let Err(e) = rmdir_retry(&dir.path) {
+                first_err.get_or_insert(e);
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+fn rmdir_retry(path: &Path) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        match fs::remove_dir(path) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && start.elapsed() < REMOVE_WAIT => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(source) => return Err(CgroupError::Rmdir { path: path.to_path_buf(), source }),
+        }
+    }
+}
+
+/// Turns on the controllers we use in `dir`'s `cgroup.subtree_control`, those `dir` offers.
+fn enable_v2_controllers(dir: &Path) -> Result<()> {
+    let available = read_trimmed(&dir.join("cgroup.controllers"))?;
+    let enabled = read_trimmed(&dir.join("cgroup.subtree_control"))?;
+    for c in V2_CONTROLLERS {
+        let offered = available.split_whitespace().any(|a| a == *c);
+        let on = enabled.split_whitespace().any(|a| a == *c);
+        if offered && !on {
+            write_file(&dir.join("cgroup.subtree_control"), &format!("+{c}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn write_file(path: &Path, value: &str) -> Result<()> {
+    fs::write(path, value).map_err(|source| CgroupError::Write {
+        path: path.to_path_buf(),
+        value: value.to_string(),
+        source,
+    })
+}
+
+fn read_trimmed(path: &Path) -> Result<String> {
+    fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .map_err(|source| CgroupError::Read { path: path.to_path_buf(), source })
+}
+
+/// The standard conversion of v1 cpu shares (2..262144) to a v2 cpu weight (1..10000).
+pub fn shares_to_weight(shares: u64) -> u64 {
+    if shares == 0 {
+        return 100;
+    }
+    let s = shares.clamp(2, 262_144);
+    1 + ((s - 2) * 9999) / 262_142
+}
+
+fn pids_max(limit: i64) -> String {
+    if limit <= 0 {
+        "max".to_string()
+    } else {
+        limit.to_string()
+    }
+}
+
+fn v2_max(v: i64) -> String {
+    if v < 0 {
+        "max".to_string()
+    } else {
+        v.to_string()
+    }
+}
+
+fn cpu_max(quota: Option<i64>, period: Option<u64>) -> String {
+    let q = match quota {
+        Some(q) if q > 0 => q.to_string(),
+        _ => "max".to_string(),
+    };
+    format!("{q} {}", period.filter(|p| *p > 0).unwrap_or(100_000))
+}
+
+fn device_rule_v1(rule: &DeviceRule) -> String {
+    let num = |n: Option<i64>| match n {
+        Some(n) if n >= 0 => n.to_string(),
+        _ => "*".to_string(),
+    };
+    let kind = rule.kind.as_deref().unwrap_or("a");
+    if kind == "a" && rule.major.is_none() && rule.minor.is_none() {
+        return "a".to_string();
+    }
+    format!("{kind} {}:{} {}", num(rule.major), num(rule.minor), rule.access.as_deref().unwrap_or("rwm"))
+}
+
+/// Finds `key N` in a flat-keyed cgroup file such as memory.events.
+fn parse_counter(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weight_conversion() {
+        for (shares, weight) in [(2, 1), (1024, 39), (262_144, 10_000), (1, 1), (0, 100), (512, 20)] {
+            assert_eq!(shares_to_weight(shares), weight, "shares {shares}");
+        }
+    }
+
+    #[test]
+    fn limits_render() {
+        assert_eq!(pids_max(0), "max");
+        assert_eq!(pids_max(-1), "max");
+        assert_eq!(pids_max(64), "64");
+        assert_eq!(v2_max(-1), "max");
+        assert_eq!(v2_max(1 << 20), "1048576");
+        assert_eq!(cpu_max(Some(50_000), Some(100_000)), "50000 100000");
+        assert_eq!(cpu_max(None, Some(20_000)), "max 20000");
+        assert_eq!(cpu_max(Some(-1), None), "max 100000");
+    }
+
+    #[test]
+    fn device_rules_render() {
+        let table = [
+            ((false, Some("a"), None, None, Some("rwm")), "a"),
+            ((true, Some("c"), Some(1), Some(3), Some("rwm")), "c 1:3 rwm"),
+            ((true, Some("c"), None, None, Some("m")), "c *:* m"),
+            ((true, Some("b"), Some(8), Some(-1), None), "b 8:* rwm"),
+        ];
+        for ((allow, kind, major, minor, access), want) in table {
+            let rule =
+                DeviceRule { allow, kind: kind.map(str::to_string), major, minor, access: access.map(str::to_string) };
+            assert_eq!(device_rule_v1(&rule), want);
+        }
+    }
+
+    #[test]
+    fn counters_parse() {
+        let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 2";
+        assert_eq!(parse_counter(v1, "oom_kill"), Some(2));
+        let v2 = "low 0\nhigh 0\nmax 5\noom 1\noom_kill 1\noom_group_kill 0";
+        assert_eq!(parse_counter(v2, "oom_kill"), Some(1));
+        assert_eq!(parse_counter("", "oom_kill"), None);
+    }
+
+    #[test]
+    fn paths_are_checked() {
+        assert!(matches!(Cgroup::locate("relative/x"), Err(CgroupError::InvalidPath { .. })));
+        assert!(matches!(Cgroup::locate("/wharf/../etc"), Err(CgroupError::InvalidPath { .. })));
+    }
+}

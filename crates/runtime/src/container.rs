@@ -1,0 +1,248 @@
+//! Starting a container: clone into new namespaces, join the cgroup from the parent while the
+//! child builds its rootfs, then exec; child failures travel back over a CLOEXEC error pipe.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use wharf_types::ErrorKind;
+
+use crate::cgroups::{Cgroup, CgroupError};
+use crate::init::{self, ChildFailure, FailKind};
+use crate::spec::{Resources, Spec};
+
+/// The container's standard streams, as the parent holds them. They are dup'ed onto 0, 1, 2 in
+/// the child; the caller keeps (and later closes) its copies.
+#[derive(Debug, Clone, Copy)]
+pub struct ChildStdio {
+    pub stdin: RawFd,
+    pub stdout: RawFd,
+    pub stderr: RawFd,
+}
+
+/// A container whose process has exec'ed.
+#[derive(Debug)]
+pub struct Spawned {
+    /// The init process, in the caller's pid namespace.
+    pub pid: i32,
+    /// The cgroup it runs in, when the spec names one.
+    pub cgroup: Option<Cgroup>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// `process.args[0]` was not found (Docker's exit code 127).
+    #[error("{0}")]
+    NotFound(String),
+    /// `process.args[0]` exists but cannot be executed (Docker's exit code 126).
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The container's setup failed in the child, before exec.
+    #[error("{0}")]
+    Setup(String),
+    #[error("invalid spec: {0}")]
+    InvalidSpec(String),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error("{what}: {source}")]
+    Os { what: String, source: std::io::Error },
+}
+
+impl SpawnError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            SpawnError::NotFound(_) => ErrorKind::NotFound,
+            SpawnError::PermissionDenied(_) => ErrorKind::Forbidden,
+            SpawnError::InvalidSpec(_) => ErrorKind::InvalidArgument,
+            SpawnError::Cgroup(e) => e.kind(),
+            SpawnError::Setup(_) | SpawnError::Os { .. } => ErrorKind::Internal,
+        }
+    }
+
+    /// The exit code Docker reports for a container that failed this way.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            SpawnError::NotFound(_) => 127,
+            SpawnError::PermissionDenied(_) => 126,
+            _ => 125,
+        }
+    }
+}
+
+fn os_err(what: impl Into<String>) -> SpawnError {
+    SpawnError::Os { what: what.into(), source: std::io::Error::last_os_error() }
+}
+
+fn pipe_cloexec(what: &str) -> Result<(OwnedFd, OwnedFd), SpawnError> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 fills two fds we then own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(os_err(format!("create {what} pipe")));
+    }
+    // SAFETY: both fds are fresh and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+const NAMESPACES: &[(&str, libc::c_int)] = &[
+    ("pid", libc::CLONE_NEWPID),
+    ("network", libc::CLONE_NEWNET),
+    ("mount", libc::CLONE_NEWNS),
+    ("ipc", libc::CLONE_NEWIPC),
+    ("uts", libc::CLONE_NEWUTS),
+    ("user", libc::CLONE_NEWUSER),
+    ("cgroup", libc::CLONE_NEWCGROUP),
+];
+
+/// Starts the container described by `spec` (bundle `bundle_dir`) and returns once its
+/// process has exec'ed, or with the reason it could not. Must be called from a
+/// single-threaded process (the shim): the child runs ordinary Rust between clone and exec.
+pub fn spawn(bundle_dir: &Path, spec: &Spec, stdio: ChildStdio) -> Result<Spawned, SpawnError> {
+    let plan = init::Plan::new(bundle_dir, spec).map_err(SpawnError::InvalidSpec)?;
+    let linux = spec.linux.as_ref();
+
+    let mut flags: libc::c_int = 0;
+    let mut joins: Vec<(libc::c_int, OwnedFd, String)> = Vec::new();
+    for ns in linux.map(|l| l.namespaces.as_slice()).unwrap_or(&[]) {
+        let Some(&(_, flag)) = NAMESPACES.iter().find(|(n, _)| *n == ns.kind) else {
+            return Err(SpawnError::InvalidSpec(format!("unknown namespace type {:?}", ns.kind)));
+        };
+        match ns.path.as_deref().filter(|p| !p.is_empty()) {
+            None => flags |= flag,
+            Some(p) => {
+                let f =
+                    File::open(p).map_err(|source| SpawnError::Os { what: format!("open namespace {p}"), source })?;
+                joins.push((flag, OwnedFd::from(f), p.to_string()));
+            }
+        }
+    }
+    if flags & libc::CLONE_NEWUSER != 0 {
+        return Err(SpawnError::InvalidSpec("user namespaces are not supported yet".to_string()));
+    }
+    // Joining a pid namespace only affects children, so it has to happen here, before clone.
+    // The shim runs one container, so changing its own pid_for_children is harmless.
+    if let Some((_, fd, p)) = joins.iter().find(|(f, _, _)| *f == libc::CLONE_NEWPID) {
+        // SAFETY: setns on an fd we own.
+        if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWPID) } != 0 {
+            return Err(os_err(format!("join pid namespace {p}")));
+        }
+    }
+    let child_joins: Vec<(libc::c_int, RawFd)> =
+        joins.iter().filter(|(f, _, _)| *f != libc::CLONE_NEWPID).map(|(f, fd, _)| (*f, fd.as_raw_fd())).collect();
+
+    let (sync_r, sync_w) = pipe_cloexec("sync")?;
+    let (err_r, err_w) = pipe_cloexec("error")?;
+
+    // A raw clone with fork semantics (no new stack, SIGCHLD on exit) creates every namespace
+    // in one step, so the child is directly pid 1 of its new pid namespace: no double fork and
+    // no intermediate process to reap, unlike fork + unshare. glibc's fork handlers do not run,
+    // which is fine in the single-threaded shim where no lock can be held at this point.
+    // SAFETY: clone without CLONE_VM duplicates the address space like fork; the child only
+    // runs `init::child_main`, which never returns.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            0 as libc::c_ulong,
+        )
+    };
+    if pid < 0 {
+        return Err(os_err("clone container process"));
+    }
+    if pid == 0 {
+        init::child_main(
+            &plan,
+            &init::ChildFds {
+                stdio,
+                sync_r: sync_r.as_raw_fd(),
+                sync_w: sync_w.as_raw_fd(),
+                err_r: err_r.as_raw_fd(),
+                err_w: err_w.as_raw_fd(),
+                joins: &child_joins,
+            },
+        );
+    }
+    let pid = pid as i32;
+    drop(sync_r);
+    drop(err_w);
+    drop(joins);
+
+    // The child builds its rootfs meanwhile; the cgroup write can stall for milliseconds.
+    let cgroup = match setup_parent_side(spec, pid) {
+        Ok(cg) => cg,
+        Err(e) => {
+            kill_and_reap(pid);
+            return Err(e);
+        }
+    };
+    // EPIPE here means the child has already failed; its error is on the error pipe.
+    // SAFETY: writing one byte from a valid buffer to an fd we own.
+    unsafe { libc::write(sync_w.as_raw_fd(), b"g".as_ptr().cast(), 1) };
+    drop(sync_w);
+
+    let mut msg = Vec::new();
+    let read = File::from(err_r).read_to_end(&mut msg);
+    if read.is_ok() && msg.is_empty() {
+        return Ok(Spawned { pid, cgroup });
+    }
+    kill_and_reap(pid);
+    if let Some(cg) = &cgroup {
+        let _ = cg.remove();
+    }
+    if let Err(source) = read {
+        return Err(SpawnError::Os { what: "read container error pipe".to_string(), source });
+    }
+    let failure = ChildFailure::decode(&msg);
+    Err(match failure.kind {
+        FailKind::NotFound => SpawnError::NotFound(failure.message),
+        FailKind::PermissionDenied => SpawnError::PermissionDenied(failure.message),
+        FailKind::Other => SpawnError::Setup(failure.message),
+    })
+}
+
+fn setup_parent_side(spec: &Spec, pid: i32) -> Result<Option<Cgroup>, SpawnError> {
+    let linux = spec.linux.as_ref();
+    let cgroup = match linux.and_then(|l| l.cgroups_path.as_deref()) {
+        Some(path) if !path.is_empty() => {
+            let default = Resources::default();
+            let resources = linux.and_then(|l| l.resources.as_ref()).unwrap_or(&default);
+            let cg = Cgroup::create(path, resources)?;
+            if let Err(e) = cg.add_pid(pid) {
+                let _ = cg.remove();
+                return Err(e.into());
+            }
+            Some(cg)
+        }
+        _ => None,
+    };
+    if let Some(adj) = spec.process.as_ref().and_then(|p| p.oom_score_adj) {
+        let path = PathBuf::from(format!("/proc/{pid}/oom_score_adj"));
+        if let Err(source) = std::fs::write(&path, adj.to_string()) {
+            if let Some(cg) = &cgroup {
+                let _ = cg.remove();
+            }
+            return Err(SpawnError::Os { what: format!("write {adj} to {}", path.display()), source });
+        }
+    }
+    Ok(cgroup)
+}
+
+fn kill_and_reap(pid: i32) {
+    // SAFETY: signalling and reaping our own child; the status is discarded.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        let mut status = 0;
+        while libc::waitpid(pid, &mut status, 0) < 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+        {}
+    }
+}
+
+/// A C string from Rust text, for the few places outside the child that need one.
+pub(crate) fn cstring(s: &str) -> Result<CString, String> {
+    CString::new(s).map_err(|_| format!("{s:?} contains a NUL byte"))
+}

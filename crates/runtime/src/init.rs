@@ -1,0 +1,865 @@
+//! The container side of `spawn`: what runs in the cloned child between clone and exec (mounts,
+//! devices, pivot_root, hostname, rlimits, user) and the error message it sends back.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::ffi::{CStr, CString};
+use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use crate::container::{cstring, ChildStdio};
+use crate::spec::Spec;
+
+/// Why the child failed, as the parent maps it to Docker's exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FailKind {
+    Other = 0,
+    NotFound = 1,
+    PermissionDenied = 2,
+}
+
+/// The message on the error pipe: one kind byte, then the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ChildFailure {
+    pub kind: FailKind,
+    pub message: String,
+}
+
+impl ChildFailure {
+    fn other(what: impl Into<String>, errno: i32) -> ChildFailure {
+        ChildFailure { kind: FailKind::Other, message: format!("{}: {}", what.into(), errno_text(errno)) }
+    }
+
+    fn last(what: impl Into<String>) -> ChildFailure {
+        ChildFailure::other(what, last_errno())
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = vec![self.kind as u8];
+        out.extend_from_slice(self.message.as_bytes());
+        out
+    }
+
+    pub fn decode(buf: &[u8]) -> ChildFailure {
+        let kind = match buf.first() {
+            Some(1) => FailKind::NotFound,
+            Some(2) => FailKind::PermissionDenied,
+            _ => FailKind::Other,
+        };
+        let text = buf.get(1..).unwrap_or(&[]);
+        ChildFailure { kind, message: String::from_utf8_lossy(text).into_owned() }
+    }
+}
+
+fn last_errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// `No such file or directory (os error 2)` becomes `no such file or directory`.
+fn errno_text(errno: i32) -> String {
+    let full = std::io::Error::from_raw_os_error(errno).to_string();
+    let text = full.split(" (os error").next().unwrap_or(&full);
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => text.to_string(),
+    }
+}
+
+type ChildResult<T> = Result<T, ChildFailure>;
+
+/// One mount from `spec.mounts`, with its options already split into flags and data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MountOp {
+    source: String,
+    destination: String,
+    fstype: String,
+    flags: libc::c_ulong,
+    propagation: Vec<libc::c_ulong>,
+    data: String,
+    bind: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DeviceNode {
+    path: String,
+    kind: libc::mode_t,
+    major: u32,
+    minor: u32,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
+
+/// Everything the child needs, computed in the parent so the child mostly makes syscalls.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    rootfs: PathBuf,
+    overlay: Option<String>,
+    root_propagation: libc::c_ulong,
+    root_readonly: bool,
+    mounts: Vec<MountOp>,
+    cgroup_v2: bool,
+    devices: Vec<DeviceNode>,
+    masked: Vec<String>,
+    readonly: Vec<String>,
+    sysctl: Vec<(String, String)>,
+    hostname: Option<String>,
+    domainname: Option<String>,
+    rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
+    uid: u32,
+    gid: u32,
+    groups: Vec<libc::gid_t>,
+    umask: u32,
+    cwd: String,
+    no_new_privs: bool,
+    arg0: String,
+    argv: Vec<CString>,
+    env: Vec<CString>,
+    path_dirs: Vec<String>,
+}
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+impl Plan {
+    pub fn new(bundle: &Path, spec: &Spec) -> Result<Plan, String> {
+        let process = spec.process.as_ref().ok_or("no process in spec")?;
+        if process.args.is_empty() {
+            return Err("process.args is empty".to_string());
+        }
+        let root = spec.root.as_ref().ok_or("no root in spec")?;
+        let bundle = std::fs::canonicalize(bundle).map_err(|e| format!("bundle {}: {}", bundle.display(), e))?;
+        let rootfs = bundle.join(&root.path);
+        let linux = spec.linux.clone().unwrap_or_default();
+        let has_ns = |kind: &str| linux.namespaces.iter().any(|n| n.kind == kind);
+        if !linux.namespaces.iter().any(|n| n.kind == "mount" && n.path.as_deref().unwrap_or("").is_empty()) {
+            return Err("a new mount namespace is required".to_string());
+        }
+        let root_propagation = match linux.rootfs_propagation.as_deref() {
+            None | Some("") => libc::MS_SLAVE | libc::MS_REC,
+            Some(p) => match parse_option(p) {
+                Some(Opt::Propagation(f)) if f & libc::MS_SHARED == 0 => f,
+                _ => return Err(format!("unsupported rootfsPropagation {p:?}")),
+            },
+        };
+        let mut mounts = Vec::new();
+        for m in &spec.mounts {
+            mounts.push(mount_op(&bundle, m)?);
+        }
+        let mut devices = default_devices();
+        for d in &linux.devices {
+            let kind = match d.kind.as_str() {
+                "c" | "u" => libc::S_IFCHR,
+                "b" => libc::S_IFBLK,
+                "p" => libc::S_IFIFO,
+                other => return Err(format!("device {}: unknown type {other:?}", d.path)),
+            };
+            devices.retain(|x| x.path != d.path);
+            devices.push(DeviceNode {
+                path: d.path.clone(),
+                kind,
+                major: d.major as u32,
+                minor: d.minor as u32,
+                mode: d.file_mode.unwrap_or(0o666) & 0o7777,
+                uid: d.uid.unwrap_or(0),
+                gid: d.gid.unwrap_or(0),
+            });
+        }
+        let mut rlimits = Vec::new();
+        for r in &process.rlimits {
+            let res = rlimit_resource(&r.kind).ok_or(format!("unknown rlimit {:?}", r.kind))?;
+            rlimits.push((res, r.soft, r.hard));
+        }
+        let mut argv = Vec::new();
+        for a in &process.args {
+            argv.push(cstring(a)?);
+        }
+        let mut env = Vec::new();
+        for e in &process.env {
+            env.push(cstring(e)?);
+        }
+        let path_var = process.env.iter().rev().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
+        let cwd = if process.cwd.is_empty() { "/".to_string() } else { process.cwd.clone() };
+        Ok(Plan {
+            rootfs,
+            overlay: spec.annotations.get(crate::spec::ANNOTATION_OVERLAY).cloned(),
+            root_propagation,
+            root_readonly: root.readonly,
+            mounts,
+            cgroup_v2: crate::cgroups::Layout::detect() == crate::cgroups::Layout::V2,
+            devices,
+            masked: linux.masked_paths.clone(),
+            readonly: linux.readonly_paths.clone(),
+            sysctl: linux.sysctl.clone().into_iter().collect(),
+            hostname: spec.hostname.clone().filter(|_| has_ns("uts")),
+            domainname: spec.domainname.clone().filter(|_| has_ns("uts")),
+            rlimits,
+            uid: process.user.uid,
+            gid: process.user.gid,
+            groups: process.user.additional_gids.clone(),
+            umask: process.user.umask.unwrap_or(0o022),
+            cwd,
+            no_new_privs: process.no_new_privileges,
+            arg0: process.args[0].clone(),
+            argv,
+            env,
+            path_dirs: path_var.split(':').map(str::to_string).collect(),
+        })
+    }
+}
+
+fn default_devices() -> Vec<DeviceNode> {
+    [
+        ("/dev/null", 1, 3),
+        ("/dev/zero", 1, 5),
+        ("/dev/full", 1, 7),
+        ("/dev/random", 1, 8),
+        ("/dev/urandom", 1, 9),
+        ("/dev/tty", 5, 0),
+    ]
+    .into_iter()
+    .map(|(path, major, minor)| DeviceNode {
+        path: path.to_string(),
+        kind: libc::S_IFCHR,
+        major,
+        minor,
+        mode: 0o666,
+        uid: 0,
+        gid: 0,
+    })
+    .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opt {
+    Set(libc::c_ulong),
+    Clear(libc::c_ulong),
+    Propagation(libc::c_ulong),
+}
+
+fn parse_option(o: &str) -> Option<Opt> {
+    use libc::*;
+    Some(match o {
+        "ro" => Opt::Set(MS_RDONLY),
+        "rw" => Opt::Clear(MS_RDONLY),
+        "nosuid" => Opt::Set(MS_NOSUID),
+        "suid" => Opt::Clear(MS_NOSUID),
+        "nodev" => Opt::Set(MS_NODEV),
+        "dev" => Opt::Clear(MS_NODEV),
+        "noexec" => Opt::Set(MS_NOEXEC),
+        "exec" => Opt::Clear(MS_NOEXEC),
+        "sync" => Opt::Set(MS_SYNCHRONOUS),
+        "async" => Opt::Clear(MS_SYNCHRONOUS),
+        "dirsync" => Opt::Set(MS_DIRSYNC),
+        "noatime" => Opt::Set(MS_NOATIME),
+        "atime" => Opt::Clear(MS_NOATIME),
+        "nodiratime" => Opt::Set(MS_NODIRATIME),
+        "diratime" => Opt::Clear(MS_NODIRATIME),
+        "relatime" => Opt::Set(MS_RELATIME),
+        "norelatime" => Opt::Clear(MS_RELATIME),
+        "strictatime" => Opt::Set(MS_STRICTATIME),
+        "nostrictatime" => Opt::Clear(MS_STRICTATIME),
+        "bind" => Opt::Set(MS_BIND),
+        "rbind" => Opt::Set(MS_BIND | MS_REC),
+        "defaults" => Opt::Clear(0),
+        "private" => Opt::Propagation(MS_PRIVATE),
+        "rprivate" => Opt::Propagation(MS_PRIVATE | MS_REC),
+        "shared" => Opt::Propagation(MS_SHARED),
+        "rshared" => Opt::Propagation(MS_SHARED | MS_REC),
+        "slave" => Opt::Propagation(MS_SLAVE),
+        "rslave" => Opt::Propagation(MS_SLAVE | MS_REC),
+        "unbindable" => Opt::Propagation(MS_UNBINDABLE),
+        "runbindable" => Opt::Propagation(MS_UNBINDABLE | MS_REC),
+        _ => return None,
+    })
+}
+
+fn mount_op(bundle: &Path, m: &crate::spec::Mount) -> Result<MountOp, String> {
+    if !m.destination.starts_with('/') {
+        return Err(format!("mount destination {:?} is not absolute", m.destination));
+    }
+    let mut flags = 0;
+    let mut propagation = Vec::new();
+    let mut data = Vec::new();
+    for o in &m.options {
+        match parse_option(o) {
+            Some(Opt::Set(f)) => flags |= f,
+            Some(Opt::Clear(f)) => flags &= !f,
+            Some(Opt::Propagation(f)) => propagation.push(f),
+            None => data.push(o.as_str()),
+        }
+    }
+    let fstype = m.kind.clone().unwrap_or_else(|| "none".to_string());
+    let bind = flags & libc::MS_BIND != 0 || fstype == "bind";
+    let mut source = m.source.clone().unwrap_or_else(|| fstype.clone());
+    if bind && !source.starts_with('/') {
+        source = bundle.join(&source).to_string_lossy().into_owned();
+    }
+    Ok(MountOp { source, destination: m.destination.clone(), fstype, flags, propagation, data: data.join(","), bind })
+}
+
+fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
+    use libc::*;
+    Some(match name {
+        "RLIMIT_AS" => RLIMIT_AS,
+        "RLIMIT_CORE" => RLIMIT_CORE,
+        "RLIMIT_CPU" => RLIMIT_CPU,
+        "RLIMIT_DATA" => RLIMIT_DATA,
+        "RLIMIT_FSIZE" => RLIMIT_FSIZE,
+        "RLIMIT_LOCKS" => RLIMIT_LOCKS,
+        "RLIMIT_MEMLOCK" => RLIMIT_MEMLOCK,
+        "RLIMIT_MSGQUEUE" => RLIMIT_MSGQUEUE,
+        "RLIMIT_NICE" => RLIMIT_NICE,
+        "RLIMIT_NOFILE" => RLIMIT_NOFILE,
+        "RLIMIT_NPROC" => RLIMIT_NPROC,
+        "RLIMIT_RSS" => RLIMIT_RSS,
+        "RLIMIT_RTPRIO" => RLIMIT_RTPRIO,
+        "RLIMIT_RTTIME" => RLIMIT_RTTIME,
+        "RLIMIT_SIGPENDING" => RLIMIT_SIGPENDING,
+        "RLIMIT_STACK" => RLIMIT_STACK,
+        _ => return None,
+    })
+}
+
+/// Resolves `unsafe_path` inside `root` the way the container will see it: symlinks are
+/// followed relative to `root`, and neither they nor `..` can climb above it.
+pub(crate) fn secure_join(root: &Path, unsafe_path: &str) -> ChildResult<PathBuf> {
+    let mut resolved = PathBuf::new();
+    let mut pending: VecDeque<std::ffi::OsString> = Path::new(unsafe_path)
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut links = 0;
+    while let Some(c) = pending.pop_front() {
+        if c == ".." {
+            resolved.pop();
+            continue;
+        }
+        let full = root.join(&resolved).join(&c);
+        match std::fs::symlink_metadata(&full) {
+            Ok(m) if m.file_type().is_symlink() => {
+                links += 1;
+                if links > 255 {
+                    return Err(ChildFailure::other(
+                        format!("resolve {unsafe_path} in {}", root.display()),
+                        libc::ELOOP,
+                    ));
+                }
+                let target = std::fs::read_link(&full).map_err(|e| {
+                    ChildFailure::other(format!("readlink {}", full.display()), e.raw_os_error().unwrap_or(0))
+                })?;
+                if target.is_absolute() {
+                    resolved.clear();
+                }
+                for comp in target.components().rev() {
+                    match comp {
+                        Component::Normal(n) => pending.push_front(n.to_os_string()),
+                        Component::ParentDir => pending.push_front("..".into()),
+                        _ => {}
+                    }
+                }
+            }
+            _ => resolved.push(c),
+        }
+    }
+    Ok(root.join(resolved))
+}
+
+fn path_c(p: &Path) -> ChildResult<CString> {
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| ChildFailure::other(format!("path {}", p.display()), libc::EINVAL))
+}
+
+fn str_c(s: &str) -> ChildResult<CString> {
+    CString::new(s).map_err(|_| ChildFailure::other(format!("string {s:?}"), libc::EINVAL))
+}
+
+fn sys_mount(
+    source: Option<&CStr>,
+    target: &CStr,
+    fstype: Option<&CStr>,
+    flags: libc::c_ulong,
+    data: Option<&CStr>,
+) -> Result<(), i32> {
+    let p = |c: Option<&CStr>| c.map_or(std::ptr::null(), |c| c.as_ptr());
+    // SAFETY: every pointer is NUL-terminated or null, all valid for the call.
+    let rc = unsafe { libc::mount(p(source), target.as_ptr(), p(fstype), flags, p(data).cast()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(last_errno())
+    }
+}
+
+fn mkdir_all(path: &Path) -> ChildResult<()> {
+    std::fs::create_dir_all(path)
+        .map_err(|e| ChildFailure::other(format!("mkdir {}", path.display()), e.raw_os_error().unwrap_or(0)))
+}
+
+/// Creates an empty file (and its parents) to bind-mount a non-directory onto.
+fn touch(path: &Path) -> ChildResult<()> {
+    if let Some(parent) = path.parent() {
+        mkdir_all(parent)?;
+    }
+    match std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(ChildFailure::other(format!("create {}", path.display()), e.raw_os_error().unwrap_or(0))),
+    }
+}
+
+pub(crate) struct ChildFds<'a> {
+    pub stdio: ChildStdio,
+    pub sync_r: RawFd,
+    pub sync_w: RawFd,
+    pub err_r: RawFd,
+    pub err_w: RawFd,
+    pub joins: &'a [(libc::c_int, RawFd)],
+}
+
+/// The child's entry point after clone. Never returns: it execs or exits 1 after writing its
+/// failure to the error pipe.
+pub(crate) fn child_main(plan: &Plan, fds: &ChildFds) -> ! {
+    let failure = match child_run(plan, fds) {
+        Ok(never) => match never {},
+        Err(f) => f,
+    };
+    let msg = failure.encode();
+    // SAFETY: write from a valid buffer, then leave without running the parent's destructors
+    // or atexit handlers (this is a copy of the shim).
+    unsafe {
+        libc::write(fds.err_w, msg.as_ptr().cast(), msg.len());
+        libc::_exit(1)
+    }
+}
+
+fn child_run(plan: &Plan, fds: &ChildFds) -> ChildResult<Infallible> {
+    // SAFETY: plain syscalls on fds and signal state this process owns.
+    unsafe {
+        libc::close(fds.sync_w);
+        libc::close(fds.err_r);
+        // The shim ignores SIGTERM and blocks SIGCHLD; ignored and blocked signals survive
+        // exec, so the container would inherit them.
+        for sig in 1..libc::SIGRTMAX() {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        libc::umask(0);
+    }
+    for (flag, fd) in fds.joins {
+        // SAFETY: setns on an fd the parent opened for us.
+        if unsafe { libc::setns(*fd, *flag) } != 0 {
+            return Err(ChildFailure::last(format!("setns {flag:#x}")));
+        }
+    }
+    // SAFETY: setsid has no memory effects.
+    if unsafe { libc::setsid() } < 0 {
+        return Err(ChildFailure::last("setsid"));
+    }
+    setup_stdio(&fds.stdio)?;
+    setup_rootfs(plan)?;
+    finish_rootfs(plan)?;
+    setup_process(plan)?;
+
+    let mut byte = 0u8;
+    // SAFETY: reading one byte into a valid buffer.
+    let n = unsafe { libc::read(fds.sync_r, (&mut byte as *mut u8).cast(), 1) };
+    if n != 1 {
+        // The parent is gone or failed: nobody would monitor this container.
+        // SAFETY: leaving the process.
+        unsafe { libc::_exit(1) };
+    }
+    // SAFETY: marks every fd above 2 close-on-exec (the error pipe already is), so only the
+    // standard streams reach the container process.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    Err(exec(plan))
+}
+
+fn setup_stdio(stdio: &ChildStdio) -> ChildResult<()> {
+    for (fd, target) in [(stdio.stdin, 0), (stdio.stdout, 1), (stdio.stderr, 2)] {
+        // SAFETY: dup2/fcntl on fds the caller handed us.
+        let rc = unsafe {
+            if fd == target {
+                libc::fcntl(fd, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, target)
+            }
+        };
+        if rc < 0 {
+            return Err(ChildFailure::last(format!("dup2 {fd} to {target}")));
+        }
+    }
+    Ok(())
+}
+
+fn setup_rootfs(plan: &Plan) -> ChildResult<()> {
+    let root_c = c"/";
+    sys_mount(None, root_c, None, plan.root_propagation, None)
+        .map_err(|e| ChildFailure::other("make / private to the container", e))?;
+    let rootfs_c = path_c(&plan.rootfs)?;
+    match &plan.overlay {
+        Some(opts) => {
+            let data = str_c(opts)?;
+            sys_mount(Some(c"overlay"), &rootfs_c, Some(c"overlay"), 0, Some(&data))
+                .map_err(|e| ChildFailure::other(format!("mount overlay on {}", plan.rootfs.display()), e))?;
+        }
+        None => {
+            sys_mount(Some(&rootfs_c), &rootfs_c, None, libc::MS_BIND | libc::MS_REC, None)
+                .map_err(|e| ChildFailure::other(format!("bind mount rootfs {}", plan.rootfs.display()), e))?;
+        }
+    }
+    for m in &plan.mounts {
+        mount_one(plan, m)?;
+    }
+    make_devices(plan)?;
+    pivot_root(&plan.rootfs)
+}
+
+fn mount_one(plan: &Plan, m: &MountOp) -> ChildResult<()> {
+    let dest = secure_join(&plan.rootfs, &m.destination)?;
+    let dest_c = path_c(&dest)?;
+    let what = |e| ChildFailure::other(format!("mount {} to {} (type {})", m.source, m.destination, m.fstype), e);
+    if m.bind {
+        let src = Path::new(&m.source);
+        if src.is_dir() {
+            mkdir_all(&dest)?;
+        } else {
+            touch(&dest)?;
+        }
+        let src_c = str_c(&m.source)?;
+        let rec = m.flags & libc::MS_REC;
+        sys_mount(Some(&src_c), &dest_c, None, libc::MS_BIND | rec, None).map_err(what)?;
+        let extra = m.flags & !(libc::MS_BIND | libc::MS_REC);
+        if extra != 0 {
+            let flags = extra | libc::MS_BIND | libc::MS_REMOUNT | rec;
+            sys_mount(None, &dest_c, None, flags, None).map_err(what)?;
+        }
+    } else {
+        mkdir_all(&dest)?;
+        let (fstype, data) = match m.fstype.as_str() {
+            "cgroup" | "cgroup2" if plan.cgroup_v2 => ("cgroup2", String::new()),
+            // TODO(cgroup v1 in containers): bind each hierarchy's own directory like runc.
+            "cgroup" => ("tmpfs", "mode=755".to_string()),
+            other => (other, m.data.clone()),
+        };
+        let src_c = str_c(&m.source)?;
+        let type_c = str_c(fstype)?;
+        let data_c = str_c(&data)?;
+        let data_ref = (!data.is_empty()).then_some(data_c.as_c_str());
+        let res = sys_mount(Some(&src_c), &dest_c, Some(&type_c), m.flags, data_ref);
+        match res {
+            Ok(()) => {}
+            // Without its own network namespace the kernel refuses a fresh sysfs: show the
+            // host's, read-only as asked.
+            Err(libc::EPERM) if fstype == "sysfs" => {
+                let flags = libc::MS_BIND | libc::MS_REC;
+                sys_mount(Some(c"/sys"), &dest_c, None, flags, None).map_err(what)?;
+                let ro = libc::MS_BIND | libc::MS_REMOUNT | (m.flags & libc::MS_RDONLY);
+                sys_mount(None, &dest_c, None, ro, None).map_err(what)?;
+            }
+            Err(e) => return Err(what(e)),
+        }
+    }
+    for p in &m.propagation {
+        sys_mount(None, &dest_c, None, *p, None).map_err(what)?;
+    }
+    Ok(())
+}
+
+fn make_devices(plan: &Plan) -> ChildResult<()> {
+    for d in &plan.devices {
+        let dest = secure_join(&plan.rootfs, &d.path)?;
+        if let Some(parent) = dest.parent() {
+            mkdir_all(parent)?;
+        }
+        let dest_c = path_c(&dest)?;
+        // SAFETY: unlink/mknod/chown on a NUL-terminated path.
+        let rc = unsafe {
+            libc::unlink(dest_c.as_ptr());
+            libc::mknod(dest_c.as_ptr(), d.kind | d.mode, libc::makedev(d.major, d.minor))
+        };
+        if rc != 0 {
+            let errno = last_errno();
+            if errno != libc::EPERM {
+                return Err(ChildFailure::other(format!("mknod {}", d.path), errno));
+            }
+            // Some setups forbid mknod; the host's node bound over an empty file works too.
+            touch(&dest)?;
+            let src_c = str_c(&d.path)?;
+            sys_mount(Some(&src_c), &dest_c, None, libc::MS_BIND, None)
+                .map_err(|e| ChildFailure::other(format!("bind mount device {}", d.path), e))?;
+        } else if d.uid != 0 || d.gid != 0 {
+            // SAFETY: chown on a NUL-terminated path.
+            if unsafe { libc::chown(dest_c.as_ptr(), d.uid, d.gid) } != 0 {
+                return Err(ChildFailure::last(format!("chown {}", d.path)));
+            }
+        }
+    }
+    let dev = secure_join(&plan.rootfs, "/dev")?;
+    for (target, link) in [
+        ("/proc/self/fd", "fd"),
+        ("/proc/self/fd/0", "stdin"),
+        ("/proc/self/fd/1", "stdout"),
+        ("/proc/self/fd/2", "stderr"),
+        ("pts/ptmx", "ptmx"),
+    ] {
+        let path = dev.join(link);
+        if path.symlink_metadata().is_ok() {
+            continue;
+        }
+        if let Err(e) = std::os::unix::fs::symlink(target, &path) {
+            return Err(ChildFailure::other(format!("symlink {}", path.display()), e.raw_os_error().unwrap_or(0)));
+        }
+    }
+    Ok(())
+}
+
+fn pivot_root(rootfs: &Path) -> ChildResult<()> {
+    let rootfs_c = path_c(rootfs)?;
+    // SAFETY: chdir/pivot_root/umount2 on NUL-terminated paths. pivot_root(".", ".") stacks
+    // the old root on top of the new one; detaching "." then removes it without needing a
+    // directory for it inside the rootfs.
+    unsafe {
+        if libc::chdir(rootfs_c.as_ptr()) != 0 {
+            return Err(ChildFailure::last(format!("chdir {}", rootfs.display())));
+        }
+        if libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) != 0 {
+            return Err(ChildFailure::last(format!("pivot_root {}", rootfs.display())));
+        }
+    }
+    // Keep the unmount of the old root from propagating anywhere.
+    sys_mount(None, c".", None, libc::MS_SLAVE | libc::MS_REC, None)
+        .map_err(|e| ChildFailure::other("make old root rslave", e))?;
+    // SAFETY: as above.
+    unsafe {
+        if libc::umount2(c".".as_ptr(), libc::MNT_DETACH) != 0 {
+            return Err(ChildFailure::last("unmount old root"));
+        }
+        if libc::chdir(c"/".as_ptr()) != 0 {
+            return Err(ChildFailure::last("chdir /"));
+        }
+    }
+    Ok(())
+}
+
+/// After pivot_root: sysctls, read-only and masked paths, the read-only root.
+fn finish_rootfs(plan: &Plan) -> ChildResult<()> {
+    for (key, value) in &plan.sysctl {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        std::fs::write(&path, value)
+            .map_err(|e| ChildFailure::other(format!("sysctl {key}={value}"), e.raw_os_error().unwrap_or(0)))?;
+    }
+    for p in &plan.readonly {
+        let c = str_c(p)?;
+        match sys_mount(Some(&c), &c, None, libc::MS_BIND | libc::MS_REC, None) {
+            Err(libc::ENOENT) => continue,
+            Err(e) => return Err(ChildFailure::other(format!("bind readonly path {p}"), e)),
+            Ok(()) => {}
+        }
+        let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC;
+        sys_mount(None, &c, None, flags, None)
+            .map_err(|e| ChildFailure::other(format!("remount readonly path {p}"), e))?;
+    }
+    for p in &plan.masked {
+        let c = str_c(p)?;
+        let res = match std::fs::metadata(p) {
+            Err(_) => continue,
+            Ok(m) if m.is_dir() => sys_mount(Some(c"tmpfs"), &c, Some(c"tmpfs"), libc::MS_RDONLY, Some(c"size=0k")),
+            Ok(_) => sys_mount(Some(c"/dev/null"), &c, None, libc::MS_BIND, None),
+        };
+        res.map_err(|e| ChildFailure::other(format!("mask path {p}"), e))?;
+    }
+    if plan.root_readonly {
+        let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
+        sys_mount(None, c"/", None, flags, None).map_err(|e| ChildFailure::other("remount / read-only", e))?;
+    }
+    Ok(())
+}
+
+fn setup_process(plan: &Plan) -> ChildResult<()> {
+    if let Some(h) = &plan.hostname {
+        // SAFETY: sethostname reads len bytes from a valid buffer.
+        if unsafe { libc::sethostname(h.as_ptr().cast(), h.len()) } != 0 {
+            return Err(ChildFailure::last(format!("sethostname {h:?}")));
+        }
+    }
+    if let Some(d) = &plan.domainname {
+        // SAFETY: setdomainname reads len bytes from a valid buffer.
+        if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } != 0 {
+            return Err(ChildFailure::last(format!("setdomainname {d:?}")));
+        }
+    }
+    for &(res, soft, hard) in &plan.rlimits {
+        set_rlimit(res, soft, hard)?;
+    }
+    let cwd = Path::new(&plan.cwd);
+    mkdir_all(cwd)?;
+    let cwd_c = path_c(cwd)?;
+    // SAFETY: plain syscalls on NUL-terminated paths and a valid gid array.
+    unsafe {
+        if libc::chdir(cwd_c.as_ptr()) != 0 {
+            return Err(ChildFailure::last(format!("chdir {}", plan.cwd)));
+        }
+        if plan.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            return Err(ChildFailure::last("set no_new_privs"));
+        }
+        if libc::setgroups(plan.groups.len(), plan.groups.as_ptr()) != 0 {
+            return Err(ChildFailure::last(format!("setgroups {:?}", plan.groups)));
+        }
+        if libc::setgid(plan.gid) != 0 {
+            return Err(ChildFailure::last(format!("setgid {}", plan.gid)));
+        }
+        if libc::setuid(plan.uid) != 0 {
+            return Err(ChildFailure::last(format!("setuid {}", plan.uid)));
+        }
+        libc::umask(plan.umask);
+    }
+    Ok(())
+}
+
+/// Sets a limit; a NOFILE limit above what the kernel allows is clamped to the current hard
+/// limit instead of failing (Podman's default of 1048576 is above many hosts' nr_open).
+fn set_rlimit(res: libc::__rlimit_resource_t, soft: u64, hard: u64) -> ChildResult<()> {
+    let mut lim = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+    // SAFETY: setrlimit/getrlimit with a valid struct.
+    unsafe {
+        if libc::setrlimit(res, &lim) == 0 {
+            return Ok(());
+        }
+        let errno = last_errno();
+        if errno != libc::EPERM || res != libc::RLIMIT_NOFILE {
+            return Err(ChildFailure::other(format!("setrlimit {res} {soft}/{hard}"), errno));
+        }
+        let mut cur = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        libc::getrlimit(res, &mut cur);
+        lim.rlim_max = hard.min(cur.rlim_max);
+        lim.rlim_cur = soft.min(lim.rlim_max);
+        if libc::setrlimit(res, &lim) != 0 {
+            return Err(ChildFailure::last(format!("setrlimit {res} {soft}/{hard}")));
+        }
+    }
+    Ok(())
+}
+
+/// Execs the process; returns only on failure, classified as Docker does.
+fn exec(plan: &Plan) -> ChildFailure {
+    let mut argv: Vec<*const libc::c_char> = plan.argv.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = plan.env.iter().map(|e| e.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    let try_exec = |path: &CStr| -> i32 {
+        // SAFETY: argv and envp are NULL-terminated arrays of valid C strings.
+        unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        last_errno()
+    };
+    let arg0 = &plan.arg0;
+    if arg0.contains('/') {
+        let errno = try_exec(&plan.argv[0]);
+        return exec_failure(arg0, errno, true);
+    }
+    let mut denied = false;
+    for dir in &plan.path_dirs {
+        let dir = if dir.is_empty() { "." } else { dir.as_str() };
+        let Ok(candidate) = CString::new(format!("{dir}/{arg0}")) else {
+            continue;
+        };
+        match try_exec(&candidate) {
+            libc::ENOENT | libc::ENOTDIR => {}
+            libc::EACCES => denied = true,
+            errno => return exec_failure(arg0, errno, false),
+        }
+    }
+    exec_failure(arg0, if denied { libc::EACCES } else { libc::ENOENT }, false)
+}
+
+fn exec_failure(arg0: &str, errno: i32, has_slash: bool) -> ChildFailure {
+    match errno {
+        libc::ENOENT | libc::ENOTDIR if has_slash => ChildFailure {
+            kind: FailKind::NotFound,
+            message: format!("exec: \"{arg0}\": stat {arg0}: {}", errno_text(errno)),
+        },
+        libc::ENOENT | libc::ENOTDIR => ChildFailure {
+            kind: FailKind::NotFound,
+            message: format!("exec: \"{arg0}\": executable file not found in $PATH"),
+        },
+        libc::EACCES | libc::EPERM => {
+            ChildFailure { kind: FailKind::PermissionDenied, message: format!("exec: \"{arg0}\": permission denied") }
+        }
+        _ => ChildFailure { kind: FailKind::Other, message: format!("exec: \"{arg0}\": {}", errno_text(errno)) },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_round_trip() {
+        let f = ChildFailure {
+            kind: FailKind::NotFound,
+            message: "exec: \"x\": executable file not found in $PATH".to_string(),
+        };
+        assert_eq!(ChildFailure::decode(&f.encode()), f);
+        assert_eq!(ChildFailure::decode(b"").kind, FailKind::Other);
+    }
+
+    #[test]
+    fn errno_text_is_lowercase() {
+        assert_eq!(errno_text(libc::ENOENT), "no such file or directory");
+        assert_eq!(errno_text(libc::EPERM), "operation not permitted");
+    }
+
+    #[test]
+    fn mount_options_split() {
+        let m = crate::spec::Mount {
+            destination: "/dev".to_string(),
+            kind: Some("tmpfs".to_string()),
+            source: Some("tmpfs".to_string()),
+            options: ["nosuid", "strictatime", "mode=755", "size=65536k", "rprivate"].map(String::from).to_vec(),
+        };
+        let op = mount_op(Path::new("/b"), &m).unwrap();
+        assert_eq!(op.flags, libc::MS_NOSUID | libc::MS_STRICTATIME);
+        assert_eq!(op.data, "mode=755,size=65536k");
+        assert_eq!(op.propagation, vec![libc::MS_PRIVATE | libc::MS_REC]);
+        assert!(!op.bind);
+
+        let b = crate::spec::Mount {
+            destination: "/data".to_string(),
+            kind: Some("bind".to_string()),
+            source: Some("vol".to_string()),
+            options: ["rbind", "ro"].map(String::from).to_vec(),
+        };
+        let op = mount_op(Path::new("/b"), &b).unwrap();
+        assert!(op.bind);
+        assert_eq!(op.source, "/b/vol");
+        assert_eq!(op.flags, libc::MS_BIND | libc::MS_REC | libc::MS_RDONLY);
+    }
+
+    #[test]
+    fn secure_join_stays_inside() {
+        let dir = std::env::temp_dir().join(format!("wharf-sj-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("a/b")).unwrap();
+        std::os::unix::fs::symlink("/etc", dir.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../..", dir.join("a/up")).unwrap();
+        std::os::unix::fs::symlink("b", dir.join("a/rel")).unwrap();
+        let table = [
+            ("/a/b", "a/b"),
+            ("/abs/passwd", "etc/passwd"),
+            ("/a/up/x", "x"),
+            ("/../../x", "x"),
+            ("/a/rel/c", "a/b/c"),
+            ("/", ""),
+        ];
+        for (input, want) in table {
+            assert_eq!(secure_join(&dir, input).unwrap(), dir.join(want), "{input}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
