@@ -1,1 +1,29 @@
-//! End-to-end tests.
+//! End-to-end tests: a real registry, a real wharfd per test, the wharf CLI and the docker CLI.
+
+/// Defines a test twice, once through `wharf` and once through the real `docker` CLI:
+/// `both!(name)` expects `fn name(cli: Cli)` in scope.
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn wharf() {
+                super::$name(crate::harness::Cli::Wharf)
+            }
+            #[test]
+            fn docker() {
+                super::$name(crate::harness::Cli::Docker)
+            }
+        }
+    };
+}
+
+mod harness;
+
+mod bad_input;
+mod daemon;
+mod fixtures;
+mod images;
+mod layers;
+mod lifecycle;
+mod resources;
+mod run;

@@ -1,0 +1,848 @@
+//! The end-to-end harness: one registry per test binary, one wharfd per test, CLI runners and
+//! the cleanliness check every daemon must pass when a test ends.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long one CLI command may run before the harness kills it and fails the test.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A name unique in this test binary and among concurrently running binaries.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst))
+}
+
+/// The directory holding wharf's binaries: `target/debug/deps/it-HASH` → `target/debug`.
+/// `WHARF_BIN_DIR` overrides it (e.g. to test target/release).
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("WHARF_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("test binary has a parent dir");
+    if deps.file_name().is_some_and(|n| n == "deps") {
+        deps.parent().expect("deps has a parent").to_path_buf()
+    } else {
+        deps.to_path_buf()
+    }
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    bin_dir().join(name)
+}
+
+/// Where tests put their temporary directories (`WHARF_E2E_TMP`, else the system temp dir).
+fn tmp_base() -> PathBuf {
+    std::env::var_os("WHARF_E2E_TMP").map(PathBuf::from).unwrap_or_else(std::env::temp_dir)
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
+}
+
+/// The captured result of one command.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub cmdline: String,
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.code == 0
+    }
+
+    /// stdout and stderr together, for "the message names X" checks.
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+
+    #[track_caller]
+    pub fn ok(&self) -> &Self {
+        assert!(self.success(), "command failed:\n{self}");
+        self
+    }
+
+    #[track_caller]
+    pub fn code_is(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "unexpected exit code:\n{self}");
+        self
+    }
+
+    #[track_caller]
+    pub fn fails(&self) -> &Self {
+        assert!(!self.success(), "command should have failed:\n{self}");
+        self
+    }
+
+    /// Asserts that stdout+stderr contain every needle, case-insensitively.
+    #[track_caller]
+    pub fn mentions(&self, needles: &[&str]) -> &Self {
+        let all = self.all().to_lowercase();
+        for n in needles {
+            assert!(all.contains(&n.to_lowercase()), "output does not mention {n:?}:\n{self}");
+        }
+        self
+    }
+
+    pub fn trimmed(&self) -> &str {
+        self.stdout.trim()
+    }
+
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{self}"))
+    }
+}
+
+impl std::fmt::Display for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "$ {}\nexit code: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.cmdline, self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs a command with a timeout, capturing stdout and stderr.
+pub fn run_cmd(mut cmd: Command, timeout: Duration) -> Output {
+    let cmdline = format!("{cmd:?}");
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return Output { cmdline, code: -1, stdout: String::new(), stderr: format!("harness: cannot spawn: {e}") }
+        }
+    };
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut err = child.stderr.take().expect("piped stderr");
+    let t_out = thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let t_err = thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + timeout;
+    let mut timed_out = false;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) if Instant::now() > deadline => {
+                timed_out = true;
+                let _ = child.kill();
+                break child.wait().ok();
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(10)),
+            Err(_) => break None,
+        }
+    };
+    let stdout = String::from_utf8_lossy(&t_out.join().unwrap_or_default()).into_owned();
+    let mut stderr = String::from_utf8_lossy(&t_err.join().unwrap_or_default()).into_owned();
+    if timed_out {
+        stderr.push_str(&format!("\nharness: killed after {timeout:?}"));
+    }
+    let code = match status {
+        Some(s) => s.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0)),
+        None => -1,
+    };
+    Output { cmdline, code, stdout, stderr }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The registry
+
+/// A `docker-registry` (distribution 2.8) on a free loopback port, filled by make_images.py.
+pub struct Registry {
+    pub addr: String,
+    /// make_images.py's JSON summary.
+    pub summary: Value,
+}
+
+impl Registry {
+    /// `ADDR/name`, e.g. `127.0.0.1:41234/library/busybox:latest`.
+    pub fn image(&self, name: &str) -> String {
+        format!("{}/{}", self.addr, name)
+    }
+
+    /// The summary entry of an image, e.g. `info("library/busybox:latest")`.
+    #[track_caller]
+    pub fn info(&self, name: &str) -> &Value {
+        let v = &self.summary["images"][name];
+        assert!(!v.is_null(), "no image {name} in make_images.py's summary");
+        v
+    }
+
+    pub fn manifest_digest(&self, name: &str) -> String {
+        self.info(name)["manifest_digest"].as_str().unwrap_or_default().to_string()
+    }
+}
+
+struct RegistryProcess {
+    pid: i32,
+    dir: PathBuf,
+}
+
+static REGISTRY: OnceLock<Registry> = OnceLock::new();
+static REGISTRY_PROCESS: Mutex<Option<RegistryProcess>> = Mutex::new(None);
+
+extern "C" fn stop_registry_at_exit() {
+    let Ok(mut guard) = REGISTRY_PROCESS.lock() else {
+        return;
+    };
+    if let Some(p) = guard.take() {
+        // SAFETY: plain kill/waitpid on the pid of a child this process started.
+        unsafe {
+            libc::kill(p.pid, libc::SIGKILL);
+            libc::waitpid(p.pid, std::ptr::null_mut(), 0);
+        }
+        let _ = fs::remove_dir_all(&p.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+}
+
+/// The registry shared by every test of this binary, started on first use.
+pub fn registry() -> &'static Registry {
+    REGISTRY.get_or_init(start_registry)
+}
+
+fn start_registry() -> Registry {
+    let dir = tmp_base().join(unique("wharf-e2e-registry"));
+    let storage = dir.join("storage");
+    fs::create_dir_all(&storage).expect("create registry storage");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let config = dir.join("config.yml");
+    fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
+             storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+             http:\n  addr: {addr}\n",
+            storage.display()
+        ),
+    )
+    .expect("write registry config");
+    let log = fs::File::create(dir.join("registry.log")).expect("registry log");
+
+    // PR_SET_PDEATHSIG fires when the *thread* that forked dies, and test threads end with
+    // their test: fork from a thread that lives as long as the process.
+    let (tx, rx) = mpsc::channel();
+    let config2 = config.clone();
+    thread::spawn(move || {
+        let mut cmd = Command::new("/usr/bin/docker-registry");
+        cmd.arg("serve").arg(&config2).stdin(Stdio::null()).stdout(log.try_clone().expect("dup log")).stderr(log);
+        // SAFETY: prctl is async-signal-safe and touches only the child's own state.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let res = cmd.spawn();
+        let ok = res.is_ok();
+        let _ = tx.send(res.map(|c: Child| c.id()));
+        if ok {
+            loop {
+                thread::park();
+            }
+        }
+    });
+    let pid =
+        rx.recv().expect("registry thread").unwrap_or_else(|e| panic!("cannot start /usr/bin/docker-registry: {e}"));
+    *REGISTRY_PROCESS.lock().expect("registry lock") = Some(RegistryProcess { pid: pid as i32, dir: dir.clone() });
+    // SAFETY: registers a plain extern "C" function with no captured state.
+    unsafe {
+        libc::atexit(stop_registry_at_exit);
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if http_get_tcp(&addr, "/v2/").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "registry on {addr} did not answer /v2/; log:\n{}",
+            fs::read_to_string(dir.join("registry.log")).unwrap_or_default()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+
+    let mut cmd = Command::new("python3");
+    cmd.arg(repo_root().join("tests/fixtures/make_images.py"))
+        .arg("--registry")
+        .arg(&addr)
+        .arg("--storage")
+        .arg(&storage);
+    let out = run_cmd(cmd, Duration::from_secs(300));
+    assert!(out.success(), "make_images.py failed:\n{out}");
+    let summary: Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("make_images.py printed no JSON ({e}):\n{out}"));
+    Registry { addr, summary }
+}
+
+fn http_get_tcp(addr: &str, path: &str) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    Some(buf)
+}
+
+/// One raw HTTP/1.1 request over a unix socket; returns the whole response (head and body).
+pub fn http_unix(sock: &Path, method: &str, path: &str) -> Option<String> {
+    let mut s = UnixStream::connect(sock).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf).into_owned())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The daemon
+
+/// How a test wants its wharfd started.
+#[derive(Default, Clone)]
+pub struct DaemonOptions {
+    /// The contents of daemon.json, passed with `--config-file`.
+    pub config_json: Option<String>,
+    pub extra_args: Vec<String>,
+}
+
+/// Why a daemon did not come up.
+#[derive(Debug)]
+pub struct StartError {
+    pub code: Option<i32>,
+    pub log: String,
+}
+
+/// A wharfd with its own data root, exec root, socket and cgroup parent.
+pub struct Daemon {
+    pub dir: PathBuf,
+    pub data_root: PathBuf,
+    pub exec_root: PathBuf,
+    pub sock: PathBuf,
+    /// `/wharf-e2e-PID-N`, passed as `--cgroup-parent`.
+    pub cgroup_parent: String,
+    pub docker_config: PathBuf,
+    log: PathBuf,
+    opts: DaemonOptions,
+    child: Option<Child>,
+    starts: usize,
+}
+
+impl Daemon {
+    /// Starts a daemon; panics with its log if it does not answer `/_ping`.
+    #[track_caller]
+    pub fn start() -> Daemon {
+        Self::start_with(DaemonOptions::default())
+    }
+
+    #[track_caller]
+    pub fn start_with(opts: DaemonOptions) -> Daemon {
+        match Self::try_start(opts) {
+            Ok(d) => d,
+            Err(e) => panic!("wharfd did not start (exit code {:?}); log:\n{}", e.code, e.log),
+        }
+    }
+
+    /// Starts a daemon; on failure everything it made is removed and its log returned.
+    pub fn try_start(opts: DaemonOptions) -> Result<Daemon, StartError> {
+        let name = unique("wharf-e2e");
+        let dir = tmp_base().join(&name);
+        let data_root = dir.join("data");
+        let exec_root = dir.join("exec");
+        let docker_config = dir.join("docker-config");
+        for d in [&data_root, &exec_root, &docker_config] {
+            fs::create_dir_all(d).expect("create daemon dirs");
+        }
+        let mut d = Daemon {
+            sock: dir.join("wharfd.sock"),
+            log: dir.join("wharfd.log"),
+            data_root,
+            exec_root,
+            docker_config,
+            cgroup_parent: format!("/{name}"),
+            dir,
+            opts,
+            child: None,
+            starts: 0,
+        };
+        // On failure `d` drops here, and Drop still checks that nothing was left behind.
+        d.spawn().map(|()| d)
+    }
+
+    fn spawn(&mut self) -> Result<(), StartError> {
+        let mut cmd = Command::new(bin("wharfd"));
+        cmd.arg("-H")
+            .arg(format!("unix://{}", self.sock.display()))
+            .arg("--data-root")
+            .arg(&self.data_root)
+            .arg("--exec-root")
+            .arg(&self.exec_root)
+            .arg("--cgroup-parent")
+            .arg(&self.cgroup_parent)
+            .arg("--log-level")
+            .arg("debug");
+        if let Some(cfg) = &self.opts.config_json {
+            let path = self.dir.join("daemon.json");
+            fs::write(&path, cfg).expect("write daemon.json");
+            cmd.arg("--config-file").arg(path);
+        }
+        cmd.args(&self.opts.extra_args);
+        let log = fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open wharfd log");
+        let mut header = log.try_clone().expect("dup log");
+        let _ = writeln!(header, "=== harness: start #{} {cmd:?}", self.starts);
+        self.starts += 1;
+        cmd.stdin(Stdio::null()).stdout(log.try_clone().expect("dup log")).stderr(log);
+        let _ = fs::remove_file(&self.sock);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| StartError { code: None, log: format!("cannot spawn {}: {e}", bin("wharfd").display()) })?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(StartError { code: status.code(), log: self.log_text() });
+            }
+            if http_unix(&self.sock, "GET", "/_ping").is_some_and(|r| r.contains(" 200 ")) {
+                self.child = Some(child);
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(StartError { code: None, log: format!("no answer to /_ping in 30s\n{}", self.log_text()) });
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.sock.display())
+    }
+
+    /// `wharf -H unix://SOCK ARGS...`
+    pub fn wharf(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(bin("wharf"));
+        cmd.arg("-H").arg(self.host()).args(args);
+        run_cmd(cmd, COMMAND_TIMEOUT)
+    }
+
+    /// The real docker CLI, pointed at this daemon, with a private config dir.
+    pub fn docker(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new("docker");
+        cmd.env("DOCKER_HOST", self.host())
+            .env("DOCKER_CONFIG", &self.docker_config)
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("DOCKER_TLS_VERIFY")
+            .env_remove("DOCKER_CERT_PATH")
+            .env("DOCKER_CLI_HINTS", "false")
+            .args(args);
+        run_cmd(cmd, COMMAND_TIMEOUT)
+    }
+
+    /// Pulls an image from the test registry with `wharf pull`, asserting success.
+    #[track_caller]
+    pub fn pull(&self, name: &str) -> String {
+        let image = registry().image(name);
+        self.wharf(&["pull", &image]).ok();
+        image
+    }
+
+    /// `kill -9` the daemon (its containers and shims must live on).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts wharfd again on the same data root, exec root and socket.
+    #[track_caller]
+    pub fn restart(&mut self) {
+        self.stop_gracefully();
+        if let Err(e) = self.spawn() {
+            panic!("wharfd did not restart (exit code {:?}); log:\n{}", e.code, e.log);
+        }
+    }
+
+    /// SIGTERM and wait up to 15 s, then SIGKILL.
+    pub fn stop_gracefully(&mut self) {
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        // SAFETY: kill(2) on the pid of our own child.
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            match c.try_wait() {
+                Ok(Some(_)) | Err(_) => return,
+                Ok(None) if Instant::now() > deadline => {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    return;
+                }
+                Ok(None) => thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+
+    /// Removes every container through the API, as a user would before stopping the daemon.
+    fn remove_all_containers(&self) {
+        if self.child.is_none() {
+            return;
+        }
+        let ps = self.wharf(&["ps", "-aq"]);
+        if !ps.success() {
+            return;
+        }
+        let ids: Vec<&str> = ps.stdout.split_whitespace().collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids);
+            let _ = self.wharf(&args);
+        }
+    }
+
+    /// Every leak this daemon left: processes, mounts, cgroups. Leaked things are also
+    /// removed so that one failing test does not poison the others.
+    fn collect_and_clean_leaks(&self) -> Vec<String> {
+        let mut leaks = Vec::new();
+        let roots = [self.data_root.clone(), self.exec_root.clone()];
+
+        for _ in 0..3 {
+            let procs = leaked_processes(&roots, &self.cgroup_parent);
+            if procs.is_empty() {
+                break;
+            }
+            for (pid, why) in &procs {
+                let line = format!("process {pid} left behind ({why})");
+                if !leaks.contains(&line) {
+                    leaks.push(line);
+                }
+                // SAFETY: kill(2) on a pid we identified as belonging to this daemon.
+                unsafe {
+                    libc::kill(*pid, libc::SIGKILL);
+                }
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+
+        let mounts = mounts_under(&self.dir);
+        for m in &mounts {
+            leaks.push(format!("mount left behind: {}", m.display()));
+        }
+        // Deepest first so that nested mounts come off before their parents.
+        for m in mounts.iter().rev() {
+            if let Ok(c) = std::ffi::CString::new(m.as_os_str().as_encoded_bytes()) {
+                // SAFETY: umount2 with a valid NUL-terminated path; MNT_DETACH cannot hang.
+                unsafe {
+                    libc::umount2(c.as_ptr(), libc::MNT_DETACH);
+                }
+            }
+        }
+
+        for dir in cgroup_dirs(&self.cgroup_parent) {
+            leaks.push(format!("cgroup left behind: {}", dir.display()));
+            remove_cgroup_tree(&dir);
+        }
+        leaks
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.remove_all_containers();
+        self.stop_gracefully();
+        let leaks = self.collect_and_clean_leaks();
+        let log = self.log_text();
+        let keep = std::env::var_os("WHARF_E2E_KEEP").is_some();
+        if !keep {
+            if let Err(e) = fs::remove_dir_all(&self.dir) {
+                // Immutable or busy files would otherwise fail silently.
+                eprintln!("harness: cannot remove {}: {e}", self.dir.display());
+            }
+        }
+        if !leaks.is_empty() && !thread::panicking() {
+            panic!(
+                "daemon {} was not clean after the test:\n  {}\n--- wharfd log ---\n{}",
+                self.dir.display(),
+                leaks.join("\n  "),
+                tail(&log, 60)
+            );
+        }
+    }
+}
+
+fn tail(s: &str, lines: usize) -> String {
+    let all: Vec<&str> = s.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Mount points at or under `dir`, in mountinfo order (parents before children).
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut out = Vec::new();
+    for line in info.lines() {
+        let Some(mp) = line.split(' ').nth(4) else {
+            continue;
+        };
+        let mp = PathBuf::from(unescape_mountinfo(mp));
+        if mp.starts_with(dir) {
+            out.push(mp);
+        }
+    }
+    out
+}
+
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 4 <= b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Every cgroup hierarchy's mount point (v1 controllers, unified, or the v2 root).
+pub fn cgroup_mounts() -> Vec<PathBuf> {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut out = BTreeSet::new();
+    for line in info.lines() {
+        let Some((_, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let fstype = post.split(' ').next().unwrap_or("");
+        if fstype == "cgroup" || fstype == "cgroup2" {
+            if let Some(mp) = line.split(' ').nth(4) {
+                out.insert(PathBuf::from(unescape_mountinfo(mp)));
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// The directories named `parent` in every cgroup hierarchy that exist now.
+pub fn cgroup_dirs(parent: &str) -> Vec<PathBuf> {
+    let rel = parent.trim_start_matches('/');
+    cgroup_mounts().into_iter().map(|m| m.join(rel)).filter(|p| p.is_dir()).collect()
+}
+
+fn remove_cgroup_tree(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_cgroup_tree(&e.path());
+            }
+        }
+    }
+    let _ = fs::remove_dir(dir);
+}
+
+/// Processes that belong to a daemon: their cwd or root lies under one of `roots`, their
+/// command line names one of them (shims), or they sit in a cgroup under `cgroup_parent`.
+pub fn leaked_processes(roots: &[PathBuf], cgroup_parent: &str) -> Vec<(i32, String)> {
+    let me = std::process::id() as i32;
+    let mut out = Vec::new();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return out;
+    };
+    let cg_needle = format!("{}/", cgroup_parent.trim_end_matches('/'));
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let base = e.path();
+        let mut why = None;
+        for link in ["cwd", "root"] {
+            if let Ok(target) = fs::read_link(base.join(link)) {
+                if roots.iter().any(|r| target.starts_with(r)) {
+                    why = Some(format!("{link} {}", target.display()));
+                }
+            }
+        }
+        if why.is_none() {
+            if let Ok(cmdline) = fs::read(base.join("cmdline")) {
+                let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                if roots.iter().any(|r| cmdline.contains(&*r.to_string_lossy())) {
+                    why = Some(format!("cmdline {}", cmdline.trim()));
+                }
+            }
+        }
+        if why.is_none() {
+            if let Ok(cg) = fs::read_to_string(base.join("cgroup")) {
+                if cg
+                    .lines()
+                    .any(|l| l.splitn(3, ':').nth(2).is_some_and(|p| p == cgroup_parent || p.starts_with(&cg_needle)))
+                {
+                    why = Some("in the daemon's cgroup parent".to_string());
+                }
+            }
+        }
+        if let Some(why) = why {
+            // Zombies of our own children are not leaks of the daemon.
+            let state = fs::read_to_string(base.join("stat")).unwrap_or_default();
+            if state.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')) {
+                continue;
+            }
+            out.push((pid, why));
+        }
+    }
+    out
+}
+
+/// Files and directories under `dir` whose name contains `needle`.
+pub fn find_named(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if e.file_name().to_string_lossy().contains(needle) {
+                out.push(p.clone());
+            }
+            // symlink_metadata: never follow links out of the tree.
+            if fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+                stack.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Entries of a directory (empty if it does not exist).
+pub fn list_dir(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// Waits until `f` is true or the timeout passes; returns the last value of `f`.
+pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers shared by tests that run through both CLIs
+
+/// Which command-line client a test drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cli {
+    Wharf,
+    Docker,
+}
+
+impl Daemon {
+    pub fn cli(&self, cli: Cli, args: &[&str]) -> Output {
+        match cli {
+            Cli::Wharf => self.wharf(args),
+            Cli::Docker => self.docker(args),
+        }
+    }
+
+    /// `inspect NAME` through a client, returning the first (only) object.
+    #[track_caller]
+    pub fn inspect(&self, cli: Cli, name: &str) -> Value {
+        let out = self.cli(cli, &["inspect", name]);
+        out.ok();
+        match out.json() {
+            Value::Array(mut v) if !v.is_empty() => v.swap_remove(0),
+            other => panic!("inspect did not print a non-empty JSON array: {other}\n{out}"),
+        }
+    }
+
+    /// Waits until a container is no longer running; returns its inspect object.
+    #[track_caller]
+    pub fn wait_exited(&self, cli: Cli, name: &str) -> Value {
+        let mut last = Value::Null;
+        let done = wait_for(Duration::from_secs(30), || {
+            last = self.inspect(cli, name);
+            last["State"]["Running"] == Value::Bool(false)
+        });
+        assert!(done, "container {name} still running after 30s: {last}");
+        last
+    }
+}
+
+/// Whether a process exists (and is not a zombie).
+pub fn pid_alive(pid: i64) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    !stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+}
+
+/// A uniquely named directory under the test temp base, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        let dir = tmp_base().join(unique(prefix));
+        fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}

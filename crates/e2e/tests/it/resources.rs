@@ -1,0 +1,81 @@
+//! Resource limits land in the container's cgroup, under the daemon's --cgroup-parent.
+
+use std::fs;
+use std::path::PathBuf;
+
+use crate::harness::{registry, Cli, Daemon};
+
+/// The host path of a controller's file for a process, from /proc/PID/cgroup: the v1
+/// hierarchy of that controller if there is one, else the v2 unified hierarchy.
+fn cgroup_file(pid: i64, controller: &str, v1_file: &str, v2_file: &str) -> (PathBuf, String) {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("read /proc/PID/cgroup");
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, ctrls, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        if ctrls.split(',').any(|c| c == controller) {
+            return (PathBuf::from(format!("/sys/fs/cgroup/{controller}{path}/{v1_file}")), path.to_string());
+        }
+    }
+    let path = text
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or_else(|| panic!("process {pid} has no {controller} cgroup:\n{text}"));
+    let base = if std::path::Path::new("/sys/fs/cgroup/unified").is_dir() {
+        "/sys/fs/cgroup/unified"
+    } else {
+        "/sys/fs/cgroup"
+    };
+    (PathBuf::from(format!("{base}{path}/{v2_file}")), path.to_string())
+}
+
+fn memory_and_pids_limits(cli: Cli) {
+    let d = Daemon::start();
+    let image = registry().image("library/busybox:latest");
+    d.cli(cli, &["pull", &image]).ok();
+    let out = d.cli(
+        cli,
+        &["run", "-d", "--name", "limited", "--memory", "64m", "--pids-limit", "50", &image, "sleep", "1000"],
+    );
+    out.ok();
+    let id = out.trimmed().to_string();
+    let info = d.inspect(cli, "limited");
+    assert_eq!(info["HostConfig"]["Memory"], 64 * 1024 * 1024, "{info}");
+    assert_eq!(info["HostConfig"]["PidsLimit"], 50, "{info}");
+    let pid = info["State"]["Pid"].as_i64().unwrap_or(0);
+    assert!(pid > 0, "{info}");
+
+    let (mem, path) = cgroup_file(pid, "memory", "memory.limit_in_bytes", "memory.max");
+    assert!(
+        path.starts_with(&format!("{}/", d.cgroup_parent)),
+        "cgroup {path} is not under the daemon's --cgroup-parent {}",
+        d.cgroup_parent
+    );
+    assert!(path.contains(&id[..12]), "cgroup {path} does not name the container {id}");
+    let value = fs::read_to_string(&mem).unwrap_or_else(|e| panic!("{}: {e}", mem.display()));
+    assert_eq!(value.trim(), "67108864", "{}", mem.display());
+
+    let (pids, _) = cgroup_file(pid, "pids", "pids.max", "pids.max");
+    let value = fs::read_to_string(&pids).unwrap_or_else(|e| panic!("{}: {e}", pids.display()));
+    assert_eq!(value.trim(), "50", "{}", pids.display());
+
+    // The limit bites: 30 background sleeps cannot get past 10 pids.
+    let out = d.cli(
+        cli,
+        &[
+            "run",
+            "--rm",
+            "--pids-limit",
+            "10",
+            &image,
+            "sh",
+            "-c",
+            "for i in $(seq 30); do sleep 100 & done 2>/dev/null; ls /proc | grep -c '^[0-9]'",
+        ],
+    );
+    let n: i64 = out.ok().trimmed().parse().unwrap_or(i64::MAX);
+    assert!(n <= 10, "{n} processes in a container limited to 10:\n{out}");
+
+    d.cli(cli, &["rm", "-f", "limited"]).ok();
+    assert!(!mem.parent().is_some_and(|p| p.exists()), "cgroup left after rm -f");
+}
+both!(memory_and_pids_limits);
