@@ -41,7 +41,7 @@ impl HttpError {
     }
 
     /// Wraps an I/O error, telling a read or connect time-out apart from other failures.
-    pub(crate) fn io(context: &str, source: io::Error) -> HttpError {
+    pub fn io(context: &str, source: io::Error) -> HttpError {
         match source.kind() {
             io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => HttpError::Timeout(context.to_string()),
             _ => HttpError::Io { context: context.to_string(), source },
