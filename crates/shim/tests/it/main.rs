@@ -1,0 +1,297 @@
+//! End-to-end tests of wharf-shim: real namespaces, cgroups, mounts and a busybox rootfs; they
+//! need root.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use wharf_runtime::spec::{Memory, Pids, Resources, Spec, ANNOTATION_OVERLAY};
+use wharf_runtime::Layout;
+
+const SHIM: &str = env!("CARGO_BIN_EXE_wharf-shim");
+const TOOLS: &[&str] = &["sh", "echo", "cat", "sleep", "hostname", "id", "ls", "true"];
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        eprintln!("skipped: needs root");
+    }
+    root
+}
+
+/// A bundle directory with a busybox rootfs, removed (with its cgroup) on drop.
+struct Bundle {
+    dir: PathBuf,
+    id: String,
+    cgroup: String,
+}
+
+fn unique(name: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{name}-{}-{}-{nanos:x}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+fn busybox_rootfs(dir: &Path) {
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
+    for t in TOOLS {
+        std::os::unix::fs::symlink("busybox", dir.join("bin").join(t)).unwrap();
+    }
+}
+
+impl Bundle {
+    fn new(name: &str, args: &[&str], tweak: impl FnOnce(&mut Spec, &Path)) -> Bundle {
+        let id = unique(name);
+        let dir = std::env::temp_dir().join(format!("wharf-shim-it-{id}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        busybox_rootfs(&dir.join("rootfs"));
+        let cgroup = format!("/wharf-test/{id}");
+        let mut spec = Spec::example(args);
+        if let Some(linux) = spec.linux.as_mut() {
+            linux.cgroups_path = Some(cgroup.clone());
+        }
+        tweak(&mut spec, &dir);
+        std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+        Bundle { dir, id, cgroup }
+    }
+
+    /// Runs the shim and returns its handshake line.
+    fn start(&self) -> Value {
+        let mut child = Command::new(SHIM)
+            .args(["--id", &self.id, "--bundle"])
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let stdout = child.stdout.take().unwrap();
+        std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "first shim process exits 0");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("handshake {line:?}: {e}"))
+    }
+
+    fn wait_exit(&self) -> Value {
+        let path = self.dir.join("exit.json");
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                return serde_json::from_str(&text).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        panic!("no exit.json in {}", self.dir.display());
+    }
+
+    fn logs(&self) -> Vec<(String, String)> {
+        let text = std::fs::read_to_string(self.dir.join(format!("{}-json.log", self.id))).unwrap_or_default();
+        text.lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                (v["log"].as_str().unwrap().to_string(), v["stream"].as_str().unwrap().to_string())
+            })
+            .collect()
+    }
+
+    fn stdout(&self) -> String {
+        self.logs().into_iter().filter(|(_, s)| s == "stdout").map(|(l, _)| l).collect()
+    }
+
+    /// The cgroup directory holding `controller`'s files.
+    fn cgroup_dir(&self, controller: &str) -> PathBuf {
+        let rel = self.cgroup.trim_start_matches('/');
+        match Layout::detect() {
+            Layout::V2 => Path::new("/sys/fs/cgroup").join(rel),
+            _ => Path::new("/sys/fs/cgroup").join(controller).join(rel),
+        }
+    }
+
+    fn assert_cleaned_up(&self) {
+        for c in ["memory", "pids", "cpu"] {
+            let d = self.cgroup_dir(c);
+            // The shim removes the cgroup right after writing exit.json.
+            let start = Instant::now();
+            while d.exists() && start.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            assert!(!d.exists(), "{} still exists", d.display());
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let dir = self.dir.to_string_lossy();
+        assert!(!mounts.contains(dir.as_ref()), "a mount under {dir} leaked to the host");
+    }
+}
+
+impl Drop for Bundle {
+    fn drop(&mut self) {
+        let _ = wharf_runtime::Cgroup::open(&self.cgroup).map(|cg| cg.remove());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn logs_and_exit_zero() {
+    if !is_root() {
+        return;
+    }
+    let b = Bundle::new("logs", &["sh", "-c", "echo hello; echo oops >&2; echo two; printf partial"], |_, _| {});
+    let hs = b.start();
+    assert!(hs["pid"].as_i64().unwrap() > 0, "{hs}");
+    assert!(hs["shim_pid"].as_i64().unwrap() > 0, "{hs}");
+    let exit = b.wait_exit();
+    assert_eq!(exit["exit_code"], 0, "{exit}");
+    assert_eq!(exit["oom_killed"], false);
+    assert!(exit["finished_at"].as_str().unwrap().ends_with('Z'));
+    let logs = b.logs();
+    let want = [("hello\n", "stdout"), ("oops\n", "stderr"), ("two\n", "stdout"), ("partial", "stdout")];
+    for (line, stream) in want {
+        assert!(logs.contains(&(line.to_string(), stream.to_string())), "{line:?} on {stream} missing from {logs:?}");
+    }
+    assert_eq!(b.stdout(), "hello\ntwo\npartial");
+    b.assert_cleaned_up();
+}
+
+#[test]
+fn exit_code_is_reported() {
+    if !is_root() {
+        return;
+    }
+    let b = Bundle::new("exit3", &["sh", "-c", "exit 3"], |_, _| {});
+    b.start();
+    assert_eq!(b.wait_exit()["exit_code"], 3);
+    b.assert_cleaned_up();
+}
+
+#[test]
+fn missing_command_is_127() {
+    if !is_root() {
+        return;
+    }
+    let b = Bundle::new("nosuch", &["nosuchcmd"], |_, _| {});
+    let hs = b.start();
+    assert_eq!(hs["exit_code"], 127, "{hs}");
+    assert_eq!(hs["error"], "exec: \"nosuchcmd\": executable file not found in $PATH");
+    assert!(!b.dir.join("exit.json").exists());
+    b.assert_cleaned_up();
+}
+
+#[test]
+fn not_executable_is_126() {
+    if !is_root() {
+        return;
+    }
+    let b = Bundle::new("noexec", &["/etc/data"], |_, dir| {
+        std::fs::create_dir_all(dir.join("rootfs/etc")).unwrap();
+        std::fs::write(dir.join("rootfs/etc/data"), "not a program").unwrap();
+    });
+    let hs = b.start();
+    assert_eq!(hs["exit_code"], 126, "{hs}");
+    b.assert_cleaned_up();
+}
+
+#[test]
+fn hostname_pid_and_user_are_applied() {
+    if !is_root() {
+        return;
+    }
+    let b =
+        Bundle::new("ident", &["sh", "-c", "hostname; echo $$; id -u; id -g; id -G; pwd; ls /dev/null"], |spec, _| {
+            spec.hostname = Some("box1".to_string());
+            let p = spec.process.as_mut().unwrap();
+            p.user.uid = 1000;
+            p.user.gid = 1001;
+            p.user.additional_gids = vec![1002];
+            p.cwd = "/home/app".to_string();
+        });
+    b.start();
+    let exit = b.wait_exit();
+    assert_eq!(exit["exit_code"], 0, "{exit} {:?}", b.logs());
+    assert_eq!(b.stdout(), "box1\n1\n1000\n1001\n1001 1002\n/home/app\n/dev/null\n");
+    b.assert_cleaned_up();
+}
+
+#[test]
+fn limits_land_in_cgroup_and_sigkill_is_137() {
+    if !is_root() {
+        return;
+    }
+    let b = Bundle::new("limits", &["sleep", "100"], |spec, _| {
+        spec.linux.as_mut().unwrap().resources = Some(Resources {
+            memory: Some(Memory { limit: Some(64 << 20), ..Memory::default() }),
+            pids: Some(Pids { limit: 32 }),
+            ..Resources::default()
+        });
+    });
+    let hs = b.start();
+    let pid = hs["pid"].as_i64().unwrap();
+    let v2 = Layout::detect() == Layout::V2;
+    let (mem_file, pids_file) = if v2 { ("memory.max", "pids.max") } else { ("memory.limit_in_bytes", "pids.max") };
+    let read = |c: &str, f: &str| std::fs::read_to_string(b.cgroup_dir(c).join(f)).unwrap().trim().to_string();
+    assert_eq!(read("memory", mem_file), (64u64 << 20).to_string());
+    assert_eq!(read("pids", pids_file), "32");
+    assert!(read("memory", "cgroup.procs").lines().any(|l| l == pid.to_string()), "pid {pid} in the memory cgroup");
+    // SAFETY: kill has no memory effects.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let exit = b.wait_exit();
+    assert_eq!(exit["exit_code"], 137, "{exit}");
+    b.assert_cleaned_up();
+}
+
+#[test]
+fn overlay_rootfs_writes_land_in_upper() {
+    if !is_root() {
+        return;
+    }
+    let b =
+        Bundle::new("overlay", &["sh", "-c", "echo data > /written; cat /written; ls /bin/busybox"], |spec, dir| {
+            for d in ["upper", "work", "merged"] {
+                std::fs::create_dir_all(dir.join(d)).unwrap();
+            }
+            let opts = format!(
+                "lowerdir={},upperdir={},workdir={}",
+                dir.join("rootfs").display(),
+                dir.join("upper").display(),
+                dir.join("work").display()
+            );
+            spec.annotations.insert(ANNOTATION_OVERLAY.to_string(), opts);
+            spec.root.as_mut().unwrap().path = "merged".to_string();
+        });
+    b.start();
+    let exit = b.wait_exit();
+    assert_eq!(exit["exit_code"], 0, "{exit} {:?}", b.logs());
+    assert_eq!(b.stdout(), "data\n/bin/busybox\n");
+    assert_eq!(std::fs::read_to_string(b.dir.join("upper/written")).unwrap(), "data\n");
+    assert!(!b.dir.join("rootfs/written").exists());
+    assert!(!b.dir.join("merged/written").exists());
+    b.assert_cleaned_up();
+}
+
+#[test]
+fn start_to_exit_time_of_true() {
+    if !is_root() {
+        return;
+    }
+    let mut times = Vec::new();
+    for _ in 0..10 {
+        let b = Bundle::new("timing", &["true"], |_, _| {});
+        let start = Instant::now();
+        b.start();
+        b.wait_exit();
+        times.push(start.elapsed());
+    }
+    times.sort();
+    eprintln!(
+        "shim start to exit.json for `true`: min {:?}, median {:?}, max {:?}",
+        times[0],
+        times[times.len() / 2],
+        times[times.len() - 1]
+    );
+}
