@@ -1,0 +1,79 @@
+# Shared by the benchmarks: a throwaway registry and wharfd, and timing helpers.
+# Sourced, not run. Expects ROOT (repository root) and WORK (a temp dir) to be set.
+
+BIN=${WHARF_BIN_DIR:-$ROOT/target/release}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# start_registry: sets REGISTRY (host:port) and REGISTRY_STORAGE; killed by cleanup.
+start_registry() {
+    local port
+    port=$(free_port)
+    REGISTRY=127.0.0.1:$port
+    REGISTRY_STORAGE=$WORK/registry
+    mkdir -p "$REGISTRY_STORAGE"
+    cat >"$WORK/registry.yml" <<YML
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $REGISTRY_STORAGE
+http:
+  addr: $REGISTRY
+YML
+    /usr/bin/docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 100); do
+        curl -fsS "http://$REGISTRY/v2/" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "registry did not start: $(cat "$WORK/registry.log")" >&2
+    return 1
+}
+
+# start_wharfd DIR: a daemon with its data under DIR; sets SOCK and WHARFD_PID.
+start_wharfd() {
+    local dir=$1
+    mkdir -p "$dir"
+    SOCK=$dir/wharfd.sock
+    "$BIN/wharfd" -H "unix://$SOCK" --data-root "$dir/data" --exec-root "$dir/exec" \
+        --cgroup-parent "/wharf-bench-$$" >"$dir/wharfd.log" 2>&1 &
+    WHARFD_PID=$!
+    PIDS+=($WHARFD_PID)
+    for _ in $(seq 200); do
+        curl -fsS --unix-socket "$SOCK" http://localhost/_ping >/dev/null 2>&1 && return 0
+        sleep 0.05
+    done
+    echo "wharfd did not start: $(tail -20 "$dir/wharfd.log")" >&2
+    return 1
+}
+
+stop_wharfd() {
+    kill "$WHARFD_PID" 2>/dev/null || true
+    wait "$WHARFD_PID" 2>/dev/null || true
+}
+
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+
+now_ns() { date +%s%N; }
+
+# stats FILE: "median p95" of the milliseconds in FILE, one per line.
+stats() {
+    sort -n "$1" | awk '{a[NR]=$1} END {
+        if (NR == 0) { print "- -"; exit }
+        m = (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2
+        i = int(NR * 0.95 + 0.999); if (i > NR) i = NR
+        printf "%.1f %.1f\n", m, a[i] }'
+}
+
+PIDS=()

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Pull throughput: a ~SIZE_MB image of 6 gzip layers from a loopback registry, pulled by
+# `wharf pull` (fresh data root each time) and by `skopeo copy` to an OCI dir, with the floor
+# of curl piped into gunzip for every layer at once. Uses target/release. Run as root.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=$(mktemp -d /tmp/wharf-bench-pull.XXXXXX)
+SIZE_MB=${SIZE_MB:-200}
+RUNS=${RUNS:-3}
+source "$ROOT/bench/lib.sh"
+trap cleanup EXIT
+
+start_registry
+echo "building and pushing a ${SIZE_MB} MB image..." >&2
+python3 "$ROOT/tests/fixtures/make_images.py" --registry "$REGISTRY" --only none \
+    --big-mb "$SIZE_MB" >"$WORK/summary.json"
+IMAGE=$REGISTRY/bench/big:latest
+mapfile -t LAYERS < <(python3 -c '
+import json, sys
+for l in json.load(open(sys.argv[1]))["images"]["bench/big:latest"]["layers"]:
+    print(l["digest"])' "$WORK/summary.json")
+GZ_MB=$(python3 -c '
+import json, sys
+ls = json.load(open(sys.argv[1]))["images"]["bench/big:latest"]["layers"]
+print(round(sum(l["size"] for l in ls) / 1e6))' "$WORK/summary.json")
+
+seconds() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", (b - a) / 1e9 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f\n", a / b }'; }
+
+: >"$WORK/wharf.s"; : >"$WORK/skopeo.s"; : >"$WORK/floor.s"
+for run in $(seq "$RUNS"); do
+    start_wharfd "$WORK/wharfd-$run"
+    t0=$(now_ns)
+    "$BIN/wharf" -H "unix://$SOCK" pull "$IMAGE" >/dev/null
+    t1=$(now_ns)
+    seconds "$t0" "$t1" >>"$WORK/wharf.s"
+    stop_wharfd
+    rm -rf "$WORK/wharfd-$run"
+
+    rm -rf "$WORK/oci"
+    t0=$(now_ns)
+    skopeo copy -q --src-tls-verify=false "docker://$IMAGE" "oci:$WORK/oci:big" >/dev/null
+    t1=$(now_ns)
+    seconds "$t0" "$t1" >>"$WORK/skopeo.s"
+    rm -rf "$WORK/oci"
+
+    t0=$(now_ns)
+    fetchers=()
+    for l in "${LAYERS[@]}"; do
+        (curl -fsS "http://$REGISTRY/v2/bench/big/blobs/$l" | gunzip >/dev/null) &
+        fetchers+=($!)
+    done
+    wait_ok=0
+    for job in "${fetchers[@]}"; do wait "$job" || wait_ok=1; done
+    t1=$(now_ns)
+    [ "$wait_ok" = 0 ] || { echo "curl | gunzip failed" >&2; exit 1; }
+    seconds "$t0" "$t1" >>"$WORK/floor.s"
+done
+
+median() { sort -n "$1" | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+floor=$(median "$WORK/floor.s")
+printf '\npull of %s MB uncompressed (%s MB gzip, %s layers), median of %s runs\n' \
+    "$SIZE_MB" "$GZ_MB" "${#LAYERS[@]}" "$RUNS"
+printf '%-36s %10s %12s\n' "" "seconds" "vs floor"
+for row in "curl | gunzip (floor):floor" "wharf pull:wharf" "skopeo copy docker:// oci::skopeo"; do
+    name=${row%:*}; key=${row##*:}
+    m=$(median "$WORK/$key.s")
+    printf '%-36s %10s %12s\n' "$name" "$m" "$(ratio "$m" "$floor")"
+done

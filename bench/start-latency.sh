@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Container start latency: N runs of `wharf run --rm busybox true` through wharfd, side by
+# side with `runc run` of an equivalent bundle, and `docker run --rm` if a Docker engine runs.
+# Uses the binaries in target/release (cargo build --release --bins). Run as root.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=$(mktemp -d /tmp/wharf-bench-start.XXXXXX)
+N=${N:-50}
+source "$ROOT/bench/lib.sh"
+trap cleanup EXIT
+
+start_registry
+python3 "$ROOT/tests/fixtures/make_images.py" --registry "$REGISTRY" --only library/busybox >/dev/null
+IMAGE=$REGISTRY/library/busybox:latest
+
+start_wharfd "$WORK/wharfd"
+WHARF=("$BIN/wharf" -H "unix://$SOCK")
+"${WHARF[@]}" pull "$IMAGE" >/dev/null
+"${WHARF[@]}" run --rm "$IMAGE" true # warm-up
+
+# time_runs FILE CMD...: N timed runs, milliseconds appended to FILE.
+time_runs() {
+    local file=$1; shift
+    local i t0 t1
+    : >"$file"
+    for i in $(seq "$N"); do
+        t0=$(now_ns)
+        "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; return 1; }
+        t1=$(now_ns)
+        awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", (b - a) / 1e6 }' >>"$file"
+    done
+}
+
+time_runs "$WORK/wharf.ms" "${WHARF[@]}" run --rm "$IMAGE" true
+
+# runc: the same busybox in a plain rootfs directory.
+BUNDLE=$WORK/bundle
+mkdir -p "$BUNDLE/rootfs/bin" "$BUNDLE/rootfs/proc" "$BUNDLE/rootfs/dev" "$BUNDLE/rootfs/sys"
+cp /bin/busybox "$BUNDLE/rootfs/bin/busybox"
+ln -s busybox "$BUNDLE/rootfs/bin/true"
+ln -s busybox "$BUNDLE/rootfs/bin/sh"
+(cd "$BUNDLE" && runc spec)
+python3 - "$BUNDLE/config.json" <<'PY'
+import json, sys
+p = sys.argv[1]
+c = json.load(open(p))
+c["process"]["args"] = ["true"]
+c["process"]["terminal"] = False
+json.dump(c, open(p, "w"))
+PY
+runc_once() {
+    runc run -b "$BUNDLE" "wharf-bench-$$-$RANDOM$RANDOM"
+}
+runc_once
+time_runs "$WORK/runc.ms" runc_once
+
+HAVE_DOCKER=0
+if DOCKER_HOST= docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
+    if DOCKER_HOST= docker pull -q "$IMAGE" >/dev/null 2>&1; then
+        DOCKER_HOST= docker run --rm "$IMAGE" true >/dev/null 2>&1 && HAVE_DOCKER=1
+    fi
+fi
+if [ "$HAVE_DOCKER" = 1 ]; then
+    time_runs "$WORK/docker.ms" env DOCKER_HOST= docker run --rm "$IMAGE" true
+fi
+
+read -r rm rp < <(stats "$WORK/runc.ms")
+printf '\n%-32s %10s %10s %12s\n' "start latency, $N runs" "median ms" "p95 ms" "median/runc"
+row() {
+    local name=$1 file=$2 m p
+    read -r m p < <(stats "$file")
+    printf '%-32s %10s %10s %12s\n' "$name" "$m" "$p" "$(awk -v a="$m" -v b="$rm" 'BEGIN { printf "%.2f", a / b }')"
+}
+row "runc run (bundle)" "$WORK/runc.ms"
+row "wharf run --rm" "$WORK/wharf.ms"
+if [ "$HAVE_DOCKER" = 1 ]; then
+    row "docker run --rm" "$WORK/docker.ms"
+else
+    printf '%-32s %s\n' "docker run --rm" "(no Docker engine running: skipped)"
+fi
+stop_wharfd
