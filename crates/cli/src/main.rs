@@ -1,2 +1,341 @@
-//! The wharf command-line interface.
-fn main() {}
+//! The wharf command-line interface: docker's commands and flags, spoken to the daemon only
+//! through the Docker Engine API, so it works with any Docker-compatible daemon.
+
+mod config;
+mod containers;
+mod human;
+mod images;
+mod inspect;
+mod pull;
+mod run;
+mod system;
+mod table;
+
+use std::fmt;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use wharf_client::{Client, ClientError};
+
+use crate::config::ContainerFlags;
+use crate::containers::{LogsFlags, PsFlags};
+use crate::images::ImagesFlags;
+
+#[derive(Debug, Parser)]
+#[command(name = "wharf", version, about = "A self-sufficient runtime for containers", disable_help_subcommand = true)]
+struct Cli {
+    /// Daemon socket to connect to (unix:///path or tcp://host:port)
+    #[arg(short = 'H', long = "host", global = true)]
+    host: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create and run a new container from an image
+    #[command(disable_help_flag = true)]
+    Run {
+        /// Run container in background and print container ID
+        #[arg(short = 'd', long)]
+        detach: bool,
+        #[arg(long, action = clap::ArgAction::Help)]
+        help: Option<bool>,
+        #[command(flatten)]
+        flags: ContainerFlags,
+    },
+    /// Create a new container
+    #[command(disable_help_flag = true)]
+    Create {
+        #[arg(long, action = clap::ArgAction::Help)]
+        help: Option<bool>,
+        #[command(flatten)]
+        flags: ContainerFlags,
+    },
+    /// Start one or more stopped containers
+    Start {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Stop one or more running containers
+    Stop {
+        /// Seconds to wait before killing the container
+        #[arg(short = 't', long = "time", allow_hyphen_values = true)]
+        time: Option<i64>,
+        /// Signal to send to the container
+        #[arg(short = 's', long)]
+        signal: Option<String>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Kill one or more running containers
+    Kill {
+        /// Signal to send to the container
+        #[arg(short = 's', long)]
+        signal: Option<String>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Remove one or more containers
+    Rm {
+        /// Force the removal of a running container (uses SIGKILL)
+        #[arg(short = 'f', long)]
+        force: bool,
+        /// Remove anonymous volumes associated with the container
+        #[arg(short = 'v', long)]
+        volumes: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// List containers
+    #[command(alias = "list")]
+    Ps(PsFlags),
+    /// Fetch the logs of a container
+    Logs(LogsFlags),
+    /// Download an image from a registry
+    Pull {
+        /// Suppress verbose output
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        /// Set platform if server is multi-platform capable
+        #[arg(long)]
+        platform: Option<String>,
+        image: String,
+    },
+    /// List images
+    Images(ImagesFlags),
+    /// Remove one or more images
+    Rmi {
+        /// Force removal of the image
+        #[arg(short = 'f', long)]
+        force: bool,
+        /// Do not delete untagged parents
+        #[arg(long = "no-prune")]
+        no_prune: bool,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag { source: String, target: String },
+    /// Return low-level information on containers or images
+    Inspect {
+        /// Return JSON for specified type (container or image)
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// Format output using a (small subset of a) Go template
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Manage containers
+    Container {
+        #[command(subcommand)]
+        command: ContainerCommand,
+    },
+    /// Manage images
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
+    /// Show the wharf version information
+    Version,
+    /// Display system-wide information
+    Info,
+}
+
+#[derive(Debug, Subcommand)]
+enum ContainerCommand {
+    /// List containers
+    #[command(alias = "ps", alias = "list")]
+    Ls(PsFlags),
+}
+
+#[derive(Debug, Subcommand)]
+enum ImageCommand {
+    /// List images
+    #[command(alias = "list")]
+    Ls(ImagesFlags),
+    /// Remove one or more images
+    Rm {
+        #[arg(short = 'f', long)]
+        force: bool,
+        #[arg(long = "no-prune")]
+        no_prune: bool,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Download an image from a registry
+    Pull {
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        #[arg(long)]
+        platform: Option<String>,
+        image: String,
+    },
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag { source: String, target: String },
+}
+
+/// An exit with a given status: a container's own status, or a failure already reported.
+#[derive(Debug)]
+pub struct Exit {
+    code: i32,
+    message: Option<String>,
+}
+
+impl Exit {
+    /// Exit with `code`, printing `message` (a full line) to stderr.
+    pub fn new(code: i32, message: String) -> Exit {
+        Exit { code, message: Some(message) }
+    }
+
+    /// Exit with `code`, printing nothing more.
+    pub fn silent(code: i32) -> Exit {
+        Exit { code, message: None }
+    }
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.message {
+            Some(m) => write!(f, "{m}"),
+            None => write!(f, "exit status {}", self.code),
+        }
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// Prints an error as one line: `wharf: what: why`; a daemon that cannot be reached is said
+/// plainly, without the command's context.
+pub fn print_error(e: &anyhow::Error) {
+    if let Some(exit) = e.downcast_ref::<Exit>() {
+        if let Some(m) = &exit.message {
+            eprintln!("{m}");
+        }
+        return;
+    }
+    eprintln!("{}", one_line(e));
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match dispatch(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            print_error(&e);
+            e.downcast_ref::<Exit>().map(|x| x.code).unwrap_or(1)
+        }
+    };
+    std::process::exit(code);
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
+    let client = Client::from_env(cli.host.as_deref());
+    // `run` and `create` fail with 125 when wharf or the daemon failed, as docker does.
+    let with_failed_code =
+        |r: Result<()>| {
+            r.map_err(|e| {
+                if e.downcast_ref::<Exit>().is_some() {
+                    e
+                } else {
+                    Exit::new(run::EXIT_FAILED, one_line(&e)).into()
+                }
+            })
+        };
+    match cli.command {
+        Command::Run { detach, flags, .. } => {
+            with_failed_code(client.map_err(Into::into).and_then(|c| run::run(&c, &flags, detach)))
+        }
+        Command::Create { flags, .. } => {
+            with_failed_code(client.map_err(Into::into).and_then(|c| run::create(&c, &flags)))
+        }
+        other => {
+            let client = client?;
+            match other {
+                Command::Start { containers } => run::start_many(&client, &containers),
+                Command::Stop { time, signal, containers } => {
+                    containers::stop(&client, &containers, time, signal.as_deref())
+                }
+                Command::Kill { signal, containers } => containers::kill(&client, &containers, signal.as_deref()),
+                Command::Rm { force, volumes, containers } => containers::rm(&client, &containers, force, volumes),
+                Command::Ps(f) | Command::Container { command: ContainerCommand::Ls(f) } => containers::ps(&client, &f),
+                Command::Logs(f) => containers::logs(&client, &f),
+                Command::Pull { quiet, platform, image }
+                | Command::Image { command: ImageCommand::Pull { quiet, platform, image } } => {
+                    pull::pull(&client, &image, platform.as_deref(), quiet, &mut std::io::stdout())
+                }
+                Command::Images(f) | Command::Image { command: ImageCommand::Ls(f) } => images::images(&client, &f),
+                Command::Rmi { force, no_prune, images }
+                | Command::Image { command: ImageCommand::Rm { force, no_prune, images } } => {
+                    images::rmi(&client, &images, force, no_prune)
+                }
+                Command::Tag { source, target } | Command::Image { command: ImageCommand::Tag { source, target } } => {
+                    images::tag(&client, &source, &target)
+                }
+                Command::Inspect { kind, format, names } => {
+                    inspect::inspect(&client, &names, kind.as_deref(), format.as_deref())
+                }
+                Command::Version => system::version(&client),
+                Command::Info => system::info(&client),
+                Command::Run { .. } | Command::Create { .. } => unreachable!("handled above"),
+            }
+        }
+    }
+}
+
+/// The line [`print_error`] would print for `e`.
+fn one_line(e: &anyhow::Error) -> String {
+    for cause in e.chain() {
+        if let Some(c @ ClientError::Connect { .. }) = cause.downcast_ref::<ClientError>() {
+            return format!("wharf: {c}");
+        }
+    }
+    format!("wharf: {e:#}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_docker_style_command_lines() {
+        let cli = Cli::try_parse_from([
+            "wharf",
+            "-H",
+            "unix:///tmp/s.sock",
+            "run",
+            "--rm",
+            "-h",
+            "box",
+            "busybox",
+            "ls",
+            "-l",
+        ])
+        .unwrap();
+        assert_eq!(cli.host.as_deref(), Some("unix:///tmp/s.sock"));
+        match cli.command {
+            Command::Run { detach, flags, .. } => {
+                assert!(!detach && flags.rm);
+                assert_eq!(flags.hostname.as_deref(), Some("box"));
+                assert_eq!(flags.image_and_command, ["busybox", "ls", "-l"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from(["wharf", "stop", "-t", "0", "a", "b"]).unwrap();
+        assert!(matches!(cli.command, Command::Stop { time: Some(0), ref containers, .. } if containers.len() == 2));
+        let cli = Cli::try_parse_from(["wharf", "logs", "-f", "--tail", "10", "web"]).unwrap();
+        assert!(matches!(cli.command, Command::Logs(ref f) if f.follow && f.tail == "10" && f.container == "web"));
+        let cli = Cli::try_parse_from(["wharf", "image", "ls", "-q"]).unwrap();
+        assert!(matches!(cli.command, Command::Image { command: ImageCommand::Ls(ref f) } if f.quiet));
+        let cli = Cli::try_parse_from(["wharf", "ps", "-a", "-n", "3", "--filter", "status=exited"]).unwrap();
+        assert!(matches!(cli.command, Command::Ps(ref f) if f.all && f.last == 3 && f.filter.len() == 1));
+    }
+}

@@ -1,0 +1,342 @@
+//! The flags of `run` and `create`, and how they become a `POST /containers/create` body.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use wharf_client::{ContainerConfig, HostConfig};
+
+use crate::human;
+
+/// Flags shared by `run` and `create`. `-h` is `--hostname` here, as in Docker.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ContainerFlags {
+    /// Assign a name to the container
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set environment variables (KEY=VALUE, or KEY to take it from the environment)
+    #[arg(short = 'e', long = "env", value_name = "LIST")]
+    pub env: Vec<String>,
+    /// Read in a file of environment variables
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<String>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>])
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Overwrite the default ENTRYPOINT of the image
+    #[arg(long, allow_hyphen_values = true)]
+    pub entrypoint: Option<String>,
+    /// Container host name
+    #[arg(short = 'h', long)]
+    pub hostname: Option<String>,
+    /// Set meta data on a container (KEY=VALUE)
+    #[arg(short = 'l', long = "label", value_name = "LIST")]
+    pub labels: Vec<String>,
+    /// Memory limit (e.g. 512m, 1g)
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    /// Number of CPUs
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long = "cpu-shares")]
+    pub cpu_shares: Option<i64>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Connect a container to a network
+    #[arg(long, alias = "net")]
+    pub network: Option<String>,
+    /// Signal to stop the container
+    #[arg(long = "stop-signal")]
+    pub stop_signal: Option<String>,
+    /// Timeout (in seconds) to stop a container
+    #[arg(long = "stop-timeout", allow_hyphen_values = true)]
+    pub stop_timeout: Option<i64>,
+    /// Set platform if server is multi-platform capable
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Pull image before running ("always", "missing", "never")
+    #[arg(long, default_value = "missing", value_parser = ["always", "missing", "never"])]
+    pub pull: String,
+    /// Automatically remove the container and its associated anonymous volumes when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Keep STDIN open even if not attached
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Suppress the pull output
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// The image, then the command and its arguments (nothing here is read as a wharf flag)
+    #[arg(value_name = "IMAGE [COMMAND] [ARG...]", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
+    pub image_and_command: Vec<String>,
+}
+
+impl ContainerFlags {
+    /// The image reference as the user wrote it.
+    pub fn image(&self) -> &str {
+        self.image_and_command.first().map(String::as_str).unwrap_or("")
+    }
+
+    /// The command after the image, if any.
+    pub fn command(&self) -> &[String] {
+        self.image_and_command.get(1..).unwrap_or(&[])
+    }
+
+    /// The create body. `lookup` reads the caller's environment (for `-e KEY`), `read_file`
+    /// reads an `--env-file`; both are parameters so tests need neither.
+    pub fn to_config(
+        &self,
+        lookup: &dyn Fn(&str) -> Option<String>,
+        read_file: &dyn Fn(&str) -> std::io::Result<String>,
+    ) -> Result<ContainerConfig> {
+        let image = self.image();
+        if image.starts_with('-') {
+            bail!("unknown flag: {image}");
+        }
+        let mut env = Vec::new();
+        for path in &self.env_file {
+            let text = read_file(path).with_context(|| format!("open {path}"))?;
+            env.extend(parse_env_file(&text, lookup).with_context(|| format!("env file {path}"))?);
+        }
+        for e in &self.env {
+            env.extend(env_entry(e, lookup)?);
+        }
+        let mut labels = BTreeMap::new();
+        for l in &self.labels {
+            let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+            if k.is_empty() {
+                bail!("invalid label {l:?}: empty key");
+            }
+            labels.insert(k.to_string(), v.to_string());
+        }
+        let memory = match &self.memory {
+            Some(m) => human::parse_memory(m)
+                .map_err(|e| anyhow::anyhow!("invalid argument {m:?} for \"-m, --memory\" flag: {e}"))?,
+            None => 0,
+        };
+        let nano_cpus = match &self.cpus {
+            Some(c) => {
+                human::parse_cpus(c).map_err(|e| anyhow::anyhow!("invalid argument {c:?} for \"--cpus\" flag: {e}"))?
+            }
+            None => 0,
+        };
+        // Docker sends an empty entrypoint as [""] to clear the image's, and a set one as one word.
+        let entrypoint = self.entrypoint.as_ref().map(|e| vec![e.clone()]);
+        let attach = !self.tty;
+        Ok(ContainerConfig {
+            hostname: self.hostname.clone().unwrap_or_default(),
+            user: self.user.clone().unwrap_or_default(),
+            attach_stdin: self.interactive,
+            attach_stdout: attach || self.tty,
+            attach_stderr: attach || self.tty,
+            tty: self.tty,
+            open_stdin: self.interactive,
+            stdin_once: self.interactive,
+            env,
+            cmd: if self.command().is_empty() { None } else { Some(self.command().to_vec()) },
+            image: image.to_string(),
+            working_dir: self.workdir.clone().unwrap_or_default(),
+            entrypoint,
+            labels,
+            stop_signal: self.stop_signal.clone().unwrap_or_default(),
+            stop_timeout: self.stop_timeout,
+            host_config: HostConfig {
+                auto_remove: self.rm,
+                memory,
+                nano_cpus,
+                cpu_shares: self.cpu_shares.unwrap_or(0),
+                pids_limit: self.pids_limit,
+                network_mode: self.network.clone().unwrap_or_default(),
+            },
+        })
+    }
+}
+
+/// One `-e` value: `KEY=VALUE` as is; `KEY` alone takes the value from the environment and is
+/// dropped when unset, as Docker does.
+fn env_entry(e: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Option<String>> {
+    let name = e.split_once('=').map(|(k, _)| k).unwrap_or(e);
+    if name.is_empty() {
+        bail!("invalid environment variable: {e}");
+    }
+    if e.contains('=') {
+        return Ok(Some(e.to_string()));
+    }
+    Ok(lookup(e).map(|v| format!("{e}={v}")))
+}
+
+/// An env file: one `KEY=VALUE` or `KEY` per line; blank lines and `#` comments skipped.
+pub fn parse_env_file(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let name = line.split_once('=').map(|(k, _)| k).unwrap_or(line);
+        if name.is_empty() {
+            bail!("line {}: no variable name", n + 1);
+        }
+        if name.contains(char::is_whitespace) {
+            bail!("line {}: variable '{name}' contains whitespaces", n + 1);
+        }
+        if let Some(e) = env_entry(line, lookup)? {
+            out.push(e);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    #[command(disable_help_flag = true)]
+    struct Cli {
+        #[arg(short = 'd')]
+        _detach: bool,
+        #[command(flatten)]
+        flags: ContainerFlags,
+    }
+
+    fn parse(args: &[&str]) -> ContainerFlags {
+        Cli::try_parse_from(std::iter::once("run").chain(args.iter().copied())).unwrap().flags
+    }
+
+    fn env(k: &str) -> Option<String> {
+        match k {
+            "HOME" => Some("/root".to_string()),
+            _ => None,
+        }
+    }
+
+    fn no_files(p: &str) -> std::io::Result<String> {
+        match p {
+            "app.env" => Ok("# comment\n\nA=1\n  B=two words\nHOME\nUNSET\nC=\n".to_string()),
+            _ => Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no such file")),
+        }
+    }
+
+    #[test]
+    fn trailing_arguments_table() {
+        let cases: [(&[&str], &str, &[&str]); 6] = [
+            (&["busybox"], "busybox", &[]),
+            (&["busybox", "ls", "-l"], "busybox", &["ls", "-l"]),
+            (&["-d", "busybox", "-l", "x"], "busybox", &["-l", "x"]),
+            (&["-e", "A=1", "busybox", "sh", "-c", "echo -e hi"], "busybox", &["sh", "-c", "echo -e hi"]),
+            (&["--rm", "busybox", "--", "--rm"], "busybox", &["--", "--rm"]),
+            (&["--name", "web", "-m", "6m", "busybox", "--name"], "busybox", &["--name"]),
+        ];
+        for (args, image, cmd) in cases {
+            let f = parse(args);
+            assert_eq!(f.image(), image, "{args:?}");
+            assert_eq!(f.command(), cmd, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn builds_the_create_body() {
+        let f = parse(&[
+            "--name",
+            "web",
+            "-e",
+            "A=1",
+            "-e",
+            "HOME",
+            "-e",
+            "UNSET",
+            "--env-file",
+            "app.env",
+            "-w",
+            "/srv",
+            "-u",
+            "1000:1000",
+            "--entrypoint",
+            "",
+            "-h",
+            "box",
+            "-l",
+            "a=b",
+            "-l",
+            "flag",
+            "-m",
+            "512m",
+            "--cpus",
+            "1.5",
+            "-c",
+            "512",
+            "--pids-limit",
+            "-1",
+            "--network",
+            "none",
+            "--stop-signal",
+            "SIGINT",
+            "--stop-timeout",
+            "3",
+            "--rm",
+            "busybox",
+            "echo",
+            "hi",
+        ]);
+        let c = f.to_config(&env, &no_files).unwrap();
+        assert_eq!(c.image, "busybox");
+        assert_eq!(c.cmd, Some(vec!["echo".to_string(), "hi".to_string()]));
+        assert_eq!(c.env, ["A=1", "B=two words", "HOME=/root", "C=", "A=1", "HOME=/root"]);
+        assert_eq!(c.entrypoint, Some(vec![String::new()]));
+        assert_eq!(c.working_dir, "/srv");
+        assert_eq!(c.user, "1000:1000");
+        assert_eq!(c.hostname, "box");
+        assert_eq!(c.labels.get("a").map(String::as_str), Some("b"));
+        assert_eq!(c.labels.get("flag").map(String::as_str), Some(""));
+        assert_eq!(c.host_config.memory, 512 << 20);
+        assert_eq!(c.host_config.nano_cpus, 1_500_000_000);
+        assert_eq!(c.host_config.cpu_shares, 512);
+        assert_eq!(c.host_config.pids_limit, Some(-1));
+        assert_eq!(c.host_config.network_mode, "none");
+        assert!(c.host_config.auto_remove);
+        assert_eq!(c.stop_signal, "SIGINT");
+        assert_eq!(c.stop_timeout, Some(3));
+        assert!(c.attach_stdout && c.attach_stderr && !c.tty && !c.open_stdin);
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        for args in [
+            &["-m", "12x", "busybox"][..],
+            &["--cpus", "a", "busybox"],
+            &["--env-file", "nope", "busybox"],
+            &["-e", "=x", "busybox"],
+        ] {
+            assert!(parse(args).to_config(&env, &no_files).is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn env_files_table() {
+        let cases: [(&str, Result<&[&str], &str>); 5] = [
+            ("A=1\nB=2", Ok(&["A=1", "B=2"])),
+            ("# only a comment\n\n   \n", Ok(&[])),
+            ("HOME\nMISSING", Ok(&["HOME=/root"])),
+            ("X=a=b", Ok(&["X=a=b"])),
+            ("BAD NAME=1", Err("contains whitespaces")),
+        ];
+        for (text, want) in cases {
+            match (parse_env_file(text, &env), want) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want, "{text:?}"),
+                (Err(e), Err(w)) => assert!(format!("{e:#}").contains(w), "{text:?}: {e:#}"),
+                (got, want) => panic!("{text:?}: got {got:?}, wanted {want:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! `inspect`: the daemon's JSON for containers or images, printed as an indented array in the
+//! daemon's own key order (as docker does), or through a small `--format` template.
+
+use anyhow::{anyhow, bail, Result};
+use wharf_client::{Client, ClientError};
+
+use crate::Exit;
+
+pub fn inspect(client: &Client, names: &[String], kind: Option<&str>, format: Option<&str>) -> Result<()> {
+    let mut found: Vec<Vec<u8>> = Vec::new();
+    let mut missing = Vec::new();
+    for name in names {
+        match fetch(client, name, kind) {
+            Ok(Some(raw)) => found.push(raw),
+            Ok(None) => missing.push(name.clone()),
+            Err(e) => return Err(e),
+        }
+    }
+    match format {
+        Some(f) => {
+            for raw in &found {
+                let v: serde_json::Value = serde_json::from_slice(raw)?;
+                println!("{}", render_template(f, &v)?);
+            }
+        }
+        None => {
+            let items: Vec<String> = found.iter().map(|raw| indent_json(raw, 1)).collect();
+            if items.is_empty() {
+                println!("[]");
+            } else {
+                println!("[\n    {}\n]", items.join(",\n    "));
+            }
+        }
+    }
+    if !missing.is_empty() {
+        for m in &missing {
+            eprintln!("Error: No such object: {m}");
+        }
+        return Err(Exit::silent(1).into());
+    }
+    Ok(())
+}
+
+/// The raw JSON of `name`, or `None` when no object of the wanted kind has that name.
+fn fetch(client: &Client, name: &str, kind: Option<&str>) -> Result<Option<Vec<u8>>> {
+    let paths: Vec<String> = match kind {
+        Some("container") => vec![format!("/containers/{name}/json")],
+        Some("image") => vec![format!("/images/{name}/json")],
+        Some(other) => bail!("{other:?} is not a valid value for --type"),
+        None => vec![format!("/containers/{name}/json"), format!("/images/{name}/json")],
+    };
+    for p in paths {
+        match client.get_bytes(&p) {
+            Ok(raw) => return Ok(Some(raw)),
+            Err(ClientError::Daemon { status: 404, .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(None)
+}
+
+/// Re-indents compact JSON with four spaces per level, keeping key order; `depth` is the level
+/// the value starts at.
+pub fn indent_json(raw: &[u8], depth: usize) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let mut out = String::with_capacity(text.len() * 2);
+    let mut level = depth;
+    let mut in_string = false;
+    let mut escaped = false;
+    let chars: Vec<char> = text.trim().chars().collect();
+    let newline = |out: &mut String, level: usize| {
+        out.push('\n');
+        out.extend(std::iter::repeat_n("    ", level));
+    };
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+            i += 1;
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                // Empty containers stay on one line: `{}` and `[]`.
+                let close = if c == '{' { '}' } else { ']' };
+                let mut j = i + 1;
+                while j < chars.len() && chars[j].is_whitespace() {
+                    j += 1;
+                }
+                if chars.get(j) == Some(&close) {
+                    out.push(c);
+                    out.push(close);
+                    i = j + 1;
+                    continue;
+                }
+                out.push(c);
+                level += 1;
+                newline(&mut out, level);
+            }
+            '}' | ']' => {
+                level = level.saturating_sub(1);
+                newline(&mut out, level);
+                out.push(c);
+            }
+            ',' => {
+                out.push(c);
+                newline(&mut out, level);
+            }
+            ':' => out.push_str(": "),
+            c if c.is_whitespace() => {}
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// A small subset of Go templates: text with `{{.Field.Sub}}`, `{{json .Field}}` and `{{.}}`.
+pub fn render_template(template: &str, v: &serde_json::Value) -> Result<String> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find("}}").ok_or_else(|| anyhow!("template: unclosed action in {template:?}"))?;
+        let action = rest[start + 2..start + end].trim();
+        let (json, path) = match action.strip_prefix("json ") {
+            Some(p) => (true, p.trim()),
+            None => (false, action),
+        };
+        let path = path.strip_prefix('.').ok_or_else(|| anyhow!("template: unsupported action {{{{{action}}}}}"))?;
+        let mut cur = v;
+        for field in path.split('.').filter(|f| !f.is_empty()) {
+            cur = cur.get(field).ok_or_else(|| anyhow!("template: can't evaluate field {field}"))?;
+        }
+        match (json, cur) {
+            (true, value) => out.push_str(&value.to_string()),
+            (false, serde_json::Value::String(s)) => out.push_str(s),
+            (false, serde_json::Value::Null) => out.push_str("<no value>"),
+            (false, value) => out.push_str(&value.to_string()),
+        }
+        rest = &rest[start + end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indents_keeping_order() {
+        let raw = br#"{"Id":"x","B":[1,2],"Empty":{},"None":[],"S":"a,b:{c}\"[","N":{"Z":1,"A":null}}"#;
+        let want = r#"{
+        "Id": "x",
+        "B": [
+            1,
+            2
+        ],
+        "Empty": {},
+        "None": [],
+        "S": "a,b:{c}\"[",
+        "N": {
+            "Z": 1,
+            "A": null
+        }
+    }"#;
+        assert_eq!(indent_json(raw, 1), want);
+    }
+
+    #[test]
+    fn templates_table() {
+        let v: serde_json::Value = serde_json::from_str(
+            r#"{"Id":"abc","State":{"Running":true,"ExitCode":3},"Config":{"Env":["A=1"]},"N":null}"#,
+        )
+        .unwrap();
+        let cases = [
+            ("{{.Id}}", Ok("abc")),
+            ("{{ .State.ExitCode }}", Ok("3")),
+            ("running={{.State.Running}}", Ok("running=true")),
+            ("{{json .Config.Env}}", Ok(r#"["A=1"]"#)),
+            ("{{.N}}", Ok("<no value>")),
+            ("{{.Nope}}", Err(())),
+            ("{{.Id", Err(())),
+        ];
+        for (t, want) in cases {
+            assert_eq!(render_template(t, &v).map_err(|_| ()).as_deref(), want.as_deref(), "{t}");
+        }
+    }
+}

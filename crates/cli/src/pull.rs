@@ -1,0 +1,225 @@
+//! `pull`: `POST /images/create` and the progress it streams back, drawn per layer in place on
+//! a terminal (as docker does) and as plain lines otherwise.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+
+use anyhow::{anyhow, bail, Context, Result};
+use base64::Engine;
+use wharf_client::{Client, JsonMessage, Query, Request};
+use wharf_types::ImageRef;
+
+use crate::human;
+
+/// Pulls `reference`, printing progress to stderr-or-stdout `out`; returns the normalized name.
+pub fn pull(client: &Client, reference: &str, platform: Option<&str>, quiet: bool, out: &mut dyn Write) -> Result<()> {
+    let what = format!("pull {reference}");
+    let r = ImageRef::parse(reference).map_err(|e| anyhow!("{e}")).context(what.clone())?;
+    let tag = match (&r.digest, &r.tag) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) => t.clone(),
+        (None, None) => "latest".to_string(),
+    };
+    let q = Query::new()
+        .set("fromImage", r.familiar_name())
+        .set("tag", tag)
+        .set_nonempty("platform", platform.unwrap_or(""));
+    let mut req = Request::new("POST", &q.to_target("/images/create"));
+    if let Some(auth) = registry_auth(&r.registry) {
+        req = req.header("X-Registry-Auth", &auth);
+    }
+    let messages = client.json_stream::<JsonMessage>(req).context(what.clone())?;
+    let mut display = Progress::new(std::io::stdout().is_terminal() && !quiet);
+    for m in messages {
+        let m = m.context(what.clone())?;
+        if let Some(e) = m.error_message() {
+            bail!("{what}: {e}");
+        }
+        if !quiet {
+            display.show(&m, out)?;
+        }
+    }
+    let mut full = r.name();
+    if let Some(t) = &r.tag {
+        full.push_str(&format!(":{t}"));
+    }
+    if let Some(d) = &r.digest {
+        full.push_str(&format!("@{d}"));
+    }
+    writeln!(out, "{full}")?;
+    Ok(())
+}
+
+/// Draws JSON progress messages: on a terminal, one line per layer id rewritten in place.
+pub struct Progress {
+    terminal: bool,
+    lines: HashMap<String, usize>,
+    total_lines: usize,
+}
+
+impl Progress {
+    pub fn new(terminal: bool) -> Progress {
+        Progress { terminal, lines: HashMap::new(), total_lines: 0 }
+    }
+
+    pub fn show(&mut self, m: &JsonMessage, out: &mut dyn Write) -> Result<()> {
+        let has_progress = m.progress_detail.as_ref().is_some_and(|p| p.current.is_some() || p.total.is_some())
+            || m.progress.is_some();
+        if !self.terminal {
+            // Like docker: byte counts are noise in a log file.
+            if has_progress {
+                return Ok(());
+            }
+            out.write_all(render(m, false).as_bytes())?;
+            out.write_all(b"\n")?;
+            return Ok(());
+        }
+        let text = render(m, true);
+        match m.id.as_deref().filter(|id| !id.is_empty()) {
+            Some(id) => {
+                if let Some(&line) = self.lines.get(id) {
+                    let up = self.total_lines - line;
+                    // Up to the layer's line, clear it, write, and back down.
+                    write!(out, "\x1b[{up}A\r\x1b[2K{text}\r\x1b[{up}B")?;
+                } else {
+                    self.lines.insert(id.to_string(), self.total_lines);
+                    self.total_lines += 1;
+                    writeln!(out, "\x1b[2K{text}")?;
+                }
+            }
+            None => {
+                // A message without id (a header or the digest) ends the block of layer lines.
+                self.lines.clear();
+                self.total_lines = 0;
+                writeln!(out, "\x1b[2K{text}")?;
+            }
+        }
+        out.flush()?;
+        Ok(())
+    }
+}
+
+/// One message as docker prints it: `id: Status [progress bar]`.
+fn render(m: &JsonMessage, terminal: bool) -> String {
+    let mut s = String::new();
+    if let Some(id) = m.id.as_deref().filter(|id| !id.is_empty()) {
+        s.push_str(id);
+        s.push_str(": ");
+    }
+    s.push_str(m.status.as_deref().unwrap_or(""));
+    if let Some(stream) = &m.stream {
+        s.push_str(stream.trim_end_matches('\n'));
+    }
+    if terminal {
+        if let Some(d) = &m.progress_detail {
+            if let (Some(cur), Some(total)) = (d.current, d.total) {
+                if total > 0 {
+                    s.push(' ');
+                    s.push_str(&bar(cur, total));
+                }
+            } else if let Some(p) = &m.progress {
+                s.push(' ');
+                s.push_str(p);
+            }
+        } else if let Some(p) = &m.progress {
+            s.push(' ');
+            s.push_str(p);
+        }
+    }
+    s
+}
+
+/// `[=====>        ]  1.2MB/3.4MB`, docker's bar of 50 steps.
+fn bar(current: i64, total: i64) -> String {
+    let steps = (current.clamp(0, total) * 50 / total).clamp(0, 50) as usize;
+    format!("[{}>{}] {:>8}/{}", "=".repeat(steps), " ".repeat(50 - steps), human::size(current), human::size(total))
+}
+
+/// The `X-Registry-Auth` header for `registry` from `~/.docker/config.json`, when it holds
+/// credentials for it (`auths.<registry>.auth`, base64 of `user:password`).
+fn registry_auth(registry: &str) -> Option<String> {
+    let dir = std::env::var_os("DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".docker")))?;
+    let text = std::fs::read_to_string(dir.join("config.json")).ok()?;
+    auth_header_from_config(&text, registry)
+}
+
+fn auth_header_from_config(config_json: &str, registry: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(config_json).ok()?;
+    let auths = v.get("auths")?.as_object()?;
+    let keys: Vec<String> = if registry == "docker.io" {
+        vec!["https://index.docker.io/v1/".into(), "index.docker.io".into(), "docker.io".into()]
+    } else {
+        vec![registry.to_string(), format!("https://{registry}"), format!("http://{registry}")]
+    };
+    let (key, entry) = keys.iter().find_map(|k| auths.get(k).map(|e| (k.clone(), e)))?;
+    let encoded = entry.get("auth")?.as_str()?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    let body = serde_json::json!({ "username": user, "password": password, "serveraddress": key });
+    Some(base64::engine::general_purpose::URL_SAFE.encode(body.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(json: &str) -> JsonMessage {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn plain_output_skips_byte_counts() {
+        let mut p = Progress::new(false);
+        let mut out = Vec::new();
+        for m in [
+            r#"{"status":"Pulling from library/busybox","id":"latest"}"#,
+            r#"{"status":"Pulling fs layer","id":"abc"}"#,
+            r#"{"status":"Downloading","progressDetail":{"current":10,"total":20},"id":"abc"}"#,
+            r#"{"status":"Pull complete","id":"abc"}"#,
+            r#"{"status":"Digest: sha256:00"}"#,
+        ] {
+            p.show(&msg(m), &mut out).unwrap();
+        }
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "latest: Pulling from library/busybox\nabc: Pulling fs layer\nabc: Pull complete\nDigest: sha256:00\n"
+        );
+    }
+
+    #[test]
+    fn terminal_output_rewrites_layer_lines() {
+        let mut p = Progress::new(true);
+        let mut out = Vec::new();
+        p.show(&msg(r#"{"status":"Pulling fs layer","id":"a"}"#), &mut out).unwrap();
+        p.show(&msg(r#"{"status":"Pulling fs layer","id":"b"}"#), &mut out).unwrap();
+        out.clear();
+        p.show(&msg(r#"{"status":"Downloading","progressDetail":{"current":1000,"total":2000},"id":"a"}"#), &mut out)
+            .unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.starts_with("\x1b[2A\r\x1b[2Ka: Downloading ["), "{s:?}");
+        assert!(s.contains("1kB/2kB"), "{s:?}");
+        assert!(s.ends_with("\r\x1b[2B"), "{s:?}");
+    }
+
+    #[test]
+    fn progress_bar_widths() {
+        assert!(bar(0, 100).starts_with("[>   "));
+        assert!(bar(50, 100).starts_with(&format!("[{}>{}]", "=".repeat(25), " ".repeat(25))));
+        assert!(bar(100, 100).starts_with(&format!("[{}>]", "=".repeat(50))));
+        assert!(bar(1000, 2000).ends_with("     1kB/2kB"));
+    }
+
+    #[test]
+    fn reads_credentials_from_docker_config() {
+        let cfg = r#"{"auths":{"127.0.0.1:5000":{"auth":"dXNlcjpwYXNz"}}}"#;
+        let h = auth_header_from_config(cfg, "127.0.0.1:5000").unwrap();
+        let json = base64::engine::general_purpose::URL_SAFE.decode(h).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(v["username"], "user");
+        assert_eq!(v["password"], "pass");
+        assert_eq!(auth_header_from_config(cfg, "docker.io"), None);
+    }
+}

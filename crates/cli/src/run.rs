@@ -1,0 +1,201 @@
+//! `run`, `create` and `start`: create a container (pulling its image when missing), attach to
+//! it before it starts so no output is lost, and exit with its status as docker does.
+
+use std::io::Write;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use wharf_client::{copy_raw, Client, ClientError, ContainerConfig, CreateResponse, Demuxer, Query, WaitResponse};
+use wharf_types::ImageRef;
+
+use crate::config::ContainerFlags;
+use crate::pull::pull;
+use crate::Exit;
+
+/// Exit status when wharf or the daemon failed, as docker's 125.
+pub const EXIT_FAILED: i32 = 125;
+/// Exit status when the command exists but cannot be invoked.
+pub const EXIT_CANNOT_INVOKE: i32 = 126;
+/// Exit status when the command is not found.
+pub const EXIT_NOT_FOUND: i32 = 127;
+
+/// How long to give the daemon to take the wait request before starting the container anyway.
+const WAIT_REGISTERED_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// `wharf create`: prints the new container's id.
+pub fn create(client: &Client, flags: &ContainerFlags) -> Result<()> {
+    let config = container_config(flags)?;
+    let id = create_container(client, flags, &config)?;
+    println!("{id}");
+    Ok(())
+}
+
+/// `wharf run`: the container's exit status comes back as an [`Exit`] error.
+pub fn run(client: &Client, flags: &ContainerFlags, detach: bool) -> Result<()> {
+    let mut config = container_config(flags)?;
+    if detach {
+        config.attach_stdout = false;
+        config.attach_stderr = false;
+        config.attach_stdin = false;
+        config.stdin_once = false;
+    } else if flags.interactive {
+        return Err(anyhow!("interactive mode (-i) is not supported yet; use -d, or run without -i"));
+    }
+    let id = create_container(client, flags, &config)?;
+    if detach {
+        start(client, &id)?;
+        println!("{id}");
+        return Ok(());
+    }
+
+    let attached = client.attach(&id, false).with_context(|| format!("attach to {}", short(&id)))?;
+    let exit = spawn_wait(client, &id, flags.rm);
+    start(client, &id)?;
+
+    let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
+    let copied = if config.tty {
+        copy_raw(attached, &mut stdout)
+    } else {
+        Demuxer::new(attached).copy_to(&mut stdout, &mut stderr)
+    };
+    if let Err(e) = copied {
+        // Output may be cut short while the wait still tells the status: report and go on.
+        let _ = stdout.flush();
+        eprintln!("wharf: {e}");
+    }
+    let status = exit.recv().map_err(|_| anyhow!("waiting for container {}: no answer", short(&id)))??;
+    if let Some(msg) = status.error.as_ref().map(|e| e.message.as_str()).filter(|m| !m.is_empty()) {
+        return Err(Exit::new(EXIT_FAILED, format!("wharf: waiting for container {}: {msg}", short(&id))).into());
+    }
+    if status.status_code != 0 {
+        return Err(Exit::silent(status.status_code as i32).into());
+    }
+    Ok(())
+}
+
+/// `wharf start ID...`: prints each name as given; failures are reported one by one.
+pub fn start_many(client: &Client, containers: &[String]) -> Result<()> {
+    let mut failed = false;
+    for c in containers {
+        match start(client, c) {
+            Ok(()) => println!("{c}"),
+            Err(e) => {
+                failed = true;
+                crate::print_error(&e);
+            }
+        }
+    }
+    if failed {
+        return Err(Exit::silent(1).into());
+    }
+    Ok(())
+}
+
+/// Starts a container, turning "command not found" and "cannot invoke" into docker's 127 and 126.
+fn start(client: &Client, id: &str) -> Result<()> {
+    match client.post::<()>(&format!("/containers/{id}/start"), None) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let code = start_failure_code(&e.to_string());
+            Err(Exit::new(code, format!("wharf: start {}: {e}", short(id))).into())
+        }
+    }
+}
+
+/// The exit status docker gives a failed start, from the daemon's message.
+pub fn start_failure_code(message: &str) -> i32 {
+    let m = message.to_ascii_lowercase();
+    if m.contains("executable file not found") || m.contains("no such file or directory") {
+        EXIT_NOT_FOUND
+    } else if m.contains("permission denied") || m.contains("is a directory") {
+        EXIT_CANNOT_INVOKE
+    } else {
+        EXIT_FAILED
+    }
+}
+
+fn container_config(flags: &ContainerFlags) -> Result<ContainerConfig> {
+    flags.to_config(&|k| std::env::var(k).ok(), &|p| std::fs::read_to_string(p))
+}
+
+/// Creates the container; pulls first with `--pull always`, or on "no such image" unless
+/// `--pull never`. Prints the daemon's warnings to stderr.
+fn create_container(client: &Client, flags: &ContainerFlags, config: &ContainerConfig) -> Result<String> {
+    let image = flags.image();
+    let platform = flags.platform.as_deref();
+    let mut stderr = std::io::stderr();
+    if flags.pull == "always" {
+        pull(client, image, platform, flags.quiet, &mut stderr)?;
+    }
+    let q = Query::new()
+        .set_nonempty("name", flags.name.as_deref().unwrap_or(""))
+        .set_nonempty("platform", platform.unwrap_or(""));
+    let target = q.to_target("/containers/create");
+    let created: CreateResponse = match client.post_json(&target, Some(config)) {
+        Ok(c) => c,
+        Err(ClientError::Daemon { status: 404, message }) if flags.pull == "missing" && is_missing_image(&message) => {
+            let shown = ImageRef::parse(image).map(|r| r.familiar()).unwrap_or_else(|_| image.to_string());
+            eprintln!("Unable to find image '{shown}' locally");
+            pull(client, image, platform, flags.quiet, &mut stderr)?;
+            client.post_json(&target, Some(config)).with_context(|| format!("create a container of {image}"))?
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("create a container of {image}"))),
+    };
+    for w in &created.warnings {
+        eprintln!("WARNING: {w}");
+    }
+    Ok(created.id)
+}
+
+fn is_missing_image(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("no such image") || m.contains("not found") || m.contains("unable to find")
+}
+
+/// Sends the wait request on its own connection before the container starts, so an early exit
+/// is not missed; gives the daemon a moment to register it.
+fn spawn_wait(client: &Client, id: &str, removed: bool) -> mpsc::Receiver<Result<WaitResponse>> {
+    let (registered_tx, registered_rx) = mpsc::channel::<()>();
+    let (tx, rx) = mpsc::channel();
+    let condition = if removed { "removed" } else { "next-exit" };
+    let path = Query::new().set("condition", condition).to_target(&format!("/containers/{id}/wait"));
+    let client = client.clone();
+    let short_id = short(id).to_string();
+    std::thread::spawn(move || {
+        let result = (|| -> Result<WaitResponse> {
+            let mut resp = client.request(wharf_client::Request::new("POST", &path))?;
+            let _ = registered_tx.send(());
+            let mut body = Vec::new();
+            std::io::Read::read_to_end(resp.body_reader(), &mut body)
+                .with_context(|| format!("waiting for container {short_id}"))?;
+            serde_json::from_slice(&body).with_context(|| format!("waiting for container {short_id}: bad answer"))
+        })();
+        let _ = tx.send(result);
+    });
+    let _ = registered_rx.recv_timeout(WAIT_REGISTERED_TIMEOUT);
+    rx
+}
+
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_failure_codes_table() {
+        let cases = [
+            ("failed to create task: exec: \"nosuch\": executable file not found in $PATH", 127),
+            ("exec /bin/nosuch: no such file or directory", 127),
+            ("exec /etc/passwd: permission denied", 126),
+            ("exec /tmp: is a directory", 126),
+            ("cgroup: memory limit too low", 125),
+        ];
+        for (msg, want) in cases {
+            assert_eq!(start_failure_code(msg), want, "{msg}");
+        }
+    }
+}
