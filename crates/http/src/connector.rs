@@ -207,12 +207,53 @@ fn add_pem_file(roots: &mut RootCertStore, file: &Path) -> Result<(), HttpError>
     let tls_err = |message: String| HttpError::Tls { host: file.display().to_string(), message };
     let certs = CertificateDer::pem_file_iter(file)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| tls_err(format!("CA file {}: {e}", file.display())))?;
+        .map_err(|e| tls_err(format!("reading CA certificates: {e}")))?;
     if certs.is_empty() {
-        return Err(tls_err(format!("CA file {} holds no certificate", file.display())));
+        return Err(tls_err("no CA certificate in the file".to_string()));
     }
     for c in certs {
-        roots.add(c).map_err(|e| tls_err(format!("CA file {}: {e}", file.display())))?;
+        roots.add(c).map_err(|e| tls_err(format!("invalid CA certificate: {e}")))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    #[test]
+    fn https_to_a_plain_http_server_is_a_tls_error() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            if let Ok((mut s, _)) = listener.accept() {
+                let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+            }
+        });
+        let c = Connector::new(ConnectorOptions { system_roots: false, ..ConnectorOptions::default() }).unwrap();
+        let url = Url::parse(&format!("https://127.0.0.1:{port}/v2/")).unwrap();
+        let err = c.connect(&url).err().unwrap();
+        assert!(matches!(err, HttpError::Tls { .. }), "{err}");
+        assert_eq!(err.kind(), wharf_types::ErrorKind::Unavailable);
+    }
+
+    #[test]
+    fn refused_connection_is_a_connect_error() {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let c = Connector::new(ConnectorOptions { system_roots: false, ..ConnectorOptions::default() }).unwrap();
+        let err = c.connect(&Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap()).err().unwrap();
+        assert!(matches!(err, HttpError::Connect { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_missing_ca_file_is_refused() {
+        let opts = ConnectorOptions {
+            system_roots: false,
+            extra_ca_files: vec![PathBuf::from("/nonexistent/ca.crt")],
+            ..ConnectorOptions::default()
+        };
+        assert!(Connector::new(opts).is_err());
+    }
 }
