@@ -172,23 +172,30 @@ pub fn spawn(bundle_dir: &Path, spec: &Spec, stdio: ChildStdio) -> Result<Spawne
     drop(joins);
 
     // The child builds its rootfs meanwhile; the cgroup write can stall for milliseconds.
-    let cgroup = match setup_parent_side(spec, pid) {
-        Ok(cg) => cg,
-        Err(e) => {
-            kill_and_reap(pid);
-            return Err(e);
-        }
-    };
-    // EPIPE here means the child has already failed; its error is on the error pipe.
-    // SAFETY: writing one byte from a valid buffer to an fd we own.
-    unsafe { libc::write(sync_w.as_raw_fd(), b"g".as_ptr().cast(), 1) };
+    let parent_side = setup_parent_side(spec, pid);
+    if parent_side.is_ok() {
+        // EPIPE here means the child has already failed; its error is on the error pipe.
+        // SAFETY: writing one byte from a valid buffer to an fd we own.
+        unsafe { libc::write(sync_w.as_raw_fd(), b"g".as_ptr().cast(), 1) };
+    } else {
+        // SAFETY: kill has no memory effects; the child is ours and not yet reaped.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
     drop(sync_w);
 
     let mut msg = Vec::new();
     let read = File::from(err_r).read_to_end(&mut msg);
-    if read.is_ok() && msg.is_empty() {
-        return Ok(Spawned { pid, cgroup });
-    }
+    let cgroup = match parent_side {
+        Ok(cgroup) if read.is_ok() && msg.is_empty() => return Ok(Spawned { pid, cgroup }),
+        Ok(cgroup) => cgroup,
+        // The child's own error, when it has one, is the cause; a failed cgroup write for a
+        // process that already died is only a consequence.
+        Err(e) if msg.is_empty() => {
+            kill_and_reap(pid);
+            return Err(e);
+        }
+        Err(_) => None,
+    };
     kill_and_reap(pid);
     if let Some(cg) = &cgroup {
         let _ = cg.remove();

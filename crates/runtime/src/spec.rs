@@ -225,10 +225,39 @@ pub struct Pids {
     pub limit: i64,
 }
 
+impl DeviceRule {
+    /// Docker's default device cgroup rules for a non-privileged container: deny everything,
+    /// then allow mknod of any node and use of the standard devices, pseudo-terminals and tun.
+    pub fn docker_defaults() -> Vec<DeviceRule> {
+        let rule = |allow: bool, kind: &str, major: Option<i64>, minor: Option<i64>, access: &str| DeviceRule {
+            allow,
+            kind: Some(kind.to_string()),
+            major,
+            minor,
+            access: Some(access.to_string()),
+        };
+        vec![
+            rule(false, "a", None, None, "rwm"),
+            rule(true, "c", None, None, "m"),
+            rule(true, "b", None, None, "m"),
+            rule(true, "c", Some(1), Some(3), "rwm"),
+            rule(true, "c", Some(1), Some(5), "rwm"),
+            rule(true, "c", Some(1), Some(7), "rwm"),
+            rule(true, "c", Some(1), Some(8), "rwm"),
+            rule(true, "c", Some(1), Some(9), "rwm"),
+            rule(true, "c", Some(5), Some(0), "rwm"),
+            rule(true, "c", Some(5), Some(1), "rwm"),
+            rule(true, "c", Some(5), Some(2), "rwm"),
+            rule(true, "c", Some(136), None, "rwm"),
+            rule(true, "c", Some(10), Some(200), "rwm"),
+        ]
+    }
+}
+
 impl Spec {
     /// A spec close to what `runc spec` writes: root, `rootfs` as the root path, namespaces
     /// pid/mount/uts/ipc/network, the standard mounts, masked and read-only paths, RLIMIT_NOFILE
-    /// 1024, running `args` as root in `/` with a default PATH.
+    /// 1024, Docker's device cgroup rules, running `args` as root in `/` with a default PATH.
     pub fn example(args: &[&str]) -> Spec {
         let mount = |dest: &str, kind: &str, source: &str, options: &[&str]| Mount {
             destination: dest.to_string(),
@@ -285,6 +314,7 @@ impl Spec {
                     "/proc/scsi",
                 ]),
                 readonly_paths: strings(&["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]),
+                resources: Some(Resources { devices: DeviceRule::docker_defaults(), ..Resources::default() }),
                 ..Linux::default()
             }),
             annotations: BTreeMap::new(),

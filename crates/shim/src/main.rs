@@ -70,6 +70,9 @@ fn last_os(what: &str) -> String {
 
 fn main() {
     let args = parse_args().unwrap_or_else(|e| fail(&e, 125));
+    // SAFETY: closes every fd above the standard streams; none is owned by Rust code yet.
+    // The shim lives as long as its container, so nothing wharfd leaked may stay open.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
     // SAFETY: process-level syscalls in a single-threaded process; after fork the child only
     // continues this same single thread.
     unsafe {

@@ -63,7 +63,12 @@ impl Bundle {
 
     /// Runs the shim and returns its handshake line.
     fn start(&self) -> Value {
-        let mut child = Command::new(SHIM)
+        self.start_cmd(Command::new(SHIM))
+    }
+
+    /// Runs `cmd` (the shim or something that execs it) with the shim's arguments.
+    fn start_cmd(&self, mut cmd: Command) -> Value {
+        let mut child = cmd
             .args(["--id", &self.id, "--bundle"])
             .arg(&self.dir)
             .stdin(Stdio::null())
@@ -142,7 +147,11 @@ fn logs_and_exit_zero() {
     if !is_root() {
         return;
     }
-    let b = Bundle::new("logs", &["sh", "-c", "echo hello; echo oops >&2; echo two; printf partial"], |_, _| {});
+    let b = Bundle::new(
+        "logs",
+        &["sh", "-c", "echo hello; echo oops >&2; echo gone > /dev/null; cat /dev/null; echo two; printf partial"],
+        |_, _| {},
+    );
     let hs = b.start();
     assert!(hs["pid"].as_i64().unwrap() > 0, "{hs}");
     assert!(hs["shim_pid"].as_i64().unwrap() > 0, "{hs}");
@@ -224,11 +233,9 @@ fn limits_land_in_cgroup_and_sigkill_is_137() {
         return;
     }
     let b = Bundle::new("limits", &["sleep", "100"], |spec, _| {
-        spec.linux.as_mut().unwrap().resources = Some(Resources {
-            memory: Some(Memory { limit: Some(64 << 20), ..Memory::default() }),
-            pids: Some(Pids { limit: 32 }),
-            ..Resources::default()
-        });
+        let r = spec.linux.as_mut().unwrap().resources.get_or_insert_with(Resources::default);
+        r.memory = Some(Memory { limit: Some(64 << 20), ..Memory::default() });
+        r.pids = Some(Pids { limit: 32 });
     });
     let hs = b.start();
     let pid = hs["pid"].as_i64().unwrap();
@@ -238,6 +245,11 @@ fn limits_land_in_cgroup_and_sigkill_is_137() {
     assert_eq!(read("memory", mem_file), (64u64 << 20).to_string());
     assert_eq!(read("pids", pids_file), "32");
     assert!(read("memory", "cgroup.procs").lines().any(|l| l == pid.to_string()), "pid {pid} in the memory cgroup");
+    if !v2 {
+        let devices = read("devices", "devices.list");
+        assert!(devices.lines().any(|l| l == "c 1:3 rwm"), "{devices}");
+        assert!(!devices.lines().any(|l| l == "a *:* rwm"), "{devices}");
+    }
     // SAFETY: kill has no memory effects.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     let exit = b.wait_exit();
@@ -294,4 +306,74 @@ fn start_to_exit_time_of_true() {
         times[times.len() / 2],
         times[times.len() - 1]
     );
+}
+
+#[test]
+fn setup_failure_is_125_with_the_reason() {
+    if !is_root() {
+        return;
+    }
+    let b = Bundle::new("badmount", &["true"], |spec, _| {
+        spec.mounts.push(wharf_runtime::spec::Mount {
+            destination: "/data".to_string(),
+            kind: Some("bind".to_string()),
+            source: Some("/nonexistent-wharf-source".to_string()),
+            options: vec!["rbind".to_string()],
+        });
+    });
+    let hs = b.start();
+    assert_eq!(hs["exit_code"], 125, "{hs}");
+    let msg = hs["error"].as_str().unwrap();
+    assert!(msg.contains("/nonexistent-wharf-source") && msg.contains("no such file"), "{msg}");
+    b.assert_cleaned_up();
+}
+
+#[test]
+fn bind_mount_symlink_cannot_escape_rootfs() {
+    if !is_root() {
+        return;
+    }
+    let b = Bundle::new("escape", &["cat", "/escape/hostfile"], |spec, dir| {
+        std::fs::create_dir_all(dir.join("src")).unwrap();
+        std::fs::write(dir.join("src/hostfile"), "inside\n").unwrap();
+        // An absolute symlink in the image must resolve inside the rootfs, not on the host.
+        std::os::unix::fs::symlink(dir.join("outside"), dir.join("rootfs/escape")).unwrap();
+        spec.mounts.push(wharf_runtime::spec::Mount {
+            destination: "/escape".to_string(),
+            kind: Some("bind".to_string()),
+            source: Some(dir.join("src").to_string_lossy().into_owned()),
+            options: vec!["rbind".to_string(), "ro".to_string()],
+        });
+    });
+    b.start();
+    let exit = b.wait_exit();
+    assert_eq!(exit["exit_code"], 0, "{exit} {:?}", b.logs());
+    assert_eq!(b.stdout(), "inside\n");
+    assert!(!b.dir.join("outside").exists(), "the symlink target on the host was created");
+    b.assert_cleaned_up();
+}
+
+/// The v2 code path on a hybrid host: in a private mount namespace, the (controller-less)
+/// cgroup2 hierarchy is mounted over /sys/fs/cgroup, so the shim sees a pure v2 layout.
+#[test]
+fn cgroup_v2_layout_in_private_mount_namespace() {
+    if !is_root() || Layout::detect() != Layout::Hybrid {
+        return;
+    }
+    let b = Bundle::new("v2", &["cat", "/proc/self/cgroup"], |_, _| {});
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(format!("mount -t cgroup2 none /sys/fs/cgroup && exec {SHIM} \"$@\""))
+        .arg("sh");
+    let hs = b.start_cmd(cmd);
+    assert!(hs["pid"].as_i64().is_some(), "{hs}");
+    let exit = b.wait_exit();
+    assert_eq!(exit["exit_code"], 0, "{exit}");
+    assert!(b.stdout().contains(&format!("0::{}\n", b.cgroup)), "{:?}", b.logs());
+    let dir = Path::new("/sys/fs/cgroup/unified").join(b.cgroup.trim_start_matches('/'));
+    let start = Instant::now();
+    while dir.exists() && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(!dir.exists(), "{} still exists", dir.display());
 }
