@@ -250,6 +250,16 @@ fn limits_land_in_cgroup_and_sigkill_is_137() {
         assert!(devices.lines().any(|l| l == "c 1:3 rwm"), "{devices}");
         assert!(!devices.lines().any(|l| l == "a *:* rwm"), "{devices}");
     }
+    // The shim must outlive SIGTERM/SIGINT: only its container's exit ends it.
+    let shim = hs["shim_pid"].as_i64().unwrap() as i32;
+    // SAFETY: kill has no memory effects.
+    unsafe {
+        libc::kill(shim, libc::SIGTERM);
+        libc::kill(shim, libc::SIGINT);
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    // SAFETY: signal 0 only checks that the process exists.
+    assert_eq!(unsafe { libc::kill(shim, 0) }, 0, "shim died of SIGTERM");
     // SAFETY: kill has no memory effects.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     let exit = b.wait_exit();
@@ -376,4 +386,21 @@ fn cgroup_v2_layout_in_private_mount_namespace() {
         std::thread::sleep(Duration::from_millis(2));
     }
     assert!(!dir.exists(), "{} still exists", dir.display());
+}
+
+#[test]
+fn oom_kill_is_reported() {
+    if !is_root() {
+        return;
+    }
+    // `tail -c` keeps the whole window in memory: 64 MiB against a 16 MiB limit.
+    let script = "busybox yes | busybox head -c 100000000 | busybox tail -c 67108864 > /dev/null";
+    let b = Bundle::new("oom", &["sh", "-c", script], |spec, _| {
+        let r = spec.linux.as_mut().unwrap().resources.get_or_insert_with(Resources::default);
+        r.memory = Some(Memory { limit: Some(16 << 20), swap: Some(16 << 20), ..Memory::default() });
+    });
+    b.start();
+    let exit = b.wait_exit();
+    assert_eq!(exit["oom_killed"], true, "{exit} {:?}", b.logs());
+    b.assert_cleaned_up();
 }
