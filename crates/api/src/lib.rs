@@ -1,1 +1,51 @@
-//! The Docker Engine API over HTTP/1.1 on a unix socket: the only crate that knows the wire format.
+//! The Docker Engine API over HTTP/1.1 on a unix socket: the only crate that knows the wire
+//! format. Requests become calls on [`wharf_engine::Engine`]; engine errors become Docker's
+//! `{"message": ...}` answers with a status from their kind, in one place ([`error`]).
+
+#![recursion_limit = "256"]
+
+mod body;
+mod containers;
+mod error;
+mod human;
+mod images;
+mod query;
+mod router;
+mod system;
+
+use std::convert::Infallible;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::UnixListener;
+use wharf_engine::Engine;
+
+/// The newest API version wharf speaks, and the oldest it accepts.
+pub const API_VERSION: &str = "1.45";
+pub const MIN_API_VERSION: &str = "1.24";
+
+/// Serves the API on `listener` until the process ends. Each connection gets its own task.
+pub async fn serve(listener: UnixListener, engine: Engine) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("api: accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let engine = engine.clone();
+                async move { Ok::<_, Infallible>(router::route(engine, req).await) }
+            });
+            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).with_upgrades().await
+            {
+                log::debug!("api: connection: {e}");
+            }
+        });
+    }
+}

@@ -1,1 +1,116 @@
-//! The services of the daemon as a plain Rust API: images, pull, containers; knows nothing of HTTP.
+//! The services of the daemon as a plain Rust API: images, pull, containers.
+//!
+//! Knows nothing of HTTP or Docker's JSON: the `api` crate turns requests into calls on
+//! [`Engine`] and maps [`EngineError::kind`] to status codes.
+
+mod containers;
+mod error;
+mod ids;
+mod images;
+mod logs;
+mod monitor;
+mod pull;
+mod spec;
+mod user;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use wharf_content::ContentStore;
+use wharf_distribution::{RegistryClient, RegistryConfig};
+use wharf_metadata::Db;
+use wharf_snapshot::Snapshotter;
+
+pub use containers::{
+    ContainerConfig, ContainerRecord, ContainerState, CreateRequest, HostConfig, ListOptions, Status, WaitCondition,
+};
+pub use error::EngineError;
+pub use images::{ImageDeleted, ImageRecord, ImageSummary};
+pub use logs::{LogChunk, LogOptions, LogStream};
+pub use pull::{PullEvent, PullRequest};
+pub use wharf_distribution::AuthConfig;
+
+/// Everything the engine needs to know about where it lives and how it talks to registries.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub data_root: PathBuf,
+    pub exec_root: PathBuf,
+    pub registry_mirrors: Vec<String>,
+    pub insecure_registries: Vec<String>,
+    pub max_concurrent_downloads: usize,
+    /// The cgroup under which every container gets its own (`<parent>/<id>`).
+    pub cgroup_parent: String,
+    /// The `wharf-shim` executable.
+    pub shim_path: PathBuf,
+    /// Where per-registry CA certificates live (`<dir>/<host:port>/ca.crt`).
+    pub certs_dir: PathBuf,
+}
+
+/// The daemon's services. Cheap to clone (an `Arc` inside).
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: EngineConfig,
+    db: Db,
+    content: ContentStore,
+    snapshots: Snapshotter,
+    registry: RegistryClient,
+    /// Per-container live state: exit notifications, the init's pidfd.
+    live: Mutex<HashMap<String, Arc<monitor::Live>>>,
+    /// Serializes changes of names and container records that must be checked and written together.
+    containers_lock: tokio::sync::Mutex<()>,
+    /// Pulls hold it shared, removals of images and layers exclusively: garbage collection never
+    /// removes a layer an in-flight pull has just found present.
+    gc_lock: RwLock<()>,
+}
+
+impl Engine {
+    /// Opens the data root, the database and the stores, and re-adopts the containers that were
+    /// running when the daemon last stopped (their shims kept them alive).
+    pub async fn open(config: EngineConfig) -> Result<Engine, EngineError> {
+        std::fs::create_dir_all(&config.data_root)
+            .map_err(|e| EngineError::io(format!("create data root {}", config.data_root.display()), e))?;
+        std::fs::create_dir_all(config.data_root.join("containers"))
+            .map_err(|e| EngineError::io("create containers dir", e))?;
+        std::fs::create_dir_all(&config.exec_root)
+            .map_err(|e| EngineError::io(format!("create exec root {}", config.exec_root.display()), e))?;
+        let db = Db::open(&config.data_root.join("wharf.db"))?;
+        let content = ContentStore::open(&config.data_root.join("content"))?;
+        let snapshots = Snapshotter::open(&config.data_root.join("snapshots"))?;
+        let registry = RegistryClient::new(RegistryConfig {
+            mirrors: config.registry_mirrors.clone(),
+            insecure: config.insecure_registries.clone(),
+            certs_dir: Some(config.certs_dir.clone()),
+            user_agent: format!("wharf/{}", env!("CARGO_PKG_VERSION")),
+        })?;
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                config,
+                db,
+                content,
+                snapshots,
+                registry,
+                live: Mutex::new(HashMap::new()),
+                containers_lock: tokio::sync::Mutex::new(()),
+                gc_lock: RwLock::new(()),
+            }),
+        };
+        engine.recover().await?;
+        Ok(engine)
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+}
+
+/// Runs blocking work (file system, registry I/O) off the async worker threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
+) -> Result<T, EngineError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| EngineError::Internal(format!("background task failed: {e}")))?
+}

@@ -1,0 +1,453 @@
+//! Container endpoints: create, start, stop, restart, kill, wait, logs, attach, inspect, list, remove.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+use wharf_engine::{
+    ContainerRecord, CreateRequest, HostConfig, ListOptions, LogChunk, LogOptions, LogStream, WaitCondition,
+};
+
+use crate::body::Body;
+use crate::error::ApiError;
+use crate::human;
+use crate::router::{empty, json, Ctx, Result};
+
+/// Docker's "strslice": a JSON string or an array of strings (or null).
+fn strslice(v: &Value) -> Option<Vec<String>> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(vec![s.clone()]),
+        Value::Array(a) => Some(a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()),
+        _ => None,
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct CreateBody {
+    image: String,
+    cmd: Value,
+    entrypoint: Value,
+    env: Option<Vec<String>>,
+    working_dir: Option<String>,
+    user: Option<String>,
+    hostname: Option<String>,
+    domainname: Option<String>,
+    labels: Option<BTreeMap<String, String>>,
+    stop_signal: Option<String>,
+    stop_timeout: Option<i64>,
+    tty: bool,
+    open_stdin: bool,
+    attach_stdin: bool,
+    attach_stdout: bool,
+    attach_stderr: bool,
+    exposed_ports: Option<BTreeMap<String, Value>>,
+    host_config: Option<HostConfigBody>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct HostConfigBody {
+    auto_remove: bool,
+    memory: Option<i64>,
+    nano_cpus: Option<i64>,
+    cpu_shares: Option<i64>,
+    cpu_quota: Option<i64>,
+    cpu_period: Option<i64>,
+    pids_limit: Option<i64>,
+    network_mode: Option<String>,
+}
+
+/// `POST /containers/create?name=`.
+pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
+    let b: CreateBody =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid container config: {e}")))?;
+    if b.image.is_empty() {
+        return Err(ApiError::bad_request("config: image is required"));
+    }
+    let hc = b.host_config.unwrap_or_default();
+    let req = CreateRequest {
+        name: ctx.query.get("name").filter(|n| !n.is_empty()).map(str::to_string),
+        image: b.image,
+        cmd: strslice(&b.cmd),
+        entrypoint: strslice(&b.entrypoint),
+        env: b.env.unwrap_or_default(),
+        working_dir: b.working_dir,
+        user: b.user,
+        hostname: b.hostname,
+        domainname: b.domainname,
+        labels: b.labels.unwrap_or_default(),
+        stop_signal: b.stop_signal.filter(|s| !s.is_empty()),
+        stop_timeout: b.stop_timeout,
+        tty: b.tty,
+        open_stdin: b.open_stdin,
+        attach_stdin: b.attach_stdin,
+        attach_stdout: b.attach_stdout,
+        attach_stderr: b.attach_stderr,
+        exposed_ports: b.exposed_ports.unwrap_or_default().into_keys().collect(),
+        host_config: HostConfig {
+            auto_remove: hc.auto_remove,
+            memory: hc.memory.unwrap_or(0),
+            nano_cpus: hc.nano_cpus.unwrap_or(0),
+            cpu_shares: hc.cpu_shares.unwrap_or(0),
+            cpu_quota: hc.cpu_quota.unwrap_or(0),
+            cpu_period: hc.cpu_period.unwrap_or(0),
+            pids_limit: hc.pids_limit.filter(|p| *p > 0),
+            network_mode: hc.network_mode.unwrap_or_default(),
+        },
+    };
+    let rec = ctx.engine.create_container(req).await?;
+    json(StatusCode::CREATED, &json!({ "Id": rec.id, "Warnings": [] }))
+}
+
+pub async fn start(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
+    ctx.engine.start_container(id).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+pub async fn stop(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
+    let t = ctx.query.int("t")?.or(ctx.query.int("timeout")?);
+    ctx.engine.stop_container(id, t, ctx.query.get("signal").filter(|s| !s.is_empty())).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+pub async fn restart(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
+    let t = ctx.query.int("t")?.or(ctx.query.int("timeout")?);
+    match ctx.engine.stop_container(id, t, ctx.query.get("signal").filter(|s| !s.is_empty())).await {
+        Ok(()) => {}
+        Err(e) if e.is_not_modified() => {}
+        Err(e) => return Err(e.into()),
+    }
+    ctx.engine.start_container(id).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+pub async fn kill(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
+    ctx.engine.kill_container(id, ctx.query.get("signal").filter(|s| !s.is_empty())).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+pub async fn remove(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
+    ctx.engine.remove_container(id, ctx.query.bool("force")).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+/// `POST /containers/{id}/wait?condition=`: headers at once (the client starts the container
+/// meanwhile), the status when the condition is met.
+pub async fn wait(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
+    let condition = match ctx.query.get("condition").unwrap_or("") {
+        "" | "not-running" => WaitCondition::NotRunning,
+        "next-exit" => WaitCondition::NextExit,
+        "removed" => WaitCondition::Removed,
+        other => return Err(ApiError::bad_request(format!("invalid condition: {other:?}"))),
+    };
+    let fut = ctx.engine.wait_future(id, condition)?;
+    let (tx, body) = Body::channel();
+    tokio::spawn(async move {
+        let (code, error) = fut.await;
+        let err = if error.is_empty() { Value::Null } else { json!({ "Message": error }) };
+        let _ = tx.send(Bytes::from(json!({ "StatusCode": code, "Error": err }).to_string() + "\n")).await;
+    });
+    let mut r = Response::new(body);
+    r.headers_mut().insert("Content-Type", hyper::header::HeaderValue::from_static("application/json"));
+    Ok(r)
+}
+
+/// One frame of Docker's multiplexed stream: `[stream, 0, 0, 0, len(u32 BE)] + payload`.
+fn frame(chunk: &LogChunk, timestamps: bool, multiplexed: bool) -> Bytes {
+    let mut payload = Vec::with_capacity(chunk.data.len() + 32);
+    if timestamps {
+        payload.extend_from_slice(chunk.time.as_bytes());
+        payload.push(b' ');
+    }
+    payload.extend_from_slice(&chunk.data);
+    if !multiplexed {
+        return Bytes::from(payload);
+    }
+    let mut b = BytesMut::with_capacity(payload.len() + 8);
+    b.put_u8(match chunk.stream {
+        LogStream::Stdout => 1,
+        LogStream::Stderr => 2,
+    });
+    b.put_slice(&[0, 0, 0]);
+    b.put_u32(payload.len() as u32);
+    b.put_slice(&payload);
+    b.freeze()
+}
+
+fn stream_content_type(ctx: &Ctx, multiplexed: bool) -> &'static str {
+    if multiplexed && ctx.version_at_least("1.42") {
+        "application/vnd.docker.multiplexed-stream"
+    } else {
+        "application/vnd.docker.raw-stream"
+    }
+}
+
+/// `GET /containers/{id}/logs?follow&stdout&stderr&since&until&timestamps&tail`.
+pub fn logs(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
+    let q = &ctx.query;
+    let (stdout, stderr) = (q.bool("stdout"), q.bool("stderr"));
+    if !stdout && !stderr {
+        return Err(ApiError::bad_request("Bad parameters: you must choose at least one stream"));
+    }
+    let now = SystemTime::now();
+    let time_arg = |key: &str| -> Result<Option<SystemTime>> {
+        match q.get(key).filter(|s| !s.is_empty() && *s != "0") {
+            None => Ok(None),
+            Some(s) => wharf_types::time::parse_time_arg(s, now)
+                .map(Some)
+                .ok_or_else(|| ApiError::bad_request(format!("invalid value for {key}: {s:?}"))),
+        }
+    };
+    let tail = match q.get("tail").unwrap_or("all") {
+        "all" | "" => None,
+        n => Some(n.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid value for tail: {n:?}")))?),
+    };
+    let opts = LogOptions {
+        follow: q.bool("follow"),
+        stdout,
+        stderr,
+        since: time_arg("since")?,
+        until: time_arg("until")?,
+        tail: tail.filter(|n| *n >= 0).map(|n| n as usize),
+    };
+    let rec = ctx.engine.find_container(id)?;
+    let multiplexed = !rec.config.tty;
+    let timestamps = q.bool("timestamps");
+    let mut rx = ctx.engine.logs(id, opts)?;
+    let (tx, body) = Body::channel();
+    tokio::spawn(async move {
+        while let Some(c) = rx.recv().await {
+            if tx.send(frame(&c, timestamps, multiplexed)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut r = Response::new(body);
+    r.headers_mut()
+        .insert("Content-Type", hyper::header::HeaderValue::from_static(stream_content_type(ctx, multiplexed)));
+    Ok(r)
+}
+
+/// `POST /containers/{id}/attach`: the docker CLI asks to upgrade the connection (101) and
+/// then reads frames from it; other clients read the body of a plain 200.
+pub fn attach(ctx: &Ctx, id: &str, mut req: Request<Incoming>) -> Result<Response<Body>> {
+    let q = &ctx.query;
+    let rec = ctx.engine.find_container(id)?;
+    let multiplexed = !rec.config.tty;
+    let rx = ctx.engine.attach_output(id, q.bool("stdout"), q.bool("stderr"))?;
+    let wants_upgrade = req.headers().get("Upgrade").is_some();
+    let ctype = stream_content_type(ctx, multiplexed);
+    if wants_upgrade {
+        let on_upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            let upgraded = match on_upgrade.await {
+                Ok(u) => u,
+                Err(e) => {
+                    log::debug!("attach: upgrade failed: {e}");
+                    return;
+                }
+            };
+            let mut io = hyper_util::rt::TokioIo::new(upgraded);
+            let mut rx = rx;
+            while let Some(c) = rx.recv().await {
+                if io.write_all(&frame(&c, false, multiplexed)).await.is_err() {
+                    return;
+                }
+            }
+            let _ = io.flush().await;
+            let _ = io.shutdown().await;
+        });
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let h = r.headers_mut();
+        h.insert("Content-Type", hyper::header::HeaderValue::from_static(ctype));
+        h.insert("Connection", hyper::header::HeaderValue::from_static("Upgrade"));
+        h.insert("Upgrade", hyper::header::HeaderValue::from_static("tcp"));
+        return Ok(r);
+    }
+    let (tx, body) = Body::channel();
+    tokio::spawn(async move {
+        let mut rx = rx;
+        while let Some(c) = rx.recv().await {
+            if tx.send(frame(&c, false, multiplexed)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut r = Response::new(body);
+    r.headers_mut().insert("Content-Type", hyper::header::HeaderValue::from_static(ctype));
+    Ok(r)
+}
+
+fn unix_secs(rfc: &str) -> i64 {
+    wharf_types::time::parse_rfc3339(rfc)
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn since(rfc: &str) -> Duration {
+    wharf_types::time::parse_rfc3339(rfc).and_then(|t| SystemTime::now().duration_since(t).ok()).unwrap_or_default()
+}
+
+/// Docker's human `Status` column: `Up 3 seconds`, `Exited (0) 2 minutes ago`, `Created`.
+fn status_text(c: &ContainerRecord) -> String {
+    use wharf_engine::Status;
+    match c.state.status {
+        Status::Running if c.state.paused => format!("Up {} (Paused)", human::duration(since(&c.state.started_at))),
+        Status::Running => format!("Up {}", human::duration(since(&c.state.started_at))),
+        Status::Exited => {
+            format!("Exited ({}) {} ago", c.state.exit_code, human::duration(since(&c.state.finished_at)))
+        }
+        Status::Created => "Created".to_string(),
+        Status::Removing => "Removal In Progress".to_string(),
+        Status::Dead => "Dead".to_string(),
+        Status::Restarting => {
+            format!("Restarting ({}) {} ago", c.state.exit_code, human::duration(since(&c.state.finished_at)))
+        }
+        Status::Paused => format!("Up {} (Paused)", human::duration(since(&c.state.started_at))),
+    }
+}
+
+fn command_text(c: &ContainerRecord) -> String {
+    std::iter::once(c.path.as_str()).chain(c.args.iter().map(String::as_str)).collect::<Vec<_>>().join(" ")
+}
+
+/// `GET /containers/json?all&limit&filters`.
+pub fn list(ctx: &Ctx) -> Result<Response<Body>> {
+    let q = &ctx.query;
+    let opts = ListOptions {
+        all: q.bool("all"),
+        limit: q.int("limit")?.filter(|n| *n > 0).map(|n| n as usize),
+        filters: q.filters()?,
+    };
+    let out: Vec<Value> = ctx
+        .engine
+        .list_containers(&opts)?
+        .iter()
+        .map(|c| {
+            json!({
+                "Id": c.id,
+                "Names": [format!("/{}", c.name)],
+                "Image": c.config.image,
+                "ImageID": c.image_id.to_string(),
+                "Command": command_text(c),
+                "Created": unix_secs(&c.created),
+                "Ports": [],
+                "Labels": c.config.labels,
+                "State": c.state.status.as_str(),
+                "Status": status_text(c),
+                "HostConfig": {"NetworkMode": c.host_config.network_mode},
+                "NetworkSettings": {"Networks": {}},
+                "Mounts": [],
+            })
+        })
+        .collect();
+    json(StatusCode::OK, &out)
+}
+
+fn or_zero(s: &str) -> &str {
+    if s.is_empty() {
+        wharf_types::time::ZERO_TIME
+    } else {
+        s
+    }
+}
+
+/// `GET /containers/{id}/json`.
+pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
+    let c = ctx.engine.find_container(id)?;
+    let dir = ctx.engine.config().data_root.join("containers").join(&c.id);
+    let exposed: BTreeMap<&str, Value> = c.config.exposed_ports.iter().map(|p| (p.as_str(), json!({}))).collect();
+    let hc = &c.host_config;
+    let v = json!({
+        "Id": c.id,
+        "Created": c.created,
+        "Path": c.path,
+        "Args": c.args,
+        "State": {
+            "Status": c.state.status.as_str(),
+            "Running": c.state.running,
+            "Paused": c.state.paused,
+            "Restarting": false,
+            "OOMKilled": c.state.oom_killed,
+            "Dead": false,
+            "Pid": c.state.pid,
+            "ExitCode": c.state.exit_code,
+            "Error": c.state.error,
+            "StartedAt": or_zero(&c.state.started_at),
+            "FinishedAt": or_zero(&c.state.finished_at),
+        },
+        "Image": c.image_id.to_string(),
+        "ResolvConfPath": dir.join("resolv.conf"),
+        "HostnamePath": dir.join("hostname"),
+        "HostsPath": dir.join("hosts"),
+        "LogPath": dir.join(format!("{}-json.log", c.id)),
+        "Name": format!("/{}", c.name),
+        "RestartCount": c.restart_count,
+        "Driver": "overlayfs",
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": null,
+        "HostConfig": {
+            "NetworkMode": hc.network_mode,
+            "AutoRemove": hc.auto_remove,
+            "Memory": hc.memory,
+            "NanoCpus": hc.nano_cpus,
+            "CpuShares": hc.cpu_shares,
+            "CpuQuota": hc.cpu_quota,
+            "CpuPeriod": hc.cpu_period,
+            "PidsLimit": hc.pids_limit,
+            "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+            "LogConfig": {"Type": "json-file", "Config": {}},
+            "Binds": null,
+            "PortBindings": {},
+            "Privileged": false,
+        },
+        "GraphDriver": {"Name": "overlayfs", "Data": null},
+        "Mounts": [],
+        "Config": {
+            "Hostname": c.config.hostname,
+            "Domainname": c.config.domainname,
+            "User": c.config.user,
+            "AttachStdin": c.config.attach_stdin,
+            "AttachStdout": c.config.attach_stdout,
+            "AttachStderr": c.config.attach_stderr,
+            "ExposedPorts": if exposed.is_empty() { Value::Null } else { json!(exposed) },
+            "Tty": c.config.tty,
+            "OpenStdin": c.config.open_stdin,
+            "StdinOnce": false,
+            "Env": c.config.env,
+            "Cmd": c.config.cmd,
+            "Image": c.config.image,
+            "Volumes": null,
+            "WorkingDir": c.config.working_dir,
+            "Entrypoint": if c.config.entrypoint.is_empty() { Value::Null } else { json!(c.config.entrypoint) },
+            "OnBuild": null,
+            "Labels": c.config.labels,
+            "StopSignal": c.config.stop_signal,
+            "StopTimeout": c.config.stop_timeout,
+        },
+        "NetworkSettings": {
+            "Bridge": "",
+            "SandboxID": "",
+            "Ports": {},
+            "SandboxKey": "",
+            "IPAddress": "",
+            "IPPrefixLen": 0,
+            "Gateway": "",
+            "MacAddress": "",
+            "Networks": {},
+        },
+    });
+    json(StatusCode::OK, &v)
+}

@@ -1,0 +1,173 @@
+//! Routing: strips the optional `/v1.xx` prefix (refusing versions outside what wharf speaks),
+//! then dispatches on method and path to the handlers.
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use wharf_engine::Engine;
+
+use crate::body::Body;
+use crate::error::ApiError;
+use crate::query::Query;
+use crate::{containers, images, system, API_VERSION, MIN_API_VERSION};
+
+/// The largest request body wharf reads whole (create bodies, tag requests).
+const MAX_BODY: usize = 16 << 20;
+
+pub type Result<T> = std::result::Result<T, ApiError>;
+
+pub async fn route(engine: Engine, req: Request<Incoming>) -> Response<Body> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    log::debug!("api: {method} {}", req.uri());
+    let mut resp = match dispatch(engine, req).await {
+        Ok(r) => r,
+        Err(e) => {
+            if e.status.is_server_error() {
+                log::warn!("api: {method} {path}: {}", e.message);
+            } else {
+                log::debug!("api: {method} {path}: {} {}", e.status.as_u16(), e.message);
+            }
+            e.into_response()
+        }
+    };
+    let h = resp.headers_mut();
+    h.insert("Api-Version", hyper::header::HeaderValue::from_static(API_VERSION));
+    h.insert("Server", hyper::header::HeaderValue::from_static(concat!("wharf/", env!("CARGO_PKG_VERSION"))));
+    h.insert("Docker-Experimental", hyper::header::HeaderValue::from_static("false"));
+    h.insert("Ostype", hyper::header::HeaderValue::from_static("linux"));
+    resp
+}
+
+/// Splits `/v1.41/containers/json` into version `1.41` and path `/containers/json`.
+fn split_version(path: &str) -> Result<(Option<String>, String)> {
+    if let Some(rest) = path.strip_prefix("/v") {
+        if let Some(slash) = rest.find('/') {
+            let v = &rest[..slash];
+            if v.split('.').count() == 2 && v.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            {
+                return Ok((Some(v.to_string()), rest[slash..].to_string()));
+            }
+        }
+    }
+    Ok((None, path.to_string()))
+}
+
+fn version_tuple(v: &str) -> (u32, u32) {
+    let mut it = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
+}
+
+async fn dispatch(engine: Engine, req: Request<Incoming>) -> Result<Response<Body>> {
+    let (version, path) = split_version(req.uri().path())?;
+    if let Some(v) = &version {
+        if version_tuple(v) > version_tuple(API_VERSION) {
+            return Err(ApiError::bad_request(format!(
+                "client version {v} is too new. Maximum supported API version is {API_VERSION}"
+            )));
+        }
+        if version_tuple(v) < version_tuple(MIN_API_VERSION) {
+            return Err(ApiError::bad_request(format!(
+                "client version {v} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version"
+            )));
+        }
+    }
+    let version = version.unwrap_or_else(|| API_VERSION.to_string());
+    let query = Query::parse(req.uri().query());
+    let method = req.method().clone();
+    let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let ctx = Ctx { engine, version, query };
+
+    match (&method, segs.as_slice()) {
+        (&Method::GET | &Method::HEAD, ["_ping"]) => Ok(system::ping(&method)),
+        (&Method::GET, ["version"]) => system::version(&ctx),
+        (&Method::GET, ["info"]) => system::info(&ctx).await,
+
+        (&Method::POST, ["images", "create"]) => images::create(&ctx, req).await,
+        (&Method::GET, ["images", "json"]) => images::list(&ctx),
+        (&Method::POST, ["containers", "create"]) => containers::create(&ctx, read_body(req).await?).await,
+        (&Method::GET, ["containers", "json"]) => containers::list(&ctx),
+        (&Method::GET, ["containers", id, "json"]) => containers::inspect(&ctx, id),
+        (&Method::POST, ["containers", id, "start"]) => containers::start(&ctx, id).await,
+        (&Method::POST, ["containers", id, "stop"]) => containers::stop(&ctx, id).await,
+        (&Method::POST, ["containers", id, "restart"]) => containers::restart(&ctx, id).await,
+        (&Method::POST, ["containers", id, "kill"]) => containers::kill(&ctx, id).await,
+        (&Method::POST, ["containers", id, "wait"]) => containers::wait(&ctx, id).await,
+        (&Method::GET, ["containers", id, "logs"]) => containers::logs(&ctx, id),
+        (&Method::POST, ["containers", id, "attach"]) => containers::attach(&ctx, id, req),
+        (&Method::POST, ["containers", id, "resize"]) => {
+            ctx.engine.find_container(id)?;
+            Ok(empty(StatusCode::OK))
+        }
+        (&Method::DELETE, ["containers", id]) => containers::remove(&ctx, id).await,
+
+        // Image names contain slashes: match these on the path's ends.
+        (&Method::GET, ["images", .., "json"]) => images::inspect(&ctx, &middle(&segs, 1, 1)),
+        (&Method::POST, ["images", .., "tag"]) => images::tag(&ctx, &middle(&segs, 1, 1)),
+        (&Method::DELETE, ["images", ..]) if segs.len() > 1 => images::remove(&ctx, &middle(&segs, 1, 0)).await,
+
+        _ => Err(ApiError::new(StatusCode::NOT_FOUND, format!("page not found: {method} {path}"))),
+    }
+}
+
+fn middle(segs: &[&str], skip_front: usize, skip_back: usize) -> String {
+    segs[skip_front..segs.len() - skip_back].join("/")
+}
+
+pub struct Ctx {
+    pub engine: Engine,
+    /// The API version the client asked for (or the newest).
+    pub version: String,
+    pub query: Query,
+}
+
+impl Ctx {
+    pub fn version_at_least(&self, v: &str) -> bool {
+        version_tuple(&self.version) >= version_tuple(v)
+    }
+}
+
+pub async fn read_body(req: Request<Incoming>) -> Result<Bytes> {
+    let collected = req
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("reading request body: {e}")))?
+        .to_bytes();
+    if collected.len() > MAX_BODY {
+        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"));
+    }
+    Ok(collected)
+}
+
+pub fn json_response(status: StatusCode, body: String) -> Response<Body> {
+    let mut r = Response::new(Body::from_bytes(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert("Content-Type", hyper::header::HeaderValue::from_static("application/json"));
+    r
+}
+
+pub fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Result<Response<Body>> {
+    let s = serde_json::to_string(v).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(json_response(status, s))
+}
+
+pub fn empty(status: StatusCode) -> Response<Body> {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = status;
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_versions() {
+        assert_eq!(split_version("/v1.41/containers/json").unwrap(), (Some("1.41".into()), "/containers/json".into()));
+        assert_eq!(split_version("/containers/json").unwrap(), (None, "/containers/json".into()));
+        assert_eq!(split_version("/version").unwrap(), (None, "/version".into()));
+        assert!(version_tuple("1.9") < version_tuple("1.24"));
+    }
+}

@@ -1,0 +1,720 @@
+//! Containers: records, create, start, stop, kill, wait, remove, list.
+//!
+//! A container's process lives under its own shim (`wharf-shim`), never under the daemon: the
+//! engine starts the shim, reads its one-line handshake, and from then on watches the shim's
+//! pidfd to learn of the exit, which the shim records in `exit.json` in the container's dir.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use wharf_metadata::Table;
+use wharf_types::Digest;
+
+use crate::monitor::{ExitFile, Live};
+use crate::{blocking, ids, Engine, EngineError};
+
+/// What a container runs, merged from the create request and the image: Docker's `Config`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ContainerConfig {
+    pub hostname: String,
+    pub domainname: String,
+    pub user: String,
+    pub env: Vec<String>,
+    pub cmd: Vec<String>,
+    pub entrypoint: Vec<String>,
+    /// The image as the user named it.
+    pub image: String,
+    pub working_dir: String,
+    pub labels: BTreeMap<String, String>,
+    pub stop_signal: Option<String>,
+    pub stop_timeout: Option<i64>,
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub attach_stdin: bool,
+    pub attach_stdout: bool,
+    pub attach_stderr: bool,
+    pub exposed_ports: Vec<String>,
+}
+
+/// How the host runs it: Docker's `HostConfig` (the part wharf supports so far).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HostConfig {
+    pub auto_remove: bool,
+    /// Bytes; 0 = unlimited.
+    pub memory: i64,
+    pub nano_cpus: i64,
+    pub cpu_shares: i64,
+    pub cpu_quota: i64,
+    pub cpu_period: i64,
+    pub pids_limit: Option<i64>,
+    /// `default`/`bridge` (loopback only until networking lands), `none`, `host`.
+    pub network_mode: String,
+}
+
+/// A create request, after the API layer parsed it: `None` means "not given, use the image's".
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    pub name: Option<String>,
+    pub image: String,
+    pub cmd: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub env: Vec<String>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+    pub hostname: Option<String>,
+    pub domainname: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub stop_signal: Option<String>,
+    pub stop_timeout: Option<i64>,
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub attach_stdin: bool,
+    pub attach_stdout: bool,
+    pub attach_stderr: bool,
+    pub exposed_ports: Vec<String>,
+    pub host_config: HostConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    #[default]
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Removing,
+    Exited,
+    Dead,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Restarting => "restarting",
+            Status::Removing => "removing",
+            Status::Exited => "exited",
+            Status::Dead => "dead",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ContainerState {
+    pub status: Status,
+    pub running: bool,
+    pub paused: bool,
+    pub oom_killed: bool,
+    /// The init's pid in the host's pid namespace while running, else 0.
+    pub pid: i32,
+    pub shim_pid: i32,
+    pub exit_code: i32,
+    pub error: String,
+    /// RFC 3339; empty when never.
+    pub started_at: String,
+    pub finished_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub id: String,
+    /// Without the leading `/`.
+    pub name: String,
+    pub created: String,
+    /// The command: the first word and the rest, as Docker reports `Path` and `Args`.
+    pub path: String,
+    pub args: Vec<String>,
+    pub config: ContainerConfig,
+    pub host_config: HostConfig,
+    pub image_id: Digest,
+    pub chain_ids: Vec<Digest>,
+    pub state: ContainerState,
+    pub restart_count: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    pub all: bool,
+    /// Only the newest `limit` (Docker's `-n`); implies all.
+    pub limit: Option<usize>,
+    pub filters: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitCondition {
+    NotRunning,
+    NextExit,
+    Removed,
+}
+
+/// What the shim writes on its stdout once the container's command runs (or failed to).
+#[derive(Debug, Deserialize)]
+struct Handshake {
+    #[serde(default)]
+    pid: i32,
+    #[serde(default)]
+    shim_pid: i32,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    exit_code: Option<i32>,
+}
+
+impl Engine {
+    pub(crate) fn container_dir(&self, id: &str) -> PathBuf {
+        self.inner.config.data_root.join("containers").join(id)
+    }
+
+    pub(crate) fn log_path(&self, id: &str) -> PathBuf {
+        self.container_dir(id).join(format!("{id}-json.log"))
+    }
+
+    /// Finds a container by name (with or without `/`), full id, or unique id prefix.
+    pub fn find_container(&self, name: &str) -> Result<ContainerRecord, EngineError> {
+        let db = &self.inner.db;
+        let bare = name.strip_prefix('/').unwrap_or(name);
+        if let Some(rec) = db.get::<ContainerRecord>(Table::Containers, bare)? {
+            return Ok(rec);
+        }
+        if let Some(id) = db.get::<String>(Table::Names, bare)? {
+            if let Some(rec) = db.get::<ContainerRecord>(Table::Containers, &id)? {
+                return Ok(rec);
+            }
+        }
+        if !bare.is_empty() && bare.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let mut found: Vec<ContainerRecord> = db
+                .list::<ContainerRecord>(Table::Containers)?
+                .into_iter()
+                .filter(|(id, _)| id.starts_with(bare))
+                .map(|(_, r)| r)
+                .collect();
+            if found.len() == 1 {
+                return Ok(found.remove(0));
+            }
+            if found.len() > 1 {
+                return Err(EngineError::Invalid(format!("multiple containers found with provided prefix: {bare}")));
+            }
+        }
+        Err(EngineError::NotFound(format!("No such container: {name}")))
+    }
+
+    pub fn list_containers(&self, opts: &ListOptions) -> Result<Vec<ContainerRecord>, EngineError> {
+        let mut all: Vec<ContainerRecord> =
+            self.inner.db.list::<ContainerRecord>(Table::Containers)?.into_iter().map(|(_, r)| r).collect();
+        all.sort_by(|a, b| b.created.cmp(&a.created));
+        let show_all = opts.all || opts.limit.is_some() || opts.filters.contains_key("status");
+        let mut out = Vec::new();
+        for c in all {
+            if !show_all && !c.state.running {
+                continue;
+            }
+            if !self.matches_filters(&c, &opts.filters)? {
+                continue;
+            }
+            out.push(c);
+            if opts.limit.is_some_and(|n| out.len() >= n) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn matches_filters(
+        &self,
+        c: &ContainerRecord,
+        filters: &BTreeMap<String, Vec<String>>,
+    ) -> Result<bool, EngineError> {
+        for (key, values) in filters {
+            if values.is_empty() {
+                continue;
+            }
+            let ok = match key.as_str() {
+                "status" => values.iter().any(|v| v == c.state.status.as_str()),
+                "name" => values.iter().any(|v| {
+                    let v = v.strip_prefix('/').unwrap_or(v);
+                    match v.strip_prefix('^') {
+                        Some(p) => c.name.starts_with(p.strip_prefix('/').unwrap_or(p)),
+                        None => c.name.contains(v),
+                    }
+                }),
+                "id" => values.iter().any(|v| c.id.starts_with(v.as_str())),
+                "label" => values.iter().any(|v| match v.split_once('=') {
+                    Some((k, val)) => c.config.labels.get(k).is_some_and(|x| x == val),
+                    None => c.config.labels.contains_key(v.as_str()),
+                }),
+                "ancestor" => {
+                    let mut any = false;
+                    for v in values {
+                        if let Ok(img) = self.find_image(v) {
+                            any |= img.id == c.image_id;
+                        }
+                    }
+                    any
+                }
+                "exited" => {
+                    c.state.status == Status::Exited
+                        && values.iter().any(|v| v.parse::<i32>().ok() == Some(c.state.exit_code))
+                }
+                other => return Err(EngineError::Invalid(format!("invalid filter '{other}'"))),
+            };
+            if !ok {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Creates a container from an image that is present locally (the client pulls first).
+    pub async fn create_container(&self, req: CreateRequest) -> Result<ContainerRecord, EngineError> {
+        let image = self.find_image(&req.image)?;
+        let image_config = self.image_config(&image)?.config.unwrap_or_default();
+        let name = match &req.name {
+            Some(n) => {
+                let n = n.strip_prefix('/').unwrap_or(n).to_string();
+                if !ids::valid_name(&n) {
+                    return Err(EngineError::Invalid(format!(
+                        "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                    )));
+                }
+                Some(n)
+            }
+            None => None,
+        };
+
+        // Docker's merge: the image's Cmd only when the user gave neither Entrypoint nor Cmd...
+        let user_ep_empty = req.entrypoint.as_ref().is_none_or(|e| e.is_empty());
+        let mut cmd = req.cmd.clone().unwrap_or_default();
+        let mut entrypoint = req.entrypoint.clone().unwrap_or_default();
+        if user_ep_empty {
+            if cmd.is_empty() {
+                cmd = image_config.cmd.clone().unwrap_or_default();
+            }
+            if req.entrypoint.is_none() {
+                entrypoint = image_config.entrypoint.clone().unwrap_or_default();
+            }
+        }
+        // ... and `--entrypoint ""` resets the image's entrypoint.
+        if entrypoint.len() == 1 && entrypoint[0].is_empty() {
+            entrypoint.clear();
+        }
+        let argv: Vec<String> = entrypoint.iter().chain(cmd.iter()).cloned().collect();
+        if argv.is_empty() {
+            return Err(EngineError::Invalid("No command specified".to_string()));
+        }
+
+        let mut env = image_config.env.clone().unwrap_or_default();
+        for e in &req.env {
+            let key = e.split('=').next().unwrap_or(e);
+            env.retain(|x| x.split('=').next() != Some(key));
+            env.push(e.clone());
+        }
+        let mut labels = image_config.labels.clone().unwrap_or_default();
+        labels.extend(req.labels.clone());
+        let mut exposed: Vec<String> = image_config.exposed_ports.clone().unwrap_or_default().into_keys().collect();
+        for p in &req.exposed_ports {
+            if !exposed.contains(p) {
+                exposed.push(p.clone());
+            }
+        }
+        let mut host_config = req.host_config.clone();
+        if host_config.network_mode.is_empty() {
+            host_config.network_mode = "default".to_string();
+        }
+        match host_config.network_mode.as_str() {
+            "default" | "bridge" | "none" | "host" => {}
+            other => {
+                return Err(EngineError::Invalid(format!(
+                    "network mode {other:?} is not supported yet: use default, bridge, none or host"
+                )))
+            }
+        }
+        if host_config.memory < 0 || host_config.nano_cpus < 0 || host_config.cpu_shares < 0 {
+            return Err(EngineError::Invalid("resource limits must not be negative".to_string()));
+        }
+        if host_config.memory > 0 && host_config.memory < 6 * 1024 * 1024 {
+            return Err(EngineError::Invalid("Minimum memory limit allowed is 6MB".to_string()));
+        }
+        if host_config.nano_cpus > 0 && (host_config.cpu_quota > 0 || host_config.cpu_period > 0) {
+            return Err(EngineError::Invalid(
+                "Conflicting options: Nano CPUs and CPU Period cannot both be set".to_string(),
+            ));
+        }
+        let ncpu = std::thread::available_parallelism().map(|n| n.get() as i64).unwrap_or(1);
+        if host_config.nano_cpus > ncpu * 1_000_000_000 {
+            return Err(EngineError::Invalid(format!(
+                "Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
+            )));
+        }
+
+        let id = ids::random_id();
+        let config = ContainerConfig {
+            hostname: req.hostname.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| id[..12].to_string()),
+            domainname: req.domainname.clone().unwrap_or_default(),
+            user: req.user.clone().filter(|u| !u.is_empty()).or(image_config.user.clone()).unwrap_or_default(),
+            env,
+            cmd,
+            entrypoint,
+            image: req.image.clone(),
+            working_dir: req
+                .working_dir
+                .clone()
+                .filter(|w| !w.is_empty())
+                .or(image_config.working_dir.clone().filter(|w| !w.is_empty()))
+                .unwrap_or_default(),
+            labels,
+            stop_signal: req.stop_signal.clone().or(image_config.stop_signal.clone()),
+            stop_timeout: req.stop_timeout,
+            tty: req.tty,
+            open_stdin: req.open_stdin,
+            attach_stdin: req.attach_stdin,
+            attach_stdout: req.attach_stdout,
+            attach_stderr: req.attach_stderr,
+            exposed_ports: exposed,
+        };
+        if !config.working_dir.is_empty() && !config.working_dir.starts_with('/') {
+            return Err(EngineError::Invalid(format!(
+                "the working directory '{}' is invalid, it needs to be an absolute path",
+                config.working_dir
+            )));
+        }
+        if let Some(s) = &config.stop_signal {
+            crate::monitor::parse_signal(s)?;
+        }
+        let record = ContainerRecord {
+            id: id.clone(),
+            name: String::new(),
+            created: wharf_types::time::rfc3339_nanos(SystemTime::now()),
+            path: argv[0].clone(),
+            args: argv[1..].to_vec(),
+            config,
+            host_config,
+            image_id: image.id.clone(),
+            chain_ids: image.chain_ids.clone(),
+            state: ContainerState::default(),
+            restart_count: 0,
+        };
+
+        let engine = self.clone();
+        let dir_id = id.clone();
+        blocking(move || {
+            std::fs::create_dir_all(engine.container_dir(&dir_id))
+                .map_err(|e| EngineError::io(format!("create container dir for {dir_id}"), e))?;
+            engine.inner.snapshots.prepare_container(&dir_id)?;
+            Ok(())
+        })
+        .await?;
+
+        let _guard = self.inner.containers_lock.lock().await;
+        let result = self.inner.db.write(|tx| {
+            let name = match &name {
+                Some(n) => {
+                    if let Some(holder) = tx.get::<String>(Table::Names, n)? {
+                        return Err(EngineError::Conflict(format!(
+                            "Conflict. The container name \"/{n}\" is already in use by container \"{holder}\". You have to remove (or rename) that container to be able to reuse that name."
+                        )));
+                    }
+                    n.clone()
+                }
+                None => loop {
+                    let n = ids::random_name();
+                    if tx.get::<String>(Table::Names, &n)?.is_none() {
+                        break n;
+                    }
+                },
+            };
+            let mut rec = record.clone();
+            rec.name = name.clone();
+            tx.put(Table::Names, &name, &rec.id)?;
+            tx.put(Table::Containers, &rec.id, &rec)?;
+            Ok(rec)
+        });
+        match result {
+            Ok(rec) => {
+                self.live(&rec.id);
+                Ok(rec)
+            }
+            Err(e) => {
+                let _ = self.inner.snapshots.remove_container(&id);
+                let _ = std::fs::remove_dir_all(self.container_dir(&id));
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts a created or exited container: writes its OCI bundle, starts its shim, and waits
+    /// until its command has been exec'd (or failed to be).
+    pub async fn start_container(&self, name: &str) -> Result<(), EngineError> {
+        let rec = self.find_container(name)?;
+        let live = self.live(&rec.id);
+        let _op = live.op.lock().await;
+        let mut rec = self.find_container(&rec.id)?;
+        if rec.state.running {
+            return Err(EngineError::NotModified(format!("container {} is already running", rec.id)));
+        }
+        let engine = self.clone();
+        let spawn_rec = rec.clone();
+        let spawned = blocking(move || engine.spawn_shim(&spawn_rec)).await;
+        match spawned {
+            Ok(h) => {
+                rec.state = ContainerState {
+                    status: Status::Running,
+                    running: true,
+                    pid: h.pid,
+                    shim_pid: h.shim_pid,
+                    started_at: wharf_types::time::rfc3339_nanos(SystemTime::now()),
+                    finished_at: rec.state.finished_at.clone(),
+                    ..Default::default()
+                };
+                self.put_container(&rec)?;
+                live.started(h.pid);
+                self.watch_shim(rec.id.clone(), h.shim_pid);
+                Ok(())
+            }
+            Err(e) => {
+                let code = match &e {
+                    EngineError::Exec { exit_code, .. } => *exit_code,
+                    _ => 128,
+                };
+                rec.state.status = if rec.state.started_at.is_empty() { Status::Created } else { Status::Exited };
+                rec.state.exit_code = code;
+                rec.state.error = e.to_string();
+                self.put_container(&rec)?;
+                if rec.host_config.auto_remove {
+                    drop(_op);
+                    let _ = self.remove_container(&rec.id, true).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn spawn_shim(&self, rec: &ContainerRecord) -> Result<Handshake, EngineError> {
+        let dir = self.container_dir(&rec.id);
+        let spec = self.generate_spec(rec)?;
+        let spec_json =
+            serde_json::to_vec_pretty(&spec).map_err(|e| EngineError::Internal(format!("encode config.json: {e}")))?;
+        std::fs::write(dir.join("config.json"), spec_json).map_err(|e| EngineError::io("write config.json", e))?;
+        let _ = std::fs::remove_file(dir.join("exit.json"));
+        let shim_log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("shim.log"))
+            .map_err(|e| EngineError::io("open shim.log", e))?;
+        let mut child = Command::new(&self.inner.config.shim_path)
+            .arg("--id")
+            .arg(&rec.id)
+            .arg("--bundle")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(shim_log)
+            .spawn()
+            .map_err(|e| EngineError::io(format!("start shim {}", self.inner.config.shim_path.display()), e))?;
+        let mut line = String::new();
+        let read = match child.stdout.take() {
+            Some(out) => BufReader::new(out).read_line(&mut line),
+            None => Ok(0),
+        };
+        let _ = child.wait();
+        read.map_err(|e| EngineError::io("read shim handshake", e))?;
+        if line.trim().is_empty() {
+            let log = std::fs::read_to_string(dir.join("shim.log")).unwrap_or_default();
+            let last = log.lines().last().unwrap_or("no output").to_string();
+            return Err(EngineError::Internal(format!(
+                "shim for container {} exited before starting it: {last}",
+                rec.id
+            )));
+        }
+        let h: Handshake = serde_json::from_str(line.trim())
+            .map_err(|e| EngineError::Internal(format!("shim handshake {line:?}: {e}")))?;
+        if let Some(message) = h.error {
+            return Err(EngineError::Exec { message, exit_code: h.exit_code.unwrap_or(125) });
+        }
+        Ok(h)
+    }
+
+    pub(crate) fn put_container(&self, rec: &ContainerRecord) -> Result<(), EngineError> {
+        self.inner.db.write(|tx| tx.put(Table::Containers, &rec.id, rec))?;
+        Ok(())
+    }
+
+    /// Sends the stop signal, waits up to the timeout, then kills. Returns `NotModified` when the
+    /// container was not running.
+    pub async fn stop_container(
+        &self,
+        name: &str,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<(), EngineError> {
+        let rec = self.find_container(name)?;
+        let live = self.live(&rec.id);
+        let _op = live.op.lock().await;
+        if !live.is_running() {
+            return Err(EngineError::NotModified(format!("container {} is not running", rec.id)));
+        }
+        let sig_name =
+            signal.map(str::to_string).or(rec.config.stop_signal.clone()).unwrap_or_else(|| "SIGTERM".into());
+        let sig = crate::monitor::parse_signal(&sig_name)?;
+        let secs = timeout.or(rec.config.stop_timeout).unwrap_or(10);
+        let _ = live.signal(sig);
+        let waited = if secs < 0 {
+            live.wait_exit(None).await
+        } else {
+            live.wait_exit(Some(Duration::from_secs(secs as u64))).await
+        };
+        if !waited {
+            let _ = live.signal(libc::SIGKILL);
+            if !live.wait_exit(Some(Duration::from_secs(30))).await {
+                return Err(EngineError::Internal(format!("container {} did not exit after SIGKILL", rec.id)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a signal (SIGKILL by default) to the container's init.
+    pub async fn kill_container(&self, name: &str, signal: Option<&str>) -> Result<(), EngineError> {
+        let rec = self.find_container(name)?;
+        let live = self.live(&rec.id);
+        let sig = crate::monitor::parse_signal(signal.unwrap_or("SIGKILL"))?;
+        if !live.is_running() {
+            return Err(EngineError::Conflict(format!("Container {} is not running", rec.id)));
+        }
+        live.signal(sig).map_err(|e| EngineError::io(format!("signal container {}", rec.id), e))?;
+        if sig == libc::SIGKILL && !live.wait_exit(Some(Duration::from_secs(10))).await {
+            return Err(EngineError::Internal(format!("container {} did not exit after SIGKILL", rec.id)));
+        }
+        Ok(())
+    }
+
+    /// Registers a wait now and returns the future that completes with the exit code and the
+    /// error text when the condition is met (the API sends headers in between).
+    pub fn wait_future(
+        &self,
+        name: &str,
+        condition: WaitCondition,
+    ) -> Result<impl std::future::Future<Output = (i32, String)> + Send + 'static, EngineError> {
+        let rec = self.find_container(name)?;
+        let live = self.live(&rec.id);
+        let mark = live.mark();
+        Ok(async move { live.wait_since(condition, mark).await })
+    }
+
+    /// Removes a container; `force` kills it first when it runs.
+    pub async fn remove_container(&self, name: &str, force: bool) -> Result<(), EngineError> {
+        let rec = self.find_container(name)?;
+        let live = self.live(&rec.id);
+        let op = live.op.lock().await;
+        if live.is_running() {
+            if !force {
+                return Err(EngineError::Conflict(format!(
+                    "You cannot remove a running container {}. Stop the container before attempting removal or force remove",
+                    rec.id
+                )));
+            }
+            let _ = live.signal(libc::SIGKILL);
+            if !live.wait_exit(Some(Duration::from_secs(30))).await {
+                return Err(EngineError::Internal(format!("container {} did not exit after SIGKILL", rec.id)));
+            }
+        }
+        let rec = self.find_container(&rec.id)?;
+        self.inner.db.write(|tx| {
+            tx.delete(Table::Containers, &rec.id)?;
+            if tx.get::<String>(Table::Names, &rec.name)?.as_deref() == Some(&rec.id[..]) {
+                tx.delete(Table::Names, &rec.name)?;
+            }
+            Ok::<_, EngineError>(())
+        })?;
+        let engine = self.clone();
+        let id = rec.id.clone();
+        let cleanup = blocking(move || engine.remove_container_files(&id)).await;
+        live.removed(rec.state.exit_code);
+        drop(op);
+        if let Ok(mut map) = self.inner.live.lock() {
+            map.remove(&rec.id);
+        }
+        cleanup
+    }
+
+    /// Removes everything a container left on disk and in the cgroup tree; reports every
+    /// failure, after trying all of it.
+    fn remove_container_files(&self, id: &str) -> Result<(), EngineError> {
+        let mut errors = Vec::new();
+        let cgroup = format!("{}/{}", self.inner.config.cgroup_parent.trim_end_matches('/'), id);
+        // The shim removes the cgroup when the container exits; this catches a shim that died.
+        match wharf_runtime::cgroups::Cgroup::open(&cgroup) {
+            Ok(cg) => {
+                if let Err(e) = cg.remove() {
+                    errors.push(e.to_string());
+                }
+            }
+            Err(e) if e.kind() == wharf_types::ErrorKind::NotFound => {}
+            Err(e) => errors.push(e.to_string()),
+        }
+        if let Err(e) = self.inner.snapshots.remove_container(id) {
+            errors.push(e.to_string());
+        }
+        let dir = self.container_dir(id);
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                errors.push(format!("remove {}: {e}", dir.display()));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(EngineError::Internal(format!("remove container {id}: {}", errors.join("; "))))
+        }
+    }
+
+    /// The live state of a container, created on first use.
+    pub(crate) fn live(&self, id: &str) -> Arc<Live> {
+        let mut map = match self.inner.live.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        map.entry(id.to_string()).or_insert_with(|| Arc::new(Live::new(None))).clone()
+    }
+
+    /// Records an exit reported by the shim, then removes the container if it asked for that.
+    pub(crate) async fn on_exit(&self, id: &str, exit: Option<ExitFile>) {
+        let live = self.live(id);
+        let Ok(mut rec) = self.find_container(id) else {
+            live.exited(0);
+            return;
+        };
+        let (code, oom, finished, error) = match exit {
+            Some(x) => (x.exit_code, x.oom_killed, x.finished_at, String::new()),
+            None => (
+                255,
+                false,
+                wharf_types::time::rfc3339_nanos(SystemTime::now()),
+                "container monitor (shim) exited without recording an exit status".to_string(),
+            ),
+        };
+        rec.state.status = Status::Exited;
+        rec.state.running = false;
+        rec.state.pid = 0;
+        rec.state.shim_pid = 0;
+        rec.state.exit_code = code;
+        rec.state.oom_killed = oom;
+        rec.state.finished_at = finished;
+        rec.state.error = error;
+        if let Err(e) = self.put_container(&rec) {
+            log::error!("container {id}: record exit: {e}");
+        }
+        live.exited(code);
+        if rec.host_config.auto_remove {
+            if let Err(e) = self.remove_container(id, true).await {
+                log::error!("container {id}: auto-remove: {e}");
+            }
+        }
+    }
+}

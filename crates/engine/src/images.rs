@@ -1,0 +1,269 @@
+//! Local images: records, name resolution, listing, tagging and removal with garbage collection.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+use wharf_metadata::Table;
+use wharf_types::oci::{Descriptor, ImageConfig};
+use wharf_types::{Digest, ImageRef};
+
+use crate::{blocking, Engine, EngineError};
+
+/// What the database keeps of an image. The config itself stays in the content store under its
+/// digest, which is also the image id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageRecord {
+    pub id: Digest,
+    /// The config's `created`, RFC 3339.
+    pub created: Option<String>,
+    /// Bytes of the unpacked layers.
+    pub size: u64,
+    pub diff_ids: Vec<Digest>,
+    /// Chain ids of the layers, bottom first: the snapshots a container's rootfs stacks.
+    pub chain_ids: Vec<Digest>,
+    /// The compressed layer blobs as the manifest listed them (for push and save).
+    pub layers: Vec<Descriptor>,
+    /// Digest of the image manifest it was pulled with, when it came from a registry.
+    pub manifest_digest: Option<Digest>,
+    /// When this daemon stored it (RFC 3339), for `images --filter since/before` ordering.
+    pub stored_at: String,
+}
+
+/// An image with the names that point at it, as `images` lists it.
+#[derive(Debug, Clone)]
+pub struct ImageSummary {
+    pub record: ImageRecord,
+    pub config: ImageConfig,
+    /// Fully qualified tag references.
+    pub repo_tags: Vec<ImageRef>,
+    /// Fully qualified digest references.
+    pub repo_digests: Vec<ImageRef>,
+}
+
+/// One line of `rmi`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageDeleted {
+    Untagged(String),
+    Deleted(String),
+}
+
+impl Engine {
+    /// Finds an image by reference, full id, or unique id prefix, as Docker does.
+    pub fn find_image(&self, name: &str) -> Result<ImageRecord, EngineError> {
+        self.lookup_image(name)?
+            .map(|(rec, _)| rec)
+            .ok_or_else(|| EngineError::NotFound(format!("No such image: {name}")))
+    }
+
+    /// Like `find_image`, also telling which reference matched (None when matched by id).
+    fn lookup_image(&self, name: &str) -> Result<Option<(ImageRecord, Option<ImageRef>)>, EngineError> {
+        let db = &self.inner.db;
+        if let Ok(d) = name.parse::<Digest>() {
+            return Ok(db.get::<ImageRecord>(Table::Images, &d.to_string())?.map(|r| (r, None)));
+        }
+        if let Ok(r) = ImageRef::parse(name) {
+            if let Some(id) = db.get::<String>(Table::Tags, &r.to_string())? {
+                if let Some(rec) = db.get::<ImageRecord>(Table::Images, &id)? {
+                    return Ok(Some((rec, Some(r))));
+                }
+            }
+        }
+        let prefix = name.strip_prefix("sha256:").unwrap_or(name);
+        if !prefix.is_empty() && prefix.len() <= 64 && prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let matches: Vec<ImageRecord> = db
+                .list::<ImageRecord>(Table::Images)?
+                .into_iter()
+                .map(|(_, r)| r)
+                .filter(|r| r.id.hex().starts_with(prefix))
+                .collect();
+            match matches.len() {
+                0 => {}
+                1 => return Ok(matches.into_iter().next().map(|r| (r, None))),
+                _ => return Err(EngineError::Invalid(format!("image id prefix {name:?} is ambiguous"))),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The image's config from the content store.
+    pub fn image_config(&self, rec: &ImageRecord) -> Result<ImageConfig, EngineError> {
+        let raw = self.inner.content.read(&rec.id, wharf_types::oci::MAX_MANIFEST_SIZE)?;
+        serde_json::from_slice(&raw).map_err(|e| EngineError::Internal(format!("image config {}: {e}", rec.id)))
+    }
+
+    /// The raw config bytes (for `image inspect` fields Docker copies verbatim).
+    pub fn image_config_raw(&self, rec: &ImageRecord) -> Result<Vec<u8>, EngineError> {
+        Ok(self.inner.content.read(&rec.id, wharf_types::oci::MAX_MANIFEST_SIZE)?)
+    }
+
+    fn refs_of(&self, id: &Digest) -> Result<(Vec<ImageRef>, Vec<ImageRef>), EngineError> {
+        let mut tags = Vec::new();
+        let mut digests = Vec::new();
+        for (key, value) in self.inner.db.list::<String>(Table::Tags)? {
+            if value != id.to_string() {
+                continue;
+            }
+            if let Ok(r) = ImageRef::parse_any(&key) {
+                if r.digest.is_some() {
+                    digests.push(r);
+                } else {
+                    tags.push(r);
+                }
+            }
+        }
+        Ok((tags, digests))
+    }
+
+    pub fn image_summary(&self, rec: ImageRecord) -> Result<ImageSummary, EngineError> {
+        let (repo_tags, repo_digests) = self.refs_of(&rec.id)?;
+        let config = self.image_config(&rec)?;
+        Ok(ImageSummary { record: rec, config, repo_tags, repo_digests })
+    }
+
+    /// Every image, newest first.
+    pub fn list_images(&self) -> Result<Vec<ImageSummary>, EngineError> {
+        let mut out = Vec::new();
+        for (_, rec) in self.inner.db.list::<ImageRecord>(Table::Images)? {
+            out.push(self.image_summary(rec)?);
+        }
+        out.sort_by(|a, b| b.record.created.cmp(&a.record.created));
+        Ok(out)
+    }
+
+    /// Points `target` (a reference; `:latest` when it has no tag) at the image `source` names.
+    pub fn tag_image(&self, source: &str, target: &str) -> Result<(), EngineError> {
+        let rec = self.find_image(source)?;
+        let r = ImageRef::parse(target)?;
+        if r.digest.is_some() {
+            return Err(EngineError::Invalid(format!("refusing to create a tag with a digest reference: {target}")));
+        }
+        self.inner.db.write(|tx| tx.put(Table::Tags, &r.to_string(), &rec.id.to_string()))?;
+        Ok(())
+    }
+
+    /// Removes a reference or an image, as `docker rmi` does; then collects what no image or
+    /// container uses any more.
+    pub async fn remove_image(&self, name: &str, force: bool) -> Result<Vec<ImageDeleted>, EngineError> {
+        let engine = self.clone();
+        let name = name.to_string();
+        blocking(move || engine.remove_image_blocking(&name, force)).await
+    }
+
+    fn remove_image_blocking(&self, name: &str, force: bool) -> Result<Vec<ImageDeleted>, EngineError> {
+        let _gc = self.inner.gc_lock.write().map_err(|_| EngineError::Internal("gc lock poisoned".into()))?;
+        let (rec, matched) =
+            self.lookup_image(name)?.ok_or_else(|| EngineError::NotFound(format!("No such image: {name}")))?;
+        let (tags, digests) = self.refs_of(&rec.id)?;
+        let mut out = Vec::new();
+
+        // A reference that is not the image's last name: just untag it.
+        if let Some(r) = &matched {
+            let others = tags.iter().chain(digests.iter()).filter(|t| *t != r).count();
+            let other_tags = tags.iter().filter(|t| *t != r).count();
+            if other_tags > 0 || (r.digest.is_some() && others > 0 && !tags.is_empty()) {
+                self.inner.db.write(|tx| tx.delete(Table::Tags, &r.to_string()))?;
+                out.push(ImageDeleted::Untagged(r.familiar()));
+                return Ok(out);
+            }
+        } else if tags.len() > 1 && !force {
+            return Err(EngineError::Conflict(format!(
+                "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
+                rec.id.short()
+            )));
+        }
+
+        let users = self.containers_using_image(&rec.id)?;
+        if let Some((cid, running)) = users.first() {
+            if *running {
+                return Err(EngineError::Conflict(format!(
+                    "conflict: unable to delete {} (cannot be forced) - image is being used by running container {}",
+                    rec.id.short(),
+                    &cid[..12]
+                )));
+            }
+            if !force {
+                let what = match &matched {
+                    Some(r) => format!("unable to remove repository reference \"{}\" (must force)", r.familiar()),
+                    None => format!("unable to delete {} (must be forced)", rec.id.short()),
+                };
+                return Err(EngineError::Conflict(format!(
+                    "conflict: {what} - container {} is using its referenced image {}",
+                    &cid[..12],
+                    rec.id.short()
+                )));
+            }
+            // Forced while a stopped container uses it: untag, keep the image for the container.
+            self.inner.db.write(|tx| {
+                for t in tags.iter().chain(digests.iter()) {
+                    tx.delete(Table::Tags, &t.to_string())?;
+                }
+                Ok::<_, EngineError>(())
+            })?;
+            out.extend(tags.iter().chain(digests.iter()).map(|t| ImageDeleted::Untagged(t.familiar())));
+            return Ok(out);
+        }
+
+        self.inner.db.write(|tx| {
+            for t in tags.iter().chain(digests.iter()) {
+                tx.delete(Table::Tags, &t.to_string())?;
+            }
+            tx.delete(Table::Images, &rec.id.to_string())?;
+            Ok::<_, EngineError>(())
+        })?;
+        out.extend(tags.iter().chain(digests.iter()).map(|t| ImageDeleted::Untagged(t.familiar())));
+        out.push(ImageDeleted::Deleted(rec.id.to_string()));
+        self.collect_garbage(&rec)?;
+        Ok(out)
+    }
+
+    /// Removes the layers and blobs of `removed` that no remaining image or container uses.
+    /// The caller holds the gc lock exclusively.
+    fn collect_garbage(&self, removed: &ImageRecord) -> Result<(), EngineError> {
+        let mut chains: HashSet<Digest> = HashSet::new();
+        let mut blobs: HashSet<Digest> = HashSet::new();
+        for (_, img) in self.inner.db.list::<ImageRecord>(Table::Images)? {
+            chains.extend(img.chain_ids.iter().cloned());
+            blobs.insert(img.id.clone());
+            blobs.extend(img.layers.iter().map(|l| l.digest.clone()));
+            blobs.extend(img.manifest_digest.iter().cloned());
+        }
+        for (_, c) in self.inner.db.list::<crate::ContainerRecord>(Table::Containers)? {
+            chains.extend(c.chain_ids.iter().cloned());
+        }
+        let mut errors = Vec::new();
+        for chain in &removed.chain_ids {
+            if !chains.contains(chain) {
+                if let Err(e) = self.inner.snapshots.remove_layer(chain) {
+                    errors.push(e.to_string());
+                }
+            }
+        }
+        let mut candidates: Vec<&Digest> = removed.layers.iter().map(|l| &l.digest).collect();
+        candidates.push(&removed.id);
+        candidates.extend(removed.manifest_digest.iter());
+        for d in candidates {
+            if !blobs.contains(d) {
+                if let Err(e) = self.inner.content.delete(d) {
+                    errors.push(e.to_string());
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(EngineError::Internal(format!("garbage collection: {}", errors.join("; "))))
+        }
+    }
+
+    /// Containers (id, running) whose image is `id`.
+    fn containers_using_image(&self, id: &Digest) -> Result<Vec<(String, bool)>, EngineError> {
+        Ok(self
+            .inner
+            .db
+            .list::<crate::ContainerRecord>(Table::Containers)?
+            .into_iter()
+            .filter(|(_, c)| &c.image_id == id)
+            .map(|(cid, c)| (cid, c.state.running))
+            .collect())
+    }
+}

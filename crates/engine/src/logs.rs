@@ -1,0 +1,183 @@
+//! Reading a container's json-file log (written by its shim): `logs` with since/until/tail, and
+//! following it for `logs -f` and for attach, until the container's next exit.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use crate::monitor::Live;
+use crate::{Engine, EngineError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogChunk {
+    pub stream: LogStream,
+    /// RFC 3339 with nanoseconds, as the shim recorded it.
+    pub time: String,
+    pub data: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LogOptions {
+    pub follow: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub since: Option<SystemTime>,
+    pub until: Option<SystemTime>,
+    /// Only the last N lines (None = all).
+    pub tail: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct Line {
+    log: String,
+    stream: String,
+    time: String,
+}
+
+/// How often a follower looks for new lines. The log is written line by line by the shim.
+const POLL: Duration = Duration::from_millis(10);
+
+struct Follower {
+    path: PathBuf,
+    file: Option<File>,
+    offset: u64,
+    partial: Vec<u8>,
+}
+
+impl Follower {
+    /// Reads the complete lines appended since the last call.
+    fn read_lines(&mut self) -> Vec<Vec<u8>> {
+        if self.file.is_none() {
+            match File::open(&self.path) {
+                Ok(mut f) => {
+                    if f.seek(SeekFrom::Start(self.offset)).is_err() {
+                        return Vec::new();
+                    }
+                    self.file = Some(f);
+                }
+                Err(_) => return Vec::new(),
+            }
+        }
+        let Some(f) = self.file.as_mut() else { return Vec::new() };
+        let mut buf = Vec::new();
+        if f.read_to_end(&mut buf).is_err() {
+            return Vec::new();
+        }
+        self.offset += buf.len() as u64;
+        self.partial.extend_from_slice(&buf);
+        let mut lines = Vec::new();
+        while let Some(pos) = self.partial.iter().position(|b| *b == b'\n') {
+            let rest = self.partial.split_off(pos + 1);
+            let mut line = std::mem::replace(&mut self.partial, rest);
+            line.pop();
+            lines.push(line);
+        }
+        lines
+    }
+}
+
+fn decode(line: &[u8], opts: &LogOptions) -> Option<LogChunk> {
+    let l: Line = serde_json::from_slice(line).ok()?;
+    let stream = match l.stream.as_str() {
+        "stdout" if opts.stdout => LogStream::Stdout,
+        "stderr" if opts.stderr => LogStream::Stderr,
+        _ => return None,
+    };
+    if opts.since.is_some() || opts.until.is_some() {
+        let t = wharf_types::time::parse_rfc3339(&l.time)?;
+        if opts.since.is_some_and(|s| t < s) || opts.until.is_some_and(|u| t > u) {
+            return None;
+        }
+    }
+    Some(LogChunk { stream, time: l.time, data: l.log.into_bytes() })
+}
+
+impl Engine {
+    /// The container's log as options select it; with `follow`, new lines keep coming until the
+    /// container exits (or the receiver is dropped).
+    pub fn logs(&self, name: &str, opts: LogOptions) -> Result<mpsc::Receiver<LogChunk>, EngineError> {
+        let rec = self.find_container(name)?;
+        let live = self.live(&rec.id);
+        let follow = opts.follow && live.is_running();
+        let follower = Follower { path: self.log_path(&rec.id), file: None, offset: 0, partial: Vec::new() };
+        let (tx, rx) = mpsc::channel(256);
+        let exits = live.exits();
+        tokio::spawn(async move {
+            let mut f = follower;
+            let mut first: VecDeque<LogChunk> = VecDeque::new();
+            for line in f.read_lines() {
+                if let Some(c) = decode(&line, &opts) {
+                    first.push_back(c);
+                    if opts.tail.is_some_and(|n| first.len() > n) {
+                        first.pop_front();
+                    }
+                }
+            }
+            if opts.tail == Some(0) {
+                first.clear();
+            }
+            for c in first {
+                if tx.send(c).await.is_err() {
+                    return;
+                }
+            }
+            if follow {
+                let o = LogOptions { tail: None, ..opts };
+                follow_until_exit(f, o, live, exits, tx).await;
+            }
+        });
+        Ok(rx)
+    }
+
+    /// Output from now on until the container's next exit: what attach streams.
+    pub fn attach_output(
+        &self,
+        name: &str,
+        stdout: bool,
+        stderr: bool,
+    ) -> Result<mpsc::Receiver<LogChunk>, EngineError> {
+        let rec = self.find_container(name)?;
+        let live = self.live(&rec.id);
+        let path = self.log_path(&rec.id);
+        let offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let follower = Follower { path, file: None, offset, partial: Vec::new() };
+        let opts = LogOptions { follow: true, stdout, stderr, ..Default::default() };
+        let (tx, rx) = mpsc::channel(256);
+        let exits = live.exits();
+        tokio::spawn(follow_until_exit(follower, opts, live, exits, tx));
+        Ok(rx)
+    }
+}
+
+async fn follow_until_exit(mut f: Follower, opts: LogOptions, live: Arc<Live>, exits: u64, tx: mpsc::Sender<LogChunk>) {
+    loop {
+        let ended = tokio::select! {
+            _ = live.wait_exit_after(exits) => true,
+            _ = tokio::time::sleep(POLL) => false,
+            _ = tx.closed() => return,
+        };
+        // After the exit, one more read drains what the shim wrote before exiting.
+        for line in f.read_lines() {
+            if let Some(c) = decode(&line, &opts) {
+                if tx.send(c).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if ended {
+            return;
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! Watching containers: the per-container live state (exit notifications, the init's pidfd),
+//! the task that learns of an exit through the shim's pidfd, and re-adoption after a restart.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::watch;
+use wharf_metadata::Table;
+
+use crate::containers::{ContainerRecord, WaitCondition};
+use crate::{Engine, EngineError};
+
+/// The shim's record of how the container ended (`exit.json`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ExitFile {
+    pub exit_code: i32,
+    #[serde(default)]
+    pub finished_at: String,
+    #[serde(default)]
+    pub oom_killed: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct State {
+    running: bool,
+    /// How many times it has exited since the daemon started watching it.
+    exits: u64,
+    removed: bool,
+    exit_code: i32,
+}
+
+/// What the daemon knows about a container while it is loaded: kept in memory only.
+pub struct Live {
+    state: watch::Sender<State>,
+    /// A pidfd of the container's init while it runs: signals go through it, so a recycled pid
+    /// can never receive them.
+    init: Mutex<Option<OwnedFd>>,
+    /// Serializes lifecycle operations (start, stop, remove) on one container.
+    pub op: tokio::sync::Mutex<()>,
+}
+
+impl Live {
+    pub fn new(running_pid: Option<i32>) -> Live {
+        let (tx, _) = watch::channel(State { running: running_pid.is_some(), ..Default::default() });
+        let init = running_pid.and_then(|p| pidfd_open(p).ok());
+        Live { state: tx, init: Mutex::new(init), op: tokio::sync::Mutex::new(()) }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.state.borrow().running
+    }
+
+    pub fn started(&self, pid: i32) {
+        if let Ok(mut init) = self.init.lock() {
+            *init = pidfd_open(pid).ok();
+        }
+        self.state.send_modify(|s| s.running = true);
+    }
+
+    pub fn exited(&self, code: i32) {
+        if let Ok(mut init) = self.init.lock() {
+            *init = None;
+        }
+        self.state.send_modify(|s| {
+            s.running = false;
+            s.exits += 1;
+            s.exit_code = code;
+        });
+    }
+
+    pub fn removed(&self, code: i32) {
+        self.state.send_modify(|s| {
+            s.removed = true;
+            if !s.running {
+                s.exit_code = code;
+            }
+        });
+    }
+
+    /// The number of exits seen so far (attach and logs follow until the next one).
+    pub fn exits(&self) -> u64 {
+        self.state.borrow().exits
+    }
+
+    pub fn signal(&self, sig: i32) -> io::Result<()> {
+        let init = self.init.lock().map_err(|_| io::Error::other("pidfd lock poisoned"))?;
+        let Some(fd) = init.as_ref() else {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        };
+        // SAFETY: pidfd_send_signal with a valid pidfd, no siginfo, no flags.
+        let r = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), sig, std::ptr::null::<u8>(), 0) };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Waits until the container is not running; `false` when the time ran out first.
+    pub async fn wait_exit(&self, timeout: Option<Duration>) -> bool {
+        let mut rx = self.state.subscribe();
+        let fut = rx.wait_for(|s| !s.running);
+        match timeout {
+            None => fut.await.is_ok(),
+            Some(t) => matches!(tokio::time::timeout(t, fut).await, Ok(Ok(_))),
+        }
+    }
+
+    /// Waits for an exit after the call (`since` = `exits()` taken earlier), or removal.
+    pub async fn wait_exit_after(&self, since: u64) {
+        let mut rx = self.state.subscribe();
+        let _ = rx.wait_for(|s| s.exits > since || s.removed).await;
+    }
+
+    /// Waits for `condition`, judged against the state at the time of `mark` (so a wait that
+    /// was asked for before a start still sees the exit that follows it).
+    pub async fn wait_since(&self, condition: WaitCondition, mark: WaitMark) -> (i32, String) {
+        let start = mark.0;
+        let mut rx = self.state.subscribe();
+        let r = match condition {
+            WaitCondition::NotRunning => rx.wait_for(|s| !s.running || s.removed).await.map(|s| *s),
+            WaitCondition::NextExit => rx.wait_for(|s| s.exits > start.exits || s.removed).await.map(|s| *s),
+            WaitCondition::Removed => rx.wait_for(|s| s.removed).await.map(|s| *s),
+        };
+        match r {
+            Ok(s) => (s.exit_code, String::new()),
+            Err(_) => (start.exit_code, String::new()),
+        }
+    }
+
+    pub fn mark(&self) -> WaitMark {
+        WaitMark(*self.state.borrow())
+    }
+}
+
+/// The live state at one instant, for waits that must not miss an exit that happens between
+/// the request and the wait.
+#[derive(Clone, Copy)]
+pub struct WaitMark(State);
+
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this fd to us and nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+pub fn read_exit_file(dir: &Path) -> Option<ExitFile> {
+    let raw = std::fs::read(dir.join("exit.json")).ok()?;
+    serde_json::from_slice(&raw).ok()
+}
+
+/// Parses `SIGTERM`, `TERM`, `15`, as Docker accepts them.
+pub fn parse_signal(s: &str) -> Result<i32, EngineError> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+        return Err(EngineError::Invalid(format!("invalid signal: {s}")));
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let n = match name {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "ILL" => libc::SIGILL,
+        "TRAP" => libc::SIGTRAP,
+        "ABRT" | "IOT" => libc::SIGABRT,
+        "BUS" => libc::SIGBUS,
+        "FPE" => libc::SIGFPE,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "SEGV" => libc::SIGSEGV,
+        "USR2" => libc::SIGUSR2,
+        "PIPE" => libc::SIGPIPE,
+        "ALRM" => libc::SIGALRM,
+        "TERM" => libc::SIGTERM,
+        "STKFLT" => libc::SIGSTKFLT,
+        "CHLD" => libc::SIGCHLD,
+        "CONT" => libc::SIGCONT,
+        "STOP" => libc::SIGSTOP,
+        "TSTP" => libc::SIGTSTP,
+        "TTIN" => libc::SIGTTIN,
+        "TTOU" => libc::SIGTTOU,
+        "URG" => libc::SIGURG,
+        "XCPU" => libc::SIGXCPU,
+        "XFSZ" => libc::SIGXFSZ,
+        "VTALRM" => libc::SIGVTALRM,
+        "PROF" => libc::SIGPROF,
+        "WINCH" => libc::SIGWINCH,
+        "IO" | "POLL" => libc::SIGIO,
+        "PWR" => libc::SIGPWR,
+        "SYS" => libc::SIGSYS,
+        _ => {
+            if let Some(rest) = name.strip_prefix("RTMIN+") {
+                match rest.parse::<i32>() {
+                    Ok(k) if (0..=30).contains(&k) => return Ok(libc::SIGRTMIN() + k),
+                    _ => {}
+                }
+            }
+            if name == "RTMIN" {
+                return Ok(libc::SIGRTMIN());
+            }
+            if name == "RTMAX" {
+                return Ok(libc::SIGRTMAX());
+            }
+            return Err(EngineError::Invalid(format!("invalid signal: {s}")));
+        }
+    };
+    Ok(n)
+}
+
+impl Engine {
+    /// Watches a shim until it exits, then records the container's exit.
+    pub(crate) fn watch_shim(&self, id: String, shim_pid: i32) {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            // When the shim is already gone, the exit file alone tells how it ended.
+            if let Ok(fd) = pidfd_open(shim_pid) {
+                // SAFETY: the AsyncFd owns the pidfd, so it stays open while registered.
+                match unsafe { AsyncFd::register(fd) } {
+                    Ok(afd) => {
+                        let _ = afd.readable().await;
+                    }
+                    Err(e) => {
+                        log::warn!("container {id}: watch shim {shim_pid}: {e}; polling instead");
+                        while Path::new(&format!("/proc/{shim_pid}")).exists() {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                }
+            }
+            let exit = read_exit_file(&engine.container_dir(&id));
+            engine.on_exit(&id, exit).await;
+        });
+    }
+
+    /// Re-adopts containers after a daemon start: running ones whose shim still lives are
+    /// watched again; ones that ended while the daemon was away get their exit recorded.
+    pub(crate) async fn recover(&self) -> Result<(), EngineError> {
+        let records: Vec<(String, ContainerRecord)> = self.inner.db.list(Table::Containers)?;
+        for (id, rec) in records {
+            if !rec.state.running {
+                continue;
+            }
+            let dir = self.container_dir(&id);
+            let shim_alive = rec.state.shim_pid > 0 && is_our_shim(rec.state.shim_pid, &id);
+            if shim_alive {
+                let live = std::sync::Arc::new(Live::new(Some(rec.state.pid)));
+                if let Ok(mut map) = self.inner.live.lock() {
+                    map.insert(id.clone(), live);
+                }
+                self.watch_shim(id.clone(), rec.state.shim_pid);
+                log::info!("container {id}: re-adopted (shim {}, pid {})", rec.state.shim_pid, rec.state.pid);
+            } else {
+                let exit = read_exit_file(&dir);
+                let live = std::sync::Arc::new(Live::new(None));
+                live.state.send_modify(|s| s.running = true);
+                if let Ok(mut map) = self.inner.live.lock() {
+                    map.insert(id.clone(), live);
+                }
+                self.on_exit(&id, exit).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `pid` is the shim of container `id` (and not a recycled pid).
+fn is_our_shim(pid: i32, id: &str) -> bool {
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(cmd) => {
+            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+            args.first().is_some_and(|a| a.ends_with(b"wharf-shim")) && args.contains(&id.as_bytes())
+        }
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,304 @@
+//! Pulling an image: resolve the manifest, fetch the config, then download, verify and unpack
+//! the layers in parallel, streaming (each layer is hashed, stored and unpacked in one pass).
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::UnboundedSender;
+use wharf_content::BlobWriter;
+use wharf_distribution::{AuthConfig, Endpoint};
+use wharf_metadata::Table;
+use wharf_types::digest::chain_ids;
+use wharf_types::oci::{Compression, Descriptor, ImageConfig, Platform};
+use wharf_types::{Digest, ImageRef};
+
+use crate::images::ImageRecord;
+use crate::{blocking, Engine, EngineError};
+
+/// Image configs are small; anything this large is not one.
+const MAX_CONFIG_SIZE: u64 = 16 << 20;
+
+pub struct PullRequest {
+    pub reference: ImageRef,
+    pub platform: Option<Platform>,
+    pub auth: Option<AuthConfig>,
+}
+
+/// Progress of a pull, in the shape of Docker's JSON progress messages.
+#[derive(Debug, Clone)]
+pub enum PullEvent {
+    /// A line without an id (`Digest: ...`, `Status: ...`).
+    Status(String),
+    /// A line about one layer (or, for "Pulling from", the tag).
+    Progress { id: String, status: String, current: Option<u64>, total: Option<u64> },
+}
+
+struct Events(UnboundedSender<PullEvent>);
+
+impl Events {
+    fn status(&self, s: String) {
+        let _ = self.0.send(PullEvent::Status(s));
+    }
+    fn layer(&self, id: &str, status: &str) {
+        let _ = self.0.send(PullEvent::Progress {
+            id: id.to_string(),
+            status: status.to_string(),
+            current: None,
+            total: None,
+        });
+    }
+    fn progress(&self, id: &str, status: &str, current: u64, total: u64) {
+        let _ = self.0.send(PullEvent::Progress {
+            id: id.to_string(),
+            status: status.to_string(),
+            current: Some(current),
+            total: Some(total),
+        });
+    }
+}
+
+struct LayerJob {
+    desc: Descriptor,
+    chain_id: Digest,
+    diff_id: Digest,
+    compression: Compression,
+}
+
+impl Engine {
+    /// Pulls `req.reference` and records it; progress goes to `events` as it happens.
+    pub async fn pull(&self, req: PullRequest, events: UnboundedSender<PullEvent>) -> Result<ImageRecord, EngineError> {
+        let engine = self.clone();
+        blocking(move || engine.pull_blocking(req, Events(events))).await
+    }
+
+    fn pull_blocking(&self, req: PullRequest, events: Events) -> Result<ImageRecord, EngineError> {
+        let r = &req.reference;
+        let auth = req.auth.as_ref();
+        let platform = req.platform.clone().unwrap_or_else(Platform::host);
+        let label = r.tag.clone().unwrap_or_else(|| r.digest.as_ref().map(|d| d.to_string()).unwrap_or_default());
+        let familiar_repo = r.familiar_name();
+        let repo_path = familiar_repo.strip_prefix(&format!("{}/", r.registry)).unwrap_or(&familiar_repo).to_string();
+        events.layer(&label, &format!("Pulling from {repo_path}"));
+
+        let resolved = self.inner.registry.resolve(r, &platform, auth)?;
+        let manifest = &resolved.manifest;
+
+        // The config: small, verified by the fetch, kept in the content store.
+        let config_raw = if self.inner.content.contains(&manifest.config.digest) {
+            self.inner.content.read(&manifest.config.digest, MAX_CONFIG_SIZE)?
+        } else {
+            let raw = self.inner.registry.fetch_blob(r, &resolved.endpoint, &manifest.config, MAX_CONFIG_SIZE, auth)?;
+            let stored = self.inner.content.put(&raw)?;
+            if stored != manifest.config.digest {
+                return Err(EngineError::Invalid(format!(
+                    "pull {r}: config blob digest {stored} does not match the manifest's {}",
+                    manifest.config.digest
+                )));
+            }
+            raw
+        };
+        let config: ImageConfig = serde_json::from_slice(&config_raw)
+            .map_err(|e| EngineError::Invalid(format!("pull {r}: image config is not valid: {e}")))?;
+        let diff_ids = config.rootfs.diff_ids.clone();
+        if diff_ids.len() != manifest.layers.len() {
+            return Err(EngineError::Invalid(format!(
+                "pull {r}: the manifest lists {} layers but the image config has {} diff ids",
+                manifest.layers.len(),
+                diff_ids.len()
+            )));
+        }
+        let chains = chain_ids(&diff_ids);
+        let mut jobs = VecDeque::new();
+        for ((desc, diff_id), chain_id) in manifest.layers.iter().zip(&diff_ids).zip(&chains) {
+            let compression = Compression::from_media_type(&desc.media_type).ok_or_else(|| {
+                EngineError::Invalid(format!("pull {r}: unsupported layer media type {:?}", desc.media_type))
+            })?;
+            jobs.push_back(LayerJob {
+                desc: desc.clone(),
+                chain_id: chain_id.clone(),
+                diff_id: diff_id.clone(),
+                compression,
+            });
+        }
+
+        // Shared lock: garbage collection waits until this pull has recorded its image.
+        let _gc = self.inner.gc_lock.read().map_err(|_| EngineError::Internal("gc lock poisoned".into()))?;
+        let mut fresh = false;
+        jobs.retain(|job| {
+            let present = self.inner.snapshots.has_layer(&job.chain_id);
+            events.layer(job.desc.digest.short(), if present { "Already exists" } else { "Pulling fs layer" });
+            fresh |= !present;
+            !present
+        });
+        self.fetch_layers(r, &resolved.endpoint, jobs, auth, &events)?;
+
+        let mut size = 0;
+        for c in &chains {
+            size += self.inner.snapshots.layer_size(c)?;
+        }
+        self.inner.content.put(&resolved.manifest_raw)?;
+        if let Some((_, raw)) = &resolved.index {
+            self.inner.content.put(raw)?;
+        }
+        let id = manifest.config.digest.clone();
+        let record = ImageRecord {
+            id: id.clone(),
+            created: config.created.clone(),
+            size,
+            diff_ids,
+            chain_ids: chains,
+            layers: manifest.layers.clone(),
+            manifest_digest: Some(resolved.manifest_digest.clone()),
+            stored_at: wharf_types::time::rfc3339_nanos(std::time::SystemTime::now()),
+        };
+        let digest_ref = r.with_digest(resolved.digest.clone());
+        let previous: Option<String> = match &r.tag {
+            Some(_) => self.inner.db.get(Table::Tags, &r.to_string())?,
+            None => None,
+        };
+        self.inner.db.write(|tx| {
+            tx.put(Table::Images, &id.to_string(), &record)?;
+            if r.tag.is_some() {
+                tx.put(Table::Tags, &ImageRef { digest: None, ..r.clone() }.to_string(), &id.to_string())?;
+            }
+            tx.put(Table::Tags, &digest_ref.to_string(), &id.to_string())?;
+            Ok::<_, EngineError>(())
+        })?;
+        events.status(format!("Digest: {}", resolved.digest));
+        let up_to_date = !fresh && previous.as_deref() == Some(&id.to_string()[..]);
+        events.status(if up_to_date {
+            format!("Status: Image is up to date for {}", r.familiar())
+        } else {
+            format!("Status: Downloaded newer image for {}", r.familiar())
+        });
+        Ok(record)
+    }
+
+    /// Downloads and unpacks `jobs` with up to `max_concurrent_downloads` threads. The first
+    /// failure stops the others from taking new layers; every failure is reported.
+    fn fetch_layers(
+        &self,
+        r: &ImageRef,
+        ep: &Endpoint,
+        jobs: VecDeque<LayerJob>,
+        auth: Option<&AuthConfig>,
+        events: &Events,
+    ) -> Result<(), EngineError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        for job in jobs.iter().skip(self.inner.config.max_concurrent_downloads.max(1)) {
+            events.layer(job.desc.digest.short(), "Waiting");
+        }
+        let queue = Mutex::new(jobs);
+        let failures: Mutex<Vec<EngineError>> = Mutex::new(Vec::new());
+        let workers = self.inner.config.max_concurrent_downloads.max(1).min(queue.lock().map(|q| q.len()).unwrap_or(1));
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| loop {
+                    if failures.lock().map(|f| !f.is_empty()).unwrap_or(true) {
+                        return;
+                    }
+                    let Some(job) = queue.lock().ok().and_then(|mut q| q.pop_front()) else { return };
+                    if let Err(e) = self.fetch_layer(r, ep, &job, auth, events) {
+                        if let Ok(mut f) = failures.lock() {
+                            f.push(e);
+                        }
+                    }
+                });
+            }
+        });
+        let mut failures = failures.into_inner().map_err(|_| EngineError::Internal("pull worker panicked".into()))?;
+        match failures.len() {
+            0 => Ok(()),
+            1 => Err(failures.remove(0)),
+            _ => {
+                let all: Vec<String> = failures.iter().map(|e| e.to_string()).collect();
+                Err(EngineError::Invalid(all.join("; ")))
+            }
+        }
+    }
+
+    fn fetch_layer(
+        &self,
+        r: &ImageRef,
+        ep: &Endpoint,
+        job: &LayerJob,
+        auth: Option<&AuthConfig>,
+        events: &Events,
+    ) -> Result<(), EngineError> {
+        let short = job.desc.digest.short().to_string();
+        let (source, writer): (Box<dyn Read + Send>, Option<BlobWriter>) =
+            if self.inner.content.contains(&job.desc.digest) {
+                (Box::new(self.inner.content.open_blob(&job.desc.digest)?), None)
+            } else {
+                let body = self.inner.registry.open_blob(r, ep, &job.desc, 0, auth)?;
+                let writer = self.inner.content.writer(Some(&job.desc.digest), Some(job.desc.size))?;
+                (body, Some(writer))
+            };
+        let mut tee =
+            Tee { inner: source, writer, read: 0, total: job.desc.size, id: &short, events, last: Instant::now() };
+        let applied = match job.compression {
+            Compression::None => self.inner.snapshots.apply_layer(&job.chain_id, Some(&job.diff_id), &mut tee),
+            Compression::Gzip => {
+                let dec = flate2::read::MultiGzDecoder::new(&mut tee);
+                self.inner.snapshots.apply_layer(&job.chain_id, Some(&job.diff_id), dec)
+            }
+            Compression::Zstd => {
+                let dec = zstd::stream::read::Decoder::new(&mut tee)
+                    .map_err(|e| EngineError::io(format!("layer {}: zstd", job.desc.digest), e))?;
+                self.inner.snapshots.apply_layer(&job.chain_id, Some(&job.diff_id), dec)
+            }
+        };
+        if let Err(e) = applied {
+            return Err(EngineError::Invalid(format!("pull {r}: {e}")));
+        }
+        // The tar may end before the compressed stream does: the digest covers every byte.
+        let drained = io::copy(&mut tee, &mut io::sink());
+        let verified = match (drained, tee.writer.take()) {
+            (Err(e), _) => Err(EngineError::Invalid(format!("pull {r}: layer {}: {e}", job.desc.digest))),
+            (Ok(_), Some(w)) => w.commit().map(|_| ()).map_err(|e| {
+                EngineError::Invalid(format!(
+                    "pull {r}: filesystem layer verification failed for digest {}: {e}",
+                    job.desc.digest
+                ))
+            }),
+            (Ok(_), None) => Ok(()),
+        };
+        if let Err(e) = verified {
+            let _ = self.inner.snapshots.remove_layer(&job.chain_id);
+            return Err(e);
+        }
+        events.layer(&short, "Pull complete");
+        Ok(())
+    }
+}
+
+/// Passes a layer's compressed bytes through to the decompressor while storing and hashing them
+/// into the content store and reporting download progress.
+struct Tee<'a> {
+    inner: Box<dyn Read + Send>,
+    writer: Option<BlobWriter>,
+    read: u64,
+    total: u64,
+    id: &'a str,
+    events: &'a Events,
+    last: Instant,
+}
+
+impl Read for Tee<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(w) = self.writer.as_mut() {
+            w.write_all(&buf[..n])?;
+        }
+        self.read += n as u64;
+        if self.last.elapsed() > Duration::from_millis(100) || (n == 0 && self.read > 0) {
+            self.last = Instant::now();
+            self.events.progress(self.id, "Downloading", self.read, self.total);
+        }
+        Ok(n)
+    }
+}

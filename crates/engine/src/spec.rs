@@ -1,0 +1,220 @@
+//! Generating a container's OCI runtime `config.json` from its record and its image, with
+//! Docker's defaults (mounts, masked paths, capabilities, environment).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use wharf_runtime::spec::{self as oci, Spec};
+
+use crate::containers::ContainerRecord;
+use crate::{user, Engine, EngineError};
+
+pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const CFS_PERIOD: u64 = 100_000;
+
+/// Docker's default capability set.
+pub const DEFAULT_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+const MASKED_PATHS: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+const READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+fn mount(dest: &str, kind: &str, source: &str, options: &[&str]) -> oci::Mount {
+    oci::Mount {
+        destination: dest.to_string(),
+        kind: Some(kind.to_string()),
+        source: Some(source.to_string()),
+        options: options.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+impl Engine {
+    pub(crate) fn generate_spec(&self, rec: &ContainerRecord) -> Result<Spec, EngineError> {
+        let dirs = self.inner.snapshots.container_dirs(&rec.id);
+        let overlay = self.inner.snapshots.overlay_options(&rec.chain_ids, &rec.id)?;
+        let layers_top_first: Vec<PathBuf> =
+            rec.chain_ids.iter().rev().map(|c| self.inner.snapshots.layer_dir(c)).collect();
+        let upper_first: Vec<PathBuf> = std::iter::once(dirs.upper.clone()).chain(layers_top_first).collect();
+        let passwd = user::read_from_layers(&upper_first, "etc/passwd");
+        let group = user::read_from_layers(&upper_first, "etc/group");
+        let u = user::resolve(&rec.config.user, passwd.as_deref(), group.as_deref())?;
+
+        let host_network = rec.host_config.network_mode == "host";
+        let hostname = if host_network { host_hostname() } else { rec.config.hostname.clone() };
+
+        // Environment: Docker puts PATH first when the image has none, then HOSTNAME, HOME, TERM.
+        let mut env: Vec<String> = Vec::new();
+        if !rec.config.env.iter().any(|e| e.starts_with("PATH=")) {
+            env.push(DEFAULT_PATH.to_string());
+        }
+        env.push(format!("HOSTNAME={hostname}"));
+        if rec.config.tty {
+            env.push("TERM=xterm".to_string());
+        }
+        env.extend(rec.config.env.iter().cloned());
+        if !env.iter().any(|e| e.starts_with("HOME=")) {
+            env.push(format!("HOME={}", u.home));
+        }
+
+        let dir = self.container_dir(&rec.id);
+        self.write_etc_files(rec, &hostname, host_network)?;
+        let mut mounts = vec![
+            mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+            mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]),
+            mount(
+                "/dev/pts",
+                "devpts",
+                "devpts",
+                &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+            ),
+            mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"]),
+            mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
+            mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]),
+        ];
+        for (name, dest) in
+            [("hostname", "/etc/hostname"), ("hosts", "/etc/hosts"), ("resolv.conf", "/etc/resolv.conf")]
+        {
+            let src = dir.join(name);
+            mounts.push(oci::Mount {
+                destination: dest.to_string(),
+                kind: Some("bind".to_string()),
+                source: Some(src.display().to_string()),
+                options: vec!["rbind".to_string(), "rprivate".to_string()],
+            });
+        }
+
+        let mut namespaces: Vec<oci::Namespace> =
+            ["pid", "ipc", "uts", "mount"].iter().map(|k| oci::Namespace { kind: k.to_string(), path: None }).collect();
+        if !host_network {
+            namespaces.push(oci::Namespace { kind: "network".to_string(), path: None });
+        }
+
+        let hc = &rec.host_config;
+        let mut resources = oci::Resources::default();
+        if hc.memory > 0 {
+            resources.memory = Some(oci::Memory { limit: Some(hc.memory), ..Default::default() });
+        }
+        let mut cpu = oci::Cpu::default();
+        if hc.cpu_shares > 0 {
+            cpu.shares = Some(hc.cpu_shares as u64);
+        }
+        if hc.nano_cpus > 0 {
+            cpu.period = Some(CFS_PERIOD);
+            cpu.quota = Some(hc.nano_cpus * CFS_PERIOD as i64 / 1_000_000_000);
+        } else if hc.cpu_quota > 0 {
+            cpu.quota = Some(hc.cpu_quota);
+            cpu.period = Some(if hc.cpu_period > 0 { hc.cpu_period as u64 } else { CFS_PERIOD });
+        }
+        if cpu != oci::Cpu::default() {
+            resources.cpu = Some(cpu);
+        }
+        if let Some(p) = hc.pids_limit.filter(|p| *p > 0) {
+            resources.pids = Some(oci::Pids { limit: p });
+        }
+
+        let caps: Vec<String> = DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
+        let mut annotations = BTreeMap::new();
+        annotations.insert(oci::ANNOTATION_OVERLAY.to_string(), overlay);
+        Ok(Spec {
+            oci_version: "1.0.2".to_string(),
+            process: Some(oci::Process {
+                terminal: rec.config.tty,
+                console_size: None,
+                user: oci::User { uid: u.uid, gid: u.gid, umask: None, additional_gids: u.additional_gids },
+                args: std::iter::once(rec.path.clone()).chain(rec.args.iter().cloned()).collect(),
+                env,
+                cwd: if rec.config.working_dir.is_empty() { "/".to_string() } else { rec.config.working_dir.clone() },
+                capabilities: Some(oci::Capabilities {
+                    bounding: caps.clone(),
+                    effective: caps.clone(),
+                    inheritable: Vec::new(),
+                    permitted: caps,
+                    ambient: Vec::new(),
+                }),
+                rlimits: Vec::new(),
+                no_new_privileges: false,
+                oom_score_adj: None,
+            }),
+            root: Some(oci::Root { path: dirs.rootfs.display().to_string(), readonly: false }),
+            hostname: Some(hostname),
+            domainname: if rec.config.domainname.is_empty() { None } else { Some(rec.config.domainname.clone()) },
+            mounts,
+            linux: Some(oci::Linux {
+                namespaces,
+                cgroups_path: Some(format!("{}/{}", self.inner.config.cgroup_parent.trim_end_matches('/'), rec.id)),
+                resources: Some(resources),
+                masked_paths: MASKED_PATHS.iter().map(|s| s.to_string()).collect(),
+                readonly_paths: READONLY_PATHS.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            }),
+            annotations,
+        })
+    }
+
+    /// Writes the container's /etc/hostname, /etc/hosts and /etc/resolv.conf, bind-mounted in.
+    fn write_etc_files(&self, rec: &ContainerRecord, hostname: &str, host_network: bool) -> Result<(), EngineError> {
+        let dir = self.container_dir(&rec.id);
+        let write = |name: &str, content: String| {
+            std::fs::write(dir.join(name), content).map_err(|e| EngineError::io(format!("write {name}"), e))
+        };
+        write("hostname", format!("{hostname}\n"))?;
+        let hosts = if host_network {
+            std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+        } else {
+            format!(
+                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.0.1\t{hostname}\n"
+            )
+        };
+        write("hosts", hosts)?;
+        write("resolv.conf", resolv_conf(host_network))?;
+        Ok(())
+    }
+}
+
+fn host_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+/// The host's resolv.conf; with its own network namespace a container cannot reach the host's
+/// loopback resolvers, so those are dropped as Docker does (falling back to none until the
+/// embedded DNS of user networks exists).
+fn resolv_conf(host_network: bool) -> String {
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    if host_network {
+        return host;
+    }
+    host.lines()
+        .filter(|l| {
+            let mut f = l.split_whitespace();
+            !(f.next() == Some("nameserver") && f.next().is_some_and(|a| a.starts_with("127.") || a == "::1"))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}

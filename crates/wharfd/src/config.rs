@@ -1,0 +1,144 @@
+//! The daemon's configuration: command-line flags (named as dockerd names them) over a
+//! daemon.json. Unknown keys and malformed values are refused, naming the key.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use serde::Deserialize;
+
+pub const DEFAULT_HOST: &str = "unix:///run/wharf/wharfd.sock";
+const DEFAULT_CONFIG: &str = "/etc/wharf/daemon.json";
+
+#[derive(Parser, Debug)]
+#[command(name = "wharfd", version, about = "The wharf container engine daemon (Docker Engine API on a unix socket)")]
+pub struct Flags {
+    /// Socket to listen on (unix:///path)
+    #[arg(short = 'H', long = "host")]
+    pub host: Vec<String>,
+    /// Root of persistent state
+    #[arg(long = "data-root")]
+    pub data_root: Option<PathBuf>,
+    /// Root of runtime state
+    #[arg(long = "exec-root")]
+    pub exec_root: Option<PathBuf>,
+    /// Daemon configuration file
+    #[arg(long = "config-file")]
+    pub config_file: Option<PathBuf>,
+    /// Log level: debug, info, warn, error, fatal
+    #[arg(short = 'l', long = "log-level")]
+    pub log_level: Option<String>,
+    /// Debug logging
+    #[arg(short = 'D', long = "debug")]
+    pub debug: bool,
+    /// Parent cgroup of every container's cgroup
+    #[arg(long = "cgroup-parent")]
+    pub cgroup_parent: Option<String>,
+    /// Registry mirror to try first (repeatable)
+    #[arg(long = "registry-mirror")]
+    pub registry_mirror: Vec<String>,
+    /// Registry reachable over plain HTTP (repeatable)
+    #[arg(long = "insecure-registry")]
+    pub insecure_registry: Vec<String>,
+    /// Layers downloaded at once per pull
+    #[arg(long = "max-concurrent-downloads")]
+    pub max_concurrent_downloads: Option<usize>,
+}
+
+/// daemon.json, as far as wharf understands it.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    data_root: Option<PathBuf>,
+    exec_root: Option<PathBuf>,
+    hosts: Option<Vec<String>>,
+    registry_mirrors: Option<Vec<String>>,
+    insecure_registries: Option<Vec<String>>,
+    max_concurrent_downloads: Option<usize>,
+    log_level: Option<String>,
+    debug: Option<bool>,
+    cgroup_parent: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct DaemonConfig {
+    pub data_root: PathBuf,
+    pub exec_root: PathBuf,
+    pub hosts: Vec<String>,
+    pub registry_mirrors: Vec<String>,
+    pub insecure_registries: Vec<String>,
+    pub max_concurrent_downloads: usize,
+    pub log_level: String,
+    pub cgroup_parent: String,
+}
+
+impl DaemonConfig {
+    pub fn load(flags: &Flags) -> anyhow::Result<DaemonConfig> {
+        let (path, explicit) = match &flags.config_file {
+            Some(p) => (p.clone(), true),
+            None => (PathBuf::from(DEFAULT_CONFIG), false),
+        };
+        let file = read_file(&path, explicit)?;
+        let log_level = flags.log_level.clone().or(file.log_level).unwrap_or_else(|| {
+            if flags.debug || file.debug == Some(true) {
+                "debug".into()
+            } else {
+                "info".into()
+            }
+        });
+        if !["debug", "info", "warn", "error", "fatal", "trace"].contains(&log_level.as_str()) {
+            bail!("invalid log level {log_level:?}: use debug, info, warn, error or fatal");
+        }
+        let max = flags.max_concurrent_downloads.or(file.max_concurrent_downloads).unwrap_or(3);
+        if max == 0 {
+            bail!("max-concurrent-downloads must be at least 1");
+        }
+        let cgroup_parent = flags.cgroup_parent.clone().or(file.cgroup_parent).unwrap_or_else(|| "/wharf".into());
+        if !cgroup_parent.starts_with('/') || cgroup_parent.split('/').any(|c| c == "..") {
+            bail!("cgroup-parent {cgroup_parent:?} must be an absolute cgroup path without '..'");
+        }
+        let mut mirrors = file.registry_mirrors.unwrap_or_default();
+        mirrors.extend(flags.registry_mirror.iter().cloned());
+        for m in &mirrors {
+            if !(m.starts_with("http://") || m.starts_with("https://")) {
+                bail!("invalid registry-mirrors entry {m:?}: a mirror must be an http:// or https:// URL");
+            }
+        }
+        let mut insecure = file.insecure_registries.unwrap_or_default();
+        insecure.extend(flags.insecure_registry.iter().cloned());
+        let hosts = if flags.host.is_empty() { file.hosts.unwrap_or_default() } else { flags.host.clone() };
+        Ok(DaemonConfig {
+            data_root: flags.data_root.clone().or(file.data_root).unwrap_or_else(|| "/var/lib/wharf".into()),
+            exec_root: flags.exec_root.clone().or(file.exec_root).unwrap_or_else(|| "/run/wharf".into()),
+            hosts: if hosts.is_empty() { vec![DEFAULT_HOST.to_string()] } else { hosts },
+            registry_mirrors: mirrors,
+            insecure_registries: insecure,
+            max_concurrent_downloads: max,
+            log_level,
+            cgroup_parent,
+        })
+    }
+}
+
+/// Reads daemon.json. A missing default file is fine; a missing explicit one is not.
+fn read_file(path: &Path, explicit: bool) -> anyhow::Result<FileConfig> {
+    let raw = match std::fs::read(path) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(FileConfig::default()),
+        Err(e) => return Err(e).with_context(|| format!("read config file {}", path.display())),
+    };
+    serde_json::from_slice(&raw).with_context(|| format!("config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = serde_json::from_str::<FileConfig>(r#"{"data-root": "/x", "bogus-key": 1}"#).unwrap_err();
+        assert!(e.to_string().contains("bogus-key"), "{e}");
+        let e = serde_json::from_str::<FileConfig>(r#"{"max-concurrent-downloads": "three"}"#).unwrap_err();
+        assert!(e.to_string().contains("invalid type"), "{e}");
+    }
+}
