@@ -73,11 +73,19 @@ pub fn human_size(n: u64) -> String {
         v /= 1000.0;
         i += 1;
     }
-    if i == 0 {
-        format!("{n}B")
+    // Docker prints sizes with Go's "%.4g": four significant digits, no trailing zeros.
+    let int_digits = if v >= 100.0 {
+        3
+    } else if v >= 10.0 {
+        2
     } else {
-        format!("{v:.3}{}", units[i]).replace(".000", "")
+        1
+    };
+    let mut s = format!("{v:.prec$}", prec = 4 - int_digits);
+    if s.contains('.') {
+        s = s.trim_end_matches('0').trim_end_matches('.').to_string();
     }
+    format!("{s}{}", units[i])
 }
 
 /// `POST /images/create?fromImage=NAME&tag=TAG`: a pull, streamed as JSON progress lines.
@@ -297,6 +305,8 @@ mod tests {
     fn sizes_and_globs() {
         assert_eq!(human_size(999), "999B");
         assert_eq!(human_size(4_260_000), "4.26MB");
+        assert_eq!(human_size(1_000_000), "1MB");
+        assert_eq!(human_size(123_456), "123.5kB");
         assert!(glob("busy*", "busybox"));
         assert!(!glob("busy*", "busy/box"));
         let r = ImageRef::parse("127.0.0.1:5000/library/busybox:1").unwrap();

@@ -39,6 +39,7 @@ enum Command {
         /// Run container in background and print container ID
         #[arg(short = 'd', long)]
         detach: bool,
+        /// Print help
         #[arg(long, action = clap::ArgAction::Help)]
         help: Option<bool>,
         #[command(flatten)]
@@ -47,6 +48,7 @@ enum Command {
     /// Create a new container
     #[command(disable_help_flag = true)]
     Create {
+        /// Print help
         #[arg(long, action = clap::ArgAction::Help)]
         help: Option<bool>,
         #[command(flatten)]

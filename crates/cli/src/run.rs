@@ -6,7 +6,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
-use wharf_client::{copy_raw, Client, ClientError, ContainerConfig, CreateResponse, Demuxer, Query, WaitResponse};
+use wharf_client::{
+    copy_raw, AttachStreams, Client, ClientError, ContainerConfig, CreateResponse, Demuxer, Query, WaitResponse,
+};
 use wharf_types::ImageRef;
 
 use crate::config::ContainerFlags;
@@ -39,8 +41,6 @@ pub fn run(client: &Client, flags: &ContainerFlags, detach: bool) -> Result<()> 
         config.attach_stderr = false;
         config.attach_stdin = false;
         config.stdin_once = false;
-    } else if flags.interactive {
-        return Err(anyhow!("interactive mode (-i) is not supported yet; use -d, or run without -i"));
     }
     let id = create_container(client, flags, &config)?;
     if detach {
@@ -49,9 +49,24 @@ pub fn run(client: &Client, flags: &ContainerFlags, detach: bool) -> Result<()> 
         return Ok(());
     }
 
+    proxy_signals(client, &id);
     let attached = client.attach(&id, false).with_context(|| format!("attach to {}", short(&id)))?;
+    let input = if flags.interactive {
+        let streams = AttachStreams { stdin: true, ..Default::default() };
+        Some(client.attach_streams(&id, streams).with_context(|| format!("attach to the stdin of {}", short(&id)))?)
+    } else {
+        None
+    };
     let exit = spawn_wait(client, &id, flags.rm);
     start(client, &id)?;
+    if let Some(mut input) = input {
+        // Our stdin goes to the container until it ends; then the container sees its end too.
+        // Terminals are not put in raw mode yet, so `-it` works line by line.
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut input);
+            let _ = input.close_stdin();
+        });
+    }
 
     let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
     let copied = if config.tty {
@@ -175,6 +190,48 @@ fn spawn_wait(client: &Client, id: &str, removed: bool) -> mpsc::Receiver<Result
     });
     let _ = registered_rx.recv_timeout(WAIT_REGISTERED_TIMEOUT);
     rx
+}
+
+/// The signals `run` passes on to its container instead of dying of them, as docker's
+/// `--sig-proxy` does.
+const PROXIED_SIGNALS: [(libc::c_int, &str); 5] = [
+    (libc::SIGINT, "SIGINT"),
+    (libc::SIGTERM, "SIGTERM"),
+    (libc::SIGHUP, "SIGHUP"),
+    (libc::SIGQUIT, "SIGQUIT"),
+    (libc::SIGUSR1, "SIGUSR1"),
+];
+
+/// Blocks the proxied signals in this thread (and the threads it starts later) and forwards
+/// each one that arrives to the container with `POST /containers/{id}/kill`.
+fn proxy_signals(client: &Client, id: &str) {
+    // SAFETY: sigset_t is plain data; sigemptyset initializes it before any other use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, exclusively borrowed sigset_t; the signal numbers are valid.
+    let blocked = unsafe {
+        libc::sigemptyset(&mut set);
+        for (sig, _) in PROXIED_SIGNALS {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) == 0
+    };
+    if !blocked {
+        return;
+    }
+    let client = client.clone();
+    let path = format!("/containers/{id}/kill");
+    std::thread::spawn(move || loop {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: `set` lives in this closure and `sig` is a valid out pointer.
+        if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+            return;
+        }
+        let Some((_, name)) = PROXIED_SIGNALS.iter().find(|(s, _)| *s == sig) else { continue };
+        let target = Query::new().set("signal", *name).to_target(&path);
+        if let Err(e) = client.post::<()>(&target, None) {
+            eprintln!("wharf: forward {name} to the container: {e}");
+        }
+    });
 }
 
 fn short(id: &str) -> &str {

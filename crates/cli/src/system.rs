@@ -16,7 +16,7 @@ pub fn version(client: &Client) -> Result<()> {
     println!();
     let v: Version = client.get_json("/version")?;
     let platform = v.platform.as_ref().map(|p| p.name.as_str()).filter(|n| !n.is_empty()).unwrap_or("");
-    println!("Server: {platform}");
+    println!("{}", format!("Server: {platform}").trim_end());
     println!(" Engine:");
     println!("  Version:          {}", v.version);
     if v.min_api_version.is_empty() {

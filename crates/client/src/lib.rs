@@ -167,10 +167,20 @@ impl Client {
         Ok(JsonStream::new(&what, body))
     }
 
-    /// Attaches to a container's output (and input) through Docker's connection hijack:
-    /// `POST /containers/{id}/attach?stream=1&stdout=1&stderr=1` with `Upgrade: tcp`.
+    /// Attaches to a container's output (and input, with `stdin`) through Docker's connection
+    /// hijack: `POST /containers/{id}/attach?stream=1&stdout=1&stderr=1` with `Upgrade: tcp`.
     pub fn attach(&self, id: &str, stdin: bool) -> Result<Attached, ClientError> {
-        let q = Query::new().set("stream", "1").flag("stdin", stdin).set("stdout", "1").set("stderr", "1");
+        self.attach_streams(id, AttachStreams { stdin, stdout: true, stderr: true })
+    }
+
+    /// Attaches to the chosen streams of a container; one attach may carry only stdin while
+    /// another reads the output.
+    pub fn attach_streams(&self, id: &str, streams: AttachStreams) -> Result<Attached, ClientError> {
+        let q = Query::new()
+            .set("stream", "1")
+            .flag("stdin", streams.stdin)
+            .flag("stdout", streams.stdout)
+            .flag("stderr", streams.stderr);
         let target = self.versioned(&q.to_target(&format!("/containers/{id}/attach")));
         let req = Request::new("POST", &target)
             .header("Connection", "Upgrade")
@@ -188,6 +198,14 @@ impl Client {
         let (buffered, stream) = resp.into_upgraded();
         Ok(Attached { buffered: io::Cursor::new(buffered), stream })
     }
+}
+
+/// Which streams an attach carries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttachStreams {
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
 }
 
 /// The hijacked connection of an attach: read the container's output from it (multiplexed
