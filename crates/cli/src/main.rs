@@ -222,6 +222,12 @@ pub fn print_error(e: &anyhow::Error) {
 }
 
 fn main() {
+    // Die quietly when the reader of our output goes away (`wharf ps | head`), as docker does,
+    // rather than panicking in print!.
+    // SAFETY: setting a signal's disposition to the default is always sound.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let code = match dispatch(cli) {
         Ok(()) => 0,

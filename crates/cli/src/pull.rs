@@ -11,7 +11,7 @@ use wharf_types::ImageRef;
 
 use crate::human;
 
-/// Pulls `reference`, printing progress to stderr-or-stdout `out`; returns the normalized name.
+/// Pulls `reference`, writing progress and then the full reference to `out`.
 pub fn pull(client: &Client, reference: &str, platform: Option<&str>, quiet: bool, out: &mut dyn Write) -> Result<()> {
     let what = format!("pull {reference}");
     let r = ImageRef::parse(reference).map_err(|e| anyhow!("{e}")).context(what.clone())?;
@@ -33,6 +33,10 @@ pub fn pull(client: &Client, reference: &str, platform: Option<&str>, quiet: boo
     for m in messages {
         let m = m.context(what.clone())?;
         if let Some(e) = m.error_message() {
+            // Some daemons already name the pull in their message; say it once.
+            if e.starts_with(&what) {
+                bail!("{e}");
+            }
             bail!("{what}: {e}");
         }
         if !quiet {

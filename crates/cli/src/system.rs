@@ -7,10 +7,6 @@ pub fn version(client: &Client) -> Result<()> {
     println!("Client:");
     println!(" Version:           {}", env!("CARGO_PKG_VERSION"));
     println!(" API version:       {}", client.api_version());
-    println!(
-        " Rust version:      {}",
-        option_env!("CARGO_PKG_RUST_VERSION").filter(|v| !v.is_empty()).unwrap_or("unknown")
-    );
     println!(" OS/Arch:           {}/{}", std::env::consts::OS, go_arch(std::env::consts::ARCH));
     println!(" Context:           {}", client.host());
     println!();
