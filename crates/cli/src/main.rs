@@ -228,7 +228,14 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // Usage errors exit 125 as docker's do; help and version are not errors.
+            std::process::exit(if e.use_stderr() { run::EXIT_FAILED } else { 0 });
+        }
+    };
     let code = match dispatch(cli) {
         Ok(()) => 0,
         Err(e) => {

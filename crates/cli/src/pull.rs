@@ -4,17 +4,20 @@
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use base64::Engine;
 use wharf_client::{Client, JsonMessage, Query, Request};
 use wharf_types::ImageRef;
 
 use crate::human;
+use crate::Exit;
 
 /// Pulls `reference`, writing progress and then the full reference to `out`.
 pub fn pull(client: &Client, reference: &str, platform: Option<&str>, quiet: bool, out: &mut dyn Write) -> Result<()> {
     let what = format!("pull {reference}");
-    let r = ImageRef::parse(reference).map_err(|e| anyhow!("{e}")).context(what.clone())?;
+    // A reference wharf itself refuses is a usage error: 125, as docker's flag errors.
+    let r =
+        ImageRef::parse(reference).map_err(|e| Exit::new(crate::run::EXIT_FAILED, format!("wharf: {what}: {e}")))?;
     let tag = match (&r.digest, &r.tag) {
         (Some(d), _) => d.to_string(),
         (None, Some(t)) => t.clone(),

@@ -138,6 +138,8 @@ fn container_config(flags: &ContainerFlags) -> Result<ContainerConfig> {
 /// `--pull never`. Prints the daemon's warnings to stderr.
 fn create_container(client: &Client, flags: &ContainerFlags, config: &ContainerConfig) -> Result<String> {
     let image = flags.image();
+    // Refuse a malformed reference here, before the daemon is asked, as the docker CLI does.
+    let parsed = ImageRef::parse(image).map_err(|e| anyhow!("{e}"))?;
     let platform = flags.platform.as_deref();
     let mut stderr = std::io::stderr();
     if flags.pull == "always" {
@@ -150,8 +152,7 @@ fn create_container(client: &Client, flags: &ContainerFlags, config: &ContainerC
     let created: CreateResponse = match client.post_json(&target, Some(config)) {
         Ok(c) => c,
         Err(ClientError::Daemon { status: 404, message }) if flags.pull == "missing" && is_missing_image(&message) => {
-            let shown = ImageRef::parse(image).map(|r| r.familiar()).unwrap_or_else(|_| image.to_string());
-            eprintln!("Unable to find image '{shown}' locally");
+            eprintln!("Unable to find image '{}' locally", parsed.familiar());
             pull(client, image, platform, flags.quiet, &mut stderr)?;
             client.post_json(&target, Some(config)).with_context(|| format!("create a container of {image}"))?
         }
