@@ -615,8 +615,8 @@ impl Engine {
         if live.is_running() {
             if !force {
                 return Err(EngineError::Conflict(format!(
-                    "You cannot remove a running container {}. Stop the container before attempting removal or force remove",
-                    rec.id
+                    "cannot remove container \"/{}\": container is running: stop the container before removing or force remove",
+                    rec.name
                 )));
             }
             let _ = live.signal(libc::SIGKILL);

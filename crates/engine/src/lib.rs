@@ -103,6 +103,30 @@ impl Engine {
         Ok(engine)
     }
 
+    /// Called when the daemon stops. Containers keep running under their shims; when none
+    /// runs, the daemon's parent cgroup is removed so that the host looks as before.
+    pub async fn shutdown(&self) {
+        let any_running = match self.inner.live.lock() {
+            Ok(map) => map.values().any(|l| l.is_running()),
+            Err(_) => true,
+        };
+        if any_running {
+            return;
+        }
+        let parent = self.inner.config.cgroup_parent.clone();
+        let _ = blocking(move || {
+            if let Ok(cg) = wharf_runtime::cgroups::Cgroup::open(&parent) {
+                if cg.procs().map(|p| p.is_empty()).unwrap_or(false) {
+                    if let Err(e) = cg.remove() {
+                        log::debug!("remove cgroup parent {parent}: {e}");
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await;
+    }
+
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
     }

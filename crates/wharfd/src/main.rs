@@ -40,7 +40,7 @@ fn run(flags: Flags) -> anyhow::Result<()> {
         let engine = Engine::open(engine_config).await.context("open the engine")?;
         let listener = bind(&socket)?;
         log::info!("wharfd {} listening on unix://{}", env!("CARGO_PKG_VERSION"), socket.display());
-        let server = tokio::spawn(wharf_api::serve(listener, engine));
+        let server = tokio::spawn(wharf_api::serve(listener, engine.clone()));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
@@ -49,6 +49,7 @@ fn run(flags: Flags) -> anyhow::Result<()> {
         }
         // Containers keep running under their shims; only the socket goes away.
         let _ = std::fs::remove_file(&socket);
+        engine.shutdown().await;
         log::info!("wharfd stopping; containers keep running");
         Ok(())
     })

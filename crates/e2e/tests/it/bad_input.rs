@@ -71,7 +71,7 @@ fn config_that_is_not_json_is_refused() {
 fn malformed_reference_exits_125() {
     let d = Daemon::start();
     d.wharf(&["pull", "Bad:Ref"]).code_is(125).mentions(&["invalid reference format"]);
-    d.wharf(&["run", "--rm", "UPPER/case", "true"]).code_is(125).mentions(&["invalid reference format"]);
+    d.wharf(&["run", "--rm", "library/Busybox", "true"]).code_is(125).mentions(&["invalid reference format"]);
     // The docker CLI may refuse it before asking the daemon: only the failure matters.
     d.docker(&["pull", "Bad:Ref"]).fails();
 }

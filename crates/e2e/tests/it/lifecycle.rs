@@ -105,7 +105,7 @@ both!(name_clash_names_the_holder);
 fn logs_tail_and_timestamps(cli: Cli) {
     let d = Daemon::start();
     d.cli(cli, &["pull", &registry().image("library/busybox:latest")]).ok();
-    run_detached(&d, cli, "talker", &["sh", "-c", "echo one; echo two >&2; echo three"]);
+    run_detached(&d, cli, "talker", &["sh", "-c", "echo one; sleep 0.2; echo two >&2; sleep 0.2; echo three"]);
     let info = d.wait_exited(cli, "talker");
     assert_eq!(info["State"]["ExitCode"], 0, "{info}");
 
