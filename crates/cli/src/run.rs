@@ -59,9 +59,16 @@ pub fn run(client: &Client, flags: &ContainerFlags, detach: bool) -> Result<()> 
     };
     let exit = spawn_wait(client, &id, flags.rm);
     start(client, &id)?;
+    // With -it on a terminal, keys go to the container as typed and it sizes its pty like ours.
+    let _raw = if config.tty && flags.interactive { RawTerminal::enter() } else { None };
+    if _raw.is_some() {
+        if let Some((rows, cols)) = terminal_size() {
+            let q = Query::new().set("h", rows.to_string()).set("w", cols.to_string());
+            let _ = client.post::<()>(&q.to_target(&format!("/containers/{id}/resize")), None);
+        }
+    }
     if let Some(mut input) = input {
         // Our stdin goes to the container until it ends; then the container sees its end too.
-        // Terminals are not put in raw mode yet, so `-it` works line by line.
         std::thread::spawn(move || {
             let _ = std::io::copy(&mut std::io::stdin().lock(), &mut input);
             let _ = input.close_stdin();
@@ -191,6 +198,48 @@ fn spawn_wait(client: &Client, id: &str, removed: bool) -> mpsc::Receiver<Result
     });
     let _ = registered_rx.recv_timeout(WAIT_REGISTERED_TIMEOUT);
     rx
+}
+
+/// The terminal on stdin switched to raw mode; the saved settings come back on drop.
+struct RawTerminal {
+    saved: libc::termios,
+}
+
+impl RawTerminal {
+    fn enter() -> Option<RawTerminal> {
+        // SAFETY: termios is plain data, filled in by tcgetattr before use.
+        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: fd 0 is ours to query; `saved` is a valid out pointer. Fails on a non-terminal.
+        if unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut saved) } != 0 {
+            return None;
+        }
+        let mut raw = saved;
+        // SAFETY: `raw` is a valid termios; cfmakeraw only edits its flags.
+        unsafe { libc::cfmakeraw(&mut raw) };
+        // SAFETY: `raw` holds settings derived from the terminal's own.
+        if unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &raw) } != 0 {
+            return None;
+        }
+        Some(RawTerminal { saved })
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        // SAFETY: restores the settings read from this same terminal.
+        unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &self.saved) };
+    }
+}
+
+/// Rows and columns of the terminal on stdout, if it is one.
+fn terminal_size() -> Option<(u16, u16)> {
+    // SAFETY: winsize is plain data, filled in by the ioctl.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ writes one winsize through a valid pointer.
+    if unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } != 0 || ws.ws_row == 0 {
+        return None;
+    }
+    Some((ws.ws_row, ws.ws_col))
 }
 
 /// The signals `run` passes on to its container instead of dying of them, as docker's
