@@ -264,7 +264,6 @@ impl Extractor<'_> {
             let mut file = File::from(fd);
             self.copy_data(entry, &mut file, &display)?;
             let fd = OwnedFd::from(file);
-            unsafe { libc::sync_file_range(fd.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
             self.set_fd_meta(&fd, &meta, &display)?;
             sys::futimens(fd.as_raw_fd(), meta.mtime).map_err(|e| self.io(&display, "set times", e))?;
         } else if kind.is_symlink() {

@@ -211,12 +211,15 @@ impl Snapshotter {
             log::info!("removing stale snapshot temp dir {}", entry.path().display());
             remove_tree(&entry.path())?;
         }
-        Ok(Snapshotter { root, sync: true })
+        Ok(Snapshotter { root, sync: false })
     }
 
-    /// Whether `apply_layer` syncs the filesystem before a layer becomes visible (the default),
-    /// so that a power loss cannot leave a layer that exists with files that lost their data.
-    /// Turning it off trades that for pull speed.
+    /// Whether `apply_layer` syncs the filesystem before a layer becomes visible, so that a power
+    /// loss cannot leave a layer that exists but whose files lost their data. Off by default:
+    /// measured here, `syncfs` after unpacking 50k files (585 MB) took 15 s against 3.7 s for the
+    /// unpack itself, Docker does not sync layers either, and a kill -9 of the daemon loses
+    /// nothing from the page cache. A damaged layer can be removed and unpacked again from the
+    /// content store, whose blobs are fsynced.
     pub fn set_sync(&mut self, sync: bool) {
         self.sync = sync;
     }
