@@ -166,6 +166,9 @@ struct Handshake {
     error: Option<String>,
     #[serde(default)]
     exit_code: Option<i32>,
+    /// The pipe from the shim, kept open by it until the container's exit is recorded.
+    #[serde(skip)]
+    exit_notify: Option<std::os::fd::OwnedFd>,
 }
 
 impl Engine {
@@ -461,9 +464,11 @@ impl Engine {
         }
         let engine = self.clone();
         let spawn_rec = rec.clone();
+        let t0 = std::time::Instant::now();
         let spawned = blocking(move || engine.spawn_shim(&spawn_rec)).await;
+        log::debug!("container {}: shim started in {:?}", rec.id, t0.elapsed());
         match spawned {
-            Ok(h) => {
+            Ok(mut h) => {
                 rec.state = ContainerState {
                     status: Status::Running,
                     running: true,
@@ -475,7 +480,7 @@ impl Engine {
                 };
                 self.put_container(&rec)?;
                 live.started(h.pid);
-                self.watch_shim(rec.id.clone(), h.shim_pid);
+                self.watch_shim(rec.id.clone(), h.shim_pid, h.exit_notify.take());
                 Ok(())
             }
             Err(e) => {
@@ -519,8 +524,14 @@ impl Engine {
             .spawn()
             .map_err(|e| EngineError::io(format!("start shim {}", self.inner.config.shim_path.display()), e))?;
         let mut line = String::new();
+        let mut notify = None;
         let read = match child.stdout.take() {
-            Some(out) => BufReader::new(out).read_line(&mut line),
+            Some(out) => {
+                let mut reader = BufReader::new(out);
+                let r = reader.read_line(&mut line);
+                notify = Some(std::os::fd::OwnedFd::from(reader.into_inner()));
+                r
+            }
             None => Ok(0),
         };
         let _ = child.wait();
@@ -533,8 +544,9 @@ impl Engine {
                 rec.id
             )));
         }
-        let h: Handshake = serde_json::from_str(line.trim())
+        let mut h: Handshake = serde_json::from_str(line.trim())
             .map_err(|e| EngineError::Internal(format!("shim handshake {line:?}: {e}")))?;
+        h.exit_notify = notify;
         if let Some(message) = h.error {
             return Err(EngineError::Exec { message, exit_code: h.exit_code.unwrap_or(125) });
         }
@@ -632,20 +644,26 @@ impl Engine {
             }
             Ok::<_, EngineError>(())
         })?;
-        let engine = self.clone();
-        let id = rec.id.clone();
-        let cleanup = blocking(move || engine.remove_container_files(&id)).await;
         live.removed(rec.state.exit_code);
         drop(op);
         if let Ok(mut map) = self.inner.live.lock() {
             map.remove(&rec.id);
         }
-        cleanup
+        // The record is gone, so nothing can see the files any more: remove them off the
+        // request's path. A crash before this finishes is caught by `sweep_orphans` at start.
+        let engine = self.clone();
+        let id = rec.id.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = engine.remove_container_files(&id) {
+                log::warn!("{e}");
+            }
+        });
+        Ok(())
     }
 
     /// Removes everything a container left on disk and in the cgroup tree; reports every
     /// failure, after trying all of it.
-    fn remove_container_files(&self, id: &str) -> Result<(), EngineError> {
+    pub(crate) fn remove_container_files(&self, id: &str) -> Result<(), EngineError> {
         let mut errors = Vec::new();
         let cgroup = format!("{}/{}", self.inner.config.cgroup_parent.trim_end_matches('/'), id);
         // The shim removes the cgroup when the container exits; this catches a shim that died.
@@ -711,6 +729,7 @@ impl Engine {
             log::error!("container {id}: record exit: {e}");
         }
         live.exited(code);
+        log::debug!("container {id}: exited with {code}");
         if rec.host_config.auto_remove {
             if let Err(e) = self.remove_container(id, true).await {
                 log::error!("container {id}: auto-remove: {e}");

@@ -221,9 +221,19 @@ pub fn parse_signal(s: &str) -> Result<i32, EngineError> {
 
 impl Engine {
     /// Watches a shim until it exits, then records the container's exit.
-    pub(crate) fn watch_shim(&self, id: String, shim_pid: i32) {
+    /// `notify` is the shim's end-of-file pipe when this daemon started it: it closes as soon
+    /// as exit.json is written, before the shim's slower cleanup.
+    pub(crate) fn watch_shim(&self, id: String, shim_pid: i32, notify: Option<OwnedFd>) {
         let engine = self.clone();
         tokio::spawn(async move {
+            if let Some(fd) = notify {
+                wait_for_eof(fd).await;
+                let dir = engine.container_dir(&id);
+                if let Some(exit) = read_exit_file(&dir) {
+                    engine.on_exit(&id, Some(exit)).await;
+                    return;
+                }
+            }
             // When the shim is already gone, the exit file alone tells how it ended.
             if let Ok(fd) = pidfd_open(shim_pid) {
                 // SAFETY: the AsyncFd owns the pidfd, so it stays open while registered.
@@ -248,6 +258,7 @@ impl Engine {
     /// watched again; ones that ended while the daemon was away get their exit recorded.
     pub(crate) async fn recover(&self) -> Result<(), EngineError> {
         let records: Vec<(String, ContainerRecord)> = self.inner.db.list(Table::Containers)?;
+        self.sweep_orphans(&records);
         for (id, rec) in records {
             if !rec.state.running {
                 continue;
@@ -259,7 +270,7 @@ impl Engine {
                 if let Ok(mut map) = self.inner.live.lock() {
                     map.insert(id.clone(), live);
                 }
-                self.watch_shim(id.clone(), rec.state.shim_pid);
+                self.watch_shim(id.clone(), rec.state.shim_pid, None);
                 log::info!("container {id}: re-adopted (shim {}, pid {})", rec.state.shim_pid, rec.state.pid);
             } else {
                 let exit = read_exit_file(&dir);
@@ -272,6 +283,49 @@ impl Engine {
             }
         }
         Ok(())
+    }
+}
+
+impl Engine {
+    /// Removes the files of containers that have no record: a crash between a create's
+    /// directories and its record, or between a removal's record and its files.
+    fn sweep_orphans(&self, records: &[(String, ContainerRecord)]) {
+        let known: std::collections::HashSet<&str> = records.iter().map(|(id, _)| id.as_str()).collect();
+        let dirs =
+            [self.inner.config.data_root.join("containers"), self.inner.config.data_root.join("snapshots/containers")];
+        let mut orphans = std::collections::BTreeSet::new();
+        for dir in dirs {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) && !known.contains(name.as_str()) {
+                    orphans.insert(name);
+                }
+            }
+        }
+        for id in orphans {
+            log::info!("container {id}: removing files left without a record");
+            if let Err(e) = self.remove_container_files(&id) {
+                log::warn!("{e}");
+            }
+        }
+    }
+}
+
+/// Waits until the writer closes the pipe (or it fails).
+async fn wait_for_eof(fd: OwnedFd) {
+    let Ok(rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else { return };
+    let mut buf = [0u8; 64];
+    loop {
+        if rx.readable().await.is_err() {
+            return;
+        }
+        match rx.try_read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
     }
 }
 
