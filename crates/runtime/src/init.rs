@@ -8,6 +8,7 @@ use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
+use crate::caps::{self, CapSets};
 use crate::container::{cstring, ChildStdio};
 use crate::spec::Spec;
 
@@ -114,6 +115,10 @@ pub(crate) struct Plan {
     umask: u32,
     cwd: String,
     no_new_privs: bool,
+    /// `None` when the spec has no `process.capabilities`: the process keeps the init's
+    /// capabilities, as runc does.
+    caps: Option<CapSets>,
+    last_cap: u32,
     arg0: String,
     argv: Vec<CString>,
     env: Vec<CString>,
@@ -181,6 +186,11 @@ impl Plan {
         }
         let path_var = process.env.iter().rev().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
         let cwd = if process.cwd.is_empty() { "/".to_string() } else { process.cwd.clone() };
+        let caps = match &process.capabilities {
+            Some(c) => Some(CapSets::parse(c)?),
+            None => None,
+        };
+        let last_cap = caps::last_cap()?;
         Ok(Plan {
             rootfs,
             overlay: spec.annotations.get(crate::spec::ANNOTATION_OVERLAY).cloned(),
@@ -201,6 +211,8 @@ impl Plan {
             umask: process.user.umask.unwrap_or(0o022),
             cwd,
             no_new_privs: process.no_new_privileges,
+            caps: caps.map(|c| c.limit_to(last_cap)),
+            last_cap,
             arg0: process.args[0].clone(),
             argv,
             env,
@@ -701,14 +713,24 @@ fn setup_process(plan: &Plan) -> ChildResult<()> {
     let cwd = Path::new(&plan.cwd);
     mkdir_all(cwd)?;
     let cwd_c = path_c(cwd)?;
-    // SAFETY: plain syscalls on NUL-terminated paths and a valid gid array.
+    // As runc: chdir before the user switch, while root can reach any directory, and again
+    // after it only when root was refused (a root-squashed or 0700 directory of the user).
+    // SAFETY: chdir on a NUL-terminated path.
+    let mut chdir_later = false;
+    if unsafe { libc::chdir(cwd_c.as_ptr()) } != 0 {
+        match last_errno() {
+            libc::EACCES | libc::EPERM => chdir_later = true,
+            errno => return Err(ChildFailure::other(format!("chdir {}", plan.cwd), errno)),
+        }
+    }
+    let cap_err = |(what, errno): (String, i32)| ChildFailure::other(what, errno);
+    if let Some(sets) = &plan.caps {
+        // Needs CAP_SETPCAP, which the sets below may not keep.
+        caps::apply_bounding(sets.bounding, plan.last_cap).map_err(cap_err)?;
+        caps::keep_caps(true).map_err(cap_err)?;
+    }
+    // SAFETY: plain syscalls on a valid gid array.
     unsafe {
-        if libc::chdir(cwd_c.as_ptr()) != 0 {
-            return Err(ChildFailure::last(format!("chdir {}", plan.cwd)));
-        }
-        if plan.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-            return Err(ChildFailure::last("set no_new_privs"));
-        }
         if libc::setgroups(plan.groups.len(), plan.groups.as_ptr()) != 0 {
             return Err(ChildFailure::last(format!("setgroups {:?}", plan.groups)));
         }
@@ -717,6 +739,22 @@ fn setup_process(plan: &Plan) -> ChildResult<()> {
         }
         if libc::setuid(plan.uid) != 0 {
             return Err(ChildFailure::last(format!("setuid {}", plan.uid)));
+        }
+    }
+    // SAFETY: chdir on a NUL-terminated path.
+    if chdir_later && unsafe { libc::chdir(cwd_c.as_ptr()) } != 0 {
+        return Err(ChildFailure::last(format!("chdir {}", plan.cwd)));
+    }
+    if let Some(sets) = &plan.caps {
+        caps::keep_caps(false).map_err(cap_err)?;
+        // A non-root user keeps these only until exec: the kernel then recomputes them from
+        // the ambient set (and file capabilities), exactly as under runc.
+        caps::apply_sets(sets).map_err(cap_err)?;
+    }
+    // SAFETY: prctl with integer arguments; umask cannot fail.
+    unsafe {
+        if plan.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            return Err(ChildFailure::last("set no_new_privs"));
         }
         libc::umask(plan.umask);
     }

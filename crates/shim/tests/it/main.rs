@@ -404,3 +404,133 @@ fn oom_kill_is_reported() {
     assert_eq!(exit["oom_killed"], true, "{exit} {:?}", b.logs());
     b.assert_cleaned_up();
 }
+
+/// Docker's default capability set, as the engine writes it.
+const DOCKER_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+/// `CapBnd` of a docker container.
+const DOCKER_MASK: &str = "00000000a80425fb";
+
+/// Runs `cat /proc/self/status` in a container with `caps` and user `uid`; returns the
+/// Cap* lines and NoNewPrivs as (name, value) pairs.
+fn cap_status(name: &str, uid: u32, caps: wharf_runtime::spec::Capabilities) -> Vec<(String, String)> {
+    let b = Bundle::new(name, &["cat", "/proc/self/status"], |spec, _| {
+        let p = spec.process.as_mut().unwrap();
+        p.user.uid = uid;
+        p.user.gid = uid;
+        p.no_new_privileges = false;
+        p.capabilities = Some(caps);
+    });
+    let hs = b.start();
+    assert!(hs["pid"].as_i64().is_some(), "{hs}");
+    let exit = b.wait_exit();
+    assert_eq!(exit["exit_code"], 0, "{exit} {:?}", b.logs());
+    let out = b.stdout();
+    b.assert_cleaned_up();
+    out.lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| k.starts_with("Cap") || *k == "NoNewPrivs")
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect()
+}
+
+fn names(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn status_is(got: &[(String, String)], want: &[(&str, &str)]) {
+    for (k, v) in want {
+        let found = got.iter().find(|(gk, _)| gk == k).map(|(_, gv)| gv.as_str());
+        assert_eq!(found, Some(*v), "{k} in {got:?}");
+    }
+}
+
+#[test]
+fn capabilities_docker_default_set_for_root() {
+    if !is_root() {
+        return;
+    }
+    let caps = wharf_runtime::spec::Capabilities {
+        bounding: names(DOCKER_CAPS),
+        effective: names(DOCKER_CAPS),
+        permitted: names(DOCKER_CAPS),
+        ..Default::default()
+    };
+    let got = cap_status("caps-root", 0, caps);
+    let zero = "0000000000000000";
+    status_is(
+        &got,
+        &[
+            ("CapInh", zero),
+            ("CapPrm", DOCKER_MASK),
+            ("CapEff", DOCKER_MASK),
+            ("CapBnd", DOCKER_MASK),
+            ("CapAmb", zero),
+            ("NoNewPrivs", "0"),
+        ],
+    );
+}
+
+#[test]
+fn capabilities_empty_set_drops_everything() {
+    if !is_root() {
+        return;
+    }
+    let got = cap_status("caps-none", 0, wharf_runtime::spec::Capabilities::default());
+    let zero = "0000000000000000";
+    status_is(&got, &[("CapPrm", zero), ("CapEff", zero), ("CapBnd", zero), ("CapAmb", zero)]);
+}
+
+#[test]
+fn capabilities_non_root_user_gets_only_ambient() {
+    if !is_root() {
+        return;
+    }
+    let caps = wharf_runtime::spec::Capabilities {
+        bounding: names(DOCKER_CAPS),
+        effective: names(DOCKER_CAPS),
+        permitted: names(DOCKER_CAPS),
+        ..Default::default()
+    };
+    let zero = "0000000000000000";
+    // As under runc: the sets are installed, but exec as a non-root user clears them.
+    let got = cap_status("caps-user", 1000, caps.clone());
+    status_is(&got, &[("CapPrm", zero), ("CapEff", zero), ("CapBnd", DOCKER_MASK), ("CapAmb", zero)]);
+
+    // An ambient capability survives exec: CAP_NET_BIND_SERVICE is bit 10.
+    let bind = names(&["CAP_NET_BIND_SERVICE"]);
+    let caps = wharf_runtime::spec::Capabilities { inheritable: bind.clone(), ambient: bind, ..caps };
+    let got = cap_status("caps-ambient", 1000, caps);
+    let bit10 = "0000000000000400";
+    status_is(&got, &[("CapInh", bit10), ("CapPrm", bit10), ("CapEff", bit10), ("CapAmb", bit10)]);
+}
+
+#[test]
+fn capabilities_unknown_name_is_refused() {
+    if !is_root() {
+        return;
+    }
+    let b = Bundle::new("caps-bad", &["true"], |spec, _| {
+        let caps = wharf_runtime::spec::Capabilities { bounding: names(&["CAP_FLY"]), ..Default::default() };
+        spec.process.as_mut().unwrap().capabilities = Some(caps);
+    });
+    let hs = b.start();
+    assert_eq!(hs["exit_code"], 125, "{hs}");
+    let msg = hs["error"].as_str().unwrap_or_default();
+    assert!(msg.contains("CAP_FLY"), "{msg}");
+    b.assert_cleaned_up();
+}
