@@ -58,11 +58,58 @@ stop_wharfd() {
     wait "$WHARFD_PID" 2>/dev/null || true
 }
 
+# start_dockerd: when Debian's docker.io is installed, a private Docker engine (its own data
+# root, socket and managed containerd under WORK; no iptables rules) for side-by-side figures.
+# Sets DOCKER_SOCK, or leaves it empty when there is no engine to compare with.
+DOCKER_SOCK=
+DOCKERD_PID=
+HAD_DOCKER0=1
+start_dockerd() {
+    command -v dockerd >/dev/null 2>&1 || return 0
+    [ -z "${NO_DOCKER:-}" ] || return 0
+    ip link show docker0 >/dev/null 2>&1 || HAD_DOCKER0=0
+    local dir=$WORK/docker
+    mkdir -p "$dir"
+    dockerd --data-root "$dir/data" --exec-root "$dir/exec" -H "unix://$dir/docker.sock" \
+        --pidfile "$dir/docker.pid" --iptables=false --ip-masq=false \
+        --insecure-registry "$REGISTRY" >"$dir/dockerd.log" 2>&1 &
+    DOCKERD_PID=$!
+    for _ in $(seq 300); do
+        if curl -fsS --unix-socket "$dir/docker.sock" http://localhost/_ping >/dev/null 2>&1; then
+            DOCKER_SOCK=$dir/docker.sock
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "dockerd did not start (skipping Docker): $(tail -5 "$dir/dockerd.log")" >&2
+    kill "$DOCKERD_PID" 2>/dev/null || true
+    DOCKERD_PID=
+}
+
+# docker_cli ARGS...: the docker CLI against the private engine.
+docker_cli() {
+    DOCKER_HOST=unix://$DOCKER_SOCK DOCKER_CONFIG=$WORK/docker-config docker "$@"
+}
+
+stop_dockerd() {
+    [ -n "$DOCKERD_PID" ] || return 0
+    kill "$DOCKERD_PID" 2>/dev/null || true
+    wait "$DOCKERD_PID" 2>/dev/null || true
+    DOCKERD_PID=
+    # dockerd leaves its exec root mounted (netns, overlay) when killed: unmount what is under WORK.
+    { grep " $WORK/docker" /proc/self/mountinfo || true; } | awk '{print $5}' | sort -r | while read -r m; do
+        umount -l "$m" 2>/dev/null || true
+    done
+    if [ "$HAD_DOCKER0" = 0 ]; then ip link del docker0 2>/dev/null || true; fi
+}
+
 cleanup() {
     local p
+    stop_dockerd
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    rm -rf "$WORK"
+    # dockerd's containerd may still be writing its state for a moment after dockerd exits.
+    rm -rf "$WORK" 2>/dev/null || { sleep 1; rm -rf "$WORK"; }
 }
 
 now_ns() { date +%s%N; }

@@ -27,7 +27,8 @@ print(round(sum(l["size"] for l in ls) / 1e6))' "$WORK/summary.json")
 seconds() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", (b - a) / 1e9 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f\n", a / b }'; }
 
-: >"$WORK/wharf.s"; : >"$WORK/skopeo.s"; : >"$WORK/floor.s"
+: >"$WORK/wharf.s"; : >"$WORK/skopeo.s"; : >"$WORK/floor.s"; : >"$WORK/docker.s"
+start_dockerd
 for run in $(seq "$RUNS"); do
     start_wharfd "$WORK/wharfd-$run"
     t0=$(now_ns)
@@ -43,6 +44,14 @@ for run in $(seq "$RUNS"); do
     t1=$(now_ns)
     seconds "$t0" "$t1" >>"$WORK/skopeo.s"
     rm -rf "$WORK/oci"
+
+    if [ -n "$DOCKER_SOCK" ]; then
+        t0=$(now_ns)
+        docker_cli pull -q "$IMAGE" >/dev/null
+        t1=$(now_ns)
+        seconds "$t0" "$t1" >>"$WORK/docker.s"
+        docker_cli rmi -f "$IMAGE" >/dev/null
+    fi
 
     t0=$(now_ns)
     fetchers=()
@@ -62,8 +71,15 @@ floor=$(median "$WORK/floor.s")
 printf '\npull of %s MB uncompressed (%s MB gzip, %s layers), median of %s runs\n' \
     "$SIZE_MB" "$GZ_MB" "${#LAYERS[@]}" "$RUNS"
 printf '%-36s %10s %12s\n' "" "seconds" "vs floor"
-for row in "curl | gunzip (floor):floor" "wharf pull:wharf" "skopeo copy docker:// oci::skopeo"; do
+rows=("curl | gunzip (floor):floor" "wharf pull:wharf" "skopeo copy docker:// oci::skopeo")
+[ -s "$WORK/docker.s" ] && rows+=("docker pull:docker")
+for row in "${rows[@]}"; do
     name=${row%:*}; key=${row##*:}
     m=$(median "$WORK/$key.s")
     printf '%-36s %10s %12s\n' "$name" "$m" "$(ratio "$m" "$floor")"
 done
+if [ -s "$WORK/docker.s" ]; then
+    printf '%-36s %10s\n' "wharf / docker" "$(ratio "$(median "$WORK/wharf.s")" "$(median "$WORK/docker.s")")"
+else
+    printf '%-36s %s\n' "docker pull" "(no Docker engine installed: skipped)"
+fi
