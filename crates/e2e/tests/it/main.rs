@@ -20,10 +20,17 @@ macro_rules! both {
 mod harness;
 
 mod bad_input;
+mod cpu;
 mod daemon;
+mod docker_lifecycle;
 mod fixtures;
 mod images;
 mod layers;
 mod lifecycle;
+mod logs;
+mod mirrors;
+mod ps;
+mod registry_auth;
+mod pull_faults;
 mod resources;
 mod run;
