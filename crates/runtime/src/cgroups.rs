@@ -278,9 +278,9 @@ impl Cgroup {
             write_file(&dir.join("pids.max"), &pids_max(pids.limit))?;
         }
         if let Some(dir) = self.dir_with("devices") {
-            for rule in &r.devices {
+            for rule in device_rules(&r.devices) {
                 let file = if rule.allow { "devices.allow" } else { "devices.deny" };
-                write_file(&dir.join(file), &device_rule_v1(rule))?;
+                write_file(&dir.join(file), &device_rule_v1(&rule))?;
             }
         }
         Ok(())
@@ -457,6 +457,36 @@ fn cpu_max(quota: Option<i64>, period: Option<u64>) -> String {
     format!("{q} {}", period.filter(|p| *p > 0).unwrap_or(100_000))
 }
 
+/// The device rules a container's cgroup gets, as runc computes them for the same bundle:
+/// everything denied, then the spec's rules in order, then the devices every container may
+/// use (runc's `AllowedDevices`). A spec without rules therefore gets no access to the host's
+/// disks, not the kernel's default of all devices.
+fn device_rules(spec: &[DeviceRule]) -> Vec<DeviceRule> {
+    let rule = |allow: bool, kind: &str, major: Option<i64>, minor: Option<i64>, access: &str| DeviceRule {
+        allow,
+        kind: Some(kind.to_string()),
+        major,
+        minor,
+        access: Some(access.to_string()),
+    };
+    let mut out = vec![rule(false, "a", None, None, "rwm")];
+    out.extend(spec.iter().cloned());
+    out.extend([
+        rule(true, "c", None, None, "m"),
+        rule(true, "b", None, None, "m"),
+        rule(true, "c", Some(1), Some(3), "rwm"),
+        rule(true, "c", Some(1), Some(8), "rwm"),
+        rule(true, "c", Some(1), Some(7), "rwm"),
+        rule(true, "c", Some(5), Some(0), "rwm"),
+        rule(true, "c", Some(1), Some(5), "rwm"),
+        rule(true, "c", Some(1), Some(9), "rwm"),
+        rule(true, "c", Some(136), None, "rwm"),
+        rule(true, "c", Some(5), Some(2), "rwm"),
+        rule(true, "c", Some(10), Some(200), "rwm"),
+    ]);
+    out
+}
+
 fn device_rule_v1(rule: &DeviceRule) -> String {
     let num = |n: Option<i64>| match n {
         Some(n) if n >= 0 => n.to_string(),
@@ -513,6 +543,24 @@ mod tests {
                 DeviceRule { allow, kind: kind.map(str::to_string), major, minor, access: access.map(str::to_string) };
             assert_eq!(device_rule_v1(&rule), want);
         }
+    }
+
+    #[test]
+    fn device_rules_deny_first_and_allow_the_standard_devices_last() {
+        let spec = [DeviceRule {
+            allow: true,
+            kind: Some("c".to_string()),
+            major: Some(4),
+            minor: Some(64),
+            access: Some("rw".to_string()),
+        }];
+        let rendered: Vec<String> = device_rules(&spec).iter().map(device_rule_v1).collect();
+        assert_eq!(rendered[0], "a");
+        assert_eq!(rendered[1], "c 4:64 rw");
+        for want in ["c *:* m", "b *:* m", "c 1:3 rwm", "c 136:* rwm", "c 5:2 rwm", "c 10:200 rwm"] {
+            assert!(rendered[2..].iter().any(|r| r == want), "{want} missing from {rendered:?}");
+        }
+        assert_eq!(device_rules(&[]).len(), rendered.len() - 1);
     }
 
     #[test]

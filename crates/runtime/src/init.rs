@@ -674,7 +674,7 @@ fn finish_rootfs(plan: &Plan) -> ChildResult<()> {
             Err(e) => return Err(ChildFailure::other(format!("bind readonly path {p}"), e)),
             Ok(()) => {}
         }
-        let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC;
+        let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC | kept_flags(&c);
         sys_mount(None, &c, None, flags, None)
             .map_err(|e| ChildFailure::other(format!("remount readonly path {p}"), e))?;
     }
@@ -688,10 +688,33 @@ fn finish_rootfs(plan: &Plan) -> ChildResult<()> {
         res.map_err(|e| ChildFailure::other(format!("mask path {p}"), e))?;
     }
     if plan.root_readonly {
-        let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
+        let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | kept_flags(c"/");
         sys_mount(None, c"/", None, flags, None).map_err(|e| ChildFailure::other("remount / read-only", e))?;
     }
     Ok(())
+}
+
+/// The nosuid/nodev/noexec/atime flags a mount has now. A bind remount replaces all of them,
+/// so a read-only remount that left them out would quietly make `/proc/sys` suid and exec
+/// again (and fail with EPERM where they are locked); runc keeps them the same way.
+fn kept_flags(path: &CStr) -> libc::c_ulong {
+    // SAFETY: statvfs fills the struct it is given for a NUL-terminated path.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return 0;
+    }
+    [
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+        (libc::ST_NOATIME, libc::MS_NOATIME),
+        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (libc::ST_RELATIME, libc::MS_RELATIME),
+    ]
+    .into_iter()
+    .filter(|(st_flag, _)| st.f_flag & st_flag != 0)
+    .fold(0, |acc, (_, ms_flag)| acc | ms_flag)
 }
 
 fn setup_process(plan: &Plan) -> ChildResult<()> {
