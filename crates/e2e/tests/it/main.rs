@@ -34,3 +34,4 @@ mod registry_auth;
 mod pull_faults;
 mod resources;
 mod run;
+mod runc_compare;
