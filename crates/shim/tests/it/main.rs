@@ -428,11 +428,15 @@ const DOCKER_MASK: &str = "00000000a80425fb";
 /// Runs `cat /proc/self/status` in a container with `caps` and user `uid`; returns the
 /// Cap* lines and NoNewPrivs as (name, value) pairs.
 fn cap_status(name: &str, uid: u32, caps: wharf_runtime::spec::Capabilities) -> Vec<(String, String)> {
+    status_of(name, uid, false, caps)
+}
+
+fn status_of(name: &str, uid: u32, nnp: bool, caps: wharf_runtime::spec::Capabilities) -> Vec<(String, String)> {
     let b = Bundle::new(name, &["cat", "/proc/self/status"], |spec, _| {
         let p = spec.process.as_mut().unwrap();
         p.user.uid = uid;
         p.user.gid = uid;
-        p.no_new_privileges = false;
+        p.no_new_privileges = nnp;
         p.capabilities = Some(caps);
     });
     let hs = b.start();
@@ -533,4 +537,14 @@ fn capabilities_unknown_name_is_refused() {
     let msg = hs["error"].as_str().unwrap_or_default();
     assert!(msg.contains("CAP_FLY"), "{msg}");
     b.assert_cleaned_up();
+}
+
+#[test]
+fn no_new_privileges_reaches_the_process() {
+    if !is_root() {
+        return;
+    }
+    let caps = wharf_runtime::spec::Capabilities { bounding: names(DOCKER_CAPS), ..Default::default() };
+    let got = status_of("nnp", 1000, true, caps);
+    status_is(&got, &[("NoNewPrivs", "1"), ("CapBnd", DOCKER_MASK), ("CapEff", "0000000000000000")]);
 }
