@@ -138,6 +138,8 @@ impl Engine {
         if let Some(p) = hc.pids_limit.filter(|p| *p > 0) {
             resources.pids = Some(oci::Pids { limit: p });
         }
+        // Deny every device but Docker's standard ones (a container's root has CAP_MKNOD).
+        resources.devices = oci::DeviceRule::docker_defaults();
 
         let caps: Vec<String> = DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
         let mut annotations = BTreeMap::new();
