@@ -1,0 +1,183 @@
+//! wharf's nftables table: outbound masquerade per network, DNAT of published ports, and
+//! forward rules that isolate networks from each other and keep `--internal` ones inside.
+//!
+//! The whole table is rendered from the daemon's state and replaced in one `nft -f -`
+//! transaction, so rules never drift from the state and a crashed daemon's rules are simply
+//! rewritten at the next start. The host's own tables are never touched.
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+
+use wharf_types::ErrorKind;
+
+use crate::Ipv4Net;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NftError {
+    #[error("run nft: {0}")]
+    Spawn(std::io::Error),
+    #[error("nft rejected the rules of table {table}: {message}")]
+    Rejected { table: String, message: String },
+}
+
+impl NftError {
+    pub fn kind(&self) -> ErrorKind {
+        ErrorKind::Internal
+    }
+}
+
+/// One bridge network as the rules see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetRules {
+    pub bridge: String,
+    pub subnet: Ipv4Net,
+    /// No route out: traffic only between the network's own containers.
+    pub internal: bool,
+    pub masquerade: bool,
+}
+
+/// A published port: traffic to `host_ip:host_port` (any local address when `host_ip` is
+/// unspecified) goes to `container_ip:container_port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortRule {
+    pub proto: String,
+    pub host_ip: Option<Ipv4Addr>,
+    pub host_port: u16,
+    pub container_ip: Ipv4Addr,
+    pub container_port: u16,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ruleset {
+    pub networks: Vec<NetRules>,
+    pub ports: Vec<PortRule>,
+}
+
+impl Ruleset {
+    /// The script that replaces table `ip <table>` with these rules.
+    pub fn render(&self, table: &str) -> String {
+        let mut s = String::new();
+        // Creating first makes the delete succeed whether or not the table existed.
+        s.push_str(&format!("table ip {table} {{}}\ndelete table ip {table}\ntable ip {table} {{\n"));
+        s.push_str("  chain postrouting {\n    type nat hook postrouting priority 100; policy accept;\n");
+        for n in &self.networks {
+            let (br, net) = (&n.bridge, n.subnet.network());
+            // Published ports reached on 127.0.0.1 leave through the bridge with a loopback
+            // source (route_localnet); the container must see the gateway instead.
+            s.push_str(&format!("    oifname \"{br}\" ip saddr 127.0.0.0/8 masquerade\n"));
+            // Hairpin: a container reaching a published port through a host address.
+            s.push_str(&format!("    oifname \"{br}\" ip saddr {net} ct status dnat masquerade\n"));
+            if n.masquerade && !n.internal {
+                s.push_str(&format!("    ip saddr {net} oifname != \"{br}\" masquerade\n"));
+            }
+        }
+        s.push_str("  }\n");
+        s.push_str("  chain ports {\n");
+        for p in &self.ports {
+            let daddr = p.host_ip.filter(|a| !a.is_unspecified()).map(|a| format!("ip daddr {a} ")).unwrap_or_default();
+            s.push_str(&format!(
+                "    {daddr}{proto} dport {hp} dnat to {cip}:{cp}\n",
+                proto = p.proto,
+                hp = p.host_port,
+                cip = p.container_ip,
+                cp = p.container_port
+            ));
+        }
+        s.push_str("  }\n");
+        s.push_str("  chain prerouting {\n    type nat hook prerouting priority -100; policy accept;\n    fib daddr type local jump ports\n  }\n");
+        s.push_str("  chain output {\n    type nat hook output priority -100; policy accept;\n    fib daddr type local jump ports\n  }\n");
+        s.push_str("  chain forward {\n    type filter hook forward priority 0; policy accept;\n");
+        for n in &self.networks {
+            let br = &n.bridge;
+            if n.internal {
+                s.push_str(&format!("    iifname \"{br}\" oifname != \"{br}\" drop\n"));
+                s.push_str(&format!("    oifname \"{br}\" iifname != \"{br}\" drop\n"));
+            }
+            for m in &self.networks {
+                if m.bridge != n.bridge {
+                    s.push_str(&format!("    iifname \"{br}\" oifname \"{}\" drop\n", m.bridge));
+                }
+            }
+        }
+        s.push_str("  }\n}\n");
+        s
+    }
+
+    pub fn apply(&self, table: &str) -> Result<(), NftError> {
+        run(table, &self.render(table))
+    }
+}
+
+/// Removes the table; a table that is not there is not an error.
+pub fn delete_table(table: &str) -> Result<(), NftError> {
+    run(table, &format!("table ip {table} {{}}\ndelete table ip {table}\n"))
+}
+
+fn run(table: &str, script: &str) -> Result<(), NftError> {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(NftError::Spawn)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(script.as_bytes()).map_err(NftError::Spawn)?;
+    }
+    let out = child.wait_with_output().map_err(NftError::Spawn)?;
+    if !out.status.success() {
+        let message = String::from_utf8_lossy(&out.stderr).trim().lines().next().unwrap_or("").to_string();
+        return Err(NftError::Rejected { table: table.to_string(), message });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_masquerade_ports_and_isolation() {
+        let r = Ruleset {
+            networks: vec![
+                NetRules {
+                    bridge: "wh0".into(),
+                    subnet: "10.7.0.1/24".parse().unwrap(),
+                    internal: false,
+                    masquerade: true,
+                },
+                NetRules {
+                    bridge: "wh1".into(),
+                    subnet: "10.8.0.0/24".parse().unwrap(),
+                    internal: true,
+                    masquerade: true,
+                },
+            ],
+            ports: vec![PortRule {
+                proto: "tcp".into(),
+                host_ip: None,
+                host_port: 8080,
+                container_ip: Ipv4Addr::new(10, 7, 0, 2),
+                container_port: 80,
+            }],
+        };
+        let s = r.render("wharf");
+        assert!(s.starts_with("table ip wharf {}\ndelete table ip wharf\n"));
+        assert!(s.contains("ip saddr 10.7.0.0/24 oifname != \"wh0\" masquerade"));
+        assert!(!s.contains("ip saddr 10.8.0.0/24 oifname != \"wh1\" masquerade"));
+        assert!(s.contains("    tcp dport 8080 dnat to 10.7.0.2:80\n"));
+        assert!(s.contains("iifname \"wh0\" oifname \"wh1\" drop"));
+        assert!(s.contains("iifname \"wh1\" oifname != \"wh1\" drop"));
+        // The kernel's parser accepts it (check mode changes nothing).
+        if let Ok(mut child) =
+            Command::new("nft").args(["-c", "-f", "-"]).stdin(Stdio::piped()).stderr(Stdio::piped()).spawn()
+        {
+            if let Some(mut stdin) = child.stdin.take() {
+                stdin.write_all(s.as_bytes()).unwrap();
+            }
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}\n{s}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! A container's network sandbox: its namespace file with loopback up and, when attached to
+//! a bridge, a veth pair whose inside end is `eth0` with the container's address and default
+//! route. All of it is done from one short-lived thread with two netlink sockets, one opened
+//! before leaving the host's namespace and one after, so a start costs no process spawns.
+
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use wharf_types::ErrorKind;
+
+use crate::netlink::{link_index, Netlink, NetlinkError};
+use crate::netns::{self, NetnsError};
+use crate::Ipv4Net;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    #[error("network sandbox {path}: {message}")]
+    Setup { path: String, message: String },
+    #[error("bridge {bridge}: {what}: {source}")]
+    Sysctl { bridge: String, what: String, source: std::io::Error },
+}
+
+impl SandboxError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            SandboxError::Netns(e) => e.kind(),
+            SandboxError::Netlink(e) => e.kind(),
+            _ => ErrorKind::Internal,
+        }
+    }
+}
+
+/// A bridge and the gateway address it holds (`10.1.2.1/24`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeConfig {
+    pub name: String,
+    pub gateway: Ipv4Net,
+}
+
+/// Makes sure the bridge exists, holds its gateway address and is up; enables forwarding
+/// and, on the bridge, routing of loopback sources (published ports on 127.0.0.1).
+pub fn ensure_bridge(b: &BridgeConfig) -> Result<(), SandboxError> {
+    let nl = Netlink::open()?;
+    match nl.create_bridge(&b.name, None) {
+        Ok(()) => {}
+        Err(e) if e.is_exists() => {}
+        Err(e) => return Err(e.into()),
+    }
+    let index = link_index(&b.name)?;
+    match nl.add_address(index, b.gateway.addr, b.gateway.prefix) {
+        Ok(()) => {}
+        Err(e) if e.is_exists() => {}
+        Err(e) => return Err(e.into()),
+    }
+    nl.set_up(index)?;
+    let sysctl = |key: String, what: &str| {
+        crate::sysctl(&key, "1").map_err(|source| SandboxError::Sysctl {
+            bridge: b.name.clone(),
+            what: what.to_string(),
+            source,
+        })
+    };
+    sysctl("net/ipv4/ip_forward".to_string(), "enable ip_forward")?;
+    sysctl(format!("net/ipv4/conf/{}/route_localnet", b.name), "enable route_localnet")?;
+    Ok(())
+}
+
+/// Deletes a bridge; one that is not there is not an error.
+pub fn remove_bridge(name: &str) -> Result<(), SandboxError> {
+    match Netlink::open()?.delete_link(name) {
+        Err(e) if !e.is_gone() => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// A container's place on a bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub bridge: String,
+    /// The host end of the veth pair.
+    pub veth: String,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    /// None on an internal network without a gateway route.
+    pub gateway: Option<Ipv4Addr>,
+    pub mac: [u8; 6],
+}
+
+/// Docker's MAC for an address: 02:42 then the four bytes of the IPv4 address.
+pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x02, 0x42, o[0], o[1], o[2], o[3]]
+}
+
+pub fn format_mac(mac: &[u8; 6]) -> String {
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// Creates the namespace at `path` with loopback up and the given attachment.
+pub fn create(path: &Path, attach: Option<Attachment>) -> Result<(), SandboxError> {
+    let where_ = path.display().to_string();
+    let result = netns::create(
+        path,
+        move || -> Result<(Netlink, Option<(u32, Attachment)>), String> {
+            let host = Netlink::open().map_err(|e| e.to_string())?;
+            let attach = match attach {
+                Some(a) => Some((link_index(&a.bridge).map_err(|e| e.to_string())?, a)),
+                None => None,
+            };
+            Ok((host, attach))
+        },
+        move |before| -> Result<(), String> {
+            let (host, attach) = before?;
+            let inside = Netlink::open().map_err(|e| e.to_string())?;
+            inside.set_up(1).map_err(|e| e.to_string())?;
+            let Some((bridge_index, a)) = attach else { return Ok(()) };
+            let ns = std::fs::File::open("/proc/thread-self/ns/net").map_err(|e| format!("open own netns: {e}"))?;
+            host.create_veth(&a.veth, bridge_index, "eth0", ns.as_raw_fd(), a.mac).map_err(|e| e.to_string())?;
+            let configure = || -> Result<(), NetlinkError> {
+                let eth0 = link_index("eth0")?;
+                inside.add_address(eth0, a.ip, a.prefix)?;
+                inside.set_up(eth0)?;
+                if let Some(gw) = a.gateway {
+                    inside.add_default_route(eth0, gw)?;
+                }
+                Ok(())
+            };
+            if let Err(e) = configure() {
+                let _ = host.delete_link(&a.veth);
+                return Err(e.to_string());
+            }
+            Ok(())
+        },
+    )?;
+    result.map_err(|message| SandboxError::Setup { path: where_, message })
+}
+
+/// Deletes the veth (when there is one) and the namespace file; goes on after a failure and
+/// reports the first.
+pub fn remove(path: &Path, veth: Option<&str>) -> Result<(), SandboxError> {
+    let mut first: Option<SandboxError> = None;
+    if let Some(v) = veth {
+        match Netlink::open().and_then(|nl| nl.delete_link(v)) {
+            Err(e) if !e.is_gone() => first = Some(e.into()),
+            _ => {}
+        }
+    }
+    if let Err(e) = netns::remove(path) {
+        first.get_or_insert(e.into());
+    }
+    match first {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_from_address() {
+        assert_eq!(format_mac(&mac_for(Ipv4Addr::new(172, 17, 0, 2))), "02:42:ac:11:00:02");
+    }
+
+    /// Needs root: a namespace with a veth on a scratch bridge, then everything removed.
+    #[test]
+    fn sandbox_on_a_bridge_and_back() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        let pid = std::process::id();
+        let bridge = format!("wht{}", pid % 100000);
+        let veth = format!("vht{}", pid % 100000);
+        let b = BridgeConfig { name: bridge.clone(), gateway: "10.251.77.1/24".parse().unwrap() };
+        ensure_bridge(&b).unwrap();
+        let dir = std::env::temp_dir().join(format!("wharf-netns-test-{pid}"));
+        let path = dir.join("ns");
+        let ip = Ipv4Addr::new(10, 251, 77, 2);
+        let a = Attachment {
+            bridge: bridge.clone(),
+            veth: veth.clone(),
+            ip,
+            prefix: 24,
+            gateway: Some(Ipv4Addr::new(10, 251, 77, 1)),
+            mac: mac_for(ip),
+        };
+        create(&path, Some(a)).unwrap();
+        assert!(netns::is_mounted(&path));
+        assert!(link_index(&veth).is_ok());
+        let inside =
+            netns::run_in(&path, || std::fs::read_to_string("/proc/thread-self/net/route").unwrap_or_default())
+                .unwrap();
+        assert!(inside.contains("eth0"), "{inside}");
+        remove(&path, Some(&veth)).unwrap();
+        assert!(link_index(&veth).is_err());
+        assert!(!path.exists());
+        remove_bridge(&bridge).unwrap();
+        assert!(link_index(&bridge).is_err());
+        let _ = std::fs::remove_dir(&dir);
+    }
+}
