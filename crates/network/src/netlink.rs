@@ -97,7 +97,7 @@ impl Msg {
     }
 
     fn pad(&mut self) {
-        while self.buf.len() % 4 != 0 {
+        while !self.buf.len().is_multiple_of(4) {
             self.buf.push(0);
         }
     }
@@ -355,7 +355,7 @@ mod tests {
         m.attr_str(IFLA_INFO_KIND, "veth");
         m.end_nest(n);
         let buf = m.finish();
-        assert_eq!(buf.len() % 4, 0);
+        assert!(buf.len().is_multiple_of(4));
         assert_eq!(u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize, buf.len());
         // nest: 4 header + attr(4 + "veth\0" = 9, padded 12) = 16
         assert_eq!(u16::from_ne_bytes([buf[32], buf[33]]), 16);
