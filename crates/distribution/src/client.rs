@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::Deserialize;
-use wharf_http::{Connector, ConnectorOptions, HttpError, Request, Response, Scheme, Url};
+use wharf_http::{Body, Connector, ConnectorOptions, HttpError, Request, Response, Scheme, Url};
 use wharf_types::oci::{self, Descriptor, Manifest, ManifestKind, Platform};
 use wharf_types::{Digest, ImageRef};
 
@@ -46,26 +46,28 @@ pub struct Resolved {
 /// A registry client. `Send + Sync`; caches bearer tokens per (registry, scope) and which scheme
 /// an insecure registry speaks.
 pub struct RegistryClient {
-    user_agent: String,
+    pub(crate) user_agent: String,
     mirrors: Vec<Url>,
     insecure: InsecureList,
-    connector: Connector,
-    tokens: TokenCache,
+    pub(crate) connector: Connector,
+    pub(crate) tokens: TokenCache,
     schemes: Mutex<HashMap<String, Scheme>>,
 }
 
 /// The operation being done, for error messages and the auth scope.
-struct Op<'a> {
+pub(crate) struct Op<'a> {
     /// `pull 127.0.0.1:5000/x:1`
-    what: String,
+    pub(crate) what: String,
     /// `127.0.0.1:5000/x`
-    name: String,
-    repo: &'a str,
-    auth: Option<&'a AuthConfig>,
+    pub(crate) name: String,
+    pub(crate) repo: &'a str,
+    pub(crate) auth: Option<&'a AuthConfig>,
+    /// The actions of the token scope: `pull`, or `pull,push`.
+    pub(crate) actions: &'static str,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Subject {
+pub(crate) enum Subject {
     Manifest,
     Blob,
 }
@@ -223,7 +225,7 @@ impl RegistryClient {
 
     /// Runs `f` on each endpoint in turn: the mirrors (any failure moves on), then the origin
     /// (HTTPS, then HTTP for an insecure registry when HTTPS cannot be reached).
-    fn with_endpoints<T>(
+    pub(crate) fn with_endpoints<T>(
         &self,
         r: &ImageRef,
         mirrors: bool,
@@ -358,10 +360,24 @@ impl RegistryClient {
         target: &str,
         headers: &[(String, String)],
     ) -> Result<(Url, Response), DistributionError> {
-        let prefix = ep.base.target.trim_end_matches('/');
-        let url = ep.base.with_target(&format!("{prefix}{target}"));
+        self.registry_send(op, ep, "GET", ep.url_for(target), headers, &mut || Ok(Body::Empty))
+    }
+
+    /// Sends a request to a registry endpoint: cached credentials first, and on a 401 one more
+    /// try after answering the challenge (`body` is called again for it). GET and HEAD follow
+    /// redirects. Returns the final URL and the response.
+    pub(crate) fn registry_send(
+        &self,
+        op: &Op,
+        ep: &Endpoint,
+        method: &str,
+        url: Url,
+        headers: &[(String, String)],
+        body: &mut dyn FnMut() -> Result<Body, DistributionError>,
+    ) -> Result<(Url, Response), DistributionError> {
         let registry = ep.base.host_port();
-        let scope = format!("repository:{}:pull", op.repo);
+        // A login asks for no repository: its token has no scope.
+        let scope = if op.repo.is_empty() { String::new() } else { format!("repository:{}:{}", op.repo, op.actions) };
         // Credentials belong to the origin registry; a mirror gets none of them.
         let auth = if ep.mirror { None } else { op.auth };
         let mut authz = self.tokens.get(&registry, &scope).or_else(|| self.tokens.get(&registry, ""));
@@ -370,7 +386,7 @@ impl RegistryClient {
         }
         let mut answered = false;
         loop {
-            let (final_url, resp) = self.get_following(op, url.clone(), headers, authz.as_deref())?;
+            let (final_url, resp) = self.send_following(op, method, url.clone(), headers, authz.as_deref(), body()?)?;
             if resp.status != 401 {
                 return Ok((final_url, resp));
             }
@@ -398,7 +414,7 @@ impl RegistryClient {
 
     /// Turns a challenge into an `Authorization` value: a bearer token from the token server,
     /// or Basic credentials. Caches it.
-    fn answer_challenge(
+    pub(crate) fn answer_challenge(
         &self,
         op: &Op,
         registry: &str,
@@ -443,12 +459,14 @@ impl RegistryClient {
             |url: &Url, source| DistributionError::Http { op: op.what.clone(), url: url.to_string(), source };
 
         let resp = if let Some(refresh) = auth.and_then(AuthConfig::identity_token) {
-            let form = format!(
-                "grant_type=refresh_token&client_id=wharf&service={}&scope={}&refresh_token={}",
+            let mut form = format!(
+                "grant_type=refresh_token&client_id=wharf&service={}&refresh_token={}",
                 encode_component(service),
-                encode_component(scope),
                 encode_component(refresh)
             );
+            if !scope.is_empty() {
+                form.push_str(&format!("&scope={}", encode_component(scope)));
+            }
             let stream = self.connector.connect(&realm_url).map_err(|e| http_err(&realm_url, e))?;
             let req = Request::new("POST", &realm_url.target)
                 .header("User-Agent", &self.user_agent)
@@ -457,14 +475,17 @@ impl RegistryClient {
             wharf_http::send(stream, &realm_url.host_header(), req).map_err(|e| http_err(&realm_url, e))?
         } else {
             let creds = auth.and_then(AuthConfig::basic_credentials);
-            let mut query = format!("service={}&scope={}", encode_component(service), encode_component(scope));
+            let mut query = format!("service={}", encode_component(service));
+            if !scope.is_empty() {
+                query.push_str(&format!("&scope={}", encode_component(scope)));
+            }
             if let Some((user, _)) = &creds {
                 query.push_str(&format!("&account={}", encode_component(user)));
             }
             let sep = if realm_url.target.contains('?') { '&' } else { '?' };
             let url = realm_url.with_target(&format!("{}{sep}{query}", realm_url.target));
             let authz = creds.map(|(u, p)| basic_header(&u, &p));
-            self.get_following(op, url, &[], authz.as_deref())?.1
+            self.send_following(op, "GET", url, &[], authz.as_deref(), Body::Empty)?.1
         };
         match resp.status {
             200 => {}
@@ -483,19 +504,26 @@ impl RegistryClient {
         Ok(token)
     }
 
-    /// GET, following redirects. `authz` goes only to the host the request started at.
-    fn get_following(
+    /// Sends a request; GET and HEAD follow redirects. `authz` goes only to the host the
+    /// request started at.
+    fn send_following(
         &self,
         op: &Op,
+        method: &str,
         start: Url,
         headers: &[(String, String)],
         authz: Option<&str>,
+        body: Body,
     ) -> Result<(Url, Response), DistributionError> {
         let mut url = start.clone();
+        let mut body = Some(body);
+        let follows = matches!(method, "GET" | "HEAD");
         for _ in 0..=MAX_REDIRECTS {
             let http_err = |source| DistributionError::Http { op: op.what.clone(), url: url.to_string(), source };
             let stream = self.connector.connect(&url).map_err(http_err)?;
-            let mut req = Request::new("GET", &url.target).header("User-Agent", &self.user_agent);
+            let mut req = Request::new(method, &url.target)
+                .header("User-Agent", &self.user_agent)
+                .body(body.take().unwrap_or(Body::Empty));
             for (k, v) in headers {
                 req = req.header(k, v);
             }
@@ -505,7 +533,7 @@ impl RegistryClient {
                 }
             }
             let resp = wharf_http::send(stream, &url.host_header(), req).map_err(http_err)?;
-            if !matches!(resp.status, 301 | 302 | 303 | 307 | 308) {
+            if !follows || !matches!(resp.status, 301 | 302 | 303 | 307 | 308) {
                 return Ok((url, resp));
             }
             let next = match resp.header("Location") {
@@ -532,7 +560,7 @@ impl RegistryClient {
 }
 
 fn op_for<'a>(r: &'a ImageRef, auth: Option<&'a AuthConfig>) -> Op<'a> {
-    Op { what: format!("pull {r}"), name: r.name(), repo: &r.repository, auth }
+    Op { what: format!("pull {r}"), name: r.name(), repo: &r.repository, auth, actions: "pull" }
 }
 
 fn verify(op: &Op, what: &str, data: &[u8], digest: &Digest, size: u64) -> Result<(), DistributionError> {
@@ -591,7 +619,7 @@ fn error_entries(body: &[u8]) -> Vec<RegistryErrorEntry> {
 
 /// A short message from an error response: the registry's error entries, the token server's
 /// `details`, or the start of the body.
-fn error_message(resp: Response) -> String {
+pub(crate) fn error_message(resp: Response) -> String {
     let body = resp.read_body(MAX_SMALL_BODY).unwrap_or_default();
     let entries = error_entries(&body);
     if !entries.is_empty() {
@@ -606,7 +634,13 @@ fn error_message(resp: Response) -> String {
     text.chars().take(200).collect()
 }
 
-fn status_error(op: &Op, url: &Url, resp: Response, subject: Subject, digest: Option<&Digest>) -> DistributionError {
+pub(crate) fn status_error(
+    op: &Op,
+    url: &Url,
+    resp: Response,
+    subject: Subject,
+    digest: Option<&Digest>,
+) -> DistributionError {
     let status = resp.status;
     let body = resp.read_body(MAX_SMALL_BODY).unwrap_or_default();
     let entries = error_entries(&body);

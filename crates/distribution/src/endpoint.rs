@@ -18,6 +18,14 @@ pub struct Endpoint {
     pub mirror: bool,
 }
 
+impl Endpoint {
+    /// The URL of an API path (`/v2/...`) on this endpoint, under its base path.
+    pub fn url_for(&self, target: &str) -> Url {
+        let prefix = self.base.target.trim_end_matches('/');
+        self.base.with_target(&format!("{prefix}{target}"))
+    }
+}
+
 /// The `insecure-registries` setting: `host[:port]` names and CIDR ranges.
 #[derive(Debug, Default)]
 pub(crate) struct InsecureList {

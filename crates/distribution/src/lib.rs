@@ -8,6 +8,7 @@ mod auth;
 mod client;
 mod endpoint;
 mod error;
+mod push;
 
 use std::path::PathBuf;
 
@@ -15,6 +16,7 @@ pub use auth::AuthConfig;
 pub use client::{RegistryClient, Resolved, MANIFEST_ACCEPT};
 pub use endpoint::{Endpoint, DOCKER_HUB_ORIGIN};
 pub use error::DistributionError;
+pub use push::{BlobSource, Mount, UploadProgress};
 
 /// The registry settings of `daemon.json`.
 #[derive(Debug, Clone, Default)]
