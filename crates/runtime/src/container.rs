@@ -20,6 +20,9 @@ pub struct ChildStdio {
     pub stdin: RawFd,
     pub stdout: RawFd,
     pub stderr: RawFd,
+    /// With a terminal: a unix socket on which the process sends the master of the pty it
+    /// opens in the container; the three fds above are then unused.
+    pub console: Option<RawFd>,
 }
 
 /// A container whose process has exec'ed.

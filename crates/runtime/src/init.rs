@@ -28,15 +28,15 @@ pub(crate) struct ChildFailure {
 }
 
 impl ChildFailure {
-    fn other(what: impl Into<String>, errno: i32) -> ChildFailure {
+    pub(crate) fn other(what: impl Into<String>, errno: i32) -> ChildFailure {
         ChildFailure { kind: FailKind::Other, message: format!("{}: {}", what.into(), errno_text(errno)) }
     }
 
-    fn last(what: impl Into<String>) -> ChildFailure {
+    pub(crate) fn last(what: impl Into<String>) -> ChildFailure {
         ChildFailure::other(what, last_errno())
     }
 
-    fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = vec![self.kind as u8];
         out.extend_from_slice(self.message.as_bytes());
         out
@@ -123,6 +123,21 @@ pub(crate) struct Plan {
     argv: Vec<CString>,
     env: Vec<CString>,
     path_dirs: Vec<String>,
+    console_size: Option<crate::tty::WinSize>,
+}
+
+impl Plan {
+    pub(crate) fn console_size(&self) -> Option<crate::tty::WinSize> {
+        self.console_size
+    }
+
+    pub(crate) fn uid(&self) -> u32 {
+        self.uid
+    }
+
+    pub(crate) fn gid(&self) -> u32 {
+        self.gid
+    }
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -217,6 +232,10 @@ impl Plan {
             argv,
             env,
             path_dirs: path_var.split(':').map(str::to_string).collect(),
+            console_size: process.console_size.map(|c| crate::tty::WinSize {
+                rows: c.height.min(u16::MAX as u32) as u16,
+                cols: c.width.min(u16::MAX as u32) as u16,
+            }),
         })
     }
 }
@@ -449,21 +468,28 @@ pub(crate) fn child_main(plan: &Plan, fds: &ChildFds) -> ! {
     }
 }
 
-fn child_run(plan: &Plan, fds: &ChildFds) -> ChildResult<Infallible> {
-    // SAFETY: plain syscalls on fds and signal state this process owns.
+/// The shim ignores SIGTERM and blocks SIGCHLD; ignored and blocked signals survive exec,
+/// so the container's processes would inherit them.
+pub(crate) fn reset_signals() {
+    // SAFETY: plain syscalls on the signal state of this (forked, single-threaded) process.
     unsafe {
-        libc::close(fds.sync_w);
-        libc::close(fds.err_r);
-        // The shim ignores SIGTERM and blocks SIGCHLD; ignored and blocked signals survive
-        // exec, so the container would inherit them.
         for sig in 1..libc::SIGRTMAX() {
             libc::signal(sig, libc::SIG_DFL);
         }
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+fn child_run(plan: &Plan, fds: &ChildFds) -> ChildResult<Infallible> {
+    // SAFETY: plain syscalls on fds and state this process owns.
+    unsafe {
+        libc::close(fds.sync_w);
+        libc::close(fds.err_r);
         libc::umask(0);
     }
+    reset_signals();
     for (flag, fd) in fds.joins {
         // SAFETY: setns on an fd the parent opened for us.
         if unsafe { libc::setns(*fd, *flag) } != 0 {
@@ -474,9 +500,14 @@ fn child_run(plan: &Plan, fds: &ChildFds) -> ChildResult<Infallible> {
     if unsafe { libc::setsid() } < 0 {
         return Err(ChildFailure::last("setsid"));
     }
-    setup_stdio(&fds.stdio)?;
+    if fds.stdio.console.is_none() {
+        setup_stdio(&fds.stdio)?;
+    }
     setup_rootfs(plan)?;
     finish_rootfs(plan)?;
+    if let Some(console) = fds.stdio.console {
+        crate::tty::setup_in_child(console, plan.console_size, plan.uid, plan.gid)?;
+    }
     setup_process(plan)?;
 
     let mut byte = 0u8;
@@ -493,7 +524,7 @@ fn child_run(plan: &Plan, fds: &ChildFds) -> ChildResult<Infallible> {
     Err(exec(plan))
 }
 
-fn setup_stdio(stdio: &ChildStdio) -> ChildResult<()> {
+pub(crate) fn setup_stdio(stdio: &ChildStdio) -> ChildResult<()> {
     for (fd, target) in [(stdio.stdin, 0), (stdio.stdout, 1), (stdio.stderr, 2)] {
         // SAFETY: dup2/fcntl on fds the caller handed us.
         let rc = unsafe {
@@ -717,7 +748,7 @@ fn kept_flags(path: &CStr) -> libc::c_ulong {
     .fold(0, |acc, (_, ms_flag)| acc | ms_flag)
 }
 
-fn setup_process(plan: &Plan) -> ChildResult<()> {
+pub(crate) fn setup_process(plan: &Plan) -> ChildResult<()> {
     if let Some(h) = &plan.hostname {
         // SAFETY: sethostname reads len bytes from a valid buffer.
         if unsafe { libc::sethostname(h.as_ptr().cast(), h.len()) } != 0 {
@@ -809,7 +840,7 @@ fn set_rlimit(res: libc::__rlimit_resource_t, soft: u64, hard: u64) -> ChildResu
 }
 
 /// Execs the process; returns only on failure, classified as Docker does.
-fn exec(plan: &Plan) -> ChildFailure {
+pub(crate) fn exec(plan: &Plan) -> ChildFailure {
     let mut argv: Vec<*const libc::c_char> = plan.argv.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
     let mut envp: Vec<*const libc::c_char> = plan.env.iter().map(|e| e.as_ptr()).collect();

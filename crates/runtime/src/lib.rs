@@ -3,8 +3,11 @@
 pub mod caps;
 pub mod cgroups;
 pub mod container;
+pub mod exec;
 mod init;
 pub mod spec;
+pub mod tty;
 
 pub use cgroups::{Cgroup, CgroupError, Layout};
 pub use container::{spawn, ChildStdio, SpawnError, Spawned};
+pub use exec::{exec, ExecOptions};

@@ -1,37 +1,51 @@
 //! The per-container monitor: detaches from wharfd, starts the container, reports one JSON
 //! handshake line, writes the container's logs and, when its init exits, `exit.json`.
 //!
-//! Contract with wharfd: `wharf-shim --id ID --bundle DIR`, stdout a pipe. The first process
-//! exits 0 at once; the detached one prints `{"shim_pid":N,"pid":M}` or
-//! `{"error":"...","exit_code":N}`, then closes its stdout.
+//! Contract with wharfd: `wharf-shim --id ID --bundle DIR [--socket PATH] [--open-stdin]
+//! [--stdin-once] [--wait-attach]`, stdout a pipe. The first process exits 0 at once; the
+//! detached one prints `{"shim_pid":N,"pid":M}` or `{"error":"...","exit_code":N}`, then
+//! closes its stdout. With `--socket` it serves attach, resize and exec there (`proto.rs`).
 
 mod logs;
+mod proto;
+mod server;
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use wharf_runtime::spec::Spec;
 use wharf_runtime::{Cgroup, ChildStdio};
 
-use logs::{JsonLog, LineBuffer};
-
-/// How long the shim keeps reading the pipes after init exited, for processes that still hold
-/// them open (only possible without a pid namespace: otherwise the kernel kills them all).
-const DRAIN_WAIT: Duration = Duration::from_secs(2);
+use logs::JsonLog;
 
 struct Args {
     id: String,
     bundle: PathBuf,
+    socket: Option<PathBuf>,
+    open_stdin: bool,
+    stdin_once: bool,
+    wait_attach: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut id = None;
     let mut bundle = None;
+    let mut socket = None;
+    let (mut open_stdin, mut stdin_once, mut wait_attach) = (false, false, false);
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
+        match a.as_str() {
+            "--open-stdin" => open_stdin = true,
+            "--stdin-once" => stdin_once = true,
+            "--wait-attach" => wait_attach = true,
+            _ => {}
+        }
+        if matches!(a.as_str(), "--open-stdin" | "--stdin-once" | "--wait-attach") {
+            continue;
+        }
         let (key, inline) = match a.split_once('=') {
             Some((k, v)) => (k.to_string(), Some(v.to_string())),
             None => (a.clone(), None),
@@ -43,11 +57,14 @@ fn parse_args() -> Result<Args, String> {
         match key.as_str() {
             "--id" => id = Some(value),
             "--bundle" => bundle = Some(PathBuf::from(value)),
+            "--socket" => socket = Some(PathBuf::from(value)),
             _ => return Err(format!("unknown argument {key:?}")),
         }
     }
     match (id, bundle) {
-        (Some(id), Some(bundle)) if !id.is_empty() && !id.contains('/') => Ok(Args { id, bundle }),
+        (Some(id), Some(bundle)) if !id.is_empty() && !id.contains('/') => {
+            Ok(Args { id, bundle, socket, open_stdin, stdin_once, wait_attach })
+        }
         (Some(id), Some(_)) => Err(format!("invalid container id {id:?}")),
         _ => Err("usage: wharf-shim --id ID --bundle DIR".to_string()),
     }
@@ -122,7 +139,7 @@ fn sigchld_fd() -> Result<OwnedFd, String> {
     }
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
     let mut fds = [0; 2];
     // SAFETY: pipe2 fills two fresh fds that we then own.
     unsafe {
@@ -140,18 +157,59 @@ fn run(args: &Args, sigfd: OwnedFd) -> Result<(), String> {
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("parse {}: {e}", config.display())))
         .unwrap_or_else(|e| fail(&e, 125));
     let log_path = args.bundle.join(format!("{}-json.log", args.id));
-    let mut log = JsonLog::open(&log_path).unwrap_or_else(|e| fail(&format!("open {}: {e}", log_path.display()), 125));
+    let log = JsonLog::open(&log_path).unwrap_or_else(|e| fail(&format!("open {}: {e}", log_path.display()), 125));
 
+    let listener = args.socket.as_ref().map(|path| listen(path).unwrap_or_else(|e| fail(&e, 125)));
+    let terminal = spec.process.as_ref().is_some_and(|p| p.terminal);
     let devnull = File::open("/dev/null").unwrap_or_else(|e| fail(&format!("open /dev/null: {e}"), 125));
-    let (out_r, out_w) = pipe().unwrap_or_else(|e| fail(&e, 125));
-    let (err_r, err_w) = pipe().unwrap_or_else(|e| fail(&e, 125));
-    let stdio = ChildStdio { stdin: devnull.as_raw_fd(), stdout: out_w.as_raw_fd(), stderr: err_w.as_raw_fd() };
+    let mut stdin_w = None;
+    let mut outs = [None, None];
+    let mut console = None;
+    let mut child_ends: Vec<OwnedFd> = Vec::new();
+    let stdio = if terminal {
+        let (ours, theirs) =
+            wharf_runtime::tty::socketpair().unwrap_or_else(|e| fail(&format!("console socket: {e}"), 125));
+        let stdio = ChildStdio { stdin: -1, stdout: -1, stderr: -1, console: Some(theirs.as_raw_fd()) };
+        console = Some(ours);
+        child_ends.push(theirs);
+        stdio
+    } else {
+        let stdin = if args.open_stdin {
+            let (r, w) = pipe().unwrap_or_else(|e| fail(&e, 125));
+            stdin_w = Some(w);
+            let raw = r.as_raw_fd();
+            child_ends.push(r);
+            raw
+        } else {
+            devnull.as_raw_fd()
+        };
+        let (out_r, out_w) = pipe().unwrap_or_else(|e| fail(&e, 125));
+        let (err_r, err_w) = pipe().unwrap_or_else(|e| fail(&e, 125));
+        let stdio = ChildStdio { stdin, stdout: out_w.as_raw_fd(), stderr: err_w.as_raw_fd(), console: None };
+        outs = [Some(out_r), Some(err_r)];
+        child_ends.push(out_w);
+        child_ends.push(err_w);
+        stdio
+    };
     let spawned = match wharf_runtime::spawn(&args.bundle, &spec, stdio) {
         Ok(s) => s,
-        Err(e) => fail(&e.to_string(), e.exit_code()),
+        Err(e) => {
+            if let Some(p) = &args.socket {
+                let _ = std::fs::remove_file(p);
+            }
+            fail(&e.to_string(), e.exit_code())
+        }
     };
-    drop(out_w);
-    drop(err_w);
+    drop(child_ends);
+    let tty = match &console {
+        Some(c) => match wharf_runtime::tty::recv_fd(c.as_raw_fd()) {
+            Ok(Some(master)) => Some(master),
+            Ok(None) => fail("the container sent no terminal", 125),
+            Err(e) => fail(&format!("receive the container's terminal: {e}"), 125),
+        },
+        None => None,
+    };
+    drop(console);
     // Holding the container's mount namespace keeps its teardown (the overlay's unmount syncs
     // the upper file system: 10-30 ms) out of init's exit: the exit is reported first, and the
     // namespace goes when this fd closes, after exit.json is written.
@@ -172,13 +230,17 @@ fn run(args: &Args, sigfd: OwnedFd) -> Result<(), String> {
     };
     drop(devnull);
 
-    let status = monitor(spawned.pid, &sigfd, [out_r, err_r], &mut log);
+    let [stdout, stderr] = outs;
+    let init = server::InitIo { pid: spawned.pid, tty, stdin: stdin_w, stdout, stderr, stdin_once: args.stdin_once };
+    let mut srv =
+        server::Server::new(&args.bundle, &spec, spawned.cgroup.as_ref(), log, listener, init, args.wait_attach);
+    let status = srv.run(sigfd.as_raw_fd());
+    drop(srv);
+    if let Some(p) = &args.socket {
+        let _ = std::fs::remove_file(p);
+    }
     let oom_killed = spawned.cgroup.as_ref().is_some_and(Cgroup::memory_oom_killed);
-    let exit_code = match status {
-        Some(s) if libc::WIFEXITED(s) => libc::WEXITSTATUS(s),
-        Some(s) if libc::WIFSIGNALED(s) => 128 + libc::WTERMSIG(s),
-        _ => 255,
-    };
+    let exit_code = server::exit_code(status);
     let written = write_exit(&args.bundle, exit_code, oom_killed);
     drop(exit_notify);
     drop(mount_ns);
@@ -190,106 +252,6 @@ fn run(args: &Args, sigfd: OwnedFd) -> Result<(), String> {
         None => Ok(()),
     };
     written.and(removed)
-}
-
-/// Copies the pipes to the log until init exits (and the pipes drain); returns init's wait
-/// status. Reaps every other child too, as their subreaper.
-fn monitor(init: i32, sigfd: &OwnedFd, pipes: [OwnedFd; 2], log: &mut JsonLog) -> Option<i32> {
-    let mut streams = [
-        (Some(pipes[0].as_raw_fd()), LineBuffer::new("stdout")),
-        (Some(pipes[1].as_raw_fd()), LineBuffer::new("stderr")),
-    ];
-    let mut status = None;
-    let mut deadline: Option<Instant> = None;
-    let mut buf = vec![0u8; logs::MAX_LINE];
-    loop {
-        let open: Vec<usize> = (0..2).filter(|i| streams[*i].0.is_some()).collect();
-        if let Some(d) = deadline {
-            if open.is_empty() || Instant::now() >= d {
-                break;
-            }
-        }
-        let mut pfds: Vec<libc::pollfd> = open
-            .iter()
-            .map(|i| libc::pollfd { fd: streams[*i].0.unwrap_or(-1), events: libc::POLLIN, revents: 0 })
-            .collect();
-        pfds.push(libc::pollfd { fd: sigfd.as_raw_fd(), events: libc::POLLIN, revents: 0 });
-        let timeout = match deadline {
-            Some(d) => d.saturating_duration_since(Instant::now()).as_millis() as i32,
-            None => -1,
-        };
-        // SAFETY: poll on a valid array of pollfds of the given length.
-        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout) };
-        if n < 0 {
-            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            break;
-        }
-        for (k, i) in open.iter().enumerate() {
-            if pfds[k].revents == 0 {
-                continue;
-            }
-            let (fd, lines) = &mut streams[*i];
-            let Some(raw) = *fd else { continue };
-            match read_fd(raw, &mut buf) {
-                Read::Closed => {
-                    lines.flush(log);
-                    *fd = None;
-                }
-                Read::Data(len) => lines.push(&buf[..len], log),
-                Read::Nothing => {}
-            }
-        }
-        if pfds.last().is_some_and(|p| p.revents != 0) {
-            drain_signalfd(sigfd.as_raw_fd());
-            if let Some(s) = reap(init) {
-                status = Some(s);
-                deadline = Some(Instant::now() + DRAIN_WAIT);
-            }
-        }
-        if status.is_none() && streams.iter().all(|s| s.0.is_none()) {
-            // The pipes closed before init exited; nothing left to read, wait for it.
-            status = wait_blocking(init);
-            break;
-        }
-    }
-    for (_, lines) in &mut streams {
-        lines.flush(log);
-    }
-    drop(pipes);
-    status
-}
-
-enum Read {
-    Data(usize),
-    /// End of file, or an error that ends the stream just the same.
-    Closed,
-    Nothing,
-}
-
-fn read_fd(fd: RawFd, buf: &mut [u8]) -> Read {
-    loop {
-        // SAFETY: reading into a valid buffer of the given length.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n > 0 {
-            return Read::Data(n as usize);
-        }
-        if n == 0 {
-            return Read::Closed;
-        }
-        match std::io::Error::last_os_error().raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::EAGAIN) => return Read::Nothing,
-            _ => return Read::Closed,
-        }
-    }
-}
-
-fn drain_signalfd(fd: RawFd) {
-    let mut info = [0u8; std::mem::size_of::<libc::signalfd_siginfo>()];
-    // SAFETY: reading whole siginfo records into a buffer of that size; non-blocking fd.
-    while unsafe { libc::read(fd, info.as_mut_ptr().cast(), info.len()) } > 0 {}
 }
 
 /// Reaps every exited child; returns init's status if it was among them.
@@ -308,20 +270,6 @@ fn reap(init: i32) -> Option<i32> {
     }
 }
 
-fn wait_blocking(init: i32) -> Option<i32> {
-    loop {
-        let mut status = 0;
-        // SAFETY: waitpid with a valid status pointer.
-        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
-        if pid == init {
-            return Some(status);
-        }
-        if pid < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return None;
-        }
-    }
-}
-
 /// Processes left in the cgroup after init died (possible without a pid namespace) would keep
 /// it busy; Docker's runtime kills them too.
 fn kill_leftovers(cg: &Cgroup) {
@@ -330,6 +278,47 @@ fn kill_leftovers(cg: &Cgroup) {
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
     reap(-1);
+}
+
+/// The socket wharfd connects to: only root may use it.
+fn listen(path: &Path) -> Result<OwnedFd, String> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: sockaddr_un is plain data.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.len() >= addr.sun_path.len() {
+        return Err(format!("socket path {} is too long", path.display()));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    }
+    let _ = std::fs::remove_file(path);
+    // SAFETY: socket/bind/listen with a valid address and fds we own.
+    unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0);
+        if fd < 0 {
+            return Err(last_os("create shim socket"));
+        }
+        let sock = OwnedFd::from_raw_fd(fd);
+        let old = libc::umask(0o177);
+        let bound = libc::bind(
+            fd,
+            (&addr as *const libc::sockaddr_un).cast(),
+            std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+        );
+        libc::umask(old);
+        if bound != 0 {
+            return Err(last_os(&format!("bind {}", path.display())));
+        }
+        if libc::listen(fd, 16) != 0 {
+            return Err(last_os(&format!("listen on {}", path.display())));
+        }
+        Ok(sock)
+    }
 }
 
 fn write_exit(bundle: &Path, exit_code: i32, oom_killed: bool) -> Result<(), String> {
