@@ -124,6 +124,7 @@ pub(crate) struct Plan {
     env: Vec<CString>,
     path_dirs: Vec<String>,
     console_size: Option<crate::tty::WinSize>,
+    seccomp: Option<crate::seccomp::Program>,
 }
 
 impl Plan {
@@ -206,6 +207,7 @@ impl Plan {
             None => None,
         };
         let last_cap = caps::last_cap()?;
+        let seccomp = crate::seccomp::plan_program(spec).map_err(|e| e.to_string())?;
         Ok(Plan {
             rootfs,
             overlay: spec.annotations.get(crate::spec::ANNOTATION_OVERLAY).cloned(),
@@ -236,6 +238,7 @@ impl Plan {
                 rows: c.height.min(u16::MAX as u32) as u16,
                 cols: c.width.min(u16::MAX as u32) as u16,
             }),
+            seccomp,
         })
     }
 }
@@ -778,6 +781,10 @@ pub(crate) fn setup_process(plan: &Plan) -> ChildResult<()> {
         }
     }
     let cap_err = |(what, errno): (String, i32)| ChildFailure::other(what, errno);
+    // Without no_new_privs loading a filter needs CAP_SYS_ADMIN, so it goes first (as runc).
+    if !plan.no_new_privs {
+        load_seccomp(plan)?;
+    }
     if let Some(sets) = &plan.caps {
         // Needs CAP_SETPCAP, which the sets below may not keep.
         caps::apply_bounding(sets.bounding, plan.last_cap).map_err(cap_err)?;
@@ -812,7 +819,17 @@ pub(crate) fn setup_process(plan: &Plan) -> ChildResult<()> {
         }
         libc::umask(plan.umask);
     }
+    if plan.no_new_privs {
+        load_seccomp(plan)?;
+    }
     Ok(())
+}
+
+fn load_seccomp(plan: &Plan) -> ChildResult<()> {
+    match &plan.seccomp {
+        Some(prog) => prog.load().map_err(|errno| ChildFailure::other("load seccomp filter", errno)),
+        None => Ok(()),
+    }
 }
 
 /// Sets a limit; a NOFILE limit above what the kernel allows is clamped to the current hard

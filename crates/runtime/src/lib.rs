@@ -5,6 +5,7 @@ pub mod cgroups;
 pub mod container;
 pub mod exec;
 mod init;
+pub mod seccomp;
 pub mod spec;
 pub mod tty;
 
