@@ -248,13 +248,27 @@ fn start_registry() -> Registry {
     .expect("write registry config");
     let log = fs::File::create(dir.join("registry.log")).expect("registry log");
 
+    let pid = spawn_registry_process(&config, log);
+    *REGISTRY_PROCESS.lock().expect("registry lock") = Some(RegistryProcess { pid, dir: dir.clone() });
+    // SAFETY: registers a plain extern "C" function with no captured state.
+    unsafe {
+        libc::atexit(stop_registry_at_exit);
+    }
+
+    wait_registry_up(&addr, &dir);
+    let summary = make_images(&addr, &["--storage".as_ref(), storage.as_os_str()]);
+    Registry { addr, summary }
+}
+
+/// Starts `docker-registry serve CONFIG` with its output in `log`; returns its pid.
+fn spawn_registry_process(config: &Path, log: fs::File) -> i32 {
     // PR_SET_PDEATHSIG fires when the *thread* that forked dies, and test threads end with
     // their test: fork from a thread that lives as long as the process.
     let (tx, rx) = mpsc::channel();
-    let config2 = config.clone();
+    let config = config.to_path_buf();
     thread::spawn(move || {
         let mut cmd = Command::new("/usr/bin/docker-registry");
-        cmd.arg("serve").arg(&config2).stdin(Stdio::null()).stdout(log.try_clone().expect("dup log")).stderr(log);
+        cmd.arg("serve").arg(&config).stdin(Stdio::null()).stdout(log.try_clone().expect("dup log")).stderr(log);
         // SAFETY: prctl is async-signal-safe and touches only the child's own state.
         unsafe {
             cmd.pre_exec(|| {
@@ -275,16 +289,15 @@ fn start_registry() -> Registry {
     });
     let pid =
         rx.recv().expect("registry thread").unwrap_or_else(|e| panic!("cannot start /usr/bin/docker-registry: {e}"));
-    *REGISTRY_PROCESS.lock().expect("registry lock") = Some(RegistryProcess { pid: pid as i32, dir: dir.clone() });
-    // SAFETY: registers a plain extern "C" function with no captured state.
-    unsafe {
-        libc::atexit(stop_registry_at_exit);
-    }
+    pid as i32
+}
 
+/// Waits until the registry answers `/v2/` at all (200, or 401 when it wants credentials).
+fn wait_registry_up(addr: &str, dir: &Path) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if http_get_tcp(&addr, "/v2/").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
-            break;
+        if http_get_tcp(addr, "/v2/").is_some_and(|r| r.starts_with("HTTP/1.1 200") || r.starts_with("HTTP/1.1 401")) {
+            return;
         }
         assert!(
             Instant::now() < deadline,
@@ -293,18 +306,106 @@ fn start_registry() -> Registry {
         );
         thread::sleep(Duration::from_millis(50));
     }
+}
 
+/// Runs make_images.py against `addr` with extra arguments; returns its JSON summary.
+fn make_images(addr: &str, extra: &[&std::ffi::OsStr]) -> Value {
     let mut cmd = Command::new("python3");
-    cmd.arg(repo_root().join("tests/fixtures/make_images.py"))
-        .arg("--registry")
-        .arg(&addr)
-        .arg("--storage")
-        .arg(&storage);
+    cmd.arg(repo_root().join("tests/fixtures/make_images.py")).arg("--registry").arg(addr).args(extra);
     let out = run_cmd(cmd, Duration::from_secs(300));
     assert!(out.success(), "make_images.py failed:\n{out}");
-    let summary: Value =
-        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("make_images.py printed no JSON ({e}):\n{out}"));
-    Registry { addr, summary }
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("make_images.py printed no JSON ({e}):\n{out}"))
+}
+
+/// How a test wants its own registry: which fixture repos it holds, whether it wants
+/// credentials (htpasswd, basic auth) and whether it logs every request.
+#[derive(Default, Clone)]
+pub struct RegistryOptions {
+    /// make_images.py `--only` repos, e.g. `library/busybox`; empty pushes nothing.
+    pub only: Vec<String>,
+    /// `(user, password)`: the registry answers 401 without them.
+    pub htpasswd: Option<(String, String)>,
+    /// Logs each request (`"GET /v2/... HTTP/1.1" 200`) to `log_text()`.
+    pub access_log: bool,
+}
+
+/// A registry of one test, killed when dropped (and with the test process).
+pub struct TestRegistry {
+    pub addr: String,
+    pub dir: PathBuf,
+    pub summary: Value,
+    pid: i32,
+}
+
+impl TestRegistry {
+    #[track_caller]
+    pub fn start(opts: RegistryOptions) -> TestRegistry {
+        let dir = tmp_base().join(unique("wharf-e2e-registry"));
+        let storage = dir.join("storage");
+        fs::create_dir_all(&storage).expect("create registry storage");
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut auth = String::new();
+        if let Some((user, pass)) = &opts.htpasswd {
+            let mut cmd = Command::new("htpasswd");
+            cmd.args(["-Bbn", user, pass]);
+            let out = run_cmd(cmd, Duration::from_secs(30));
+            assert!(out.success(), "htpasswd (apache2-utils) failed:\n{out}");
+            let file = dir.join("htpasswd");
+            fs::write(&file, &out.stdout).expect("write htpasswd");
+            auth = format!("auth:\n  htpasswd:\n    realm: wharf-e2e\n    path: {}\n", file.display());
+        }
+        let (level, access) = if opts.access_log { ("info", "false") } else { ("error", "true") };
+        let config = dir.join("config.yml");
+        fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: {level}\n  accesslog:\n    disabled: {access}\n\
+                 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+                 http:\n  addr: {addr}\n{auth}",
+                storage.display()
+            ),
+        )
+        .expect("write registry config");
+        let log = fs::File::create(dir.join("registry.log")).expect("registry log");
+        let pid = spawn_registry_process(&config, log);
+        let reg = TestRegistry { addr, dir, summary: Value::Null, pid };
+        wait_registry_up(&reg.addr, &reg.dir);
+        let mut reg = reg;
+        if !opts.only.is_empty() {
+            let user = opts.htpasswd.as_ref().map(|(u, p)| format!("{u}:{p}"));
+            let mut extra: Vec<&std::ffi::OsStr> = Vec::new();
+            for o in &opts.only {
+                extra.push("--only".as_ref());
+                extra.push(o.as_ref());
+            }
+            if let Some(u) = &user {
+                extra.push("--user".as_ref());
+                extra.push(u.as_ref());
+            }
+            reg.summary = make_images(&reg.addr, &extra);
+        }
+        reg
+    }
+
+    /// `ADDR/name`.
+    pub fn image(&self, name: &str) -> String {
+        format!("{}/{}", self.addr, name)
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        // SAFETY: kill/waitpid on the pid of a child this process started and nobody reaped.
+        unsafe {
+            libc::kill(self.pid, libc::SIGKILL);
+            libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
 }
 
 fn http_get_tcp(addr: &str, path: &str) -> Option<String> {
@@ -460,17 +561,42 @@ impl Daemon {
         run_cmd(cmd, COMMAND_TIMEOUT)
     }
 
+    /// `wharf` with `DOCKER_CONFIG` unset and `env` set (e.g. `HOME` for its credentials).
+    pub fn wharf_env(&self, env: &[(&str, &Path)], args: &[&str]) -> Output {
+        let mut cmd = Command::new(bin("wharf"));
+        cmd.env_remove("DOCKER_CONFIG").arg("-H").arg(self.host()).args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        run_cmd(cmd, COMMAND_TIMEOUT)
+    }
+
     /// The real docker CLI, pointed at this daemon, with a private config dir.
     pub fn docker(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new("docker");
-        cmd.env("DOCKER_HOST", self.host())
-            .env("DOCKER_CONFIG", &self.docker_config)
-            .env_remove("DOCKER_CONTEXT")
-            .env_remove("DOCKER_TLS_VERIFY")
-            .env_remove("DOCKER_CERT_PATH")
-            .env("DOCKER_CLI_HINTS", "false")
-            .args(args);
-        run_cmd(cmd, COMMAND_TIMEOUT)
+        run_cmd(self.command(Cli::Docker, args), COMMAND_TIMEOUT)
+    }
+
+    /// The command line of a client pointed at this daemon, not started (for tests that
+    /// read its output while it runs).
+    pub fn command(&self, cli: Cli, args: &[&str]) -> Command {
+        match cli {
+            Cli::Wharf => {
+                let mut cmd = Command::new(bin("wharf"));
+                cmd.arg("-H").arg(self.host()).args(args);
+                cmd
+            }
+            Cli::Docker => {
+                let mut cmd = Command::new("docker");
+                cmd.env("DOCKER_HOST", self.host())
+                    .env("DOCKER_CONFIG", &self.docker_config)
+                    .env_remove("DOCKER_CONTEXT")
+                    .env_remove("DOCKER_TLS_VERIFY")
+                    .env_remove("DOCKER_CERT_PATH")
+                    .env("DOCKER_CLI_HINTS", "false")
+                    .args(args);
+                cmd
+            }
+        }
     }
 
     /// Pulls an image from the test registry with `wharf pull`, asserting success.
@@ -544,6 +670,9 @@ impl Daemon {
         let mut leaks = Vec::new();
         let roots = [self.data_root.clone(), self.exec_root.clone()];
 
+        // A shim reports its container's exit before it unmounts the rootfs and exits
+        // itself (tens of ms later): give such processes a moment to end on their own.
+        wait_for(Duration::from_secs(3), || leaked_processes(&roots, &self.cgroup_parent).is_empty());
         for _ in 0..3 {
             let procs = leaked_processes(&roots, &self.cgroup_parent);
             if procs.is_empty() {

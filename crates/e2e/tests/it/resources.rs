@@ -7,7 +7,7 @@ use crate::harness::{registry, Cli, Daemon};
 
 /// The host path of a controller's file for a process, from /proc/PID/cgroup: the v1
 /// hierarchy of that controller if there is one, else the v2 unified hierarchy.
-fn cgroup_file(pid: i64, controller: &str, v1_file: &str, v2_file: &str) -> (PathBuf, String) {
+pub(crate) fn cgroup_file(pid: i64, controller: &str, v1_file: &str, v2_file: &str) -> (PathBuf, String) {
     let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("read /proc/PID/cgroup");
     for line in text.lines() {
         let mut parts = line.splitn(3, ':');
