@@ -8,7 +8,6 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::io::AsyncWriteExt;
 use wharf_engine::{
     ContainerRecord, CreateRequest, HostConfig, ListOptions, LogChunk, LogOptions, LogStream, WaitCondition,
 };
@@ -62,6 +61,15 @@ struct HostConfigBody {
     cpu_period: Option<i64>,
     pids_limit: Option<i64>,
     network_mode: Option<String>,
+    port_bindings: Option<BTreeMap<String, Option<Vec<crate::networks::PortBindingBody>>>>,
+    publish_all_ports: bool,
+    binds: Option<Vec<String>>,
+    mounts: Option<Vec<crate::volumes::MountBody>>,
+    tmpfs: Option<BTreeMap<String, String>>,
+    readonly_rootfs: bool,
+    volumes_from: Option<Vec<String>>,
+    #[serde(flatten)]
+    security: crate::security::SecurityBody,
 }
 
 /// `POST /containers/create?name=`.
@@ -100,6 +108,14 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
             cpu_period: hc.cpu_period.unwrap_or(0),
             pids_limit: hc.pids_limit.filter(|p| *p > 0),
             network_mode: hc.network_mode.unwrap_or_default(),
+            port_bindings: crate::networks::port_bindings(hc.port_bindings),
+            publish_all_ports: hc.publish_all_ports,
+            binds: hc.binds.unwrap_or_default(),
+            mounts: crate::volumes::mount_requests(hc.mounts.unwrap_or_default())?,
+            tmpfs: hc.tmpfs.unwrap_or_default(),
+            readonly_rootfs: hc.readonly_rootfs,
+            volumes_from: hc.volumes_from.unwrap_or_default(),
+            security: hc.security.into_options(),
         },
     };
     let rec = ctx.engine.create_container(req).await?;
@@ -134,7 +150,11 @@ pub async fn kill(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
 }
 
 pub async fn remove(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
+    let mounts = ctx.engine.find_container(id)?.mounts;
     ctx.engine.remove_container(id, ctx.query.bool("force")).await?;
+    if ctx.query.bool("v") {
+        ctx.engine.remove_anonymous_volumes(&mounts);
+    }
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
@@ -236,54 +256,21 @@ pub fn logs(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
 }
 
 /// `POST /containers/{id}/attach`: the docker CLI asks to upgrade the connection (101) and
-/// then reads frames from it; other clients read the body of a plain 200.
+/// then reads frames from it and writes the container's stdin into it; other clients read the
+/// body of a plain 200. Registered before the answer, so a start that follows is not missed.
 pub fn attach(ctx: &Ctx, id: &str, mut req: Request<Incoming>) -> Result<Response<Body>> {
     let q = &ctx.query;
     let rec = ctx.engine.find_container(id)?;
     let multiplexed = !rec.config.tty;
-    let rx = ctx.engine.attach_output(id, q.bool("stdout"), q.bool("stderr"))?;
-    let wants_upgrade = req.headers().get("Upgrade").is_some();
+    let opts = wharf_engine::AttachOptions {
+        stdin: q.bool("stdin"),
+        stdout: q.bool("stdout"),
+        stderr: q.bool("stderr"),
+        detach_keys: q.get("detachKeys").map(str::to_string),
+    };
+    let pending = ctx.engine.attach(id, opts)?;
     let ctype = stream_content_type(ctx, multiplexed);
-    if wants_upgrade {
-        let on_upgrade = hyper::upgrade::on(&mut req);
-        tokio::spawn(async move {
-            let upgraded = match on_upgrade.await {
-                Ok(u) => u,
-                Err(e) => {
-                    log::debug!("attach: upgrade failed: {e}");
-                    return;
-                }
-            };
-            let mut io = hyper_util::rt::TokioIo::new(upgraded);
-            let mut rx = rx;
-            while let Some(c) = rx.recv().await {
-                if io.write_all(&frame(&c, false, multiplexed)).await.is_err() {
-                    return;
-                }
-            }
-            let _ = io.flush().await;
-            let _ = io.shutdown().await;
-        });
-        let mut r = Response::new(Body::empty());
-        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        let h = r.headers_mut();
-        h.insert("Content-Type", hyper::header::HeaderValue::from_static(ctype));
-        h.insert("Connection", hyper::header::HeaderValue::from_static("Upgrade"));
-        h.insert("Upgrade", hyper::header::HeaderValue::from_static("tcp"));
-        return Ok(r);
-    }
-    let (tx, body) = Body::channel();
-    tokio::spawn(async move {
-        let mut rx = rx;
-        while let Some(c) = rx.recv().await {
-            if tx.send(frame(&c, false, multiplexed)).await.is_err() {
-                return;
-            }
-        }
-    });
-    let mut r = Response::new(body);
-    r.headers_mut().insert("Content-Type", hyper::header::HeaderValue::from_static(ctype));
-    Ok(r)
+    Ok(crate::exec::hijack(&mut req, ctype, multiplexed, pending.connect()))
 }
 
 fn unix_secs(rfc: &str) -> i64 {
@@ -340,13 +327,13 @@ pub fn list(ctx: &Ctx) -> Result<Response<Body>> {
                 "ImageID": c.image_id.to_string(),
                 "Command": command_text(c),
                 "Created": unix_secs(&c.created),
-                "Ports": [],
+                "Ports": crate::networks::list_ports_json(c, ctx.engine.container_endpoint(&c.id).as_ref()),
                 "Labels": c.config.labels,
                 "State": c.state.status.as_str(),
                 "Status": status_text(c),
                 "HostConfig": {"NetworkMode": c.host_config.network_mode},
                 "NetworkSettings": {"Networks": {}},
-                "Mounts": [],
+                "Mounts": crate::volumes::mounts_json(&c.mounts),
             })
         })
         .collect();
@@ -367,7 +354,7 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
     let dir = ctx.engine.config().data_root.join("containers").join(&c.id);
     let exposed: BTreeMap<&str, Value> = c.config.exposed_ports.iter().map(|p| (p.as_str(), json!({}))).collect();
     let hc = &c.host_config;
-    let v = json!({
+    let mut v = json!({
         "Id": c.id,
         "Created": c.created,
         "Path": c.path,
@@ -409,12 +396,15 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
             "PidsLimit": hc.pids_limit,
             "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
             "LogConfig": {"Type": "json-file", "Config": {}},
-            "Binds": null,
-            "PortBindings": {},
-            "Privileged": false,
+            "Binds": if hc.binds.is_empty() { Value::Null } else { json!(hc.binds) },
+            "Tmpfs": hc.tmpfs,
+            "ReadonlyRootfs": hc.readonly_rootfs,
+            "VolumesFrom": if hc.volumes_from.is_empty() { Value::Null } else { json!(hc.volumes_from) },
+            "PortBindings": crate::networks::port_bindings_json(&c),
+            "PublishAllPorts": hc.publish_all_ports,
         },
         "GraphDriver": {"Name": "overlayfs", "Data": null},
-        "Mounts": [],
+        "Mounts": crate::volumes::mounts_json(&c.mounts),
         "Config": {
             "Hostname": c.config.hostname,
             "Domainname": c.config.domainname,
@@ -437,17 +427,8 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
             "StopSignal": c.config.stop_signal,
             "StopTimeout": c.config.stop_timeout,
         },
-        "NetworkSettings": {
-            "Bridge": "",
-            "SandboxID": "",
-            "Ports": {},
-            "SandboxKey": "",
-            "IPAddress": "",
-            "IPPrefixLen": 0,
-            "Gateway": "",
-            "MacAddress": "",
-            "Networks": {},
-        },
+        "NetworkSettings": crate::networks::settings_json(&c, ctx.engine.container_endpoint(&c.id).as_ref()),
     });
+    crate::security::inspect_into(&mut v["HostConfig"], &hc.security);
     json(StatusCode::OK, &v)
 }

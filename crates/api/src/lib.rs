@@ -7,11 +7,17 @@
 mod body;
 mod containers;
 mod error;
+mod events;
+mod exec;
 mod human;
 mod images;
+mod images_io;
+mod networks;
 mod query;
 mod router;
+mod security;
 mod system;
+mod volumes;
 
 use std::convert::Infallible;
 

@@ -10,7 +10,7 @@ use wharf_engine::Engine;
 use crate::body::Body;
 use crate::error::ApiError;
 use crate::query::Query;
-use crate::{containers, images, system, API_VERSION, MIN_API_VERSION};
+use crate::{containers, events, exec, images, images_io, system, volumes, API_VERSION, MIN_API_VERSION};
 
 /// The largest request body wharf reads whole (create bodies, tag requests).
 const MAX_BODY: usize = 16 << 20;
@@ -83,6 +83,13 @@ async fn dispatch(engine: Engine, req: Request<Incoming>) -> Result<Response<Bod
         (&Method::GET | &Method::HEAD, ["_ping"]) => Ok(system::ping(&method)),
         (&Method::GET, ["version"]) => system::version(&ctx),
         (&Method::GET, ["info"]) => system::info(&ctx).await,
+        (&Method::POST, ["auth"]) => images_io::auth(&ctx, req).await,
+        (&Method::GET, ["events"]) => events::events(&ctx),
+        (&Method::POST, ["volumes", "create"]) => volumes::create(&ctx, read_body(req).await?),
+        (&Method::POST, ["volumes", "prune"]) => volumes::prune(&ctx),
+        (&Method::GET, ["volumes"]) => volumes::list(&ctx),
+        (&Method::GET, ["volumes", name]) => volumes::inspect(&ctx, name),
+        (&Method::DELETE, ["volumes", name]) => volumes::remove(&ctx, name),
 
         (&Method::POST, ["images", "create"]) => images::create(&ctx, req).await,
         (&Method::GET, ["images", "json"]) => images::list(&ctx),
@@ -97,14 +104,21 @@ async fn dispatch(engine: Engine, req: Request<Incoming>) -> Result<Response<Bod
         (&Method::GET, ["containers", id, "logs"]) => containers::logs(&ctx, id),
         (&Method::POST, ["containers", id, "attach"]) => containers::attach(&ctx, id, req),
         (&Method::POST, ["containers", id, "resize"]) => {
-            ctx.engine.find_container(id)?;
+            let (h, w) = exec::size_query(&ctx)?;
+            ctx.engine.resize_container(id, h, w).await?;
             Ok(empty(StatusCode::OK))
         }
+        (&Method::POST, ["containers", id, "exec"]) => exec::create(&ctx, id, &read_body(req).await?),
+        (&Method::POST, ["exec", id, "start"]) => exec::start(&ctx, id, req).await,
+        (&Method::POST, ["exec", id, "resize"]) => exec::resize(&ctx, id).await,
+        (&Method::GET, ["exec", id, "json"]) => exec::inspect(&ctx, id),
         (&Method::DELETE, ["containers", id]) => containers::remove(&ctx, id).await,
 
         // Image names contain slashes: match these on the path's ends.
         (&Method::GET, ["images", .., "json"]) => images::inspect(&ctx, &middle(&segs, 1, 1)),
         (&Method::POST, ["images", .., "tag"]) => images::tag(&ctx, &middle(&segs, 1, 1)),
+        (&Method::POST, ["images", .., "push"]) => images_io::push(&ctx, &middle(&segs, 1, 1), req).await,
+        (&Method::GET, ["images", .., "history"]) => images_io::history(&ctx, &middle(&segs, 1, 1)),
         (&Method::DELETE, ["images", ..]) if segs.len() > 1 => images::remove(&ctx, &middle(&segs, 1, 0)).await,
 
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, format!("page not found: {method} {path}"))),

@@ -14,6 +14,21 @@ pub struct ContainerFlags {
     /// Assign a name to the container
     #[arg(long)]
     pub name: Option<String>,
+    /// Bind mount a volume
+    #[arg(short = 'v', long = "volume", value_name = "LIST")]
+    pub volume: Vec<String>,
+    /// Attach a filesystem mount to the container
+    #[arg(long = "mount", value_name = "MOUNT")]
+    pub mount: Vec<String>,
+    /// Mount a tmpfs directory
+    #[arg(long = "tmpfs", value_name = "LIST")]
+    pub tmpfs: Vec<String>,
+    /// Mount the container's root filesystem as read only
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+    /// Mount volumes from the specified container(s)
+    #[arg(long = "volumes-from", value_name = "LIST")]
+    pub volumes_from: Vec<String>,
     /// Set environment variables (KEY=VALUE, or KEY to take it from the environment)
     #[arg(short = 'e', long = "env", value_name = "LIST")]
     pub env: Vec<String>,
@@ -50,6 +65,15 @@ pub struct ContainerFlags {
     /// Connect a container to a network
     #[arg(long, alias = "net")]
     pub network: Option<String>,
+    /// Publish a container's port(s) to the host: [ip:][hostPort:]containerPort[/proto]
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// Publish all exposed ports to random ports
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// Expose a port or a range of ports
+    #[arg(long = "expose")]
+    pub expose: Vec<String>,
     /// Signal to stop the container
     #[arg(long = "stop-signal")]
     pub stop_signal: Option<String>,
@@ -131,6 +155,7 @@ impl ContainerFlags {
         // Docker sends an empty entrypoint as [""] to clear the image's, and a set one as one word.
         let entrypoint = self.entrypoint.as_ref().map(|e| vec![e.clone()]);
         let attach = !self.tty;
+        let ports = crate::network::parse_ports(&self.publish, &self.expose)?;
         Ok(ContainerConfig {
             hostname: self.hostname.clone().unwrap_or_default(),
             user: self.user.clone().unwrap_or_default(),
@@ -155,7 +180,22 @@ impl ContainerFlags {
                 cpu_shares: self.cpu_shares.unwrap_or(0),
                 pids_limit: self.pids_limit,
                 network_mode: self.network.clone().unwrap_or_default(),
+                binds: self.volume.clone(),
+                mounts: self.mount.iter().map(|m| crate::lifecycle::parse_mount(m)).collect::<Result<_>>()?,
+                tmpfs: self
+                    .tmpfs
+                    .iter()
+                    .map(|t| {
+                        let (p, o) = t.split_once(':').unwrap_or((t.as_str(), ""));
+                        (p.to_string(), o.to_string())
+                    })
+                    .collect(),
+                readonly_rootfs: self.read_only,
+                volumes_from: self.volumes_from.clone(),
+                port_bindings: ports.bindings,
+                publish_all_ports: self.publish_all,
             },
+            exposed_ports: ports.exposed,
         })
     }
 }

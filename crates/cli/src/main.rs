@@ -6,10 +6,13 @@ mod containers;
 mod human;
 mod images;
 mod inspect;
+mod lifecycle;
+mod network;
 mod pull;
 mod run;
 mod system;
 mod table;
+mod transport;
 
 use std::fmt;
 
@@ -144,6 +147,10 @@ enum Command {
     Version,
     /// Display system-wide information
     Info,
+    #[command(flatten)]
+    Lifecycle(lifecycle::LifecycleCommand),
+    #[command(flatten)]
+    Transport(transport::TransportCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -177,6 +184,14 @@ enum ImageCommand {
     },
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
     Tag { source: String, target: String },
+    /// Display detailed information on one or more images
+    Inspect {
+        /// Format output using a (small subset of a) Go template
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
 }
 
 /// An exit with a given status: a container's own status, or a failure already reported.
@@ -292,8 +307,13 @@ fn dispatch(cli: Cli) -> Result<()> {
                 Command::Inspect { kind, format, names } => {
                     inspect::inspect(&client, &names, kind.as_deref(), format.as_deref())
                 }
+                Command::Image { command: ImageCommand::Inspect { format, images } } => {
+                    inspect::inspect(&client, &images, Some("image"), format.as_deref())
+                }
                 Command::Version => system::version(&client),
                 Command::Info => system::info(&client),
+                Command::Lifecycle(c) => lifecycle::run(&client, c),
+                Command::Transport(c) => transport::run(&client, c),
                 Command::Run { .. } | Command::Create { .. } => unreachable!("handled above"),
             }
         }

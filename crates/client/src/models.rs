@@ -40,6 +40,9 @@ pub struct ContainerConfig {
     pub stop_signal: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub stop_timeout: Option<i64>,
+    /// `{"80/tcp": {}}`
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub exposed_ports: BTreeMap<String, serde_json::Value>,
     pub host_config: HostConfig,
 }
 
@@ -59,6 +62,31 @@ pub struct HostConfig {
     pub pids_limit: Option<i64>,
     #[serde(skip_serializing_if = "String::is_empty", default)]
     pub network_mode: String,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub binds: Vec<String>,
+    /// `--mount` entries as Docker's JSON (`{"Type","Source","Target","ReadOnly",...}`).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub mounts: Vec<serde_json::Value>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub tmpfs: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub readonly_rootfs: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub volumes_from: Vec<String>,
+    /// `{"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}`
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub port_bindings: BTreeMap<String, Vec<PortBinding>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub publish_all_ports: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct PortBinding {
+    #[serde(default)]
+    pub host_ip: String,
+    #[serde(default)]
+    pub host_port: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -52,8 +52,29 @@ pub struct HostConfig {
     pub cpu_quota: i64,
     pub cpu_period: i64,
     pub pids_limit: Option<i64>,
-    /// `default`/`bridge` (loopback only until networking lands), `none`, `host`.
+    /// `default`/`bridge`, `none`, `host`, `container:<name|id>`.
     pub network_mode: String,
+    /// `-p`: `80/tcp` → host bindings.
+    #[serde(default)]
+    pub port_bindings: BTreeMap<String, Vec<crate::PortBinding>>,
+    /// `-P`: every exposed port on a free host port.
+    #[serde(default)]
+    pub publish_all_ports: bool,
+    /// `-v` specs as given: `name:/path[:ro]`, `/host:/path[:ro]`, `/path`.
+    #[serde(default)]
+    pub binds: Vec<String>,
+    #[serde(default)]
+    pub mounts: Vec<crate::MountRequest>,
+    /// `--tmpfs`: path → options.
+    #[serde(default)]
+    pub tmpfs: BTreeMap<String, String>,
+    #[serde(default)]
+    pub readonly_rootfs: bool,
+    #[serde(default)]
+    pub volumes_from: Vec<String>,
+    /// Capabilities, seccomp, ulimits, sysctls, shared namespaces, devices (`security.rs`).
+    #[serde(default)]
+    pub security: crate::SecurityOptions,
 }
 
 /// A create request, after the API layer parsed it: `None` means "not given, use the image's".
@@ -138,6 +159,9 @@ pub struct ContainerRecord {
     pub chain_ids: Vec<Digest>,
     pub state: ContainerState,
     pub restart_count: u64,
+    /// Volumes, binds and tmpfs mounts, resolved at create.
+    #[serde(default)]
+    pub mounts: Vec<crate::MountPoint>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -333,10 +357,13 @@ impl Engine {
         }
         match host_config.network_mode.as_str() {
             "default" | "bridge" | "none" | "host" => {}
+            m if m.starts_with("container:") => {
+                self.find_container(&m["container:".len()..])?;
+            }
             other => {
                 return Err(EngineError::Invalid(format!(
-                    "network mode {other:?} is not supported yet: use default, bridge, none or host"
-                )))
+                "network mode {other:?} is not supported yet: use default, bridge, none, host or container:<name|id>"
+            )))
             }
         }
         if host_config.memory < 0 || host_config.nano_cpus < 0 || host_config.cpu_shares < 0 {
@@ -350,6 +377,7 @@ impl Engine {
                 "Conflicting options: Nano CPUs and CPU Period cannot both be set".to_string(),
             ));
         }
+        self.validate_security(&host_config.security, host_config.network_mode == "host")?;
         let ncpu = std::thread::available_parallelism().map(|n| n.get() as i64).unwrap_or(1);
         if host_config.nano_cpus > ncpu * 1_000_000_000 {
             return Err(EngineError::Invalid(format!(
@@ -403,7 +431,11 @@ impl Engine {
             chain_ids: image.chain_ids.clone(),
             state: ContainerState::default(),
             restart_count: 0,
+            mounts: Vec::new(),
         };
+        let mut record = record;
+        let image_volumes: Vec<String> = image_config.volumes.clone().unwrap_or_default().into_keys().collect();
+        record.mounts = self.resolve_mounts(&record.host_config, &image_volumes, &record.chain_ids)?;
 
         let engine = self.clone();
         let dir_id = id.clone();
@@ -442,6 +474,7 @@ impl Engine {
         match result {
             Ok(rec) => {
                 self.live(&rec.id);
+                self.container_event(&rec, "create", &[]);
                 Ok(rec)
             }
             Err(e) => {
@@ -465,7 +498,17 @@ impl Engine {
         let engine = self.clone();
         let spawn_rec = rec.clone();
         let t0 = std::time::Instant::now();
-        let spawned = blocking(move || engine.spawn_shim(&spawn_rec)).await;
+        let spawned = blocking(move || {
+            engine.network_attach(&spawn_rec)?;
+            let r = engine.spawn_shim(&spawn_rec);
+            if r.is_err() {
+                if let Err(e) = engine.network_release(&spawn_rec.id) {
+                    log::warn!("{e}");
+                }
+            }
+            r
+        })
+        .await;
         log::debug!("container {}: shim started in {:?}", rec.id, t0.elapsed());
         match spawned {
             Ok(mut h) => {
@@ -480,6 +523,7 @@ impl Engine {
                 };
                 self.put_container(&rec)?;
                 live.started(h.pid);
+                self.container_event(&rec, "start", &[]);
                 self.watch_shim(rec.id.clone(), h.shim_pid, h.exit_notify.take());
                 Ok(())
             }
@@ -518,6 +562,7 @@ impl Engine {
             .arg(&rec.id)
             .arg("--bundle")
             .arg(&dir)
+            .args(self.shim_stdio_args(rec))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(shim_log)
@@ -577,6 +622,7 @@ impl Engine {
         let sig = crate::monitor::parse_signal(&sig_name)?;
         let secs = timeout.or(rec.config.stop_timeout).unwrap_or(10);
         let _ = live.signal(sig);
+        self.container_event(&rec, "kill", &[("signal", sig.to_string())]);
         let waited = if secs < 0 {
             live.wait_exit(None).await
         } else {
@@ -584,10 +630,12 @@ impl Engine {
         };
         if !waited {
             let _ = live.signal(libc::SIGKILL);
+            self.container_event(&rec, "kill", &[("signal", libc::SIGKILL.to_string())]);
             if !live.wait_exit(Some(Duration::from_secs(30))).await {
                 return Err(EngineError::Internal(format!("container {} did not exit after SIGKILL", rec.id)));
             }
         }
+        self.container_event(&rec, "stop", &[]);
         Ok(())
     }
 
@@ -600,6 +648,7 @@ impl Engine {
             return Err(EngineError::Conflict(format!("Container {} is not running", rec.id)));
         }
         live.signal(sig).map_err(|e| EngineError::io(format!("signal container {}", rec.id), e))?;
+        self.container_event(&rec, "kill", &[("signal", sig.to_string())]);
         if sig == libc::SIGKILL && !live.wait_exit(Some(Duration::from_secs(10))).await {
             return Err(EngineError::Internal(format!("container {} did not exit after SIGKILL", rec.id)));
         }
@@ -645,6 +694,10 @@ impl Engine {
             Ok::<_, EngineError>(())
         })?;
         live.removed(rec.state.exit_code);
+        if rec.host_config.auto_remove {
+            self.remove_anonymous_volumes(&rec.mounts);
+        }
+        self.container_event(&rec, "destroy", &[]);
         drop(op);
         if let Ok(mut map) = self.inner.live.lock() {
             map.remove(&rec.id);
@@ -728,6 +781,8 @@ impl Engine {
         if let Err(e) = self.put_container(&rec) {
             log::error!("container {id}: record exit: {e}");
         }
+        self.network_release_async(id).await;
+        self.container_event(&rec, "die", &[("exitCode", code.to_string())]);
         live.exited(code);
         log::debug!("container {id}: exited with {code}");
         if rec.host_config.auto_remove {

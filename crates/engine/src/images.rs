@@ -138,6 +138,7 @@ impl Engine {
             return Err(EngineError::Invalid(format!("refusing to create a tag with a digest reference: {target}")));
         }
         self.inner.db.write(|tx| tx.put(Table::Tags, &r.to_string(), &rec.id.to_string()))?;
+        self.image_event("tag", &rec.id.to_string(), &r.familiar());
         Ok(())
     }
 
@@ -146,7 +147,14 @@ impl Engine {
     pub async fn remove_image(&self, name: &str, force: bool) -> Result<Vec<ImageDeleted>, EngineError> {
         let engine = self.clone();
         let name = name.to_string();
-        blocking(move || engine.remove_image_blocking(&name, force)).await
+        let deleted = blocking(move || engine.remove_image_blocking(&name, force)).await?;
+        for d in &deleted {
+            match d {
+                ImageDeleted::Untagged(r) => self.image_event("untag", r, r),
+                ImageDeleted::Deleted(id) => self.image_event("delete", id, id),
+            }
+        }
+        Ok(deleted)
     }
 
     fn remove_image_blocking(&self, name: &str, force: bool) -> Result<Vec<ImageDeleted>, EngineError> {

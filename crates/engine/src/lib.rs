@@ -3,15 +3,23 @@
 //! Knows nothing of HTTP or Docker's JSON: the `api` crate turns requests into calls on
 //! [`Engine`] and maps [`EngineError::kind`] to status codes.
 
+mod attach;
 mod containers;
 mod error;
+mod events;
+mod exec;
+mod history;
 mod ids;
 mod images;
 mod logs;
 mod monitor;
+mod network;
 mod pull;
+mod push;
+mod security;
 mod spec;
 mod user;
+mod volumes;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -22,13 +30,21 @@ use wharf_distribution::{RegistryClient, RegistryConfig};
 use wharf_metadata::Db;
 use wharf_snapshot::Snapshotter;
 
+pub use attach::{AttachOptions, PendingAttach, ProcessStream, StreamEvent, StreamInput};
 pub use containers::{
     ContainerConfig, ContainerRecord, ContainerState, CreateRequest, HostConfig, ListOptions, Status, WaitCondition,
 };
 pub use error::EngineError;
+pub use events::Event;
+pub use exec::{ExecConfig, ExecRecord};
+pub use history::HistoryEntry;
 pub use images::{ImageDeleted, ImageRecord, ImageSummary};
 pub use logs::{LogChunk, LogOptions, LogStream};
+pub use network::{Endpoint, NetworkConfig, PortBinding, PublishedPort};
 pub use pull::{PullEvent, PullRequest};
+pub use push::{PushRequest, Pushed};
+pub use security::{DeviceMapping, SecurityOptions, Ulimit};
+pub use volumes::{MountKind, MountPoint, MountRequest, VolumeRecord};
 pub use wharf_distribution::AuthConfig;
 
 /// Everything the engine needs to know about where it lives and how it talks to registries.
@@ -45,6 +61,8 @@ pub struct EngineConfig {
     pub shim_path: PathBuf,
     /// Where per-registry CA certificates live (`<dir>/<host:port>/ca.crt`).
     pub certs_dir: PathBuf,
+    /// The default bridge, its subnet, and whether wharf writes nftables rules.
+    pub network: NetworkConfig,
 }
 
 /// The daemon's services. Cheap to clone (an `Arc` inside).
@@ -61,11 +79,16 @@ struct Inner {
     registry: RegistryClient,
     /// Per-container live state: exit notifications, the init's pidfd.
     live: Mutex<HashMap<String, Arc<monitor::Live>>>,
+    /// Exec instances, in memory only as Docker's.
+    execs: Arc<exec::Execs>,
     /// Serializes changes of names and container records that must be checked and written together.
     containers_lock: tokio::sync::Mutex<()>,
     /// Pulls hold it shared, removals of images and layers exclusively: garbage collection never
     /// removes a layer an in-flight pull has just found present.
     gc_lock: RwLock<()>,
+    network: network::Networking,
+    /// The event ring and its subscribers (`GET /events`).
+    events: events::EventBus,
 }
 
 impl Engine {
@@ -87,6 +110,7 @@ impl Engine {
             certs_dir: Some(config.certs_dir.clone()),
             user_agent: format!("wharf/{}", env!("CARGO_PKG_VERSION")),
         })?;
+        let networking = network::Networking::new(config.network.clone());
         let engine = Engine {
             inner: Arc::new(Inner {
                 config,
@@ -95,11 +119,15 @@ impl Engine {
                 snapshots,
                 registry,
                 live: Mutex::new(HashMap::new()),
+                execs: Arc::default(),
                 containers_lock: tokio::sync::Mutex::new(()),
                 gc_lock: RwLock::new(()),
+                network: networking,
+                events: events::EventBus::new(),
             }),
         };
         engine.recover().await?;
+        engine.reconcile_network().await?;
         Ok(engine)
     }
 
@@ -113,6 +141,12 @@ impl Engine {
         if any_running {
             return;
         }
+        let net = self.clone();
+        let _ = blocking(move || {
+            net.network_shutdown();
+            Ok(())
+        })
+        .await;
         let parent = self.inner.config.cgroup_parent.clone();
         let _ = blocking(move || {
             if let Ok(cg) = wharf_runtime::cgroups::Cgroup::open(&parent) {

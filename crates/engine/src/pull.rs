@@ -70,7 +70,10 @@ impl Engine {
     /// Pulls `req.reference` and records it; progress goes to `events` as it happens.
     pub async fn pull(&self, req: PullRequest, events: UnboundedSender<PullEvent>) -> Result<ImageRecord, EngineError> {
         let engine = self.clone();
-        blocking(move || engine.pull_blocking(req, Events(events))).await
+        let reference = req.reference.clone();
+        let rec = blocking(move || engine.pull_blocking(req, Events(events))).await?;
+        self.image_event("pull", &reference.familiar(), &reference.familiar_name());
+        Ok(rec)
     }
 
     fn pull_blocking(&self, req: PullRequest, events: Events) -> Result<ImageRecord, EngineError> {

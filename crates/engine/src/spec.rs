@@ -110,10 +110,11 @@ impl Engine {
             });
         }
 
+        mounts.extend(self.volume_mounts(rec));
         let mut namespaces: Vec<oci::Namespace> =
             ["pid", "ipc", "uts", "mount"].iter().map(|k| oci::Namespace { kind: k.to_string(), path: None }).collect();
-        if !host_network {
-            namespaces.push(oci::Namespace { kind: "network".to_string(), path: None });
+        if let Some(path) = self.spec_netns(rec)? {
+            namespaces.push(oci::Namespace { kind: "network".to_string(), path: Some(path) });
         }
 
         let hc = &rec.host_config;
@@ -144,7 +145,7 @@ impl Engine {
         let caps: Vec<String> = DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
         let mut annotations = BTreeMap::new();
         annotations.insert(oci::ANNOTATION_OVERLAY.to_string(), overlay);
-        Ok(Spec {
+        let mut spec = Spec {
             oci_version: "1.0.2".to_string(),
             process: Some(oci::Process {
                 terminal: rec.config.tty,
@@ -164,7 +165,10 @@ impl Engine {
                 no_new_privileges: false,
                 oom_score_adj: None,
             }),
-            root: Some(oci::Root { path: dirs.rootfs.display().to_string(), readonly: false }),
+            root: Some(oci::Root {
+                path: dirs.rootfs.display().to_string(),
+                readonly: rec.host_config.readonly_rootfs,
+            }),
             hostname: Some(hostname),
             domainname: if rec.config.domainname.is_empty() { None } else { Some(rec.config.domainname.clone()) },
             mounts,
@@ -177,7 +181,9 @@ impl Engine {
                 ..Default::default()
             }),
             annotations,
-        })
+        };
+        self.apply_security(rec, &mut spec)?;
+        Ok(spec)
     }
 
     /// Writes the container's /etc/hostname, /etc/hosts and /etc/resolv.conf, bind-mounted in.
@@ -191,7 +197,8 @@ impl Engine {
             std::fs::read_to_string("/etc/hosts").unwrap_or_default()
         } else {
             format!(
-                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.0.1\t{hostname}\n"
+                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n{}\t{hostname}\n",
+                self.container_endpoint(&rec.id).and_then(|e| e.ip).map(|ip| ip.to_string()).unwrap_or_else(|| "127.0.0.1".to_string())
             )
         };
         write("hosts", hosts)?;

@@ -22,9 +22,13 @@ pub enum Table {
     Containers,
     /// container name (without the leading `/`) → container id
     Names,
+    /// volume name → volume record
+    Volumes,
+    /// container id → its network endpoint while it runs (namespace, address, veth, ports)
+    Endpoints,
 }
 
-const ALL: [Table; 4] = [Table::Images, Table::Tags, Table::Containers, Table::Names];
+const ALL: [Table; 6] = [Table::Images, Table::Tags, Table::Containers, Table::Names, Table::Volumes, Table::Endpoints];
 
 impl Table {
     fn def(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
@@ -33,6 +37,8 @@ impl Table {
             Table::Tags => TableDefinition::new("tags"),
             Table::Containers => TableDefinition::new("containers"),
             Table::Names => TableDefinition::new("names"),
+            Table::Endpoints => TableDefinition::new("endpoints"),
+            Table::Volumes => TableDefinition::new("volumes"),
         }
     }
 }
