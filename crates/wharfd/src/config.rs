@@ -43,6 +43,15 @@ pub struct Flags {
     /// Layers downloaded at once per pull
     #[arg(long = "max-concurrent-downloads")]
     pub max_concurrent_downloads: Option<usize>,
+    /// Name of the default bridge (default wharf0)
+    #[arg(short = 'b', long = "bridge")]
+    pub bridge: Option<String>,
+    /// Address and subnet of the default bridge, as 172.17.0.1/16
+    #[arg(long = "bip")]
+    pub bip: Option<String>,
+    /// Write nftables rules (masquerade, published ports): true or false
+    #[arg(long = "iptables")]
+    pub iptables: Option<bool>,
 }
 
 /// daemon.json, as far as wharf understands it.
@@ -58,6 +67,9 @@ struct FileConfig {
     log_level: Option<String>,
     debug: Option<bool>,
     cgroup_parent: Option<String>,
+    bridge: Option<String>,
+    bip: Option<String>,
+    iptables: Option<bool>,
 }
 
 #[derive(Debug)]
@@ -70,6 +82,9 @@ pub struct DaemonConfig {
     pub max_concurrent_downloads: usize,
     pub log_level: String,
     pub cgroup_parent: String,
+    pub bridge: String,
+    pub bip: Option<String>,
+    pub iptables: bool,
 }
 
 impl DaemonConfig {
@@ -106,6 +121,15 @@ impl DaemonConfig {
         }
         let mut insecure = file.insecure_registries.unwrap_or_default();
         insecure.extend(flags.insecure_registry.iter().cloned());
+        let bridge = flags.bridge.clone().or(file.bridge).unwrap_or_else(|| "wharf0".into());
+        if bridge.is_empty()
+            || bridge.len() > 15
+            || !bridge.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        {
+            bail!("invalid bridge name {bridge:?}: up to 15 letters, digits, '-', '_' or '.'");
+        }
+        let bip = flags.bip.clone().or(file.bip);
+        let iptables = flags.iptables.or(file.iptables).unwrap_or(true);
         let hosts = if flags.host.is_empty() { file.hosts.unwrap_or_default() } else { flags.host.clone() };
         Ok(DaemonConfig {
             data_root: flags.data_root.clone().or(file.data_root).unwrap_or_else(|| "/var/lib/wharf".into()),
@@ -116,6 +140,9 @@ impl DaemonConfig {
             max_concurrent_downloads: max,
             log_level,
             cgroup_parent,
+            bridge,
+            bip,
+            iptables,
         })
     }
 }

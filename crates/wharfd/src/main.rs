@@ -34,6 +34,11 @@ fn run(flags: Flags) -> anyhow::Result<()> {
         cgroup_parent: cfg.cgroup_parent.clone(),
         shim_path,
         certs_dir: PathBuf::from("/etc/wharf/certs.d"),
+        network: wharf_engine::NetworkConfig {
+            bridge: cfg.bridge.clone(),
+            bip: cfg.bip.clone(),
+            iptables: cfg.iptables,
+        },
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the async runtime")?;
     rt.block_on(async move {

@@ -453,6 +453,9 @@ pub struct Daemon {
     pub sock: PathBuf,
     /// `/wharf-e2e-PID-N`, passed as `--cgroup-parent`.
     pub cgroup_parent: String,
+    /// The default bridge and its address (`--bridge`, `--bip`), unique per daemon.
+    pub bridge: String,
+    pub bip: String,
     pub docker_config: PathBuf,
     log: PathBuf,
     opts: DaemonOptions,
@@ -492,6 +495,8 @@ impl Daemon {
             exec_root,
             docker_config,
             cgroup_parent: format!("/{name}"),
+            bridge: format!("whe{}", COUNTER.load(Ordering::SeqCst) + 1000 * (std::process::id() as usize % 1000)),
+            bip: format!("10.{}.{}.1/24", 200 + std::process::id() % 50, COUNTER.fetch_add(1, Ordering::SeqCst) % 256),
             dir,
             opts,
             child: None,
@@ -511,6 +516,10 @@ impl Daemon {
             .arg(&self.exec_root)
             .arg("--cgroup-parent")
             .arg(&self.cgroup_parent)
+            .arg("--bridge")
+            .arg(&self.bridge)
+            .arg("--bip")
+            .arg(&self.bip)
             .arg("--log-level")
             .arg("debug");
         if let Some(cfg) = &self.opts.config_json {
@@ -709,6 +718,7 @@ impl Daemon {
             leaks.push(format!("cgroup left behind: {}", dir.display()));
             remove_cgroup_tree(&dir);
         }
+        leaks.extend(crate::network::leaked_network(&self.bridge));
         leaks
     }
 }
