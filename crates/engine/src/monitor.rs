@@ -42,13 +42,21 @@ pub struct Live {
     init: Mutex<Option<OwnedFd>>,
     /// Serializes lifecycle operations (start, stop, remove) on one container.
     pub op: tokio::sync::Mutex<()>,
+    /// Attaches waiting for the container to start: its shim then holds the first output
+    /// for them (`attach.rs`).
+    pub attach_waiting: std::sync::atomic::AtomicUsize,
 }
 
 impl Live {
     pub fn new(running_pid: Option<i32>) -> Live {
         let (tx, _) = watch::channel(State { running: running_pid.is_some(), ..Default::default() });
         let init = running_pid.and_then(|p| pidfd_open(p).ok());
-        Live { state: tx, init: Mutex::new(init), op: tokio::sync::Mutex::new(()) }
+        Live {
+            state: tx,
+            init: Mutex::new(init),
+            op: tokio::sync::Mutex::new(()),
+            attach_waiting: std::sync::atomic::AtomicUsize::new(0),
+        }
     }
 
     pub fn is_running(&self) -> bool {
@@ -99,6 +107,13 @@ impl Live {
         } else {
             Ok(())
         }
+    }
+
+    /// Waits until the container runs; `false` when it was removed first.
+    pub async fn wait_running(&self) -> bool {
+        let mut rx = self.state.subscribe();
+        let running = matches!(rx.wait_for(|s| s.running || s.removed).await, Ok(s) if s.running);
+        running
     }
 
     /// Waits until the container is not running; `false` when the time ran out first.

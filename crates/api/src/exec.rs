@@ -1,0 +1,253 @@
+//! Exec endpoints (`POST /containers/{id}/exec`, `POST /exec/{id}/start|resize`,
+//! `GET /exec/{id}/json`) and the hijacked connection both exec and attach ride on.
+
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wharf_engine::{ExecConfig, LogChunk, LogStream, ProcessStream, StreamEvent, StreamInput};
+
+use crate::body::Body;
+use crate::error::ApiError;
+use crate::router::{empty, json, Ctx, Result};
+
+/// Docker's multiplexed frame, or the raw bytes for a terminal.
+fn frame(c: &LogChunk, multiplexed: bool) -> Vec<u8> {
+    if !multiplexed {
+        return c.data.clone();
+    }
+    let mut out = Vec::with_capacity(c.data.len() + 8);
+    out.push(match c.stream {
+        LogStream::Stdout => 1,
+        LogStream::Stderr => 2,
+    });
+    out.extend_from_slice(&[0, 0, 0]);
+    out.extend_from_slice(&(c.data.len() as u32).to_be_bytes());
+    out.extend_from_slice(&c.data);
+    out
+}
+
+/// Answers with 101 (or 200 for clients that do not ask to upgrade) and then pumps the
+/// session: the client's bytes to the process's stdin, its output back, until it ends.
+pub fn hijack(
+    req: &mut Request<Incoming>,
+    ctype: &'static str,
+    multiplexed: bool,
+    session: impl std::future::Future<Output = std::result::Result<ProcessStream, wharf_engine::EngineError>>
+        + Send
+        + 'static,
+) -> Response<Body> {
+    let wants_upgrade = req.headers().get("Upgrade").is_some();
+    pump(hyper::upgrade::on(req), wants_upgrade, ctype, multiplexed, session)
+}
+
+fn pump(
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    wants_upgrade: bool,
+    ctype: &'static str,
+    multiplexed: bool,
+    session: impl std::future::Future<Output = std::result::Result<ProcessStream, wharf_engine::EngineError>>
+        + Send
+        + 'static,
+) -> Response<Body> {
+    if !wants_upgrade {
+        let (tx, body) = Body::channel();
+        tokio::spawn(async move {
+            let Ok(mut s) = session.await else { return };
+            drop(s.input);
+            while let Some(ev) = s.events.recv().await {
+                if let StreamEvent::Output(c) = ev {
+                    if tx.send(frame(&c, multiplexed).into()).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        let mut r = Response::new(body);
+        r.headers_mut().insert("Content-Type", hyper::header::HeaderValue::from_static(ctype));
+        return r;
+    }
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                log::debug!("hijack: upgrade failed: {e}");
+                return;
+            }
+        };
+        let io = hyper_util::rt::TokioIo::new(upgraded);
+        let (mut rd, mut wr) = tokio::io::split(io);
+        let mut s = match session.await {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = wr.write_all(format!("{e}\r\n").as_bytes()).await;
+                let _ = wr.shutdown().await;
+                return;
+            }
+        };
+        let input = s.input.clone();
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                match rd.read(&mut buf).await {
+                    Ok(0) | Err(_) => {
+                        let _ = input.send(StreamInput::Close).await;
+                        return;
+                    }
+                    Ok(n) => {
+                        if input.send(StreamInput::Data(buf[..n].to_vec())).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        drop(s.input);
+        while let Some(ev) = s.events.recv().await {
+            match ev {
+                StreamEvent::Output(c) => {
+                    if wr.write_all(&frame(&c, multiplexed)).await.is_err() {
+                        break;
+                    }
+                }
+                StreamEvent::Started(_) => {}
+                StreamEvent::Exit(_) | StreamEvent::Detached | StreamEvent::Failed { .. } => break,
+            }
+        }
+        reader.abort();
+        let _ = wr.flush().await;
+        let _ = wr.shutdown().await;
+    });
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert("Content-Type", hyper::header::HeaderValue::from_static(ctype));
+    h.insert("Connection", hyper::header::HeaderValue::from_static("Upgrade"));
+    h.insert("Upgrade", hyper::header::HeaderValue::from_static("tcp"));
+    r
+}
+
+fn content_type(ctx: &Ctx, multiplexed: bool) -> &'static str {
+    if multiplexed && ctx.version_at_least("1.42") {
+        "application/vnd.docker.multiplexed-stream"
+    } else {
+        "application/vnd.docker.raw-stream"
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct CreateBody {
+    cmd: Option<Vec<String>>,
+    env: Option<Vec<String>>,
+    user: Option<String>,
+    working_dir: Option<String>,
+    tty: bool,
+    privileged: bool,
+    attach_stdin: bool,
+    attach_stdout: bool,
+    attach_stderr: bool,
+    detach_keys: Option<String>,
+    console_size: Option<Vec<u16>>,
+}
+
+/// `POST /containers/{id}/exec`
+pub fn create(ctx: &Ctx, id: &str, body: &[u8]) -> Result<Response<Body>> {
+    let b: CreateBody = serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid exec config: {e}")))?;
+    let config = ExecConfig {
+        cmd: b.cmd.unwrap_or_default(),
+        env: b.env.unwrap_or_default(),
+        user: b.user,
+        working_dir: b.working_dir,
+        tty: b.tty,
+        privileged: b.privileged,
+        attach_stdin: b.attach_stdin,
+        attach_stdout: b.attach_stdout,
+        attach_stderr: b.attach_stderr,
+        detach_keys: b.detach_keys,
+        console_size: b.console_size.filter(|s| s.len() == 2 && s[0] > 0).map(|s| (s[0], s[1])),
+    };
+    let exec_id = ctx.engine.create_exec(id, config)?;
+    json(StatusCode::CREATED, &json!({ "Id": exec_id }))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct StartBody {
+    detach: bool,
+    tty: Option<bool>,
+}
+
+/// `POST /exec/{id}/start`
+pub async fn start(ctx: &Ctx, id: &str, mut req: Request<Incoming>) -> Result<Response<Body>> {
+    let wants_upgrade = req.headers().get("Upgrade").is_some();
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let bytes = http_body_util::BodyExt::collect(req.into_body())
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("read request body: {e}")))?
+        .to_bytes();
+    let b: StartBody = if bytes.is_empty() {
+        StartBody::default()
+    } else {
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid exec start config: {e}")))?
+    };
+    let rec = ctx.engine.inspect_exec(id)?;
+    let tty = b.tty.unwrap_or(rec.config.tty);
+    let started = ctx.engine.start_exec(id, b.detach, b.tty).await?;
+    let Some(stream) = started else {
+        return Ok(empty(StatusCode::OK));
+    };
+    let session = async move { Ok(stream) };
+    Ok(pump(on_upgrade, wants_upgrade, content_type(ctx, !tty), !tty, session))
+}
+
+/// `POST /exec/{id}/resize?h&w`
+pub async fn resize(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
+    let (h, w) = size_query(ctx)?;
+    ctx.engine.resize_exec(id, h, w).await?;
+    Ok(empty(StatusCode::OK))
+}
+
+/// The `h` and `w` of a resize.
+pub fn size_query(ctx: &Ctx) -> Result<(u16, u16)> {
+    let h = ctx.query.int("h")?.unwrap_or(0);
+    let w = ctx.query.int("w")?.unwrap_or(0);
+    let ok = |v: i64| u16::try_from(v).ok();
+    match (ok(h), ok(w)) {
+        (Some(h), Some(w)) => Ok((h, w)),
+        _ => Err(ApiError::new(StatusCode::BAD_REQUEST, format!("invalid terminal size {h}x{w}"))),
+    }
+}
+
+/// `GET /exec/{id}/json`
+pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
+    let r = ctx.engine.inspect_exec(id)?;
+    let p = r.process.as_ref();
+    let user = r.config.user.clone().unwrap_or_default();
+    json(
+        StatusCode::OK,
+        &json!({
+            "ID": r.id,
+            "ContainerID": r.container_id,
+            "Running": r.running,
+            "ExitCode": r.exit_code,
+            "Pid": r.pid,
+            "OpenStdin": r.config.attach_stdin,
+            "OpenStdout": r.config.attach_stdout,
+            "OpenStderr": r.config.attach_stderr,
+            "CanRemove": false,
+            "DetachKeys": r.config.detach_keys.clone().unwrap_or_default(),
+            "ProcessConfig": {
+                "tty": r.config.tty,
+                "entrypoint": r.config.cmd.first().cloned().unwrap_or_default(),
+                "arguments": r.config.cmd.get(1..).unwrap_or(&[]),
+                "privileged": r.config.privileged,
+                "user": user,
+                "workingDir": p.map(|p| p.cwd.clone()).unwrap_or_default(),
+            },
+        }),
+    )
+}
