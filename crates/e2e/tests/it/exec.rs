@@ -90,3 +90,14 @@ fn exec_i_with_piped_stdin() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3");
     d.docker(&["rm", "-f", "ctr"]).ok();
 }
+
+#[test]
+fn tty_in_run_and_exec() {
+    let d = Daemon::start();
+    let image = running(&d);
+    let out = d.docker(&["run", "--rm", "-t", &image, "sh", "-c", "tty; echo ok"]).ok().all();
+    assert!(out.contains("/dev/pts/0") && out.contains("ok\r\n"), "{out:?}");
+    let out = d.docker(&["exec", "-t", "ctr", "tty"]).ok().all();
+    assert!(out.contains("/dev/pts/"), "{out:?}");
+    d.docker(&["rm", "-f", "ctr"]).ok();
+}
