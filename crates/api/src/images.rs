@@ -16,7 +16,7 @@ use crate::error::{status_of, ApiError};
 use crate::router::{json, json_response, Ctx, Result};
 
 /// Decodes the `X-Registry-Auth` header: base64url (padded or not) JSON of an auth config.
-fn registry_auth(req: &Request<Incoming>) -> Option<AuthConfig> {
+pub(crate) fn registry_auth(req: &Request<Incoming>) -> Option<AuthConfig> {
     let raw = req.headers().get("X-Registry-Auth")?.to_str().ok()?.trim();
     if raw.is_empty() {
         return None;
@@ -35,7 +35,7 @@ fn registry_auth(req: &Request<Incoming>) -> Option<AuthConfig> {
     serde_json::from_value(v).ok()
 }
 
-fn progress_json(ev: &PullEvent) -> String {
+pub(crate) fn progress_json(ev: &PullEvent) -> String {
     match ev {
         PullEvent::Status(s) => json!({ "status": s }).to_string(),
         PullEvent::Progress { id, status, current: Some(c), total: Some(t) } => json!({

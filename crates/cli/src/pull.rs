@@ -144,7 +144,7 @@ fn bar(current: i64, total: i64) -> String {
 
 /// The `X-Registry-Auth` header for `registry` from `~/.docker/config.json`, when it holds
 /// credentials for it (`auths.<registry>.auth`, base64 of `user:password`).
-fn registry_auth(registry: &str) -> Option<String> {
+pub(crate) fn registry_auth(registry: &str) -> Option<String> {
     let dir = std::env::var_os("DOCKER_CONFIG")
         .map(std::path::PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".docker")))?;

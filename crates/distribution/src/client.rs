@@ -375,11 +375,11 @@ impl RegistryClient {
         headers: &[(String, String)],
         body: &mut dyn FnMut() -> Result<Body, DistributionError>,
     ) -> Result<(Url, Response), DistributionError> {
-        let registry = ep.base.host_port();
         // A login asks for no repository: its token has no scope.
         let scope = if op.repo.is_empty() { String::new() } else { format!("repository:{}:{}", op.repo, op.actions) };
         // Credentials belong to the origin registry; a mirror gets none of them.
         let auth = if ep.mirror { None } else { op.auth };
+        let registry = token_key(ep, auth);
         let mut authz = self.tokens.get(&registry, &scope).or_else(|| self.tokens.get(&registry, ""));
         if authz.is_none() {
             authz = auth.and_then(AuthConfig::registry_token).map(|t| format!("Bearer {t}"));
@@ -557,6 +557,18 @@ impl RegistryClient {
             message: format!("more than {MAX_REDIRECTS} redirects"),
         })
     }
+}
+
+/// The token cache key of a registry and the credentials a request came with: what one
+/// client's credentials earned is never used for another's request.
+pub(crate) fn token_key(ep: &Endpoint, auth: Option<&AuthConfig>) -> String {
+    let identity = auth.map(|a| {
+        let (user, password) = a.basic_credentials().unwrap_or_default();
+        let secret =
+            format!("{user}\0{password}\0{}\0{}", a.identity_token().unwrap_or(""), a.registry_token().unwrap_or(""));
+        Digest::of(secret.as_bytes()).hex()[..16].to_string()
+    });
+    format!("{}#{}", ep.base.host_port(), identity.as_deref().unwrap_or("anonymous"))
 }
 
 fn op_for<'a>(r: &'a ImageRef, auth: Option<&'a AuthConfig>) -> Op<'a> {

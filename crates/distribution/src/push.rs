@@ -218,10 +218,10 @@ impl RegistryClient {
         };
         self.with_endpoints(&r, false, |ep| {
             // A fresh check every time: a token cached from an earlier login proves nothing.
-            self.tokens.forget(&ep.base.host_port(), "");
+            self.tokens.forget(&crate::client::token_key(ep, Some(auth)), "");
             let sent = self.registry_send(&op, ep, "GET", ep.url_for("/v2/"), &[], &mut || Ok(Body::Empty));
             // Nor should a login leave credentials behind for requests that come without any.
-            self.tokens.forget(&ep.base.host_port(), "");
+            self.tokens.forget(&crate::client::token_key(ep, Some(auth)), "");
             let (url, resp) = sent?;
             match resp.status {
                 200 => Ok(()),
