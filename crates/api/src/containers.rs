@@ -48,6 +48,8 @@ struct CreateBody {
     attach_stderr: bool,
     exposed_ports: Option<BTreeMap<String, Value>>,
     host_config: Option<HostConfigBody>,
+    /// Anonymous volumes (`docker run -v /path` sends them here, not in `Binds`).
+    volumes: Option<BTreeMap<String, Value>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -110,7 +112,7 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
             network_mode: hc.network_mode.unwrap_or_default(),
             port_bindings: crate::networks::port_bindings(hc.port_bindings),
             publish_all_ports: hc.publish_all_ports,
-            binds: hc.binds.unwrap_or_default(),
+            binds: hc.binds.unwrap_or_default().into_iter().chain(b.volumes.unwrap_or_default().into_keys()).collect(),
             mounts: crate::volumes::mount_requests(hc.mounts.unwrap_or_default())?,
             tmpfs: hc.tmpfs.unwrap_or_default(),
             readonly_rootfs: hc.readonly_rootfs,
