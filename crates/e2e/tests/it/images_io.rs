@@ -1,6 +1,6 @@
 //! Image transport: push into an empty registry (blobs skipped when present, mounted across
-//! repositories, the image pulled back and run), and login/logout against a registry that
-//! wants credentials.
+//! repositories, the image pulled back and run), login/logout against a registry that wants
+//! credentials, and history.
 
 use crate::harness::{Cli, Daemon, RegistryOptions, TempDir, TestRegistry};
 
@@ -92,3 +92,19 @@ fn login_push_logout(cli: Cli) {
     run(&["push", &target]).fails().mentions(&["unauthorized"]);
 }
 both!(login_push_logout);
+
+fn history(cli: Cli) {
+    let d = Daemon::start();
+    let image = d.pull("library/busybox:latest");
+    let out = d.cli(cli, &["history", &image]);
+    let text = out.ok().stdout.clone();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("IMAGE") && lines[0].contains("CREATED BY"), "{text}");
+    assert!(lines.len() >= 2, "{text}");
+    let id = d.inspect(cli, &image)["Id"].as_str().unwrap_or_default().to_string();
+    assert!(lines[1].starts_with(&id["sha256:".len()..][..12]), "{text}");
+    let quiet = d.cli(cli, &["history", "-q", "--no-trunc", &image]);
+    assert_eq!(quiet.ok().stdout.lines().next(), Some(id.as_str()));
+    d.cli(cli, &["history", "nosuch:image"]).fails().mentions(&["No such image"]);
+}
+both!(history);
