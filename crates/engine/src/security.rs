@@ -1,0 +1,1265 @@
+//! Container security options (capabilities, privileged, seccomp, no-new-privileges, ulimits,
+//! sysctls, shared namespaces, devices, OOM score) and Docker's default seccomp profile as
+//! data, resolved per container and compiled to BPF once per distinct result.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+
+use serde::{Deserialize, Serialize};
+use wharf_runtime::seccomp::{self, ArgRule, LinuxSeccomp, SyscallRule};
+use wharf_runtime::spec::{self as oci, Spec};
+
+use crate::containers::ContainerRecord;
+use crate::{Engine, EngineError};
+
+/// The security part of a container's host config, as the create request gave it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SecurityOptions {
+    pub privileged: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    /// `seccomp=unconfined|<profile JSON>`, `no-new-privileges[:true|false]`.
+    pub security_opt: Vec<String>,
+    pub ulimits: Vec<Ulimit>,
+    pub sysctls: BTreeMap<String, String>,
+    /// Bytes; 0 = Docker's 64 MiB.
+    pub shm_size: i64,
+    pub group_add: Vec<String>,
+    /// `""`/`private`/`shareable`, `host`, `none`, `container:<id>`.
+    pub ipc_mode: String,
+    /// `""`, `host`, `container:<id>`.
+    pub pid_mode: String,
+    /// `""`, `host`.
+    pub uts_mode: String,
+    /// `""`/`private`, `host`.
+    pub cgroupns_mode: String,
+    pub oom_score_adj: i64,
+    pub devices: Vec<DeviceMapping>,
+    pub device_cgroup_rules: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ulimit {
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceMapping {
+    pub path_on_host: String,
+    pub path_in_container: String,
+    pub cgroup_permissions: String,
+}
+
+fn invalid(msg: impl Into<String>) -> EngineError {
+    EngineError::Invalid(msg.into())
+}
+
+/// Every capability the kernel knows, by Docker's names.
+const ALL_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// Every capability the daemon itself may grant (its bounding set): `--privileged` and
+/// `--cap-add ALL` mean these, as with Docker, so a daemon in a restricted sandbox still works.
+fn grantable_caps() -> Vec<String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let bnd = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(u64::MAX);
+    ALL_CAPS.iter().enumerate().filter(|(i, _)| bnd & (1u64 << i) != 0).map(|(_, c)| c.to_string()).collect()
+}
+
+/// `net_admin`, `NET_ADMIN` and `CAP_NET_ADMIN` all name CAP_NET_ADMIN; `ALL` stays as is.
+fn normalize_cap(c: &str) -> Result<String, EngineError> {
+    let up = c.trim().to_ascii_uppercase();
+    if up == "ALL" {
+        return Ok(up);
+    }
+    let full = if up.starts_with("CAP_") { up } else { format!("CAP_{up}") };
+    if !ALL_CAPS.contains(&full.as_str()) {
+        return Err(invalid(format!("unknown capability: {c:?}")));
+    }
+    Ok(full)
+}
+
+/// The capability set as Docker computes it: defaults, minus drops, plus adds (adds win).
+pub(crate) fn capabilities(o: &SecurityOptions) -> Result<Vec<String>, EngineError> {
+    if o.privileged {
+        return Ok(grantable_caps());
+    }
+    let add = o.cap_add.iter().map(|c| normalize_cap(c)).collect::<Result<Vec<_>, _>>()?;
+    let drop = o.cap_drop.iter().map(|c| normalize_cap(c)).collect::<Result<Vec<_>, _>>()?;
+    let mut caps: Vec<String> = if drop.iter().any(|c| c == "ALL") {
+        Vec::new()
+    } else {
+        crate::spec::DEFAULT_CAPS.iter().map(|s| s.to_string()).filter(|c| !drop.contains(c)).collect()
+    };
+    let adds: Vec<String> = if add.iter().any(|c| c == "ALL") { grantable_caps() } else { add };
+    for c in adds {
+        if !caps.contains(&c) {
+            caps.push(c);
+        }
+    }
+    Ok(caps)
+}
+
+enum SeccompChoice {
+    Default,
+    Unconfined,
+    Custom(DockerProfile),
+}
+
+struct ParsedOpts {
+    seccomp: SeccompChoice,
+    no_new_privileges: bool,
+}
+
+fn parse_security_opts(opts: &[String]) -> Result<ParsedOpts, EngineError> {
+    let mut out = ParsedOpts { seccomp: SeccompChoice::Default, no_new_privileges: false };
+    for o in opts {
+        let (key, value) = match o.split_once(['=', ':']) {
+            Some((k, v)) => (k, Some(v)),
+            None => (o.as_str(), None),
+        };
+        match (key, value) {
+            ("no-new-privileges", None) => out.no_new_privileges = true,
+            ("no-new-privileges", Some(v)) => {
+                out.no_new_privileges = v
+                    .parse::<bool>()
+                    .map_err(|_| invalid(format!("invalid --security-opt {o:?}: expected true or false")))?
+            }
+            ("seccomp", Some("unconfined")) => out.seccomp = SeccompChoice::Unconfined,
+            ("seccomp", Some("builtin" | "default")) => out.seccomp = SeccompChoice::Default,
+            ("seccomp", Some(json)) => {
+                // The docker CLI sends the profile file's content, not its path.
+                let p: DockerProfile =
+                    serde_json::from_str(json).map_err(|e| invalid(format!("decoding seccomp profile failed: {e}")))?;
+                out.seccomp = SeccompChoice::Custom(p);
+            }
+            ("apparmor" | "label", _) => {}
+            _ => return Err(invalid(format!("invalid --security-opt: {o:?}"))),
+        }
+    }
+    Ok(out)
+}
+
+/// Sysctls a container may set: those namespaced by the namespaces it owns.
+fn check_sysctl(key: &str, o: &SecurityOptions, host_network: bool) -> Result<(), EngineError> {
+    let ipc = ["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax"];
+    let ipc_ok = ipc.contains(&key)
+        || key == "kernel.shmmni"
+        || key == "kernel.shm_rmid_forced"
+        || key.starts_with("fs.mqueue.");
+    if ipc_ok {
+        if o.ipc_mode == "host" {
+            return Err(invalid(format!("sysctl {key:?} is not allowed when joining the host's IPC namespace")));
+        }
+        return Ok(());
+    }
+    if key.starts_with("net.") {
+        if host_network {
+            return Err(invalid(format!("sysctl {key:?} is not allowed in host network mode")));
+        }
+        return Ok(());
+    }
+    if matches!(key, "kernel.domainname" | "kernel.hostname") {
+        return Err(invalid(format!("sysctl {key:?} is not allowed: use --hostname or --domainname")));
+    }
+    Err(invalid(format!("sysctl {key:?} is not namespaced and cannot be set in a container")))
+}
+
+fn ulimit_resource(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "core" => "RLIMIT_CORE",
+        "cpu" => "RLIMIT_CPU",
+        "data" => "RLIMIT_DATA",
+        "fsize" => "RLIMIT_FSIZE",
+        "locks" => "RLIMIT_LOCKS",
+        "memlock" => "RLIMIT_MEMLOCK",
+        "msgqueue" => "RLIMIT_MSGQUEUE",
+        "nice" => "RLIMIT_NICE",
+        "nofile" => "RLIMIT_NOFILE",
+        "nproc" => "RLIMIT_NPROC",
+        "rss" => "RLIMIT_RSS",
+        "rtprio" => "RLIMIT_RTPRIO",
+        "rttime" => "RLIMIT_RTTIME",
+        "sigpending" => "RLIMIT_SIGPENDING",
+        "stack" => "RLIMIT_STACK",
+        _ => return None,
+    })
+}
+
+/// The daemon's own hard limit for a resource; a container cannot raise past it.
+fn host_hard_limit(name: &str) -> Option<u64> {
+    let res = match name {
+        "nofile" => libc::RLIMIT_NOFILE,
+        "nproc" => libc::RLIMIT_NPROC,
+        "memlock" => libc::RLIMIT_MEMLOCK,
+        _ => return None,
+    };
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into a valid struct.
+    if unsafe { libc::getrlimit(res, &mut lim) } != 0 || lim.rlim_max == libc::RLIM_INFINITY {
+        return None;
+    }
+    Some(lim.rlim_max)
+}
+
+fn parse_device_rule(rule: &str) -> Result<oci::DeviceRule, EngineError> {
+    let bad = || invalid(format!("invalid device cgroup rule {rule:?}: expected '<type> <major>:<minor> <rwm>'"));
+    let f: Vec<&str> = rule.split_whitespace().collect();
+    let [kind, nums, access] = f.as_slice() else { return Err(bad()) };
+    if !matches!(*kind, "a" | "b" | "c") || access.is_empty() || !access.chars().all(|c| "rwm".contains(c)) {
+        return Err(bad());
+    }
+    let (ma, mi) = nums.split_once(':').ok_or_else(bad)?;
+    let num = |s: &str| -> Result<Option<i64>, EngineError> {
+        if s == "*" {
+            Ok(None)
+        } else {
+            s.parse().map(Some).map_err(|_| bad())
+        }
+    };
+    Ok(oci::DeviceRule {
+        allow: true,
+        kind: Some(kind.to_string()),
+        major: num(ma)?,
+        minor: num(mi)?,
+        access: Some(access.to_string()),
+    })
+}
+
+impl Engine {
+    /// Checks the options at create time, so mistakes are a 400 then and not a failed start.
+    pub(crate) fn validate_security(&self, o: &SecurityOptions, host_network: bool) -> Result<(), EngineError> {
+        capabilities(o)?;
+        parse_security_opts(&o.security_opt)?;
+        for k in o.sysctls.keys() {
+            check_sysctl(k, o, host_network)?;
+        }
+        for u in &o.ulimits {
+            if ulimit_resource(&u.name).is_none() {
+                return Err(invalid(format!("invalid ulimit type: {}", u.name)));
+            }
+            if u.soft > u.hard && u.hard >= 0 {
+                return Err(invalid(format!(
+                    "ulimit soft limit must be less than or equal to hard limit: {} > {}",
+                    u.soft, u.hard
+                )));
+            }
+            if let Some(max) = host_hard_limit(&u.name) {
+                if u.hard as u64 > max {
+                    return Err(invalid(format!(
+                        "ulimit {}: hard limit {} is above the daemon's own hard limit {max}",
+                        u.name, u.hard
+                    )));
+                }
+            }
+        }
+        if o.shm_size < 0 {
+            return Err(invalid("SHM size can not be less than 0"));
+        }
+        if !(-1000..=1000).contains(&o.oom_score_adj) {
+            return Err(invalid(format!(
+                "Invalid value {}, range for oom score adj is [-1000, 1000]",
+                o.oom_score_adj
+            )));
+        }
+        for (what, mode, allowed) in [
+            ("ipc", &o.ipc_mode, &["", "private", "shareable", "host", "none"][..]),
+            ("pid", &o.pid_mode, &["", "host"][..]),
+            ("uts", &o.uts_mode, &["", "host"][..]),
+            ("cgroupns", &o.cgroupns_mode, &["", "private", "host"][..]),
+        ] {
+            if allowed.contains(&mode.as_str()) {
+                continue;
+            }
+            match mode.strip_prefix("container:") {
+                Some(other) if what == "ipc" || what == "pid" => {
+                    self.find_container(other)?;
+                }
+                _ => return Err(invalid(format!("invalid {what} mode: {mode}"))),
+            }
+        }
+        for r in &o.device_cgroup_rules {
+            parse_device_rule(r)?;
+        }
+        for d in &o.devices {
+            device_node(d)?;
+        }
+        for g in &o.group_add {
+            if g.is_empty() {
+                return Err(invalid("--group-add: empty group"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the security options to a generated spec.
+    pub(crate) fn apply_security(&self, rec: &ContainerRecord, spec: &mut Spec) -> Result<(), EngineError> {
+        let o = &rec.host_config.security;
+        let opts = parse_security_opts(&o.security_opt)?;
+        let caps = capabilities(o)?;
+        let process = spec.process.get_or_insert_with(Default::default);
+        process.capabilities = Some(oci::Capabilities {
+            bounding: caps.clone(),
+            effective: caps.clone(),
+            inheritable: Vec::new(),
+            permitted: caps.clone(),
+            ambient: Vec::new(),
+        });
+        process.no_new_privileges = opts.no_new_privileges;
+        if o.oom_score_adj != 0 {
+            process.oom_score_adj = Some(o.oom_score_adj as i32);
+        }
+        for u in &o.ulimits {
+            let kind = ulimit_resource(&u.name).ok_or_else(|| invalid(format!("invalid ulimit type: {}", u.name)))?;
+            process.rlimits.push(oci::Rlimit { kind: kind.to_string(), hard: u.hard as u64, soft: u.soft as u64 });
+        }
+        for g in &o.group_add {
+            let gid = self.resolve_group(rec, g)?;
+            if !process.user.additional_gids.contains(&gid) {
+                process.user.additional_gids.push(gid);
+            }
+        }
+
+        if o.shm_size > 0 {
+            for m in spec.mounts.iter_mut().filter(|m| m.destination == "/dev/shm") {
+                m.options.retain(|x| !x.starts_with("size="));
+                m.options.push(format!("size={}k", o.shm_size / 1024));
+            }
+        }
+        let linux = spec.linux.get_or_insert_with(Default::default);
+        linux.sysctl.extend(o.sysctls.clone());
+        self.shared_namespaces(o, linux)?;
+        if o.cgroupns_mode == "private" {
+            linux.namespaces.push(oci::Namespace { kind: "cgroup".to_string(), path: None });
+        }
+        let resources = linux.resources.get_or_insert_with(Default::default);
+        for r in &o.device_cgroup_rules {
+            resources.devices.push(parse_device_rule(r)?);
+        }
+        for d in &o.devices {
+            let (dev, rule) = device_node(d)?;
+            linux.devices.push(dev);
+            resources.devices.push(rule);
+        }
+
+        if o.privileged {
+            // All host devices, writable sysfs, nothing masked, no filter: Docker's --privileged.
+            linux.masked_paths.clear();
+            linux.readonly_paths.clear();
+            linux.seccomp = None;
+            resources.devices = vec![oci::DeviceRule {
+                allow: true,
+                kind: Some("a".to_string()),
+                major: None,
+                minor: None,
+                access: Some("rwm".to_string()),
+            }];
+            linux.devices.extend(host_devices());
+            for m in spec.mounts.iter_mut().filter(|m| m.destination == "/sys") {
+                m.options.retain(|x| x != "ro");
+                m.options.push("rw".to_string());
+            }
+            return Ok(());
+        }
+        let profile = match opts.seccomp {
+            SeccompChoice::Unconfined => return Ok(()),
+            SeccompChoice::Default => default_profile(),
+            SeccompChoice::Custom(p) => p,
+        };
+        let resolved = resolve(&profile, &caps)?;
+        let bpf = self.compiled_seccomp(&resolved)?;
+        linux.seccomp = Some(serde_json::to_value(&resolved).map_err(|e| EngineError::Internal(e.to_string()))?);
+        spec.annotations.insert(seccomp::ANNOTATION_BPF.to_string(), bpf.display().to_string());
+        Ok(())
+    }
+
+    fn shared_namespaces(&self, o: &SecurityOptions, linux: &mut oci::Linux) -> Result<(), EngineError> {
+        for (kind, mode) in [("ipc", &o.ipc_mode), ("pid", &o.pid_mode), ("uts", &o.uts_mode)] {
+            if mode == "host" {
+                linux.namespaces.retain(|n| n.kind != kind);
+            } else if let Some(other) = mode.strip_prefix("container:") {
+                let c = self.find_container(other)?;
+                if !c.state.running || c.state.pid <= 0 {
+                    return Err(EngineError::Conflict(format!("container {other} is not running")));
+                }
+                let path = format!("/proc/{}/ns/{kind}", c.state.pid);
+                for n in linux.namespaces.iter_mut().filter(|n| n.kind == kind) {
+                    n.path = Some(path.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `--group-add`: a number, or a name from the image's /etc/group.
+    fn resolve_group(&self, rec: &ContainerRecord, g: &str) -> Result<u32, EngineError> {
+        if let Ok(n) = g.parse::<u32>() {
+            return Ok(n);
+        }
+        let dirs = self.inner.snapshots.container_dirs(&rec.id);
+        let layers: Vec<PathBuf> = std::iter::once(dirs.upper)
+            .chain(rec.chain_ids.iter().rev().map(|c| self.inner.snapshots.layer_dir(c)))
+            .collect();
+        let group = crate::user::read_from_layers(&layers, "etc/group").unwrap_or_default();
+        group
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() >= 3 && f[0] == g).then(|| f[2].parse::<u32>().ok()).flatten()
+            })
+            .ok_or_else(|| invalid(format!("unable to find group {g}: no matching entries in group file")))
+    }
+
+    /// Compiles a resolved profile once per daemon and keeps the program under the data root;
+    /// containers with the same capability set share one file.
+    fn compiled_seccomp(&self, profile: &LinuxSeccomp) -> Result<PathBuf, EngineError> {
+        static CACHE: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+        let key = serde_json::to_string(profile).map_err(|e| EngineError::Internal(e.to_string()))?;
+        let dir = self.inner.config.data_root.join("seccomp");
+        let cache_key = format!("{}\n{key}", dir.display());
+        let cache = CACHE.get_or_init(Default::default);
+        if let Some(p) =
+            cache.lock().map_err(|_| EngineError::Internal("seccomp cache poisoned".into()))?.get(&cache_key)
+        {
+            if p.exists() {
+                return Ok(p.clone());
+            }
+        }
+        let prog = seccomp::compile(profile).map_err(|e| invalid(e.to_string()))?;
+        let digest = wharf_types::Digest::of(key.as_bytes());
+        std::fs::create_dir_all(&dir).map_err(|e| EngineError::io(format!("create {}", dir.display()), e))?;
+        let path = dir.join(format!("{}.bpf", digest.hex()));
+        let tmp = dir.join(format!(".{}.tmp", digest.hex()));
+        std::fs::write(&tmp, prog.to_bytes()).map_err(|e| EngineError::io(format!("write {}", tmp.display()), e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| EngineError::io(format!("rename {}", path.display()), e))?;
+        if let Ok(mut c) = cache.lock() {
+            c.insert(cache_key, path.clone());
+        }
+        Ok(path)
+    }
+}
+
+fn device_node(d: &DeviceMapping) -> Result<(oci::Device, oci::DeviceRule), EngineError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let host = &d.path_on_host;
+    let meta = std::fs::metadata(host)
+        .map_err(|e| invalid(format!("error gathering device information while adding custom device {host:?}: {e}")))?;
+    let ft = meta.file_type();
+    let kind = if ft.is_char_device() {
+        "c"
+    } else if ft.is_block_device() {
+        "b"
+    } else {
+        return Err(invalid(format!("{host:?} is not a device node")));
+    };
+    let rdev = meta.rdev();
+    let (major, minor) = (libc::major(rdev) as i64, libc::minor(rdev) as i64);
+    let perms = if d.cgroup_permissions.is_empty() { "rwm".to_string() } else { d.cgroup_permissions.clone() };
+    if !perms.chars().all(|c| "rwm".contains(c)) {
+        return Err(invalid(format!("invalid device permissions {perms:?}")));
+    }
+    let dest = if d.path_in_container.is_empty() { host.clone() } else { d.path_in_container.clone() };
+    let dev = oci::Device {
+        kind: kind.to_string(),
+        path: dest,
+        major,
+        minor,
+        file_mode: Some(meta.mode() & 0o777),
+        uid: Some(0),
+        gid: Some(0),
+    };
+    let rule = oci::DeviceRule {
+        allow: true,
+        kind: Some(kind.to_string()),
+        major: Some(major),
+        minor: Some(minor),
+        access: Some(perms),
+    };
+    Ok((dev, rule))
+}
+
+/// The host's device nodes directly under /dev, which a privileged container gets.
+fn host_devices() -> Vec<oci::Device> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Ok(rd) = std::fs::read_dir("/dev") else { return Vec::new() };
+    let mut out = Vec::new();
+    for e in rd.flatten() {
+        let Ok(meta) = std::fs::symlink_metadata(e.path()) else { continue };
+        let ft = meta.file_type();
+        let kind = if ft.is_char_device() {
+            "c"
+        } else if ft.is_block_device() {
+            "b"
+        } else {
+            continue;
+        };
+        let name = e.file_name().to_string_lossy().to_string();
+        // The container has its own console, ptmx and standard nodes.
+        if matches!(name.as_str(), "console" | "ptmx" | "tty" | "null" | "zero" | "full" | "random" | "urandom") {
+            continue;
+        }
+        let rdev = meta.rdev();
+        out.push(oci::Device {
+            kind: kind.to_string(),
+            path: format!("/dev/{name}"),
+            major: libc::major(rdev) as i64,
+            minor: libc::minor(rdev) as i64,
+            file_mode: Some(meta.mode() & 0o777),
+            uid: Some(meta.uid()),
+            gid: Some(meta.gid()),
+        });
+    }
+    out
+}
+
+/// Docker's seccomp profile format: the OCI one plus conditions on capabilities, architectures
+/// and kernel version, resolved per container.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DockerProfile {
+    pub default_action: String,
+    #[serde(default)]
+    pub default_errno_ret: Option<u32>,
+    #[serde(default)]
+    pub architectures: Vec<String>,
+    #[serde(default)]
+    pub arch_map: Vec<ArchMap>,
+    #[serde(default)]
+    pub syscalls: Vec<DockerSyscall>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchMap {
+    pub architecture: String,
+    #[serde(default)]
+    pub sub_architectures: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DockerSyscall {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub names: Vec<String>,
+    pub action: String,
+    #[serde(default)]
+    pub errno_ret: Option<u32>,
+    #[serde(default)]
+    pub args: Vec<ArgRule>,
+    #[serde(default)]
+    pub includes: Filter,
+    #[serde(default)]
+    pub excludes: Filter,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Filter {
+    #[serde(default)]
+    pub caps: Vec<String>,
+    #[serde(default)]
+    pub arches: Vec<String>,
+    #[serde(default)]
+    pub min_kernel: String,
+}
+
+fn native_arch() -> &'static str {
+    if cfg!(target_arch = "aarch64") {
+        "arm64"
+    } else {
+        "amd64"
+    }
+}
+
+fn kernel_at_least(min: &str) -> bool {
+    let parse = |s: &str| -> (u32, u32) {
+        let mut it = s.split(|c: char| !c.is_ascii_digit()).filter(|x| !x.is_empty()).map(|x| x.parse().unwrap_or(0));
+        (it.next().unwrap_or(0), it.next().unwrap_or(0))
+    };
+    let running = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    parse(&running) >= parse(min)
+}
+
+/// Resolves a Docker profile for one container: architectures of the host, entries whose
+/// capability, architecture and kernel conditions hold.
+pub(crate) fn resolve(p: &DockerProfile, caps: &[String]) -> Result<LinuxSeccomp, EngineError> {
+    let native = match native_arch() {
+        "arm64" => "SCMP_ARCH_AARCH64",
+        _ => "SCMP_ARCH_X86_64",
+    };
+    let mut architectures = p.architectures.clone();
+    for m in p.arch_map.iter().filter(|m| m.architecture == native) {
+        architectures.push(m.architecture.clone());
+        architectures.extend(m.sub_architectures.iter().cloned());
+    }
+    let has = |c: &String| caps.iter().any(|x| x == c);
+    let mut syscalls = Vec::new();
+    for s in &p.syscalls {
+        let inc = &s.includes;
+        if !inc.caps.iter().all(has) {
+            continue;
+        }
+        if !inc.arches.is_empty() && !inc.arches.iter().any(|a| a == native_arch()) {
+            continue;
+        }
+        if !inc.min_kernel.is_empty() && !kernel_at_least(&inc.min_kernel) {
+            continue;
+        }
+        let exc = &s.excludes;
+        if exc.caps.iter().any(has) || exc.arches.iter().any(|a| a == native_arch()) {
+            continue;
+        }
+        let mut names = s.names.clone();
+        if !s.name.is_empty() {
+            names.push(s.name.clone());
+        }
+        syscalls.push(SyscallRule { names, action: s.action.clone(), errno_ret: s.errno_ret, args: s.args.clone() });
+    }
+    let out = LinuxSeccomp {
+        default_action: p.default_action.clone(),
+        default_errno_ret: p.default_errno_ret,
+        architectures,
+        flags: Vec::new(),
+        syscalls,
+    };
+    seccomp::compile(&out).map_err(|e| invalid(e.to_string()))?;
+    Ok(out)
+}
+
+fn entry(names: &[&str], action: &str) -> DockerSyscall {
+    DockerSyscall {
+        names: names.iter().map(|s| s.to_string()).collect(),
+        action: action.to_string(),
+        ..Default::default()
+    }
+}
+
+fn with_caps(mut e: DockerSyscall, caps: &[&str]) -> DockerSyscall {
+    e.includes.caps = caps.iter().map(|s| s.to_string()).collect();
+    e
+}
+
+fn on_arches(mut e: DockerSyscall, arches: &[&str]) -> DockerSyscall {
+    e.includes.arches = arches.iter().map(|s| s.to_string()).collect();
+    e
+}
+
+fn cmp(index: u32, value: u64, value_two: u64, op: &str) -> ArgRule {
+    ArgRule { index, value, value_two, op: op.to_string() }
+}
+
+/// Namespace flags clone must not carry without CAP_SYS_ADMIN: NEWNS, NEWCGROUP, NEWUTS,
+/// NEWIPC, NEWUSER, NEWPID, NEWNET.
+const CLONE_NS_FLAGS: u64 = 0x7E02_0000;
+
+const ALLOWED: &[&str] = &[
+    "accept",
+    "accept4",
+    "access",
+    "adjtimex",
+    "alarm",
+    "bind",
+    "brk",
+    "cachestat",
+    "capget",
+    "capset",
+    "chdir",
+    "chmod",
+    "chown",
+    "chown32",
+    "clock_adjtime",
+    "clock_adjtime64",
+    "clock_getres",
+    "clock_getres_time64",
+    "clock_gettime",
+    "clock_gettime64",
+    "clock_nanosleep",
+    "clock_nanosleep_time64",
+    "close",
+    "close_range",
+    "connect",
+    "copy_file_range",
+    "creat",
+    "dup",
+    "dup2",
+    "dup3",
+    "epoll_create",
+    "epoll_create1",
+    "epoll_ctl",
+    "epoll_ctl_old",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "epoll_wait",
+    "epoll_wait_old",
+    "eventfd",
+    "eventfd2",
+    "execve",
+    "execveat",
+    "exit",
+    "exit_group",
+    "faccessat",
+    "faccessat2",
+    "fadvise64",
+    "fadvise64_64",
+    "fallocate",
+    "fanotify_mark",
+    "fchdir",
+    "fchmod",
+    "fchmodat",
+    "fchmodat2",
+    "fchown",
+    "fchown32",
+    "fchownat",
+    "fcntl",
+    "fcntl64",
+    "fdatasync",
+    "fgetxattr",
+    "flistxattr",
+    "flock",
+    "fork",
+    "fremovexattr",
+    "fsetxattr",
+    "fstat",
+    "fstat64",
+    "fstatat64",
+    "fstatfs",
+    "fstatfs64",
+    "fsync",
+    "ftruncate",
+    "ftruncate64",
+    "futex",
+    "futex_requeue",
+    "futex_time64",
+    "futex_wait",
+    "futex_waitv",
+    "futex_wake",
+    "futimesat",
+    "getcpu",
+    "getcwd",
+    "getdents",
+    "getdents64",
+    "getegid",
+    "getegid32",
+    "geteuid",
+    "geteuid32",
+    "getgid",
+    "getgid32",
+    "getgroups",
+    "getgroups32",
+    "getitimer",
+    "getpeername",
+    "getpgid",
+    "getpgrp",
+    "getpid",
+    "getppid",
+    "getpriority",
+    "getrandom",
+    "getresgid",
+    "getresgid32",
+    "getresuid",
+    "getresuid32",
+    "getrlimit",
+    "get_robust_list",
+    "getrusage",
+    "getsid",
+    "getsockname",
+    "getsockopt",
+    "get_thread_area",
+    "gettid",
+    "gettimeofday",
+    "getuid",
+    "getuid32",
+    "getxattr",
+    "inotify_add_watch",
+    "inotify_init",
+    "inotify_init1",
+    "inotify_rm_watch",
+    "io_cancel",
+    "ioctl",
+    "io_destroy",
+    "io_getevents",
+    "io_pgetevents",
+    "io_pgetevents_time64",
+    "ioprio_get",
+    "ioprio_set",
+    "io_setup",
+    "io_submit",
+    "ipc",
+    "kill",
+    "landlock_add_rule",
+    "landlock_create_ruleset",
+    "landlock_restrict_self",
+    "lchown",
+    "lchown32",
+    "lgetxattr",
+    "link",
+    "linkat",
+    "listen",
+    "listxattr",
+    "llistxattr",
+    "_llseek",
+    "lremovexattr",
+    "lseek",
+    "lsetxattr",
+    "lstat",
+    "lstat64",
+    "madvise",
+    "map_shadow_stack",
+    "membarrier",
+    "memfd_create",
+    "memfd_secret",
+    "mincore",
+    "mkdir",
+    "mkdirat",
+    "mknod",
+    "mknodat",
+    "mlock",
+    "mlock2",
+    "mlockall",
+    "mmap",
+    "mmap2",
+    "mprotect",
+    "mq_getsetattr",
+    "mq_notify",
+    "mq_open",
+    "mq_timedreceive",
+    "mq_timedreceive_time64",
+    "mq_timedsend",
+    "mq_timedsend_time64",
+    "mq_unlink",
+    "mremap",
+    "msgctl",
+    "msgget",
+    "msgrcv",
+    "msgsnd",
+    "msync",
+    "munlock",
+    "munlockall",
+    "munmap",
+    "name_to_handle_at",
+    "nanosleep",
+    "newfstatat",
+    "_newselect",
+    "open",
+    "openat",
+    "openat2",
+    "pause",
+    "pidfd_open",
+    "pidfd_send_signal",
+    "pipe",
+    "pipe2",
+    "pkey_alloc",
+    "pkey_free",
+    "pkey_mprotect",
+    "poll",
+    "ppoll",
+    "ppoll_time64",
+    "prctl",
+    "pread64",
+    "preadv",
+    "preadv2",
+    "prlimit64",
+    "process_mrelease",
+    "pselect6",
+    "pselect6_time64",
+    "pwrite64",
+    "pwritev",
+    "pwritev2",
+    "read",
+    "readahead",
+    "readlink",
+    "readlinkat",
+    "readv",
+    "recv",
+    "recvfrom",
+    "recvmmsg",
+    "recvmmsg_time64",
+    "recvmsg",
+    "remap_file_pages",
+    "removexattr",
+    "rename",
+    "renameat",
+    "renameat2",
+    "restart_syscall",
+    "rmdir",
+    "rseq",
+    "rt_sigaction",
+    "rt_sigpending",
+    "rt_sigprocmask",
+    "rt_sigqueueinfo",
+    "rt_sigreturn",
+    "rt_sigsuspend",
+    "rt_sigtimedwait",
+    "rt_sigtimedwait_time64",
+    "rt_tgsigqueueinfo",
+    "sched_getaffinity",
+    "sched_getattr",
+    "sched_getparam",
+    "sched_get_priority_max",
+    "sched_get_priority_min",
+    "sched_getscheduler",
+    "sched_rr_get_interval",
+    "sched_rr_get_interval_time64",
+    "sched_setaffinity",
+    "sched_setattr",
+    "sched_setparam",
+    "sched_setscheduler",
+    "sched_yield",
+    "seccomp",
+    "select",
+    "semctl",
+    "semget",
+    "semop",
+    "semtimedop",
+    "semtimedop_time64",
+    "send",
+    "sendfile",
+    "sendfile64",
+    "sendmmsg",
+    "sendmsg",
+    "sendto",
+    "setfsgid",
+    "setfsgid32",
+    "setfsuid",
+    "setfsuid32",
+    "setgid",
+    "setgid32",
+    "setgroups",
+    "setgroups32",
+    "setitimer",
+    "setpgid",
+    "setpriority",
+    "setregid",
+    "setregid32",
+    "setresgid",
+    "setresgid32",
+    "setresuid",
+    "setresuid32",
+    "setreuid",
+    "setreuid32",
+    "setrlimit",
+    "set_robust_list",
+    "setsid",
+    "setsockopt",
+    "set_thread_area",
+    "set_tid_address",
+    "setuid",
+    "setuid32",
+    "setxattr",
+    "shmat",
+    "shmctl",
+    "shmdt",
+    "shmget",
+    "shutdown",
+    "sigaltstack",
+    "signalfd",
+    "signalfd4",
+    "sigprocmask",
+    "sigreturn",
+    "socketcall",
+    "socketpair",
+    "splice",
+    "stat",
+    "stat64",
+    "statfs",
+    "statfs64",
+    "statx",
+    "symlink",
+    "symlinkat",
+    "sync",
+    "sync_file_range",
+    "syncfs",
+    "sysinfo",
+    "tee",
+    "tgkill",
+    "time",
+    "timer_create",
+    "timer_delete",
+    "timer_getoverrun",
+    "timer_gettime",
+    "timer_gettime64",
+    "timer_settime",
+    "timer_settime64",
+    "timerfd_create",
+    "timerfd_gettime",
+    "timerfd_gettime64",
+    "timerfd_settime",
+    "timerfd_settime64",
+    "times",
+    "tkill",
+    "truncate",
+    "truncate64",
+    "ugetrlimit",
+    "umask",
+    "uname",
+    "unlink",
+    "unlinkat",
+    "utime",
+    "utimensat",
+    "utimensat_time64",
+    "utimes",
+    "vfork",
+    "vmsplice",
+    "wait4",
+    "waitid",
+    "waitpid",
+    "write",
+    "writev",
+];
+
+/// Docker's default profile, written as data: deny with EPERM, allow the list above, and open
+/// the rest by capability, architecture and argument as Docker does.
+pub fn default_profile() -> DockerProfile {
+    const ALLOW: &str = "SCMP_ACT_ALLOW";
+    let mut s = vec![entry(ALLOWED, ALLOW)];
+    // Only these execution domains (Linux, with UNAME26, READ_IMPLIES_EXEC, and a query).
+    for v in [0u64, 8, 0x20000, 0x20008, 0xffff_ffff] {
+        let mut e = entry(&["personality"], ALLOW);
+        e.args = vec![cmp(0, v, 0, "SCMP_CMP_EQ")];
+        s.push(e);
+    }
+    // AF_VSOCK reaches the host's hypervisor services.
+    let mut sock = entry(&["socket"], ALLOW);
+    sock.args = vec![cmp(0, 40, 0, "SCMP_CMP_NE")];
+    s.push(sock);
+    s.push(on_arches(entry(&["arch_prctl", "modify_ldt"], ALLOW), &["amd64", "x32", "386"]));
+    s.push(on_arches(entry(&["sync_file_range2", "set_tls"], ALLOW), &["arm", "arm64"]));
+    s.push(with_caps(entry(&["open_by_handle_at"], ALLOW), &["CAP_DAC_READ_SEARCH"]));
+    s.push(with_caps(
+        entry(
+            &[
+                "bpf",
+                "clone",
+                "clone3",
+                "fanotify_init",
+                "fsconfig",
+                "fsmount",
+                "fsopen",
+                "fspick",
+                "lookup_dcookie",
+                "mount",
+                "mount_setattr",
+                "move_mount",
+                "open_tree",
+                "perf_event_open",
+                "quotactl",
+                "quotactl_fd",
+                "setdomainname",
+                "sethostname",
+                "setns",
+                "syslog",
+                "umount",
+                "umount2",
+                "unshare",
+            ],
+            ALLOW,
+        ),
+        &["CAP_SYS_ADMIN"],
+    ));
+    let mut clone = entry(&["clone"], ALLOW);
+    clone.args = vec![cmp(0, CLONE_NS_FLAGS, 0, "SCMP_CMP_MASKED_EQ")];
+    clone.excludes.caps = vec!["CAP_SYS_ADMIN".to_string()];
+    s.push(clone);
+    // clone3 passes its flags in memory a filter cannot read: ENOSYS makes libc use clone.
+    let mut clone3 = entry(&["clone3"], "SCMP_ACT_ERRNO");
+    clone3.errno_ret = Some(libc::ENOSYS as u32);
+    clone3.excludes.caps = vec!["CAP_SYS_ADMIN".to_string()];
+    s.push(clone3);
+    s.push(with_caps(entry(&["reboot"], ALLOW), &["CAP_SYS_BOOT"]));
+    s.push(with_caps(entry(&["chroot"], ALLOW), &["CAP_SYS_CHROOT"]));
+    s.push(with_caps(entry(&["delete_module", "init_module", "finit_module"], ALLOW), &["CAP_SYS_MODULE"]));
+    s.push(with_caps(entry(&["acct"], ALLOW), &["CAP_SYS_PACCT"]));
+    s.push(with_caps(
+        entry(&["kcmp", "pidfd_getfd", "process_madvise", "process_vm_readv", "process_vm_writev", "ptrace"], ALLOW),
+        &["CAP_SYS_PTRACE"],
+    ));
+    s.push(with_caps(entry(&["iopl", "ioperm"], ALLOW), &["CAP_SYS_RAWIO"]));
+    s.push(with_caps(entry(&["settimeofday", "stime", "clock_settime", "clock_settime64"], ALLOW), &["CAP_SYS_TIME"]));
+    s.push(with_caps(entry(&["vhangup"], ALLOW), &["CAP_SYS_TTY_CONFIG"]));
+    s.push(with_caps(
+        entry(&["get_mempolicy", "mbind", "set_mempolicy", "set_mempolicy_home_node"], ALLOW),
+        &["CAP_SYS_NICE"],
+    ));
+    s.push(with_caps(entry(&["syslog"], ALLOW), &["CAP_SYSLOG"]));
+    s.push(with_caps(entry(&["bpf"], ALLOW), &["CAP_BPF"]));
+    s.push(with_caps(entry(&["perf_event_open"], ALLOW), &["CAP_PERFMON"]));
+    // Since 4.8 ptrace cannot bypass the filter, so Docker allows the read-only ones to all.
+    let mut pt = entry(&["process_vm_readv", "process_vm_writev", "ptrace"], ALLOW);
+    pt.includes.min_kernel = "4.8".to_string();
+    s.push(pt);
+    DockerProfile {
+        default_action: "SCMP_ACT_ERRNO".to_string(),
+        default_errno_ret: Some(libc::EPERM as u32),
+        architectures: Vec::new(),
+        arch_map: vec![
+            ArchMap {
+                architecture: "SCMP_ARCH_X86_64".to_string(),
+                sub_architectures: vec!["SCMP_ARCH_X86".to_string(), "SCMP_ARCH_X32".to_string()],
+            },
+            ArchMap {
+                architecture: "SCMP_ARCH_AARCH64".to_string(),
+                sub_architectures: vec!["SCMP_ARCH_ARM".to_string()],
+            },
+        ],
+        syscalls: s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> SecurityOptions {
+        SecurityOptions::default()
+    }
+
+    #[test]
+    fn capability_sets() {
+        type Case<'a> = (&'a [&'a str], &'a [&'a str], bool, usize, &'a [&'a str], &'a [&'a str]);
+        let table: &[Case] = &[
+            (&[], &[], false, 14, &["CAP_CHOWN"], &["CAP_SYS_ADMIN"]),
+            (&["sys_admin"], &[], false, 15, &["CAP_SYS_ADMIN"], &[]),
+            (&["NET_ADMIN"], &["chown"], false, 14, &["CAP_NET_ADMIN"], &["CAP_CHOWN"]),
+            (&["CAP_KILL"], &["ALL"], false, 1, &["CAP_KILL"], &["CAP_CHOWN"]),
+            (&["ALL"], &[], false, grantable_caps().len(), &["CAP_SYS_ADMIN"], &[]),
+            (&[], &[], true, grantable_caps().len(), &["CAP_SYS_ADMIN"], &[]),
+        ];
+        for (add, drop, privileged, n, has, lacks) in table {
+            let o = SecurityOptions {
+                cap_add: add.iter().map(|s| s.to_string()).collect(),
+                cap_drop: drop.iter().map(|s| s.to_string()).collect(),
+                privileged: *privileged,
+                ..opts()
+            };
+            let caps = capabilities(&o).unwrap();
+            assert_eq!(caps.len(), *n, "{add:?} {drop:?}");
+            for c in *has {
+                assert!(caps.iter().any(|x| x == c), "{c} in {caps:?}");
+            }
+            for c in *lacks {
+                assert!(!caps.iter().any(|x| x == c), "{c} not in {caps:?}");
+            }
+        }
+        let bad = SecurityOptions { cap_add: vec!["CAP_FLY".into()], ..opts() };
+        assert!(capabilities(&bad).is_err());
+    }
+
+    #[test]
+    fn sysctls_namespaced_only() {
+        let o = opts();
+        for (k, ok) in [
+            ("net.ipv4.ip_forward", true),
+            ("kernel.msgmax", true),
+            ("kernel.shm_rmid_forced", true),
+            ("fs.mqueue.msg_max", true),
+            ("kernel.pid_max", false),
+            ("vm.swappiness", false),
+            ("kernel.hostname", false),
+        ] {
+            assert_eq!(check_sysctl(k, &o, false).is_ok(), ok, "{k}");
+        }
+        assert!(check_sysctl("net.ipv4.ip_forward", &o, true).is_err());
+    }
+
+    #[test]
+    fn security_opts_parse() {
+        assert!(parse_security_opts(&["no-new-privileges".into()]).unwrap().no_new_privileges);
+        assert!(!parse_security_opts(&["no-new-privileges:false".into()]).unwrap().no_new_privileges);
+        assert!(matches!(
+            parse_security_opts(&["seccomp=unconfined".into()]).unwrap().seccomp,
+            SeccompChoice::Unconfined
+        ));
+        let custom = r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO"}]}"#;
+        assert!(matches!(
+            parse_security_opts(&[format!("seccomp={custom}")]).unwrap().seccomp,
+            SeccompChoice::Custom(_)
+        ));
+        assert!(parse_security_opts(&["seccomp={not json".into()]).is_err());
+        assert!(parse_security_opts(&["bogus=1".into()]).is_err());
+    }
+
+    #[test]
+    fn device_rules_parse() {
+        let r = parse_device_rule("c 1:3 mr").unwrap();
+        assert_eq!((r.major, r.minor, r.access.as_deref()), (Some(1), Some(3), Some("mr")));
+        let r = parse_device_rule("b *:* rwm").unwrap();
+        assert_eq!((r.major, r.minor), (None, None));
+        for bad in ["x 1:3 r", "c 1 r", "c 1:3 q", "c a:3 r", ""] {
+            assert!(parse_device_rule(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn default_profile_follows_capabilities() {
+        let dflt: Vec<String> = crate::spec::DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
+        let p = resolve(&default_profile(), &dflt).unwrap();
+        let allowed = |p: &LinuxSeccomp, name: &str| {
+            p.syscalls
+                .iter()
+                .any(|s| s.action == "SCMP_ACT_ALLOW" && s.args.is_empty() && s.names.iter().any(|n| n == name))
+        };
+        assert!(allowed(&p, "read"));
+        assert!(!allowed(&p, "mount"));
+        assert!(!allowed(&p, "unshare"));
+        assert!(!allowed(&p, "clone"));
+        assert!(!allowed(&p, "reboot"));
+        assert!(p.architectures.contains(&"SCMP_ARCH_X86".to_string()) || cfg!(target_arch = "aarch64"));
+        let mut admin = dflt.clone();
+        admin.push("CAP_SYS_ADMIN".to_string());
+        let p = resolve(&default_profile(), &admin).unwrap();
+        assert!(allowed(&p, "mount"));
+        assert!(allowed(&p, "clone"));
+        assert!(!p.syscalls.iter().any(|s| s.names.iter().any(|n| n == "clone3") && s.action != "SCMP_ACT_ALLOW"));
+    }
+}
