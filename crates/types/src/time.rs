@@ -84,12 +84,27 @@ pub fn parse_time_arg(s: &str, now: SystemTime) -> Option<SystemTime> {
     if let Some(t) = parse_rfc3339(s) {
         return Some(t);
     }
-    if let Ok(f) = s.parse::<f64>() {
-        if f >= 0.0 {
-            return Some(UNIX_EPOCH + Duration::from_secs_f64(f));
-        }
+    if let Some(t) = parse_unix_time(s) {
+        return Some(t);
     }
     parse_duration(s).map(|d| now.checked_sub(d).unwrap_or(UNIX_EPOCH))
+}
+
+/// `SECONDS[.FRACTION]` since the epoch, exact to the nanosecond: the API's form of since and
+/// until (`1700000000.123456789`), which an f64 would round by up to a few hundred ns and so
+/// move a bound to the wrong side of a log line's own time stamp.
+fn parse_unix_time(s: &str) -> Option<SystemTime> {
+    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+    let digits = |x: &str| x.bytes().all(|b| b.is_ascii_digit());
+    if secs.is_empty() || !digits(secs) || !digits(frac) {
+        return None;
+    }
+    let secs: u64 = secs.parse().ok()?;
+    let mut nanos: u32 = 0;
+    for (i, b) in frac.bytes().take(9).enumerate() {
+        nanos += u32::from(b - b'0') * 10u32.pow(8 - i as u32);
+    }
+    Some(UNIX_EPOCH + Duration::new(secs, nanos))
 }
 
 /// Parses Go-style durations: `300ms`, `10s`, `1h30m`, `2h`.
@@ -165,5 +180,16 @@ mod tests {
         let now = UNIX_EPOCH + Duration::from_secs(1000);
         assert_eq!(parse_time_arg("10s", now), Some(UNIX_EPOCH + Duration::from_secs(990)));
         assert_eq!(parse_time_arg("500", now), Some(UNIX_EPOCH + Duration::from_secs(500)));
+        for (arg, want) in [
+            ("1763889748.816914970", Some(Duration::new(1_763_889_748, 816_914_970))),
+            ("1763889748.816914971", Some(Duration::new(1_763_889_748, 816_914_971))),
+            ("1700000000.5", Some(Duration::new(1_700_000_000, 500_000_000))),
+            ("1700000000.", Some(Duration::new(1_700_000_000, 0))),
+            ("1700000000.1234567891", Some(Duration::new(1_700_000_000, 123_456_789))),
+            ("-5", None),
+            ("1.2.3", None),
+        ] {
+            assert_eq!(parse_time_arg(arg, now), want.map(|d| UNIX_EPOCH + d), "{arg}");
+        }
     }
 }
