@@ -270,9 +270,25 @@ pub fn attach(ctx: &Ctx, id: &str, mut req: Request<Incoming>) -> Result<Respons
         stderr: q.bool("stderr"),
         detach_keys: q.get("detachKeys").map(str::to_string),
     };
-    let pending = ctx.engine.attach(id, opts)?;
     let ctype = stream_content_type(ctx, multiplexed);
-    Ok(crate::exec::hijack(&mut req, ctype, multiplexed, pending.connect()))
+    // Docker's default is no live stream; a request asking for neither is taken as a live
+    // attach, which is what clients that leave both out mean.
+    let live = q.bool("stream") || !q.bool("logs");
+    if !q.bool("logs") {
+        let pending = ctx.engine.attach(id, opts)?;
+        return Ok(crate::exec::hijack(&mut req, ctype, multiplexed, pending.connect()));
+    }
+    let replay = ctx
+        .engine
+        .logs(id, wharf_engine::LogOptions { stdout: opts.stdout, stderr: opts.stderr, ..Default::default() })?;
+    let live = if live {
+        let pending = ctx.engine.attach(id, opts)?;
+        Some(Box::pin(pending.connect()) as _)
+    } else {
+        None
+    };
+    let session = crate::exec::replay_then(replay, live);
+    Ok(crate::exec::hijack(&mut req, ctype, multiplexed, async move { Ok(session) }))
 }
 
 fn unix_secs(rfc: &str) -> i64 {

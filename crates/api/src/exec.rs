@@ -5,8 +5,12 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
+use std::future::Future;
+use std::pin::Pin;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wharf_engine::{ExecConfig, LogChunk, LogStream, ProcessStream, StreamEvent, StreamInput};
+use tokio::sync::mpsc;
+use wharf_engine::{EngineError, ExecConfig, LogChunk, LogStream, ProcessStream, StreamEvent, StreamInput};
 
 use crate::body::Body;
 use crate::error::ApiError;
@@ -126,6 +130,53 @@ fn pump(
     h.insert("Connection", hyper::header::HeaderValue::from_static("Upgrade"));
     h.insert("Upgrade", hyper::header::HeaderValue::from_static("tcp"));
     r
+}
+
+/// A session still being opened (an attach waiting for its container to start).
+pub type LiveSession = Pin<Box<dyn Future<Output = std::result::Result<ProcessStream, EngineError>> + Send>>;
+
+/// A live session (if any) preceded by a replay of the container's log, for an attach with
+/// `logs=1`: the replay first, then the live output; input typed meanwhile waits for the
+/// live session.
+pub fn replay_then(mut logs: mpsc::Receiver<LogChunk>, live: Option<LiveSession>) -> ProcessStream {
+    let (ev_tx, events) = mpsc::channel(64);
+    let (input, mut in_rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        while let Some(c) = logs.recv().await {
+            if ev_tx.send(StreamEvent::Output(c)).await.is_err() {
+                return;
+            }
+        }
+        // Without a live part, dropping the sender ends the stream after the replay.
+        let Some(live) = live else { return };
+        let mut s = match live.await {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = ev_tx.send(StreamEvent::Failed { message: e.to_string(), exit_code: 0 }).await;
+                return;
+            }
+        };
+        let mut input_open = true;
+        loop {
+            tokio::select! {
+                ev = s.events.recv() => match ev {
+                    Some(ev) => {
+                        if ev_tx.send(ev).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => return,
+                },
+                i = in_rx.recv(), if input_open => match i {
+                    Some(i) => {
+                        let _ = s.input.send(i).await;
+                    }
+                    None => input_open = false,
+                },
+            }
+        }
+    });
+    ProcessStream { events, input }
 }
 
 fn content_type(ctx: &Ctx, multiplexed: bool) -> &'static str {

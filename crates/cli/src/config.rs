@@ -92,6 +92,9 @@ pub struct ContainerFlags {
     /// Keep STDIN open even if not attached
     #[arg(short = 'i', long)]
     pub interactive: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long = "detach-keys")]
+    pub detach_keys: Option<String>,
     /// Allocate a pseudo-TTY
     #[arg(short = 't', long)]
     pub tty: bool,

@@ -6,6 +6,7 @@ mod containers;
 mod human;
 mod images;
 mod inspect;
+mod interactive;
 mod lifecycle;
 mod network;
 mod pull;
@@ -59,6 +60,15 @@ enum Command {
     },
     /// Start one or more stopped containers
     Start {
+        /// Attach STDOUT/STDERR and forward signals
+        #[arg(short = 'a', long)]
+        attach: bool,
+        /// Attach container's STDIN
+        #[arg(short = 'i', long)]
+        interactive: bool,
+        /// Override the key sequence for detaching a container
+        #[arg(long = "detach-keys")]
+        detach_keys: Option<String>,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -151,6 +161,8 @@ enum Command {
     Lifecycle(lifecycle::LifecycleCommand),
     #[command(flatten)]
     Transport(transport::TransportCommand),
+    #[command(flatten)]
+    Interactive(interactive::InteractiveCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -284,7 +296,20 @@ fn dispatch(cli: Cli) -> Result<()> {
         other => {
             let client = client?;
             match other {
-                Command::Start { containers } => run::start_many(&client, &containers),
+                Command::Start { attach, interactive, detach_keys, containers } => {
+                    if attach || interactive {
+                        let [one] = containers.as_slice() else {
+                            return Err(Exit::new(
+                                1,
+                                "wharf: you cannot start and attach multiple containers at once".to_string(),
+                            )
+                            .into());
+                        };
+                        run::start_attached(&client, one, interactive, detach_keys)
+                    } else {
+                        run::start_many(&client, &containers)
+                    }
+                }
                 Command::Stop { time, signal, containers } => {
                     containers::stop(&client, &containers, time, signal.as_deref())
                 }
@@ -314,6 +339,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 Command::Info => system::info(&client),
                 Command::Lifecycle(c) => lifecycle::run(&client, c),
                 Command::Transport(c) => transport::run(&client, c),
+                Command::Interactive(c) => interactive::run(&client, c),
                 Command::Run { .. } | Command::Create { .. } => unreachable!("handled above"),
             }
         }

@@ -1,17 +1,15 @@
 //! `run`, `create` and `start`: create a container (pulling its image when missing), attach to
 //! it before it starts so no output is lost, and exit with its status as docker does.
 
-use std::io::Write;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
-use wharf_client::{
-    copy_raw, AttachStreams, Client, ClientError, ContainerConfig, CreateResponse, Demuxer, Query, WaitResponse,
-};
+use wharf_client::{AttachStreams, Client, ClientError, ContainerConfig, CreateResponse, Query, WaitResponse};
 use wharf_types::ImageRef;
 
 use crate::config::ContainerFlags;
+use crate::interactive::{self, SessionEnd, SessionOptions};
 use crate::pull::pull;
 use crate::Exit;
 
@@ -49,51 +47,53 @@ pub fn run(client: &Client, flags: &ContainerFlags, detach: bool) -> Result<()> 
         return Ok(());
     }
 
-    proxy_signals(client, &id);
-    let attached = client.attach(&id, false).with_context(|| format!("attach to {}", short(&id)))?;
-    let input = if flags.interactive {
-        let streams = AttachStreams { stdin: true, ..Default::default() };
-        Some(client.attach_streams(&id, streams).with_context(|| format!("attach to the stdin of {}", short(&id)))?)
-    } else {
-        None
-    };
-    let exit = spawn_wait(client, &id, flags.rm);
-    start(client, &id)?;
-    // With -it on a terminal, keys go to the container as typed and it sizes its pty like ours.
-    let _raw = if config.tty && flags.interactive { RawTerminal::enter() } else { None };
-    if _raw.is_some() {
-        if let Some((rows, cols)) = terminal_size() {
-            let q = Query::new().set("h", rows.to_string()).set("w", cols.to_string());
-            let _ = client.post::<()>(&q.to_target(&format!("/containers/{id}/resize")), None);
-        }
-    }
-    if let Some(mut input) = input {
-        // Our stdin goes to the container until it ends; then the container sees its end too.
-        std::thread::spawn(move || {
-            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut input);
-            let _ = input.close_stdin();
-        });
-    }
+    attached_start(client, &id, config.tty, flags.interactive, flags.rm, flags.detach_keys.clone())
+}
 
-    let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
-    let copied = if config.tty {
-        copy_raw(attached, &mut stdout)
-    } else {
-        Demuxer::new(attached).copy_to(&mut stdout, &mut stderr)
-    };
-    if let Err(e) = copied {
-        // Output may be cut short while the wait still tells the status: report and go on.
-        let _ = stdout.flush();
-        eprintln!("wharf: {e}");
+/// Attaches (stdin too with `stdin`), starts the container and streams until it ends; the
+/// container's exit status comes back as an [`Exit`] error, a detach as success.
+fn attached_start(
+    client: &Client,
+    id: &str,
+    tty: bool,
+    stdin: bool,
+    removed: bool,
+    keys: Option<String>,
+) -> Result<()> {
+    if !tty {
+        proxy_signals(client, id);
     }
-    let status = exit.recv().map_err(|_| anyhow!("waiting for container {}: no answer", short(&id)))??;
-    if let Some(msg) = status.error.as_ref().map(|e| e.message.as_str()).filter(|m| !m.is_empty()) {
-        return Err(Exit::new(EXIT_FAILED, format!("wharf: waiting for container {}: {msg}", short(&id))).into());
+    let streams = AttachStreams { stdin, stdout: true, stderr: true, logs: false, detach_keys: keys.clone() };
+    let attached = client.attach_streams(id, streams).with_context(|| format!("attach to {}", short(id)))?;
+    let exit = spawn_wait(client, id, removed);
+    start(client, id)?;
+    let opts = SessionOptions { tty, stdin, detach_keys: keys, resize: format!("/containers/{id}/resize") };
+    if interactive::stream(client, attached, &opts)? == SessionEnd::Detached {
+        return Ok(());
     }
-    if status.status_code != 0 {
-        return Err(Exit::silent(status.status_code as i32).into());
+    let status = exit.recv().map_err(|_| anyhow!("waiting for container {}: no answer", short(id)))??;
+    interactive::finish(status, id)
+}
+
+/// `wharf start -a [-i] ID`: one container, its output (and our stdin) attached.
+pub fn start_attached(client: &Client, container: &str, stdin: bool, keys: Option<String>) -> Result<()> {
+    let info: serde_json::Value = client.get_json(&format!("/containers/{container}/json"))?;
+    let id = info["Id"].as_str().unwrap_or(container).to_string();
+    let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
+    let stdin = stdin && info["Config"]["OpenStdin"].as_bool().unwrap_or(false);
+    if info["State"]["Running"].as_bool().unwrap_or(false) {
+        // Docker attaches to a running container rather than failing.
+        let streams = AttachStreams { stdin, stdout: true, stderr: true, logs: false, detach_keys: keys.clone() };
+        let exit = spawn_wait(client, &id, false);
+        let attached = client.attach_streams(&id, streams).with_context(|| format!("attach to {}", short(&id)))?;
+        let opts = SessionOptions { tty, stdin, detach_keys: keys, resize: format!("/containers/{id}/resize") };
+        if interactive::stream(client, attached, &opts)? == SessionEnd::Detached {
+            return Ok(());
+        }
+        let status = exit.recv().map_err(|_| anyhow!("waiting for container {}: no answer", short(&id)))??;
+        return interactive::finish(status, &id);
     }
-    Ok(())
+    attached_start(client, &id, tty, stdin, false, keys)
 }
 
 /// `wharf start ID...`: prints each name as given; failures are reported one by one.
@@ -178,7 +178,7 @@ fn is_missing_image(message: &str) -> bool {
 
 /// Sends the wait request on its own connection before the container starts, so an early exit
 /// is not missed; gives the daemon a moment to register it.
-fn spawn_wait(client: &Client, id: &str, removed: bool) -> mpsc::Receiver<Result<WaitResponse>> {
+pub(crate) fn spawn_wait(client: &Client, id: &str, removed: bool) -> mpsc::Receiver<Result<WaitResponse>> {
     let (registered_tx, registered_rx) = mpsc::channel::<()>();
     let (tx, rx) = mpsc::channel();
     let condition = if removed { "removed" } else { "next-exit" };
@@ -200,48 +200,6 @@ fn spawn_wait(client: &Client, id: &str, removed: bool) -> mpsc::Receiver<Result
     rx
 }
 
-/// The terminal on stdin switched to raw mode; the saved settings come back on drop.
-struct RawTerminal {
-    saved: libc::termios,
-}
-
-impl RawTerminal {
-    fn enter() -> Option<RawTerminal> {
-        // SAFETY: termios is plain data, filled in by tcgetattr before use.
-        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
-        // SAFETY: fd 0 is ours to query; `saved` is a valid out pointer. Fails on a non-terminal.
-        if unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut saved) } != 0 {
-            return None;
-        }
-        let mut raw = saved;
-        // SAFETY: `raw` is a valid termios; cfmakeraw only edits its flags.
-        unsafe { libc::cfmakeraw(&mut raw) };
-        // SAFETY: `raw` holds settings derived from the terminal's own.
-        if unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &raw) } != 0 {
-            return None;
-        }
-        Some(RawTerminal { saved })
-    }
-}
-
-impl Drop for RawTerminal {
-    fn drop(&mut self) {
-        // SAFETY: restores the settings read from this same terminal.
-        unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &self.saved) };
-    }
-}
-
-/// Rows and columns of the terminal on stdout, if it is one.
-fn terminal_size() -> Option<(u16, u16)> {
-    // SAFETY: winsize is plain data, filled in by the ioctl.
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    // SAFETY: TIOCGWINSZ writes one winsize through a valid pointer.
-    if unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } != 0 || ws.ws_row == 0 {
-        return None;
-    }
-    Some((ws.ws_row, ws.ws_col))
-}
-
 /// The signals `run` passes on to its container instead of dying of them, as docker's
 /// `--sig-proxy` does.
 const PROXIED_SIGNALS: [(libc::c_int, &str); 5] = [
@@ -254,7 +212,7 @@ const PROXIED_SIGNALS: [(libc::c_int, &str); 5] = [
 
 /// Blocks the proxied signals in this thread (and the threads it starts later) and forwards
 /// each one that arrives to the container with `POST /containers/{id}/kill`.
-fn proxy_signals(client: &Client, id: &str) {
+pub(crate) fn proxy_signals(client: &Client, id: &str) {
     // SAFETY: sigset_t is plain data; sigemptyset initializes it before any other use.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: `set` is a valid, exclusively borrowed sigset_t; the signal numbers are valid.
@@ -284,7 +242,7 @@ fn proxy_signals(client: &Client, id: &str) {
     });
 }
 
-fn short(id: &str) -> &str {
+pub(crate) fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
 }
 

@@ -170,7 +170,7 @@ impl Client {
     /// Attaches to a container's output (and input, with `stdin`) through Docker's connection
     /// hijack: `POST /containers/{id}/attach?stream=1&stdout=1&stderr=1` with `Upgrade: tcp`.
     pub fn attach(&self, id: &str, stdin: bool) -> Result<Attached, ClientError> {
-        self.attach_streams(id, AttachStreams { stdin, stdout: true, stderr: true })
+        self.attach_streams(id, AttachStreams { stdin, stdout: true, stderr: true, ..Default::default() })
     }
 
     /// Attaches to the chosen streams of a container; one attach may carry only stdin while
@@ -180,20 +180,28 @@ impl Client {
             .set("stream", "1")
             .flag("stdin", streams.stdin)
             .flag("stdout", streams.stdout)
-            .flag("stderr", streams.stderr);
-        let target = self.versioned(&q.to_target(&format!("/containers/{id}/attach")));
-        let req = Request::new("POST", &target)
-            .header("Connection", "Upgrade")
-            .header("Upgrade", "tcp")
-            .header("Content-Type", "text/plain");
+            .flag("stderr", streams.stderr)
+            .flag("logs", streams.logs)
+            .set_nonempty("detachKeys", streams.detach_keys.as_deref().unwrap_or(""));
+        self.hijack(
+            post_request::<()>(&q.to_target(&format!("/containers/{id}/attach")), None),
+            &format!("attach to {id}"),
+        )
+    }
+
+    /// Sends `req` (its target unversioned) asking to take over the connection, as the docker
+    /// CLI does for attach and exec start; `what` names it in errors.
+    pub fn hijack(&self, req: Request, what: &str) -> Result<Attached, ClientError> {
+        let mut req = req.header("Connection", "Upgrade").header("Upgrade", "tcp");
+        req.target = self.versioned(&req.target);
         let resp = self.send_raw(req)?;
         if resp.status >= 400 {
             return Err(check_status(resp)
                 .err()
-                .unwrap_or(ClientError::NoUpgrade { what: format!("attach to {id}"), status: 0 }));
+                .unwrap_or(ClientError::NoUpgrade { what: what.to_string(), status: 0 }));
         }
         if resp.status != 101 && resp.status != 200 {
-            return Err(ClientError::NoUpgrade { what: format!("attach to {id}"), status: resp.status });
+            return Err(ClientError::NoUpgrade { what: what.to_string(), status: resp.status });
         }
         let (buffered, stream) = resp.into_upgraded();
         Ok(Attached { buffered: io::Cursor::new(buffered), stream })
@@ -201,11 +209,15 @@ impl Client {
 }
 
 /// Which streams an attach carries.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AttachStreams {
     pub stdin: bool,
     pub stdout: bool,
     pub stderr: bool,
+    /// Replay the container's log before the live output.
+    pub logs: bool,
+    /// Docker's `detachKeys` (`ctrl-p,ctrl-q`); `None` for the daemon's default.
+    pub detach_keys: Option<String>,
 }
 
 /// The hijacked connection of an attach: read the container's output from it (multiplexed
@@ -219,6 +231,34 @@ impl Attached {
     /// Half-closes the connection: the container's stdin sees its end.
     pub fn close_stdin(&self) -> io::Result<()> {
         self.stream.shutdown_write()
+    }
+
+    /// A handle that writes to the container's stdin while this one reads its output from
+    /// another thread.
+    pub fn input(&self) -> io::Result<AttachInput> {
+        Ok(AttachInput { stream: self.stream.try_clone_stream()? })
+    }
+}
+
+/// The writing side of an [`Attached`]: the container's stdin.
+pub struct AttachInput {
+    stream: Box<dyn Stream>,
+}
+
+impl AttachInput {
+    /// Half-closes the connection: the container's stdin sees its end.
+    pub fn close_stdin(&self) -> io::Result<()> {
+        self.stream.shutdown_write()
+    }
+}
+
+impl Write for AttachInput {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
     }
 }
 
@@ -269,7 +309,8 @@ impl<T: DeserializeOwned> Iterator for JsonStream<T> {
     }
 }
 
-fn post_request<B: Serialize>(path: &str, body: Option<&B>) -> Request {
+/// A `POST` request with an optional JSON body.
+pub fn post_request<B: Serialize>(path: &str, body: Option<&B>) -> Request {
     match body {
         Some(b) => Request::new("POST", path).json(b),
         None => Request::new("POST", path),

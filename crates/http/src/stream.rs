@@ -11,17 +11,31 @@ use crate::HttpError;
 /// end-of-file (Docker's hijacked attach stdin) sees the end while we keep reading.
 pub trait Stream: Read + Write + Send {
     fn shutdown_write(&self) -> io::Result<()>;
+
+    /// A second handle on the same connection, so one thread can read while another writes
+    /// (an interactive attach); streams with session state (TLS) cannot be shared.
+    fn try_clone_stream(&self) -> io::Result<Box<dyn Stream>> {
+        Err(io::Error::new(io::ErrorKind::Unsupported, "this stream cannot be shared between threads"))
+    }
 }
 
 impl Stream for UnixStream {
     fn shutdown_write(&self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)
     }
+
+    fn try_clone_stream(&self) -> io::Result<Box<dyn Stream>> {
+        Ok(Box::new(self.try_clone()?))
+    }
 }
 
 impl Stream for TcpStream {
     fn shutdown_write(&self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)
+    }
+
+    fn try_clone_stream(&self) -> io::Result<Box<dyn Stream>> {
+        Ok(Box::new(self.try_clone()?))
     }
 }
 

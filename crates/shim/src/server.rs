@@ -421,7 +421,7 @@ impl<'a> Server<'a> {
                     ClientState::Header => false,
                     ClientState::Attached { proc, stdin, stdout, stderr } => {
                         if stdin {
-                            self.client_closed_stdin(&proc);
+                            self.client_closed_stdin(&proc, true);
                         }
                         let wants_output = stdout || stderr;
                         self.clients[i].state = ClientState::Attached { proc, stdin: false, stdout, stderr };
@@ -467,7 +467,7 @@ impl<'a> Server<'a> {
                     }
                 }
                 proto::CLOSE_STDIN => {
-                    self.client_closed_stdin(&proc);
+                    self.client_closed_stdin(&proc, false);
                     if let ClientState::Attached { stdin, .. } = &mut self.clients[i].state {
                         *stdin = false;
                     }
@@ -479,9 +479,14 @@ impl<'a> Server<'a> {
     }
 
     /// The end of one client's input: the process's stdin closes when it is an exec'd one
-    /// or the container was created with StdinOnce, as Docker does.
-    fn client_closed_stdin(&mut self, proc: &str) {
+    /// or the container was created with StdinOnce, as Docker does. A client that went away
+    /// (`gone`: detached, or killed) leaves a terminal open, as Docker does, so that a shell
+    /// survives ctrl-p ctrl-q and can be attached to again.
+    fn client_closed_stdin(&mut self, proc: &str, gone: bool) {
         let Some(p) = self.procs.get_mut(proc) else { return };
+        if gone && p.tty.is_some() {
+            return;
+        }
         if !proc.is_empty() || p.stdin_once {
             if p.stdin_queue.is_empty() {
                 close_stdin(p);
@@ -623,7 +628,7 @@ impl<'a> Server<'a> {
     fn client_gone(&mut self, c: &Client) {
         if let ClientState::Attached { proc, stdin: true, .. } = &c.state {
             let proc = proc.clone();
-            self.client_closed_stdin(&proc);
+            self.client_closed_stdin(&proc, true);
         }
     }
 }

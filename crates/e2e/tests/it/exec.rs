@@ -62,7 +62,7 @@ fn run_i_with_piped_stdin_sees_eof() {
     let d = Daemon::start();
     let image = registry().image("library/busybox:latest");
     d.docker(&["pull", &image]).ok();
-    for cli in [Cli::Docker] {
+    for cli in [Cli::Wharf, Cli::Docker] {
         let mut cmd = d.command(cli, &["run", "--rm", "-i", &image, "sh", "-c", "cat; echo end"]);
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn run -i");

@@ -28,6 +28,7 @@ mod exec;
 mod fixtures;
 mod images;
 mod images_io;
+mod interactive;
 mod isolation;
 mod layers;
 mod lifecycle;

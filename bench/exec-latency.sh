@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Exec latency: N runs of `wharf exec c true` into a running busybox container, side by side
+# with `runc exec` into an equivalent container started with `runc run -d`, and `docker exec`
+# when a Docker engine is installed. Uses the binaries in target/release. Run as root.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=$(mktemp -d /tmp/wharf-bench-exec.XXXXXX)
+N=${N:-50}
+source "$ROOT/bench/lib.sh"
+RUNC_ID=wharf-bench-exec-$$
+runc_cleanup() {
+    runc delete -f "$RUNC_ID" >/dev/null 2>&1 || true
+    cleanup
+}
+trap runc_cleanup EXIT
+
+start_registry
+python3 "$ROOT/tests/fixtures/make_images.py" --registry "$REGISTRY" --only library/busybox >/dev/null
+IMAGE=$REGISTRY/library/busybox:latest
+
+start_wharfd "$WORK/wharfd"
+WHARF=("$BIN/wharf" -H "unix://$SOCK")
+"${WHARF[@]}" pull -q "$IMAGE" >/dev/null
+"${WHARF[@]}" run -d --name bench "$IMAGE" sleep 3600 >/dev/null
+"${WHARF[@]}" exec bench true # warm-up
+
+# time_runs FILE CMD...: N timed runs, milliseconds appended to FILE.
+time_runs() {
+    local file=$1; shift
+    local i t0 t1
+    : >"$file"
+    for i in $(seq "$N"); do
+        t0=$(now_ns)
+        "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; return 1; }
+        t1=$(now_ns)
+        awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", (b - a) / 1e6 }' >>"$file"
+    done
+}
+
+time_runs "$WORK/wharf.ms" "${WHARF[@]}" exec bench true
+
+# runc: the same busybox in a plain rootfs directory, detached, then exec'd into.
+BUNDLE=$WORK/bundle
+mkdir -p "$BUNDLE/rootfs/bin" "$BUNDLE/rootfs/proc" "$BUNDLE/rootfs/dev" "$BUNDLE/rootfs/sys"
+cp /bin/busybox "$BUNDLE/rootfs/bin/busybox"
+for l in true sh sleep; do ln -s busybox "$BUNDLE/rootfs/bin/$l"; done
+(cd "$BUNDLE" && runc spec)
+python3 - "$BUNDLE/config.json" <<'PY'
+import json, sys
+p = sys.argv[1]
+c = json.load(open(p))
+c["process"]["args"] = ["sleep", "3600"]
+c["process"]["terminal"] = False
+json.dump(c, open(p, "w"))
+PY
+runc run -d -b "$BUNDLE" "$RUNC_ID" </dev/null >/dev/null 2>&1
+runc exec "$RUNC_ID" true
+time_runs "$WORK/runc.ms" runc exec "$RUNC_ID" true
+
+HAVE_DOCKER=0
+start_dockerd
+if [ -n "$DOCKER_SOCK" ] && docker_cli pull -q "$IMAGE" >/dev/null 2>&1 &&
+    docker_cli run -d --name bench "$IMAGE" sleep 3600 >/dev/null 2>&1 && docker_cli exec bench true >/dev/null 2>&1; then
+    HAVE_DOCKER=1
+    time_runs "$WORK/docker.ms" docker_cli exec bench true
+    docker_cli rm -f bench >/dev/null 2>&1 || true
+fi
+
+read -r rm rp < <(stats "$WORK/runc.ms")
+printf '\n%-32s %10s %10s %12s\n' "exec latency, $N runs" "median ms" "p95 ms" "median/runc"
+row() {
+    local name=$1 file=$2 m p
+    read -r m p < <(stats "$file")
+    printf '%-32s %10s %10s %12s\n' "$name" "$m" "$p" "$(awk -v a="$m" -v b="$rm" 'BEGIN { printf "%.2f", a / b }')"
+}
+row "runc exec" "$WORK/runc.ms"
+row "wharf exec" "$WORK/wharf.ms"
+if [ "$HAVE_DOCKER" = 1 ]; then
+    row "docker exec" "$WORK/docker.ms"
+else
+    printf '%-32s %s\n' "docker exec" "(no Docker engine installed: skipped)"
+fi
+"${WHARF[@]}" rm -f bench >/dev/null
+stop_wharfd

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Memory per container: N running `sleep` containers; the shims' PSS and RSS (PSS shares the
+# pages of the one wharf-shim binary fairly between them), wharfd's RSS growth per container,
+# the time to start them all, and `wharf ps` latency with them running.
+# Uses the binaries in target/release (WHARF_BIN_DIR to change). Run as root. N=1000 for the
+# large run.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=$(mktemp -d /tmp/wharf-bench-mem.XXXXXX)
+N=${N:-100}
+source "$ROOT/bench/lib.sh"
+trap cleanup EXIT
+
+start_registry
+python3 "$ROOT/tests/fixtures/make_images.py" --registry "$REGISTRY" --only library/busybox >/dev/null
+IMAGE=$REGISTRY/library/busybox:latest
+
+start_wharfd "$WORK/wharfd"
+WHARF=("$BIN/wharf" -H "unix://$SOCK")
+"${WHARF[@]}" pull -q "$IMAGE" >/dev/null
+"${WHARF[@]}" run --rm "$IMAGE" true # warm-up: first-use allocations are not per container
+
+# kib FIELD FILE: the value of FIELD (kB) in a /proc status or smaps_rollup file.
+kib() { awk -v f="$1:" '$1 == f { print $2; exit }' "$2"; }
+
+rss_before=$(kib VmRSS "/proc/$WHARFD_PID/status")
+t0=$(now_ns)
+for i in $(seq "$N"); do
+    "${WHARF[@]}" run -d --name "m$i" "$IMAGE" sleep 36000 >/dev/null
+done
+t1=$(now_ns)
+start_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
+sleep 1
+rss_after=$(kib VmRSS "/proc/$WHARFD_PID/status")
+
+# The shims: processes running the wharf-shim binary started for this daemon's exec root.
+shims=()
+for p in /proc/[0-9]*; do
+    pid=${p#/proc/}
+    exe=$(readlink "$p/exe" 2>/dev/null || true)
+    [ "${exe##*/}" = wharf-shim ] || continue
+    tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q -- "$WORK/wharfd/" || continue
+    shims+=("$pid")
+done
+pss=0 rss=0
+for pid in "${shims[@]}"; do
+    pss=$((pss + $(kib Pss "/proc/$pid/smaps_rollup")))
+    rss=$((rss + $(kib Rss "/proc/$pid/smaps_rollup")))
+done
+nshim=${#shims[@]}
+
+: >"$WORK/ps.ms"
+for i in $(seq 20); do
+    a=$(now_ns)
+    "${WHARF[@]}" ps >/dev/null
+    b=$(now_ns)
+    awk -v a="$a" -v b="$b" 'BEGIN { printf "%.3f\n", (b - a) / 1e6 }' >>"$WORK/ps.ms"
+done
+read -r ps_m ps_p < <(stats "$WORK/ps.ms")
+
+per() { awk -v t="$1" -v n="$2" 'BEGIN { if (n == 0) print "-"; else printf "%.0f", t / n }'; }
+printf '\n%d running containers (%d shims found)\n' "$N" "$nshim"
+printf '%-44s %10s\n' "shim PSS per container (KiB)" "$(per "$pss" "$nshim")"
+printf '%-44s %10s\n' "shim RSS per container (KiB)" "$(per "$rss" "$nshim")"
+printf '%-44s %10s\n' "wharfd RSS before / after (KiB)" "$rss_before / $rss_after"
+printf '%-44s %10s\n' "wharfd RSS growth per container (KiB)" "$(per "$((rss_after - rss_before))" "$N")"
+printf '%-44s %10s\n' "shim PSS + wharfd growth per container (KiB)" "$(per "$((pss + rss_after - rss_before))" "$N")"
+printf '%-44s %10s\n' "time to start all (s)" "$start_s"
+printf '%-44s %10s\n' "wharf ps, median / p95 (ms)" "$ps_m / $ps_p"
+
+# shellcheck disable=SC2046
+"${WHARF[@]}" rm -f $("${WHARF[@]}" ps -aq) >/dev/null
+stop_wharfd
