@@ -50,6 +50,8 @@ struct CreateBody {
     host_config: Option<HostConfigBody>,
     /// Anonymous volumes (`docker run -v /path` sends them here, not in `Binds`).
     volumes: Option<BTreeMap<String, Value>>,
+    mac_address: Option<String>,
+    networking_config: Option<crate::networks::NetworkingConfigBody>,
 }
 
 #[derive(Deserialize, Default)]
@@ -72,6 +74,8 @@ struct HostConfigBody {
     volumes_from: Option<Vec<String>>,
     #[serde(flatten)]
     security: crate::security::SecurityBody,
+    #[serde(flatten)]
+    net: crate::networks::NetHostBody,
 }
 
 /// `POST /containers/create?name=`.
@@ -109,7 +113,7 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
             cpu_quota: hc.cpu_quota.unwrap_or(0),
             cpu_period: hc.cpu_period.unwrap_or(0),
             pids_limit: hc.pids_limit.filter(|p| *p > 0),
-            network_mode: hc.network_mode.unwrap_or_default(),
+            network_mode: hc.network_mode.clone().unwrap_or_default(),
             port_bindings: crate::networks::port_bindings(hc.port_bindings),
             publish_all_ports: hc.publish_all_ports,
             binds: hc.binds.unwrap_or_default().into_iter().chain(b.volumes.unwrap_or_default().into_keys()).collect(),
@@ -118,6 +122,7 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
             readonly_rootfs: hc.readonly_rootfs,
             volumes_from: hc.volumes_from.unwrap_or_default(),
             security: hc.security.into_options(),
+            net: crate::networks::net_options(hc.net, b.mac_address, b.networking_config, hc.network_mode.as_deref()),
         },
     };
     let rec = ctx.engine.create_container(req).await?;
@@ -448,5 +453,6 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
         "NetworkSettings": crate::networks::settings_json(&c, ctx.engine.container_endpoint(&c.id).as_ref()),
     });
     crate::security::inspect_into(&mut v["HostConfig"], &hc.security);
+    crate::networks::host_config_json(&mut v["HostConfig"], &hc.net);
     json(StatusCode::OK, &v)
 }

@@ -1,11 +1,291 @@
-//! Networking in Docker's JSON: `HostConfig.PortBindings` in a create body, and the
-//! `NetworkSettings`/`Ports` of inspect and list built from a container's endpoint.
+//! Networking in Docker's JSON: the `/networks` endpoints (create, list, inspect, remove,
+//! prune, connect, disconnect), the network parts of a create body (`PortBindings`,
+//! `NetworkingConfig`, `Dns*`, `ExtraHosts`, `MacAddress`), and the `NetworkSettings`/`Ports`
+//! of inspect and list built from a container's endpoint.
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
+use hyper::{Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use wharf_engine::{ContainerRecord, Endpoint, PortBinding};
+use wharf_engine::{ContainerRecord, Endpoint, NetOptions, NetworkCreate, NetworkRecord, PortBinding};
+
+use crate::body::Body;
+use crate::error::ApiError;
+use crate::router::{empty, json, Ctx, Result};
+
+/// The resolver part of a create's `HostConfig`.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetHostBody {
+    dns: Option<Vec<String>>,
+    dns_search: Option<Vec<String>>,
+    dns_options: Option<Vec<String>>,
+    extra_hosts: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct IpamConfigBody {
+    #[serde(rename = "IPv4Address")]
+    ipv4_address: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct EndpointBody {
+    aliases: Option<Vec<String>>,
+    #[serde(rename = "IPAMConfig")]
+    ipam_config: Option<IpamConfigBody>,
+    mac_address: Option<String>,
+}
+
+/// A create's `NetworkingConfig`.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetworkingConfigBody {
+    endpoints_config: Option<BTreeMap<String, Option<EndpointBody>>>,
+}
+
+/// The engine's network options of a create: the endpoint settings of the network the
+/// container is created on (`NetworkMode`, else the only one given).
+pub fn net_options(
+    hc: NetHostBody,
+    mac: Option<String>,
+    nc: Option<NetworkingConfigBody>,
+    mode: Option<&str>,
+) -> NetOptions {
+    let mut eps = nc.and_then(|n| n.endpoints_config).unwrap_or_default();
+    let ep = match mode.filter(|m| !m.is_empty()) {
+        Some(m) => eps.remove(m).flatten(),
+        None => eps.into_values().next().flatten(),
+    }
+    .unwrap_or_default();
+    NetOptions {
+        aliases: ep.aliases.unwrap_or_default(),
+        ipv4_address: ep.ipam_config.and_then(|i| i.ipv4_address).filter(|a| !a.is_empty()),
+        mac_address: ep.mac_address.or(mac).filter(|m| !m.is_empty()),
+        dns: hc.dns.unwrap_or_default(),
+        dns_search: hc.dns_search.unwrap_or_default(),
+        dns_options: hc.dns_options.unwrap_or_default(),
+        extra_hosts: hc.extra_hosts.unwrap_or_default(),
+    }
+}
+
+/// `HostConfig` fields of inspect for the network options.
+pub fn host_config_json(into: &mut Value, o: &NetOptions) {
+    into["Dns"] = json!(o.dns);
+    into["DnsSearch"] = json!(o.dns_search);
+    into["DnsOptions"] = json!(o.dns_options);
+    into["ExtraHosts"] = if o.extra_hosts.is_empty() { Value::Null } else { json!(o.extra_hosts) };
+}
+
+fn network_json(ctx: &Ctx, n: &NetworkRecord, with_containers: bool) -> Value {
+    let mut containers = serde_json::Map::new();
+    if with_containers {
+        for (id, ep) in ctx.engine.network_endpoints(n) {
+            let name = ctx.engine.find_container(&id).map(|c| c.name).unwrap_or_default();
+            containers.insert(
+                id.clone(),
+                json!({
+                    "Name": name,
+                    "EndpointID": id,
+                    "MacAddress": ep.mac,
+                    "IPv4Address": ep.ip.map(|ip| format!("{ip}/{}", ep.prefix)).unwrap_or_default(),
+                    "IPv6Address": "",
+                }),
+            );
+        }
+    }
+    let ipam_config: Vec<Value> = if n.subnet.is_empty() {
+        Vec::new()
+    } else {
+        let mut c = json!({"Subnet": n.subnet, "Gateway": n.gateway});
+        if let Some(r) = &n.ip_range {
+            c["IPRange"] = json!(r);
+        }
+        vec![c]
+    };
+    json!({
+        "Name": n.name,
+        "Id": n.id,
+        "Created": if n.created.is_empty() { "0001-01-01T00:00:00Z" } else { n.created.as_str() },
+        "Scope": n.scope,
+        "Driver": n.driver,
+        "EnableIPv6": false,
+        "IPAM": {"Driver": "default", "Options": null, "Config": ipam_config},
+        "Internal": n.internal,
+        "Attachable": n.attachable,
+        "Ingress": false,
+        "ConfigFrom": {"Network": ""},
+        "ConfigOnly": false,
+        "Containers": containers,
+        "Options": n.options,
+        "Labels": n.labels,
+    })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct IpamPoolBody {
+    #[serde(rename = "Subnet")]
+    subnet: Option<String>,
+    #[serde(rename = "Gateway")]
+    gateway: Option<String>,
+    #[serde(rename = "IPRange")]
+    ip_range: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct IpamBody {
+    driver: Option<String>,
+    config: Option<Vec<IpamPoolBody>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct NetworkCreateBody {
+    name: String,
+    driver: Option<String>,
+    internal: bool,
+    attachable: bool,
+    #[serde(rename = "EnableIPv6")]
+    enable_ipv6: bool,
+    #[serde(rename = "IPAM")]
+    ipam: Option<IpamBody>,
+    options: Option<BTreeMap<String, String>>,
+    labels: Option<BTreeMap<String, String>>,
+}
+
+/// `POST /networks/create`.
+pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
+    let b: NetworkCreateBody =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid network config: {e}")))?;
+    if b.enable_ipv6 {
+        return Err(ApiError::bad_request("IPv6 networks are not supported"));
+    }
+    let ipam = b.ipam.unwrap_or_default();
+    if ipam.driver.as_deref().is_some_and(|d| !d.is_empty() && d != "default") {
+        return Err(ApiError::bad_request(format!(
+            "IPAM driver {:?} is not supported",
+            ipam.driver.unwrap_or_default()
+        )));
+    }
+    let mut pools = ipam.config.unwrap_or_default();
+    if pools.len() > 1 {
+        return Err(ApiError::bad_request("only one IPv4 subnet per network is supported"));
+    }
+    let pool = pools.pop().unwrap_or_default();
+    if pool.subnet.is_none() && (pool.gateway.is_some() || pool.ip_range.is_some()) {
+        return Err(ApiError::bad_request("gateway and ip-range need a subnet"));
+    }
+    let req = NetworkCreate {
+        name: b.name,
+        driver: b.driver,
+        subnet: pool.subnet.filter(|s| !s.is_empty()),
+        gateway: pool.gateway.filter(|s| !s.is_empty()),
+        ip_range: pool.ip_range.filter(|s| !s.is_empty()),
+        internal: b.internal,
+        attachable: b.attachable,
+        labels: b.labels.unwrap_or_default(),
+        options: b.options.unwrap_or_default(),
+    };
+    let n = ctx.engine.create_network(req).await?;
+    json(StatusCode::CREATED, &json!({"Id": n.id, "Warning": ""}))
+}
+
+fn label_matches(n: &NetworkRecord, f: &str) -> bool {
+    match f.split_once('=') {
+        Some((k, v)) => n.labels.get(k).is_some_and(|x| x == v),
+        None => n.labels.contains_key(f),
+    }
+}
+
+/// `GET /networks` with filters `name`, `id`, `label`, `driver`, `type` (`custom`, `builtin`).
+pub fn list(ctx: &Ctx) -> Result<Response<Body>> {
+    let filters = ctx.query.filters()?;
+    for k in filters.keys() {
+        if !["name", "id", "label", "driver", "type", "scope", "dangling"].contains(&k.as_str()) {
+            return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
+        }
+    }
+    let any = |k: &str, pred: &dyn Fn(&str) -> bool| filters.get(k).is_none_or(|vs| vs.iter().any(|v| pred(v)));
+    let out: Vec<Value> = ctx
+        .engine
+        .list_networks()
+        .iter()
+        .filter(|n| any("name", &|v| n.name.contains(v)))
+        .filter(|n| any("id", &|v| n.id.starts_with(v)))
+        .filter(|n| filters.get("label").is_none_or(|vs| vs.iter().all(|v| label_matches(n, v))))
+        .filter(|n| any("driver", &|v| n.driver == v))
+        .filter(|n| any("scope", &|v| n.scope == v))
+        .filter(|n| any("type", &|v| (v == "builtin") == n.predefined))
+        .filter(|n| {
+            any("dangling", &|v| {
+                let unused = !n.predefined && ctx.engine.network_endpoints(n).is_empty();
+                (v == "true" || v == "1") == unused
+            })
+        })
+        .map(|n| network_json(ctx, n, false))
+        .collect();
+    json(StatusCode::OK, &out)
+}
+
+/// `GET /networks/{id}`.
+pub fn inspect(ctx: &Ctx, name: &str) -> Result<Response<Body>> {
+    let n = ctx.engine.find_network(name)?;
+    json(StatusCode::OK, &network_json(ctx, &n, true))
+}
+
+/// `DELETE /networks/{id}`.
+pub async fn remove(ctx: &Ctx, name: &str) -> Result<Response<Body>> {
+    ctx.engine.remove_network(name).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+/// `POST /networks/prune` with `label` / `label!` filters.
+pub async fn prune(ctx: &Ctx) -> Result<Response<Body>> {
+    let filters = ctx.query.filters()?;
+    let mut labels = Vec::new();
+    for (k, vs) in &filters {
+        match k.as_str() {
+            "label" => labels.extend(vs.iter().map(|v| (v.clone(), true))),
+            "label!" => labels.extend(vs.iter().map(|v| (v.clone(), false))),
+            other => return Err(ApiError::bad_request(format!("invalid filter '{other}'"))),
+        }
+    }
+    let removed = ctx.engine.prune_networks(labels).await?;
+    json(StatusCode::OK, &json!({"NetworksDeleted": removed}))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct ConnectBody {
+    container: String,
+    endpoint_config: Option<EndpointBody>,
+    force: bool,
+}
+
+/// `POST /networks/{id}/connect`.
+pub async fn connect(ctx: &Ctx, name: &str, body: Bytes) -> Result<Response<Body>> {
+    let b: ConnectBody =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid connect request: {e}")))?;
+    let ep = b.endpoint_config.unwrap_or_default();
+    let aliases = ep.aliases.unwrap_or_default();
+    let ip = ep.ipam_config.and_then(|i| i.ipv4_address).filter(|a| !a.is_empty());
+    ctx.engine.connect_network(name, &b.container, aliases, ip).await?;
+    Ok(empty(StatusCode::OK))
+}
+
+/// `POST /networks/{id}/disconnect`.
+pub async fn disconnect(ctx: &Ctx, name: &str, body: Bytes) -> Result<Response<Body>> {
+    let b: ConnectBody =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid disconnect request: {e}")))?;
+    ctx.engine.disconnect_network(name, &b.container, b.force).await?;
+    Ok(empty(StatusCode::OK))
+}
 
 #[derive(Deserialize, Default, Clone)]
 #[serde(rename_all = "PascalCase", default)]
@@ -74,13 +354,27 @@ pub fn settings_json(c: &ContainerRecord, ep: Option<&Endpoint>) -> Value {
     let net_name = if mode == "default" { "bridge" } else { mode };
     let mut networks = serde_json::Map::new();
     if !mode.starts_with("container:") {
+        let user = !["bridge", "none", "host"].contains(&net_name);
+        let aliases: Value = if user {
+            let mut a = c.host_config.net.aliases.clone();
+            a.push(c.id[..12].to_string());
+            json!(a)
+        } else {
+            Value::Null
+        };
+        let ipam: Value = match &c.host_config.net.ipv4_address {
+            Some(ip) => json!({"IPv4Address": ip}),
+            None => Value::Null,
+        };
+        let network_id =
+            ep.map(|e| e.network_id.clone()).filter(|i| !i.is_empty()).unwrap_or_else(|| net_name.to_string());
         networks.insert(
             net_name.to_string(),
             json!({
-                "IPAMConfig": null,
+                "IPAMConfig": ipam,
                 "Links": null,
-                "Aliases": null,
-                "NetworkID": net_name,
+                "Aliases": aliases,
+                "NetworkID": network_id,
                 "EndpointID": if ep.is_some() { c.id.clone() } else { String::new() },
                 "Gateway": gw,
                 "IPAddress": ip,

@@ -10,7 +10,7 @@ use wharf_engine::Engine;
 use crate::body::Body;
 use crate::error::ApiError;
 use crate::query::Query;
-use crate::{containers, events, exec, images, images_io, system, volumes, API_VERSION, MIN_API_VERSION};
+use crate::{containers, events, exec, images, images_io, networks, system, volumes, API_VERSION, MIN_API_VERSION};
 
 /// The largest request body wharf reads whole (create bodies, tag requests).
 const MAX_BODY: usize = 16 << 20;
@@ -85,6 +85,15 @@ async fn dispatch(engine: Engine, req: Request<Incoming>) -> Result<Response<Bod
         (&Method::GET, ["info"]) => system::info(&ctx).await,
         (&Method::POST, ["auth"]) => images_io::auth(&ctx, req).await,
         (&Method::GET, ["events"]) => events::events(&ctx),
+        (&Method::POST, ["networks", "create"]) => networks::create(&ctx, read_body(req).await?).await,
+        (&Method::POST, ["networks", "prune"]) => networks::prune(&ctx).await,
+        (&Method::GET, ["networks"]) => networks::list(&ctx),
+        (&Method::GET, ["networks", name]) => networks::inspect(&ctx, name),
+        (&Method::DELETE, ["networks", name]) => networks::remove(&ctx, name).await,
+        (&Method::POST, ["networks", name, "connect"]) => networks::connect(&ctx, name, read_body(req).await?).await,
+        (&Method::POST, ["networks", name, "disconnect"]) => {
+            networks::disconnect(&ctx, name, read_body(req).await?).await
+        }
         (&Method::POST, ["volumes", "create"]) => volumes::create(&ctx, read_body(req).await?),
         (&Method::POST, ["volumes", "prune"]) => volumes::prune(&ctx),
         (&Method::GET, ["volumes"]) => volumes::list(&ctx),

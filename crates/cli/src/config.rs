@@ -65,6 +65,27 @@ pub struct ContainerFlags {
     /// Connect a container to a network
     #[arg(long, alias = "net")]
     pub network: Option<String>,
+    /// Add network-scoped alias for the container
+    #[arg(long = "network-alias", alias = "net-alias")]
+    pub network_alias: Vec<String>,
+    /// IPv4 address (e.g., 172.30.100.104)
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Container MAC address (e.g., 92:d0:c6:0a:29:33)
+    #[arg(long = "mac-address")]
+    pub mac_address: Option<String>,
+    /// Set custom DNS servers
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// Set custom DNS search domains
+    #[arg(long = "dns-search")]
+    pub dns_search: Vec<String>,
+    /// Set DNS options
+    #[arg(long = "dns-option", alias = "dns-opt")]
+    pub dns_option: Vec<String>,
+    /// Add a custom host-to-IP mapping (host:ip)
+    #[arg(long = "add-host")]
+    pub add_host: Vec<String>,
     /// Publish a container's port(s) to the host: [ip:][hostPort:]containerPort[/proto]
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,
@@ -197,8 +218,18 @@ impl ContainerFlags {
                 volumes_from: self.volumes_from.clone(),
                 port_bindings: ports.bindings,
                 publish_all_ports: self.publish_all,
+                dns: self.dns.clone(),
+                dns_search: self.dns_search.clone(),
+                dns_options: self.dns_option.clone(),
+                extra_hosts: self.add_host.clone(),
             },
             exposed_ports: ports.exposed,
+            mac_address: self.mac_address.clone().unwrap_or_default(),
+            networking_config: crate::network::networking_config(
+                self.network.as_deref(),
+                &self.network_alias,
+                self.ip.as_deref(),
+            ),
         })
     }
 }

@@ -162,6 +162,8 @@ enum Command {
     #[command(flatten)]
     Transport(transport::TransportCommand),
     #[command(flatten)]
+    Net(network::NetCommand),
+    #[command(flatten)]
     Interactive(interactive::InteractiveCommand),
 }
 
@@ -339,6 +341,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 Command::Info => system::info(&client),
                 Command::Lifecycle(c) => lifecycle::run(&client, c),
                 Command::Transport(c) => transport::run(&client, c),
+                Command::Net(c) => network::run(&client, c),
                 Command::Interactive(c) => interactive::run(&client, c),
                 Command::Run { .. } | Command::Create { .. } => unreachable!("handled above"),
             }

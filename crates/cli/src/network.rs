@@ -1,9 +1,322 @@
-//! Networking flags: `-p [ip:][hostPort:]containerPort[/proto]` with ranges, and `--expose`.
+//! Networking on the command line: `-p [ip:][hostPort:]containerPort[/proto]` with ranges and
+//! `--expose`; `wharf network create|ls|inspect|rm|prune|connect|disconnect` and `wharf port`.
 
 use std::collections::BTreeMap;
 
-use anyhow::{bail, Result};
-use wharf_client::PortBinding;
+use anyhow::{anyhow, bail, Result};
+use clap::Subcommand;
+use serde_json::{json, Value};
+use wharf_client::{Client, PortBinding, Query};
+
+use crate::containers::{each, filters_json};
+use crate::table::Table;
+
+#[derive(Debug, Subcommand)]
+pub enum NetCommand {
+    /// Manage networks
+    Network {
+        #[command(subcommand)]
+        command: NetworkCommand,
+    },
+    /// List port mappings or a specific mapping for the container
+    Port {
+        container: String,
+        /// PRIVATE_PORT[/PROTO]
+        port: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Create a network
+    Create {
+        /// Driver to manage the Network
+        #[arg(short = 'd', long, default_value = "bridge")]
+        driver: String,
+        /// Subnet in CIDR format that represents a network segment
+        #[arg(long)]
+        subnet: Vec<String>,
+        /// IPv4 Gateway for the master subnet
+        #[arg(long)]
+        gateway: Vec<String>,
+        /// Allocate container ip from a sub-range
+        #[arg(long = "ip-range")]
+        ip_range: Vec<String>,
+        /// Restrict external access to the network
+        #[arg(long)]
+        internal: bool,
+        /// Enable manual container attachment
+        #[arg(long)]
+        attachable: bool,
+        /// Set metadata on a network
+        #[arg(long)]
+        label: Vec<String>,
+        /// Set driver specific options
+        #[arg(short = 'o', long = "opt")]
+        opt: Vec<String>,
+        /// Enable IPv6 networking
+        #[arg(long)]
+        ipv6: bool,
+        name: String,
+    },
+    /// List networks
+    #[command(alias = "list")]
+    Ls {
+        /// Only display network IDs
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        /// Provide filter values (e.g. "driver=bridge")
+        #[arg(short = 'f', long = "filter")]
+        filter: Vec<String>,
+        /// Do not truncate the output
+        #[arg(long = "no-trunc")]
+        no_trunc: bool,
+        /// Format output using a (small subset of a) Go template
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Display detailed information on one or more networks
+    Inspect {
+        /// Format output using a (small subset of a) Go template
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+    /// Remove one or more networks
+    #[command(alias = "remove")]
+    Rm {
+        /// Do not error if the network does not exist
+        #[arg(short = 'f', long)]
+        force: bool,
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+    /// Remove all unused networks
+    Prune {
+        /// Do not prompt for confirmation
+        #[arg(short = 'f', long)]
+        force: bool,
+        /// Provide filter values (e.g. "label=<label>")
+        #[arg(long = "filter")]
+        filter: Vec<String>,
+    },
+    /// Connect a container to a network
+    Connect {
+        /// Add network-scoped alias for the container
+        #[arg(long)]
+        alias: Vec<String>,
+        /// IPv4 address (e.g., "172.30.100.104")
+        #[arg(long)]
+        ip: Option<String>,
+        network: String,
+        container: String,
+    },
+    /// Disconnect a container from a network
+    Disconnect {
+        /// Force the container to disconnect from a network
+        #[arg(short = 'f', long)]
+        force: bool,
+        network: String,
+        container: String,
+    },
+}
+
+fn key_values(items: &[String], what: &str) -> Result<BTreeMap<String, String>> {
+    items
+        .iter()
+        .map(|s| match s.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            None if !s.is_empty() => Ok((s.clone(), String::new())),
+            _ => Err(anyhow!("invalid {what}: {s:?}")),
+        })
+        .collect()
+}
+
+fn one(v: &[String], what: &str) -> Result<Option<String>> {
+    match v {
+        [] => Ok(None),
+        [x] => Ok(Some(x.clone())),
+        _ => bail!("wharf supports one IPv4 {what} per network"),
+    }
+}
+
+pub fn run(client: &Client, cmd: NetCommand) -> Result<()> {
+    match cmd {
+        NetCommand::Network { command } => network(client, command),
+        NetCommand::Port { container, port: p } => port(client, &container, p.as_deref()),
+    }
+}
+
+fn network(client: &Client, cmd: NetworkCommand) -> Result<()> {
+    match cmd {
+        NetworkCommand::Create { driver, subnet, gateway, ip_range, internal, attachable, label, opt, ipv6, name } => {
+            let (subnet, gateway, ip_range) =
+                (one(&subnet, "subnet")?, one(&gateway, "gateway")?, one(&ip_range, "ip-range")?);
+            if subnet.is_none() && (gateway.is_some() || ip_range.is_some()) {
+                bail!("every ip-range or gateway must have a corresponding subnet");
+            }
+            let config: Vec<Value> = match subnet {
+                Some(s) => {
+                    let mut c = json!({"Subnet": s});
+                    if let Some(g) = gateway {
+                        c["Gateway"] = json!(g);
+                    }
+                    if let Some(r) = ip_range {
+                        c["IPRange"] = json!(r);
+                    }
+                    vec![c]
+                }
+                None => Vec::new(),
+            };
+            let body = json!({
+                "Name": name,
+                "Driver": driver,
+                "Internal": internal,
+                "Attachable": attachable,
+                "EnableIPv6": ipv6,
+                "IPAM": {"Driver": "default", "Config": config},
+                "Options": key_values(&opt, "option")?,
+                "Labels": key_values(&label, "label")?,
+            });
+            let v: Value = client.post_json("/networks/create", Some(&body))?;
+            println!("{}", v["Id"].as_str().unwrap_or_default());
+            Ok(())
+        }
+        NetworkCommand::Ls { quiet, filter, no_trunc, format } => {
+            let q = if filter.is_empty() { Query::new() } else { Query::new().set("filters", filters_json(&filter)?) };
+            let list: Vec<Value> = client.get_json(&q.to_target("/networks"))?;
+            let id = |n: &Value| {
+                let id = n["Id"].as_str().unwrap_or_default().to_string();
+                if no_trunc {
+                    id
+                } else {
+                    id.chars().take(12).collect()
+                }
+            };
+            let mut out = String::new();
+            if quiet {
+                for n in &list {
+                    out.push_str(&format!("{}\n", id(n)));
+                }
+            } else if let Some(f) = format {
+                for n in &list {
+                    out.push_str(&format!("{}\n", crate::inspect::render_template(&f, n)?));
+                }
+            } else {
+                let mut t = Table::new(&["NETWORK ID", "NAME", "DRIVER", "SCOPE"]);
+                for n in &list {
+                    let s = |k: &str| n[k].as_str().unwrap_or_default().to_string();
+                    t.row(vec![id(n), s("Name"), s("Driver"), s("Scope")]);
+                }
+                out = t.render();
+            }
+            print!("{out}");
+            Ok(())
+        }
+        NetworkCommand::Inspect { format, networks } => {
+            let mut found = Vec::new();
+            let mut failed = false;
+            for n in &networks {
+                match client.get_json::<Value>(&format!("/networks/{n}")) {
+                    Ok(j) => found.push(j),
+                    Err(e) => {
+                        eprintln!("Error: {e}");
+                        failed = true;
+                    }
+                }
+            }
+            match format {
+                Some(f) => {
+                    for n in &found {
+                        println!("{}", crate::inspect::render_template(&f, n)?);
+                    }
+                }
+                None => println!("{}", serde_json::to_string_pretty(&found)?),
+            }
+            if failed {
+                return Err(crate::Exit::silent(1).into());
+            }
+            Ok(())
+        }
+        NetworkCommand::Rm { force, networks } => each(&networks, |n| match client.delete(&format!("/networks/{n}")) {
+            Err(e) if force && e.to_string().contains("not found") => Ok(()),
+            Err(e) => Err(e.into()),
+            Ok(()) => {
+                println!("{n}");
+                Ok(())
+            }
+        }),
+        NetworkCommand::Prune { force: _, filter } => {
+            let q = if filter.is_empty() { Query::new() } else { Query::new().set("filters", filters_json(&filter)?) };
+            let v: Value = client.post_json::<Value, Value>(&q.to_target("/networks/prune"), None)?;
+            let names: Vec<&str> = v["NetworksDeleted"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+                .unwrap_or_default();
+            if !names.is_empty() {
+                println!("Deleted Networks:");
+                for n in names {
+                    println!("{n}");
+                }
+            }
+            Ok(())
+        }
+        NetworkCommand::Connect { alias, ip, network, container } => {
+            let mut ep = json!({"Aliases": alias});
+            if let Some(ip) = ip {
+                ep["IPAMConfig"] = json!({"IPv4Address": ip});
+            }
+            let body = json!({"Container": container, "EndpointConfig": ep});
+            client.post(&format!("/networks/{network}/connect"), Some(&body))?;
+            Ok(())
+        }
+        NetworkCommand::Disconnect { force, network, container } => {
+            let body = json!({"Container": container, "Force": force});
+            client.post(&format!("/networks/{network}/disconnect"), Some(&body))?;
+            Ok(())
+        }
+    }
+}
+
+/// `wharf port CONTAINER [PORT[/PROTO]]`: `80/tcp -> 0.0.0.0:8080` lines, or the addresses
+/// of one port.
+fn port(client: &Client, container: &str, port: Option<&str>) -> Result<()> {
+    let v: Value = client.get_json(&format!("/containers/{container}/json"))?;
+    let ports = v["NetworkSettings"]["Ports"].as_object().cloned().unwrap_or_default();
+    let mut lines = Vec::new();
+    let want = port.map(|p| if p.contains('/') { p.to_string() } else { format!("{p}/tcp") });
+    for (cport, bindings) in &ports {
+        if want.as_ref().is_some_and(|w| w != cport) {
+            continue;
+        }
+        for b in bindings.as_array().map(Vec::as_slice).unwrap_or_default() {
+            let addr =
+                format!("{}:{}", b["HostIp"].as_str().unwrap_or_default(), b["HostPort"].as_str().unwrap_or_default());
+            lines.push(if want.is_some() { addr } else { format!("{cport} -> {addr}") });
+        }
+    }
+    if let (Some(w), true) = (&want, lines.is_empty()) {
+        bail!("No public port '{w}' published for {container}");
+    }
+    for l in lines {
+        println!("{l}");
+    }
+    Ok(())
+}
+
+/// The create body's per-network and resolver settings from `run`/`create` flags.
+pub fn networking_config(network: Option<&str>, aliases: &[String], ip: Option<&str>) -> Option<Value> {
+    if aliases.is_empty() && ip.is_none() {
+        return None;
+    }
+    let name = network.filter(|n| !n.is_empty()).unwrap_or("default");
+    let mut ep = json!({"Aliases": aliases});
+    if let Some(ip) = ip {
+        ep["IPAMConfig"] = json!({"IPv4Address": ip});
+    }
+    Some(json!({"EndpointsConfig": {name: ep}}))
+}
 
 /// The create body's `ExposedPorts` and `HostConfig.PortBindings` from `-p` and `--expose`.
 #[derive(Debug, Default, PartialEq)]

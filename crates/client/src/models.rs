@@ -44,6 +44,11 @@ pub struct ContainerConfig {
     #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
     pub exposed_ports: BTreeMap<String, serde_json::Value>,
     pub host_config: HostConfig,
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub mac_address: String,
+    /// `{"EndpointsConfig": {"net": {"Aliases": [..], "IPAMConfig": {"IPv4Address": ..}}}}`
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub networking_config: Option<serde_json::Value>,
 }
 
 /// The resource and runtime part of a create request.
@@ -78,6 +83,14 @@ pub struct HostConfig {
     pub port_bindings: BTreeMap<String, Vec<PortBinding>>,
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub publish_all_ports: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub dns: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub dns_search: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub dns_options: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub extra_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -75,6 +75,9 @@ pub struct HostConfig {
     /// Capabilities, seccomp, ulimits, sysctls, shared namespaces, devices (`security.rs`).
     #[serde(default)]
     pub security: crate::SecurityOptions,
+    /// Aliases, `--ip`, `--mac-address`, `--dns*`, `--add-host` (`network.rs`).
+    #[serde(default)]
+    pub net: crate::NetOptions,
 }
 
 /// A create request, after the API layer parsed it: `None` means "not given, use the image's".

@@ -15,6 +15,9 @@ pub enum EngineError {
     Exec { message: String, exit_code: i32 },
     #[error("{0}")]
     Internal(String),
+    /// Not allowed in any state (removing a predefined network).
+    #[error("{0}")]
+    Forbidden(String),
     /// A state that needs no change (Docker answers 304: already started, already stopped).
     #[error("{0}")]
     NotModified(String),
@@ -38,6 +41,7 @@ impl EngineError {
             EngineError::Invalid(_) | EngineError::Reference(_) => ErrorKind::InvalidArgument,
             EngineError::Exec { .. } => ErrorKind::InvalidArgument,
             EngineError::Internal(_) | EngineError::NotModified(_) => ErrorKind::Internal,
+            EngineError::Forbidden(_) => ErrorKind::Forbidden,
             EngineError::Metadata(e) => e.kind(),
             EngineError::Content(e) => e.kind(),
             EngineError::Snapshot(e) => e.kind(),

@@ -5,6 +5,7 @@
 
 mod attach;
 mod containers;
+mod dns;
 mod error;
 mod events;
 mod exec;
@@ -19,6 +20,7 @@ mod push;
 mod security;
 mod spec;
 mod user;
+mod usernet;
 mod volumes;
 
 use std::collections::HashMap;
@@ -40,10 +42,11 @@ pub use exec::{ExecConfig, ExecRecord};
 pub use history::HistoryEntry;
 pub use images::{ImageDeleted, ImageRecord, ImageSummary};
 pub use logs::{LogChunk, LogOptions, LogStream};
-pub use network::{Endpoint, NetworkConfig, PortBinding, PublishedPort};
+pub use network::{Endpoint, NetOptions, NetworkConfig, PortBinding, PublishedPort};
 pub use pull::{PullEvent, PullRequest};
 pub use push::{PushRequest, Pushed};
 pub use security::{DeviceMapping, SecurityOptions, Ulimit};
+pub use usernet::{NetworkCreate, NetworkRecord};
 pub use volumes::{MountKind, MountPoint, MountRequest, VolumeRecord};
 pub use wharf_distribution::AuthConfig;
 

@@ -7,7 +7,7 @@
 //! it stops, so a crashed daemon knows at the next start what to keep and what to remove.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -17,7 +17,9 @@ use wharf_network::nft::{NetRules, PortRule, Ruleset};
 use wharf_network::sandbox::{self, Attachment, BridgeConfig};
 use wharf_network::Ipv4Net;
 
-use crate::containers::ContainerRecord;
+use crate::containers::{ContainerRecord, HostConfig};
+use crate::dns::{DnsServer, Lookup};
+use crate::usernet::NetworkRecord;
 use crate::{blocking, Engine, EngineError};
 
 /// The daemon's network settings (dockerd's `bridge`, `bip`, `iptables`).
@@ -55,11 +57,45 @@ pub struct PublishedPort {
     pub host_port: u16,
 }
 
+/// A container's per-network settings and its resolver configuration: Docker's
+/// `EndpointsConfig` (aliases, IPv4 address), `MacAddress`, `Dns*` and `ExtraHosts`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetOptions {
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub ipv4_address: Option<String>,
+    #[serde(default)]
+    pub mac_address: Option<String>,
+    #[serde(default)]
+    pub dns: Vec<String>,
+    #[serde(default)]
+    pub dns_search: Vec<String>,
+    #[serde(default)]
+    pub dns_options: Vec<String>,
+    /// `host:ip`
+    #[serde(default)]
+    pub extra_hosts: Vec<String>,
+}
+
 /// A running container's place on the network, as recorded in the `endpoints` table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
-    /// `bridge`, `none`, or `container:<id>` (then no namespace of its own).
+    /// `bridge`, `none`, a user network's name, or `container:<id>` (then no namespace of its
+    /// own).
     pub network: String,
+    /// The user network's id; empty on the predefined networks.
+    #[serde(default)]
+    pub network_id: String,
+    /// What the network's DNS answers with this endpoint's address (lowercase): the
+    /// container's name, short id and aliases.
+    #[serde(default)]
+    pub dns_names: Vec<String>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// The container's `--dns` servers, asked in place of the host's for names not local.
+    #[serde(default)]
+    pub dns_servers: Vec<IpAddr>,
     pub netns: PathBuf,
     pub ip: Option<Ipv4Addr>,
     pub prefix: u8,
@@ -83,12 +119,18 @@ pub(crate) struct Networking {
     bridge: Mutex<Option<BridgeConfig>>,
     table: String,
     /// Per running container: its endpoint and reserved ports.
-    state: Mutex<NetState>,
+    pub(crate) state: Mutex<NetState>,
+    /// User-defined networks by id.
+    pub(crate) networks: Mutex<BTreeMap<String, NetworkRecord>>,
+    /// The DNS server of each user network, by network id.
+    pub(crate) dns: Mutex<HashMap<String, DnsServer>>,
+    /// Serializes network create and remove (name and subnet checks, then the change).
+    pub(crate) create_lock: Mutex<()>,
 }
 
 #[derive(Default)]
-struct NetState {
-    endpoints: BTreeMap<String, Endpoint>,
+pub(crate) struct NetState {
+    pub(crate) endpoints: BTreeMap<String, Endpoint>,
     reservations: HashMap<String, Vec<Reservation>>,
 }
 
@@ -99,18 +141,26 @@ impl Networking {
         } else {
             format!("wharf_{}", config.bridge.replace(|c: char| !c.is_ascii_alphanumeric(), "_"))
         };
-        Networking { config, bridge: Mutex::new(None), table, state: Mutex::new(NetState::default()) }
+        Networking {
+            config,
+            bridge: Mutex::new(None),
+            table,
+            state: Mutex::new(NetState::default()),
+            networks: Mutex::new(BTreeMap::new()),
+            dns: Mutex::new(HashMap::new()),
+            create_lock: Mutex::new(()),
+        }
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
     }
 }
 
-fn net_err(e: impl std::fmt::Display) -> EngineError {
+pub(crate) fn net_err(e: impl std::fmt::Display) -> EngineError {
     EngineError::Internal(e.to_string())
 }
 
@@ -211,6 +261,10 @@ impl Engine {
             sandbox::create(&path, None).map_err(net_err)?;
             let ep = Endpoint {
                 network: "none".to_string(),
+                network_id: String::new(),
+                dns_names: Vec::new(),
+                aliases: Vec::new(),
+                dns_servers: Vec::new(),
                 netns: path,
                 ip: None,
                 prefix: 0,
@@ -221,22 +275,73 @@ impl Engine {
             };
             return self.record_endpoint(&rec.id, ep, Vec::new());
         }
-        let bridge = self.ensure_default_bridge()?;
+        // The bridge, its gateway, where addresses come from, and whether it has a route out.
+        let (net_name, net_id, bridge, gateway, pool, internal) = if mode == "default" || mode == "bridge" {
+            let b = self.ensure_default_bridge()?;
+            ("bridge".to_string(), String::new(), b.name, b.gateway, b.gateway.network(), false)
+        } else {
+            let n = self.find_network(mode)?;
+            let gw = n.gateway_net().ok_or_else(|| EngineError::Internal(format!("network {}: bad subnet", n.name)))?;
+            if !wharf_network::netns::is_mounted(&path)
+                && !std::path::Path::new(&format!("/sys/class/net/{}", n.bridge)).exists()
+            {
+                // The bridge went away under the daemon (removed by hand): bring it back.
+                self.bring_up_network(&n)?;
+            }
+            let pool = n.pool().unwrap_or(gw.network());
+            (n.name.clone(), n.id.clone(), n.bridge.clone(), gw, pool, n.internal)
+        };
+        let opts = &rec.host_config.net;
         let (reservations, ports) = self.reserve_ports(rec)?;
         let ip = {
             let mut st = lock(&self.net().state);
-            let mut taken: BTreeSet<Ipv4Addr> = st.endpoints.values().filter_map(|e| e.ip).collect();
-            taken.insert(bridge.gateway.addr);
-            let ip = bridge.gateway.allocate(&taken).map_err(|e| EngineError::Conflict(e.to_string()))?;
+            let mut taken: BTreeSet<Ipv4Addr> = st
+                .endpoints
+                .values()
+                .filter(|e| e.network_id == net_id && e.network == net_name)
+                .filter_map(|e| e.ip)
+                .collect();
+            taken.insert(gateway.addr);
+            let ip = match opts.ipv4_address.as_deref().filter(|a| !a.is_empty()) {
+                Some(a) => {
+                    let ip: Ipv4Addr =
+                        a.parse().map_err(|_| EngineError::Invalid(format!("invalid IPv4 address: {a}")))?;
+                    if !gateway.contains(ip) || ip == gateway.network().addr || ip == gateway.broadcast() {
+                        return Err(EngineError::Invalid(format!(
+                            "no configured subnet contains IP address {ip} (network {net_name} is {})",
+                            gateway.network()
+                        )));
+                    }
+                    if taken.contains(&ip) {
+                        return Err(EngineError::Conflict(format!(
+                            "Address already in use: {ip} on network {net_name}"
+                        )));
+                    }
+                    ip
+                }
+                None => {
+                    // Every address of the range counts (its first one too, as Docker's
+                    // `--ip-range`), except the subnet's own network and broadcast addresses.
+                    let (first, last) = (u32::from(pool.network().addr), u32::from(pool.broadcast()));
+                    (first..=last)
+                        .map(Ipv4Addr::from)
+                        .find(|a| !taken.contains(a) && *a != gateway.network().addr && *a != gateway.broadcast())
+                        .ok_or_else(|| EngineError::Conflict(format!("no free address left on network {net_name}")))?
+                }
+            };
             // Hold the address while the namespace is made.
             st.endpoints.insert(
                 rec.id.clone(),
                 Endpoint {
-                    network: "bridge".to_string(),
+                    network: net_name.clone(),
+                    network_id: net_id.clone(),
+                    dns_names: Vec::new(),
+                    aliases: Vec::new(),
+                    dns_servers: Vec::new(),
                     netns: path.clone(),
                     ip: Some(ip),
-                    prefix: bridge.gateway.prefix,
-                    gateway: Some(bridge.gateway.addr),
+                    prefix: gateway.prefix,
+                    gateway: Some(gateway.addr),
                     mac: String::new(),
                     veth: None,
                     ports: Vec::new(),
@@ -244,26 +349,45 @@ impl Engine {
             );
             ip
         };
-        let mac = sandbox::mac_for(ip);
+        let mac = match opts.mac_address.as_deref().filter(|m| !m.is_empty()) {
+            Some(m) => match parse_mac(m) {
+                Some(m) => m,
+                None => {
+                    lock(&self.net().state).endpoints.remove(&rec.id);
+                    return Err(EngineError::Invalid(format!("invalid MAC address: {m}")));
+                }
+            },
+            None => sandbox::mac_for(ip),
+        };
         let veth = format!("veth{}", &rec.id[..7]);
         let attach = Attachment {
-            bridge: bridge.name.clone(),
+            bridge: bridge.clone(),
             veth: veth.clone(),
             ip,
-            prefix: bridge.gateway.prefix,
-            gateway: Some(bridge.gateway.addr),
+            prefix: gateway.prefix,
+            gateway: if internal { None } else { Some(gateway.addr) },
             mac,
         };
         if let Err(e) = sandbox::create(&path, Some(attach)) {
             lock(&self.net().state).endpoints.remove(&rec.id);
             return Err(net_err(e));
         }
+        let mut dns_names = Vec::new();
+        if !net_id.is_empty() {
+            dns_names.push(rec.name.to_ascii_lowercase());
+            dns_names.push(rec.id[..12].to_string());
+            dns_names.extend(opts.aliases.iter().map(|a| a.to_ascii_lowercase()));
+        }
         let ep = Endpoint {
-            network: "bridge".to_string(),
+            network: net_name,
+            network_id: net_id,
+            dns_names,
+            aliases: opts.aliases.clone(),
+            dns_servers: opts.dns.iter().filter_map(|d| d.parse().ok()).collect(),
             netns: path.clone(),
             ip: Some(ip),
-            prefix: bridge.gateway.prefix,
-            gateway: Some(bridge.gateway.addr),
+            prefix: gateway.prefix,
+            gateway: Some(gateway.addr),
             mac: sandbox::format_mac(&mac),
             veth: Some(veth.clone()),
             ports,
@@ -347,20 +471,28 @@ impl Engine {
     }
 
     /// Writes wharf's nftables table from the current state.
-    fn apply_rules(&self) -> Result<(), EngineError> {
+    pub(crate) fn apply_rules(&self) -> Result<(), EngineError> {
         if !self.net().config.iptables {
             return Ok(());
         }
-        let Some(bridge) = lock(&self.net().bridge).clone() else { return Ok(()) };
-        let mut rules = Ruleset {
-            networks: vec![NetRules {
+        let mut rules = Ruleset::default();
+        if let Some(bridge) = lock(&self.net().bridge).clone() {
+            rules.networks.push(NetRules {
                 bridge: bridge.name.clone(),
                 subnet: bridge.gateway,
                 internal: false,
                 masquerade: true,
-            }],
-            ports: Vec::new(),
-        };
+            });
+        }
+        for n in lock(&self.net().networks).values() {
+            let Some(gw) = n.gateway_net() else { continue };
+            let masquerade =
+                n.options.get("com.docker.network.bridge.enable_ip_masquerade").is_none_or(|v| v != "false");
+            rules.networks.push(NetRules { bridge: n.bridge.clone(), subnet: gw, internal: n.internal, masquerade });
+        }
+        if rules.networks.is_empty() {
+            return Ok(());
+        }
         for ep in lock(&self.net().state).endpoints.values() {
             let Some(ip) = ep.ip else { continue };
             for p in &ep.ports {
@@ -418,6 +550,7 @@ impl Engine {
     /// At daemon start: keeps the endpoints of running containers (their addresses and ports
     /// stay theirs), removes every other namespace, veth and record, and rewrites the rules.
     pub(crate) fn network_reconcile(&self, running: &BTreeSet<String>) -> Result<(), EngineError> {
+        self.restore_networks()?;
         let stored: Vec<(String, Endpoint)> = self.inner.db.list(Table::Endpoints)?;
         let mut keep = Vec::new();
         for (id, ep) in stored {
@@ -462,7 +595,7 @@ impl Engine {
                 st.endpoints.insert(id, ep);
             }
         }
-        if any_bridge {
+        if any_bridge || !lock(&self.net().networks).is_empty() {
             self.apply_rules()?;
         }
         Ok(())
@@ -483,6 +616,10 @@ impl Engine {
 
     /// At daemon stop with no container running: the bridge and the rules go too.
     pub(crate) fn network_shutdown(&self) {
+        let user: Vec<NetworkRecord> = lock(&self.net().networks).values().cloned().collect();
+        for n in user {
+            self.tear_down_network(&n);
+        }
         if self.net().config.iptables {
             if let Err(e) = wharf_network::nft::delete_table(&self.net().table) {
                 log::warn!("{e}");
@@ -499,4 +636,275 @@ impl Engine {
 /// destination before the kernel looks for a local socket.
 fn bind_tcp(addr: SocketAddrV4) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr)
+}
+
+/// `02:42:ac:11:00:02` → bytes.
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let parts: Vec<&str> = s.split([':', '-']).collect();
+    if parts.len() != 6 {
+        return None;
+    }
+    let mut mac = [0u8; 6];
+    for (m, p) in mac.iter_mut().zip(parts) {
+        if p.len() != 2 {
+            return None;
+        }
+        *m = u8::from_str_radix(p, 16).ok()?;
+    }
+    // A multicast address cannot be an interface's.
+    if mac[0] & 1 != 0 {
+        return None;
+    }
+    Some(mac)
+}
+
+/// `--add-host name:ip` (also `name=ip`) → an /etc/hosts line; `host-gateway` is the given
+/// gateway.
+fn extra_host_line(spec: &str, gateway: Option<Ipv4Addr>) -> Result<String, EngineError> {
+    let (name, ip) = spec.split_once('=').or_else(|| spec.split_once(':')).ok_or_else(|| {
+        EngineError::Invalid(format!("invalid argument \"{spec}\" for \"--add-host\" flag: bad format"))
+    })?;
+    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+    let ip = if ip == "host-gateway" {
+        gateway
+            .map(|g| g.to_string())
+            .ok_or_else(|| EngineError::Invalid("host-gateway needs a network with a gateway".to_string()))?
+    } else {
+        ip.parse::<IpAddr>()
+            .map_err(|_| EngineError::Invalid(format!("invalid IP address in add-host: \"{ip}\"")))?
+            .to_string()
+    };
+    if name.is_empty() || name.contains(char::is_whitespace) {
+        return Err(EngineError::Invalid(format!(
+            "invalid argument \"{spec}\" for \"--add-host\" flag: bad host name"
+        )));
+    }
+    Ok(format!("{ip}\t{name}\n"))
+}
+
+/// A container's resolv.conf from the host's: the nameservers are the embedded DNS (user
+/// networks), the `--dns` servers, or the host's minus loopback ones (unreachable from the
+/// container's namespace), falling back to Google's public resolvers as Docker does when none
+/// is left; `--dns-search` and `--dns-option` replace the host's `search` and `options`.
+fn render_resolv_conf(host: &str, opts: &NetOptions, embedded: Option<Ipv4Addr>) -> String {
+    let mut servers: Vec<String> = Vec::new();
+    let mut search: Vec<String> = Vec::new();
+    let mut options: Vec<String> = Vec::new();
+    for l in host.lines() {
+        let mut f = l.split_whitespace();
+        match f.next() {
+            Some("nameserver") => {
+                if let Some(a) = f.next() {
+                    let loopback = a.parse::<IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false);
+                    if !loopback {
+                        servers.push(a.to_string());
+                    }
+                }
+            }
+            Some("search") | Some("domain") => search = f.map(str::to_string).collect(),
+            Some("options") => options.extend(f.map(str::to_string)),
+            _ => {}
+        }
+    }
+    if let Some(gw) = embedded {
+        servers = vec![gw.to_string()];
+        // Single names go to the embedded server first, as Docker's ndots:0.
+        options.retain(|o| !o.starts_with("ndots:"));
+        options.push("ndots:0".to_string());
+    } else if !opts.dns.is_empty() {
+        servers = opts.dns.clone();
+    } else if servers.is_empty() {
+        servers = vec!["8.8.8.8".to_string(), "8.8.4.4".to_string()];
+    }
+    if !opts.dns_search.is_empty() {
+        search = opts.dns_search.iter().filter(|s| s.as_str() != ".").cloned().collect();
+    }
+    if !opts.dns_options.is_empty() {
+        options = opts.dns_options.clone();
+        if embedded.is_some() && !options.iter().any(|o| o.starts_with("ndots:")) {
+            options.push("ndots:0".to_string());
+        }
+    }
+    let mut out = String::new();
+    for s in servers {
+        out.push_str(&format!("nameserver {s}\n"));
+    }
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    if !options.is_empty() {
+        out.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    out
+}
+
+impl Engine {
+    /// The default bridge's gateway, configured or as it would be chosen.
+    pub(crate) fn default_bridge_gateway(&self) -> Option<Ipv4Net> {
+        if let Some(b) = lock(&self.net().bridge).as_ref() {
+            return Some(b.gateway);
+        }
+        choose_bip(&self.net().config).ok()
+    }
+
+    /// Checks a create's network settings: the mode names a known network, and per-network
+    /// options are only given where Docker allows them.
+    pub(crate) fn validate_network(&self, hc: &HostConfig) -> Result<(), EngineError> {
+        let mode = hc.network_mode.as_str();
+        let user = match mode {
+            "default" | "bridge" | "none" | "host" => false,
+            m if m.starts_with("container:") => {
+                self.find_container(&m["container:".len()..])?;
+                false
+            }
+            other => !self.find_network(other)?.predefined,
+        };
+        let o = &hc.net;
+        if !user && o.ipv4_address.as_deref().is_some_and(|a| !a.is_empty()) {
+            return Err(EngineError::Invalid(
+                "user specified IP address is supported on user defined networks only".to_string(),
+            ));
+        }
+        if !user && !o.aliases.is_empty() {
+            return Err(EngineError::Invalid(
+                "network-scoped alias is supported only for containers in user defined networks".to_string(),
+            ));
+        }
+        if let Some(a) = o.ipv4_address.as_deref().filter(|a| !a.is_empty()) {
+            a.parse::<Ipv4Addr>().map_err(|_| EngineError::Invalid(format!("invalid IPv4 address: {a}")))?;
+        }
+        if let Some(m) = o.mac_address.as_deref().filter(|m| !m.is_empty()) {
+            parse_mac(m).ok_or_else(|| EngineError::Invalid(format!("invalid MAC address: {m}")))?;
+        }
+        for d in &o.dns {
+            d.parse::<IpAddr>().map_err(|_| EngineError::Invalid(format!("{d} is not an ip address")))?;
+        }
+        for h in &o.extra_hosts {
+            extra_host_line(h, None)
+                .or_else(|e| if h.ends_with("host-gateway") { Ok(String::new()) } else { Err(e) })?;
+        }
+        Ok(())
+    }
+
+    /// The container's /etc/resolv.conf content.
+    pub(crate) fn container_resolv_conf(&self, rec: &ContainerRecord, host_network: bool) -> String {
+        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        if host_network
+            && rec.host_config.net.dns.is_empty()
+            && rec.host_config.net.dns_search.is_empty()
+            && rec.host_config.net.dns_options.is_empty()
+        {
+            return host;
+        }
+        let embedded = self.container_endpoint(&rec.id).filter(|e| !e.network_id.is_empty()).and_then(|e| e.gateway);
+        render_resolv_conf(&host, &rec.host_config.net, embedded)
+    }
+
+    /// The `--add-host` lines of a container's /etc/hosts.
+    pub(crate) fn extra_hosts(&self, rec: &ContainerRecord) -> Result<String, EngineError> {
+        let gw = self
+            .container_endpoint(&rec.id)
+            .and_then(|e| e.gateway)
+            .or_else(|| self.default_bridge_gateway().map(|g| g.addr));
+        rec.host_config.net.extra_hosts.iter().map(|h| extra_host_line(h, gw)).collect()
+    }
+
+    /// Resolves a name asked by `src` through network `net_id`'s DNS server.
+    pub(crate) fn dns_lookup(&self, net_id: &str, src: Ipv4Addr, name: &str) -> Lookup {
+        let st = lock(&self.net().state);
+        let on_net: Vec<&Endpoint> = st.endpoints.values().filter(|e| e.network_id == net_id).collect();
+        if !on_net.iter().any(|e| e.ip == Some(src)) {
+            return Lookup::Refused;
+        }
+        let net_name = on_net.first().map(|e| e.network.to_ascii_lowercase()).unwrap_or_default();
+        let bare = name.strip_suffix(&format!(".{net_name}")).filter(|_| !net_name.is_empty()).unwrap_or(name);
+        let addrs: Vec<Ipv4Addr> =
+            on_net.iter().filter(|e| e.dns_names.iter().any(|n| n == bare)).filter_map(|e| e.ip).collect();
+        if !addrs.is_empty() {
+            return Lookup::Local(addrs);
+        }
+        let servers = on_net.iter().find(|e| e.ip == Some(src)).map(|e| e.dns_servers.clone()).unwrap_or_default();
+        drop(st);
+        if servers.is_empty() {
+            Lookup::Forward(crate::dns::host_nameservers())
+        } else {
+            Lookup::Forward(servers.into_iter().map(|ip| SocketAddr::new(ip, 53)).collect())
+        }
+    }
+
+    /// The servers names not known locally are forwarded to for a container at `src`.
+    pub(crate) fn dns_upstreams(&self, src: Ipv4Addr) -> Vec<SocketAddr> {
+        let servers: Vec<IpAddr> = lock(&self.net().state)
+            .endpoints
+            .values()
+            .find(|e| e.ip == Some(src))
+            .map(|e| e.dns_servers.clone())
+            .unwrap_or_default();
+        if servers.is_empty() {
+            crate::dns::host_nameservers()
+        } else {
+            servers.into_iter().map(|ip| SocketAddr::new(ip, 53)).collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs() {
+        let cases = [
+            ("02:42:ac:11:00:02", Some([2, 0x42, 0xac, 0x11, 0, 2])),
+            ("02-42-AC-11-00-02", Some([2, 0x42, 0xac, 0x11, 0, 2])),
+            ("01:42:ac:11:00:02", None),
+            ("02:42:ac:11:00", None),
+            ("zz:42:ac:11:00:02", None),
+        ];
+        for (s, want) in cases {
+            assert_eq!(parse_mac(s), want, "{s}");
+        }
+    }
+
+    #[test]
+    fn add_host_lines() {
+        let gw = Some(Ipv4Addr::new(10, 0, 0, 1));
+        let cases: &[(&str, Option<&str>)] = &[
+            ("db:10.1.2.3", Some("10.1.2.3\tdb\n")),
+            ("db=10.1.2.3", Some("10.1.2.3\tdb\n")),
+            ("v6:::1", Some("::1\tv6\n")),
+            ("gw:host-gateway", Some("10.0.0.1\tgw\n")),
+            ("db", None),
+            ("db:notanip", None),
+        ];
+        for (spec, want) in cases {
+            assert_eq!(extra_host_line(spec, gw).ok().as_deref(), *want, "{spec}");
+        }
+    }
+
+    #[test]
+    fn resolv_conf_table() {
+        let host = "nameserver 127.0.0.53\nsearch corp.example\noptions edns0\n";
+        let none = NetOptions::default();
+        assert_eq!(
+            render_resolv_conf(host, &none, None),
+            "nameserver 8.8.8.8\nnameserver 8.8.4.4\nsearch corp.example\noptions edns0\n"
+        );
+        assert_eq!(render_resolv_conf("nameserver 10.9.9.9\n", &none, None), "nameserver 10.9.9.9\n");
+        assert_eq!(
+            render_resolv_conf(host, &none, Some(Ipv4Addr::new(10, 5, 0, 1))),
+            "nameserver 10.5.0.1\nsearch corp.example\noptions edns0 ndots:0\n"
+        );
+        let opts = NetOptions {
+            dns: vec!["1.1.1.1".into()],
+            dns_search: vec!["a.test".into()],
+            dns_options: vec!["timeout:1".into()],
+            ..Default::default()
+        };
+        assert_eq!(render_resolv_conf(host, &opts, None), "nameserver 1.1.1.1\nsearch a.test\noptions timeout:1\n");
+        assert_eq!(
+            render_resolv_conf(host, &opts, Some(Ipv4Addr::new(10, 5, 0, 1))),
+            "nameserver 10.5.0.1\nsearch a.test\noptions timeout:1 ndots:0\n"
+        );
+    }
 }

@@ -201,29 +201,12 @@ impl Engine {
                 self.container_endpoint(&rec.id).and_then(|e| e.ip).map(|ip| ip.to_string()).unwrap_or_else(|| "127.0.0.1".to_string())
             )
         };
-        write("hosts", hosts)?;
-        write("resolv.conf", resolv_conf(host_network))?;
+        write("hosts", hosts + &self.extra_hosts(rec)?)?;
+        write("resolv.conf", self.container_resolv_conf(rec, host_network))?;
         Ok(())
     }
 }
 
 fn host_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
-}
-
-/// The host's resolv.conf; with its own network namespace a container cannot reach the host's
-/// loopback resolvers, so those are dropped as Docker does (falling back to none until the
-/// embedded DNS of user networks exists).
-fn resolv_conf(host_network: bool) -> String {
-    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    if host_network {
-        return host;
-    }
-    host.lines()
-        .filter(|l| {
-            let mut f = l.split_whitespace();
-            !(f.next() == Some("nameserver") && f.next().is_some_and(|a| a.starts_with("127.") || a == "::1"))
-        })
-        .map(|l| format!("{l}\n"))
-        .collect()
 }

@@ -26,9 +26,12 @@ pub enum Table {
     Volumes,
     /// container id → its network endpoint while it runs (namespace, address, veth, ports)
     Endpoints,
+    /// network id (64 hex) → user-defined network record
+    Networks,
 }
 
-const ALL: [Table; 6] = [Table::Images, Table::Tags, Table::Containers, Table::Names, Table::Volumes, Table::Endpoints];
+const ALL: [Table; 7] =
+    [Table::Images, Table::Tags, Table::Containers, Table::Names, Table::Volumes, Table::Endpoints, Table::Networks];
 
 impl Table {
     fn def(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
@@ -39,6 +42,7 @@ impl Table {
             Table::Names => TableDefinition::new("names"),
             Table::Endpoints => TableDefinition::new("endpoints"),
             Table::Volumes => TableDefinition::new("volumes"),
+            Table::Networks => TableDefinition::new("networks"),
         }
     }
 }

@@ -35,6 +35,7 @@ mod lifecycle;
 mod logs;
 mod mirrors;
 mod network;
+mod network_user;
 mod ps;
 mod pull_faults;
 mod registry_auth;

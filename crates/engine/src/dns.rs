@@ -1,0 +1,337 @@
+//! The embedded DNS server of user-defined networks: one per network, listening (UDP and TCP)
+//! on the network's gateway address port 53 in the host's namespace, which containers use as
+//! their nameserver. Names of the containers on that network (name, short id, aliases, and the
+//! `name.network` forms) are answered from the daemon's live endpoints, so answers follow
+//! containers as they come and go; everything else is forwarded to the container's `--dns`
+//! servers or the host's resolvers. Queries from outside the network's subnet are refused, so
+//! a container only learns the names of its own networks.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use wharf_network::Ipv4Net;
+
+use crate::{Engine, EngineError};
+
+const TYPE_A: u16 = 1;
+const TYPE_ANY: u16 = 255;
+const CLASS_IN: u16 = 1;
+const RCODE_SERVFAIL: u8 = 2;
+const RCODE_REFUSED: u8 = 5;
+const TTL: u32 = 600;
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A running server; dropping it stops it.
+pub(crate) struct DnsServer {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// The question of a query.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Question {
+    pub id: u16,
+    /// Lowercase, without the trailing dot.
+    pub name: String,
+    pub qtype: u16,
+    pub qclass: u16,
+    /// Where the question ends (the answer section of a reply starts there).
+    pub end: usize,
+}
+
+/// What the daemon knows of a name asked from a container.
+pub(crate) enum Lookup {
+    /// A container on the network: its addresses.
+    Local(Vec<Ipv4Addr>),
+    /// Not a container's name: ask these servers.
+    Forward(Vec<SocketAddr>),
+    /// The asker is not on the network.
+    Refused,
+}
+
+/// Parses the header and the one question of a query.
+pub(crate) fn parse_query(msg: &[u8]) -> Option<Question> {
+    if msg.len() < 12 {
+        return None;
+    }
+    let id = u16::from_be_bytes([msg[0], msg[1]]);
+    // A response, or not exactly one question: not something to answer.
+    if msg[2] & 0x80 != 0 || u16::from_be_bytes([msg[4], msg[5]]) != 1 {
+        return None;
+    }
+    let mut pos = 12;
+    let mut labels: Vec<String> = Vec::new();
+    loop {
+        let len = *msg.get(pos)? as usize;
+        pos += 1;
+        if len == 0 {
+            break;
+        }
+        // Compression pointers cannot appear in the first name of a query.
+        if len > 63 {
+            return None;
+        }
+        let label = msg.get(pos..pos + len)?;
+        labels.push(String::from_utf8_lossy(label).to_ascii_lowercase());
+        pos += len;
+    }
+    let qtype = u16::from_be_bytes([*msg.get(pos)?, *msg.get(pos + 1)?]);
+    let qclass = u16::from_be_bytes([*msg.get(pos + 2)?, *msg.get(pos + 3)?]);
+    Some(Question { id, name: labels.join("."), qtype, qclass, end: pos + 4 })
+}
+
+/// A reply to `query` with the given A records (none: NOERROR without answers, as for AAAA of
+/// a container that has only IPv4).
+pub(crate) fn answer(query: &[u8], q: &Question, addrs: &[Ipv4Addr]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(q.end + addrs.len() * 16);
+    out.extend_from_slice(&query[..q.end]);
+    // QR, opcode and RD kept, AA and RA set, rcode 0.
+    out[2] = 0x80 | (query[2] & 0x79) | 0x04;
+    out[3] = 0x80;
+    let ancount = if q.qtype == TYPE_A || q.qtype == TYPE_ANY { addrs.len() as u16 } else { 0 };
+    out[6..8].copy_from_slice(&ancount.to_be_bytes());
+    out[8..12].copy_from_slice(&[0, 0, 0, 0]);
+    if ancount > 0 {
+        for a in addrs {
+            out.extend_from_slice(&[0xc0, 0x0c]);
+            out.extend_from_slice(&TYPE_A.to_be_bytes());
+            out.extend_from_slice(&CLASS_IN.to_be_bytes());
+            out.extend_from_slice(&TTL.to_be_bytes());
+            out.extend_from_slice(&4u16.to_be_bytes());
+            out.extend_from_slice(&a.octets());
+        }
+    }
+    out
+}
+
+/// A reply with only a response code, echoing the query's header and question.
+pub(crate) fn error_reply(query: &[u8], rcode: u8) -> Vec<u8> {
+    let end = parse_query(query).map(|q| q.end).unwrap_or(12.min(query.len()));
+    let mut out = query[..end].to_vec();
+    if out.len() < 12 {
+        out.resize(12, 0);
+    }
+    out[2] = 0x80 | (out[2] & 0x79);
+    out[3] = 0x80 | rcode;
+    out[6..12].copy_from_slice(&[0; 6]);
+    if end <= 12 {
+        out[4..6].copy_from_slice(&[0, 0]);
+    }
+    out
+}
+
+impl DnsServer {
+    /// Binds `addr:53` (UDP and TCP) and serves there until dropped. Must run inside the
+    /// daemon's tokio runtime (a blocking task is).
+    pub(crate) fn start(
+        engine: Engine,
+        net_id: String,
+        addr: Ipv4Addr,
+        subnet: Ipv4Net,
+    ) -> Result<DnsServer, EngineError> {
+        let bind = SocketAddrV4::new(addr, 53);
+        let err = |what: &str, e: std::io::Error| EngineError::Internal(format!("dns server on {bind} ({what}): {e}"));
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|e| EngineError::Internal(format!("dns server on {bind}: no runtime: {e}")))?;
+        let _enter = handle.enter();
+        let udp = std::net::UdpSocket::bind(bind).map_err(|e| err("udp", e))?;
+        udp.set_nonblocking(true).map_err(|e| err("udp", e))?;
+        let udp = UdpSocket::from_std(udp).map_err(|e| err("udp", e))?;
+        let tcp = std::net::TcpListener::bind(bind).map_err(|e| err("tcp", e))?;
+        tcp.set_nonblocking(true).map_err(|e| err("tcp", e))?;
+        let tcp = TcpListener::from_std(tcp).map_err(|e| err("tcp", e))?;
+        let udp = std::sync::Arc::new(udp);
+        let (e1, n1) = (engine.clone(), net_id.clone());
+        let udp_task = handle.spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            loop {
+                let Ok((n, src)) = udp.recv_from(&mut buf).await else { continue };
+                let query = buf[..n].to_vec();
+                let (engine, net_id, udp) = (e1.clone(), n1.clone(), udp.clone());
+                tokio::spawn(async move {
+                    if let Some(reply) = resolve(&engine, &net_id, subnet, src, &query).await {
+                        let _ = udp.send_to(&reply, src).await;
+                    }
+                });
+            }
+        });
+        let tcp_task = handle.spawn(async move {
+            loop {
+                let Ok((stream, src)) = tcp.accept().await else { continue };
+                let (engine, net_id) = (engine.clone(), net_id.clone());
+                tokio::spawn(async move {
+                    let _ = serve_tcp(&engine, &net_id, subnet, src, stream).await;
+                });
+            }
+        });
+        Ok(DnsServer { tasks: vec![udp_task, tcp_task] })
+    }
+}
+
+async fn serve_tcp(
+    engine: &Engine,
+    net_id: &str,
+    subnet: Ipv4Net,
+    src: SocketAddr,
+    mut stream: TcpStream,
+) -> std::io::Result<()> {
+    loop {
+        let mut len = [0u8; 2];
+        if tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut len)).await.is_err() {
+            return Ok(());
+        }
+        let mut query = vec![0u8; u16::from_be_bytes(len) as usize];
+        stream.read_exact(&mut query).await?;
+        let Some(reply) = resolve(engine, net_id, subnet, src, &query).await else { return Ok(()) };
+        stream.write_all(&(reply.len() as u16).to_be_bytes()).await?;
+        stream.write_all(&reply).await?;
+    }
+}
+
+/// The reply to one query, `None` when it is not worth one.
+async fn resolve(engine: &Engine, net_id: &str, subnet: Ipv4Net, src: SocketAddr, query: &[u8]) -> Option<Vec<u8>> {
+    let src_ip = match src.ip() {
+        IpAddr::V4(ip) => ip,
+        IpAddr::V6(_) => return Some(error_reply(query, RCODE_REFUSED)),
+    };
+    if !subnet.contains(src_ip) {
+        return Some(error_reply(query, RCODE_REFUSED));
+    }
+    let q = parse_query(query)?;
+    let lookup = if q.qclass == CLASS_IN {
+        engine.dns_lookup(net_id, src_ip, &q.name)
+    } else {
+        Lookup::Forward(engine.dns_upstreams(src_ip))
+    };
+    match lookup {
+        Lookup::Local(addrs) => Some(answer(query, &q, &addrs)),
+        Lookup::Refused => Some(error_reply(query, RCODE_REFUSED)),
+        Lookup::Forward(servers) => {
+            for s in servers {
+                if let Some(r) = forward(s, query).await {
+                    return Some(r);
+                }
+            }
+            Some(error_reply(query, RCODE_SERVFAIL))
+        }
+    }
+}
+
+/// Asks one upstream server over UDP; its reply, or `None` after the time-out.
+async fn forward(server: SocketAddr, query: &[u8]) -> Option<Vec<u8>> {
+    let local: SocketAddr = if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().ok()?;
+    let sock = UdpSocket::bind(local).await.ok()?;
+    sock.connect(server).await.ok()?;
+    sock.send(query).await.ok()?;
+    let mut buf = vec![0u8; 65535];
+    let deadline = tokio::time::Instant::now() + UPSTREAM_TIMEOUT;
+    loop {
+        let n = tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await.ok()?.ok()?;
+        // Only the answer to this query (same id).
+        if n >= 2 && buf[..2] == query[..2] {
+            return Some(buf[..n].to_vec());
+        }
+    }
+}
+
+/// The host's nameservers from its resolv.conf (loopback ones included: the daemon runs in
+/// the host's namespace).
+pub(crate) fn host_nameservers() -> Vec<SocketAddr> {
+    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    nameservers_of(&text)
+}
+
+pub(crate) fn nameservers_of(text: &str) -> Vec<SocketAddr> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            if f.next() != Some("nameserver") {
+                return None;
+            }
+            let ip: IpAddr = f.next()?.split('%').next()?.parse().ok()?;
+            Some(SocketAddr::new(ip, 53))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(name: &str, qtype: u16) -> Vec<u8> {
+        let mut m = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        for l in name.split('.') {
+            m.push(l.len() as u8);
+            m.extend_from_slice(l.as_bytes());
+        }
+        m.push(0);
+        m.extend_from_slice(&qtype.to_be_bytes());
+        m.extend_from_slice(&CLASS_IN.to_be_bytes());
+        m
+    }
+
+    #[test]
+    fn parse_table() {
+        let q = parse_query(&query("Web.MyNet", TYPE_A)).unwrap();
+        assert_eq!((q.id, q.name.as_str(), q.qtype, q.qclass), (0x1234, "web.mynet", TYPE_A, CLASS_IN));
+        let cases: &[(&[u8], bool)] = &[
+            (&[], false),
+            (&[0; 11], false),
+            // A response.
+            (&[0, 1, 0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1], false),
+            // Two questions.
+            (&[0, 1, 1, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1], false),
+            // Truncated label.
+            (&[0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 5, b'a'], false),
+            // A pointer in the question.
+            (&[0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 0x0c, 0, 1, 0, 1], false),
+            // The root name.
+            (&[0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1], true),
+        ];
+        for (m, ok) in cases {
+            assert_eq!(parse_query(m).is_some(), *ok, "{m:?}");
+        }
+    }
+
+    #[test]
+    fn answers_a_and_empty_aaaa() {
+        let m = query("web", TYPE_A);
+        let q = parse_query(&m).unwrap();
+        let r = answer(&m, &q, &[Ipv4Addr::new(10, 1, 0, 2)]);
+        assert_eq!(&r[..2], &[0x12, 0x34]);
+        assert_eq!(r[2] & 0x80, 0x80);
+        assert_eq!(r[3] & 0x0f, 0);
+        assert_eq!(u16::from_be_bytes([r[6], r[7]]), 1);
+        assert_eq!(&r[r.len() - 4..], &[10, 1, 0, 2]);
+        let m = query("web", 28);
+        let q = parse_query(&m).unwrap();
+        let r = answer(&m, &q, &[Ipv4Addr::new(10, 1, 0, 2)]);
+        assert_eq!(u16::from_be_bytes([r[6], r[7]]), 0);
+        assert_eq!(r.len(), m.len());
+    }
+
+    #[test]
+    fn refusal_keeps_the_question() {
+        let m = query("example.com", TYPE_A);
+        let r = error_reply(&m, RCODE_REFUSED);
+        assert_eq!(r.len(), m.len());
+        assert_eq!(r[3] & 0x0f, RCODE_REFUSED);
+        assert_eq!(u16::from_be_bytes([r[4], r[5]]), 1);
+    }
+
+    #[test]
+    fn resolv_conf_nameservers() {
+        let text = "# x\nnameserver 127.0.0.53\nnameserver fe80::1%eth0\nsearch a.b\nnameserver bad\n";
+        let got = nameservers_of(text);
+        assert_eq!(got, vec!["127.0.0.53:53".parse().unwrap(), "[fe80::1]:53".parse().unwrap()]);
+    }
+}

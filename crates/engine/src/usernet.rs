@@ -1,0 +1,505 @@
+//! User-defined networks (`docker network create`): a bridge of its own per network, an IPAM
+//! subnet, an embedded DNS server on its gateway, and its record in the `networks` table so it
+//! comes back at the next daemon start. The predefined `bridge`, `host` and `none` networks are
+//! not stored: they are derived from the daemon's configuration.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use wharf_metadata::Table;
+use wharf_network::sandbox::{self, BridgeConfig};
+use wharf_network::Ipv4Net;
+
+use crate::network::{lock, net_err, Endpoint};
+use crate::{blocking, ids, Engine, EngineError};
+
+pub const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];
+
+/// Docker's option naming the bridge device of a network.
+const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
+
+/// A network as stored and as shown by `network inspect`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkRecord {
+    pub id: String,
+    pub name: String,
+    pub driver: String,
+    pub created: String,
+    /// `local`
+    pub scope: String,
+    /// Empty for `host` and `none`.
+    pub subnet: String,
+    pub gateway: String,
+    #[serde(default)]
+    pub ip_range: Option<String>,
+    pub internal: bool,
+    #[serde(default)]
+    pub attachable: bool,
+    pub labels: BTreeMap<String, String>,
+    pub options: BTreeMap<String, String>,
+    /// The bridge device (empty for `host` and `none`).
+    pub bridge: String,
+    /// The predefined networks are not stored and cannot be removed.
+    #[serde(default)]
+    pub predefined: bool,
+}
+
+impl NetworkRecord {
+    pub(crate) fn gateway_net(&self) -> Option<Ipv4Net> {
+        let subnet: Ipv4Net = self.subnet.parse().ok()?;
+        let gw: Ipv4Addr = self.gateway.parse().ok()?;
+        Some(Ipv4Net { addr: gw, prefix: subnet.prefix })
+    }
+
+    /// The range addresses are handed out from: `--ip-range`, else the subnet.
+    pub(crate) fn pool(&self) -> Option<Ipv4Net> {
+        match &self.ip_range {
+            Some(r) => r.parse().ok(),
+            None => self.subnet.parse().ok(),
+        }
+    }
+}
+
+/// `POST /networks/create`, parsed.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkCreate {
+    pub name: String,
+    pub driver: Option<String>,
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    pub ip_range: Option<String>,
+    pub internal: bool,
+    pub attachable: bool,
+    pub labels: BTreeMap<String, String>,
+    pub options: BTreeMap<String, String>,
+}
+
+/// Docker's rule for network names.
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+fn parse_net(what: &str, s: &str) -> Result<Ipv4Net, EngineError> {
+    s.parse::<Ipv4Net>().map_err(|_| EngineError::Invalid(format!("invalid {what}: {s}")))
+}
+
+/// A stable id for a predefined network, derived from its name and the daemon's bridge.
+fn predefined_id(name: &str, bridge: &str) -> String {
+    wharf_types::Digest::of(format!("wharf predefined network {name} {bridge}").as_bytes()).hex().to_string()
+}
+
+impl Engine {
+    /// The predefined networks as records.
+    fn predefined_networks(&self) -> Vec<NetworkRecord> {
+        let bridge = self.inner.config.network.bridge.clone();
+        let default_gw = self.default_bridge_gateway();
+        PREDEFINED
+            .iter()
+            .map(|name| {
+                let is_bridge = *name == "bridge";
+                NetworkRecord {
+                    id: predefined_id(name, &bridge),
+                    name: name.to_string(),
+                    driver: if is_bridge { "bridge" } else { name }.to_string(),
+                    created: String::new(),
+                    scope: "local".to_string(),
+                    subnet: default_gw.filter(|_| is_bridge).map(|g| g.network().to_string()).unwrap_or_default(),
+                    gateway: default_gw.filter(|_| is_bridge).map(|g| g.addr.to_string()).unwrap_or_default(),
+                    ip_range: None,
+                    internal: false,
+                    attachable: false,
+                    labels: BTreeMap::new(),
+                    options: if is_bridge {
+                        BTreeMap::from([(OPT_BRIDGE_NAME.to_string(), bridge.clone())])
+                    } else {
+                        BTreeMap::new()
+                    },
+                    bridge: if is_bridge { bridge.clone() } else { String::new() },
+                    predefined: true,
+                }
+            })
+            .collect()
+    }
+
+    /// Every network, predefined first, then user networks by name.
+    pub fn list_networks(&self) -> Vec<NetworkRecord> {
+        let mut out = self.predefined_networks();
+        let mut user: Vec<NetworkRecord> = lock(&self.inner.network.networks).values().cloned().collect();
+        user.sort_by(|a, b| a.name.cmp(&b.name));
+        out.extend(user);
+        out
+    }
+
+    /// A network by name, full id or unique id prefix (Docker's lookup order).
+    pub fn find_network(&self, name: &str) -> Result<NetworkRecord, EngineError> {
+        let all = self.list_networks();
+        if let Some(n) = all.iter().find(|n| n.name == name || n.id == name) {
+            return Ok(n.clone());
+        }
+        if name == "default" {
+            return self.find_network("bridge");
+        }
+        let by_prefix: Vec<&NetworkRecord> =
+            all.iter().filter(|n| !name.is_empty() && n.id.starts_with(name)).collect();
+        match by_prefix.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(EngineError::NotFound(format!("network {name} not found"))),
+            _ => Err(EngineError::Invalid(format!(
+                "network {name} is ambiguous ({} matches found based on ID prefix)",
+                by_prefix.len()
+            ))),
+        }
+    }
+
+    /// The running containers on a network and their endpoints.
+    pub fn network_endpoints(&self, net: &NetworkRecord) -> Vec<(String, Endpoint)> {
+        lock(&self.inner.network.state)
+            .endpoints
+            .iter()
+            .filter(|(_, e)| e.network_id == net.id || (net.predefined && e.network == net.name))
+            .map(|(id, e)| (id.clone(), e.clone()))
+            .collect()
+    }
+
+    pub async fn create_network(&self, req: NetworkCreate) -> Result<NetworkRecord, EngineError> {
+        let engine = self.clone();
+        blocking(move || engine.create_network_blocking(req)).await
+    }
+
+    fn create_network_blocking(&self, req: NetworkCreate) -> Result<NetworkRecord, EngineError> {
+        if req.name.is_empty() {
+            return Err(EngineError::Invalid("network name is required".to_string()));
+        }
+        if !valid_name(&req.name) {
+            return Err(EngineError::Invalid(format!(
+                "invalid network name \"{}\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
+                req.name
+            )));
+        }
+        let driver = req.driver.clone().filter(|d| !d.is_empty()).unwrap_or_else(|| "bridge".to_string());
+        if driver != "bridge" {
+            return Err(EngineError::NotFound(format!(
+                "plugin \"{driver}\" not found: only the bridge driver is supported"
+            )));
+        }
+        let _guard = lock(&self.inner.network.create_lock);
+        if PREDEFINED.contains(&req.name.as_str()) || req.name == "default" {
+            return Err(EngineError::Forbidden(format!("{} is a pre-defined network and cannot be created", req.name)));
+        }
+        if self.list_networks().iter().any(|n| n.name == req.name) {
+            return Err(EngineError::Conflict(format!("network with name {} already exists", req.name)));
+        }
+        let used: Vec<Ipv4Net> = self.list_networks().iter().filter_map(|n| n.subnet.parse().ok()).collect();
+        let subnet = match &req.subnet {
+            Some(s) => {
+                let net = parse_net("subnet", s)?.network();
+                if let Some(o) = used.iter().find(|u| u.overlaps(&net)) {
+                    return Err(EngineError::Forbidden(format!(
+                        "invalid pool request: Pool overlaps with other one on this address space ({o})"
+                    )));
+                }
+                net
+            }
+            None => self.free_subnet(&used)?,
+        };
+        if subnet.prefix > 30 {
+            return Err(EngineError::Invalid(format!("subnet {subnet} is too small")));
+        }
+        let gateway = match &req.gateway {
+            Some(g) => {
+                let g: Ipv4Addr = g.parse().map_err(|_| EngineError::Invalid(format!("invalid gateway: {g}")))?;
+                if !subnet.contains(g) || g == subnet.addr || g == subnet.broadcast() {
+                    return Err(EngineError::Invalid(format!("gateway {g} is not a host address of subnet {subnet}")));
+                }
+                g
+            }
+            None => subnet.first_host(),
+        };
+        let ip_range = match &req.ip_range {
+            Some(r) => {
+                let r = parse_net("ip-range", r)?.network();
+                if r.prefix < subnet.prefix || !subnet.contains(r.addr) {
+                    return Err(EngineError::Invalid(format!("ip-range {r} is not inside subnet {subnet}")));
+                }
+                Some(r.to_string())
+            }
+            None => None,
+        };
+        let id = ids::random_id();
+        let bridge = match req.options.get(OPT_BRIDGE_NAME) {
+            Some(b) if !b.is_empty() => {
+                if b.len() > 15 || b.contains('/') || b.contains(char::is_whitespace) {
+                    return Err(EngineError::Invalid(format!("invalid bridge name: {b}")));
+                }
+                b.clone()
+            }
+            _ => format!("br-{}", &id[..12]),
+        };
+        let rec = NetworkRecord {
+            id: id.clone(),
+            name: req.name.clone(),
+            driver,
+            created: wharf_types::time::rfc3339_nanos(SystemTime::now()),
+            scope: "local".to_string(),
+            subnet: subnet.to_string(),
+            gateway: gateway.to_string(),
+            ip_range,
+            internal: req.internal,
+            attachable: req.attachable,
+            labels: req.labels,
+            options: req.options,
+            bridge,
+            predefined: false,
+        };
+        self.bring_up_network(&rec)?;
+        if let Err(e) = self.inner.db.write(|tx| tx.put(Table::Networks, &id, &rec)) {
+            self.tear_down_network(&rec);
+            return Err(e.into());
+        }
+        lock(&self.inner.network.networks).insert(id, rec.clone());
+        if let Err(e) = self.apply_rules() {
+            log::warn!("network {}: {e}", rec.name);
+        }
+        self.network_event(&rec, "create");
+        Ok(rec)
+    }
+
+    /// The first of Docker's default pools that neither the host routes nor another network
+    /// uses.
+    fn free_subnet(&self, used: &[Ipv4Net]) -> Result<Ipv4Net, EngineError> {
+        let routes = wharf_network::ipam::host_routes("");
+        let candidates = (18..=31u8)
+            .map(|b| Ipv4Net { addr: Ipv4Addr::new(172, b, 0, 0), prefix: 16 })
+            .chain((0..=240u8).step_by(16).map(|c| Ipv4Net { addr: Ipv4Addr::new(192, 168, c, 0), prefix: 20 }));
+        for c in candidates {
+            if !routes.iter().chain(used.iter()).any(|r| r.overlaps(&c)) {
+                return Ok(c);
+            }
+        }
+        Err(EngineError::Forbidden(
+            "could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network"
+                .to_string(),
+        ))
+    }
+
+    /// The bridge with its gateway address and the DNS server on it.
+    pub(crate) fn bring_up_network(&self, rec: &NetworkRecord) -> Result<(), EngineError> {
+        let gw = rec.gateway_net().ok_or_else(|| EngineError::Internal(format!("network {}: bad subnet", rec.name)))?;
+        sandbox::ensure_bridge(&BridgeConfig { name: rec.bridge.clone(), gateway: gw }).map_err(net_err)?;
+        let subnet: Ipv4Net = gw.network();
+        match crate::dns::DnsServer::start(self.clone(), rec.id.clone(), gw.addr, subnet) {
+            Ok(server) => {
+                lock(&self.inner.network.dns).insert(rec.id.clone(), server);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = sandbox::remove_bridge(&rec.bridge);
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) fn tear_down_network(&self, rec: &NetworkRecord) {
+        lock(&self.inner.network.dns).remove(&rec.id);
+        if let Err(e) = sandbox::remove_bridge(&rec.bridge) {
+            log::warn!("network {}: {e}", rec.name);
+        }
+    }
+
+    pub async fn remove_network(&self, name: &str) -> Result<(), EngineError> {
+        let engine = self.clone();
+        let name = name.to_string();
+        blocking(move || engine.remove_network_blocking(&name)).await
+    }
+
+    fn remove_network_blocking(&self, name: &str) -> Result<(), EngineError> {
+        let rec = self.find_network(name)?;
+        if rec.predefined {
+            return Err(EngineError::Forbidden(format!("{} is a pre-defined network and cannot be removed", rec.name)));
+        }
+        let _guard = lock(&self.inner.network.create_lock);
+        let active = self.network_endpoints(&rec);
+        if !active.is_empty() {
+            return Err(EngineError::Forbidden(format!(
+                "error while removing network: network {} id {} has active endpoints",
+                rec.name, rec.id
+            )));
+        }
+        self.inner.db.write(|tx| tx.delete(Table::Networks, &rec.id))?;
+        lock(&self.inner.network.networks).remove(&rec.id);
+        self.tear_down_network(&rec);
+        if let Err(e) = self.apply_rules() {
+            log::warn!("network {}: {e}", rec.name);
+        }
+        self.network_event(&rec, "destroy");
+        Ok(())
+    }
+
+    /// Removes the user networks no running container uses and that match the label filters
+    /// (`label=k`, `label=k=v`, `label!=...`); returns their names.
+    pub async fn prune_networks(&self, labels: Vec<(String, bool)>) -> Result<Vec<String>, EngineError> {
+        let mut removed = Vec::new();
+        let all: Vec<NetworkRecord> = lock(&self.inner.network.networks).values().cloned().collect();
+        for n in all {
+            let matches = labels.iter().all(|(f, want)| {
+                let has = match f.split_once('=') {
+                    Some((k, v)) => n.labels.get(k).is_some_and(|x| x == v),
+                    None => n.labels.contains_key(f),
+                };
+                has == *want
+            });
+            if !matches || !self.network_endpoints(&n).is_empty() {
+                continue;
+            }
+            match self.remove_network(&n.id).await {
+                Ok(()) => removed.push(n.name),
+                Err(e) => log::warn!("prune network {}: {e}", n.name),
+            }
+        }
+        Ok(removed)
+    }
+
+    /// At daemon start: every stored network comes back with its bridge and DNS server.
+    pub(crate) fn restore_networks(&self) -> Result<(), EngineError> {
+        let stored: Vec<(String, NetworkRecord)> = self.inner.db.list(Table::Networks)?;
+        for (id, rec) in stored {
+            if let Err(e) = self.bring_up_network(&rec) {
+                log::warn!("network {}: {e}", rec.name);
+            }
+            lock(&self.inner.network.networks).insert(id, rec);
+        }
+        Ok(())
+    }
+
+    /// Connects a container that is not running to a network: it will join it at its next
+    /// start. A container has one network in wharf, so connecting moves it off the default
+    /// bridge; a running container cannot be connected (its namespace has its one interface).
+    pub async fn connect_network(
+        &self,
+        network: &str,
+        container: &str,
+        aliases: Vec<String>,
+        ip: Option<String>,
+    ) -> Result<(), EngineError> {
+        let n = self.find_network(network)?;
+        let c = self.find_container(container)?;
+        let live = self.live(&c.id);
+        let _op = live.op.lock().await;
+        let mut c = self.find_container(&c.id)?;
+        let current = c.host_config.network_mode.clone();
+        let on_it = current == n.name || current == n.id || (n.name == "bridge" && current == "default");
+        if on_it {
+            return Err(EngineError::Forbidden(format!(
+                "endpoint with name {} already exists in network {}",
+                c.name, n.name
+            )));
+        }
+        if c.state.running {
+            return Err(EngineError::Forbidden(format!(
+                "container {} is running: wharf connects a container to one network, before it starts",
+                c.name
+            )));
+        }
+        if n.predefined && n.name != "bridge" {
+            return Err(EngineError::Forbidden(format!("container cannot be connected to the {} network", n.name)));
+        }
+        let from_default = current == "default" || current == "bridge" || current == "none";
+        if !from_default {
+            return Err(EngineError::Forbidden(format!(
+                "container {} is already on network {current}: wharf supports one network per container",
+                c.name
+            )));
+        }
+        let mut hc = c.host_config.clone();
+        hc.network_mode = n.name.clone();
+        hc.net.aliases = aliases;
+        hc.net.ipv4_address = ip;
+        self.validate_network(&hc)?;
+        c.host_config = hc;
+        self.put_container(&c)?;
+        let attrs = BTreeMap::from([
+            ("container".to_string(), c.id.clone()),
+            ("name".to_string(), n.name.clone()),
+            ("type".to_string(), n.driver.clone()),
+        ]);
+        self.publish_event("network", "connect", &n.id, attrs);
+        Ok(())
+    }
+
+    /// Disconnects a container that is not running from its network (it then has none).
+    pub async fn disconnect_network(&self, network: &str, container: &str, _force: bool) -> Result<(), EngineError> {
+        let n = self.find_network(network)?;
+        let c = self.find_container(container)?;
+        let live = self.live(&c.id);
+        let _op = live.op.lock().await;
+        let mut c = self.find_container(&c.id)?;
+        let current = c.host_config.network_mode.clone();
+        let on_it = current == n.name || current == n.id || (n.name == "bridge" && current == "default");
+        if !on_it {
+            return Err(EngineError::Forbidden(format!("container {} is not connected to network {}", c.name, n.name)));
+        }
+        if c.state.running {
+            return Err(EngineError::Forbidden(format!(
+                "container {} is running: wharf disconnects only containers that are not running",
+                c.name
+            )));
+        }
+        c.host_config.network_mode = "none".to_string();
+        c.host_config.net.aliases.clear();
+        c.host_config.net.ipv4_address = None;
+        self.put_container(&c)?;
+        let attrs = BTreeMap::from([
+            ("container".to_string(), c.id.clone()),
+            ("name".to_string(), n.name.clone()),
+            ("type".to_string(), n.driver.clone()),
+        ]);
+        self.publish_event("network", "disconnect", &n.id, attrs);
+        Ok(())
+    }
+
+    fn network_event(&self, rec: &NetworkRecord, action: &str) {
+        let attrs = BTreeMap::from([("name".to_string(), rec.name.clone()), ("type".to_string(), rec.driver.clone())]);
+        self.publish_event("network", action, &rec.id, attrs);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        let cases = [("net1", true), ("a.b-c_d", true), ("-x", false), ("", false), ("a b", false), ("a/b", false)];
+        for (n, want) in cases {
+            assert_eq!(valid_name(n), want, "{n}");
+        }
+    }
+
+    #[test]
+    fn pool_is_the_range_or_the_subnet() {
+        let mut r = NetworkRecord {
+            id: "x".into(),
+            name: "n".into(),
+            driver: "bridge".into(),
+            created: String::new(),
+            scope: "local".into(),
+            subnet: "10.5.0.0/16".into(),
+            gateway: "10.5.0.1".into(),
+            ip_range: None,
+            internal: false,
+            attachable: false,
+            labels: BTreeMap::new(),
+            options: BTreeMap::new(),
+            bridge: "br-x".into(),
+            predefined: false,
+        };
+        assert_eq!(r.pool().unwrap().to_string(), "10.5.0.0/16");
+        assert_eq!(r.gateway_net().unwrap().to_string(), "10.5.0.1/16");
+        r.ip_range = Some("10.5.3.0/24".into());
+        assert_eq!(r.pool().unwrap().to_string(), "10.5.3.0/24");
+    }
+}
