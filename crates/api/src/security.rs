@@ -26,6 +26,9 @@ pub struct SecurityBody {
     oom_score_adj: Option<i64>,
     devices: Option<Vec<DeviceBody>>,
     device_cgroup_rules: Option<Vec<String>>,
+    oom_kill_disable: Option<bool>,
+    masked_paths: Option<Vec<String>>,
+    readonly_paths: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -76,6 +79,9 @@ impl SecurityBody {
                 })
                 .collect(),
             device_cgroup_rules: self.device_cgroup_rules.unwrap_or_default(),
+            oom_kill_disable: self.oom_kill_disable.unwrap_or(false),
+            masked_paths: self.masked_paths,
+            readonly_paths: self.readonly_paths,
         }
     }
 }
@@ -85,6 +91,15 @@ fn list(v: &[String]) -> Value {
         Value::Null
     } else {
         json!(v)
+    }
+}
+
+/// The default list, or none for a privileged container (which masks nothing).
+fn paths_or_none(privileged: bool, defaults: &[&str]) -> Vec<String> {
+    if privileged {
+        Vec::new()
+    } else {
+        defaults.iter().map(|s| s.to_string()).collect()
     }
 }
 
@@ -114,6 +129,10 @@ pub fn inspect_into(host_config: &mut Value, o: &SecurityOptions) {
             "CgroupPermissions": d.cgroup_permissions,
         })).collect::<Vec<_>>(),
         "DeviceCgroupRules": list(&o.device_cgroup_rules),
+        // Dropped on hosts that cannot honour it, as dockerd records it.
+        "OomKillDisable": o.oom_kill_disable && wharf_engine::oom_kill_disable_supported(),
+        "MaskedPaths": o.masked_paths.clone().unwrap_or_else(|| paths_or_none(o.privileged, wharf_engine::DEFAULT_MASKED_PATHS)),
+        "ReadonlyPaths": o.readonly_paths.clone().unwrap_or_else(|| paths_or_none(o.privileged, wharf_engine::DEFAULT_READONLY_PATHS)),
     });
     if let Value::Object(f) = fields {
         m.extend(f);

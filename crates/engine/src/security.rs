@@ -38,6 +38,39 @@ pub struct SecurityOptions {
     pub oom_score_adj: i64,
     pub devices: Vec<DeviceMapping>,
     pub device_cgroup_rules: Vec<String>,
+    /// `memory.oom_control` on cgroup v1; on v2 it is dropped with a warning, as Docker does.
+    pub oom_kill_disable: bool,
+    /// `HostConfig.MaskedPaths`: replaces the default list when given (`[]` masks nothing).
+    pub masked_paths: Option<Vec<String>>,
+    /// `HostConfig.ReadonlyPaths`: replaces the default list when given.
+    pub readonly_paths: Option<Vec<String>>,
+}
+
+/// The paths masked (or made read-only) in /proc and /sys unless `MaskedPaths` (`ReadonlyPaths`)
+/// says otherwise or the container is privileged.
+pub const DEFAULT_MASKED_PATHS: &[&str] = crate::spec::MASKED_PATHS;
+pub const DEFAULT_READONLY_PATHS: &[&str] = crate::spec::READONLY_PATHS;
+
+/// The warnings Docker gives at create time for these options; `memory` is the memory limit.
+pub fn security_warnings(o: &SecurityOptions, memory: i64) -> Vec<String> {
+    let mut out = Vec::new();
+    if o.oom_kill_disable {
+        if !oom_kill_disable_supported() {
+            out.push("Your kernel does not support OomKillDisable. OomKillDisable discarded.".to_string());
+        } else if memory <= 0 {
+            out.push(
+                "OOM killer is disabled for the container, but no memory limit is set, this can result in the system running out of resources."
+                    .to_string(),
+            );
+        }
+    }
+    out
+}
+
+/// Whether `--oom-kill-disable` takes effect on this host (checked once: the layout is fixed).
+pub fn oom_kill_disable_supported() -> bool {
+    static SUPPORTED: OnceLock<bool> = OnceLock::new();
+    *SUPPORTED.get_or_init(wharf_runtime::cgroups::Cgroup::oom_kill_disable_supported)
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -235,12 +268,13 @@ fn ulimit_resource(name: &str) -> Option<&'static str> {
     })
 }
 
-/// The daemon's own hard limit for a resource; a container cannot raise past it.
-fn host_hard_limit(name: &str) -> Option<u64> {
-    let res = match name {
-        "nofile" => libc::RLIMIT_NOFILE,
-        "nproc" => libc::RLIMIT_NPROC,
-        "memlock" => libc::RLIMIT_MEMLOCK,
+/// The daemon's own hard limit for a resource, with the resource's name; a container cannot
+/// raise past it (the kernel answers EPERM), so it is refused at create with both numbers.
+fn host_hard_limit(name: &str) -> Option<(&'static str, u64)> {
+    let (res, resource) = match name {
+        "nofile" => (libc::RLIMIT_NOFILE, "RLIMIT_NOFILE"),
+        "nproc" => (libc::RLIMIT_NPROC, "RLIMIT_NPROC"),
+        "memlock" => (libc::RLIMIT_MEMLOCK, "RLIMIT_MEMLOCK"),
         _ => return None,
     };
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
@@ -248,7 +282,33 @@ fn host_hard_limit(name: &str) -> Option<u64> {
     if unsafe { libc::getrlimit(res, &mut lim) } != 0 || lim.rlim_max == libc::RLIM_INFINITY {
         return None;
     }
-    Some(lim.rlim_max)
+    Some((resource, lim.rlim_max))
+}
+
+/// Ulimit names, soft against hard, and hard against the daemon's own maximum.
+fn validate_ulimits(o: &SecurityOptions) -> Result<(), EngineError> {
+    for u in &o.ulimits {
+        if ulimit_resource(&u.name).is_none() {
+            return Err(invalid(format!("invalid ulimit type: {}", u.name)));
+        }
+        if u.soft > u.hard && u.hard >= 0 {
+            return Err(invalid(format!(
+                "ulimit soft limit must be less than or equal to hard limit: {} > {}",
+                u.soft, u.hard
+            )));
+        }
+        if let Some((resource, max)) = host_hard_limit(&u.name) {
+            if u.hard < 0 || u.hard as u64 > max {
+                let asked = if u.hard < 0 { "unlimited".to_string() } else { u.hard.to_string() };
+                return Err(invalid(format!(
+                    "ulimit {}: hard limit {asked} is above the daemon's maximum {max} ({resource} of wharfd): \
+                     a container cannot raise it past the daemon's, ask for at most {max}",
+                    u.name
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn parse_device_rule(rule: &str) -> Result<oci::DeviceRule, EngineError> {
@@ -283,25 +343,7 @@ impl Engine {
         for k in o.sysctls.keys() {
             check_sysctl(k, o, host_network)?;
         }
-        for u in &o.ulimits {
-            if ulimit_resource(&u.name).is_none() {
-                return Err(invalid(format!("invalid ulimit type: {}", u.name)));
-            }
-            if u.soft > u.hard && u.hard >= 0 {
-                return Err(invalid(format!(
-                    "ulimit soft limit must be less than or equal to hard limit: {} > {}",
-                    u.soft, u.hard
-                )));
-            }
-            if let Some(max) = host_hard_limit(&u.name) {
-                if u.hard as u64 > max {
-                    return Err(invalid(format!(
-                        "ulimit {}: hard limit {} is above the daemon's own hard limit {max}",
-                        u.name, u.hard
-                    )));
-                }
-            }
-        }
+        validate_ulimits(o)?;
         if o.shm_size < 0 {
             return Err(invalid("SHM size can not be less than 0"));
         }
@@ -336,6 +378,11 @@ impl Engine {
         for g in &o.group_add {
             if g.is_empty() {
                 return Err(invalid("--group-add: empty group"));
+            }
+        }
+        for (what, paths) in [("masked", &o.masked_paths), ("read-only", &o.readonly_paths)] {
+            if let Some(p) = paths.iter().flatten().find(|p| !p.starts_with('/')) {
+                return Err(invalid(format!("invalid {what} path {p:?}: it must be absolute")));
             }
         }
         Ok(())
@@ -381,7 +428,16 @@ impl Engine {
         if o.cgroupns_mode == "private" {
             linux.namespaces.push(oci::Namespace { kind: "cgroup".to_string(), path: None });
         }
+        if let Some(p) = &o.masked_paths {
+            linux.masked_paths = p.clone();
+        }
+        if let Some(p) = &o.readonly_paths {
+            linux.readonly_paths = p.clone();
+        }
         let resources = linux.resources.get_or_insert_with(Default::default);
+        if o.oom_kill_disable && oom_kill_disable_supported() {
+            resources.memory.get_or_insert_with(Default::default).disable_oom_killer = Some(true);
+        }
         for r in &o.device_cgroup_rules {
             resources.devices.push(parse_device_rule(r)?);
         }
@@ -1227,6 +1283,47 @@ mod tests {
         ));
         assert!(parse_security_opts(&["seccomp={not json".into()]).is_err());
         assert!(parse_security_opts(&["bogus=1".into()]).is_err());
+    }
+
+    #[test]
+    fn default_profile_never_opens_the_keyring() {
+        // The kernel keyring is not namespaced: no capability set may open it (Docker's rule).
+        let sets: Vec<Vec<String>> = vec![
+            crate::spec::DEFAULT_CAPS.iter().map(|s| s.to_string()).collect(),
+            ALL_CAPS.iter().map(|s| s.to_string()).collect(),
+        ];
+        for caps in sets {
+            let p = resolve(&default_profile(), &caps).unwrap();
+            assert_eq!(p.default_action, "SCMP_ACT_ERRNO");
+            for name in ["keyctl", "add_key", "request_key", "kexec_load", "userfaultfd"] {
+                assert!(
+                    !p.syscalls.iter().any(|s| s.action == "SCMP_ACT_ALLOW" && s.names.iter().any(|n| n == name)),
+                    "{name} allowed with {} caps",
+                    caps.len()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn ulimit_above_the_daemon_names_both_limits() {
+        let (resource, max) = host_hard_limit("nofile").expect("a finite RLIMIT_NOFILE hard limit");
+        assert_eq!(resource, "RLIMIT_NOFILE");
+        let o = SecurityOptions {
+            ulimits: vec![Ulimit { name: "nofile".into(), soft: 1024, hard: max as i64 + 1 }],
+            ..opts()
+        };
+        let e = validate_ulimits(&o).unwrap_err().to_string();
+        assert!(e.contains(&format!("hard limit {}", max + 1)), "{e}");
+        assert!(e.contains(&format!("daemon's maximum {max} (RLIMIT_NOFILE")), "{e}");
+        let ok =
+            SecurityOptions { ulimits: vec![Ulimit { name: "nofile".into(), soft: 10, hard: max as i64 }], ..opts() };
+        assert!(validate_ulimits(&ok).is_ok());
+        let unlimited =
+            SecurityOptions { ulimits: vec![Ulimit { name: "nofile".into(), soft: -1, hard: -1 }], ..opts() };
+        assert!(validate_ulimits(&unlimited).unwrap_err().to_string().contains("hard limit unlimited"));
+        let bad = SecurityOptions { ulimits: vec![Ulimit { name: "files".into(), soft: 1, hard: 1 }], ..opts() };
+        assert!(validate_ulimits(&bad).unwrap_err().to_string().contains("invalid ulimit type: files"));
     }
 
     #[test]

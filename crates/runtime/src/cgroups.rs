@@ -250,6 +250,9 @@ impl Cgroup {
             if let (Some(swap), true) = (mem.swap, memsw.exists()) {
                 write_file(&memsw, &swap.to_string())?;
             }
+            if let Some(disable) = mem.disable_oom_killer {
+                write_file(&dir.join("memory.oom_control"), if disable { "1" } else { "0" })?;
+            }
         }
         if let Some(cpu) = &r.cpu {
             if let Some(dir) = self.dir_with("cpu") {
@@ -361,6 +364,21 @@ impl Cgroup {
     }
 
     /// Whether the OOM killer has killed anything in this cgroup.
+    /// Whether the OOM killer can be turned off for a container: only the v1 memory
+    /// controller has `memory.oom_control`.
+    pub fn oom_kill_disable_supported() -> bool {
+        match Layout::detect() {
+            Layout::V2 => false,
+            Layout::V1 | Layout::Hybrid => v1_mounts()
+                .map(|dirs| {
+                    dirs.iter().any(|(root, ctrls)| {
+                        ctrls.iter().any(|c| c == "memory") && root.join("memory.oom_control").exists()
+                    })
+                })
+                .unwrap_or(false),
+        }
+    }
+
     pub fn memory_oom_killed(&self) -> bool {
         self.oom_kills().map(|n| n > 0).unwrap_or(false)
     }

@@ -204,6 +204,9 @@ pub struct Memory {
     pub reservation: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub swap: Option<i64>,
+    /// cgroup v1 only (`memory.oom_control`); v2 has no way to turn the OOM killer off.
+    #[serde(rename = "disableOOMKiller", default, skip_serializing_if = "Option::is_none")]
+    pub disable_oom_killer: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
