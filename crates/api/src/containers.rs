@@ -126,7 +126,8 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
         },
     };
     let rec = ctx.engine.create_container(req).await?;
-    json(StatusCode::CREATED, &json!({ "Id": rec.id, "Warnings": [] }))
+    let warnings = wharf_engine::security_warnings(&rec.host_config.security, rec.host_config.memory);
+    json(StatusCode::CREATED, &json!({ "Id": rec.id, "Warnings": warnings }))
 }
 
 pub async fn start(ctx: &Ctx, id: &str) -> Result<Response<Body>> {

@@ -45,7 +45,10 @@ pub use logs::{LogChunk, LogOptions, LogStream};
 pub use network::{Endpoint, NetOptions, NetworkConfig, PortBinding, PublishedPort};
 pub use pull::{PullEvent, PullRequest};
 pub use push::{PushRequest, Pushed};
-pub use security::{DeviceMapping, SecurityOptions, Ulimit};
+pub use security::{
+    oom_kill_disable_supported, security_warnings, DeviceMapping, SecurityOptions, Ulimit, DEFAULT_MASKED_PATHS,
+    DEFAULT_READONLY_PATHS,
+};
 pub use usernet::{NetworkCreate, NetworkRecord};
 pub use volumes::{MountKind, MountPoint, MountRequest, VolumeRecord};
 pub use wharf_distribution::AuthConfig;
