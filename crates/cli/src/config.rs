@@ -125,6 +125,8 @@ pub struct ContainerFlags {
     /// The image, then the command and its arguments (nothing here is read as a wharf flag)
     #[arg(value_name = "IMAGE [COMMAND] [ARG...]", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
     pub image_and_command: Vec<String>,
+    #[command(flatten)]
+    pub security: crate::security::SecurityFlags,
 }
 
 impl ContainerFlags {
@@ -226,6 +228,7 @@ impl ContainerFlags {
             exposed_ports: ports.exposed,
             mac_address: self.mac_address.clone().unwrap_or_default(),
             networking_config: crate::network::networking_config(
+                security: self.security.to_config(read_file)?,
                 self.network.as_deref(),
                 &self.network_alias,
                 self.ip.as_deref(),

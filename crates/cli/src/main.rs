@@ -12,6 +12,7 @@ mod network;
 mod pull;
 mod run;
 mod system;
+mod security;
 mod table;
 mod transport;
 

@@ -91,6 +91,75 @@ pub struct HostConfig {
     pub dns_options: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub extra_hosts: Vec<String>,
+    /// Capabilities, seccomp, ulimits, namespaces, devices: at the HostConfig's own level.
+    #[serde(flatten)]
+    pub security: SecurityConfig,
+}
+
+/// The security fields of `HostConfig`, as Docker names them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct SecurityConfig {
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub privileged: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cap_drop: Vec<String>,
+    /// `seccomp=unconfined`, `seccomp=<profile JSON>`, `no-new-privileges`, ...
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub security_opt: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ulimits: Vec<UlimitConfig>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub shm_size: i64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub group_add: Vec<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub ipc_mode: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub pid_mode: String,
+    #[serde(rename = "UTSMode", skip_serializing_if = "String::is_empty")]
+    pub uts_mode: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub cgroupns_mode: String,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub oom_score_adj: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oom_kill_disable: Option<bool>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceConfig>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub device_cgroup_rules: Vec<String>,
+    /// `Some(vec![])` unmasks everything (`--security-opt systempaths=unconfined`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub masked_paths: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readonly_paths: Option<Vec<String>>,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
+
+/// One `HostConfig.Ulimits` entry.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct UlimitConfig {
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
+}
+
+/// One `HostConfig.Devices` entry.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeviceConfig {
+    pub path_on_host: String,
+    pub path_in_container: String,
+    pub cgroup_permissions: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
