@@ -26,6 +26,11 @@ impl Query {
         self.pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
+    /// Every value of a repeated key (`names=a&names=b`).
+    pub fn get_all(&self, key: &str) -> Vec<String> {
+        self.pairs.iter().filter(|(k, _)| k == key).map(|(_, v)| v.clone()).collect()
+    }
+
     /// Docker's boolean parameters: absent, empty, `0`, `false`, `no` are false.
     pub fn bool(&self, key: &str) -> bool {
         matches!(self.get(key).map(|v| v.to_ascii_lowercase()).as_deref(), Some(v) if !v.is_empty() && v != "0" && v != "false" && v != "no")

@@ -10,7 +10,9 @@ use wharf_engine::Engine;
 use crate::body::Body;
 use crate::error::ApiError;
 use crate::query::Query;
-use crate::{containers, events, exec, images, images_io, networks, system, volumes, API_VERSION, MIN_API_VERSION};
+use crate::{
+    archive, containers, events, exec, images, images_io, networks, system, volumes, API_VERSION, MIN_API_VERSION,
+};
 
 /// The largest request body wharf reads whole (create bodies, tag requests).
 const MAX_BODY: usize = 16 << 20;
@@ -102,6 +104,8 @@ async fn dispatch(engine: Engine, req: Request<Incoming>) -> Result<Response<Bod
 
         (&Method::POST, ["images", "create"]) => images::create(&ctx, req).await,
         (&Method::GET, ["images", "json"]) => images::list(&ctx),
+        (&Method::GET, ["images", "get"]) => archive::save(&ctx, ctx.query.get_all("names")),
+        (&Method::POST, ["images", "load"]) => archive::load(&ctx, req).await,
         (&Method::POST, ["containers", "create"]) => containers::create(&ctx, read_body(req).await?).await,
         (&Method::GET, ["containers", "json"]) => containers::list(&ctx),
         (&Method::GET, ["containers", id, "json"]) => containers::inspect(&ctx, id),
@@ -127,6 +131,7 @@ async fn dispatch(engine: Engine, req: Request<Incoming>) -> Result<Response<Bod
         (&Method::GET, ["images", .., "json"]) => images::inspect(&ctx, &middle(&segs, 1, 1)),
         (&Method::POST, ["images", .., "tag"]) => images::tag(&ctx, &middle(&segs, 1, 1)),
         (&Method::POST, ["images", .., "push"]) => images_io::push(&ctx, &middle(&segs, 1, 1), req).await,
+        (&Method::GET, ["images", .., "get"]) => archive::save(&ctx, vec![middle(&segs, 1, 1)]),
         (&Method::GET, ["images", .., "history"]) => images_io::history(&ctx, &middle(&segs, 1, 1)),
         (&Method::DELETE, ["images", ..]) if segs.len() > 1 => images::remove(&ctx, &middle(&segs, 1, 0)).await,
 

@@ -1,6 +1,7 @@
 //! The wharf command-line interface: docker's commands and flags, spoken to the daemon only
 //! through the Docker Engine API, so it works with any Docker-compatible daemon.
 
+mod archive;
 mod config;
 mod containers;
 mod human;
@@ -162,6 +163,8 @@ enum Command {
     Lifecycle(lifecycle::LifecycleCommand),
     #[command(flatten)]
     Transport(transport::TransportCommand),
+    #[command(flatten)]
+    Archive(archive::ArchiveCommand),
     #[command(flatten)]
     Net(network::NetCommand),
     #[command(flatten)]
@@ -342,6 +345,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 Command::Info => system::info(&client),
                 Command::Lifecycle(c) => lifecycle::run(&client, c),
                 Command::Transport(c) => transport::run(&client, c),
+                Command::Archive(c) => archive::run(&client, c),
                 Command::Net(c) => network::run(&client, c),
                 Command::Interactive(c) => interactive::run(&client, c),
                 Command::Run { .. } | Command::Create { .. } => unreachable!("handled above"),

@@ -56,7 +56,7 @@ impl Engine {
     }
 
     /// Like `find_image`, also telling which reference matched (None when matched by id).
-    fn lookup_image(&self, name: &str) -> Result<Option<(ImageRecord, Option<ImageRef>)>, EngineError> {
+    pub(crate) fn lookup_image(&self, name: &str) -> Result<Option<(ImageRecord, Option<ImageRef>)>, EngineError> {
         let db = &self.inner.db;
         if let Ok(d) = name.parse::<Digest>() {
             return Ok(db.get::<ImageRecord>(Table::Images, &d.to_string())?.map(|r| (r, None)));

@@ -3,6 +3,7 @@
 //! Knows nothing of HTTP or Docker's JSON: the `api` crate turns requests into calls on
 //! [`Engine`] and maps [`EngineError::kind`] to status codes.
 
+mod archive;
 mod attach;
 mod containers;
 mod dns;
@@ -33,6 +34,7 @@ use wharf_metadata::Db;
 use wharf_snapshot::Snapshotter;
 
 pub use attach::{AttachOptions, PendingAttach, ProcessStream, StreamEvent, StreamInput};
+pub use archive::{LoadedImage, SavePlan};
 pub use containers::{
     ContainerConfig, ContainerRecord, ContainerState, CreateRequest, HostConfig, ListOptions, Status, WaitCondition,
 };

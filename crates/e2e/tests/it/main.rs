@@ -19,6 +19,7 @@ macro_rules! both {
 
 mod harness;
 
+mod archive;
 mod bad_input;
 mod cpu;
 mod daemon;

@@ -1,0 +1,107 @@
+//! Moving images as files: `save` writes the daemon's image archive to a file or stdout, `load`
+//! sends one from a file or stdin.
+
+use std::io::{IsTerminal, Read, Write};
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use wharf_client::{Body, Client, JsonMessage, Query, Request};
+
+#[derive(Debug, Subcommand)]
+pub enum ArchiveCommand {
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save {
+        /// Write to a file, instead of STDOUT
+        #[arg(short = 'o', long)]
+        output: Option<String>,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Load an image from a tar archive or STDIN
+    Load {
+        /// Read from tar archive file, instead of STDIN
+        #[arg(short = 'i', long)]
+        input: Option<String>,
+        /// Suppress the load output
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
+}
+
+pub fn run(client: &Client, cmd: ArchiveCommand) -> Result<()> {
+    match cmd {
+        ArchiveCommand::Save { output, images } => save(client, output.as_deref(), &images),
+        ArchiveCommand::Load { input, quiet } => load(client, input.as_deref(), quiet),
+    }
+}
+
+fn save(client: &Client, output: Option<&str>, images: &[String]) -> Result<()> {
+    let stdout = std::io::stdout();
+    if output.is_none() && stdout.is_terminal() {
+        bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
+    }
+    let mut q = Query::new();
+    for i in images {
+        q = q.set("names", i.as_str());
+    }
+    let mut body = client.stream(Request::new("GET", &q.to_target("/images/get"))).context("save")?;
+    match output {
+        // A device or pipe named with -o is written as it is: renaming over it would replace it.
+        Some(path) if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) => {
+            let mut f = std::fs::OpenOptions::new().write(true).open(path).with_context(|| format!("open {path}"))?;
+            std::io::copy(&mut body, &mut f).context("save: writing the archive")?;
+            Ok(())
+        }
+        Some(path) => {
+            // Written next to the target and renamed, so a failed save leaves no partial file.
+            let tmp = format!("{path}.wharf-tmp-{}", std::process::id());
+            let result = (|| -> Result<()> {
+                let mut f = std::fs::File::create(&tmp).with_context(|| format!("create {tmp}"))?;
+                std::io::copy(&mut body, &mut f).context("save: reading the archive")?;
+                f.sync_all().with_context(|| format!("write {path}"))?;
+                std::fs::rename(&tmp, path).with_context(|| format!("rename {tmp} to {path}"))?;
+                Ok(())
+            })();
+            if result.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            result
+        }
+        None => {
+            let mut out = stdout.lock();
+            std::io::copy(&mut body, &mut out).context("save: writing the archive")?;
+            out.flush()?;
+            Ok(())
+        }
+    }
+}
+
+fn load(client: &Client, input: Option<&str>, quiet: bool) -> Result<()> {
+    let (reader, len): (Box<dyn Read + Send>, Option<u64>) = match input {
+        Some(path) => {
+            let f = std::fs::File::open(path).with_context(|| format!("open {path}"))?;
+            let len = f.metadata().ok().map(|m| m.len());
+            (Box::new(f), len)
+        }
+        None => {
+            if std::io::stdin().is_terminal() {
+                bail!("requested load from stdin, but stdin is empty");
+            }
+            (Box::new(std::io::stdin()), None)
+        }
+    };
+    let target = Query::new().flag("quiet", quiet).to_target("/images/load");
+    let req = Request::new("POST", &target).header("Content-Type", "application/x-tar").body(Body::Reader(reader, len));
+    let messages = client.json_stream::<JsonMessage>(req).context("load")?;
+    let mut out = std::io::stdout().lock();
+    for m in messages {
+        let m = m.context("load")?;
+        if let Some(e) = m.error_message() {
+            bail!("load: {e}");
+        }
+        if let Some(s) = &m.stream {
+            write!(out, "{s}")?;
+        }
+    }
+    Ok(())
+}
