@@ -72,10 +72,24 @@ struct HostConfigBody {
     tmpfs: Option<BTreeMap<String, String>>,
     readonly_rootfs: bool,
     volumes_from: Option<Vec<String>>,
+    restart_policy: Option<RestartPolicyBody>,
     #[serde(flatten)]
     security: crate::security::SecurityBody,
     #[serde(flatten)]
     net: crate::networks::NetHostBody,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub(crate) struct RestartPolicyBody {
+    name: String,
+    maximum_retry_count: i64,
+}
+
+impl RestartPolicyBody {
+    pub(crate) fn into_policy(self) -> wharf_engine::RestartPolicy {
+        wharf_engine::RestartPolicy { name: self.name, maximum_retry_count: self.maximum_retry_count }
+    }
 }
 
 /// `POST /containers/create?name=`.
@@ -123,6 +137,7 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
             volumes_from: hc.volumes_from.unwrap_or_default(),
             security: hc.security.into_options(),
             net: crate::networks::net_options(hc.net, b.mac_address, b.networking_config, hc.network_mode.as_deref()),
+            restart_policy: hc.restart_policy.unwrap_or_default().into_policy(),
         },
     };
     let rec = ctx.engine.create_container(req).await?;
@@ -143,12 +158,7 @@ pub async fn stop(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
 
 pub async fn restart(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
     let t = ctx.query.int("t")?.or(ctx.query.int("timeout")?);
-    match ctx.engine.stop_container(id, t, ctx.query.get("signal").filter(|s| !s.is_empty())).await {
-        Ok(()) => {}
-        Err(e) if e.is_not_modified() => {}
-        Err(e) => return Err(e.into()),
-    }
-    ctx.engine.start_container(id).await?;
+    ctx.engine.restart_container(id, t, ctx.query.get("signal").filter(|s| !s.is_empty())).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
@@ -387,7 +397,7 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
             "Status": c.state.status.as_str(),
             "Running": c.state.running,
             "Paused": c.state.paused,
-            "Restarting": false,
+            "Restarting": c.state.status == wharf_engine::Status::Restarting,
             "OOMKilled": c.state.oom_killed,
             "Dead": false,
             "Pid": c.state.pid,
@@ -418,7 +428,10 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
             "CpuQuota": hc.cpu_quota,
             "CpuPeriod": hc.cpu_period,
             "PidsLimit": hc.pids_limit,
-            "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+            "RestartPolicy": {
+                "Name": hc.restart_policy.name_or_no(),
+                "MaximumRetryCount": hc.restart_policy.maximum_retry_count,
+            },
             "LogConfig": {"Type": "json-file", "Config": {}},
             "Binds": if hc.binds.is_empty() { Value::Null } else { json!(hc.binds) },
             "Tmpfs": hc.tmpfs,

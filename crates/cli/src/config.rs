@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use wharf_client::{ContainerConfig, HostConfig};
+use wharf_client::{ContainerConfig, HostConfig, RestartPolicy};
 
 use crate::human;
 
@@ -110,6 +110,9 @@ pub struct ContainerFlags {
     /// Automatically remove the container and its associated anonymous volumes when it exits
     #[arg(long)]
     pub rm: bool,
+    /// Restart policy to apply when a container exits ("no", "on-failure[:max-retries]", "always", "unless-stopped")
+    #[arg(long, default_value = "no")]
+    pub restart: String,
     /// Keep STDIN open even if not attached
     #[arg(short = 'i', long)]
     pub interactive: bool,
@@ -122,11 +125,11 @@ pub struct ContainerFlags {
     /// Suppress the pull output
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub security: crate::security::SecurityFlags,
     /// The image, then the command and its arguments (nothing here is read as a wharf flag)
     #[arg(value_name = "IMAGE [COMMAND] [ARG...]", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
     pub image_and_command: Vec<String>,
-    #[command(flatten)]
-    pub security: crate::security::SecurityFlags,
 }
 
 impl ContainerFlags {
@@ -201,6 +204,7 @@ impl ContainerFlags {
             stop_timeout: self.stop_timeout,
             host_config: HostConfig {
                 auto_remove: self.rm,
+                restart_policy: parse_restart(&self.restart)?,
                 memory,
                 nano_cpus,
                 cpu_shares: self.cpu_shares.unwrap_or(0),
@@ -224,11 +228,11 @@ impl ContainerFlags {
                 dns_search: self.dns_search.clone(),
                 dns_options: self.dns_option.clone(),
                 extra_hosts: self.add_host.clone(),
+                security: self.security.to_config(read_file)?,
             },
             exposed_ports: ports.exposed,
             mac_address: self.mac_address.clone().unwrap_or_default(),
             networking_config: crate::network::networking_config(
-                security: self.security.to_config(read_file)?,
                 self.network.as_deref(),
                 &self.network_alias,
                 self.ip.as_deref(),
@@ -270,6 +274,23 @@ pub fn parse_env_file(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Re
         }
     }
     Ok(out)
+}
+
+/// `--restart`: `no`, `always`, `unless-stopped`, `on-failure[:max]`; the daemon checks the rest.
+fn parse_restart(s: &str) -> Result<Option<RestartPolicy>> {
+    if s.is_empty() || s == "no" {
+        return Ok(None);
+    }
+    let (name, max) = match s.split_once(':') {
+        Some((n, m)) => {
+            let max = m.parse::<i64>().map_err(|_| {
+                anyhow::anyhow!("invalid restart policy format: maximum retry count must be an integer")
+            })?;
+            (n, max)
+        }
+        None => (s, 0),
+    };
+    Ok(Some(RestartPolicy { name: name.to_string(), maximum_retry_count: max }))
 }
 
 #[cfg(test)]

@@ -83,6 +83,8 @@ pub struct HostConfig {
     pub port_bindings: BTreeMap<String, Vec<PortBinding>>,
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub publish_all_ports: bool,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub restart_policy: Option<RestartPolicy>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub dns: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
@@ -160,6 +162,15 @@ pub struct DeviceConfig {
     pub path_on_host: String,
     pub path_in_container: String,
     pub cgroup_permissions: String,
+}
+
+/// `HostConfig.RestartPolicy`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct RestartPolicy {
+    pub name: String,
+    #[serde(default)]
+    pub maximum_retry_count: i64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

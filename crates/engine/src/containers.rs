@@ -78,6 +78,8 @@ pub struct HostConfig {
     /// Aliases, `--ip`, `--mac-address`, `--dns*`, `--add-host` (`network.rs`).
     #[serde(default)]
     pub net: crate::NetOptions,
+    #[serde(default)]
+    pub restart_policy: crate::RestartPolicy,
 }
 
 /// A create request, after the API layer parsed it: `None` means "not given, use the image's".
@@ -145,6 +147,10 @@ pub struct ContainerState {
     /// RFC 3339; empty when never.
     pub started_at: String,
     pub finished_at: String,
+    /// The user stopped it (stop, or kill with SIGKILL or the stop signal): no restart policy
+    /// applies until it is started again.
+    #[serde(default)]
+    pub manually_stopped: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -243,7 +249,7 @@ impl Engine {
         let show_all = opts.all || opts.limit.is_some() || opts.filters.contains_key("status");
         let mut out = Vec::new();
         for c in all {
-            if !show_all && !c.state.running {
+            if !show_all && !c.state.running && c.state.status != Status::Restarting {
                 continue;
             }
             if !self.matches_filters(&c, &opts.filters)? {
@@ -304,6 +310,12 @@ impl Engine {
 
     /// Creates a container from an image that is present locally (the client pulls first).
     pub async fn create_container(&self, req: CreateRequest) -> Result<ContainerRecord, EngineError> {
+        req.host_config.restart_policy.validate()?;
+        if req.host_config.auto_remove && !req.host_config.restart_policy.is_none() {
+            return Err(EngineError::Invalid(
+                "conflicting options: cannot specify both --restart and --rm".to_string(),
+            ));
+        }
         let image = self.find_image(&req.image)?;
         let image_config = self.image_config(&image)?.config.unwrap_or_default();
         let name = match &req.name {
@@ -491,12 +503,27 @@ impl Engine {
     /// Starts a created or exited container: writes its OCI bundle, starts its shim, and waits
     /// until its command has been exec'd (or failed to be).
     pub async fn start_container(&self, name: &str) -> Result<(), EngineError> {
+        self.start_inner(name, false).await.map(|_| ())
+    }
+
+    /// Starts a container; `policy` when its restart policy asks for it, which happens only if
+    /// it is still waiting for that restart (`Ok(false)` otherwise).
+    pub(crate) async fn start_inner(&self, name: &str, policy: bool) -> Result<bool, EngineError> {
         let rec = self.find_container(name)?;
         let live = self.live(&rec.id);
         let _op = live.op.lock().await;
         let mut rec = self.find_container(&rec.id)?;
+        if policy && (rec.state.status != Status::Restarting || rec.state.manually_stopped) {
+            return Ok(false);
+        }
         if rec.state.running {
             return Err(EngineError::NotModified(format!("container {} is already running", rec.id)));
+        }
+        if policy {
+            rec.restart_count += 1;
+        } else {
+            rec.restart_count = 0;
+            self.inner.restarts.reset(&rec.id);
         }
         let engine = self.clone();
         let spawn_rec = rec.clone();
@@ -527,8 +554,11 @@ impl Engine {
                 self.put_container(&rec)?;
                 live.started(h.pid);
                 self.container_event(&rec, "start", &[]);
+                if policy {
+                    self.container_event(&rec, "restart", &[]);
+                }
                 self.watch_shim(rec.id.clone(), h.shim_pid, h.exit_notify.take());
-                Ok(())
+                Ok(true)
             }
             Err(e) => {
                 let code = match &e {
@@ -618,8 +648,15 @@ impl Engine {
         let live = self.live(&rec.id);
         let _op = live.op.lock().await;
         if !live.is_running() {
+            if self.find_container(&rec.id)?.state.status == Status::Restarting
+                && self.mark_manually_stopped(&rec.id)?
+            {
+                self.container_event(&rec, "stop", &[]);
+                return Ok(());
+            }
             return Err(EngineError::NotModified(format!("container {} is not running", rec.id)));
         }
+        self.mark_manually_stopped(&rec.id)?;
         let sig_name =
             signal.map(str::to_string).or(rec.config.stop_signal.clone()).unwrap_or_else(|| "SIGTERM".into());
         let sig = crate::monitor::parse_signal(&sig_name)?;
@@ -649,6 +686,10 @@ impl Engine {
         let sig = crate::monitor::parse_signal(signal.unwrap_or("SIGKILL"))?;
         if !live.is_running() {
             return Err(EngineError::Conflict(format!("Container {} is not running", rec.id)));
+        }
+        let stop_sig = rec.config.stop_signal.as_deref().map(crate::monitor::parse_signal).transpose()?;
+        if sig == libc::SIGKILL || Some(sig) == stop_sig || (stop_sig.is_none() && sig == libc::SIGTERM) {
+            self.mark_manually_stopped(&rec.id)?;
         }
         live.signal(sig).map_err(|e| EngineError::io(format!("signal container {}", rec.id), e))?;
         self.container_event(&rec, "kill", &[("signal", sig.to_string())]);
@@ -689,6 +730,7 @@ impl Engine {
             }
         }
         let rec = self.find_container(&rec.id)?;
+        self.inner.restarts.reset(&rec.id);
         self.inner.db.write(|tx| {
             tx.delete(Table::Containers, &rec.id)?;
             if tx.get::<String>(Table::Names, &rec.name)?.as_deref() == Some(&rec.id[..]) {
@@ -788,6 +830,7 @@ impl Engine {
         self.container_event(&rec, "die", &[("exitCode", code.to_string())]);
         live.exited(code);
         log::debug!("container {id}: exited with {code}");
+        self.after_exit(&rec);
         if rec.host_config.auto_remove {
             if let Err(e) = self.remove_container(id, true).await {
                 log::error!("container {id}: auto-remove: {e}");

@@ -18,6 +18,7 @@ mod monitor;
 mod network;
 mod pull;
 mod push;
+mod restart;
 mod security;
 mod spec;
 mod user;
@@ -47,6 +48,7 @@ pub use logs::{LogChunk, LogOptions, LogStream};
 pub use network::{Endpoint, NetOptions, NetworkConfig, PortBinding, PublishedPort};
 pub use pull::{PullEvent, PullRequest};
 pub use push::{PushRequest, Pushed};
+pub use restart::RestartPolicy;
 pub use security::{
     oom_kill_disable_supported, security_warnings, DeviceMapping, SecurityOptions, Ulimit, DEFAULT_MASKED_PATHS,
     DEFAULT_READONLY_PATHS,
@@ -97,6 +99,8 @@ struct Inner {
     network: network::Networking,
     /// The event ring and its subscribers (`GET /events`).
     events: events::EventBus,
+    /// Pending restarts by policy and their back-off.
+    restarts: restart::Restarts,
 }
 
 impl Engine {
@@ -132,10 +136,12 @@ impl Engine {
                 gc_lock: RwLock::new(()),
                 network: networking,
                 events: events::EventBus::new(),
+                restarts: restart::Restarts::default(),
             }),
         };
         engine.recover().await?;
         engine.reconcile_network().await?;
+        engine.restart_on_daemon_start();
         Ok(engine)
     }
 
