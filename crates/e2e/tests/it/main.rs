@@ -41,6 +41,7 @@ mod ps;
 mod pull_faults;
 mod registry_auth;
 mod resources;
+mod restart_policy;
 mod run;
 mod runc_compare;
 mod volumes;
