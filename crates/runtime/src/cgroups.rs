@@ -21,6 +21,9 @@ const V2_CONTROLLERS: &[&str] = &["cpu", "memory", "pids", "io", "cpuset"];
 /// How long `remove` waits for dying processes to leave before giving up on EBUSY.
 const REMOVE_WAIT: Duration = Duration::from_millis(500);
 
+/// How long a freeze or thaw may take before it is reported as failed.
+const FREEZE_WAIT: Duration = Duration::from_secs(5);
+
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
     #[error("cgroup: write {value} to {}: {source}", path.display())]
@@ -332,6 +335,99 @@ impl Cgroup {
         }
         // TODO(devices): on v2 device rules need an eBPF program attached to the cgroup.
         Ok(())
+    }
+
+    /// Applies new limits to a live cgroup (`docker update`). On v1 the memory limit and the
+    /// memory+swap limit must stay ordered (limit <= memsw) after each write, so when raising
+    /// both the memsw limit goes first.
+    pub fn update(&self, resources: &Resources) -> Result<()> {
+        if let (Layout::V1 | Layout::Hybrid, Some(mem), Some(dir)) =
+            (self.layout, &resources.memory, self.dir_with("memory"))
+        {
+            let memsw = dir.join("memory.memsw.limit_in_bytes");
+            if let (Some(swap), true) = (mem.swap, memsw.exists()) {
+                let current: i64 = read_trimmed(&dir.join("memory.limit_in_bytes"))?.parse().unwrap_or(i64::MAX);
+                if mem.limit.is_some_and(|l| l < 0 || l > current) || swap < 0 {
+                    write_file(&memsw, &swap.to_string())?;
+                }
+            }
+        }
+        self.apply(resources)
+    }
+
+    /// Freezes (`docker pause`) or thaws every process of the cgroup and waits until the kernel
+    /// reports the new state: v1's freezer passes through FREEZING, v2 reports `frozen` in
+    /// cgroup.events.
+    pub fn set_frozen(&self, frozen: bool) -> Result<()> {
+        let (file, value, check): (PathBuf, &str, Box<dyn Fn() -> Result<bool>>) = match self.layout {
+            Layout::V2 => {
+                let Some(dir) = self.dirs.first().map(|d| d.path.clone()) else {
+                    return Err(CgroupError::NoHierarchy);
+                };
+                let events = dir.join("cgroup.events");
+                let want = if frozen { 1 } else { 0 };
+                (
+                    dir.join("cgroup.freeze"),
+                    if frozen { "1" } else { "0" },
+                    Box::new(move || Ok(parse_counter(&read_trimmed(&events)?, "frozen") == Some(want))),
+                )
+            }
+            Layout::V1 | Layout::Hybrid => {
+                let Some(dir) = self.dir_with("freezer").map(Path::to_path_buf) else {
+                    return Err(CgroupError::NoHierarchy);
+                };
+                let state = dir.join("freezer.state");
+                let want = if frozen { "FROZEN" } else { "THAWED" };
+                let file = state.clone();
+                (file, want, Box::new(move || Ok(read_trimmed(&state)? == want)))
+            }
+        };
+        let start = Instant::now();
+        loop {
+            // v1 may stay FREEZING while a task is in an uninterruptible sleep; writing again
+            // retries the freeze, as runc does.
+            write_file(&file, value)?;
+            if check()? {
+                return Ok(());
+            }
+            if start.elapsed() > FREEZE_WAIT {
+                if frozen {
+                    // Leave nothing half frozen behind a failed pause.
+                    let _ = write_file(&file, if self.layout == Layout::V2 { "0" } else { "THAWED" });
+                }
+                return Err(CgroupError::Write {
+                    path: file,
+                    value: value.to_string(),
+                    source: io::Error::new(io::ErrorKind::TimedOut, "the kernel did not reach the state in time"),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Whether the cgroup is frozen now.
+    pub fn is_frozen(&self) -> Result<bool> {
+        match self.layout {
+            Layout::V2 => {
+                let Some(dir) = self.dirs.first() else {
+                    return Ok(false);
+                };
+                Ok(parse_counter(&read_trimmed(&dir.path.join("cgroup.events"))?, "frozen") == Some(1))
+            }
+            Layout::V1 | Layout::Hybrid => match self.dir_with("freezer") {
+                Some(dir) => Ok(read_trimmed(&dir.join("freezer.state"))? != "THAWED"),
+                None => Ok(false),
+            },
+        }
+    }
+
+    /// The directory of a v1 controller (or the single v2 directory), for readers of
+    /// statistics files.
+    pub fn controller_dir(&self, controller: &str) -> Option<PathBuf> {
+        match self.layout {
+            Layout::V2 => self.dirs.first().map(|d| d.path.clone()),
+            Layout::V1 | Layout::Hybrid => self.dir_with(controller).map(Path::to_path_buf),
+        }
     }
 
     /// Moves a process into the cgroup in every hierarchy.
