@@ -282,7 +282,9 @@ impl Engine {
                     }
                 }),
                 "id" => values.iter().any(|v| c.id.starts_with(v.as_str())),
-                "label" => values.iter().any(|v| match v.split_once('=') {
+                // Every label given must match, as dockerd's MatchKVList: docker-compose finds a
+                // service's containers by project, service and oneoff labels together.
+                "label" => values.iter().all(|v| match v.split_once('=') {
                     Some((k, val)) => c.config.labels.get(k).is_some_and(|x| x == val),
                     None => c.config.labels.contains_key(v.as_str()),
                 }),
@@ -370,17 +372,7 @@ impl Engine {
         if host_config.network_mode.is_empty() {
             host_config.network_mode = "default".to_string();
         }
-        match host_config.network_mode.as_str() {
-            "default" | "bridge" | "none" | "host" => {}
-            m if m.starts_with("container:") => {
-                self.find_container(&m["container:".len()..])?;
-            }
-            other => {
-                return Err(EngineError::Invalid(format!(
-                "network mode {other:?} is not supported yet: use default, bridge, none, host or container:<name|id>"
-            )))
-            }
-        }
+        self.validate_network(&host_config)?;
         if host_config.memory < 0 || host_config.nano_cpus < 0 || host_config.cpu_shares < 0 {
             return Err(EngineError::Invalid("resource limits must not be negative".to_string()));
         }
