@@ -92,6 +92,30 @@ impl RestartPolicyBody {
     }
 }
 
+/// `Binds` plus the anonymous volumes of `Config.Volumes` whose destination nothing else
+/// mounts: docker-compose sends a named volume both as a bind and in `Config.Volumes`, and
+/// dockerd skips such an entry rather than calling it a duplicate.
+fn with_anonymous_volumes(
+    binds: Vec<String>,
+    volumes: Option<BTreeMap<String, Value>>,
+    mounts: &[wharf_engine::MountRequest],
+    tmpfs: Option<&BTreeMap<String, String>>,
+) -> Vec<String> {
+    let norm = |p: &str| p.trim_end_matches('/').to_string();
+    let mut taken: Vec<String> = binds
+        .iter()
+        .map(|b| {
+            let parts: Vec<&str> = b.split(':').collect();
+            norm(if parts.len() == 1 { parts[0] } else { parts[1] })
+        })
+        .collect();
+    taken.extend(mounts.iter().map(|m| norm(&m.target)));
+    taken.extend(tmpfs.into_iter().flat_map(|t| t.keys().map(|k| norm(k))));
+    let anonymous: Vec<String> =
+        volumes.unwrap_or_default().into_keys().filter(|v| !taken.contains(&norm(v))).collect();
+    binds.into_iter().chain(anonymous).collect()
+}
+
 /// `POST /containers/create?name=`.
 pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
     let b: CreateBody =
@@ -100,6 +124,8 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
         return Err(ApiError::bad_request("config: image is required"));
     }
     let hc = b.host_config.unwrap_or_default();
+    let mounts = crate::volumes::mount_requests(hc.mounts.unwrap_or_default())?;
+    let binds = with_anonymous_volumes(hc.binds.unwrap_or_default(), b.volumes, &mounts, hc.tmpfs.as_ref());
     let req = CreateRequest {
         name: ctx.query.get("name").filter(|n| !n.is_empty()).map(str::to_string),
         image: b.image,
@@ -130,8 +156,8 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
             network_mode: hc.network_mode.clone().unwrap_or_default(),
             port_bindings: crate::networks::port_bindings(hc.port_bindings),
             publish_all_ports: hc.publish_all_ports,
-            binds: hc.binds.unwrap_or_default().into_iter().chain(b.volumes.unwrap_or_default().into_keys()).collect(),
-            mounts: crate::volumes::mount_requests(hc.mounts.unwrap_or_default())?,
+            binds,
+            mounts,
             tmpfs: hc.tmpfs.unwrap_or_default(),
             readonly_rootfs: hc.readonly_rootfs,
             volumes_from: hc.volumes_from.unwrap_or_default(),
