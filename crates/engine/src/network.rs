@@ -491,7 +491,9 @@ impl Engine {
             rules.networks.push(NetRules { bridge: n.bridge.clone(), subnet: gw, internal: n.internal, masquerade });
         }
         if rules.networks.is_empty() {
-            return Ok(());
+            // The last network went (compose's `down` with no default-bridge container ever
+            // started): its masquerade rules must not outlive it.
+            return wharf_network::nft::delete_table(&self.net().table).map_err(net_err);
         }
         for ep in lock(&self.net().state).endpoints.values() {
             let Some(ip) = ep.ip else { continue };
