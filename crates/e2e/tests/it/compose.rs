@@ -1,0 +1,152 @@
+//! docker-compose (Debian's 1.29, docker-py underneath, API 1.38 paths) against wharfd: a web
+//! service serving a file from a named volume, a client fetching it by service name, a port
+//! published on 127.0.0.1; `up -d`, `ps`, `logs`, then `down -v` leaving nothing behind.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::harness::{registry, run_cmd, unique, Daemon, Output};
+
+fn compose(d: &Daemon, dir: &Path, project: &str, args: &[&str]) -> Output {
+    let mut cmd = Command::new("docker-compose");
+    cmd.current_dir(dir)
+        .env("DOCKER_HOST", d.host())
+        .env("DOCKER_CONFIG", &d.docker_config)
+        .env("COMPOSE_INTERACTIVE_NO_CLI", "1")
+        .env_remove("DOCKER_CONTEXT")
+        .env_remove("DOCKER_TLS_VERIFY")
+        .args(["--ansi", "never", "-p", project])
+        .args(args);
+    run_cmd(cmd, Duration::from_secs(120))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+/// A /24 of this daemon's own, derived from its unique `--bip` as network_user does.
+fn subnet(d: &Daemon) -> String {
+    let parts: Vec<u16> =
+        d.bip.split('/').next().unwrap_or_default().split('.').filter_map(|p| p.parse().ok()).collect();
+    let (a, b) = (parts.get(1).copied().unwrap_or(200) - 100, parts.get(2).copied().unwrap_or(0));
+    format!("10.{a}.{}.0/24", (b + 5 * 7) % 256)
+}
+
+fn http_get(port: u16) -> String {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut body = String::new();
+            if s.write_all(b"GET / HTTP/1.0\r\n\r\n").is_ok() && s.read_to_string(&mut body).is_ok() && !body.is_empty()
+            {
+                return body;
+            }
+        }
+        if Instant::now() > deadline {
+            return String::new();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn compose_up_ps_logs_down_leaves_nothing() {
+    if Command::new("docker-compose").arg("version").output().is_err() {
+        panic!("docker-compose is not installed (apt-get install docker-compose)");
+    }
+    let d = Daemon::start();
+    let bb = registry().image("library/busybox:latest");
+    let port = free_port();
+    let project = unique("cmp").replace('-', "");
+    let dir = d.dir.join("compose");
+    std::fs::create_dir_all(&dir).expect("compose dir");
+    // The stop grace period keeps `down` short: sh and httpd as pid 1 ignore SIGTERM.
+    let file = format!(
+        r#"version: "3.7"
+services:
+  web:
+    image: {bb}
+    command: sh -c 'echo hello-from-web > /www/index.html && exec httpd -f -p 80 -h /www'
+    volumes:
+      - www:/www
+    ports:
+      - "127.0.0.1:{port}:80"
+    stop_grace_period: 1s
+  client:
+    image: {bb}
+    command: sh -c 'for i in $$(seq 50); do wget -q -O - http://web/ && break; sleep 0.2; done; exec sleep 300'
+    depends_on:
+      - web
+    stop_grace_period: 1s
+volumes:
+  www:
+networks:
+  default:
+    ipam:
+      config:
+        - subnet: {subnet}
+"#,
+        subnet = subnet(&d)
+    );
+    std::fs::write(dir.join("docker-compose.yml"), file).expect("write compose file");
+
+    compose(&d, &dir, &project, &["up", "-d"]).ok();
+    let ps = compose(&d, &dir, &project, &["ps"]);
+    ps.ok();
+    assert!(
+        ps.stdout.contains(&format!("{project}_web_1")) && ps.stdout.contains(&format!("{project}_client_1")),
+        "{ps}"
+    );
+    assert!(ps.stdout.contains(&format!("127.0.0.1:{port}->80/tcp")), "{ps}");
+    // Each service lists its own container only (label filters are ANDed).
+    assert_eq!(ps.stdout.matches(&format!("{project}_web_1")).count(), 1, "{ps}");
+
+    let body = http_get(port);
+    assert!(body.contains("200 OK") && body.contains("hello-from-web"), "published port: {body:?}");
+
+    // The client found `web` by name through the network's DNS.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let logs = compose(&d, &dir, &project, &["logs", "--no-color", "client"]);
+        logs.ok();
+        if logs.stdout.contains("hello-from-web") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the client never fetched http://web/:\n{logs}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    let net = format!("{project}_default");
+    let net_id = d.wharf(&["network", "inspect", "-f", "{{.Id}}", &net]);
+    net_id.ok();
+    let bridge = format!("br-{}", &net_id.trimmed()[..12]);
+    assert!(Path::new(&format!("/sys/class/net/{bridge}")).exists(), "bridge {bridge}");
+    let vol = d.wharf(&["volume", "inspect", &format!("{project}_www")]);
+    vol.ok();
+
+    compose(&d, &dir, &project, &["down", "-v"]).ok();
+    let left = d.wharf(&["ps", "-aq"]);
+    assert_eq!(left.trimmed(), "", "containers left: {left}");
+    let nets = d.wharf(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(!nets.stdout.contains(&net), "network left: {nets}");
+    let vols = d.wharf(&["volume", "ls", "-q"]);
+    assert!(!vols.stdout.contains(&format!("{project}_www")), "volume left: {vols}");
+    assert!(!Path::new(&format!("/sys/class/net/{bridge}")).exists(), "bridge {bridge} left");
+    let table = format!("wharf_{}", d.bridge);
+    let rules =
+        Command::new("nft").args(["list", "table", "ip", &table]).output().map(|o| o.stdout).unwrap_or_default();
+    let rules = String::from_utf8_lossy(&rules);
+    let prefix = subnet(&d).trim_end_matches(".0/24").to_string();
+    assert!(!rules.contains(&bridge) && !rules.contains(&prefix) && !rules.contains("dnat"), "rules left:\n{rules}");
+    assert!(
+        std::net::TcpStream::connect_timeout(
+            &format!("127.0.0.1:{port}").parse().expect("addr"),
+            Duration::from_millis(300)
+        )
+        .is_err(),
+        "port {port} still answers"
+    );
+}
