@@ -1,12 +1,13 @@
 //! Networking end to end: the default bridge (address, route, /etc/hosts), published ports
 //! from the host on 127.0.0.1 and on the bridge address, a taken port, `container:` mode, and
-//! create/start/rm cycles that leave interfaces, namespaces and rules where they began.
+//! create/start/rm cycles that leave interfaces, namespaces and rules where they began,
+//! `"iptables": false`, and a `kill -9` of wharfd with containers on the bridge and a network.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::harness::{registry, Cli, Daemon};
+use crate::harness::{registry, Cli, Daemon, DaemonOptions};
 
 /// What a stopped daemon must not leave: its bridge, its nftables table, veths on it.
 pub fn leaked_network(bridge: &str) -> Vec<String> {
@@ -176,5 +177,101 @@ fn create_start_rm_cycles_leave_nothing() {
         std::process::Command::new("nft").args(["list", "table", "ip", &format!("wharf_{}", d.bridge)]).output();
     if let Ok(r) = rules {
         assert!(!String::from_utf8_lossy(&r.stdout).contains("dnat to"), "{}", String::from_utf8_lossy(&r.stdout));
+    }
+}
+
+fn table_exists(table: &str) -> bool {
+    std::process::Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == format!("table ip {table}")))
+}
+
+/// A /24 of this daemon's own, derived from its unique `--bip` as network_user does.
+fn own_subnet(d: &Daemon, offset: u16) -> (String, String) {
+    let parts: Vec<u16> =
+        d.bip.split('/').next().unwrap_or_default().split('.').filter_map(|p| p.parse().ok()).collect();
+    let (a, b) = (parts.get(1).copied().unwrap_or(200) - 100, parts.get(2).copied().unwrap_or(0));
+    let c = (b + offset * 7) % 256;
+    (format!("10.{a}.{c}.0/24"), format!("10.{a}.{c}"))
+}
+
+#[test]
+fn iptables_false_writes_no_rules_but_containers_get_addresses() {
+    let d = Daemon::start_with(DaemonOptions {
+        config_json: Some(r#"{"iptables": false}"#.to_string()),
+        ..Default::default()
+    });
+    let bb = registry().image("library/busybox:latest");
+    d.wharf(&["pull", &bb]).ok();
+    let out = d.wharf(&["run", "--rm", &bb, "ip", "-4", "addr", "show", "eth0"]);
+    out.ok();
+    let prefix = d.bip.rsplit_once('.').map(|(p, _)| p.to_string()).unwrap_or_default();
+    assert!(out.stdout.contains(&format!("inet {prefix}.")), "{out}");
+    let (subnet, net_prefix) = own_subnet(&d, 3);
+    d.wharf(&["network", "create", "--subnet", &subnet, "plain"]).ok();
+    d.wharf(&["run", "-d", "--name", "web", "--network", "plain", &bb, "httpd", "-f", "-p", "80", "-h", "/etc"]).ok();
+    let out = d.wharf(&["run", "--rm", "--network", "plain", &bb, "wget", "-q", "-O", "-", "http://web/hostname"]);
+    out.ok();
+    assert!(!out.trimmed().is_empty(), "{out}");
+    let ip = inspect(&d, Cli::Wharf, "web", "{{.NetworkSettings.Networks.plain.IPAddress}}");
+    assert!(ip.starts_with(&net_prefix), "{ip} in {subnet}");
+    assert!(!table_exists(&format!("wharf_{}", d.bridge)), "iptables=false, yet wharf wrote its table");
+    d.wharf(&["rm", "-f", "web"]).ok();
+    d.wharf(&["network", "rm", "plain"]).ok();
+    assert!(!table_exists(&format!("wharf_{}", d.bridge)));
+}
+
+#[test]
+fn kill9_of_the_daemon_keeps_names_ports_and_then_cleans_up() {
+    let mut d = Daemon::start();
+    let bb = registry().image("library/busybox:latest");
+    d.wharf(&["pull", &bb]).ok();
+    let (subnet, _) = own_subnet(&d, 4);
+    let out = d.wharf(&["network", "create", "--subnet", &subnet, "appnet"]);
+    out.ok();
+    let user_bridge = format!("br-{}", &out.trimmed()[..12]);
+    let web = ["run", "-d", "--name", "web", "--network", "appnet", "-p", "127.0.0.1::80"];
+    d.wharf(&[&web[..], &[bb.as_str(), "httpd", "-f", "-p", "80", "-h", "/etc"]].concat()).ok();
+    d.wharf(&["run", "-d", "--name", "client", "--network", "appnet", &bb, "sleep", "300"]).ok();
+    d.wharf(&["run", "-d", "--name", "plainweb", "-p", "127.0.0.1::80", &bb, "httpd", "-f", "-p", "80", "-h", "/etc"])
+        .ok();
+    let port_of = |d: &Daemon, name: &str| {
+        d.inspect(Cli::Wharf, name)["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (web_port, plain_port) = (port_of(&d, "web"), port_of(&d, "plainweb"));
+    let web_host = inspect(&d, Cli::Wharf, "web", "{{.Config.Hostname}}");
+    let plain_host = inspect(&d, Cli::Wharf, "plainweb", "{{.Config.Hostname}}");
+
+    d.kill9();
+    // While the daemon is away the published ports still answer: the rules are the kernel's.
+    let body = http_get(&format!("127.0.0.1:{web_port}"), "/hostname").expect("web's port without the daemon");
+    assert!(body.contains(&web_host), "{body}");
+    d.restart();
+
+    let out = d.wharf(&["exec", "client", "wget", "-q", "-O", "-", "http://web/hostname"]);
+    out.ok();
+    assert!(out.stdout.contains(&web_host), "web by name after the restart: {out}");
+    for (port, host) in [(&web_port, &web_host), (&plain_port, &plain_host)] {
+        let body = http_get(&format!("127.0.0.1:{port}"), "/hostname").expect("published port after the restart");
+        assert!(body.contains(host.as_str()), "{body}");
+    }
+    d.wharf(&["rm", "-f", "web", "client", "plainweb"]).ok();
+    d.wharf(&["network", "rm", "appnet"]).ok();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(ports_of(&d.bridge), Vec::<String>::new(), "veths left on the default bridge");
+    assert!(!std::path::Path::new(&format!("/sys/class/net/{user_bridge}")).exists(), "{user_bridge} left");
+    let left: Vec<_> = std::fs::read_dir(d.exec_root.join("netns"))
+        .map(|r| r.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "namespaces left: {left:?}");
+    let rules =
+        std::process::Command::new("nft").args(["list", "table", "ip", &format!("wharf_{}", d.bridge)]).output();
+    if let Ok(r) = rules {
+        let text = String::from_utf8_lossy(&r.stdout);
+        assert!(!text.contains("dnat to") && !text.contains(&user_bridge), "{text}");
     }
 }
