@@ -34,6 +34,9 @@ pub struct PsFlags {
     /// Display total file sizes
     #[arg(short = 's', long)]
     pub size: bool,
+    /// Format output using a custom template ('table', 'table TEMPLATE', 'json', or a Go template)
+    #[arg(long)]
+    pub format: Option<String>,
 }
 
 /// Filters as the docker CLI sends them: `{"key":{"value":true}}`.
@@ -57,8 +60,57 @@ pub fn ps(client: &Client, f: &PsFlags) -> Result<()> {
     }
     let list: Vec<ContainerSummary> = client.get_json(&q.to_target("/containers/json"))?;
     let now = now_unix();
-    print!("{}", ps_output(&list, f, now));
+    match f.format.as_deref() {
+        Some(format) if !f.quiet && format != "table" => print!("{}", ps_format(&list, f, now, format)?),
+        _ => print!("{}", ps_output(&list, f, now)),
+    }
     Ok(())
+}
+
+/// `docker ps --format`: the fields of the docker CLI's container context, as text.
+fn ps_format(list: &[ContainerSummary], f: &PsFlags, now: i64, format: &str) -> Result<String> {
+    let rows: Vec<serde_json::Value> = list
+        .iter()
+        .map(|c| {
+            let names: Vec<&str> = c.names.iter().map(|n| n.strip_prefix('/').unwrap_or(n)).collect();
+            let labels: Vec<String> = c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let size = match (c.size_rw, c.size_root_fs) {
+                (Some(rw), Some(v)) if v > 0 => format!("{} (virtual {})", human::size(rw), human::size(v)),
+                (Some(rw), _) => human::size(rw),
+                _ => "0B".to_string(),
+            };
+            serde_json::json!({
+                "ID": if f.no_trunc { c.id.as_str() } else { short_id(&c.id) },
+                "Image": if f.no_trunc { c.image.clone() } else { short_image(&c.image) },
+                "Command": quote(&if f.no_trunc { c.command.clone() } else { ellipsis(&c.command, 20) }),
+                "CreatedAt": go_time(c.created),
+                "RunningFor": human::ago(c.created, now),
+                "Ports": ports(&c.ports),
+                "State": c.state,
+                "Status": c.status,
+                "Size": size,
+                "Names": names.join(","),
+                "Labels": labels.join(","),
+                "Mounts": "",
+                "Networks": "",
+                "LocalVolumes": "0",
+            })
+        })
+        .collect();
+    let headers = serde_json::json!({
+        "ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
+        "RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE", "Status": "STATUS", "Size": "SIZE",
+        "Names": "NAMES", "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS",
+        "LocalVolumes": "LOCAL VOLUMES",
+    });
+    crate::template::format_list(format, &rows, &headers)
+}
+
+/// A unix time as Go's `time.Time.String()` prints it in UTC, which `CreatedAt` shows.
+pub fn go_time(unix: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.max(0) as u64);
+    let text = wharf_types::time::rfc3339_secs(t);
+    format!("{} +0000 UTC", text.trim_end_matches('Z').replacen('T', " ", 1))
 }
 
 fn ps_output(list: &[ContainerSummary], f: &PsFlags, now: i64) -> String {
@@ -275,7 +327,16 @@ mod tests {
     }
 
     fn flags() -> PsFlags {
-        PsFlags { all: false, quiet: false, no_trunc: false, last: -1, latest: false, filter: vec![], size: false }
+        PsFlags {
+            all: false,
+            quiet: false,
+            no_trunc: false,
+            last: -1,
+            latest: false,
+            filter: vec![],
+            size: false,
+            format: None,
+        }
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub struct ImagesFlags {
     /// Filter output based on conditions provided (key=value)
     #[arg(short = 'f', long = "filter")]
     pub filter: Vec<String>,
+    /// Format output using a custom template ('table', 'table TEMPLATE', 'json', or a Go template)
+    #[arg(long)]
+    pub format: Option<String>,
     /// Only images of this repository (and tag)
     pub repository: Option<String>,
 }
@@ -45,8 +48,39 @@ pub fn images(client: &Client, f: &ImagesFlags) -> Result<()> {
     let list: Vec<ImageSummary> = client.get_json(&q.to_target("/images/json"))?;
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    print!("{}", images_output(&list, f, now));
+    match f.format.as_deref() {
+        Some(format) if !f.quiet && format != "table" => print!("{}", images_format(&list, f, now, format)?),
+        _ => print!("{}", images_output(&list, f, now)),
+    }
     Ok(())
+}
+
+/// `docker images --format`: the fields of the docker CLI's image context, as text.
+fn images_format(list: &[ImageSummary], f: &ImagesFlags, now: i64, format: &str) -> Result<String> {
+    let rows: Vec<serde_json::Value> = rows(list)
+        .into_iter()
+        .map(|r| {
+            serde_json::json!({
+                "ID": if f.no_trunc { r.image.id.clone() } else { short_id(&r.image.id).to_string() },
+                "Repository": r.repo,
+                "Tag": r.tag,
+                "Digest": r.digest,
+                "CreatedSince": human::ago(r.image.created, now),
+                "CreatedAt": crate::containers::go_time(r.image.created),
+                "Size": human::size(r.image.size),
+                "VirtualSize": human::size(r.image.size),
+                "SharedSize": "N/A",
+                "UniqueSize": "N/A",
+                "Containers": "N/A",
+            })
+        })
+        .collect();
+    let headers = serde_json::json!({
+        "ID": "IMAGE ID", "Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST",
+        "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE", "VirtualSize": "VIRTUAL SIZE",
+        "SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE", "Containers": "CONTAINERS",
+    });
+    crate::template::format_list(format, &rows, &headers)
 }
 
 /// One row of the images table: repository, tag, digest, and the image.
@@ -173,7 +207,15 @@ mod tests {
     use super::*;
 
     fn flags() -> ImagesFlags {
-        ImagesFlags { all: false, quiet: false, digests: false, no_trunc: false, filter: vec![], repository: None }
+        ImagesFlags {
+            all: false,
+            quiet: false,
+            digests: false,
+            no_trunc: false,
+            filter: vec![],
+            format: None,
+            repository: None,
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `inspect`: the daemon's JSON for containers or images, printed as an indented array in the
 //! daemon's own key order (as docker does), or through a small `--format` template.
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 use wharf_client::{Client, ClientError};
 
 use crate::Exit;
@@ -127,33 +127,9 @@ pub fn indent_json(raw: &[u8], depth: usize) -> String {
     out
 }
 
-/// A small subset of Go templates: text with `{{.Field.Sub}}`, `{{json .Field}}` and `{{.}}`.
+/// The template language is `crate::template` (Go's text/template subset).
 pub fn render_template(template: &str, v: &serde_json::Value) -> Result<String> {
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let end = rest[start..].find("}}").ok_or_else(|| anyhow!("template: unclosed action in {template:?}"))?;
-        let action = rest[start + 2..start + end].trim();
-        let (json, path) = match action.strip_prefix("json ") {
-            Some(p) => (true, p.trim()),
-            None => (false, action),
-        };
-        let path = path.strip_prefix('.').ok_or_else(|| anyhow!("template: unsupported action {{{{{action}}}}}"))?;
-        let mut cur = v;
-        for field in path.split('.').filter(|f| !f.is_empty()) {
-            cur = cur.get(field).ok_or_else(|| anyhow!("template: can't evaluate field {field}"))?;
-        }
-        match (json, cur) {
-            (true, value) => out.push_str(&value.to_string()),
-            (false, serde_json::Value::String(s)) => out.push_str(s),
-            (false, serde_json::Value::Null) => out.push_str("<no value>"),
-            (false, value) => out.push_str(&value.to_string()),
-        }
-        rest = &rest[start + end + 2..];
-    }
-    out.push_str(rest);
-    Ok(out)
+    crate::template::render(template, v)
 }
 
 #[cfg(test)]
@@ -178,25 +154,5 @@ mod tests {
         }
     }"#;
         assert_eq!(indent_json(raw, 1), want);
-    }
-
-    #[test]
-    fn templates_table() {
-        let v: serde_json::Value = serde_json::from_str(
-            r#"{"Id":"abc","State":{"Running":true,"ExitCode":3},"Config":{"Env":["A=1"]},"N":null}"#,
-        )
-        .unwrap();
-        let cases = [
-            ("{{.Id}}", Ok("abc")),
-            ("{{ .State.ExitCode }}", Ok("3")),
-            ("running={{.State.Running}}", Ok("running=true")),
-            ("{{json .Config.Env}}", Ok(r#"["A=1"]"#)),
-            ("{{.N}}", Ok("<no value>")),
-            ("{{.Nope}}", Err(())),
-            ("{{.Id", Err(())),
-        ];
-        for (t, want) in cases {
-            assert_eq!(render_template(t, &v).map_err(|_| ()).as_deref(), want.as_deref(), "{t}");
-        }
     }
 }

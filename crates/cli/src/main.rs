@@ -15,6 +15,7 @@ mod run;
 mod system;
 mod security;
 mod table;
+mod template;
 mod transport;
 
 use std::fmt;

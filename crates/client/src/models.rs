@@ -231,6 +231,8 @@ pub struct ContainerSummary {
     pub size_rw: Option<i64>,
     #[serde(default)]
     pub size_root_fs: Option<i64>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -28,6 +28,7 @@ mod docker_lifecycle;
 mod events;
 mod exec;
 mod fixtures;
+mod formats;
 mod images;
 mod images_io;
 mod interactive;
