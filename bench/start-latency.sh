@@ -2,6 +2,8 @@
 # Container start latency: N runs of `wharf run --rm busybox true` through wharfd, side by
 # side with `runc run` of an equivalent bundle, and `docker run --rm` if a Docker engine runs.
 # Uses the binaries in target/release (cargo build --release --bins). Run as root.
+# WHARF_RUN_ARGS: extra flags for every `wharf run`, e.g. "--security-opt seccomp=unconfined"
+# to see what the seccomp filter costs (split on spaces).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d /tmp/wharf-bench-start.XXXXXX)
@@ -16,7 +18,8 @@ IMAGE=$REGISTRY/library/busybox:latest
 start_wharfd "$WORK/wharfd"
 WHARF=("$BIN/wharf" -H "unix://$SOCK")
 "${WHARF[@]}" pull "$IMAGE" >/dev/null
-"${WHARF[@]}" run --rm "$IMAGE" true # warm-up
+read -r -a RUN_ARGS <<<"${WHARF_RUN_ARGS:-}"
+"${WHARF[@]}" run --rm "${RUN_ARGS[@]}" "$IMAGE" true # warm-up
 
 # time_runs FILE CMD...: N timed runs, milliseconds appended to FILE.
 time_runs() {
@@ -31,7 +34,7 @@ time_runs() {
     done
 }
 
-time_runs "$WORK/wharf.ms" "${WHARF[@]}" run --rm "$IMAGE" true
+time_runs "$WORK/wharf.ms" "${WHARF[@]}" run --rm "${RUN_ARGS[@]}" "$IMAGE" true
 
 # runc: the same busybox in a plain rootfs directory.
 BUNDLE=$WORK/bundle
@@ -69,7 +72,7 @@ row() {
     printf '%-32s %10s %10s %12s\n' "$name" "$m" "$p" "$(awk -v a="$m" -v b="$rm" 'BEGIN { printf "%.2f", a / b }')"
 }
 row "runc run (bundle)" "$WORK/runc.ms"
-row "wharf run --rm" "$WORK/wharf.ms"
+row "wharf run --rm${WHARF_RUN_ARGS:+ $WHARF_RUN_ARGS}" "$WORK/wharf.ms"
 if [ "$HAVE_DOCKER" = 1 ]; then
     row "docker run --rm" "$WORK/docker.ms"
 else
