@@ -421,7 +421,7 @@ impl<'a> Server<'a> {
                     ClientState::Header => false,
                     ClientState::Attached { proc, stdin, stdout, stderr } => {
                         if stdin {
-                            self.client_closed_stdin(&proc, true);
+                            self.client_closed_stdin(&proc);
                         }
                         let wants_output = stdout || stderr;
                         self.clients[i].state = ClientState::Attached { proc, stdin: false, stdout, stderr };
@@ -467,7 +467,7 @@ impl<'a> Server<'a> {
                     }
                 }
                 proto::CLOSE_STDIN => {
-                    self.client_closed_stdin(&proc, false);
+                    self.client_closed_stdin(&proc);
                     if let ClientState::Attached { stdin, .. } = &mut self.clients[i].state {
                         *stdin = false;
                     }
@@ -479,12 +479,12 @@ impl<'a> Server<'a> {
     }
 
     /// The end of one client's input: the process's stdin closes when it is an exec'd one
-    /// or the container was created with StdinOnce, as Docker does. A client that went away
-    /// (`gone`: detached, or killed) leaves a terminal open, as Docker does, so that a shell
-    /// survives ctrl-p ctrl-q and can be attached to again.
-    fn client_closed_stdin(&mut self, proc: &str, gone: bool) {
+    /// or the container was created with StdinOnce, and it has no terminal, as Docker does: a
+    /// terminal stays open when its client ends or goes away (a detach), so a shell survives
+    /// ctrl-p ctrl-q and can be attached to again.
+    fn client_closed_stdin(&mut self, proc: &str) {
         let Some(p) = self.procs.get_mut(proc) else { return };
-        if gone && p.tty.is_some() {
+        if p.tty.is_some() {
             return;
         }
         if !proc.is_empty() || p.stdin_once {
@@ -628,7 +628,7 @@ impl<'a> Server<'a> {
     fn client_gone(&mut self, c: &Client) {
         if let ClientState::Attached { proc, stdin: true, .. } = &c.state {
             let proc = proc.clone();
-            self.client_closed_stdin(&proc, true);
+            self.client_closed_stdin(&proc);
         }
     }
 }
@@ -649,13 +649,7 @@ enum Slot {
 
 fn close_stdin(p: &mut Proc) {
     p.close_stdin_when_flushed = false;
-    if p.stdin.take().is_none() {
-        if let Some(t) = &p.tty {
-            // A terminal has no end of file of its own: ^D at the start of a line is one.
-            // SAFETY: writing one byte from a valid buffer.
-            unsafe { libc::write(t.as_raw_fd(), [4u8].as_ptr().cast(), 1) };
-        }
-    }
+    p.stdin = None;
 }
 
 pub fn exit_code(status: Option<i32>) -> i32 {
