@@ -71,6 +71,7 @@ struct HostConfigBody {
     mounts: Option<Vec<crate::volumes::MountBody>>,
     tmpfs: Option<BTreeMap<String, String>>,
     readonly_rootfs: bool,
+    init: Option<bool>,
     volumes_from: Option<Vec<String>>,
     restart_policy: Option<RestartPolicyBody>,
     #[serde(flatten)]
@@ -160,6 +161,7 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
             mounts,
             tmpfs: hc.tmpfs.unwrap_or_default(),
             readonly_rootfs: hc.readonly_rootfs,
+            init: hc.init.unwrap_or(false),
             volumes_from: hc.volumes_from.unwrap_or_default(),
             security: hc.security.into_options(),
             net: crate::networks::net_options(hc.net, b.mac_address, b.networking_config, hc.network_mode.as_deref()),
@@ -462,6 +464,7 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
             "Binds": if hc.binds.is_empty() { Value::Null } else { json!(hc.binds) },
             "Tmpfs": hc.tmpfs,
             "ReadonlyRootfs": hc.readonly_rootfs,
+            "Init": hc.init,
             "VolumesFrom": if hc.volumes_from.is_empty() { Value::Null } else { json!(hc.volumes_from) },
             "PortBindings": crate::networks::port_bindings_json(&c),
             "PublishAllPorts": hc.publish_all_ports,

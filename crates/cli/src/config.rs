@@ -26,6 +26,9 @@ pub struct ContainerFlags {
     /// Mount the container's root filesystem as read only
     #[arg(long = "read-only")]
     pub read_only: bool,
+    /// Run an init inside the container that forwards signals and reaps processes
+    #[arg(long)]
+    pub init: bool,
     /// Mount volumes from the specified container(s)
     #[arg(long = "volumes-from", value_name = "LIST")]
     pub volumes_from: Vec<String>,
@@ -221,6 +224,7 @@ impl ContainerFlags {
                     })
                     .collect(),
                 readonly_rootfs: self.read_only,
+                init: self.init,
                 volumes_from: self.volumes_from.clone(),
                 port_bindings: ports.bindings,
                 publish_all_ports: self.publish_all,

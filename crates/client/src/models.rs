@@ -76,6 +76,8 @@ pub struct HostConfig {
     pub tmpfs: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub readonly_rootfs: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub init: bool,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub volumes_from: Vec<String>,
     /// `{"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}`

@@ -70,6 +70,9 @@ pub struct HostConfig {
     pub tmpfs: BTreeMap<String, String>,
     #[serde(default)]
     pub readonly_rootfs: bool,
+    /// `--init`: wharf's init runs as pid 1 in front of the command (`init.rs`).
+    #[serde(default)]
+    pub init: bool,
     #[serde(default)]
     pub volumes_from: Vec<String>,
     /// Capabilities, seccomp, ulimits, sysctls, shared namespaces, devices (`security.rs`).

@@ -20,6 +20,7 @@ mod pull;
 mod push;
 mod restart;
 mod security;
+mod init;
 mod spec;
 mod user;
 mod usernet;

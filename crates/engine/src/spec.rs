@@ -183,6 +183,7 @@ impl Engine {
             annotations,
         };
         self.apply_security(rec, &mut spec)?;
+        self.apply_init(rec, &mut spec)?;
         Ok(spec)
     }
 

@@ -31,6 +31,7 @@ mod fixtures;
 mod formats;
 mod images;
 mod images_io;
+mod init;
 mod interactive;
 mod isolation;
 mod layers;
