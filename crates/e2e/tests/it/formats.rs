@@ -12,8 +12,7 @@ fn inspect_formats(cli: Cli) {
     let vol = std::env::temp_dir().join(crate::harness::unique("fmt-vol"));
     std::fs::create_dir_all(&vol).unwrap();
     let bind = format!("{}:/data", vol.display());
-    d.cli(cli, &["run", "-d", "--name", "fmt", "-l", "k=v1", "-l", "a.b=c", "-v", &bind, &image, "sleep", "100"])
-        .ok();
+    d.cli(cli, &["run", "-d", "--name", "fmt", "-l", "k=v1", "-l", "a.b=c", "-v", &bind, &image, "sleep", "100"]).ok();
     let info = d.inspect(cli, "fmt");
     let f = |t: &str| d.cli(cli, &["inspect", "-f", t, "fmt"]).ok().trimmed().to_string();
     assert_eq!(f("{{.State.Pid}}"), info["State"]["Pid"].to_string());
