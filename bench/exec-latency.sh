@@ -82,3 +82,5 @@ else
 fi
 "${WHARF[@]}" rm -f bench >/dev/null
 stop_wharfd
+# The daemon leaves its (now empty) cgroup parent behind; a bench leaves nothing.
+for d in /sys/fs/cgroup/*/"wharf-bench-$$"; do rmdir "$d" 2>/dev/null || true; done

@@ -71,3 +71,5 @@ printf '%-44s %10s\n' "wharf ps, median / p95 (ms)" "$ps_m / $ps_p"
 # shellcheck disable=SC2046
 "${WHARF[@]}" rm -f $("${WHARF[@]}" ps -aq) >/dev/null
 stop_wharfd
+# The daemon leaves its (now empty) cgroup parent behind; a bench leaves nothing.
+for d in /sys/fs/cgroup/*/"wharf-bench-$$"; do rmdir "$d" 2>/dev/null || true; done
