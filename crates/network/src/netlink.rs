@@ -294,6 +294,13 @@ impl Netlink {
         self.request(m, || format!("delete link {name}"))
     }
 
+    /// Deletes a link by index: indexes are not reused while the host runs, so a late delete
+    /// cannot hit a newer link that took the same name.
+    pub fn delete_link_index(&self, index: u32) -> Result<(), NetlinkError> {
+        let m = Msg::new(RTM_DELLINK, 0, &ifinfomsg(index as i32, 0, 0));
+        self.request(m, || format!("delete link {index}"))
+    }
+
     /// Adds `addr/prefix` to the link (EEXIST when present).
     pub fn add_address(&self, index: u32, addr: Ipv4Addr, prefix: u8) -> Result<(), NetlinkError> {
         let mut fixed = [0u8; 8];

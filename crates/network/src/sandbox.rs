@@ -120,7 +120,16 @@ pub fn create(path: &Path, attach: Option<Attachment>) -> Result<(), SandboxErro
             inside.set_up(1).map_err(|e| e.to_string())?;
             let Some((bridge_index, a)) = attach else { return Ok(()) };
             let ns = std::fs::File::open("/proc/thread-self/ns/net").map_err(|e| format!("open own netns: {e}"))?;
-            host.create_veth(&a.veth, bridge_index, "eth0", ns.as_raw_fd(), a.mac).map_err(|e| e.to_string())?;
+            let veth = |host: &Netlink| host.create_veth(&a.veth, bridge_index, "eth0", ns.as_raw_fd(), a.mac);
+            match veth(&host) {
+                // The pair of this container's previous run, still going with its namespace
+                // (`remove` leaves that to the kernel): it is stale, take its name.
+                Err(e) if e.is_exists() => {
+                    host.delete_link(&a.veth).map_err(|e| e.to_string())?;
+                    veth(&host).map_err(|e| e.to_string())?;
+                }
+                r => r.map_err(|e| e.to_string())?,
+            }
             let configure = || -> Result<(), NetlinkError> {
                 let eth0 = link_index("eth0")?;
                 inside.add_address(eth0, a.ip, a.prefix)?;
@@ -140,23 +149,47 @@ pub fn create(path: &Path, attach: Option<Attachment>) -> Result<(), SandboxErro
     result.map_err(|message| SandboxError::Setup { path: where_, message })
 }
 
-/// Deletes the veth (when there is one) and the namespace file; goes on after a failure and
-/// reports the first.
+/// How long the kernel gets to destroy a released namespace's veth before it is deleted by hand.
+const VETH_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Removes the namespace file and, with it, the veth (when there is one).
+///
+/// Deleting a veth waits for an RCU grace period (about 20 ms, most of what a bridge adds to a
+/// container's start and removal), while the namespace's end deletes both ends in the kernel's
+/// own cleanup work, off this path. So the namespace goes first and a detached thread only
+/// checks that the veth went with it, deleting it by index if something still holds the
+/// namespace after `VETH_GRACE`.
 pub fn remove(path: &Path, veth: Option<&str>) -> Result<(), SandboxError> {
-    let mut first: Option<SandboxError> = None;
-    if let Some(v) = veth {
-        match Netlink::open().and_then(|nl| nl.delete_link(v)) {
-            Err(e) if !e.is_gone() => first = Some(e.into()),
-            _ => {}
+    let index = veth.and_then(|v| link_index(v).ok());
+    let unmounted = netns::remove(path);
+    if let (Some(name), Some(index)) = (veth, index) {
+        let name = name.to_string();
+        let reap = move || {
+            let deadline = std::time::Instant::now() + VETH_GRACE;
+            while std::time::Instant::now() < deadline {
+                if link_index(&name).ok() != Some(index) {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            match Netlink::open().and_then(|nl| nl.delete_link_index(index)) {
+                Err(e) if !e.is_gone() => log::warn!("veth {name}: {e}"),
+                _ => {}
+            }
+        };
+        if unmounted.is_ok() {
+            if let Err(e) = std::thread::Builder::new().name("veth-reap".into()).spawn(reap) {
+                log::warn!("veth {veth:?}: no thread to check its removal: {e}");
+            }
+        } else {
+            // The namespace stays, and the veth with it unless deleted now.
+            match Netlink::open().and_then(|nl| nl.delete_link_index(index)) {
+                Err(e) if !e.is_gone() => log::warn!("veth {veth:?}: {e}"),
+                _ => {}
+            }
         }
     }
-    if let Err(e) = netns::remove(path) {
-        first.get_or_insert(e.into());
-    }
-    match first {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    unmounted.map_err(SandboxError::from)
 }
 
 #[cfg(test)]
@@ -199,6 +232,11 @@ mod tests {
                 .unwrap();
         assert!(inside.contains("eth0"), "{inside}");
         remove(&path, Some(&veth)).unwrap();
+        // The veth goes with the namespace, in the kernel's time.
+        let deadline = std::time::Instant::now() + VETH_GRACE * 3;
+        while link_index(&veth).is_ok() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         assert!(link_index(&veth).is_err());
         assert!(!path.exists());
         remove_bridge(&bridge).unwrap();
