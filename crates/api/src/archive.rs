@@ -46,6 +46,25 @@ pub fn save(ctx: &Ctx, names: Vec<String>) -> Result<Response<Body>> {
 /// `POST /images/load?quiet=1`: answers when the whole archive is loaded, one JSON line per
 /// image as Docker writes them.
 pub async fn load(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> {
+    let reader = body_reader(req);
+    let loaded = ctx.engine.load(Box::new(reader)).await?;
+    let mut out = String::new();
+    for image in &loaded {
+        if image.tags.is_empty() {
+            out += &json!({"stream": format!("Loaded image ID: {}\n", image.id)}).to_string();
+            out += "\r\n";
+        }
+        for t in &image.tags {
+            out += &json!({"stream": format!("Loaded image: {}\n", t.familiar())}).to_string();
+            out += "\r\n";
+        }
+    }
+    Ok(json_response(StatusCode::OK, out))
+}
+
+/// The request body as a blocking reader, for the engine's threads. A reader that stops early
+/// (a refused upload) leaves the rest drained, up to a limit, so the client sees the answer.
+pub(crate) fn body_reader(req: Request<Incoming>) -> ChannelReader {
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(16);
     let mut incoming = req.into_body();
     tokio::spawn(async move {
@@ -71,29 +90,20 @@ pub async fn load(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> {
             }
         }
     });
-    let reader = ChannelReader { rx, current: Bytes::new() };
-    let loaded = ctx.engine.load(Box::new(reader)).await?;
-    let mut out = String::new();
-    for image in &loaded {
-        if image.tags.is_empty() {
-            out += &json!({"stream": format!("Loaded image ID: {}\n", image.id)}).to_string();
-            out += "\r\n";
-        }
-        for t in &image.tags {
-            out += &json!({"stream": format!("Loaded image: {}\n", t.familiar())}).to_string();
-            out += "\r\n";
-        }
-    }
-    Ok(json_response(StatusCode::OK, out))
+    ChannelReader { rx, current: Bytes::new() }
 }
 
 /// Hands what a blocking writer writes to the response body, in chunks.
-struct ChannelWriter {
+pub(crate) struct ChannelWriter {
     tx: mpsc::Sender<Bytes>,
     buf: Vec<u8>,
 }
 
 impl ChannelWriter {
+    pub(crate) fn new(tx: mpsc::Sender<Bytes>) -> ChannelWriter {
+        ChannelWriter { tx, buf: Vec::with_capacity(CHUNK) }
+    }
+
     fn send(&mut self) -> io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
@@ -126,7 +136,7 @@ impl Drop for ChannelWriter {
 }
 
 /// Reads the request body on a blocking thread.
-struct ChannelReader {
+pub(crate) struct ChannelReader {
     rx: mpsc::Receiver<io::Result<Bytes>>,
     current: Bytes,
 }

@@ -103,7 +103,7 @@ fn pull_status(kind: wharf_types::ErrorKind) -> StatusCode {
 pub async fn create(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> {
     let q = &ctx.query;
     if q.get("fromSrc").is_some() {
-        return Err(ApiError::new(StatusCode::NOT_IMPLEMENTED, "import (fromSrc) is not supported yet"));
+        return crate::transfer::import(ctx, req).await;
     }
     let from =
         q.get("fromImage").filter(|s| !s.is_empty()).ok_or_else(|| ApiError::bad_request("fromImage is required"))?;

@@ -18,6 +18,7 @@ mod query;
 mod router;
 mod security;
 mod system;
+mod transfer;
 mod volumes;
 
 use std::convert::Infallible;

@@ -11,7 +11,8 @@ use crate::body::Body;
 use crate::error::ApiError;
 use crate::query::Query;
 use crate::{
-    archive, containers, events, exec, images, images_io, networks, system, volumes, API_VERSION, MIN_API_VERSION,
+    archive, containers, events, exec, images, images_io, networks, system, transfer, volumes, API_VERSION,
+    MIN_API_VERSION,
 };
 
 /// The largest request body wharf reads whole (create bodies, tag requests).
@@ -114,6 +115,7 @@ async fn dispatch(engine: Engine, req: Request<Incoming>) -> Result<Response<Bod
         (&Method::POST, ["containers", id, "restart"]) => containers::restart(&ctx, id).await,
         (&Method::POST, ["containers", id, "kill"]) => containers::kill(&ctx, id).await,
         (&Method::POST, ["containers", id, "wait"]) => containers::wait(&ctx, id).await,
+        (&Method::GET, ["containers", id, "export"]) => transfer::export(&ctx, id),
         (&Method::GET, ["containers", id, "logs"]) => containers::logs(&ctx, id),
         (&Method::POST, ["containers", id, "attach"]) => containers::attach(&ctx, id, req),
         (&Method::POST, ["containers", id, "resize"]) => {

@@ -16,6 +16,7 @@ mod system;
 mod security;
 mod table;
 mod template;
+mod transfer;
 mod transport;
 
 use std::fmt;
@@ -166,6 +167,8 @@ enum Command {
     Transport(transport::TransportCommand),
     #[command(flatten)]
     Archive(archive::ArchiveCommand),
+    #[command(flatten)]
+    Transfer(transfer::TransferCommand),
     #[command(flatten)]
     Net(network::NetCommand),
     #[command(flatten)]
@@ -347,6 +350,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 Command::Lifecycle(c) => lifecycle::run(&client, c),
                 Command::Transport(c) => transport::run(&client, c),
                 Command::Archive(c) => archive::run(&client, c),
+                Command::Transfer(c) => transfer::run(&client, c),
                 Command::Net(c) => network::run(&client, c),
                 Command::Interactive(c) => interactive::run(&client, c),
                 Command::Run { .. } | Command::Create { .. } => unreachable!("handled above"),

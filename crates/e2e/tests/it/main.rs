@@ -27,6 +27,7 @@ mod daemon;
 mod docker_lifecycle;
 mod events;
 mod exec;
+mod export_import;
 mod fixtures;
 mod formats;
 mod images;

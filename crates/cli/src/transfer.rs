@@ -1,0 +1,164 @@
+//! Images from containers and tars: `export` writes a container's file system as a tar,
+//! `import` makes an image of one, `commit` makes an image of a container's changes.
+
+use std::io::{IsTerminal, Read, Write};
+
+use anyhow::{bail, Context, Result};
+use clap::{ArgAction, Subcommand};
+use wharf_client::{Body, Client, JsonMessage, Query, Request};
+
+#[derive(Debug, Subcommand)]
+pub enum TransferCommand {
+    /// Export a container's filesystem as a tar archive
+    Export {
+        /// Write to a file, instead of STDOUT
+        #[arg(short = 'o', long)]
+        output: Option<String>,
+        container: String,
+    },
+    /// Import the contents from a tarball to create a filesystem image
+    Import {
+        /// Apply Dockerfile instruction to the created image
+        #[arg(short = 'c', long = "change")]
+        changes: Vec<String>,
+        /// Set commit message for imported image
+        #[arg(short = 'm', long)]
+        message: Option<String>,
+        /// A file, or "-" for STDIN
+        file: String,
+        #[arg(value_name = "REPOSITORY[:TAG]")]
+        reference: Option<String>,
+    },
+    /// Create a new image from a container's changes
+    Commit {
+        /// Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")
+        #[arg(short = 'a', long)]
+        author: Option<String>,
+        /// Apply Dockerfile instruction to the created image
+        #[arg(short = 'c', long = "change")]
+        changes: Vec<String>,
+        /// Commit message
+        #[arg(short = 'm', long)]
+        message: Option<String>,
+        /// Pause container during commit
+        #[arg(short = 'p', long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
+              action = ArgAction::Set)]
+        pause: bool,
+        container: String,
+        #[arg(value_name = "REPOSITORY[:TAG]")]
+        reference: Option<String>,
+    },
+}
+
+pub fn run(client: &Client, cmd: TransferCommand) -> Result<()> {
+    match cmd {
+        TransferCommand::Export { output, container } => export(client, output.as_deref(), &container),
+        TransferCommand::Import { changes, message, file, reference } => {
+            import(client, &file, reference.as_deref(), &changes, message.as_deref())
+        }
+        TransferCommand::Commit { author, changes, message, pause, container, reference } => {
+            commit(client, &container, reference.as_deref(), author.as_deref(), message.as_deref(), &changes, pause)
+        }
+    }
+}
+
+fn export(client: &Client, output: Option<&str>, container: &str) -> Result<()> {
+    let stdout = std::io::stdout();
+    if output.is_none() && stdout.is_terminal() {
+        bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
+    }
+    let target = format!("/containers/{}/export", wharf_client::encode(container));
+    let mut body = client.stream(Request::new("GET", &target)).context("export")?;
+    match output {
+        Some(path) => {
+            // Written next to the target and renamed, so a failed export leaves no partial file.
+            let tmp = format!("{path}.wharf-tmp-{}", std::process::id());
+            let result = (|| -> Result<()> {
+                let mut f = std::fs::File::create(&tmp).with_context(|| format!("create {tmp}"))?;
+                std::io::copy(&mut body, &mut f).context("export: reading the archive")?;
+                f.sync_all().with_context(|| format!("write {path}"))?;
+                std::fs::rename(&tmp, path).with_context(|| format!("rename {tmp} to {path}"))?;
+                Ok(())
+            })();
+            if result.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            result
+        }
+        None => {
+            let mut out = stdout.lock();
+            std::io::copy(&mut body, &mut out).context("export: writing the archive")?;
+            out.flush()?;
+            Ok(())
+        }
+    }
+}
+
+fn import(
+    client: &Client,
+    file: &str,
+    reference: Option<&str>,
+    changes: &[String],
+    message: Option<&str>,
+) -> Result<()> {
+    let (reader, len): (Box<dyn Read + Send>, Option<u64>) = if file == "-" {
+        (Box::new(std::io::stdin()), None)
+    } else if file.contains("://") {
+        bail!("import from a URL is not supported: download {file} and import the file");
+    } else {
+        let f = std::fs::File::open(file).with_context(|| format!("open {file}"))?;
+        let len = f.metadata().ok().map(|m| m.len());
+        (Box::new(f), len)
+    };
+    let mut q = Query::new().set("fromSrc", "-").set_nonempty("repo", reference.unwrap_or(""));
+    for c in changes {
+        q = q.set("changes", c.as_str());
+    }
+    if let Some(m) = message {
+        q = q.set("message", m);
+    }
+    let req = Request::new("POST", &q.to_target("/images/create"))
+        .header("Content-Type", "application/x-tar")
+        .body(Body::Reader(reader, len));
+    let messages = client.json_stream::<JsonMessage>(req).context("import")?;
+    let mut out = std::io::stdout().lock();
+    for m in messages {
+        let m = m.context("import")?;
+        if let Some(e) = m.error_message() {
+            bail!("import: {e}");
+        }
+        if let Some(s) = &m.status {
+            writeln!(out, "{s}")?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(serde::Deserialize)]
+struct CommitAnswer {
+    #[serde(rename = "Id")]
+    id: String,
+}
+
+fn commit(
+    client: &Client,
+    container: &str,
+    reference: Option<&str>,
+    author: Option<&str>,
+    message: Option<&str>,
+    changes: &[String],
+    pause: bool,
+) -> Result<()> {
+    let mut q = Query::new()
+        .set("container", container)
+        .set_nonempty("repo", reference.unwrap_or(""))
+        .set_nonempty("author", author.unwrap_or(""))
+        .set_nonempty("comment", message.unwrap_or(""))
+        .set("pause", if pause { "1" } else { "0" });
+    for c in changes {
+        q = q.set("changes", c.as_str());
+    }
+    let answer: CommitAnswer = client.post_json(&q.to_target("/commit"), Option::<&()>::None).context("commit")?;
+    println!("{}", answer.id);
+    Ok(())
+}

@@ -1,0 +1,468 @@
+//! `import`: a tar (plain, gzip or zstd) becomes a one-layer image; and the pieces `commit`
+//! shares with it: storing a tar stream as a new layer (a gzip blob in the content store plus
+//! the unpacked snapshot), recording an image, and Dockerfile-style `--change` instructions.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{self, BufRead, BufReader, Read, Write};
+
+use wharf_metadata::Table;
+use wharf_types::digest::{chain_ids, Sha256Writer};
+use wharf_types::oci::{self, ContainerConfig, Descriptor, History, ImageConfig, Platform};
+use wharf_types::{Digest, ImageRef};
+
+use crate::images::ImageRecord;
+use crate::{blocking, Engine, EngineError};
+
+/// What an import makes of its tar.
+#[derive(Debug, Clone, Default)]
+pub struct ImportRequest {
+    /// The name the image gets; none leaves it dangling (named by id only).
+    pub reference: Option<ImageRef>,
+    /// Dockerfile instructions applied to the image's config (`CMD ["sh"]`, `ENV A=b`).
+    pub changes: Vec<String>,
+    /// The history entry's comment (Docker's `Imported from -` when not given).
+    pub message: Option<String>,
+}
+
+/// A layer just stored: the blob and its diff id.
+pub(crate) struct NewLayer {
+    pub blob: Descriptor,
+    pub diff_id: Digest,
+}
+
+/// Blobs and layers an operation stored, so that a failure can take back what no image uses.
+#[derive(Default)]
+pub(crate) struct Stored {
+    pub blobs: HashSet<Digest>,
+    pub layers: HashSet<Digest>,
+}
+
+impl Engine {
+    /// Imports the tar read from `input` as a new one-layer image; returns its id.
+    pub async fn import(&self, req: ImportRequest, input: Box<dyn Read + Send>) -> Result<Digest, EngineError> {
+        let mut config = ContainerConfig::default();
+        apply_changes(&mut config, &req.changes)?;
+        let engine = self.clone();
+        let reference = req.reference.clone();
+        let id = blocking(move || {
+            let mut stored = Stored::default();
+            let result = engine.import_blocking(input, config, &req, &mut stored);
+            if result.is_err() {
+                if let Err(e) = engine.discard_unreferenced(&stored) {
+                    log::warn!("import: cleaning up: {e}");
+                }
+            }
+            result
+        })
+        .await?;
+        let name = reference.map(|r| r.familiar()).unwrap_or_else(|| id.to_string());
+        self.image_event("import", &id.to_string(), &name);
+        Ok(id)
+    }
+
+    fn import_blocking(
+        &self,
+        input: Box<dyn Read + Send>,
+        config: ContainerConfig,
+        req: &ImportRequest,
+        stored: &mut Stored,
+    ) -> Result<Digest, EngineError> {
+        let _gc = self.inner.gc_lock.read().map_err(|_| EngineError::Internal("gc lock poisoned".into()))?;
+        let mut input = BufReader::with_capacity(1 << 20, input);
+        let head = input.fill_buf().map_err(|e| EngineError::io("import: read the archive", e))?.to_vec();
+        let tar: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
+            Box::new(flate2::read::MultiGzDecoder::new(input))
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Box::new(zstd::stream::read::Decoder::with_buffer(input).map_err(|e| EngineError::io("zstd", e))?)
+        } else if head.starts_with(b"BZh") || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z']) {
+            return Err(EngineError::Invalid(
+                "import: bzip2 and xz archives are not supported, use gzip or zstd".into(),
+            ));
+        } else {
+            Box::new(input)
+        };
+        let layer = self.store_tar_layer(tar, &[], stored)?;
+        let now = wharf_types::time::rfc3339_nanos(std::time::SystemTime::now());
+        let host = Platform::host();
+        let image = ImageConfig {
+            created: Some(now.clone()),
+            author: None,
+            architecture: host.architecture,
+            os: host.os,
+            variant: host.variant,
+            config: Some(config),
+            rootfs: oci::RootFs { kind: "layers".into(), diff_ids: vec![layer.diff_id.clone()] },
+            history: vec![History {
+                created: Some(now),
+                created_by: None,
+                author: None,
+                comment: Some(req.message.clone().unwrap_or_else(|| "Imported from -".into())),
+                empty_layer: false,
+            }],
+        };
+        self.record_image(&image, vec![layer.blob], req.reference.as_ref(), stored)
+    }
+
+    /// Stores the uncompressed layer tar `tar` on top of the layers `parent_diff_ids`: a gzip
+    /// blob hashed while written, then unpacked into its snapshot (which checks the diff id).
+    pub(crate) fn store_tar_layer(
+        &self,
+        mut tar: impl Read,
+        parent_diff_ids: &[Digest],
+        stored: &mut Stored,
+    ) -> Result<NewLayer, EngineError> {
+        let writer = self.inner.content.writer(None, None)?;
+        let mut gz = flate2::write::GzEncoder::new(writer, flate2::Compression::fast());
+        let mut hash = Sha256Writer::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match tar.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(EngineError::Invalid(format!("reading the layer tar: {e}"))),
+            };
+            hash.update(&buf[..n]);
+            gz.write_all(&buf[..n]).map_err(|e| EngineError::io("write layer blob", e))?;
+        }
+        let (diff_id, _) = hash.finish();
+        let writer = gz.finish().map_err(|e| EngineError::io("write layer blob", e))?;
+        let blob = writer.commit()?;
+        stored.blobs.insert(blob.clone());
+        let mut diff_ids = parent_diff_ids.to_vec();
+        diff_ids.push(diff_id.clone());
+        let chain_id = chain_ids(&diff_ids).pop().unwrap_or_else(|| diff_id.clone());
+        let fresh = !self.inner.snapshots.has_layer(&chain_id);
+        let file = BufReader::with_capacity(1 << 20, self.inner.content.open_blob(&blob)?);
+        self.inner
+            .snapshots
+            .apply_layer(&chain_id, Some(&diff_id), flate2::read::MultiGzDecoder::new(file))
+            .map_err(|e| EngineError::Invalid(format!("invalid layer tar: {e}")))?;
+        if fresh {
+            stored.layers.insert(chain_id.clone());
+        }
+        let size = self.inner.content.size(&blob)?;
+        let blob = Descriptor {
+            media_type: oci::MEDIA_OCI_LAYER_GZIP.to_string(),
+            digest: blob,
+            size,
+            urls: Vec::new(),
+            annotations: BTreeMap::new(),
+            platform: None,
+        };
+        Ok(NewLayer { blob, diff_id })
+    }
+
+    /// Stores `config` and records the image with its layer blobs (and its name, in the same
+    /// transaction). Returns the image id.
+    pub(crate) fn record_image(
+        &self,
+        config: &ImageConfig,
+        layers: Vec<Descriptor>,
+        reference: Option<&ImageRef>,
+        stored: &mut Stored,
+    ) -> Result<Digest, EngineError> {
+        let raw =
+            serde_json::to_vec(config).map_err(|e| EngineError::Internal(format!("serialize image config: {e}")))?;
+        let id = self.inner.content.put(&raw)?;
+        stored.blobs.insert(id.clone());
+        let diff_ids = config.rootfs.diff_ids.clone();
+        let chains = chain_ids(&diff_ids);
+        let mut size = 0;
+        for c in &chains {
+            size += self.inner.snapshots.layer_size(c)?;
+        }
+        let record = ImageRecord {
+            id: id.clone(),
+            created: config.created.clone(),
+            size,
+            diff_ids,
+            chain_ids: chains,
+            layers,
+            manifest_digest: None,
+            stored_at: wharf_types::time::rfc3339_nanos(std::time::SystemTime::now()),
+        };
+        self.inner.db.write(|tx| {
+            tx.put(Table::Images, &id.to_string(), &record)?;
+            if let Some(r) = reference {
+                tx.put(Table::Tags, &r.to_string(), &id.to_string())?;
+            }
+            Ok::<_, EngineError>(())
+        })?;
+        Ok(id)
+    }
+
+    /// Removes what `stored` names and no image or container uses.
+    pub(crate) fn discard_unreferenced(&self, stored: &Stored) -> Result<(), EngineError> {
+        if stored.blobs.is_empty() && stored.layers.is_empty() {
+            return Ok(());
+        }
+        let _gc = self.inner.gc_lock.write().map_err(|_| EngineError::Internal("gc lock poisoned".into()))?;
+        let mut chains = HashSet::new();
+        let mut blobs = HashSet::new();
+        for (_, img) in self.inner.db.list::<ImageRecord>(Table::Images)? {
+            chains.extend(img.chain_ids.iter().cloned());
+            blobs.insert(img.id.clone());
+            blobs.extend(img.layers.iter().map(|l| l.digest.clone()));
+            blobs.extend(img.manifest_digest.iter().cloned());
+        }
+        for (_, c) in self.inner.db.list::<crate::ContainerRecord>(Table::Containers)? {
+            chains.extend(c.chain_ids.iter().cloned());
+        }
+        for c in stored.layers.iter().filter(|c| !chains.contains(*c)) {
+            self.inner.snapshots.remove_layer(c)?;
+        }
+        for b in stored.blobs.iter().filter(|b| !blobs.contains(*b)) {
+            self.inner.content.delete(b)?;
+        }
+        Ok(())
+    }
+}
+
+/// Applies Dockerfile instructions (one or more lines per element) to an image's config, as
+/// `docker import -c` and `docker commit -c` do: CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE,
+/// LABEL, VOLUME, STOPSIGNAL.
+pub(crate) fn apply_changes(cfg: &mut ContainerConfig, changes: &[String]) -> Result<(), EngineError> {
+    let mut cmd_set = false;
+    for line in changes.iter().flat_map(|c| c.lines()).map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let (instr, rest) = match line.split_once(char::is_whitespace) {
+            Some((i, r)) => (i, r.trim()),
+            None => (line, ""),
+        };
+        let bad = |m: &str| EngineError::Invalid(format!("{} {m}: {line:?}", instr.to_uppercase()));
+        match instr.to_ascii_uppercase().as_str() {
+            "CMD" => {
+                cfg.cmd = Some(command_form(rest));
+                cmd_set = true;
+            }
+            "ENTRYPOINT" => {
+                cfg.entrypoint = Some(command_form(rest));
+                // As in a Dockerfile: a new entrypoint drops the inherited command.
+                if !cmd_set {
+                    cfg.cmd = None;
+                }
+            }
+            "ENV" => {
+                let pairs = key_values(rest, true).map_err(|m| bad(&m))?;
+                let env = cfg.env.get_or_insert_with(Vec::new);
+                for (k, v) in pairs {
+                    env.retain(|e| e.split('=').next() != Some(k.as_str()));
+                    env.push(format!("{k}={v}"));
+                }
+            }
+            "LABEL" => {
+                let pairs = key_values(rest, false).map_err(|m| bad(&m))?;
+                cfg.labels.get_or_insert_with(BTreeMap::new).extend(pairs);
+            }
+            "WORKDIR" => {
+                if rest.is_empty() {
+                    return Err(bad("requires exactly one argument"));
+                }
+                let dir = if rest.starts_with('/') {
+                    rest.to_string()
+                } else {
+                    let base = cfg.working_dir.clone().unwrap_or_else(|| "/".into());
+                    format!("{}/{rest}", base.trim_end_matches('/'))
+                };
+                cfg.working_dir = Some(dir);
+            }
+            "USER" => {
+                let w = words(rest).map_err(|m| bad(&m))?;
+                if w.len() != 1 {
+                    return Err(bad("requires exactly one argument"));
+                }
+                cfg.user = w.into_iter().next();
+            }
+            "STOPSIGNAL" => {
+                let w = words(rest).map_err(|m| bad(&m))?;
+                if w.len() != 1 {
+                    return Err(bad("requires exactly one argument"));
+                }
+                cfg.stop_signal = w.into_iter().next();
+            }
+            "EXPOSE" => {
+                let w = words(rest).map_err(|m| bad(&m))?;
+                if w.is_empty() {
+                    return Err(bad("requires at least one argument"));
+                }
+                let ports = cfg.exposed_ports.get_or_insert_with(BTreeMap::new);
+                for p in w {
+                    for port in expose_ports(&p).ok_or_else(|| bad(&format!("invalid port {p:?}")))? {
+                        ports.insert(port, serde_json::json!({}));
+                    }
+                }
+            }
+            "VOLUME" => {
+                let list = if rest.starts_with('[') {
+                    serde_json::from_str::<Vec<String>>(rest).map_err(|_| bad("takes a JSON array of strings"))?
+                } else {
+                    words(rest).map_err(|m| bad(&m))?
+                };
+                if list.is_empty() || list.iter().any(|v| v.trim().is_empty()) {
+                    return Err(bad("requires at least one non-empty path"));
+                }
+                let vols = cfg.volumes.get_or_insert_with(BTreeMap::new);
+                for v in list {
+                    vols.insert(v, serde_json::json!({}));
+                }
+            }
+            _ => return Err(EngineError::Invalid(format!("{instr} is not a valid change command"))),
+        }
+    }
+    Ok(())
+}
+
+/// `["a","b"]` (JSON form) or `a b` (shell form, run through `/bin/sh -c`).
+fn command_form(rest: &str) -> Vec<String> {
+    if rest.starts_with('[') {
+        if let Ok(v) = serde_json::from_str::<Vec<String>>(rest) {
+            return v;
+        }
+    }
+    vec!["/bin/sh".into(), "-c".into(), rest.to_string()]
+}
+
+/// `k=v k2="v 2"`, or the legacy `k v w` (one pair, the value the rest) where `legacy` allows.
+fn key_values(rest: &str, legacy: bool) -> Result<Vec<(String, String)>, String> {
+    let w = words(rest)?;
+    if w.is_empty() {
+        return Err("requires at least one argument".into());
+    }
+    if !w[0].contains('=') {
+        if legacy && w.len() >= 2 {
+            let value = rest[rest.find(char::is_whitespace).unwrap_or(rest.len())..].trim();
+            return Ok(vec![(w[0].clone(), unquote(value))]);
+        }
+        return Err(format!("{:?} is not of the form key=value", w[0]));
+    }
+    w.into_iter()
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(format!("{p:?} is not of the form key=value")),
+        })
+        .collect()
+}
+
+fn unquote(s: &str) -> String {
+    match words(s) {
+        Ok(w) if w.len() == 1 => w.into_iter().next().unwrap_or_default(),
+        _ => s.to_string(),
+    }
+}
+
+/// Splits on white space outside quotes; quotes are removed, `\` escapes the next character
+/// (outside single quotes).
+fn words(s: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut quote: Option<char> = None;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some('\''), '\'') | (Some('"'), '"') => quote = None,
+            (Some('\''), c) => cur.push(c),
+            (_, '\\') => {
+                in_word = true;
+                match chars.next() {
+                    Some(n) => cur.push(n),
+                    None => cur.push('\\'),
+                }
+            }
+            (Some(_), c) => cur.push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    out.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            (None, c) => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if quote.is_some() {
+        return Err("unterminated quote".into());
+    }
+    if in_word {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+/// `80`, `80/udp`, `8000-8002/tcp` as exposed-port keys.
+fn expose_ports(p: &str) -> Option<Vec<String>> {
+    let (ports, proto) = match p.split_once('/') {
+        Some((ports, proto)) => (ports, proto.to_ascii_lowercase()),
+        None => (p, "tcp".to_string()),
+    };
+    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
+        return None;
+    }
+    let (lo, hi) = match ports.split_once('-') {
+        Some((a, b)) => (a.parse::<u16>().ok()?, b.parse::<u16>().ok()?),
+        None => {
+            let n = ports.parse::<u16>().ok()?;
+            (n, n)
+        }
+    };
+    if lo == 0 || hi < lo {
+        return None;
+    }
+    Some((lo..=hi).map(|n| format!("{n}/{proto}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn changed(changes: &[&str]) -> Result<ContainerConfig, EngineError> {
+        let mut c = ContainerConfig {
+            cmd: Some(vec!["old".into()]),
+            env: Some(vec!["PATH=/bin".into(), "A=1".into()]),
+            ..Default::default()
+        };
+        apply_changes(&mut c, &changes.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+        Ok(c)
+    }
+
+    #[test]
+    fn change_instructions() {
+        let c = changed(&[r#"CMD ["/bin/sh", "-c", "echo hi"]"#]).unwrap();
+        assert_eq!(c.cmd, Some(vec!["/bin/sh".into(), "-c".into(), "echo hi".into()]));
+        let c = changed(&["cmd echo hi there"]).unwrap();
+        assert_eq!(c.cmd, Some(vec!["/bin/sh".into(), "-c".into(), "echo hi there".into()]));
+        let c = changed(&["ENTRYPOINT [\"/bin/echo\"]"]).unwrap();
+        assert_eq!((c.entrypoint, c.cmd), (Some(vec!["/bin/echo".into()]), None));
+        let c = changed(&["CMD [\"x\"]", "ENTRYPOINT [\"/e\"]"]).unwrap();
+        assert_eq!(c.cmd, Some(vec!["x".into()]));
+        let c = changed(&["ENV A=2 B=\"two words\"", "ENV C hello world"]).unwrap();
+        assert_eq!(c.env, Some(vec!["PATH=/bin".into(), "A=2".into(), "B=two words".into(), "C=hello world".into()]));
+        let c = changed(&["WORKDIR /srv", "WORKDIR app", "USER nobody", "STOPSIGNAL SIGUSR1"]).unwrap();
+        assert_eq!(c.working_dir.as_deref(), Some("/srv/app"));
+        assert_eq!(c.user.as_deref(), Some("nobody"));
+        assert_eq!(c.stop_signal.as_deref(), Some("SIGUSR1"));
+        let c = changed(&["EXPOSE 80 53/udp 8000-8001", "LABEL a=b \"c d\"=e", "VOLUME [\"/data\"]\nVOLUME /x /y"])
+            .unwrap();
+        let ports: Vec<_> = c.exposed_ports.unwrap().into_keys().collect();
+        assert_eq!(ports, vec!["53/udp", "80/tcp", "8000/tcp", "8001/tcp"]);
+        let labels = c.labels.unwrap();
+        assert_eq!((labels["a"].as_str(), labels["c d"].as_str()), ("b", "e"));
+        let vols: Vec<_> = c.volumes.unwrap().into_keys().collect();
+        assert_eq!(vols, vec!["/data", "/x", "/y"]);
+    }
+
+    #[test]
+    fn bad_changes() {
+        for bad in ["RUN echo", "EXPOSE http", "EXPOSE 80/foo", "USER a b", "LABEL novalue", "ENV A=\"x", "WORKDIR"] {
+            let e = changed(&[bad]).unwrap_err();
+            assert_eq!(e.kind(), wharf_types::ErrorKind::InvalidArgument, "{bad}: {e}");
+        }
+        assert_eq!(changed(&["RUN echo"]).unwrap_err().to_string(), "RUN is not a valid change command");
+    }
+}
