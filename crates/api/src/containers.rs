@@ -59,6 +59,7 @@ struct CreateBody {
 struct HostConfigBody {
     auto_remove: bool,
     memory: Option<i64>,
+    memory_swap: Option<i64>,
     nano_cpus: Option<i64>,
     cpu_shares: Option<i64>,
     cpu_quota: Option<i64>,
@@ -149,6 +150,7 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
         host_config: HostConfig {
             auto_remove: hc.auto_remove,
             memory: hc.memory.unwrap_or(0),
+            memory_swap: hc.memory_swap.unwrap_or(0),
             nano_cpus: hc.nano_cpus.unwrap_or(0),
             cpu_shares: hc.cpu_shares.unwrap_or(0),
             cpu_quota: hc.cpu_quota.unwrap_or(0),
@@ -451,6 +453,7 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
             "NetworkMode": hc.network_mode,
             "AutoRemove": hc.auto_remove,
             "Memory": hc.memory,
+            "MemorySwap": hc.memory_swap,
             "NanoCpus": hc.nano_cpus,
             "CpuShares": hc.cpu_shares,
             "CpuQuota": hc.cpu_quota,

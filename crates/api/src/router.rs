@@ -11,8 +11,8 @@ use crate::body::Body;
 use crate::error::ApiError;
 use crate::query::Query;
 use crate::{
-    archive, containers, events, exec, images, images_io, networks, system, transfer, volumes, API_VERSION,
-    MIN_API_VERSION,
+    archive, containers, events, exec, images, images_io, lifecycle, networks, stats, system, transfer, volumes,
+    API_VERSION, MIN_API_VERSION,
 };
 
 /// The largest request body wharf reads whole (create bodies, tag requests).
@@ -109,6 +109,14 @@ async fn dispatch(engine: Engine, req: Request<Incoming>) -> Result<Response<Bod
         (&Method::POST, ["images", "load"]) => archive::load(&ctx, req).await,
         (&Method::POST, ["containers", "create"]) => containers::create(&ctx, read_body(req).await?).await,
         (&Method::GET, ["containers", "json"]) => containers::list(&ctx),
+        (&Method::POST, ["containers", "prune"]) => lifecycle::prune(&ctx).await,
+        (&Method::POST, ["containers", id, "rename"]) => lifecycle::rename(&ctx, id).await,
+        (&Method::POST, ["containers", id, "pause"]) => lifecycle::pause(&ctx, id).await,
+        (&Method::POST, ["containers", id, "unpause"]) => lifecycle::unpause(&ctx, id).await,
+        (&Method::POST, ["containers", id, "update"]) => lifecycle::update(&ctx, id, read_body(req).await?).await,
+        (&Method::GET, ["containers", id, "top"]) => stats::top(&ctx, id).await,
+        (&Method::GET, ["containers", id, "stats"]) => stats::stats(&ctx, id).await,
+        (&Method::GET, ["containers", id, "changes"]) => stats::changes(&ctx, id).await,
         (&Method::GET, ["containers", id, "json"]) => containers::inspect(&ctx, id),
         (&Method::POST, ["containers", id, "start"]) => containers::start(&ctx, id).await,
         (&Method::POST, ["containers", id, "stop"]) => containers::stop(&ctx, id).await,

@@ -4,6 +4,7 @@
 mod archive;
 mod config;
 mod containers;
+mod extras;
 mod human;
 mod images;
 mod inspect;
@@ -12,8 +13,9 @@ mod lifecycle;
 mod network;
 mod pull;
 mod run;
-mod system;
 mod security;
+mod stats;
+mod system;
 mod table;
 mod template;
 mod transfer;
@@ -173,6 +175,8 @@ enum Command {
     Net(network::NetCommand),
     #[command(flatten)]
     Interactive(interactive::InteractiveCommand),
+    #[command(flatten)]
+    Extras(extras::ExtrasCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,6 +184,8 @@ enum ContainerCommand {
     /// List containers
     #[command(alias = "ps", alias = "list")]
     Ls(PsFlags),
+    /// Remove all stopped containers
+    Prune(extras::PruneFlags),
 }
 
 #[derive(Debug, Subcommand)]
@@ -353,6 +359,8 @@ fn dispatch(cli: Cli) -> Result<()> {
                 Command::Transfer(c) => transfer::run(&client, c),
                 Command::Net(c) => network::run(&client, c),
                 Command::Interactive(c) => interactive::run(&client, c),
+                Command::Extras(c) => extras::run(&client, c),
+                Command::Container { command: ContainerCommand::Prune(f) } => extras::prune(&client, &f),
                 Command::Run { .. } | Command::Create { .. } => unreachable!("handled above"),
             }
         }

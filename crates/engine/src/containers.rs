@@ -47,6 +47,9 @@ pub struct HostConfig {
     pub auto_remove: bool,
     /// Bytes; 0 = unlimited.
     pub memory: i64,
+    /// Memory plus swap in bytes (`update --memory-swap`); 0 = Docker's default, -1 unlimited.
+    #[serde(default)]
+    pub memory_swap: i64,
     pub nano_cpus: i64,
     pub cpu_shares: i64,
     pub cpu_quota: i64,
@@ -652,6 +655,7 @@ impl Engine {
             return Err(EngineError::NotModified(format!("container {} is not running", rec.id)));
         }
         self.mark_manually_stopped(&rec.id)?;
+        self.thaw_if_paused(&rec.id).await?;
         let sig_name =
             signal.map(str::to_string).or(rec.config.stop_signal.clone()).unwrap_or_else(|| "SIGTERM".into());
         let sig = crate::monitor::parse_signal(&sig_name)?;
@@ -686,6 +690,7 @@ impl Engine {
         if sig == libc::SIGKILL || Some(sig) == stop_sig || (stop_sig.is_none() && sig == libc::SIGTERM) {
             self.mark_manually_stopped(&rec.id)?;
         }
+        self.thaw_if_paused(&rec.id).await?;
         live.signal(sig).map_err(|e| EngineError::io(format!("signal container {}", rec.id), e))?;
         self.container_event(&rec, "kill", &[("signal", sig.to_string())]);
         if sig == libc::SIGKILL && !live.wait_exit(Some(Duration::from_secs(10))).await {
@@ -719,6 +724,7 @@ impl Engine {
                     rec.name
                 )));
             }
+            self.thaw_if_paused(&rec.id).await?;
             let _ = live.signal(libc::SIGKILL);
             if !live.wait_exit(Some(Duration::from_secs(30))).await {
                 return Err(EngineError::Internal(format!("container {} did not exit after SIGKILL", rec.id)));
@@ -812,6 +818,7 @@ impl Engine {
         };
         rec.state.status = Status::Exited;
         rec.state.running = false;
+        rec.state.paused = false;
         rec.state.pid = 0;
         rec.state.shim_pid = 0;
         rec.state.exit_code = code;

@@ -6,6 +6,7 @@
 mod archive;
 mod attach;
 mod containers;
+mod diff;
 mod dns;
 mod error;
 mod events;
@@ -15,6 +16,8 @@ mod history;
 mod ids;
 mod images;
 mod import;
+mod init;
+mod lifecycle;
 mod logs;
 mod monitor;
 mod network;
@@ -22,8 +25,8 @@ mod pull;
 mod push;
 mod restart;
 mod security;
-mod init;
 mod spec;
+mod stats;
 mod user;
 mod usernet;
 mod volumes;
@@ -37,11 +40,12 @@ use wharf_distribution::{RegistryClient, RegistryConfig};
 use wharf_metadata::Db;
 use wharf_snapshot::Snapshotter;
 
-pub use attach::{AttachOptions, PendingAttach, ProcessStream, StreamEvent, StreamInput};
 pub use archive::{LoadedImage, SavePlan};
+pub use attach::{AttachOptions, PendingAttach, ProcessStream, StreamEvent, StreamInput};
 pub use containers::{
     ContainerConfig, ContainerRecord, ContainerState, CreateRequest, HostConfig, ListOptions, Status, WaitCondition,
 };
+pub use diff::{Change, ChangeKind};
 pub use error::EngineError;
 pub use events::Event;
 pub use exec::{ExecConfig, ExecRecord};
@@ -49,6 +53,7 @@ pub use export::ExportPlan;
 pub use history::HistoryEntry;
 pub use images::{ImageDeleted, ImageRecord, ImageSummary};
 pub use import::ImportRequest;
+pub use lifecycle::{PruneReport, UpdateRequest};
 pub use logs::{LogChunk, LogOptions, LogStream};
 pub use network::{Endpoint, NetOptions, NetworkConfig, PortBinding, PublishedPort};
 pub use pull::{PullEvent, PullRequest};
@@ -58,6 +63,7 @@ pub use security::{
     oom_kill_disable_supported, security_warnings, DeviceMapping, SecurityOptions, Ulimit, DEFAULT_MASKED_PATHS,
     DEFAULT_READONLY_PATHS,
 };
+pub use stats::{StatsSample, TopResult};
 pub use usernet::{NetworkCreate, NetworkRecord};
 pub use volumes::{MountKind, MountPoint, MountRequest, VolumeRecord};
 pub use wharf_distribution::AuthConfig;

@@ -120,7 +120,11 @@ impl Engine {
         let hc = &rec.host_config;
         let mut resources = oci::Resources::default();
         if hc.memory > 0 {
-            resources.memory = Some(oci::Memory { limit: Some(hc.memory), ..Default::default() });
+            resources.memory = Some(oci::Memory {
+                limit: Some(hc.memory),
+                swap: (hc.memory_swap != 0).then_some(hc.memory_swap),
+                ..Default::default()
+            });
         }
         let mut cpu = oci::Cpu::default();
         if hc.cpu_shares > 0 {

@@ -37,6 +37,7 @@ mod interactive;
 mod isolation;
 mod layers;
 mod lifecycle;
+mod lifecycle_extras;
 mod logs;
 mod mirrors;
 mod network;

@@ -1,0 +1,73 @@
+//! Container lifecycle extras: rename, pause, unpause, update, prune.
+
+use bytes::Bytes;
+use hyper::{Response, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+use wharf_engine::UpdateRequest;
+
+use crate::body::Body;
+use crate::containers::RestartPolicyBody;
+use crate::error::ApiError;
+use crate::router::{empty, json, Ctx, Result};
+
+/// `POST /containers/{id}/rename?name=`.
+pub async fn rename(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
+    let name = ctx.query.get("name").unwrap_or("");
+    ctx.engine.rename_container(id, name).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+/// `POST /containers/{id}/pause`.
+pub async fn pause(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
+    ctx.engine.pause_container(id).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+/// `POST /containers/{id}/unpause`.
+pub async fn unpause(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
+    ctx.engine.unpause_container(id).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct UpdateBody {
+    memory: Option<i64>,
+    memory_swap: Option<i64>,
+    nano_cpus: Option<i64>,
+    cpu_shares: Option<i64>,
+    cpu_quota: Option<i64>,
+    cpu_period: Option<i64>,
+    pids_limit: Option<i64>,
+    restart_policy: Option<RestartPolicyBody>,
+}
+
+/// `POST /containers/{id}/update`.
+pub async fn update(ctx: &Ctx, id: &str, body: Bytes) -> Result<Response<Body>> {
+    let b: UpdateBody = if body.is_empty() {
+        UpdateBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid update body: {e}")))?
+    };
+    let req = UpdateRequest {
+        memory: b.memory,
+        memory_swap: b.memory_swap,
+        nano_cpus: b.nano_cpus,
+        cpu_shares: b.cpu_shares,
+        cpu_quota: b.cpu_quota,
+        cpu_period: b.cpu_period,
+        pids_limit: b.pids_limit,
+        // The docker CLI sends an empty policy when --restart was not given.
+        restart_policy: b.restart_policy.map(RestartPolicyBody::into_policy).filter(|p| !p.name.is_empty()),
+    };
+    let warnings = ctx.engine.update_container(id, req).await?;
+    json(StatusCode::OK, &json!({ "Warnings": warnings }))
+}
+
+/// `POST /containers/prune?filters=`.
+pub async fn prune(ctx: &Ctx) -> Result<Response<Body>> {
+    let filters = ctx.query.filters()?;
+    let report = ctx.engine.prune_containers(&filters).await?;
+    json(StatusCode::OK, &json!({ "ContainersDeleted": report.deleted, "SpaceReclaimed": report.space_reclaimed }))
+}

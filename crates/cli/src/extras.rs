@@ -1,0 +1,204 @@
+//! Container introspection and adjustment: `pause`, `unpause`, `update`, `top`, `stats`,
+//! `diff`, and `container prune`.
+
+use anyhow::{anyhow, Result};
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+use wharf_client::{Client, Query};
+
+use crate::containers::{each, filters_json};
+
+#[derive(Debug, Subcommand)]
+pub enum ExtrasCommand {
+    /// Pause all processes within one or more containers
+    Pause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Unpause all processes within one or more containers
+    Unpause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Update configuration of one or more containers
+    Update(UpdateFlags),
+    /// Display the running processes of a container
+    Top {
+        container: String,
+        /// Options for ps (default -ef)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Display a live stream of container(s) resource usage statistics
+    Stats {
+        /// Show all containers (default shows just running)
+        #[arg(short = 'a', long)]
+        all: bool,
+        /// Disable streaming stats and only pull the first result
+        #[arg(long = "no-stream")]
+        no_stream: bool,
+        /// Do not truncate output
+        #[arg(long = "no-trunc")]
+        no_trunc: bool,
+        containers: Vec<String>,
+    },
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff { container: String },
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateFlags {
+    /// Memory limit
+    #[arg(short = 'm', long)]
+    memory: Option<String>,
+    /// Swap limit equal to memory plus swap: -1 to enable unlimited swap
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    memory_swap: Option<String>,
+    /// Number of CPUs
+    #[arg(long)]
+    cpus: Option<String>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long = "cpu-shares")]
+    cpu_shares: Option<i64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) quota
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+    cpu_quota: Option<i64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) period
+    #[arg(long = "cpu-period")]
+    cpu_period: Option<i64>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pids_limit: Option<i64>,
+    /// Restart policy to apply when a container exits
+    #[arg(long)]
+    restart: Option<String>,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// `container prune`.
+#[derive(Debug, Args)]
+pub struct PruneFlags {
+    /// Provide filter values (e.g. "until=<timestamp>")
+    #[arg(long)]
+    filter: Vec<String>,
+    /// Do not prompt for confirmation
+    #[arg(short = 'f', long)]
+    force: bool,
+}
+
+pub fn run(client: &Client, cmd: ExtrasCommand) -> Result<()> {
+    match cmd {
+        ExtrasCommand::Pause { containers } => {
+            each(&containers, |c| Ok(client.post::<()>(&format!("/containers/{c}/pause"), None)?))
+        }
+        ExtrasCommand::Unpause { containers } => {
+            each(&containers, |c| Ok(client.post::<()>(&format!("/containers/{c}/unpause"), None)?))
+        }
+        ExtrasCommand::Update(f) => update(client, &f),
+        ExtrasCommand::Top { container, ps_args } => top(client, &container, &ps_args),
+        ExtrasCommand::Stats { all, no_stream, no_trunc, containers } => {
+            crate::stats::stats(client, all, no_stream, no_trunc, &containers)
+        }
+        ExtrasCommand::Diff { container } => diff(client, &container),
+    }
+}
+
+fn update(client: &Client, f: &UpdateFlags) -> Result<()> {
+    let mut body = serde_json::Map::new();
+    if let Some(m) = &f.memory {
+        body.insert(
+            "Memory".into(),
+            json!(crate::human::parse_memory(m)
+                .map_err(|e| anyhow!("invalid argument \"{m}\" for \"-m, --memory\" flag: {e}"))?),
+        );
+    }
+    if let Some(s) = &f.memory_swap {
+        let v = if s == "-1" {
+            -1
+        } else {
+            crate::human::parse_memory(s)
+                .map_err(|e| anyhow!("invalid argument \"{s}\" for \"--memory-swap\" flag: {e}"))?
+        };
+        body.insert("MemorySwap".into(), json!(v));
+    }
+    if let Some(c) = &f.cpus {
+        body.insert(
+            "NanoCpus".into(),
+            json!(crate::human::parse_cpus(c)
+                .map_err(|e| anyhow!("invalid argument \"{c}\" for \"--cpus\" flag: {e}"))?),
+        );
+    }
+    for (key, v) in [
+        ("CpuShares", f.cpu_shares),
+        ("CpuQuota", f.cpu_quota),
+        ("CpuPeriod", f.cpu_period),
+        ("PidsLimit", f.pids_limit),
+    ] {
+        if let Some(v) = v {
+            body.insert(key.into(), json!(v));
+        }
+    }
+    if let Some(r) = &f.restart {
+        let (name, max) = match r.split_once(':') {
+            Some((n, m)) => (n, m.parse::<i64>().map_err(|_| anyhow!("invalid restart policy format: {r}"))?),
+            None => (r.as_str(), 0),
+        };
+        body.insert("RestartPolicy".into(), json!({"Name": name, "MaximumRetryCount": max}));
+    }
+    if body.is_empty() {
+        return Err(anyhow!("you must provide one or more flags when using this command"));
+    }
+    let body = Value::Object(body);
+    each(&f.containers, |c| {
+        let _: Value = client.post_json(&format!("/containers/{c}/update"), Some(&body))?;
+        Ok(())
+    })
+}
+
+pub fn prune(client: &Client, f: &PruneFlags) -> Result<()> {
+    let _ = f.force;
+    let q = if f.filter.is_empty() { Query::new() } else { Query::new().set("filters", filters_json(&f.filter)?) };
+    let v: Value = client.post_json::<(), Value>(&q.to_target("/containers/prune"), None)?;
+    let deleted = v["ContainersDeleted"].as_array().cloned().unwrap_or_default();
+    if !deleted.is_empty() {
+        println!("Deleted Containers:");
+        for d in deleted {
+            println!("{}", d.as_str().unwrap_or_default());
+        }
+        println!();
+    }
+    println!("Total reclaimed space: {}", crate::human::size(v["SpaceReclaimed"].as_i64().unwrap_or(0)));
+    Ok(())
+}
+
+fn top(client: &Client, container: &str, ps_args: &[String]) -> Result<()> {
+    let q = Query::new().set_nonempty("ps_args", &ps_args.join(" "));
+    let v: Value = client.get_json(&q.to_target(&format!("/containers/{container}/top")))?;
+    let titles: Vec<&str> =
+        v["Titles"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    let mut t = crate::table::Table::new(&titles);
+    for p in v["Processes"].as_array().cloned().unwrap_or_default() {
+        t.row(
+            p.as_array()
+                .map(|r| r.iter().map(|c| c.as_str().unwrap_or_default().to_string()).collect())
+                .unwrap_or_default(),
+        );
+    }
+    print!("{}", t.render());
+    Ok(())
+}
+
+fn diff(client: &Client, container: &str) -> Result<()> {
+    let v: Value = client.get_json(&format!("/containers/{container}/changes"))?;
+    for c in v.as_array().cloned().unwrap_or_default() {
+        let kind = match c["Kind"].as_i64() {
+            Some(0) => "C",
+            Some(1) => "A",
+            Some(2) => "D",
+            _ => "?",
+        };
+        println!("{kind} {}", c["Path"].as_str().unwrap_or_default());
+    }
+    Ok(())
+}

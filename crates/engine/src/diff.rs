@@ -1,0 +1,127 @@
+//! `diff`: a container's changes, read from its overlay upper dir. A 0/0 character device is
+//! overlayfs' whiteout (deleted), an opaque directory replaced what was below it (added), an
+//! entry found in a lower layer was changed, any other one added.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use crate::{blocking, Engine, EngineError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    Modified = 0,
+    Added = 1,
+    Deleted = 2,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Absolute, inside the container.
+    pub path: String,
+    pub kind: ChangeKind,
+}
+
+/// Files wharf itself puts in a container (mount points of its bind mounts), not the user's.
+const OWN_FILES: &[&str] = &["/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/dev", "/proc", "/sys"];
+
+impl Engine {
+    /// The changes of a container's file system against its image, sorted by path.
+    pub async fn container_changes(&self, name: &str) -> Result<Vec<Change>, EngineError> {
+        let rec = self.find_container(name)?;
+        let upper = self.inner.snapshots.container_dirs(&rec.id).upper;
+        let lowers: Vec<PathBuf> = rec.chain_ids.iter().rev().map(|c| self.inner.snapshots.layer_dir(c)).collect();
+        let root = self.inner.snapshots.root().to_path_buf();
+        blocking(move || {
+            // Lower dirs are relative to the snapshots' containers dir, as overlay options are.
+            let lowers: Vec<PathBuf> =
+                lowers.into_iter().map(|l| if l.is_relative() { root.join("containers").join(l) } else { l }).collect();
+            let mut out = Vec::new();
+            walk(&upper, Path::new("/"), &lowers, false, &mut out)
+                .map_err(|e| EngineError::io(format!("diff: read {}", upper.display()), e))?;
+            out.retain(|c| !(OWN_FILES.contains(&c.path.as_str()) && c.kind != ChangeKind::Deleted));
+            out.sort_by(|a, b| a.path.cmp(&b.path));
+            Ok(out)
+        })
+        .await
+    }
+}
+
+fn walk(dir: &Path, rel: &Path, lowers: &[PathBuf], under_new: bool, out: &mut Vec<Change>) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let md = entry.metadata()?;
+        let path = rel.join(entry.file_name());
+        let inner = path.strip_prefix("/").unwrap_or(&path);
+        let in_lower = !under_new && lowers.iter().any(|l| std::fs::symlink_metadata(l.join(inner)).is_ok());
+        let text = path.to_string_lossy().into_owned();
+        if md.file_type().is_char_device() && md.rdev() == 0 {
+            out.push(Change { path: text, kind: ChangeKind::Deleted });
+            continue;
+        }
+        if md.is_dir() {
+            let opaque = is_opaque(&entry.path());
+            let kind = if opaque || !in_lower { ChangeKind::Added } else { ChangeKind::Modified };
+            out.push(Change { path: text, kind });
+            walk(&entry.path(), &path, lowers, under_new || opaque || !in_lower, out)?;
+            continue;
+        }
+        let kind = if in_lower { ChangeKind::Modified } else { ChangeKind::Added };
+        out.push(Change { path: text, kind });
+    }
+    Ok(())
+}
+
+fn is_opaque(path: &Path) -> bool {
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else { return false };
+    let mut buf = [0u8; 4];
+    for name in [c"trusted.overlay.opaque", c"user.overlay.opaque"] {
+        // SAFETY: lgetxattr reads into a buffer of the length given; both strings are NUL-terminated.
+        let n = unsafe { libc::lgetxattr(c.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 1 && buf[0] == b'y' {
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upper_entries_are_classified_against_the_lowers() {
+        let tmp = std::env::temp_dir().join(format!("wharf-diff-{}", std::process::id()));
+        let lower = tmp.join("lower");
+        let upper = tmp.join("upper");
+        for d in [lower.join("etc"), upper.join("etc"), upper.join("new/sub")] {
+            std::fs::create_dir_all(d).unwrap_or_default();
+        }
+        std::fs::write(lower.join("etc/passwd"), "x").unwrap_or_default();
+        std::fs::write(upper.join("etc/passwd"), "y").unwrap_or_default();
+        std::fs::write(upper.join("etc/added"), "z").unwrap_or_default();
+        std::fs::write(upper.join("new/sub/f"), "z").unwrap_or_default();
+        let mut out = Vec::new();
+        walk(&upper, Path::new("/"), std::slice::from_ref(&lower), false, &mut out).unwrap_or_default();
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        let got: Vec<(&str, ChangeKind)> = out.iter().map(|c| (c.path.as_str(), c.kind)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("/etc", ChangeKind::Modified),
+                ("/etc/added", ChangeKind::Added),
+                ("/etc/passwd", ChangeKind::Modified),
+                ("/new", ChangeKind::Added),
+                ("/new/sub", ChangeKind::Added),
+                ("/new/sub/f", ChangeKind::Added),
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+}
