@@ -87,6 +87,7 @@ async fn dispatch(engine: Engine, req: Request<Incoming>) -> Result<Response<Bod
         (&Method::GET, ["version"]) => system::version(&ctx),
         (&Method::GET, ["info"]) => system::info(&ctx).await,
         (&Method::POST, ["auth"]) => images_io::auth(&ctx, req).await,
+        (&Method::POST, ["commit"]) => transfer::commit(&ctx, req).await,
         (&Method::GET, ["events"]) => events::events(&ctx),
         (&Method::POST, ["networks", "create"]) => networks::create(&ctx, read_body(req).await?).await,
         (&Method::POST, ["networks", "prune"]) => networks::prune(&ctx).await,

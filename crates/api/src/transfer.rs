@@ -5,7 +5,7 @@
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde_json::json;
-use wharf_engine::ImportRequest;
+use wharf_engine::{CommitRequest, ImportRequest};
 use wharf_types::ImageRef;
 
 use crate::archive::{body_reader, ChannelWriter};
@@ -66,4 +66,28 @@ pub async fn import(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>>
     };
     let id = ctx.engine.import(request, Box::new(body_reader(req))).await?;
     Ok(json_response(StatusCode::OK, json!({"status": id.to_string()}).to_string() + "\r\n"))
+}
+
+/// `POST /commit?container=&repo=&tag=&comment=&author=&changes=&pause=`: 201 `{"Id"}`. A
+/// config in the body (as API clients may send) is not merged: `changes` carry the edits.
+pub async fn commit(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> {
+    let q = &ctx.query;
+    let container = q
+        .get("container")
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| ApiError::bad_request("container is required"))?
+        .to_string();
+    let reference = repo_tag(q.get("repo"), q.get("tag"))?;
+    let pause = !matches!(q.get("pause"), Some("0" | "false" | "False"));
+    let _ = crate::router::read_body(req).await?;
+    let request = CommitRequest {
+        container,
+        reference,
+        comment: q.get("comment").map(str::to_string),
+        author: q.get("author").map(str::to_string),
+        changes: q.get_all("changes"),
+        pause,
+    };
+    let id = ctx.engine.commit(request).await?;
+    crate::router::json(StatusCode::CREATED, &json!({"Id": id.to_string()}))
 }

@@ -30,6 +30,24 @@ pub(crate) struct NewLayer {
     pub diff_id: Digest,
 }
 
+/// Hashes and compresses an uncompressed layer tar on its way into the content store.
+pub(crate) struct LayerWriter {
+    gz: flate2::write::GzEncoder<wharf_content::BlobWriter>,
+    hash: Sha256Writer,
+}
+
+impl Write for LayerWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = self.gz.write(data)?;
+        self.hash.update(&data[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.gz.flush()
+    }
+}
+
 /// Blobs and layers an operation stored, so that a failure can take back what no image uses.
 #[derive(Default)]
 pub(crate) struct Stored {
@@ -103,17 +121,14 @@ impl Engine {
         self.record_image(&image, vec![layer.blob], req.reference.as_ref(), stored)
     }
 
-    /// Stores the uncompressed layer tar `tar` on top of the layers `parent_diff_ids`: a gzip
-    /// blob hashed while written, then unpacked into its snapshot (which checks the diff id).
+    /// Stores the uncompressed layer tar `tar` on top of the layers `parent_diff_ids`.
     pub(crate) fn store_tar_layer(
         &self,
         mut tar: impl Read,
         parent_diff_ids: &[Digest],
         stored: &mut Stored,
     ) -> Result<NewLayer, EngineError> {
-        let writer = self.inner.content.writer(None, None)?;
-        let mut gz = flate2::write::GzEncoder::new(writer, flate2::Compression::fast());
-        let mut hash = Sha256Writer::new();
+        let mut w = self.layer_writer()?;
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = match tar.read(&mut buf) {
@@ -122,11 +137,30 @@ impl Engine {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(EngineError::Invalid(format!("reading the layer tar: {e}"))),
             };
-            hash.update(&buf[..n]);
-            gz.write_all(&buf[..n]).map_err(|e| EngineError::io("write layer blob", e))?;
+            w.write_all(&buf[..n]).map_err(|e| EngineError::io("write layer blob", e))?;
         }
-        let (diff_id, _) = hash.finish();
-        let writer = gz.finish().map_err(|e| EngineError::io("write layer blob", e))?;
+        self.finish_layer(w, parent_diff_ids, stored)
+    }
+
+    /// A writer for an uncompressed layer tar: hashed (the diff id) and gzipped into the content
+    /// store as it is written.
+    pub(crate) fn layer_writer(&self) -> Result<LayerWriter, EngineError> {
+        let writer = self.inner.content.writer(None, None)?;
+        Ok(LayerWriter {
+            gz: flate2::write::GzEncoder::new(writer, flate2::Compression::fast()),
+            hash: Sha256Writer::new(),
+        })
+    }
+
+    /// Commits the blob of `w`, then unpacks it into its snapshot (which checks the diff id).
+    pub(crate) fn finish_layer(
+        &self,
+        w: LayerWriter,
+        parent_diff_ids: &[Digest],
+        stored: &mut Stored,
+    ) -> Result<NewLayer, EngineError> {
+        let (diff_id, _) = w.hash.finish();
+        let writer = w.gz.finish().map_err(|e| EngineError::io("write layer blob", e))?;
         let blob = writer.commit()?;
         stored.blobs.insert(blob.clone());
         let mut diff_ids = parent_diff_ids.to_vec();

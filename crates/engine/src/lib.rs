@@ -5,6 +5,7 @@
 
 mod archive;
 mod attach;
+mod commit;
 mod containers;
 mod diff;
 mod dns;
@@ -42,6 +43,7 @@ use wharf_snapshot::Snapshotter;
 
 pub use archive::{LoadedImage, SavePlan};
 pub use attach::{AttachOptions, PendingAttach, ProcessStream, StreamEvent, StreamInput};
+pub use commit::CommitRequest;
 pub use containers::{
     ContainerConfig, ContainerRecord, ContainerState, CreateRequest, HostConfig, ListOptions, Status, WaitCondition,
 };

@@ -1,0 +1,149 @@
+//! `commit`: a container's upper dir becomes a new layer on top of its image. Overlay
+//! whiteouts (0/0 character devices, opaque directories) are written back in OCI form, the
+//! layer is stored as a gzip blob and unpacked as a snapshot like any pulled one, and the new
+//! config is the image's with the container's settings and the `--change`s on top.
+
+use std::io::Write;
+
+use wharf_types::oci::{self, History};
+use wharf_types::{Digest, ImageRef};
+
+use crate::export::{write_tree, TreeMode};
+use crate::import::{apply_changes, Stored};
+use crate::{blocking, ContainerRecord, Engine, EngineError};
+
+/// What `POST /commit` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct CommitRequest {
+    pub container: String,
+    pub reference: Option<ImageRef>,
+    /// The history entry's comment (`-m`).
+    pub comment: Option<String>,
+    pub author: Option<String>,
+    pub changes: Vec<String>,
+    /// Freeze a running container while its upper dir is read (Docker's default).
+    pub pause: bool,
+}
+
+impl Engine {
+    /// Commits the container's changes as a new image; returns its id.
+    pub async fn commit(&self, req: CommitRequest) -> Result<Digest, EngineError> {
+        let rec = self.find_container(&req.container)?;
+        let engine = self.clone();
+        let container = rec.clone();
+        let request = req.clone();
+        let id = blocking(move || {
+            let mut stored = Stored::default();
+            let result = engine.commit_blocking(&container, &request, &mut stored);
+            if result.is_err() {
+                if let Err(e) = engine.discard_unreferenced(&stored) {
+                    log::warn!("commit: cleaning up: {e}");
+                }
+            }
+            result
+        })
+        .await?;
+        self.container_event(&rec, "commit", &[]);
+        let name = req.reference.map(|r| r.familiar()).unwrap_or_else(|| id.to_string());
+        self.image_event("commit", &id.to_string(), &name);
+        Ok(id)
+    }
+
+    fn commit_blocking(
+        &self,
+        rec: &ContainerRecord,
+        req: &CommitRequest,
+        stored: &mut Stored,
+    ) -> Result<Digest, EngineError> {
+        let mut config = oci::ContainerConfig::default();
+        apply_changes(&mut config, &req.changes)?; // refused changes fail before any work
+        let _gc = self.inner.gc_lock.read().map_err(|_| EngineError::Internal("gc lock poisoned".into()))?;
+        let base = self.find_image(&rec.image_id.to_string()).map_err(|_| {
+            EngineError::Conflict(format!("the image {} of container {} is gone", rec.image_id, rec.id))
+        })?;
+        let mut image = self.image_config(&base)?;
+
+        let upper = self.inner.snapshots.container_dirs(&rec.id).upper;
+        let layer = {
+            let _frozen = if req.pause && self.is_running(&rec.id) { self.freeze(&rec.id) } else { None };
+            let w = self.layer_writer()?;
+            let mut w = write_tree(w, &upper, TreeMode::OverlayUpper)
+                .map_err(|e| EngineError::io(format!("commit of {}: read the container's changes", rec.id), e))?;
+            w.flush().map_err(|e| EngineError::io("write layer blob", e))?;
+            self.finish_layer(w, &base.diff_ids, stored)?
+        };
+
+        let c = &rec.config;
+        let mut cfg = image.config.take().unwrap_or_default();
+        cfg.user = Some(c.user.clone()).filter(|u| !u.is_empty());
+        cfg.env = Some(c.env.clone()).filter(|e| !e.is_empty());
+        cfg.cmd = Some(c.cmd.clone()).filter(|v| !v.is_empty());
+        cfg.entrypoint = Some(c.entrypoint.clone()).filter(|v| !v.is_empty());
+        cfg.working_dir = Some(c.working_dir.clone()).filter(|w| !w.is_empty());
+        cfg.labels = Some(c.labels.clone()).filter(|l| !l.is_empty());
+        if c.stop_signal.is_some() {
+            cfg.stop_signal = c.stop_signal.clone();
+        }
+        if !c.exposed_ports.is_empty() {
+            let ports = cfg.exposed_ports.get_or_insert_with(Default::default);
+            for p in &c.exposed_ports {
+                ports.entry(p.clone()).or_insert_with(|| serde_json::json!({}));
+            }
+        }
+        apply_changes(&mut cfg, &req.changes)?;
+        let now = wharf_types::time::rfc3339_nanos(std::time::SystemTime::now());
+        let created_by =
+            std::iter::once(rec.path.clone()).chain(rec.args.iter().cloned()).collect::<Vec<_>>().join(" ");
+        image.config = Some(cfg);
+        image.created = Some(now.clone());
+        image.author = req.author.clone().filter(|a| !a.is_empty());
+        image.rootfs.diff_ids.push(layer.diff_id.clone());
+        image.history.push(History {
+            created: Some(now),
+            created_by: Some(created_by),
+            author: image.author.clone(),
+            comment: req.comment.clone().filter(|c| !c.is_empty()),
+            empty_layer: false,
+        });
+        let mut layers = base.layers.clone();
+        layers.push(layer.blob);
+        self.record_image(&image, layers, req.reference.as_ref(), stored)
+    }
+
+    fn is_running(&self, id: &str) -> bool {
+        self.find_container(id).map(|r| r.state.running && !r.state.paused).unwrap_or(false)
+    }
+
+    /// Freezes the container's cgroup until the guard drops; None (and a commit without
+    /// pausing) where there is no freezer.
+    fn freeze(&self, id: &str) -> Option<Thaw> {
+        let path = format!("{}/{}", self.inner.config.cgroup_parent.trim_end_matches('/'), id);
+        let cg = match wharf_runtime::cgroups::Cgroup::open(&path) {
+            Ok(cg) => cg,
+            Err(e) => {
+                log::info!("commit of {id}: no cgroup to pause ({e}); committing without pausing");
+                return None;
+            }
+        };
+        match cg.set_frozen(true) {
+            Ok(()) => Some(Thaw { cg }),
+            Err(e) => {
+                log::info!("commit of {id}: cannot pause ({e}); committing without pausing");
+                None
+            }
+        }
+    }
+}
+
+/// Thaws a cgroup frozen for a commit.
+struct Thaw {
+    cg: wharf_runtime::cgroups::Cgroup,
+}
+
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        if let Err(e) = self.cg.set_frozen(false) {
+            log::warn!("commit: thaw after the commit: {e}");
+        }
+    }
+}
