@@ -2,7 +2,7 @@
 //! handshake line, writes the container's logs and, when its init exits, `exit.json`.
 //!
 //! Contract with wharfd: `wharf-shim --id ID --bundle DIR [--socket PATH] [--open-stdin]
-//! [--stdin-once] [--wait-attach]`, stdout a pipe. The first process exits 0 at once; the
+//! [--stdin-once] [--wait-attach] [--log-max-size BYTES] [--log-max-file N]`, stdout a pipe. The first process exits 0 at once; the
 //! detached one prints `{"shim_pid":N,"pid":M}` or `{"error":"...","exit_code":N}`, then
 //! closes its stdout. With `--socket` it serves attach, resize and exec there (`proto.rs`).
 
@@ -28,6 +28,10 @@ struct Args {
     open_stdin: bool,
     stdin_once: bool,
     wait_attach: bool,
+    /// Rotate the json log when it would grow past this many bytes (0 = never).
+    log_max_size: u64,
+    /// How many files the log keeps, the live one included (at least 1).
+    log_max_file: u32,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -35,6 +39,7 @@ fn parse_args() -> Result<Args, String> {
     let mut bundle = None;
     let mut socket = None;
     let (mut open_stdin, mut stdin_once, mut wait_attach) = (false, false, false);
+    let (mut log_max_size, mut log_max_file) = (0u64, 1u32);
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -58,12 +63,21 @@ fn parse_args() -> Result<Args, String> {
             "--id" => id = Some(value),
             "--bundle" => bundle = Some(PathBuf::from(value)),
             "--socket" => socket = Some(PathBuf::from(value)),
+            "--log-max-size" => {
+                log_max_size = value.parse().map_err(|_| format!("invalid --log-max-size {value:?}"))?
+            }
+            "--log-max-file" => {
+                log_max_file = value.parse().map_err(|_| format!("invalid --log-max-file {value:?}"))?;
+                if log_max_file == 0 {
+                    return Err("--log-max-file must be at least 1".to_string());
+                }
+            }
             _ => return Err(format!("unknown argument {key:?}")),
         }
     }
     match (id, bundle) {
         (Some(id), Some(bundle)) if !id.is_empty() && !id.contains('/') => {
-            Ok(Args { id, bundle, socket, open_stdin, stdin_once, wait_attach })
+            Ok(Args { id, bundle, socket, open_stdin, stdin_once, wait_attach, log_max_size, log_max_file })
         }
         (Some(id), Some(_)) => Err(format!("invalid container id {id:?}")),
         _ => Err("usage: wharf-shim --id ID --bundle DIR".to_string()),
@@ -157,7 +171,8 @@ fn run(args: &Args, sigfd: OwnedFd) -> Result<(), String> {
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("parse {}: {e}", config.display())))
         .unwrap_or_else(|e| fail(&e, 125));
     let log_path = args.bundle.join(format!("{}-json.log", args.id));
-    let log = JsonLog::open(&log_path).unwrap_or_else(|e| fail(&format!("open {}: {e}", log_path.display()), 125));
+    let log = JsonLog::open(&log_path, args.log_max_size, args.log_max_file)
+        .unwrap_or_else(|e| fail(&format!("open {}: {e}", log_path.display()), 125));
 
     let listener = args.socket.as_ref().map(|path| listen(path).unwrap_or_else(|e| fail(&e, 125)));
     let terminal = spec.process.as_ref().is_some_and(|p| p.terminal);
