@@ -534,9 +534,19 @@ impl Engine {
         let digest = wharf_types::Digest::of(key.as_bytes());
         std::fs::create_dir_all(&dir).map_err(|e| EngineError::io(format!("create {}", dir.display()), e))?;
         let path = dir.join(format!("{}.bpf", digest.hex()));
-        let tmp = dir.join(format!(".{}.tmp", digest.hex()));
-        std::fs::write(&tmp, prog.to_bytes()).map_err(|e| EngineError::io(format!("write {}", tmp.display()), e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| EngineError::io(format!("rename {}", path.display()), e))?;
+        if !path.exists() {
+            // Starts run concurrently (e.g. restart policies at daemon start): each writer gets its
+            // own temp file, and the rename makes the same content appear once, atomically.
+            static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let tmp = dir.join(format!(".{}.{}.{n}.tmp", digest.hex(), std::process::id()));
+            std::fs::write(&tmp, prog.to_bytes())
+                .map_err(|e| EngineError::io(format!("write {}", tmp.display()), e))?;
+            if let Err(e) = std::fs::rename(&tmp, &path) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(EngineError::io(format!("rename {}", path.display()), e));
+            }
+        }
         if let Ok(mut c) = cache.lock() {
             c.insert(cache_key, path.clone());
         }
