@@ -7,7 +7,7 @@ use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Value};
-use wharf_engine::{AuthConfig, ImageSummary, PullEvent, PullRequest};
+use wharf_engine::{AuthConfig, ImageRecord, ImageSummary, PullEvent, PullRequest};
 use wharf_types::oci::Platform;
 use wharf_types::ImageRef;
 
@@ -205,11 +205,23 @@ fn summary_json(s: &ImageSummary, legacy_none: bool) -> Value {
 /// `GET /images/json?all&filters&digests`.
 pub fn list(ctx: &Ctx) -> Result<Response<Body>> {
     let filters = ctx.query.filters()?;
+    // `before`/`since` name images; compared by creation time, then by when they were stored.
+    let mut bounds = Vec::new();
+    for key in ["before", "since"] {
+        for v in filters.get(key).into_iter().flatten() {
+            bounds.push((key, age_key(&ctx.engine.find_image(v)?)));
+        }
+    }
     let mut out = Vec::new();
     for s in ctx.engine.list_images()? {
         let mut keep = true;
+        let age = age_key(&s.record);
+        for (key, bound) in &bounds {
+            keep &= if *key == "before" { age < *bound } else { age > *bound };
+        }
         for (key, values) in &filters {
             keep &= match key.as_str() {
+                "before" | "since" => true,
                 "dangling" => values.iter().any(|v| (v == "true" || v == "1") == s.repo_tags.is_empty()),
                 "reference" => values.iter().any(|pattern| s.repo_tags.iter().any(|t| reference_matches(pattern, t))),
                 "label" => {
@@ -227,6 +239,13 @@ pub fn list(ctx: &Ctx) -> Result<Response<Body>> {
         }
     }
     json(StatusCode::OK, &out)
+}
+
+fn age_key(rec: &ImageRecord) -> (Option<SystemTime>, Option<SystemTime>) {
+    (
+        rec.created.as_deref().and_then(wharf_types::time::parse_rfc3339),
+        wharf_types::time::parse_rfc3339(&rec.stored_at),
+    )
 }
 
 /// `reference` filter: `busybox`, `busybox:1.36`, and simple `*` globs on the familiar name.

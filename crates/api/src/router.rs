@@ -11,7 +11,7 @@ use crate::body::Body;
 use crate::error::ApiError;
 use crate::query::Query;
 use crate::{
-    archive, containers, events, exec, images, images_io, lifecycle, networks, stats, system, transfer, volumes,
+    archive, containers, disk, events, exec, images, images_io, lifecycle, networks, stats, system, transfer, volumes,
     API_VERSION, MIN_API_VERSION,
 };
 
@@ -86,6 +86,8 @@ async fn dispatch(engine: Engine, req: Request<Incoming>) -> Result<Response<Bod
         (&Method::GET | &Method::HEAD, ["_ping"]) => Ok(system::ping(&method)),
         (&Method::GET, ["version"]) => system::version(&ctx),
         (&Method::GET, ["info"]) => system::info(&ctx).await,
+        (&Method::GET, ["system", "df"]) => disk::df(&ctx).await,
+        (&Method::POST, ["build", "prune"]) => disk::build_prune(),
         (&Method::POST, ["auth"]) => images_io::auth(&ctx, req).await,
         (&Method::POST, ["commit"]) => transfer::commit(&ctx, req).await,
         (&Method::GET, ["events"]) => events::events(&ctx),
@@ -108,6 +110,7 @@ async fn dispatch(engine: Engine, req: Request<Incoming>) -> Result<Response<Bod
         (&Method::GET, ["images", "json"]) => images::list(&ctx),
         (&Method::GET, ["images", "get"]) => archive::save(&ctx, ctx.query.get_all("names")),
         (&Method::POST, ["images", "load"]) => archive::load(&ctx, req).await,
+        (&Method::POST, ["images", "prune"]) => disk::prune(&ctx).await,
         (&Method::POST, ["containers", "create"]) => containers::create(&ctx, read_body(req).await?).await,
         (&Method::GET, ["containers", "json"]) => containers::list(&ctx),
         (&Method::POST, ["containers", "prune"]) => lifecycle::prune(&ctx).await,

@@ -4,6 +4,7 @@
 mod archive;
 mod config;
 mod containers;
+mod disk;
 mod extras;
 mod human;
 mod images;
@@ -177,6 +178,11 @@ enum Command {
     Interactive(interactive::InteractiveCommand),
     #[command(flatten)]
     Extras(extras::ExtrasCommand),
+    /// Manage Docker
+    System {
+        #[command(subcommand)]
+        command: disk::SystemCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -212,6 +218,8 @@ enum ImageCommand {
     },
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
     Tag { source: String, target: String },
+    /// Remove unused images
+    Prune(disk::ImagePruneFlags),
     /// Display detailed information on one or more images
     Inspect {
         /// Format output using a (small subset of a) Go template
@@ -360,6 +368,8 @@ fn dispatch(cli: Cli) -> Result<()> {
                 Command::Net(c) => network::run(&client, c),
                 Command::Interactive(c) => interactive::run(&client, c),
                 Command::Extras(c) => extras::run(&client, c),
+                Command::System { command } => disk::run(&client, command),
+                Command::Image { command: ImageCommand::Prune(f) } => disk::image_prune(&client, &f),
                 Command::Container { command: ContainerCommand::Prune(f) } => extras::prune(&client, &f),
                 Command::Run { .. } | Command::Create { .. } => unreachable!("handled above"),
             }

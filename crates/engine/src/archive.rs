@@ -71,12 +71,7 @@ struct Found {
     tags: Vec<ImageRef>,
 }
 
-/// What a load stored, so a failure can take it back.
-#[derive(Default)]
-struct Stored {
-    blobs: HashSet<Digest>,
-    layers: HashSet<Digest>,
-}
+use crate::gc::Stored;
 
 impl Engine {
     /// Resolves `names` (references or ids) to the images a save writes. A name that is a tag
@@ -214,7 +209,7 @@ impl Engine {
         };
         // What the load stored and no image uses (all of it after a failure; extra files of the
         // archive after a success) goes again, under the exclusive lock.
-        if let Err(e) = self.discard_unused(&stored) {
+        if let Err(e) = self.discard_unreferenced(&stored) {
             log::warn!("load: cleaning up: {e}");
         }
         result
@@ -398,38 +393,6 @@ impl Engine {
             snapshots.apply_layer(chain, Some(diff_id), file)?;
             Ok(oci::MEDIA_OCI_LAYER)
         }
-    }
-
-    /// Removes the blobs and layers of `stored` that no image or container uses.
-    fn discard_unused(&self, stored: &Stored) -> Result<(), EngineError> {
-        if stored.blobs.is_empty() && stored.layers.is_empty() {
-            return Ok(());
-        }
-        let _gc = self.inner.gc_lock.write().map_err(|_| EngineError::Internal("gc lock poisoned".into()))?;
-        let (chains, blobs) = self.referenced()?;
-        for c in stored.layers.iter().filter(|c| !chains.contains(*c)) {
-            self.inner.snapshots.remove_layer(c)?;
-        }
-        for b in stored.blobs.iter().filter(|b| !blobs.contains(*b)) {
-            self.inner.content.delete(b)?;
-        }
-        Ok(())
-    }
-
-    /// Every chain id and blob an image or container refers to.
-    fn referenced(&self) -> Result<(HashSet<Digest>, HashSet<Digest>), EngineError> {
-        let mut chains = HashSet::new();
-        let mut blobs = HashSet::new();
-        for (_, img) in self.inner.db.list::<ImageRecord>(Table::Images)? {
-            chains.extend(img.chain_ids.iter().cloned());
-            blobs.insert(img.id.clone());
-            blobs.extend(img.layers.iter().map(|l| l.digest.clone()));
-            blobs.extend(img.manifest_digest.iter().cloned());
-        }
-        for (_, c) in self.inner.db.list::<crate::ContainerRecord>(Table::Containers)? {
-            chains.extend(c.chain_ids.iter().cloned());
-        }
-        Ok((chains, blobs))
     }
 }
 

@@ -1,7 +1,5 @@
 //! Local images: records, name resolution, listing, tagging and removal with garbage collection.
 
-use std::collections::HashSet;
-
 use serde::{Deserialize, Serialize};
 use wharf_metadata::Table;
 use wharf_types::oci::{Descriptor, ImageConfig};
@@ -220,51 +218,12 @@ impl Engine {
         })?;
         out.extend(tags.iter().chain(digests.iter()).map(|t| ImageDeleted::Untagged(t.familiar())));
         out.push(ImageDeleted::Deleted(rec.id.to_string()));
-        self.collect_garbage(&rec)?;
+        self.sweep_unreferenced()?;
         Ok(out)
     }
 
-    /// Removes the layers and blobs of `removed` that no remaining image or container uses.
-    /// The caller holds the gc lock exclusively.
-    fn collect_garbage(&self, removed: &ImageRecord) -> Result<(), EngineError> {
-        let mut chains: HashSet<Digest> = HashSet::new();
-        let mut blobs: HashSet<Digest> = HashSet::new();
-        for (_, img) in self.inner.db.list::<ImageRecord>(Table::Images)? {
-            chains.extend(img.chain_ids.iter().cloned());
-            blobs.insert(img.id.clone());
-            blobs.extend(img.layers.iter().map(|l| l.digest.clone()));
-            blobs.extend(img.manifest_digest.iter().cloned());
-        }
-        for (_, c) in self.inner.db.list::<crate::ContainerRecord>(Table::Containers)? {
-            chains.extend(c.chain_ids.iter().cloned());
-        }
-        let mut errors = Vec::new();
-        for chain in &removed.chain_ids {
-            if !chains.contains(chain) {
-                if let Err(e) = self.inner.snapshots.remove_layer(chain) {
-                    errors.push(e.to_string());
-                }
-            }
-        }
-        let mut candidates: Vec<&Digest> = removed.layers.iter().map(|l| &l.digest).collect();
-        candidates.push(&removed.id);
-        candidates.extend(removed.manifest_digest.iter());
-        for d in candidates {
-            if !blobs.contains(d) {
-                if let Err(e) = self.inner.content.delete(d) {
-                    errors.push(e.to_string());
-                }
-            }
-        }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(EngineError::Internal(format!("garbage collection: {}", errors.join("; "))))
-        }
-    }
-
     /// Containers (id, running) whose image is `id`.
-    fn containers_using_image(&self, id: &Digest) -> Result<Vec<(String, bool)>, EngineError> {
+    pub(crate) fn containers_using_image(&self, id: &Digest) -> Result<Vec<(String, bool)>, EngineError> {
         Ok(self
             .inner
             .db

@@ -2,7 +2,7 @@
 //! shares with it: storing a tar stream as a new layer (a gzip blob in the content store plus
 //! the unpacked snapshot), recording an image, and Dockerfile-style `--change` instructions.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 
 use wharf_metadata::Table;
@@ -48,12 +48,7 @@ impl Write for LayerWriter {
     }
 }
 
-/// Blobs and layers an operation stored, so that a failure can take back what no image uses.
-#[derive(Default)]
-pub(crate) struct Stored {
-    pub blobs: HashSet<Digest>,
-    pub layers: HashSet<Digest>,
-}
+pub(crate) use crate::gc::Stored;
 
 impl Engine {
     /// Imports the tar read from `input` as a new one-layer image; returns its id.
@@ -224,32 +219,6 @@ impl Engine {
             Ok::<_, EngineError>(())
         })?;
         Ok(id)
-    }
-
-    /// Removes what `stored` names and no image or container uses.
-    pub(crate) fn discard_unreferenced(&self, stored: &Stored) -> Result<(), EngineError> {
-        if stored.blobs.is_empty() && stored.layers.is_empty() {
-            return Ok(());
-        }
-        let _gc = self.inner.gc_lock.write().map_err(|_| EngineError::Internal("gc lock poisoned".into()))?;
-        let mut chains = HashSet::new();
-        let mut blobs = HashSet::new();
-        for (_, img) in self.inner.db.list::<ImageRecord>(Table::Images)? {
-            chains.extend(img.chain_ids.iter().cloned());
-            blobs.insert(img.id.clone());
-            blobs.extend(img.layers.iter().map(|l| l.digest.clone()));
-            blobs.extend(img.manifest_digest.iter().cloned());
-        }
-        for (_, c) in self.inner.db.list::<crate::ContainerRecord>(Table::Containers)? {
-            chains.extend(c.chain_ids.iter().cloned());
-        }
-        for c in stored.layers.iter().filter(|c| !chains.contains(*c)) {
-            self.inner.snapshots.remove_layer(c)?;
-        }
-        for b in stored.blobs.iter().filter(|b| !blobs.contains(*b)) {
-            self.inner.content.delete(b)?;
-        }
-        Ok(())
     }
 }
 

@@ -8,11 +8,13 @@ mod attach;
 mod commit;
 mod containers;
 mod diff;
+mod disk;
 mod dns;
 mod error;
 mod events;
 mod exec;
 mod export;
+mod gc;
 mod history;
 mod ids;
 mod images;
@@ -48,6 +50,7 @@ pub use containers::{
     ContainerConfig, ContainerRecord, ContainerState, CreateRequest, HostConfig, ListOptions, Status, WaitCondition,
 };
 pub use diff::{Change, ChangeKind};
+pub use disk::{ContainerUsage, DiskUsage, ImagePruneReport, ImageUsage, VolumeUsage};
 pub use error::EngineError;
 pub use events::Event;
 pub use exec::{ExecConfig, ExecRecord};

@@ -88,6 +88,9 @@ impl Engine {
         let resolved = self.inner.registry.resolve(r, &platform, auth)?;
         let manifest = &resolved.manifest;
 
+        // Shared lock from the first blob written: garbage collection waits until this pull has
+        // recorded its image (a sweep would otherwise take the config or a layer meanwhile).
+        let _gc = self.inner.gc_lock.read().map_err(|_| EngineError::Internal("gc lock poisoned".into()))?;
         // The config: small, verified by the fetch, kept in the content store.
         let config_raw = if self.inner.content.contains(&manifest.config.digest) {
             self.inner.content.read(&manifest.config.digest, MAX_CONFIG_SIZE)?
@@ -126,8 +129,6 @@ impl Engine {
             });
         }
 
-        // Shared lock: garbage collection waits until this pull has recorded its image.
-        let _gc = self.inner.gc_lock.read().map_err(|_| EngineError::Internal("gc lock poisoned".into()))?;
         let mut fresh = false;
         jobs.retain(|job| {
             let present = self.inner.snapshots.has_layer(&job.chain_id);

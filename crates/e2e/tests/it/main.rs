@@ -43,6 +43,7 @@ mod logs;
 mod mirrors;
 mod network;
 mod network_user;
+mod prune;
 mod ps;
 mod pull_faults;
 mod registry_auth;

@@ -1,0 +1,264 @@
+//! `image prune`, `system df` and `system prune`: what the daemon's storage holds, and
+//! removing what nothing uses.
+
+use std::io::{BufRead, Write};
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use serde_json::Value;
+use wharf_client::{Client, Query};
+
+use crate::containers::filters_json;
+use crate::human::size;
+use crate::table::Table;
+
+/// `image prune`.
+#[derive(Debug, Args)]
+pub struct ImagePruneFlags {
+    /// Remove all unused images, not just dangling ones
+    #[arg(short = 'a', long)]
+    all: bool,
+    /// Provide filter values (e.g. "until=<timestamp>")
+    #[arg(long)]
+    filter: Vec<String>,
+    /// Do not prompt for confirmation
+    #[arg(short = 'f', long)]
+    force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Show docker disk usage
+    Df {
+        /// Show detailed information on space usage
+        #[arg(short = 'v', long)]
+        verbose: bool,
+    },
+    /// Remove unused data
+    Prune {
+        /// Remove all unused images not just dangling ones
+        #[arg(short = 'a', long)]
+        all: bool,
+        /// Prune anonymous volumes
+        #[arg(long)]
+        volumes: bool,
+        /// Provide filter values (e.g. "label=<key>=<value>")
+        #[arg(long)]
+        filter: Vec<String>,
+        /// Do not prompt for confirmation
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+}
+
+pub fn run(client: &Client, cmd: SystemCommand) -> Result<()> {
+    match cmd {
+        SystemCommand::Df { verbose } => df(client, verbose),
+        SystemCommand::Prune { all, volumes, filter, force } => system_prune(client, all, volumes, &filter, force),
+    }
+}
+
+/// Asks on the terminal, as docker does; anything but y/yes declines.
+fn confirm(warning: &str) -> Result<bool> {
+    print!("{warning}\nAre you sure you want to continue? [y/N] ");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
+}
+
+fn prune_images(client: &Client, all: bool, filter: &[String]) -> Result<(Vec<String>, i64)> {
+    let mut filter = filter.to_vec();
+    if all {
+        filter.push("dangling=false".to_string());
+    }
+    let q = if filter.is_empty() { Query::new() } else { Query::new().set("filters", filters_json(&filter)?) };
+    let v: Value = client.post_json::<(), Value>(&q.to_target("/images/prune"), None)?;
+    let mut lines = Vec::new();
+    for d in v["ImagesDeleted"].as_array().into_iter().flatten() {
+        if let Some(u) = d["Untagged"].as_str() {
+            lines.push(format!("untagged: {u}"));
+        }
+        if let Some(id) = d["Deleted"].as_str() {
+            lines.push(format!("deleted: {id}"));
+        }
+    }
+    Ok((lines, v["SpaceReclaimed"].as_i64().unwrap_or(0)))
+}
+
+pub fn image_prune(client: &Client, f: &ImagePruneFlags) -> Result<()> {
+    let warning = if f.all {
+        "WARNING! This will remove all images without at least one container associated to them."
+    } else {
+        "WARNING! This will remove all dangling images."
+    };
+    if !f.force && !confirm(warning)? {
+        return Ok(());
+    }
+    let (lines, reclaimed) = prune_images(client, f.all, &f.filter)?;
+    if !lines.is_empty() {
+        println!("Deleted Images:");
+        for l in lines {
+            println!("{l}");
+        }
+        println!();
+    }
+    println!("Total reclaimed space: {}", size(reclaimed));
+    Ok(())
+}
+
+fn system_prune(client: &Client, all: bool, volumes: bool, filter: &[String], force: bool) -> Result<()> {
+    if !force {
+        let mut w = String::from(
+            "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container\n",
+        );
+        if volumes {
+            w.push_str("  - all anonymous volumes not used by at least one container\n");
+        }
+        w.push_str(if all {
+            "  - all images without at least one container associated to them"
+        } else {
+            "  - all dangling images"
+        });
+        if !confirm(&w)? {
+            return Ok(());
+        }
+    }
+    let q = if filter.is_empty() { Query::new() } else { Query::new().set("filters", filters_json(filter)?) };
+    let mut reclaimed = 0;
+    let print_list = |title: &str, items: &[String]| {
+        if !items.is_empty() {
+            println!("{title}:");
+            for i in items {
+                println!("{i}");
+            }
+            println!();
+        }
+    };
+    let names = |v: &Value, key: &str| -> Vec<String> {
+        v[key].as_array().into_iter().flatten().filter_map(|x| x.as_str().map(str::to_string)).collect()
+    };
+
+    let v: Value = client.post_json::<(), Value>(&q.to_target("/containers/prune"), None)?;
+    print_list("Deleted Containers", &names(&v, "ContainersDeleted"));
+    reclaimed += v["SpaceReclaimed"].as_i64().unwrap_or(0);
+
+    let v: Value = client.post_json::<(), Value>(&q.to_target("/networks/prune"), None)?;
+    print_list("Deleted Networks", &names(&v, "NetworksDeleted"));
+
+    if volumes {
+        let v: Value = client.post_json::<(), Value>(&q.to_target("/volumes/prune"), None)?;
+        print_list("Deleted Volumes", &names(&v, "VolumesDeleted"));
+        reclaimed += v["SpaceReclaimed"].as_i64().unwrap_or(0);
+    }
+
+    let (lines, space) = prune_images(client, all, filter)?;
+    print_list("Deleted Images", &lines);
+    reclaimed += space;
+    println!("Total reclaimed space: {}", size(reclaimed));
+    Ok(())
+}
+
+fn percent(part: i64, total: i64) -> String {
+    if total <= 0 {
+        return format!("{} (0%)", size(part));
+    }
+    format!("{} ({}%)", size(part), part * 100 / total)
+}
+
+fn df(client: &Client, verbose: bool) -> Result<()> {
+    let v: Value = client.get_json("/system/df")?;
+    let list = |key: &str| v[key].as_array().cloned().unwrap_or_default();
+    let (images, containers, volumes) = (list("Images"), list("Containers"), list("Volumes"));
+    let int = |x: &Value, key: &str| x[key].as_i64().unwrap_or(0);
+
+    let layers = int(&v, "LayersSize");
+    let active_images: Vec<&Value> = images.iter().filter(|i| int(i, "Containers") > 0).collect();
+    let used: i64 = active_images.iter().map(|i| int(i, "Size") - int(i, "SharedSize").max(0)).sum::<i64>()
+        + active_images.iter().map(|i| int(i, "SharedSize").max(0)).max().unwrap_or(0);
+    let running = |c: &Value| matches!(c["State"].as_str(), Some("running" | "paused" | "restarting"));
+    let rw: i64 = containers.iter().map(|c| int(c, "SizeRw")).sum();
+    let rw_idle: i64 = containers.iter().filter(|c| !running(c)).map(|c| int(c, "SizeRw")).sum();
+    let vol = |x: &Value, key: &str| x["UsageData"][key].as_i64().unwrap_or(0);
+    let vol_size: i64 = volumes.iter().map(|x| vol(x, "Size")).sum();
+    let vol_idle: i64 = volumes.iter().filter(|x| vol(x, "RefCount") == 0).map(|x| vol(x, "Size")).sum();
+
+    if !verbose {
+        let mut t = Table::new(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]);
+        t.row(vec![
+            "Images".into(),
+            images.len().to_string(),
+            active_images.len().to_string(),
+            size(layers),
+            percent((layers - used).max(0), layers),
+        ]);
+        t.row(vec![
+            "Containers".into(),
+            containers.len().to_string(),
+            containers.iter().filter(|c| running(c)).count().to_string(),
+            size(rw),
+            percent(rw_idle, rw),
+        ]);
+        t.row(vec![
+            "Local Volumes".into(),
+            volumes.len().to_string(),
+            volumes.iter().filter(|x| vol(x, "RefCount") > 0).count().to_string(),
+            size(vol_size),
+            percent(vol_idle, vol_size),
+        ]);
+        t.row(vec!["Build Cache".into(), "0".into(), "0".into(), "0B".into(), "0B".into()]);
+        print!("{}", t.render());
+        return Ok(());
+    }
+
+    println!("Images space usage:\n");
+    let mut t = Table::new(&["REPOSITORY", "TAG", "IMAGE ID", "SIZE", "SHARED SIZE", "UNIQUE SIZE", "CONTAINERS"]);
+    for i in &images {
+        let id = i["Id"].as_str().unwrap_or_default();
+        let short = id.strip_prefix("sha256:").unwrap_or(id).chars().take(12).collect::<String>();
+        let tags: Vec<String> =
+            i["RepoTags"].as_array().into_iter().flatten().filter_map(|x| x.as_str().map(str::to_string)).collect();
+        let tags = if tags.is_empty() { vec!["<none>:<none>".to_string()] } else { tags };
+        for tag in tags {
+            let (repo, t_) = tag.rsplit_once(':').unwrap_or((tag.as_str(), "<none>"));
+            t.row(vec![
+                repo.to_string(),
+                t_.to_string(),
+                short.clone(),
+                size(int(i, "Size")),
+                size(int(i, "SharedSize").max(0)),
+                size(int(i, "Size") - int(i, "SharedSize").max(0)),
+                int(i, "Containers").to_string(),
+            ]);
+        }
+    }
+    print!("{}", t.render());
+    println!("\nContainers space usage:\n");
+    let mut t = Table::new(&["CONTAINER ID", "IMAGE", "COMMAND", "LOCAL VOLUMES", "SIZE", "STATUS", "NAMES"]);
+    for c in &containers {
+        let id: String = c["Id"].as_str().unwrap_or_default().chars().take(12).collect();
+        let name = c["Names"][0].as_str().unwrap_or_default().trim_start_matches('/').to_string();
+        t.row(vec![
+            id,
+            c["Image"].as_str().unwrap_or_default().to_string(),
+            format!("\"{}\"", c["Command"].as_str().unwrap_or_default()),
+            "0".into(),
+            size(int(c, "SizeRw")),
+            c["State"].as_str().unwrap_or_default().to_string(),
+            name,
+        ]);
+    }
+    print!("{}", t.render());
+    println!("\nLocal Volumes space usage:\n");
+    let mut t = Table::new(&["VOLUME NAME", "LINKS", "SIZE"]);
+    for x in &volumes {
+        t.row(vec![
+            x["Name"].as_str().unwrap_or_default().to_string(),
+            vol(x, "RefCount").to_string(),
+            size(vol(x, "Size")),
+        ]);
+    }
+    print!("{}", t.render());
+    println!("\nBuild cache usage: 0B");
+    Ok(())
+}
