@@ -52,6 +52,26 @@ struct CreateBody {
     volumes: Option<BTreeMap<String, Value>>,
     mac_address: Option<String>,
     networking_config: Option<crate::networks::NetworkingConfigBody>,
+    healthcheck: Option<HealthcheckBody>,
+}
+
+/// `Config.Healthcheck`: durations in nanoseconds.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct HealthcheckBody {
+    test: Option<Vec<String>>,
+    interval: i64,
+    timeout: i64,
+    retries: i64,
+    start_period: i64,
+}
+
+/// `HostConfig.LogConfig`.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct LogConfigBody {
+    r#type: String,
+    config: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -75,6 +95,7 @@ struct HostConfigBody {
     init: Option<bool>,
     volumes_from: Option<Vec<String>>,
     restart_policy: Option<RestartPolicyBody>,
+    log_config: Option<LogConfigBody>,
     #[serde(flatten)]
     security: crate::security::SecurityBody,
     #[serde(flatten)]
@@ -147,6 +168,13 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
         attach_stdout: b.attach_stdout,
         attach_stderr: b.attach_stderr,
         exposed_ports: b.exposed_ports.unwrap_or_default().into_keys().collect(),
+        healthcheck: b.healthcheck.map(|h| wharf_engine::HealthConfig {
+            test: h.test.unwrap_or_default(),
+            interval: h.interval,
+            timeout: h.timeout,
+            start_period: h.start_period,
+            retries: h.retries,
+        }),
         host_config: HostConfig {
             auto_remove: hc.auto_remove,
             memory: hc.memory.unwrap_or(0),
@@ -168,6 +196,10 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
             security: hc.security.into_options(),
             net: crate::networks::net_options(hc.net, b.mac_address, b.networking_config, hc.network_mode.as_deref()),
             restart_policy: hc.restart_policy.unwrap_or_default().into_policy(),
+            log_config: hc
+                .log_config
+                .map(|l| wharf_engine::LogConfig { driver: l.r#type, config: l.config.unwrap_or_default() })
+                .unwrap_or_default(),
         },
     };
     let rec = ctx.engine.create_container(req).await?;
@@ -348,8 +380,20 @@ fn since(rfc: &str) -> Duration {
     wharf_types::time::parse_rfc3339(rfc).and_then(|t| SystemTime::now().duration_since(t).ok()).unwrap_or_default()
 }
 
-/// Docker's human `Status` column: `Up 3 seconds`, `Exited (0) 2 minutes ago`, `Created`.
-fn status_text(c: &ContainerRecord) -> String {
+/// Docker's human `Status` column: `Up 3 seconds`, `Up 1 minute (healthy)`,
+/// `Exited (0) 2 minutes ago`, `Created`.
+fn status_text(c: &ContainerRecord, health: Option<&wharf_engine::Health>) -> String {
+    let text = status_base(c);
+    match health {
+        Some(h) if c.state.running && !c.state.paused => match h.status.as_str() {
+            "starting" => format!("{text} (health: starting)"),
+            s => format!("{text} ({s})"),
+        },
+        _ => text,
+    }
+}
+
+fn status_base(c: &ContainerRecord) -> String {
     use wharf_engine::Status;
     match c.state.status {
         Status::Running if c.state.paused => format!("Up {} (Paused)", human::duration(since(&c.state.started_at))),
@@ -394,7 +438,7 @@ pub fn list(ctx: &Ctx) -> Result<Response<Body>> {
                 "Ports": crate::networks::list_ports_json(c, ctx.engine.container_endpoint(&c.id).as_ref()),
                 "Labels": c.config.labels,
                 "State": c.state.status.as_str(),
-                "Status": status_text(c),
+                "Status": status_text(c, ctx.engine.container_health(&c.id).as_ref()),
                 "HostConfig": {"NetworkMode": c.host_config.network_mode},
                 "NetworkSettings": {"Networks": {}},
                 "Mounts": crate::volumes::mounts_json(&c.mounts),
@@ -463,7 +507,7 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
                 "Name": hc.restart_policy.name_or_no(),
                 "MaximumRetryCount": hc.restart_policy.maximum_retry_count,
             },
-            "LogConfig": {"Type": "json-file", "Config": {}},
+            "LogConfig": {"Type": "json-file", "Config": hc.log_config.config},
             "Binds": if hc.binds.is_empty() { Value::Null } else { json!(hc.binds) },
             "Tmpfs": hc.tmpfs,
             "ReadonlyRootfs": hc.readonly_rootfs,
@@ -498,6 +542,23 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
         },
         "NetworkSettings": crate::networks::settings_json(&c, ctx.engine.container_endpoint(&c.id).as_ref()),
     });
+    if let Some(h) = &c.config.healthcheck {
+        v["Config"]["Healthcheck"] = json!({
+            "Test": h.test,
+            "Interval": h.interval,
+            "Timeout": h.timeout,
+            "StartPeriod": h.start_period,
+            "Retries": h.retries,
+        });
+    }
+    if let Some(h) = ctx.engine.container_health(&c.id) {
+        let log: Vec<Value> = h
+            .log
+            .iter()
+            .map(|r| json!({"Start": r.start, "End": r.end, "ExitCode": r.exit_code, "Output": r.output}))
+            .collect();
+        v["State"]["Health"] = json!({"Status": h.status, "FailingStreak": h.failing_streak, "Log": log});
+    }
     crate::security::inspect_into(&mut v["HostConfig"], &hc.security);
     crate::networks::host_config_json(&mut v["HostConfig"], &hc.net);
     json(StatusCode::OK, &v)

@@ -116,6 +116,30 @@ pub struct ContainerFlags {
     /// Restart policy to apply when a container exits ("no", "on-failure[:max-retries]", "always", "unless-stopped")
     #[arg(long, default_value = "no")]
     pub restart: String,
+    /// Command to run to check health
+    #[arg(long = "health-cmd")]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h)
+    #[arg(long = "health-interval")]
+    pub health_interval: Option<String>,
+    /// Maximum time to allow one check to run (ms|s|m|h)
+    #[arg(long = "health-timeout")]
+    pub health_timeout: Option<String>,
+    /// Consecutive failures needed to report unhealthy
+    #[arg(long = "health-retries")]
+    pub health_retries: Option<i64>,
+    /// Start period for the container to initialize before starting health-retries countdown (ms|s|m|h)
+    #[arg(long = "health-start-period")]
+    pub health_start_period: Option<String>,
+    /// Disable any container-specified HEALTHCHECK
+    #[arg(long = "no-healthcheck")]
+    pub no_healthcheck: bool,
+    /// Logging driver for the container
+    #[arg(long = "log-driver")]
+    pub log_driver: Option<String>,
+    /// Log driver options
+    #[arg(long = "log-opt")]
+    pub log_opt: Vec<String>,
     /// Keep STDIN open even if not attached
     #[arg(short = 'i', long)]
     pub interactive: bool,
@@ -232,9 +256,11 @@ impl ContainerFlags {
                 dns_search: self.dns_search.clone(),
                 dns_options: self.dns_option.clone(),
                 extra_hosts: self.add_host.clone(),
+                log_config: self.log_config()?,
                 security: self.security.to_config(read_file)?,
             },
             exposed_ports: ports.exposed,
+            healthcheck: self.healthcheck()?,
             mac_address: self.mac_address.clone().unwrap_or_default(),
             networking_config: crate::network::networking_config(
                 self.network.as_deref(),
@@ -243,6 +269,108 @@ impl ContainerFlags {
             ),
         })
     }
+}
+
+impl ContainerFlags {
+    /// `Config.Healthcheck` from the `--health-*` flags, as the docker CLI builds it.
+    fn healthcheck(&self) -> Result<Option<serde_json::Value>> {
+        let dur = |flag: &str, v: &Option<String>| -> Result<i64> {
+            match v {
+                None => Ok(0),
+                Some(s) => {
+                    let ns = parse_go_duration(s).ok_or_else(|| {
+                        anyhow::anyhow!("invalid argument {s:?} for \"--{flag}\" flag: invalid duration")
+                    })?;
+                    if ns < 0 {
+                        bail!("--{flag} cannot be negative");
+                    }
+                    Ok(ns)
+                }
+            }
+        };
+        let interval = dur("health-interval", &self.health_interval)?;
+        let timeout = dur("health-timeout", &self.health_timeout)?;
+        let start_period = dur("health-start-period", &self.health_start_period)?;
+        let retries = self.health_retries.unwrap_or(0);
+        if retries < 0 {
+            bail!("--health-retries cannot be negative");
+        }
+        let options = self.health_cmd.is_some() || interval != 0 || timeout != 0 || start_period != 0 || retries != 0;
+        if self.no_healthcheck {
+            if options {
+                bail!("--no-healthcheck conflicts with --health-* options");
+            }
+            return Ok(Some(serde_json::json!({ "Test": ["NONE"] })));
+        }
+        if !options {
+            return Ok(None);
+        }
+        let test = match self.health_cmd.as_deref() {
+            Some(c) if !c.is_empty() => serde_json::json!(["CMD-SHELL", c]),
+            _ => serde_json::Value::Null,
+        };
+        Ok(Some(serde_json::json!({
+            "Test": test,
+            "Interval": interval,
+            "Timeout": timeout,
+            "StartPeriod": start_period,
+            "Retries": retries,
+        })))
+    }
+
+    /// `HostConfig.LogConfig` from `--log-driver` and `--log-opt key=value`.
+    fn log_config(&self) -> Result<Option<serde_json::Value>> {
+        if self.log_driver.is_none() && self.log_opt.is_empty() {
+            return Ok(None);
+        }
+        let mut opts = BTreeMap::new();
+        for o in &self.log_opt {
+            let Some((k, v)) = o.split_once('=') else {
+                bail!("invalid log opt {o:?}: use key=value");
+            };
+            opts.insert(k.to_string(), v.to_string());
+        }
+        Ok(Some(serde_json::json!({ "Type": self.log_driver.clone().unwrap_or_default(), "Config": opts })))
+    }
+}
+
+/// A Go duration (`1s`, `500ms`, `1m30s`, `1.5h`) in nanoseconds; a bare `0` too.
+pub fn parse_go_duration(s: &str) -> Option<i64> {
+    let (neg, mut rest) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    if rest == "0" {
+        return Some(0);
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        if n == 0 {
+            return None;
+        }
+        let value: f64 = rest[..n].parse().ok()?;
+        rest = &rest[n..];
+        let u = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit = match &rest[..u] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        rest = &rest[u..];
+        total += value * unit;
+    }
+    if total > i64::MAX as f64 {
+        return None;
+    }
+    Some(if neg { -(total as i64) } else { total as i64 })
 }
 
 /// One `-e` value: `KEY=VALUE` as is; `KEY` alone takes the value from the environment and is
@@ -422,6 +550,45 @@ mod tests {
         ] {
             assert!(parse(args).to_config(&env, &no_files).is_err(), "{args:?}");
         }
+    }
+
+    #[test]
+    fn go_durations_table() {
+        let table: &[(&str, Option<i64>)] = &[
+            ("1s", Some(1_000_000_000)),
+            ("500ms", Some(500_000_000)),
+            ("1m30s", Some(90_000_000_000)),
+            ("1.5h", Some(5_400_000_000_000)),
+            ("0", Some(0)),
+            ("-2s", Some(-2_000_000_000)),
+            ("10", None),
+            ("", None),
+            ("1x", None),
+        ];
+        for (input, want) in table {
+            assert_eq!(parse_go_duration(input), *want, "{input}");
+        }
+    }
+
+    #[test]
+    fn health_and_log_flags() {
+        let c = parse(&["--health-cmd", "true", "--health-interval", "1s", "--health-retries", "2", "img"])
+            .to_config(&env, &no_files)
+            .unwrap();
+        let h = c.healthcheck.unwrap();
+        assert_eq!(h["Test"], serde_json::json!(["CMD-SHELL", "true"]));
+        assert_eq!(h["Interval"], 1_000_000_000i64);
+        assert_eq!(h["Retries"], 2);
+        let c = parse(&["--no-healthcheck", "img"]).to_config(&env, &no_files).unwrap();
+        assert_eq!(c.healthcheck.unwrap()["Test"], serde_json::json!(["NONE"]));
+        assert!(parse(&["--no-healthcheck", "--health-cmd", "x", "img"]).to_config(&env, &no_files).is_err());
+        let c =
+            parse(&["--log-opt", "max-size=10k", "--log-opt", "max-file=3", "img"]).to_config(&env, &no_files).unwrap();
+        let l = c.host_config.log_config.unwrap();
+        assert_eq!(l["Config"]["max-size"], "10k");
+        assert_eq!(l["Config"]["max-file"], "3");
+        assert!(parse(&["--log-opt", "bogus", "img"]).to_config(&env, &no_files).is_err());
+        assert!(parse(&["img"]).to_config(&env, &no_files).unwrap().healthcheck.is_none());
     }
 
     #[test]

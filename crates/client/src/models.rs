@@ -43,6 +43,9 @@ pub struct ContainerConfig {
     /// `{"80/tcp": {}}`
     #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
     pub exposed_ports: BTreeMap<String, serde_json::Value>,
+    /// `{"Test": [...], "Interval": ns, "Timeout": ns, "Retries": n, "StartPeriod": ns}`
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub healthcheck: Option<serde_json::Value>,
     pub host_config: HostConfig,
     #[serde(skip_serializing_if = "String::is_empty", default)]
     pub mac_address: String,
@@ -95,6 +98,9 @@ pub struct HostConfig {
     pub dns_options: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub extra_hosts: Vec<String>,
+    /// `{"Type": "json-file", "Config": {"max-size": "10k"}}`
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub log_config: Option<serde_json::Value>,
     /// Capabilities, seccomp, ulimits, namespaces, devices: at the HostConfig's own level.
     #[serde(flatten)]
     pub security: SecurityConfig,

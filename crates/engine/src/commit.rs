@@ -84,6 +84,9 @@ impl Engine {
         if c.stop_signal.is_some() {
             cfg.stop_signal = c.stop_signal.clone();
         }
+        if let Some(h) = &c.healthcheck {
+            cfg.healthcheck = Some(crate::health::to_image(h));
+        }
         if !c.exposed_ports.is_empty() {
             let ports = cfg.exposed_ports.get_or_insert_with(Default::default);
             for p in &c.exposed_ports {

@@ -39,6 +39,9 @@ pub struct ContainerConfig {
     pub attach_stdout: bool,
     pub attach_stderr: bool,
     pub exposed_ports: Vec<String>,
+    /// Merged from the image's and the request's; `["NONE"]` disables the image's.
+    #[serde(default)]
+    pub healthcheck: Option<crate::HealthConfig>,
 }
 
 /// How the host runs it: Docker's `HostConfig` (the part wharf supports so far).
@@ -86,6 +89,9 @@ pub struct HostConfig {
     pub net: crate::NetOptions,
     #[serde(default)]
     pub restart_policy: crate::RestartPolicy,
+    /// `--log-driver`/`--log-opt`; filled in at create (the daemon's `log-opts` when none given).
+    #[serde(default)]
+    pub log_config: crate::LogConfig,
 }
 
 /// A create request, after the API layer parsed it: `None` means "not given, use the image's".
@@ -109,6 +115,8 @@ pub struct CreateRequest {
     pub attach_stdout: bool,
     pub attach_stderr: bool,
     pub exposed_ports: Vec<String>,
+    /// `None`: the image's healthcheck.
+    pub healthcheck: Option<crate::HealthConfig>,
     pub host_config: HostConfig,
 }
 
@@ -303,6 +311,14 @@ impl Engine {
                     }
                     any
                 }
+                "health" => {
+                    let status = self.container_health(&c.id).map(|h| h.status);
+                    let status = if c.state.running { status } else { None };
+                    values.iter().any(|v| match &status {
+                        Some(s) => v == s,
+                        None => v == "none",
+                    })
+                }
                 "exited" => {
                     c.state.status == Status::Exited
                         && values.iter().any(|v| v.parse::<i32>().ok() == Some(c.state.exit_code))
@@ -374,6 +390,11 @@ impl Engine {
                 exposed.push(p.clone());
             }
         }
+        let healthcheck =
+            crate::health::merge(req.healthcheck.clone(), crate::health::from_image(image_config.healthcheck.as_ref()));
+        if let Some(h) = &healthcheck {
+            crate::health::validate(h)?;
+        }
         let mut host_config = req.host_config.clone();
         if host_config.network_mode.is_empty() {
             host_config.network_mode = "default".to_string();
@@ -391,6 +412,7 @@ impl Engine {
             ));
         }
         self.validate_security(&host_config.security, host_config.network_mode == "host")?;
+        host_config.log_config = crate::logrotate::resolve(&host_config.log_config, &self.inner.config.log_opts)?;
         let ncpu = std::thread::available_parallelism().map(|n| n.get() as i64).unwrap_or(1);
         if host_config.nano_cpus > ncpu * 1_000_000_000 {
             return Err(EngineError::Invalid(format!(
@@ -422,6 +444,7 @@ impl Engine {
             attach_stdout: req.attach_stdout,
             attach_stderr: req.attach_stderr,
             exposed_ports: exposed,
+            healthcheck,
         };
         if !config.working_dir.is_empty() && !config.working_dir.starts_with('/') {
             return Err(EngineError::Invalid(format!(
@@ -556,6 +579,7 @@ impl Engine {
                     self.container_event(&rec, "restart", &[]);
                 }
                 self.watch_shim(rec.id.clone(), h.shim_pid, h.exit_notify.take());
+                self.start_health(&rec);
                 Ok(true)
             }
             Err(e) => {
@@ -594,6 +618,7 @@ impl Engine {
             .arg("--bundle")
             .arg(&dir)
             .args(self.shim_stdio_args(rec))
+            .args(crate::logrotate::shim_args(&rec.host_config.log_config))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(shim_log)

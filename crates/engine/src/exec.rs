@@ -63,6 +63,12 @@ impl Execs {
         }
     }
 
+    fn remove(&self, id: &str) {
+        if let Ok(mut m) = self.map.lock() {
+            m.remove(id);
+        }
+    }
+
     fn get(&self, id: &str) -> Option<ExecRecord> {
         self.map.lock().ok().and_then(|m| m.get(id).cloned())
     }
@@ -110,6 +116,11 @@ impl Engine {
             .map_err(|_| EngineError::Internal("exec table poisoned".into()))?
             .insert(id.clone(), record);
         Ok(id)
+    }
+
+    /// Drops an exec instance nobody will ask about (a healthcheck probe's).
+    pub(crate) fn forget_exec(&self, id: &str) {
+        self.execs().remove(id);
     }
 
     pub fn inspect_exec(&self, id: &str) -> Result<ExecRecord, EngineError> {

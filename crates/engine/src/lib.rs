@@ -15,12 +15,14 @@ mod events;
 mod exec;
 mod export;
 mod gc;
+mod health;
 mod history;
 mod ids;
 mod images;
 mod import;
 mod init;
 mod lifecycle;
+mod logrotate;
 mod logs;
 mod monitor;
 mod network;
@@ -55,10 +57,12 @@ pub use error::EngineError;
 pub use events::Event;
 pub use exec::{ExecConfig, ExecRecord};
 pub use export::ExportPlan;
+pub use health::{Health, HealthConfig, HealthResult};
 pub use history::HistoryEntry;
 pub use images::{ImageDeleted, ImageRecord, ImageSummary};
 pub use import::ImportRequest;
 pub use lifecycle::{PruneReport, UpdateRequest};
+pub use logrotate::{parse_size as parse_log_size, validate_opts as validate_log_opts, LogConfig};
 pub use logs::{LogChunk, LogOptions, LogStream};
 pub use network::{Endpoint, NetOptions, NetworkConfig, PortBinding, PublishedPort};
 pub use pull::{PullEvent, PullRequest};
@@ -89,6 +93,8 @@ pub struct EngineConfig {
     pub certs_dir: PathBuf,
     /// The default bridge, its subnet, and whether wharf writes nftables rules.
     pub network: NetworkConfig,
+    /// daemon.json `log-opts`: json-file options for containers that set none.
+    pub log_opts: std::collections::BTreeMap<String, String>,
 }
 
 /// The daemon's services. Cheap to clone (an `Arc` inside).

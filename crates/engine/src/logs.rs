@@ -1,5 +1,6 @@
 //! Reading a container's json-file log (written by its shim): `logs` with since/until/tail, and
-//! following it for `logs -f` and for attach, until the container's next exit.
+//! following it for `logs -f` and for attach, until the container's next exit. A rotated log
+//! is read oldest file first, and a follower moves on to the new file when the shim rotates.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -56,9 +57,40 @@ struct Follower {
     partial: Vec<u8>,
 }
 
+/// Device and inode: a rotation puts a new file at the path.
+fn identity(m: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (m.dev(), m.ino())
+}
+
 impl Follower {
-    /// Reads the complete lines appended since the last call.
+    /// Reads the complete lines appended since the last call, across a rotation: what the old
+    /// file got before it was renamed is read first, then the new file from its start.
     fn read_lines(&mut self) -> Vec<Vec<u8>> {
+        let mut lines = self.read_current();
+        let at_path = std::fs::metadata(&self.path).ok();
+        let open = self.file.as_ref().and_then(|f| f.metadata().ok());
+        if let (Some(p), Some(o)) = (at_path, open) {
+            if identity(&p) != identity(&o) {
+                // Renamed away: nothing more is written to it after the rename, so one more read
+                // drains it.
+                lines.extend(self.read_current());
+                self.file = None;
+                self.offset = 0;
+                lines.extend(self.read_current());
+            } else if p.len() < self.offset {
+                // Truncated in place (one file kept): start over.
+                self.offset = 0;
+                if let Some(f) = self.file.as_mut() {
+                    let _ = f.seek(SeekFrom::Start(0));
+                }
+                lines.extend(self.read_current());
+            }
+        }
+        lines
+    }
+
+    fn read_current(&mut self) -> Vec<Vec<u8>> {
         if self.file.is_none() {
             match File::open(&self.path) {
                 Ok(mut f) => {
@@ -111,13 +143,22 @@ impl Engine {
         let rec = self.find_container(name)?;
         let live = self.live(&rec.id);
         let follow = opts.follow && live.is_running();
-        let follower = Follower { path: self.log_path(&rec.id), file: None, offset: 0, partial: Vec::new() };
+        let path = self.log_path(&rec.id);
+        let rotated = crate::logrotate::rotated_files(&path);
+        let follower = Follower { path, file: None, offset: 0, partial: Vec::new() };
         let (tx, rx) = mpsc::channel(256);
         let exits = live.exits();
         tokio::spawn(async move {
             let mut f = follower;
             let mut first: VecDeque<LogChunk> = VecDeque::new();
-            for line in f.read_lines() {
+            let mut old_lines = Vec::new();
+            for p in rotated {
+                // A file rotated away meanwhile is skipped rather than read twice.
+                if let Ok(raw) = std::fs::read(&p) {
+                    old_lines.extend(raw.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec));
+                }
+            }
+            for line in old_lines.into_iter().chain(f.read_lines()) {
                 if let Some(c) = decode(&line, &opts) {
                     first.push_back(c);
                     if opts.tail.is_some_and(|n| first.len() > n) {

@@ -45,6 +45,8 @@ pub struct Live {
     /// Attaches waiting for the container to start: its shim then holds the first output
     /// for them (`attach.rs`).
     pub attach_waiting: std::sync::atomic::AtomicUsize,
+    /// The healthcheck's state since the last start (`health.rs`); `None` without one.
+    pub health: Mutex<Option<crate::Health>>,
 }
 
 impl Live {
@@ -56,6 +58,7 @@ impl Live {
             init: Mutex::new(init),
             op: tokio::sync::Mutex::new(()),
             attach_waiting: std::sync::atomic::AtomicUsize::new(0),
+            health: Mutex::new(None),
         }
     }
 
@@ -286,6 +289,7 @@ impl Engine {
                     map.insert(id.clone(), live);
                 }
                 self.watch_shim(id.clone(), rec.state.shim_pid, None);
+                self.start_health(&rec);
                 log::info!("container {id}: re-adopted (shim {}, pid {})", rec.state.shim_pid, rec.state.pid);
             } else {
                 let exit = read_exit_file(&dir);

@@ -1,6 +1,7 @@
 //! The daemon's configuration: command-line flags (named as dockerd names them) over a
 //! daemon.json. Unknown keys and malformed values are refused, naming the key.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -70,6 +71,9 @@ struct FileConfig {
     bridge: Option<String>,
     bip: Option<String>,
     iptables: Option<bool>,
+    log_driver: Option<String>,
+    /// json-file options every container gets unless it sets its own (`max-size`, `max-file`).
+    log_opts: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug)]
@@ -85,6 +89,7 @@ pub struct DaemonConfig {
     pub bridge: String,
     pub bip: Option<String>,
     pub iptables: bool,
+    pub log_opts: BTreeMap<String, String>,
 }
 
 impl DaemonConfig {
@@ -130,6 +135,11 @@ impl DaemonConfig {
         }
         let bip = flags.bip.clone().or(file.bip);
         let iptables = flags.iptables.or(file.iptables).unwrap_or(true);
+        if let Some(d) = file.log_driver.as_deref().filter(|d| *d != "json-file") {
+            bail!("log-driver {d:?} is not supported: wharf writes json-file logs only");
+        }
+        let log_opts = file.log_opts.unwrap_or_default();
+        wharf_engine::validate_log_opts(&log_opts).map_err(|e| anyhow::anyhow!("log-opts: {e}"))?;
         let hosts = if flags.host.is_empty() { file.hosts.unwrap_or_default() } else { flags.host.clone() };
         Ok(DaemonConfig {
             data_root: flags.data_root.clone().or(file.data_root).unwrap_or_else(|| "/var/lib/wharf".into()),
@@ -143,6 +153,7 @@ impl DaemonConfig {
             bridge,
             bip,
             iptables,
+            log_opts,
         })
     }
 }
@@ -167,5 +178,23 @@ mod tests {
         assert!(e.to_string().contains("bogus-key"), "{e}");
         let e = serde_json::from_str::<FileConfig>(r#"{"max-concurrent-downloads": "three"}"#).unwrap_err();
         assert!(e.to_string().contains("invalid type"), "{e}");
+    }
+
+    #[test]
+    fn log_opts_are_read_and_checked() {
+        let dir = std::env::temp_dir().join(format!("wharfd-logopts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("daemon.json");
+        let flags = |p: &Path| Flags::parse_from(["wharfd", "--config-file", p.to_str().unwrap()]);
+        std::fs::write(&path, r#"{"log-driver": "json-file", "log-opts": {"max-size": "10k", "max-file": "3"}}"#)
+            .unwrap();
+        let cfg = DaemonConfig::load(&flags(&path)).unwrap();
+        assert_eq!(cfg.log_opts.get("max-size").map(String::as_str), Some("10k"));
+        std::fs::write(&path, r#"{"log-opts": {"max-size": "huge"}}"#).unwrap();
+        let e = DaemonConfig::load(&flags(&path)).unwrap_err();
+        assert!(e.to_string().contains("max-size"), "{e}");
+        std::fs::write(&path, r#"{"log-driver": "syslog"}"#).unwrap();
+        assert!(DaemonConfig::load(&flags(&path)).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

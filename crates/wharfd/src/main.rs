@@ -39,6 +39,7 @@ fn run(flags: Flags) -> anyhow::Result<()> {
             bip: cfg.bip.clone(),
             iptables: cfg.iptables,
         },
+        log_opts: cfg.log_opts.clone(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the async runtime")?;
     rt.block_on(async move {
