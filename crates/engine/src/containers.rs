@@ -312,6 +312,11 @@ impl Engine {
                     any
                 }
                 "health" => {
+                    if let Some(v) =
+                        values.iter().find(|v| !["starting", "healthy", "unhealthy", "none"].contains(&v.as_str()))
+                    {
+                        return Err(EngineError::Invalid(format!("Unrecognised filter value for health: {v}")));
+                    }
                     let status = self.container_health(&c.id).map(|h| h.status);
                     let status = if c.state.running { status } else { None };
                     values.iter().any(|v| match &status {

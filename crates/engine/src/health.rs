@@ -198,6 +198,10 @@ impl Engine {
                     _ = live.wait_exit_after(exits) => return,
                     _ = tokio::time::sleep(interval) => {}
                 }
+                // A frozen container cannot run a probe; Docker does not count that time either.
+                if engine.find_container(&id).is_ok_and(|r| r.state.paused) {
+                    continue;
+                }
                 let result = tokio::select! {
                     _ = live.wait_exit_after(exits) => return,
                     r = engine.probe(&id, cmd.clone(), timeout) => r,

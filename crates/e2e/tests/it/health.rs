@@ -86,6 +86,14 @@ fn healthchecks(cli: Cli) {
     assert_eq!(filtered(&d, cli, "health=healthy"), ["good"]);
     assert_eq!(filtered(&d, cli, "health=unhealthy"), ["bad", "slow"]);
     assert_eq!(filtered(&d, cli, "health=none"), ["plain"]);
+    d.cli(cli, &["ps", "--filter", "health=sick"]).fails();
+
+    // No probes while paused: the log does not grow.
+    d.cli(cli, &["pause", "bad"]).ok();
+    let paused_log = health(&d, cli, "bad")["Log"].clone();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(health(&d, cli, "bad")["Log"], paused_log);
+    d.cli(cli, &["unpause", "bad"]).ok();
 
     // The image's HEALTHCHECK: a committed image carries the container's; --no-healthcheck
     // turns it off.
