@@ -75,6 +75,21 @@ impl Follower {
                 // Renamed away: nothing more is written to it after the rename, so one more read
                 // drains it.
                 lines.extend(self.read_current());
+                // More than one rotation since the last look: the files between the one we had
+                // and the live one are read whole, oldest first.
+                let rotated = crate::logrotate::rotated_files(&self.path);
+                let newer =
+                    match rotated.iter().position(|f| std::fs::metadata(f).is_ok_and(|m| identity(&m) == identity(&o)))
+                    {
+                        Some(i) => &rotated[i + 1..],
+                        None => &rotated[..],
+                    };
+                for f in newer {
+                    if let Ok(raw) = std::fs::read(f) {
+                        lines.extend(raw.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec));
+                    }
+                }
+                self.partial.clear();
                 self.file = None;
                 self.offset = 0;
                 lines.extend(self.read_current());
@@ -220,5 +235,43 @@ async fn follow_until_exit(mut f: Follower, opts: LogOptions, live: Arc<Live>, e
         if ended {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn append(path: &std::path::Path, text: &str) {
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn follows_across_rotations_and_truncation() {
+        let dir = std::env::temp_dir().join(format!("wharf-follow-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let live = dir.join("c-json.log");
+        let rot = |n: u32| dir.join(format!("c-json.log.{n}"));
+        let mut f = Follower { path: live.clone(), file: None, offset: 0, partial: Vec::new() };
+        append(&live, "a\n");
+        assert_eq!(f.read_lines(), [b"a".to_vec()]);
+        // Two rotations between two looks.
+        append(&live, "b\n");
+        std::fs::rename(&live, rot(1)).unwrap();
+        append(&live, "c\n");
+        std::fs::rename(rot(1), rot(2)).unwrap();
+        std::fs::rename(&live, rot(1)).unwrap();
+        append(&live, "d\n");
+        assert_eq!(f.read_lines(), [b"b".to_vec(), b"c".to_vec(), b"d".to_vec()]);
+        append(&live, "e\n");
+        assert_eq!(f.read_lines(), [b"e".to_vec()]);
+        // One file kept: the shim empties it in place.
+        std::fs::OpenOptions::new().write(true).open(&live).unwrap().set_len(0).unwrap();
+        append(&live, "f\n");
+        assert_eq!(f.read_lines(), [b"f".to_vec()]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
