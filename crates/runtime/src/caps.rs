@@ -4,7 +4,7 @@
 use crate::spec::Capabilities;
 
 /// Every capability the kernel headers name, indexed by number (`CAP_CHOWN` is 0).
-const NAMES: &[&str] = &[
+pub const NAMES: &[&str] = &[
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_DAC_READ_SEARCH",
