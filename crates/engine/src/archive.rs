@@ -348,20 +348,7 @@ impl Engine {
         }
         let id = self.inner.content.put(&config_raw)?;
         stored.blobs.insert(id.clone());
-        let mut size = 0;
-        for c in &chains {
-            size += self.inner.snapshots.layer_size(c)?;
-        }
-        let record = ImageRecord {
-            id: id.clone(),
-            created: config.created.clone(),
-            size,
-            diff_ids,
-            chain_ids: chains,
-            layers,
-            manifest_digest: None,
-            stored_at: wharf_types::time::rfc3339_nanos(std::time::SystemTime::now()),
-        };
+        let record = self.new_image_record(id.clone(), &config, layers, None)?;
         self.inner.db.write(|tx| {
             tx.put(Table::Images, &id.to_string(), &record)?;
             for t in &image.tags {

@@ -46,6 +46,33 @@ pub enum ImageDeleted {
 }
 
 impl Engine {
+    /// A record for an image whose layers are all unpacked: chain ids from the config's diff
+    /// ids, size from the snapshots. Pull, load and import/commit all record images this way.
+    pub(crate) fn new_image_record(
+        &self,
+        id: Digest,
+        config: &ImageConfig,
+        layers: Vec<Descriptor>,
+        manifest_digest: Option<Digest>,
+    ) -> Result<ImageRecord, EngineError> {
+        let diff_ids = config.rootfs.diff_ids.clone();
+        let chain_ids = wharf_types::digest::chain_ids(&diff_ids);
+        let mut size = 0;
+        for c in &chain_ids {
+            size += self.inner.snapshots.layer_size(c)?;
+        }
+        Ok(ImageRecord {
+            id,
+            created: config.created.clone(),
+            size,
+            diff_ids,
+            chain_ids,
+            layers,
+            manifest_digest,
+            stored_at: wharf_types::time::rfc3339_nanos(std::time::SystemTime::now()),
+        })
+    }
+
     /// Finds an image by reference, full id, or unique id prefix, as Docker does.
     pub fn find_image(&self, name: &str) -> Result<ImageRecord, EngineError> {
         self.lookup_image(name)?

@@ -10,7 +10,6 @@ use wharf_types::digest::{chain_ids, Sha256Writer};
 use wharf_types::oci::{self, ContainerConfig, Descriptor, History, ImageConfig, Platform};
 use wharf_types::{Digest, ImageRef};
 
-use crate::images::ImageRecord;
 use crate::{blocking, Engine, EngineError};
 
 /// What an import makes of its tar.
@@ -195,22 +194,7 @@ impl Engine {
             serde_json::to_vec(config).map_err(|e| EngineError::Internal(format!("serialize image config: {e}")))?;
         let id = self.inner.content.put(&raw)?;
         stored.blobs.insert(id.clone());
-        let diff_ids = config.rootfs.diff_ids.clone();
-        let chains = chain_ids(&diff_ids);
-        let mut size = 0;
-        for c in &chains {
-            size += self.inner.snapshots.layer_size(c)?;
-        }
-        let record = ImageRecord {
-            id: id.clone(),
-            created: config.created.clone(),
-            size,
-            diff_ids,
-            chain_ids: chains,
-            layers,
-            manifest_digest: None,
-            stored_at: wharf_types::time::rfc3339_nanos(std::time::SystemTime::now()),
-        };
+        let record = self.new_image_record(id.clone(), config, layers, None)?;
         self.inner.db.write(|tx| {
             tx.put(Table::Images, &id.to_string(), &record)?;
             if let Some(r) = reference {

@@ -138,25 +138,17 @@ impl Engine {
         });
         self.fetch_layers(r, &resolved.endpoint, jobs, auth, &events)?;
 
-        let mut size = 0;
-        for c in &chains {
-            size += self.inner.snapshots.layer_size(c)?;
-        }
         self.inner.content.put(&resolved.manifest_raw)?;
         if let Some((_, raw)) = &resolved.index {
             self.inner.content.put(raw)?;
         }
         let id = manifest.config.digest.clone();
-        let record = ImageRecord {
-            id: id.clone(),
-            created: config.created.clone(),
-            size,
-            diff_ids,
-            chain_ids: chains,
-            layers: manifest.layers.clone(),
-            manifest_digest: Some(resolved.manifest_digest.clone()),
-            stored_at: wharf_types::time::rfc3339_nanos(std::time::SystemTime::now()),
-        };
+        let record = self.new_image_record(
+            id.clone(),
+            &config,
+            manifest.layers.clone(),
+            Some(resolved.manifest_digest.clone()),
+        )?;
         let digest_ref = r.with_digest(resolved.digest.clone());
         let previous: Option<String> = match &r.tag {
             Some(_) => self.inner.db.get(Table::Tags, &r.to_string())?,
