@@ -45,35 +45,7 @@ fn save(client: &Client, output: Option<&str>, images: &[String]) -> Result<()> 
         q = q.set("names", i.as_str());
     }
     let mut body = client.stream(Request::new("GET", &q.to_target("/images/get"))).context("save")?;
-    match output {
-        // A device or pipe named with -o is written as it is: renaming over it would replace it.
-        Some(path) if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) => {
-            let mut f = std::fs::OpenOptions::new().write(true).open(path).with_context(|| format!("open {path}"))?;
-            std::io::copy(&mut body, &mut f).context("save: writing the archive")?;
-            Ok(())
-        }
-        Some(path) => {
-            // Written next to the target and renamed, so a failed save leaves no partial file.
-            let tmp = format!("{path}.wharf-tmp-{}", std::process::id());
-            let result = (|| -> Result<()> {
-                let mut f = std::fs::File::create(&tmp).with_context(|| format!("create {tmp}"))?;
-                std::io::copy(&mut body, &mut f).context("save: reading the archive")?;
-                f.sync_all().with_context(|| format!("write {path}"))?;
-                std::fs::rename(&tmp, path).with_context(|| format!("rename {tmp} to {path}"))?;
-                Ok(())
-            })();
-            if result.is_err() {
-                let _ = std::fs::remove_file(&tmp);
-            }
-            result
-        }
-        None => {
-            let mut out = stdout.lock();
-            std::io::copy(&mut body, &mut out).context("save: writing the archive")?;
-            out.flush()?;
-            Ok(())
-        }
-    }
+    write_archive(&mut body, output, "save")
 }
 
 fn load(client: &Client, input: Option<&str>, quiet: bool) -> Result<()> {
@@ -104,4 +76,39 @@ fn load(client: &Client, input: Option<&str>, quiet: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Writes an archive streamed from the daemon to `output` (or stdout): into a temp file renamed
+/// into place when it is a regular file, so a failed `save`/`export` leaves no partial file;
+/// as it is when it names a device or pipe (renaming over it would replace it).
+pub(crate) fn write_archive(body: &mut dyn Read, output: Option<&str>, what: &str) -> Result<()> {
+    match output {
+        // A device or pipe named with -o is written as it is: renaming over it would replace it.
+        Some(path) if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) => {
+            let mut f = std::fs::OpenOptions::new().write(true).open(path).with_context(|| format!("open {path}"))?;
+            std::io::copy(body, &mut f).with_context(|| format!("{what}: writing the archive"))?;
+            Ok(())
+        }
+        Some(path) => {
+            // Written next to the target and renamed, so a failure leaves no partial file.
+            let tmp = format!("{path}.wharf-tmp-{}", std::process::id());
+            let result = (|| -> Result<()> {
+                let mut f = std::fs::File::create(&tmp).with_context(|| format!("create {tmp}"))?;
+                std::io::copy(body, &mut f).with_context(|| format!("{what}: reading the archive"))?;
+                f.sync_all().with_context(|| format!("write {path}"))?;
+                std::fs::rename(&tmp, path).with_context(|| format!("rename {tmp} to {path}"))?;
+                Ok(())
+            })();
+            if result.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            result
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            std::io::copy(body, &mut out).with_context(|| format!("{what}: writing the archive"))?;
+            out.flush()?;
+            Ok(())
+        }
+    }
 }

@@ -69,29 +69,7 @@ fn export(client: &Client, output: Option<&str>, container: &str) -> Result<()> 
     }
     let target = format!("/containers/{}/export", wharf_client::encode(container));
     let mut body = client.stream(Request::new("GET", &target)).context("export")?;
-    match output {
-        Some(path) => {
-            // Written next to the target and renamed, so a failed export leaves no partial file.
-            let tmp = format!("{path}.wharf-tmp-{}", std::process::id());
-            let result = (|| -> Result<()> {
-                let mut f = std::fs::File::create(&tmp).with_context(|| format!("create {tmp}"))?;
-                std::io::copy(&mut body, &mut f).context("export: reading the archive")?;
-                f.sync_all().with_context(|| format!("write {path}"))?;
-                std::fs::rename(&tmp, path).with_context(|| format!("rename {tmp} to {path}"))?;
-                Ok(())
-            })();
-            if result.is_err() {
-                let _ = std::fs::remove_file(&tmp);
-            }
-            result
-        }
-        None => {
-            let mut out = stdout.lock();
-            std::io::copy(&mut body, &mut out).context("export: writing the archive")?;
-            out.flush()?;
-            Ok(())
-        }
-    }
+    crate::archive::write_archive(&mut body, output, "export")
 }
 
 fn import(
