@@ -4,7 +4,10 @@
 //! in place) and `ingest/` holds the temp files of writes in progress. A blob only appears under
 //! `blobs/` by a rename after its size and digest were checked and its data fsynced, so a reader
 //! never sees a partial or unverified blob, and a crash leaves at most stale ingest files, which
-//! `open` removes.
+//! `open` removes. A download that may resume later keeps its bytes there under the blob's
+//! digest instead ([`ContentStore::resume`]), until it completes, fails to verify, or ages out.
+
+mod partial;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
@@ -14,6 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use wharf_types::{Digest, ErrorKind, Sha256Writer};
+
+pub use partial::{Resumed, PARTIAL_MAX_AGE};
 
 /// Writes are buffered this much before they reach the temp file: registries and decoders hand
 /// over small chunks, and one syscall per chunk would dominate the cost of a pull.
@@ -60,7 +65,7 @@ pub struct ContentStore {
 
 impl ContentStore {
     /// Opens (creating if needed) the store at `root`, and removes temp files that a crash left
-    /// in `ingest/`. Only one store should be opened per root at a time, or an `open` could remove
+    /// in `ingest/` (partial downloads only once they are older than [`PARTIAL_MAX_AGE`]). Only one store should be opened per root at a time, or an `open` could remove
     /// the temp file of another store's write in progress.
     pub fn open(root: &Path) -> Result<ContentStore, ContentError> {
         let blobs = root.join("blobs").join("sha256");
@@ -72,13 +77,18 @@ impl ContentStore {
         for entry in entries {
             let entry = entry.map_err(io_err(format!("read {}", ingest.display())))?;
             let path = entry.path();
+            if entry.file_name().to_str().is_some_and(partial::is_partial) {
+                continue;
+            }
             match fs::remove_file(&path) {
                 Ok(()) => log::info!("removed stale ingest file {}", path.display()),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io_err(format!("remove {}", path.display()))(e)),
             }
         }
-        Ok(ContentStore { blobs, ingest })
+        let store = ContentStore { blobs, ingest };
+        store.remove_partials(PARTIAL_MAX_AGE)?;
+        Ok(store)
     }
 
     pub fn blob_path(&self, d: &Digest) -> PathBuf {
@@ -119,6 +129,7 @@ impl ContentStore {
             expected: expected.cloned(),
             expected_size,
             failed: false,
+            partial: None,
         })
     }
 
@@ -194,6 +205,8 @@ pub struct BlobWriter {
     expected_size: Option<u64>,
     /// Set once a write failed: what reached the file is then unknown, so commit must refuse.
     failed: bool,
+    /// For a resumable write: its checkpoints; the temp file is then kept when dropped.
+    partial: Option<partial::Checkpoints>,
 }
 
 impl BlobWriter {
@@ -212,6 +225,10 @@ impl BlobWriter {
             return Err(io_err("commit blob")(io::Error::other("an earlier write failed")));
         }
         let file = buffered.into_inner().map_err(|e| io_err("write blob")(e.into_error()))?;
+        // From here on the bytes are either a blob or wrong: never resume from them.
+        if let Some(p) = self.partial.as_mut() {
+            p.discard = true;
+        }
         let (actual, size) = std::mem::take(&mut self.hasher).finish();
         if let Some(expected) = self.expected_size {
             if size != expected {
@@ -233,6 +250,9 @@ impl BlobWriter {
         // Replacing a blob another writer committed meanwhile is harmless: same content.
         fs::rename(&self.temp, &target).map_err(io_err(format!("commit blob {actual}")))?;
         self.temp = PathBuf::new();
+        if let Some(p) = self.partial.take() {
+            p.remove();
+        }
         let dir = File::open(&self.blobs).map_err(io_err(format!("open {}", self.blobs.display())))?;
         dir.sync_all().map_err(io_err(format!("fsync {}", self.blobs.display())))?;
         Ok(actual)
@@ -260,6 +280,9 @@ impl Write for BlobWriter {
         match file.write_all(buf) {
             Ok(()) => {
                 self.hasher.update(buf);
+                if let Some(p) = self.partial.as_mut() {
+                    p.maybe_save(file, &self.hasher);
+                }
                 Ok(buf.len())
             }
             Err(e) => {
@@ -281,6 +304,20 @@ impl Drop for BlobWriter {
     fn drop(&mut self) {
         if self.temp.as_os_str().is_empty() {
             return;
+        }
+        if let Some(mut p) = self.partial.take() {
+            // A resumable write keeps what it has for the next attempt: a checkpoint covering
+            // every byte hashed (unless a failed write left the file's end unknown; the last
+            // checkpoint still holds then).
+            if !p.discard && self.hasher.len() > 0 {
+                if let Some(file) = self.file.as_mut() {
+                    if !self.failed {
+                        p.save(file, &self.hasher);
+                    }
+                    return;
+                }
+            }
+            p.remove();
         }
         // Do not bother writing out buffered data of a blob that is being abandoned.
         if let Some(buffered) = self.file.take() {
