@@ -309,7 +309,7 @@ impl Drop for BlobWriter {
             // A resumable write keeps what it has for the next attempt: a checkpoint covering
             // every byte hashed (unless a failed write left the file's end unknown; the last
             // checkpoint still holds then).
-            if !p.discard && self.hasher.len() > 0 {
+            if !p.discard && !self.hasher.is_empty() {
                 if let Some(file) = self.file.as_mut() {
                     if !self.failed {
                         p.save(file, &self.hasher);
