@@ -12,6 +12,7 @@ use wharf_types::{Digest, ImageRef};
 
 use crate::auth::{basic_header, encode_component, parse_challenge, Challenge, TokenCache, TokenResponse};
 use crate::endpoint::{origin_urls, InsecureList};
+use crate::range::ContentRange;
 use crate::{AuthConfig, DistributionError, Endpoint, RegistryConfig};
 
 /// The `Accept` header of a manifest request: every manifest and index type we can use.
@@ -209,12 +210,15 @@ impl RegistryClient {
             }
             206 if offset > 0 => {
                 let range = resp.header("Content-Range").unwrap_or("");
-                if !range.starts_with(&format!("bytes {offset}-")) {
+                if !ContentRange::parse(range).is_some_and(|r| r.is_rest_of(offset, desc.size)) {
                     return Err(DistributionError::Registry {
                         op: op.what.clone(),
                         url: url.to_string(),
                         status: 206,
-                        message: format!("unexpected Content-Range {range:?} for offset {offset}"),
+                        message: format!(
+                            "unexpected Content-Range {range:?} for bytes {offset}- of a {}-byte blob",
+                            desc.size
+                        ),
                     });
                 }
                 Ok(resp.into_body())

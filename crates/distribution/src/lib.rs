@@ -9,6 +9,7 @@ mod client;
 mod endpoint;
 mod error;
 mod push;
+mod range;
 
 use std::path::PathBuf;
 
@@ -17,6 +18,7 @@ pub use client::{RegistryClient, Resolved, MANIFEST_ACCEPT};
 pub use endpoint::{Endpoint, DOCKER_HUB_ORIGIN};
 pub use error::DistributionError;
 pub use push::{BlobSource, Mount, UploadProgress};
+pub use range::ContentRange;
 
 /// The registry settings of `daemon.json`.
 #[derive(Debug, Clone, Default)]
