@@ -105,6 +105,7 @@ pub fn spawn(bundle_dir: &Path, spec: &Spec, stdio: ChildStdio) -> Result<Spawne
     let plan = init::Plan::new(bundle_dir, spec).map_err(SpawnError::InvalidSpec)?;
     let linux = spec.linux.as_ref();
 
+    let userns = crate::userns::mappings(spec).map_err(SpawnError::InvalidSpec)?;
     let mut flags: libc::c_int = 0;
     let mut joins: Vec<(libc::c_int, OwnedFd, String)> = Vec::new();
     for ns in linux.map(|l| l.namespaces.as_slice()).unwrap_or(&[]) {
@@ -120,9 +121,6 @@ pub fn spawn(bundle_dir: &Path, spec: &Spec, stdio: ChildStdio) -> Result<Spawne
             }
         }
     }
-    if flags & libc::CLONE_NEWUSER != 0 {
-        return Err(SpawnError::InvalidSpec("user namespaces are not supported yet".to_string()));
-    }
     // Joining a pid namespace only affects children, so it has to happen here, before clone.
     // The shim runs one container, so changing its own pid_for_children is harmless.
     if let Some((_, fd, p)) = joins.iter().find(|(f, _, _)| *f == libc::CLONE_NEWPID) {
@@ -131,11 +129,26 @@ pub fn spawn(bundle_dir: &Path, spec: &Spec, stdio: ChildStdio) -> Result<Spawne
             return Err(os_err(format!("join pid namespace {p}")));
         }
     }
-    let child_joins: Vec<(libc::c_int, RawFd)> =
+    let mut child_joins: Vec<(libc::c_int, RawFd)> =
         joins.iter().filter(|(f, _, _)| *f != libc::CLONE_NEWPID).map(|(f, fd, _)| (*f, fd.as_raw_fd())).collect();
+    let overlay = spec.annotations.get(crate::spec::ANNOTATION_OVERLAY).map(String::as_str);
+    let layer_sock = match &userns {
+        Some(_) => Some(
+            crate::tty::socketpair()
+                .map_err(|source| SpawnError::Os { what: "create layer socket".to_string(), source })?,
+        ),
+        None => None,
+    };
 
     let (sync_r, sync_w) = pipe_cloexec("sync")?;
     let (err_r, err_w) = pipe_cloexec("error")?;
+    let mut own_ns = match &userns {
+        Some(_) => Some(crate::userns::join_in_parent(&joins)?),
+        None => None,
+    };
+    if own_ns.is_some() {
+        child_joins.clear();
+    }
 
     // A raw clone with fork semantics (no new stack, SIGCHLD on exit) creates every namespace
     // in one step, so the child is directly pid 1 of its new pid namespace: no double fork and
@@ -153,8 +166,14 @@ pub fn spawn(bundle_dir: &Path, spec: &Spec, stdio: ChildStdio) -> Result<Spawne
             0 as libc::c_ulong,
         )
     };
-    if pid < 0 {
-        return Err(os_err("clone container process"));
+    let clone_err = (pid < 0).then(|| os_err("clone container process"));
+    if pid != 0 {
+        if let Some(saved) = own_ns.as_mut() {
+            saved.restore();
+        }
+    }
+    if let Some(e) = clone_err {
+        return Err(e);
     }
     if pid == 0 {
         init::child_main(
@@ -166,6 +185,7 @@ pub fn spawn(bundle_dir: &Path, spec: &Spec, stdio: ChildStdio) -> Result<Spawne
                 err_r: err_r.as_raw_fd(),
                 err_w: err_w.as_raw_fd(),
                 joins: &child_joins,
+                userns_sock: layer_sock.as_ref().map(|(_, child)| child.as_raw_fd()),
             },
         );
     }
@@ -173,6 +193,13 @@ pub fn spawn(bundle_dir: &Path, spec: &Spec, stdio: ChildStdio) -> Result<Spawne
     drop(sync_r);
     drop(err_w);
     drop(joins);
+    if let (Some(maps), Some((sock, _))) = (&userns, &layer_sock) {
+        if let Err(e) = crate::userns::setup_child(pid, maps, overlay, sock.as_raw_fd(), sync_w.as_raw_fd()) {
+            kill_and_reap(pid);
+            return Err(e);
+        }
+    }
+    drop(layer_sock);
 
     // The child builds its rootfs meanwhile; the cgroup write can stall for milliseconds.
     let parent_side = setup_parent_side(spec, pid);

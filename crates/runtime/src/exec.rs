@@ -15,14 +15,17 @@ use crate::init::{self, ChildFailure, FailKind};
 use crate::spec::{Process, Spec};
 
 /// The namespaces an exec'd process joins, in order; pid is joined by the caller before fork
-/// (it only applies to children) and mount comes last, since it changes the root the other
-/// `/proc` paths would be resolved in.
+/// (it only applies to children) and mount comes late, since it changes the root the other
+/// `/proc` paths would be resolved in; a user namespace is entered last of all.
 const JOIN_ORDER: &[(&str, libc::c_int)] = &[
     ("ipc", libc::CLONE_NEWIPC),
     ("uts", libc::CLONE_NEWUTS),
     ("net", libc::CLONE_NEWNET),
     ("cgroup", libc::CLONE_NEWCGROUP),
     ("mnt", libc::CLONE_NEWNS),
+    // Last: joining the others needs the host root's rights over namespaces the host owns
+    // (the network namespace), which the process gives up on entering the user namespace.
+    ("user", libc::CLONE_NEWUSER),
 ];
 
 /// What to run besides the container's own spec.

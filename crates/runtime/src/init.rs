@@ -453,6 +453,8 @@ pub(crate) struct ChildFds<'a> {
     pub err_r: RawFd,
     pub err_w: RawFd,
     pub joins: &'a [(libc::c_int, RawFd)],
+    /// With a new user namespace: where the parent sends the idmapped layers.
+    pub userns_sock: Option<RawFd>,
 }
 
 /// The child's entry point after clone. Never returns: it execs or exits 1 after writing its
@@ -493,6 +495,10 @@ fn child_run(plan: &Plan, fds: &ChildFds) -> ChildResult<Infallible> {
         libc::umask(0);
     }
     reset_signals();
+    let layers = match fds.userns_sock {
+        Some(sock) => crate::userns::child_enter(plan.overlay.as_deref(), fds.sync_r, sock)?,
+        None => Vec::new(),
+    };
     for (flag, fd) in fds.joins {
         // SAFETY: setns on an fd the parent opened for us.
         if unsafe { libc::setns(*fd, *flag) } != 0 {
@@ -506,7 +512,7 @@ fn child_run(plan: &Plan, fds: &ChildFds) -> ChildResult<Infallible> {
     if fds.stdio.console.is_none() {
         setup_stdio(&fds.stdio)?;
     }
-    setup_rootfs(plan)?;
+    setup_rootfs(plan, layers)?;
     finish_rootfs(plan)?;
     if let Some(console) = fds.stdio.console {
         crate::tty::setup_in_child(console, plan.console_size, plan.uid, plan.gid)?;
@@ -544,12 +550,13 @@ pub(crate) fn setup_stdio(stdio: &ChildStdio) -> ChildResult<()> {
     Ok(())
 }
 
-fn setup_rootfs(plan: &Plan) -> ChildResult<()> {
+fn setup_rootfs(plan: &Plan, layers: Vec<std::os::fd::OwnedFd>) -> ChildResult<()> {
     let root_c = c"/";
     sys_mount(None, root_c, None, plan.root_propagation, None)
         .map_err(|e| ChildFailure::other("make / private to the container", e))?;
     let rootfs_c = path_c(&plan.rootfs)?;
     match &plan.overlay {
+        Some(opts) if !layers.is_empty() => crate::userns::mount_overlay(&plan.rootfs, opts, layers)?,
         Some(opts) => {
             let data = str_c(opts)?;
             sys_mount(Some(c"overlay"), &rootfs_c, Some(c"overlay"), 0, Some(&data))
@@ -606,7 +613,8 @@ fn mount_one(plan: &Plan, m: &MountOp) -> ChildResult<()> {
             Err(libc::EPERM) if fstype == "sysfs" => {
                 let flags = libc::MS_BIND | libc::MS_REC;
                 sys_mount(Some(c"/sys"), &dest_c, None, flags, None).map_err(what)?;
-                let ro = libc::MS_BIND | libc::MS_REMOUNT | (m.flags & libc::MS_RDONLY);
+                // In a user namespace the bind's nosuid/nodev/noexec are locked: keep them.
+                let ro = libc::MS_BIND | libc::MS_REMOUNT | (m.flags & libc::MS_RDONLY) | kept_flags(&dest_c);
                 sys_mount(None, &dest_c, None, ro, None).map_err(what)?;
             }
             Err(e) => return Err(what(e)),

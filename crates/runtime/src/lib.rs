@@ -8,6 +8,7 @@ mod init;
 pub mod seccomp;
 pub mod spec;
 pub mod tty;
+mod userns;
 
 pub use cgroups::{Cgroup, CgroupError, Layout};
 pub use container::{spawn, ChildStdio, SpawnError, Spawned};

@@ -11,6 +11,8 @@ use serde_json::Value;
 use wharf_runtime::spec::{Memory, Pids, Resources, Spec, ANNOTATION_OVERLAY};
 use wharf_runtime::Layout;
 
+mod userns;
+
 const SHIM: &str = env!("CARGO_BIN_EXE_wharf-shim");
 const TOOLS: &[&str] = &["sh", "echo", "cat", "sleep", "hostname", "id", "ls", "true"];
 

@@ -1,0 +1,322 @@
+//! User namespaces for `spawn` and `exec`: the child's uid/gid maps written by the parent,
+//! namespaces to join entered from the parent (a process inside a new user namespace has no
+//! rights over namespaces the host owns), and the image layers handed to the child as
+//! idmapped mounts, so that the rootfs overlay shows host root's files as the container's
+//! root's without copying or chowning a layer.
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use crate::container::SpawnError;
+use crate::init::ChildFailure;
+use crate::spec::{IdMapping, Spec};
+
+/// What the parent writes for a new user namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Mappings {
+    uid_map: String,
+    gid_map: String,
+}
+
+fn map_text(maps: &[IdMapping]) -> String {
+    maps.iter().map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size)).collect()
+}
+
+/// The mappings of the spec's new user namespace, `None` when it asks for none.
+pub(crate) fn mappings(spec: &Spec) -> Result<Option<Mappings>, String> {
+    let Some(linux) = spec.linux.as_ref() else { return Ok(None) };
+    let Some(ns) = linux.namespaces.iter().find(|n| n.kind == "user") else { return Ok(None) };
+    if ns.path.as_deref().is_some_and(|p| !p.is_empty()) {
+        return Err("joining an existing user namespace is not supported".to_string());
+    }
+    if linux.uid_mappings.is_empty() || linux.gid_mappings.is_empty() {
+        return Err("a new user namespace needs linux.uidMappings and linux.gidMappings".to_string());
+    }
+    Ok(Some(Mappings { uid_map: map_text(&linux.uid_mappings), gid_map: map_text(&linux.gid_mappings) }))
+}
+
+fn os_err(what: impl Into<String>, source: std::io::Error) -> SpawnError {
+    SpawnError::Os { what: what.into(), source }
+}
+
+const NS_NAMES: &[(libc::c_int, &str)] = &[
+    (libc::CLONE_NEWNET, "net"),
+    (libc::CLONE_NEWIPC, "ipc"),
+    (libc::CLONE_NEWUTS, "uts"),
+    (libc::CLONE_NEWCGROUP, "cgroup"),
+];
+
+/// The caller's own namespaces, to go back to after the clone.
+pub(crate) struct Saved(Vec<(libc::c_int, OwnedFd)>);
+
+/// Enters the namespaces the container joins (`joins`: flag, fd, path) in the calling process
+/// itself, so that the child cloned next inherits them while it creates its user namespace:
+/// from inside that namespace it could not join a namespace the host owns. The caller is the
+/// single-threaded shim and returns to its own namespaces with [`Saved::restore`].
+pub(crate) fn join_in_parent(joins: &[(libc::c_int, OwnedFd, String)]) -> Result<Saved, SpawnError> {
+    let mut saved = Saved(Vec::new());
+    for (flag, fd, path) in joins {
+        if *flag == libc::CLONE_NEWPID {
+            continue;
+        }
+        let Some(&(_, name)) = NS_NAMES.iter().find(|(f, _)| f == flag) else {
+            saved.restore();
+            return Err(SpawnError::InvalidSpec(format!(
+                "namespace {path} cannot be joined together with a new user namespace"
+            )));
+        };
+        let own = match File::open(format!("/proc/thread-self/ns/{name}")) {
+            Ok(f) => OwnedFd::from(f),
+            Err(e) => {
+                saved.restore();
+                return Err(os_err(format!("open own {name} namespace"), e));
+            }
+        };
+        // SAFETY: setns on an fd we own; the caller is single-threaded.
+        if unsafe { libc::setns(fd.as_raw_fd(), *flag) } != 0 {
+            let e = std::io::Error::last_os_error();
+            saved.restore();
+            return Err(os_err(format!("join {name} namespace {path}"), e));
+        }
+        saved.0.push((*flag, own));
+    }
+    Ok(saved)
+}
+
+impl Saved {
+    pub(crate) fn restore(&mut self) {
+        for (flag, fd) in self.0.drain(..).rev() {
+            // SAFETY: setns back into a namespace this process was in a moment ago.
+            if unsafe { libc::setns(fd.as_raw_fd(), flag) } != 0 {
+                log::error!("return to own namespace {flag:#x}: {}", std::io::Error::last_os_error());
+            }
+        }
+    }
+}
+
+/// The lower dirs in overlay mount data (`lowerdir=a:b,upperdir=...`), top first.
+pub(crate) fn lowerdirs(overlay: &str) -> Vec<&str> {
+    overlay
+        .split(',')
+        .find_map(|o| o.strip_prefix("lowerdir="))
+        .map(|l| l.split(':').filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default()
+}
+
+/// The overlay data with the lower dirs replaced and `userxattr` added: in a user namespace
+/// overlayfs cannot use `trusted.*` xattrs on the upper dir.
+fn rewrite_overlay(overlay: &str, lowers: &[String]) -> String {
+    let mut parts = vec![format!("lowerdir={}", lowers.join(":"))];
+    parts.extend(overlay.split(',').filter(|o| !o.starts_with("lowerdir=") && !o.is_empty()).map(str::to_string));
+    if !parts.iter().any(|p| p == "userxattr") {
+        parts.push("userxattr".to_string());
+    }
+    parts.join(",")
+}
+
+/// In the parent, once the child exists: writes its uid and gid maps, then, for a rootfs
+/// overlay, sends it one idmapped mount of each lower dir over `sock`, and lets it go on
+/// with one byte on `sync`.
+pub(crate) fn setup_child(
+    pid: i32,
+    maps: &Mappings,
+    overlay: Option<&str>,
+    sock: RawFd,
+    sync: RawFd,
+) -> Result<(), SpawnError> {
+    // setgroups stays "allow": the writer is root in the parent namespace, which the kernel
+    // accepts, and `--group-add` needs setgroups in the container.
+    for (file, text) in [("uid_map", &maps.uid_map), ("gid_map", &maps.gid_map)] {
+        let path = format!("/proc/{pid}/{file}");
+        std::fs::write(&path, text).map_err(|e| os_err(format!("write {:?} to {path}", text.trim_end()), e))?;
+    }
+    if let Some(overlay) = overlay {
+        let userns_path = format!("/proc/{pid}/ns/user");
+        let userns = File::open(&userns_path).map_err(|e| os_err(format!("open {userns_path}"), e))?;
+        for dir in lowerdirs(overlay) {
+            let fd = idmapped_mount(Path::new(dir), userns.as_raw_fd())?;
+            crate::tty::send_fd(sock, fd.as_raw_fd())
+                .map_err(|e| os_err(format!("send idmapped mount of {dir} to the container"), e))?;
+        }
+    }
+    // SAFETY: writing one byte from a valid buffer to an fd the caller owns.
+    if unsafe { libc::write(sync, b"u".as_ptr().cast(), 1) } != 1 {
+        return Err(os_err("signal the container process", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// A detached copy of `dir`'s mount whose files, owned by host ids, appear owned by the ids
+/// they map to in `userns` (host root's files as the container root's).
+fn idmapped_mount(dir: &Path, userns: RawFd) -> Result<OwnedFd, SpawnError> {
+    let dir_c = crate::container::cstring(&dir.to_string_lossy()).map_err(SpawnError::InvalidSpec)?;
+    // SAFETY: open_tree on a NUL-terminated path; the result is a new fd we then own.
+    let raw = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            dir_c.as_ptr(),
+            (libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) as libc::c_uint,
+        )
+    };
+    if raw < 0 {
+        return Err(os_err(format!("clone the mount of layer {}", dir.display()), std::io::Error::last_os_error()));
+    }
+    // SAFETY: open_tree returned a fresh fd.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw as RawFd) };
+    // SAFETY: mount_attr is plain data.
+    let mut attr: libc::mount_attr = unsafe { std::mem::zeroed() };
+    attr.attr_set = libc::MOUNT_ATTR_IDMAP;
+    attr.userns_fd = userns as u64;
+    // SAFETY: mount_setattr on our fd with an empty path and a valid mount_attr of the given size.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(SpawnError::Setup(format!(
+            "idmapped mount of layer {} (needs a kernel and filesystem with idmapped mount support, Linux 5.12+ on ext4, xfs or btrfs): {e}",
+            dir.display()
+        )));
+    }
+    Ok(fd)
+}
+
+/// In the child, first thing: waits until the parent has written the maps, becomes the
+/// namespace's root, and takes the idmapped layers (as many as `overlay` has lower dirs).
+pub(crate) fn child_enter(overlay: Option<&str>, sync: RawFd, sock: RawFd) -> Result<Vec<OwnedFd>, ChildFailure> {
+    let mut byte = 0u8;
+    // SAFETY: reading one byte into a valid buffer.
+    if unsafe { libc::read(sync, (&mut byte as *mut u8).cast(), 1) } != 1 {
+        // SAFETY: the parent failed or is gone; it reports its own error.
+        unsafe { libc::_exit(1) };
+    }
+    // SAFETY: plain syscalls; the maps are written, so 0 is a valid id here.
+    unsafe {
+        if libc::setresgid(0, 0, 0) != 0 {
+            return Err(ChildFailure::last("become gid 0 in the user namespace"));
+        }
+        if libc::setresuid(0, 0, 0) != 0 {
+            return Err(ChildFailure::last("become uid 0 in the user namespace"));
+        }
+    }
+    let want = overlay.map(|o| lowerdirs(o).len()).unwrap_or(0);
+    let mut layers = Vec::with_capacity(want);
+    while layers.len() < want {
+        match crate::tty::recv_fd(sock) {
+            Ok(Some(fd)) => layers.push(fd),
+            Ok(None) => return Err(ChildFailure::other("receive idmapped layers", libc::EPIPE)),
+            Err(e) => return Err(ChildFailure::other("receive idmapped layers", e.raw_os_error().unwrap_or(0))),
+        }
+    }
+    Ok(layers)
+}
+
+/// In the child: mounts the rootfs overlay from idmapped layers. Overlayfs only takes lower
+/// dirs attached in the mounter's namespace, so each layer is attached on a private tmpfs over
+/// `rootfs` (gone with the old root after pivot_root), and the overlay goes on top of it.
+pub(crate) fn mount_overlay(rootfs: &Path, overlay: &str, layers: Vec<OwnedFd>) -> Result<(), ChildFailure> {
+    let rootfs_c = path_c(rootfs)?;
+    mount(c"tmpfs", &rootfs_c, c"tmpfs", c"mode=700")
+        .map_err(|e| ChildFailure::other(format!("mount layer staging tmpfs on {}", rootfs.display()), e))?;
+    let mut lowers = Vec::with_capacity(layers.len());
+    for (i, fd) in layers.into_iter().enumerate() {
+        let dir = rootfs.join(i.to_string());
+        std::fs::create_dir(&dir)
+            .map_err(|e| ChildFailure::other(format!("mkdir {}", dir.display()), e.raw_os_error().unwrap_or(0)))?;
+        let dir_c = path_c(&dir)?;
+        // SAFETY: move_mount of a detached mount fd we own onto a NUL-terminated path.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                fd.as_raw_fd(),
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                dir_c.as_ptr(),
+                libc::MOVE_MOUNT_F_EMPTY_PATH as libc::c_uint,
+            )
+        };
+        if rc != 0 {
+            return Err(ChildFailure::last(format!("attach idmapped layer {i}")));
+        }
+        lowers.push(dir.to_string_lossy().into_owned());
+    }
+    let data = rewrite_overlay(overlay, &lowers);
+    let data_c = std::ffi::CString::new(data).map_err(|_| ChildFailure::other("overlay options", libc::EINVAL))?;
+    mount(c"overlay", &rootfs_c, c"overlay", &data_c)
+        .map_err(|e| ChildFailure::other(format!("mount overlay on {}", rootfs.display()), e))
+}
+
+fn path_c(p: &Path) -> Result<std::ffi::CString, ChildFailure> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| ChildFailure::other(format!("path {}", p.display()), libc::EINVAL))
+}
+
+fn mount(
+    source: &std::ffi::CStr,
+    target: &std::ffi::CStr,
+    fstype: &std::ffi::CStr,
+    data: &std::ffi::CStr,
+) -> Result<(), i32> {
+    // SAFETY: every pointer is a NUL-terminated string valid for the call.
+    let rc = unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, data.as_ptr().cast()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lowerdirs_of_overlay_data() {
+        let table: &[(&str, &[&str])] = &[
+            ("lowerdir=/a:/b,upperdir=/u,workdir=/w", &["/a", "/b"]),
+            ("upperdir=/u,lowerdir=/only,workdir=/w", &["/only"]),
+            ("upperdir=/u,workdir=/w", &[]),
+            ("lowerdir=", &[]),
+        ];
+        for (data, want) in table {
+            assert_eq!(lowerdirs(data), *want, "{data}");
+        }
+    }
+
+    #[test]
+    fn overlay_data_rewritten_for_userns() {
+        let got = rewrite_overlay("lowerdir=/a:/b,upperdir=/u,workdir=/w", &["/r/0".to_string(), "/r/1".to_string()]);
+        assert_eq!(got, "lowerdir=/r/0:/r/1,upperdir=/u,workdir=/w,userxattr");
+        let again = rewrite_overlay(&got, &["/x".to_string()]);
+        assert_eq!(again, "lowerdir=/x,upperdir=/u,workdir=/w,userxattr");
+    }
+
+    #[test]
+    fn mappings_from_spec() {
+        let mut spec: Spec = serde_json::from_str(
+            r#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"user"}],
+                "uidMappings":[{"containerID":0,"hostID":100000,"size":65536}],
+                "gidMappings":[{"containerID":0,"hostID":200000,"size":1000},{"containerID":1000,"hostID":5,"size":1}]}}"#,
+        )
+        .unwrap();
+        let m = mappings(&spec).unwrap().unwrap();
+        assert_eq!(m.uid_map, "0 100000 65536\n");
+        assert_eq!(m.gid_map, "0 200000 1000\n1000 5 1\n");
+        spec.linux.as_mut().unwrap().gid_mappings.clear();
+        assert!(mappings(&spec).is_err());
+        spec.linux.as_mut().unwrap().namespaces[0].path = Some("/proc/1/ns/user".to_string());
+        assert!(mappings(&spec).unwrap_err().contains("existing user namespace"));
+        spec.linux.as_mut().unwrap().namespaces.clear();
+        assert_eq!(mappings(&spec).unwrap(), None);
+    }
+}

@@ -1,0 +1,105 @@
+//! Containers in a new user namespace: the maps, the idmapped overlay rootfs, joined
+//! namespaces the host owns.
+
+use std::os::unix::fs::MetadataExt;
+
+use wharf_runtime::spec::{IdMapping, Namespace, ANNOTATION_OVERLAY};
+
+use super::{is_root, Bundle};
+
+const HOST_BASE: u32 = 3_100_000;
+
+fn remap(spec: &mut wharf_runtime::spec::Spec) {
+    let linux = spec.linux.as_mut().unwrap();
+    linux.namespaces.push(Namespace { kind: "user".to_string(), path: None });
+    let map = vec![IdMapping { container_id: 0, host_id: HOST_BASE, size: 65536 }];
+    linux.uid_mappings = map.clone();
+    linux.gid_mappings = map;
+}
+
+/// The busybox rootfs as the only lower layer, with an upper dir the remapped root owns.
+fn overlay_rootfs(spec: &mut wharf_runtime::spec::Spec, dir: &std::path::Path) {
+    for d in ["upper", "work", "merged"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    for d in ["upper", "work"] {
+        std::os::unix::fs::chown(dir.join(d), Some(HOST_BASE), Some(HOST_BASE)).unwrap();
+    }
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        dir.join("rootfs").display(),
+        dir.join("upper").display(),
+        dir.join("work").display()
+    );
+    spec.annotations.insert(ANNOTATION_OVERLAY.to_string(), opts);
+    spec.root.as_mut().unwrap().path = "merged".to_string();
+}
+
+#[test]
+fn remapped_root_on_an_idmapped_overlay() {
+    if !is_root() {
+        return;
+    }
+    let script = "id -u; id -g; cat /proc/self/uid_map; ls -ln /bin/busybox; echo data > /written; ls -ln /written";
+    let b = Bundle::new("userns", &["sh", "-c", script], |spec, dir| {
+        remap(spec);
+        overlay_rootfs(spec, dir);
+    });
+    let hs = b.start();
+    assert!(hs["error"].is_null(), "{hs}");
+    let exit = b.wait_exit();
+    assert_eq!(exit["exit_code"], 0, "{exit} {:?}", b.logs());
+    let out = b.stdout();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0..2], ["0", "0"], "{out}");
+    let map: Vec<&str> = lines[2].split_whitespace().collect();
+    assert_eq!(map, ["0", &HOST_BASE.to_string(), "65536"], "{out}");
+    // Host root's layer files belong to the container's root, and so do its new files.
+    let owner = |line: &str| line.split_whitespace().skip(2).take(2).collect::<Vec<_>>().join(" ");
+    assert_eq!(owner(lines[3]), "0 0", "{out}");
+    assert_eq!(owner(lines[4]), "0 0", "{out}");
+    let written = std::fs::metadata(b.dir.join("upper/written")).unwrap();
+    assert_eq!((written.uid(), written.gid()), (HOST_BASE, HOST_BASE));
+    let layer = std::fs::metadata(b.dir.join("rootfs/bin/busybox")).unwrap();
+    assert_eq!(layer.uid(), 0, "the layer itself is not chowned");
+    b.assert_cleaned_up();
+}
+
+#[test]
+fn remapped_container_joins_a_host_network_namespace() {
+    if !is_root() {
+        return;
+    }
+    let b = Bundle::new("userns-net", &["sh", "-c", "id -u; ls /sys/class/net | grep -c lo"], |spec, dir| {
+        remap(spec);
+        overlay_rootfs(spec, dir);
+        let linux = spec.linux.as_mut().unwrap();
+        for n in linux.namespaces.iter_mut().filter(|n| n.kind == "network") {
+            n.path = Some(format!("/proc/{}/ns/net", std::process::id()));
+        }
+    });
+    let hs = b.start();
+    assert!(hs["error"].is_null(), "{hs}");
+    let exit = b.wait_exit();
+    assert_eq!(exit["exit_code"], 0, "{exit} {:?}", b.logs());
+    assert_eq!(b.stdout(), "0\n1\n");
+    b.assert_cleaned_up();
+}
+
+#[test]
+fn joining_a_user_namespace_is_refused() {
+    if !is_root() {
+        return;
+    }
+    let b = Bundle::new("userns-join", &["true"], |spec, _| {
+        remap(spec);
+        let linux = spec.linux.as_mut().unwrap();
+        for n in linux.namespaces.iter_mut().filter(|n| n.kind == "user") {
+            n.path = Some(format!("/proc/{}/ns/user", std::process::id()));
+        }
+    });
+    let hs = b.start();
+    assert_eq!(hs["exit_code"], 125, "{hs}");
+    assert!(hs["error"].as_str().unwrap_or_default().contains("user namespace"), "{hs}");
+    b.assert_cleaned_up();
+}
