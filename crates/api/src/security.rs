@@ -29,6 +29,7 @@ pub struct SecurityBody {
     oom_kill_disable: Option<bool>,
     masked_paths: Option<Vec<String>>,
     readonly_paths: Option<Vec<String>>,
+    userns_mode: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -82,6 +83,7 @@ impl SecurityBody {
             oom_kill_disable: self.oom_kill_disable.unwrap_or(false),
             masked_paths: self.masked_paths,
             readonly_paths: self.readonly_paths,
+            userns_mode: self.userns_mode.unwrap_or_default(),
         }
     }
 }
@@ -122,6 +124,7 @@ pub fn inspect_into(host_config: &mut Value, o: &SecurityOptions) {
         "PidMode": o.pid_mode,
         "UTSMode": o.uts_mode,
         "CgroupnsMode": cgroupns,
+        "UsernsMode": o.userns_mode,
         "OomScoreAdj": o.oom_score_adj,
         "Devices": o.devices.iter().map(|d| json!({
             "PathOnHost": d.path_on_host,

@@ -113,7 +113,7 @@ pub async fn info(ctx: &Ctx) -> Result<Response<Body>> {
             },
             "Swarm": {"LocalNodeState": "inactive", "NodeID": "", "NodeAddr": "", "ControlAvailable": false, "Error": "", "RemoteManagers": null},
             "Plugins": {"Volume": [], "Network": ["host", "none"], "Authorization": null, "Log": ["json-file"]},
-            "SecurityOptions": [],
+            "SecurityOptions": if cfg.userns_remap.is_some() { vec!["name=userns"] } else { Vec::new() },
             "Warnings": [],
             "ExperimentalBuild": false,
             "Labels": [],

@@ -48,6 +48,9 @@ pub struct SecurityFlags {
     /// Cgroup namespace to use (host|private)
     #[arg(long)]
     pub cgroupns: Option<String>,
+    /// User namespace to use
+    #[arg(long)]
+    pub userns: Option<String>,
     /// Tune host's OOM preferences (-1000 to 1000)
     #[arg(long = "oom-score-adj", allow_hyphen_values = true)]
     pub oom_score_adj: Option<i64>,
@@ -75,6 +78,7 @@ impl SecurityFlags {
             pid_mode: self.pid.clone().unwrap_or_default(),
             uts_mode: self.uts.clone().unwrap_or_default(),
             cgroupns_mode: self.cgroupns.clone().unwrap_or_default(),
+            userns_mode: self.userns.clone().unwrap_or_default(),
             oom_score_adj: self.oom_score_adj.unwrap_or(0),
             oom_kill_disable: self.oom_kill_disable.then_some(true),
             device_cgroup_rules: self.device_cgroup_rule.clone(),

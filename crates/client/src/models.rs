@@ -135,6 +135,8 @@ pub struct SecurityConfig {
     pub uts_mode: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub cgroupns_mode: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub userns_mode: String,
     #[serde(skip_serializing_if = "is_zero")]
     pub oom_score_adj: i64,
     #[serde(skip_serializing_if = "Option::is_none")]

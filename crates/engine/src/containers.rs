@@ -417,6 +417,8 @@ impl Engine {
             ));
         }
         self.validate_security(&host_config.security, host_config.network_mode == "host")?;
+        let s = &host_config.security;
+        self.check_userns_conflicts(&s.userns_mode, s.privileged, &host_config.network_mode, &s.pid_mode)?;
         host_config.log_config = crate::logrotate::resolve(&host_config.log_config, &self.inner.config.log_opts)?;
         let ncpu = std::thread::available_parallelism().map(|n| n.get() as i64).unwrap_or(1);
         if host_config.nano_cpus > ncpu * 1_000_000_000 {

@@ -34,6 +34,7 @@ mod spec;
 mod stats;
 mod user;
 mod usernet;
+mod userns;
 mod volumes;
 
 use std::collections::HashMap;
@@ -74,6 +75,7 @@ pub use security::{
 };
 pub use stats::{StatsSample, TopResult};
 pub use usernet::{NetworkCreate, NetworkRecord};
+pub use userns::{resolve_userns_remap, UsernsRemap, DEFAULT_REMAP_USER};
 pub use volumes::{MountKind, MountPoint, MountRequest, VolumeRecord};
 pub use wharf_distribution::AuthConfig;
 
@@ -95,6 +97,8 @@ pub struct EngineConfig {
     pub network: NetworkConfig,
     /// daemon.json `log-opts`: json-file options for containers that set none.
     pub log_opts: std::collections::BTreeMap<String, String>,
+    /// daemon.json `userns-remap`, resolved: containers run in a user namespace with these maps.
+    pub userns_remap: Option<UsernsRemap>,
 }
 
 /// The daemon's services. Cheap to clone (an `Arc` inside).
@@ -138,6 +142,9 @@ impl Engine {
         let db = Db::open(&config.data_root.join("wharf.db"))?;
         let content = ContentStore::open(&config.data_root.join("content"))?;
         let snapshots = Snapshotter::open(&config.data_root.join("snapshots"))?;
+        if let Some(remap) = &config.userns_remap {
+            userns::prepare_data_root(&config.data_root, remap)?;
+        }
         let registry = RegistryClient::new(RegistryConfig {
             mirrors: config.registry_mirrors.clone(),
             insecure: config.insecure_registries.clone(),

@@ -44,6 +44,8 @@ pub struct SecurityOptions {
     pub masked_paths: Option<Vec<String>>,
     /// `HostConfig.ReadonlyPaths`: replaces the default list when given.
     pub readonly_paths: Option<Vec<String>>,
+    /// `""` or `host` (`--userns=host`: no remapping for this container).
+    pub userns_mode: String,
 }
 
 /// The paths masked (or made read-only) in /proc and /sys unless `MaskedPaths` (`ReadonlyPaths`)

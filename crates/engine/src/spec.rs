@@ -188,6 +188,7 @@ impl Engine {
         };
         self.apply_security(rec, &mut spec)?;
         self.apply_init(rec, &mut spec)?;
+        self.apply_userns(rec, &mut spec)?;
         Ok(spec)
     }
 

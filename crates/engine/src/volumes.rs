@@ -214,6 +214,7 @@ impl Engine {
         }
         let data = self.volumes_dir().join(&name).join("_data");
         std::fs::create_dir_all(&data).map_err(|e| EngineError::io(format!("create volume {name}"), e))?;
+        self.chown_new_volume(&data)?;
         let rec = VolumeRecord {
             name: name.clone(),
             driver: "local".to_string(),
@@ -539,7 +540,7 @@ impl Engine {
             copy_tree(&src, target)
                 .map_err(|e| EngineError::io(format!("fill volume {} from the image", v.name), e))?;
         }
-        Ok(())
+        self.shift_volume_owners(target)
     }
 
     /// The OCI mounts of a container's mount points, parents before children.

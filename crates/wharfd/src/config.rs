@@ -53,6 +53,9 @@ pub struct Flags {
     /// Write nftables rules (masquerade, published ports): true or false
     #[arg(long = "iptables")]
     pub iptables: Option<bool>,
+    /// Run containers in user namespaces: default, user, user:group or uid:gid
+    #[arg(long = "userns-remap")]
+    pub userns_remap: Option<String>,
 }
 
 /// daemon.json, as far as wharf understands it.
@@ -74,6 +77,8 @@ struct FileConfig {
     log_driver: Option<String>,
     /// json-file options every container gets unless it sets its own (`max-size`, `max-file`).
     log_opts: Option<BTreeMap<String, String>>,
+    /// `default`, `user`, `user:group` or `uid:gid`: containers' root is that user's range.
+    userns_remap: Option<String>,
 }
 
 #[derive(Debug)]
@@ -90,6 +95,7 @@ pub struct DaemonConfig {
     pub bip: Option<String>,
     pub iptables: bool,
     pub log_opts: BTreeMap<String, String>,
+    pub userns_remap: Option<String>,
 }
 
 impl DaemonConfig {
@@ -154,6 +160,7 @@ impl DaemonConfig {
             bip,
             iptables,
             log_opts,
+            userns_remap: flags.userns_remap.clone().or(file.userns_remap).filter(|s| !s.is_empty()),
         })
     }
 }
@@ -195,6 +202,22 @@ mod tests {
         assert!(e.to_string().contains("max-size"), "{e}");
         std::fs::write(&path, r#"{"log-driver": "syslog"}"#).unwrap();
         assert!(DaemonConfig::load(&flags(&path)).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn userns_remap_from_file_or_flag() {
+        let dir = std::env::temp_dir().join(format!("wharfd-userns-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("daemon.json");
+        std::fs::write(&path, r#"{"userns-remap": "default"}"#).unwrap();
+        let p = path.to_str().unwrap();
+        let cfg = DaemonConfig::load(&Flags::parse_from(["wharfd", "--config-file", p])).unwrap();
+        assert_eq!(cfg.userns_remap.as_deref(), Some("default"));
+        let flags = Flags::parse_from(["wharfd", "--config-file", p, "--userns-remap", "alice:staff"]);
+        assert_eq!(DaemonConfig::load(&flags).unwrap().userns_remap.as_deref(), Some("alice:staff"));
+        std::fs::write(&path, "{}").unwrap();
+        assert_eq!(DaemonConfig::load(&Flags::parse_from(["wharfd", "--config-file", p])).unwrap().userns_remap, None);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

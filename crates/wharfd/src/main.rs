@@ -25,6 +25,10 @@ fn run(flags: Flags) -> anyhow::Result<()> {
     init_logging(&cfg.log_level);
     let socket = socket_path(&cfg.hosts)?;
     let shim_path = find_shim()?;
+    let userns_remap = match &cfg.userns_remap {
+        Some(setting) => Some(wharf_engine::resolve_userns_remap(setting)?),
+        None => None,
+    };
     let engine_config = EngineConfig {
         data_root: cfg.data_root.clone(),
         exec_root: cfg.exec_root.clone(),
@@ -40,6 +44,7 @@ fn run(flags: Flags) -> anyhow::Result<()> {
             iptables: cfg.iptables,
         },
         log_opts: cfg.log_opts.clone(),
+        userns_remap,
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the async runtime")?;
     rt.block_on(async move {

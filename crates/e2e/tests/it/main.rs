@@ -53,4 +53,5 @@ mod resources;
 mod restart_policy;
 mod run;
 mod runc_compare;
+mod userns;
 mod volumes;

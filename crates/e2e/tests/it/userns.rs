@@ -1,0 +1,200 @@
+//! `userns-remap`: containers' root is an unprivileged host range from /etc/subuid and
+//! /etc/subgid; image layers are shared (idmapped, not copied); exec lands in the same user
+//! namespace; `--userns=host` opts out; Docker's refusals of `--privileged`, `--net=host`
+//! and `--pid=host`. Each test adds its own user and ranges and removes them afterwards.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::harness::{find_named, http_unix, registry, unique, wait_for, Cli, Daemon, DaemonOptions};
+
+/// /etc/passwd, /etc/subuid and /etc/subgid are shared by every test of this process.
+static ETC_LOCK: Mutex<()> = Mutex::new(());
+static N: AtomicU32 = AtomicU32::new(0);
+const SUBID_FILES: [&str; 2] = ["/etc/subuid", "/etc/subgid"];
+
+/// A system user with one 65536-id range in /etc/subuid and /etc/subgid, all removed on drop.
+struct RemapUser {
+    name: String,
+    base: u32,
+}
+
+impl RemapUser {
+    fn new() -> RemapUser {
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        let name = format!("wh-userns-{pid}-{n}");
+        let base = 3_000_000 + (pid % 1000) * 400_000 + n * 65536;
+        let _g = ETC_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let out = Command::new("useradd").args(["-r", "-U", "-M", "-s", "/bin/false", &name]).output().unwrap();
+        assert!(out.status.success(), "useradd {name}: {}", String::from_utf8_lossy(&out.stderr));
+        for f in SUBID_FILES {
+            let mut text = std::fs::read_to_string(f).unwrap_or_default();
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str(&format!("{name}:{base}:65536\n"));
+            std::fs::write(f, text).unwrap();
+        }
+        RemapUser { name, base }
+    }
+
+    fn daemon(&self) -> Daemon {
+        Daemon::start_with(DaemonOptions {
+            config_json: Some(format!(r#"{{"userns-remap": "{}"}}"#, self.name)),
+            ..Default::default()
+        })
+    }
+}
+
+impl Drop for RemapUser {
+    fn drop(&mut self) {
+        let _g = ETC_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let prefix = format!("{}:", self.name);
+        for f in SUBID_FILES {
+            let text = std::fs::read_to_string(f).unwrap_or_default();
+            let kept: String = text.lines().filter(|l| !l.starts_with(&prefix)).map(|l| format!("{l}\n")).collect();
+            let _ = std::fs::write(f, kept);
+        }
+        let _ = Command::new("userdel").arg(&self.name).output();
+    }
+}
+
+fn status_field(pid: i64, field: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix(&format!("{field}:"))).unwrap_or_default().trim().to_string()
+}
+
+fn ns_link(pid: i64, ns: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).map(|p| p.display().to_string()).unwrap_or_default()
+}
+
+fn remapped_root(cli: Cli) {
+    let user = RemapUser::new();
+    let d = user.daemon();
+    let image = registry().image("library/busybox:latest");
+    d.cli(cli, &["pull", &image]).ok();
+    let base = user.base.to_string();
+
+    // Inside: uid 0, the mapping, the image's files owned by root.
+    let out =
+        d.cli(cli, &["run", "--rm", &image, "sh", "-c", "id -u; cat /proc/self/uid_map; stat -c %u:%g /bin/busybox"]);
+    let text = out.ok().stdout.clone();
+    let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(lines[0], ["0"], "{out}");
+    assert_eq!(lines[1], ["0", base.as_str(), "65536"], "{out}");
+    assert_eq!(lines[2], ["0:0"], "{out}");
+
+    // From the host: the process runs as the remapped uid, its new files belong to it.
+    let script = "echo x > /newfile; stat -c %i /bin/busybox; sleep 300";
+    let id1 =
+        d.cli(cli, &["run", "-d", "--name", "c1", "-m", "64m", &image, "sh", "-c", script]).ok().trimmed().to_string();
+    let id2 = d.cli(cli, &["run", "-d", "--name", "c2", &image, "sh", "-c", script]).ok().trimmed().to_string();
+    let pid1 = d.inspect(cli, "c1")["State"]["Pid"].as_i64().unwrap_or(0);
+    let pid2 = d.inspect(cli, "c2")["State"]["Pid"].as_i64().unwrap_or(0);
+    assert!(pid1 > 0 && pid2 > 0);
+    let uid_line = status_field(pid1, "Uid");
+    assert_eq!(uid_line.split_whitespace().next(), Some(base.as_str()), "Uid: {uid_line}");
+    assert_eq!(status_field(pid1, "Gid").split_whitespace().next(), Some(base.as_str()));
+    let upper = d.data_root.join("snapshots/containers").join(&id1).join("upper/newfile");
+    assert!(wait_for(Duration::from_secs(10), || upper.exists()), "{} missing", upper.display());
+    let meta = std::fs::metadata(&upper).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (user.base, user.base));
+    assert_ne!(ns_link(pid1, "user"), ns_link(std::process::id() as i64, "user"));
+
+    // No copy per container: both see the very inode of the one unpacked layer, still host root's.
+    let layer_files: Vec<PathBuf> = find_named(&d.data_root.join("snapshots/layers"), "busybox")
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with("/bin/busybox"))
+        .collect();
+    assert_eq!(layer_files.len(), 1, "{layer_files:?}");
+    let layer = std::fs::metadata(&layer_files[0]).unwrap();
+    assert_eq!(layer.uid(), 0, "the layer is not chowned");
+    for id in [&id1, &id2] {
+        let logs = || d.cli(cli, &["logs", id]).stdout.trim().to_string();
+        assert!(wait_for(Duration::from_secs(10), || !logs().is_empty()));
+        assert_eq!(logs(), layer.ino().to_string(), "container {id} sees a copy of the layer");
+    }
+
+    // exec joins the container's user namespace.
+    let out = d.cli(cli, &["exec", "c1", "sh", "-c", "id -u; readlink /proc/self/ns/user; echo e > /exec-file"]);
+    let text = out.ok().stdout.clone();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines, ["0", ns_link(pid1, "user").as_str()], "{out}");
+    let exec_file = d.data_root.join("snapshots/containers").join(&id1).join("upper/exec-file");
+    assert_eq!(std::fs::metadata(&exec_file).map(|m| m.uid()).ok(), Some(user.base));
+
+    // Limits and stats still work: the cgroup is the host's, as before.
+    d.cli(cli, &["stats", "--no-stream", "c1"]).ok();
+    let limits: Vec<String> = crate::harness::cgroup_dirs(&d.cgroup_parent)
+        .into_iter()
+        .flat_map(|p| [p.join(&id1).join("memory.limit_in_bytes"), p.join(&id1).join("memory.max")])
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .collect();
+    assert_eq!(limits, ["67108864"], "the memory limit of a remapped container");
+
+    // A named volume is writable by the container's root and owned by the remapped root.
+    let vol = unique("uvol");
+    d.cli(cli, &["volume", "create", &vol]).ok();
+    let out = d.cli(
+        cli,
+        &["run", "--rm", "-v", &format!("{vol}:/data"), &image, "sh", "-c", "echo hi > /data/f; cat /data/f"],
+    );
+    assert_eq!(out.ok().trimmed(), "hi");
+    let f = d.data_root.join("volumes").join(&vol).join("_data/f");
+    assert_eq!(std::fs::metadata(&f).map(|m| m.uid()).ok(), Some(user.base));
+
+    // --userns=host: the host's mapping, recorded in inspect.
+    let out = d.cli(cli, &["run", "--name", "hostns", "--userns=host", &image, "cat", "/proc/self/uid_map"]);
+    let words: Vec<String> = out.ok().stdout.split_whitespace().map(str::to_string).collect();
+    assert_eq!(words, ["0", "0", "4294967295"], "{out}");
+    assert_eq!(d.inspect(cli, "hostns")["HostConfig"]["UsernsMode"], "host");
+    assert_eq!(d.inspect(cli, "c1")["HostConfig"]["UsernsMode"], "");
+
+    // Docker's refusals, and the way out.
+    d.cli(cli, &["run", "--rm", "--privileged", &image, "true"])
+        .fails()
+        .mentions(&["privileged mode is incompatible with user namespaces"]);
+    d.cli(cli, &["run", "--rm", "--net=host", &image, "true"])
+        .fails()
+        .mentions(&["cannot share the host's network namespace when user namespaces are enabled"]);
+    d.cli(cli, &["run", "--rm", "--pid=host", &image, "true"])
+        .fails()
+        .mentions(&["cannot share the host PID namespace when user namespaces are enabled"]);
+    d.cli(cli, &["run", "--rm", "--privileged", "--userns=host", &image, "true"]).ok();
+    d.cli(cli, &["run", "--rm", "--userns=private", &image, "true"]).fails().mentions(&["invalid USER mode"]);
+
+    let info = http_unix(&d.sock, "GET", "/info").unwrap_or_default();
+    assert!(info.contains(r#""SecurityOptions":["name=userns"]"#), "{info}");
+}
+both!(remapped_root);
+
+#[test]
+fn unknown_remap_user_is_refused_at_start() {
+    let name = format!("wh-nosuch-{}", std::process::id());
+    let err = Daemon::try_start(DaemonOptions {
+        config_json: Some(format!(r#"{{"userns-remap": "{name}"}}"#)),
+        ..Default::default()
+    })
+    .err()
+    .map(|e| e.log)
+    .unwrap_or_default();
+    assert!(err.contains(&format!("user \"{name}\" has no entry")), "{err}");
+}
+
+#[test]
+fn remapped_rootfs_layers_are_not_visible_on_the_host() {
+    let user = RemapUser::new();
+    let d = user.daemon();
+    let image = d.pull("library/busybox:latest");
+    let id = d.wharf(&["run", "-d", &image, "sleep", "300"]).ok().trimmed().to_string();
+    assert!(d.wharf(&["inspect", &id]).ok().json()[0]["State"]["Running"] == true);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    assert!(!mounts.contains(&d.data_root.display().to_string()), "a mount under the data root on the host");
+}
