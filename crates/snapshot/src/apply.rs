@@ -402,8 +402,12 @@ impl Extractor<'_> {
 
     fn whiteout(&mut self, parent: RawFd, name: &[u8], display: &str) -> Result<(), SnapshotError> {
         if name == OPAQUE_MARKER {
-            return sys::fsetxattr(parent, c"trusted.overlay.opaque", b"y")
-                .map_err(|e| self.io(display, "mark directory opaque", e));
+            // The user.* twin is what an overlay mounted in a user namespace reads (`userxattr`,
+            // userns-remap): trusted.* is out of its reach.
+            for xattr in [c"trusted.overlay.opaque", c"user.overlay.opaque"] {
+                sys::fsetxattr(parent, xattr, b"y").map_err(|e| self.io(display, "mark directory opaque", e))?;
+            }
+            return Ok(());
         }
         if name.starts_with(WHITEOUT_META_PREFIX) {
             return Ok(());

@@ -5,7 +5,7 @@ use std::ffi::CString;
 
 use crate::harness::{find_named, registry, Cli, Daemon};
 
-const SCRIPT: &str = r#"
+pub(crate) const SCRIPT: &str = r#"
 for f in /data/a.txt /data/dir/x /data/gone; do test -e $f && echo "present $f"; done
 echo "b=$(cat /data/b.txt)"
 echo "dir=$(ls /data/dir | tr '\n' ' ')"
@@ -21,7 +21,7 @@ echo "keep=$(cat /data/keep/k)"
 echo "tmp=$(stat -c %a /tmp)"
 "#;
 
-const EXPECTED: &str = "b=b2
+pub(crate) const EXPECTED: &str = "b=b2
 dir=y 
 opq=three 
 hardlink=same

@@ -198,3 +198,16 @@ fn remapped_rootfs_layers_are_not_visible_on_the_host() {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     assert!(!mounts.contains(&d.data_root.display().to_string()), "a mount under the data root on the host");
 }
+
+/// Whiteouts, opaque dirs, hard links, setuid bits and owners of a multi-layer image come out
+/// in a remapped container as in any other.
+fn remapped_layers_apply_in_order(cli: Cli) {
+    let user = RemapUser::new();
+    let d = user.daemon();
+    let image = registry().image("test/layers:latest");
+    d.cli(cli, &["pull", &image]).ok();
+    let out = d.cli(cli, &["run", "--rm", &image, "sh", "-c", crate::layers::SCRIPT]);
+    out.ok();
+    assert_eq!(out.stdout, crate::layers::EXPECTED, "{out}");
+}
+both!(remapped_layers_apply_in_order);
