@@ -154,6 +154,9 @@ fn child_run(
         if unsafe { libc::setns(*fd, *flag) } != 0 {
             return Err(ChildFailure::last(format!("join namespace {flag:#x}")));
         }
+        if *flag == libc::CLONE_NEWUSER {
+            crate::userns::become_root()?;
+        }
     }
     // SAFETY: setsid has no memory effects; the fork made us no group leader.
     if unsafe { libc::setsid() } < 0 {

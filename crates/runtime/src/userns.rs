@@ -199,15 +199,7 @@ pub(crate) fn child_enter(overlay: Option<&str>, sync: RawFd, sock: RawFd) -> Re
         // SAFETY: the parent failed or is gone; it reports its own error.
         unsafe { libc::_exit(1) };
     }
-    // SAFETY: plain syscalls; the maps are written, so 0 is a valid id here.
-    unsafe {
-        if libc::setresgid(0, 0, 0) != 0 {
-            return Err(ChildFailure::last("become gid 0 in the user namespace"));
-        }
-        if libc::setresuid(0, 0, 0) != 0 {
-            return Err(ChildFailure::last("become uid 0 in the user namespace"));
-        }
-    }
+    become_root()?;
     let want = overlay.map(|o| lowerdirs(o).len()).unwrap_or(0);
     let mut layers = Vec::with_capacity(want);
     while layers.len() < want {
@@ -218,6 +210,21 @@ pub(crate) fn child_enter(overlay: Option<&str>, sync: RawFd, sock: RawFd) -> Re
         }
     }
     Ok(layers)
+}
+
+/// Takes the ids of the user namespace's root: until then the process keeps the host's root
+/// ids, which the namespace does not map, and files it creates (a pty) would belong to nobody.
+pub(crate) fn become_root() -> Result<(), ChildFailure> {
+    // SAFETY: plain syscalls; the namespace's maps are written, so 0 is a valid id in it.
+    unsafe {
+        if libc::setresgid(0, 0, 0) != 0 {
+            return Err(ChildFailure::last("become gid 0 in the user namespace"));
+        }
+        if libc::setresuid(0, 0, 0) != 0 {
+            return Err(ChildFailure::last("become uid 0 in the user namespace"));
+        }
+    }
+    Ok(())
 }
 
 /// In the child: mounts the rootfs overlay from idmapped layers. Overlayfs only takes lower

@@ -211,3 +211,34 @@ fn remapped_layers_apply_in_order(cli: Cli) {
     assert_eq!(out.stdout, crate::layers::EXPECTED, "{out}");
 }
 both!(remapped_layers_apply_in_order);
+
+#[test]
+fn remapped_volume_from_image_groups_and_tty() {
+    let user = RemapUser::new();
+    let d = user.daemon();
+    let image = d.pull("library/busybox:latest");
+    // A fresh volume over /etc is filled from the image with the container's ids.
+    let vol = unique("etcvol");
+    let out = d.wharf(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{vol}:/etc"),
+        &image,
+        "sh",
+        "-c",
+        "stat -c %u:%g /etc/passwd; touch /etc/x",
+    ]);
+    assert_eq!(out.ok().trimmed(), "0:0");
+    let passwd = d.data_root.join("volumes").join(&vol).join("_data/passwd");
+    assert_eq!(std::fs::metadata(&passwd).map(|m| m.uid()).ok(), Some(user.base));
+    // setgroups is allowed in the container's namespace.
+    let out = d.wharf(&["run", "--rm", "--group-add", "10", "--user", "1000:1000", &image, "id", "-G"]);
+    assert_eq!(out.ok().trimmed(), "1000 10");
+    // A terminal opened in the container's devpts, for run and exec.
+    let out = d.wharf(&["run", "-t", "--name", "tty", &image, "sh", "-c", "test -t 0 && stat -c %u /proc/self/fd/0"]);
+    assert_eq!(out.ok().trimmed(), "0");
+    d.wharf(&["run", "-d", "--name", "long", &image, "sleep", "300"]).ok();
+    let out = d.wharf(&["exec", "-t", "long", "sh", "-c", "test -t 1 && id -u"]);
+    assert_eq!(out.ok().trimmed(), "0");
+}
