@@ -540,7 +540,7 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
             "StopSignal": c.config.stop_signal,
             "StopTimeout": c.config.stop_timeout,
         },
-        "NetworkSettings": crate::networks::settings_json(&c, ctx.engine.container_endpoint(&c.id).as_ref()),
+        "NetworkSettings": crate::networks::settings_json(ctx, &c),
     });
     if let Some(h) = &c.config.healthcheck {
         v["Config"]["Healthcheck"] = json!({

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use hyper::{Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use wharf_engine::{ContainerRecord, Endpoint, NetOptions, NetworkCreate, NetworkRecord, PortBinding};
+use wharf_engine::{ContainerRecord, Endpoint, NetAttach, NetOptions, NetworkCreate, NetworkRecord, PortBinding};
 
 use crate::body::Body;
 use crate::error::ApiError;
@@ -49,7 +49,9 @@ pub struct NetworkingConfigBody {
 }
 
 /// The engine's network options of a create: the endpoint settings of the network the
-/// container is created on (`NetworkMode`, else the only one given).
+/// container is created on (`NetworkMode`, else the first one given); further
+/// `EndpointsConfig` entries (API 1.44: `run --network a --network b`) are networks it is
+/// connected to as well.
 pub fn net_options(
     hc: NetHostBody,
     mac: Option<String>,
@@ -57,12 +59,28 @@ pub fn net_options(
     mode: Option<&str>,
 ) -> NetOptions {
     let mut eps = nc.and_then(|n| n.endpoints_config).unwrap_or_default();
-    let ep = match mode.filter(|m| !m.is_empty()) {
+    let ep = match mode.filter(|m| !m.is_empty() && *m != "default") {
         Some(m) => eps.remove(m).flatten(),
-        None => eps.into_values().next().flatten(),
+        None => eps.pop_first().and_then(|(_, e)| e),
     }
     .unwrap_or_default();
+    if mode == Some("default") {
+        eps.remove("bridge");
+    }
+    let networks = eps
+        .into_iter()
+        .map(|(network, e)| {
+            let e = e.unwrap_or_default();
+            NetAttach {
+                network,
+                aliases: e.aliases.unwrap_or_default(),
+                ipv4_address: e.ipam_config.and_then(|i| i.ipv4_address).filter(|a| !a.is_empty()),
+            }
+        })
+        .collect();
     NetOptions {
+        networks,
+        detached: false,
         aliases: ep.aliases.unwrap_or_default(),
         ipv4_address: ep.ipam_config.and_then(|i| i.ipv4_address).filter(|a| !a.is_empty()),
         mac_address: ep.mac_address.or(mac).filter(|m| !m.is_empty()),
@@ -90,7 +108,7 @@ fn network_json(ctx: &Ctx, n: &NetworkRecord, with_containers: bool) -> Value {
                 id.clone(),
                 json!({
                     "Name": name,
-                    "EndpointID": id,
+                    "EndpointID": ep.endpoint_id(),
                     "MacAddress": ep.mac,
                     "IPv4Address": ep.ip.map(|ip| format!("{ip}/{}", ep.prefix)).unwrap_or_default(),
                     "IPv6Address": "",
@@ -344,47 +362,26 @@ fn ports_map(c: &ContainerRecord, ep: Option<&Endpoint>) -> Value {
     json!(m)
 }
 
-/// `NetworkSettings` of inspect.
-pub fn settings_json(c: &ContainerRecord, ep: Option<&Endpoint>) -> Value {
-    let ip = ep.and_then(|e| e.ip).map(|i| i.to_string()).unwrap_or_default();
-    let gw = ep.and_then(|e| e.gateway).map(|i| i.to_string()).unwrap_or_default();
-    let prefix = ep.filter(|e| e.ip.is_some()).map(|e| e.prefix).unwrap_or(0);
-    let mac = ep.map(|e| e.mac.clone()).unwrap_or_default();
-    let mode = c.host_config.network_mode.as_str();
-    let net_name = if mode == "default" { "bridge" } else { mode };
+/// `NetworkSettings` of inspect: every network the container is on, with its address
+/// while it runs; the top-level address fields are its first network's.
+pub fn settings_json(ctx: &Ctx, c: &ContainerRecord) -> Value {
+    let ep = ctx.engine.container_endpoint(&c.id);
+    let ep = ep.as_ref();
+    let first = ep.filter(|e| e.ip.is_some());
+    let ip = first.and_then(|e| e.ip).map(|i| i.to_string()).unwrap_or_default();
+    let gw = first.and_then(|e| e.gateway).map(|i| i.to_string()).unwrap_or_default();
+    let prefix = first.map(|e| e.prefix).unwrap_or(0);
+    let mac = first.map(|e| e.mac.clone()).unwrap_or_default();
     let mut networks = serde_json::Map::new();
-    if !mode.starts_with("container:") {
-        let user = !["bridge", "none", "host"].contains(&net_name);
-        let aliases: Value = if user {
-            let mut a = c.host_config.net.aliases.clone();
-            a.push(c.id[..12].to_string());
-            json!(a)
-        } else {
-            Value::Null
-        };
-        let ipam: Value = match &c.host_config.net.ipv4_address {
-            Some(ip) => json!({"IPv4Address": ip}),
-            None => Value::Null,
-        };
-        let network_id =
-            ep.map(|e| e.network_id.clone()).filter(|i| !i.is_empty()).unwrap_or_else(|| net_name.to_string());
-        networks.insert(
-            net_name.to_string(),
-            json!({
-                "IPAMConfig": ipam,
-                "Links": null,
-                "Aliases": aliases,
-                "NetworkID": network_id,
-                "EndpointID": if ep.is_some() { c.id.clone() } else { String::new() },
-                "Gateway": gw,
-                "IPAddress": ip,
-                "IPPrefixLen": prefix,
-                "IPv6Gateway": "",
-                "GlobalIPv6Address": "",
-                "GlobalIPv6PrefixLen": 0,
-                "MacAddress": mac,
-            }),
-        );
+    if c.host_config.network_mode == "host" {
+        if let Ok(n) = ctx.engine.find_network("host") {
+            networks.insert(n.name.clone(), endpoint_json(c, &n, &[], None, None));
+        }
+    }
+    for v in ctx.engine.container_network_views(c) {
+        let name = v.network.name.clone();
+        let ipv4 = v.ipv4_address.as_deref();
+        networks.insert(name, endpoint_json(c, &v.network, &v.aliases, ipv4, v.endpoint.as_ref()));
     }
     json!({
         "Bridge": "",
@@ -396,6 +393,42 @@ pub fn settings_json(c: &ContainerRecord, ep: Option<&Endpoint>) -> Value {
         "Gateway": gw,
         "MacAddress": mac,
         "Networks": networks,
+    })
+}
+
+/// One entry of `NetworkSettings.Networks`.
+fn endpoint_json(
+    c: &ContainerRecord,
+    n: &NetworkRecord,
+    aliases: &[String],
+    ipv4: Option<&str>,
+    ep: Option<&Endpoint>,
+) -> Value {
+    let aliases: Value = if n.predefined {
+        Value::Null
+    } else {
+        let mut a = aliases.to_vec();
+        a.push(c.id[..12].to_string());
+        json!(a)
+    };
+    let ipam: Value = match ipv4 {
+        Some(ip) => json!({"IPv4Address": ip}),
+        None => Value::Null,
+    };
+    let on = ep.filter(|e| e.ip.is_some());
+    json!({
+        "IPAMConfig": ipam,
+        "Links": null,
+        "Aliases": aliases,
+        "NetworkID": n.id,
+        "EndpointID": ep.map(|e| e.endpoint_id()).unwrap_or_default(),
+        "Gateway": on.and_then(|e| e.gateway).map(|g| g.to_string()).unwrap_or_default(),
+        "IPAddress": on.and_then(|e| e.ip).map(|g| g.to_string()).unwrap_or_default(),
+        "IPPrefixLen": on.map(|e| e.prefix).unwrap_or(0),
+        "IPv6Gateway": "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "MacAddress": on.map(|e| e.mac.clone()).unwrap_or_default(),
     })
 }
 

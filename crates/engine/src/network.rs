@@ -3,8 +3,16 @@
 //! published ports (a bound socket reserves each host port, an nftables DNAT rule carries the
 //! traffic) and the reconciliation of all of it at daemon start.
 //!
-//! A container's endpoint is recorded in the `endpoints` table when it starts and removed when
-//! it stops, so a crashed daemon knows at the next start what to keep and what to remove.
+//! A container has one endpoint per network it is on, recorded in the `endpoints` table under
+//! `<container id>/<network id>` (`bridge`, `none` for the predefined ones) when it starts or
+//! is connected, and removed when it stops or is disconnected, so a crashed daemon knows at
+//! the next start what to keep and what to remove. Records of the previous version, keyed by
+//! the container id alone, are migrated at that start.
+//!
+//! Inside the container the interfaces are `eth0`, `eth1`, ... in connect order. The default
+//! route is the first network's that has a gateway (not `--internal`); when that network is
+//! disconnected it moves to the next one that has. (Docker orders by priority then name; wharf
+//! keeps connect order, which is what a user sees in `NetworkSettings.Networks` anyway.)
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
@@ -76,11 +84,44 @@ pub struct NetOptions {
     /// `host:ip`
     #[serde(default)]
     pub extra_hosts: Vec<String>,
+    /// The networks connected after the one `network_mode` names, in connect order (`network
+    /// connect`, further `EndpointsConfig` entries of a create).
+    #[serde(default)]
+    pub networks: Vec<NetAttach>,
+    /// Disconnected from the network `network_mode` names and from every other: the container
+    /// has loopback only until it is connected again.
+    #[serde(default)]
+    pub detached: bool,
 }
 
-/// A running container's place on the network, as recorded in the `endpoints` table.
+/// A further network of a container, as connected.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetAttach {
+    /// The network's id (its name where given so at create).
+    pub network: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub ipv4_address: Option<String>,
+}
+
+fn default_ifname() -> String {
+    "eth0".to_string()
+}
+
+/// A running container's place on one network, as recorded in the `endpoints` table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
+    /// The container's id (records of the previous version: filled in from their key).
+    #[serde(default)]
+    pub container: String,
+    /// The interface inside the container (`eth0`, `eth1`, ...); empty for a namespace with
+    /// loopback only.
+    #[serde(default = "default_ifname")]
+    pub ifname: String,
+    /// Whether the container's default route goes through this endpoint's gateway.
+    #[serde(default)]
+    pub routed: bool,
     /// `bridge`, `none`, a user network's name, or `container:<id>` (then no namespace of its
     /// own).
     pub network: String,
@@ -102,7 +143,39 @@ pub struct Endpoint {
     pub gateway: Option<Ipv4Addr>,
     pub mac: String,
     pub veth: Option<String>,
+    /// Published ports: on the container's first endpoint.
     pub ports: Vec<PublishedPort>,
+}
+
+impl Endpoint {
+    /// The key of the endpoint in the `endpoints` table and the daemon's state.
+    pub fn key(&self) -> String {
+        endpoint_key(&self.container, if self.network_id.is_empty() { &self.network } else { &self.network_id })
+    }
+
+    /// Docker's `EndpointID`: stable for the container on the network.
+    pub fn endpoint_id(&self) -> String {
+        wharf_types::Digest::of(format!("wharf endpoint {}", self.key()).as_bytes()).hex().to_string()
+    }
+
+    /// The interface's position (`eth1` → 1); loopback-only endpoints sort last.
+    fn if_index(&self) -> u32 {
+        self.ifname.strip_prefix("eth").and_then(|n| n.parse().ok()).unwrap_or(u32::MAX)
+    }
+}
+
+fn endpoint_key(container: &str, network: &str) -> String {
+    format!("{container}/{network}")
+}
+
+/// A network a container is on (or will be at its start), as inspect shows it.
+#[derive(Debug, Clone)]
+pub struct NetworkView {
+    pub network: NetworkRecord,
+    pub aliases: Vec<String>,
+    pub ipv4_address: Option<String>,
+    /// While the container runs.
+    pub endpoint: Option<Endpoint>,
 }
 
 /// A host port held by the daemon while a container publishes it.
@@ -222,9 +295,23 @@ impl Engine {
         Ok(Some(self.netns_path(&rec.id).display().to_string()))
     }
 
-    /// The endpoint of a running container.
+    /// The first endpoint of a running container (its `eth0`, which carries its published
+    /// ports).
     pub fn container_endpoint(&self, id: &str) -> Option<Endpoint> {
-        lock(&self.net().state).endpoints.get(id).cloned()
+        self.container_endpoints(id).into_iter().next()
+    }
+
+    /// Every endpoint of a running container, in interface order.
+    pub fn container_endpoints(&self, id: &str) -> Vec<Endpoint> {
+        let prefix = format!("{id}/");
+        let mut eps: Vec<Endpoint> = lock(&self.net().state)
+            .endpoints
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, e)| e.clone())
+            .collect();
+        eps.sort_by_key(|e| e.if_index());
+        eps
     }
 
     /// The default bridge's gateway, creating the bridge on first use.
@@ -240,8 +327,8 @@ impl Engine {
     }
 
     /// Before a container's shim starts: creates its namespace (loopback up and, on the
-    /// bridge, its veth and address), reserves its published ports and writes the rules.
-    /// On failure nothing of it is left.
+    /// bridge or user networks, a veth per network with its address), reserves its published
+    /// ports and writes the rules. On failure nothing of it is left.
     pub(crate) fn network_attach(&self, rec: &ContainerRecord) -> Result<(), EngineError> {
         let mode = rec.host_config.network_mode.as_str();
         if mode == "host" {
@@ -257,10 +344,15 @@ impl Engine {
         let path = self.netns_path(&rec.id);
         // A namespace left by a crash between start and exit record.
         let _ = sandbox::remove(&path, None);
-        if mode == "none" {
+        let wanted = if mode == "none" { Vec::new() } else { self.container_networks(rec)? };
+        if wanted.is_empty() {
             sandbox::create(&path, None).map_err(net_err)?;
             let ep = Endpoint {
-                network: "none".to_string(),
+                container: rec.id.clone(),
+                // A container disconnected from every network is on none of them, not on `none`.
+                ifname: String::new(),
+                routed: false,
+                network: if mode == "none" { "none".to_string() } else { String::new() },
                 network_id: String::new(),
                 dns_names: Vec::new(),
                 aliases: Vec::new(),
@@ -273,27 +365,109 @@ impl Engine {
                 veth: None,
                 ports: Vec::new(),
             };
-            return self.record_endpoint(&rec.id, ep, Vec::new());
+            return self.record_endpoint(ep, Some(Vec::new()));
         }
+        let (reservations, ports) = self.reserve_ports(rec)?;
+        let mut reservations = Some(reservations);
+        let mut ports = Some(ports);
+        for (i, w) in wanted.into_iter().enumerate() {
+            let r = self.attach_one(rec, &w, i as u32, i == 0, ports.take().unwrap_or_default(), reservations.take());
+            if let Err(e) = r {
+                if i > 0 {
+                    if let Err(e) = self.network_release(&rec.id) {
+                        log::warn!("{e}");
+                    }
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// The networks a container is on, in connect order: the one its mode names (unless it
+    /// was disconnected from it), then those connected later.
+    pub(crate) fn container_networks(&self, rec: &ContainerRecord) -> Result<Vec<NetworkView>, EngineError> {
+        let hc = &rec.host_config;
+        let mode = hc.network_mode.as_str();
+        if mode == "host" || mode == "none" || mode.starts_with("container:") {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        if !hc.net.detached {
+            out.push(NetworkView {
+                network: self.find_network(mode)?,
+                aliases: hc.net.aliases.clone(),
+                ipv4_address: hc.net.ipv4_address.clone(),
+                endpoint: None,
+            });
+        }
+        for a in &hc.net.networks {
+            let n = self.find_network(&a.network)?;
+            if out.iter().any(|o| o.network.id == n.id) {
+                continue;
+            }
+            out.push(NetworkView {
+                network: n,
+                aliases: a.aliases.clone(),
+                ipv4_address: a.ipv4_address.clone(),
+                endpoint: None,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The networks of a container for inspect, each with its endpoint while it runs.
+    pub fn container_network_views(&self, rec: &ContainerRecord) -> Vec<NetworkView> {
+        let eps = self.container_endpoints(&rec.id);
+        let mut views = self.container_networks(rec).unwrap_or_default();
+        if rec.host_config.network_mode == "none" {
+            if let Ok(n) = self.find_network("none") {
+                views.push(NetworkView { network: n, aliases: Vec::new(), ipv4_address: None, endpoint: None });
+            }
+        }
+        for v in &mut views {
+            v.endpoint = eps
+                .iter()
+                .find(|e| e.network_id == v.network.id || (v.network.predefined && e.network == v.network.name))
+                .cloned();
+        }
+        views
+    }
+
+    /// Puts the container on one more network: the first one creates its namespace, later ones
+    /// add an interface to it (`eth<index>`). The address is held in the state from the moment
+    /// it is chosen, so two starts cannot take the same one.
+    fn attach_one(
+        &self,
+        rec: &ContainerRecord,
+        want: &NetworkView,
+        index: u32,
+        fresh: bool,
+        ports: Vec<PublishedPort>,
+        reservations: Option<Vec<Reservation>>,
+    ) -> Result<(), EngineError> {
+        let path = self.netns_path(&rec.id);
+        let n = &want.network;
         // The bridge, its gateway, where addresses come from, and whether it has a route out.
-        let (net_name, net_id, bridge, gateway, pool, internal) = if mode == "default" || mode == "bridge" {
+        let (net_name, net_id, bridge, gateway, pool, internal) = if n.predefined {
+            if n.name != "bridge" {
+                return Err(EngineError::Invalid(format!("container cannot be connected to the {} network", n.name)));
+            }
             let b = self.ensure_default_bridge()?;
             ("bridge".to_string(), String::new(), b.name, b.gateway, b.gateway.network(), false)
         } else {
-            let n = self.find_network(mode)?;
             let gw = n.gateway_net().ok_or_else(|| EngineError::Internal(format!("network {}: bad subnet", n.name)))?;
-            if !wharf_network::netns::is_mounted(&path)
-                && !std::path::Path::new(&format!("/sys/class/net/{}", n.bridge)).exists()
-            {
+            if !std::path::Path::new(&format!("/sys/class/net/{}", n.bridge)).exists() {
                 // The bridge went away under the daemon (removed by hand): bring it back.
-                self.bring_up_network(&n)?;
+                self.bring_up_network(n)?;
             }
             let pool = n.pool().unwrap_or(gw.network());
             (n.name.clone(), n.id.clone(), n.bridge.clone(), gw, pool, n.internal)
         };
-        let opts = &rec.host_config.net;
-        let (reservations, ports) = self.reserve_ports(rec)?;
-        let ip = {
+        let ifname = format!("eth{index}");
+        let veth = if index == 0 { format!("veth{}", &rec.id[..7]) } else { format!("veth{}_{index}", &rec.id[..7]) };
+        let key = endpoint_key(&rec.id, if net_id.is_empty() { &net_name } else { &net_id });
+        let (ip, routed) = {
             let mut st = lock(&self.net().state);
             let mut taken: BTreeSet<Ipv4Addr> = st
                 .endpoints
@@ -302,7 +476,7 @@ impl Engine {
                 .filter_map(|e| e.ip)
                 .collect();
             taken.insert(gateway.addr);
-            let ip = match opts.ipv4_address.as_deref().filter(|a| !a.is_empty()) {
+            let ip = match want.ipv4_address.as_deref().filter(|a| !a.is_empty()) {
                 Some(a) => {
                     let ip: Ipv4Addr =
                         a.parse().map_err(|_| EngineError::Invalid(format!("invalid IPv4 address: {a}")))?;
@@ -329,10 +503,16 @@ impl Engine {
                         .ok_or_else(|| EngineError::Conflict(format!("no free address left on network {net_name}")))?
                 }
             };
-            // Hold the address while the namespace is made.
+            let prefix = format!("{}/", rec.id);
+            let has_route = st.endpoints.iter().any(|(k, e)| k.starts_with(&prefix) && e.routed);
+            let routed = !internal && !has_route;
+            // Hold the address while the interface is made.
             st.endpoints.insert(
-                rec.id.clone(),
+                key.clone(),
                 Endpoint {
+                    container: rec.id.clone(),
+                    ifname: ifname.clone(),
+                    routed,
                     network: net_name.clone(),
                     network_id: net_id.clone(),
                     dns_names: Vec::new(),
@@ -347,42 +527,50 @@ impl Engine {
                     ports: Vec::new(),
                 },
             );
-            ip
+            (ip, routed)
         };
-        let mac = match opts.mac_address.as_deref().filter(|m| !m.is_empty()) {
+        let unhold = || {
+            lock(&self.net().state).endpoints.remove(&key);
+        };
+        let opts = &rec.host_config.net;
+        // `--mac-address` is the first network's; the others derive theirs from the address.
+        let mac = match opts.mac_address.as_deref().filter(|m| !m.is_empty() && index == 0) {
             Some(m) => match parse_mac(m) {
                 Some(m) => m,
                 None => {
-                    lock(&self.net().state).endpoints.remove(&rec.id);
+                    unhold();
                     return Err(EngineError::Invalid(format!("invalid MAC address: {m}")));
                 }
             },
             None => sandbox::mac_for(ip),
         };
-        let veth = format!("veth{}", &rec.id[..7]);
         let attach = Attachment {
             bridge: bridge.clone(),
             veth: veth.clone(),
             ip,
             prefix: gateway.prefix,
-            gateway: if internal { None } else { Some(gateway.addr) },
+            gateway: if routed { Some(gateway.addr) } else { None },
             mac,
         };
-        if let Err(e) = sandbox::create(&path, Some(attach)) {
-            lock(&self.net().state).endpoints.remove(&rec.id);
+        let made = if fresh { sandbox::create(&path, Some(attach)) } else { sandbox::attach(&path, attach, &ifname) };
+        if let Err(e) = made {
+            unhold();
             return Err(net_err(e));
         }
         let mut dns_names = Vec::new();
         if !net_id.is_empty() {
             dns_names.push(rec.name.to_ascii_lowercase());
             dns_names.push(rec.id[..12].to_string());
-            dns_names.extend(opts.aliases.iter().map(|a| a.to_ascii_lowercase()));
+            dns_names.extend(want.aliases.iter().map(|a| a.to_ascii_lowercase()));
         }
         let ep = Endpoint {
+            container: rec.id.clone(),
+            ifname,
+            routed,
             network: net_name,
             network_id: net_id,
             dns_names,
-            aliases: opts.aliases.clone(),
+            aliases: want.aliases.clone(),
             dns_servers: opts.dns.iter().filter_map(|d| d.parse().ok()).collect(),
             netns: path.clone(),
             ip: Some(ip),
@@ -392,30 +580,40 @@ impl Engine {
             veth: Some(veth.clone()),
             ports,
         };
-        if let Err(e) = self.record_endpoint(&rec.id, ep, reservations) {
-            let _ = sandbox::remove(&path, Some(&veth));
+        if let Err(e) = self.record_endpoint(ep, reservations) {
+            if fresh {
+                let _ = sandbox::remove(&path, Some(&veth));
+            } else {
+                let _ = sandbox::detach(&veth);
+            }
             return Err(e);
         }
         Ok(())
     }
 
-    fn record_endpoint(&self, id: &str, ep: Endpoint, res: Vec<Reservation>) -> Result<(), EngineError> {
+    fn record_endpoint(&self, ep: Endpoint, res: Option<Vec<Reservation>>) -> Result<(), EngineError> {
         let has_ports = !ep.ports.is_empty();
-        self.inner.db.write(|tx| tx.put(Table::Endpoints, id, &ep))?;
+        let key = ep.key();
+        let id = ep.container.clone();
+        if let Err(e) = self.inner.db.write(|tx| tx.put(Table::Endpoints, &key, &ep)) {
+            lock(&self.net().state).endpoints.remove(&key);
+            return Err(e.into());
+        }
         {
             let mut st = lock(&self.net().state);
-            st.endpoints.insert(id.to_string(), ep);
-            st.reservations.insert(id.to_string(), res);
+            st.endpoints.insert(key, ep);
+            if let Some(res) = res {
+                st.reservations.insert(id.clone(), res);
+            }
         }
         if has_ports {
             if let Err(e) = self.apply_rules() {
-                let _ = self.network_release(id);
+                let _ = self.network_release(&id);
                 return Err(e);
             }
         }
         Ok(())
     }
-
     /// Binds every published host port (so a taken one fails now, naming it, and no one else
     /// can take it while the container runs).
     fn reserve_ports(&self, rec: &ContainerRecord) -> Result<(Vec<Reservation>, Vec<PublishedPort>), EngineError> {
@@ -511,25 +709,50 @@ impl Engine {
         rules.apply(&self.net().table).map_err(net_err)
     }
 
-    /// When a container stops: removes its namespace, veth, address, ports and rules.
-    /// Idempotent; goes on after a failure and reports the first.
+    /// When a container stops: removes its namespace, veths, addresses, ports and rules on
+    /// every network. Idempotent; goes on after a failure and reports the first.
     pub(crate) fn network_release(&self, id: &str) -> Result<(), EngineError> {
-        let ep = {
+        let prefix = format!("{id}/");
+        let mine = |k: &str| k == id || k.starts_with(&prefix);
+        let mut eps: Vec<Endpoint> = {
             let mut st = lock(&self.net().state);
             st.reservations.remove(id);
-            st.endpoints.remove(id)
+            let keys: Vec<String> = st.endpoints.keys().filter(|k| mine(k)).cloned().collect();
+            keys.iter().filter_map(|k| st.endpoints.remove(k)).collect()
         };
-        let stored: Option<Endpoint> = self.inner.db.get(Table::Endpoints, id).ok().flatten();
-        let ep = ep.or(stored);
         let mut first = None;
-        let veth = ep.as_ref().and_then(|e| e.veth.clone());
-        if let Err(e) = sandbox::remove(&self.netns_path(id), veth.as_deref()) {
-            first = Some(net_err(e));
+        let stored: Vec<(String, Endpoint)> = match self.inner.db.list(Table::Endpoints) {
+            Ok(all) => all.into_iter().filter(|(k, _)| mine(k)).collect(),
+            Err(e) => {
+                first = Some(EngineError::from(e));
+                Vec::new()
+            }
+        };
+        for (_, e) in &stored {
+            if !eps.iter().any(|x| x.veth == e.veth) {
+                eps.push(e.clone());
+            }
         }
-        if let Err(e) = self.inner.db.write(|tx| tx.delete(Table::Endpoints, id)) {
-            first.get_or_insert(e.into());
+        let veths: Vec<String> = eps.iter().filter_map(|e| e.veth.clone()).collect();
+        if let Err(e) = sandbox::remove(&self.netns_path(id), veths.first().map(String::as_str)) {
+            first.get_or_insert(net_err(e));
         }
-        if ep.is_some_and(|e| !e.ports.is_empty()) {
+        // The namespace is gone: the kernel takes the other pairs with it; `remove` checks.
+        for v in veths.iter().skip(1) {
+            let _ = sandbox::remove(&self.netns_path(id), Some(v));
+        }
+        if !stored.is_empty() {
+            let r = self.inner.db.write(|tx| -> Result<(), wharf_metadata::MetadataError> {
+                for (k, _) in &stored {
+                    tx.delete(Table::Endpoints, k)?;
+                }
+                Ok(())
+            });
+            if let Err(e) = r {
+                first.get_or_insert(e.into());
+            }
+        }
+        if eps.iter().any(|e| !e.ports.is_empty()) {
             if let Err(e) = self.apply_rules() {
                 first.get_or_insert(e);
             }
@@ -537,6 +760,117 @@ impl Engine {
         match first {
             Some(e) => Err(e),
             None => Ok(()),
+        }
+    }
+
+    /// Connects a running container to one more network: a new interface in its namespace
+    /// (the lowest free `eth<n>`), its address in DNS, a line in its /etc/hosts.
+    pub(crate) fn connect_running(&self, rec: &ContainerRecord, want: &NetworkView) -> Result<(), EngineError> {
+        let path = self.netns_path(&rec.id);
+        if !wharf_network::netns::is_mounted(&path) {
+            return Err(EngineError::Conflict(format!("container {} has no network namespace of its own", rec.name)));
+        }
+        let used: BTreeSet<u32> =
+            self.container_endpoints(&rec.id).iter().filter(|e| e.veth.is_some()).map(|e| e.if_index()).collect();
+        let index = (0..).find(|i| !used.contains(i)).unwrap_or(0);
+        self.attach_one(rec, want, index, false, Vec::new(), None)?;
+        // A namespace that had no network has one now.
+        let placeholder = endpoint_key(&rec.id, "");
+        if lock(&self.net().state).endpoints.remove(&placeholder).is_some() {
+            if let Err(e) = self.inner.db.write(|tx| tx.delete(Table::Endpoints, &placeholder)) {
+                log::warn!("container {}: {e}", rec.id);
+            }
+        }
+        let ip = self
+            .container_endpoints(&rec.id)
+            .into_iter()
+            .find(|e| e.ifname == format!("eth{index}"))
+            .and_then(|e| e.ip);
+        self.update_etc_files(rec, ip, None);
+        Ok(())
+    }
+
+    /// Disconnects a running container from a network: its interface is deleted, its address
+    /// and DNS names released; published ports and the default route move to the next
+    /// interface when they were on this one. Returns whether it was on the network.
+    pub(crate) fn disconnect_running(&self, rec: &ContainerRecord, net: &NetworkRecord) -> Result<bool, EngineError> {
+        let key = endpoint_key(&rec.id, if net.predefined { &net.name } else { &net.id });
+        let Some(ep) = lock(&self.net().state).endpoints.remove(&key) else { return Ok(false) };
+        let mut first = None;
+        if let Some(v) = &ep.veth {
+            if let Err(e) = sandbox::detach(v) {
+                first = Some(net_err(e));
+            }
+        }
+        let rest: Vec<Endpoint> = self.container_endpoints(&rec.id).into_iter().filter(|e| e.ip.is_some()).collect();
+        let mut changed: Vec<Endpoint> = Vec::new();
+        if !ep.ports.is_empty() {
+            if let Some(next) = rest.first() {
+                let mut next = next.clone();
+                next.ports = ep.ports.clone();
+                changed.push(next);
+            }
+        }
+        if ep.routed {
+            let internal = |e: &Endpoint| lock(&self.net().networks).get(&e.network_id).is_some_and(|n| n.internal);
+            if let Some(next) = rest.iter().find(|e| !internal(e)) {
+                let mut next = changed.iter().find(|c| c.key() == next.key()).cloned().unwrap_or_else(|| next.clone());
+                if let Some(gw) = next.gateway {
+                    match sandbox::set_default_route(&ep.netns, &next.ifname, gw) {
+                        Ok(()) => next.routed = true,
+                        Err(e) => log::warn!("container {}: default route through {}: {e}", rec.id, next.ifname),
+                    }
+                }
+                changed.retain(|c| c.key() != next.key());
+                changed.push(next);
+            }
+        }
+        let placeholder = rest.is_empty().then(|| Endpoint {
+            container: rec.id.clone(),
+            ifname: String::new(),
+            routed: false,
+            network: String::new(),
+            network_id: String::new(),
+            dns_names: Vec::new(),
+            aliases: Vec::new(),
+            dns_servers: Vec::new(),
+            netns: ep.netns.clone(),
+            ip: None,
+            prefix: 0,
+            gateway: None,
+            mac: String::new(),
+            veth: None,
+            ports: Vec::new(),
+        });
+        {
+            let mut st = lock(&self.net().state);
+            for c in changed.iter().chain(placeholder.iter()) {
+                st.endpoints.insert(c.key(), c.clone());
+            }
+        }
+        let r = self.inner.db.write(|tx| -> Result<(), wharf_metadata::MetadataError> {
+            tx.delete(Table::Endpoints, &key)?;
+            for c in changed.iter().chain(placeholder.iter()) {
+                tx.put(Table::Endpoints, &c.key(), c)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = r {
+            first.get_or_insert(e.into());
+        }
+        if !ep.ports.is_empty() {
+            if rest.is_empty() {
+                // No interface left to carry them: the ports are free again.
+                lock(&self.net().state).reservations.remove(&rec.id);
+            }
+            if let Err(e) = self.apply_rules() {
+                first.get_or_insert(e);
+            }
+        }
+        self.update_etc_files(rec, None, ep.ip);
+        match first {
+            Some(e) => Err(e),
+            None => Ok(true),
         }
     }
 
@@ -551,35 +885,58 @@ impl Engine {
 
     /// At daemon start: keeps the endpoints of running containers (their addresses and ports
     /// stay theirs), removes every other namespace, veth and record, and rewrites the rules.
+    /// Records of the previous version (one per container, keyed by its id) are rewritten
+    /// under their per-network key.
     pub(crate) fn network_reconcile(&self, running: &BTreeSet<String>) -> Result<(), EngineError> {
         self.restore_networks()?;
         let stored: Vec<(String, Endpoint)> = self.inner.db.list(Table::Endpoints)?;
-        let mut keep = Vec::new();
-        for (id, ep) in stored {
-            if running.contains(&id) {
-                keep.push((id, ep));
-            } else {
-                log::info!("container {id}: removing network left from before");
-                if let Err(e) = self.network_release(&id) {
-                    log::warn!("{e}");
-                }
+        let mut keep: Vec<Endpoint> = Vec::new();
+        let mut migrate: Vec<(String, Endpoint)> = Vec::new();
+        let mut gone: BTreeSet<String> = BTreeSet::new();
+        for (key, ep) in stored {
+            let internal = lock(&self.net().networks).get(&ep.network_id).is_some_and(|n| n.internal);
+            let (ep, legacy) = migrate_endpoint(&key, ep, internal);
+            if !running.contains(&ep.container) {
+                gone.insert(ep.container);
+                continue;
             }
+            if legacy {
+                migrate.push((key, ep.clone()));
+            }
+            keep.push(ep);
+        }
+        for id in gone {
+            log::info!("container {id}: removing network left from before");
+            if let Err(e) = self.network_release(&id) {
+                log::warn!("{e}");
+            }
+        }
+        if !migrate.is_empty() {
+            self.inner.db.write(|tx| -> Result<(), wharf_metadata::MetadataError> {
+                for (old, ep) in &migrate {
+                    tx.delete(Table::Endpoints, old)?;
+                    tx.put(Table::Endpoints, &ep.key(), ep)?;
+                }
+                Ok(())
+            })?;
+            log::info!("migrated {} network endpoint records to one per network", migrate.len());
         }
         if let Ok(entries) = std::fs::read_dir(self.inner.config.exec_root.join("netns")) {
             for e in entries.flatten() {
                 let id = e.file_name().to_string_lossy().to_string();
-                if !keep.iter().any(|(k, _)| *k == id) {
+                if !keep.iter().any(|k| k.container == id) {
                     let _ = sandbox::remove(&e.path(), None);
                 }
             }
         }
-        let any_bridge = keep.iter().any(|(_, e)| e.network == "bridge");
+        let any_bridge = keep.iter().any(|e| e.network == "bridge");
         if any_bridge {
             self.ensure_default_bridge()?;
         }
         {
             let mut st = lock(&self.net().state);
-            for (id, ep) in keep {
+            for ep in keep {
+                let id = ep.container.clone();
                 let mut res = Vec::new();
                 for p in &ep.ports {
                     let addr = SocketAddrV4::new(p.host_ip.parse().unwrap_or(Ipv4Addr::UNSPECIFIED), p.host_port);
@@ -593,8 +950,8 @@ impl Engine {
                         Err(e) => log::warn!("container {id}: reserve port {addr} again: {e}"),
                     }
                 }
-                st.reservations.insert(id.clone(), res);
-                st.endpoints.insert(id, ep);
+                st.reservations.entry(id).or_default().extend(res);
+                st.endpoints.insert(ep.key(), ep);
             }
         }
         if any_bridge || !lock(&self.net().networks).is_empty() {
@@ -632,6 +989,24 @@ impl Engine {
         }
         let _ = std::fs::remove_dir(self.inner.config.exec_root.join("netns"));
     }
+}
+
+/// A stored endpoint as this version keeps it, and whether it was written by the previous
+/// version (one record per container, keyed by its id, always `eth0`, routed unless on an
+/// internal network), which must then be stored again under its per-network key.
+fn migrate_endpoint(key: &str, mut ep: Endpoint, internal: bool) -> (Endpoint, bool) {
+    let (id, legacy) = match key.split_once('/') {
+        Some((id, _)) => (id, false),
+        None => (key, true),
+    };
+    if ep.container.is_empty() {
+        ep.container = id.to_string();
+    }
+    if legacy {
+        ep.ifname = if ep.veth.is_some() { "eth0".to_string() } else { String::new() };
+        ep.routed = ep.veth.is_some() && !internal;
+    }
+    (ep, legacy)
 }
 
 /// Holds a host TCP port. The listener never sees a connection: DNAT rewrites the
@@ -781,6 +1156,15 @@ impl Engine {
         for d in &o.dns {
             d.parse::<IpAddr>().map_err(|_| EngineError::Invalid(format!("{d} is not an ip address")))?;
         }
+        for a in &o.networks {
+            let n = self.find_network(&a.network)?;
+            if n.predefined && n.name != "bridge" {
+                return Err(EngineError::Invalid(format!(
+                    "container cannot be connected to multiple networks with one of the networks in {} mode",
+                    n.name
+                )));
+            }
+        }
         for h in &o.extra_hosts {
             extra_host_line(h, None)
                 .or_else(|e| if h.ends_with("host-gateway") { Ok(String::new()) } else { Err(e) })?;
@@ -798,34 +1182,93 @@ impl Engine {
         {
             return host;
         }
-        let embedded = self.container_endpoint(&rec.id).filter(|e| !e.network_id.is_empty()).and_then(|e| e.gateway);
+        // The embedded DNS of the first user network answers for all of them.
+        let embedded = self
+            .container_endpoints(&rec.id)
+            .into_iter()
+            .find(|e| !e.network_id.is_empty() && e.ip.is_some())
+            .and_then(|e| e.gateway);
         render_resolv_conf(&host, &rec.host_config.net, embedded)
     }
 
-    /// The `--add-host` lines of a container's /etc/hosts.
+    /// The lines of a container's /etc/hosts after its first address: its hostname on each of
+    /// its other networks' addresses, then the `--add-host` lines.
     pub(crate) fn extra_hosts(&self, rec: &ContainerRecord) -> Result<String, EngineError> {
-        let gw = self
-            .container_endpoint(&rec.id)
-            .and_then(|e| e.gateway)
-            .or_else(|| self.default_bridge_gateway().map(|g| g.addr));
-        rec.host_config.net.extra_hosts.iter().map(|h| extra_host_line(h, gw)).collect()
+        let eps = self.container_endpoints(&rec.id);
+        let gw = eps.first().and_then(|e| e.gateway).or_else(|| self.default_bridge_gateway().map(|g| g.addr));
+        let mut out = String::new();
+        for ip in eps.iter().skip(1).filter_map(|e| e.ip) {
+            out.push_str(&format!("{ip}\t{}\n", rec.config.hostname));
+        }
+        for h in &rec.host_config.net.extra_hosts {
+            out.push_str(&extra_host_line(h, gw)?);
+        }
+        Ok(out)
     }
 
-    /// Resolves a name asked by `src` through network `net_id`'s DNS server.
+    /// After a running container was connected or disconnected: its /etc/hosts gains or loses
+    /// the line of that address (written in place: the file is bind-mounted), and its
+    /// /etc/resolv.conf follows when its embedded DNS server changed.
+    pub(crate) fn update_etc_files(&self, rec: &ContainerRecord, added: Option<Ipv4Addr>, removed: Option<Ipv4Addr>) {
+        let dir = self.container_dir(&rec.id);
+        let hosts_path = dir.join("hosts");
+        if let Ok(hosts) = std::fs::read_to_string(&hosts_path) {
+            let hostname = rec.config.hostname.as_str();
+            let mut out: String = hosts
+                .lines()
+                .filter(|l| {
+                    let mut f = l.split_whitespace();
+                    let ip = f.next().and_then(|a| a.parse::<Ipv4Addr>().ok());
+                    !(ip.is_some() && ip == removed && f.any(|n| n == hostname))
+                })
+                .map(|l| format!("{l}\n"))
+                .collect();
+            if let Some(ip) = added {
+                out.push_str(&format!("{ip}\t{hostname}\n"));
+            }
+            if out != hosts {
+                if let Err(e) = std::fs::write(&hosts_path, out) {
+                    log::warn!("container {}: update /etc/hosts: {e}", rec.id);
+                }
+            }
+        }
+        let resolv_path = dir.join("resolv.conf");
+        let resolv = self.container_resolv_conf(rec, false);
+        if std::fs::read_to_string(&resolv_path).ok().as_deref() != Some(resolv.as_str()) {
+            if let Err(e) = std::fs::write(&resolv_path, resolv) {
+                log::warn!("container {}: update /etc/resolv.conf: {e}", rec.id);
+            }
+        }
+    }
+
+    /// Resolves a name asked by `src` through network `net_id`'s DNS server: the names of
+    /// the containers on every user network the asker is on (that network's first), and only
+    /// those; other names go to the asker's `--dns` servers or the host's.
     pub(crate) fn dns_lookup(&self, net_id: &str, src: Ipv4Addr, name: &str) -> Lookup {
         let st = lock(&self.net().state);
-        let on_net: Vec<&Endpoint> = st.endpoints.values().filter(|e| e.network_id == net_id).collect();
-        if !on_net.iter().any(|e| e.ip == Some(src)) {
+        let Some(asker) = st.endpoints.values().find(|e| e.network_id == net_id && e.ip == Some(src)) else {
             return Lookup::Refused;
+        };
+        let mut nets: Vec<(&str, &str)> = vec![(asker.network_id.as_str(), asker.network.as_str())];
+        for e in st.endpoints.values().filter(|e| e.container == asker.container && !e.network_id.is_empty()) {
+            if !nets.iter().any(|(id, _)| *id == e.network_id) {
+                nets.push((e.network_id.as_str(), e.network.as_str()));
+            }
         }
-        let net_name = on_net.first().map(|e| e.network.to_ascii_lowercase()).unwrap_or_default();
-        let bare = name.strip_suffix(&format!(".{net_name}")).filter(|_| !net_name.is_empty()).unwrap_or(name);
-        let addrs: Vec<Ipv4Addr> =
-            on_net.iter().filter(|e| e.dns_names.iter().any(|n| n == bare)).filter_map(|e| e.ip).collect();
-        if !addrs.is_empty() {
-            return Lookup::Local(addrs);
+        for (id, net_name) in nets {
+            let net_name = net_name.to_ascii_lowercase();
+            let bare = name.strip_suffix(&format!(".{net_name}")).filter(|_| !net_name.is_empty()).unwrap_or(name);
+            let addrs: Vec<Ipv4Addr> = st
+                .endpoints
+                .values()
+                .filter(|e| e.network_id == id && e.dns_names.iter().any(|n| n == bare))
+                .filter_map(|e| e.ip)
+                .collect();
+            if !addrs.is_empty() {
+                return Lookup::Local(addrs);
+            }
         }
-        let servers = on_net.iter().find(|e| e.ip == Some(src)).map(|e| e.dns_servers.clone()).unwrap_or_default();
+        let servers = asker.dns_servers.clone();
         drop(st);
         if servers.is_empty() {
             Lookup::Forward(crate::dns::host_nameservers())
@@ -853,6 +1296,33 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Records as the previous version wrote them (one per container, keyed by its id).
+    #[test]
+    fn endpoint_records_of_the_previous_version() {
+        let id = "a".repeat(64);
+        let user = r#"{"network":"appnet","network_id":"ffff","dns_names":["web"],"aliases":[],"dns_servers":[],
+            "netns":"/run/wharf/netns/x","ip":"10.5.0.2","prefix":24,"gateway":"10.5.0.1",
+            "mac":"02:42:0a:05:00:02","veth":"vethaaaaaaa","ports":[{"container_port":"80/tcp","host_ip":"0.0.0.0","host_port":8080}]}"#;
+        let none = r#"{"network":"none","network_id":"","netns":"/run/wharf/netns/x","ip":null,"prefix":0,
+            "gateway":null,"mac":"","veth":null,"ports":[]}"#;
+        let cases: &[(&str, bool, &str, &str, bool)] = &[
+            (user, false, "ffff", "eth0", true),
+            (user, true, "ffff", "eth0", false),
+            (none, false, "none", "", false),
+        ];
+        for (json, internal, net_key, ifname, routed) in cases {
+            let ep: Endpoint = serde_json::from_str(json).unwrap();
+            let (ep, legacy) = migrate_endpoint(&id, ep, *internal);
+            assert!(legacy);
+            assert_eq!(ep.container, id);
+            assert_eq!(ep.key(), format!("{id}/{net_key}"));
+            assert_eq!((ep.ifname.as_str(), ep.routed), (*ifname, *routed), "{json}");
+            // Stored again under the new key, it is not migrated twice.
+            let again = serde_json::from_str(&serde_json::to_string(&ep).unwrap()).unwrap();
+            assert_eq!(migrate_endpoint(&ep.key(), again, *internal), (ep.clone(), false));
+        }
+    }
 
     #[test]
     fn macs() {

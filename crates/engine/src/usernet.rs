@@ -12,7 +12,7 @@ use wharf_metadata::Table;
 use wharf_network::sandbox::{self, BridgeConfig};
 use wharf_network::Ipv4Net;
 
-use crate::network::{lock, net_err, Endpoint};
+use crate::network::{lock, net_err, Endpoint, NetAttach, NetworkView};
 use crate::{blocking, ids, Engine, EngineError};
 
 pub const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];
@@ -155,13 +155,14 @@ impl Engine {
         }
     }
 
-    /// The running containers on a network and their endpoints.
+    /// The running containers on a network (by container id) and their endpoints on it.
     pub fn network_endpoints(&self, net: &NetworkRecord) -> Vec<(String, Endpoint)> {
         lock(&self.inner.network.state)
             .endpoints
-            .iter()
-            .filter(|(_, e)| e.network_id == net.id || (net.predefined && e.network == net.name))
-            .map(|(id, e)| (id.clone(), e.clone()))
+            .values()
+            .filter(|e| !e.network.is_empty())
+            .filter(|e| e.network_id == net.id || (net.predefined && e.network_id.is_empty() && e.network == net.name))
+            .map(|e| (e.container.clone(), e.clone()))
             .collect()
     }
 
@@ -324,9 +325,19 @@ impl Engine {
         let _guard = lock(&self.inner.network.create_lock);
         let active = self.network_endpoints(&rec);
         if !active.is_empty() {
+            // Docker's message, naming the containers.
+            let names: Vec<String> = active
+                .iter()
+                .map(|(id, _)| {
+                    let name = self.find_container(id).map(|c| c.name).unwrap_or_default();
+                    format!("(name:\"{name}\" id:\"{}\")", &id[..id.len().min(12)])
+                })
+                .collect();
             return Err(EngineError::Forbidden(format!(
-                "error while removing network: network {} id {} has active endpoints",
-                rec.name, rec.id
+                "error while removing network: network {} id {} has active endpoints {}",
+                rec.name,
+                rec.id,
+                names.join(", ")
             )));
         }
         self.inner.db.write(|tx| tx.delete(Table::Networks, &rec.id))?;
@@ -375,9 +386,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Connects a container that is not running to a network: it will join it at its next
-    /// start. A container has one network in wharf, so connecting moves it off the default
-    /// bridge; a running container cannot be connected (its namespace has its one interface).
+    /// Connects a container to a network: a running one gets its interface right away, a
+    /// created or stopped one at its next start. A container on the host's network, on
+    /// `none`, or sharing another's namespace cannot be connected (Docker's errors).
     pub async fn connect_network(
         &self,
         network: &str,
@@ -390,37 +401,71 @@ impl Engine {
         let live = self.live(&c.id);
         let _op = live.op.lock().await;
         let mut c = self.find_container(&c.id)?;
-        let current = c.host_config.network_mode.clone();
-        let on_it = current == n.name || current == n.id || (n.name == "bridge" && current == "default");
-        if on_it {
+        let mode = c.host_config.network_mode.clone();
+        let views = self.container_networks(&c)?;
+        let already =
+            views.iter().any(|v| v.network.id == n.id) || (mode == n.name && (mode == "host" || mode == "none"));
+        if already {
             return Err(EngineError::Forbidden(format!(
                 "endpoint with name {} already exists in network {}",
                 c.name, n.name
             )));
         }
+        if mode == "host" || n.name == "host" {
+            return Err(EngineError::Invalid(
+                "container cannot be disconnected from host network or connected to host network".to_string(),
+            ));
+        }
+        if mode.starts_with("container:") {
+            return Err(EngineError::Invalid(
+                "container sharing network namespace with another container or host cannot be connected to any other network"
+                    .to_string(),
+            ));
+        }
+        if mode == "none" || n.name == "none" {
+            return Err(EngineError::Invalid(
+                "container cannot be connected to multiple networks with one of the networks in private (none) mode"
+                    .to_string(),
+            ));
+        }
+        if n.predefined && !aliases.is_empty() {
+            return Err(EngineError::Invalid(
+                "network-scoped alias is supported only for containers in user defined networks".to_string(),
+            ));
+        }
+        if let Some(a) = ip.as_deref() {
+            if n.predefined {
+                return Err(EngineError::Invalid(
+                    "user specified IP address is supported on user defined networks only".to_string(),
+                ));
+            }
+            a.parse::<Ipv4Addr>().map_err(|_| EngineError::Invalid(format!("invalid IPv4 address: {a}")))?;
+        }
+        let want =
+            NetworkView { network: n.clone(), aliases: aliases.clone(), ipv4_address: ip.clone(), endpoint: None };
         if c.state.running {
-            return Err(EngineError::Forbidden(format!(
-                "container {} is running: wharf connects a container to one network, before it starts",
-                c.name
-            )));
+            let engine = self.clone();
+            let (rec, w) = (c.clone(), want.clone());
+            blocking(move || engine.connect_running(&rec, &w)).await?;
         }
-        if n.predefined && n.name != "bridge" {
-            return Err(EngineError::Forbidden(format!("container cannot be connected to the {} network", n.name)));
+        let net = &mut c.host_config.net;
+        if net.detached {
+            c.host_config.network_mode = n.name.clone();
+            net.detached = false;
+            net.aliases = aliases;
+            net.ipv4_address = ip;
+        } else {
+            let key = if n.predefined { n.name.clone() } else { n.id.clone() };
+            net.networks.push(NetAttach { network: key, aliases, ipv4_address: ip });
         }
-        let from_default = current == "default" || current == "bridge" || current == "none";
-        if !from_default {
-            return Err(EngineError::Forbidden(format!(
-                "container {} is already on network {current}: wharf supports one network per container",
-                c.name
-            )));
+        if let Err(e) = self.put_container(&c) {
+            if c.state.running {
+                let engine = self.clone();
+                let (rec, n) = (c.clone(), n.clone());
+                let _ = blocking(move || engine.disconnect_running(&rec, &n)).await;
+            }
+            return Err(e);
         }
-        let mut hc = c.host_config.clone();
-        hc.network_mode = n.name.clone();
-        hc.net.aliases = aliases;
-        hc.net.ipv4_address = ip;
-        self.validate_network(&hc)?;
-        c.host_config = hc;
-        self.put_container(&c)?;
         let attrs = BTreeMap::from([
             ("container".to_string(), c.id.clone()),
             ("name".to_string(), n.name.clone()),
@@ -430,27 +475,46 @@ impl Engine {
         Ok(())
     }
 
-    /// Disconnects a container that is not running from its network (it then has none).
+    /// Disconnects a container from a network: a running one loses that interface now. The
+    /// first network's place goes to the next one connected; a container disconnected from
+    /// all of them keeps loopback only until it is connected again.
     pub async fn disconnect_network(&self, network: &str, container: &str, _force: bool) -> Result<(), EngineError> {
         let n = self.find_network(network)?;
         let c = self.find_container(container)?;
         let live = self.live(&c.id);
         let _op = live.op.lock().await;
         let mut c = self.find_container(&c.id)?;
-        let current = c.host_config.network_mode.clone();
-        let on_it = current == n.name || current == n.id || (n.name == "bridge" && current == "default");
-        if !on_it {
+        let mode = c.host_config.network_mode.clone();
+        if mode == "host" || n.name == "host" {
+            return Err(EngineError::Invalid(
+                "container cannot be disconnected from host network or connected to host network".to_string(),
+            ));
+        }
+        let views = self.container_networks(&c)?;
+        let Some(pos) = views.iter().position(|v| v.network.id == n.id) else {
             return Err(EngineError::Forbidden(format!("container {} is not connected to network {}", c.name, n.name)));
-        }
+        };
         if c.state.running {
-            return Err(EngineError::Forbidden(format!(
-                "container {} is running: wharf disconnects only containers that are not running",
-                c.name
-            )));
+            let engine = self.clone();
+            let (rec, net) = (c.clone(), n.clone());
+            blocking(move || engine.disconnect_running(&rec, &net)).await?;
         }
-        c.host_config.network_mode = "none".to_string();
-        c.host_config.net.aliases.clear();
-        c.host_config.net.ipv4_address = None;
+        let primary = pos == 0 && !c.host_config.net.detached;
+        let hc = &mut c.host_config;
+        if primary {
+            if hc.net.networks.is_empty() {
+                hc.net.detached = true;
+                hc.net.aliases.clear();
+                hc.net.ipv4_address = None;
+            } else {
+                let next = hc.net.networks.remove(0);
+                hc.network_mode = views.get(1).map(|v| v.network.name.clone()).unwrap_or(next.network);
+                hc.net.aliases = next.aliases;
+                hc.net.ipv4_address = next.ipv4_address;
+            }
+        } else {
+            hc.net.networks.retain(|a| !(a.network == n.id || a.network == n.name));
+        }
         self.put_container(&c)?;
         let attrs = BTreeMap::from([
             ("container".to_string(), c.id.clone()),

@@ -149,6 +149,65 @@ pub fn create(path: &Path, attach: Option<Attachment>) -> Result<(), SandboxErro
     result.map_err(|message| SandboxError::Setup { path: where_, message })
 }
 
+/// Adds a further interface to an existing namespace (a running container connected to one
+/// more network): a veth pair whose inside end is `ifname` (`eth1`, ...) with its address and,
+/// when `a.gateway` is given, the default route. On failure the pair is deleted again.
+pub fn attach(path: &Path, a: Attachment, ifname: &str) -> Result<(), SandboxError> {
+    let where_ = path.display().to_string();
+    let setup = |message: String| SandboxError::Setup { path: where_.clone(), message };
+    let host = Netlink::open()?;
+    let bridge_index = link_index(&a.bridge)?;
+    let ns = std::fs::File::open(path).map_err(|e| setup(format!("open: {e}")))?;
+    let veth = |host: &Netlink| host.create_veth(&a.veth, bridge_index, ifname, ns.as_raw_fd(), a.mac);
+    match veth(&host) {
+        // A pair left by an earlier connect whose namespace is gone: stale, take its name.
+        Err(e) if e.is_exists() => {
+            host.delete_link(&a.veth)?;
+            veth(&host)?;
+        }
+        r => r?,
+    }
+    let ifname = ifname.to_string();
+    let (ip, prefix, gateway) = (a.ip, a.prefix, a.gateway);
+    let configured = netns::run_in(path, move || -> Result<(), NetlinkError> {
+        let inside = Netlink::open()?;
+        let index = link_index(&ifname)?;
+        inside.add_address(index, ip, prefix)?;
+        inside.set_up(index)?;
+        if let Some(gw) = gateway {
+            inside.add_default_route(index, gw)?;
+        }
+        Ok(())
+    });
+    let failed = match configured {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e)) => SandboxError::from(e),
+        Err(e) => SandboxError::from(e),
+    };
+    let _ = host.delete_link(&a.veth);
+    Err(failed)
+}
+
+/// Removes one interface of a namespace by deleting its host end (the pair goes together);
+/// one that is not there is not an error.
+pub fn detach(veth: &str) -> Result<(), SandboxError> {
+    match Netlink::open()?.delete_link(veth) {
+        Err(e) if !e.is_gone() => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Points the namespace's default route through `gateway` on `ifname` (after the interface
+/// that held it went away).
+pub fn set_default_route(path: &Path, ifname: &str, gateway: Ipv4Addr) -> Result<(), SandboxError> {
+    let ifname = ifname.to_string();
+    netns::run_in(path, move || -> Result<(), NetlinkError> {
+        let inside = Netlink::open()?;
+        inside.add_default_route(link_index(&ifname)?, gateway)
+    })?
+    .map_err(SandboxError::from)
+}
+
 /// How long the kernel gets to destroy a released namespace's veth before it is deleted by hand.
 const VETH_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 

@@ -163,3 +163,164 @@ fn resolver_flags_and_extra_hosts(cli: Cli) {
     d.cli(cli, &["run", "--rm", "--network", "nonet", &bb, "true"]).fails().mentions(&["not found"]);
 }
 both!(resolver_flags_and_extra_hosts);
+
+/// `ip -4 addr` inside a running container.
+fn addrs(d: &Daemon, cli: Cli, name: &str) -> String {
+    let out = d.cli(cli, &["exec", name, "ip", "-4", "addr"]);
+    out.ok();
+    out.stdout.clone()
+}
+
+/// The address `nslookup` gives for a name asked from inside a container ("" when none).
+fn lookup(d: &Daemon, cli: Cli, from: &str, name: &str) -> String {
+    let out = d.cli(cli, &["exec", from, "nslookup", "-timeout=2", name]);
+    // busybox prints the server's address first, then the answers after the name.
+    out.stdout
+        .split(&format!("Name:\t{name}"))
+        .nth(1)
+        .and_then(|a| a.split("Address: ").nth(1))
+        .map(|a| a.split_whitespace().next().unwrap_or_default().to_string())
+        .unwrap_or_default()
+}
+
+fn ip_on(d: &Daemon, cli: Cli, name: &str, net: &str) -> String {
+    d.inspect(cli, name)["NetworkSettings"]["Networks"][net]["IPAddress"].as_str().unwrap_or_default().to_string()
+}
+
+const SERVE: &str = "echo hello-$HOSTNAME > /tmp/index.html && exec httpd -f -p 80 -h /tmp";
+
+fn connect_and_disconnect_a_running_container(cli: Cli) {
+    let d = Daemon::start();
+    let bb = registry().image("library/busybox:latest");
+    d.cli(cli, &["pull", &bb]).ok();
+    let (sa, _) = subnet_for(&d, 3);
+    let (sb, pb) = subnet_for(&d, 4);
+    d.cli(cli, &["network", "create", "--subnet", &sa, "neta"]).ok();
+    d.cli(cli, &["network", "create", "--subnet", &sb, "netb"]).ok();
+    d.cli(cli, &["run", "-d", "--name", "srvb", "--hostname", "srvb", "--network", "netb", &bb, "sh", "-c", SERVE])
+        .ok();
+    d.cli(cli, &["run", "-d", "--name", "cli", "-p", "127.0.0.1::80", "--network", "neta", &bb, "sleep", "300"]).ok();
+    let port_before = d.cli(cli, &["port", "cli", "80"]).trimmed().to_string();
+    let srvb_ip = ip_on(&d, cli, "srvb", "netb");
+    assert!(srvb_ip.starts_with(&pb), "{srvb_ip}");
+    assert_eq!(lookup(&d, cli, "cli", "srvb"), "", "not on netb yet");
+    assert!(!addrs(&d, cli, "cli").contains("eth1"));
+
+    d.cli(cli, &["network", "connect", "--alias", "client", "netb", "cli"]).ok();
+    let a = addrs(&d, cli, "cli");
+    let cli_b = ip_on(&d, cli, "cli", "netb");
+    assert!(cli_b.starts_with(&pb) && a.contains("eth1") && a.contains(&format!("{cli_b}/24")), "{a} {cli_b}");
+    // eth0 keeps the default route; published ports are untouched.
+    let route = d.cli(cli, &["exec", "cli", "ip", "route"]);
+    assert!(route.stdout.lines().any(|l| l.starts_with("default") && l.contains("eth0")), "{route}");
+    assert_eq!(d.cli(cli, &["port", "cli", "80"]).trimmed(), port_before);
+    assert_eq!(lookup(&d, cli, "cli", "srvb"), srvb_ip);
+    assert_eq!(lookup(&d, cli, "srvb", "client"), cli_b, "the alias given on connect");
+    let get = d.cli(cli, &["exec", "cli", "wget", "-q", "-O", "-", "http://srvb/"]);
+    get.ok();
+    assert!(get.stdout.contains("hello-srvb"), "{get}");
+    let hosts = d.cli(cli, &["exec", "cli", "cat", "/etc/hosts"]);
+    assert!(hosts.stdout.contains(&cli_b), "a hosts line per address: {hosts}");
+    // Inspect lists both networks; the network lists the container.
+    let v = d.inspect(cli, "cli");
+    let nets = &v["NetworkSettings"]["Networks"];
+    assert!(nets["neta"]["IPAddress"].as_str().is_some_and(|s| !s.is_empty()), "{nets}");
+    assert!(nets["netb"]["Aliases"].as_array().is_some_and(|a| a.iter().any(|x| x == "client")), "{nets}");
+    assert_ne!(nets["neta"]["EndpointID"], nets["netb"]["EndpointID"], "{nets}");
+    assert!(!nets["netb"]["MacAddress"].as_str().unwrap_or_default().is_empty(), "{nets}");
+    let n = d.cli(cli, &["network", "inspect", "netb"]).json();
+    let cid = v["Id"].as_str().unwrap_or_default();
+    assert_eq!(n[0]["Containers"][cid]["IPv4Address"], format!("{cli_b}/24").as_str(), "{n}");
+    // Twice is an error, as are the modes that cannot be connected.
+    d.cli(cli, &["network", "connect", "netb", "cli"]).fails().mentions(&["already exists in network netb"]);
+    d.cli(cli, &["network", "rm", "netb"]).fails().mentions(&["active endpoints", "cli", "srvb"]);
+
+    d.cli(cli, &["network", "disconnect", "netb", "cli"]).ok();
+    assert!(!addrs(&d, cli, "cli").contains("eth1"), "eth1 gone");
+    assert_eq!(lookup(&d, cli, "cli", "srvb"), "", "netb's names are gone");
+    assert_eq!(lookup(&d, cli, "srvb", "client"), "", "and its own name on netb");
+    let get = d.cli(cli, &["exec", "cli", "ping", "-c1", "-W2", &srvb_ip]);
+    assert!(!get.success(), "{get}");
+    let hosts = d.cli(cli, &["exec", "cli", "cat", "/etc/hosts"]);
+    assert!(!hosts.stdout.contains(&cli_b), "{hosts}");
+    assert!(d.inspect(cli, "cli")["NetworkSettings"]["Networks"]["netb"].is_null());
+    d.cli(cli, &["network", "disconnect", "netb", "cli"]).fails().mentions(&["not connected"]);
+    // Connected again, it is back (and its address is the one just released or another).
+    d.cli(cli, &["network", "connect", "netb", "cli"]).ok();
+    assert_eq!(lookup(&d, cli, "cli", "srvb"), srvb_ip);
+    d.cli(cli, &["rm", "-f", "cli", "srvb"]).ok();
+    d.cli(cli, &["network", "rm", "neta", "netb"]).ok();
+}
+both!(connect_and_disconnect_a_running_container);
+
+fn modes_that_cannot_be_connected(cli: Cli) {
+    let d = Daemon::start();
+    let bb = registry().image("library/busybox:latest");
+    d.cli(cli, &["pull", &bb]).ok();
+    let (sa, _) = subnet_for(&d, 5);
+    d.cli(cli, &["network", "create", "--subnet", &sa, "neta"]).ok();
+    d.cli(cli, &["create", "--name", "hostc", "--network", "host", &bb, "true"]).ok();
+    d.cli(cli, &["create", "--name", "nonec", "--network", "none", &bb, "true"]).ok();
+    d.cli(cli, &["run", "-d", "--name", "base", &bb, "sleep", "300"]).ok();
+    d.cli(cli, &["create", "--name", "cm", "--network", "container:base", &bb, "true"]).ok();
+    d.cli(cli, &["network", "connect", "neta", "hostc"]).fails().mentions(&["host network"]);
+    d.cli(cli, &["network", "connect", "neta", "nonec"]).fails().mentions(&["private (none) mode"]);
+    d.cli(cli, &["network", "connect", "neta", "cm"]).fails().mentions(&["sharing network namespace"]);
+    d.cli(cli, &["network", "connect", "host", "base"]).fails().mentions(&["host network"]);
+    d.cli(cli, &["network", "connect", "bridge", "base"]).fails().mentions(&["already exists in network bridge"]);
+    d.cli(cli, &["network", "connect", "--alias", "x", "bridge", "base"]).fails();
+    d.cli(cli, &["network", "disconnect", "neta", "base"]).fails().mentions(&["not connected to network neta"]);
+    d.cli(cli, &["network", "connect", "nosuchnet", "base"]).fails().mentions(&["not found"]);
+    d.cli(cli, &["rm", "-f", "hostc", "nonec", "cm", "base"]).ok();
+}
+both!(modes_that_cannot_be_connected);
+
+/// A container on two networks resolves and reaches both; one on a single network reaches
+/// only that one; created-then-connected containers join at start; both endpoints survive
+/// daemon restarts (graceful and `kill -9`).
+fn two_networks_and_restarts(cli: Cli) {
+    let mut d = Daemon::start();
+    let bb = registry().image("library/busybox:latest");
+    d.cli(cli, &["pull", &bb]).ok();
+    let (sa, pa) = subnet_for(&d, 6);
+    let (sb, pb) = subnet_for(&d, 7);
+    d.cli(cli, &["network", "create", "--subnet", &sa, "neta"]).ok();
+    d.cli(cli, &["network", "create", "--subnet", &sb, "netb"]).ok();
+    d.cli(cli, &["run", "-d", "--name", "sa", "--hostname", "sa", "--network", "neta", &bb, "sh", "-c", SERVE]).ok();
+    d.cli(cli, &["run", "-d", "--name", "sb", "--hostname", "sb", "--network", "netb", &bb, "sh", "-c", SERVE]).ok();
+    d.cli(cli, &["create", "--name", "multi", "--network", "neta", &bb, "sleep", "300"]).ok();
+    d.cli(cli, &["network", "connect", "--ip", &format!("{pb}.99"), "netb", "multi"]).ok();
+    d.cli(cli, &["network", "connect", "netb", "multi"]).fails().mentions(&["already exists"]);
+    let v = d.inspect(cli, "multi");
+    assert!(v["NetworkSettings"]["Networks"]["netb"].is_object(), "a created container lists it: {v}");
+    d.cli(cli, &["start", "multi"]).ok();
+    d.cli(cli, &["run", "-d", "--name", "onlya", "--network", "neta", &bb, "sleep", "300"]).ok();
+    let sb_ip = ip_on(&d, cli, "sb", "netb");
+    let check = |d: &Daemon, when: &str| {
+        let a = addrs(d, cli, "multi");
+        assert!(a.contains(&format!("{pb}.99/24")) && a.contains(&format!("{pa}.")), "{when}: {a}");
+        assert_eq!(lookup(d, cli, "multi", "sa"), ip_on(d, cli, "sa", "neta"), "{when}");
+        assert_eq!(lookup(d, cli, "multi", "sb"), sb_ip, "{when}");
+        for target in ["sa", "sb"] {
+            let get = d.cli(cli, &["exec", "multi", "wget", "-q", "-O", "-", &format!("http://{target}/")]);
+            assert!(get.stdout.contains(&format!("hello-{target}")), "{when}: {get}");
+        }
+        assert_eq!(lookup(d, cli, "onlya", "sb"), "", "{when}: onlya is not on netb");
+        let get = d.cli(cli, &["exec", "onlya", "ping", "-c1", "-W2", &sb_ip]);
+        assert!(!get.success(), "{when}: netb is out of onlya's reach: {get}");
+    };
+    check(&d, "started");
+    d.restart();
+    check(&d, "after a graceful restart");
+    d.kill9();
+    d.restart();
+    check(&d, "after kill -9");
+    // Stop releases both; start brings both back.
+    d.cli(cli, &["stop", "-t", "1", "multi"]).ok();
+    assert_eq!(lookup(&d, cli, "sb", "multi"), "");
+    d.cli(cli, &["start", "multi"]).ok();
+    check(&d, "started again");
+    d.cli(cli, &["rm", "-f", "multi", "onlya", "sa", "sb"]).ok();
+    d.cli(cli, &["network", "rm", "neta", "netb"]).ok();
+}
+both!(two_networks_and_restarts);
