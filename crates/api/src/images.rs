@@ -150,11 +150,25 @@ pub async fn create(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>>
     }
     let (tx, body) = Body::channel();
     tokio::spawn(async move {
+        // When the client goes away, dropping `ev_rx` tells the pull (it stops what no other
+        // pull waits for); the pull task itself runs on to that end, detached.
         for ev in early {
-            let _ = tx.send(Bytes::from(progress_json(&ev) + "\r\n")).await;
+            if tx.send(Bytes::from(progress_json(&ev) + "\r\n")).await.is_err() {
+                return;
+            }
         }
-        while let Some(ev) = ev_rx.recv().await {
-            let _ = tx.send(Bytes::from(progress_json(&ev) + "\r\n")).await;
+        loop {
+            tokio::select! {
+                ev = ev_rx.recv() => match ev {
+                    Some(ev) => {
+                        if tx.send(Bytes::from(progress_json(&ev) + "\r\n")).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => break,
+                },
+                _ = tx.closed() => return,
+            }
         }
         let res = match pull.await {
             Ok(r) => r.map(|_| ()).map_err(|e| e.to_string()),

@@ -215,6 +215,14 @@ impl BlobWriter {
         self.hasher.len()
     }
 
+    /// Abandons the write and its bytes, even those of a resumable write (they are known to be
+    /// useless: the data turned out wrong).
+    pub fn discard(mut self) {
+        if let Some(p) = self.partial.as_mut() {
+            p.discard = true;
+        }
+    }
+
     /// Checks size and digest, fsyncs the data, and renames the temp file into `blobs/`. If the
     /// blob is already there (a concurrent write of the same content), the temp file is dropped.
     pub fn commit(mut self) -> Result<Digest, ContentError> {

@@ -127,6 +127,10 @@ impl Engine {
             self.inner.db.list::<ContainerRecord>(Table::Containers)?.into_iter().map(|(_, c)| c.image_id).collect();
         let refs = self.names_by_image()?;
         let mut report = ImagePruneReport::default();
+        // Pruning also drops the partial downloads kept for resuming pulls (none is in use:
+        // pulls hold the gc lock).
+        let partials = self.inner.content.remove_partials(std::time::Duration::ZERO)?;
+        report.space_reclaimed = partials;
         let mut doomed = Vec::new();
         for (_, img) in self.inner.db.list::<ImageRecord>(Table::Images)? {
             if used.contains(&img.id) {
@@ -170,7 +174,7 @@ impl Engine {
             report.deleted.extend(names.iter().map(|r| ImageDeleted::Untagged(r.familiar())));
             report.deleted.push(ImageDeleted::Deleted(img.id.to_string()));
         }
-        report.space_reclaimed = self.sweep_unreferenced()?;
+        report.space_reclaimed = self.sweep_unreferenced()? + partials;
         Ok(report)
     }
 

@@ -47,7 +47,9 @@ impl Engine {
         let refs = self.referenced()?;
         let layers: HashSet<Digest> = self.inner.snapshots.list_layers()?.into_iter().collect();
         let blobs: HashSet<Digest> = self.inner.content.list()?.into_iter().collect();
-        self.remove_unreferenced(&refs, &layers, &blobs)
+        // Partial downloads are kept for a resume only for so long.
+        let stale = self.inner.content.remove_partials(wharf_content::PARTIAL_MAX_AGE)?;
+        Ok(self.remove_unreferenced(&refs, &layers, &blobs)? + stale)
     }
 
     /// Takes back what `stored` names and nothing references; takes the gc lock exclusively.

@@ -32,6 +32,7 @@ mod restart;
 mod security;
 mod spec;
 mod stats;
+mod transfer;
 mod user;
 mod usernet;
 mod userns;
@@ -122,6 +123,8 @@ struct Inner {
     /// Pulls hold it shared, removals of images and layers exclusively: garbage collection never
     /// removes a layer an in-flight pull has just found present.
     gc_lock: RwLock<()>,
+    /// Layer downloads in flight, shared by the pulls that need them.
+    transfers: transfer::Transfers,
     network: network::Networking,
     /// The event ring and its subscribers (`GET /events`).
     events: events::EventBus,
@@ -163,6 +166,7 @@ impl Engine {
                 execs: Arc::default(),
                 containers_lock: tokio::sync::Mutex::new(()),
                 gc_lock: RwLock::new(()),
+                transfers: transfer::Transfers::default(),
                 network: networking,
                 events: events::EventBus::new(),
                 restarts: restart::Restarts::default(),

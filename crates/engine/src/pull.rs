@@ -1,13 +1,11 @@
 //! Pulling an image: resolve the manifest, fetch the config, then download, verify and unpack
-//! the layers in parallel, streaming (each layer is hashed, stored and unpacked in one pass).
+//! the layers in parallel, streaming (each layer is hashed, stored and unpacked in one pass;
+//! `transfer.rs` shares a layer between concurrent pulls and resumes broken downloads).
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::UnboundedSender;
-use wharf_content::BlobWriter;
 use wharf_distribution::{AuthConfig, Endpoint};
 use wharf_metadata::Table;
 use wharf_types::digest::chain_ids;
@@ -35,13 +33,17 @@ pub enum PullEvent {
     Progress { id: String, status: String, current: Option<u64>, total: Option<u64> },
 }
 
-struct Events(UnboundedSender<PullEvent>);
+pub(crate) struct Events(UnboundedSender<PullEvent>);
 
 impl Events {
     fn status(&self, s: String) {
         let _ = self.0.send(PullEvent::Status(s));
     }
-    fn layer(&self, id: &str, status: &str) {
+    /// Whether the pull's client went away (the API drops the receiver then).
+    pub(crate) fn gone(&self) -> bool {
+        self.0.is_closed()
+    }
+    pub(crate) fn layer(&self, id: &str, status: &str) {
         let _ = self.0.send(PullEvent::Progress {
             id: id.to_string(),
             status: status.to_string(),
@@ -49,7 +51,7 @@ impl Events {
             total: None,
         });
     }
-    fn progress(&self, id: &str, status: &str, current: u64, total: u64) {
+    pub(crate) fn progress(&self, id: &str, status: &str, current: u64, total: u64) {
         let _ = self.0.send(PullEvent::Progress {
             id: id.to_string(),
             status: status.to_string(),
@@ -59,11 +61,11 @@ impl Events {
     }
 }
 
-struct LayerJob {
-    desc: Descriptor,
-    chain_id: Digest,
-    diff_id: Digest,
-    compression: Compression,
+pub(crate) struct LayerJob {
+    pub desc: Descriptor,
+    pub chain_id: Digest,
+    pub diff_id: Digest,
+    pub compression: Compression,
 }
 
 impl Engine {
@@ -137,6 +139,9 @@ impl Engine {
             !present
         });
         self.fetch_layers(r, &resolved.endpoint, jobs, auth, &events)?;
+        if events.gone() {
+            return Err(EngineError::Internal(format!("pull {r}: cancelled: the client went away")));
+        }
 
         self.inner.content.put(&resolved.manifest_raw)?;
         if let Some((_, raw)) = &resolved.index {
@@ -194,7 +199,7 @@ impl Engine {
         std::thread::scope(|s| {
             for _ in 0..workers {
                 s.spawn(|| loop {
-                    if failures.lock().map(|f| !f.is_empty()).unwrap_or(true) {
+                    if failures.lock().map(|f| !f.is_empty()).unwrap_or(true) || events.gone() {
                         return;
                     }
                     let Some(job) = queue.lock().ok().and_then(|mut q| q.pop_front()) else { return };
@@ -215,86 +220,5 @@ impl Engine {
                 Err(EngineError::Invalid(all.join("; ")))
             }
         }
-    }
-
-    fn fetch_layer(
-        &self,
-        r: &ImageRef,
-        ep: &Endpoint,
-        job: &LayerJob,
-        auth: Option<&AuthConfig>,
-        events: &Events,
-    ) -> Result<(), EngineError> {
-        let short = job.desc.digest.short().to_string();
-        let (source, writer): (Box<dyn Read + Send>, Option<BlobWriter>) =
-            if self.inner.content.contains(&job.desc.digest) {
-                (Box::new(self.inner.content.open_blob(&job.desc.digest)?), None)
-            } else {
-                let body = self.inner.registry.open_blob(r, ep, &job.desc, 0, auth)?;
-                let writer = self.inner.content.writer(Some(&job.desc.digest), Some(job.desc.size))?;
-                (body, Some(writer))
-            };
-        let mut tee =
-            Tee { inner: source, writer, read: 0, total: job.desc.size, id: &short, events, last: Instant::now() };
-        let applied = match job.compression {
-            Compression::None => self.inner.snapshots.apply_layer(&job.chain_id, Some(&job.diff_id), &mut tee),
-            Compression::Gzip => {
-                let dec = flate2::read::MultiGzDecoder::new(&mut tee);
-                self.inner.snapshots.apply_layer(&job.chain_id, Some(&job.diff_id), dec)
-            }
-            Compression::Zstd => {
-                let dec = zstd::stream::read::Decoder::new(&mut tee)
-                    .map_err(|e| EngineError::io(format!("layer {}: zstd", job.desc.digest), e))?;
-                self.inner.snapshots.apply_layer(&job.chain_id, Some(&job.diff_id), dec)
-            }
-        };
-        if let Err(e) = applied {
-            return Err(EngineError::Invalid(format!("pull {r}: {e}")));
-        }
-        // The tar may end before the compressed stream does: the digest covers every byte.
-        let drained = io::copy(&mut tee, &mut io::sink());
-        let verified = match (drained, tee.writer.take()) {
-            (Err(e), _) => Err(EngineError::Invalid(format!("pull {r}: layer {}: {e}", job.desc.digest))),
-            (Ok(_), Some(w)) => w.commit().map(|_| ()).map_err(|e| {
-                EngineError::Invalid(format!(
-                    "pull {r}: filesystem layer verification failed for digest {}: {e}",
-                    job.desc.digest
-                ))
-            }),
-            (Ok(_), None) => Ok(()),
-        };
-        if let Err(e) = verified {
-            let _ = self.inner.snapshots.remove_layer(&job.chain_id);
-            return Err(e);
-        }
-        events.layer(&short, "Pull complete");
-        Ok(())
-    }
-}
-
-/// Passes a layer's compressed bytes through to the decompressor while storing and hashing them
-/// into the content store and reporting download progress.
-struct Tee<'a> {
-    inner: Box<dyn Read + Send>,
-    writer: Option<BlobWriter>,
-    read: u64,
-    total: u64,
-    id: &'a str,
-    events: &'a Events,
-    last: Instant,
-}
-
-impl Read for Tee<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if let Some(w) = self.writer.as_mut() {
-            w.write_all(&buf[..n])?;
-        }
-        self.read += n as u64;
-        if self.last.elapsed() > Duration::from_millis(100) || (n == 0 && self.read > 0) {
-            self.last = Instant::now();
-            self.events.progress(self.id, "Downloading", self.read, self.total);
-        }
-        Ok(n)
     }
 }
