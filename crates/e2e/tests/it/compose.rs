@@ -150,3 +150,105 @@ networks:
         "port {port} still answers"
     );
 }
+
+/// A service on two networks (compose creates it on the first and connects the second before
+/// starting it): clients on either network fetch it by name, a client on one network cannot
+/// resolve the other network's service, and `down` removes both networks and their bridges.
+#[test]
+fn compose_service_on_two_networks() {
+    if Command::new("docker-compose").arg("version").output().is_err() {
+        panic!("docker-compose is not installed (apt-get install docker-compose)");
+    }
+    let d = Daemon::start();
+    let bb = registry().image("library/busybox:latest");
+    let project = unique("cmp2").replace('-', "");
+    let dir = d.dir.join("compose2");
+    std::fs::create_dir_all(&dir).expect("compose dir");
+    let base = subnet(&d);
+    let front = base.replace(".0/24", ".0/26");
+    let back = base.replace(".0/24", ".64/26");
+    let fetch = "for i in $$(seq 50); do wget -q -O - http://api/ && break; sleep 0.2; done; exec sleep 300";
+    let file = format!(
+        r#"version: "3.7"
+services:
+  api:
+    image: {bb}
+    command: sh -c 'echo hello-from-api > /tmp/index.html && exec httpd -f -p 80 -h /tmp'
+    networks: [front, back]
+    stop_grace_period: 1s
+  db:
+    image: {bb}
+    command: sleep 300
+    networks: [back]
+    stop_grace_period: 1s
+  web:
+    image: {bb}
+    command: sh -c '{fetch}'
+    networks: [front]
+    depends_on: [api]
+    stop_grace_period: 1s
+  worker:
+    image: {bb}
+    command: sh -c '{fetch}'
+    networks: [back]
+    depends_on: [api]
+    stop_grace_period: 1s
+networks:
+  front:
+    ipam:
+      config:
+        - subnet: {front}
+  back:
+    ipam:
+      config:
+        - subnet: {back}
+"#
+    );
+    std::fs::write(dir.join("docker-compose.yml"), file).expect("write compose file");
+    compose(&d, &dir, &project, &["up", "-d"]).ok();
+    let api = format!("{project}_api_1");
+    let v = d.wharf(&["inspect", &api]).json();
+    let nets = &v[0]["NetworkSettings"]["Networks"];
+    for n in ["front", "back"] {
+        let ip = nets[format!("{project}_{n}")]["IPAddress"].as_str().unwrap_or_default().to_string();
+        assert!(!ip.is_empty(), "api has an address on {n}: {nets}");
+    }
+    let a = d.wharf(&["exec", &api, "ip", "-4", "addr"]);
+    a.ok();
+    assert!(a.stdout.contains("eth0") && a.stdout.contains("eth1"), "{a}");
+    for client in ["web", "worker"] {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let logs = compose(&d, &dir, &project, &["logs", "--no-color", client]);
+            logs.ok();
+            if logs.stdout.contains("hello-from-api") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{client} never fetched http://api/:\n{logs}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+    // web is on front only: db (back) is not a name it knows; api, on both, knows db.
+    let web = format!("{project}_web_1");
+    let out = d.wharf(&["exec", &web, "nslookup", "db"]);
+    assert!(!out.success() || !out.stdout.contains("Name:\tdb"), "{out}");
+    let out = d.wharf(&["exec", &api, "nslookup", "db"]);
+    assert!(out.stdout.contains("Name:\tdb"), "{out}");
+
+    let bridges: Vec<String> = ["front", "back"]
+        .iter()
+        .map(|n| {
+            let id = d.wharf(&["network", "inspect", "-f", "{{.Id}}", &format!("{project}_{n}")]);
+            id.ok();
+            format!("br-{}", &id.trimmed()[..12])
+        })
+        .collect();
+    compose(&d, &dir, &project, &["down"]).ok();
+    let left = d.wharf(&["ps", "-aq"]);
+    assert_eq!(left.trimmed(), "", "containers left: {left}");
+    let nets = d.wharf(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(!nets.stdout.contains(&project), "networks left: {nets}");
+    for b in bridges {
+        assert!(!Path::new(&format!("/sys/class/net/{b}")).exists(), "bridge {b} left");
+    }
+}
