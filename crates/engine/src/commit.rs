@@ -66,11 +66,11 @@ impl Engine {
         let upper = self.inner.snapshots.container_dirs(&rec.id).upper;
         let layer = {
             let _frozen = if req.pause && self.is_running(&rec.id) { self.freeze(&rec.id) } else { None };
-            let w = self.layer_writer()?;
+            let w = crate::userns::IdShift::new(self.layer_writer()?, self.unshift_for(rec));
             let mut w = write_tree(w, &upper, TreeMode::OverlayUpper)
                 .map_err(|e| EngineError::io(format!("commit of {}: read the container's changes", rec.id), e))?;
             w.flush().map_err(|e| EngineError::io("write layer blob", e))?;
-            self.finish_layer(w, &base.diff_ids, stored)?
+            self.finish_layer(w.into_inner(), &base.diff_ids, stored)?
         };
 
         let c = &rec.config;

@@ -33,6 +33,8 @@ pub struct ExportPlan {
     id: String,
     options: String,
     mount_point: std::path::PathBuf,
+    /// A remapped container's files go into the tar with the ids it saw.
+    unshift: Option<crate::userns::Unshift>,
 }
 
 impl Engine {
@@ -49,7 +51,12 @@ impl Engine {
             options.push(':');
             options.push_str(&l.to_string_lossy());
         }
-        Ok(ExportPlan { id: rec.id, options, mount_point: dirs.rootfs })
+        let unshift = self.unshift_for(&rec);
+        if unshift.is_some() {
+            // Its opaque dirs are marked as an overlay in a user namespace marks them.
+            options.push_str(",userxattr");
+        }
+        Ok(ExportPlan { id: rec.id, options, mount_point: dirs.rootfs, unshift })
     }
 
     /// Writes the container's merged rootfs as a tar to `out` from a thread of its own (with its
@@ -112,6 +119,7 @@ fn export_in_private_namespace(plan: &ExportPlan, out: impl Write) -> Result<(),
             io::Error::last_os_error(),
         ));
     }
+    let out = crate::userns::IdShift::new(out, plan.unshift.clone());
     let result = write_tree(out, &plan.mount_point, TreeMode::Plain)
         .and_then(|mut w| w.flush())
         .map_err(|e| EngineError::io(format!("export of {}: write tar", plan.id), e));
@@ -210,11 +218,13 @@ fn append_marker<W: Write>(tar: &mut tar::Builder<W>, path: &str) -> io::Result<
 /// Whether overlayfs marks the directory opaque (`trusted.overlay.opaque=y`).
 fn is_opaque(path: &Path) -> bool {
     let Ok(p) = CString::new(path.as_os_str().as_bytes()) else { return false };
-    let name = c"trusted.overlay.opaque";
-    let mut buf = [0u8; 4];
-    // SAFETY: valid NUL-terminated strings and a buffer of the length passed.
-    let n = unsafe { libc::lgetxattr(p.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    n == 1 && buf[0] == b'y'
+    // user.* is where an overlay mounted in a user namespace (userns-remap) marks them.
+    [c"trusted.overlay.opaque", c"user.overlay.opaque"].iter().any(|name| {
+        let mut buf = [0u8; 4];
+        // SAFETY: valid NUL-terminated strings and a buffer of the length passed.
+        let n = unsafe { libc::lgetxattr(p.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        n == 1 && buf[0] == b'y'
+    })
 }
 
 /// Reads exactly `left` bytes: zeros after an early end (a file shrunk while it was read).

@@ -304,11 +304,47 @@ impl Engine {
             chown_if_needed(p, uid, gid)?;
         }
         let linux = spec.linux.get_or_insert_with(Default::default);
-        if !linux.namespaces.iter().any(|n| n.kind == "user") {
-            linux.namespaces.push(oci::Namespace { kind: "user".to_string(), path: None });
-        }
+        // Sharing another container's ipc or pid namespace means sharing its user namespace
+        // too, as Docker does: only that one's root has rights over them.
+        let shared_with = linux.namespaces.iter().filter(|n| n.kind == "ipc" || n.kind == "pid").find_map(|n| {
+            let pid = n.path.as_deref()?.strip_prefix("/proc/")?.split('/').next()?;
+            pid.parse::<u32>().ok()
+        });
+        let user_path = match shared_with {
+            Some(pid) => {
+                let theirs = format!("/proc/{pid}/ns/user");
+                let inode = |p: &str| std::fs::metadata(p).map(|m| m.ino()).ok();
+                if inode(&theirs).is_some() && inode(&theirs) == inode("/proc/self/ns/user") {
+                    // Theirs is the host's (`--userns=host`): so is this container's.
+                    return Ok(());
+                }
+                Some(theirs)
+            }
+            None => None,
+        };
+        linux.namespaces.retain(|n| n.kind != "user");
+        linux.namespaces.push(oci::Namespace { kind: "user".to_string(), path: user_path });
         linux.uid_mappings = remap.uid_maps.clone();
         linux.gid_mappings = remap.gid_maps.clone();
+        // A device node cannot be made in a user namespace: the runtime binds the host's, found
+        // by the container path, so a device given another name is bound here by its host path.
+        for d in &rec.host_config.security.devices {
+            if d.path_in_container.is_empty() || d.path_in_container == d.path_on_host {
+                continue;
+            }
+            linux.devices.retain(|dev| dev.path != d.path_in_container);
+            spec.mounts.push(oci::Mount {
+                destination: d.path_in_container.clone(),
+                kind: Some("bind".to_string()),
+                source: Some(d.path_on_host.clone()),
+                options: vec!["bind".to_string()],
+            });
+        }
+        // mqueue can only be mounted by the owner of the ipc namespace: with the host's, the
+        // container gets no /dev/mqueue (the host's is not the container's to show).
+        if rec.host_config.security.ipc_mode == "host" {
+            spec.mounts.retain(|m| m.destination != "/dev/mqueue");
+        }
         Ok(())
     }
 
@@ -360,6 +396,138 @@ fn shift_tree(dir: &Path, remap: &UsernsRemap) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Host ids of a remapped container's files back to the ids they have in the container.
+#[derive(Debug, Clone)]
+pub(crate) struct Unshift {
+    uids: Vec<IdMapping>,
+    gids: Vec<IdMapping>,
+}
+
+impl Unshift {
+    fn id(maps: &[IdMapping], host: u64) -> u64 {
+        maps.iter()
+            .find(|m| host >= m.host_id as u64 && host - (m.host_id as u64) < m.size as u64)
+            .map(|m| host - m.host_id as u64 + m.container_id as u64)
+            .unwrap_or(host)
+    }
+}
+
+impl Engine {
+    /// How to write a container's files into a tar (commit, export): `None` unless remapped.
+    pub(crate) fn unshift_for(&self, rec: &ContainerRecord) -> Option<Unshift> {
+        self.remap_for(&rec.host_config.security.userns_mode)
+            .map(|r| Unshift { uids: r.uid_maps.clone(), gids: r.gid_maps.clone() })
+    }
+}
+
+/// A tar stream writer that rewrites each header's uid and gid from host ids to container
+/// ids (the upper dir of a remapped container holds files of the remapped range, which an
+/// image must record as the container saw them). Without maps it passes bytes through.
+pub(crate) struct IdShift<W> {
+    inner: W,
+    maps: Option<Unshift>,
+    header: Vec<u8>,
+    /// Bytes of entry data (with padding) still to pass before the next header.
+    data_left: u64,
+}
+
+const BLOCK: usize = 512;
+
+impl<W: std::io::Write> IdShift<W> {
+    pub(crate) fn new(inner: W, maps: Option<Unshift>) -> IdShift<W> {
+        IdShift { inner, maps, header: Vec::with_capacity(BLOCK), data_left: 0 }
+    }
+
+    pub(crate) fn into_inner(self) -> W {
+        self.inner
+    }
+
+    /// Rewrites the ids of the header in `self.header` and returns its entry's data size.
+    fn fix_header(&mut self, maps: &Unshift) -> u64 {
+        let h = &mut self.header;
+        if h.iter().all(|&b| b == 0) {
+            return 0;
+        }
+        let size = tar_number(&h[124..136]);
+        for (range, table) in [(108..116, &maps.uids), (116..124, &maps.gids)] {
+            let host = tar_number(&h[range.clone()]);
+            let id = Unshift::id(table, host);
+            if id != host {
+                put_tar_number(&mut h[range], id);
+            }
+        }
+        h[148..156].fill(b' ');
+        let sum: u64 = h.iter().map(|&b| b as u64).sum();
+        let field = format!("{sum:06o}\0 ");
+        h[148..156].copy_from_slice(field.as_bytes());
+        // Links, directories and device nodes carry no data whatever their size field says.
+        match h[156] {
+            b'1'..=b'6' => 0,
+            _ => size,
+        }
+    }
+}
+
+/// A tar numeric field: octal text, or GNU base-256 when the top bit of the first byte is set.
+fn tar_number(field: &[u8]) -> u64 {
+    if field.first().is_some_and(|b| b & 0x80 != 0) {
+        return field
+            .iter()
+            .enumerate()
+            .fold(0u64, |acc, (i, &b)| (acc << 8) | (if i == 0 { b & 0x7f } else { b }) as u64);
+    }
+    let text: String = field.iter().take_while(|&&b| b != 0 && b != b' ').map(|&b| b as char).collect();
+    u64::from_str_radix(text.trim(), 8).unwrap_or(0)
+}
+
+fn put_tar_number(field: &mut [u8], value: u64) {
+    let digits = field.len() - 1;
+    let text = format!("{value:0digits$o}");
+    if text.len() <= digits {
+        field[..digits].copy_from_slice(text.as_bytes());
+        field[digits] = 0;
+    } else {
+        field.fill(0);
+        let bytes = value.to_be_bytes();
+        let n = field.len().min(8);
+        let start = field.len() - n;
+        field[start..].copy_from_slice(&bytes[8 - n..]);
+        field[0] |= 0x80;
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for IdShift<W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let Some(maps) = self.maps.clone() else {
+            return self.inner.write(data);
+        };
+        let mut rest = data;
+        while !rest.is_empty() {
+            if self.data_left > 0 {
+                let n = rest.len().min(self.data_left.min(usize::MAX as u64) as usize);
+                self.inner.write_all(&rest[..n])?;
+                self.data_left -= n as u64;
+                rest = &rest[n..];
+                continue;
+            }
+            let n = (BLOCK - self.header.len()).min(rest.len());
+            self.header.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            if self.header.len() == BLOCK {
+                let size = self.fix_header(&maps);
+                self.inner.write_all(&self.header)?;
+                self.header.clear();
+                self.data_left = size.div_ceil(BLOCK as u64) * BLOCK as u64;
+            }
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 fn chown_if_needed(path: &Path, uid: u32, gid: u32) -> Result<(), EngineError> {
@@ -471,6 +639,38 @@ mod tests {
         for (id, want) in table {
             assert_eq!(to_host(&maps, id), want, "{id}");
         }
+    }
+
+    #[test]
+    fn tar_ids_are_shifted_back() {
+        use std::io::Write;
+        let unshift = Unshift {
+            uids: vec![IdMapping { container_id: 0, host_id: 73_400_000, size: 65536 }],
+            gids: vec![IdMapping { container_id: 0, host_id: 500, size: 10 }],
+        };
+        let mut builder = tar::Builder::new(IdShift::new(Vec::new(), Some(unshift)));
+        for (name, uid, gid, body) in
+            [("a", 73_400_000u64, 503u64, &b"hello"[..]), ("b", 73_401_000, 9, &[7u8; 700][..]), ("c", 5, 1000, b"")]
+        {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(body.len() as u64);
+            h.set_uid(uid);
+            h.set_gid(gid);
+            h.set_mode(0o644);
+            builder.append_data(&mut h, name, body).unwrap();
+        }
+        let mut shift = builder.into_inner().unwrap();
+        shift.flush().unwrap();
+        let bytes = shift.into_inner();
+        let mut archive = tar::Archive::new(&bytes[..]);
+        let mut got = Vec::new();
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            let mut body = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut body).unwrap();
+            got.push((e.header().uid().unwrap(), e.header().gid().unwrap(), body.len()));
+        }
+        assert_eq!(got, vec![(0, 3, 5), (1000, 9, 700), (5, 1000, 0)]);
     }
 
     #[test]

@@ -78,7 +78,7 @@ fn os_err(what: impl Into<String>) -> SpawnError {
     SpawnError::Os { what: what.into(), source: std::io::Error::last_os_error() }
 }
 
-fn pipe_cloexec(what: &str) -> Result<(OwnedFd, OwnedFd), SpawnError> {
+pub(crate) fn pipe_cloexec(what: &str) -> Result<(OwnedFd, OwnedFd), SpawnError> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: pipe2 fills two fds we then own.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -102,10 +102,11 @@ const NAMESPACES: &[(&str, libc::c_int)] = &[
 /// process has exec'ed, or with the reason it could not. Must be called from a
 /// single-threaded process (the shim): the child runs ordinary Rust between clone and exec.
 pub fn spawn(bundle_dir: &Path, spec: &Spec, stdio: ChildStdio) -> Result<Spawned, SpawnError> {
-    let plan = init::Plan::new(bundle_dir, spec).map_err(SpawnError::InvalidSpec)?;
+    let userns = crate::userns::user_ns(spec).map_err(SpawnError::InvalidSpec)?;
+    let (child_spec, net_sysctls) = crate::userns::split_net_sysctls(spec, userns.is_some());
+    let plan = init::Plan::new(bundle_dir, &child_spec).map_err(SpawnError::InvalidSpec)?;
     let linux = spec.linux.as_ref();
 
-    let userns = crate::userns::mappings(spec).map_err(SpawnError::InvalidSpec)?;
     let mut flags: libc::c_int = 0;
     let mut joins: Vec<(libc::c_int, OwnedFd, String)> = Vec::new();
     for ns in linux.map(|l| l.namespaces.as_slice()).unwrap_or(&[]) {
@@ -122,8 +123,11 @@ pub fn spawn(bundle_dir: &Path, spec: &Spec, stdio: ChildStdio) -> Result<Spawne
         }
     }
     // Joining a pid namespace only affects children, so it has to happen here, before clone.
-    // The shim runs one container, so changing its own pid_for_children is harmless.
-    if let Some((_, fd, p)) = joins.iter().find(|(f, _, _)| *f == libc::CLONE_NEWPID) {
+    // The shim runs one container, so changing its own pid_for_children is harmless. (With a
+    // user namespace to join, the helper that clones the process joins it instead.)
+    let user_join = joins.iter().find(|(f, _, _)| *f == libc::CLONE_NEWUSER).map(|(_, fd, _)| fd.as_raw_fd());
+    let pid_join = joins.iter().find(|(f, _, _)| *f == libc::CLONE_NEWPID);
+    if let Some((_, fd, p)) = pid_join.filter(|_| user_join.is_none()) {
         // SAFETY: setns on an fd we own.
         if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWPID) } != 0 {
             return Err(os_err(format!("join pid namespace {p}")));
@@ -146,35 +150,26 @@ pub fn spawn(bundle_dir: &Path, spec: &Spec, stdio: ChildStdio) -> Result<Spawne
         Some(_) => Some(crate::userns::join_in_parent(&joins)?),
         None => None,
     };
+    if let Err(e) = crate::userns::write_sysctls(&net_sysctls) {
+        if let Some(saved) = own_ns.as_mut() {
+            saved.restore();
+        }
+        return Err(e);
+    }
     if own_ns.is_some() {
         child_joins.clear();
     }
 
-    // A raw clone with fork semantics (no new stack, SIGCHLD on exit) creates every namespace
-    // in one step, so the child is directly pid 1 of its new pid namespace: no double fork and
-    // no intermediate process to reap, unlike fork + unshare. glibc's fork handlers do not run,
-    // which is fine in the single-threaded shim where no lock can be held at this point.
-    // SAFETY: clone without CLONE_VM duplicates the address space like fork; the child only
-    // runs `init::child_main`, which never returns.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (flags | libc::SIGCHLD) as libc::c_ulong,
-            std::ptr::null_mut::<libc::c_void>(),
-            std::ptr::null_mut::<libc::c_int>(),
-            std::ptr::null_mut::<libc::c_int>(),
-            0 as libc::c_ulong,
-        )
+    let cloned = match user_join {
+        Some(fd) => crate::userns::clone_in_userns(flags, fd, pid_join.map(|(_, fd, _)| fd.as_raw_fd())),
+        None => raw_clone(flags),
     };
-    let clone_err = (pid < 0).then(|| os_err("clone container process"));
-    if pid != 0 {
+    if !matches!(cloned, Ok(0)) {
         if let Some(saved) = own_ns.as_mut() {
             saved.restore();
         }
     }
-    if let Some(e) = clone_err {
-        return Err(e);
-    }
+    let pid = cloned?;
     if pid == 0 {
         init::child_main(
             &plan,
@@ -193,8 +188,8 @@ pub fn spawn(bundle_dir: &Path, spec: &Spec, stdio: ChildStdio) -> Result<Spawne
     drop(sync_r);
     drop(err_w);
     drop(joins);
-    if let (Some(maps), Some((sock, _))) = (&userns, &layer_sock) {
-        if let Err(e) = crate::userns::setup_child(pid, maps, overlay, sock.as_raw_fd(), sync_w.as_raw_fd()) {
+    if let (Some(userns), Some((sock, _))) = (&userns, &layer_sock) {
+        if let Err(e) = crate::userns::setup_child(pid, userns, overlay, sock.as_raw_fd(), sync_w.as_raw_fd()) {
             kill_and_reap(pid);
             return Err(e);
         }
@@ -239,6 +234,29 @@ pub fn spawn(bundle_dir: &Path, spec: &Spec, stdio: ChildStdio) -> Result<Spawne
         FailKind::PermissionDenied => SpawnError::PermissionDenied(failure.message),
         FailKind::Other => SpawnError::Setup(failure.message),
     })
+}
+
+/// A raw clone with fork semantics (no new stack, SIGCHLD on exit) creates every namespace
+/// in one step, so the child is directly pid 1 of its new pid namespace: no double fork and
+/// no intermediate process to reap, unlike fork + unshare. glibc's fork handlers do not run,
+/// which is fine in the single-threaded shim where no lock can be held at this point.
+/// Returns 0 in the child, which must only run `init::child_main` (it never returns).
+fn raw_clone(flags: libc::c_int) -> Result<i64, SpawnError> {
+    // SAFETY: clone without CLONE_VM duplicates the address space like fork.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            0 as libc::c_ulong,
+        )
+    };
+    if pid < 0 {
+        return Err(os_err("clone container process"));
+    }
+    Ok(pid)
 }
 
 fn setup_parent_side(spec: &Spec, pid: i32) -> Result<Option<Cgroup>, SpawnError> {

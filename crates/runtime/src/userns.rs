@@ -23,17 +23,26 @@ fn map_text(maps: &[IdMapping]) -> String {
     maps.iter().map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size)).collect()
 }
 
-/// The mappings of the spec's new user namespace, `None` when it asks for none.
-pub(crate) fn mappings(spec: &Spec) -> Result<Option<Mappings>, String> {
+/// The user namespace a spec asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum UserNs {
+    /// A new one, with these maps.
+    New(Mappings),
+    /// An existing one, by path (another container's, to share its ipc or pid namespace).
+    Join,
+}
+
+/// The spec's user namespace, `None` when it asks for none.
+pub(crate) fn user_ns(spec: &Spec) -> Result<Option<UserNs>, String> {
     let Some(linux) = spec.linux.as_ref() else { return Ok(None) };
     let Some(ns) = linux.namespaces.iter().find(|n| n.kind == "user") else { return Ok(None) };
     if ns.path.as_deref().is_some_and(|p| !p.is_empty()) {
-        return Err("joining an existing user namespace is not supported".to_string());
+        return Ok(Some(UserNs::Join));
     }
     if linux.uid_mappings.is_empty() || linux.gid_mappings.is_empty() {
         return Err("a new user namespace needs linux.uidMappings and linux.gidMappings".to_string());
     }
-    Ok(Some(Mappings { uid_map: map_text(&linux.uid_mappings), gid_map: map_text(&linux.gid_mappings) }))
+    Ok(Some(UserNs::New(Mappings { uid_map: map_text(&linux.uid_mappings), gid_map: map_text(&linux.gid_mappings) })))
 }
 
 fn os_err(what: impl Into<String>, source: std::io::Error) -> SpawnError {
@@ -57,7 +66,7 @@ pub(crate) struct Saved(Vec<(libc::c_int, OwnedFd)>);
 pub(crate) fn join_in_parent(joins: &[(libc::c_int, OwnedFd, String)]) -> Result<Saved, SpawnError> {
     let mut saved = Saved(Vec::new());
     for (flag, fd, path) in joins {
-        if *flag == libc::CLONE_NEWPID {
+        if *flag == libc::CLONE_NEWPID || *flag == libc::CLONE_NEWUSER {
             continue;
         }
         let Some(&(_, name)) = NS_NAMES.iter().find(|(f, _)| f == flag) else {
@@ -95,6 +104,44 @@ impl Saved {
     }
 }
 
+/// With a user namespace and a network namespace joined by path (one the host owns, which the
+/// container's root cannot configure), the `net.*` sysctls are written by the parent from
+/// inside that network namespace: returns the spec for the child without them, and them.
+pub(crate) fn split_net_sysctls(spec: &Spec, userns: bool) -> (std::borrow::Cow<'_, Spec>, Vec<(String, String)>) {
+    let joined_net = spec.linux.as_ref().is_some_and(|l| {
+        l.namespaces.iter().any(|n| n.kind == "network" && n.path.as_deref().is_some_and(|p| !p.is_empty()))
+    });
+    let has_net = spec.linux.as_ref().is_some_and(|l| l.sysctl.keys().any(|k| k.starts_with("net.")));
+    if !userns || !joined_net || !has_net {
+        return (std::borrow::Cow::Borrowed(spec), Vec::new());
+    }
+    let mut child = spec.clone();
+    let mut net = Vec::new();
+    if let Some(linux) = child.linux.as_mut() {
+        let all = std::mem::take(&mut linux.sysctl);
+        for (k, v) in all {
+            if k.starts_with("net.") {
+                net.push((k, v));
+            } else {
+                linux.sysctl.insert(k, v);
+            }
+        }
+    }
+    (std::borrow::Cow::Owned(child), net)
+}
+
+/// Writes sysctls through the caller's /proc (the network ones apply to its network namespace).
+pub(crate) fn write_sysctls(sysctls: &[(String, String)]) -> Result<(), SpawnError> {
+    for (key, value) in sysctls {
+        if key.contains("..") || key.contains('/') {
+            return Err(SpawnError::InvalidSpec(format!("invalid sysctl {key:?}")));
+        }
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        std::fs::write(&path, value).map_err(|e| os_err(format!("sysctl {key}={value}"), e))?;
+    }
+    Ok(())
+}
+
 /// The lower dirs in overlay mount data (`lowerdir=a:b,upperdir=...`), top first.
 pub(crate) fn lowerdirs(overlay: &str) -> Vec<&str> {
     overlay
@@ -115,21 +162,23 @@ fn rewrite_overlay(overlay: &str, lowers: &[String]) -> String {
     parts.join(",")
 }
 
-/// In the parent, once the child exists: writes its uid and gid maps, then, for a rootfs
-/// overlay, sends it one idmapped mount of each lower dir over `sock`, and lets it go on
-/// with one byte on `sync`.
+/// In the parent, once the child exists: writes the uid and gid maps of its new user
+/// namespace, then, for a rootfs overlay, sends it one idmapped mount of each lower dir over
+/// `sock`, and lets it go on with one byte on `sync`.
 pub(crate) fn setup_child(
     pid: i32,
-    maps: &Mappings,
+    userns: &UserNs,
     overlay: Option<&str>,
     sock: RawFd,
     sync: RawFd,
 ) -> Result<(), SpawnError> {
     // setgroups stays "allow": the writer is root in the parent namespace, which the kernel
     // accepts, and `--group-add` needs setgroups in the container.
-    for (file, text) in [("uid_map", &maps.uid_map), ("gid_map", &maps.gid_map)] {
-        let path = format!("/proc/{pid}/{file}");
-        std::fs::write(&path, text).map_err(|e| os_err(format!("write {:?} to {path}", text.trim_end()), e))?;
+    if let UserNs::New(maps) = userns {
+        for (file, text) in [("uid_map", &maps.uid_map), ("gid_map", &maps.gid_map)] {
+            let path = format!("/proc/{pid}/{file}");
+            std::fs::write(&path, text).map_err(|e| os_err(format!("write {:?} to {path}", text.trim_end()), e))?;
+        }
     }
     if let Some(overlay) = overlay {
         let userns_path = format!("/proc/{pid}/ns/user");
@@ -145,6 +194,64 @@ pub(crate) fn setup_child(
         return Err(os_err("signal the container process", std::io::Error::last_os_error()));
     }
     Ok(())
+}
+
+/// Clones the container's process inside the existing user namespace `userns`, so that the
+/// namespaces it creates are owned by that one. The caller cannot enter it itself (it could
+/// never come back), so a short-lived helper enters it and clones the process as the
+/// caller's child (CLONE_PARENT): the caller is its parent as with a plain clone. A pid
+/// namespace to join (`pidns`) is joined by the helper too: the pid its clone returns must be
+/// one of the caller's namespace. Returns 0 in the container's process and its pid in the caller.
+pub(crate) fn clone_in_userns(flags: libc::c_int, userns: RawFd, pidns: Option<RawFd>) -> Result<i64, SpawnError> {
+    let (r, w) = crate::container::pipe_cloexec("helper")?;
+    // SAFETY: a fork-like clone (no new stack, SIGCHLD) in the single-threaded shim.
+    let helper =
+        unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_ulong, 0usize, 0usize, 0usize, 0usize) };
+    if helper < 0 {
+        return Err(os_err("fork user namespace helper", std::io::Error::last_os_error()));
+    }
+    if helper == 0 {
+        // SAFETY: setns and a fork-like clone in this single-threaded helper; the result goes
+        // to the caller over the pipe and the helper leaves without running destructors.
+        unsafe {
+            let errno = || -(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL) as i64);
+            let res = if pidns.is_some_and(|fd| libc::setns(fd, libc::CLONE_NEWPID) != 0)
+                || libc::setns(userns, libc::CLONE_NEWUSER) != 0
+            {
+                errno()
+            } else {
+                let flags = (flags | libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong;
+                let pid = libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize);
+                if pid < 0 {
+                    errno()
+                } else {
+                    pid
+                }
+            };
+            if res == 0 {
+                return Ok(0);
+            }
+            libc::write(w.as_raw_fd(), (&res as *const i64).cast(), 8);
+            libc::_exit(0);
+        }
+    }
+    drop(w);
+    let mut buf = [0u8; 8];
+    let got = std::io::Read::read_exact(&mut File::from(r), &mut buf);
+    // SAFETY: reaping our own helper; its status is not needed.
+    unsafe {
+        let mut status = 0;
+        while libc::waitpid(helper as libc::pid_t, &mut status, 0) < 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+        {}
+    }
+    got.map_err(|e| os_err("read from user namespace helper", e))?;
+    let res = i64::from_ne_bytes(buf);
+    if res < 0 {
+        let e = std::io::Error::from_raw_os_error(-res as i32);
+        return Err(os_err("clone container process in the joined user namespace", e));
+    }
+    Ok(res)
 }
 
 /// A detached copy of `dir`'s mount whose files, owned by host ids, appear owned by the ids
@@ -309,6 +416,22 @@ mod tests {
     }
 
     #[test]
+    fn net_sysctls_go_to_the_parent_only_with_a_joined_netns() {
+        let mut spec: Spec = serde_json::from_str(
+            r#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"network","path":"/run/netns/x"}],
+                "sysctl":{"net.ipv4.ip_forward":"1","kernel.msgmax":"9000"}}}"#,
+        )
+        .unwrap();
+        let (child, net) = split_net_sysctls(&spec, true);
+        assert_eq!(net, vec![("net.ipv4.ip_forward".to_string(), "1".to_string())]);
+        let kept: Vec<&String> = child.linux.as_ref().unwrap().sysctl.keys().collect();
+        assert_eq!(kept, ["kernel.msgmax"]);
+        assert!(split_net_sysctls(&spec, false).1.is_empty());
+        spec.linux.as_mut().unwrap().namespaces[0].path = None;
+        assert!(split_net_sysctls(&spec, true).1.is_empty());
+    }
+
+    #[test]
     fn mappings_from_spec() {
         let mut spec: Spec = serde_json::from_str(
             r#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"user"}],
@@ -316,14 +439,14 @@ mod tests {
                 "gidMappings":[{"containerID":0,"hostID":200000,"size":1000},{"containerID":1000,"hostID":5,"size":1}]}}"#,
         )
         .unwrap();
-        let m = mappings(&spec).unwrap().unwrap();
+        let Some(UserNs::New(m)) = user_ns(&spec).unwrap() else { panic!("a new user namespace") };
         assert_eq!(m.uid_map, "0 100000 65536\n");
         assert_eq!(m.gid_map, "0 200000 1000\n1000 5 1\n");
         spec.linux.as_mut().unwrap().gid_mappings.clear();
-        assert!(mappings(&spec).is_err());
+        assert!(user_ns(&spec).is_err());
         spec.linux.as_mut().unwrap().namespaces[0].path = Some("/proc/1/ns/user".to_string());
-        assert!(mappings(&spec).unwrap_err().contains("existing user namespace"));
+        assert_eq!(user_ns(&spec).unwrap(), Some(UserNs::Join));
         spec.linux.as_mut().unwrap().namespaces.clear();
-        assert_eq!(mappings(&spec).unwrap(), None);
+        assert_eq!(user_ns(&spec).unwrap(), None);
     }
 }

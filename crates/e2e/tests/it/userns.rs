@@ -242,3 +242,50 @@ fn remapped_volume_from_image_groups_and_tty() {
     let out = d.wharf(&["exec", "-t", "long", "sh", "-c", "test -t 1 && id -u"]);
     assert_eq!(out.ok().trimmed(), "0");
 }
+
+/// Sharing another remapped container's ipc or pid namespace shares its user namespace (as
+/// Docker); net sysctls, --ipc=host and renamed devices still work; commit and export record
+/// the ids the container saw, and its opaque dirs.
+fn remapped_sharing_commit_and_export(cli: Cli) {
+    let user = RemapUser::new();
+    let d = user.daemon();
+    let image = registry().image("library/busybox:latest");
+    d.cli(cli, &["pull", &image]).ok();
+    d.cli(cli, &["run", "-d", "--name", "first", &image, "sleep", "300"]).ok();
+    let pid = d.inspect(cli, "first")["State"]["Pid"].as_i64().unwrap_or(0);
+    let script = "readlink /proc/self/ns/user; readlink /proc/self/ns/ipc";
+    let out = d.cli(cli, &["run", "--rm", "--ipc=container:first", &image, "sh", "-c", script]);
+    assert_eq!(out.ok().stdout, format!("{}\n{}\n", ns_link(pid, "user"), ns_link(pid, "ipc")));
+    let out = d.cli(cli, &["run", "--rm", "--pid=container:first", &image, "sh", "-c", "ps -o comm | grep -c sleep"]);
+    assert_eq!(out.ok().trimmed(), "1");
+    let out = d.cli(
+        cli,
+        &["run", "--rm", "--sysctl", "net.ipv4.ip_forward=1", &image, "cat", "/proc/sys/net/ipv4/ip_forward"],
+    );
+    assert_eq!(out.ok().trimmed(), "1");
+    d.cli(cli, &["run", "--rm", "--ipc=host", &image, "true"]).ok();
+    let out = d.cli(
+        cli,
+        &["run", "--rm", "--device", "/dev/null:/dev/mynull", &image, "sh", "-c", "echo x > /dev/mynull && echo ok"],
+    );
+    assert_eq!(out.ok().trimmed(), "ok");
+
+    let script = "mkdir /newdir && echo x > /newdir/f && rm -rf /var && mkdir /var && touch /var/new";
+    d.cli(cli, &["run", "--name", "changed", &image, "sh", "-c", script]).ok();
+    d.cli(cli, &["commit", "changed", "committed:1"]).ok();
+    let out =
+        d.cli(cli, &["run", "--rm", "--userns=host", "committed:1", "sh", "-c", "stat -c %u:%g /newdir/f; ls /var"]);
+    assert_eq!(out.ok().stdout, "0:0\nnew\n");
+    let tar = d.dir.join("changed.tar");
+    d.cli(cli, &["export", "-o", tar.to_str().unwrap_or_default(), "changed"]).ok();
+    let listing = Command::new("tar").args(["--numeric-owner", "-tvf"]).arg(&tar).output().unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout).to_string();
+    let line = |name: &str| listing.lines().find(|l| l.ends_with(name)).unwrap_or_default().to_string();
+    assert!(line(" newdir/f").contains(" 0/0 "), "{listing}");
+    assert!(line(" var/new").contains(" 0/0 "), "{listing}");
+    assert!(
+        !listing.lines().any(|l| l.contains(" var/") && !l.ends_with(" var/") && !l.ends_with(" var/new")),
+        "{listing}"
+    );
+}
+both!(remapped_sharing_commit_and_export);

@@ -87,19 +87,42 @@ fn remapped_container_joins_a_host_network_namespace() {
 }
 
 #[test]
-fn joining_a_user_namespace_is_refused() {
+fn second_container_joins_the_user_ipc_and_pid_namespaces_of_the_first() {
     if !is_root() {
         return;
     }
-    let b = Bundle::new("userns-join", &["true"], |spec, _| {
+    let a = Bundle::new("userns-a", &["sleep", "30"], |spec, dir| {
         remap(spec);
-        let linux = spec.linux.as_mut().unwrap();
-        for n in linux.namespaces.iter_mut().filter(|n| n.kind == "user") {
-            n.path = Some(format!("/proc/{}/ns/user", std::process::id()));
+        overlay_rootfs(spec, dir);
+    });
+    let hs = a.start();
+    let pid = hs["pid"].as_i64().unwrap_or(0);
+    assert!(pid > 0, "{hs}");
+    let link = |p: i64, ns: &str| std::fs::read_link(format!("/proc/{p}/ns/{ns}")).unwrap();
+    let script = "id -u; for n in user ipc pid; do busybox readlink /proc/self/ns/$n; done; busybox ps | busybox grep -c '[s]leep 30'";
+    let b = Bundle::new("userns-b", &["sh", "-c", script], |spec, dir| {
+        remap(spec);
+        overlay_rootfs(spec, dir);
+        for n in spec.linux.as_mut().unwrap().namespaces.iter_mut() {
+            if ["user", "ipc", "pid"].contains(&n.kind.as_str()) {
+                n.path = Some(format!("/proc/{pid}/ns/{}", n.kind));
+            }
         }
     });
     let hs = b.start();
-    assert_eq!(hs["exit_code"], 125, "{hs}");
-    assert!(hs["error"].as_str().unwrap_or_default().contains("user namespace"), "{hs}");
+    assert!(hs["error"].is_null(), "{hs}");
+    let exit = b.wait_exit();
+    assert_eq!(exit["exit_code"], 0, "{exit} {:?}", b.logs());
+    let want = format!(
+        "0\n{}\n{}\n{}\n1\n",
+        link(pid, "user").display(),
+        link(pid, "ipc").display(),
+        link(pid, "pid").display()
+    );
+    assert_eq!(b.stdout(), want);
+    // SAFETY: kill has no memory effects.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    a.wait_exit();
     b.assert_cleaned_up();
+    a.assert_cleaned_up();
 }
