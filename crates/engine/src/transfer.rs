@@ -182,6 +182,7 @@ impl Engine {
             received: 0,
             total: job.desc.size,
             attempts: 0,
+            stalled_at: None,
             io_failed: false,
             id: short,
             events,
@@ -300,6 +301,8 @@ struct LayerReader<'a> {
     received: u64,
     total: u64,
     attempts: u32,
+    /// Where the body last timed out.
+    stalled_at: Option<u64>,
     /// Set when reading failed for good (network, cancel): the bytes so far are still good.
     io_failed: bool,
     id: &'a str,
@@ -321,6 +324,7 @@ impl LayerReader<'_> {
     /// Reads the network part, asking again (with a back-off) where the body broke off.
     fn read_remote(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
+            let mut stalled_twice = false;
             let Some(remote) = self.remote.as_ref() else {
                 let Some(body) = self.body.as_mut() else { return Ok(0) };
                 return body.read(buf);
@@ -349,11 +353,19 @@ impl LayerReader<'_> {
                         }
                         return Ok(n);
                     }
-                    Err(e) => e.to_string(),
+                    Err(e) => {
+                        // A registry that stalls twice at the same byte is not worth more waits
+                        // of a whole idle time-out each.
+                        if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) {
+                            stalled_twice = self.stalled_at == Some(self.received);
+                            self.stalled_at = Some(self.received);
+                        }
+                        e.to_string()
+                    }
                 },
             };
             self.body = None;
-            if self.attempts >= MAX_RETRIES {
+            if self.attempts >= MAX_RETRIES || stalled_twice {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     format!(
