@@ -135,7 +135,6 @@ pub fn spawn(bundle_dir: &Path, spec: &Spec, stdio: ChildStdio) -> Result<Spawne
     }
     let mut child_joins: Vec<(libc::c_int, RawFd)> =
         joins.iter().filter(|(f, _, _)| *f != libc::CLONE_NEWPID).map(|(f, fd, _)| (*f, fd.as_raw_fd())).collect();
-    let overlay = spec.annotations.get(crate::spec::ANNOTATION_OVERLAY).map(String::as_str);
     let layer_sock = match &userns {
         Some(_) => Some(
             crate::tty::socketpair()
@@ -189,7 +188,7 @@ pub fn spawn(bundle_dir: &Path, spec: &Spec, stdio: ChildStdio) -> Result<Spawne
     drop(err_w);
     drop(joins);
     if let (Some(userns), Some((sock, _))) = (&userns, &layer_sock) {
-        if let Err(e) = crate::userns::setup_child(pid, userns, overlay, sock.as_raw_fd(), sync_w.as_raw_fd()) {
+        if let Err(e) = crate::userns::setup_child(pid, userns, &plan, sock.as_raw_fd(), sync_w.as_raw_fd()) {
             kill_and_reap(pid);
             return Err(e);
         }

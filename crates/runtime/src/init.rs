@@ -139,6 +139,15 @@ impl Plan {
     pub(crate) fn gid(&self) -> u32 {
         self.gid
     }
+
+    /// The sources of the bind mounts, in order, and whether each is recursive.
+    pub(crate) fn bind_sources(&self) -> Vec<(&str, bool)> {
+        self.mounts.iter().filter(|m| m.bind).map(|m| (m.source.as_str(), m.flags & libc::MS_REC != 0)).collect()
+    }
+
+    pub(crate) fn overlay(&self) -> Option<&str> {
+        self.overlay.as_deref()
+    }
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -495,9 +504,9 @@ fn child_run(plan: &Plan, fds: &ChildFds) -> ChildResult<Infallible> {
         libc::umask(0);
     }
     reset_signals();
-    let layers = match fds.userns_sock {
-        Some(sock) => crate::userns::child_enter(plan.overlay.as_deref(), fds.sync_r, sock)?,
-        None => Vec::new(),
+    let handed = match fds.userns_sock {
+        Some(sock) => crate::userns::child_enter(plan, fds.sync_r, sock)?,
+        None => crate::userns::Handed::default(),
     };
     for (flag, fd) in fds.joins {
         // SAFETY: setns on an fd the parent opened for us.
@@ -512,7 +521,7 @@ fn child_run(plan: &Plan, fds: &ChildFds) -> ChildResult<Infallible> {
     if fds.stdio.console.is_none() {
         setup_stdio(&fds.stdio)?;
     }
-    setup_rootfs(plan, layers)?;
+    setup_rootfs(plan, handed)?;
     finish_rootfs(plan)?;
     if let Some(console) = fds.stdio.console {
         crate::tty::setup_in_child(console, plan.console_size, plan.uid, plan.gid)?;
@@ -550,7 +559,8 @@ pub(crate) fn setup_stdio(stdio: &ChildStdio) -> ChildResult<()> {
     Ok(())
 }
 
-fn setup_rootfs(plan: &Plan, layers: Vec<std::os::fd::OwnedFd>) -> ChildResult<()> {
+fn setup_rootfs(plan: &Plan, handed: crate::userns::Handed) -> ChildResult<()> {
+    let (layers, mut binds) = (handed.layers, handed.binds.into_iter());
     let root_c = c"/";
     sys_mount(None, root_c, None, plan.root_propagation, None)
         .map_err(|e| ChildFailure::other("make / private to the container", e))?;
@@ -568,29 +578,47 @@ fn setup_rootfs(plan: &Plan, layers: Vec<std::os::fd::OwnedFd>) -> ChildResult<(
         }
     }
     for m in &plan.mounts {
-        mount_one(plan, m)?;
+        let source = if m.bind { binds.next() } else { None };
+        mount_one(plan, m, source)?;
     }
     make_devices(plan)?;
     pivot_root(&plan.rootfs)
 }
 
-fn mount_one(plan: &Plan, m: &MountOp) -> ChildResult<()> {
+/// `source`: with a user namespace, the bind mount's source as a detached mount the parent
+/// made (the container's root may not reach the host path).
+fn mount_one(plan: &Plan, m: &MountOp, source: Option<std::os::fd::OwnedFd>) -> ChildResult<()> {
     let dest = secure_join(&plan.rootfs, &m.destination)?;
     let dest_c = path_c(&dest)?;
     let what = |e| ChildFailure::other(format!("mount {} to {} (type {})", m.source, m.destination, m.fstype), e);
     if m.bind {
-        let src = Path::new(&m.source);
-        if src.is_dir() {
+        let is_dir = match &source {
+            Some(fd) => std::fs::File::from(fd.try_clone().map_err(|e| what(e.raw_os_error().unwrap_or(0)))?)
+                .metadata()
+                .is_ok_and(|md| md.is_dir()),
+            None => Path::new(&m.source).is_dir(),
+        };
+        if is_dir {
             mkdir_all(&dest)?;
         } else {
             touch(&dest)?;
         }
-        let src_c = str_c(&m.source)?;
         let rec = m.flags & libc::MS_REC;
-        sys_mount(Some(&src_c), &dest_c, None, libc::MS_BIND | rec, None).map_err(what)?;
+        let locked = match source {
+            Some(fd) => {
+                crate::userns::attach(fd, &dest_c).map_err(what)?;
+                // A read-only remount would clear the source's nosuid/nodev/noexec: keep them.
+                kept_flags(&dest_c)
+            }
+            None => {
+                let src_c = str_c(&m.source)?;
+                sys_mount(Some(&src_c), &dest_c, None, libc::MS_BIND | rec, None).map_err(what)?;
+                0
+            }
+        };
         let extra = m.flags & !(libc::MS_BIND | libc::MS_REC);
         if extra != 0 {
-            let flags = extra | libc::MS_BIND | libc::MS_REMOUNT | rec;
+            let flags = extra | locked | libc::MS_BIND | libc::MS_REMOUNT | rec;
             sys_mount(None, &dest_c, None, flags, None).map_err(what)?;
         }
     } else {

@@ -168,10 +168,11 @@ fn rewrite_overlay(overlay: &str, lowers: &[String]) -> String {
 pub(crate) fn setup_child(
     pid: i32,
     userns: &UserNs,
-    overlay: Option<&str>,
+    plan: &crate::init::Plan,
     sock: RawFd,
     sync: RawFd,
 ) -> Result<(), SpawnError> {
+    let overlay = plan.overlay();
     // setgroups stays "allow": the writer is root in the parent namespace, which the kernel
     // accepts, and `--group-add` needs setgroups in the container.
     if let UserNs::New(maps) = userns {
@@ -188,6 +189,11 @@ pub(crate) fn setup_child(
             crate::tty::send_fd(sock, fd.as_raw_fd())
                 .map_err(|e| os_err(format!("send idmapped mount of {dir} to the container"), e))?;
         }
+    }
+    for (source, recursive) in plan.bind_sources() {
+        let fd = detached_bind(source, recursive)?;
+        crate::tty::send_fd(sock, fd.as_raw_fd())
+            .map_err(|e| os_err(format!("send bind mount source {source} to the container"), e))?;
     }
     // SAFETY: writing one byte from a valid buffer to an fd the caller owns.
     if unsafe { libc::write(sync, b"u".as_ptr().cast(), 1) } != 1 {
@@ -297,9 +303,19 @@ fn idmapped_mount(dir: &Path, userns: RawFd) -> Result<OwnedFd, SpawnError> {
     Ok(fd)
 }
 
+/// What the parent hands the child as detached mounts.
+#[derive(Default)]
+pub(crate) struct Handed {
+    /// Idmapped lower dirs of the rootfs overlay, top first.
+    pub layers: Vec<OwnedFd>,
+    /// The sources of the bind mounts, in order.
+    pub binds: Vec<OwnedFd>,
+}
+
 /// In the child, first thing: waits until the parent has written the maps, becomes the
-/// namespace's root, and takes the idmapped layers (as many as `overlay` has lower dirs).
-pub(crate) fn child_enter(overlay: Option<&str>, sync: RawFd, sock: RawFd) -> Result<Vec<OwnedFd>, ChildFailure> {
+/// namespace's root, and takes the detached mounts: the idmapped layers (as many as the
+/// overlay has lower dirs), then the bind sources.
+pub(crate) fn child_enter(plan: &crate::init::Plan, sync: RawFd, sock: RawFd) -> Result<Handed, ChildFailure> {
     let mut byte = 0u8;
     // SAFETY: reading one byte into a valid buffer.
     if unsafe { libc::read(sync, (&mut byte as *mut u8).cast(), 1) } != 1 {
@@ -307,16 +323,57 @@ pub(crate) fn child_enter(overlay: Option<&str>, sync: RawFd, sock: RawFd) -> Re
         unsafe { libc::_exit(1) };
     }
     become_root()?;
-    let want = overlay.map(|o| lowerdirs(o).len()).unwrap_or(0);
-    let mut layers = Vec::with_capacity(want);
-    while layers.len() < want {
-        match crate::tty::recv_fd(sock) {
-            Ok(Some(fd)) => layers.push(fd),
-            Ok(None) => return Err(ChildFailure::other("receive idmapped layers", libc::EPIPE)),
-            Err(e) => return Err(ChildFailure::other("receive idmapped layers", e.raw_os_error().unwrap_or(0))),
+    let recv = |n: usize, what: &str| -> Result<Vec<OwnedFd>, ChildFailure> {
+        let mut fds = Vec::with_capacity(n);
+        while fds.len() < n {
+            match crate::tty::recv_fd(sock) {
+                Ok(Some(fd)) => fds.push(fd),
+                Ok(None) => return Err(ChildFailure::other(format!("receive {what}"), libc::EPIPE)),
+                Err(e) => return Err(ChildFailure::other(format!("receive {what}"), e.raw_os_error().unwrap_or(0))),
+            }
         }
+        Ok(fds)
+    };
+    let layers = recv(plan.overlay().map(|o| lowerdirs(o).len()).unwrap_or(0), "idmapped layers")?;
+    let binds = recv(plan.bind_sources().len(), "bind mount sources")?;
+    Ok(Handed { layers, binds })
+}
+
+/// Attaches a detached mount the parent made at `dest` (a NUL-terminated path); the errno.
+pub(crate) fn attach(fd: OwnedFd, dest: &std::ffi::CStr) -> Result<(), i32> {
+    // SAFETY: move_mount of a detached mount fd we own onto a NUL-terminated path.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            dest.as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH as libc::c_uint,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
     }
-    Ok(layers)
+}
+
+/// A detached copy of the mount at `source` (and the ones below it when `recursive`), for a
+/// bind mount the child attaches without looking the host path up itself.
+fn detached_bind(source: &str, recursive: bool) -> Result<OwnedFd, SpawnError> {
+    let c = crate::container::cstring(source).map_err(SpawnError::InvalidSpec)?;
+    let mut flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: open_tree on a NUL-terminated path; the result is a new fd we then own.
+    let raw = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) };
+    if raw < 0 {
+        return Err(os_err(format!("bind mount source {source}"), std::io::Error::last_os_error()));
+    }
+    // SAFETY: open_tree returned a fresh fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw as RawFd) })
 }
 
 /// Takes the ids of the user namespace's root: until then the process keeps the host's root
@@ -346,21 +403,7 @@ pub(crate) fn mount_overlay(rootfs: &Path, overlay: &str, layers: Vec<OwnedFd>) 
         let dir = rootfs.join(i.to_string());
         std::fs::create_dir(&dir)
             .map_err(|e| ChildFailure::other(format!("mkdir {}", dir.display()), e.raw_os_error().unwrap_or(0)))?;
-        let dir_c = path_c(&dir)?;
-        // SAFETY: move_mount of a detached mount fd we own onto a NUL-terminated path.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_move_mount,
-                fd.as_raw_fd(),
-                c"".as_ptr(),
-                libc::AT_FDCWD,
-                dir_c.as_ptr(),
-                libc::MOVE_MOUNT_F_EMPTY_PATH as libc::c_uint,
-            )
-        };
-        if rc != 0 {
-            return Err(ChildFailure::last(format!("attach idmapped layer {i}")));
-        }
+        attach(fd, &path_c(&dir)?).map_err(|e| ChildFailure::other(format!("attach idmapped layer {i}"), e))?;
         lowers.push(dir.to_string_lossy().into_owned());
     }
     let data = rewrite_overlay(overlay, &lowers);

@@ -232,6 +232,13 @@ fn remapped_volume_from_image_groups_and_tty() {
     assert_eq!(out.ok().trimmed(), "0:0");
     let passwd = d.data_root.join("volumes").join(&vol).join("_data/passwd");
     assert_eq!(std::fs::metadata(&passwd).map(|m| m.uid()).ok(), Some(user.base));
+    // A bind mount whose host path the remapped root could not walk (a 0700 parent).
+    let private = crate::harness::TempDir::new("userns-private");
+    std::fs::create_dir_all(private.0.join("shared")).unwrap();
+    std::fs::write(private.0.join("shared/f"), "from the host\n").unwrap();
+    std::fs::set_permissions(&private.0, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let bind = format!("{}:/data:ro", private.0.join("shared").display());
+    assert_eq!(d.wharf(&["run", "--rm", "-v", &bind, &image, "cat", "/data/f"]).ok().trimmed(), "from the host");
     // setgroups is allowed in the container's namespace.
     let out = d.wharf(&["run", "--rm", "--group-add", "10", "--user", "1000:1000", &image, "id", "-G"]);
     assert_eq!(out.ok().trimmed(), "1000 10");

@@ -126,3 +126,46 @@ fn second_container_joins_the_user_ipc_and_pid_namespaces_of_the_first() {
     b.assert_cleaned_up();
     a.assert_cleaned_up();
 }
+
+#[test]
+fn bind_mount_from_a_dir_the_remapped_root_cannot_reach() {
+    if !is_root() {
+        return;
+    }
+    let b = Bundle::new(
+        "userns-bind",
+        &["sh", "-c", "cat /data/f; ls -ln /data/f; cat /version | grep -c Linux"],
+        |spec, dir| {
+            remap(spec);
+            overlay_rootfs(spec, dir);
+            let private = dir.join("private");
+            std::fs::create_dir_all(private.join("secret")).unwrap();
+            std::fs::write(private.join("secret/f"), "hidden\n").unwrap();
+            std::fs::set_permissions(&private, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+            spec.mounts.push(wharf_runtime::spec::Mount {
+                destination: "/data".to_string(),
+                kind: Some("bind".to_string()),
+                source: Some(private.join("secret").display().to_string()),
+                options: vec!["rbind".to_string(), "ro".to_string()],
+            });
+            // A file from another file system (proc), bound read-only.
+            spec.mounts.push(wharf_runtime::spec::Mount {
+                destination: "/version".to_string(),
+                kind: Some("bind".to_string()),
+                source: Some("/proc/version".to_string()),
+                options: vec!["bind".to_string(), "ro".to_string()],
+            });
+        },
+    );
+    let hs = b.start();
+    assert!(hs["error"].is_null(), "{hs}");
+    let exit = b.wait_exit();
+    assert_eq!(exit["exit_code"], 0, "{exit} {:?}", b.logs());
+    let out = b.stdout();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "hidden", "{out}");
+    // Host root's file, not idmapped: the overflow id in the container, as under Docker.
+    assert_eq!(lines[1].split_whitespace().nth(2), Some("65534"), "{out}");
+    assert_eq!(lines[2], "1", "{out}");
+    b.assert_cleaned_up();
+}
