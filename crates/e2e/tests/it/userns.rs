@@ -296,3 +296,17 @@ fn remapped_sharing_commit_and_export(cli: Cli) {
     );
 }
 both!(remapped_sharing_commit_and_export);
+
+#[test]
+fn remapped_container_outlives_a_daemon_kill() {
+    let user = RemapUser::new();
+    let mut d = user.daemon();
+    let image = d.pull("library/busybox:latest");
+    d.wharf(&["run", "-d", "--name", "lives", &image, "sleep", "300"]).ok();
+    d.kill9();
+    d.restart();
+    let out = d.wharf(&["exec", "lives", "sh", "-c", "id -u; cat /proc/self/uid_map"]);
+    let words: Vec<String> = out.ok().stdout.split_whitespace().map(str::to_string).collect();
+    assert_eq!(words, ["0", "0", &user.base.to_string(), "65536"], "{out}");
+    d.wharf(&["stop", "-t", "1", "lives"]).ok();
+}
