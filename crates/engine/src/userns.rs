@@ -39,6 +39,17 @@ impl UsernsRemap {
     pub fn root_gid(&self) -> u32 {
         host_of_root(&self.gid_maps)
     }
+
+    /// The host uid of container uid `id`, when the maps cover it (files written into a
+    /// remapped container's upper dir or volume from the host must carry it).
+    pub fn host_uid(&self, id: u32) -> Option<u32> {
+        to_host(&self.uid_maps, id)
+    }
+
+    /// The host gid of container gid `id`, when the maps cover it.
+    pub fn host_gid(&self, id: u32) -> Option<u32> {
+        to_host(&self.gid_maps, id)
+    }
 }
 
 fn host_of_root(maps: &[IdMapping]) -> u32 {
@@ -387,8 +398,8 @@ fn shift_tree(dir: &Path, remap: &UsernsRemap) -> std::io::Result<()> {
         if in_range(&remap.uid_maps, meta.uid()) && in_range(&remap.gid_maps, meta.gid()) {
             continue;
         }
-        let uid = to_host(&remap.uid_maps, meta.uid()).unwrap_or(remap.root_uid());
-        let gid = to_host(&remap.gid_maps, meta.gid()).unwrap_or(remap.root_gid());
+        let uid = remap.host_uid(meta.uid()).unwrap_or(remap.root_uid());
+        let gid = remap.host_gid(meta.gid()).unwrap_or(remap.root_gid());
         std::os::unix::fs::lchown(&p, Some(uid), Some(gid))?;
         if !meta.file_type().is_symlink() {
             // chown clears setuid/setgid bits; the image's mode stays as it was.
