@@ -1,8 +1,9 @@
 //! User namespaces for `spawn` and `exec`: the child's uid/gid maps written by the parent,
 //! namespaces to join entered from the parent (a process inside a new user namespace has no
-//! rights over namespaces the host owns), and the image layers handed to the child as
-//! idmapped mounts, so that the rootfs overlay shows host root's files as the container's
-//! root's without copying or chowning a layer.
+//! rights over namespaces the host owns), an existing user namespace entered by a helper, and
+//! detached mounts handed to the child over a socket: the image layers as idmapped mounts, so
+//! that the rootfs overlay shows host root's files as the container's root's without copying
+//! or chowning a layer, and the bind sources, which the container's root may not reach.
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -28,7 +29,7 @@ fn map_text(maps: &[IdMapping]) -> String {
 pub(crate) enum UserNs {
     /// A new one, with these maps.
     New(Mappings),
-    /// An existing one, by path (another container's, to share its ipc or pid namespace).
+    /// An existing one, by path (another container's, whose ipc or pid namespace is shared).
     Join,
 }
 
