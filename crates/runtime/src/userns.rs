@@ -164,8 +164,8 @@ fn rewrite_overlay(overlay: &str, lowers: &[String]) -> String {
 }
 
 /// In the parent, once the child exists: writes the uid and gid maps of its new user
-/// namespace, then, for a rootfs overlay, sends it one idmapped mount of each lower dir over
-/// `sock`, and lets it go on with one byte on `sync`.
+/// namespace, sends it over `sock` one idmapped mount of each lower dir of its rootfs overlay,
+/// then a detached mount of each bind source, and lets it go on with one byte on `sync`.
 pub(crate) fn setup_child(
     pid: i32,
     userns: &UserNs,
