@@ -12,15 +12,26 @@ use std::time::Duration;
 
 use crate::harness::{find_named, http_unix, registry, unique, wait_for, Cli, Daemon, DaemonOptions};
 
-/// /etc/passwd, /etc/subuid and /etc/subgid are shared by every test of this process.
+/// /etc/passwd, /etc/group, /etc/subuid and /etc/subgid are shared by every test of this
+/// process. They are edited directly (no useradd/userdel, which leave backup files behind).
 static ETC_LOCK: Mutex<()> = Mutex::new(());
 static N: AtomicU32 = AtomicU32::new(0);
-const SUBID_FILES: [&str; 2] = ["/etc/subuid", "/etc/subgid"];
+const ETC_FILES: [&str; 4] = ["/etc/passwd", "/etc/group", "/etc/subuid", "/etc/subgid"];
 
-/// A system user with one 65536-id range in /etc/subuid and /etc/subgid, all removed on drop.
+/// A user and group with one 65536-id range in /etc/subuid and /etc/subgid, all removed on drop.
 struct RemapUser {
     name: String,
     base: u32,
+}
+
+fn append_line(path: &str, line: &str) {
+    let mut text = std::fs::read_to_string(path).unwrap_or_default();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(line);
+    text.push('\n');
+    std::fs::write(path, text).unwrap();
 }
 
 impl RemapUser {
@@ -30,16 +41,20 @@ impl RemapUser {
         let name = format!("wh-userns-{pid}-{n}");
         let base = 3_000_000 + (pid % 1000) * 400_000 + n * 65536;
         let _g = ETC_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        let out = Command::new("useradd").args(["-r", "-U", "-M", "-s", "/bin/false", &name]).output().unwrap();
-        assert!(out.status.success(), "useradd {name}: {}", String::from_utf8_lossy(&out.stderr));
-        for f in SUBID_FILES {
-            let mut text = std::fs::read_to_string(f).unwrap_or_default();
-            if !text.is_empty() && !text.ends_with('\n') {
-                text.push('\n');
-            }
-            text.push_str(&format!("{name}:{base}:65536\n"));
-            std::fs::write(f, text).unwrap();
-        }
+        // A free id below 65534 for both the user and its group.
+        let taken = |path: &str, id: u32| {
+            std::fs::read_to_string(path)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.split(':').nth(2) == Some(&id.to_string()))
+        };
+        let id = (60000 + (pid % 1000) * 5 + n..65000)
+            .find(|&id| !taken("/etc/passwd", id) && !taken("/etc/group", id))
+            .unwrap();
+        append_line("/etc/passwd", &format!("{name}:x:{id}:{id}::/nonexistent:/bin/false"));
+        append_line("/etc/group", &format!("{name}:x:{id}:"));
+        append_line("/etc/subuid", &format!("{name}:{base}:65536"));
+        append_line("/etc/subgid", &format!("{name}:{base}:65536"));
         RemapUser { name, base }
     }
 
@@ -55,12 +70,11 @@ impl Drop for RemapUser {
     fn drop(&mut self) {
         let _g = ETC_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let prefix = format!("{}:", self.name);
-        for f in SUBID_FILES {
+        for f in ETC_FILES {
             let text = std::fs::read_to_string(f).unwrap_or_default();
             let kept: String = text.lines().filter(|l| !l.starts_with(&prefix)).map(|l| format!("{l}\n")).collect();
             let _ = std::fs::write(f, kept);
         }
-        let _ = Command::new("userdel").arg(&self.name).output();
     }
 }
 
