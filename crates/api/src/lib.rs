@@ -7,6 +7,7 @@
 mod archive;
 mod body;
 mod containers;
+mod copy;
 mod disk;
 mod error;
 mod events;

@@ -11,8 +11,8 @@ use crate::body::Body;
 use crate::error::ApiError;
 use crate::query::Query;
 use crate::{
-    archive, containers, disk, events, exec, images, images_io, lifecycle, networks, stats, system, transfer, volumes,
-    API_VERSION, MIN_API_VERSION,
+    archive, containers, copy, disk, events, exec, images, images_io, lifecycle, networks, stats, system, transfer,
+    volumes, API_VERSION, MIN_API_VERSION,
 };
 
 /// The largest request body wharf reads whole (create bodies, tag requests).
@@ -128,6 +128,9 @@ async fn dispatch(engine: Engine, req: Request<Incoming>) -> Result<Response<Bod
         (&Method::POST, ["containers", id, "kill"]) => containers::kill(&ctx, id).await,
         (&Method::POST, ["containers", id, "wait"]) => containers::wait(&ctx, id).await,
         (&Method::GET, ["containers", id, "export"]) => transfer::export(&ctx, id),
+        (&Method::HEAD, ["containers", id, "archive"]) => copy::head(&ctx, id).await,
+        (&Method::GET, ["containers", id, "archive"]) => copy::get(&ctx, id).await,
+        (&Method::PUT, ["containers", id, "archive"]) => copy::put(&ctx, id, req).await,
         (&Method::GET, ["containers", id, "logs"]) => containers::logs(&ctx, id),
         (&Method::POST, ["containers", id, "attach"]) => containers::attach(&ctx, id, req),
         (&Method::POST, ["containers", id, "resize"]) => {

@@ -4,6 +4,7 @@
 mod archive;
 mod config;
 mod containers;
+mod copy;
 mod disk;
 mod extras;
 mod human;
@@ -172,6 +173,8 @@ enum Command {
     Archive(archive::ArchiveCommand),
     #[command(flatten)]
     Transfer(transfer::TransferCommand),
+    #[command(flatten)]
+    Copy(copy::CopyCommand),
     #[command(flatten)]
     Net(network::NetCommand),
     #[command(flatten)]
@@ -365,6 +368,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 Command::Transport(c) => transport::run(&client, c),
                 Command::Archive(c) => archive::run(&client, c),
                 Command::Transfer(c) => transfer::run(&client, c),
+                Command::Copy(c) => copy::run(&client, c),
                 Command::Net(c) => network::run(&client, c),
                 Command::Interactive(c) => interactive::run(&client, c),
                 Command::Extras(c) => extras::run(&client, c),

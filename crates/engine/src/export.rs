@@ -228,9 +228,15 @@ fn is_opaque(path: &Path) -> bool {
 }
 
 /// Reads exactly `left` bytes: zeros after an early end (a file shrunk while it was read).
-struct PaddedReader<R> {
+pub(crate) struct PaddedReader<R> {
     inner: R,
     left: u64,
+}
+
+impl<R> PaddedReader<R> {
+    pub(crate) fn new(inner: R, left: u64) -> PaddedReader<R> {
+        PaddedReader { inner, left }
+    }
 }
 
 impl<R: io::Read> io::Read for PaddedReader<R> {

@@ -7,6 +7,7 @@ mod archive;
 mod attach;
 mod commit;
 mod containers;
+mod copy;
 mod diff;
 mod disk;
 mod dns;
@@ -53,6 +54,7 @@ pub use commit::CommitRequest;
 pub use containers::{
     ContainerConfig, ContainerRecord, ContainerState, CreateRequest, HostConfig, ListOptions, Status, WaitCondition,
 };
+pub use copy::{ExtractOptions, PathStat};
 pub use diff::{Change, ChangeKind};
 pub use disk::{ContainerUsage, DiskUsage, ImagePruneReport, ImageUsage, VolumeUsage};
 pub use error::EngineError;

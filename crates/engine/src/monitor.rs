@@ -73,6 +73,11 @@ impl Live {
         self.state.send_modify(|s| s.running = true);
     }
 
+    /// A duplicate of the init's pidfd while the container runs (`cp` joins its namespace).
+    pub fn init_pidfd(&self) -> Option<OwnedFd> {
+        self.init.lock().ok()?.as_ref()?.try_clone().ok()
+    }
+
     pub fn exited(&self, code: i32) {
         if let Ok(mut init) = self.init.lock() {
             *init = None;

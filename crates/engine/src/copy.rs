@@ -1,0 +1,1067 @@
+//! `docker cp`: stat a path in a container, write a path as a tar, extract a tar into a
+//! directory, for running and stopped containers.
+//!
+//! Every path is resolved inside the container's root, never on the host: the work runs on a
+//! dedicated thread (never a pooled one) that first gives itself the container's root. For a
+//! running container the thread joins its mount namespace through the init's pidfd (its root
+//! becomes the container's root). For a stopped one the thread unshares a private mount
+//! namespace, mounts the container's overlay and its volumes and binds there, and chroots into
+//! it; the namespace and its mounts die with the thread, so the host never holds them. Inside,
+//! paths are opened with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)` so that `..`,
+//! absolute symlinks and /proc magic links cannot lead out, and trees are walked and written
+//! through directory fds with `O_NOFOLLOW`.
+//!
+//! A copy into a stopped container holds the container's operation lock (the one `start`
+//! takes) for its whole length, so the container cannot start on the same upper dir meanwhile.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::{CStr, CString};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use crate::{Engine, EngineError, MountKind};
+
+/// What `stat` says of a path in a container (Docker's `ContainerPathStat`, before encoding).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathStat {
+    /// The base name of the path as asked (`.` for `dir/.`, `/` for the root).
+    pub name: String,
+    pub size: i64,
+    /// The raw `st_mode` (file type and permission bits).
+    pub mode: u32,
+    pub mtime: SystemTime,
+    /// For a symlink: the absolute path it resolves to inside the container; else empty.
+    pub link_target: String,
+}
+
+/// How `extract` treats what it finds and the ownership it gives.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExtractOptions {
+    /// Refuse to replace a directory by a non-directory or the other way round.
+    pub no_overwrite_dir_non_dir: bool,
+    /// Keep the uid/gid of the tar entries; otherwise everything is owned by 0:0 (the
+    /// container's root), as Docker does without `cp -a`.
+    pub copy_uid_gid: bool,
+}
+
+/// The container's root as the worker thread sees it.
+struct Root {
+    fd: OwnedFd,
+    proc: Option<OwnedFd>,
+}
+
+/// How the worker thread reaches the container's root.
+enum Access {
+    /// Join the mount namespace of the running init.
+    Running { pidfd: OwnedFd },
+    /// Mount the overlay (and volumes and binds) in a private namespace.
+    Stopped { options: String, writable_upper: bool, readonly: bool, mount_point: PathBuf, binds: Vec<Bind> },
+}
+
+struct Bind {
+    source: PathBuf,
+    destination: String,
+    rw: bool,
+}
+
+/// The container-side facts the worker needs.
+struct Plan {
+    id: String,
+    name: String,
+    access: Access,
+    /// Mounts as the container sees them, for the read-only checks of an extraction.
+    mounts: Vec<(String, bool)>,
+    readonly_rootfs: bool,
+}
+
+impl Engine {
+    /// `HEAD /containers/{id}/archive`: the stat of `path` inside the container.
+    pub async fn container_stat_path(&self, name: &str, path: &str) -> Result<PathStat, EngineError> {
+        let plan = self.copy_plan(name, false)?;
+        let path = path.to_string();
+        run_confined(plan, move |root, plan| stat_path(root, plan, &path)).await
+    }
+
+    /// `GET /containers/{id}/archive`: returns the stat of `path` once known; the tar of it is
+    /// then written to `out` by the worker thread, which emits `archive-path` when done.
+    pub async fn container_archive(
+        &self,
+        name: &str,
+        path: &str,
+        out: Box<dyn Write + Send>,
+    ) -> Result<PathStat, EngineError> {
+        let plan = self.copy_plan(name, false)?;
+        let rec = self.find_container(&plan.id)?;
+        let path = path.to_string();
+        let (tx, rx) = tokio::sync::oneshot::channel::<Result<PathStat, EngineError>>();
+        let engine = self.clone();
+        let id = plan.id.clone();
+        let thread = std::thread::Builder::new().name("cp-archive".into()).spawn(move || {
+            let mut tx = Some(tx);
+            let result = confined(plan, |root, plan| {
+                let stat = match stat_path(root, plan, &path) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        if let Some(tx) = tx.take() {
+                            let _ = tx.send(Err(e));
+                        }
+                        return Ok(());
+                    }
+                };
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(Ok(stat.clone()));
+                }
+                engine.container_event(&rec, "archive-path", &[]);
+                write_path(root, &path, &stat, out)
+                    .map_err(|e| EngineError::io(format!("copy {path} from container {}", plan.id), e))
+            });
+            match (result, tx.take()) {
+                (Err(e), Some(tx)) => {
+                    let _ = tx.send(Err(e));
+                }
+                (Err(e), None) => log::warn!("{e}"),
+                _ => {}
+            }
+        });
+        thread.map_err(|e| EngineError::io("cp: start thread", e))?;
+        rx.await.map_err(|_| EngineError::Internal(format!("copy from container {id}: worker ended early")))?
+    }
+
+    /// `PUT /containers/{id}/archive`: extracts the tar `body` into the directory `path`.
+    pub async fn container_extract(
+        &self,
+        name: &str,
+        path: &str,
+        options: ExtractOptions,
+        body: Box<dyn Read + Send>,
+    ) -> Result<(), EngineError> {
+        let rec = self.find_container(name)?;
+        let live = self.live(&rec.id);
+        // Held until the extraction ends: a start of this container waits for it.
+        let _op = live.op.lock().await;
+        let rec = self.find_container(&rec.id)?;
+        let plan = self.copy_plan(&rec.id, true)?;
+        let path = path.to_string();
+        run_confined(plan, move |root, plan| extract(root, plan, &path, options, body)).await?;
+        self.container_event(&rec, "extract-to-dir", &[]);
+        Ok(())
+    }
+
+    fn copy_plan(&self, name: &str, writable: bool) -> Result<Plan, EngineError> {
+        let rec = self.find_container(name)?;
+        let mut mounts: Vec<(String, bool)> =
+            rec.mounts.iter().map(|m| (clean_abs(&m.destination), m.rw || m.kind == MountKind::Tmpfs)).collect();
+        mounts.sort_by_key(|(d, _)| std::cmp::Reverse(d.len()));
+        let pidfd = self.live(&rec.id).init_pidfd();
+        let access = match pidfd {
+            Some(pidfd) => Access::Running { pidfd },
+            None => {
+                let dirs = self.inner.snapshots.container_dirs(&rec.id);
+                if !dirs.upper.is_dir() {
+                    return Err(EngineError::Conflict(format!("container {} has no file system", rec.id)));
+                }
+                let options = if writable {
+                    self.inner.snapshots.overlay_options(&rec.chain_ids, &rec.id)?
+                } else {
+                    // The upper dir as the top lower dir: no work dir, nothing shared with a
+                    // start that may follow.
+                    let mut o = format!("lowerdir={}", dirs.upper.display());
+                    for l in self.inner.snapshots.overlay_lowerdirs(&rec.chain_ids)? {
+                        o.push(':');
+                        o.push_str(&l.to_string_lossy());
+                    }
+                    o
+                };
+                let mut binds: Vec<Bind> = rec
+                    .mounts
+                    .iter()
+                    .filter(|m| m.kind != MountKind::Tmpfs && !m.source.is_empty())
+                    .map(|m| Bind {
+                        source: PathBuf::from(&m.source),
+                        destination: clean_abs(&m.destination),
+                        rw: m.rw,
+                    })
+                    .collect();
+                // Parents before children.
+                binds.sort_by_key(|b| b.destination.matches('/').count());
+                Access::Stopped {
+                    options,
+                    writable_upper: writable,
+                    readonly: rec.host_config.readonly_rootfs,
+                    mount_point: dirs.rootfs,
+                    binds,
+                }
+            }
+        };
+        Ok(Plan { id: rec.id, name: rec.name, access, mounts, readonly_rootfs: rec.host_config.readonly_rootfs })
+    }
+}
+
+/// Runs `f` on a dedicated thread inside the container's root and waits for it.
+async fn run_confined<T: Send + 'static>(
+    plan: Plan,
+    f: impl FnOnce(&Root, &Plan) -> Result<T, EngineError> + Send + 'static,
+) -> Result<T, EngineError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let id = plan.id.clone();
+    std::thread::Builder::new()
+        .name("cp".into())
+        .spawn(move || {
+            let _ = tx.send(confined(plan, f));
+        })
+        .map_err(|e| EngineError::io("cp: start thread", e))?;
+    rx.await.map_err(|_| EngineError::Internal(format!("copy in container {id}: worker thread panicked")))?
+}
+
+/// On the calling (dedicated) thread: enters the container's root and runs `f` with an fd of it.
+fn confined<T>(plan: Plan, f: impl FnOnce(&Root, &Plan) -> Result<T, EngineError>) -> Result<T, EngineError> {
+    let ctx = |what: &str| format!("cp in container {}: {what}", plan.id);
+    // The host's /proc, opened before the root changes: only to name fds (`fd_path`).
+    let proc = sys_open(libc::AT_FDCWD, c"/proc", libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC).ok();
+    match &plan.access {
+        Access::Running { pidfd } => {
+            // SAFETY: unshare only changes this thread's fs attributes (root, cwd), which a thread
+            // must own alone before it may join a mount namespace.
+            if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
+                return Err(EngineError::io(ctx("unshare fs"), io::Error::last_os_error()));
+            }
+            // SAFETY: a valid pidfd; joining the mount namespace sets this thread's root and cwd
+            // to the container's root.
+            if unsafe { libc::setns(pidfd.as_raw_fd(), libc::CLONE_NEWNS) } != 0 {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::ESRCH) {
+                    return Err(EngineError::Conflict(format!("container {} is not running", plan.id)));
+                }
+                return Err(EngineError::io(ctx("join mount namespace"), e));
+            }
+        }
+        Access::Stopped { options, writable_upper, readonly, mount_point, binds } => {
+            mount_stopped(options, *writable_upper, *readonly, mount_point, binds)
+                .map_err(|e| EngineError::io(ctx(&format!("mount file system at {}", mount_point.display())), e))?;
+        }
+    }
+    let root = sys_open(libc::AT_FDCWD, c"/", libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .map_err(|e| EngineError::io(ctx("open root"), e))?;
+    f(&Root { fd: root, proc }, &plan)
+}
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+
+/// Private namespace, the overlay, chroot into it, then the binds at their destinations
+/// (resolved inside the new root, so a symlinked destination cannot point out).
+fn mount_stopped(
+    options: &str,
+    writable_upper: bool,
+    readonly: bool,
+    mount_point: &std::path::Path,
+    binds: &[Bind],
+) -> io::Result<()> {
+    // SAFETY: unshare only changes this thread's namespaces; CLONE_NEWNS implies CLONE_FS.
+    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: valid NUL-terminated strings; every mount of the new namespace becomes private so
+    // nothing below propagates back to the host.
+    if unsafe {
+        libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    } != 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    let target = cstring(mount_point.as_os_str().as_bytes())?;
+    let data = cstring(options.as_bytes())?;
+    let flags = if !writable_upper || readonly { libc::MS_RDONLY } else { 0 };
+    // SAFETY: valid NUL-terminated strings; the mount lives in this thread's namespace only.
+    if unsafe { libc::mount(c"overlay".as_ptr(), target.as_ptr(), c"overlay".as_ptr(), flags, data.as_ptr().cast()) }
+        != 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    // Detached copies of the sources, taken while host paths still mean the host's.
+    let mut trees = Vec::new();
+    for b in binds {
+        let src = cstring(b.source.as_os_str().as_bytes())?;
+        // SAFETY: valid path; open_tree returns a new fd we own.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_open_tree,
+                libc::AT_FDCWD,
+                src.as_ptr(),
+                OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint,
+            )
+        };
+        if fd < 0 {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(e.kind(), format!("open mount source {}: {e}", b.source.display())));
+        }
+        // SAFETY: fd was just returned by the kernel and is owned by nobody else.
+        trees.push(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+    }
+    // SAFETY: valid path; chroot confines this thread's (unshared) root.
+    if unsafe { libc::chroot(target.as_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: valid path.
+    if unsafe { libc::chdir(c"/".as_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let root = sys_open(libc::AT_FDCWD, c"/", libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)?;
+    for (b, tree) in binds.iter().zip(trees) {
+        let is_dir = fstat_fd(tree.as_raw_fd()).map(|s| s.st_mode & libc::S_IFMT == libc::S_IFDIR).unwrap_or(true);
+        let dest = open_dir_creating(&root, &b.destination, is_dir)?;
+        // SAFETY: a valid mount fd and a valid destination fd; attaches the copied tree there.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                tree.as_raw_fd(),
+                c"".as_ptr(),
+                dest.as_raw_fd(),
+                c"".as_ptr(),
+                MOVE_MOUNT_F_EMPTY_PATH | 0x08, /* MOVE_MOUNT_T_EMPTY_PATH */
+            )
+        };
+        if r != 0 {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(e.kind(), format!("mount {} at {}: {e}", b.source.display(), b.destination)));
+        }
+        if !b.rw {
+            let d = cstring(b.destination.as_bytes())?;
+            // SAFETY: valid path inside the chroot; only this namespace's mount changes.
+            unsafe {
+                libc::mount(
+                    std::ptr::null(),
+                    d.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC,
+                    std::ptr::null(),
+                )
+            };
+        }
+    }
+    Ok(())
+}
+
+/// Opens `dest` resolved inside `root`, creating what is missing (directories; the last element
+/// as an empty file when `is_dir` is false, for a file bind's mount point).
+fn open_dir_creating(root: &OwnedFd, dest: &str, is_dir: bool) -> io::Result<OwnedFd> {
+    let comps: Vec<&str> = dest.split('/').filter(|c| !c.is_empty()).collect();
+    let mut cur = sys_open(root.as_raw_fd(), c".", libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)?;
+    for (i, comp) in comps.iter().enumerate() {
+        let last = i + 1 == comps.len();
+        let c = cstring(comp.as_bytes())?;
+        let sub = format!("/{}", comps[..=i].join("/"));
+        let subc = cstring(sub.as_bytes())?;
+        let flags = if last && !is_dir { libc::O_PATH } else { libc::O_PATH | libc::O_DIRECTORY };
+        match openat2(root.as_raw_fd(), &subc, flags | libc::O_CLOEXEC) {
+            Ok(fd) => cur = fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                if last && !is_dir {
+                    let fd = sys_open_mode(
+                        cur.as_raw_fd(),
+                        &c,
+                        libc::O_WRONLY | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                        0o644,
+                    )?;
+                    drop(fd);
+                } else {
+                    // SAFETY: a valid dir fd and name.
+                    if unsafe { libc::mkdirat(cur.as_raw_fd(), c.as_ptr(), 0o755) } != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                cur = openat2(root.as_raw_fd(), &subc, flags | libc::O_CLOEXEC)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(cur)
+}
+
+/// `/a//b/` → `/a/b`, and `/` for the root.
+fn clean_abs(p: &str) -> String {
+    let parts: Vec<&str> = p.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+    format!("/{}", parts.join("/"))
+}
+
+/// Splits a container path as Docker does: the directory (resolved with symlinks followed) and
+/// the last element (not followed), which is empty when the path names a directory itself
+/// (`/`, a trailing `/`, `/.` or `/..`).
+fn split_path(path: &str) -> (String, String) {
+    let abs = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
+    match abs.rsplit_once('/') {
+        Some((_, "" | "." | "..")) | None => (abs, String::new()),
+        Some((dir, base)) => (if dir.is_empty() { "/".to_string() } else { dir.to_string() }, base.to_string()),
+    }
+}
+
+/// The name Docker reports for a path: its last element, trailing `/.` kept as `.`.
+fn base_name(path: &str) -> String {
+    if path.ends_with("/.") || path == "." {
+        return ".".into();
+    }
+    match path.trim_end_matches('/').rsplit('/').next() {
+        Some("") | None => "/".into(),
+        Some(b) => b.to_string(),
+    }
+}
+
+fn not_found(path: &str, plan: &Plan) -> EngineError {
+    EngineError::NotFound(format!("Could not find the file {path} in container {}", plan.name))
+}
+
+/// Opens the directory of `path` (symlinks followed, inside the root) and stats the last element
+/// without following it.
+fn lookup(root: &Root, plan: &Plan, path: &str) -> Result<(OwnedFd, String, libc::stat), EngineError> {
+    let (dir, base) = split_path(path);
+    let dirc = cstring(dir.as_bytes()).map_err(|_| EngineError::Invalid(format!("invalid path {path:?}")))?;
+    let dirfd = openat2(root.fd.as_raw_fd(), &dirc, libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .map_err(|e| lookup_error(e, path, plan))?;
+    let st = if base.is_empty() {
+        fstat_fd(dirfd.as_raw_fd())
+    } else {
+        let b = cstring(base.as_bytes()).map_err(|_| EngineError::Invalid(format!("invalid path {path:?}")))?;
+        lstat_at(dirfd.as_raw_fd(), &b)
+    }
+    .map_err(|e| lookup_error(e, path, plan))?;
+    Ok((dirfd, base, st))
+}
+
+fn lookup_error(e: io::Error, path: &str, plan: &Plan) -> EngineError {
+    match e.raw_os_error() {
+        Some(libc::ENOENT | libc::ENOTDIR) => not_found(path, plan),
+        Some(libc::ELOOP | libc::EXDEV) => {
+            EngineError::Invalid(format!("cannot resolve {path} in container {}: {e}", plan.name))
+        }
+        _ => EngineError::io(format!("resolve {path} in container {}", plan.name), e),
+    }
+}
+
+fn stat_path(root: &Root, plan: &Plan, path: &str) -> Result<PathStat, EngineError> {
+    let (_, _, st) = lookup(root, plan, path)?;
+    let mut link_target = String::new();
+    if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+        let abs = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
+        let c = cstring(abs.as_bytes()).map_err(|_| EngineError::Invalid(format!("invalid path {path:?}")))?;
+        // A dangling link resolves to nothing: Docker reports the stat and no target then.
+        if let Ok(fd) = openat2(root.fd.as_raw_fd(), &c, libc::O_PATH | libc::O_CLOEXEC) {
+            link_target = fd_path(root, &fd).unwrap_or_default();
+        }
+    }
+    Ok(PathStat {
+        name: base_name(path),
+        size: st.st_size,
+        mode: st.st_mode,
+        mtime: SystemTime::UNIX_EPOCH
+            + Duration::new(st.st_mtime.max(0) as u64, st.st_mtime_nsec.clamp(0, 999_999_999) as u32),
+        link_target,
+    })
+}
+
+/// The path of `fd` relative to this thread's root, through the host's /proc.
+fn fd_path(root: &Root, fd: &OwnedFd) -> Option<String> {
+    let proc = root.proc.as_ref()?;
+    let name = cstring(format!("thread-self/fd/{}", fd.as_raw_fd()).as_bytes()).ok()?;
+    let target = readlink_at(proc.as_raw_fd(), &name).ok()?;
+    let s = String::from_utf8(target).ok()?;
+    s.starts_with('/').then_some(s)
+}
+
+/// Writes `path` as a tar: a directory as `name/` and its tree below, anything else as one entry
+/// named `name` (the stat's name, so `dir/.` gives `./...`).
+fn write_path(root: &Root, path: &str, stat: &PathStat, out: Box<dyn Write + Send>) -> io::Result<()> {
+    let mut tar = tar::Builder::new(out);
+    let mut links = HashMap::new();
+    let (dir, base) = split_path(path);
+    let name = if stat.name == "/" { ".".to_string() } else { stat.name.clone() };
+    let dirc = cstring(dir.as_bytes())?;
+    if base.is_empty() {
+        let fd = openat2(root.fd.as_raw_fd(), &dirc, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC)?;
+        let st = fstat_fd(fd.as_raw_fd())?;
+        append_entry(&mut tar, &fd, None, &st, name.as_bytes(), &mut links)?;
+    } else {
+        let dirfd = openat2(root.fd.as_raw_fd(), &dirc, libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)?;
+        let b = cstring(base.as_bytes())?;
+        let st = lstat_at(dirfd.as_raw_fd(), &b)?;
+        append_entry(&mut tar, &dirfd, Some(&b), &st, name.as_bytes(), &mut links)?;
+    }
+    tar.into_inner()?.flush()
+}
+
+fn header_for(st: &libc::stat) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(st.st_mode & 0o7777);
+    h.set_uid(u64::from(st.st_uid));
+    h.set_gid(u64::from(st.st_gid));
+    h.set_mtime(st.st_mtime.max(0) as u64);
+    h.set_size(0);
+    h
+}
+
+/// Appends one entry: `name` in `dir` (or `dir` itself when `name` is `None`, always a
+/// directory), recursing into directories through fds opened with `O_NOFOLLOW`.
+fn append_entry<W: Write>(
+    tar: &mut tar::Builder<W>,
+    dir: &OwnedFd,
+    name: Option<&CStr>,
+    st: &libc::stat,
+    rel: &[u8],
+    links: &mut HashMap<(u64, u64), Vec<u8>>,
+) -> io::Result<()> {
+    let mut h = header_for(st);
+    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(rel));
+    match st.st_mode & libc::S_IFMT {
+        libc::S_IFDIR => {
+            let sub = match name {
+                Some(n) => sys_open(
+                    dir.as_raw_fd(),
+                    n,
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                )?,
+                None => sys_open(dir.as_raw_fd(), c".", libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC)?,
+            };
+            h.set_entry_type(tar::EntryType::Directory);
+            let mut dirname = rel.to_vec();
+            dirname.push(b'/');
+            tar.append_data(&mut h, std::ffi::OsStr::from_bytes(&dirname), io::empty())?;
+            let mut names = list_dir(&sub)?;
+            names.sort();
+            for child in names {
+                let c = cstring(&child)?;
+                let cst = match lstat_at(sub.as_raw_fd(), &c) {
+                    Ok(s) => s,
+                    // Removed while we walk: not part of the copy.
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+                    Err(e) => return Err(e),
+                };
+                let mut crel = dirname.clone();
+                crel.extend_from_slice(&child);
+                append_entry(tar, &sub, Some(&c), &cst, &crel, links)?;
+            }
+        }
+        libc::S_IFLNK => {
+            let Some(n) = name else { return Ok(()) };
+            let target = readlink_at(dir.as_raw_fd(), n)?;
+            h.set_entry_type(tar::EntryType::Symlink);
+            tar.append_link(&mut h, path, std::ffi::OsStr::from_bytes(&target))?;
+        }
+        libc::S_IFREG => {
+            let Some(n) = name else { return Ok(()) };
+            let key = (st.st_dev, st.st_ino);
+            if st.st_nlink > 1 {
+                if let Some(first) = links.get(&key) {
+                    h.set_entry_type(tar::EntryType::Link);
+                    tar.append_link(&mut h, path, std::ffi::OsStr::from_bytes(first))?;
+                    return Ok(());
+                }
+                links.insert(key, rel.to_vec());
+            }
+            let fd =
+                sys_open(dir.as_raw_fd(), n, libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)?;
+            let fst = fstat_fd(fd.as_raw_fd())?;
+            if fst.st_ino != st.st_ino || fst.st_mode & libc::S_IFMT != libc::S_IFREG {
+                return Err(io::Error::other(format!("{} changed while it was copied", String::from_utf8_lossy(rel))));
+            }
+            let size = fst.st_size.max(0) as u64;
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_size(size);
+            let file = std::fs::File::from(fd);
+            tar.append_data(&mut h, path, crate::export::PaddedReader::new(file.take(size), size))?;
+        }
+        libc::S_IFCHR | libc::S_IFBLK | libc::S_IFIFO => {
+            h.set_entry_type(match st.st_mode & libc::S_IFMT {
+                libc::S_IFCHR => tar::EntryType::Char,
+                libc::S_IFBLK => tar::EntryType::Block,
+                _ => tar::EntryType::Fifo,
+            });
+            h.set_device_major(libc::major(st.st_rdev))?;
+            h.set_device_minor(libc::minor(st.st_rdev))?;
+            tar.append_data(&mut h, path, io::empty())?;
+        }
+        // Sockets cannot be archived: skipped, as Docker does.
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The components of a tar entry's name below the extraction directory: leading `/` and `.`
+/// elements dropped, `..` refused (an entry must never land outside).
+fn sanitize(name: &[u8]) -> Result<Vec<&[u8]>, EngineError> {
+    let mut out = Vec::new();
+    for c in name.split(|b| *b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                return Err(EngineError::Invalid(format!(
+                    "tar entry {:?} points outside the destination",
+                    String::from_utf8_lossy(name)
+                )))
+            }
+            c => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
+fn extract(
+    root: &Root,
+    plan: &Plan,
+    path: &str,
+    options: ExtractOptions,
+    body: Box<dyn Read + Send>,
+) -> Result<(), EngineError> {
+    let abs = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
+    let c = cstring(abs.as_bytes()).map_err(|_| EngineError::Invalid(format!("invalid path {path:?}")))?;
+    let dest = match openat2(root.fd.as_raw_fd(), &c, libc::O_PATH | libc::O_CLOEXEC) {
+        Ok(fd) => fd,
+        Err(e) => return Err(lookup_error(e, path, plan)),
+    };
+    if fstat_fd(dest.as_raw_fd()).map_err(|e| lookup_error(e, path, plan))?.st_mode & libc::S_IFMT != libc::S_IFDIR {
+        return Err(EngineError::Invalid("extraction point is not a directory".into()));
+    }
+    let dest_abs = fd_path(root, &dest).unwrap_or_else(|| clean_abs(&abs));
+    check_writable(plan, &dest_abs)?;
+
+    let ctx = |what: String, e: io::Error| -> EngineError {
+        match e.raw_os_error() {
+            Some(libc::EROFS) => EngineError::Forbidden("container rootfs is marked read-only".into()),
+            _ => EngineError::io(format!("copy to {dest_abs} in container {}: {what}", plan.name), e),
+        }
+    };
+    let mut archive = tar::Archive::new(body);
+    let entries = archive.entries().map_err(|e| EngineError::Invalid(format!("invalid tar: {e}")))?;
+    // Symlinks this archive made: never followed by its later entries.
+    let mut made_links: HashSet<Vec<u8>> = HashSet::new();
+    let mut dir_times: Vec<(OwnedFd, CString, i64)> = Vec::new();
+    for entry in entries {
+        let mut entry = entry.map_err(|e| EngineError::Invalid(format!("invalid tar: {e}")))?;
+        let kind = entry.header().entry_type();
+        if matches!(
+            kind,
+            tar::EntryType::XGlobalHeader
+                | tar::EntryType::XHeader
+                | tar::EntryType::GNULongName
+                | tar::EntryType::GNULongLink
+        ) {
+            continue;
+        }
+        let raw = entry.path_bytes().into_owned();
+        let comps = sanitize(&raw)?;
+        let Some((base, parents)) = comps.split_last() else { continue };
+        let shown = String::from_utf8_lossy(&raw).into_owned();
+        let parent_fd = open_parent(root, plan, &dest_abs, parents, &made_links, &shown)?;
+        let basec = cstring(base).map_err(|e| ctx(shown.clone(), e))?;
+        let is_dir = kind == tar::EntryType::Directory;
+        let full = format!(
+            "{}/{}",
+            dest_abs.trim_end_matches('/'),
+            comps.iter().map(|c| String::from_utf8_lossy(c)).collect::<Vec<_>>().join("/")
+        );
+        match lstat_at(parent_fd.as_raw_fd(), &basec) {
+            Ok(st) => {
+                let was_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+                if options.no_overwrite_dir_non_dir && was_dir && !is_dir {
+                    return Err(EngineError::Invalid(format!(
+                        "cannot overwrite directory \"{full}\" with non-directory \"{shown}\""
+                    )));
+                }
+                if options.no_overwrite_dir_non_dir && !was_dir && is_dir {
+                    return Err(EngineError::Invalid(format!(
+                        "cannot overwrite non-directory \"{full}\" with directory \"{shown}\""
+                    )));
+                }
+                if !(was_dir && is_dir) {
+                    remove_at(parent_fd.as_raw_fd(), &basec, was_dir).map_err(|e| ctx(format!("replace {full}"), e))?;
+                }
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(ctx(format!("stat {full}"), e)),
+        }
+        let h = entry.header();
+        let mode = h.mode().unwrap_or(0o644) & 0o7777;
+        let mtime = h.mtime().unwrap_or(0) as i64;
+        let (uid, gid) =
+            if options.copy_uid_gid { (h.uid().unwrap_or(0) as u32, h.gid().unwrap_or(0) as u32) } else { (0, 0) };
+        let pfd = parent_fd.as_raw_fd();
+        let made = match kind {
+            tar::EntryType::Directory => match mkdir_at(pfd, &basec, 0o700) {
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+                r => r,
+            },
+            tar::EntryType::Regular | tar::EntryType::Continuous => sys_open_mode(
+                pfd,
+                &basec,
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                0o600,
+            )
+            .and_then(|fd| {
+                let mut f = std::fs::File::from(fd);
+                io::copy(&mut entry, &mut f).map(|_| ())
+            }),
+            tar::EntryType::Symlink => {
+                let target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
+                let mut key = Vec::new();
+                for (i, c) in comps.iter().enumerate() {
+                    if i > 0 {
+                        key.push(b'/');
+                    }
+                    key.extend_from_slice(c);
+                }
+                made_links.insert(key);
+                cstring(&target).and_then(|t| symlink_at(&t, pfd, &basec))
+            }
+            tar::EntryType::Link => {
+                let target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
+                let tcomps = sanitize(&target)?;
+                let Some((tbase, tparents)) = tcomps.split_last() else {
+                    return Err(EngineError::Invalid(format!("tar entry {shown:?}: hard link to nothing")));
+                };
+                let tfd = open_parent(root, plan, &dest_abs, tparents, &made_links, &shown)?;
+                cstring(tbase).and_then(|tb| link_at(tfd.as_raw_fd(), &tb, pfd, &basec))
+            }
+            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                let t = match kind {
+                    tar::EntryType::Char => libc::S_IFCHR,
+                    tar::EntryType::Block => libc::S_IFBLK,
+                    _ => libc::S_IFIFO,
+                };
+                let dev = libc::makedev(
+                    h.device_major().ok().flatten().unwrap_or(0),
+                    h.device_minor().ok().flatten().unwrap_or(0),
+                );
+                mknod_at(pfd, &basec, t | (mode & 0o777), dev)
+            }
+            // Anything else (sparse files aside) means nothing in a file system: skipped.
+            _ => continue,
+        };
+        made.map_err(|e| ctx(format!("create {full}"), e))?;
+        if kind == tar::EntryType::Link {
+            continue;
+        }
+        chown_at(pfd, &basec, uid, gid).map_err(|e| ctx(format!("chown {full}"), e))?;
+        if kind != tar::EntryType::Symlink {
+            chmod_at(pfd, &basec, mode).map_err(|e| ctx(format!("chmod {full}"), e))?;
+        }
+        if is_dir {
+            // Set last: the entries written below it change its time.
+            let fd = sys_dup(&parent_fd).map_err(|e| ctx(format!("open {full}"), e))?;
+            dir_times.push((fd, basec, mtime));
+        } else {
+            set_mtime(pfd, &basec, mtime).map_err(|e| ctx(format!("set times of {full}"), e))?;
+        }
+    }
+    for (fd, name, mtime) in dir_times.iter().rev() {
+        let _ = set_mtime(fd.as_raw_fd(), name, *mtime);
+    }
+    Ok(())
+}
+
+/// Refuses an extraction into a read-only volume, or into a read-only rootfs outside volumes.
+fn check_writable(plan: &Plan, dest_abs: &str) -> Result<(), EngineError> {
+    let volume = plan.mounts.iter().find(|(d, _)| dest_abs == d || dest_abs.starts_with(&format!("{d}/")));
+    match volume {
+        Some((_, false)) => Err(EngineError::Invalid("mounted volume is marked read-only".into())),
+        Some((_, true)) => Ok(()),
+        None if plan.readonly_rootfs => Err(EngineError::Forbidden("container rootfs is marked read-only".into())),
+        None => Ok(()),
+    }
+}
+
+/// Opens (creating what is missing, as Docker does) the parent directory of an entry, refusing a
+/// path through a symlink this archive made.
+fn open_parent(
+    root: &Root,
+    plan: &Plan,
+    dest_abs: &str,
+    parents: &[&[u8]],
+    made_links: &HashSet<Vec<u8>>,
+    shown: &str,
+) -> Result<OwnedFd, EngineError> {
+    let mut key = Vec::new();
+    for (i, c) in parents.iter().enumerate() {
+        if i > 0 {
+            key.push(b'/');
+        }
+        key.extend_from_slice(c);
+        if made_links.contains(&key) {
+            return Err(EngineError::Invalid(format!(
+                "tar entry {shown:?} goes through the symbolic link {:?} of the same archive",
+                String::from_utf8_lossy(&key)
+            )));
+        }
+    }
+    let mut full = dest_abs.trim_end_matches('/').as_bytes().to_vec();
+    for c in parents {
+        full.push(b'/');
+        full.extend_from_slice(c);
+    }
+    if full.is_empty() {
+        full.push(b'/');
+    }
+    let fullc = cstring(&full).map_err(|e| EngineError::Invalid(format!("tar entry {shown:?}: {e}")))?;
+    match openat2(root.fd.as_raw_fd(), &fullc, libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) {
+        Ok(fd) => Ok(fd),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+            open_dir_creating(&root.fd, &String::from_utf8_lossy(&full), true)
+                .map_err(|e| EngineError::io(format!("copy to container {}: create parent of {shown}", plan.name), e))
+        }
+        Err(e) => Err(EngineError::Invalid(format!("tar entry {shown:?}: parent is not a directory: {e}"))),
+    }
+}
+
+/// Removes `name` in `dir`; a directory with everything below it.
+fn remove_at(dir: RawFd, name: &CStr, is_dir: bool) -> io::Result<()> {
+    if !is_dir {
+        return unlink_at(dir, name, 0);
+    }
+    match unlink_at(dir, name, libc::AT_REMOVEDIR) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {
+            let sub = sys_open(dir, name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)?;
+            for child in list_dir(&sub)? {
+                let c = cstring(&child)?;
+                let st = lstat_at(sub.as_raw_fd(), &c)?;
+                remove_at(sub.as_raw_fd(), &c, st.st_mode & libc::S_IFMT == libc::S_IFDIR)?;
+            }
+            unlink_at(dir, name, libc::AT_REMOVEDIR)
+        }
+        r => r,
+    }
+}
+
+// Thin wrappers over the *at system calls: each resolves only relative to a directory fd.
+
+fn cstring(b: &[u8]) -> io::Result<CString> {
+    CString::new(b).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+}
+
+fn check(r: libc::c_int) -> io::Result<()> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn sys_open(dir: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+    sys_open_mode(dir, name, flags, 0)
+}
+
+fn sys_open_mode(dir: RawFd, name: &CStr, flags: libc::c_int, mode: libc::mode_t) -> io::Result<OwnedFd> {
+    // SAFETY: a valid NUL-terminated name; the returned fd is new and owned here.
+    let fd = unsafe { libc::openat(dir, name.as_ptr(), flags, mode as libc::c_uint) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just returned by the kernel.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `openat2` with `dir` as the root: `..` and absolute symlinks stay below it, /proc magic
+/// links are refused.
+fn openat2(dir: RawFd, path: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: open_how is plain integers; all zero is valid (and what unused fields must be).
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = flags as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: a valid NUL-terminated path and an open_how of the size passed.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir,
+            path.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just returned by the kernel.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+fn sys_dup(fd: &OwnedFd) -> io::Result<OwnedFd> {
+    fd.try_clone()
+}
+
+fn fstat_fd(fd: RawFd) -> io::Result<libc::stat> {
+    // SAFETY: zeroed is a valid libc::stat; fstat fills it.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid fd and a stat buffer.
+    check(unsafe { libc::fstat(fd, &mut st) })?;
+    Ok(st)
+}
+
+fn lstat_at(dir: RawFd, name: &CStr) -> io::Result<libc::stat> {
+    // SAFETY: zeroed is a valid libc::stat; fstatat fills it.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid name and stat buffer; the last element is not followed.
+    check(unsafe { libc::fstatat(dir, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) })?;
+    Ok(st)
+}
+
+fn readlink_at(dir: RawFd, name: &CStr) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
+    // SAFETY: a valid name and a buffer of the length passed.
+    let n = unsafe { libc::readlinkat(dir, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(buf)
+}
+
+/// The names in a directory, without `.` and `..`.
+fn list_dir(dir: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
+    let fd = sys_open(dir.as_raw_fd(), c".", libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC)?;
+    // SAFETY: fdopendir takes ownership of a valid directory fd on success.
+    let d = unsafe { libc::fdopendir(fd.as_raw_fd()) };
+    if d.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    std::mem::forget(fd);
+    let mut names = Vec::new();
+    loop {
+        // SAFETY: d is a valid DIR stream until closedir below.
+        let ent = unsafe { libc::readdir(d) };
+        if ent.is_null() {
+            break;
+        }
+        // SAFETY: readdir returned a valid dirent whose d_name is NUL-terminated.
+        let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) }.to_bytes();
+        if name != b"." && name != b".." {
+            names.push(name.to_vec());
+        }
+    }
+    // SAFETY: d is valid and closed once (this also closes the fd).
+    unsafe { libc::closedir(d) };
+    Ok(names)
+}
+
+fn mkdir_at(dir: RawFd, name: &CStr, mode: libc::mode_t) -> io::Result<()> {
+    // SAFETY: a valid name.
+    check(unsafe { libc::mkdirat(dir, name.as_ptr(), mode) })
+}
+
+fn unlink_at(dir: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: a valid name.
+    check(unsafe { libc::unlinkat(dir, name.as_ptr(), flags) })
+}
+
+fn symlink_at(target: &CStr, dir: RawFd, name: &CStr) -> io::Result<()> {
+    // SAFETY: valid NUL-terminated target and name.
+    check(unsafe { libc::symlinkat(target.as_ptr(), dir, name.as_ptr()) })
+}
+
+fn link_at(old_dir: RawFd, old: &CStr, dir: RawFd, name: &CStr) -> io::Result<()> {
+    // SAFETY: valid names; flags 0 does not follow a symlink at `old`.
+    check(unsafe { libc::linkat(old_dir, old.as_ptr(), dir, name.as_ptr(), 0) })
+}
+
+fn mknod_at(dir: RawFd, name: &CStr, mode: libc::mode_t, dev: libc::dev_t) -> io::Result<()> {
+    // SAFETY: a valid name.
+    check(unsafe { libc::mknodat(dir, name.as_ptr(), mode, dev) })
+}
+
+fn chown_at(dir: RawFd, name: &CStr, uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: a valid name; the last element is not followed.
+    check(unsafe { libc::fchownat(dir, name.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) })
+}
+
+/// `fchmodat2` (Linux 6.6) with `AT_SYMLINK_NOFOLLOW`: a name swapped for a symlink meanwhile
+/// is refused instead of followed.
+fn chmod_at(dir: RawFd, name: &CStr, mode: u32) -> io::Result<()> {
+    const SYS_FCHMODAT2: libc::c_long = 452;
+    // SAFETY: a valid name.
+    let r = unsafe { libc::syscall(SYS_FCHMODAT2, dir, name.as_ptr(), mode, libc::AT_SYMLINK_NOFOLLOW) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn set_mtime(dir: RawFd, name: &CStr, mtime: i64) -> io::Result<()> {
+    let t = libc::timespec { tv_sec: mtime as libc::time_t, tv_nsec: 0 };
+    let times = [t, t];
+    // SAFETY: a valid name and two timespecs; the last element is not followed.
+    check(unsafe { libc::utimensat(dir, name.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_paths_as_docker() {
+        let cases = [
+            ("/etc/hostname", ("/etc", "hostname")),
+            ("etc/hostname", ("/etc", "hostname")),
+            ("/hostname", ("/", "hostname")),
+            ("/etc/", ("/etc/", "")),
+            ("/etc/.", ("/etc/.", "")),
+            ("/", ("/", "")),
+            ("/etc/..", ("/etc/..", "")),
+        ];
+        for (input, (dir, base)) in cases {
+            assert_eq!(split_path(input), (dir.to_string(), base.to_string()), "{input}");
+        }
+    }
+
+    #[test]
+    fn names_as_docker() {
+        let cases = [("/etc/hostname", "hostname"), ("/etc/", "etc"), ("/etc/.", "."), ("/", "/"), ("etc", "etc")];
+        for (input, want) in cases {
+            assert_eq!(base_name(input), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn sanitizes_entry_names() {
+        let ok: [(&[u8], &[&[u8]]); 6] = [
+            (b"a/b", &[b"a", b"b"]),
+            (b"/etc/passwd", &[b"etc", b"passwd"]),
+            (b"./x/./y/", &[b"x", b"y"]),
+            (b".", &[]),
+            (b"//a//", &[b"a"]),
+            (b"a..b/..c", &[b"a..b", b"..c"]),
+        ];
+        for (input, want) in ok {
+            assert_eq!(sanitize(input).unwrap(), want.to_vec(), "{}", String::from_utf8_lossy(input));
+        }
+        for bad in [&b"../x"[..], b"a/../../x", b"/..", b"a/.."] {
+            assert!(sanitize(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn read_only_checks() {
+        let plan = |ro_root: bool| Plan {
+            id: "x".into(),
+            name: "c".into(),
+            access: Access::Stopped {
+                options: String::new(),
+                writable_upper: false,
+                readonly: ro_root,
+                mount_point: PathBuf::new(),
+                binds: Vec::new(),
+            },
+            mounts: vec![("/data/ro".into(), false), ("/data".into(), true)],
+            readonly_rootfs: ro_root,
+        };
+        assert!(check_writable(&plan(false), "/etc").is_ok());
+        assert!(check_writable(&plan(false), "/data/x").is_ok());
+        assert!(matches!(check_writable(&plan(false), "/data/ro/x"), Err(EngineError::Invalid(_))));
+        assert!(matches!(check_writable(&plan(true), "/etc"), Err(EngineError::Forbidden(_))));
+        assert!(check_writable(&plan(true), "/data").is_ok());
+        assert!(matches!(check_writable(&plan(true), "/datax"), Err(EngineError::Forbidden(_))));
+    }
+}
