@@ -148,6 +148,11 @@ impl Plan {
     pub(crate) fn overlay(&self) -> Option<&str> {
         self.overlay.as_deref()
     }
+
+    /// The flags of the sysfs mount, when the spec has one.
+    pub(crate) fn sysfs_flags(&self) -> Option<libc::c_ulong> {
+        self.mounts.iter().find(|m| !m.bind && m.fstype == "sysfs").map(|m| m.flags)
+    }
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -560,7 +565,7 @@ pub(crate) fn setup_stdio(stdio: &ChildStdio) -> ChildResult<()> {
 }
 
 fn setup_rootfs(plan: &Plan, handed: crate::userns::Handed) -> ChildResult<()> {
-    let (layers, mut binds) = (handed.layers, handed.binds.into_iter());
+    let (layers, mut binds, mut sysfs) = (handed.layers, handed.binds.into_iter(), handed.sysfs);
     let root_c = c"/";
     sys_mount(None, root_c, None, plan.root_propagation, None)
         .map_err(|e| ChildFailure::other("make / private to the container", e))?;
@@ -578,15 +583,21 @@ fn setup_rootfs(plan: &Plan, handed: crate::userns::Handed) -> ChildResult<()> {
         }
     }
     for m in &plan.mounts {
-        let source = if m.bind { binds.next() } else { None };
+        let source = if m.bind {
+            binds.next()
+        } else if m.fstype == "sysfs" {
+            sysfs.take()
+        } else {
+            None
+        };
         mount_one(plan, m, source)?;
     }
     make_devices(plan)?;
     pivot_root(&plan.rootfs)
 }
 
-/// `source`: with a user namespace, the bind mount's source as a detached mount the parent
-/// made (the container's root may not reach the host path).
+/// `source`: with a user namespace, the mount as a detached mount the parent made: a bind
+/// mount's source (the container's root may not reach the host path), or the sysfs.
 fn mount_one(plan: &Plan, m: &MountOp, source: Option<std::os::fd::OwnedFd>) -> ChildResult<()> {
     let dest = secure_join(&plan.rootfs, &m.destination)?;
     let dest_c = path_c(&dest)?;
@@ -621,6 +632,9 @@ fn mount_one(plan: &Plan, m: &MountOp, source: Option<std::os::fd::OwnedFd>) -> 
             let flags = extra | locked | libc::MS_BIND | libc::MS_REMOUNT | rec;
             sys_mount(None, &dest_c, None, flags, None).map_err(what)?;
         }
+    } else if let Some(fd) = source {
+        mkdir_all(&dest)?;
+        crate::userns::attach(fd, &dest_c).map_err(what)?;
     } else {
         mkdir_all(&dest)?;
         let (fstype, data) = match m.fstype.as_str() {

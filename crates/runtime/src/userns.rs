@@ -196,6 +196,10 @@ pub(crate) fn setup_child(
         crate::tty::send_fd(sock, fd.as_raw_fd())
             .map_err(|e| os_err(format!("send bind mount source {source} to the container"), e))?;
     }
+    if let Some(flags) = plan.sysfs_flags() {
+        let fd = sysfs_of(pid, flags)?;
+        crate::tty::send_fd(sock, fd.as_raw_fd()).map_err(|e| os_err("send sysfs to the container", e))?;
+    }
     // SAFETY: writing one byte from a valid buffer to an fd the caller owns.
     if unsafe { libc::write(sync, b"u".as_ptr().cast(), 1) } != 1 {
         return Err(os_err("signal the container process", std::io::Error::last_os_error()));
@@ -311,6 +315,8 @@ pub(crate) struct Handed {
     pub layers: Vec<OwnedFd>,
     /// The sources of the bind mounts, in order.
     pub binds: Vec<OwnedFd>,
+    /// A sysfs of the container's network namespace, when the spec mounts one.
+    pub sysfs: Option<OwnedFd>,
 }
 
 /// In the child, first thing: waits until the parent has written the maps, becomes the
@@ -337,7 +343,8 @@ pub(crate) fn child_enter(plan: &crate::init::Plan, sync: RawFd, sock: RawFd) ->
     };
     let layers = recv(plan.overlay().map(|o| lowerdirs(o).len()).unwrap_or(0), "idmapped layers")?;
     let binds = recv(plan.bind_sources().len(), "bind mount sources")?;
-    Ok(Handed { layers, binds })
+    let sysfs = if plan.sysfs_flags().is_some() { recv(1, "sysfs")?.pop() } else { None };
+    Ok(Handed { layers, binds, sysfs })
 }
 
 /// Attaches a detached mount the parent made at `dest` (a NUL-terminated path); the errno.
@@ -358,6 +365,68 @@ pub(crate) fn attach(fd: OwnedFd, dest: &std::ffi::CStr) -> Result<(), i32> {
     } else {
         Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
     }
+}
+
+/// A detached sysfs showing the network namespace of process `pid`. The container's root
+/// cannot mount one for a network namespace the host owns (and a bind of the host's /sys
+/// would show the host's interfaces), so the parent makes it from inside that namespace.
+fn sysfs_of(pid: i32, flags: libc::c_ulong) -> Result<OwnedFd, SpawnError> {
+    let own = File::open("/proc/thread-self/ns/net").map_err(|e| os_err("open own network namespace", e))?;
+    let theirs_path = format!("/proc/{pid}/ns/net");
+    let theirs = File::open(&theirs_path).map_err(|e| os_err(format!("open {theirs_path}"), e))?;
+    // SAFETY: setns on an fd we own; the caller is single-threaded and goes back below.
+    if unsafe { libc::setns(theirs.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(os_err(format!("join {theirs_path}"), std::io::Error::last_os_error()));
+    }
+    let made = new_sysfs(flags);
+    // SAFETY: back into the namespace this process was in a moment ago.
+    if unsafe { libc::setns(own.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(os_err("return to own network namespace", std::io::Error::last_os_error()));
+    }
+    made
+}
+
+fn new_sysfs(flags: libc::c_ulong) -> Result<OwnedFd, SpawnError> {
+    let fail = |what: &str| os_err(format!("{what} for the container's sysfs"), std::io::Error::last_os_error());
+    // SAFETY: fsopen with a NUL-terminated name; the result is a new fd we then own.
+    let fs = unsafe { libc::syscall(libc::SYS_fsopen, c"sysfs".as_ptr(), libc::FSOPEN_CLOEXEC) };
+    if fs < 0 {
+        return Err(fail("fsopen"));
+    }
+    // SAFETY: fsopen returned a fresh fd.
+    let fs = unsafe { OwnedFd::from_raw_fd(fs as RawFd) };
+    // SAFETY: fsconfig CMD_CREATE takes no key or value.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            libc::FSCONFIG_CMD_CREATE as libc::c_uint,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    };
+    if rc != 0 {
+        return Err(fail("fsconfig"));
+    }
+    let mut attrs = 0u64;
+    for (ms, attr) in [
+        (libc::MS_RDONLY, libc::MOUNT_ATTR_RDONLY),
+        (libc::MS_NOSUID, libc::MOUNT_ATTR_NOSUID),
+        (libc::MS_NODEV, libc::MOUNT_ATTR_NODEV),
+        (libc::MS_NOEXEC, libc::MOUNT_ATTR_NOEXEC),
+    ] {
+        if flags & ms != 0 {
+            attrs |= attr;
+        }
+    }
+    // SAFETY: fsmount on our context fd; the result is a new fd we then own.
+    let mnt = unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), libc::FSMOUNT_CLOEXEC, attrs as libc::c_uint) };
+    if mnt < 0 {
+        return Err(fail("fsmount"));
+    }
+    // SAFETY: fsmount returned a fresh fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(mnt as RawFd) })
 }
 
 /// A detached copy of the mount at `source` (and the ones below it when `recursive`), for a

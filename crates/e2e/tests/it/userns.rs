@@ -94,7 +94,10 @@ fn remapped_root(cli: Cli) {
     d.cli(cli, &["pull", &image]).ok();
     let base = user.base.to_string();
 
-    // Inside: uid 0, the mapping, the image's files owned by root.
+    // Inside: uid 0, the mapping, the image's files owned by root, its own interfaces in /sys.
+    let out = d.cli(cli, &["run", "--rm", &image, "sh", "-c", "ls /sys/class/net | tr '\\n' ' '; touch /sys/x"]);
+    assert_eq!(out.stdout.trim(), "eth0 lo", "{out}");
+    assert!(out.all().contains("Read-only file system"), "{out}");
     let out =
         d.cli(cli, &["run", "--rm", &image, "sh", "-c", "id -u; cat /proc/self/uid_map; stat -c %u:%g /bin/busybox"]);
     let text = out.ok().stdout.clone();

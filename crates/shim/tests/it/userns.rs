@@ -40,7 +40,8 @@ fn remapped_root_on_an_idmapped_overlay() {
     if !is_root() {
         return;
     }
-    let script = "id -u; id -g; cat /proc/self/uid_map; ls -ln /bin/busybox; echo data > /written; ls -ln /written";
+    let script =
+        "id -u; id -g; cat /proc/self/uid_map; ls -ln /bin/busybox; echo data > /written; ls -ln /written; ls /sys/class/net";
     let b = Bundle::new("userns", &["sh", "-c", script], |spec, dir| {
         remap(spec);
         overlay_rootfs(spec, dir);
@@ -58,6 +59,8 @@ fn remapped_root_on_an_idmapped_overlay() {
     let owner = |line: &str| line.split_whitespace().skip(2).take(2).collect::<Vec<_>>().join(" ");
     assert_eq!(owner(lines[3]), "0 0", "{out}");
     assert_eq!(owner(lines[4]), "0 0", "{out}");
+    // The sysfs of the container's own network namespace, read-only.
+    assert_eq!(lines[5..], ["lo"], "{out}");
     let written = std::fs::metadata(b.dir.join("upper/written")).unwrap();
     assert_eq!((written.uid(), written.gid()), (HOST_BASE, HOST_BASE));
     let layer = std::fs::metadata(b.dir.join("rootfs/bin/busybox")).unwrap();
