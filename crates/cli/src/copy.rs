@@ -91,7 +91,12 @@ fn stat(client: &Client, container: &str, path: &str) -> Result<Option<PathStat>
             Some(h) => decode_stat(h).map(Some),
             None => bail!("the daemon sent no path stat for {container}:{path}"),
         },
-        404 => Ok(None),
+        404 => {
+            // A missing container is an error, a missing path only means "not there yet".
+            let inspect = format!("/containers/{}/json", wharf_client::encode(container));
+            client.request(Request::new("GET", &inspect)).context("copy")?;
+            Ok(None)
+        }
         s => bail!("Error response from daemon: stat {container}:{path}: {s} {}", resp.reason),
     }
 }

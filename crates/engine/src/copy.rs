@@ -75,12 +75,14 @@ struct Plan {
     /// Mounts as the container sees them, for the read-only checks of an extraction.
     mounts: Vec<(String, bool)>,
     readonly_rootfs: bool,
+    /// The container's operation lock, held while the plan lives (see `hold_op`).
+    _hold: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Engine {
     /// `HEAD /containers/{id}/archive`: the stat of `path` inside the container.
     pub async fn container_stat_path(&self, name: &str, path: &str) -> Result<PathStat, EngineError> {
-        let plan = self.copy_plan(name, false)?;
+        let plan = self.copy_plan(name, false).await?;
         let path = path.to_string();
         run_confined(plan, move |root, plan| stat_path(root, plan, &path)).await
     }
@@ -93,7 +95,7 @@ impl Engine {
         path: &str,
         out: Box<dyn Write + Send>,
     ) -> Result<PathStat, EngineError> {
-        let plan = self.copy_plan(name, false)?;
+        let plan = self.copy_plan(name, false).await?;
         let rec = self.find_container(&plan.id)?;
         let path = path.to_string();
         let (tx, rx) = tokio::sync::oneshot::channel::<Result<PathStat, EngineError>>();
@@ -138,20 +140,36 @@ impl Engine {
         options: ExtractOptions,
         body: Box<dyn Read + Send>,
     ) -> Result<(), EngineError> {
-        let rec = self.find_container(name)?;
-        let live = self.live(&rec.id);
-        // Held until the extraction ends: a start of this container waits for it.
-        let _op = live.op.lock().await;
-        let rec = self.find_container(&rec.id)?;
-        let plan = self.copy_plan(&rec.id, true)?;
+        let plan = self.copy_plan(name, true).await?;
+        let rec = self.find_container(&plan.id)?;
         let path = path.to_string();
         run_confined(plan, move |root, plan| extract(root, plan, &path, options, body)).await?;
         self.container_event(&rec, "extract-to-dir", &[]);
         Ok(())
     }
 
-    fn copy_plan(&self, name: &str, writable: bool) -> Result<Plan, EngineError> {
+    /// Holds the container's operation lock (the one `start` takes) until the returned sender
+    /// is dropped, from a task of its own so that the holder may be a plain thread.
+    async fn hold_op(&self, id: &str) -> tokio::sync::oneshot::Sender<()> {
+        let live = self.live(id);
+        let (locked_tx, locked_rx) = tokio::sync::oneshot::channel::<()>();
+        let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _guard = live.op.lock().await;
+            let _ = locked_tx.send(());
+            let _ = release_rx.await;
+        });
+        let _ = locked_rx.await;
+        release_tx
+    }
+
+    /// Resolves how to reach the container's root. The operation lock is taken first and kept
+    /// for an extraction, or for any copy of a stopped container (whose overlay is mounted with
+    /// the container's own work dir): a start waits until the copy ends.
+    async fn copy_plan(&self, name: &str, writable: bool) -> Result<Plan, EngineError> {
         let rec = self.find_container(name)?;
+        let hold = self.hold_op(&rec.id).await;
+        let rec = self.find_container(&rec.id)?;
         let mut mounts: Vec<(String, bool)> =
             rec.mounts.iter().map(|m| (clean_abs(&m.destination), m.rw || m.kind == MountKind::Tmpfs)).collect();
         mounts.sort_by_key(|(d, _)| std::cmp::Reverse(d.len()));
@@ -163,18 +181,9 @@ impl Engine {
                 if !dirs.upper.is_dir() {
                     return Err(EngineError::Conflict(format!("container {} has no file system", rec.id)));
                 }
-                let options = if writable {
-                    self.inner.snapshots.overlay_options(&rec.chain_ids, &rec.id)?
-                } else {
-                    // The upper dir as the top lower dir: no work dir, nothing shared with a
-                    // start that may follow.
-                    let mut o = format!("lowerdir={}", dirs.upper.display());
-                    for l in self.inner.snapshots.overlay_lowerdirs(&rec.chain_ids)? {
-                        o.push(':');
-                        o.push_str(&l.to_string_lossy());
-                    }
-                    o
-                };
+                // Read-write even to read: the mount points of volumes may have to be made,
+                // as a start would make them.
+                let options = self.inner.snapshots.overlay_options(&rec.chain_ids, &rec.id)?;
                 let mut binds: Vec<Bind> = rec
                     .mounts
                     .iter()
@@ -196,7 +205,15 @@ impl Engine {
                 }
             }
         };
-        Ok(Plan { id: rec.id, name: rec.name, access, mounts, readonly_rootfs: rec.host_config.readonly_rootfs })
+        let running = matches!(access, Access::Running { .. });
+        Ok(Plan {
+            id: rec.id,
+            name: rec.name,
+            access,
+            mounts,
+            readonly_rootfs: rec.host_config.readonly_rootfs,
+            _hold: if running && !writable { None } else { Some(hold) },
+        })
     }
 }
 
@@ -249,7 +266,8 @@ fn confined<T>(plan: Plan, f: impl FnOnce(&Root, &Plan) -> Result<T, EngineError
 }
 
 const OPEN_TREE_CLONE: libc::c_uint = 1;
-const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x04;
+const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
 
 /// Private namespace, the overlay, chroot into it, then the binds at their destinations
 /// (resolved inside the new root, so a symlinked destination cannot point out).
@@ -280,11 +298,8 @@ fn mount_stopped(
     }
     let target = cstring(mount_point.as_os_str().as_bytes())?;
     let data = cstring(options.as_bytes())?;
-    let flags = if !writable_upper || readonly { libc::MS_RDONLY } else { 0 };
     // SAFETY: valid NUL-terminated strings; the mount lives in this thread's namespace only.
-    if unsafe { libc::mount(c"overlay".as_ptr(), target.as_ptr(), c"overlay".as_ptr(), flags, data.as_ptr().cast()) }
-        != 0
-    {
+    if unsafe { libc::mount(c"overlay".as_ptr(), target.as_ptr(), c"overlay".as_ptr(), 0, data.as_ptr().cast()) } != 0 {
         return Err(io::Error::last_os_error());
     }
     // Detached copies of the sources, taken while host paths still mean the host's.
@@ -327,7 +342,7 @@ fn mount_stopped(
                 c"".as_ptr(),
                 dest.as_raw_fd(),
                 c"".as_ptr(),
-                MOVE_MOUNT_F_EMPTY_PATH | 0x08, /* MOVE_MOUNT_T_EMPTY_PATH */
+                MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
             )
         };
         if r != 0 {
@@ -346,6 +361,22 @@ fn mount_stopped(
                     std::ptr::null(),
                 )
             };
+        }
+    }
+    if !writable_upper || readonly {
+        // SAFETY: valid path; only this namespace's root mount becomes read-only (the volumes
+        // below keep their own flags).
+        if unsafe {
+            libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                std::ptr::null(),
+            )
+        } != 0
+        {
+            return Err(io::Error::last_os_error());
         }
     }
     Ok(())
@@ -518,7 +549,6 @@ fn append_entry<W: Write>(
     links: &mut HashMap<(u64, u64), Vec<u8>>,
 ) -> io::Result<()> {
     let mut h = header_for(st);
-    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(rel));
     match st.st_mode & libc::S_IFMT {
         libc::S_IFDIR => {
             let sub = match name {
@@ -532,7 +562,7 @@ fn append_entry<W: Write>(
             h.set_entry_type(tar::EntryType::Directory);
             let mut dirname = rel.to_vec();
             dirname.push(b'/');
-            tar.append_data(&mut h, std::ffi::OsStr::from_bytes(&dirname), io::empty())?;
+            append_named(tar, &mut h, &dirname, None, io::empty())?;
             let mut names = list_dir(&sub)?;
             names.sort();
             for child in names {
@@ -552,7 +582,7 @@ fn append_entry<W: Write>(
             let Some(n) = name else { return Ok(()) };
             let target = readlink_at(dir.as_raw_fd(), n)?;
             h.set_entry_type(tar::EntryType::Symlink);
-            tar.append_link(&mut h, path, std::ffi::OsStr::from_bytes(&target))?;
+            append_named(tar, &mut h, rel, Some(&target), io::empty())?;
         }
         libc::S_IFREG => {
             let Some(n) = name else { return Ok(()) };
@@ -560,7 +590,7 @@ fn append_entry<W: Write>(
             if st.st_nlink > 1 {
                 if let Some(first) = links.get(&key) {
                     h.set_entry_type(tar::EntryType::Link);
-                    tar.append_link(&mut h, path, std::ffi::OsStr::from_bytes(first))?;
+                    append_named(tar, &mut h, rel, Some(first), io::empty())?;
                     return Ok(());
                 }
                 links.insert(key, rel.to_vec());
@@ -575,7 +605,7 @@ fn append_entry<W: Write>(
             h.set_entry_type(tar::EntryType::Regular);
             h.set_size(size);
             let file = std::fs::File::from(fd);
-            tar.append_data(&mut h, path, crate::export::PaddedReader::new(file.take(size), size))?;
+            append_named(tar, &mut h, rel, None, crate::export::PaddedReader::new(file.take(size), size))?;
         }
         libc::S_IFCHR | libc::S_IFBLK | libc::S_IFIFO => {
             h.set_entry_type(match st.st_mode & libc::S_IFMT {
@@ -585,12 +615,59 @@ fn append_entry<W: Write>(
             });
             h.set_device_major(libc::major(st.st_rdev))?;
             h.set_device_minor(libc::minor(st.st_rdev))?;
-            tar.append_data(&mut h, path, io::empty())?;
+            append_named(tar, &mut h, rel, None, io::empty())?;
         }
         // Sockets cannot be archived: skipped, as Docker does.
         _ => {}
     }
     Ok(())
+}
+
+/// Appends an entry named exactly `name` (the tar crate would drop a leading `./`, which the
+/// docker CLI relies on for `dir/.`), with GNU long-name entries for what does not fit.
+fn append_named<W: Write>(
+    tar: &mut tar::Builder<W>,
+    h: &mut tar::Header,
+    name: &[u8],
+    link: Option<&[u8]>,
+    data: impl Read,
+) -> io::Result<()> {
+    const FIELD: usize = 100;
+    if name.len() > FIELD {
+        append_long(tar, tar::EntryType::GNULongName, name)?;
+    }
+    let old = h.as_old_mut();
+    old.name.fill(0);
+    let n = name.len().min(FIELD);
+    old.name[..n].copy_from_slice(&name[..n]);
+    if let Some(link) = link {
+        if link.len() > FIELD {
+            append_long(tar, tar::EntryType::GNULongLink, link)?;
+        }
+        let old = h.as_old_mut();
+        old.linkname.fill(0);
+        let n = link.len().min(FIELD);
+        old.linkname[..n].copy_from_slice(&link[..n]);
+    }
+    h.set_cksum();
+    tar.append(h, data)
+}
+
+/// A GNU `././@LongLink` entry carrying the full name (or link target) of the next entry.
+fn append_long<W: Write>(tar: &mut tar::Builder<W>, kind: tar::EntryType, value: &[u8]) -> io::Result<()> {
+    let mut h = tar::Header::new_gnu();
+    let marker = b"././@LongLink";
+    h.as_old_mut().name[..marker.len()].copy_from_slice(marker);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_entry_type(kind);
+    let mut data = value.to_vec();
+    data.push(0);
+    h.set_size(data.len() as u64);
+    h.set_cksum();
+    tar.append(&h, &data[..])
 }
 
 /// The components of a tar entry's name below the extraction directory: leading `/` and `.`
@@ -1025,6 +1102,42 @@ mod tests {
     }
 
     #[test]
+    fn names_are_kept_exactly() {
+        let mut tar = tar::Builder::new(Vec::new());
+        let long = format!("./{}", "d/".repeat(80));
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_size(0);
+        append_named(&mut tar, &mut h, b"./", None, io::empty()).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(2);
+        append_named(&mut tar, &mut h, b"./hosts", None, &b"ab"[..]).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        append_named(&mut tar, &mut h, long.as_bytes(), Some(long.as_bytes()), io::empty()).unwrap();
+        let bytes = tar.into_inner().unwrap();
+        let mut a = tar::Archive::new(&bytes[..]);
+        let got: Vec<(Vec<u8>, Option<Vec<u8>>)> = a
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.path_bytes().into_owned(), e.link_name_bytes().map(|l| l.into_owned()))
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (b"./".to_vec(), None),
+                (b"./hosts".to_vec(), None),
+                (long.as_bytes().to_vec(), Some(long.as_bytes().to_vec())),
+            ]
+        );
+    }
+
+    #[test]
     fn sanitizes_entry_names() {
         let ok: [(&[u8], &[&[u8]]); 6] = [
             (b"a/b", &[b"a", b"b"]),
@@ -1056,6 +1169,7 @@ mod tests {
             },
             mounts: vec![("/data/ro".into(), false), ("/data".into(), true)],
             readonly_rootfs: ro_root,
+            _hold: None,
         };
         assert!(check_writable(&plan(false), "/etc").is_ok());
         assert!(check_writable(&plan(false), "/data/x").is_ok());

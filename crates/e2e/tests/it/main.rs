@@ -23,6 +23,7 @@ mod archive;
 mod bad_input;
 mod commit;
 mod compose;
+mod copy;
 mod cpu;
 mod daemon;
 mod docker_lifecycle;
