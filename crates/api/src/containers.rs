@@ -440,7 +440,7 @@ pub fn list(ctx: &Ctx) -> Result<Response<Body>> {
                 "State": c.state.status.as_str(),
                 "Status": status_text(c, ctx.engine.container_health(&c.id).as_ref()),
                 "HostConfig": {"NetworkMode": c.host_config.network_mode},
-                "NetworkSettings": {"Networks": {}},
+                "NetworkSettings": crate::networks::list_settings_json(ctx, c),
                 "Mounts": crate::volumes::mounts_json(&c.mounts),
             })
         })

@@ -372,6 +372,26 @@ pub fn settings_json(ctx: &Ctx, c: &ContainerRecord) -> Value {
     let gw = first.and_then(|e| e.gateway).map(|i| i.to_string()).unwrap_or_default();
     let prefix = first.map(|e| e.prefix).unwrap_or(0);
     let mac = first.map(|e| e.mac.clone()).unwrap_or_default();
+    json!({
+        "Bridge": "",
+        "SandboxID": if ep.is_some() { c.id.clone() } else { String::new() },
+        "Ports": ports_map(c, ep),
+        "SandboxKey": ep.map(|e| e.netns.display().to_string()).unwrap_or_default(),
+        "IPAddress": ip,
+        "IPPrefixLen": prefix,
+        "Gateway": gw,
+        "MacAddress": mac,
+        "Networks": networks_json(ctx, c),
+    })
+}
+
+/// `NetworkSettings` of a container list entry: its networks.
+pub fn list_settings_json(ctx: &Ctx, c: &ContainerRecord) -> Value {
+    json!({"Networks": networks_json(ctx, c)})
+}
+
+/// `NetworkSettings.Networks`: every network the container is on, by name.
+fn networks_json(ctx: &Ctx, c: &ContainerRecord) -> Value {
     let mut networks = serde_json::Map::new();
     if c.host_config.network_mode == "host" {
         if let Ok(n) = ctx.engine.find_network("host") {
@@ -383,17 +403,7 @@ pub fn settings_json(ctx: &Ctx, c: &ContainerRecord) -> Value {
         let ipv4 = v.ipv4_address.as_deref();
         networks.insert(name, endpoint_json(c, &v.network, &v.aliases, ipv4, v.endpoint.as_ref()));
     }
-    json!({
-        "Bridge": "",
-        "SandboxID": if ep.is_some() { c.id.clone() } else { String::new() },
-        "Ports": ports_map(c, ep),
-        "SandboxKey": ep.map(|e| e.netns.display().to_string()).unwrap_or_default(),
-        "IPAddress": ip,
-        "IPPrefixLen": prefix,
-        "Gateway": gw,
-        "MacAddress": mac,
-        "Networks": networks,
-    })
+    Value::Object(networks)
 }
 
 /// One entry of `NetworkSettings.Networks`.

@@ -67,7 +67,7 @@ pub struct ContainerFlags {
     pub pids_limit: Option<i64>,
     /// Connect a container to a network
     #[arg(long, alias = "net")]
-    pub network: Option<String>,
+    pub network: Vec<String>,
     /// Add network-scoped alias for the container
     #[arg(long = "network-alias", alias = "net-alias")]
     pub network_alias: Vec<String>,
@@ -236,7 +236,7 @@ impl ContainerFlags {
                 nano_cpus,
                 cpu_shares: self.cpu_shares.unwrap_or(0),
                 pids_limit: self.pids_limit,
-                network_mode: self.network.clone().unwrap_or_default(),
+                network_mode: self.network.first().cloned().unwrap_or_default(),
                 binds: self.volume.clone(),
                 mounts: self.mount.iter().map(|m| crate::lifecycle::parse_mount(m)).collect::<Result<_>>()?,
                 tmpfs: self
@@ -263,7 +263,7 @@ impl ContainerFlags {
             healthcheck: self.healthcheck()?,
             mac_address: self.mac_address.clone().unwrap_or_default(),
             networking_config: crate::network::networking_config(
-                self.network.as_deref(),
+                &self.network,
                 &self.network_alias,
                 self.ip.as_deref(),
             ),

@@ -305,17 +305,24 @@ fn port(client: &Client, container: &str, port: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-/// The create body's per-network and resolver settings from `run`/`create` flags.
-pub fn networking_config(network: Option<&str>, aliases: &[String], ip: Option<&str>) -> Option<Value> {
-    if aliases.is_empty() && ip.is_none() {
+/// The create body's per-network settings from `run`/`create` flags: `--network-alias` and
+/// `--ip` go to the first `--network`; further ones are networks the container is on as well
+/// (API 1.44's several `EndpointsConfig`).
+pub fn networking_config(networks: &[String], aliases: &[String], ip: Option<&str>) -> Option<Value> {
+    if aliases.is_empty() && ip.is_none() && networks.len() < 2 {
         return None;
     }
-    let name = network.filter(|n| !n.is_empty()).unwrap_or("default");
+    let name = networks.first().map(String::as_str).filter(|n| !n.is_empty()).unwrap_or("default");
     let mut ep = json!({"Aliases": aliases});
     if let Some(ip) = ip {
         ep["IPAMConfig"] = json!({"IPv4Address": ip});
     }
-    Some(json!({"EndpointsConfig": {name: ep}}))
+    let mut eps = serde_json::Map::new();
+    eps.insert(name.to_string(), ep);
+    for n in networks.iter().skip(1) {
+        eps.entry(n.clone()).or_insert_with(|| json!({}));
+    }
+    Some(json!({"EndpointsConfig": eps}))
 }
 
 /// The create body's `ExposedPorts` and `HostConfig.PortBindings` from `-p` and `--expose`.
@@ -389,6 +396,27 @@ mod tests {
 
     /// container port, host ip, host port
     type Want = &'static [(&'static str, &'static str, &'static str)];
+
+    #[test]
+    fn networking_config_table() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        type Case = (Vec<String>, Vec<String>, Option<&'static str>, Option<serde_json::Value>);
+        let cases: &[Case] = &[
+            (s(&["a"]), vec![], None, None),
+            (vec![], s(&["x"]), None, Some(json!({"EndpointsConfig": {"default": {"Aliases": ["x"]}}}))),
+            (
+                s(&["a", "b"]),
+                vec![],
+                Some("10.0.0.9"),
+                Some(
+                    json!({"EndpointsConfig": {"a": {"Aliases": [], "IPAMConfig": {"IPv4Address": "10.0.0.9"}}, "b": {}}}),
+                ),
+            ),
+        ];
+        for (nets, aliases, ip, want) in cases {
+            assert_eq!(&networking_config(nets, aliases, *ip), want, "{nets:?}");
+        }
+    }
 
     #[test]
     fn publish_table() {

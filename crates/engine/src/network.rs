@@ -344,7 +344,7 @@ impl Engine {
         let path = self.netns_path(&rec.id);
         // A namespace left by a crash between start and exit record.
         let _ = sandbox::remove(&path, None);
-        let wanted = if mode == "none" { Vec::new() } else { self.container_networks(rec)? };
+        let wanted = if mode == "none" { Vec::new() } else { self.container_networks(rec, true)? };
         if wanted.is_empty() {
             sandbox::create(&path, None).map_err(net_err)?;
             let ep = Endpoint {
@@ -385,8 +385,13 @@ impl Engine {
     }
 
     /// The networks a container is on, in connect order: the one its mode names (unless it
-    /// was disconnected from it), then those connected later.
-    pub(crate) fn container_networks(&self, rec: &ContainerRecord) -> Result<Vec<NetworkView>, EngineError> {
+    /// was disconnected from it), then those connected later. `strict` (a start): a network
+    /// removed since is an error; otherwise it is left out.
+    pub(crate) fn container_networks(
+        &self,
+        rec: &ContainerRecord,
+        strict: bool,
+    ) -> Result<Vec<NetworkView>, EngineError> {
         let hc = &rec.host_config;
         let mode = hc.network_mode.as_str();
         if mode == "host" || mode == "none" || mode.starts_with("container:") {
@@ -394,15 +399,23 @@ impl Engine {
         }
         let mut out = Vec::new();
         if !hc.net.detached {
-            out.push(NetworkView {
-                network: self.find_network(mode)?,
-                aliases: hc.net.aliases.clone(),
-                ipv4_address: hc.net.ipv4_address.clone(),
-                endpoint: None,
-            });
+            match self.find_network(mode) {
+                Ok(network) => out.push(NetworkView {
+                    network,
+                    aliases: hc.net.aliases.clone(),
+                    ipv4_address: hc.net.ipv4_address.clone(),
+                    endpoint: None,
+                }),
+                Err(e) if strict => return Err(e),
+                Err(_) => {}
+            }
         }
         for a in &hc.net.networks {
-            let n = self.find_network(&a.network)?;
+            let n = match self.find_network(&a.network) {
+                Ok(n) => n,
+                Err(e) if strict => return Err(e),
+                Err(_) => continue,
+            };
             if out.iter().any(|o| o.network.id == n.id) {
                 continue;
             }
@@ -419,7 +432,7 @@ impl Engine {
     /// The networks of a container for inspect, each with its endpoint while it runs.
     pub fn container_network_views(&self, rec: &ContainerRecord) -> Vec<NetworkView> {
         let eps = self.container_endpoints(&rec.id);
-        let mut views = self.container_networks(rec).unwrap_or_default();
+        let mut views = self.container_networks(rec, false).unwrap_or_default();
         if rec.host_config.network_mode == "none" {
             if let Ok(n) = self.find_network("none") {
                 views.push(NetworkView { network: n, aliases: Vec::new(), ipv4_address: None, endpoint: None });

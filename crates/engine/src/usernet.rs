@@ -402,7 +402,7 @@ impl Engine {
         let _op = live.op.lock().await;
         let mut c = self.find_container(&c.id)?;
         let mode = c.host_config.network_mode.clone();
-        let views = self.container_networks(&c)?;
+        let views = self.container_networks(&c, false)?;
         let already =
             views.iter().any(|v| v.network.id == n.id) || (mode == n.name && (mode == "host" || mode == "none"));
         if already {
@@ -490,16 +490,16 @@ impl Engine {
                 "container cannot be disconnected from host network or connected to host network".to_string(),
             ));
         }
-        let views = self.container_networks(&c)?;
-        let Some(pos) = views.iter().position(|v| v.network.id == n.id) else {
+        let views = self.container_networks(&c, false)?;
+        if !views.iter().any(|v| v.network.id == n.id) {
             return Err(EngineError::Forbidden(format!("container {} is not connected to network {}", c.name, n.name)));
-        };
+        }
         if c.state.running {
             let engine = self.clone();
             let (rec, net) = (c.clone(), n.clone());
             blocking(move || engine.disconnect_running(&rec, &net)).await?;
         }
-        let primary = pos == 0 && !c.host_config.net.detached;
+        let primary = !c.host_config.net.detached && self.find_network(&mode).is_ok_and(|m| m.id == n.id);
         let hc = &mut c.host_config;
         if primary {
             if hc.net.networks.is_empty() {
@@ -508,7 +508,7 @@ impl Engine {
                 hc.net.ipv4_address = None;
             } else {
                 let next = hc.net.networks.remove(0);
-                hc.network_mode = views.get(1).map(|v| v.network.name.clone()).unwrap_or(next.network);
+                hc.network_mode = self.find_network(&next.network).map(|m| m.name).unwrap_or(next.network);
                 hc.net.aliases = next.aliases;
                 hc.net.ipv4_address = next.ipv4_address;
             }

@@ -324,3 +324,65 @@ fn two_networks_and_restarts(cli: Cli) {
     d.cli(cli, &["network", "rm", "neta", "netb"]).ok();
 }
 both!(two_networks_and_restarts);
+
+/// `run --network a --network b` (API 1.44's several `EndpointsConfig`), `ps` naming both
+/// networks, and the `network connect`/`disconnect` events naming the container.
+fn run_on_two_networks_and_events(cli: Cli) {
+    let d = Daemon::start();
+    let bb = registry().image("library/busybox:latest");
+    d.cli(cli, &["pull", &bb]).ok();
+    let (sa, pa) = subnet_for(&d, 8);
+    let (sb, pb) = subnet_for(&d, 9);
+    d.cli(cli, &["network", "create", "--subnet", &sa, "neta"]).ok();
+    d.cli(cli, &["network", "create", "--subnet", &sb, "netb"]).ok();
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|t| t.as_secs()).unwrap_or(0);
+    let t0 = now();
+    d.cli(cli, &["run", "-d", "--name", "two", "--network", "neta", "--network", "netb", &bb, "sleep", "300"]).ok();
+    let a = addrs(&d, cli, "two");
+    assert!(a.contains(&format!("inet {pa}.")) && a.contains(&format!("inet {pb}.")), "{a}");
+    // The list's NetworkSettings names both (the wharf CLI's `ps` leaves `.Networks` empty).
+    if cli == Cli::Docker {
+        let ps = d.cli(cli, &["ps", "--format", "{{.Networks}}", "--filter", "name=two"]);
+        ps.ok();
+        assert!(ps.stdout.contains("neta") && ps.stdout.contains("netb"), "{ps}");
+    }
+    d.cli(cli, &["network", "disconnect", "neta", "two"]).ok();
+    let a = addrs(&d, cli, "two");
+    assert!(!a.contains(&format!("inet {pa}.")) && a.contains(&format!("inet {pb}.")), "{a}");
+    // The route moved to the network that is left.
+    let route = d.cli(cli, &["exec", "two", "ip", "route"]);
+    assert!(route.stdout.lines().any(|l| l.starts_with(&format!("default via {pb}.1"))), "{route}");
+    d.cli(cli, &["network", "connect", "neta", "two"]).ok();
+    let id = d.inspect(cli, "two")["Id"].as_str().unwrap_or_default().to_string();
+    let t1 = now() + 1;
+    let ev = d.cli(
+        cli,
+        &[
+            "events",
+            "--since",
+            &t0.to_string(),
+            "--until",
+            &t1.to_string(),
+            "--filter",
+            "type=network",
+            "--format",
+            "{{json .}}",
+        ],
+    );
+    ev.ok();
+    let seen: Vec<String> = ev
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|e| {
+            let attr = |k: &str| e["Actor"]["Attributes"][k].as_str().unwrap_or_default().to_string();
+            format!("{} {} {}", e["Action"].as_str().unwrap_or_default(), attr("container"), attr("name"))
+        })
+        .collect();
+    for want in [format!("disconnect {id} neta"), format!("connect {id} neta")] {
+        assert!(seen.contains(&want), "{want}: {ev}");
+    }
+    d.cli(cli, &["rm", "-f", "two"]).ok();
+    d.cli(cli, &["network", "rm", "neta", "netb"]).ok();
+}
+both!(run_on_two_networks_and_events);
