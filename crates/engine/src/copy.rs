@@ -75,6 +75,8 @@ struct Plan {
     /// Mounts as the container sees them, for the read-only checks of an extraction.
     mounts: Vec<(String, bool)>,
     readonly_rootfs: bool,
+    /// The daemon's userns-remap for this container, if any: ids written are shifted into it.
+    remap: Option<crate::UsernsRemap>,
     /// The container's operation lock, held while the plan lives (see `hold_op`).
     _hold: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -97,6 +99,8 @@ impl Engine {
     ) -> Result<PathStat, EngineError> {
         let plan = self.copy_plan(name, false).await?;
         let rec = self.find_container(&plan.id)?;
+        // A remapped container's files go out with the ids it sees, as `export` writes them.
+        let out: Box<dyn Write + Send> = Box::new(crate::userns::IdShift::new(out, self.unshift_for(&rec)));
         let path = path.to_string();
         let (tx, rx) = tokio::sync::oneshot::channel::<Result<PathStat, EngineError>>();
         let engine = self.clone();
@@ -206,12 +210,22 @@ impl Engine {
             }
         };
         let running = matches!(access, Access::Running { .. });
+        let remap = self.remap_for(&rec.host_config.security.userns_mode).cloned();
+        if !running && writable && remap.is_some() {
+            // Its overlay would need the idmapped layers the container mounts in its user
+            // namespace; copied-up directories would otherwise lose their owner.
+            return Err(EngineError::Conflict(format!(
+                "cannot copy into the stopped container {} under userns-remap: start it first",
+                rec.name
+            )));
+        }
         Ok(Plan {
             id: rec.id,
             name: rec.name,
             access,
             mounts,
             readonly_rootfs: rec.host_config.readonly_rootfs,
+            remap,
             _hold: if running && !writable { None } else { Some(hold) },
         })
     }
@@ -236,6 +250,9 @@ async fn run_confined<T: Send + 'static>(
 /// On the calling (dedicated) thread: enters the container's root and runs `f` with an fd of it.
 fn confined<T>(plan: Plan, f: impl FnOnce(&Root, &Plan) -> Result<T, EngineError>) -> Result<T, EngineError> {
     let ctx = |what: &str| format!("cp in container {}: {what}", plan.id);
+    if let Some(r) = &plan.remap {
+        act_as(r.root_uid(), r.root_gid()).map_err(|e| EngineError::io(ctx("act as the container's root"), e))?;
+    }
     // The host's /proc, opened before the root changes: only to name fds (`fd_path`).
     let proc = sys_open(libc::AT_FDCWD, c"/proc", libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC).ok();
     match &plan.access {
@@ -263,6 +280,49 @@ fn confined<T>(plan: Plan, f: impl FnOnce(&Root, &Plan) -> Result<T, EngineError
     let root = sys_open(libc::AT_FDCWD, c"/", libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
         .map_err(|e| EngineError::io(ctx("open root"), e))?;
     f(&Root { fd: root, proc }, &plan)
+}
+
+/// Makes this thread create files as a remapped container's root: its file system user and
+/// group become the container root's host ids (a file system mounted in the container's user
+/// namespace refuses creators it cannot map), and the file capabilities the kernel then drops
+/// from the effective set are raised again from the permitted set.
+fn act_as(uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: setfsgid and setfsuid change only this thread's file system ids.
+    unsafe {
+        libc::syscall(libc::SYS_setfsgid, gid);
+        libc::syscall(libc::SYS_setfsuid, uid);
+    }
+    // SAFETY: an invalid id changes nothing and returns the current one.
+    let now = unsafe { libc::syscall(libc::SYS_setfsuid, u32::MAX) };
+    if now as u32 != uid {
+        return Err(io::Error::other(format!("setfsuid {uid} did not take")));
+    }
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Default, Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut header = Header { version: 0x2008_0522, pid: 0 };
+    let mut data = [Data::default(); 2];
+    // SAFETY: a version 3 header (pid 0: this thread) and the two data words it wants.
+    if unsafe { libc::syscall(libc::SYS_capget, &mut header as *mut Header, data.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for d in &mut data {
+        d.effective = d.permitted;
+    }
+    // SAFETY: as above; only this thread's effective set changes, within its permitted set.
+    if unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 const OPEN_TREE_CLONE: libc::c_uint = 1;
@@ -768,6 +828,19 @@ fn extract(
         let mtime = h.mtime().unwrap_or(0) as i64;
         let (uid, gid) =
             if options.copy_uid_gid { (h.uid().unwrap_or(0) as u32, h.gid().unwrap_or(0) as u32) } else { (0, 0) };
+        // A remapped container sees host ids through its maps: write the ones it will see as
+        // asked (ids outside the maps are refused rather than left unmapped).
+        let (uid, gid) = match &plan.remap {
+            None => (uid, gid),
+            Some(r) => match (r.host_uid(uid), r.host_gid(gid)) {
+                (Some(u), Some(g)) => (u, g),
+                _ => {
+                    return Err(EngineError::Invalid(format!(
+                        "tar entry {shown:?}: owner {uid}:{gid} is outside the container's user namespace"
+                    )))
+                }
+            },
+        };
         let pfd = parent_fd.as_raw_fd();
         let made = match kind {
             tar::EntryType::Directory => match mkdir_at(pfd, &basec, 0o700) {
@@ -1169,6 +1242,7 @@ mod tests {
             },
             mounts: vec![("/data/ro".into(), false), ("/data".into(), true)],
             readonly_rootfs: ro_root,
+            remap: None,
             _hold: None,
         };
         assert!(check_writable(&plan(false), "/etc").is_ok());

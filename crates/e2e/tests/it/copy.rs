@@ -116,6 +116,13 @@ fn cp_running_both_ways(cli: Cli) {
     d.cli(cli, &["cp", &format!("{c}:/etc/."), &t("etc2")]).ok();
     assert!(Path::new(&t("etc2/passwd")).is_file());
 
+    // A symlink is copied as a symlink, or with -L as what it points to.
+    exec_out(&d, cli, &c, "ln -s /tmp/f.txt /tmp/link");
+    d.cli(cli, &["cp", &format!("{c}:/tmp/link"), &t("link-raw")]).ok();
+    assert_eq!(fs::read_link(t("link-raw")).unwrap(), Path::new("/tmp/f.txt"));
+    d.cli(cli, &["cp", "-L", &format!("{c}:/tmp/link"), &t("link-followed")]).ok();
+    assert_eq!(fs::read_to_string(t("link-followed")).unwrap(), "file content\n");
+
     // Tars on stdout and stdin.
     let out = redirected(&d, cli, &["cp", &format!("{c}:/tmp/dir"), "-"], ">", Path::new(&t("out.tar")));
     out.ok();
