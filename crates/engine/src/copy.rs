@@ -177,6 +177,7 @@ impl Engine {
         let mut mounts: Vec<(String, bool)> =
             rec.mounts.iter().map(|m| (clean_abs(&m.destination), m.rw || m.kind == MountKind::Tmpfs)).collect();
         mounts.sort_by_key(|(d, _)| std::cmp::Reverse(d.len()));
+        let remap = self.remap_for(&rec.host_config.security.userns_mode).cloned();
         let pidfd = self.live(&rec.id).init_pidfd();
         let access = match pidfd {
             Some(pidfd) => Access::Running { pidfd },
@@ -187,7 +188,11 @@ impl Engine {
                 }
                 // Read-write even to read: the mount points of volumes may have to be made,
                 // as a start would make them.
-                let options = self.inner.snapshots.overlay_options(&rec.chain_ids, &rec.id)?;
+                let mut options = self.inner.snapshots.overlay_options(&rec.chain_ids, &rec.id)?;
+                if remap.is_some() {
+                    // Its opaque dirs are marked as an overlay in a user namespace marks them.
+                    options.push_str(",userxattr");
+                }
                 let mut binds: Vec<Bind> = rec
                     .mounts
                     .iter()
@@ -210,7 +215,6 @@ impl Engine {
             }
         };
         let running = matches!(access, Access::Running { .. });
-        let remap = self.remap_for(&rec.host_config.security.userns_mode).cloned();
         if !running && writable && remap.is_some() {
             // Its overlay would need the idmapped layers the container mounts in its user
             // namespace; copied-up directories would otherwise lose their owner.
