@@ -32,7 +32,7 @@ fn redirected(d: &Daemon, cli: Cli, args: &[&str], redirect: &str, file: &Path) 
 }
 
 /// Writes a tar with python's tarfile: `entries` is Python code calling `f(name, data)`,
-/// `sym(name, target)`, `d(name)`.
+/// `sym(name, target)`, `d(name)`, `hl(name, target)`.
 fn make_tar(path: &Path, entries: &str) {
     let script = format!(
         "import tarfile, io, sys\n\
@@ -40,6 +40,7 @@ fn make_tar(path: &Path, entries: &str) {
          def f(name, data=b'x', uid=0, gid=0):\n    ti = tarfile.TarInfo(name); ti.size = len(data); ti.uid = uid; ti.gid = gid; ti.mode = 0o644; t.addfile(ti, io.BytesIO(data))\n\
          def sym(name, target):\n    ti = tarfile.TarInfo(name); ti.type = tarfile.SYMTYPE; ti.linkname = target; t.addfile(ti)\n\
          def d(name):\n    ti = tarfile.TarInfo(name); ti.type = tarfile.DIRTYPE; ti.mode = 0o755; t.addfile(ti)\n\
+         def hl(name, target):\n    ti = tarfile.TarInfo(name); ti.type = tarfile.LNKTYPE; ti.linkname = target; t.addfile(ti)\n\
          {entries}\n\
          t.close()\n"
     );
@@ -323,6 +324,22 @@ fn cp_archive_api() {
     assert_eq!(status, 200, "{text}");
     let inside = d.wharf(&["exec", &c, "cat", &format!("/tmp/abs/{marker}")]);
     assert_eq!(inside.ok().stdout, "abs");
+    // Hard links stay links; a directory never replaces a file when the client asks so.
+    let tar = tmp.0.join("links.tar");
+    make_tar(&tar, "d('links')\nf('links/one', b'1')\nhl('links/two', 'links/one')");
+    let (status, text) = api(&d, "PUT", &target("/tmp"), &fs::read(&tar).unwrap());
+    assert_eq!(status, 200, "{text}");
+    let inodes = d.wharf(&["exec", &c, "stat", "-c", "%i %h", "/tmp/links/one", "/tmp/links/two"]);
+    let lines: Vec<String> = inodes.ok().stdout.lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 2, "{inodes}");
+    assert_eq!(lines[0], lines[1], "{inodes}");
+    let tar = tmp.0.join("dir-over-file.tar");
+    make_tar(&tar, "d('passwd')");
+    let (status, text) =
+        api(&d, "PUT", &format!("{}&noOverwriteDirNonDir=true", target("/etc")), &fs::read(&tar).unwrap());
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("cannot overwrite non-directory"), "{text}");
+    d.wharf(&["exec", &c, "test", "-f", "/etc/passwd"]).ok();
     for host in ["/", "/tmp", "/etc"] {
         assert!(!Path::new(host).join(&marker).exists(), "an upload reached the host's {host}");
     }
