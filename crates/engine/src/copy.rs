@@ -778,7 +778,7 @@ fn extract(
             _ => EngineError::io(format!("copy to {dest_abs} in container {}: {what}", plan.name), e),
         }
     };
-    let mut archive = tar::Archive::new(body);
+    let mut archive = tar::Archive::new(decompressed(body)?);
     let entries = archive.entries().map_err(|e| EngineError::Invalid(format!("invalid tar: {e}")))?;
     // Symlinks this archive made: never followed by its later entries.
     let mut made_links: HashSet<Vec<u8>> = HashSet::new();
@@ -917,6 +917,19 @@ fn extract(
         let _ = set_mtime(fd.as_raw_fd(), name, *mtime);
     }
     Ok(())
+}
+
+/// The request body as a tar: plain or gzip (what the API accepts; the docker CLI sends plain).
+fn decompressed(body: Box<dyn Read + Send>) -> Result<Box<dyn Read>, EngineError> {
+    let mut input = io::BufReader::with_capacity(1 << 16, body);
+    let head = io::BufRead::fill_buf(&mut input).map_err(|e| EngineError::Invalid(format!("invalid tar: {e}")))?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        return Ok(Box::new(flate2::read::MultiGzDecoder::new(input)));
+    }
+    if head.starts_with(b"BZh") || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z']) {
+        return Err(EngineError::Invalid("bzip2 and xz archives are not supported, use gzip or none".into()));
+    }
+    Ok(Box::new(input))
 }
 
 /// Refuses an extraction into a read-only volume, or into a read-only rootfs outside volumes.

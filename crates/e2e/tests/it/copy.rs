@@ -324,6 +324,13 @@ fn cp_archive_api() {
     assert_eq!(status, 200, "{text}");
     let inside = d.wharf(&["exec", &c, "cat", &format!("/tmp/abs/{marker}")]);
     assert_eq!(inside.ok().stdout, "abs");
+    // A gzip-compressed archive is accepted as the API documents.
+    let mut gz = Command::new("sh");
+    gz.arg("-c").arg("gzip -c \"$0\" > \"$0.gz\"").arg(tmp.0.join("abs.tar"));
+    run_cmd(gz, Duration::from_secs(10)).ok();
+    let (status, text) = api(&d, "PUT", &target("/home"), &fs::read(tmp.0.join("abs.tar.gz")).unwrap());
+    assert_eq!(status, 200, "{text}");
+    d.wharf(&["exec", &c, "test", "-f", &format!("/home/abs/{marker}")]).ok();
     // Hard links stay links; a directory never replaces a file when the client asks so.
     let tar = tmp.0.join("links.tar");
     make_tar(&tar, "d('links')\nf('links/one', b'1')\nhl('links/two', 'links/one')");
@@ -343,7 +350,7 @@ fn cp_archive_api() {
     for host in ["/", "/tmp", "/etc"] {
         assert!(!Path::new(host).join(&marker).exists(), "an upload reached the host's {host}");
     }
-    let found = d.wharf(&["exec", &c, "sh", "-c", &format!("find / -xdev -name '{marker}'")]);
-    assert_eq!(found.ok().stdout.trim(), format!("/tmp/abs/{marker}"));
+    let found = d.wharf(&["exec", &c, "sh", "-c", &format!("find / -xdev -name '{marker}' | sort")]);
+    assert_eq!(found.ok().stdout.trim(), format!("/home/abs/{marker}\n/tmp/abs/{marker}"));
     d.wharf(&["rm", "-f", &c]).ok();
 }
