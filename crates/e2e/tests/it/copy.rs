@@ -1,7 +1,8 @@
 //! `cp`: files and directories both ways for running and stopped containers, `dir/.`, tars on
 //! stdin and stdout, named volumes, `-a` ownership, read-only rootfs, missing paths, and the
 //! escapes: symlinks to `/` and `../../..` inside the container, `..` and symlinked parents in
-//! an uploaded tar; the host's files stay untouched and nothing stays mounted.
+//! an uploaded tar; the host's files stay untouched and nothing stays mounted; a start waits for
+//! a copy into the stopped container.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -353,4 +354,37 @@ fn cp_archive_api() {
     let found = d.wharf(&["exec", &c, "sh", "-c", &format!("find / -xdev -name '{marker}' | sort")]);
     assert_eq!(found.ok().stdout.trim(), format!("/home/abs/{marker}\n/tmp/abs/{marker}"));
     d.wharf(&["rm", "-f", &c]).ok();
+}
+
+/// A copy into a stopped container holds its start back until the copy ends.
+#[test]
+fn cp_into_stopped_container_holds_start() {
+    let d = Daemon::start();
+    let busybox = d.pull("library/busybox:latest");
+    let c = unique("cp-hold");
+    d.wharf(&["create", "--name", &c, &busybox, "cat", "/late"]).ok();
+    let tmp = TempDir::new("cp-hold");
+    let tar = tmp.0.join("late.tar");
+    make_tar(&tar, "f('late', b'late\\n')");
+    let bytes = fs::read(&tar).unwrap();
+    let mut s = UnixStream::connect(&d.sock).expect("connect to the daemon");
+    s.set_read_timeout(Some(Duration::from_secs(30))).expect("set timeout");
+    let head = format!(
+        "PUT /v1.45/containers/{c}/archive?path=/ HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        bytes.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&bytes[..512]).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let start = d.command(Cli::Wharf, &["start", "-a", &c]);
+    let starting = std::thread::spawn(move || run_cmd(start, Duration::from_secs(60)));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!starting.is_finished(), "start did not wait for the copy in flight");
+    s.write_all(&bytes[512..]).unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let out = starting.join().expect("start thread");
+    assert_eq!(out.ok().stdout, "late\n");
+    d.wharf(&["rm", &c]).ok();
 }
