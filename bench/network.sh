@@ -10,6 +10,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d /tmp/wharf-bench-net.XXXXXX)
 N=${N:-30}
 N2=${N2:-500}
+# Cycles of a container on two networks, connected, disconnected and connected again live.
+N3=${N3:-$((N2 / 5))}
 IPERF_SECONDS=${IPERF_SECONDS:-5}
 source "$ROOT/bench/lib.sh"
 # Containers first (their namespaces are mounts under WORK), then wharfd, which removes its
@@ -20,7 +22,7 @@ bench_cleanup() {
         ids=$("$BIN/wharf" -H "unix://$SOCK" ps -aq 2>/dev/null || true)
         # shellcheck disable=SC2086
         [ -z "$ids" ] || "$BIN/wharf" -H "unix://$SOCK" rm -f $ids >/dev/null 2>&1 || true
-        "$BIN/wharf" -H "unix://$SOCK" network rm benchnet >/dev/null 2>&1 || true
+        "$BIN/wharf" -H "unix://$SOCK" network rm benchnet cycnet >/dev/null 2>&1 || true
         stop_wharfd
     fi
     cleanup
@@ -129,10 +131,14 @@ PY
 
 # Cycles: what the host has before and after N2 create/start/rm with a published port.
 # Only what belongs to this daemon: other things on the host may come and go meanwhile.
+"${WHARF[@]}" network create --subnet "10.252.$((RANDOM % 250)).0/24" cycnet >/dev/null
+CYCBR=br-$("${WHARF[@]}" network inspect -f '{{.Id}}' cycnet | cut -c1-12)
 snapshot() {
     {
         ls /sys/class/net/$BRIDGE/brif 2>/dev/null || true
+        ls /sys/class/net/$CYCBR/brif 2>/dev/null || true
         ip -o -4 addr show dev "$BRIDGE" | awk '{print $2, $4}'
+        ip -o -4 addr show dev "$CYCBR" | awk '{print $2, $4}'
         nft list table ip "wharf_$BRIDGE" 2>/dev/null || true
         ls "$WORK/wharfd/exec/netns" 2>/dev/null || true
     } >"$1"
@@ -148,6 +154,20 @@ T1=$(now_ns)
 sleep 0.5
 snapshot "$WORK/after"
 if diff -u "$WORK/before" "$WORK/after" >"$WORK/cycles.diff"; then CYCLES="unchanged"; else CYCLES="CHANGED"; fi
+T2=$(now_ns)
+for i in $(seq "$N3"); do
+    "${WHARF[@]}" create --name "two$i" -p 127.0.0.1::80 "$IMAGE" sleep 60 >/dev/null
+    "${WHARF[@]}" network connect cycnet "two$i"
+    "${WHARF[@]}" start "two$i" >/dev/null
+    "${WHARF[@]}" network disconnect cycnet "two$i"
+    "${WHARF[@]}" network connect cycnet "two$i"
+    "${WHARF[@]}" rm -f "two$i" >/dev/null
+done
+T3=$(now_ns)
+sleep 0.5
+snapshot "$WORK/after2"
+if diff -u "$WORK/before" "$WORK/after2" >"$WORK/cycles2.diff"; then CYCLES2="unchanged"; else CYCLES2="CHANGED"; fi
+"${WHARF[@]}" network rm cycnet >/dev/null
 
 HAVE_DOCKER=0
 start_dockerd
@@ -184,4 +204,7 @@ printf '\n%-36s %10s %10s\n' "DNS lookup of a container name" "median us" "p95 u
 printf '%-36s %10s %10s\n' "embedded DNS, $((N * 10)) queries" "$dm" "$dp"
 printf '\n%s create/start/rm cycles with -p: %.1f s, links/addresses/rules/netns %s\n' \
     "$N2" "$(awk -v a="$T0" -v b="$T1" 'BEGIN { print (b - a) / 1e9 }')" "$CYCLES"
+printf '%s cycles on two networks (connect, start, disconnect, connect, rm): %.1f s, links/addresses/rules/netns %s\n' \
+    "$N3" "$(awk -v a="$T2" -v b="$T3" 'BEGIN { print (b - a) / 1e9 }')" "$CYCLES2"
 [ "$CYCLES" = unchanged ] || cat "$WORK/cycles.diff"
+[ "$CYCLES2" = unchanged ] || cat "$WORK/cycles2.diff"
