@@ -381,7 +381,29 @@ impl Engine {
                 return Err(e);
             }
         }
+        for ep in self.container_endpoints(&rec.id) {
+            self.endpoint_event(&ep, "connect");
+        }
         Ok(())
+    }
+
+    /// Docker's `network connect`/`disconnect` event of an endpoint, naming its container.
+    pub(crate) fn endpoint_event(&self, ep: &Endpoint, action: &str) {
+        if ep.network.is_empty() {
+            return;
+        }
+        let id = if ep.network_id.is_empty() {
+            self.find_network(&ep.network).map(|n| n.id).unwrap_or_default()
+        } else {
+            ep.network_id.clone()
+        };
+        let kind = if ep.network == "none" { "null" } else { "bridge" };
+        let attrs = BTreeMap::from([
+            ("container".to_string(), ep.container.clone()),
+            ("name".to_string(), ep.network.clone()),
+            ("type".to_string(), kind.to_string()),
+        ]);
+        self.publish_event("network", action, &id, attrs);
     }
 
     /// The networks a container is on, in connect order: the one its mode names (unless it
@@ -769,6 +791,12 @@ impl Engine {
             if let Err(e) = self.apply_rules() {
                 first.get_or_insert(e);
             }
+        }
+        for ep in &mut eps {
+            if ep.container.is_empty() {
+                ep.container = id.to_string();
+            }
+            self.endpoint_event(ep, "disconnect");
         }
         match first {
             Some(e) => Err(e),

@@ -354,6 +354,7 @@ fn run_on_two_networks_and_events(cli: Cli) {
     assert!(route.stdout.lines().any(|l| l.starts_with(&format!("default via {pb}.1"))), "{route}");
     d.cli(cli, &["network", "connect", "neta", "two"]).ok();
     let id = d.inspect(cli, "two")["Id"].as_str().unwrap_or_default().to_string();
+    d.cli(cli, &["rm", "-f", "two"]).ok();
     let t1 = now() + 1;
     let ev = d.cli(
         cli,
@@ -379,10 +380,20 @@ fn run_on_two_networks_and_events(cli: Cli) {
             format!("{} {} {}", e["Action"].as_str().unwrap_or_default(), attr("container"), attr("name"))
         })
         .collect();
-    for want in [format!("disconnect {id} neta"), format!("connect {id} neta")] {
-        assert!(seen.contains(&want), "{want}: {ev}");
-    }
-    d.cli(cli, &["rm", "-f", "two"]).ok();
+    // At start, on connect and disconnect, and at the end.
+    let want = [
+        format!("connect {id} neta"),
+        format!("connect {id} netb"),
+        format!("disconnect {id} neta"),
+        format!("connect {id} neta"),
+        format!("disconnect {id} neta"),
+        format!("disconnect {id} netb"),
+    ];
+    let mut seen_sorted: Vec<String> = seen.iter().filter(|s| s.contains("connect ")).cloned().collect();
+    seen_sorted.sort();
+    let mut want_sorted = want.to_vec();
+    want_sorted.sort();
+    assert_eq!(seen_sorted, want_sorted, "{ev}");
     d.cli(cli, &["network", "rm", "neta", "netb"]).ok();
 }
 both!(run_on_two_networks_and_events);
