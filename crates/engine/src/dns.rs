@@ -1,10 +1,11 @@
 //! The embedded DNS server of user-defined networks: one per network, listening (UDP and TCP)
 //! on the network's gateway address port 53 in the host's namespace, which containers use as
-//! their nameserver. Names of the containers on that network (name, short id, aliases, and the
-//! `name.network` forms) are answered from the daemon's live endpoints, so answers follow
-//! containers as they come and go; everything else is forwarded to the container's `--dns`
-//! servers or the host's resolvers. Queries from outside the network's subnet are refused, so
-//! a container only learns the names of its own networks.
+//! their nameserver. Names of the containers on the asker's user networks (name, short id,
+//! aliases per network, and the `name.network` forms; the network the query came in on first)
+//! are answered from the daemon's live endpoints, so answers follow containers as they come and
+//! go and as they are connected and disconnected; everything else is forwarded to the
+//! container's `--dns` servers or the host's resolvers. Queries from outside the network's
+//! subnet are refused, so a container only learns the names of its own networks.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;

@@ -260,6 +260,60 @@ mod tests {
         assert_eq!(format_mac(&mac_for(Ipv4Addr::new(172, 17, 0, 2))), "02:42:ac:11:00:02");
     }
 
+    /// Needs root: a second interface added to a namespace on another bridge, the default
+    /// route moved to it, then removed again.
+    #[test]
+    fn second_interface_attached_and_detached() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        let pid = std::process::id() % 100000;
+        let (b1, b2) = (format!("wha{pid}"), format!("whb{pid}"));
+        let (v1, v2) = (format!("vha{pid}"), format!("vhb{pid}"));
+        ensure_bridge(&BridgeConfig { name: b1.clone(), gateway: "10.251.78.1/24".parse().unwrap() }).unwrap();
+        ensure_bridge(&BridgeConfig { name: b2.clone(), gateway: "10.251.79.1/24".parse().unwrap() }).unwrap();
+        let dir = std::env::temp_dir().join(format!("wharf-netns-test2-{pid}"));
+        let path = dir.join("ns");
+        let a = |bridge: &str, veth: &str, ip: Ipv4Addr, gw: Option<Ipv4Addr>| Attachment {
+            bridge: bridge.to_string(),
+            veth: veth.to_string(),
+            ip,
+            prefix: 24,
+            gateway: gw,
+            mac: mac_for(ip),
+        };
+        let ip1 = Ipv4Addr::new(10, 251, 78, 2);
+        let ip2 = Ipv4Addr::new(10, 251, 79, 2);
+        create(&path, Some(a(&b1, &v1, ip1, None))).unwrap();
+        attach(&path, a(&b2, &v2, ip2, Some(Ipv4Addr::new(10, 251, 79, 1))), "eth1").unwrap();
+        let routes = || {
+            netns::run_in(&path, || std::fs::read_to_string("/proc/thread-self/net/route").unwrap_or_default()).unwrap()
+        };
+        // Default route (destination 00000000) through eth1.
+        let r = routes();
+        assert!(r.lines().any(|l| l.starts_with("eth1\t00000000")), "{r}");
+        // A bridge that is not there: an error, and the namespace is as it was.
+        assert!(attach(&path, a("nosuchbridge", &v1, ip2, None), "eth2").is_err());
+        set_default_route(&path, "eth0", Ipv4Addr::new(10, 251, 78, 1)).unwrap();
+        let r = routes();
+        assert!(r.lines().any(|l| l.starts_with("eth0\t00000000")), "{r}");
+        detach(&v2).unwrap();
+        detach(&v2).unwrap();
+        assert!(link_index(&v2).is_err());
+        let r = routes();
+        assert!(!r.contains("eth1"), "{r}");
+        remove(&path, Some(&v1)).unwrap();
+        let deadline = std::time::Instant::now() + VETH_GRACE * 3;
+        while link_index(&v1).is_ok() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(link_index(&v1).is_err());
+        remove_bridge(&b1).unwrap();
+        remove_bridge(&b2).unwrap();
+        let _ = std::fs::remove_dir(&dir);
+    }
+
     /// Needs root: a namespace with a veth on a scratch bridge, then everything removed.
     #[test]
     fn sandbox_on_a_bridge_and_back() {
