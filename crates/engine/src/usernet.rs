@@ -12,6 +12,7 @@ use wharf_metadata::Table;
 use wharf_network::sandbox::{self, BridgeConfig};
 use wharf_network::Ipv4Net;
 
+use crate::containers::{ContainerRecord, HostConfig};
 use crate::network::{lock, net_err, Endpoint, NetAttach, NetworkView};
 use crate::{blocking, ids, Engine, EngineError};
 
@@ -400,7 +401,7 @@ impl Engine {
         let c = self.find_container(container)?;
         let live = self.live(&c.id);
         let _op = live.op.lock().await;
-        let mut c = self.find_container(&c.id)?;
+        let c = self.find_container(&c.id)?;
         let mode = c.host_config.network_mode.clone();
         let views = self.container_networks(&c, false)?;
         let already =
@@ -447,18 +448,24 @@ impl Engine {
             let engine = self.clone();
             let (rec, w) = (c.clone(), want.clone());
             blocking(move || engine.connect_running(&rec, &w)).await?;
+            // It exited meanwhile (its exit is recorded, then released, outside the op lock):
+            // what was just attached must not outlive a release that already ran.
+            if !self.find_container(&c.id).is_ok_and(|r| r.state.running) {
+                self.network_release_async(&c.id).await;
+            }
         }
-        let net = &mut c.host_config.net;
-        if net.detached {
-            c.host_config.network_mode = n.name.clone();
-            net.detached = false;
-            net.aliases = aliases;
-            net.ipv4_address = ip;
-        } else {
-            let key = if n.predefined { n.name.clone() } else { n.id.clone() };
-            net.networks.push(NetAttach { network: key, aliases, ipv4_address: ip });
-        }
-        if let Err(e) = self.put_container(&c) {
+        let recorded = self.update_host_config(&c.id, |hc| {
+            if hc.net.detached {
+                hc.network_mode = n.name.clone();
+                hc.net.detached = false;
+                hc.net.aliases = aliases;
+                hc.net.ipv4_address = ip;
+            } else {
+                let key = if n.predefined { n.name.clone() } else { n.id.clone() };
+                hc.net.networks.push(NetAttach { network: key, aliases, ipv4_address: ip });
+            }
+        });
+        if let Err(e) = recorded {
             if c.state.running {
                 let engine = self.clone();
                 let (rec, n) = (c.clone(), n.clone());
@@ -483,7 +490,7 @@ impl Engine {
         let c = self.find_container(container)?;
         let live = self.live(&c.id);
         let _op = live.op.lock().await;
-        let mut c = self.find_container(&c.id)?;
+        let c = self.find_container(&c.id)?;
         let mode = c.host_config.network_mode.clone();
         if mode == "host" || n.name == "host" {
             return Err(EngineError::Invalid(
@@ -500,22 +507,26 @@ impl Engine {
             blocking(move || engine.disconnect_running(&rec, &net)).await?;
         }
         let primary = !c.host_config.net.detached && self.find_network(&mode).is_ok_and(|m| m.id == n.id);
-        let hc = &mut c.host_config;
-        if primary {
-            if hc.net.networks.is_empty() {
-                hc.net.detached = true;
-                hc.net.aliases.clear();
-                hc.net.ipv4_address = None;
+        let next_name = c.host_config.net.networks.first().map(|a| self.find_network(&a.network).map(|m| m.name));
+        self.update_host_config(&c.id, |hc| {
+            if primary {
+                if hc.net.networks.is_empty() {
+                    hc.net.detached = true;
+                    hc.net.aliases.clear();
+                    hc.net.ipv4_address = None;
+                } else {
+                    let next = hc.net.networks.remove(0);
+                    hc.network_mode = match next_name {
+                        Some(Ok(name)) => name,
+                        _ => next.network,
+                    };
+                    hc.net.aliases = next.aliases;
+                    hc.net.ipv4_address = next.ipv4_address;
+                }
             } else {
-                let next = hc.net.networks.remove(0);
-                hc.network_mode = self.find_network(&next.network).map(|m| m.name).unwrap_or(next.network);
-                hc.net.aliases = next.aliases;
-                hc.net.ipv4_address = next.ipv4_address;
+                hc.net.networks.retain(|a| !(a.network == n.id || a.network == n.name));
             }
-        } else {
-            hc.net.networks.retain(|a| !(a.network == n.id || a.network == n.name));
-        }
-        self.put_container(&c)?;
+        })?;
         let attrs = BTreeMap::from([
             ("container".to_string(), c.id.clone()),
             ("name".to_string(), n.name.clone()),
@@ -523,6 +534,19 @@ impl Engine {
         ]);
         self.publish_event("network", "disconnect", &n.id, attrs);
         Ok(())
+    }
+
+    /// Changes a container's network settings in one transaction that reads the record too, so
+    /// an exit recorded meanwhile (outside the container's op lock) is not overwritten.
+    fn update_host_config(&self, id: &str, f: impl FnOnce(&mut HostConfig)) -> Result<ContainerRecord, EngineError> {
+        self.inner.db.write(|tx| {
+            let mut rec: ContainerRecord = tx
+                .get(Table::Containers, id)?
+                .ok_or_else(|| EngineError::NotFound(format!("No such container: {id}")))?;
+            f(&mut rec.host_config);
+            tx.put(Table::Containers, id, &rec)?;
+            Ok(rec)
+        })
     }
 
     fn network_event(&self, rec: &NetworkRecord, action: &str) {
