@@ -397,3 +397,42 @@ fn run_on_two_networks_and_events(cli: Cli) {
     d.cli(cli, &["network", "rm", "neta", "netb"]).ok();
 }
 both!(run_on_two_networks_and_events);
+
+/// A created container disconnected from its first network starts on the next; one
+/// disconnected from every network starts with loopback only and gets `eth0` when connected
+/// while it runs.
+fn disconnect_everything_then_connect_again(cli: Cli) {
+    let d = Daemon::start();
+    let bb = registry().image("library/busybox:latest");
+    d.cli(cli, &["pull", &bb]).ok();
+    let (sa, pa) = subnet_for(&d, 10);
+    let (sb, pb) = subnet_for(&d, 11);
+    d.cli(cli, &["network", "create", "--subnet", &sa, "neta"]).ok();
+    d.cli(cli, &["network", "create", "--subnet", &sb, "netb"]).ok();
+    d.cli(cli, &["create", "--name", "box", "--network", "neta", &bb, "sleep", "300"]).ok();
+    d.cli(cli, &["network", "connect", "netb", "box"]).ok();
+    d.cli(cli, &["network", "disconnect", "neta", "box"]).ok();
+    d.cli(cli, &["start", "box"]).ok();
+    let a = addrs(&d, cli, "box");
+    assert!(a.contains(&format!("inet {pb}.")) && !a.contains(&format!("inet {pa}.")), "{a}");
+    assert!(a.contains("eth0"), "{a}");
+    let nets = d.inspect(cli, "box")["NetworkSettings"]["Networks"].clone();
+    assert_eq!(nets.as_object().map(|m| m.len()), Some(1), "{nets}");
+    d.cli(cli, &["network", "disconnect", "netb", "box"]).ok();
+    let a = addrs(&d, cli, "box");
+    assert!(!a.contains("eth0") && a.contains("127.0.0.1"), "{a}");
+    let nets = d.inspect(cli, "box")["NetworkSettings"]["Networks"].clone();
+    assert_eq!(nets.as_object().map(|m| m.len()), Some(0), "{nets}");
+    // Stopped and started again with no network: loopback only, then connected live.
+    d.cli(cli, &["stop", "-t", "1", "box"]).ok();
+    d.cli(cli, &["start", "box"]).ok();
+    assert!(!addrs(&d, cli, "box").contains("eth0"));
+    d.cli(cli, &["network", "connect", "neta", "box"]).ok();
+    let a = addrs(&d, cli, "box");
+    assert!(a.contains("eth0") && a.contains(&format!("inet {pa}.")), "{a}");
+    let route = d.cli(cli, &["exec", "box", "ip", "route"]);
+    assert!(route.stdout.contains(&format!("default via {pa}.1")), "{route}");
+    d.cli(cli, &["rm", "-f", "box"]).ok();
+    d.cli(cli, &["network", "rm", "neta", "netb"]).ok();
+}
+both!(disconnect_everything_then_connect_again);
