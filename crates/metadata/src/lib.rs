@@ -24,7 +24,10 @@ pub enum Table {
     Names,
     /// volume name → volume record
     Volumes,
-    /// container id → its network endpoint while it runs (namespace, address, veth, ports)
+    /// `<container id>/<network id>` (`bridge`, `none` for the predefined networks) → the
+    /// container's endpoint on that network while it runs (namespace, interface, address, veth,
+    /// ports); records keyed by the container id alone are the previous version's, migrated by
+    /// the engine at daemon start
     Endpoints,
     /// network id (64 hex) → user-defined network record
     Networks,
