@@ -12,6 +12,9 @@ use crate::spec::{DeviceRule, Resources};
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
+/// The cgroup2 mount of a hybrid layout, under CGROUP_ROOT.
+const UNIFIED: &str = "unified";
+
 /// The v1 controllers a container gets a directory in.
 const V1_CONTROLLERS: &[&str] = &["cpu", "cpuacct", "memory", "pids", "blkio", "devices", "freezer", "cpuset"];
 
@@ -40,6 +43,8 @@ pub enum CgroupError {
     InvalidPath { path: String },
     #[error("cgroup: no cgroup hierarchy mounted under {CGROUP_ROOT}")]
     NoHierarchy,
+    #[error("cgroup: {0}")]
+    Devices(#[from] crate::devices_bpf::DeviceFilterError),
 }
 
 impl CgroupError {
@@ -47,6 +52,7 @@ impl CgroupError {
         match self {
             CgroupError::NotFound { .. } => ErrorKind::NotFound,
             CgroupError::InvalidPath { .. } => ErrorKind::InvalidArgument,
+            CgroupError::Devices(e) => e.kind(),
             _ => ErrorKind::Internal,
         }
     }
@@ -59,7 +65,8 @@ pub type Result<T> = std::result::Result<T, CgroupError>;
 pub enum Layout {
     /// Only v1 controller hierarchies.
     V1,
-    /// v1 controllers plus a cgroup2 mount at /sys/fs/cgroup/unified (no controllers used there).
+    /// v1 controllers plus a cgroup2 mount at /sys/fs/cgroup/unified, without controllers: a
+    /// container gets a directory there too, for the device program.
     Hybrid,
     /// A single cgroup2 hierarchy at /sys/fs/cgroup.
     V2,
@@ -69,7 +76,7 @@ impl Layout {
     pub fn detect() -> Layout {
         if is_cgroup2(Path::new(CGROUP_ROOT)) {
             Layout::V2
-        } else if is_cgroup2(&Path::new(CGROUP_ROOT).join("unified")) {
+        } else if is_cgroup2(&Path::new(CGROUP_ROOT).join(UNIFIED)) {
             Layout::Hybrid
         } else {
             Layout::V1
@@ -157,10 +164,19 @@ impl Cgroup {
                 controllers: vec!["cgroup2".to_string()],
                 path: Path::new(CGROUP_ROOT).join(rel),
             }],
-            Layout::V1 | Layout::Hybrid => v1_mounts()?
-                .into_iter()
-                .map(|(root, controllers)| Dir { path: root.join(rel), root, controllers })
-                .collect(),
+            Layout::V1 | Layout::Hybrid => {
+                let mut dirs: Vec<Dir> = v1_mounts()?
+                    .into_iter()
+                    .map(|(root, controllers)| Dir { path: root.join(rel), root, controllers })
+                    .collect();
+                if layout == Layout::Hybrid {
+                    // The kernel also runs the device programs of the task's cgroup in the
+                    // unified hierarchy: a second fence, as runc and systemd put there.
+                    let root = Path::new(CGROUP_ROOT).join(UNIFIED);
+                    dirs.push(Dir { path: root.join(rel), root, controllers: vec!["cgroup2".to_string()] });
+                }
+                dirs
+            }
         };
         Ok(Cgroup { path: path.to_string(), layout, dirs })
     }
@@ -168,7 +184,7 @@ impl Cgroup {
     /// Creates the cgroup (and missing parents) in every hierarchy and applies `resources`.
     pub fn create(path: &str, resources: &Resources) -> Result<Cgroup> {
         let cg = Cgroup::locate(path)?;
-        let created = cg.create_dirs().and_then(|()| cg.apply(resources));
+        let created = cg.create_dirs().and_then(|()| cg.apply(resources, true));
         if let Err(e) = created {
             let _ = cg.remove();
             return Err(e);
@@ -178,7 +194,11 @@ impl Cgroup {
 
     /// Opens a cgroup that already exists, e.g. after a daemon restart.
     pub fn open(path: &str) -> Result<Cgroup> {
-        let cg = Cgroup::locate(path)?;
+        let mut cg = Cgroup::locate(path)?;
+        if cg.layout == Layout::Hybrid {
+            // Containers started before wharf used the unified hierarchy have no directory there.
+            cg.dirs.retain(|d| !d.root.ends_with(UNIFIED) || d.path.is_dir());
+        }
         match cg.dirs.iter().find(|d| !d.path.is_dir()) {
             Some(missing) => Err(CgroupError::NotFound { path: missing.path.clone() }),
             None => Ok(cg),
@@ -229,18 +249,27 @@ impl Cgroup {
         Ok(())
     }
 
-    fn apply(&self, r: &Resources) -> Result<()> {
+    /// `devices`: also (re)write the device rules; an update that names no device keeps them
+    /// (the default list would take away a privileged container's or a `--device`'s access).
+    fn apply(&self, r: &Resources, devices: bool) -> Result<()> {
         match self.layout {
-            Layout::V2 => self.apply_v2(r),
-            Layout::V1 | Layout::Hybrid => self.apply_v1(r),
+            Layout::V2 => self.apply_v2(r)?,
+            Layout::V1 | Layout::Hybrid => self.apply_v1(r, devices)?,
         }
+        if devices {
+            let rules = device_rules(&r.devices);
+            for dir in self.dirs.iter().filter(|d| d.has("cgroup2")) {
+                crate::devices_bpf::apply(&dir.path, &rules)?;
+            }
+        }
+        Ok(())
     }
 
     fn dir_with(&self, controller: &str) -> Option<&Path> {
         self.dirs.iter().find(|d| d.has(controller)).map(|d| d.path.as_path())
     }
 
-    fn apply_v1(&self, r: &Resources) -> Result<()> {
+    fn apply_v1(&self, r: &Resources, devices: bool) -> Result<()> {
         if let (Some(mem), Some(dir)) = (&r.memory, self.dir_with("memory")) {
             if let Some(limit) = mem.limit {
                 write_file(&dir.join("memory.limit_in_bytes"), &limit.to_string())?;
@@ -283,7 +312,7 @@ impl Cgroup {
         if let (Some(pids), Some(dir)) = (&r.pids, self.dir_with("pids")) {
             write_file(&dir.join("pids.max"), &pids_max(pids.limit))?;
         }
-        if let Some(dir) = self.dir_with("devices") {
+        if let (Some(dir), true) = (self.dir_with("devices"), devices) {
             for rule in device_rules(&r.devices) {
                 let file = if rule.allow { "devices.allow" } else { "devices.deny" };
                 write_file(&dir.join(file), &device_rule_v1(&rule))?;
@@ -333,7 +362,6 @@ impl Cgroup {
         if let Some(pids) = &r.pids {
             write_file(&dir.join("pids.max"), &pids_max(pids.limit))?;
         }
-        // TODO(devices): on v2 device rules need an eBPF program attached to the cgroup.
         Ok(())
     }
 
@@ -352,7 +380,7 @@ impl Cgroup {
                 }
             }
         }
-        self.apply(resources)
+        self.apply(resources, !resources.devices.is_empty())
     }
 
     /// Freezes (`docker pause`) or thaws every process of the cgroup and waits until the kernel
@@ -575,7 +603,7 @@ fn cpu_max(quota: Option<i64>, period: Option<u64>) -> String {
 /// everything denied, then the spec's rules in order, then the devices every container may
 /// use (runc's `AllowedDevices`). A spec without rules therefore gets no access to the host's
 /// disks, not the kernel's default of all devices.
-fn device_rules(spec: &[DeviceRule]) -> Vec<DeviceRule> {
+pub(crate) fn device_rules(spec: &[DeviceRule]) -> Vec<DeviceRule> {
     let rule = |allow: bool, kind: &str, major: Option<i64>, minor: Option<i64>, access: &str| DeviceRule {
         allow,
         kind: Some(kind.to_string()),

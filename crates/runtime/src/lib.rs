@@ -3,6 +3,7 @@
 pub mod caps;
 pub mod cgroups;
 pub mod container;
+pub mod devices_bpf;
 pub mod exec;
 mod init;
 pub mod seccomp;
