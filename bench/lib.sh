@@ -103,11 +103,23 @@ stop_dockerd() {
     if [ "$HAD_DOCKER0" = 0 ]; then ip link del docker0 2>/dev/null || true; fi
 }
 
+# remove_cgroup_parent PATH: rmdir the (by now empty) cgroup PATH in every hierarchy, so the
+# host looks as before the run; rmdir only, never anything that still holds a process.
+remove_cgroup_parent() {
+    local mp d
+    for mp in $(awk '$3 == "cgroup" || $3 == "cgroup2" { print $2 }' /proc/self/mounts); do
+        d=$mp$1
+        [ -d "$d" ] || continue
+        for _ in 1 2 3 4 5; do rmdir "$d" 2>/dev/null && break; sleep 0.1; done
+    done
+}
+
 cleanup() {
     local p
     stop_dockerd
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    remove_cgroup_parent "/wharf-bench-$$"
     # dockerd's containerd may still be writing its state for a moment after dockerd exits.
     rm -rf "$WORK" 2>/dev/null || { sleep 1; rm -rf "$WORK"; }
 }

@@ -39,6 +39,49 @@ fn unique(name: &str) -> String {
     format!("{name}-{}-{}-{nanos:x}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
+/// The cgroup parent of this test process's containers, `/wharf-test-<pid>`: unique, so that no
+/// other test binary creates or removes it meanwhile, and removed from every hierarchy when the
+/// process exits (libtest has no after-all hook; `atexit` runs on its normal exit and on
+/// `process::exit` after failures).
+fn cgroup_parent() -> String {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    // SAFETY: registers a plain `extern "C"` function with no captured state.
+    ONCE.call_once(|| unsafe {
+        libc::atexit(remove_cgroup_parent);
+    });
+    format!("/wharf-test-{}", std::process::id())
+}
+
+/// rmdir of the parent (and of any empty cgroup a failed test left in it) in every cgroup
+/// hierarchy, v1, unified and v2: the v2 layout test creates its cgroup in the unified one.
+extern "C" fn remove_cgroup_parent() {
+    let rel = format!("wharf-test-{}", std::process::id());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for line in mounts.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else { continue };
+        if !matches!(post.split(' ').next(), Some("cgroup" | "cgroup2")) {
+            continue;
+        }
+        let Some(mount_point) = pre.split(' ').nth(4) else { continue };
+        let dir = Path::new(mount_point).join(&rel);
+        if !dir.is_dir() {
+            continue;
+        }
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                let _ = std::fs::remove_dir(entry.path());
+            }
+        }
+        // A shim that has just exited may still be removing its cgroup: EBUSY for a moment.
+        for _ in 0..50 {
+            if std::fs::remove_dir(&dir).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
 fn busybox_rootfs(dir: &Path) {
     std::fs::create_dir_all(dir.join("bin")).unwrap();
     std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
@@ -53,7 +96,7 @@ impl Bundle {
         let dir = std::env::temp_dir().join(format!("wharf-shim-it-{id}"));
         std::fs::create_dir_all(&dir).unwrap();
         busybox_rootfs(&dir.join("rootfs"));
-        let cgroup = format!("/wharf-test/{id}");
+        let cgroup = format!("{}/{id}", cgroup_parent());
         let mut spec = Spec::example(args);
         if let Some(linux) = spec.linux.as_mut() {
             linux.cgroups_path = Some(cgroup.clone());
