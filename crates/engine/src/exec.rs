@@ -82,6 +82,11 @@ fn merge_env(base: &[String], over: &[String]) -> Vec<String> {
     out
 }
 
+/// Docker's answer to an exec into a frozen container: the process could not run until thawed.
+fn paused_conflict(id: &str) -> EngineError {
+    EngineError::Conflict(format!("Container {id} is paused, unpause the container before exec"))
+}
+
 impl Engine {
     fn execs(&self) -> &Arc<Execs> {
         &self.inner.execs
@@ -92,6 +97,9 @@ impl Engine {
         let rec = self.find_container(container)?;
         if !self.live(&rec.id).is_running() {
             return Err(EngineError::Conflict(format!("container {} is not running", rec.id)));
+        }
+        if rec.state.paused {
+            return Err(paused_conflict(&rec.id));
         }
         if config.cmd.is_empty() {
             return Err(EngineError::Invalid("no exec command specified".to_string()));
@@ -180,6 +188,9 @@ impl Engine {
         }
         if !self.live(&rec.container_id).is_running() {
             return Err(EngineError::Conflict(format!("container {} is not running", rec.container_id)));
+        }
+        if self.find_container(&rec.container_id)?.state.paused {
+            return Err(paused_conflict(&rec.container_id));
         }
         if let Some(t) = tty {
             rec.config.tty = t;
