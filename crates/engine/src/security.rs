@@ -420,7 +420,7 @@ impl Engine {
                 access: Some("rwm".to_string()),
             }];
             linux.devices.extend(host_devices());
-            for m in spec.mounts.iter_mut().filter(|m| m.destination == "/sys") {
+            for m in spec.mounts.iter_mut().filter(|m| matches!(m.destination.as_str(), "/sys" | "/sys/fs/cgroup")) {
                 m.options.retain(|x| x != "ro");
                 m.options.push("rw".to_string());
             }

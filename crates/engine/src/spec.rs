@@ -95,6 +95,7 @@ impl Engine {
                 &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
             ),
             mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"]),
+            mount("/sys/fs/cgroup", "cgroup", "cgroup", &["nosuid", "noexec", "nodev", "relatime", "ro"]),
             mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
             mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]),
         ];

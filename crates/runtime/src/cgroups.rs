@@ -524,6 +524,39 @@ impl Cgroup {
     }
 }
 
+/// One hierarchy of a container's cgroup as the container sees it under /sys/fs/cgroup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ContainerView {
+    /// The container's own directory in the hierarchy, on the host.
+    pub source: PathBuf,
+    /// Its name under /sys/fs/cgroup, as on the host (`memory`, `cpu,cpuacct`, `unified`);
+    /// empty on v2, where the directory is /sys/fs/cgroup itself.
+    pub name: String,
+    /// Symlinks to `name`, one per controller of a co-mounted hierarchy (`cpu`, `cpuacct`).
+    pub links: Vec<String>,
+}
+
+/// What /sys/fs/cgroup shows in a container whose cgroup is `path` and that shares the host's
+/// cgroup namespace (as runc does): its own directory of each hierarchy, so that a process
+/// reads its limits where it expects them (`memory/memory.limit_in_bytes`).
+pub(crate) fn container_view(path: &str) -> Result<Vec<ContainerView>> {
+    let cg = Cgroup::locate(path)?;
+    Ok(cg
+        .dirs
+        .into_iter()
+        .map(|d| {
+            let name = match cg.layout {
+                Layout::V2 => String::new(),
+                Layout::V1 | Layout::Hybrid => {
+                    d.root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+                }
+            };
+            let links = if name.contains(',') { name.split(',').map(str::to_string).collect() } else { Vec::new() };
+            ContainerView { source: d.path, name, links }
+        })
+        .collect())
+}
+
 fn rmdir_retry(path: &Path) -> Result<()> {
     let start = Instant::now();
     loop {

@@ -102,6 +102,9 @@ pub(crate) struct Plan {
     root_readonly: bool,
     mounts: Vec<MountOp>,
     cgroup_v2: bool,
+    /// The container's cgroup directories bound under a `cgroup` mount; empty: a fresh
+    /// cgroup2 mount on v2 (with a cgroup namespace), an empty tmpfs on v1 without a cgroup.
+    cgroup_view: Vec<crate::cgroups::ContainerView>,
     devices: Vec<DeviceNode>,
     masked: Vec<String>,
     readonly: Vec<String>,
@@ -222,13 +225,25 @@ impl Plan {
         };
         let last_cap = caps::last_cap()?;
         let seccomp = crate::seccomp::plan_program(spec).map_err(|e| e.to_string())?;
+        let cgroup_v2 = crate::cgroups::Layout::detect() == crate::cgroups::Layout::V2;
+        let cgroup_view = match linux.cgroups_path.as_deref() {
+            Some(path)
+                if !path.is_empty()
+                    && mounts.iter().any(|m| matches!(m.fstype.as_str(), "cgroup" | "cgroup2"))
+                    && !(cgroup_v2 && has_ns("cgroup")) =>
+            {
+                crate::cgroups::container_view(path).map_err(|e| e.to_string())?
+            }
+            _ => Vec::new(),
+        };
         Ok(Plan {
             rootfs,
             overlay: spec.annotations.get(crate::spec::ANNOTATION_OVERLAY).cloned(),
             root_propagation,
             root_readonly: root.readonly,
             mounts,
-            cgroup_v2: crate::cgroups::Layout::detect() == crate::cgroups::Layout::V2,
+            cgroup_v2,
+            cgroup_view,
             devices,
             masked: linux.masked_paths.clone(),
             readonly: linux.readonly_paths.clone(),
@@ -635,11 +650,13 @@ fn mount_one(plan: &Plan, m: &MountOp, source: Option<std::os::fd::OwnedFd>) -> 
     } else if let Some(fd) = source {
         mkdir_all(&dest)?;
         crate::userns::attach(fd, &dest_c).map_err(what)?;
+    } else if matches!(m.fstype.as_str(), "cgroup" | "cgroup2") && !plan.cgroup_view.is_empty() {
+        mount_cgroup_view(plan, m, &dest)?;
     } else {
         mkdir_all(&dest)?;
         let (fstype, data) = match m.fstype.as_str() {
             "cgroup" | "cgroup2" if plan.cgroup_v2 => ("cgroup2", String::new()),
-            // TODO(cgroup v1 in containers): bind each hierarchy's own directory like runc.
+            // Without a cgroup to show (no cgroupsPath): an empty directory.
             "cgroup" => ("tmpfs", "mode=755".to_string()),
             other => (other, m.data.clone()),
         };
@@ -664,6 +681,59 @@ fn mount_one(plan: &Plan, m: &MountOp, source: Option<std::os::fd::OwnedFd>) -> 
     }
     for p in &m.propagation {
         sys_mount(None, &dest_c, None, *p, None).map_err(what)?;
+    }
+    Ok(())
+}
+
+/// /sys/fs/cgroup as runc shows it in the host's cgroup namespace: a tmpfs with the
+/// container's own directory of each v1 hierarchy (and the unified one) bound at the host's
+/// name, or on v2 the container's directory itself; read-only unless the mount is read-write
+/// (`--privileged`).
+fn mount_cgroup_view(plan: &Plan, m: &MountOp, dest: &Path) -> ChildResult<()> {
+    let fail = |what: String| move |e| ChildFailure::other(what, e);
+    mkdir_all(dest)?;
+    let dest_c = path_c(dest)?;
+    let ro = m.flags & libc::MS_RDONLY;
+    let secure = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    let single = plan.cgroup_view.iter().all(|v| v.name.is_empty());
+    if !single {
+        sys_mount(Some(c"tmpfs"), &dest_c, Some(c"tmpfs"), (m.flags & !libc::MS_RDONLY) | secure, Some(c"mode=755"))
+            .map_err(fail(format!("mount tmpfs on {}", m.destination)))?;
+    }
+    for view in &plan.cgroup_view {
+        let target = if view.name.is_empty() { dest.to_path_buf() } else { dest.join(&view.name) };
+        mkdir_all(&target)?;
+        // The parent creates the cgroup while this process builds the rootfs.
+        let start = std::time::Instant::now();
+        while !view.source.is_dir() {
+            if start.elapsed() > std::time::Duration::from_secs(5) {
+                return Err(ChildFailure::other(
+                    format!("cgroup {} did not appear", view.source.display()),
+                    libc::ENOENT,
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        let (src_c, target_c) = (path_c(&view.source)?, path_c(&target)?);
+        let what = format!("bind mount cgroup {} to {}", view.source.display(), target.display());
+        sys_mount(Some(&src_c), &target_c, None, libc::MS_BIND, None).map_err(fail(what.clone()))?;
+        let flags = libc::MS_BIND | libc::MS_REMOUNT | secure | ro | kept_flags(&target_c);
+        sys_mount(None, &target_c, None, flags, None).map_err(fail(what))?;
+        for link in &view.links {
+            let at = dest.join(link);
+            std::os::unix::fs::symlink(&view.name, &at)
+                .map_err(|e| ChildFailure::other(format!("symlink {}", at.display()), e.raw_os_error().unwrap_or(0)))?;
+        }
+    }
+    if !single && ro != 0 {
+        sys_mount(
+            None,
+            &dest_c,
+            None,
+            libc::MS_REMOUNT | secure | libc::MS_RDONLY | (m.flags & !libc::MS_RDONLY),
+            None,
+        )
+        .map_err(fail(format!("remount {} read-only", m.destination)))?;
     }
     Ok(())
 }

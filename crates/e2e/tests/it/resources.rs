@@ -69,3 +69,44 @@ fn memory_and_pids_limits(cli: Cli) {
     assert!(!mem.parent().is_some_and(|p| p.exists()), "cgroup left after rm -f");
 }
 both!(memory_and_pids_limits);
+
+/// /sys/fs/cgroup inside a container shows the container's own cgroup, as with runc and the
+/// host's cgroup namespace: on v1 (and hybrid) one read-only directory per hierarchy, named as
+/// on the host, so that `memory/memory.limit_in_bytes` is the container's limit (JVMs read
+/// it); read-write with --privileged; the same with a private cgroup namespace.
+fn sys_fs_cgroup_shows_the_container_cgroup(cli: Cli) {
+    let v2 = !std::path::Path::new("/sys/fs/cgroup/memory").is_dir();
+    let (limit_file, pids_file) =
+        if v2 { ("memory.max", "pids.max") } else { ("memory/memory.limit_in_bytes", "pids/pids.max") };
+    let d = Daemon::start();
+    let image = registry().image("library/busybox:latest");
+    d.cli(cli, &["pull", &image]).ok();
+    let script = format!("cat /sys/fs/cgroup/{limit_file} /sys/fs/cgroup/{pids_file}; ls /sys/fs/cgroup");
+    let out = d.cli(cli, &["run", "--rm", "-m", "64m", "--pids-limit", "50", &image, "sh", "-c", &script]);
+    let text = out.ok().trimmed().to_string();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("67108864"), "{text}");
+    assert_eq!(lines.next(), Some("50"), "{text}");
+    let listed: Vec<&str> = lines.collect();
+    if !v2 {
+        for want in ["memory", "pids", "cpu", "devices", "freezer"] {
+            assert!(listed.contains(&want), "{want} missing from {listed:?}");
+        }
+        if std::path::Path::new("/sys/fs/cgroup/unified").is_dir() {
+            assert!(listed.contains(&"unified"), "unified missing from {listed:?}");
+        }
+    }
+
+    // Read-only: the container cannot raise its own limits.
+    let write = format!("echo 100 > /sys/fs/cgroup/{pids_file} && cat /sys/fs/cgroup/{pids_file}");
+    let out = d.cli(cli, &["run", "--rm", "--pids-limit", "50", &image, "sh", "-c", &write]);
+    out.fails().mentions(&["Read-only file system"]);
+    let out = d.cli(cli, &["run", "--rm", "--privileged", "--pids-limit", "50", &image, "sh", "-c", &write]);
+    assert_eq!(out.ok().trimmed(), "100");
+
+    let script = format!("cat /sys/fs/cgroup/{limit_file}; grep -c ' /sys/fs/cgroup' /proc/self/mountinfo");
+    let out = d.cli(cli, &["run", "--rm", "--cgroupns", "private", "-m", "64m", &image, "sh", "-c", &script]);
+    let text = out.ok().trimmed().to_string();
+    assert_eq!(text.lines().next(), Some("67108864"), "{text}");
+}
+both!(sys_fs_cgroup_shows_the_container_cgroup);
