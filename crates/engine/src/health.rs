@@ -1,8 +1,10 @@
 //! Healthchecks: the image's `HEALTHCHECK` or the container's `--health-*` options, run by a
 //! task per running container through the exec path; the status (`starting`, `healthy`,
 //! `unhealthy`), failing streak and last results live in memory beside the container's live
-//! state, and every change of status is published as a `health_status` event.
+//! state and in `health.json` in its directory (a restarted daemon resumes them), and every
+//! change of status is published as a `health_status` event.
 
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -51,6 +53,36 @@ pub struct Health {
     pub status: String,
     pub failing_streak: u64,
     pub log: Vec<HealthResult>,
+}
+
+/// The file in the container's directory that keeps its health across daemon restarts.
+const HEALTH_FILE: &str = "health.json";
+
+/// The health as stored, with the start of the run it belongs to: a re-adopted container
+/// resumes it, a new start of the container begins again at `starting`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Persisted {
+    started_at: String,
+    health: Health,
+}
+
+fn load(dir: &Path) -> Option<Persisted> {
+    let bytes = std::fs::read(dir.join(HEALTH_FILE)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Writes the file whole or not at all (temp file and rename), so a crash never leaves half.
+fn save(dir: &Path, started_at: &str, health: &Health) {
+    let p = Persisted { started_at: started_at.to_string(), health: health.clone() };
+    let tmp = dir.join(format!("{HEALTH_FILE}.tmp"));
+    let written = serde_json::to_vec(&p)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| std::fs::write(&tmp, bytes))
+        .and_then(|()| std::fs::rename(&tmp, dir.join(HEALTH_FILE)));
+    if let Err(e) = written {
+        // The container may have been removed meanwhile; the in-memory state still holds.
+        log::debug!("save health in {}: {e}", dir.display());
+    }
 }
 
 /// The image's healthcheck from its config (`{"Test": [...], "Interval": ns, ...}`).
@@ -169,11 +201,12 @@ fn now() -> String {
 }
 
 impl Engine {
-    /// The health of a container with a healthcheck that was started since the daemon started.
+    /// The health of a container with a healthcheck: the running probe loop's, else (a
+    /// container stopped before the daemon started) the last one stored.
     pub fn container_health(&self, id: &str) -> Option<Health> {
-        let live = self.inner.live.lock().ok()?.get(id).cloned()?;
-        let h = live.health.lock().ok()?.clone();
-        h
+        let live = self.inner.live.lock().ok().and_then(|m| m.get(id).cloned());
+        let current = live.and_then(|l| l.health.lock().ok().and_then(|h| h.clone()));
+        current.or_else(|| load(&self.container_dir(id)).map(|p| p.health))
     }
 
     /// Starts the healthcheck task of a container that has just started; it ends with the
@@ -183,13 +216,26 @@ impl Engine {
         let Some(cmd) = probe_command(&cfg) else { return };
         let live = self.live(&rec.id);
         let exits = live.exits();
+        let dir = self.container_dir(&rec.id);
+        let started_at = rec.state.started_at.clone();
+        // A daemon that re-adopts a running container goes on from its stored health.
+        let initial = load(&dir).filter(|p| p.started_at == started_at).map(|p| p.health).unwrap_or(Health {
+            status: STARTING.to_string(),
+            failing_streak: 0,
+            log: Vec::new(),
+        });
+        save(&dir, &started_at, &initial);
         if let Ok(mut h) = live.health.lock() {
-            *h = Some(Health { status: STARTING.to_string(), failing_streak: 0, log: Vec::new() });
+            *h = Some(initial);
         }
+        // The start period counts from the container's start, also across a daemon restart.
+        let since_start = wharf_types::time::parse_rfc3339(&started_at)
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .unwrap_or_default();
+        let started = Instant::now().checked_sub(since_start).unwrap_or_else(Instant::now);
         let engine = self.clone();
         let id = rec.id.clone();
         tokio::spawn(async move {
-            let started = Instant::now();
             let interval = dur(cfg.interval, DEFAULT_INTERVAL);
             let timeout = dur(cfg.timeout, DEFAULT_TIMEOUT);
             let start_period = Duration::from_nanos(cfg.start_period.max(0) as u64);
@@ -209,13 +255,15 @@ impl Engine {
                 if live.exits() != exits {
                     return;
                 }
-                let changed = match live.health.lock() {
+                let (changed, snapshot) = match live.health.lock() {
                     Ok(mut h) => {
                         let health = h.get_or_insert_with(Health::default);
-                        record(health, result, cfg.retries, started.elapsed() < start_period)
+                        (record(health, result, cfg.retries, started.elapsed() < start_period), health.clone())
                     }
                     Err(_) => return,
                 };
+                let (d, at) = (dir.clone(), started_at.clone());
+                let _ = tokio::task::spawn_blocking(move || save(&d, &at, &snapshot)).await;
                 if let Some(status) = changed {
                     if let Ok(rec) = engine.find_container(&id) {
                         engine.container_event(&rec, &format!("health_status: {status}"), &[]);
@@ -331,6 +379,22 @@ mod tests {
 
     fn result(code: i64) -> HealthResult {
         HealthResult { start: String::new(), end: String::new(), exit_code: code, output: String::new() }
+    }
+
+    #[test]
+    fn persisted_health_round_trips() {
+        let dir = std::env::temp_dir().join(format!("wharf-health-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_default();
+        let mut h = Health { status: STARTING.into(), ..Default::default() };
+        record(&mut h, result(1), 1, false);
+        save(&dir, "2026-11-23T10:00:00.000000000Z", &h);
+        let back = load(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        let back = back.unwrap_or_else(|| panic!("nothing stored"));
+        assert_eq!(back.started_at, "2026-11-23T10:00:00.000000000Z");
+        assert_eq!(back.health, h);
+        assert_eq!(back.health.status, UNHEALTHY);
+        assert!(load(&dir).is_none());
     }
 
     #[test]

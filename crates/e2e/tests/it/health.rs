@@ -134,3 +134,48 @@ fn bad_healthcheck_options(cli: Cli) {
     d.cli(cli, &["create", "--health-interval", "1s", "--health-retries", "-1", &image]).fails();
 }
 both!(bad_healthcheck_options);
+
+/// A daemon restart keeps the health: a re-adopted container goes on from its status, streak
+/// and log instead of going back to `starting`, and a stopped one still shows its last.
+fn health_survives_a_daemon_restart(cli: Cli) {
+    let mut d = Daemon::start();
+    let image = registry().image("library/busybox:latest");
+    d.cli(cli, &["pull", &image]).ok();
+    // Healthy once, failing after: with 100 retries it stays healthy, but a fresh start would
+    // stay `starting` for as long (failures after the first success do not make it healthy).
+    let once = "test ! -e /tmp/seen && touch /tmp/seen";
+    let args = ["--health-interval", "1s", "--health-retries", "100"];
+    d.cli(
+        cli,
+        &[&["run", "-d", "--name", "once", "--health-cmd", once][..], &args, &[&image, "sleep", "120"]].concat(),
+    )
+    .ok();
+    d.cli(
+        cli,
+        &[&["run", "-d", "--name", "fails", "--health-cmd", "exit 3"][..], &args, &[&image, "sleep", "120"]].concat(),
+    )
+    .ok();
+    wait_status(&d, cli, "once", "healthy");
+    assert!(wait_for(Duration::from_secs(20), || health(&d, cli, "fails")["FailingStreak"].as_u64() >= Some(2)));
+    let streak = health(&d, cli, "fails")["FailingStreak"].as_u64().unwrap_or(0);
+
+    d.kill9();
+    d.restart();
+    let once_health = health(&d, cli, "once");
+    assert_eq!(once_health["Status"], "healthy", "{once_health}");
+    assert_eq!(once_health["Log"][0]["ExitCode"], 0, "{once_health}");
+    let fails = health(&d, cli, "fails");
+    assert!(fails["FailingStreak"].as_u64().is_some_and(|n| n >= streak), "{fails} (before: {streak})");
+    // The probes go on from there.
+    assert!(wait_for(Duration::from_secs(20), || health(&d, cli, "fails")["FailingStreak"].as_u64() > Some(streak)));
+
+    d.cli(cli, &["stop", "-t", "1", "once"]).ok();
+    d.restart();
+    let stopped = health(&d, cli, "once");
+    assert_eq!(stopped["Status"], "healthy", "{stopped}");
+    // A new start begins again.
+    d.cli(cli, &["start", "once"]).ok();
+    assert_eq!(health(&d, cli, "once")["Status"], "starting");
+    d.cli(cli, &["rm", "-f", "once", "fails"]).ok();
+}
+both!(health_survives_a_daemon_restart);
