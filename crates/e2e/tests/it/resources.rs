@@ -108,5 +108,18 @@ fn sys_fs_cgroup_shows_the_container_cgroup(cli: Cli) {
     let out = d.cli(cli, &["run", "--rm", "--cgroupns", "private", "-m", "64m", &image, "sh", "-c", &script]);
     let text = out.ok().trimmed().to_string();
     assert_eq!(text.lines().next(), Some("67108864"), "{text}");
+
+    // On a hybrid host the container also has a cgroup in the unified hierarchy (where its
+    // device program is attached), removed with it.
+    let unified = std::path::Path::new("/sys/fs/cgroup/unified");
+    if unified.is_dir() && !v2 {
+        let id = d.cli(cli, &["run", "-d", &image, "sleep", "100"]).ok().trimmed().to_string();
+        let pid = d.inspect(cli, &id)["State"]["Pid"].as_i64().unwrap_or(0);
+        let dir = unified.join(d.cgroup_parent.trim_start_matches('/')).join(&id);
+        let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        assert!(procs.lines().any(|l| l == pid.to_string()), "pid {pid} not in {}: {procs:?}", dir.display());
+        d.cli(cli, &["rm", "-f", &id]).ok();
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
 }
 both!(sys_fs_cgroup_shows_the_container_cgroup);

@@ -415,7 +415,17 @@ fn cgroup_v2_layout_in_private_mount_namespace() {
     if !is_root() || Layout::detect() != Layout::Hybrid {
         return;
     }
-    let b = Bundle::new("v2", &["cat", "/proc/self/cgroup"], |_, _| {});
+    // Without a cgroup namespace /sys/fs/cgroup is the container's own directory (read-only),
+    // whose cgroup.procs lists the container's init as pid 1.
+    let script = "cat /proc/self/cgroup; cat /sys/fs/cgroup/cgroup.procs; touch /sys/fs/cgroup/x || echo ro";
+    let b = Bundle::new("v2", &["sh", "-c", script], |spec, _| {
+        spec.mounts.push(wharf_runtime::spec::Mount {
+            destination: "/sys/fs/cgroup".to_string(),
+            kind: Some("cgroup".to_string()),
+            source: Some("cgroup".to_string()),
+            options: ["nosuid", "noexec", "nodev", "ro"].iter().map(|s| s.to_string()).collect(),
+        });
+    });
     let mut cmd = Command::new("unshare");
     cmd.args(["-m", "--propagation", "private", "sh", "-c"])
         .arg(format!("mount -t cgroup2 none /sys/fs/cgroup && exec {SHIM} \"$@\""))
@@ -424,7 +434,9 @@ fn cgroup_v2_layout_in_private_mount_namespace() {
     assert!(hs["pid"].as_i64().is_some(), "{hs}");
     let exit = b.wait_exit();
     assert_eq!(exit["exit_code"], 0, "{exit}");
-    assert!(b.stdout().contains(&format!("0::{}\n", b.cgroup)), "{:?}", b.logs());
+    let out = b.stdout();
+    assert!(out.contains(&format!("0::{}\n", b.cgroup)), "{:?}", b.logs());
+    assert!(out.lines().any(|l| l == "1") && out.ends_with("ro\n"), "{out:?}");
     let dir = Path::new("/sys/fs/cgroup/unified").join(b.cgroup.trim_start_matches('/'));
     let start = Instant::now();
     while dir.exists() && start.elapsed() < Duration::from_secs(5) {
