@@ -122,6 +122,10 @@ pub fn spawn(bundle_dir: &Path, spec: &Spec, stdio: ChildStdio) -> Result<Spawne
             }
         }
     }
+    if plan.cgroupns_after_join() {
+        // The child unshares it once in its cgroup, so that the cgroup is the namespace's root.
+        flags &= !libc::CLONE_NEWCGROUP;
+    }
     // Joining a pid namespace only affects children, so it has to happen here, before clone.
     // The shim runs one container, so changing its own pid_for_children is harmless. (With a
     // user namespace to join, the helper that clones the process joins it instead.)

@@ -82,6 +82,15 @@ pub(crate) struct MountOp {
     bind: bool,
 }
 
+/// What the child waits for before it unshares its cgroup namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CgroupnsJoin {
+    /// The `/proc/self/cgroup` suffix of a joined hierarchy: `:<cgroupsPath>`.
+    suffix: String,
+    /// How many hierarchies the parent moves it into.
+    hierarchies: usize,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct DeviceNode {
     path: String,
@@ -105,6 +114,10 @@ pub(crate) struct Plan {
     /// The container's cgroup directories bound under a `cgroup` mount; empty: a fresh
     /// cgroup2 mount on v2 (with a cgroup namespace), an empty tmpfs on v1 without a cgroup.
     cgroup_view: Vec<crate::cgroups::ContainerView>,
+    /// A new cgroup namespace for a container with a cgroup: unshared by the child once the
+    /// parent has moved it into its cgroup (in every hierarchy), as runc does, so that the
+    /// container sees its cgroup as `/`.
+    cgroupns_join: Option<CgroupnsJoin>,
     devices: Vec<DeviceNode>,
     masked: Vec<String>,
     readonly: Vec<String>,
@@ -146,6 +159,12 @@ impl Plan {
     /// The sources of the bind mounts, in order, and whether each is recursive.
     pub(crate) fn bind_sources(&self) -> Vec<(&str, bool)> {
         self.mounts.iter().filter(|m| m.bind).map(|m| (m.source.as_str(), m.flags & libc::MS_REC != 0)).collect()
+    }
+
+    /// Whether the cgroup namespace is made by the child after it joined its cgroup, rather
+    /// than at clone.
+    pub(crate) fn cgroupns_after_join(&self) -> bool {
+        self.cgroupns_join.is_some()
     }
 
     pub(crate) fn overlay(&self) -> Option<&str> {
@@ -236,6 +255,15 @@ impl Plan {
             }
             _ => Vec::new(),
         };
+        let new_cgroupns =
+            linux.namespaces.iter().any(|n| n.kind == "cgroup" && n.path.as_deref().unwrap_or("").is_empty());
+        let cgroupns_join = match linux.cgroups_path.as_deref() {
+            Some(path) if new_cgroupns && !path.is_empty() => Some(CgroupnsJoin {
+                suffix: format!(":{path}"),
+                hierarchies: crate::cgroups::container_view(path).map_err(|e| e.to_string())?.len(),
+            }),
+            _ => None,
+        };
         Ok(Plan {
             rootfs,
             overlay: spec.annotations.get(crate::spec::ANNOTATION_OVERLAY).cloned(),
@@ -244,6 +272,7 @@ impl Plan {
             mounts,
             cgroup_v2,
             cgroup_view,
+            cgroupns_join,
             devices,
             masked: linux.masked_paths.clone(),
             readonly: linux.readonly_paths.clone(),
@@ -541,6 +570,9 @@ fn child_run(plan: &Plan, fds: &ChildFds) -> ChildResult<Infallible> {
     if fds.stdio.console.is_none() {
         setup_stdio(&fds.stdio)?;
     }
+    if let Some(join) = &plan.cgroupns_join {
+        unshare_cgroupns(join)?;
+    }
     setup_rootfs(plan, handed)?;
     finish_rootfs(plan)?;
     if let Some(console) = fds.stdio.console {
@@ -681,6 +713,31 @@ fn mount_one(plan: &Plan, m: &MountOp, source: Option<std::os::fd::OwnedFd>) -> 
     }
     for p in &m.propagation {
         sys_mount(None, &dest_c, None, *p, None).map_err(what)?;
+    }
+    Ok(())
+}
+
+/// Waits until the parent has moved this process into its cgroup in every hierarchy, then
+/// makes the cgroup namespace rooted there. Before the rootfs: a cgroup2 mount shows the
+/// namespace's root.
+fn unshare_cgroupns(join: &CgroupnsJoin) -> ChildResult<()> {
+    let start = std::time::Instant::now();
+    loop {
+        let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        if text.lines().filter(|l| l.ends_with(&join.suffix)).count() >= join.hierarchies {
+            break;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(5) {
+            return Err(ChildFailure::other(
+                format!("join cgroup{} before its namespace", join.suffix),
+                libc::ETIMEDOUT,
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+    // SAFETY: unshare has no memory effects.
+    if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } != 0 {
+        return Err(ChildFailure::last("unshare the cgroup namespace"));
     }
     Ok(())
 }

@@ -104,10 +104,17 @@ fn sys_fs_cgroup_shows_the_container_cgroup(cli: Cli) {
     let out = d.cli(cli, &["run", "--rm", "--privileged", "--pids-limit", "50", &image, "sh", "-c", &write]);
     assert_eq!(out.ok().trimmed(), "100");
 
-    let script = format!("cat /sys/fs/cgroup/{limit_file}; grep -c ' /sys/fs/cgroup' /proc/self/mountinfo");
+    // A private cgroup namespace is rooted at the container's cgroup, in every hierarchy.
+    let script = format!("cat /sys/fs/cgroup/{limit_file}; cat /proc/self/cgroup");
     let out = d.cli(cli, &["run", "--rm", "--cgroupns", "private", "-m", "64m", &image, "sh", "-c", &script]);
     let text = out.ok().trimmed().to_string();
     assert_eq!(text.lines().next(), Some("67108864"), "{text}");
+    assert!(text.lines().skip(1).all(|l| l.ends_with(":/")), "{text}");
+    assert!(text.lines().count() > 1, "{text}");
+    let id = d.cli(cli, &["run", "-d", "--cgroupns", "private", &image, "sleep", "100"]).ok().trimmed().to_string();
+    let text = d.cli(cli, &["exec", &id, "cat", "/proc/self/cgroup"]).ok().trimmed().to_string();
+    assert!(text.lines().all(|l| l.ends_with(":/")), "exec: {text}");
+    d.cli(cli, &["rm", "-f", &id]).ok();
 
     // On a hybrid host the container also has a cgroup in the unified hierarchy (where its
     // device program is attached), removed with it.
