@@ -15,8 +15,10 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// The cgroup2 mount of a hybrid layout, under CGROUP_ROOT.
 const UNIFIED: &str = "unified";
 
-/// The v1 controllers a container gets a directory in.
-const V1_CONTROLLERS: &[&str] = &["cpu", "cpuacct", "memory", "pids", "blkio", "devices", "freezer", "cpuset"];
+/// The v1 hierarchies a container gets a directory in: the controllers, and systemd's named
+/// hierarchy as runc joins it (tools in the container look for it).
+const V1_CONTROLLERS: &[&str] =
+    &["cpu", "cpuacct", "memory", "pids", "blkio", "devices", "freezer", "cpuset", "name=systemd"];
 
 /// The v2 controllers enabled for containers when the parent offers them.
 const V2_CONTROLLERS: &[&str] = &["cpu", "memory", "pids", "io", "cpuset"];
@@ -524,6 +526,11 @@ impl Cgroup {
     }
 }
 
+/// How many hierarchies a process of the cgroup `path` is in (one line each in /proc/PID/cgroup).
+pub(crate) fn hierarchy_count(path: &str) -> Result<usize> {
+    Ok(Cgroup::locate(path)?.dirs.len())
+}
+
 /// One hierarchy of a container's cgroup as the container sees it under /sys/fs/cgroup.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ContainerView {
@@ -536,14 +543,17 @@ pub(crate) struct ContainerView {
     pub links: Vec<String>,
 }
 
-/// What /sys/fs/cgroup shows in a container whose cgroup is `path` and that shares the host's
-/// cgroup namespace (as runc does): its own directory of each hierarchy, so that a process
-/// reads its limits where it expects them (`memory/memory.limit_in_bytes`).
+/// What /sys/fs/cgroup shows in a container whose cgroup is `path` (as runc shows it): its own
+/// directory of each hierarchy, so that a process reads its limits where it expects them
+/// (`memory/memory.limit_in_bytes`). Not the unified one of a hybrid host: runc leaves it out,
+/// and the same bundle looks the same under both.
 pub(crate) fn container_view(path: &str) -> Result<Vec<ContainerView>> {
     let cg = Cgroup::locate(path)?;
+    let hybrid = cg.layout == Layout::Hybrid;
     Ok(cg
         .dirs
         .into_iter()
+        .filter(|d| !(hybrid && d.has("cgroup2")))
         .map(|d| {
             let name = match cg.layout {
                 Layout::V2 => String::new(),

@@ -260,7 +260,7 @@ impl Plan {
         let cgroupns_join = match linux.cgroups_path.as_deref() {
             Some(path) if new_cgroupns && !path.is_empty() => Some(CgroupnsJoin {
                 suffix: format!(":{path}"),
-                hierarchies: crate::cgroups::container_view(path).map_err(|e| e.to_string())?.len(),
+                hierarchies: crate::cgroups::hierarchy_count(path).map_err(|e| e.to_string())?,
             }),
             _ => None,
         };
@@ -742,10 +742,10 @@ fn unshare_cgroupns(join: &CgroupnsJoin) -> ChildResult<()> {
     Ok(())
 }
 
-/// /sys/fs/cgroup as runc shows it in the host's cgroup namespace: a tmpfs with the
-/// container's own directory of each v1 hierarchy (and the unified one) bound at the host's
-/// name, or on v2 the container's directory itself; read-only unless the mount is read-write
-/// (`--privileged`).
+/// /sys/fs/cgroup as runc shows it: a tmpfs (read-write, as runc leaves it) with the
+/// container's own directory of each v1 hierarchy bound at the host's name, or on v2 without a
+/// cgroup namespace the container's directory itself; the directories read-only unless the
+/// mount is read-write (`--privileged`).
 fn mount_cgroup_view(plan: &Plan, m: &MountOp, dest: &Path) -> ChildResult<()> {
     let fail = |what: String| move |e| ChildFailure::other(what, e);
     mkdir_all(dest)?;
@@ -781,16 +781,6 @@ fn mount_cgroup_view(plan: &Plan, m: &MountOp, dest: &Path) -> ChildResult<()> {
             std::os::unix::fs::symlink(&view.name, &at)
                 .map_err(|e| ChildFailure::other(format!("symlink {}", at.display()), e.raw_os_error().unwrap_or(0)))?;
         }
-    }
-    if !single && ro != 0 {
-        sys_mount(
-            None,
-            &dest_c,
-            None,
-            libc::MS_REMOUNT | secure | libc::MS_RDONLY | (m.flags & !libc::MS_RDONLY),
-            None,
-        )
-        .map_err(fail(format!("remount {} read-only", m.destination)))?;
     }
     Ok(())
 }
