@@ -197,10 +197,13 @@ impl Cgroup {
     /// Opens a cgroup that already exists, e.g. after a daemon restart.
     pub fn open(path: &str) -> Result<Cgroup> {
         let mut cg = Cgroup::locate(path)?;
-        if cg.layout == Layout::Hybrid {
-            // Containers started before wharf used the unified hierarchy have no directory there.
-            cg.dirs.retain(|d| !d.root.ends_with(UNIFIED) || d.path.is_dir());
-        }
+        // Containers started before wharf used the unified and systemd's hierarchies on a v1
+        // host have no directory there: those two are optional.
+        let layout = cg.layout;
+        cg.dirs.retain(|d| {
+            let optional = d.has("name=systemd") || (layout == Layout::Hybrid && d.has("cgroup2"));
+            !optional || d.path.is_dir()
+        });
         match cg.dirs.iter().find(|d| !d.path.is_dir()) {
             Some(missing) => Err(CgroupError::NotFound { path: missing.path.clone() }),
             None => Ok(cg),
@@ -755,6 +758,28 @@ mod tests {
         let v2 = "low 0\nhigh 0\nmax 5\noom 1\noom_kill 1\noom_group_kill 0";
         assert_eq!(parse_counter(v2, "oom_kill"), Some(1));
         assert_eq!(parse_counter("", "oom_kill"), None);
+    }
+
+    /// A container from before wharf used the unified and systemd hierarchies has no
+    /// directory there; a restarted daemon still opens its cgroup.
+    #[test]
+    fn open_tolerates_missing_optional_hierarchies() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 || Layout::detect() == Layout::V2 {
+            return;
+        }
+        let path = format!("/wharf-test-open-{}", std::process::id());
+        let cg = Cgroup::create(&path, &Resources::default()).unwrap_or_else(|e| panic!("{e}"));
+        let optional: Vec<PathBuf> =
+            cg.dirs.iter().filter(|d| d.has("name=systemd") || d.has("cgroup2")).map(|d| d.path.clone()).collect();
+        for d in &optional {
+            let _ = fs::remove_dir(d);
+        }
+        let opened = Cgroup::open(&path);
+        let _ = cg.remove();
+        let opened = opened.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(opened.dirs().len(), cg.dirs().len() - optional.len());
+        assert!(matches!(Cgroup::open(&path), Err(CgroupError::NotFound { .. })));
     }
 
     #[test]
