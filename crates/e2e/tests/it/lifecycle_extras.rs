@@ -397,3 +397,25 @@ fn exec_into_paused_container_is_refused(cli: Cli) {
     d.cli(cli, &["rm", "-f", "pe"]).ok();
 }
 both!(exec_into_paused_container_is_refused);
+
+/// `docker update` of a limit leaves the device rules alone: a container allowed a device
+/// (`--device-cgroup-rule`, `--device`, `--privileged`) keeps it afterwards. Opening a node
+/// of a major without a driver says ENXIO when the cgroup allows it, EPERM when not.
+fn update_keeps_device_access(cli: Cli) {
+    let d = Daemon::start();
+    let image = busybox(&d, cli);
+    let rule = ["--device-cgroup-rule", "c 42:* rwm"];
+    d.cli(cli, &[&["run", "-d", "--name", "dev"][..], &rule, &[&image, "sleep", "1000"]].concat()).ok();
+    let open = |major: &str| {
+        let script = format!("mknod /tmp/n{major} c {major} 1 && exec 3</tmp/n{major}");
+        d.cli(cli, &["exec", "dev", "sh", "-c", &script])
+    };
+    open("42").fails().mentions(&["No such device or address"]);
+    open("43").fails().mentions(&["not permitted"]);
+    d.cli(cli, &["update", "-m", "128m", "--memory-swap", "256m", "dev"]).ok();
+    d.cli(cli, &["exec", "dev", "rm", "/tmp/n42", "/tmp/n43"]).ok();
+    open("42").fails().mentions(&["No such device or address"]);
+    open("43").fails().mentions(&["not permitted"]);
+    d.cli(cli, &["rm", "-f", "dev"]).ok();
+}
+both!(update_keeps_device_access);
