@@ -985,3 +985,223 @@ impl Drop for TempDir {
         let _ = fs::remove_dir_all(&self.0);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// A TLS registry
+
+/// Runs `openssl ARGS` in `dir`, asserting success.
+fn openssl(dir: &Path, args: &[&str]) {
+    let mut cmd = Command::new("openssl");
+    cmd.current_dir(dir).args(args);
+    let out = run_cmd(cmd, Duration::from_secs(30));
+    assert!(out.success(), "openssl {args:?} failed:\n{out}");
+}
+
+/// Signs `NAME.key`'s certificate `NAME.crt` in `dir` with the CA there, with extensions `ext`.
+fn openssl_signed(dir: &Path, name: &str, cn: &str, ext: &str) {
+    let (key, csr, crt, extfile) =
+        (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"), format!("{name}.ext"));
+    fs::write(dir.join(&extfile), ext).expect("write openssl extensions");
+    let subj = format!("/CN={cn}");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            &subj,
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &crt,
+            "-extfile",
+            &extfile,
+        ],
+    );
+}
+
+/// A `docker-registry` serving HTTPS with a certificate of a throw-away CA, on an address of
+/// its own (`198.18.x.y/32` added to `lo`, removed on drop): not a loopback address, so clients
+/// treat it as the secure registry it is (127.0.0.0/8 is always "insecure" to Docker).
+pub struct TlsRegistry {
+    /// `IP:PORT`.
+    pub addr: String,
+    pub dir: PathBuf,
+    /// `ca.crt`, `client.cert`, `client.key`: what a `certs.d/<addr>/` directory holds.
+    pub client_files: PathBuf,
+    ip: String,
+    pid: i32,
+}
+
+impl TlsRegistry {
+    /// Starts the registry holding `library/busybox:latest` (copied from the shared registry);
+    /// with `client_auth` it asks every client for a certificate signed by the same CA.
+    #[track_caller]
+    pub fn start(client_auth: bool) -> TlsRegistry {
+        let dir = tmp_base().join(unique("wharf-e2e-tlsreg"));
+        let storage = dir.join("storage");
+        fs::create_dir_all(&storage).expect("create registry storage");
+        let port = free_port();
+        // Unique per running registry: the port is free on this machine now.
+        let ip = format!("198.18.{}.{}", port >> 8, port & 0xff);
+        let addr = format!("{ip}:{port}");
+        let mut cmd = Command::new("ip");
+        cmd.args(["addr", "add", &format!("{ip}/32"), "dev", "lo"]);
+        let out = run_cmd(cmd, Duration::from_secs(10));
+        assert!(out.success(), "ip addr add {ip}/32 dev lo:\n{out}");
+        // From here on, drop removes the address and the directory.
+        let mut reg = TlsRegistry { addr, dir: dir.clone(), client_files: dir.join("client"), ip, pid: 0 };
+
+        openssl(
+            &dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=wharf-e2e-ca",
+            ],
+        );
+        openssl_signed(
+            &dir,
+            "server",
+            &reg.ip,
+            &format!("subjectAltName=IP:{}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n", reg.ip),
+        );
+        openssl_signed(&dir, "client", "wharf-e2e-client", "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n");
+        fs::create_dir_all(&reg.client_files).expect("create client files dir");
+        fs::copy(dir.join("ca.crt"), reg.client_files.join("ca.crt")).expect("copy ca.crt");
+        fs::copy(dir.join("client.crt"), reg.client_files.join("client.cert")).expect("copy client.cert");
+        fs::copy(dir.join("client.key"), reg.client_files.join("client.key")).expect("copy client.key");
+
+        let client_cas = if client_auth {
+            format!("    clientcas:\n      - {}\n", dir.join("ca.crt").display())
+        } else {
+            String::new()
+        };
+        let config = dir.join("config.yml");
+        fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
+                 storage:\n  filesystem:\n    rootdirectory: {}\n\
+                 http:\n  addr: {}\n  tls:\n    certificate: {}\n    key: {}\n{client_cas}",
+                storage.display(),
+                reg.addr,
+                dir.join("server.crt").display(),
+                dir.join("server.key").display()
+            ),
+        )
+        .expect("write registry config");
+        let log = fs::File::create(dir.join("registry.log")).expect("registry log");
+        reg.pid = spawn_registry_process(&config, log);
+        // A TLS server answers a plain request with a 400 of its own: enough to know it listens.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !http_get_tcp(&reg.addr, "/v2/").is_some_and(|r| r.starts_with("HTTP/")) {
+            assert!(
+                Instant::now() < deadline,
+                "tls registry on {} did not come up; log:\n{}",
+                reg.addr,
+                reg.log_text()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+
+        let mut cmd = Command::new("skopeo");
+        cmd.args(["copy", "-q", "--src-tls-verify=false", "--dest-cert-dir"])
+            .arg(&reg.client_files)
+            .arg(format!("docker://{}", registry().image("library/busybox:latest")))
+            .arg(format!("docker://{}", reg.image("library/busybox:latest")));
+        let out = run_cmd(cmd, Duration::from_secs(120));
+        assert!(out.success(), "skopeo copy into the tls registry failed:\n{out}\n{}", reg.log_text());
+        reg
+    }
+
+    /// `ADDR/name`.
+    pub fn image(&self, name: &str) -> String {
+        format!("{}/{}", self.addr, name)
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()
+    }
+
+    /// Installs `/etc/wharf/certs.d/ADDR/` with the CA (and the client certificate when
+    /// `client_cert`), as wharfd reads it; removed when the guard drops.
+    pub fn install_certs_d(&self, client_cert: bool) -> CertsD {
+        let dir = Path::new(CERTS_D).join(&self.addr);
+        let guard = CertsD(dir.clone());
+        fs::create_dir_all(&dir).expect("create certs.d dir");
+        fs::copy(self.client_files.join("ca.crt"), dir.join("ca.crt")).expect("install ca.crt");
+        if client_cert {
+            for f in ["client.cert", "client.key"] {
+                fs::copy(self.client_files.join(f), dir.join(f)).expect("install client certificate");
+            }
+        }
+        guard
+    }
+}
+
+impl Drop for TlsRegistry {
+    fn drop(&mut self) {
+        if self.pid > 0 {
+            // SAFETY: kill/waitpid on the pid of a child this process started and nobody reaped.
+            unsafe {
+                libc::kill(self.pid, libc::SIGKILL);
+                libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+            }
+        }
+        let mut cmd = Command::new("ip");
+        cmd.args(["addr", "del", &format!("{}/32", self.ip), "dev", "lo"]);
+        let _ = run_cmd(cmd, Duration::from_secs(10));
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// wharfd's Docker-style per-registry certificate directory.
+pub const CERTS_D: &str = "/etc/wharf/certs.d";
+
+/// A `certs.d/<host:port>` directory, removed on drop (and its parents when left empty).
+pub struct CertsD(pub PathBuf);
+
+impl Drop for CertsD {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+        // Only empty ones go: another test may have its own registry's directory there.
+        let _ = fs::remove_dir(CERTS_D);
+        let _ = fs::remove_dir("/etc/wharf");
+    }
+}

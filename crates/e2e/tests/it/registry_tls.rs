@@ -1,0 +1,60 @@
+//! Registries over HTTPS with a private CA: trusted through `/etc/wharf/certs.d/<host:port>/`
+//! (`ca.crt`, and `client.cert`/`client.key` for a registry that wants a client certificate),
+//! refused with a TLS error naming the registry without it, and skipped verification for a
+//! registry listed in `insecure-registries`, as Docker does.
+
+use crate::harness::{Cli, Daemon, DaemonOptions, TlsRegistry};
+
+fn pull_with_the_ca(cli: Cli) {
+    let reg = TlsRegistry::start(false);
+    let d = Daemon::start();
+    let image = reg.image("library/busybox:latest");
+
+    // Not insecure: no fallback to plain HTTP, a certificate error that names the registry.
+    d.cli(cli, &["pull", &image]).fails().mentions(&[&reg.addr, "certificate"]);
+    d.cli(cli, &["image", "inspect", &image]).fails();
+
+    let _certs = reg.install_certs_d(false);
+    d.cli(cli, &["pull", &image]).ok();
+    let out = d.cli(cli, &["run", "--rm", &image, "echo", "over-tls"]);
+    out.ok();
+    assert_eq!(out.trimmed(), "over-tls", "{out}");
+}
+both!(pull_with_the_ca);
+
+fn push_with_the_ca(cli: Cli) {
+    let reg = TlsRegistry::start(false);
+    let d = Daemon::start();
+    let source = d.pull("library/busybox:latest");
+    let target = reg.image("test/pushed:v1");
+    d.cli(cli, &["tag", &source, &target]).ok();
+
+    d.cli(cli, &["push", &target]).fails().mentions(&[&reg.addr, "certificate"]);
+
+    let _certs = reg.install_certs_d(false);
+    d.cli(cli, &["push", &target]).ok();
+    d.cli(cli, &["rmi", &target]).ok();
+    d.cli(cli, &["pull", &target]).ok();
+    let out = d.cli(cli, &["run", "--rm", &target, "echo", "pushed-over-tls"]);
+    out.ok();
+    assert_eq!(out.trimmed(), "pushed-over-tls", "{out}");
+}
+both!(push_with_the_ca);
+
+fn client_certificate(cli: Cli) {
+    let reg = TlsRegistry::start(true);
+    let image = reg.image("library/busybox:latest");
+    {
+        // A daemon keeps a host's TLS settings once read: a fresh one for each layout.
+        let _certs = reg.install_certs_d(false);
+        let d = Daemon::start();
+        d.cli(cli, &["pull", &image]).fails().mentions(&[&reg.addr]);
+    }
+    let _certs = reg.install_certs_d(true);
+    let d = Daemon::start();
+    d.cli(cli, &["pull", &image]).ok();
+    let out = d.cli(cli, &["run", "--rm", &image, "echo", "client-cert"]);
+    out.ok();
+    assert_eq!(out.trimmed(), "client-cert", "{out}");
+}
+both!(client_certificate);
