@@ -228,7 +228,8 @@ impl RegistryClient {
     }
 
     /// Runs `f` on each endpoint in turn: the mirrors (any failure moves on), then the origin
-    /// (HTTPS, then HTTP for an insecure registry when HTTPS cannot be reached).
+    /// (HTTPS, then HTTP for an insecure registry when HTTPS cannot be reached; its HTTPS
+    /// certificate is not verified).
     pub(crate) fn with_endpoints<T>(
         &self,
         r: &ImageRef,
@@ -246,6 +247,12 @@ impl RegistryClient {
         }
         let known = self.schemes.lock().ok().and_then(|s| s.get(&r.registry).copied());
         let urls = origin_urls(&r.registry, &self.insecure, known)?;
+        if self.insecure.allows(&r.registry) {
+            // Docker: an insecure registry's HTTPS is tried without verifying its certificate.
+            for u in urls.iter().filter(|u| u.scheme == Scheme::Https) {
+                self.connector.skip_verification(u);
+            }
+        }
         let count = urls.len();
         let mut last = None;
         for (i, base) in urls.into_iter().enumerate() {

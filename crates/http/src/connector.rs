@@ -1,15 +1,17 @@
 //! Opening TCP and TLS connections for a URL, with time-outs and per-host CA certificates.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use crate::stream::TlsStream;
 use crate::{HttpError, Scheme, Stream, Url};
@@ -48,6 +50,8 @@ pub struct Connector {
     roots: Arc<RootCertStore>,
     default_tls: Arc<ClientConfig>,
     per_host_tls: Mutex<HashMap<String, Arc<ClientConfig>>>,
+    /// `host:port`s whose certificates are not verified (Docker's insecure registries).
+    unverified: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for Connector {
@@ -72,11 +76,31 @@ impl Connector {
         }
         let roots = Arc::new(roots);
         let default_tls = Arc::new(tls_config(roots.clone(), None, "")?);
-        Ok(Connector { opts, roots, default_tls, per_host_tls: Mutex::new(HashMap::new()) })
+        Ok(Connector {
+            opts,
+            roots,
+            default_tls,
+            per_host_tls: Mutex::new(HashMap::new()),
+            unverified: Mutex::new(HashSet::new()),
+        })
     }
 
     pub fn options(&self) -> &ConnectorOptions {
         &self.opts
+    }
+
+    /// From now on, TLS to the URL's host and port accepts any server certificate (a client
+    /// certificate from `certs_dir` is still sent): what Docker does for an HTTPS registry
+    /// listed in `insecure-registries`.
+    pub fn skip_verification(&self, url: &Url) {
+        let key = url.host_port();
+        let Ok(mut set) = self.unverified.lock() else { return };
+        if set.insert(key.clone()) {
+            // A configuration built before for this host verifies: build it again.
+            if let Ok(mut cache) = self.per_host_tls.lock() {
+                cache.remove(&key);
+            }
+        }
     }
 
     /// Connects to the URL's host and port, with TLS for `https`.
@@ -137,23 +161,36 @@ impl Connector {
     /// The TLS configuration for a host: the shared one, or one with the host's own CA files and
     /// client certificate from `certs_dir`.
     fn config_for(&self, url: &Url) -> Result<Arc<ClientConfig>, HttpError> {
-        let Some(certs_dir) = &self.opts.certs_dir else {
-            return Ok(self.default_tls.clone());
-        };
         let key = url.host_port();
+        let unverified = self.unverified.lock().is_ok_and(|set| set.contains(&key));
+        if self.opts.certs_dir.is_none() && !unverified {
+            return Ok(self.default_tls.clone());
+        }
         if let Ok(cache) = self.per_host_tls.lock() {
             if let Some(c) = cache.get(&key) {
                 return Ok(c.clone());
             }
         }
-        let mut dirs = vec![certs_dir.join(&key)];
-        if url.port == url.scheme.default_port() {
-            dirs.push(certs_dir.join(&url.host));
+        let mut dirs = Vec::new();
+        if let Some(certs_dir) = &self.opts.certs_dir {
+            dirs.push(certs_dir.join(&key));
+            if url.port == url.scheme.default_port() {
+                dirs.push(certs_dir.join(&url.host));
+            }
         }
-        let Some(dir) = dirs.into_iter().find(|d| d.is_dir()) else {
-            return Ok(self.default_tls.clone());
+        let dir = dirs.into_iter().find(|d| d.is_dir());
+        let config = match (dir, unverified) {
+            (None, false) => return Ok(self.default_tls.clone()),
+            (Some(dir), false) => host_config(self.roots.clone(), &dir, &key)?,
+            (dir, true) => {
+                let client = match &dir {
+                    Some(dir) => client_cert(dir, &key)?,
+                    None => None,
+                };
+                unverified_config(client, &key)?
+            }
         };
-        let config = Arc::new(host_config(self.roots.clone(), &dir, &key)?);
+        let config = Arc::new(config);
         if let Ok(mut cache) = self.per_host_tls.lock() {
             cache.insert(key, config.clone());
         }
@@ -169,27 +206,82 @@ fn host_config(roots: Arc<RootCertStore>, dir: &Path, host: &str) -> Result<Clie
     for f in files.iter().filter(|f| f.extension().is_some_and(|x| x == "crt")) {
         add_pem_file(&mut roots, f)?;
     }
-    let cert = dir.join("client.cert");
-    let key = dir.join("client.key");
-    let client = if cert.is_file() && key.is_file() {
-        let tls_err = |message: String| HttpError::Tls { host: host.to_string(), message };
-        let chain = CertificateDer::pem_file_iter(&cert)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| tls_err(format!("client certificate {}: {e}", cert.display())))?;
-        let key =
-            PrivateKeyDer::from_pem_file(&key).map_err(|e| tls_err(format!("client key {}: {e}", key.display())))?;
-        Some((chain, key))
-    } else {
-        None
-    };
+    let client = client_cert(dir, host)?;
     tls_config(Arc::new(roots), client, host)
 }
 
-fn tls_config(
-    roots: Arc<RootCertStore>,
-    client: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
-    host: &str,
-) -> Result<ClientConfig, HttpError> {
+/// The certificate chain and key in `client.cert` + `client.key` under `dir`, when both exist.
+fn client_cert(dir: &Path, host: &str) -> Result<Option<ClientCert>, HttpError> {
+    let cert = dir.join("client.cert");
+    let key = dir.join("client.key");
+    if !(cert.is_file() && key.is_file()) {
+        return Ok(None);
+    }
+    let tls_err = |message: String| HttpError::Tls { host: host.to_string(), message };
+    let chain = CertificateDer::pem_file_iter(&cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| tls_err(format!("client certificate {}: {e}", cert.display())))?;
+    let key = PrivateKeyDer::from_pem_file(&key).map_err(|e| tls_err(format!("client key {}: {e}", key.display())))?;
+    Ok(Some((chain, key)))
+}
+
+type ClientCert = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+/// A configuration that takes any server certificate, still checking that the server holds
+/// its key (the handshake signatures), so the connection is encrypted if not authenticated.
+fn unverified_config(client: Option<ClientCert>, host: &str) -> Result<ClientConfig, HttpError> {
+    let tls_err = |e: rustls::Error| HttpError::Tls { host: host.to_string(), message: e.to_string() };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(tls_err)?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)));
+    match client {
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key).map_err(tls_err),
+        None => Ok(builder.with_no_client_auth()),
+    }
+}
+
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn tls_config(roots: Arc<RootCertStore>, client: Option<ClientCert>, host: &str) -> Result<ClientConfig, HttpError> {
     let tls_err = |e: rustls::Error| HttpError::Tls { host: host.to_string(), message: e.to_string() };
     // An explicit provider, so another crate enabling a second rustls backend cannot make the
     // process-wide default ambiguous.

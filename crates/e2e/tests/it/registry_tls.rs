@@ -58,3 +58,18 @@ fn client_certificate(cli: Cli) {
     assert_eq!(out.trimmed(), "client-cert", "{out}");
 }
 both!(client_certificate);
+
+fn insecure_skips_verification(cli: Cli) {
+    let reg = TlsRegistry::start(false);
+    let d = Daemon::start_with(DaemonOptions {
+        config_json: Some(format!(r#"{{"insecure-registries": ["{}"]}}"#, reg.addr)),
+        ..Default::default()
+    });
+    let image = reg.image("library/busybox:latest");
+    // Docker: an insecure registry is tried over HTTPS without verifying its certificate.
+    d.cli(cli, &["pull", &image]).ok();
+    let out = d.cli(cli, &["run", "--rm", &image, "echo", "insecure-tls"]);
+    out.ok();
+    assert_eq!(out.trimmed(), "insecure-tls", "{out}");
+}
+both!(insecure_skips_verification);
