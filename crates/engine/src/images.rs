@@ -55,6 +55,17 @@ impl Engine {
         layers: Vec<Descriptor>,
         manifest_digest: Option<Digest>,
     ) -> Result<ImageRecord, EngineError> {
+        let (mut layers, mut manifest_digest) = (layers, manifest_digest);
+        // The same config under another manifest (busybox with zstd instead of gzip layers):
+        // the layers were unpacked already, so the new manifest's blobs were never fetched.
+        // The record keeps naming blobs this daemon holds, for push and save.
+        if let Some(old) = self.inner.db.get::<ImageRecord>(Table::Images, &id.to_string())? {
+            let stored = |ls: &[Descriptor]| ls.iter().all(|l| self.inner.content.contains(&l.digest));
+            if !stored(&layers) && stored(&old.layers) {
+                layers = old.layers;
+                manifest_digest = old.manifest_digest;
+            }
+        }
         let diff_ids = config.rootfs.diff_ids.clone();
         let chain_ids = wharf_types::digest::chain_ids(&diff_ids);
         let mut size = 0;
@@ -194,8 +205,23 @@ impl Engine {
             let others = tags.iter().chain(digests.iter()).filter(|t| *t != r).count();
             let other_tags = tags.iter().filter(|t| *t != r).count();
             if other_tags > 0 || (r.digest.is_some() && others > 0 && !tags.is_empty()) {
-                self.inner.db.write(|tx| tx.delete(Table::Tags, &r.to_string()))?;
+                // Docker: the last tag of a repository takes that repository's digest
+                // references with it (the image stays under its other names).
+                let same_repo = |t: &ImageRef| t.registry == r.registry && t.repository == r.repository;
+                let repo_digests: Vec<&ImageRef> = match r.digest {
+                    Some(_) => Vec::new(),
+                    None if tags.iter().any(|t| t != r && same_repo(t)) => Vec::new(),
+                    None => digests.iter().filter(|d| same_repo(d)).collect(),
+                };
+                self.inner.db.write(|tx| {
+                    tx.delete(Table::Tags, &r.to_string())?;
+                    for d in &repo_digests {
+                        tx.delete(Table::Tags, &d.to_string())?;
+                    }
+                    Ok::<_, EngineError>(())
+                })?;
                 out.push(ImageDeleted::Untagged(r.familiar()));
+                out.extend(repo_digests.iter().map(|d| ImageDeleted::Untagged(d.familiar())));
                 return Ok(out);
             }
         } else if tags.len() > 1 && !force {

@@ -98,3 +98,57 @@ fn rmi_of_image_in_use_names_the_container(cli: Cli) {
     d.cli(cli, &["run", "--rm", &image, "true"]).ok();
 }
 both!(rmi_of_image_in_use_names_the_container);
+
+/// busybox, test/zstd and test/plain share one config (other layer compression): one image
+/// id, as in Docker, which then carries every name and repo digest it was pulled by; dropping
+/// one name leaves the image whole under the others.
+fn one_config_under_several_names(cli: Cli) {
+    let reg = registry();
+    let d = Daemon::start();
+    let names = ["library/busybox:latest", "test/zstd:latest", "test/plain:latest"];
+    for (i, name) in names.iter().enumerate() {
+        let out = d.cli(cli, &["pull", &reg.image(name)]);
+        out.ok();
+        if i > 0 {
+            // The same diff ids: the unpacked layer is already there.
+            out.mentions(&["Already exists"]);
+        }
+    }
+    let ids: Vec<String> =
+        names.iter().map(|n| d.inspect(cli, &reg.image(n))["Id"].as_str().unwrap_or_default().to_string()).collect();
+    assert!(ids.iter().all(|id| *id == ids[0] && id.starts_with("sha256:")), "ids differ: {ids:?}");
+
+    let has_all = |d: &Daemon, names: &[&str]| {
+        let v = d.inspect(cli, &reg.image("library/busybox:latest"));
+        let list = |key: &str| -> Vec<String> {
+            v[key].as_array().into_iter().flatten().filter_map(|s| s.as_str().map(str::to_string)).collect()
+        };
+        let (tags, digests) = (list("RepoTags"), list("RepoDigests"));
+        for n in names {
+            let tag = reg.image(n);
+            assert!(tags.contains(&tag), "RepoTags lack {tag}: {tags:?}");
+            let repo = tag.trim_end_matches(":latest");
+            let digest = format!("{repo}@{}", reg.manifest_digest(n));
+            assert!(digests.contains(&digest), "RepoDigests lack {digest}: {digests:?}");
+        }
+        (tags, digests)
+    };
+    let (tags, digests) = has_all(&d, &names);
+    assert_eq!((tags.len(), digests.len()), (3, 3), "{tags:?} {digests:?}");
+
+    let out = d.cli(cli, &["rmi", &reg.image("test/zstd:latest")]);
+    out.ok().mentions(&["Untagged:"]);
+    assert!(!out.all().contains("Deleted:"), "rmi of one name deleted the image:\n{out}");
+    let (tags, digests) = has_all(&d, &["library/busybox:latest", "test/plain:latest"]);
+    assert_eq!((tags.len(), digests.len()), (2, 2), "{tags:?} {digests:?}");
+    d.cli(cli, &["run", "--rm", &reg.image("test/plain:latest"), "echo", "still-here"]).ok().mentions(&["still-here"]);
+
+    // What is left pushes and pulls back whole.
+    let pushed = reg.image(&format!("{}:v1", crate::harness::unique("e2e/samecfg")));
+    d.cli(cli, &["tag", &reg.image("library/busybox:latest"), &pushed]).ok();
+    d.cli(cli, &["push", &pushed]).ok();
+    let fresh = Daemon::start();
+    fresh.cli(cli, &["pull", &pushed]).ok();
+    fresh.cli(cli, &["run", "--rm", &pushed, "echo", "pushed-back"]).ok().mentions(&["pushed-back"]);
+}
+both!(one_config_under_several_names);
