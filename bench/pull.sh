@@ -3,7 +3,9 @@
 # layers and once with zstd layers of the same content (COMPRESSIONS="gzip zstd"), each pulled
 # by `wharf pull` (fresh data root each time), by `skopeo copy` to an OCI dir and, when Debian's
 # docker.io is installed, by `docker pull` on a private dockerd; with the floor of curl piped
-# into the decompressor (gunzip / zstd -d) for every layer at once, as wharf fetches them.
+# into the decompressor (gunzip / zstd -d) for every layer at once, as wharf fetches them, and
+# that floor with the two SHA-256 digests every puller must check (the blob's, and the diff id
+# of the uncompressed tar) by `openssl dgst`, which uses the CPU's SHA instructions as wharf does.
 # Prints one table per compression. Uses target/release. Run as root.
 # CONCURRENT=1 (the default; 0 skips it) also times two simultaneous pulls of the image into
 # one fresh daemon (they share the layer downloads: about the time of one pull, not two).
@@ -50,7 +52,7 @@ import json, sys
 ls = json.load(open(sys.argv[1]))["images"]["bench/big:latest"]["layers"]
 print(round(sum(l["size"] for l in ls) / 1e6))' "$dir/summary.json")
 
-    : >"$dir/wharf.s"; : >"$dir/skopeo.s"; : >"$dir/floor.s"; : >"$dir/docker.s"; : >"$dir/wharf2.s"
+    : >"$dir/wharf.s"; : >"$dir/skopeo.s"; : >"$dir/floor.s"; : >"$dir/verified.s"; : >"$dir/docker.s"; : >"$dir/wharf2.s"
     local docker_na=""
     [ -n "$DOCKER_SOCK" ] || docker_na="no Docker engine installed"
     local run t0 t1 p1 p2
@@ -105,6 +107,18 @@ print(round(sum(l["size"] for l in ls) / 1e6))' "$dir/summary.json")
         t1=$(now_ns)
         [ "$wait_ok" = 0 ] || { echo "curl | ${decompress[0]} failed" >&2; exit 1; }
         seconds "$t0" "$t1" >>"$dir/floor.s"
+
+        t0=$(now_ns)
+        fetchers=()
+        for l in "${LAYERS[@]}"; do
+            (curl -fsS "http://$REGISTRY/v2/bench/big/blobs/$l" | tee >(openssl dgst -sha256 >/dev/null) |
+                "${decompress[@]}" | openssl dgst -sha256 >/dev/null) &
+            fetchers+=($!)
+        done
+        for job in "${fetchers[@]}"; do wait "$job" || wait_ok=1; done
+        t1=$(now_ns)
+        [ "$wait_ok" = 0 ] || { echo "curl | ${decompress[0]} | sha256 failed" >&2; exit 1; }
+        seconds "$t0" "$t1" >>"$dir/verified.s"
     done
 
     local floor wharf row name key m
@@ -113,7 +127,7 @@ print(round(sum(l["size"] for l in ls) / 1e6))' "$dir/summary.json")
     printf '\n%s: pull of %s MB uncompressed (%s MB %s, %s layers), median of %s runs\n' \
         "$comp" "$SIZE_MB" "$Z_MB" "$comp" "${#LAYERS[@]}" "$RUNS"
     printf '%-36s %10s %12s\n' "" "seconds" "vs floor"
-    local rows=("curl | ${decompress[0]} (floor):floor" "wharf pull:wharf" "skopeo copy docker:// oci::skopeo")
+    local rows=("curl | ${decompress[0]} (floor):floor" "floor + both sha256 (openssl):verified" "wharf pull:wharf" "skopeo copy docker:// oci::skopeo")
     [ -s "$dir/docker.s" ] && rows+=("docker pull:docker")
     for row in "${rows[@]}"; do
         name=${row%:*}; key=${row##*:}
