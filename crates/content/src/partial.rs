@@ -2,15 +2,16 @@
 //! the blob's digest) with a checkpoint, so that a later write of the same blob verifies those
 //! bytes and carries on from there instead of starting over.
 //!
-//! The checkpoint (`partial-<hex>.ckpt`: `<size> <bytes> <sha256 of those bytes>`) is written
-//! after the data it covers reached the file, so after a kill the file holds at least what the
-//! checkpoint names; bytes past it are cut off on resume. Nothing is fsynced: a machine crash
+//! The checkpoint (`partial-<hex>.ckpt`: `<size> <bytes> <sha256 of those bytes>`, fixed width,
+//! rewritten in place with one `pwrite`, so a kill never tears it) is written after the data it
+//! covers reached the file, so after a kill the file holds at least what the checkpoint names;
+//! bytes past it are cut off on resume. Nothing is fsynced: a machine crash
 //! may lose data the checkpoint names, and then the prefix does not verify and is discarded.
 //! Nothing of a partial ever becomes a blob without the full digest check of `commit`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -40,6 +41,8 @@ pub struct Resumed {
 /// The checkpoint bookkeeping of a resumable writer.
 pub(crate) struct Checkpoints {
     ckpt: PathBuf,
+    /// The checkpoint file, opened at the first checkpoint.
+    ckpt_file: Option<File>,
     size: u64,
     last_len: u64,
     last_at: Instant,
@@ -67,8 +70,9 @@ impl Checkpoint {
         Some(Checkpoint { size, len, digest })
     }
 
+    /// Fixed width: a newer checkpoint always overwrites all of an older one.
     fn render(&self) -> String {
-        format!("{} {} {}\n", self.size, self.len, self.digest)
+        format!("{:020} {:020} {}\n", self.size, self.len, self.digest)
     }
 }
 
@@ -92,8 +96,22 @@ impl Checkpoints {
         }
         let (digest, len) = hasher.clone().finish();
         let ckpt = Checkpoint { size: self.size, len, digest };
-        let temp = self.ckpt.with_extension("ckpt-new");
-        let written = fs::write(&temp, ckpt.render()).and_then(|()| fs::rename(&temp, &self.ckpt));
+        let written = match self.ckpt_file.as_ref() {
+            Some(f) => f.write_all_at(ckpt.render().as_bytes(), 0),
+            None => OpenOptions::new()
+                .write(true)
+                .create(true)
+                // Not truncated: the fixed-width write replaces all of an older checkpoint, and
+                // a kill between a truncate and the write would lose it.
+                .truncate(false)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(&self.ckpt)
+                .and_then(|f| {
+                    f.write_all_at(ckpt.render().as_bytes(), 0)?;
+                    self.ckpt_file = Some(f);
+                    Ok(())
+                }),
+        };
         match written {
             Ok(()) => self.last_len = len,
             Err(e) => log::warn!("checkpoint {}: {e}", self.ckpt.display()),
@@ -171,7 +189,14 @@ impl ContentStore {
             expected: Some(digest.clone()),
             expected_size: Some(size),
             failed: false,
-            partial: Some(Checkpoints { ckpt, size, last_len: offset, last_at: Instant::now(), discard: false }),
+            partial: Some(Checkpoints {
+                ckpt,
+                ckpt_file: None,
+                size,
+                last_len: offset,
+                last_at: Instant::now(),
+                discard: false,
+            }),
         };
         Ok(Resumed { writer, replay, offset })
     }
@@ -195,7 +220,7 @@ impl ContentStore {
         let now = SystemTime::now();
         let mut freed = 0;
         for (name, meta) in self.ingest_entries()? {
-            if !is_partial(&name) || name.ends_with(CKPT_SUFFIX) || name.ends_with(".ckpt-new") {
+            if !is_partial(&name) || name.ends_with(CKPT_SUFFIX) {
                 continue;
             }
             let age = meta.modified().ok().and_then(|m| now.duration_since(m).ok()).unwrap_or(Duration::ZERO);
@@ -212,15 +237,12 @@ impl ContentStore {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io_err(format!("remove {}", path.display()))(e)),
             }
-            for suffix in [CKPT_SUFFIX, ".ckpt-new"] {
-                let _ = fs::remove_file(self.ingest.join(format!("{name}{suffix}")));
-            }
+            let _ = fs::remove_file(self.ingest.join(format!("{name}{CKPT_SUFFIX}")));
             log::info!("removed partial download {}", path.display());
         }
         // Checkpoints whose data file is gone.
         for (name, _) in self.ingest_entries()? {
-            let data = name.strip_suffix(CKPT_SUFFIX).or_else(|| name.strip_suffix(".ckpt-new"));
-            if let Some(data) = data.filter(|d| is_partial(d)) {
+            if let Some(data) = name.strip_suffix(CKPT_SUFFIX).filter(|d| is_partial(d)) {
                 if !self.ingest.join(data).exists() {
                     let _ = fs::remove_file(self.ingest.join(&name));
                 }
