@@ -275,6 +275,22 @@ mod tests {
         ensure_bridge(&BridgeConfig { name: b2.clone(), gateway: "10.251.79.1/24".parse().unwrap() }).unwrap();
         let dir = std::env::temp_dir().join(format!("wharf-netns-test2-{pid}"));
         let path = dir.join("ns");
+        // Whatever an assertion below leaves is removed on the way out, so a failing run
+        // does not leave bridges, veths or a bound namespace on the host.
+        struct Cleanup {
+            veths: [String; 2],
+            bridges: [String; 2],
+            dir: std::path::PathBuf,
+        }
+        impl Drop for Cleanup {
+            fn drop(&mut self) {
+                let _ = remove(&self.dir.join("ns"), None);
+                self.veths.iter().for_each(|v| drop(detach(v)));
+                self.bridges.iter().for_each(|b| drop(remove_bridge(b)));
+                let _ = std::fs::remove_dir(&self.dir);
+            }
+        }
+        let _cleanup = Cleanup { veths: [v1.clone(), v2.clone()], bridges: [b1.clone(), b2.clone()], dir: dir.clone() };
         let a = |bridge: &str, veth: &str, ip: Ipv4Addr, gw: Option<Ipv4Addr>| Attachment {
             bridge: bridge.to_string(),
             veth: veth.to_string(),
@@ -311,7 +327,6 @@ mod tests {
         assert!(link_index(&v1).is_err());
         remove_bridge(&b1).unwrap();
         remove_bridge(&b2).unwrap();
-        let _ = std::fs::remove_dir(&dir);
     }
 
     /// Needs root: a namespace with a veth on a scratch bridge, then everything removed.
