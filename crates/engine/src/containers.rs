@@ -288,13 +288,7 @@ impl Engine {
             }
             let ok = match key.as_str() {
                 "status" => values.iter().any(|v| v == c.state.status.as_str()),
-                "name" => values.iter().any(|v| {
-                    let v = v.strip_prefix('/').unwrap_or(v);
-                    match v.strip_prefix('^') {
-                        Some(p) => c.name.starts_with(p.strip_prefix('/').unwrap_or(p)),
-                        None => c.name.contains(v),
-                    }
-                }),
+                "name" => values.iter().any(|v| crate::pattern::name_filter_matches(v, &c.name)),
                 "id" => values.iter().any(|v| c.id.starts_with(v.as_str())),
                 // Every label given must match, as dockerd's MatchKVList: docker-compose finds a
                 // service's containers by project, service and oneoff labels together.

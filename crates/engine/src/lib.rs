@@ -27,6 +27,7 @@ mod logrotate;
 mod logs;
 mod monitor;
 mod network;
+mod pattern;
 mod pull;
 mod push;
 mod restart;
