@@ -91,9 +91,9 @@ fn ps_format(list: &[ContainerSummary], f: &PsFlags, now: i64, format: &str) -> 
                 "Size": size,
                 "Names": names.join(","),
                 "Labels": labels.join(","),
-                "Mounts": "",
-                "Networks": "",
-                "LocalVolumes": "0",
+                "Mounts": mounts(c, !f.no_trunc),
+                "Networks": c.network_settings.as_ref().map(|n| n.networks.keys().cloned().collect::<Vec<_>>().join(",")).unwrap_or_default(),
+                "LocalVolumes": c.mounts.iter().filter(|m| m.driver == "local").count().to_string(),
             })
         })
         .collect();
@@ -104,6 +104,23 @@ fn ps_format(list: &[ContainerSummary], f: &PsFlags, now: i64, format: &str) -> 
         "LocalVolumes": "LOCAL VOLUMES",
     });
     crate::template::format_list(format, &rows, &headers)
+}
+
+/// `{{.Mounts}}`: volume names, or the source of binds, shortened as the docker CLI does.
+fn mounts(c: &ContainerSummary, trunc: bool) -> String {
+    let names: Vec<String> = c
+        .mounts
+        .iter()
+        .map(|m| {
+            let name = if m.name.is_empty() { &m.source } else { &m.name };
+            if trunc {
+                ellipsis(name, 15)
+            } else {
+                name.clone()
+            }
+        })
+        .collect();
+    names.join(",")
 }
 
 /// A unix time as Go's `time.Time.String()` prints it in UTC, which `CreatedAt` shows.

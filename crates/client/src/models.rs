@@ -243,6 +243,29 @@ pub struct ContainerSummary {
     pub size_root_fs: Option<i64>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub labels: std::collections::BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub mounts: Vec<SummaryMount>,
+    #[serde(default)]
+    pub network_settings: Option<SummaryNetworks>,
+}
+
+/// A mount as the container list reports it (what `ps --format '{{.Mounts}}'` shows).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SummaryMount {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub source: String,
+    #[serde(default)]
+    pub driver: String,
+}
+
+/// The networks a listed container is on, by name (their details are not needed by `ps`).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SummaryNetworks {
+    #[serde(rename = "Networks", default, deserialize_with = "null_as_default")]
+    pub networks: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

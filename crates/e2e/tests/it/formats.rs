@@ -69,3 +69,42 @@ fn ps_and_images_formats(cli: Cli) {
     d.cli(cli, &["rm", "-f", "one"]).ok();
 }
 both!(ps_and_images_formats);
+
+/// `{{.Networks}}`, `{{.Mounts}}` and `{{.LocalVolumes}}` of `ps --format`, as the docker CLI
+/// computes them from the container list: network names sorted, volume names or bind
+/// sources shortened to 15 characters, the count of local-driver volumes.
+fn ps_networks_and_mounts(cli: Cli) {
+    let d = Daemon::start();
+    let image = registry().image("library/busybox:latest");
+    d.cli(cli, &["pull", &image]).ok();
+    let (subnet, _) = crate::network_user::subnet_for(&d, 3);
+    d.cli(cli, &["network", "create", "--subnet", &subnet, "fmtnet"]).ok();
+    let bind = std::env::temp_dir().join(crate::harness::unique("fmt-bind-source"));
+    std::fs::create_dir_all(&bind).unwrap();
+    let bind_arg = format!("{}:/b", bind.display());
+    let args = ["run", "-d", "--name", "two", "--network", "fmtnet", "-v", "fmtvol:/data", "-v", &bind_arg];
+    d.cli(cli, &[&args[..], &[image.as_str(), "sleep", "100"]].concat()).ok();
+    d.cli(cli, &["run", "-d", "--name", "one", &image, "sleep", "100"]).ok();
+    let row = |name: &str, extra: &[&str]| {
+        let filter = format!("name=^{name}$");
+        let mut a = vec!["ps", "--filter", &filter, "--format", "{{.Networks}}|{{.Mounts}}|{{.LocalVolumes}}"];
+        a.extend_from_slice(extra);
+        d.cli(cli, &a).ok().trimmed().to_string()
+    };
+    assert_eq!(row("one", &[]), "bridge||0");
+    let short: String = bind.display().to_string().chars().take(14).collect();
+    let out = row("two", &[]);
+    let (nets, rest) = out.split_once('|').unwrap();
+    assert_eq!(nets, "fmtnet", "{out}");
+    let (mounts, local) = rest.rsplit_once('|').unwrap();
+    let mut mounts: Vec<&str> = mounts.split(',').collect();
+    mounts.sort();
+    assert_eq!(mounts, [format!("{short}…").as_str(), "fmtvol"], "{out}");
+    assert_eq!(local, "1", "{out}");
+    assert!(row("two", &["--no-trunc"]).contains(&bind.display().to_string()));
+    d.cli(cli, &["rm", "-f", "one", "two"]).ok();
+    d.cli(cli, &["network", "rm", "fmtnet"]).ok();
+    d.cli(cli, &["volume", "rm", "fmtvol"]).ok();
+    let _ = std::fs::remove_dir_all(&bind);
+}
+both!(ps_networks_and_mounts);

@@ -5,7 +5,7 @@
 use crate::harness::{registry, Cli, Daemon};
 
 /// A /24 of this daemon's own (the harness gives each daemon a unique `--bip` 10.A.B.1/24).
-fn subnet_for(d: &Daemon, third_offset: u8) -> (String, String) {
+pub(crate) fn subnet_for(d: &Daemon, third_offset: u8) -> (String, String) {
     let parts: Vec<u16> =
         d.bip.split('/').next().unwrap_or_default().split('.').filter_map(|p| p.parse().ok()).collect();
     let (a, b) = (parts.get(1).copied().unwrap_or(200) - 100, parts.get(2).copied().unwrap_or(0));
