@@ -1,12 +1,12 @@
 //! Restart policies (`--restart`): on-failure with a maximum, always after the process dies,
 //! no restart after a user's stop, back-off, `restart` events, bad policies refused, and the
-//! policies applied again when wharfd starts.
+//! policies applied again when wharfd starts, also after a (simulated) host reboot.
 
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
-use crate::harness::{pid_alive, registry, wait_for, Cli, Daemon};
+use crate::harness::{cgroup_dirs, leaked_processes, mounts_under, pid_alive, registry, wait_for, Cli, Daemon};
 
 fn busybox(d: &Daemon, cli: Cli) -> String {
     let image = registry().image("library/busybox:latest");
@@ -184,4 +184,93 @@ fn policies_hold_across_a_daemon_restart() {
         assert_eq!(info["State"]["Status"], "exited", "{name}: {info}");
     }
     d.wharf(&["rm", "-f", "aa", "u1", "u2", "nn"]).ok();
+}
+
+/// What a host reboot does to a daemon's world: every process gone (wharfd, shims,
+/// containers), the runtime state under the exec root gone (it lives on a tmpfs like /run),
+/// network namespaces, cgroups and the bridge gone. The data root stays.
+fn simulate_reboot(d: &mut Daemon) {
+    d.kill9();
+    let roots = [d.data_root.clone(), d.exec_root.clone()];
+    for _ in 0..20 {
+        let procs = leaked_processes(&roots, &d.cgroup_parent);
+        if procs.is_empty() {
+            break;
+        }
+        for (pid, _) in procs {
+            // SAFETY: kill(2) on a process that belongs to this test's daemon.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut mounts = mounts_under(&d.exec_root);
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    for m in mounts {
+        let c = std::ffi::CString::new(m.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: umount2 on a path of this test's exec root, with a valid C string.
+        unsafe {
+            libc::umount2(c.as_ptr(), libc::MNT_DETACH);
+        }
+    }
+    for entry in std::fs::read_dir(&d.exec_root).unwrap().flatten() {
+        let _ = std::fs::remove_dir_all(entry.path());
+    }
+    fn rmdir_tree(dir: &std::path::Path) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                rmdir_tree(&e.path());
+                let _ = std::fs::remove_dir(e.path());
+            }
+        }
+    }
+    for dir in cgroup_dirs(&d.cgroup_parent) {
+        rmdir_tree(&dir);
+    }
+    let _ = std::process::Command::new("ip").args(["link", "del", &d.bridge]).status();
+}
+
+/// After a host reboot wharfd starts what should run: `always` and `unless-stopped` that the
+/// user did not stop, on a fresh network namespace with a working bridge; the rest is
+/// reported exited.
+#[test]
+fn policies_hold_across_a_host_reboot() {
+    let mut d = Daemon::start();
+    let image = busybox(&d, Cli::Wharf);
+    for (name, policy) in [("aa", "always"), ("u1", "unless-stopped"), ("u2", "unless-stopped"), ("nn", "no")] {
+        d.wharf(&["run", "-d", "--name", name, "--restart", policy, &image, "sleep", "1000"]).ok();
+    }
+    let web = ["run", "-d", "--name", "web", "--restart", "always", "-p", "127.0.0.1::80", &image];
+    d.wharf(&[&web[..], &["httpd", "-f", "-p", "80", "-h", "/etc"]].concat()).ok();
+    d.wharf(&["stop", "-t", "1", "u2"]).ok();
+    let before: Vec<i64> = ["aa", "u1", "nn", "web"].iter().map(|n| pid_of(&d, Cli::Wharf, n)).collect();
+    simulate_reboot(&mut d);
+    for pid in &before {
+        assert!(!pid_alive(*pid), "pid {pid} survived the simulated reboot");
+    }
+    d.restart();
+    for (name, old) in [("aa", before[0]), ("u1", before[1]), ("web", before[3])] {
+        wait_new_pid(&d, Cli::Wharf, name, old);
+    }
+    for name in ["u2", "nn"] {
+        let info = d.inspect(Cli::Wharf, name);
+        assert_eq!(info["State"]["Status"], "exited", "{name}: {info}");
+    }
+    // The restarted containers work: exec, and the published port answers from the host.
+    d.wharf(&["exec", "aa", "true"]).ok();
+    let port = d.wharf(&["port", "web", "80"]).ok().trimmed().to_string();
+    let addr = port.lines().next().unwrap_or_default().to_string();
+    let answered = wait_for(Duration::from_secs(10), || {
+        std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(1)).is_ok_and(|mut s| {
+            use std::io::{Read, Write};
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = s.write_all(b"GET /hostname HTTP/1.0\r\n\r\n");
+            let mut body = String::new();
+            let _ = s.read_to_string(&mut body);
+            body.contains("200")
+        })
+    });
+    assert!(answered, "published port {addr} did not answer after the reboot");
+    d.wharf(&["rm", "-f", "aa", "u1", "u2", "nn", "web"]).ok();
 }
