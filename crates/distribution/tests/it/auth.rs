@@ -1,5 +1,6 @@
 //! The authentication dance against scripted servers: bearer tokens (anonymous, basic,
-//! refresh token), Basic, refused credentials, and the token cache.
+//! refresh token), Basic, refused credentials, and the token cache; and what such a server can
+//! get wrong on purpose: digests, sizes, oversized manifests.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -179,4 +180,40 @@ fn a_digest_mismatch_is_caught() {
     let r = ImageRef::parse(&format!("127.0.0.1:{}/proj/app@{}", srv.port, Digest::of(b"other"))).unwrap();
     let err = client().resolve(&r, &platform(), None).unwrap_err();
     assert!(err.to_string().contains("digest mismatch"), "{err}");
+}
+
+#[test]
+fn a_manifest_over_the_size_limit_is_refused() {
+    // A registry answering with a "manifest" larger than 4 MiB: refused while reading, by size.
+    let srv = scripted(|_: &SeenRequest, _| {
+        let body = vec![b' '; oci::MAX_MANIFEST_SIZE as usize + 1024];
+        (200, vec![("Content-Type".into(), oci::MEDIA_OCI_MANIFEST.into())], body)
+    });
+    let r = ImageRef::parse(&format!("127.0.0.1:{}/proj/app:big", srv.port)).unwrap();
+    let err = client().resolve(&r, &platform(), None).unwrap_err();
+    assert!(err.to_string().contains("manifest is larger than"), "{err}");
+}
+
+#[test]
+fn a_blob_of_the_wrong_size_is_refused() {
+    // The descriptor says 3 bytes; the registry sends more (then fewer): both refused by size,
+    // before any digest is trusted.
+    for body in [b"cfg and more".to_vec(), b"cf".to_vec()] {
+        let sent = body.clone();
+        let srv = scripted(
+            move |req: &SeenRequest, _| {
+                if req.target.contains("/blobs/") {
+                    (200, vec![], sent.clone())
+                } else {
+                    ok_manifest()
+                }
+            },
+        );
+        let r = ImageRef::parse(&format!("127.0.0.1:{}/proj/app:1", srv.port)).unwrap();
+        let c = client();
+        let resolved = c.resolve(&r, &platform(), None).unwrap();
+        let desc = resolved.manifest.config.clone();
+        let err = c.fetch_blob(&r, &resolved.endpoint, &desc, 1 << 20, None).unwrap_err();
+        assert!(err.to_string().contains("size mismatch"), "{} bytes sent: {err}", body.len());
+    }
 }
