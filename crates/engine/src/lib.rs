@@ -69,7 +69,9 @@ pub use import::ImportRequest;
 pub use lifecycle::{PruneReport, UpdateRequest};
 pub use logrotate::{parse_size as parse_log_size, validate_opts as validate_log_opts, LogConfig};
 pub use logs::{LogChunk, LogOptions, LogStream};
-pub use network::{Endpoint, NetAttach, NetOptions, NetworkConfig, NetworkView, PortBinding, PublishedPort};
+pub use network::{
+    AddressPool, Endpoint, NetAttach, NetOptions, NetworkConfig, NetworkView, PortBinding, PublishedPort,
+};
 pub use pull::{PullEvent, PullRequest};
 pub use push::{PushRequest, Pushed};
 pub use restart::RestartPolicy;

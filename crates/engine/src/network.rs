@@ -40,12 +40,58 @@ pub struct NetworkConfig {
     pub bip: Option<String>,
     /// Whether wharf writes nftables rules (masquerade, published ports).
     pub iptables: bool,
+    /// dockerd's `default-address-pools`: where the default bridge (without `bip`) and user
+    /// networks (without `--subnet`) get their subnets; empty means Docker's built-in pools.
+    pub address_pools: Vec<AddressPool>,
 }
 
 impl Default for NetworkConfig {
     fn default() -> Self {
-        NetworkConfig { bridge: "wharf0".to_string(), bip: None, iptables: true }
+        NetworkConfig { bridge: "wharf0".to_string(), bip: None, iptables: true, address_pools: Vec::new() }
     }
+}
+
+/// One entry of `default-address-pools`: subnets with a `size`-bit prefix carved out of `base`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressPool {
+    pub base: Ipv4Net,
+    pub size: u8,
+}
+
+impl AddressPool {
+    /// Checks a pool as dockerd does: a valid base, and a size between its prefix and /30.
+    pub fn new(base: &str, size: u8) -> Result<AddressPool, EngineError> {
+        let net: Ipv4Net = base.parse().map_err(|e: wharf_network::ParseNetError| {
+            EngineError::Invalid(format!("address pool base {base}: {e}"))
+        })?;
+        if size < net.prefix || size > 30 {
+            return Err(EngineError::Invalid(format!(
+                "address pool {base}: size {size} must be between the base's prefix /{} and /30",
+                net.prefix
+            )));
+        }
+        Ok(AddressPool { base: net.network(), size })
+    }
+
+    /// Every subnet of the pool, lowest first.
+    fn subnets(self) -> impl Iterator<Item = Ipv4Net> {
+        let start = u64::from(u32::from(self.base.addr));
+        let step = 1u64 << (32 - self.size);
+        let count = 1u64 << (self.size - self.base.prefix);
+        (0..count).map(move |i| Ipv4Net { addr: Ipv4Addr::from((start + i * step) as u32), prefix: self.size })
+    }
+}
+
+/// The subnets wharf picks from, in order, for a network given none: the configured pools, or
+/// Docker's built-in ones (172.17-31.0.0/16, then 192.168.0-240.0/20).
+pub(crate) fn candidate_subnets(pools: &[AddressPool]) -> Box<dyn Iterator<Item = Ipv4Net> + '_> {
+    if pools.is_empty() {
+        let builtin = (17..=31u8)
+            .map(|b| Ipv4Net { addr: Ipv4Addr::new(172, b, 0, 0), prefix: 16 })
+            .chain((0..=240u8).step_by(16).map(|c| Ipv4Net { addr: Ipv4Addr::new(192, 168, c, 0), prefix: 20 }));
+        return Box::new(builtin);
+    }
+    Box::new(pools.iter().flat_map(|p| p.subnets()))
 }
 
 /// A published port: Docker's `PortBinding` under `HostConfig.PortBindings["80/tcp"]`.
@@ -188,7 +234,7 @@ enum Reservation {
 }
 
 pub(crate) struct Networking {
-    config: NetworkConfig,
+    pub(crate) config: NetworkConfig,
     bridge: Mutex<Option<BridgeConfig>>,
     table: String,
     /// Per running container: its endpoint and reserved ports.
@@ -249,15 +295,14 @@ fn choose_bip(config: &NetworkConfig) -> Result<Ipv4Net, EngineError> {
         }
         return Ok(net);
     }
-    let candidates = (17..=31u8)
-        .map(|b| Ipv4Net { addr: Ipv4Addr::new(172, b, 0, 1), prefix: 16 })
-        .chain((0..=240u8).step_by(16).map(|c| Ipv4Net { addr: Ipv4Addr::new(192, 168, c, 1), prefix: 20 }));
-    for c in candidates {
+    for c in candidate_subnets(&config.address_pools) {
         if !routes.iter().any(|r| r.overlaps(&c)) {
-            return Ok(c);
+            return Ok(Ipv4Net { addr: c.first_host(), prefix: c.prefix });
         }
     }
-    Err(EngineError::Internal("no free private subnet for the default bridge: set bip".to_string()))
+    Err(EngineError::Internal(
+        "no free subnet for the default bridge in the address pools: set bip or default-address-pools".to_string(),
+    ))
 }
 
 /// Parses `80`, `80/tcp`, `53/udp` into port and protocol.
@@ -1363,6 +1408,24 @@ mod tests {
             let again = serde_json::from_str(&serde_json::to_string(&ep).unwrap()).unwrap();
             assert_eq!(migrate_endpoint(&ep.key(), again, *internal), (ep.clone(), false));
         }
+    }
+
+    #[test]
+    fn address_pools_are_cut_in_order() {
+        let pool = AddressPool::new("10.9.0.0/16", 24).unwrap();
+        let subnets: Vec<String> = pool.subnets().take(3).map(|n| n.to_string()).collect();
+        assert_eq!(subnets, ["10.9.0.0/24", "10.9.1.0/24", "10.9.2.0/24"]);
+        assert_eq!(pool.subnets().count(), 256);
+        // A base given with host bits is taken as its network.
+        assert_eq!(AddressPool::new("10.9.3.7/16", 16).unwrap().subnets().collect::<Vec<_>>().len(), 1);
+        for (base, size) in [("10.9.0.0/16", 15), ("10.9.0.0/16", 31), ("10.9.0.0", 24), ("x", 24)] {
+            assert!(AddressPool::new(base, size).is_err(), "{base} {size}");
+        }
+        let two = [pool, AddressPool::new("192.168.50.0/24", 25).unwrap()];
+        let all: Vec<String> = candidate_subnets(&two).skip(255).map(|n| n.to_string()).collect();
+        assert_eq!(all, ["10.9.255.0/24", "192.168.50.0/25", "192.168.50.128/25"]);
+        let builtin: Vec<String> = candidate_subnets(&[]).take(2).map(|n| n.to_string()).collect();
+        assert_eq!(builtin, ["172.17.0.0/16", "172.18.0.0/16"]);
     }
 
     #[test]

@@ -274,11 +274,10 @@ impl Engine {
     /// uses.
     fn free_subnet(&self, used: &[Ipv4Net]) -> Result<Ipv4Net, EngineError> {
         let routes = wharf_network::ipam::host_routes("");
-        let candidates = (18..=31u8)
-            .map(|b| Ipv4Net { addr: Ipv4Addr::new(172, b, 0, 0), prefix: 16 })
-            .chain((0..=240u8).step_by(16).map(|c| Ipv4Net { addr: Ipv4Addr::new(192, 168, c, 0), prefix: 20 }));
-        for c in candidates {
-            if !routes.iter().chain(used.iter()).any(|r| r.overlaps(&c)) {
+        // The default bridge's subnet counts as used even before its bridge exists.
+        let bridge = self.default_bridge_gateway().map(|g| g.network());
+        for c in crate::network::candidate_subnets(&self.inner.network.config.address_pools) {
+            if !routes.iter().chain(used.iter()).chain(bridge.iter()).any(|r| r.overlaps(&c)) {
                 return Ok(c);
             }
         }

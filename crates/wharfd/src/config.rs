@@ -56,6 +56,9 @@ pub struct Flags {
     /// Run containers in user namespaces: default, user, user:group or uid:gid
     #[arg(long = "userns-remap")]
     pub userns_remap: Option<String>,
+    /// Subnets for networks given none, as base=10.10.0.0/16,size=24 (repeatable)
+    #[arg(long = "default-address-pool")]
+    pub default_address_pool: Vec<String>,
 }
 
 /// daemon.json, as far as wharf understands it.
@@ -79,6 +82,15 @@ struct FileConfig {
     log_opts: Option<BTreeMap<String, String>>,
     /// `default`, `user`, `user:group` or `uid:gid`: containers' root is that user's range.
     userns_remap: Option<String>,
+    default_address_pools: Option<Vec<PoolConfig>>,
+}
+
+/// One `default-address-pools` entry of daemon.json.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct PoolConfig {
+    base: String,
+    size: u8,
 }
 
 #[derive(Debug)]
@@ -96,6 +108,7 @@ pub struct DaemonConfig {
     pub iptables: bool,
     pub log_opts: BTreeMap<String, String>,
     pub userns_remap: Option<String>,
+    pub address_pools: Vec<wharf_engine::AddressPool>,
 }
 
 impl DaemonConfig {
@@ -146,6 +159,17 @@ impl DaemonConfig {
         }
         let log_opts = file.log_opts.unwrap_or_default();
         wharf_engine::validate_log_opts(&log_opts).map_err(|e| anyhow::anyhow!("log-opts: {e}"))?;
+        // As dockerd: pools given as flags replace those of the file.
+        let pools = if flags.default_address_pool.is_empty() {
+            file.default_address_pools.unwrap_or_default()
+        } else {
+            flags.default_address_pool.iter().map(|p| parse_pool_flag(p)).collect::<anyhow::Result<_>>()?
+        };
+        let address_pools = pools
+            .iter()
+            .map(|p| wharf_engine::AddressPool::new(&p.base, p.size))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("default-address-pools: {e}"))?;
         let hosts = if flags.host.is_empty() { file.hosts.unwrap_or_default() } else { flags.host.clone() };
         Ok(DaemonConfig {
             data_root: flags.data_root.clone().or(file.data_root).unwrap_or_else(|| "/var/lib/wharf".into()),
@@ -161,7 +185,26 @@ impl DaemonConfig {
             iptables,
             log_opts,
             userns_remap: flags.userns_remap.clone().or(file.userns_remap).filter(|s| !s.is_empty()),
+            address_pools,
         })
+    }
+}
+
+/// `--default-address-pool base=10.10.0.0/16,size=24`.
+fn parse_pool_flag(s: &str) -> anyhow::Result<PoolConfig> {
+    let (mut base, mut size) = (None, None);
+    for field in s.split(',') {
+        match field.split_once('=') {
+            Some(("base", v)) => base = Some(v.to_string()),
+            Some(("size", v)) => {
+                size = Some(v.parse::<u8>().with_context(|| format!("default-address-pool {s:?}: size {v:?}"))?)
+            }
+            _ => bail!("default-address-pool {s:?}: expected base=<subnet>,size=<prefix length>"),
+        }
+    }
+    match (base, size) {
+        (Some(base), Some(size)) => Ok(PoolConfig { base, size }),
+        _ => bail!("default-address-pool {s:?}: both base and size are needed"),
     }
 }
 
@@ -219,5 +262,37 @@ mod tests {
         std::fs::write(&path, "{}").unwrap();
         assert_eq!(DaemonConfig::load(&Flags::parse_from(["wharfd", "--config-file", p])).unwrap().userns_remap, None);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn address_pools_from_file_and_flags() {
+        let dir = std::env::temp_dir().join(format!("wharfd-pools-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("daemon.json");
+        let p = path.to_str().unwrap();
+        std::fs::write(&path, r#"{"default-address-pools": [{"base": "10.77.0.0/16", "size": 24}]}"#).unwrap();
+        let cfg = DaemonConfig::load(&Flags::parse_from(["wharfd", "--config-file", p])).unwrap();
+        assert_eq!(cfg.address_pools.len(), 1);
+        assert_eq!(cfg.address_pools[0].size, 24);
+        let flags =
+            Flags::parse_from(["wharfd", "--config-file", p, "--default-address-pool", "base=10.88.0.0/16,size=20"]);
+        let cfg = DaemonConfig::load(&flags).unwrap();
+        assert_eq!(cfg.address_pools[0].base.to_string(), "10.88.0.0/16");
+        for bad in [
+            r#"{"default-address-pools": [{"base": "10.77.0.0/16", "size": 8}]}"#,
+            r#"{"default-address-pools": [{"base": "10.77.0.0/16", "size": 31}]}"#,
+            r#"{"default-address-pools": [{"base": "nonsense", "size": 24}]}"#,
+            r#"{"default-address-pools": [{"base": "10.77.0.0/16", "size": 24, "extra": 1}]}"#,
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            let e = DaemonConfig::load(&Flags::parse_from(["wharfd", "--config-file", p])).unwrap_err();
+            assert!(format!("{e:#}").contains("pool") || format!("{e:#}").contains("extra"), "{bad}: {e:#}");
+        }
+        std::fs::write(&path, "{}").unwrap();
+        for bad in ["base=10.1.0.0/16", "size=24", "base=10.1.0.0/16,size=x", "10.1.0.0/16"] {
+            let flags = Flags::parse_from(["wharfd", "--config-file", p, "--default-address-pool", bad]);
+            assert!(DaemonConfig::load(&flags).is_err(), "{bad}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -42,6 +42,7 @@ fn run(flags: Flags) -> anyhow::Result<()> {
             bridge: cfg.bridge.clone(),
             bip: cfg.bip.clone(),
             iptables: cfg.iptables,
+            address_pools: cfg.address_pools.clone(),
         },
         log_opts: cfg.log_opts.clone(),
         userns_remap,

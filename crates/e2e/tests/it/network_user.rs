@@ -2,7 +2,7 @@
 //! aliases, the embedded DNS (names of the network's containers only, following them as they
 //! come and go), `--dns*` and `--add-host`, and networks surviving a daemon restart.
 
-use crate::harness::{registry, Cli, Daemon};
+use crate::harness::{registry, Cli, Daemon, DaemonOptions};
 
 /// A /24 of this daemon's own (the harness gives each daemon a unique `--bip` 10.A.B.1/24).
 pub(crate) fn subnet_for(d: &Daemon, third_offset: u8) -> (String, String) {
@@ -436,3 +436,34 @@ fn disconnect_everything_then_connect_again(cli: Cli) {
     d.cli(cli, &["network", "rm", "neta", "netb"]).ok();
 }
 both!(disconnect_everything_then_connect_again);
+
+/// `default-address-pools` in daemon.json: networks created without `--subnet` take the pool's
+/// subnets in order, a container on one gets an address from it, and an exhausted pool is an
+/// error that says so.
+fn networks_come_from_the_address_pools(cli: Cli) {
+    // A pool unique to this daemon: 10.<a>.<c>.0/24 cut into four /26 subnets.
+    let probe = Daemon::start();
+    let (base, prefix) = subnet_for(&probe, 5);
+    drop(probe);
+    let config = format!(r#"{{"default-address-pools": [{{"base": "{base}", "size": 26}}]}}"#);
+    let d = Daemon::start_with(DaemonOptions { config_json: Some(config), ..Default::default() });
+    let bb = registry().image("library/busybox:latest");
+    d.cli(cli, &["pull", &bb]).ok();
+    let subnet = |net: &str| {
+        let v = d.cli(cli, &["network", "inspect", net]).ok().json();
+        v[0]["IPAM"]["Config"][0]["Subnet"].as_str().unwrap_or_default().to_string()
+    };
+    for (i, net) in ["p0", "p1", "p2", "p3"].iter().enumerate() {
+        d.cli(cli, &["network", "create", net]).ok();
+        assert_eq!(subnet(net), format!("{prefix}.{}/26", i * 64));
+    }
+    d.cli(cli, &["network", "create", "p4"]).fails().mentions(&["address pool"]);
+    let ip = d
+        .cli(cli, &["run", "--rm", "--network", "p1", &bb, "ip", "-4", "-o", "addr", "show", "eth0"])
+        .ok()
+        .stdout
+        .clone();
+    assert!(ip.contains(&format!("{prefix}.66/26")), "{ip}");
+    d.cli(cli, &["network", "rm", "p0", "p1", "p2", "p3"]).ok();
+}
+both!(networks_come_from_the_address_pools);
