@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use base64::Engine;
-use wharf_client::{Client, JsonMessage, Query, Request};
+use wharf_client::{Client, ClientError, JsonMessage, Query, Request};
 use wharf_types::ImageRef;
 
 use crate::human;
@@ -31,12 +31,21 @@ pub fn pull(client: &Client, reference: &str, platform: Option<&str>, quiet: boo
     if let Some(auth) = registry_auth(&r.registry) {
         req = req.header("X-Registry-Auth", &auth);
     }
-    let messages = client.json_stream::<JsonMessage>(req).context(what.clone())?;
+    // Some daemons already name the pull in their message; say it once.
+    let named = |e: ClientError| {
+        let named = e.to_string().starts_with(&what);
+        let e = anyhow::Error::from(e);
+        if named {
+            e
+        } else {
+            e.context(what.clone())
+        }
+    };
+    let messages = client.json_stream::<JsonMessage>(req).map_err(named)?;
     let mut display = Progress::new(std::io::stdout().is_terminal() && !quiet);
     for m in messages {
-        let m = m.context(what.clone())?;
+        let m = m.map_err(named)?;
         if let Some(e) = m.error_message() {
-            // Some daemons already name the pull in their message; say it once.
             if e.starts_with(&what) {
                 bail!("{e}");
             }

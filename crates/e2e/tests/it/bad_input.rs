@@ -94,4 +94,8 @@ fn unreachable_registry_is_an_error() {
     // Port 9 (discard) on loopback: nothing listens there.
     let out = d.wharf(&["pull", "127.0.0.1:9/library/busybox:latest"]);
     out.fails().mentions(&["127.0.0.1:9"]);
+    // The pull is named once, not once by the daemon and again by the CLI.
+    assert_eq!(out.stderr.matches("pull 127.0.0.1:9/library/busybox").count(), 1, "{}", out.stderr);
+    let out = d.wharf(&["pull", &registry().image("no/such-image:latest")]);
+    assert_eq!(out.stderr.matches("pull ").count(), 1, "{}", out.stderr);
 }
