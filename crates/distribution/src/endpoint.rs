@@ -60,16 +60,27 @@ impl InsecureList {
     }
 
     /// Whether `registry` (`host[:port]`, as in an image reference) may be reached over HTTP.
+    /// A name entry covers that exact `host[:port]` only (the HTTPS port written or not), as
+    /// Docker's: `myreg` does not make `myreg:5000`, another server, insecure.
     pub fn allows(&self, registry: &str) -> bool {
         let registry = registry.to_ascii_lowercase();
         let host = host_of(&registry);
-        if self.names.iter().any(|n| *n == registry || *n == host) {
+        let wanted = without_https_port(&registry);
+        if self.names.iter().any(|n| without_https_port(n) == wanted) {
             return true;
         }
         match host.parse::<IpAddr>() {
             Ok(ip) => self.cidrs.iter().any(|&(net, bits)| in_cidr(ip, net, bits)),
             Err(_) => false,
         }
+    }
+}
+
+/// `host:443` as `host` (the same HTTPS endpoint), anything else as it is.
+fn without_https_port(registry: &str) -> &str {
+    match registry.strip_suffix(":443") {
+        Some(rest) if host_of(registry) != registry => rest,
+        _ => registry,
     }
 }
 
@@ -146,6 +157,7 @@ mod tests {
             "10.0.0.0/8".to_string(),
             "fd00::/8".to_string(),
             "http://schemed:1".to_string(),
+            "port443:443".to_string(),
         ])
         .unwrap();
         let cases = [
@@ -153,11 +165,16 @@ mod tests {
             ("myreg:5001", false),
             ("other.example", true),
             ("other.example:443", true),
+            ("other.example:5000", false),
+            ("myreg", false),
+            ("myreg:443", false),
             ("10.1.2.3:5000", true),
             ("11.1.2.3:5000", false),
             ("[fd12::1]:5000", true),
             ("[fe80::1]:5000", false),
             ("schemed:1", true),
+            ("port443", true),
+            ("port443:443", true),
             ("docker.io", false),
         ];
         for (reg, want) in cases {
