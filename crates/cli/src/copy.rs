@@ -278,6 +278,27 @@ fn safe_relative(name: &[u8]) -> Result<PathBuf> {
     Ok(out)
 }
 
+/// Refuses a path below `dir` whose directories (all but the last element) include a symlink;
+/// with `create`, makes the missing ones.
+fn parents_without_links(dir: &Path, rel: &Path, create: bool) -> Result<()> {
+    let mut cur = dir.to_path_buf();
+    let comps: Vec<_> = rel.components().collect();
+    for c in comps.iter().take(comps.len().saturating_sub(1)) {
+        cur.push(c);
+        match fs::symlink_metadata(&cur) {
+            Ok(m) if m.file_type().is_symlink() => {
+                bail!("archive entry {} goes through the symbolic link {}", rel.display(), cur.display())
+            }
+            Ok(_) => {}
+            Err(e) if create && e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir(&cur).with_context(|| format!("create {}", cur.display()))?
+            }
+            Err(e) => return Err(e).with_context(|| format!("{}", cur.display())),
+        }
+    }
+    Ok(())
+}
+
 /// Extracts the container's tar into `dir` on the host, renaming the first element as `rebase`
 /// says; never through a symlink below `dir`. Returns the bytes of file content written.
 fn extract_local(body: impl Read, dir: &Path, rebase: &Option<(String, String)>, keep_owner: bool) -> Result<u64> {
@@ -293,25 +314,14 @@ fn extract_local(body: impl Read, dir: &Path, rebase: &Option<(String, String)>,
         let name = rebase_name(&entry.path_bytes(), rebase);
         let rel = safe_relative(&name)?;
         let target = dir.join(&rel);
-        let mut cur = dir.to_path_buf();
-        let comps: Vec<_> = rel.components().collect();
-        for c in comps.iter().take(comps.len().saturating_sub(1)) {
-            cur.push(c);
-            match fs::symlink_metadata(&cur) {
-                Ok(m) if m.file_type().is_symlink() => {
-                    bail!("archive entry {} goes through the symbolic link {}", rel.display(), cur.display())
-                }
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    fs::create_dir(&cur).with_context(|| format!("create {}", cur.display()))?
-                }
-                Err(e) => return Err(e).with_context(|| format!("{}", cur.display())),
-            }
-        }
+        parents_without_links(dir, &rel, true)?;
         let kind = entry.header().entry_type();
         if kind == tar::EntryType::Link {
             let link = entry.link_name_bytes().map(|l| l.into_owned()).unwrap_or_default();
-            let src = dir.join(safe_relative(&rebase_name(&link, rebase))?);
+            let link_rel = safe_relative(&rebase_name(&link, rebase))?;
+            // The link's source too: through a symlink of the archive it would be a host file.
+            parents_without_links(dir, &link_rel, false)?;
+            let src = dir.join(link_rel);
             let _ = fs::remove_file(&target);
             fs::hard_link(&src, &target).with_context(|| format!("link {}", target.display()))?;
             continue;
@@ -496,6 +506,30 @@ mod tests {
         assert_eq!(safe_relative(b"/abs").unwrap(), PathBuf::from("abs"));
         assert!(safe_relative(b"../x").is_err());
         assert!(safe_relative(b"a/../../x").is_err());
+    }
+
+    #[test]
+    fn hard_links_never_reach_through_an_archived_symlink() {
+        let tmp = std::env::temp_dir().join(format!("wharf-cp-link-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        let (outside, dest) = (tmp.join("outside"), tmp.join("dest"));
+        fs::create_dir_all(&outside).unwrap();
+        fs::create_dir_all(&dest).unwrap();
+        fs::write(outside.join("secret"), b"host").unwrap();
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        tar.append_link(&mut h, "a", &outside).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Link);
+        h.set_size(0);
+        tar.append_link(&mut h, "x", "a/secret").unwrap();
+        let bytes = tar.into_inner().unwrap();
+        let err = extract_local(&bytes[..], &dest, &None, false).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err:#}");
+        assert!(fs::symlink_metadata(dest.join("x")).is_err(), "a host file was linked into the destination");
+        fs::remove_dir_all(&tmp).unwrap();
     }
 
     #[test]
