@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::harness::{find_named, http_unix, registry, unique, wait_for, Cli, Daemon, DaemonOptions};
+use crate::harness::{find_named, http_unix, registry, unique, wait_for, Cli, Daemon, DaemonOptions, TempDir};
 
 /// /etc/passwd, /etc/group, /etc/subuid and /etc/subgid are shared by every test of this
 /// process. They are edited directly (no useradd/userdel, which leave backup files behind).
@@ -327,3 +327,46 @@ fn remapped_container_outlives_a_daemon_kill() {
     assert_eq!(words, ["0", "0", &user.base.to_string(), "65536"], "{out}");
     d.wharf(&["stop", "-t", "1", "lives"]).ok();
 }
+
+/// `cp` into and out of a running remapped container: the file lands in the upper dir owned by
+/// the remapped root (the container sees it as root's), and comes back out with its content;
+/// a copy into the stopped container is refused, naming userns-remap.
+fn remapped_cp(cli: Cli) {
+    let user = RemapUser::new();
+    let d = user.daemon();
+    let image = registry().image("library/busybox:latest");
+    d.cli(cli, &["pull", &image]).ok();
+    let c = unique("cpremap");
+    let id = d.cli(cli, &["run", "-d", "--name", &c, &image, "sleep", "300"]).ok().trimmed().to_string();
+    let tmp = TempDir::new("cpremap");
+    let src = tmp.0.join("in.txt");
+    std::fs::write(&src, "remapped copy\n").unwrap();
+    let src_s = src.to_string_lossy().into_owned();
+    d.cli(cli, &["cp", &src_s, &format!("{c}:/copied")]).ok();
+
+    let upper = d.data_root.join("snapshots/containers").join(&id).join("upper/copied");
+    let meta = std::fs::metadata(&upper).unwrap_or_else(|e| panic!("{}: {e}", upper.display()));
+    assert_eq!((meta.uid(), meta.gid()), (user.base, user.base), "host owner of {}", upper.display());
+    let out = d.cli(cli, &["exec", &c, "stat", "-c", "%u:%g", "/copied"]);
+    assert_eq!(out.ok().trimmed(), "0:0", "{out}");
+
+    let back = tmp.0.join("out.txt");
+    d.cli(cli, &["cp", &format!("{c}:/copied"), &back.to_string_lossy()]).ok();
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "remapped copy\n");
+    // The archive carries the ids the container sees (0), not the host's remapped ones.
+    let out = d.cli(cli, &["cp", &format!("{c}:/copied"), "-"]);
+    let header = out.ok().stdout.as_bytes();
+    assert!(header.len() >= 512, "{out}");
+    let tar_id = |field: &[u8]| {
+        let text = String::from_utf8_lossy(field);
+        u64::from_str_radix(text.trim_matches(|ch: char| ch == '\0' || ch == ' '), 8).ok()
+    };
+    assert_eq!((tar_id(&header[108..116]), tar_id(&header[116..124])), (Some(0), Some(0)), "{out}");
+
+    d.cli(cli, &["stop", "-t", "0", &c]).ok();
+    let out = d.cli(cli, &["cp", &src_s, &format!("{c}:/again")]);
+    out.fails().mentions(&["userns-remap", "start it first"]);
+    assert!(!d.data_root.join("snapshots/containers").join(&id).join("upper/again").exists());
+    d.cli(cli, &["rm", "-f", &c]).ok();
+}
+both!(remapped_cp);
