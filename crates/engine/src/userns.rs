@@ -112,6 +112,28 @@ fn ranges(db: &str, name: &str, id: u32) -> Vec<(u32, u32)> {
         .collect()
 }
 
+/// Refuses ranges that would give a container host root's id (a range from 0), run past the
+/// last id (the host ids computed from them would wrap round to low ones, root's included) or
+/// overlap each other (the kernel refuses such maps only when the container starts).
+fn check_ranges(ranges: &[(u32, u32)], path: &Path) -> Result<(), EngineError> {
+    let bad = |start: u32, count: u32, why: &str| {
+        invalid(format!("userns-remap: range {start}:{count} in {}: {why}", path.display()))
+    };
+    for (i, &(start, count)) in ranges.iter().enumerate() {
+        if start == 0 {
+            return Err(bad(start, count, "it includes the host's root (id 0)"));
+        }
+        if u64::from(start) + u64::from(count) > u64::from(u32::MAX) {
+            return Err(bad(start, count, "it runs past the largest id"));
+        }
+        let overlaps = ranges[..i].iter().any(|&(s, c)| start < s + c && s < start + count);
+        if overlaps {
+            return Err(bad(start, count, "it overlaps another range of the same user"));
+        }
+    }
+    Ok(())
+}
+
 /// The ranges laid one after another from container id 0, as Docker maps them.
 fn mappings(ranges: &[(u32, u32)]) -> Vec<IdMapping> {
     let mut next = 0u32;
@@ -191,6 +213,7 @@ pub fn resolve_with(setting: &str, files: &IdFiles) -> Result<UsernsRemap, Engin
             files.subuid.display()
         )));
     }
+    check_ranges(&uid_ranges, &files.subuid)?;
     let gid_ranges = ranges(&read(&files.subgid)?, &group, gid);
     if gid_ranges.is_empty() {
         return Err(invalid(format!(
@@ -198,6 +221,7 @@ pub fn resolve_with(setting: &str, files: &IdFiles) -> Result<UsernsRemap, Engin
             files.subgid.display()
         )));
     }
+    check_ranges(&gid_ranges, &files.subgid)?;
     Ok(UsernsRemap { user, group, uid_maps: mappings(&uid_ranges), gid_maps: mappings(&gid_ranges) })
 }
 
@@ -604,6 +628,17 @@ mod tests {
                 (got, _) => panic!("{setting}: {got:?}"),
             }
         }
+        // Ranges that would reach host root or wrap round, or overlap, are refused.
+        for (subuid, msg) in [
+            ("alice:0:65536\n", "includes the host's root"),
+            ("alice:4294960000:65536\n", "runs past the largest id"),
+            ("alice:100000:65536\nalice:150000:10\n", "overlaps another range"),
+        ] {
+            let f = files(&dir, subuid, "staff:400000:65536\n");
+            let e = resolve_with("alice:staff", &f).unwrap_err();
+            assert!(e.to_string().contains(msg), "{subuid}: {e}");
+        }
+        let f = files(&dir, "alice:100000:65536\nbob:200000:10\n1000:300000:5\n", "staff:400000:65536\n");
         // Two ranges of one user are laid one after the other.
         let r = resolve_with("1000:staff", &f).unwrap();
         assert_eq!(
