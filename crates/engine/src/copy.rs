@@ -416,7 +416,7 @@ fn mount_stopped(
         if !b.rw {
             let d = cstring(b.destination.as_bytes())?;
             // SAFETY: valid path inside the chroot; only this namespace's mount changes.
-            unsafe {
+            let r = unsafe {
                 libc::mount(
                     std::ptr::null(),
                     d.as_ptr(),
@@ -425,6 +425,11 @@ fn mount_stopped(
                     std::ptr::null(),
                 )
             };
+            // A read-only volume left writable would let the copy write into it.
+            if r != 0 {
+                let e = io::Error::last_os_error();
+                return Err(io::Error::new(e.kind(), format!("make {} read-only: {e}", b.destination)));
+            }
         }
     }
     if !writable_upper || readonly {
@@ -772,9 +777,13 @@ fn extract(
     let dest_abs = fd_path(root, &dest).unwrap_or_else(|| clean_abs(&abs));
     check_writable(plan, &dest_abs)?;
 
-    let ctx = |what: String, e: io::Error| -> EngineError {
+    let ctx = |what: String, full: &str, e: io::Error| -> EngineError {
         match e.raw_os_error() {
-            Some(libc::EROFS) => EngineError::Forbidden("container rootfs is marked read-only".into()),
+            // The entry went below the destination into a read-only volume, or the rootfs.
+            Some(libc::EROFS) => match check_writable(plan, full) {
+                Err(refused) => refused,
+                Ok(()) => EngineError::Forbidden(format!("{full} is on a read-only file system")),
+            },
             _ => EngineError::io(format!("copy to {dest_abs} in container {}: {what}", plan.name), e),
         }
     };
@@ -800,7 +809,7 @@ fn extract(
         let Some((base, parents)) = comps.split_last() else { continue };
         let shown = String::from_utf8_lossy(&raw).into_owned();
         let parent_fd = open_parent(root, plan, &dest_abs, parents, &made_links, &shown)?;
-        let basec = cstring(base).map_err(|e| ctx(shown.clone(), e))?;
+        let basec = cstring(base).map_err(|e| ctx(shown.clone(), &dest_abs, e))?;
         let is_dir = kind == tar::EntryType::Directory;
         let full = format!(
             "{}/{}",
@@ -821,11 +830,12 @@ fn extract(
                     )));
                 }
                 if !(was_dir && is_dir) {
-                    remove_at(parent_fd.as_raw_fd(), &basec, was_dir).map_err(|e| ctx(format!("replace {full}"), e))?;
+                    remove_at(parent_fd.as_raw_fd(), &basec, was_dir)
+                        .map_err(|e| ctx(format!("replace {full}"), &full, e))?;
                 }
             }
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(e) => return Err(ctx(format!("stat {full}"), e)),
+            Err(e) => return Err(ctx(format!("stat {full}"), &full, e)),
         }
         let h = entry.header();
         let mode = h.mode().unwrap_or(0o644) & 0o7777;
@@ -897,20 +907,20 @@ fn extract(
             // Anything else (sparse files aside) means nothing in a file system: skipped.
             _ => continue,
         };
-        made.map_err(|e| ctx(format!("create {full}"), e))?;
+        made.map_err(|e| ctx(format!("create {full}"), &full, e))?;
         if kind == tar::EntryType::Link {
             continue;
         }
-        chown_at(pfd, &basec, uid, gid).map_err(|e| ctx(format!("chown {full}"), e))?;
+        chown_at(pfd, &basec, uid, gid).map_err(|e| ctx(format!("chown {full}"), &full, e))?;
         if kind != tar::EntryType::Symlink {
-            chmod_at(pfd, &basec, mode).map_err(|e| ctx(format!("chmod {full}"), e))?;
+            chmod_at(pfd, &basec, mode).map_err(|e| ctx(format!("chmod {full}"), &full, e))?;
         }
         if is_dir {
             // Set last: the entries written below it change its time.
-            let fd = sys_dup(&parent_fd).map_err(|e| ctx(format!("open {full}"), e))?;
+            let fd = sys_dup(&parent_fd).map_err(|e| ctx(format!("open {full}"), &full, e))?;
             dir_times.push((fd, basec, mtime));
         } else {
-            set_mtime(pfd, &basec, mtime).map_err(|e| ctx(format!("set times of {full}"), e))?;
+            set_mtime(pfd, &basec, mtime).map_err(|e| ctx(format!("set times of {full}"), &full, e))?;
         }
     }
     for (fd, name, mtime) in dir_times.iter().rev() {

@@ -225,6 +225,31 @@ fn cp_read_only_rootfs(cli: Cli) {
 }
 both!(cp_read_only_rootfs);
 
+/// A tar whose entries go below the destination into a read-only bind (`/data` holds the
+/// read-only `/data/ro`) is refused naming the volume, running and stopped, and the host
+/// directory stays untouched.
+fn cp_read_only_volume_below_destination(cli: Cli) {
+    let d = Daemon::start();
+    let busybox = d.pull("library/busybox:latest");
+    let c = unique("cp-rovol");
+    let tmp = TempDir::new("cp-rovol");
+    let host_ro = tmp.0.join("host-ro");
+    fs::create_dir_all(&host_ro).unwrap();
+    fs::create_dir_all(tmp.0.join("ro")).unwrap();
+    fs::write(tmp.0.join("ro/x"), "x").unwrap();
+    let bind = format!("{}:/data/ro:ro", host_ro.display());
+    d.cli(cli, &["run", "-d", "--name", &c, "-v", &bind, &busybox, "sleep", "600"]).ok();
+    let src = tmp.0.join("ro").to_string_lossy().into_owned();
+    let dest = format!("{c}:/data/");
+    d.cli(cli, &["cp", &src, &dest]).fails().mentions(&["mounted volume is marked read-only"]);
+    d.cli(cli, &["stop", "-t", "0", &c]).ok();
+    d.cli(cli, &["cp", &src, &dest]).fails().mentions(&["mounted volume is marked read-only"]);
+    assert!(!host_ro.join("x").exists(), "a copy wrote into a read-only bind");
+    assert!(crate::harness::mounts_under(&d.data_root).is_empty(), "a copy left a mount on the host");
+    d.cli(cli, &["rm", "-f", &c]).ok();
+}
+both!(cp_read_only_volume_below_destination);
+
 fn cp_symlink_escapes(cli: Cli) {
     let d = Daemon::start();
     let busybox = d.pull("library/busybox:latest");
