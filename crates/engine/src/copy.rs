@@ -181,6 +181,14 @@ impl Engine {
         let pidfd = self.live(&rec.id).init_pidfd();
         let access = match pidfd {
             Some(pidfd) => Access::Running { pidfd },
+            // Recorded as running but not reachable (a shim not yet re-adopted): mounting its
+            // overlay a second time on the same upper and work dirs would corrupt it.
+            None if rec.state.running => {
+                return Err(EngineError::Conflict(format!(
+                    "container {} is running but its process cannot be reached yet; try again",
+                    rec.id
+                )))
+            }
             None => {
                 let dirs = self.inner.snapshots.container_dirs(&rec.id);
                 if !dirs.upper.is_dir() {
