@@ -194,6 +194,28 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// An endpoint with no interface, address or ports: a namespace with loopback only,
+    /// recorded under `network` (`none`, or empty for a container on no network at all).
+    fn loopback_only(container: &str, network: &str, netns: PathBuf) -> Endpoint {
+        Endpoint {
+            container: container.to_string(),
+            ifname: String::new(),
+            routed: false,
+            network: network.to_string(),
+            network_id: String::new(),
+            dns_names: Vec::new(),
+            aliases: Vec::new(),
+            dns_servers: Vec::new(),
+            netns,
+            ip: None,
+            prefix: 0,
+            gateway: None,
+            mac: String::new(),
+            veth: None,
+            ports: Vec::new(),
+        }
+    }
+
     /// The key of the endpoint in the `endpoints` table and the daemon's state.
     pub fn key(&self) -> String {
         endpoint_key(&self.container, if self.network_id.is_empty() { &self.network } else { &self.network_id })
@@ -392,24 +414,8 @@ impl Engine {
         let wanted = if mode == "none" { Vec::new() } else { self.container_networks(rec, true)? };
         if wanted.is_empty() {
             sandbox::create(&path, None).map_err(net_err)?;
-            let ep = Endpoint {
-                container: rec.id.clone(),
-                // A container disconnected from every network is on none of them, not on `none`.
-                ifname: String::new(),
-                routed: false,
-                network: if mode == "none" { "none".to_string() } else { String::new() },
-                network_id: String::new(),
-                dns_names: Vec::new(),
-                aliases: Vec::new(),
-                dns_servers: Vec::new(),
-                netns: path,
-                ip: None,
-                prefix: 0,
-                gateway: None,
-                mac: String::new(),
-                veth: None,
-                ports: Vec::new(),
-            };
+            // A container disconnected from every network is on none of them, not on `none`.
+            let ep = Endpoint::loopback_only(&rec.id, if mode == "none" { "none" } else { "" }, path);
             return self.record_endpoint(ep, Some(Vec::new()));
         }
         let (reservations, ports) = self.reserve_ports(rec)?;
@@ -911,23 +917,7 @@ impl Engine {
                 changed.push(next);
             }
         }
-        let placeholder = rest.is_empty().then(|| Endpoint {
-            container: rec.id.clone(),
-            ifname: String::new(),
-            routed: false,
-            network: String::new(),
-            network_id: String::new(),
-            dns_names: Vec::new(),
-            aliases: Vec::new(),
-            dns_servers: Vec::new(),
-            netns: ep.netns.clone(),
-            ip: None,
-            prefix: 0,
-            gateway: None,
-            mac: String::new(),
-            veth: None,
-            ports: Vec::new(),
-        });
+        let placeholder = rest.is_empty().then(|| Endpoint::loopback_only(&rec.id, "", ep.netns.clone()));
         {
             let mut st = lock(&self.net().state);
             for c in changed.iter().chain(placeholder.iter()) {
