@@ -345,10 +345,12 @@ mod tests {
     use std::sync::Arc;
 
     /// A scratch directory removed at the end of the test.
-    struct Scratch(PathBuf);
+    /// A fresh directory under the system temp dir, removed on drop; the unit tests of the
+    /// crate's other modules use it too.
+    pub(crate) struct Scratch(pub(crate) PathBuf);
 
     impl Scratch {
-        fn new(name: &str) -> Scratch {
+        pub(crate) fn new(name: &str) -> Scratch {
             static N: AtomicU64 = AtomicU64::new(0);
             let p = std::env::temp_dir().join(format!(
                 "wharf-content-{name}-{}-{}",

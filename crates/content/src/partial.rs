@@ -307,6 +307,7 @@ fn verified_prefix(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tests::Scratch;
 
     #[test]
     fn checkpoint_lines() {
@@ -326,23 +327,6 @@ mod tests {
         }
         let c = Checkpoint { size: 7, len: 3, digest: d };
         assert_eq!(Checkpoint::parse(&c.render()), Some(c));
-    }
-
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new(name: &str) -> Scratch {
-            let p = std::env::temp_dir().join(format!("wharf-partial-{name}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&p);
-            fs::create_dir_all(&p).unwrap();
-            Scratch(p)
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
     }
 
     fn data() -> Vec<u8> {
