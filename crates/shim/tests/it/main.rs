@@ -155,6 +155,16 @@ impl Bundle {
         self.logs().into_iter().filter(|(_, s)| s == "stdout").map(|(l, _)| l).collect()
     }
 
+    /// Starts the container, waits for it to exit 0 and returns what it wrote to stdout.
+    #[track_caller]
+    fn run_ok(&self) -> String {
+        let hs = self.start();
+        assert!(hs["error"].is_null(), "{hs}");
+        let exit = self.wait_exit();
+        assert_eq!(exit["exit_code"], 0, "{exit} {:?}", self.logs());
+        self.stdout()
+    }
+
     /// The cgroup directory holding `controller`'s files.
     fn cgroup_dir(&self, controller: &str) -> PathBuf {
         let rel = self.cgroup.trim_start_matches('/');

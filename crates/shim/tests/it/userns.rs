@@ -46,11 +46,7 @@ fn remapped_root_on_an_idmapped_overlay() {
         remap(spec);
         overlay_rootfs(spec, dir);
     });
-    let hs = b.start();
-    assert!(hs["error"].is_null(), "{hs}");
-    let exit = b.wait_exit();
-    assert_eq!(exit["exit_code"], 0, "{exit} {:?}", b.logs());
-    let out = b.stdout();
+    let out = b.run_ok();
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0..2], ["0", "0"], "{out}");
     let map: Vec<&str> = lines[2].split_whitespace().collect();
@@ -81,11 +77,7 @@ fn remapped_container_joins_a_host_network_namespace() {
             n.path = Some(format!("/proc/{}/ns/net", std::process::id()));
         }
     });
-    let hs = b.start();
-    assert!(hs["error"].is_null(), "{hs}");
-    let exit = b.wait_exit();
-    assert_eq!(exit["exit_code"], 0, "{exit} {:?}", b.logs());
-    assert_eq!(b.stdout(), "0\n1\n");
+    assert_eq!(b.run_ok(), "0\n1\n");
     b.assert_cleaned_up();
 }
 
@@ -112,17 +104,14 @@ fn second_container_joins_the_user_ipc_and_pid_namespaces_of_the_first() {
             }
         }
     });
-    let hs = b.start();
-    assert!(hs["error"].is_null(), "{hs}");
-    let exit = b.wait_exit();
-    assert_eq!(exit["exit_code"], 0, "{exit} {:?}", b.logs());
+    let out = b.run_ok();
     let want = format!(
         "0\n{}\n{}\n{}\n1\n",
         link(pid, "user").display(),
         link(pid, "ipc").display(),
         link(pid, "pid").display()
     );
-    assert_eq!(b.stdout(), want);
+    assert_eq!(out, want);
     // SAFETY: kill has no memory effects.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     a.wait_exit();
@@ -160,11 +149,7 @@ fn bind_mount_from_a_dir_the_remapped_root_cannot_reach() {
             });
         },
     );
-    let hs = b.start();
-    assert!(hs["error"].is_null(), "{hs}");
-    let exit = b.wait_exit();
-    assert_eq!(exit["exit_code"], 0, "{exit} {:?}", b.logs());
-    let out = b.stdout();
+    let out = b.run_ok();
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "hidden", "{out}");
     // Host root's file, not idmapped: the overflow id in the container, as under Docker.
