@@ -27,6 +27,27 @@ median() { sort -n "$1" | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[N
 start_registry
 start_dockerd
 
+# The floors' per-layer pipelines (see the header); `decompress` is bench_one's.
+fetch_floor() { curl -fsS "$1" | "${decompress[@]}" >/dev/null; }
+fetch_verified() {
+    curl -fsS "$1" | tee >(openssl dgst -sha256 >/dev/null) | "${decompress[@]}" | openssl dgst -sha256 >/dev/null
+}
+
+# fetch_all PIPELINE FILE WHAT: runs PIPELINE URL for every layer at once and appends the
+# seconds they took together to FILE; exits naming WHAT if one fails.
+fetch_all() {
+    local pipeline=$1 file=$2 what=$3 t0 t1 l job failed=0 fetchers=()
+    t0=$(now_ns)
+    for l in "${LAYERS[@]}"; do
+        "$pipeline" "http://$REGISTRY/v2/bench/big/blobs/$l" &
+        fetchers+=($!)
+    done
+    for job in "${fetchers[@]}"; do wait "$job" || failed=1; done
+    t1=$(now_ns)
+    [ "$failed" = 0 ] || { echo "$what failed" >&2; exit 1; }
+    seconds "$t0" "$t1" >>"$file"
+}
+
 # bench_one COMP: pushes bench/big:latest with COMP layers (replacing the previous one), times
 # every puller RUNS times and prints the table.
 bench_one() {
@@ -97,28 +118,8 @@ print(round(sum(l["size"] for l in ls) / 1e6))' "$dir/summary.json")
             fi
         fi
 
-        t0=$(now_ns)
-        local fetchers=() l job wait_ok=0
-        for l in "${LAYERS[@]}"; do
-            (curl -fsS "http://$REGISTRY/v2/bench/big/blobs/$l" | "${decompress[@]}" >/dev/null) &
-            fetchers+=($!)
-        done
-        for job in "${fetchers[@]}"; do wait "$job" || wait_ok=1; done
-        t1=$(now_ns)
-        [ "$wait_ok" = 0 ] || { echo "curl | ${decompress[0]} failed" >&2; exit 1; }
-        seconds "$t0" "$t1" >>"$dir/floor.s"
-
-        t0=$(now_ns)
-        fetchers=()
-        for l in "${LAYERS[@]}"; do
-            (curl -fsS "http://$REGISTRY/v2/bench/big/blobs/$l" | tee >(openssl dgst -sha256 >/dev/null) |
-                "${decompress[@]}" | openssl dgst -sha256 >/dev/null) &
-            fetchers+=($!)
-        done
-        for job in "${fetchers[@]}"; do wait "$job" || wait_ok=1; done
-        t1=$(now_ns)
-        [ "$wait_ok" = 0 ] || { echo "curl | ${decompress[0]} | sha256 failed" >&2; exit 1; }
-        seconds "$t0" "$t1" >>"$dir/verified.s"
+        fetch_all fetch_floor "$dir/floor.s" "curl | ${decompress[0]}"
+        fetch_all fetch_verified "$dir/verified.s" "curl | ${decompress[0]} | sha256"
     done
 
     local floor wharf row name key m
