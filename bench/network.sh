@@ -143,6 +143,13 @@ snapshot() {
         ls "$WORK/wharfd/exec/netns" 2>/dev/null || true
     } >"$1"
 }
+# changed_since_before AFTER DIFF: snapshots AFTER once the daemon's cleanup has settled and
+# prints whether it differs from the first snapshot (the diff lands in DIFF).
+changed_since_before() {
+    sleep 0.5
+    snapshot "$1"
+    if diff -u "$WORK/before" "$1" >"$2"; then echo unchanged; else echo CHANGED; fi
+}
 snapshot "$WORK/before"
 T0=$(now_ns)
 for i in $(seq "$N2"); do
@@ -151,9 +158,7 @@ for i in $(seq "$N2"); do
     "${WHARF[@]}" rm -f "cyc$i" >/dev/null
 done
 T1=$(now_ns)
-sleep 0.5
-snapshot "$WORK/after"
-if diff -u "$WORK/before" "$WORK/after" >"$WORK/cycles.diff"; then CYCLES="unchanged"; else CYCLES="CHANGED"; fi
+CYCLES=$(changed_since_before "$WORK/after" "$WORK/cycles.diff")
 T2=$(now_ns)
 for i in $(seq "$N3"); do
     "${WHARF[@]}" create --name "two$i" -p 127.0.0.1::80 "$IMAGE" sleep 60 >/dev/null
@@ -164,9 +169,7 @@ for i in $(seq "$N3"); do
     "${WHARF[@]}" rm -f "two$i" >/dev/null
 done
 T3=$(now_ns)
-sleep 0.5
-snapshot "$WORK/after2"
-if diff -u "$WORK/before" "$WORK/after2" >"$WORK/cycles2.diff"; then CYCLES2="unchanged"; else CYCLES2="CHANGED"; fi
+CYCLES2=$(changed_since_before "$WORK/after2" "$WORK/cycles2.diff")
 "${WHARF[@]}" network rm cycnet >/dev/null
 
 HAVE_DOCKER=0
