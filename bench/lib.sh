@@ -126,6 +126,9 @@ cleanup() {
 
 now_ns() { date +%s%N; }
 
+# seconds T0 T1: the seconds between two now_ns readings.
+seconds() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", (b - a) / 1e9 }'; }
+
 # stats FILE: "median p95" of the milliseconds in FILE, one per line.
 stats() {
     sort -n "$1" | awk '{a[NR]=$1} END {

@@ -39,8 +39,6 @@ import json, sys
 ls = json.load(open(sys.argv[1]))["images"]["bench/big:latest"]["layers"]
 print(round(sum(l["size"] for l in ls) / 1e6))' "$WORK/summary.json")
 
-seconds() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", (b - a) / 1e9 }'; }
-
 start_wharfd "$WORK/wharfd"
 "$BIN/wharf" -H "unix://$SOCK" pull -q "$IMAGE" >/dev/null
 skopeo copy -q --src-tls-verify=false "docker://$IMAGE" "oci:$WORK/oci:big" >/dev/null

@@ -18,8 +18,6 @@ python3 "$ROOT/tests/fixtures/make_images.py" --registry "$REGISTRY" --only none
     --big-mb "$SIZE_MB" >"$WORK/summary.json"
 IMAGE=$REGISTRY/bench/big:latest
 
-seconds() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", (b - a) / 1e9 }'; }
-
 start_wharfd "$WORK/src"
 SRC=$SOCK
 "$BIN/wharf" -H "unix://$SRC" pull -q "$IMAGE" >/dev/null
