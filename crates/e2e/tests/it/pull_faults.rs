@@ -215,6 +215,15 @@ fn relay(mut client: TcpStream, upstream: &str, fault: Fault, st: &ProxyState) {
     let _ = server.shutdown(Shutdown::Both);
 }
 
+/// A proxy with `fault` in front of the shared registry, a daemon, and busybox's name through
+/// the proxy.
+fn busybox_through(fault: Fault) -> (FaultyProxy, Daemon, String) {
+    let proxy = FaultyProxy::start(&registry().addr, fault);
+    let d = Daemon::start();
+    let image = format!("{}/library/busybox:latest", proxy.addr);
+    (proxy, d, image)
+}
+
 /// The busybox image's one layer: its digest and compressed size.
 fn busybox_layer() -> (String, u64) {
     let layer = &registry().info("library/busybox:latest")["layers"][0];
@@ -255,12 +264,9 @@ fn range_start(range: &str) -> u64 {
 
 #[test]
 fn registry_dropping_the_connection_mid_blob_leaves_nothing_partial() {
-    let reg = registry();
     // The busybox layer is about 1 MB: every response is cut after 64 KiB, so the few ranged
     // retries cannot get it all.
-    let proxy = FaultyProxy::start(&reg.addr, Fault::CutBlobAfter(64 * 1024));
-    let d = Daemon::start();
-    let image = format!("{}/library/busybox:latest", proxy.addr);
+    let (proxy, d, image) = busybox_through(Fault::CutBlobAfter(64 * 1024));
     let before = list_dir(&d.data_root.join("snapshots/layers"));
     let (layer, _) = busybox_layer();
 
@@ -294,10 +300,7 @@ fn registry_dropping_the_connection_mid_blob_leaves_nothing_partial() {
 
 #[test]
 fn a_cut_blob_is_resumed_with_a_range_request() {
-    let reg = registry();
-    let proxy = FaultyProxy::start(&reg.addr, Fault::CutOnceAfter(300_000));
-    let d = Daemon::start();
-    let image = format!("{}/library/busybox:latest", proxy.addr);
+    let (proxy, d, image) = busybox_through(Fault::CutOnceAfter(300_000));
     let (layer, size) = busybox_layer();
 
     d.wharf(&["pull", &image]).ok();
@@ -316,10 +319,7 @@ fn a_cut_blob_is_resumed_with_a_range_request() {
 
 #[test]
 fn a_registry_ignoring_range_still_completes_the_pull() {
-    let reg = registry();
-    let proxy = FaultyProxy::start(&reg.addr, Fault::CutOnceIgnoringRange(300_000));
-    let d = Daemon::start();
-    let image = format!("{}/library/busybox:latest", proxy.addr);
+    let (proxy, d, image) = busybox_through(Fault::CutOnceIgnoringRange(300_000));
     let (layer, size) = busybox_layer();
 
     d.wharf(&["pull", &image]).ok();
@@ -335,11 +335,8 @@ fn a_registry_ignoring_range_still_completes_the_pull() {
 
 #[test]
 fn daemon_killed_during_a_pull_recovers_and_the_pull_completes() {
-    let reg = registry();
     // About 1 MB at 200 kB/s: the pull is in flight for several seconds.
-    let proxy = FaultyProxy::start(&reg.addr, Fault::Throttle(200_000));
-    let mut d = Daemon::start();
-    let image = format!("{}/library/busybox:latest", proxy.addr);
+    let (proxy, mut d, image) = busybox_through(Fault::Throttle(200_000));
     let before = list_dir(&d.data_root.join("snapshots/layers"));
     let (layer, size) = busybox_layer();
 
@@ -446,11 +443,8 @@ fn concurrent_pulls_of_images_sharing_a_base_download_it_once() {
 
 #[test]
 fn a_shared_download_outlives_the_client_that_started_it() {
-    let reg = registry();
     // About 1 MB at 150 kB/s: several seconds in flight.
-    let proxy = FaultyProxy::start(&reg.addr, Fault::Throttle(150_000));
-    let d = Daemon::start();
-    let image = format!("{}/library/busybox:latest", proxy.addr);
+    let (proxy, d, image) = busybox_through(Fault::Throttle(150_000));
     let (layer, size) = busybox_layer();
 
     let mut first = spawn_pull(&d, Cli::Wharf, &image);
@@ -471,10 +465,7 @@ fn a_shared_download_outlives_the_client_that_started_it() {
 
 #[test]
 fn a_pull_whose_client_goes_away_stops_and_a_later_one_resumes() {
-    let reg = registry();
-    let proxy = FaultyProxy::start(&reg.addr, Fault::Throttle(150_000));
-    let d = Daemon::start();
-    let image = format!("{}/library/busybox:latest", proxy.addr);
+    let (proxy, d, image) = busybox_through(Fault::Throttle(150_000));
     let before = list_dir(&d.data_root.join("snapshots/layers"));
     let (layer, size) = busybox_layer();
 
@@ -511,10 +502,7 @@ fn a_pull_whose_client_goes_away_stops_and_a_later_one_resumes() {
 
 #[test]
 fn image_prune_removes_partial_downloads() {
-    let reg = registry();
-    let proxy = FaultyProxy::start(&reg.addr, Fault::CutBlobAfter(64 * 1024));
-    let d = Daemon::start();
-    let image = format!("{}/library/busybox:latest", proxy.addr);
+    let (_proxy, d, image) = busybox_through(Fault::CutBlobAfter(64 * 1024));
     d.wharf(&["pull", &image]).fails();
     assert_eq!(partials(&d).len(), 1);
     let out = d.docker(&["image", "prune", "-f"]);
