@@ -275,10 +275,7 @@ fn hostname_pid_and_user_are_applied() {
             p.user.additional_gids = vec![1002];
             p.cwd = "/home/app".to_string();
         });
-    b.start();
-    let exit = b.wait_exit();
-    assert_eq!(exit["exit_code"], 0, "{exit} {:?}", b.logs());
-    assert_eq!(b.stdout(), "box1\n1\n1000\n1001\n1001 1002\n/home/app\n/dev/null\n");
+    assert_eq!(b.run_ok(), "box1\n1\n1000\n1001\n1001 1002\n/home/app\n/dev/null\n");
     b.assert_cleaned_up();
 }
 
@@ -341,10 +338,7 @@ fn overlay_rootfs_writes_land_in_upper() {
             spec.annotations.insert(ANNOTATION_OVERLAY.to_string(), opts);
             spec.root.as_mut().unwrap().path = "merged".to_string();
         });
-    b.start();
-    let exit = b.wait_exit();
-    assert_eq!(exit["exit_code"], 0, "{exit} {:?}", b.logs());
-    assert_eq!(b.stdout(), "data\n/bin/busybox\n");
+    assert_eq!(b.run_ok(), "data\n/bin/busybox\n");
     assert_eq!(std::fs::read_to_string(b.dir.join("upper/written")).unwrap(), "data\n");
     assert!(!b.dir.join("rootfs/written").exists());
     assert!(!b.dir.join("merged/written").exists());
@@ -410,10 +404,7 @@ fn bind_mount_symlink_cannot_escape_rootfs() {
             options: vec!["rbind".to_string(), "ro".to_string()],
         });
     });
-    b.start();
-    let exit = b.wait_exit();
-    assert_eq!(exit["exit_code"], 0, "{exit} {:?}", b.logs());
-    assert_eq!(b.stdout(), "inside\n");
+    assert_eq!(b.run_ok(), "inside\n");
     assert!(!b.dir.join("outside").exists(), "the symlink target on the host was created");
     b.assert_cleaned_up();
 }
