@@ -480,6 +480,7 @@ impl Engine {
             std::fs::create_dir_all(engine.container_dir(&dir_id))
                 .map_err(|e| EngineError::io(format!("create container dir for {dir_id}"), e))?;
             engine.inner.snapshots.prepare_container(&dir_id)?;
+            crate::failpoint::hit("create-after-files");
             Ok(())
         })
         .await?;
@@ -510,6 +511,7 @@ impl Engine {
         });
         match result {
             Ok(rec) => {
+                crate::failpoint::hit("create-after-record");
                 self.live(&rec.id);
                 self.container_event(&rec, "create", &[]);
                 Ok(rec)
@@ -552,7 +554,11 @@ impl Engine {
         let t0 = std::time::Instant::now();
         let spawned = blocking(move || {
             engine.network_attach(&spawn_rec)?;
+            crate::failpoint::hit("start-after-network");
             let r = engine.spawn_shim(&spawn_rec);
+            if r.is_ok() {
+                crate::failpoint::hit("start-after-spawn");
+            }
             if r.is_err() {
                 if let Err(e) = engine.network_release(&spawn_rec.id) {
                     log::warn!("{e}");
@@ -608,6 +614,7 @@ impl Engine {
             serde_json::to_vec_pretty(&spec).map_err(|e| EngineError::Internal(format!("encode config.json: {e}")))?;
         std::fs::write(dir.join("config.json"), spec_json).map_err(|e| EngineError::io("write config.json", e))?;
         let _ = std::fs::remove_file(dir.join("exit.json"));
+        let _ = std::fs::remove_file(dir.join("shim.json"));
         let shim_log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -756,6 +763,13 @@ impl Engine {
                 return Err(EngineError::Internal(format!("container {} did not exit after SIGKILL", rec.id)));
             }
         }
+        // The cgroup, not the record, says what runs: a start that the daemon never recorded or
+        // a process that outlived its shim is killed here, and the record stays while anything
+        // of the container is left running.
+        let engine = self.clone();
+        let id = rec.id.clone();
+        blocking(move || engine.kill_leftovers(&id)).await?;
+        crate::failpoint::hit("remove-after-kill");
         let rec = self.find_container(&rec.id)?;
         self.inner.restarts.reset(&rec.id);
         self.inner.db.write(|tx| {
@@ -765,6 +779,7 @@ impl Engine {
             }
             Ok::<_, EngineError>(())
         })?;
+        crate::failpoint::hit("remove-after-record");
         live.removed(rec.state.exit_code);
         if rec.host_config.auto_remove {
             self.remove_anonymous_volumes(&rec.mounts);
@@ -784,6 +799,24 @@ impl Engine {
             }
         });
         Ok(())
+    }
+
+    /// Kills whatever still runs in the container's cgroup and removes the cgroup; an error
+    /// while anything is left (the caller keeps the container's record then).
+    pub(crate) fn kill_leftovers(&self, id: &str) -> Result<(), EngineError> {
+        let path = format!("{}/{}", self.inner.config.cgroup_parent.trim_end_matches('/'), id);
+        let cg = match wharf_runtime::cgroups::Cgroup::open(&path) {
+            Ok(cg) => cg,
+            Err(e) if e.kind() == wharf_types::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(EngineError::Internal(format!("container {id}: {e}"))),
+        };
+        let left = cg.all_procs();
+        if !left.is_empty() {
+            log::warn!("container {id}: killing {} processes left in its cgroup: {left:?}", left.len());
+        }
+        cg.kill_all(Duration::from_secs(10))
+            .and_then(|()| cg.remove())
+            .map_err(|e| EngineError::Internal(format!("remove container {id}: {e}")))
     }
 
     /// Removes everything a container left on disk and in the cgroup tree; reports every

@@ -15,6 +15,7 @@ mod error;
 mod events;
 mod exec;
 mod export;
+mod failpoint;
 mod gc;
 mod health;
 mod history;
@@ -69,6 +70,7 @@ pub use import::ImportRequest;
 pub use lifecycle::{PruneReport, UpdateRequest};
 pub use logrotate::{parse_size as parse_log_size, validate_opts as validate_log_opts, LogConfig};
 pub use logs::{LogChunk, LogOptions, LogStream};
+pub use monitor::parse_signal;
 pub use network::{
     AddressPool, Endpoint, NetAttach, NetOptions, NetworkConfig, NetworkView, PortBinding, PublishedPort,
 };

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use wharf_metadata::Table;
 
 use crate::containers::{ContainerRecord, WaitCondition};
-use crate::{Engine, EngineError};
+use crate::{blocking, Engine, EngineError};
 
 /// The shim's record of how the container ended (`exit.json`).
 #[derive(Debug, Clone, Deserialize)]
@@ -277,17 +277,63 @@ impl Engine {
         });
     }
 
-    /// Re-adopts containers after a daemon start: running ones whose shim still lives are
-    /// watched again; ones that ended while the daemon was away get their exit recorded.
+    /// Re-adopts containers after a daemon start. The shims and the cgroups are the truth about
+    /// what runs, the records what the daemon had got to writing: a running shim whose record
+    /// never learnt of the start is adopted (its start completed), one that never got as far
+    /// as starting its container is stopped, anything else left in a container's cgroup is
+    /// killed, and shims and cgroups of containers without a record are stopped and removed.
     pub(crate) async fn recover(&self) -> Result<(), EngineError> {
         let records: Vec<(String, ContainerRecord)> = self.inner.db.list(Table::Containers)?;
-        self.sweep_orphans(&records);
-        for (id, rec) in records {
+        let engine = self.clone();
+        let shims = blocking(move || Ok(engine.find_shims())).await?;
+        let engine = self.clone();
+        let known: Vec<String> = records.iter().map(|(id, _)| id.clone()).collect();
+        let orphan_shims = shims.clone();
+        blocking(move || {
+            engine.sweep_orphans(&known, &orphan_shims);
+            Ok(())
+        })
+        .await?;
+        for (id, mut rec) in records {
+            let shim = shims.get(&id).copied();
             if !rec.state.running {
-                continue;
+                let started = match shim {
+                    Some(shim_pid) => self.cut_start(&id, shim_pid).await,
+                    None => None,
+                };
+                match started {
+                    Some(started) => {
+                        log::info!(
+                            "container {id}: adopted a start the daemon had not recorded (shim {}, pid {})",
+                            started.shim_pid,
+                            started.pid
+                        );
+                        rec.state = crate::containers::ContainerState {
+                            status: crate::containers::Status::Running,
+                            running: true,
+                            pid: started.pid,
+                            shim_pid: started.shim_pid,
+                            started_at: started.at,
+                            finished_at: rec.state.finished_at.clone(),
+                            ..Default::default()
+                        };
+                        self.put_container(&rec)?;
+                    }
+                    None => {
+                        self.stop_leftovers(&id, shim).await;
+                        if rec.host_config.auto_remove && rec.state.status != crate::containers::Status::Restarting {
+                            // As dockerd does at start: a `--rm` container that is not running
+                            // is removed, not kept as exited.
+                            log::info!("container {id}: removing a --rm container that is not running");
+                            if let Err(e) = self.remove_container(&id, true).await {
+                                log::warn!("container {id}: {e}");
+                            }
+                        }
+                        continue;
+                    }
+                }
             }
-            let dir = self.container_dir(&id);
-            let shim_alive = rec.state.shim_pid > 0 && is_our_shim(rec.state.shim_pid, &id);
+            let shim_alive = shim.is_some_and(|p| p == rec.state.shim_pid);
             if shim_alive {
                 let live = std::sync::Arc::new(Live::new(Some(rec.state.pid)));
                 if let Ok(mut map) = self.inner.live.lock() {
@@ -297,7 +343,10 @@ impl Engine {
                 self.start_health(&rec);
                 log::info!("container {id}: re-adopted (shim {}, pid {})", rec.state.shim_pid, rec.state.pid);
             } else {
-                let exit = read_exit_file(&dir);
+                // Its shim is gone (or is not the one recorded): whatever it left running in
+                // the cgroup goes before the exit is recorded.
+                self.stop_leftovers(&id, shim).await;
+                let exit = read_exit_file(&self.container_dir(&id));
                 let live = std::sync::Arc::new(Live::new(None));
                 live.state.send_modify(|s| s.running = true);
                 if let Ok(mut map) = self.inner.live.lock() {
@@ -308,27 +357,137 @@ impl Engine {
         }
         Ok(())
     }
+
+    /// A shim runs for a container whose record does not say so: the daemon died between
+    /// spawning it and recording the start. Its `shim.json` says whether (and as which pids) the
+    /// container was started; a shim still starting is given a moment to get there.
+    async fn cut_start(&self, id: &str, shim_pid: i32) -> Option<Started> {
+        let dir = self.container_dir(id);
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            if let Some(s) = read_started(&dir) {
+                let init_alive = pidfd_open(s.pid).is_ok();
+                return (s.shim_pid == shim_pid && init_alive).then_some(s);
+            }
+            if !is_our_shim(shim_pid, id) || std::time::Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stops a container's shim (when one runs) and everything in its cgroup.
+    async fn stop_leftovers(&self, id: &str, shim: Option<i32>) {
+        let engine = self.clone();
+        let id = id.to_string();
+        let r = blocking(move || {
+            engine.kill_shim(&id, shim);
+            engine.kill_leftovers(&id)
+        })
+        .await;
+        if let Err(e) = r {
+            log::warn!("{e}");
+        }
+    }
+
+    /// SIGKILLs a container's shim through a pidfd, after checking it is still that shim, and
+    /// waits a little for it to go (a shim killed mid-start cannot start the container after).
+    fn kill_shim(&self, id: &str, shim: Option<i32>) {
+        let Some(pid) = shim else { return };
+        let Ok(fd) = pidfd_open(pid) else { return };
+        if !is_our_shim(pid, id) {
+            return;
+        }
+        log::info!("container {id}: stopping shim {pid}, which the records do not know as running");
+        // SAFETY: pidfd_send_signal with a valid pidfd, no siginfo, no flags.
+        unsafe { libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), libc::SIGKILL, std::ptr::null::<u8>(), 0) };
+        let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: poll on one valid pollfd; a pidfd becomes readable when the process exits.
+        unsafe { libc::poll(&mut pfd, 1, 2000) };
+    }
+
+    /// The shims of this daemon that run now, by container id: those whose bundle is the
+    /// container's directory under this data root (another daemon's shims are not ours).
+    fn find_shims(&self) -> std::collections::HashMap<String, i32> {
+        let mut out = std::collections::HashMap::new();
+        let Ok(entries) = std::fs::read_dir("/proc") else { return out };
+        for e in entries.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+            let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
+            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+            if !args.first().is_some_and(|a| a.ends_with(b"wharf-shim")) {
+                continue;
+            }
+            let value = |flag: &[u8]| args.iter().position(|a| *a == flag).and_then(|i| args.get(i + 1)).copied();
+            let (Some(id), Some(bundle)) = (value(b"--id"), value(b"--bundle")) else { continue };
+            let id = String::from_utf8_lossy(id).to_string();
+            if self.container_dir(&id).as_os_str().as_encoded_bytes() == bundle {
+                out.insert(id, pid);
+            }
+        }
+        out
+    }
+}
+
+/// What a shim wrote when it had started its container (`shim.json`).
+#[derive(Debug, Clone)]
+struct Started {
+    shim_pid: i32,
+    pid: i32,
+    /// When the file was written: the container's start as near as the daemon can know it.
+    at: String,
+}
+
+fn read_started(dir: &Path) -> Option<Started> {
+    #[derive(Deserialize)]
+    struct File {
+        shim_pid: i32,
+        pid: i32,
+    }
+    let path = dir.join("shim.json");
+    let f: File = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+    let at = std::fs::metadata(&path).and_then(|m| m.modified()).unwrap_or_else(|_| std::time::SystemTime::now());
+    Some(Started { shim_pid: f.shim_pid, pid: f.pid, at: wharf_types::time::rfc3339_nanos(at) })
 }
 
 impl Engine {
-    /// Removes the files of containers that have no record: a crash between a create's
-    /// directories and its record, or between a removal's record and its files.
-    fn sweep_orphans(&self, records: &[(String, ContainerRecord)]) {
-        let known: std::collections::HashSet<&str> = records.iter().map(|(id, _)| id.as_str()).collect();
+    /// Removes what containers without a record left: their shims and cgroup processes are
+    /// killed first, then their files and cgroups removed (a crash between a create's
+    /// directories and its record, or between a removal's record and its files).
+    fn sweep_orphans(&self, known: &[String], shims: &std::collections::HashMap<String, i32>) {
+        let known: std::collections::HashSet<&str> = known.iter().map(String::as_str).collect();
+        let is_id = |name: &str| name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit());
+        let mut orphans = std::collections::BTreeSet::new();
         let dirs =
             [self.inner.config.data_root.join("containers"), self.inner.config.data_root.join("snapshots/containers")];
-        let mut orphans = std::collections::BTreeSet::new();
         for dir in dirs {
             let Ok(entries) = std::fs::read_dir(&dir) else { continue };
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().to_string();
-                if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) && !known.contains(name.as_str()) {
+                if is_id(&name) && !known.contains(name.as_str()) {
                     orphans.insert(name);
                 }
             }
         }
+        orphans.extend(shims.keys().filter(|id| is_id(id) && !known.contains(id.as_str())).cloned());
+        let parent = self.inner.config.cgroup_parent.clone();
+        if let Ok(cg) = wharf_runtime::cgroups::Cgroup::open(&parent) {
+            for dir in cg.dirs() {
+                let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+                for e in entries.flatten() {
+                    let name = e.file_name().to_string_lossy().to_string();
+                    if e.path().is_dir() && is_id(&name) && !known.contains(name.as_str()) {
+                        orphans.insert(name);
+                    }
+                }
+            }
+        }
         for id in orphans {
-            log::info!("container {id}: removing files left without a record");
+            log::info!("container {id}: removing what was left without a record");
+            self.kill_shim(&id, shims.get(&id).copied());
+            if let Err(e) = self.kill_leftovers(&id) {
+                log::warn!("{e}");
+            }
             if let Err(e) = self.remove_container_files(&id) {
                 log::warn!("{e}");
             }

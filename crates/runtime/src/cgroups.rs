@@ -47,6 +47,8 @@ pub enum CgroupError {
     NoHierarchy,
     #[error("cgroup: {0}")]
     Devices(#[from] crate::devices_bpf::DeviceFilterError),
+    #[error("cgroup: {path}: {count} processes still running after SIGKILL")]
+    StillPopulated { path: String, count: usize },
 }
 
 impl CgroupError {
@@ -478,6 +480,56 @@ impl Cgroup {
         };
         let text = read_trimmed(&dir.path.join("cgroup.procs"))?;
         Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+    }
+
+    /// Every process in the cgroup, in any of its hierarchies (a process that died half-way
+    /// through joining may sit in some only).
+    pub fn all_procs(&self) -> Vec<i32> {
+        let mut pids: Vec<i32> = Vec::new();
+        for dir in &self.dirs {
+            if let Ok(text) = fs::read_to_string(dir.path.join("cgroup.procs")) {
+                pids.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+            }
+        }
+        pids.sort_unstable();
+        pids.dedup();
+        pids
+    }
+
+    /// Kills every process in the cgroup and waits until none is left, at most `timeout`.
+    /// The cgroup is the truth about what a container runs: its init, what init forked, and
+    /// exec'd processes, whoever their parent is now. A cgroup2 directory is emptied with
+    /// `cgroup.kill` (atomic against forks); v1 processes are frozen first where the freezer is
+    /// mounted, so none can fork between the listing and the signal.
+    pub fn kill_all(&self, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            let pids = self.all_procs();
+            if pids.is_empty() {
+                return Ok(());
+            }
+            let mut killed = false;
+            for dir in self.dirs.iter().filter(|d| d.has("cgroup2")) {
+                let file = dir.path.join("cgroup.kill");
+                killed |= file.exists() && fs::write(&file, "1").is_ok();
+            }
+            if !killed {
+                let freezer = self.dir_with("freezer").map(|d| d.join("freezer.state"));
+                let frozen = freezer.as_ref().is_some_and(|f| fs::write(f, "FROZEN").is_ok());
+                for pid in self.all_procs() {
+                    // SAFETY: kill(2) has no memory effects; the pid was just read from the
+                    // cgroup, and SIGKILL of a frozen task is delivered on thaw.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+                if let (true, Some(f)) = (frozen, &freezer) {
+                    let _ = fs::write(f, "THAWED");
+                }
+            }
+            if start.elapsed() > timeout {
+                return Err(CgroupError::StillPopulated { path: self.path.clone(), count: pids.len() });
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// How many processes the kernel's OOM killer has killed in this cgroup.

@@ -231,7 +231,13 @@ fn run(args: &Args, sigfd: OwnedFd) -> Result<(), String> {
     let mount_ns = File::open(format!("/proc/{}/ns/mnt", spawned.pid)).ok();
     // SAFETY: getpid has no preconditions.
     let shim_pid = unsafe { libc::getpid() };
-    handshake(serde_json::json!({ "shim_pid": shim_pid, "pid": spawned.pid }));
+    let started = serde_json::json!({ "shim_pid": shim_pid, "pid": spawned.pid });
+    // The same line on disk before it goes to wharfd: a wharfd that dies before it records
+    // the start finds here, when it comes back, that this container runs and under which pids.
+    if let Err(e) = write_atomic(&args.bundle, "shim.json", &started, false) {
+        log_shim_error(args, &e);
+    }
+    handshake(started);
     // The pipe to wharfd stays open (on a close-on-exec fd) until exit.json is written: its
     // end-of-file tells a live wharfd that the container exited, without waiting for cleanup.
     // SAFETY: F_DUPFD_CLOEXEC returns a new fd that we then own; dup2 of an fd we own onto the
@@ -342,14 +348,26 @@ fn write_exit(bundle: &Path, exit_code: i32, oom_killed: bool) -> Result<(), Str
         "finished_at": wharf_types::time::rfc3339_nanos(SystemTime::now()),
         "oom_killed": oom_killed,
     });
-    let tmp = bundle.join("exit.json.tmp");
-    let dest = bundle.join("exit.json");
+    write_atomic(bundle, "exit.json", &body, true)
+}
+
+/// Writes `name` in the bundle by a rename, so a reader sees all of it or nothing; `durable`
+/// also survives a host crash (the exit status does; the start record need not, since a host
+/// crash ends the container too).
+fn write_atomic(bundle: &Path, name: &str, body: &serde_json::Value, durable: bool) -> Result<(), String> {
+    let tmp = bundle.join(format!("{name}.tmp"));
+    let dest = bundle.join(name);
     let write = || -> std::io::Result<()> {
         let mut f = File::create(&tmp)?;
         f.write_all(body.to_string().as_bytes())?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         std::fs::rename(&tmp, &dest)?;
-        File::open(bundle)?.sync_all()
+        if durable {
+            File::open(bundle)?.sync_all()?;
+        }
+        Ok(())
     };
     write().map_err(|e| format!("write {}: {e}", dest.display()))
 }

@@ -461,6 +461,8 @@ pub struct Daemon {
     opts: DaemonOptions,
     child: Option<Child>,
     starts: usize,
+    /// `WHARF_FAILPOINTS` for the next start only (`crash_at`).
+    failpoints: Option<String>,
 }
 
 impl Daemon {
@@ -501,6 +503,7 @@ impl Daemon {
             opts,
             child: None,
             starts: 0,
+            failpoints: None,
         };
         // On failure `d` drops here, and Drop still checks that nothing was left behind.
         d.spawn().map(|()| d)
@@ -528,6 +531,10 @@ impl Daemon {
             cmd.arg("--config-file").arg(path);
         }
         cmd.args(&self.opts.extra_args);
+        match self.failpoints.take() {
+            Some(points) => cmd.env("WHARF_FAILPOINTS", points),
+            None => cmd.env_remove("WHARF_FAILPOINTS"),
+        };
         let log = fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open wharfd log");
         let mut header = log.try_clone().expect("dup log");
         let _ = writeln!(header, "=== harness: start #{} {cmd:?}", self.starts);
@@ -631,6 +638,22 @@ impl Daemon {
         if let Err(e) = self.spawn() {
             panic!("wharfd did not restart (exit code {:?}); log:\n{}", e.code, e.log);
         }
+    }
+
+    /// Restarts wharfd so that it kills itself (`kill -9`) when it reaches the step `point`
+    /// (`engine::failpoint`); the next `restart` starts it without.
+    #[track_caller]
+    pub fn crash_at(&mut self, point: &str) {
+        self.stop_gracefully();
+        self.failpoints = Some(point.to_string());
+        if let Err(e) = self.spawn() {
+            panic!("wharfd did not start with failpoint {point} (exit code {:?}); log:\n{}", e.code, e.log);
+        }
+    }
+
+    /// Whether the wharfd this harness started has exited (a failpoint fired).
+    pub fn has_died(&mut self) -> bool {
+        self.child.as_mut().is_none_or(|c| matches!(c.try_wait(), Ok(Some(_))))
     }
 
     /// SIGTERM and wait up to 15 s, then SIGKILL.

@@ -25,6 +25,7 @@ mod commit;
 mod compose;
 mod copy;
 mod cpu;
+mod crash;
 mod daemon;
 mod docker_lifecycle;
 mod events;

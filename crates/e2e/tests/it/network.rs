@@ -28,7 +28,7 @@ pub fn leaked_network(bridge: &str) -> Vec<String> {
 }
 
 /// The interfaces attached to a bridge (none when it does not exist).
-fn ports_of(bridge: &str) -> Vec<String> {
+pub fn ports_of(bridge: &str) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(format!("/sys/class/net/{bridge}/brif"))
         .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect())
         .unwrap_or_default();
