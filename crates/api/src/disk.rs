@@ -32,11 +32,6 @@ pub async fn prune(ctx: &Ctx) -> Result<Response<Body>> {
     json(StatusCode::OK, &json!({ "ImagesDeleted": deleted, "SpaceReclaimed": report.space_reclaimed }))
 }
 
-/// `POST /build/prune`: there is no build cache; the docker CLI's `system prune` asks anyway.
-pub fn build_prune() -> Result<Response<Body>> {
-    json(StatusCode::OK, &json!({ "CachesDeleted": [], "SpaceReclaimed": 0 }))
-}
-
 /// `GET /system/df`.
 pub async fn df(ctx: &Ctx) -> Result<Response<Body>> {
     let usage = ctx.engine.disk_usage().await?;

@@ -6,6 +6,7 @@
 
 mod archive;
 mod body;
+mod build;
 mod containers;
 mod copy;
 mod disk;

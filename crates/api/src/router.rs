@@ -11,8 +11,8 @@ use crate::body::Body;
 use crate::error::ApiError;
 use crate::query::Query;
 use crate::{
-    archive, containers, copy, disk, events, exec, images, images_io, lifecycle, networks, stats, system, transfer,
-    volumes, API_VERSION, MIN_API_VERSION,
+    archive, build, containers, copy, disk, events, exec, images, images_io, lifecycle, networks, stats, system,
+    transfer, volumes, API_VERSION, MIN_API_VERSION,
 };
 
 /// The largest request body wharf reads whole (create bodies, tag requests).
@@ -87,7 +87,12 @@ async fn dispatch(engine: Engine, req: Request<Incoming>) -> Result<Response<Bod
         (&Method::GET, ["version"]) => system::version(&ctx),
         (&Method::GET, ["info"]) => system::info(&ctx).await,
         (&Method::GET, ["system", "df"]) => disk::df(&ctx).await,
-        (&Method::POST, ["build", "prune"]) => disk::build_prune(),
+        (&Method::POST, ["build", "prune"]) => build::prune(&ctx),
+        (&Method::POST, ["build"]) => build::build(&ctx, req).await,
+        (&Method::POST, ["build", "cancel"]) => Ok(empty(StatusCode::OK)),
+        (_, ["grpc", ..]) | (_, ["session", ..]) => Err(ApiError::bad_request(
+            "BuildKit's API (/grpc, /session) is not served by wharfd: build with the classic builder (DOCKER_BUILDKIT=0)",
+        )),
         (&Method::POST, ["auth"]) => images_io::auth(&ctx, req).await,
         (&Method::POST, ["commit"]) => transfer::commit(&ctx, req).await,
         (&Method::GET, ["events"]) => events::events(&ctx),

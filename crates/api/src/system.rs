@@ -14,6 +14,8 @@ pub fn ping(method: &Method) -> Response<Body> {
     h.insert("Content-Type", hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"));
     h.insert("Cache-Control", hyper::header::HeaderValue::from_static("no-cache, no-store, must-revalidate"));
     h.insert("Pragma", hyper::header::HeaderValue::from_static("no-cache"));
+    // The classic builder's protocol (POST /build with a tar); clients then do not try BuildKit.
+    h.insert("Builder-Version", hyper::header::HeaderValue::from_static("1"));
     r
 }
 

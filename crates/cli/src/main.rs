@@ -2,6 +2,7 @@
 //! through the Docker Engine API, so it works with any Docker-compatible daemon.
 
 mod archive;
+mod build;
 mod config;
 mod containers;
 mod copy;
@@ -171,6 +172,8 @@ enum Command {
     Transport(transport::TransportCommand),
     #[command(flatten)]
     Archive(archive::ArchiveCommand),
+    /// Build an image from a Dockerfile
+    Build(build::BuildFlags),
     #[command(flatten)]
     Transfer(transfer::TransferCommand),
     #[command(flatten)]
@@ -367,6 +370,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 Command::Lifecycle(c) => lifecycle::run(&client, c),
                 Command::Transport(c) => transport::run(&client, c),
                 Command::Archive(c) => archive::run(&client, c),
+                Command::Build(f) => build::run(&client, &f),
                 Command::Transfer(c) => transfer::run(&client, c),
                 Command::Copy(c) => copy::run(&client, c),
                 Command::Net(c) => network::run(&client, c),

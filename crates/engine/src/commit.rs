@@ -25,7 +25,76 @@ pub struct CommitRequest {
     pub pause: bool,
 }
 
+/// What goes into the new top layer of `CommitImage`.
+pub enum TopLayer {
+    /// No layer: the image differs from its base by its config only.
+    None,
+    /// A container's upper dir, as `commit` takes it.
+    Container(String),
+    /// A layer tar as it is (its entries are checked as any layer's when it is unpacked).
+    Tar(Box<dyn std::io::Read + Send>),
+}
+
+/// An image made by a caller that built its config itself (the Dockerfile builder): `config`
+/// is complete (history included) except for the new layer's diff id, which is appended.
+pub struct CommitImage {
+    pub base: Option<Digest>,
+    pub layer: TopLayer,
+    pub config: oci::ImageConfig,
+}
+
 impl Engine {
+    /// Records a new untagged image on top of `base`; returns its id.
+    pub async fn commit_image(&self, req: CommitImage) -> Result<Digest, EngineError> {
+        let engine = self.clone();
+        blocking(move || {
+            let mut stored = Stored::default();
+            let result = engine.commit_image_blocking(req, &mut stored);
+            if result.is_err() {
+                if let Err(e) = engine.discard_unreferenced(&stored) {
+                    log::warn!("commit: cleaning up: {e}");
+                }
+            }
+            result
+        })
+        .await
+    }
+
+    fn commit_image_blocking(&self, req: CommitImage, stored: &mut Stored) -> Result<Digest, EngineError> {
+        let _gc = self.inner.gc_lock.read().map_err(|_| EngineError::Internal("gc lock poisoned".into()))?;
+        let (mut layers, base_diff_ids) = match &req.base {
+            Some(id) => {
+                let base = self.find_image(&id.to_string())?;
+                (base.layers.clone(), base.diff_ids.clone())
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        let mut config = req.config;
+        let new = match req.layer {
+            TopLayer::None => None,
+            TopLayer::Container(id) => {
+                let rec = self.find_container(&id)?;
+                let upper = self.inner.snapshots.container_dirs(&rec.id).upper;
+                let w = crate::userns::IdShift::new(self.layer_writer()?, self.unshift_for(&rec));
+                let mut w = write_tree(w, &upper, TreeMode::OverlayUpper)
+                    .map_err(|e| EngineError::io(format!("commit of {}: read the container's changes", rec.id), e))?;
+                w.flush().map_err(|e| EngineError::io("write layer blob", e))?;
+                Some(self.finish_layer(w.into_inner(), &base_diff_ids, stored)?)
+            }
+            TopLayer::Tar(mut tar) => {
+                let mut w = self.layer_writer()?;
+                std::io::copy(&mut tar, &mut w).map_err(|e| EngineError::io("write layer blob", e))?;
+                Some(self.finish_layer(w, &base_diff_ids, stored)?)
+            }
+        };
+        config.rootfs.diff_ids = base_diff_ids;
+        if let Some(layer) = new {
+            config.rootfs.diff_ids.push(layer.diff_id.clone());
+            layers.push(layer.blob);
+        }
+        self.record_image(&config, layers, None, stored)
+    }
+
     /// Commits the container's changes as a new image; returns its id.
     pub async fn commit(&self, req: CommitRequest) -> Result<Digest, EngineError> {
         let rec = self.find_container(&req.container)?;

@@ -27,6 +27,16 @@ pub struct Change {
 const OWN_FILES: &[&str] = &["/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/dev", "/proc", "/sys"];
 
 impl Engine {
+    /// Whether a container changed nothing in its file system (its upper dir is empty): a
+    /// build step that did so records no layer.
+    pub fn container_changes_empty(&self, name: &str) -> Result<bool, EngineError> {
+        let rec = self.find_container(name)?;
+        let upper = self.inner.snapshots.container_dirs(&rec.id).upper;
+        let mut entries =
+            std::fs::read_dir(&upper).map_err(|e| EngineError::io(format!("read {}", upper.display()), e))?;
+        Ok(entries.next().is_none())
+    }
+
     /// The changes of a container's file system against its image, sorted by path.
     pub async fn container_changes(&self, name: &str) -> Result<Vec<Change>, EngineError> {
         let rec = self.find_container(name)?;

@@ -5,6 +5,7 @@
 
 mod archive;
 mod attach;
+mod build_cache;
 mod commit;
 mod containers;
 mod copy;
@@ -52,7 +53,8 @@ use wharf_snapshot::Snapshotter;
 
 pub use archive::{LoadedImage, SavePlan};
 pub use attach::{AttachOptions, PendingAttach, ProcessStream, StreamEvent, StreamInput};
-pub use commit::CommitRequest;
+pub use build_cache::CacheEntry;
+pub use commit::{CommitImage, CommitRequest, TopLayer};
 pub use containers::{
     ContainerConfig, ContainerRecord, ContainerState, CreateRequest, HostConfig, ListOptions, Status, WaitCondition,
 };

@@ -106,6 +106,28 @@ pub fn resolve(spec: &str, passwd: Option<&str>, group: Option<&str>) -> Result<
     Ok(ResolvedUser { uid, gid, additional_gids, home })
 }
 
+impl crate::Engine {
+    /// Resolves `user[:group]` to ids against an image's /etc/passwd and /etc/group (what a
+    /// Dockerfile's `COPY --chown=name:group` needs).
+    pub fn resolve_user_in_image(
+        &self,
+        image: &wharf_types::Digest,
+        user: &str,
+        group: Option<&str>,
+    ) -> Result<(u32, u32), EngineError> {
+        let rec = self.find_image(&image.to_string())?;
+        let layers: Vec<PathBuf> = rec.chain_ids.iter().rev().map(|c| self.inner.snapshots.layer_dir(c)).collect();
+        let passwd = read_from_layers(&layers, "etc/passwd");
+        let groups = read_from_layers(&layers, "etc/group");
+        let spec = match group {
+            Some(g) => format!("{user}:{g}"),
+            None => user.to_string(),
+        };
+        let r = resolve(&spec, passwd.as_deref(), groups.as_deref())?;
+        Ok((r.uid, r.gid))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,10 +31,20 @@ pub enum Table {
     Endpoints,
     /// network id (64 hex) → user-defined network record
     Networks,
+    /// build cache key (`sha256:<hex>` of a step's parent and inputs) → the image the step made
+    BuildCache,
 }
 
-const ALL: [Table; 7] =
-    [Table::Images, Table::Tags, Table::Containers, Table::Names, Table::Volumes, Table::Endpoints, Table::Networks];
+const ALL: [Table; 8] = [
+    Table::Images,
+    Table::Tags,
+    Table::Containers,
+    Table::Names,
+    Table::Volumes,
+    Table::Endpoints,
+    Table::Networks,
+    Table::BuildCache,
+];
 
 impl Table {
     fn def(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
@@ -46,6 +56,7 @@ impl Table {
             Table::Endpoints => TableDefinition::new("endpoints"),
             Table::Volumes => TableDefinition::new("volumes"),
             Table::Networks => TableDefinition::new("networks"),
+            Table::BuildCache => TableDefinition::new("build_cache"),
         }
     }
 }

@@ -196,6 +196,9 @@ pub struct ContainerConfig {
     pub shell: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args_escaped: Option<bool>,
+    /// Dockerfile `ONBUILD` triggers, run by a build that starts `FROM` this image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_build: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

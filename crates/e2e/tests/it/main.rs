@@ -21,6 +21,7 @@ mod harness;
 
 mod archive;
 mod bad_input;
+mod build;
 mod commit;
 mod compose;
 mod copy;

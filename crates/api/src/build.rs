@@ -1,0 +1,194 @@
+//! `POST /build`: the context tar is streamed into a private directory, the build runs in the
+//! builder (`wharf-build`), and its events go back as the classic builder's JSON lines.
+//! `POST /build/prune` forgets the build cache.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use serde_json::{json, Value};
+use wharf_build::executor::{self, BuildError, BuildEvent, BuildRequest};
+use wharf_types::ImageRef;
+
+use crate::archive::body_reader;
+use crate::body::Body;
+use crate::error::ApiError;
+use crate::images::{progress_json, registry_auth};
+use crate::router::Result;
+use crate::router::{json as json_response, Ctx};
+
+/// The largest context a build accepts, unpacked.
+const MAX_CONTEXT_BYTES: u64 = 16 << 30;
+
+/// Removes the build's scratch directory, whatever way the build ends.
+struct Scratch(std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                log::warn!("build: remove {}: {e}", self.0.display());
+            }
+        }
+    }
+}
+
+fn parse_request(ctx: &Ctx, req: &Request<Incoming>) -> Result<BuildRequest> {
+    let q = &ctx.query;
+    if q.get("remote").is_some_and(|r| !r.is_empty()) {
+        return Err(ApiError::bad_request(
+            "remote build contexts (remote=URL) are not supported yet: send the context",
+        ));
+    }
+    let mut tags = Vec::new();
+    for t in q.get_all("t").into_iter().filter(|t| !t.is_empty()) {
+        let r = ImageRef::parse(&t).map_err(|e| ApiError::bad_request(format!("invalid tag {t:?}: {e}")))?;
+        if r.digest.is_some() {
+            return Err(ApiError::bad_request(format!("invalid tag {t:?}: a tag cannot contain a digest")));
+        }
+        tags.push(if r.tag.is_none() { r.with_tag("latest") } else { r });
+    }
+    let map = |key: &str| -> Result<BTreeMap<String, Option<String>>> {
+        match q.get(key).filter(|s| !s.is_empty()) {
+            None => Ok(BTreeMap::new()),
+            Some(raw) => {
+                serde_json::from_str(raw).map_err(|e| ApiError::bad_request(format!("invalid value for {key}: {e}")))
+            }
+        }
+    };
+    let build_args = map("buildargs")?;
+    let labels = map("labels")?.into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect();
+    let int = |key: &str| -> Result<i64> { Ok(q.int(key)?.unwrap_or(0)) };
+    if let Some(p) = q.get("platform").filter(|p| !p.is_empty()) {
+        let host = wharf_types::oci::Platform::host();
+        let wanted = wharf_types::oci::Platform::parse(p)
+            .ok_or_else(|| ApiError::bad_request(format!("invalid platform {p:?}")))?;
+        if wanted.os != host.os || wanted.architecture != host.architecture {
+            return Err(ApiError::bad_request(format!(
+                "platform {p:?} is not supported: this builder builds for {}/{}",
+                host.os, host.architecture
+            )));
+        }
+    }
+    let target = q.get("target").filter(|t| !t.is_empty()).map(|t| t.to_ascii_lowercase());
+    Ok(BuildRequest {
+        context: std::path::PathBuf::new(),
+        dockerfile: q.get("dockerfile").unwrap_or("").to_string(),
+        tags,
+        build_args,
+        labels,
+        target,
+        no_cache: q.bool("nocache"),
+        pull: q.bool("pull"),
+        remove: q.get("rm").is_none() || q.bool("rm"),
+        force_remove: q.bool("forcerm"),
+        quiet: q.bool("q"),
+        network_mode: q.get("networkmode").filter(|n| !n.is_empty()).unwrap_or("default").to_string(),
+        memory: int("memory")?,
+        memory_swap: int("memswap")?,
+        cpu_shares: int("cpushares")?,
+        cpu_period: int("cpuperiod")?,
+        cpu_quota: int("cpuquota")?,
+        auth: registry_auth(req),
+    })
+}
+
+fn line(v: Value) -> Bytes {
+    Bytes::from(v.to_string() + "\r\n")
+}
+
+fn event_json(ev: &BuildEvent) -> Bytes {
+    match ev {
+        BuildEvent::Stream(s) => line(json!({ "stream": s })),
+        // The classic builder sends RUN's stderr in the same stream; the CLI prints it as is.
+        BuildEvent::Stderr(s) => line(json!({ "stream": s })),
+        BuildEvent::Pull(p) => Bytes::from(progress_json(p) + "\r\n"),
+        BuildEvent::Aux(id) => line(json!({ "aux": { "ID": id.to_string() } })),
+    }
+}
+
+fn error_line(msg: &str) -> Bytes {
+    line(json!({ "errorDetail": { "message": msg }, "error": msg }))
+}
+
+/// `POST /build`.
+pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> {
+    let mut request = parse_request(ctx, &req)?;
+    let root = ctx.engine.config().data_root.join("build");
+    let dir = root.join(format!("ctx-{}", wharf_types::digest::to_hex(&random_bytes())));
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("build: create {}: {e}", dir.display()))
+    })?;
+    let scratch = Scratch(dir.clone());
+    let context = dir.join("context");
+    std::fs::create_dir_all(&context)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("build: {e}")))?;
+    let reader = body_reader(req);
+    let target = context.clone();
+    tokio::task::spawn_blocking(move || wharf_build::context::unpack(reader, &target, MAX_CONTEXT_BYTES))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    request.context = context;
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let engine = ctx.engine.clone();
+    let quiet = request.quiet;
+    let run = tokio::spawn(async move {
+        let _scratch = scratch;
+        executor::build(&engine, &request, tx).await
+    });
+    let (body_tx, body) = Body::channel();
+    tokio::spawn(async move {
+        let mut client_gone = false;
+        while let Some(ev) = rx.recv().await {
+            if !client_gone && body_tx.send(event_json(&ev)).await.is_err() {
+                // Dropping the receiver tells the build: it stops its container and ends.
+                client_gone = true;
+                drop(rx);
+                break;
+            }
+        }
+        let result = run.await;
+        if client_gone {
+            return;
+        }
+        match result {
+            Ok(Ok(id)) => {
+                if quiet {
+                    let _ = body_tx.send(line(json!({ "stream": format!("{id}\n") }))).await;
+                }
+            }
+            Ok(Err(e)) => {
+                let _ = body_tx.send(error_line(&build_message(&e))).await;
+            }
+            Err(e) => {
+                let _ = body_tx.send(error_line(&format!("build: {e}"))).await;
+            }
+        }
+    });
+    let mut r = Response::new(body);
+    r.headers_mut().insert("Content-Type", hyper::header::HeaderValue::from_static("application/json"));
+    Ok(r)
+}
+
+fn build_message(e: &BuildError) -> String {
+    e.to_string()
+}
+
+fn random_bytes() -> [u8; 8] {
+    let mut b = [0u8; 8];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut b);
+    }
+    b
+}
+
+/// `POST /build/prune`: forgets every cached step.
+pub fn prune(ctx: &Ctx) -> Result<Response<Body>> {
+    let entries = ctx.engine.build_cache_list()?;
+    let n = ctx.engine.build_cache_prune()?;
+    let ids: Vec<String> = entries.iter().take(n).map(|(k, _)| k.clone()).collect();
+    json_response(StatusCode::OK, &json!({ "CachesDeleted": ids, "SpaceReclaimed": 0 }))
+}

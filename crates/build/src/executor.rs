@@ -1,0 +1,1155 @@
+//! Runs a parsed Dockerfile against the engine, as Docker's classic builder does and reports:
+//! each stage from its base image, config-only instructions as new image configs (no container,
+//! no layer), RUN in a container whose upper dir becomes the layer, COPY/ADD as a tar extracted
+//! into a created (never started) container, or written directly as the layer on `scratch`.
+//! Every step's result is cached under a key of its parent image and its inputs.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use sha2::{Digest as _, Sha256};
+use tokio::sync::mpsc::UnboundedSender;
+use wharf_engine::{
+    CacheEntry, CommitImage, CreateRequest, Engine, EngineError, ExtractOptions, HostConfig, LogStream, PullEvent,
+    PullRequest, TopLayer, WaitCondition,
+};
+use wharf_types::oci::{ContainerConfig, History, ImageConfig};
+use wharf_types::{Digest, ImageRef};
+
+use crate::context::{self, Context, Ownership};
+use crate::instructions::{CmdLine, Copy, Dockerfile, Instruction, Kind};
+
+/// A build as the API parsed it.
+#[derive(Debug, Clone, Default)]
+pub struct BuildRequest {
+    /// The unpacked context.
+    pub context: PathBuf,
+    /// Path of the Dockerfile in the context (`Dockerfile` when empty; `dockerfile` also tried).
+    pub dockerfile: String,
+    pub tags: Vec<ImageRef>,
+    /// `--build-arg`: a value, or `None` for "take it from the client's environment" (which
+    /// the CLI already did; an unset one stays unset).
+    pub build_args: BTreeMap<String, Option<String>>,
+    pub labels: BTreeMap<String, String>,
+    pub target: Option<String>,
+    pub no_cache: bool,
+    pub pull: bool,
+    /// Remove intermediate containers after a successful step (default true).
+    pub remove: bool,
+    /// Remove them after a failed one too.
+    pub force_remove: bool,
+    pub quiet: bool,
+    /// `default`, `bridge`, `host`, `none`, or a network name.
+    pub network_mode: String,
+    pub memory: i64,
+    pub memory_swap: i64,
+    pub cpu_shares: i64,
+    pub cpu_period: i64,
+    pub cpu_quota: i64,
+    pub auth: Option<wharf_engine::AuthConfig>,
+}
+
+/// What a build reports, in order: the API turns these into Docker's JSON lines.
+#[derive(Debug, Clone)]
+pub enum BuildEvent {
+    /// Text for the user (`Step 1/3 : FROM busybox\n`, RUN output).
+    Stream(String),
+    /// RUN's standard error.
+    Stderr(String),
+    /// Pull progress of a base image.
+    Pull(PullEvent),
+    /// A finished stage's image id.
+    Aux(Digest),
+}
+
+/// A failed build, with the message Docker gives.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{0}")]
+    Dockerfile(#[from] crate::Error),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("The command '{command}' returned a non-zero code: {code}")]
+    RunFailed { command: String, code: i32 },
+    #[error("{0}")]
+    Engine(#[from] EngineError),
+    #[error("{0}")]
+    Context(#[from] context::ContextError),
+    #[error("the build was cancelled")]
+    Cancelled,
+}
+
+impl BuildError {
+    /// Whether the client's request was at fault (a 400 before streaming starts).
+    pub fn is_invalid(&self) -> bool {
+        matches!(self, BuildError::Dockerfile(_) | BuildError::Invalid(_))
+    }
+}
+
+/// The result of a stage, or of the steps so far.
+#[derive(Debug, Clone)]
+struct State {
+    /// The image so far; `None` on `scratch` before any step.
+    image: Option<Digest>,
+    config: ImageConfig,
+    /// Layers the image has (a COPY onto none is written as the layer directly).
+    layers: usize,
+    /// ARGs declared in this stage, with their values.
+    args: BTreeMap<String, Option<String>>,
+    shell: Vec<String>,
+}
+
+impl State {
+    fn env(&self) -> Vec<String> {
+        self.config.config.as_ref().and_then(|c| c.env.clone()).unwrap_or_default()
+    }
+
+    fn cfg(&mut self) -> &mut ContainerConfig {
+        self.config.config.get_or_insert_with(Default::default)
+    }
+
+    /// A variable as the Dockerfile sees it: ENV first, then ARGs in scope.
+    fn lookup(&self, name: &str) -> Option<String> {
+        for e in self.env().iter().rev() {
+            if let Some((k, v)) = e.split_once('=') {
+                if k == name {
+                    return Some(v.to_string());
+                }
+            }
+        }
+        self.args.get(name).cloned().flatten()
+    }
+
+    fn workdir(&self) -> String {
+        self.config.config.as_ref().and_then(|c| c.working_dir.clone()).filter(|w| !w.is_empty()).unwrap_or_default()
+    }
+}
+
+/// A running build: the engine, where reports go, and what the build has made.
+struct Build<'a> {
+    engine: &'a Engine,
+    req: &'a BuildRequest,
+    out: UnboundedSender<BuildEvent>,
+    ctx: Context,
+    step: usize,
+    steps: usize,
+    used_args: HashSet<String>,
+    /// Finished stages: index → image (None for a stage that is still `scratch`).
+    stages: HashMap<usize, State>,
+    escape: char,
+    /// Stage names by index (`COPY --from=name`, `FROM name`).
+    names: Vec<Option<String>>,
+    /// Once a step missed the cache, every later step of that stage runs.
+    missed: bool,
+}
+
+const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
+
+/// Runs the build; returns the final image id. Tags are applied here too.
+pub async fn build(
+    engine: &Engine,
+    req: &BuildRequest,
+    out: UnboundedSender<BuildEvent>,
+) -> Result<Digest, BuildError> {
+    let text = read_dockerfile(&req.context, &req.dockerfile)?;
+    let df = crate::parse(&text)?;
+    let needed = crate::stages_needed(&df, req.target.as_deref())?;
+    let steps = df.meta_args.len() + needed.iter().map(|i| df.stages[*i].instructions.len() + 1).sum::<usize>();
+    let mut b = Build {
+        engine,
+        req,
+        out,
+        ctx: Context::open(req.context.clone())?,
+        step: 0,
+        steps,
+        used_args: HashSet::new(),
+        stages: HashMap::new(),
+        escape: df.escape,
+        names: df.stages.iter().map(|s| s.name.clone()).collect(),
+        missed: req.no_cache,
+    };
+    let meta = b.meta_args(&df);
+    let mut last = None;
+    for &i in &needed {
+        let state = b.stage(&df, i, &meta).await?;
+        if b.out.is_closed() {
+            return Err(BuildError::Cancelled);
+        }
+        let id = b.ensure_image(&state).await?;
+        b.emit(BuildEvent::Aux(id.clone()));
+        b.stages.insert(i, State { image: Some(id.clone()), ..state });
+        last = Some(id);
+    }
+    let id = last.ok_or_else(|| BuildError::Invalid("the Dockerfile has no build stage".into()))?;
+    let unused: Vec<&String> =
+        req.build_args.keys().filter(|k| !b.used_args.contains(*k) && !is_predefined_arg(k)).collect();
+    if !unused.is_empty() {
+        let names: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
+        b.stream(format!("[Warning] One or more build-args [{}] were not consumed\n", names.join(" ")));
+    }
+    b.stream(format!("Successfully built {}\n", short(&id)));
+    for t in &req.tags {
+        engine.tag_image(&id.to_string(), &t.to_string())?;
+        b.stream(format!("Successfully tagged {}\n", t.familiar()));
+    }
+    Ok(id)
+}
+
+fn read_dockerfile(context: &Path, name: &str) -> Result<String, BuildError> {
+    let candidates: Vec<String> =
+        if name.is_empty() { vec!["Dockerfile".into(), "dockerfile".into()] } else { vec![context::clean_rel(name)] };
+    for c in &candidates {
+        let p = context.join(c);
+        if let Ok(meta) = std::fs::symlink_metadata(&p) {
+            if !meta.is_file() {
+                return Err(BuildError::Invalid(format!("the Dockerfile ({c}) is not a regular file")));
+            }
+            return std::fs::read_to_string(&p)
+                .map_err(|e| BuildError::Invalid(format!("cannot read the Dockerfile ({c}): {e}")));
+        }
+    }
+    Err(BuildError::Invalid(format!(
+        "Cannot locate specified Dockerfile: {}",
+        if name.is_empty() { "Dockerfile" } else { name }
+    )))
+}
+
+/// The proxy ARGs Docker predefines never count as unused.
+fn is_predefined_arg(name: &str) -> bool {
+    matches!(name.to_ascii_uppercase().as_str(), "HTTP_PROXY" | "HTTPS_PROXY" | "FTP_PROXY" | "NO_PROXY" | "ALL_PROXY")
+}
+
+fn short(id: &Digest) -> String {
+    id.hex().chars().take(12).collect()
+}
+
+fn now() -> String {
+    wharf_types::time::rfc3339_nanos(SystemTime::now())
+}
+
+fn sha(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0u8]);
+    }
+    format!("sha256:{:x}", h.finalize())
+}
+
+impl Build<'_> {
+    fn emit(&self, ev: BuildEvent) {
+        let _ = self.out.send(ev);
+    }
+
+    fn stream(&self, s: String) {
+        if !self.req.quiet {
+            self.emit(BuildEvent::Stream(s));
+        }
+    }
+
+    fn step_line(&mut self, original: &str) {
+        self.step += 1;
+        self.stream(format!("Step {}/{} : {}\n", self.step, self.steps, original));
+    }
+
+    /// The ARGs before the first FROM, with build-arg overrides: they expand FROM lines only.
+    fn meta_args(&mut self, df: &Dockerfile) -> BTreeMap<String, Option<String>> {
+        let mut meta = BTreeMap::new();
+        for a in &df.meta_args {
+            self.step_line(&format!("ARG {}", arg_text(&a.name, a.default.as_deref())));
+            let v = match self.req.build_args.get(&a.name) {
+                Some(v) => {
+                    self.used_args.insert(a.name.clone());
+                    v.clone()
+                }
+                None => a.default.as_ref().map(|d| {
+                    let lookup = |n: &str| meta.get(n).cloned().flatten();
+                    crate::shell::expand_word(d, df.escape, &lookup).unwrap_or_else(|_| d.clone())
+                }),
+            };
+            meta.insert(a.name.clone(), v);
+        }
+        meta
+    }
+
+    async fn stage(
+        &mut self,
+        df: &Dockerfile,
+        index: usize,
+        meta: &BTreeMap<String, Option<String>>,
+    ) -> Result<State, BuildError> {
+        let stage = &df.stages[index];
+        self.missed = self.req.no_cache;
+        let lookup = |n: &str| meta.get(n).cloned().flatten();
+        let base = crate::shell::expand_word(&stage.base, df.escape, &lookup)?;
+        let from_line = match &stage.name {
+            Some(n) => format!("FROM {} AS {n}", base),
+            None => format!("FROM {base}"),
+        };
+        self.step_line(&from_line);
+        let mut state = self.base_state(df, &base).await?;
+        match &state.image {
+            Some(id) => self.stream(format!(" ---> {}\n", short(id))),
+            None => self.stream(" ---> \n".to_string()),
+        }
+        // ONBUILD triggers of the base run first, in the child build.
+        let triggers = state.cfg().on_build.take().unwrap_or_default();
+        if !triggers.is_empty() {
+            self.stream(format!(
+                "# Executing {} build trigger{}\n",
+                triggers.len(),
+                if triggers.len() == 1 { "" } else { "s" }
+            ));
+            let parsed = crate::parse(&format!("FROM scratch\n{}\n", triggers.join("\n")))?;
+            for ins in parsed.stages.into_iter().flat_map(|s| s.instructions) {
+                self.instruction(&mut state, &ins, true).await?;
+            }
+        }
+        for ins in &stage.instructions {
+            self.step_line(&ins.original);
+            self.instruction(&mut state, ins, false).await?;
+        }
+        if index == *crate::stages_needed(df, self.req.target.as_deref())?.last().unwrap_or(&index)
+            && !self.req.labels.is_empty()
+        {
+            let labels = self.req.labels.clone();
+            let l = state.cfg().labels.get_or_insert_with(Default::default);
+            l.extend(labels);
+            let id = self.config_step(&mut state, "LABEL (from the build's labels)".into()).await?;
+            state.image = Some(id);
+        }
+        Ok(state)
+    }
+
+    /// The state a stage starts from: a previous stage, `scratch`, or an image (pulled when
+    /// missing or when the build asks for it).
+    async fn base_state(&mut self, df: &Dockerfile, base: &str) -> Result<State, BuildError> {
+        let lower = base.to_ascii_lowercase();
+        let _ = df;
+        if let Some(i) = self.names.iter().position(|n| n.as_deref() == Some(lower.as_str())) {
+            if let Some(s) = self.stages.get(&i) {
+                return Ok(State { args: BTreeMap::new(), ..s.clone() });
+            }
+        }
+        if lower == "scratch" {
+            let config = ImageConfig {
+                architecture: wharf_types::oci::Platform::host().architecture,
+                os: "linux".into(),
+                config: Some(ContainerConfig {
+                    env: Some(vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            return Ok(State { image: None, config, layers: 0, args: BTreeMap::new(), shell: shell_default() });
+        }
+        let reference =
+            ImageRef::parse(base).map_err(|e| BuildError::Invalid(format!("invalid FROM {base:?}: {e}")))?;
+        let local = self.engine.find_image(&reference.to_string()).or_else(|_| self.engine.find_image(base));
+        let record = match (local, self.req.pull) {
+            (Ok(r), false) => r,
+            _ => self.pull(reference).await?,
+        };
+        let config = self.engine.image_config(&record)?;
+        let shell = config.config.as_ref().and_then(|c| c.shell.clone()).unwrap_or_else(shell_default);
+        Ok(State {
+            image: Some(record.id.clone()),
+            layers: record.diff_ids.len(),
+            config,
+            args: BTreeMap::new(),
+            shell,
+        })
+    }
+
+    async fn pull(&mut self, reference: ImageRef) -> Result<wharf_engine::ImageRecord, BuildError> {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let engine = self.engine.clone();
+        let auth = self.req.auth.clone();
+        let mut task =
+            tokio::spawn(async move { engine.pull(PullRequest { reference, platform: None, auth }, tx).await });
+        loop {
+            tokio::select! {
+                ev = rx.recv() => match ev {
+                    Some(ev) => self.emit(BuildEvent::Pull(ev)),
+                    None => break,
+                },
+                r = &mut task => {
+                    while let Ok(ev) = rx.try_recv() { self.emit(BuildEvent::Pull(ev)); }
+                    return r.map_err(|e| BuildError::Invalid(format!("pull: {e}")))?.map_err(BuildError::from);
+                }
+            }
+        }
+        task.await.map_err(|e| BuildError::Invalid(format!("pull: {e}")))?.map_err(BuildError::from)
+    }
+
+    async fn instruction(&mut self, state: &mut State, ins: &Instruction, trigger: bool) -> Result<(), BuildError> {
+        if self.out.is_closed() {
+            return Err(BuildError::Cancelled);
+        }
+        let _ = trigger;
+        // ARG first: it changes what the others expand.
+        if let Kind::Arg(decls) = &ins.kind {
+            for a in decls {
+                let value = match self.req.build_args.get(&a.name) {
+                    Some(v) => {
+                        self.used_args.insert(a.name.clone());
+                        v.clone()
+                    }
+                    None => match &a.default {
+                        Some(d) => Some(crate::shell::expand_word(d, self.escape, &|n| state.lookup(n))?),
+                        None => None,
+                    },
+                };
+                state.args.insert(a.name.clone(), value);
+            }
+            // Docker shows ARG steps with the image they leave unchanged.
+            if let Some(id) = &state.image {
+                self.stream(format!(" ---> {}\n", short(id)));
+            }
+            return Ok(());
+        }
+        let snapshot = state.clone();
+        let ins = ins.expand(self.escape, &|n| snapshot.lookup(n))?;
+        let nop = |text: String| format!("/bin/sh -c #(nop)  {text}");
+        match &ins.kind {
+            Kind::Run(run) => self.run(state, &ins, run).await?,
+            Kind::Copy(c) => self.copy(state, &ins, c, "COPY").await?,
+            Kind::Add(c) => self.copy(state, &ins, c, "ADD").await?,
+            Kind::Arg(_) => unreachable!("handled above"),
+            other => {
+                let text = self.apply_config(state, other)?;
+                let id = self.config_step(state, nop(text)).await?;
+                state.image = Some(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a config-only instruction; returns its history text.
+    fn apply_config(&mut self, state: &mut State, kind: &Kind) -> Result<String, BuildError> {
+        let shell = state.shell.clone();
+        let workdir = state.workdir();
+        let cfg = state.cfg();
+        let text = match kind {
+            Kind::Cmd(c) => {
+                cfg.cmd = Some(command(c, &shell));
+                format!("CMD {}", json(cfg.cmd.as_ref()))
+            }
+            Kind::Entrypoint(c) => {
+                cfg.entrypoint = Some(command(c, &shell));
+                // A new ENTRYPOINT drops the inherited CMD, as Docker does.
+                cfg.cmd = None;
+                format!("ENTRYPOINT {}", json(cfg.entrypoint.as_ref()))
+            }
+            Kind::Env(pairs) => {
+                let env = cfg.env.get_or_insert_with(Vec::new);
+                for (k, v) in pairs {
+                    env.retain(|e| e.split('=').next() != Some(k.as_str()));
+                    env.push(format!("{k}={v}"));
+                }
+                format!("ENV {}", pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "))
+            }
+            Kind::Label(pairs) => {
+                let labels = cfg.labels.get_or_insert_with(Default::default);
+                for (k, v) in pairs {
+                    labels.insert(k.clone(), v.clone());
+                }
+                format!("LABEL {}", pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "))
+            }
+            Kind::Maintainer(m) => {
+                state.config.author = Some(m.clone());
+                format!("MAINTAINER {m}")
+            }
+            Kind::Expose(ports) => {
+                let map = cfg.exposed_ports.get_or_insert_with(Default::default);
+                let mut shown = Vec::new();
+                for p in ports {
+                    let p = if p.contains('/') { p.to_ascii_lowercase() } else { format!("{p}/tcp") };
+                    map.insert(p.clone(), serde_json::json!({}));
+                    shown.push(p);
+                }
+                format!("EXPOSE {}", shown.join(" "))
+            }
+            Kind::Volume(vols) => {
+                let map = cfg.volumes.get_or_insert_with(Default::default);
+                for v in vols {
+                    if v.trim().is_empty() {
+                        return Err(BuildError::Invalid("VOLUME specified can not be an empty string".into()));
+                    }
+                    map.insert(v.clone(), serde_json::json!({}));
+                }
+                format!("VOLUME {}", json(Some(vols)))
+            }
+            Kind::Workdir(w) => {
+                let new = if w.starts_with('/') {
+                    w.clone()
+                } else {
+                    format!("{}/{w}", if workdir.is_empty() { "" } else { workdir.trim_end_matches('/') })
+                };
+                let new = normalize_abs(&new);
+                cfg.working_dir = Some(new.clone());
+                format!("WORKDIR {new}")
+            }
+            Kind::User(u) => {
+                cfg.user = Some(u.clone());
+                format!("USER {u}")
+            }
+            Kind::Shell(s) => {
+                cfg.shell = Some(s.clone());
+                state.shell = s.clone();
+                format!("SHELL {}", json(Some(s)))
+            }
+            Kind::StopSignal(s) => {
+                wharf_engine::parse_signal(s).map_err(|_| BuildError::Invalid(format!("Invalid signal: {s}")))?;
+                cfg.stop_signal = Some(s.clone());
+                format!("STOPSIGNAL {s}")
+            }
+            Kind::Healthcheck(h) => {
+                let mut v = serde_json::json!({ "Test": h.docker_test() });
+                for (k, d) in [
+                    ("Interval", h.interval),
+                    ("Timeout", h.timeout),
+                    ("StartPeriod", h.start_period),
+                    ("StartInterval", h.start_interval),
+                ] {
+                    if let Some(d) = d.filter(|d| *d > 0) {
+                        v[k] = serde_json::json!(d);
+                    }
+                }
+                if let Some(r) = h.retries.filter(|r| *r > 0) {
+                    v["Retries"] = serde_json::json!(r);
+                }
+                let test = h.docker_test();
+                cfg.healthcheck = Some(v);
+                format!("HEALTHCHECK &{{{:?} ...}}", test)
+            }
+            Kind::Onbuild(t) => {
+                cfg.on_build.get_or_insert_with(Vec::new).push(t.clone());
+                format!("ONBUILD {t}")
+            }
+            Kind::Run(_) | Kind::Copy(_) | Kind::Add(_) | Kind::Arg(_) => unreachable!("not a config-only instruction"),
+        };
+        Ok(text)
+    }
+
+    /// Records a config-only step (or takes it from the cache): a new image with no new layer.
+    async fn config_step(&mut self, state: &mut State, created_by: String) -> Result<Digest, BuildError> {
+        let parent = state.image.as_ref().map(|d| d.to_string()).unwrap_or_default();
+        let cfg_json = serde_json::to_string(&state.config.config).unwrap_or_default();
+        let key = sha(&["config", &parent, &created_by, &cfg_json]);
+        if let Some(hit) = self.cached(&key, &created_by)? {
+            return Ok(hit);
+        }
+        let mut config = state.config.clone();
+        config.created = Some(now());
+        config.history.push(History {
+            created: config.created.clone(),
+            created_by: Some(created_by.clone()),
+            empty_layer: true,
+            ..Default::default()
+        });
+        let id = self
+            .engine
+            .commit_image(CommitImage { base: state.image.clone(), layer: TopLayer::None, config: config.clone() })
+            .await?;
+        state.config = config;
+        self.remember(&key, &id, &created_by)?;
+        self.stream(format!(" ---> {}\n", short(&id)));
+        Ok(id)
+    }
+
+    /// A cache hit for `key`, unless the build or an earlier miss says not to look.
+    fn cached(&mut self, key: &str, what: &str) -> Result<Option<Digest>, BuildError> {
+        if self.missed {
+            return Ok(None);
+        }
+        match self.engine.build_cache_get(key)? {
+            Some(hit) => {
+                self.stream(" ---> Using cache\n".to_string());
+                self.stream(format!(" ---> {}\n", short(&hit.image)));
+                Ok(Some(hit.image))
+            }
+            None => {
+                self.missed = true;
+                self.stream(format!(" ---> Cache miss: no earlier build ran {what:?} on this parent\n"));
+                Ok(None)
+            }
+        }
+    }
+
+    fn remember(&self, key: &str, id: &Digest, what: &str) -> Result<(), BuildError> {
+        self.engine
+            .build_cache_put(key, &CacheEntry { image: id.clone(), description: what.to_string(), created: now() })?;
+        Ok(())
+    }
+
+    /// After a cache hit, the state takes the cached image's config.
+    fn adopt(&self, state: &mut State, id: Digest) -> Result<(), BuildError> {
+        let rec = self.engine.find_image(&id.to_string())?;
+        state.config = self.engine.image_config(&rec)?;
+        state.layers = rec.diff_ids.len();
+        state.image = Some(id);
+        Ok(())
+    }
+
+    /// Makes sure a stage's result is an image (a stage of `FROM scratch` alone is not yet).
+    async fn ensure_image(&mut self, state: &State) -> Result<Digest, BuildError> {
+        match &state.image {
+            Some(id) => Ok(id.clone()),
+            None => {
+                let mut s = state.clone();
+                self.config_step(&mut s, "/bin/sh -c #(nop) FROM scratch".into()).await
+            }
+        }
+    }
+
+    async fn run(
+        &mut self,
+        state: &mut State,
+        ins: &Instruction,
+        run: &crate::instructions::Run,
+    ) -> Result<(), BuildError> {
+        if !run.mounts.is_empty() {
+            return Err(BuildError::Invalid(format!(
+                "Dockerfile line {}: RUN --mount is not supported by this builder yet",
+                ins.line
+            )));
+        }
+        if run.security.is_some() {
+            return Err(BuildError::Invalid(format!("Dockerfile line {}: RUN --security is not supported", ins.line)));
+        }
+        let argv = match &run.cmd {
+            CmdLine::Exec(v) => v.clone(),
+            CmdLine::Shell(s) => {
+                let mut script = s.clone();
+                // A heredoc is part of the script the shell reads (`RUN <<EOF` alone runs the
+                // body; `RUN cat <<EOF > f` feeds it), exactly as sh treats it.
+                for h in &run.heredocs {
+                    // The shell expands the body (or not, for a quoted marker) as it reads the script.
+                    let body = h.content.clone();
+                    if script.trim() == format!("<<{}", h.name) || script.trim() == format!("<<-{}", h.name) {
+                        script = body;
+                    } else {
+                        script = format!("{script}\n{body}{}", h.name);
+                    }
+                }
+                state.shell.iter().cloned().chain(std::iter::once(script)).collect()
+            }
+        };
+        let args_in_scope: Vec<String> = state
+            .args
+            .iter()
+            .filter(|(k, v)| v.is_some() && !state.env().iter().any(|e| e.split('=').next() == Some(k.as_str())))
+            .map(|(k, v)| format!("{k}={}", v.clone().unwrap_or_default()))
+            .collect();
+        let shown = argv.join(" ");
+        let created_by = if args_in_scope.is_empty() {
+            shown.clone()
+        } else {
+            format!("|{} {} {}", args_in_scope.len(), args_in_scope.join(" "), shown)
+        };
+        let parent = state.image.as_ref().map(|d| d.to_string()).unwrap_or_default();
+        let network = run.network.clone().unwrap_or_default();
+        let key = sha(&["run", &parent, &created_by, &network]);
+        if let Some(hit) = self.cached(&key, &ins.original)? {
+            return self.adopt(state, hit);
+        }
+        let image = state.image.clone().ok_or_else(|| {
+            BuildError::Invalid(format!(
+                "Dockerfile line {}: RUN needs an image to run in (FROM scratch has none)",
+                ins.line
+            ))
+        })?;
+        let mut env = state.env();
+        env.extend(args_in_scope.iter().cloned());
+        let network_mode = match network.as_str() {
+            "" | "default" => self.req.network_mode.clone(),
+            "none" | "host" => network.clone(),
+            other => {
+                return Err(BuildError::Invalid(format!(
+                    "RUN --network={other} is not supported: use none, host or default"
+                )))
+            }
+        };
+        let rec = self
+            .engine
+            .create_container(CreateRequest {
+                image: image.to_string(),
+                cmd: Some(argv),
+                entrypoint: Some(Vec::new()),
+                env,
+                working_dir: Some(state.workdir()).filter(|w| !w.is_empty()),
+                user: state.config.config.as_ref().and_then(|c| c.user.clone()),
+                attach_stdout: true,
+                attach_stderr: true,
+                labels: BTreeMap::from([("io.wharf.build".to_string(), "run".to_string())]),
+                host_config: self.host_config(network_mode),
+                ..Default::default()
+            })
+            .await?;
+        self.stream(format!(" ---> Running in {}\n", &rec.id[..12]));
+        let result = self.run_container(&rec.id).await;
+        let code = match result {
+            Ok(code) => code,
+            Err(e) => {
+                self.remove(&rec.id).await;
+                return Err(e);
+            }
+        };
+        if code != 0 {
+            if self.req.force_remove {
+                self.remove(&rec.id).await;
+            }
+            return Err(BuildError::RunFailed { command: shown, code });
+        }
+        let mut config = state.config.clone();
+        config.created = Some(now());
+        let empty = self.engine.container_changes_empty(&rec.id)?;
+        config.history.push(History {
+            created: config.created.clone(),
+            created_by: Some(created_by.clone()),
+            empty_layer: empty,
+            ..Default::default()
+        });
+        let layer = if empty { TopLayer::None } else { TopLayer::Container(rec.id.clone()) };
+        let committed =
+            self.engine.commit_image(CommitImage { base: Some(image), layer, config: config.clone() }).await;
+        if self.req.remove || self.req.force_remove {
+            self.stream(format!("Removing intermediate container {}\n", &rec.id[..12]));
+            self.remove(&rec.id).await;
+        }
+        let id = committed?;
+        self.remember(&key, &id, &ins.original)?;
+        self.stream(format!(" ---> {}\n", short(&id)));
+        self.adopt(state, id)
+    }
+
+    fn host_config(&self, network_mode: String) -> HostConfig {
+        HostConfig {
+            network_mode: if network_mode.is_empty() { "default".into() } else { network_mode },
+            memory: self.req.memory,
+            memory_swap: self.req.memory_swap,
+            cpu_shares: self.req.cpu_shares,
+            cpu_period: self.req.cpu_period,
+            cpu_quota: self.req.cpu_quota,
+            ..Default::default()
+        }
+    }
+
+    /// Starts the step's container, streams its output, and returns its exit code. A client
+    /// that goes away stops it.
+    async fn run_container(&mut self, id: &str) -> Result<i32, BuildError> {
+        let mut output = self.engine.attach_output(id, true, true)?;
+        let wait = self.engine.wait_future(id, WaitCondition::NextExit)?;
+        self.engine.start_container(id).await?;
+        let mut wait = Box::pin(wait);
+        loop {
+            tokio::select! {
+                chunk = output.recv() => match chunk {
+                    Some(c) => {
+                        let text = String::from_utf8_lossy(&c.data).into_owned();
+                        match c.stream {
+                            LogStream::Stdout => self.stream(text),
+                            LogStream::Stderr => if !self.req.quiet { self.emit(BuildEvent::Stderr(text)) },
+                        }
+                    }
+                    None => break,
+                },
+                _ = self.out.closed() => {
+                    let _ = self.engine.kill_container(id, Some("SIGKILL")).await;
+                    return Err(BuildError::Cancelled);
+                }
+            }
+        }
+        let (code, _) = (&mut wait).await;
+        Ok(code)
+    }
+
+    async fn remove(&self, id: &str) {
+        if let Err(e) = self.engine.remove_container(id, true).await {
+            log::warn!("build: remove container {id}: {e}");
+        }
+    }
+
+    async fn copy(&mut self, state: &mut State, ins: &Instruction, c: &Copy, what: &str) -> Result<(), BuildError> {
+        if c.link || c.parents || !c.exclude.is_empty() || c.checksum.is_some() || c.keep_git_dir {
+            let flag = if c.link {
+                "--link"
+            } else if c.parents {
+                "--parents"
+            } else if !c.exclude.is_empty() {
+                "--exclude"
+            } else if c.checksum.is_some() {
+                "--checksum"
+            } else {
+                "--keep-git-dir"
+            };
+            return Err(BuildError::Invalid(format!(
+                "Dockerfile line {}: {what} {flag} is not supported by this builder yet",
+                ins.line
+            )));
+        }
+        if what == "ADD" && c.sources.iter().any(|s| s.starts_with("http://") || s.starts_with("https://")) {
+            return Err(BuildError::Invalid(format!(
+                "Dockerfile line {}: ADD of a URL is not supported by this builder yet",
+                ins.line
+            )));
+        }
+        let workdir = state.workdir();
+        let mut dest = if c.dest.starts_with('/') {
+            c.dest.clone()
+        } else {
+            format!("{}/{}", if workdir.is_empty() { "" } else { workdir.trim_end_matches('/') }, c.dest)
+        };
+        if c.dest == "." || c.dest.ends_with("/.") {
+            dest.push('/');
+        }
+        let many = c.sources.len() + c.heredocs.len() > 1 || c.sources.iter().any(|s| context::has_wildcard(s));
+        let dest_is_dir = dest.ends_with('/') || many;
+        if many && !dest.ends_with('/') {
+            return Err(BuildError::Invalid(format!(
+                "When using {what} with more than one source file, the destination must be a directory and end with a /"
+            )));
+        }
+        let dest_abs = normalize_abs(&dest);
+        let own = self.ownership(state, c).await?;
+
+        // Where the files come from: the context, or another stage's or image's file system.
+        let (selected, source_dir, cleanup): (Vec<context::Selected>, String, Option<tempdir::Dir>) = match &c.from {
+            None => {
+                let sources = self.ctx.resolve(&c.sources, what).map_err(BuildError::Invalid)?;
+                (self.ctx.select(&sources, &dest_abs, dest_is_dir), "context".into(), None)
+            }
+            Some(from) => {
+                let dir = self.export_from(from).await?;
+                let src_ctx = Context::open(dir.path().to_path_buf())?;
+                let sources: Vec<String> = c.sources.to_vec();
+                let resolved = src_ctx.resolve(&sources, what).map_err(BuildError::Invalid)?;
+                let sel = src_ctx.select(&resolved, &dest_abs, dest_is_dir);
+                (sel, format!("from {from}"), Some(dir))
+            }
+        };
+        // ADD unpacks local tar archives into the destination.
+        if what == "ADD" && c.from.is_none() {
+            if let Some(s) = selected.iter().find(|s| is_archive(&s.source)) {
+                return self.add_archive(state, ins, &s.source.clone(), &dest_abs).await;
+            }
+        }
+        let mut extra = BTreeMap::new();
+        for h in &c.heredocs {
+            let to =
+                if dest_is_dir { format!("{}/{}", dest_abs.trim_end_matches('/'), h.name) } else { dest_abs.clone() };
+            extra.insert(to, h.content.clone().into_bytes());
+        }
+        let digest = context::digest(&selected, own)?;
+        let mut hd = Sha256::new();
+        for (k, v) in &extra {
+            hd.update(k.as_bytes());
+            hd.update(v);
+        }
+        let kind = if selected.len() == 1 && extra.is_empty() { "file" } else { "multi" };
+        let created_by = format!("/bin/sh -c #(nop) {what} {kind}:{digest} in {dest_abs} ");
+        let parent = state.image.as_ref().map(|d| d.to_string()).unwrap_or_default();
+        let key = sha(&["copy", &parent, &created_by, &source_dir, &format!("{:x}", hd.finalize())]);
+        if let Some(hit) = self.cached(&key, &ins.original)? {
+            drop(cleanup);
+            return self.adopt(state, hit);
+        }
+        let tar_path = self.scratch_file("copy.tar");
+        {
+            let f = std::fs::File::create(&tar_path).map_err(|e| BuildError::Invalid(format!("build: {e}")))?;
+            context::write_tar(&selected, own, state.layers == 0, &extra, std::io::BufWriter::new(f))?;
+        }
+        drop(cleanup);
+        let result = self.commit_tar(state, &tar_path, created_by.clone()).await;
+        let _ = std::fs::remove_file(&tar_path);
+        let id = result?;
+        self.remember(&key, &id, &ins.original)?;
+        self.stream(format!(" ---> {}\n", short(&id)));
+        self.adopt(state, id)
+    }
+
+    /// Puts a tar into a new layer on top of the state: directly when there is nothing below
+    /// it, else extracted into a created container (so symlinks and existing directories of
+    /// the image are respected) whose upper dir becomes the layer.
+    async fn commit_tar(&mut self, state: &State, tar: &Path, created_by: String) -> Result<Digest, BuildError> {
+        let mut config = state.config.clone();
+        config.created = Some(now());
+        config.history.push(History {
+            created: config.created.clone(),
+            created_by: Some(created_by),
+            ..Default::default()
+        });
+        let file = std::fs::File::open(tar).map_err(|e| BuildError::Invalid(format!("build: {e}")))?;
+        let Some(image) = state.image.clone().filter(|_| state.layers > 0) else {
+            let id = self
+                .engine
+                .commit_image(CommitImage { base: state.image.clone(), layer: TopLayer::Tar(Box::new(file)), config })
+                .await?;
+            return Ok(id);
+        };
+        let rec = self
+            .engine
+            .create_container(CreateRequest {
+                image: image.to_string(),
+                cmd: Some(vec!["/bin/sh".into(), "-c".into(), "#(nop) COPY".into()]),
+                entrypoint: Some(Vec::new()),
+                labels: BTreeMap::from([("io.wharf.build".to_string(), "copy".to_string())]),
+                host_config: self.host_config("none".into()),
+                ..Default::default()
+            })
+            .await?;
+        let extracted = self
+            .engine
+            .container_extract(
+                &rec.id,
+                "/",
+                ExtractOptions { no_overwrite_dir_non_dir: false, copy_uid_gid: true },
+                Box::new(file),
+            )
+            .await;
+        let committed = match extracted {
+            Ok(()) => {
+                self.engine
+                    .commit_image(CommitImage { base: Some(image), layer: TopLayer::Container(rec.id.clone()), config })
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        self.remove(&rec.id).await;
+        Ok(committed?)
+    }
+
+    async fn add_archive(
+        &mut self,
+        state: &mut State,
+        ins: &Instruction,
+        archive: &Path,
+        dest: &str,
+    ) -> Result<(), BuildError> {
+        let digest = context::digest(
+            &[context::Selected { source: archive.to_path_buf(), dest: dest.into() }],
+            Ownership::default(),
+        )?;
+        let created_by = format!("/bin/sh -c #(nop) ADD file:{digest} in {dest} ");
+        let parent = state.image.as_ref().map(|d| d.to_string()).unwrap_or_default();
+        let key = sha(&["add-archive", &parent, &created_by]);
+        if let Some(hit) = self.cached(&key, &ins.original)? {
+            return self.adopt(state, hit);
+        }
+        // Re-root the archive's entries below the destination.
+        let tar_path = self.scratch_file("add.tar");
+        reroot_archive(archive, dest, &tar_path)?;
+        let result = self.commit_tar(state, &tar_path, created_by.clone()).await;
+        let _ = std::fs::remove_file(&tar_path);
+        let id = result?;
+        self.remember(&key, &id, &ins.original)?;
+        self.stream(format!(" ---> {}\n", short(&id)));
+        self.adopt(state, id)
+    }
+
+    fn scratch_file(&self, name: &str) -> PathBuf {
+        let parent = self.req.context.parent().unwrap_or(Path::new("/tmp"));
+        parent.join(format!(
+            "{}-{}-{name}",
+            self.req.context.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
+            self.step
+        ))
+    }
+
+    /// The file system of a stage, an image, or a stage index, copied out into a directory
+    /// (`COPY --from`).
+    async fn export_from(&mut self, from: &str) -> Result<tempdir::Dir, BuildError> {
+        let lower = from.to_ascii_lowercase();
+        let image = match self.stage_image(&lower) {
+            Some(id) => id,
+            None => {
+                let reference =
+                    ImageRef::parse(from).map_err(|e| BuildError::Invalid(format!("invalid --from {from:?}: {e}")))?;
+                match self.engine.find_image(&reference.to_string()) {
+                    Ok(r) if !self.req.pull => r.id,
+                    _ => self.pull(reference).await?.id,
+                }
+            }
+        };
+        let dir = tempdir::Dir::new(self.scratch_file("from"))?;
+        let rec = self
+            .engine
+            .create_container(CreateRequest {
+                image: image.to_string(),
+                cmd: Some(vec!["/bin/sh".into(), "-c".into(), "#(nop) COPY --from".into()]),
+                entrypoint: Some(Vec::new()),
+                labels: BTreeMap::from([("io.wharf.build".to_string(), "copy-from".to_string())]),
+                host_config: self.host_config("none".into()),
+                ..Default::default()
+            })
+            .await?;
+        let result = async {
+            let (reader, writer) = std::io::pipe().map_err(|e| BuildError::Invalid(format!("build: pipe: {e}")))?;
+            let target = dir.path().to_path_buf();
+            let unpack = tokio::task::spawn_blocking(move || context::unpack(reader, &target, u64::MAX));
+            let archived = self.engine.container_archive(&rec.id, "/", Box::new(writer)).await;
+            let unpacked = unpack.await.map_err(|e| BuildError::Invalid(format!("build: {e}")))?;
+            archived?;
+            unpacked.map_err(BuildError::from)
+        }
+        .await;
+        self.remove(&rec.id).await;
+        result?;
+        Ok(dir)
+    }
+
+    /// A finished stage named `name`, or numbered so.
+    fn stage_image(&self, name: &str) -> Option<Digest> {
+        let index = match name.parse::<usize>() {
+            Ok(i) => Some(i),
+            Err(_) => self.names.iter().position(|n| n.as_deref() == Some(name)),
+        }?;
+        self.stages.get(&index).and_then(|s| s.image.clone())
+    }
+
+    /// `--chown` resolved against the image's passwd and group files (numbers pass as they are).
+    async fn ownership(&mut self, state: &State, c: &Copy) -> Result<Ownership, BuildError> {
+        let mode = match &c.chmod {
+            Some(m) => Some(
+                u32::from_str_radix(m, 8)
+                    .map_err(|_| BuildError::Invalid(format!("invalid --chmod={m}: must be octal")))?,
+            ),
+            None => None,
+        };
+        let Some(spec) = &c.chown else { return Ok(Ownership { uid: 0, gid: 0, mode }) };
+        let (user, group) = match spec.split_once(':') {
+            Some((u, g)) => (u.to_string(), Some(g.to_string())),
+            None => (spec.clone(), None),
+        };
+        let numeric = |s: &str| s.parse::<u32>().ok();
+        if let (Some(u), g) = (numeric(&user), group.as_deref().map(numeric)) {
+            if g.is_none() || g.flatten().is_some() {
+                return Ok(Ownership { uid: u, gid: g.flatten().unwrap_or(u), mode });
+            }
+        }
+        let image = state.image.clone().ok_or_else(|| {
+            BuildError::Invalid(format!("unable to convert uid/gid chown string to host mapping: no such user: {user}"))
+        })?;
+        let (uid, gid) = self
+            .engine
+            .resolve_user_in_image(&image, &user, group.as_deref())
+            .map_err(|e| BuildError::Invalid(format!("unable to convert uid/gid chown string to host mapping: {e}")))?;
+        Ok(Ownership { uid, gid, mode })
+    }
+}
+
+fn shell_default() -> Vec<String> {
+    DEFAULT_SHELL.iter().map(|s| s.to_string()).collect()
+}
+
+fn arg_text(name: &str, default: Option<&str>) -> String {
+    match default {
+        Some(d) => format!("{name}={d}"),
+        None => name.to_string(),
+    }
+}
+
+fn command(c: &CmdLine, shell: &[String]) -> Vec<String> {
+    match c {
+        CmdLine::Exec(v) => v.clone(),
+        CmdLine::Shell(s) => shell.iter().cloned().chain(std::iter::once(s.clone())).collect(),
+    }
+}
+
+fn json(v: Option<&Vec<String>>) -> String {
+    serde_json::to_string(&v.cloned().unwrap_or_default()).unwrap_or_default()
+}
+
+/// `/a/./b/../c/` → `/a/c`.
+fn normalize_abs(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// Whether ADD unpacks this file: a tar, plain or gzip-compressed, recognised by content.
+fn is_archive(path: &Path) -> bool {
+    let Ok(mut f) = std::fs::File::open(path) else { return false };
+    let mut head = [0u8; 512];
+    let n = std::io::Read::read(&mut f, &mut head).unwrap_or(0);
+    if n >= 2 && head[..2] == [0x1f, 0x8b] {
+        return true;
+    }
+    n >= 262 && &head[257..262] == b"ustar"
+}
+
+/// Copies an archive's entries (plain or gzip tar) into a new tar with each path below `dest`.
+fn reroot_archive(archive: &Path, dest: &str, out: &Path) -> Result<(), BuildError> {
+    let err = |e: std::io::Error| BuildError::Invalid(format!("ADD {}: {e}", archive.display()));
+    let f = std::fs::File::open(archive).map_err(err)?;
+    let mut head = std::io::BufReader::new(f);
+    let gz = std::io::BufRead::fill_buf(&mut head).map_err(err)?.starts_with(&[0x1f, 0x8b]);
+    let reader: Box<dyn std::io::Read> =
+        if gz { Box::new(flate2::read::MultiGzDecoder::new(head)) } else { Box::new(head) };
+    let mut input = tar::Archive::new(reader);
+    let mut output = tar::Builder::new(std::io::BufWriter::new(std::fs::File::create(out).map_err(err)?));
+    let prefix = dest.trim_start_matches('/').trim_end_matches('/');
+    for entry in input.entries().map_err(err)? {
+        let mut entry = entry.map_err(err)?;
+        let path = entry.path().map_err(err)?.into_owned();
+        let rel = context::clean_rel(&path.to_string_lossy());
+        if rel.is_empty() {
+            continue;
+        }
+        let full = if prefix.is_empty() { rel } else { format!("{prefix}/{rel}") };
+        let mut h = entry.header().clone();
+        if matches!(h.entry_type(), tar::EntryType::Link) {
+            if let Ok(Some(t)) = entry.link_name() {
+                let t = context::clean_rel(&t.to_string_lossy());
+                let t = if prefix.is_empty() { t } else { format!("{prefix}/{t}") };
+                output.append_link(&mut h, &full, &t).map_err(err)?;
+                continue;
+            }
+        }
+        if matches!(h.entry_type(), tar::EntryType::Symlink) {
+            if let Ok(Some(t)) = entry.link_name() {
+                let t = t.into_owned();
+                output.append_link(&mut h, &full, &t).map_err(err)?;
+                continue;
+            }
+        }
+        output.append_data(&mut h, &full, &mut entry).map_err(err)?;
+    }
+    output.into_inner().map_err(err)?;
+    Ok(())
+}
+
+/// A directory removed when dropped.
+mod tempdir {
+    use std::path::{Path, PathBuf};
+
+    pub struct Dir(PathBuf);
+
+    impl Dir {
+        pub fn new(path: PathBuf) -> Result<Dir, super::BuildError> {
+            std::fs::create_dir_all(&path)
+                .map_err(|e| super::BuildError::Invalid(format!("build: create {}: {e}", path.display())))?;
+            Ok(Dir(path))
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! `wharf build`: sends a directory as the build context (a tar streamed while it is written)
+//! to `POST /build` and prints the builder's progress, as `docker build` does with the classic
+//! builder.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use wharf_client::{Body, Client, JsonMessage, Query, Request};
+
+use crate::Exit;
+
+#[derive(Debug, Args)]
+pub struct BuildFlags {
+    /// Name and optionally a tag in the 'name:tag' format
+    #[arg(short = 't', long = "tag")]
+    tags: Vec<String>,
+    /// Name of the Dockerfile (default: 'PATH/Dockerfile')
+    #[arg(short = 'f', long = "file")]
+    file: Option<String>,
+    /// Set build-time variables
+    #[arg(long = "build-arg")]
+    build_args: Vec<String>,
+    /// Set metadata for an image
+    #[arg(long = "label")]
+    labels: Vec<String>,
+    /// Set the target build stage to build
+    #[arg(long)]
+    target: Option<String>,
+    /// Do not use cache when building the image
+    #[arg(long = "no-cache")]
+    no_cache: bool,
+    /// Always attempt to pull a newer version of the image
+    #[arg(long)]
+    pull: bool,
+    /// Suppress the build output and print image ID on success
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Remove intermediate containers after a successful build
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    rm: bool,
+    /// Always remove intermediate containers
+    #[arg(long = "force-rm")]
+    force_rm: bool,
+    /// Set the networking mode for the RUN instructions during build
+    #[arg(long)]
+    network: Option<String>,
+    /// Build context directory
+    path: String,
+}
+
+pub fn run(client: &Client, f: &BuildFlags) -> Result<()> {
+    if f.path == "-" || f.path.starts_with("http://") || f.path.starts_with("https://") || f.path.starts_with("git@") {
+        bail!("wharf build takes a context directory; {:?} (stdin or a URL) is not supported yet", f.path);
+    }
+    let dir = PathBuf::from(&f.path);
+    if !dir.is_dir() {
+        bail!("unable to prepare context: path {:?} not found", f.path);
+    }
+    // A Dockerfile outside the context travels inside it under a name of its own, as the
+    // docker CLI does.
+    let mut extra: Option<(String, Vec<u8>)> = None;
+    let dockerfile = match &f.file {
+        None => String::new(),
+        Some(file) => {
+            let p = Path::new(file);
+            let inside = std::fs::canonicalize(p)
+                .ok()
+                .zip(std::fs::canonicalize(&dir).ok())
+                .and_then(|(p, d)| p.strip_prefix(&d).ok().map(|r| r.to_string_lossy().to_string()));
+            match inside {
+                Some(rel) => rel,
+                None => {
+                    let text = std::fs::read(p).with_context(|| format!("unable to read Dockerfile {file}"))?;
+                    let name = format!(".dockerfile.{:x}", std::process::id() as u64 * 2654435761 % (1 << 40));
+                    extra = Some((name.clone(), text));
+                    name
+                }
+            }
+        }
+    };
+    let mut args = BTreeMap::new();
+    for a in &f.build_args {
+        match a.split_once('=') {
+            Some((k, v)) => args.insert(k.to_string(), Some(v.to_string())),
+            // `--build-arg NAME` takes the value from the environment, or leaves it unset.
+            None => args.insert(a.clone(), std::env::var(a).ok()),
+        };
+    }
+    let mut labels = BTreeMap::new();
+    for l in &f.labels {
+        let (k, v) = l.split_once('=').unwrap_or((l, ""));
+        labels.insert(k.to_string(), v.to_string());
+    }
+    let mut q = Query::new()
+        .set_nonempty("dockerfile", &dockerfile)
+        .set("buildargs", serde_json::to_string(&args)?)
+        .set("labels", serde_json::to_string(&labels)?)
+        .set_nonempty("target", f.target.as_deref().unwrap_or(""))
+        .flag("nocache", f.no_cache)
+        .flag("pull", f.pull)
+        .flag("q", f.quiet)
+        .set("rm", if f.rm { "1" } else { "0" })
+        .flag("forcerm", f.force_rm)
+        .set_nonempty("networkmode", f.network.as_deref().unwrap_or(""));
+    for t in &f.tags {
+        q = q.set("t", t.as_str());
+    }
+    let (reader, mut writer) = std::io::pipe().context("pipe")?;
+    let tar_dir = dir.clone();
+    let producer = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut tar = tar::Builder::new(&mut writer);
+        tar.follow_symlinks(false);
+        tar.mode(tar::HeaderMode::Complete);
+        tar.append_dir_all(".", &tar_dir)?;
+        if let Some((name, text)) = extra {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(text.len() as u64);
+            h.set_mode(0o600);
+            h.set_cksum();
+            tar.append_data(&mut h, name, &text[..])?;
+        }
+        tar.finish()
+    });
+    let req = Request::new("POST", &q.to_target("/build"))
+        .header("Content-Type", "application/x-tar")
+        .body(Body::Reader(Box::new(reader), None));
+    let messages = client.json_stream::<JsonMessage>(req).context("build")?;
+    let mut out = std::io::stdout().lock();
+    let mut failed = None;
+    for m in messages {
+        let m = m.context("build")?;
+        if let Some(e) = m.error_message() {
+            failed = Some(e.to_string());
+            break;
+        }
+        if let Some(s) = &m.stream {
+            write!(out, "{s}")?;
+            out.flush()?;
+        } else if let Some(status) = &m.status {
+            match &m.id {
+                Some(id) => writeln!(out, "{id}: {status} {}", m.progress.as_deref().unwrap_or(""))?,
+                None => writeln!(out, "{status}")?,
+            }
+        }
+    }
+    match producer.join() {
+        Ok(Err(e)) if failed.is_none() => bail!("send the build context: {e}"),
+        _ => {}
+    }
+    if let Some(e) = failed {
+        return Err(Exit::new(1, e).into());
+    }
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! `docker build` (the classic builder, `DOCKER_BUILDKIT=0`) and `wharf build` against wharfd:
+//! every built image is checked by running it and by inspecting its config; the cache is
+//! checked by rebuilding, touching and changing files; failures name what failed and tag
+//! nothing.
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::harness::{registry, run_cmd, Cli, Daemon, Output, TempDir};
+
+/// Runs a build of `dir` through the CLI.
+fn build(d: &Daemon, cli: Cli, dir: &Path, args: &[&str]) -> Output {
+    let mut cmd = d.command(cli, &[]);
+    cmd.arg("build").args(args).arg(dir);
+    if cli == Cli::Docker {
+        cmd.env("DOCKER_BUILDKIT", "0");
+    }
+    run_cmd(cmd, Duration::from_secs(180))
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    let p = dir.join(name);
+    if let Some(parent) = p.parent() {
+        fs::create_dir_all(parent).expect("mkdir");
+    }
+    fs::write(p, text).expect("write");
+}
+
+fn base() -> String {
+    registry().image("library/busybox:latest")
+}
+
+const APP_DOCKERFILE: &str = r#"# syntax=docker/dockerfile:1
+FROM BASE
+ARG GREETING=hello
+ENV APP=/app \
+    MODE=test
+WORKDIR $APP
+COPY greet.txt ./
+COPY dir/ sub/
+RUN echo "$GREETING from run" > run.txt && cat greet.txt
+RUN <<EOF
+echo heredoc-ran > /app/heredoc.txt
+EOF
+LABEL org.example.kind="demo app" org.example.v=1
+EXPOSE 8080 53/udp
+VOLUME /data
+STOPSIGNAL SIGINT
+HEALTHCHECK --interval=30s --retries=3 CMD ["true"]
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["cat /app/run.txt /app/heredoc.txt /app/sub/inner.txt"]
+"#;
+
+fn app_context(dir: &Path) {
+    write(dir, "Dockerfile", &APP_DOCKERFILE.replace("BASE", &base()));
+    write(dir, "greet.txt", "greetings\n");
+    write(dir, "dir/inner.txt", "inner\n");
+    write(dir, "dir/skip.log", "not copied\n");
+    write(dir, "ignored.bin", "x");
+    write(dir, ".dockerignore", "# comment\n*.bin\n**/*.log\n");
+}
+
+fn image_id(out: &Output) -> String {
+    out.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Successfully built "))
+        .unwrap_or_else(|| panic!("no 'Successfully built' line:\n{out}"))
+        .trim()
+        .to_string()
+}
+
+fn build_run_and_inspect(cli: Cli) {
+    let d = Daemon::start();
+    let ctx = TempDir::new("build-ctx");
+    app_context(&ctx.0);
+    let out = build(&d, cli, &ctx.0, &["-t", "app:1", "--build-arg", "GREETING=hi"]);
+    out.ok();
+    out.mentions(&["Step 1/", "FROM ", "Running in ", "greetings", "Successfully tagged app:1"]);
+    let id = image_id(&out);
+
+    let run = d.cli(cli, &["run", "--rm", "app:1"]);
+    run.ok();
+    assert_eq!(run.trimmed(), "hi from run\nheredoc-ran\ninner", "{run}");
+    let ls = d.cli(cli, &["run", "--rm", "--entrypoint", "ls", "app:1", "/app", "/app/sub"]);
+    ls.ok();
+    assert!(!ls.stdout.contains("skip.log") && !ls.stdout.contains("ignored.bin"), ".dockerignore not applied:\n{ls}");
+
+    let info = d.inspect(cli, "app:1");
+    let c = &info["Config"];
+    assert_eq!(c["WorkingDir"], "/app", "{c}");
+    let env: Vec<String> =
+        c["Env"].as_array().expect("Env").iter().map(|v| v.as_str().unwrap_or("").to_string()).collect();
+    assert!(env.contains(&"APP=/app".to_string()) && env.contains(&"MODE=test".to_string()), "{env:?}");
+    assert!(!env.iter().any(|e| e.starts_with("GREETING")), "a build arg was kept in the image: {env:?}");
+    assert_eq!(c["Labels"]["org.example.kind"], "demo app", "{c}");
+    assert!(c["ExposedPorts"].get("8080/tcp").is_some() && c["ExposedPorts"].get("53/udp").is_some(), "{c}");
+    assert!(c["Volumes"].get("/data").is_some(), "{c}");
+    assert_eq!(c["StopSignal"], "SIGINT", "{c}");
+    assert_eq!(c["Entrypoint"], serde_json::json!(["/bin/sh", "-c"]), "{c}");
+    assert_eq!(c["Cmd"], serde_json::json!(["cat /app/run.txt /app/heredoc.txt /app/sub/inner.txt"]), "{c}");
+    assert_eq!(c["Healthcheck"]["Test"], serde_json::json!(["CMD", "true"]), "{c}");
+    assert_eq!(c["Healthcheck"]["Interval"], 30_000_000_000u64, "{c}");
+
+    let history = d.cli(cli, &["history", "--no-trunc", "app:1"]);
+    history.ok();
+    history.mentions(&["from run", "WORKDIR /app", "EXPOSE"]);
+
+    // A rebuild is all cache and gives the same image.
+    let again = build(&d, cli, &ctx.0, &["-t", "app:1", "--build-arg", "GREETING=hi"]);
+    again.ok();
+    assert!(!again.stdout.contains("Running in"), "a step ran again:\n{again}");
+    assert_eq!(image_id(&again), id, "the cached rebuild made another image");
+
+    // Touching a file keeps the cache; changing a byte busts it from that COPY on.
+    let later = std::time::SystemTime::now() + Duration::from_secs(5);
+    fs::File::options().write(true).open(ctx.0.join("greet.txt")).expect("open").set_modified(later).expect("touch");
+    let touched = build(&d, cli, &ctx.0, &["-t", "app:1", "--build-arg", "GREETING=hi"]);
+    touched.ok();
+    assert_eq!(image_id(&touched), id, "touching a file busted the cache:\n{touched}");
+    write(&ctx.0, "greet.txt", "changed\n");
+    let changed = build(&d, cli, &ctx.0, &["-t", "app:2", "--build-arg", "GREETING=hi"]);
+    changed.ok();
+    changed.mentions(&["Running in", "changed"]);
+    assert_ne!(image_id(&changed), id);
+    // --no-cache runs everything.
+    let fresh = build(&d, cli, &ctx.0, &["--no-cache", "-t", "app:3", "--build-arg", "GREETING=hi"]);
+    fresh.ok();
+    assert!(!fresh.stdout.contains("Using cache"), "{fresh}");
+}
+both!(build_run_and_inspect);
+
+fn failing_run_names_the_command_and_tags_nothing(cli: Cli) {
+    let d = Daemon::start();
+    let ctx = TempDir::new("build-fail");
+    write(&ctx.0, "Dockerfile", &format!("FROM {}\nRUN echo before\nRUN exit 3\n", base()));
+    let out = build(&d, cli, &ctx.0, &["-t", "broken:1"]);
+    out.fails().mentions(&["The command '/bin/sh -c exit 3' returned a non-zero code: 3"]);
+    assert!(!d.cli(cli, &["image", "inspect", "broken:1"]).success(), "a failed build was tagged");
+
+    write(&ctx.0, "Dockerfile", &format!("FROM {}\nCOPY missing.txt /\n", base()));
+    let out = build(&d, cli, &ctx.0, &["-t", "broken:2"]);
+    out.fails().mentions(&["missing.txt"]);
+
+    write(&ctx.0, "Dockerfile", &format!("FROM {}\nFORM x\n", base()));
+    let out = build(&d, cli, &ctx.0, &["-t", "broken:3"]);
+    out.fails().mentions(&["line 2", "FORM"]);
+}
+both!(failing_run_names_the_command_and_tags_nothing);
+
+const STAGES_DOCKERFILE: &str = r#"FROM BASE AS builder
+RUN mkdir /out && echo built > /out/artifact
+FROM BASE AS unused
+RUN exit 9
+FROM scratch AS files
+COPY --from=builder /out/artifact /artifact
+FROM BASE
+COPY --from=files /artifact /final/artifact
+COPY --from=0 /out/ /copy0/
+CMD ["cat", "/final/artifact", "/copy0/artifact"]
+"#;
+
+fn multi_stage_and_target(cli: Cli) {
+    let d = Daemon::start();
+    let ctx = TempDir::new("build-stages");
+    write(&ctx.0, "Dockerfile", &STAGES_DOCKERFILE.replace("BASE", &base()));
+    let out = build(&d, cli, &ctx.0, &["-t", "multi:1"]);
+    out.ok();
+    let run = d.cli(cli, &["run", "--rm", "multi:1"]);
+    run.ok();
+    assert_eq!(run.trimmed(), "built\nbuilt", "{run}");
+
+    let out = build(&d, cli, &ctx.0, &["--target", "builder", "-t", "multi:builder"]);
+    out.ok();
+    let run = d.cli(cli, &["run", "--rm", "multi:builder", "cat", "/out/artifact"]);
+    run.ok();
+    assert_eq!(run.trimmed(), "built");
+    let out = build(&d, cli, &ctx.0, &["--target", "nosuch"]);
+    out.fails().mentions(&["nosuch"]);
+}
+both!(multi_stage_and_target);
