@@ -252,3 +252,78 @@ networks:
         assert!(!Path::new(&format!("/sys/class/net/{b}")).exists(), "bridge {b} left");
     }
 }
+
+/// `docker-compose up --build` of two services built from Dockerfiles (one multi-stage) and one
+/// from an image: the built images run, find each other by service name, and a second
+/// `build` is all cache.
+#[test]
+fn compose_up_build_builds_services_and_rebuilds_from_cache() {
+    let d = Daemon::start();
+    let bb = registry().image("library/busybox:latest");
+    let project = unique("cmpb").replace('-', "");
+    let dir = d.dir.join("compose-build");
+    for sub in ["web", "client"] {
+        std::fs::create_dir_all(dir.join(sub)).expect("compose dir");
+    }
+    std::fs::write(
+        dir.join("web/Dockerfile"),
+        format!(
+            "FROM {bb} AS page\nRUN mkdir /www && echo built-web > /www/index.html\n\
+             FROM {bb}\nCOPY --from=page /www /www\nCMD [\"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/www\"]\n"
+        ),
+    )
+    .expect("web Dockerfile");
+    std::fs::write(
+        dir.join("client/fetch.sh"),
+        "for i in $(seq 50); do wget -q -O - http://web/ && break; sleep 0.2; done\nexec sleep 300\n",
+    )
+    .expect("fetch.sh");
+    std::fs::write(
+        dir.join("client/Dockerfile"),
+        format!("FROM {bb}\nCOPY fetch.sh /fetch.sh\nCMD [\"sh\", \"/fetch.sh\"]\n"),
+    )
+    .expect("client Dockerfile");
+    let file = format!(
+        r#"version: "3.7"
+services:
+  web:
+    build: ./web
+    stop_grace_period: 1s
+  client:
+    build:
+      context: ./client
+    depends_on:
+      - web
+    stop_grace_period: 1s
+  plain:
+    image: {bb}
+    command: sleep 300
+    stop_grace_period: 1s
+networks:
+  default:
+    ipam:
+      config:
+        - subnet: {subnet}
+"#,
+        subnet = subnet(&d)
+    );
+    std::fs::write(dir.join("docker-compose.yml"), file).expect("write compose file");
+
+    let up = compose(&d, &dir, &project, &["up", "-d", "--build"]);
+    up.ok();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let logs = compose(&d, &dir, &project, &["logs", "--no-color", "client"]);
+        logs.ok();
+        if logs.stdout.contains("built-web") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the built client never fetched the built web:\n{logs}\n{up}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let again = compose(&d, &dir, &project, &["build"]);
+    again.ok();
+    assert!(!again.all().contains("Running in"), "the second build ran a step:\n{again}");
+    assert!(again.all().contains("Using cache"), "{again}");
+    compose(&d, &dir, &project, &["down", "-v", "--rmi", "local"]).ok();
+}
