@@ -34,6 +34,16 @@ impl Drop for Scratch {
     }
 }
 
+/// Builds that were running when the daemon stopped left their contexts: removed at start.
+pub fn clear_scratch(engine: &wharf_engine::Engine) {
+    let root = engine.config().data_root.join("build");
+    if let Err(e) = std::fs::remove_dir_all(&root) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            log::warn!("build: clear {}: {e}", root.display());
+        }
+    }
+}
+
 fn parse_request(ctx: &Ctx, req: &Request<Incoming>) -> Result<BuildRequest> {
     let q = &ctx.query;
     if q.get("remote").is_some_and(|r| !r.is_empty()) {
@@ -101,8 +111,9 @@ fn line(v: Value) -> Bytes {
 fn event_json(ev: &BuildEvent) -> Bytes {
     match ev {
         BuildEvent::Stream(s) => line(json!({ "stream": s })),
-        // The classic builder sends RUN's stderr in the same stream; the CLI prints it as is.
-        BuildEvent::Stderr(s) => line(json!({ "stream": s })),
+        // The classic builder sends RUN's stderr in the same stream, marked in red as dockerd
+        // does; the CLI prints it as it is.
+        BuildEvent::Stderr(s) => line(json!({ "stream": format!("\u{1b}[91m{s}\u{1b}[0m") })),
         BuildEvent::Pull(p) => Bytes::from(progress_json(p) + "\r\n"),
         BuildEvent::Aux(id) => line(json!({ "aux": { "ID": id.to_string() } })),
     }
@@ -142,14 +153,26 @@ pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> 
     let (body_tx, body) = Body::channel();
     tokio::spawn(async move {
         let mut client_gone = false;
-        while let Some(ev) = rx.recv().await {
-            if !client_gone && body_tx.send(event_json(&ev)).await.is_err() {
-                // Dropping the receiver tells the build: it stops its container and ends.
-                client_gone = true;
-                drop(rx);
-                break;
+        loop {
+            tokio::select! {
+                ev = rx.recv() => match ev {
+                    Some(ev) => {
+                        if body_tx.send(event_json(&ev)).await.is_err() {
+                            client_gone = true;
+                            break;
+                        }
+                    }
+                    None => break,
+                },
+                _ = body_tx.closed() => {
+                    client_gone = true;
+                    break;
+                }
             }
         }
+        // Dropping the receiver tells the build that its client went away: it stops the
+        // step's container, removes it and ends.
+        drop(rx);
         let result = run.await;
         if client_gone {
             return;

@@ -40,6 +40,7 @@ pub const MIN_API_VERSION: &str = "1.24";
 
 /// Serves the API on `listener` until the process ends. Each connection gets its own task.
 pub async fn serve(listener: UnixListener, engine: Engine) {
+    build::clear_scratch(&engine);
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,

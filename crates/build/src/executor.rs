@@ -683,7 +683,7 @@ impl Build<'_> {
                 user: state.config.config.as_ref().and_then(|c| c.user.clone()),
                 attach_stdout: true,
                 attach_stderr: true,
-                labels: BTreeMap::from([("io.wharf.build".to_string(), "run".to_string())]),
+                labels: BTreeMap::from([(wharf_engine::EPHEMERAL_LABEL.to_string(), "build-run".to_string())]),
                 host_config: self.host_config(network_mode),
                 ..Default::default()
             })
@@ -895,7 +895,7 @@ impl Build<'_> {
                 image: image.to_string(),
                 cmd: Some(vec!["/bin/sh".into(), "-c".into(), "#(nop) COPY".into()]),
                 entrypoint: Some(Vec::new()),
-                labels: BTreeMap::from([("io.wharf.build".to_string(), "copy".to_string())]),
+                labels: BTreeMap::from([(wharf_engine::EPHEMERAL_LABEL.to_string(), "build-copy".to_string())]),
                 host_config: self.host_config("none".into()),
                 ..Default::default()
             })
@@ -980,7 +980,7 @@ impl Build<'_> {
                 image: image.to_string(),
                 cmd: Some(vec!["/bin/sh".into(), "-c".into(), "#(nop) COPY --from".into()]),
                 entrypoint: Some(Vec::new()),
-                labels: BTreeMap::from([("io.wharf.build".to_string(), "copy-from".to_string())]),
+                labels: BTreeMap::from([(wharf_engine::EPHEMERAL_LABEL.to_string(), "build-copy-from".to_string())]),
                 host_config: self.host_config("none".into()),
                 ..Default::default()
             })

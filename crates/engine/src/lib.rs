@@ -89,6 +89,10 @@ pub use userns::{resolve_userns_remap, UsernsRemap, DEFAULT_REMAP_USER};
 pub use volumes::{MountKind, MountPoint, MountRequest, VolumeRecord};
 pub use wharf_distribution::AuthConfig;
 
+/// A label that marks a container made for one operation of the daemon (a build step): it is
+/// removed when the daemon starts, since the operation died with the daemon before it.
+pub const EPHEMERAL_LABEL: &str = "io.wharf.ephemeral";
+
 /// Everything the engine needs to know about where it lives and how it talks to registries.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {

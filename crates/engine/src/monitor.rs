@@ -355,7 +355,22 @@ impl Engine {
                 self.on_exit(&id, exit).await;
             }
         }
+        self.remove_ephemeral().await;
         Ok(())
+    }
+
+    /// Containers made for an operation of the daemon itself (a build step's) die with the
+    /// operation: the ones a crash left are removed at start.
+    async fn remove_ephemeral(&self) {
+        let Ok(records) = self.inner.db.list::<ContainerRecord>(Table::Containers) else { return };
+        for (id, rec) in records {
+            if rec.config.labels.contains_key(crate::EPHEMERAL_LABEL) {
+                log::info!("container {id}: removing a build container left from before");
+                if let Err(e) = self.remove_container(&id, true).await {
+                    log::warn!("container {id}: {e}");
+                }
+            }
+        }
     }
 
     /// A shim runs for a container whose record does not say so: the daemon died between
