@@ -181,10 +181,21 @@ impl Context {
 
     /// What a COPY of the context paths `sources` to `dest` puts where. `dest` is absolute; a
     /// trailing `/` (or several sources) makes it a directory.
-    pub fn select(&self, sources: &[String], dest: &str, dest_is_dir: bool) -> Vec<Selected> {
+    /// With `parents` (`COPY --parents`), each source keeps its path from the context root
+    /// below `dest`.
+    pub fn select(&self, sources: &[String], dest: &str, dest_is_dir: bool, parents: bool) -> Vec<Selected> {
         let mut out = Vec::new();
-        let dest = dest.trim_end_matches('/');
+        let dest_root = dest.trim_end_matches('/');
         for src in sources {
+            let parent_path = Path::new(src).parent().map(|p| p.to_string_lossy().to_string()).unwrap_or_default();
+            let nested;
+            let dest = if parents && !parent_path.is_empty() {
+                nested = format!("{dest_root}/{parent_path}");
+                nested.as_str()
+            } else {
+                dest_root
+            };
+            let dest_is_dir = dest_is_dir || (parents && !parent_path.is_empty());
             let path = self.dir.join(src);
             let is_dir = fs::symlink_metadata(&path).map(|m| m.is_dir()).unwrap_or(false);
             if is_dir {

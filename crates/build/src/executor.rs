@@ -140,6 +140,9 @@ struct Build<'a> {
     escape: char,
     /// Stage names by index (`COPY --from=name`, `FROM name`).
     names: Vec<Option<String>>,
+    /// The ARGs before the first FROM (and the automatic platform ones): a stage's `ARG name`
+    /// without a value takes its value from here.
+    meta: BTreeMap<String, Option<String>>,
     /// Once a step missed the cache, every later step of that stage runs.
     missed: bool,
 }
@@ -167,9 +170,11 @@ pub async fn build(
         stages: HashMap::new(),
         escape: df.escape,
         names: df.stages.iter().map(|s| s.name.clone()).collect(),
+        meta: BTreeMap::new(),
         missed: req.no_cache,
     };
     let meta = b.meta_args(&df);
+    b.meta = meta.clone();
     let mut last = None;
     for &i in &needed {
         let state = b.stage(&df, i, &meta).await?;
@@ -255,7 +260,8 @@ impl Build<'_> {
 
     /// The ARGs before the first FROM, with build-arg overrides: they expand FROM lines only.
     fn meta_args(&mut self, df: &Dockerfile) -> BTreeMap<String, Option<String>> {
-        let mut meta = BTreeMap::new();
+        let mut meta: BTreeMap<String, Option<String>> =
+            platform_args().into_iter().map(|(k, v)| (k, Some(v))).collect();
         for a in &df.meta_args {
             self.step_line(&format!("ARG {}", arg_text(&a.name, a.default.as_deref())));
             let v = match self.req.build_args.get(&a.name) {
@@ -398,7 +404,8 @@ impl Build<'_> {
                     }
                     None => match &a.default {
                         Some(d) => Some(crate::shell::expand_word(d, self.escape, &|n| state.lookup(n))?),
-                        None => None,
+                        // `ARG NAME` in a stage inherits the global ARG (or the platform's).
+                        None => self.meta.get(&a.name).cloned().flatten(),
                     },
                 };
                 state.args.insert(a.name.clone(), value);
@@ -610,12 +617,6 @@ impl Build<'_> {
         ins: &Instruction,
         run: &crate::instructions::Run,
     ) -> Result<(), BuildError> {
-        if !run.mounts.is_empty() {
-            return Err(BuildError::Invalid(format!(
-                "Dockerfile line {}: RUN --mount is not supported by this builder yet",
-                ins.line
-            )));
-        }
         if run.security.is_some() {
             return Err(BuildError::Invalid(format!("Dockerfile line {}: RUN --security is not supported", ins.line)));
         }
@@ -651,7 +652,8 @@ impl Build<'_> {
         };
         let parent = state.image.as_ref().map(|d| d.to_string()).unwrap_or_default();
         let network = run.network.clone().unwrap_or_default();
-        let key = sha(&["run", &parent, &created_by, &network]);
+        // The mounts are part of the step as written, so a changed mount misses the cache.
+        let key = sha(&["run", &parent, &created_by, &network, &format!("{:?}", run.mounts)]);
         if let Some(hit) = self.cached(&key, &ins.original)? {
             return self.adopt(state, hit);
         }
@@ -672,6 +674,31 @@ impl Build<'_> {
                 )))
             }
         };
+        // The file systems bind mounts come from: the context, stages, images.
+        let mut exported = Vec::new();
+        let mut roots = HashMap::from([(None, self.req.context.clone())]);
+        for m in &run.mounts {
+            if let crate::instructions::Mount::Bind { from: Some(from), .. } = m {
+                if let std::collections::hash_map::Entry::Vacant(slot) = roots.entry(Some(from.clone())) {
+                    let dir = self.export_from(from).await?;
+                    slot.insert(dir.path().to_path_buf());
+                    exported.push(dir);
+                }
+            }
+        }
+        let scratch = tempdir::Dir::new(self.scratch_file("mounts"))?;
+        let prepared = crate::mounts::prepare(
+            &run.mounts,
+            &self.engine.config().data_root,
+            scratch.path(),
+            &state.workdir(),
+            &roots,
+        )
+        .await
+        .map_err(|e| BuildError::Invalid(format!("Dockerfile line {}: {e}", ins.line)))?;
+        let mut host_config = self.host_config(network_mode);
+        host_config.binds = prepared.binds.clone();
+        host_config.tmpfs = prepared.tmpfs.clone();
         let rec = self
             .engine
             .create_container(CreateRequest {
@@ -684,7 +711,7 @@ impl Build<'_> {
                 attach_stdout: true,
                 attach_stderr: true,
                 labels: BTreeMap::from([(wharf_engine::EPHEMERAL_LABEL.to_string(), "build-run".to_string())]),
-                host_config: self.host_config(network_mode),
+                host_config,
                 ..Default::default()
             })
             .await?;
@@ -697,6 +724,9 @@ impl Build<'_> {
                 return Err(e);
             }
         };
+        drop(prepared);
+        drop(exported);
+        drop(scratch);
         if code != 0 {
             if self.req.force_remove {
                 self.remove(&rec.id).await;
@@ -773,18 +803,9 @@ impl Build<'_> {
     }
 
     async fn copy(&mut self, state: &mut State, ins: &Instruction, c: &Copy, what: &str) -> Result<(), BuildError> {
-        if c.link || c.parents || !c.exclude.is_empty() || c.checksum.is_some() || c.keep_git_dir {
-            let flag = if c.link {
-                "--link"
-            } else if c.parents {
-                "--parents"
-            } else if !c.exclude.is_empty() {
-                "--exclude"
-            } else if c.checksum.is_some() {
-                "--checksum"
-            } else {
-                "--keep-git-dir"
-            };
+        // `--link` changes how BuildKit stores the layer, not what it holds: the same copy here.
+        if c.checksum.is_some() || c.keep_git_dir {
+            let flag = if c.checksum.is_some() { "--checksum" } else { "--keep-git-dir" };
             return Err(BuildError::Invalid(format!(
                 "Dockerfile line {}: {what} {flag} is not supported by this builder yet",
                 ins.line
@@ -819,17 +840,18 @@ impl Build<'_> {
         let (selected, source_dir, cleanup): (Vec<context::Selected>, String, Option<tempdir::Dir>) = match &c.from {
             None => {
                 let sources = self.ctx.resolve(&c.sources, what).map_err(BuildError::Invalid)?;
-                (self.ctx.select(&sources, &dest_abs, dest_is_dir), "context".into(), None)
+                (self.ctx.select(&sources, &dest_abs, dest_is_dir, c.parents), "context".into(), None)
             }
             Some(from) => {
                 let dir = self.export_from(from).await?;
                 let src_ctx = Context::open(dir.path().to_path_buf())?;
                 let sources: Vec<String> = c.sources.to_vec();
                 let resolved = src_ctx.resolve(&sources, what).map_err(BuildError::Invalid)?;
-                let sel = src_ctx.select(&resolved, &dest_abs, dest_is_dir);
+                let sel = src_ctx.select(&resolved, &dest_abs, dest_is_dir, c.parents);
                 (sel, format!("from {from}"), Some(dir))
             }
         };
+        let selected = exclude(selected, &c.exclude, &self.req.context, source_dir == "context")?;
         // ADD unpacks local tar archives into the destination.
         if what == "ADD" && c.from.is_none() {
             if let Some(s) = selected.iter().find(|s| is_archive(&s.source)) {
@@ -1040,6 +1062,24 @@ impl Build<'_> {
     }
 }
 
+/// The ARGs every build defines in the global scope: the platform built on and built for (the
+/// same here: this builder builds for the host).
+fn platform_args() -> Vec<(String, String)> {
+    let p = wharf_types::oci::Platform::host();
+    let platform = match &p.variant {
+        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+        None => format!("{}/{}", p.os, p.architecture),
+    };
+    let mut out = Vec::new();
+    for side in ["TARGET", "BUILD"] {
+        out.push((format!("{side}PLATFORM"), platform.clone()));
+        out.push((format!("{side}OS"), p.os.clone()));
+        out.push((format!("{side}ARCH"), p.architecture.clone()));
+        out.push((format!("{side}VARIANT"), p.variant.clone().unwrap_or_default()));
+    }
+    out
+}
+
 fn shell_default() -> Vec<String> {
     DEFAULT_SHELL.iter().map(|s| s.to_string()).collect()
 }
@@ -1075,6 +1115,29 @@ fn normalize_abs(p: &str) -> String {
         }
     }
     format!("/{}", parts.join("/"))
+}
+
+/// Drops what `--exclude` patterns match (as `.dockerignore` lines, against the path in the
+/// context, or below the copied directory).
+fn exclude(
+    selected: Vec<context::Selected>,
+    patterns: &[String],
+    root: &Path,
+    _in_context: bool,
+) -> Result<Vec<context::Selected>, BuildError> {
+    if patterns.is_empty() {
+        return Ok(selected);
+    }
+    let ignore =
+        crate::Ignore::new(&patterns.join("\n")).map_err(|e| BuildError::Invalid(format!("--exclude: {e}")))?;
+    Ok(selected
+        .into_iter()
+        .filter(|s| {
+            let rel = s.source.strip_prefix(root).map(|p| p.to_string_lossy().to_string()).unwrap_or_default();
+            let name = s.source.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            !(ignore.matches(&rel) || ignore.matches(&name) || ignore.matches(s.dest.trim_start_matches('/')))
+        })
+        .collect())
 }
 
 /// Whether ADD unpacks this file: a tar, plain or gzip-compressed, recognised by content.

@@ -8,6 +8,7 @@ pub mod error;
 pub mod executor;
 pub mod ignore;
 pub mod instructions;
+pub mod mounts;
 pub mod parser;
 pub mod shell;
 

@@ -179,3 +179,45 @@ fn multi_stage_and_target(cli: Cli) {
     out.fails().mentions(&["nosuch"]);
 }
 both!(multi_stage_and_target);
+
+const MOUNTS_DOCKERFILE: &str = r#"FROM BASE
+RUN --mount=type=cache,target=/cache,id=counter sh -c 'echo x >> /cache/count; wc -l < /cache/count > /seen'
+RUN --mount=type=bind,source=data.txt,target=/mnt/data.txt cat /mnt/data.txt > /copied
+RUN --mount=type=bind,target=/ctx,rw sh -c 'rm /ctx/data.txt && ls /ctx > /ctx-listing'
+RUN --mount=type=tmpfs,target=/scratch sh -c 'echo t > /scratch/f && cat /scratch/f > /tmpfs-ok'
+RUN --network=none sh -c 'ip -o link | grep -c . > /links || echo none > /links'
+"#;
+
+/// `RUN --mount` (cache kept across builds, even `--no-cache` ones, and out of the image; bind
+/// of the context, read-only, and rw as a throw-away copy; tmpfs) and `--network=none`.
+fn run_mounts(cli: Cli) {
+    let d = Daemon::start();
+    let ctx = TempDir::new("build-mounts");
+    write(&ctx.0, "Dockerfile", &MOUNTS_DOCKERFILE.replace("BASE", &base()));
+    write(&ctx.0, "data.txt", "from-the-context\n");
+    build(&d, cli, &ctx.0, &["-t", "mounts:1"]).ok();
+    build(&d, cli, &ctx.0, &["--no-cache", "-t", "mounts:2"]).ok();
+    let cat = |tag: &str, path: &str| {
+        let out = d.cli(cli, &["run", "--rm", tag, "cat", path]);
+        out.ok();
+        out.trimmed().to_string()
+    };
+    assert_eq!(cat("mounts:1", "/seen"), "1");
+    assert_eq!(cat("mounts:2", "/seen"), "2", "the cache mount did not survive to the next build");
+    assert_eq!(cat("mounts:2", "/copied"), "from-the-context");
+    assert_eq!(cat("mounts:2", "/tmpfs-ok"), "t");
+    assert!(cat("mounts:2", "/ctx-listing").contains("Dockerfile"));
+    let cache = d.cli(cli, &["run", "--rm", "mounts:2", "ls", "-A", "/cache"]);
+    cache.ok();
+    assert_eq!(cache.trimmed(), "", "the cache mount's content ended up in the image");
+    let scratch = d.cli(cli, &["run", "--rm", "mounts:2", "ls", "-A", "/scratch"]);
+    assert_eq!(scratch.trimmed(), "", "{scratch}");
+    // Only loopback with --network=none.
+    assert_eq!(cat("mounts:2", "/links"), "1");
+    // A rw bind's changes go nowhere: the context still has its file for the next build.
+    assert!(ctx.0.join("data.txt").exists());
+
+    write(&ctx.0, "Dockerfile", &format!("FROM {}\nRUN --mount=type=secret,id=tok cat /run/secrets/tok\n", base()));
+    build(&d, cli, &ctx.0, &["-t", "mounts:3"]).fails().mentions(&["type=secret"]);
+}
+both!(run_mounts);

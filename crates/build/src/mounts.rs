@@ -1,0 +1,156 @@
+//! `RUN --mount`: what each mount becomes for the step's container. A cache mount is a
+//! directory under `<data-root>/build-cache-mounts/`, kept across builds and daemon restarts and
+//! bind-mounted, so its content never reaches the image; a bind mount shows the context (or a
+//! stage's or image's file system) read-only, or a throw-away copy with `rw`; tmpfs is a tmpfs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::instructions::{Mount, Sharing};
+
+/// What the container gets, and what must live until it is gone.
+#[derive(Default)]
+pub struct Prepared {
+    /// `host:container[:ro]`, as `-v` takes them.
+    pub binds: Vec<String>,
+    pub tmpfs: BTreeMap<String, String>,
+    /// Locks of `sharing=locked` (and in-use `private`) cache mounts.
+    pub locks: Vec<tokio::sync::OwnedMutexGuard<()>>,
+    /// Copies made for `rw` binds and private caches, removed after the step.
+    pub scratch: Vec<PathBuf>,
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        for d in &self.scratch {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// One lock per cache id, for the whole daemon.
+fn cache_lock(id: &str) -> Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: OnceLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = OnceLock::new();
+    let mut map = match LOCKS.get_or_init(Default::default).lock() {
+        Ok(m) => m,
+        Err(p) => p.into_inner(),
+    };
+    map.entry(id.to_string()).or_default().clone()
+}
+
+fn hex(s: &str) -> String {
+    format!("{:x}", Sha256::digest(s.as_bytes()))
+}
+
+/// The absolute target of a mount, relative ones taken from the working directory.
+fn target_of(target: &str, workdir: &str) -> Result<String, String> {
+    if target.is_empty() {
+        return Err("mount target is required".into());
+    }
+    let t = if target.starts_with('/') {
+        target.to_string()
+    } else {
+        format!("{}/{target}", workdir.trim_end_matches('/'))
+    };
+    if t == "/" {
+        return Err("mount target can not be /".into());
+    }
+    Ok(t)
+}
+
+/// Copies a tree (`rw` binds): `cp -a`, which keeps modes, owners, links and times.
+fn copy_tree(from: &Path, to: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(to).map_err(|e| format!("create {}: {e}", to.display()))?;
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", from.display()))
+        .arg(to)
+        .status()
+        .map_err(|e| format!("cp: {e}"))?;
+    if !status.success() {
+        return Err(format!("copy {} for a rw bind mount failed", from.display()));
+    }
+    Ok(())
+}
+
+/// Turns the mounts of one RUN into binds and tmpfs mounts. `roots` holds the directory of each
+/// `from=` a bind mount names (a stage's or image's file system), and the context under `None`.
+pub async fn prepare(
+    mounts: &[Mount],
+    data_root: &Path,
+    scratch_dir: &Path,
+    workdir: &str,
+    roots: &HashMap<Option<String>, PathBuf>,
+) -> Result<Prepared, String> {
+    let mut p = Prepared::default();
+    for (n, m) in mounts.iter().enumerate() {
+        match m {
+            Mount::Cache { id, target, sharing, from, source, mode, uid, gid, ro } => {
+                if from.is_some() || source.is_some() {
+                    return Err("cache mounts with from= or source= are not supported by this builder yet".into());
+                }
+                let target = target_of(target, workdir)?;
+                let id = id.clone().unwrap_or_else(|| target.clone());
+                let dir = data_root.join("build-cache-mounts").join(hex(&id));
+                let fresh = !dir.exists();
+                if fresh {
+                    std::fs::create_dir_all(&dir).map_err(|e| format!("create cache mount {id}: {e}"))?;
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode.unwrap_or(0o755)))
+                        .map_err(|e| format!("cache mount {id}: {e}"))?;
+                    std::os::unix::fs::chown(&dir, Some(uid.unwrap_or(0)), Some(gid.unwrap_or(0)))
+                        .map_err(|e| format!("cache mount {id}: {e}"))?;
+                }
+                let host = match sharing {
+                    Sharing::Shared => dir,
+                    Sharing::Locked => {
+                        p.locks.push(cache_lock(&id).lock_owned().await);
+                        dir
+                    }
+                    Sharing::Private => match cache_lock(&id).try_lock_owned() {
+                        Ok(guard) => {
+                            p.locks.push(guard);
+                            dir
+                        }
+                        // In use by another step: this one gets a cache of its own, thrown away.
+                        Err(_) => {
+                            let own = scratch_dir.join(format!("cache-private-{n}"));
+                            std::fs::create_dir_all(&own).map_err(|e| format!("cache mount {id}: {e}"))?;
+                            p.scratch.push(own.clone());
+                            own
+                        }
+                    },
+                };
+                p.binds.push(format!("{}:{target}{}", host.display(), if *ro { ":ro" } else { "" }));
+            }
+            Mount::Bind { target, source, from, rw } => {
+                let target = target_of(target, workdir)?;
+                let root = roots.get(from).ok_or_else(|| format!("bind mount from {from:?}: not prepared"))?;
+                let rel = crate::context::clean_rel(source.as_deref().unwrap_or("/"));
+                let src = root.join(&rel);
+                if std::fs::symlink_metadata(&src).is_err() {
+                    return Err(format!("bind mount source {:?} not found", source.as_deref().unwrap_or("/")));
+                }
+                if *rw {
+                    let copy = scratch_dir.join(format!("bind-rw-{n}"));
+                    copy_tree(&src, &copy)?;
+                    p.scratch.push(copy.clone());
+                    p.binds.push(format!("{}:{target}", copy.display()));
+                } else {
+                    p.binds.push(format!("{}:{target}:ro", src.display()));
+                }
+            }
+            Mount::Tmpfs { target, size } => {
+                let target = target_of(target, workdir)?;
+                let opts = size.map(|s| format!("size={s}")).unwrap_or_default();
+                p.tmpfs.insert(target, opts);
+            }
+            Mount::Secret { .. } => return Err("RUN --mount=type=secret is not supported by this builder yet".into()),
+            Mount::Ssh { .. } => return Err("RUN --mount=type=ssh is not supported by this builder yet".into()),
+        }
+    }
+    Ok(p)
+}
