@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use sha2::{Digest as _, Sha256};
@@ -126,77 +127,251 @@ impl State {
     }
 }
 
-/// A running build: the engine, where reports go, and what the build has made.
-struct Build<'a> {
-    engine: &'a Engine,
-    req: &'a BuildRequest,
-    out: UnboundedSender<BuildEvent>,
-    ctx: Context,
+/// Where a stage's reports go: the build's one channel, tagged with the stage, so that the
+/// build can print stages that run at the same time one after the other.
+#[derive(Clone)]
+struct Sink {
+    stage: usize,
+    tx: UnboundedSender<(usize, BuildEvent)>,
+}
+
+impl Sink {
+    fn send(&self, ev: BuildEvent) -> Result<(), ()> {
+        self.tx.send((self.stage, ev)).map_err(|_| ())
+    }
+
+    fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    async fn closed(&self) {
+        self.tx.closed().await
+    }
+}
+
+/// One stage being built: the engine, where its reports go, and the stages it may use.
+struct Build {
+    engine: Engine,
+    req: Arc<BuildRequest>,
+    out: Sink,
+    ctx: Arc<Context>,
     step: usize,
     steps: usize,
     used_args: HashSet<String>,
-    /// Finished stages: index → image (None for a stage that is still `scratch`).
+    /// Finished stages this one depends on: index → state.
     stages: HashMap<usize, State>,
     escape: char,
     /// Stage names by index (`COPY --from=name`, `FROM name`).
-    names: Vec<Option<String>>,
+    names: Arc<Vec<Option<String>>>,
     /// The ARGs before the first FROM (and the automatic platform ones): a stage's `ARG name`
     /// without a value takes its value from here.
-    meta: BTreeMap<String, Option<String>>,
+    meta: Arc<BTreeMap<String, Option<String>>>,
     /// Once a step missed the cache, every later step of that stage runs.
     missed: bool,
 }
 
 const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
 
-/// Runs the build; returns the final image id. Tags are applied here too.
+/// The stages `stage` uses: its base, `COPY --from` and `RUN --mount from=` sources that name
+/// an earlier stage (by name or index).
+fn stage_deps(df: &Dockerfile, stage: usize) -> HashSet<usize> {
+    let find = |name: &str| -> Option<usize> {
+        let lower = name.to_ascii_lowercase();
+        let i = match lower.parse::<usize>() {
+            Ok(i) => Some(i),
+            Err(_) => df.stages.iter().position(|s| s.name.as_deref() == Some(lower.as_str())),
+        }?;
+        (i < stage).then_some(i)
+    };
+    let s = &df.stages[stage];
+    let mut deps = HashSet::new();
+    if let Some(i) =
+        df.stages[..stage].iter().position(|p| p.name.as_deref() == Some(s.base.to_ascii_lowercase().as_str()))
+    {
+        deps.insert(i);
+    }
+    for ins in &s.instructions {
+        match &ins.kind {
+            Kind::Copy(c) | Kind::Add(c) => deps.extend(c.from.as_deref().and_then(find)),
+            Kind::Run(r) => {
+                for m in &r.mounts {
+                    if let crate::instructions::Mount::Bind { from: Some(f), .. } = m {
+                        deps.extend(find(f));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    deps
+}
+
+/// Runs the build; returns the final image id. Tags are applied here too. Stages whose
+/// dependencies are built run at the same time; their output is shown one stage after the
+/// other, in Dockerfile order.
 pub async fn build(
     engine: &Engine,
     req: &BuildRequest,
     out: UnboundedSender<BuildEvent>,
 ) -> Result<Digest, BuildError> {
     let text = read_dockerfile(&req.context, &req.dockerfile)?;
-    let df = crate::parse(&text)?;
+    let df = Arc::new(crate::parse(&text)?);
     let needed = crate::stages_needed(&df, req.target.as_deref())?;
     let steps = df.meta_args.len() + needed.iter().map(|i| df.stages[*i].instructions.len() + 1).sum::<usize>();
-    let mut b = Build {
-        engine,
-        req,
-        out,
-        ctx: Context::open(req.context.clone())?,
+    let (ev_tx, mut ev_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, BuildEvent)>();
+    let req = Arc::new(req.clone());
+    let mut root = Build {
+        engine: engine.clone(),
+        req: req.clone(),
+        out: Sink { stage: usize::MAX, tx: ev_tx.clone() },
+        ctx: Arc::new(Context::open(req.context.clone())?),
         step: 0,
         steps,
         used_args: HashSet::new(),
         stages: HashMap::new(),
         escape: df.escape,
-        names: df.stages.iter().map(|s| s.name.clone()).collect(),
-        meta: BTreeMap::new(),
+        names: Arc::new(df.stages.iter().map(|s| s.name.clone()).collect()),
+        meta: Arc::new(BTreeMap::new()),
         missed: req.no_cache,
     };
-    let meta = b.meta_args(&df);
-    b.meta = meta.clone();
-    let mut last = None;
-    for &i in &needed {
-        let state = b.stage(&df, i, &meta).await?;
-        if b.out.is_closed() {
-            return Err(BuildError::Cancelled);
-        }
-        let id = b.ensure_image(&state).await?;
-        b.emit(BuildEvent::Aux(id.clone()));
-        b.stages.insert(i, State { image: Some(id.clone()), ..state });
-        last = Some(id);
+    let meta = root.meta_args(&df);
+    root.meta = Arc::new(meta);
+    while let Ok((_, ev)) = ev_rx.try_recv() {
+        let _ = out.send(ev);
     }
+
+    // Step numbers are fixed up front, as if the stages ran one after the other.
+    let mut offsets = HashMap::new();
+    let mut next = root.step;
+    for &i in &needed {
+        offsets.insert(i, next);
+        next += df.stages[i].instructions.len() + 1;
+    }
+    let deps: HashMap<usize, HashSet<usize>> = needed.iter().map(|&i| (i, stage_deps(&df, i))).collect();
+    let mut pending: Vec<usize> = needed.clone();
+    let mut done: HashMap<usize, State> = HashMap::new();
+    let mut buffered: HashMap<usize, Vec<BuildEvent>> = HashMap::new();
+    let mut cursor = 0;
+    let mut running = tokio::task::JoinSet::new();
+    let mut used_args = root.used_args.clone();
+    let mut failure: Option<BuildError> = None;
+    loop {
+        if failure.is_none() {
+            let ready: Vec<usize> =
+                pending.iter().copied().filter(|i| deps[i].iter().all(|d| done.contains_key(d))).collect();
+            for i in ready {
+                pending.retain(|p| *p != i);
+                let mut b = Build {
+                    out: Sink { stage: i, tx: ev_tx.clone() },
+                    step: offsets[&i],
+                    stages: deps[&i].iter().map(|d| (*d, done[d].clone())).collect(),
+                    used_args: HashSet::new(),
+                    engine: root.engine.clone(),
+                    req: root.req.clone(),
+                    ctx: root.ctx.clone(),
+                    steps,
+                    escape: root.escape,
+                    names: root.names.clone(),
+                    meta: root.meta.clone(),
+                    missed: req.no_cache,
+                };
+                let df = df.clone();
+                running.spawn(async move {
+                    let r = async {
+                        let state = b.stage(&df, i).await?;
+                        if b.out.is_closed() {
+                            return Err(BuildError::Cancelled);
+                        }
+                        let id = b.ensure_image(&state).await?;
+                        b.emit(BuildEvent::Aux(id.clone()));
+                        Ok(State { image: Some(id), ..state })
+                    }
+                    .await;
+                    (i, r, b.used_args)
+                });
+            }
+        }
+        if running.is_empty() {
+            break;
+        }
+        let open = !ev_rx.is_closed();
+        tokio::select! {
+            ev = ev_rx.recv(), if open => {
+                if let Some((i, ev)) = ev {
+                    if needed.get(cursor) == Some(&i) {
+                        let _ = out.send(ev);
+                    } else {
+                        buffered.entry(i).or_default().push(ev);
+                    }
+                }
+            }
+            joined = running.join_next() => {
+                let Some(joined) = joined else { continue };
+                // A finished stage's reports were all sent before it ended.
+                while let Ok((i, ev)) = ev_rx.try_recv() {
+                    if needed.get(cursor) == Some(&i) {
+                        let _ = out.send(ev);
+                    } else {
+                        buffered.entry(i).or_default().push(ev);
+                    }
+                }
+                match joined {
+                    Ok((i, Ok(state), used)) => {
+                        used_args.extend(used);
+                        done.insert(i, state);
+                    }
+                    Ok((_, Err(e), _)) => {
+                        failure.get_or_insert(e);
+                    }
+                    Err(e) => {
+                        failure.get_or_insert(BuildError::Invalid(format!("build stage: {e}")));
+                    }
+                }
+                while cursor < needed.len() && done.contains_key(&needed[cursor]) {
+                    cursor += 1;
+                    if let Some(evs) = needed.get(cursor).and_then(|i| buffered.remove(i)) {
+                        for ev in evs {
+                            let _ = out.send(ev);
+                        }
+                    }
+                }
+            }
+            _ = out.closed(), if failure.is_none() => {
+                failure = Some(BuildError::Cancelled);
+            }
+        }
+        if failure.is_some() && !ev_rx.is_closed() {
+            // The other stages stop at their next step (their containers are stopped and
+            // removed); the build waits for them, then reports the first failure.
+            ev_rx.close();
+        }
+    }
+    if let Some(e) = failure {
+        // What the failed stage said before it failed, even if an earlier stage is still shown.
+        for i in &needed[cursor.min(needed.len())..] {
+            for ev in buffered.remove(i).unwrap_or_default() {
+                let _ = out.send(ev);
+            }
+        }
+        return Err(e);
+    }
+    let last = needed.last().and_then(|i| done.get(i)).and_then(|s| s.image.clone());
     let id = last.ok_or_else(|| BuildError::Invalid("the Dockerfile has no build stage".into()))?;
     let unused: Vec<&String> =
-        req.build_args.keys().filter(|k| !b.used_args.contains(*k) && !is_predefined_arg(k)).collect();
+        req.build_args.keys().filter(|k| !used_args.contains(*k) && !is_predefined_arg(k)).collect();
+    let say = |s: String| {
+        if !req.quiet {
+            let _ = out.send(BuildEvent::Stream(s));
+        }
+    };
     if !unused.is_empty() {
         let names: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
-        b.stream(format!("[Warning] One or more build-args [{}] were not consumed\n", names.join(" ")));
+        say(format!("[Warning] One or more build-args [{}] were not consumed\n", names.join(" ")));
     }
-    b.stream(format!("Successfully built {}\n", short(&id)));
+    say(format!("Successfully built {}\n", short(&id)));
     for t in &req.tags {
         engine.tag_image(&id.to_string(), &t.to_string())?;
-        b.stream(format!("Successfully tagged {}\n", t.familiar()));
+        say(format!("Successfully tagged {}\n", t.familiar()));
     }
     Ok(id)
 }
@@ -242,7 +417,7 @@ fn sha(parts: &[&str]) -> String {
     format!("sha256:{:x}", h.finalize())
 }
 
-impl Build<'_> {
+impl Build {
     fn emit(&self, ev: BuildEvent) {
         let _ = self.out.send(ev);
     }
@@ -279,14 +454,10 @@ impl Build<'_> {
         meta
     }
 
-    async fn stage(
-        &mut self,
-        df: &Dockerfile,
-        index: usize,
-        meta: &BTreeMap<String, Option<String>>,
-    ) -> Result<State, BuildError> {
+    async fn stage(&mut self, df: &Dockerfile, index: usize) -> Result<State, BuildError> {
         let stage = &df.stages[index];
         self.missed = self.req.no_cache;
+        let meta = self.meta.clone();
         let lookup = |n: &str| meta.get(n).cloned().flatten();
         let base = crate::shell::expand_word(&stage.base, df.escape, &lookup)?;
         let from_line = match &stage.name {

@@ -221,3 +221,42 @@ fn run_mounts(cli: Cli) {
     build(&d, cli, &ctx.0, &["-t", "mounts:3"]).fails().mentions(&["type=secret"]);
 }
 both!(run_mounts);
+
+const PARALLEL_DOCKERFILE: &str = r#"FROM BASE AS a
+RUN cut -d' ' -f1 /proc/uptime > /a.start && sleep 2 && cut -d' ' -f1 /proc/uptime > /a.end
+FROM BASE AS b
+RUN cut -d' ' -f1 /proc/uptime > /b.start && sleep 2 && cut -d' ' -f1 /proc/uptime > /b.end
+FROM BASE AS c
+RUN cut -d' ' -f1 /proc/uptime > /c.start && sleep 2 && cut -d' ' -f1 /proc/uptime > /c.end
+FROM BASE
+COPY --from=a /a.start /a.end /t/
+COPY --from=b /b.start /b.end /t/
+COPY --from=c /c.start /c.end /t/
+CMD ["sh", "-c", "cd /t && cat a.start a.end b.start b.end c.start c.end"]
+"#;
+
+/// Independent stages run at the same time: the host's uptime, read at the start and end of
+/// each stage's step, shows their runs overlapping. Their output still reads one stage after
+/// the other, with the step numbers in order.
+#[test]
+fn independent_stages_run_in_parallel() {
+    let d = Daemon::start();
+    let ctx = TempDir::new("build-parallel");
+    write(&ctx.0, "Dockerfile", &PARALLEL_DOCKERFILE.replace("BASE", &base()));
+    let out = build(&d, Cli::Docker, &ctx.0, &["-t", "parallel:1"]);
+    out.ok();
+    let run = d.docker(&["run", "--rm", "parallel:1"]);
+    run.ok();
+    let t: Vec<f64> = run.stdout.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+    assert_eq!(t.len(), 6, "{run}");
+    let (starts, ends) = ([t[0], t[2], t[4]], [t[1], t[3], t[5]]);
+    let last_start = starts.iter().cloned().fold(f64::MIN, f64::max);
+    let first_end = ends.iter().cloned().fold(f64::MAX, f64::min);
+    assert!(last_start < first_end, "the stages ran one after the other: starts {starts:?}, ends {ends:?}");
+    let steps: Vec<usize> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("Step ").and_then(|r| r.split('/').next()).and_then(|n| n.parse().ok()))
+        .collect();
+    assert_eq!(steps, (1..=steps.len()).collect::<Vec<_>>(), "steps out of order:\n{out}");
+}
