@@ -22,6 +22,7 @@ mod harness;
 mod archive;
 mod bad_input;
 mod build;
+mod build_py;
 mod commit;
 mod compose;
 mod copy;
