@@ -151,10 +151,20 @@ pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> 
         executor::build(&engine, &request, tx).await
     });
     let (body_tx, body) = Body::channel();
+    let build_id = ctx.query.get("buildid").filter(|b| !b.is_empty()).map(str::to_string);
+    let cancelled = std::sync::Arc::new(tokio::sync::Notify::new());
+    if let (Some(id), Ok(mut m)) = (&build_id, running().lock()) {
+        m.insert(id.clone(), cancelled.clone());
+    }
     tokio::spawn(async move {
         let mut client_gone = false;
         loop {
             tokio::select! {
+                _ = cancelled.notified() => {
+                    let _ = body_tx.send(error_line("the build was cancelled")).await;
+                    client_gone = true;
+                    break;
+                }
                 ev = rx.recv() => match ev {
                     Some(ev) => {
                         if body_tx.send(event_json(&ev)).await.is_err() {
@@ -174,6 +184,9 @@ pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> 
         // step's container, removes it and ends.
         drop(rx);
         let result = run.await;
+        if let (Some(id), Ok(mut m)) = (&build_id, running().lock()) {
+            m.remove(id);
+        }
         if client_gone {
             return;
         }
@@ -208,10 +221,82 @@ fn random_bytes() -> [u8; 8] {
     b
 }
 
-/// `POST /build/prune`: forgets every cached step.
-pub fn prune(ctx: &Ctx) -> Result<Response<Body>> {
-    let entries = ctx.engine.build_cache_list()?;
-    let n = ctx.engine.build_cache_prune()?;
-    let ids: Vec<String> = entries.iter().take(n).map(|(k, _)| k.clone()).collect();
-    json_response(StatusCode::OK, &json!({ "CachesDeleted": ids, "SpaceReclaimed": 0 }))
+/// `POST /build/prune?all&keep-storage&filters`: forgets cached steps (and the images only
+/// they kept).
+pub async fn prune(ctx: &Ctx) -> Result<Response<Body>> {
+    let q = &ctx.query;
+    let mut opts = wharf_engine::CachePrune {
+        all: q.bool("all"),
+        keep_storage: q.int("keep-storage")?.unwrap_or(0).max(0) as u64,
+        ..Default::default()
+    };
+    for (key, values) in q.filters()? {
+        match key.as_str() {
+            "until" => {
+                for v in values {
+                    opts.until = Some(until_time(&v).ok_or_else(|| {
+                        ApiError::bad_request(format!("invalid filter 'until={v}': a duration (24h) or a time stamp"))
+                    })?);
+                }
+            }
+            other => return Err(ApiError::bad_request(format!("invalid filter '{other}'"))),
+        }
+    }
+    let report = ctx.engine.build_cache_prune(&opts).await?;
+    json_response(StatusCode::OK, &json!({ "CachesDeleted": report.deleted, "SpaceReclaimed": report.space_reclaimed }))
+}
+
+/// `until=24h` (that long ago), a Unix time stamp, or RFC 3339.
+fn until_time(v: &str) -> Option<std::time::SystemTime> {
+    if let Some(d) = wharf_types::time::parse_duration(v) {
+        return std::time::SystemTime::now().checked_sub(d);
+    }
+    if let Ok(secs) = v.parse::<u64>() {
+        return std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(secs));
+    }
+    wharf_types::time::parse_rfc3339(v)
+}
+
+/// The `BuildCache` list of `GET /system/df`.
+pub fn df_entries(ctx: &Ctx) -> Result<Vec<Value>> {
+    Ok(ctx
+        .engine
+        .build_cache_usage()?
+        .into_iter()
+        .map(|u| {
+            json!({
+                "ID": u.key.strip_prefix("sha256:").unwrap_or(&u.key).chars().take(25).collect::<String>(),
+                "Parent": "",
+                "Parents": [],
+                "Type": "regular",
+                "Description": u.entry.description,
+                "InUse": u.in_use,
+                "Shared": u.shared,
+                "Size": u.size,
+                "CreatedAt": u.entry.created,
+                "LastUsedAt": u.entry.created,
+                "UsageCount": 1,
+            })
+        })
+        .collect())
+}
+
+/// Builds that can be cancelled by `POST /build/cancel?id=`, by the `buildid` they were given.
+fn running() -> &'static std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Notify>>> {
+    static RUNNING: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Notify>>>,
+    > = std::sync::OnceLock::new();
+    RUNNING.get_or_init(Default::default)
+}
+
+/// `POST /build/cancel?id=`: stops the build started with that `buildid`; like dockerd, an id
+/// that is not running is not an error.
+pub fn cancel(ctx: &Ctx) -> Result<Response<Body>> {
+    let id = ctx.query.get("id").unwrap_or("");
+    let found = running().lock().ok().and_then(|m| m.get(id).cloned());
+    match found {
+        Some(n) => n.notify_one(),
+        None => log::debug!("build cancel: no running build {id:?}"),
+    }
+    Ok(crate::router::empty(StatusCode::OK))
 }

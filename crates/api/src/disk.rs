@@ -96,7 +96,7 @@ pub async fn df(ctx: &Ctx) -> Result<Response<Body>> {
             "Images": images,
             "Containers": containers,
             "Volumes": volumes,
-            "BuildCache": [],
+            "BuildCache": crate::build::df_entries(ctx)?,
         }),
     )
 }

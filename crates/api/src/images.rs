@@ -204,7 +204,7 @@ fn summary_json(s: &ImageSummary, legacy_none: bool) -> Value {
     let labels = s.config.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default();
     json!({
         "Id": s.record.id.to_string(),
-        "ParentId": "",
+        "ParentId": s.record.parent.as_ref().map(|p| p.to_string()).unwrap_or_default(),
         "RepoTags": tags,
         "RepoDigests": digests,
         "Created": created_unix(&s.record.created),
@@ -226,8 +226,17 @@ pub fn list(ctx: &Ctx) -> Result<Response<Body>> {
             bounds.push((key, age_key(&ctx.engine.find_image(v)?)));
         }
     }
+    let images = ctx.engine.list_images()?;
+    // Without `all`, untagged images that others were built on (a build's intermediate steps)
+    // are left out, as Docker does.
+    let parents: std::collections::HashSet<String> =
+        images.iter().filter_map(|s| s.record.parent.as_ref().map(|p| p.to_string())).collect();
+    let all = ctx.query.bool("all");
     let mut out = Vec::new();
-    for s in ctx.engine.list_images()? {
+    for s in images {
+        if !all && s.repo_tags.is_empty() && parents.contains(&s.record.id.to_string()) {
+            continue;
+        }
         let mut keep = true;
         let age = age_key(&s.record);
         for (key, bound) in &bounds {
@@ -295,7 +304,7 @@ pub fn inspect(ctx: &Ctx, name: &str) -> Result<Response<Body>> {
         "Id": s.record.id.to_string(),
         "RepoTags": s.repo_tags.iter().map(|r| r.familiar()).collect::<Vec<_>>(),
         "RepoDigests": s.repo_digests.iter().map(|r| r.familiar()).collect::<Vec<_>>(),
-        "Parent": "",
+        "Parent": s.record.parent.as_ref().map(|p| p.to_string()).unwrap_or_default(),
         "Comment": cfg.get("comment").cloned().unwrap_or(json!("")),
         "Created": s.record.created.clone().unwrap_or_else(|| wharf_types::time::ZERO_TIME.to_string()),
         "Container": "",

@@ -87,9 +87,9 @@ async fn dispatch(engine: Engine, req: Request<Incoming>) -> Result<Response<Bod
         (&Method::GET, ["version"]) => system::version(&ctx),
         (&Method::GET, ["info"]) => system::info(&ctx).await,
         (&Method::GET, ["system", "df"]) => disk::df(&ctx).await,
-        (&Method::POST, ["build", "prune"]) => build::prune(&ctx),
+        (&Method::POST, ["build", "prune"]) => build::prune(&ctx).await,
         (&Method::POST, ["build"]) => build::build(&ctx, req).await,
-        (&Method::POST, ["build", "cancel"]) => Ok(empty(StatusCode::OK)),
+        (&Method::POST, ["build", "cancel"]) => build::cancel(&ctx),
         (_, ["grpc", ..]) | (_, ["session", ..]) => Err(ApiError::bad_request(
             "BuildKit's API (/grpc, /session) is not served by wharfd: build with the classic builder (DOCKER_BUILDKIT=0)",
         )),

@@ -732,7 +732,7 @@ impl Build {
             .commit_image(CommitImage { base: state.image.clone(), layer: TopLayer::None, config: config.clone() })
             .await?;
         state.config = config;
-        self.remember(&key, &id, &created_by)?;
+        self.remember(&key, &id, &created_by, state.image.as_ref())?;
         self.stream(format!(" ---> {}\n", short(&id)));
         Ok(id)
     }
@@ -756,12 +756,12 @@ impl Build {
         }
     }
 
-    fn remember(&self, key: &str, id: &Digest, what: &str) -> Result<(), BuildError> {
-        self.engine
-            .build_cache_put(key, &CacheEntry { image: id.clone(), description: what.to_string(), created: now() })?;
+    fn remember(&self, key: &str, id: &Digest, what: &str, parent: Option<&Digest>) -> Result<(), BuildError> {
+        let entry =
+            CacheEntry { image: id.clone(), description: what.to_string(), created: now(), parent: parent.cloned() };
+        self.engine.build_cache_put(key, &entry)?;
         Ok(())
     }
-
     /// After a cache hit, the state takes the cached image's config.
     fn adopt(&self, state: &mut State, id: Digest) -> Result<(), BuildError> {
         let rec = self.engine.find_image(&id.to_string())?;
@@ -921,7 +921,7 @@ impl Build {
             self.remove(&rec.id).await;
         }
         let id = committed?;
-        self.remember(&key, &id, &ins.original)?;
+        self.remember(&key, &id, &ins.original, state.image.as_ref())?;
         self.stream(format!(" ---> {}\n", short(&id)));
         self.adopt(state, id)
     }
@@ -1058,7 +1058,7 @@ impl Build {
         let result = self.commit_tar(state, &tar_path, created_by.clone()).await;
         let _ = std::fs::remove_file(&tar_path);
         let id = result?;
-        self.remember(&key, &id, &ins.original)?;
+        self.remember(&key, &id, &ins.original, state.image.as_ref())?;
         self.stream(format!(" ---> {}\n", short(&id)));
         self.adopt(state, id)
     }
@@ -1137,7 +1137,7 @@ impl Build {
         let result = self.commit_tar(state, &tar_path, created_by.clone()).await;
         let _ = std::fs::remove_file(&tar_path);
         let id = result?;
-        self.remember(&key, &id, &ins.original)?;
+        self.remember(&key, &id, &ins.original, state.image.as_ref())?;
         self.stream(format!(" ---> {}\n", short(&id)));
         self.adopt(state, id)
     }

@@ -51,6 +51,62 @@ pub enum SystemCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum BuilderCommand {
+    /// Remove build cache
+    Prune {
+        /// Remove all unused build cache, not just dangling ones
+        #[arg(short = 'a', long)]
+        all: bool,
+        /// Provide filter values (e.g. "until=24h")
+        #[arg(long)]
+        filter: Vec<String>,
+        /// Amount of disk space to keep for cache (bytes)
+        #[arg(long = "keep-storage", default_value_t = 0)]
+        keep_storage: u64,
+        /// Do not prompt for confirmation
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+}
+
+pub fn builder(client: &Client, cmd: BuilderCommand) -> Result<()> {
+    let BuilderCommand::Prune { all, filter, keep_storage, force } = cmd;
+    let warning = if all {
+        "WARNING! This will remove all build cache."
+    } else {
+        "WARNING! This will remove all dangling build cache."
+    };
+    if !force && !confirm(warning)? {
+        return Ok(());
+    }
+    let (ids, reclaimed) = prune_build_cache(client, all, &filter, keep_storage)?;
+    if !ids.is_empty() {
+        println!("Deleted build cache objects:");
+        for id in ids {
+            println!("{id}");
+        }
+        println!();
+    }
+    println!("Total reclaimed space: {}", size(reclaimed));
+    Ok(())
+}
+
+fn prune_build_cache(client: &Client, all: bool, filter: &[String], keep_storage: u64) -> Result<(Vec<String>, i64)> {
+    let mut q = Query::new().flag("all", all).set("keep-storage", keep_storage.to_string());
+    if !filter.is_empty() {
+        q = q.set("filters", filters_json(filter)?);
+    }
+    let v: Value = client.post_json::<(), Value>(&q.to_target("/build/prune"), None)?;
+    let ids = v["CachesDeleted"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x.as_str().map(|s| s.strip_prefix("sha256:").unwrap_or(s).chars().take(25).collect()))
+        .collect();
+    Ok((ids, v["SpaceReclaimed"].as_i64().unwrap_or(0)))
+}
+
 pub fn run(client: &Client, cmd: SystemCommand) -> Result<()> {
     match cmd {
         SystemCommand::Df { verbose } => df(client, verbose),
@@ -116,9 +172,9 @@ fn system_prune(client: &Client, all: bool, volumes: bool, filter: &[String], fo
             w.push_str("  - all anonymous volumes not used by at least one container\n");
         }
         w.push_str(if all {
-            "  - all images without at least one container associated to them"
+            "  - all images without at least one container associated to them\n  - all build cache"
         } else {
-            "  - all dangling images"
+            "  - all dangling images\n  - all dangling build cache"
         });
         if !confirm(&w)? {
             return Ok(());
@@ -155,6 +211,12 @@ fn system_prune(client: &Client, all: bool, volumes: bool, filter: &[String], fo
     let (lines, space) = prune_images(client, all, filter)?;
     print_list("Deleted Images", &lines);
     reclaimed += space;
+
+    // The build cache knows the time filter only.
+    let until: Vec<String> = filter.iter().filter(|f| f.starts_with("until=")).cloned().collect();
+    let (ids, space) = prune_build_cache(client, all, &until, 0)?;
+    print_list("Deleted build cache objects", &ids);
+    reclaimed += space;
     println!("Total reclaimed space: {}", size(reclaimed));
     Ok(())
 }
@@ -170,6 +232,15 @@ fn df(client: &Client, verbose: bool) -> Result<()> {
     let v: Value = client.get_json("/system/df")?;
     let list = |key: &str| v[key].as_array().cloned().unwrap_or_default();
     let (images, containers, volumes) = (list("Images"), list("Containers"), list("Volumes"));
+    let cache = list("BuildCache");
+    let cache_size: i64 = cache.iter().map(|c| c["Size"].as_i64().unwrap_or(0)).sum();
+    let cache_active = cache.iter().filter(|c| c["InUse"].as_bool() == Some(true)).count();
+    // As the docker CLI counts it: what is neither in use nor shared with an image.
+    let cache_reclaimable: i64 = cache
+        .iter()
+        .filter(|c| c["InUse"].as_bool() != Some(true) && c["Shared"].as_bool() != Some(true))
+        .map(|c| c["Size"].as_i64().unwrap_or(0))
+        .sum();
     let int = |x: &Value, key: &str| x[key].as_i64().unwrap_or(0);
 
     let layers = int(&v, "LayersSize");
@@ -206,7 +277,13 @@ fn df(client: &Client, verbose: bool) -> Result<()> {
             size(vol_size),
             percent(vol_idle, vol_size),
         ]);
-        t.row(vec!["Build Cache".into(), "0".into(), "0".into(), "0B".into(), "0B".into()]);
+        t.row(vec![
+            "Build Cache".into(),
+            cache.len().to_string(),
+            cache_active.to_string(),
+            size(cache_size),
+            size(cache_reclaimable),
+        ]);
         print!("{}", t.render());
         return Ok(());
     }
@@ -259,6 +336,19 @@ fn df(client: &Client, verbose: bool) -> Result<()> {
         ]);
     }
     print!("{}", t.render());
-    println!("\nBuild cache usage: 0B");
+    println!("\nBuild cache usage: {}\n", size(cache_size));
+    let mut t = Table::new(&["CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "LAST USED", "USAGE", "SHARED"]);
+    for c in &cache {
+        t.row(vec![
+            c["ID"].as_str().unwrap_or_default().chars().take(12).collect(),
+            c["Type"].as_str().unwrap_or_default().to_string(),
+            size(c["Size"].as_i64().unwrap_or(0)),
+            c["CreatedAt"].as_str().unwrap_or_default().to_string(),
+            c["LastUsedAt"].as_str().unwrap_or_default().to_string(),
+            c["UsageCount"].as_i64().unwrap_or(0).to_string(),
+            c["Shared"].as_bool().unwrap_or(false).to_string(),
+        ]);
+    }
+    print!("{}", t.render());
     Ok(())
 }

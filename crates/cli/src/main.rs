@@ -189,6 +189,11 @@ enum Command {
         #[command(subcommand)]
         command: disk::SystemCommand,
     },
+    /// Manage builds
+    Builder {
+        #[command(subcommand)]
+        command: disk::BuilderCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -377,6 +382,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 Command::Interactive(c) => interactive::run(&client, c),
                 Command::Extras(c) => extras::run(&client, c),
                 Command::System { command } => disk::run(&client, command),
+                Command::Builder { command } => disk::builder(&client, command),
                 Command::Image { command: ImageCommand::Prune(f) } => disk::image_prune(&client, &f),
                 Command::Container { command: ContainerCommand::Prune(f) } => extras::prune(&client, &f),
                 Command::Run { .. } | Command::Create { .. } => unreachable!("handled above"),

@@ -16,6 +16,40 @@ pub struct CacheEntry {
     pub description: String,
     /// RFC 3339.
     pub created: String,
+    /// The image the step ran on (its size is what the step added above it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Digest>,
+}
+
+/// One cache entry as `system df` shows it.
+#[derive(Debug, Clone)]
+pub struct CacheUsage {
+    pub key: String,
+    pub entry: CacheEntry,
+    /// Bytes the step's layer holds (0 for a config-only step).
+    pub size: u64,
+    /// A container uses the image.
+    pub in_use: bool,
+    /// The image is tagged or under a tagged image: its layer is counted with the images too.
+    pub shared: bool,
+}
+
+/// What `POST /build/prune` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct CachePrune {
+    /// Shared entries too (`docker builder prune -a`).
+    pub all: bool,
+    /// Only entries made before this time.
+    pub until: Option<std::time::SystemTime>,
+    /// Keep the newest entries up to this many bytes.
+    pub keep_storage: u64,
+}
+
+/// What a cache prune removed.
+#[derive(Debug, Clone, Default)]
+pub struct CachePruneReport {
+    pub deleted: Vec<String>,
+    pub space_reclaimed: u64,
 }
 
 impl Engine {
@@ -50,16 +84,102 @@ impl Engine {
         Ok(live)
     }
 
-    /// Forgets every cache entry (`POST /build/prune`); returns how many there were. The
-    /// images stay while something names or uses them; untagged ones go with `image prune`.
-    pub fn build_cache_prune(&self) -> Result<usize, EngineError> {
-        let all: Vec<(String, CacheEntry)> = self.inner.db.list(Table::BuildCache)?;
+    /// Every entry with its size and whether images or containers still use what it made.
+    pub fn build_cache_usage(&self) -> Result<Vec<CacheUsage>, EngineError> {
+        let entries = self.build_cache_list()?;
+        let images: Vec<(String, crate::ImageRecord)> = self.inner.db.list(Table::Images)?;
+        let by_id: std::collections::HashMap<String, &crate::ImageRecord> =
+            images.iter().map(|(k, r)| (k.clone(), r)).collect();
+        let tagged: std::collections::HashSet<String> =
+            self.inner.db.list::<String>(Table::Tags)?.into_iter().map(|(_, id)| id).collect();
+        // The images under a tagged one, following parents.
+        let mut shared = std::collections::HashSet::new();
+        for id in &tagged {
+            let mut cur = Some(id.clone());
+            while let Some(c) = cur {
+                if !shared.insert(c.clone()) {
+                    break;
+                }
+                cur = by_id.get(&c).and_then(|r| r.parent.as_ref()).map(|p| p.to_string());
+            }
+        }
+        let used: std::collections::HashSet<String> = self
+            .inner
+            .db
+            .list::<crate::ContainerRecord>(Table::Containers)?
+            .into_iter()
+            .map(|(_, c)| c.image_id.to_string())
+            .collect();
+        Ok(entries
+            .into_iter()
+            .map(|(key, entry)| {
+                let id = entry.image.to_string();
+                let size_of = |d: &str| by_id.get(d).map(|r| r.size).unwrap_or(0);
+                let parent = entry.parent.as_ref().map(|p| size_of(&p.to_string())).unwrap_or(0);
+                CacheUsage {
+                    size: size_of(&id).saturating_sub(parent),
+                    in_use: used.contains(&id),
+                    shared: shared.contains(&id),
+                    key,
+                    entry,
+                }
+            })
+            .collect())
+    }
+
+    /// Forgets cache entries (`POST /build/prune`): those nothing tagged builds on, or with
+    /// `all` every one no container uses; the untagged images only they kept are removed too.
+    pub async fn build_cache_prune(&self, opts: &CachePrune) -> Result<CachePruneReport, EngineError> {
+        let mut usage = self.build_cache_usage()?;
+        // Newest first: `keep_storage` keeps from the newest down.
+        usage.sort_by(|a, b| b.entry.created.cmp(&a.entry.created));
+        let mut kept_bytes = 0u64;
+        let mut doomed = Vec::new();
+        for u in usage {
+            let old_enough =
+                opts.until.is_none_or(|t| wharf_types::time::parse_rfc3339(&u.entry.created).is_some_and(|c| c < t));
+            let removable = !u.in_use && (opts.all || !u.shared) && old_enough;
+            if removable && kept_bytes + u.size > opts.keep_storage {
+                doomed.push(u);
+            } else {
+                kept_bytes += u.size;
+            }
+        }
         self.inner.db.write(|tx| {
-            for (k, _) in &all {
-                tx.delete(Table::BuildCache, k)?;
+            for u in &doomed {
+                tx.delete(Table::BuildCache, &u.key)?;
             }
             Ok::<_, EngineError>(())
         })?;
-        Ok(all.len())
+        let mut report = CachePruneReport::default();
+        // Images the removed entries made, leaves first, while nothing else needs them.
+        let mut left: Vec<&CacheUsage> = doomed.iter().filter(|u| !u.shared && !u.in_use).collect();
+        loop {
+            let images: Vec<(String, crate::ImageRecord)> = self.inner.db.list(Table::Images)?;
+            let parents: std::collections::HashSet<String> =
+                images.iter().filter_map(|(_, r)| r.parent.as_ref().map(|p| p.to_string())).collect();
+            let (leaves, rest): (Vec<&CacheUsage>, Vec<&CacheUsage>) =
+                left.into_iter().partition(|u| !parents.contains(&u.entry.image.to_string()));
+            if leaves.is_empty() {
+                break;
+            }
+            for u in leaves {
+                let id = u.entry.image.to_string();
+                let still_cached =
+                    self.inner.db.list::<CacheEntry>(Table::BuildCache)?.iter().any(|(_, e)| e.image == u.entry.image);
+                if still_cached
+                    || self.refs_of(&u.entry.image).map(|(t, d)| !t.is_empty() || !d.is_empty()).unwrap_or(true)
+                {
+                    continue;
+                }
+                match self.remove_image(&id, false).await {
+                    Ok(_) => report.space_reclaimed += u.size,
+                    Err(e) => log::debug!("build cache prune: keep image {id}: {e}"),
+                }
+            }
+            left = rest;
+        }
+        report.deleted = doomed.into_iter().map(|u| u.key).collect();
+        Ok(report)
     }
 }

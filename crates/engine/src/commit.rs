@@ -92,7 +92,7 @@ impl Engine {
             config.rootfs.diff_ids.push(layer.diff_id.clone());
             layers.push(layer.blob);
         }
-        self.record_image(&config, layers, None, stored)
+        self.record_image(&config, layers, None, req.base.as_ref(), stored)
     }
 
     /// Commits the container's changes as a new image; returns its id.
@@ -179,7 +179,7 @@ impl Engine {
         });
         let mut layers = base.layers.clone();
         layers.push(layer.blob);
-        self.record_image(&image, layers, req.reference.as_ref(), stored)
+        self.record_image(&image, layers, req.reference.as_ref(), Some(&base.id), stored)
     }
 
     fn is_running(&self, id: &str) -> bool {

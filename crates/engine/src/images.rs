@@ -25,6 +25,10 @@ pub struct ImageRecord {
     pub manifest_digest: Option<Digest>,
     /// When this daemon stored it (RFC 3339), for `images --filter since/before` ordering.
     pub stored_at: String,
+    /// The image it was made on top of, by a build step or a commit (Docker's `Parent`): an
+    /// untagged image that is another's parent is an intermediate one, hidden from `images`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Digest>,
 }
 
 /// An image with the names that point at it, as `images` lists it.
@@ -81,6 +85,7 @@ impl Engine {
             layers,
             manifest_digest,
             stored_at: wharf_types::time::rfc3339_nanos(std::time::SystemTime::now()),
+            parent: None,
         })
     }
 
@@ -132,7 +137,7 @@ impl Engine {
         Ok(self.inner.content.read(&rec.id, wharf_types::oci::MAX_MANIFEST_SIZE)?)
     }
 
-    fn refs_of(&self, id: &Digest) -> Result<(Vec<ImageRef>, Vec<ImageRef>), EngineError> {
+    pub(crate) fn refs_of(&self, id: &Digest) -> Result<(Vec<ImageRef>, Vec<ImageRef>), EngineError> {
         let mut tags = Vec::new();
         let mut digests = Vec::new();
         for (key, value) in self.inner.db.list::<String>(Table::Tags)? {

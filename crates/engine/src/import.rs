@@ -112,7 +112,7 @@ impl Engine {
                 empty_layer: false,
             }],
         };
-        self.record_image(&image, vec![layer.blob], req.reference.as_ref(), stored)
+        self.record_image(&image, vec![layer.blob], req.reference.as_ref(), None, stored)
     }
 
     /// Stores the uncompressed layer tar `tar` on top of the layers `parent_diff_ids`.
@@ -188,13 +188,15 @@ impl Engine {
         config: &ImageConfig,
         layers: Vec<Descriptor>,
         reference: Option<&ImageRef>,
+        parent: Option<&Digest>,
         stored: &mut Stored,
     ) -> Result<Digest, EngineError> {
         let raw =
             serde_json::to_vec(config).map_err(|e| EngineError::Internal(format!("serialize image config: {e}")))?;
         let id = self.inner.content.put(&raw)?;
         stored.blobs.insert(id.clone());
-        let record = self.new_image_record(id.clone(), config, layers, None)?;
+        let mut record = self.new_image_record(id.clone(), config, layers, None)?;
+        record.parent = parent.cloned();
         self.inner.db.write(|tx| {
             tx.put(Table::Images, &id.to_string(), &record)?;
             if let Some(r) = reference {

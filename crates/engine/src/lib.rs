@@ -53,7 +53,7 @@ use wharf_snapshot::Snapshotter;
 
 pub use archive::{LoadedImage, SavePlan};
 pub use attach::{AttachOptions, PendingAttach, ProcessStream, StreamEvent, StreamInput};
-pub use build_cache::CacheEntry;
+pub use build_cache::{CacheEntry, CachePrune, CachePruneReport, CacheUsage};
 pub use commit::{CommitImage, CommitRequest, TopLayer};
 pub use containers::{
     ContainerConfig, ContainerRecord, ContainerState, CreateRequest, HostConfig, ListOptions, Status, WaitCondition,

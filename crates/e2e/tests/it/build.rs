@@ -260,3 +260,47 @@ fn independent_stages_run_in_parallel() {
         .collect();
     assert_eq!(steps, (1..=steps.len()).collect::<Vec<_>>(), "steps out of order:\n{out}");
 }
+
+/// A build's intermediate images are hidden from `images` (shown with `-a`), its cache shows in
+/// `system df` and the API's `BuildCache`, and `builder prune` forgets it (the next build runs
+/// its steps again) without touching the tagged image.
+fn cache_in_df_and_prune(cli: Cli) {
+    let d = Daemon::start();
+    let ctx = TempDir::new("build-df");
+    write(&ctx.0, "Dockerfile", &format!("FROM {}\nRUN echo one > /one\nENV A=1\nRUN echo two > /two\n", base()));
+    build(&d, cli, &ctx.0, &["-t", "cached:1"]).ok();
+    let images = d.cli(cli, &["images", "-q"]);
+    images.ok();
+    let all = d.cli(cli, &["images", "-aq"]);
+    all.ok();
+    assert!(
+        all.stdout.lines().count() > images.stdout.lines().count(),
+        "images -a should list the intermediate images that images hides:\n{images}\n{all}"
+    );
+    assert!(!images.stdout.is_empty());
+    let df: serde_json::Value = serde_json::from_str(
+        &crate::harness::http_unix(&d.sock, "GET", "/system/df")
+            .and_then(|r| r.split("\r\n\r\n").nth(1).map(str::to_string))
+            .unwrap_or_default(),
+    )
+    .unwrap_or_default();
+    let cache = df["BuildCache"].as_array().cloned().unwrap_or_default();
+    assert_eq!(cache.len(), 3, "three steps cached: {df}");
+    assert!(cache.iter().any(|c| c["Size"].as_u64().unwrap_or(0) > 0), "{df}");
+    let out = d.cli(cli, &["system", "df"]);
+    out.ok();
+    let row = out.stdout.lines().find(|l| l.starts_with("Build Cache")).unwrap_or_default().to_string();
+    assert!(row.split_whitespace().nth(2) == Some("3"), "system df: {out}");
+
+    // The tagged image builds on every step: a plain prune keeps them, -a forgets them.
+    d.cli(cli, &["builder", "prune", "-f"]).ok();
+    let again = build(&d, cli, &ctx.0, &["-t", "cached:1"]);
+    again.ok();
+    assert!(!again.stdout.contains("Running in"), "a plain prune dropped cache a tagged image uses:\n{again}");
+    d.cli(cli, &["builder", "prune", "-a", "-f"]).ok();
+    let fresh = build(&d, cli, &ctx.0, &["-t", "cached:1"]);
+    fresh.ok();
+    assert!(fresh.stdout.contains("Running in"), "builder prune -a kept the cache:\n{fresh}");
+    d.cli(cli, &["run", "--rm", "cached:1", "cat", "/one", "/two"]).ok();
+}
+both!(cache_in_df_and_prune);
