@@ -360,18 +360,22 @@ pub struct Ownership {
 }
 
 /// The digest of what a copy selects, for its cache key: each entry's destination, type,
-/// mode, owner, size, content and link target; never its time stamps.
-pub fn digest(selected: &[Selected], own: Ownership) -> Result<String, ContextError> {
-    let mut h = Sha256::new();
-    h.update(format!("own {}:{} {:?}\n", own.uid, own.gid, own.mode));
+/// mode, owner, size, content and link target; never its time stamps. Also each entry's own
+/// digest by destination (shortened), so that a cache miss can name the file that changed.
+pub fn digest(selected: &[Selected], own: Ownership) -> Result<(String, BTreeMap<String, String>), ContextError> {
+    let mut all = Sha256::new();
+    all.update(format!("own {}:{} {:?}\n", own.uid, own.gid, own.mode));
+    let mut each = BTreeMap::new();
     let mut buf = vec![0u8; 1 << 16];
     for s in selected {
         let md = fs::symlink_metadata(&s.source).map_err(io_err(format!("stat {}", s.source.display())))?;
-        h.update(format!("{}\0{:o}\0{}\0", s.dest, md.mode(), md.len()));
+        let mut h = Sha256::new();
+        h.update(format!("{}\0{:o}\0", s.dest, md.mode()));
         if md.file_type().is_symlink() {
             let t = fs::read_link(&s.source).map_err(io_err(format!("readlink {}", s.source.display())))?;
             h.update(t.as_os_str().as_encoded_bytes());
         } else if md.is_file() {
+            h.update(format!("{}\0", md.len()));
             let mut f = fs::File::open(&s.source).map_err(io_err(format!("open {}", s.source.display())))?;
             loop {
                 let n = f.read(&mut buf).map_err(io_err(format!("read {}", s.source.display())))?;
@@ -381,9 +385,11 @@ pub fn digest(selected: &[Selected], own: Ownership) -> Result<String, ContextEr
                 h.update(&buf[..n]);
             }
         }
-        h.update(b"\n");
+        let d = h.finalize();
+        all.update(d);
+        each.insert(s.dest.clone(), format!("{:x}", d)[..16].to_string());
     }
-    Ok(format!("{:x}", h.finalize()))
+    Ok((format!("{:x}", all.finalize()), each))
 }
 
 /// Writes the tar of a copy: each selected entry at its destination (relative to `/`), owned

@@ -172,6 +172,63 @@ struct Build {
 
 const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
 
+/// What a step was made from, kept by its place in the build (tag, Dockerfile, step number), so
+/// that the next miss there can say in one line what changed.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Note {
+    instruction: String,
+    parent: Option<String>,
+    args: BTreeMap<String, String>,
+    /// For copies: each file's digest by destination.
+    files: BTreeMap<String, String>,
+}
+
+impl Note {
+    fn new(instruction: &str, state: &State) -> Note {
+        Note {
+            instruction: instruction.to_string(),
+            parent: state.image.as_ref().map(|d| d.to_string()),
+            args: state.args.iter().filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v))).collect(),
+            files: BTreeMap::new(),
+        }
+    }
+
+    /// Why `self` (this build's step) is not what `old` was, in one line.
+    fn why(&self, old: &Note) -> String {
+        if old.instruction != self.instruction {
+            return format!("the instruction changed (was {:?})", old.instruction);
+        }
+        if old.parent != self.parent {
+            return "the image this step builds on changed (an earlier step or the base image)".to_string();
+        }
+        for (k, v) in &self.args {
+            match old.args.get(k) {
+                Some(o) if o != v => return format!("build arg {k} changed (was {o:?}, now {v:?})"),
+                None => return format!("build arg {k} is new ({v:?})"),
+                _ => {}
+            }
+        }
+        if let Some(k) = old.args.keys().find(|k| !self.args.contains_key(*k)) {
+            return format!("build arg {k} is no longer set");
+        }
+        let changed: Vec<&String> =
+            self.files.iter().filter(|(p, d)| old.files.get(*p).is_some_and(|o| o != *d)).map(|(p, _)| p).collect();
+        let added: Vec<&String> = self.files.keys().filter(|p| !old.files.contains_key(*p)).collect();
+        let removed: Vec<&String> = old.files.keys().filter(|p| !self.files.contains_key(*p)).collect();
+        let more = |n: usize| if n > 1 { format!(" and {} more", n - 1) } else { String::new() };
+        if let Some(p) = changed.first() {
+            return format!("file {p} changed{}", more(changed.len() + added.len() + removed.len()));
+        }
+        if let Some(p) = added.first() {
+            return format!("file {p} is new{}", more(added.len() + removed.len()));
+        }
+        if let Some(p) = removed.first() {
+            return format!("file {p} is gone{}", more(removed.len()));
+        }
+        "its cache entry was pruned".to_string()
+    }
+}
+
 /// The stages `stage` uses: its base, `COPY --from` and `RUN --mount from=` sources that name
 /// an earlier stage (by name or index).
 fn stage_deps(df: &Dockerfile, stage: usize) -> HashSet<usize> {
@@ -716,7 +773,9 @@ impl Build {
         let parent = state.image.as_ref().map(|d| d.to_string()).unwrap_or_default();
         let cfg_json = serde_json::to_string(&state.config.config).unwrap_or_default();
         let key = sha(&["config", &parent, &created_by, &cfg_json]);
-        if let Some(hit) = self.cached(&key, &created_by)? {
+        // Build args reach a config step only through its (expanded) text.
+        let note = Note { args: BTreeMap::new(), ..Note::new(&created_by, state) };
+        if let Some(hit) = self.cached(&key, &note)? {
             return Ok(hit);
         }
         let mut config = state.config.clone();
@@ -732,36 +791,55 @@ impl Build {
             .commit_image(CommitImage { base: state.image.clone(), layer: TopLayer::None, config: config.clone() })
             .await?;
         state.config = config;
-        self.remember(&key, &id, &created_by, state.image.as_ref())?;
+        self.remember(&key, &id, &note, state.image.as_ref())?;
         self.stream(format!(" ---> {}\n", short(&id)));
         Ok(id)
     }
 
-    /// A cache hit for `key`, unless the build or an earlier miss says not to look.
-    fn cached(&mut self, key: &str, what: &str) -> Result<Option<Digest>, BuildError> {
+    /// A cache hit for `key`, unless the build or an earlier miss says not to look. The first
+    /// miss of a stage says why, from the note of the step's last build.
+    fn cached(&mut self, key: &str, note: &Note) -> Result<Option<Digest>, BuildError> {
         if self.missed {
             return Ok(None);
         }
-        match self.engine.build_cache_get(key)? {
-            Some(hit) => {
-                self.stream(" ---> Using cache\n".to_string());
-                self.stream(format!(" ---> {}\n", short(&hit.image)));
-                Ok(Some(hit.image))
-            }
-            None => {
-                self.missed = true;
-                self.stream(format!(" ---> Cache miss: no earlier build ran {what:?} on this parent\n"));
-                Ok(None)
-            }
+        if let Some(hit) = self.engine.build_cache_get(key)? {
+            self.stream(" ---> Using cache\n".to_string());
+            self.stream(format!(" ---> {}\n", short(&hit.image)));
+            return Ok(Some(hit.image));
         }
+        self.missed = true;
+        if !self.req.no_cache {
+            let old: Option<Note> =
+                self.engine.build_note_get(&self.note_key())?.and_then(|v| serde_json::from_value(v).ok());
+            let why = match old {
+                Some(old) => note.why(&old),
+                None => "no earlier build ran this step here".to_string(),
+            };
+            self.stream(format!(" ---> Cache miss: {why}\n"));
+        }
+        Ok(None)
     }
 
-    fn remember(&self, key: &str, id: &Digest, what: &str, parent: Option<&Digest>) -> Result<(), BuildError> {
-        let entry =
-            CacheEntry { image: id.clone(), description: what.to_string(), created: now(), parent: parent.cloned() };
+    /// Where this step's note is kept: the repository of the build's first tag (not the tag:
+    /// `app:2` is the next build of `app:1`), its Dockerfile and the step number.
+    fn note_key(&self) -> String {
+        let tag = self.req.tags.first().map(|t| t.name()).unwrap_or_default();
+        sha(&["note", &tag, &self.req.dockerfile, &self.step.to_string()])
+    }
+
+    fn remember(&self, key: &str, id: &Digest, note: &Note, parent: Option<&Digest>) -> Result<(), BuildError> {
+        let entry = CacheEntry {
+            image: id.clone(),
+            description: note.instruction.clone(),
+            created: now(),
+            parent: parent.cloned(),
+        };
         self.engine.build_cache_put(key, &entry)?;
+        let value = serde_json::to_value(note).map_err(|e| BuildError::Invalid(format!("build note: {e}")))?;
+        self.engine.build_note_put(&self.note_key(), &value)?;
         Ok(())
     }
+
     /// After a cache hit, the state takes the cached image's config.
     fn adopt(&self, state: &mut State, id: Digest) -> Result<(), BuildError> {
         let rec = self.engine.find_image(&id.to_string())?;
@@ -825,7 +903,8 @@ impl Build {
         let network = run.network.clone().unwrap_or_default();
         // The mounts are part of the step as written, so a changed mount misses the cache.
         let key = sha(&["run", &parent, &created_by, &network, &format!("{:?}", run.mounts)]);
-        if let Some(hit) = self.cached(&key, &ins.original)? {
+        let note = Note::new(&ins.original, state);
+        if let Some(hit) = self.cached(&key, &note)? {
             return self.adopt(state, hit);
         }
         let image = state.image.clone().ok_or_else(|| {
@@ -921,7 +1000,7 @@ impl Build {
             self.remove(&rec.id).await;
         }
         let id = committed?;
-        self.remember(&key, &id, &ins.original, state.image.as_ref())?;
+        self.remember(&key, &id, &note, state.image.as_ref())?;
         self.stream(format!(" ---> {}\n", short(&id)));
         self.adopt(state, id)
     }
@@ -1035,7 +1114,7 @@ impl Build {
                 if dest_is_dir { format!("{}/{}", dest_abs.trim_end_matches('/'), h.name) } else { dest_abs.clone() };
             extra.insert(to, h.content.clone().into_bytes());
         }
-        let digest = context::digest(&selected, own)?;
+        let (digest, files) = context::digest(&selected, own)?;
         let mut hd = Sha256::new();
         for (k, v) in &extra {
             hd.update(k.as_bytes());
@@ -1045,7 +1124,8 @@ impl Build {
         let created_by = format!("/bin/sh -c #(nop) {what} {kind}:{digest} in {dest_abs} ");
         let parent = state.image.as_ref().map(|d| d.to_string()).unwrap_or_default();
         let key = sha(&["copy", &parent, &created_by, &source_dir, &format!("{:x}", hd.finalize())]);
-        if let Some(hit) = self.cached(&key, &ins.original)? {
+        let note = Note { files, args: BTreeMap::new(), ..Note::new(&ins.original, state) };
+        if let Some(hit) = self.cached(&key, &note)? {
             drop(cleanup);
             return self.adopt(state, hit);
         }
@@ -1058,7 +1138,7 @@ impl Build {
         let result = self.commit_tar(state, &tar_path, created_by.clone()).await;
         let _ = std::fs::remove_file(&tar_path);
         let id = result?;
-        self.remember(&key, &id, &ins.original, state.image.as_ref())?;
+        self.remember(&key, &id, &note, state.image.as_ref())?;
         self.stream(format!(" ---> {}\n", short(&id)));
         self.adopt(state, id)
     }
@@ -1121,14 +1201,15 @@ impl Build {
         archive: &Path,
         dest: &str,
     ) -> Result<(), BuildError> {
-        let digest = context::digest(
+        let (digest, files) = context::digest(
             &[context::Selected { source: archive.to_path_buf(), dest: dest.into() }],
             Ownership::default(),
         )?;
         let created_by = format!("/bin/sh -c #(nop) ADD file:{digest} in {dest} ");
         let parent = state.image.as_ref().map(|d| d.to_string()).unwrap_or_default();
         let key = sha(&["add-archive", &parent, &created_by]);
-        if let Some(hit) = self.cached(&key, &ins.original)? {
+        let note = Note { files, args: BTreeMap::new(), ..Note::new(&ins.original, state) };
+        if let Some(hit) = self.cached(&key, &note)? {
             return self.adopt(state, hit);
         }
         // Re-root the archive's entries below the destination.
@@ -1137,7 +1218,7 @@ impl Build {
         let result = self.commit_tar(state, &tar_path, created_by.clone()).await;
         let _ = std::fs::remove_file(&tar_path);
         let id = result?;
-        self.remember(&key, &id, &ins.original, state.image.as_ref())?;
+        self.remember(&key, &id, &note, state.image.as_ref())?;
         self.stream(format!(" ---> {}\n", short(&id)));
         self.adopt(state, id)
     }

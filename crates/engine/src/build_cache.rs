@@ -84,6 +84,16 @@ impl Engine {
         Ok(live)
     }
 
+    /// The builder's note for a step's place (its own format; the engine only keeps it).
+    pub fn build_note_get(&self, key: &str) -> Result<Option<serde_json::Value>, EngineError> {
+        Ok(self.inner.db.get::<serde_json::Value>(Table::BuildNotes, key)?)
+    }
+
+    pub fn build_note_put(&self, key: &str, note: &serde_json::Value) -> Result<(), EngineError> {
+        self.inner.db.write(|tx| tx.put(Table::BuildNotes, key, note))?;
+        Ok(())
+    }
+
     /// Every entry with its size and whether images or containers still use what it made.
     pub fn build_cache_usage(&self) -> Result<Vec<CacheUsage>, EngineError> {
         let entries = self.build_cache_list()?;
@@ -145,9 +155,14 @@ impl Engine {
                 kept_bytes += u.size;
             }
         }
+        let notes: Vec<(String, serde_json::Value)> =
+            if opts.all { self.inner.db.list(Table::BuildNotes)? } else { Vec::new() };
         self.inner.db.write(|tx| {
             for u in &doomed {
                 tx.delete(Table::BuildCache, &u.key)?;
+            }
+            for (k, _) in &notes {
+                tx.delete(Table::BuildNotes, k)?;
             }
             Ok::<_, EngineError>(())
         })?;

@@ -33,9 +33,12 @@ pub enum Table {
     Networks,
     /// build cache key (`sha256:<hex>` of a step's parent and inputs) → the image the step made
     BuildCache,
+    /// a step's place in a build (`sha256:<hex>` of the tag, Dockerfile and step) → what it was
+    /// made from last time, for the builder to say why a step missed the cache
+    BuildNotes,
 }
 
-const ALL: [Table; 8] = [
+const ALL: [Table; 9] = [
     Table::Images,
     Table::Tags,
     Table::Containers,
@@ -44,6 +47,7 @@ const ALL: [Table; 8] = [
     Table::Endpoints,
     Table::Networks,
     Table::BuildCache,
+    Table::BuildNotes,
 ];
 
 impl Table {
@@ -57,6 +61,7 @@ impl Table {
             Table::Volumes => TableDefinition::new("volumes"),
             Table::Networks => TableDefinition::new("networks"),
             Table::BuildCache => TableDefinition::new("build_cache"),
+            Table::BuildNotes => TableDefinition::new("build_notes"),
         }
     }
 }

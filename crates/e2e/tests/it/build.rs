@@ -121,7 +121,10 @@ fn build_run_and_inspect(cli: Cli) {
     write(&ctx.0, "greet.txt", "changed\n");
     let changed = build(&d, cli, &ctx.0, &["-t", "app:2", "--build-arg", "GREETING=hi"]);
     changed.ok();
-    changed.mentions(&["Running in", "changed"]);
+    changed.mentions(&["Running in", "changed", "Cache miss: file /app/greet.txt changed"]);
+    let other_arg = build(&d, cli, &ctx.0, &["-t", "app:2", "--build-arg", "GREETING=hey"]);
+    other_arg.ok();
+    other_arg.mentions(&["Cache miss: build arg GREETING changed (was \"hi\", now \"hey\")"]);
     assert_ne!(image_id(&changed), id);
     // --no-cache runs everything.
     let fresh = build(&d, cli, &ctx.0, &["--no-cache", "-t", "app:3", "--build-arg", "GREETING=hi"]);

@@ -1,0 +1,243 @@
+//! A private Docker engine (Debian's `docker.io`, dockerd 20.10) for differential tests: its
+//! own data root, exec root, socket, pidfile, trust key, daemon.json and cgroup parent under a
+//! temp dir; no iptables rules and no bridge (`--bridge=none`, so no `docker0`). Dropping it
+//! removes its containers, stops it and checks, as the harness does for wharfd, that it left no
+//! process, mount, cgroup or bridge behind (what it left is cleaned, then the test fails).
+
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::harness::{
+    cgroup_dirs, http_unix, leaked_processes, mounts_under, run_cmd, unique, wait_for, Output, TempDir,
+    COMMAND_TIMEOUT,
+};
+
+pub struct Dockerd {
+    pub sock: PathBuf,
+    /// `--cgroup-parent`: the containers' cgroups lie under it, in every hierarchy.
+    pub cgroup_parent: String,
+    docker_config: PathBuf,
+    log: PathBuf,
+    had_docker0: bool,
+    child: Option<Child>,
+    /// Removed (by its own drop) only after `drop` has stopped the engine and unmounted.
+    dir: TempDir,
+}
+
+fn docker0_exists() -> bool {
+    Path::new("/sys/class/net/docker0").exists()
+}
+
+impl Dockerd {
+    /// Starts a dockerd trusting plain HTTP from `insecure_registries` (`127.0.0.1:PORT`);
+    /// waits for `/_ping`. The error says why it did not come up (not installed, its log).
+    pub fn start(insecure_registries: &[&str]) -> Result<Dockerd, String> {
+        if Command::new("dockerd").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
+            return Err("no `dockerd` on PATH: install Debian's docker.io (with a policy-rc.d that exits 101 so \
+                        that its service is not started), as .ci/run does"
+                .to_string());
+        }
+        let dir = TempDir::new("dockerd");
+        let docker_config = dir.0.join("docker-config");
+        fs::create_dir_all(&docker_config).map_err(|e| format!("mkdir: {e}"))?;
+        let daemon_json = dir.0.join("daemon.json");
+        fs::write(&daemon_json, "{}\n").map_err(|e| format!("write daemon.json: {e}"))?;
+        let log = dir.0.join("dockerd.log");
+        let log_file = fs::File::create(&log).map_err(|e| format!("create dockerd.log: {e}"))?;
+        let mut d = Dockerd {
+            sock: dir.0.join("docker.sock"),
+            cgroup_parent: format!("/{}", unique("wharf-e2e-dockerd")),
+            docker_config,
+            log,
+            had_docker0: docker0_exists(),
+            child: None,
+            dir,
+        };
+        let mut cmd = Command::new("dockerd");
+        cmd.arg("--config-file")
+            .arg(&daemon_json)
+            .arg("--data-root")
+            .arg(d.dir.0.join("data"))
+            .arg("--exec-root")
+            .arg(d.dir.0.join("exec"))
+            .arg("-H")
+            .arg(d.host())
+            .arg("--pidfile")
+            .arg(d.dir.0.join("docker.pid"))
+            // Else it writes /etc/docker/key.json.
+            .arg("--deprecated-key-path")
+            .arg(d.dir.0.join("key.json"))
+            .arg("--cgroup-parent")
+            .arg(&d.cgroup_parent)
+            .args(["--iptables=false", "--ip-masq=false", "--ip6tables=false", "--bridge=none"])
+            .args(["--log-level", "info"]);
+        for r in insecure_registries {
+            cmd.arg("--insecure-registry").arg(r);
+        }
+        cmd.stdin(Stdio::null()).stdout(log_file.try_clone().map_err(|e| e.to_string())?).stderr(log_file);
+        // SAFETY: prctl is async-signal-safe and touches only the child's own state. The test
+        // thread that forks lives until this value is dropped, so SIGTERM only comes early
+        // when the test process dies without dropping it.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(|e| format!("cannot spawn dockerd: {e}"))?;
+        d.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(Ok(Some(status))) = d.child.as_mut().map(|c| c.try_wait()) {
+                d.child = None;
+                return Err(format!("dockerd exited at start ({status}); log:\n{}", d.log_text()));
+            }
+            if http_unix(&d.sock, "GET", "/_ping").is_some_and(|r| r.contains(" 200 ")) {
+                return Ok(d);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("dockerd did not answer /_ping in 60 s; log:\n{}", d.log_text()));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.sock.display())
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `program` (a docker CLI) pointed at this engine with a private config dir, not started.
+    pub fn command_with(&self, program: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env("DOCKER_HOST", self.host())
+            .env("DOCKER_CONFIG", &self.docker_config)
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("DOCKER_TLS_VERIFY")
+            .env_remove("DOCKER_CERT_PATH")
+            .env("DOCKER_CLI_HINTS", "false")
+            .args(args);
+        cmd
+    }
+
+    /// The `docker` CLI on PATH pointed at this engine, not started.
+    pub fn command(&self, args: &[&str]) -> Command {
+        self.command_with("docker", args)
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        run_cmd(self.command(args), COMMAND_TIMEOUT)
+    }
+
+    fn stop(&mut self) {
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        // SAFETY: kill(2) on the pid of our own child.
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match c.try_wait() {
+                Ok(Some(_)) | Err(_) => return,
+                Ok(None) if Instant::now() > deadline => {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    return;
+                }
+                Ok(None) => thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    /// What the stopped engine left behind, cleaned as it is found.
+    fn collect_and_clean_leaks(&self) -> Vec<String> {
+        let mut leaks = Vec::new();
+        let roots = [self.dir.0.clone()];
+        // containerd and its shims name the exec root in their command lines.
+        wait_for(Duration::from_secs(5), || leaked_processes(&roots, &self.cgroup_parent).is_empty());
+        for _ in 0..3 {
+            let procs = leaked_processes(&roots, &self.cgroup_parent);
+            if procs.is_empty() {
+                break;
+            }
+            for (pid, why) in &procs {
+                let line = format!("process {pid} left behind ({why})");
+                if !leaks.contains(&line) {
+                    leaks.push(line);
+                }
+                // SAFETY: kill(2) on a pid found to belong to this engine.
+                unsafe {
+                    libc::kill(*pid, libc::SIGKILL);
+                }
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+        let mounts = mounts_under(&self.dir.0);
+        for m in &mounts {
+            leaks.push(format!("mount left behind: {}", m.display()));
+        }
+        for m in mounts.iter().rev() {
+            if let Ok(c) = std::ffi::CString::new(m.as_os_str().as_encoded_bytes()) {
+                // SAFETY: umount2 with a valid NUL-terminated path; MNT_DETACH cannot hang.
+                unsafe {
+                    libc::umount2(c.as_ptr(), libc::MNT_DETACH);
+                }
+            }
+        }
+        // dockerd makes the parent and leaves it (empty) behind by design; a container's
+        // cgroup still under it is a leak.
+        for parent in cgroup_dirs(&self.cgroup_parent) {
+            let children: Vec<PathBuf> = fs::read_dir(&parent)
+                .map(|rd| rd.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()).collect())
+                .unwrap_or_default();
+            for c in &children {
+                leaks.push(format!("cgroup left behind: {}", c.display()));
+                let _ = fs::remove_dir(c);
+            }
+            let _ = fs::remove_dir(&parent);
+        }
+        if !self.had_docker0 && docker0_exists() {
+            leaks.push("bridge left behind: docker0".to_string());
+            let _ = Command::new("ip").args(["link", "del", "docker0"]).status();
+        }
+        leaks
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let ps = self.cli(&["ps", "-aq"]);
+            let ids: Vec<&str> = ps.stdout.split_whitespace().collect();
+            if ps.success() && !ids.is_empty() {
+                let mut args = vec!["rm", "-f", "-v"];
+                args.extend(ids);
+                let _ = self.cli(&args);
+            }
+        }
+        self.stop();
+        let leaks = self.collect_and_clean_leaks();
+        if !leaks.is_empty() && !thread::panicking() {
+            let log = self.log_text();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!(
+                "dockerd in {} was not clean after the test:\n  {}\n--- dockerd log ---\n{}",
+                self.dir.0.display(),
+                leaks.join("\n  "),
+                tail.join("\n")
+            );
+        }
+    }
+}
