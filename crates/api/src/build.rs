@@ -46,11 +46,6 @@ pub fn clear_scratch(engine: &wharf_engine::Engine) {
 
 fn parse_request(ctx: &Ctx, req: &Request<Incoming>) -> Result<BuildRequest> {
     let q = &ctx.query;
-    if q.get("remote").is_some_and(|r| !r.is_empty()) {
-        return Err(ApiError::bad_request(
-            "remote build contexts (remote=URL) are not supported yet: send the context",
-        ));
-    }
     let mut tags = Vec::new();
     for t in q.get_all("t").into_iter().filter(|t| !t.is_empty()) {
         let r = ImageRef::parse(&t).map_err(|e| ApiError::bad_request(format!("invalid tag {t:?}: {e}")))?;
@@ -135,12 +130,40 @@ pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> 
     let context = dir.join("context");
     std::fs::create_dir_all(&context)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("build: {e}")))?;
-    let reader = body_reader(req);
     let target = context.clone();
-    tokio::task::spawn_blocking(move || wharf_build::context::unpack(reader, &target, MAX_CONTEXT_BYTES))
-        .await
+    let remote = ctx.query.get("remote").filter(|r| !r.is_empty()).map(str::to_string);
+    let unpacked = match remote {
+        // `remote=URL`: a tarball is the context; any other file is the Dockerfile, alone.
+        Some(url) => {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ApiError::bad_request(format!(
+                    "remote {url:?} is not supported: give an http(s) URL of a tarball or a Dockerfile (git contexts are not supported)"
+                )));
+            }
+            let download = dir.join("remote");
+            tokio::task::spawn_blocking(move || -> std::result::Result<(), String> {
+                wharf_build::fetch::fetch(&url, &download, MAX_CONTEXT_BYTES)?;
+                if wharf_build::context::looks_like_archive(&download) {
+                    let file = std::fs::File::open(&download).map_err(|e| e.to_string())?;
+                    wharf_build::context::unpack(file, &target, MAX_CONTEXT_BYTES).map_err(|e| e.to_string())
+                } else {
+                    // Not an archive: the Dockerfile itself, alone in the context.
+                    std::fs::rename(&download, target.join("Dockerfile")).map_err(|e| e.to_string())
+                }
+            })
+            .await
+        }
+        None => {
+            let reader = body_reader(req);
+            tokio::task::spawn_blocking(move || {
+                wharf_build::context::unpack(reader, &target, MAX_CONTEXT_BYTES).map_err(|e| e.to_string())
+            })
+            .await
+        }
+    };
+    unpacked
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        .map_err(ApiError::bad_request)?;
     request.context = context;
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();

@@ -97,6 +97,18 @@ pub fn unpack(body: impl Read, dir: &Path, limit: u64) -> Result<(), ContextErro
     Ok(())
 }
 
+/// Whether a file is a tar, plain or compressed in a way `unpack` knows or names (by content).
+pub fn looks_like_archive(path: &Path) -> bool {
+    let mut head = [0u8; 512];
+    let n = fs::File::open(path).and_then(|mut f| f.read(&mut head)).unwrap_or(0);
+    let h = &head[..n];
+    h.starts_with(&[0x1f, 0x8b])
+        || h.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+        || h.starts_with(b"BZh")
+        || h.starts_with(&[0xfd, b'7', b'z', b'X', b'Z'])
+        || (n >= 262 && &h[257..262] == b"ustar")
+}
+
 fn tar_error(e: io::Error, limit: u64) -> ContextError {
     if e.to_string().contains("over the limit") {
         ContextError::TooLarge { limit }
@@ -400,6 +412,7 @@ pub fn write_tar(
     own: Ownership,
     parents: bool,
     extra: &BTreeMap<String, Vec<u8>>,
+    archives: &[(PathBuf, String)],
     out: impl Write,
 ) -> Result<(), ContextError> {
     let mut tar = tar::Builder::new(out);
@@ -470,7 +483,47 @@ pub fn write_tar(
         h.set_mtime(0);
         tar.append_data(&mut h, dest.trim_start_matches('/'), &content[..]).map_err(io_err("write tar"))?;
     }
+    for (archive, dest) in archives {
+        add_parents(&mut tar, &mut dirs_done, &format!("{}/x", dest.trim_end_matches('/')))?;
+        append_archive(&mut tar, archive, dest)?;
+    }
     tar.into_inner().map_err(io_err("write tar"))?.flush().map_err(io_err("write tar"))?;
+    Ok(())
+}
+
+/// Appends the entries of a tar (plain or gzip) below `dest` (`ADD archive.tar.gz /dest`), with
+/// their owners and modes; `..` and absolute names are cleaned into `dest`.
+fn append_archive(tar: &mut tar::Builder<impl Write>, archive: &Path, dest: &str) -> Result<(), ContextError> {
+    let err = |e: io::Error| ContextError::Invalid(format!("ADD {}: {e}", archive.display()));
+    let f = fs::File::open(archive).map_err(err)?;
+    let mut head = BufReader::new(f);
+    let gz = head.fill_buf().map_err(err)?.starts_with(&[0x1f, 0x8b]);
+    let reader: Box<dyn Read> = if gz { Box::new(flate2::read::MultiGzDecoder::new(head)) } else { Box::new(head) };
+    let mut input = tar::Archive::new(reader);
+    let prefix = dest.trim_start_matches('/').trim_end_matches('/');
+    let under = |rel: String| if prefix.is_empty() { rel } else { format!("{prefix}/{rel}") };
+    for entry in input.entries().map_err(err)? {
+        let mut entry = entry.map_err(err)?;
+        let path = entry.path().map_err(err)?.into_owned();
+        let rel = clean_rel(&path.to_string_lossy());
+        if rel.is_empty() {
+            continue;
+        }
+        let full = under(rel);
+        let mut h = entry.header().clone();
+        match h.entry_type() {
+            tar::EntryType::Link => {
+                let target = entry.link_name().map_err(err)?.map(|t| under(clean_rel(&t.to_string_lossy())));
+                tar.append_link(&mut h, &full, target.unwrap_or_default()).map_err(err)?;
+            }
+            tar::EntryType::Symlink => {
+                let target = entry.link_name().map_err(err)?.map(|t| t.into_owned()).unwrap_or_default();
+                tar.append_link(&mut h, &full, target).map_err(err)?;
+            }
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => {}
+            _ => tar.append_data(&mut h, &full, &mut entry).map_err(err)?,
+        }
+    }
     Ok(())
 }
 

@@ -1054,16 +1054,24 @@ impl Build {
 
     async fn copy(&mut self, state: &mut State, ins: &Instruction, c: &Copy, what: &str) -> Result<(), BuildError> {
         // `--link` changes how BuildKit stores the layer, not what it holds: the same copy here.
-        if c.checksum.is_some() || c.keep_git_dir {
-            let flag = if c.checksum.is_some() { "--checksum" } else { "--keep-git-dir" };
+        if c.keep_git_dir {
             return Err(BuildError::Invalid(format!(
-                "Dockerfile line {}: {what} {flag} is not supported by this builder yet",
+                "Dockerfile line {}: {what} --keep-git-dir is not supported (git sources are not)",
                 ins.line
             )));
         }
-        if what == "ADD" && c.sources.iter().any(|s| s.starts_with("http://") || s.starts_with("https://")) {
+        let is_url = |s: &String| s.starts_with("http://") || s.starts_with("https://");
+        let urls: Vec<String> = c.sources.iter().filter(|s| is_url(s)).cloned().collect();
+        let locals: Vec<String> = c.sources.iter().filter(|s| !is_url(s)).cloned().collect();
+        if what == "COPY" && !urls.is_empty() {
             return Err(BuildError::Invalid(format!(
-                "Dockerfile line {}: ADD of a URL is not supported by this builder yet",
+                "Dockerfile line {}: COPY cannot copy from a URL ({}): use ADD",
+                ins.line, urls[0]
+            )));
+        }
+        if c.checksum.is_some() && (urls.len() != 1 || !locals.is_empty()) {
+            return Err(BuildError::Invalid(format!(
+                "Dockerfile line {}: ADD --checksum needs exactly one source, a URL",
                 ins.line
             )));
         }
@@ -1087,10 +1095,35 @@ impl Build {
         let own = self.ownership(state, c).await?;
 
         // Where the files come from: the context, or another stage's or image's file system.
-        let (selected, source_dir, cleanup): (Vec<context::Selected>, String, Option<tempdir::Dir>) = match &c.from {
+        let mut archives: Vec<(PathBuf, String)> = Vec::new();
+        let (mut selected, source_dir, cleanup): (Vec<context::Selected>, String, Option<tempdir::Dir>) = match &c.from
+        {
             None => {
-                let sources = self.ctx.resolve(&c.sources, what).map_err(BuildError::Invalid)?;
-                (self.ctx.select(&sources, &dest_abs, dest_is_dir, c.parents), "context".into(), None)
+                let sources = if locals.is_empty() {
+                    Vec::new()
+                } else {
+                    self.ctx.resolve(&locals, what).map_err(BuildError::Invalid)?
+                };
+                // ADD unpacks the local archives it names (not archives inside a directory).
+                let (unpack, plain): (Vec<String>, Vec<String>) = if what == "ADD" {
+                    let mut unpack = Vec::new();
+                    let mut plain = Vec::new();
+                    for src in sources {
+                        match archive_kind(&self.ctx.dir.join(&src)) {
+                            Some(Ok(())) => unpack.push(src),
+                            Some(Err(kind)) => return Err(BuildError::Invalid(format!(
+                                "Dockerfile line {}: ADD {src}: {kind} archives are not supported: use gzip or none",
+                                ins.line
+                            ))),
+                            None => plain.push(src),
+                        }
+                    }
+                    (unpack, plain)
+                } else {
+                    (Vec::new(), sources)
+                };
+                archives = unpack.iter().map(|a| (self.ctx.dir.join(a), dest_abs.clone())).collect();
+                (self.ctx.select(&plain, &dest_abs, dest_is_dir, c.parents), "context".into(), None)
             }
             Some(from) => {
                 let dir = self.export_from(from).await?;
@@ -1101,20 +1134,51 @@ impl Build {
                 (sel, format!("from {from}"), Some(dir))
             }
         };
-        let selected = exclude(selected, &c.exclude, &self.req.context, source_dir == "context")?;
-        // ADD unpacks local tar archives into the destination.
-        if what == "ADD" && c.from.is_none() {
-            if let Some(s) = selected.iter().find(|s| is_archive(&s.source)) {
-                return self.add_archive(state, ins, &s.source.clone(), &dest_abs).await;
+        // Downloads: a file each, mode 0600 and the server's Last-Modified as mtime, as Docker.
+        let downloads = if urls.is_empty() { None } else { Some(tempdir::Dir::new(self.scratch_file("downloads"))?) };
+        for (n, url) in urls.iter().enumerate() {
+            let dir = downloads.as_ref().map(|d| d.path().to_path_buf()).unwrap_or_default();
+            let file = dir.join(format!("{n}"));
+            let (u, f) = (url.clone(), file.clone());
+            self.stream(format!("Downloading {url}\n"));
+            let got = tokio::task::spawn_blocking(move || crate::fetch::fetch(&u, &f, MAX_DOWNLOAD))
+                .await
+                .map_err(|e| BuildError::Invalid(format!("ADD {url}: {e}")))?
+                .map_err(|e| BuildError::Invalid(format!("ADD failed: {e}")))?;
+            if let Some(want) = &c.checksum {
+                if *want != got.digest {
+                    return Err(BuildError::Invalid(format!(
+                        "Dockerfile line {}: ADD {url}: digest mismatch: expected {want}, got {}",
+                        ins.line, got.digest
+                    )));
+                }
             }
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600));
+            if let Some(t) = got.modified {
+                if let Ok(f) = std::fs::File::options().write(true).open(&file) {
+                    let _ = f.set_modified(t);
+                }
+            }
+            let to =
+                if dest_is_dir { format!("{}/{}", dest_abs.trim_end_matches('/'), got.name) } else { dest_abs.clone() };
+            selected.push(context::Selected { source: file, dest: to });
         }
+        let selected = exclude(selected, &c.exclude, &self.req.context, source_dir == "context")?;
         let mut extra = BTreeMap::new();
         for h in &c.heredocs {
             let to =
                 if dest_is_dir { format!("{}/{}", dest_abs.trim_end_matches('/'), h.name) } else { dest_abs.clone() };
             extra.insert(to, h.content.clone().into_bytes());
         }
-        let (digest, files) = context::digest(&selected, own)?;
+        let hashed: Vec<context::Selected> = selected
+            .iter()
+            .cloned()
+            .chain(
+                archives.iter().map(|(a, d)| context::Selected { source: a.clone(), dest: format!("{d} (unpacked)") }),
+            )
+            .collect();
+        let (digest, files) = context::digest(&hashed, own)?;
         let mut hd = Sha256::new();
         for (k, v) in &extra {
             hd.update(k.as_bytes());
@@ -1132,7 +1196,7 @@ impl Build {
         let tar_path = self.scratch_file("copy.tar");
         {
             let f = std::fs::File::create(&tar_path).map_err(|e| BuildError::Invalid(format!("build: {e}")))?;
-            context::write_tar(&selected, own, state.layers == 0, &extra, std::io::BufWriter::new(f))?;
+            context::write_tar(&selected, own, state.layers == 0, &extra, &archives, std::io::BufWriter::new(f))?;
         }
         drop(cleanup);
         let result = self.commit_tar(state, &tar_path, created_by.clone()).await;
@@ -1192,35 +1256,6 @@ impl Build {
         };
         self.remove(&rec.id).await;
         Ok(committed?)
-    }
-
-    async fn add_archive(
-        &mut self,
-        state: &mut State,
-        ins: &Instruction,
-        archive: &Path,
-        dest: &str,
-    ) -> Result<(), BuildError> {
-        let (digest, files) = context::digest(
-            &[context::Selected { source: archive.to_path_buf(), dest: dest.into() }],
-            Ownership::default(),
-        )?;
-        let created_by = format!("/bin/sh -c #(nop) ADD file:{digest} in {dest} ");
-        let parent = state.image.as_ref().map(|d| d.to_string()).unwrap_or_default();
-        let key = sha(&["add-archive", &parent, &created_by]);
-        let note = Note { files, args: BTreeMap::new(), ..Note::new(&ins.original, state) };
-        if let Some(hit) = self.cached(&key, &note)? {
-            return self.adopt(state, hit);
-        }
-        // Re-root the archive's entries below the destination.
-        let tar_path = self.scratch_file("add.tar");
-        reroot_archive(archive, dest, &tar_path)?;
-        let result = self.commit_tar(state, &tar_path, created_by.clone()).await;
-        let _ = std::fs::remove_file(&tar_path);
-        let id = result?;
-        self.remember(&key, &id, &note, state.image.as_ref())?;
-        self.stream(format!(" ---> {}\n", short(&id)));
-        self.adopt(state, id)
     }
 
     fn scratch_file(&self, name: &str) -> PathBuf {
@@ -1392,57 +1427,30 @@ fn exclude(
         .collect())
 }
 
-/// Whether ADD unpacks this file: a tar, plain or gzip-compressed, recognised by content.
-fn is_archive(path: &Path) -> bool {
-    let Ok(mut f) = std::fs::File::open(path) else { return false };
+/// Whether ADD unpacks this file: `Some(Ok)` for a tar, plain or gzip-compressed, recognised
+/// by content; `Some(Err(kind))` for an archive of a compression this builder cannot read.
+fn archive_kind(path: &Path) -> Option<Result<(), &'static str>> {
+    let md = std::fs::symlink_metadata(path).ok()?;
+    if !md.is_file() {
+        return None;
+    }
+    let mut f = std::fs::File::open(path).ok()?;
     let mut head = [0u8; 512];
     let n = std::io::Read::read(&mut f, &mut head).unwrap_or(0);
     if n >= 2 && head[..2] == [0x1f, 0x8b] {
-        return true;
+        return Some(Ok(()));
     }
-    n >= 262 && &head[257..262] == b"ustar"
+    if n >= 3 && &head[..3] == b"BZh" {
+        return Some(Err("bzip2"));
+    }
+    if n >= 6 && head[..6] == [0xfd, b'7', b'z', b'X', b'Z', 0] {
+        return Some(Err("xz"));
+    }
+    (n >= 262 && &head[257..262] == b"ustar").then_some(Ok(()))
 }
 
-/// Copies an archive's entries (plain or gzip tar) into a new tar with each path below `dest`.
-fn reroot_archive(archive: &Path, dest: &str, out: &Path) -> Result<(), BuildError> {
-    let err = |e: std::io::Error| BuildError::Invalid(format!("ADD {}: {e}", archive.display()));
-    let f = std::fs::File::open(archive).map_err(err)?;
-    let mut head = std::io::BufReader::new(f);
-    let gz = std::io::BufRead::fill_buf(&mut head).map_err(err)?.starts_with(&[0x1f, 0x8b]);
-    let reader: Box<dyn std::io::Read> =
-        if gz { Box::new(flate2::read::MultiGzDecoder::new(head)) } else { Box::new(head) };
-    let mut input = tar::Archive::new(reader);
-    let mut output = tar::Builder::new(std::io::BufWriter::new(std::fs::File::create(out).map_err(err)?));
-    let prefix = dest.trim_start_matches('/').trim_end_matches('/');
-    for entry in input.entries().map_err(err)? {
-        let mut entry = entry.map_err(err)?;
-        let path = entry.path().map_err(err)?.into_owned();
-        let rel = context::clean_rel(&path.to_string_lossy());
-        if rel.is_empty() {
-            continue;
-        }
-        let full = if prefix.is_empty() { rel } else { format!("{prefix}/{rel}") };
-        let mut h = entry.header().clone();
-        if matches!(h.entry_type(), tar::EntryType::Link) {
-            if let Ok(Some(t)) = entry.link_name() {
-                let t = context::clean_rel(&t.to_string_lossy());
-                let t = if prefix.is_empty() { t } else { format!("{prefix}/{t}") };
-                output.append_link(&mut h, &full, &t).map_err(err)?;
-                continue;
-            }
-        }
-        if matches!(h.entry_type(), tar::EntryType::Symlink) {
-            if let Ok(Some(t)) = entry.link_name() {
-                let t = t.into_owned();
-                output.append_link(&mut h, &full, &t).map_err(err)?;
-                continue;
-            }
-        }
-        output.append_data(&mut h, &full, &mut entry).map_err(err)?;
-    }
-    output.into_inner().map_err(err)?;
-    Ok(())
-}
+/// The most `ADD <url>` downloads.
+const MAX_DOWNLOAD: u64 = 16 << 30;
 
 /// A directory removed when dropped.
 mod tempdir {

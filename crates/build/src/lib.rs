@@ -6,6 +6,7 @@
 pub mod context;
 pub mod error;
 pub mod executor;
+pub mod fetch;
 pub mod ignore;
 pub mod instructions;
 pub mod mounts;

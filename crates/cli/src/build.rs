@@ -52,10 +52,11 @@ pub struct BuildFlags {
 }
 
 pub fn run(client: &Client, f: &BuildFlags) -> Result<()> {
-    if f.path == "-" || f.path.starts_with("http://") || f.path.starts_with("https://") || f.path.starts_with("git@") {
-        bail!("wharf build takes a context directory; {:?} (stdin or a URL) is not supported yet", f.path);
+    let remote = f.path.starts_with("http://") || f.path.starts_with("https://");
+    if f.path == "-" || f.path.starts_with("git@") || f.path.starts_with("git://") {
+        bail!("wharf build takes a context directory or an http(s) URL; {:?} is not supported yet", f.path);
     }
-    let dir = PathBuf::from(&f.path);
+    let dir = if remote { std::env::temp_dir() } else { PathBuf::from(&f.path) };
     if !dir.is_dir() {
         bail!("unable to prepare context: path {:?} not found", f.path);
     }
@@ -108,6 +109,12 @@ pub fn run(client: &Client, f: &BuildFlags) -> Result<()> {
     for t in &f.tags {
         q = q.set("t", t.as_str());
     }
+    if remote {
+        // The daemon downloads the context (a tarball) or the Dockerfile itself.
+        q = q.set("remote", f.path.as_str());
+        let req = Request::new("POST", &q.to_target("/build")).header("Content-Type", "application/x-tar");
+        return print_progress(client, req);
+    }
     let (reader, mut writer) = std::io::pipe().context("pipe")?;
     let tar_dir = dir.clone();
     let producer = std::thread::spawn(move || -> std::io::Result<()> {
@@ -127,6 +134,15 @@ pub fn run(client: &Client, f: &BuildFlags) -> Result<()> {
     let req = Request::new("POST", &q.to_target("/build"))
         .header("Content-Type", "application/x-tar")
         .body(Body::Reader(Box::new(reader), None));
+    let printed = print_progress(client, req);
+    match producer.join() {
+        Ok(Err(e)) if printed.is_ok() => bail!("send the build context: {e}"),
+        _ => printed,
+    }
+}
+
+/// Prints the builder's progress; a failed build is an error with its message.
+fn print_progress(client: &Client, req: Request) -> Result<()> {
     let messages = client.json_stream::<JsonMessage>(req).context("build")?;
     let mut out = std::io::stdout().lock();
     let mut failed = None;
@@ -145,10 +161,6 @@ pub fn run(client: &Client, f: &BuildFlags) -> Result<()> {
                 None => writeln!(out, "{status}")?,
             }
         }
-    }
-    match producer.join() {
-        Ok(Err(e)) if failed.is_none() => bail!("send the build context: {e}"),
-        _ => {}
     }
     if let Some(e) = failed {
         return Err(Exit::new(1, e).into());

@@ -307,3 +307,199 @@ fn cache_in_df_and_prune(cli: Cli) {
     d.cli(cli, &["run", "--rm", "cached:1", "cat", "/one", "/two"]).ok();
 }
 both!(cache_in_df_and_prune);
+
+/// A small HTTP server on loopback for the downloads a build makes: each path is served with
+/// a fixed `Last-Modified`; it stops when dropped.
+struct FileServer {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// `Last-Modified` of every file served: 2021-01-02 03:04:05 UTC.
+const SERVED_MTIME: u64 = 1_609_556_645;
+
+impl FileServer {
+    fn start(files: Vec<(&'static str, Vec<u8>)>) -> FileServer {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(300);
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) && std::time::Instant::now() < deadline {
+                let Ok((stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                let _ = stream.set_nonblocking(false);
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                let mut out = stream;
+                match files.iter().find(|(p, _)| *p == path) {
+                    Some((_, body)) => {
+                        let _ = write!(
+                            out,
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: Sat, 02 Jan 2021 03:04:05 GMT\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        );
+                        let _ = out.write_all(body);
+                    }
+                    None => {
+                        let _ = write!(out, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    }
+                }
+            }
+        });
+        FileServer { port, stop, thread: Some(thread) }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A gzip tar of `files` (path, content), made with the tar and gzip tools of the host.
+fn tar_gz(dir: &Path, files: &[(&str, &str)]) -> Vec<u8> {
+    let src = dir.join("tar-src");
+    for (p, text) in files {
+        write(&src, p, text);
+    }
+    let out = dir.join("archive.tar.gz");
+    let status = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(&out)
+        .arg("-C")
+        .arg(&src)
+        .args(files.iter().map(|(p, _)| *p))
+        .status()
+        .expect("tar");
+    assert!(status.success());
+    let _ = fs::remove_dir_all(&src);
+    fs::read(&out).expect("read archive")
+}
+
+/// ADD of a URL (a file of mode 0600 with the server's Last-Modified as mtime, named after the
+/// URL in a directory, not unpacked), `--checksum`, ADD of a local .tar.gz (unpacked), and a
+/// build from `remote=` URLs: a Dockerfile alone and a tarball context.
+fn add_urls_archives_and_remote_contexts(cli: Cli) {
+    let d = Daemon::start();
+    let ctx = TempDir::new("build-add");
+    let archive = tar_gz(&ctx.0, &[("a/one.txt", "one\n"), ("two.txt", "two\n")]);
+    let payload = b"downloaded\n".to_vec();
+    let digest = format!("sha256:{}", sha256_hex(&payload));
+    let context_tar = {
+        let c = ctx.0.join("remote-ctx");
+        write(&c, "Dockerfile", &format!("FROM {}\nCOPY hello.txt /\nCMD [\"cat\", \"/hello.txt\"]\n", base()));
+        write(&c, "hello.txt", "from a remote context\n");
+        let out = ctx.0.join("remote.tar");
+        assert!(std::process::Command::new("tar")
+            .arg("-cf")
+            .arg(&out)
+            .arg("-C")
+            .arg(&c)
+            .args(["Dockerfile", "hello.txt"])
+            .status()
+            .expect("tar")
+            .success());
+        let _ = fs::remove_dir_all(&c);
+        fs::read(&out).expect("read")
+    };
+    let remote_dockerfile =
+        format!("FROM {}\nRUN echo remote-dockerfile > /r\nCMD [\"cat\", \"/r\"]\n", base()).into_bytes();
+    let server = FileServer::start(vec![
+        ("/files/data.txt", payload.clone()),
+        ("/files/archive.tar.gz", archive.clone()),
+        ("/Dockerfile", remote_dockerfile),
+        ("/context.tar", context_tar),
+    ]);
+    fs::write(ctx.0.join("local.tar.gz"), &archive).expect("write archive");
+    write(
+        &ctx.0,
+        "Dockerfile",
+        &format!(
+            "FROM {b}\nADD {u} /dl/\nADD --checksum={digest} {u} /checked.txt\nADD {a} /remote-archive/\nADD local.tar.gz /unpacked/\n",
+            b = base(),
+            u = server.url("/files/data.txt"),
+            a = server.url("/files/archive.tar.gz"),
+        ),
+    );
+    build(&d, cli, &ctx.0, &["-t", "add:1"]).ok();
+    let stat = d.cli(
+        cli,
+        &[
+            "run",
+            "--rm",
+            "add:1",
+            "stat",
+            "-c",
+            "%n %a %Y",
+            "/dl/data.txt",
+            "/checked.txt",
+            "/remote-archive/archive.tar.gz",
+        ],
+    );
+    stat.ok();
+    for line in stat.stdout.lines() {
+        assert!(line.ends_with(&format!(" 600 {SERVED_MTIME}")), "a download's mode or mtime is not Docker's: {line}");
+    }
+    assert_eq!(stat.stdout.lines().count(), 3, "{stat}");
+    let cat = d.cli(cli, &["run", "--rm", "add:1", "cat", "/dl/data.txt", "/unpacked/a/one.txt", "/unpacked/two.txt"]);
+    cat.ok();
+    assert_eq!(cat.trimmed(), "downloaded\none\ntwo");
+
+    write(
+        &ctx.0,
+        "Dockerfile",
+        &format!("FROM {}\nADD --checksum=sha256:{} {} /x\n", base(), "0".repeat(64), server.url("/files/data.txt")),
+    );
+    build(&d, cli, &ctx.0, &["-t", "add:2"]).fails().mentions(&["digest mismatch"]);
+    write(&ctx.0, "Dockerfile", &format!("FROM {}\nADD {} /x\n", base(), server.url("/missing")));
+    build(&d, cli, &ctx.0, &["-t", "add:3"]).fails().mentions(&["404"]);
+
+    // Remote contexts.
+    let mut cmd = d.command(cli, &["build", "-t", "remote:1", &server.url("/Dockerfile")]);
+    cmd.env("DOCKER_BUILDKIT", "0");
+    run_cmd(cmd, Duration::from_secs(120)).ok();
+    let out = d.cli(cli, &["run", "--rm", "remote:1"]);
+    out.ok();
+    assert_eq!(out.trimmed(), "remote-dockerfile");
+    let mut cmd = d.command(cli, &["build", "-t", "remote:2", &server.url("/context.tar")]);
+    cmd.env("DOCKER_BUILDKIT", "0");
+    run_cmd(cmd, Duration::from_secs(120)).ok();
+    let out = d.cli(cli, &["run", "--rm", "remote:2"]);
+    out.ok();
+    assert_eq!(out.trimmed(), "from a remote context");
+}
+both!(add_urls_archives_and_remote_contexts);
+
+fn sha256_hex(data: &[u8]) -> String {
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sha256sum");
+    use std::io::Write;
+    child.stdin.take().expect("stdin").write_all(data).expect("write");
+    let out = child.wait_with_output().expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_string()
+}
