@@ -503,3 +503,148 @@ fn sha256_hex(data: &[u8]) -> String {
     let out = child.wait_with_output().expect("sha256sum");
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_string()
 }
+
+/// Spawns a build through the docker CLI without waiting for it.
+fn spawn_build(d: &Daemon, dir: &Path, tag: &str) -> std::process::Child {
+    let mut cmd = d.command(Cli::Docker, &["build", "-t", tag]);
+    cmd.arg(dir).env("DOCKER_BUILDKIT", "0");
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    cmd.spawn().expect("spawn docker build")
+}
+
+/// Waits until a build step's container runs.
+#[track_caller]
+fn wait_for_step_container(d: &Daemon) {
+    assert!(
+        crate::harness::wait_for(Duration::from_secs(60), || !d.wharf(&["ps", "-q"]).stdout.trim().is_empty()),
+        "the build's RUN never started"
+    );
+}
+
+/// `kill -9` of wharfd in the middle of a RUN, then a restart: no half-made image or tag, no
+/// step container (and so no mount or cgroup: the harness checks), no cache entry that points
+/// at nothing; the same build then succeeds.
+#[test]
+fn a_daemon_killed_during_a_build_leaves_nothing_half_made() {
+    let mut d = Daemon::start();
+    let ctx = TempDir::new("build-kill");
+    write(
+        &ctx.0,
+        "Dockerfile",
+        &format!("FROM {}\nRUN echo first > /first\nRUN sleep 30 && echo done > /done\n", base()),
+    );
+    let mut client = spawn_build(&d, &ctx.0, "killed:1");
+    wait_for_step_container(&d);
+    d.kill9();
+    let _ = client.kill();
+    let _ = client.wait();
+    d.restart();
+    assert_eq!(d.wharf(&["ps", "-aq"]).trimmed(), "", "a build container outlived the crash");
+    assert!(!d.wharf(&["image", "inspect", "killed:1"]).success(), "a build cut by a crash was tagged");
+    let df = crate::harness::http_unix(&d.sock, "GET", "/system/df").unwrap_or_default();
+    let body: serde_json::Value = serde_json::from_str(df.split("\r\n\r\n").nth(1).unwrap_or("{}")).unwrap_or_default();
+    for entry in body["BuildCache"].as_array().into_iter().flatten() {
+        assert!(entry["Description"].as_str().is_some_and(|s| !s.contains("sleep 30")), "{entry}");
+    }
+    // Shorter this time: the same Dockerfile but for the sleep.
+    write(
+        &ctx.0,
+        "Dockerfile",
+        &format!("FROM {}\nRUN echo first > /first\nRUN sleep 1 && echo done > /done\n", base()),
+    );
+    let out = build(&d, Cli::Docker, &ctx.0, &["-t", "killed:1"]);
+    out.ok();
+    assert!(out.stdout.contains("Using cache"), "the step finished before the crash was not cached:\n{out}");
+    d.docker(&["run", "--rm", "killed:1", "cat", "/first", "/done"]).ok();
+}
+
+/// A client that goes away cancels its build: the step's container is stopped and removed
+/// at once, not when its command ends.
+#[test]
+fn a_client_that_disconnects_cancels_the_build() {
+    let d = Daemon::start();
+    let ctx = TempDir::new("build-cancel");
+    write(&ctx.0, "Dockerfile", &format!("FROM {}\nRUN sleep 300\n", base()));
+    let mut client = spawn_build(&d, &ctx.0, "cancelled:1");
+    wait_for_step_container(&d);
+    let _ = client.kill();
+    let _ = client.wait();
+    assert!(
+        crate::harness::wait_for(Duration::from_secs(20), || d.wharf(&["ps", "-aq"]).stdout.trim().is_empty()),
+        "the step's container outlived its client: {}",
+        d.wharf(&["ps", "-a"])
+    );
+    assert!(!d.wharf(&["image", "inspect", "cancelled:1"]).success());
+}
+
+/// Two builds of the same context at once both succeed.
+#[test]
+fn two_builds_of_one_context_at_once() {
+    let d = Daemon::start();
+    let ctx = TempDir::new("build-twice");
+    write(&ctx.0, "Dockerfile", &format!("FROM {}\nCOPY f /f\nRUN sleep 1 && cat /f > /g\n", base()));
+    write(&ctx.0, "f", "shared\n");
+    let mut a = spawn_build(&d, &ctx.0, "twice:a");
+    let mut b = spawn_build(&d, &ctx.0, "twice:b");
+    assert!(a.wait().expect("wait a").success() && b.wait().expect("wait b").success(), "a concurrent build failed");
+    for tag in ["twice:a", "twice:b"] {
+        let out = d.docker(&["run", "--rm", tag, "cat", "/g"]);
+        out.ok();
+        assert_eq!(out.trimmed(), "shared");
+    }
+}
+
+/// A context whose tar reaches outside it is refused with a 400 that says so, and nothing of
+/// it is left.
+#[test]
+fn a_context_entry_outside_the_context_is_refused() {
+    let d = Daemon::start();
+    let mut data = Vec::new();
+    {
+        let mut t = tar_builder(&mut data);
+        let mut h = tar_header(b"FROM scratch\n".len() as u64);
+        t.append_data(&mut h, "Dockerfile", &b"FROM scratch\n"[..]).expect("append");
+        // The tar crate refuses to write `..` itself: put the name into the header by hand.
+        let mut h = tar_header(4);
+        h.as_old_mut().name[..13].copy_from_slice(b"../escape.txt");
+        h.set_cksum();
+        t.append(&h, &b"oops"[..]).expect("append");
+        t.finish().expect("finish");
+    }
+    let sock = d.sock.clone();
+    let reply = post_unix(&sock, "/build?t=bad:1", &data);
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(reply.contains("outside the context"), "{reply}");
+    let left: Vec<_> = fs::read_dir(d.data_root.join("build")).into_iter().flatten().flatten().collect();
+    assert!(left.is_empty(), "the refused context left files: {left:?}");
+}
+
+fn tar_builder(out: &mut Vec<u8>) -> tar::Builder<&mut Vec<u8>> {
+    tar::Builder::new(out)
+}
+
+fn tar_header(size: u64) -> tar::Header {
+    let mut h = tar::Header::new_old();
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    h
+}
+
+/// POSTs `body` on the daemon's socket and returns the raw answer.
+fn post_unix(sock: &Path, path: &str, body: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(sock).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-tar\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .expect("write");
+    s.write_all(body).expect("write body");
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
