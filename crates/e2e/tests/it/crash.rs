@@ -244,8 +244,9 @@ fn rm_force_kills_what_is_left_in_the_cgroup() {
     assert_consistent(&d, "after rm -f");
 }
 
-/// Three clients loop over runs, execs, removals, volume and network changes while wharfd is
-/// killed at random instants; after each restart the views must agree. Rounds: 4 here (CI),
+/// Three clients (the wharf and the docker CLI in turns) loop over runs, execs, removals,
+/// pulls and rmis, volume and network changes and connects while wharfd is killed at random
+/// instants; after each restart the views must agree. Rounds: 4 here (CI),
 /// `WHARF_TORTURE_ROUNDS` for more (bench/crash-torture.sh runs 50).
 #[test]
 fn torture_random_kills_under_load_leave_no_orphans() {
@@ -271,30 +272,57 @@ fn torture_random_kills_under_load_leave_no_orphans() {
             let stop = stop.clone();
             let sock = sock.clone();
             let img = img.clone();
+            let other = registry().image("test/layers:latest");
+            let docker_config = d.docker_config.clone();
             clients.push(std::thread::spawn(move || {
-                let wharf = |args: &[&str]| {
-                    let mut cmd = std::process::Command::new(crate::harness::bin("wharf"));
-                    cmd.arg("-H").arg(&sock).args(args);
+                // The wharf CLI and the docker CLI in turns, as different users would.
+                let cli = |docker: bool, args: &[&str]| {
+                    let mut cmd = if docker {
+                        let mut c = std::process::Command::new("docker");
+                        c.env("DOCKER_HOST", &sock)
+                            .env("DOCKER_CONFIG", &docker_config)
+                            .env("DOCKER_CLI_HINTS", "false");
+                        c
+                    } else {
+                        let mut c = std::process::Command::new(crate::harness::bin("wharf"));
+                        c.arg("-H").arg(&sock);
+                        c
+                    };
+                    cmd.args(args);
                     crate::harness::run_cmd(cmd, Duration::from_secs(30))
                 };
                 let mut i = 0;
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                     let name = format!("t{round}-{client}-{i}");
-                    match (client + i) % 5 {
-                        0 => drop(wharf(&["run", "-d", "--name", &name, &img, "sleep", "600"])),
-                        1 => drop(wharf(&["run", "--rm", &img, "true"])),
+                    let docker = i % 2 == 1;
+                    let run = |args: &[&str]| drop(cli(docker, args));
+                    match (client + i) % 7 {
+                        0 => run(&["run", "-d", "--name", &name, &img, "sleep", "600"]),
+                        1 => run(&["run", "--rm", &img, "true"]),
                         2 => {
-                            drop(wharf(&["run", "-d", "--name", &name, &img, "sleep", "600"]));
-                            drop(wharf(&["exec", &name, "true"]));
-                            drop(wharf(&["rm", "-f", &name]));
+                            run(&["run", "-d", "--name", &name, &img, "sleep", "600"]);
+                            run(&["exec", &name, "true"]);
+                            run(&["rm", "-f", &name]);
                         }
                         3 => {
-                            drop(wharf(&["volume", "create", &name]));
-                            drop(wharf(&["volume", "rm", &name]));
+                            run(&["volume", "create", &name]);
+                            run(&["volume", "rm", &name]);
+                        }
+                        4 => {
+                            run(&["pull", &other]);
+                            run(&["rmi", &other]);
+                        }
+                        5 => {
+                            run(&["network", "create", &name]);
+                            run(&["run", "-d", "--name", &name, &img, "sleep", "600"]);
+                            run(&["network", "connect", &name, &name]);
+                            run(&["network", "disconnect", &name, &name]);
+                            run(&["rm", "-f", &name]);
+                            run(&["network", "rm", &name]);
                         }
                         _ => {
-                            drop(wharf(&["network", "create", &name]));
-                            drop(wharf(&["network", "rm", &name]));
+                            run(&["network", "create", &name]);
+                            run(&["network", "rm", &name]);
                         }
                     }
                     i += 1;
