@@ -12,8 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    cgroup_dirs, http_unix, leaked_processes, mounts_under, run_cmd, unique, wait_for, Output, TempDir,
-    COMMAND_TIMEOUT,
+    cgroup_dirs, http_unix, leaked_processes, mounts_under, run_cmd, unique, wait_for, Output, TempDir, COMMAND_TIMEOUT,
 };
 
 pub struct Dockerd {
@@ -45,7 +44,9 @@ impl Dockerd {
         let docker_config = dir.0.join("docker-config");
         fs::create_dir_all(&docker_config).map_err(|e| format!("mkdir: {e}"))?;
         let daemon_json = dir.0.join("daemon.json");
-        fs::write(&daemon_json, "{}\n").map_err(|e| format!("write daemon.json: {e}"))?;
+        // The trust key: else dockerd writes /etc/docker/key.json (a daemon.json key only).
+        let key = serde_json::json!({ "deprecated-key-path": dir.0.join("key.json") });
+        fs::write(&daemon_json, key.to_string()).map_err(|e| format!("write daemon.json: {e}"))?;
         let log = dir.0.join("dockerd.log");
         let log_file = fs::File::create(&log).map_err(|e| format!("create dockerd.log: {e}"))?;
         let mut d = Dockerd {
@@ -68,9 +69,6 @@ impl Dockerd {
             .arg(d.host())
             .arg("--pidfile")
             .arg(d.dir.0.join("docker.pid"))
-            // Else it writes /etc/docker/key.json.
-            .arg("--deprecated-key-path")
-            .arg(d.dir.0.join("key.json"))
             .arg("--cgroup-parent")
             .arg(&d.cgroup_parent)
             .args(["--iptables=false", "--ip-masq=false", "--ip6tables=false", "--bridge=none"])
