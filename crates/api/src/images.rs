@@ -311,7 +311,7 @@ pub fn inspect(ctx: &Ctx, name: &str) -> Result<Response<Body>> {
         "ContainerConfig": cfg.get("container_config").cloned().unwrap_or(json!({})),
         "DockerVersion": cfg.get("docker_version").cloned().unwrap_or(json!("")),
         "Author": cfg.get("author").cloned().unwrap_or(json!("")),
-        "Config": cfg.get("config").cloned().unwrap_or(json!({})),
+        "Config": docker_config(cfg.get("config")),
         "Architecture": s.config.architecture,
         "Variant": s.config.variant,
         "Os": s.config.os,
@@ -322,6 +322,24 @@ pub fn inspect(ctx: &Ctx, name: &str) -> Result<Response<Body>> {
         "Metadata": {"LastTagTime": wharf_types::time::ZERO_TIME},
     });
     json(StatusCode::OK, &v)
+}
+
+/// An image's `Config` as dockerd shows it: its Go struct, so the fields that are not
+/// `omitempty` are there even when the image's JSON leaves them out.
+fn docker_config(cfg: Option<&Value>) -> Value {
+    let mut out = json!({
+        "Hostname": "", "Domainname": "", "User": "",
+        "AttachStdin": false, "AttachStdout": false, "AttachStderr": false,
+        "Tty": false, "OpenStdin": false, "StdinOnce": false,
+        "Env": null, "Cmd": null, "Image": "", "Volumes": null, "WorkingDir": "",
+        "Entrypoint": null, "OnBuild": null, "Labels": null,
+    });
+    if let (Some(Value::Object(given)), Value::Object(o)) = (cfg, &mut out) {
+        for (k, v) in given {
+            o.insert(k.clone(), v.clone());
+        }
+    }
+    out
 }
 
 /// `POST /images/{name}/tag?repo=R&tag=T`.

@@ -404,12 +404,42 @@ pub fn digest(selected: &[Selected], own: Ownership) -> Result<(String, BTreeMap
     Ok((format!("{:x}", all.finalize()), each))
 }
 
-/// Writes the tar of a copy: each selected entry at its destination (relative to `/`), owned
-/// by `own`, with its mode (or `--chmod`) and mtime. With `parents`, the missing directories
-/// above each entry get entries too (for a layer written without a container below it).
+/// Writes the tar of a copy: first `make_dirs` (absolute directories the image lacks, made
+/// 0755 and owned by `own` as Docker makes a copy's destination), then each selected entry at
+/// its destination (relative to `/`), owned by `own`, with its mode (or `--chmod`) and mtime,
+/// then `extra` files and the entries of `archives`. When the image has no layer at all,
+/// (`parents`) any other missing parent of an entry gets an entry too (root's): there is
+/// nothing below the layer to provide it.
 pub fn write_tar(
     selected: &[Selected],
     own: Ownership,
+    make_dirs: &[String],
+    parents: bool,
+    extra: &BTreeMap<String, Vec<u8>>,
+    archives: &[(PathBuf, String)],
+    out: impl Write,
+) -> Result<(), ContextError> {
+    write_tar_owned(selected, own, own, &[], make_dirs, parents, extra, archives, out)
+}
+
+/// A directory's owner, mode and time, to write it into a layer as an image has it.
+#[derive(Debug, Clone, Copy)]
+pub struct DirMeta {
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    pub mtime: i64,
+}
+
+/// `write_tar` with the directories of `make_dirs` owned by `dir_owner`, and `keep_dirs`
+/// (directories the image has, for a layer made without a container) written first as they are.
+#[allow(clippy::too_many_arguments)]
+pub fn write_tar_owned(
+    selected: &[Selected],
+    own: Ownership,
+    dir_owner: Ownership,
+    keep_dirs: &[(String, DirMeta)],
+    make_dirs: &[String],
     parents: bool,
     extra: &BTreeMap<String, Vec<u8>>,
     archives: &[(PathBuf, String)],
@@ -418,6 +448,34 @@ pub fn write_tar(
     let mut tar = tar::Builder::new(out);
     tar.follow_symlinks(false);
     let mut dirs_done: std::collections::HashSet<String> = std::collections::HashSet::new();
+    for (d, m) in keep_dirs {
+        let rel = d.trim_matches('/').to_string();
+        if rel.is_empty() || !dirs_done.insert(rel.clone()) {
+            continue;
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(m.mode);
+        h.set_uid(m.uid as u64);
+        h.set_gid(m.gid as u64);
+        h.set_size(0);
+        h.set_mtime(m.mtime.max(0) as u64);
+        tar.append_data(&mut h, format!("{rel}/"), io::empty()).map_err(io_err("write tar"))?;
+    }
+    for d in make_dirs {
+        let rel = d.trim_matches('/').to_string();
+        if rel.is_empty() || !dirs_done.insert(rel.clone()) {
+            continue;
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_uid(dir_owner.uid as u64);
+        h.set_gid(dir_owner.gid as u64);
+        h.set_size(0);
+        h.set_mtime(0);
+        tar.append_data(&mut h, format!("{rel}/"), io::empty()).map_err(io_err("write tar"))?;
+    }
     let add_parents = |tar: &mut tar::Builder<_>, dirs_done: &mut std::collections::HashSet<String>, dest: &str| {
         if !parents {
             return Ok(());

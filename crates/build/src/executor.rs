@@ -99,6 +99,8 @@ struct State {
     /// ARGs declared in this stage, with their values.
     args: BTreeMap<String, Option<String>>,
     shell: Vec<String>,
+    /// A CMD was set in this stage (a later ENTRYPOINT then keeps it; an inherited one goes).
+    cmd_set: bool,
 }
 
 impl State {
@@ -454,7 +456,19 @@ fn read_dockerfile(context: &Path, name: &str) -> Result<String, BuildError> {
 
 /// The proxy ARGs Docker predefines never count as unused.
 fn is_predefined_arg(name: &str) -> bool {
-    matches!(name.to_ascii_uppercase().as_str(), "HTTP_PROXY" | "HTTPS_PROXY" | "FTP_PROXY" | "NO_PROXY" | "ALL_PROXY")
+    matches!(
+        name,
+        "HTTP_PROXY"
+            | "http_proxy"
+            | "HTTPS_PROXY"
+            | "https_proxy"
+            | "FTP_PROXY"
+            | "ftp_proxy"
+            | "NO_PROXY"
+            | "no_proxy"
+            | "ALL_PROXY"
+            | "all_proxy"
+    )
 }
 
 fn short(id: &Digest) -> String {
@@ -563,7 +577,7 @@ impl Build {
         let _ = df;
         if let Some(i) = self.names.iter().position(|n| n.as_deref() == Some(lower.as_str())) {
             if let Some(s) = self.stages.get(&i) {
-                return Ok(State { args: BTreeMap::new(), ..s.clone() });
+                return Ok(State { args: BTreeMap::new(), cmd_set: false, ..s.clone() });
             }
         }
         if lower == "scratch" {
@@ -576,7 +590,14 @@ impl Build {
                 }),
                 ..Default::default()
             };
-            return Ok(State { image: None, config, layers: 0, args: BTreeMap::new(), shell: shell_default() });
+            return Ok(State {
+                image: None,
+                config,
+                layers: 0,
+                args: BTreeMap::new(),
+                shell: shell_default(),
+                cmd_set: false,
+            });
         }
         let reference =
             ImageRef::parse(base).map_err(|e| BuildError::Invalid(format!("invalid FROM {base:?}: {e}")))?;
@@ -593,6 +614,7 @@ impl Build {
             config,
             args: BTreeMap::new(),
             shell,
+            cmd_set: false,
         })
     }
 
@@ -638,23 +660,53 @@ impl Build {
                 };
                 state.args.insert(a.name.clone(), value);
             }
-            // Docker shows ARG steps with the image they leave unchanged.
-            if let Some(id) = &state.image {
-                self.stream(format!(" ---> {}\n", short(id)));
+            // The classic builder commits ARG as a step of its own (an empty layer), the default
+            // as expanded in its text.
+            let mut text = String::from("ARG");
+            for a in decls {
+                text.push(' ');
+                text.push_str(&a.name);
+                if let Some(d) = &a.default {
+                    let v =
+                        crate::shell::expand_word(d, self.escape, &|n| state.lookup(n)).unwrap_or_else(|_| d.clone());
+                    text.push('=');
+                    text.push_str(&v);
+                }
             }
+            let created_by = nop(&state.shell, &text);
+            let id = self.config_step(state, created_by).await?;
+            state.image = Some(id);
             return Ok(());
         }
         let snapshot = state.clone();
+        // EXPOSE's ports are sorted as written, before expansion, as the classic builder does.
+        let mut sorted;
+        let ins = match &ins.kind {
+            Kind::Expose(ports) => {
+                let mut ports = ports.clone();
+                ports.sort();
+                sorted = ins.clone();
+                sorted.kind = Kind::Expose(ports);
+                &sorted
+            }
+            _ => ins,
+        };
         let ins = ins.expand(self.escape, &|n| snapshot.lookup(n))?;
-        let nop = |text: String| format!("/bin/sh -c #(nop)  {text}");
         match &ins.kind {
             Kind::Run(run) => self.run(state, &ins, run).await?,
             Kind::Copy(c) => self.copy(state, &ins, c, "COPY").await?,
             Kind::Add(c) => self.copy(state, &ins, c, "ADD").await?,
             Kind::Arg(_) => unreachable!("handled above"),
+            Kind::Workdir(_) => {
+                let text = self.apply_config(state, &ins.kind)?;
+                // WORKDIR's history has one space after `#(nop)`, as the classic builder's.
+                let created_by = format!("{} #(nop) {text}", state.shell.join(" "));
+                self.workdir(state, created_by).await?;
+            }
             other => {
                 let text = self.apply_config(state, other)?;
-                let id = self.config_step(state, nop(text)).await?;
+                let created_by = nop(&state.shell, &text);
+                let id = self.config_step(state, created_by).await?;
                 state.image = Some(id);
             }
         }
@@ -665,23 +717,36 @@ impl Build {
     fn apply_config(&mut self, state: &mut State, kind: &Kind) -> Result<String, BuildError> {
         let shell = state.shell.clone();
         let workdir = state.workdir();
+        let cmd_was_set = state.cmd_set;
+        let mut sets_cmd = false;
         let cfg = state.cfg();
         let text = match kind {
             Kind::Cmd(c) => {
-                cfg.cmd = Some(command(c, &shell));
-                format!("CMD {}", json(cfg.cmd.as_ref()))
+                let argv = command(c, &shell);
+                let text = format!("CMD {}", go_quote_list(&argv));
+                cfg.cmd = Some(argv).filter(|a| !a.is_empty());
+                sets_cmd = true;
+                text
             }
             Kind::Entrypoint(c) => {
-                cfg.entrypoint = Some(command(c, &shell));
-                // A new ENTRYPOINT drops the inherited CMD, as Docker does.
-                cfg.cmd = None;
-                format!("ENTRYPOINT {}", json(cfg.entrypoint.as_ref()))
+                let argv = command(c, &shell);
+                let text = format!("ENTRYPOINT {}", go_quote_list(&argv));
+                cfg.entrypoint = Some(argv).filter(|a| !a.is_empty());
+                // A new ENTRYPOINT drops an inherited CMD, not one this stage set, as Docker.
+                if !cmd_was_set {
+                    cfg.cmd = None;
+                }
+                text
             }
             Kind::Env(pairs) => {
                 let env = cfg.env.get_or_insert_with(Vec::new);
+                // A name already set keeps its place: Docker replaces it there.
                 for (k, v) in pairs {
-                    env.retain(|e| e.split('=').next() != Some(k.as_str()));
-                    env.push(format!("{k}={v}"));
+                    let entry = format!("{k}={v}");
+                    match env.iter().position(|e| e.split('=').next() == Some(k.as_str())) {
+                        Some(i) => env[i] = entry,
+                        None => env.push(entry),
+                    }
                 }
                 format!("ENV {}", pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "))
             }
@@ -698,13 +763,13 @@ impl Build {
             }
             Kind::Expose(ports) => {
                 let map = cfg.exposed_ports.get_or_insert_with(Default::default);
-                let mut shown = Vec::new();
                 for p in ports {
-                    let p = if p.contains('/') { p.to_ascii_lowercase() } else { format!("{p}/tcp") };
-                    map.insert(p.clone(), serde_json::json!({}));
-                    shown.push(p);
+                    for port in expand_port_range(p)? {
+                        map.insert(port, serde_json::json!({}));
+                    }
                 }
-                format!("EXPOSE {}", shown.join(" "))
+                // History keeps the ports as written, as the classic builder's.
+                format!("EXPOSE {}", ports.join(" "))
             }
             Kind::Volume(vols) => {
                 let map = cfg.volumes.get_or_insert_with(Default::default);
@@ -714,7 +779,7 @@ impl Build {
                     }
                     map.insert(v.clone(), serde_json::json!({}));
                 }
-                format!("VOLUME {}", json(Some(vols)))
+                format!("VOLUME [{}]", vols.join(" "))
             }
             Kind::Workdir(w) => {
                 let new = if w.starts_with('/') {
@@ -733,7 +798,7 @@ impl Build {
             Kind::Shell(s) => {
                 cfg.shell = Some(s.clone());
                 state.shell = s.clone();
-                format!("SHELL {}", json(Some(s)))
+                format!("SHELL [{}]", s.join(" "))
             }
             Kind::StopSignal(s) => {
                 wharf_engine::parse_signal(s).map_err(|_| BuildError::Invalid(format!("Invalid signal: {s}")))?;
@@ -741,23 +806,34 @@ impl Build {
                 format!("STOPSIGNAL {s}")
             }
             Kind::Healthcheck(h) => {
+                // A field left at zero keeps the value of the healthcheck before (dockerd merges
+                // each commit's config with the image's), even under NONE.
+                let prev = cfg.healthcheck.clone().unwrap_or(serde_json::Value::Null);
+                let old = |k: &str| prev.get(k).and_then(|v| v.as_u64()).filter(|v| *v > 0);
                 let mut v = serde_json::json!({ "Test": h.docker_test() });
-                for (k, d) in [
-                    ("Interval", h.interval),
-                    ("Timeout", h.timeout),
-                    ("StartPeriod", h.start_period),
-                    ("StartInterval", h.start_interval),
-                ] {
-                    if let Some(d) = d.filter(|d| *d > 0) {
+                let mut shown = Vec::new();
+                for (k, d) in [("Interval", h.interval), ("Timeout", h.timeout), ("StartPeriod", h.start_period)] {
+                    // History shows the instruction's own values; the config the merged ones.
+                    shown.push(format!("{:?}", go_duration(d.unwrap_or(0))));
+                    if let Some(d) = d.filter(|d| *d > 0).or_else(|| old(k)) {
                         v[k] = serde_json::json!(d);
                     }
                 }
-                if let Some(r) = h.retries.filter(|r| *r > 0) {
+                if let Some(d) = h.start_interval.filter(|d| *d > 0).or_else(|| old("StartInterval")) {
+                    v["StartInterval"] = serde_json::json!(d);
+                }
+                let retries = h.retries.filter(|r| *r > 0).map(u64::from).or_else(|| old("Retries"));
+                if let Some(r) = retries {
                     v["Retries"] = serde_json::json!(r);
                 }
-                let test = h.docker_test();
+                let text = format!(
+                    "HEALTHCHECK &{{{} {} {}}}",
+                    go_quote_list(&h.docker_test()),
+                    shown.join(" "),
+                    go_quote_rune(h.retries.map(u64::from).unwrap_or(0))
+                );
                 cfg.healthcheck = Some(v);
-                format!("HEALTHCHECK &{{{:?} ...}}", test)
+                text
             }
             Kind::Onbuild(t) => {
                 cfg.on_build.get_or_insert_with(Vec::new).push(t.clone());
@@ -765,7 +841,110 @@ impl Build {
             }
             Kind::Run(_) | Kind::Copy(_) | Kind::Add(_) | Kind::Arg(_) => unreachable!("not a config-only instruction"),
         };
+        state.cmd_set |= sets_cmd;
         Ok(text)
+    }
+
+    /// WORKDIR: the directory is made (root's, 0755) in a layer of its own when the image lacks
+    /// it, as the classic builder does; otherwise the step changes the config only.
+    async fn workdir(&mut self, state: &mut State, created_by: String) -> Result<(), BuildError> {
+        let dir = state.workdir();
+        let exists = match &state.image {
+            Some(image) => self.engine.image_stat(image, &dir)?.is_some(),
+            None => false,
+        };
+        if exists || dir == "/" {
+            let id = self.config_step(state, created_by).await?;
+            state.image = Some(id);
+            return Ok(());
+        }
+        let parent = state.image.as_ref().map(|d| d.to_string()).unwrap_or_default();
+        let cfg_json = serde_json::to_string(&state.config.config).unwrap_or_default();
+        let key = sha(&["workdir", &parent, &created_by, &cfg_json]);
+        let note = Note { args: BTreeMap::new(), ..Note::new(&created_by, state) };
+        if let Some(hit) = self.cached(&key, &note)? {
+            return self.adopt(state, hit);
+        }
+        let missing = self.missing_dirs(state, &dir)?;
+        let tar_path = self.scratch_file("workdir.tar");
+        {
+            let f = std::fs::File::create(&tar_path).map_err(|e| BuildError::Invalid(format!("build: {e}")))?;
+            let bare = state.layers == 0;
+            context::write_tar(
+                &[],
+                Ownership::default(),
+                &missing,
+                bare,
+                &BTreeMap::new(),
+                &[],
+                std::io::BufWriter::new(f),
+            )?;
+        }
+        let result = self.commit_tar(state, &tar_path, created_by, false).await;
+        let _ = std::fs::remove_file(&tar_path);
+        let id = result?;
+        self.remember(&key, &id, &note, state.image.as_ref())?;
+        self.stream(format!(" ---> {}\n", short(&id)));
+        self.adopt(state, id)
+    }
+
+    /// The directories from `/` down to `dir` (included) that the image has, top first, with
+    /// their owner, mode and time; and whether none of them is reached through a symlink.
+    fn present_dirs(&self, state: &State, dir: &str) -> Result<(Vec<(String, context::DirMeta)>, bool), BuildError> {
+        let mut out = Vec::new();
+        let Some(image) = &state.image else { return Ok((out, true)) };
+        let mut cur = String::new();
+        for c in dir.split('/').filter(|c| !c.is_empty()) {
+            cur.push('/');
+            cur.push_str(c);
+            match self.engine.image_stat(image, &cur)? {
+                Some(i) if i.through_link || i.kind != wharf_engine::PathKind::Dir => return Ok((out, false)),
+                Some(i) => {
+                    out.push((cur.clone(), context::DirMeta { uid: i.uid, gid: i.gid, mode: i.mode, mtime: i.mtime }))
+                }
+                None => break,
+            }
+        }
+        Ok((out, true))
+    }
+
+    /// Whether every directory a copy writes is, in the image, absent or a directory reached
+    /// without a symlink (so the new layer's directory merges with it as the copy would).
+    fn dirs_are_dirs(&self, state: &State, selected: &[context::Selected]) -> Result<bool, BuildError> {
+        let Some(image) = &state.image else { return Ok(true) };
+        for s in selected {
+            let is_dir = std::fs::symlink_metadata(&s.source).map(|m| m.is_dir()).unwrap_or(false);
+            if !is_dir {
+                continue;
+            }
+            if let Some(i) = self.engine.image_stat(image, &s.dest)? {
+                if i.through_link || i.kind != wharf_engine::PathKind::Dir {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// The directories from `/` down to `dir` (included) that the image does not have, top
+    /// first.
+    fn missing_dirs(&self, state: &State, dir: &str) -> Result<Vec<String>, BuildError> {
+        let mut out = Vec::new();
+        let mut cur = String::new();
+        let mut missing = state.image.is_none();
+        for c in dir.split('/').filter(|c| !c.is_empty()) {
+            cur.push('/');
+            cur.push_str(c);
+            if !missing {
+                if let Some(image) = &state.image {
+                    missing = self.engine.image_stat(image, &cur)?.is_none();
+                }
+            }
+            if missing {
+                out.push(cur.clone());
+            }
+        }
+        Ok(out)
     }
 
     /// Records a config-only step (or takes it from the cache): a new image with no new layer.
@@ -915,6 +1094,15 @@ impl Build {
         })?;
         let mut env = state.env();
         env.extend(args_in_scope.iter().cloned());
+        // The proxy build args reach RUN without an ARG (and stay out of history), as Docker.
+        for (k, v) in &self.req.build_args {
+            if let (true, Some(v)) = (is_predefined_arg(k), v) {
+                if !state.args.contains_key(k) && !env.iter().any(|e| e.split('=').next() == Some(k.as_str())) {
+                    env.push(format!("{k}={v}"));
+                    self.used_args.insert(k.clone());
+                }
+            }
+        }
         let network_mode = match network.as_str() {
             "" | "default" => self.req.network_mode.clone(),
             "none" | "host" => network.clone(),
@@ -1093,6 +1281,25 @@ impl Build {
         }
         let dest_abs = normalize_abs(&dest);
         let own = self.ownership(state, c).await?;
+        // A single source onto a directory the image has goes into it, as Docker copies.
+        let mut dest_is_dir = dest_is_dir;
+        if !dest_is_dir {
+            if let Some(image) = &state.image {
+                dest_is_dir =
+                    self.engine.image_stat(image, &dest_abs)?.is_some_and(|i| i.kind == wharf_engine::PathKind::Dir);
+            }
+        }
+        // The directories the copy makes (the destination and its parents the image lacks) are
+        // the --chown user's.
+        let dest_dir = if dest_is_dir {
+            dest_abs.clone()
+        } else {
+            Path::new(&dest_abs).parent().map(|p| p.to_string_lossy().to_string()).unwrap_or_default()
+        };
+        let make_dirs = self.missing_dirs(state, &dest_dir)?;
+        // The directories above the destination that the image has: written into the layer as
+        // they are when the layer is made without a container (`direct`).
+        let (keep_dirs, plain_path) = self.present_dirs(state, &dest_dir)?;
 
         // Where the files come from: the context, or another stage's or image's file system.
         let mut archives: Vec<(PathBuf, String)> = Vec::new();
@@ -1111,10 +1318,12 @@ impl Build {
                     for src in sources {
                         match archive_kind(&self.ctx.dir.join(&src)) {
                             Some(Ok(())) => unpack.push(src),
-                            Some(Err(kind)) => return Err(BuildError::Invalid(format!(
+                            Some(Err(kind)) => {
+                                return Err(BuildError::Invalid(format!(
                                 "Dockerfile line {}: ADD {src}: {kind} archives are not supported: use gzip or none",
                                 ins.line
-                            ))),
+                            )))
+                            }
                             None => plain.push(src),
                         }
                     }
@@ -1184,8 +1393,22 @@ impl Build {
             hd.update(k.as_bytes());
             hd.update(v);
         }
-        let kind = if selected.len() == 1 && extra.is_empty() { "file" } else { "multi" };
-        let created_by = format!("/bin/sh -c #(nop) {what} {kind}:{digest} in {dest_abs} ");
+        // As the classic builder writes it: `dir:` for one directory, `file:` for one file or
+        // archive, `multi:` for more; the destination as written; `--chown` shown.
+        let single_dir = c.sources.len() == 1 && c.heredocs.is_empty() && locals.len() == 1 && archives.is_empty() && {
+            let rel = context::clean_rel(&locals[0]);
+            c.from.is_none() && self.ctx.dir.join(&rel).is_dir()
+        };
+        let kind = if single_dir {
+            "dir"
+        } else if c.sources.len() + c.heredocs.len() == 1 && !c.sources.iter().any(|s| context::has_wildcard(s)) {
+            "file"
+        } else {
+            "multi"
+        };
+        // Without a space before the kind, exactly as dockerd writes it.
+        let chown = c.chown.as_ref().map(|o| format!("--chown={o}")).unwrap_or_default();
+        let created_by = format!("{} #(nop) {what} {chown}{kind}:{digest} in {} ", state.shell.join(" "), c.dest);
         let parent = state.image.as_ref().map(|d| d.to_string()).unwrap_or_default();
         let key = sha(&["copy", &parent, &created_by, &source_dir, &format!("{:x}", hd.finalize())]);
         let note = Note { files, args: BTreeMap::new(), ..Note::new(&ins.original, state) };
@@ -1193,13 +1416,25 @@ impl Build {
             drop(cleanup);
             return self.adopt(state, hit);
         }
+        // Straight to a layer, unless a symlink of the image is on a directory's way (Docker's
+        // copy follows it: a container's extraction does the same).
+        let direct = state.layers == 0 || (plain_path && self.dirs_are_dirs(state, &selected)?);
         let tar_path = self.scratch_file("copy.tar");
         {
             let f = std::fs::File::create(&tar_path).map_err(|e| BuildError::Invalid(format!("build: {e}")))?;
-            context::write_tar(&selected, own, state.layers == 0, &extra, &archives, std::io::BufWriter::new(f))?;
+            let bare = state.layers == 0;
+            // Docker makes the directory an archive unpacks into as root's, whatever --chown says.
+            let dir_owner = if selected.is_empty() && extra.is_empty() && !archives.is_empty() {
+                Ownership { uid: 0, gid: 0, mode: own.mode }
+            } else {
+                own
+            };
+            let tar = std::io::BufWriter::new(f);
+            let keep: &[(String, context::DirMeta)] = if direct { &keep_dirs } else { &[] };
+            context::write_tar_owned(&selected, own, dir_owner, keep, &make_dirs, bare, &extra, &archives, tar)?;
         }
         drop(cleanup);
-        let result = self.commit_tar(state, &tar_path, created_by.clone()).await;
+        let result = self.commit_tar(state, &tar_path, created_by.clone(), direct).await;
         let _ = std::fs::remove_file(&tar_path);
         let id = result?;
         self.remember(&key, &id, &note, state.image.as_ref())?;
@@ -1207,10 +1442,17 @@ impl Build {
         self.adopt(state, id)
     }
 
-    /// Puts a tar into a new layer on top of the state: directly when there is nothing below
-    /// it, else extracted into a created container (so symlinks and existing directories of
-    /// the image are respected) whose upper dir becomes the layer.
-    async fn commit_tar(&mut self, state: &State, tar: &Path, created_by: String) -> Result<Digest, BuildError> {
+    /// Puts a tar into a new layer on top of the state. `direct`: the tar is the layer as it
+    /// is (nothing below it, or a copy whose every directory the image has as a directory, with
+    /// their entries in the tar); else it is extracted into a created container, so that
+    /// symlinks of the image are followed as Docker's copy follows them.
+    async fn commit_tar(
+        &mut self,
+        state: &State,
+        tar: &Path,
+        created_by: String,
+        direct: bool,
+    ) -> Result<Digest, BuildError> {
         let mut config = state.config.clone();
         config.created = Some(now());
         config.history.push(History {
@@ -1219,7 +1461,7 @@ impl Build {
             ..Default::default()
         });
         let file = std::fs::File::open(tar).map_err(|e| BuildError::Invalid(format!("build: {e}")))?;
-        let Some(image) = state.image.clone().filter(|_| state.layers > 0) else {
+        let Some(image) = state.image.clone().filter(|_| state.layers > 0 && !direct) else {
             let id = self
                 .engine
                 .commit_image(CommitImage { base: state.image.clone(), layer: TopLayer::Tar(Box::new(file)), config })
@@ -1385,10 +1627,6 @@ fn command(c: &CmdLine, shell: &[String]) -> Vec<String> {
     }
 }
 
-fn json(v: Option<&Vec<String>>) -> String {
-    serde_json::to_string(&v.cloned().unwrap_or_default()).unwrap_or_default()
-}
-
 /// `/a/./b/../c/` → `/a/c`.
 fn normalize_abs(p: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
@@ -1451,6 +1689,90 @@ fn archive_kind(path: &Path) -> Option<Result<(), &'static str>> {
 
 /// The most `ADD <url>` downloads.
 const MAX_DOWNLOAD: u64 = 16 << 30;
+
+/// The comment a config-only step leaves in history, as the classic builder words it: the
+/// stage's shell, `#(nop)`, two spaces, the instruction.
+fn nop(shell: &[String], text: &str) -> String {
+    format!("{} #(nop)  {text}", shell.join(" "))
+}
+
+/// Go's `%q` of a string slice: `["a" "b c"]`.
+fn go_quote_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| format!("{i:?}")).collect();
+    format!("[{}]", quoted.join(" "))
+}
+
+/// Go's `%q` of an integer (a rune): `'\x03'`, `'A'`.
+fn go_quote_rune(n: u64) -> String {
+    match char::from_u32(n as u32) {
+        Some(c) if (' '..='~').contains(&c) && c != '\'' && c != '\\' => format!("'{c}'"),
+        Some('\'') => "'\\''".to_string(),
+        Some('\\') => "'\\\\'".to_string(),
+        Some('\u{7}') => "'\\a'".to_string(),
+        Some('\u{8}') => "'\\b'".to_string(),
+        Some('\t') => "'\\t'".to_string(),
+        Some('\n') => "'\\n'".to_string(),
+        Some('\u{b}') => "'\\v'".to_string(),
+        Some('\u{c}') => "'\\f'".to_string(),
+        Some('\r') => "'\\r'".to_string(),
+        _ if n < 0x100 => format!("'\\x{n:02x}'"),
+        _ => format!("'\\u{n:04x}'"),
+    }
+}
+
+/// Go's `time.Duration.String()` of nanoseconds: `0s`, `500ms`, `1.5s`, `1m30s`, `1h0m0s`.
+fn go_duration(ns: u64) -> String {
+    if ns == 0 {
+        return "0s".to_string();
+    }
+    let frac = |v: u64, unit: u64| -> String {
+        let whole = v / unit;
+        let rest = v % unit;
+        if rest == 0 {
+            return whole.to_string();
+        }
+        let digits = (unit as f64).log10().round() as usize;
+        let s = format!("{rest:0digits$}");
+        format!("{whole}.{}", s.trim_end_matches('0'))
+    };
+    if ns < 1_000 {
+        return format!("{ns}ns");
+    }
+    if ns < 1_000_000 {
+        return format!("{}µs", frac(ns, 1_000));
+    }
+    if ns < 1_000_000_000 {
+        return format!("{}ms", frac(ns, 1_000_000));
+    }
+    let (h, rem) = (ns / 3_600_000_000_000, ns % 3_600_000_000_000);
+    let (m, rem) = (rem / 60_000_000_000, rem % 60_000_000_000);
+    let secs = frac(rem, 1_000_000_000);
+    match (h, m) {
+        (0, 0) => format!("{secs}s"),
+        (0, m) => format!("{m}m{secs}s"),
+        (h, m) => format!("{h}h{m}m{secs}s"),
+    }
+}
+
+/// `EXPOSE 9000-9002/udp` → each port of the range, with its protocol (tcp by default).
+fn expand_port_range(spec: &str) -> Result<Vec<String>, BuildError> {
+    let (ports, proto) = match spec.split_once('/') {
+        Some((p, proto)) => (p, proto.to_ascii_lowercase()),
+        None => (spec, "tcp".to_string()),
+    };
+    let bad = || BuildError::Invalid(format!("invalid containerPort: {ports}"));
+    let (lo, hi) = match ports.split_once('-') {
+        Some((a, b)) => (a.parse::<u16>().map_err(|_| bad())?, b.parse::<u16>().map_err(|_| bad())?),
+        None => {
+            let p = ports.parse::<u16>().map_err(|_| bad())?;
+            (p, p)
+        }
+    };
+    if hi < lo {
+        return Err(bad());
+    }
+    Ok((lo..=hi).map(|p| format!("{p}/{proto}")).collect())
+}
 
 /// A directory removed when dropped.
 mod tempdir {

@@ -8,7 +8,7 @@ use std::io::Write;
 use wharf_types::oci::{self, History};
 use wharf_types::{Digest, ImageRef};
 
-use crate::export::{write_tree, TreeMode};
+use crate::export::{write_tree_skipping, TreeMode};
 use crate::import::{apply_changes, Stored};
 use crate::{blocking, ContainerRecord, Engine, EngineError};
 
@@ -75,8 +75,9 @@ impl Engine {
             TopLayer::Container(id) => {
                 let rec = self.find_container(&id)?;
                 let upper = self.inner.snapshots.container_dirs(&rec.id).upper;
+                let skip = self.runtime_mount_points(&rec, &upper);
                 let w = crate::userns::IdShift::new(self.layer_writer()?, self.unshift_for(&rec));
-                let mut w = write_tree(w, &upper, TreeMode::OverlayUpper)
+                let mut w = write_tree_skipping(w, &upper, TreeMode::OverlayUpper, &skip)
                     .map_err(|e| EngineError::io(format!("commit of {}: read the container's changes", rec.id), e))?;
                 w.flush().map_err(|e| EngineError::io("write layer blob", e))?;
                 Some(self.finish_layer(w.into_inner(), &base_diff_ids, stored)?)
@@ -135,8 +136,9 @@ impl Engine {
         let upper = self.inner.snapshots.container_dirs(&rec.id).upper;
         let layer = {
             let _frozen = if req.pause && self.is_running(&rec.id) { self.freeze(&rec.id) } else { None };
+            let skip = self.runtime_mount_points(rec, &upper);
             let w = crate::userns::IdShift::new(self.layer_writer()?, self.unshift_for(rec));
-            let mut w = write_tree(w, &upper, TreeMode::OverlayUpper)
+            let mut w = write_tree_skipping(w, &upper, TreeMode::OverlayUpper, &skip)
                 .map_err(|e| EngineError::io(format!("commit of {}: read the container's changes", rec.id), e))?;
             w.flush().map_err(|e| EngineError::io("write layer blob", e))?;
             self.finish_layer(w.into_inner(), &base.diff_ids, stored)?
@@ -180,6 +182,59 @@ impl Engine {
         let mut layers = base.layers.clone();
         layers.push(layer.blob);
         self.record_image(&image, layers, req.reference.as_ref(), Some(&base.id), stored)
+    }
+
+    /// What the runtime made in the container's upper dir only to mount something there (the
+    /// etc files, /proc, /dev, volume and bind targets): empty files and directories at the
+    /// mount destinations of its config.json that no layer below has, with the parents made for
+    /// them alone. Docker keeps these in an init layer below the container's; a commit leaves
+    /// them out the same way, so an image does not carry empty /etc/hosts files.
+    pub(crate) fn runtime_mount_points(
+        &self,
+        rec: &ContainerRecord,
+        upper: &std::path::Path,
+    ) -> std::collections::HashSet<String> {
+        let mut skip = std::collections::HashSet::new();
+        let Ok(raw) = std::fs::read(self.container_dir(&rec.id).join("config.json")) else { return skip };
+        let Ok(spec) = serde_json::from_slice::<wharf_runtime::spec::Spec>(&raw) else { return skip };
+        let lowers: Vec<std::path::PathBuf> =
+            rec.chain_ids.iter().rev().map(|c| self.inner.snapshots.layer_dir(c)).collect();
+        let in_lower = |rel: &str| lowers.iter().any(|l| std::fs::symlink_metadata(l.join(rel)).is_ok());
+        let mut dests: Vec<String> =
+            spec.mounts.iter().map(|m| m.destination.trim_matches('/').to_string()).filter(|d| !d.is_empty()).collect();
+        // Deepest first, so a parent is judged after what it holds.
+        dests.sort_by_key(|d| std::cmp::Reverse(d.matches('/').count()));
+        dests.dedup();
+        let mut candidates: Vec<String> = Vec::new();
+        for d in dests {
+            let mut cur = Some(d.as_str());
+            while let Some(p) = cur {
+                if !candidates.iter().any(|c| c == p) {
+                    candidates.push(p.to_string());
+                }
+                cur = p.rsplit_once('/').map(|(parent, _)| parent);
+            }
+        }
+        candidates.sort_by_key(|d| std::cmp::Reverse(d.matches('/').count()));
+        for rel in candidates {
+            let path = upper.join(&rel);
+            let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+            let empty = if meta.is_dir() {
+                std::fs::read_dir(&path)
+                    .map(|mut it| {
+                        it.all(|e| {
+                            e.is_ok_and(|e| skip.contains(&format!("{rel}/{}", e.file_name().to_string_lossy())))
+                        })
+                    })
+                    .unwrap_or(false)
+            } else {
+                meta.is_file() && meta.len() == 0
+            };
+            if empty && !in_lower(&rel) {
+                skip.insert(rel);
+            }
+        }
+        skip
     }
 
     fn is_running(&self, id: &str) -> bool {

@@ -27,17 +27,38 @@ pub struct Change {
 const OWN_FILES: &[&str] = &["/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/dev", "/proc", "/sys"];
 
 impl Engine {
-    /// Whether a container changed nothing in its file system (its upper dir is empty): a
-    /// build step that did so records no layer.
+    /// Whether a container changed nothing in its file system: its upper dir holds nothing but
+    /// what the runtime made to mount things on (see `runtime_mount_points`). A build step that
+    /// did so records no layer, as Docker's.
     pub fn container_changes_empty(&self, name: &str) -> Result<bool, EngineError> {
         let rec = self.find_container(name)?;
         let upper = self.inner.snapshots.container_dirs(&rec.id).upper;
-        let mut entries =
-            std::fs::read_dir(&upper).map_err(|e| EngineError::io(format!("read {}", upper.display()), e))?;
-        Ok(entries.next().is_none())
+        let skip = self.runtime_mount_points(&rec, &upper);
+        let lowers: Vec<std::path::PathBuf> =
+            rec.chain_ids.iter().rev().map(|c| self.inner.snapshots.layer_dir(c)).collect();
+        fn empty(
+            dir: &std::path::Path,
+            prefix: &str,
+            skip: &std::collections::HashSet<String>,
+            lowers: &[std::path::PathBuf],
+        ) -> std::io::Result<bool> {
+            for e in std::fs::read_dir(dir)? {
+                let e = e?;
+                let rel = format!("{prefix}{}", e.file_name().to_string_lossy());
+                if skip.contains(&rel) {
+                    continue;
+                }
+                // A directory the image has, holding only mount points, is no change either.
+                let in_lower = lowers.iter().any(|l| l.join(&rel).is_dir());
+                if !(e.file_type()?.is_dir() && in_lower && empty(&e.path(), &format!("{rel}/"), skip, lowers)?) {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        }
+        empty(&upper, "", &skip, &lowers).map_err(|e| EngineError::io(format!("read {}", upper.display()), e))
     }
 
-    /// The changes of a container's file system against its image, sorted by path.
     pub async fn container_changes(&self, name: &str) -> Result<Vec<Change>, EngineError> {
         let rec = self.find_container(name)?;
         let upper = self.inner.snapshots.container_dirs(&rec.id).upper;

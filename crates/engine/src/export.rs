@@ -131,9 +131,19 @@ fn export_in_private_namespace(plan: &ExportPlan, out: impl Write) -> Result<(),
 /// Writes the tree under `root` (not `root` itself) as a tar to `out`, entries sorted by name,
 /// hard links written once and then as links, sockets skipped.
 pub(crate) fn write_tree<W: Write>(out: W, root: &Path, mode: TreeMode) -> io::Result<W> {
+    write_tree_skipping(out, root, mode, &std::collections::HashSet::new())
+}
+
+/// `write_tree`, leaving out the entries whose path (relative, no trailing `/`) is in `skip`.
+pub(crate) fn write_tree_skipping<W: Write>(
+    out: W,
+    root: &Path,
+    mode: TreeMode,
+    skip: &std::collections::HashSet<String>,
+) -> io::Result<W> {
     let mut tar = tar::Builder::new(out);
     let mut links: HashMap<(u64, u64), String> = HashMap::new();
-    walk(&mut tar, root, "", mode, &mut links)?;
+    walk(&mut tar, root, "", mode, &mut links, skip)?;
     tar.into_inner()
 }
 
@@ -143,12 +153,16 @@ fn walk<W: Write>(
     prefix: &str,
     mode: TreeMode,
     links: &mut HashMap<(u64, u64), String>,
+    skip: &std::collections::HashSet<String>,
 ) -> io::Result<()> {
     let mut names: Vec<_> = fs::read_dir(dir)?.map(|e| e.map(|e| e.file_name())).collect::<io::Result<_>>()?;
     names.sort();
     for name in names {
         let path = dir.join(&name);
         let rel = format!("{prefix}{}", name.to_string_lossy());
+        if skip.contains(&rel) {
+            continue;
+        }
         let meta = fs::symlink_metadata(&path)?;
         let ft = meta.file_type();
         let mut h = tar::Header::new_gnu();
@@ -160,7 +174,7 @@ fn walk<W: Write>(
             if mode == TreeMode::OverlayUpper && is_opaque(&path) {
                 append_marker(tar, &format!("{rel}/.wh..wh..opq"))?;
             }
-            walk(tar, &path, &format!("{rel}/"), mode, links)?;
+            walk(tar, &path, &format!("{rel}/"), mode, links, skip)?;
         } else if ft.is_symlink() {
             h.set_entry_type(tar::EntryType::Symlink);
             let target = fs::read_link(&path)?;

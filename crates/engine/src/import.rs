@@ -31,7 +31,7 @@ pub(crate) struct NewLayer {
 
 /// Hashes and compresses an uncompressed layer tar on its way into the content store.
 pub(crate) struct LayerWriter {
-    gz: flate2::write::GzEncoder<wharf_content::BlobWriter>,
+    gz: crate::pgzip::ParallelGz<wharf_content::BlobWriter>,
     hash: Sha256Writer,
 }
 
@@ -140,10 +140,7 @@ impl Engine {
     /// store as it is written.
     pub(crate) fn layer_writer(&self) -> Result<LayerWriter, EngineError> {
         let writer = self.inner.content.writer(None, None)?;
-        Ok(LayerWriter {
-            gz: flate2::write::GzEncoder::new(writer, flate2::Compression::fast()),
-            hash: Sha256Writer::new(),
-        })
+        Ok(LayerWriter { gz: crate::pgzip::ParallelGz::new(writer), hash: Sha256Writer::new() })
     }
 
     /// Commits the blob of `w`, then unpacks it into its snapshot (which checks the diff id).

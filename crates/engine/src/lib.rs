@@ -30,6 +30,7 @@ mod logs;
 mod monitor;
 mod network;
 mod pattern;
+mod pgzip;
 mod pull;
 mod push;
 mod restart;
@@ -84,6 +85,7 @@ pub use security::{
     DEFAULT_READONLY_PATHS,
 };
 pub use stats::{StatsSample, TopResult};
+pub use user::{PathInfo, PathKind};
 pub use usernet::{NetworkCreate, NetworkRecord};
 pub use userns::{resolve_userns_remap, UsernsRemap, DEFAULT_REMAP_USER};
 pub use volumes::{MountKind, MountPoint, MountRequest, VolumeRecord};

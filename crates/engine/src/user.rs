@@ -1,6 +1,7 @@
 //! Resolving `user[:group]` against the image's /etc/passwd and /etc/group, read straight from
 //! the layer snapshots (the rootfs is only ever mounted inside the container).
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::EngineError;
@@ -90,8 +91,10 @@ pub fn resolve(spec: &str, passwd: Option<&str>, group: Option<&str>) -> Result<
             },
         };
     }
-    let mut additional_gids = Vec::new();
-    if let Some(name) = &user_name {
+    // As dockerd: the primary group first, then the groups /etc/group lists the user in, and
+    // those only when no group was named (runc's rule: an explicit group wins).
+    let mut additional_gids = vec![gid];
+    if let (Some(name), None) = (&user_name, group_part) {
         for f in &group_entries {
             let members = f.get(3).copied().unwrap_or("");
             if members.split(',').any(|m| m == name) {
@@ -126,6 +129,14 @@ impl crate::Engine {
         let r = resolve(&spec, passwd.as_deref(), groups.as_deref())?;
         Ok((r.uid, r.gid))
     }
+
+    /// What `path` is in the image `image` (`None`: absent), and whether a symlink was on the
+    /// way; read from the layer directories, nothing mounted.
+    pub fn image_stat(&self, image: &wharf_types::Digest, path: &str) -> Result<Option<PathInfo>, EngineError> {
+        let rec = self.find_image(&image.to_string())?;
+        let layers: Vec<PathBuf> = rec.chain_ids.iter().rev().map(|c| self.inner.snapshots.layer_dir(c)).collect();
+        Ok(stat_in_layers(&layers, path))
+    }
 }
 
 #[cfg(test)]
@@ -138,13 +149,13 @@ mod tests {
     #[test]
     fn resolves_docker_user_forms() {
         let cases: &[(&str, u32, u32, &[u32])] = &[
-            ("", 0, 0, &[]),
-            ("app", 1000, 1000, &[10]),
-            ("1000", 1000, 1000, &[10]),
-            ("1000:10", 1000, 10, &[]),
-            ("app:root", 1000, 0, &[10]),
-            ("4242", 4242, 0, &[]),
-            ("4242:4343", 4242, 4343, &[]),
+            ("", 0, 0, &[0]),
+            ("app", 1000, 1000, &[1000, 10]),
+            ("1000", 1000, 1000, &[1000, 10]),
+            ("1000:10", 1000, 10, &[10]),
+            ("app:root", 1000, 0, &[0]),
+            ("4242", 4242, 0, &[0]),
+            ("4242:4343", 4242, 4343, &[4343]),
         ];
         for (spec, uid, gid, extra) in cases {
             let u = resolve(spec, Some(PASSWD), Some(GROUP)).unwrap();
@@ -156,4 +167,104 @@ mod tests {
             .contains("unable to find user nobody"));
         assert!(resolve("app:nogroup", Some(PASSWD), Some(GROUP)).is_err());
     }
+}
+
+/// What a path is in an image, as overlayfs would show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    Dir,
+    File,
+    Other,
+}
+
+/// What `stat_in_layers` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathInfo {
+    pub kind: PathKind,
+    /// A symlink was on the way: the path is reached through another one.
+    pub through_link: bool,
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits (and setuid/setgid/sticky).
+    pub mode: u32,
+    /// Seconds since the epoch.
+    pub mtime: i64,
+}
+
+/// A path looked up in an image's layers (top first) as the merged overlay would resolve it:
+/// whiteouts and opaque directories hide what is below, symlinks are followed inside the image
+/// (at most 40). `None` when it does not exist. For a directory, the owner and mode are the
+/// topmost layer's, as the overlay shows them.
+pub fn stat_in_layers(layers_top_first: &[PathBuf], path: &str) -> Option<PathInfo> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut todo: std::collections::VecDeque<String> =
+        path.split('/').filter(|c| !c.is_empty() && *c != ".").map(str::to_string).collect();
+    let mut resolved: Vec<String> = Vec::new();
+    let (mut links, mut through_link) = (0, false);
+    let root = layers_top_first.iter().find_map(|l| std::fs::symlink_metadata(l).ok());
+    let mut info = PathInfo {
+        kind: PathKind::Dir,
+        through_link: false,
+        uid: root.as_ref().map(|m| m.uid()).unwrap_or(0),
+        gid: root.as_ref().map(|m| m.gid()).unwrap_or(0),
+        mode: root.as_ref().map(|m| m.mode() & 0o7777).unwrap_or(0o755),
+        mtime: root.as_ref().map(|m| m.mtime()).unwrap_or(0),
+    };
+    while let Some(c) = todo.pop_front() {
+        if c == ".." {
+            resolved.pop();
+            continue;
+        }
+        let rel = if resolved.is_empty() { c.clone() } else { format!("{}/{c}", resolved.join("/")) };
+        let mut found = None;
+        for layer in layers_top_first {
+            match std::fs::symlink_metadata(layer.join(&rel)) {
+                Ok(m) if m.file_type().is_char_device() && m.rdev() == 0 => break,
+                Ok(m) => {
+                    found = Some((layer.clone(), m));
+                    break;
+                }
+                Err(_) if is_opaque_parent(layer, &rel) => break,
+                Err(_) => {}
+            }
+        }
+        let (layer, meta) = found?;
+        if meta.file_type().is_symlink() {
+            links += 1;
+            through_link = true;
+            if links > 40 {
+                return None;
+            }
+            let target = std::fs::read_link(layer.join(&rel)).ok()?;
+            let target = target.to_string_lossy().to_string();
+            if target.starts_with('/') {
+                resolved.clear();
+            }
+            for t in target.split('/').rev().filter(|t| !t.is_empty() && *t != ".") {
+                todo.push_front(t.to_string());
+            }
+            continue;
+        }
+        resolved.push(c);
+        let kind = if meta.is_dir() {
+            PathKind::Dir
+        } else if meta.is_file() {
+            PathKind::File
+        } else {
+            PathKind::Other
+        };
+        info = PathInfo {
+            kind,
+            through_link,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mode: meta.mode() & 0o7777,
+            mtime: meta.mtime(),
+        };
+        if kind != PathKind::Dir && !todo.is_empty() {
+            return None;
+        }
+    }
+    info.through_link = through_link;
+    Some(info)
 }

@@ -488,8 +488,14 @@ fn sys_mount(
     }
 }
 
+/// Makes a directory and its parents, 0755 as runc makes them: the child runs with umask 0,
+/// so the default 0777 would reach the container (and the layers built from it).
 fn mkdir_all(path: &Path) -> ChildResult<()> {
-    std::fs::create_dir_all(path)
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(path)
         .map_err(|e| ChildFailure::other(format!("mkdir {}", path.display()), e.raw_os_error().unwrap_or(0)))
 }
 
@@ -498,7 +504,8 @@ fn touch(path: &Path) -> ChildResult<()> {
     if let Some(parent) = path.parent() {
         mkdir_all(parent)?;
     }
-    match std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o755).open(path) {
         Ok(_) => Ok(()),
         Err(e) => Err(ChildFailure::other(format!("create {}", path.display()), e.raw_os_error().unwrap_or(0))),
     }
