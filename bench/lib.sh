@@ -41,8 +41,10 @@ start_wharfd() {
     local dir=$1
     mkdir -p "$dir"
     SOCK=$dir/wharfd.sock
+    # WHARFD_ARGS: extra flags, e.g. "--log-level debug" to see the phases builds log.
+    read -r -a extra <<<"${WHARFD_ARGS:-}"
     "$BIN/wharfd" -H "unix://$SOCK" --data-root "$dir/data" --exec-root "$dir/exec" \
-        --cgroup-parent "/wharf-bench-$$" >"$dir/wharfd.log" 2>&1 &
+        --cgroup-parent "/wharf-bench-$$" "${extra[@]}" >"$dir/wharfd.log" 2>&1 &
     WHARFD_PID=$!
     PIDS+=($WHARFD_PID)
     for _ in $(seq 200); do

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Value};
+use wharf_build::context::Context;
 use wharf_build::executor::{self, BuildError, BuildEvent, BuildRequest};
 use wharf_types::ImageRef;
 
@@ -78,7 +79,7 @@ fn parse_request(ctx: &Ctx, req: &Request<Incoming>) -> Result<BuildRequest> {
     }
     let target = q.get("target").filter(|t| !t.is_empty()).map(|t| t.to_ascii_lowercase());
     Ok(BuildRequest {
-        context: std::path::PathBuf::new(),
+        scratch: std::path::PathBuf::new(),
         dockerfile: q.get("dockerfile").unwrap_or("").to_string(),
         tags,
         build_args,
@@ -127,12 +128,11 @@ pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> 
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("build: create {}: {e}", dir.display()))
     })?;
     let scratch = Scratch(dir.clone());
-    let context = dir.join("context");
-    std::fs::create_dir_all(&context)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("build: {e}")))?;
-    let target = context.clone();
+    // The context is kept as it arrives: one spool file and an index (never unpacked).
+    let spool = dir.join("context.spool");
+    let started = std::time::Instant::now();
     let remote = ctx.query.get("remote").filter(|r| !r.is_empty()).map(str::to_string);
-    let unpacked = match remote {
+    let received = match remote {
         // `remote=URL`: a tarball is the context; any other file is the Dockerfile, alone.
         Some(url) => {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -141,14 +141,17 @@ pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> 
                 )));
             }
             let download = dir.join("remote");
-            tokio::task::spawn_blocking(move || -> std::result::Result<(), String> {
+            let alone = dir.join("remote-context");
+            tokio::task::spawn_blocking(move || -> std::result::Result<Context, String> {
                 wharf_build::fetch::fetch(&url, &download, MAX_CONTEXT_BYTES)?;
                 if wharf_build::context::looks_like_archive(&download) {
                     let file = std::fs::File::open(&download).map_err(|e| e.to_string())?;
-                    wharf_build::context::unpack(file, &target, MAX_CONTEXT_BYTES).map_err(|e| e.to_string())
+                    Context::receive(file, &spool, MAX_CONTEXT_BYTES).map_err(|e| e.to_string())
                 } else {
                     // Not an archive: the Dockerfile itself, alone in the context.
-                    std::fs::rename(&download, target.join("Dockerfile")).map_err(|e| e.to_string())
+                    std::fs::create_dir_all(&alone).map_err(|e| e.to_string())?;
+                    std::fs::rename(&download, alone.join("Dockerfile")).map_err(|e| e.to_string())?;
+                    Context::from_dir(&alone).map_err(|e| e.to_string())
                 }
             })
             .await
@@ -156,22 +159,24 @@ pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> 
         None => {
             let reader = body_reader(req);
             tokio::task::spawn_blocking(move || {
-                wharf_build::context::unpack(reader, &target, MAX_CONTEXT_BYTES).map_err(|e| e.to_string())
+                Context::receive(reader, &spool, MAX_CONTEXT_BYTES).map_err(|e| e.to_string())
             })
             .await
         }
     };
-    unpacked
+    let context = received
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map_err(ApiError::bad_request)?;
-    request.context = context;
+    log::debug!("build: context received in {:?}", started.elapsed());
+    request.scratch = dir.clone();
+    let context = std::sync::Arc::new(context);
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let engine = ctx.engine.clone();
     let quiet = request.quiet;
     let run = tokio::spawn(async move {
         let _scratch = scratch;
-        executor::build(&engine, &request, tx).await
+        executor::build(&engine, &request, context, tx).await
     });
     let (body_tx, body) = Body::channel();
     let build_id = ctx.query.get("buildid").filter(|b| !b.is_empty()).map(str::to_string);

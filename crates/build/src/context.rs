@@ -1,13 +1,16 @@
-//! The build context on disk: the client's tar unpacked (plain, gzip or zstd, detected from its
-//! first bytes) into a private directory with nothing outside it reachable, the selection of
-//! COPY/ADD sources with `.dockerignore` applied, their digest for the cache (content, mode,
-//! type, link target, not mtime), and the tar of what a step copies.
+//! The build context: the client's tar (plain, gzip or zstd, detected from its first bytes)
+//! received into one spool file and an index of its entries, never unpacked into a directory
+//! (creating thousands of files is what makes a classic build slow), each file's digest taken as
+//! it streams in. Also the same index over a directory (a stage's files for `COPY --from`), the
+//! selection of COPY/ADD sources with `.dockerignore` applied, their digest for the cache
+//! (content, mode, type, link target, not mtime), and the tar of what a step copies.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest as _, Sha256};
 
@@ -47,9 +50,8 @@ impl<R: Read> Read for Limited<R> {
     }
 }
 
-/// Unpacks the context tar into `dir` (which must exist and be empty), streaming. Entries with
-/// `..` or an absolute path are refused, as are links that point out of the context.
-pub fn unpack(body: impl Read, dir: &Path, limit: u64) -> Result<(), ContextError> {
+/// The tar stream of a body, decompressed by what its first bytes say it is.
+fn decompressed(body: impl Read + 'static, limit: u64) -> Result<tar::Archive<Box<dyn Read>>, ContextError> {
     let mut input = BufReader::with_capacity(1 << 16, body);
     let head = input.fill_buf().map_err(io_err("read"))?.to_vec();
     let reader: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
@@ -67,8 +69,15 @@ pub fn unpack(body: impl Read, dir: &Path, limit: u64) -> Result<(), ContextErro
     } else {
         Box::new(input)
     };
-    let limited = Limited { inner: reader, read: 0, limit };
-    let mut archive = tar::Archive::new(limited);
+    let limited: Box<dyn Read> = Box::new(Limited { inner: reader, read: 0, limit });
+    Ok(tar::Archive::new(limited))
+}
+
+/// Unpacks a tar into `dir` (which must exist and be empty), streaming: for the file systems
+/// a build copies out of a stage or an image. Entries with `..` or an absolute path are
+/// refused, as are links that point out of the directory.
+pub fn unpack(body: impl Read + 'static, dir: &Path, limit: u64) -> Result<(), ContextError> {
+    let mut archive = decompressed(body, limit)?;
     archive.set_preserve_permissions(true);
     archive.set_preserve_mtime(true);
     archive.set_unpack_xattrs(false);
@@ -78,11 +87,9 @@ pub fn unpack(body: impl Read, dir: &Path, limit: u64) -> Result<(), ContextErro
         let path = entry.path().map_err(|e| ContextError::Invalid(format!("entry name: {e}")))?.into_owned();
         check_relative(&path)?;
         match entry.header().entry_type() {
-            tar::EntryType::Symlink | tar::EntryType::Link => {
+            tar::EntryType::Link => {
                 let target = entry.link_name().ok().flatten().map(|t| t.into_owned()).unwrap_or_default();
-                if entry.header().entry_type() == tar::EntryType::Link {
-                    check_relative(&target)?;
-                }
+                check_relative(&target)?;
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => continue,
             _ => {}
@@ -127,28 +134,288 @@ fn check_relative(path: &Path) -> Result<(), ContextError> {
     Ok(())
 }
 
-/// A context directory with its `.dockerignore`.
-pub struct Context {
-    pub dir: PathBuf,
-    ignore: Ignore,
+/// What an entry is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    File,
+    Dir,
+    Symlink(PathBuf),
 }
 
-/// One file, directory or link selected for a copy: where it is in the context and where it
-/// goes, relative to the destination root.
+/// Where a file's bytes are.
+#[derive(Debug, Clone)]
+enum Data {
+    None,
+    /// In the spool of a received context, at this offset (`size` bytes).
+    Spool {
+        file: Arc<PathBuf>,
+        offset: u64,
+    },
+    /// A file on disk (a stage's unpacked file system, a download).
+    Path(PathBuf),
+}
+
+/// One file, directory or symlink of a context, with what a copy keeps of it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub kind: EntryKind,
+    /// Permission bits with setuid/setgid/sticky.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: u64,
+    pub size: u64,
+    data: Data,
+    /// The content's sha256, taken as a received file streamed in; computed on demand else.
+    digest: Option<[u8; 32]>,
+}
+
+impl Entry {
+    /// A file or directory on disk (not following a symlink).
+    pub fn from_path(path: &Path) -> io::Result<Entry> {
+        let md = fs::symlink_metadata(path)?;
+        let kind = if md.file_type().is_symlink() {
+            EntryKind::Symlink(fs::read_link(path)?)
+        } else if md.is_dir() {
+            EntryKind::Dir
+        } else {
+            EntryKind::File
+        };
+        let data = if kind == EntryKind::File { Data::Path(path.to_path_buf()) } else { Data::None };
+        Ok(Entry {
+            kind,
+            mode: md.permissions().mode() & 0o7777,
+            uid: md.uid(),
+            gid: md.gid(),
+            mtime: md.mtime().max(0) as u64,
+            size: if md.is_file() { md.len() } else { 0 },
+            data,
+            digest: None,
+        })
+    }
+
+    fn dir(mode: u32) -> Entry {
+        Entry { kind: EntryKind::Dir, mode, uid: 0, gid: 0, mtime: 0, size: 0, data: Data::None, digest: None }
+    }
+
+    /// The file's bytes.
+    pub fn open(&self) -> io::Result<Box<dyn Read>> {
+        match &self.data {
+            Data::None => Ok(Box::new(io::empty())),
+            Data::Spool { file, offset } => {
+                let mut f = fs::File::open(file.as_ref())?;
+                f.seek(io::SeekFrom::Start(*offset))?;
+                Ok(Box::new(f.take(self.size)))
+            }
+            Data::Path(p) => Ok(Box::new(fs::File::open(p)?.take(self.size))),
+        }
+    }
+
+    /// The first bytes of the file (what ADD looks at to tell an archive).
+    pub fn head(&self, n: usize) -> Vec<u8> {
+        let mut buf = vec![0u8; n];
+        let got = self.open().and_then(|mut r| {
+            let mut total = 0;
+            while total < n {
+                let k = r.read(&mut buf[total..])?;
+                if k == 0 {
+                    break;
+                }
+                total += k;
+            }
+            Ok(total)
+        });
+        buf.truncate(got.unwrap_or(0));
+        buf
+    }
+
+    fn content_digest(&self) -> io::Result<[u8; 32]> {
+        if let Some(d) = self.digest {
+            return Ok(d);
+        }
+        let mut h = Sha256::new();
+        io::copy(&mut self.open()?, &mut HashWriter(&mut h))?;
+        Ok(h.finalize().into())
+    }
+}
+
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl Write for HashWriter<'_> {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.0.update(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A context: its entries by path (relative, `/`-separated, no trailing `/`) and its
+/// `.dockerignore`.
+pub struct Context {
+    entries: BTreeMap<String, Entry>,
+    ignore: Ignore,
+    /// Where `materialize` put the context as a directory, once it was asked for.
+    materialized: Mutex<Option<PathBuf>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("entries", &self.entries.len()).finish_non_exhaustive()
+    }
+}
+
+/// One entry selected for a copy and where it goes.
 #[derive(Debug, Clone)]
 pub struct Selected {
-    pub source: PathBuf,
+    /// Its path in the context it comes from (empty for a download).
+    pub rel: String,
+    pub entry: Entry,
     /// Path in the image, absolute.
     pub dest: String,
 }
 
 impl Context {
-    pub fn open(dir: PathBuf) -> Result<Context, ContextError> {
-        let ignore = match fs::read_to_string(dir.join(".dockerignore")) {
-            Ok(text) => Ignore::new(&text).map_err(|e| ContextError::Invalid(e.to_string()))?,
-            Err(_) => Ignore::default(),
+    /// Receives a context tar into the spool file `spool`, indexing its entries and hashing
+    /// each file as it arrives. Entries with `..` or an absolute path, below a symlink of the
+    /// context, or hard links to nothing before them are refused.
+    pub fn receive(body: impl Read + 'static, spool: &Path, limit: u64) -> Result<Context, ContextError> {
+        let mut archive = decompressed(body, limit)?;
+        let file = Arc::new(spool.to_path_buf());
+        let mut out = io::BufWriter::with_capacity(1 << 20, fs::File::create(spool).map_err(io_err("create spool"))?);
+        let mut offset = 0u64;
+        let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
+        let mut buf = vec![0u8; 1 << 16];
+        let tar_entries = archive.entries().map_err(|e| ContextError::Invalid(format!("not a tar archive: {e}")))?;
+        for entry in tar_entries {
+            let mut entry = entry.map_err(|e| tar_error(e, limit))?;
+            let path = entry.path().map_err(|e| ContextError::Invalid(format!("entry name: {e}")))?.into_owned();
+            check_relative(&path)?;
+            let rel = clean_rel(&path.to_string_lossy());
+            if rel.is_empty() {
+                continue;
+            }
+            let h = entry.header();
+            let (mode, uid, gid, mtime) = (
+                h.mode().unwrap_or(0o644) & 0o7777,
+                h.uid().unwrap_or(0) as u32,
+                h.gid().unwrap_or(0) as u32,
+                h.mtime().unwrap_or(0),
+            );
+            let kind = h.entry_type();
+            let new = match kind {
+                tar::EntryType::Directory => Entry { mode, uid, gid, mtime, ..Entry::dir(mode) },
+                tar::EntryType::Symlink => {
+                    let target = entry.link_name().ok().flatten().map(|t| t.into_owned()).unwrap_or_default();
+                    Entry {
+                        kind: EntryKind::Symlink(target),
+                        mode,
+                        uid,
+                        gid,
+                        mtime,
+                        size: 0,
+                        data: Data::None,
+                        digest: None,
+                    }
+                }
+                tar::EntryType::Link => {
+                    let target = entry.link_name().ok().flatten().map(|t| t.into_owned()).unwrap_or_default();
+                    check_relative(&target)?;
+                    let t = clean_rel(&target.to_string_lossy());
+                    match entries.get(&t) {
+                        Some(e) if e.kind == EntryKind::File => e.clone(),
+                        _ => {
+                            return Err(ContextError::Invalid(format!(
+                                "entry {rel:?}: hard link to {t:?}, which is not a file before it"
+                            )))
+                        }
+                    }
+                }
+                tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                    let mut hash = Sha256::new();
+                    let mut size = 0u64;
+                    loop {
+                        let n = entry.read(&mut buf).map_err(|e| tar_error(e, limit))?;
+                        if n == 0 {
+                            break;
+                        }
+                        hash.update(&buf[..n]);
+                        out.write_all(&buf[..n]).map_err(io_err("write spool"))?;
+                        size += n as u64;
+                    }
+                    let e = Entry {
+                        kind: EntryKind::File,
+                        mode,
+                        uid,
+                        gid,
+                        mtime,
+                        size,
+                        data: Data::Spool { file: file.clone(), offset },
+                        digest: Some(hash.finalize().into()),
+                    };
+                    offset += size;
+                    e
+                }
+                // Devices and fifos mean nothing in a context: skipped, as the CLI skips them.
+                _ => continue,
+            };
+            // Parents: directories (made when the tar leaves them out), never symlinks.
+            let mut parent = String::new();
+            for c in rel.split('/').take(rel.matches('/').count()) {
+                if !parent.is_empty() {
+                    parent.push('/');
+                }
+                parent.push_str(c);
+                match entries.get(&parent).map(|e| &e.kind) {
+                    Some(EntryKind::Dir) => {}
+                    Some(_) => {
+                        return Err(ContextError::Invalid(format!(
+                            "entry {rel:?} is outside the context (below {parent:?}, which is not a directory)"
+                        )))
+                    }
+                    None => {
+                        entries.insert(parent.clone(), Entry::dir(0o755));
+                    }
+                }
+            }
+            entries.insert(rel, new);
+        }
+        out.flush().map_err(io_err("write spool"))?;
+        Context::new(entries)
+    }
+
+    /// The same index over a directory on disk.
+    pub fn from_dir(dir: &Path) -> Result<Context, ContextError> {
+        let mut entries = BTreeMap::new();
+        index_dir(dir, "", &mut entries).map_err(io_err(format!("read {}", dir.display())))?;
+        Context::new(entries)
+    }
+
+    fn new(entries: BTreeMap<String, Entry>) -> Result<Context, ContextError> {
+        let ignore = match entries.get(".dockerignore") {
+            Some(e) if e.kind == EntryKind::File => {
+                let mut text = String::new();
+                e.open().and_then(|mut r| r.read_to_string(&mut text)).map_err(io_err("read .dockerignore"))?;
+                Ignore::new(&text).map_err(|e| ContextError::Invalid(e.to_string()))?
+            }
+            _ => Ignore::default(),
         };
-        Ok(Context { dir, ignore })
+        Ok(Context { entries, ignore, materialized: Mutex::new(None) })
+    }
+
+    pub fn entry(&self, rel: &str) -> Option<&Entry> {
+        self.entries.get(rel)
+    }
+
+    /// A file's content (the Dockerfile).
+    pub fn read_file(&self, rel: &str) -> Option<io::Result<Vec<u8>>> {
+        let e = self.entries.get(rel)?;
+        if e.kind != EntryKind::File {
+            return Some(Err(io::Error::other("not a regular file")));
+        }
+        let mut v = Vec::new();
+        Some(e.open().and_then(|mut r| r.read_to_end(&mut v)).map(|_| v))
     }
 
     /// Whether `rel` ('/'-separated, relative) is left out by `.dockerignore`.
@@ -158,9 +425,7 @@ impl Context {
 
     /// Every path of the context, relative, that is not excluded, in sorted order.
     pub fn walk(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        walk_dir(&self.dir, "", &mut out, &|rel| self.excluded(rel));
-        out
+        self.entries.keys().filter(|p| !self.excluded(p)).cloned().collect()
     }
 
     /// The sources a COPY names, resolved in the context: wildcards matched against every
@@ -172,12 +437,11 @@ impl Context {
             let clean = clean_rel(src);
             if has_wildcard(&clean) {
                 let all = all.get_or_insert_with(|| self.walk());
-                let matched: Vec<String> = all.iter().filter(|p| glob_match(&clean, p)).cloned().collect();
                 // A wildcard that matches nothing is only an error when nothing at all is copied.
-                out.extend(matched);
+                out.extend(all.iter().filter(|p| glob_match(&clean, p)).cloned());
                 continue;
             }
-            let exists = clean.is_empty() || fs::symlink_metadata(self.dir.join(&clean)).is_ok();
+            let exists = clean.is_empty() || self.entries.contains_key(&clean);
             if !exists || self.excluded(&clean) {
                 return Err(format!(
                     "{what} failed: file not found in build context or excluded by .dockerignore: stat {src}: file does not exist"
@@ -192,9 +456,8 @@ impl Context {
     }
 
     /// What a COPY of the context paths `sources` to `dest` puts where. `dest` is absolute; a
-    /// trailing `/` (or several sources) makes it a directory.
-    /// With `parents` (`COPY --parents`), each source keeps its path from the context root
-    /// below `dest`.
+    /// trailing `/` (or several sources) makes it a directory. With `parents` (`COPY
+    /// --parents`), each source keeps its path from the context root below `dest`.
     pub fn select(&self, sources: &[String], dest: &str, dest_is_dir: bool, parents: bool) -> Vec<Selected> {
         let mut out = Vec::new();
         let dest_root = dest.trim_end_matches('/');
@@ -208,48 +471,86 @@ impl Context {
                 dest_root
             };
             let dest_is_dir = dest_is_dir || (parents && !parent_path.is_empty());
-            let path = self.dir.join(src);
-            let is_dir = fs::symlink_metadata(&path).map(|m| m.is_dir()).unwrap_or(false);
+            let is_dir = src.is_empty() || self.entries.get(src).is_some_and(|e| e.kind == EntryKind::Dir);
             if is_dir {
                 // A directory's contents are copied, not the directory itself.
-                let mut rels = Vec::new();
                 let prefix = if src.is_empty() { String::new() } else { format!("{src}/") };
-                walk_dir(&path, &prefix, &mut rels, &|rel| self.excluded(rel));
-                for rel in rels {
+                for (rel, e) in self.entries.range(prefix.clone()..) {
+                    if !rel.starts_with(&prefix) {
+                        break;
+                    }
+                    if self.excluded_with_parents(rel) {
+                        continue;
+                    }
                     let below = &rel[prefix.len()..];
-                    out.push(Selected { source: self.dir.join(&rel), dest: format!("{dest}/{below}") });
+                    out.push(Selected { rel: rel.clone(), entry: e.clone(), dest: format!("{dest}/{below}") });
                 }
-            } else {
+            } else if let Some(e) = self.entries.get(src) {
                 let name = Path::new(src).file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
                 let to = if dest_is_dir { format!("{dest}/{name}") } else { dest.to_string() };
-                out.push(Selected { source: path, dest: if to.is_empty() { "/".into() } else { to } });
+                out.push(Selected {
+                    rel: src.clone(),
+                    entry: e.clone(),
+                    dest: if to.is_empty() { "/".into() } else { to },
+                });
             }
         }
         out
     }
+
+    /// Excluded itself; an excluded directory's entries stay in only where a `!` line takes
+    /// them back, which `matches` answers for the entry's own path.
+    fn excluded_with_parents(&self, rel: &str) -> bool {
+        self.excluded(rel)
+    }
+
+    /// The context as a directory under `dir` (made once per build, for `RUN --mount=type=bind`
+    /// of the context): entries written in order, parents before children, none through a
+    /// symlink (the index has none below one).
+    pub fn materialize(&self, dir: &Path) -> Result<PathBuf, ContextError> {
+        let mut done = self.materialized.lock().map_err(|_| ContextError::Invalid("context lock poisoned".into()))?;
+        if let Some(p) = done.as_ref() {
+            return Ok(p.clone());
+        }
+        let root = dir.join("context-dir");
+        fs::create_dir_all(&root).map_err(io_err(format!("create {}", root.display())))?;
+        let mut dirs = Vec::new();
+        for (rel, e) in &self.entries {
+            let path = root.join(rel);
+            let what = format!("write {}", path.display());
+            match &e.kind {
+                EntryKind::Dir => {
+                    fs::create_dir_all(&path).map_err(io_err(what))?;
+                    dirs.push((path, e.mode));
+                }
+                EntryKind::Symlink(t) => std::os::unix::fs::symlink(t, &path).map_err(io_err(what))?,
+                EntryKind::File => {
+                    let mut f = fs::File::create(&path).map_err(io_err(what.clone()))?;
+                    io::copy(&mut e.open().map_err(io_err(what.clone()))?, &mut f).map_err(io_err(what.clone()))?;
+                    f.set_permissions(fs::Permissions::from_mode(e.mode)).map_err(io_err(what))?;
+                }
+            }
+        }
+        for (path, mode) in dirs.into_iter().rev() {
+            let _ = fs::set_permissions(&path, fs::Permissions::from_mode(mode));
+        }
+        *done = Some(root.clone());
+        Ok(root)
+    }
 }
 
-fn walk_dir(dir: &Path, prefix: &str, out: &mut Vec<String>, excluded: &dyn Fn(&str) -> bool) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
-    let mut names: Vec<_> = entries.flatten().collect();
-    names.sort_by_key(|e| e.file_name());
-    for e in names {
+fn index_dir(dir: &Path, prefix: &str, out: &mut BTreeMap<String, Entry>) -> io::Result<()> {
+    for e in fs::read_dir(dir)? {
+        let e = e?;
         let rel = format!("{prefix}{}", e.file_name().to_string_lossy());
-        let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
-        if excluded(&rel) {
-            // An excluded directory may still hold re-included (`!`) paths.
-            if is_dir {
-                let mut below = Vec::new();
-                walk_dir(&e.path(), &format!("{rel}/"), &mut below, excluded);
-                out.extend(below);
-            }
-            continue;
-        }
-        out.push(rel.clone());
+        let entry = Entry::from_path(&e.path())?;
+        let is_dir = entry.kind == EntryKind::Dir;
+        out.insert(rel.clone(), entry);
         if is_dir {
-            walk_dir(&e.path(), &format!("{rel}/"), out, excluded);
+            index_dir(&e.path(), &format!("{rel}/"), out)?;
         }
     }
+    Ok(())
 }
 
 /// `./a/b/`, `/a/b` → `a/b`; `.` → empty (the whole context).
@@ -378,23 +679,16 @@ pub fn digest(selected: &[Selected], own: Ownership) -> Result<(String, BTreeMap
     let mut all = Sha256::new();
     all.update(format!("own {}:{} {:?}\n", own.uid, own.gid, own.mode));
     let mut each = BTreeMap::new();
-    let mut buf = vec![0u8; 1 << 16];
     for s in selected {
-        let md = fs::symlink_metadata(&s.source).map_err(io_err(format!("stat {}", s.source.display())))?;
+        let e = &s.entry;
         let mut h = Sha256::new();
-        h.update(format!("{}\0{:o}\0", s.dest, md.mode()));
-        if md.file_type().is_symlink() {
-            let t = fs::read_link(&s.source).map_err(io_err(format!("readlink {}", s.source.display())))?;
-            h.update(t.as_os_str().as_encoded_bytes());
-        } else if md.is_file() {
-            h.update(format!("{}\0", md.len()));
-            let mut f = fs::File::open(&s.source).map_err(io_err(format!("open {}", s.source.display())))?;
-            loop {
-                let n = f.read(&mut buf).map_err(io_err(format!("read {}", s.source.display())))?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
+        h.update(format!("{}\0{:o}\0", s.dest, e.mode));
+        match &e.kind {
+            EntryKind::Symlink(t) => h.update(format!("link\0{}", t.display())),
+            EntryKind::Dir => h.update(b"dir"),
+            EntryKind::File => {
+                h.update(format!("file\0{}\0", e.size));
+                h.update(e.content_digest().map_err(io_err(format!("read {}", s.rel)))?);
             }
         }
         let d = h.finalize();
@@ -402,24 +696,6 @@ pub fn digest(selected: &[Selected], own: Ownership) -> Result<(String, BTreeMap
         each.insert(s.dest.clone(), format!("{:x}", d)[..16].to_string());
     }
     Ok((format!("{:x}", all.finalize()), each))
-}
-
-/// Writes the tar of a copy: first `make_dirs` (absolute directories the image lacks, made
-/// 0755 and owned by `own` as Docker makes a copy's destination), then each selected entry at
-/// its destination (relative to `/`), owned by `own`, with its mode (or `--chmod`) and mtime,
-/// then `extra` files and the entries of `archives`. When the image has no layer at all,
-/// (`parents`) any other missing parent of an entry gets an entry too (root's): there is
-/// nothing below the layer to provide it.
-pub fn write_tar(
-    selected: &[Selected],
-    own: Ownership,
-    make_dirs: &[String],
-    parents: bool,
-    extra: &BTreeMap<String, Vec<u8>>,
-    archives: &[(PathBuf, String)],
-    out: impl Write,
-) -> Result<(), ContextError> {
-    write_tar_owned(selected, own, own, &[], make_dirs, parents, extra, archives, out)
 }
 
 /// A directory's owner, mode and time, to write it into a layer as an image has it.
@@ -431,130 +707,134 @@ pub struct DirMeta {
     pub mtime: i64,
 }
 
-/// `write_tar` with the directories of `make_dirs` owned by `dir_owner`, and `keep_dirs`
-/// (directories the image has, for a layer made without a container) written first as they are.
-#[allow(clippy::too_many_arguments)]
-pub fn write_tar_owned(
-    selected: &[Selected],
-    own: Ownership,
-    dir_owner: Ownership,
-    keep_dirs: &[(String, DirMeta)],
-    make_dirs: &[String],
-    parents: bool,
-    extra: &BTreeMap<String, Vec<u8>>,
-    archives: &[(PathBuf, String)],
-    out: impl Write,
-) -> Result<(), ContextError> {
-    let mut tar = tar::Builder::new(out);
-    tar.follow_symlinks(false);
-    let mut dirs_done: std::collections::HashSet<String> = std::collections::HashSet::new();
-    for (d, m) in keep_dirs {
-        let rel = d.trim_matches('/').to_string();
-        if rel.is_empty() || !dirs_done.insert(rel.clone()) {
-            continue;
-        }
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_mode(m.mode);
-        h.set_uid(m.uid as u64);
-        h.set_gid(m.gid as u64);
-        h.set_size(0);
-        h.set_mtime(m.mtime.max(0) as u64);
-        tar.append_data(&mut h, format!("{rel}/"), io::empty()).map_err(io_err("write tar"))?;
-    }
-    for d in make_dirs {
-        let rel = d.trim_matches('/').to_string();
-        if rel.is_empty() || !dirs_done.insert(rel.clone()) {
-            continue;
-        }
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_mode(0o755);
-        h.set_uid(dir_owner.uid as u64);
-        h.set_gid(dir_owner.gid as u64);
-        h.set_size(0);
-        h.set_mtime(0);
-        tar.append_data(&mut h, format!("{rel}/"), io::empty()).map_err(io_err("write tar"))?;
-    }
-    let add_parents = |tar: &mut tar::Builder<_>, dirs_done: &mut std::collections::HashSet<String>, dest: &str| {
-        if !parents {
-            return Ok(());
-        }
-        let rel = dest.trim_start_matches('/');
-        let mut acc = String::new();
-        let comps: Vec<&str> = rel.split('/').collect();
-        for c in &comps[..comps.len().saturating_sub(1)] {
-            if !acc.is_empty() {
-                acc.push('/');
-            }
-            acc.push_str(c);
-            if dirs_done.insert(acc.clone()) {
-                let mut h = tar::Header::new_gnu();
-                h.set_entry_type(tar::EntryType::Directory);
-                h.set_mode(0o755);
-                h.set_uid(0);
-                h.set_gid(0);
-                h.set_size(0);
-                h.set_mtime(0);
-                tar.append_data(&mut h, format!("{acc}/"), io::empty()).map_err(io_err("write tar"))?;
+/// How a copy's tar is made, besides what it copies.
+#[derive(Debug, Clone, Default)]
+pub struct CopyTar {
+    /// Owner (and `--chmod` mode) of what is copied.
+    pub own: Ownership,
+    /// Owner of the directories of `make_dirs`.
+    pub dir_owner: Ownership,
+    /// Directories the image has, written first as they are (for a layer made without a
+    /// container, so that they keep their owner and mode in the merged view).
+    pub keep_dirs: Vec<(String, DirMeta)>,
+    /// Directories the image lacks (the destination and its parents), made 0755.
+    pub make_dirs: Vec<String>,
+    /// The image has no layer at all: any other missing parent of an entry gets an entry too
+    /// (root's), since nothing below the layer provides it.
+    pub parents: bool,
+    /// Files made from heredocs, by destination.
+    pub extra: BTreeMap<String, Vec<u8>>,
+    /// Archives (plain or gzip tars) unpacked below a destination.
+    pub archives: Vec<(Entry, String)>,
+}
+
+impl CopyTar {
+    /// Writes the tar: `keep_dirs`, `make_dirs`, each selected entry at its destination
+    /// (relative to `/`, owned by `own`, with its mode or `--chmod`, and its mtime), then
+    /// `extra`, then the entries of `archives`.
+    pub fn write(&self, selected: &[Selected], out: impl Write) -> Result<(), ContextError> {
+        let mut tar = tar::Builder::new(out);
+        tar.follow_symlinks(false);
+        let mut dirs_done: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let dir_entry = |tar: &mut tar::Builder<_>, rel: &str, mode: u32, uid: u32, gid: u32, mtime: u64| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_mode(mode);
+            h.set_uid(uid as u64);
+            h.set_gid(gid as u64);
+            h.set_size(0);
+            h.set_mtime(mtime);
+            tar.append_data(&mut h, format!("{rel}/"), io::empty()).map_err(io_err("write tar"))
+        };
+        for (d, m) in &self.keep_dirs {
+            let rel = d.trim_matches('/').to_string();
+            if !rel.is_empty() && dirs_done.insert(rel.clone()) {
+                dir_entry(&mut tar, &rel, m.mode, m.uid, m.gid, m.mtime.max(0) as u64)?;
             }
         }
-        Ok::<(), ContextError>(())
-    };
-    for s in selected {
-        let rel = s.dest.trim_start_matches('/').to_string();
-        if rel.is_empty() {
-            continue;
+        for d in &self.make_dirs {
+            let rel = d.trim_matches('/').to_string();
+            if !rel.is_empty() && dirs_done.insert(rel.clone()) {
+                dir_entry(&mut tar, &rel, 0o755, self.dir_owner.uid, self.dir_owner.gid, 0)?;
+            }
         }
-        add_parents(&mut tar, &mut dirs_done, &s.dest)?;
-        let md = fs::symlink_metadata(&s.source).map_err(io_err(format!("stat {}", s.source.display())))?;
-        let mut h = tar::Header::new_gnu();
-        h.set_metadata_in_mode(&md, tar::HeaderMode::Complete);
-        h.set_uid(own.uid as u64);
-        h.set_gid(own.gid as u64);
-        let perm = md.permissions().mode() & 0o7777;
-        if !md.file_type().is_symlink() {
-            h.set_mode(own.mode.unwrap_or(perm));
+        let add_parents = |tar: &mut tar::Builder<_>, done: &mut std::collections::HashSet<String>, dest: &str| {
+            if !self.parents {
+                return Ok(());
+            }
+            let rel = dest.trim_start_matches('/');
+            let comps: Vec<&str> = rel.split('/').collect();
+            let mut acc = String::new();
+            for c in &comps[..comps.len().saturating_sub(1)] {
+                if !acc.is_empty() {
+                    acc.push('/');
+                }
+                acc.push_str(c);
+                if done.insert(acc.clone()) {
+                    dir_entry(tar, &acc, 0o755, 0, 0, 0)?;
+                }
+            }
+            Ok::<(), ContextError>(())
+        };
+        let own = self.own;
+        for s in selected {
+            let rel = s.dest.trim_start_matches('/').to_string();
+            if rel.is_empty() {
+                continue;
+            }
+            add_parents(&mut tar, &mut dirs_done, &s.dest)?;
+            let e = &s.entry;
+            let mut h = tar::Header::new_gnu();
+            h.set_uid(own.uid as u64);
+            h.set_gid(own.gid as u64);
+            h.set_mtime(e.mtime);
+            h.set_mode(own.mode.unwrap_or(e.mode));
+            match &e.kind {
+                EntryKind::Dir => {
+                    dirs_done.insert(rel.clone());
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_size(0);
+                    tar.append_data(&mut h, format!("{rel}/"), io::empty()).map_err(io_err("write tar"))?;
+                }
+                EntryKind::Symlink(target) => {
+                    h.set_entry_type(tar::EntryType::Symlink);
+                    h.set_mode(0o777);
+                    h.set_size(0);
+                    tar.append_link(&mut h, &rel, target).map_err(io_err("write tar"))?;
+                }
+                EntryKind::File => {
+                    h.set_entry_type(tar::EntryType::Regular);
+                    h.set_size(e.size);
+                    let data = e.open().map_err(io_err(format!("read {}", s.rel)))?;
+                    tar.append_data(&mut h, &rel, data).map_err(io_err("write tar"))?;
+                }
+            }
         }
-        if md.is_dir() {
-            dirs_done.insert(rel.clone());
-            h.set_size(0);
-            tar.append_data(&mut h, format!("{rel}/"), io::empty()).map_err(io_err("write tar"))?;
-        } else if md.file_type().is_symlink() {
-            let target = fs::read_link(&s.source).map_err(io_err(format!("readlink {}", s.source.display())))?;
-            h.set_size(0);
-            tar.append_link(&mut h, &rel, &target).map_err(io_err("write tar"))?;
-        } else if md.is_file() {
-            let f = fs::File::open(&s.source).map_err(io_err(format!("open {}", s.source.display())))?;
-            h.set_size(md.len());
-            tar.append_data(&mut h, &rel, f).map_err(io_err("write tar"))?;
+        for (dest, content) in &self.extra {
+            add_parents(&mut tar, &mut dirs_done, dest)?;
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_mode(own.mode.unwrap_or(0o644));
+            h.set_uid(own.uid as u64);
+            h.set_gid(own.gid as u64);
+            h.set_size(content.len() as u64);
+            h.set_mtime(0);
+            tar.append_data(&mut h, dest.trim_start_matches('/'), &content[..]).map_err(io_err("write tar"))?;
         }
+        for (archive, dest) in &self.archives {
+            add_parents(&mut tar, &mut dirs_done, &format!("{}/x", dest.trim_end_matches('/')))?;
+            append_archive(&mut tar, archive, dest)?;
+        }
+        tar.into_inner().map_err(io_err("write tar"))?.flush().map_err(io_err("write tar"))?;
+        Ok(())
     }
-    for (dest, content) in extra {
-        add_parents(&mut tar, &mut dirs_done, dest)?;
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_mode(own.mode.unwrap_or(0o644));
-        h.set_uid(own.uid as u64);
-        h.set_gid(own.gid as u64);
-        h.set_size(content.len() as u64);
-        h.set_mtime(0);
-        tar.append_data(&mut h, dest.trim_start_matches('/'), &content[..]).map_err(io_err("write tar"))?;
-    }
-    for (archive, dest) in archives {
-        add_parents(&mut tar, &mut dirs_done, &format!("{}/x", dest.trim_end_matches('/')))?;
-        append_archive(&mut tar, archive, dest)?;
-    }
-    tar.into_inner().map_err(io_err("write tar"))?.flush().map_err(io_err("write tar"))?;
-    Ok(())
 }
 
 /// Appends the entries of a tar (plain or gzip) below `dest` (`ADD archive.tar.gz /dest`), with
 /// their owners and modes; `..` and absolute names are cleaned into `dest`.
-fn append_archive(tar: &mut tar::Builder<impl Write>, archive: &Path, dest: &str) -> Result<(), ContextError> {
-    let err = |e: io::Error| ContextError::Invalid(format!("ADD {}: {e}", archive.display()));
-    let f = fs::File::open(archive).map_err(err)?;
-    let mut head = BufReader::new(f);
+fn append_archive(tar: &mut tar::Builder<impl Write>, archive: &Entry, dest: &str) -> Result<(), ContextError> {
+    let err = |e: io::Error| ContextError::Invalid(format!("ADD of an archive to {dest}: {e}"));
+    let mut head = BufReader::new(archive.open().map_err(err)?);
     let gz = head.fill_buf().map_err(err)?.starts_with(&[0x1f, 0x8b]);
     let reader: Box<dyn Read> = if gz { Box::new(flate2::read::MultiGzDecoder::new(head)) } else { Box::new(head) };
     let mut input = tar::Archive::new(reader);

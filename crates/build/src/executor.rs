@@ -24,8 +24,8 @@ use crate::instructions::{CmdLine, Copy, Dockerfile, Instruction, Kind};
 /// A build as the API parsed it.
 #[derive(Debug, Clone, Default)]
 pub struct BuildRequest {
-    /// The unpacked context.
-    pub context: PathBuf,
+    /// A directory of the build's own for its scratch files (removed after the build).
+    pub scratch: PathBuf,
     /// Path of the Dockerfile in the context (`Dockerfile` when empty; `dockerfile` also tried).
     pub dockerfile: String,
     pub tags: Vec<ImageRef>,
@@ -271,9 +271,10 @@ fn stage_deps(df: &Dockerfile, stage: usize) -> HashSet<usize> {
 pub async fn build(
     engine: &Engine,
     req: &BuildRequest,
+    ctx: Arc<Context>,
     out: UnboundedSender<BuildEvent>,
 ) -> Result<Digest, BuildError> {
-    let text = read_dockerfile(&req.context, &req.dockerfile)?;
+    let text = read_dockerfile(&ctx, &req.dockerfile)?;
     let df = Arc::new(crate::parse(&text)?);
     let needed = crate::stages_needed(&df, req.target.as_deref())?;
     let steps = df.meta_args.len() + needed.iter().map(|i| df.stages[*i].instructions.len() + 1).sum::<usize>();
@@ -283,7 +284,7 @@ pub async fn build(
         engine: engine.clone(),
         req: req.clone(),
         out: Sink { stage: usize::MAX, tx: ev_tx.clone() },
-        ctx: Arc::new(Context::open(req.context.clone())?),
+        ctx,
         step: 0,
         steps,
         used_args: HashSet::new(),
@@ -435,17 +436,14 @@ pub async fn build(
     Ok(id)
 }
 
-fn read_dockerfile(context: &Path, name: &str) -> Result<String, BuildError> {
+fn read_dockerfile(ctx: &Context, name: &str) -> Result<String, BuildError> {
     let candidates: Vec<String> =
         if name.is_empty() { vec!["Dockerfile".into(), "dockerfile".into()] } else { vec![context::clean_rel(name)] };
     for c in &candidates {
-        let p = context.join(c);
-        if let Ok(meta) = std::fs::symlink_metadata(&p) {
-            if !meta.is_file() {
-                return Err(BuildError::Invalid(format!("the Dockerfile ({c}) is not a regular file")));
-            }
-            return std::fs::read_to_string(&p)
-                .map_err(|e| BuildError::Invalid(format!("cannot read the Dockerfile ({c}): {e}")));
+        if let Some(read) = ctx.read_file(c) {
+            let bytes = read.map_err(|e| BuildError::Invalid(format!("cannot read the Dockerfile ({c}): {e}")))?;
+            return String::from_utf8(bytes)
+                .map_err(|_| BuildError::Invalid(format!("the Dockerfile ({c}) is not UTF-8 text")));
         }
     }
     Err(BuildError::Invalid(format!(
@@ -556,7 +554,9 @@ impl Build {
         }
         for ins in &stage.instructions {
             self.step_line(&ins.original);
+            let t0 = std::time::Instant::now();
             self.instruction(&mut state, ins, false).await?;
+            log::debug!("build: step {} ({}) took {:?}", self.step, ins.original, t0.elapsed());
         }
         if index == *crate::stages_needed(df, self.req.target.as_deref())?.last().unwrap_or(&index)
             && !self.req.labels.is_empty()
@@ -869,16 +869,8 @@ impl Build {
         let tar_path = self.scratch_file("workdir.tar");
         {
             let f = std::fs::File::create(&tar_path).map_err(|e| BuildError::Invalid(format!("build: {e}")))?;
-            let bare = state.layers == 0;
-            context::write_tar(
-                &[],
-                Ownership::default(),
-                &missing,
-                bare,
-                &BTreeMap::new(),
-                &[],
-                std::io::BufWriter::new(f),
-            )?;
+            let plan = context::CopyTar { make_dirs: missing, parents: state.layers == 0, ..Default::default() };
+            plan.write(&[], std::io::BufWriter::new(f))?;
         }
         let result = self.commit_tar(state, &tar_path, created_by, false).await;
         let _ = std::fs::remove_file(&tar_path);
@@ -913,8 +905,7 @@ impl Build {
     fn dirs_are_dirs(&self, state: &State, selected: &[context::Selected]) -> Result<bool, BuildError> {
         let Some(image) = &state.image else { return Ok(true) };
         for s in selected {
-            let is_dir = std::fs::symlink_metadata(&s.source).map(|m| m.is_dir()).unwrap_or(false);
-            if !is_dir {
+            if s.entry.kind != context::EntryKind::Dir {
                 continue;
             }
             if let Some(i) = self.engine.image_stat(image, &s.dest)? {
@@ -1114,7 +1105,15 @@ impl Build {
         };
         // The file systems bind mounts come from: the context, stages, images.
         let mut exported = Vec::new();
-        let mut roots = HashMap::from([(None, self.req.context.clone())]);
+        let mut roots = HashMap::new();
+        if run.mounts.iter().any(|m| matches!(m, crate::instructions::Mount::Bind { from: None, .. })) {
+            let scratch = self.req.scratch.clone();
+            let ctx = self.ctx.clone();
+            let dir = tokio::task::spawn_blocking(move || ctx.materialize(&scratch))
+                .await
+                .map_err(|e| BuildError::Invalid(format!("build: {e}")))??;
+            roots.insert(None, dir);
+        }
         for m in &run.mounts {
             if let crate::instructions::Mount::Bind { from: Some(from), .. } = m {
                 if let std::collections::hash_map::Entry::Vacant(slot) = roots.entry(Some(from.clone())) {
@@ -1302,7 +1301,7 @@ impl Build {
         let (keep_dirs, plain_path) = self.present_dirs(state, &dest_dir)?;
 
         // Where the files come from: the context, or another stage's or image's file system.
-        let mut archives: Vec<(PathBuf, String)> = Vec::new();
+        let mut archives: Vec<(context::Entry, String)> = Vec::new();
         let (mut selected, source_dir, cleanup): (Vec<context::Selected>, String, Option<tempdir::Dir>) = match &c.from
         {
             None => {
@@ -1316,7 +1315,7 @@ impl Build {
                     let mut unpack = Vec::new();
                     let mut plain = Vec::new();
                     for src in sources {
-                        match archive_kind(&self.ctx.dir.join(&src)) {
+                        match self.ctx.entry(&src).and_then(archive_kind) {
                             Some(Ok(())) => unpack.push(src),
                             Some(Err(kind)) => {
                                 return Err(BuildError::Invalid(format!(
@@ -1331,12 +1330,13 @@ impl Build {
                 } else {
                     (Vec::new(), sources)
                 };
-                archives = unpack.iter().map(|a| (self.ctx.dir.join(a), dest_abs.clone())).collect();
+                archives =
+                    unpack.iter().filter_map(|a| self.ctx.entry(a).map(|e| (e.clone(), dest_abs.clone()))).collect();
                 (self.ctx.select(&plain, &dest_abs, dest_is_dir, c.parents), "context".into(), None)
             }
             Some(from) => {
                 let dir = self.export_from(from).await?;
-                let src_ctx = Context::open(dir.path().to_path_buf())?;
+                let src_ctx = Context::from_dir(dir.path())?;
                 let sources: Vec<String> = c.sources.to_vec();
                 let resolved = src_ctx.resolve(&sources, what).map_err(BuildError::Invalid)?;
                 let sel = src_ctx.select(&resolved, &dest_abs, dest_is_dir, c.parents);
@@ -1371,9 +1371,10 @@ impl Build {
             }
             let to =
                 if dest_is_dir { format!("{}/{}", dest_abs.trim_end_matches('/'), got.name) } else { dest_abs.clone() };
-            selected.push(context::Selected { source: file, dest: to });
+            let entry = context::Entry::from_path(&file).map_err(|e| BuildError::Invalid(format!("ADD {url}: {e}")))?;
+            selected.push(context::Selected { rel: String::new(), entry, dest: to });
         }
-        let selected = exclude(selected, &c.exclude, &self.req.context, source_dir == "context")?;
+        let selected = exclude(selected, &c.exclude)?;
         let mut extra = BTreeMap::new();
         for h in &c.heredocs {
             let to =
@@ -1383,9 +1384,11 @@ impl Build {
         let hashed: Vec<context::Selected> = selected
             .iter()
             .cloned()
-            .chain(
-                archives.iter().map(|(a, d)| context::Selected { source: a.clone(), dest: format!("{d} (unpacked)") }),
-            )
+            .chain(archives.iter().map(|(a, d)| context::Selected {
+                rel: String::new(),
+                entry: a.clone(),
+                dest: format!("{d} (unpacked)"),
+            }))
             .collect();
         let (digest, files) = context::digest(&hashed, own)?;
         let mut hd = Sha256::new();
@@ -1397,7 +1400,8 @@ impl Build {
         // archive, `multi:` for more; the destination as written; `--chown` shown.
         let single_dir = c.sources.len() == 1 && c.heredocs.is_empty() && locals.len() == 1 && archives.is_empty() && {
             let rel = context::clean_rel(&locals[0]);
-            c.from.is_none() && self.ctx.dir.join(&rel).is_dir()
+            c.from.is_none()
+                && (rel.is_empty() || self.ctx.entry(&rel).is_some_and(|e| e.kind == context::EntryKind::Dir))
         };
         let kind = if single_dir {
             "dir"
@@ -1422,16 +1426,22 @@ impl Build {
         let tar_path = self.scratch_file("copy.tar");
         {
             let f = std::fs::File::create(&tar_path).map_err(|e| BuildError::Invalid(format!("build: {e}")))?;
-            let bare = state.layers == 0;
             // Docker makes the directory an archive unpacks into as root's, whatever --chown says.
             let dir_owner = if selected.is_empty() && extra.is_empty() && !archives.is_empty() {
                 Ownership { uid: 0, gid: 0, mode: own.mode }
             } else {
                 own
             };
-            let tar = std::io::BufWriter::new(f);
-            let keep: &[(String, context::DirMeta)] = if direct { &keep_dirs } else { &[] };
-            context::write_tar_owned(&selected, own, dir_owner, keep, &make_dirs, bare, &extra, &archives, tar)?;
+            let plan = context::CopyTar {
+                own,
+                dir_owner,
+                keep_dirs: if direct { keep_dirs } else { Vec::new() },
+                make_dirs,
+                parents: state.layers == 0,
+                extra,
+                archives,
+            };
+            plan.write(&selected, std::io::BufWriter::new(f))?;
         }
         drop(cleanup);
         let result = self.commit_tar(state, &tar_path, created_by.clone(), direct).await;
@@ -1500,13 +1510,9 @@ impl Build {
         Ok(committed?)
     }
 
+    /// A path in the build's scratch directory, of this step.
     fn scratch_file(&self, name: &str) -> PathBuf {
-        let parent = self.req.context.parent().unwrap_or(Path::new("/tmp"));
-        parent.join(format!(
-            "{}-{}-{name}",
-            self.req.context.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
-            self.step
-        ))
+        self.req.scratch.join(format!("step{}-{name}", self.step))
     }
 
     /// The file system of a stage, an image, or a stage index, copied out into a directory
@@ -1644,12 +1650,7 @@ fn normalize_abs(p: &str) -> String {
 
 /// Drops what `--exclude` patterns match (as `.dockerignore` lines, against the path in the
 /// context, or below the copied directory).
-fn exclude(
-    selected: Vec<context::Selected>,
-    patterns: &[String],
-    root: &Path,
-    _in_context: bool,
-) -> Result<Vec<context::Selected>, BuildError> {
+fn exclude(selected: Vec<context::Selected>, patterns: &[String]) -> Result<Vec<context::Selected>, BuildError> {
     if patterns.is_empty() {
         return Ok(selected);
     }
@@ -1658,30 +1659,29 @@ fn exclude(
     Ok(selected
         .into_iter()
         .filter(|s| {
-            let rel = s.source.strip_prefix(root).map(|p| p.to_string_lossy().to_string()).unwrap_or_default();
-            let name = s.source.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-            !(ignore.matches(&rel) || ignore.matches(&name) || ignore.matches(s.dest.trim_start_matches('/')))
+            let name = s.rel.rsplit('/').next().unwrap_or_default();
+            !((!s.rel.is_empty() && ignore.matches(&s.rel))
+                || (!name.is_empty() && ignore.matches(name))
+                || ignore.matches(s.dest.trim_start_matches('/')))
         })
         .collect())
 }
 
 /// Whether ADD unpacks this file: `Some(Ok)` for a tar, plain or gzip-compressed, recognised
 /// by content; `Some(Err(kind))` for an archive of a compression this builder cannot read.
-fn archive_kind(path: &Path) -> Option<Result<(), &'static str>> {
-    let md = std::fs::symlink_metadata(path).ok()?;
-    if !md.is_file() {
+fn archive_kind(entry: &context::Entry) -> Option<Result<(), &'static str>> {
+    if entry.kind != context::EntryKind::File {
         return None;
     }
-    let mut f = std::fs::File::open(path).ok()?;
-    let mut head = [0u8; 512];
-    let n = std::io::Read::read(&mut f, &mut head).unwrap_or(0);
-    if n >= 2 && head[..2] == [0x1f, 0x8b] {
+    let head = entry.head(512);
+    let n = head.len();
+    if head.starts_with(&[0x1f, 0x8b]) {
         return Some(Ok(()));
     }
-    if n >= 3 && &head[..3] == b"BZh" {
+    if head.starts_with(b"BZh") {
         return Some(Err("bzip2"));
     }
-    if n >= 6 && head[..6] == [0xfd, b'7', b'z', b'X', b'Z', 0] {
+    if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
         return Some(Err("xz"));
     }
     (n >= 262 && &head[257..262] == b"ustar").then_some(Ok(()))

@@ -512,12 +512,14 @@ fn spawn_build(d: &Daemon, dir: &Path, tag: &str) -> std::process::Child {
     cmd.spawn().expect("spawn docker build")
 }
 
-/// Waits until a build step's container runs.
+/// Waits until the container of the build step whose command contains `needle` runs.
 #[track_caller]
-fn wait_for_step_container(d: &Daemon) {
+fn wait_for_step_container(d: &Daemon, needle: &str) {
     assert!(
-        crate::harness::wait_for(Duration::from_secs(60), || !d.wharf(&["ps", "-q"]).stdout.trim().is_empty()),
-        "the build's RUN never started"
+        crate::harness::wait_for(Duration::from_secs(60), || {
+            d.wharf(&["ps", "--no-trunc", "--format", "{{.Command}}"]).stdout.contains(needle)
+        }),
+        "the build's RUN {needle:?} never started"
     );
 }
 
@@ -534,7 +536,7 @@ fn a_daemon_killed_during_a_build_leaves_nothing_half_made() {
         &format!("FROM {}\nRUN echo first > /first\nRUN sleep 30 && echo done > /done\n", base()),
     );
     let mut client = spawn_build(&d, &ctx.0, "killed:1");
-    wait_for_step_container(&d);
+    wait_for_step_container(&d, "sleep 30");
     d.kill9();
     let _ = client.kill();
     let _ = client.wait();
@@ -566,7 +568,7 @@ fn a_client_that_disconnects_cancels_the_build() {
     let ctx = TempDir::new("build-cancel");
     write(&ctx.0, "Dockerfile", &format!("FROM {}\nRUN sleep 300\n", base()));
     let mut client = spawn_build(&d, &ctx.0, "cancelled:1");
-    wait_for_step_container(&d);
+    wait_for_step_container(&d, "sleep 300");
     let _ = client.kill();
     let _ = client.wait();
     assert!(
