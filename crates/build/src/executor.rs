@@ -866,15 +866,12 @@ impl Build {
             return self.adopt(state, hit);
         }
         let missing = self.missing_dirs(state, &dir)?;
-        let tar_path = self.scratch_file("workdir.tar");
-        {
-            let f = std::fs::File::create(&tar_path).map_err(|e| BuildError::Invalid(format!("build: {e}")))?;
-            let plan = context::CopyTar { make_dirs: missing, parents: state.layers == 0, ..Default::default() };
-            plan.write(&[], std::io::BufWriter::new(f))?;
-        }
-        let result = self.commit_tar(state, &tar_path, created_by, false).await;
-        let _ = std::fs::remove_file(&tar_path);
+        let plan = context::CopyTar { make_dirs: missing, parents: state.layers == 0, ..Default::default() };
+        let (tar, writer) = TarPipe::start(move |out| plan.write(&[], out))?;
+        let result = self.commit_tar(state, Box::new(tar), created_by, false).await;
+        let written = writer.join();
         let id = result?;
+        written?;
         self.remember(&key, &id, &note, state.image.as_ref())?;
         self.stream(format!(" ---> {}\n", short(&id)));
         self.adopt(state, id)
@@ -1423,9 +1420,7 @@ impl Build {
         // Straight to a layer, unless a symlink of the image is on a directory's way (Docker's
         // copy follows it: a container's extraction does the same).
         let direct = state.layers == 0 || (plain_path && self.dirs_are_dirs(state, &selected)?);
-        let tar_path = self.scratch_file("copy.tar");
         {
-            let f = std::fs::File::create(&tar_path).map_err(|e| BuildError::Invalid(format!("build: {e}")))?;
             // Docker makes the directory an archive unpacks into as root's, whatever --chown says.
             let dir_owner = if selected.is_empty() && extra.is_empty() && !archives.is_empty() {
                 Ownership { uid: 0, gid: 0, mode: own.mode }
@@ -1441,15 +1436,18 @@ impl Build {
                 extra,
                 archives,
             };
-            plan.write(&selected, std::io::BufWriter::new(f))?;
+            // The tar goes straight from a writer thread into the layer (or the container).
+            let (tar, writer) = TarPipe::start(move |out| plan.write(&selected, out))?;
+            let result = self.commit_tar(state, Box::new(tar), created_by.clone(), direct).await;
+            let written = writer.join();
+            drop(cleanup);
+            // The layer's failure is the cause when both failed (the writer then saw a closed pipe).
+            let id = result?;
+            written?;
+            self.remember(&key, &id, &note, state.image.as_ref())?;
+            self.stream(format!(" ---> {}\n", short(&id)));
+            self.adopt(state, id)
         }
-        drop(cleanup);
-        let result = self.commit_tar(state, &tar_path, created_by.clone(), direct).await;
-        let _ = std::fs::remove_file(&tar_path);
-        let id = result?;
-        self.remember(&key, &id, &note, state.image.as_ref())?;
-        self.stream(format!(" ---> {}\n", short(&id)));
-        self.adopt(state, id)
     }
 
     /// Puts a tar into a new layer on top of the state. `direct`: the tar is the layer as it
@@ -1459,7 +1457,7 @@ impl Build {
     async fn commit_tar(
         &mut self,
         state: &State,
-        tar: &Path,
+        tar: Box<dyn std::io::Read + Send>,
         created_by: String,
         direct: bool,
     ) -> Result<Digest, BuildError> {
@@ -1470,11 +1468,11 @@ impl Build {
             created_by: Some(created_by),
             ..Default::default()
         });
-        let file = std::fs::File::open(tar).map_err(|e| BuildError::Invalid(format!("build: {e}")))?;
+        let file = tar;
         let Some(image) = state.image.clone().filter(|_| state.layers > 0 && !direct) else {
             let id = self
                 .engine
-                .commit_image(CommitImage { base: state.image.clone(), layer: TopLayer::Tar(Box::new(file)), config })
+                .commit_image(CommitImage { base: state.image.clone(), layer: TopLayer::Tar(file), config })
                 .await?;
             return Ok(id);
         };
@@ -1495,7 +1493,7 @@ impl Build {
                 &rec.id,
                 "/",
                 ExtractOptions { no_overwrite_dir_non_dir: false, copy_uid_gid: true },
-                Box::new(file),
+                file,
             )
             .await;
         let committed = match extracted {
@@ -1772,6 +1770,56 @@ fn expand_port_range(spec: &str) -> Result<Vec<String>, BuildError> {
         return Err(bad());
     }
     Ok((lo..=hi).map(|p| format!("{p}/{proto}")).collect())
+}
+
+/// A tar written by a thread into a pipe: the reader's end of file is an error unless the
+/// writer finished, so a copy cut short can never pass for a complete (shorter) layer.
+struct TarPipe {
+    reader: std::io::PipeReader,
+    done: Arc<std::sync::atomic::AtomicBool>,
+}
+
+struct TarWriter(std::thread::JoinHandle<Result<(), context::ContextError>>);
+
+impl TarPipe {
+    fn start(
+        write: impl FnOnce(&mut std::io::BufWriter<std::io::PipeWriter>) -> Result<(), context::ContextError>
+            + Send
+            + 'static,
+    ) -> Result<(TarPipe, TarWriter), BuildError> {
+        let (reader, writer) = std::io::pipe().map_err(|e| BuildError::Invalid(format!("build: pipe: {e}")))?;
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = done.clone();
+        let thread = std::thread::spawn(move || {
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, writer);
+            write(&mut out)?;
+            std::io::Write::flush(&mut out)
+                .map_err(|source| context::ContextError::Io { what: "write tar".into(), source })?;
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            drop(out);
+            Ok(())
+        });
+        Ok((TarPipe { reader, done }, TarWriter(thread)))
+    }
+}
+
+impl std::io::Read for TarPipe {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.reader.read(buf)?;
+        if n == 0 && !buf.is_empty() && !self.done.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(std::io::Error::other("the copy's tar was cut short"));
+        }
+        Ok(n)
+    }
+}
+
+impl TarWriter {
+    fn join(self) -> Result<(), BuildError> {
+        self.0
+            .join()
+            .map_err(|_| BuildError::Invalid("build: the tar writer panicked".into()))?
+            .map_err(BuildError::from)
+    }
 }
 
 /// A directory removed when dropped.
