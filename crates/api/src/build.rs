@@ -97,7 +97,48 @@ fn parse_request(ctx: &Ctx, req: &Request<Incoming>) -> Result<BuildRequest> {
         cpu_period: int("cpuperiod")?,
         cpu_quota: int("cpuquota")?,
         auth: registry_auth(req),
+        auths: registry_config(req)?,
+        extra_hosts: q.get_all("extrahosts").into_iter().filter(|h| !h.is_empty()).collect(),
+        shm_size: int("shmsize")?,
+        ulimits: match q.get("ulimits").filter(|u| !u.is_empty()) {
+            None => Vec::new(),
+            Some(raw) => {
+                #[derive(serde::Deserialize)]
+                #[serde(rename_all = "PascalCase")]
+                struct U {
+                    name: String,
+                    soft: i64,
+                    hard: i64,
+                }
+                let list: Vec<U> = serde_json::from_str(raw)
+                    .map_err(|e| ApiError::bad_request(format!("invalid value for ulimits: {e}")))?;
+                list.into_iter().map(|u| wharf_engine::Ulimit { name: u.name, soft: u.soft, hard: u.hard }).collect()
+            }
+        },
     })
+}
+
+/// `X-Registry-Config`: base64 of a JSON object of credentials by registry, as the docker CLI
+/// and docker-py send it with a build.
+fn registry_config(req: &Request<Incoming>) -> Result<BTreeMap<String, wharf_engine::AuthConfig>> {
+    use base64::Engine as _;
+    let Some(raw) = req.headers().get("X-Registry-Config").and_then(|v| v.to_str().ok()).map(str::trim) else {
+        return Ok(BTreeMap::new());
+    };
+    if raw.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let engines = [
+        base64::engine::general_purpose::URL_SAFE,
+        base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::STANDARD_NO_PAD,
+    ];
+    let bytes = engines
+        .iter()
+        .find_map(|e| e.decode(raw).ok())
+        .ok_or_else(|| ApiError::bad_request("invalid X-Registry-Config: not base64"))?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("invalid X-Registry-Config: {e}")))
 }
 
 fn line(v: Value) -> Bytes {

@@ -49,6 +49,13 @@ pub struct BuildRequest {
     pub cpu_period: i64,
     pub cpu_quota: i64,
     pub auth: Option<wharf_engine::AuthConfig>,
+    /// `X-Registry-Config`: credentials by registry, for the images the build pulls.
+    pub auths: BTreeMap<String, wharf_engine::AuthConfig>,
+    /// `--add-host` for RUN (`host:ip`).
+    pub extra_hosts: Vec<String>,
+    /// Bytes of /dev/shm in RUN; 0 for the default.
+    pub shm_size: i64,
+    pub ulimits: Vec<wharf_engine::Ulimit>,
 }
 
 /// What a build reports, in order: the API turns these into Docker's JSON lines.
@@ -452,6 +459,22 @@ fn read_dockerfile(ctx: &Context, name: &str) -> Result<String, BuildError> {
     )))
 }
 
+/// The credentials `X-Registry-Config` gives for `registry` (Docker Hub under any of its names).
+fn registry_auth(
+    auths: &BTreeMap<String, wharf_engine::AuthConfig>,
+    registry: &str,
+) -> Option<wharf_engine::AuthConfig> {
+    let hub = registry == "docker.io" || registry == "registry-1.docker.io" || registry == "index.docker.io";
+    auths
+        .iter()
+        .find(|(k, _)| {
+            let host = k.trim_start_matches("https://").trim_start_matches("http://");
+            let host = host.split('/').next().unwrap_or(host);
+            host == registry || (hub && matches!(host, "index.docker.io" | "docker.io" | "registry-1.docker.io"))
+        })
+        .map(|(_, a)| a.clone())
+}
+
 /// The proxy ARGs Docker predefines never count as unused.
 fn is_predefined_arg(name: &str) -> bool {
     matches!(
@@ -529,6 +552,18 @@ impl Build {
         let meta = self.meta.clone();
         let lookup = |n: &str| meta.get(n).cloned().flatten();
         let base = crate::shell::expand_word(&stage.base, df.escape, &lookup)?;
+        if let Some(p) = &stage.platform {
+            // This builder builds for the host: `--platform=$BUILDPLATFORM` (or the host's own
+            // name) is fine, another platform is said to be unsupported, not ignored.
+            let p = crate::shell::expand_word(p, df.escape, &lookup)?;
+            let (host, parts) = host_platform();
+            if !p.is_empty() && p != host && p != format!("{}/{}", parts.os, parts.architecture) {
+                return Err(BuildError::Invalid(format!(
+                    "Dockerfile line {}: FROM --platform={p} is not supported: this builder builds for {host}",
+                    stage.line
+                )));
+            }
+        }
         let from_line = match &stage.name {
             Some(n) => format!("FROM {} AS {n}", base),
             None => format!("FROM {base}"),
@@ -621,7 +656,7 @@ impl Build {
     async fn pull(&mut self, reference: ImageRef) -> Result<wharf_engine::ImageRecord, BuildError> {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let engine = self.engine.clone();
-        let auth = self.req.auth.clone();
+        let auth = registry_auth(&self.req.auths, &reference.registry).or_else(|| self.req.auth.clone());
         let mut task =
             tokio::spawn(async move { engine.pull(PullRequest { reference, platform: None, auth }, tx).await });
         loop {
@@ -1190,7 +1225,15 @@ impl Build {
     }
 
     fn host_config(&self, network_mode: String) -> HostConfig {
+        let mut security = wharf_engine::SecurityOptions::default();
+        if self.req.shm_size > 0 {
+            security.shm_size = self.req.shm_size;
+        }
+        security.ulimits = self.req.ulimits.clone();
+        let net = wharf_engine::NetOptions { extra_hosts: self.req.extra_hosts.clone(), ..Default::default() };
         HostConfig {
+            security,
+            net,
             network_mode: if network_mode.is_empty() { "default".into() } else { network_mode },
             memory: self.req.memory,
             memory_swap: self.req.memory_swap,
@@ -1595,14 +1638,20 @@ impl Build {
     }
 }
 
-/// The ARGs every build defines in the global scope: the platform built on and built for (the
-/// same here: this builder builds for the host).
-fn platform_args() -> Vec<(String, String)> {
+/// The host's platform as `os/arch[/variant]`, and its parts.
+fn host_platform() -> (String, wharf_types::oci::Platform) {
     let p = wharf_types::oci::Platform::host();
-    let platform = match &p.variant {
+    let name = match &p.variant {
         Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
         None => format!("{}/{}", p.os, p.architecture),
     };
+    (name, p)
+}
+
+/// The ARGs every build defines in the global scope: the platform built on and built for (the
+/// same here: this builder builds for the host).
+fn platform_args() -> Vec<(String, String)> {
+    let (platform, p) = host_platform();
     let mut out = Vec::new();
     for side in ["TARGET", "BUILD"] {
         out.push((format!("{side}PLATFORM"), platform.clone()));

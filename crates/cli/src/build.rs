@@ -47,6 +47,15 @@ pub struct BuildFlags {
     /// Set the networking mode for the RUN instructions during build
     #[arg(long)]
     network: Option<String>,
+    /// Add a custom host-to-IP mapping (host:ip)
+    #[arg(long = "add-host")]
+    add_host: Vec<String>,
+    /// Size of /dev/shm (e.g. 64m)
+    #[arg(long = "shm-size")]
+    shm_size: Option<String>,
+    /// Ulimit options (name=soft[:hard])
+    #[arg(long = "ulimit")]
+    ulimits: Vec<String>,
     /// Build context directory
     path: String,
 }
@@ -109,11 +118,34 @@ pub fn run(client: &Client, f: &BuildFlags) -> Result<()> {
     for t in &f.tags {
         q = q.set("t", t.as_str());
     }
+    for h in &f.add_host {
+        q = q.set("extrahosts", h.as_str());
+    }
+    if let Some(s) = &f.shm_size {
+        let bytes = crate::human::parse_memory(s)
+            .map_err(|e| anyhow::anyhow!("invalid argument {s:?} for \"--shm-size\" flag: {e}"))?;
+        q = q.set("shmsize", bytes.to_string());
+    }
+    if !f.ulimits.is_empty() {
+        let mut list = Vec::new();
+        for u in &f.ulimits {
+            let (name, values) =
+                u.split_once('=').with_context(|| format!("invalid --ulimit {u:?}: want name=soft[:hard]"))?;
+            let (soft, hard) = values.split_once(':').unwrap_or((values, values));
+            let num = |v: &str| v.parse::<i64>().with_context(|| format!("invalid --ulimit {u:?}"));
+            list.push(serde_json::json!({ "Name": name, "Soft": num(soft)?, "Hard": num(hard)? }));
+        }
+        q = q.set("ulimits", serde_json::Value::Array(list).to_string());
+    }
+    let with_auth = |req: Request| match crate::pull::registry_config() {
+        Some(auths) => req.header("X-Registry-Config", &auths),
+        None => req,
+    };
     if remote {
         // The daemon downloads the context (a tarball) or the Dockerfile itself.
         q = q.set("remote", f.path.as_str());
         let req = Request::new("POST", &q.to_target("/build")).header("Content-Type", "application/x-tar");
-        return print_progress(client, req);
+        return print_progress(client, with_auth(req));
     }
     let (reader, mut writer) = std::io::pipe().context("pipe")?;
     let tar_dir = dir.clone();
@@ -131,9 +163,11 @@ pub fn run(client: &Client, f: &BuildFlags) -> Result<()> {
         }
         tar.finish()
     });
-    let req = Request::new("POST", &q.to_target("/build"))
-        .header("Content-Type", "application/x-tar")
-        .body(Body::Reader(Box::new(reader), None));
+    let req = with_auth(
+        Request::new("POST", &q.to_target("/build"))
+            .header("Content-Type", "application/x-tar")
+            .body(Body::Reader(Box::new(reader), None)),
+    );
     let printed = print_progress(client, req);
     match producer.join() {
         Ok(Err(e)) if printed.is_ok() => bail!("send the build context: {e}"),

@@ -161,6 +161,32 @@ pub(crate) fn registry_auth(registry: &str) -> Option<String> {
     auth_header_from_config(&text, registry)
 }
 
+/// The `X-Registry-Config` header of a build: every credential of `~/.docker/config.json`, by
+/// registry, as the docker CLI sends them (the daemon picks the one each pull needs).
+pub(crate) fn registry_config() -> Option<String> {
+    let dir = std::env::var_os("DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".docker")))?;
+    let text = std::fs::read_to_string(dir.join("config.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let mut all = serde_json::Map::new();
+    for (key, entry) in v.get("auths")?.as_object()? {
+        let Some(encoded) = entry.get("auth").and_then(|a| a.as_str()) else { continue };
+        let Some(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded).ok() else { continue };
+        let Some((user, password)) = String::from_utf8(decoded)
+            .ok()
+            .and_then(|d| d.split_once(':').map(|(u, p)| (u.to_string(), p.to_string())))
+        else {
+            continue;
+        };
+        all.insert(key.clone(), serde_json::json!({ "username": user, "password": password, "serveraddress": key }));
+    }
+    if all.is_empty() {
+        return None;
+    }
+    Some(base64::engine::general_purpose::URL_SAFE.encode(serde_json::Value::Object(all).to_string()))
+}
+
 fn auth_header_from_config(config_json: &str, registry: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(config_json).ok()?;
     let auths = v.get("auths")?.as_object()?;

@@ -650,3 +650,67 @@ fn post_unix(sock: &Path, path: &str, body: &[u8]) -> String {
     let _ = s.read_to_end(&mut buf);
     String::from_utf8_lossy(&buf).into_owned()
 }
+
+/// The RUN settings a build takes (`--add-host`, `--shm-size`, `--ulimit`), `FROM --platform` of
+/// the host (another is refused by name), and a base image from a registry that wants
+/// credentials, which the CLI's config provides (`X-Registry-Config`).
+fn build_parameters_and_private_bases(cli: Cli) {
+    let reg = crate::harness::TestRegistry::start(crate::harness::RegistryOptions {
+        only: vec!["library/busybox".into()],
+        htpasswd: Some(("builder".into(), "s3cret".into())),
+        ..Default::default()
+    });
+    let d = Daemon::start();
+    let home = TempDir::new("build-home");
+    let config_dir = match cli {
+        Cli::Wharf => home.0.join(".docker"),
+        Cli::Docker => d.docker_config.clone(),
+    };
+    fs::create_dir_all(&config_dir).expect("config dir");
+    let auth = {
+        use std::io::Write;
+        let mut child = std::process::Command::new("base64")
+            .arg("-w0")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("base64");
+        child.stdin.take().expect("stdin").write_all(b"builder:s3cret").expect("write");
+        String::from_utf8_lossy(&child.wait_with_output().expect("base64").stdout).trim().to_string()
+    };
+    fs::write(config_dir.join("config.json"), format!(r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#, reg.addr))
+        .expect("config.json");
+    let ctx = TempDir::new("build-params");
+    write(
+        &ctx.0,
+        "Dockerfile",
+        &format!(
+            "FROM --platform=$BUILDPLATFORM {}\nRUN grep -q 'bhost' /etc/hosts && df -k /dev/shm | tail -1 > /shm && ulimit -n > /nofile\n",
+            reg.image("library/busybox:latest")
+        ),
+    );
+    let args = ["--add-host", "bhost:10.1.2.3", "--shm-size", "32m", "--ulimit", "nofile=1234:1234", "-t", "params:1"];
+    let out = match cli {
+        Cli::Wharf => {
+            let mut cmd = std::process::Command::new(crate::harness::bin("wharf"));
+            cmd.env_remove("DOCKER_CONFIG")
+                .env("HOME", &home.0)
+                .arg("-H")
+                .arg(d.host())
+                .arg("build")
+                .args(args)
+                .arg(&ctx.0);
+            run_cmd(cmd, Duration::from_secs(120))
+        }
+        Cli::Docker => build(&d, cli, &ctx.0, &args),
+    };
+    out.ok();
+    let shm = d.cli(cli, &["run", "--rm", "params:1", "cat", "/shm", "/nofile"]);
+    shm.ok();
+    assert!(shm.stdout.contains("32768"), "--shm-size did not reach RUN: {shm}");
+    assert!(shm.stdout.lines().last() == Some("1234"), "--ulimit did not reach RUN: {shm}");
+
+    write(&ctx.0, "Dockerfile", "FROM --platform=linux/s390x scratch\nCOPY Dockerfile /\n");
+    build(&d, cli, &ctx.0, &["-t", "params:2"]).fails().mentions(&["--platform=linux/s390x is not supported"]);
+}
+both!(build_parameters_and_private_bases);
