@@ -50,25 +50,36 @@ impl<R: Read> Read for Limited<R> {
     }
 }
 
-/// The tar stream of a body, decompressed by what its first bytes say it is.
-fn decompressed(body: impl Read + 'static, limit: u64) -> Result<tar::Archive<Box<dyn Read>>, ContextError> {
+/// A stream decompressed by what its first bytes say it is: gzip, zstd, bzip2, xz, or plain
+/// (the compressions `docker build` accepts for a context and ADD unpacks).
+pub fn decompress(body: impl Read + Send + 'static) -> io::Result<Box<dyn Read + Send>> {
     let mut input = BufReader::with_capacity(1 << 16, body);
-    let head = input.fill_buf().map_err(io_err("read"))?.to_vec();
-    let reader: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
+    let head = input.fill_buf()?.to_vec();
+    Ok(if head.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::read::MultiGzDecoder::new(input))
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::read::Decoder::with_buffer(input).map_err(io_err("zstd"))?)
+        Box::new(zstd::stream::read::Decoder::with_buffer(input)?)
     } else if head.starts_with(b"BZh") {
-        return Err(ContextError::Invalid(
-            "bzip2-compressed contexts are not supported: send it plain, gzip or zstd".into(),
-        ));
-    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z']) {
-        return Err(ContextError::Invalid(
-            "xz-compressed contexts are not supported: send it plain, gzip or zstd".into(),
-        ));
+        Box::new(bzip2_rs::DecoderReader::new(input))
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        // The xz decoder writes what it decodes: a thread of its own feeds it into a pipe, and
+        // a failure ends the pipe early, which the tar reader reports as a cut archive.
+        let (reader, mut writer) = io::pipe()?;
+        std::thread::spawn(move || {
+            let mut input = input;
+            if let Err(e) = lzma_rs::xz_decompress(&mut input, &mut writer) {
+                log::debug!("xz: {e:?}");
+            }
+        });
+        Box::new(reader)
     } else {
         Box::new(input)
-    };
+    })
+}
+
+/// The tar stream of a body, decompressed by what its first bytes say it is.
+fn decompressed(body: impl Read + Send + 'static, limit: u64) -> Result<tar::Archive<Box<dyn Read>>, ContextError> {
+    let reader = decompress(body).map_err(io_err("read"))?;
     let limited: Box<dyn Read> = Box::new(Limited { inner: reader, read: 0, limit });
     Ok(tar::Archive::new(limited))
 }
@@ -76,7 +87,7 @@ fn decompressed(body: impl Read + 'static, limit: u64) -> Result<tar::Archive<Bo
 /// Unpacks a tar into `dir` (which must exist and be empty), streaming: for the file systems
 /// a build copies out of a stage or an image. Entries with `..` or an absolute path are
 /// refused, as are links that point out of the directory.
-pub fn unpack(body: impl Read + 'static, dir: &Path, limit: u64) -> Result<(), ContextError> {
+pub fn unpack(body: impl Read + Send + 'static, dir: &Path, limit: u64) -> Result<(), ContextError> {
     let mut archive = decompressed(body, limit)?;
     archive.set_preserve_permissions(true);
     archive.set_preserve_mtime(true);
@@ -199,7 +210,7 @@ impl Entry {
     }
 
     /// The file's bytes.
-    pub fn open(&self) -> io::Result<Box<dyn Read>> {
+    pub fn open(&self) -> io::Result<Box<dyn Read + Send>> {
         match &self.data {
             Data::None => Ok(Box::new(io::empty())),
             Data::Spool { file, offset } => {
@@ -280,7 +291,7 @@ impl Context {
     /// Receives a context tar into the spool file `spool`, indexing its entries and hashing
     /// each file as it arrives. Entries with `..` or an absolute path, below a symlink of the
     /// context, or hard links to nothing before them are refused.
-    pub fn receive(body: impl Read + 'static, spool: &Path, limit: u64) -> Result<Context, ContextError> {
+    pub fn receive(body: impl Read + Send + 'static, spool: &Path, limit: u64) -> Result<Context, ContextError> {
         let mut archive = decompressed(body, limit)?;
         let file = Arc::new(spool.to_path_buf());
         let mut out = io::BufWriter::with_capacity(1 << 20, fs::File::create(spool).map_err(io_err("create spool"))?);
@@ -830,14 +841,11 @@ impl CopyTar {
     }
 }
 
-/// Appends the entries of a tar (plain or gzip) below `dest` (`ADD archive.tar.gz /dest`), with
+/// Appends the entries of a tar (plain or compressed) below `dest` (`ADD archive.tar.gz /dest`), with
 /// their owners and modes; `..` and absolute names are cleaned into `dest`.
 fn append_archive(tar: &mut tar::Builder<impl Write>, archive: &Entry, dest: &str) -> Result<(), ContextError> {
     let err = |e: io::Error| ContextError::Invalid(format!("ADD of an archive to {dest}: {e}"));
-    let mut head = BufReader::new(archive.open().map_err(err)?);
-    let gz = head.fill_buf().map_err(err)?.starts_with(&[0x1f, 0x8b]);
-    let reader: Box<dyn Read> = if gz { Box::new(flate2::read::MultiGzDecoder::new(head)) } else { Box::new(head) };
-    let mut input = tar::Archive::new(reader);
+    let mut input = tar::Archive::new(decompress(archive.open().map_err(err)?).map_err(err)?);
     let prefix = dest.trim_start_matches('/').trim_end_matches('/');
     let under = |rel: String| if prefix.is_empty() { rel } else { format!("{prefix}/{rel}") };
     for entry in input.entries().map_err(err)? {

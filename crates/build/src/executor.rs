@@ -1725,11 +1725,8 @@ fn archive_kind(entry: &context::Entry) -> Option<Result<(), &'static str>> {
     if head.starts_with(&[0x1f, 0x8b]) {
         return Some(Ok(()));
     }
-    if head.starts_with(b"BZh") {
-        return Some(Err("bzip2"));
-    }
-    if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        return Some(Err("xz"));
+    if head.starts_with(b"BZh") || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        return Some(Ok(()));
     }
     (n >= 262 && &head[257..262] == b"ustar").then_some(Ok(()))
 }

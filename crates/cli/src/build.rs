@@ -62,10 +62,11 @@ pub struct BuildFlags {
 
 pub fn run(client: &Client, f: &BuildFlags) -> Result<()> {
     let remote = f.path.starts_with("http://") || f.path.starts_with("https://");
-    if f.path == "-" || f.path.starts_with("git@") || f.path.starts_with("git://") {
-        bail!("wharf build takes a context directory or an http(s) URL; {:?} is not supported yet", f.path);
+    if f.path.starts_with("git@") || f.path.starts_with("git://") {
+        bail!("wharf build takes a context directory, an http(s) URL or -; {:?} (git) is not supported yet", f.path);
     }
-    let dir = if remote { std::env::temp_dir() } else { PathBuf::from(&f.path) };
+    let stdin = f.path == "-";
+    let dir = if remote || stdin { std::env::temp_dir() } else { PathBuf::from(&f.path) };
     if !dir.is_dir() {
         bail!("unable to prepare context: path {:?} not found", f.path);
     }
@@ -141,6 +142,13 @@ pub fn run(client: &Client, f: &BuildFlags) -> Result<()> {
         Some(auths) => req.header("X-Registry-Config", &auths),
         None => req,
     };
+    if stdin {
+        // `-`: the context (a tar, compressed or not) as it comes on standard input.
+        let req = Request::new("POST", &q.to_target("/build"))
+            .header("Content-Type", "application/x-tar")
+            .body(Body::Reader(Box::new(std::io::stdin()), None));
+        return print_progress(client, with_auth(req));
+    }
     if remote {
         // The daemon downloads the context (a tarball) or the Dockerfile itself.
         q = q.set("remote", f.path.as_str());

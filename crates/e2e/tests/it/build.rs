@@ -714,3 +714,59 @@ fn build_parameters_and_private_bases(cli: Cli) {
     build(&d, cli, &ctx.0, &["-t", "params:2"]).fails().mentions(&["--platform=linux/s390x is not supported"]);
 }
 both!(build_parameters_and_private_bases);
+
+/// A context sent on standard input (`build -`) compressed with bzip2 or xz, and ADD of local
+/// archives of both compressions (unpacked as gzip ones are).
+fn compressed_contexts_and_archives(cli: Cli) {
+    let d = Daemon::start();
+    let ctx = TempDir::new("build-compressed");
+    let src = ctx.0.join("src");
+    write(&src, "inner/a.txt", "from-bzip2-and-xz\n");
+    for (flag, name) in [("-cjf", "inner.tar.bz2"), ("-cJf", "inner.tar.xz")] {
+        assert!(std::process::Command::new("tar")
+            .arg(flag)
+            .arg(ctx.0.join(name))
+            .arg("-C")
+            .arg(&src)
+            .arg("inner")
+            .status()
+            .expect("tar")
+            .success());
+    }
+    let context = ctx.0.join("context");
+    write(
+        &context,
+        "Dockerfile",
+        &format!("FROM {}\nADD inner.tar.bz2 /bz/\nADD inner.tar.xz /xz/\nCOPY note.txt /\n", base()),
+    );
+    write(&context, "note.txt", "the context itself came compressed\n");
+    for name in ["inner.tar.bz2", "inner.tar.xz"] {
+        fs::copy(ctx.0.join(name), context.join(name)).expect("copy archive");
+    }
+    for (flag, tag) in [("-cjf", "compressed:bz2"), ("-cJf", "compressed:xz")] {
+        let archive = ctx.0.join(format!("context-{tag}"));
+        assert!(std::process::Command::new("tar")
+            .arg(flag)
+            .arg(&archive)
+            .arg("-C")
+            .arg(&context)
+            .args(["Dockerfile", "note.txt", "inner.tar.bz2", "inner.tar.xz"])
+            .status()
+            .expect("tar")
+            .success());
+        let mut cmd = d.command(cli, &["build", "-t", tag, "-"]);
+        cmd.env("DOCKER_BUILDKIT", "0");
+        let file = fs::File::open(&archive).expect("open context");
+        let out = cmd.stdin(file).output().expect("build");
+        assert!(
+            out.status.success(),
+            "build {tag}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cat = d.cli(cli, &["run", "--rm", tag, "cat", "/bz/inner/a.txt", "/xz/inner/a.txt", "/note.txt"]);
+        cat.ok();
+        assert_eq!(cat.trimmed(), "from-bzip2-and-xz\nfrom-bzip2-and-xz\nthe context itself came compressed");
+    }
+}
+both!(compressed_contexts_and_archives);
