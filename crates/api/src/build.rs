@@ -98,6 +98,11 @@ fn parse_request(ctx: &Ctx, req: &Request<Incoming>) -> Result<BuildRequest> {
         cpu_quota: int("cpuquota")?,
         auth: registry_auth(req),
         auths: registry_config(req)?,
+        cache_from: match q.get("cachefrom").filter(|c| !c.is_empty()) {
+            None => Vec::new(),
+            Some(raw) => serde_json::from_str(raw)
+                .map_err(|e| ApiError::bad_request(format!("invalid value for cachefrom: {e}")))?,
+        },
         extra_hosts: q.get_all("extrahosts").into_iter().filter(|h| !h.is_empty()).collect(),
         shm_size: int("shmsize")?,
         ulimits: match q.get("ulimits").filter(|u| !u.is_empty()) {

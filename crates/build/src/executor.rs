@@ -56,6 +56,8 @@ pub struct BuildRequest {
     /// Bytes of /dev/shm in RUN; 0 for the default.
     pub shm_size: i64,
     pub ulimits: Vec<wharf_engine::Ulimit>,
+    /// `--cache-from`: local images whose history may serve the steps that miss the cache.
+    pub cache_from: Vec<String>,
 }
 
 /// What a build reports, in order: the API turns these into Docker's JSON lines.
@@ -980,6 +982,12 @@ impl Build {
         if let Some(hit) = self.cached(&key, &note)? {
             return Ok(hit);
         }
+        if let Some(id) = self.cached_from(state, &created_by).await? {
+            let rec = self.engine.find_image(&id.to_string())?;
+            state.config = self.engine.image_config(&rec)?;
+            self.remember(&key, &id, &note, state.image.as_ref())?;
+            return Ok(id);
+        }
         let mut config = state.config.clone();
         config.created = Some(now());
         config.history.push(History {
@@ -1040,6 +1048,53 @@ impl Build {
         let value = serde_json::to_value(note).map_err(|e| BuildError::Invalid(format!("build note: {e}")))?;
         self.engine.build_note_put(&self.note_key(), &value)?;
         Ok(())
+    }
+
+    /// A layer step that missed the cache, served by a `--cache-from` image instead: one whose
+    /// history and layers start as the state's do and whose next history entry is this step
+    /// (`created_by`), as the classic builder matches them. The new image takes the state's
+    /// config with that history entry and that layer.
+    async fn cached_from(&mut self, state: &State, created_by: &str) -> Result<Option<Digest>, BuildError> {
+        if self.req.cache_from.is_empty() {
+            return Ok(None);
+        }
+        let Some(parent) = &state.image else { return Ok(None) };
+        let history = &state.config.history;
+        let layers = &state.config.rootfs.diff_ids;
+        for name in &self.req.cache_from {
+            let Ok(rec) = self.engine.find_image(name) else { continue };
+            let Ok(cfg) = self.engine.image_config(&rec) else { continue };
+            let same_prefix = cfg.history.len() > history.len()
+                && cfg.history[..history.len()]
+                    .iter()
+                    .zip(history)
+                    .all(|(a, b)| a.created_by == b.created_by && a.empty_layer == b.empty_layer)
+                && cfg.rootfs.diff_ids.get(..layers.len()) == Some(&layers[..]);
+            let next = cfg.history.get(history.len());
+            if !same_prefix || next.and_then(|h| h.created_by.as_deref()) != Some(created_by) {
+                log::debug!(
+                    "build: --cache-from {name} does not serve {created_by:?} (same start: {same_prefix}, next: {:?})",
+                    next.and_then(|h| h.created_by.as_deref())
+                );
+                continue;
+            }
+            let Some(entry) = next.cloned() else { continue };
+            let mut config = state.config.clone();
+            config.created = entry.created.clone();
+            config.history.push(entry.clone());
+            let layer = if entry.empty_layer {
+                TopLayer::None
+            } else if cfg.rootfs.diff_ids.len() > layers.len() {
+                TopLayer::OfImage { from: rec.id.clone(), index: layers.len() }
+            } else {
+                continue;
+            };
+            let id = self.engine.commit_image(CommitImage { base: Some(parent.clone()), layer, config }).await?;
+            self.stream(format!(" ---> Using cache (from {name})\n"));
+            self.stream(format!(" ---> {}\n", short(&id)));
+            return Ok(Some(id));
+        }
+        Ok(None)
     }
 
     /// After a cache hit, the state takes the cached image's config.
@@ -1108,6 +1163,10 @@ impl Build {
         let note = Note::new(&ins.original, state);
         if let Some(hit) = self.cached(&key, &note)? {
             return self.adopt(state, hit);
+        }
+        if let Some(id) = self.cached_from(state, &created_by).await? {
+            self.remember(&key, &id, &note, state.image.as_ref())?;
+            return self.adopt(state, id);
         }
         let image = state.image.clone().ok_or_else(|| {
             BuildError::Invalid(format!(
@@ -1459,6 +1518,10 @@ impl Build {
         if let Some(hit) = self.cached(&key, &note)? {
             drop(cleanup);
             return self.adopt(state, hit);
+        }
+        if let Some(id) = self.cached_from(state, &created_by).await? {
+            self.remember(&key, &id, &note, state.image.as_ref())?;
+            return self.adopt(state, id);
         }
         // Straight to a layer, unless a symlink of the image is on a directory's way (Docker's
         // copy follows it: a container's extraction does the same).

@@ -56,6 +56,9 @@ pub struct BuildFlags {
     /// Ulimit options (name=soft[:hard])
     #[arg(long = "ulimit")]
     ulimits: Vec<String>,
+    /// Images to consider as cache sources
+    #[arg(long = "cache-from")]
+    cache_from: Vec<String>,
     /// Build context directory
     path: String,
 }
@@ -118,6 +121,9 @@ pub fn run(client: &Client, f: &BuildFlags) -> Result<()> {
         .set_nonempty("networkmode", f.network.as_deref().unwrap_or(""));
     for t in &f.tags {
         q = q.set("t", t.as_str());
+    }
+    if !f.cache_from.is_empty() {
+        q = q.set("cachefrom", serde_json::to_string(&f.cache_from)?);
     }
     for h in &f.add_host {
         q = q.set("extrahosts", h.as_str());

@@ -149,7 +149,8 @@ impl Engine {
             let old_enough =
                 opts.until.is_none_or(|t| wharf_types::time::parse_rfc3339(&u.entry.created).is_some_and(|c| c < t));
             let removable = !u.in_use && (opts.all || !u.shared) && old_enough;
-            if removable && kept_bytes + u.size > opts.keep_storage {
+            // `keep_storage` 0 keeps nothing, as Docker's.
+            if removable && (opts.keep_storage == 0 || kept_bytes + u.size > opts.keep_storage) {
                 doomed.push(u);
             } else {
                 kept_bytes += u.size;

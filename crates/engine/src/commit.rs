@@ -33,6 +33,9 @@ pub enum TopLayer {
     Container(String),
     /// A layer tar as it is (its entries are checked as any layer's when it is unpacked).
     Tar(Box<dyn std::io::Read + Send>),
+    /// The layer `index` of the image `from` (whose layers below it are the base's): a build
+    /// step served by `--cache-from`. Nothing is unpacked; the layer is already there.
+    OfImage { from: Digest, index: usize },
 }
 
 /// An image made by a caller that built its config itself (the Dockerfile builder): `config`
@@ -86,6 +89,18 @@ impl Engine {
                 let mut w = self.layer_writer()?;
                 std::io::copy(&mut tar, &mut w).map_err(|e| EngineError::io("write layer blob", e))?;
                 Some(self.finish_layer(w, &base_diff_ids, stored)?)
+            }
+            TopLayer::OfImage { from, index } => {
+                let other = self.find_image(&from.to_string())?;
+                if other.diff_ids.get(..index) != Some(&base_diff_ids[..]) || index >= other.diff_ids.len() {
+                    return Err(EngineError::Invalid(format!(
+                        "layer {index} of image {from} does not sit on the layers of the base"
+                    )));
+                }
+                let blob = other.layers.get(index).cloned().ok_or_else(|| {
+                    EngineError::Internal(format!("image {from} has no blob recorded for layer {index}"))
+                })?;
+                Some(crate::import::NewLayer { blob, diff_id: other.diff_ids[index].clone() })
             }
         };
         config.rootfs.diff_ids = base_diff_ids;

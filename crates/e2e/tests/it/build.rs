@@ -770,3 +770,34 @@ fn compressed_contexts_and_archives(cli: Cli) {
     }
 }
 both!(compressed_contexts_and_archives);
+
+/// `--cache-from`: with its own cache pruned, the daemon rebuilds a Dockerfile from the steps
+/// of an image built from it before (the way CI reuses a pulled image), running none, and
+/// gets the same image.
+fn cache_from_an_image(cli: Cli) {
+    let d = Daemon::start();
+    let ctx = TempDir::new("build-cachefrom");
+    write(
+        &ctx.0,
+        "Dockerfile",
+        &format!("FROM {}\nENV A=1\nCOPY f /f\nRUN cat /f > /g && echo ran\nCMD [\"cat\", \"/g\"]\n", base()),
+    );
+    write(&ctx.0, "f", "cached content\n");
+    let first = build(&d, cli, &ctx.0, &["-t", "cachesrc:1"]);
+    first.ok();
+    d.cli(cli, &["builder", "prune", "-a", "-f"]).ok();
+    let again = build(&d, cli, &ctx.0, &["--cache-from", "cachesrc:1", "-t", "cachesrc:2"]);
+    again.ok();
+    assert!(!again.stdout.contains("Running in"), "a step ran despite --cache-from:\n{again}");
+    again.mentions(&["Using cache (from cachesrc:1)"]);
+    assert_eq!(image_id(&again), image_id(&first), "the image rebuilt from --cache-from differs");
+    let run = d.cli(cli, &["run", "--rm", "cachesrc:2"]);
+    run.ok();
+    assert_eq!(run.trimmed(), "cached content");
+    // Another file: the COPY and everything after it run.
+    write(&ctx.0, "f", "new content\n");
+    let changed = build(&d, cli, &ctx.0, &["--cache-from", "cachesrc:1", "-t", "cachesrc:3"]);
+    changed.ok();
+    changed.mentions(&["Running in", "ran"]);
+}
+both!(cache_from_an_image);
