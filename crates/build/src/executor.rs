@@ -1745,17 +1745,7 @@ fn command(c: &CmdLine, shell: &[String]) -> Vec<String> {
 
 /// `/a/./b/../c/` → `/a/c`.
 fn normalize_abs(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    format!("/{}", parts.join("/"))
+    format!("/{}", context::clean_rel(p))
 }
 
 /// Drops what `--exclude` patterns match (as `.dockerignore` lines, against the path in the

@@ -137,24 +137,8 @@ impl Dockerd {
     }
 
     fn stop(&mut self) {
-        let Some(mut c) = self.child.take() else {
-            return;
-        };
-        // SAFETY: kill(2) on the pid of our own child.
-        unsafe {
-            libc::kill(c.id() as i32, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match c.try_wait() {
-                Ok(Some(_)) | Err(_) => return,
-                Ok(None) if Instant::now() > deadline => {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                    return;
-                }
-                Ok(None) => thread::sleep(Duration::from_millis(50)),
-            }
+        if let Some(c) = self.child.take() {
+            crate::harness::terminate(c, Duration::from_secs(30));
         }
     }
 

@@ -658,24 +658,8 @@ impl Daemon {
 
     /// SIGTERM and wait up to 15 s, then SIGKILL.
     pub fn stop_gracefully(&mut self) {
-        let Some(mut c) = self.child.take() else {
-            return;
-        };
-        // SAFETY: kill(2) on the pid of our own child.
-        unsafe {
-            libc::kill(c.id() as i32, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            match c.try_wait() {
-                Ok(Some(_)) | Err(_) => return,
-                Ok(None) if Instant::now() > deadline => {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                    return;
-                }
-                Ok(None) => thread::sleep(Duration::from_millis(20)),
-            }
+        if let Some(c) = self.child.take() {
+            terminate(c, Duration::from_secs(15));
         }
     }
 
@@ -773,6 +757,26 @@ impl Drop for Daemon {
 fn tail(s: &str, lines: usize) -> String {
     let all: Vec<&str> = s.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// SIGTERM to a child of the test, then SIGKILL if it has not exited within `grace`.
+pub fn terminate(mut c: Child, grace: Duration) {
+    // SAFETY: kill(2) on the pid of our own child.
+    unsafe {
+        libc::kill(c.id() as i32, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    loop {
+        match c.try_wait() {
+            Ok(Some(_)) | Err(_) => return,
+            Ok(None) if Instant::now() > deadline => {
+                let _ = c.kill();
+                let _ = c.wait();
+                return;
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(20)),
+        }
+    }
 }
 
 /// Mount points at or under `dir`, in mountinfo order (parents before children).
