@@ -316,7 +316,13 @@ pub async fn prune(ctx: &Ctx) -> Result<Response<Body>> {
             other => return Err(ApiError::bad_request(format!("invalid filter '{other}'"))),
         }
     }
-    let report = ctx.engine.build_cache_prune(&opts).await?;
+    let mut report = ctx.engine.build_cache_prune(&opts).await?;
+    if opts.all && opts.until.is_none() && opts.keep_storage == 0 {
+        // Everything unused goes, the RUN --mount=type=cache directories too (as Docker's).
+        let data_root = ctx.engine.config().data_root.clone();
+        report.space_reclaimed +=
+            tokio::task::spawn_blocking(move || wharf_build::mounts::prune_cache_mounts(&data_root)).await.unwrap_or(0);
+    }
     json_response(StatusCode::OK, &json!({ "CachesDeleted": report.deleted, "SpaceReclaimed": report.space_reclaimed }))
 }
 

@@ -17,8 +17,10 @@ pub struct Prepared {
     /// `host:container[:ro]`, as `-v` takes them.
     pub binds: Vec<String>,
     pub tmpfs: BTreeMap<String, String>,
-    /// Locks of `sharing=locked` (and in-use `private`) cache mounts.
-    pub locks: Vec<tokio::sync::OwnedMutexGuard<()>>,
+    /// Locks of the cache mounts in use: read for `shared`, write for `locked` and `private`
+    /// (and a prune takes the write lock before it removes a cache directory).
+    pub reads: Vec<tokio::sync::OwnedRwLockReadGuard<()>>,
+    pub writes: Vec<tokio::sync::OwnedRwLockWriteGuard<()>>,
     /// Copies made for `rw` binds and private caches, removed after the step.
     pub scratch: Vec<PathBuf>,
 }
@@ -31,14 +33,14 @@ impl Drop for Prepared {
     }
 }
 
-/// One lock per cache id, for the whole daemon.
-fn cache_lock(id: &str) -> Arc<tokio::sync::Mutex<()>> {
-    static LOCKS: OnceLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = OnceLock::new();
+/// One lock per cache directory (by its name under `build-cache-mounts/`), for the whole daemon.
+fn cache_lock(name: &str) -> Arc<tokio::sync::RwLock<()>> {
+    static LOCKS: OnceLock<Mutex<HashMap<String, Arc<tokio::sync::RwLock<()>>>>> = OnceLock::new();
     let mut map = match LOCKS.get_or_init(Default::default).lock() {
         Ok(m) => m,
         Err(p) => p.into_inner(),
     };
-    map.entry(id.to_string()).or_default().clone()
+    map.entry(name.to_string()).or_default().clone()
 }
 
 fn hex(s: &str) -> String {
@@ -76,6 +78,34 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Removes the cache mount directories no step uses now (`builder prune -a`); returns the
+/// bytes they held. One in use is left, and said so in the log.
+pub fn prune_cache_mounts(data_root: &Path) -> u64 {
+    let root = data_root.join("build-cache-mounts");
+    let mut freed = 0;
+    for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let lock = cache_lock(&name);
+        let Ok(_guard) = lock.try_write_owned() else {
+            log::info!("build cache prune: cache mount {name} is in use, kept");
+            continue;
+        };
+        freed += du(&e.path());
+        if let Err(err) = std::fs::remove_dir_all(e.path()) {
+            log::warn!("build cache prune: remove {}: {err}", e.path().display());
+        }
+    }
+    freed
+}
+
+fn du(path: &Path) -> u64 {
+    let Ok(md) = std::fs::symlink_metadata(path) else { return 0 };
+    if !md.is_dir() {
+        return md.len();
+    }
+    std::fs::read_dir(path).into_iter().flatten().flatten().map(|e| du(&e.path())).sum()
+}
+
 /// Turns the mounts of one RUN into binds and tmpfs mounts. `roots` holds the directory of each
 /// `from=` a bind mount names (a stage's or image's file system), and the context under `None`.
 pub async fn prepare(
@@ -94,7 +124,19 @@ pub async fn prepare(
                 }
                 let target = target_of(target, workdir)?;
                 let id = id.clone().unwrap_or_else(|| target.clone());
-                let dir = data_root.join("build-cache-mounts").join(hex(&id));
+                let name = hex(&id);
+                let dir = data_root.join("build-cache-mounts").join(&name);
+                // The lock first: a prune holds it while it removes the directory.
+                let lock = cache_lock(&name);
+                let mut private_copy = false;
+                match sharing {
+                    Sharing::Shared => p.reads.push(lock.read_owned().await),
+                    Sharing::Locked => p.writes.push(lock.write_owned().await),
+                    Sharing::Private => match lock.try_write_owned() {
+                        Ok(guard) => p.writes.push(guard),
+                        Err(_) => private_copy = true,
+                    },
+                }
                 let fresh = !dir.exists();
                 if fresh {
                     std::fs::create_dir_all(&dir).map_err(|e| format!("create cache mount {id}: {e}"))?;
@@ -104,25 +146,14 @@ pub async fn prepare(
                     std::os::unix::fs::chown(&dir, Some(uid.unwrap_or(0)), Some(gid.unwrap_or(0)))
                         .map_err(|e| format!("cache mount {id}: {e}"))?;
                 }
-                let host = match sharing {
-                    Sharing::Shared => dir,
-                    Sharing::Locked => {
-                        p.locks.push(cache_lock(&id).lock_owned().await);
-                        dir
-                    }
-                    Sharing::Private => match cache_lock(&id).try_lock_owned() {
-                        Ok(guard) => {
-                            p.locks.push(guard);
-                            dir
-                        }
-                        // In use by another step: this one gets a cache of its own, thrown away.
-                        Err(_) => {
-                            let own = scratch_dir.join(format!("cache-private-{n}"));
-                            std::fs::create_dir_all(&own).map_err(|e| format!("cache mount {id}: {e}"))?;
-                            p.scratch.push(own.clone());
-                            own
-                        }
-                    },
+                let host = if private_copy {
+                    // In use by another step: this one gets a cache of its own, thrown away.
+                    let own = scratch_dir.join(format!("cache-private-{n}"));
+                    std::fs::create_dir_all(&own).map_err(|e| format!("cache mount {id}: {e}"))?;
+                    p.scratch.push(own.clone());
+                    own
+                } else {
+                    dir
                 };
                 p.binds.push(format!("{}:{target}{}", host.display(), if *ro { ":ro" } else { "" }));
             }

@@ -219,6 +219,10 @@ fn run_mounts(cli: Cli) {
     assert_eq!(cat("mounts:2", "/links"), "1");
     // A rw bind's changes go nowhere: the context still has its file for the next build.
     assert!(ctx.0.join("data.txt").exists());
+    // `builder prune -a` empties the cache mounts too.
+    d.cli(cli, &["builder", "prune", "-a", "-f"]).ok();
+    build(&d, cli, &ctx.0, &["-t", "mounts:4"]).ok();
+    assert_eq!(cat("mounts:4", "/seen"), "1", "builder prune -a kept the cache mount's content");
 
     write(&ctx.0, "Dockerfile", &format!("FROM {}\nRUN --mount=type=secret,id=tok cat /run/secrets/tok\n", base()));
     build(&d, cli, &ctx.0, &["-t", "mounts:3"]).fails().mentions(&["type=secret"]);
