@@ -903,9 +903,17 @@ impl Build {
             return self.adopt(state, hit);
         }
         let missing = self.missing_dirs(state, &dir)?;
-        let plan = context::CopyTar { make_dirs: missing, parents: state.layers == 0, ..Default::default() };
+        // Written as the layer itself unless a symlink of the image is on the way.
+        let (keep_dirs, plain) = self.present_dirs(state, &dir)?;
+        let direct = state.layers == 0 || plain;
+        let plan = context::CopyTar {
+            keep_dirs: if direct { keep_dirs } else { Vec::new() },
+            make_dirs: missing,
+            parents: state.layers == 0,
+            ..Default::default()
+        };
         let (tar, writer) = TarPipe::start(move |out| plan.write(&[], out))?;
-        let result = self.commit_tar(state, Box::new(tar), created_by, false).await;
+        let result = self.commit_tar(state, Box::new(tar), created_by, direct).await;
         let written = writer.join();
         let id = result?;
         written?;

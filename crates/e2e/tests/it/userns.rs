@@ -370,3 +370,27 @@ fn remapped_cp(cli: Cli) {
     d.cli(cli, &["rm", "-f", &c]).ok();
 }
 both!(remapped_cp);
+
+/// A build on a daemon with userns-remap: RUN runs remapped, WORKDIR and COPY write their layers
+/// with the ids the image means (root's is 0, not the remapped host id), and the image runs.
+#[test]
+fn a_build_under_userns_remap() {
+    let user = RemapUser::new();
+    let d = user.daemon();
+    let ctx = crate::harness::TempDir::new("userns-build");
+    std::fs::write(
+        ctx.0.join("Dockerfile"),
+        format!(
+            "FROM {}\nWORKDIR /app/work\nCOPY f.txt ./\nRUN id -u > /uid && cat f.txt > copied && stat -c '%u' /app/work/f.txt > /owner\nCMD [\"cat\", \"/uid\", \"/app/work/copied\", \"/owner\"]\n",
+            crate::harness::registry().image("library/busybox:latest")
+        ),
+    )
+    .unwrap();
+    std::fs::write(ctx.0.join("f.txt"), "remapped build\n").unwrap();
+    let mut cmd = d.command(Cli::Docker, &["build", "-t", "remapped:1"]);
+    cmd.arg(&ctx.0).env("DOCKER_BUILDKIT", "0");
+    crate::harness::run_cmd(cmd, std::time::Duration::from_secs(120)).ok();
+    let out = d.docker(&["run", "--rm", "remapped:1"]);
+    out.ok();
+    assert_eq!(out.trimmed(), "0\nremapped build\n0", "{out}");
+}
