@@ -169,6 +169,11 @@ fn error_line(msg: &str) -> Bytes {
 pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> {
     let mut request = parse_request(ctx, &req)?;
     let root = ctx.engine.config().data_root.join("build");
+    if !root.exists() {
+        // Root's only: contexts and stages unpacked here may hold setuid files.
+        use std::os::unix::fs::DirBuilderExt;
+        let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&root);
+    }
     let dir = root.join(format!("ctx-{}", wharf_types::digest::to_hex(&random_bytes())));
     std::fs::create_dir_all(&dir).map_err(|e| {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("build: create {}: {e}", dir.display()))

@@ -145,6 +145,9 @@ fn check_relative(path: &Path) -> Result<(), ContextError> {
     Ok(())
 }
 
+/// The longest entry name a context may have (Linux's PATH_MAX).
+const MAX_PATH: usize = 4096;
+
 /// What an entry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EntryKind {
@@ -307,6 +310,9 @@ impl Context {
             if rel.is_empty() {
                 continue;
             }
+            if rel.len() > MAX_PATH {
+                return Err(ContextError::Invalid(format!("entry name longer than {MAX_PATH} bytes")));
+            }
             let h = entry.header();
             let (mode, uid, gid, mtime) = (
                 h.mode().unwrap_or(0o644) & 0o7777,
@@ -389,6 +395,11 @@ impl Context {
                         entries.insert(parent.clone(), Entry::dir(0o755));
                     }
                 }
+            }
+            // A later entry may replace an earlier one, but not a directory by something else:
+            // what is below it would then hang below a symlink or a file.
+            if new.kind != EntryKind::Dir && entries.get(&rel).is_some_and(|e| e.kind == EntryKind::Dir) {
+                return Err(ContextError::Invalid(format!("entry {rel:?} replaces a directory of the context")));
             }
             entries.insert(rel, new);
         }
@@ -792,6 +803,13 @@ impl CopyTar {
             let rel = s.dest.trim_start_matches('/').to_string();
             if rel.is_empty() {
                 continue;
+            }
+            // A layer would read these names as whiteouts (deletions), not files.
+            if rel.rsplit('/').next().is_some_and(|n| n.starts_with(".wh.")) {
+                return Err(ContextError::Invalid(format!(
+                    "{:?}: names starting with .wh. are whiteouts in a layer and cannot be copied",
+                    s.rel
+                )));
             }
             add_parents(&mut tar, &mut dirs_done, &s.dest)?;
             let e = &s.entry;

@@ -1166,8 +1166,10 @@ impl Build {
         };
         let parent = state.image.as_ref().map(|d| d.to_string()).unwrap_or_default();
         let network = run.network.clone().unwrap_or_default();
-        // The mounts are part of the step as written, so a changed mount misses the cache.
-        let key = sha(&["run", &parent, &created_by, &network, &format!("{:?}", run.mounts)]);
+        // The mounts are part of the step as written, so a changed mount misses the cache; so
+        // is what a bind mount shows (the context's files, a stage's or image's id).
+        let binds = self.bind_inputs(run)?;
+        let key = sha(&["run", &parent, &created_by, &network, &format!("{:?}", run.mounts), &binds]);
         let note = Note::new(&ins.original, state);
         if let Some(hit) = self.cached(&key, &note)? {
             return self.adopt(state, hit);
@@ -1503,6 +1505,12 @@ impl Build {
             hd.update(k.as_bytes());
             hd.update(v);
         }
+        // Heredoc files are part of what the history's digest names (`--cache-from` matches it).
+        let digest = if extra.is_empty() {
+            digest
+        } else {
+            sha(&[&digest, &format!("{:x}", hd.clone().finalize())])[7..].to_string()
+        };
         // As the classic builder writes it: `dir:` for one directory, `file:` for one file or
         // archive, `multi:` for more; the destination as written; `--chown` shown.
         let single_dir = c.sources.len() == 1 && c.heredocs.is_empty() && locals.len() == 1 && archives.is_empty() && {
@@ -1533,7 +1541,10 @@ impl Build {
         }
         // Straight to a layer, unless a symlink of the image is on a directory's way (Docker's
         // copy follows it: a container's extraction does the same).
-        let direct = state.layers == 0 || (plain_path && self.dirs_are_dirs(state, &selected)?);
+        // An archive's entries may go anywhere below the destination, through a symlink of the
+        // image (`/bin` on a merged-/usr base): those are extracted, never written directly.
+        let direct =
+            state.layers == 0 || (archives.is_empty() && plain_path && self.dirs_are_dirs(state, &selected)?);
         {
             // Docker makes the directory an archive unpacks into as root's, whatever --chown says.
             let dir_owner = if selected.is_empty() && extra.is_empty() && !archives.is_empty() {
@@ -1620,6 +1631,31 @@ impl Build {
         };
         self.remove(&rec.id).await;
         Ok(committed?)
+    }
+
+    /// What the bind mounts of a RUN show, as one string for its cache key: the digest of the
+    /// context files below each context source, the image of each `from=`.
+    fn bind_inputs(&self, run: &crate::instructions::Run) -> Result<String, BuildError> {
+        let mut out = String::new();
+        for m in &run.mounts {
+            let crate::instructions::Mount::Bind { source, from, .. } = m else { continue };
+            let rel = context::clean_rel(source.as_deref().unwrap_or("/"));
+            match from {
+                None => {
+                    let selected = self.ctx.select(std::slice::from_ref(&rel), "/m", true, false);
+                    let (digest, _) = context::digest(&selected, Ownership::default())?;
+                    out.push_str(&format!("ctx:{rel}:{digest};"));
+                }
+                Some(f) => {
+                    let image = match self.stage_image(&f.to_ascii_lowercase()) {
+                        Some(id) => id.to_string(),
+                        None => self.engine.find_image(f).map(|r| r.id.to_string()).unwrap_or_else(|_| f.clone()),
+                    };
+                    out.push_str(&format!("from:{f}:{image}:{rel};"));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// A path in the build's scratch directory, of this step.

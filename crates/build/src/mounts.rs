@@ -63,6 +63,43 @@ fn target_of(target: &str, workdir: &str) -> Result<String, String> {
     Ok(t)
 }
 
+/// `rel` below `root` with every symlink on the way resolved as if `root` were `/` (an
+/// absolute target starts again at `root`, `..` stops at it); `None` when it does not exist
+/// or loops. The result has no symlink in it.
+pub fn resolve_in_root(root: &Path, rel: &str) -> Option<PathBuf> {
+    let mut todo: std::collections::VecDeque<String> =
+        rel.split('/').filter(|c| !c.is_empty() && *c != ".").map(str::to_string).collect();
+    let mut cur: Vec<String> = Vec::new();
+    let mut links = 0;
+    while let Some(c) = todo.pop_front() {
+        if c == ".." {
+            cur.pop();
+            continue;
+        }
+        let path = cur.iter().fold(root.to_path_buf(), |p, c| p.join(c)).join(&c);
+        let meta = std::fs::symlink_metadata(&path).ok()?;
+        if meta.file_type().is_symlink() {
+            links += 1;
+            if links > 40 {
+                return None;
+            }
+            let target = std::fs::read_link(&path).ok()?.to_string_lossy().to_string();
+            if target.starts_with('/') {
+                cur.clear();
+            }
+            for t in target.split('/').rev().filter(|t| !t.is_empty() && *t != ".") {
+                todo.push_front(t.to_string());
+            }
+            continue;
+        }
+        if !meta.is_dir() && !todo.is_empty() {
+            return None;
+        }
+        cur.push(c);
+    }
+    Some(cur.iter().fold(root.to_path_buf(), |p, c| p.join(c)))
+}
+
 /// Copies a tree (`rw` binds): `cp -a`, which keeps modes, owners, links and times.
 fn copy_tree(from: &Path, to: &Path) -> Result<(), String> {
     std::fs::create_dir_all(to).map_err(|e| format!("create {}: {e}", to.display()))?;
@@ -125,7 +162,13 @@ pub async fn prepare(
                 let target = target_of(target, workdir)?;
                 let id = id.clone().unwrap_or_else(|| target.clone());
                 let name = hex(&id);
-                let dir = data_root.join("build-cache-mounts").join(&name);
+                let base = data_root.join("build-cache-mounts");
+                if !base.exists() {
+                    // Root's only: a RUN as root may leave setuid files in a cache.
+                    use std::os::unix::fs::DirBuilderExt;
+                    let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&base);
+                }
+                let dir = base.join(&name);
                 // The lock first: a prune holds it while it removes the directory.
                 let lock = cache_lock(&name);
                 let mut private_copy = false;
@@ -161,10 +204,9 @@ pub async fn prepare(
                 let target = target_of(target, workdir)?;
                 let root = roots.get(from).ok_or_else(|| format!("bind mount from {from:?}: not prepared"))?;
                 let rel = crate::context::clean_rel(source.as_deref().unwrap_or("/"));
-                let src = root.join(&rel);
-                if std::fs::symlink_metadata(&src).is_err() {
-                    return Err(format!("bind mount source {:?} not found", source.as_deref().unwrap_or("/")));
-                }
+                // Symlinks are followed inside the root only: the path mount(2) gets has none.
+                let src = resolve_in_root(root, &rel)
+                    .ok_or_else(|| format!("bind mount source {:?} not found", source.as_deref().unwrap_or("/")))?;
                 if *rw {
                     let copy = scratch_dir.join(format!("bind-rw-{n}"));
                     copy_tree(&src, &copy)?;

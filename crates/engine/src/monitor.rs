@@ -380,8 +380,14 @@ impl Engine {
         let dir = self.container_dir(id);
         let deadline = std::time::Instant::now() + Duration::from_secs(3);
         loop {
+            // A container that already ended is not to be adopted as running (its shim is then
+            // finishing its cleanup): its exit is recorded by the caller's later pass.
+            if dir.join("exit.json").exists() {
+                return None;
+            }
             if let Some(s) = read_started(&dir) {
-                let init_alive = pidfd_open(s.pid).is_ok();
+                // The init is the shim's child: a recycled pid is not.
+                let init_alive = pidfd_open(s.pid).is_ok() && parent_pid(s.pid) == Some(shim_pid);
                 return (s.shim_pid == shim_pid && init_alive).then_some(s);
             }
             if !is_our_shim(shim_pid, id) || std::time::Instant::now() > deadline {
@@ -485,13 +491,19 @@ impl Engine {
             }
         }
         orphans.extend(shims.keys().filter(|id| is_id(id) && !known.contains(id.as_str())).cloned());
+        // A cgroup under the parent is this daemon's only with files of its own here: another
+        // daemon sharing the cgroup parent (with its own data root) keeps its containers.
         let parent = self.inner.config.cgroup_parent.clone();
+        let ours = |id: &str| {
+            self.container_dir(id).exists()
+                || self.inner.config.data_root.join("snapshots/containers").join(id).exists()
+        };
         if let Ok(cg) = wharf_runtime::cgroups::Cgroup::open(&parent) {
             for dir in cg.dirs() {
                 let Ok(entries) = std::fs::read_dir(&dir) else { continue };
                 for e in entries.flatten() {
                     let name = e.file_name().to_string_lossy().to_string();
-                    if e.path().is_dir() && is_id(&name) && !known.contains(name.as_str()) {
+                    if e.path().is_dir() && is_id(&name) && !known.contains(name.as_str()) && ours(&name) {
                         orphans.insert(name);
                     }
                 }
@@ -525,6 +537,13 @@ async fn wait_for_eof(fd: OwnedFd) {
             Err(_) => return,
         }
     }
+}
+
+/// The parent of `pid`, from /proc.
+fn parent_pid(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command (which may hold spaces) start after its last ')'.
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Whether `pid` is the shim of container `id` (and not a recycled pid).

@@ -177,6 +177,26 @@ pub enum PathKind {
     Other,
 }
 
+enum ParentState {
+    Dirs,
+    Missing,
+    Hidden,
+}
+
+/// Whether every component of `parents` is a directory (not a symlink) in this one layer.
+fn parents_in_layer(layer: &Path, parents: &[String]) -> ParentState {
+    let mut p = layer.to_path_buf();
+    for c in parents {
+        p.push(c);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return ParentState::Hidden,
+            Err(_) => return ParentState::Missing,
+        }
+    }
+    ParentState::Dirs
+}
+
 /// What `stat_in_layers` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PathInfo {
@@ -218,6 +238,14 @@ pub fn stat_in_layers(layers_top_first: &[PathBuf], path: &str) -> Option<PathIn
         let rel = if resolved.is_empty() { c.clone() } else { format!("{}/{c}", resolved.join("/")) };
         let mut found = None;
         for layer in layers_top_first {
+            // Within a layer, the parents must be plain directories: a layer whose parent is a
+            // symlink or a file hides what lies below (and joining through it would leave the
+            // layer for wherever its link points).
+            match parents_in_layer(layer, &resolved) {
+                ParentState::Dirs => {}
+                ParentState::Missing => continue,
+                ParentState::Hidden => break,
+            }
             match std::fs::symlink_metadata(layer.join(&rel)) {
                 Ok(m) if m.file_type().is_char_device() && m.rdev() == 0 => break,
                 Ok(m) => {

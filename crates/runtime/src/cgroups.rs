@@ -513,7 +513,9 @@ impl Cgroup {
                 let file = dir.path.join("cgroup.kill");
                 killed |= file.exists() && fs::write(&file, "1").is_ok();
             }
-            if !killed {
+            // On a hybrid host a process may sit in the v1 hierarchies only: those are
+            // signalled one by one whatever cgroup.kill did.
+            if !killed || self.layout != Layout::V2 {
                 let freezer = self.dir_with("freezer").map(|d| d.join("freezer.state"));
                 let frozen = freezer.as_ref().is_some_and(|f| fs::write(f, "FROZEN").is_ok());
                 for pid in self.all_procs() {

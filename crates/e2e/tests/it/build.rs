@@ -805,3 +805,72 @@ fn cache_from_an_image(cli: Cli) {
     changed.mentions(&["Running in", "ran"]);
 }
 both!(cache_from_an_image);
+
+/// Found by review: a context whose directory is replaced by a symlink later in the tar is
+/// refused (a bind mount of it would have written through the link on the host); a bind mount's
+/// source resolves its symlinks inside the context, never on the host; an ADD archive whose
+/// entries go through a symlink of the image follows it (as Docker) instead of hiding it; a
+/// RUN with a bind mount of the context runs again when those files change.
+#[test]
+fn review_context_symlinks_binds_and_archives() {
+    let d = Daemon::start();
+    // A directory, a file in it, then the same name as a symlink to /etc.
+    let mut data = Vec::new();
+    {
+        let mut t = tar_builder(&mut data);
+        let df = b"FROM scratch\nCOPY a /a\n";
+        let mut h = tar_header(df.len() as u64);
+        t.append_data(&mut h, "Dockerfile", &df[..]).expect("append");
+        let mut h = tar::Header::new_old();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        h.set_cksum();
+        t.append_data(&mut h, "a/", &b""[..]).expect("append");
+        let mut h = tar_header(4);
+        t.append_data(&mut h, "a/passwd", &b"oops"[..]).expect("append");
+        let mut h = tar::Header::new_old();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        t.append_link(&mut h, "a", "/etc").expect("append");
+        t.finish().expect("finish");
+    }
+    let reply = post_unix(&d.sock, "/build?t=evil:1", &data);
+    assert!(reply.starts_with("HTTP/1.1 400") && reply.contains("replaces a directory"), "{reply}");
+
+    let ctx = TempDir::new("build-review");
+    std::os::unix::fs::symlink("/", ctx.0.join("h")).expect("symlink");
+    write(&ctx.0, "Dockerfile", &format!("FROM {}\nRUN --mount=type=bind,source=h/etc,target=/e ls /e\n", base()));
+    build(&d, Cli::Docker, &ctx.0, &["-t", "evil:2"]).fails().mentions(&["not found"]);
+
+    // The image has /mbin -> /usr/local/merged; the archive holds mbin/foo.
+    let archive = tar_gz(&ctx.0, &[("mbin/foo", "through the link\n")]);
+    fs::write(ctx.0.join("mbin.tar.gz"), archive).expect("archive");
+    fs::remove_file(ctx.0.join("h")).expect("rm symlink");
+    write(
+        &ctx.0,
+        "Dockerfile",
+        &format!(
+            "FROM {}\nRUN mkdir -p /usr/local/merged && echo kept > /usr/local/merged/old && ln -s /usr/local/merged /mbin\nADD mbin.tar.gz /\n",
+            base()
+        ),
+    );
+    build(&d, Cli::Docker, &ctx.0, &["-t", "merged:1"]).ok();
+    let out = d.docker(&["run", "--rm", "merged:1", "sh", "-c", "readlink /mbin; cat /usr/local/merged/foo /mbin/old"]);
+    out.ok();
+    assert_eq!(out.trimmed(), "/usr/local/merged\nthrough the link\nkept", "{out}");
+
+    write(
+        &ctx.0,
+        "Dockerfile",
+        &format!("FROM {}\nRUN --mount=type=bind,source=in.txt,target=/in cat /in > /out\n", base()),
+    );
+    write(&ctx.0, "in.txt", "one\n");
+    build(&d, Cli::Docker, &ctx.0, &["-t", "bind:1"]).ok();
+    write(&ctx.0, "in.txt", "two\n");
+    build(&d, Cli::Docker, &ctx.0, &["-t", "bind:2"]).ok();
+    let out = d.docker(&["run", "--rm", "bind:2", "cat", "/out"]);
+    out.ok();
+    assert_eq!(out.trimmed(), "two", "a RUN with a bind mount was served from the cache after its files changed");
+}
