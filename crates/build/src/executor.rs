@@ -942,6 +942,52 @@ impl Build {
         Ok((out, true))
     }
 
+    /// The directories strictly below `dest_dir` on the way to selected entries that the
+    /// selection has no entry for: those the image has (kept as they are) and those it lacks (to
+    /// make). `None` when one is not a plain directory of the image.
+    #[allow(clippy::type_complexity)]
+    fn implied_dirs(
+        &self,
+        state: &State,
+        selected: &[context::Selected],
+        dest_dir: &str,
+    ) -> Result<Option<(Vec<(String, context::DirMeta)>, Vec<String>)>, BuildError> {
+        let listed: HashSet<&str> = selected
+            .iter()
+            .filter(|s| s.entry.kind == context::EntryKind::Dir)
+            .map(|s| s.dest.trim_end_matches('/'))
+            .collect();
+        let floor = dest_dir.trim_end_matches('/');
+        let mut implied = std::collections::BTreeSet::new();
+        for s in selected {
+            let mut p = Path::new(&s.dest).parent();
+            while let Some(dir) = p {
+                let d = dir.to_string_lossy().to_string();
+                if d.len() <= floor.len() || !d.starts_with(floor) {
+                    break;
+                }
+                if !listed.contains(d.as_str()) {
+                    implied.insert(d);
+                }
+                p = dir.parent();
+            }
+        }
+        let (mut keep, mut make) = (Vec::new(), Vec::new());
+        let Some(image) = &state.image else {
+            make.extend(implied);
+            return Ok(Some((keep, make)));
+        };
+        for d in implied {
+            match self.engine.image_stat(image, &d)? {
+                Some(i) if i.through_link || i.kind != wharf_engine::PathKind::Dir => return Ok(None),
+                Some(i) => keep.push((d, context::DirMeta { uid: i.uid, gid: i.gid, mode: i.mode, mtime: i.mtime })),
+                // Made as extracting the copy would make it: root's, 0755.
+                None => keep.push((d, context::DirMeta { uid: 0, gid: 0, mode: 0o755, mtime: 0 })),
+            }
+        }
+        Ok(Some((keep, make)))
+    }
+
     /// Whether every directory a copy writes is, in the image, absent or a directory reached
     /// without a symlink (so the new layer's directory merges with it as the copy would).
     fn dirs_are_dirs(&self, state: &State, selected: &[context::Selected]) -> Result<bool, BuildError> {
@@ -1543,8 +1589,21 @@ impl Build {
         // copy follows it: a container's extraction does the same).
         // An archive's entries may go anywhere below the destination, through a symlink of the
         // image (`/bin` on a merged-/usr base): those are extracted, never written directly.
-        let direct =
+        let mut direct =
             state.layers == 0 || (archives.is_empty() && plain_path && self.dirs_are_dirs(state, &selected)?);
+        // Directories below the destination that the selection implies without an entry of its
+        // own (a `.dockerignore` re-include under an excluded directory, `--parents`): written
+        // as the image has them, or made, so the layer does not bring root 0755 ones instead.
+        let (mut keep_dirs, mut make_dirs) = (keep_dirs, make_dirs);
+        if direct && state.layers > 0 {
+            match self.implied_dirs(state, &selected, &dest_dir)? {
+                Some((keep, make)) => {
+                    keep_dirs.extend(keep);
+                    make_dirs.extend(make);
+                }
+                None => direct = false,
+            }
+        }
         {
             // Docker makes the directory an archive unpacks into as root's, whatever --chown says.
             let dir_owner = if selected.is_empty() && extra.is_empty() && !archives.is_empty() {

@@ -120,16 +120,12 @@ pub fn create(path: &Path, attach: Option<Attachment>) -> Result<(), SandboxErro
             inside.set_up(1).map_err(|e| e.to_string())?;
             let Some((bridge_index, a)) = attach else { return Ok(()) };
             let ns = std::fs::File::open("/proc/thread-self/ns/net").map_err(|e| format!("open own netns: {e}"))?;
-            let veth = |host: &Netlink| host.create_veth(&a.veth, bridge_index, "eth0", ns.as_raw_fd(), a.mac);
-            match veth(&host) {
-                // The pair of this container's previous run, still going with its namespace
-                // (`remove` leaves that to the kernel): it is stale, take its name.
-                Err(e) if e.is_exists() => {
-                    host.delete_link(&a.veth).map_err(|e| e.to_string())?;
-                    veth(&host).map_err(|e| e.to_string())?;
-                }
-                r => r.map_err(|e| e.to_string())?,
-            }
+            // The pair of this container's previous run may still be going with its namespace
+            // (`remove` leaves that to the kernel): it is stale, take its name.
+            create_taking_name(&host, &a.veth, || {
+                host.create_veth(&a.veth, bridge_index, "eth0", ns.as_raw_fd(), a.mac)
+            })
+            .map_err(|e| e.to_string())?;
             let configure = || -> Result<(), NetlinkError> {
                 let eth0 = link_index("eth0")?;
                 inside.add_address(eth0, a.ip, a.prefix)?;
@@ -152,21 +148,41 @@ pub fn create(path: &Path, attach: Option<Attachment>) -> Result<(), SandboxErro
 /// Adds a further interface to an existing namespace (a running container connected to one
 /// more network): a veth pair whose inside end is `ifname` (`eth1`, ...) with its address and,
 /// when `a.gateway` is given, the default route. On failure the pair is deleted again.
+/// Creates a link whose name a stale link may still hold: that one is deleted and the create
+/// tried again. The kernel also deletes such a link by itself, when the namespace its peer was
+/// in goes away (asynchronously): a delete that finds it gone already is that, not an error.
+fn create_taking_name(
+    host: &Netlink,
+    name: &str,
+    create: impl Fn() -> Result<(), NetlinkError>,
+) -> Result<(), NetlinkError> {
+    let mut tries = 0;
+    loop {
+        match create() {
+            Err(e) if e.is_exists() && tries < 50 => {
+                tries += 1;
+                match host.delete_link(name) {
+                    Ok(()) | Err(NetlinkError::NoSuchLink(_)) => {}
+                    Err(NetlinkError::Request { source, .. }) if source.raw_os_error() == Some(libc::ENODEV) => {}
+                    Err(e) => return Err(e),
+                }
+                if tries > 1 {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
+            r => return r,
+        }
+    }
+}
+
 pub fn attach(path: &Path, a: Attachment, ifname: &str) -> Result<(), SandboxError> {
     let where_ = path.display().to_string();
     let setup = |message: String| SandboxError::Setup { path: where_.clone(), message };
     let host = Netlink::open()?;
     let bridge_index = link_index(&a.bridge)?;
     let ns = std::fs::File::open(path).map_err(|e| setup(format!("open: {e}")))?;
-    let veth = |host: &Netlink| host.create_veth(&a.veth, bridge_index, ifname, ns.as_raw_fd(), a.mac);
-    match veth(&host) {
-        // A pair left by an earlier connect whose namespace is gone: stale, take its name.
-        Err(e) if e.is_exists() => {
-            host.delete_link(&a.veth)?;
-            veth(&host)?;
-        }
-        r => r?,
-    }
+    // A pair left by an earlier connect whose namespace is gone: stale, take its name.
+    create_taking_name(&host, &a.veth, || host.create_veth(&a.veth, bridge_index, ifname, ns.as_raw_fd(), a.mac))?;
     let ifname = ifname.to_string();
     let (ip, prefix, gateway) = (a.ip, a.prefix, a.gateway);
     let configured = netns::run_in(path, move || -> Result<(), NetlinkError> {

@@ -874,3 +874,30 @@ fn review_context_symlinks_binds_and_archives() {
     out.ok();
     assert_eq!(out.trimmed(), "two", "a RUN with a bind mount was served from the cache after its files changed");
 }
+
+/// A copy whose selection implies a directory without an entry for it (a `.dockerignore`
+/// exception under an excluded directory) leaves that directory of the image as it was, as
+/// extracting the copy would.
+fn copy_keeps_implied_directories_of_the_image(cli: Cli) {
+    let d = Daemon::start();
+    let ctx = TempDir::new("build-implied");
+    write(
+        &ctx.0,
+        "Dockerfile",
+        &format!(
+            "FROM {}\nRUN mkdir -p /app/dir && chown 1234:1234 /app/dir && chmod 700 /app/dir\nCOPY . /app/\n",
+            base()
+        ),
+    );
+    write(&ctx.0, ".dockerignore", "dir\n!dir/keep\n");
+    write(&ctx.0, "dir/keep", "kept\n");
+    write(&ctx.0, "dir/other", "left out\n");
+    build(&d, cli, &ctx.0, &["-t", "implied:1"]).ok();
+    let out = d.cli(
+        cli,
+        &["run", "--rm", "implied:1", "sh", "-c", "stat -c '%u:%g %a' /app/dir; cat /app/dir/keep; ls /app/dir"],
+    );
+    out.ok();
+    assert_eq!(out.trimmed(), "1234:1234 700\nkept\nkeep", "{out}");
+}
+both!(copy_keeps_implied_directories_of_the_image);
