@@ -19,7 +19,8 @@ fn build(d: &Daemon, cli: Cli, dir: &Path, args: &[&str]) -> Output {
     run_cmd(cmd, Duration::from_secs(180))
 }
 
-fn write(dir: &Path, name: &str, text: &str) {
+/// Writes `text` to `dir/name`, making the directories on the way.
+pub(crate) fn write(dir: &Path, name: &str, text: &str) {
     let p = dir.join(name);
     if let Some(parent) = p.parent() {
         fs::create_dir_all(parent).expect("mkdir");
@@ -27,7 +28,8 @@ fn write(dir: &Path, name: &str, text: &str) {
     fs::write(p, text).expect("write");
 }
 
-fn base() -> String {
+/// The base image of the build tests, in the test registry.
+pub(crate) fn base() -> String {
     registry().image("library/busybox:latest")
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::harness::{registry, run_cmd, unique, Cli, Daemon, TempDir};
+use crate::harness::{run_cmd, unique, Cli, Daemon, TempDir};
 
 /// The docker-py release the tests install (API 1.44 by default, negotiates down).
 const DOCKER_PY_VERSION: &str = "7.1.0";
@@ -116,17 +116,7 @@ fn log_tail(d: &Daemon) -> String {
     lines[lines.len().saturating_sub(80)..].join("\n")
 }
 
-fn write(dir: &Path, name: &str, text: &str) {
-    let p = dir.join(name);
-    if let Some(parent) = p.parent() {
-        fs::create_dir_all(parent).expect("mkdir");
-    }
-    fs::write(p, text).expect("write");
-}
-
-fn base() -> String {
-    registry().image("library/busybox:latest")
-}
+use crate::build::{base, write};
 
 fn path_str(p: &Path) -> &str {
     p.to_str().expect("temp paths are UTF-8")

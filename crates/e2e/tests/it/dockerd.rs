@@ -11,9 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::harness::{
-    cgroup_dirs, http_unix, leaked_processes, mounts_under, run_cmd, unique, wait_for, Output, TempDir, COMMAND_TIMEOUT,
-};
+use crate::harness::{cgroup_dirs, http_unix, mounts_under, run_cmd, unique, Output, TempDir, COMMAND_TIMEOUT};
 
 pub struct Dockerd {
     pub sock: PathBuf,
@@ -147,24 +145,7 @@ impl Dockerd {
         let mut leaks = Vec::new();
         let roots = [self.dir.0.clone()];
         // containerd and its shims name the exec root in their command lines.
-        wait_for(Duration::from_secs(5), || leaked_processes(&roots, &self.cgroup_parent).is_empty());
-        for _ in 0..3 {
-            let procs = leaked_processes(&roots, &self.cgroup_parent);
-            if procs.is_empty() {
-                break;
-            }
-            for (pid, why) in &procs {
-                let line = format!("process {pid} left behind ({why})");
-                if !leaks.contains(&line) {
-                    leaks.push(line);
-                }
-                // SAFETY: kill(2) on a pid found to belong to this engine.
-                unsafe {
-                    libc::kill(*pid, libc::SIGKILL);
-                }
-            }
-            thread::sleep(Duration::from_millis(200));
-        }
+        leaks.extend(crate::harness::kill_leaked_processes(&roots, &self.cgroup_parent, Duration::from_secs(5)));
         let mounts = mounts_under(&self.dir.0);
         for m in &mounts {
             leaks.push(format!("mount left behind: {}", m.display()));

@@ -688,24 +688,7 @@ impl Daemon {
 
         // A shim reports its container's exit before it unmounts the rootfs and exits
         // itself (tens of ms later): give such processes a moment to end on their own.
-        wait_for(Duration::from_secs(3), || leaked_processes(&roots, &self.cgroup_parent).is_empty());
-        for _ in 0..3 {
-            let procs = leaked_processes(&roots, &self.cgroup_parent);
-            if procs.is_empty() {
-                break;
-            }
-            for (pid, why) in &procs {
-                let line = format!("process {pid} left behind ({why})");
-                if !leaks.contains(&line) {
-                    leaks.push(line);
-                }
-                // SAFETY: kill(2) on a pid we identified as belonging to this daemon.
-                unsafe {
-                    libc::kill(*pid, libc::SIGKILL);
-                }
-            }
-            thread::sleep(Duration::from_millis(200));
-        }
+        leaks.extend(kill_leaked_processes(&roots, &self.cgroup_parent, Duration::from_secs(3)));
 
         let mounts = mounts_under(&self.dir);
         for m in &mounts {
@@ -757,6 +740,31 @@ impl Drop for Daemon {
 fn tail(s: &str, lines: usize) -> String {
     let all: Vec<&str> = s.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Processes an engine left (see `leaked_processes`), after `settle` for them to end on their
+/// own: each is named in the result and SIGKILLed.
+pub fn kill_leaked_processes(roots: &[PathBuf], cgroup_parent: &str, settle: Duration) -> Vec<String> {
+    let mut leaks = Vec::new();
+    wait_for(settle, || leaked_processes(roots, cgroup_parent).is_empty());
+    for _ in 0..3 {
+        let procs = leaked_processes(roots, cgroup_parent);
+        if procs.is_empty() {
+            break;
+        }
+        for (pid, why) in &procs {
+            let line = format!("process {pid} left behind ({why})");
+            if !leaks.contains(&line) {
+                leaks.push(line);
+            }
+            // SAFETY: kill(2) on a pid identified as belonging to the engine under test.
+            unsafe {
+                libc::kill(*pid, libc::SIGKILL);
+            }
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    leaks
 }
 
 /// SIGTERM to a child of the test, then SIGKILL if it has not exited within `grace`.
