@@ -580,6 +580,8 @@ impl Engine {
                     ..Default::default()
                 };
                 self.put_container(&rec)?;
+                // The record knows the start now: `shim.json` stays only for starts it does not.
+                let _ = std::fs::remove_file(self.container_dir(&rec.id).join("shim.json"));
                 live.started(h.pid);
                 self.container_event(&rec, "start", &[]);
                 if policy {

@@ -297,12 +297,23 @@ impl Engine {
         for (id, mut rec) in records {
             let shim = shims.get(&id).copied();
             if !rec.state.running {
-                let started = match shim {
-                    Some(shim_pid) => self.cut_start(&id, shim_pid).await,
-                    None => None,
-                };
+                let started = self.cut_start(&id, shim).await;
                 match started {
-                    Some(started) => {
+                    CutStart::Ended => {
+                        // Started (the record never learnt it) and ended while the daemon was
+                        // away: its exit is recorded, as for a container known to run.
+                        log::info!("container {id}: a start the daemon had not recorded ran and ended");
+                        let exit = self.finished_exit(&id, shim).await;
+                        let live = std::sync::Arc::new(Live::new(None));
+                        live.state.send_modify(|s| s.running = true);
+                        if let Ok(mut map) = self.inner.live.lock() {
+                            map.insert(id.clone(), live);
+                        }
+                        self.on_exit(&id, exit).await;
+                        let _ = std::fs::remove_file(self.container_dir(&id).join("shim.json"));
+                        continue;
+                    }
+                    CutStart::Running(started) => {
                         log::info!(
                             "container {id}: adopted a start the daemon had not recorded (shim {}, pid {})",
                             started.shim_pid,
@@ -318,8 +329,9 @@ impl Engine {
                             ..Default::default()
                         };
                         self.put_container(&rec)?;
+                        let _ = std::fs::remove_file(self.container_dir(&id).join("shim.json"));
                     }
-                    None => {
+                    CutStart::NotStarted => {
                         self.stop_leftovers(&id, shim).await;
                         if rec.host_config.auto_remove && rec.state.status != crate::containers::Status::Restarting {
                             // As dockerd does at start: a `--rm` container that is not running
@@ -373,28 +385,51 @@ impl Engine {
         }
     }
 
-    /// A shim runs for a container whose record does not say so: the daemon died between
-    /// spawning it and recording the start. Its `shim.json` says whether (and as which pids) the
-    /// container was started; a shim still starting is given a moment to get there.
-    async fn cut_start(&self, id: &str, shim_pid: i32) -> Option<Started> {
+    /// What became of a start the record does not show: the daemon died between spawning the
+    /// shim and recording the start. The shim's `shim.json` (removed once a start is recorded,
+    /// so present only for one that was not) says whether, and as which pids, the container was
+    /// started; its `exit.json` whether it ended; a shim still starting gets a moment.
+    async fn cut_start(&self, id: &str, shim: Option<i32>) -> CutStart {
         let dir = self.container_dir(id);
         let deadline = std::time::Instant::now() + Duration::from_secs(3);
         loop {
-            // A container that already ended is not to be adopted as running (its shim is then
-            // finishing its cleanup): its exit is recorded by the caller's later pass.
+            let started = read_started(&dir);
+            // exit.json and shim.json are both removed before every spawn: together they are
+            // this run's, which ended.
             if dir.join("exit.json").exists() {
-                return None;
+                return if started.is_some() { CutStart::Ended } else { CutStart::NotStarted };
             }
-            if let Some(s) = read_started(&dir) {
+            let Some(shim_pid) = shim.filter(|p| is_our_shim(*p, id)) else {
+                // No shim: it ended without an exit file (killed), or never started anything.
+                return if started.is_some() { CutStart::Ended } else { CutStart::NotStarted };
+            };
+            if let Some(s) = started {
                 // The init is the shim's child: a recycled pid is not.
-                let init_alive = pidfd_open(s.pid).is_ok() && parent_pid(s.pid) == Some(shim_pid);
-                return (s.shim_pid == shim_pid && init_alive).then_some(s);
+                if s.shim_pid == shim_pid && pidfd_open(s.pid).is_ok() && parent_pid(s.pid) == Some(shim_pid) {
+                    return CutStart::Running(s);
+                }
+                // The init is gone: the shim is writing its exit, wait for it below.
             }
-            if !is_our_shim(shim_pid, id) || std::time::Instant::now() > deadline {
-                return None;
+            if std::time::Instant::now() > deadline {
+                return if read_started(&dir).is_some() { CutStart::Ended } else { CutStart::NotStarted };
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// The exit of a container whose start was never recorded: its shim is given a moment to
+    /// write it (then stopped), and what is left in its cgroup is killed.
+    async fn finished_exit(&self, id: &str, shim: Option<i32>) -> Option<ExitFile> {
+        let dir = self.container_dir(id);
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while read_exit_file(&dir).is_none()
+            && shim.is_some_and(|p| is_our_shim(p, id))
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.stop_leftovers(id, shim).await;
+        read_exit_file(&dir)
     }
 
     /// Stops a container's shim (when one runs) and everything in its cgroup.
@@ -448,6 +483,16 @@ impl Engine {
         }
         out
     }
+}
+
+/// What `cut_start` found.
+enum CutStart {
+    /// The container runs: adopt it.
+    Running(Started),
+    /// It ran and ended (or its shim is finishing): record the exit.
+    Ended,
+    /// It was never started: stop whatever is left.
+    NotStarted,
 }
 
 /// What a shim wrote when it had started its container (`shim.json`).

@@ -155,6 +155,23 @@ fn a_crash_during_start_is_adopted_or_undone() {
     assert!(wait_for(Duration::from_secs(5), || !pid_alive(pid)), "process {pid} outlived rm -f");
     assert_consistent(&d, "after rm -f of the adopted container");
 
+    // A start cut short whose container then ended while no daemon ran: its exit is recorded
+    // (not left "created"), with its code.
+    d.crash_at("start-after-spawn");
+    let out = d.wharf(&["run", "-d", "--name", "brief", &image(), "sh", "-c", "sleep 1; exit 3"]);
+    crashed(&mut d, out, "start-after-spawn (brief)");
+    std::thread::sleep(Duration::from_secs(2));
+    d.restart();
+    let info = d.inspect(Cli::Wharf, "brief");
+    assert_eq!(info["State"]["Status"], "exited", "{info}");
+    assert_eq!(info["State"]["ExitCode"], 3, "{info}");
+    assert_consistent(&d, "after a cut start that ended while the daemon was down");
+    // And a daemon restart later records nothing again for it.
+    d.restart();
+    let again = d.inspect(Cli::Wharf, "brief");
+    assert_eq!(again["State"]["FinishedAt"], info["State"]["FinishedAt"], "{again}");
+    d.wharf(&["rm", "brief"]).ok();
+
     // The same with --rm: adopted, and removed when it exits.
     d.crash_at("start-after-spawn");
     let out = d.docker(&["run", "-d", "--rm", "--name", "spawned-rm", &image(), "sleep", "600"]);
