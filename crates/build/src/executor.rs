@@ -58,6 +58,8 @@ pub struct BuildRequest {
     pub ulimits: Vec<wharf_engine::Ulimit>,
     /// `--cache-from`: local images whose history may serve the steps that miss the cache.
     pub cache_from: Vec<String>,
+    /// `--cpuset-cpus` of RUN.
+    pub cpuset_cpus: String,
 }
 
 /// What a build reports, in order: the API turns these into Docker's JSON lines.
@@ -1355,6 +1357,7 @@ impl Build {
             cpu_shares: self.req.cpu_shares,
             cpu_period: self.req.cpu_period,
             cpu_quota: self.req.cpu_quota,
+            cpuset_cpus: self.req.cpuset_cpus.clone(),
             ..Default::default()
         }
     }

@@ -58,6 +58,12 @@ pub struct HostConfig {
     pub cpu_quota: i64,
     pub cpu_period: i64,
     pub pids_limit: Option<i64>,
+    /// `--cpuset-cpus`/`--cpuset-mems`: the CPUs and memory nodes the container may use
+    /// (`0-1,3`); empty for all.
+    #[serde(default)]
+    pub cpuset_cpus: String,
+    #[serde(default)]
+    pub cpuset_mems: String,
     /// `default`/`bridge`, `none`, `host`, `container:<name|id>`.
     pub network_mode: String,
     /// `-p`: `80/tcp` → host bindings.
@@ -402,6 +408,8 @@ impl Engine {
         if host_config.memory < 0 || host_config.nano_cpus < 0 || host_config.cpu_shares < 0 {
             return Err(EngineError::Invalid("resource limits must not be negative".to_string()));
         }
+        crate::spec::check_cpuset(&host_config.cpuset_cpus, "cpuset.cpus")?;
+        crate::spec::check_cpuset(&host_config.cpuset_mems, "cpuset.mems")?;
         if host_config.memory > 0 && host_config.memory < 6 * 1024 * 1024 {
             return Err(EngineError::Invalid("Minimum memory limit allowed is 6MB".to_string()));
         }

@@ -138,6 +138,12 @@ impl Engine {
             cpu.quota = Some(hc.cpu_quota);
             cpu.period = Some(if hc.cpu_period > 0 { hc.cpu_period as u64 } else { CFS_PERIOD });
         }
+        if !hc.cpuset_cpus.is_empty() {
+            cpu.cpus = Some(hc.cpuset_cpus.clone());
+        }
+        if !hc.cpuset_mems.is_empty() {
+            cpu.mems = Some(hc.cpuset_mems.clone());
+        }
         if cpu != oci::Cpu::default() {
             resources.cpu = Some(cpu);
         }
@@ -216,4 +222,48 @@ impl Engine {
 
 fn host_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+/// Checks a cpuset list (`0-2,4`) against what the host has, with dockerd's messages: the
+/// CPUs (`cpuset.cpus`) or memory nodes (`cpuset.mems`) of the root cpuset.
+pub(crate) fn check_cpuset(list: &str, file: &str) -> Result<(), crate::EngineError> {
+    if list.is_empty() {
+        return Ok(());
+    }
+    let invalid = || crate::EngineError::Invalid(format!("Invalid value {list} for {file}"));
+    let parse = |l: &str| -> Option<Vec<u32>> {
+        let mut out = Vec::new();
+        for part in l.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part.split_once('-') {
+                Some((a, b)) => {
+                    let (a, b) = (a.parse::<u32>().ok()?, b.parse::<u32>().ok()?);
+                    if b < a || b - a > 4096 {
+                        return None;
+                    }
+                    out.extend(a..=b);
+                }
+                None => out.push(part.parse().ok()?),
+            }
+        }
+        Some(out)
+    };
+    let wanted = parse(list).ok_or_else(invalid)?;
+    let available = ["/sys/fs/cgroup/cpuset", "/sys/fs/cgroup"]
+        .iter()
+        .find_map(|d| {
+            std::fs::read_to_string(format!("{d}/{file}.effective"))
+                .ok()
+                .or_else(|| std::fs::read_to_string(format!("{d}/{file}")).ok())
+        })
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    if let Some(have) = parse(&available).filter(|h| !h.is_empty()) {
+        if wanted.iter().any(|w| !have.contains(w)) {
+            let what = if file == "cpuset.cpus" { "CPUs" } else { "Memory nodes" };
+            return Err(crate::EngineError::Invalid(format!(
+                "Requested {what} are not available - requested {list}, available: {available}"
+            )));
+        }
+    }
+    Ok(())
 }

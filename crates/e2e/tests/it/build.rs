@@ -903,3 +903,35 @@ fn copy_keeps_implied_directories_of_the_image(cli: Cli) {
     assert_eq!(out.trimmed(), "1234:1234 700\nkept\nkeep", "{out}");
 }
 both!(copy_keeps_implied_directories_of_the_image);
+
+/// `--cpuset-cpus` for `docker run` (inspect shows it, the container's cpuset cgroup holds it,
+/// a CPU the host lacks is dockerd's error) and for a build's RUN (`cpusetcpus`).
+#[test]
+fn cpuset_cpus_for_run_and_build() {
+    let d = Daemon::start();
+    let image = base();
+    d.docker(&["pull", &image]).ok();
+    let out = d.docker(&["run", "-d", "--name", "pinned", "--cpuset-cpus", "0", &image, "sleep", "600"]);
+    out.ok();
+    let id = out.trimmed().to_string();
+    let info = d.inspect(Cli::Docker, "pinned");
+    assert_eq!(info["HostConfig"]["CpusetCpus"], "0", "{info}");
+    let dirs = crate::harness::cgroup_dirs(&format!("{}/{id}", d.cgroup_parent));
+    let cpus: Vec<String> = dirs
+        .iter()
+        .filter_map(|dir| fs::read_to_string(dir.join("cpuset.cpus")).ok())
+        .map(|s| s.trim().to_string())
+        .collect();
+    assert!(cpus.iter().any(|c| c == "0"), "no cpuset of the container holds 0: {cpus:?} in {dirs:?}");
+    d.docker(&["rm", "-f", "pinned"]).ok();
+    d.docker(&["run", "--rm", "--cpuset-cpus", "4096", &image, "true"])
+        .fails()
+        .mentions(&["Requested CPUs are not available - requested 4096"]);
+
+    let ctx = TempDir::new("build-cpuset");
+    write(&ctx.0, "Dockerfile", &format!("FROM {image}\nRUN cat /proc/self/status | grep Cpus_allowed_list > /cpus\n"));
+    build(&d, Cli::Docker, &ctx.0, &["--cpuset-cpus", "0", "-t", "cpuset:1"]).ok();
+    let out = d.docker(&["run", "--rm", "cpuset:1", "cat", "/cpus"]);
+    out.ok();
+    assert!(out.trimmed().ends_with("\t0") || out.trimmed().ends_with(" 0"), "RUN was not pinned: {out}");
+}
