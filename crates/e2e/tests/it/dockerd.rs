@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::harness::{cgroup_dirs, http_unix, mounts_under, run_cmd, unique, Output, TempDir, COMMAND_TIMEOUT};
+use crate::harness::{cgroup_dirs, http_unix, run_cmd, unique, Output, TempDir, COMMAND_TIMEOUT};
 
 pub struct Dockerd {
     pub sock: PathBuf,
@@ -146,18 +146,7 @@ impl Dockerd {
         let roots = [self.dir.0.clone()];
         // containerd and its shims name the exec root in their command lines.
         leaks.extend(crate::harness::kill_leaked_processes(&roots, &self.cgroup_parent, Duration::from_secs(5)));
-        let mounts = mounts_under(&self.dir.0);
-        for m in &mounts {
-            leaks.push(format!("mount left behind: {}", m.display()));
-        }
-        for m in mounts.iter().rev() {
-            if let Ok(c) = std::ffi::CString::new(m.as_os_str().as_encoded_bytes()) {
-                // SAFETY: umount2 with a valid NUL-terminated path; MNT_DETACH cannot hang.
-                unsafe {
-                    libc::umount2(c.as_ptr(), libc::MNT_DETACH);
-                }
-            }
-        }
+        leaks.extend(crate::harness::unmount_leaked(&self.dir.0));
         // dockerd makes the parent and leaves it (empty) behind by design; a container's
         // cgroup still under it is a leak.
         for parent in cgroup_dirs(&self.cgroup_parent) {

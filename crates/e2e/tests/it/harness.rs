@@ -690,19 +690,7 @@ impl Daemon {
         // itself (tens of ms later): give such processes a moment to end on their own.
         leaks.extend(kill_leaked_processes(&roots, &self.cgroup_parent, Duration::from_secs(3)));
 
-        let mounts = mounts_under(&self.dir);
-        for m in &mounts {
-            leaks.push(format!("mount left behind: {}", m.display()));
-        }
-        // Deepest first so that nested mounts come off before their parents.
-        for m in mounts.iter().rev() {
-            if let Ok(c) = std::ffi::CString::new(m.as_os_str().as_encoded_bytes()) {
-                // SAFETY: umount2 with a valid NUL-terminated path; MNT_DETACH cannot hang.
-                unsafe {
-                    libc::umount2(c.as_ptr(), libc::MNT_DETACH);
-                }
-            }
-        }
+        leaks.extend(unmount_leaked(&self.dir));
 
         for dir in cgroup_dirs(&self.cgroup_parent) {
             leaks.push(format!("cgroup left behind: {}", dir.display()));
@@ -740,6 +728,21 @@ impl Drop for Daemon {
 fn tail(s: &str, lines: usize) -> String {
     let all: Vec<&str> = s.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Mounts an engine left at or under `dir`: each is named in the result and detached, deepest
+/// first so that nested mounts come off before their parents.
+pub fn unmount_leaked(dir: &Path) -> Vec<String> {
+    let mounts = mounts_under(dir);
+    for m in mounts.iter().rev() {
+        if let Ok(c) = std::ffi::CString::new(m.as_os_str().as_encoded_bytes()) {
+            // SAFETY: umount2 with a valid NUL-terminated path; MNT_DETACH cannot hang.
+            unsafe {
+                libc::umount2(c.as_ptr(), libc::MNT_DETACH);
+            }
+        }
+    }
+    mounts.iter().map(|m| format!("mount left behind: {}", m.display())).collect()
 }
 
 /// Processes an engine left (see `leaked_processes`), after `settle` for them to end on their
