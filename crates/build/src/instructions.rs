@@ -685,58 +685,7 @@ fn parse_healthcheck(node: &Node) -> Msg<Healthcheck> {
 
 /// A Go duration (`1m30s`, `500ms`, `1.5h`, `-2s`) in nanoseconds, with Go's messages.
 pub fn parse_duration(text: &str) -> Msg<i128> {
-    let invalid = || format!("time: invalid duration \"{text}\"");
-    let (negative, mut s) = match text.as_bytes().first() {
-        Some(b'-') => (true, &text[1..]),
-        Some(b'+') => (false, &text[1..]),
-        _ => (false, text),
-    };
-    if s == "0" {
-        return Ok(0);
-    }
-    if s.is_empty() {
-        return Err(invalid());
-    }
-    let mut total: i128 = 0;
-    while !s.is_empty() {
-        let int_len = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-        let (int, after) = s.split_at(int_len);
-        let (frac, after) = match after.strip_prefix('.') {
-            Some(a) => {
-                let n = a.find(|c: char| !c.is_ascii_digit()).unwrap_or(a.len());
-                a.split_at(n)
-            }
-            None => ("", after),
-        };
-        if int.is_empty() && frac.is_empty() {
-            return Err(invalid());
-        }
-        let unit_len = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
-        let (unit, after) = after.split_at(unit_len);
-        let scale: i128 = match unit {
-            "" => return Err(format!("time: missing unit in duration \"{text}\"")),
-            "ns" => 1,
-            "us" | "µs" | "μs" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            _ => return Err(format!("time: unknown unit \"{unit}\" in duration \"{text}\"")),
-        };
-        let whole: i128 = if int.is_empty() { 0 } else { int.parse().map_err(|_| invalid())? };
-        let mut part = whole.checked_mul(scale).ok_or_else(invalid)?;
-        let mut unit_scale = scale;
-        for d in frac.chars().take(18) {
-            unit_scale /= 10;
-            part += i128::from(d as u8 - b'0') * unit_scale;
-        }
-        total = total.checked_add(part).ok_or_else(invalid)?;
-        if total > i128::from(i64::MAX) {
-            return Err(invalid());
-        }
-        s = after;
-    }
-    Ok(if negative { -total } else { total })
+    wharf_types::time::parse_go_duration(text).map(i128::from)
 }
 
 fn parse_onbuild(node: &Node, escape: char) -> Msg<String> {

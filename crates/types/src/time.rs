@@ -31,12 +31,30 @@ fn format_unix(secs: i64, nanos: u32, with_nanos: bool) -> String {
 }
 
 /// Parses RFC 3339 (`Z` or `±hh:mm` offset, optional fraction) to a time since the epoch.
+/// The text comes from image configs and API queries, so every byte is checked before it is
+/// used: a multi-byte character anywhere gives `None`, never a panic.
 pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ') {
+    let at = |i: usize| b.get(i).copied();
+    if !s.is_ascii()
+        || b.len() < 20
+        || at(4) != Some(b'-')
+        || at(7) != Some(b'-')
+        || at(13) != Some(b':')
+        || at(16) != Some(b':')
+    {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
+    if !matches!(at(10), Some(b'T' | b't' | b' ')) {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = b.get(r)?;
+        if !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        part.iter().try_fold(0i64, |acc, d| acc.checked_mul(10)?.checked_add(i64::from(d - b'0')))
+    };
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (hh, mi, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || hh > 23 || mi > 59 || ss > 60 {
@@ -44,26 +62,24 @@ pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     }
     let mut i = 19;
     let mut nanos: u32 = 0;
-    if b.get(i) == Some(&b'.') {
+    if at(i) == Some(b'.') {
         i += 1;
         let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
+        while at(i).is_some_and(|c| c.is_ascii_digit()) {
             i += 1;
         }
-        let frac = &s[start..i];
-        if frac.is_empty() {
+        if i == start {
             return None;
         }
-        let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
-        nanos = digits.parse().ok()?;
+        for (k, digit) in b.get(start..i)?.iter().take(9).enumerate() {
+            nanos += u32::from(digit - b'0') * 10u32.pow(8 - k as u32);
+        }
     }
-    let offset = match &s[i..] {
-        "Z" | "z" => 0,
-        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) => {
-            let h: i64 = o[1..3].parse().ok()?;
-            let m: i64 = o[4..6].parse().ok()?;
-            let v = h * 3600 + m * 60;
-            if o.starts_with('-') {
+    let offset = match b.get(i..)? {
+        b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), ..] if b.len() == i + 6 && at(i + 3) == Some(b':') => {
+            let v = num(i + 1..i + 3)? * 3600 + num(i + 4..i + 6)? * 60;
+            if *sign == b'-' {
                 -v
             } else {
                 v
@@ -75,7 +91,7 @@ pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     if secs < 0 {
         return Some(UNIX_EPOCH);
     }
-    Some(UNIX_EPOCH + Duration::new(secs as u64, nanos))
+    UNIX_EPOCH.checked_add(Duration::new(secs as u64, nanos))
 }
 
 /// Parses what `--since`/`--until` accept: RFC 3339, a unix time stamp (`1700000000.5`), or a
@@ -92,7 +108,8 @@ pub fn parse_time_arg(s: &str, now: SystemTime) -> Option<SystemTime> {
 
 /// `SECONDS[.FRACTION]` since the epoch, exact to the nanosecond: the API's form of since and
 /// until (`1700000000.123456789`), which an f64 would round by up to a few hundred ns and so
-/// move a bound to the wrong side of a log line's own time stamp.
+/// move a bound to the wrong side of a log line's own time stamp. A time past what the clock
+/// can hold is `None`.
 fn parse_unix_time(s: &str) -> Option<SystemTime> {
     let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
     let digits = |x: &str| x.bytes().all(|b| b.is_ascii_digit());
@@ -104,34 +121,71 @@ fn parse_unix_time(s: &str) -> Option<SystemTime> {
     for (i, b) in frac.bytes().take(9).enumerate() {
         nanos += u32::from(b - b'0') * 10u32.pow(8 - i as u32);
     }
-    Some(UNIX_EPOCH + Duration::new(secs, nanos))
+    UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
 }
 
-/// Parses Go-style durations: `300ms`, `10s`, `1h30m`, `2h`.
+/// Parses a non-negative Go duration (`300ms`, `10s`, `1h30m`, `2h`, `0`) as
+/// [`parse_go_duration`] does; a negative one is `None`.
 pub fn parse_duration(s: &str) -> Option<Duration> {
+    let nanos = parse_go_duration(s).ok()?;
+    u64::try_from(nanos).ok().map(Duration::from_nanos)
+}
+
+/// A Go duration (`1m30s`, `500ms`, `1.5h`, `-2s`, `0`) in nanoseconds, with the messages of
+/// Go's `time.ParseDuration`. The one duration parser of wharf: the CLI's flags, the API's
+/// queries and the Dockerfile's HEALTHCHECK all use it. Exact integer arithmetic, checked:
+/// anything beyond an i64 of nanoseconds (about 292 years) is an invalid duration, as in Go.
+pub fn parse_go_duration(text: &str) -> Result<i64, String> {
+    let invalid = || format!("time: invalid duration \"{text}\"");
+    let (negative, mut s) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    if s == "0" {
+        return Ok(0);
+    }
     if s.is_empty() {
-        return None;
+        return Err(invalid());
     }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let n_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let n: f64 = rest[..n_end].parse().ok()?;
-        rest = &rest[n_end..];
-        let u_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let unit = match &rest[..u_end] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
+    let mut total: i128 = 0;
+    while !s.is_empty() {
+        let int_len = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (int, after) = s.split_at(int_len);
+        let (frac, after) = match after.strip_prefix('.') {
+            Some(a) => a.split_at(a.find(|c: char| !c.is_ascii_digit()).unwrap_or(a.len())),
+            None => ("", after),
         };
-        rest = &rest[u_end..];
-        total += Duration::from_secs_f64(n * unit);
+        if int.is_empty() && frac.is_empty() {
+            return Err(invalid());
+        }
+        let unit_len = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
+        let (unit, after) = after.split_at(unit_len);
+        let scale: i128 = match unit {
+            "" => return Err(format!("time: missing unit in duration \"{text}\"")),
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => return Err(format!("time: unknown unit \"{unit}\" in duration \"{text}\"")),
+        };
+        // Digits beyond what an i64 holds make the duration invalid whatever the unit.
+        let whole: i128 = if int.is_empty() { 0 } else { int.parse::<i64>().map_err(|_| invalid())?.into() };
+        let mut part = whole.checked_mul(scale).ok_or_else(invalid)?;
+        let mut unit_scale = scale;
+        for d in frac.bytes().take(19) {
+            unit_scale /= 10;
+            part += i128::from(d - b'0') * unit_scale;
+        }
+        total = total.checked_add(part).ok_or_else(invalid)?;
+        if total > i128::from(i64::MAX) {
+            return Err(invalid());
+        }
+        s = after;
     }
-    Some(total)
+    let total = i64::try_from(total).map_err(|_| invalid())?;
+    Ok(if negative { -total } else { total })
 }
 
 // Howard Hinnant's algorithms for the proleptic Gregorian calendar.
@@ -177,6 +231,8 @@ mod tests {
         assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("5x"), None);
+        assert_eq!(parse_duration("-2s"), None);
+        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
         let now = UNIX_EPOCH + Duration::from_secs(1000);
         assert_eq!(parse_time_arg("10s", now), Some(UNIX_EPOCH + Duration::from_secs(990)));
         assert_eq!(parse_time_arg("500", now), Some(UNIX_EPOCH + Duration::from_secs(500)));
@@ -191,5 +247,45 @@ mod tests {
         ] {
             assert_eq!(parse_time_arg(arg, now), want.map(|d| UNIX_EPOCH + d), "{arg}");
         }
+    }
+
+    // Regression: issue 13, "Panics on untrusted strings".
+    #[test]
+    fn rfc3339_with_a_multibyte_character_is_rejected_not_a_panic() {
+        for bad in [
+            "2024-01-01T00:00:00+0é00",
+            "2024-01-01T00:00:00é",
+            "é024-01-01T00:00:00Z",
+            "2024-01-01T00:00:00.é",
+            "2024-01-01T00:00:00+00:0",
+            "2024-01-01T00:00:00+00000",
+            "2024-01-01X00:00:00Z",
+            "+024-01-01T00:00:00Z",
+            "2024-01-01T00:00:00.123456789123456789123456789Zjunk",
+            "99999-01-01T00:00:00Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+        assert!(parse_rfc3339("9999-12-31T23:59:59.999999999Z").is_some());
+    }
+
+    #[test]
+    fn huge_time_stamps_and_durations_are_rejected_not_a_panic() {
+        let now = UNIX_EPOCH + Duration::from_secs(1000);
+        for bad in
+            ["18446744073709551615", "18446744073709551615.999999999", "99999999999999999999h", "9223372037s", "1e9h"]
+        {
+            assert_eq!(parse_time_arg(bad, now), None, "{bad}");
+        }
+        assert!(parse_go_duration("99999999999999999999h").unwrap_err().contains("invalid duration"));
+        assert!(parse_go_duration("2562048h").is_err());
+        assert_eq!(parse_go_duration("2562047h"), Ok(2_562_047 * 3_600_000_000_000));
+        assert_eq!(parse_go_duration("9223372036854775807ns"), Ok(i64::MAX));
+        assert!(parse_go_duration("9223372036854775808ns").is_err());
+        assert_eq!(parse_go_duration("-1.5h"), Ok(-5_400_000_000_000));
+        assert_eq!(parse_go_duration("1.000000000000000000001s"), Ok(1_000_000_000));
+        assert_eq!(parse_go_duration("10").unwrap_err(), "time: missing unit in duration \"10\"");
+        assert_eq!(parse_go_duration("1x").unwrap_err(), "time: unknown unit \"x\" in duration \"1x\"");
+        assert!(parse_go_duration("").is_err() && parse_go_duration(".s").is_err() && parse_go_duration("-").is_err());
     }
 }
