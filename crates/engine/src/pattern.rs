@@ -104,34 +104,62 @@ impl Pattern {
     }
 
     /// Whether the pattern matches somewhere in `text` (respecting its anchors).
+    ///
+    /// A simulation of the pattern's automaton, one set of positions per character, so the
+    /// time is `O(text × pattern)` whatever the pattern: dockerd's RE2 guarantees the same, and
+    /// a backtracking matcher took a minute on `.*.*.*.*.*.*.*.*.*.*!` (issue 13).
     pub(crate) fn is_match(&self, text: &str) -> bool {
-        let text: Vec<char> = text.chars().collect();
-        let last = if self.start { 0 } else { text.len() };
-        (0..=last).any(|i| self.match_here(&self.items, &text[i..]))
-    }
-
-    fn match_here(&self, items: &[(Atom, Repeat)], text: &[char]) -> bool {
-        let Some(&(atom, repeat)) = items.first() else {
-            return !self.end || text.is_empty();
-        };
-        let fits = |c: &char| match atom {
-            Atom::Any => true,
-            Atom::Char(x) => x == *c,
-            Atom::Class(i) => {
-                let (negated, ranges) = &self.classes[i];
-                ranges.iter().any(|(lo, hi)| (lo..=hi).contains(&c)) != *negated
+        // `x+` is `x x*`, so each step below knows only One, ZeroOrOne and ZeroOrMore.
+        let mut steps: Vec<(Atom, Repeat)> = Vec::with_capacity(self.items.len() * 2);
+        for &(atom, repeat) in &self.items {
+            if repeat == Repeat::OneOrMore {
+                steps.push((atom, Repeat::One));
+                steps.push((atom, Repeat::ZeroOrMore));
+            } else {
+                steps.push((atom, repeat));
+            }
+        }
+        let accept = steps.len();
+        let mut current = vec![false; accept + 1];
+        let mut next = vec![false; accept + 1];
+        // Adds `at` and every position reachable from it without consuming a character.
+        let add = |set: &mut Vec<bool>, mut at: usize| {
+            while let Some(slot) = set.get_mut(at) {
+                *slot = true;
+                match steps.get(at) {
+                    Some((_, Repeat::ZeroOrOne | Repeat::ZeroOrMore)) => at += 1,
+                    _ => break,
+                }
             }
         };
-        let rest = &items[1..];
-        let (min, max) = match repeat {
-            Repeat::One => (1, 1),
-            Repeat::ZeroOrOne => (0, 1),
-            Repeat::ZeroOrMore => (0, usize::MAX),
-            Repeat::OneOrMore => (1, usize::MAX),
-        };
-        let run = text.iter().take_while(|c| fits(c)).count().min(max);
-        // Longest first, as a backtracking matcher would; any success is a match.
-        (min..=run).rev().any(|n| self.match_here(rest, &text[n..]))
+        add(&mut current, 0);
+        for c in text.chars() {
+            if current[accept] && !self.end {
+                return true;
+            }
+            next.iter_mut().for_each(|s| *s = false);
+            for (at, &(atom, repeat)) in steps.iter().enumerate() {
+                if current[at] && self.fits(atom, c) {
+                    add(&mut next, if repeat == Repeat::ZeroOrMore { at } else { at + 1 });
+                }
+            }
+            if !self.start {
+                add(&mut next, 0);
+            }
+            std::mem::swap(&mut current, &mut next);
+        }
+        current[accept]
+    }
+
+    fn fits(&self, atom: Atom, c: char) -> bool {
+        match atom {
+            Atom::Any => true,
+            Atom::Char(x) => x == c,
+            Atom::Class(i) => self
+                .classes
+                .get(i)
+                .is_some_and(|(negated, ranges)| ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c)) != *negated),
+        }
     }
 }
 
@@ -187,6 +215,36 @@ mod tests {
     fn unsupported_syntax_is_not_compiled() {
         for p in ["(a|b)", "a{2}", "**", "a^b", "[z-a]", "[abc"] {
             assert!(Pattern::parse(p).is_none(), "{p}");
+        }
+    }
+
+    // Regression: issue 13, "A filter stalls the daemon". Ten `.*` and no match took a minute
+    // with backtracking; forty over 255 characters would not end within a test run at all.
+    #[test]
+    fn many_stars_that_do_not_match_take_linear_time() {
+        let pattern = ".*".repeat(40) + "!";
+        let name = "a".repeat(255);
+        assert!(!name_filter_matches(&pattern, &name));
+        assert!(name_filter_matches(&pattern, &(name.clone() + "!")));
+        assert!(!name_filter_matches(&format!("^{pattern}$"), &(name + "!x")));
+    }
+
+    #[test]
+    fn anchors_and_repeats_match_as_a_regexp_does() {
+        for (pattern, name, want) in [
+            ("^a*$", "", true),
+            ("^a+$", "", false),
+            ("a*", "", true),
+            ("^.*x.*$", "abxcd", true),
+            ("b$", "abab", true),
+            ("^ab?c$", "ac", true),
+            ("^ab?c$", "abbc", false),
+            ("x+y", "xxxxz xy", true),
+            ("^[a-z]+[0-9]+$", "web12", true),
+            ("^[a-z]+[0-9]+$", "web12a", false),
+        ] {
+            let p = Pattern::parse(pattern).unwrap();
+            assert_eq!(p.is_match(name), want, "{pattern:?} on {name:?}");
         }
     }
 }
