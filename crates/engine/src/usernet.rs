@@ -234,9 +234,8 @@ impl Engine {
         let id = ids::random_id();
         let bridge = match req.options.get(OPT_BRIDGE_NAME) {
             Some(b) if !b.is_empty() => {
-                if b.len() > 15 || b.contains('/') || b.contains(char::is_whitespace) {
-                    return Err(EngineError::Invalid(format!("invalid bridge name: {b}")));
-                }
+                wharf_network::nft::check_ifname(b)
+                    .map_err(|e| EngineError::Invalid(format!("invalid {OPT_BRIDGE_NAME} option: {e}")))?;
                 b.clone()
             }
             _ => format!("br-{}", &id[..12]),

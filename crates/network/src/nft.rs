@@ -27,6 +27,26 @@ impl NftError {
     }
 }
 
+/// Checks an interface name that wharf creates or names in rules: what the kernel accepts
+/// (1 to 15 bytes, not `.` or `..`, no `/`, `:` or white space), narrowed to ASCII letters,
+/// digits, `_`, `-` and `.` so that the name can never change the meaning of the nft text it
+/// is written into (a `"` or `;` in a name once made `nft -f` reject wharf's whole
+/// table, and every later `-p` failed).
+pub fn check_ifname(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 15 {
+        return Err(format!("invalid interface name {name:?}: it must be 1 to 15 characters long"));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("invalid interface name {name:?}"));
+    }
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))) {
+        return Err(format!(
+            "invalid interface name {name:?}: {c:?} is not allowed (use letters, digits, '_', '-' and '.')"
+        ));
+    }
+    Ok(())
+}
+
 /// One bridge network as the rules see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetRules {
@@ -56,12 +76,28 @@ pub struct Ruleset {
 
 impl Ruleset {
     /// The script that replaces table `ip <table>` with these rules.
+    ///
+    /// Only names that pass [`check_ifname`] reach the text: a network whose bridge name does
+    /// not (a record from before names were checked) is left out of the rules, with a warning,
+    /// rather than breaking the table for every other network.
     pub fn render(&self, table: &str) -> String {
+        let networks: Vec<&NetRules> = self
+            .networks
+            .iter()
+            .filter(|n| match check_ifname(&n.bridge) {
+                Ok(()) => true,
+                Err(e) => {
+                    log::warn!("nft: network left out of table {table}: {e}");
+                    false
+                }
+            })
+            .collect();
+        let ports = self.ports.iter().filter(|p| matches!(p.proto.as_str(), "tcp" | "udp" | "sctp"));
         let mut s = String::new();
         // Creating first makes the delete succeed whether or not the table existed.
         s.push_str(&format!("table ip {table} {{}}\ndelete table ip {table}\ntable ip {table} {{\n"));
         s.push_str("  chain postrouting {\n    type nat hook postrouting priority 100; policy accept;\n");
-        for n in &self.networks {
+        for n in &networks {
             let (br, net) = (&n.bridge, n.subnet.network());
             // Published ports reached on 127.0.0.1 leave through the bridge with a loopback
             // source (route_localnet); the container must see the gateway instead.
@@ -74,7 +110,7 @@ impl Ruleset {
         }
         s.push_str("  }\n");
         s.push_str("  chain ports {\n");
-        for p in &self.ports {
+        for p in ports {
             let daddr = p.host_ip.filter(|a| !a.is_unspecified()).map(|a| format!("ip daddr {a} ")).unwrap_or_default();
             s.push_str(&format!(
                 "    {daddr}{proto} dport {hp} dnat to {cip}:{cp}\n",
@@ -88,13 +124,13 @@ impl Ruleset {
         s.push_str("  chain prerouting {\n    type nat hook prerouting priority -100; policy accept;\n    fib daddr type local jump ports\n  }\n");
         s.push_str("  chain output {\n    type nat hook output priority -100; policy accept;\n    fib daddr type local jump ports\n  }\n");
         s.push_str("  chain forward {\n    type filter hook forward priority 0; policy accept;\n");
-        for n in &self.networks {
+        for n in &networks {
             let br = &n.bridge;
             if n.internal {
                 s.push_str(&format!("    iifname \"{br}\" oifname != \"{br}\" drop\n"));
                 s.push_str(&format!("    oifname \"{br}\" iifname != \"{br}\" drop\n"));
             }
-            for m in &self.networks {
+            for m in &networks {
                 if m.bridge != n.bridge {
                     s.push_str(&format!("    iifname \"{br}\" oifname \"{}\" drop\n", m.bridge));
                 }
@@ -179,5 +215,25 @@ mod tests {
             let out = child.wait_with_output().unwrap();
             assert!(out.status.success(), "{}\n{s}", String::from_utf8_lossy(&out.stderr));
         }
+    }
+
+    // Regression: issue 13, "A network option breaks port publishing for everyone".
+    #[test]
+    fn interface_names_that_could_change_the_rules_are_refused_and_never_rendered() {
+        for bad in ["a\"b", "br;x", "br{", "", "0123456789abcdef", "..", "a b", "a/b", "a:b", "bré"] {
+            assert!(check_ifname(bad).is_err(), "{bad:?}");
+        }
+        for good in ["docker0", "br-0123456789a", "wh_0.1", "x"] {
+            assert!(check_ifname(good).is_ok(), "{good:?}");
+        }
+        let net = |bridge: &str| NetRules {
+            bridge: bridge.into(),
+            subnet: "10.9.0.1/24".parse().unwrap(),
+            internal: false,
+            masquerade: true,
+        };
+        let rules = Ruleset { networks: vec![net("ok0"), net("x\";}{")], ports: vec![] };
+        let s = rules.render("t");
+        assert!(s.contains("\"ok0\"") && !s.contains("x\";"), "{s}");
     }
 }
