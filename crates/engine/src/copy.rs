@@ -1053,10 +1053,15 @@ fn sys_open_mode(dir: RawFd, name: &CStr, flags: libc::c_int, mode: libc::mode_t
 /// `openat2` with `dir` as the root: `..` and absolute symlinks stay below it, /proc magic
 /// links are refused.
 fn openat2(dir: RawFd, path: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+    openat2_resolve(dir, path, flags, libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS)
+}
+
+/// `openat2` with the given `RESOLVE_*` flags.
+pub(crate) fn openat2_resolve(dir: RawFd, path: &CStr, flags: libc::c_int, resolve: u64) -> io::Result<OwnedFd> {
     // SAFETY: open_how is plain integers; all zero is valid (and what unused fields must be).
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = flags as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    how.resolve = resolve;
     // SAFETY: a valid NUL-terminated path and an open_how of the size passed.
     let fd = unsafe {
         libc::syscall(

@@ -160,8 +160,8 @@ impl Engine {
             let layers: Vec<PathBuf> = std::iter::once(dirs.upper.clone())
                 .chain(container.chain_ids.iter().rev().map(|c| self.inner.snapshots.layer_dir(c)))
                 .collect();
-            let passwd = user::read_from_layers(&layers, "etc/passwd");
-            let group = user::read_from_layers(&layers, "etc/group");
+            let passwd = user::read_from_layers(&layers, "etc/passwd")?;
+            let group = user::read_from_layers(&layers, "etc/group")?;
             let r = user::resolve(u, passwd.as_deref(), group.as_deref())?;
             p.user.uid = r.uid;
             p.user.gid = r.gid;

@@ -465,7 +465,7 @@ impl Engine {
         let layers: Vec<PathBuf> = std::iter::once(dirs.upper)
             .chain(rec.chain_ids.iter().rev().map(|c| self.inner.snapshots.layer_dir(c)))
             .collect();
-        let group = crate::user::read_from_layers(&layers, "etc/group").unwrap_or_default();
+        let group = crate::user::read_from_layers(&layers, "etc/group")?.unwrap_or_default();
         group
             .lines()
             .find_map(|l| {

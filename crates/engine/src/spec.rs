@@ -62,8 +62,8 @@ impl Engine {
         let layers_top_first: Vec<PathBuf> =
             rec.chain_ids.iter().rev().map(|c| self.inner.snapshots.layer_dir(c)).collect();
         let upper_first: Vec<PathBuf> = std::iter::once(dirs.upper.clone()).chain(layers_top_first).collect();
-        let passwd = user::read_from_layers(&upper_first, "etc/passwd");
-        let group = user::read_from_layers(&upper_first, "etc/group");
+        let passwd = user::read_from_layers(&upper_first, "etc/passwd")?;
+        let group = user::read_from_layers(&upper_first, "etc/group")?;
         let u = user::resolve(&rec.config.user, passwd.as_deref(), group.as_deref())?;
 
         let host_network = rec.host_config.network_mode == "host";

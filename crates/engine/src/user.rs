@@ -14,24 +14,51 @@ pub struct ResolvedUser {
     pub home: String,
 }
 
-/// Reads `path` (e.g. `etc/passwd`) as the container would see it: the topmost layer that has
-/// it wins; a whiteout above it hides it.
-pub fn read_from_layers(layers_top_first: &[PathBuf], path: &str) -> Option<String> {
-    use std::os::unix::fs::FileTypeExt;
-    for dir in layers_top_first {
-        let p = dir.join(path);
-        match std::fs::symlink_metadata(&p) {
-            Ok(m) if m.file_type().is_char_device() => return None,
-            Ok(m) if m.is_file() => return std::fs::read_to_string(&p).ok(),
-            Ok(_) => return None,
-            Err(_) => {
-                if is_opaque_parent(dir, path) {
-                    return None;
-                }
-            }
-        }
+/// The most of /etc/passwd or /etc/group that is read: the files come from the container,
+/// which may have made them as large as its disk allows.
+const MAX_ACCOUNT_FILE: u64 = 8 << 20;
+
+/// Reads `path` (e.g. `etc/passwd`) as the container would see it: resolved through the
+/// layers as the overlay would (the topmost layer that has it wins, a whiteout hides it,
+/// symlinks stay inside the image), then opened below its layer with `RESOLVE_IN_ROOT` and
+/// no symlinks, so a link the container planted (`/etc -> /`) or swaps in meanwhile never
+/// reaches a host file. `Ok(None)` when it is absent or not a regular file; an error when it
+/// is larger than 8 MiB.
+pub fn read_from_layers(layers_top_first: &[PathBuf], path: &str) -> Result<Option<String>, EngineError> {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let Some(found) = lookup_in_layers(layers_top_first, path) else {
+        return Ok(None);
+    };
+    if found.info.kind != PathKind::File {
+        return Ok(None);
     }
-    None
+    let Ok(root) = std::fs::File::open(&found.layer) else {
+        return Ok(None);
+    };
+    let Ok(rel) = std::ffi::CString::new(found.rel.as_bytes()) else {
+        return Ok(None);
+    };
+    let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY;
+    let resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+    let Ok(fd) = crate::copy::openat2_resolve(root.as_raw_fd(), &rel, flags, resolve) else {
+        return Ok(None);
+    };
+    let file = std::fs::File::from(fd);
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Ok(None);
+    }
+    let mut bytes = Vec::new();
+    if file.take(MAX_ACCOUNT_FILE + 1).read_to_end(&mut bytes).is_err() {
+        return Ok(None);
+    }
+    if bytes.len() as u64 > MAX_ACCOUNT_FILE {
+        return Err(EngineError::Invalid(format!(
+            "/{path} in the container is larger than {} MiB: it is not read",
+            MAX_ACCOUNT_FILE >> 20
+        )));
+    }
+    Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
 }
 
 fn is_opaque_parent(layer: &Path, path: &str) -> bool {
@@ -120,8 +147,8 @@ impl crate::Engine {
     ) -> Result<(u32, u32), EngineError> {
         let rec = self.find_image(&image.to_string())?;
         let layers: Vec<PathBuf> = rec.chain_ids.iter().rev().map(|c| self.inner.snapshots.layer_dir(c)).collect();
-        let passwd = read_from_layers(&layers, "etc/passwd");
-        let groups = read_from_layers(&layers, "etc/group");
+        let passwd = read_from_layers(&layers, "etc/passwd")?;
+        let groups = read_from_layers(&layers, "etc/group")?;
         let spec = match group {
             Some(g) => format!("{user}:{g}"),
             None => user.to_string(),
@@ -216,10 +243,23 @@ pub struct PathInfo {
 /// (at most 40). `None` when it does not exist. For a directory, the owner and mode are the
 /// topmost layer's, as the overlay shows them.
 pub fn stat_in_layers(layers_top_first: &[PathBuf], path: &str) -> Option<PathInfo> {
+    lookup_in_layers(layers_top_first, path).map(|f| f.info)
+}
+
+/// Where a path resolved: the layer holding its final entry and the symlink-free path of it
+/// in that layer.
+struct Found {
+    layer: PathBuf,
+    rel: String,
+    info: PathInfo,
+}
+
+fn lookup_in_layers(layers_top_first: &[PathBuf], path: &str) -> Option<Found> {
     use std::os::unix::fs::FileTypeExt;
     let mut todo: std::collections::VecDeque<String> =
         path.split('/').filter(|c| !c.is_empty() && *c != ".").map(str::to_string).collect();
     let mut resolved: Vec<String> = Vec::new();
+    let mut last_layer = layers_top_first.first()?.clone();
     let (mut links, mut through_link) = (0, false);
     let root = layers_top_first.iter().find_map(|l| std::fs::symlink_metadata(l).ok());
     let mut info = PathInfo {
@@ -274,6 +314,7 @@ pub fn stat_in_layers(layers_top_first: &[PathBuf], path: &str) -> Option<PathIn
             continue;
         }
         resolved.push(c);
+        last_layer = layer;
         let kind = if meta.is_dir() {
             PathKind::Dir
         } else if meta.is_file() {
@@ -294,5 +335,5 @@ pub fn stat_in_layers(layers_top_first: &[PathBuf], path: &str) -> Option<PathIn
         }
     }
     info.through_link = through_link;
-    Some(info)
+    Some(Found { layer: last_layer, rel: resolved.join("/"), info })
 }
