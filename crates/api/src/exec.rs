@@ -235,10 +235,7 @@ struct StartBody {
 pub async fn start(ctx: &Ctx, id: &str, mut req: Request<Incoming>) -> Result<Response<Body>> {
     let wants_upgrade = req.headers().get("Upgrade").is_some();
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let bytes = http_body_util::BodyExt::collect(req.into_body())
-        .await
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("read request body: {e}")))?
-        .to_bytes();
+    let bytes = crate::router::read_limited(req.into_body(), 1 << 20).await?;
     let b: StartBody = if bytes.is_empty() {
         StartBody::default()
     } else {

@@ -179,16 +179,31 @@ impl Ctx {
 }
 
 pub async fn read_body(req: Request<Incoming>) -> Result<Bytes> {
-    let collected = req
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| ApiError::bad_request(format!("reading request body: {e}")))?
-        .to_bytes();
-    if collected.len() > MAX_BODY {
-        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"));
+    read_limited(req.into_body(), MAX_BODY).await
+}
+
+/// How long a client may take to send a body read whole; a client that stops half-way must
+/// not hold a task and its buffer for ever.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Reads a body whole, stopping at `limit` bytes (413) rather than after collecting all a
+/// client sends: a declared `Content-Length` over the limit is refused before any byte is
+/// read, and a chunked body is cut off as soon as it passes the limit.
+pub async fn read_limited(body: Incoming, limit: usize) -> Result<Bytes> {
+    use hyper::body::Body as _;
+    let too_large =
+        || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body too large (limit {limit} bytes)"));
+    if body.size_hint().lower() > limit as u64 {
+        return Err(too_large());
     }
-    Ok(collected)
+    let collected = tokio::time::timeout(BODY_TIMEOUT, http_body_util::Limited::new(body, limit).collect())
+        .await
+        .map_err(|_| ApiError::new(StatusCode::REQUEST_TIMEOUT, "timed out reading the request body"))?;
+    match collected {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(ApiError::bad_request(format!("reading request body: {e}"))),
+    }
 }
 
 pub fn json_response(status: StatusCode, body: String) -> Response<Body> {

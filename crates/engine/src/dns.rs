@@ -23,6 +23,14 @@ const RCODE_SERVFAIL: u8 = 2;
 const RCODE_REFUSED: u8 = 5;
 const TTL: u32 = 600;
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
+/// Queries of one server answered at once; a packet that finds them all taken is dropped, as
+/// a loaded DNS server drops, and the client asks again. Each holds a task and, when
+/// forwarded, a socket: without a bound a flood of packets from a container made as many.
+const MAX_UDP_IN_FLIGHT: usize = 256;
+/// TCP connections of one server served at once; more wait in the listen queue.
+const MAX_TCP_CONNECTIONS: usize = 32;
+/// How long a TCP client may be idle between queries, or take to send one.
+const TCP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running server; dropping it stops it.
 pub(crate) struct DnsServer {
@@ -153,24 +161,35 @@ impl DnsServer {
         let udp = std::sync::Arc::new(udp);
         let (e1, n1) = (engine.clone(), net_id.clone());
         let udp_task = handle.spawn(async move {
+            let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_UDP_IN_FLIGHT));
             let mut buf = vec![0u8; 4096];
             loop {
                 let Ok((n, src)) = udp.recv_from(&mut buf).await else { continue };
-                let query = buf[..n].to_vec();
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    log::debug!("dns: {bind}: {MAX_UDP_IN_FLIGHT} queries in flight, dropping one from {src}");
+                    continue;
+                };
+                let Some(query) = buf.get(..n).map(<[u8]>::to_vec) else { continue };
                 let (engine, net_id, udp) = (e1.clone(), n1.clone(), udp.clone());
                 tokio::spawn(async move {
                     if let Some(reply) = resolve(&engine, &net_id, subnet, src, &query).await {
                         let _ = udp.send_to(&reply, src).await;
                     }
+                    drop(slot);
                 });
             }
         });
         let tcp_task = handle.spawn(async move {
+            let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_TCP_CONNECTIONS));
             loop {
+                // Waiting for a slot before accepting leaves further clients in the kernel's
+                // listen queue instead of holding a task each.
+                let Ok(slot) = slots.clone().acquire_owned().await else { return };
                 let Ok((stream, src)) = tcp.accept().await else { continue };
                 let (engine, net_id) = (engine.clone(), net_id.clone());
                 tokio::spawn(async move {
                     let _ = serve_tcp(&engine, &net_id, subnet, src, stream).await;
+                    drop(slot);
                 });
             }
         });
@@ -185,13 +204,23 @@ async fn serve_tcp(
     src: SocketAddr,
     mut stream: TcpStream,
 ) -> std::io::Result<()> {
+    if let IpAddr::V4(ip) = src.ip() {
+        if !subnet.contains(ip) {
+            return Ok(());
+        }
+    }
     loop {
         let mut len = [0u8; 2];
-        if tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut len)).await.is_err() {
+        if tokio::time::timeout(TCP_TIMEOUT, stream.read_exact(&mut len)).await.is_err() {
             return Ok(());
         }
         let mut query = vec![0u8; u16::from_be_bytes(len) as usize];
-        stream.read_exact(&mut query).await?;
+        // A client that announces a length and never sends the bytes must not hold the
+        // connection (and its slot) for ever.
+        match tokio::time::timeout(TCP_TIMEOUT, stream.read_exact(&mut query)).await {
+            Ok(read) => read?,
+            Err(_) => return Ok(()),
+        };
         let Some(reply) = resolve(engine, net_id, subnet, src, &query).await else { return Ok(()) };
         stream.write_all(&(reply.len() as u16).to_be_bytes()).await?;
         stream.write_all(&reply).await?;
