@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Builds and mangles image archives for the save/load tests.
 
-  archive_tool.py legacy OUT          a docker-archive as Docker 20.10 writes it (<id>/layer.tar,
+  archive_tool.py legacy OUT [CREATED] a docker-archive as Docker 20.10 writes it (<id>/layer.tar,
                                       <config hex>.json, a symlinked duplicate layer), one image
-                                      named legacy/box:1 holding /bin/busybox
+                                      named legacy/box:1 holding /bin/busybox; CREATED is the
+                                      config's "created" text (default 2024-01-01T00:00:00Z)
   archive_tool.py oci IN OUT          IN without manifest.json and repositories (OCI layout only)
   archive_tool.py bad KIND IN OUT     IN broken: truncated, escape, missing, duplicate, lie, huge
 """
@@ -26,13 +27,13 @@ def layer_tar(files):
     return buf.getvalue()
 
 
-def legacy(out):
+def legacy(out, created="2024-01-01T00:00:00Z"):
     busybox = open("/bin/busybox", "rb").read()
     l1 = layer_tar([("bin/busybox", busybox, 0o755)])
     l2 = layer_tar([("hello.txt", b"hello from a legacy archive\n", 0o644)])
     diff = ["sha256:" + hashlib.sha256(x).hexdigest() for x in (l1, l2, l2)]
     config = json.dumps({
-        "architecture": "amd64", "os": "linux", "created": "2024-01-01T00:00:00Z",
+        "architecture": "amd64", "os": "linux", "created": created,
         "config": {"Cmd": ["/bin/busybox", "cat", "/hello.txt"]},
         "rootfs": {"type": "layers", "diff_ids": diff},
     }).encode()
@@ -103,7 +104,7 @@ def bad(kind, src, out):
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "legacy":
-        legacy(sys.argv[2])
+        legacy(*sys.argv[2:4])
     elif cmd == "oci":
         oci(sys.argv[2], sys.argv[3])
     elif cmd == "bad":

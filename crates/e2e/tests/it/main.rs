@@ -38,6 +38,7 @@ mod export_import;
 mod fixtures;
 mod formats;
 mod health;
+mod hostile;
 mod images;
 mod images_io;
 mod init;
