@@ -59,12 +59,12 @@ fn blob_with_wrong_digest_is_refused() {
 #[test]
 fn manifest_that_is_not_json_is_refused() {
     // distribution 2.8 itself cannot parse it and answers 500.
-    pull_fails_cleanly("bad/notjson:latest", &["manifest", "500"]);
+    let _ = pull_fails_cleanly("bad/notjson:latest", &["manifest", "500"]);
 }
 
 #[test]
 fn config_that_is_not_json_is_refused() {
-    pull_fails_cleanly("bad/configjson:latest", &["config"]);
+    let _ = pull_fails_cleanly("bad/configjson:latest", &["config"]);
 }
 
 #[test]

@@ -53,8 +53,10 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
 }
 
-/// The captured result of one command.
+/// The captured result of one command. `#[must_use]`: a command whose result nobody checks
+/// is a test that cannot fail.
 #[derive(Debug, Clone)]
+#[must_use]
 pub struct Output {
     pub cmdline: String,
     pub code: i32,

@@ -5,7 +5,7 @@ use std::os::unix::fs::MetadataExt;
 
 use wharf_runtime::spec::{IdMapping, Namespace, ANNOTATION_OVERLAY};
 
-use super::{is_root, Bundle};
+use super::{require_root, Bundle};
 
 const HOST_BASE: u32 = 3_100_000;
 
@@ -37,9 +37,7 @@ fn overlay_rootfs(spec: &mut wharf_runtime::spec::Spec, dir: &std::path::Path) {
 
 #[test]
 fn remapped_root_on_an_idmapped_overlay() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let script =
         "id -u; id -g; cat /proc/self/uid_map; ls -ln /bin/busybox; echo data > /written; ls -ln /written; ls /sys/class/net";
     let b = Bundle::new("userns", &["sh", "-c", script], |spec, dir| {
@@ -66,9 +64,7 @@ fn remapped_root_on_an_idmapped_overlay() {
 
 #[test]
 fn remapped_container_joins_a_host_network_namespace() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let b = Bundle::new("userns-net", &["sh", "-c", "id -u; ls /sys/class/net | grep -c lo"], |spec, dir| {
         remap(spec);
         overlay_rootfs(spec, dir);
@@ -83,9 +79,7 @@ fn remapped_container_joins_a_host_network_namespace() {
 
 #[test]
 fn second_container_joins_the_user_ipc_and_pid_namespaces_of_the_first() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let a = Bundle::new("userns-a", &["sleep", "30"], |spec, dir| {
         remap(spec);
         overlay_rootfs(spec, dir);
@@ -121,9 +115,7 @@ fn second_container_joins_the_user_ipc_and_pid_namespaces_of_the_first() {
 
 #[test]
 fn bind_mount_from_a_dir_the_remapped_root_cannot_reach() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let b = Bundle::new(
         "userns-bind",
         &["sh", "-c", "cat /data/f; ls -ln /data/f; cat /version | grep -c Linux"],

@@ -36,9 +36,13 @@ impl Drop for Scratch {
     }
 }
 
-fn is_root() -> bool {
+/// These tests mount overlays and write root-owned files: the suite runs as root (as CI does).
+/// A test run without it fails here, saying so, rather than passing without having run.
+#[track_caller]
+fn require_root() {
     // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    let root = unsafe { libc::geteuid() == 0 };
+    assert!(root, "this test needs root: run the test suite as root");
 }
 
 /// Builds layer tars entry by entry, writing names raw so that hostile paths can be expressed.
@@ -148,10 +152,7 @@ fn count(dir: &Path) -> usize {
 
 #[test]
 fn applies_every_entry_kind() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let s = Scratch::new("kinds");
     let snap = Snapshotter::open(&s.0.join("snapshots")).unwrap();
     let tar = Layer::new()
@@ -235,9 +236,7 @@ fn applies_every_entry_kind() {
 
 #[test]
 fn long_names_through_gnu_and_pax() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let s = Scratch::new("long");
     let snap = Snapshotter::open(&s.0).unwrap();
     let long = format!("{}/{}", "d".repeat(120), "f".repeat(150));
@@ -262,9 +261,7 @@ fn long_names_through_gnu_and_pax() {
 
 #[test]
 fn diff_id_covers_trailing_padding() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let s = Scratch::new("padding");
     let snap = Snapshotter::open(&s.0).unwrap();
     let mut tar = Layer::new().file("a", b"a").build();
@@ -291,9 +288,7 @@ fn assert_refused(tar: &[u8], entry: &str, reason: &str) {
 
 #[test]
 fn refuses_escapes() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     assert_refused(&Layer::new().file("ok", b"").file("../x", b"evil").build(), "../x", "escapes the layer root");
     assert_refused(&Layer::new().file("a/../../x", b"evil").build(), "a/../../x", "escapes the layer root");
     assert_refused(&Layer::new().file("/abs", b"evil").build(), "/abs", "is an absolute path");
@@ -323,9 +318,7 @@ fn refuses_escapes() {
 
 #[test]
 fn refuses_a_wrong_diff_id_and_leaves_nothing() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let s = Scratch::new("mismatch");
     let snap = Snapshotter::open(&s.0).unwrap();
     let tar = Layer::new().file("a", b"a").build();
@@ -341,9 +334,7 @@ fn refuses_a_wrong_diff_id_and_leaves_nothing() {
 
 #[test]
 fn concurrent_apply_of_one_layer() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let s = Scratch::new("concurrent");
     let snap = Arc::new(Snapshotter::open(&s.0).unwrap());
     let mut layer = Layer::new();
@@ -393,9 +384,7 @@ fn umount(target: &Path) {
 
 #[test]
 fn overlay_over_two_layers_honours_whiteouts_and_opaque_dirs() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let s = Scratch::new("overlay");
     let snap = Snapshotter::open(&s.0).unwrap();
     let bottom = Layer::new()
@@ -490,9 +479,7 @@ fn overlay_options_checks_its_inputs() {
 
 #[test]
 fn too_many_layers_for_one_page_is_an_error() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let s = Scratch::new("many");
     let mut snap = Snapshotter::open(&s.0).unwrap();
     snap.set_sync(false);
