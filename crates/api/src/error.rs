@@ -30,15 +30,22 @@ impl ApiError {
     }
 }
 
+/// The one mapping from a kind of failure to the status the Docker Engine API answers with.
 pub fn status_of(kind: ErrorKind) -> StatusCode {
-    StatusCode::from_u16(kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    match kind {
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
+        ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::NotModified => StatusCode::NOT_MODIFIED,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
 }
 
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> ApiError {
-        if e.is_not_modified() {
-            return ApiError::new(StatusCode::NOT_MODIFIED, e.to_string());
-        }
         ApiError::new(status_of(e.kind()), e.to_string())
     }
 }

@@ -88,16 +88,6 @@ pub fn human_size(n: u64) -> String {
     format!("{s}{}", units[i])
 }
 
-/// The status of a pull that failed before any layer work. A registry's 401 is a 500 here, as
-/// in dockerd (moby's translatePullError makes it errdefs.Unknown): the docker CLI reads a 401
-/// from the daemon as "log in first" and prompts for a user name on its terminal.
-fn pull_status(kind: wharf_types::ErrorKind) -> StatusCode {
-    match kind {
-        wharf_types::ErrorKind::Unauthorized => StatusCode::INTERNAL_SERVER_ERROR,
-        k => status_of(k),
-    }
-}
-
 /// `POST /images/create?fromImage=NAME&tag=TAG`: a pull, streamed as JSON progress lines.
 /// An error before any layer work is answered with a proper status; later ones go in-stream.
 pub async fn create(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> {
@@ -140,7 +130,7 @@ pub async fn create(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>>
             res = &mut pull => {
                 let res = res.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
                 if let Err(e) = res {
-                    return Err(ApiError::new(pull_status(e.kind()), e.to_string()));
+                    return Err(ApiError::new(status_of(e.kind()), e.to_string()));
                 }
                 while let Ok(ev) = ev_rx.try_recv() { early.push(ev); }
                 let body: String = early.iter().map(|e| progress_json(e) + "\r\n").collect();

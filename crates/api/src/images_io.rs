@@ -47,7 +47,7 @@ pub async fn push(ctx: &Ctx, name: &str, req: Request<Incoming>) -> Result<Respo
             },
             res = &mut push => {
                 let res = res.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-                let pushed = res.map_err(|e| ApiError::new(push_status(e.kind()), e.to_string()))?;
+                let pushed = res.map_err(|e| ApiError::new(status_of(e.kind()), e.to_string()))?;
                 while let Ok(ev) = ev_rx.try_recv() { early.push(ev); }
                 let mut body: String = early.iter().map(|e| progress_json(e) + "\r\n").collect();
                 body.extend(pushed.iter().map(|p| aux_json(p) + "\r\n"));
@@ -73,15 +73,6 @@ pub async fn push(ctx: &Ctx, name: &str, req: Request<Incoming>) -> Result<Respo
     let mut r = Response::new(body);
     r.headers_mut().insert("Content-Type", hyper::header::HeaderValue::from_static("application/json"));
     Ok(r)
-}
-
-/// A registry's 401 is a 500 from the daemon, as in dockerd: the docker CLI reads a 401 from
-/// the daemon itself as "log in first" and prompts on its terminal.
-fn push_status(kind: wharf_types::ErrorKind) -> StatusCode {
-    match kind {
-        wharf_types::ErrorKind::Unauthorized => StatusCode::INTERNAL_SERVER_ERROR,
-        k => status_of(k),
-    }
 }
 
 /// Docker's closing message of a pushed tag, which the CLI uses for content trust.

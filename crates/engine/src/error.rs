@@ -31,6 +31,23 @@ pub enum EngineError {
     Distribution(#[from] wharf_distribution::DistributionError),
     #[error(transparent)]
     Reference(#[from] wharf_types::ReferenceError),
+    /// A bridge, veth or namespace operation failed; the kernel's answer is kept.
+    #[error(transparent)]
+    Network(#[from] wharf_network::SandboxError),
+    #[error(transparent)]
+    Nft(#[from] wharf_network::NftError),
+    /// A system call on the daemon's own files failed; the errno is kept in `source`.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A registry refused the credentials of a pull or push. The daemon's caller is not the
+    /// one unauthorized, so this is no 401 of the API (the docker CLI would prompt for a
+    /// login on its terminal); dockerd answers 500, and so does wharf.
+    #[error(transparent)]
+    RegistryRefused(wharf_distribution::DistributionError),
 }
 
 impl EngineError {
@@ -40,7 +57,11 @@ impl EngineError {
             EngineError::Conflict(_) => ErrorKind::Conflict,
             EngineError::Invalid(_) | EngineError::Reference(_) => ErrorKind::InvalidArgument,
             EngineError::Exec { .. } => ErrorKind::InvalidArgument,
-            EngineError::Internal(_) | EngineError::NotModified(_) => ErrorKind::Internal,
+            EngineError::Internal(_) | EngineError::RegistryRefused(_) => ErrorKind::Internal,
+            EngineError::NotModified(_) => ErrorKind::NotModified,
+            EngineError::Network(e) => e.kind(),
+            EngineError::Nft(e) => e.kind(),
+            EngineError::Io { .. } => ErrorKind::Internal,
             EngineError::Forbidden(_) => ErrorKind::Forbidden,
             EngineError::Metadata(e) => e.kind(),
             EngineError::Content(e) => e.kind(),
@@ -49,11 +70,31 @@ impl EngineError {
         }
     }
 
-    pub fn is_not_modified(&self) -> bool {
-        matches!(self, EngineError::NotModified(_))
+    pub(crate) fn io(context: impl std::fmt::Display, source: std::io::Error) -> EngineError {
+        EngineError::Io { context: context.to_string(), source }
     }
 
-    pub(crate) fn io(context: impl std::fmt::Display, e: std::io::Error) -> EngineError {
-        EngineError::Internal(format!("{context}: {e}"))
+    /// For a pull or push: a registry's 401 becomes [`EngineError::RegistryRefused`].
+    pub(crate) fn of_registry_transfer(self) -> EngineError {
+        match self {
+            EngineError::Distribution(e) if e.kind() == ErrorKind::Unauthorized => EngineError::RegistryRefused(e),
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_keep_their_errno_and_kinds_are_not_flattened() {
+        let e = EngineError::io("write config.json", std::io::Error::from_raw_os_error(libc::ENOSPC));
+        let source = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert_eq!(source.and_then(|s| s.raw_os_error()), Some(libc::ENOSPC));
+        assert!(e.to_string().starts_with("write config.json: "), "{e}");
+        assert_eq!(EngineError::NotModified("already started".into()).kind(), ErrorKind::NotModified);
+        let gone = wharf_network::SandboxError::Netlink(wharf_network::NetlinkError::NoSuchLink("veth0".into()));
+        assert_eq!(EngineError::from(gone).kind(), ErrorKind::NotFound);
     }
 }

@@ -301,8 +301,9 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     }
 }
 
-pub(crate) fn net_err(e: impl std::fmt::Display) -> EngineError {
-    EngineError::Internal(e.to_string())
+/// A network failure as an engine error, keeping its kind and cause.
+pub(crate) fn net_err<E: Into<EngineError>>(e: E) -> EngineError {
+    e.into()
 }
 
 /// Picks the default bridge's address: the configured one, else the first of Docker's default

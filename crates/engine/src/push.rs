@@ -42,7 +42,7 @@ impl Engine {
     /// Pushes `req.reference`; progress goes to `events` in Docker's shape.
     pub async fn push(&self, req: PushRequest, events: UnboundedSender<PullEvent>) -> Result<Vec<Pushed>, EngineError> {
         let engine = self.clone();
-        blocking(move || engine.push_blocking(req, &events)).await
+        blocking(move || engine.push_blocking(req, &events)).await.map_err(EngineError::of_registry_transfer)
     }
 
     /// Checks credentials against a registry (`host[:port]`, `docker.io` for Docker Hub).

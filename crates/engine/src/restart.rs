@@ -220,7 +220,7 @@ impl Engine {
     async fn start_for_policy(&self, id: &str) -> Result<bool, EngineError> {
         match self.start_inner(id, true).await {
             Err(e) if e.kind() == wharf_types::ErrorKind::NotFound => Ok(false),
-            Err(e) if e.is_not_modified() => Ok(false),
+            Err(EngineError::NotModified(_)) => Ok(false),
             r => r,
         }
     }
@@ -234,7 +234,7 @@ impl Engine {
     ) -> Result<(), EngineError> {
         match self.stop_container(name, timeout, signal).await {
             Ok(()) => {}
-            Err(e) if e.is_not_modified() => {}
+            Err(EngineError::NotModified(_)) => {}
             Err(e) => return Err(e),
         }
         self.start_container(name).await?;

@@ -557,7 +557,9 @@ mod tests {
         let root = match crate::cgroups::Layout::detect() {
             crate::cgroups::Layout::V2 => PathBuf::from("/sys/fs/cgroup"),
             crate::cgroups::Layout::Hybrid => PathBuf::from("/sys/fs/cgroup/unified"),
-            crate::cgroups::Layout::V1 => panic!("this test needs a cgroup2 hierarchy (v2 or hybrid), and this host has none"),
+            crate::cgroups::Layout::V1 => {
+                panic!("this test needs a cgroup2 hierarchy (v2 or hybrid), and this host has none")
+            }
         };
         let cgroup = root.join(format!("wharf-test-bpf-{}", std::process::id()));
         let tmp = std::env::temp_dir().join(format!("wharf-test-bpf-{}", std::process::id()));

@@ -1,7 +1,7 @@
 //! The kinds of failure every layer reports, so the API maps them to a status code in one place.
 
-/// What kind of failure an error is. The API layer turns this into an HTTP status; the CLI into an
-/// exit code. Every library error type in wharf exposes `fn kind(&self) -> ErrorKind`.
+/// What kind of failure an error is. The API layer turns this into an HTTP status (in one
+/// table, `wharf_api::error::status_of`); the CLI into an exit code. Every library error type in wharf exposes `fn kind(&self) -> ErrorKind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     /// The named thing does not exist (404).
@@ -14,23 +14,11 @@ pub enum ErrorKind {
     Unauthorized,
     /// The operation is not allowed (403).
     Forbidden,
-    /// A remote (registry) failed or could not be reached (500, but worth telling apart).
+    /// A remote (registry) failed or could not be reached, or a resource is exhausted for now
+    /// (503, as dockerd's errdefs.Unavailable).
     Unavailable,
+    /// Nothing to do: the state asked for is already there (304: already started, stopped).
+    NotModified,
     /// Anything else: a bug, the kernel said no, the disk is full (500).
     Internal,
-}
-
-impl ErrorKind {
-    /// The HTTP status code the Docker Engine API uses for this kind of failure.
-    pub fn http_status(self) -> u16 {
-        match self {
-            ErrorKind::NotFound => 404,
-            ErrorKind::Conflict => 409,
-            ErrorKind::InvalidArgument => 400,
-            ErrorKind::Unauthorized => 401,
-            ErrorKind::Forbidden => 403,
-            ErrorKind::Unavailable => 500,
-            ErrorKind::Internal => 500,
-        }
-    }
 }
