@@ -294,7 +294,7 @@ impl Engine {
             }
             let ok = match key.as_str() {
                 "status" => values.iter().any(|v| v == c.state.status.as_str()),
-                "name" => values.iter().any(|v| crate::pattern::name_filter_matches(v, &c.name)),
+                "name" => values.iter().any(|v| wharf_types::pattern::name_filter_matches(v, &c.name)),
                 "id" => values.iter().any(|v| c.id.starts_with(v.as_str())),
                 // Every label given must match, as dockerd's MatchKVList: docker-compose finds a
                 // service's containers by project, service and oneoff labels together.

@@ -29,7 +29,6 @@ mod logrotate;
 mod logs;
 mod monitor;
 mod network;
-mod pattern;
 mod pgzip;
 mod pull;
 mod push;

@@ -2,6 +2,7 @@
 //! files, rtnetlink by hand (bridges, veth pairs, addresses, routes), IPv4 address management
 //! and the nftables rules of wharf's own table. Knows nothing of containers or the daemon.
 
+pub mod dns_wire;
 pub mod ipam;
 pub mod netlink;
 pub mod netns;

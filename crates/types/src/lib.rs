@@ -3,6 +3,7 @@
 pub mod digest;
 pub mod error;
 pub mod oci;
+pub mod pattern;
 pub mod reference;
 pub mod time;
 

@@ -23,7 +23,7 @@ enum Repeat {
 
 /// A compiled pattern: anchors and a sequence of repeated atoms.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Pattern {
+pub struct Pattern {
     start: bool,
     end: bool,
     items: Vec<(Atom, Repeat)>,
@@ -34,7 +34,7 @@ pub(crate) struct Pattern {
 impl Pattern {
     /// Compiles `s`; `None` when it uses syntax outside the supported part (then callers fall
     /// back to a plain substring match, which is what such a value most likely meant).
-    pub(crate) fn parse(s: &str) -> Option<Pattern> {
+    pub fn parse(s: &str) -> Option<Pattern> {
         let mut chars: Vec<char> = s.chars().collect();
         let start = chars.first() == Some(&'^');
         if start {
@@ -108,7 +108,7 @@ impl Pattern {
     /// A simulation of the pattern's automaton, one set of positions per character, so the
     /// time is `O(text × pattern)` whatever the pattern: dockerd's RE2 guarantees the same, and
     /// a backtracking matcher took a minute on `.*.*.*.*.*.*.*.*.*.*!` (issue 13).
-    pub(crate) fn is_match(&self, text: &str) -> bool {
+    pub fn is_match(&self, text: &str) -> bool {
         // `x+` is `x x*`, so each step below knows only One, ZeroOrOne and ZeroOrMore.
         let mut steps: Vec<(Atom, Repeat)> = Vec::with_capacity(self.items.len() * 2);
         for &(atom, repeat) in &self.items {
@@ -165,7 +165,7 @@ impl Pattern {
 
 /// Docker's `name=` filter: the value matched as a pattern against the name with and without
 /// its leading `/`.
-pub(crate) fn name_filter_matches(value: &str, name: &str) -> bool {
+pub fn name_filter_matches(value: &str, name: &str) -> bool {
     let bare = name.strip_prefix('/').unwrap_or(name);
     let slashed = format!("/{bare}");
     match Pattern::parse(value) {
