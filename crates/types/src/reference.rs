@@ -109,10 +109,14 @@ impl ImageRef {
         format!("{}/{}", self.registry, self.repository)
     }
 
-    /// The name as Docker shows it: without `docker.io/` and `library/`.
+    /// The name as Docker shows it: without `docker.io/`, and without `library/` when what
+    /// follows is one component (`library/a/b` stays so, as in Docker's familiar form).
     pub fn familiar_name(&self) -> String {
         if self.registry == DEFAULT_REGISTRY {
-            self.repository.strip_prefix("library/").unwrap_or(&self.repository).to_string()
+            match self.repository.strip_prefix("library/") {
+                Some(rest) if !rest.contains('/') => rest.to_string(),
+                _ => self.repository.clone(),
+            }
         } else {
             self.name()
         }
@@ -304,5 +308,15 @@ mod tests {
         assert!(e.contains("lowercase"), "{e}");
         let e = ImageRef::parse("busybox:bad!tag").unwrap_err().to_string();
         assert!(e.contains("invalid tag"), "{e}");
+    }
+
+    // Found by the `reference` fuzz target: `library/` was stripped before a nested path, and
+    // the familiar form then read as a registry host that is no valid one.
+    #[test]
+    fn library_with_a_nested_path_keeps_its_prefix_in_the_familiar_form() {
+        let r = ImageRef::parse("library/b.sy_b/sha256aaa").unwrap();
+        assert_eq!(r.familiar(), "library/b.sy_b/sha256aaa:latest");
+        assert_eq!(ImageRef::parse(&r.familiar()).unwrap(), r);
+        assert_eq!(ImageRef::parse("library/busybox").unwrap().familiar(), "busybox:latest");
     }
 }
