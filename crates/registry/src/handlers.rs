@@ -421,29 +421,38 @@ fn read_small(reg: &Registry, digest: &Digest, size: u64) -> Result<Vec<u8>> {
 }
 
 /// Reads a request body of at most `limit` bytes; over it (declared or sent) is a 413.
+/// A body somewhat over the limit is read to its end first (and dropped): answering while the
+/// client still sends would make the kernel reset the connection, and the client lose the 413.
 async fn read_limited(req: Request<Incoming>, limit: usize, reg: &Registry) -> Result<Vec<u8>> {
+    const DRAIN_MAX: u64 = 8 << 20;
     let too_big = |n: u64| {
         ApiError::new(Code::ManifestInvalid, format!("manifest of {n} bytes is over the limit of {limit} bytes"))
             .with_status(413)
     };
-    if let Some(n) = header(&req, "content-length").and_then(|v| v.parse::<u64>().ok()) {
-        if n > limit as u64 {
-            return Err(too_big(n));
-        }
+    let declared = header(&req, "content-length").and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = declared.filter(|&n| n > limit as u64 + DRAIN_MAX) {
+        return Err(too_big(n));
     }
     let mut body = req.into_body();
     let mut out = Vec::new();
+    let mut total: u64 = 0;
     loop {
         match tokio::time::timeout(reg.options.idle_timeout, body.frame()).await {
             Err(_) => return Err(ApiError::new(Code::ManifestInvalid, "the client stopped sending the manifest")),
+            Ok(None) if total > limit as u64 => return Err(too_big(total)),
             Ok(None) => return Ok(out),
             Ok(Some(Err(e))) => return Err(ApiError::new(Code::ManifestInvalid, format!("reading the manifest: {e}"))),
             Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
-                    if out.len() + data.len() > limit {
-                        return Err(too_big((out.len() + data.len()) as u64));
+                    total += data.len() as u64;
+                    if total > limit as u64 + DRAIN_MAX {
+                        return Err(too_big(total));
                     }
-                    out.extend_from_slice(&data);
+                    if total <= limit as u64 {
+                        out.extend_from_slice(&data);
+                    } else {
+                        out = Vec::new();
+                    }
                 }
             }
         }
