@@ -35,6 +35,12 @@ pub struct GcReport {
     pub uploads: usize,
 }
 
+impl GcReport {
+    pub fn is_empty(&self) -> bool {
+        self.manifests.is_empty() && self.blobs.is_empty() && self.orphan_files == 0 && self.uploads == 0
+    }
+}
+
 impl std::fmt::Display for GcReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(

@@ -206,6 +206,7 @@ async fn online_gc(registry: Arc<Registry>, every: Duration, opts: GcOptions) {
         let reg = registry.clone();
         let opts = opts.clone();
         match tokio::task::spawn_blocking(move || gc::collect(&reg, &opts)).await {
+            Ok(Ok(report)) if report.is_empty() => log::debug!("gc: nothing to delete"),
             Ok(Ok(report)) => log::info!("gc: deleted {report}"),
             Ok(Err(e)) => log::error!("gc: {e}"),
             Err(e) => log::error!("gc: {e}"),

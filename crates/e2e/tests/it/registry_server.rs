@@ -915,3 +915,36 @@ fn gc_and_scrub() {
     let out = reg.tool(&["scrub"]);
     out.code_is(1).mentions(&[&format!("missing {tagged_layer}")]);
 }
+
+#[test]
+fn online_gc_spares_a_push_in_progress() {
+    let reg = Server::start_with(&["--gc-interval", "1s", "--gc-grace", "3s"]);
+    let loose = reg.push_blob("ogc/repo", b"nobody names me");
+    // A slow push: blobs first, the manifest seconds later, GC running every second meanwhile.
+    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let (c, l) = (reg.push_blob("ogc/push", config), reg.push_blob("ogc/push", b"slow layer"));
+    thread::sleep(Duration::from_millis(2500));
+    // The client checks the blobs are there (as docker push does), which the GC remembers:
+    // past the grace period since their upload, they are still spared for the manifest.
+    for d in [&c, &l] {
+        assert_eq!(reg.req("HEAD", &format!("/v2/ogc/push/blobs/{d}"), &[], b"").status, 200);
+    }
+    thread::sleep(Duration::from_millis(2500));
+    let m = image_manifest(&c, config.len(), &l, 10);
+    let r = reg.put_manifest("ogc/push", "v1", OCI_MANIFEST, &m);
+    assert_eq!(r.status, 201, "{r}\n{}", reg.log_text());
+    // The blob nobody names goes once it is past the grace period.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while reg.get(&format!("/v2/ogc/repo/blobs/{loose}")).status != 404 {
+        assert!(Instant::now() < deadline, "the online GC never took {loose}:\n{}", reg.log_text());
+        thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!reg.blob_file(&loose).exists());
+    // What the manifest names stays, through more GC runs.
+    thread::sleep(Duration::from_millis(4500));
+    for d in [&c, &l] {
+        assert_eq!(reg.get(&format!("/v2/ogc/push/blobs/{d}")).status, 200, "{d}");
+    }
+    assert_eq!(reg.get("/v2/ogc/push/manifests/v1").body, m);
+    assert!(reg.log_text().contains("gc: deleted 0 untagged manifests, 1 blobs"), "{}", reg.log_text());
+}
