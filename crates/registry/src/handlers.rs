@@ -676,10 +676,16 @@ async fn start_upload(
         reg.meta.create_upload(&id, &UploadRecord { repo: name.to_string(), started: now() })?;
         Ok(())
     })?;
-    match monolithic {
-        Some(digest) => finish_upload(reg, name, &id, digest, req).await,
-        None => Ok(upload_headers(Reply::new(202), name, &id, 0)),
+    let Some(digest) = monolithic else {
+        return Ok(upload_headers(Reply::new(202), name, &id, 0));
+    };
+    let result = finish_upload(reg, name, &id, digest, req).await;
+    if result.is_err() {
+        // The client never learnt this upload's id, so nobody can continue it.
+        block(|| drop_upload(reg, &id))?;
+        reg.end_session(&id);
     }
+    result
 }
 
 /// Checks that `id` is an upload of `name`.
@@ -877,8 +883,7 @@ async fn finish_upload(reg: &Registry, name: &str, id: &str, want: Digest, req: 
     block(|| -> Result<()> {
         let _guard = reg.digest_lock(&digest);
         reg.store.commit_upload(id, &digest)?;
-        reg.meta.link_blob(name, &digest, size)?;
-        reg.meta.delete_upload(id)?;
+        reg.meta.complete_upload(id, name, &digest, size)?;
         Ok(())
     })?;
     reg.end_session(id);

@@ -127,6 +127,9 @@ pub trait Metadata: Send + Sync + 'static {
     fn blob(&self, digest: &Digest) -> Result<Option<BlobRecord>>;
     /// Records a stored blob and links it into `repo`.
     fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<()>;
+    /// Records a finished upload's blob, links it into `repo` and forgets the upload, in one
+    /// transaction.
+    fn complete_upload(&self, id: &str, repo: &str, digest: &Digest, size: u64) -> Result<()>;
     /// Links a blob into `repo` if it is linked into `from` (or, with no `from`, stored at
     /// all); the size when it did.
     fn mount_blob(&self, repo: &str, digest: &Digest, from: Option<&str>) -> Result<Option<u64>>;
@@ -392,6 +395,13 @@ impl Metadata for RedbMetadata {
     fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<()> {
         let tx = self.db.begin_write().map_err(db)?;
         link(&tx, repo, digest, size)?;
+        tx.commit().map_err(db)
+    }
+
+    fn complete_upload(&self, id: &str, repo: &str, digest: &Digest, size: u64) -> Result<()> {
+        let tx = self.db.begin_write().map_err(db)?;
+        link(&tx, repo, digest, size)?;
+        tx.open_table(UPLOADS).map_err(db)?.remove(id).map_err(db)?;
         tx.commit().map_err(db)
     }
 
