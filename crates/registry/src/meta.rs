@@ -553,3 +553,99 @@ impl Metadata for RedbMetadata {
         Ok(true)
     }
 }
+
+/// The behaviour every `Metadata` backend must show; a second backend runs the same suite.
+#[cfg(test)]
+pub(crate) mod suite {
+    use super::*;
+
+    fn d(s: &str) -> Digest {
+        Digest::of(s.as_bytes())
+    }
+
+    fn record(blobs: &[&Digest], manifests: &[&Digest], subject: Option<&Digest>) -> ManifestRecord {
+        ManifestRecord {
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            size: 10,
+            artifact_type: Some("application/x".into()),
+            subject: subject.cloned(),
+            annotations: BTreeMap::new(),
+            blobs: blobs.iter().map(|b| (*b).clone()).collect(),
+            manifests: manifests.iter().map(|m| (*m).clone()).collect(),
+            created: now(),
+        }
+    }
+
+    pub fn run(m: &dyn Metadata) {
+        let (layer, man, child) = (d("layer"), d("manifest"), d("child"));
+        // A manifest needs its blobs linked into its own repository.
+        assert_eq!(
+            m.put_manifest("r", &man, Some("t"), &record(&[&layer], &[], None)).unwrap(),
+            Err(Missing::Blob(layer.clone()))
+        );
+        m.link_blob("other", &layer, 5).unwrap();
+        assert!(m.put_manifest("r", &man, Some("t"), &record(&[&layer], &[], None)).unwrap().is_err());
+        assert_eq!(m.mount_blob("r", &layer, Some("nowhere")).unwrap(), None);
+        assert_eq!(m.mount_blob("r", &layer, Some("other")).unwrap(), Some(5));
+        assert_eq!(m.put_manifest("r", &man, Some("t"), &record(&[&layer], &[], None)).unwrap(), Ok(()));
+        assert_eq!(m.tag("r", "t").unwrap(), Some(man.clone()));
+        // An index needs its children in the repository.
+        let index = record(&[], &[&child], None);
+        assert_eq!(m.put_manifest("r", &d("index"), None, &index).unwrap(), Err(Missing::Manifest(child.clone())));
+        assert!(m.manifest("r", &d("index")).unwrap().is_none());
+
+        // Tags in lexical order, paged; another repository's never mix in.
+        for t in ["b", "a", "c"] {
+            m.put_manifest("r", &man, Some(t), &record(&[&layer], &[], None)).unwrap().unwrap();
+        }
+        m.link_blob("r2", &layer, 5).unwrap();
+        m.put_manifest("r2", &man, Some("zz"), &record(&[&layer], &[], None)).unwrap().unwrap();
+        assert_eq!(m.tags("r", None, 10).unwrap(), ["a", "b", "c", "t"]);
+        assert_eq!(m.tags("r", Some("b"), 1).unwrap(), ["c"]);
+        assert_eq!(m.catalog(None, 10).unwrap(), ["other", "r", "r2"]);
+        assert_eq!(m.catalog(Some("other"), 1).unwrap(), ["r"]);
+
+        // Referrers of a subject.
+        let sig = d("sig");
+        m.put_manifest("r", &sig, None, &record(&[&layer], &[], Some(&man))).unwrap().unwrap();
+        let refs = m.referrers("r", &man).unwrap();
+        assert_eq!(refs.len(), 1);
+        assert_eq!(refs[0].digest, sig);
+        assert!(m.referrers("r2", &man).unwrap().is_empty());
+
+        // A used blob is never forgotten; once unused (and old enough) it is.
+        assert!(!m.forget_unused_blob(&layer, u64::MAX).unwrap());
+        assert!(m.delete_manifest("r", &sig).unwrap());
+        assert!(m.referrers("r", &man).unwrap().is_empty());
+        assert!(m.delete_manifest("r", &man).unwrap());
+        assert!(m.tags("r", None, 10).unwrap().is_empty(), "a manifest's tags go with it");
+        assert!(!m.forget_unused_blob(&layer, u64::MAX).unwrap(), "r2 still uses it");
+        assert!(m.delete_manifest("r2", &man).unwrap());
+        assert!(!m.forget_unused_blob(&layer, 0).unwrap(), "younger than the cutoff");
+        assert!(m.forget_unused_blob(&layer, u64::MAX).unwrap());
+        assert!(m.blob(&layer).unwrap().is_none());
+        assert_eq!(m.blob_in_repo("other", &layer).unwrap(), None, "its links go with it");
+
+        // Uploads.
+        let u = UploadRecord { repo: "r".into(), started: 1 };
+        m.create_upload("0123456789abcdef0123456789abcdef", &u).unwrap();
+        assert_eq!(m.upload("0123456789abcdef0123456789abcdef").unwrap(), Some(u));
+        m.complete_upload("0123456789abcdef0123456789abcdef", "r", &layer, 5).unwrap();
+        assert!(m.uploads().unwrap().is_empty());
+        assert_eq!(m.blob_in_repo("r", &layer).unwrap(), Some(5));
+        assert!(m.unlink_blob("r", &layer).unwrap());
+        assert!(!m.unlink_blob("r", &layer).unwrap());
+    }
+
+    #[test]
+    fn redb_backend() {
+        let dir = std::env::temp_dir().join(format!("wharf-registry-meta-{}", crate::store::random_hex(8).unwrap()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let m = RedbMetadata::open(&dir.join("registry.db")).unwrap();
+        run(&m);
+        // A second opener is refused while the first holds the file.
+        assert!(RedbMetadata::open(&dir.join("registry.db")).is_err());
+        drop(m);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
