@@ -556,7 +556,8 @@ fn get_blob(reg: &Registry, name: &str, digest: &str, req: &Request<Incoming>, h
     let len = if size == 0 { 0 } else { end - start + 1 };
     let verify = (reg.options.verify_reads && range.is_none()).then(|| digest.clone());
     let (tx, body) = Body::channel();
-    tokio::task::spawn_blocking(move || stream_blob(reader, len, verify, tx));
+    let out = Outlet { tx, runtime: tokio::runtime::Handle::current(), timeout: reg.options.idle_timeout };
+    tokio::task::spawn_blocking(move || stream_blob(reader, len, verify, out));
     let mut reply = base.header("Content-Length", len.to_string());
     if range.is_some() {
         reply.status = 206;
@@ -566,15 +567,26 @@ fn get_blob(reg: &Registry, name: &str, digest: &str, req: &Request<Incoming>, h
     Ok(reply)
 }
 
+/// Where a blob read sends its pieces: a client that takes none for the idle time-out is
+/// given up (the body ends short of its length and hyper drops the connection), so that a
+/// reader that never reads cannot hold a blocking thread for ever.
+struct Outlet {
+    tx: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
+    runtime: tokio::runtime::Handle,
+    timeout: std::time::Duration,
+}
+
+impl Outlet {
+    /// `false` when the client is gone or stalled.
+    fn send(&self, item: io::Result<Bytes>) -> bool {
+        self.runtime.block_on(self.tx.send_timeout(item, self.timeout)).is_ok()
+    }
+}
+
 /// Feeds `len` bytes of `reader` to a response body. With `verify`, the bytes are hashed on
 /// the way and the last piece is held back until the digest is known: on a mismatch the body
 /// ends in an error, hyper cuts the connection and the client never has the whole blob.
-fn stream_blob(
-    mut reader: Box<dyn Read + Send>,
-    len: u64,
-    verify: Option<Digest>,
-    tx: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
-) {
+fn stream_blob(mut reader: Box<dyn Read + Send>, len: u64, verify: Option<Digest>, out: Outlet) {
     let mut hasher = Sha256Writer::new();
     let mut left = len;
     let mut pending: Option<Bytes> = None;
@@ -582,15 +594,14 @@ fn stream_blob(
         let mut buf = vec![0u8; READ_CHUNK.min(left as usize)];
         let n = match reader.read(&mut buf) {
             Ok(0) => {
-                let _ =
-                    tx.blocking_send(Err(io::Error::new(io::ErrorKind::UnexpectedEof, "blob shorter than indexed")));
+                out.send(Err(io::Error::new(io::ErrorKind::UnexpectedEof, "blob shorter than indexed")));
                 return;
             }
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 log::error!("reading a blob: {e}");
-                let _ = tx.blocking_send(Err(e));
+                out.send(Err(e));
                 return;
             }
         };
@@ -600,8 +611,9 @@ fn stream_blob(
             hasher.update(&buf);
         }
         if let Some(p) = pending.replace(Bytes::from(buf)) {
-            if tx.blocking_send(Ok(p)).is_err() {
-                return; // the client went away
+            if !out.send(Ok(p)) {
+                log::debug!("a blob read was given up: the client took nothing for {:?}", out.timeout);
+                return;
             }
         }
     }
@@ -609,12 +621,12 @@ fn stream_blob(
         let (got, _) = hasher.finish();
         if got != want {
             log::error!("blob {want} is corrupted in storage: its bytes hash to {got}; run wharf-registry scrub");
-            let _ = tx.blocking_send(Err(io::Error::other(format!("blob {want} failed its digest check"))));
+            out.send(Err(io::Error::other(format!("blob {want} failed its digest check"))));
             return;
         }
     }
     if let Some(p) = pending {
-        let _ = tx.blocking_send(Ok(p));
+        out.send(Ok(p));
     }
 }
 

@@ -827,6 +827,17 @@ fn slow_clients_time_out() {
     assert!(raw.is_empty() || String::from_utf8_lossy(&raw).contains("BLOB_UPLOAD_INVALID"), "{:?}", raw);
     // What arrived is kept; the upload goes on.
     assert_eq!(reg.get(&loc).header("Range"), Some("0-9"));
+    // A reader that never reads: given up after the idle time-out, not served for ever.
+    let big: Vec<u8> = (0..32_000_000u32).map(|i| (i % 253) as u8).collect();
+    let d = reg.push_blob("slow", &big);
+    let mut s = TcpStream::connect(&reg.addr).expect("connect");
+    write!(s, "GET /v2/slow/blobs/{d} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("write");
+    thread::sleep(Duration::from_secs(6));
+    s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    assert!(raw.starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&raw[..raw.len().min(200)]));
+    assert!(raw.len() < big.len(), "a stalled reader got the whole blob ({} bytes)", raw.len());
     // Headers that never end.
     let started = Instant::now();
     let mut s = TcpStream::connect(&reg.addr).expect("connect");
