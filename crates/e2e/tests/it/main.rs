@@ -56,6 +56,7 @@ mod prune;
 mod ps;
 mod pull_faults;
 mod registry_auth;
+mod registry_server;
 mod registry_tls;
 mod resources;
 mod restart_policy;

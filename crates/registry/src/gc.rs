@@ -1,0 +1,178 @@
+//! Garbage collection: untagged manifests (when asked), then blobs nothing uses, files the
+//! index does not know, and abandoned uploads. It runs offline (`wharf-registry gc`) or inside
+//! a serving registry (`serve --gc-interval`) with no read-only window: a blob is forgotten
+//! only in a transaction that finds nothing using it, under the digest's lock that every
+//! upload commit and manifest put also takes, and never when it is younger than the grace
+//! period or was named by a client within it (a push that found it present).
+
+use std::collections::{BTreeSet, HashSet};
+use std::time::{Duration, SystemTime};
+
+use wharf_types::Digest;
+
+use crate::meta::{now, MetaError};
+use crate::server::Registry;
+
+#[derive(Debug, Clone)]
+pub struct GcOptions {
+    pub dry_run: bool,
+    /// Also delete manifests no tag reaches (directly, as an index's child or as a referrer
+    /// of a kept manifest).
+    pub delete_untagged: bool,
+    /// Blobs and manifests younger than this are left alone.
+    pub grace: Duration,
+    /// Uploads untouched for longer than this are removed.
+    pub upload_max_age: Duration,
+}
+
+#[derive(Debug, Default)]
+pub struct GcReport {
+    pub manifests: Vec<(String, Digest)>,
+    pub blobs: Vec<Digest>,
+    pub bytes: u64,
+    pub orphan_files: usize,
+    pub orphan_bytes: u64,
+    pub uploads: usize,
+}
+
+impl GcReport {
+    pub fn is_empty(&self) -> bool {
+        self.manifests.is_empty() && self.blobs.is_empty() && self.orphan_files == 0 && self.uploads == 0
+    }
+}
+
+impl std::fmt::Display for GcReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} untagged manifests, {} blobs ({} bytes), {} unindexed files ({} bytes), {} stale uploads",
+            self.manifests.len(),
+            self.blobs.len(),
+            self.bytes,
+            self.orphan_files,
+            self.orphan_bytes,
+            self.uploads
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GcError {
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error("storage: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One collection. Synchronous: run it on a blocking thread.
+pub fn collect(reg: &Registry, opts: &GcOptions) -> Result<GcReport, GcError> {
+    let mut report = GcReport::default();
+    let cutoff = now().saturating_sub(opts.grace.as_secs());
+    let manifests = reg.meta.all_manifests()?;
+
+    // Which manifests stay: tagged or young ones, what kept indexes name, what refers to a
+    // kept manifest; grown to a fixed point.
+    let mut doomed: HashSet<(String, Digest)> = HashSet::new();
+    if opts.delete_untagged {
+        let mut kept: HashSet<(String, Digest)> = manifests
+            .iter()
+            .filter(|(_, _, rec, tags)| *tags > 0 || rec.created >= cutoff)
+            .map(|(repo, d, _, _)| (repo.clone(), d.clone()))
+            .collect();
+        loop {
+            let before = kept.len();
+            for (repo, d, rec, _) in &manifests {
+                let key = (repo.clone(), d.clone());
+                if kept.contains(&key) {
+                    for child in &rec.manifests {
+                        kept.insert((repo.clone(), child.clone()));
+                    }
+                } else if rec.subject.as_ref().is_some_and(|s| kept.contains(&(repo.clone(), s.clone()))) {
+                    kept.insert(key);
+                }
+            }
+            if kept.len() == before {
+                break;
+            }
+        }
+        for (repo, d, _, _) in &manifests {
+            let key = (repo.clone(), d.clone());
+            if !kept.contains(&key) {
+                if opts.dry_run || reg.meta.delete_manifest(repo, d)? {
+                    report.manifests.push(key.clone());
+                }
+                doomed.insert(key);
+            }
+        }
+    }
+
+    let mut used: HashSet<&Digest> = HashSet::new();
+    for (repo, d, rec, _) in &manifests {
+        if !doomed.contains(&(repo.clone(), d.clone())) {
+            used.insert(d);
+            used.extend(rec.blobs.iter());
+            used.extend(rec.manifests.iter());
+        }
+    }
+    let touched = reg.touched_within(opts.grace);
+    let mut known: BTreeSet<Digest> = BTreeSet::new();
+    for (digest, rec) in reg.meta.all_blobs()? {
+        let keep = used.contains(&digest) || rec.linked >= cutoff || touched.contains(&digest);
+        if keep {
+            known.insert(digest);
+            continue;
+        }
+        if opts.dry_run {
+            report.bytes += rec.size;
+            report.blobs.push(digest);
+            continue;
+        }
+        let _guard = reg.digest_lock(&digest);
+        if reg.meta.forget_unused_blob(&digest, cutoff)? {
+            reg.store.delete(&digest)?;
+            report.bytes += rec.size;
+            report.blobs.push(digest);
+        } else {
+            known.insert(digest);
+        }
+    }
+
+    // Files with no record: a crash between a rename and its transaction, or a forgotten
+    // blob whose delete failed. Old ones only, and rechecked under the digest's lock.
+    let file_cutoff = SystemTime::now() - opts.grace;
+    for blob in reg.store.list()? {
+        if known.contains(&blob.digest) || report.blobs.contains(&blob.digest) || blob.modified > file_cutoff {
+            continue;
+        }
+        let _guard = reg.digest_lock(&blob.digest);
+        if reg.meta.blob(&blob.digest)?.is_none() {
+            if !opts.dry_run {
+                reg.store.delete(&blob.digest)?;
+            }
+            report.orphan_files += 1;
+            report.orphan_bytes += blob.size;
+        }
+    }
+
+    // Uploads nobody touched for upload_max_age, and records or directories without the other.
+    let upload_cutoff = SystemTime::now() - opts.upload_max_age;
+    let records: HashSet<String> = reg.meta.uploads()?.into_iter().map(|(id, _)| id).collect();
+    let mut on_disk: HashSet<String> = HashSet::new();
+    for (id, modified) in reg.store.list_uploads()? {
+        on_disk.insert(id.clone());
+        if modified < upload_cutoff || (!records.contains(&id) && modified < file_cutoff) {
+            if !opts.dry_run {
+                reg.store.delete_upload(&id)?;
+                reg.meta.delete_upload(&id)?;
+                reg.end_session(&id);
+            }
+            report.uploads += 1;
+        }
+    }
+    for id in records.difference(&on_disk) {
+        if !opts.dry_run {
+            reg.meta.delete_upload(id)?;
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,19 @@
+//! wharf-registry: an OCI distribution-spec v1.1 registry server.
+//!
+//! - [`handlers`]: the protocol (the only module that knows HTTP), errors in the spec's form
+//!   from [`error`];
+//! - [`meta`]: the index (repositories, tags, manifests, links, referrers, uploads) behind the
+//!   `Metadata` trait, in an embedded redb database;
+//! - [`store`]: blob bytes behind the `BlobStore` trait, on the local filesystem;
+//! - [`gc`] and [`scrub`]: maintenance; [`server`]: shared state and the accept loop.
+
+pub mod body;
+pub mod error;
+pub mod gc;
+pub mod handlers;
+pub mod manifest;
+pub mod meta;
+pub mod names;
+pub mod scrub;
+pub mod server;
+pub mod store;

@@ -1,0 +1,651 @@
+//! The registry's index: repositories, tags, manifests and what they reference, per-repository
+//! blob links, referrers and upload sessions. [`Metadata`] is the role; [`RedbMetadata`] the
+//! embedded backend (one redb file, every change one transaction). A PostgreSQL backend is
+//! meant to implement the same trait.
+//!
+//! Keys are strings built from validated names, tags and digests joined by `\0`, which none of
+//! them can contain and which sorts before every character they can: a prefix range is then
+//! exactly one repository's (or one subject's) entries, in lexical order, so every listing
+//! costs what its page costs.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+use wharf_types::Digest;
+
+/// repository name → unix time it was first written
+const REPOS: TableDefinition<&str, u64> = TableDefinition::new("repos");
+/// `repo\0tag` → manifest digest
+const TAGS: TableDefinition<&str, &str> = TableDefinition::new("tags");
+/// `repo\0manifest digest` → [`ManifestRecord`] (JSON)
+const MANIFESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("manifests");
+/// `blob digest\0repo` → blob size: the blob may be read through that repository (it was
+/// uploaded or mounted there). Digest first, so that GC finds every link of a blob at once.
+const LINKS: TableDefinition<&str, u64> = TableDefinition::new("links");
+/// blob digest → [`BlobRecord`] (JSON): every blob the store holds, manifests included
+const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
+/// `used digest\0repo\0manifest digest` → (): what keeps a blob alive. A manifest uses its
+/// config, layers and index children, and itself (its bytes are a blob too).
+const USES: TableDefinition<&str, ()> = TableDefinition::new("uses");
+/// `repo\0subject digest\0referrer digest` → (): the referrers index
+const REFERRERS: TableDefinition<&str, ()> = TableDefinition::new("referrers");
+/// upload id → [`UploadRecord`] (JSON)
+const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
+
+const SEP: char = '\0';
+/// The character after [`SEP`]: `prefix\0` .. `prefix\x01` is everything under `prefix`.
+const SEP_END: char = '\u{1}';
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("registry database: {0}")]
+    Db(String),
+    #[error("registry database record {key:?}: {message}")]
+    Decode { key: String, message: String },
+}
+
+fn db<E: Into<redb::Error>>(e: E) -> MetaError {
+    MetaError::Db(e.into().to_string())
+}
+
+pub type Result<T> = std::result::Result<T, MetaError>;
+
+/// What the index keeps of a manifest; its bytes are in the blob store under its digest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestRecord {
+    pub media_type: String,
+    pub size: u64,
+    /// The manifest's `artifactType`, else its config's media type (what referrers report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Digest>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Blobs that must be in the repository: config and layers (foreign layers excepted).
+    pub blobs: Vec<Digest>,
+    /// Manifests that must be in the repository: an index's children.
+    pub manifests: Vec<Digest>,
+    pub created: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlobRecord {
+    pub size: u64,
+    /// When the blob was last stored or linked: GC leaves blobs younger than its grace alone.
+    pub linked: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadRecord {
+    pub repo: String,
+    pub started: u64,
+}
+
+/// Why a manifest cannot be recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Missing {
+    Blob(Digest),
+    Manifest(Digest),
+}
+
+/// A referrer as the referrers API lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Referrer {
+    pub digest: Digest,
+    pub record: ManifestRecord,
+}
+
+/// The index role. Synchronous (callers on the async runtime run it on a blocking thread);
+/// each mutating call is one transaction.
+pub trait Metadata: Send + Sync + 'static {
+    fn repo_exists(&self, repo: &str) -> Result<bool>;
+    /// Up to `n` repository names after `last`, in lexical order.
+    fn catalog(&self, last: Option<&str>, n: usize) -> Result<Vec<String>>;
+    /// Up to `n` tags of `repo` after `last`, in lexical order.
+    fn tags(&self, repo: &str, last: Option<&str>, n: usize) -> Result<Vec<String>>;
+    fn tag(&self, repo: &str, tag: &str) -> Result<Option<Digest>>;
+    fn manifest(&self, repo: &str, digest: &Digest) -> Result<Option<ManifestRecord>>;
+    /// Records a manifest (and tags it), after checking in the same transaction that every
+    /// blob and child manifest it names is in the repository.
+    fn put_manifest(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        tag: Option<&str>,
+        record: &ManifestRecord,
+    ) -> Result<std::result::Result<(), Missing>>;
+    /// Removes a manifest, the repository's tags that point at it and its referrer entry.
+    fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool>;
+    fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool>;
+    /// The size of a blob when it is linked into `repo`.
+    fn blob_in_repo(&self, repo: &str, digest: &Digest) -> Result<Option<u64>>;
+    fn blob(&self, digest: &Digest) -> Result<Option<BlobRecord>>;
+    /// Records a stored blob and links it into `repo`.
+    fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<()>;
+    /// Records a finished upload's blob, links it into `repo` and forgets the upload, in one
+    /// transaction.
+    fn complete_upload(&self, id: &str, repo: &str, digest: &Digest, size: u64) -> Result<()>;
+    /// Links a blob into `repo` if it is linked into `from` (or, with no `from`, stored at
+    /// all); the size when it did.
+    fn mount_blob(&self, repo: &str, digest: &Digest, from: Option<&str>) -> Result<Option<u64>>;
+    fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool>;
+    /// The manifests of `repo` whose subject is `subject`, in digest order.
+    fn referrers(&self, repo: &str, subject: &Digest) -> Result<Vec<Referrer>>;
+
+    fn create_upload(&self, id: &str, record: &UploadRecord) -> Result<()>;
+    fn upload(&self, id: &str) -> Result<Option<UploadRecord>>;
+    fn delete_upload(&self, id: &str) -> Result<()>;
+    fn uploads(&self) -> Result<Vec<(String, UploadRecord)>>;
+
+    /// Every manifest: `(repo, digest, record, tags pointing at it)` (GC's untagged pass).
+    fn all_manifests(&self) -> Result<Vec<(String, Digest, ManifestRecord, usize)>>;
+    /// Every blob record.
+    fn all_blobs(&self) -> Result<Vec<(Digest, BlobRecord)>>;
+    /// Forgets a blob (record and links) if nothing uses it and it was last linked before
+    /// `cutoff`; checked and done in one transaction so that a manifest put cannot slip in.
+    fn forget_unused_blob(&self, digest: &Digest, cutoff: u64) -> Result<bool>;
+}
+
+pub fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn key2(a: &str, b: &str) -> String {
+    format!("{a}{SEP}{b}")
+}
+
+fn key3(a: &str, b: &str, c: &str) -> String {
+    format!("{a}{SEP}{b}{SEP}{c}")
+}
+
+fn decode<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| MetaError::Decode { key: key.to_string(), message: e.to_string() })
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    // Serializing these plain records cannot fail (string keys, no floats).
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+/// `prefix\0after` (exclusive) .. `prefix\x01` (exclusive): the entries under `prefix`
+/// that sort after `after`, or all of them.
+fn under(prefix: &str, after: Option<&str>) -> (String, String) {
+    (key2(prefix, after.unwrap_or("")), format!("{prefix}{SEP_END}"))
+}
+
+pub struct RedbMetadata {
+    db: Database,
+}
+
+impl RedbMetadata {
+    pub fn open(path: &Path) -> Result<RedbMetadata> {
+        let database = Database::create(path).map_err(|e| {
+            let message = e.to_string();
+            if matches!(e, redb::DatabaseError::DatabaseAlreadyOpen) {
+                MetaError::Db(format!("{} is in use by another wharf-registry process", path.display()))
+            } else {
+                MetaError::Db(format!("{}: {message}", path.display()))
+            }
+        })?;
+        let tx = database.begin_write().map_err(db)?;
+        {
+            tx.open_table(REPOS).map_err(db)?;
+            tx.open_table(TAGS).map_err(db)?;
+            tx.open_table(MANIFESTS).map_err(db)?;
+            tx.open_table(LINKS).map_err(db)?;
+            tx.open_table(BLOBS).map_err(db)?;
+            tx.open_table(USES).map_err(db)?;
+            tx.open_table(REFERRERS).map_err(db)?;
+            tx.open_table(UPLOADS).map_err(db)?;
+        }
+        tx.commit().map_err(db)?;
+        Ok(RedbMetadata { db: database })
+    }
+}
+
+/// Records `repo` if it is new.
+fn touch_repo(tx: &redb::WriteTransaction, repo: &str) -> Result<()> {
+    let mut t = tx.open_table(REPOS).map_err(db)?;
+    if t.get(repo).map_err(db)?.is_none() {
+        t.insert(repo, now()).map_err(db)?;
+    }
+    Ok(())
+}
+
+/// Records (or refreshes) a blob and links it into `repo`.
+fn link(tx: &redb::WriteTransaction, repo: &str, digest: &Digest, size: u64) -> Result<()> {
+    let d = digest.to_string();
+    tx.open_table(BLOBS)
+        .map_err(db)?
+        .insert(d.as_str(), encode(&BlobRecord { size, linked: now() }).as_slice())
+        .map_err(db)?;
+    tx.open_table(LINKS).map_err(db)?.insert(key2(&d, repo).as_str(), size).map_err(db)?;
+    touch_repo(tx, repo)
+}
+
+impl Metadata for RedbMetadata {
+    fn repo_exists(&self, repo: &str) -> Result<bool> {
+        let tx = self.db.begin_read().map_err(db)?;
+        Ok(tx.open_table(REPOS).map_err(db)?.get(repo).map_err(db)?.is_some())
+    }
+
+    fn catalog(&self, last: Option<&str>, n: usize) -> Result<Vec<String>> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(REPOS).map_err(db)?;
+        let start = match last {
+            Some(l) => Bound::Excluded(l),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        for item in t.range::<&str>((start, Bound::Unbounded)).map_err(db)?.take(n) {
+            out.push(item.map_err(db)?.0.value().to_string());
+        }
+        Ok(out)
+    }
+
+    fn tags(&self, repo: &str, last: Option<&str>, n: usize) -> Result<Vec<String>> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(TAGS).map_err(db)?;
+        let (from, to) = under(repo, last);
+        let from = if last.is_some() { Bound::Excluded(from.as_str()) } else { Bound::Included(from.as_str()) };
+        let mut out = Vec::new();
+        for item in t.range::<&str>((from, Bound::Excluded(to.as_str()))).map_err(db)?.take(n) {
+            let (k, _) = item.map_err(db)?;
+            let k = k.value();
+            out.push(k.split_once(SEP).map(|(_, tag)| tag).unwrap_or(k).to_string());
+        }
+        Ok(out)
+    }
+
+    fn tag(&self, repo: &str, tag: &str) -> Result<Option<Digest>> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(TAGS).map_err(db)?;
+        let key = key2(repo, tag);
+        match t.get(key.as_str()).map_err(db)? {
+            None => Ok(None),
+            Some(v) => v
+                .value()
+                .parse()
+                .map(Some)
+                .map_err(|e: wharf_types::DigestError| MetaError::Decode { key, message: e.to_string() }),
+        }
+    }
+
+    fn manifest(&self, repo: &str, digest: &Digest) -> Result<Option<ManifestRecord>> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(MANIFESTS).map_err(db)?;
+        let key = key2(repo, &digest.to_string());
+        match t.get(key.as_str()).map_err(db)? {
+            None => Ok(None),
+            Some(v) => decode(&key, v.value()).map(Some),
+        }
+    }
+
+    fn put_manifest(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        tag: Option<&str>,
+        record: &ManifestRecord,
+    ) -> Result<std::result::Result<(), Missing>> {
+        let d = digest.to_string();
+        let tx = self.db.begin_write().map_err(db)?;
+        {
+            let links = tx.open_table(LINKS).map_err(db)?;
+            for b in &record.blobs {
+                if links.get(key2(&b.to_string(), repo).as_str()).map_err(db)?.is_none() {
+                    return Ok(Err(Missing::Blob(b.clone())));
+                }
+            }
+            let mut manifests = tx.open_table(MANIFESTS).map_err(db)?;
+            for m in &record.manifests {
+                if manifests.get(key2(repo, &m.to_string()).as_str()).map_err(db)?.is_none() {
+                    return Ok(Err(Missing::Manifest(m.clone())));
+                }
+            }
+            manifests.insert(key2(repo, &d).as_str(), encode(record).as_slice()).map_err(db)?;
+            let mut uses = tx.open_table(USES).map_err(db)?;
+            uses.insert(key3(&d, repo, &d).as_str(), ()).map_err(db)?;
+            for used in record.blobs.iter().chain(&record.manifests) {
+                uses.insert(key3(&used.to_string(), repo, &d).as_str(), ()).map_err(db)?;
+            }
+            let blob = BlobRecord { size: record.size, linked: now() };
+            tx.open_table(BLOBS).map_err(db)?.insert(d.as_str(), encode(&blob).as_slice()).map_err(db)?;
+            if let Some(subject) = &record.subject {
+                let key = key3(repo, &subject.to_string(), &d);
+                tx.open_table(REFERRERS).map_err(db)?.insert(key.as_str(), ()).map_err(db)?;
+            }
+            if let Some(tag) = tag {
+                tx.open_table(TAGS).map_err(db)?.insert(key2(repo, tag).as_str(), d.as_str()).map_err(db)?;
+            }
+        }
+        touch_repo(&tx, repo)?;
+        tx.commit().map_err(db)?;
+        Ok(Ok(()))
+    }
+
+    fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool> {
+        let d = digest.to_string();
+        let tx = self.db.begin_write().map_err(db)?;
+        {
+            let mut manifests = tx.open_table(MANIFESTS).map_err(db)?;
+            let key = key2(repo, &d);
+            let Some(old) = manifests.remove(key.as_str()).map_err(db)? else {
+                return Ok(false);
+            };
+            let record: ManifestRecord = decode(&key, old.value())?;
+            drop(old);
+            let mut uses = tx.open_table(USES).map_err(db)?;
+            uses.remove(key3(&d, repo, &d).as_str()).map_err(db)?;
+            for used in record.blobs.iter().chain(&record.manifests) {
+                uses.remove(key3(&used.to_string(), repo, &d).as_str()).map_err(db)?;
+            }
+            if let Some(subject) = &record.subject {
+                tx.open_table(REFERRERS)
+                    .map_err(db)?
+                    .remove(key3(repo, &subject.to_string(), &d).as_str())
+                    .map_err(db)?;
+            }
+            // Tags of this repository that point at it go with it, as in distribution.
+            let mut tags = tx.open_table(TAGS).map_err(db)?;
+            let (from, to) = under(repo, None);
+            let mut doomed = Vec::new();
+            for item in tags.range::<&str>(from.as_str()..to.as_str()).map_err(db)? {
+                let (k, v) = item.map_err(db)?;
+                if v.value() == d {
+                    doomed.push(k.value().to_string());
+                }
+            }
+            for k in doomed {
+                tags.remove(k.as_str()).map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)?;
+        Ok(true)
+    }
+
+    fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool> {
+        let tx = self.db.begin_write().map_err(db)?;
+        let removed = tx.open_table(TAGS).map_err(db)?.remove(key2(repo, tag).as_str()).map_err(db)?.is_some();
+        tx.commit().map_err(db)?;
+        Ok(removed)
+    }
+
+    fn blob_in_repo(&self, repo: &str, digest: &Digest) -> Result<Option<u64>> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(LINKS).map_err(db)?;
+        Ok(t.get(key2(&digest.to_string(), repo).as_str()).map_err(db)?.map(|v| v.value()))
+    }
+
+    fn blob(&self, digest: &Digest) -> Result<Option<BlobRecord>> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(BLOBS).map_err(db)?;
+        let key = digest.to_string();
+        match t.get(key.as_str()).map_err(db)? {
+            None => Ok(None),
+            Some(v) => decode(&key, v.value()).map(Some),
+        }
+    }
+
+    fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<()> {
+        let tx = self.db.begin_write().map_err(db)?;
+        link(&tx, repo, digest, size)?;
+        tx.commit().map_err(db)
+    }
+
+    fn complete_upload(&self, id: &str, repo: &str, digest: &Digest, size: u64) -> Result<()> {
+        let tx = self.db.begin_write().map_err(db)?;
+        link(&tx, repo, digest, size)?;
+        tx.open_table(UPLOADS).map_err(db)?.remove(id).map_err(db)?;
+        tx.commit().map_err(db)
+    }
+
+    fn mount_blob(&self, repo: &str, digest: &Digest, from: Option<&str>) -> Result<Option<u64>> {
+        let d = digest.to_string();
+        let tx = self.db.begin_write().map_err(db)?;
+        let size = match from {
+            Some(from) => {
+                tx.open_table(LINKS).map_err(db)?.get(key2(&d, from).as_str()).map_err(db)?.map(|v| v.value())
+            }
+            None => match tx.open_table(BLOBS).map_err(db)?.get(d.as_str()).map_err(db)? {
+                None => None,
+                Some(v) => Some(decode::<BlobRecord>(&d, v.value())?.size),
+            },
+        };
+        let Some(size) = size else {
+            return Ok(None);
+        };
+        link(&tx, repo, digest, size)?;
+        tx.commit().map_err(db)?;
+        Ok(Some(size))
+    }
+
+    fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool> {
+        let tx = self.db.begin_write().map_err(db)?;
+        let removed =
+            tx.open_table(LINKS).map_err(db)?.remove(key2(&digest.to_string(), repo).as_str()).map_err(db)?.is_some();
+        tx.commit().map_err(db)?;
+        Ok(removed)
+    }
+
+    fn referrers(&self, repo: &str, subject: &Digest) -> Result<Vec<Referrer>> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let refs = tx.open_table(REFERRERS).map_err(db)?;
+        let manifests = tx.open_table(MANIFESTS).map_err(db)?;
+        let (from, to) = under(&key2(repo, &subject.to_string()), None);
+        let mut out = Vec::new();
+        for item in refs.range::<&str>(from.as_str()..to.as_str()).map_err(db)? {
+            let (k, _) = item.map_err(db)?;
+            let k = k.value();
+            let Some(digest) = k.rsplit(SEP).next().and_then(|d| d.parse::<Digest>().ok()) else {
+                continue;
+            };
+            let key = key2(repo, &digest.to_string());
+            if let Some(v) = manifests.get(key.as_str()).map_err(db)? {
+                out.push(Referrer { digest, record: decode(&key, v.value())? });
+            }
+        }
+        Ok(out)
+    }
+
+    fn create_upload(&self, id: &str, record: &UploadRecord) -> Result<()> {
+        let tx = self.db.begin_write().map_err(db)?;
+        tx.open_table(UPLOADS).map_err(db)?.insert(id, encode(record).as_slice()).map_err(db)?;
+        tx.commit().map_err(db)
+    }
+
+    fn upload(&self, id: &str) -> Result<Option<UploadRecord>> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(UPLOADS).map_err(db)?;
+        match t.get(id).map_err(db)? {
+            None => Ok(None),
+            Some(v) => decode(id, v.value()).map(Some),
+        }
+    }
+
+    fn delete_upload(&self, id: &str) -> Result<()> {
+        let tx = self.db.begin_write().map_err(db)?;
+        tx.open_table(UPLOADS).map_err(db)?.remove(id).map_err(db)?;
+        tx.commit().map_err(db)
+    }
+
+    fn uploads(&self) -> Result<Vec<(String, UploadRecord)>> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(UPLOADS).map_err(db)?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(db)? {
+            let (k, v) = item.map_err(db)?;
+            out.push((k.value().to_string(), decode(k.value(), v.value())?));
+        }
+        Ok(out)
+    }
+
+    fn all_manifests(&self) -> Result<Vec<(String, Digest, ManifestRecord, usize)>> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let mut tag_count: BTreeMap<(String, String), usize> = BTreeMap::new();
+        for item in tx.open_table(TAGS).map_err(db)?.iter().map_err(db)? {
+            let (k, v) = item.map_err(db)?;
+            let repo = k.value().split_once(SEP).map(|(r, _)| r).unwrap_or_default().to_string();
+            *tag_count.entry((repo, v.value().to_string())).or_default() += 1;
+        }
+        let mut out = Vec::new();
+        for item in tx.open_table(MANIFESTS).map_err(db)?.iter().map_err(db)? {
+            let (k, v) = item.map_err(db)?;
+            let key = k.value();
+            let Some((repo, d)) = key.split_once(SEP) else {
+                continue;
+            };
+            let Ok(digest) = d.parse::<Digest>() else {
+                continue;
+            };
+            let tags = tag_count.get(&(repo.to_string(), d.to_string())).copied().unwrap_or(0);
+            out.push((repo.to_string(), digest, decode(key, v.value())?, tags));
+        }
+        Ok(out)
+    }
+
+    fn all_blobs(&self) -> Result<Vec<(Digest, BlobRecord)>> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(BLOBS).map_err(db)?;
+        let mut out = Vec::with_capacity(t.len().map_err(db)? as usize);
+        for item in t.iter().map_err(db)? {
+            let (k, v) = item.map_err(db)?;
+            if let Ok(d) = k.value().parse::<Digest>() {
+                out.push((d, decode(k.value(), v.value())?));
+            }
+        }
+        Ok(out)
+    }
+
+    fn forget_unused_blob(&self, digest: &Digest, cutoff: u64) -> Result<bool> {
+        let d = digest.to_string();
+        let tx = self.db.begin_write().map_err(db)?;
+        {
+            let (from, to) = under(&d, None);
+            let uses = tx.open_table(USES).map_err(db)?;
+            if uses.range::<&str>(from.as_str()..to.as_str()).map_err(db)?.next().is_some() {
+                return Ok(false);
+            }
+            let mut blobs = tx.open_table(BLOBS).map_err(db)?;
+            let young = match blobs.get(d.as_str()).map_err(db)? {
+                None => false,
+                Some(v) => decode::<BlobRecord>(&d, v.value())?.linked >= cutoff,
+            };
+            if young {
+                return Ok(false);
+            }
+            blobs.remove(d.as_str()).map_err(db)?;
+            let mut links = tx.open_table(LINKS).map_err(db)?;
+            let mut doomed = Vec::new();
+            for item in links.range::<&str>(from.as_str()..to.as_str()).map_err(db)? {
+                doomed.push(item.map_err(db)?.0.value().to_string());
+            }
+            for k in doomed {
+                links.remove(k.as_str()).map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)?;
+        Ok(true)
+    }
+}
+
+/// The behaviour every `Metadata` backend must show; a second backend runs the same suite.
+#[cfg(test)]
+pub(crate) mod suite {
+    use super::*;
+
+    fn d(s: &str) -> Digest {
+        Digest::of(s.as_bytes())
+    }
+
+    fn record(blobs: &[&Digest], manifests: &[&Digest], subject: Option<&Digest>) -> ManifestRecord {
+        ManifestRecord {
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            size: 10,
+            artifact_type: Some("application/x".into()),
+            subject: subject.cloned(),
+            annotations: BTreeMap::new(),
+            blobs: blobs.iter().map(|b| (*b).clone()).collect(),
+            manifests: manifests.iter().map(|m| (*m).clone()).collect(),
+            created: now(),
+        }
+    }
+
+    pub fn run(m: &dyn Metadata) {
+        let (layer, man, child) = (d("layer"), d("manifest"), d("child"));
+        // A manifest needs its blobs linked into its own repository.
+        assert_eq!(
+            m.put_manifest("r", &man, Some("t"), &record(&[&layer], &[], None)).unwrap(),
+            Err(Missing::Blob(layer.clone()))
+        );
+        m.link_blob("other", &layer, 5).unwrap();
+        assert!(m.put_manifest("r", &man, Some("t"), &record(&[&layer], &[], None)).unwrap().is_err());
+        assert_eq!(m.mount_blob("r", &layer, Some("nowhere")).unwrap(), None);
+        assert_eq!(m.mount_blob("r", &layer, Some("other")).unwrap(), Some(5));
+        assert_eq!(m.put_manifest("r", &man, Some("t"), &record(&[&layer], &[], None)).unwrap(), Ok(()));
+        assert_eq!(m.tag("r", "t").unwrap(), Some(man.clone()));
+        // An index needs its children in the repository.
+        let index = record(&[], &[&child], None);
+        assert_eq!(m.put_manifest("r", &d("index"), None, &index).unwrap(), Err(Missing::Manifest(child.clone())));
+        assert!(m.manifest("r", &d("index")).unwrap().is_none());
+
+        // Tags in lexical order, paged; another repository's never mix in.
+        for t in ["b", "a", "c"] {
+            m.put_manifest("r", &man, Some(t), &record(&[&layer], &[], None)).unwrap().unwrap();
+        }
+        m.link_blob("r2", &layer, 5).unwrap();
+        m.put_manifest("r2", &man, Some("zz"), &record(&[&layer], &[], None)).unwrap().unwrap();
+        assert_eq!(m.tags("r", None, 10).unwrap(), ["a", "b", "c", "t"]);
+        assert_eq!(m.tags("r", Some("b"), 1).unwrap(), ["c"]);
+        assert_eq!(m.catalog(None, 10).unwrap(), ["other", "r", "r2"]);
+        assert_eq!(m.catalog(Some("other"), 1).unwrap(), ["r"]);
+
+        // Referrers of a subject.
+        let sig = d("sig");
+        m.put_manifest("r", &sig, None, &record(&[&layer], &[], Some(&man))).unwrap().unwrap();
+        let refs = m.referrers("r", &man).unwrap();
+        assert_eq!(refs.len(), 1);
+        assert_eq!(refs[0].digest, sig);
+        assert!(m.referrers("r2", &man).unwrap().is_empty());
+
+        // A used blob is never forgotten; once unused (and old enough) it is.
+        assert!(!m.forget_unused_blob(&layer, u64::MAX).unwrap());
+        assert!(m.delete_manifest("r", &sig).unwrap());
+        assert!(m.referrers("r", &man).unwrap().is_empty());
+        assert!(m.delete_manifest("r", &man).unwrap());
+        assert!(m.tags("r", None, 10).unwrap().is_empty(), "a manifest's tags go with it");
+        assert!(!m.forget_unused_blob(&layer, u64::MAX).unwrap(), "r2 still uses it");
+        assert!(m.delete_manifest("r2", &man).unwrap());
+        assert!(!m.forget_unused_blob(&layer, 0).unwrap(), "younger than the cutoff");
+        assert!(m.forget_unused_blob(&layer, u64::MAX).unwrap());
+        assert!(m.blob(&layer).unwrap().is_none());
+        assert_eq!(m.blob_in_repo("other", &layer).unwrap(), None, "its links go with it");
+
+        // Uploads.
+        let u = UploadRecord { repo: "r".into(), started: 1 };
+        m.create_upload("0123456789abcdef0123456789abcdef", &u).unwrap();
+        assert_eq!(m.upload("0123456789abcdef0123456789abcdef").unwrap(), Some(u));
+        m.complete_upload("0123456789abcdef0123456789abcdef", "r", &layer, 5).unwrap();
+        assert!(m.uploads().unwrap().is_empty());
+        assert_eq!(m.blob_in_repo("r", &layer).unwrap(), Some(5));
+        assert!(m.unlink_blob("r", &layer).unwrap());
+        assert!(!m.unlink_blob("r", &layer).unwrap());
+    }
+
+    #[test]
+    fn redb_backend() {
+        let dir = std::env::temp_dir().join(format!("wharf-registry-meta-{}", crate::store::random_hex(8).unwrap()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let m = RedbMetadata::open(&dir.join("registry.db")).unwrap();
+        run(&m);
+        // A second opener is refused while the first holds the file.
+        assert!(RedbMetadata::open(&dir.join("registry.db")).is_err());
+        drop(m);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,158 @@
+//! The registry's shared state ([`Registry`]) and the HTTP/1.1 server loop on a TCP socket.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use wharf_types::{Digest, Sha256Writer};
+
+use crate::meta::{MetaError, Metadata, RedbMetadata};
+use crate::store::{BlobStore, FsBlobStore};
+
+/// How a registry serves.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// How long a request body may stall (no bytes at all) before the request is given up,
+    /// and how long a client may take to send a request's headers.
+    pub idle_timeout: Duration,
+    /// Whether whole-blob reads are hashed as they go out, the connection cut before the last
+    /// bytes when the digest does not match (storage corrupted since the blob was pushed).
+    pub verify_reads: bool,
+    /// Whether blob reads are remembered for the online GC's grace period.
+    pub track_use: bool,
+}
+
+impl Default for ServeOptions {
+    fn default() -> ServeOptions {
+        ServeOptions { idle_timeout: Duration::from_secs(60), verify_reads: true, track_use: false }
+    }
+}
+
+/// An upload's hash state, kept between its requests. `None` (or absent after a restart)
+/// means it is rebuilt from the bytes stored so far.
+#[derive(Default)]
+pub struct UploadSession {
+    pub hasher: Option<Sha256Writer>,
+}
+
+/// Everything a request may need. Cheap to share (`Arc`).
+pub struct Registry {
+    pub meta: Arc<dyn Metadata>,
+    pub store: Arc<dyn BlobStore>,
+    pub options: ServeOptions,
+    sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<UploadSession>>>>,
+    /// Stripes of a lock that makes "install a blob and record it" and "forget a blob and
+    /// delete it" exclusive for one digest, so that GC never deletes what a push just stored.
+    digest_locks: Vec<Mutex<()>>,
+    /// Blobs recently named by a client (HEAD, GET, mount, upload), for the online GC:
+    /// a push that found a blob present must not lose it before its manifest arrives.
+    touched: Mutex<HashMap<Digest, Instant>>,
+}
+
+const DIGEST_LOCK_STRIPES: usize = 64;
+
+impl Registry {
+    pub fn new(meta: Arc<dyn Metadata>, store: Arc<dyn BlobStore>, options: ServeOptions) -> Registry {
+        Registry {
+            meta,
+            store,
+            options,
+            sessions: Mutex::new(HashMap::new()),
+            digest_locks: (0..DIGEST_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            touched: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Opens the filesystem store and the embedded database under `data_dir`.
+    pub fn open(data_dir: &Path, options: ServeOptions) -> Result<Registry, OpenError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| OpenError::Io(data_dir.to_path_buf(), e))?;
+        let store = FsBlobStore::open(data_dir).map_err(|e| OpenError::Io(data_dir.to_path_buf(), e))?;
+        let meta = RedbMetadata::open(&data_dir.join("registry.db"))?;
+        Ok(Registry::new(Arc::new(meta), Arc::new(store), options))
+    }
+
+    pub fn session(&self, id: &str) -> Arc<tokio::sync::Mutex<UploadSession>> {
+        let mut map = lock(&self.sessions);
+        map.entry(id.to_string()).or_default().clone()
+    }
+
+    pub fn end_session(&self, id: &str) {
+        lock(&self.sessions).remove(id);
+    }
+
+    /// The lock stripe of one digest.
+    pub fn digest_lock(&self, digest: &Digest) -> MutexGuard<'_, ()> {
+        let first = digest.hex().as_bytes().first().copied().unwrap_or(0) as usize;
+        let second = digest.hex().as_bytes().get(1).copied().unwrap_or(0) as usize;
+        lock(&self.digest_locks[(first * 31 + second) % DIGEST_LOCK_STRIPES])
+    }
+
+    pub fn touch(&self, digest: &Digest) {
+        if self.options.track_use {
+            lock(&self.touched).insert(digest.clone(), Instant::now());
+        }
+    }
+
+    /// Whether a blob was named by a client within `grace`; forgets older entries.
+    pub fn touched_within(&self, grace: Duration) -> std::collections::HashSet<Digest> {
+        let mut map = lock(&self.touched);
+        map.retain(|_, at| at.elapsed() < grace);
+        map.keys().cloned().collect()
+    }
+}
+
+/// A poisoned lock only means another request panicked while holding it; the data it guards
+/// (maps of sessions and times) stays usable.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("data dir {0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+}
+
+/// Serves the registry on `listener` until the process ends; one task per connection.
+pub async fn serve(listener: TcpListener, registry: Arc<Registry>) {
+    let header_timeout = registry.options.idle_timeout;
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let registry = registry.clone();
+                async move { Ok::<_, Infallible>(crate::handlers::handle(registry, req, peer).await) }
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = conn.await {
+                log::debug!("connection from {peer}: {e}");
+            }
+        });
+    }
+}
+
+/// Whether every address `addr` resolves to is a loopback address.
+pub fn is_loopback(addrs: &[SocketAddr]) -> bool {
+    !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+}
