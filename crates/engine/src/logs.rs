@@ -57,6 +57,9 @@ struct Follower {
     partial: Vec<u8>,
 }
 
+/// The most of a log file read at once.
+const READ_CHUNK: u64 = 4 << 20;
+
 /// Device and inode: a rotation puts a new file at the path.
 fn identity(m: &std::fs::Metadata) -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;
@@ -118,20 +121,46 @@ impl Follower {
             }
         }
         let Some(f) = self.file.as_mut() else { return Vec::new() };
+        // At most READ_CHUNK per call, so a log of any size is read in bounded steps; callers
+        // call again until nothing comes.
         let mut buf = Vec::new();
-        if f.read_to_end(&mut buf).is_err() {
+        if f.take(READ_CHUNK).read_to_end(&mut buf).is_err() {
             return Vec::new();
         }
         self.offset += buf.len() as u64;
         self.partial.extend_from_slice(&buf);
+        // Each line is copied out at its own size. (Splitting the buffer off line by line kept
+        // the whole buffer's capacity in every line: `logs` of a 35 MB log took 24 GB.)
         let mut lines = Vec::new();
-        while let Some(pos) = self.partial.iter().position(|b| *b == b'\n') {
-            let rest = self.partial.split_off(pos + 1);
-            let mut line = std::mem::replace(&mut self.partial, rest);
-            line.pop();
-            lines.push(line);
+        let mut start = 0;
+        while let Some(pos) = self.partial.get(start..).and_then(|rest| rest.iter().position(|b| *b == b'\n')) {
+            lines.push(self.partial[start..start + pos].to_vec());
+            start += pos + 1;
         }
+        self.partial.drain(..start);
         lines
+    }
+}
+
+/// One decoded line: sent at once without `tail`, else kept among the last `tail` ones.
+/// `false` when the receiver is gone.
+async fn offer(
+    chunk: Option<LogChunk>,
+    tail: Option<usize>,
+    last: &mut VecDeque<LogChunk>,
+    tx: &mpsc::Sender<LogChunk>,
+) -> bool {
+    let Some(c) = chunk else { return true };
+    match tail {
+        None => tx.send(c).await.is_ok(),
+        Some(0) => true,
+        Some(n) => {
+            last.push_back(c);
+            if last.len() > n {
+                last.pop_front();
+            }
+            true
+        }
     }
 }
 
@@ -165,26 +194,31 @@ impl Engine {
         let exits = live.exits();
         tokio::spawn(async move {
             let mut f = follower;
-            let mut first: VecDeque<LogChunk> = VecDeque::new();
-            let mut old_lines = Vec::new();
+            // With `tail`, the last lines are kept as they go by; without, each line is sent
+            // as it is read, so memory stays bounded whatever the size of the log.
+            let mut last: VecDeque<LogChunk> = VecDeque::new();
             for p in rotated {
-                // A file rotated away meanwhile is skipped rather than read twice.
-                if let Ok(raw) = std::fs::read(&p) {
-                    old_lines.extend(raw.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec));
-                }
-            }
-            for line in old_lines.into_iter().chain(f.read_lines()) {
-                if let Some(c) = decode(&line, &opts) {
-                    first.push_back(c);
-                    if opts.tail.is_some_and(|n| first.len() > n) {
-                        first.pop_front();
+                // A file rotated away meanwhile is skipped rather than read twice. A rotated
+                // file is at most max-size.
+                let Ok(raw) = std::fs::read(&p) else { continue };
+                for line in raw.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                    if !offer(decode(line, &opts), opts.tail, &mut last, &tx).await {
+                        return;
                     }
                 }
             }
-            if opts.tail == Some(0) {
-                first.clear();
+            loop {
+                let lines = f.read_lines();
+                if lines.is_empty() {
+                    break;
+                }
+                for line in lines {
+                    if !offer(decode(&line, &opts), opts.tail, &mut last, &tx).await {
+                        return;
+                    }
+                }
             }
-            for c in first {
+            for c in last {
                 if tx.send(c).await.is_err() {
                     return;
                 }
@@ -224,11 +258,18 @@ async fn follow_until_exit(mut f: Follower, opts: LogOptions, live: Arc<Live>, e
             _ = tokio::time::sleep(POLL) => false,
             _ = tx.closed() => return,
         };
-        // After the exit, one more read drains what the shim wrote before exiting.
-        for line in f.read_lines() {
-            if let Some(c) = decode(&line, &opts) {
-                if tx.send(c).await.is_err() {
-                    return;
+        // Everything there is, in bounded reads; after the exit this drains what the shim
+        // wrote before exiting.
+        loop {
+            let lines = f.read_lines();
+            if lines.is_empty() {
+                break;
+            }
+            for line in lines {
+                if let Some(c) = decode(&line, &opts) {
+                    if tx.send(c).await.is_err() {
+                        return;
+                    }
                 }
             }
         }
