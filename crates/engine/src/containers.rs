@@ -876,6 +876,15 @@ impl Engine {
             live.exited(0);
             return;
         };
+        if exit.is_none() {
+            // The shim died without recording an exit (it was killed): the container's init
+            // outlives it in its pid namespace, unwatched. Nothing of a container the record
+            // calls exited may run on, so whatever is left in its cgroup is killed first.
+            let (engine, cid) = (self.clone(), id.to_string());
+            if let Err(e) = blocking(move || engine.kill_leftovers(&cid)).await {
+                log::error!("container {id}: after its shim died: {e}");
+            }
+        }
         let (code, oom, finished, error) = match exit {
             Some(x) => (x.exit_code, x.oom_killed, x.finished_at, String::new()),
             None => (
