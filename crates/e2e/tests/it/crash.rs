@@ -77,6 +77,34 @@ fn assert_consistent(d: &Daemon, when: &str) {
         api == shims && api == cgroups && api == netns && ports == api.len() && other_mounts.is_empty()
     });
     assert!(agreed, "{when}: the daemon's view and the host disagree:\n{last}\n--- log ---\n{}", d.log_text());
+    assert_storage_whole(d, when);
+}
+
+/// No half-made thing is left in the stores, and every image the daemon lists can run: its
+/// layers are all in place (a missing one fails the overlay mount).
+#[track_caller]
+fn assert_storage_whole(d: &Daemon, when: &str) {
+    let tmp = crate::harness::list_dir(&d.data_root.join("snapshots/tmp"));
+    assert!(tmp.is_empty(), "{when}: half-applied layers left in snapshots/tmp: {tmp:?}");
+    // Resumable downloads (`partial-*`) are kept by design; anything else is a torn write.
+    let ingest: Vec<String> = crate::harness::list_dir(&d.data_root.join("content/ingest"))
+        .into_iter()
+        .filter(|n| !n.starts_with("partial-"))
+        .collect();
+    assert!(ingest.is_empty(), "{when}: torn blob writes left in content/ingest: {ingest:?}");
+    let images = d.wharf(&["images", "-q", "--no-trunc"]);
+    for id in images.ok().stdout.split_whitespace().collect::<BTreeSet<_>>() {
+        let out = d.wharf(&["run", "--rm", "--network", "none", id, "true"]);
+        assert!(out.success(), "{when}: image {id} is listed but cannot run:\n{out}");
+    }
+    for net in d.wharf(&["network", "ls", "-q", "--no-trunc", "--filter", "type=custom"]).ok().stdout.split_whitespace()
+    {
+        let bridge = format!("br-{}", net.get(..12).unwrap_or(net));
+        assert!(
+            std::path::Path::new(&format!("/sys/class/net/{bridge}")).exists(),
+            "{when}: network {net} is listed but its bridge {bridge} is gone"
+        );
+    }
 }
 
 fn image() -> String {
@@ -365,4 +393,105 @@ fn torture_random_kills_under_load_leave_no_orphans() {
     assert_consistent(&d, "after removing every container");
     assert!(shims(&d).is_empty(), "shims outlived rm -f of every container");
     eprintln!("crash torture: {clean} of {rounds} rounds clean");
+}
+
+/// The shim of a running container is killed (`kill -9`) under a running daemon: the
+/// container is reported exited, nothing of it keeps running, and it can be started again
+/// and removed.
+#[test]
+fn a_killed_shim_is_noticed_and_leaves_nothing_running() {
+    let d = Daemon::start();
+    d.pull("library/busybox:latest");
+    let id = d.wharf(&["run", "-d", &image(), "sleep", "600"]).ok().trimmed().to_string();
+    let shim_pid = fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .find_map(|e| {
+            let cmd = fs::read(e.path().join("cmdline")).ok()?;
+            let text = String::from_utf8_lossy(&cmd).to_string();
+            (text.contains("wharf-shim") && text.contains(&id))
+                .then(|| e.file_name().to_string_lossy().parse::<i32>().ok())?
+        })
+        .expect("the container's shim");
+    // SAFETY: kill has no memory preconditions; the pid is the shim found above.
+    assert_eq!(unsafe { libc::kill(shim_pid, libc::SIGKILL) }, 0);
+    let exited = wait_for(Duration::from_secs(20), || {
+        d.wharf(&["inspect", "-f", "{{.State.Running}}", &id]).trimmed() == "false"
+    });
+    let state = d.wharf(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", &id]);
+    assert!(exited, "the container still shows running after its shim was killed: {state}\n{}", d.log_text());
+    assert_consistent(&d, "after the shim was killed");
+    d.wharf(&["start", &id]).ok();
+    assert_consistent(&d, "after starting it again");
+    d.wharf(&["rm", "-f", &id]).ok();
+    assert_consistent(&d, "after rm -f");
+}
+
+/// A data root on a small file system that fills up: a pull fails with the reason and leaves
+/// no torn blob or layer; a container writing logs past the full disk does not take the
+/// daemon with it; after space is freed, everything works again.
+#[test]
+fn a_full_disk_gives_clear_errors_and_corrupts_nothing() {
+    // An image with a 40 MB incompressible layer, made on an ordinary daemon and pushed.
+    let reg = crate::harness::TestRegistry::start(crate::harness::RegistryOptions::default());
+    let big = reg.image("full/big:1");
+    {
+        let maker = Daemon::start();
+        maker.pull("library/busybox:latest");
+        maker.wharf(&["run", "--name", "mk", &image(), "dd", "if=/dev/urandom", "of=/big", "bs=1M", "count=40"]).ok();
+        maker.wharf(&["commit", "mk", &big]).ok();
+        maker.wharf(&["push", &big]).ok();
+        maker.wharf(&["rm", "mk"]).ok();
+    }
+    let tmp = crate::harness::TempDir::new("fulldisk");
+    let image_file = tmp.0.join("fs.img");
+    let mnt = tmp.0.join("mnt");
+    fs::create_dir_all(&mnt).expect("mount point");
+    let sh = |script: &str| {
+        let mut c = std::process::Command::new("sh");
+        c.arg("-c").arg(script);
+        crate::harness::run_cmd(c, Duration::from_secs(60))
+    };
+    sh(&format!(
+        "truncate -s 40M {img} && mkfs.ext4 -q -F -m 0 {img} && mount -o loop {img} {mnt}",
+        img = image_file.display(),
+        mnt = mnt.display()
+    ))
+    .ok();
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let d =
+        Daemon::start_with(crate::harness::DaemonOptions { data_root: Some(mnt.join("data")), ..Default::default() });
+    d.pull("library/busybox:latest");
+
+    let out = d.wharf(&["pull", &big]);
+    out.fails().mentions(&["no space left on device"]);
+    assert_storage_whole(&d, "after a pull on a full disk");
+    assert!(!d.wharf(&["images"]).ok().stdout.contains("full/big"), "a failed pull left its image listed");
+
+    // A container whose output meets the full disk: the daemon goes on serving.
+    let script = "yes 0123456789012345678901234567890123456789 | head -c 60000000; echo done";
+    let c = d.wharf(&["run", "-d", &image(), "sh", "-c", script]).ok().trimmed().to_string();
+    let ended = wait_for(Duration::from_secs(60), || {
+        d.wharf(&["inspect", "-f", "{{.State.Running}}", &c]).trimmed() == "false"
+    });
+    assert!(ended, "the container writing past a full disk did not end");
+    let ps = d.wharf(&["ps", "-a"]);
+    assert!(ps.success(), "the daemon stopped serving when the disk filled:\n{ps}\n--- log ---\n{}", d.log_text());
+    let _ = d.wharf(&["logs", "--tail", "1", &c]);
+    let rm = d.wharf(&["rm", "-f", &c]);
+    assert!(rm.success(), "rm -f after the disk filled:\n{rm}\n--- log ---\n{}", d.log_text());
+
+    // Space again: a pull and a run work, and the stores are whole.
+    let small = registry().image("test/layers:latest");
+    d.wharf(&["pull", &small]).ok();
+    d.wharf(&["run", "--rm", &small, "true"]).ok();
+    assert_storage_whole(&d, "after space was freed");
+    drop(d);
 }

@@ -438,6 +438,9 @@ pub struct DaemonOptions {
     /// The contents of daemon.json, passed with `--config-file`.
     pub config_json: Option<String>,
     pub extra_args: Vec<String>,
+    /// A data root of the test's own (a small file system, say) instead of one in the
+    /// daemon's directory; the test removes it.
+    pub data_root: Option<PathBuf>,
 }
 
 /// Why a daemon did not come up.
@@ -486,7 +489,7 @@ impl Daemon {
     pub fn try_start(opts: DaemonOptions) -> Result<Daemon, StartError> {
         let name = unique("wharf-e2e");
         let dir = tmp_base().join(&name);
-        let data_root = dir.join("data");
+        let data_root = opts.data_root.clone().unwrap_or_else(|| dir.join("data"));
         let exec_root = dir.join("exec");
         let docker_config = dir.join("docker-config");
         for d in [&data_root, &exec_root, &docker_config] {
@@ -562,6 +565,11 @@ impl Daemon {
             }
             thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The pid of the running wharfd, if any.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn log_text(&self) -> String {

@@ -264,3 +264,35 @@ fn dns_server_bounds_stalled_tcp_clients_and_keeps_answering() {
     d.wharf(&["network", "rm", "dnsnet"]).ok();
     serves(&d);
 }
+
+/// The peak resident memory of a process (`VmHWM`), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+// `logs` of a 35 MB log once took 24 GB (each line kept the capacity of the whole read
+// buffer) and the kernel killed wharfd. A 60 MB log is read in bounded steps now.
+#[test]
+fn logs_of_a_large_log_take_bounded_memory() {
+    let d = Daemon::start();
+    let bb = d.pull("library/busybox:latest");
+    let script = "yes 0123456789012345678901234567890123456789 | head -c 60000000; echo the-end";
+    let c = d.wharf(&["run", "-d", &bb, "sh", "-c", script]).ok().trimmed().to_string();
+    d.wharf(&["wait", &c]).ok();
+    // `head -c` cut the last `yes` line short; `echo` ended it.
+    let last = d.wharf(&["logs", "--tail", "1", &c]);
+    assert!(last.ok().trimmed().ends_with("the-end") && last.stdout.lines().count() == 1, "{last}");
+    let all = d.wharf(&["logs", &c]);
+    assert_eq!(all.ok().stdout.len(), 60_000_000 + "the-end\n".len());
+    let peak = peak_rss_kib(d.pid().expect("wharfd runs"));
+    // The log is 60 MB of text and about 100 MB as JSON lines: reading it must not cost a
+    // multiple of that.
+    assert!(peak < 512 * 1024, "wharfd peaked at {} MiB reading a 100 MB log", peak / 1024);
+    serves(&d);
+}
