@@ -5,9 +5,12 @@
 //! - [`meta`]: the index (repositories, tags, manifests, links, referrers, uploads) behind the
 //!   `Metadata` trait, in an embedded redb database;
 //! - [`store`]: blob bytes behind the `BlobStore` trait, on the local filesystem;
+//! - [`auth`]: users, tokens and the access check; [`config`]: the config file;
 //! - [`gc`] and [`scrub`]: maintenance; [`server`]: shared state and the accept loop.
 
+pub mod auth;
 pub mod body;
+pub mod config;
 pub mod error;
 pub mod gc;
 pub mod handlers;
