@@ -16,6 +16,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
+use sha2::digest::generic_array::GenericArray;
 use sha2::{Digest as _, Sha256};
 
 use crate::meta::{now, Metadata, UserRecord};
@@ -32,35 +33,94 @@ const LEEWAY: u64 = 30;
 // ---------------------------------------------------------------------------------------------
 // Primitives
 
-/// HMAC-SHA256 (RFC 2104).
-pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    const BLOCK: usize = 64;
-    let mut k = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
+/// HMAC-SHA256 (RFC 2104) with its key's inner and outer states prepared once, so that
+/// PBKDF2's many rounds hash only what changes.
+#[derive(Clone)]
+struct Hmac {
+    inner: Sha256,
+    outer: Sha256,
+}
+
+impl Hmac {
+    fn new(key: &[u8]) -> Hmac {
+        const BLOCK: usize = 64;
+        let mut k = [0u8; BLOCK];
+        if key.len() > BLOCK {
+            k[..32].copy_from_slice(&Sha256::digest(key));
+        } else {
+            k[..key.len()].copy_from_slice(key);
+        }
+        let mut inner = Sha256::new();
+        inner.update(k.map(|b| b ^ 0x36));
+        let mut outer = Sha256::new();
+        outer.update(k.map(|b| b ^ 0x5c));
+        Hmac { inner, outer }
     }
-    let mut inner = Sha256::new();
-    inner.update(k.map(|b| b ^ 0x36));
-    inner.update(msg);
-    let mut outer = Sha256::new();
-    outer.update(k.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
+
+    fn mac(&self, msg: &[u8]) -> [u8; 32] {
+        let mut inner = self.inner.clone();
+        inner.update(msg);
+        let mut outer = self.outer.clone();
+        outer.update(inner.finalize());
+        outer.finalize().into()
+    }
+}
+
+pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    Hmac::new(key).mac(msg)
 }
 
 /// PBKDF2-HMAC-SHA256 (RFC 8018) with a 32-byte output (one block).
+///
+/// The rounds after the first hash a 32-byte value each: with the key's inner and outer
+/// states computed once, a round is exactly two SHA-256 compressions, done with sha2's raw
+/// compression function (which also keeps them fast in an unoptimised build of this crate).
 pub fn pbkdf2_sha256(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
     let mut first = salt.to_vec();
     first.extend_from_slice(&1u32.to_be_bytes());
     let mut u = hmac_sha256(password, &first);
     let mut out = u;
+    let (inner, outer) = key_states(password);
     for _ in 1..iterations {
-        u = hmac_sha256(password, &u);
+        u = finish_block(inner, &u);
+        u = finish_block(outer, &u);
         for (o, b) in out.iter_mut().zip(u.iter()) {
             *o ^= b;
         }
+    }
+    out
+}
+
+const SHA256_IV: [u32; 8] =
+    [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+
+/// The SHA-256 states after the key's ipad and opad blocks.
+fn key_states(key: &[u8]) -> ([u32; 8], [u32; 8]) {
+    let mut k = [0u8; 64];
+    if key.len() > 64 {
+        k[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let state = |pad: u8| {
+        let mut st = SHA256_IV;
+        let block = GenericArray::clone_from_slice(&k.map(|b| b ^ pad));
+        sha2::compress256(&mut st, &[block]);
+        st
+    };
+    (state(0x36), state(0x5c))
+}
+
+/// SHA-256 of (the 64-byte block behind `state`) ‖ `msg`, for a 32-byte `msg`: one padded block.
+fn finish_block(mut state: [u32; 8], msg: &[u8; 32]) -> [u8; 32] {
+    let mut block = [0u8; 64];
+    block[..32].copy_from_slice(msg);
+    block[32] = 0x80;
+    block[56..].copy_from_slice(&((64u64 + 32) * 8).to_be_bytes());
+    sha2::compress256(&mut state, &[GenericArray::clone_from_slice(&block)]);
+    let mut out = [0u8; 32];
+    for (chunk, word) in out.chunks_exact_mut(4).zip(state) {
+        chunk.copy_from_slice(&word.to_be_bytes());
     }
     out
 }
