@@ -24,8 +24,8 @@ use crate::names;
 use crate::server::{Registry, UploadSession};
 use crate::store::random_hex;
 
-type Resp = Response<Body>;
-type Result<T> = std::result::Result<T, ApiError>;
+pub(crate) type Resp = Response<Body>;
+pub(crate) type Result<T> = std::result::Result<T, ApiError>;
 
 /// The catalog's page when the client asks for none, and the most it may ask for.
 const CATALOG_DEFAULT_PAGE: usize = 100;
@@ -56,32 +56,32 @@ pub async fn handle(reg: Arc<Registry>, req: Request<Incoming>, peer: SocketAddr
 
 /// A response under construction. Header values that are not valid (they all derive from
 /// validated names, tags and digests) are dropped rather than panicking.
-struct Reply {
+pub(crate) struct Reply {
     status: u16,
     headers: Vec<(&'static str, String)>,
     body: Body,
 }
 
 impl Reply {
-    fn new(status: u16) -> Reply {
+    pub(crate) fn new(status: u16) -> Reply {
         Reply { status, headers: Vec::new(), body: Body::empty() }
     }
 
-    fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+    pub(crate) fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
         self.headers.push((name, value.into()));
         self
     }
 
-    fn body(mut self, body: impl Into<Bytes>) -> Reply {
+    pub(crate) fn body(mut self, body: impl Into<Bytes>) -> Reply {
         self.body = Body::from_bytes(body);
         self
     }
 
-    fn json(self, v: serde_json::Value) -> Reply {
+    pub(crate) fn json(self, v: serde_json::Value) -> Reply {
         self.header("Content-Type", "application/json").body(v.to_string())
     }
 
-    fn into_response(self) -> Resp {
+    pub(crate) fn into_response(self) -> Resp {
         let mut r = Response::new(self.body);
         *r.status_mut() = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let h = r.headers_mut();
@@ -147,8 +147,11 @@ fn not_allowed(method: &Method) -> ApiError {
 
 async fn route(reg: Arc<Registry>, req: Request<Incoming>) -> Result<Resp> {
     let path = req.uri().path().to_string();
-    let query = parse_query(req.uri().query().unwrap_or(""));
+    let mut query = parse_query(req.uri().query().unwrap_or(""));
     let method = req.method().clone();
+    if path == "/token" {
+        return crate::token_endpoint::token(&reg, req).await;
+    }
     let Some(route) = parse_route(&path) else {
         return Err(ApiError::new(Code::Unsupported, format!("no endpoint {path}")).with_status(404));
     };
@@ -165,6 +168,9 @@ async fn route(reg: Arc<Registry>, req: Request<Incoming>) -> Result<Resp> {
         if !names::valid_name(n) {
             return Err(ApiError::new(Code::NameInvalid, format!("invalid repository name {n:?}")));
         }
+    }
+    if let Some(auth) = &reg.auth {
+        authorize(&reg, auth, &req, &route, name, &mut query)?;
     }
     let head = method == Method::HEAD;
     let reply = match (route, &method) {
@@ -187,8 +193,64 @@ async fn route(reg: Arc<Registry>, req: Request<Incoming>) -> Result<Resp> {
     Ok(reply.into_response())
 }
 
+/// Checks a request's credentials against what its endpoint needs: pull for GET and HEAD,
+/// delete for DELETE, push for the rest, `registry:catalog:*` for the catalog, and only a
+/// valid caller for `/v2/`. A cross-repository mount from a repository the caller may not pull
+/// from becomes a plain upload, as distribution does.
+fn authorize(
+    reg: &Registry,
+    auth: &crate::auth::Auth,
+    req: &Request<Incoming>,
+    route: &Route<'_>,
+    name: Option<&str>,
+    query: &mut HashMap<String, String>,
+) -> Result<()> {
+    let method = req.method();
+    let (need, scope) = match (route, name) {
+        (Route::Catalog, _) => (Some(("registry", "catalog", "*")), Some("registry:catalog:*".to_string())),
+        (_, Some(n)) => {
+            let (action, asked) = match *method {
+                Method::GET | Method::HEAD => ("pull", "pull"),
+                Method::DELETE => ("delete", "delete"),
+                _ => ("push", "pull,push"),
+            };
+            (Some(("repository", n, action)), Some(format!("repository:{n}:{asked}")))
+        }
+        _ => (None, None),
+    };
+    let authorization = header(req, "authorization");
+    let decision = block(|| auth.check(reg.meta.as_ref(), authorization, need))?;
+    match decision {
+        crate::auth::Decision::Allow => {}
+        crate::auth::Decision::Deny(detail) => return Err(ApiError::new(Code::Denied, detail)),
+        crate::auth::Decision::Challenge { detail, insufficient_scope } => {
+            let realm = crate::token_endpoint::realm(reg, auth, req);
+            let mut challenge = format!("Bearer realm=\"{realm}\",service=\"{}\"", auth.signer.service);
+            if let Some(s) = scope {
+                challenge.push_str(&format!(",scope=\"{s}\""));
+            }
+            if insufficient_scope {
+                challenge.push_str(",error=\"insufficient_scope\"");
+            }
+            return Err(ApiError::new(Code::Unauthorized, detail).with_header("WWW-Authenticate", challenge));
+        }
+    }
+    if let (Route::UploadStart(_), Some(from)) = (route, query.get("from").cloned()) {
+        if query.contains_key("mount") {
+            let may = names::valid_name(&from)
+                && block(|| auth.check(reg.meta.as_ref(), authorization, Some(("repository", &from, "pull"))))?
+                    == crate::auth::Decision::Allow;
+            if !may {
+                query.remove("mount");
+                query.remove("from");
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs storage or database work (synchronous, may fsync) without stalling other tasks.
-fn block<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn block<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
 }
 
@@ -206,7 +268,7 @@ fn parse_query(q: &str) -> HashMap<String, String> {
         .collect()
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

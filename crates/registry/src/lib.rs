@@ -1,13 +1,16 @@
 //! wharf-registry: an OCI distribution-spec v1.1 registry server.
 //!
-//! - [`handlers`]: the protocol (the only module that knows HTTP), errors in the spec's form
+//! - [`handlers`]: the protocol (with [`token_endpoint`], the only modules that know HTTP), errors in the spec's form
 //!   from [`error`];
 //! - [`meta`]: the index (repositories, tags, manifests, links, referrers, uploads) behind the
 //!   `Metadata` trait, in an embedded redb database;
 //! - [`store`]: blob bytes behind the `BlobStore` trait, on the local filesystem;
+//! - [`auth`]: users, tokens and the access check; [`config`]: the config file;
 //! - [`gc`] and [`scrub`]: maintenance; [`server`]: shared state and the accept loop.
 
+pub mod auth;
 pub mod body;
+pub mod config;
 pub mod error;
 pub mod gc;
 pub mod handlers;
@@ -17,3 +20,5 @@ pub mod names;
 pub mod scrub;
 pub mod server;
 pub mod store;
+pub mod tls;
+pub mod token_endpoint;

@@ -7,12 +7,15 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use wharf_registry::config::{self, FileConfig};
 use wharf_registry::gc::{self, GcOptions};
 use wharf_registry::meta::{Metadata, RedbMetadata};
 use wharf_registry::server::{self, Registry, ServeOptions};
 use wharf_registry::store::FsBlobStore;
+use wharf_registry::{auth, tls};
 
 const DEFAULT_DATA_DIR: &str = "/var/lib/wharf-registry";
+const DEFAULT_ADDR: &str = "127.0.0.1:5000";
 
 #[derive(Parser)]
 #[command(name = "wharf-registry", version, about = "An OCI distribution (v1.1) registry server")]
@@ -26,26 +29,47 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the registry.
+    /// Serve the registry. Flags override the config file, which overrides the defaults.
     Serve {
-        /// HOST:PORT to listen on.
-        #[arg(long, default_value = "127.0.0.1:5000")]
-        addr: String,
-        #[arg(long, default_value = DEFAULT_DATA_DIR)]
-        data_dir: PathBuf,
+        /// A YAML config file (see the README for the keys and the YAML subset it is read as).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// HOST:PORT to listen on [default: 127.0.0.1:5000].
+        #[arg(long)]
+        addr: Option<String>,
+        /// [default: /var/lib/wharf-registry]
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
         /// Serve on a non-loopback address with no authentication: anyone who reaches it may
         /// pull, push and delete.
         #[arg(long)]
         open: bool,
-        /// How long a client may stall (sending headers or body) before it is cut off.
-        #[arg(long, default_value = "60s", value_parser = parse_duration)]
-        idle_timeout: Duration,
+        /// Require authentication (token auth, Docker's registry token spec); on whenever the
+        /// config file has an `auth:` section.
+        #[arg(long)]
+        auth: bool,
+        /// With authentication, let anyone pull without credentials.
+        #[arg(long)]
+        anonymous_pull: bool,
+        /// The admin user's password on first start (else WHARF_REGISTRY_ADMIN_PASSWORD, else
+        /// a generated one, printed once).
+        #[arg(long, env = "WHARF_REGISTRY_ADMIN_PASSWORD", hide_env_values = true)]
+        admin_password: Option<String>,
+        /// The certificate chain (PEM) to serve TLS with; needs --tls-key.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// How long a client may stall (sending headers or body) before it is cut off [default: 60s].
+        #[arg(long, value_parser = parse_duration)]
+        idle_timeout: Option<Duration>,
         /// Run the garbage collector this often while serving (e.g. 1h); off by default.
         #[arg(long, value_parser = parse_duration)]
         gc_interval: Option<Duration>,
-        /// The online GC's grace period: younger or recently named blobs are kept.
-        #[arg(long, default_value = "1h", value_parser = parse_duration)]
-        gc_grace: Duration,
+        /// The online GC's grace period: younger or recently named blobs are kept [default: 1h].
+        #[arg(long, value_parser = parse_duration)]
+        gc_grace: Option<Duration>,
         /// Let the online GC delete untagged manifests too.
         #[arg(long)]
         gc_delete_untagged: bool,
@@ -77,22 +101,8 @@ enum Command {
     },
 }
 
-/// `90`, `90s`, `15m`, `2h`, `7d`.
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}: expected a number and s, m, h or d"))?;
-    let secs = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86400,
-        _ => return Err(format!("invalid duration {s:?}: the unit is s, m, h or d")),
-    };
-    Ok(Duration::from_secs(n.saturating_mul(secs)))
+    config::parse_duration(s)
 }
 
 fn main() {
@@ -111,45 +121,105 @@ fn main() {
 fn run(command: Command) -> anyhow::Result<i32> {
     match command {
         Command::Serve {
+            config,
             addr,
             data_dir,
             open,
+            auth,
+            anonymous_pull,
+            admin_password,
+            tls_cert,
+            tls_key,
             idle_timeout,
             gc_interval,
             gc_grace,
             gc_delete_untagged,
             no_verify_reads,
         } => {
+            let file = match &config {
+                Some(path) => config::load(path)?,
+                None => FileConfig::default(),
+            };
+            let addr = addr.or(file.addr).unwrap_or_else(|| DEFAULT_ADDR.to_string());
+            let data_dir = data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+            let open = open || file.open.unwrap_or(false);
+            let idle_timeout = idle_timeout.or(file.idle_timeout).unwrap_or(Duration::from_secs(60));
+            let verify_reads = !no_verify_reads && file.verify_reads.unwrap_or(true);
+            let gc_interval = gc_interval.or(file.gc.interval);
+            let gc_opts = GcOptions {
+                dry_run: false,
+                delete_untagged: gc_delete_untagged || file.gc.delete_untagged.unwrap_or(false),
+                grace: gc_grace.or(file.gc.grace).unwrap_or(Duration::from_secs(3600)),
+                upload_max_age: file.gc.upload_max_age.unwrap_or(Duration::from_secs(7 * 86400)),
+            };
+            let tls_files = match (tls_cert, tls_key) {
+                (Some(certificate), Some(key)) => Some(config::TlsConfig { certificate, key }),
+                _ => file.tls,
+            };
+            let auth_cfg = match (auth || anonymous_pull, file.auth) {
+                (_, Some(a)) => Some(a),
+                (true, None) => Some(config::AuthConfig::default()),
+                (false, None) => None,
+            };
+
             let addrs: Vec<SocketAddr> =
                 addr.to_socket_addrs().with_context(|| format!("invalid --addr {addr:?}"))?.collect();
-            if !open && !server::is_loopback(&addrs) {
+            if !open && auth_cfg.is_none() && !server::is_loopback(&addrs) {
                 bail!(
                     "refusing to listen on {addr}: it is not a loopback address and no authentication is \
                      configured, so anyone who can reach it could pull, push and delete images; listen on \
-                     127.0.0.1 (or ::1), or pass --open to serve it unauthenticated anyway"
+                     127.0.0.1 (or ::1), configure auth (--auth, or auth: in the config file), or pass --open \
+                     to serve it unauthenticated anyway"
                 );
             }
-            let options =
-                ServeOptions { idle_timeout, verify_reads: !no_verify_reads, track_use: gc_interval.is_some() };
-            let registry =
-                Arc::new(Registry::open(&data_dir, options).with_context(|| format!("open {}", data_dir.display()))?);
+            let tls = match &tls_files {
+                Some(t) => Some(tls::server_config(&t.certificate, &t.key)?),
+                None => None,
+            };
+            let options = ServeOptions { idle_timeout, verify_reads, track_use: gc_interval.is_some() };
+            let mut registry =
+                Registry::open(&data_dir, options).with_context(|| format!("open {}", data_dir.display()))?;
+            registry.https = tls.is_some();
+            if let Some(a) = auth_cfg {
+                if let Some(generated) = auth::ensure_admin(registry.meta.as_ref(), admin_password.as_deref())? {
+                    if admin_password.is_none() {
+                        // Printed once, on the first start; only its hash is kept.
+                        println!("wharf-registry: created user admin with password {generated}");
+                    } else {
+                        log::info!("created user admin");
+                    }
+                }
+                let key = auth::TokenSigner::load_key(&data_dir)
+                    .with_context(|| format!("token key in {}", data_dir.display()))?;
+                let signer = auth::TokenSigner::new(
+                    key,
+                    a.issuer.unwrap_or_else(|| "wharf-registry".to_string()),
+                    a.service.unwrap_or_else(|| "wharf-registry".to_string()),
+                    a.token_lifetime.unwrap_or(Duration::from_secs(300)),
+                );
+                registry.auth = Some(auth::Auth {
+                    signer,
+                    anonymous_pull: anonymous_pull || a.anonymous_pull.unwrap_or(false),
+                    realm: a.realm,
+                });
+            }
+            let registry = Arc::new(registry);
             let listener = std::net::TcpListener::bind(&addrs[..]).with_context(|| format!("listen on {addr}"))?;
             listener.set_nonblocking(true)?;
             let local = listener.local_addr()?;
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the runtime")?;
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener)?;
-                log::info!("wharf-registry listening on {local}, data in {}", data_dir.display());
+                log::info!(
+                    "wharf-registry listening on {local} ({}{}), data in {}",
+                    if registry.https { "https" } else { "http" },
+                    if registry.auth.is_some() { ", token auth" } else { ", no auth" },
+                    data_dir.display()
+                );
                 if let Some(every) = gc_interval {
-                    let opts = GcOptions {
-                        dry_run: false,
-                        delete_untagged: gc_delete_untagged,
-                        grace: gc_grace,
-                        upload_max_age: Duration::from_secs(7 * 86400),
-                    };
-                    tokio::spawn(online_gc(registry.clone(), every, opts));
+                    tokio::spawn(online_gc(registry.clone(), every, gc_opts));
                 }
-                let server = tokio::spawn(server::serve(listener, registry));
+                let server = tokio::spawn(server::serve(listener, registry, tls));
                 let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {}

@@ -35,6 +35,8 @@ const USES: TableDefinition<&str, ()> = TableDefinition::new("uses");
 const REFERRERS: TableDefinition<&str, ()> = TableDefinition::new("referrers");
 /// upload id → [`UploadRecord`] (JSON)
 const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
+/// user name → [`UserRecord`] (JSON)
+const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 
 const SEP: char = '\0';
 /// The character after [`SEP`]: `prefix\0` .. `prefix\x01` is everything under `prefix`.
@@ -78,6 +80,17 @@ pub struct BlobRecord {
     pub size: u64,
     /// When the blob was last stored or linked: GC leaves blobs younger than its grace alone.
     pub linked: u64,
+}
+
+/// A user of the registry: a salted PBKDF2-HMAC-SHA256 hash of the password, never the password.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub salt: String,
+    /// Hex of the derived key.
+    pub hash: String,
+    pub iterations: u32,
+    pub admin: bool,
+    pub created: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -136,6 +149,10 @@ pub trait Metadata: Send + Sync + 'static {
     fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool>;
     /// The manifests of `repo` whose subject is `subject`, in digest order.
     fn referrers(&self, repo: &str, subject: &Digest) -> Result<Vec<Referrer>>;
+
+    fn user(&self, name: &str) -> Result<Option<UserRecord>>;
+    /// Records a user unless one of that name exists; whether it did.
+    fn create_user(&self, name: &str, record: &UserRecord) -> Result<bool>;
 
     fn create_upload(&self, id: &str, record: &UploadRecord) -> Result<()>;
     fn upload(&self, id: &str) -> Result<Option<UploadRecord>>;
@@ -202,6 +219,7 @@ impl RedbMetadata {
             tx.open_table(USES).map_err(db)?;
             tx.open_table(REFERRERS).map_err(db)?;
             tx.open_table(UPLOADS).map_err(db)?;
+            tx.open_table(USERS).map_err(db)?;
         }
         tx.commit().map_err(db)?;
         Ok(RedbMetadata { db: database })
@@ -453,6 +471,28 @@ impl Metadata for RedbMetadata {
         Ok(out)
     }
 
+    fn user(&self, name: &str) -> Result<Option<UserRecord>> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(USERS).map_err(db)?;
+        match t.get(name).map_err(db)? {
+            None => Ok(None),
+            Some(v) => decode(name, v.value()).map(Some),
+        }
+    }
+
+    fn create_user(&self, name: &str, record: &UserRecord) -> Result<bool> {
+        let tx = self.db.begin_write().map_err(db)?;
+        {
+            let mut t = tx.open_table(USERS).map_err(db)?;
+            if t.get(name).map_err(db)?.is_some() {
+                return Ok(false);
+            }
+            t.insert(name, encode(record).as_slice()).map_err(db)?;
+        }
+        tx.commit().map_err(db)?;
+        Ok(true)
+    }
+
     fn create_upload(&self, id: &str, record: &UploadRecord) -> Result<()> {
         let tx = self.db.begin_write().map_err(db)?;
         tx.open_table(UPLOADS).map_err(db)?.insert(id, encode(record).as_slice()).map_err(db)?;
@@ -635,6 +675,14 @@ pub(crate) mod suite {
         assert_eq!(m.blob_in_repo("r", &layer).unwrap(), Some(5));
         assert!(m.unlink_blob("r", &layer).unwrap());
         assert!(!m.unlink_blob("r", &layer).unwrap());
+
+        // Users: created once, never overwritten.
+        assert_eq!(m.user("admin").unwrap(), None);
+        let u = UserRecord { salt: "s".into(), hash: "h".into(), iterations: 1, admin: true, created: 1 };
+        assert!(m.create_user("admin", &u).unwrap());
+        let other = UserRecord { hash: "other".into(), ..u.clone() };
+        assert!(!m.create_user("admin", &other).unwrap());
+        assert_eq!(m.user("admin").unwrap(), Some(u));
     }
 
     #[test]

@@ -45,6 +45,10 @@ pub struct UploadSession {
 /// Everything a request may need. Cheap to share (`Arc`).
 pub struct Registry {
     pub meta: Arc<dyn Metadata>,
+    /// Authentication; `None` lets anyone pull and push (loopback, or `--open`).
+    pub auth: Option<crate::auth::Auth>,
+    /// Whether this registry is served over TLS (the token realm's scheme).
+    pub https: bool,
     pub store: Arc<dyn BlobStore>,
     pub options: ServeOptions,
     sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<UploadSession>>>>,
@@ -62,6 +66,8 @@ impl Registry {
     pub fn new(meta: Arc<dyn Metadata>, store: Arc<dyn BlobStore>, options: ServeOptions) -> Registry {
         Registry {
             meta,
+            auth: None,
+            https: false,
             store,
             options,
             sessions: Mutex::new(HashMap::new()),
@@ -122,9 +128,9 @@ pub enum OpenError {
     Meta(#[from] MetaError),
 }
 
-/// Serves the registry on `listener` until the process ends; one task per connection.
-pub async fn serve(listener: TcpListener, registry: Arc<Registry>) {
-    let header_timeout = registry.options.idle_timeout;
+/// Serves the registry on `listener` until the process ends, over TLS when `tls` is given;
+/// one task per connection.
+pub async fn serve(listener: TcpListener, registry: Arc<Registry>, tls: Option<Arc<rustls::ServerConfig>>) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
@@ -136,19 +142,37 @@ pub async fn serve(listener: TcpListener, registry: Arc<Registry>) {
         };
         let _ = stream.set_nodelay(true);
         let registry = registry.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let registry = registry.clone();
-                async move { Ok::<_, Infallible>(crate::handlers::handle(registry, req, peer).await) }
-            });
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = conn.await {
-                log::debug!("connection from {peer}: {e}");
+        match &tls {
+            None => {
+                tokio::spawn(serve_connection(TokioIo::new(stream), registry, peer));
             }
-        });
+            Some(config) => match crate::tls::TlsStream::new(stream, config.clone()) {
+                Ok(s) => {
+                    tokio::spawn(serve_connection(TokioIo::new(s), registry, peer));
+                }
+                Err(e) => log::warn!("TLS connection from {peer}: {e}"),
+            },
+        }
+    }
+}
+
+/// HTTP/1.1 on one connection. The header time-out also bounds a TLS handshake that never
+/// finishes: no request arrives in time.
+async fn serve_connection<I>(io: I, registry: Arc<Registry>, peer: SocketAddr)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let header_timeout = registry.options.idle_timeout;
+    let service = service_fn(move |req| {
+        let registry = registry.clone();
+        async move { Ok::<_, Infallible>(crate::handlers::handle(registry, req, peer).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(io, service);
+    if let Err(e) = conn.await {
+        log::debug!("connection from {peer}: {e}");
     }
 }
 

@@ -1038,7 +1038,7 @@ impl Drop for TempDir {
 // A TLS registry
 
 /// Runs `openssl ARGS` in `dir`, asserting success.
-fn openssl(dir: &Path, args: &[&str]) {
+pub fn openssl(dir: &Path, args: &[&str]) {
     let mut cmd = Command::new("openssl");
     cmd.current_dir(dir).args(args);
     let out = run_cmd(cmd, Duration::from_secs(30));
@@ -1046,7 +1046,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 /// Signs `NAME.key`'s certificate `NAME.crt` in `dir` with the CA there, with extensions `ext`.
-fn openssl_signed(dir: &Path, name: &str, cn: &str, ext: &str) {
+pub fn openssl_signed(dir: &Path, name: &str, cn: &str, ext: &str) {
     let (key, csr, crt, extfile) =
         (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"), format!("{name}.ext"));
     fs::write(dir.join(&extfile), ext).expect("write openssl extensions");

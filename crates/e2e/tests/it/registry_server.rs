@@ -25,6 +25,8 @@ struct Server {
     dir: TempDir,
     extra: Vec<String>,
     child: Option<Child>,
+    /// An `Authorization` value sent with every request that does not bring its own.
+    authz: Option<String>,
 }
 
 fn free_port() -> u16 {
@@ -39,9 +41,14 @@ impl Server {
 
     /// `wharf-registry serve` on a free loopback port with its own data dir, plus `extra` flags.
     fn start_with(extra: &[&str]) -> Server {
+        Server::start_at(&format!("127.0.0.1:{}", free_port()), extra)
+    }
+
+    fn start_at(addr: &str, extra: &[&str]) -> Server {
         let dir = TempDir::new("wharf-e2e-wharf-registry");
         let mut s = Server {
-            addr: format!("127.0.0.1:{}", free_port()),
+            addr: addr.to_string(),
+            authz: None,
             data: dir.0.join("data"),
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -84,7 +91,9 @@ impl Server {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("wharf-registry exited ({status}); log:\n{}", self.log_text());
             }
-            if TcpStream::connect(&self.addr).is_ok() && self.get("/v2/").status == 200 {
+            // With auth `/v2/` is a 401, over TLS a plain request gets nothing: the log says
+            // when it listens.
+            if TcpStream::connect(&self.addr).is_ok() && self.log_text().contains("wharf-registry listening on") {
                 break;
             }
             assert!(Instant::now() < deadline, "wharf-registry did not answer /v2/; log:\n{}", self.log_text());
@@ -111,7 +120,13 @@ impl Server {
     }
 
     fn req(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
-        http(&self.addr, method, path, headers, body)
+        let mut headers = headers.to_vec();
+        if let Some(a) = &self.authz {
+            if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization")) {
+                headers.push(("Authorization", a));
+            }
+        }
+        http(&self.addr, method, path, &headers, body)
     }
 
     fn get(&self, path: &str) -> Resp {
@@ -958,4 +973,348 @@ fn online_gc_spares_a_push_in_progress() {
     }
     assert_eq!(reg.get("/v2/ogc/push/manifests/v1").body, m);
     assert!(reg.log_text().contains("gc: deleted 0 untagged manifests, 1 blobs"), "{}", reg.log_text());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Authentication (Docker's registry token spec) and TLS
+
+const ADMIN_PW: &str = "wharf-admin-pw";
+
+fn auth_server(extra: &[&str]) -> Server {
+    let mut args = vec!["--auth", "--admin-password", ADMIN_PW];
+    args.extend_from_slice(extra);
+    Server::start_with(&args)
+}
+
+fn b64(data: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            out.push(if i <= chunk.len() { ABC[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
+        }
+    }
+    out
+}
+
+fn b64url(data: &[u8]) -> String {
+    b64(data).trim_end_matches('=').replace('+', "-").replace('/', "_")
+}
+
+fn basic(user: &str, password: &str) -> String {
+    format!("Basic {}", b64(format!("{user}:{password}").as_bytes()))
+}
+
+/// An HS256 JWT of `claims` signed with `key` by openssl, as the registry would sign it.
+fn sign_jwt(key: &str, claims: &Value) -> String {
+    let input = format!("{}.{}", b64url(br#"{"alg":"HS256","typ":"JWT"}"#), b64url(claims.to_string().as_bytes()));
+    let mut child = Command::new("openssl")
+        .args(["dgst", "-sha256", "-mac", "HMAC", "-macopt", &format!("key:{key}"), "-binary"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn openssl");
+    child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write to openssl");
+    let out = child.wait_with_output().expect("openssl");
+    assert!(out.status.success() && out.stdout.len() == 32, "openssl dgst: {out:?}");
+    format!("{input}.{}", b64url(&out.stdout))
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl Server {
+    fn token(&self, query: &str, authz: Option<&str>) -> Resp {
+        let h: Vec<(&str, &str)> = authz.map(|a| vec![("Authorization", a)]).unwrap_or_default();
+        http(&self.addr, "GET", &format!("/token?{query}"), &h, b"")
+    }
+
+    /// A bearer `Authorization` value for `scope`, as admin.
+    fn bearer(&self, scope: &str) -> String {
+        let r = self.token(&format!("service=wharf-registry&scope={scope}"), Some(&basic("admin", ADMIN_PW)));
+        assert_eq!(r.status, 200, "{r}");
+        format!("Bearer {}", r.json()["token"].as_str().unwrap_or_default())
+    }
+}
+
+#[test]
+fn token_auth_by_hand() {
+    let mut reg = auth_server(&[]);
+    // Challenges: the base endpoint with no scope, a repository with what it needs.
+    let r = reg.get("/v2/");
+    r.fails(401, "UNAUTHORIZED");
+    let challenge = format!("Bearer realm=\"http://{}/token\",service=\"wharf-registry\"", reg.addr);
+    assert_eq!(r.header("WWW-Authenticate"), Some(challenge.as_str()), "{r}");
+    let r = reg.get("/v2/a/b/tags/list");
+    r.fails(401, "UNAUTHORIZED");
+    assert_eq!(r.header("WWW-Authenticate"), Some(format!("{challenge},scope=\"repository:a/b:pull\"").as_str()));
+    let r = reg.req("POST", "/v2/a/b/blobs/uploads/", &[], b"");
+    r.fails(401, "UNAUTHORIZED");
+    assert!(r.header("WWW-Authenticate").is_some_and(|c| c.ends_with("scope=\"repository:a/b:pull,push\"")), "{r}");
+    reg.get("/v2/_catalog").fails(401, "UNAUTHORIZED");
+
+    // The token endpoint: wrong password, unknown user and (anonymous pull off) nobody refused.
+    let q = "service=wharf-registry&scope=repository:a/b:pull,push";
+    reg.token(q, Some(&basic("admin", "wrong"))).fails(401, "UNAUTHORIZED");
+    reg.token(q, Some(&basic("nobody", ADMIN_PW))).fails(401, "UNAUTHORIZED");
+    reg.token(q, None).fails(401, "UNAUTHORIZED");
+    reg.token("service=another&scope=repository:a/b:pull", Some(&basic("admin", ADMIN_PW))).fails(400, "DENIED");
+    let t = reg.token(&format!("{q}&offline_token=true"), Some(&basic("admin", ADMIN_PW))).json();
+    assert_eq!(t["token"], t["access_token"]);
+    assert_eq!(t["expires_in"], 300);
+    assert!(t["issued_at"].as_str().is_some_and(|s| s.ends_with('Z')), "{t}");
+    let refresh = t["refresh_token"].as_str().unwrap_or_default().to_string();
+    assert!(!refresh.is_empty(), "{t}");
+    let ab = format!("Bearer {}", t["token"].as_str().unwrap_or_default());
+
+    // A token for a/b pushes and pulls a/b, and nothing else.
+    let data = b"authorized blob";
+    let d = digest(data);
+    let r = reg.req("POST", &format!("/v2/a/b/blobs/uploads/?digest={d}"), &[("Authorization", &ab)], data);
+    assert_eq!(r.status, 201, "{r}");
+    assert_eq!(reg.req("GET", &format!("/v2/a/b/blobs/{d}"), &[("Authorization", &ab)], b"").body, data);
+    let r = reg.req("GET", &format!("/v2/a/c/blobs/{d}"), &[("Authorization", &ab)], b"");
+    r.fails(401, "UNAUTHORIZED");
+    assert!(r.header("WWW-Authenticate").is_some_and(|c| c.contains("error=\"insufficient_scope\"")), "{r}");
+    reg.req("GET", "/v2/_catalog", &[("Authorization", &ab)], b"").fails(401, "UNAUTHORIZED");
+    // pull,push does not delete; a token asked for delete does.
+    reg.req("DELETE", &format!("/v2/a/b/blobs/{d}"), &[("Authorization", &ab)], b"").fails(401, "UNAUTHORIZED");
+    let pull_only = reg.bearer("repository:a/b:pull");
+    reg.req("POST", "/v2/a/b/blobs/uploads/", &[("Authorization", &pull_only)], b"").fails(401, "UNAUTHORIZED");
+    // A cross-repository mount needs pull on the source: without it, a plain upload starts.
+    let push_c = reg.bearer("repository:a/c:pull,push");
+    let r = reg.req("POST", &format!("/v2/a/c/blobs/uploads/?mount={d}&from=a/b"), &[("Authorization", &push_c)], b"");
+    assert_eq!(r.status, 202, "{r}");
+    let both = reg.bearer("repository:a/c:pull,push%20repository:a/b:pull");
+    let r = reg.req("POST", &format!("/v2/a/c/blobs/uploads/?mount={d}&from=a/b"), &[("Authorization", &both)], b"");
+    assert_eq!(r.status, 201, "{r}");
+
+    // Basic credentials straight on /v2/; the catalog is the admin's.
+    reg.authz = Some(basic("admin", ADMIN_PW));
+    assert_eq!(reg.get("/v2/").status, 200);
+    assert_eq!(reg.get("/v2/_catalog").json()["repositories"], json!(["a/b", "a/c"]));
+    reg.authz = Some(basic("admin", "wrong"));
+    reg.get("/v2/").fails(401, "UNAUTHORIZED");
+    reg.authz = None;
+    let del = reg.bearer("repository:a/b:delete");
+    assert_eq!(reg.req("DELETE", &format!("/v2/a/b/blobs/{d}"), &[("Authorization", &del)], b"").status, 202);
+
+    // Tokens made outside: signed with the registry's key they pass (so the forging below is
+    // right), expired, for another audience, with another key or with a changed claim they fail.
+    let key = fs::read_to_string(reg.data.join("token.key")).expect("token.key");
+    let key = key.trim();
+    let mode =
+        fs::metadata(reg.data.join("token.key")).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()));
+    assert_eq!(mode.ok().map(|m| m & 0o777), Some(0o600));
+    let t = now_secs();
+    let claims = |exp: u64, aud: &str, name: &str| {
+        json!({"iss": "wharf-registry", "sub": "admin", "aud": aud, "exp": exp, "nbf": t - 10, "iat": t - 10,
+               "jti": "x", "access": [{"type": "repository", "name": name, "actions": ["pull"]}],
+               "wharf_use": "access"})
+    };
+    let path = format!("/v2/a/c/blobs/{d}");
+    let with = |token: &str| reg.req("GET", &path, &[("Authorization", &format!("Bearer {token}"))], b"");
+    assert_eq!(with(&sign_jwt(key, &claims(t + 300, "wharf-registry", "a/c"))).status, 200);
+    with(&sign_jwt(key, &claims(t - 3600, "wharf-registry", "a/c"))).fails(401, "UNAUTHORIZED");
+    with(&sign_jwt(key, &claims(t + 300, "elsewhere", "a/c"))).fails(401, "UNAUTHORIZED");
+    with(&sign_jwt("not-the-key", &claims(t + 300, "wharf-registry", "a/c"))).fails(401, "UNAUTHORIZED");
+    let good_b = sign_jwt(key, &claims(t + 300, "wharf-registry", "a/b"));
+    let parts: Vec<&str> = good_b.split('.').collect();
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64url(claims(t + 300, "wharf-registry", "a/c").to_string().as_bytes()),
+        parts[2]
+    );
+    with(&forged).fails(401, "UNAUTHORIZED");
+    // The refresh token is no access token.
+    with(&refresh).fails(401, "UNAUTHORIZED");
+
+    // OAuth2 POST: the refresh grant and the password grant.
+    let form = |body: &str| {
+        http(&reg.addr, "POST", "/token", &[("Content-Type", "application/x-www-form-urlencoded")], body.as_bytes())
+    };
+    let r = form(&format!(
+        "grant_type=refresh_token&service=wharf-registry&client_id=test&scope=repository:a/c:pull&refresh_token={refresh}"
+    ));
+    assert_eq!(r.status, 200, "{r}");
+    let access = r.json()["access_token"].as_str().unwrap_or_default().to_string();
+    assert_eq!(with(&access).status, 200);
+    form("grant_type=refresh_token&service=wharf-registry&refresh_token=x.y.z").fails(401, "UNAUTHORIZED");
+    form("grant_type=password&username=admin&password=wrong&scope=repository:a/c:pull").fails(401, "UNAUTHORIZED");
+    let r = form(&format!(
+        "grant_type=password&username=admin&password={ADMIN_PW}&scope=repository:a/c:pull&access_type=offline"
+    ));
+    assert_eq!(r.status, 200, "{r}");
+    assert!(r.json()["refresh_token"].is_string(), "{r}");
+    assert_eq!(with(r.json()["access_token"].as_str().unwrap_or_default()).status, 200);
+}
+
+#[test]
+fn anonymous_pull_is_a_switch() {
+    let mut reg = auth_server(&["--anonymous-pull"]);
+    reg.authz = Some(basic("admin", ADMIN_PW));
+    let (m, _) = reg.push_image("public/img", "v1", b"public layer");
+    reg.authz = None;
+    // No credentials at all: a token that may only pull.
+    let r = reg.token("service=wharf-registry&scope=repository:public/img:pull,push", None);
+    assert_eq!(r.status, 200, "{r}");
+    assert!(r.json()["refresh_token"].is_null());
+    let anon = format!("Bearer {}", r.json()["token"].as_str().unwrap_or_default());
+    let r = reg.req("GET", "/v2/public/img/manifests/v1", &[("Authorization", &anon)], b"");
+    assert_eq!((r.status, r.header("Docker-Content-Digest")), (200, Some(m.as_str())), "{r}");
+    reg.req("POST", "/v2/public/img/blobs/uploads/", &[("Authorization", &anon)], b"").fails(401, "UNAUTHORIZED");
+    // Without a token even a pull gets the challenge first, as clients expect.
+    reg.get("/v2/public/img/manifests/v1").fails(401, "UNAUTHORIZED");
+    // And skopeo reads it with no credentials.
+    let out = skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{}", reg.image("public/img:v1"))]);
+    out.ok();
+
+    // Off (the default), anonymous gets no token and skopeo needs credentials.
+    let closed = auth_server(&[]);
+    closed.token("service=wharf-registry&scope=repository:public/img:pull", None).fails(401, "UNAUTHORIZED");
+}
+
+#[test]
+fn skopeo_with_creds() {
+    let fixtures = registry();
+    let reg = auth_server(&[]);
+    let from = format!("docker://{}", fixtures.image("library/busybox:latest"));
+    let to = format!("docker://{}", reg.image("sk/busybox:1"));
+    let copy = ["copy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false"];
+    let mut args = copy.to_vec();
+    args.extend([from.as_str(), to.as_str()]);
+    skopeo(&args).fails();
+    let wrong = "admin:wrong".to_string();
+    let right = format!("admin:{ADMIN_PW}");
+    let mut args = copy.to_vec();
+    args.extend(["--dest-creds", &wrong, from.as_str(), to.as_str()]);
+    skopeo(&args).fails();
+    let mut args = copy.to_vec();
+    args.extend(["--dest-creds", &right, from.as_str(), to.as_str()]);
+    skopeo(&args).ok();
+    skopeo(&["inspect", "--raw", "--tls-verify=false", &to]).fails();
+    let theirs = skopeo(&["inspect", "--raw", "--tls-verify=false", &from]);
+    let ours = skopeo(&["inspect", "--raw", "--tls-verify=false", "--creds", &right, &to]);
+    assert_eq!(ours.ok().stdout, theirs.ok().stdout);
+}
+
+#[test]
+fn docker_login_push_pull_with_token_auth() {
+    let reg = auth_server(&[]);
+    let d = Daemon::start();
+    let src = d.pull("library/busybox:latest");
+    let target = reg.image("private/busybox:1");
+    d.docker(&["tag", &src, &target]).ok();
+    d.docker(&["push", &target]).fails().mentions(&["unauthorized"]);
+    d.docker(&["login", "-u", "admin", "-p", "wrong", &reg.addr]).fails();
+    d.docker(&["login", "-u", "admin", "-p", ADMIN_PW, &reg.addr]).ok().mentions(&["Login Succeeded"]);
+    d.docker(&["push", &target]).ok().mentions(&["1: digest: sha256:"]);
+    d.docker(&["rmi", &target]).ok();
+    d.docker(&["pull", &target]).ok();
+    let out = d.docker(&["run", "--rm", &target, "echo", "pulled with a token"]);
+    assert_eq!(out.ok().trimmed(), "pulled with a token", "{out}");
+    // Another daemon and client, with no credentials: refused (anonymous pull is off).
+    let fresh = Daemon::start();
+    fresh.docker(&["pull", &target]).fails().mentions(&["unauthorized"]);
+    let log = reg.log_text();
+    assert!(log.contains("GET /token"), "{log}");
+}
+
+/// An address of a test's own on `lo` (`198.18.x.y/32`), removed on drop: not a loopback
+/// address, so wharfd verifies TLS against `certs.d` instead of treating it as insecure.
+struct LoAddr(String);
+
+impl LoAddr {
+    fn add(port: u16) -> LoAddr {
+        let ip = format!("198.18.{}.{}", port >> 8, port & 0xff);
+        let mut cmd = Command::new("ip");
+        cmd.args(["addr", "add", &format!("{ip}/32"), "dev", "lo"]);
+        let out = run_cmd(cmd, Duration::from_secs(10));
+        assert!(out.success(), "ip addr add {ip}/32 dev lo:\n{out}");
+        LoAddr(ip)
+    }
+}
+
+impl Drop for LoAddr {
+    fn drop(&mut self) {
+        let mut cmd = Command::new("ip");
+        cmd.args(["addr", "del", &format!("{}/32", self.0), "dev", "lo"]);
+        let _ = run_cmd(cmd, Duration::from_secs(10));
+    }
+}
+
+#[test]
+fn tls_login_push_pull_through_wharfd() {
+    use crate::harness::{openssl, openssl_signed, CertsD, CERTS_D};
+    let port = free_port();
+    let ip = LoAddr::add(port);
+    let addr = format!("{}:{port}", ip.0);
+    let pki = TempDir::new("wharf-e2e-wharf-registry-pki");
+    openssl(
+        &pki.0,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=wharf-e2e-registry-ca",
+        ],
+    );
+    let san =
+        format!("subjectAltName=IP:{},IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n", ip.0);
+    openssl_signed(&pki.0, "server", &ip.0, &san);
+    let (cert, key) = (pki.0.join("server.crt"), pki.0.join("server.key"));
+    let (cert, key) = (cert.to_string_lossy().to_string(), key.to_string_lossy().to_string());
+
+    // Not a loopback address: without auth it refuses, with auth (and TLS) it serves.
+    let mut cmd = Command::new(bin("wharf-registry"));
+    cmd.args(["serve", "--addr", &addr, "--data-dir"]).arg(pki.0.join("refused"));
+    run_cmd(cmd, Duration::from_secs(20)).code_is(1).mentions(&["not a loopback address"]);
+    let reg =
+        Server::start_at(&addr, &["--auth", "--admin-password", ADMIN_PW, "--tls-cert", &cert, "--tls-key", &key]);
+
+    let d = Daemon::start();
+    let src = d.pull("library/busybox:latest");
+    let target = reg.image("tls/busybox:1");
+    d.docker(&["tag", &src, &target]).ok();
+    // The CA is not trusted yet: a certificate error naming the registry.
+    d.docker(&["login", "-u", "admin", "-p", ADMIN_PW, &addr]).fails().mentions(&["certificate"]);
+    let dir = Path::new(CERTS_D).join(&addr);
+    let _certs = CertsD(dir.clone());
+    fs::create_dir_all(&dir).expect("create certs.d dir");
+    fs::copy(pki.0.join("ca.crt"), dir.join("ca.crt")).expect("install ca.crt");
+    // A daemon keeps a host's TLS settings once read: a fresh one sees the CA.
+    let d = Daemon::start();
+    d.pull("library/busybox:latest");
+    d.docker(&["tag", &src, &target]).ok();
+    d.docker(&["login", "-u", "admin", "-p", ADMIN_PW, &addr]).ok().mentions(&["Login Succeeded"]);
+    d.docker(&["push", &target]).ok();
+    d.docker(&["rmi", &target]).ok();
+    d.docker(&["pull", &target]).ok();
+    let out = d.docker(&["run", "--rm", &target, "echo", "over wharf-registry tls"]);
+    assert_eq!(out.ok().trimmed(), "over wharf-registry tls", "{out}");
+    // The realm the clients were sent to is https.
+    let log = reg.log_text();
+    assert!(log.contains("(https, token auth)") && log.contains("GET /token"), "{log}");
+    // skopeo with the CA as its cert dir.
+    let ca_dir = pki.0.join("ca-only");
+    fs::create_dir_all(&ca_dir).expect("ca dir");
+    fs::copy(pki.0.join("ca.crt"), ca_dir.join("ca.crt")).expect("copy ca");
+    let ca_dir = ca_dir.to_string_lossy().to_string();
+    let creds = format!("admin:{ADMIN_PW}");
+    skopeo(&["inspect", "--cert-dir", &ca_dir, "--creds", &creds, &format!("docker://{target}")]).ok();
 }

@@ -1,0 +1,607 @@
+//! Authentication as Docker's registry token spec describes it: users with salted PBKDF2
+//! password hashes, signed JWT bearer tokens (HS256, a key of this registry's own), and the
+//! check of a request's credentials against the access it needs. Nothing here knows HTTP:
+//! the handlers pass headers in and map [`Decision`]s to answers.
+//!
+//! HS256 (a shared secret) suits a single node that both issues and verifies its tokens; a
+//! third party verifying them (another registry behind the same token server) would need an
+//! asymmetric signature, RS256 or ES256, and a published key.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use sha2::digest::generic_array::GenericArray;
+use sha2::{Digest as _, Sha256};
+
+use crate::meta::{now, Metadata, UserRecord};
+use crate::store::random_hex;
+
+pub const ADMIN: &str = "admin";
+/// OWASP's 2023 figure for PBKDF2-HMAC-SHA256.
+pub const PBKDF2_ITERATIONS: u32 = 600_000;
+/// How long a refresh token (what `docker login` keeps) is good for.
+const REFRESH_LIFETIME: Duration = Duration::from_secs(90 * 86400);
+/// Clock skew allowed on `nbf` and `exp`.
+const LEEWAY: u64 = 30;
+
+// ---------------------------------------------------------------------------------------------
+// Primitives
+
+/// HMAC-SHA256 (RFC 2104) with its key's inner and outer states prepared once, so that
+/// PBKDF2's many rounds hash only what changes.
+#[derive(Clone)]
+struct Hmac {
+    inner: Sha256,
+    outer: Sha256,
+}
+
+impl Hmac {
+    fn new(key: &[u8]) -> Hmac {
+        const BLOCK: usize = 64;
+        let mut k = [0u8; BLOCK];
+        if key.len() > BLOCK {
+            k[..32].copy_from_slice(&Sha256::digest(key));
+        } else {
+            k[..key.len()].copy_from_slice(key);
+        }
+        let mut inner = Sha256::new();
+        inner.update(k.map(|b| b ^ 0x36));
+        let mut outer = Sha256::new();
+        outer.update(k.map(|b| b ^ 0x5c));
+        Hmac { inner, outer }
+    }
+
+    fn mac(&self, msg: &[u8]) -> [u8; 32] {
+        let mut inner = self.inner.clone();
+        inner.update(msg);
+        let mut outer = self.outer.clone();
+        outer.update(inner.finalize());
+        outer.finalize().into()
+    }
+}
+
+pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    Hmac::new(key).mac(msg)
+}
+
+/// PBKDF2-HMAC-SHA256 (RFC 8018) with a 32-byte output (one block).
+///
+/// The rounds after the first hash a 32-byte value each: with the key's inner and outer
+/// states computed once, a round is exactly two SHA-256 compressions, done with sha2's raw
+/// compression function (which also keeps them fast in an unoptimised build of this crate).
+pub fn pbkdf2_sha256(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
+    let mut first = salt.to_vec();
+    first.extend_from_slice(&1u32.to_be_bytes());
+    let mut u = hmac_sha256(password, &first);
+    let mut out = u;
+    let (inner, outer) = key_states(password);
+    for _ in 1..iterations {
+        u = finish_block(inner, &u);
+        u = finish_block(outer, &u);
+        for (o, b) in out.iter_mut().zip(u.iter()) {
+            *o ^= b;
+        }
+    }
+    out
+}
+
+const SHA256_IV: [u32; 8] =
+    [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+
+/// The SHA-256 states after the key's ipad and opad blocks.
+fn key_states(key: &[u8]) -> ([u32; 8], [u32; 8]) {
+    let mut k = [0u8; 64];
+    if key.len() > 64 {
+        k[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let state = |pad: u8| {
+        let mut st = SHA256_IV;
+        let block = GenericArray::clone_from_slice(&k.map(|b| b ^ pad));
+        sha2::compress256(&mut st, &[block]);
+        st
+    };
+    (state(0x36), state(0x5c))
+}
+
+/// SHA-256 of (the 64-byte block behind `state`) ‖ `msg`, for a 32-byte `msg`: one padded block.
+fn finish_block(mut state: [u32; 8], msg: &[u8; 32]) -> [u8; 32] {
+    let mut block = [0u8; 64];
+    block[..32].copy_from_slice(msg);
+    block[32] = 0x80;
+    block[56..].copy_from_slice(&((64u64 + 32) * 8).to_be_bytes());
+    sha2::compress256(&mut state, &[GenericArray::clone_from_slice(&block)]);
+    let mut out = [0u8; 32];
+    for (chunk, word) in out.chunks_exact_mut(4).zip(state) {
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
+    out
+}
+
+/// Equal without telling, by its timing, where two strings first differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub fn hash_password(password: &str) -> std::io::Result<UserRecord> {
+    let salt = random_hex(16)?;
+    let hash = pbkdf2_sha256(password.as_bytes(), salt.as_bytes(), PBKDF2_ITERATIONS);
+    Ok(UserRecord {
+        salt,
+        hash: wharf_types::digest::to_hex(&hash),
+        iterations: PBKDF2_ITERATIONS,
+        admin: false,
+        created: now(),
+    })
+}
+
+pub fn verify_password(user: &UserRecord, password: &str) -> bool {
+    let got = pbkdf2_sha256(password.as_bytes(), user.salt.as_bytes(), user.iterations);
+    constant_time_eq(wharf_types::digest::to_hex(&got).as_bytes(), user.hash.as_bytes())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Access
+
+/// One entry of a token's `access` claim, and one `scope` a client asks for:
+/// `repository:library/busybox:pull,push`, `registry:catalog:*`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Access {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+    pub actions: Vec<String>,
+}
+
+impl Access {
+    pub fn new(kind: &str, name: &str, actions: &[&str]) -> Access {
+        Access { kind: kind.into(), name: name.into(), actions: actions.iter().map(|a| a.to_string()).collect() }
+    }
+
+    /// Parses a `scope` value; several are separated by spaces. Ill-formed ones are dropped,
+    /// as distribution's token servers do: they grant nothing.
+    pub fn parse_scopes(s: &str) -> Vec<Access> {
+        s.split(' ')
+            .filter_map(|one| {
+                // The name may hold a colon (a port in `registry:host:5000/x` is not a thing
+                // here, but be exact): type is before the first colon, actions after the last.
+                let (kind, rest) = one.split_once(':')?;
+                let (name, actions) = rest.rsplit_once(':')?;
+                if kind.is_empty() || name.is_empty() {
+                    return None;
+                }
+                let actions: Vec<String> = actions.split(',').filter(|a| !a.is_empty()).map(str::to_string).collect();
+                Some(Access { kind: kind.into(), name: name.into(), actions })
+            })
+            .collect()
+    }
+
+    /// Whether this grant allows `action` on `kind:name`. `*` grants every action, and a
+    /// `delete` is allowed by `delete` or `*`, as distribution has it.
+    pub fn allows(&self, kind: &str, name: &str, action: &str) -> bool {
+        self.kind == kind && self.name == name && self.actions.iter().any(|a| a == action || a == "*")
+    }
+}
+
+/// Who is asking: a user (checked) or nobody.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Subject {
+    Anonymous,
+    User { name: String, admin: bool },
+}
+
+/// What `subject` may do on `kind:name`: admins everything, anonymous pulls when the
+/// registry allows it, other users (part 2's roles) nothing yet.
+pub fn allowed_actions(subject: &Subject, anonymous_pull: bool, kind: &str) -> &'static [&'static str] {
+    match (subject, kind) {
+        (Subject::User { admin: true, .. }, "repository") => &["pull", "push", "delete", "*"],
+        (Subject::User { admin: true, .. }, "registry") => &["*"],
+        (Subject::Anonymous, "repository") if anonymous_pull => &["pull"],
+        _ => &[],
+    }
+}
+
+/// The intersection of what was asked and what is allowed; scopes granting nothing are left out.
+pub fn grant(asked: &[Access], subject: &Subject, anonymous_pull: bool) -> Vec<Access> {
+    asked
+        .iter()
+        .filter_map(|a| {
+            let allowed = allowed_actions(subject, anonymous_pull, &a.kind);
+            let actions: Vec<String> =
+                a.actions.iter().filter(|act| allowed.contains(&act.as_str())).cloned().fold(Vec::new(), |mut v, x| {
+                    if !v.contains(&x) {
+                        v.push(x);
+                    }
+                    v
+                });
+            (!actions.is_empty()).then(|| Access { kind: a.kind.clone(), name: a.name.clone(), actions })
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tokens
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: u64,
+    pub nbf: u64,
+    pub iat: u64,
+    pub jti: String,
+    #[serde(default)]
+    pub access: Vec<Access>,
+    /// `refresh` marks a refresh token, which is never accepted as an access token (and the
+    /// other way round).
+    #[serde(rename = "wharf_use")]
+    pub token_use: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum TokenError {
+    #[error("malformed token")]
+    Malformed,
+    #[error("token signature is invalid")]
+    Signature,
+    #[error("token has expired")]
+    Expired,
+    #[error("token is not valid yet")]
+    NotYetValid,
+    #[error("token is for {0:?}, not this registry")]
+    Audience(String),
+    #[error("token was issued by {0:?}, not this registry")]
+    Issuer(String),
+    #[error("a {0} token is not usable here")]
+    Use(String),
+}
+
+/// Signs and checks this registry's tokens.
+pub struct TokenSigner {
+    key: Vec<u8>,
+    pub issuer: String,
+    pub service: String,
+    pub lifetime: Duration,
+}
+
+impl TokenSigner {
+    pub fn new(key: Vec<u8>, issuer: String, service: String, lifetime: Duration) -> TokenSigner {
+        TokenSigner { key, issuer, service, lifetime }
+    }
+
+    /// The key kept in `dir/token.key` (0600), made on first use.
+    pub fn load_key(dir: &Path) -> std::io::Result<Vec<u8>> {
+        let path = dir.join("token.key");
+        match fs::read_to_string(&path) {
+            Ok(s) if s.trim().len() >= 64 => return Ok(s.trim().as_bytes().to_vec()),
+            Ok(_) => return Err(std::io::Error::other(format!("{} is too short to be a key", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let key = random_hex(32)?;
+        let tmp = dir.join("token.key.tmp");
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.write_all(key.as_bytes())?;
+        f.sync_all()?;
+        fs::rename(&tmp, &path)?;
+        Ok(key.into_bytes())
+    }
+
+    fn sign_claims(&self, claims: &Claims) -> String {
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+        let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default());
+        let signing_input = format!("{header}.{body}");
+        let sig = URL_SAFE_NO_PAD.encode(hmac_sha256(&self.key, signing_input.as_bytes()));
+        format!("{signing_input}.{sig}")
+    }
+
+    fn claims(&self, sub: &str, access: Vec<Access>, lifetime: Duration, token_use: &str) -> Claims {
+        let t = now();
+        Claims {
+            iss: self.issuer.clone(),
+            sub: sub.to_string(),
+            aud: self.service.clone(),
+            exp: t.saturating_add(lifetime.as_secs()),
+            nbf: t,
+            iat: t,
+            jti: random_hex(16).unwrap_or_default(),
+            access,
+            token_use: token_use.to_string(),
+        }
+    }
+
+    /// An access token; `sub` is empty for anonymous.
+    pub fn access_token(&self, sub: &str, access: Vec<Access>) -> (String, Claims) {
+        let c = self.claims(sub, access, self.lifetime, "access");
+        (self.sign_claims(&c), c)
+    }
+
+    pub fn refresh_token(&self, sub: &str) -> String {
+        self.sign_claims(&self.claims(sub, Vec::new(), REFRESH_LIFETIME, "refresh"))
+    }
+
+    /// Checks signature, issuer, audience, times and use; the claims when all hold.
+    pub fn verify(&self, token: &str, token_use: &str) -> Result<Claims, TokenError> {
+        let mut parts = token.split('.');
+        let (Some(h), Some(b), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return Err(TokenError::Malformed);
+        };
+        let header: serde_json::Value = URL_SAFE_NO_PAD
+            .decode(h)
+            .ok()
+            .and_then(|v| serde_json::from_slice(&v).ok())
+            .ok_or(TokenError::Malformed)?;
+        // Only our algorithm: `none` or another one named by the token is refused.
+        if header.get("alg").and_then(|a| a.as_str()) != Some("HS256") {
+            return Err(TokenError::Signature);
+        }
+        let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| TokenError::Malformed)?;
+        let want = hmac_sha256(&self.key, format!("{h}.{b}").as_bytes());
+        if !constant_time_eq(&sig, &want) {
+            return Err(TokenError::Signature);
+        }
+        let claims: Claims = URL_SAFE_NO_PAD
+            .decode(b)
+            .ok()
+            .and_then(|v| serde_json::from_slice(&v).ok())
+            .ok_or(TokenError::Malformed)?;
+        let t = now();
+        if t > claims.exp.saturating_add(LEEWAY) {
+            return Err(TokenError::Expired);
+        }
+        if claims.nbf > t.saturating_add(LEEWAY) {
+            return Err(TokenError::NotYetValid);
+        }
+        if claims.aud != self.service {
+            return Err(TokenError::Audience(claims.aud));
+        }
+        if claims.iss != self.issuer {
+            return Err(TokenError::Issuer(claims.iss));
+        }
+        if claims.token_use != token_use {
+            return Err(TokenError::Use(claims.token_use));
+        }
+        Ok(claims)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Users and requests
+
+/// The registry's authentication state.
+pub struct Auth {
+    pub signer: TokenSigner,
+    pub anonymous_pull: bool,
+    /// The token endpoint's URL when configured; else derived from each request's Host.
+    pub realm: Option<String>,
+}
+
+/// The outcome of checking a request.
+#[derive(Debug, PartialEq)]
+pub enum Decision {
+    Allow,
+    /// No or bad credentials, or a token that does not cover the request: a 401 with a
+    /// challenge (`insufficient_scope` when the token was good but too narrow).
+    Challenge {
+        detail: String,
+        insufficient_scope: bool,
+    },
+    /// Good credentials that may not do this: a 403.
+    Deny(String),
+}
+
+/// Which user `Basic` credentials name, when the password is right.
+pub fn basic_user(meta: &dyn Metadata, header: &str) -> Result<Option<Subject>, crate::meta::MetaError> {
+    let Some((user, password)) = parse_basic(header) else {
+        return Ok(None);
+    };
+    let Some(record) = meta.user(&user)? else {
+        // The same work as for a known user, so that timing does not say which names exist.
+        let _ = pbkdf2_sha256(password.as_bytes(), b"wharf-registry-no-such-user", PBKDF2_ITERATIONS);
+        return Ok(None);
+    };
+    Ok(verify_password(&record, &password).then_some(Subject::User { name: user, admin: record.admin }))
+}
+
+/// `Basic base64(user:password)` → (user, password).
+pub fn parse_basic(header: &str) -> Option<(String, String)> {
+    let (scheme, value) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = STANDARD.decode(value.trim()).ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (u, p) = text.split_once(':')?;
+    Some((u.to_string(), p.to_string()))
+}
+
+impl Auth {
+    /// Checks an `Authorization` header against `need` (`None`: any authenticated caller, as
+    /// `GET /v2/` wants).
+    pub fn check(
+        &self,
+        meta: &dyn Metadata,
+        authorization: Option<&str>,
+        need: Option<(&str, &str, &str)>,
+    ) -> Result<Decision, crate::meta::MetaError> {
+        let Some(header) = authorization else {
+            return Ok(Decision::Challenge { detail: "authentication required".into(), insufficient_scope: false });
+        };
+        if let Some((scheme, token)) = header.trim().split_once(' ') {
+            if scheme.eq_ignore_ascii_case("bearer") {
+                let claims = match self.signer.verify(token.trim(), "access") {
+                    Ok(c) => c,
+                    Err(e) => return Ok(Decision::Challenge { detail: e.to_string(), insufficient_scope: false }),
+                };
+                return Ok(match need {
+                    None => Decision::Allow,
+                    Some((kind, name, action)) if claims.access.iter().any(|a| a.allows(kind, name, action)) => {
+                        Decision::Allow
+                    }
+                    Some((kind, name, action)) => Decision::Challenge {
+                        detail: format!("the token does not grant {action} on {kind} {name:?}"),
+                        insufficient_scope: true,
+                    },
+                });
+            }
+        }
+        let Some(subject) = basic_user(meta, header)? else {
+            return Ok(Decision::Challenge {
+                detail: "invalid username or password".into(),
+                insufficient_scope: false,
+            });
+        };
+        Ok(match need {
+            None => Decision::Allow,
+            Some((kind, name, action)) => {
+                let allowed = allowed_actions(&subject, self.anonymous_pull, kind);
+                if allowed.contains(&action) || allowed.contains(&"*") {
+                    Decision::Allow
+                } else {
+                    Decision::Deny(format!("{action} on {kind} {name:?} is not allowed"))
+                }
+            }
+        })
+    }
+}
+
+/// Creates the admin user on first start: with `password`, or a generated one that is
+/// returned so that it can be printed once. `None` when the admin already exists.
+pub fn ensure_admin(meta: &dyn Metadata, password: Option<&str>) -> anyhow::Result<Option<String>> {
+    if meta.user(ADMIN)?.is_some() {
+        return Ok(None);
+    }
+    let password = match password {
+        Some(p) if !p.is_empty() => p.to_string(),
+        Some(_) => anyhow::bail!("the admin password is empty"),
+        None => random_hex(16)?,
+    };
+    let mut record = hash_password(&password)?;
+    record.admin = true;
+    if !meta.create_user(ADMIN, &record)? {
+        return Ok(None); // another process made it first
+    }
+    Ok(Some(password))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(b: &[u8]) -> String {
+        wharf_types::digest::to_hex(b)
+    }
+
+    #[test]
+    fn hmac_rfc4231() {
+        // Test case 1
+        let key = [0x0bu8; 20];
+        assert_eq!(
+            hex(&hmac_sha256(&key, b"Hi There")),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        );
+        // Test case 2
+        assert_eq!(
+            hex(&hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        // Test case 6: a key longer than the block is hashed first.
+        let key = [0xaau8; 131];
+        assert_eq!(
+            hex(&hmac_sha256(&key, b"Test Using Larger Than Block-Size Key - Hash Key First")),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+    }
+
+    #[test]
+    fn pbkdf2_vectors() {
+        // RFC 7914 section 11 (PBKDF2-HMAC-SHA256), first 32 bytes.
+        assert_eq!(
+            hex(&pbkdf2_sha256(b"passwd", b"salt", 1)),
+            "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc"
+        );
+        // A widely published vector: P="password", S="salt", c=4096.
+        assert_eq!(
+            hex(&pbkdf2_sha256(b"password", b"salt", 4096)),
+            "c5e478d59288c841aa530db6845c4c8d962893a001ce4e11a4963873aa98134a"
+        );
+    }
+
+    #[test]
+    fn passwords() {
+        let mut r = hash_password("pw").unwrap();
+        r.iterations = 10; // fast for the test; the hash below is recomputed
+        r.hash = hex(&pbkdf2_sha256(b"pw", r.salt.as_bytes(), 10));
+        assert!(verify_password(&r, "pw"));
+        assert!(!verify_password(&r, "pW"));
+        assert!(!verify_password(&r, ""));
+        assert!(constant_time_eq(b"ab", b"ab") && !constant_time_eq(b"ab", b"ac") && !constant_time_eq(b"a", b"ab"));
+    }
+
+    #[test]
+    fn scopes_and_grants() {
+        let s = Access::parse_scopes("repository:a/b:pull,push registry:catalog:* bad repository::pull");
+        assert_eq!(
+            s,
+            vec![Access::new("repository", "a/b", &["pull", "push"]), Access::new("registry", "catalog", &["*"])]
+        );
+        let admin = Subject::User { name: "admin".into(), admin: true };
+        assert_eq!(grant(&s, &admin, false), s);
+        assert_eq!(grant(&s, &Subject::Anonymous, true), vec![Access::new("repository", "a/b", &["pull"])]);
+        assert_eq!(grant(&s, &Subject::Anonymous, false), vec![]);
+        let a = Access::new("repository", "a", &["pull"]);
+        assert!(a.allows("repository", "a", "pull"));
+        assert!(!a.allows("repository", "a", "push") && !a.allows("repository", "b", "pull"));
+        assert!(Access::new("repository", "a", &["*"]).allows("repository", "a", "delete"));
+    }
+
+    #[test]
+    fn tokens() {
+        let signer = TokenSigner::new(b"k".repeat(32), "iss".into(), "svc".into(), Duration::from_secs(60));
+        let (t, c) = signer.access_token("admin", vec![Access::new("repository", "a", &["pull"])]);
+        assert_eq!(signer.verify(&t, "access").unwrap(), c);
+        assert_eq!(signer.verify(&t, "refresh"), Err(TokenError::Use("access".into())));
+        let r = signer.refresh_token("admin");
+        assert_eq!(signer.verify(&r, "access"), Err(TokenError::Use("refresh".into())));
+        // Another key, service or issuer.
+        let other = TokenSigner::new(b"x".repeat(32), "iss".into(), "svc".into(), Duration::from_secs(60));
+        assert_eq!(other.verify(&t, "access"), Err(TokenError::Signature));
+        let svc = TokenSigner::new(b"k".repeat(32), "iss".into(), "other".into(), Duration::from_secs(60));
+        assert_eq!(svc.verify(&t, "access"), Err(TokenError::Audience("svc".into())));
+        // Expired.
+        let mut old = c.clone();
+        old.exp = now() - 3600;
+        assert_eq!(signer.verify(&signer.sign_claims(&old), "access"), Err(TokenError::Expired));
+        // A changed claim breaks the signature; `alg: none` is refused.
+        let parts: Vec<&str> = t.split('.').collect();
+        let mut wider = c.clone();
+        wider.access = vec![Access::new("repository", "b", &["*"])];
+        let forged =
+            format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(serde_json::to_vec(&wider).unwrap()), parts[2]);
+        assert_eq!(signer.verify(&forged, "access"), Err(TokenError::Signature));
+        let none = format!("{}.{}.", URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#), parts[1]);
+        assert_eq!(signer.verify(&none, "access"), Err(TokenError::Signature));
+        for bad in ["", "a.b", "a.b.c.d", "!!.!!.!!"] {
+            assert!(signer.verify(bad, "access").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn basic_headers() {
+        assert_eq!(parse_basic("Basic YWRtaW46cDp3"), Some(("admin".into(), "p:w".into())));
+        assert_eq!(parse_basic("Bearer x"), None);
+        assert_eq!(parse_basic("Basic !!!"), None);
+        assert_eq!(parse_basic("Basic"), None);
+    }
+}
