@@ -51,6 +51,11 @@ impl Digest {
         &self.hex
     }
 
+    /// The first `n` hex digits (all 64 when `n` is larger), for names derived from a digest.
+    pub fn hex_prefix(&self, n: usize) -> &str {
+        self.hex.get(..n).unwrap_or(&self.hex)
+    }
+
     /// The first 12 hex digits, as Docker shows ids in tables.
     pub fn short(&self) -> &str {
         short_id(&self.hex)
