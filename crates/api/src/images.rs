@@ -272,16 +272,28 @@ fn glob(pattern: &str, s: &str) -> bool {
     match pattern.split_once('*') {
         None => pattern == s,
         Some((pre, post)) => {
-            s.len() >= pre.len() + post.len() && s.starts_with(pre) && glob_rest(post, &s[pre.len()..])
+            s.len() >= pre.len() + post.len() && s.strip_prefix(pre).is_some_and(|rest| glob_rest(post, rest))
         }
     }
 }
 
+/// Matches `s` against what follows a `*`: the `*` takes a part of `s` with no '/'.
 fn glob_rest(pattern: &str, s: &str) -> bool {
     if !pattern.contains('*') {
-        return s.ends_with(pattern) && !s[..s.len() - pattern.len()].contains('/');
+        return s.strip_suffix(pattern).is_some_and(|taken| !taken.contains('/'));
     }
-    (0..=s.len()).any(|i| s.is_char_boundary(i) && glob(pattern, &s[i..]) && !s[..i].contains('/'))
+    // Let the `*` take one more character at a time, up to and including no '/'.
+    let mut tail = s;
+    loop {
+        if glob(pattern, tail) {
+            return true;
+        }
+        let mut chars = tail.chars();
+        match chars.next() {
+            Some(c) if c != '/' => tail = chars.as_str(),
+            _ => return false,
+        }
+    }
 }
 
 /// `GET /images/{name}/json`.
@@ -369,6 +381,12 @@ mod tests {
         assert_eq!(human_size(123_456), "123.5kB");
         assert!(glob("busy*", "busybox"));
         assert!(!glob("busy*", "busy/box"));
+        // Multibyte names: the `*` takes whole characters.
+        assert!(glob("é*", "éa"));
+        assert!(glob("*é", "aé"));
+        assert!(glob("a*é*b", "aéüéb"));
+        assert!(!glob("é*", "é/a"));
+        assert!(!glob("é*é", "é"));
         let r = ImageRef::parse("127.0.0.1:5000/library/busybox:1").unwrap();
         assert!(reference_matches("127.0.0.1:5000/library/busybox", &r));
         assert!(reference_matches("127.0.0.1:5000/library/busybox:1", &r));

@@ -10,6 +10,7 @@ use hyper::{Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use wharf_engine::{ContainerRecord, Endpoint, NetAttach, NetOptions, NetworkCreate, NetworkRecord, PortBinding};
+use wharf_types::digest::short_id;
 
 use crate::body::Body;
 use crate::error::ApiError;
@@ -418,7 +419,7 @@ fn endpoint_json(
         Value::Null
     } else {
         let mut a = aliases.to_vec();
-        a.push(c.id[..12].to_string());
+        a.push(short_id(&c.id).to_string());
         json!(a)
     };
     let ipam: Value = match ipv4 {

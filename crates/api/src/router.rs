@@ -46,11 +46,10 @@ pub async fn route(engine: Engine, req: Request<Incoming>) -> Response<Body> {
 /// Splits `/v1.41/containers/json` into version `1.41` and path `/containers/json`.
 fn split_version(path: &str) -> Result<(Option<String>, String)> {
     if let Some(rest) = path.strip_prefix("/v") {
-        if let Some(slash) = rest.find('/') {
-            let v = &rest[..slash];
+        if let Some((v, path)) = rest.split_once('/') {
             if v.split('.').count() == 2 && v.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
             {
-                return Ok((Some(v.to_string()), rest[slash..].to_string()));
+                return Ok((Some(v.to_string()), format!("/{path}")));
             }
         }
     }
@@ -233,6 +232,8 @@ mod tests {
         assert_eq!(split_version("/v1.41/containers/json").unwrap(), (Some("1.41".into()), "/containers/json".into()));
         assert_eq!(split_version("/containers/json").unwrap(), (None, "/containers/json".into()));
         assert_eq!(split_version("/version").unwrap(), (None, "/version".into()));
+        assert_eq!(split_version("/vé/x").unwrap(), (None, "/vé/x".into()));
+        assert_eq!(split_version("/v1.é/x").unwrap(), (None, "/v1.é/x".into()));
         assert!(version_tuple("1.9") < version_tuple("1.24"));
     }
 }

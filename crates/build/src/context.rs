@@ -13,6 +13,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest as _, Sha256};
+use wharf_types::Digest;
 
 use crate::ignore::Ignore;
 
@@ -498,13 +499,12 @@ impl Context {
                 // A directory's contents are copied, not the directory itself.
                 let prefix = if src.is_empty() { String::new() } else { format!("{src}/") };
                 for (rel, e) in self.entries.range(prefix.clone()..) {
-                    if !rel.starts_with(&prefix) {
+                    let Some(below) = rel.strip_prefix(prefix.as_str()) else {
                         break;
-                    }
+                    };
                     if self.excluded_with_parents(rel) {
                         continue;
                     }
-                    let below = &rel[prefix.len()..];
                     out.push(Selected { rel: rel.clone(), entry: e.clone(), dest: format!("{dest}/{below}") });
                 }
             } else if let Some(e) = self.entries.get(src) {
@@ -715,7 +715,7 @@ pub fn digest(selected: &[Selected], own: Ownership) -> Result<(String, BTreeMap
         }
         let d = h.finalize();
         all.update(d);
-        each.insert(s.dest.clone(), format!("{:x}", d)[..16].to_string());
+        each.insert(s.dest.clone(), Digest::from_hash(d.into()).hex_prefix(16).to_string());
     }
     Ok((format!("{:x}", all.finalize()), each))
 }

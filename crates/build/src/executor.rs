@@ -15,6 +15,7 @@ use wharf_engine::{
     CacheEntry, CommitImage, CreateRequest, Engine, EngineError, ExtractOptions, HostConfig, LogStream, PullEvent,
     PullRequest, TopLayer, WaitCondition,
 };
+use wharf_types::digest::short_id;
 use wharf_types::oci::{ContainerConfig, History, ImageConfig};
 use wharf_types::{Digest, ImageRef};
 
@@ -1301,7 +1302,7 @@ impl Build {
                 ..Default::default()
             })
             .await?;
-        self.stream(format!(" ---> Running in {}\n", &rec.id[..12]));
+        self.stream(format!(" ---> Running in {}\n", short_id(&rec.id)));
         let result = self.run_container(&rec.id).await;
         let code = match result {
             Ok(code) => code,
@@ -1332,7 +1333,7 @@ impl Build {
         let committed =
             self.engine.commit_image(CommitImage { base: Some(image), layer, config: config.clone() }).await;
         if self.req.remove || self.req.force_remove {
-            self.stream(format!("Removing intermediate container {}\n", &rec.id[..12]));
+            self.stream(format!("Removing intermediate container {}\n", short_id(&rec.id)));
             self.remove(&rec.id).await;
         }
         let id = committed?;
@@ -1558,7 +1559,8 @@ impl Build {
         let digest = if extra.is_empty() {
             digest
         } else {
-            sha(&[&digest, &format!("{:x}", hd.clone().finalize())])[7..].to_string()
+            let both = sha(&[&digest, &format!("{:x}", hd.clone().finalize())]);
+            both.strip_prefix("sha256:").unwrap_or(&both).to_string()
         };
         // As the classic builder writes it: `dir:` for one directory, `file:` for one file or
         // archive, `multi:` for more; the destination as written; `--chown` shown.

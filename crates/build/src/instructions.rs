@@ -555,9 +555,10 @@ pub fn parse_mount(value: &str) -> Msg<Mount> {
 /// Sizes as Docker's `RAMInBytes`: `64m`, `1g`, `512kb`, `100` (binary multiples).
 fn parse_size(v: &str) -> Option<u64> {
     let v = v.trim();
-    let digits = v.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(v.len());
-    let number: f64 = v[..digits].parse().ok()?;
-    let unit = v[digits..].trim_start().to_ascii_lowercase();
+    // `find` gives a char boundary, where split_at cannot panic.
+    let (number, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(v.len()));
+    let number: f64 = number.parse().ok()?;
+    let unit = unit.trim_start().to_ascii_lowercase();
     let unit = unit.strip_suffix('b').unwrap_or(&unit);
     let unit = unit.strip_suffix('i').unwrap_or(unit);
     let multiplier: u64 = match unit {
@@ -580,10 +581,10 @@ fn name_values(rest: &str, cmd: &str, escape: char) -> Msg<Vec<(String, String)>
         return Err(at_least_one(cmd));
     };
     if !first.contains('=') {
-        let Some(at) = rest.find(char::is_whitespace) else {
+        let Some((name, value)) = rest.split_once(char::is_whitespace) else {
             return Err(format!("{cmd} must have two arguments"));
         };
-        return Ok(vec![(rest[..at].to_string(), rest[at..].trim_start().to_string())]);
+        return Ok(vec![(name.to_string(), value.trim_start().to_string())]);
     }
     words
         .iter()
@@ -616,8 +617,8 @@ fn parse_arg(rest: &str, escape: char) -> Msg<Vec<ArgDecl>> {
 
 fn parse_healthcheck(node: &Node) -> Msg<Healthcheck> {
     let rest = node.rest.as_str();
-    let (typ, args) = match rest.find(char::is_whitespace) {
-        Some(at) => (&rest[..at], rest[at..].trim_start()),
+    let (typ, args) = match rest.split_once(char::is_whitespace) {
+        Some((typ, args)) => (typ, args.trim_start()),
         None => (rest, ""),
     };
     if typ.is_empty() {

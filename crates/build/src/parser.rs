@@ -154,8 +154,8 @@ fn strip_continuation(line: &str, escape: char) -> (String, bool) {
 }
 
 fn split_node(text: &str, line: usize) -> Result<Node> {
-    let (name, args) = match text.find(char::is_whitespace) {
-        Some(at) => (&text[..at], text[at..].trim_start()),
+    let (name, args) = match text.split_once(char::is_whitespace) {
+        Some((name, args)) => (name, args.trim_start()),
         None => (text, ""),
     };
     let (flags, rest) = extract_flags(args);
@@ -182,29 +182,31 @@ fn extract_flags(args: &str) -> (Vec<String>, &str) {
         }
         let mut word = String::new();
         let mut quote: Option<char> = None;
-        let mut chars = rest.char_indices();
-        let mut end = rest.len();
-        while let Some((at, c)) = chars.next() {
+        let mut chars = rest.chars();
+        // What follows the word's ending whitespace (trimmed above and below anyway).
+        let mut after = "";
+        while let Some(c) = chars.next() {
             match quote {
                 None if c.is_whitespace() => {
-                    end = at;
+                    after = chars.as_str();
                     break;
                 }
                 None if c == '"' || c == '\'' => quote = Some(c),
                 Some(q) if c == q => quote = None,
                 _ if c == '\\' => {
-                    if let Some((_, n)) = chars.next() {
+                    if let Some(n) = chars.next() {
                         word.push(n);
                     }
                 }
                 _ => word.push(c),
             }
         }
-        rest = &rest[end..];
+        rest = after;
         if word == "--" {
             return (flags, rest.trim_start());
         }
-        flags.push(word[2..].to_string());
+        // The word began with the unquoted "--" checked above.
+        flags.push(word.strip_prefix("--").unwrap_or(&word).to_string());
     }
 }
 
@@ -347,6 +349,12 @@ mod tests {
             ("HEALTHCHECK --interval=5s CMD true", &[(1, "healthcheck", &["interval=5s"], "CMD true")]),
             ("\u{feff}FROM a", &[(1, "from", &[], "a")]),
             ("CMD", &[(1, "cmd", &[], "")]),
+            // Multibyte text next to every split point (a word's end, a flag's "--", non-ASCII
+            // whitespace) is kept whole.
+            ("RUNé a", &[(1, "runé", &[], "a")]),
+            ("RUN\u{3000}é", &[(1, "run", &[], "é")]),
+            ("COPY --chown=é\u{3000}é y", &[(1, "copy", &["chown=é"], "é y")]),
+            ("COPY --é", &[(1, "copy", &["é"], "")]),
         ];
         for (input, want) in cases {
             let want: Vec<_> = want.iter().map(|(l, n, f, r)| (*l, n.to_string(), s(f), r.to_string())).collect();

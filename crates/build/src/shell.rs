@@ -1,6 +1,8 @@
 //! Word expansion as Docker does it (BuildKit's shell lexer): `$v`, `${v:-w}` and friends,
 //! quote removal, the escape character, and splitting into words on unquoted whitespace.
 
+#![warn(clippy::indexing_slicing)]
+
 use crate::error::{Error, Result};
 
 /// How deep `${a:-${b:-...}}` may nest before the word is refused (hostile input).
@@ -333,7 +335,12 @@ fn remove_affix(value: &[char], pattern: &[char], prefix: bool, longest: bool) -
     let n = value.len();
     let lens: Box<dyn Iterator<Item = usize>> = if longest { Box::new((0..=n).rev()) } else { Box::new(0..=n) };
     for len in lens {
-        let (part, rest) = if prefix { (&value[..len], &value[len..]) } else { (&value[n - len..], &value[..n - len]) };
+        // `len` is at most `n`, so the splits always succeed.
+        let split =
+            if prefix { value.split_at_checked(len) } else { value.split_at_checked(n - len).map(|(r, p)| (p, r)) };
+        let Some((part, rest)) = split else {
+            continue;
+        };
         if glob(pattern, part) {
             return rest.iter().collect();
         }
@@ -345,22 +352,27 @@ fn remove_affix(value: &[char], pattern: &[char], prefix: bool, longest: bool) -
 fn glob(pattern: &[char], text: &[char]) -> bool {
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == text[t]) {
-            p += 1;
-            t += 1;
-        } else if p < pattern.len() && pattern[p] == '*' {
-            star = Some((p, t));
-            p += 1;
-        } else if let Some((sp, st)) = star {
-            p = sp + 1;
-            t = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
+    while let Some(&tc) = text.get(t) {
+        match pattern.get(p) {
+            Some(&pc) if pc == '?' || pc == tc => {
+                p += 1;
+                t += 1;
+            }
+            Some('*') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    p = sp + 1;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
         }
     }
-    pattern[p..].iter().all(|&c| c == '*')
+    pattern.get(p..).unwrap_or_default().iter().all(|&c| c == '*')
 }
 
 #[cfg(test)]
@@ -374,6 +386,7 @@ mod tests {
             "empty" => Some(String::new()),
             "spaced" => Some("x  y".into()),
             "path" => Some("/usr/local/bin.tar.gz".into()),
+            "uni" => Some("é/ü.€".into()),
             _ => None,
         }
     }
@@ -426,6 +439,11 @@ mod tests {
             ("${path%%.*}", "/usr/local/bin"),
             ("${path#nomatch}", "/usr/local/bin.tar.gz"),
             ("héllo$a", "hélloA"),
+            ("${uni#é}", "/ü.€"),
+            ("${uni##*/}", "ü.€"),
+            ("${uni%.?}", "é/ü"),
+            ("${uni%%ü*}", "é/"),
+            ("${uni#?/ü}", ".€"),
         ];
         for (input, want) in cases {
             assert_eq!(expand_word(input, '\\', &env).as_deref(), Ok(*want), "input {input:?}");

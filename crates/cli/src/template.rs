@@ -81,12 +81,11 @@ fn split(src: &str) -> Result<Vec<Piece>> {
     let mut pieces = Vec::new();
     let mut rest = src;
     let mut trim_next = false;
-    while let Some(start) = rest.find("{{") {
-        let mut text = &rest[..start];
+    while let Some((before, after)) = rest.split_once("{{") {
+        let mut text = before;
         if trim_next {
             text = text.trim_start();
         }
-        let after = &rest[start + 2..];
         let (after, trim_prev) = match after.strip_prefix("- ") {
             Some(a) => (a, true),
             None => (after, false),
@@ -95,8 +94,7 @@ fn split(src: &str) -> Result<Vec<Piece>> {
             text = text.trim_end();
         }
         pieces.push(Piece::Text(text.to_string()));
-        let end = find_close(after).ok_or_else(|| anyhow!("template: unclosed action"))?;
-        let mut inner = &after[..end];
+        let (mut inner, after_close) = split_close(after).ok_or_else(|| anyhow!("template: unclosed action"))?;
         trim_next = false;
         if let Some(i) = inner.strip_suffix(" -") {
             inner = i;
@@ -107,7 +105,7 @@ fn split(src: &str) -> Result<Vec<Piece>> {
         if !(inner.starts_with("/*") && inner.ends_with("*/")) {
             pieces.push(Piece::Action(lex(inner)?));
         }
-        rest = &after[end + 2..];
+        rest = after_close;
     }
     let text = if trim_next { rest.trim_start() } else { rest };
     pieces.push(Piece::Text(text.to_string()));
@@ -115,7 +113,8 @@ fn split(src: &str) -> Result<Vec<Piece>> {
 }
 
 /// The `}}` closing an action, skipping ones inside quoted strings.
-fn find_close(s: &str) -> Option<usize> {
+/// Splits `s` at the `}}` that closes an action (outside quotes): what is inside, what follows.
+fn split_close(s: &str) -> Option<(&str, &str)> {
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -132,7 +131,8 @@ fn find_close(s: &str) -> Option<usize> {
                     i += 1;
                 }
             }
-            b'}' if b.get(i + 1) == Some(&b'}') => return Some(i),
+            // `i` is at an ASCII `}`, so both `get`s are on char boundaries and succeed.
+            b'}' if b.get(i + 1) == Some(&b'}') => return Some((s.get(..i)?, s.get(i + 2..)?)),
             _ => {}
         }
         i += 1;
@@ -210,10 +210,8 @@ fn lex(s: &str) -> Result<Vec<Tok>> {
                 let word: String = chars[i..end].iter().collect();
                 let (var, path) = match word.strip_prefix('$') {
                     Some(rest) => {
-                        let (name, path) = match rest.find('.') {
-                            Some(p) => (&rest[..p], &rest[p..]),
-                            None => (rest, ""),
-                        };
+                        // `find` gives a char boundary, where split_at cannot panic.
+                        let (name, path) = rest.find('.').map_or((rest, ""), |p| rest.split_at(p));
                         (Some(format!("${name}")), path.to_string())
                     }
                     None => (None, word.clone()),
@@ -779,6 +777,12 @@ mod tests {
             ("{{end}}", None),
             ("{{nofunc .Id}}", None),
             ("{{.Id.Sub}}", None),
+            // Multibyte text next to the delimiters is text; an unclosed action is an error.
+            ("é{{.Id}}é", Some("éabcé")),
+            ("é {{- .Id -}} é", Some("éabcé")),
+            ("{{.Id}}é{{", None),
+            ("{{\"é}}", None),
+            ("{{`é`}}", Some("é")),
         ];
         for (t, want) in cases {
             let got = render(t, &v).ok();

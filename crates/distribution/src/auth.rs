@@ -99,30 +99,34 @@ pub(crate) fn parse_challenge(value: &str) -> Option<Challenge> {
     }
     let mut params = HashMap::new();
     while !rest.is_empty() {
-        let eq = rest.find('=')?;
-        let key = rest[..eq].trim().to_ascii_lowercase();
-        rest = rest[eq + 1..].trim_start();
+        let (key, after) = rest.split_once('=')?;
+        let key = key.trim().to_ascii_lowercase();
+        rest = after.trim_start();
         let val;
         if let Some(quoted) = rest.strip_prefix('"') {
             let mut out = String::new();
-            let mut chars = quoted.char_indices();
-            let mut end = None;
-            while let Some((i, c)) = chars.next() {
+            let mut chars = quoted.chars();
+            let mut closed = false;
+            while let Some(c) = chars.next() {
                 match c {
-                    '\\' => out.extend(chars.next().map(|(_, c)| c)),
+                    '\\' => out.extend(chars.next()),
                     '"' => {
-                        end = Some(i + 1);
+                        closed = true;
                         break;
                     }
                     c => out.push(c),
                 }
             }
+            if !closed {
+                return None;
+            }
             val = out;
-            rest = &quoted[end?..];
+            rest = chars.as_str();
         } else {
-            let end = rest.find(',').unwrap_or(rest.len());
-            val = rest[..end].trim().to_string();
-            rest = &rest[end..];
+            // Up to the next ',', which stays in `rest` for the separator step below.
+            let (plain, after) = rest.split_at(rest.find(',').unwrap_or(rest.len()));
+            val = plain.trim().to_string();
+            rest = after;
         }
         params.insert(key, val);
         rest = rest.trim_start();
@@ -225,6 +229,12 @@ mod tests {
             (r#"Bearer realm="unterminated"#, None),
             (r#"Bearer novalue"#, None),
             ("", None),
+            // Multibyte text around every separator is read as text, never cut inside a character.
+            (
+                r#"Bearer réalm="é\é",sérvice=ü ,scope="€""#,
+                Some(("bearer", &[("réalm", "éé"), ("sérvice", "ü"), ("scope", "€")])),
+            ),
+            (r#"Bearer realm="é"#, None),
         ];
         for (input, want) in cases {
             let got = parse_challenge(input);

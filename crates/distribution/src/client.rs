@@ -577,7 +577,7 @@ pub(crate) fn token_key(ep: &Endpoint, auth: Option<&AuthConfig>) -> String {
         let (user, password) = a.basic_credentials().unwrap_or_default();
         let secret =
             format!("{user}\0{password}\0{}\0{}", a.identity_token().unwrap_or(""), a.registry_token().unwrap_or(""));
-        Digest::of(secret.as_bytes()).hex()[..16].to_string()
+        Digest::of(secret.as_bytes()).hex_prefix(16).to_string()
     });
     format!("{}#{}", ep.base.host_port(), identity.as_deref().unwrap_or("anonymous"))
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use wharf_metadata::Table;
+use wharf_types::digest::short_id;
 use wharf_types::Digest;
 
 use crate::monitor::{ExitFile, Live};
@@ -431,7 +432,7 @@ impl Engine {
 
         let id = ids::random_id();
         let config = ContainerConfig {
-            hostname: req.hostname.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| id[..12].to_string()),
+            hostname: req.hostname.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| short_id(&id).to_string()),
             domainname: req.domainname.clone().unwrap_or_default(),
             user: req.user.clone().filter(|u| !u.is_empty()).or(image_config.user.clone()).unwrap_or_default(),
             env,
@@ -784,7 +785,7 @@ impl Engine {
         self.inner.restarts.reset(&rec.id);
         self.inner.db.write(|tx| {
             tx.delete(Table::Containers, &rec.id)?;
-            if tx.get::<String>(Table::Names, &rec.name)?.as_deref() == Some(&rec.id[..]) {
+            if tx.get::<String>(Table::Names, &rec.name)?.as_deref() == Some(rec.id.as_str()) {
                 tx.delete(Table::Names, &rec.name)?;
             }
             Ok::<_, EngineError>(())

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use wharf_metadata::Table;
+use wharf_types::digest::short_id;
 use wharf_types::oci::{Descriptor, ImageConfig};
 use wharf_types::{Digest, ImageRef};
 
@@ -242,7 +243,7 @@ impl Engine {
                 return Err(EngineError::Conflict(format!(
                     "conflict: unable to delete {} (cannot be forced) - image is being used by running container {}",
                     rec.id.short(),
-                    &cid[..12]
+                    short_id(cid)
                 )));
             }
             if !force {
@@ -252,7 +253,7 @@ impl Engine {
                 };
                 return Err(EngineError::Conflict(format!(
                     "conflict: {what} - container {} is using its referenced image {}",
-                    &cid[..12],
+                    short_id(cid),
                     rec.id.short()
                 )));
             }

@@ -316,7 +316,7 @@ fn key_values(rest: &str, legacy: bool) -> Result<Vec<(String, String)>, String>
     }
     if !w[0].contains('=') {
         if legacy && w.len() >= 2 {
-            let value = rest[rest.find(char::is_whitespace).unwrap_or(rest.len())..].trim();
+            let value = rest.split_once(char::is_whitespace).map_or("", |(_, value)| value).trim();
             return Ok(vec![(w[0].clone(), unquote(value))]);
         }
         return Err(format!("{:?} is not of the form key=value", w[0]));

@@ -67,7 +67,7 @@ impl Engine {
             let Some(mut r) = tx.get::<ContainerRecord>(Table::Containers, &rec.id)? else {
                 return Err(EngineError::NotFound(format!("No such container: {name}")));
             };
-            if tx.get::<String>(Table::Names, &r.name)?.as_deref() == Some(&r.id[..]) {
+            if tx.get::<String>(Table::Names, &r.name)?.as_deref() == Some(r.id.as_str()) {
                 tx.delete(Table::Names, &r.name)?;
             }
             r.name = new_name.clone();

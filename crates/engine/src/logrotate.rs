@@ -29,13 +29,8 @@ const KNOWN_OPTS: &[&str] = &["max-size", "max-file", "compress", "labels", "lab
 pub fn parse_size(s: &str) -> Option<u64> {
     let t = s.trim().to_ascii_lowercase();
     let t = t.strip_suffix("ib").or_else(|| t.strip_suffix('b')).unwrap_or(&t);
-    let (num, mult) = match t.chars().last()? {
-        'k' => (&t[..t.len() - 1], 1u64 << 10),
-        'm' => (&t[..t.len() - 1], 1 << 20),
-        'g' => (&t[..t.len() - 1], 1 << 30),
-        't' => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
+    let units = [('k', 1u64 << 10), ('m', 1 << 20), ('g', 1 << 30), ('t', 1 << 40)];
+    let (num, mult) = units.iter().find_map(|&(unit, mult)| Some((t.strip_suffix(unit)?, mult))).unwrap_or((t, 1));
     let num = num.trim();
     if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         return None;

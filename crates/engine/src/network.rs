@@ -24,6 +24,7 @@ use wharf_metadata::Table;
 use wharf_network::nft::{NetRules, PortRule, Ruleset};
 use wharf_network::sandbox::{self, Attachment, BridgeConfig};
 use wharf_network::Ipv4Net;
+use wharf_types::digest::short_id;
 
 use crate::containers::{ContainerRecord, HostConfig};
 use crate::dns::{DnsServer, Lookup};
@@ -552,7 +553,9 @@ impl Engine {
             (n.name.clone(), n.id.clone(), n.bridge.clone(), gw, pool, n.internal)
         };
         let ifname = format!("eth{index}");
-        let veth = if index == 0 { format!("veth{}", &rec.id[..7]) } else { format!("veth{}_{index}", &rec.id[..7]) };
+        // Seven hex digits of the id leave room for `_<index>` in the kernel's 15 bytes.
+        let short = rec.id.get(..7).unwrap_or(&rec.id);
+        let veth = if index == 0 { format!("veth{short}") } else { format!("veth{short}_{index}") };
         let key = endpoint_key(&rec.id, if net_id.is_empty() { &net_name } else { &net_id });
         let (ip, routed) = {
             let mut st = lock(&self.net().state);
@@ -647,7 +650,7 @@ impl Engine {
         let mut dns_names = Vec::new();
         if !net_id.is_empty() {
             dns_names.push(rec.name.to_ascii_lowercase());
-            dns_names.push(rec.id[..12].to_string());
+            dns_names.push(short_id(&rec.id).to_string());
             dns_names.extend(want.aliases.iter().map(|a| a.to_ascii_lowercase()));
         }
         let ep = Endpoint {
@@ -1207,11 +1210,13 @@ impl Engine {
         let mode = hc.network_mode.as_str();
         let user = match mode {
             "default" | "bridge" | "none" | "host" => false,
-            m if m.starts_with("container:") => {
-                self.find_container(&m["container:".len()..])?;
-                false
-            }
-            other => !self.find_network(other)?.predefined,
+            other => match other.strip_prefix("container:") {
+                Some(container) => {
+                    self.find_container(container)?;
+                    false
+                }
+                None => !self.find_network(other)?.predefined,
+            },
         };
         let o = &hc.net;
         if !user && o.ipv4_address.as_deref().is_some_and(|a| !a.is_empty()) {

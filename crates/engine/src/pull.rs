@@ -170,7 +170,7 @@ impl Engine {
             Ok::<_, EngineError>(())
         })?;
         events.status(format!("Digest: {}", resolved.digest));
-        let up_to_date = !fresh && previous.as_deref() == Some(&id.to_string()[..]);
+        let up_to_date = !fresh && previous.as_deref() == Some(id.to_string().as_str());
         events.status(if up_to_date {
             format!("Status: Image is up to date for {}", r.familiar())
         } else {

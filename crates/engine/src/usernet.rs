@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use wharf_metadata::Table;
 use wharf_network::sandbox::{self, BridgeConfig};
 use wharf_network::Ipv4Net;
+use wharf_types::digest::short_id;
 
 use crate::containers::{ContainerRecord, HostConfig};
 use crate::network::{lock, net_err, Endpoint, NetAttach, NetworkView};
@@ -238,7 +239,7 @@ impl Engine {
                     .map_err(|e| EngineError::Invalid(format!("invalid {OPT_BRIDGE_NAME} option: {e}")))?;
                 b.clone()
             }
-            _ => format!("br-{}", &id[..12]),
+            _ => format!("br-{}", short_id(&id)),
         };
         let rec = NetworkRecord {
             id: id.clone(),
@@ -329,7 +330,7 @@ impl Engine {
                 .iter()
                 .map(|(id, _)| {
                     let name = self.find_container(id).map(|c| c.name).unwrap_or_default();
-                    format!("(name:\"{name}\" id:\"{}\")", &id[..id.len().min(12)])
+                    format!("(name:\"{name}\" id:\"{}\")", short_id(id))
                 })
                 .collect();
             return Err(EngineError::Forbidden(format!(

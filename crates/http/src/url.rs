@@ -115,11 +115,9 @@ impl Url {
         if location.starts_with('?') {
             return Url::parse(&format!("{}{path}{location}", self.origin()));
         }
-        let dir = match path.rfind('/') {
-            Some(i) => &path[..=i],
-            None => "/",
-        };
-        Url::parse(&format!("{}{dir}{location}", self.origin()))
+        // The directory of the path, without its last '/' (added back below).
+        let dir = path.rsplit_once('/').map_or("", |(dir, _)| dir);
+        Url::parse(&format!("{}{dir}/{location}", self.origin()))
     }
 }
 

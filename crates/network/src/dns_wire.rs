@@ -2,6 +2,8 @@
 //! question of a query, an answer with A records, and a reply with only a response code.
 //! Every byte comes from a container, so nothing here indexes past what was checked.
 
+#![warn(clippy::indexing_slicing)]
+
 use std::net::Ipv4Addr;
 
 pub const TYPE_A: u16 = 1;
@@ -25,12 +27,10 @@ pub struct Question {
 
 /// Parses the header and the one question of a query.
 pub fn parse_query(msg: &[u8]) -> Option<Question> {
-    if msg.len() < 12 {
-        return None;
-    }
-    let id = u16::from_be_bytes([msg[0], msg[1]]);
+    let header: &[u8; 12] = msg.first_chunk()?;
+    let id = u16::from_be_bytes([header[0], header[1]]);
     // A response, or not exactly one question: not something to answer.
-    if msg[2] & 0x80 != 0 || u16::from_be_bytes([msg[4], msg[5]]) != 1 {
+    if header[2] & 0x80 != 0 || u16::from_be_bytes([header[4], header[5]]) != 1 {
         return None;
     }
     let mut pos = 12;
@@ -58,17 +58,19 @@ pub fn parse_query(msg: &[u8]) -> Option<Question> {
 /// a container that has only IPv4).
 pub fn answer(query: &[u8], q: &Question, addrs: &[Ipv4Addr]) -> Vec<u8> {
     // `q` is the parse of `query`; anything else is answered as a server failure.
-    let Some(head) = query.get(..q.end).filter(|h| h.len() >= 12) else {
+    let Some((header, question)) = query.get(..q.end).and_then(|h| h.split_first_chunk::<12>()) else {
         return error_reply(query, RCODE_SERVFAIL);
     };
-    let mut out = Vec::with_capacity(q.end + addrs.len() * 16);
-    out.extend_from_slice(head);
+    let mut head = *header;
     // QR, opcode and RD kept, AA and RA set, rcode 0.
-    out[2] = 0x80 | (head[2] & 0x79) | 0x04;
-    out[3] = 0x80;
+    head[2] = 0x80 | (header[2] & 0x79) | 0x04;
+    head[3] = 0x80;
     let ancount = if q.qtype == TYPE_A || q.qtype == TYPE_ANY { addrs.len() as u16 } else { 0 };
-    out[6..8].copy_from_slice(&ancount.to_be_bytes());
-    out[8..12].copy_from_slice(&[0, 0, 0, 0]);
+    head[6..8].copy_from_slice(&ancount.to_be_bytes());
+    head[8..12].fill(0);
+    let mut out = Vec::with_capacity(q.end + addrs.len() * 16);
+    out.extend_from_slice(&head);
+    out.extend_from_slice(question);
     if ancount > 0 {
         for a in addrs {
             out.extend_from_slice(&[0xc0, 0x0c]);
@@ -84,21 +86,25 @@ pub fn answer(query: &[u8], q: &Question, addrs: &[Ipv4Addr]) -> Vec<u8> {
 
 /// A reply with only a response code, echoing the query's header and question.
 pub fn error_reply(query: &[u8], rcode: u8) -> Vec<u8> {
-    let end = parse_query(query).map(|q| q.end).unwrap_or(12.min(query.len()));
-    let mut out = query[..end].to_vec();
-    if out.len() < 12 {
-        out.resize(12, 0);
+    let question = parse_query(query).and_then(|q| query.get(12..q.end));
+    // The query's header, zero-padded when the query is shorter.
+    let mut header = [0u8; 12];
+    header.iter_mut().zip(query).for_each(|(h, &b)| *h = b);
+    header[2] = 0x80 | (header[2] & 0x79);
+    header[3] = 0x80 | rcode;
+    header[6..12].fill(0);
+    // No question echoed when it did not parse.
+    if question.is_none() {
+        header[4..6].fill(0);
     }
-    out[2] = 0x80 | (out[2] & 0x79);
-    out[3] = 0x80 | rcode;
-    out[6..12].copy_from_slice(&[0; 6]);
-    if end <= 12 {
-        out[4..6].copy_from_slice(&[0, 0]);
-    }
+    let mut out = header.to_vec();
+    out.extend_from_slice(question.unwrap_or_default());
     out
 }
 
 #[cfg(test)]
+// Test code: an index out of range is the test's failure report.
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -161,5 +167,20 @@ mod tests {
         assert_eq!(r.len(), m.len());
         assert_eq!(r[3] & 0x0f, RCODE_REFUSED);
         assert_eq!(u16::from_be_bytes([r[4], r[5]]), 1);
+    }
+
+    #[test]
+    fn short_or_mismatched_input_is_answered_not_a_panic() {
+        for m in [&[][..], &[0x12], &[0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0], &[0x12, 0x34, 0x01, 0x00, 0, 1]] {
+            let r = error_reply(m, RCODE_SERVFAIL);
+            assert_eq!(r.len(), 12, "{m:?}");
+            assert_eq!((r[3] & 0x0f, u16::from_be_bytes([r[4], r[5]])), (RCODE_SERVFAIL, 0), "{m:?}");
+        }
+        // A question that is not the parse of this query (its end lies past it): a server failure.
+        let m = query("web", TYPE_A);
+        let mut q = parse_query(&m).unwrap();
+        q.end = m.len() + 1;
+        let r = answer(&m[..4], &q, &[Ipv4Addr::new(10, 1, 0, 2)]);
+        assert_eq!((r.len(), r[3] & 0x0f), (12, RCODE_SERVFAIL));
     }
 }

@@ -946,8 +946,8 @@ pub(crate) fn setup_process(plan: &Plan) -> ChildResult<()> {
     let cwd_c = path_c(cwd)?;
     // As runc: chdir before the user switch, while root can reach any directory, and again
     // after it only when root was refused (a root-squashed or 0700 directory of the user).
-    // SAFETY: chdir on a NUL-terminated path.
     let mut chdir_later = false;
+    // SAFETY: chdir on a NUL-terminated path.
     if unsafe { libc::chdir(cwd_c.as_ptr()) } != 0 {
         match last_errno() {
             libc::EACCES | libc::EPERM => chdir_later = true,

@@ -199,7 +199,7 @@ mod tests {
         }
         // Oldest first, contiguous, ending with the last line written.
         assert_eq!(all.last().unwrap(), "line 039\n");
-        let first: usize = all[0][5..8].parse().unwrap();
+        let first: usize = all[0].strip_prefix("line ").unwrap().trim_end().parse().unwrap();
         let want: Vec<String> = (first..40).map(|i| format!("line {i:03}\n")).collect();
         assert_eq!(all, want);
         std::fs::remove_dir_all(&dir).unwrap();

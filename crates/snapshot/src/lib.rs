@@ -233,7 +233,7 @@ impl Snapshotter {
     }
 
     fn link_path(&self, chain_id: &Digest) -> PathBuf {
-        self.root.join("l").join(&chain_id.hex()[..SHORT_LEN])
+        self.root.join("l").join(chain_id.hex_prefix(SHORT_LEN))
     }
 
     fn link_target(chain_id: &Digest) -> PathBuf {
@@ -265,7 +265,7 @@ impl Snapshotter {
             check_diff_id(chain_id, expected_diff_id, &diff_id)?;
             return Ok(AppliedLayer { diff_id, size: self.layer_size(chain_id)? });
         }
-        let temp = TempDir::create(self.root.join("tmp").join(unique_name(&chain_id.hex()[..12])))?;
+        let temp = TempDir::create(self.root.join("tmp").join(unique_name(chain_id.hex_prefix(12))))?;
         let fs_dir = temp.path.join("fs");
         fs::create_dir(&fs_dir).map_err(|e| SnapshotError::io(format!("create {}", fs_dir.display()), e))?;
         fs::set_permissions(&fs_dir, fs::Permissions::from_mode(0o755))

@@ -1,5 +1,7 @@
 //! Content digests (`sha256:<64 hex>`), the names of everything content-addressed.
 
+#![warn(clippy::indexing_slicing)]
+
 use std::fmt;
 use std::str::FromStr;
 
@@ -49,12 +51,25 @@ impl Digest {
         &self.hex
     }
 
+    /// The first `n` hex digits (all 64 when `n` is larger), for names derived from a digest.
+    pub fn hex_prefix(&self, n: usize) -> &str {
+        self.hex.get(..n).unwrap_or(&self.hex)
+    }
+
     /// The first 12 hex digits, as Docker shows ids in tables.
     pub fn short(&self) -> &str {
-        &self.hex[..12]
+        short_id(&self.hex)
     }
 }
 
+/// The first 12 characters of an id, as Docker shows ids in tables; the whole id when shorter
+/// (or when the 12th byte is inside a character, which no valid id has).
+pub fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+// A nibble (`b >> 4`, `b & 15`) is below 16, the length of the table.
+#[allow(clippy::indexing_slicing)]
 pub fn to_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
@@ -187,7 +202,6 @@ mod tests {
         let a = Digest::of(b"a");
         let b = Digest::of(b"b");
         let c = chain_ids(&[a.clone(), b.clone()]);
-        assert_eq!(c[0], a);
-        assert_eq!(c[1], Digest::of(format!("{a} {b}").as_bytes()));
+        assert_eq!(c, [a.clone(), Digest::of(format!("{a} {b}").as_bytes())]);
     }
 }

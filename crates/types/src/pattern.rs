@@ -4,6 +4,8 @@
 //! filter value as a regexp and matches it anywhere in the name (unanchored), so scripts write
 //! `name=^web$` or `name=^/web$`; a full regex engine would be a large dependency for that.
 
+#![warn(clippy::indexing_slicing)]
+
 /// One element of a pattern: what it matches and how often.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Atom {
@@ -40,7 +42,8 @@ impl Pattern {
         if start {
             chars.remove(0);
         }
-        let end = chars.last() == Some(&'$') && !(chars.len() >= 2 && chars[chars.len() - 2] == '\\');
+        // A trailing `$` anchors the end unless it is escaped (`\$`).
+        let end = chars.last() == Some(&'$') && chars.iter().rev().nth(1) != Some(&'\\');
         if end {
             chars.pop();
         }
@@ -133,13 +136,14 @@ impl Pattern {
             }
         };
         add(&mut current, 0);
+        // The accepting position is the last of `current`, after every step.
         for c in text.chars() {
-            if current[accept] && !self.end {
+            if current.last() == Some(&true) && !self.end {
                 return true;
             }
             next.iter_mut().for_each(|s| *s = false);
-            for (at, &(atom, repeat)) in steps.iter().enumerate() {
-                if current[at] && self.fits(atom, c) {
+            for (at, (&(atom, repeat), &live)) in steps.iter().zip(&current).enumerate() {
+                if live && self.fits(atom, c) {
                     add(&mut next, if repeat == Repeat::ZeroOrMore { at } else { at + 1 });
                 }
             }
@@ -148,7 +152,7 @@ impl Pattern {
             }
             std::mem::swap(&mut current, &mut next);
         }
-        current[accept]
+        current.last() == Some(&true)
     }
 
     fn fits(&self, atom: Atom, c: char) -> bool {

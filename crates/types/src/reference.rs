@@ -1,6 +1,8 @@
 //! Image references, parsed and normalized the way Docker does it:
 //! `busybox` is `docker.io/library/busybox:latest`.
 
+#![warn(clippy::indexing_slicing)]
+
 use std::fmt;
 use std::str::FromStr;
 
@@ -60,11 +62,10 @@ impl ImageRef {
             }
             None => (s, None),
         };
-        // A tag follows the last ':' that comes after the last '/'; a ':' before it is a port.
-        let last_slash = rest.rfind('/').map(|i| i + 1).unwrap_or(0);
-        let (name, tag) = match rest[last_slash..].rfind(':') {
-            Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
-            None => (rest, None),
+        // A tag follows the last ':' when no '/' comes after it; a ':' before a '/' is a port.
+        let (name, tag) = match rest.rsplit_once(':') {
+            Some((name, tag)) if !tag.contains('/') => (name, Some(tag)),
+            _ => (rest, None),
         };
         if let Some(t) = tag {
             if !valid_tag(t) {
@@ -173,36 +174,22 @@ fn split_registry(name: &str) -> (Option<&str>, &str) {
 
 fn valid_tag(t: &str) -> bool {
     let b = t.as_bytes();
-    !b.is_empty()
-        && b.len() <= MAX_TAG_LEN
-        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+    b.len() <= MAX_TAG_LEN
+        && b.first().is_some_and(|&c| c.is_ascii_alphanumeric() || c == b'_')
         && b.iter().all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
 }
 
 /// `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*`
 fn valid_component(c: &str) -> bool {
     let b = c.as_bytes();
-    if b.is_empty() || !is_alnum(b[0]) || !is_alnum(b[b.len() - 1]) {
+    if !b.first().is_some_and(|&x| is_alnum(x)) || !b.last().is_some_and(|&x| is_alnum(x)) {
         return false;
     }
-    let mut i = 0;
-    while i < b.len() {
-        if is_alnum(b[i]) {
-            i += 1;
-            continue;
-        }
-        // A separator run: ".", "_", "__", or one or more "-".
-        let start = i;
-        while i < b.len() && !is_alnum(b[i]) {
-            i += 1;
-        }
-        let sep = &c[start..i];
-        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-');
-        if !ok {
-            return false;
-        }
-    }
-    true
+    // What lies between the alphanumeric runs are the separator runs: ".", "_", "__", or one or
+    // more "-". Any other character (upper case, non-ASCII) is part of a run and fails it.
+    c.split(|x: char| x.is_ascii_lowercase() || x.is_ascii_digit())
+        .filter(|sep| !sep.is_empty())
+        .all(|sep| sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-'))
 }
 
 fn is_alnum(b: u8) -> bool {
@@ -300,6 +287,14 @@ mod tests {
         }
         let long = "a".repeat(300);
         assert!(matches!(ImageRef::parse(&long), Err(ReferenceError::TooLong(_))));
+    }
+
+    #[test]
+    fn multibyte_text_is_refused_not_a_panic() {
+        for b in ["é", "busybox:é", "é:tag", "a/é:1", "hé:5000/a", "a.é", "a-é-b", "aé", "éa", "busybox:tagé"]
+        {
+            assert!(ImageRef::parse(b).is_err(), "{b:?} should be refused");
+        }
     }
 
     #[test]

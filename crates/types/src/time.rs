@@ -1,6 +1,8 @@
 //! RFC 3339 time stamps as Docker writes them (`2026-11-23T09:00:00.123456789Z`), without a
 //! date library: the conversions are a few lines of civil-calendar arithmetic.
 
+#![warn(clippy::indexing_slicing)]
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Formats a time as RFC 3339 in UTC with nanoseconds, as Docker does in logs and inspect.

@@ -1,5 +1,8 @@
 //! End-to-end tests: a real registry, a real wharfd per test, the wharf CLI and the docker CLI.
 
+// Test code: a panic (an unwrap, or a slice off a char boundary) is the test's failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::string_slice)]
+
 /// Defines a test twice, once through `wharf` and once through the real `docker` CLI:
 /// `both!(name)` expects `fn name(cli: Cli)` in scope.
 macro_rules! both {

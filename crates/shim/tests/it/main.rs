@@ -1,6 +1,9 @@
 //! End-to-end tests of wharf-shim: real namespaces, cgroups, mounts and a busybox rootfs; they
 //! need root.
 
+// Test code: a panic is the test's failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

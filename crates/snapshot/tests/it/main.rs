@@ -1,6 +1,9 @@
 //! Integration tests of the snapshotter: layer tars built in memory, applied as root, checked on
 //! disk, and stacked with a real overlayfs mount.
 
+// Test code: a panic (an unwrap, or a slice off a char boundary) is the test's failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::string_slice)]
+
 use std::ffi::CString;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
