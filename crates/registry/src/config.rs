@@ -52,11 +52,12 @@ pub fn parse_yaml(file: &str, src: &str) -> Result<Yaml, ConfigError> {
             seen_start = true;
             continue;
         }
-        let indent = body.len() - body.trim_start_matches(' ').len();
-        if body[indent..].starts_with('\t') {
+        let text = body.trim_start_matches(' ');
+        let indent = body.len() - text.len();
+        if text.starts_with('\t') {
             return Err(err(no, "a tab in the indentation: indent with spaces".into()));
         }
-        lines.push(Line { no, indent, text: &body[indent..] });
+        lines.push(Line { no, indent, text });
     }
     let mut pos = 0;
     let root = match lines.first() {
@@ -82,7 +83,7 @@ fn strip_comment(line: &str) -> &str {
             Some(q) if c == q => quote = None,
             Some(_) => {}
             None if c == '"' || c == '\'' => quote = Some(c),
-            None if c == '#' && prev_space => return &line[..i],
+            None if c == '#' && prev_space => return line.get(..i).unwrap_or(line),
             None => {}
         }
         prev_space = c == ' ' || c == '\t';
@@ -124,17 +125,20 @@ fn parse_block(lines: &[Line], pos: &mut usize, indent: usize, err: &ErrFn) -> R
         if l.text.starts_with("- ") || l.text == "-" {
             return Err(err(l.no, "a list item among mapping keys".into()));
         }
-        let Some(colon) = find_key_colon(l.text) else {
+        let Some((key_text, rest)) = find_key_colon(l.text).and_then(|colon| {
+            let (key, with_colon) = l.text.split_at_checked(colon)?;
+            Some((key, with_colon.strip_prefix(':')?))
+        }) else {
             return Err(err(l.no, format!("expected `key: value`, found {:?}", l.text)));
         };
-        let key = scalar(l.text[..colon].trim(), l.no, err)?;
+        let key = scalar(key_text.trim(), l.no, err)?;
         if key.is_empty() {
             return Err(err(l.no, "an empty key".into()));
         }
         if entries.iter().any(|(k, _)| *k == key) {
             return Err(err(l.no, format!("key {key:?} appears twice")));
         }
-        let rest = l.text[colon + 1..].trim();
+        let rest = rest.trim();
         *pos += 1;
         let value = if rest.is_empty() {
             match lines.get(*pos) {
