@@ -33,7 +33,8 @@ start_wharfd "$WORK/wharfd"
 sleep 1
 before=$(resources "$WHARFD_PID" "$WORK/wharfd" "wharf-bench-$$")
 wharf_result=$(python3 "$ROOT/bench/load.py" "$SOCK" "$IMAGE" "$CLIENTS" "$DURATION")
-sleep 3
+# tokio's idle blocking threads leave after 10 s: what is left after 15 s is not a pool.
+sleep 15
 after=$(resources "$WHARFD_PID" "$WORK/wharfd" "wharf-bench-$$")
 left=$("$BIN/wharf" -H "unix://$SOCK" ps -aq | wc -l)
 
