@@ -454,7 +454,7 @@ fn a_full_disk_gives_clear_errors_and_corrupts_nothing() {
         crate::harness::run_cmd(c, Duration::from_secs(60))
     };
     sh(&format!(
-        "truncate -s 40M {img} && mkfs.ext4 -q -F -m 0 {img} && mount -o loop {img} {mnt}",
+        "truncate -s 64M {img} && mkfs.ext4 -q -F -m 0 {img} && mount -o loop {img} {mnt}",
         img = image_file.display(),
         mnt = mnt.display()
     ))
@@ -469,6 +469,10 @@ fn a_full_disk_gives_clear_errors_and_corrupts_nothing() {
     let d =
         Daemon::start_with(crate::harness::DaemonOptions { data_root: Some(mnt.join("data")), ..Default::default() });
     d.pull("library/busybox:latest");
+    // A file that takes 24 MB, removed at the end to free space for certain: a failed pull
+    // keeps what it downloaded (`partial-*`, to resume), so that alone may not free enough.
+    let filler = mnt.join("filler");
+    sh(&format!("dd if=/dev/zero of={} bs=1M count=24 2>/dev/null && sync", filler.display())).ok();
 
     let out = d.wharf(&["pull", &big]);
     out.fails().mentions(&["no space left on device"]);
@@ -489,6 +493,7 @@ fn a_full_disk_gives_clear_errors_and_corrupts_nothing() {
     assert!(rm.success(), "rm -f after the disk filled:\n{rm}\n--- log ---\n{}", d.log_text());
 
     // Space again: a pull and a run work, and the stores are whole.
+    fs::remove_file(&filler).expect("remove the filler");
     let small = registry().image("test/layers:latest");
     d.wharf(&["pull", &small]).ok();
     d.wharf(&["run", "--rm", &small, "true"]).ok();
