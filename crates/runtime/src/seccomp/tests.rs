@@ -196,3 +196,30 @@ fn loaded_filter_denies_in_a_child() {
         assert_eq!(libc::WEXITSTATUS(status), 0);
     }
 }
+
+/// The committed tables are the generator's output for the installed headers: a rerun that
+/// differs means the headers changed (regenerate and review the diff) or someone hand-edited
+/// tables.rs.
+#[test]
+fn tables_are_what_gen_tables_py_writes() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/src/seccomp/gen_tables.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .output()
+        .unwrap_or_else(|e| panic!("python3 {script}: {e} (install python3)"));
+    assert!(
+        out.status.success(),
+        "python3 {script} failed (the uapi headers come with Debian's linux-libc-dev): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let generated = String::from_utf8(out.stdout).unwrap();
+    let committed = include_str!("tables.rs");
+    if generated != committed {
+        let first = generated.lines().zip(committed.lines()).position(|(g, c)| g != c);
+        panic!(
+            "tables.rs is not what gen_tables.py writes from this machine's headers (first differing line: {:?}); \
+             regenerate with `python3 {script} > crates/runtime/src/seccomp/tables.rs` and review the diff",
+            first.map(|i| i + 1)
+        );
+    }
+}
