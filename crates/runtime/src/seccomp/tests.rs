@@ -118,6 +118,8 @@ fn compiled_profile_decides_as_written() {
     // x32 numbers carry the high bit and map through their own table.
     assert_eq!(run(&p, AUDIT_ARCH_X86_64, nr(Arch::X32, "write"), [0; 6]), RET_ALLOW);
     assert_eq!(run(&p, AUDIT_ARCH_X86_64, nr(Arch::X32, "open"), [0; 6]), EPERM);
+    // x32 compares the low word only, as libseccomp does: this is socket(40), denied.
+    assert_eq!(run(&p, AUDIT_ARCH_X86_64, nr(Arch::X32, "socket"), [40 | 1 << 32, 0, 0, 0, 0, 0]), EPERM);
     // Numbers beyond the tables: ENOSYS; another architecture: the process dies.
     assert_eq!(run(&p, AUDIT_ARCH_X86_64, 1000, [0; 6]), RET_ERRNO | 38);
     assert_eq!(run(&p, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT | 1000, [0; 6]), RET_ERRNO | 38);
