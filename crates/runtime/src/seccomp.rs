@@ -172,10 +172,6 @@ impl Arch {
             Arch::Aarch64 => tables::AARCH64,
         }
     }
-
-    fn is_64bit(self) -> bool {
-        !matches!(self, Arch::I386)
-    }
 }
 
 /// The number of `name` on the native architecture, if it has one.
@@ -397,8 +393,7 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Program, SeccompError> {
                 }
             }
         }
-        let wide = archs.iter().all(|a| a.is_64bit());
-        emit_section(&mut asm, &by_nr, default, &ranges, wide);
+        emit_section(&mut asm, &by_nr, default, &ranges, *audit);
         asm.mark(next);
     }
     asm.ret(RET_KILL_PROCESS);
@@ -406,7 +401,7 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Program, SeccompError> {
 }
 
 /// A section: the syscall number split into intervals of one handler, found by binary search.
-fn emit_section(asm: &mut Asm, by_nr: &BTreeMap<u32, Vec<Rule>>, default: u32, ranges: &[(u32, u32)], wide: bool) {
+fn emit_section(asm: &mut Asm, by_nr: &BTreeMap<u32, Vec<Rule>>, default: u32, ranges: &[(u32, u32)], audit: u32) {
     let handler = |rules: &Vec<Rule>| -> Handler {
         // Conditional rules are tried first; an unconditional one then decides, else the default.
         let mut conditional: Vec<Rule> = rules.iter().filter(|r| !r.conds.is_empty()).cloned().collect();
@@ -441,14 +436,23 @@ fn emit_section(asm: &mut Asm, by_nr: &BTreeMap<u32, Vec<Rule>>, default: u32, r
         }
     }
     asm.stmt(BPF_LD_W_ABS, OFF_NR);
-    emit_tree(asm, &intervals, default, wide);
+    emit_tree(asm, &intervals, default, audit);
 }
 
-fn emit_tree(asm: &mut Asm, intervals: &[(u32, Handler)], default: u32, wide: bool) {
+/// Whether a syscall's arguments are compared as whole 64-bit values, as libseccomp (and so
+/// runc and Docker) does: on x86-64 and arm64 yes; on i386 only the low word exists; x32 has
+/// 64-bit registers but a 32-bit ABI, and libseccomp compares only the low word there too —
+/// also what the kernel reads of an int argument (socket(AF_VSOCK | 1 << 32) is AF_VSOCK).
+fn wide_args(audit: u32, nr: u32) -> bool {
+    audit != AUDIT_ARCH_I386 && nr & X32_SYSCALL_BIT == 0
+}
+
+fn emit_tree(asm: &mut Asm, intervals: &[(u32, Handler)], default: u32, audit: u32) {
     if intervals.len() == 1 {
         match &intervals[0].1 {
             Handler::Ret(k) => asm.ret(*k),
-            Handler::Rules(rules) => emit_rules(asm, rules, default, wide),
+            // An interval with rules is one syscall number, its start.
+            Handler::Rules(rules) => emit_rules(asm, rules, default, wide_args(audit, intervals[0].0)),
         }
         return;
     }
@@ -457,9 +461,9 @@ fn emit_tree(asm: &mut Asm, intervals: &[(u32, Handler)], default: u32, wide: bo
     let right = asm.label();
     asm.jump(BPF_JGE_K, intervals[mid].0, right, left);
     asm.mark(left);
-    emit_tree(asm, &intervals[..mid], default, wide);
+    emit_tree(asm, &intervals[..mid], default, audit);
     asm.mark(right);
-    emit_tree(asm, &intervals[mid..], default, wide);
+    emit_tree(asm, &intervals[mid..], default, audit);
 }
 
 /// The rules of one syscall; the accumulator holds its number on entry and is clobbered.
