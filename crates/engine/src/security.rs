@@ -1329,4 +1329,20 @@ mod tests {
         assert!(allowed(&p, "clone"));
         assert!(!p.syscalls.iter().any(|s| s.names.iter().any(|n| n == "clone3") && s.action != "SCMP_ACT_ALLOW"));
     }
+
+    /// The libseccomp comparison in wharf-runtime reads a copy of this profile: the copy must
+    /// be what the engine builds, or that test checks a profile nobody runs.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn the_runtime_tests_copy_of_the_default_profile_is_current() {
+        let dflt: Vec<String> = crate::spec::DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
+        let built = serde_json::to_value(resolve(&default_profile(), &dflt).unwrap()).unwrap();
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../runtime/src/seccomp/testdata/default_profile.json");
+        let copy: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert!(
+            built == copy,
+            "{path} is not the engine's default profile any more: write it again from\n{}",
+            serde_json::to_string_pretty(&built).unwrap()
+        );
+    }
 }
