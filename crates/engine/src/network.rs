@@ -302,11 +302,6 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     }
 }
 
-/// A network failure as an engine error, keeping its kind and cause.
-pub(crate) fn net_err<E: Into<EngineError>>(e: E) -> EngineError {
-    e.into()
-}
-
 /// Picks the default bridge's address: the configured one, else the first of Docker's default
 /// pools that the host does not route.
 fn choose_bip(config: &NetworkConfig) -> Result<Ipv4Net, EngineError> {
@@ -390,7 +385,7 @@ impl Engine {
             return Ok(b.clone());
         }
         let cfg = BridgeConfig { name: self.net().config.bridge.clone(), gateway: choose_bip(&self.net().config)? };
-        sandbox::ensure_bridge(&cfg).map_err(net_err)?;
+        sandbox::ensure_bridge(&cfg).map_err(EngineError::from)?;
         *b = Some(cfg.clone());
         Ok(cfg)
     }
@@ -415,7 +410,7 @@ impl Engine {
         let _ = sandbox::remove(&path, None);
         let wanted = if mode == "none" { Vec::new() } else { self.container_networks(rec, true)? };
         if wanted.is_empty() {
-            sandbox::create(&path, None).map_err(net_err)?;
+            sandbox::create(&path, None).map_err(EngineError::from)?;
             // A container disconnected from every network is on none of them, not on `none`.
             let ep = Endpoint::loopback_only(&rec.id, if mode == "none" { "none" } else { "" }, path);
             return self.record_endpoint(ep, Some(Vec::new()));
@@ -645,7 +640,7 @@ impl Engine {
         let made = if fresh { sandbox::create(&path, Some(attach)) } else { sandbox::attach(&path, attach, &ifname) };
         if let Err(e) = made {
             unhold();
-            return Err(net_err(e));
+            return Err(EngineError::from(e));
         }
         let mut dns_names = Vec::new();
         if !net_id.is_empty() {
@@ -781,7 +776,7 @@ impl Engine {
         if rules.networks.is_empty() {
             // The last network went (compose's `down` with no default-bridge container ever
             // started): its masquerade rules must not outlive it.
-            return wharf_network::nft::delete_table(&self.net().table).map_err(net_err);
+            return wharf_network::nft::delete_table(&self.net().table).map_err(EngineError::from);
         }
         for ep in lock(&self.net().state).endpoints.values() {
             let Some(ip) = ep.ip else { continue };
@@ -796,7 +791,7 @@ impl Engine {
                 });
             }
         }
-        rules.apply(&self.net().table).map_err(net_err)
+        rules.apply(&self.net().table).map_err(EngineError::from)
     }
 
     /// When a container stops: removes its namespace, veths, addresses, ports and rules on
@@ -825,7 +820,7 @@ impl Engine {
         }
         let veths: Vec<String> = eps.iter().filter_map(|e| e.veth.clone()).collect();
         if let Err(e) = sandbox::remove(&self.netns_path(id), veths.first().map(String::as_str)) {
-            first.get_or_insert(net_err(e));
+            first.get_or_insert(EngineError::from(e));
         }
         // The namespace is gone: the kernel takes the other pairs with it; `remove` checks.
         for v in veths.iter().skip(1) {
@@ -895,7 +890,7 @@ impl Engine {
         let mut first = None;
         if let Some(v) = &ep.veth {
             if let Err(e) = sandbox::detach(v) {
-                first = Some(net_err(e));
+                first = Some(EngineError::from(e));
             }
         }
         let rest: Vec<Endpoint> = self.container_endpoints(&rec.id).into_iter().filter(|e| e.ip.is_some()).collect();

@@ -14,7 +14,7 @@ use wharf_network::Ipv4Net;
 use wharf_types::digest::short_id;
 
 use crate::containers::{ContainerRecord, HostConfig};
-use crate::network::{lock, net_err, Endpoint, NetAttach, NetworkView};
+use crate::network::{lock, Endpoint, NetAttach, NetworkView};
 use crate::{blocking, ids, Engine, EngineError};
 
 pub const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];
@@ -290,7 +290,7 @@ impl Engine {
     /// The bridge with its gateway address and the DNS server on it.
     pub(crate) fn bring_up_network(&self, rec: &NetworkRecord) -> Result<(), EngineError> {
         let gw = rec.gateway_net().ok_or_else(|| EngineError::Internal(format!("network {}: bad subnet", rec.name)))?;
-        sandbox::ensure_bridge(&BridgeConfig { name: rec.bridge.clone(), gateway: gw }).map_err(net_err)?;
+        sandbox::ensure_bridge(&BridgeConfig { name: rec.bridge.clone(), gateway: gw }).map_err(EngineError::from)?;
         let subnet: Ipv4Net = gw.network();
         match crate::dns::DnsServer::start(self.clone(), rec.id.clone(), gw.addr, subnet) {
             Ok(server) => {
