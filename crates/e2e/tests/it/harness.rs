@@ -1045,6 +1045,31 @@ pub fn openssl(dir: &Path, args: &[&str]) {
     assert!(out.success(), "openssl {args:?} failed:\n{out}");
 }
 
+/// A self-signed P-256 CA, `ca.key` and `ca.crt` in `dir`, valid two days, named `cn`.
+pub fn openssl_ca(dir: &Path, cn: &str) {
+    let subj = format!("/CN={cn}");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            &subj,
+        ],
+    );
+}
+
 /// Signs `NAME.key`'s certificate `NAME.crt` in `dir` with the CA there, with extensions `ext`.
 pub fn openssl_signed(dir: &Path, name: &str, cn: &str, ext: &str) {
     let (key, csr, crt, extfile) =
@@ -1123,26 +1148,7 @@ impl TlsRegistry {
         // From here on, drop removes the address and the directory.
         let mut reg = TlsRegistry { addr, dir: dir.clone(), client_files: dir.join("client"), ip, pid: 0 };
 
-        openssl(
-            &dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.crt",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=wharf-e2e-ca",
-            ],
-        );
+        openssl_ca(&dir, "wharf-e2e-ca");
         openssl_signed(
             &dir,
             "server",

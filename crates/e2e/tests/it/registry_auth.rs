@@ -9,7 +9,8 @@ use crate::harness::{Cli, Daemon, RegistryOptions, TempDir, TestRegistry};
 const USER: &str = "wharfuser";
 const PASSWORD: &str = "s3cret-pass";
 
-fn base64(data: &[u8]) -> String {
+/// Standard base64 with padding (Basic credentials, config.json auths).
+pub(crate) fn base64(data: &[u8]) -> String {
     const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in data.chunks(3) {

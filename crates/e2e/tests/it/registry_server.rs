@@ -994,25 +994,12 @@ fn auth_server(extra: &[&str]) -> Server {
     Server::start_with(&args)
 }
 
-fn b64(data: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            out.push(if i <= chunk.len() { ABC[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
-        }
-    }
-    out
-}
-
 fn b64url(data: &[u8]) -> String {
-    b64(data).trim_end_matches('=').replace('+', "-").replace('/', "_")
+    crate::registry_auth::base64(data).trim_end_matches('=').replace('+', "-").replace('/', "_")
 }
 
 fn basic(user: &str, password: &str) -> String {
-    format!("Basic {}", b64(format!("{user}:{password}").as_bytes()))
+    format!("Basic {}", crate::registry_auth::base64(format!("{user}:{password}").as_bytes()))
 }
 
 /// An HS256 JWT of `claims` signed with `key` by openssl, as the registry would sign it.
@@ -1257,31 +1244,12 @@ impl Drop for LoAddr {
 
 #[test]
 fn tls_login_push_pull_through_wharfd() {
-    use crate::harness::{openssl, openssl_signed, CertsD, CERTS_D};
+    use crate::harness::{openssl_ca, openssl_signed, CertsD, CERTS_D};
     let port = free_port();
     let ip = LoAddr::add(port);
     let addr = format!("{}:{port}", ip.0);
     let pki = TempDir::new("wharf-e2e-wharf-registry-pki");
-    openssl(
-        &pki.0,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=wharf-e2e-registry-ca",
-        ],
-    );
+    openssl_ca(&pki.0, "wharf-e2e-registry-ca");
     let san =
         format!("subjectAltName=IP:{},IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n", ip.0);
     openssl_signed(&pki.0, "server", &ip.0, &san);
