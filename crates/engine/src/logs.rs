@@ -266,10 +266,8 @@ async fn follow_until_exit(mut f: Follower, opts: LogOptions, live: Arc<Live>, e
                 break;
             }
             for line in lines {
-                if let Some(c) = decode(&line, &opts) {
-                    if tx.send(c).await.is_err() {
-                        return;
-                    }
+                if !offer(decode(&line, &opts), None, &mut VecDeque::new(), &tx).await {
+                    return;
                 }
             }
         }
