@@ -461,7 +461,7 @@ impl Context {
             if has_wildcard(&clean) {
                 let all = all.get_or_insert_with(|| self.walk());
                 // A wildcard that matches nothing is only an error when nothing at all is copied.
-                out.extend(all.iter().filter(|p| glob_match(&clean, p)).cloned());
+                out.extend(all.iter().filter(|p| wharf_types::pattern::path_match(&clean, p)).cloned());
                 continue;
             }
             let exists = clean.is_empty() || self.entries.contains_key(&clean);
@@ -592,98 +592,6 @@ pub fn clean_rel(p: &str) -> String {
 
 pub fn has_wildcard(p: &str) -> bool {
     p.contains(['*', '?', '['])
-}
-
-/// Go's `filepath.Match` on '/'-separated paths: `*` and `?` never cross a `/`, `[...]` sets
-/// with ranges and `^`/`!` negation, `\` escapes. Iterative (no exponential backtracking).
-pub fn glob_match(pattern: &str, name: &str) -> bool {
-    let pp: Vec<&str> = pattern.split('/').collect();
-    let np: Vec<&str> = name.split('/').collect();
-    pp.len() == np.len() && pp.iter().zip(np.iter()).all(|(p, n)| match_component(p.as_bytes(), n.as_bytes()))
-}
-
-fn match_component(p: &[u8], n: &[u8]) -> bool {
-    let (mut pi, mut ni) = (0, 0);
-    let (mut star_p, mut star_n) = (None, 0);
-    while ni < n.len() {
-        if pi < p.len() {
-            match p[pi] {
-                b'*' => {
-                    star_p = Some(pi);
-                    star_n = ni;
-                    pi += 1;
-                    continue;
-                }
-                b'?' => {
-                    pi += 1;
-                    ni += 1;
-                    continue;
-                }
-                b'[' => {
-                    if let Some((ok, len)) = match_class(&p[pi..], n[ni]) {
-                        if ok {
-                            pi += len;
-                            ni += 1;
-                            continue;
-                        }
-                    }
-                }
-                b'\\' if pi + 1 < p.len() && p[pi + 1] == n[ni] => {
-                    pi += 2;
-                    ni += 1;
-                    continue;
-                }
-                b'\\' if pi + 1 < p.len() => {}
-                c if c == n[ni] => {
-                    pi += 1;
-                    ni += 1;
-                    continue;
-                }
-                _ => {}
-            }
-        }
-        match star_p {
-            Some(sp) => {
-                pi = sp + 1;
-                star_n += 1;
-                ni = star_n;
-            }
-            None => return false,
-        }
-    }
-    p[pi..].iter().all(|c| *c == b'*')
-}
-
-/// Matches one byte against a `[...]` class at the start of `p`: (matched, class length).
-fn match_class(p: &[u8], c: u8) -> Option<(bool, usize)> {
-    let mut i = 1;
-    let negate = p.get(i).is_some_and(|b| *b == b'^' || *b == b'!');
-    if negate {
-        i += 1;
-    }
-    let mut matched = false;
-    let mut first = true;
-    while i < p.len() && (p[i] != b']' || first) {
-        first = false;
-        let lo = if p[i] == b'\\' && i + 1 < p.len() {
-            i += 1;
-            p[i]
-        } else {
-            p[i]
-        };
-        if i + 2 < p.len() && p[i + 1] == b'-' && p[i + 2] != b']' {
-            let hi = p[i + 2];
-            matched |= lo <= c && c <= hi;
-            i += 3;
-        } else {
-            matched |= lo == c;
-            i += 1;
-        }
-    }
-    if i >= p.len() {
-        return None;
-    }
-    Some((matched != negate, i + 1))
 }
 
 /// Owner and mode overrides of a copy (`--chown`, `--chmod`).
@@ -894,27 +802,6 @@ fn append_archive(tar: &mut tar::Builder<impl Write>, archive: &Entry, dest: &st
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn globs_as_go_filepath_match() {
-        for (p, n, want) in [
-            ("*.txt", "a.txt", true),
-            ("*.txt", "dir/a.txt", false),
-            ("dir/*.txt", "dir/a.txt", true),
-            ("a?c", "abc", true),
-            ("[a-c]x", "bx", true),
-            ("[^a-c]x", "bx", false),
-            ("*", "anything", true),
-            ("a*b*c", "aXXbYYc", true),
-            ("a*b*c", "aXXbYY", false),
-            ("\\*", "*", true),
-        ] {
-            assert_eq!(glob_match(p, n), want, "{p} vs {n}");
-        }
-        // Linear time on a hostile pattern.
-        let p = "*a".repeat(50) + "b";
-        assert!(!glob_match(&p, &"a".repeat(200)));
-    }
 
     #[test]
     fn clean_rel_paths() {

@@ -178,9 +178,131 @@ pub fn name_filter_matches(value: &str, name: &str) -> bool {
     }
 }
 
+/// Go's `path.Match` (and `filepath.Match` on Linux): `*` and `?` never cross a `/`, `[...]`
+/// sets with ranges and `^`/`!` negation, `\` escapes. Used by `.dockerignore` and `COPY`
+/// wildcards and by the images `reference=` filter. Greedy with one remembered `*` per path
+/// component, so time is O(pattern × name) however many stars a hostile pattern has.
+pub fn path_match(pattern: &str, name: &str) -> bool {
+    let pp: Vec<&str> = pattern.split('/').collect();
+    let np: Vec<&str> = name.split('/').collect();
+    pp.len() == np.len() && pp.iter().zip(np.iter()).all(|(p, n)| match_component(&chars(p), &chars(n)))
+}
+
+fn chars(s: &str) -> Vec<char> {
+    s.chars().collect()
+}
+
+fn match_component(p: &[char], n: &[char]) -> bool {
+    let (mut pi, mut ni) = (0, 0);
+    // Where the last `*` is in the pattern, and how much of the name it took so far.
+    let mut star: Option<(usize, usize)> = None;
+    while let Some(&c) = n.get(ni) {
+        let step = match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, ni));
+                pi += 1;
+                continue;
+            }
+            Some('?') => Some(1),
+            Some('[') => match match_class(p.get(pi..).unwrap_or_default(), c) {
+                Some((true, len)) => Some(len),
+                _ => None,
+            },
+            Some('\\') => match p.get(pi + 1) {
+                Some(&e) if e == c => Some(2),
+                _ => None,
+            },
+            Some(&l) if l == c => Some(1),
+            _ => None,
+        };
+        match (step, star) {
+            (Some(len), _) => {
+                pi += len;
+                ni += 1;
+            }
+            (None, Some((sp, taken))) => {
+                pi = sp + 1;
+                ni = taken + 1;
+                star = Some((sp, taken + 1));
+            }
+            (None, None) => return false,
+        }
+    }
+    p.get(pi..).unwrap_or_default().iter().all(|c| *c == '*')
+}
+
+/// Matches one character against the `[...]` class that starts `p`: whether it matched, and the
+/// class's length. `None` for a class with no closing `]`.
+fn match_class(p: &[char], c: char) -> Option<(bool, usize)> {
+    let mut i = 1;
+    let negate = matches!(p.get(i), Some('^' | '!'));
+    if negate {
+        i += 1;
+    }
+    let mut matched = false;
+    let mut first = true;
+    loop {
+        let mut lo = *p.get(i)?;
+        if lo == ']' && !first {
+            break;
+        }
+        first = false;
+        if lo == '\\' {
+            i += 1;
+            lo = *p.get(i)?;
+        }
+        match (p.get(i + 1), p.get(i + 2)) {
+            (Some('-'), Some(&hi)) if hi != ']' => {
+                matched |= lo <= c && c <= hi;
+                i += 3;
+            }
+            _ => {
+                matched |= lo == c;
+                i += 1;
+            }
+        }
+    }
+    Some((matched != negate, i + 1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_match_as_go_path_match() {
+        for (p, n, want) in [
+            ("*.txt", "a.txt", true),
+            ("*.txt", "dir/a.txt", false),
+            ("dir/*.txt", "dir/a.txt", true),
+            ("a?c", "abc", true),
+            ("[a-c]x", "bx", true),
+            ("[^a-c]x", "bx", false),
+            ("[!a-c]x", "dx", true),
+            ("[\\]]", "]", true),
+            ("[a-", "a", false),
+            ("*", "anything", true),
+            ("a*b*c", "aXXbYYc", true),
+            ("a*b*c", "aXXbYY", false),
+            ("\\*", "*", true),
+            ("\\*", "x", false),
+            ("busybox*", "busybox:1.36", true),
+            ("*/*", "library/busybox:1", true),
+            ("*", "library/busybox", false),
+            ("?", "é", true),
+            ("[à-ü]", "é", true),
+        ] {
+            assert_eq!(path_match(p, n), want, "{p} vs {n}");
+        }
+    }
+
+    #[test]
+    fn path_match_is_linear_on_hostile_patterns() {
+        // A backtracking matcher makes C(240, 50) attempts here; this one about 12,000.
+        let p = "*a".repeat(50) + "b";
+        assert!(!path_match(&p, &"a".repeat(240)));
+        assert!(path_match(&p, &("a".repeat(240) + "b")));
+    }
 
     #[test]
     fn name_filters_as_dockerd_matches_them() {

@@ -82,6 +82,25 @@ fn name_filter_with_many_stars_answers_without_stalling_the_daemon() {
 }
 
 #[test]
+fn reference_filter_with_many_stars_answers_without_stalling_the_daemon() {
+    let d = Daemon::start();
+    let bb = d.pull("library/busybox:latest");
+    // 121 characters in one path component: a backtracking glob tries C(121, 12) splits.
+    let long = format!("{}:{}", "a".repeat(60), "a".repeat(60));
+    d.wharf(&["tag", &bb, &long]).ok();
+    let stars = format!("reference={}!", "*a".repeat(12));
+    for cli in [Cli::Wharf, Cli::Docker] {
+        let out = d.cli(cli, &["images", "--filter", &stars, "--format", "{{.Repository}}"]);
+        assert_eq!(out.ok().trimmed(), "", "{out}");
+        let out = d.cli(cli, &["images", "--filter", &format!("reference={}", "*a".repeat(12)), "-q"]);
+        assert_eq!(out.ok().trimmed().lines().count(), 1, "{out}");
+        let out = d.cli(cli, &["images", "--filter", "reference=busy*", "--format", "{{.Repository}}:{{.Tag}}"]);
+        assert_eq!(out.ok().trimmed(), "busybox:latest", "{out}");
+    }
+    serves(&d);
+}
+
+#[test]
 fn bridge_name_with_nft_syntax_is_refused_and_port_publishing_keeps_working() {
     let d = Daemon::start();
     let bb = d.pull("library/busybox:latest");
