@@ -225,81 +225,18 @@ impl Engine {
         Ok(loaded)
     }
 
-    /// Reads every entry of the archive: regular files staged, links as aliases.
+    /// Stages the archive: large files go into the content store, hashed as they are written.
     fn stage(&self, input: Box<dyn Read + Send>, stored: &mut Stored) -> Result<Files, EngineError> {
-        let bad = |m: String| EngineError::Invalid(format!("invalid archive: {m}"));
-        let mut budget = free_space(&self.inner.config.data_root)?.saturating_sub(DISK_RESERVE);
-        let mut small_total = 0u64;
-        let mut files = Files::default();
-        let mut archive = tar::Archive::new(BufReader::with_capacity(1 << 20, input));
-        let entries = archive.entries().map_err(|e| bad(format!("reading the tar: {e}")))?;
-        let mut count = 0usize;
-        for entry in entries {
-            let mut entry = entry.map_err(|e| bad(format!("reading the tar: {e}")))?;
-            count += 1;
-            if count > MAX_ENTRIES {
-                return Err(bad(format!("more than {MAX_ENTRIES} entries")));
-            }
-            let raw_path = entry.path_bytes().into_owned();
-            let raw_path = String::from_utf8_lossy(&raw_path).into_owned();
-            let path =
-                clean_path(&raw_path).ok_or_else(|| bad(format!("entry {raw_path:?} points outside the archive")))?;
-            let kind = entry.header().entry_type();
-            if kind.is_dir() || kind.is_pax_global_extensions() || path.is_empty() {
-                continue;
-            }
-            if files.entries.contains_key(&path) {
-                return Err(bad(format!("entry {path:?} appears twice")));
-            }
-            if kind.is_symlink() || kind.is_hard_link() {
-                let target = entry
-                    .link_name_bytes()
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .ok_or_else(|| bad(format!("link {path:?} has no target")))?;
-                let resolved = if kind.is_symlink() {
-                    let parent = Path::new(&path).parent().unwrap_or(Path::new(""));
-                    clean_path(&parent.join(&target).to_string_lossy())
-                } else {
-                    clean_path(&target)
-                };
-                let resolved =
-                    resolved.ok_or_else(|| bad(format!("link {path:?} -> {target:?} points outside the archive")))?;
-                files.entries.insert(path, Entry::Link(resolved));
-                continue;
-            }
-            if !kind.is_file() {
-                return Err(bad(format!("entry {path:?} is not a regular file, directory or link")));
-            }
-            let size = entry.size();
-            if size > budget {
-                return Err(bad(format!(
-                    "entry {path:?} of {size} bytes does not fit in the space left on the data root"
-                )));
-            }
-            budget -= size;
-            let expected = blob_digest_of_path(&path);
-            if size <= SMALL_FILE {
-                small_total += size;
-                if small_total > MAX_SMALL_TOTAL {
-                    return Err(bad(format!("more than {MAX_SMALL_TOTAL} bytes of small files")));
-                }
-                let mut data = Vec::with_capacity(size as usize);
-                entry.read_to_end(&mut data).map_err(|e| bad(format!("reading {path:?}: {e}")))?;
-                if let Some(d) = &expected {
-                    if Digest::of(&data) != *d {
-                        return Err(bad(format!("the content of {path:?} does not match its digest")));
-                    }
-                }
-                files.entries.insert(path, Entry::File(Staged::Mem(data)));
-            } else {
-                let mut w = self.inner.content.writer(expected.as_ref(), Some(size))?;
-                io::copy(&mut entry, &mut w).map_err(|e| bad(format!("reading {path:?}: {e}")))?;
-                let d = w.commit().map_err(|e| bad(format!("{path:?}: {e}")))?;
-                stored.blobs.insert(d.clone());
-                files.entries.insert(path, Entry::File(Staged::Blob(d)));
-            }
-        }
-        Ok(files)
+        let budget = free_space(&self.inner.config.data_root)?.saturating_sub(DISK_RESERVE);
+        let content = &self.inner.content;
+        stage(input, budget, &mut |path, expected, size, r| {
+            let bad = |m: String| EngineError::Invalid(format!("invalid archive: {m}"));
+            let mut w = content.writer(expected, Some(size))?;
+            io::copy(r, &mut w).map_err(|e| bad(format!("reading {path:?}: {e}")))?;
+            let d = w.commit().map_err(|e| bad(format!("{path:?}: {e}")))?;
+            stored.blobs.insert(d.clone());
+            Ok(d)
+        })
     }
 
     /// Applies the layers of one image, checks them against its config, and records it.
@@ -309,17 +246,8 @@ impl Engine {
             Staged::Mem(b) => b.clone(),
             Staged::Blob(d) => self.inner.content.read(d, oci::MAX_MANIFEST_SIZE)?,
         };
-        let config: ImageConfig = serde_json::from_slice(&config_raw)
-            .map_err(|e| bad(format!("image config {:?}: {e}", image.config_path)))?;
+        let config = parse_config(&config_raw, &image)?;
         let diff_ids = config.rootfs.diff_ids.clone();
-        if diff_ids.len() != image.layer_paths.len() {
-            return Err(bad(format!(
-                "the manifest lists {} layers but the image config {:?} has {} diff ids",
-                image.layer_paths.len(),
-                image.config_path,
-                diff_ids.len()
-            )));
-        }
         let chains = chain_ids(&diff_ids);
         let mut layers = Vec::new();
         for ((path, diff_id), chain) in image.layer_paths.iter().zip(&diff_ids).zip(&chains) {
@@ -381,6 +309,135 @@ impl Engine {
             Ok(oci::MEDIA_OCI_LAYER)
         }
     }
+}
+
+/// One image an archive holds, as [`inspect_archive`] finds it.
+#[derive(Debug)]
+pub struct ArchiveImage {
+    pub tags: Vec<ImageRef>,
+    pub layers: usize,
+}
+
+/// What a load of `input` would find, storing nothing: every image with its tags, its config
+/// parsed and checked against its layer list. Large files are hashed and dropped (a config
+/// among them is not parsed) and layers are not unpacked. The same staging and checks as
+/// [`Engine::load`], for tests and `fuzz/` that have no engine.
+pub fn inspect_archive(input: impl Read) -> Result<Vec<ArchiveImage>, EngineError> {
+    let files = stage(input, u64::MAX, &mut |path, expected, _, r| {
+        let mut hashing = wharf_types::digest::Sha256Writer::new();
+        io::copy(r, &mut hashing)
+            .map_err(|e| EngineError::Invalid(format!("invalid archive: reading {path:?}: {e}")))?;
+        let (d, _) = hashing.finish();
+        match expected {
+            Some(e) if *e != d => {
+                Err(EngineError::Invalid(format!("invalid archive: the content of {path:?} does not match its digest")))
+            }
+            _ => Ok(d),
+        }
+    })?;
+    let mut out = Vec::new();
+    for image in find_images(&files)? {
+        for layer in &image.layer_paths {
+            files.get(layer)?;
+        }
+        if let Staged::Mem(raw) = files.get(&image.config_path)? {
+            parse_config(raw, &image)?;
+        }
+        out.push(ArchiveImage { layers: image.layer_paths.len(), tags: image.tags });
+    }
+    Ok(out)
+}
+
+/// An image's config, which must list as many diff ids as the manifest lists layers.
+fn parse_config(raw: &[u8], image: &Found) -> Result<ImageConfig, EngineError> {
+    let bad = |m: String| EngineError::Invalid(format!("invalid archive: {m}"));
+    let config: ImageConfig =
+        serde_json::from_slice(raw).map_err(|e| bad(format!("image config {:?}: {e}", image.config_path)))?;
+    if config.rootfs.diff_ids.len() != image.layer_paths.len() {
+        return Err(bad(format!(
+            "the manifest lists {} layers but the image config {:?} has {} diff ids",
+            image.layer_paths.len(),
+            image.config_path,
+            config.rootfs.diff_ids.len()
+        )));
+    }
+    Ok(config)
+}
+
+/// Where [`stage`] puts a file too large to keep in memory: given its path, the digest its path
+/// promises, its size and its bytes, it returns the file's digest.
+type LargeSink<'a> = dyn FnMut(&str, Option<&Digest>, u64, &mut dyn Read) -> Result<Digest, EngineError> + 'a;
+
+/// Reads every entry of the archive: regular files staged (small ones in memory, the others
+/// through `large`), links as aliases. At most `budget` bytes of files in all.
+fn stage(input: impl Read, mut budget: u64, large: &mut LargeSink) -> Result<Files, EngineError> {
+    let bad = |m: String| EngineError::Invalid(format!("invalid archive: {m}"));
+    let mut small_total = 0u64;
+    let mut files = Files::default();
+    let mut archive = tar::Archive::new(BufReader::with_capacity(1 << 20, input));
+    let entries = archive.entries().map_err(|e| bad(format!("reading the tar: {e}")))?;
+    let mut count = 0usize;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| bad(format!("reading the tar: {e}")))?;
+        count += 1;
+        if count > MAX_ENTRIES {
+            return Err(bad(format!("more than {MAX_ENTRIES} entries")));
+        }
+        let raw_path = entry.path_bytes().into_owned();
+        let raw_path = String::from_utf8_lossy(&raw_path).into_owned();
+        let path =
+            clean_path(&raw_path).ok_or_else(|| bad(format!("entry {raw_path:?} points outside the archive")))?;
+        let kind = entry.header().entry_type();
+        if kind.is_dir() || kind.is_pax_global_extensions() || path.is_empty() {
+            continue;
+        }
+        if files.entries.contains_key(&path) {
+            return Err(bad(format!("entry {path:?} appears twice")));
+        }
+        if kind.is_symlink() || kind.is_hard_link() {
+            let target = entry
+                .link_name_bytes()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .ok_or_else(|| bad(format!("link {path:?} has no target")))?;
+            let resolved = if kind.is_symlink() {
+                let parent = Path::new(&path).parent().unwrap_or(Path::new(""));
+                clean_path(&parent.join(&target).to_string_lossy())
+            } else {
+                clean_path(&target)
+            };
+            let resolved =
+                resolved.ok_or_else(|| bad(format!("link {path:?} -> {target:?} points outside the archive")))?;
+            files.entries.insert(path, Entry::Link(resolved));
+            continue;
+        }
+        if !kind.is_file() {
+            return Err(bad(format!("entry {path:?} is not a regular file, directory or link")));
+        }
+        let size = entry.size();
+        if size > budget {
+            return Err(bad(format!("entry {path:?} of {size} bytes does not fit in the space left on the data root")));
+        }
+        budget -= size;
+        let expected = blob_digest_of_path(&path);
+        if size <= SMALL_FILE {
+            small_total += size;
+            if small_total > MAX_SMALL_TOTAL {
+                return Err(bad(format!("more than {MAX_SMALL_TOTAL} bytes of small files")));
+            }
+            let mut data = Vec::with_capacity(size as usize);
+            entry.read_to_end(&mut data).map_err(|e| bad(format!("reading {path:?}: {e}")))?;
+            if let Some(d) = &expected {
+                if Digest::of(&data) != *d {
+                    return Err(bad(format!("the content of {path:?} does not match its digest")));
+                }
+            }
+            files.entries.insert(path, Entry::File(Staged::Mem(data)));
+        } else {
+            let d = large(&path, expected.as_ref(), size, &mut entry)?;
+            files.entries.insert(path, Entry::File(Staged::Blob(d)));
+        }
+    }
+    Ok(files)
 }
 
 /// The archive's metadata files: plain data with string keys, which serializes without fail.
@@ -584,6 +641,92 @@ fn free_space(path: &Path) -> Result<u64, EngineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A tar of `(path, bytes)` files and `(path, target)` symlinks.
+    fn tar_of(files: &[(&str, &[u8])], links: &[(&str, &str)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (p, d) in files {
+            append_file(&mut b, p, d).unwrap();
+        }
+        for (p, target) in links {
+            let mut h = tar::Header::new_ustar();
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            b.append_link(&mut h, p, target).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn config_with(diff_ids: &[&Digest]) -> Vec<u8> {
+        let ids: Vec<String> = diff_ids.iter().map(|d| d.to_string()).collect();
+        serde_json::to_vec(
+            &json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": ids}}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn inspects_docker_archives_and_oci_layouts() {
+        let layer = tar_of(&[("hello", b"hi")], &[]);
+        let diff = Digest::of(&layer);
+        let config = config_with(&[&diff]);
+        let manifest =
+            br#"[{"Config":"c.json","RepoTags":["app:1","registry.example/x/y:2"],"Layers":["l/layer.tar"]}]"#;
+        let archive = tar_of(&[("manifest.json", manifest), ("c.json", &config), ("l/layer.tar", &layer)], &[]);
+        let found = inspect_archive(&archive[..]).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].layers, 1);
+        let tags: Vec<String> = found[0].tags.iter().map(|t| t.familiar()).collect();
+        assert_eq!(tags, ["app:1", "registry.example/x/y:2"]);
+
+        // An OCI layout, its layer reached through a symlink as Docker 25 writes them.
+        let cd = Digest::of(&config);
+        let ld = Digest::of(&layer);
+        let m = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": oci::MEDIA_OCI_MANIFEST,
+            "config": {"mediaType": oci::MEDIA_OCI_CONFIG, "digest": cd, "size": config.len()},
+            "layers": [{"mediaType": oci::MEDIA_OCI_LAYER, "digest": ld, "size": layer.len()}]}))
+        .unwrap();
+        let md = Digest::of(&m);
+        let index =
+            serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [{"mediaType": oci::MEDIA_OCI_MANIFEST,
+            "digest": md, "size": m.len(), "annotations": {"io.containerd.image.name": "docker.io/library/app:3"}}]}))
+            .unwrap();
+        let (cp, mp, lp) = (blob_path(&cd), blob_path(&md), blob_path(&ld));
+        let archive = tar_of(
+            &[("index.json", &index), (&cp, &config), (&mp, &m), ("l/layer.tar", &layer)],
+            &[(&lp, "../../l/layer.tar")],
+        );
+        let found = inspect_archive(&archive[..]).unwrap();
+        assert_eq!(found[0].tags[0].familiar(), "app:3");
+    }
+
+    #[test]
+    fn inspect_refuses_bad_archives_by_name() {
+        let layer = tar_of(&[("hello", b"hi")], &[]);
+        let diff = Digest::of(&layer);
+        let one = br#"[{"Config":"c.json","Layers":["layer.tar"]}]"#;
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (tar_of(&[("x", b"y")], &[]), "neither manifest.json nor index.json"),
+            (tar_of(&[("manifest.json", b"[]")], &[]), "lists no image"),
+            (tar_of(&[("manifest.json", br#"[{"Config":"../c.json","Layers":[]}]"#)], &[]), "points outside"),
+            (tar_of(&[("manifest.json", one), ("c.json", &config_with(&[&diff]))], &[]), "\"layer.tar\" is referenced"),
+            (
+                tar_of(&[("manifest.json", one), ("c.json", &config_with(&[])), ("layer.tar", &layer)], &[]),
+                "has 0 diff ids",
+            ),
+            (
+                tar_of(&[("manifest.json", one), ("c.json", &config_with(&[&diff]))], &[("layer.tar", "layer.tar")]),
+                "too many links",
+            ),
+            (tar_of(&[("manifest.json", one)], &[("c.json", "../../etc/passwd")]), "points outside the archive"),
+            (tar_of(&[(&blob_path(&diff), b"not the layer")], &[]), "does not match its digest"),
+            (b"definitely not a tar archive, far too short".to_vec(), "invalid archive"),
+        ];
+        for (archive, want) in cases {
+            let e = inspect_archive(&archive[..]).unwrap_err().to_string();
+            assert!(e.contains(want), "want {want:?} in {e:?}");
+        }
+    }
 
     #[test]
     fn archive_paths() {

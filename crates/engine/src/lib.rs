@@ -51,7 +51,7 @@ use wharf_distribution::{RegistryClient, RegistryConfig};
 use wharf_metadata::Db;
 use wharf_snapshot::Snapshotter;
 
-pub use archive::{LoadedImage, SavePlan};
+pub use archive::{inspect_archive, ArchiveImage, LoadedImage, SavePlan};
 pub use attach::{AttachOptions, PendingAttach, ProcessStream, StreamEvent, StreamInput};
 pub use build_cache::{CacheEntry, CachePrune, CachePruneReport, CacheUsage};
 pub use commit::{CommitImage, CommitRequest, TopLayer};
