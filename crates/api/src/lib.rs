@@ -34,6 +34,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::UnixListener;
 use wharf_engine::Engine;
 
+pub use router::parse_target;
+
 /// The newest API version wharf speaks, and the oldest it accepts.
 pub const API_VERSION: &str = "1.45";
 pub const MIN_API_VERSION: &str = "1.24";

@@ -61,8 +61,10 @@ fn version_tuple(v: &str) -> (u32, u32) {
     (it.next().unwrap_or(0), it.next().unwrap_or(0))
 }
 
-async fn dispatch(engine: Engine, req: Request<Incoming>) -> Result<Response<Body>> {
-    let (version, path) = split_version(req.uri().path())?;
+/// The API version a request asks for (the newest when it names none) and its path without
+/// the version; a version wharf does not speak is a 400.
+fn versioned(path: &str) -> Result<(String, String)> {
+    let (version, path) = split_version(path)?;
     if let Some(v) = &version {
         if version_tuple(v) > version_tuple(API_VERSION) {
             return Err(ApiError::bad_request(format!(
@@ -75,10 +77,38 @@ async fn dispatch(engine: Engine, req: Request<Incoming>) -> Result<Response<Bod
             )));
         }
     }
-    let version = version.unwrap_or_else(|| API_VERSION.to_string());
+    Ok((version.unwrap_or_else(|| API_VERSION.to_string()), path))
+}
+
+/// The path's segments, as `dispatch` matches them.
+fn segments(path: &str) -> Vec<&str> {
+    path.trim_end_matches('/').split('/').skip(1).collect()
+}
+
+/// Everything of a request's target that is parsed before a handler runs, without an engine:
+/// the version, the segments (and an image name between them), the query and its `filters`.
+/// What `fuzz/` drives; the number of filter values, or the 400 a client would get.
+pub fn parse_target(path: &str, query: Option<&str>) -> std::result::Result<usize, String> {
+    let (_, path) = versioned(path).map_err(|e| e.message)?;
+    let segs = segments(&path);
+    if segs.len() > 1 {
+        let _ = middle(&segs, 1, 1);
+        let _ = middle(&segs, 1, 0);
+    }
+    let q = Query::parse(query);
+    for key in ["all", "force", "stream", "follow"] {
+        q.bool(key);
+    }
+    q.int("limit").map_err(|e| e.message)?;
+    let filters = q.filters().map_err(|e| e.message)?;
+    Ok(filters.values().map(Vec::len).sum())
+}
+
+async fn dispatch(engine: Engine, req: Request<Incoming>) -> Result<Response<Body>> {
+    let (version, path) = versioned(req.uri().path())?;
     let query = Query::parse(req.uri().query());
     let method = req.method().clone();
-    let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let segs = segments(&path);
     let ctx = Ctx { engine, version, query };
 
     match (&method, segs.as_slice()) {
@@ -160,8 +190,10 @@ async fn dispatch(engine: Engine, req: Request<Incoming>) -> Result<Response<Bod
     }
 }
 
+/// The segments between the first `skip_front` and the last `skip_back` (an image name with
+/// slashes), empty when there are none.
 fn middle(segs: &[&str], skip_front: usize, skip_back: usize) -> String {
-    segs[skip_front..segs.len() - skip_back].join("/")
+    segs.get(skip_front..segs.len().saturating_sub(skip_back)).unwrap_or_default().join("/")
 }
 
 pub struct Ctx {

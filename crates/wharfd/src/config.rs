@@ -117,7 +117,18 @@ impl DaemonConfig {
             Some(p) => (p.clone(), true),
             None => (PathBuf::from(DEFAULT_CONFIG), false),
         };
-        let file = read_file(&path, explicit)?;
+        let raw = read_file(&path, explicit)?;
+        let file = serde_json::from_slice(&raw).with_context(|| format!("config file {}", path.display()))?;
+        DaemonConfig::resolve(flags, file)
+    }
+
+    /// The configuration from `flags` over the daemon.json text `raw` (what fuzz/ drives).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn parse(flags: &Flags, raw: &[u8]) -> anyhow::Result<DaemonConfig> {
+        DaemonConfig::resolve(flags, serde_json::from_slice(raw)?)
+    }
+
+    fn resolve(flags: &Flags, file: FileConfig) -> anyhow::Result<DaemonConfig> {
         let log_level = flags.log_level.clone().or(file.log_level).unwrap_or_else(|| {
             if flags.debug || file.debug == Some(true) {
                 "debug".into()
@@ -208,14 +219,14 @@ fn parse_pool_flag(s: &str) -> anyhow::Result<PoolConfig> {
     }
 }
 
-/// Reads daemon.json. A missing default file is fine; a missing explicit one is not.
-fn read_file(path: &Path, explicit: bool) -> anyhow::Result<FileConfig> {
-    let raw = match std::fs::read(path) {
-        Ok(r) => r,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(FileConfig::default()),
-        Err(e) => return Err(e).with_context(|| format!("read config file {}", path.display())),
-    };
-    serde_json::from_slice(&raw).with_context(|| format!("config file {}", path.display()))
+/// Reads daemon.json. A missing default file is an empty configuration; a missing explicit one
+/// is an error.
+fn read_file(path: &Path, explicit: bool) -> anyhow::Result<Vec<u8>> {
+    match std::fs::read(path) {
+        Ok(r) => Ok(r),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(b"{}".to_vec()),
+        Err(e) => Err(e).with_context(|| format!("read config file {}", path.display())),
+    }
 }
 
 #[cfg(test)]
@@ -224,10 +235,13 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named() {
-        let e = serde_json::from_str::<FileConfig>(r#"{"data-root": "/x", "bogus-key": 1}"#).unwrap_err();
+        let flags = Flags::parse_from(["wharfd"]);
+        let e = DaemonConfig::parse(&flags, br#"{"data-root": "/x", "bogus-key": 1}"#).unwrap_err();
         assert!(e.to_string().contains("bogus-key"), "{e}");
-        let e = serde_json::from_str::<FileConfig>(r#"{"max-concurrent-downloads": "three"}"#).unwrap_err();
+        let e = DaemonConfig::parse(&flags, br#"{"max-concurrent-downloads": "three"}"#).unwrap_err();
         assert!(e.to_string().contains("invalid type"), "{e}");
+        let e = DaemonConfig::parse(&flags, br#"{"bridge": "a;b"}"#).unwrap_err();
+        assert!(e.to_string().contains("invalid bridge name"), "{e}");
     }
 
     #[test]
