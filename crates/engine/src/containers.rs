@@ -791,6 +791,7 @@ impl Engine {
             Ok::<_, EngineError>(())
         })?;
         crate::failpoint::hit("remove-after-record");
+        self.inner.execs.remove_container(&rec.id);
         live.removed(rec.state.exit_code);
         if rec.host_config.auto_remove {
             self.remove_anonymous_volumes(&rec.mounts);
@@ -872,11 +873,15 @@ impl Engine {
 
     /// Records an exit reported by the shim, then removes the container if it asked for that.
     pub(crate) async fn on_exit(&self, id: &str, exit: Option<ExitFile>) {
-        let live = self.live(id);
         let Ok(mut rec) = self.find_container(id) else {
-            live.exited(0);
+            // Removed meanwhile (`rm -f`): whoever still waits on it hears of the exit, and no
+            // live state is made again for a container that is gone (it would stay forever).
+            if let Some(live) = self.inner.live.lock().ok().and_then(|m| m.get(id).cloned()) {
+                live.exited(0);
+            }
             return;
         };
+        let live = self.live(id);
         if exit.is_none() {
             // The shim died without recording an exit (it was killed): the container's init
             // outlives it in its pid namespace, unwatched. Nothing of a container the record

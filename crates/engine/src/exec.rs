@@ -69,6 +69,20 @@ impl Execs {
         }
     }
 
+    /// Forgets every exec of a removed container: nobody can inspect them any more (dockerd
+    /// answers "No such exec instance" too), and keeping them grew the daemon by a few KiB per
+    /// exec for as long as it ran.
+    pub(crate) fn remove_container(&self, container_id: &str) {
+        if let Ok(mut m) = self.map.lock() {
+            m.retain(|_, r| r.container_id != container_id);
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.map.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
     fn get(&self, id: &str) -> Option<ExecRecord> {
         self.map.lock().ok().and_then(|m| m.get(id).cloned())
     }
@@ -132,7 +146,7 @@ impl Engine {
     }
 
     pub fn inspect_exec(&self, id: &str) -> Result<ExecRecord, EngineError> {
-        self.execs().get(id).ok_or_else(|| EngineError::NotFound(format!("no such exec instance: {id}")))
+        self.execs().get(id).ok_or_else(|| EngineError::NotFound(format!("No such exec instance: {id}")))
     }
 
     /// The process to run: the container's, from its config.json, with the exec's overrides.
@@ -278,6 +292,27 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_removed_containers_execs_are_forgotten() {
+        let execs = Execs::default();
+        for (id, container) in [("e1", "a"), ("e2", "b"), ("e3", "a")] {
+            let rec = ExecRecord {
+                id: id.into(),
+                container_id: container.into(),
+                config: ExecConfig::default(),
+                running: false,
+                exit_code: Some(0),
+                pid: 0,
+                process: None,
+                started: true,
+            };
+            execs.map.lock().unwrap().insert(id.into(), rec);
+        }
+        execs.remove_container("a");
+        assert_eq!(execs.len(), 1);
+        assert!(execs.get("e2").is_some());
+    }
 
     #[test]
     fn env_merge_table() {

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::process::Stdio;
 
-use crate::harness::{registry, Cli, Daemon};
+use crate::harness::{http_unix, registry, Cli, Daemon};
 
 fn running(d: &Daemon) -> String {
     let image = registry().image("library/busybox:latest");
@@ -53,7 +53,15 @@ fn exec_detached_and_inspect() {
     assert!(crate::harness::wait_for(std::time::Duration::from_secs(5), || {
         d.docker(&["exec", "ctr", "cat", "/tmp/flag"]).success()
     }));
+    // An exec instance lives as long as its container: after `rm` it is gone, as in dockerd.
+    let created = crate::harness::http_unix_post(&d.sock, "/containers/ctr/exec", r#"{"Cmd":["true"]}"#);
+    let id = created.split("\"Id\":\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or_default().to_string();
+    assert_eq!(id.len(), 64, "{created}");
+    let inspect = format!("/exec/{id}/json");
+    assert!(http_unix(&d.sock, "GET", &inspect).unwrap_or_default().starts_with("HTTP/1.1 200"));
     d.docker(&["rm", "-f", "ctr"]).ok();
+    let gone = http_unix(&d.sock, "GET", &inspect).unwrap_or_default();
+    assert!(gone.starts_with("HTTP/1.1 404") && gone.contains("No such exec instance"), "{gone}");
     d.docker(&["exec", "ctr", "true"]).fails();
 }
 

@@ -429,6 +429,21 @@ pub fn http_unix(sock: &Path, method: &str, path: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&buf).into_owned())
 }
 
+/// A raw `POST` with a JSON body over a unix socket; the whole answer (head and body), empty
+/// when the socket did not answer.
+pub fn http_unix_post(sock: &Path, path: &str, body: &str) -> String {
+    let Ok(mut s) = UnixStream::connect(sock) else { return String::new() };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
 // ---------------------------------------------------------------------------------------------
 // The daemon
 

@@ -351,21 +351,6 @@ fn container_prune(cli: Cli) {
 }
 both!(container_prune);
 
-/// A raw API request with a JSON body; the whole answer (head and body).
-fn api_post(d: &Daemon, path: &str, body: &str) -> String {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::os::unix::net::UnixStream::connect(&d.sock) else { return String::new() };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    let _ = write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
 /// Docker refuses to exec into a frozen container, at create and at start, with a 409 that
 /// says to unpause; the exec works again once thawed.
 fn exec_into_paused_container_is_refused(cli: Cli) {
@@ -373,7 +358,7 @@ fn exec_into_paused_container_is_refused(cli: Cli) {
     let image = busybox(&d, cli);
     d.cli(cli, &["run", "-d", "--name", "pe", &image, "sleep", "1000"]).ok();
     let id = id_of(&d, cli, "pe");
-    let created = api_post(&d, "/containers/pe/exec", r#"{"Cmd":["true"]}"#);
+    let created = crate::harness::http_unix_post(&d.sock, "/containers/pe/exec", r#"{"Cmd":["true"]}"#);
     let body = created.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
     let exec_id = serde_json::from_str::<Value>(body).map(|v| v["Id"].as_str().unwrap_or_default().to_string());
     let exec_id = exec_id.unwrap_or_else(|e| panic!("{e}: {created}"));
@@ -382,7 +367,7 @@ fn exec_into_paused_container_is_refused(cli: Cli) {
     d.cli(cli, &["pause", "pe"]).ok();
     let want = format!("Container {id} is paused, unpause the container before exec");
     d.cli(cli, &["exec", "pe", "true"]).fails().mentions(&[&want]);
-    let started = api_post(&d, &format!("/exec/{exec_id}/start"), r#"{"Detach":true}"#);
+    let started = crate::harness::http_unix_post(&d.sock, &format!("/exec/{exec_id}/start"), r#"{"Detach":true}"#);
     assert!(started.starts_with("HTTP/1.1 409"), "{started}");
     assert!(started.contains(&want), "{started}");
     // The refused start did not use the instance up.
@@ -392,7 +377,7 @@ fn exec_into_paused_container_is_refused(cli: Cli) {
     d.cli(cli, &["unpause", "pe"]).ok();
     let out = d.cli(cli, &["exec", "pe", "echo", "thawed"]);
     assert_eq!(out.ok().trimmed(), "thawed");
-    let started = api_post(&d, &format!("/exec/{exec_id}/start"), r#"{"Detach":true}"#);
+    let started = crate::harness::http_unix_post(&d.sock, &format!("/exec/{exec_id}/start"), r#"{"Detach":true}"#);
     assert!(started.starts_with("HTTP/1.1 200"), "{started}");
     d.cli(cli, &["rm", "-f", "pe"]).ok();
 }
