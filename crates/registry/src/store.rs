@@ -1,5 +1,5 @@
 //! Where blob bytes live. [`BlobStore`] is the role; [`FsBlobStore`] the local filesystem
-//! backend (an S3 backend is meant to implement the same trait).
+//! backend, [`crate::s3::S3BlobStore`] the S3 one.
 //!
 //! Layout under the data dir:
 //! ```text
@@ -44,7 +44,8 @@ pub trait BlobStore: Send + Sync + 'static {
     /// How many bytes an upload holds, or `None` when it does not exist.
     fn upload_size(&self, id: &str) -> io::Result<Option<u64>>;
     /// Opens an upload for appending at `offset`; bytes past it (a chunk that failed half
-    /// way and was not counted) are cut off first.
+    /// way and was not counted) are cut off first. What is written is stored once `flush`
+    /// returned (a backend may hold bytes until then).
     fn upload_writer(&self, id: &str, offset: u64) -> io::Result<Box<dyn Write + Send>>;
     /// Reads an upload from the start (to rebuild its hash state after a restart).
     fn upload_reader(&self, id: &str) -> io::Result<Box<dyn Read + Send>>;
