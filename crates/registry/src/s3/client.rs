@@ -15,8 +15,9 @@ const MAX_XML: u64 = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum S3Error {
-    #[error("{op}: {source}")]
-    Http { op: String, source: HttpError },
+    /// `error` is no `source`: the message holds it already.
+    #[error("{op}: {error}")]
+    Http { op: String, error: HttpError },
     /// S3 answered with an error (`code` from its XML body, or the status alone).
     #[error("{op}: {status} {code}: {message}")]
     Status { op: String, status: u16, code: String, message: String },
@@ -184,7 +185,7 @@ impl S3Client {
             request = request.header(k, v);
         }
         request = request.body(call.body);
-        let http = |source| S3Error::Http { op: op.clone(), source };
+        let http = |source| S3Error::Http { op: op.clone(), error: source };
         let stream = self.connector.connect(&self.endpoint).map_err(http)?;
         let resp = wharf_http::send(stream, &self.endpoint.host_header(), request).map_err(http)?;
         if (200..300).contains(&resp.status) {
@@ -198,7 +199,7 @@ impl S3Client {
     fn send_xml(&self, call: Call) -> Result<String, S3Error> {
         let op = format!("{} {}", call.method, call.key.unwrap_or(&self.bucket));
         let resp = self.send(call)?;
-        let body = resp.read_body(MAX_XML).map_err(|source| S3Error::Http { op: op.clone(), source })?;
+        let body = resp.read_body(MAX_XML).map_err(|source| S3Error::Http { op: op.clone(), error: source })?;
         let text = String::from_utf8_lossy(&body).into_owned();
         if let Some(err) = xml_blocks(&text, "Error").first() {
             return Err(S3Error::Status {
@@ -245,7 +246,7 @@ impl S3Client {
                     // A server that ignored the Range: skip to where the caller wants.
                     io::copy(&mut (&mut body).take(offset), &mut io::sink()).map_err(|e| S3Error::Http {
                         op: format!("GET {key}"),
-                        source: HttpError::io("skip to the offset", e),
+                        error: HttpError::io("skip to the offset", e),
                     })?;
                 }
                 Ok(Some((body, size)))
@@ -272,7 +273,7 @@ impl S3Client {
         resp.into_body()
             .take(len)
             .read_to_end(&mut out)
-            .map_err(|e| S3Error::Http { op: op.clone(), source: HttpError::io("read", e) })?;
+            .map_err(|e| S3Error::Http { op: op.clone(), error: HttpError::io("read", e) })?;
         if out.len() as u64 != len {
             return Err(S3Error::Malformed { op, message: format!("{} bytes, not {len}", out.len()) });
         }

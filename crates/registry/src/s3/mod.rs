@@ -58,14 +58,15 @@ pub struct S3Options {
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("invalid S3 endpoint {endpoint:?}: {source}")]
-    Endpoint { endpoint: String, source: wharf_http::HttpError },
+    #[error("invalid S3 endpoint {endpoint:?}: {error}")]
+    Endpoint { endpoint: String, error: wharf_http::HttpError },
     #[error("S3 {target}: the credentials were refused ({code}: {message})")]
     Credentials { target: String, code: String, message: String },
     #[error("S3 {target}: no such bucket")]
     NoBucket { target: String },
-    #[error("S3 {target}: {source}")]
-    Unreachable { target: String, source: S3Error },
+    /// Not a `source`: the message already holds it, and anyhow would print it again.
+    #[error("S3 {target} does not answer: {error}")]
+    Unreachable { target: String, error: S3Error },
 }
 
 pub struct S3BlobStore {
@@ -113,7 +114,7 @@ impl S3BlobStore {
             opts.credentials.clone(),
             opts.ca_file.as_deref(),
         )
-        .map_err(|source| OpenError::Endpoint { endpoint: opts.endpoint.clone(), source })?;
+        .map_err(|error| OpenError::Endpoint { endpoint: opts.endpoint.clone(), error })?;
         let target = client.describe();
         match client.check() {
             Ok(()) => {}
@@ -123,7 +124,7 @@ impl S3BlobStore {
             Err(S3Error::Status { status: 403, code, message, .. }) => {
                 return Err(OpenError::Credentials { target, code, message })
             }
-            Err(source) => return Err(OpenError::Unreachable { target, source }),
+            Err(error) => return Err(OpenError::Unreachable { target, error }),
         }
         let mut prefix = opts.prefix.trim_matches('/').to_string();
         if !prefix.is_empty() {
@@ -223,7 +224,7 @@ impl S3BlobStore {
                     if let Some(Err(e)) = read {
                         return Err(S3Error::Http {
                             op: format!("GET {}", c.key),
-                            source: wharf_http::HttpError::io("read", e),
+                            error: wharf_http::HttpError::io("read", e),
                         });
                     }
                     left -= want as u64;
