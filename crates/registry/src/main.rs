@@ -186,7 +186,7 @@ fn run(command: Command) -> anyhow::Result<i32> {
                 None => None,
             };
             let options = ServeOptions { idle_timeout, verify_reads, track_use: gc_interval.is_some() };
-            let store = open_store(file.s3.as_ref(), &data_dir)?;
+            let store = open_store(file.s3.as_ref(), &data_dir, true)?;
             let mut registry = Registry::open_with_store(&data_dir, store, options)
                 .with_context(|| format!("open {}", data_dir.display()))?;
             registry.https = tls.is_some();
@@ -242,7 +242,7 @@ fn run(command: Command) -> anyhow::Result<i32> {
         }
         Command::Gc { config, data_dir, dry_run, delete_untagged, grace, upload_max_age } => {
             let (file, data_dir) = tool_config(config.as_deref(), data_dir)?;
-            let store = open_store(file.s3.as_ref(), &data_dir)?;
+            let store = open_store(file.s3.as_ref(), &data_dir, true)?;
             let registry = Registry::open_with_store(&data_dir, store, ServeOptions::default())
                 .with_context(|| format!("open {} (gc needs the registry stopped)", data_dir.display()))?;
             let opts = GcOptions { dry_run, delete_untagged, grace, upload_max_age };
@@ -259,7 +259,7 @@ fn run(command: Command) -> anyhow::Result<i32> {
         }
         Command::Scrub { config, data_dir } => {
             let (file, data_dir) = tool_config(config.as_deref(), data_dir)?;
-            let store = open_store(file.s3.as_ref(), &data_dir)?;
+            let store = open_store(file.s3.as_ref(), &data_dir, false)?;
             // The index is checked too when no server holds it.
             let meta = match RedbMetadata::open(&data_dir.join("registry.db")) {
                 Ok(m) => Some(m),
@@ -292,7 +292,8 @@ fn tool_config(config: Option<&Path>, data_dir: Option<PathBuf>) -> anyhow::Resu
 }
 
 /// The blob store the config names: an S3 bucket with `storage: s3:`, else the data dir.
-fn open_store(s3: Option<&config::S3Config>, data_dir: &Path) -> anyhow::Result<Arc<dyn BlobStore>> {
+/// With `sweep` (serve, gc), multipart uploads that crashed commits left are aborted.
+fn open_store(s3: Option<&config::S3Config>, data_dir: &Path, sweep: bool) -> anyhow::Result<Arc<dyn BlobStore>> {
     let Some(s3) = s3 else {
         std::fs::create_dir_all(data_dir).with_context(|| format!("create {}", data_dir.display()))?;
         let store = FsBlobStore::open(data_dir).with_context(|| format!("open {}", data_dir.display()))?;
@@ -315,6 +316,13 @@ fn open_store(s3: Option<&config::S3Config>, data_dir: &Path) -> anyhow::Result<
     };
     let store = S3BlobStore::open(&opts)?;
     log::info!("blobs in S3 bucket {:?} at {}", opts.bucket, opts.endpoint);
+    if sweep {
+        match store.abort_stale_commits(Duration::from_secs(86400)) {
+            Ok(0) => {}
+            Ok(n) => log::info!("aborted {n} multipart uploads that commits left unfinished"),
+            Err(e) => log::warn!("listing unfinished multipart uploads: {e}"),
+        }
+    }
     Ok(Arc::new(store))
 }
 

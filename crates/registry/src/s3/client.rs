@@ -371,6 +371,35 @@ impl S3Client {
         self.send_xml(call).map(drop)
     }
 
+    /// The multipart uploads begun under `prefix` and neither completed nor aborted: key,
+    /// upload id and when it began.
+    pub fn list_multipart(&self, prefix: &str) -> Result<Vec<(String, String, SystemTime)>, S3Error> {
+        let mut out = Vec::new();
+        let mut markers: Option<(String, String)> = None;
+        loop {
+            let mut call = Call::new("GET", None).query("uploads", "").query("prefix", prefix);
+            if let Some((key, id)) = &markers {
+                call = call.query("key-marker", key.clone()).query("upload-id-marker", id.clone());
+            }
+            let xml = self.send_xml(call)?;
+            for u in xml_blocks(&xml, "Upload") {
+                let (Some(key), Some(id)) = (xml_value(u, "Key"), xml_value(u, "UploadId")) else { continue };
+                let started = xml_value(u, "Initiated")
+                    .and_then(|t| wharf_types::time::parse_rfc3339(&t))
+                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                out.push((key, id, started));
+            }
+            let truncated = xml_value(&xml, "IsTruncated").is_some_and(|v| v == "true");
+            match (xml_value(&xml, "NextKeyMarker"), xml_value(&xml, "NextUploadIdMarker")) {
+                (Some(k), Some(i)) if truncated && markers.as_ref() != Some(&(k.clone(), i.clone())) => {
+                    markers = Some((k, i))
+                }
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
     pub fn abort_multipart(&self, key: &str, upload: &str) -> Result<(), S3Error> {
         self.send(Call::new("DELETE", Some(key)).query("uploadId", upload)).map(drop)
     }

@@ -23,7 +23,7 @@ pub mod sigv4;
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use wharf_types::Digest;
 
@@ -131,6 +131,21 @@ impl S3BlobStore {
             prefix.push('/');
         }
         Ok(S3BlobStore { client: Arc::new(client), prefix })
+    }
+
+    /// Aborts the multipart uploads of blobs that a commit began more than `older_than` ago
+    /// and never finished (the process died in the middle), so that their parts stop taking
+    /// space. A commit takes seconds; the age spares those of other replicas.
+    pub fn abort_stale_commits(&self, older_than: Duration) -> io::Result<usize> {
+        let now = SystemTime::now();
+        let mut aborted = 0;
+        for (key, upload, started) in self.client.list_multipart(&format!("{}blobs/", self.prefix))? {
+            if now.duration_since(started).unwrap_or_default() > older_than {
+                self.client.abort_multipart(&key, &upload)?;
+                aborted += 1;
+            }
+        }
+        Ok(aborted)
     }
 
     fn blob_key(&self, digest: &Digest) -> String {
