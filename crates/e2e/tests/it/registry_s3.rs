@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::harness::{registry, run_cmd, TempDir};
+use crate::harness::{openssl_ca, openssl_signed, registry, run_cmd, TempDir};
 use crate::registry_server::{digest, http, http_raw, parse_response, skopeo, Resp, Server};
 
 const BUCKET: &str = "wharf";
@@ -51,12 +51,25 @@ struct Weed {
     child: Option<Child>,
     dir: TempDir,
     s3_port: u16,
+    /// The S3 gateway's URL as the registry is to reach it (https with `start_tls`).
+    endpoint: String,
+    /// The CA that signed the https gateway's certificate.
+    ca: Option<PathBuf>,
     filer: String,
     grpc_ports: Vec<(&'static str, u16)>,
 }
 
 impl Weed {
     fn start() -> Weed {
+        Weed::start_with(false)
+    }
+
+    /// Also an https S3 port, with a certificate for 127.0.0.1 from a CA of its own.
+    fn start_tls() -> Weed {
+        Weed::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Weed {
         let dir = TempDir::new("wharf-e2e-weed");
         let data = dir.0.join("data");
         fs::create_dir_all(&data).expect("weed data dir");
@@ -67,8 +80,23 @@ impl Weed {
         }]});
         let s3_config = dir.0.join("s3.json");
         fs::write(&s3_config, identities.to_string()).expect("write s3.json");
-        let p: Vec<u16> = (0..8).map(|_| free_port()).collect();
+        let p: Vec<u16> = (0..9).map(|_| free_port()).collect();
         let (s3_port, filer_port) = (p[6], p[4]);
+        let mut endpoint = format!("http://127.0.0.1:{s3_port}");
+        let mut ca = None;
+        let mut tls_args = Vec::new();
+        if tls {
+            openssl_ca(&dir.0, "wharf-e2e-s3-ca");
+            let san = "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n";
+            openssl_signed(&dir.0, "s3", "127.0.0.1", san);
+            tls_args = vec![
+                format!("-s3.port.https={}", p[8]),
+                format!("-s3.cert.file={}", dir.0.join("s3.crt").display()),
+                format!("-s3.key.file={}", dir.0.join("s3.key").display()),
+            ];
+            endpoint = format!("https://127.0.0.1:{}", p[8]);
+            ca = Some(dir.0.join("ca.crt"));
+        }
         let grpc_ports = vec![("master", p[1]), ("volume", p[3]), ("filer", p[5]), ("s3", p[7])];
         let log = fs::File::create(dir.0.join("weed.log")).expect("weed log");
         let mut cmd = Command::new(weed_bin());
@@ -91,12 +119,14 @@ impl Weed {
             .arg(format!("-s3.config={}", s3_config.display()))
             .arg(format!("-s3.localSocket={}", dir.0.join("s3.sock").display()))
             .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
+            .args(&tls_args)
             .current_dir(&dir.0)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log);
         let child = cmd.spawn().expect("spawn weed");
-        let mut weed = Weed { child: Some(child), dir, s3_port, filer: format!("127.0.0.1:{filer_port}"), grpc_ports };
+        let filer = format!("127.0.0.1:{filer_port}");
+        let mut weed = Weed { child: Some(child), dir, s3_port, endpoint, ca, filer, grpc_ports };
         // Up when the S3 gateway answers (403 without a signature) and the filer made the bucket
         // (a bucket is a directory under /buckets).
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -128,12 +158,13 @@ impl Weed {
     }
 
     /// A registry config file in `dir` whose blobs go to this bucket under `prefix`, with
-    /// `keys` (or none: from the environment) and `extra` lines.
+    /// `keys` (or none: from the environment).
     fn registry_config(&self, dir: &Path, prefix: &str, keys: Option<(&str, &str)>) -> PathBuf {
-        let mut text = format!(
-            "storage:\n  s3:\n    endpoint: http://127.0.0.1:{}\n    bucket: {BUCKET}\n    prefix: {prefix}\n",
-            self.s3_port
-        );
+        let mut text =
+            format!("storage:\n  s3:\n    endpoint: {}\n    bucket: {BUCKET}\n    prefix: {prefix}\n", self.endpoint);
+        if let Some(ca) = &self.ca {
+            text.push_str(&format!("    ca_file: {}\n", ca.display()));
+        }
         if let Some((access, secret)) = keys {
             text.push_str(&format!("    access_key: {access}\n    secret_key: '{secret}'\n"));
         }
@@ -484,6 +515,29 @@ fn s3_start_refuses_a_bucket_it_cannot_use() {
     // Keys from the environment: it starts (and the time-out stops it).
     let out = serve(&none, &[("AWS_ACCESS_KEY_ID", ACCESS_KEY), ("AWS_SECRET_ACCESS_KEY", SECRET_KEY)]);
     assert!(out.stderr.contains("wharf-registry listening on"), "{out}");
+}
+
+#[test]
+fn s3_over_https_with_a_ca_file() {
+    let weed = Weed::start_tls();
+    let (reg, cfg, config) = s3_registry(&weed, "tls", &[]);
+    let data = pattern(12_000_000, 11);
+    let post = reg.req("POST", "/v2/tls/repo/blobs/uploads/", &[], b"");
+    let loc = post.header("Location").expect("Location").to_string();
+    let r = reg.req("PATCH", &loc, &[("Content-Range", "0-6999999")], &data[..7_000_000]);
+    assert_eq!(r.status, 202, "{r}");
+    let put = reg.req("PUT", &format!("{loc}?digest={}", digest(&data)), &[], &data[7_000_000..]);
+    assert_eq!(put.status, 201, "{put}");
+    assert!(reg.get(&format!("/v2/tls/repo/blobs/{}", digest(&data))).body == data);
+    assert_eq!(weed.read(&Weed::blob_path("tls", &digest(&data))), Some(data));
+    // Without the CA the certificate is refused, and the start says so.
+    let untrusted = cfg.0.join("untrusted.yaml");
+    let text = fs::read_to_string(&config).expect("config");
+    fs::write(&untrusted, text.lines().filter(|l| !l.contains("ca_file")).collect::<Vec<_>>().join("\n"))
+        .expect("write");
+    let mut cmd = Command::new(crate::harness::bin("wharf-registry"));
+    cmd.args(["scrub", "--config"]).arg(&untrusted).arg("--data-dir").arg(cfg.0.join("data"));
+    run_cmd(cmd, Duration::from_secs(20)).code_is(1).mentions(&["does not answer", "certificate"]);
 }
 
 /// Push and pull figures, S3 against the filesystem, printed (run with --nocapture to see
