@@ -568,3 +568,141 @@ impl Read for ResumingReader {
         }
     }
 }
+
+/// The backend suite and the bucket's layout against a real SeaweedFS (`weed server` from
+/// scripts/seaweedfs) on free loopback ports, stopped and removed after each test.
+#[cfg(test)]
+mod tests {
+    use std::io::{Read as _, Write as _};
+    use std::net::TcpStream;
+    use std::path::PathBuf;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::store::random_hex;
+
+    struct Weed {
+        child: Child,
+        dir: PathBuf,
+        s3_port: u16,
+        grpc: Vec<(&'static str, u16)>,
+    }
+
+    impl Drop for Weed {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            // weed puts a unix socket per gRPC port in /tmp, named by the port.
+            for (what, port) in &self.grpc {
+                let _ = std::fs::remove_file(format!("/tmp/seaweedfs-{what}-grpc-{port}.sock"));
+            }
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+
+    /// A status line from a plain HTTP/1.0 request, or `None` when nothing answers.
+    fn status(port: u16, method: &str, path: &str) -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        write!(s, "{method} {path} HTTP/1.0\r\nContent-Length: 0\r\n\r\n").ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        out.lines().next().map(str::to_string)
+    }
+
+    fn weed() -> Weed {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/seaweedfs");
+        let out = Command::new("bash").arg(script).output().unwrap();
+        assert!(out.status.success(), "scripts/seaweedfs: {}", String::from_utf8_lossy(&out.stderr));
+        let bin = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        let dir = std::env::temp_dir().join(format!("wharf-registry-weed-{}", random_hex(8).unwrap()));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let config = r#"{"identities":[{"name":"t","credentials":[{"accessKey":"k","secretKey":"s"}],"actions":["Admin","Read","Write","List","Tagging"]}]}"#;
+        std::fs::write(dir.join("s3.json"), config).unwrap();
+        let p: Vec<u16> = (0..8).map(|_| free_port()).collect();
+        let log = std::fs::File::create(dir.join("weed.log")).unwrap();
+        let child = Command::new(bin)
+            .arg("server")
+            .arg(format!("-dir={}", dir.join("data").display()))
+            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.volumeSizeLimitMB=64", "-volume.max=20"])
+            .args([format!("-master.port={}", p[0]), format!("-master.port.grpc={}", p[1])])
+            .args([format!("-volume.port={}", p[2]), format!("-volume.port.grpc={}", p[3])])
+            .args(["-filer".to_string(), format!("-filer.port={}", p[4]), format!("-filer.port.grpc={}", p[5])])
+            .arg(format!("-filer.localSocket={}", dir.join("filer.sock").display()))
+            .args(["-s3".to_string(), format!("-s3.port={}", p[6]), format!("-s3.port.grpc={}", p[7])])
+            .arg(format!("-s3.config={}", dir.join("s3.json").display()))
+            .arg(format!("-s3.localSocket={}", dir.join("s3.sock").display()))
+            .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let grpc = vec![("master", p[1]), ("volume", p[3]), ("filer", p[5]), ("s3", p[7])];
+        let weed = Weed { child, dir, s3_port: p[6], grpc };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // A bucket is a directory of the filer's.
+        while !(status(p[6], "GET", "/").is_some()
+            && status(p[4], "POST", "/buckets/wharf-unit/").is_some_and(|l| l.contains(" 201 ") || l.contains(" 200 ")))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "weed did not start: {:?}",
+                std::fs::read_to_string(weed.dir.join("weed.log"))
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        weed
+    }
+
+    fn store(w: &Weed, prefix: &str) -> S3BlobStore {
+        S3BlobStore::open(&S3Options {
+            endpoint: format!("http://127.0.0.1:{}", w.s3_port),
+            region: "us-east-1".into(),
+            bucket: "wharf-unit".into(),
+            prefix: prefix.into(),
+            credentials: Credentials { access_key: "k".into(), secret_key: "s".into() },
+            ca_file: None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn s3_backend_suite() {
+        let w = weed();
+        crate::store::suite::run(&store(&w, "suite/"));
+    }
+
+    #[test]
+    fn chunks_keep_the_part_minimum_and_strays_are_cut() {
+        let w = weed();
+        let s = store(&w, "layout");
+        let id = random_hex(16).unwrap();
+        s.create_upload(&id).unwrap();
+        let mut at = 0u64;
+        for len in [1u64 << 20, 2 << 20, 1 << 20, 3 << 20, 20 << 20, 1 << 20] {
+            let mut w = s.upload_writer(&id, at).unwrap();
+            w.write_all(&vec![7u8; len as usize]).unwrap();
+            w.flush().unwrap();
+            at += len;
+        }
+        let state = s.upload_state(&id).unwrap();
+        assert_eq!(state.size(), at);
+        let sizes: Vec<u64> = state.chunks.iter().map(|c| c.size).collect();
+        assert!(sizes.iter().rev().skip(1).all(|&n| n >= MIN_PART), "{sizes:?}");
+        assert!(sizes.iter().all(|&n| n <= chunk_target(0)), "{sizes:?}");
+        // A chunk past a gap (a crash in the middle of a cut) is not part of the upload, and
+        // the next writer removes it.
+        s.client.put(&format!("layout/uploads/{id}/chunks/{:020}", at + 100), vec![1; 10]).unwrap();
+        assert_eq!(s.upload_size(&id).unwrap(), Some(at));
+        drop(s.upload_writer(&id, at).unwrap());
+        assert!(s.upload_state(&id).unwrap().stray.is_empty());
+        s.delete_upload(&id).unwrap();
+        assert!(s.client.list("layout/").unwrap().is_empty());
+    }
+}
