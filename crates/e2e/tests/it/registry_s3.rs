@@ -6,6 +6,8 @@
 //! holds is looked at through SeaweedFS's filer, not through the registry.
 
 use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -422,6 +424,26 @@ fn s3_upload_resumes_after_a_restart() {
     let (_, m) = reg.push_image("resume", "v1", b"layer");
     reg.restart();
     assert_eq!(reg.get("/v2/resume/manifests/v1").body, m);
+
+    // A PATCH that breaks off half way keeps what arrived, across a restart too.
+    let data = pattern(14_000_000, 4);
+    let post = reg.req("POST", "/v2/resume/blobs/uploads/", &[], b"");
+    let loc = post.header("Location").expect("Location").to_string();
+    let mut s = TcpStream::connect(&reg.addr).expect("connect");
+    write!(s, "PATCH {loc} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", data.len()).expect("head");
+    s.write_all(&data[..7_000_000]).expect("body");
+    s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    assert_eq!(reg.get(&loc).header("Range"), Some("0-6999999"));
+    reg.restart();
+    assert_eq!(reg.get(&loc).header("Range"), Some("0-6999999"));
+    let d = digest(&data);
+    let put =
+        reg.req("PUT", &format!("{loc}?digest={d}"), &[("Content-Range", "7000000-13999999")], &data[7_000_000..]);
+    assert_eq!(put.status, 201, "{put}");
+    assert!(reg.get(&format!("/v2/resume/blobs/{d}")).body == data);
 }
 
 #[test]
