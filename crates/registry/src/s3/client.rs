@@ -328,9 +328,11 @@ impl S3Client {
         Ok(out)
     }
 
-    /// Whether the bucket answers a listing with these credentials.
-    pub fn check(&self) -> Result<(), S3Error> {
-        self.send_xml(Call::new("GET", None).query("list-type", "2").query("max-keys", "1")).map(drop)
+    /// Whether the bucket answers a listing of `prefix` with these credentials (a policy may
+    /// grant a prefix only).
+    pub fn check(&self, prefix: &str) -> Result<(), S3Error> {
+        let call = Call::new("GET", None).query("list-type", "2").query("max-keys", "1").query("prefix", prefix);
+        self.send_xml(call).map(drop)
     }
 
     pub fn create_multipart(&self, key: &str) -> Result<String, S3Error> {

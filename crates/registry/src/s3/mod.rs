@@ -115,8 +115,12 @@ impl S3BlobStore {
             opts.ca_file.as_deref(),
         )
         .map_err(|error| OpenError::Endpoint { endpoint: opts.endpoint.clone(), error })?;
+        let mut prefix = opts.prefix.trim_matches('/').to_string();
+        if !prefix.is_empty() {
+            prefix.push('/');
+        }
         let target = client.describe();
-        match client.check() {
+        match client.check(&prefix) {
             Ok(()) => {}
             Err(e) if e.code() == Some("NoSuchBucket") || e.status() == Some(404) => {
                 return Err(OpenError::NoBucket { target })
@@ -125,10 +129,6 @@ impl S3BlobStore {
                 return Err(OpenError::Credentials { target, code, message })
             }
             Err(error) => return Err(OpenError::Unreachable { target, error }),
-        }
-        let mut prefix = opts.prefix.trim_matches('/').to_string();
-        if !prefix.is_empty() {
-            prefix.push('/');
         }
         Ok(S3BlobStore { client: Arc::new(client), prefix })
     }
