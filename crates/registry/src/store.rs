@@ -49,12 +49,13 @@ pub trait BlobStore: Send + Sync + 'static {
     fn upload_writer(&self, id: &str, offset: u64) -> io::Result<Box<dyn Write + Send>>;
     /// Reads an upload from the start (to rebuild its hash state after a restart).
     fn upload_reader(&self, id: &str) -> io::Result<Box<dyn Read + Send>>;
-    /// Makes a finished upload the blob `digest` (checked by the caller): fsync, rename,
-    /// fsync of the directory. When the blob is already stored the upload is just removed.
+    /// Makes a finished upload the blob `digest` (checked by the caller), durably and at once:
+    /// no reader sees part of it (files: fsync, rename, fsync of the directory; S3: one
+    /// completed multipart upload). When the blob is already stored the upload is just removed.
     fn commit_upload(&self, id: &str, digest: &Digest) -> io::Result<()>;
     /// Removes an upload and its bytes.
     fn delete_upload(&self, id: &str) -> io::Result<()>;
-    /// The ids of the uploads on disk and when each last changed.
+    /// The ids of the stored uploads and when each last changed.
     fn list_uploads(&self) -> io::Result<Vec<(String, SystemTime)>>;
 }
 
