@@ -705,4 +705,28 @@ mod tests {
         s.delete_upload(&id).unwrap();
         assert!(s.client.list("layout/").unwrap().is_empty());
     }
+
+    /// Chunks that cannot be parts (short ones before the last: not what the writer makes, but
+    /// what another writer may have left) are streamed into the blob instead.
+    #[test]
+    fn short_chunks_are_streamed_into_the_blob() {
+        let w = weed();
+        let s = store(&w, "stream");
+        let id = random_hex(16).unwrap();
+        s.create_upload(&id).unwrap();
+        let mut want = Vec::new();
+        for (i, len) in [3usize << 20, 1 << 20, 6 << 20, 5].into_iter().enumerate() {
+            let piece: Vec<u8> = (0..len).map(|b| (b as u8) ^ (i as u8)).collect();
+            s.client.put(&format!("stream/uploads/{id}/chunks/{:020}", want.len()), piece.clone()).unwrap();
+            want.extend_from_slice(&piece);
+        }
+        assert_eq!(s.upload_size(&id).unwrap(), Some(want.len() as u64));
+        let d = Digest::of(&want);
+        s.commit_upload(&id, &d).unwrap();
+        let (mut r, size) = s.open(&d, 0).unwrap().unwrap();
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).unwrap();
+        assert!(size == want.len() as u64 && got == want);
+        assert!(s.list_uploads().unwrap().is_empty());
+    }
 }
