@@ -227,6 +227,37 @@ pub struct FileConfig {
     pub tls: Option<TlsConfig>,
     pub auth: Option<AuthConfig>,
     pub gc: GcConfig,
+    /// `storage: s3:`: blobs in an S3 bucket instead of the data dir.
+    pub s3: Option<S3Config>,
+}
+
+/// `storage: s3:`. The keys may come from the environment instead (`AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`), which keeps the secret out of the file.
+#[derive(Default, Clone, PartialEq)]
+pub struct S3Config {
+    /// `http(s)://host[:port]`; requests are path-style (`/<bucket>/<key>`).
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: Option<String>,
+    pub prefix: Option<String>,
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+    /// A PEM CA file trusted for an https endpoint (besides the system's).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret never reaches a log.
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("prefix", &self.prefix)
+            .field("access_key", &self.access_key)
+            .field("ca_file", &self.ca_file)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -342,7 +373,7 @@ fn from_yaml(file: &str, root: &Yaml) -> Result<FileConfig, ConfigError> {
         file,
         "",
         root,
-        &["addr", "data_dir", "open", "idle_timeout", "verify_reads", "tls", "auth", "gc"],
+        &["addr", "data_dir", "open", "idle_timeout", "verify_reads", "tls", "auth", "gc", "storage"],
     )?;
     let mut cfg = FileConfig {
         addr: top.string("addr")?,
@@ -379,6 +410,33 @@ fn from_yaml(file: &str, root: &Yaml) -> Result<FileConfig, ConfigError> {
             delete_untagged: f.boolean("delete_untagged")?,
             upload_max_age: f.duration("upload_max_age")?,
         };
+    }
+    if let Some(st) = top.get("storage") {
+        let f = Fields::new(file, "storage", st, &["s3"])?;
+        if let Some(y) = f.get("s3") {
+            let s3 = Fields::new(
+                file,
+                "storage.s3",
+                y,
+                &["endpoint", "bucket", "region", "prefix", "access_key", "secret_key", "ca_file"],
+            )?;
+            let (Some(endpoint), Some(bucket)) = (s3.string("endpoint")?, s3.string("bucket")?) else {
+                return Err(f.err(y, "s3", "needs endpoint and bucket".into()));
+            };
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                let message = format!("expected an http:// or https:// URL, found {endpoint:?}");
+                return Err(s3.err(s3.get("endpoint").unwrap_or(&NONE), "endpoint", message));
+            }
+            cfg.s3 = Some(S3Config {
+                endpoint,
+                bucket,
+                region: s3.string("region")?,
+                prefix: s3.string("prefix")?,
+                access_key: s3.string("access_key")?,
+                secret_key: s3.string("secret_key")?,
+                ca_file: s3.string("ca_file")?.map(PathBuf::from),
+            });
+        }
     }
     Ok(cfg)
 }
@@ -428,6 +486,16 @@ mod tests {
         assert_eq!(cfg.gc.interval, Some(Duration::from_secs(3600)));
         assert_eq!(cfg.gc.delete_untagged, Some(false));
         assert_eq!(parse("").unwrap(), FileConfig::default());
+        let s3 = parse(
+            "storage:\n  s3:\n    endpoint: http://127.0.0.1:8333\n    bucket: reg\n    prefix: a/b\n    \
+             secret_key: 'not shown'\n",
+        )
+        .unwrap()
+        .s3
+        .unwrap();
+        assert_eq!((s3.endpoint.as_str(), s3.bucket.as_str()), ("http://127.0.0.1:8333", "reg"));
+        assert_eq!((s3.prefix.as_deref(), s3.region.as_deref()), (Some("a/b"), None));
+        assert!(!format!("{s3:?}").contains("not shown"));
         // `auth:` with nothing under it still turns authentication on.
         assert_eq!(parse("auth:\n").unwrap().auth, Some(AuthConfig::default()));
     }
@@ -459,6 +527,10 @@ mod tests {
             ("addr: \"x\n", 1, "unterminated"),
             ("  addr: x\n", 1, "indented"),
             ("---\n---\n", 2, "key: value"),
+            ("storage:\n  s3:\n    bucket: b\n", 3, "needs endpoint and bucket"),
+            ("storage:\n  s3:\n    endpoint: s3.example\n    bucket: b\n", 3, "storage.s3.endpoint"),
+            ("storage:\n  s3:\n    endpoint: http://x\n    bucket: b\n    secret: s\n", 5, "storage.s3.secret"),
+            ("storage:\n  gcs:\n    bucket: b\n", 3, "unknown key storage.gcs"),
         ] {
             let e = parse(src).expect_err(src);
             assert_eq!(e.line, line, "{src:?}: {e}");

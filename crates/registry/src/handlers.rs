@@ -823,23 +823,32 @@ async fn receive(
     let mut writer: Option<Box<dyn io::Write + Send>> = None;
     let mut buf: Vec<u8> = Vec::with_capacity(WRITE_CHUNK);
     let mut total = 0u64;
-    let mut flush = |buf: &mut Vec<u8>, hasher: &mut Sha256Writer| -> std::result::Result<(), ReceiveError> {
-        if buf.is_empty() {
-            return Ok(());
-        }
-        block(|| -> io::Result<()> {
-            let w = match &mut writer {
-                Some(w) => w,
-                None => writer.insert(reg.store.upload_writer(id, offset)?),
-            };
-            w.write_all(buf)
-        })
-        .map_err(ReceiveError::Storage)?;
-        hasher.update(buf);
-        total += buf.len() as u64;
-        buf.clear();
-        Ok(())
-    };
+    // A store may hold bytes back until `flush` (S3 writes whole objects): the last call
+    // flushes, and only then are the bytes counted stored.
+    let mut flush =
+        |buf: &mut Vec<u8>, hasher: &mut Sha256Writer, last: bool| -> std::result::Result<(), ReceiveError> {
+            if buf.is_empty() && !(last && writer.is_some()) {
+                return Ok(());
+            }
+            block(|| -> io::Result<()> {
+                if !buf.is_empty() {
+                    let w = match &mut writer {
+                        Some(w) => w,
+                        None => writer.insert(reg.store.upload_writer(id, offset)?),
+                    };
+                    w.write_all(buf)?;
+                }
+                match &mut writer {
+                    Some(w) if last => w.flush(),
+                    _ => Ok(()),
+                }
+            })
+            .map_err(ReceiveError::Storage)?;
+            hasher.update(buf);
+            total += buf.len() as u64;
+            buf.clear();
+            Ok(())
+        };
     let idle = reg.options.idle_timeout;
     loop {
         let broke = match tokio::time::timeout(idle, body.frame()).await {
@@ -850,18 +859,18 @@ async fn receive(
                 if let Ok(data) = frame.into_data() {
                     buf.extend_from_slice(&data);
                     if buf.len() >= WRITE_CHUNK {
-                        flush(&mut buf, hasher)?;
+                        flush(&mut buf, hasher, false)?;
                     }
                 }
                 None
             }
         };
         if let Some(why) = broke {
-            flush(&mut buf, hasher)?;
+            flush(&mut buf, hasher, true)?;
             return Err(ReceiveError::Client(why));
         }
     }
-    flush(&mut buf, hasher)?;
+    flush(&mut buf, hasher, true)?;
     Ok(total)
 }
 

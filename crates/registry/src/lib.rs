@@ -4,7 +4,8 @@
 //!   from [`error`];
 //! - [`meta`]: the index (repositories, tags, manifests, links, referrers, uploads) behind the
 //!   `Metadata` trait, in an embedded redb database;
-//! - [`store`]: blob bytes behind the `BlobStore` trait, on the local filesystem;
+//! - [`store`]: blob bytes behind the `BlobStore` trait, on the local filesystem, or in an S3
+//!   bucket ([`s3`]);
 //! - [`auth`]: users, tokens and the access check; [`config`]: the config file;
 //! - [`gc`] and [`scrub`]: maintenance; [`server`]: shared state and the accept loop.
 
@@ -17,6 +18,7 @@ pub mod handlers;
 pub mod manifest;
 pub mod meta;
 pub mod names;
+pub mod s3;
 pub mod scrub;
 pub mod server;
 pub mod store;

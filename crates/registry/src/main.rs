@@ -1,7 +1,7 @@
 //! The `wharf-registry` binary: `serve`, `gc` and `scrub` over one data directory.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,8 +10,9 @@ use clap::{Parser, Subcommand};
 use wharf_registry::config::{self, FileConfig};
 use wharf_registry::gc::{self, GcOptions};
 use wharf_registry::meta::{Metadata, RedbMetadata};
+use wharf_registry::s3::{Credentials, S3BlobStore, S3Options};
 use wharf_registry::server::{self, Registry, ServeOptions};
-use wharf_registry::store::FsBlobStore;
+use wharf_registry::store::{BlobStore, FsBlobStore};
 use wharf_registry::{auth, tls};
 
 const DEFAULT_DATA_DIR: &str = "/var/lib/wharf-registry";
@@ -79,8 +80,12 @@ enum Command {
     },
     /// Collect garbage while no server uses the data dir.
     Gc {
-        #[arg(long, default_value = DEFAULT_DATA_DIR)]
-        data_dir: PathBuf,
+        /// The server's config file: its data_dir and storage are used.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// [default: /var/lib/wharf-registry]
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
         /// Report what would be deleted, delete nothing.
         #[arg(long)]
         dry_run: bool,
@@ -96,8 +101,12 @@ enum Command {
     },
     /// Re-hash every stored blob; exit 1 when one does not match its digest.
     Scrub {
-        #[arg(long, default_value = DEFAULT_DATA_DIR)]
-        data_dir: PathBuf,
+        /// The server's config file: its data_dir and storage are used.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// [default: /var/lib/wharf-registry]
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
 }
 
@@ -177,8 +186,9 @@ fn run(command: Command) -> anyhow::Result<i32> {
                 None => None,
             };
             let options = ServeOptions { idle_timeout, verify_reads, track_use: gc_interval.is_some() };
-            let mut registry =
-                Registry::open(&data_dir, options).with_context(|| format!("open {}", data_dir.display()))?;
+            let store = open_store(file.s3.as_ref(), &data_dir, true)?;
+            let mut registry = Registry::open_with_store(&data_dir, store, options)
+                .with_context(|| format!("open {}", data_dir.display()))?;
             registry.https = tls.is_some();
             if let Some(a) = auth_cfg {
                 if let Some(generated) = auth::ensure_admin(registry.meta.as_ref(), admin_password.as_deref())? {
@@ -230,8 +240,10 @@ fn run(command: Command) -> anyhow::Result<i32> {
                 anyhow::Ok(0)
             })
         }
-        Command::Gc { data_dir, dry_run, delete_untagged, grace, upload_max_age } => {
-            let registry = Registry::open(&data_dir, ServeOptions::default())
+        Command::Gc { config, data_dir, dry_run, delete_untagged, grace, upload_max_age } => {
+            let (file, data_dir) = tool_config(config.as_deref(), data_dir)?;
+            let store = open_store(file.s3.as_ref(), &data_dir, true)?;
+            let registry = Registry::open_with_store(&data_dir, store, ServeOptions::default())
                 .with_context(|| format!("open {} (gc needs the registry stopped)", data_dir.display()))?;
             let opts = GcOptions { dry_run, delete_untagged, grace, upload_max_age };
             let report = gc::collect(&registry, &opts)?;
@@ -245,8 +257,9 @@ fn run(command: Command) -> anyhow::Result<i32> {
             println!("{verb} {report}");
             Ok(0)
         }
-        Command::Scrub { data_dir } => {
-            let store = FsBlobStore::open(&data_dir).with_context(|| format!("open {}", data_dir.display()))?;
+        Command::Scrub { config, data_dir } => {
+            let (file, data_dir) = tool_config(config.as_deref(), data_dir)?;
+            let store = open_store(file.s3.as_ref(), &data_dir, false)?;
             // The index is checked too when no server holds it.
             let meta = match RedbMetadata::open(&data_dir.join("registry.db")) {
                 Ok(m) => Some(m),
@@ -255,7 +268,7 @@ fn run(command: Command) -> anyhow::Result<i32> {
                     None
                 }
             };
-            let report = wharf_registry::scrub::scrub(&store, meta.as_ref().map(|m| m as &dyn Metadata))?;
+            let report = wharf_registry::scrub::scrub(store.as_ref(), meta.as_ref().map(|m| m as &dyn Metadata))?;
             for (want, got) in &report.corrupt {
                 println!("corrupt {want}: its bytes hash to {got}");
             }
@@ -266,6 +279,51 @@ fn run(command: Command) -> anyhow::Result<i32> {
             Ok(if report.clean() { 0 } else { 1 })
         }
     }
+}
+
+/// The config file (if any) of `gc` and `scrub`, and their data dir: the flag, else the file's.
+fn tool_config(config: Option<&Path>, data_dir: Option<PathBuf>) -> anyhow::Result<(FileConfig, PathBuf)> {
+    let file = match config {
+        Some(path) => config::load(path)?,
+        None => FileConfig::default(),
+    };
+    let data_dir = data_dir.or(file.data_dir.clone()).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    Ok((file, data_dir))
+}
+
+/// The blob store the config names: an S3 bucket with `storage: s3:`, else the data dir.
+/// With `sweep` (serve, gc), multipart uploads that crashed commits left are aborted.
+fn open_store(s3: Option<&config::S3Config>, data_dir: &Path, sweep: bool) -> anyhow::Result<Arc<dyn BlobStore>> {
+    let Some(s3) = s3 else {
+        std::fs::create_dir_all(data_dir).with_context(|| format!("create {}", data_dir.display()))?;
+        let store = FsBlobStore::open(data_dir).with_context(|| format!("open {}", data_dir.display()))?;
+        return Ok(Arc::new(store));
+    };
+    let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let Some(access_key) = s3.access_key.clone().or_else(|| from_env("AWS_ACCESS_KEY_ID")) else {
+        bail!("storage.s3 needs access_key in the config file, or AWS_ACCESS_KEY_ID in the environment");
+    };
+    let Some(secret_key) = s3.secret_key.clone().or_else(|| from_env("AWS_SECRET_ACCESS_KEY")) else {
+        bail!("storage.s3 needs secret_key in the config file, or AWS_SECRET_ACCESS_KEY in the environment");
+    };
+    let opts = S3Options {
+        endpoint: s3.endpoint.clone(),
+        region: s3.region.clone().or_else(|| from_env("AWS_REGION")).unwrap_or_else(|| "us-east-1".to_string()),
+        bucket: s3.bucket.clone(),
+        prefix: s3.prefix.clone().unwrap_or_default(),
+        credentials: Credentials { access_key, secret_key },
+        ca_file: s3.ca_file.clone(),
+    };
+    let store = S3BlobStore::open(&opts)?;
+    log::info!("blobs in S3 bucket {:?} at {}", opts.bucket, opts.endpoint);
+    if sweep {
+        match store.abort_stale_commits(Duration::from_secs(86400)) {
+            Ok(0) => {}
+            Ok(n) => log::info!("aborted {n} multipart uploads that commits left unfinished"),
+            Err(e) => log::warn!("listing unfinished multipart uploads: {e}"),
+        }
+    }
+    Ok(Arc::new(store))
 }
 
 async fn online_gc(registry: Arc<Registry>, every: Duration, opts: GcOptions) {

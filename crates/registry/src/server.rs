@@ -80,8 +80,18 @@ impl Registry {
     pub fn open(data_dir: &Path, options: ServeOptions) -> Result<Registry, OpenError> {
         std::fs::create_dir_all(data_dir).map_err(|e| OpenError::Io(data_dir.to_path_buf(), e))?;
         let store = FsBlobStore::open(data_dir).map_err(|e| OpenError::Io(data_dir.to_path_buf(), e))?;
+        Registry::open_with_store(data_dir, Arc::new(store), options)
+    }
+
+    /// The embedded database under `data_dir` with blobs in `store` (S3).
+    pub fn open_with_store(
+        data_dir: &Path,
+        store: Arc<dyn BlobStore>,
+        options: ServeOptions,
+    ) -> Result<Registry, OpenError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| OpenError::Io(data_dir.to_path_buf(), e))?;
         let meta = RedbMetadata::open(&data_dir.join("registry.db"))?;
-        Ok(Registry::new(Arc::new(meta), Arc::new(store), options))
+        Ok(Registry::new(Arc::new(meta), store, options))
     }
 
     pub fn session(&self, id: &str) -> Arc<tokio::sync::Mutex<UploadSession>> {

@@ -1,5 +1,5 @@
 //! Where blob bytes live. [`BlobStore`] is the role; [`FsBlobStore`] the local filesystem
-//! backend (an S3 backend is meant to implement the same trait).
+//! backend, [`crate::s3::S3BlobStore`] the S3 one.
 //!
 //! Layout under the data dir:
 //! ```text
@@ -44,16 +44,18 @@ pub trait BlobStore: Send + Sync + 'static {
     /// How many bytes an upload holds, or `None` when it does not exist.
     fn upload_size(&self, id: &str) -> io::Result<Option<u64>>;
     /// Opens an upload for appending at `offset`; bytes past it (a chunk that failed half
-    /// way and was not counted) are cut off first.
+    /// way and was not counted) are cut off first. What is written is stored once `flush`
+    /// returned (a backend may hold bytes until then).
     fn upload_writer(&self, id: &str, offset: u64) -> io::Result<Box<dyn Write + Send>>;
     /// Reads an upload from the start (to rebuild its hash state after a restart).
     fn upload_reader(&self, id: &str) -> io::Result<Box<dyn Read + Send>>;
-    /// Makes a finished upload the blob `digest` (checked by the caller): fsync, rename,
-    /// fsync of the directory. When the blob is already stored the upload is just removed.
+    /// Makes a finished upload the blob `digest` (checked by the caller), durably and at once:
+    /// no reader sees part of it (files: fsync, rename, fsync of the directory; S3: one
+    /// completed multipart upload). When the blob is already stored the upload is just removed.
     fn commit_upload(&self, id: &str, digest: &Digest) -> io::Result<()>;
     /// Removes an upload and its bytes.
     fn delete_upload(&self, id: &str) -> io::Result<()>;
-    /// The ids of the uploads on disk and when each last changed.
+    /// The ids of the stored uploads and when each last changed.
     fn list_uploads(&self) -> io::Result<Vec<(String, SystemTime)>>;
 }
 
@@ -228,9 +230,120 @@ pub fn random_hex(n: usize) -> io::Result<String> {
     Ok(wharf_types::digest::to_hex(&buf))
 }
 
+/// The behaviour every `BlobStore` backend must show; the S3 backend runs the same suite.
+#[cfg(test)]
+pub(crate) mod suite {
+    use super::*;
+
+    const MIB: usize = 1 << 20;
+
+    fn read_all(mut r: Box<dyn Read + Send>) -> Vec<u8> {
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        out
+    }
+
+    fn bytes(len: usize, seed: u8) -> Vec<u8> {
+        (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    }
+
+    /// Appends `data` at `offset` in one writer and flushes it.
+    fn append(s: &dyn BlobStore, id: &str, offset: u64, data: &[u8]) {
+        let mut w = s.upload_writer(id, offset).unwrap();
+        for piece in data.chunks(MIB) {
+            w.write_all(piece).unwrap();
+        }
+        w.flush().unwrap();
+    }
+
+    pub fn run(s: &dyn BlobStore) {
+        // Small blobs.
+        let d = Digest::of(b"hello world");
+        assert_eq!(s.stat(&d).unwrap(), None);
+        assert!(s.open(&d, 0).unwrap().is_none());
+        s.put(&d, b"hello world").unwrap();
+        s.put(&d, b"hello world").unwrap();
+        assert_eq!(s.stat(&d).unwrap(), Some(11));
+        let (r, size) = s.open(&d, 6).unwrap().unwrap();
+        assert_eq!((size, read_all(r)), (11, b"world".to_vec()));
+        let (r, size) = s.open(&d, 11).unwrap().unwrap();
+        assert_eq!((size, read_all(r)), (11, Vec::new()));
+        let listed = s.list().unwrap();
+        assert_eq!(listed.iter().map(|b| (&b.digest, b.size)).collect::<Vec<_>>(), vec![(&d, 11)]);
+
+        // An upload in pieces around S3's 5 MiB part minimum: short pieces that a later writer
+        // extends, a cut back into the middle of what was stored, pieces after it.
+        let id = random_hex(16).unwrap();
+        assert_eq!(s.upload_size(&id).unwrap(), None);
+        s.create_upload(&id).unwrap();
+        assert_eq!(s.upload_size(&id).unwrap(), Some(0));
+        let mut want = Vec::new();
+        for (len, seed) in [(3 * MIB, 1), (3 * MIB, 2), (10 * MIB, 3)] {
+            let piece = bytes(len, seed);
+            append(s, &id, want.len() as u64, &piece);
+            want.extend_from_slice(&piece);
+            assert_eq!(s.upload_size(&id).unwrap(), Some(want.len() as u64));
+        }
+        // A writer opened at an offset cuts off what lies past it, even with nothing written.
+        drop(s.upload_writer(&id, 7 * MIB as u64 + 5).unwrap());
+        want.truncate(7 * MIB + 5);
+        assert_eq!(s.upload_size(&id).unwrap(), Some(want.len() as u64));
+        let piece = bytes(5 * MIB, 4);
+        append(s, &id, want.len() as u64, &piece);
+        want.extend_from_slice(&piece);
+        // A cut inside the last, short piece.
+        drop(s.upload_writer(&id, want.len() as u64 - 100).unwrap());
+        want.truncate(want.len() - 100);
+        assert!(read_all(s.upload_reader(&id).unwrap()) == want);
+        assert!(s.list_uploads().unwrap().iter().any(|(u, _)| *u == id));
+        let big = Digest::of(&want);
+        s.commit_upload(&id, &big).unwrap();
+        assert_eq!(s.upload_size(&id).unwrap(), None);
+        assert!(!s.list_uploads().unwrap().iter().any(|(u, _)| *u == id));
+        assert_eq!(s.stat(&big).unwrap(), Some(want.len() as u64));
+        let (r, _) = s.open(&big, 0).unwrap().unwrap();
+        assert!(read_all(r) == want);
+        let (r, _) = s.open(&big, 9 * MIB as u64).unwrap().unwrap();
+        assert!(read_all(r) == want[9 * MIB..]);
+
+        // An upload of a blob that is stored already just goes; an empty one makes an empty blob.
+        let again = random_hex(16).unwrap();
+        s.create_upload(&again).unwrap();
+        append(s, &again, 0, b"hello world");
+        s.commit_upload(&again, &d).unwrap();
+        assert_eq!(s.upload_size(&again).unwrap(), None);
+        let empty = random_hex(16).unwrap();
+        s.create_upload(&empty).unwrap();
+        let nothing = Digest::of(b"");
+        s.commit_upload(&empty, &nothing).unwrap();
+        assert_eq!(s.stat(&nothing).unwrap(), Some(0));
+
+        // A cancelled upload leaves nothing.
+        let cancelled = random_hex(16).unwrap();
+        s.create_upload(&cancelled).unwrap();
+        append(s, &cancelled, 0, &bytes(MIB, 5));
+        s.delete_upload(&cancelled).unwrap();
+        assert_eq!(s.upload_size(&cancelled).unwrap(), None);
+        assert!(s.list_uploads().unwrap().is_empty());
+
+        for digest in [&d, &big, &nothing] {
+            assert!(s.delete(digest).unwrap());
+            assert!(!s.delete(digest).unwrap());
+        }
+        assert!(s.list().unwrap().is_empty());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filesystem_backend_suite() {
+        let root = tmp();
+        suite::run(&FsBlobStore::open(&root).unwrap());
+        fs::remove_dir_all(root).unwrap();
+    }
 
     fn tmp() -> PathBuf {
         let d = std::env::temp_dir().join(format!("wharf-registry-store-{}", random_hex(8).unwrap()));
