@@ -80,8 +80,7 @@ fn pump(
                 return;
             }
         };
-        let io = hyper_util::rt::TokioIo::new(upgraded);
-        let (mut rd, mut wr) = tokio::io::split(io);
+        let (mut rd, mut wr) = tokio::io::split(connection(upgraded).await);
         let mut s = match session.await {
             Ok(s) => s,
             Err(e) => {
@@ -130,6 +129,45 @@ fn pump(
     h.insert("Connection", hyper::header::HeaderValue::from_static("Upgrade"));
     h.insert("Upgrade", hyper::header::HeaderValue::from_static("tcp"));
     r
+}
+
+/// The hijacked connection's byte stream.
+trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Conn for T {}
+
+/// The upgraded connection, once the client has read the whole 101 answer. docker-py reads
+/// that answer through a buffered reader and then reads the raw socket: output that arrived
+/// together with the head (a short exec, the log replay of an attach) sits in that buffer and
+/// the client never sees it. dockerd's slower exec start hides the same race; here the stream
+/// waits until the socket's send queue is empty, which on a unix socket means read.
+async fn connection(upgraded: hyper::upgrade::Upgraded) -> Box<dyn Conn> {
+    use hyper_util::rt::TokioIo;
+    match upgraded.downcast::<TokioIo<tokio::net::UnixStream>>() {
+        Ok(parts) => {
+            let stream = parts.io.into_inner();
+            until_read_by_peer(&stream).await;
+            // Bytes the client sent after its request (early stdin) come first.
+            let (rd, wr) = stream.into_split();
+            let early = std::io::Cursor::new(parts.read_buf);
+            Box::new(tokio::io::join(early.chain(rd), wr))
+        }
+        Err(upgraded) => Box::new(TokioIo::new(upgraded)),
+    }
+}
+
+/// Waits, up to two seconds, until the peer has read everything sent on `stream` so far.
+async fn until_read_by_peer(stream: &tokio::net::UnixStream) {
+    use std::os::fd::AsRawFd;
+    let fd = stream.as_raw_fd();
+    for _ in 0..2000 {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int through the valid pointer; `fd` is the
+        // open socket `stream` owns for the whole call.
+        if unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) } != 0 || queued == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
 }
 
 /// A session still being opened (an attach waiting for its container to start).
