@@ -22,6 +22,7 @@ mod query;
 mod router;
 mod security;
 mod stats;
+mod swarm;
 mod system;
 mod transfer;
 mod volumes;

@@ -11,7 +11,7 @@ use crate::body::Body;
 use crate::error::ApiError;
 use crate::query::Query;
 use crate::{
-    archive, build, containers, copy, disk, events, exec, images, images_io, lifecycle, networks, stats, system,
+    archive, build, containers, copy, disk, events, exec, images, images_io, lifecycle, networks, stats, swarm, system,
     transfer, volumes, API_VERSION, MIN_API_VERSION,
 };
 
@@ -111,6 +111,9 @@ async fn dispatch(engine: Engine, req: Request<Incoming>) -> Result<Response<Bod
     let segs = segments(&path);
     let ctx = Ctx { engine, version, query };
 
+    if let Some(e) = swarm::answer(&method, &segs) {
+        return Err(e);
+    }
     match (&method, segs.as_slice()) {
         (&Method::GET | &Method::HEAD, ["_ping"]) => Ok(system::ping(&method)),
         (&Method::GET, ["version"]) => system::version(&ctx),
