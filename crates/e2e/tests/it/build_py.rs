@@ -20,7 +20,7 @@ const DOCKER_PY_VERSION: &str = "7.1.0";
 /// The venv's python, made on first use: once per test binary (a `OnceLock`), and shared by
 /// later runs (under cargo's `CARGO_TARGET_TMPDIR`). A venv is made in a directory of its own
 /// and renamed into place, so concurrent runs never see a half-made one.
-fn venv_python() -> PathBuf {
+pub fn venv_python() -> PathBuf {
     static VENV: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     match VENV.get_or_init(make_venv) {
         Ok(p) => p.clone(),

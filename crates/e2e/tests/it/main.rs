@@ -34,6 +34,7 @@ mod cpu;
 mod crash;
 mod daemon;
 mod docker_lifecycle;
+mod docker_py;
 mod dockerd;
 mod events;
 mod exec;

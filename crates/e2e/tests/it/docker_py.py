@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""docker-py 7 calls whose answers differed between wharfd and dockerd (issue 12), run against
+DOCKER_HOST: argv[1] names the case, argv[2] the busybox image. Prints one JSON object with
+what docker-py returned; docker_py.rs runs it against wharfd and a private dockerd and
+compares. Bytes are printed as latin-1 text so that every byte survives JSON.
+"""
+
+import json
+import sys
+import time
+
+import docker
+
+
+def text(b):
+    return b.decode("latin-1") if isinstance(b, bytes) else b
+
+
+def read_all(sock):
+    data = b""
+    while True:
+        chunk = sock.read(65536) if hasattr(sock, "read") else sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def exec_output(client, image):
+    api = client.api
+    c = client.containers.run(image, ["sleep", "60"], detach=True)
+    try:
+        out = {}
+        # A short exec's output complete every time, however fast it is.
+        runs = [c.exec_run(["echo", "hello world"]) for _ in range(20)]
+        out["exec_run"] = sorted({text(r.output) for r in runs})
+        out["exec_run_codes"] = sorted({r.exit_code for r in runs})
+        out["exec_run_exit"] = c.exec_run(["sh", "-c", "exit 3"]).exit_code
+        out["workdir"] = text(c.exec_run(["pwd"], workdir="/tmp").output)
+        out["environment"] = text(c.exec_run(["sh", "-c", "echo $A"], environment={"A": "b"}).output)
+        eid = api.exec_create(c.id, ["sh", "-c", "echo out; sleep 0.2; echo err >&2"])["Id"]
+        out["exec_start"] = text(api.exec_start(eid))
+        eid = api.exec_create(c.id, ["sh", "-c", "echo out; sleep 0.2; echo err >&2"])["Id"]
+        so, se = api.exec_start(eid, demux=True)
+        out["demux"] = [text(so), text(se)]
+        eid = api.exec_create(c.id, ["echo", "hello world"])["Id"]
+        sock = api.exec_start(eid, socket=True)
+        out["socket"] = text(read_all(sock))
+        sock.close()
+        eid = api.exec_create(c.id, ["echo", "hello world"])["Id"]
+        out["stream"] = text(b"".join(api.exec_start(eid, stream=True)))
+        out["tty"] = text(c.exec_run(["echo", "hi"], tty=True).output)
+        eid = api.exec_create(c.id, ["sh", "-c", "printf 'a\\nb\\n'"], tty=True)["Id"]
+        out["tty_stream"] = text(b"".join(api.exec_start(eid, tty=True, stream=True)))
+        inspect = api.exec_inspect(eid)
+        out["exec_inspect"] = {k: inspect.get(k) for k in ["ExitCode", "Running", "OpenStdin", "OpenStdout", "OpenStderr"]}
+        return out
+    finally:
+        c.remove(force=True)
+
+
+def attach_after_exit(client, image):
+    api = client.api
+    out = {}
+    c = client.containers.run(image, ["sh", "-c", "echo out"], detach=True)
+    c.wait()
+    out["attach_logs"] = text(api.attach(c.id, stream=False, logs=True))
+    out["attach_logs_stdout"] = text(api.attach(c.id, stream=False, logs=True, stdout=True, stderr=False))
+    c.remove()
+    t = client.containers.run(image, ["sh", "-c", "printf 'a\\nb\\n'"], detach=True, tty=True)
+    t.wait()
+    out["tty_logs"] = text(t.logs())
+    out["tty_attach_logs"] = text(api.attach(t.id, stream=False, logs=True))
+    t.remove()
+    out["run_output"] = text(client.containers.run(image, ["sh", "-c", "echo run"], remove=True))
+    return out
+
+
+def swarm(client, image):
+    out = {"leave": client.swarm.leave(force=True)}
+    for name, call in [
+        ("inspect", lambda: client.api.inspect_swarm()),
+        ("services", lambda: client.services.list()),
+        ("nodes", lambda: client.nodes.list()),
+        ("secrets", lambda: client.secrets.list()),
+        ("configs", lambda: client.configs.list()),
+        ("tasks", lambda: client.api.tasks()),
+        ("leave_no_force", lambda: client.swarm.leave(force=False)),
+    ]:
+        try:
+            call()
+            out[name] = "no error"
+        except docker.errors.APIError as e:
+            out[name] = [e.status_code, e.explanation]
+    out["info_swarm_state"] = client.info()["Swarm"]["LocalNodeState"]
+    return out
+
+
+def main():
+    case, image = sys.argv[1], sys.argv[2]
+    client = docker.from_env(timeout=120)
+    result = {"exec_output": exec_output, "attach_after_exit": attach_after_exit, "swarm": swarm}[case](client, image)
+    json.dump(result, sys.stdout, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()
