@@ -143,8 +143,9 @@ fn with_anonymous_volumes(
 
 /// `POST /containers/create?name=`.
 pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
-    let b: CreateBody =
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid container config: {e}")))?;
+    let raw = crate::decode::raw(&body, "invalid container config")?;
+    let unset = crate::decode::unset_keys(raw.get("HostConfig"), ECHOED_LISTS);
+    let b: CreateBody = crate::decode::from_value(raw, "invalid container config")?;
     if b.image.is_empty() {
         return Err(ApiError::bad_request("config: image is required"));
     }
@@ -204,6 +205,7 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
                 .log_config
                 .map(|l| wharf_engine::LogConfig { driver: l.r#type, config: l.config.unwrap_or_default() })
                 .unwrap_or_default(),
+            unset: Some(unset),
         },
     };
     let rec = ctx.engine.create_container(req).await?;
@@ -427,12 +429,13 @@ pub fn list(ctx: &Ctx) -> Result<Response<Body>> {
         limit: q.int("limit")?.filter(|n| *n > 0).map(|n| n as usize),
         filters: q.filters()?,
     };
-    let out: Vec<Value> = ctx
-        .engine
-        .list_containers(&opts)?
-        .iter()
-        .map(|c| {
-            json!({
+    let out: Vec<Value> = ctx.engine.list_containers(&opts)?.iter().map(|c| summary_json(ctx, c)).collect();
+    json(StatusCode::OK, &out)
+}
+
+/// One container as `GET /containers/json` (and `/system/df`) lists it.
+pub fn summary_json(ctx: &Ctx, c: &ContainerRecord) -> Value {
+    json!({
                 "Id": c.id,
                 "Names": [format!("/{}", c.name)],
                 "Image": c.config.image,
@@ -446,10 +449,7 @@ pub fn list(ctx: &Ctx) -> Result<Response<Body>> {
                 "HostConfig": {"NetworkMode": c.host_config.network_mode},
                 "NetworkSettings": crate::networks::list_settings_json(ctx, c),
                 "Mounts": crate::volumes::mounts_json(&c.mounts),
-            })
-        })
-        .collect();
-    json(StatusCode::OK, &out)
+    })
 }
 
 fn or_zero(s: &str) -> &str {
@@ -466,6 +466,10 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
     let dir = ctx.engine.config().data_root.join("containers").join(&c.id);
     let exposed: BTreeMap<&str, Value> = c.config.exposed_ports.iter().map(|p| (p.as_str(), json!({}))).collect();
     let hc = &c.host_config;
+    let graph_data = match ctx.engine.find_image(&c.image_id.to_string()) {
+        Ok(image) => json!(ctx.engine.graph_driver_data(&image, Some(&c.id))),
+        Err(_) => Value::Null,
+    };
     let mut v = json!({
         "Id": c.id,
         "Created": c.created,
@@ -521,8 +525,34 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
             "VolumesFrom": if hc.volumes_from.is_empty() { Value::Null } else { json!(hc.volumes_from) },
             "PortBindings": crate::networks::port_bindings_json(&c),
             "PublishAllPorts": hc.publish_all_ports,
+            // Resource controls wharf does not apply yet, at dockerd's defaults.
+            "BlkioWeight": 0,
+            "BlkioWeightDevice": [],
+            "BlkioDeviceReadBps": [],
+            "BlkioDeviceWriteBps": [],
+            "BlkioDeviceReadIOps": [],
+            "BlkioDeviceWriteIOps": [],
+            "CpuCount": 0,
+            "CpuPercent": 0,
+            "CpuRealtimePeriod": 0,
+            "CpuRealtimeRuntime": 0,
+            "IOMaximumBandwidth": 0,
+            "IOMaximumIOps": 0,
+            "KernelMemory": 0,
+            "KernelMemoryTCP": 0,
+            "MemoryReservation": 0,
+            "MemorySwappiness": null,
+            "DeviceRequests": [],
+            "Cgroup": "",
+            "CgroupParent": "",
+            "ConsoleSize": [0, 0],
+            "ContainerIDFile": "",
+            "Isolation": "",
+            "Links": [],
+            "Runtime": "wharf",
+            "VolumeDriver": "",
         },
-        "GraphDriver": {"Name": "overlayfs", "Data": null},
+        "GraphDriver": {"Name": "overlayfs", "Data": graph_data},
         "Mounts": crate::volumes::mounts_json(&c.mounts),
         "Config": {
             "Hostname": c.config.hostname,
@@ -538,24 +568,31 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
             "Env": c.config.env,
             "Cmd": c.config.cmd,
             "Image": c.config.image,
-            "Volumes": null,
+            "Volumes": config_volumes(&c),
             "WorkingDir": c.config.working_dir,
             "Entrypoint": if c.config.entrypoint.is_empty() { Value::Null } else { json!(c.config.entrypoint) },
             "OnBuild": null,
             "Labels": c.config.labels,
-            "StopSignal": c.config.stop_signal,
-            "StopTimeout": c.config.stop_timeout,
         },
         "NetworkSettings": crate::networks::settings_json(ctx, &c),
     });
+    // dockerd leaves these out when unset (`omitempty`).
+    if let Some(s) = c.config.stop_signal.as_deref().filter(|s| !s.is_empty()) {
+        v["Config"]["StopSignal"] = json!(s);
+    }
+    if let Some(t) = c.config.stop_timeout {
+        v["Config"]["StopTimeout"] = json!(t);
+    }
     if let Some(h) = &c.config.healthcheck {
-        v["Config"]["Healthcheck"] = json!({
-            "Test": h.test,
-            "Interval": h.interval,
-            "Timeout": h.timeout,
-            "StartPeriod": h.start_period,
-            "Retries": h.retries,
-        });
+        let mut check = json!({"Test": h.test});
+        for (key, n) in
+            [("Interval", h.interval), ("Timeout", h.timeout), ("StartPeriod", h.start_period), ("Retries", h.retries)]
+        {
+            if n != 0 {
+                check[key] = json!(n);
+            }
+        }
+        v["Config"]["Healthcheck"] = check;
     }
     if let Some(h) = ctx.engine.container_health(&c.id) {
         let log: Vec<Value> = h
@@ -567,5 +604,101 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
     }
     crate::security::inspect_into(&mut v["HostConfig"], &hc.security);
     crate::networks::host_config_json(&mut v["HostConfig"], &hc.net);
+    echo_as_sent(&mut v["HostConfig"], hc);
     json(StatusCode::OK, &v)
+}
+
+/// `HostConfig` lists and maps that dockerd shows as the client sent them: `null` when left
+/// out (docker-py), empty when sent empty (the docker CLI).
+const ECHOED_LISTS: &[&str] = &[
+    "Binds",
+    "PortBindings",
+    "Links",
+    "VolumesFrom",
+    "CapAdd",
+    "CapDrop",
+    "Dns",
+    "DnsOptions",
+    "DnsSearch",
+    "ExtraHosts",
+    "GroupAdd",
+    "SecurityOpt",
+    "Ulimits",
+    "Devices",
+    "DeviceCgroupRules",
+    "DeviceRequests",
+    "BlkioWeightDevice",
+    "BlkioDeviceReadBps",
+    "BlkioDeviceWriteBps",
+    "BlkioDeviceReadIOps",
+    "BlkioDeviceWriteIOps",
+    "Init",
+];
+
+/// Fields dockerd leaves out of `HostConfig` when empty (`omitempty`).
+const OMITTED_WHEN_EMPTY: &[&str] = &["Tmpfs", "Sysctls", "StorageOpt", "Mounts"];
+
+fn echo_as_sent(host_config: &mut Value, hc: &HostConfig) {
+    let Some(m) = host_config.as_object_mut() else { return };
+    let empty = |v: &Value| match v {
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        _ => false,
+    };
+    for key in OMITTED_WHEN_EMPTY {
+        if m.get(*key).is_some_and(empty) {
+            m.remove(*key);
+        }
+    }
+    match &hc.unset {
+        Some(unset) => {
+            for key in ECHOED_LISTS {
+                let left_out = unset.iter().any(|u| u == key);
+                match m.get(*key) {
+                    // `Init` is a `*bool`: absent unless sent.
+                    Some(Value::Bool(false)) if *key == "Init" && left_out => {
+                        m.remove(*key);
+                    }
+                    Some(v) if left_out && empty(v) => {
+                        m.insert(key.to_string(), Value::Null);
+                    }
+                    Some(Value::Null) if !left_out => {
+                        m.insert(key.to_string(), if *key == "PortBindings" { json!({}) } else { json!([]) });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        // A record from before wharf kept what was sent: `Init` only when on.
+        None => {
+            if m.get("Init").is_some_and(empty) {
+                m.remove("Init");
+            }
+        }
+    }
+}
+
+/// `Config.Volumes`: the anonymous volumes (from the request's `Volumes` or the image's), not
+/// the named ones and binds of `HostConfig`.
+fn config_volumes(c: &ContainerRecord) -> Value {
+    let named: Vec<&str> = c
+        .host_config
+        .binds
+        .iter()
+        .filter_map(|b| b.split(':').nth(1))
+        .chain(c.host_config.mounts.iter().map(|m| m.target.as_str()))
+        .collect();
+    let anonymous: BTreeMap<&str, Value> = c
+        .mounts
+        .iter()
+        .filter(|m| m.kind == wharf_engine::MountKind::Volume && !named.contains(&m.destination.as_str()))
+        .map(|m| (m.destination.as_str(), json!({})))
+        .collect();
+    if anonymous.is_empty() {
+        Value::Null
+    } else {
+        json!(anonymous)
+    }
 }

@@ -243,8 +243,7 @@ struct CreateBody {
 
 /// `POST /containers/{id}/exec`
 pub fn create(ctx: &Ctx, id: &str, body: &[u8]) -> Result<Response<Body>> {
-    let b: CreateBody = serde_json::from_slice(body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid exec config: {e}")))?;
+    let b: CreateBody = crate::decode::json_body(body, "invalid exec config")?;
     let config = ExecConfig {
         cmd: b.cmd.unwrap_or_default(),
         env: b.env.unwrap_or_default(),
@@ -311,11 +310,7 @@ pub fn size_query(ctx: &Ctx) -> Result<(u16, u16)> {
 /// `GET /exec/{id}/json`
 pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
     let r = ctx.engine.inspect_exec(id)?;
-    let p = r.process.as_ref();
-    let user = r.config.user.clone().unwrap_or_default();
-    json(
-        StatusCode::OK,
-        &json!({
+    let mut v = json!({
             "ID": r.id,
             "ContainerID": r.container_id,
             "Running": r.running,
@@ -331,9 +326,11 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
                 "entrypoint": r.config.cmd.first().cloned().unwrap_or_default(),
                 "arguments": r.config.cmd.get(1..).unwrap_or(&[]),
                 "privileged": r.config.privileged,
-                "user": user,
-                "workingDir": p.map(|p| p.cwd.clone()).unwrap_or_default(),
             },
-        }),
-    )
+    });
+    // `user` is omitted when empty, as dockerd does.
+    if let Some(u) = r.config.user.as_deref().filter(|u| !u.is_empty()) {
+        v["ProcessConfig"]["user"] = json!(u);
+    }
+    json(StatusCode::OK, &v)
 }

@@ -9,6 +9,7 @@ mod body;
 mod build;
 mod containers;
 mod copy;
+mod decode;
 mod disk;
 mod error;
 mod events;

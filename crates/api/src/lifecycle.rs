@@ -8,7 +8,6 @@ use wharf_engine::UpdateRequest;
 
 use crate::body::Body;
 use crate::containers::RestartPolicyBody;
-use crate::error::ApiError;
 use crate::router::{empty, json, Ctx, Result};
 
 /// `POST /containers/{id}/rename?name=`.
@@ -45,11 +44,8 @@ struct UpdateBody {
 
 /// `POST /containers/{id}/update`.
 pub async fn update(ctx: &Ctx, id: &str, body: Bytes) -> Result<Response<Body>> {
-    let b: UpdateBody = if body.is_empty() {
-        UpdateBody::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid update body: {e}")))?
-    };
+    let b: UpdateBody =
+        if body.is_empty() { UpdateBody::default() } else { crate::decode::json_body(&body, "invalid update body")? };
     let req = UpdateRequest {
         memory: b.memory,
         memory_swap: b.memory_swap,

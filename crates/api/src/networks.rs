@@ -180,8 +180,7 @@ struct NetworkCreateBody {
 
 /// `POST /networks/create`.
 pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
-    let b: NetworkCreateBody =
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid network config: {e}")))?;
+    let b: NetworkCreateBody = crate::decode::json_body(&body, "invalid network config")?;
     if b.enable_ipv6 {
         return Err(ApiError::bad_request("IPv6 networks are not supported"));
     }
@@ -289,8 +288,7 @@ struct ConnectBody {
 
 /// `POST /networks/{id}/connect`.
 pub async fn connect(ctx: &Ctx, name: &str, body: Bytes) -> Result<Response<Body>> {
-    let b: ConnectBody =
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid connect request: {e}")))?;
+    let b: ConnectBody = crate::decode::json_body(&body, "invalid connect request")?;
     let ep = b.endpoint_config.unwrap_or_default();
     let aliases = ep.aliases.unwrap_or_default();
     let ip = ep.ipam_config.and_then(|i| i.ipv4_address).filter(|a| !a.is_empty());
@@ -300,8 +298,7 @@ pub async fn connect(ctx: &Ctx, name: &str, body: Bytes) -> Result<Response<Body
 
 /// `POST /networks/{id}/disconnect`.
 pub async fn disconnect(ctx: &Ctx, name: &str, body: Bytes) -> Result<Response<Body>> {
-    let b: ConnectBody =
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid disconnect request: {e}")))?;
+    let b: ConnectBody = crate::decode::json_body(&body, "invalid disconnect request")?;
     ctx.engine.disconnect_network(name, &b.container, b.force).await?;
     Ok(empty(StatusCode::OK))
 }
@@ -344,7 +341,8 @@ pub fn port_bindings_json(c: &ContainerRecord) -> Value {
 /// `NetworkSettings.Ports`: every exposed port, with its host bindings while it runs or null.
 fn ports_map(c: &ContainerRecord, ep: Option<&Endpoint>) -> Value {
     let mut m: BTreeMap<String, Value> = BTreeMap::new();
-    if ep.is_none() {
+    // A container without networking has no ports, exposed or not, as in dockerd.
+    if ep.is_none() || c.host_config.network_mode == "none" {
         return json!(m);
     }
     for p in &c.config.exposed_ports {
@@ -383,6 +381,15 @@ pub fn settings_json(ctx: &Ctx, c: &ContainerRecord) -> Value {
         "Gateway": gw,
         "MacAddress": mac,
         "Networks": networks_json(ctx, c),
+        "HairpinMode": false,
+        "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0,
+        "SecondaryIPAddresses": null,
+        "SecondaryIPv6Addresses": null,
+        "EndpointID": first.map(|e| e.endpoint_id()).unwrap_or_default(),
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "IPv6Gateway": "",
     })
 }
 
@@ -440,12 +447,16 @@ fn endpoint_json(
         "GlobalIPv6Address": "",
         "GlobalIPv6PrefixLen": 0,
         "MacAddress": on.map(|e| e.mac.clone()).unwrap_or_default(),
+        "DriverOpts": null,
     })
 }
 
 /// `Ports` of a container list entry.
 pub fn list_ports_json(c: &ContainerRecord, ep: Option<&Endpoint>) -> Value {
     let mut out = Vec::new();
+    if c.host_config.network_mode == "none" {
+        return json!(out);
+    }
     for p in ep.map(|e| e.ports.as_slice()).unwrap_or_default() {
         let (port, proto) = p.container_port.split_once('/').unwrap_or((&p.container_port, "tcp"));
         out.push(json!({

@@ -13,14 +13,24 @@ use crate::body::Body;
 use crate::error::ApiError;
 use crate::router::{empty, json, Ctx, Result};
 
+/// A volume's labels or options: `null` when it has none, as dockerd shows a volume made
+/// without any (implicitly by a container, or by docker-py).
+pub fn null_if_empty(m: &std::collections::BTreeMap<String, String>) -> Value {
+    if m.is_empty() {
+        Value::Null
+    } else {
+        json!(m)
+    }
+}
+
 fn volume_json(v: &VolumeRecord) -> Value {
     json!({
         "CreatedAt": v.created_at,
         "Driver": v.driver,
-        "Labels": v.labels,
+        "Labels": null_if_empty(&v.labels),
         "Mountpoint": v.mountpoint,
         "Name": v.name,
-        "Options": v.options,
+        "Options": null_if_empty(&v.options),
         "Scope": "local",
     })
 }
@@ -36,11 +46,8 @@ struct CreateBody {
 
 /// `POST /volumes/create`.
 pub fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
-    let b: CreateBody = if body.is_empty() {
-        CreateBody::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid volume config: {e}")))?
-    };
+    let b: CreateBody =
+        if body.is_empty() { CreateBody::default() } else { crate::decode::json_body(&body, "invalid volume config")? };
     let v = ctx.engine.create_volume(
         Some(b.name.as_str()).filter(|n| !n.is_empty()),
         &b.driver,

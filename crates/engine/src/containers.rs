@@ -99,6 +99,11 @@ pub struct HostConfig {
     /// `--log-driver`/`--log-opt`; filled in at create (the daemon's `log-opts` when none given).
     #[serde(default)]
     pub log_config: crate::LogConfig,
+    /// The list and map fields of the create request's `HostConfig` that the client left out
+    /// or sent as `null`. dockerd echoes what it was sent, so its inspect shows `null` for
+    /// those and `[]` for what the docker CLI sends empty; `None` for records made before.
+    #[serde(default)]
+    pub unset: Option<Vec<String>>,
 }
 
 /// A create request, after the API layer parsed it: `None` means "not given, use the image's".
