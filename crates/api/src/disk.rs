@@ -48,7 +48,8 @@ pub async fn df(ctx: &Ctx) -> Result<Response<Body>> {
                 "Size": i.size,
                 "SharedSize": i.shared_size,
                 "VirtualSize": i.size,
-                "Labels": {},
+                "Labels": ctx.engine.find_image(&i.id.to_string()).ok().and_then(|r| ctx.engine.image_config(&r).ok())
+                    .and_then(|c| c.config).and_then(|c| c.labels).filter(|l| !l.is_empty()),
                 "Containers": i.containers,
             })
         })
@@ -56,21 +57,15 @@ pub async fn df(ctx: &Ctx) -> Result<Response<Body>> {
     let containers: Vec<Value> = usage
         .containers
         .iter()
-        .map(|c| {
-            json!({
-                "Id": c.id,
-                "Names": [format!("/{}", c.name)],
-                "Image": c.image,
-                "ImageID": c.image_id.to_string(),
-                "Command": c.command,
-                "Created": unix_seconds(&c.created),
-                "State": c.state,
-                "Status": c.state,
-                "SizeRw": c.size_rw,
-                "SizeRootFs": c.size_root_fs,
-                "Labels": {},
-                "Mounts": [],
-            })
+        .filter_map(|c| {
+            // As in the container list, with the sizes; gone since the count, it is left out.
+            let rec = ctx.engine.find_container(&c.id).ok()?;
+            let mut v = crate::containers::summary_json(ctx, &rec);
+            if c.size_rw > 0 {
+                v["SizeRw"] = json!(c.size_rw);
+            }
+            v["SizeRootFs"] = json!(c.size_root_fs);
+            Some(v)
         })
         .collect();
     let volumes: Vec<Value> = usage
@@ -82,13 +77,15 @@ pub async fn df(ctx: &Ctx) -> Result<Response<Body>> {
                 "Driver": v.volume.driver,
                 "Mountpoint": v.volume.mountpoint,
                 "CreatedAt": v.volume.created_at,
-                "Labels": v.volume.labels,
-                "Options": v.volume.options,
+                "Labels": crate::volumes::null_if_empty(&v.volume.labels),
+                "Options": crate::volumes::null_if_empty(&v.volume.options),
                 "Scope": "local",
                 "UsageData": { "Size": v.size, "RefCount": v.ref_count },
             })
         })
         .collect();
+    let build_cache = crate::build::df_entries(ctx)?;
+    let builder_size: u64 = build_cache.iter().filter_map(|e| e["Size"].as_u64()).sum();
     json(
         StatusCode::OK,
         &json!({
@@ -96,7 +93,8 @@ pub async fn df(ctx: &Ctx) -> Result<Response<Body>> {
             "Images": images,
             "Containers": containers,
             "Volumes": volumes,
-            "BuildCache": crate::build::df_entries(ctx)?,
+            "BuildCache": if build_cache.is_empty() { Value::Null } else { json!(build_cache) },
+            "BuilderSize": builder_size,
         }),
     )
 }

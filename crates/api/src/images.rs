@@ -202,7 +202,7 @@ fn summary_json(s: &ImageSummary, legacy_none: bool) -> Value {
         "Size": s.record.size,
         "SharedSize": -1,
         "VirtualSize": s.record.size,
-        "Labels": labels,
+        "Labels": if labels.is_empty() { Value::Null } else { json!(labels) },
         "Containers": -1,
     })
 }
@@ -274,8 +274,9 @@ pub fn inspect(ctx: &Ctx, name: &str) -> Result<Response<Body>> {
     let rec = ctx.engine.find_image(name)?;
     let raw = ctx.engine.image_config_raw(&rec)?;
     let cfg: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    let graph_data = ctx.engine.graph_driver_data(&rec, None);
     let s = ctx.engine.image_summary(rec)?;
-    let v = json!({
+    let mut v = json!({
         "Id": s.record.id.to_string(),
         "RepoTags": s.repo_tags.iter().map(|r| r.familiar()).collect::<Vec<_>>(),
         "RepoDigests": s.repo_digests.iter().map(|r| r.familiar()).collect::<Vec<_>>(),
@@ -283,19 +284,26 @@ pub fn inspect(ctx: &Ctx, name: &str) -> Result<Response<Body>> {
         "Comment": cfg.get("comment").cloned().unwrap_or(json!("")),
         "Created": s.record.created.clone().unwrap_or_else(|| wharf_types::time::ZERO_TIME.to_string()),
         "Container": "",
-        "ContainerConfig": cfg.get("container_config").cloned().unwrap_or(json!({})),
+        "ContainerConfig": if ctx.version_at_least("1.45") {
+            cfg.get("container_config").cloned().unwrap_or(json!({}))
+        } else {
+            docker_config(cfg.get("container_config"))
+        },
         "DockerVersion": cfg.get("docker_version").cloned().unwrap_or(json!("")),
         "Author": cfg.get("author").cloned().unwrap_or(json!("")),
         "Config": docker_config(cfg.get("config")),
         "Architecture": s.config.architecture,
-        "Variant": s.config.variant,
         "Os": s.config.os,
         "Size": s.record.size,
         "VirtualSize": s.record.size,
-        "GraphDriver": {"Name": "overlayfs", "Data": null},
+        "GraphDriver": {"Name": "overlayfs", "Data": graph_data},
         "RootFS": {"Type": "layers", "Layers": s.record.diff_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>()},
         "Metadata": {"LastTagTime": wharf_types::time::ZERO_TIME},
     });
+    // `omitempty` in dockerd.
+    if let Some(variant) = s.config.variant.as_deref().filter(|v| !v.is_empty()) {
+        v["Variant"] = json!(variant);
+    }
     json(StatusCode::OK, &v)
 }
 

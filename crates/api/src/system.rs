@@ -1,7 +1,7 @@
 //! `/_ping`, `/version`, `/info`.
 
 use hyper::{Method, Response, StatusCode};
-use serde_json::json;
+use serde_json::{json, Value};
 use wharf_engine::ListOptions;
 
 use crate::body::Body;
@@ -31,6 +31,9 @@ fn arch() -> &'static str {
     }
 }
 
+/// What `GoVersion` says: wharf is not written in Go, and clients only show the field.
+const GO_VERSION: &str = concat!("none (Rust ", env!("CARGO_PKG_RUST_VERSION"), "+)");
+
 pub fn version(_ctx: &Ctx) -> Result<Response<Body>> {
     let v = env!("CARGO_PKG_VERSION");
     json(
@@ -40,13 +43,17 @@ pub fn version(_ctx: &Ctx) -> Result<Response<Body>> {
             "Components": [{
                 "Name": "Engine",
                 "Version": v,
-                "Details": {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "Os": "linux", "Arch": arch(), "KernelVersion": kernel_version()}
+                "Details": {
+                    "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "Os": "linux", "Arch": arch(),
+                    "KernelVersion": kernel_version(), "BuildTime": "", "Experimental": "false", "GitCommit": "",
+                    "GoVersion": GO_VERSION,
+                }
             }],
             "Version": v,
             "ApiVersion": API_VERSION,
             "MinAPIVersion": MIN_API_VERSION,
             "GitCommit": "",
-            "GoVersion": "",
+            "GoVersion": GO_VERSION,
             "Os": "linux",
             "Arch": arch(),
             "KernelVersion": kernel_version(),
@@ -108,17 +115,88 @@ pub async fn info(ctx: &Ctx) -> Result<Response<Body>> {
             "CPUShares": true,
             "PidsLimit": true,
             "IndexServerAddress": "https://index.docker.io/v1/",
-            "RegistryConfig": {
-                "InsecureRegistryCIDRs": ["127.0.0.0/8"],
-                "IndexConfigs": {},
-                "Mirrors": cfg.registry_mirrors,
-            },
+            "RegistryConfig": registry_config(cfg),
             "Swarm": {"LocalNodeState": "inactive", "NodeID": "", "NodeAddr": "", "ControlAvailable": false, "Error": "", "RemoteManagers": null},
-            "Plugins": {"Volume": [], "Network": ["host", "none"], "Authorization": null, "Log": ["json-file"]},
-            "SecurityOptions": if cfg.userns_remap.is_some() { vec!["name=userns"] } else { Vec::new() },
-            "Warnings": [],
+            "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "none"], "Authorization": null, "Log": ["json-file"]},
+            "SecurityOptions": security_options(cfg, cgroup_version),
+            "Warnings": null,
             "ExperimentalBuild": false,
             "Labels": [],
+            "Debug": log::log_enabled!(log::Level::Debug),
+            "SystemTime": wharf_types::time::rfc3339_nanos(std::time::SystemTime::now()),
+            "NFd": std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0),
+            // Threads: wharfd's unit of concurrency, as goroutines are dockerd's.
+            "NGoroutines": threads(),
+            "NEventsListener": e.event_listeners(),
+            "IPv4Forwarding": sysctl_on("net/ipv4/ip_forward"),
+            "BridgeNfIptables": sysctl_on("net/bridge/bridge-nf-call-iptables"),
+            "BridgeNfIp6tables": sysctl_on("net/bridge/bridge-nf-call-ip6tables"),
+            "CPUSet": true,
+            "KernelMemory": false,
+            "KernelMemoryTCP": false,
+            "OomKillDisable": wharf_engine::oom_kill_disable_supported(),
+            // Containers always outlive the daemon (their shims hold them).
+            "LiveRestoreEnabled": true,
+            "Isolation": "",
+            "InitBinary": "wharf-init",
+            "ContainerdCommit": {"ID": "", "Expected": ""},
+            "RuncCommit": {"ID": "", "Expected": ""},
+            "InitCommit": {"ID": "", "Expected": ""},
+            "GenericResources": null,
+            "HttpProxy": proxy_env("HTTP_PROXY"),
+            "HttpsProxy": proxy_env("HTTPS_PROXY"),
+            "NoProxy": proxy_env("NO_PROXY"),
         }),
     )
+}
+
+/// `RegistryConfig`: Docker Hub and every insecure registry as an index config.
+fn registry_config(cfg: &wharf_engine::EngineConfig) -> Value {
+    let mut index = serde_json::Map::new();
+    index.insert(
+        "docker.io".into(),
+        json!({"Name": "docker.io", "Mirrors": cfg.registry_mirrors, "Secure": true, "Official": true}),
+    );
+    for r in &cfg.insecure_registries {
+        index.insert(r.clone(), json!({"Name": r, "Mirrors": [], "Secure": false, "Official": false}));
+    }
+    json!({
+        "AllowNondistributableArtifactsCIDRs": [],
+        "AllowNondistributableArtifactsHostnames": [],
+        "InsecureRegistryCIDRs": ["127.0.0.0/8"],
+        "IndexConfigs": index,
+        "Mirrors": cfg.registry_mirrors,
+    })
+}
+
+/// `SecurityOptions`, in dockerd's `name=…` form.
+fn security_options(cfg: &wharf_engine::EngineConfig, cgroup_version: &str) -> Vec<String> {
+    let mut out = vec!["name=seccomp,profile=builtin".to_string()];
+    if cfg.userns_remap.is_some() {
+        out.push("name=userns".into());
+    }
+    if cgroup_version == "2" {
+        out.push("name=cgroupns".into());
+    }
+    out
+}
+
+fn sysctl_on(name: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/sys/{name}")).is_ok_and(|v| v.trim() == "1")
+}
+
+fn threads() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Threads:").and_then(|n| n.trim().parse().ok())))
+        .unwrap_or(0)
+}
+
+/// A proxy variable of wharfd's environment (either case), credentials masked as dockerd does.
+fn proxy_env(name: &str) -> String {
+    let v = std::env::var(name).or_else(|_| std::env::var(name.to_ascii_lowercase())).unwrap_or_default();
+    match v.split_once("://").and_then(|(scheme, rest)| rest.split_once('@').map(|(_, host)| (scheme, host))) {
+        Some((scheme, host)) => format!("{scheme}://xxxxx:xxxxx@{host}"),
+        None => v,
+    }
 }

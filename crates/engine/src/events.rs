@@ -119,6 +119,11 @@ impl Engine {
         self.publish_event("image", action, actor, attrs);
     }
 
+    /// How many clients follow `GET /events` now.
+    pub fn event_listeners(&self) -> usize {
+        self.inner.events.tx.receiver_count()
+    }
+
     /// The past events at or after `since_nanos` (all kept ones when `None`), and a receiver of
     /// every event published afterwards.
     pub fn subscribe_events(&self, since_nanos: Option<i64>) -> (Vec<Event>, broadcast::Receiver<Event>) {

@@ -1,6 +1,7 @@
 //! Local images: records, name resolution, listing, tagging and removal with garbage collection.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use wharf_metadata::Table;
 use wharf_types::digest::short_id;
 use wharf_types::oci::{Descriptor, ImageConfig};
@@ -128,6 +129,35 @@ impl Engine {
     }
 
     /// The image's config from the content store.
+    /// `GraphDriver.Data` as dockerd's overlay2 shows it: the image's layer directories (the
+    /// top one as `UpperDir` for an image), and a container's own upper, work and merged
+    /// directories over all of them.
+    pub fn graph_driver_data(&self, image: &ImageRecord, container: Option<&str>) -> BTreeMap<String, String> {
+        let mut layers: Vec<String> =
+            image.chain_ids.iter().rev().map(|c| self.inner.snapshots.layer_dir(c).display().to_string()).collect();
+        let mut data = BTreeMap::new();
+        match container {
+            Some(id) => {
+                let dirs = self.inner.snapshots.container_dirs(id);
+                data.insert("UpperDir".to_string(), dirs.upper.display().to_string());
+                data.insert("WorkDir".to_string(), dirs.work.display().to_string());
+                data.insert("MergedDir".to_string(), dirs.rootfs.display().to_string());
+            }
+            None if !layers.is_empty() => {
+                let top = layers.remove(0);
+                let home = std::path::Path::new(&top).parent().map(|p| p.to_path_buf()).unwrap_or_default();
+                data.insert("UpperDir".to_string(), top);
+                data.insert("WorkDir".to_string(), home.join("work").display().to_string());
+                data.insert("MergedDir".to_string(), home.join("merged").display().to_string());
+            }
+            None => {}
+        }
+        if !layers.is_empty() {
+            data.insert("LowerDir".to_string(), layers.join(":"));
+        }
+        data
+    }
+
     pub fn image_config(&self, rec: &ImageRecord) -> Result<ImageConfig, EngineError> {
         let raw = self.inner.content.read(&rec.id, wharf_types::oci::MAX_MANIFEST_SIZE)?;
         serde_json::from_slice(&raw).map_err(|e| EngineError::Internal(format!("image config {}: {e}", rec.id)))
