@@ -6,8 +6,9 @@ compares. Bytes are printed as latin-1 text so that every byte survives JSON.
 """
 
 import json
+import os
+import re
 import sys
-import time
 
 import docker
 
@@ -95,10 +96,72 @@ def swarm(client, image):
     return out
 
 
+def shape(value, path="", out=None):
+    """Every key path of a JSON value with its type: {"Config.Env[]": "str", ...}."""
+    out = {} if out is None else out
+    if isinstance(value, dict):
+        out[path or "."] = "object"
+        for k, v in value.items():
+            # Keys that are data, not fields: ids and registry addresses differ between engines.
+            if re.fullmatch(r"[0-9a-f]{64}", k):
+                k = "<id>"
+            elif re.fullmatch(r"[0-9.]+:[0-9]+", k):
+                k = "<host:port>"
+            shape(v, f"{path}.{k}" if path else k, out)
+    elif isinstance(value, list):
+        out[path] = "list"
+        for v in value:
+            shape(v, path + "[]", out)
+    else:
+        t = {type(None): "null", bool: "bool", int: "number", float: "number", str: "string"}[type(value)]
+        prev = out.get(path)
+        out[path] = t if prev in (None, t) else "|".join(sorted(set(prev.split("|")) | {t}))
+    return out
+
+
+def shapes(client, image):
+    """The key paths and types of what clients index without checking: inspect of a container,
+    image, network, volume and exec, /info, /version, /system/df. At API 1.41, the newest
+    dockerd 20.10 speaks, so that both answer the same version."""
+    api = docker.APIClient(base_url=os.environ["DOCKER_HOST"], version="1.41")
+    out = {}
+    c = api.create_container(
+        image,
+        ["sleep", "60"],
+        name="shape",
+        labels={"a": "b"},
+        environment=["A=1"],
+        ports=[80],
+        healthcheck={"test": ["CMD", "true"], "interval": 1000000000},
+        volumes=["/data"],
+        host_config=api.create_host_config(network_mode="none", binds={"shape-vol": {"bind": "/v", "mode": "rw"}}),
+    )
+    api.start(c["Id"])
+    eid = api.exec_create(c["Id"], ["true"])["Id"]
+    api.exec_start(eid)
+    for name, value in [
+        ("container", api.inspect_container(c["Id"])),
+        ("container_list", api.containers(all=True)),
+        ("image", api.inspect_image(image)),
+        ("image_list", api.images()),
+        ("network", api.inspect_network("none")),
+        ("volume", api.inspect_volume("shape-vol")),
+        ("exec", api.exec_inspect(eid)),
+        ("info", api.info()),
+        ("version", api.version()),
+        ("df", api.df()),
+    ]:
+        out[name] = shape(value)
+    api.remove_container(c["Id"], force=True)
+    api.remove_volume("shape-vol")
+    return out
+
+
 def main():
     case, image = sys.argv[1], sys.argv[2]
     client = docker.from_env(timeout=120)
-    result = {"exec_output": exec_output, "attach_after_exit": attach_after_exit, "swarm": swarm}[case](client, image)
+    cases = {"exec_output": exec_output, "attach_after_exit": attach_after_exit, "swarm": swarm, "shapes": shapes}
+    result = cases[case](client, image)
     json.dump(result, sys.stdout, sort_keys=True)
     sys.stdout.write("\n")
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::dockerd::Dockerd;
-use crate::harness::{registry, run_cmd, Daemon};
+use crate::harness::{registry, run_cmd, Daemon, Output};
 
 fn run_case(host: &str, docker_config: &Path, case: &str, image: &str) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/docker_py.py");
@@ -89,4 +89,102 @@ fn swarm_endpoints_answer_as_a_dockerd_outside_a_swarm() {
     assert_eq!(v["leave"], true);
     assert_eq!(v["services"][0], 503);
     assert_eq!(v["info_swarm_state"], "inactive");
+}
+
+/// Key paths wharf answers differently from dockerd 20.10 on purpose, each with why. A path
+/// ending in `*` covers everything below it.
+const SHAPE_DIFFERENCES: &[(&str, &str)] = &[
+    ("info:Runtimes.*", "wharf runs containers with its own runtime, listed as `wharf`, not runc or containerd's"),
+    (
+        "info:RegistryConfig.IndexConfigs.<host:port>*",
+        "the test's dockerd is given --insecure-registry for the test registry; wharfd trusts 127.0.0.0/8 over \
+         plain HTTP without being told",
+    ),
+];
+
+fn allowed(object: &str, path: &str) -> bool {
+    let full = format!("{object}:{path}");
+    SHAPE_DIFFERENCES.iter().any(|(p, _)| match p.strip_suffix('*') {
+        Some(prefix) => full.starts_with(prefix),
+        None => full == *p,
+    })
+}
+
+#[test]
+fn inspect_and_list_answers_have_dockerds_keys_and_types() {
+    let d = Daemon::start();
+    let image = d.pull("library/busybox:latest");
+    let docker = Dockerd::start(&[&registry().addr]).unwrap_or_else(|e| panic!("private dockerd: {e}"));
+    docker.cli(&["pull", "-q", &image]).ok();
+    let ours = run_case(&d.host(), &d.docker_config, "shapes", &image);
+    let theirs = run_case(&docker.host(), &d.docker_config, "shapes", &image);
+    let mut problems = Vec::new();
+    for (object, want) in theirs.as_object().into_iter().flatten() {
+        let got = &ours[object];
+        for (path, t) in want.as_object().into_iter().flatten() {
+            if allowed(object, path) {
+                continue;
+            }
+            match got.get(path) {
+                None => problems.push(format!("{object}:{path}: missing (dockerd: {t})")),
+                // `null` in one and a value in the other is a type difference clients see too.
+                Some(g) if g != t => problems.push(format!("{object}:{path}: {g} (dockerd: {t})")),
+                Some(_) => {}
+            }
+        }
+        for path in got.as_object().into_iter().flatten().map(|(p, _)| p) {
+            if want.get(path).is_none() && !allowed(object, path) {
+                problems.push(format!("{object}:{path}: not in dockerd's answer"));
+            }
+        }
+    }
+    // The same for a container the docker CLI made, which sends empty lists where docker-py
+    // sends nothing: dockerd shows each as it was sent.
+    let args =
+        ["create", "--name", "cli-shape", "-l", "a=b", "-p", "127.0.0.1::80", "--network", "none", &image, "true"];
+    d.docker(&args).ok();
+    docker.cli(&args).ok();
+    let inspect = |out: Output| shape(&out.json()[0], "");
+    let ours = inspect(d.docker(&["inspect", "cli-shape"]));
+    let theirs = inspect(docker.cli(&["inspect", "cli-shape"]));
+    for (path, t) in &theirs {
+        match ours.get(path) {
+            None => problems.push(format!("cli container:{path}: missing (dockerd: {t})")),
+            Some(g) if g != t => problems.push(format!("cli container:{path}: {g} (dockerd: {t})")),
+            Some(_) => {}
+        }
+    }
+    problems.extend(
+        ours.keys().filter(|p| !theirs.contains_key(*p)).map(|p| format!("cli container:{p}: not in dockerd's answer")),
+    );
+    d.docker(&["rm", "cli-shape"]).ok();
+    docker.cli(&["rm", "cli-shape"]).ok();
+    assert!(problems.is_empty(), "{} differences from dockerd:\n{}", problems.len(), problems.join("\n"));
+}
+
+/// docker_py.py's `shape` in Rust: every key path of `v` with its JSON type.
+fn shape(v: &Value, path: &str) -> std::collections::BTreeMap<String, String> {
+    fn walk(v: &Value, path: &str, out: &mut std::collections::BTreeMap<String, String>) {
+        let t = match v {
+            Value::Object(o) => {
+                for (k, x) in o {
+                    let k = if k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit()) { "<id>" } else { k };
+                    walk(x, &if path.is_empty() { k.to_string() } else { format!("{path}.{k}") }, out);
+                }
+                "object"
+            }
+            Value::Array(a) => {
+                a.iter().for_each(|x| walk(x, &format!("{path}[]"), out));
+                "list"
+            }
+            Value::Null => "null",
+            Value::Bool(_) => "bool",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+        };
+        out.insert(if path.is_empty() { ".".into() } else { path.to_string() }, t.to_string());
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(v, path, &mut out);
+    out
 }
