@@ -766,13 +766,24 @@ impl Engine {
         let rec = self.find_container(name)?;
         let live = self.live(&rec.id);
         let op = live.op.lock().await;
+        // A container its restart policy is about to start again counts as running (dockerd).
+        let restarting = rec.state.status == Status::Restarting;
+        if (live.is_running() || restarting) && !force {
+            let state = if rec.state.paused {
+                "paused"
+            } else if restarting && !live.is_running() {
+                "restarting"
+            } else {
+                "running"
+            };
+            return Err(EngineError::Conflict(format!(
+                "You cannot remove a {state} container {}. Stop the container before attempting removal or force remove",
+                rec.id
+            )));
+        }
+        // No restart may start it again while it goes.
+        self.inner.restarts.reset(&rec.id);
         if live.is_running() {
-            if !force {
-                return Err(EngineError::Conflict(format!(
-                    "cannot remove container \"/{}\": container is running: stop the container before removing or force remove",
-                    rec.name
-                )));
-            }
             self.thaw_if_paused(&rec.id).await?;
             let _ = live.signal(libc::SIGKILL);
             if !live.wait_exit(Some(Duration::from_secs(30))).await {

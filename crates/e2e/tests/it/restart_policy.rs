@@ -147,6 +147,28 @@ fn backoff_doubles(cli: Cli) {
 }
 both!(backoff_doubles);
 
+/// `rm` of a container its policy is about to restart fails as for a running one (dockerd's
+/// words); `rm -f` removes it and no restart brings it back.
+fn rm_of_a_restarting_container_needs_force(cli: Cli) {
+    let d = Daemon::start();
+    let image = busybox(&d, cli);
+    d.cli(cli, &["run", "-d", "--name", "crashy", "--restart", "always", &image, "false"]).ok();
+    // After four restarts the next waits 1.6 s: long enough to find it between two.
+    let mut last = Value::Null;
+    let between = wait_for(Duration::from_secs(20), || {
+        last = d.inspect(cli, "crashy");
+        last["RestartCount"].as_u64().unwrap_or(0) >= 4 && last["State"]["Restarting"] == true
+    });
+    assert!(between, "never seen restarting: {last}");
+    let out = d.cli(cli, &["rm", "crashy"]);
+    out.fails().mentions(&["You cannot remove a", "Stop the container before attempting removal or force remove"]);
+    d.cli(cli, &["rm", "-f", "crashy"]).ok();
+    std::thread::sleep(Duration::from_secs(3));
+    let out = d.cli(cli, &["ps", "-aq"]);
+    assert_eq!(out.ok().trimmed(), "", "the container came back: {out}");
+}
+both!(rm_of_a_restarting_container_needs_force);
+
 fn bad_policies_are_refused(cli: Cli) {
     let d = Daemon::start();
     let image = busybox(&d, cli);
