@@ -21,6 +21,9 @@ pub enum EngineError {
     /// A state that needs no change (Docker answers 304: already started, already stopped).
     #[error("{0}")]
     NotModified(String),
+    /// Not available for this container (its log driver keeps no log).
+    #[error("{0}")]
+    NotImplemented(String),
     #[error(transparent)]
     Metadata(#[from] wharf_metadata::MetadataError),
     #[error(transparent)]
@@ -59,6 +62,7 @@ impl EngineError {
             EngineError::Exec { .. } => ErrorKind::InvalidArgument,
             EngineError::Internal(_) | EngineError::RegistryRefused(_) => ErrorKind::Internal,
             EngineError::NotModified(_) => ErrorKind::NotModified,
+            EngineError::NotImplemented(_) => ErrorKind::NotImplemented,
             EngineError::Network(e) => e.kind(),
             EngineError::Nft(e) => e.kind(),
             EngineError::Io { .. } => ErrorKind::Internal,

@@ -65,27 +65,54 @@ pub fn validate_opts(opts: &BTreeMap<String, String>) -> Result<(), EngineError>
     Ok(())
 }
 
+/// `local`: Docker's own format with rotation on by default. wharf writes it as json-file (the
+/// file format is the driver's business; `logs` reads both the same) with local's defaults.
+pub const LOCAL: &str = "local";
+/// `none`: no log is kept; `logs` answers 501 as dockerd does.
+pub const NONE: &str = "none";
+
+/// Drivers dockerd has that wharf does not: named so that the error says "not supported"
+/// rather than dockerd's "not registered".
+const OTHER_DRIVERS: &[&str] =
+    &["syslog", "journald", "gelf", "fluentd", "awslogs", "splunk", "etwlogs", "gcplogs", "logentries"];
+
 /// The log config a container gets: its own, or the daemon's options when it set none.
 pub(crate) fn resolve(given: &LogConfig, defaults: &BTreeMap<String, String>) -> Result<LogConfig, EngineError> {
     let driver = if given.driver.is_empty() { JSON_FILE } else { given.driver.as_str() };
-    if driver != JSON_FILE {
-        return Err(EngineError::Invalid(format!(
-            "log driver {driver:?} is not supported: wharf writes json-file logs only"
-        )));
+    match driver {
+        JSON_FILE => {
+            let config = if given.config.is_empty() { defaults.clone() } else { given.config.clone() };
+            validate_opts(&config)?;
+            Ok(LogConfig { driver: JSON_FILE.to_string(), config })
+        }
+        LOCAL => {
+            validate_opts(&given.config)?;
+            Ok(LogConfig { driver: LOCAL.to_string(), config: given.config.clone() })
+        }
+        NONE => match given.config.keys().next() {
+            Some(k) => Err(EngineError::Invalid(format!("unknown log opt '{k}' for none log driver"))),
+            None => Ok(LogConfig { driver: NONE.to_string(), config: BTreeMap::new() }),
+        },
+        d if OTHER_DRIVERS.contains(&d) => Err(EngineError::Invalid(format!(
+            "log driver {d:?} is not supported: wharf keeps logs with json-file, local or none"
+        ))),
+        d => Err(EngineError::Invalid(format!("logger: no log driver named '{d}' is registered"))),
     }
-    let config = if given.config.is_empty() { defaults.clone() } else { given.config.clone() };
-    validate_opts(&config)?;
-    Ok(LogConfig { driver: JSON_FILE.to_string(), config })
 }
 
 /// Bytes and file count for the shim; (0, 1) = no rotation.
 pub(crate) fn limits(cfg: &LogConfig) -> (u64, u32) {
-    let size = cfg.config.get("max-size").and_then(|s| parse_size(s)).unwrap_or(0);
-    let files = cfg.config.get("max-file").and_then(|s| s.parse().ok()).unwrap_or(1u32).max(1);
+    // dockerd's local driver rotates by default: 20 MB files, 5 of them.
+    let (default_size, default_files) = if cfg.driver == LOCAL { (20 << 20, 5) } else { (0, 1) };
+    let size = cfg.config.get("max-size").and_then(|s| parse_size(s)).unwrap_or(default_size);
+    let files = cfg.config.get("max-file").and_then(|s| s.parse().ok()).unwrap_or(default_files).max(1);
     (size, files)
 }
 
 pub(crate) fn shim_args(cfg: &LogConfig) -> Vec<String> {
+    if cfg.driver == NONE {
+        return vec!["--log-none".into()];
+    }
     let (size, files) = limits(cfg);
     if size == 0 {
         return Vec::new();

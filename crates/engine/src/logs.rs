@@ -185,6 +185,9 @@ impl Engine {
     /// container exits (or the receiver is dropped).
     pub fn logs(&self, name: &str, opts: LogOptions) -> Result<mpsc::Receiver<LogChunk>, EngineError> {
         let rec = self.find_container(name)?;
+        if rec.host_config.log_config.driver == crate::logrotate::NONE {
+            return Err(EngineError::NotImplemented("configured logging driver does not support reading".into()));
+        }
         let live = self.live(&rec.id);
         let follow = opts.follow && live.is_running();
         let path = self.log_path(&rec.id);

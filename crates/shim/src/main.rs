@@ -2,7 +2,7 @@
 //! handshake line, writes the container's logs and, when its init exits, `exit.json`.
 //!
 //! Contract with wharfd: `wharf-shim --id ID --bundle DIR [--socket PATH] [--open-stdin]
-//! [--stdin-once] [--wait-attach] [--log-max-size BYTES] [--log-max-file N]`, stdout a pipe. The first process exits 0 at once; the
+//! [--stdin-once] [--wait-attach] [--log-max-size BYTES] [--log-max-file N] [--log-none]`, stdout a pipe. The first process exits 0 at once; the
 //! detached one prints `{"shim_pid":N,"pid":M}` or `{"error":"...","exit_code":N}`, then
 //! closes its stdout. With `--socket` it serves attach, resize and exec there (`proto.rs`).
 
@@ -32,13 +32,15 @@ struct Args {
     log_max_size: u64,
     /// How many files the log keeps, the live one included (at least 1).
     log_max_file: u32,
+    /// `--log-none`: the container's log driver keeps no log.
+    log_none: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut id = None;
     let mut bundle = None;
     let mut socket = None;
-    let (mut open_stdin, mut stdin_once, mut wait_attach) = (false, false, false);
+    let (mut open_stdin, mut stdin_once, mut wait_attach, mut log_none) = (false, false, false, false);
     let (mut log_max_size, mut log_max_file) = (0u64, 1u32);
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -46,9 +48,10 @@ fn parse_args() -> Result<Args, String> {
             "--open-stdin" => open_stdin = true,
             "--stdin-once" => stdin_once = true,
             "--wait-attach" => wait_attach = true,
+            "--log-none" => log_none = true,
             _ => {}
         }
-        if matches!(a.as_str(), "--open-stdin" | "--stdin-once" | "--wait-attach") {
+        if matches!(a.as_str(), "--open-stdin" | "--stdin-once" | "--wait-attach" | "--log-none") {
             continue;
         }
         let (key, inline) = match a.split_once('=') {
@@ -77,7 +80,7 @@ fn parse_args() -> Result<Args, String> {
     }
     match (id, bundle) {
         (Some(id), Some(bundle)) if !id.is_empty() && !id.contains('/') => {
-            Ok(Args { id, bundle, socket, open_stdin, stdin_once, wait_attach, log_max_size, log_max_file })
+            Ok(Args { id, bundle, socket, open_stdin, stdin_once, wait_attach, log_max_size, log_max_file, log_none })
         }
         (Some(id), Some(_)) => Err(format!("invalid container id {id:?}")),
         _ => Err("usage: wharf-shim --id ID --bundle DIR".to_string()),
@@ -170,7 +173,9 @@ fn run(args: &Args, sigfd: OwnedFd) -> Result<(), String> {
         .map_err(|e| format!("read {}: {e}", config.display()))
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("parse {}: {e}", config.display())))
         .unwrap_or_else(|e| fail(&e, 125));
-    let log_path = args.bundle.join(format!("{}-json.log", args.id));
+    // With no log kept the entries go to /dev/null: the attach streams still get the output.
+    let log_path =
+        if args.log_none { PathBuf::from("/dev/null") } else { args.bundle.join(format!("{}-json.log", args.id)) };
     let log = JsonLog::open(&log_path, args.log_max_size, args.log_max_file)
         .unwrap_or_else(|e| fail(&format!("open {}: {e}", log_path.display()), 125));
 

@@ -19,6 +19,9 @@ pub enum ErrorKind {
     Unavailable,
     /// Nothing to do: the state asked for is already there (304: already started, stopped).
     NotModified,
+    /// A feature the configuration turned off or wharf lacks for this object (501: reading the
+    /// log of a container whose log driver keeps none).
+    NotImplemented,
     /// Anything else: a bug, the kernel said no, the disk is full (500).
     Internal,
 }

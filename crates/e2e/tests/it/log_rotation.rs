@@ -111,6 +111,35 @@ fn rotates_and_reads_in_order(cli: Cli) {
 }
 both!(rotates_and_reads_in_order);
 
+/// `--log-driver none` keeps no log (`logs` says so, as dockerd does: 501), `local` keeps one
+/// that `logs` reads, and a driver dockerd does not know is refused with dockerd's words.
+fn none_and_local_log_drivers(cli: Cli) {
+    let d = Daemon::start();
+    let image = d.pull("library/busybox:latest");
+    d.cli(cli, &["run", "--name", "quiet", "--log-driver", "none", &image, "echo", "hi"]).ok();
+    d.cli(cli, &["logs", "quiet"]).fails().mentions(&["configured logging driver does not support reading"]);
+    let info = d.inspect(cli, "quiet");
+    assert_eq!(info["HostConfig"]["LogConfig"]["Type"], "none", "{info}");
+    assert_eq!(info["LogPath"], "", "{info}");
+    let dir = d.data_root.join("containers").join(info["Id"].as_str().unwrap_or_default());
+    assert!(crate::harness::find_named(&dir, "-json.log").is_empty(), "a log was kept in {}", dir.display());
+    // The output still reaches an attached client.
+    let out = d.cli(cli, &["run", "--rm", "--log-driver", "none", &image, "echo", "attached"]);
+    assert_eq!(out.ok().trimmed(), "attached");
+
+    d.cli(cli, &["run", "--name", "kept", "--log-driver", "local", &image, "sh", "-c", "echo one; echo two >&2"]).ok();
+    let out = d.cli(cli, &["logs", "kept"]);
+    assert_eq!(out.ok().stdout.trim(), "one", "{out}");
+    assert_eq!(out.stderr.trim(), "two", "{out}");
+    assert_eq!(d.inspect(cli, "kept")["HostConfig"]["LogConfig"]["Type"], "local");
+
+    d.cli(cli, &["create", "--log-driver", "bogus", &image]).fails().mentions(&["no log driver named 'bogus'"]);
+    // The docker CLI refuses this one itself ("invalid logging opts for driver none").
+    d.cli(cli, &["create", "--log-driver", "none", "--log-opt", "max-size=1k", &image]).fails().mentions(&["none"]);
+    d.cli(cli, &["rm", "quiet", "kept"]).ok();
+}
+both!(none_and_local_log_drivers);
+
 fn daemon_log_opts_are_the_default(cli: Cli) {
     let d = Daemon::start_with(DaemonOptions {
         config_json: Some(r#"{"log-opts": {"max-size": "8k", "max-file": "2"}}"#.to_string()),
