@@ -67,13 +67,23 @@ impl Query {
     }
 }
 
+/// A query string's key or value: `%XX` escapes, and `+` for a space.
 pub fn decode(s: &str) -> String {
+    percent_decode(s, true)
+}
+
+/// A path segment: `%XX` escapes only (a `+` in a path is a `+`).
+pub fn decode_path(s: &str) -> String {
+    percent_decode(s, false)
+}
+
+fn percent_decode(s: &str, plus_is_space: bool) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         match b[i] {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
                 (Some(h), Some(l)) => {
                     out.push(h << 4 | l);
@@ -111,5 +121,6 @@ mod tests {
         assert_eq!(f["status"], vec!["exited"]);
         assert_eq!(f["label"], vec!["a=b"]);
         assert_eq!(decode("a%2"), "a%2");
+        assert_eq!(decode_path("my%20net+x"), "my net+x");
     }
 }

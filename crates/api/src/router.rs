@@ -80,9 +80,10 @@ fn versioned(path: &str) -> Result<(String, String)> {
     Ok((version.unwrap_or_else(|| API_VERSION.to_string()), path))
 }
 
-/// The path's segments, as `dispatch` matches them.
-fn segments(path: &str) -> Vec<&str> {
-    path.trim_end_matches('/').split('/').skip(1).collect()
+/// The path's segments, as `dispatch` matches them, each percent-decoded (the docker CLI
+/// escapes names: `/networks/my%20net`).
+fn segments(path: &str) -> Vec<String> {
+    path.trim_end_matches('/').split('/').skip(1).map(crate::query::decode_path).collect()
 }
 
 /// Everything of a request's target that is parsed before a handler runs, without an engine:
@@ -90,7 +91,8 @@ fn segments(path: &str) -> Vec<&str> {
 /// What `fuzz/` drives; the number of filter values, or the 400 a client would get.
 pub fn parse_target(path: &str, query: Option<&str>) -> std::result::Result<usize, String> {
     let (_, path) = versioned(path).map_err(|e| e.message)?;
-    let segs = segments(&path);
+    let owned = segments(&path);
+    let segs: Vec<&str> = owned.iter().map(String::as_str).collect();
     if segs.len() > 1 {
         let _ = middle(&segs, 1, 1);
         let _ = middle(&segs, 1, 0);
@@ -108,7 +110,8 @@ async fn dispatch(engine: Engine, req: Request<Incoming>) -> Result<Response<Bod
     let (version, path) = versioned(req.uri().path())?;
     let query = Query::parse(req.uri().query());
     let method = req.method().clone();
-    let segs = segments(&path);
+    let owned = segments(&path);
+    let segs: Vec<&str> = owned.iter().map(String::as_str).collect();
     let ctx = Ctx { engine, version, query };
 
     if let Some(e) = swarm::answer(&method, &segs) {

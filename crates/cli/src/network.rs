@@ -218,7 +218,7 @@ fn network(client: &Client, cmd: NetworkCommand) -> Result<()> {
             let mut found = Vec::new();
             let mut failed = false;
             for n in &networks {
-                match client.get_json::<Value>(&format!("/networks/{n}")) {
+                match client.get_json::<Value>(&format!("/networks/{}", wharf_client::path_segment(n))) {
                     Ok(j) => found.push(j),
                     Err(e) => {
                         eprintln!("Error: {e}");
@@ -239,14 +239,16 @@ fn network(client: &Client, cmd: NetworkCommand) -> Result<()> {
             }
             Ok(())
         }
-        NetworkCommand::Rm { force, networks } => each(&networks, |n| match client.delete(&format!("/networks/{n}")) {
-            Err(e) if force && e.to_string().contains("not found") => Ok(()),
-            Err(e) => Err(e.into()),
-            Ok(()) => {
-                println!("{n}");
-                Ok(())
-            }
-        }),
+        NetworkCommand::Rm { force, networks } => {
+            each(&networks, |n| match client.delete(&format!("/networks/{}", wharf_client::path_segment(n))) {
+                Err(e) if force && e.to_string().contains("not found") => Ok(()),
+                Err(e) => Err(e.into()),
+                Ok(()) => {
+                    println!("{n}");
+                    Ok(())
+                }
+            })
+        }
         NetworkCommand::Prune { force: _, filter } => {
             let q = if filter.is_empty() { Query::new() } else { Query::new().set("filters", filters_json(&filter)?) };
             let v: Value = client.post_json::<Value, Value>(&q.to_target("/networks/prune"), None)?;
@@ -268,12 +270,12 @@ fn network(client: &Client, cmd: NetworkCommand) -> Result<()> {
                 ep["IPAMConfig"] = json!({"IPv4Address": ip});
             }
             let body = json!({"Container": container, "EndpointConfig": ep});
-            client.post(&format!("/networks/{network}/connect"), Some(&body))?;
+            client.post(&format!("/networks/{}/connect", wharf_client::path_segment(&network)), Some(&body))?;
             Ok(())
         }
         NetworkCommand::Disconnect { force, network, container } => {
             let body = json!({"Container": container, "Force": force});
-            client.post(&format!("/networks/{network}/disconnect"), Some(&body))?;
+            client.post(&format!("/networks/{}/disconnect", wharf_client::path_segment(&network)), Some(&body))?;
             Ok(())
         }
     }

@@ -19,7 +19,7 @@ use serde::Serialize;
 pub use error::ClientError;
 pub use models::*;
 pub use mux::{copy_raw, Demuxer, Frame, MuxError, StreamKind};
-pub use query::{encode, Query};
+pub use query::{encode, path_segment, Query};
 pub use wharf_http::{Body, Request, Response, Stream};
 
 /// Where the daemon listens unless `-H` or `DOCKER_HOST` says otherwise.

@@ -56,9 +56,28 @@ pub fn encode(s: &str) -> String {
     out
 }
 
+/// One segment of a request path (a network name may have spaces): percent-encoded except
+/// for RFC 3986's unreserved characters and `:` and `@`.
+pub fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' | b'@' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_segments_escape_spaces_and_slashes() {
+        assert_eq!(path_segment("my net/x"), "my%20net%2Fx");
+        assert_eq!(path_segment("web:1@a"), "web:1@a");
+    }
 
     #[test]
     fn encodes_table() {

@@ -99,7 +99,11 @@ fn create_ls_inspect_rm_prune(cli: Cli) {
     .ok();
     d.cli(cli, &["network", "create", "--subnet", &subnet, "n2"]).fails().mentions(&["overlaps"]);
     d.cli(cli, &["network", "create", "n1"]).fails().mentions(&["already exists"]);
-    d.cli(cli, &["network", "create", "bad name"]).fails();
+    // dockerd takes any name, spaces included; a '/' would change the API path.
+    d.cli(cli, &["network", "create", "my net"]).ok();
+    assert_eq!(d.cli(cli, &["network", "inspect", "my net"]).json()[0]["Name"], "my net");
+    d.cli(cli, &["network", "rm", "my net"]).ok();
+    d.cli(cli, &["network", "create", "a/b"]).fails().mentions(&["'/'"]);
     d.cli(cli, &["network", "rm", "bridge"]).fails().mentions(&["pre-defined"]);
     d.cli(cli, &["network", "inspect", "nope"]).fails().mentions(&["not found"]);
     let v = d.cli(cli, &["network", "inspect", "n1"]).json();
