@@ -224,9 +224,17 @@ pub fn list(ctx: &Ctx) -> Result<Response<Body>> {
         images.iter().filter_map(|s| s.record.parent.as_ref().map(|p| p.to_string())).collect();
     let all = ctx.query.bool("all");
     let mut out = Vec::new();
-    for s in images {
+    for mut s in images {
         if !all && s.repo_tags.is_empty() && parents.contains(&s.record.id.to_string()) {
             continue;
+        }
+        // As dockerd: with `reference`, an image lists only the tags that matched.
+        if let Some(patterns) = filters.get("reference") {
+            s.repo_tags.retain(|t| patterns.iter().any(|p| reference_matches(p, t)));
+            s.repo_digests.retain(|t| patterns.iter().any(|p| reference_matches(p, t)));
+            if s.repo_tags.is_empty() && s.repo_digests.is_empty() {
+                continue;
+            }
         }
         let mut keep = true;
         let age = age_key(&s.record);
