@@ -71,12 +71,24 @@ impl Engine {
             let mut out = Vec::new();
             walk(&upper, Path::new("/"), &lowers, false, &mut out)
                 .map_err(|e| EngineError::io(format!("diff: read {}", upper.display()), e))?;
-            out.retain(|c| !(OWN_FILES.contains(&c.path.as_str()) && c.kind != ChangeKind::Deleted));
-            out.sort_by(|a, b| a.path.cmp(&b.path));
-            Ok(out)
+            Ok(without_own_files(out))
         })
         .await
     }
+}
+
+/// The changes less wharf's own files, and less a directory that shows as changed only because
+/// one of them is in it (`C /etc` for `/etc/hosts`): Docker keeps those in an init layer below
+/// the container's, so its diff never shows them.
+fn without_own_files(mut changes: Vec<Change>) -> Vec<Change> {
+    changes.retain(|c| !(OWN_FILES.contains(&c.path.as_str()) && c.kind != ChangeKind::Deleted));
+    let holds_own_file = |dir: &str| OWN_FILES.iter().any(|f| f.strip_prefix(dir).is_some_and(|r| r.starts_with('/')));
+    let users: Vec<String> = changes.iter().map(|c| c.path.clone()).collect();
+    let has_user_change_under =
+        |dir: &str| users.iter().any(|p| p.strip_prefix(dir).is_some_and(|r| r.starts_with('/')));
+    changes.retain(|c| !(c.kind == ChangeKind::Modified && holds_own_file(&c.path) && !has_user_change_under(&c.path)));
+    changes.sort_by(|a, b| a.path.cmp(&b.path));
+    changes
 }
 
 fn walk(dir: &Path, rel: &Path, lowers: &[PathBuf], under_new: bool, out: &mut Vec<Change>) -> std::io::Result<()> {
@@ -125,6 +137,24 @@ fn is_opaque(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_files_and_the_dirs_they_touch_are_not_changes() {
+        let c = |path: &str, kind| Change { path: path.into(), kind };
+        let got = without_own_files(vec![
+            c("/etc", ChangeKind::Modified),
+            c("/etc/hosts", ChangeKind::Added),
+            c("/etc/resolv.conf", ChangeKind::Modified),
+            c("/test", ChangeKind::Added),
+        ]);
+        assert_eq!(got.iter().map(|c| c.path.as_str()).collect::<Vec<_>>(), ["/test"]);
+        let got = without_own_files(vec![
+            c("/etc", ChangeKind::Modified),
+            c("/etc/hosts", ChangeKind::Added),
+            c("/etc/passwd", ChangeKind::Modified),
+        ]);
+        assert_eq!(got.iter().map(|c| c.path.as_str()).collect::<Vec<_>>(), ["/etc", "/etc/passwd"]);
+    }
 
     #[test]
     fn upper_entries_are_classified_against_the_lowers() {

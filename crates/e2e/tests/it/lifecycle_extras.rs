@@ -322,6 +322,11 @@ fn diff(cli: Cli) {
     assert!(kinds.contains(&("/etc/passwd".to_string(), 0)), "{v}");
     d.cli(cli, &["diff", "nosuch"]).fails().mentions(&["No such container"]);
     d.cli(cli, &["rm", "df"]).ok();
+    // A container that touched only /test: the files wharf writes in /etc are not its changes.
+    d.cli(cli, &["run", "--name", "only", &image, "touch", "/test"]).ok();
+    let out = d.cli(cli, &["diff", "only"]);
+    assert_eq!(out.ok().trimmed(), "A /test", "{out}");
+    d.cli(cli, &["rm", "only"]).ok();
 }
 both!(diff);
 
