@@ -315,11 +315,11 @@ pub async fn prune(ctx: &Ctx) -> Result<Response<Body>> {
             "until" => {
                 for v in values {
                     opts.until = Some(until_time(&v).ok_or_else(|| {
-                        ApiError::bad_request(format!("invalid filter 'until={v}': a duration (24h) or a time stamp"))
+                        ApiError::bad_request(format!("Invalid filter 'until={v}': a duration (24h) or a time stamp"))
                     })?);
                 }
             }
-            other => return Err(ApiError::bad_request(format!("invalid filter '{other}'"))),
+            other => return Err(ApiError::bad_request(format!("Invalid filter '{other}'"))),
         }
     }
     let mut report = ctx.engine.build_cache_prune(&opts).await?;

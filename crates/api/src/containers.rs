@@ -231,7 +231,15 @@ pub async fn restart(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
 }
 
 pub async fn kill(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
-    ctx.engine.kill_container(id, ctx.query.get("signal").filter(|s| !s.is_empty())).await?;
+    // dockerd's router wraps the kill's error so ("Cannot kill container: x: No such container: x").
+    ctx.engine.kill_container(id, ctx.query.get("signal").filter(|s| !s.is_empty())).await.map_err(|e| {
+        let mut e = ApiError::from(e);
+        // A bad signal is refused before the kill, unwrapped.
+        if e.status != StatusCode::BAD_REQUEST {
+            e.message = format!("Cannot kill container: {id}: {}", e.message);
+        }
+        e
+    })?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 

@@ -78,7 +78,7 @@ pub fn events(ctx: &Ctx) -> Result<Response<Body>> {
     let filters = ctx.query.filters()?;
     for key in filters.keys() {
         if !FILTER_KEYS.contains(&key.as_str()) {
-            return Err(ApiError::bad_request(format!("invalid filter '{key}'")));
+            return Err(ApiError::bad_request(format!("Invalid filter '{key}'")));
         }
     }
     if let (Some(s), Some(u)) = (since, until) {

@@ -253,7 +253,7 @@ pub fn list(ctx: &Ctx) -> Result<Response<Body>> {
                         None => labels.contains_key(v.as_str()),
                     })
                 }
-                other => return Err(ApiError::bad_request(format!("invalid filter '{other}'"))),
+                other => return Err(ApiError::bad_request(format!("Invalid filter '{other}'"))),
             };
         }
         if keep {

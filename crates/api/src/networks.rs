@@ -226,7 +226,7 @@ pub fn list(ctx: &Ctx) -> Result<Response<Body>> {
     let filters = ctx.query.filters()?;
     for k in filters.keys() {
         if !["name", "id", "label", "driver", "type", "scope", "dangling"].contains(&k.as_str()) {
-            return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
+            return Err(ApiError::bad_request(format!("Invalid filter '{k}'")));
         }
     }
     let any = |k: &str, pred: &dyn Fn(&str) -> bool| filters.get(k).is_none_or(|vs| vs.iter().any(|v| pred(v)));
@@ -271,7 +271,7 @@ pub async fn prune(ctx: &Ctx) -> Result<Response<Body>> {
         match k.as_str() {
             "label" => labels.extend(vs.iter().map(|v| (v.clone(), true))),
             "label!" => labels.extend(vs.iter().map(|v| (v.clone(), false))),
-            other => return Err(ApiError::bad_request(format!("invalid filter '{other}'"))),
+            other => return Err(ApiError::bad_request(format!("Invalid filter '{other}'"))),
         }
     }
     let removed = ctx.engine.prune_networks(labels).await?;

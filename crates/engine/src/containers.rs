@@ -334,7 +334,7 @@ impl Engine {
                     c.state.status == Status::Exited
                         && values.iter().any(|v| v.parse::<i32>().ok() == Some(c.state.exit_code))
                 }
-                other => return Err(EngineError::Invalid(format!("invalid filter '{other}'"))),
+                other => return Err(EngineError::Invalid(format!("Invalid filter '{other}'"))),
             };
             if !ok {
                 return Ok(false);

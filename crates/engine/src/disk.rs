@@ -80,20 +80,20 @@ fn parse_prune_filters(filters: &BTreeMap<String, Vec<String>>) -> Result<PruneF
                     f.dangling_only = match v.as_str() {
                         "true" | "1" => true,
                         "false" | "0" => false,
-                        _ => return Err(EngineError::Invalid(format!("invalid filter 'dangling={v}'"))),
+                        _ => return Err(EngineError::Invalid(format!("Invalid filter 'dangling={v}'"))),
                     };
                 }
             }
             "until" => {
                 for v in values {
                     let t = wharf_types::time::parse_time_arg(v, now)
-                        .ok_or_else(|| EngineError::Invalid(format!("invalid filter 'until={v}'")))?;
+                        .ok_or_else(|| EngineError::Invalid(format!("Invalid filter 'until={v}'")))?;
                     f.until = Some(f.until.map_or(t, |u: SystemTime| u.min(t)));
                 }
             }
             "label" => f.labels.extend(values.iter().cloned()),
             "label!" => f.not_labels.extend(values.iter().cloned()),
-            other => return Err(EngineError::Invalid(format!("invalid filter '{other}'"))),
+            other => return Err(EngineError::Invalid(format!("Invalid filter '{other}'"))),
         }
     }
     Ok(f)

@@ -269,7 +269,9 @@ impl Engine {
 
         let users = self.containers_using_image(&rec.id)?;
         if let Some((cid, running)) = users.first() {
-            if *running {
+            // By id, a running container's image cannot go even when forced; by name, dockerd
+            // asks for force first, whatever the container's state (then only the names go).
+            if *running && matched.is_none() {
                 return Err(EngineError::Conflict(format!(
                     "conflict: unable to delete {} (cannot be forced) - image is being used by running container {}",
                     rec.id.short(),

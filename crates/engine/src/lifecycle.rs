@@ -272,13 +272,13 @@ impl Engine {
                 "until" => {
                     for v in values {
                         let t = wharf_types::time::parse_time_arg(v, now)
-                            .ok_or_else(|| EngineError::Invalid(format!("invalid filter 'until={v}'")))?;
+                            .ok_or_else(|| EngineError::Invalid(format!("Invalid filter 'until={v}'")))?;
                         until = Some(until.map_or(t, |u| u.min(t)));
                     }
                 }
                 "label" => labels.extend(values.iter().cloned()),
                 "label!" => not_labels.extend(values.iter().cloned()),
-                other => return Err(EngineError::Invalid(format!("invalid filter '{other}'"))),
+                other => return Err(EngineError::Invalid(format!("Invalid filter '{other}'"))),
             }
         }
         let has = |r: &ContainerRecord, spec: &str| match spec.split_once('=') {

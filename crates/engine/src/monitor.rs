@@ -187,7 +187,7 @@ pub fn parse_signal(s: &str) -> Result<i32, EngineError> {
         if (1..=64).contains(&n) {
             return Ok(n);
         }
-        return Err(EngineError::Invalid(format!("invalid signal: {s}")));
+        return Err(EngineError::Invalid(format!("Invalid signal: {s}")));
     }
     let upper = s.to_ascii_uppercase();
     let name = upper.strip_prefix("SIG").unwrap_or(&upper);
@@ -236,7 +236,7 @@ pub fn parse_signal(s: &str) -> Result<i32, EngineError> {
             if name == "RTMAX" {
                 return Ok(libc::SIGRTMAX());
             }
-            return Err(EngineError::Invalid(format!("invalid signal: {s}")));
+            return Err(EngineError::Invalid(format!("Invalid signal: {s}")));
         }
     };
     Ok(n)

@@ -69,7 +69,7 @@ impl RestartPolicy {
                 }
                 Ok(())
             }
-            other => Err(EngineError::Invalid(format!("invalid restart policy: unknown policy '{other}'"))),
+            other => Err(EngineError::Invalid(format!("invalid restart policy '{other}'"))),
         }
     }
 

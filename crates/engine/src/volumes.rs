@@ -286,7 +286,7 @@ impl Engine {
                         _ => false,
                     }),
                     "all" => true,
-                    other => return Err(EngineError::Invalid(format!("invalid filter '{other}'"))),
+                    other => return Err(EngineError::Invalid(format!("Invalid filter '{other}'"))),
                 };
             }
             if keep {

@@ -157,10 +157,65 @@ def shapes(client, image):
     return out
 
 
+def errors(client, image):
+    """The status and message of the mistakes people make most, as docker-py raises them."""
+    api = docker.APIClient(base_url=os.environ["DOCKER_HOST"], version="1.41")
+    c = api.create_container(image, ["sleep", "60"], name="err-a")
+    api.start(c["Id"])
+    api.create_volume("err-vol")
+    calls = [
+        ("inspect_missing_container", lambda: api.inspect_container("nosuch")),
+        ("inspect_missing_image", lambda: api.inspect_image("nosuch:latest")),
+        ("inspect_missing_network", lambda: api.inspect_network("nosuch")),
+        ("inspect_missing_volume", lambda: api.inspect_volume("nosuch")),
+        ("inspect_missing_exec", lambda: api.exec_inspect("0" * 64)),
+        ("create_name_in_use", lambda: api.create_container(image, ["true"], name="err-a")),
+        ("create_missing_image", lambda: api.create_container("nosuch:latest", ["true"])),
+        ("create_bad_name", lambda: api.create_container(image, ["true"], name="bad name!")),
+        ("start_missing", lambda: api.start("nosuch")),
+        ("stop_missing", lambda: api.stop("nosuch")),
+        ("kill_missing", lambda: api.kill("nosuch")),
+        ("kill_bad_signal", lambda: api.kill("err-a", signal="SIGNOPE")),
+        ("rm_running", lambda: api.remove_container("err-a")),
+        ("rm_missing", lambda: api.remove_container("nosuch")),
+        ("exec_missing_container", lambda: api.exec_create("nosuch", ["true"])),
+        ("logs_missing", lambda: api.logs("nosuch")),
+        ("rmi_missing", lambda: api.remove_image("nosuch:latest")),
+        ("rmi_in_use", lambda: api.remove_image(image)),
+        ("tag_missing", lambda: api.tag("nosuch:latest", "x", "y")),
+        ("volume_rm_in_use_missing", lambda: api.remove_volume("nosuch")),
+        ("network_rm_predefined", lambda: api.remove_network("bridge")),
+        ("network_rm_missing", lambda: api.remove_network("nosuch")),
+        ("network_connect_missing_container", lambda: api.connect_container_to_network("nosuch", "bridge")),
+        ("bad_filter", lambda: api.containers(filters={"bogus": "x"})),
+        ("bad_restart_policy", lambda: api.create_container(
+            image, ["true"], host_config=api.create_host_config(restart_policy={"Name": "sometimes"}))),
+        ("wait_missing", lambda: api.wait("nosuch")),
+        ("pause_missing", lambda: api.pause("nosuch")),
+        ("rename_to_taken", lambda: api.rename("err-a", "err-a")),
+        ("top_missing", lambda: api.top("nosuch")),
+        ("commit_missing", lambda: api.commit("nosuch")),
+    ]
+    out = {}
+    for name, call in calls:
+        try:
+            call()
+            out[name] = "no error"
+        except docker.errors.APIError as e:
+            # Ids and the test registry's address differ between the two engines.
+            text = re.sub(r"[0-9a-f]{64}", "<id>", str(e.explanation))
+            text = re.sub(r"\b[0-9a-f]{12}\b", "<short id>", text)
+            text = re.sub(r"[0-9.]+:[0-9]+/", "<registry>/", text)
+            out[name] = [e.status_code, text]
+    api.remove_container(c["Id"], force=True)
+    api.remove_volume("err-vol")
+    return out
+
+
 def main():
     case, image = sys.argv[1], sys.argv[2]
     client = docker.from_env(timeout=120)
-    cases = {"exec_output": exec_output, "attach_after_exit": attach_after_exit, "swarm": swarm, "shapes": shapes}
+    cases = {"exec_output": exec_output, "attach_after_exit": attach_after_exit, "swarm": swarm, "shapes": shapes, "errors": errors}
     result = cases[case](client, image)
     json.dump(result, sys.stdout, sort_keys=True)
     sys.stdout.write("\n")

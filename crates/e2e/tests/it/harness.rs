@@ -689,6 +689,26 @@ impl Daemon {
     }
 
     /// Removes every container through the API, as a user would before stopping the daemon.
+    /// The bridges of the daemon's user networks (none when it does not answer).
+    fn network_bridges(&self) -> Vec<String> {
+        if self.child.is_none() {
+            return Vec::new();
+        }
+        let ls = self.wharf(&["network", "ls", "-q", "--no-trunc", "--filter", "type=custom"]);
+        let ids: Vec<String> = ls.stdout.split_whitespace().map(str::to_string).collect();
+        let mut out = Vec::new();
+        for id in ids {
+            let v = self.wharf(&["network", "inspect", &id]);
+            if !v.success() {
+                continue;
+            }
+            let opts = &v.json()[0]["Options"];
+            let name = opts["com.docker.network.bridge.name"].as_str().map(str::to_string);
+            out.push(name.unwrap_or_else(|| format!("br-{}", id.get(..12).unwrap_or(&id))));
+        }
+        out
+    }
+
     fn remove_all_containers(&self) {
         if self.child.is_none() {
             return;
@@ -729,8 +749,13 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.remove_all_containers();
+        let bridges = self.network_bridges();
         self.stop_gracefully();
-        let leaks = self.collect_and_clean_leaks();
+        let mut leaks = self.collect_and_clean_leaks();
+        // The bridges of the daemon's own networks: wharfd takes them down when it stops.
+        for b in bridges {
+            leaks.extend(crate::network::leaked_network(&b));
+        }
         let log = self.log_text();
         let keep = std::env::var_os("WHARF_E2E_KEEP").is_some();
         if !keep {

@@ -350,7 +350,7 @@ fn container_prune(cli: Cli) {
     assert_eq!(v["ContainersDeleted"].as_array().map(Vec::len), Some(1), "{v}");
     assert!(v["SpaceReclaimed"].is_u64(), "{v}");
     d.cli(cli, &["inspect", "made"]).fails();
-    d.cli(cli, &["container", "prune", "-f", "--filter", "bogus=1"]).fails().mentions(&["invalid filter"]);
+    d.cli(cli, &["container", "prune", "-f", "--filter", "bogus=1"]).fails().mentions(&["Invalid filter"]);
     assert_eq!(d.inspect(cli, "live")["State"]["Running"], true);
     d.cli(cli, &["rm", "-f", "live"]).ok();
 }
