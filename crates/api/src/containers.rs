@@ -615,6 +615,7 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
     }
     crate::security::inspect_into(&mut v["HostConfig"], &hc.security);
     crate::networks::host_config_json(&mut v["HostConfig"], &hc.net);
+    v["HostConfig"]["Links"] = crate::networks::links_json(&c.name, &hc.net);
     echo_as_sent(&mut v["HostConfig"], hc);
     json(StatusCode::OK, &v)
 }

@@ -24,6 +24,7 @@ pub struct NetHostBody {
     dns_search: Option<Vec<String>>,
     dns_options: Option<Vec<String>>,
     extra_hosts: Option<Vec<String>>,
+    links: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -40,6 +41,7 @@ pub struct EndpointBody {
     #[serde(rename = "IPAMConfig")]
     ipam_config: Option<IpamConfigBody>,
     mac_address: Option<String>,
+    links: Option<Vec<String>>,
 }
 
 /// A create's `NetworkingConfig`.
@@ -76,6 +78,7 @@ pub fn net_options(
                 network,
                 aliases: e.aliases.unwrap_or_default(),
                 ipv4_address: e.ipam_config.and_then(|i| i.ipv4_address).filter(|a| !a.is_empty()),
+                links: e.links.unwrap_or_default(),
             }
         })
         .collect();
@@ -89,6 +92,12 @@ pub fn net_options(
         dns_search: hc.dns_search.unwrap_or_default(),
         dns_options: hc.dns_options.unwrap_or_default(),
         extra_hosts: hc.extra_hosts.unwrap_or_default(),
+        // The docker CLI sends `--link` both in HostConfig and in the network's endpoint.
+        links: {
+            let mut links = hc.links.unwrap_or_default();
+            links.extend(ep.links.unwrap_or_default().into_iter().filter(|l| !links.contains(l)).collect::<Vec<_>>());
+            links
+        },
     }
 }
 
@@ -98,6 +107,21 @@ pub fn host_config_json(into: &mut Value, o: &NetOptions) {
     into["DnsSearch"] = json!(o.dns_search);
     into["DnsOptions"] = json!(o.dns_options);
     into["ExtraHosts"] = if o.extra_hosts.is_empty() { Value::Null } else { json!(o.extra_hosts) };
+}
+
+/// `HostConfig.Links` as dockerd shows them: `/name:/container/alias`.
+pub fn links_json(container: &str, o: &NetOptions) -> Value {
+    let links: Vec<String> = o
+        .links
+        .iter()
+        .filter_map(|l| wharf_engine::parse_link(l))
+        .map(|(name, alias)| format!("/{name}:/{container}/{alias}"))
+        .collect();
+    if links.is_empty() {
+        Value::Null
+    } else {
+        json!(links)
+    }
 }
 
 fn network_json(ctx: &Ctx, n: &NetworkRecord, with_containers: bool) -> Value {
@@ -403,13 +427,13 @@ fn networks_json(ctx: &Ctx, c: &ContainerRecord) -> Value {
     let mut networks = serde_json::Map::new();
     if c.host_config.network_mode == "host" {
         if let Ok(n) = ctx.engine.find_network("host") {
-            networks.insert(n.name.clone(), endpoint_json(c, &n, &[], None, None));
+            networks.insert(n.name.clone(), endpoint_json(c, &n, &[], &[], None, None));
         }
     }
     for v in ctx.engine.container_network_views(c) {
         let name = v.network.name.clone();
         let ipv4 = v.ipv4_address.as_deref();
-        networks.insert(name, endpoint_json(c, &v.network, &v.aliases, ipv4, v.endpoint.as_ref()));
+        networks.insert(name, endpoint_json(c, &v.network, &v.aliases, &v.links, ipv4, v.endpoint.as_ref()));
     }
     Value::Object(networks)
 }
@@ -419,6 +443,7 @@ fn endpoint_json(
     c: &ContainerRecord,
     n: &NetworkRecord,
     aliases: &[String],
+    links: &[String],
     ipv4: Option<&str>,
     ep: Option<&Endpoint>,
 ) -> Value {
@@ -436,7 +461,7 @@ fn endpoint_json(
     let on = ep.filter(|e| e.ip.is_some());
     json!({
         "IPAMConfig": ipam,
-        "Links": null,
+        "Links": if links.is_empty() || n.predefined { Value::Null } else { json!(links) },
         "Aliases": aliases,
         "NetworkID": n.id,
         "EndpointID": ep.map(|e| e.endpoint_id()).unwrap_or_default(),

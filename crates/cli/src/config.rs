@@ -89,6 +89,9 @@ pub struct ContainerFlags {
     /// Add a custom host-to-IP mapping (host:ip)
     #[arg(long = "add-host")]
     pub add_host: Vec<String>,
+    /// Add link to another container (name[:alias])
+    #[arg(long = "link")]
+    pub link: Vec<String>,
     /// Publish a container's port(s) to the host: [ip:][hostPort:]containerPort[/proto]
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,
@@ -256,6 +259,7 @@ impl ContainerFlags {
                 dns_search: self.dns_search.clone(),
                 dns_options: self.dns_option.clone(),
                 extra_hosts: self.add_host.clone(),
+                links: self.link.clone(),
                 log_config: self.log_config()?,
                 security: self.security.to_config(read_file)?,
             },

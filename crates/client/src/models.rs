@@ -98,6 +98,9 @@ pub struct HostConfig {
     pub dns_options: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub extra_hosts: Vec<String>,
+    /// `--link name[:alias]`
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub links: Vec<String>,
     /// `{"Type": "json-file", "Config": {"max-size": "10k"}}`
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub log_config: Option<serde_json::Value>,

@@ -74,7 +74,7 @@ pub use logrotate::{parse_size as parse_log_size, validate_opts as validate_log_
 pub use logs::{LogChunk, LogOptions, LogStream};
 pub use monitor::parse_signal;
 pub use network::{
-    AddressPool, Endpoint, NetAttach, NetOptions, NetworkConfig, NetworkView, PortBinding, PublishedPort,
+    parse_link, AddressPool, Endpoint, NetAttach, NetOptions, NetworkConfig, NetworkView, PortBinding, PublishedPort,
 };
 pub use pull::{PullEvent, PullRequest};
 pub use push::{PushRequest, Pushed};

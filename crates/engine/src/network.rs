@@ -131,6 +131,10 @@ pub struct NetOptions {
     /// `host:ip`
     #[serde(default)]
     pub extra_hosts: Vec<String>,
+    /// `--link name[:alias]` (`HostConfig.Links` and the first network's endpoint `Links`): on
+    /// a user-defined network the alias is a name of that container for this one only.
+    #[serde(default)]
+    pub links: Vec<String>,
     /// The networks connected after the one `network_mode` names, in connect order (`network
     /// connect`, further `EndpointsConfig` entries of a create).
     #[serde(default)]
@@ -150,6 +154,18 @@ pub struct NetAttach {
     pub aliases: Vec<String>,
     #[serde(default)]
     pub ipv4_address: Option<String>,
+    /// The endpoint's `Links` (`name[:alias]`).
+    #[serde(default)]
+    pub links: Vec<String>,
+}
+
+/// A `name[:alias]` link as `(name, alias)`, both as DNS compares them; the alias is the name
+/// when none is given. A leading `/` of the name (Docker's form) is dropped.
+pub fn parse_link(link: &str) -> Option<(String, String)> {
+    let (name, alias) = link.split_once(':').unwrap_or((link, link));
+    let name = name.trim_start_matches('/').to_ascii_lowercase();
+    let alias = alias.rsplit('/').next().unwrap_or(alias).to_ascii_lowercase();
+    (!name.is_empty() && !alias.is_empty()).then_some((name, alias))
 }
 
 fn default_ifname() -> String {
@@ -192,6 +208,9 @@ pub struct Endpoint {
     pub veth: Option<String>,
     /// Published ports: on the container's first endpoint.
     pub ports: Vec<PublishedPort>,
+    /// Links on this network: `(name, alias)`; the alias resolves for this container only.
+    #[serde(default)]
+    pub links: Vec<(String, String)>,
 }
 
 impl Endpoint {
@@ -214,6 +233,7 @@ impl Endpoint {
             mac: String::new(),
             veth: None,
             ports: Vec::new(),
+            links: Vec::new(),
         }
     }
 
@@ -243,6 +263,8 @@ pub struct NetworkView {
     pub network: NetworkRecord,
     pub aliases: Vec<String>,
     pub ipv4_address: Option<String>,
+    /// `name[:alias]` links of the container on this network.
+    pub links: Vec<String>,
     /// While the container runs.
     pub endpoint: Option<Endpoint>,
 }
@@ -474,6 +496,7 @@ impl Engine {
                     network,
                     aliases: hc.net.aliases.clone(),
                     ipv4_address: hc.net.ipv4_address.clone(),
+                    links: hc.net.links.clone(),
                     endpoint: None,
                 }),
                 Err(e) if strict => return Err(e),
@@ -493,6 +516,7 @@ impl Engine {
                 network: n,
                 aliases: a.aliases.clone(),
                 ipv4_address: a.ipv4_address.clone(),
+                links: a.links.clone(),
                 endpoint: None,
             });
         }
@@ -505,7 +529,13 @@ impl Engine {
         let mut views = self.container_networks(rec, false).unwrap_or_default();
         if rec.host_config.network_mode == "none" {
             if let Ok(n) = self.find_network("none") {
-                views.push(NetworkView { network: n, aliases: Vec::new(), ipv4_address: None, endpoint: None });
+                views.push(NetworkView {
+                    network: n,
+                    aliases: Vec::new(),
+                    ipv4_address: None,
+                    links: Vec::new(),
+                    endpoint: None,
+                });
             }
         }
         for v in &mut views {
@@ -610,6 +640,7 @@ impl Engine {
                     mac: String::new(),
                     veth: None,
                     ports: Vec::new(),
+                    links: Vec::new(),
                 },
             );
             (ip, routed)
@@ -648,6 +679,10 @@ impl Engine {
             dns_names.push(short_id(&rec.id).to_string());
             dns_names.extend(want.aliases.iter().map(|a| a.to_ascii_lowercase()));
         }
+        // Links are names on user-defined networks only (on the default bridge they were
+        // /etc/hosts entries, which wharf does not write).
+        let links =
+            if net_id.is_empty() { Vec::new() } else { want.links.iter().filter_map(|l| parse_link(l)).collect() };
         let ep = Endpoint {
             container: rec.id.clone(),
             ifname,
@@ -664,6 +699,7 @@ impl Engine {
             mac: sandbox::format_mac(&mac),
             veth: Some(veth.clone()),
             ports,
+            links,
         };
         if let Err(e) = self.record_endpoint(ep, reservations) {
             if fresh {
@@ -1277,6 +1313,23 @@ impl Engine {
         for ip in eps.iter().skip(1).filter_map(|e| e.ip) {
             out.push_str(&format!("{ip}\t{}\n", rec.config.hostname));
         }
+        // Legacy links on the default bridge are /etc/hosts lines (on a user-defined network
+        // they are names the embedded DNS answers): `IP alias id name`, as dockerd writes them.
+        let on_default_bridge = eps.first().is_some_and(|e| e.network_id.is_empty() && e.network == "bridge");
+        if on_default_bridge {
+            for (name, alias) in rec.host_config.net.links.iter().filter_map(|l| parse_link(l)) {
+                let target = self.find_container(&name).ok().filter(|t| t.state.running).ok_or_else(|| {
+                    EngineError::Invalid(format!(
+                        "Cannot link to a non running container: /{name} AS /{}/{alias}",
+                        rec.name
+                    ))
+                })?;
+                let ip = self.container_endpoints(&target.id).into_iter().find_map(|e| e.ip).ok_or_else(|| {
+                    EngineError::Invalid(format!("Cannot link to /{name}: it has no address on the default bridge"))
+                })?;
+                out.push_str(&format!("{ip}\t{alias} {} {}\n", short_id(&target.id), target.name));
+            }
+        }
         for h in &rec.host_config.net.extra_hosts {
             out.push_str(&extra_host_line(h, gw)?);
         }
@@ -1330,6 +1383,19 @@ impl Engine {
         for e in st.endpoints.values().filter(|e| e.container == asker.container && !e.network_id.is_empty()) {
             if !nets.iter().any(|(id, _)| *id == e.network_id) {
                 nets.push((e.network_id.as_str(), e.network.as_str()));
+            }
+        }
+        // A link's alias, for the container that made the link: its target on this network.
+        let lower = name.to_ascii_lowercase();
+        if let Some((target, _)) = asker.links.iter().find(|(_, alias)| *alias == lower) {
+            let addrs: Vec<Ipv4Addr> = st
+                .endpoints
+                .values()
+                .filter(|e| e.network_id == net_id && e.dns_names.iter().any(|n| n == target))
+                .filter_map(|e| e.ip)
+                .collect();
+            if !addrs.is_empty() {
+                return Lookup::Local(addrs);
             }
         }
         for (id, net_name) in nets {

@@ -441,8 +441,13 @@ impl Engine {
             }
             a.parse::<Ipv4Addr>().map_err(|_| EngineError::Invalid(format!("invalid IPv4 address: {a}")))?;
         }
-        let want =
-            NetworkView { network: n.clone(), aliases: aliases.clone(), ipv4_address: ip.clone(), endpoint: None };
+        let want = NetworkView {
+            network: n.clone(),
+            aliases: aliases.clone(),
+            ipv4_address: ip.clone(),
+            links: Vec::new(),
+            endpoint: None,
+        };
         if c.state.running {
             let engine = self.clone();
             let (rec, w) = (c.clone(), want.clone());
@@ -461,7 +466,7 @@ impl Engine {
                 hc.net.ipv4_address = ip;
             } else {
                 let key = if n.predefined { n.name.clone() } else { n.id.clone() };
-                hc.net.networks.push(NetAttach { network: key, aliases, ipv4_address: ip });
+                hc.net.networks.push(NetAttach { network: key, aliases, ipv4_address: ip, links: Vec::new() });
             }
         });
         if let Err(e) = recorded {

@@ -471,3 +471,36 @@ fn networks_come_from_the_address_pools(cli: Cli) {
     d.cli(cli, &["network", "rm", "p0", "p1", "p2", "p3"]).ok();
 }
 both!(networks_come_from_the_address_pools);
+
+/// `--link name:alias`: on the default bridge an /etc/hosts line (`IP alias id name`), on a
+/// user-defined network a name only the linking container resolves; inspect shows the links
+/// as dockerd does, and a link to a container that does not run is refused at start.
+fn links_on_the_default_bridge_and_on_a_user_network(cli: Cli) {
+    let d = Daemon::start();
+    let bb = registry().image("library/busybox:latest");
+    d.cli(cli, &["pull", &bb]).ok();
+    d.cli(cli, &["run", "-d", "--name", "db", &bb, "sleep", "60"]).ok();
+    let db_ip = d.inspect(cli, "db")["NetworkSettings"]["IPAddress"].as_str().unwrap_or_default().to_string();
+    assert!(!db_ip.is_empty());
+    let out = d.cli(cli, &["run", "--rm", "--link", "db:database", &bb, "sh", "-c", "grep database /etc/hosts"]);
+    let line = out.ok().trimmed().to_string();
+    assert!(line.starts_with(&db_ip) && line.contains("database") && line.ends_with(" db"), "{line}");
+    d.cli(cli, &["create", "--name", "web", "--link", "db:database", &bb, "true"]).ok();
+    assert_eq!(d.inspect(cli, "web")["HostConfig"]["Links"], serde_json::json!(["/db:/web/database"]));
+    d.cli(cli, &["create", "--name", "lonely", "--link", "nosuch:x", &bb, "true"]).ok();
+    d.cli(cli, &["start", "lonely"]).fails().mentions(&["Cannot link to a non running container"]);
+
+    let (subnet, _) = subnet_for(&d, 5);
+    d.cli(cli, &["network", "create", "--subnet", &subnet, "linked"]).ok();
+    d.cli(cli, &["run", "-d", "--name", "store", "--network", "linked", &bb, "sleep", "60"]).ok();
+    let store_ip = ip_on(&d, cli, "store", "linked");
+    d.cli(cli, &["run", "-d", "--name", "app", "--network", "linked", "--link", "store:cache", &bb, "sleep", "60"])
+        .ok();
+    d.cli(cli, &["run", "-d", "--name", "other", "--network", "linked", &bb, "sleep", "60"]).ok();
+    assert_eq!(lookup(&d, cli, "app", "cache"), store_ip);
+    assert_eq!(lookup(&d, cli, "other", "cache"), "", "the alias is the linking container's only");
+    assert_eq!(lookup(&d, cli, "other", "store"), store_ip);
+    d.cli(cli, &["rm", "-f", "db", "web", "lonely", "store", "app", "other"]).ok();
+    d.cli(cli, &["network", "rm", "linked"]).ok();
+}
+both!(links_on_the_default_bridge_and_on_a_user_network);
