@@ -42,6 +42,19 @@ pub struct EndpointBody {
     ipam_config: Option<IpamConfigBody>,
     mac_address: Option<String>,
     links: Option<Vec<String>>,
+    driver_opts: Option<BTreeMap<String, String>>,
+}
+
+/// An endpoint's settings as the engine keeps them for `network`.
+fn attach_of(network: String, e: EndpointBody) -> NetAttach {
+    NetAttach {
+        network,
+        aliases: e.aliases.unwrap_or_default(),
+        ipv4_address: e.ipam_config.and_then(|i| i.ipv4_address).filter(|a| !a.is_empty()),
+        links: e.links.unwrap_or_default(),
+        mac_address: e.mac_address.filter(|m| !m.is_empty()),
+        driver_opts: e.driver_opts.unwrap_or_default(),
+    }
 }
 
 /// A create's `NetworkingConfig`.
@@ -70,24 +83,14 @@ pub fn net_options(
     if mode == Some("default") {
         eps.remove("bridge");
     }
-    let networks = eps
-        .into_iter()
-        .map(|(network, e)| {
-            let e = e.unwrap_or_default();
-            NetAttach {
-                network,
-                aliases: e.aliases.unwrap_or_default(),
-                ipv4_address: e.ipam_config.and_then(|i| i.ipv4_address).filter(|a| !a.is_empty()),
-                links: e.links.unwrap_or_default(),
-            }
-        })
-        .collect();
+    let networks = eps.into_iter().map(|(network, e)| attach_of(network, e.unwrap_or_default())).collect();
     NetOptions {
         networks,
         detached: false,
         aliases: ep.aliases.unwrap_or_default(),
         ipv4_address: ep.ipam_config.and_then(|i| i.ipv4_address).filter(|a| !a.is_empty()),
         mac_address: ep.mac_address.or(mac).filter(|m| !m.is_empty()),
+        driver_opts: ep.driver_opts.unwrap_or_default(),
         dns: hc.dns.unwrap_or_default(),
         dns_search: hc.dns_search.unwrap_or_default(),
         dns_options: hc.dns_options.unwrap_or_default(),
@@ -313,10 +316,8 @@ struct ConnectBody {
 /// `POST /networks/{id}/connect`.
 pub async fn connect(ctx: &Ctx, name: &str, body: Bytes) -> Result<Response<Body>> {
     let b: ConnectBody = crate::decode::json_body(&body, "invalid connect request")?;
-    let ep = b.endpoint_config.unwrap_or_default();
-    let aliases = ep.aliases.unwrap_or_default();
-    let ip = ep.ipam_config.and_then(|i| i.ipv4_address).filter(|a| !a.is_empty());
-    ctx.engine.connect_network(name, &b.container, aliases, ip).await?;
+    let endpoint = attach_of(name.to_string(), b.endpoint_config.unwrap_or_default());
+    ctx.engine.connect_network(name, &b.container, endpoint).await?;
     Ok(empty(StatusCode::OK))
 }
 
@@ -427,13 +428,16 @@ fn networks_json(ctx: &Ctx, c: &ContainerRecord) -> Value {
     let mut networks = serde_json::Map::new();
     if c.host_config.network_mode == "host" {
         if let Ok(n) = ctx.engine.find_network("host") {
-            networks.insert(n.name.clone(), endpoint_json(c, &n, &[], &[], None, None));
+            networks.insert(n.name.clone(), endpoint_json(c, &n, &[], &[], &BTreeMap::new(), None, None));
         }
     }
     for v in ctx.engine.container_network_views(c) {
         let name = v.network.name.clone();
         let ipv4 = v.ipv4_address.as_deref();
-        networks.insert(name, endpoint_json(c, &v.network, &v.aliases, &v.links, ipv4, v.endpoint.as_ref()));
+        networks.insert(
+            name,
+            endpoint_json(c, &v.network, &v.aliases, &v.links, &v.driver_opts, ipv4, v.endpoint.as_ref()),
+        );
     }
     Value::Object(networks)
 }
@@ -444,6 +448,7 @@ fn endpoint_json(
     n: &NetworkRecord,
     aliases: &[String],
     links: &[String],
+    driver_opts: &BTreeMap<String, String>,
     ipv4: Option<&str>,
     ep: Option<&Endpoint>,
 ) -> Value {
@@ -472,7 +477,7 @@ fn endpoint_json(
         "GlobalIPv6Address": "",
         "GlobalIPv6PrefixLen": 0,
         "MacAddress": on.map(|e| e.mac.clone()).unwrap_or_default(),
-        "DriverOpts": null,
+        "DriverOpts": if driver_opts.is_empty() { Value::Null } else { json!(driver_opts) },
     })
 }
 

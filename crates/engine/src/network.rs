@@ -135,6 +135,9 @@ pub struct NetOptions {
     /// a user-defined network the alias is a name of that container for this one only.
     #[serde(default)]
     pub links: Vec<String>,
+    /// The first network's endpoint `DriverOpts`.
+    #[serde(default)]
+    pub driver_opts: BTreeMap<String, String>,
     /// The networks connected after the one `network_mode` names, in connect order (`network
     /// connect`, further `EndpointsConfig` entries of a create).
     #[serde(default)]
@@ -157,6 +160,12 @@ pub struct NetAttach {
     /// The endpoint's `Links` (`name[:alias]`).
     #[serde(default)]
     pub links: Vec<String>,
+    /// `network connect --mac-address`.
+    #[serde(default)]
+    pub mac_address: Option<String>,
+    /// `network connect --driver-opt`: kept and shown (the bridge driver uses none of them).
+    #[serde(default)]
+    pub driver_opts: BTreeMap<String, String>,
 }
 
 /// A `name[:alias]` link as `(name, alias)`, both as DNS compares them; the alias is the name
@@ -265,6 +274,8 @@ pub struct NetworkView {
     pub ipv4_address: Option<String>,
     /// `name[:alias]` links of the container on this network.
     pub links: Vec<String>,
+    pub mac_address: Option<String>,
+    pub driver_opts: BTreeMap<String, String>,
     /// While the container runs.
     pub endpoint: Option<Endpoint>,
 }
@@ -497,6 +508,8 @@ impl Engine {
                     aliases: hc.net.aliases.clone(),
                     ipv4_address: hc.net.ipv4_address.clone(),
                     links: hc.net.links.clone(),
+                    mac_address: hc.net.mac_address.clone(),
+                    driver_opts: hc.net.driver_opts.clone(),
                     endpoint: None,
                 }),
                 Err(e) if strict => return Err(e),
@@ -517,6 +530,8 @@ impl Engine {
                 aliases: a.aliases.clone(),
                 ipv4_address: a.ipv4_address.clone(),
                 links: a.links.clone(),
+                mac_address: a.mac_address.clone(),
+                driver_opts: a.driver_opts.clone(),
                 endpoint: None,
             });
         }
@@ -534,6 +549,8 @@ impl Engine {
                     aliases: Vec::new(),
                     ipv4_address: None,
                     links: Vec::new(),
+                    mac_address: None,
+                    driver_opts: BTreeMap::new(),
                     endpoint: None,
                 });
             }
@@ -649,8 +666,9 @@ impl Engine {
             lock(&self.net().state).endpoints.remove(&key);
         };
         let opts = &rec.host_config.net;
-        // `--mac-address` is the first network's; the others derive theirs from the address.
-        let mac = match opts.mac_address.as_deref().filter(|m| !m.is_empty() && index == 0) {
+        // A MAC address given for this network (`--mac-address` is the first one's, `network
+        // connect --mac-address` another's); otherwise one derived from the address.
+        let mac = match want.mac_address.as_deref().filter(|m| !m.is_empty()) {
             Some(m) => match parse_mac(m) {
                 Some(m) => m,
                 None => {
@@ -1127,7 +1145,7 @@ fn bind_tcp(addr: SocketAddrV4) -> std::io::Result<TcpListener> {
 }
 
 /// `02:42:ac:11:00:02` → bytes.
-fn parse_mac(s: &str) -> Option<[u8; 6]> {
+pub(crate) fn parse_mac(s: &str) -> Option<[u8; 6]> {
     let parts: Vec<&str> = s.split([':', '-']).collect();
     if parts.len() != 6 {
         return None;

@@ -389,13 +389,17 @@ impl Engine {
     /// Connects a container to a network: a running one gets its interface right away, a
     /// created or stopped one at its next start. A container on the host's network, on
     /// `none`, or sharing another's namespace cannot be connected (Docker's errors).
+    /// `endpoint` says how (its `network` is not read).
     pub async fn connect_network(
         &self,
         network: &str,
         container: &str,
-        aliases: Vec<String>,
-        ip: Option<String>,
+        endpoint: NetAttach,
     ) -> Result<(), EngineError> {
+        let NetAttach { aliases, ipv4_address: ip, links, mac_address, driver_opts, .. } = endpoint;
+        if let Some(m) = mac_address.as_deref().filter(|m| !m.is_empty()) {
+            crate::network::parse_mac(m).ok_or_else(|| EngineError::Invalid(format!("invalid MAC address: {m}")))?;
+        }
         let n = self.find_network(network)?;
         let c = self.find_container(container)?;
         let live = self.live(&c.id);
@@ -445,7 +449,9 @@ impl Engine {
             network: n.clone(),
             aliases: aliases.clone(),
             ipv4_address: ip.clone(),
-            links: Vec::new(),
+            links: links.clone(),
+            mac_address: mac_address.clone(),
+            driver_opts: driver_opts.clone(),
             endpoint: None,
         };
         if c.state.running {
@@ -464,9 +470,19 @@ impl Engine {
                 hc.net.detached = false;
                 hc.net.aliases = aliases;
                 hc.net.ipv4_address = ip;
+                hc.net.links = links;
+                hc.net.mac_address = mac_address;
+                hc.net.driver_opts = driver_opts;
             } else {
                 let key = if n.predefined { n.name.clone() } else { n.id.clone() };
-                hc.net.networks.push(NetAttach { network: key, aliases, ipv4_address: ip, links: Vec::new() });
+                hc.net.networks.push(NetAttach {
+                    network: key,
+                    aliases,
+                    ipv4_address: ip,
+                    links,
+                    mac_address,
+                    driver_opts,
+                });
             }
         });
         if let Err(e) = recorded {

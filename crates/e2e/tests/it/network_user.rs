@@ -504,3 +504,30 @@ fn links_on_the_default_bridge_and_on_a_user_network(cli: Cli) {
     d.cli(cli, &["network", "rm", "linked"]).ok();
 }
 both!(links_on_the_default_bridge_and_on_a_user_network);
+
+/// `network connect` with a MAC address and driver options: the interface has that address,
+/// and inspect shows the options (kept as dockerd keeps them).
+#[test]
+fn connect_with_a_mac_address_and_driver_opts() {
+    let d = Daemon::start();
+    let bb = registry().image("library/busybox:latest");
+    d.wharf(&["pull", &bb]).ok();
+    let (subnet, _) = subnet_for(&d, 6);
+    d.wharf(&["network", "create", "--subnet", &subnet, "extra"]).ok();
+    d.wharf(&["run", "-d", "--name", "box", &bb, "sleep", "60"]).ok();
+    let body =
+        r#"{"Container":"box","EndpointConfig":{"MacAddress":"02:42:ac:11:00:99","DriverOpts":{"com.example.x":"1"}}}"#;
+    let resp = crate::harness::http_unix_post(&d.sock, "/networks/extra/connect", body);
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let link = d.wharf(&["exec", "box", "ip", "link", "show", "eth1"]);
+    assert!(link.ok().stdout.contains("02:42:ac:11:00:99"), "{link}");
+    let net = &d.inspect(Cli::Wharf, "box")["NetworkSettings"]["Networks"]["extra"];
+    assert_eq!(net["DriverOpts"]["com.example.x"], "1", "{net}");
+    assert_eq!(net["MacAddress"], "02:42:ac:11:00:99", "{net}");
+    let bad = r#"{"Container":"box","EndpointConfig":{"MacAddress":"not-a-mac"}}"#;
+    d.wharf(&["network", "create", "other"]).ok();
+    let resp = crate::harness::http_unix_post(&d.sock, "/networks/other/connect", bad);
+    assert!(resp.starts_with("HTTP/1.1 400") && resp.contains("invalid MAC address"), "{resp}");
+    d.wharf(&["rm", "-f", "box"]).ok();
+    d.wharf(&["network", "rm", "extra", "other"]).ok();
+}
