@@ -47,7 +47,15 @@ pub fn save(ctx: &Ctx, names: Vec<String>) -> Result<Response<Body>> {
 /// image as Docker writes them.
 pub async fn load(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> {
     let reader = body_reader(req);
-    let loaded = ctx.engine.load(Box::new(reader)).await?;
+    // As dockerd: the answer is a 200 whose JSON stream carries the failure, which is what
+    // docker-py's images.load turns into ImageLoadError (and the docker CLI prints).
+    let loaded = match ctx.engine.load(Box::new(reader)).await {
+        Ok(l) => l,
+        Err(e) => {
+            let line = json!({"errorDetail": {"message": e.to_string()}, "error": e.to_string()});
+            return Ok(json_response(StatusCode::OK, format!("{line}\r\n")));
+        }
+    };
     let mut out = String::new();
     for image in &loaded {
         if image.tags.is_empty() {

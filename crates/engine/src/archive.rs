@@ -378,7 +378,11 @@ fn stage(input: impl Read, mut budget: u64, large: &mut LargeSink) -> Result<Fil
     let entries = archive.entries().map_err(|e| bad(format!("reading the tar: {e}")))?;
     let mut count = 0usize;
     for entry in entries {
-        let mut entry = entry.map_err(|e| bad(format!("reading the tar: {e}")))?;
+        let mut entry = entry.map_err(|e| match count {
+            // What the tar crate says about a first header that is not one is no help.
+            0 => bad("not a tar archive: its first block is not a tar header".into()),
+            _ => bad(format!("reading the tar: {e}")),
+        })?;
         count += 1;
         if count > MAX_ENTRIES {
             return Err(bad(format!("more than {MAX_ENTRIES} entries")));

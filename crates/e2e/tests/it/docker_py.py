@@ -5,8 +5,10 @@ what docker-py returned; docker_py.rs runs it against wharfd and a private docke
 compares. Bytes are printed as latin-1 text so that every byte survives JSON.
 """
 
+import io
 import json
 import os
+import tarfile
 import re
 import sys
 
@@ -157,6 +159,16 @@ def shapes(client, image):
     return out
 
 
+def tar_of(files):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
 def errors(client, image):
     """The status and message of the mistakes people make most, as docker-py raises them."""
     api = docker.APIClient(base_url=os.environ["DOCKER_HOST"], version="1.41")
@@ -195,12 +207,16 @@ def errors(client, image):
         ("rename_to_taken", lambda: api.rename("err-a", "err-a")),
         ("top_missing", lambda: api.top("nosuch")),
         ("commit_missing", lambda: api.commit("nosuch")),
+        ("load_not_a_tar", lambda: list(api.load_image(b"definitely not a tar archive" * 40))),
+        ("load_tar_without_images", lambda: list(api.load_image(tar_of({"hello.txt": b"hi"})))),
     ]
     out = {}
     for name, call in calls:
         try:
-            call()
-            out[name] = "no error"
+            result = call()
+            # A load reports its failure inside a 200's JSON stream, as dockerd does.
+            failed = [c.get("error") for c in result if isinstance(c, dict) and "error" in c] if isinstance(result, list) else []
+            out[name] = ["stream", failed[0]] if failed else "no error"
         except docker.errors.APIError as e:
             # Ids and the test registry's address differ between the two engines.
             text = re.sub(r"[0-9a-f]{64}", "<id>", str(e.explanation))

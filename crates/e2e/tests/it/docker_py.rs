@@ -207,6 +207,16 @@ fn errors_for_common_mistakes_are_dockerds() {
                 "dockerd 20.10 says the reason twice; later ones say it as wharf does",
             ),
             (
+                "load_not_a_tar",
+                json!(["stream", "invalid archive: not a tar archive: its first block is not a tar header"]),
+                "wharf names the tar's problem in its own words, dockerd in Go's (\"archive/tar: invalid tar header\")",
+            ),
+            (
+                "load_tar_without_images",
+                json!(["stream", "invalid archive: neither manifest.json nor index.json found (not a docker-archive or OCI image layout)"]),
+                "dockerd names a temp file it could not open (…/repositories: no such file or directory)",
+            ),
+            (
                 "network_rm_predefined",
                 json!([403, "bridge is a pre-defined network and cannot be removed"]),
                 "the test's dockerd runs with --bridge=none, so it has no bridge network",
