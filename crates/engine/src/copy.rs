@@ -1062,21 +1062,33 @@ pub(crate) fn openat2_resolve(dir: RawFd, path: &CStr, flags: libc::c_int, resol
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = flags as u64;
     how.resolve = resolve;
-    // SAFETY: a valid NUL-terminated path and an open_how of the size passed.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dir,
-            path.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
+    // With RESOLVE_IN_ROOT the kernel answers EAGAIN when a rename or mount anywhere on the
+    // host raced the walk (it cannot prove `..` stayed inside): retry, as openat2(2) says.
+    // A full test run beside parallel builds hit it in `docker cp`.
+    let mut attempts = 0;
+    loop {
+        // SAFETY: a valid NUL-terminated path and an open_how of the size passed.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir,
+                path.as_ptr(),
+                &how as *const libc::open_how,
+                std::mem::size_of::<libc::open_how>(),
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: fd was just returned by the kernel.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+        }
+        let e = io::Error::last_os_error();
+        attempts += 1;
+        match e.raw_os_error() {
+            Some(libc::EAGAIN) if attempts < 100 => std::thread::yield_now(),
+            Some(libc::EINTR) => {}
+            _ => return Err(e),
+        }
     }
-    // SAFETY: fd was just returned by the kernel.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 fn sys_dup(fd: &OwnedFd) -> io::Result<OwnedFd> {

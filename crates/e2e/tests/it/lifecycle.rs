@@ -80,8 +80,8 @@ fn detached_lifecycle(cli: Cli) {
     d.cli(cli, &["inspect", "sleeper"]).fails().mentions(&["No such"]);
 
     // rm of a running container needs -f.
-    run_detached(&d, cli, "runner", &["sleep", "1000"]);
-    d.cli(cli, &["rm", "runner"]).fails().mentions(&["runner"]);
+    let runner = run_detached(&d, cli, "runner", &["sleep", "1000"]);
+    d.cli(cli, &["rm", "runner"]).fails().mentions(&["You cannot remove a running container", &runner]);
     d.cli(cli, &["rm", "-f", "runner"]).ok();
     let ps = d.cli(cli, &["ps", "-aq"]);
     assert_eq!(ps.ok().trimmed(), "", "{ps}");
