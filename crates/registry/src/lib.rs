@@ -3,7 +3,7 @@
 //! - [`handlers`]: the protocol (with [`token_endpoint`], the only modules that know HTTP), errors in the spec's form
 //!   from [`error`];
 //! - [`meta`]: the index (repositories, tags, manifests, links, referrers, uploads) behind the
-//!   `Metadata` trait, in an embedded redb database;
+//!   `Metadata` trait, in an embedded redb database or in PostgreSQL ([`pg`]);
 //! - [`store`]: blob bytes behind the `BlobStore` trait, on the local filesystem;
 //! - [`auth`]: users, tokens and the access check; [`config`]: the config file;
 //! - [`gc`] and [`scrub`]: maintenance; [`server`]: shared state and the accept loop.
@@ -17,6 +17,7 @@ pub mod handlers;
 pub mod manifest;
 pub mod meta;
 pub mod names;
+pub mod pg;
 pub mod scrub;
 pub mod server;
 pub mod store;
