@@ -227,6 +227,23 @@ pub struct FileConfig {
     pub tls: Option<TlsConfig>,
     pub auth: Option<AuthConfig>,
     pub gc: GcConfig,
+    pub database: Option<DatabaseConfig>,
+}
+
+/// `database:`: where the index lives when it is not the embedded file in the data dir.
+#[derive(Clone, PartialEq)]
+pub struct DatabaseConfig {
+    /// `postgres://user:password@host:port/dbname` (see [`crate::pg::wire::ConnConfig::parse`]).
+    pub postgres: String,
+    /// Connections kept to the database for queries (as many again may hold digest locks).
+    pub pool_size: Option<usize>,
+}
+
+/// The URL holds a password: it is not printed.
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig").field("postgres", &"…").field("pool_size", &self.pool_size).finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -342,7 +359,7 @@ fn from_yaml(file: &str, root: &Yaml) -> Result<FileConfig, ConfigError> {
         file,
         "",
         root,
-        &["addr", "data_dir", "open", "idle_timeout", "verify_reads", "tls", "auth", "gc"],
+        &["addr", "data_dir", "open", "idle_timeout", "verify_reads", "tls", "auth", "gc", "database"],
     )?;
     let mut cfg = FileConfig {
         addr: top.string("addr")?,
@@ -379,6 +396,30 @@ fn from_yaml(file: &str, root: &Yaml) -> Result<FileConfig, ConfigError> {
             delete_untagged: f.boolean("delete_untagged")?,
             upload_max_age: f.duration("upload_max_age")?,
         };
+    }
+    if let Some(d) = top.get("database") {
+        let f = Fields::new(file, "database", d, &["postgres", "pool_size"])?;
+        let Some(postgres) = f.string("postgres")? else {
+            return Err(top.err(
+                d,
+                "database",
+                "needs postgres: URL (postgres://user:password@host:port/dbname)".into(),
+            ));
+        };
+        if let Err(e) = crate::pg::wire::ConnConfig::parse(&postgres) {
+            return Err(f.err(f.get("postgres").unwrap_or(&NONE), "postgres", e.to_string()));
+        }
+        let pool_size = match f.string("pool_size")? {
+            None => None,
+            Some(n) => match n.parse::<usize>() {
+                Ok(n) if (1..=1000).contains(&n) => Some(n),
+                _ => {
+                    let message = format!("expected a number from 1 to 1000, found {n:?}");
+                    return Err(f.err(f.get("pool_size").unwrap_or(&NONE), "pool_size", message));
+                }
+            },
+        };
+        cfg.database = Some(DatabaseConfig { postgres, pool_size });
     }
     Ok(cfg)
 }
@@ -428,6 +469,15 @@ mod tests {
         assert_eq!(cfg.gc.interval, Some(Duration::from_secs(3600)));
         assert_eq!(cfg.gc.delete_untagged, Some(false));
         assert_eq!(parse("").unwrap(), FileConfig::default());
+        let db = parse(
+            "database:\n  postgres: 'postgres://wharf:s%40cret@/registry?host=/run/postgresql'\n  pool_size: 4\n",
+        )
+        .unwrap()
+        .database
+        .unwrap();
+        assert_eq!(db.postgres, "postgres://wharf:s%40cret@/registry?host=/run/postgresql");
+        assert_eq!(db.pool_size, Some(4));
+        assert!(!format!("{db:?}").contains("cret"), "the password stays out of debug output");
         // `auth:` with nothing under it still turns authentication on.
         assert_eq!(parse("auth:\n").unwrap().auth, Some(AuthConfig::default()));
     }
@@ -459,6 +509,10 @@ mod tests {
             ("addr: \"x\n", 1, "unterminated"),
             ("  addr: x\n", 1, "indented"),
             ("---\n---\n", 2, "key: value"),
+            ("database:\n  pool_size: 3\n", 2, "database: needs postgres"),
+            ("database:\n  postgres: mysql://x\n", 2, "database.postgres: postgres: database URL"),
+            ("database:\n  postgres: postgres://h/d\n  pool_size: 0\n", 3, "database.pool_size"),
+            ("database:\n  url: postgres://h/d\n", 2, "unknown key database.url"),
         ] {
             let e = parse(src).expect_err(src);
             assert_eq!(e.line, line, "{src:?}: {e}");
