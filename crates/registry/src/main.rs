@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use wharf_registry::config::{self, FileConfig};
+use wharf_registry::config::{self, DatabaseConfig, FileConfig};
 use wharf_registry::gc::{self, GcOptions};
 use wharf_registry::meta::{Metadata, RedbMetadata};
 use wharf_registry::server::{self, Registry, ServeOptions};
@@ -40,6 +40,11 @@ enum Command {
         /// [default: /var/lib/wharf-registry]
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Keep the index in PostgreSQL instead of the data dir's embedded database, e.g.
+        /// postgres://user:password@host:5432/dbname (replicas that share it and the data
+        /// dir serve the same registry).
+        #[arg(long, env = "WHARF_REGISTRY_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
         /// Serve on a non-loopback address with no authentication: anyone who reaches it may
         /// pull, push and delete.
         #[arg(long)]
@@ -77,10 +82,14 @@ enum Command {
         #[arg(long)]
         no_verify_reads: bool,
     },
-    /// Collect garbage while no server uses the data dir.
+    /// Collect garbage: with the embedded index while no server uses the data dir; with
+    /// PostgreSQL at any time, one collection at a time.
     Gc {
         #[arg(long, default_value = DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
+        /// The PostgreSQL index the servers use (see `serve --database-url`).
+        #[arg(long, env = "WHARF_REGISTRY_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
         /// Report what would be deleted, delete nothing.
         #[arg(long)]
         dry_run: bool,
@@ -98,6 +107,9 @@ enum Command {
     Scrub {
         #[arg(long, default_value = DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
+        /// The PostgreSQL index the servers use (see `serve --database-url`).
+        #[arg(long, env = "WHARF_REGISTRY_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
     },
 }
 
@@ -124,6 +136,7 @@ fn run(command: Command) -> anyhow::Result<i32> {
             config,
             addr,
             data_dir,
+            database_url,
             open,
             auth,
             anonymous_pull,
@@ -142,6 +155,11 @@ fn run(command: Command) -> anyhow::Result<i32> {
             };
             let addr = addr.or(file.addr).unwrap_or_else(|| DEFAULT_ADDR.to_string());
             let data_dir = data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+            let pool_size = file.database.as_ref().and_then(|d| d.pool_size);
+            let database = match database_url {
+                Some(postgres) => Some(DatabaseConfig { postgres, pool_size }),
+                None => file.database,
+            };
             let open = open || file.open.unwrap_or(false);
             let idle_timeout = idle_timeout.or(file.idle_timeout).unwrap_or(Duration::from_secs(60));
             let verify_reads = !no_verify_reads && file.verify_reads.unwrap_or(true);
@@ -177,8 +195,12 @@ fn run(command: Command) -> anyhow::Result<i32> {
                 None => None,
             };
             let options = ServeOptions { idle_timeout, verify_reads, track_use: gc_interval.is_some() };
-            let mut registry =
-                Registry::open(&data_dir, options).with_context(|| format!("open {}", data_dir.display()))?;
+            let mut registry = Registry::open_with(&data_dir, database.as_ref(), options)
+                .with_context(|| format!("open {}", data_dir.display()))?;
+            let index = match &database {
+                Some(d) => wharf_registry::pg::wire::ConnConfig::parse(&d.postgres)?.to_string(),
+                None => "the data dir".to_string(),
+            };
             registry.https = tls.is_some();
             if let Some(a) = auth_cfg {
                 if let Some(generated) = auth::ensure_admin(registry.meta.as_ref(), admin_password.as_deref())? {
@@ -211,7 +233,7 @@ fn run(command: Command) -> anyhow::Result<i32> {
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener)?;
                 log::info!(
-                    "wharf-registry listening on {local} ({}{}), data in {}",
+                    "wharf-registry listening on {local} ({}{}), data in {}, index in {index}",
                     if registry.https { "https" } else { "http" },
                     if registry.auth.is_some() { ", token auth" } else { ", no auth" },
                     data_dir.display()
@@ -230,9 +252,15 @@ fn run(command: Command) -> anyhow::Result<i32> {
                 anyhow::Ok(0)
             })
         }
-        Command::Gc { data_dir, dry_run, delete_untagged, grace, upload_max_age } => {
-            let registry = Registry::open(&data_dir, ServeOptions::default())
-                .with_context(|| format!("open {} (gc needs the registry stopped)", data_dir.display()))?;
+        Command::Gc { data_dir, database_url, dry_run, delete_untagged, grace, upload_max_age } => {
+            let database = database_url.map(|postgres| DatabaseConfig { postgres, pool_size: Some(2) });
+            let registry =
+                Registry::open_with(&data_dir, database.as_ref(), ServeOptions::default()).with_context(|| {
+                    match database {
+                        None => format!("open {} (gc needs the registry stopped)", data_dir.display()),
+                        Some(_) => format!("open {}", data_dir.display()),
+                    }
+                })?;
             let opts = GcOptions { dry_run, delete_untagged, grace, upload_max_age };
             let report = gc::collect(&registry, &opts)?;
             for (repo, d) in &report.manifests {
@@ -245,17 +273,23 @@ fn run(command: Command) -> anyhow::Result<i32> {
             println!("{verb} {report}");
             Ok(0)
         }
-        Command::Scrub { data_dir } => {
+        Command::Scrub { data_dir, database_url } => {
             let store = FsBlobStore::open(&data_dir).with_context(|| format!("open {}", data_dir.display()))?;
-            // The index is checked too when no server holds it.
-            let meta = match RedbMetadata::open(&data_dir.join("registry.db")) {
-                Ok(m) => Some(m),
-                Err(e) => {
-                    eprintln!("wharf-registry: not checking the index: {e}");
-                    None
+            let meta: Option<Box<dyn Metadata>> = match database_url {
+                Some(postgres) => {
+                    let db = DatabaseConfig { postgres, pool_size: Some(1) };
+                    Some(Box::new(server::open_postgres(&db)?))
                 }
+                // The embedded index is checked too when no server holds it.
+                None => match RedbMetadata::open(&data_dir.join("registry.db")) {
+                    Ok(m) => Some(Box::new(m)),
+                    Err(e) => {
+                        eprintln!("wharf-registry: not checking the index: {e}");
+                        None
+                    }
+                },
             };
-            let report = wharf_registry::scrub::scrub(&store, meta.as_ref().map(|m| m as &dyn Metadata))?;
+            let report = wharf_registry::scrub::scrub(&store, meta.as_deref())?;
             for (want, got) in &report.corrupt {
                 println!("corrupt {want}: its bytes hash to {got}");
             }
@@ -278,6 +312,7 @@ async fn online_gc(registry: Arc<Registry>, every: Duration, opts: GcOptions) {
         match tokio::task::spawn_blocking(move || gc::collect(&reg, &opts)).await {
             Ok(Ok(report)) if report.is_empty() => log::debug!("gc: nothing to delete"),
             Ok(Ok(report)) => log::info!("gc: deleted {report}"),
+            Ok(Err(gc::GcError::Busy)) => log::info!("gc: skipped: another replica is collecting"),
             Ok(Err(e)) => log::error!("gc: {e}"),
             Err(e) => log::error!("gc: {e}"),
         }

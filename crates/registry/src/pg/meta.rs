@@ -143,13 +143,13 @@ impl PgMetadata {
             pool: Arc::new(Pool::new(cfg.clone(), pool_size)),
             locks: Arc::new(Pool::new(cfg, pool_size)),
         };
-        let (mut c, _) = m.pool.take().map_err(|e| MetaError::Db(format!("cannot use database {target}: {e}")))?;
+        let (mut c, _) = m.pool.take().map_err(|e| MetaError::Db(format!("{target}: {e}")))?;
         let r = migrate(&mut c);
         if r.is_err() && c.status() != TxStatus::Idle && !c.is_broken() {
             let _ = c.simple("ROLLBACK");
         }
         m.pool.give_back(c);
-        r.map_err(|e| MetaError::Db(format!("database {target}: schema: {e}")))?;
+        r.map_err(|e| MetaError::Db(format!("{target}: schema: {e}")))?;
         Ok(m)
     }
 
@@ -662,7 +662,7 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(e.contains("cannot use database postgres://u@127.0.0.1:") && e.contains("refused"), "{e}");
+        assert!(e.starts_with("registry database: postgres://u@127.0.0.1:") && e.contains("refused"), "{e}");
     }
 
     #[test]
