@@ -59,6 +59,7 @@ mod prune;
 mod ps;
 mod pull_faults;
 mod registry_auth;
+mod registry_pg;
 mod registry_server;
 mod registry_tls;
 mod resources;

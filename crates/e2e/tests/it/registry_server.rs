@@ -19,9 +19,9 @@ use crate::harness::{bin, registry, run_cmd, Cli, Daemon, Output, TempDir};
 // ---------------------------------------------------------------------------------------------
 // A wharf-registry of one test
 
-struct Server {
-    addr: String,
-    data: PathBuf,
+pub(crate) struct Server {
+    pub(crate) addr: String,
+    pub(crate) data: PathBuf,
     dir: TempDir,
     extra: Vec<String>,
     child: Option<Child>,
@@ -40,16 +40,25 @@ impl Server {
     }
 
     /// `wharf-registry serve` on a free loopback port with its own data dir, plus `extra` flags.
-    fn start_with(extra: &[&str]) -> Server {
+    pub(crate) fn start_with(extra: &[&str]) -> Server {
         Server::start_at(&format!("127.0.0.1:{}", free_port()), extra)
     }
 
+    /// Like `start_with`, on a data dir of the caller's (two servers may share one).
+    pub(crate) fn start_sharing(data: &Path, extra: &[&str]) -> Server {
+        Server::start_on(&format!("127.0.0.1:{}", free_port()), Some(data), extra)
+    }
+
     fn start_at(addr: &str, extra: &[&str]) -> Server {
+        Server::start_on(addr, None, extra)
+    }
+
+    fn start_on(addr: &str, data: Option<&Path>, extra: &[&str]) -> Server {
         let dir = TempDir::new("wharf-e2e-wharf-registry");
         let mut s = Server {
             addr: addr.to_string(),
             authz: None,
-            data: dir.0.join("data"),
+            data: data.map(Path::to_path_buf).unwrap_or_else(|| dir.0.join("data")),
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
@@ -62,11 +71,11 @@ impl Server {
         self.dir.0.join("registry.log")
     }
 
-    fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
-    fn spawn(&mut self) {
+    pub(crate) fn spawn(&mut self) {
         let log = fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("registry log");
         let mut cmd = Command::new(bin("wharf-registry"));
         cmd.args(["serve", "--addr", &self.addr, "--data-dir"])
@@ -103,7 +112,7 @@ impl Server {
     }
 
     /// `kill -9`, as a crash would.
-    fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -115,11 +124,11 @@ impl Server {
         self.spawn();
     }
 
-    fn image(&self, name: &str) -> String {
+    pub(crate) fn image(&self, name: &str) -> String {
         format!("{}/{name}", self.addr)
     }
 
-    fn req(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    pub(crate) fn req(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
         let mut headers = headers.to_vec();
         if let Some(a) = &self.authz {
             if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization")) {
@@ -129,12 +138,12 @@ impl Server {
         http(&self.addr, method, path, &headers, body)
     }
 
-    fn get(&self, path: &str) -> Resp {
+    pub(crate) fn get(&self, path: &str) -> Resp {
         self.req("GET", path, &[], b"")
     }
 
     /// `wharf-registry SUBCOMMAND --data-dir DATA ARGS` (gc, scrub).
-    fn tool(&self, args: &[&str]) -> Output {
+    pub(crate) fn tool(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(bin("wharf-registry"));
         cmd.arg(args[0]).arg("--data-dir").arg(&self.data).args(&args[1..]);
         run_cmd(cmd, Duration::from_secs(60))
@@ -158,25 +167,25 @@ impl Server {
         out
     }
 
-    fn blob_file(&self, digest: &str) -> PathBuf {
+    pub(crate) fn blob_file(&self, digest: &str) -> PathBuf {
         let hex = digest.trim_start_matches("sha256:");
         self.data.join("blobs/sha256").join(&hex[..2]).join(hex)
     }
 
     /// Pushes `data` into `repo` with one POST; asserts 201; returns the digest.
-    fn push_blob(&self, repo: &str, data: &[u8]) -> String {
+    pub(crate) fn push_blob(&self, repo: &str, data: &[u8]) -> String {
         let d = digest(data);
         let r = self.req("POST", &format!("/v2/{repo}/blobs/uploads/?digest={d}"), &[], data);
         assert_eq!(r.status, 201, "monolithic push of {d} to {repo}: {r}");
         d
     }
 
-    fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> Resp {
+    pub(crate) fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> Resp {
         self.req("PUT", &format!("/v2/{repo}/manifests/{reference}"), &[("Content-Type", media_type)], body)
     }
 
     /// Pushes a one-layer image (OCI) into `repo` as `tag`; returns (manifest digest, body).
-    fn push_image(&self, repo: &str, tag: &str, layer: &[u8]) -> (String, Vec<u8>) {
+    pub(crate) fn push_image(&self, repo: &str, tag: &str, layer: &[u8]) -> (String, Vec<u8>) {
         let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
         let (c, l) = (self.push_blob(repo, config), self.push_blob(repo, layer));
         let m = image_manifest(&c, config.len(), &l, layer.len());
@@ -192,13 +201,13 @@ impl Drop for Server {
     }
 }
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
-const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub(crate) const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub(crate) const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+pub(crate) const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 
-fn digest(data: &[u8]) -> String {
+pub(crate) fn digest(data: &[u8]) -> String {
     // sha256sum is everywhere; the e2e crate keeps its dependencies few.
     let mut child =
         Command::new("sha256sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("spawn sha256sum");
@@ -211,7 +220,7 @@ fn digest(data: &[u8]) -> String {
     format!("sha256:{}", text.split_whitespace().next().unwrap_or_default())
 }
 
-fn image_manifest(config: &str, config_size: usize, layer: &str, layer_size: usize) -> Vec<u8> {
+pub(crate) fn image_manifest(config: &str, config_size: usize, layer: &str, layer_size: usize) -> Vec<u8> {
     json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
@@ -225,23 +234,23 @@ fn image_manifest(config: &str, config_size: usize, layer: &str, layer_size: usi
 // ---------------------------------------------------------------------------------------------
 // Raw HTTP/1.1 over TCP
 
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+pub(crate) struct Resp {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self}"))
     }
 
     /// The first error code of a spec error body, after checking the body has the spec's form.
-    fn code(&self) -> String {
+    pub(crate) fn code(&self) -> String {
         let v = self.json();
         let e = &v["errors"][0];
         assert!(e["code"].is_string() && e["message"].is_string(), "not the spec's error form: {self}");
@@ -251,7 +260,7 @@ impl Resp {
 
     /// Asserts the status and the spec error code.
     #[track_caller]
-    fn fails(&self, status: u16, code: &str) {
+    pub(crate) fn fails(&self, status: u16, code: &str) {
         assert_eq!((self.status, self.code().as_str()), (status, code), "{self}");
     }
 }
@@ -267,7 +276,7 @@ impl std::fmt::Display for Resp {
 }
 
 /// One request on its own connection (`Connection: close`), read to the end.
-fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+pub(crate) fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
     let raw = http_raw(addr, method, path, headers, body);
     parse_response(&raw)
         .unwrap_or_else(|| panic!("{method} {path}: no HTTP response: {:?}", String::from_utf8_lossy(&raw)))
@@ -304,7 +313,7 @@ fn parse_response(raw: &[u8]) -> Option<Resp> {
 }
 
 /// `</v2/...?n=2&last=x>; rel="next"` → `/v2/...?n=2&last=x`.
-fn next_link(r: &Resp) -> Option<String> {
+pub(crate) fn next_link(r: &Resp) -> Option<String> {
     let link = r.header("Link")?;
     assert!(link.ends_with("; rel=\"next\""), "{link}");
     Some(link.split('>').next()?.trim_start_matches('<').to_string())
@@ -342,7 +351,7 @@ fn push_pull_through_wharfd(cli: Cli) {
 }
 both!(push_pull_through_wharfd);
 
-fn skopeo(args: &[&str]) -> Output {
+pub(crate) fn skopeo(args: &[&str]) -> Output {
     let mut cmd = Command::new("skopeo");
     cmd.args(args);
     run_cmd(cmd, Duration::from_secs(180))

@@ -28,9 +28,9 @@ const LOCK_DIGEST: i32 = 0x7768_6144;
 /// connection that turned out dead.
 const TRIES: usize = 3;
 
-/// A blob named by a client is marked young again at most this often (seconds): a HEAD
-/// per layer per push must not become a write per request.
-const TOUCH_EVERY: u64 = 60;
+/// A blob named by a client is marked young again at most once a second: a blob pulled many
+/// times a second must not become as many writes, and a grace period is seconds at least.
+const TOUCH_EVERY: u64 = 1;
 
 /// Each entry takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[r#"
@@ -674,6 +674,31 @@ mod tests {
         // Every pooled connection died with the old server; the call reconnects.
         assert!(m.repo_exists("r").unwrap());
         assert_eq!(m.catalog(None, 10).unwrap(), ["r"]);
+    }
+
+    /// The digest lock holds across processes (two PgMetadata are two replicas' pools).
+    #[test]
+    fn a_digest_lock_excludes_another_replica() {
+        let cluster = Cluster::start();
+        let (a, b) = (
+            PgMetadata::open(cluster.tcp("postgres"), 2).unwrap(),
+            PgMetadata::open(cluster.tcp("postgres"), 2).unwrap(),
+        );
+        let d = Digest::of(b"contended");
+        let held = a.lock_digest(&d).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let _second = b.lock_digest(&d).unwrap();
+                tx.send(()).unwrap();
+            });
+            assert!(rx.recv_timeout(std::time::Duration::from_millis(500)).is_err(), "both held the lock");
+            drop(held);
+            rx.recv_timeout(std::time::Duration::from_secs(10)).expect("the lock is free once dropped");
+        });
+        // Another digest's lock is another lock (unless its first 32 bits collide).
+        let _a = a.lock_digest(&Digest::of(b"one")).unwrap();
+        let _b = b.lock_digest(&Digest::of(b"two")).unwrap();
     }
 
     /// GC and pushes on separate connections, as on two replicas: a blob that a manifest
