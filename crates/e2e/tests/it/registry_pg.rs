@@ -385,3 +385,67 @@ fn pg_registry_rides_out_a_database_restart() {
     reg.push_image("restart/repo", "v2", b"after");
     assert_eq!(reg.get("/v2/restart/repo/tags/list").json()["tags"], json!(["v1", "v2"]));
 }
+
+/// Three replicas on one database and data dir; the one a push is streaming into dies
+/// (`kill -9`) in the middle of a chunk, and the client finishes the push through the others
+/// from where the upload stands, as it would retrying through a load balancer.
+#[test]
+fn pg_a_replica_killed_mid_push_leaves_the_push_to_the_others() {
+    let pg = Postgres::start();
+    let mut a = Server::start_with(&["--database-url", &pg.url()]);
+    let b = Server::start_sharing(&a.data, &["--database-url", &pg.url()]);
+    let c = Server::start_sharing(&a.data, &["--database-url", &pg.socket_url()]);
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_246_822_519) >> 23) as u8).collect();
+    let d = digest(&data);
+
+    let post = a.req("POST", "/v2/killed/push/blobs/uploads/", &[], b"");
+    let loc = post.header("Location").expect("Location").to_string();
+    // A streamed PATCH that announces everything and sends most of it before its server
+    // dies, once what reached its disk stopped growing.
+    let mut s = std::net::TcpStream::connect(&a.addr).expect("connect");
+    let head = format!("PATCH {loc} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n", a.addr, data.len());
+    std::io::Write::write_all(&mut s, head.as_bytes()).expect("write head");
+    std::io::Write::write_all(&mut s, &data[..2_200_000]).expect("write most of it");
+    let uploads = a.data.join("uploads");
+    let stored = || -> u64 {
+        std::fs::read_dir(&uploads)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::metadata(e.path().join("data")).ok())
+            .map(|m| m.len())
+            .sum()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = 0;
+    loop {
+        thread::sleep(Duration::from_millis(300));
+        let now = stored();
+        if now > 0 && now == last {
+            break;
+        }
+        last = now;
+        assert!(Instant::now() < deadline, "the replica never stored the upload's first bytes");
+    }
+    a.kill9();
+    drop(s);
+    let n = stored() as usize;
+
+    // The client asks another replica where the upload stands and sends the rest there.
+    let status = b.get(&loc);
+    let range = format!("0-{}", n - 1);
+    assert_eq!((status.status, status.header("Range")), (204, Some(range.as_str())), "{status}");
+    let rest = format!("{n}-{}", data.len() - 1);
+    let r = b.req("PATCH", &loc, &[("Content-Range", &rest)], &data[n..]);
+    assert_eq!((r.status, r.header("Range")), (202, Some("0-2999999")), "{r}");
+    let put = c.req("PUT", &format!("{loc}?digest={d}"), &[], b"");
+    assert_eq!(put.status, 201, "{put}");
+    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let cd = c.push_blob("killed/push", config);
+    let m = image_manifest(&cd, config.len(), &d, data.len());
+    assert_eq!(b.put_manifest("killed/push", "v1", OCI_MANIFEST, &m).status, 201);
+    assert_eq!(c.get("/v2/killed/push/manifests/v1").body, m);
+    assert!(b.get(&format!("/v2/killed/push/blobs/{d}")).body == data);
+    // No lock is left behind by the dead replica or the finished push.
+    assert_eq!(pg.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"), "0");
+}
