@@ -4,7 +4,9 @@
 # filled with REPOS repositories (one monolithic blob push each) and one repository with TAGS
 # tags. Prints the fill rate, then the latency (median and p95, ms, over ROUNDS requests on one
 # keep-alive connection) of catalog pages at the start, the middle and the end, a tag-list page
-# and a blob HEAD. Uses target/release; loopback only. PostgreSQL fsyncs as redb does
+# and a blob HEAD; then GC_BLOBS blobs that no manifest names, and the time `wharf-registry gc
+# --grace 0s` takes to collect them (redb: with the server stopped, as it must be; PostgreSQL:
+# beside the serving registry). Uses target/release; loopback only. PostgreSQL fsyncs as redb does
 # (PG_TEST_DURABLE=1), so that the write rates compare.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,6 +15,7 @@ chmod 755 "$WORK" # the postgres user reaches its cluster under it
 REPOS=${REPOS:-10000}
 TAGS=${TAGS:-1000}
 ROUNDS=${ROUNDS:-300}
+GC_BLOBS=${GC_BLOBS:-10000}
 source "$ROOT/bench/lib.sh"
 PG_DIR=
 stop_all() {
@@ -62,6 +65,11 @@ if mode == "fill":
         assert s == 201, (s, body)
     tag = time.time() - t0
     print(f"{repos / fill:.0f} {tags / tag:.0f}")
+elif mode == "loose":
+    for i in range(int(sys.argv[4])):
+        b = f"loose blob {i}".encode()
+        s, body = req("POST", f"/v2/bench/loose/blobs/uploads/?digest={sha(b)}", b)
+        assert s == 201, (s, body)
 else:
     rounds, path, want = int(sys.argv[4]), sys.argv[5], int(sys.argv[6])
     method = "HEAD" if path.startswith("HEAD ") else "GET"
@@ -90,7 +98,8 @@ start() {
         local pg_port
         pg_port=$(free_port)
         PG_TEST_DURABLE=1 bash "$ROOT/scripts/pg-test-cluster" start "$PG_DIR" "$pg_port"
-        extra=(--database-url "postgres://wharf:wharf@127.0.0.1:$pg_port/postgres")
+        DB_URL="postgres://wharf:wharf@127.0.0.1:$pg_port/postgres"
+        extra=(--database-url "$DB_URL")
     fi
     "$BIN/wharf-registry" serve --addr "127.0.0.1:$PORT" --data-dir "$dir/data" --log-level error \
         "${extra[@]}" >"$dir/registry.log" 2>&1 &
@@ -117,7 +126,21 @@ for backend in redb postgres; do
     R[$backend.end]=$(measure "/v2/_catalog?n=100&last=$last" 1) # bench/tagged only
     R[$backend.tags]=$(measure "/v2/bench/tagged/tags/list?n=100&last=t0500" $((TAGS - 501 < 100 ? TAGS - 501 : 100)))
     R[$backend.head]=$(measure "HEAD /v2/$middle/blobs/$blob" 0)
-    kill "$SERVER_PID"
+    python3 "$WORK/drive.py" 127.0.0.1 "$PORT" loose "$GC_BLOBS"
+    sleep 1.1 # grace 0s spares what is from this very second
+    gc=("$BIN/wharf-registry" gc --data-dir "$WORK/$backend/data" --grace 0s)
+    if [ "$backend" = redb ]; then
+        kill "$SERVER_PID"
+        wait "$SERVER_PID" 2>/dev/null || true
+    else
+        gc+=(--database-url "$DB_URL")
+    fi
+    t0=$(now_ns)
+    "${gc[@]}" | tail -n 1 >"$WORK/gc.out"
+    t1=$(now_ns)
+    grep -q "$GC_BLOBS blobs" "$WORK/gc.out" || { cat "$WORK/gc.out" >&2; exit 1; }
+    R[$backend.gc]=$(awk -v a="$t0" -v b="$t1" -v n="$GC_BLOBS" 'BEGIN { printf "%.0f", n / ((b - a) / 1e9) * 60 }')
+    kill "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
     echo "$backend done" >&2
 done
@@ -126,6 +149,7 @@ printf '\n%s repositories, %s tags in one; latency median/p95 in ms over %s requ
 printf '%-36s %16s %16s\n' "" "redb" "postgres"
 printf '%-36s %16s %16s\n' "blob pushes into new repos per s" "${R[redb.fill]}" "${R[postgres.fill]}"
 printf '%-36s %16s %16s\n' "manifest puts (new tag) per s" "${R[redb.tag]}" "${R[postgres.tag]}"
+printf '%-36s %16s %16s\n' "gc: blobs collected per minute" "${R[redb.gc]}" "${R[postgres.gc]}"
 for k in first middle end tags head; do
     case $k in
     first) label="catalog n=100, first page" ;;
