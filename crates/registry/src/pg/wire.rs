@@ -355,7 +355,6 @@ pub enum TxStatus {
 
 pub struct Connection {
     io: BufReader<Stream>,
-    out: Vec<u8>,
     status: TxStatus,
     /// Set when a read or write failed or the peer said something unexpected: the protocol
     /// state is unknown and the connection must not be used again.
@@ -478,7 +477,7 @@ impl Connection {
             s.set_write_timeout(Some(IO_TIMEOUT))?;
             Stream::Tcp(s)
         };
-        let mut c = Connection { io: BufReader::new(stream), out: Vec::new(), status: TxStatus::Idle, broken: false };
+        let mut c = Connection { io: BufReader::new(stream), status: TxStatus::Idle, broken: false };
         c.startup(cfg)?;
         Ok(c)
     }
@@ -492,7 +491,7 @@ impl Connection {
     }
 
     fn startup(&mut self, cfg: &ConnConfig) -> Result<(), PgError> {
-        let mut out = std::mem::take(&mut self.out);
+        let mut out = Vec::new();
         Msg::new(&mut out, None)
             .i32(PROTOCOL_3_0)
             .cstr("user")
@@ -505,8 +504,7 @@ impl Connection {
             .cstr("UTF8")
             .bytes(&[0])
             .finish()?;
-        self.out = out;
-        self.flush()?;
+        self.write(&out)?;
         let mut scram: Option<Scram> = None;
         loop {
             let (kind, body) = self.read_message()?;
@@ -514,6 +512,10 @@ impl Connection {
                 b'R' => {
                     let mut b = Body(&body);
                     match b.i32()? {
+                        // After SCRAM the server must have proved that it knows the password.
+                        0 if scram.as_ref().is_some_and(|s| !s.verified) => {
+                            return Err(PgError::Auth("SCRAM: the server accepted the login without proving itself".into()));
+                        }
                         0 => {}
                         3 => {
                             let pw = password(cfg)?;
@@ -540,14 +542,13 @@ impl Connection {
                             }
                             let s = Scram::new(password(cfg)?)?;
                             let first = s.client_first();
-                            let mut out = std::mem::take(&mut self.out);
+                            let mut out = Vec::new();
                             Msg::new(&mut out, Some(b'p'))
                                 .cstr("SCRAM-SHA-256")
                                 .i32(first.len() as i32)
                                 .bytes(first.as_bytes())
                                 .finish()?;
-                            self.out = out;
-                            self.flush()?;
+                            self.write(&out)?;
                             scram = Some(s);
                         }
                         11 => {
@@ -558,8 +559,9 @@ impl Connection {
                             self.send_password(client_final.as_bytes(), false)?;
                         }
                         12 => {
-                            let s = scram.as_ref().ok_or_else(|| PgError::Protocol("SASL final before start".into()))?;
+                            let s = scram.as_mut().ok_or_else(|| PgError::Protocol("SASL final before start".into()))?;
                             s.verify_server(b.0)?;
+                            s.verified = true;
                         }
                         other => {
                             return Err(PgError::Auth(format!("the server asks for authentication method {other}, which this client does not speak (use scram-sha-256, md5, password or trust)")))
@@ -580,15 +582,14 @@ impl Connection {
     }
 
     fn send_password(&mut self, data: &[u8], nul: bool) -> Result<(), PgError> {
-        let mut out = std::mem::take(&mut self.out);
+        let mut out = Vec::new();
         let mut m = Msg::new(&mut out, Some(b'p'));
         m.bytes(data);
         if nul {
             m.bytes(&[0]);
         }
         m.finish()?;
-        self.out = out;
-        self.flush()
+        self.write(&out)
     }
 
     fn set_status(&mut self, body: &[u8]) -> Result<(), PgError> {
@@ -604,9 +605,8 @@ impl Connection {
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), PgError> {
-        let r = self.io.get_mut().write_all(&self.out).and_then(|()| self.io.get_mut().flush());
-        self.out.clear();
+    fn write(&mut self, messages: &[u8]) -> Result<(), PgError> {
+        let r = self.io.get_mut().write_all(messages).and_then(|()| self.io.get_mut().flush());
         if r.is_err() {
             self.broken = true;
         }
@@ -636,10 +636,9 @@ impl Connection {
     /// `BEGIN`, `COMMIT`, `ROLLBACK` and schema scripts.
     pub fn simple(&mut self, sql: &str) -> Result<(), PgError> {
         self.ensure_usable()?;
-        let mut out = std::mem::take(&mut self.out);
+        let mut out = Vec::new();
         Msg::new(&mut out, Some(b'Q')).cstr(sql).finish()?;
-        self.out = out;
-        self.flush()?;
+        self.write(&out)?;
         let mut error = None;
         loop {
             let (kind, body) = self.read_message()?;
@@ -669,7 +668,7 @@ impl Connection {
     /// skips the rest).
     pub fn batch(&mut self, stmts: &[(&str, &[&dyn ToSql])]) -> Result<Vec<StmtResult>, PgError> {
         self.ensure_usable()?;
-        let mut out = std::mem::take(&mut self.out);
+        let mut out = Vec::new();
         for (sql, params) in stmts {
             Msg::new(&mut out, Some(b'P')).cstr("").cstr(sql).i16(0).finish()?;
             let n = i16::try_from(params.len()).map_err(|_| PgError::Protocol("too many parameters".into()))?;
@@ -691,8 +690,7 @@ impl Connection {
             Msg::new(&mut out, Some(b'E')).cstr("").i32(0).finish()?;
         }
         Msg::new(&mut out, Some(b'S')).finish()?;
-        self.out = out;
-        self.flush()?;
+        self.write(&out)?;
 
         let mut results = Vec::with_capacity(stmts.len());
         let mut current = StmtResult::default();
@@ -789,6 +787,7 @@ struct Scram {
     nonce: String,
     client_first_bare: String,
     server_signature: Option<[u8; 32]>,
+    verified: bool,
 }
 
 impl Scram {
@@ -801,6 +800,7 @@ impl Scram {
             client_first_bare: format!("n=,r={nonce}"),
             nonce,
             server_signature: None,
+            verified: false,
         })
     }
 
@@ -909,6 +909,7 @@ mod tests {
             nonce: "rOprNGfwEbeRWgbNEkqO".into(),
             client_first_bare: "n=user,r=rOprNGfwEbeRWgbNEkqO".into(),
             server_signature: None,
+            verified: false,
         };
         let server_first = "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
         assert_eq!(
