@@ -656,6 +656,11 @@ mod tests {
         let e = c.query("SELECT * FROM no_such_table", &[]).err().unwrap();
         assert_eq!(e.code(), Some("42P01"), "{e}");
         assert_eq!(c.query("SELECT NULL, 'é'", &[]).unwrap()[0].0, [None, Some("é".to_string())]);
+        let odd = ["a", "b\"c", "d\\e", "{,}", ""];
+        let rows = c
+            .query("SELECT array_length($1::text[], 1), ($1::text[])[2], ($1::text[])[3]", &[&TextArray(&odd)])
+            .unwrap();
+        assert_eq!(rows[0].0, [Some("5".to_string()), Some("b\"c".to_string()), Some("d\\e".to_string())]);
         // Nobody listening.
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let e = PgMetadata::open(ConnConfig::parse(&format!("postgres://u:p@127.0.0.1:{closed}/d")).unwrap(), 1)

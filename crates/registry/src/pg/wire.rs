@@ -885,6 +885,12 @@ mod tests {
     }
 
     #[test]
+    fn text_arrays_quote_their_elements() {
+        assert_eq!(TextArray::<String>(&[]).to_sql().as_deref(), Some("{}"));
+        assert_eq!(TextArray(&["a", "b\"c", "d\\e", "{,}"]).to_sql().as_deref(), Some(r#"{"a","b\"c","d\\e","{,}"}"#));
+    }
+
+    #[test]
     fn md5_matches_libpq() {
         // PostgreSQL stores md5(password || user) as "md5" || hex; for user "postgres" and
         // password "postgres" that is md53175bce1d3201d16594cebf9d7eb3f9d.
