@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::harness::{bin, registry, run_cmd, Output, TempDir};
-use crate::registry_server::{digest, image_manifest, next_link, skopeo, Server, OCI_EMPTY, OCI_MANIFEST};
+use crate::registry_server::{digest, image_manifest, next_link, skopeo, Server, ADMIN_PW, OCI_EMPTY, OCI_MANIFEST};
 
 /// `LOCK_GC` of crates/registry/src/pg/meta.rs: the first key of the GC's advisory lock.
 const GC_LOCK_KEY: i64 = 0x7768_6147;
@@ -448,4 +448,21 @@ fn pg_a_replica_killed_mid_push_leaves_the_push_to_the_others() {
     assert!(b.get(&format!("/v2/killed/push/blobs/{d}")).body == data);
     // No lock is left behind by the dead replica or the finished push.
     assert_eq!(pg.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"), "0");
+}
+
+/// With auth on, the replicas share the admin user (in the database) and the token key (in the
+/// data dir): a token one issued is good on the other.
+#[test]
+fn pg_a_token_from_one_replica_is_good_on_another() {
+    let pg = Postgres::start();
+    let mut a = Server::start_with(&["--auth", "--admin-password", ADMIN_PW, "--database-url", &pg.url()]);
+    let mut b = Server::start_sharing(&a.data, &["--auth", "--database-url", &pg.url()]);
+    assert!(a.log_text().contains("created user admin"), "{}", a.log_text());
+    assert!(!b.log_text().contains("created user admin"), "the second found the admin made: {}", b.log_text());
+    assert_eq!(b.get("/v2/auth/repo/tags/list").status, 401);
+    b.authz = Some(a.bearer("repository:auth/repo:pull,push"));
+    let (_, m) = b.push_image("auth/repo", "v1", b"pushed with a token from a");
+    a.authz = Some(b.bearer("repository:auth/repo:pull"));
+    assert_eq!(a.get("/v2/auth/repo/manifests/v1").body, m);
+    a.req("PUT", "/v2/auth/repo/manifests/v2", &[("Content-Type", OCI_MANIFEST)], &m).fails(401, "UNAUTHORIZED");
 }

@@ -26,7 +26,7 @@ pub(crate) struct Server {
     extra: Vec<String>,
     child: Option<Child>,
     /// An `Authorization` value sent with every request that does not bring its own.
-    authz: Option<String>,
+    pub(crate) authz: Option<String>,
 }
 
 fn free_port() -> u16 {
@@ -995,7 +995,7 @@ fn online_gc_spares_a_push_in_progress() {
 // ---------------------------------------------------------------------------------------------
 // Authentication (Docker's registry token spec) and TLS
 
-const ADMIN_PW: &str = "wharf-admin-pw";
+pub(crate) const ADMIN_PW: &str = "wharf-admin-pw";
 
 fn auth_server(extra: &[&str]) -> Server {
     let mut args = vec!["--auth", "--admin-password", ADMIN_PW];
@@ -1037,7 +1037,7 @@ impl Server {
     }
 
     /// A bearer `Authorization` value for `scope`, as admin.
-    fn bearer(&self, scope: &str) -> String {
+    pub(crate) fn bearer(&self, scope: &str) -> String {
         let r = self.token(&format!("service=wharf-registry&scope={scope}"), Some(&basic("admin", ADMIN_PW)));
         assert_eq!(r.status, 200, "{r}");
         format!("Bearer {}", r.json()["token"].as_str().unwrap_or_default())
