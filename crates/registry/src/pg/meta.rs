@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use wharf_types::Digest;
 
-use super::wire::{ConnConfig, Connection, PgError, Row, TextArray, ToSql, TxStatus};
+use super::wire::{ConnConfig, Connection, PgError, Row, StmtResult, TextArray, ToSql, TxStatus};
 use super::Pool;
 use crate::meta::{
     now, BlobRecord, ManifestRecord, MetaError, MetaLock, Metadata, Missing, Referrer, Result, UploadRecord, UserRecord,
@@ -291,15 +291,17 @@ impl Metadata for PgMetadata {
                     &[&repo, &TextArray(&record.manifests)],
                 ),
             ])?;
-            let present = |i: usize, d: &Digest| {
+            // One result per statement: BEGIN's, then the linked blobs, then the children.
+            let (blobs, children) = (found.get(1), found.get(2));
+            let present = |result: Option<&StmtResult>, d: &Digest| {
                 let d = d.to_string();
-                found.get(i).is_some_and(|r| r.rows.iter().any(|row| row.opt(0) == Some(d.as_str())))
+                result.is_some_and(|r| r.rows.iter().any(|row| row.opt(0) == Some(d.as_str())))
             };
-            if let Some(b) = record.blobs.iter().find(|b| !present(1, b)) {
+            if let Some(b) = record.blobs.iter().find(|b| !present(blobs, b)) {
                 c.simple("ROLLBACK")?;
                 return Ok(Err(Missing::Blob(b.clone())));
             }
-            if let Some(m) = record.manifests.iter().find(|m| !present(2, m)) {
+            if let Some(m) = record.manifests.iter().find(|m| !present(children, m)) {
                 c.simple("ROLLBACK")?;
                 return Ok(Err(Missing::Manifest(m.clone())));
             }
@@ -399,6 +401,7 @@ impl Metadata for PgMetadata {
                     c.batch(&[("BEGIN", &[]), ("SELECT size FROM blobs WHERE digest = $1 FOR UPDATE", &[digest])])?
                 }
             };
+            // found[0] is BEGIN's.
             let size = match found.get(1).and_then(|r| r.rows.first()) {
                 Some(row) => row.uint(0)?,
                 None => {
@@ -530,6 +533,7 @@ impl Metadata for PgMetadata {
                 ("SELECT linked FROM blobs WHERE digest = $1 FOR UPDATE", &[digest]),
                 ("SELECT EXISTS (SELECT 1 FROM uses WHERE used = $1)", &[digest]),
             ])?;
+            // found[0] is BEGIN's, then the blob's row (if any), then whether anything uses it.
             let young = match found.get(1).and_then(|r| r.rows.first()) {
                 Some(row) => row.uint(0)? >= cutoff,
                 None => false,
