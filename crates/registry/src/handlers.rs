@@ -547,7 +547,7 @@ async fn put_manifest(reg: &Registry, name: &str, reference: &str, req: Request<
         Reference::Digest(_) => None,
     };
     let outcome = block(|| -> Result<std::result::Result<(), Missing>> {
-        let _guard = reg.digest_lock(&digest);
+        let _guard = reg.digest_lock(&digest)?;
         let known = reg.meta.blob(&digest)?.is_some();
         reg.store.put(&digest, &bytes)?;
         let outcome = reg.meta.put_manifest(name, &digest, tag, &record)?;
@@ -964,7 +964,7 @@ async fn finish_upload(reg: &Registry, name: &str, id: &str, want: Digest, req: 
         ));
     }
     block(|| -> Result<()> {
-        let _guard = reg.digest_lock(&digest);
+        let _guard = reg.digest_lock(&digest)?;
         reg.store.commit_upload(id, &digest)?;
         reg.meta.complete_upload(id, name, &digest, size)?;
         Ok(())

@@ -60,6 +60,7 @@ mod prune;
 mod ps;
 mod pull_faults;
 mod registry_auth;
+mod registry_pg;
 mod registry_s3;
 mod registry_server;
 mod registry_tls;

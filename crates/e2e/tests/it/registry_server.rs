@@ -26,7 +26,7 @@ pub(crate) struct Server {
     extra: Vec<String>,
     child: Option<Child>,
     /// An `Authorization` value sent with every request that does not bring its own.
-    authz: Option<String>,
+    pub(crate) authz: Option<String>,
 }
 
 fn free_port() -> u16 {
@@ -44,12 +44,21 @@ impl Server {
         Server::start_at(&format!("127.0.0.1:{}", free_port()), extra)
     }
 
-    pub(crate) fn start_at(addr: &str, extra: &[&str]) -> Server {
+    /// Like `start_with`, on a data dir of the caller's (two servers may share one).
+    pub(crate) fn start_sharing(data: &Path, extra: &[&str]) -> Server {
+        Server::start_on(&format!("127.0.0.1:{}", free_port()), Some(data), extra)
+    }
+
+    fn start_at(addr: &str, extra: &[&str]) -> Server {
+        Server::start_on(addr, None, extra)
+    }
+
+    fn start_on(addr: &str, data: Option<&Path>, extra: &[&str]) -> Server {
         let dir = TempDir::new("wharf-e2e-wharf-registry");
         let mut s = Server {
             addr: addr.to_string(),
             authz: None,
-            data: dir.0.join("data"),
+            data: data.map(Path::to_path_buf).unwrap_or_else(|| dir.0.join("data")),
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
@@ -158,7 +167,7 @@ impl Server {
         out
     }
 
-    fn blob_file(&self, digest: &str) -> PathBuf {
+    pub(crate) fn blob_file(&self, digest: &str) -> PathBuf {
         let hex = digest.trim_start_matches("sha256:");
         self.data.join("blobs/sha256").join(&hex[..2]).join(hex)
     }
@@ -193,10 +202,10 @@ impl Drop for Server {
 }
 
 pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
-const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub(crate) const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub(crate) const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+pub(crate) const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 
 pub(crate) fn digest(data: &[u8]) -> String {
     // sha256sum is everywhere; the e2e crate keeps its dependencies few.
@@ -211,7 +220,7 @@ pub(crate) fn digest(data: &[u8]) -> String {
     format!("sha256:{}", text.split_whitespace().next().unwrap_or_default())
 }
 
-fn image_manifest(config: &str, config_size: usize, layer: &str, layer_size: usize) -> Vec<u8> {
+pub(crate) fn image_manifest(config: &str, config_size: usize, layer: &str, layer_size: usize) -> Vec<u8> {
     json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
@@ -304,7 +313,7 @@ pub(crate) fn parse_response(raw: &[u8]) -> Option<Resp> {
 }
 
 /// `</v2/...?n=2&last=x>; rel="next"` → `/v2/...?n=2&last=x`.
-fn next_link(r: &Resp) -> Option<String> {
+pub(crate) fn next_link(r: &Resp) -> Option<String> {
     let link = r.header("Link")?;
     assert!(link.ends_with("; rel=\"next\""), "{link}");
     Some(link.split('>').next()?.trim_start_matches('<').to_string())
@@ -986,7 +995,7 @@ fn online_gc_spares_a_push_in_progress() {
 // ---------------------------------------------------------------------------------------------
 // Authentication (Docker's registry token spec) and TLS
 
-const ADMIN_PW: &str = "wharf-admin-pw";
+pub(crate) const ADMIN_PW: &str = "wharf-admin-pw";
 
 fn auth_server(extra: &[&str]) -> Server {
     let mut args = vec!["--auth", "--admin-password", ADMIN_PW];
@@ -1028,7 +1037,7 @@ impl Server {
     }
 
     /// A bearer `Authorization` value for `scope`, as admin.
-    fn bearer(&self, scope: &str) -> String {
+    pub(crate) fn bearer(&self, scope: &str) -> String {
         let r = self.token(&format!("service=wharf-registry&scope={scope}"), Some(&basic("admin", ADMIN_PW)));
         assert_eq!(r.status, 200, "{r}");
         format!("Bearer {}", r.json()["token"].as_str().unwrap_or_default())
