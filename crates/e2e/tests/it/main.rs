@@ -62,6 +62,7 @@ mod pull_faults;
 mod registry_auth;
 mod registry_pg;
 mod registry_s3;
+mod registry_scale;
 mod registry_server;
 mod registry_tls;
 mod resources;

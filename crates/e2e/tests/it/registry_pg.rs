@@ -17,7 +17,7 @@ use crate::registry_server::{digest, image_manifest, next_link, skopeo, Server, 
 /// `LOCK_GC` of crates/registry/src/pg/meta.rs: the first key of the GC's advisory lock.
 const GC_LOCK_KEY: i64 = 0x7768_6147;
 
-struct Postgres {
+pub(crate) struct Postgres {
     dir: TempDir,
     port: u16,
 }
@@ -29,7 +29,7 @@ fn cluster_script(args: &[&str]) -> Output {
 }
 
 impl Postgres {
-    fn start() -> Postgres {
+    pub(crate) fn start() -> Postgres {
         let dir = TempDir::new("wharf-e2e-pg");
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
         let pg = Postgres { dir, port };
@@ -38,7 +38,7 @@ impl Postgres {
     }
 
     /// Over TCP, with a SCRAM-SHA-256 login.
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("postgres://wharf:wharf@127.0.0.1:{}/postgres", self.port)
     }
 
@@ -62,7 +62,7 @@ impl Postgres {
         cmd
     }
 
-    fn psql(&self, sql: &str) -> String {
+    pub(crate) fn psql(&self, sql: &str) -> String {
         let out = run_cmd(self.psql_cmd(sql), Duration::from_secs(30));
         out.ok().trimmed().to_string()
     }
@@ -251,13 +251,13 @@ fn pg_two_replicas_share_one_index() {
 }
 
 /// Holds the GC's advisory lock from a session of its own until dropped.
-struct HeldGcLock<'a> {
+pub(crate) struct HeldGcLock<'a> {
     pg: &'a Postgres,
     child: Child,
 }
 
 impl<'a> HeldGcLock<'a> {
-    fn take(pg: &'a Postgres) -> HeldGcLock<'a> {
+    pub(crate) fn take(pg: &'a Postgres) -> HeldGcLock<'a> {
         let mut cmd = pg.psql_cmd(&format!("SELECT pg_advisory_lock({GC_LOCK_KEY}, 0); SELECT pg_sleep(120)"));
         cmd.env("PGAPPNAME", "wharf-e2e-gc-lock").stdout(Stdio::null()).stderr(Stdio::null());
         let child = cmd.spawn().expect("spawn psql");
