@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::digest::generic_array::GenericArray;
 use sha2::{Digest as _, Sha256};
 
-use crate::meta::{now, Metadata, UserRecord};
+use crate::meta::{now, MetaError, Metadata, UserRecord};
 use crate::store::random_hex;
 
 pub const ADMIN: &str = "admin";
@@ -267,6 +267,24 @@ pub enum TokenError {
     Use(String),
 }
 
+/// A key file's key; `None` when there is no file.
+fn read_key(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    match fs::read_to_string(path) {
+        Ok(s) if s.trim().len() >= 64 => Ok(Some(s.trim().as_bytes().to_vec())),
+        Ok(_) => Err(std::io::Error::other(format!("{} is too short to be a key", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+}
+
 /// Signs and checks this registry's tokens.
 pub struct TokenSigner {
     key: Vec<u8>,
@@ -285,15 +303,7 @@ impl TokenSigner {
     /// first can do, and every one of them then signs with the key that won.
     pub fn load_key(dir: &Path) -> std::io::Result<Vec<u8>> {
         let path = dir.join("token.key");
-        let read = || -> std::io::Result<Option<Vec<u8>>> {
-            match fs::read_to_string(&path) {
-                Ok(s) if s.trim().len() >= 64 => Ok(Some(s.trim().as_bytes().to_vec())),
-                Ok(_) => Err(std::io::Error::other(format!("{} is too short to be a key", path.display()))),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(e),
-            }
-        };
-        if let Some(key) = read()? {
+        if let Some(key) = read_key(&path)? {
             return Ok(key);
         }
         let tmp = dir.join(format!("token.key.{}", random_hex(8)?));
@@ -308,7 +318,26 @@ impl TokenSigner {
         })();
         let _ = fs::remove_file(&tmp);
         made?;
-        read()?.ok_or_else(|| std::io::Error::other(format!("{} vanished after it was made", path.display())))
+        read_key(&path)?.ok_or_else(|| std::io::Error::other(format!("{} vanished after it was made", path.display())))
+    }
+
+    /// The key a replica offers an index shared with others ([`Metadata::shared_token_key`]):
+    /// `dir/token.key` when there is one, so that tokens (and the refresh tokens `docker login`
+    /// keeps) issued before the key moved into the index stay good; else a new one.
+    pub fn seed_key(dir: &Path) -> std::io::Result<Vec<u8>> {
+        match read_key(&dir.join("token.key"))? {
+            Some(key) => Ok(key),
+            None => Ok(random_hex(32)?.into_bytes()),
+        }
+    }
+
+    /// The signing key of a registry on `meta` with data dir `dir`: the index's when other
+    /// replicas share it (their data dirs need not be shared, e.g. on S3), else the data dir's.
+    pub fn key_for(meta: &dyn Metadata, dir: &Path) -> Result<Vec<u8>, KeyError> {
+        match meta.shared_token_key(&TokenSigner::seed_key(dir)?)? {
+            Some(key) => Ok(key),
+            None => Ok(TokenSigner::load_key(dir)?),
+        }
     }
 
     fn sign_claims(&self, claims: &Claims) -> String {

@@ -221,8 +221,8 @@ fn run(command: Command) -> anyhow::Result<i32> {
                         log::info!("created user admin");
                     }
                 }
-                let key = auth::TokenSigner::load_key(&data_dir)
-                    .with_context(|| format!("token key in {}", data_dir.display()))?;
+                let key = auth::TokenSigner::key_for(registry.meta.as_ref(), &data_dir)
+                    .with_context(|| format!("token key (index, or {})", data_dir.display()))?;
                 let signer = auth::TokenSigner::new(
                     key,
                     a.issuer.unwrap_or_else(|| "wharf-registry".to_string()),

@@ -195,6 +195,13 @@ pub trait Metadata: Send + Sync + 'static {
     fn touch_blob(&self, _digest: &Digest) -> Result<()> {
         Ok(())
     }
+    /// The token signing key, where other processes share the index: a token one replica
+    /// issued must be good on every other, and their data dirs need not be shared. The first
+    /// caller's `candidate` is kept; every caller gets the kept key. `None` where no other
+    /// process can share the index: the key is the data dir's.
+    fn shared_token_key(&self, _candidate: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
 }
 
 pub fn now() -> u64 {

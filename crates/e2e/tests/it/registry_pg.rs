@@ -450,8 +450,8 @@ fn pg_a_replica_killed_mid_push_leaves_the_push_to_the_others() {
     assert_eq!(pg.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"), "0");
 }
 
-/// With auth on, the replicas share the admin user (in the database) and the token key (in the
-/// data dir): a token one issued is good on the other.
+/// With auth on, the replicas share the admin user and the token key (both in the database):
+/// a token one issued is good on the other.
 #[test]
 fn pg_a_token_from_one_replica_is_good_on_another() {
     let pg = Postgres::start();

@@ -33,7 +33,8 @@ const TRIES: usize = 3;
 const TOUCH_EVERY: u64 = 1;
 
 /// Each entry takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE repos (
     name text COLLATE "C" PRIMARY KEY,
     created bigint NOT NULL
@@ -93,7 +94,15 @@ CREATE TABLE users (
     admin boolean NOT NULL,
     created bigint NOT NULL
 );
-"#];
+"#,
+    r#"
+-- Secrets every replica must agree on: the token signing key ('token').
+CREATE TABLE registry_keys (
+    name text COLLATE "C" PRIMARY KEY,
+    value text NOT NULL
+);
+"#,
+];
 
 const UPSERT_BLOB: &str = "INSERT INTO blobs (digest, size, linked) VALUES ($1, $2, $3) \
      ON CONFLICT (digest) DO UPDATE SET size = EXCLUDED.size, linked = EXCLUDED.linked";
@@ -583,6 +592,20 @@ impl Metadata for PgMetadata {
         }
     }
 
+    fn shared_token_key(&self, candidate: &[u8]) -> Result<Option<Vec<u8>>> {
+        let candidate = std::str::from_utf8(candidate).map_err(|e| MetaError::Db(format!("token key: {e}")))?;
+        self.run(|c| {
+            c.execute(
+                "INSERT INTO registry_keys (name, value) VALUES ('token', $1) ON CONFLICT (name) DO NOTHING",
+                &[&candidate],
+            )
+        })?;
+        let key = self.one("SELECT value FROM registry_keys WHERE name = 'token'", &[], |r| {
+            Ok(r.text(0).map_err(db)?.as_bytes().to_vec())
+        })?;
+        Ok(Some(key.ok_or_else(|| MetaError::Db("the token key vanished after it was stored".into()))?))
+    }
+
     fn touch_blob(&self, digest: &Digest) -> Result<()> {
         let t = now();
         self.run(|c| {
@@ -611,6 +634,22 @@ mod tests {
         drop(m);
         let m = PgMetadata::open(cluster.socket("postgres"), 2).unwrap();
         assert!(m.repo_exists("r2").unwrap());
+    }
+
+    #[test]
+    fn replicas_agree_on_one_token_key_and_version_1_migrates() {
+        let cluster = Cluster::start();
+        let a = PgMetadata::open(cluster.tcp("postgres"), 1).unwrap();
+        let b = PgMetadata::open(cluster.socket("postgres"), 1).unwrap();
+        assert_eq!(a.shared_token_key(b"first").unwrap().as_deref(), Some(&b"first"[..]));
+        assert_eq!(b.shared_token_key(b"second").unwrap().as_deref(), Some(&b"first"[..]));
+        drop((a, b));
+        // A database made by the first schema gets the keys table, its data kept.
+        let mut c = Connection::connect(&cluster.socket("postgres")).unwrap();
+        c.simple("DROP TABLE registry_keys; UPDATE registry_schema SET version = 1").unwrap();
+        let m = PgMetadata::open(cluster.socket("postgres"), 1).unwrap();
+        assert_eq!(m.shared_token_key(b"third").unwrap().as_deref(), Some(&b"third"[..]));
+        assert_eq!(c.query("SELECT version FROM registry_schema", &[]).unwrap()[0].int(0).unwrap(), 2);
     }
 
     #[test]
