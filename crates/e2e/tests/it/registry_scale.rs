@@ -14,10 +14,11 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::dockerd::Dockerd;
 use crate::harness::{bin, registry, run_cmd, Output, TempDir};
 use crate::registry_pg::{HeldGcLock, Postgres};
 use crate::registry_s3::Weed;
-use crate::registry_server::{digest, http, parse_response, skopeo, Resp, Server, OCI_MANIFEST};
+use crate::registry_server::{digest, http, parse_response, skopeo, Resp, Server, ADMIN_PW, OCI_MANIFEST};
 
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
@@ -142,6 +143,11 @@ struct Cluster {
 
 impl Cluster {
     fn start(prefix: &str) -> Cluster {
+        Cluster::start_with(prefix, &[])
+    }
+
+    /// With `extra` flags on every replica.
+    fn start_with(prefix: &str, extra: &[&str]) -> Cluster {
         let weed = Weed::start();
         let pg = Postgres::start();
         let config_dir = TempDir::new("wharf-e2e-scale-config");
@@ -151,7 +157,8 @@ impl Cluster {
             Some((crate::registry_s3::ACCESS_KEY, crate::registry_s3::SECRET_KEY)),
         );
         let url = pg.url();
-        let args = ["--config", config.to_str().expect("utf-8 path"), "--database-url", &url];
+        let mut args = vec!["--config", config.to_str().expect("utf-8 path"), "--database-url", &url];
+        args.extend_from_slice(extra);
         // Each with a data dir of its own: nothing of the registry is shared but the bucket
         // and the database.
         let replicas: Vec<Server> = (0..3).map(|_| Server::start_with(&args)).collect();
@@ -420,4 +427,51 @@ fn scale_three_replicas_behind_haproxy_survive_a_kill_mid_push() {
     let theirs = skopeo(&["inspect", "--raw", "--tls-verify=false", &from]);
     let ours = skopeo(&["inspect", "--raw", "--tls-verify=false", &to]);
     assert_eq!(ours.ok().stdout, theirs.ok().stdout);
+}
+
+/// Token auth across replicas that share nothing but the bucket and the database: the signing
+/// key is the database's, so a token one replica issued is good on the others; and a real
+/// dockerd (Debian's, private) logs in, pushes and pulls through haproxy, its token requests
+/// and registry requests dealt out round-robin.
+#[test]
+fn scale_docker_login_push_pull_through_haproxy_with_token_auth() {
+    let cl = Cluster::start_with("auth", &["--auth", "--admin-password", ADMIN_PW]);
+    let made: Vec<bool> = cl.replicas.iter().map(|r| r.log_text().contains("created user admin")).collect();
+    assert_eq!(made.iter().filter(|&&m| m).count(), 1, "one replica makes the admin user: {made:?}");
+    // By hand: a token from each replica works on every replica.
+    for issuer in &cl.replicas {
+        let token = issuer.bearer("repository:auth/hand:pull,push");
+        for r in &cl.replicas {
+            let got = r.req("GET", "/v2/auth/hand/tags/list", &[("Authorization", &token)], b"");
+            assert_ne!(got.status, 401, "a token from {} refused by {}: {got}", issuer.addr, r.addr);
+        }
+    }
+    let keys: Vec<bool> = cl.replicas.iter().map(|r| r.data.join("token.key").exists()).collect();
+    assert_eq!(keys, vec![false; 3], "the key is in the database, not in a data dir");
+
+    let fixtures = registry();
+    let docker = Dockerd::start(&[&fixtures.addr, &cl.lb.addr]).unwrap_or_else(|e| panic!("private dockerd: {e}"));
+    let src = fixtures.image("library/busybox:latest");
+    docker.cli(&["pull", &src]).ok();
+    let target = cl.lb.image("private/busybox:1");
+    docker.cli(&["tag", &src, &target]).ok();
+    docker.cli(&["push", &target]).fails().mentions(&["unauthorized"]);
+    docker.cli(&["login", "-u", "admin", "-p", "wrong", &cl.lb.addr]).fails();
+    docker.cli(&["login", "-u", "admin", "-p", ADMIN_PW, &cl.lb.addr]).ok().mentions(&["Login Succeeded"]);
+    let pushed = docker.cli(&["push", &target]);
+    pushed.ok().mentions(&["1: digest: sha256:"]);
+    let pushed_digest = pushed
+        .stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("sha256:"))
+        .unwrap_or_else(|| panic!("no digest in {pushed}"))
+        .to_string();
+    docker.cli(&["rmi", &target, &src]).ok();
+    docker.cli(&["pull", &target]).ok().mentions(&[&pushed_digest]);
+    // Every replica served part of it, with tokens some other replica may have issued.
+    let served: Vec<usize> = (0..3).map(|i| cl.served(i, " /v2/private/busybox/")).collect();
+    assert!(served.iter().all(|&n| n > 0), "requests per replica: {served:?}");
+    let m = cl.lb.req("GET", "/v2/private/busybox/manifests/1", &[], b"");
+    assert_eq!(m.status, 401, "anonymous pull is off: {m}");
+    docker.cli(&["rmi", &target]).ok();
 }
