@@ -1,9 +1,11 @@
 //! wharf-registry scaled out: three replicas over one S3 bucket (a private SeaweedFS) and one
 //! PostgreSQL index (a private cluster), each with a data dir of its own, behind a private
-//! haproxy (Debian's) that deals requests out round-robin. Pushes go through the load balancer
-//! in chunks that land on different replicas, one replica is killed with `kill -9` in the
-//! middle of a push and the client's retry through the load balancer finishes it; the image
-//! pulls back byte for byte; GC runs on one replica at a time.
+//! haproxy (Debian's) that deals requests out round-robin. A push by hand goes through the
+//! load balancer in chunks that land on different replicas, one replica is killed with
+//! `kill -9` in the middle of a chunk and the client's retry through the load balancer
+//! finishes it; skopeo does the same with a multi-layer image; the images pull back byte for
+//! byte; GC runs on one replica at a time; and a private dockerd logs in with token auth,
+//! pushes and pulls through the load balancer.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -34,7 +36,11 @@ fn port_of(addr: &str) -> u16 {
 /// port closed is redispatched to another (`retries`, `option redispatch 1`), and a request
 /// that was in flight on it fails to the client, whose retry goes to the others. The server
 /// side closes after each response, so a replica holds a connection from haproxy only while it
-/// serves a request (what `replica_serving` looks for).
+/// serves a request (what `replica_serving` looks for). When a replica dies in the middle of
+/// a request, haproxy closes the client's connection (`errorfile 502 /dev/null`) rather than
+/// answer 502, as the replica's own death would have: registry clients (skopeo 1.9's
+/// `--retry-times` among them) retry a broken connection, and take a 5xx as the registry's
+/// final word.
 struct Haproxy {
     child: Option<Child>,
     dir: TempDir,
@@ -48,7 +54,8 @@ impl Haproxy {
         let mut cfg = format!(
             "global\n    maxconn 256\n    pidfile {pid}\n\n\
              defaults\n    mode http\n    timeout connect 2s\n    timeout client 60s\n    timeout server 60s\n    \
-             retries 2\n    option redispatch 1\n    option http-server-close\n    http-reuse never\n\n\
+             retries 2\n    option redispatch 1\n    option http-server-close\n    http-reuse never\n    \
+             errorfile 502 /dev/null\n\n\
              frontend registry\n    bind {addr}\n    default_backend replicas\n\n\
              backend replicas\n    balance roundrobin\n",
             pid = dir.0.join("haproxy.pid").display(),
@@ -189,28 +196,21 @@ impl Cluster {
         self.replicas[i].log_text().lines().filter(|l| l.contains(needle)).count()
     }
 
-    /// The only replica holding a connection from haproxy, three polls in a row: the one
-    /// serving the request the test holds open.
-    fn replica_serving(&self) -> usize {
+    /// A replica holding a connection from haproxy three polls in a row (20 ms apart): one in
+    /// the middle of a request (a blob's body), not one answering a quick one.
+    fn replica_serving(&self, context: &dyn Fn() -> String) -> usize {
         let deadline = Instant::now() + Duration::from_secs(20);
-        let mut last = None;
-        let mut seen = 0;
+        let ports: Vec<u16> = self.replicas.iter().map(|r| port_of(&r.addr)).collect();
+        let mut busy_for = vec![0; ports.len()];
         loop {
-            let ports: Vec<u16> = self.replicas.iter().map(|r| port_of(&r.addr)).collect();
-            let busy: Vec<usize> = (0..ports.len()).filter(|&i| established_to(ports[i]) > 0).collect();
-            match busy.as_slice() {
-                [one] if last == Some(*one) => seen += 1,
-                [one] => {
-                    last = Some(*one);
-                    seen = 1;
+            for (i, port) in ports.iter().enumerate() {
+                busy_for[i] = if established_to(*port) > 0 { busy_for[i] + 1 } else { 0 };
+                if busy_for[i] >= 3 {
+                    return i;
                 }
-                _ => seen = 0,
             }
-            if seen >= 3 {
-                return last.unwrap_or_default();
-            }
-            assert!(Instant::now() < deadline, "no single replica is serving the held request: {busy:?}");
-            thread::sleep(Duration::from_millis(100));
+            assert!(Instant::now() < deadline, "no replica served a request for long: {}", context());
+            thread::sleep(Duration::from_millis(20));
         }
     }
 }
@@ -297,7 +297,7 @@ fn scale_three_replicas_behind_haproxy_survive_a_kill_mid_push() {
     );
     s.write_all(head.as_bytes()).expect("write PATCH head");
     s.write_all(&two[1_000_000..3_000_000]).expect("write half the chunk");
-    let victim = cl.replica_serving();
+    let victim = cl.replica_serving(&|| "the PATCH never reached a replica".to_string());
     cl.replicas[victim].kill9();
     // The rest of the body may or may not get in; the client learns the request failed.
     let _ = s.write_all(&two[3_000_000..]);
@@ -474,4 +474,116 @@ fn scale_docker_login_push_pull_through_haproxy_with_token_auth() {
     let m = cl.lb.req("GET", "/v2/private/busybox/manifests/1", &[], b"");
     assert_eq!(m.status, 401, "anonymous pull is off: {m}");
     docker.cli(&["rmi", &target]).ok();
+}
+
+/// An OCI layout in `dir` holding one image, tag `v1`, of `layers` uncompressed layers (not
+/// real tars: no client here unpacks them); returns the manifest's bytes and the layers.
+fn write_layout(dir: &std::path::Path, layers: &[Vec<u8>]) -> (Vec<u8>, Vec<String>) {
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs).expect("layout blobs dir");
+    let put = |data: &[u8]| -> String {
+        let d = digest(data);
+        fs::write(blobs.join(d.trim_start_matches("sha256:")), data).expect("write layout blob");
+        d
+    };
+    let digests: Vec<String> = layers.iter().map(|l| put(l)).collect();
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": digests},
+    })
+    .to_string();
+    let cd = put(config.as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": config.len()},
+        "layers": digests.iter().zip(layers).map(|(d, l)| serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": l.len(),
+        })).collect::<Vec<_>>(),
+    })
+    .to_string()
+    .into_bytes();
+    let md = put(&manifest);
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": OCI_MANIFEST, "digest": md, "size": manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "v1"},
+        }],
+    });
+    fs::write(dir.join("index.json"), index.to_string()).expect("write index.json");
+    fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("write oci-layout");
+    (manifest, digests)
+}
+
+/// skopeo pushes a multi-layer image through haproxy; a replica dies (`kill -9`) while it
+/// serves one of the push's requests, and the client's retry through the load balancer
+/// finishes the push: skopeo's own (`--retry-times`) when the broken connection shows as a
+/// reset or an EOF, else, as skopeo 1.9's retry takes a broken pipe (the connection closed
+/// while it still wrote the body) as final, the copy run once more, as a user or CI script
+/// would. The image pulls back byte for byte.
+#[test]
+fn scale_skopeo_push_retries_through_haproxy_after_a_kill() {
+    let mut cl = Cluster::start("skopeo");
+    let tmp = TempDir::new("wharf-e2e-scale-skopeo");
+    let layers: Vec<Vec<u8>> = (0..4).map(|i| pattern(16_000_000, 10 + i)).collect();
+    let src = tmp.0.join("src");
+    let (manifest, digests) = write_layout(&src, &layers);
+    let dest = format!("docker://{}", cl.lb.image("pushed/big:v1"));
+    let copy = |attempt: usize| {
+        let mut push = Command::new("skopeo");
+        push.args(["copy", "--retry-times", "5", "--preserve-digests", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:v1", src.display()))
+            .arg(&dest)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(tmp.0.join(format!("skopeo-{attempt}.log"))).expect("skopeo log"));
+        push.spawn().expect("spawn skopeo")
+    };
+    let log = |attempt: usize| fs::read_to_string(tmp.0.join(format!("skopeo-{attempt}.log"))).unwrap_or_default();
+    let mut child = copy(0);
+    // A replica that has been serving one request for a while is in the middle of a blob.
+    let victim = cl.replica_serving(&|| format!("skopeo's log:\n{}", log(0)));
+    cl.replicas[victim].kill9();
+    let mut attempt = 0;
+    loop {
+        let status = child.wait().expect("wait for skopeo");
+        if status.success() {
+            break;
+        }
+        assert!(attempt < 2, "skopeo copy failed {} times:\n{}\n{}", attempt + 1, log(attempt), cl.lb.log_text());
+        attempt += 1;
+        child = copy(attempt);
+    }
+    let retried = (0..=attempt).any(|a| log(a).to_lowercase().contains("retrying"));
+    assert!(attempt > 0 || retried, "the kill did not break skopeo's push:\n{}", log(0));
+
+    let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", &dest]);
+    assert!(raw.ok().stdout.as_bytes() == manifest.as_slice(), "the manifest is stored byte for byte");
+    let back = tmp.0.join("back");
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        &dest,
+        &format!("oci:{}:v1", back.display()),
+    ])
+    .ok();
+    for (d, data) in digests.iter().zip(&layers) {
+        let pulled = fs::read(back.join("blobs/sha256").join(d.trim_start_matches("sha256:"))).expect("pulled layer");
+        assert!(pulled == *data, "{d}");
+    }
+    // skopeo's retry started its uploads afresh: the one the dead replica was serving (and
+    // any others the failed attempt dropped) are left, until a GC (here on another replica,
+    // told to take any upload) removes them.
+    let left: u32 = cl.pg.psql("SELECT count(*) FROM uploads").parse().expect("a count");
+    assert!(left >= 1, "the killed upload is in the index until GC");
+    thread::sleep(Duration::from_millis(1100));
+    let live = (victim + 1) % 3;
+    cl.gc(live, &["--upload-max-age", "0s"]).ok();
+    assert_eq!(cl.pg.psql("SELECT count(*) FROM uploads"), "0");
+    assert_eq!(cl.weed.files("skopeo/uploads"), vec![]);
+    let again = skopeo(&["inspect", "--raw", "--tls-verify=false", &dest]);
+    assert!(again.ok().stdout.as_bytes() == manifest.as_slice());
 }
