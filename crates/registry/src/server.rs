@@ -68,6 +68,9 @@ pub struct Registry {
 
 const DIGEST_LOCK_STRIPES: usize = 64;
 
+/// Upload hash states kept before the idle ones are dropped.
+const MAX_SESSIONS: usize = 4096;
+
 impl Registry {
     pub fn new(meta: Arc<dyn Metadata>, store: Arc<dyn BlobStore>, options: ServeOptions) -> Registry {
         Registry {
@@ -107,6 +110,12 @@ impl Registry {
 
     pub fn session(&self, id: &str) -> Arc<tokio::sync::Mutex<UploadSession>> {
         let mut map = lock(&self.sessions);
+        // Replicas: only the one that closes an upload ends its session, so the others' would
+        // pile up. A hash state is only a cache (`resume` rebuilds it from the stored bytes),
+        // so past a bound the ones no request holds are dropped.
+        if map.len() >= MAX_SESSIONS && !map.contains_key(id) {
+            map.retain(|_, s| Arc::strong_count(s) > 1);
+        }
         map.entry(id.to_string()).or_default().clone()
     }
 
@@ -220,4 +229,29 @@ where
 /// Whether every address `addr` resolves to is a loopback address.
 pub fn is_loopback(addrs: &[SocketAddr]) -> bool {
     !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_upload_sessions_are_dropped_past_the_bound() {
+        let dir =
+            std::env::temp_dir().join(format!("wharf-registry-sessions-{}", crate::store::random_hex(8).unwrap()));
+        let reg = Registry::open(&dir, ServeOptions::default()).unwrap();
+        let held = reg.session("held");
+        for i in 0..MAX_SESSIONS - 1 {
+            drop(reg.session(&format!("idle-{i}")));
+        }
+        assert_eq!(lock(&reg.sessions).len(), MAX_SESSIONS);
+        // The next new one sweeps the idle ones; the one a request holds stays, and so does
+        // its state.
+        drop(reg.session("new"));
+        let ids: std::collections::BTreeSet<String> = lock(&reg.sessions).keys().cloned().collect();
+        assert_eq!(ids, ["held", "new"].iter().map(|s| s.to_string()).collect());
+        assert!(Arc::ptr_eq(&held, &reg.session("held")));
+        drop(reg);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

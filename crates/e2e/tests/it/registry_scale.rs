@@ -273,6 +273,12 @@ fn scale_three_replicas_behind_haproxy_survive_a_kill_mid_push() {
             "{r}"
         );
     }
+    // Every replica, asked directly, says where the upload stands, though each wrote only
+    // some of its chunks.
+    for r in &cl.replicas {
+        let status = r.get(&loc);
+        assert_eq!((status.status, status.header("Range")), (204, Some("0-5999999")), "{}: {status}", r.addr);
+    }
     let one_digest = digest(&one);
     let put = cl.lb.req("PUT", &format!("{loc}?digest={one_digest}"), &[], b"");
     assert_eq!(put.status, 201, "{put}");
