@@ -39,7 +39,7 @@ fn port_of(addr: &str) -> u16 {
 /// serves a request (what `replica_serving` looks for). When a replica dies in the middle of
 /// a request, haproxy closes the client's connection (`errorfile 502 /dev/null`) rather than
 /// answer 502, as the replica's own death would have: registry clients (skopeo 1.9's
-/// `--retry-times` among them) retry a broken connection, and take a 5xx as the registry's
+/// `--retry-times` among them) retry a reset connection, and take a 5xx as the registry's
 /// final word.
 struct Haproxy {
     child: Option<Child>,
@@ -65,14 +65,9 @@ impl Haproxy {
         }
         let config = dir.0.join("haproxy.cfg");
         fs::write(&config, cfg).expect("write haproxy.cfg");
-        let check = run_cmd(
-            {
-                let mut c = Command::new("haproxy");
-                c.arg("-c").arg("-f").arg(&config);
-                c
-            },
-            Duration::from_secs(30),
-        );
+        let mut check = Command::new("haproxy");
+        check.arg("-c").arg("-f").arg(&config);
+        let check = run_cmd(check, Duration::from_secs(30));
         assert!(check.success(), "haproxy (Debian's haproxy package) refused its config or is missing: {check}");
         let log = fs::File::create(dir.0.join("haproxy.log")).expect("haproxy log");
         // -W -db: master and worker in the foreground, the master the test's child (it writes
