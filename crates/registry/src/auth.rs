@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::digest::generic_array::GenericArray;
 use sha2::{Digest as _, Sha256};
 
-use crate::meta::{now, Metadata, UserRecord};
+use crate::meta::{now, MetaError, Metadata, UserRecord};
 use crate::store::random_hex;
 
 pub const ADMIN: &str = "admin";
@@ -267,6 +267,24 @@ pub enum TokenError {
     Use(String),
 }
 
+/// A key file's key; `None` when there is no file.
+fn read_key(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    match fs::read_to_string(path) {
+        Ok(s) if s.trim().len() >= 64 => Ok(Some(s.trim().as_bytes().to_vec())),
+        Ok(_) => Err(std::io::Error::other(format!("{} is too short to be a key", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+}
+
 /// Signs and checks this registry's tokens.
 pub struct TokenSigner {
     key: Vec<u8>,
@@ -280,22 +298,46 @@ impl TokenSigner {
         TokenSigner { key, issuer, service, lifetime }
     }
 
-    /// The key kept in `dir/token.key` (0600), made on first use.
+    /// The key kept in `dir/token.key` (0600), made on first use. Replicas that share the data
+    /// dir may start together: each writes a candidate and links it into place, which only the
+    /// first can do, and every one of them then signs with the key that won.
     pub fn load_key(dir: &Path) -> std::io::Result<Vec<u8>> {
         let path = dir.join("token.key");
-        match fs::read_to_string(&path) {
-            Ok(s) if s.trim().len() >= 64 => return Ok(s.trim().as_bytes().to_vec()),
-            Ok(_) => return Err(std::io::Error::other(format!("{} is too short to be a key", path.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+        if let Some(key) = read_key(&path)? {
+            return Ok(key);
         }
-        let key = random_hex(32)?;
-        let tmp = dir.join("token.key.tmp");
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        f.write_all(key.as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, &path)?;
-        Ok(key.into_bytes())
+        let tmp = dir.join(format!("token.key.{}", random_hex(8)?));
+        let made = (|| {
+            let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+            f.write_all(random_hex(32)?.as_bytes())?;
+            f.sync_all()?;
+            match fs::hard_link(&tmp, &path) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+                _ => Ok(()),
+            }
+        })();
+        let _ = fs::remove_file(&tmp);
+        made?;
+        read_key(&path)?.ok_or_else(|| std::io::Error::other(format!("{} vanished after it was made", path.display())))
+    }
+
+    /// The key a replica offers an index shared with others ([`Metadata::shared_token_key`]):
+    /// `dir/token.key` when there is one, so that tokens (and the refresh tokens `docker login`
+    /// keeps) issued before the key moved into the index stay good; else a new one.
+    pub fn seed_key(dir: &Path) -> std::io::Result<Vec<u8>> {
+        match read_key(&dir.join("token.key"))? {
+            Some(key) => Ok(key),
+            None => Ok(random_hex(32)?.into_bytes()),
+        }
+    }
+
+    /// The signing key of a registry on `meta` with data dir `dir`: the index's when other
+    /// replicas share it (their data dirs need not be shared, e.g. on S3), else the data dir's.
+    pub fn key_for(meta: &dyn Metadata, dir: &Path) -> Result<Vec<u8>, KeyError> {
+        match meta.shared_token_key(&TokenSigner::seed_key(dir)?)? {
+            Some(key) => Ok(key),
+            None => Ok(TokenSigner::load_key(dir)?),
+        }
     }
 
     fn sign_claims(&self, claims: &Claims) -> String {
@@ -501,6 +543,20 @@ mod tests {
 
     fn hex(b: &[u8]) -> String {
         wharf_types::digest::to_hex(b)
+    }
+
+    #[test]
+    fn replicas_starting_together_share_one_token_key() {
+        let dir = std::env::temp_dir().join(format!("wharf-registry-key-{}", random_hex(8).unwrap()));
+        fs::create_dir_all(&dir).unwrap();
+        let keys: Vec<Vec<u8>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8).map(|_| s.spawn(|| TokenSigner::load_key(&dir).unwrap())).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(keys.iter().all(|k| *k == keys[0] && k.len() == 64), "every caller signs with the one key");
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1, "no candidate is left behind");
+        assert_eq!(TokenSigner::load_key(&dir).unwrap(), keys[0]);
+        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -229,6 +229,8 @@ pub struct FileConfig {
     pub gc: GcConfig,
     /// `storage: s3:`: blobs in an S3 bucket instead of the data dir.
     pub s3: Option<S3Config>,
+    /// `database: postgres:`: the index in PostgreSQL instead of the data dir.
+    pub database: Option<DatabaseConfig>,
 }
 
 /// `storage: s3:`. The keys may come from the environment instead (`AWS_ACCESS_KEY_ID`,
@@ -257,6 +259,22 @@ impl std::fmt::Debug for S3Config {
             .field("access_key", &self.access_key)
             .field("ca_file", &self.ca_file)
             .finish_non_exhaustive()
+    }
+}
+
+/// `database:`: where the index lives when it is not the embedded file in the data dir.
+#[derive(Clone, PartialEq)]
+pub struct DatabaseConfig {
+    /// `postgres://user:password@host:port/dbname` (see [`crate::pg::wire::ConnConfig::parse`]).
+    pub postgres: String,
+    /// Connections kept to the database for queries (as many again may hold digest locks).
+    pub pool_size: Option<usize>,
+}
+
+/// The URL holds a password: it is not printed.
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig").field("postgres", &"…").field("pool_size", &self.pool_size).finish()
     }
 }
 
@@ -373,7 +391,7 @@ fn from_yaml(file: &str, root: &Yaml) -> Result<FileConfig, ConfigError> {
         file,
         "",
         root,
-        &["addr", "data_dir", "open", "idle_timeout", "verify_reads", "tls", "auth", "gc", "storage"],
+        &["addr", "data_dir", "open", "idle_timeout", "verify_reads", "tls", "auth", "gc", "storage", "database"],
     )?;
     let mut cfg = FileConfig {
         addr: top.string("addr")?,
@@ -438,6 +456,30 @@ fn from_yaml(file: &str, root: &Yaml) -> Result<FileConfig, ConfigError> {
             });
         }
     }
+    if let Some(d) = top.get("database") {
+        let f = Fields::new(file, "database", d, &["postgres", "pool_size"])?;
+        let Some(postgres) = f.string("postgres")? else {
+            return Err(top.err(
+                d,
+                "database",
+                "needs postgres: URL (postgres://user:password@host:port/dbname)".into(),
+            ));
+        };
+        if let Err(e) = crate::pg::wire::ConnConfig::parse(&postgres) {
+            return Err(f.err(f.get("postgres").unwrap_or(&NONE), "postgres", e.to_string()));
+        }
+        let pool_size = match f.string("pool_size")? {
+            None => None,
+            Some(n) => match n.parse::<usize>() {
+                Ok(n) if (1..=1000).contains(&n) => Some(n),
+                _ => {
+                    let message = format!("expected a number from 1 to 1000, found {n:?}");
+                    return Err(f.err(f.get("pool_size").unwrap_or(&NONE), "pool_size", message));
+                }
+            },
+        };
+        cfg.database = Some(DatabaseConfig { postgres, pool_size });
+    }
     Ok(cfg)
 }
 
@@ -496,6 +538,15 @@ mod tests {
         assert_eq!((s3.endpoint.as_str(), s3.bucket.as_str()), ("http://127.0.0.1:8333", "reg"));
         assert_eq!((s3.prefix.as_deref(), s3.region.as_deref()), (Some("a/b"), None));
         assert!(!format!("{s3:?}").contains("not shown"));
+        let db = parse(
+            "database:\n  postgres: 'postgres://wharf:s%40cret@/registry?host=/run/postgresql'\n  pool_size: 4\n",
+        )
+        .unwrap()
+        .database
+        .unwrap();
+        assert_eq!(db.postgres, "postgres://wharf:s%40cret@/registry?host=/run/postgresql");
+        assert_eq!(db.pool_size, Some(4));
+        assert!(!format!("{db:?}").contains("cret"), "the password stays out of debug output");
         // `auth:` with nothing under it still turns authentication on.
         assert_eq!(parse("auth:\n").unwrap().auth, Some(AuthConfig::default()));
     }
@@ -531,6 +582,10 @@ mod tests {
             ("storage:\n  s3:\n    endpoint: s3.example\n    bucket: b\n", 3, "storage.s3.endpoint"),
             ("storage:\n  s3:\n    endpoint: http://x\n    bucket: b\n    secret: s\n", 5, "storage.s3.secret"),
             ("storage:\n  gcs:\n    bucket: b\n", 3, "unknown key storage.gcs"),
+            ("database:\n  pool_size: 3\n", 2, "database: needs postgres"),
+            ("database:\n  postgres: mysql://x\n", 2, "database.postgres: postgres: database URL"),
+            ("database:\n  postgres: postgres://h/d\n  pool_size: 0\n", 3, "database.pool_size"),
+            ("database:\n  url: postgres://h/d\n", 2, "unknown key database.url"),
         ] {
             let e = parse(src).expect_err(src);
             assert_eq!(e.line, line, "{src:?}: {e}");

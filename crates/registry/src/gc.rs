@@ -3,7 +3,9 @@
 //! a serving registry (`serve --gc-interval`) with no read-only window: a blob is forgotten
 //! only in a transaction that finds nothing using it, under the digest's lock that every
 //! upload commit and manifest put also takes, and never when it is younger than the grace
-//! period or was named by a client within it (a push that found it present).
+//! period or was named by a client within it (a push that found it present). With a shared
+//! index (PostgreSQL) one collection runs at a time (a lock in the database), the digest's
+//! lock is the database's too, and "named by a client" is recorded there.
 
 use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, SystemTime};
@@ -62,10 +64,16 @@ pub enum GcError {
     Meta(#[from] MetaError),
     #[error("storage: {0}")]
     Io(#[from] std::io::Error),
+    #[error("another garbage collection is running (it holds the GC lock in the registry's database)")]
+    Busy,
 }
 
 /// One collection. Synchronous: run it on a blocking thread.
 pub fn collect(reg: &Registry, opts: &GcOptions) -> Result<GcReport, GcError> {
+    // One collection at a time, among every replica sharing the index.
+    let Some(_gc_lock) = reg.meta.try_gc_lock()? else {
+        return Err(GcError::Busy);
+    };
     let mut report = GcReport::default();
     let cutoff = now().saturating_sub(opts.grace.as_secs());
     let manifests = reg.meta.all_manifests()?;
@@ -127,7 +135,7 @@ pub fn collect(reg: &Registry, opts: &GcOptions) -> Result<GcReport, GcError> {
             report.blobs.push(digest);
             continue;
         }
-        let _guard = reg.digest_lock(&digest);
+        let _guard = reg.digest_lock(&digest)?;
         if reg.meta.forget_unused_blob(&digest, cutoff)? {
             reg.store.delete(&digest)?;
             report.bytes += rec.size;
@@ -144,7 +152,7 @@ pub fn collect(reg: &Registry, opts: &GcOptions) -> Result<GcReport, GcError> {
         if known.contains(&blob.digest) || report.blobs.contains(&blob.digest) || blob.modified > file_cutoff {
             continue;
         }
-        let _guard = reg.digest_lock(&blob.digest);
+        let _guard = reg.digest_lock(&blob.digest)?;
         if reg.meta.blob(&blob.digest)?.is_none() {
             if !opts.dry_run {
                 reg.store.delete(&blob.digest)?;

@@ -547,7 +547,7 @@ async fn put_manifest(reg: &Registry, name: &str, reference: &str, req: Request<
         Reference::Digest(_) => None,
     };
     let outcome = block(|| -> Result<std::result::Result<(), Missing>> {
-        let _guard = reg.digest_lock(&digest);
+        let _guard = reg.digest_lock(&digest)?;
         let known = reg.meta.blob(&digest)?.is_some();
         reg.store.put(&digest, &bytes)?;
         let outcome = reg.meta.put_manifest(name, &digest, tag, &record)?;
@@ -795,12 +795,11 @@ fn resume(reg: &Registry, id: &str, session: &mut UploadSession) -> Result<(u64,
 
 async fn upload_status(reg: &Registry, name: &str, id: &str) -> Result<Reply> {
     check_upload(reg, name, id)?;
+    // The store's size, not this process's hash state: with replicas, the upload's later
+    // chunks may have gone to another. The session's lock waits out a chunk in flight here.
     let session = reg.session(id);
-    let session = session.lock().await;
-    let size = match &session.hasher {
-        Some(h) => h.len(),
-        None => block(|| reg.store.upload_size(id))?.ok_or_else(|| upload_unknown(id))?,
-    };
+    let _session = session.lock().await;
+    let size = block(|| reg.store.upload_size(id))?.ok_or_else(|| upload_unknown(id))?;
     Ok(upload_headers(Reply::new(204), name, id, size))
 }
 
@@ -964,7 +963,7 @@ async fn finish_upload(reg: &Registry, name: &str, id: &str, want: Digest, req: 
         ));
     }
     block(|| -> Result<()> {
-        let _guard = reg.digest_lock(&digest);
+        let _guard = reg.digest_lock(&digest)?;
         reg.store.commit_upload(id, &digest)?;
         reg.meta.complete_upload(id, name, &digest, size)?;
         Ok(())

@@ -3,7 +3,7 @@
 //! - [`handlers`]: the protocol (with [`token_endpoint`], the only modules that know HTTP), errors in the spec's form
 //!   from [`error`];
 //! - [`meta`]: the index (repositories, tags, manifests, links, referrers, uploads) behind the
-//!   `Metadata` trait, in an embedded redb database;
+//!   `Metadata` trait, in an embedded redb database or in PostgreSQL ([`pg`]);
 //! - [`store`]: blob bytes behind the `BlobStore` trait, on the local filesystem, or in an S3
 //!   bucket ([`s3`]);
 //! - [`auth`]: users, tokens and the access check; [`config`]: the config file;
@@ -18,6 +18,7 @@ pub mod handlers;
 pub mod manifest;
 pub mod meta;
 pub mod names;
+pub mod pg;
 pub mod s3;
 pub mod scrub;
 pub mod server;

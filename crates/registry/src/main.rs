@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use wharf_registry::config::{self, FileConfig};
+use wharf_registry::config::{self, DatabaseConfig, FileConfig};
 use wharf_registry::gc::{self, GcOptions};
 use wharf_registry::meta::{Metadata, RedbMetadata};
 use wharf_registry::s3::{Credentials, S3BlobStore, S3Options};
@@ -41,6 +41,11 @@ enum Command {
         /// [default: /var/lib/wharf-registry]
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Keep the index in PostgreSQL instead of the data dir's embedded database, e.g.
+        /// postgres://user:password@host:5432/dbname (replicas that share it and the data
+        /// dir serve the same registry).
+        #[arg(long, env = "WHARF_REGISTRY_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
         /// Serve on a non-loopback address with no authentication: anyone who reaches it may
         /// pull, push and delete.
         #[arg(long)]
@@ -78,14 +83,18 @@ enum Command {
         #[arg(long)]
         no_verify_reads: bool,
     },
-    /// Collect garbage while no server uses the data dir.
+    /// Collect garbage: with the embedded index while no server uses the data dir; with
+    /// PostgreSQL at any time, one collection at a time.
     Gc {
-        /// The server's config file: its data_dir and storage are used.
+        /// The server's config file: its data_dir, storage and database are used.
         #[arg(long)]
         config: Option<PathBuf>,
         /// [default: /var/lib/wharf-registry]
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// The PostgreSQL index the servers use (see `serve --database-url`).
+        #[arg(long, env = "WHARF_REGISTRY_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
         /// Report what would be deleted, delete nothing.
         #[arg(long)]
         dry_run: bool,
@@ -101,12 +110,15 @@ enum Command {
     },
     /// Re-hash every stored blob; exit 1 when one does not match its digest.
     Scrub {
-        /// The server's config file: its data_dir and storage are used.
+        /// The server's config file: its data_dir, storage and database are used.
         #[arg(long)]
         config: Option<PathBuf>,
         /// [default: /var/lib/wharf-registry]
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// The PostgreSQL index the servers use (see `serve --database-url`).
+        #[arg(long, env = "WHARF_REGISTRY_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
     },
 }
 
@@ -133,6 +145,7 @@ fn run(command: Command) -> anyhow::Result<i32> {
             config,
             addr,
             data_dir,
+            database_url,
             open,
             auth,
             anonymous_pull,
@@ -151,6 +164,11 @@ fn run(command: Command) -> anyhow::Result<i32> {
             };
             let addr = addr.or(file.addr).unwrap_or_else(|| DEFAULT_ADDR.to_string());
             let data_dir = data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+            let pool_size = file.database.as_ref().and_then(|d| d.pool_size);
+            let database = match database_url {
+                Some(postgres) => Some(DatabaseConfig { postgres, pool_size }),
+                None => file.database,
+            };
             let open = open || file.open.unwrap_or(false);
             let idle_timeout = idle_timeout.or(file.idle_timeout).unwrap_or(Duration::from_secs(60));
             let verify_reads = !no_verify_reads && file.verify_reads.unwrap_or(true);
@@ -187,8 +205,12 @@ fn run(command: Command) -> anyhow::Result<i32> {
             };
             let options = ServeOptions { idle_timeout, verify_reads, track_use: gc_interval.is_some() };
             let store = open_store(file.s3.as_ref(), &data_dir, true)?;
-            let mut registry = Registry::open_with_store(&data_dir, store, options)
+            let mut registry = Registry::open_with(&data_dir, store, database.as_ref(), options)
                 .with_context(|| format!("open {}", data_dir.display()))?;
+            let index = match &database {
+                Some(d) => wharf_registry::pg::wire::ConnConfig::parse(&d.postgres)?.to_string(),
+                None => "the data dir".to_string(),
+            };
             registry.https = tls.is_some();
             if let Some(a) = auth_cfg {
                 if let Some(generated) = auth::ensure_admin(registry.meta.as_ref(), admin_password.as_deref())? {
@@ -199,8 +221,8 @@ fn run(command: Command) -> anyhow::Result<i32> {
                         log::info!("created user admin");
                     }
                 }
-                let key = auth::TokenSigner::load_key(&data_dir)
-                    .with_context(|| format!("token key in {}", data_dir.display()))?;
+                let key = auth::TokenSigner::key_for(registry.meta.as_ref(), &data_dir)
+                    .with_context(|| format!("token key (index, or {})", data_dir.display()))?;
                 let signer = auth::TokenSigner::new(
                     key,
                     a.issuer.unwrap_or_else(|| "wharf-registry".to_string()),
@@ -221,7 +243,7 @@ fn run(command: Command) -> anyhow::Result<i32> {
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener)?;
                 log::info!(
-                    "wharf-registry listening on {local} ({}{}), data in {}",
+                    "wharf-registry listening on {local} ({}{}), data in {}, index in {index}",
                     if registry.https { "https" } else { "http" },
                     if registry.auth.is_some() { ", token auth" } else { ", no auth" },
                     data_dir.display()
@@ -240,11 +262,15 @@ fn run(command: Command) -> anyhow::Result<i32> {
                 anyhow::Ok(0)
             })
         }
-        Command::Gc { config, data_dir, dry_run, delete_untagged, grace, upload_max_age } => {
+        Command::Gc { config, data_dir, database_url, dry_run, delete_untagged, grace, upload_max_age } => {
             let (file, data_dir) = tool_config(config.as_deref(), data_dir)?;
+            let database = tool_database(&file, database_url, 2);
             let store = open_store(file.s3.as_ref(), &data_dir, true)?;
-            let registry = Registry::open_with_store(&data_dir, store, ServeOptions::default())
-                .with_context(|| format!("open {} (gc needs the registry stopped)", data_dir.display()))?;
+            let registry = Registry::open_with(&data_dir, store, database.as_ref(), ServeOptions::default())
+                .with_context(|| match database {
+                    None => format!("open {} (gc needs the registry stopped)", data_dir.display()),
+                    Some(_) => format!("open {}", data_dir.display()),
+                })?;
             let opts = GcOptions { dry_run, delete_untagged, grace, upload_max_age };
             let report = gc::collect(&registry, &opts)?;
             for (repo, d) in &report.manifests {
@@ -257,18 +283,21 @@ fn run(command: Command) -> anyhow::Result<i32> {
             println!("{verb} {report}");
             Ok(0)
         }
-        Command::Scrub { config, data_dir } => {
+        Command::Scrub { config, data_dir, database_url } => {
             let (file, data_dir) = tool_config(config.as_deref(), data_dir)?;
             let store = open_store(file.s3.as_ref(), &data_dir, false)?;
-            // The index is checked too when no server holds it.
-            let meta = match RedbMetadata::open(&data_dir.join("registry.db")) {
-                Ok(m) => Some(m),
-                Err(e) => {
-                    eprintln!("wharf-registry: not checking the index: {e}");
-                    None
-                }
+            let meta: Option<Box<dyn Metadata>> = match tool_database(&file, database_url, 1) {
+                Some(db) => Some(Box::new(server::open_postgres(&db)?)),
+                // The embedded index is checked too when no server holds it.
+                None => match RedbMetadata::open(&data_dir.join("registry.db")) {
+                    Ok(m) => Some(Box::new(m)),
+                    Err(e) => {
+                        eprintln!("wharf-registry: not checking the index: {e}");
+                        None
+                    }
+                },
             };
-            let report = wharf_registry::scrub::scrub(store.as_ref(), meta.as_ref().map(|m| m as &dyn Metadata))?;
+            let report = wharf_registry::scrub::scrub(store.as_ref(), meta.as_deref())?;
             for (want, got) in &report.corrupt {
                 println!("corrupt {want}: its bytes hash to {got}");
             }
@@ -289,6 +318,13 @@ fn tool_config(config: Option<&Path>, data_dir: Option<PathBuf>) -> anyhow::Resu
     };
     let data_dir = data_dir.or(file.data_dir.clone()).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
     Ok((file, data_dir))
+}
+
+/// The PostgreSQL index of `gc` and `scrub`: the flag (or its environment variable), else the
+/// config file's `database:`. They need few connections: `pool_size` of them.
+fn tool_database(file: &FileConfig, database_url: Option<String>, pool_size: usize) -> Option<DatabaseConfig> {
+    let postgres = database_url.or_else(|| file.database.as_ref().map(|d| d.postgres.clone()))?;
+    Some(DatabaseConfig { postgres, pool_size: Some(pool_size) })
 }
 
 /// The blob store the config names: an S3 bucket with `storage: s3:`, else the data dir.
@@ -336,6 +372,7 @@ async fn online_gc(registry: Arc<Registry>, every: Duration, opts: GcOptions) {
         match tokio::task::spawn_blocking(move || gc::collect(&reg, &opts)).await {
             Ok(Ok(report)) if report.is_empty() => log::debug!("gc: nothing to delete"),
             Ok(Ok(report)) => log::info!("gc: deleted {report}"),
+            Ok(Err(gc::GcError::Busy)) => log::info!("gc: skipped: another replica is collecting"),
             Ok(Err(e)) => log::error!("gc: {e}"),
             Err(e) => log::error!("gc: {e}"),
         }

@@ -1,7 +1,7 @@
 //! The registry's index: repositories, tags, manifests and what they reference, per-repository
 //! blob links, referrers and upload sessions. [`Metadata`] is the role; [`RedbMetadata`] the
-//! embedded backend (one redb file, every change one transaction). A PostgreSQL backend is
-//! meant to implement the same trait.
+//! embedded backend (one redb file, every change one transaction); [`crate::pg::PgMetadata`]
+//! the PostgreSQL one, for several replicas sharing a database.
 //!
 //! Keys are strings built from validated names, tags and digests joined by `\0`, which none of
 //! them can contain and which sorts before every character they can: a prefix range is then
@@ -11,6 +11,8 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -113,6 +115,17 @@ pub struct Referrer {
     pub record: ManifestRecord,
 }
 
+/// A lock taken through the index, held until dropped.
+pub struct MetaLock {
+    _held: Box<dyn Send>,
+}
+
+impl MetaLock {
+    pub fn new(held: impl Send + 'static) -> MetaLock {
+        MetaLock { _held: Box::new(held) }
+    }
+}
+
 /// The index role. Synchronous (callers on the async runtime run it on a blocking thread);
 /// each mutating call is one transaction.
 pub trait Metadata: Send + Sync + 'static {
@@ -166,6 +179,29 @@ pub trait Metadata: Send + Sync + 'static {
     /// Forgets a blob (record and links) if nothing uses it and it was last linked before
     /// `cutoff`; checked and done in one transaction so that a manifest put cannot slip in.
     fn forget_unused_blob(&self, digest: &Digest, cutoff: u64) -> Result<bool>;
+
+    /// The lock that lets one garbage collection run at a time among every process using
+    /// this index; `None` while another holds it.
+    fn try_gc_lock(&self) -> Result<Option<MetaLock>>;
+    /// Holds `digest` against the other processes using this index, beside the registry's own
+    /// in-process lock: "install a blob and record it" and "forget a blob and delete it" must
+    /// not interleave between replicas either. `None` where no other process can share the
+    /// index (redb's file is locked to one).
+    fn lock_digest(&self, _digest: &Digest) -> Result<Option<MetaLock>> {
+        Ok(None)
+    }
+    /// A client named the blob (HEAD, GET, mount): backends shared by several replicas record
+    /// it, since the replica that runs GC is not necessarily the one that saw the request.
+    fn touch_blob(&self, _digest: &Digest) -> Result<()> {
+        Ok(())
+    }
+    /// The token signing key, where other processes share the index: a token one replica
+    /// issued must be good on every other, and their data dirs need not be shared. The first
+    /// caller's `candidate` is kept; every caller gets the kept key. `None` where no other
+    /// process can share the index: the key is the data dir's.
+    fn shared_token_key(&self, _candidate: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
 }
 
 pub fn now() -> u64 {
@@ -197,6 +233,17 @@ fn under(prefix: &str, after: Option<&str>) -> (String, String) {
 
 pub struct RedbMetadata {
     db: Database,
+    /// The GC lock: the file is this process's alone, so a flag is enough.
+    gc_running: Arc<AtomicBool>,
+}
+
+/// Clears [`RedbMetadata::gc_running`] when the collection ends.
+struct GcFlag(Arc<AtomicBool>);
+
+impl Drop for GcFlag {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 impl RedbMetadata {
@@ -222,7 +269,7 @@ impl RedbMetadata {
             tx.open_table(USERS).map_err(db)?;
         }
         tx.commit().map_err(db)?;
-        Ok(RedbMetadata { db: database })
+        Ok(RedbMetadata { db: database, gc_running: Arc::new(AtomicBool::new(false)) })
     }
 }
 
@@ -592,6 +639,13 @@ impl Metadata for RedbMetadata {
         tx.commit().map_err(db)?;
         Ok(true)
     }
+
+    fn try_gc_lock(&self) -> Result<Option<MetaLock>> {
+        if self.gc_running.swap(true, Ordering::SeqCst) {
+            return Ok(None);
+        }
+        Ok(Some(MetaLock::new(GcFlag(self.gc_running.clone()))))
+    }
 }
 
 /// The behaviour every `Metadata` backend must show; a second backend runs the same suite.
@@ -683,6 +737,20 @@ pub(crate) mod suite {
         let other = UserRecord { hash: "other".into(), ..u.clone() };
         assert!(!m.create_user("admin", &other).unwrap());
         assert_eq!(m.user("admin").unwrap(), Some(u));
+
+        // One garbage collection at a time.
+        let gc = m.try_gc_lock().unwrap().expect("the GC lock is free");
+        assert!(m.try_gc_lock().unwrap().is_none(), "a second GC is refused while the first runs");
+        drop(gc);
+        assert!(m.try_gc_lock().unwrap().is_some(), "and may run once the first ended");
+
+        // Lexical order is byte order (`-` < `.` < `/` < `2`), whatever a database's collation.
+        for r in ["r/sub", "r-dash", "r.dot"] {
+            m.link_blob(r, &layer, 5).unwrap();
+        }
+        assert_eq!(m.catalog(Some("r"), 10).unwrap(), ["r-dash", "r.dot", "r/sub", "r2"]);
+        m.touch_blob(&layer).unwrap();
+        drop(m.lock_digest(&layer).unwrap());
     }
 
     #[test]

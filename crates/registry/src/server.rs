@@ -13,8 +13,14 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use wharf_types::{Digest, Sha256Writer};
 
-use crate::meta::{MetaError, Metadata, RedbMetadata};
+use crate::config::DatabaseConfig;
+use crate::meta::{MetaError, MetaLock, Metadata, RedbMetadata};
+use crate::pg::wire::ConnConfig;
+use crate::pg::PgMetadata;
 use crate::store::{BlobStore, FsBlobStore};
+
+/// Query connections to PostgreSQL when the config does not say.
+pub const DEFAULT_POOL_SIZE: usize = 8;
 
 /// How a registry serves.
 #[derive(Debug, Clone)]
@@ -62,6 +68,9 @@ pub struct Registry {
 
 const DIGEST_LOCK_STRIPES: usize = 64;
 
+/// Upload hash states kept before the idle ones are dropped.
+const MAX_SESSIONS: usize = 4096;
+
 impl Registry {
     pub fn new(meta: Arc<dyn Metadata>, store: Arc<dyn BlobStore>, options: ServeOptions) -> Registry {
         Registry {
@@ -80,22 +89,33 @@ impl Registry {
     pub fn open(data_dir: &Path, options: ServeOptions) -> Result<Registry, OpenError> {
         std::fs::create_dir_all(data_dir).map_err(|e| OpenError::Io(data_dir.to_path_buf(), e))?;
         let store = FsBlobStore::open(data_dir).map_err(|e| OpenError::Io(data_dir.to_path_buf(), e))?;
-        Registry::open_with_store(data_dir, Arc::new(store), options)
+        Registry::open_with(data_dir, Arc::new(store), None, options)
     }
 
-    /// The embedded database under `data_dir` with blobs in `store` (S3).
-    pub fn open_with_store(
+    /// Blobs in `store` (the data dir's filesystem or S3) and the index in `database` when
+    /// given (PostgreSQL, shared with other replicas), else the embedded file in `data_dir`.
+    pub fn open_with(
         data_dir: &Path,
         store: Arc<dyn BlobStore>,
+        database: Option<&DatabaseConfig>,
         options: ServeOptions,
     ) -> Result<Registry, OpenError> {
         std::fs::create_dir_all(data_dir).map_err(|e| OpenError::Io(data_dir.to_path_buf(), e))?;
-        let meta = RedbMetadata::open(&data_dir.join("registry.db"))?;
-        Ok(Registry::new(Arc::new(meta), store, options))
+        let meta: Arc<dyn Metadata> = match database {
+            None => Arc::new(RedbMetadata::open(&data_dir.join("registry.db"))?),
+            Some(db) => Arc::new(open_postgres(db)?),
+        };
+        Ok(Registry::new(meta, store, options))
     }
 
     pub fn session(&self, id: &str) -> Arc<tokio::sync::Mutex<UploadSession>> {
         let mut map = lock(&self.sessions);
+        // Replicas: only the one that closes an upload ends its session, so the others' would
+        // pile up. A hash state is only a cache (`resume` rebuilds it from the stored bytes),
+        // so past a bound the ones no request holds are dropped.
+        if map.len() >= MAX_SESSIONS && !map.contains_key(id) {
+            map.retain(|_, s| Arc::strong_count(s) > 1);
+        }
         map.entry(id.to_string()).or_default().clone()
     }
 
@@ -103,16 +123,24 @@ impl Registry {
         lock(&self.sessions).remove(id);
     }
 
-    /// The lock stripe of one digest.
-    pub fn digest_lock(&self, digest: &Digest) -> MutexGuard<'_, ()> {
+    /// The lock stripe of one digest, and the index's lock of it where other processes share
+    /// the index (the stripes only order this process's threads).
+    pub fn digest_lock(&self, digest: &Digest) -> Result<DigestGuard<'_>, MetaError> {
         let first = digest.hex().as_bytes().first().copied().unwrap_or(0) as usize;
         let second = digest.hex().as_bytes().get(1).copied().unwrap_or(0) as usize;
-        lock(&self.digest_locks[(first * 31 + second) % DIGEST_LOCK_STRIPES])
+        let local = lock(&self.digest_locks[(first * 31 + second) % DIGEST_LOCK_STRIPES]);
+        let shared = self.meta.lock_digest(digest)?;
+        Ok(DigestGuard { _shared: shared, _local: local })
     }
 
+    /// A client named the blob. Called on the async runtime: the index's part (a shared
+    /// index records it for the replica that runs GC) runs as blocking work.
     pub fn touch(&self, digest: &Digest) {
         if self.options.track_use {
             lock(&self.touched).insert(digest.clone(), Instant::now());
+        }
+        if let Err(e) = crate::handlers::block(|| self.meta.touch_blob(digest)) {
+            log::warn!("recording a use of blob {digest}: {e}");
         }
     }
 
@@ -122,6 +150,18 @@ impl Registry {
         map.retain(|_, at| at.elapsed() < grace);
         map.keys().cloned().collect()
     }
+}
+
+/// Held while a blob is installed and recorded, or forgotten and deleted.
+pub struct DigestGuard<'a> {
+    _shared: Option<MetaLock>,
+    _local: MutexGuard<'a, ()>,
+}
+
+/// The PostgreSQL index a `database:` section (or `--database-url`) names.
+pub fn open_postgres(db: &DatabaseConfig) -> Result<PgMetadata, OpenError> {
+    let cfg = ConnConfig::parse(&db.postgres).map_err(|e| OpenError::Meta(MetaError::Db(e.to_string())))?;
+    Ok(PgMetadata::open(cfg, db.pool_size.unwrap_or(DEFAULT_POOL_SIZE))?)
 }
 
 /// A poisoned lock only means another request panicked while holding it; the data it guards
@@ -189,4 +229,29 @@ where
 /// Whether every address `addr` resolves to is a loopback address.
 pub fn is_loopback(addrs: &[SocketAddr]) -> bool {
     !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_upload_sessions_are_dropped_past_the_bound() {
+        let dir =
+            std::env::temp_dir().join(format!("wharf-registry-sessions-{}", crate::store::random_hex(8).unwrap()));
+        let reg = Registry::open(&dir, ServeOptions::default()).unwrap();
+        let held = reg.session("held");
+        for i in 0..MAX_SESSIONS - 1 {
+            drop(reg.session(&format!("idle-{i}")));
+        }
+        assert_eq!(lock(&reg.sessions).len(), MAX_SESSIONS);
+        // The next new one sweeps the idle ones; the one a request holds stays, and so does
+        // its state.
+        drop(reg.session("new"));
+        let ids: std::collections::BTreeSet<String> = lock(&reg.sessions).keys().cloned().collect();
+        assert_eq!(ids, ["held", "new"].iter().map(|s| s.to_string()).collect());
+        assert!(Arc::ptr_eq(&held, &reg.session("held")));
+        drop(reg);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

@@ -19,9 +19,9 @@ use serde_json::json;
 use crate::harness::{openssl_ca, openssl_signed, registry, run_cmd, TempDir};
 use crate::registry_server::{digest, http, http_raw, parse_response, skopeo, Resp, Server};
 
-const BUCKET: &str = "wharf";
-const ACCESS_KEY: &str = "wharf-e2e";
-const SECRET_KEY: &str = "wharf-e2e-secret";
+pub(crate) const BUCKET: &str = "wharf";
+pub(crate) const ACCESS_KEY: &str = "wharf-e2e";
+pub(crate) const SECRET_KEY: &str = "wharf-e2e-secret";
 
 /// The `weed` binary, installed on first use by scripts/seaweedfs.
 fn weed_bin() -> PathBuf {
@@ -49,7 +49,7 @@ fn free_port() -> u16 {
 
 /// One SeaweedFS (master, volume, filer, S3) in its own temp dir, with one bucket and one
 /// identity; stopped and removed on drop.
-struct Weed {
+pub(crate) struct Weed {
     child: Option<Child>,
     dir: TempDir,
     s3_port: u16,
@@ -62,7 +62,7 @@ struct Weed {
 }
 
 impl Weed {
-    fn start() -> Weed {
+    pub(crate) fn start() -> Weed {
         Weed::start_with(false)
     }
 
@@ -161,7 +161,7 @@ impl Weed {
 
     /// A registry config file in `dir` whose blobs go to this bucket under `prefix`, with
     /// `keys` (or none: from the environment).
-    fn registry_config(&self, dir: &Path, prefix: &str, keys: Option<(&str, &str)>) -> PathBuf {
+    pub(crate) fn registry_config(&self, dir: &Path, prefix: &str, keys: Option<(&str, &str)>) -> PathBuf {
         let mut text =
             format!("storage:\n  s3:\n    endpoint: {}\n    bucket: {BUCKET}\n    prefix: {prefix}\n", self.endpoint);
         if let Some(ca) = &self.ca {
@@ -196,7 +196,7 @@ impl Weed {
     }
 
     /// Every file under `path` of the bucket (through the filer), with its size.
-    fn files(&self, path: &str) -> Vec<(String, u64)> {
+    pub(crate) fn files(&self, path: &str) -> Vec<(String, u64)> {
         let mut out = Vec::new();
         let mut dirs = vec![format!("/buckets/{BUCKET}/{}", path.trim_matches('/'))];
         while let Some(d) = dirs.pop() {

@@ -1,7 +1,8 @@
 //! wharf-registry, the registry server, driven by real clients on loopback: `wharf push/pull`
-//! and the docker CLI through a wharfd, skopeo both ways, and the distribution protocol by
-//! hand over a plain TCP socket (uploads, mounts, manifests, listings, referrers, deletes,
-//! errors, restarts, time-outs), then `gc` and `scrub` on its data dir.
+//! and the docker CLI through a wharfd, skopeo both ways, oras-py (an artifact with a subject,
+//! its referrers), and the distribution protocol by hand over a plain TCP socket (uploads,
+//! mounts, manifests, listings, referrers, deletes, errors, restarts, time-outs), then `gc` and
+//! `scrub` on its data dir.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -26,7 +27,7 @@ pub(crate) struct Server {
     extra: Vec<String>,
     child: Option<Child>,
     /// An `Authorization` value sent with every request that does not bring its own.
-    authz: Option<String>,
+    pub(crate) authz: Option<String>,
 }
 
 fn free_port() -> u16 {
@@ -44,12 +45,21 @@ impl Server {
         Server::start_at(&format!("127.0.0.1:{}", free_port()), extra)
     }
 
-    pub(crate) fn start_at(addr: &str, extra: &[&str]) -> Server {
+    /// Like `start_with`, on a data dir of the caller's (two servers may share one).
+    pub(crate) fn start_sharing(data: &Path, extra: &[&str]) -> Server {
+        Server::start_on(&format!("127.0.0.1:{}", free_port()), Some(data), extra)
+    }
+
+    fn start_at(addr: &str, extra: &[&str]) -> Server {
+        Server::start_on(addr, None, extra)
+    }
+
+    fn start_on(addr: &str, data: Option<&Path>, extra: &[&str]) -> Server {
         let dir = TempDir::new("wharf-e2e-wharf-registry");
         let mut s = Server {
             addr: addr.to_string(),
             authz: None,
-            data: dir.0.join("data"),
+            data: data.map(Path::to_path_buf).unwrap_or_else(|| dir.0.join("data")),
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
@@ -158,7 +168,7 @@ impl Server {
         out
     }
 
-    fn blob_file(&self, digest: &str) -> PathBuf {
+    pub(crate) fn blob_file(&self, digest: &str) -> PathBuf {
         let hex = digest.trim_start_matches("sha256:");
         self.data.join("blobs/sha256").join(&hex[..2]).join(hex)
     }
@@ -193,10 +203,10 @@ impl Drop for Server {
 }
 
 pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
-const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub(crate) const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub(crate) const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+pub(crate) const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 
 pub(crate) fn digest(data: &[u8]) -> String {
     // sha256sum is everywhere; the e2e crate keeps its dependencies few.
@@ -211,7 +221,7 @@ pub(crate) fn digest(data: &[u8]) -> String {
     format!("sha256:{}", text.split_whitespace().next().unwrap_or_default())
 }
 
-fn image_manifest(config: &str, config_size: usize, layer: &str, layer_size: usize) -> Vec<u8> {
+pub(crate) fn image_manifest(config: &str, config_size: usize, layer: &str, layer_size: usize) -> Vec<u8> {
     json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
@@ -304,7 +314,7 @@ pub(crate) fn parse_response(raw: &[u8]) -> Option<Resp> {
 }
 
 /// `</v2/...?n=2&last=x>; rel="next"` → `/v2/...?n=2&last=x`.
-fn next_link(r: &Resp) -> Option<String> {
+pub(crate) fn next_link(r: &Resp) -> Option<String> {
     let link = r.header("Link")?;
     assert!(link.ends_with("; rel=\"next\""), "{link}");
     Some(link.split('>').next()?.trim_start_matches('<').to_string())
@@ -346,6 +356,86 @@ pub(crate) fn skopeo(args: &[&str]) -> Output {
     let mut cmd = Command::new("skopeo");
     cmd.args(args);
     run_cmd(cmd, Duration::from_secs(180))
+}
+
+/// The venv's python with PyPI's oras (oras-py, a library: no CLI), made once by scripts/oras.
+fn oras_python() -> PathBuf {
+    static PYTHON: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    let got = PYTHON.get_or_init(|| {
+        let mut cmd = Command::new("bash");
+        cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/oras")).arg(env!("CARGO_TARGET_TMPDIR"));
+        let out = run_cmd(cmd, Duration::from_secs(300));
+        if !out.success() {
+            return Err(format!("scripts/oras failed (it installs oras from PyPI):\n{out}"));
+        }
+        Ok(PathBuf::from(out.stdout.trim()))
+    });
+    match got {
+        Ok(p) => p.clone(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// oras-py pushes an artifact whose `subject` is an image (its blob in chunks), lists the
+/// image's referrers with and without a filter, and pulls the artifact back.
+const ORAS_SCRIPT: &str = r#"
+import json, os, sys
+import oras.client, oras.oci
+
+host, repo, subject, size, outdir = sys.argv[1:]
+client = oras.client.OrasClient(hostname=host, insecure=True)
+s = oras.oci.Subject(mediaType="application/vnd.oci.image.manifest.v1+json", digest=subject, size=int(size))
+r = client.push(
+    target=f"{host}/{repo}:sig",
+    files=["signature.txt:application/vnd.example.signature"],
+    manifest_config="config.json:application/vnd.example.sig.config+json",
+    subject=s,
+    do_chunked=True,
+    chunk_size=7,
+    quiet=True,
+)
+out = {"status": r.status_code, "oci_subject": r.headers.get("OCI-Subject")}
+base = f"http://{host}/v2/{repo}/referrers/{subject}"
+out["referrers"] = client.do_request(base).json()
+filtered = client.do_request(base + "?artifactType=application/vnd.example.sig.config%2Bjson")
+out["filtered"] = filtered.json()
+out["filters_applied"] = filtered.headers.get("OCI-Filters-Applied")
+other = client.do_request(base + "?artifactType=application/vnd.example.other")
+out["other"] = other.json()
+files = client.pull(target=f"{host}/{repo}:sig", outdir=outdir)
+out["pulled"] = {os.path.relpath(f, outdir): open(f).read() for f in files}
+print(json.dumps(out))
+"#;
+
+#[test]
+fn oras_pushes_an_artifact_with_a_subject_and_lists_its_referrers() {
+    let reg = Server::start();
+    let (subject, body) = reg.push_image("oras/app", "v1", b"the image's layer");
+    let dir = TempDir::new("wharf-e2e-oras");
+    fs::write(dir.0.join("push.py"), ORAS_SCRIPT).expect("write push.py");
+    fs::write(dir.0.join("signature.txt"), "signed by the e2e test\n").expect("write signature");
+    fs::write(dir.0.join("config.json"), "{}").expect("write config");
+    let pulled = dir.0.join("pulled");
+    let mut cmd = Command::new(oras_python());
+    cmd.arg("push.py").args([reg.addr.as_str(), "oras/app", &subject, &body.len().to_string()]).arg(&pulled);
+    cmd.current_dir(&dir.0);
+    let out = run_cmd(cmd, Duration::from_secs(120));
+    let v = out.ok().json();
+    assert_eq!((v["status"].as_u64(), v["oci_subject"].as_str()), (Some(201), Some(subject.as_str())), "{v}");
+    let sig = reg.get("/v2/oras/app/manifests/sig");
+    assert_eq!(sig.status, 200, "{sig}");
+    let sig_digest = digest(&sig.body);
+    let listed = v["referrers"]["manifests"].as_array().cloned().unwrap_or_default();
+    assert_eq!(listed.len(), 1, "{v}");
+    assert_eq!(listed[0]["digest"], json!(sig_digest));
+    assert_eq!(listed[0]["artifactType"], "application/vnd.example.sig.config+json");
+    assert_eq!(listed[0]["size"], json!(sig.body.len()));
+    assert_eq!(v["filtered"]["manifests"][0]["digest"], json!(sig_digest), "{v}");
+    assert_eq!(v["filters_applied"], "artifactType");
+    assert_eq!(v["other"]["manifests"], json!([]));
+    assert_eq!(v["pulled"]["signature.txt"], "signed by the e2e test\n", "{v}");
+    // The blob came in chunks (7 bytes each): several PATCHes of one upload.
+    assert!(reg.log_text().matches("PATCH /v2/oras/app/blobs/uploads/").count() >= 3, "{}", reg.log_text());
 }
 
 #[test]
@@ -986,7 +1076,7 @@ fn online_gc_spares_a_push_in_progress() {
 // ---------------------------------------------------------------------------------------------
 // Authentication (Docker's registry token spec) and TLS
 
-const ADMIN_PW: &str = "wharf-admin-pw";
+pub(crate) const ADMIN_PW: &str = "wharf-admin-pw";
 
 fn auth_server(extra: &[&str]) -> Server {
     let mut args = vec!["--auth", "--admin-password", ADMIN_PW];
@@ -1028,7 +1118,7 @@ impl Server {
     }
 
     /// A bearer `Authorization` value for `scope`, as admin.
-    fn bearer(&self, scope: &str) -> String {
+    pub(crate) fn bearer(&self, scope: &str) -> String {
         let r = self.token(&format!("service=wharf-registry&scope={scope}"), Some(&basic("admin", ADMIN_PW)));
         assert_eq!(r.status, 200, "{r}");
         format!("Bearer {}", r.json()["token"].as_str().unwrap_or_default())
