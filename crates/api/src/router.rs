@@ -183,6 +183,10 @@ async fn dispatch(engine: Engine, req: Request<Incoming>) -> Result<Response<Bod
         (&Method::POST, ["exec", id, "resize"]) => exec::resize(&ctx, id).await,
         (&Method::GET, ["exec", id, "json"]) => exec::inspect(&ctx, id),
         (&Method::DELETE, ["containers", id]) => containers::remove(&ctx, id).await,
+        (&Method::DELETE, ["containers", parent, alias]) if ctx.query.bool("link") => {
+            ctx.engine.remove_link(&format!("{parent}/{alias}")).await?;
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
 
         // Image names contain slashes: match these on the path's ends.
         (&Method::GET, ["images", .., "json"]) => images::inspect(&ctx, &middle(&segs, 1, 1)),

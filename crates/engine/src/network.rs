@@ -168,6 +168,39 @@ pub struct NetAttach {
     pub driver_opts: BTreeMap<String, String>,
 }
 
+/// The variables of one legacy link (see [`Engine::link_env`]).
+fn link_variables(container: &str, alias: &str, ip: Ipv4Addr, exposed: &[String], env: &[String]) -> Vec<String> {
+    let prefix: String =
+        alias.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+    let mut ports: Vec<(u16, String)> = exposed
+        .iter()
+        .filter_map(|p| {
+            let (port, proto) = p.split_once('/').unwrap_or((p, "tcp"));
+            Some((port.parse().ok()?, proto.to_ascii_lowercase()))
+        })
+        .collect();
+    ports.sort();
+    let mut out = vec![format!("{prefix}_NAME=/{container}/{alias}")];
+    if let Some((port, proto)) = ports.first() {
+        out.push(format!("{prefix}_PORT={proto}://{ip}:{port}"));
+    }
+    for (port, proto) in &ports {
+        let key = format!("{prefix}_PORT_{port}_{}", proto.to_ascii_uppercase());
+        out.push(format!("{key}={proto}://{ip}:{port}"));
+        out.push(format!("{key}_ADDR={ip}"));
+        out.push(format!("{key}_PORT={port}"));
+        out.push(format!("{key}_PROTO={proto}"));
+    }
+    for e in env {
+        if let Some((k, v)) = e.split_once('=') {
+            if k != "HOME" && k != "PATH" {
+                out.push(format!("{prefix}_ENV_{k}={v}"));
+            }
+        }
+    }
+    out
+}
+
 /// A `name[:alias]` link as `(name, alias)`, both as DNS compares them; the alias is the name
 /// when none is given. A leading `/` of the name (Docker's form) is dropped.
 pub fn parse_link(link: &str) -> Option<(String, String)> {
@@ -1354,6 +1387,24 @@ impl Engine {
         Ok(out)
     }
 
+    /// The environment legacy links give a container on the default bridge, as dockerd's:
+    /// for `--link db:web`, `WEB_NAME=/self/web`, `WEB_PORT=tcp://IP:PORT` (the lowest exposed
+    /// port), `WEB_PORT_80_TCP=…` with `_ADDR`, `_PORT`, `_PROTO` for each exposed port, and
+    /// `WEB_ENV_X=…` for the target's own variables (not HOME or PATH).
+    pub(crate) fn link_env(&self, rec: &ContainerRecord) -> Vec<String> {
+        let eps = self.container_endpoints(&rec.id);
+        if !eps.first().is_some_and(|e| e.network_id.is_empty() && e.network == "bridge") {
+            return Vec::new();
+        }
+        let mut env = Vec::new();
+        for (name, alias) in rec.host_config.net.links.iter().filter_map(|l| parse_link(l)) {
+            let Ok(target) = self.find_container(&name) else { continue };
+            let Some(ip) = self.container_endpoints(&target.id).into_iter().find_map(|e| e.ip) else { continue };
+            env.extend(link_variables(&rec.name, &alias, ip, &target.config.exposed_ports, &target.config.env));
+        }
+        env
+    }
+
     /// After a running container was connected or disconnected: its /etc/hosts gains or loses
     /// the line of that address (written in place: the file is bind-mounted), and its
     /// /etc/resolv.conf follows when its embedded DNS server changed.
@@ -1457,6 +1508,36 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn legacy_link_variables_as_dockerd_sets_them() {
+        let ip = Ipv4Addr::new(172, 17, 0, 2);
+        let got = link_variables(
+            "web",
+            "my-db",
+            ip,
+            &["5432/tcp".into(), "53/udp".into()],
+            &["PATH=/bin".into(), "POSTGRES_DB=app".into()],
+        );
+        assert_eq!(
+            got,
+            [
+                "MY_DB_NAME=/web/my-db",
+                "MY_DB_PORT=udp://172.17.0.2:53",
+                "MY_DB_PORT_53_UDP=udp://172.17.0.2:53",
+                "MY_DB_PORT_53_UDP_ADDR=172.17.0.2",
+                "MY_DB_PORT_53_UDP_PORT=53",
+                "MY_DB_PORT_53_UDP_PROTO=udp",
+                "MY_DB_PORT_5432_TCP=tcp://172.17.0.2:5432",
+                "MY_DB_PORT_5432_TCP_ADDR=172.17.0.2",
+                "MY_DB_PORT_5432_TCP_PORT=5432",
+                "MY_DB_PORT_5432_TCP_PROTO=tcp",
+                "MY_DB_ENV_POSTGRES_DB=app",
+            ]
+        );
+        assert_eq!(parse_link("/db:/web/alias"), Some(("db".into(), "alias".into())));
+        assert_eq!(parse_link("db"), Some(("db".into(), "db".into())));
+    }
 
     /// Records as the previous version wrote them (one per container, keyed by its id).
     #[test]

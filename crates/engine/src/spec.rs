@@ -78,6 +78,8 @@ impl Engine {
         if rec.config.tty {
             env.push("TERM=xterm".to_string());
         }
+        // Legacy links' variables come before the container's own, which may override them.
+        env.extend(self.link_env(rec));
         env.extend(rec.config.env.iter().cloned());
         if !env.iter().any(|e| e.starts_with("HOME=")) {
             env.push(format!("HOME={}", u.home));

@@ -558,6 +558,30 @@ impl Engine {
 
     /// Changes a container's network settings in one transaction that reads the record too, so
     /// an exit recorded meanwhile (outside the container's op lock) is not overwritten.
+    /// `rm --link parent/alias` (`DELETE /containers/parent/alias?link=1`): the parent keeps
+    /// running and forgets the link; its /etc/hosts line goes at its next start.
+    pub async fn remove_link(&self, link: &str) -> Result<(), EngineError> {
+        let link = link.trim_start_matches('/');
+        let Some((parent, alias)) = link.rsplit_once('/') else {
+            return Err(EngineError::Conflict("Conflict, cannot remove the default link name".into()));
+        };
+        let c = self
+            .find_container(parent)
+            .map_err(|_| EngineError::NotFound(format!("Cannot get parent /{parent} for link name /{link}")))?;
+        let alias = alias.to_ascii_lowercase();
+        let mut found = false;
+        self.update_host_config(&c.id, |hc| {
+            let before = hc.net.links.len();
+            hc.net.links.retain(|l| crate::network::parse_link(l).is_none_or(|(_, a)| a != alias));
+            found = hc.net.links.len() != before;
+        })?;
+        if found {
+            Ok(())
+        } else {
+            Err(EngineError::NotFound(format!("Could not find container for entity id /{link}")))
+        }
+    }
+
     fn update_host_config(&self, id: &str, f: impl FnOnce(&mut HostConfig)) -> Result<ContainerRecord, EngineError> {
         self.inner.db.write(|tx| {
             let mut rec: ContainerRecord = tx

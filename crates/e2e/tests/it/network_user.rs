@@ -479,14 +479,35 @@ fn links_on_the_default_bridge_and_on_a_user_network(cli: Cli) {
     let d = Daemon::start();
     let bb = registry().image("library/busybox:latest");
     d.cli(cli, &["pull", &bb]).ok();
-    d.cli(cli, &["run", "-d", "--name", "db", &bb, "sleep", "60"]).ok();
+    d.cli(cli, &["run", "-d", "--name", "db", "-e", "SECRET=1", "--expose", "6379", &bb, "sleep", "60"]).ok();
     let db_ip = d.inspect(cli, "db")["NetworkSettings"]["IPAddress"].as_str().unwrap_or_default().to_string();
     assert!(!db_ip.is_empty());
     let out = d.cli(cli, &["run", "--rm", "--link", "db:database", &bb, "sh", "-c", "grep database /etc/hosts"]);
     let line = out.ok().trimmed().to_string();
     assert!(line.starts_with(&db_ip) && line.contains("database") && line.ends_with(" db"), "{line}");
+    // And the variables dockerd gives a linked container.
+    let out = d.cli(
+        cli,
+        &["run", "--rm", "--name", "env", "--link", "db:database", &bb, "sh", "-c", "env | grep ^DATABASE_ | sort"],
+    );
+    let env = out.ok().trimmed().to_string();
+    for want in [
+        "DATABASE_ENV_SECRET=1".to_string(),
+        "DATABASE_NAME=/env/database".to_string(),
+        format!("DATABASE_PORT=tcp://{db_ip}:6379"),
+        format!("DATABASE_PORT_6379_TCP_ADDR={db_ip}"),
+    ] {
+        assert!(env.lines().any(|l| l == want), "{want} missing:\n{env}");
+    }
     d.cli(cli, &["create", "--name", "web", "--link", "db:database", &bb, "true"]).ok();
     assert_eq!(d.inspect(cli, "web")["HostConfig"]["Links"], serde_json::json!(["/db:/web/database"]));
+    if cli == Cli::Docker {
+        // `rm --link` removes the link, not a container.
+        d.cli(cli, &["rm", "--link", "web/database"]).ok();
+        let links = d.inspect(cli, "web")["HostConfig"]["Links"].clone();
+        assert!(links.as_array().is_none_or(|a| a.is_empty()), "{links}");
+        d.cli(cli, &["rm", "--link", "web/nosuch"]).fails();
+    }
     d.cli(cli, &["create", "--name", "lonely", "--link", "nosuch:x", &bb, "true"]).ok();
     d.cli(cli, &["start", "lonely"]).fails().mentions(&["Cannot link to a non running container"]);
 
