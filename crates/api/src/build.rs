@@ -99,6 +99,7 @@ fn parse_request(ctx: &Ctx, req: &Request<Incoming>) -> Result<BuildRequest> {
         auth: registry_auth(req),
         auths: registry_config(req)?,
         cpuset_cpus: q.get("cpusetcpus").unwrap_or("").to_string(),
+        cgroup_parent: q.get("cgroupparent").unwrap_or("").to_string(),
         cache_from: match q.get("cachefrom").filter(|c| !c.is_empty()) {
             None => Vec::new(),
             Some(raw) => serde_json::from_str(raw)

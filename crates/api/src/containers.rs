@@ -87,6 +87,7 @@ struct HostConfigBody {
     pids_limit: Option<i64>,
     cpuset_cpus: Option<String>,
     cpuset_mems: Option<String>,
+    cgroup_parent: Option<String>,
     network_mode: Option<String>,
     port_bindings: Option<BTreeMap<String, Option<Vec<crate::networks::PortBindingBody>>>>,
     publish_all_ports: bool,
@@ -188,6 +189,7 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
             pids_limit: hc.pids_limit.filter(|p| *p > 0),
             cpuset_cpus: hc.cpuset_cpus.clone().unwrap_or_default(),
             cpuset_mems: hc.cpuset_mems.clone().unwrap_or_default(),
+            cgroup_parent: hc.cgroup_parent.clone().unwrap_or_default(),
             network_mode: hc.network_mode.clone().unwrap_or_default(),
             port_bindings: crate::networks::port_bindings(hc.port_bindings),
             publish_all_ports: hc.publish_all_ports,
@@ -508,6 +510,7 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
             "CpuPeriod": hc.cpu_period,
             "CpusetCpus": hc.cpuset_cpus,
             "CpusetMems": hc.cpuset_mems,
+            "CgroupParent": hc.cgroup_parent,
             "PidsLimit": hc.pids_limit,
             "RestartPolicy": {
                 "Name": hc.restart_policy.name_or_no(),

@@ -61,6 +61,8 @@ pub struct BuildRequest {
     pub cache_from: Vec<String>,
     /// `--cpuset-cpus` of RUN.
     pub cpuset_cpus: String,
+    /// `--cgroup-parent` of RUN's containers; empty for the daemon's.
+    pub cgroup_parent: String,
 }
 
 /// What a build reports, in order: the API turns these into Docker's JSON lines.
@@ -1359,6 +1361,7 @@ impl Build {
             cpu_period: self.req.cpu_period,
             cpu_quota: self.req.cpu_quota,
             cpuset_cpus: self.req.cpuset_cpus.clone(),
+            cgroup_parent: self.req.cgroup_parent.clone(),
             ..Default::default()
         }
     }

@@ -935,3 +935,114 @@ fn cpuset_cpus_for_run_and_build() {
     out.ok();
     assert!(out.trimmed().ends_with("\t0") || out.trimmed().ends_with(" 0"), "RUN was not pinned: {out}");
 }
+
+/// A cgroup tree a test made with `--cgroup-parent`: removed at the end, whatever happened.
+struct CgroupTree(String);
+
+impl CgroupTree {
+    /// The cgroups below the tree in any hierarchy (a container's would be a leak).
+    fn children(&self, of: &str) -> Vec<std::path::PathBuf> {
+        crate::harness::cgroup_dirs(of)
+            .into_iter()
+            .flat_map(|dir| fs::read_dir(dir).into_iter().flatten().flatten())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect()
+    }
+}
+
+impl Drop for CgroupTree {
+    fn drop(&mut self) {
+        fn remove(dir: &Path) {
+            for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    remove(&e.path());
+                }
+            }
+            let _ = fs::remove_dir(dir);
+        }
+        for dir in crate::harness::cgroup_dirs(&self.0) {
+            remove(&dir);
+        }
+    }
+}
+
+/// The pid of `pid`'s parent, from /proc.
+fn parent_of(pid: i64) -> i32 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok()).expect("ppid")
+}
+
+#[track_caller]
+fn assert_cgroup_is(cgroup_file: &str, want: &str) {
+    assert!(!cgroup_file.trim().is_empty(), "no cgroup lines");
+    for line in cgroup_file.lines() {
+        let path = line.splitn(3, ':').nth(2).unwrap_or_default();
+        assert_eq!(path, want, "not in its own cgroup parent:\n{cgroup_file}");
+    }
+}
+
+/// `--cgroup-parent` for `docker run` and for a build's RUN (`cgroupparent`), as dockerd: the
+/// container's cgroup is `<parent>/<id>` in every hierarchy, inspect shows the parent, stats
+/// and top find it, and stop, a container left by a daemon and its shim killed together, and
+/// a `kill -9` of the daemon in the middle of a build leave nothing under the parent.
+#[test]
+fn cgroup_parent_for_run_and_build() {
+    let mut d = Daemon::start();
+    let tree = CgroupTree(format!("{}-own", d.cgroup_parent));
+    let parent = format!("{}/sub", tree.0);
+    let image = base();
+    d.docker(&["pull", &image]).ok();
+
+    let out = d.docker(&["run", "-d", "--name", "parented", "--cgroup-parent", &parent, &image, "sleep", "600"]);
+    let id = out.ok().trimmed().to_string();
+    let info = d.inspect(Cli::Docker, "parented");
+    assert_eq!(info["HostConfig"]["CgroupParent"], parent.as_str(), "{info}");
+    let pid = info["State"]["Pid"].as_i64().expect("pid");
+    assert_cgroup_is(&fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup"), &format!("{parent}/{id}"));
+    assert!(crate::harness::cgroup_dirs(&format!("{}/{id}", d.cgroup_parent)).is_empty(), "also under the daemon's");
+    d.docker(&["top", "parented"]).ok().mentions(&["sleep 600"]);
+    let pids = d.docker(&["stats", "--no-stream", "--format", "{{.PIDs}}", "parented"]);
+    assert_eq!(pids.ok().trimmed(), "1", "{pids}");
+    d.docker(&["stop", "-t", "1", "parented"]).ok();
+    assert!(tree.children(&parent).is_empty(), "stop left a cgroup: {:?}", tree.children(&parent));
+
+    // The daemon and the shim die together: the next start kills what is left in the cgroup.
+    d.docker(&["start", "parented"]).ok();
+    let pid = d.inspect(Cli::Docker, "parented")["State"]["Pid"].as_i64().expect("pid");
+    let shim = parent_of(pid);
+    d.kill9();
+    // SAFETY: kill has no memory preconditions; the pid is the container's shim.
+    assert_eq!(unsafe { libc::kill(shim, libc::SIGKILL) }, 0);
+    d.restart();
+    assert!(!crate::harness::pid_alive(pid), "the init of a container whose shim died outlived the restart");
+    assert!(tree.children(&parent).is_empty(), "recovery left a cgroup: {:?}", tree.children(&parent));
+    d.docker(&["rm", "parented"]).ok();
+
+    let ctx = TempDir::new("build-cgroup-parent");
+    write(&ctx.0, "Dockerfile", &format!("FROM {image}\nRUN cat /proc/self/cgroup > /cgroup\n"));
+    build(&d, Cli::Docker, &ctx.0, &["--cgroup-parent", &parent, "-t", "parented:1"]).ok();
+    let out = d.docker(&["run", "--rm", "parented:1", "cat", "/cgroup"]);
+    let recorded = out.ok().stdout.clone();
+    let step =
+        recorded.lines().next().and_then(|l| l.rsplit_once('/')).map(|(_, id)| id.to_string()).unwrap_or_default();
+    assert!(step.len() == 64 && step.bytes().all(|b| b.is_ascii_hexdigit()), "no container id in:\n{recorded}");
+    assert_cgroup_is(&recorded, &format!("{parent}/{step}"));
+
+    // `kill -9` of the daemon while a RUN runs under the parent: nothing stays there.
+    write(&ctx.0, "Dockerfile", &format!("FROM {image}\nRUN sleep 30\n"));
+    let mut cmd = d.command(Cli::Docker, &["build", "--cgroup-parent", &parent, "-t", "parented:2"]);
+    cmd.arg(&ctx.0).env("DOCKER_BUILDKIT", "0");
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut client = cmd.spawn().expect("spawn docker build");
+    wait_for_step_container(&d, "sleep 30");
+    assert!(!tree.children(&parent).is_empty(), "the RUN step has no cgroup under the parent");
+    d.kill9();
+    let _ = client.kill();
+    let _ = client.wait();
+    d.restart();
+    assert_eq!(d.wharf(&["ps", "-aq"]).trimmed(), "", "a build container outlived the crash");
+    assert!(tree.children(&parent).is_empty(), "a crashed build left a cgroup: {:?}", tree.children(&parent));
+    let left = crate::harness::leaked_processes(&[], &parent);
+    assert!(left.is_empty(), "processes left under the parent: {left:?}");
+}
