@@ -19,9 +19,6 @@ use crate::images::{progress_json, registry_auth};
 use crate::router::Result;
 use crate::router::{json as json_response, Ctx};
 
-/// The largest context a build accepts, unpacked.
-const MAX_CONTEXT_BYTES: u64 = 16 << 30;
-
 /// Removes the build's scratch directory, whatever way the build ends.
 struct Scratch(std::path::PathBuf);
 
@@ -100,6 +97,7 @@ fn parse_request(ctx: &Ctx, req: &Request<Incoming>) -> Result<BuildRequest> {
         auths: registry_config(req)?,
         cpuset_cpus: q.get("cpusetcpus").unwrap_or("").to_string(),
         cgroup_parent: q.get("cgroupparent").unwrap_or("").to_string(),
+        max_input: 0,
         cache_from: match q.get("cachefrom").filter(|c| !c.is_empty()) {
             None => Vec::new(),
             Some(raw) => serde_json::from_str(raw)
@@ -185,6 +183,8 @@ pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> 
     let spool = dir.join("context.spool");
     let started = std::time::Instant::now();
     let remote = ctx.query.get("remote").filter(|r| !r.is_empty()).map(str::to_string);
+    let limit = ctx.engine.config().max_build_context;
+    request.max_input = limit;
     let received = match remote {
         // `remote=URL`: a tarball is the context; any other file is the Dockerfile, alone.
         Some(url) => {
@@ -196,10 +196,10 @@ pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> 
             let download = dir.join("remote");
             let alone = dir.join("remote-context");
             tokio::task::spawn_blocking(move || -> std::result::Result<Context, String> {
-                wharf_build::fetch::fetch(&url, &download, MAX_CONTEXT_BYTES)?;
+                wharf_build::fetch::fetch(&url, &download, limit)?;
                 if wharf_build::context::looks_like_archive(&download) {
                     let file = std::fs::File::open(&download).map_err(|e| e.to_string())?;
-                    Context::receive(file, &spool, MAX_CONTEXT_BYTES).map_err(|e| e.to_string())
+                    Context::receive(file, &spool, limit).map_err(|e| e.to_string())
                 } else {
                     // Not an archive: the Dockerfile itself, alone in the context.
                     std::fs::create_dir_all(&alone).map_err(|e| e.to_string())?;
@@ -211,10 +211,8 @@ pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> 
         }
         None => {
             let reader = body_reader(req);
-            tokio::task::spawn_blocking(move || {
-                Context::receive(reader, &spool, MAX_CONTEXT_BYTES).map_err(|e| e.to_string())
-            })
-            .await
+            tokio::task::spawn_blocking(move || Context::receive(reader, &spool, limit).map_err(|e| e.to_string()))
+                .await
         }
     };
     let context = received

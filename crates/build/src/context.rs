@@ -656,6 +656,8 @@ pub struct CopyTar {
     pub extra: BTreeMap<String, Vec<u8>>,
     /// Archives (plain or gzip tars) unpacked below a destination.
     pub archives: Vec<(Entry, String)>,
+    /// The most bytes one archive may unpack to (tar headers included); `None` for no limit.
+    pub archive_limit: Option<u64>,
 }
 
 impl CopyTar {
@@ -760,7 +762,7 @@ impl CopyTar {
         }
         for (archive, dest) in &self.archives {
             add_parents(&mut tar, &mut dirs_done, &format!("{}/x", dest.trim_end_matches('/')))?;
-            append_archive(&mut tar, archive, dest)?;
+            append_archive(&mut tar, archive, dest, self.archive_limit.unwrap_or(u64::MAX))?;
         }
         tar.into_inner().map_err(io_err("write tar"))?.flush().map_err(io_err("write tar"))?;
         Ok(())
@@ -769,9 +771,23 @@ impl CopyTar {
 
 /// Appends the entries of a tar (plain or compressed) below `dest` (`ADD archive.tar.gz /dest`), with
 /// their owners and modes; `..` and absolute names are cleaned into `dest`.
-fn append_archive(tar: &mut tar::Builder<impl Write>, archive: &Entry, dest: &str) -> Result<(), ContextError> {
-    let err = |e: io::Error| ContextError::Invalid(format!("ADD of an archive to {dest}: {e}"));
-    let mut input = tar::Archive::new(decompress(archive.open().map_err(err)?).map_err(err)?);
+fn append_archive(
+    tar: &mut tar::Builder<impl Write>,
+    archive: &Entry,
+    dest: &str,
+    limit: u64,
+) -> Result<(), ContextError> {
+    let err = |e: io::Error| {
+        if e.to_string().contains("over the limit") {
+            ContextError::Invalid(format!(
+                "ADD of an archive to {dest}: it unpacks to more than the {limit} bytes this daemon allows"
+            ))
+        } else {
+            ContextError::Invalid(format!("ADD of an archive to {dest}: {e}"))
+        }
+    };
+    let unpacked = decompress(archive.open().map_err(err)?).map_err(err)?;
+    let mut input = tar::Archive::new(Limited { inner: unpacked, read: 0, limit });
     let prefix = dest.trim_start_matches('/').trim_end_matches('/');
     let under = |rel: String| if prefix.is_empty() { rel } else { format!("{prefix}/{rel}") };
     for entry in input.entries().map_err(err)? {

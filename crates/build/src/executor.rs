@@ -63,6 +63,9 @@ pub struct BuildRequest {
     pub cpuset_cpus: String,
     /// `--cgroup-parent` of RUN's containers; empty for the daemon's.
     pub cgroup_parent: String,
+    /// The most bytes the build may bring in at once: each ADD download, each ADD archive
+    /// unpacked (the daemon's `max-build-context`).
+    pub max_input: u64,
 }
 
 /// What a build reports, in order: the API turns these into Docker's JSON lines.
@@ -919,9 +922,7 @@ impl Build {
         };
         let (tar, writer) = TarPipe::start(move |out| plan.write(&[], out))?;
         let result = self.commit_tar(state, Box::new(tar), created_by, direct).await;
-        let written = writer.join();
-        let id = result?;
-        written?;
+        let id = writer.finish(result)?;
         self.remember(&key, &id, &note, state.image.as_ref())?;
         self.stream(format!(" ---> {}\n", short(&id)));
         self.adopt(state, id)
@@ -1510,9 +1511,9 @@ impl Build {
         for (n, url) in urls.iter().enumerate() {
             let dir = downloads.as_ref().map(|d| d.path().to_path_buf()).unwrap_or_default();
             let file = dir.join(format!("{n}"));
-            let (u, f) = (url.clone(), file.clone());
+            let (u, f, limit) = (url.clone(), file.clone(), self.req.max_input);
             self.stream(format!("Downloading {url}\n"));
-            let got = tokio::task::spawn_blocking(move || crate::fetch::fetch(&u, &f, MAX_DOWNLOAD))
+            let got = tokio::task::spawn_blocking(move || crate::fetch::fetch(&u, &f, limit))
                 .await
                 .map_err(|e| BuildError::Invalid(format!("ADD {url}: {e}")))?
                 .map_err(|e| BuildError::Invalid(format!("ADD failed: {e}")))?;
@@ -1627,15 +1628,14 @@ impl Build {
                 parents: state.layers == 0,
                 extra,
                 archives,
+                archive_limit: Some(self.req.max_input),
             };
             // The tar goes straight from a writer thread into the layer (or the container).
             let (tar, writer) = TarPipe::start(move |out| plan.write(&selected, out))?;
             let result = self.commit_tar(state, Box::new(tar), created_by.clone(), direct).await;
-            let written = writer.join();
+            let id = writer.finish(result);
             drop(cleanup);
-            // The layer's failure is the cause when both failed (the writer then saw a closed pipe).
-            let id = result?;
-            written?;
+            let id = id?;
             self.remember(&key, &id, &note, state.image.as_ref())?;
             self.stream(format!(" ---> {}\n", short(&id)));
             self.adopt(state, id)
@@ -1895,9 +1895,6 @@ fn archive_kind(entry: &context::Entry) -> Option<Result<(), &'static str>> {
     (n >= 262 && &head[257..262] == b"ustar").then_some(Ok(()))
 }
 
-/// The most `ADD <url>` downloads.
-const MAX_DOWNLOAD: u64 = 16 << 30;
-
 /// The comment a config-only step leaves in history, as the classic builder words it: the
 /// stage's shell, `#(nop)`, two spaces, the instruction.
 fn nop(shell: &[String], text: &str) -> String {
@@ -1987,9 +1984,14 @@ fn expand_port_range(spec: &str) -> Result<Vec<String>, BuildError> {
 struct TarPipe {
     reader: std::io::PipeReader,
     done: Arc<std::sync::atomic::AtomicBool>,
+    /// Set when the reader met the end before the writer finished: the writer failed first.
+    cut: Arc<std::sync::atomic::AtomicBool>,
 }
 
-struct TarWriter(std::thread::JoinHandle<Result<(), context::ContextError>>);
+struct TarWriter {
+    thread: std::thread::JoinHandle<Result<(), context::ContextError>>,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+}
 
 impl TarPipe {
     fn start(
@@ -2009,7 +2011,8 @@ impl TarPipe {
             drop(out);
             Ok(())
         });
-        Ok((TarPipe { reader, done }, TarWriter(thread)))
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        Ok((TarPipe { reader, done, cut: cut.clone() }, TarWriter { thread, cut }))
     }
 }
 
@@ -2017,6 +2020,7 @@ impl std::io::Read for TarPipe {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.reader.read(buf)?;
         if n == 0 && !buf.is_empty() && !self.done.load(std::sync::atomic::Ordering::SeqCst) {
+            self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
             return Err(std::io::Error::other("the copy's tar was cut short"));
         }
         Ok(n)
@@ -2024,11 +2028,25 @@ impl std::io::Read for TarPipe {
 }
 
 impl TarWriter {
-    fn join(self) -> Result<(), BuildError> {
-        self.0
+    /// The copy's outcome once the writer is done, given what the layer's commit made of its
+    /// tar. When both failed, the one that failed first is the cause: the writer, when the
+    /// tar was cut short (an ADD archive over the limit); the layer, when the writer only saw
+    /// the pipe close.
+    fn finish(self, committed: Result<Digest, BuildError>) -> Result<Digest, BuildError> {
+        let written = self
+            .thread
             .join()
-            .map_err(|_| BuildError::Invalid("build: the tar writer panicked".into()))?
-            .map_err(BuildError::from)
+            .map_err(|_| BuildError::Invalid("build: the tar writer panicked".into()))
+            .and_then(|r| r.map_err(BuildError::from));
+        match (committed, written) {
+            (Ok(id), Ok(())) => Ok(id),
+            (Err(e), Err(w)) if self.cut.load(std::sync::atomic::Ordering::SeqCst) => {
+                log::debug!("build: the layer failed after its tar was cut short: {e}");
+                Err(w)
+            }
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(w)) => Err(w),
+        }
     }
 }
 

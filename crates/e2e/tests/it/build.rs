@@ -1046,3 +1046,46 @@ fn cgroup_parent_for_run_and_build() {
     let left = crate::harness::leaked_processes(&[], &parent);
     assert!(left.is_empty(), "processes left under the parent: {left:?}");
 }
+
+/// What a refused build may not leave: files in the build's scratch, containers, new images.
+#[track_caller]
+fn assert_nothing_left(d: &Daemon, images_before: &str, what: &str) {
+    let left: Vec<_> = fs::read_dir(d.data_root.join("build")).into_iter().flatten().flatten().collect();
+    assert!(left.is_empty(), "{what} left files: {left:?}");
+    assert_eq!(d.docker(&["ps", "-aq"]).trimmed(), "", "{what} left a container");
+    assert_eq!(d.docker(&["images", "-aq"]).trimmed(), images_before, "{what} left an image");
+}
+
+/// A daemon that allows 1 MiB (`--max-build-context 1m`): a context over it, and an ADD of an
+/// archive that unpacks past it, fail with a message saying so and leave nothing; a context
+/// under it builds.
+#[test]
+fn contexts_and_archives_over_the_daemons_limit_are_refused() {
+    let d = Daemon::start_with(crate::harness::DaemonOptions {
+        extra_args: vec!["--max-build-context".into(), "1m".into()],
+        ..Default::default()
+    });
+    d.docker(&["pull", &base()]).ok();
+    let before = d.docker(&["images", "-aq"]).trimmed().to_string();
+
+    let ctx = TempDir::new("build-limit");
+    write(&ctx.0, "Dockerfile", &format!("FROM {}\nCOPY big.bin /\n", base()));
+    write(&ctx.0, "big.bin", &"x".repeat(1536 << 10));
+    build(&d, Cli::Docker, &ctx.0, &["-t", "limit:1"])
+        .fails()
+        .mentions(&["build context is larger than the 1048576 bytes this daemon allows"]);
+    assert_nothing_left(&d, &before, "a context over the limit");
+
+    let ctx = TempDir::new("build-limit-add");
+    let archive = tar_gz(&ctx.0, &[("zeros.txt", &"0".repeat(3 << 20))]);
+    fs::write(ctx.0.join("zeros.tar.gz"), &archive).expect("write archive");
+    assert!(archive.len() < 1 << 20, "the archive itself must fit: {} bytes", archive.len());
+    write(&ctx.0, "Dockerfile", &format!("FROM {}\nADD zeros.tar.gz /z/\n", base()));
+    build(&d, Cli::Docker, &ctx.0, &["-t", "limit:2"])
+        .fails()
+        .mentions(&["ADD of an archive to /z: it unpacks to more than the 1048576 bytes this daemon allows"]);
+    assert_nothing_left(&d, &before, "an archive over the limit");
+
+    write(&ctx.0, "Dockerfile", &format!("FROM {}\nCOPY Dockerfile /\n", base()));
+    build(&d, Cli::Docker, &ctx.0, &["-t", "limit:3"]).ok();
+}
