@@ -91,6 +91,8 @@ fn decompressed(body: impl Read + Send + 'static, limit: u64) -> Result<tar::Arc
 pub fn unpack(body: impl Read + Send + 'static, dir: &Path, limit: u64) -> Result<(), ContextError> {
     let mut archive = decompressed(body, limit)?;
     archive.set_preserve_permissions(true);
+    // A stage's files keep their owners in a bind mount of it, as in the stage.
+    archive.set_preserve_ownerships(true);
     archive.set_preserve_mtime(true);
     archive.set_unpack_xattrs(false);
     let entries = archive.entries().map_err(|e| ContextError::Invalid(format!("not a tar archive: {e}")))?;
@@ -296,6 +298,21 @@ impl Context {
     /// each file as it arrives. Entries with `..` or an absolute path, below a symlink of the
     /// context, or hard links to nothing before them are refused.
     pub fn receive(body: impl Read + Send + 'static, spool: &Path, limit: u64) -> Result<Context, ContextError> {
+        Context::new(Context::receive_entries(body, spool, limit)?)
+    }
+
+    /// The same for an image's file system (`COPY --from`): no size limit (the image is the
+    /// daemon's already), and a `.dockerignore` in it is a file like any other.
+    pub fn receive_tree(body: impl Read + Send + 'static, spool: &Path) -> Result<Context, ContextError> {
+        let entries = Context::receive_entries(body, spool, u64::MAX)?;
+        Ok(Context { entries, ignore: Ignore::default(), materialized: Mutex::new(None) })
+    }
+
+    fn receive_entries(
+        body: impl Read + Send + 'static,
+        spool: &Path,
+        limit: u64,
+    ) -> Result<BTreeMap<String, Entry>, ContextError> {
         let mut archive = decompressed(body, limit)?;
         let file = Arc::new(spool.to_path_buf());
         let mut out = io::BufWriter::with_capacity(1 << 20, fs::File::create(spool).map_err(io_err("create spool"))?);
@@ -405,7 +422,7 @@ impl Context {
             entries.insert(rel, new);
         }
         out.flush().map_err(io_err("write spool"))?;
-        Context::new(entries)
+        Ok(entries)
     }
 
     /// The same index over a directory on disk.
@@ -600,6 +617,8 @@ pub struct Ownership {
     pub uid: u32,
     pub gid: u32,
     pub mode: Option<u32>,
+    /// Each entry keeps its own owner instead (`uid` and `gid` then own only made directories).
+    pub keep: bool,
 }
 
 /// The digest of what a copy selects, for its cache key: each entry's destination, type,
@@ -607,7 +626,7 @@ pub struct Ownership {
 /// digest by destination (shortened), so that a cache miss can name the file that changed.
 pub fn digest(selected: &[Selected], own: Ownership) -> Result<(String, BTreeMap<String, String>), ContextError> {
     let mut all = Sha256::new();
-    all.update(format!("own {}:{} {:?}\n", own.uid, own.gid, own.mode));
+    all.update(format!("own {}:{} {:?} {}\n", own.uid, own.gid, own.mode, own.keep));
     let mut each = BTreeMap::new();
     for s in selected {
         let e = &s.entry;
@@ -724,8 +743,9 @@ impl CopyTar {
             add_parents(&mut tar, &mut dirs_done, &s.dest)?;
             let e = &s.entry;
             let mut h = tar::Header::new_gnu();
-            h.set_uid(own.uid as u64);
-            h.set_gid(own.gid as u64);
+            let (uid, gid) = if own.keep { (e.uid, e.gid) } else { (own.uid, own.gid) };
+            h.set_uid(uid as u64);
+            h.set_gid(gid as u64);
             h.set_mtime(e.mtime);
             h.set_mode(own.mode.unwrap_or(e.mode));
             match &e.kind {

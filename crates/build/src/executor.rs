@@ -1465,6 +1465,7 @@ impl Build {
 
         // Where the files come from: the context, or another stage's or image's file system.
         let mut archives: Vec<(context::Entry, String)> = Vec::new();
+        let mut from_single_dir = false;
         let (mut selected, source_dir, cleanup): (Vec<context::Selected>, String, Option<tempdir::Dir>) = match &c.from
         {
             None => {
@@ -1498,10 +1499,16 @@ impl Build {
                 (self.ctx.select(&plain, &dest_abs, dest_is_dir, c.parents), "context".into(), None)
             }
             Some(from) => {
-                let dir = self.export_from(from).await?;
-                let src_ctx = Context::from_dir(dir.path())?;
+                let (src_ctx, dir) = self.index_from(from).await?;
                 let sources: Vec<String> = c.sources.to_vec();
                 let resolved = src_ctx.resolve(&sources, what).map_err(BuildError::Invalid)?;
+                from_single_dir = match sources.as_slice() {
+                    [one] if !context::has_wildcard(one) => {
+                        let rel = context::clean_rel(one);
+                        rel.is_empty() || src_ctx.entry(&rel).is_some_and(|e| e.kind == context::EntryKind::Dir)
+                    }
+                    _ => false,
+                };
                 let sel = src_ctx.select(&resolved, &dest_abs, dest_is_dir, c.parents);
                 (sel, format!("from {from}"), Some(dir))
             }
@@ -1568,11 +1575,12 @@ impl Build {
         };
         // As the classic builder writes it: `dir:` for one directory, `file:` for one file or
         // archive, `multi:` for more; the destination as written; `--chown` shown.
-        let single_dir = c.sources.len() == 1 && c.heredocs.is_empty() && locals.len() == 1 && archives.is_empty() && {
-            let rel = context::clean_rel(&locals[0]);
-            c.from.is_none()
-                && (rel.is_empty() || self.ctx.entry(&rel).is_some_and(|e| e.kind == context::EntryKind::Dir))
-        };
+        let single_dir = from_single_dir
+            || c.sources.len() == 1 && c.heredocs.is_empty() && locals.len() == 1 && archives.is_empty() && {
+                let rel = context::clean_rel(&locals[0]);
+                c.from.is_none()
+                    && (rel.is_empty() || self.ctx.entry(&rel).is_some_and(|e| e.kind == context::EntryKind::Dir))
+            };
         let kind = if single_dir {
             "dir"
         } else if c.sources.len() + c.heredocs.len() == 1 && !c.sources.iter().any(|s| context::has_wildcard(s)) {
@@ -1616,7 +1624,7 @@ impl Build {
         {
             // Docker makes the directory an archive unpacks into as root's, whatever --chown says.
             let dir_owner = if selected.is_empty() && extra.is_empty() && !archives.is_empty() {
-                Ownership { uid: 0, gid: 0, mode: own.mode }
+                Ownership { uid: 0, gid: 0, mode: own.mode, keep: false }
             } else {
                 own
             };
@@ -1731,8 +1739,31 @@ impl Build {
     }
 
     /// The file system of a stage, an image, or a stage index, copied out into a directory
-    /// (`COPY --from`).
+    /// (`RUN --mount=type=bind,from=`).
     async fn export_from(&mut self, from: &str) -> Result<tempdir::Dir, BuildError> {
+        let dir = tempdir::Dir::new(self.scratch_file("from"))?;
+        let target = dir.path().to_path_buf();
+        self.archive_from(from, move |tar| context::unpack(tar, &target, u64::MAX)).await?;
+        Ok(dir)
+    }
+
+    /// The file system of a stage, an image, or a stage index as an index over a spool of its
+    /// tar (`COPY --from`): owners and modes as the image has them, and no file of it on the
+    /// host (a setuid binary of the image never becomes one there).
+    async fn index_from(&mut self, from: &str) -> Result<(Context, tempdir::Dir), BuildError> {
+        let dir = tempdir::Dir::new(self.scratch_file("from"))?;
+        let spool = dir.path().join("fs.spool");
+        let ctx = self.archive_from(from, move |tar| Context::receive_tree(tar, &spool)).await?;
+        Ok((ctx, dir))
+    }
+
+    /// Streams the tar of `from`'s root file system (through a created, never started
+    /// container) into `take`.
+    async fn archive_from<T: Send + 'static>(
+        &mut self,
+        from: &str,
+        take: impl FnOnce(std::io::PipeReader) -> Result<T, context::ContextError> + Send + 'static,
+    ) -> Result<T, BuildError> {
         let lower = from.to_ascii_lowercase();
         let image = match self.stage_image(&lower) {
             Some(id) => id,
@@ -1745,7 +1776,6 @@ impl Build {
                 }
             }
         };
-        let dir = tempdir::Dir::new(self.scratch_file("from"))?;
         let rec = self
             .engine
             .create_container(CreateRequest {
@@ -1759,17 +1789,15 @@ impl Build {
             .await?;
         let result = async {
             let (reader, writer) = std::io::pipe().map_err(|e| BuildError::Invalid(format!("build: pipe: {e}")))?;
-            let target = dir.path().to_path_buf();
-            let unpack = tokio::task::spawn_blocking(move || context::unpack(reader, &target, u64::MAX));
+            let taken = tokio::task::spawn_blocking(move || take(reader));
             let archived = self.engine.container_archive(&rec.id, "/", Box::new(writer)).await;
-            let unpacked = unpack.await.map_err(|e| BuildError::Invalid(format!("build: {e}")))?;
+            let taken = taken.await.map_err(|e| BuildError::Invalid(format!("build: {e}")))?;
             archived?;
-            unpacked.map_err(BuildError::from)
+            taken.map_err(BuildError::from)
         }
         .await;
         self.remove(&rec.id).await;
-        result?;
-        Ok(dir)
+        result
     }
 
     /// A finished stage named `name`, or numbered so.
@@ -1790,7 +1818,9 @@ impl Build {
             ),
             None => None,
         };
-        let Some(spec) = &c.chown else { return Ok(Ownership { uid: 0, gid: 0, mode }) };
+        // As the classic builder: a copy out of a stage or an image keeps its owners, one out of
+        // the context is root's.
+        let Some(spec) = &c.chown else { return Ok(Ownership { uid: 0, gid: 0, mode, keep: c.from.is_some() }) };
         let (user, group) = match spec.split_once(':') {
             Some((u, g)) => (u.to_string(), Some(g.to_string())),
             None => (spec.clone(), None),
@@ -1798,7 +1828,7 @@ impl Build {
         let numeric = |s: &str| s.parse::<u32>().ok();
         if let (Some(u), g) = (numeric(&user), group.as_deref().map(numeric)) {
             if g.is_none() || g.flatten().is_some() {
-                return Ok(Ownership { uid: u, gid: g.flatten().unwrap_or(u), mode });
+                return Ok(Ownership { uid: u, gid: g.flatten().unwrap_or(u), mode, keep: false });
             }
         }
         let image = state.image.clone().ok_or_else(|| {
@@ -1808,7 +1838,7 @@ impl Build {
             .engine
             .resolve_user_in_image(&image, &user, group.as_deref())
             .map_err(|e| BuildError::Invalid(format!("unable to convert uid/gid chown string to host mapping: {e}")))?;
-        Ok(Ownership { uid, gid, mode })
+        Ok(Ownership { uid, gid, mode, keep: false })
     }
 }
 
