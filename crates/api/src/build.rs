@@ -186,11 +186,24 @@ pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> 
     let limit = ctx.engine.config().max_build_context;
     request.max_input = limit;
     let received = match remote {
+        // `remote=` a git URL: the daemon clones it, and the checkout is the context.
+        Some(url) if wharf_build::git::is_git_url(&url) => {
+            let checkout = dir.join("git");
+            tokio::task::spawn_blocking(move || -> std::result::Result<Context, String> {
+                let context_dir = wharf_build::git::clone(&url, &checkout)?;
+                let context = Context::from_dir(&context_dir).map_err(|e| e.to_string())?;
+                if context.size() > limit {
+                    return Err(wharf_build::context::ContextError::TooLarge { limit }.to_string());
+                }
+                Ok(context)
+            })
+            .await
+        }
         // `remote=URL`: a tarball is the context; any other file is the Dockerfile, alone.
         Some(url) => {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(ApiError::bad_request(format!(
-                    "remote {url:?} is not supported: give an http(s) URL of a tarball or a Dockerfile (git contexts are not supported)"
+                    "remote {url:?} is not supported: give a git URL, or an http(s) URL of a tarball or a Dockerfile"
                 )));
             }
             let download = dir.join("remote");

@@ -444,6 +444,11 @@ impl Context {
         Ok(Context { entries, ignore, materialized: Mutex::new(None) })
     }
 
+    /// The bytes of its files, together.
+    pub fn size(&self) -> u64 {
+        self.entries.values().filter(|e| e.kind == EntryKind::File).map(|e| e.size).sum()
+    }
+
     pub fn entry(&self, rel: &str) -> Option<&Entry> {
         self.entries.get(rel)
     }

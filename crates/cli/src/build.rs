@@ -64,10 +64,10 @@ pub struct BuildFlags {
 }
 
 pub fn run(client: &Client, f: &BuildFlags) -> Result<()> {
-    let remote = f.path.starts_with("http://") || f.path.starts_with("https://");
-    if f.path.starts_with("git@") || f.path.starts_with("git://") {
-        bail!("wharf build takes a context directory, an http(s) URL or -; {:?} (git) is not supported yet", f.path);
-    }
+    // A URL (a tarball, a Dockerfile, or a git repository with `#ref:dir`) is the daemon's to
+    // fetch; a local directory wins over `github.com/...`, as with the docker CLI.
+    let remote = ["http://", "https://", "git://", "git@"].iter().any(|p| f.path.starts_with(p))
+        || (f.path.starts_with("github.com/") && !Path::new(&f.path).is_dir());
     let stdin = f.path == "-";
     let dir = if remote || stdin { std::env::temp_dir() } else { PathBuf::from(&f.path) };
     if !dir.is_dir() {

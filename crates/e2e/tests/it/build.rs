@@ -326,8 +326,9 @@ struct FileServer {
 const SERVED_MTIME: u64 = 1_609_556_645;
 
 impl FileServer {
-    fn start(files: Vec<(&'static str, Vec<u8>)>) -> FileServer {
+    fn start<P: Into<String>>(files: Vec<(P, Vec<u8>)>) -> FileServer {
         use std::io::{BufRead, BufReader, Write};
+        let files: Vec<(String, Vec<u8>)> = files.into_iter().map(|(p, b)| (p.into(), b)).collect();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let port = listener.local_addr().expect("addr").port();
@@ -344,7 +345,9 @@ impl FileServer {
                 let mut reader = BufReader::new(stream.try_clone().expect("clone"));
                 let mut line = String::new();
                 let _ = reader.read_line(&mut line);
-                let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                // A static server: the query (git's `?service=`) does not matter.
+                let target = line.split_whitespace().nth(1).unwrap_or("/");
+                let path = target.split_once('?').map_or(target, |(p, _)| p).to_string();
                 loop {
                     let mut h = String::new();
                     if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
@@ -1088,4 +1091,85 @@ fn contexts_and_archives_over_the_daemons_limit_are_refused() {
 
     write(&ctx.0, "Dockerfile", &format!("FROM {}\nCOPY Dockerfile /\n", base()));
     build(&d, Cli::Docker, &ctx.0, &["-t", "limit:3"]).ok();
+}
+
+/// git with no configuration of the host's, as the tests' repositories are made.
+fn git(dir: &Path, args: &[&str]) {
+    let mut cmd = std::process::Command::new("git");
+    cmd.arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=wharf", "-c", "user.email=wharf@example.com", "-c", "protocol.file.allow=always"])
+        .args(args)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1");
+    run_cmd(cmd, Duration::from_secs(60)).ok();
+}
+
+/// Every file below `dir/rel`, by its path from `dir`, as `/rel/...`.
+fn files_below(dir: &Path, rel: &str, out: &mut Vec<(String, Vec<u8>)>) {
+    for e in fs::read_dir(dir.join(rel.trim_start_matches('/'))).expect("read_dir").flatten() {
+        let name = format!("{rel}/{}", e.file_name().to_string_lossy());
+        if e.file_type().expect("type").is_dir() {
+            files_below(dir, &name, out);
+        } else {
+            out.push((name, fs::read(e.path()).expect("read")));
+        }
+    }
+}
+
+/// Git contexts as dockerd takes them: a repository served over (dumb) HTTP on loopback,
+/// cloned by the daemon for `wharf build URL#ref:dir` (`remote=`) and by the docker CLI itself
+/// for `docker build`; the ref and the directory pick the context, `master` when none is
+/// given. A directory outside the checkout, a ref that reads as an option, and a submodule on
+/// the daemon's own file system are refused.
+#[test]
+fn git_contexts() {
+    let d = Daemon::start();
+    let tmp = TempDir::new("build-git");
+    let work = tmp.0.join("work");
+    fs::create_dir_all(&work).expect("mkdir");
+    git(&work, &["init", "-q", "-b", "master"]);
+    write(&work, "sub/Dockerfile", &format!("FROM {}\nCOPY hello.txt /\nCMD [\"cat\", \"/hello.txt\"]\n", base()));
+    write(&work, "sub/hello.txt", "from master\n");
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "master"]);
+    git(&work, &["checkout", "-q", "-b", "feature"]);
+    write(&work, "sub/hello.txt", "from the feature branch\n");
+    git(&work, &["commit", "-q", "-am", "feature"]);
+    // A submodule that is a repository of this host, by its path.
+    let host_repo = tmp.0.join("host-repo");
+    fs::create_dir_all(&host_repo).expect("mkdir");
+    git(&host_repo, &["init", "-q", "-b", "master"]);
+    write(&host_repo, "private.txt", "the host's\n");
+    git(&host_repo, &["add", "-A"]);
+    git(&host_repo, &["commit", "-q", "-m", "private"]);
+    git(&work, &["checkout", "-q", "-b", "local-submodule", "master"]);
+    git(&work, &["submodule", "add", "-q", &host_repo.to_string_lossy(), "sub/private"]);
+    git(&work, &["commit", "-q", "-m", "submodule"]);
+    git(&work, &["checkout", "-q", "master"]);
+    let bare = tmp.0.join("repo.git");
+    git(&tmp.0, &["clone", "-q", "--bare", "work", "repo.git"]);
+    git(&bare, &["update-server-info"]);
+    let mut routes = Vec::new();
+    files_below(&tmp.0, "/repo.git", &mut routes);
+    let server = FileServer::start(routes);
+    let url = server.url("/repo.git");
+
+    let cat = |tag: &str| d.docker(&["run", "--rm", tag]).ok().trimmed().to_string();
+    d.wharf(&["build", "-t", "git:1", &format!("{url}#feature:sub")]).ok();
+    assert_eq!(cat("git:1"), "from the feature branch");
+    d.wharf(&["build", "-t", "git:2", &format!("{url}#:sub")]).ok();
+    assert_eq!(cat("git:2"), "from master");
+    let mut cmd = d.command(Cli::Docker, &["build", "-t", "git:3", &format!("{url}#feature:sub")]);
+    cmd.env("DOCKER_BUILDKIT", "0");
+    run_cmd(cmd, Duration::from_secs(120)).ok();
+    assert_eq!(cat("git:3"), "from the feature branch");
+
+    d.wharf(&["build", &format!("{url}#master:missing")]).fails().mentions(&["not within git root"]);
+    d.wharf(&["build", &format!("{url}#--upload-pack=touch:sub")]).fails().mentions(&["invalid git reference"]);
+    d.wharf(&["build", &format!("{url}#local-submodule:sub")])
+        .fails()
+        .mentions(&["error initializing submodules", "transport 'file' not allowed"]);
+    let left: Vec<_> = fs::read_dir(d.data_root.join("build")).into_iter().flatten().flatten().collect();
+    assert!(left.is_empty(), "a git context left files: {left:?}");
 }
