@@ -1008,6 +1008,8 @@ fn cgroup_parent_for_run_and_build() {
     let pids = d.docker(&["stats", "--no-stream", "--format", "{{.PIDs}}", "parented"]);
     assert_eq!(pids.ok().trimmed(), "1", "{pids}");
     d.docker(&["stop", "-t", "1", "parented"]).ok();
+    // The shim removes the cgroup as it exits, a moment after the exit is recorded.
+    crate::harness::wait_for(Duration::from_secs(10), || tree.children(&parent).is_empty());
     assert!(tree.children(&parent).is_empty(), "stop left a cgroup: {:?}", tree.children(&parent));
 
     // The daemon and the shim die together: the next start kills what is left in the cgroup.
@@ -1019,6 +1021,7 @@ fn cgroup_parent_for_run_and_build() {
     assert_eq!(unsafe { libc::kill(shim, libc::SIGKILL) }, 0);
     d.restart();
     assert!(!crate::harness::pid_alive(pid), "the init of a container whose shim died outlived the restart");
+    crate::harness::wait_for(Duration::from_secs(10), || tree.children(&parent).is_empty());
     assert!(tree.children(&parent).is_empty(), "recovery left a cgroup: {:?}", tree.children(&parent));
     d.docker(&["rm", "parented"]).ok();
 
@@ -1045,15 +1048,26 @@ fn cgroup_parent_for_run_and_build() {
     let _ = client.wait();
     d.restart();
     assert_eq!(d.wharf(&["ps", "-aq"]).trimmed(), "", "a build container outlived the crash");
+    crate::harness::wait_for(Duration::from_secs(10), || tree.children(&parent).is_empty());
     assert!(tree.children(&parent).is_empty(), "a crashed build left a cgroup: {:?}", tree.children(&parent));
     let left = crate::harness::leaked_processes(&[], &parent);
     assert!(left.is_empty(), "processes left under the parent: {left:?}");
 }
 
+/// A build's scratch directories, once the daemon has had a moment to remove them (it does
+/// so after the client has its answer).
+fn scratch_left(d: &Daemon) -> Vec<std::path::PathBuf> {
+    let list = || -> Vec<std::path::PathBuf> {
+        fs::read_dir(d.data_root.join("build")).into_iter().flatten().flatten().map(|e| e.path()).collect()
+    };
+    crate::harness::wait_for(Duration::from_secs(10), || list().is_empty());
+    list()
+}
+
 /// What a refused build may not leave: files in the build's scratch, containers, new images.
 #[track_caller]
 fn assert_nothing_left(d: &Daemon, images_before: &str, what: &str) {
-    let left: Vec<_> = fs::read_dir(d.data_root.join("build")).into_iter().flatten().flatten().collect();
+    let left = scratch_left(d);
     assert!(left.is_empty(), "{what} left files: {left:?}");
     assert_eq!(d.docker(&["ps", "-aq"]).trimmed(), "", "{what} left a container");
     assert_eq!(d.docker(&["images", "-aq"]).trimmed(), images_before, "{what} left an image");
@@ -1170,6 +1184,6 @@ fn git_contexts() {
     d.wharf(&["build", &format!("{url}#local-submodule:sub")])
         .fails()
         .mentions(&["error initializing submodules", "transport 'file' not allowed"]);
-    let left: Vec<_> = fs::read_dir(d.data_root.join("build")).into_iter().flatten().flatten().collect();
+    let left = scratch_left(&d);
     assert!(left.is_empty(), "a git context left files: {left:?}");
 }
