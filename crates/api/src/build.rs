@@ -3,6 +3,7 @@
 //! `POST /build/prune` forgets the build cache.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use hyper::body::Incoming;
@@ -30,6 +31,12 @@ impl Drop for Scratch {
             }
         }
     }
+}
+
+/// The context the daemon received last (while it is worth comparing the next one with).
+fn last_context() -> &'static std::sync::Mutex<Option<Arc<Context>>> {
+    static LAST: std::sync::OnceLock<std::sync::Mutex<Option<Arc<Context>>>> = std::sync::OnceLock::new();
+    LAST.get_or_init(|| std::sync::Mutex::new(None))
 }
 
 /// Builds that were running when the daemon stopped left their contexts: removed at start.
@@ -198,6 +205,7 @@ pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> 
                 Ok(context)
             })
             .await
+            .map(|r| r.map(Arc::new))
         }
         // `remote=URL`: a tarball is the context; any other file is the Dockerfile, alone.
         Some(url) => {
@@ -221,11 +229,23 @@ pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> 
                 }
             })
             .await
+            .map(|r| r.map(Arc::new))
         }
+        // The body: received after the last context received so, whose unchanged files it
+        // then shares (a rebuild neither writes nor hashes them again).
         None => {
             let reader = body_reader(req);
-            tokio::task::spawn_blocking(move || Context::receive(reader, &spool, limit).map_err(|e| e.to_string()))
-                .await
+            let previous = last_context().lock().ok().and_then(|last| last.clone());
+            let received = tokio::task::spawn_blocking(move || match previous {
+                Some(p) => Context::receive_after(reader, &spool, limit, &p).map_err(|e| e.to_string()),
+                None => Context::receive(reader, &spool, limit).map_err(|e| e.to_string()),
+            })
+            .await
+            .map(|r| r.map(Arc::new));
+            if let (Ok(Ok(c)), Ok(mut last)) = (&received, last_context().lock()) {
+                *last = c.worth_keeping().then(|| c.clone());
+            }
+            received
         }
     };
     let context = received
@@ -233,14 +253,13 @@ pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> 
         .map_err(ApiError::bad_request)?;
     log::debug!("build: context received in {:?}", started.elapsed());
     request.scratch = dir.clone();
-    let context = std::sync::Arc::new(context);
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let engine = ctx.engine.clone();
     let quiet = request.quiet;
     let run = tokio::spawn(async move {
-        let _scratch = scratch;
-        executor::build(&engine, &request, context, tx).await
+        let built = executor::build(&engine, &request, context, tx).await;
+        (built, scratch)
     });
     let (body_tx, body) = Body::channel();
     let build_id = ctx.query.get("buildid").filter(|b| !b.is_empty()).map(str::to_string);
@@ -275,11 +294,20 @@ pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> 
         // Dropping the receiver tells the build that its client went away: it stops the
         // step's container, removes it and ends.
         drop(rx);
-        let result = run.await;
+        let (result, scratch) = match run.await {
+            Ok((built, scratch)) => (Ok(built), Some(scratch)),
+            Err(e) => (Err(e), None),
+        };
         if let (Some(id), Ok(mut m)) = (&build_id, running().lock()) {
             m.remove(id);
         }
+        // The scratch (the context's spool: as large as the context) goes after the client
+        // has its answer, off the async threads.
+        let remove_scratch = move || {
+            tokio::task::spawn_blocking(move || drop(scratch));
+        };
         if client_gone {
+            remove_scratch();
             return;
         }
         match result {
@@ -295,6 +323,8 @@ pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> 
                 let _ = body_tx.send(error_line(&format!("build: {e}"))).await;
             }
         }
+        drop(body_tx);
+        remove_scratch();
     });
     let mut r = Response::new(body);
     r.headers_mut().insert("Content-Type", hyper::header::HeaderValue::from_static("application/json"));
@@ -316,6 +346,10 @@ fn random_bytes() -> [u8; 8] {
 /// `POST /build/prune?all&keep-storage&filters`: forgets cached steps (and the images only
 /// they kept).
 pub async fn prune(ctx: &Ctx) -> Result<Response<Body>> {
+    // The last context's spool is build cache too.
+    if let Ok(mut last) = last_context().lock() {
+        *last = None;
+    }
     let q = &ctx.query;
     let mut opts = wharf_engine::CachePrune {
         all: q.bool("all"),
