@@ -187,9 +187,29 @@ struct Build {
     meta: Arc<BTreeMap<String, Option<String>>>,
     /// Once a step missed the cache, every later step of that stage runs.
     missed: bool,
+    /// The step this stage is making, claimed so that another build (or stage) that comes
+    /// to the same step meanwhile waits for it and takes it from the cache (`cached`).
+    claimed: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
+
+/// The lock of one step's cache key, shared by the builds that are at that step now.
+fn step_claim(key: &str) -> Arc<tokio::sync::Mutex<()>> {
+    use std::sync::{Mutex, OnceLock, Weak};
+    static CLAIMS: OnceLock<Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>> = OnceLock::new();
+    let Ok(mut claims) = CLAIMS.get_or_init(Default::default).lock() else {
+        // A poisoned map: the step is made without waiting for another build.
+        return Arc::new(tokio::sync::Mutex::new(()));
+    };
+    claims.retain(|_, w| w.strong_count() > 0);
+    if let Some(lock) = claims.get(key).and_then(Weak::upgrade) {
+        return lock;
+    }
+    let lock = Arc::new(tokio::sync::Mutex::new(()));
+    claims.insert(key.to_string(), Arc::downgrade(&lock));
+    lock
+}
 
 /// What a step was made from, kept by its place in the build (tag, Dockerfile, step number), so
 /// that the next miss there can say in one line what changed.
@@ -310,6 +330,7 @@ pub async fn build(
         names: Arc::new(df.stages.iter().map(|s| s.name.clone()).collect()),
         meta: Arc::new(BTreeMap::new()),
         missed: req.no_cache,
+        claimed: None,
     };
     let meta = root.meta_args(&df);
     root.meta = Arc::new(meta);
@@ -351,6 +372,7 @@ pub async fn build(
                     names: root.names.clone(),
                     meta: root.meta.clone(),
                     missed: req.no_cache,
+                    claimed: None,
                 };
                 let df = df.clone();
                 running.spawn(async move {
@@ -595,12 +617,14 @@ impl Build {
             let parsed = crate::parse(&format!("FROM scratch\n{}\n", triggers.join("\n")))?;
             for ins in parsed.stages.into_iter().flat_map(|s| s.instructions) {
                 self.instruction(&mut state, &ins, true).await?;
+                self.claimed = None;
             }
         }
         for ins in &stage.instructions {
             self.step_line(&ins.original);
             let t0 = std::time::Instant::now();
             self.instruction(&mut state, ins, false).await?;
+            self.claimed = None;
             log::debug!("build: step {} ({}) took {:?}", self.step, ins.original, t0.elapsed());
         }
         if index == *crate::stages_needed(df, self.req.target.as_deref())?.last().unwrap_or(&index)
@@ -907,7 +931,7 @@ impl Build {
         let cfg_json = serde_json::to_string(&state.config.config).unwrap_or_default();
         let key = sha(&["workdir", &parent, &created_by, &cfg_json]);
         let note = Note { args: BTreeMap::new(), ..Note::new(&created_by, state) };
-        if let Some(hit) = self.cached(&key, &note)? {
+        if let Some(hit) = self.cached(&key, &note).await? {
             return self.adopt(state, hit);
         }
         let missing = self.missing_dirs(state, &dir)?;
@@ -1039,7 +1063,7 @@ impl Build {
         let key = sha(&["config", &parent, &created_by, &cfg_json]);
         // Build args reach a config step only through its (expanded) text.
         let note = Note { args: BTreeMap::new(), ..Note::new(&created_by, state) };
-        if let Some(hit) = self.cached(&key, &note)? {
+        if let Some(hit) = self.cached(&key, &note).await? {
             return Ok(hit);
         }
         if let Some(id) = self.cached_from(state, &created_by).await? {
@@ -1068,14 +1092,33 @@ impl Build {
 
     /// A cache hit for `key`, unless the build or an earlier miss says not to look. The first
     /// miss of a stage says why, from the note of the step's last build.
-    fn cached(&mut self, key: &str, note: &Note) -> Result<Option<Digest>, BuildError> {
-        if self.missed {
+    async fn cached(&mut self, key: &str, note: &Note) -> Result<Option<Digest>, BuildError> {
+        // Two builds at the same step at once: the first makes it, the second waits for it,
+        // then finds it here, even after a miss of its own (its parent may be the same image
+        // all the same). Held until the step is done (`stage`), never while waiting for
+        // another, so no two claims wait on each other.
+        let mut waited = false;
+        if !self.req.no_cache {
+            self.claimed = None;
+            let claim = step_claim(key);
+            self.claimed = Some(match claim.clone().try_lock_owned() {
+                Ok(free) => free,
+                Err(_) => {
+                    waited = true;
+                    claim.lock_owned().await
+                }
+            });
+        }
+        if self.missed && !waited {
             return Ok(None);
         }
         if let Some(hit) = self.engine.build_cache_get(key)? {
             self.stream(" ---> Using cache\n".to_string());
             self.stream(format!(" ---> {}\n", short(&hit.image)));
             return Ok(Some(hit.image));
+        }
+        if self.missed {
+            return Ok(None);
         }
         self.missed = true;
         if !self.req.no_cache {
@@ -1223,7 +1266,7 @@ impl Build {
         let binds = self.bind_inputs(run)?;
         let key = sha(&["run", &parent, &created_by, &network, &format!("{:?}", run.mounts), &binds]);
         let note = Note::new(&ins.original, state);
-        if let Some(hit) = self.cached(&key, &note)? {
+        if let Some(hit) = self.cached(&key, &note).await? {
             return self.adopt(state, hit);
         }
         if let Some(id) = self.cached_from(state, &created_by).await? {
@@ -1594,7 +1637,7 @@ impl Build {
         let parent = state.image.as_ref().map(|d| d.to_string()).unwrap_or_default();
         let key = sha(&["copy", &parent, &created_by, &source_dir, &format!("{:x}", hd.finalize())]);
         let note = Note { files, args: BTreeMap::new(), ..Note::new(&ins.original, state) };
-        if let Some(hit) = self.cached(&key, &note)? {
+        if let Some(hit) = self.cached(&key, &note).await? {
             drop(cleanup);
             return self.adopt(state, hit);
         }

@@ -588,21 +588,39 @@ fn a_client_that_disconnects_cancels_the_build() {
     assert!(!d.wharf(&["image", "inspect", "cancelled:1"]).success());
 }
 
-/// Two builds of the same context at once both succeed.
+/// Two builds of the same context at once both succeed and share their steps: each step is
+/// made once (the one that comes second waits for it and takes it from the cache), so both
+/// get the same image.
 #[test]
 fn two_builds_of_one_context_at_once() {
     let d = Daemon::start();
     let ctx = TempDir::new("build-twice");
-    write(&ctx.0, "Dockerfile", &format!("FROM {}\nCOPY f /f\nRUN sleep 1 && cat /f > /g\n", base()));
+    write(
+        &ctx.0,
+        "Dockerfile",
+        &format!("FROM {}\nCOPY f /f\nRUN sleep 1 && cat /f > /g && date +%s%N > /made\n", base()),
+    );
     write(&ctx.0, "f", "shared\n");
-    let mut a = spawn_build(&d, &ctx.0, "twice:a");
-    let mut b = spawn_build(&d, &ctx.0, "twice:b");
-    assert!(a.wait().expect("wait a").success() && b.wait().expect("wait b").success(), "a concurrent build failed");
-    for tag in ["twice:a", "twice:b"] {
-        let out = d.docker(&["run", "--rm", tag, "cat", "/g"]);
+    let (outs, made) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| build(&d, Cli::Docker, &ctx.0, &["-t", "twice:a"]));
+        let b = scope.spawn(|| build(&d, Cli::Docker, &ctx.0, &["-t", "twice:b"]));
+        let outs = [a.join().expect("build a"), b.join().expect("build b")];
+        (outs, Vec::new())
+    });
+    for out in &outs {
         out.ok();
-        assert_eq!(out.trimmed(), "shared");
     }
+    let shown = format!("{}\n{}", outs[0], outs[1]);
+    let mut made = made;
+    for tag in ["twice:a", "twice:b"] {
+        let out = d.docker(&["run", "--rm", tag, "cat", "/g", "/made"]);
+        out.ok();
+        assert!(out.trimmed().starts_with("shared\n"), "{out}");
+        made.push(out.trimmed().to_string());
+    }
+    assert_eq!(made[0], made[1], "the RUN step ran once for each build:\n{shown}");
+    let id = |tag: &str| d.docker(&["image", "inspect", "-f", "{{.Id}}", tag]).ok().trimmed().to_string();
+    assert_eq!(id("twice:a"), id("twice:b"));
 }
 
 /// A context whose tar reaches outside it is refused with a 400 that says so, and nothing of
