@@ -104,7 +104,7 @@ fn parse_request(ctx: &Ctx, req: &Request<Incoming>) -> Result<BuildRequest> {
         auths: registry_config(req)?,
         cpuset_cpus: q.get("cpusetcpus").unwrap_or("").to_string(),
         cgroup_parent: q.get("cgroupparent").unwrap_or("").to_string(),
-        max_input: 0,
+        max_input: ctx.engine.config().max_build_context,
         cache_from: match q.get("cachefrom").filter(|c| !c.is_empty()) {
             None => Vec::new(),
             Some(raw) => serde_json::from_str(raw)
@@ -190,8 +190,7 @@ pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> 
     let spool = dir.join("context.spool");
     let started = std::time::Instant::now();
     let remote = ctx.query.get("remote").filter(|r| !r.is_empty()).map(str::to_string);
-    let limit = ctx.engine.config().max_build_context;
-    request.max_input = limit;
+    let limit = request.max_input;
     let received = match remote {
         // `remote=` a git URL: the daemon clones it, and the checkout is the context.
         Some(url) if wharf_build::git::is_git_url(&url) => {
@@ -231,7 +230,7 @@ pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> 
             .await
             .map(|r| r.map(Arc::new))
         }
-        // The body: received after the last context received so, whose unchanged files it
+        // The request body: received after the last body received, whose unchanged files it
         // then shares (a rebuild neither writes nor hashes them again).
         None => {
             let reader = body_reader(req);

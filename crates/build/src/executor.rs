@@ -1619,11 +1619,11 @@ impl Build {
         // As the classic builder writes it: `dir:` for one directory, `file:` for one file or
         // archive, `multi:` for more; the destination as written; `--chown` shown.
         let single_dir = from_single_dir
-            || c.sources.len() == 1 && c.heredocs.is_empty() && locals.len() == 1 && archives.is_empty() && {
+            || (c.sources.len() == 1 && c.heredocs.is_empty() && locals.len() == 1 && archives.is_empty() && {
                 let rel = context::clean_rel(&locals[0]);
                 c.from.is_none()
                     && (rel.is_empty() || self.ctx.entry(&rel).is_some_and(|e| e.kind == context::EntryKind::Dir))
-            };
+            });
         let kind = if single_dir {
             "dir"
         } else if c.sources.len() + c.heredocs.len() == 1 && !c.sources.iter().any(|s| context::has_wildcard(s)) {
