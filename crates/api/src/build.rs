@@ -3,6 +3,7 @@
 //! `POST /build/prune` forgets the build cache.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use hyper::body::Incoming;
@@ -19,9 +20,6 @@ use crate::images::{progress_json, registry_auth};
 use crate::router::Result;
 use crate::router::{json as json_response, Ctx};
 
-/// The largest context a build accepts, unpacked.
-const MAX_CONTEXT_BYTES: u64 = 16 << 30;
-
 /// Removes the build's scratch directory, whatever way the build ends.
 struct Scratch(std::path::PathBuf);
 
@@ -33,6 +31,12 @@ impl Drop for Scratch {
             }
         }
     }
+}
+
+/// The context the daemon received last (while it is worth comparing the next one with).
+fn last_context() -> &'static std::sync::Mutex<Option<Arc<Context>>> {
+    static LAST: std::sync::OnceLock<std::sync::Mutex<Option<Arc<Context>>>> = std::sync::OnceLock::new();
+    LAST.get_or_init(|| std::sync::Mutex::new(None))
 }
 
 /// Builds that were running when the daemon stopped left their contexts: removed at start.
@@ -99,6 +103,8 @@ fn parse_request(ctx: &Ctx, req: &Request<Incoming>) -> Result<BuildRequest> {
         auth: registry_auth(req),
         auths: registry_config(req)?,
         cpuset_cpus: q.get("cpusetcpus").unwrap_or("").to_string(),
+        cgroup_parent: q.get("cgroupparent").unwrap_or("").to_string(),
+        max_input: ctx.engine.config().max_build_context,
         cache_from: match q.get("cachefrom").filter(|c| !c.is_empty()) {
             None => Vec::new(),
             Some(raw) => serde_json::from_str(raw)
@@ -184,21 +190,36 @@ pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> 
     let spool = dir.join("context.spool");
     let started = std::time::Instant::now();
     let remote = ctx.query.get("remote").filter(|r| !r.is_empty()).map(str::to_string);
+    let limit = request.max_input;
     let received = match remote {
+        // `remote=` a git URL: the daemon clones it, and the checkout is the context.
+        Some(url) if wharf_build::git::is_git_url(&url) => {
+            let checkout = dir.join("git");
+            tokio::task::spawn_blocking(move || -> std::result::Result<Context, String> {
+                let context_dir = wharf_build::git::clone(&url, &checkout)?;
+                let context = Context::from_dir(&context_dir).map_err(|e| e.to_string())?;
+                if context.size() > limit {
+                    return Err(wharf_build::context::ContextError::TooLarge { limit }.to_string());
+                }
+                Ok(context)
+            })
+            .await
+            .map(|r| r.map(Arc::new))
+        }
         // `remote=URL`: a tarball is the context; any other file is the Dockerfile, alone.
         Some(url) => {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(ApiError::bad_request(format!(
-                    "remote {url:?} is not supported: give an http(s) URL of a tarball or a Dockerfile (git contexts are not supported)"
+                    "remote {url:?} is not supported: give a git URL, or an http(s) URL of a tarball or a Dockerfile"
                 )));
             }
             let download = dir.join("remote");
             let alone = dir.join("remote-context");
             tokio::task::spawn_blocking(move || -> std::result::Result<Context, String> {
-                wharf_build::fetch::fetch(&url, &download, MAX_CONTEXT_BYTES)?;
+                wharf_build::fetch::fetch(&url, &download, limit)?;
                 if wharf_build::context::looks_like_archive(&download) {
                     let file = std::fs::File::open(&download).map_err(|e| e.to_string())?;
-                    Context::receive(file, &spool, MAX_CONTEXT_BYTES).map_err(|e| e.to_string())
+                    Context::receive(file, &spool, limit).map_err(|e| e.to_string())
                 } else {
                     // Not an archive: the Dockerfile itself, alone in the context.
                     std::fs::create_dir_all(&alone).map_err(|e| e.to_string())?;
@@ -207,13 +228,23 @@ pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> 
                 }
             })
             .await
+            .map(|r| r.map(Arc::new))
         }
+        // The request body: received after the last body received, whose unchanged files it
+        // then shares (a rebuild neither writes nor hashes them again).
         None => {
             let reader = body_reader(req);
-            tokio::task::spawn_blocking(move || {
-                Context::receive(reader, &spool, MAX_CONTEXT_BYTES).map_err(|e| e.to_string())
+            let previous = last_context().lock().ok().and_then(|last| last.clone());
+            let received = tokio::task::spawn_blocking(move || match previous {
+                Some(p) => Context::receive_after(reader, &spool, limit, &p).map_err(|e| e.to_string()),
+                None => Context::receive(reader, &spool, limit).map_err(|e| e.to_string()),
             })
             .await
+            .map(|r| r.map(Arc::new));
+            if let (Ok(Ok(c)), Ok(mut last)) = (&received, last_context().lock()) {
+                *last = c.worth_keeping().then(|| c.clone());
+            }
+            received
         }
     };
     let context = received
@@ -221,14 +252,13 @@ pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> 
         .map_err(ApiError::bad_request)?;
     log::debug!("build: context received in {:?}", started.elapsed());
     request.scratch = dir.clone();
-    let context = std::sync::Arc::new(context);
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let engine = ctx.engine.clone();
     let quiet = request.quiet;
     let run = tokio::spawn(async move {
-        let _scratch = scratch;
-        executor::build(&engine, &request, context, tx).await
+        let built = executor::build(&engine, &request, context, tx).await;
+        (built, scratch)
     });
     let (body_tx, body) = Body::channel();
     let build_id = ctx.query.get("buildid").filter(|b| !b.is_empty()).map(str::to_string);
@@ -263,11 +293,20 @@ pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> 
         // Dropping the receiver tells the build that its client went away: it stops the
         // step's container, removes it and ends.
         drop(rx);
-        let result = run.await;
+        let (result, scratch) = match run.await {
+            Ok((built, scratch)) => (Ok(built), Some(scratch)),
+            Err(e) => (Err(e), None),
+        };
         if let (Some(id), Ok(mut m)) = (&build_id, running().lock()) {
             m.remove(id);
         }
+        // The scratch (the context's spool: as large as the context) goes after the client
+        // has its answer, off the async threads.
+        let remove_scratch = move || {
+            tokio::task::spawn_blocking(move || drop(scratch));
+        };
         if client_gone {
+            remove_scratch();
             return;
         }
         match result {
@@ -283,6 +322,8 @@ pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> 
                 let _ = body_tx.send(error_line(&format!("build: {e}"))).await;
             }
         }
+        drop(body_tx);
+        remove_scratch();
     });
     let mut r = Response::new(body);
     r.headers_mut().insert("Content-Type", hyper::header::HeaderValue::from_static("application/json"));
@@ -304,6 +345,10 @@ fn random_bytes() -> [u8; 8] {
 /// `POST /build/prune?all&keep-storage&filters`: forgets cached steps (and the images only
 /// they kept).
 pub async fn prune(ctx: &Ctx) -> Result<Response<Body>> {
+    // The last context's spool is build cache too.
+    if let Ok(mut last) = last_context().lock() {
+        *last = None;
+    }
     let q = &ctx.query;
     let mut opts = wharf_engine::CachePrune {
         all: q.bool("all"),

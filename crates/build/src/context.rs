@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, BufRead, BufReader, Read, Seek, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -31,6 +31,33 @@ pub enum ContextError {
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> ContextError {
     let what = what.into();
     move |source| ContextError::Io { what, source }
+}
+
+/// Reads exactly `buf.len()` bytes of `spool` at `at`.
+fn read_exact_at(spool: &Spool, buf: &mut [u8], at: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    spool.file.read_exact_at(buf, at)
+}
+
+/// Writes and hashes bytes `offset..offset + len` of an earlier spool into the new one.
+fn copy_spool_range(
+    from: &Spool,
+    offset: u64,
+    len: u64,
+    buf: &mut [u8],
+    out: &mut impl Write,
+    hash: &mut Sha256,
+) -> Result<(), ContextError> {
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(buf.len() as u64) as usize;
+        let chunk = buf.get_mut(..n).unwrap_or_default();
+        read_exact_at(from, chunk, offset + done).map_err(io_err("read the earlier spool"))?;
+        hash.update(&*chunk);
+        out.write_all(chunk).map_err(io_err("write spool"))?;
+        done += n as u64;
+    }
+    Ok(())
 }
 
 /// Counts what passes through, so a context over the limit stops as soon as it is.
@@ -91,6 +118,8 @@ fn decompressed(body: impl Read + Send + 'static, limit: u64) -> Result<tar::Arc
 pub fn unpack(body: impl Read + Send + 'static, dir: &Path, limit: u64) -> Result<(), ContextError> {
     let mut archive = decompressed(body, limit)?;
     archive.set_preserve_permissions(true);
+    // A stage's files keep their owners in a bind mount of it, as in the stage.
+    archive.set_preserve_ownerships(true);
     archive.set_preserve_mtime(true);
     archive.set_unpack_xattrs(false);
     let entries = archive.entries().map_err(|e| ContextError::Invalid(format!("not a tar archive: {e}")))?;
@@ -163,11 +192,45 @@ enum Data {
     None,
     /// In the spool of a received context, at this offset (`size` bytes).
     Spool {
-        file: Arc<PathBuf>,
+        file: Arc<Spool>,
         offset: u64,
     },
     /// A file on disk (a stage's unpacked file system, a download).
     Path(PathBuf),
+}
+
+/// A spool file, read through its open descriptor: it outlives its directory for as long as
+/// an entry of a later context still reads it (see `receive`), and its space is freed with
+/// the last of them.
+#[derive(Debug)]
+pub struct Spool {
+    file: fs::File,
+    /// Its length once received.
+    len: u64,
+}
+
+/// One file's bytes in a spool.
+struct SpoolReader {
+    spool: Arc<Spool>,
+    at: u64,
+    end: u64,
+}
+
+impl Read for SpoolReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let want = (self.end - self.at).min(buf.len() as u64) as usize;
+        let Some(buf) = buf.get_mut(..want) else { return Ok(0) };
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let n = self.spool.file.read_at(buf, self.at)?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the context's spool is shorter than its index"));
+        }
+        self.at += n as u64;
+        Ok(n)
+    }
 }
 
 /// One file, directory or symlink of a context, with what a copy keeps of it.
@@ -218,9 +281,7 @@ impl Entry {
         match &self.data {
             Data::None => Ok(Box::new(io::empty())),
             Data::Spool { file, offset } => {
-                let mut f = fs::File::open(file.as_ref())?;
-                f.seek(io::SeekFrom::Start(*offset))?;
-                Ok(Box::new(f.take(self.size)))
+                Ok(Box::new(SpoolReader { spool: file.clone(), at: *offset, end: offset + self.size }))
             }
             Data::Path(p) => Ok(Box::new(fs::File::open(p)?.take(self.size))),
         }
@@ -296,12 +357,69 @@ impl Context {
     /// each file as it arrives. Entries with `..` or an absolute path, below a symlink of the
     /// context, or hard links to nothing before them are refused.
     pub fn receive(body: impl Read + Send + 'static, spool: &Path, limit: u64) -> Result<Context, ContextError> {
+        Context::new(Context::receive_entries(body, spool, limit, None)?)
+    }
+
+    /// `receive`, given the context received before (a rebuild sends the same files again): a
+    /// file whose path and size it has is compared with its bytes there as it streams in, and
+    /// when every byte is the same, the entry reads them there, with the digest taken then.
+    /// So an unchanged file is neither written again nor hashed again; a changed one is, from
+    /// where it starts to differ (the same bytes before that are copied over).
+    pub fn receive_after(
+        body: impl Read + Send + 'static,
+        spool: &Path,
+        limit: u64,
+        previous: &Context,
+    ) -> Result<Context, ContextError> {
+        Context::new(Context::receive_entries(body, spool, limit, Some(previous))?)
+    }
+
+    /// Whether a later context should be received after this one: only while the spools its
+    /// entries keep (a file changed since the first build leaves its old bytes in an older
+    /// spool) are not much more than its own size.
+    pub fn worth_keeping(&self) -> bool {
+        let mut spools: Vec<&Arc<Spool>> = Vec::new();
+        for e in self.entries.values() {
+            if let Data::Spool { file, .. } = &e.data {
+                if !spools.iter().any(|s| Arc::ptr_eq(s, file)) {
+                    spools.push(file);
+                }
+            }
+        }
+        let held: u64 = spools.iter().map(|s| s.len).sum();
+        held <= 2 * self.size() + (64 << 20)
+    }
+
+    /// The same for an image's file system (`COPY --from`): no size limit (the image is the
+    /// daemon's already), and a `.dockerignore` in it is a file like any other.
+    pub fn receive_tree(body: impl Read + Send + 'static, spool: &Path) -> Result<Context, ContextError> {
+        let entries = Context::receive_entries(body, spool, u64::MAX, None)?;
+        Ok(Context { entries, ignore: Ignore::default(), materialized: Mutex::new(None) })
+    }
+
+    fn receive_entries(
+        body: impl Read + Send + 'static,
+        spool: &Path,
+        limit: u64,
+        previous: Option<&Context>,
+    ) -> Result<BTreeMap<String, Entry>, ContextError> {
         let mut archive = decompressed(body, limit)?;
-        let file = Arc::new(spool.to_path_buf());
-        let mut out = io::BufWriter::with_capacity(1 << 20, fs::File::create(spool).map_err(io_err("create spool"))?);
+        let spool_file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(spool)
+            .map_err(io_err("create spool"))?;
+        // Entries read the spool through this descriptor (and its length, filled in at the end).
+        let reader = spool_file.try_clone().map_err(io_err("open spool"))?;
+        let mut out = io::BufWriter::with_capacity(1 << 20, spool_file);
         let mut offset = 0u64;
         let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
+        let mut reused: Vec<String> = Vec::new();
         let mut buf = vec![0u8; 1 << 16];
+        let mut before = vec![0u8; 1 << 16];
+        // The entries are made with a placeholder spool, replaced once its length is known.
+        let placeholder = Arc::new(Spool { file: reader.try_clone().map_err(io_err("open spool"))?, len: 0 });
         let tar_entries = archive.entries().map_err(|e| ContextError::Invalid(format!("not a tar archive: {e}")))?;
         for entry in tar_entries {
             let mut entry = entry.map_err(|e| tar_error(e, limit))?;
@@ -351,29 +469,80 @@ impl Context {
                     }
                 }
                 tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                    let declared = h.size().unwrap_or(0);
+                    let same_before = previous
+                        .and_then(|p| p.entries.get(&rel))
+                        .filter(|e| e.kind == EntryKind::File && e.size == declared && e.digest.is_some())
+                        .and_then(|e| match &e.data {
+                            Data::Spool { file, offset } => Some((e, file.clone(), *offset)),
+                            _ => None,
+                        });
                     let mut hash = Sha256::new();
                     let mut size = 0u64;
-                    loop {
-                        let n = entry.read(&mut buf).map_err(|e| tar_error(e, limit))?;
-                        if n == 0 {
+                    let mut unchanged = None;
+                    if let Some((old, old_spool, old_offset)) = same_before {
+                        // Compared as it streams in; at the first difference, the same bytes
+                        // before it are written and hashed, and the rest goes on as new.
+                        let mut same = 0u64;
+                        let mut differs = false;
+                        loop {
+                            let n = entry.read(&mut buf).map_err(|e| tar_error(e, limit))?;
+                            if n == 0 {
+                                break;
+                            }
+                            let was = before.get_mut(..n).unwrap_or_default();
+                            let equal = read_exact_at(&old_spool, was, old_offset + same).is_ok()
+                                && buf.get(..n) == Some(&*was);
+                            if equal {
+                                same += n as u64;
+                                continue;
+                            }
+                            copy_spool_range(&old_spool, old_offset, same, &mut before, &mut out, &mut hash)?;
+                            hash.update(&buf[..n]);
+                            out.write_all(&buf[..n]).map_err(io_err("write spool"))?;
+                            size = same + n as u64;
+                            differs = true;
                             break;
                         }
-                        hash.update(&buf[..n]);
-                        out.write_all(&buf[..n]).map_err(io_err("write spool"))?;
-                        size += n as u64;
+                        if !differs {
+                            if same == declared {
+                                unchanged = Some(Entry { mode, uid, gid, mtime, ..old.clone() });
+                            } else {
+                                // Shorter than its header said: the tar reader fails on it below.
+                                copy_spool_range(&old_spool, old_offset, same, &mut before, &mut out, &mut hash)?;
+                                size = same;
+                            }
+                        }
                     }
-                    let e = Entry {
-                        kind: EntryKind::File,
-                        mode,
-                        uid,
-                        gid,
-                        mtime,
-                        size,
-                        data: Data::Spool { file: file.clone(), offset },
-                        digest: Some(hash.finalize().into()),
-                    };
-                    offset += size;
-                    e
+                    match unchanged {
+                        Some(e) => {
+                            reused.push(rel.clone());
+                            e
+                        }
+                        None => {
+                            loop {
+                                let n = entry.read(&mut buf).map_err(|e| tar_error(e, limit))?;
+                                if n == 0 {
+                                    break;
+                                }
+                                hash.update(&buf[..n]);
+                                out.write_all(&buf[..n]).map_err(io_err("write spool"))?;
+                                size += n as u64;
+                            }
+                            let e = Entry {
+                                kind: EntryKind::File,
+                                mode,
+                                uid,
+                                gid,
+                                mtime,
+                                size,
+                                data: Data::Spool { file: placeholder.clone(), offset },
+                                digest: Some(hash.finalize().into()),
+                            };
+                            offset += size;
+                            e
+                        }
+                    }
                 }
                 // Devices and fifos mean nothing in a context: skipped, as the CLI skips them.
                 _ => continue,
@@ -405,7 +574,21 @@ impl Context {
             entries.insert(rel, new);
         }
         out.flush().map_err(io_err("write spool"))?;
-        Context::new(entries)
+        drop(out);
+        let this = Arc::new(Spool { file: reader, len: offset });
+        for e in entries.values_mut() {
+            if let Data::Spool { file, .. } = &mut e.data {
+                if Arc::ptr_eq(file, &placeholder) {
+                    *file = this.clone();
+                }
+            }
+        }
+        log::debug!(
+            "build: context received, {} of {} entries unchanged since the last one",
+            reused.len(),
+            entries.len()
+        );
+        Ok(entries)
     }
 
     /// The same index over a directory on disk.
@@ -425,6 +608,11 @@ impl Context {
             _ => Ignore::default(),
         };
         Ok(Context { entries, ignore, materialized: Mutex::new(None) })
+    }
+
+    /// The bytes of its files, together.
+    pub fn size(&self) -> u64 {
+        self.entries.values().filter(|e| e.kind == EntryKind::File).map(|e| e.size).sum()
     }
 
     pub fn entry(&self, rel: &str) -> Option<&Entry> {
@@ -600,6 +788,8 @@ pub struct Ownership {
     pub uid: u32,
     pub gid: u32,
     pub mode: Option<u32>,
+    /// Each entry keeps its own owner instead (`uid` and `gid` then own only made directories).
+    pub keep: bool,
 }
 
 /// The digest of what a copy selects, for its cache key: each entry's destination, type,
@@ -607,7 +797,7 @@ pub struct Ownership {
 /// digest by destination (shortened), so that a cache miss can name the file that changed.
 pub fn digest(selected: &[Selected], own: Ownership) -> Result<(String, BTreeMap<String, String>), ContextError> {
     let mut all = Sha256::new();
-    all.update(format!("own {}:{} {:?}\n", own.uid, own.gid, own.mode));
+    all.update(format!("own {}:{} {:?} {}\n", own.uid, own.gid, own.mode, own.keep));
     let mut each = BTreeMap::new();
     for s in selected {
         let e = &s.entry;
@@ -656,6 +846,8 @@ pub struct CopyTar {
     pub extra: BTreeMap<String, Vec<u8>>,
     /// Archives (plain or gzip tars) unpacked below a destination.
     pub archives: Vec<(Entry, String)>,
+    /// The most bytes one archive may unpack to (tar headers included); `None` for no limit.
+    pub archive_limit: Option<u64>,
 }
 
 impl CopyTar {
@@ -722,8 +914,9 @@ impl CopyTar {
             add_parents(&mut tar, &mut dirs_done, &s.dest)?;
             let e = &s.entry;
             let mut h = tar::Header::new_gnu();
-            h.set_uid(own.uid as u64);
-            h.set_gid(own.gid as u64);
+            let (uid, gid) = if own.keep { (e.uid, e.gid) } else { (own.uid, own.gid) };
+            h.set_uid(uid as u64);
+            h.set_gid(gid as u64);
             h.set_mtime(e.mtime);
             h.set_mode(own.mode.unwrap_or(e.mode));
             match &e.kind {
@@ -760,7 +953,7 @@ impl CopyTar {
         }
         for (archive, dest) in &self.archives {
             add_parents(&mut tar, &mut dirs_done, &format!("{}/x", dest.trim_end_matches('/')))?;
-            append_archive(&mut tar, archive, dest)?;
+            append_archive(&mut tar, archive, dest, self.archive_limit.unwrap_or(u64::MAX))?;
         }
         tar.into_inner().map_err(io_err("write tar"))?.flush().map_err(io_err("write tar"))?;
         Ok(())
@@ -769,9 +962,23 @@ impl CopyTar {
 
 /// Appends the entries of a tar (plain or compressed) below `dest` (`ADD archive.tar.gz /dest`), with
 /// their owners and modes; `..` and absolute names are cleaned into `dest`.
-fn append_archive(tar: &mut tar::Builder<impl Write>, archive: &Entry, dest: &str) -> Result<(), ContextError> {
-    let err = |e: io::Error| ContextError::Invalid(format!("ADD of an archive to {dest}: {e}"));
-    let mut input = tar::Archive::new(decompress(archive.open().map_err(err)?).map_err(err)?);
+fn append_archive(
+    tar: &mut tar::Builder<impl Write>,
+    archive: &Entry,
+    dest: &str,
+    limit: u64,
+) -> Result<(), ContextError> {
+    let err = |e: io::Error| {
+        if e.to_string().contains("over the limit") {
+            ContextError::Invalid(format!(
+                "ADD of an archive to {dest}: it unpacks to more than the {limit} bytes this daemon allows"
+            ))
+        } else {
+            ContextError::Invalid(format!("ADD of an archive to {dest}: {e}"))
+        }
+    };
+    let unpacked = decompress(archive.open().map_err(err)?).map_err(err)?;
+    let mut input = tar::Archive::new(Limited { inner: unpacked, read: 0, limit });
     let prefix = dest.trim_start_matches('/').trim_end_matches('/');
     let under = |rel: String| if prefix.is_empty() { rel } else { format!("{prefix}/{rel}") };
     for entry in input.entries().map_err(err)? {
@@ -802,6 +1009,81 @@ fn append_archive(tar: &mut tar::Builder<impl Write>, archive: &Entry, dest: &st
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tar_of(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut t = tar::Builder::new(&mut out);
+        for (name, data) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            t.append_data(&mut h, name, &data[..]).unwrap();
+        }
+        t.into_inner().unwrap();
+        out
+    }
+
+    fn contents(c: &Context) -> Vec<(String, Vec<u8>, [u8; 32])> {
+        c.entries
+            .iter()
+            .filter(|(_, e)| e.kind == EntryKind::File)
+            .map(|(k, e)| {
+                let mut v = Vec::new();
+                e.open().unwrap().read_to_end(&mut v).unwrap();
+                let digest: [u8; 32] = Sha256::digest(&v).into();
+                assert_eq!(e.digest, Some(digest), "{k}: the recorded digest is not its content's");
+                (k.clone(), v, digest)
+            })
+            .collect()
+    }
+
+    /// A context received after another reads what did not change in the other's spool and
+    /// gets every byte and digest right where files changed: at the start, in the middle of a
+    /// file longer than a read, at the end, in size, or are new; the earlier spool's directory
+    /// may be gone by then.
+    #[test]
+    fn a_context_received_after_another_is_the_same_as_received_alone() {
+        let dir = std::env::temp_dir().join(format!("wharf-ctx-after-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("a")).unwrap();
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let mut big_mid = big.clone();
+        big_mid[200_000] ^= 1;
+        let mut big_end = big.clone();
+        *big_end.last_mut().unwrap() ^= 1;
+        let first = tar_of(&[
+            ("same", b"unchanged".to_vec()),
+            ("start", b"abc".to_vec()),
+            ("mid", big.clone()),
+            ("end", big.clone()),
+            ("grows", b"x".to_vec()),
+            ("gone", b"removed".to_vec()),
+            ("empty", Vec::new()),
+        ]);
+        let second = tar_of(&[
+            ("same", b"unchanged".to_vec()),
+            ("start", b"xbc".to_vec()),
+            ("mid", big_mid),
+            ("end", big_end),
+            ("grows", b"xy".to_vec()),
+            ("new", b"new".to_vec()),
+            ("empty", Vec::new()),
+        ]);
+        let a = Context::receive(std::io::Cursor::new(first), &dir.join("a/spool"), u64::MAX).unwrap();
+        fs::remove_dir_all(dir.join("a")).unwrap();
+        let after =
+            Context::receive_after(std::io::Cursor::new(second.clone()), &dir.join("after"), u64::MAX, &a).unwrap();
+        let alone = Context::receive(std::io::Cursor::new(second), &dir.join("alone"), u64::MAX).unwrap();
+        assert_eq!(contents(&after), contents(&alone));
+        // Only what changed was written again.
+        let written = fs::metadata(dir.join("after")).unwrap().len();
+        assert_eq!(written, 3 + 300_000 + 300_000 + 2 + 3, "bytes in the second spool");
+        assert!(after.worth_keeping());
+        drop(a);
+        assert_eq!(contents(&after), contents(&alone), "after the first context is dropped");
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn clean_rel_paths() {

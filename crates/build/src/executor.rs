@@ -61,6 +61,11 @@ pub struct BuildRequest {
     pub cache_from: Vec<String>,
     /// `--cpuset-cpus` of RUN.
     pub cpuset_cpus: String,
+    /// `--cgroup-parent` of RUN's containers; empty for the daemon's.
+    pub cgroup_parent: String,
+    /// The most bytes the build may bring in at once: each ADD download, each ADD archive
+    /// unpacked (the daemon's `max-build-context`).
+    pub max_input: u64,
 }
 
 /// What a build reports, in order: the API turns these into Docker's JSON lines.
@@ -182,9 +187,29 @@ struct Build {
     meta: Arc<BTreeMap<String, Option<String>>>,
     /// Once a step missed the cache, every later step of that stage runs.
     missed: bool,
+    /// The step this stage is making, claimed so that another build (or stage) that comes
+    /// to the same step meanwhile waits for it and takes it from the cache (`cached`).
+    claimed: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
+
+/// The lock of one step's cache key, shared by the builds that are at that step now.
+fn step_claim(key: &str) -> Arc<tokio::sync::Mutex<()>> {
+    use std::sync::{Mutex, OnceLock, Weak};
+    static CLAIMS: OnceLock<Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>> = OnceLock::new();
+    let Ok(mut claims) = CLAIMS.get_or_init(Default::default).lock() else {
+        // A poisoned map: the step is made without waiting for another build.
+        return Arc::new(tokio::sync::Mutex::new(()));
+    };
+    claims.retain(|_, w| w.strong_count() > 0);
+    if let Some(lock) = claims.get(key).and_then(Weak::upgrade) {
+        return lock;
+    }
+    let lock = Arc::new(tokio::sync::Mutex::new(()));
+    claims.insert(key.to_string(), Arc::downgrade(&lock));
+    lock
+}
 
 /// What a step was made from, kept by its place in the build (tag, Dockerfile, step number), so
 /// that the next miss there can say in one line what changed.
@@ -305,6 +330,7 @@ pub async fn build(
         names: Arc::new(df.stages.iter().map(|s| s.name.clone()).collect()),
         meta: Arc::new(BTreeMap::new()),
         missed: req.no_cache,
+        claimed: None,
     };
     let meta = root.meta_args(&df);
     root.meta = Arc::new(meta);
@@ -346,6 +372,7 @@ pub async fn build(
                     names: root.names.clone(),
                     meta: root.meta.clone(),
                     missed: req.no_cache,
+                    claimed: None,
                 };
                 let df = df.clone();
                 running.spawn(async move {
@@ -590,12 +617,14 @@ impl Build {
             let parsed = crate::parse(&format!("FROM scratch\n{}\n", triggers.join("\n")))?;
             for ins in parsed.stages.into_iter().flat_map(|s| s.instructions) {
                 self.instruction(&mut state, &ins, true).await?;
+                self.claimed = None;
             }
         }
         for ins in &stage.instructions {
             self.step_line(&ins.original);
             let t0 = std::time::Instant::now();
             self.instruction(&mut state, ins, false).await?;
+            self.claimed = None;
             log::debug!("build: step {} ({}) took {:?}", self.step, ins.original, t0.elapsed());
         }
         if index == *crate::stages_needed(df, self.req.target.as_deref())?.last().unwrap_or(&index)
@@ -902,7 +931,7 @@ impl Build {
         let cfg_json = serde_json::to_string(&state.config.config).unwrap_or_default();
         let key = sha(&["workdir", &parent, &created_by, &cfg_json]);
         let note = Note { args: BTreeMap::new(), ..Note::new(&created_by, state) };
-        if let Some(hit) = self.cached(&key, &note)? {
+        if let Some(hit) = self.cached(&key, &note).await? {
             return self.adopt(state, hit);
         }
         let missing = self.missing_dirs(state, &dir)?;
@@ -917,9 +946,7 @@ impl Build {
         };
         let (tar, writer) = TarPipe::start(move |out| plan.write(&[], out))?;
         let result = self.commit_tar(state, Box::new(tar), created_by, direct).await;
-        let written = writer.join();
-        let id = result?;
-        written?;
+        let id = writer.finish(result)?;
         self.remember(&key, &id, &note, state.image.as_ref())?;
         self.stream(format!(" ---> {}\n", short(&id)));
         self.adopt(state, id)
@@ -1036,7 +1063,7 @@ impl Build {
         let key = sha(&["config", &parent, &created_by, &cfg_json]);
         // Build args reach a config step only through its (expanded) text.
         let note = Note { args: BTreeMap::new(), ..Note::new(&created_by, state) };
-        if let Some(hit) = self.cached(&key, &note)? {
+        if let Some(hit) = self.cached(&key, &note).await? {
             return Ok(hit);
         }
         if let Some(id) = self.cached_from(state, &created_by).await? {
@@ -1065,14 +1092,33 @@ impl Build {
 
     /// A cache hit for `key`, unless the build or an earlier miss says not to look. The first
     /// miss of a stage says why, from the note of the step's last build.
-    fn cached(&mut self, key: &str, note: &Note) -> Result<Option<Digest>, BuildError> {
-        if self.missed {
+    async fn cached(&mut self, key: &str, note: &Note) -> Result<Option<Digest>, BuildError> {
+        // Two builds at the same step at once: the first makes it, the second waits for it,
+        // then finds it here, even after a miss of its own (its parent may be the same image
+        // all the same). Held until the step is done (`stage`), never while waiting for
+        // another, so no two claims wait on each other.
+        let mut waited = false;
+        if !self.req.no_cache {
+            self.claimed = None;
+            let claim = step_claim(key);
+            self.claimed = Some(match claim.clone().try_lock_owned() {
+                Ok(free) => free,
+                Err(_) => {
+                    waited = true;
+                    claim.lock_owned().await
+                }
+            });
+        }
+        if self.missed && !waited {
             return Ok(None);
         }
         if let Some(hit) = self.engine.build_cache_get(key)? {
             self.stream(" ---> Using cache\n".to_string());
             self.stream(format!(" ---> {}\n", short(&hit.image)));
             return Ok(Some(hit.image));
+        }
+        if self.missed {
+            return Ok(None);
         }
         self.missed = true;
         if !self.req.no_cache {
@@ -1220,7 +1266,7 @@ impl Build {
         let binds = self.bind_inputs(run)?;
         let key = sha(&["run", &parent, &created_by, &network, &format!("{:?}", run.mounts), &binds]);
         let note = Note::new(&ins.original, state);
-        if let Some(hit) = self.cached(&key, &note)? {
+        if let Some(hit) = self.cached(&key, &note).await? {
             return self.adopt(state, hit);
         }
         if let Some(id) = self.cached_from(state, &created_by).await? {
@@ -1359,6 +1405,7 @@ impl Build {
             cpu_period: self.req.cpu_period,
             cpu_quota: self.req.cpu_quota,
             cpuset_cpus: self.req.cpuset_cpus.clone(),
+            cgroup_parent: self.req.cgroup_parent.clone(),
             ..Default::default()
         }
     }
@@ -1461,6 +1508,7 @@ impl Build {
 
         // Where the files come from: the context, or another stage's or image's file system.
         let mut archives: Vec<(context::Entry, String)> = Vec::new();
+        let mut from_single_dir = false;
         let (mut selected, source_dir, cleanup): (Vec<context::Selected>, String, Option<tempdir::Dir>) = match &c.from
         {
             None => {
@@ -1494,10 +1542,16 @@ impl Build {
                 (self.ctx.select(&plain, &dest_abs, dest_is_dir, c.parents), "context".into(), None)
             }
             Some(from) => {
-                let dir = self.export_from(from).await?;
-                let src_ctx = Context::from_dir(dir.path())?;
+                let (src_ctx, dir) = self.index_from(from).await?;
                 let sources: Vec<String> = c.sources.to_vec();
                 let resolved = src_ctx.resolve(&sources, what).map_err(BuildError::Invalid)?;
+                from_single_dir = match sources.as_slice() {
+                    [one] if !context::has_wildcard(one) => {
+                        let rel = context::clean_rel(one);
+                        rel.is_empty() || src_ctx.entry(&rel).is_some_and(|e| e.kind == context::EntryKind::Dir)
+                    }
+                    _ => false,
+                };
                 let sel = src_ctx.select(&resolved, &dest_abs, dest_is_dir, c.parents);
                 (sel, format!("from {from}"), Some(dir))
             }
@@ -1507,9 +1561,9 @@ impl Build {
         for (n, url) in urls.iter().enumerate() {
             let dir = downloads.as_ref().map(|d| d.path().to_path_buf()).unwrap_or_default();
             let file = dir.join(format!("{n}"));
-            let (u, f) = (url.clone(), file.clone());
+            let (u, f, limit) = (url.clone(), file.clone(), self.req.max_input);
             self.stream(format!("Downloading {url}\n"));
-            let got = tokio::task::spawn_blocking(move || crate::fetch::fetch(&u, &f, MAX_DOWNLOAD))
+            let got = tokio::task::spawn_blocking(move || crate::fetch::fetch(&u, &f, limit))
                 .await
                 .map_err(|e| BuildError::Invalid(format!("ADD {url}: {e}")))?
                 .map_err(|e| BuildError::Invalid(format!("ADD failed: {e}")))?;
@@ -1564,11 +1618,12 @@ impl Build {
         };
         // As the classic builder writes it: `dir:` for one directory, `file:` for one file or
         // archive, `multi:` for more; the destination as written; `--chown` shown.
-        let single_dir = c.sources.len() == 1 && c.heredocs.is_empty() && locals.len() == 1 && archives.is_empty() && {
-            let rel = context::clean_rel(&locals[0]);
-            c.from.is_none()
-                && (rel.is_empty() || self.ctx.entry(&rel).is_some_and(|e| e.kind == context::EntryKind::Dir))
-        };
+        let single_dir = from_single_dir
+            || (c.sources.len() == 1 && c.heredocs.is_empty() && locals.len() == 1 && archives.is_empty() && {
+                let rel = context::clean_rel(&locals[0]);
+                c.from.is_none()
+                    && (rel.is_empty() || self.ctx.entry(&rel).is_some_and(|e| e.kind == context::EntryKind::Dir))
+            });
         let kind = if single_dir {
             "dir"
         } else if c.sources.len() + c.heredocs.len() == 1 && !c.sources.iter().any(|s| context::has_wildcard(s)) {
@@ -1582,7 +1637,7 @@ impl Build {
         let parent = state.image.as_ref().map(|d| d.to_string()).unwrap_or_default();
         let key = sha(&["copy", &parent, &created_by, &source_dir, &format!("{:x}", hd.finalize())]);
         let note = Note { files, args: BTreeMap::new(), ..Note::new(&ins.original, state) };
-        if let Some(hit) = self.cached(&key, &note)? {
+        if let Some(hit) = self.cached(&key, &note).await? {
             drop(cleanup);
             return self.adopt(state, hit);
         }
@@ -1612,7 +1667,7 @@ impl Build {
         {
             // Docker makes the directory an archive unpacks into as root's, whatever --chown says.
             let dir_owner = if selected.is_empty() && extra.is_empty() && !archives.is_empty() {
-                Ownership { uid: 0, gid: 0, mode: own.mode }
+                Ownership { uid: 0, gid: 0, mode: own.mode, keep: false }
             } else {
                 own
             };
@@ -1624,15 +1679,14 @@ impl Build {
                 parents: state.layers == 0,
                 extra,
                 archives,
+                archive_limit: Some(self.req.max_input),
             };
             // The tar goes straight from a writer thread into the layer (or the container).
             let (tar, writer) = TarPipe::start(move |out| plan.write(&selected, out))?;
             let result = self.commit_tar(state, Box::new(tar), created_by.clone(), direct).await;
-            let written = writer.join();
+            let id = writer.finish(result);
             drop(cleanup);
-            // The layer's failure is the cause when both failed (the writer then saw a closed pipe).
-            let id = result?;
-            written?;
+            let id = id?;
             self.remember(&key, &id, &note, state.image.as_ref())?;
             self.stream(format!(" ---> {}\n", short(&id)));
             self.adopt(state, id)
@@ -1728,8 +1782,31 @@ impl Build {
     }
 
     /// The file system of a stage, an image, or a stage index, copied out into a directory
-    /// (`COPY --from`).
+    /// (`RUN --mount=type=bind,from=`).
     async fn export_from(&mut self, from: &str) -> Result<tempdir::Dir, BuildError> {
+        let dir = tempdir::Dir::new(self.scratch_file("from"))?;
+        let target = dir.path().to_path_buf();
+        self.archive_from(from, move |tar| context::unpack(tar, &target, u64::MAX)).await?;
+        Ok(dir)
+    }
+
+    /// The file system of a stage, an image, or a stage index as an index over a spool of its
+    /// tar (`COPY --from`): owners and modes as the image has them, and no file of it on the
+    /// host (a setuid binary of the image never becomes one there).
+    async fn index_from(&mut self, from: &str) -> Result<(Context, tempdir::Dir), BuildError> {
+        let dir = tempdir::Dir::new(self.scratch_file("from"))?;
+        let spool = dir.path().join("fs.spool");
+        let ctx = self.archive_from(from, move |tar| Context::receive_tree(tar, &spool)).await?;
+        Ok((ctx, dir))
+    }
+
+    /// Streams the tar of `from`'s root file system (through a created, never started
+    /// container) into `take`.
+    async fn archive_from<T: Send + 'static>(
+        &mut self,
+        from: &str,
+        take: impl FnOnce(std::io::PipeReader) -> Result<T, context::ContextError> + Send + 'static,
+    ) -> Result<T, BuildError> {
         let lower = from.to_ascii_lowercase();
         let image = match self.stage_image(&lower) {
             Some(id) => id,
@@ -1742,7 +1819,6 @@ impl Build {
                 }
             }
         };
-        let dir = tempdir::Dir::new(self.scratch_file("from"))?;
         let rec = self
             .engine
             .create_container(CreateRequest {
@@ -1756,17 +1832,15 @@ impl Build {
             .await?;
         let result = async {
             let (reader, writer) = std::io::pipe().map_err(|e| BuildError::Invalid(format!("build: pipe: {e}")))?;
-            let target = dir.path().to_path_buf();
-            let unpack = tokio::task::spawn_blocking(move || context::unpack(reader, &target, u64::MAX));
+            let taken = tokio::task::spawn_blocking(move || take(reader));
             let archived = self.engine.container_archive(&rec.id, "/", Box::new(writer)).await;
-            let unpacked = unpack.await.map_err(|e| BuildError::Invalid(format!("build: {e}")))?;
+            let taken = taken.await.map_err(|e| BuildError::Invalid(format!("build: {e}")))?;
             archived?;
-            unpacked.map_err(BuildError::from)
+            taken.map_err(BuildError::from)
         }
         .await;
         self.remove(&rec.id).await;
-        result?;
-        Ok(dir)
+        result
     }
 
     /// A finished stage named `name`, or numbered so.
@@ -1787,7 +1861,9 @@ impl Build {
             ),
             None => None,
         };
-        let Some(spec) = &c.chown else { return Ok(Ownership { uid: 0, gid: 0, mode }) };
+        // As the classic builder: a copy out of a stage or an image keeps its owners, one out of
+        // the context is root's.
+        let Some(spec) = &c.chown else { return Ok(Ownership { uid: 0, gid: 0, mode, keep: c.from.is_some() }) };
         let (user, group) = match spec.split_once(':') {
             Some((u, g)) => (u.to_string(), Some(g.to_string())),
             None => (spec.clone(), None),
@@ -1795,7 +1871,7 @@ impl Build {
         let numeric = |s: &str| s.parse::<u32>().ok();
         if let (Some(u), g) = (numeric(&user), group.as_deref().map(numeric)) {
             if g.is_none() || g.flatten().is_some() {
-                return Ok(Ownership { uid: u, gid: g.flatten().unwrap_or(u), mode });
+                return Ok(Ownership { uid: u, gid: g.flatten().unwrap_or(u), mode, keep: false });
             }
         }
         let image = state.image.clone().ok_or_else(|| {
@@ -1805,7 +1881,7 @@ impl Build {
             .engine
             .resolve_user_in_image(&image, &user, group.as_deref())
             .map_err(|e| BuildError::Invalid(format!("unable to convert uid/gid chown string to host mapping: {e}")))?;
-        Ok(Ownership { uid, gid, mode })
+        Ok(Ownership { uid, gid, mode, keep: false })
     }
 }
 
@@ -1891,9 +1967,6 @@ fn archive_kind(entry: &context::Entry) -> Option<Result<(), &'static str>> {
     }
     (n >= 262 && &head[257..262] == b"ustar").then_some(Ok(()))
 }
-
-/// The most `ADD <url>` downloads.
-const MAX_DOWNLOAD: u64 = 16 << 30;
 
 /// The comment a config-only step leaves in history, as the classic builder words it: the
 /// stage's shell, `#(nop)`, two spaces, the instruction.
@@ -1984,9 +2057,14 @@ fn expand_port_range(spec: &str) -> Result<Vec<String>, BuildError> {
 struct TarPipe {
     reader: std::io::PipeReader,
     done: Arc<std::sync::atomic::AtomicBool>,
+    /// Set when the reader met the end before the writer finished: the writer failed first.
+    cut: Arc<std::sync::atomic::AtomicBool>,
 }
 
-struct TarWriter(std::thread::JoinHandle<Result<(), context::ContextError>>);
+struct TarWriter {
+    thread: std::thread::JoinHandle<Result<(), context::ContextError>>,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+}
 
 impl TarPipe {
     fn start(
@@ -2006,7 +2084,8 @@ impl TarPipe {
             drop(out);
             Ok(())
         });
-        Ok((TarPipe { reader, done }, TarWriter(thread)))
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        Ok((TarPipe { reader, done, cut: cut.clone() }, TarWriter { thread, cut }))
     }
 }
 
@@ -2014,6 +2093,7 @@ impl std::io::Read for TarPipe {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.reader.read(buf)?;
         if n == 0 && !buf.is_empty() && !self.done.load(std::sync::atomic::Ordering::SeqCst) {
+            self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
             return Err(std::io::Error::other("the copy's tar was cut short"));
         }
         Ok(n)
@@ -2021,11 +2101,25 @@ impl std::io::Read for TarPipe {
 }
 
 impl TarWriter {
-    fn join(self) -> Result<(), BuildError> {
-        self.0
+    /// The copy's outcome once the writer is done, given what the layer's commit made of its
+    /// tar. When both failed, the one that failed first is the cause: the writer, when the
+    /// tar was cut short (an ADD archive over the limit); the layer, when the writer only saw
+    /// the pipe close.
+    fn finish(self, committed: Result<Digest, BuildError>) -> Result<Digest, BuildError> {
+        let written = self
+            .thread
             .join()
-            .map_err(|_| BuildError::Invalid("build: the tar writer panicked".into()))?
-            .map_err(BuildError::from)
+            .map_err(|_| BuildError::Invalid("build: the tar writer panicked".into()))
+            .and_then(|r| r.map_err(BuildError::from));
+        match (committed, written) {
+            (Ok(id), Ok(())) => Ok(id),
+            (Err(e), Err(w)) if self.cut.load(std::sync::atomic::Ordering::SeqCst) => {
+                log::debug!("build: the layer failed after its tar was cut short: {e}");
+                Err(w)
+            }
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(w)) => Err(w),
+        }
     }
 }
 

@@ -7,6 +7,7 @@ pub mod context;
 pub mod error;
 pub mod executor;
 pub mod fetch;
+pub mod git;
 pub mod ignore;
 pub mod instructions;
 pub mod mounts;

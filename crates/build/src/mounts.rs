@@ -221,8 +221,14 @@ pub async fn prepare(
                 let opts = size.map(|s| format!("size={s}")).unwrap_or_default();
                 p.tmpfs.insert(target, opts);
             }
-            Mount::Secret { .. } => return Err("RUN --mount=type=secret is not supported by this builder yet".into()),
-            Mount::Ssh { .. } => return Err("RUN --mount=type=ssh is not supported by this builder yet".into()),
+            // Their contents come from the client over BuildKit's session, which the classic
+            // build API has no way to carry.
+            Mount::Secret { .. } => {
+                return Err("RUN --mount=type=secret is not supported: secrets come through BuildKit's session, which the classic build API (DOCKER_BUILDKIT=0) cannot carry".into())
+            }
+            Mount::Ssh { .. } => {
+                return Err("RUN --mount=type=ssh is not supported: the ssh agent comes through BuildKit's session, which the classic build API (DOCKER_BUILDKIT=0) cannot carry".into())
+            }
         }
     }
     Ok(p)

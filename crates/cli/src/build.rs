@@ -64,10 +64,10 @@ pub struct BuildFlags {
 }
 
 pub fn run(client: &Client, f: &BuildFlags) -> Result<()> {
-    let remote = f.path.starts_with("http://") || f.path.starts_with("https://");
-    if f.path.starts_with("git@") || f.path.starts_with("git://") {
-        bail!("wharf build takes a context directory, an http(s) URL or -; {:?} (git) is not supported yet", f.path);
-    }
+    // A URL (a tarball, a Dockerfile, or a git repository with `#ref:dir`) is the daemon's to
+    // fetch; a local directory wins over `github.com/...`, as with the docker CLI.
+    let remote = ["http://", "https://", "git://", "git@"].iter().any(|p| f.path.starts_with(p))
+        || (f.path.starts_with("github.com/") && !Path::new(&f.path).is_dir());
     let stdin = f.path == "-";
     let dir = if remote || stdin { std::env::temp_dir() } else { PathBuf::from(&f.path) };
     if !dir.is_dir() {
@@ -161,9 +161,12 @@ pub fn run(client: &Client, f: &BuildFlags) -> Result<()> {
         let req = Request::new("POST", &q.to_target("/build")).header("Content-Type", "application/x-tar");
         return print_progress(client, with_auth(req));
     }
-    let (reader, mut writer) = std::io::pipe().context("pipe")?;
+    let (reader, writer) = std::io::pipe().context("pipe")?;
     let tar_dir = dir.clone();
     let producer = std::thread::spawn(move || -> std::io::Result<()> {
+        // The tar is written in headers and 8 KiB pieces: buffered, the pipe sees few large
+        // writes instead of several per file.
+        let mut writer = std::io::BufWriter::with_capacity(256 << 10, writer);
         let mut tar = tar::Builder::new(&mut writer);
         tar.follow_symlinks(false);
         tar.mode(tar::HeaderMode::Complete);
@@ -175,7 +178,9 @@ pub fn run(client: &Client, f: &BuildFlags) -> Result<()> {
             h.set_cksum();
             tar.append_data(&mut h, name, &text[..])?;
         }
-        tar.finish()
+        tar.finish()?;
+        drop(tar);
+        writer.flush()
     });
     let req = with_auth(
         Request::new("POST", &q.to_target("/build"))

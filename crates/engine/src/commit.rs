@@ -259,7 +259,7 @@ impl Engine {
     /// Freezes the container's cgroup until the guard drops; None (and a commit without
     /// pausing) where there is no freezer.
     fn freeze(&self, id: &str) -> Option<Thaw> {
-        let path = format!("{}/{}", self.inner.config.cgroup_parent.trim_end_matches('/'), id);
+        let path = self.container_cgroup(id);
         let cg = match wharf_runtime::cgroups::Cgroup::open(&path) {
             Ok(cg) => cg,
             Err(e) => {

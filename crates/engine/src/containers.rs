@@ -65,6 +65,9 @@ pub struct HostConfig {
     pub cpuset_cpus: String,
     #[serde(default)]
     pub cpuset_mems: String,
+    /// `--cgroup-parent`: the cgroup the container's own goes under; empty for the daemon's.
+    #[serde(default)]
+    pub cgroup_parent: String,
     /// `default`/`bridge`, `none`, `host`, `container:<name|id>`.
     pub network_mode: String,
     /// `-p`: `80/tcp` → host bindings.
@@ -416,6 +419,7 @@ impl Engine {
         }
         crate::spec::check_cpuset(&host_config.cpuset_cpus, "cpuset.cpus")?;
         crate::spec::check_cpuset(&host_config.cpuset_mems, "cpuset.mems")?;
+        host_config.cgroup_parent = crate::spec::check_cgroup_parent(&host_config.cgroup_parent)?;
         if host_config.memory > 0 && host_config.memory < 6 * 1024 * 1024 {
             return Err(EngineError::Invalid("Minimum memory limit allowed is 6MB".to_string()));
         }
@@ -829,10 +833,41 @@ impl Engine {
         Ok(())
     }
 
+    /// The container's cgroup. Once started, it is the path its bundle names (a container
+    /// keeps it across a change of the daemon's `cgroup-parent`, and a container whose record
+    /// is gone still has it); before, where its next start puts it.
+    pub(crate) fn container_cgroup(&self, id: &str) -> String {
+        #[derive(Deserialize)]
+        struct Bundle {
+            linux: Option<BundleLinux>,
+        }
+        #[derive(Deserialize)]
+        struct BundleLinux {
+            #[serde(rename = "cgroupsPath")]
+            cgroups_path: Option<String>,
+        }
+        let started = std::fs::read(self.container_dir(id).join("config.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Bundle>(&b).ok())
+            .and_then(|b| b.linux?.cgroups_path)
+            .filter(|p| !p.is_empty());
+        if let Some(path) = started {
+            return path;
+        }
+        let own = self.inner.db.get::<ContainerRecord>(Table::Containers, id).ok().flatten();
+        self.cgroup_for(id, own.as_ref().map_or("", |r| r.host_config.cgroup_parent.as_str()))
+    }
+
+    /// `<parent>/<id>`, with the daemon's parent where the container names none.
+    pub(crate) fn cgroup_for(&self, id: &str, own_parent: &str) -> String {
+        let parent = if own_parent.is_empty() { self.inner.config.cgroup_parent.as_str() } else { own_parent };
+        format!("{}/{id}", parent.trim_end_matches('/'))
+    }
+
     /// Kills whatever still runs in the container's cgroup and removes the cgroup; an error
     /// while anything is left (the caller keeps the container's record then).
     pub(crate) fn kill_leftovers(&self, id: &str) -> Result<(), EngineError> {
-        let path = format!("{}/{}", self.inner.config.cgroup_parent.trim_end_matches('/'), id);
+        let path = self.container_cgroup(id);
         let cg = match wharf_runtime::cgroups::Cgroup::open(&path) {
             Ok(cg) => cg,
             Err(e) if e.kind() == wharf_types::ErrorKind::NotFound => return Ok(()),
@@ -851,24 +886,33 @@ impl Engine {
     /// failure, after trying all of it.
     pub(crate) fn remove_container_files(&self, id: &str) -> Result<(), EngineError> {
         let mut errors = Vec::new();
-        let cgroup = format!("{}/{}", self.inner.config.cgroup_parent.trim_end_matches('/'), id);
+        let cgroup = self.container_cgroup(id);
         // The shim removes the cgroup when the container exits; this catches a shim that died.
-        match wharf_runtime::cgroups::Cgroup::open(&cgroup) {
-            Ok(cg) => {
-                if let Err(e) = cg.remove() {
+        let cgroup_gone = match wharf_runtime::cgroups::Cgroup::open(&cgroup) {
+            Ok(cg) => match cg.remove() {
+                Ok(()) => true,
+                Err(e) => {
                     errors.push(e.to_string());
+                    false
                 }
+            },
+            Err(e) if e.kind() == wharf_types::ErrorKind::NotFound => true,
+            Err(e) => {
+                errors.push(e.to_string());
+                false
             }
-            Err(e) if e.kind() == wharf_types::ErrorKind::NotFound => {}
-            Err(e) => errors.push(e.to_string()),
-        }
+        };
         if let Err(e) = self.inner.snapshots.remove_container(id) {
             errors.push(e.to_string());
         }
+        // The bundle says where the cgroup is (it may be under a parent of the container's
+        // own): it stays while the cgroup does, so that the sweep at the next start finds both.
         let dir = self.container_dir(id);
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                errors.push(format!("remove {}: {e}", dir.display()));
+        if cgroup_gone {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    errors.push(format!("remove {}: {e}", dir.display()));
+                }
             }
         }
         if errors.is_empty() {

@@ -22,7 +22,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use crate::{Engine, EngineError, MountKind};
+use crate::{blocking, Engine, EngineError, MountKind};
 
 /// What `stat` says of a path in a container (Docker's `ContainerPathStat`, before encoding).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,8 +77,11 @@ struct Plan {
     readonly_rootfs: bool,
     /// The daemon's userns-remap for this container, if any: ids written are shifted into it.
     remap: Option<crate::UsernsRemap>,
+    /// A remapped container that never ran, extracted into with the image's ids: its upper
+    /// dir is shifted to the remapped ids after (see `copy_plan`).
+    shift_upper: Option<(crate::UsernsRemap, PathBuf)>,
     /// The container's operation lock, held while the plan lives (see `hold_op`).
-    _hold: Option<tokio::sync::oneshot::Sender<()>>,
+    hold: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Engine {
@@ -144,10 +147,29 @@ impl Engine {
         options: ExtractOptions,
         body: Box<dyn Read + Send>,
     ) -> Result<(), EngineError> {
-        let plan = self.copy_plan(name, true).await?;
+        let mut plan = self.copy_plan(name, true).await?;
         let rec = self.find_container(&plan.id)?;
         let path = path.to_string();
-        run_confined(plan, move |root, plan| extract(root, plan, &path, options, body)).await?;
+        // Kept until the upper dir is shifted too, so that no start sees it half done.
+        let hold = plan.hold.take();
+        let shift = plan.shift_upper.take();
+        let extracted = run_confined(plan, move |root, plan| extract(root, plan, &path, options, body)).await;
+        // Whatever the extraction wrote is shifted, even when it failed part way.
+        let shifted = match shift {
+            Some((remap, upper)) => {
+                blocking(move || {
+                    crate::userns::shift_tree(&upper, &remap).map_err(|e| {
+                        EngineError::io(format!("shift the ids of {} to the remapped ones", upper.display()), e)
+                    })
+                })
+                .await
+            }
+            None => Ok(()),
+        };
+        drop(hold);
+        // The extraction's failure is the cause when both failed.
+        extracted?;
+        shifted?;
         self.container_event(&rec, "extract-to-dir", &[]);
         Ok(())
     }
@@ -223,13 +245,21 @@ impl Engine {
             }
         };
         let running = matches!(access, Access::Running { .. });
+        let mut remap = remap;
+        let mut shift_upper = None;
         if !running && writable && remap.is_some() {
             // Its overlay would need the idmapped layers the container mounts in its user
-            // namespace; copied-up directories would otherwise lose their owner.
-            return Err(EngineError::Conflict(format!(
-                "cannot copy into the stopped container {} under userns-remap: start it first",
-                rec.name
-            )));
+            // namespace: mounted without them, copied-up directories come with the image's ids.
+            // One that never ran has nothing in its upper dir but what this copy writes, so
+            // the copy writes the image's ids and the whole upper dir is shifted after (a
+            // build's COPY through a symlink of the image, or its ADD of an archive).
+            if !rec.state.started_at.is_empty() {
+                return Err(EngineError::Conflict(format!(
+                    "cannot copy into the stopped container {} under userns-remap: start it first",
+                    rec.name
+                )));
+            }
+            shift_upper = remap.take().map(|r| (r, self.inner.snapshots.container_dirs(&rec.id).upper));
         }
         Ok(Plan {
             id: rec.id,
@@ -238,7 +268,8 @@ impl Engine {
             mounts,
             readonly_rootfs: rec.host_config.readonly_rootfs,
             remap,
-            _hold: if running && !writable { None } else { Some(hold) },
+            shift_upper,
+            hold: if running && !writable { None } else { Some(hold) },
         })
     }
 }
@@ -1295,7 +1326,8 @@ mod tests {
             mounts: vec![("/data/ro".into(), false), ("/data".into(), true)],
             readonly_rootfs: ro_root,
             remap: None,
-            _hold: None,
+            shift_upper: None,
+            hold: None,
         };
         assert!(check_writable(&plan(false), "/etc").is_ok());
         assert!(check_writable(&plan(false), "/data/x").is_ok());

@@ -114,6 +114,9 @@ pub struct EngineConfig {
     pub log_opts: std::collections::BTreeMap<String, String>,
     /// daemon.json `userns-remap`, resolved: containers run in a user namespace with these maps.
     pub userns_remap: Option<UsernsRemap>,
+    /// The most bytes a build may bring in: its context (unpacked), a `remote=` download, each
+    /// `ADD` download and archive. Kept here for the builder, which the engine does not know.
+    pub max_build_context: u64,
 }
 
 /// The daemon's services. Cheap to clone (an `Arc` inside).

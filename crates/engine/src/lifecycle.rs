@@ -35,10 +35,6 @@ pub struct PruneReport {
 }
 
 impl Engine {
-    fn container_cgroup_path(&self, id: &str) -> String {
-        format!("{}/{}", self.inner.config.cgroup_parent.trim_end_matches('/'), id)
-    }
-
     /// Renames a container; the new name must be free, as at create.
     pub async fn rename_container(&self, name: &str, new_name: &str) -> Result<(), EngineError> {
         let new_name = new_name.strip_prefix('/').unwrap_or(new_name).to_string();
@@ -126,7 +122,7 @@ impl Engine {
     }
 
     async fn set_frozen(&self, id: &str, frozen: bool) -> Result<(), EngineError> {
-        let path = self.container_cgroup_path(id);
+        let path = self.container_cgroup(id);
         let what = if frozen { "pause" } else { "unpause" };
         let id = id.to_string();
         blocking(move || {
@@ -242,7 +238,7 @@ impl Engine {
 
         if live.is_running() {
             let resources = update_resources(&req, &hc);
-            let path = self.container_cgroup_path(&rec.id);
+            let path = self.container_cgroup(&rec.id);
             let id = rec.id.clone();
             blocking(move || {
                 let cg =

@@ -187,7 +187,7 @@ impl Engine {
             mounts,
             linux: Some(oci::Linux {
                 namespaces,
-                cgroups_path: Some(format!("{}/{}", self.inner.config.cgroup_parent.trim_end_matches('/'), rec.id)),
+                cgroups_path: Some(self.cgroup_for(&rec.id, &rec.host_config.cgroup_parent)),
                 resources: Some(resources),
                 masked_paths: MASKED_PATHS.iter().map(|s| s.to_string()).collect(),
                 readonly_paths: READONLY_PATHS.iter().map(|s| s.to_string()).collect(),
@@ -228,6 +228,22 @@ fn host_hostname() -> String {
 
 /// Checks a cpuset list (`0-2,4`) against what the host has, with dockerd's messages: the
 /// CPUs (`cpuset.cpus`) or memory nodes (`cpuset.mems`) of the root cpuset.
+/// `--cgroup-parent` as a cgroup path: absolute, without `..` or empty components. A relative
+/// parent is taken from the root of the hierarchies (dockerd's runc takes it from its own
+/// cgroup, which is the root for a daemon that runs there).
+pub(crate) fn check_cgroup_parent(parent: &str) -> Result<String, crate::EngineError> {
+    if parent.is_empty() {
+        return Ok(String::new());
+    }
+    let parts: Vec<&str> = parent.split('/').filter(|c| !c.is_empty()).collect();
+    if parts.iter().any(|c| *c == "." || *c == "..") || parent.contains('\0') {
+        return Err(crate::EngineError::Invalid(format!(
+            "invalid cgroup parent {parent:?}: it must be a cgroup path without '.' or '..'"
+        )));
+    }
+    Ok(format!("/{}", parts.join("/")))
+}
+
 pub(crate) fn check_cpuset(list: &str, file: &str) -> Result<(), crate::EngineError> {
     if list.is_empty() {
         return Ok(());
@@ -268,4 +284,24 @@ pub(crate) fn check_cpuset(list: &str, file: &str) -> Result<(), crate::EngineEr
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_cgroup_parent;
+
+    #[test]
+    fn cgroup_parents_are_normalized_or_refused() {
+        for (given, want) in [
+            ("", Some("")),
+            ("/", Some("/")),
+            ("/a/b/", Some("/a/b")),
+            ("a//b", Some("/a/b")),
+            ("/a/../etc", None),
+            ("./a", None),
+            ("a\0b", None),
+        ] {
+            assert_eq!(check_cgroup_parent(given).ok().as_deref(), want, "{given:?}");
+        }
+    }
 }

@@ -55,7 +55,7 @@ impl Engine {
             return Err(EngineError::Conflict(format!("Container {} is not running", rec.id)));
         }
         let args: Vec<String> = ps_args.unwrap_or("-ef").split_whitespace().map(str::to_string).collect();
-        let cgroup = format!("{}/{}", self.inner.config.cgroup_parent.trim_end_matches('/'), rec.id);
+        let cgroup = self.container_cgroup(&rec.id);
         blocking(move || {
             let pids = Cgroup::open(&cgroup)
                 .and_then(|cg| cg.procs())
@@ -73,7 +73,7 @@ impl Engine {
     pub async fn stats_sample(&self, name: &str) -> Result<StatsSample, EngineError> {
         let rec = self.find_container(name)?;
         let running = self.live(&rec.id).is_running();
-        let cgroup = format!("{}/{}", self.inner.config.cgroup_parent.trim_end_matches('/'), rec.id);
+        let cgroup = self.container_cgroup(&rec.id);
         let pid = rec.state.pid;
         blocking(move || {
             let mut s = StatsSample {

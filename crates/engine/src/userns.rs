@@ -409,7 +409,7 @@ fn to_host(maps: &[IdMapping], id: u32) -> Option<u32> {
 
 /// Chowns `dir` and everything under it (never following links) from image ids to the ids
 /// they map to; ids already in the remapped ranges are left alone.
-fn shift_tree(dir: &Path, remap: &UsernsRemap) -> std::io::Result<()> {
+pub(crate) fn shift_tree(dir: &Path, remap: &UsernsRemap) -> std::io::Result<()> {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(p) = stack.pop() {
         let meta = std::fs::symlink_metadata(&p)?;

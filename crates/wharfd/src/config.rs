@@ -59,6 +59,9 @@ pub struct Flags {
     /// Subnets for networks given none, as base=10.10.0.0/16,size=24 (repeatable)
     #[arg(long = "default-address-pool")]
     pub default_address_pool: Vec<String>,
+    /// The most a build may bring in: its context, a remote, each ADD (default 16g)
+    #[arg(long = "max-build-context")]
+    pub max_build_context: Option<String>,
 }
 
 /// daemon.json, as far as wharf understands it.
@@ -83,6 +86,8 @@ struct FileConfig {
     /// `default`, `user`, `user:group` or `uid:gid`: containers' root is that user's range.
     userns_remap: Option<String>,
     default_address_pools: Option<Vec<PoolConfig>>,
+    /// A size (`512m`, `16g`): see the flag.
+    max_build_context: Option<String>,
 }
 
 /// One `default-address-pools` entry of daemon.json.
@@ -109,6 +114,7 @@ pub struct DaemonConfig {
     pub log_opts: BTreeMap<String, String>,
     pub userns_remap: Option<String>,
     pub address_pools: Vec<wharf_engine::AddressPool>,
+    pub max_build_context: u64,
 }
 
 impl DaemonConfig {
@@ -181,6 +187,13 @@ impl DaemonConfig {
             .map(|p| wharf_engine::AddressPool::new(&p.base, p.size))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| anyhow::anyhow!("default-address-pools: {e}"))?;
+        let max_build_context = match flags.max_build_context.clone().or(file.max_build_context) {
+            None => 16 << 30,
+            Some(s) => match wharf_engine::parse_log_size(&s) {
+                Some(n) if n > 0 => n,
+                _ => bail!("invalid max-build-context {s:?}: a size such as 512m or 16g"),
+            },
+        };
         let hosts = if flags.host.is_empty() { file.hosts.unwrap_or_default() } else { flags.host.clone() };
         Ok(DaemonConfig {
             data_root: flags.data_root.clone().or(file.data_root).unwrap_or_else(|| "/var/lib/wharf".into()),
@@ -197,6 +210,7 @@ impl DaemonConfig {
             log_opts,
             userns_remap: flags.userns_remap.clone().or(file.userns_remap).filter(|s| !s.is_empty()),
             address_pools,
+            max_build_context,
         })
     }
 }

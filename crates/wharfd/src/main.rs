@@ -46,6 +46,7 @@ fn run(flags: Flags) -> anyhow::Result<()> {
         },
         log_opts: cfg.log_opts.clone(),
         userns_remap,
+        max_build_context: cfg.max_build_context,
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the async runtime")?;
     rt.block_on(async move {

@@ -326,8 +326,9 @@ struct FileServer {
 const SERVED_MTIME: u64 = 1_609_556_645;
 
 impl FileServer {
-    fn start(files: Vec<(&'static str, Vec<u8>)>) -> FileServer {
+    fn start<P: Into<String>>(files: Vec<(P, Vec<u8>)>) -> FileServer {
         use std::io::{BufRead, BufReader, Write};
+        let files: Vec<(String, Vec<u8>)> = files.into_iter().map(|(p, b)| (p.into(), b)).collect();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let port = listener.local_addr().expect("addr").port();
@@ -344,7 +345,9 @@ impl FileServer {
                 let mut reader = BufReader::new(stream.try_clone().expect("clone"));
                 let mut line = String::new();
                 let _ = reader.read_line(&mut line);
-                let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                // A static server: the query (git's `?service=`) does not matter.
+                let target = line.split_whitespace().nth(1).unwrap_or("/");
+                let path = target.split_once('?').map_or(target, |(p, _)| p).to_string();
                 loop {
                     let mut h = String::new();
                     if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
@@ -585,21 +588,39 @@ fn a_client_that_disconnects_cancels_the_build() {
     assert!(!d.wharf(&["image", "inspect", "cancelled:1"]).success());
 }
 
-/// Two builds of the same context at once both succeed.
+/// Two builds of the same context at once both succeed and share their steps: each step is
+/// made once (the one that comes second waits for it and takes it from the cache), so both
+/// get the same image.
 #[test]
 fn two_builds_of_one_context_at_once() {
     let d = Daemon::start();
     let ctx = TempDir::new("build-twice");
-    write(&ctx.0, "Dockerfile", &format!("FROM {}\nCOPY f /f\nRUN sleep 1 && cat /f > /g\n", base()));
+    write(
+        &ctx.0,
+        "Dockerfile",
+        &format!("FROM {}\nCOPY f /f\nRUN sleep 1 && cat /f > /g && date +%s%N > /made\n", base()),
+    );
     write(&ctx.0, "f", "shared\n");
-    let mut a = spawn_build(&d, &ctx.0, "twice:a");
-    let mut b = spawn_build(&d, &ctx.0, "twice:b");
-    assert!(a.wait().expect("wait a").success() && b.wait().expect("wait b").success(), "a concurrent build failed");
-    for tag in ["twice:a", "twice:b"] {
-        let out = d.docker(&["run", "--rm", tag, "cat", "/g"]);
+    let (outs, made) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| build(&d, Cli::Docker, &ctx.0, &["-t", "twice:a"]));
+        let b = scope.spawn(|| build(&d, Cli::Docker, &ctx.0, &["-t", "twice:b"]));
+        let outs = [a.join().expect("build a"), b.join().expect("build b")];
+        (outs, Vec::new())
+    });
+    for out in &outs {
         out.ok();
-        assert_eq!(out.trimmed(), "shared");
     }
+    let shown = format!("{}\n{}", outs[0], outs[1]);
+    let mut made = made;
+    for tag in ["twice:a", "twice:b"] {
+        let out = d.docker(&["run", "--rm", tag, "cat", "/g", "/made"]);
+        out.ok();
+        assert!(out.trimmed().starts_with("shared\n"), "{out}");
+        made.push(out.trimmed().to_string());
+    }
+    assert_eq!(made[0], made[1], "the RUN step ran once for each build:\n{shown}");
+    let id = |tag: &str| d.docker(&["image", "inspect", "-f", "{{.Id}}", tag]).ok().trimmed().to_string();
+    assert_eq!(id("twice:a"), id("twice:b"));
 }
 
 /// A context whose tar reaches outside it is refused with a 400 that says so, and nothing of
@@ -934,4 +955,253 @@ fn cpuset_cpus_for_run_and_build() {
     let out = d.docker(&["run", "--rm", "cpuset:1", "cat", "/cpus"]);
     out.ok();
     assert!(out.trimmed().ends_with("\t0") || out.trimmed().ends_with(" 0"), "RUN was not pinned: {out}");
+}
+
+/// A cgroup tree a test made with `--cgroup-parent`: removed at the end, whatever happened.
+struct CgroupTree(String);
+
+impl CgroupTree {
+    /// The cgroups below the tree in any hierarchy (a container's would be a leak).
+    fn children(&self, of: &str) -> Vec<std::path::PathBuf> {
+        crate::harness::cgroup_dirs(of)
+            .into_iter()
+            .flat_map(|dir| fs::read_dir(dir).into_iter().flatten().flatten())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect()
+    }
+}
+
+impl Drop for CgroupTree {
+    fn drop(&mut self) {
+        fn remove(dir: &Path) {
+            for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    remove(&e.path());
+                }
+            }
+            let _ = fs::remove_dir(dir);
+        }
+        for dir in crate::harness::cgroup_dirs(&self.0) {
+            remove(&dir);
+        }
+    }
+}
+
+/// The pid of `pid`'s parent, from /proc.
+fn parent_of(pid: i64) -> i32 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok()).expect("ppid")
+}
+
+#[track_caller]
+fn assert_cgroup_is(cgroup_file: &str, want: &str) {
+    assert!(!cgroup_file.trim().is_empty(), "no cgroup lines");
+    for line in cgroup_file.lines() {
+        let path = line.splitn(3, ':').nth(2).unwrap_or_default();
+        assert_eq!(path, want, "not in its own cgroup parent:\n{cgroup_file}");
+    }
+}
+
+/// `--cgroup-parent` for `docker run` and for a build's RUN (`cgroupparent`), as dockerd: the
+/// container's cgroup is `<parent>/<id>` in every hierarchy, inspect shows the parent, stats
+/// and top find it, and stop, a container left by a daemon and its shim killed together, and
+/// a `kill -9` of the daemon in the middle of a build leave nothing under the parent.
+#[test]
+fn cgroup_parent_for_run_and_build() {
+    let mut d = Daemon::start();
+    let tree = CgroupTree(format!("{}-own", d.cgroup_parent));
+    let parent = format!("{}/sub", tree.0);
+    let image = base();
+    d.docker(&["pull", &image]).ok();
+
+    let out = d.docker(&["run", "-d", "--name", "parented", "--cgroup-parent", &parent, &image, "sleep", "600"]);
+    let id = out.ok().trimmed().to_string();
+    let info = d.inspect(Cli::Docker, "parented");
+    assert_eq!(info["HostConfig"]["CgroupParent"], parent.as_str(), "{info}");
+    let pid = info["State"]["Pid"].as_i64().expect("pid");
+    assert_cgroup_is(&fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup"), &format!("{parent}/{id}"));
+    assert!(crate::harness::cgroup_dirs(&format!("{}/{id}", d.cgroup_parent)).is_empty(), "also under the daemon's");
+    d.docker(&["top", "parented"]).ok().mentions(&["sleep 600"]);
+    let pids = d.docker(&["stats", "--no-stream", "--format", "{{.PIDs}}", "parented"]);
+    assert_eq!(pids.ok().trimmed(), "1", "{pids}");
+    d.docker(&["stop", "-t", "1", "parented"]).ok();
+    // The shim removes the cgroup as it exits, a moment after the exit is recorded.
+    crate::harness::wait_for(Duration::from_secs(10), || tree.children(&parent).is_empty());
+    assert!(tree.children(&parent).is_empty(), "stop left a cgroup: {:?}", tree.children(&parent));
+
+    // The daemon and the shim die together: the next start kills what is left in the cgroup.
+    d.docker(&["start", "parented"]).ok();
+    let pid = d.inspect(Cli::Docker, "parented")["State"]["Pid"].as_i64().expect("pid");
+    let shim = parent_of(pid);
+    d.kill9();
+    // SAFETY: kill has no memory preconditions; the pid is the container's shim.
+    assert_eq!(unsafe { libc::kill(shim, libc::SIGKILL) }, 0);
+    d.restart();
+    assert!(!crate::harness::pid_alive(pid), "the init of a container whose shim died outlived the restart");
+    crate::harness::wait_for(Duration::from_secs(10), || tree.children(&parent).is_empty());
+    assert!(tree.children(&parent).is_empty(), "recovery left a cgroup: {:?}", tree.children(&parent));
+    d.docker(&["rm", "parented"]).ok();
+
+    let ctx = TempDir::new("build-cgroup-parent");
+    write(&ctx.0, "Dockerfile", &format!("FROM {image}\nRUN cat /proc/self/cgroup > /cgroup\n"));
+    build(&d, Cli::Docker, &ctx.0, &["--cgroup-parent", &parent, "-t", "parented:1"]).ok();
+    let out = d.docker(&["run", "--rm", "parented:1", "cat", "/cgroup"]);
+    let recorded = out.ok().stdout.clone();
+    let step =
+        recorded.lines().next().and_then(|l| l.rsplit_once('/')).map(|(_, id)| id.to_string()).unwrap_or_default();
+    assert!(step.len() == 64 && step.bytes().all(|b| b.is_ascii_hexdigit()), "no container id in:\n{recorded}");
+    assert_cgroup_is(&recorded, &format!("{parent}/{step}"));
+
+    // `kill -9` of the daemon while a RUN runs under the parent: nothing stays there.
+    write(&ctx.0, "Dockerfile", &format!("FROM {image}\nRUN sleep 30\n"));
+    let mut cmd = d.command(Cli::Docker, &["build", "--cgroup-parent", &parent, "-t", "parented:2"]);
+    cmd.arg(&ctx.0).env("DOCKER_BUILDKIT", "0");
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut client = cmd.spawn().expect("spawn docker build");
+    wait_for_step_container(&d, "sleep 30");
+    assert!(!tree.children(&parent).is_empty(), "the RUN step has no cgroup under the parent");
+    d.kill9();
+    let _ = client.kill();
+    let _ = client.wait();
+    d.restart();
+    assert_eq!(d.wharf(&["ps", "-aq"]).trimmed(), "", "a build container outlived the crash");
+    crate::harness::wait_for(Duration::from_secs(10), || tree.children(&parent).is_empty());
+    assert!(tree.children(&parent).is_empty(), "a crashed build left a cgroup: {:?}", tree.children(&parent));
+    let left = crate::harness::leaked_processes(&[], &parent);
+    assert!(left.is_empty(), "processes left under the parent: {left:?}");
+}
+
+/// A build's scratch directories, once the daemon has had a moment to remove them (it does
+/// so after the client has its answer).
+fn scratch_left(d: &Daemon) -> Vec<std::path::PathBuf> {
+    let list = || -> Vec<std::path::PathBuf> {
+        fs::read_dir(d.data_root.join("build")).into_iter().flatten().flatten().map(|e| e.path()).collect()
+    };
+    crate::harness::wait_for(Duration::from_secs(10), || list().is_empty());
+    list()
+}
+
+/// What a refused build may not leave: files in the build's scratch, containers, new images.
+#[track_caller]
+fn assert_nothing_left(d: &Daemon, images_before: &str, what: &str) {
+    let left = scratch_left(d);
+    assert!(left.is_empty(), "{what} left files: {left:?}");
+    assert_eq!(d.docker(&["ps", "-aq"]).trimmed(), "", "{what} left a container");
+    assert_eq!(d.docker(&["images", "-aq"]).trimmed(), images_before, "{what} left an image");
+}
+
+/// A daemon that allows 1 MiB (`--max-build-context 1m`): a context over it, and an ADD of an
+/// archive that unpacks past it, fail with a message saying so and leave nothing; a context
+/// under it builds.
+#[test]
+fn contexts_and_archives_over_the_daemons_limit_are_refused() {
+    let d = Daemon::start_with(crate::harness::DaemonOptions {
+        extra_args: vec!["--max-build-context".into(), "1m".into()],
+        ..Default::default()
+    });
+    d.docker(&["pull", &base()]).ok();
+    let before = d.docker(&["images", "-aq"]).trimmed().to_string();
+
+    let ctx = TempDir::new("build-limit");
+    write(&ctx.0, "Dockerfile", &format!("FROM {}\nCOPY big.bin /\n", base()));
+    write(&ctx.0, "big.bin", &"x".repeat(1536 << 10));
+    build(&d, Cli::Docker, &ctx.0, &["-t", "limit:1"])
+        .fails()
+        .mentions(&["build context is larger than the 1048576 bytes this daemon allows"]);
+    assert_nothing_left(&d, &before, "a context over the limit");
+
+    let ctx = TempDir::new("build-limit-add");
+    let archive = tar_gz(&ctx.0, &[("zeros.txt", &"0".repeat(3 << 20))]);
+    fs::write(ctx.0.join("zeros.tar.gz"), &archive).expect("write archive");
+    assert!(archive.len() < 1 << 20, "the archive itself must fit: {} bytes", archive.len());
+    write(&ctx.0, "Dockerfile", &format!("FROM {}\nADD zeros.tar.gz /z/\n", base()));
+    build(&d, Cli::Docker, &ctx.0, &["-t", "limit:2"])
+        .fails()
+        .mentions(&["ADD of an archive to /z: it unpacks to more than the 1048576 bytes this daemon allows"]);
+    assert_nothing_left(&d, &before, "an archive over the limit");
+
+    write(&ctx.0, "Dockerfile", &format!("FROM {}\nCOPY Dockerfile /\n", base()));
+    build(&d, Cli::Docker, &ctx.0, &["-t", "limit:3"]).ok();
+}
+
+/// git with no configuration of the host's, as the tests' repositories are made.
+fn git(dir: &Path, args: &[&str]) {
+    let mut cmd = std::process::Command::new("git");
+    cmd.arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=wharf", "-c", "user.email=wharf@example.com", "-c", "protocol.file.allow=always"])
+        .args(args)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1");
+    run_cmd(cmd, Duration::from_secs(60)).ok();
+}
+
+/// Every file below `dir/rel`, by its path from `dir`, as `/rel/...`.
+fn files_below(dir: &Path, rel: &str, out: &mut Vec<(String, Vec<u8>)>) {
+    for e in fs::read_dir(dir.join(rel.trim_start_matches('/'))).expect("read_dir").flatten() {
+        let name = format!("{rel}/{}", e.file_name().to_string_lossy());
+        if e.file_type().expect("type").is_dir() {
+            files_below(dir, &name, out);
+        } else {
+            out.push((name, fs::read(e.path()).expect("read")));
+        }
+    }
+}
+
+/// Git contexts as dockerd takes them: a repository served over (dumb) HTTP on loopback,
+/// cloned by the daemon for `wharf build URL#ref:dir` (`remote=`) and by the docker CLI itself
+/// for `docker build`; the ref and the directory pick the context, `master` when none is
+/// given. A directory outside the checkout, a ref that reads as an option, and a submodule on
+/// the daemon's own file system are refused.
+#[test]
+fn git_contexts() {
+    let d = Daemon::start();
+    let tmp = TempDir::new("build-git");
+    let work = tmp.0.join("work");
+    fs::create_dir_all(&work).expect("mkdir");
+    git(&work, &["init", "-q", "-b", "master"]);
+    write(&work, "sub/Dockerfile", &format!("FROM {}\nCOPY hello.txt /\nCMD [\"cat\", \"/hello.txt\"]\n", base()));
+    write(&work, "sub/hello.txt", "from master\n");
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "master"]);
+    git(&work, &["checkout", "-q", "-b", "feature"]);
+    write(&work, "sub/hello.txt", "from the feature branch\n");
+    git(&work, &["commit", "-q", "-am", "feature"]);
+    // A submodule that is a repository of this host, by its path.
+    let host_repo = tmp.0.join("host-repo");
+    fs::create_dir_all(&host_repo).expect("mkdir");
+    git(&host_repo, &["init", "-q", "-b", "master"]);
+    write(&host_repo, "private.txt", "the host's\n");
+    git(&host_repo, &["add", "-A"]);
+    git(&host_repo, &["commit", "-q", "-m", "private"]);
+    git(&work, &["checkout", "-q", "-b", "local-submodule", "master"]);
+    git(&work, &["submodule", "add", "-q", &host_repo.to_string_lossy(), "sub/private"]);
+    git(&work, &["commit", "-q", "-m", "submodule"]);
+    git(&work, &["checkout", "-q", "master"]);
+    let bare = tmp.0.join("repo.git");
+    git(&tmp.0, &["clone", "-q", "--bare", "work", "repo.git"]);
+    git(&bare, &["update-server-info"]);
+    let mut routes = Vec::new();
+    files_below(&tmp.0, "/repo.git", &mut routes);
+    let server = FileServer::start(routes);
+    let url = server.url("/repo.git");
+
+    let cat = |tag: &str| d.docker(&["run", "--rm", tag]).ok().trimmed().to_string();
+    d.wharf(&["build", "-t", "git:1", &format!("{url}#feature:sub")]).ok();
+    assert_eq!(cat("git:1"), "from the feature branch");
+    d.wharf(&["build", "-t", "git:2", &format!("{url}#:sub")]).ok();
+    assert_eq!(cat("git:2"), "from master");
+    let mut cmd = d.command(Cli::Docker, &["build", "-t", "git:3", &format!("{url}#feature:sub")]);
+    cmd.env("DOCKER_BUILDKIT", "0");
+    run_cmd(cmd, Duration::from_secs(120)).ok();
+    assert_eq!(cat("git:3"), "from the feature branch");
+
+    d.wharf(&["build", &format!("{url}#master:missing")]).fails().mentions(&["not within git root"]);
+    d.wharf(&["build", &format!("{url}#--upload-pack=touch:sub")]).fails().mentions(&["invalid git reference"]);
+    d.wharf(&["build", &format!("{url}#local-submodule:sub")])
+        .fails()
+        .mentions(&["error initializing submodules", "transport 'file' not allowed"]);
+    let left = scratch_left(&d);
+    assert!(left.is_empty(), "a git context left files: {left:?}");
 }

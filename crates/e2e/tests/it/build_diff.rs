@@ -505,6 +505,22 @@ COPY . /ctx/
         dirs: &["/ctx"],
         ..CASE
     },
+    Case {
+        // What a stage's setuid, setgid and sticky bits and owners become in a copy out of it.
+        name: "copy-from-special-bits",
+        dockerfile: r#"FROM BASE AS src
+RUN mkdir -p /out/d && echo s > /out/suid && chmod 4755 /out/suid && echo g > /out/sgid && \
+    chown 1234:5678 /out/sgid && chmod 2750 /out/sgid && chmod 1777 /out/d && echo f > /out/d/f && \
+    mkdir /out/gdir && chown 42:43 /out/gdir && chmod 2775 /out/gdir && echo h > /out/gdir/h && \
+    echo .dockerignore > /.dockerignore && echo ignored > /out/.dockerignore
+FROM BASE
+COPY --from=src /out /copied
+COPY --from=src /out/suid /out/sgid /single/
+COPY --from=src /.dockerignore /single/
+"#,
+        dirs: &["/copied", "/single"],
+        ..CASE
+    },
 ];
 
 /// files.tar.gz: a directory tree owned by 1234:5678 with odd modes and a symlink.

@@ -3,7 +3,7 @@
 //! namespace; `--userns=host` opts out; Docker's refusals of `--privileged`, `--net=host`
 //! and `--pid=host`. Each test adds its own user and ranges and removes them afterwards.
 
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -331,7 +331,8 @@ fn remapped_container_outlives_a_daemon_kill() {
 
 /// `cp` into and out of a running remapped container: the file lands in the upper dir owned by
 /// the remapped root (the container sees it as root's), and comes back out with its content;
-/// a copy into the stopped container is refused, naming userns-remap.
+/// a copy into the stopped container is refused, naming userns-remap; one into a container
+/// that never ran is made as it would be in the running one.
 fn remapped_cp(cli: Cli) {
     let user = RemapUser::new();
     let d = user.daemon();
@@ -369,6 +370,15 @@ fn remapped_cp(cli: Cli) {
     out.fails().mentions(&["userns-remap", "start it first"]);
     assert!(!d.data_root.join("snapshots/containers").join(&id).join("upper/again").exists());
     d.cli(cli, &["rm", "-f", &c]).ok();
+
+    // Into one that never ran: written with the image's ids, then shifted to the container's,
+    // a copied-up directory (/etc) included.
+    let fresh = unique("cpremap-new");
+    d.cli(cli, &["create", "--name", &fresh, &image, "stat", "-c", "%u:%g %n", "/etc", "/etc/new"]).ok();
+    d.cli(cli, &["cp", &src_s, &format!("{fresh}:/etc/new")]).ok();
+    let out = d.cli(cli, &["start", "-a", &fresh]);
+    assert_eq!(out.ok().trimmed(), "0:0 /etc\n0:0 /etc/new", "{out}");
+    d.cli(cli, &["rm", "-f", &fresh]).ok();
 }
 both!(remapped_cp);
 
@@ -394,4 +404,55 @@ fn a_build_under_userns_remap() {
     let out = d.docker(&["run", "--rm", "remapped:1"]);
     out.ok();
     assert_eq!(out.trimmed(), "0\nremapped build\n0", "{out}");
+}
+
+/// On a remapped daemon, the copies that go through a created, never started container: a
+/// COPY whose destination is below a symlink of the image (followed, as Docker follows it),
+/// an ADD of a local archive (unpacked with its owners) and a COPY --from into a directory of
+/// the image owned by another user. The files have the ids the image means, and a second
+/// COPY on top of them keeps theirs.
+#[test]
+fn a_build_under_userns_remap_extracts_archives_and_follows_symlinks() {
+    let user = RemapUser::new();
+    let d = user.daemon();
+    let ctx = crate::harness::TempDir::new("userns-build-extract");
+    let src = ctx.0.join("src");
+    std::fs::create_dir_all(src.join("pkg")).unwrap();
+    std::fs::write(src.join("pkg/file"), "from the archive\n").unwrap();
+    std::fs::set_permissions(src.join("pkg/file"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let mut tar = std::process::Command::new("tar");
+    tar.args(["--numeric-owner", "--owner=1234", "--group=5678", "-czf"])
+        .arg(ctx.0.join("a.tar.gz"))
+        .arg("-C")
+        .arg(&src)
+        .arg("pkg");
+    crate::harness::run_cmd(tar, std::time::Duration::from_secs(30)).ok();
+    std::fs::remove_dir_all(&src).unwrap();
+    std::fs::write(ctx.0.join("f.txt"), "through the link\n").unwrap();
+    std::fs::write(
+        ctx.0.join("Dockerfile"),
+        format!(
+            "FROM {}\n\
+             RUN mkdir /real && ln -s /real /link && chown 7:8 /real && mkdir -m 0750 /opt && chown 9:10 /opt\n\
+             COPY f.txt /link/\n\
+             ADD a.tar.gz /opt/\n\
+             COPY f.txt /opt/pkg/\n\
+             RUN stat -c '%u:%g %a %n' /real /real/f.txt /opt /opt/pkg /opt/pkg/file /opt/pkg/f.txt > /owners && \
+                 cat /real/f.txt /opt/pkg/file >> /owners\n\
+             CMD [\"cat\", \"/owners\"]\n",
+            crate::harness::registry().image("library/busybox:latest")
+        ),
+    )
+    .unwrap();
+    let mut cmd = d.command(Cli::Docker, &["build", "-t", "remapped-extract:1"]);
+    cmd.arg(&ctx.0).env("DOCKER_BUILDKIT", "0");
+    crate::harness::run_cmd(cmd, std::time::Duration::from_secs(120)).ok();
+    let out = d.docker(&["run", "--rm", "remapped-extract:1"]);
+    out.ok();
+    assert_eq!(
+        out.trimmed(),
+        "7:8 755 /real\n0:0 644 /real/f.txt\n9:10 750 /opt\n1234:5678 755 /opt/pkg\n1234:5678 4755 /opt/pkg/file\n\
+         0:0 644 /opt/pkg/f.txt\nthrough the link\nfrom the archive",
+        "{out}"
+    );
 }
