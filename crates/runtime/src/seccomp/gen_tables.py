@@ -10,7 +10,8 @@ The headers are Debian's linux-libc-dev (the committed tables.rs came from 6.1):
   arm64   /usr/include/asm-generic/unistd.h, read as arm64's asm/unistd.h includes it
 INCLUDE overrides /usr/include. Standard library only: no C preprocessor is run, the few
 conditionals asm-generic/unistd.h has are evaluated here (anything else is an error).
-The seccomp tests re-run this and compare its output with tables.rs.
+The seccomp tests re-run this and compare its output with tables.rs. Calls newer than the
+headers are added from NEWER below.
 """
 
 import os
@@ -124,6 +125,26 @@ def generic(macros):
     return [(n.removeprefix("__NR_"), nrs[n]) for n in order if n not in skip]
 
 
+# Calls newer than the headers' 6.1 that Docker's default profile allows (and libseccomp 2.5.4
+# knows): since Linux 5.1 (424) a call has one number on every architecture, x32's with
+# __X32_SYSCALL_BIT. map_shadow_stack has no x32 entry. Without these a container's
+# fchmodat2 (glibc 2.39's lchmod) or futex_wait would be denied where Docker allows them.
+NEWER = [
+    ("cachestat", 451, True),
+    ("fchmodat2", 452, True),
+    ("map_shadow_stack", 453, False),
+    ("futex_wake", 454, True),
+    ("futex_wait", 455, True),
+    ("futex_requeue", 456, True),
+]
+
+
+def with_newer(calls, x32=False):
+    have = {n for n, _ in calls}
+    extra = [(n, nr | X32_SYSCALL_BIT if x32 else nr) for n, nr, on_x32 in NEWER if n not in have and (on_x32 or not x32)]
+    return calls + extra
+
+
 def table(name, calls):
     calls = sorted(calls, key=lambda c: c[1])
     lines = [f"pub(super) const {name}: &[(&str, u32)] = &["]
@@ -136,11 +157,12 @@ def table(name, calls):
 def main():
     out = [
         "//! System call numbers by architecture, generated from the kernel's uapi headers\n"
-        "//! (asm/unistd_64.h, unistd_x32.h, unistd_32.h, asm-generic/unistd.h as arm64 configures it).\n",
-        table("X86_64", x86("x86_64-linux-gnu/asm/unistd_64.h")),
-        table("X32", x86("x86_64-linux-gnu/asm/unistd_x32.h")),
-        table("I386", x86("x86_64-linux-gnu/asm/unistd_32.h")),
-        table("AARCH64", generic(ARM64_MACROS)),
+        "//! (asm/unistd_64.h, unistd_x32.h, unistd_32.h, asm-generic/unistd.h as arm64 configures it),\n"
+        "//! plus the newer calls gen_tables.py lists.\n",
+        table("X86_64", with_newer(x86("x86_64-linux-gnu/asm/unistd_64.h"))),
+        table("X32", with_newer(x86("x86_64-linux-gnu/asm/unistd_x32.h"), x32=True)),
+        table("I386", with_newer(x86("x86_64-linux-gnu/asm/unistd_32.h"))),
+        table("AARCH64", with_newer(generic(ARM64_MACROS))),
     ]
     sys.stdout.write("\n".join(out))
 

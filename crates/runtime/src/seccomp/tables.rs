@@ -1,5 +1,6 @@
 //! System call numbers by architecture, generated from the kernel's uapi headers
-//! (asm/unistd_64.h, unistd_x32.h, unistd_32.h, asm-generic/unistd.h as arm64 configures it).
+//! (asm/unistd_64.h, unistd_x32.h, unistd_32.h, asm-generic/unistd.h as arm64 configures it),
+//! plus the newer calls gen_tables.py lists.
 
 pub(super) const X86_64: &[(&str, u32)] = &[
     ("read", 0),
@@ -364,6 +365,12 @@ pub(super) const X86_64: &[(&str, u32)] = &[
     ("process_mrelease", 448),
     ("futex_waitv", 449),
     ("set_mempolicy_home_node", 450),
+    ("cachestat", 451),
+    ("fchmodat2", 452),
+    ("map_shadow_stack", 453),
+    ("futex_wake", 454),
+    ("futex_wait", 455),
+    ("futex_requeue", 456),
 ];
 
 pub(super) const X32: &[(&str, u32)] = &[
@@ -682,6 +689,11 @@ pub(super) const X32: &[(&str, u32)] = &[
     ("process_mrelease", 0x400001c0),
     ("futex_waitv", 0x400001c1),
     ("set_mempolicy_home_node", 0x400001c2),
+    ("cachestat", 0x400001c3),
+    ("fchmodat2", 0x400001c4),
+    ("futex_wake", 0x400001c6),
+    ("futex_wait", 0x400001c7),
+    ("futex_requeue", 0x400001c8),
     ("rt_sigaction", 0x40000200),
     ("rt_sigreturn", 0x40000201),
     ("ioctl", 0x40000202),
@@ -1161,6 +1173,12 @@ pub(super) const I386: &[(&str, u32)] = &[
     ("process_mrelease", 448),
     ("futex_waitv", 449),
     ("set_mempolicy_home_node", 450),
+    ("cachestat", 451),
+    ("fchmodat2", 452),
+    ("map_shadow_stack", 453),
+    ("futex_wake", 454),
+    ("futex_wait", 455),
+    ("futex_requeue", 456),
 ];
 
 pub(super) const AARCH64: &[(&str, u32)] = &[
@@ -1470,4 +1488,10 @@ pub(super) const AARCH64: &[(&str, u32)] = &[
     ("process_mrelease", 448),
     ("futex_waitv", 449),
     ("set_mempolicy_home_node", 450),
+    ("cachestat", 451),
+    ("fchmodat2", 452),
+    ("map_shadow_stack", 453),
+    ("futex_wake", 454),
+    ("futex_wait", 455),
+    ("futex_requeue", 456),
 ];
