@@ -19,14 +19,9 @@ pub struct Dockerd {
     pub cgroup_parent: String,
     docker_config: PathBuf,
     log: PathBuf,
-    had_docker0: bool,
     child: Option<Child>,
     /// Removed (by its own drop) only after `drop` has stopped the engine and unmounted.
     dir: TempDir,
-}
-
-fn docker0_exists() -> bool {
-    Path::new("/sys/class/net/docker0").exists()
 }
 
 impl Dockerd {
@@ -52,7 +47,6 @@ impl Dockerd {
             cgroup_parent: format!("/{}", unique("wharf-e2e-dockerd")),
             docker_config,
             log,
-            had_docker0: docker0_exists(),
             child: None,
             dir,
         };
@@ -159,16 +153,15 @@ impl Dockerd {
             }
             let _ = fs::remove_dir(&parent);
         }
-        if !self.had_docker0 && docker0_exists() {
-            leaks.push("bridge left behind: docker0".to_string());
-            let _ = Command::new("ip").args(["link", "del", "docker0"]).status();
-        }
+        // With --bridge=none this engine never makes docker0: one that appeared meanwhile is
+        // another engine's (a bench's dockerd) and is left alone.
         leaks
     }
 }
 
 impl Drop for Dockerd {
     fn drop(&mut self) {
+        let mut networks = Vec::new();
         if self.child.is_some() {
             let ps = self.cli(&["ps", "-aq"]);
             let ids: Vec<&str> = ps.stdout.split_whitespace().collect();
@@ -177,9 +170,23 @@ impl Drop for Dockerd {
                 args.extend(ids);
                 let _ = self.cli(&args);
             }
+            // dockerd keeps a user network's bridge when it stops; with its data root gone the
+            // bridge would stay on the host forever. So its networks go first.
+            let ls = self.cli(&["network", "ls", "-q", "--no-trunc", "--filter", "type=custom"]);
+            networks = ls.stdout.split_whitespace().map(str::to_string).collect();
+            for n in &networks {
+                let _ = self.cli(&["network", "rm", n]);
+            }
         }
         self.stop();
-        let leaks = self.collect_and_clean_leaks();
+        let mut leaks = self.collect_and_clean_leaks();
+        for n in &networks {
+            let bridge = format!("br-{}", n.get(..12).unwrap_or(n));
+            if Path::new(&format!("/sys/class/net/{bridge}")).exists() {
+                leaks.push(format!("bridge left behind: {bridge}"));
+                let _ = Command::new("ip").args(["link", "del", &bridge]).status();
+            }
+        }
         if !leaks.is_empty() && !thread::panicking() {
             let log = self.log_text();
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
