@@ -92,6 +92,9 @@ pub struct ContainerFlags {
     /// Add link to another container (name[:alias])
     #[arg(long = "link")]
     pub link: Vec<String>,
+    /// Optional parent cgroup for the container
+    #[arg(long = "cgroup-parent")]
+    pub cgroup_parent: Option<String>,
     /// Publish a container's port(s) to the host: [ip:][hostPort:]containerPort[/proto]
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,
@@ -260,6 +263,7 @@ impl ContainerFlags {
                 dns_options: self.dns_option.clone(),
                 extra_hosts: self.add_host.clone(),
                 links: self.link.clone(),
+                cgroup_parent: self.cgroup_parent.clone().unwrap_or_default(),
                 log_config: self.log_config()?,
                 security: self.security.to_config(read_file)?,
             },

@@ -101,6 +101,9 @@ pub struct HostConfig {
     /// `--link name[:alias]`
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub links: Vec<String>,
+    /// `--cgroup-parent`: the container's cgroup goes under it instead of the daemon's parent.
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub cgroup_parent: String,
     /// `{"Type": "json-file", "Config": {"max-size": "10k"}}`
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub log_config: Option<serde_json::Value>,

@@ -1070,6 +1070,16 @@ fn cgroup_parent_for_run_and_build() {
     assert!(tree.children(&parent).is_empty(), "a crashed build left a cgroup: {:?}", tree.children(&parent));
     let left = crate::harness::leaked_processes(&[], &parent);
     assert!(left.is_empty(), "processes left under the parent: {left:?}");
+
+    // The wharf CLI's --cgroup-parent does the same.
+    let out = d.wharf(&["run", "-d", "--name", "wharf-parented", "--cgroup-parent", &parent, &image, "sleep", "600"]);
+    let id = out.ok().trimmed().to_string();
+    let info = d.inspect(Cli::Wharf, "wharf-parented");
+    assert_eq!(info["HostConfig"]["CgroupParent"], parent.as_str(), "{info}");
+    let pid = info["State"]["Pid"].as_i64().expect("pid");
+    assert_cgroup_is(&fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup"), &format!("{parent}/{id}"));
+    d.wharf(&["rm", "-f", "wharf-parented"]).ok();
+    crate::harness::wait_for(Duration::from_secs(10), || tree.children(&parent).is_empty());
 }
 
 /// A build's scratch directories, once the daemon has had a moment to remove them (it does
