@@ -11,6 +11,7 @@ import os
 import tarfile
 import re
 import sys
+import time
 
 import docker
 
@@ -228,10 +229,33 @@ def errors(client, image):
     return out
 
 
+def streams(client, image):
+    """Logs as bytes (plain, tail, demuxed, with time stamps) and the events of one container's
+    life, at API 1.41."""
+    api = docker.APIClient(base_url=os.environ["DOCKER_HOST"], version="1.41")
+    out = {}
+    start = int(time.time()) - 1
+    # Pauses between the lines: two pipes race in any engine, and the order is what is compared.
+    c = api.create_container(image, ["sh", "-c", "echo one; sleep 0.2; echo two >&2; sleep 0.2; echo three"], name="streams")
+    api.start(c["Id"])
+    api.wait(c["Id"])
+    out["logs"] = text(api.logs(c["Id"]))
+    out["logs_stdout"] = text(api.logs(c["Id"], stderr=False))
+    out["logs_tail"] = text(api.logs(c["Id"], tail=1))
+    out["logs_stream"] = text(b"".join(api.logs(c["Id"], stream=True)))
+    stamped = text(api.logs(c["Id"], timestamps=True, stderr=False)).splitlines()
+    out["logs_timestamps"] = [re.sub(r"^\d{4}-\d\d-\d\dT[\d:.]+Z ", "<time> ", l) for l in stamped]
+    api.remove_container(c["Id"])
+    until = int(time.time()) + 1
+    events = api.events(since=start, until=until, decode=True, filters={"container": c["Id"]})
+    out["events"] = [[e.get("Type"), e.get("Action"), sorted(e.get("Actor", {}).get("Attributes", {}).keys())] for e in events]
+    return out
+
+
 def main():
     case, image = sys.argv[1], sys.argv[2]
     client = docker.from_env(timeout=120)
-    cases = {"exec_output": exec_output, "attach_after_exit": attach_after_exit, "swarm": swarm, "shapes": shapes, "errors": errors}
+    cases = {"exec_output": exec_output, "attach_after_exit": attach_after_exit, "swarm": swarm, "shapes": shapes, "errors": errors, "streams": streams}
     result = cases[case](client, image)
     json.dump(result, sys.stdout, sort_keys=True)
     sys.stdout.write("\n")

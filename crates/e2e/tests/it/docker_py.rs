@@ -226,3 +226,11 @@ fn errors_for_common_mistakes_are_dockerds() {
     assert_eq!(v["rm_running"][0], 409);
     assert_eq!(v["inspect_missing_container"][0], 404);
 }
+
+/// Logs as bytes and the events of one container's life, as dockerd gives them.
+#[test]
+fn logs_and_events_are_dockerds() {
+    let v = same_as_dockerd("streams", &[]);
+    assert_eq!(v["logs"].as_str().map(|l| l.lines().count()), Some(3));
+    assert_eq!(v["logs_tail"], "three\n");
+}
