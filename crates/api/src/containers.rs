@@ -561,7 +561,6 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
             "ConsoleSize": [0, 0],
             "ContainerIDFile": "",
             "Isolation": "",
-            "Links": [],
             "Runtime": "wharf",
             "VolumeDriver": "",
         },

@@ -221,7 +221,21 @@ extern "C" fn stop_registry_at_exit() {
     }
 }
 
-fn free_port() -> u16 {
+/// Runs `scripts/<name>` (which installs a tool from PyPI into a venv under cargo's
+/// `CARGO_TARGET_TMPDIR`) and returns the path it prints; `what` names the package in the error.
+pub(crate) fn install_with_script(name: &str, what: &str) -> Result<PathBuf, String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts").join(name);
+    let mut cmd = Command::new("bash");
+    cmd.arg(script).arg(env!("CARGO_TARGET_TMPDIR"));
+    let out = run_cmd(cmd, Duration::from_secs(300));
+    if !out.success() {
+        return Err(format!("scripts/{name} failed (it installs {what} from PyPI):\n{out}"));
+    }
+    Ok(PathBuf::from(out.stdout.trim()))
+}
+
+/// A loopback port nobody listens on right now.
+pub(crate) fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().expect("local_addr").port()
 }

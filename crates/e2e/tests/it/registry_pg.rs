@@ -91,39 +91,13 @@ fn serve_once(args: &[&str]) -> Output {
 
 #[test]
 fn pg_skopeo_listings_and_referrers() {
-    let fixtures = registry();
     let pg = Postgres::start();
     let reg = Server::start_with(&["--database-url", &pg.url()]);
     assert!(reg.log_text().contains(&format!("index in postgres://wharf@127.0.0.1:{}/postgres", pg.port)));
     assert!(!reg.log_text().contains("wharf:wharf"), "the password is not logged");
 
     // skopeo both ways, a single image and a multi-arch index.
-    let tmp = TempDir::new("wharf-e2e-pg-skopeo");
-    for (name, all) in [("library/busybox:latest", false), ("test/multiarch:latest", true)] {
-        let short = name.rsplit('/').next().unwrap_or(name);
-        let (from, to) = (
-            format!("docker://{}", fixtures.image(name)),
-            format!("docker://{}", reg.image(&format!("copied/{short}"))),
-        );
-        let mut args = vec!["copy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false"];
-        if all {
-            args.push("--all");
-        }
-        args.extend([from.as_str(), to.as_str()]);
-        skopeo(&args).ok();
-        let theirs = skopeo(&["inspect", "--raw", "--tls-verify=false", &from]);
-        let ours = skopeo(&["inspect", "--raw", "--tls-verify=false", &to]);
-        assert_eq!(ours.ok().stdout, theirs.ok().stdout, "{name}");
-        let layout = tmp.0.join(short.replace(':', "_"));
-        let oci = format!("oci:{}:x", layout.display());
-        let mut back = vec!["copy", "--quiet", "--src-tls-verify=false"];
-        if all {
-            back.push("--all");
-        }
-        back.extend([to.as_str(), oci.as_str()]);
-        skopeo(&back).ok();
-        assert!(layout.join("index.json").exists());
-    }
+    crate::registry_server::skopeo_round_trip(&reg);
     assert_eq!(pg.psql("SELECT string_agg(name, ',' ORDER BY name) FROM repos"), "copied/busybox,copied/multiarch");
 
     // Tags and catalog, paged through Link.
@@ -323,28 +297,7 @@ fn pg_online_gc_on_one_replica_spares_a_push_on_another() {
     let pg = Postgres::start();
     let gc = Server::start_with(&["--database-url", &pg.url(), "--gc-interval", "1s", "--gc-grace", "3s"]);
     let push = Server::start_sharing(&gc.data, &["--database-url", &pg.url()]);
-    let loose = push.push_blob("ogc/repo", b"nobody names me");
-    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
-    let (c, l) = (push.push_blob("ogc/push", config), push.push_blob("ogc/push", b"slow layer"));
-    thread::sleep(Duration::from_millis(2500));
-    for d in [&c, &l] {
-        assert_eq!(push.req("HEAD", &format!("/v2/ogc/push/blobs/{d}"), &[], b"").status, 200);
-    }
-    thread::sleep(Duration::from_millis(2500));
-    let m = image_manifest(&c, config.len(), &l, 10);
-    let r = push.put_manifest("ogc/push", "v1", OCI_MANIFEST, &m);
-    assert_eq!(r.status, 201, "{r}\n{}", gc.log_text());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while push.get(&format!("/v2/ogc/repo/blobs/{loose}")).status != 404 {
-        assert!(Instant::now() < deadline, "the online GC never took {loose}:\n{}", gc.log_text());
-        thread::sleep(Duration::from_millis(200));
-    }
-    assert!(!gc.blob_file(&loose).exists());
-    thread::sleep(Duration::from_millis(2500));
-    for d in [&c, &l] {
-        assert_eq!(push.get(&format!("/v2/ogc/push/blobs/{d}")).status, 200, "{d}");
-    }
-    assert_eq!(gc.get("/v2/ogc/push/manifests/v1").body, m);
+    crate::registry_server::online_gc_spares_a_slow_push(&gc, &push);
 }
 
 #[test]

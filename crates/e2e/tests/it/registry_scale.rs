@@ -17,15 +17,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::dockerd::Dockerd;
-use crate::harness::{bin, registry, run_cmd, Output, TempDir};
+use crate::harness::{bin, free_port, registry, run_cmd, Output, TempDir};
 use crate::registry_pg::{HeldGcLock, Postgres};
 use crate::registry_s3::Weed;
 use crate::registry_server::{digest, http, parse_response, skopeo, Resp, Server, ADMIN_PW, OCI_MANIFEST};
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr").port()
-}
 
 fn port_of(addr: &str) -> u16 {
     addr.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("no port in {addr}"))

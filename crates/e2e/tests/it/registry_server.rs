@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::harness::{bin, registry, run_cmd, Cli, Daemon, Output, TempDir};
+use crate::harness::{bin, free_port, registry, run_cmd, Cli, Daemon, Output, TempDir};
 
 // ---------------------------------------------------------------------------------------------
 // A wharf-registry of one test
@@ -28,11 +28,6 @@ pub(crate) struct Server {
     child: Option<Child>,
     /// An `Authorization` value sent with every request that does not bring its own.
     pub(crate) authz: Option<String>,
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr").port()
 }
 
 impl Server {
@@ -361,15 +356,7 @@ pub(crate) fn skopeo(args: &[&str]) -> Output {
 /// The venv's python with PyPI's oras (oras-py, a library: no CLI), made once by scripts/oras.
 fn oras_python() -> PathBuf {
     static PYTHON: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
-    let got = PYTHON.get_or_init(|| {
-        let mut cmd = Command::new("bash");
-        cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/oras")).arg(env!("CARGO_TARGET_TMPDIR"));
-        let out = run_cmd(cmd, Duration::from_secs(300));
-        if !out.success() {
-            return Err(format!("scripts/oras failed (it installs oras from PyPI):\n{out}"));
-        }
-        Ok(PathBuf::from(out.stdout.trim()))
-    });
+    let got = PYTHON.get_or_init(|| crate::harness::install_with_script("oras", "oras"));
     match got {
         Ok(p) => p.clone(),
         Err(e) => panic!("{e}"),
@@ -438,10 +425,10 @@ fn oras_pushes_an_artifact_with_a_subject_and_lists_its_referrers() {
     assert!(reg.log_text().matches("PATCH /v2/oras/app/blobs/uploads/").count() >= 3, "{}", reg.log_text());
 }
 
-#[test]
-fn skopeo_copies_both_ways_and_inspects() {
+/// skopeo copies a single image and a multi-arch index from the test registry into `reg` (as
+/// `copied/<name>`), their manifests byte for byte, and back out into OCI layouts.
+pub(crate) fn skopeo_round_trip(reg: &Server) {
     let fixtures = registry();
-    let reg = Server::start();
     let tmp = TempDir::new("wharf-e2e-skopeo-wr");
     for (name, all) in [("library/busybox:latest", false), ("test/multiarch:latest", true)] {
         let dest = reg.image(&format!("copied/{}", name.rsplit('/').next().unwrap_or(name)));
@@ -457,9 +444,6 @@ fn skopeo_copies_both_ways_and_inspects() {
         let ours = skopeo(&["inspect", "--raw", "--tls-verify=false", &to]);
         // A copy of the same format keeps the manifest byte for byte.
         assert_eq!(ours.ok().stdout, theirs.ok().stdout, "{name}");
-        let info = skopeo(&["inspect", "--tls-verify=false", &to]);
-        let v = info.ok().json();
-        assert!(v["Digest"].as_str().is_some_and(|d| d.starts_with("sha256:")), "{info}");
 
         // And back out of wharf-registry into an OCI layout, verified by skopeo.
         let layout = tmp.0.join(name.replace(['/', ':'], "_"));
@@ -471,6 +455,18 @@ fn skopeo_copies_both_ways_and_inspects() {
         back.extend([to.as_str(), oci.as_str()]);
         skopeo(&back).ok();
         assert!(layout.join("index.json").exists());
+    }
+}
+
+#[test]
+fn skopeo_copies_both_ways_and_inspects() {
+    let reg = Server::start();
+    skopeo_round_trip(&reg);
+    for name in ["busybox:latest", "multiarch:latest"] {
+        let info =
+            skopeo(&["inspect", "--tls-verify=false", &format!("docker://{}", reg.image(&format!("copied/{name}")))]);
+        let v = info.ok().json();
+        assert!(v["Digest"].as_str().is_some_and(|d| d.starts_with("sha256:")), "{info}");
     }
     let catalog = reg.get("/v2/_catalog").json();
     assert_eq!(catalog["repositories"], json!(["copied/busybox", "copied/multiarch"]));
@@ -1040,36 +1036,41 @@ fn gc_and_scrub() {
     out.code_is(1).mentions(&[&format!("missing {tagged_layer}")]);
 }
 
-#[test]
-fn online_gc_spares_a_push_in_progress() {
-    let reg = Server::start_with(&["--gc-interval", "1s", "--gc-grace", "3s"]);
-    let loose = reg.push_blob("ogc/repo", b"nobody names me");
-    // A slow push: blobs first, the manifest seconds later, GC running every second meanwhile.
+/// A slow push through `push` while `gc` (the same server, or another on the same index)
+/// collects every second: blobs first, the manifest seconds later. The blob nobody names goes
+/// once past the grace period; what the manifest names stays.
+pub(crate) fn online_gc_spares_a_slow_push(gc: &Server, push: &Server) {
+    let loose = push.push_blob("ogc/repo", b"nobody names me");
     let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
-    let (c, l) = (reg.push_blob("ogc/push", config), reg.push_blob("ogc/push", b"slow layer"));
+    let (c, l) = (push.push_blob("ogc/push", config), push.push_blob("ogc/push", b"slow layer"));
     thread::sleep(Duration::from_millis(2500));
     // The client checks the blobs are there (as docker push does), which the GC remembers:
     // past the grace period since their upload, they are still spared for the manifest.
     for d in [&c, &l] {
-        assert_eq!(reg.req("HEAD", &format!("/v2/ogc/push/blobs/{d}"), &[], b"").status, 200);
+        assert_eq!(push.req("HEAD", &format!("/v2/ogc/push/blobs/{d}"), &[], b"").status, 200);
     }
     thread::sleep(Duration::from_millis(2500));
     let m = image_manifest(&c, config.len(), &l, 10);
-    let r = reg.put_manifest("ogc/push", "v1", OCI_MANIFEST, &m);
-    assert_eq!(r.status, 201, "{r}\n{}", reg.log_text());
-    // The blob nobody names goes once it is past the grace period.
+    let r = push.put_manifest("ogc/push", "v1", OCI_MANIFEST, &m);
+    assert_eq!(r.status, 201, "{r}\n{}", gc.log_text());
     let deadline = Instant::now() + Duration::from_secs(15);
-    while reg.get(&format!("/v2/ogc/repo/blobs/{loose}")).status != 404 {
-        assert!(Instant::now() < deadline, "the online GC never took {loose}:\n{}", reg.log_text());
+    while push.get(&format!("/v2/ogc/repo/blobs/{loose}")).status != 404 {
+        assert!(Instant::now() < deadline, "the online GC never took {loose}:\n{}", gc.log_text());
         thread::sleep(Duration::from_millis(200));
     }
-    assert!(!reg.blob_file(&loose).exists());
+    assert!(!gc.blob_file(&loose).exists());
     // What the manifest names stays, through more GC runs.
     thread::sleep(Duration::from_millis(4500));
     for d in [&c, &l] {
-        assert_eq!(reg.get(&format!("/v2/ogc/push/blobs/{d}")).status, 200, "{d}");
+        assert_eq!(push.get(&format!("/v2/ogc/push/blobs/{d}")).status, 200, "{d}");
     }
-    assert_eq!(reg.get("/v2/ogc/push/manifests/v1").body, m);
+    assert_eq!(gc.get("/v2/ogc/push/manifests/v1").body, m);
+}
+
+#[test]
+fn online_gc_spares_a_push_in_progress() {
+    let reg = Server::start_with(&["--gc-interval", "1s", "--gc-grace", "3s"]);
+    online_gc_spares_a_slow_push(&reg, &reg);
     assert!(reg.log_text().contains("gc: deleted 0 untagged manifests, 1 blobs"), "{}", reg.log_text());
 }
 
