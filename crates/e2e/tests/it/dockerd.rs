@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -181,11 +181,7 @@ impl Drop for Dockerd {
         self.stop();
         let mut leaks = self.collect_and_clean_leaks();
         for n in &networks {
-            let bridge = format!("br-{}", n.get(..12).unwrap_or(n));
-            if Path::new(&format!("/sys/class/net/{bridge}")).exists() {
-                leaks.push(format!("bridge left behind: {bridge}"));
-                let _ = Command::new("ip").args(["link", "del", &bridge]).status();
-            }
+            leaks.extend(crate::network::leaked_network(&format!("br-{}", n.get(..12).unwrap_or(n))));
         }
         if !leaks.is_empty() && !thread::panicking() {
             let log = self.log_text();
