@@ -95,6 +95,7 @@ impl RegistryClient {
             connect_timeout: connect,
             io_timeout: Some(idle),
             certs_dir: cfg.certs_dir.clone(),
+            proxy: cfg.proxy.clone(),
             ..ConnectorOptions::default()
         };
         let connector = Connector::new(opts).map_err(|e| DistributionError::Config(e.to_string()))?;
@@ -478,12 +479,11 @@ impl RegistryClient {
             if !scope.is_empty() {
                 form.push_str(&format!("&scope={}", encode_component(scope)));
             }
-            let stream = self.connector.connect(&realm_url).map_err(|e| http_err(&realm_url, e))?;
             let req = Request::new("POST", &realm_url.target)
                 .header("User-Agent", &self.user_agent)
                 .header("Content-Type", "application/x-www-form-urlencoded")
                 .body(wharf_http::Body::Bytes(form.into_bytes()));
-            wharf_http::send(stream, &realm_url.host_header(), req).map_err(|e| http_err(&realm_url, e))?
+            self.connector.request(&realm_url, req).map_err(|e| http_err(&realm_url, e))?
         } else {
             let creds = auth.and_then(AuthConfig::basic_credentials);
             let mut query = format!("service={}", encode_component(service));
@@ -531,7 +531,6 @@ impl RegistryClient {
         let follows = matches!(method, "GET" | "HEAD");
         for _ in 0..=MAX_REDIRECTS {
             let http_err = |source| DistributionError::Http { op: op.what.clone(), url: url.to_string(), source };
-            let stream = self.connector.connect(&url).map_err(http_err)?;
             let mut req = Request::new(method, &url.target)
                 .header("User-Agent", &self.user_agent)
                 .body(body.take().unwrap_or(Body::Empty));
@@ -543,7 +542,7 @@ impl RegistryClient {
                     req = req.header("Authorization", a);
                 }
             }
-            let resp = wharf_http::send(stream, &url.host_header(), req).map_err(http_err)?;
+            let resp = self.connector.request(&url, req).map_err(http_err)?;
             if !follows || !matches!(resp.status, 301 | 302 | 303 | 307 | 308) {
                 return Ok((url, resp));
             }

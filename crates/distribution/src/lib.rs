@@ -19,6 +19,7 @@ pub use endpoint::{Endpoint, DOCKER_HUB_ORIGIN};
 pub use error::DistributionError;
 pub use push::{BlobSource, Mount, UploadProgress};
 pub use range::ContentRange;
+pub use wharf_http::ProxyConfig;
 
 /// The registry settings of `daemon.json`.
 #[derive(Debug, Clone, Default)]
@@ -32,4 +33,7 @@ pub struct RegistryConfig {
     /// Docker's `certs.d` directory (`/etc/wharf/certs.d/<host:port>/ca.crt`).
     pub certs_dir: Option<PathBuf>,
     pub user_agent: String,
+    /// Forward proxies (`HTTP_PROXY`… or daemon.json's `proxies`), used for registries, token
+    /// servers and blob redirects alike.
+    pub proxy: wharf_http::ProxyConfig,
 }

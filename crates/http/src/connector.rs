@@ -1,7 +1,8 @@
-//! Opening TCP and TLS connections for a URL, with time-outs and per-host CA certificates.
+//! Opening TCP and TLS connections for a URL, with time-outs, per-host CA certificates,
+//! forward proxies, and a pool of keep-alive connections.
 
 use std::collections::{HashMap, HashSet};
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -13,8 +14,12 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
+use crate::pool::Pool;
+use crate::proxy::{Proxy, ProxyConfig};
+use crate::request::send_on;
+use crate::response::parse_status_line;
 use crate::stream::TlsStream;
-use crate::{HttpError, Scheme, Stream, Url};
+use crate::{HttpError, Request, Response, Scheme, Stream, Url, MAX_HEAD_SIZE};
 
 /// How [`Connector`] connects and which certificates it trusts.
 #[derive(Debug, Clone)]
@@ -30,6 +35,12 @@ pub struct ConnectorOptions {
     /// `<dir>/<host>/` when the port is the default), `client.cert` + `client.key` a client
     /// certificate.
     pub certs_dir: Option<PathBuf>,
+    /// Forward proxies for [`Connector::request`].
+    pub proxy: ProxyConfig,
+    /// Keep connections open between requests of [`Connector::request`] and reuse them. On by
+    /// default; `WHARF_HTTP_KEEPALIVE=0` in the environment turns it off (for a proxy or
+    /// middlebox that mishandles persistent connections, and to measure what it saves).
+    pub keep_alive: bool,
 }
 
 impl Default for ConnectorOptions {
@@ -40,6 +51,8 @@ impl Default for ConnectorOptions {
             system_roots: true,
             extra_ca_files: Vec::new(),
             certs_dir: None,
+            proxy: ProxyConfig::default(),
+            keep_alive: std::env::var("WHARF_HTTP_KEEPALIVE").map_or(true, |v| v != "0"),
         }
     }
 }
@@ -52,6 +65,7 @@ pub struct Connector {
     per_host_tls: Mutex<HashMap<String, Arc<ClientConfig>>>,
     /// `host:port`s whose certificates are not verified (Docker's insecure registries).
     unverified: Mutex<HashSet<String>>,
+    pool: Arc<Pool>,
 }
 
 impl std::fmt::Debug for Connector {
@@ -82,6 +96,7 @@ impl Connector {
             default_tls,
             per_host_tls: Mutex::new(HashMap::new()),
             unverified: Mutex::new(HashSet::new()),
+            pool: Arc::new(Pool::default()),
         })
     }
 
@@ -103,12 +118,70 @@ impl Connector {
         }
     }
 
-    /// Connects to the URL's host and port, with TLS for `https`.
+    /// Connects straight to the URL's host and port (no proxy), with TLS for `https`.
     pub fn connect(&self, url: &Url) -> Result<Box<dyn Stream>, HttpError> {
         let tcp = self.connect_tcp(&url.host, url.port)?;
         match url.scheme {
             Scheme::Http => Ok(Box::new(tcp)),
             Scheme::Https => Ok(Box::new(self.handshake(url, tcp)?)),
+        }
+    }
+
+    /// Sends `req` to `url` and reads the response head: on an idle connection to the same
+    /// origin when one is pooled, else on a new one, through the proxy the options give for
+    /// the URL. The caller sets `req.target` to the URL's target; `Host` is added here.
+    ///
+    /// A reused connection the server closed in the meantime fails on first use; the request
+    /// is then sent once more on a new connection, when its body can be sent again.
+    pub fn request(&self, url: &Url, mut req: Request) -> Result<Response, HttpError> {
+        let origin = url.origin();
+        let proxy = self.opts.proxy.proxy_for(url);
+        if let (Some(p), Scheme::Http) = (proxy, url.scheme) {
+            // Plain HTTP through a proxy: the request names the whole URL (absolute form).
+            req.target = format!("{}{}", url.origin(), req.target);
+            if let Some(a) = p.authorization() {
+                req.headers.push(("Proxy-Authorization".to_string(), a));
+            }
+        }
+        let host = url.host_header();
+        let keep_alive = self.opts.keep_alive;
+        if keep_alive {
+            if let (Some(copy), Some(stream)) = (req.try_clone(), self.pool.take(&origin)) {
+                match send_on(stream, &host, copy, true) {
+                    Ok(resp) => return self.answered(resp, proxy, origin),
+                    Err(e @ HttpError::Timeout(_)) => return Err(e),
+                    Err(e) => log::debug!("reused connection to {origin} failed ({e}); retrying on a new one"),
+                }
+            }
+        }
+        let stream = self.open(url, proxy)?;
+        let resp = send_on(stream, &host, req, keep_alive)?;
+        self.answered(resp, proxy, origin)
+    }
+
+    fn answered(&self, mut resp: Response, proxy: Option<&Proxy>, origin: String) -> Result<Response, HttpError> {
+        if let (Some(p), 407) = (proxy, resp.status) {
+            return Err(proxy_auth_error(p));
+        }
+        if self.opts.keep_alive {
+            resp.release_to(self.pool.clone(), origin);
+        }
+        Ok(resp)
+    }
+
+    /// A new connection for `url`: direct, or through `proxy` (plain HTTP to it, or a
+    /// `CONNECT` tunnel and TLS inside it for `https`).
+    fn open(&self, url: &Url, proxy: Option<&Proxy>) -> Result<Box<dyn Stream>, HttpError> {
+        let Some(p) = proxy else { return self.connect(url) };
+        let tcp = self
+            .connect_tcp(&p.host, p.port)
+            .map_err(|e| HttpError::Proxy { proxy: p.masked(), message: e.to_string() })?;
+        match url.scheme {
+            Scheme::Http => Ok(Box::new(tcp)),
+            Scheme::Https => {
+                tunnel(&tcp, p, url)?;
+                Ok(Box::new(self.handshake(url, tcp)?))
+            }
         }
     }
 
@@ -196,6 +269,52 @@ impl Connector {
         }
         Ok(config)
     }
+}
+
+/// Asks the proxy on `tcp` for a tunnel to the URL's host and port (`CONNECT`), and reads its
+/// answer byte by byte, so that nothing of the TLS handshake that follows is read here.
+fn tunnel(mut tcp: &TcpStream, p: &Proxy, url: &Url) -> Result<(), HttpError> {
+    let target = url.host_port();
+    let err = |message: String| HttpError::Proxy { proxy: p.masked(), message };
+    let mut head = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
+    if let Some(a) = p.authorization() {
+        head.push_str(&format!("Proxy-Authorization: {a}\r\n"));
+    }
+    head.push_str("\r\n");
+    tcp.write_all(head.as_bytes()).map_err(|e| err(format!("CONNECT {target}: {e}")))?;
+    let mut answer = Vec::new();
+    let mut byte = [0u8; 1];
+    while !answer.ends_with(b"\r\n\r\n") {
+        if answer.len() >= MAX_HEAD_SIZE {
+            return Err(err(format!("CONNECT {target}: answer head larger than {MAX_HEAD_SIZE} bytes")));
+        }
+        match tcp.read(&mut byte) {
+            Ok(0) => return Err(err(format!("CONNECT {target}: the proxy closed the connection"))),
+            Ok(_) => answer.push(byte[0]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {
+                return Err(HttpError::Timeout(format!("waiting for proxy {} to CONNECT {target}", p.masked())))
+            }
+            Err(e) => return Err(err(format!("CONNECT {target}: {e}"))),
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
+    let line = text.lines().next().unwrap_or("");
+    let (status, reason) = parse_status_line(line).map_err(|e| err(format!("CONNECT {target}: {e}")))?;
+    match status {
+        200..=299 => Ok(()),
+        407 => Err(proxy_auth_error(p)),
+        _ => Err(err(format!("CONNECT {target} answered {status} {reason}"))),
+    }
+}
+
+fn proxy_auth_error(p: &Proxy) -> HttpError {
+    let why = if p.authorization().is_some() {
+        "the proxy refused the credentials in its URL"
+    } else {
+        "the proxy requires authentication: put user:password@ in the proxy URL"
+    };
+    HttpError::Proxy { proxy: p.masked(), message: format!("407 Proxy Authentication Required: {why}") }
 }
 
 fn host_config(roots: Arc<RootCertStore>, dir: &Path, host: &str) -> Result<ClientConfig, HttpError> {
@@ -337,6 +456,113 @@ mod tests {
         let c = Connector::new(ConnectorOptions { system_roots: false, ..ConnectorOptions::default() }).unwrap();
         let err = c.connect(&Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap()).err().unwrap();
         assert!(matches!(err, HttpError::Connect { .. }), "{err}");
+    }
+
+    /// A keep-alive server: answers every request on a connection with `body`, counting
+    /// connections; after `close_after` requests on one connection it closes it without saying.
+    fn keep_alive_server(
+        close_after: usize,
+    ) -> (u16, Arc<std::sync::atomic::AtomicUsize>, std::sync::mpsc::Receiver<String>) {
+        use std::io::{BufRead, BufReader};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            for s in listener.incoming() {
+                let Ok(s) = s else { return };
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    let mut r = BufReader::new(s.try_clone().unwrap());
+                    let mut w = s;
+                    for _ in 0..close_after {
+                        let mut first = String::new();
+                        if r.read_line(&mut first).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        loop {
+                            let mut l = String::new();
+                            if r.read_line(&mut l).unwrap_or(0) == 0 || l == "\r\n" {
+                                break;
+                            }
+                        }
+                        let _ = tx.send(first.trim_end().to_string());
+                        let _ = w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                    }
+                });
+            }
+        });
+        (port, accepted, rx)
+    }
+
+    fn plain_connector(keep_alive: bool) -> Connector {
+        Connector::new(ConnectorOptions { system_roots: false, keep_alive, ..ConnectorOptions::default() }).unwrap()
+    }
+
+    #[test]
+    fn keep_alive_connections_are_reused_once_the_body_is_read() {
+        let (port, accepted, _rx) = keep_alive_server(100);
+        let c = plain_connector(true);
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/a")).unwrap();
+        for _ in 0..5 {
+            let resp = c.request(&url, Request::new("GET", "/a")).unwrap();
+            assert_eq!(resp.read_body(10).unwrap(), b"ok");
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // A body not read to its end cannot be reused: the next request takes a new connection.
+        let unread = c.request(&url, Request::new("GET", "/a")).unwrap();
+        drop(unread);
+        let resp = c.request(&url, Request::new("GET", "/a")).unwrap();
+        assert_eq!(resp.read_body(10).unwrap(), b"ok");
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+        let c = plain_connector(false);
+        for _ in 0..3 {
+            c.request(&url, Request::new("GET", "/a")).unwrap().read_body(10).unwrap();
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 5);
+    }
+
+    #[test]
+    fn a_connection_the_server_closed_is_replaced() {
+        // One request per connection, closed silently after it: every reuse finds it closed.
+        let (port, accepted, rx) = keep_alive_server(1);
+        let c = plain_connector(true);
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+        for i in 0..4 {
+            let req = Request::new("PUT", &format!("/{i}")).body(crate::Body::Bytes(b"x".to_vec()));
+            let resp = c.request(&url, req).unwrap();
+            assert_eq!(resp.read_body(10).unwrap(), b"ok", "request {i}");
+            // Let the server's close arrive, as it would between a pull's requests.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 4);
+        let lines: Vec<String> = rx.try_iter().collect();
+        assert_eq!(lines, ["PUT /0 HTTP/1.1", "PUT /1 HTTP/1.1", "PUT /2 HTTP/1.1", "PUT /3 HTTP/1.1"]);
+    }
+
+    #[test]
+    fn plain_http_through_a_proxy_names_the_whole_url() {
+        let (port, _accepted, rx) = keep_alive_server(10);
+        let proxy = ProxyConfig::parse(&format!("http://u:p@127.0.0.1:{port}"), "", "<-loopback>").unwrap();
+        let c = Connector::new(ConnectorOptions { system_roots: false, proxy, ..ConnectorOptions::default() }).unwrap();
+        let url = Url::parse("http://registry.test:5000/v2/").unwrap();
+        let resp = c.request(&url, Request::new("GET", "/v2/")).unwrap();
+        assert_eq!(resp.read_body(10).unwrap(), b"ok");
+        assert_eq!(rx.recv().unwrap(), "GET http://registry.test:5000/v2/ HTTP/1.1");
+    }
+
+    #[test]
+    fn a_proxy_that_is_down_is_named() {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let proxy = ProxyConfig::parse("", &format!("http://u:secret@127.0.0.1:{port}"), "").unwrap();
+        let c = Connector::new(ConnectorOptions { system_roots: false, proxy, ..ConnectorOptions::default() }).unwrap();
+        let err =
+            c.request(&Url::parse("https://registry.test/v2/").unwrap(), Request::new("GET", "/v2/")).unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with(&format!("proxy http://xxxxx:xxxxx@127.0.0.1:{port}: cannot connect")), "{text}");
+        assert!(!text.contains("secret"), "{text}");
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub enum HttpError {
     Connect { addr: String, source: io::Error },
     #[error("timed out {0}")]
     Timeout(String),
+    #[error("proxy {proxy}: {message}")]
+    Proxy { proxy: String, message: String },
     #[error("tls with {host}: {message}")]
     Tls { host: String, message: String },
     #[error("{context}: {source}")]
@@ -34,6 +36,7 @@ impl HttpError {
             | HttpError::Connect { .. }
             | HttpError::Timeout(_)
             | HttpError::Tls { .. }
+            | HttpError::Proxy { .. }
             | HttpError::Io { .. }
             | HttpError::Malformed(_)
             | HttpError::HeadTooLarge(_) => ErrorKind::Unavailable,

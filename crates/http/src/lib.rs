@@ -1,11 +1,15 @@
 //! A small synchronous HTTP/1.1 client over TCP, TLS or unix sockets.
 //!
-//! One request per connection: [`send`] writes a request on a [`Stream`] and reads the response
-//! head; the body is then read from the [`Response`]. [`Connector`] opens TCP or TLS streams for a
-//! [`Url`]; [`connect_unix`] opens a unix socket (the Docker API socket).
+//! [`Connector::request`] sends a request to a [`Url`] over TCP or TLS, directly or through a
+//! forward proxy ([`ProxyConfig`]), reusing keep-alive connections per origin; the body is then
+//! read from the [`Response`], and a connection whose body was read to its end goes back to
+//! the pool. [`send`] writes one request on a [`Stream`] of the caller's and closes it after
+//! the response; [`connect_unix`] opens a unix socket (the Docker API socket).
 
 mod connector;
 mod error;
+mod pool;
+mod proxy;
 mod request;
 mod response;
 mod stream;
@@ -13,6 +17,7 @@ mod url;
 
 pub use connector::{Connector, ConnectorOptions};
 pub use error::HttpError;
+pub use proxy::{NoProxy, Proxy, ProxyConfig};
 pub use request::{send, Body, Request};
 pub use response::Response;
 pub use stream::{connect_unix, Stream};

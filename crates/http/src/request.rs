@@ -59,7 +59,18 @@ impl Request {
         self.header("Content-Type", "application/json").body(Body::Bytes(body))
     }
 
-    fn has_header(&self, name: &str) -> bool {
+    /// A copy, when the body can be sent again (not a stream): for a retry on a fresh
+    /// connection after a reused one turned out closed.
+    pub(crate) fn try_clone(&self) -> Option<Request> {
+        let body = match &self.body {
+            Body::Empty => Body::Empty,
+            Body::Bytes(b) => Body::Bytes(b.clone()),
+            Body::Reader(..) => return None,
+        };
+        Some(Request { method: self.method.clone(), target: self.target.clone(), headers: self.headers.clone(), body })
+    }
+
+    pub(crate) fn has_header(&self, name: &str) -> bool {
         self.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name))
     }
 }
@@ -67,7 +78,17 @@ impl Request {
 /// Sends one request on `stream` and reads the response head. Writes `Host` (unless given),
 /// `Content-Length` or `Transfer-Encoding: chunked`, and `Connection: close` (unless the caller
 /// set `Connection`, as an upgrade does); the caller adds the rest.
-pub fn send(mut stream: Box<dyn Stream>, host: &str, req: Request) -> Result<Response, HttpError> {
+pub fn send(stream: Box<dyn Stream>, host: &str, req: Request) -> Result<Response, HttpError> {
+    send_on(stream, host, req, false)
+}
+
+/// [`send`], keeping the connection open (no `Connection: close`) when `keep_alive` is set.
+pub(crate) fn send_on(
+    mut stream: Box<dyn Stream>,
+    host: &str,
+    req: Request,
+    keep_alive: bool,
+) -> Result<Response, HttpError> {
     let invalid = |what: &str| HttpError::Io {
         context: format!("send {} {}", req.method, req.target),
         source: io::Error::new(io::ErrorKind::InvalidInput, format!("{what} contains a line break")),
@@ -86,7 +107,7 @@ pub fn send(mut stream: Box<dyn Stream>, host: &str, req: Request) -> Result<Res
     for (k, v) in &req.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
-    if !req.has_header("Connection") {
+    if !keep_alive && !req.has_header("Connection") {
         head.push_str("Connection: close\r\n");
     }
     let body_may_be_empty = matches!(req.method.as_str(), "GET" | "HEAD" | "DELETE" | "OPTIONS");

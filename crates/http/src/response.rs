@@ -1,14 +1,18 @@
 //! Reading a response: the bounded head, then the body framed by Content-Length, chunked
 //! encoding or the end of the connection.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::sync::Arc;
 
+use crate::pool::Pool;
 use crate::{HttpError, Stream, MAX_HEAD_SIZE};
 
 /// The longest chunk-size line or trailer line accepted in a chunked body.
 const MAX_CHUNK_LINE: u64 = 4096;
 
 pub(crate) struct Head {
+    /// `HTTP/1.0`: the connection ends with the response.
+    http10: bool,
     status: u16,
     reason: String,
     headers: Vec<(String, String)>,
@@ -50,8 +54,21 @@ impl Response {
             status: head.status,
             reason: head.reason,
             headers: head.headers,
-            body: BodyReader { inner: reader, framing },
+            body: BodyReader { inner: reader, framing, release: None, http10: head.http10 },
         }
+    }
+
+    /// Gives the connection to `pool` once the body has been read to its end, when the
+    /// server keeps it open: HTTP/1.1, no `Connection: close`, a body framed by length or
+    /// chunks, not an upgrade.
+    pub(crate) fn release_to(&mut self, pool: Arc<Pool>, origin: String) {
+        let closes =
+            self.header("Connection").is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")));
+        if self.body.http10 || closes || self.status == 101 || matches!(self.body.framing, Framing::UntilClose) {
+            return;
+        }
+        self.body.release = Some((pool, origin));
+        self.body.give_back_if_done();
     }
 
     /// The first header named `name`, compared without regard to case.
@@ -88,9 +105,11 @@ impl Response {
 
     /// Gives up HTTP framing after a `101 Switching Protocols` (or Docker's hijacked attach):
     /// the bytes already read past the head, and the raw stream.
-    pub fn into_upgraded(self) -> (Vec<u8>, Box<dyn Stream>) {
-        let buffered = self.body.inner.buffer().to_vec();
-        (buffered, self.body.inner.into_inner())
+    pub fn into_upgraded(mut self) -> (Vec<u8>, Box<dyn Stream>) {
+        self.body.release = None;
+        let inner = std::mem::replace(&mut self.body.inner, BufReader::new(Box::new(Spent)));
+        let buffered = inner.buffer().to_vec();
+        (buffered, inner.into_inner())
     }
 }
 
@@ -131,6 +150,7 @@ fn read_one_head(reader: &mut BufReader<Box<dyn Stream>>) -> Result<Head, HttpEr
 
     let status_line = next_line(reader)?;
     let (status, reason) = parse_status_line(&status_line)?;
+    let http10 = status_line.starts_with("HTTP/1.0");
     let mut headers: Vec<(String, String)> = Vec::new();
     loop {
         let line = next_line(reader)?;
@@ -156,10 +176,10 @@ fn read_one_head(reader: &mut BufReader<Box<dyn Stream>>) -> Result<Head, HttpEr
         }
         headers.push((k.to_string(), v.trim().to_string()));
     }
-    Ok(Head { status, reason, headers })
+    Ok(Head { http10, status, reason, headers })
 }
 
-fn parse_status_line(line: &str) -> Result<(u16, String), HttpError> {
+pub(crate) fn parse_status_line(line: &str) -> Result<(u16, String), HttpError> {
     let bad = || HttpError::Malformed(format!("invalid status line {line:?}"));
     let rest = line.strip_prefix("HTTP/1.").ok_or_else(bad)?;
     let mut parts = rest.splitn(3, ' ');
@@ -182,6 +202,40 @@ enum Framing {
 struct BodyReader {
     inner: BufReader<Box<dyn Stream>>,
     framing: Framing,
+    /// Where the connection goes once the body is done, for a keep-alive connection.
+    release: Option<(Arc<Pool>, String)>,
+    http10: bool,
+}
+
+/// What is left in a body reader whose connection went back to the pool or was upgraded.
+struct Spent;
+
+impl Read for Spent {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Ok(0)
+    }
+}
+
+impl Write for Spent {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        Err(io::Error::new(io::ErrorKind::NotConnected, "the connection was given back"))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Stream for Spent {
+    fn shutdown_write(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for BodyReader {
+    fn drop(&mut self) {
+        self.give_back_if_done();
+    }
 }
 
 fn bad_data(msg: String) -> io::Error {
@@ -189,6 +243,18 @@ fn bad_data(msg: String) -> io::Error {
 }
 
 impl BodyReader {
+    /// Once the body is complete, hands a keep-alive connection to its pool, unless the
+    /// server sent bytes past the body (then the connection's framing cannot be trusted).
+    fn give_back_if_done(&mut self) {
+        if !matches!(self.framing, Framing::Done | Framing::Length(0)) || !self.inner.buffer().is_empty() {
+            return;
+        }
+        if let Some((pool, origin)) = self.release.take() {
+            let inner = std::mem::replace(&mut self.inner, BufReader::new(Box::new(Spent)));
+            pool.put(&origin, inner.into_inner());
+        }
+    }
+
     fn read_line(&mut self) -> io::Result<String> {
         let mut line = Vec::new();
         (&mut self.inner).take(MAX_CHUNK_LINE).read_until(b'\n', &mut line)?;
@@ -230,7 +296,10 @@ impl Read for BodyReader {
         }
         loop {
             match self.framing {
-                Framing::Done | Framing::Length(0) => return Ok(0),
+                Framing::Done | Framing::Length(0) => {
+                    self.give_back_if_done();
+                    return Ok(0);
+                }
                 Framing::Length(left) => {
                     let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
                     let n = self.inner.read(&mut buf[..want])?;

@@ -17,6 +17,23 @@ pub trait Stream: Read + Write + Send {
     fn try_clone_stream(&self) -> io::Result<Box<dyn Stream>> {
         Err(io::Error::new(io::ErrorKind::Unsupported, "this stream cannot be shared between threads"))
     }
+
+    /// For an idle keep-alive connection: whether the peer has neither closed it nor sent
+    /// anything unasked, so a new request may go on it. Streams that are never pooled say no.
+    fn idle_and_open(&self) -> bool {
+        false
+    }
+}
+
+/// Whether nothing is waiting to be read on an idle socket (a read would block): not closed
+/// by the peer (that reads as end of file) and no stray bytes.
+fn nothing_to_read(s: &TcpStream) -> bool {
+    if s.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let mut b = [0u8; 1];
+    let quiet = matches!(s.peek(&mut b), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+    s.set_nonblocking(false).is_ok() && quiet
 }
 
 impl Stream for UnixStream {
@@ -32,6 +49,10 @@ impl Stream for UnixStream {
 impl Stream for TcpStream {
     fn shutdown_write(&self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)
+    }
+
+    fn idle_and_open(&self) -> bool {
+        nothing_to_read(self)
     }
 
     fn try_clone_stream(&self) -> io::Result<Box<dyn Stream>> {
@@ -67,6 +88,12 @@ impl Stream for TlsStream {
     fn shutdown_write(&self) -> io::Result<()> {
         // Sending close_notify needs `&mut`; half-closing TCP is what the peer acts on anyway.
         self.0.sock.shutdown(Shutdown::Write)
+    }
+
+    fn idle_and_open(&self) -> bool {
+        // A close_notify or a late session ticket also makes the socket readable: such a
+        // connection is not reused, which costs a handshake, never a failed request.
+        nothing_to_read(&self.0.sock)
     }
 }
 

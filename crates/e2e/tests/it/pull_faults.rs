@@ -131,10 +131,19 @@ fn relay(mut client: TcpStream, upstream: &str, fault: Fault, st: &ProxyState) {
         .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("range")).map(|(_, v)| v.trim()))
         .map(str::to_string);
     let active = st.active.load(Ordering::Relaxed);
-    if is_blob && active && matches!(fault, Fault::CutOnceIgnoringRange(_)) {
-        let kept: Vec<&str> = text.split("\r\n").filter(|l| !l.to_ascii_lowercase().starts_with("range:")).collect();
-        head = kept.join("\r\n").into_bytes();
-    }
+    // One request per connection: the registry is told to close after its answer, and says so
+    // to the client, so that every request comes through here (a keep-alive client would
+    // otherwise send its next request on this connection, past the proxy's eyes).
+    let strip_range = is_blob && active && matches!(fault, Fault::CutOnceIgnoringRange(_));
+    let kept: Vec<&str> = text
+        .trim_end_matches("\r\n")
+        .split("\r\n")
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            !(l.starts_with("connection:") || (strip_range && l.starts_with("range:")))
+        })
+        .collect();
+    head = format!("{}\r\nConnection: close\r\n\r\n", kept.join("\r\n")).into_bytes();
     let entry = blob_digest.map(|digest| {
         let mut gets = st.gets.lock().expect("proxy log");
         gets.push(BlobGet { digest, range: range.clone(), status: 0, body_bytes: 0 });

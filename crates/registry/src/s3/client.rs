@@ -186,8 +186,7 @@ impl S3Client {
         }
         request = request.body(call.body);
         let http = |source| S3Error::Http { op: op.clone(), error: source };
-        let stream = self.connector.connect(&self.endpoint).map_err(http)?;
-        let resp = wharf_http::send(stream, &self.endpoint.host_header(), request).map_err(http)?;
+        let resp = self.connector.request(&self.endpoint, request).map_err(http)?;
         if (200..300).contains(&resp.status) {
             return Ok(resp);
         }
