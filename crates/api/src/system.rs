@@ -69,6 +69,7 @@ pub async fn info(ctx: &Ctx) -> Result<Response<Body>> {
     let paused = all.iter().filter(|c| c.state.paused).count();
     let images = e.list_images()?.len();
     let cfg = e.config();
+    let proxy = &cfg.proxy;
     let mem_total = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).map(str::to_string))
@@ -143,9 +144,9 @@ pub async fn info(ctx: &Ctx) -> Result<Response<Body>> {
             "RuncCommit": {"ID": "", "Expected": ""},
             "InitCommit": {"ID": "", "Expected": ""},
             "GenericResources": null,
-            "HttpProxy": proxy_env("HTTP_PROXY"),
-            "HttpsProxy": proxy_env("HTTPS_PROXY"),
-            "NoProxy": proxy_env("NO_PROXY"),
+            "HttpProxy": proxy.http.as_ref().map(|p| p.masked()).unwrap_or_default(),
+            "HttpsProxy": proxy.https.as_ref().map(|p| p.masked()).unwrap_or_default(),
+            "NoProxy": proxy.no_proxy.given,
         }),
     )
 }
@@ -190,13 +191,4 @@ fn threads() -> usize {
         .ok()
         .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Threads:").and_then(|n| n.trim().parse().ok())))
         .unwrap_or(0)
-}
-
-/// A proxy variable of wharfd's environment (either case), credentials masked as dockerd does.
-fn proxy_env(name: &str) -> String {
-    let v = std::env::var(name).or_else(|_| std::env::var(name.to_ascii_lowercase())).unwrap_or_default();
-    match v.split_once("://").and_then(|(scheme, rest)| rest.split_once('@').map(|(_, host)| (scheme, host))) {
-        Some((scheme, host)) => format!("{scheme}://xxxxx:xxxxx@{host}"),
-        None => v,
-    }
 }

@@ -89,6 +89,7 @@ pub use usernet::{NetworkCreate, NetworkRecord};
 pub use userns::{resolve_userns_remap, UsernsRemap, DEFAULT_REMAP_USER};
 pub use volumes::{MountKind, MountPoint, MountRequest, VolumeRecord};
 pub use wharf_distribution::AuthConfig;
+pub use wharf_distribution::ProxyConfig;
 
 /// A label that marks a container made for one operation of the daemon (a build step): it is
 /// removed when the daemon starts, since the operation died with the daemon before it.
@@ -117,6 +118,8 @@ pub struct EngineConfig {
     /// The most bytes a build may bring in: its context (unpacked), a `remote=` download, each
     /// `ADD` download and archive. Kept here for the builder, which the engine does not know.
     pub max_build_context: u64,
+    /// Forward proxies for registries (and builds' downloads).
+    pub proxy: wharf_distribution::ProxyConfig,
 }
 
 /// The daemon's services. Cheap to clone (an `Arc` inside).
@@ -170,6 +173,7 @@ impl Engine {
             insecure: config.insecure_registries.clone(),
             certs_dir: Some(config.certs_dir.clone()),
             user_agent: format!("wharf/{}", env!("CARGO_PKG_VERSION")),
+            proxy: config.proxy.clone(),
         })?;
         let networking = network::Networking::new(config.network.clone());
         let engine = Engine {

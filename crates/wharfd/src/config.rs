@@ -62,6 +62,15 @@ pub struct Flags {
     /// The most a build may bring in: its context, a remote, each ADD (default 16g)
     #[arg(long = "max-build-context")]
     pub max_build_context: Option<String>,
+    /// HTTP proxy for pulls, pushes and builds' downloads (overrides HTTP_PROXY)
+    #[arg(long = "http-proxy")]
+    pub http_proxy: Option<String>,
+    /// HTTPS proxy (overrides HTTPS_PROXY)
+    #[arg(long = "https-proxy")]
+    pub https_proxy: Option<String>,
+    /// Hosts that bypass the proxies (overrides NO_PROXY)
+    #[arg(long = "no-proxy")]
+    pub no_proxy: Option<String>,
 }
 
 /// daemon.json, as far as wharf understands it.
@@ -88,6 +97,16 @@ struct FileConfig {
     default_address_pools: Option<Vec<PoolConfig>>,
     /// A size (`512m`, `16g`): see the flag.
     max_build_context: Option<String>,
+    /// `{"http-proxy", "https-proxy", "no-proxy"}`, as dockerd 23 reads them.
+    proxies: Option<ProxiesFile>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ProxiesFile {
+    http_proxy: Option<String>,
+    https_proxy: Option<String>,
+    no_proxy: Option<String>,
 }
 
 /// One `default-address-pools` entry of daemon.json.
@@ -115,6 +134,10 @@ pub struct DaemonConfig {
     pub userns_remap: Option<String>,
     pub address_pools: Vec<wharf_engine::AddressPool>,
     pub max_build_context: u64,
+    /// The proxy settings of the flags or the file, each replacing the environment's.
+    pub http_proxy: Option<String>,
+    pub https_proxy: Option<String>,
+    pub no_proxy: Option<String>,
 }
 
 impl DaemonConfig {
@@ -195,6 +218,17 @@ impl DaemonConfig {
             },
         };
         let hosts = if flags.host.is_empty() { file.hosts.unwrap_or_default() } else { flags.host.clone() };
+        let proxies = file.proxies.unwrap_or_default();
+        let http_proxy = flags.http_proxy.clone().or(proxies.http_proxy);
+        let https_proxy = flags.https_proxy.clone().or(proxies.https_proxy);
+        let no_proxy = flags.no_proxy.clone().or(proxies.no_proxy);
+        // Checked here so that a typo stops the daemon instead of sending traffic direct.
+        wharf_engine::ProxyConfig::parse(
+            http_proxy.as_deref().unwrap_or(""),
+            https_proxy.as_deref().unwrap_or(""),
+            no_proxy.as_deref().unwrap_or(""),
+        )
+        .map_err(|e| anyhow::anyhow!("proxies: {e}"))?;
         Ok(DaemonConfig {
             data_root: flags.data_root.clone().or(file.data_root).unwrap_or_else(|| "/var/lib/wharf".into()),
             exec_root: flags.exec_root.clone().or(file.exec_root).unwrap_or_else(|| "/run/wharf".into()),
@@ -211,6 +245,9 @@ impl DaemonConfig {
             userns_remap: flags.userns_remap.clone().or(file.userns_remap).filter(|s| !s.is_empty()),
             address_pools,
             max_build_context,
+            http_proxy,
+            https_proxy,
+            no_proxy,
         })
     }
 }
@@ -246,6 +283,21 @@ fn read_file(path: &Path, explicit: bool) -> anyhow::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proxies_from_file_and_flags() {
+        let raw = br#"{"proxies": {"http-proxy": "http://p:3128", "no-proxy": "corp.example"}}"#;
+        let cfg = DaemonConfig::parse(&Flags::parse_from(["wharfd"]), raw).unwrap();
+        assert_eq!(cfg.http_proxy.as_deref(), Some("http://p:3128"));
+        assert_eq!((cfg.https_proxy, cfg.no_proxy.as_deref()), (None, Some("corp.example")));
+        let flags = Flags::parse_from(["wharfd", "--https-proxy", "http://q:8080"]);
+        assert_eq!(DaemonConfig::parse(&flags, raw).unwrap().https_proxy.as_deref(), Some("http://q:8080"));
+        let e = DaemonConfig::parse(&Flags::parse_from(["wharfd"]), br#"{"proxies": {"http-proxy": "socks5://p:1"}}"#)
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("only http:// proxies"), "{e:#}");
+        let e = DaemonConfig::parse(&Flags::parse_from(["wharfd"]), br#"{"proxies": {"ftp-proxy": "x"}}"#).unwrap_err();
+        assert!(format!("{e:#}").contains("ftp-proxy"), "{e:#}");
+    }
 
     #[test]
     fn unknown_keys_are_named() {

@@ -25,6 +25,23 @@ fn run(flags: Flags) -> anyhow::Result<()> {
     init_logging(&cfg.log_level);
     let socket = socket_path(&cfg.hosts)?;
     let shim_path = find_shim()?;
+    // As dockerd: configured proxies replace the environment's, so that what the daemon runs
+    // (git, for a build from a repository) uses them too. No other thread runs yet.
+    for (names, value) in [
+        (["HTTP_PROXY", "http_proxy"], &cfg.http_proxy),
+        (["HTTPS_PROXY", "https_proxy"], &cfg.https_proxy),
+        (["NO_PROXY", "no_proxy"], &cfg.no_proxy),
+    ] {
+        if let Some(v) = value {
+            for name in names {
+                std::env::set_var(name, v);
+            }
+        }
+    }
+    let proxy = wharf_engine::ProxyConfig::from_env().context("proxy settings of the environment")?;
+    if !proxy.is_empty() {
+        log::info!("using proxies {proxy:?}");
+    }
     let userns_remap = match &cfg.userns_remap {
         Some(setting) => Some(wharf_engine::resolve_userns_remap(setting)?),
         None => None,
@@ -47,6 +64,7 @@ fn run(flags: Flags) -> anyhow::Result<()> {
         log_opts: cfg.log_opts.clone(),
         userns_remap,
         max_build_context: cfg.max_build_context,
+        proxy,
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the async runtime")?;
     rt.block_on(async move {
