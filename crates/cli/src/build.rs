@@ -103,6 +103,13 @@ pub fn run(client: &Client, f: &BuildFlags) -> Result<()> {
             None => args.insert(a.clone(), std::env::var(a).ok()),
         };
     }
+    // As the docker CLI: the config file's proxies reach RUN steps as build arguments
+    // (predefined ones, which the Dockerfile need not declare), unless given explicitly.
+    if let Ok(config) = crate::dockercfg::read_config() {
+        for (k, v) in crate::dockercfg::proxy_env(&config) {
+            args.entry(k).or_insert(Some(v));
+        }
+    }
     let mut labels = BTreeMap::new();
     for l in &f.labels {
         let (k, v) = l.split_once('=').unwrap_or((l, ""));
@@ -144,8 +151,9 @@ pub fn run(client: &Client, f: &BuildFlags) -> Result<()> {
         }
         q = q.set("ulimits", serde_json::Value::Array(list).to_string());
     }
-    let with_auth = |req: Request| match crate::pull::registry_config() {
-        Some(auths) => req.header("X-Registry-Config", &auths),
+    let registry_config = crate::pull::registry_config().context("build: registry credentials")?;
+    let with_auth = |req: Request| match &registry_config {
+        Some(auths) => req.header("X-Registry-Config", auths),
         None => req,
     };
     if stdin {

@@ -7,6 +7,7 @@ mod config;
 mod containers;
 mod copy;
 mod disk;
+mod dockercfg;
 mod extras;
 mod human;
 mod images;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use base64::Engine;
 use wharf_client::{Client, ClientError, JsonMessage, Query, Request};
 use wharf_types::ImageRef;
@@ -28,7 +28,7 @@ pub fn pull(client: &Client, reference: &str, platform: Option<&str>, quiet: boo
         .set("tag", tag)
         .set_nonempty("platform", platform.unwrap_or(""));
     let mut req = Request::new("POST", &q.to_target("/images/create"));
-    if let Some(auth) = registry_auth(&r.registry) {
+    if let Some(auth) = registry_auth(&r.registry).with_context(|| what.clone())? {
         req = req.header("X-Registry-Auth", &auth);
     }
     // Some daemons already name the pull in their message; say it once.
@@ -151,57 +151,38 @@ fn bar(current: i64, total: i64) -> String {
     format!("[{}>{}] {:>8}/{}", "=".repeat(steps), " ".repeat(50 - steps), human::size(current), human::size(total))
 }
 
-/// The `X-Registry-Auth` header for `registry` from `~/.docker/config.json`, when it holds
-/// credentials for it (`auths.<registry>.auth`, base64 of `user:password`).
-pub(crate) fn registry_auth(registry: &str) -> Option<String> {
-    let dir = std::env::var_os("DOCKER_CONFIG")
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".docker")))?;
-    let text = std::fs::read_to_string(dir.join("config.json")).ok()?;
-    auth_header_from_config(&text, registry)
+/// The docker config for reading credentials; a malformed one is warned about and treated as
+/// empty, as the docker CLI does.
+fn config_for_credentials() -> serde_json::Value {
+    match crate::dockercfg::read_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("WARNING: Error loading config file: {e:#}");
+            serde_json::json!({})
+        }
+    }
 }
 
-/// The `X-Registry-Config` header of a build: every credential of `~/.docker/config.json`, by
+/// The `X-Registry-Auth` header for `registry`, when the docker config (its `auths`, or a
+/// credential helper) holds credentials for it.
+pub(crate) fn registry_auth(registry: &str) -> Result<Option<String>> {
+    let config = config_for_credentials();
+    let Some(creds) = crate::dockercfg::get(&config, registry)? else { return Ok(None) };
+    let body = creds.to_auth_json(&crate::dockercfg::server_key(registry));
+    Ok(Some(base64::engine::general_purpose::URL_SAFE.encode(body.to_string())))
+}
+
+/// The `X-Registry-Config` header of a build: every credential the docker config knows, by
 /// registry, as the docker CLI sends them (the daemon picks the one each pull needs).
-pub(crate) fn registry_config() -> Option<String> {
-    let dir = std::env::var_os("DOCKER_CONFIG")
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".docker")))?;
-    let text = std::fs::read_to_string(dir.join("config.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let mut all = serde_json::Map::new();
-    for (key, entry) in v.get("auths")?.as_object()? {
-        let Some(encoded) = entry.get("auth").and_then(|a| a.as_str()) else { continue };
-        let Some(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded).ok() else { continue };
-        let Some((user, password)) = String::from_utf8(decoded)
-            .ok()
-            .and_then(|d| d.split_once(':').map(|(u, p)| (u.to_string(), p.to_string())))
-        else {
-            continue;
-        };
-        all.insert(key.clone(), serde_json::json!({ "username": user, "password": password, "serveraddress": key }));
-    }
+pub(crate) fn registry_config() -> Result<Option<String>> {
+    let config = config_for_credentials();
+    let all = crate::dockercfg::all(&config)?;
     if all.is_empty() {
-        return None;
+        return Ok(None);
     }
-    Some(base64::engine::general_purpose::URL_SAFE.encode(serde_json::Value::Object(all).to_string()))
-}
-
-fn auth_header_from_config(config_json: &str, registry: &str) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_str(config_json).ok()?;
-    let auths = v.get("auths")?.as_object()?;
-    let keys: Vec<String> = if registry == "docker.io" {
-        vec!["https://index.docker.io/v1/".into(), "index.docker.io".into(), "docker.io".into()]
-    } else {
-        vec![registry.to_string(), format!("https://{registry}"), format!("http://{registry}")]
-    };
-    let (key, entry) = keys.iter().find_map(|k| auths.get(k).map(|e| (k.clone(), e)))?;
-    let encoded = entry.get("auth")?.as_str()?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
-    let decoded = String::from_utf8(decoded).ok()?;
-    let (user, password) = decoded.split_once(':')?;
-    let body = serde_json::json!({ "username": user, "password": password, "serveraddress": key });
-    Some(base64::engine::general_purpose::URL_SAFE.encode(body.to_string()))
+    let map: serde_json::Map<String, serde_json::Value> =
+        all.iter().map(|(server, c)| (server.clone(), c.to_auth_json(server))).collect();
+    Ok(Some(base64::engine::general_purpose::URL_SAFE.encode(serde_json::Value::Object(map).to_string())))
 }
 
 #[cfg(test)]
@@ -252,16 +233,5 @@ mod tests {
         assert!(bar(50, 100).starts_with(&format!("[{}>{}]", "=".repeat(25), " ".repeat(25))));
         assert!(bar(100, 100).starts_with(&format!("[{}>]", "=".repeat(50))));
         assert!(bar(1000, 2000).ends_with("     1kB/2kB"));
-    }
-
-    #[test]
-    fn reads_credentials_from_docker_config() {
-        let cfg = r#"{"auths":{"127.0.0.1:5000":{"auth":"dXNlcjpwYXNz"}}}"#;
-        let h = auth_header_from_config(cfg, "127.0.0.1:5000").unwrap();
-        let json = base64::engine::general_purpose::URL_SAFE.decode(h).unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
-        assert_eq!(v["username"], "user");
-        assert_eq!(v["password"], "pass");
-        assert_eq!(auth_header_from_config(cfg, "docker.io"), None);
     }
 }

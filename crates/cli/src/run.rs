@@ -138,7 +138,21 @@ pub fn start_failure_code(message: &str) -> i32 {
 }
 
 fn container_config(flags: &ContainerFlags) -> Result<ContainerConfig> {
-    flags.to_config(&|k| std::env::var(k).ok(), &|p| std::fs::read_to_string(p))
+    let mut config = flags.to_config(&|k| std::env::var(k).ok(), &|p| std::fs::read_to_string(p))?;
+    // As the docker CLI: the docker config's proxies become the container's environment,
+    // unless `-e`/`--env-file` set the same name.
+    if let Ok(docker_config) = crate::dockercfg::read_config() {
+        add_proxy_env(&mut config.env, crate::dockercfg::proxy_env(&docker_config));
+    }
+    Ok(config)
+}
+
+fn add_proxy_env(env: &mut Vec<String>, proxies: Vec<(String, String)>) {
+    for (k, v) in proxies {
+        if !env.iter().any(|e| e.split('=').next() == Some(k.as_str())) {
+            env.push(format!("{k}={v}"));
+        }
+    }
 }
 
 /// Creates the container; pulls first with `--pull always`, or on "no such image" unless
@@ -249,6 +263,15 @@ pub(crate) fn short(id: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proxy_env_does_not_override_the_users() {
+        let mut env = vec!["HTTP_PROXY=mine".to_string(), "A=b".to_string()];
+        let proxies =
+            vec![("HTTP_PROXY".to_string(), "cfg".to_string()), ("http_proxy".to_string(), "cfg".to_string())];
+        add_proxy_env(&mut env, proxies);
+        assert_eq!(env, ["HTTP_PROXY=mine", "A=b", "http_proxy=cfg"]);
+    }
 
     #[test]
     fn start_failure_codes_table() {

@@ -69,6 +69,11 @@ fn info_text(i: &Info, host: &str) -> String {
     line(format!(" Name: {}", i.name));
     line(format!(" ID: {}", i.id));
     line(format!(" Docker Root Dir: {}", i.docker_root_dir));
+    for (name, value) in [("HTTP Proxy", &i.http_proxy), ("HTTPS Proxy", &i.https_proxy), ("No Proxy", &i.no_proxy)] {
+        if !value.is_empty() {
+            line(format!(" {name}: {value}"));
+        }
+    }
     s
 }
 
@@ -110,7 +115,8 @@ mod tests {
     fn info_summary() {
         let i: Info = serde_json::from_str(
             r#"{"Containers":3,"ContainersRunning":1,"ContainersStopped":2,"Images":5,"ServerVersion":"0.1.0",
-                "Driver":"overlayfs","CgroupDriver":"cgroupfs","CgroupVersion":"1","DockerRootDir":"/var/lib/wharf"}"#,
+                "Driver":"overlayfs","CgroupDriver":"cgroupfs","CgroupVersion":"1","DockerRootDir":"/var/lib/wharf",
+                "HttpProxy":"http://xxxxx:xxxxx@p:3128","HttpsProxy":"","NoProxy":"corp.example"}"#,
         )
         .unwrap();
         let s = info_text(&i, "unix:///run/wharf/wharfd.sock");
@@ -118,7 +124,7 @@ mod tests {
             " Containers: 3\n  Running: 1\n  Paused: 0\n  Stopped: 2\n Images: 5\n",
             " Storage Driver: overlayfs\n",
             " Cgroup Driver: cgroupfs\n Cgroup Version: 1\n",
-            " Docker Root Dir: /var/lib/wharf\n",
+            " Docker Root Dir: /var/lib/wharf\n HTTP Proxy: http://xxxxx:xxxxx@p:3128\n No Proxy: corp.example\n",
         ] {
             assert!(s.contains(want), "{s}");
         }

@@ -1,21 +1,20 @@
-//! Moving images to registries: `push`, and `login`/`logout`, which keep credentials in
-//! `~/.docker/config.json` (`auths.<server>.auth`) exactly where docker keeps them.
+//! Moving images to registries: `push`, and `login`/`logout`, which keep credentials where
+//! docker keeps them: in the docker config's `auths`, or with its credential helper
+//! (`dockercfg`).
 
 use std::io::{IsTerminal, Read, Write};
-use std::path::PathBuf;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use base64::Engine;
 use clap::Subcommand;
 use serde_json::{json, Value};
+
+use crate::dockercfg::{self, Credentials};
 use wharf_client::{Client, JsonMessage, Query, Request};
 use wharf_types::ImageRef;
 
 use crate::pull::{registry_auth, Progress};
 use crate::Exit;
-
-/// Where `docker login` stores Docker Hub credentials.
-const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
 
 #[derive(Debug, Subcommand)]
 pub enum TransportCommand {
@@ -88,7 +87,9 @@ pub fn push(client: &Client, image: &str, all_tags: bool, quiet: bool, out: &mut
     let q = Query::new().set_nonempty("tag", &tag);
     let target = q.to_target(&format!("/images/{}/push", r.familiar_name()));
     // Docker always sends the header; `{}` when it holds no credentials.
-    let auth = registry_auth(&r.registry).unwrap_or_else(|| base64::engine::general_purpose::URL_SAFE.encode("{}"));
+    let auth = registry_auth(&r.registry)
+        .with_context(|| what.clone())?
+        .unwrap_or_else(|| base64::engine::general_purpose::URL_SAFE.encode("{}"));
     let req = Request::new("POST", &target).header("X-Registry-Auth", &auth);
     let messages = client.json_stream::<JsonMessage>(req).context(what.clone())?;
     let mut display = Progress::new(std::io::stdout().is_terminal() && !quiet);
@@ -157,7 +158,7 @@ fn login(
     password_stdin: bool,
     server: Option<&str>,
 ) -> Result<()> {
-    let key = config_key(server);
+    let key = dockercfg::server_key(server.unwrap_or(""));
     let usage = |m: &str| -> anyhow::Error { Exit::new(crate::run::EXIT_FAILED, format!("wharf: {m}")).into() };
     if password.is_some() && password_stdin {
         return Err(usage("--password and --password-stdin are mutually exclusive"));
@@ -183,120 +184,25 @@ fn login(
     }
     let body = json!({"username": user, "password": password, "serveraddress": key});
     let answer: Value = client.post_json("/auth", Some(&body)).with_context(|| format!("login to {key}"))?;
-    let mut config = read_config()?;
-    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-    set_auth(&mut config, &key, Some(&encoded))?;
-    write_config(&config)?;
+    // A token server's refresh token replaces the password, as docker keeps it.
+    let creds = match answer.get("IdentityToken").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+        Some(token) => Credentials { username: user, identity_token: token.to_string(), ..Credentials::default() },
+        None => Credentials { username: user, password, ..Credentials::default() },
+    };
+    let mut config = dockercfg::read_config()?;
+    dockercfg::store(&mut config, &key, &creds).with_context(|| format!("login to {key}: store the credentials"))?;
+    dockercfg::write_config(&config)?;
     println!("{}", answer.get("Status").and_then(Value::as_str).unwrap_or("Login Succeeded"));
     Ok(())
 }
 
 fn logout(server: Option<&str>) -> Result<()> {
-    let key = config_key(server);
-    let mut config = read_config()?;
-    if !set_auth(&mut config, &key, None)? {
+    let key = dockercfg::server_key(server.unwrap_or(""));
+    let mut config = dockercfg::read_config()?;
+    if !dockercfg::erase(&mut config, &key).with_context(|| format!("logout from {key}"))? {
         println!("Not logged in to {key}");
         return Ok(());
     }
     println!("Removing login credentials for {key}");
-    write_config(&config)
-}
-
-/// The `auths` key of a server as docker writes it: Docker Hub's index URL, else the address
-/// as given without a scheme or trailing slash.
-fn config_key(server: Option<&str>) -> String {
-    let s = server.unwrap_or("").trim();
-    let bare = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://")).unwrap_or(s).trim_end_matches('/');
-    match bare {
-        "" | "docker.io" | "index.docker.io" | "index.docker.io/v1" | "registry-1.docker.io" => {
-            DOCKER_HUB_KEY.to_string()
-        }
-        b => b.to_string(),
-    }
-}
-
-/// Sets (`Some`) or removes (`None`) `auths.<key>.auth`, keeping everything else in the file.
-/// Returns whether there was an entry before.
-fn set_auth(config: &mut Value, key: &str, auth: Option<&str>) -> Result<bool> {
-    let obj = config.as_object_mut().ok_or_else(|| anyhow!("docker config file is not a JSON object"))?;
-    let auths = obj.entry("auths").or_insert_with(|| json!({}));
-    let auths = auths.as_object_mut().ok_or_else(|| anyhow!("docker config: \"auths\" is not an object"))?;
-    let existed = auths.contains_key(key);
-    match auth {
-        Some(a) => {
-            auths.insert(key.to_string(), json!({ "auth": a }));
-        }
-        None => {
-            auths.remove(key);
-        }
-    }
-    Ok(existed)
-}
-
-fn config_path() -> Result<PathBuf> {
-    let dir = std::env::var_os("DOCKER_CONFIG")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))
-        .ok_or_else(|| anyhow!("neither DOCKER_CONFIG nor HOME is set"))?;
-    Ok(dir.join("config.json"))
-}
-
-fn read_config() -> Result<Value> {
-    let path = config_path()?;
-    match std::fs::read_to_string(&path) {
-        Ok(text) if text.trim().is_empty() => Ok(json!({})),
-        Ok(text) => serde_json::from_str(&text).with_context(|| format!("docker config file {}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(json!({})),
-        Err(e) => Err(e).with_context(|| format!("read {}", path.display())),
-    }
-}
-
-/// Writes the config atomically with mode 0600: it holds passwords.
-fn write_config(config: &Value) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = config_path()?;
-    let dir = path.parent().ok_or_else(|| anyhow!("config path {} has no directory", path.display()))?;
-    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    let tmp = dir.join(format!(".config.json.{}", std::process::id()));
-    let text = serde_json::to_string_pretty(config)? + "\n";
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|_| f.sync_all()))
-        .and_then(|_| std::fs::rename(&tmp, &path));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("write {}", path.display()));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_keys() {
-        for (input, want) in [
-            (None, DOCKER_HUB_KEY),
-            (Some("docker.io"), DOCKER_HUB_KEY),
-            (Some("https://index.docker.io/v1/"), DOCKER_HUB_KEY),
-            (Some("127.0.0.1:5000"), "127.0.0.1:5000"),
-            (Some("http://127.0.0.1:5000/"), "127.0.0.1:5000"),
-        ] {
-            assert_eq!(config_key(input), want, "{input:?}");
-        }
-    }
-
-    #[test]
-    fn auth_entries_keep_the_rest_of_the_file() {
-        let mut c = json!({"credsStore": "x", "auths": {"a:1": {"auth": "old"}}});
-        assert!(!set_auth(&mut c, "b:2", Some("new")).unwrap());
-        assert!(set_auth(&mut c, "a:1", None).unwrap());
-        assert_eq!(c, json!({"credsStore": "x", "auths": {"b:2": {"auth": "new"}}}));
-        assert!(set_auth(&mut json!([]), "a", None).is_err());
-    }
+    dockercfg::write_config(&config)
 }

@@ -368,6 +368,12 @@ pub struct Info {
     #[serde(rename = "ID", default)]
     pub id: String,
     #[serde(default)]
+    pub http_proxy: String,
+    #[serde(default)]
+    pub https_proxy: String,
+    #[serde(default)]
+    pub no_proxy: String,
+    #[serde(default)]
     pub containers: i64,
     #[serde(default)]
     pub containers_running: i64,
