@@ -470,6 +470,8 @@ pub struct DaemonOptions {
     /// A data root of the test's own (a small file system, say) instead of one in the
     /// daemon's directory; the test removes it.
     pub data_root: Option<PathBuf>,
+    /// Environment variables of wharfd (proxies, say).
+    pub env: Vec<(String, String)>,
 }
 
 /// Why a daemon did not come up.
@@ -565,6 +567,11 @@ impl Daemon {
             cmd.arg("--config-file").arg(path);
         }
         cmd.args(&self.opts.extra_args);
+        // Proxies of the machine the tests run on are not the tests' to use.
+        for name in ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"] {
+            cmd.env_remove(name);
+        }
+        cmd.envs(self.opts.env.iter().map(|(k, v)| (k, v)));
         match self.failpoints.take() {
             Some(points) => cmd.env("WHARF_FAILPOINTS", points),
             None => cmd.env_remove("WHARF_FAILPOINTS"),
