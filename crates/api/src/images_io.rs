@@ -111,14 +111,15 @@ pub fn history(ctx: &Ctx, name: &str) -> Result<Response<Body>> {
 }
 
 /// `POST /auth` with `{"username","password","serveraddress"}`: checks the credentials
-/// against the registry. Nothing is stored: the client keeps them.
+/// against the registry. Nothing is stored: the client keeps them, or the identity token a
+/// token server gave instead of the password.
 pub async fn auth(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> {
     let body = read_body(req).await?;
     let cfg: AuthConfig = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid authentication request: {e}")))?;
     let registry = registry_of(cfg.serveraddress.as_deref().unwrap_or(""))?;
-    ctx.engine.login(registry, cfg).await?;
-    json(StatusCode::OK, &json!({"Status": "Login Succeeded", "IdentityToken": ""}))
+    let identity_token = ctx.engine.login(registry, cfg).await?;
+    json(StatusCode::OK, &json!({"Status": "Login Succeeded", "IdentityToken": identity_token.unwrap_or_default()}))
 }
 
 /// `host[:port]` of a server address as `docker login` sends it: empty or Docker Hub's index

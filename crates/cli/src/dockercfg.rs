@@ -205,7 +205,8 @@ pub fn store(config: &mut Value, server: &str, creds: &Credentials) -> Result<()
         }
         None => {
             let mut e = json!({});
-            if !creds.password.is_empty() || creds.identity_token.is_empty() {
+            // As docker: `auth` keeps the user name even when a token replaced the password.
+            if !creds.username.is_empty() || !creds.password.is_empty() {
                 let pair = format!("{}:{}", creds.username, creds.password);
                 e["auth"] = json!(base64::engine::general_purpose::STANDARD.encode(pair));
             }

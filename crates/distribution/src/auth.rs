@@ -144,6 +144,9 @@ pub(crate) struct TokenResponse {
     pub access_token: Option<String>,
     #[serde(default)]
     pub expires_in: Option<u64>,
+    /// Given for `offline_token=true` (a login): what clients keep as their identity token.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
 }
 
 impl TokenResponse {

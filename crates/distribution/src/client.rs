@@ -436,7 +436,7 @@ impl RegistryClient {
         unauthorized: &dyn Fn(String) -> DistributionError,
     ) -> Result<String, DistributionError> {
         if let Some(c) = challenges.iter().find(|c| c.scheme == "bearer") {
-            let token = self.fetch_token(op, c, scope, auth, unauthorized)?;
+            let token = self.fetch_token(op, c, scope, auth, false, unauthorized)?;
             let value = format!("Bearer {}", token.bearer().unwrap_or_default());
             self.tokens.put(registry, scope, value.clone(), token.lifetime());
             return Ok(value);
@@ -453,13 +453,15 @@ impl RegistryClient {
     }
 
     /// Asks the token server of a Bearer challenge for a token: an OAuth2 POST when we hold a
-    /// refresh (identity) token, else a GET with Basic credentials when given.
-    fn fetch_token(
+    /// refresh (identity) token, else a GET with Basic credentials when given; `offline` asks
+    /// for a refresh token too, as `docker login` does.
+    pub(crate) fn fetch_token(
         &self,
         op: &Op,
         c: &Challenge,
         scope: &str,
         auth: Option<&AuthConfig>,
+        offline: bool,
         unauthorized: &dyn Fn(String) -> DistributionError,
     ) -> Result<TokenResponse, DistributionError> {
         let realm = c.param("realm").unwrap_or("");
@@ -493,6 +495,9 @@ impl RegistryClient {
             if let Some((user, _)) = &creds {
                 query.push_str(&format!("&account={}", encode_component(user)));
             }
+            if offline {
+                query.push_str("&offline_token=true&client_id=wharf");
+            }
             let sep = if realm_url.target.contains('?') { '&' } else { '?' };
             let url = realm_url.with_target(&format!("{}{sep}{query}", realm_url.target));
             let authz = creds.map(|(u, p)| basic_header(&u, &p));
@@ -517,7 +522,7 @@ impl RegistryClient {
 
     /// Sends a request; GET and HEAD follow redirects. `authz` goes only to the host the
     /// request started at.
-    fn send_following(
+    pub(crate) fn send_following(
         &self,
         op: &Op,
         method: &str,

@@ -8,6 +8,7 @@ use wharf_http::{Body, HttpError, Response, Url};
 use wharf_types::oci::Descriptor;
 use wharf_types::{Digest, ImageRef};
 
+use crate::auth::{parse_challenge, Challenge};
 use crate::client::{error_message, status_error, Op, Subject};
 use crate::{AuthConfig, DistributionError, Endpoint, RegistryClient};
 
@@ -206,8 +207,10 @@ impl RegistryClient {
     }
 
     /// Checks credentials against a registry's `/v2/`, as `docker login` does. `registry` is
-    /// `host[:port]` (`docker.io` for Docker Hub).
-    pub fn login(&self, registry: &str, auth: &AuthConfig) -> Result<(), DistributionError> {
+    /// `host[:port]` (`docker.io` for Docker Hub). With a token server, the token is asked for
+    /// with `offline_token=true`, and the refresh token it gives (the identity token clients
+    /// keep instead of the password) is returned.
+    pub fn login(&self, registry: &str, auth: &AuthConfig) -> Result<Option<String>, DistributionError> {
         let r = ImageRef { registry: registry.to_string(), repository: String::new(), tag: None, digest: None };
         let op = Op {
             what: format!("login to {registry}"),
@@ -217,6 +220,35 @@ impl RegistryClient {
             actions: "",
         };
         self.with_endpoints(&r, false, |ep| {
+            let (url, resp) = self.send_following(&op, "GET", ep.url_for("/v2/"), &[], None, Body::Empty)?;
+            if resp.status == 401 {
+                let challenges: Vec<Challenge> = resp
+                    .headers
+                    .iter()
+                    .filter(|(k, _)| k.eq_ignore_ascii_case("WWW-Authenticate"))
+                    .filter_map(|(_, v)| parse_challenge(v))
+                    .collect();
+                if let Some(c) = challenges.iter().find(|c| c.scheme == "bearer") {
+                    let unauthorized = |detail: String| DistributionError::Unauthorized {
+                        op: op.what.clone(),
+                        registry: ep.base.host_header(),
+                        detail,
+                    };
+                    let token = self.fetch_token(&op, c, "", Some(auth), true, &unauthorized)?;
+                    let authz = format!("Bearer {}", token.bearer().unwrap_or_default());
+                    let (url, resp) =
+                        self.send_following(&op, "GET", ep.url_for("/v2/"), &[], Some(&authz), Body::Empty)?;
+                    return match resp.status {
+                        200 => Ok(token.refresh_token.filter(|t| !t.is_empty())),
+                        _ => Err(status_error(&op, &url, resp, Subject::Manifest, None)),
+                    };
+                }
+            } else if resp.status == 200 {
+                return Ok(None);
+            } else {
+                return Err(status_error(&op, &url, resp, Subject::Manifest, None));
+            }
+            // Basic authentication: the credentials themselves are checked.
             // A fresh check every time: a token cached from an earlier login proves nothing.
             self.tokens.forget(&crate::client::token_key(ep, Some(auth)), "");
             let sent = self.registry_send(&op, ep, "GET", ep.url_for("/v2/"), &[], &mut || Ok(Body::Empty));
@@ -224,7 +256,7 @@ impl RegistryClient {
             self.tokens.forget(&crate::client::token_key(ep, Some(auth)), "");
             let (url, resp) = sent?;
             match resp.status {
-                200 => Ok(()),
+                200 => Ok(None),
                 _ => Err(status_error(&op, &url, resp, Subject::Manifest, None)),
             }
         })

@@ -45,8 +45,9 @@ impl Engine {
         blocking(move || engine.push_blocking(req, &events)).await.map_err(EngineError::of_registry_transfer)
     }
 
-    /// Checks credentials against a registry (`host[:port]`, `docker.io` for Docker Hub).
-    pub async fn login(&self, registry: String, auth: AuthConfig) -> Result<(), EngineError> {
+    /// Checks credentials against a registry (`host[:port]`, `docker.io` for Docker Hub);
+    /// returns the identity (refresh) token a token server gave, if any.
+    pub async fn login(&self, registry: String, auth: AuthConfig) -> Result<Option<String>, EngineError> {
         let engine = self.clone();
         blocking(move || Ok(engine.inner.registry.login(&registry, &auth)?)).await
     }

@@ -224,3 +224,46 @@ fn a_docker_login_through_a_helper_serves_wharf_and_the_other_way_round() {
     h.cli(&d, Cli::Wharf, &["login", "-u", USER, "-p", PASSWORD, &reg.addr]).ok();
     h.cli(&d, Cli::Docker, &["pull", &image]).ok();
 }
+
+#[test]
+fn a_login_to_a_token_server_keeps_an_identity_token_instead_of_the_password() {
+    use crate::registry_server::{auth_server, ADMIN_PW};
+    let reg = auth_server(&[]);
+    let d = Daemon::start();
+    let src = d.pull("library/busybox:latest");
+    let target = reg.image("private/idtoken:1");
+    let h = Helpers::new();
+    for (i, store) in [None, Some("wharftest")].into_iter().enumerate() {
+        match store {
+            None => h.write_config(&json!({})),
+            Some(helper) => h.write_config(&json!({"credsStore": helper})),
+        }
+        h.cli(&d, Cli::Wharf, &["login", "-u", "admin", "-p", ADMIN_PW, &reg.addr]).ok().mentions(&["Login Succeeded"]);
+        // The password is kept nowhere: a refresh token from the token server stands for it.
+        let config_text = fs::read_to_string(h.config_dir().join("config.json")).unwrap_or_default();
+        assert!(!config_text.contains(ADMIN_PW), "{config_text}");
+        match store {
+            None => {
+                let entry = &h.config()["auths"][&reg.addr];
+                assert!(entry["identitytoken"].as_str().is_some_and(|t| t.len() > 20), "{entry}");
+                assert_eq!(entry["auth"], crate::registry_auth::base64(b"admin:"), "{entry}");
+            }
+            Some(_) => {
+                let stored = h.stored(&reg.addr).expect("the helper holds the token");
+                assert_eq!(stored["Username"], "<token>");
+                assert!(!stored["Secret"].as_str().unwrap_or_default().contains(ADMIN_PW));
+            }
+        }
+        let tagged = format!("{target}{i}");
+        h.cli(&d, Cli::Wharf, &["tag", &src, &tagged]).ok();
+        h.cli(&d, Cli::Wharf, &["push", &tagged]).ok();
+        h.cli(&d, Cli::Wharf, &["rmi", &tagged]).ok();
+        h.cli(&d, Cli::Wharf, &["pull", &tagged]).ok();
+        // The docker CLI with the same config uses the token too.
+        h.cli(&d, Cli::Docker, &["rmi", &tagged]).ok();
+        h.cli(&d, Cli::Docker, &["pull", &tagged]).ok();
+    }
+    // The daemon traded the refresh token for access tokens (OAuth2 POST).
+    let log = reg.log_text();
+    assert!(log.contains("POST /token"), "{log}");
+}

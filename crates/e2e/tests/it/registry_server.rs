@@ -1079,7 +1079,7 @@ fn online_gc_spares_a_push_in_progress() {
 
 pub(crate) const ADMIN_PW: &str = "wharf-admin-pw";
 
-fn auth_server(extra: &[&str]) -> Server {
+pub(crate) fn auth_server(extra: &[&str]) -> Server {
     let mut args = vec!["--auth", "--admin-password", ADMIN_PW];
     args.extend_from_slice(extra);
     Server::start_with(&args)
