@@ -1,12 +1,14 @@
 //! Downloads for `ADD <url>` and `POST /build?remote=<url>`: plain HTTP(S) GETs with redirects
 //! followed, streamed to a file while hashed, bounded in size, with the `Last-Modified` time.
+//! They go through the daemon's proxies (`HTTP_PROXY`…, which wharfd sets from its
+//! configuration), as dockerd's do.
 
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest as _, Sha256};
-use wharf_http::{Connector, ConnectorOptions, Request, Url};
+use wharf_http::{Connector, ConnectorOptions, ProxyConfig, Request, Url};
 
 /// What a download gave.
 #[derive(Debug, Clone)]
@@ -24,15 +26,20 @@ const MAX_REDIRECTS: usize = 10;
 
 /// GETs `url` into `dest`. Fails on a status other than 2xx, or past `limit` bytes.
 pub fn fetch(url: &str, dest: &Path, limit: u64) -> Result<Fetched, String> {
-    let connector =
-        Connector::new(ConnectorOptions { io_timeout: Some(Duration::from_secs(60)), ..Default::default() })
-            .map_err(|e| format!("{url}: {e}"))?;
+    let proxy = ProxyConfig::from_env().map_err(|e| format!("{url}: proxy settings: {e}"))?;
+    let opts = ConnectorOptions {
+        io_timeout: Some(Duration::from_secs(60)),
+        proxy,
+        // One download: nothing to reuse a connection for.
+        keep_alive: false,
+        ..Default::default()
+    };
+    let connector = Connector::new(opts).map_err(|e| format!("{url}: {e}"))?;
     let mut current = url.to_string();
     for _ in 0..=MAX_REDIRECTS {
         let u = Url::parse(&current).map_err(|e| format!("{url}: {e}"))?;
-        let stream = connector.connect(&u).map_err(|e| format!("{current}: {e}"))?;
         let req = Request::new("GET", &u.target).header("User-Agent", "wharf-builder");
-        let mut resp = wharf_http::send(stream, &u.host_header(), req).map_err(|e| format!("{current}: {e}"))?;
+        let mut resp = connector.request(&u, req).map_err(|e| format!("{current}: {e}"))?;
         if (300..400).contains(&resp.status) {
             let location = resp.header("Location").ok_or_else(|| format!("{current}: redirect without a Location"))?;
             current = resolve(&u, location);

@@ -172,6 +172,11 @@ impl Connector {
     /// A new connection for `url`: direct, or through `proxy` (plain HTTP to it, or a
     /// `CONNECT` tunnel and TLS inside it for `https`).
     fn open(&self, url: &Url, proxy: Option<&Proxy>) -> Result<Box<dyn Stream>, HttpError> {
+        log::debug!(
+            "new connection to {}{}",
+            url.origin(),
+            proxy.map(|p| format!(" through {}", p.masked())).unwrap_or_default()
+        );
         let Some(p) = proxy else { return self.connect(url) };
         let tcp = self
             .connect_tcp(&p.host, p.port)

@@ -117,6 +117,15 @@ fn pulls_use_the_environments_proxy_unless_no_proxy_says_otherwise() {
     d.docker(&["pull", &image]).ok();
     assert!(proxy.requests().len() > before, "docker pull through wharfd did not use the proxy");
 
+    // A build's ADD of a URL is downloaded through the proxy too.
+    let ctx = TempDir::new("wharf-e2e-proxyadd");
+    let add = format!("http://{}/v2/", reg.addr);
+    fs::write(ctx.0.join("Dockerfile"), format!("FROM {image}\nADD {add} /v2.json\n")).expect("write Dockerfile");
+    d.wharf(&["build", "-q", "-t", "proxy-add:1", ctx.0.to_str().unwrap_or_default()]).ok();
+    assert!(proxy.requests().iter().any(|r| r == &format!("GET {add} HTTP/1.1")), "{:#?}", proxy.requests());
+    let out = d.wharf(&["run", "--rm", "proxy-add:1", "cat", "/v2.json"]);
+    assert_eq!(out.ok().trimmed(), "{}");
+
     // Loopback is never proxied unless asked, and NO_PROXY entries with a port bypass it.
     for no_proxy in ["", &format!("<-loopback>,{}", reg.addr)] {
         let d = daemon_with(&[("HTTP_PROXY", &proxy.url()), ("NO_PROXY", no_proxy)], None);
