@@ -55,6 +55,7 @@ mod log_rotation;
 mod logs;
 mod mirrors;
 mod network;
+mod network_ipv6;
 mod network_user;
 mod prune;
 mod ps;
