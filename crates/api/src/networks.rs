@@ -32,6 +32,8 @@ pub struct NetHostBody {
 pub struct IpamConfigBody {
     #[serde(rename = "IPv4Address")]
     ipv4_address: Option<String>,
+    #[serde(rename = "IPv6Address")]
+    ipv6_address: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -47,10 +49,12 @@ pub struct EndpointBody {
 
 /// An endpoint's settings as the engine keeps them for `network`.
 fn attach_of(network: String, e: EndpointBody) -> NetAttach {
+    let ipam = e.ipam_config.unwrap_or_default();
     NetAttach {
         network,
         aliases: e.aliases.unwrap_or_default(),
-        ipv4_address: e.ipam_config.and_then(|i| i.ipv4_address).filter(|a| !a.is_empty()),
+        ipv4_address: ipam.ipv4_address.filter(|a| !a.is_empty()),
+        ipv6_address: ipam.ipv6_address.filter(|a| !a.is_empty()),
         links: e.links.unwrap_or_default(),
         mac_address: e.mac_address.filter(|m| !m.is_empty()),
         driver_opts: e.driver_opts.unwrap_or_default(),
@@ -84,11 +88,13 @@ pub fn net_options(
         eps.remove("bridge");
     }
     let networks = eps.into_iter().map(|(network, e)| attach_of(network, e.unwrap_or_default())).collect();
+    let ipam = ep.ipam_config.unwrap_or_default();
     NetOptions {
         networks,
         detached: false,
         aliases: ep.aliases.unwrap_or_default(),
-        ipv4_address: ep.ipam_config.and_then(|i| i.ipv4_address).filter(|a| !a.is_empty()),
+        ipv4_address: ipam.ipv4_address.filter(|a| !a.is_empty()),
+        ipv6_address: ipam.ipv6_address.filter(|a| !a.is_empty()),
         mac_address: ep.mac_address.or(mac).filter(|m| !m.is_empty()),
         driver_opts: ep.driver_opts.unwrap_or_default(),
         dns: hc.dns.unwrap_or_default(),
@@ -139,12 +145,12 @@ fn network_json(ctx: &Ctx, n: &NetworkRecord, with_containers: bool) -> Value {
                     "EndpointID": ep.endpoint_id(),
                     "MacAddress": ep.mac,
                     "IPv4Address": ep.ip.map(|ip| format!("{ip}/{}", ep.prefix)).unwrap_or_default(),
-                    "IPv6Address": "",
+                    "IPv6Address": ep.ip6.map(|ip| format!("{ip}/{}", ep.prefix6)).unwrap_or_default(),
                 }),
             );
         }
     }
-    let ipam_config: Vec<Value> = if n.subnet.is_empty() {
+    let mut ipam_config: Vec<Value> = if n.subnet.is_empty() {
         Vec::new()
     } else {
         let mut c = json!({"Subnet": n.subnet, "Gateway": n.gateway});
@@ -153,13 +159,24 @@ fn network_json(ctx: &Ctx, n: &NetworkRecord, with_containers: bool) -> Value {
         }
         vec![c]
     };
+    // The IPv6 pool as dockerd shows it: as given, a gateway only when one was.
+    if let Some(s6) = &n.subnet6 {
+        let mut c = json!({"Subnet": s6});
+        if let Some(r) = &n.ip_range6 {
+            c["IPRange"] = json!(r);
+        }
+        if let Some(g) = &n.gateway6 {
+            c["Gateway"] = json!(g);
+        }
+        ipam_config.push(c);
+    }
     json!({
         "Name": n.name,
         "Id": n.id,
         "Created": if n.created.is_empty() { "0001-01-01T00:00:00Z" } else { n.created.as_str() },
         "Scope": n.scope,
         "Driver": n.driver,
-        "EnableIPv6": false,
+        "EnableIPv6": n.enable_ipv6,
         "IPAM": {"Driver": "default", "Options": null, "Config": ipam_config},
         "Internal": n.internal,
         "Attachable": n.attachable,
@@ -205,12 +222,20 @@ struct NetworkCreateBody {
     labels: Option<BTreeMap<String, String>>,
 }
 
+impl IpamPoolBody {
+    /// Whether the pool is an IPv6 one: its subnet (or, without one, its gateway or range)
+    /// is written as IPv6.
+    fn is_v6(&self) -> bool {
+        [&self.subnet, &self.gateway, &self.ip_range]
+            .into_iter()
+            .find_map(|f| f.as_deref().filter(|v| !v.is_empty()))
+            .is_some_and(|v| v.contains(':'))
+    }
+}
+
 /// `POST /networks/create`.
 pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
     let b: NetworkCreateBody = crate::decode::json_body(&body, "invalid network config")?;
-    if b.enable_ipv6 {
-        return Err(ApiError::bad_request("IPv6 networks are not supported"));
-    }
     let ipam = b.ipam.unwrap_or_default();
     if ipam.driver.as_deref().is_some_and(|d| !d.is_empty() && d != "default") {
         return Err(ApiError::bad_request(format!(
@@ -218,13 +243,21 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
             ipam.driver.unwrap_or_default()
         )));
     }
-    let mut pools = ipam.config.unwrap_or_default();
+    // One IPv4 pool and one IPv6 pool at most (dockerd's bridge driver takes no more).
+    let (mut pools6, mut pools): (Vec<IpamPoolBody>, Vec<IpamPoolBody>) =
+        ipam.config.unwrap_or_default().into_iter().partition(IpamPoolBody::is_v6);
     if pools.len() > 1 {
         return Err(ApiError::bad_request("only one IPv4 subnet per network is supported"));
     }
+    if pools6.len() > 1 {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "bridge driver doesn't support multiple subnets"));
+    }
     let pool = pools.pop().unwrap_or_default();
-    if pool.subnet.is_none() && (pool.gateway.is_some() || pool.ip_range.is_some()) {
-        return Err(ApiError::bad_request("gateway and ip-range need a subnet"));
+    let pool6 = pools6.pop().unwrap_or_default();
+    for p in [&pool, &pool6] {
+        if p.subnet.as_deref().is_none_or(str::is_empty) && (p.gateway.is_some() || p.ip_range.is_some()) {
+            return Err(ApiError::bad_request("gateway and ip-range need a subnet"));
+        }
     }
     let req = NetworkCreate {
         name: b.name,
@@ -236,6 +269,10 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
         attachable: b.attachable,
         labels: b.labels.unwrap_or_default(),
         options: b.options.unwrap_or_default(),
+        enable_ipv6: b.enable_ipv6,
+        subnet6: pool6.subnet.filter(|s| !s.is_empty()),
+        gateway6: pool6.gateway.filter(|s| !s.is_empty()),
+        ip_range6: pool6.ip_range.filter(|s| !s.is_empty()),
     };
     let n = ctx.engine.create_network(req).await?;
     json(StatusCode::CREATED, &json!({"Id": n.id, "Warning": ""}))
@@ -396,6 +433,7 @@ pub fn settings_json(ctx: &Ctx, c: &ContainerRecord) -> Value {
     let gw = first.and_then(|e| e.gateway).map(|i| i.to_string()).unwrap_or_default();
     let prefix = first.map(|e| e.prefix).unwrap_or(0);
     let mac = first.map(|e| e.mac.clone()).unwrap_or_default();
+    let ip6 = first.and_then(|e| e.ip6);
     json!({
         "Bridge": "",
         "SandboxID": if ep.is_some() { c.id.clone() } else { String::new() },
@@ -412,9 +450,9 @@ pub fn settings_json(ctx: &Ctx, c: &ContainerRecord) -> Value {
         "SecondaryIPAddresses": null,
         "SecondaryIPv6Addresses": null,
         "EndpointID": first.map(|e| e.endpoint_id()).unwrap_or_default(),
-        "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0,
-        "IPv6Gateway": "",
+        "GlobalIPv6Address": ip6.map(|i| i.to_string()).unwrap_or_default(),
+        "GlobalIPv6PrefixLen": if ip6.is_some() { first.map(|e| e.prefix6).unwrap_or(0) } else { 0 },
+        "IPv6Gateway": first.filter(|_| ip6.is_some()).and_then(|e| e.gateway6).map(|g| g.to_string()).unwrap_or_default(),
     })
 }
 
@@ -428,15 +466,15 @@ fn networks_json(ctx: &Ctx, c: &ContainerRecord) -> Value {
     let mut networks = serde_json::Map::new();
     if c.host_config.network_mode == "host" {
         if let Ok(n) = ctx.engine.find_network("host") {
-            networks.insert(n.name.clone(), endpoint_json(c, &n, &[], &[], &BTreeMap::new(), None, None));
+            networks.insert(n.name.clone(), endpoint_json(c, &n, &[], &[], &BTreeMap::new(), (None, None), None));
         }
     }
     for v in ctx.engine.container_network_views(c) {
         let name = v.network.name.clone();
-        let ipv4 = v.ipv4_address.as_deref();
+        let ipam = (v.ipv4_address.as_deref(), v.ipv6_address.as_deref());
         networks.insert(
             name,
-            endpoint_json(c, &v.network, &v.aliases, &v.links, &v.driver_opts, ipv4, v.endpoint.as_ref()),
+            endpoint_json(c, &v.network, &v.aliases, &v.links, &v.driver_opts, ipam, v.endpoint.as_ref()),
         );
     }
     Value::Object(networks)
@@ -449,7 +487,7 @@ fn endpoint_json(
     aliases: &[String],
     links: &[String],
     driver_opts: &BTreeMap<String, String>,
-    ipv4: Option<&str>,
+    (ipv4, ipv6): (Option<&str>, Option<&str>),
     ep: Option<&Endpoint>,
 ) -> Value {
     let aliases: Value = if n.predefined {
@@ -459,11 +497,17 @@ fn endpoint_json(
         a.push(short_id(&c.id).to_string());
         json!(a)
     };
-    let ipam: Value = match ipv4 {
-        Some(ip) => json!({"IPv4Address": ip}),
-        None => Value::Null,
-    };
+    // Go's `omitempty`: only the addresses given.
+    let mut ipam = serde_json::Map::new();
+    if let Some(ip) = ipv4 {
+        ipam.insert("IPv4Address".to_string(), json!(ip));
+    }
+    if let Some(ip) = ipv6 {
+        ipam.insert("IPv6Address".to_string(), json!(ip));
+    }
+    let ipam = if ipam.is_empty() { Value::Null } else { Value::Object(ipam) };
     let on = ep.filter(|e| e.ip.is_some());
+    let ip6 = on.and_then(|e| e.ip6);
     json!({
         "IPAMConfig": ipam,
         "Links": if links.is_empty() || n.predefined { Value::Null } else { json!(links) },
@@ -473,9 +517,9 @@ fn endpoint_json(
         "Gateway": on.and_then(|e| e.gateway).map(|g| g.to_string()).unwrap_or_default(),
         "IPAddress": on.and_then(|e| e.ip).map(|g| g.to_string()).unwrap_or_default(),
         "IPPrefixLen": on.map(|e| e.prefix).unwrap_or(0),
-        "IPv6Gateway": "",
-        "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0,
+        "IPv6Gateway": on.filter(|_| ip6.is_some()).and_then(|e| e.gateway6).map(|g| g.to_string()).unwrap_or_default(),
+        "GlobalIPv6Address": ip6.map(|i| i.to_string()).unwrap_or_default(),
+        "GlobalIPv6PrefixLen": if ip6.is_some() { on.map(|e| e.prefix6).unwrap_or(0) } else { 0 },
         "MacAddress": on.map(|e| e.mac.clone()).unwrap_or_default(),
         "DriverOpts": if driver_opts.is_empty() { Value::Null } else { json!(driver_opts) },
     })

@@ -74,6 +74,9 @@ pub struct ContainerFlags {
     /// IPv4 address (e.g., 172.30.100.104)
     #[arg(long)]
     pub ip: Option<String>,
+    /// IPv6 address (e.g., 2001:db8::33)
+    #[arg(long)]
+    pub ip6: Option<String>,
     /// Container MAC address (e.g., 92:d0:c6:0a:29:33)
     #[arg(long = "mac-address")]
     pub mac_address: Option<String>,
@@ -274,6 +277,7 @@ impl ContainerFlags {
                 &self.network,
                 &self.network_alias,
                 self.ip.as_deref(),
+                self.ip6.as_deref(),
             ),
         })
     }

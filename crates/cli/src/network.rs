@@ -36,7 +36,7 @@ pub enum NetworkCommand {
         /// Subnet in CIDR format that represents a network segment
         #[arg(long)]
         subnet: Vec<String>,
-        /// IPv4 Gateway for the master subnet
+        /// IPv4 or IPv6 Gateway for the master subnet
         #[arg(long)]
         gateway: Vec<String>,
         /// Allocate container ip from a sub-range
@@ -109,6 +109,9 @@ pub enum NetworkCommand {
         /// IPv4 address (e.g., "172.30.100.104")
         #[arg(long)]
         ip: Option<String>,
+        /// IPv6 address (e.g., "2001:db8::33")
+        #[arg(long)]
+        ip6: Option<String>,
         network: String,
         container: String,
     },
@@ -133,12 +136,71 @@ fn key_values(items: &[String], what: &str) -> Result<BTreeMap<String, String>> 
         .collect()
 }
 
-fn one(v: &[String], what: &str) -> Result<Option<String>> {
-    match v {
-        [] => Ok(None),
-        [x] => Ok(Some(x.clone())),
-        _ => bail!("wharf supports one IPv4 {what} per network"),
+/// Whether `data` (an address, or a CIDR whose address is taken) lies in `subnet`, as the
+/// docker CLI's `subnetMatches`.
+fn subnet_matches(subnet: &str, data: &str) -> Result<bool> {
+    let bad = || anyhow!("invalid subnet: invalid CIDR address: {subnet}");
+    let (net, prefix) = subnet.split_once('/').ok_or_else(bad)?;
+    let net: std::net::IpAddr = net.parse().map_err(|_| bad())?;
+    let prefix: u32 = prefix.parse().map_err(|_| bad())?;
+    let addr = data.split_once('/').map(|(a, _)| a).unwrap_or(data);
+    let Ok(ip) = addr.parse::<std::net::IpAddr>() else {
+        if data.contains('/') {
+            bail!("invalid CIDR address: {data}");
+        }
+        return Ok(false);
+    };
+    let bits = |ip: std::net::IpAddr| -> (u128, u32) {
+        match ip {
+            std::net::IpAddr::V4(v) => (u128::from(u32::from(v)), 32),
+            std::net::IpAddr::V6(v) => (u128::from(v), 128),
+        }
+    };
+    let ((n, width), (a, width_a)) = (bits(net), bits(ip));
+    if width != width_a || prefix > width {
+        return Ok(false);
     }
+    let mask = if prefix == 0 { 0 } else { (u128::MAX << (width - prefix)) & (u128::MAX >> (128 - width)) };
+    Ok(n & mask == a & mask)
+}
+
+/// The IPAM configs of `network create`'s `--subnet`, `--gateway` and `--ip-range` flags, as
+/// the docker CLI's `consolidateIpam` pairs them: each gateway and range with the subnet that
+/// holds it.
+fn ipam_configs(subnets: &[String], gateways: &[String], ranges: &[String]) -> Result<Vec<Value>> {
+    if subnets.len() < ranges.len() || subnets.len() < gateways.len() {
+        bail!("every ip-range or gateway must have a corresponding subnet");
+    }
+    let mut configs: Vec<(String, Value)> = Vec::new();
+    for s in subnets {
+        for (k, _) in &configs {
+            if subnet_matches(s, k)? || subnet_matches(k, s)? {
+                bail!("multiple overlapping subnet configuration is not supported");
+            }
+        }
+        configs.push((s.clone(), json!({"Subnet": s})));
+    }
+    for (flag, key, values) in [("range", "IPRange", ranges), ("gateway", "Gateway", gateways)] {
+        for v in values {
+            let mut matched = false;
+            for (s, c) in configs.iter_mut() {
+                if !subnet_matches(s, v)? {
+                    continue;
+                }
+                if let Some(old) = c[key].as_str() {
+                    let what = if flag == "range" { "ranges" } else { "gateways" };
+                    let on = if flag == "range" { "on" } else { "for" };
+                    bail!("cannot configure multiple {what} ({v}, {old}) {on} the same subnet ({s})");
+                }
+                c[key] = json!(v);
+                matched = true;
+            }
+            if !matched {
+                bail!("no matching subnet for {flag} {v}");
+            }
+        }
+    }
+    Ok(configs.into_iter().map(|(_, c)| c).collect())
 }
 
 pub fn run(client: &Client, cmd: NetCommand) -> Result<()> {
@@ -151,24 +213,7 @@ pub fn run(client: &Client, cmd: NetCommand) -> Result<()> {
 fn network(client: &Client, cmd: NetworkCommand) -> Result<()> {
     match cmd {
         NetworkCommand::Create { driver, subnet, gateway, ip_range, internal, attachable, label, opt, ipv6, name } => {
-            let (subnet, gateway, ip_range) =
-                (one(&subnet, "subnet")?, one(&gateway, "gateway")?, one(&ip_range, "ip-range")?);
-            if subnet.is_none() && (gateway.is_some() || ip_range.is_some()) {
-                bail!("every ip-range or gateway must have a corresponding subnet");
-            }
-            let config: Vec<Value> = match subnet {
-                Some(s) => {
-                    let mut c = json!({"Subnet": s});
-                    if let Some(g) = gateway {
-                        c["Gateway"] = json!(g);
-                    }
-                    if let Some(r) = ip_range {
-                        c["IPRange"] = json!(r);
-                    }
-                    vec![c]
-                }
-                None => Vec::new(),
-            };
+            let config = ipam_configs(&subnet, &gateway, &ip_range)?;
             let body = json!({
                 "Name": name,
                 "Driver": driver,
@@ -264,10 +309,10 @@ fn network(client: &Client, cmd: NetworkCommand) -> Result<()> {
             }
             Ok(())
         }
-        NetworkCommand::Connect { alias, ip, network, container } => {
+        NetworkCommand::Connect { alias, ip, ip6, network, container } => {
             let mut ep = json!({"Aliases": alias});
-            if let Some(ip) = ip {
-                ep["IPAMConfig"] = json!({"IPv4Address": ip});
+            if let Some(ipam) = ipam_config(ip.as_deref(), ip6.as_deref()) {
+                ep["IPAMConfig"] = ipam;
             }
             let body = json!({"Container": container, "EndpointConfig": ep});
             client.post(&format!("/networks/{}/connect", wharf_client::path_segment(&network)), Some(&body))?;
@@ -307,17 +352,34 @@ fn port(client: &Client, container: &str, port: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-/// The create body's per-network settings from `run`/`create` flags: `--network-alias` and
-/// `--ip` go to the first `--network`; further ones are networks the container is on as well
-/// (API 1.44's several `EndpointsConfig`).
-pub fn networking_config(networks: &[String], aliases: &[String], ip: Option<&str>) -> Option<Value> {
-    if aliases.is_empty() && ip.is_none() && networks.len() < 2 {
+/// An endpoint's `IPAMConfig` from `--ip` and `--ip6`; none when neither is given.
+fn ipam_config(ip: Option<&str>, ip6: Option<&str>) -> Option<Value> {
+    let mut c = serde_json::Map::new();
+    if let Some(ip) = ip {
+        c.insert("IPv4Address".to_string(), json!(ip));
+    }
+    if let Some(ip6) = ip6 {
+        c.insert("IPv6Address".to_string(), json!(ip6));
+    }
+    (!c.is_empty()).then_some(Value::Object(c))
+}
+
+/// The create body's per-network settings from `run`/`create` flags: `--network-alias`,
+/// `--ip` and `--ip6` go to the first `--network`; further ones are networks the container is
+/// on as well (API 1.44's several `EndpointsConfig`).
+pub fn networking_config(
+    networks: &[String],
+    aliases: &[String],
+    ip: Option<&str>,
+    ip6: Option<&str>,
+) -> Option<Value> {
+    if aliases.is_empty() && ip.is_none() && ip6.is_none() && networks.len() < 2 {
         return None;
     }
     let name = networks.first().map(String::as_str).filter(|n| !n.is_empty()).unwrap_or("default");
     let mut ep = json!({"Aliases": aliases});
-    if let Some(ip) = ip {
-        ep["IPAMConfig"] = json!({"IPv4Address": ip});
+    if let Some(ipam) = ipam_config(ip, ip6) {
+        ep["IPAMConfig"] = ipam;
     }
     let mut eps = serde_json::Map::new();
     eps.insert(name.to_string(), ep);
@@ -402,21 +464,70 @@ mod tests {
     #[test]
     fn networking_config_table() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        type Case = (Vec<String>, Vec<String>, Option<&'static str>, Option<serde_json::Value>);
+        type Case = (Vec<String>, Vec<String>, Option<&'static str>, Option<&'static str>, Option<serde_json::Value>);
         let cases: &[Case] = &[
-            (s(&["a"]), vec![], None, None),
-            (vec![], s(&["x"]), None, Some(json!({"EndpointsConfig": {"default": {"Aliases": ["x"]}}}))),
+            (s(&["a"]), vec![], None, None, None),
+            (vec![], s(&["x"]), None, None, Some(json!({"EndpointsConfig": {"default": {"Aliases": ["x"]}}}))),
             (
                 s(&["a", "b"]),
                 vec![],
                 Some("10.0.0.9"),
+                None,
                 Some(
                     json!({"EndpointsConfig": {"a": {"Aliases": [], "IPAMConfig": {"IPv4Address": "10.0.0.9"}}, "b": {}}}),
                 ),
             ),
+            (
+                s(&["a"]),
+                vec![],
+                None,
+                Some("fd00::9"),
+                Some(json!({"EndpointsConfig": {"a": {"Aliases": [], "IPAMConfig": {"IPv6Address": "fd00::9"}}}})),
+            ),
+            (
+                s(&["a"]),
+                vec![],
+                Some("10.0.0.9"),
+                Some("fd00::9"),
+                Some(
+                    json!({"EndpointsConfig": {"a": {"Aliases": [], "IPAMConfig": {"IPv4Address": "10.0.0.9", "IPv6Address": "fd00::9"}}}}),
+                ),
+            ),
         ];
-        for (nets, aliases, ip, want) in cases {
-            assert_eq!(&networking_config(nets, aliases, *ip), want, "{nets:?}");
+        for (nets, aliases, ip, ip6, want) in cases {
+            assert_eq!(&networking_config(nets, aliases, *ip, *ip6), want, "{nets:?}");
+        }
+    }
+
+    #[test]
+    fn ipam_configs_pair_gateways_and_ranges_with_their_subnets() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let got = ipam_configs(
+            &s(&["10.1.0.0/24", "fd00:1::/64"]),
+            &s(&["fd00:1::fe", "10.1.0.254"]),
+            &s(&["fd00:1::100/120"]),
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            vec![
+                json!({"Subnet": "10.1.0.0/24", "Gateway": "10.1.0.254"}),
+                json!({"Subnet": "fd00:1::/64", "Gateway": "fd00:1::fe", "IPRange": "fd00:1::100/120"}),
+            ]
+        );
+        assert!(ipam_configs(&[], &[], &[]).unwrap().is_empty());
+        type Bad = (&'static [&'static str], &'static [&'static str], &'static [&'static str], &'static str);
+        let bad: &[Bad] = &[
+            (&[], &["10.1.0.1"], &[], "every ip-range or gateway must have a corresponding subnet"),
+            (&["fd00:1::/64"], &["fd00:2::1"], &[], "no matching subnet for gateway fd00:2::1"),
+            (&["10.1.0.0/24"], &[], &["10.2.0.0/25"], "no matching subnet for range 10.2.0.0/25"),
+            (&["fd00:1::/64", "fd00:1::/48"], &[], &[], "multiple overlapping subnet configuration is not supported"),
+            (&["fd00:1::/64", "fd00:2::/64"], &["fd00:1::1", "fd00:1::2"], &[], "cannot configure multiple gateways"),
+            (&["nonsense"], &["10.1.0.1"], &[], "invalid subnet"),
+        ];
+        for (subnets, gws, ranges, want) in bad {
+            let e = ipam_configs(&s(subnets), &s(gws), &s(ranges)).unwrap_err().to_string();
+            assert!(e.contains(want), "{subnets:?} {gws:?} {ranges:?}: {e}");
         }
     }
 

@@ -42,8 +42,9 @@ impl Drop for DnsServer {
 
 /// What the daemon knows of a name asked from a container.
 pub(crate) enum Lookup {
-    /// A container on the network: its addresses.
-    Local(Vec<Ipv4Addr>),
+    /// A container on the network: its addresses (IPv4, and IPv6 on a dual-stack network:
+    /// AAAA queries get those).
+    Local(Vec<IpAddr>),
     /// Not a container's name: ask these servers.
     Forward(Vec<SocketAddr>),
     /// The asker is not on the network.

@@ -12,18 +12,28 @@
 //! Inside the container the interfaces are `eth0`, `eth1`, ... in connect order. The default
 //! route is the first network's that has a gateway (not `--internal`); when that network is
 //! disconnected it moves to the next one that has. (Docker orders by priority then name; wharf
-//! keeps connect order, which is what a user sees in `NetworkSettings.Networks` anyway.)
+//! keeps connect order, which is what a user sees in `NetworkSettings.Networks` anyway.) The
+//! IPv6 default route, the same way, is the first dual-stack network's.
+//!
+//! On a dual-stack network (`--ipv6`) an endpoint has an IPv6 address too, from the network's
+//! IPv6 subnet (`--ip6`, or the lowest free one, as dockerd's IPAM; on the default bridge with
+//! `fixed-cidr-v6`, the subnet plus the MAC address, as dockerd), and a port published on
+//! every address is published on `::` as well, at the same host port, as dockerd 20.10 does:
+//! DNAT in the `ip6` table carries it, and what DNAT cannot (`[::1]`: the kernel lets no
+//! loopback-addressed packet off the loopback device) the daemon proxies, as docker-proxy.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener, UdpSocket};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use wharf_metadata::Table;
 use wharf_network::nft::{NetRules, PortRule, Ruleset};
 use wharf_network::sandbox::{self, Attachment, BridgeConfig};
-use wharf_network::Ipv4Net;
+use wharf_network::{Ipv4Net, Ipv6Net};
 use wharf_types::digest::short_id;
 
 use crate::containers::{ContainerRecord, HostConfig};
@@ -44,12 +54,62 @@ pub struct NetworkConfig {
     /// dockerd's `default-address-pools`: where the default bridge (without `bip`) and user
     /// networks (without `--subnet`) get their subnets; empty means Docker's built-in pools.
     pub address_pools: Vec<AddressPool>,
+    /// dockerd's `ipv6`: the default bridge is dual-stack (with `fixed_cidr_v6`).
+    pub ipv6: bool,
+    /// dockerd's `fixed-cidr-v6` (`fd00:1::/64`): the default bridge's IPv6 subnet; its first
+    /// address is the bridge's, containers get the subnet plus their MAC address (a prefix of
+    /// /80 or shorter) or the lowest free address. Without it, `ipv6` gives no addresses.
+    pub fixed_cidr_v6: Option<String>,
 }
 
 impl Default for NetworkConfig {
     fn default() -> Self {
-        NetworkConfig { bridge: "wharf0".to_string(), bip: None, iptables: true, address_pools: Vec::new() }
+        NetworkConfig {
+            bridge: "wharf0".to_string(),
+            bip: None,
+            iptables: true,
+            address_pools: Vec::new(),
+            ipv6: false,
+            fixed_cidr_v6: None,
+        }
     }
+}
+
+impl NetworkConfig {
+    /// Checks `fixed_cidr_v6` as dockerd does at its start: an IPv6 subnet.
+    pub fn check(&self) -> Result<(), EngineError> {
+        if let Some(c) = &self.fixed_cidr_v6 {
+            c.parse::<Ipv6Net>().map_err(|_| EngineError::Invalid(format!("invalid fixed-cidr-v6: {c}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// The default bridge's IPv6 subnet (host bits cleared): `fixed_cidr_v6` when `ipv6` is on.
+pub(crate) fn default_bridge_subnet6(config: &NetworkConfig) -> Option<Ipv6Net> {
+    if !config.ipv6 {
+        return None;
+    }
+    config.fixed_cidr_v6.as_deref()?.parse::<Ipv6Net>().ok().map(|n| n.network())
+}
+
+/// `--ip6` as dockerd reads it: an IPv6 address, not an IPv4 one in any form.
+pub(crate) fn parse_ipv6(a: &str) -> Result<Ipv6Addr, EngineError> {
+    match a.parse::<Ipv6Addr>() {
+        Ok(ip) if ip.to_ipv4_mapped().is_none() => Ok(ip),
+        _ => Err(EngineError::Invalid(format!("invalid IPv6 address: {a}"))),
+    }
+}
+
+/// dockerd's check of an `--ip6` for a network: it must have an IPv6 subnet of the user's.
+pub(crate) fn check_ipv6_configured(n: &NetworkRecord) -> Result<(), EngineError> {
+    if n.subnet6.is_none() {
+        return Err(EngineError::Invalid(
+            "user specified IP address is supported only when connecting to networks with user configured subnets"
+                .to_string(),
+        ));
+    }
+    Ok(())
 }
 
 /// One entry of `default-address-pools`: subnets with a `size`-bit prefix carved out of `base`.
@@ -120,6 +180,9 @@ pub struct NetOptions {
     pub aliases: Vec<String>,
     #[serde(default)]
     pub ipv4_address: Option<String>,
+    /// `--ip6`: the first network's `IPAMConfig.IPv6Address`.
+    #[serde(default)]
+    pub ipv6_address: Option<String>,
     #[serde(default)]
     pub mac_address: Option<String>,
     #[serde(default)]
@@ -157,6 +220,9 @@ pub struct NetAttach {
     pub aliases: Vec<String>,
     #[serde(default)]
     pub ipv4_address: Option<String>,
+    /// `network connect --ip6`.
+    #[serde(default)]
+    pub ipv6_address: Option<String>,
     /// The endpoint's `Links` (`name[:alias]`).
     #[serde(default)]
     pub links: Vec<String>,
@@ -253,6 +319,17 @@ pub struct Endpoint {
     /// Links on this network: `(name, alias)`; the alias resolves for this container only.
     #[serde(default)]
     pub links: Vec<(String, String)>,
+    /// On a dual-stack network: the IPv6 address, its prefix and the network's IPv6 gateway
+    /// (records from before IPv6 have none).
+    #[serde(default)]
+    pub ip6: Option<Ipv6Addr>,
+    #[serde(default)]
+    pub prefix6: u8,
+    #[serde(default)]
+    pub gateway6: Option<Ipv6Addr>,
+    /// Whether the container's IPv6 default route goes through this endpoint's gateway.
+    #[serde(default)]
+    pub routed6: bool,
 }
 
 impl Endpoint {
@@ -276,7 +353,16 @@ impl Endpoint {
             veth: None,
             ports: Vec::new(),
             links: Vec::new(),
+            ip6: None,
+            prefix6: 0,
+            gateway6: None,
+            routed6: false,
         }
+    }
+
+    /// The endpoint's addresses, IPv4 first.
+    pub fn addrs(&self) -> Vec<IpAddr> {
+        self.ip.map(IpAddr::V4).into_iter().chain(self.ip6.map(IpAddr::V6)).collect()
     }
 
     /// The key of the endpoint in the `endpoints` table and the daemon's state.
@@ -305,6 +391,7 @@ pub struct NetworkView {
     pub network: NetworkRecord,
     pub aliases: Vec<String>,
     pub ipv4_address: Option<String>,
+    pub ipv6_address: Option<String>,
     /// `name[:alias]` links of the container on this network.
     pub links: Vec<String>,
     pub mac_address: Option<String>,
@@ -320,6 +407,21 @@ enum Reservation {
     Tcp(TcpListener),
     #[allow(dead_code)]
     Udp(UdpSocket),
+    /// An IPv6 TCP port, until its proxy starts: the container port it goes to.
+    Tcp6(TcpListener, u16),
+    /// The proxy of an IPv6 TCP port: what DNAT leaves to it (`[::1]`, or all of it without
+    /// rules) it carries to the container's IPv6 address. Dropped, it stops.
+    #[allow(dead_code)]
+    Proxy(Proxy),
+}
+
+/// A running proxy task; dropping it stops it and its connections.
+struct Proxy(tokio::task::JoinHandle<()>);
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 pub(crate) struct Networking {
@@ -334,6 +436,9 @@ pub(crate) struct Networking {
     pub(crate) dns: Mutex<HashMap<String, DnsServer>>,
     /// Serializes network create and remove (name and subnet checks, then the change).
     pub(crate) create_lock: Mutex<()>,
+    /// Whether the `ip6` table may be there (written since the start, or left by a daemon
+    /// before this one): when no network has IPv6 any more, it is removed.
+    ip6_table: AtomicBool,
 }
 
 #[derive(Default)]
@@ -357,6 +462,7 @@ impl Networking {
             networks: Mutex::new(BTreeMap::new()),
             dns: Mutex::new(HashMap::new()),
             create_lock: Mutex::new(()),
+            ip6_table: AtomicBool::new(true),
         }
     }
 }
@@ -450,7 +556,10 @@ impl Engine {
         if let Some(b) = b.as_ref() {
             return Ok(b.clone());
         }
-        let cfg = BridgeConfig { name: self.net().config.bridge.clone(), gateway: choose_bip(&self.net().config)? };
+        let config = &self.net().config;
+        config.check()?;
+        let gateway6 = default_bridge_subnet6(config).map(|n| Ipv6Net { addr: n.first_host(), prefix: n.prefix });
+        let cfg = BridgeConfig { name: config.bridge.clone(), gateway: choose_bip(config)?, gateway6 };
         sandbox::ensure_bridge(&cfg).map_err(EngineError::from)?;
         *b = Some(cfg.clone());
         Ok(cfg)
@@ -481,7 +590,9 @@ impl Engine {
             let ep = Endpoint::loopback_only(&rec.id, if mode == "none" { "none" } else { "" }, path);
             return self.record_endpoint(ep, Some(Vec::new()));
         }
-        let (reservations, ports) = self.reserve_ports(rec)?;
+        // Published on `::` too when the first network, which carries the ports, has IPv6.
+        let dual = wanted.first().is_some_and(|w| self.network_has_ipv6(&w.network));
+        let (reservations, ports) = self.reserve_ports(rec, dual)?;
         let mut reservations = Some(reservations);
         let mut ports = Some(ports);
         for (i, w) in wanted.into_iter().enumerate() {
@@ -495,10 +606,52 @@ impl Engine {
                 return Err(e);
             }
         }
+        self.start_proxies(&rec.id);
         for ep in self.container_endpoints(&rec.id) {
             self.endpoint_event(&ep, "connect");
         }
         Ok(())
+    }
+
+    /// Whether containers on the network get IPv6 addresses.
+    fn network_has_ipv6(&self, n: &NetworkRecord) -> bool {
+        if n.predefined {
+            return n.name == "bridge" && default_bridge_subnet6(&self.net().config).is_some();
+        }
+        n.gateway6_net().is_some()
+    }
+
+    /// Starts the proxies of a container's IPv6 TCP ports, each sending what reaches it to the
+    /// container's IPv6 address on the endpoint that holds the ports (looked up per
+    /// connection: the ports move when that network is disconnected).
+    fn start_proxies(&self, id: &str) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            log::warn!("container {id}: no runtime for the proxies of its IPv6 ports");
+            return;
+        };
+        let mut st = lock(&self.net().state);
+        let Some(res) = st.reservations.get_mut(id) else { return };
+        let _enter = handle.enter();
+        *res = std::mem::take(res)
+            .into_iter()
+            .filter_map(|r| {
+                let Reservation::Tcp6(listener, cport) = r else { return Some(r) };
+                if let Err(e) = listener.set_nonblocking(true) {
+                    log::warn!("container {id}: proxy of IPv6 port {cport}: {e}");
+                    return Some(Reservation::Tcp(listener));
+                }
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => {
+                        let task = handle.spawn(proxy_v6(self.clone(), id.to_string(), cport, l));
+                        Some(Reservation::Proxy(Proxy(task)))
+                    }
+                    Err(e) => {
+                        log::warn!("container {id}: proxy of IPv6 port {cport}: {e}");
+                        None
+                    }
+                }
+            })
+            .collect();
     }
 
     /// Docker's `network connect`/`disconnect` event of an endpoint, naming its container.
@@ -540,6 +693,7 @@ impl Engine {
                     network,
                     aliases: hc.net.aliases.clone(),
                     ipv4_address: hc.net.ipv4_address.clone(),
+                    ipv6_address: hc.net.ipv6_address.clone(),
                     links: hc.net.links.clone(),
                     mac_address: hc.net.mac_address.clone(),
                     driver_opts: hc.net.driver_opts.clone(),
@@ -562,6 +716,7 @@ impl Engine {
                 network: n,
                 aliases: a.aliases.clone(),
                 ipv4_address: a.ipv4_address.clone(),
+                ipv6_address: a.ipv6_address.clone(),
                 links: a.links.clone(),
                 mac_address: a.mac_address.clone(),
                 driver_opts: a.driver_opts.clone(),
@@ -581,6 +736,7 @@ impl Engine {
                     network: n,
                     aliases: Vec::new(),
                     ipv4_address: None,
+                    ipv6_address: None,
                     links: Vec::new(),
                     mac_address: None,
                     driver_opts: BTreeMap::new(),
@@ -617,7 +773,7 @@ impl Engine {
                 return Err(EngineError::Invalid(format!("container cannot be connected to the {} network", n.name)));
             }
             let b = self.ensure_default_bridge()?;
-            ("bridge".to_string(), String::new(), b.name, b.gateway, b.gateway.network(), false)
+            ("bridge".to_string(), String::new(), b.name.clone(), b.gateway, b.gateway.network(), false)
         } else {
             let gw = n.gateway_net().ok_or_else(|| EngineError::Internal(format!("network {}: bad subnet", n.name)))?;
             if !std::path::Path::new(&format!("/sys/class/net/{}", n.bridge)).exists() {
@@ -627,12 +783,33 @@ impl Engine {
             let pool = n.pool().unwrap_or(gw.network());
             (n.name.clone(), n.id.clone(), n.bridge.clone(), gw, pool, n.internal)
         };
+        // IPv6: the gateway and the range addresses come from, and on the default bridge
+        // whether they are the subnet plus the MAC address (dockerd's, for a prefix of /80 or
+        // shorter).
+        let v6: Option<(Ipv6Net, Ipv6Net, bool)> = if n.predefined {
+            default_bridge_subnet6(&self.net().config)
+                .map(|s| (Ipv6Net { addr: s.first_host(), prefix: s.prefix }, s, s.prefix <= 80))
+        } else {
+            n.gateway6_net().map(|gw| (gw, n.pool6().unwrap_or(gw.network()), false))
+        };
+        let want6 = match want.ipv6_address.as_deref().filter(|a| !a.is_empty()) {
+            Some(a) => {
+                let ip = parse_ipv6(a)?;
+                if !n.predefined {
+                    check_ipv6_configured(n)?;
+                }
+                // An IPv6 subnet without `--ipv6`: dockerd takes the address and gives none.
+                v6.map(|_| ip)
+            }
+            None => None,
+        };
         let ifname = format!("eth{index}");
         // Seven hex digits of the id leave room for `_<index>` in the kernel's 15 bytes.
         let short = rec.id.get(..7).unwrap_or(&rec.id);
         let veth = if index == 0 { format!("veth{short}") } else { format!("veth{short}_{index}") };
         let key = endpoint_key(&rec.id, if net_id.is_empty() { &net_name } else { &net_id });
-        let (ip, routed) = {
+        let opts = &rec.host_config.net;
+        let (ip, routed, mac, ip6, routed6) = {
             let mut st = lock(&self.net().state);
             let mut taken: BTreeSet<Ipv4Addr> = st
                 .endpoints
@@ -668,10 +845,57 @@ impl Engine {
                         .ok_or_else(|| EngineError::Conflict(format!("no free address left on network {net_name}")))?
                 }
             };
+            // A MAC address given for this network (`--mac-address` is the first one's,
+            // `network connect --mac-address` another's); otherwise one derived from the address.
+            let mac = match want.mac_address.as_deref().filter(|m| !m.is_empty()) {
+                Some(m) => parse_mac(m).ok_or_else(|| EngineError::Invalid(format!("invalid MAC address: {m}")))?,
+                None => sandbox::mac_for(ip),
+            };
+            let ip6 = match v6 {
+                None => None,
+                Some((gw6, pool6, by_mac)) => {
+                    let subnet6 = gw6.network();
+                    let mut taken6: BTreeSet<Ipv6Addr> = st
+                        .endpoints
+                        .values()
+                        .filter(|e| e.network_id == net_id && e.network == net_name)
+                        .filter_map(|e| e.ip6)
+                        .collect();
+                    taken6.insert(gw6.addr);
+                    Some(match want6 {
+                        Some(a) => {
+                            if !subnet6.contains(a) {
+                                return Err(EngineError::Invalid(format!(
+                                    "Invalid address {a}: It does not belong to any of this network's subnets"
+                                )));
+                            }
+                            if a == subnet6.addr || taken6.contains(&a) {
+                                return Err(EngineError::Conflict(format!(
+                                    "Address already in use: {a} on network {net_name}"
+                                )));
+                            }
+                            a
+                        }
+                        None => {
+                            let from_mac = by_mac.then(|| mac_ipv6(subnet6, &mac)).filter(|a| !taken6.contains(a));
+                            match from_mac {
+                                Some(a) => a,
+                                None => subnet6.allocate(&pool6, &taken6).map_err(|_| {
+                                    EngineError::Conflict(format!(
+                                        "no available IPv6 addresses on this network's address pools: {net_name} ({})",
+                                        n.id
+                                    ))
+                                })?,
+                            }
+                        }
+                    })
+                }
+            };
             let prefix = format!("{}/", rec.id);
-            let has_route = st.endpoints.iter().any(|(k, e)| k.starts_with(&prefix) && e.routed);
-            let routed = !internal && !has_route;
-            // Hold the address while the interface is made.
+            let mine = || st.endpoints.iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(_, e)| e);
+            let routed = !internal && !mine().any(|e| e.routed);
+            let routed6 = ip6.is_some() && !internal && !mine().any(|e| e.routed6);
+            // Hold the addresses while the interface is made.
             st.endpoints.insert(
                 key.clone(),
                 Endpoint {
@@ -691,26 +915,18 @@ impl Engine {
                     veth: None,
                     ports: Vec::new(),
                     links: Vec::new(),
+                    ip6,
+                    prefix6: v6.map(|(g, _, _)| g.prefix).unwrap_or(0),
+                    gateway6: v6.filter(|_| ip6.is_some()).map(|(g, _, _)| g.addr),
+                    routed6,
                 },
             );
-            (ip, routed)
+            (ip, routed, mac, ip6, routed6)
         };
         let unhold = || {
             lock(&self.net().state).endpoints.remove(&key);
         };
-        let opts = &rec.host_config.net;
-        // A MAC address given for this network (`--mac-address` is the first one's, `network
-        // connect --mac-address` another's); otherwise one derived from the address.
-        let mac = match want.mac_address.as_deref().filter(|m| !m.is_empty()) {
-            Some(m) => match parse_mac(m) {
-                Some(m) => m,
-                None => {
-                    unhold();
-                    return Err(EngineError::Invalid(format!("invalid MAC address: {m}")));
-                }
-            },
-            None => sandbox::mac_for(ip),
-        };
+        let gw6 = v6.map(|(g, _, _)| g);
         let attach = Attachment {
             bridge: bridge.clone(),
             veth: veth.clone(),
@@ -718,6 +934,8 @@ impl Engine {
             prefix: gateway.prefix,
             gateway: if routed { Some(gateway.addr) } else { None },
             mac,
+            ip6: ip6.zip(gw6).map(|(a, g)| Ipv6Net { addr: a, prefix: g.prefix }),
+            gateway6: gw6.filter(|_| routed6).map(|g| g.addr),
         };
         let made = if fresh { sandbox::create(&path, Some(attach)) } else { sandbox::attach(&path, attach, &ifname) };
         if let Err(e) = made {
@@ -751,6 +969,10 @@ impl Engine {
             veth: Some(veth.clone()),
             ports,
             links,
+            ip6,
+            prefix6: gw6.map(|g| g.prefix).unwrap_or(0),
+            gateway6: gw6.filter(|_| ip6.is_some()).map(|g| g.addr),
+            routed6,
         };
         if let Err(e) = self.record_endpoint(ep, reservations) {
             if fresh {
@@ -788,7 +1010,14 @@ impl Engine {
     }
     /// Binds every published host port (so a taken one fails now, naming it, and no one else
     /// can take it while the container runs).
-    fn reserve_ports(&self, rec: &ContainerRecord) -> Result<(Vec<Reservation>, Vec<PublishedPort>), EngineError> {
+    /// With `dual` (the first network has IPv6), a port published on every address is published
+    /// on `::` too, at the same host port (an unspecified one is chosen free in both
+    /// families), and an IPv6 host address may be given, as dockerd does.
+    fn reserve_ports(
+        &self,
+        rec: &ContainerRecord,
+        dual: bool,
+    ) -> Result<(Vec<Reservation>, Vec<PublishedPort>), EngineError> {
         let hc = &rec.host_config;
         let mut wanted: Vec<(String, PortBinding)> = Vec::new();
         for (cport, bindings) in &hc.port_bindings {
@@ -809,33 +1038,62 @@ impl Engine {
         let mut res = Vec::new();
         let mut out = Vec::new();
         for (cport, b) in wanted {
-            let (_, proto) = parse_port_proto(&cport)?;
+            let (cport_n, proto) = parse_port_proto(&cport)?;
             let cport = if cport.contains('/') { cport } else { format!("{cport}/tcp") };
-            let host_ip: Ipv4Addr = if b.host_ip.is_empty() {
-                Ipv4Addr::UNSPECIFIED
+            let invalid = || EngineError::Invalid(format!("invalid host IP: {}", b.host_ip));
+            let host_ip: IpAddr = if b.host_ip.is_empty() {
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED)
             } else {
-                b.host_ip.parse().map_err(|_| EngineError::Invalid(format!("invalid host IP: {}", b.host_ip)))?
+                match b.host_ip.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+                    // IPv6 host addresses only for a container that has IPv6 (no proxy to IPv4).
+                    Ok(IpAddr::V6(_)) if !dual => return Err(invalid()),
+                    Ok(ip) => ip,
+                    Err(_) => return Err(invalid()),
+                }
             };
             let port: u16 = if b.host_port.is_empty() {
                 0
             } else {
                 b.host_port.parse().map_err(|_| EngineError::Invalid(format!("invalid hostPort: {}", b.host_port)))?
             };
-            let addr = SocketAddrV4::new(host_ip, port);
-            let taken = |e: std::io::Error| {
-                EngineError::Conflict(format!("Bind for {host_ip}:{port} failed: port is already allocated ({e})"))
+            let taken = |ip: IpAddr, port: u16| {
+                move |e: std::io::Error| {
+                    EngineError::Conflict(format!("Bind for {ip}:{port} failed: port is already allocated ({e})"))
+                }
             };
-            let (r, bound) = if proto == "udp" {
-                let s = UdpSocket::bind(addr).map_err(taken)?;
-                let p = s.local_addr().map(|a| a.port()).unwrap_or(port);
-                (Reservation::Udp(s), p)
-            } else {
-                let s = bind_tcp(addr).map_err(taken)?;
-                let p = s.local_addr().map(|a| a.port()).unwrap_or(port);
-                (Reservation::Tcp(s), p)
-            };
-            res.push(r);
-            out.push(PublishedPort { container_port: cport, host_ip: host_ip.to_string(), host_port: bound });
+            let also_v6 = dual && b.host_ip.is_empty();
+            let any6 = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+            let mut tries = 0;
+            loop {
+                let (r, bound) = bind_port(host_ip, port, &proto, cport_n).map_err(taken(host_ip, port))?;
+                if !also_v6 {
+                    res.push(r);
+                    out.push(PublishedPort {
+                        container_port: cport.clone(),
+                        host_ip: host_ip.to_string(),
+                        host_port: bound,
+                    });
+                    break;
+                }
+                match bind_port(any6, bound, &proto, cport_n) {
+                    Ok((r6, _)) => {
+                        res.push(r);
+                        res.push(r6);
+                        for ip in [host_ip, any6] {
+                            out.push(PublishedPort {
+                                container_port: cport.clone(),
+                                host_ip: ip.to_string(),
+                                host_port: bound,
+                            });
+                        }
+                        break;
+                    }
+                    // A free IPv4 port that is taken on IPv6: another one (the first is freed
+                    // as `r` drops).
+                    Err(_) if port == 0 && tries < 20 => tries += 1,
+                    Err(e) => return Err(taken(any6, bound)(e)),
+                }
+            }
         }
         Ok((res, out))
     }
@@ -850,6 +1108,7 @@ impl Engine {
             rules.networks.push(NetRules {
                 bridge: bridge.name.clone(),
                 subnet: bridge.gateway,
+                subnet6: bridge.gateway6,
                 internal: false,
                 masquerade: true,
             });
@@ -858,27 +1117,58 @@ impl Engine {
             let Some(gw) = n.gateway_net() else { continue };
             let masquerade =
                 n.options.get("com.docker.network.bridge.enable_ip_masquerade").is_none_or(|v| v != "false");
-            rules.networks.push(NetRules { bridge: n.bridge.clone(), subnet: gw, internal: n.internal, masquerade });
+            rules.networks.push(NetRules {
+                bridge: n.bridge.clone(),
+                subnet: gw,
+                subnet6: n.gateway6_net(),
+                internal: n.internal,
+                masquerade,
+            });
         }
         if rules.networks.is_empty() {
             // The last network went (compose's `down` with no default-bridge container ever
             // started): its masquerade rules must not outlive it.
+            self.remove_ip6_table();
             return wharf_network::nft::delete_table(&self.net().table).map_err(EngineError::from);
         }
         for ep in lock(&self.net().state).endpoints.values() {
-            let Some(ip) = ep.ip else { continue };
             for p in &ep.ports {
                 let Ok((cport, proto)) = parse_port_proto(&p.container_port) else { continue };
+                let host_ip: Option<IpAddr> = p.host_ip.parse().ok();
+                // A port on an IPv6 host address goes to the container's IPv6 address.
+                let container_ip = match host_ip {
+                    Some(IpAddr::V6(_)) => ep.ip6.map(IpAddr::V6),
+                    _ => ep.ip.map(IpAddr::V4),
+                };
+                let Some(container_ip) = container_ip else { continue };
                 rules.ports.push(PortRule {
                     proto,
-                    host_ip: p.host_ip.parse().ok(),
+                    host_ip,
                     host_port: p.host_port,
-                    container_ip: ip,
+                    container_ip,
                     container_port: cport,
                 });
             }
         }
-        rules.apply(&self.net().table).map_err(EngineError::from)
+        let has_ipv6 = rules.has_ipv6();
+        if has_ipv6 {
+            self.net().ip6_table.store(true, Ordering::SeqCst);
+        }
+        rules.apply(&self.net().table).map_err(EngineError::from)?;
+        if !has_ipv6 {
+            self.remove_ip6_table();
+        }
+        Ok(())
+    }
+
+    /// Removes the `ip6` table when it may be there (no network needs it any more). Best
+    /// effort: a kernel without IPv6 tables has none to remove.
+    fn remove_ip6_table(&self) {
+        if self.net().ip6_table.swap(false, Ordering::SeqCst) {
+            if let Err(e) = wharf_network::nft::delete_table6(&self.net().table) {
+                log::debug!("{e}");
+            }
+        }
     }
 
     /// When a container stops: removes its namespace, veths, addresses, ports and rules on
@@ -959,12 +1249,13 @@ impl Engine {
                 log::warn!("container {}: {e}", rec.id);
             }
         }
-        let ip = self
+        let added = self
             .container_endpoints(&rec.id)
             .into_iter()
             .find(|e| e.ifname == format!("eth{index}"))
-            .and_then(|e| e.ip);
-        self.update_etc_files(rec, ip, None);
+            .map(|e| e.addrs())
+            .unwrap_or_default();
+        self.update_etc_files(rec, &added, &[]);
         Ok(())
     }
 
@@ -989,14 +1280,27 @@ impl Engine {
                 changed.push(next);
             }
         }
+        let internal = |e: &Endpoint| lock(&self.net().networks).get(&e.network_id).is_some_and(|n| n.internal);
         if ep.routed {
-            let internal = |e: &Endpoint| lock(&self.net().networks).get(&e.network_id).is_some_and(|n| n.internal);
             if let Some(next) = rest.iter().find(|e| !internal(e)) {
                 let mut next = changed.iter().find(|c| c.key() == next.key()).cloned().unwrap_or_else(|| next.clone());
                 if let Some(gw) = next.gateway {
                     match sandbox::set_default_route(&ep.netns, &next.ifname, gw) {
                         Ok(()) => next.routed = true,
                         Err(e) => log::warn!("container {}: default route through {}: {e}", rec.id, next.ifname),
+                    }
+                }
+                changed.retain(|c| c.key() != next.key());
+                changed.push(next);
+            }
+        }
+        if ep.routed6 {
+            if let Some(next) = rest.iter().find(|e| e.ip6.is_some() && !internal(e)) {
+                let mut next = changed.iter().find(|c| c.key() == next.key()).cloned().unwrap_or_else(|| next.clone());
+                if let Some(gw) = next.gateway6 {
+                    match sandbox::set_default_route6(&ep.netns, &next.ifname, gw) {
+                        Ok(()) => next.routed6 = true,
+                        Err(e) => log::warn!("container {}: IPv6 default route through {}: {e}", rec.id, next.ifname),
                     }
                 }
                 changed.retain(|c| c.key() != next.key());
@@ -1029,7 +1333,7 @@ impl Engine {
                 first.get_or_insert(e);
             }
         }
-        self.update_etc_files(rec, None, ep.ip);
+        self.update_etc_files(rec, &[], &ep.addrs());
         match first {
             Some(e) => Err(e),
             None => Ok(true),
@@ -1101,23 +1405,26 @@ impl Engine {
                 let id = ep.container.clone();
                 let mut res = Vec::new();
                 for p in &ep.ports {
-                    let addr = SocketAddrV4::new(p.host_ip.parse().unwrap_or(Ipv4Addr::UNSPECIFIED), p.host_port);
-                    let r = if p.container_port.ends_with("/udp") {
-                        UdpSocket::bind(addr).map(Reservation::Udp)
-                    } else {
-                        bind_tcp(addr).map(Reservation::Tcp)
-                    };
-                    match r {
-                        Ok(r) => res.push(r),
-                        Err(e) => log::warn!("container {id}: reserve port {addr} again: {e}"),
+                    let ip: IpAddr = p.host_ip.parse().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+                    let Ok((cport, proto)) = parse_port_proto(&p.container_port) else { continue };
+                    match bind_port(ip, p.host_port, &proto, cport) {
+                        Ok((r, _)) => res.push(r),
+                        Err(e) => log::warn!("container {id}: reserve port {ip}:{} again: {e}", p.host_port),
                     }
                 }
                 st.reservations.entry(id).or_default().extend(res);
                 st.endpoints.insert(ep.key(), ep);
             }
         }
+        let ids: BTreeSet<String> = lock(&self.net().state).reservations.keys().cloned().collect();
+        for id in ids {
+            self.start_proxies(&id);
+        }
         if any_bridge || !lock(&self.net().networks).is_empty() {
             self.apply_rules()?;
+        } else {
+            // A table left by a daemon before this one, whose networks are all gone.
+            self.remove_ip6_table();
         }
         Ok(())
     }
@@ -1145,6 +1452,7 @@ impl Engine {
             if let Err(e) = wharf_network::nft::delete_table(&self.net().table) {
                 log::warn!("{e}");
             }
+            self.remove_ip6_table();
         }
         if let Err(e) = sandbox::remove_bridge(&self.net().config.bridge) {
             log::warn!("{e}");
@@ -1175,6 +1483,146 @@ fn migrate_endpoint(key: &str, mut ep: Endpoint, internal: bool) -> (Endpoint, b
 /// destination before the kernel looks for a local socket.
 fn bind_tcp(addr: SocketAddrV4) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr)
+}
+
+/// Holds a host port of either family; returns the reservation and the port bound (`port` 0:
+/// a free one). IPv6 sockets are IPv6-only, so that `::` and `0.0.0.0` hold the same port
+/// side by side; an IPv6 TCP port is `Tcp6`, for its proxy.
+fn bind_port(ip: IpAddr, port: u16, proto: &str, container_port: u16) -> std::io::Result<(Reservation, u16)> {
+    let udp = proto == "udp";
+    match ip {
+        IpAddr::V4(v4) => {
+            let addr = SocketAddrV4::new(v4, port);
+            if udp {
+                let s = UdpSocket::bind(addr)?;
+                let p = s.local_addr().map(|a| a.port()).unwrap_or(port);
+                Ok((Reservation::Udp(s), p))
+            } else {
+                let s = bind_tcp(addr)?;
+                let p = s.local_addr().map(|a| a.port()).unwrap_or(port);
+                Ok((Reservation::Tcp(s), p))
+            }
+        }
+        IpAddr::V6(v6) => {
+            let fd = bind_v6only(SocketAddrV6::new(v6, port, 0, 0), !udp)?;
+            if udp {
+                let s = UdpSocket::from(fd);
+                let p = s.local_addr().map(|a| a.port()).unwrap_or(port);
+                Ok((Reservation::Udp(s), p))
+            } else {
+                let s = TcpListener::from(fd);
+                let p = s.local_addr().map(|a| a.port()).unwrap_or(port);
+                Ok((Reservation::Tcp6(s, container_port), p))
+            }
+        }
+    }
+}
+
+/// An IPv6-only socket bound to `addr` (listening, for TCP), as std has no way to ask for
+/// `IPV6_V6ONLY` before the bind.
+fn bind_v6only(addr: SocketAddrV6, tcp: bool) -> std::io::Result<OwnedFd> {
+    let kind = if tcp { libc::SOCK_STREAM } else { libc::SOCK_DGRAM };
+    // SAFETY: socket(2) with constant arguments; the result is checked before use.
+    let fd = unsafe { libc::socket(libc::AF_INET6, kind | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+    let one: libc::c_int = 1;
+    let set = |level: libc::c_int, name: libc::c_int| -> std::io::Result<()> {
+        // SAFETY: `one` is a valid c_int for the length given; raw is open.
+        let rc = unsafe {
+            libc::setsockopt(
+                raw,
+                level,
+                name,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    set(libc::IPPROTO_IPV6, libc::IPV6_V6ONLY)?;
+    if tcp {
+        // As std's TcpListener::bind: a port in TIME_WAIT can be held again.
+        set(libc::SOL_SOCKET, libc::SO_REUSEADDR)?;
+    }
+    let sa = libc::sockaddr_in6 {
+        sin6_family: libc::AF_INET6 as libc::sa_family_t,
+        sin6_port: addr.port().to_be(),
+        sin6_flowinfo: 0,
+        sin6_addr: libc::in6_addr { s6_addr: addr.ip().octets() },
+        sin6_scope_id: 0,
+    };
+    // SAFETY: sa is a valid sockaddr_in6 of the size given.
+    let rc = unsafe {
+        libc::bind(
+            raw,
+            (&sa as *const libc::sockaddr_in6).cast(),
+            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: listen(2) on a bound stream socket we own.
+    if tcp && unsafe { libc::listen(raw, 128) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// dockerd's IPv6 address on the default bridge: the subnet with the MAC address in its
+/// low 48 bits.
+fn mac_ipv6(subnet: Ipv6Net, mac: &[u8; 6]) -> Ipv6Addr {
+    let low = mac.iter().fold(0u128, |acc, b| (acc << 8) | u128::from(*b));
+    Ipv6Addr::from(u128::from(subnet.network().addr) | low)
+}
+
+/// How long the proxy waits for the container to take a connection.
+const PROXY_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The proxy of one published IPv6 TCP port of container `id`: each connection it accepts
+/// goes to `container_port` of the container's IPv6 address, on the endpoint that carries
+/// its ports now. Its connections end with it (aborted, the set drops them).
+async fn proxy_v6(engine: Engine, id: String, container_port: u16, listener: tokio::net::TcpListener) {
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let mut inbound = match accepted {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        // Out of descriptors, say: not a busy loop.
+                        log::debug!("container {id}: proxy accept: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let target = engine
+                    .container_endpoints(&id)
+                    .into_iter()
+                    .find(|e| !e.ports.is_empty())
+                    .and_then(|e| e.ip6)
+                    .map(|ip| SocketAddr::new(IpAddr::V6(ip), container_port));
+                let Some(target) = target else { continue };
+                conns.spawn(async move {
+                    let Ok(Ok(mut outbound)) =
+                        tokio::time::timeout(PROXY_CONNECT_TIMEOUT, tokio::net::TcpStream::connect(target)).await
+                    else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                });
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
 }
 
 /// `02:42:ac:11:00:02` → bytes.
@@ -1301,7 +1749,8 @@ impl Engine {
             },
         };
         let o = &hc.net;
-        if !user && o.ipv4_address.as_deref().is_some_and(|a| !a.is_empty()) {
+        let given = |a: &Option<String>| a.as_deref().is_some_and(|a| !a.is_empty());
+        if !user && (given(&o.ipv4_address) || given(&o.ipv6_address)) {
             return Err(EngineError::Invalid(
                 "user specified IP address is supported on user defined networks only".to_string(),
             ));
@@ -1313,6 +1762,9 @@ impl Engine {
         }
         if let Some(a) = o.ipv4_address.as_deref().filter(|a| !a.is_empty()) {
             a.parse::<Ipv4Addr>().map_err(|_| EngineError::Invalid(format!("invalid IPv4 address: {a}")))?;
+        }
+        if let Some(a) = o.ipv6_address.as_deref().filter(|a| !a.is_empty()) {
+            parse_ipv6(a)?;
         }
         if let Some(m) = o.mac_address.as_deref().filter(|m| !m.is_empty()) {
             parse_mac(m).ok_or_else(|| EngineError::Invalid(format!("invalid MAC address: {m}")))?;
@@ -1327,6 +1779,9 @@ impl Engine {
                     "container cannot be connected to multiple networks with one of the networks in {} mode",
                     n.name
                 )));
+            }
+            if let Some(a) = a.ipv6_address.as_deref().filter(|a| !a.is_empty()) {
+                parse_ipv6(a)?;
             }
         }
         for h in &o.extra_hosts {
@@ -1361,7 +1816,10 @@ impl Engine {
         let eps = self.container_endpoints(&rec.id);
         let gw = eps.first().and_then(|e| e.gateway).or_else(|| self.default_bridge_gateway().map(|g| g.addr));
         let mut out = String::new();
-        for ip in eps.iter().skip(1).filter_map(|e| e.ip) {
+        // The first network's IPv6 address (its IPv4 one is the line before), then every
+        // address of the others, as dockerd writes them.
+        let first6 = eps.first().and_then(|e| e.ip6).map(IpAddr::V6);
+        for ip in first6.into_iter().chain(eps.iter().skip(1).flat_map(|e| e.addrs())) {
             out.push_str(&format!("{ip}\t{}\n", rec.config.hostname));
         }
         // Legacy links on the default bridge are /etc/hosts lines (on a user-defined network
@@ -1406,9 +1864,9 @@ impl Engine {
     }
 
     /// After a running container was connected or disconnected: its /etc/hosts gains or loses
-    /// the line of that address (written in place: the file is bind-mounted), and its
+    /// the lines of those addresses (written in place: the file is bind-mounted), and its
     /// /etc/resolv.conf follows when its embedded DNS server changed.
-    pub(crate) fn update_etc_files(&self, rec: &ContainerRecord, added: Option<Ipv4Addr>, removed: Option<Ipv4Addr>) {
+    pub(crate) fn update_etc_files(&self, rec: &ContainerRecord, added: &[IpAddr], removed: &[IpAddr]) {
         let dir = self.container_dir(&rec.id);
         let hosts_path = dir.join("hosts");
         if let Ok(hosts) = std::fs::read_to_string(&hosts_path) {
@@ -1417,12 +1875,12 @@ impl Engine {
                 .lines()
                 .filter(|l| {
                     let mut f = l.split_whitespace();
-                    let ip = f.next().and_then(|a| a.parse::<Ipv4Addr>().ok());
-                    !(ip.is_some() && ip == removed && f.any(|n| n == hostname))
+                    let ip = f.next().and_then(|a| a.parse::<IpAddr>().ok());
+                    !(ip.is_some_and(|ip| removed.contains(&ip)) && f.any(|n| n == hostname))
                 })
                 .map(|l| format!("{l}\n"))
                 .collect();
-            if let Some(ip) = added {
+            for ip in added {
                 out.push_str(&format!("{ip}\t{hostname}\n"));
             }
             if out != hosts {
@@ -1457,11 +1915,11 @@ impl Engine {
         // A link's alias, for the container that made the link: its target on this network.
         let lower = name.to_ascii_lowercase();
         if let Some((target, _)) = asker.links.iter().find(|(_, alias)| *alias == lower) {
-            let addrs: Vec<Ipv4Addr> = st
+            let addrs: Vec<IpAddr> = st
                 .endpoints
                 .values()
                 .filter(|e| e.network_id == net_id && e.dns_names.iter().any(|n| n == target))
-                .filter_map(|e| e.ip)
+                .flat_map(|e| e.addrs())
                 .collect();
             if !addrs.is_empty() {
                 return Lookup::Local(addrs);
@@ -1470,11 +1928,11 @@ impl Engine {
         for (id, net_name) in nets {
             let net_name = net_name.to_ascii_lowercase();
             let bare = name.strip_suffix(&format!(".{net_name}")).filter(|_| !net_name.is_empty()).unwrap_or(name);
-            let addrs: Vec<Ipv4Addr> = st
+            let addrs: Vec<IpAddr> = st
                 .endpoints
                 .values()
                 .filter(|e| e.network_id == id && e.dns_names.iter().any(|n| n == bare))
-                .filter_map(|e| e.ip)
+                .flat_map(|e| e.addrs())
                 .collect();
             if !addrs.is_empty() {
                 return Lookup::Local(addrs);
@@ -1563,6 +2021,63 @@ mod tests {
             // Stored again under the new key, it is not migrated twice.
             let again = serde_json::from_str(&serde_json::to_string(&ep).unwrap()).unwrap();
             assert_eq!(migrate_endpoint(&ep.key(), again, *internal), (ep.clone(), false));
+        }
+    }
+
+    /// Records written before IPv6 load as IPv4-only endpoints; with the fields they keep them.
+    #[test]
+    fn endpoint_records_without_and_with_ipv6() {
+        let old = r#"{"container":"c","ifname":"eth0","routed":true,"network":"appnet","network_id":"ffff",
+            "netns":"/run/wharf/netns/x","ip":"10.5.0.2","prefix":24,"gateway":"10.5.0.1",
+            "mac":"02:42:0a:05:00:02","veth":"vethaaaaaaa","ports":[]}"#;
+        let ep: Endpoint = serde_json::from_str(old).unwrap();
+        assert_eq!((ep.ip6, ep.prefix6, ep.gateway6, ep.routed6), (None, 0, None, false));
+        assert_eq!(ep.addrs(), vec![IpAddr::V4(Ipv4Addr::new(10, 5, 0, 2))]);
+        let mut dual = ep.clone();
+        dual.ip6 = Some("fd00:5::2".parse().unwrap());
+        dual.prefix6 = 64;
+        dual.gateway6 = Some("fd00:5::1".parse().unwrap());
+        dual.routed6 = true;
+        let again: Endpoint = serde_json::from_str(&serde_json::to_string(&dual).unwrap()).unwrap();
+        assert_eq!(again, dual);
+        assert_eq!(again.addrs().len(), 2);
+        let opts: NetOptions = serde_json::from_str(r#"{"aliases":[],"ipv4_address":"10.5.0.9"}"#).unwrap();
+        assert_eq!(opts.ipv6_address, None);
+    }
+
+    #[test]
+    fn ipv6_addresses_as_dockerd_takes_and_makes_them() {
+        for (a, ok) in [("fd00::5", true), ("::1", true), ("10.0.0.5", false), ("::ffff:10.0.0.5", false), ("x", false)]
+        {
+            assert_eq!(parse_ipv6(a).is_ok(), ok, "{a}");
+        }
+        assert_eq!(parse_ipv6("zz").unwrap_err().to_string(), "invalid IPv6 address: zz");
+        // The default bridge's: the subnet with the MAC address in the low 48 bits.
+        let subnet: Ipv6Net = "fd42:99::/64".parse().unwrap();
+        assert_eq!(mac_ipv6(subnet, &[0x02, 0x42, 0x0a, 0x5a, 0, 2]).to_string(), "fd42:99::242:a5a:2");
+        let config = NetworkConfig { ipv6: true, fixed_cidr_v6: Some("fd42:99::1/64".into()), ..Default::default() };
+        assert_eq!(default_bridge_subnet6(&config).unwrap().to_string(), "fd42:99::/64");
+        assert_eq!(default_bridge_subnet6(&NetworkConfig { ipv6: false, ..config.clone() }), None);
+        assert!(NetworkConfig { fixed_cidr_v6: Some("10.0.0.0/8".into()), ..config }.check().is_err());
+    }
+
+    /// `::` and `0.0.0.0` hold the same port side by side (IPv6-only sockets), and a port
+    /// taken in one family is refused in it only.
+    #[test]
+    fn ports_of_both_families_side_by_side() {
+        if !std::path::Path::new("/proc/sys/net/ipv6").exists() {
+            return;
+        }
+        let any4 = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        let any6 = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+        for proto in ["tcp", "udp"] {
+            let (_r4, port) = bind_port(any4, 0, proto, 80).unwrap();
+            let (r6, p6) = bind_port(any6, port, proto, 80).unwrap();
+            assert_eq!(p6, port);
+            assert!(matches!(r6, Reservation::Tcp6(_, 80)) == (proto == "tcp"));
+            assert!(bind_port(any6, port, proto, 80).is_err(), "{proto} {port} twice");
+            drop(r6);
+            assert!(bind_port(any6, port, proto, 80).is_ok(), "{proto} {port} free again");
         }
     }
 

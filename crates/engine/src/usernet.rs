@@ -1,16 +1,16 @@
 //! User-defined networks (`docker network create`): a bridge of its own per network, an IPAM
-//! subnet, an embedded DNS server on its gateway, and its record in the `networks` table so it
-//! comes back at the next daemon start. The predefined `bridge`, `host` and `none` networks are
+//! subnet (and with `--ipv6` an IPv6 one beside it), an embedded DNS server on its gateway,
+//! and its record in the `networks` table so it comes back at the next daemon start. The predefined `bridge`, `host` and `none` networks are
 //! not stored: they are derived from the daemon's configuration.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use wharf_metadata::Table;
 use wharf_network::sandbox::{self, BridgeConfig};
-use wharf_network::Ipv4Net;
+use wharf_network::{Ipv4Net, Ipv6Net};
 use wharf_types::digest::short_id;
 
 use crate::containers::{ContainerRecord, HostConfig};
@@ -46,6 +46,18 @@ pub struct NetworkRecord {
     /// The predefined networks are not stored and cannot be removed.
     #[serde(default)]
     pub predefined: bool,
+    /// `--ipv6`: containers get an IPv6 address from `subnet6` too. (A network may have an
+    /// IPv6 subnet without it, as in dockerd: kept and shown, not used.)
+    #[serde(default)]
+    pub enable_ipv6: bool,
+    /// The IPv6 subnet as given (`fd00:1::/64`; dockerd shows it so, host bits and all).
+    #[serde(default)]
+    pub subnet6: Option<String>,
+    /// The IPv6 gateway as given; none given: the subnet's first address (`::1`).
+    #[serde(default)]
+    pub gateway6: Option<String>,
+    #[serde(default)]
+    pub ip_range6: Option<String>,
 }
 
 impl NetworkRecord {
@@ -62,6 +74,33 @@ impl NetworkRecord {
             None => self.subnet.parse().ok(),
         }
     }
+
+    /// The IPv6 subnet (host bits cleared), whether or not IPv6 is enabled.
+    pub(crate) fn subnet6_net(&self) -> Option<Ipv6Net> {
+        self.subnet6.as_deref()?.parse::<Ipv6Net>().ok().map(|n| n.network())
+    }
+
+    /// The IPv6 gateway with the subnet's prefix (`fd00:1::1/64`) on a network with IPv6
+    /// enabled; `None` on one without.
+    pub fn gateway6_net(&self) -> Option<Ipv6Net> {
+        if !self.enable_ipv6 {
+            return None;
+        }
+        let subnet = self.subnet6_net()?;
+        let gw = match &self.gateway6 {
+            Some(g) => g.parse::<Ipv6Addr>().ok()?,
+            None => subnet.first_host(),
+        };
+        Some(Ipv6Net { addr: gw, prefix: subnet.prefix })
+    }
+
+    /// The range IPv6 addresses are handed out from: the IPv6 `--ip-range`, else the subnet.
+    pub(crate) fn pool6(&self) -> Option<Ipv6Net> {
+        match &self.ip_range6 {
+            Some(r) => r.parse::<Ipv6Net>().ok().map(|n| n.network()),
+            None => self.subnet6_net(),
+        }
+    }
 }
 
 /// `POST /networks/create`, parsed.
@@ -76,7 +115,16 @@ pub struct NetworkCreate {
     pub attachable: bool,
     pub labels: BTreeMap<String, String>,
     pub options: BTreeMap<String, String>,
+    /// `EnableIPv6`.
+    pub enable_ipv6: bool,
+    /// The IPv6 pool of the IPAM config: subnet, gateway, range.
+    pub subnet6: Option<String>,
+    pub gateway6: Option<String>,
+    pub ip_range6: Option<String>,
 }
+
+/// A network's IPv6 subnet, gateway and range, as given.
+type Ipv6Pool = (Option<String>, Option<String>, Option<String>);
 
 /// A network name: dockerd takes any non-empty one (spaces included). wharf also refuses
 /// control characters (they would corrupt logs and tables) and `/` (the API names a network in
@@ -99,6 +147,7 @@ impl Engine {
     fn predefined_networks(&self) -> Vec<NetworkRecord> {
         let bridge = self.inner.config.network.bridge.clone();
         let default_gw = self.default_bridge_gateway();
+        let default_v6 = crate::network::default_bridge_subnet6(&self.inner.config.network);
         PREDEFINED
             .iter()
             .map(|name| {
@@ -122,6 +171,10 @@ impl Engine {
                     },
                     bridge: if is_bridge { bridge.clone() } else { String::new() },
                     predefined: true,
+                    enable_ipv6: is_bridge && default_v6.is_some(),
+                    subnet6: default_v6.filter(|_| is_bridge).map(|n| n.to_string()),
+                    gateway6: None,
+                    ip_range6: None,
                 }
             })
             .collect()
@@ -232,6 +285,7 @@ impl Engine {
             }
             None => None,
         };
+        let (subnet6, gateway6, ip_range6) = self.check_ipv6_pool(&req)?;
         let id = ids::random_id();
         let bridge = match req.options.get(OPT_BRIDGE_NAME) {
             Some(b) if !b.is_empty() => {
@@ -256,6 +310,10 @@ impl Engine {
             options: req.options,
             bridge,
             predefined: false,
+            enable_ipv6: req.enable_ipv6,
+            subnet6,
+            gateway6,
+            ip_range6,
         };
         self.bring_up_network(&rec)?;
         if let Err(e) = self.inner.db.write(|tx| tx.put(Table::Networks, &id, &rec)) {
@@ -268,6 +326,59 @@ impl Engine {
         }
         self.network_event(&rec, "create");
         Ok(rec)
+    }
+
+    /// Checks a create's IPv6 pool as dockerd's IPAM does, with its messages: `--ipv6` needs
+    /// a subnet (there are no default IPv6 pools), which must not overlap another network's;
+    /// the gateway and range must lie in it. Returns the subnet, gateway and range to store,
+    /// as given.
+    fn check_ipv6_pool(&self, req: &NetworkCreate) -> Result<Ipv6Pool, EngineError> {
+        let Some(s) = &req.subnet6 else {
+            if req.enable_ipv6 {
+                return Err(EngineError::NotFound(
+                    "could not find an available, non-overlapping IPv6 address pool among the defaults to assign to the network"
+                        .to_string(),
+                ));
+            }
+            if req.gateway6.is_some() || req.ip_range6.is_some() {
+                return Err(EngineError::Invalid("gateway and ip-range need a subnet".to_string()));
+            }
+            return Ok((None, None, None));
+        };
+        let subnet = s
+            .parse::<Ipv6Net>()
+            .map_err(|_| EngineError::Invalid(format!("Invalid subnet {s} : invalid CIDR address: {s}")))?
+            .network();
+        let used: Vec<Ipv6Net> = self.list_networks().iter().filter_map(|n| n.subnet6_net()).collect();
+        if let Some(o) = used.iter().find(|u| u.overlaps(&subnet)) {
+            return Err(EngineError::Forbidden(format!(
+                "invalid pool request: Pool overlaps with other one on this address space ({o})"
+            )));
+        }
+        if let Some(g) = &req.gateway6 {
+            let ip: Ipv6Addr = g.parse().map_err(|_| EngineError::Invalid(format!("invalid gateway: {g}")))?;
+            if !subnet.contains(ip) {
+                return Err(EngineError::Internal(format!(
+                    "failed to allocate gateway ({g}): Requested address is out of range"
+                )));
+            }
+            if ip == subnet.addr {
+                return Err(EngineError::Internal(format!("failed to allocate gateway ({g}): Address already in use")));
+            }
+        } else if !subnet.contains(subnet.first_host()) {
+            return Err(EngineError::Internal(format!(
+                "failed to allocate gateway ({}): Requested address is out of range",
+                subnet.first_host()
+            )));
+        }
+        if let Some(r) = &req.ip_range6 {
+            let range =
+                r.parse::<Ipv6Net>().map_err(|_| EngineError::Invalid(format!("invalid ip-range: {r}")))?.network();
+            if range.prefix < subnet.prefix || !subnet.contains(range.addr) {
+                return Err(EngineError::Invalid(format!("ip-range {range} is not inside subnet {subnet}")));
+            }
+        }
+        Ok((Some(s.clone()), req.gateway6.clone(), req.ip_range6.clone()))
     }
 
     /// The first of Docker's default pools that neither the host routes nor another network
@@ -290,7 +401,8 @@ impl Engine {
     /// The bridge with its gateway address and the DNS server on it.
     pub(crate) fn bring_up_network(&self, rec: &NetworkRecord) -> Result<(), EngineError> {
         let gw = rec.gateway_net().ok_or_else(|| EngineError::Internal(format!("network {}: bad subnet", rec.name)))?;
-        sandbox::ensure_bridge(&BridgeConfig { name: rec.bridge.clone(), gateway: gw }).map_err(EngineError::from)?;
+        let cfg = BridgeConfig { name: rec.bridge.clone(), gateway: gw, gateway6: rec.gateway6_net() };
+        sandbox::ensure_bridge(&cfg).map_err(EngineError::from)?;
         let subnet: Ipv4Net = gw.network();
         match crate::dns::DnsServer::start(self.clone(), rec.id.clone(), gw.addr, subnet) {
             Ok(server) => {
@@ -396,7 +508,7 @@ impl Engine {
         container: &str,
         endpoint: NetAttach,
     ) -> Result<(), EngineError> {
-        let NetAttach { aliases, ipv4_address: ip, links, mac_address, driver_opts, .. } = endpoint;
+        let NetAttach { aliases, ipv4_address: ip, ipv6_address: ip6, links, mac_address, driver_opts, .. } = endpoint;
         if let Some(m) = mac_address.as_deref().filter(|m| !m.is_empty()) {
             crate::network::parse_mac(m).ok_or_else(|| EngineError::Invalid(format!("invalid MAC address: {m}")))?;
         }
@@ -445,10 +557,20 @@ impl Engine {
             }
             a.parse::<Ipv4Addr>().map_err(|_| EngineError::Invalid(format!("invalid IPv4 address: {a}")))?;
         }
+        if let Some(a) = ip6.as_deref() {
+            if n.predefined {
+                return Err(EngineError::Invalid(
+                    "user specified IP address is supported on user defined networks only".to_string(),
+                ));
+            }
+            crate::network::parse_ipv6(a)?;
+            crate::network::check_ipv6_configured(&n)?;
+        }
         let want = NetworkView {
             network: n.clone(),
             aliases: aliases.clone(),
             ipv4_address: ip.clone(),
+            ipv6_address: ip6.clone(),
             links: links.clone(),
             mac_address: mac_address.clone(),
             driver_opts: driver_opts.clone(),
@@ -470,6 +592,7 @@ impl Engine {
                 hc.net.detached = false;
                 hc.net.aliases = aliases;
                 hc.net.ipv4_address = ip;
+                hc.net.ipv6_address = ip6;
                 hc.net.links = links;
                 hc.net.mac_address = mac_address;
                 hc.net.driver_opts = driver_opts;
@@ -479,6 +602,7 @@ impl Engine {
                     network: key,
                     aliases,
                     ipv4_address: ip,
+                    ipv6_address: ip6,
                     links,
                     mac_address,
                     driver_opts,
@@ -534,6 +658,7 @@ impl Engine {
                     hc.net.detached = true;
                     hc.net.aliases.clear();
                     hc.net.ipv4_address = None;
+                    hc.net.ipv6_address = None;
                 } else {
                     let next = hc.net.networks.remove(0);
                     hc.network_mode = match next_name {
@@ -542,6 +667,7 @@ impl Engine {
                     };
                     hc.net.aliases = next.aliases;
                     hc.net.ipv4_address = next.ipv4_address;
+                    hc.net.ipv6_address = next.ipv6_address;
                 }
             } else {
                 hc.net.networks.retain(|a| !(a.network == n.id || a.network == n.name));
@@ -636,10 +762,33 @@ mod tests {
             options: BTreeMap::new(),
             bridge: "br-x".into(),
             predefined: false,
+            enable_ipv6: false,
+            subnet6: None,
+            gateway6: None,
+            ip_range6: None,
         };
         assert_eq!(r.pool().unwrap().to_string(), "10.5.0.0/16");
         assert_eq!(r.gateway_net().unwrap().to_string(), "10.5.0.1/16");
         r.ip_range = Some("10.5.3.0/24".into());
         assert_eq!(r.pool().unwrap().to_string(), "10.5.3.0/24");
+        // An IPv6 subnet without --ipv6: kept, not used.
+        r.subnet6 = Some("fd00:5::7/64".into());
+        assert_eq!(r.gateway6_net(), None);
+        assert_eq!(r.pool6().unwrap().to_string(), "fd00:5::/64");
+        r.enable_ipv6 = true;
+        assert_eq!(r.gateway6_net().unwrap().to_string(), "fd00:5::1/64");
+        r.gateway6 = Some("fd00:5::fe".into());
+        r.ip_range6 = Some("fd00:5::100/120".into());
+        assert_eq!(r.gateway6_net().unwrap().to_string(), "fd00:5::fe/64");
+        assert_eq!(r.pool6().unwrap().to_string(), "fd00:5::100/120");
+    }
+
+    /// Records written before IPv6 (no such fields) still load, as IPv4-only networks.
+    #[test]
+    fn records_without_ipv6_fields_load() {
+        let old = r#"{"id":"x","name":"n","driver":"bridge","created":"","scope":"local","subnet":"10.5.0.0/16",
+            "gateway":"10.5.0.1","internal":false,"labels":{},"options":{},"bridge":"br-x"}"#;
+        let r: NetworkRecord = serde_json::from_str(old).unwrap();
+        assert!(!r.enable_ipv6 && r.subnet6.is_none() && r.gateway6_net().is_none());
     }
 }

@@ -1,12 +1,14 @@
 //! The DNS wire format as far as the embedded DNS server needs it: the header and the one
-//! question of a query, an answer with A records, and a reply with only a response code.
+//! question of a query, an answer with A and AAAA records, and a reply with only a response
+//! code.
 //! Every byte comes from a container, so nothing here indexes past what was checked.
 
 #![warn(clippy::indexing_slicing)]
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 pub const TYPE_A: u16 = 1;
+pub const TYPE_AAAA: u16 = 28;
 pub const TYPE_ANY: u16 = 255;
 pub const CLASS_IN: u16 = 1;
 pub const RCODE_SERVFAIL: u8 = 2;
@@ -54,32 +56,41 @@ pub fn parse_query(msg: &[u8]) -> Option<Question> {
     Some(Question { id, name: labels.join("."), qtype, qclass, end: pos + 4 })
 }
 
-/// A reply to `query` with the given A records (none: NOERROR without answers, as for AAAA of
-/// a container that has only IPv4).
-pub fn answer(query: &[u8], q: &Question, addrs: &[Ipv4Addr]) -> Vec<u8> {
+/// A reply to `query` with the records of `addrs` its type asks for: A records for the IPv4
+/// ones (type A), AAAA records for the IPv6 ones (type AAAA), both for ANY. None of the type
+/// asked: NOERROR without answers, as for AAAA of a container that has only IPv4.
+pub fn answer(query: &[u8], q: &Question, addrs: &[IpAddr]) -> Vec<u8> {
     // `q` is the parse of `query`; anything else is answered as a server failure.
     let Some((header, question)) = query.get(..q.end).and_then(|h| h.split_first_chunk::<12>()) else {
         return error_reply(query, RCODE_SERVFAIL);
     };
+    let records: Vec<&IpAddr> = addrs
+        .iter()
+        .filter(|a| match a {
+            IpAddr::V4(_) => q.qtype == TYPE_A || q.qtype == TYPE_ANY,
+            IpAddr::V6(_) => q.qtype == TYPE_AAAA || q.qtype == TYPE_ANY,
+        })
+        .collect();
     let mut head = *header;
     // QR, opcode and RD kept, AA and RA set, rcode 0.
     head[2] = 0x80 | (header[2] & 0x79) | 0x04;
     head[3] = 0x80;
-    let ancount = if q.qtype == TYPE_A || q.qtype == TYPE_ANY { addrs.len() as u16 } else { 0 };
-    head[6..8].copy_from_slice(&ancount.to_be_bytes());
+    head[6..8].copy_from_slice(&(records.len() as u16).to_be_bytes());
     head[8..12].fill(0);
-    let mut out = Vec::with_capacity(q.end + addrs.len() * 16);
+    let mut out = Vec::with_capacity(q.end + records.len() * 28);
     out.extend_from_slice(&head);
     out.extend_from_slice(question);
-    if ancount > 0 {
-        for a in addrs {
-            out.extend_from_slice(&[0xc0, 0x0c]);
-            out.extend_from_slice(&TYPE_A.to_be_bytes());
-            out.extend_from_slice(&CLASS_IN.to_be_bytes());
-            out.extend_from_slice(&TTL.to_be_bytes());
-            out.extend_from_slice(&4u16.to_be_bytes());
-            out.extend_from_slice(&a.octets());
-        }
+    for a in records {
+        out.extend_from_slice(&[0xc0, 0x0c]);
+        let (kind, data): (u16, Vec<u8>) = match a {
+            IpAddr::V4(v4) => (TYPE_A, v4.octets().to_vec()),
+            IpAddr::V6(v6) => (TYPE_AAAA, v6.octets().to_vec()),
+        };
+        out.extend_from_slice(&kind.to_be_bytes());
+        out.extend_from_slice(&CLASS_IN.to_be_bytes());
+        out.extend_from_slice(&TTL.to_be_bytes());
+        out.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        out.extend_from_slice(&data);
     }
     out
 }
@@ -107,6 +118,7 @@ pub fn error_reply(query: &[u8], rcode: u8) -> Vec<u8> {
 #[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     fn query(name: &str, qtype: u16) -> Vec<u8> {
         let mut m = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
@@ -147,7 +159,7 @@ mod tests {
     fn answers_a_and_empty_aaaa() {
         let m = query("web", TYPE_A);
         let q = parse_query(&m).unwrap();
-        let r = answer(&m, &q, &[Ipv4Addr::new(10, 1, 0, 2)]);
+        let r = answer(&m, &q, &[IpAddr::V4(Ipv4Addr::new(10, 1, 0, 2))]);
         assert_eq!(&r[..2], &[0x12, 0x34]);
         assert_eq!(r[2] & 0x80, 0x80);
         assert_eq!(r[3] & 0x0f, 0);
@@ -155,9 +167,36 @@ mod tests {
         assert_eq!(&r[r.len() - 4..], &[10, 1, 0, 2]);
         let m = query("web", 28);
         let q = parse_query(&m).unwrap();
-        let r = answer(&m, &q, &[Ipv4Addr::new(10, 1, 0, 2)]);
+        let r = answer(&m, &q, &[IpAddr::V4(Ipv4Addr::new(10, 1, 0, 2))]);
         assert_eq!(u16::from_be_bytes([r[6], r[7]]), 0);
         assert_eq!(r.len(), m.len());
+    }
+
+    #[test]
+    fn dual_stack_answers_by_type() {
+        let v4 = IpAddr::V4(Ipv4Addr::new(10, 1, 0, 2));
+        let v6: IpAddr = "fd00:1::2".parse().unwrap();
+        // (type asked, answers, bytes of the last answer's data)
+        let cases: &[(u16, u16, &[u8])] = &[
+            (TYPE_A, 1, &[10, 1, 0, 2]),
+            (TYPE_AAAA, 1, &[0xfd, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]),
+            (TYPE_ANY, 2, &[0xfd, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]),
+            (15, 0, &[]),
+        ];
+        for (qtype, count, tail) in cases {
+            let m = query("web", *qtype);
+            let q = parse_query(&m).unwrap();
+            let r = answer(&m, &q, &[v4, v6]);
+            assert_eq!(u16::from_be_bytes([r[6], r[7]]), *count, "type {qtype}");
+            assert!(r.ends_with(tail), "type {qtype}: {r:?}");
+            if *qtype == TYPE_AAAA {
+                // name pointer, type 28, class IN, TTL, length 16
+                let rr = &r[m.len()..];
+                assert_eq!(&rr[..4], &[0xc0, 0x0c, 0, 28]);
+                assert_eq!(&rr[10..12], &[0, 16]);
+                assert_eq!(rr.len(), 12 + 16);
+            }
+        }
     }
 
     #[test]
@@ -180,7 +219,7 @@ mod tests {
         let m = query("web", TYPE_A);
         let mut q = parse_query(&m).unwrap();
         q.end = m.len() + 1;
-        let r = answer(&m[..4], &q, &[Ipv4Addr::new(10, 1, 0, 2)]);
+        let r = answer(&m[..4], &q, &[IpAddr::V4(Ipv4Addr::new(10, 1, 0, 2))]);
         assert_eq!((r.len(), r[3] & 0x0f), (12, RCODE_SERVFAIL));
     }
 }

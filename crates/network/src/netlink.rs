@@ -4,7 +4,7 @@
 //! A netlink socket stays bound to the network namespace it was opened in, so a thread that
 //! opens one socket before `unshare(CLONE_NEWNET)` and one after can configure both sides.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use wharf_types::ErrorKind;
@@ -36,6 +36,10 @@ const NLA_F_NESTED: u16 = 0x8000;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
 const IFA_BROADCAST: u16 = 4;
+const IFA_FLAGS: u16 = 8;
+/// No duplicate address detection: the address is usable at once, not "tentative" for the
+/// second or more DAD takes (Docker adds its containers' IPv6 addresses so too).
+const IFA_F_NODAD: u32 = 0x02;
 
 const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
@@ -314,6 +318,37 @@ impl Netlink {
         let bcast = u32::from(addr) | (u32::MAX.checked_shr(prefix as u32).unwrap_or(0));
         m.attr(IFA_BROADCAST, &Ipv4Addr::from(bcast).octets());
         self.request(m, || format!("add address {addr}/{prefix} to link {index}"))
+    }
+
+    /// Adds `addr/prefix` to the link without duplicate address detection (EEXIST when
+    /// present), so that it is usable as soon as this returns.
+    pub fn add_address6(&self, index: u32, addr: Ipv6Addr, prefix: u8) -> Result<(), NetlinkError> {
+        let mut fixed = [0u8; 8];
+        fixed[0] = libc::AF_INET6 as u8;
+        fixed[1] = prefix;
+        // ifa_flags holds the low 8 bits; IFA_FLAGS the whole word (newer kernels read it).
+        fixed[2] = IFA_F_NODAD as u8;
+        fixed[3] = RT_SCOPE_UNIVERSE;
+        fixed[4..8].copy_from_slice(&index.to_ne_bytes());
+        let mut m = Msg::new(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, &fixed);
+        m.attr(IFA_LOCAL, &addr.octets());
+        m.attr(IFA_ADDRESS, &addr.octets());
+        m.attr_u32(IFA_FLAGS, IFA_F_NODAD);
+        self.request(m, || format!("add address {addr}/{prefix} to link {index}"))
+    }
+
+    /// Adds (or replaces) the IPv6 default route through `gateway` on link `index`.
+    pub fn add_default_route6(&self, index: u32, gateway: Ipv6Addr) -> Result<(), NetlinkError> {
+        let mut fixed = [0u8; 12];
+        fixed[0] = libc::AF_INET6 as u8;
+        fixed[4] = RT_TABLE_MAIN;
+        fixed[5] = RTPROT_BOOT;
+        fixed[6] = RT_SCOPE_UNIVERSE;
+        fixed[7] = RTN_UNICAST;
+        let mut m = Msg::new(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, &fixed);
+        m.attr(RTA_GATEWAY, &gateway.octets());
+        m.attr_u32(RTA_OIF, index);
+        self.request(m, || format!("add default route via {gateway}"))
     }
 
     /// Adds (or replaces) the default route through `gateway` on link `index`.

@@ -4,14 +4,20 @@
 //! The whole table is rendered from the daemon's state and replaced in one `nft -f -`
 //! transaction, so rules never drift from the state and a crashed daemon's rules are simply
 //! rewritten at the next start. The host's own tables are never touched.
+//!
+//! While a network has IPv6, a second table of the same name in the `ip6` family goes with
+//! it in the same transaction: DNAT of published ports to the containers' IPv6 addresses
+//! (except those asked on `::1`, which no packet may carry off the loopback device: the
+//! daemon proxies them), hairpin masquerade, and the same isolation rules. Like dockerd
+//! 20.10 (whose `ip6tables` is off by default), no outbound masquerade for IPv6.
 
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::process::{Command, Stdio};
 
 use wharf_types::ErrorKind;
 
-use crate::Ipv4Net;
+use crate::{Ipv4Net, Ipv6Net};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
@@ -52,19 +58,23 @@ pub fn check_ifname(name: &str) -> Result<(), String> {
 pub struct NetRules {
     pub bridge: String,
     pub subnet: Ipv4Net,
+    /// The IPv6 subnet of a dual-stack network.
+    pub subnet6: Option<Ipv6Net>,
     /// No route out: traffic only between the network's own containers.
     pub internal: bool,
     pub masquerade: bool,
 }
 
-/// A published port: traffic to `host_ip:host_port` (any local address when `host_ip` is
-/// unspecified) goes to `container_ip:container_port`.
+/// A published port: traffic to `host_ip:host_port` (any local address of the family when
+/// `host_ip` is unspecified) goes to `container_ip:container_port`. The family of
+/// `container_ip` says which table the rule goes to; a `host_ip` of the other family leaves
+/// the rule out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortRule {
     pub proto: String,
-    pub host_ip: Option<Ipv4Addr>,
+    pub host_ip: Option<IpAddr>,
     pub host_port: u16,
-    pub container_ip: Ipv4Addr,
+    pub container_ip: IpAddr,
     pub container_port: u16,
 }
 
@@ -92,7 +102,8 @@ impl Ruleset {
                 }
             })
             .collect();
-        let ports = self.ports.iter().filter(|p| matches!(p.proto.as_str(), "tcp" | "udp" | "sctp"));
+        let ports: Vec<&PortRule> =
+            self.ports.iter().filter(|p| matches!(p.proto.as_str(), "tcp" | "udp" | "sctp")).collect();
         let mut s = String::new();
         // Creating first makes the delete succeed whether or not the table existed.
         s.push_str(&format!("table ip {table} {{}}\ndelete table ip {table}\ntable ip {table} {{\n"));
@@ -110,34 +121,62 @@ impl Ruleset {
         }
         s.push_str("  }\n");
         s.push_str("  chain ports {\n");
-        for p in ports {
-            let daddr = p.host_ip.filter(|a| !a.is_unspecified()).map(|a| format!("ip daddr {a} ")).unwrap_or_default();
+        for p in &ports {
+            let IpAddr::V4(cip) = p.container_ip else { continue };
+            let daddr = match p.host_ip {
+                Some(IpAddr::V6(_)) => continue,
+                Some(IpAddr::V4(a)) if !a.is_unspecified() => format!("ip daddr {a} "),
+                _ => String::new(),
+            };
             s.push_str(&format!(
                 "    {daddr}{proto} dport {hp} dnat to {cip}:{cp}\n",
                 proto = p.proto,
                 hp = p.host_port,
-                cip = p.container_ip,
                 cp = p.container_port
             ));
         }
         s.push_str("  }\n");
-        s.push_str("  chain prerouting {\n    type nat hook prerouting priority -100; policy accept;\n    fib daddr type local jump ports\n  }\n");
-        s.push_str("  chain output {\n    type nat hook output priority -100; policy accept;\n    fib daddr type local jump ports\n  }\n");
-        s.push_str("  chain forward {\n    type filter hook forward priority 0; policy accept;\n");
-        for n in &networks {
-            let br = &n.bridge;
-            if n.internal {
-                s.push_str(&format!("    iifname \"{br}\" oifname != \"{br}\" drop\n"));
-                s.push_str(&format!("    oifname \"{br}\" iifname != \"{br}\" drop\n"));
+        s.push_str(NAT_HOOKS);
+        s.push_str(&forward_chain(&networks));
+        s.push_str("}\n");
+        let v6: Vec<&&NetRules> = networks.iter().filter(|n| n.subnet6.is_some()).collect();
+        if !v6.is_empty() {
+            s.push_str(&format!("table ip6 {table} {{}}\ndelete table ip6 {table}\ntable ip6 {table} {{\n"));
+            s.push_str("  chain postrouting {\n    type nat hook postrouting priority 100; policy accept;\n");
+            for n in &v6 {
+                let Some(net) = n.subnet6.map(|s| s.network()) else { continue };
+                s.push_str(&format!("    oifname \"{}\" ip6 saddr {net} ct status dnat masquerade\n", n.bridge));
             }
-            for m in &networks {
-                if m.bridge != n.bridge {
-                    s.push_str(&format!("    iifname \"{br}\" oifname \"{}\" drop\n", m.bridge));
-                }
+            s.push_str("  }\n");
+            s.push_str("  chain ports {\n");
+            for p in &ports {
+                let IpAddr::V6(cip) = p.container_ip else { continue };
+                // No packet leaves the loopback device with a loopback address (the kernel
+                // drops them whatever NAT does afterwards): `::1` is the daemon's to proxy.
+                let daddr = match p.host_ip {
+                    Some(IpAddr::V4(_)) => continue,
+                    Some(IpAddr::V6(a)) if a.is_loopback() => continue,
+                    Some(IpAddr::V6(a)) if !a.is_unspecified() => format!("ip6 daddr {a} "),
+                    _ => "ip6 daddr != ::1 ".to_string(),
+                };
+                s.push_str(&format!(
+                    "    {daddr}{proto} dport {hp} dnat to [{cip}]:{cp}\n",
+                    proto = p.proto,
+                    hp = p.host_port,
+                    cp = p.container_port
+                ));
             }
+            s.push_str("  }\n");
+            s.push_str(NAT_HOOKS);
+            s.push_str(&forward_chain(&networks));
+            s.push_str("}\n");
         }
-        s.push_str("  }\n}\n");
         s
+    }
+
+    /// Whether the rules need the `ip6` table.
+    pub fn has_ipv6(&self) -> bool {
+        self.networks.iter().any(|n| n.subnet6.is_some())
     }
 
     pub fn apply(&self, table: &str) -> Result<(), NftError> {
@@ -145,9 +184,36 @@ impl Ruleset {
     }
 }
 
+const NAT_HOOKS: &str = "  chain prerouting {\n    type nat hook prerouting priority -100; policy accept;\n    fib daddr type local jump ports\n  }\n  chain output {\n    type nat hook output priority -100; policy accept;\n    fib daddr type local jump ports\n  }\n";
+
+/// The forward chain, the same in both families: an `--internal` network's bridge carries
+/// only its own traffic, and no network forwards to another's bridge.
+fn forward_chain(networks: &[&NetRules]) -> String {
+    let mut s = String::from("  chain forward {\n    type filter hook forward priority 0; policy accept;\n");
+    for n in networks {
+        let br = &n.bridge;
+        if n.internal {
+            s.push_str(&format!("    iifname \"{br}\" oifname != \"{br}\" drop\n"));
+            s.push_str(&format!("    oifname \"{br}\" iifname != \"{br}\" drop\n"));
+        }
+        for m in networks {
+            if m.bridge != n.bridge {
+                s.push_str(&format!("    iifname \"{br}\" oifname \"{}\" drop\n", m.bridge));
+            }
+        }
+    }
+    s.push_str("  }\n");
+    s
+}
+
 /// Removes the table; a table that is not there is not an error.
 pub fn delete_table(table: &str) -> Result<(), NftError> {
     run(table, &format!("table ip {table} {{}}\ndelete table ip {table}\n"))
+}
+
+/// Removes the `ip6` table of that name; a table that is not there is not an error.
+pub fn delete_table6(table: &str) -> Result<(), NftError> {
+    run(table, &format!("table ip6 {table} {{}}\ndelete table ip6 {table}\n"))
 }
 
 fn run(table: &str, script: &str) -> Result<(), NftError> {
@@ -172,6 +238,74 @@ fn run(table: &str, script: &str) -> Result<(), NftError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    fn nft_accepts(script: &str) {
+        // The kernel's parser accepts it (check mode changes nothing).
+        if let Ok(mut child) =
+            Command::new("nft").args(["-c", "-f", "-"]).stdin(Stdio::piped()).stderr(Stdio::piped()).spawn()
+        {
+            if let Some(mut stdin) = child.stdin.take() {
+                stdin.write_all(script.as_bytes()).unwrap();
+            }
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}\n{script}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+
+    #[test]
+    fn dual_stack_rules_go_to_an_ip6_table_of_the_same_name() {
+        let c6: Ipv6Addr = "fd00:7::2".parse().unwrap();
+        let port = |host_ip: Option<&str>, container_ip: IpAddr, host_port: u16| PortRule {
+            proto: "tcp".into(),
+            host_ip: host_ip.map(|h| h.parse().unwrap()),
+            host_port,
+            container_ip,
+            container_port: 80,
+        };
+        let r = Ruleset {
+            networks: vec![
+                NetRules {
+                    bridge: "wh0".into(),
+                    subnet: "10.7.0.1/24".parse().unwrap(),
+                    subnet6: Some("fd00:7::1/64".parse().unwrap()),
+                    internal: false,
+                    masquerade: true,
+                },
+                NetRules {
+                    bridge: "wh1".into(),
+                    subnet: "10.8.0.0/24".parse().unwrap(),
+                    subnet6: None,
+                    internal: false,
+                    masquerade: true,
+                },
+            ],
+            ports: vec![
+                port(Some("0.0.0.0"), IpAddr::V4(Ipv4Addr::new(10, 7, 0, 2)), 8080),
+                port(Some("::"), IpAddr::V6(c6), 8080),
+                port(Some("::1"), IpAddr::V6(c6), 8081),
+                port(Some("fd00:99::5"), IpAddr::V6(c6), 8082),
+                // A v6 host address for a v4 container (or the other way): no rule.
+                port(Some("::"), IpAddr::V4(Ipv4Addr::new(10, 7, 0, 2)), 8083),
+                port(Some("127.0.0.1"), IpAddr::V6(c6), 8084),
+            ],
+        };
+        assert!(r.has_ipv6());
+        let s = r.render("wharf");
+        let (v4, v6) = s.split_once("table ip6 wharf {}\ndelete table ip6 wharf\n").unwrap();
+        assert!(v4.contains("    tcp dport 8080 dnat to 10.7.0.2:80\n"), "{v4}");
+        assert!(!v4.contains("8083") && !v4.contains("8084") && !v4.contains("fd00"), "{v4}");
+        assert!(v6.contains("    ip6 daddr != ::1 tcp dport 8080 dnat to [fd00:7::2]:80\n"), "{v6}");
+        assert!(v6.contains("    ip6 daddr fd00:99::5 tcp dport 8082 dnat to [fd00:7::2]:80\n"), "{v6}");
+        assert!(!v6.contains("8081") && !v6.contains("8083") && !v6.contains("8084"), "{v6}");
+        assert!(v6.contains("oifname \"wh0\" ip6 saddr fd00:7::/64 ct status dnat masquerade"), "{v6}");
+        // No outbound masquerade for IPv6 (dockerd 20.10 has none with ip6tables off).
+        assert!(!v6.contains("oifname != \"wh0\" masquerade"), "{v6}");
+        assert!(
+            v6.contains("iifname \"wh0\" oifname \"wh1\" drop") && v6.contains("iifname \"wh1\" oifname \"wh0\" drop")
+        );
+        nft_accepts(&s);
+    }
 
     #[test]
     fn renders_masquerade_ports_and_isolation() {
@@ -180,12 +314,14 @@ mod tests {
                 NetRules {
                     bridge: "wh0".into(),
                     subnet: "10.7.0.1/24".parse().unwrap(),
+                    subnet6: None,
                     internal: false,
                     masquerade: true,
                 },
                 NetRules {
                     bridge: "wh1".into(),
                     subnet: "10.8.0.0/24".parse().unwrap(),
+                    subnet6: None,
                     internal: true,
                     masquerade: true,
                 },
@@ -194,27 +330,19 @@ mod tests {
                 proto: "tcp".into(),
                 host_ip: None,
                 host_port: 8080,
-                container_ip: Ipv4Addr::new(10, 7, 0, 2),
+                container_ip: IpAddr::V4(Ipv4Addr::new(10, 7, 0, 2)),
                 container_port: 80,
             }],
         };
         let s = r.render("wharf");
+        assert!(!s.contains("ip6"), "no IPv6 network, no ip6 table: {s}");
         assert!(s.starts_with("table ip wharf {}\ndelete table ip wharf\n"));
         assert!(s.contains("ip saddr 10.7.0.0/24 oifname != \"wh0\" masquerade"));
         assert!(!s.contains("ip saddr 10.8.0.0/24 oifname != \"wh1\" masquerade"));
         assert!(s.contains("    tcp dport 8080 dnat to 10.7.0.2:80\n"));
         assert!(s.contains("iifname \"wh0\" oifname \"wh1\" drop"));
         assert!(s.contains("iifname \"wh1\" oifname != \"wh1\" drop"));
-        // The kernel's parser accepts it (check mode changes nothing).
-        if let Ok(mut child) =
-            Command::new("nft").args(["-c", "-f", "-"]).stdin(Stdio::piped()).stderr(Stdio::piped()).spawn()
-        {
-            if let Some(mut stdin) = child.stdin.take() {
-                stdin.write_all(s.as_bytes()).unwrap();
-            }
-            let out = child.wait_with_output().unwrap();
-            assert!(out.status.success(), "{}\n{s}", String::from_utf8_lossy(&out.stderr));
-        }
+        nft_accepts(&s);
     }
 
     // Regression: issue 13, "A network option breaks port publishing for everyone".
@@ -229,6 +357,7 @@ mod tests {
         let net = |bridge: &str| NetRules {
             bridge: bridge.into(),
             subnet: "10.9.0.1/24".parse().unwrap(),
+            subnet6: None,
             internal: false,
             masquerade: true,
         };

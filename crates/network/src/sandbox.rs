@@ -1,9 +1,10 @@
 //! A container's network sandbox: its namespace file with loopback up and, when attached to
 //! a bridge, a veth pair whose inside end is `eth0` with the container's address and default
-//! route. All of it is done from one short-lived thread with two netlink sockets, one opened
+//! route (an IPv6 address and route too on a dual-stack network; IPv6 addresses are added
+//! without duplicate address detection, so none is "tentative" when the container starts). All of it is done from one short-lived thread with two netlink sockets, one opened
 //! before leaving the host's namespace and one after, so a start costs no process spawns.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
@@ -11,7 +12,7 @@ use wharf_types::ErrorKind;
 
 use crate::netlink::{link_index, Netlink, NetlinkError};
 use crate::netns::{self, NetnsError};
-use crate::Ipv4Net;
+use crate::{Ipv4Net, Ipv6Net};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -35,15 +36,19 @@ impl SandboxError {
     }
 }
 
-/// A bridge and the gateway address it holds (`10.1.2.1/24`).
+/// A bridge and the gateway address it holds (`10.1.2.1/24`), and on a dual-stack network its
+/// IPv6 gateway (`fd00:1::1/64`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BridgeConfig {
     pub name: String,
     pub gateway: Ipv4Net,
+    pub gateway6: Option<Ipv6Net>,
 }
 
 /// Makes sure the bridge exists, holds its gateway address and is up; enables forwarding
-/// and, on the bridge, routing of loopback sources (published ports on 127.0.0.1).
+/// and, on the bridge, routing of loopback sources (published ports on 127.0.0.1). With an
+/// IPv6 gateway, IPv6 on the bridge and IPv6 forwarding too, as dockerd's bridge driver does
+/// (`net.ipv6.conf.all.forwarding` and `default.forwarding`).
 pub fn ensure_bridge(b: &BridgeConfig) -> Result<(), SandboxError> {
     let nl = Netlink::open()?;
     match nl.create_bridge(&b.name, None) {
@@ -57,16 +62,28 @@ pub fn ensure_bridge(b: &BridgeConfig) -> Result<(), SandboxError> {
         Err(e) if e.is_exists() => {}
         Err(e) => return Err(e.into()),
     }
-    nl.set_up(index)?;
-    let sysctl = |key: String, what: &str| {
-        crate::sysctl(&key, "1").map_err(|source| SandboxError::Sysctl {
+    let sysctl = |key: String, value: &str, what: &str| {
+        crate::sysctl(&key, value).map_err(|source| SandboxError::Sysctl {
             bridge: b.name.clone(),
             what: what.to_string(),
             source,
         })
     };
-    sysctl("net/ipv4/ip_forward".to_string(), "enable ip_forward")?;
-    sysctl(format!("net/ipv4/conf/{}/route_localnet", b.name), "enable route_localnet")?;
+    if let Some(gw6) = b.gateway6 {
+        sysctl(format!("net/ipv6/conf/{}/disable_ipv6", b.name), "0", "enable IPv6")?;
+        match nl.add_address6(index, gw6.addr, gw6.prefix) {
+            Ok(()) => {}
+            Err(e) if e.is_exists() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    nl.set_up(index)?;
+    sysctl("net/ipv4/ip_forward".to_string(), "1", "enable ip_forward")?;
+    sysctl(format!("net/ipv4/conf/{}/route_localnet", b.name), "1", "enable route_localnet")?;
+    if b.gateway6.is_some() {
+        sysctl("net/ipv6/conf/default/forwarding".to_string(), "1", "enable IPv6 forwarding")?;
+        sysctl("net/ipv6/conf/all/forwarding".to_string(), "1", "enable IPv6 forwarding")?;
+    }
     Ok(())
 }
 
@@ -89,6 +106,32 @@ pub struct Attachment {
     /// None on an internal network without a gateway route.
     pub gateway: Option<Ipv4Addr>,
     pub mac: [u8; 6],
+    /// The IPv6 address and prefix on a dual-stack network.
+    pub ip6: Option<Ipv6Net>,
+    /// The IPv6 default route's gateway, when this interface carries it.
+    pub gateway6: Option<Ipv6Addr>,
+}
+
+/// The interface's IPv6 address and default route, after its IPv4 ones; run inside the
+/// namespace. IPv6 is switched on for the interface first (a namespace whose `default`
+/// settings have it off would refuse the address).
+fn configure_ipv6(inside: &Netlink, ifname: &str, index: u32, a: &Attachment) -> Result<(), NetlinkError> {
+    let Some(ip6) = a.ip6 else { return Ok(()) };
+    let key = format!("net/ipv6/conf/{ifname}/disable_ipv6");
+    if let Err(e) = crate::sysctl(&key, "0") {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            return Err(NetlinkError::Request { what: format!("enable IPv6 on {ifname}"), source: e });
+        }
+    }
+    inside.add_address6(index, ip6.addr, ip6.prefix)?;
+    Ok(())
+}
+
+fn route_ipv6(inside: &Netlink, index: u32, a: &Attachment) -> Result<(), NetlinkError> {
+    match (a.ip6, a.gateway6) {
+        (Some(_), Some(gw6)) => inside.add_default_route6(index, gw6),
+        _ => Ok(()),
+    }
 }
 
 /// Docker's MAC for an address: 02:42 then the four bytes of the IPv4 address.
@@ -129,10 +172,12 @@ pub fn create(path: &Path, attach: Option<Attachment>) -> Result<(), SandboxErro
             let configure = || -> Result<(), NetlinkError> {
                 let eth0 = link_index("eth0")?;
                 inside.add_address(eth0, a.ip, a.prefix)?;
+                configure_ipv6(&inside, "eth0", eth0, &a)?;
                 inside.set_up(eth0)?;
                 if let Some(gw) = a.gateway {
                     inside.add_default_route(eth0, gw)?;
                 }
+                route_ipv6(&inside, eth0, &a)?;
                 Ok(())
             };
             if let Err(e) = configure() {
@@ -184,15 +229,17 @@ pub fn attach(path: &Path, a: Attachment, ifname: &str) -> Result<(), SandboxErr
     // A pair left by an earlier connect whose namespace is gone: stale, take its name.
     create_taking_name(&host, &a.veth, || host.create_veth(&a.veth, bridge_index, ifname, ns.as_raw_fd(), a.mac))?;
     let ifname = ifname.to_string();
-    let (ip, prefix, gateway) = (a.ip, a.prefix, a.gateway);
+    let veth = a.veth.clone();
     let configured = netns::run_in(path, move || -> Result<(), NetlinkError> {
         let inside = Netlink::open()?;
         let index = link_index(&ifname)?;
-        inside.add_address(index, ip, prefix)?;
+        inside.add_address(index, a.ip, a.prefix)?;
+        configure_ipv6(&inside, &ifname, index, &a)?;
         inside.set_up(index)?;
-        if let Some(gw) = gateway {
+        if let Some(gw) = a.gateway {
             inside.add_default_route(index, gw)?;
         }
+        route_ipv6(&inside, index, &a)?;
         Ok(())
     });
     let failed = match configured {
@@ -200,7 +247,7 @@ pub fn attach(path: &Path, a: Attachment, ifname: &str) -> Result<(), SandboxErr
         Ok(Err(e)) => SandboxError::from(e),
         Err(e) => SandboxError::from(e),
     };
-    let _ = host.delete_link(&a.veth);
+    let _ = host.delete_link(&veth);
     Err(failed)
 }
 
@@ -220,6 +267,16 @@ pub fn set_default_route(path: &Path, ifname: &str, gateway: Ipv4Addr) -> Result
     netns::run_in(path, move || -> Result<(), NetlinkError> {
         let inside = Netlink::open()?;
         inside.add_default_route(link_index(&ifname)?, gateway)
+    })?
+    .map_err(SandboxError::from)
+}
+
+/// Points the namespace's IPv6 default route through `gateway` on `ifname`.
+pub fn set_default_route6(path: &Path, ifname: &str, gateway: Ipv6Addr) -> Result<(), SandboxError> {
+    let ifname = ifname.to_string();
+    netns::run_in(path, move || -> Result<(), NetlinkError> {
+        let inside = Netlink::open()?;
+        inside.add_default_route6(link_index(&ifname)?, gateway)
     })?
     .map_err(SandboxError::from)
 }
@@ -287,8 +344,10 @@ mod tests {
         let pid = std::process::id() % 100000;
         let (b1, b2) = (format!("wha{pid}"), format!("whb{pid}"));
         let (v1, v2) = (format!("vha{pid}"), format!("vhb{pid}"));
-        ensure_bridge(&BridgeConfig { name: b1.clone(), gateway: "10.251.78.1/24".parse().unwrap() }).unwrap();
-        ensure_bridge(&BridgeConfig { name: b2.clone(), gateway: "10.251.79.1/24".parse().unwrap() }).unwrap();
+        ensure_bridge(&BridgeConfig { name: b1.clone(), gateway: "10.251.78.1/24".parse().unwrap(), gateway6: None })
+            .unwrap();
+        ensure_bridge(&BridgeConfig { name: b2.clone(), gateway: "10.251.79.1/24".parse().unwrap(), gateway6: None })
+            .unwrap();
         let dir = std::env::temp_dir().join(format!("wharf-netns-test2-{pid}"));
         let path = dir.join("ns");
         // Whatever an assertion below leaves is removed on the way out, so a failing run
@@ -314,6 +373,8 @@ mod tests {
             prefix: 24,
             gateway: gw,
             mac: mac_for(ip),
+            ip6: None,
+            gateway6: None,
         };
         let ip1 = Ipv4Addr::new(10, 251, 78, 2);
         let ip2 = Ipv4Addr::new(10, 251, 79, 2);
@@ -345,6 +406,66 @@ mod tests {
         remove_bridge(&b2).unwrap();
     }
 
+    /// Needs root and IPv6: a dual-stack namespace whose IPv6 address is usable the moment
+    /// `create` returns (no duplicate address detection holding it "tentative"), reached from
+    /// the host through the bridge's IPv6 gateway, with its IPv6 default route.
+    #[test]
+    fn dual_stack_sandbox_is_usable_at_once() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 || !Path::new("/proc/sys/net/ipv6").exists() {
+            return;
+        }
+        let pid = std::process::id() % 100000;
+        let (bridge, veth) = (format!("wh6{pid}"), format!("vh6{pid}"));
+        let dir = std::env::temp_dir().join(format!("wharf-netns-test6-{pid}"));
+        struct Cleanup(String, String, std::path::PathBuf);
+        impl Drop for Cleanup {
+            fn drop(&mut self) {
+                let _ = remove(&self.2.join("ns"), None);
+                let _ = detach(&self.1);
+                let _ = remove_bridge(&self.0);
+                let _ = std::fs::remove_dir(&self.2);
+            }
+        }
+        let _cleanup = Cleanup(bridge.clone(), veth.clone(), dir.clone());
+        let gw6: Ipv6Net = "fd57:fffe:0:1::1/64".parse().unwrap();
+        ensure_bridge(&BridgeConfig {
+            name: bridge.clone(),
+            gateway: "10.251.76.1/24".parse().unwrap(),
+            gateway6: Some(gw6),
+        })
+        .unwrap();
+        let ip = Ipv4Addr::new(10, 251, 76, 2);
+        let ip6: Ipv6Addr = "fd57:fffe:0:1::2".parse().unwrap();
+        let path = dir.join("ns");
+        let a = Attachment {
+            bridge: bridge.clone(),
+            veth: veth.clone(),
+            ip,
+            prefix: 24,
+            gateway: Some(Ipv4Addr::new(10, 251, 76, 1)),
+            mac: mac_for(ip),
+            ip6: Some(Ipv6Net { addr: ip6, prefix: 64 }),
+            gateway6: Some(gw6.addr),
+        };
+        create(&path, Some(a)).unwrap();
+        // Binding fails on a tentative address (EADDRNOTAVAIL): this one is not.
+        let listener = netns::run_in(&path, move || std::net::TcpListener::bind((ip6, 0))).unwrap().unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let conn = std::net::TcpStream::connect_timeout(&(ip6, port).into(), std::time::Duration::from_secs(5));
+        assert!(conn.is_ok(), "{conn:?}");
+        let routes =
+            netns::run_in(&path, || std::fs::read_to_string("/proc/thread-self/net/ipv6_route").unwrap()).unwrap();
+        let default = format!("{} 00 {} 00 fd57fffe000000010000000000000001", "0".repeat(32), "0".repeat(32));
+        assert!(routes.lines().any(|l| l.starts_with(&default) && l.ends_with("eth0")), "{routes}");
+        let flags =
+            netns::run_in(&path, || std::fs::read_to_string("/proc/thread-self/net/if_inet6").unwrap()).unwrap();
+        let line = flags.lines().find(|l| l.starts_with("fd57fffe000000010000000000000002")).unwrap_or_default();
+        // The fifth field is the address's flags: NODAD (0x02) and not TENTATIVE (0x40).
+        let f = u32::from_str_radix(line.split_whitespace().nth(4).unwrap_or("40"), 16).unwrap();
+        assert!(f & 0x02 != 0 && f & 0x40 == 0, "{flags}");
+    }
+
     /// Needs root: a namespace with a veth on a scratch bridge, then everything removed.
     #[test]
     fn sandbox_on_a_bridge_and_back() {
@@ -355,7 +476,7 @@ mod tests {
         let pid = std::process::id();
         let bridge = format!("wht{}", pid % 100000);
         let veth = format!("vht{}", pid % 100000);
-        let b = BridgeConfig { name: bridge.clone(), gateway: "10.251.77.1/24".parse().unwrap() };
+        let b = BridgeConfig { name: bridge.clone(), gateway: "10.251.77.1/24".parse().unwrap(), gateway6: None };
         ensure_bridge(&b).unwrap();
         let dir = std::env::temp_dir().join(format!("wharf-netns-test-{pid}"));
         let path = dir.join("ns");
@@ -367,6 +488,8 @@ mod tests {
             prefix: 24,
             gateway: Some(Ipv4Addr::new(10, 251, 77, 1)),
             mac: mac_for(ip),
+            ip6: None,
+            gateway6: None,
         };
         create(&path, Some(a)).unwrap();
         assert!(netns::is_mounted(&path));

@@ -60,6 +60,7 @@ fn run(flags: Flags) -> anyhow::Result<()> {
             bip: cfg.bip.clone(),
             iptables: cfg.iptables,
             address_pools: cfg.address_pools.clone(),
+            ..Default::default()
         },
         log_opts: cfg.log_opts.clone(),
         userns_remap,
