@@ -19,9 +19,13 @@ pub fn leaked_network(bridge: &str) -> Vec<String> {
     let table = format!("wharf_{bridge}");
     let listed = std::process::Command::new("nft").args(["list", "tables"]).output();
     if let Ok(out) = listed {
-        if String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == format!("table ip {table}")) {
-            leaks.push(format!("nftables table left behind: {table}"));
-            let _ = std::process::Command::new("nft").args(["delete", "table", "ip", &table]).status();
+        let text = String::from_utf8_lossy(&out.stdout);
+        // The ip6 table exists while any of the daemon's networks has IPv6.
+        for family in ["ip", "ip6"] {
+            if text.lines().any(|l| l.trim() == format!("table {family} {table}")) {
+                leaks.push(format!("nftables table left behind: {family} {table}"));
+                let _ = std::process::Command::new("nft").args(["delete", "table", family, &table]).status();
+            }
         }
     }
     leaks
