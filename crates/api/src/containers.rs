@@ -525,7 +525,8 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
             "CgroupParent": hc.cgroup_parent,
             "PidsLimit": hc.pids_limit,
             "RestartPolicy": {
-                "Name": hc.restart_policy.name_or_no(),
+                // As stored: the docker CLI sends "no", docker-py and compose nothing ("").
+                "Name": hc.restart_policy.name,
                 "MaximumRetryCount": hc.restart_policy.maximum_retry_count,
             },
             "LogConfig": {
@@ -626,7 +627,6 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
 const ECHOED_LISTS: &[&str] = &[
     "Binds",
     "PortBindings",
-    "Links",
     "VolumesFrom",
     "CapAdd",
     "CapDrop",

@@ -494,7 +494,12 @@ fn endpoint_json(
         Value::Null
     } else {
         let mut a = aliases.to_vec();
-        a.push(short_id(&c.id).to_string());
+        // Compose passes the short id itself when it connects a network: listed once, as
+        // dockerd lists it.
+        let short = short_id(&c.id).to_string();
+        if !a.contains(&short) {
+            a.push(short);
+        }
         json!(a)
     };
     // Go's `omitempty`: only the addresses given.

@@ -388,7 +388,7 @@ pub fn parse_env_file(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Re
 
 /// `--restart`: `no`, `always`, `unless-stopped`, `on-failure[:max]`; the daemon checks the rest.
 fn parse_restart(s: &str) -> Result<Option<RestartPolicy>> {
-    if s.is_empty() || s == "no" {
+    if s.is_empty() {
         return Ok(None);
     }
     let (name, max) = match s.split_once(':') {
