@@ -255,7 +255,20 @@ impl PendingAttach {
         }
         let o = &self.opts;
         let req = serde_json::json!({ "attach": { "stdin": o.stdin, "stdout": o.stdout, "stderr": o.stderr } });
-        open_session(&self.socket, req, self.keys.clone()).await
+        match open_session(&self.socket, req, self.keys.clone()).await {
+            // The container ended between the check and the connect (its shim, and socket,
+            // are gone before the daemon has seen the exit): the stream is simply over, as
+            // dockerd's is for an attach that comes as the container exits.
+            Err(EngineError::Io { source, .. })
+                if matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused)
+                    && self.live.wait_exit(Some(std::time::Duration::from_secs(5))).await =>
+            {
+                let (_, events) = mpsc::channel(1);
+                let (input, _) = mpsc::channel(1);
+                Ok(ProcessStream { events, input })
+            }
+            other => other,
+        }
     }
 }
 
