@@ -314,7 +314,10 @@ pub async fn build(
     let text = read_dockerfile(&ctx, &req.dockerfile)?;
     let df = Arc::new(crate::parse(&text)?);
     let needed = crate::stages_needed(&df, req.target.as_deref())?;
-    let steps = df.meta_args.len() + needed.iter().map(|i| df.stages[*i].instructions.len() + 1).sum::<usize>();
+    // The build's labels are one more step, as the classic builder counts them.
+    let steps = df.meta_args.len()
+        + needed.iter().map(|i| df.stages[*i].instructions.len() + 1).sum::<usize>()
+        + usize::from(!req.labels.is_empty());
     let (ev_tx, mut ev_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, BuildEvent)>();
     let req = Arc::new(req.clone());
     let mut root = Build {
@@ -630,10 +633,15 @@ impl Build {
         if index == *crate::stages_needed(df, self.req.target.as_deref())?.last().unwrap_or(&index)
             && !self.req.labels.is_empty()
         {
+            // As the classic builder: a LABEL step of their own after the last instruction.
             let labels = self.req.labels.clone();
+            let text =
+                format!("LABEL {}", labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
+            self.step_line(&text);
             let l = state.cfg().labels.get_or_insert_with(Default::default);
             l.extend(labels);
-            let id = self.config_step(&mut state, "LABEL (from the build's labels)".into()).await?;
+            let created_by = nop(&state.shell, &text);
+            let id = self.config_step(&mut state, created_by).await?;
             state.image = Some(id);
         }
         Ok(state)
