@@ -29,6 +29,7 @@ mod build_diff;
 mod build_py;
 mod commit;
 mod compose;
+mod compose_diff;
 mod copy;
 mod cpu;
 mod crash;
