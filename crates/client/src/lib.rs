@@ -94,6 +94,11 @@ impl Client {
         format!("/v{}{path}", self.version)
     }
 
+    /// A raw connection to the daemon, for `system dial-stdio` to carry bytes over.
+    pub fn dial(&self) -> Result<Box<dyn Stream>, ClientError> {
+        self.connect()
+    }
+
     fn connect(&self) -> Result<Box<dyn Stream>, ClientError> {
         let connect_err = |source| ClientError::Connect { host: self.host.clone(), source };
         match &self.endpoint {
