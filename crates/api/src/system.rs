@@ -121,7 +121,7 @@ pub async fn info(ctx: &Ctx) -> Result<Response<Body>> {
             "SecurityOptions": security_options(cfg, cgroup_version),
             "Warnings": null,
             "ExperimentalBuild": false,
-            "Labels": [],
+            "Labels": ctx.engine.labels(),
             "Debug": log::log_enabled!(log::Level::Debug),
             "SystemTime": wharf_types::time::rfc3339_nanos(std::time::SystemTime::now()),
             "NFd": std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0),

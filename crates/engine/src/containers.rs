@@ -410,6 +410,7 @@ impl Engine {
             crate::health::validate(h)?;
         }
         let mut host_config = req.host_config.clone();
+        self.inner.config.container_defaults.apply(&mut host_config);
         if host_config.network_mode.is_empty() {
             host_config.network_mode = "default".to_string();
         }

@@ -9,6 +9,7 @@ mod build_cache;
 mod commit;
 mod containers;
 mod copy;
+mod defaults;
 mod diff;
 mod disk;
 mod dns;
@@ -59,6 +60,7 @@ pub use containers::{
     ContainerConfig, ContainerRecord, ContainerState, CreateRequest, HostConfig, ListOptions, Status, WaitCondition,
 };
 pub use copy::{ExtractOptions, PathStat};
+pub use defaults::{check_seccomp_profile, ContainerDefaults};
 pub use diff::{Change, ChangeKind};
 pub use disk::{ContainerUsage, DiskUsage, ImagePruneReport, ImageUsage, VolumeUsage};
 pub use error::EngineError;
@@ -102,6 +104,10 @@ pub struct EngineConfig {
     pub registry_mirrors: Vec<String>,
     pub insecure_registries: Vec<String>,
     pub max_concurrent_downloads: usize,
+    /// Layers pushed at once per push (daemon.json `max-concurrent-uploads`, dockerd's 5).
+    pub max_concurrent_uploads: usize,
+    /// Tries per layer download, the first included (`max-download-attempts`, dockerd's 5).
+    pub max_download_attempts: u32,
     /// The cgroup under which every container gets its own (`<parent>/<id>`).
     pub cgroup_parent: String,
     /// The `wharf-shim` executable.
@@ -117,6 +123,10 @@ pub struct EngineConfig {
     /// The most bytes a build may bring in: its context (unpacked), a `remote=` download, each
     /// `ADD` download and archive. Kept here for the builder, which the engine does not know.
     pub max_build_context: u64,
+    /// daemon.json `labels` / `--label`: `key=value`, shown by `docker info`.
+    pub labels: Vec<String>,
+    /// What containers get unless they set it (daemon.json `dns`, `default-ulimits`, ...).
+    pub container_defaults: ContainerDefaults,
 }
 
 /// The daemon's services. Cheap to clone (an `Arc` inside).
@@ -147,6 +157,8 @@ struct Inner {
     events: events::EventBus,
     /// Pending restarts by policy and their back-off.
     restarts: restart::Restarts,
+    /// The daemon's labels (`docker info`), replaced when the daemon reloads its configuration.
+    labels: Mutex<Vec<String>>,
 }
 
 impl Engine {
@@ -174,6 +186,7 @@ impl Engine {
         let networking = network::Networking::new(config.network.clone());
         let engine = Engine {
             inner: Arc::new(Inner {
+                labels: Mutex::new(config.labels.clone()),
                 config,
                 db,
                 content,
@@ -227,6 +240,18 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
+    }
+
+    /// The daemon's labels, as `docker info` shows them (`key=value`).
+    pub fn labels(&self) -> Vec<String> {
+        self.inner.labels.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Replaces the daemon's labels (a configuration reload).
+    pub fn set_labels(&self, labels: Vec<String>) {
+        if let Ok(mut l) = self.inner.labels.lock() {
+            *l = labels;
+        }
     }
 }
 

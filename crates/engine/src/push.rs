@@ -188,7 +188,7 @@ impl Engine {
         req: &PushRequest,
         events: &UnboundedSender<PullEvent>,
     ) -> Result<(), EngineError> {
-        let workers = self.inner.config.max_concurrent_downloads.clamp(1, 5).min(jobs.len().max(1));
+        let workers = self.inner.config.max_concurrent_uploads.max(1).min(jobs.len().max(1));
         for j in jobs.iter().skip(workers) {
             if let Some(id) = &j.id {
                 let _ = events.send(progress(id, "Waiting", None));

@@ -26,8 +26,6 @@ use wharf_types::{Digest, ErrorKind, ImageRef};
 use crate::pull::{Events, LayerJob};
 use crate::{Engine, EngineError};
 
-/// How many times a broken layer body is asked for again before the pull gives up.
-const MAX_RETRIES: u32 = 5;
 /// The first pause before asking again; doubled after each failure.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// How often waiters look at the progress of the transfer they wait for.
@@ -182,6 +180,8 @@ impl Engine {
             received: 0,
             total: job.desc.size,
             attempts: 0,
+            // dockerd's max-download-attempts counts the first try.
+            max_retries: self.inner.config.max_download_attempts.saturating_sub(1),
             stalled_at: None,
             io_failed: false,
             id: short,
@@ -301,6 +301,8 @@ struct LayerReader<'a> {
     received: u64,
     total: u64,
     attempts: u32,
+    /// Retries allowed after the first attempt (daemon.json `max-download-attempts` less one).
+    max_retries: u32,
     /// Where the body last timed out.
     stalled_at: Option<u64>,
     /// Set when reading failed for good (network, cancel): the bytes so far are still good.
@@ -365,7 +367,7 @@ impl LayerReader<'_> {
                 },
             };
             self.body = None;
-            if self.attempts >= MAX_RETRIES || stalled_twice {
+            if self.attempts >= self.max_retries || stalled_twice {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     format!(

@@ -1,19 +1,23 @@
 //! The wharf daemon: reads its configuration (flags over daemon.json), opens the engine and
-//! serves the Docker Engine API on a unix socket.
+//! serves the Docker Engine API on its `-H` hosts (unix sockets, TCP with TLS, systemd's).
 
 mod config;
+mod keys;
+mod listen;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use clap::Parser;
 use wharf_engine::{Engine, EngineConfig};
 
 use crate::config::{DaemonConfig, Flags};
 
 fn main() {
-    let flags = Flags::parse();
+    let flags = match Flags::from_args(std::env::args().collect()) {
+        Ok(f) => f,
+        // clap's --help and --version too, each with its own exit status.
+        Err(e) => e.exit(),
+    };
     if let Err(e) = run(flags) {
         eprintln!("wharfd: {e:#}");
         std::process::exit(1);
@@ -22,8 +26,17 @@ fn main() {
 
 fn run(flags: Flags) -> anyhow::Result<()> {
     let cfg = DaemonConfig::load(&flags)?;
+    if flags.validate {
+        for w in &cfg.warnings {
+            println!("warning: {w}");
+        }
+        println!("configuration OK");
+        return Ok(());
+    }
     init_logging(&cfg.log_level);
-    let socket = socket_path(&cfg.hosts)?;
+    for w in &cfg.warnings {
+        log::warn!("{w}");
+    }
     let shim_path = find_shim()?;
     let userns_remap = match &cfg.userns_remap {
         Some(setting) => Some(wharf_engine::resolve_userns_remap(setting)?),
@@ -35,6 +48,8 @@ fn run(flags: Flags) -> anyhow::Result<()> {
         registry_mirrors: cfg.registry_mirrors.clone(),
         insecure_registries: cfg.insecure_registries.clone(),
         max_concurrent_downloads: cfg.max_concurrent_downloads,
+        max_concurrent_uploads: cfg.max_concurrent_uploads,
+        max_download_attempts: cfg.max_download_attempts,
         cgroup_parent: cfg.cgroup_parent.clone(),
         shim_path,
         certs_dir: PathBuf::from("/etc/wharf/certs.d"),
@@ -47,52 +62,123 @@ fn run(flags: Flags) -> anyhow::Result<()> {
         log_opts: cfg.log_opts.clone(),
         userns_remap,
         max_build_context: cfg.max_build_context,
+        labels: cfg.labels.clone(),
+        container_defaults: cfg.container_defaults.clone(),
     };
+    let pidfile = PidFile::create(&cfg.pidfile)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the async runtime")?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
+        let listeners = listen::open_all(&cfg.hosts, &cfg.tls, &cfg.group)?;
         let engine = Engine::open(engine_config).await.context("open the engine")?;
-        let listener = bind(&socket)?;
-        log::info!("wharfd {} listening on unix://{}", env!("CARGO_PKG_VERSION"), socket.display());
-        let server = tokio::spawn(wharf_api::serve(listener, engine.clone()));
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-            _ = server => {}
+        wharf_api::prepare(&engine);
+        let mut sockets = Vec::new();
+        for l in listeners {
+            log::info!("wharfd {} listening on {}", env!("CARGO_PKG_VERSION"), l.describe());
+            sockets.extend(l.socket_file().map(Path::to_path_buf));
+            tokio::spawn(listen::serve(l, engine.clone()));
         }
-        // Containers keep running under their shims; only the socket goes away.
-        let _ = std::fs::remove_file(&socket);
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let mut running = cfg;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = term.recv() => break,
+                _ = hup.recv() => reload(&flags, &mut running, &engine),
+            }
+        }
+        // Containers keep running under their shims; only the sockets go away.
+        for s in &sockets {
+            let _ = std::fs::remove_file(s);
+        }
         engine.shutdown().await;
         log::info!("wharfd stopping; containers keep running");
         Ok(())
-    })
+    });
+    drop(pidfile);
+    result
 }
 
-fn socket_path(hosts: &[String]) -> anyhow::Result<PathBuf> {
-    let host = hosts.first().map(String::as_str).unwrap_or(config::DEFAULT_HOST);
-    match host.strip_prefix("unix://") {
-        Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
-        _ if host.starts_with('/') => Ok(PathBuf::from(host)),
-        _ => bail!("host {host:?} is not supported: wharfd listens on unix sockets only (unix:///path)"),
-    }
-}
-
-/// Binds the API socket (mode 0660), replacing a stale socket file from a crashed daemon but
-/// refusing to start beside a live one.
-fn bind(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    }
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            bail!("another daemon is already listening on {}", path.display());
+/// SIGHUP: reads the configuration again and applies what dockerd applies without a restart
+/// (log level, labels), saying what changed; a broken file changes nothing.
+fn reload(flags: &Flags, running: &mut DaemonConfig, engine: &Engine) {
+    let new = match DaemonConfig::load(flags) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("reload: {e:#}; the running configuration stays");
+            return;
         }
-        std::fs::remove_file(path).with_context(|| format!("remove stale socket {}", path.display()))?;
+    };
+    let mut changed = Vec::new();
+    if new.log_level != running.log_level {
+        set_log_level(&new.log_level);
+        changed.push(format!("log-level {} -> {}", running.log_level, new.log_level));
     }
-    let listener = tokio::net::UnixListener::bind(path).with_context(|| format!("listen on {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-        .with_context(|| format!("chmod {}", path.display()))?;
-    Ok(listener)
+    if new.labels != running.labels {
+        engine.set_labels(new.labels.clone());
+        changed.push(format!("labels {:?} -> {:?}", running.labels, new.labels));
+    }
+    // dockerd reloads these too; wharf's registry client and pull/push limits are fixed when
+    // the engine opens, so they wait for the next start rather than half-apply.
+    let mut later = Vec::new();
+    if new.registry_mirrors != running.registry_mirrors {
+        later.push("registry-mirrors");
+    }
+    if new.insecure_registries != running.insecure_registries {
+        later.push("insecure-registries");
+    }
+    if new.max_concurrent_downloads != running.max_concurrent_downloads {
+        later.push("max-concurrent-downloads");
+    }
+    if new.max_concurrent_uploads != running.max_concurrent_uploads {
+        later.push("max-concurrent-uploads");
+    }
+    if new.max_download_attempts != running.max_download_attempts {
+        later.push("max-download-attempts");
+    }
+    for w in new.warnings.iter().filter(|w| !running.warnings.contains(w)) {
+        log::warn!("{w}");
+    }
+    if changed.is_empty() {
+        log::info!("reload: nothing that applies while running changed");
+    } else {
+        log::info!("reload: {}", changed.join("; "));
+    }
+    if !later.is_empty() {
+        log::warn!("reload: {} changed; wharfd applies that when it next starts", later.join(", "));
+    }
+    // What was applied now is the running configuration; the rest is kept as it runs.
+    running.log_level = new.log_level;
+    running.labels = new.labels;
+    running.warnings = new.warnings;
+}
+
+/// The daemon's PID file: refuses to start while another live process's pid is in it, and is
+/// removed when the daemon stops.
+struct PidFile(PathBuf);
+
+impl PidFile {
+    fn create(path: &Path) -> anyhow::Result<PidFile> {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if let Ok(pid) = text.trim().parse::<u32>() {
+                if pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists() {
+                    bail!("pid file {} names a running process ({pid}): is another wharfd running?", path.display());
+                }
+            }
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        }
+        std::fs::write(path, format!("{}", std::process::id()))
+            .with_context(|| format!("write pid file {}", path.display()))?;
+        Ok(PidFile(path.to_path_buf()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// The shim ships beside the daemon's executable.
@@ -111,13 +197,12 @@ fn find_shim() -> anyhow::Result<PathBuf> {
     bail!("wharf-shim not found beside {} or on PATH", exe.display())
 }
 
-struct StderrLogger {
-    level: log::LevelFilter,
-}
+/// Writes every record the global max level lets through (which a reload may change).
+struct StderrLogger;
 
 impl log::Log for StderrLogger {
     fn enabled(&self, m: &log::Metadata) -> bool {
-        m.level() <= self.level
+        m.level() <= log::max_level()
     }
     fn log(&self, r: &log::Record) {
         if self.enabled(r.metadata()) {
@@ -128,16 +213,23 @@ impl log::Log for StderrLogger {
     fn flush(&self) {}
 }
 
-fn init_logging(level: &str) {
-    let level = match level {
+fn level_filter(level: &str) -> log::LevelFilter {
+    match level {
         "debug" => log::LevelFilter::Debug,
         "warn" => log::LevelFilter::Warn,
         "error" | "fatal" => log::LevelFilter::Error,
         "trace" => log::LevelFilter::Trace,
         _ => log::LevelFilter::Info,
-    };
-    let logger = Box::leak(Box::new(StderrLogger { level }));
-    if log::set_logger(logger).is_ok() {
-        log::set_max_level(level);
+    }
+}
+
+fn set_log_level(level: &str) {
+    log::set_max_level(level_filter(level));
+}
+
+fn init_logging(level: &str) {
+    static LOGGER: StderrLogger = StderrLogger;
+    if log::set_logger(&LOGGER).is_ok() {
+        set_log_level(level);
     }
 }
