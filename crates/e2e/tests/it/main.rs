@@ -33,6 +33,7 @@ mod copy;
 mod cpu;
 mod crash;
 mod daemon;
+mod daemon_ops;
 mod docker_lifecycle;
 mod docker_py;
 mod dockerd;
