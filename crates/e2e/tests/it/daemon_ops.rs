@@ -225,6 +225,28 @@ fn docker_cli_and_docker_py_over_tls_with_client_certificates() {
     let out = docker_tcp(&d, port, &cert_path, &["ps", "-a", "--format", "{{.Image}}"]);
     out.ok();
 
+    // The wharf CLI reads the same environment.
+    let wharf = |cert_path: &str, args: &[&str]| {
+        let mut cmd = Command::new(bin("wharf"));
+        cmd.env("DOCKER_HOST", format!("tcp://127.0.0.1:{port}"))
+            .env("DOCKER_TLS_VERIFY", "1")
+            .env("DOCKER_CERT_PATH", cert_path)
+            .args(args);
+        run_cmd(cmd, T)
+    };
+    wharf(&cert_path, &["version"]).ok().mentions(&["Server"]);
+    let out = wharf(&cert_path, &["run", "--rm", &image, "echo", "wharf-over-tls"]);
+    out.ok();
+    assert_eq!(out.trimmed(), "wharf-over-tls", "{out}");
+    // With a stranger's certificate (and its CA) the handshake fails.
+    let stranger = certs.dir.0.join("stranger-dir");
+    fs::create_dir_all(&stranger).unwrap();
+    fs::copy(certs.dir.0.join("ca.crt"), stranger.join("ca.pem")).unwrap();
+    fs::copy(certs.dir.0.join("other/client.crt"), stranger.join("cert.pem")).unwrap();
+    fs::copy(certs.dir.0.join("other/client.key"), stranger.join("key.pem")).unwrap();
+    wharf(&stranger.display().to_string(), &["version"]).fails();
+    docker_tcp(&d, port, &stranger.display().to_string(), &["version"]).fails();
+
     let py = format!(
         "import docker\n\
          tls = docker.tls.TLSConfig(client_cert=('{c}/cert.pem', '{c}/key.pem'), ca_cert='{c}/ca.pem', verify=True)\n\
