@@ -254,7 +254,8 @@ fn docker_cli_and_docker_py_over_tls_with_client_certificates() {
          print(c.containers.run('{image}', ['echo', 'py-over-tls'], remove=True).decode().strip())\n",
         c = cert_path
     );
-    let mut cmd = Command::new("python3");
+    // docker-py from PyPI, in the venv build_py.rs makes.
+    let mut cmd = Command::new(crate::build_py::venv_python());
     // requests lets these override the client's own CA (as it would for any user's session).
     cmd.env_remove("REQUESTS_CA_BUNDLE").env_remove("CURL_CA_BUNDLE").arg("-c").arg(py);
     let out = run_cmd(cmd, T);
@@ -510,4 +511,55 @@ fn dial_stdio_proxies_a_request_to_the_daemon() {
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn install_script_puts_binaries_and_units_that_systemd_accepts() {
+    let dir = TempDir::new("wharf-e2e-install");
+    let (prefix, units) = (dir.0.join("prefix"), dir.0.join("units"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/install");
+    let install = |extra: &[&str]| {
+        let mut cmd = Command::new("bash");
+        cmd.arg(&script).args(["--from"]).arg(crate::harness::bin_dir()).arg("--no-build").args(extra);
+        run_cmd(cmd, T)
+    };
+    let (p, u) = (prefix.display().to_string(), units.display().to_string());
+    install(&["--prefix", &p, "--unitdir", &u]).ok();
+    for b in ["wharfd", "wharf-shim", "wharf", "wharf-registry"] {
+        let meta = fs::metadata(prefix.join("bin").join(b)).unwrap_or_else(|e| panic!("{b}: {e}"));
+        assert!(meta.mode() & 0o111 != 0, "{b} is not executable");
+    }
+    let service = fs::read_to_string(units.join("wharfd.service")).unwrap();
+    let exec = format!("ExecStart={p}/bin/wharfd -H fd://");
+    for line in [
+        exec.as_str(),
+        "Delegate=yes",
+        "KillMode=process",
+        "LimitNOFILE=",
+        "Restart=on-failure",
+        "Requires=wharfd.socket",
+    ] {
+        assert!(service.lines().any(|l| l.starts_with(line)), "wharfd.service has no {line}:\n{service}");
+    }
+    let socket = fs::read_to_string(units.join("wharfd.socket")).unwrap();
+    assert!(socket.contains("ListenStream=/run/wharf/wharfd.sock") && socket.contains("SocketMode=0660"), "{socket}");
+    let mut cmd = Command::new("systemd-analyze");
+    cmd.arg("verify")
+        .arg(units.join("wharfd.service"))
+        .arg(units.join("wharfd.socket"))
+        .arg(units.join("wharf-registry.service"));
+    let out = run_cmd(cmd, T);
+    out.ok();
+    assert!(out.stderr.trim().is_empty(), "systemd-analyze verify complains:\n{out}");
+
+    // A staging root: files land under it, the units name the real prefix.
+    let stage = dir.0.join("stage");
+    install(&["--destdir", &stage.display().to_string()]).ok();
+    assert!(stage.join("usr/local/bin/wharfd").is_file());
+    let staged = fs::read_to_string(stage.join("etc/systemd/system/wharfd.service")).unwrap();
+    assert!(staged.contains("ExecStart=/usr/local/bin/wharfd -H fd://"), "{staged}");
+    // Bad input: nothing installed.
+    let bad = dir.0.join("bad");
+    install(&["--prefix", "relative/path", "--unitdir", &bad.display().to_string()]).fails();
+    assert!(!bad.exists());
 }
