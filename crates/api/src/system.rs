@@ -115,7 +115,7 @@ pub async fn info(ctx: &Ctx) -> Result<Response<Body>> {
             "CPUShares": true,
             "PidsLimit": true,
             "IndexServerAddress": "https://index.docker.io/v1/",
-            "RegistryConfig": registry_config(cfg),
+            "RegistryConfig": registry_config(&e.registry_settings()),
             "Swarm": {"LocalNodeState": "inactive", "NodeID": "", "NodeAddr": "", "ControlAvailable": false, "Error": "", "RemoteManagers": null},
             "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "none"], "Authorization": null, "Log": ["json-file"]},
             "SecurityOptions": security_options(cfg, cgroup_version),
@@ -151,7 +151,7 @@ pub async fn info(ctx: &Ctx) -> Result<Response<Body>> {
 }
 
 /// `RegistryConfig`: Docker Hub and every insecure registry as an index config.
-fn registry_config(cfg: &wharf_engine::EngineConfig) -> Value {
+fn registry_config(cfg: &wharf_engine::RegistrySettings) -> Value {
     let mut index = serde_json::Map::new();
     index.insert(
         "docker.io".into(),

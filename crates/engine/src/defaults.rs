@@ -4,7 +4,7 @@
 
 use crate::{HostConfig, Ulimit};
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ContainerDefaults {
     /// Name servers, search domains and resolver options for containers that give none.
     pub dns: Vec<String>,

@@ -129,6 +129,26 @@ pub struct EngineConfig {
     pub container_defaults: ContainerDefaults,
 }
 
+/// What a configuration reload (SIGHUP) changes while the engine runs, as dockerd reloads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrySettings {
+    pub registry_mirrors: Vec<String>,
+    pub insecure_registries: Vec<String>,
+    pub max_concurrent_downloads: usize,
+    pub max_concurrent_uploads: usize,
+    pub max_download_attempts: u32,
+}
+
+/// The one place the registry client is made, at open and at each reload.
+fn registry_client(config: &EngineConfig, settings: &RegistrySettings) -> Result<RegistryClient, EngineError> {
+    Ok(RegistryClient::new(RegistryConfig {
+        mirrors: settings.registry_mirrors.clone(),
+        insecure: settings.insecure_registries.clone(),
+        certs_dir: Some(config.certs_dir.clone()),
+        user_agent: format!("wharf/{}", env!("CARGO_PKG_VERSION")),
+    })?)
+}
+
 /// The daemon's services. Cheap to clone (an `Arc` inside).
 #[derive(Clone)]
 pub struct Engine {
@@ -140,7 +160,11 @@ struct Inner {
     db: Db,
     content: ContentStore,
     snapshots: Snapshotter,
-    registry: RegistryClient,
+    /// Replaced whole when a reload changes mirrors or insecure registries; a pull in flight
+    /// keeps the one it took.
+    registry: RwLock<Arc<RegistryClient>>,
+    /// Mirrors, insecure registries and transfer limits as last (re)loaded.
+    registry_settings: RwLock<RegistrySettings>,
     /// Per-container live state: exit notifications, the init's pidfd.
     live: Mutex<HashMap<String, Arc<monitor::Live>>>,
     /// Exec instances, in memory only as Docker's.
@@ -177,12 +201,14 @@ impl Engine {
         if let Some(remap) = &config.userns_remap {
             userns::prepare_data_root(&config.data_root, remap)?;
         }
-        let registry = RegistryClient::new(RegistryConfig {
-            mirrors: config.registry_mirrors.clone(),
-            insecure: config.insecure_registries.clone(),
-            certs_dir: Some(config.certs_dir.clone()),
-            user_agent: format!("wharf/{}", env!("CARGO_PKG_VERSION")),
-        })?;
+        let settings = RegistrySettings {
+            registry_mirrors: config.registry_mirrors.clone(),
+            insecure_registries: config.insecure_registries.clone(),
+            max_concurrent_downloads: config.max_concurrent_downloads,
+            max_concurrent_uploads: config.max_concurrent_uploads,
+            max_download_attempts: config.max_download_attempts,
+        };
+        let registry = registry_client(&config, &settings)?;
         let networking = network::Networking::new(config.network.clone());
         let engine = Engine {
             inner: Arc::new(Inner {
@@ -191,7 +217,8 @@ impl Engine {
                 db,
                 content,
                 snapshots,
-                registry,
+                registry: RwLock::new(Arc::new(registry)),
+                registry_settings: RwLock::new(settings),
                 live: Mutex::new(HashMap::new()),
                 execs: Arc::default(),
                 containers_lock: tokio::sync::Mutex::new(()),
@@ -240,6 +267,35 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
+    }
+
+    /// The registry client as now configured.
+    pub(crate) fn registry(&self) -> Arc<RegistryClient> {
+        match self.inner.registry.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Mirrors, insecure registries and transfer limits as now configured.
+    pub fn registry_settings(&self) -> RegistrySettings {
+        match self.inner.registry_settings.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// A configuration reload: pulls and pushes that start from now on use these; those in
+    /// flight finish as they began. A bad mirror URL changes nothing.
+    pub fn reload_registry_settings(&self, settings: RegistrySettings) -> Result<(), EngineError> {
+        let client = Arc::new(registry_client(&self.inner.config, &settings)?);
+        if let Ok(mut r) = self.inner.registry.write() {
+            *r = client;
+        }
+        if let Ok(mut s) = self.inner.registry_settings.write() {
+            *s = settings;
+        }
+        Ok(())
     }
 
     /// The daemon's labels, as `docker info` shows them (`key=value`).

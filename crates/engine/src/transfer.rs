@@ -172,6 +172,7 @@ impl Engine {
         transfer: &Transfer,
     ) -> Result<(), EngineError> {
         let short = job.desc.digest.short();
+        let registry = self.registry();
         let mut src = LayerReader {
             replay: None,
             body: None,
@@ -181,7 +182,7 @@ impl Engine {
             total: job.desc.size,
             attempts: 0,
             // dockerd's max-download-attempts counts the first try.
-            max_retries: self.inner.config.max_download_attempts.saturating_sub(1),
+            max_retries: self.registry_settings().max_download_attempts.saturating_sub(1),
             stalled_at: None,
             io_failed: false,
             id: short,
@@ -203,8 +204,7 @@ impl Engine {
             }
             src.replay = resumed.replay;
             src.writer = Some(resumed.writer);
-            src.remote =
-                Some(Remote { registry: &self.inner.registry, r, ep, desc: &job.desc, auth, offset: resumed.offset });
+            src.remote = Some(Remote { registry: &registry, r, ep, desc: &job.desc, auth, offset: resumed.offset });
         }
         let applied = match job.compression {
             Compression::None => self.inner.snapshots.apply_layer(&job.chain_id, Some(&job.diff_id), &mut src),

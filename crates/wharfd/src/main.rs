@@ -100,7 +100,8 @@ fn run(flags: Flags) -> anyhow::Result<()> {
 }
 
 /// SIGHUP: reads the configuration again and applies what dockerd applies without a restart
-/// (log level, labels), saying what changed; a broken file changes nothing.
+/// (log level, labels, registry mirrors, insecure registries, download and upload limits),
+/// saying what changed and what waits for the next start; a broken file changes nothing.
 fn reload(flags: &Flags, running: &mut DaemonConfig, engine: &Engine) {
     let new = match DaemonConfig::load(flags) {
         Ok(c) => c,
@@ -110,6 +111,23 @@ fn reload(flags: &Flags, running: &mut DaemonConfig, engine: &Engine) {
         }
     };
     let mut changed = Vec::new();
+    let registry = |c: &DaemonConfig| wharf_engine::RegistrySettings {
+        registry_mirrors: c.registry_mirrors.clone(),
+        insecure_registries: c.insecure_registries.clone(),
+        max_concurrent_downloads: c.max_concurrent_downloads,
+        max_concurrent_uploads: c.max_concurrent_uploads,
+        max_download_attempts: c.max_download_attempts,
+    };
+    let (old_reg, new_reg) = (registry(running), registry(&new));
+    if old_reg != new_reg {
+        match engine.reload_registry_settings(new_reg.clone()) {
+            Ok(()) => changed.push(format!("registry settings {old_reg:?} -> {new_reg:?}")),
+            Err(e) => {
+                log::error!("reload: {e}; the running registry settings stay");
+                return;
+            }
+        }
+    }
     if new.log_level != running.log_level {
         set_log_level(&new.log_level);
         changed.push(format!("log-level {} -> {}", running.log_level, new.log_level));
@@ -118,23 +136,19 @@ fn reload(flags: &Flags, running: &mut DaemonConfig, engine: &Engine) {
         engine.set_labels(new.labels.clone());
         changed.push(format!("labels {:?} -> {:?}", running.labels, new.labels));
     }
-    // dockerd reloads these too; wharf's registry client and pull/push limits are fixed when
-    // the engine opens, so they wait for the next start rather than half-apply.
+    // What the engine fixed when it opened (paths, networks, container defaults) waits.
     let mut later = Vec::new();
-    if new.registry_mirrors != running.registry_mirrors {
-        later.push("registry-mirrors");
+    if new.container_defaults != running.container_defaults {
+        later.push("container defaults (dns, ulimits, shm size, init, ...)");
     }
-    if new.insecure_registries != running.insecure_registries {
-        later.push("insecure-registries");
+    if new.hosts != running.hosts || new.tls != running.tls || new.group != running.group {
+        later.push("hosts, tls or group");
     }
-    if new.max_concurrent_downloads != running.max_concurrent_downloads {
-        later.push("max-concurrent-downloads");
+    if new.data_root != running.data_root || new.exec_root != running.exec_root {
+        later.push("data-root or exec-root");
     }
-    if new.max_concurrent_uploads != running.max_concurrent_uploads {
-        later.push("max-concurrent-uploads");
-    }
-    if new.max_download_attempts != running.max_download_attempts {
-        later.push("max-download-attempts");
+    if (&new.bridge, &new.bip, new.iptables) != (&running.bridge, &running.bip, running.iptables) {
+        later.push("bridge, bip or iptables");
     }
     for w in new.warnings.iter().filter(|w| !running.warnings.contains(w)) {
         log::warn!("{w}");
@@ -150,6 +164,11 @@ fn reload(flags: &Flags, running: &mut DaemonConfig, engine: &Engine) {
     // What was applied now is the running configuration; the rest is kept as it runs.
     running.log_level = new.log_level;
     running.labels = new.labels;
+    running.registry_mirrors = new.registry_mirrors;
+    running.insecure_registries = new.insecure_registries;
+    running.max_concurrent_downloads = new.max_concurrent_downloads;
+    running.max_concurrent_uploads = new.max_concurrent_uploads;
+    running.max_download_attempts = new.max_download_attempts;
     running.warnings = new.warnings;
 }
 

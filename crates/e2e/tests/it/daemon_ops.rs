@@ -116,10 +116,10 @@ fn keys_wharf_cannot_honour_are_refused_by_name() {
 }
 
 #[test]
-fn sighup_reloads_labels_and_says_what_waits_for_a_restart() {
+fn sighup_reloads_what_dockerd_reloads_and_says_what_waits_for_a_restart() {
     let d = Daemon::start_with(with_config(r#"{"labels": ["phase=one"]}"#, &[]));
-    let labels = || d.docker(&["info", "--format", "{{json .Labels}}"]).trimmed().to_string();
-    assert_eq!(labels(), r#"["phase=one"]"#);
+    let info = |f: &str| d.docker(&["info", "--format", f]).trimmed().to_string();
+    assert_eq!(info("{{json .Labels}}"), r#"["phase=one"]"#);
     let path = d.dir.join("daemon.json");
     let pid = d.pid().unwrap().to_string();
     let hup = || {
@@ -127,16 +127,26 @@ fn sighup_reloads_labels_and_says_what_waits_for_a_restart() {
         cmd.args(["-HUP", &pid]);
         run_cmd(cmd, T).ok();
     };
-    fs::write(&path, r#"{"labels": ["phase=two"], "max-concurrent-uploads": 1}"#).unwrap();
+    fs::write(
+        &path,
+        r#"{"labels": ["phase=two"], "registry-mirrors": ["http://127.0.0.1:9/"], "insecure-registries": ["192.0.2.7:5000"],
+            "max-concurrent-uploads": 1, "dns": ["192.0.2.1"]}"#,
+    )
+    .unwrap();
     hup();
-    assert!(wait_for(T, || labels() == r#"["phase=two"]"#), "labels not reloaded: {}", labels());
-    assert!(wait_for(T, || d.log_text().contains("max-concurrent-uploads changed")), "{}", d.log_text());
-    assert!(d.log_text().contains("reload: labels"), "{}", d.log_text());
+    assert!(wait_for(T, || info("{{json .Labels}}") == r#"["phase=two"]"#), "labels not reloaded");
+    let raw = http_unix(&d.sock, "GET", "/v1.41/info").unwrap_or_default();
+    assert_eq!(info("{{json .RegistryConfig.Mirrors}}"), r#"["http://127.0.0.1:9/"]"#, "{raw}");
+    assert!(info("{{json .RegistryConfig.IndexConfigs}}").contains("192.0.2.7:5000"));
+    let log = d.log_text();
+    assert!(log.contains("reload: registry settings") && log.contains("max_concurrent_uploads: 1"), "{log}");
+    assert!(log.contains("container defaults") && log.contains("when it next starts"), "{log}");
     // A broken file changes nothing and the daemon keeps serving.
     fs::write(&path, r#"{"labels": ["phase=three"], "icc": false}"#).unwrap();
     hup();
     assert!(wait_for(T, || d.log_text().contains("the running configuration stays")), "{}", d.log_text());
-    assert_eq!(labels(), r#"["phase=two"]"#);
+    assert_eq!(info("{{json .Labels}}"), r#"["phase=two"]"#);
+    assert_eq!(info("{{json .RegistryConfig.Mirrors}}"), r#"["http://127.0.0.1:9/"]"#);
 }
 
 /// A CA, a server certificate for 127.0.0.1, a client certificate signed by the CA, and one
