@@ -59,6 +59,34 @@ pub async fn serve(listener: UnixListener, engine: Engine) {
     }
 }
 
+/// Serves `metrics-addr` on one connection: `GET /metrics` in Prometheus' text format, 404
+/// for anything else.
+pub async fn serve_metrics_connection<I>(io: I, engine: Engine)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let engine = engine.clone();
+        async move {
+            let (status, ctype, text) = if req.method() == hyper::Method::GET && req.uri().path() == "/metrics" {
+                let text = tokio::task::spawn_blocking(move || engine.metrics_text()).await.unwrap_or_default();
+                (200, "text/plain; version=0.0.4; charset=utf-8", text)
+            } else {
+                (404, "text/plain; charset=utf-8", "404 page not found\n".to_string())
+            };
+            let mut resp = hyper::Response::new(body::Body::from_bytes(text));
+            *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::NOT_FOUND);
+            if let Ok(v) = hyper::header::HeaderValue::from_str(ctype) {
+                resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+            }
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(io), service).await {
+        log::debug!("metrics: connection: {e}");
+    }
+}
+
 /// What the API needs done once before its first connection, whatever it listens on.
 pub fn prepare(engine: &Engine) {
     build::clear_scratch(engine);

@@ -28,6 +28,7 @@ mod init;
 mod lifecycle;
 mod logrotate;
 mod logs;
+mod metrics;
 mod monitor;
 mod network;
 mod pgzip;
@@ -74,6 +75,7 @@ pub use import::ImportRequest;
 pub use lifecycle::{PruneReport, UpdateRequest};
 pub use logrotate::{parse_size as parse_log_size, validate_opts as validate_log_opts, LogConfig};
 pub use logs::{LogChunk, LogOptions, LogStream};
+pub use metrics::endpoint_pattern;
 pub use monitor::parse_signal;
 pub use network::{
     parse_link, AddressPool, Endpoint, NetAttach, NetOptions, NetworkConfig, NetworkView, PortBinding, PublishedPort,
@@ -183,6 +185,8 @@ struct Inner {
     restarts: restart::Restarts,
     /// The daemon's labels (`docker info`), replaced when the daemon reloads its configuration.
     labels: Mutex<Vec<String>>,
+    /// Counters for `metrics-addr`.
+    metrics: metrics::Metrics,
 }
 
 impl Engine {
@@ -213,6 +217,7 @@ impl Engine {
         let engine = Engine {
             inner: Arc::new(Inner {
                 labels: Mutex::new(config.labels.clone()),
+                metrics: metrics::Metrics::default(),
                 config,
                 db,
                 content,

@@ -73,9 +73,9 @@ impl Engine {
     pub async fn pull(&self, req: PullRequest, events: UnboundedSender<PullEvent>) -> Result<ImageRecord, EngineError> {
         let engine = self.clone();
         let reference = req.reference.clone();
-        let rec = blocking(move || engine.pull_blocking(req, Events(events)))
-            .await
-            .map_err(EngineError::of_registry_transfer)?;
+        let rec = blocking(move || engine.pull_blocking(req, Events(events))).await;
+        self.metrics().pull_done(rec.is_ok());
+        let rec = rec.map_err(EngineError::of_registry_transfer)?;
         self.image_event("pull", &reference.familiar(), &reference.familiar_name());
         Ok(rec)
     }

@@ -42,7 +42,9 @@ impl Engine {
     /// Pushes `req.reference`; progress goes to `events` in Docker's shape.
     pub async fn push(&self, req: PushRequest, events: UnboundedSender<PullEvent>) -> Result<Vec<Pushed>, EngineError> {
         let engine = self.clone();
-        blocking(move || engine.push_blocking(req, &events)).await.map_err(EngineError::of_registry_transfer)
+        let r = blocking(move || engine.push_blocking(req, &events)).await;
+        self.metrics().push_done(r.is_ok());
+        r.map_err(EngineError::of_registry_transfer)
     }
 
     /// Checks credentials against a registry (`host[:port]`, `docker.io` for Docker Hub).
@@ -294,6 +296,7 @@ impl Engine {
             None => Arc::new(|_| {}),
         };
         registry.upload_blob(repo, ep, session, &job.desc, &open, req.chunk_size, reporter, auth)?;
+        self.metrics().pushed(job.desc.size);
         say("Pushed");
         Ok(())
     }

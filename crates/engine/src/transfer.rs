@@ -189,6 +189,7 @@ impl Engine {
             events,
             transfer,
             last: Instant::now(),
+            pulled: self.metrics(),
         };
         if self.inner.content.contains(&job.desc.digest) {
             src.body = Some(Box::new(self.inner.content.open_blob(&job.desc.digest)?));
@@ -311,6 +312,8 @@ struct LayerReader<'a> {
     events: &'a Events,
     transfer: &'a Transfer,
     last: Instant,
+    /// Where the network bytes are counted (`metrics-addr`).
+    pulled: &'a crate::metrics::Metrics,
 }
 
 impl LayerReader<'_> {
@@ -415,6 +418,9 @@ impl Read for LayerReader<'_> {
         }
         match self.read_remote(buf) {
             Ok(n) => {
+                if self.remote.is_some() {
+                    self.pulled.pulled(n as u64);
+                }
                 self.report(n);
                 Ok(n)
             }

@@ -137,6 +137,9 @@ pub struct Flags {
     /// Server key (default $DOCKER_CERT_PATH/key.pem)
     #[arg(long = "tlskey")]
     pub tlskey: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (host:port)
+    #[arg(long = "metrics-addr")]
+    pub metrics_addr: Option<String>,
     /// dockerd's flags of keys wharfd does not honour (see `keys::passive_flags`).
     #[arg(skip)]
     pub passive: Vec<crate::keys::FlagValue>,
@@ -203,6 +206,7 @@ pub(crate) struct FileConfig {
     /// `http-proxy`, `https-proxy`, `no-proxy`, kept whole.
     // TODO(proxies): parsed and wired into pulls by the proxy work at merge.
     proxies: Option<serde_json::Value>,
+    metrics_addr: Option<String>,
 }
 
 /// One `default-address-pools` entry of daemon.json.
@@ -266,6 +270,8 @@ pub struct DaemonConfig {
     /// TODO(proxies): handed to the engine's registry client by the proxy work at merge.
     #[allow(dead_code)]
     pub proxies: Option<serde_json::Value>,
+    /// `host:port` where `/metrics` is served.
+    pub metrics_addr: Option<String>,
     /// One line per accepted-but-not-honoured key, logged at start.
     pub warnings: Vec<String>,
 }
@@ -432,6 +438,7 @@ impl DaemonConfig {
             },
             tls,
             proxies: file.proxies,
+            metrics_addr: flags.metrics_addr.clone().or(file.metrics_addr).filter(|a| !a.is_empty()),
             warnings: Vec::new(),
         })
     }

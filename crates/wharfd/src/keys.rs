@@ -90,6 +90,7 @@ pub const KEYS: &[Key] = &[
     key("tlskey", Honoured),
     // `http-proxy`, `https-proxy`, `no-proxy`: passed through whole to where pulls use them.
     key("proxies", Honoured),
+    key("metrics-addr", Honoured),
     // wharf's own: the most a build may bring in.
     key("max-build-context", Honoured),
     // Accepted: wharf does the same thing, or something that makes the key moot.
@@ -277,12 +278,6 @@ pub const KEYS: &[Key] = &[
         "init-path",
         Value,
         Warned("init-path: --init always runs wharf's own init (wharf-init), mounted as /sbin/docker-init"),
-    ),
-    flag(
-        "metrics-addr",
-        "metrics-addr",
-        Value,
-        Warned("metrics-addr: wharfd does not serve Prometheus metrics yet; nothing listens there"),
     ),
     flag(
         "api-cors-header",

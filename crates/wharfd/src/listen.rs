@@ -318,6 +318,31 @@ pub async fn serve(listener: Listener, engine: Engine) {
     }
 }
 
+/// `metrics-addr`: plain HTTP, read-only, as dockerd's; a warning when other hosts can reach it.
+pub fn open_metrics(addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    let addrs: Vec<SocketAddr> = addr.to_socket_addrs().with_context(|| format!("metrics-addr {addr}"))?.collect();
+    if !addrs.iter().all(|a| a.ip().is_loopback()) {
+        log::warn!(
+            "metrics-addr {addr}: the metrics are served without TLS or authentication to every host that can reach it"
+        );
+    }
+    let std =
+        std::net::TcpListener::bind(addrs.as_slice()).with_context(|| format!("listen on metrics-addr {addr}"))?;
+    std.set_nonblocking(true)?;
+    Ok(tokio::net::TcpListener::from_std(std)?)
+}
+
+pub async fn serve_metrics(listener: tokio::net::TcpListener, engine: Engine) {
+    loop {
+        match listener.accept().await {
+            Ok((s, _)) => {
+                tokio::spawn(wharf_api::serve_metrics_connection(s, engine.clone()));
+            }
+            Err(e) => accept_failed(e).await,
+        }
+    }
+}
+
 async fn accept_failed(e: std::io::Error) {
     log::warn!("api: accept: {e}");
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;

@@ -69,6 +69,7 @@ fn run(flags: Flags) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the async runtime")?;
     let result = rt.block_on(async move {
         let listeners = listen::open_all(&cfg.hosts, &cfg.tls, &cfg.group)?;
+        let metrics = cfg.metrics_addr.as_deref().map(listen::open_metrics).transpose()?;
         let engine = Engine::open(engine_config).await.context("open the engine")?;
         wharf_api::prepare(&engine);
         let mut sockets = Vec::new();
@@ -76,6 +77,10 @@ fn run(flags: Flags) -> anyhow::Result<()> {
             log::info!("wharfd {} listening on {}", env!("CARGO_PKG_VERSION"), l.describe());
             sockets.extend(l.socket_file().map(Path::to_path_buf));
             tokio::spawn(listen::serve(l, engine.clone()));
+        }
+        if let Some(m) = metrics {
+            log::info!("metrics on http://{}/metrics", m.local_addr().map(|a| a.to_string()).unwrap_or_default());
+            tokio::spawn(listen::serve_metrics(m, engine.clone()));
         }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
@@ -143,6 +148,9 @@ fn reload(flags: &Flags, running: &mut DaemonConfig, engine: &Engine) {
     }
     if new.hosts != running.hosts || new.tls != running.tls || new.group != running.group {
         later.push("hosts, tls or group");
+    }
+    if new.metrics_addr != running.metrics_addr {
+        later.push("metrics-addr");
     }
     if new.data_root != running.data_root || new.exec_root != running.exec_root {
         later.push("data-root or exec-root");

@@ -573,3 +573,58 @@ fn install_script_puts_binaries_and_units_that_systemd_accepts() {
     install(&["--prefix", "relative/path", "--unitdir", &bad.display().to_string()]).fails();
     assert!(!bad.exists());
 }
+
+/// One sample of a Prometheus text page: the value of the line that starts with `series `.
+fn sample(page: &str, series: &str) -> f64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no {series} in:\n{page}"))
+}
+
+#[test]
+fn metrics_addr_serves_prometheus_text() {
+    let port = free_port();
+    let d = Daemon::start_with(with_config(&format!(r#"{{"metrics-addr": "127.0.0.1:{port}"}}"#), &[]));
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let page = || {
+        let out = curl(&["-f", &url]);
+        out.ok();
+        out.stdout
+    };
+    let before = page();
+    assert_eq!(sample(&before, "wharf_containers{state=\"running\"}"), 0.0);
+    assert_eq!(sample(&before, "wharf_image_pulls_total"), 0.0);
+    curl(&["-f", &format!("http://127.0.0.1:{port}/nothing")]).fails();
+
+    let image = d.pull("library/busybox:latest");
+    d.docker(&["run", "-d", "--name", "metrics-sleeper", &image, "sleep", "600"]).ok();
+    d.docker(&["run", "--rm", &image, "true"]).ok();
+    d.docker(&["inspect", "no-such-container-here"]).fails();
+    let local = crate::harness::TestRegistry::start(crate::harness::RegistryOptions::default());
+    let pushed = local.image("e2e/metrics:pushed");
+    d.docker(&["tag", &image, &pushed]).ok();
+    d.docker(&["push", &pushed]).ok();
+
+    let after = page();
+    assert_eq!(sample(&after, "wharf_containers{state=\"running\"}"), 1.0, "{after}");
+    assert_eq!(sample(&after, "wharf_container_starts_total"), 2.0);
+    assert_eq!(sample(&after, "wharf_container_start_seconds_count"), 2.0);
+    assert!(sample(&after, "wharf_container_start_seconds_sum") > 0.0);
+    assert_eq!(sample(&after, "wharf_image_pulls_total"), 1.0);
+    assert_eq!(sample(&after, "wharf_image_pushes_total"), 1.0);
+    // busybox's layer is over 500 kB compressed, both ways.
+    assert!(sample(&after, "wharf_pulled_bytes_total") > 500_000.0, "{after}");
+    assert!(sample(&after, "wharf_pushed_bytes_total") > 500_000.0, "{after}");
+    assert!(
+        sample(&after, "wharf_api_requests_total{method=\"POST\",endpoint=\"/containers/create\",status=\"201\"}")
+            >= 2.0
+    );
+    assert!(
+        sample(
+            &after,
+            "wharf_api_requests_total{method=\"POST\",endpoint=\"/containers/{name}/start\",status=\"204\"}"
+        ) >= 2.0
+    );
+    assert!(sample(&after, "wharf_api_errors_total{status=\"404\"}") >= 1.0, "{after}");
+    d.docker(&["rm", "-f", "metrics-sleeper"]).ok();
+}
