@@ -391,6 +391,15 @@ impl DaemonConfig {
                 _ => bail!("invalid max-build-context {s:?}: a size such as 512m or 16g"),
             },
         };
+        // As dockerd: hosts from both places is an error, not one silently winning (a unit's
+        // `-H fd://` would otherwise hide daemon.json's tcp:// host).
+        if !flags.host.is_empty() && file.hosts.as_ref().is_some_and(|h| !h.is_empty()) {
+            bail!(
+                "hosts are given both as -H flags and in the configuration file ({:?}): give them in one place \
+                 (with wharfd.service, override its ExecStart)",
+                file.hosts.unwrap_or_default()
+            );
+        }
         let hosts = if flags.host.is_empty() { file.hosts.unwrap_or_default() } else { flags.host.clone() };
         let exec_root = flags.exec_root.clone().or(file.exec_root).unwrap_or_else(|| "/run/wharf".into());
         let labels = if flags.label.is_empty() { file.labels.unwrap_or_default() } else { flags.label.clone() };
@@ -702,6 +711,15 @@ mod tests {
         let cfg =
             DaemonConfig::parse(&Flags::parse_from(["wharfd"]), br#"{"exec-opts": ["native.cgroupdriver=cgroupfs"]}"#);
         assert!(cfg.is_ok());
+    }
+
+    #[test]
+    fn hosts_from_flags_and_file_conflict_as_in_dockerd() {
+        let raw = br#"{"hosts": ["tcp://127.0.0.1:2376"]}"#;
+        let e = DaemonConfig::parse(&Flags::parse_from(["wharfd", "-H", "fd://"]), raw).unwrap_err();
+        assert!(e.to_string().contains("both"), "{e}");
+        let cfg = DaemonConfig::parse(&Flags::parse_from(["wharfd"]), raw).unwrap();
+        assert_eq!(cfg.hosts, vec!["tcp://127.0.0.1:2376".to_string()]);
     }
 
     #[test]
