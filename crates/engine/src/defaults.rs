@@ -26,7 +26,12 @@ pub struct ContainerDefaults {
 }
 
 impl ContainerDefaults {
-    /// Fills in what the create request left out. Kept in the container's record, so a later
+    /// Whether the daemon's `init` applies: on, and the request left `Init` out.
+    pub(crate) fn init_for(&self, hc: &HostConfig) -> bool {
+        self.init && hc.unset.as_ref().is_some_and(|u| u.iter().any(|k| k == "Init"))
+    }
+
+    /// Fills in what the create request left out (not `init`: see [`Self::init_for`]). Kept in the container's record, so a later
     /// change of daemon.json does not change a container already made (as with dockerd's
     /// `ShmSize` and `CgroupnsMode`).
     pub(crate) fn apply(&self, hc: &mut HostConfig) {
@@ -46,10 +51,6 @@ impl ContainerDefaults {
         }
         if hc.security.shm_size == 0 {
             hc.security.shm_size = self.shm_size;
-        }
-        let init_left_out = hc.unset.as_ref().is_some_and(|u| u.iter().any(|k| k == "Init"));
-        if self.init && init_left_out {
-            hc.init = true;
         }
         if hc.security.cgroupns_mode.is_empty() {
             hc.security.cgroupns_mode = self.cgroupns_mode.clone();
@@ -90,11 +91,10 @@ mod tests {
         assert_eq!(hc.security.ulimits.len(), 2);
         assert_eq!(hc.security.ulimits[0].soft, 5);
         assert_eq!(hc.security.shm_size, 1 << 20);
-        assert!(hc.init);
+        assert!(!hc.init && d.init_for(&hc));
         assert_eq!(hc.security.cgroupns_mode, "private");
         // `Init: false` sent explicitly stays off.
-        let mut hc = HostConfig { unset: Some(vec![]), ..Default::default() };
-        d.apply(&mut hc);
-        assert!(!hc.init);
+        let hc = HostConfig { unset: Some(vec![]), ..Default::default() };
+        assert!(!d.init_for(&hc));
     }
 }

@@ -59,6 +59,16 @@ fn a_docker_hosts_daemon_json_is_honoured_or_warned_of() {
     assert!(text.contains("NoNewPrivs:\t1"), "{out}");
     assert!(text.contains("docker-init"), "pid 1 is not the init:\n{out}");
 
+    // As dockerd: the shm size is the container's from create on, the init is decided at
+    // start (inspect keeps `Init` as the client left it: unset).
+    d.docker(&["create", "--name", "defaults-inspected", &image, "true"]).ok();
+    let hc = d.docker(&["inspect", "--format", "{{json .HostConfig}}", "defaults-inspected"]);
+    hc.ok();
+    let hc = hc.json();
+    assert_eq!(hc["ShmSize"], 96 << 20, "{hc}");
+    assert!(hc.get("Init").is_none_or(|v| v.is_null()), "{hc}");
+    d.docker(&["rm", "defaults-inspected"]).ok();
+
     // What a container gives itself wins over the daemon's defaults.
     let out = d.docker(&[
         "run",
