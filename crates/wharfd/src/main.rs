@@ -27,6 +27,9 @@ fn main() {
 fn run(flags: Flags) -> anyhow::Result<()> {
     let cfg = DaemonConfig::load(&flags)?;
     if flags.validate {
+        for h in &cfg.hosts {
+            listen::parse_host(h, cfg.tls.enabled)?;
+        }
         for w in &cfg.warnings {
             println!("warning: {w}");
         }
