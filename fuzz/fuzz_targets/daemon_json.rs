@@ -9,6 +9,10 @@ use libfuzzer_sys::fuzz_target;
 #[allow(dead_code)]
 #[path = "../../crates/wharfd/src/config.rs"]
 mod config;
+// config.rs checks every key against this table (`crate::keys`).
+#[allow(dead_code)]
+#[path = "../../crates/wharfd/src/keys.rs"]
+mod keys;
 
 fuzz_target!(|data: &[u8]| {
     let flags = config::Flags::parse_from(["wharfd"]);

@@ -151,13 +151,23 @@ async fn connection(upgraded: hyper::upgrade::Upgraded) -> Box<dyn Conn> {
             let early = std::io::Cursor::new(parts.read_buf);
             Box::new(tokio::io::join(early.chain(rd), wr))
         }
-        Err(upgraded) => Box::new(TokioIo::new(upgraded)),
+        Err(upgraded) => match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
+            // Plain TCP: the same wait (the send queue empties once the peer acknowledged).
+            Ok(parts) => {
+                let stream = parts.io.into_inner();
+                until_read_by_peer(&stream).await;
+                let (rd, wr) = stream.into_split();
+                let early = std::io::Cursor::new(parts.read_buf);
+                Box::new(tokio::io::join(early.chain(rd), wr))
+            }
+            // TLS: records, not bytes, reach the peer; no wait.
+            Err(upgraded) => Box::new(TokioIo::new(upgraded)),
+        },
     }
 }
 
 /// Waits, up to two seconds, until the peer has read everything sent on `stream` so far.
-async fn until_read_by_peer(stream: &tokio::net::UnixStream) {
-    use std::os::fd::AsRawFd;
+async fn until_read_by_peer(stream: &impl std::os::fd::AsRawFd) {
     let fd = stream.as_raw_fd();
     for _ in 0..2000 {
         let mut queued: libc::c_int = 0;

@@ -1,4 +1,5 @@
-//! The Docker Engine API over HTTP/1.1 on a unix socket: the only crate that knows the wire
+//! The Docker Engine API over HTTP/1.1 (on unix sockets, TCP, or TLS over TCP: wharfd
+//! listens, [`serve_connection`] serves one connection): the only crate that knows the wire
 //! format. Requests become calls on [`wharf_engine::Engine`]; engine errors become Docker's
 //! `{"message": ...}` answers with a status from their kind, in one place ([`error`]).
 
@@ -44,7 +45,7 @@ pub const MIN_API_VERSION: &str = "1.24";
 
 /// Serves the API on `listener` until the process ends. Each connection gets its own task.
 pub async fn serve(listener: UnixListener, engine: Engine) {
-    build::clear_scratch(&engine);
+    prepare(&engine);
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
@@ -54,16 +55,54 @@ pub async fn serve(listener: UnixListener, engine: Engine) {
                 continue;
             }
         };
+        tokio::spawn(serve_connection(stream, engine.clone()));
+    }
+}
+
+/// Serves `metrics-addr` on one connection: `GET /metrics` in Prometheus' text format, 404
+/// for anything else.
+pub async fn serve_metrics_connection<I>(io: I, engine: Engine)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let engine = engine.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let engine = engine.clone();
-                async move { Ok::<_, Infallible>(router::route(engine, req).await) }
-            });
-            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).with_upgrades().await
-            {
-                log::debug!("api: connection: {e}");
+        async move {
+            let (status, ctype, text) = if req.method() == hyper::Method::GET && req.uri().path() == "/metrics" {
+                let text = tokio::task::spawn_blocking(move || engine.metrics_text()).await.unwrap_or_default();
+                (200, "text/plain; version=0.0.4; charset=utf-8", text)
+            } else {
+                (404, "text/plain; charset=utf-8", "404 page not found\n".to_string())
+            };
+            let mut resp = hyper::Response::new(body::Body::from_bytes(text));
+            *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::NOT_FOUND);
+            if let Ok(v) = hyper::header::HeaderValue::from_str(ctype) {
+                resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
             }
-        });
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(io), service).await {
+        log::debug!("metrics: connection: {e}");
+    }
+}
+
+/// What the API needs done once before its first connection, whatever it listens on.
+pub fn prepare(engine: &Engine) {
+    build::clear_scratch(engine);
+}
+
+/// Serves the API on one connection (a unix or TCP socket, or a TLS session over one) until
+/// the client closes it.
+pub async fn serve_connection<I>(io: I, engine: Engine)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let engine = engine.clone();
+        async move { Ok::<_, Infallible>(router::route(engine, req).await) }
+    });
+    if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(io), service).with_upgrades().await {
+        log::debug!("api: connection: {e}");
     }
 }

@@ -24,6 +24,7 @@ pub async fn route(engine: Engine, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     log::debug!("api: {method} {}", req.uri());
+    let metrics_engine = engine.clone();
     let mut resp = match dispatch(engine, req).await {
         Ok(r) => r,
         Err(e) => {
@@ -40,6 +41,8 @@ pub async fn route(engine: Engine, req: Request<Incoming>) -> Response<Body> {
     h.insert("Server", hyper::header::HeaderValue::from_static(concat!("wharf/", env!("CARGO_PKG_VERSION"))));
     h.insert("Docker-Experimental", hyper::header::HeaderValue::from_static("false"));
     h.insert("Ostype", hyper::header::HeaderValue::from_static("linux"));
+    let unversioned = split_version(&path).map(|(_, p)| p).unwrap_or(path);
+    metrics_engine.record_request(method.as_str(), &unversioned, resp.status().as_u16());
     resp
 }
 

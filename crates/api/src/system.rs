@@ -116,13 +116,13 @@ pub async fn info(ctx: &Ctx) -> Result<Response<Body>> {
             "CPUShares": true,
             "PidsLimit": true,
             "IndexServerAddress": "https://index.docker.io/v1/",
-            "RegistryConfig": registry_config(cfg),
+            "RegistryConfig": registry_config(&e.registry_settings()),
             "Swarm": {"LocalNodeState": "inactive", "NodeID": "", "NodeAddr": "", "ControlAvailable": false, "Error": "", "RemoteManagers": null},
             "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "none"], "Authorization": null, "Log": ["json-file"]},
             "SecurityOptions": security_options(cfg, cgroup_version),
             "Warnings": null,
             "ExperimentalBuild": false,
-            "Labels": [],
+            "Labels": ctx.engine.labels(),
             "Debug": log::log_enabled!(log::Level::Debug),
             "SystemTime": wharf_types::time::rfc3339_nanos(std::time::SystemTime::now()),
             "NFd": std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0),
@@ -152,7 +152,7 @@ pub async fn info(ctx: &Ctx) -> Result<Response<Body>> {
 }
 
 /// `RegistryConfig`: Docker Hub and every insecure registry as an index config.
-fn registry_config(cfg: &wharf_engine::EngineConfig) -> Value {
+fn registry_config(cfg: &wharf_engine::RegistrySettings) -> Value {
     let mut index = serde_json::Map::new();
     index.insert(
         "docker.io".into(),

@@ -49,6 +49,9 @@ pub enum SystemCommand {
         #[arg(short = 'f', long)]
         force: bool,
     },
+    /// Proxy the stdio stream to the daemon connection (what `DOCKER_HOST=ssh://` runs remotely)
+    #[command(name = "dial-stdio")]
+    DialStdio,
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,7 +114,34 @@ pub fn run(client: &Client, cmd: SystemCommand) -> Result<()> {
     match cmd {
         SystemCommand::Df { verbose } => df(client, verbose),
         SystemCommand::Prune { all, volumes, filter, force } => system_prune(client, all, volumes, &filter, force),
+        SystemCommand::DialStdio => dial_stdio(client),
     }
+}
+
+/// Carries stdin to the daemon and the daemon's answers to stdout, as `docker system
+/// dial-stdio`: stdin's end half-closes the connection (the daemon may still answer); the
+/// daemon closing its side ends the command.
+fn dial_stdio(client: &Client) -> Result<()> {
+    let conn = client.dial()?;
+    let mut reader = conn.try_clone_stream()?;
+    let mut writer = conn;
+    let to_daemon = std::thread::spawn(move || {
+        let r = std::io::copy(&mut std::io::stdin().lock(), &mut writer).and_then(|_| writer.flush());
+        let _ = writer.shutdown_write();
+        r
+    });
+    let mut out = std::io::stdout().lock();
+    std::io::copy(&mut reader, &mut out)?;
+    out.flush()?;
+    // The daemon is done; a stdin copy still blocked in read ends with the process.
+    if to_daemon.is_finished() {
+        if let Ok(Err(e)) = to_daemon.join() {
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Asks on the terminal, as docker does; anything but y/yes declines.

@@ -41,6 +41,21 @@ struct Cli {
     /// Daemon socket to connect to (unix:///path or tcp://host:port)
     #[arg(short = 'H', long = "host", global = true)]
     host: Option<String>,
+    /// Use TLS; implied by --tlsverify
+    #[arg(long = "tls", global = true)]
+    tls: bool,
+    /// Use TLS and verify the remote
+    #[arg(long = "tlsverify", global = true)]
+    tlsverify: bool,
+    /// Trust certs signed only by this CA (default $DOCKER_CERT_PATH/ca.pem)
+    #[arg(long = "tlscacert", global = true)]
+    tlscacert: Option<std::path::PathBuf>,
+    /// Path to TLS certificate file (default $DOCKER_CERT_PATH/cert.pem)
+    #[arg(long = "tlscert", global = true)]
+    tlscert: Option<std::path::PathBuf>,
+    /// Path to TLS key file (default $DOCKER_CERT_PATH/key.pem)
+    #[arg(long = "tlskey", global = true)]
+    tlskey: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -310,7 +325,16 @@ fn main() {
 }
 
 fn dispatch(cli: Cli) -> Result<()> {
-    let client = Client::from_env(cli.host.as_deref());
+    let tls = wharf_client::TlsOptions::from_env(cli.tls, cli.tlsverify).map(|mut t| {
+        t.ca = cli.tlscacert.clone().unwrap_or(t.ca);
+        t.cert = cli.tlscert.clone().unwrap_or(t.cert);
+        t.key = cli.tlskey.clone().unwrap_or(t.key);
+        t
+    });
+    let client = Client::from_env(cli.host.as_deref()).and_then(|c| match &tls {
+        Some(t) => c.with_tls(t),
+        None => Ok(c),
+    });
     // `run` and `create` fail with 125 when wharf or the daemon failed, as docker does.
     let with_failed_code =
         |r: Result<()>| {

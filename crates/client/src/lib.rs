@@ -35,12 +35,47 @@ enum Endpoint {
     Tcp(String),
 }
 
+/// TLS to a `tcp://` daemon, as the docker CLI's `--tls`, `--tlsverify` (or
+/// `DOCKER_TLS_VERIFY`) and the `ca.pem`, `cert.pem`, `key.pem` of `DOCKER_CERT_PATH`.
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    /// Check the daemon's certificate against `ca` (`--tlsverify`); otherwise any is taken.
+    pub verify: bool,
+    pub ca: PathBuf,
+    /// The client certificate and key, sent when both files exist.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TlsOptions {
+    /// From the docker CLI's flags and environment: `None` when neither asks for TLS.
+    pub fn from_env(tls: bool, tlsverify: bool) -> Option<TlsOptions> {
+        let env_verify = std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| !v.is_empty());
+        if !(tls || tlsverify || env_verify) {
+            return None;
+        }
+        let dir = std::env::var_os("DOCKER_CERT_PATH")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))
+            .unwrap_or_else(|| PathBuf::from(".docker"));
+        Some(TlsOptions {
+            verify: tlsverify || env_verify,
+            ca: dir.join("ca.pem"),
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+        })
+    }
+}
+
 /// A client of one daemon. Cheap to clone; each request opens its own connection.
 #[derive(Debug, Clone)]
 pub struct Client {
     host: String,
     endpoint: Endpoint,
     version: String,
+    /// TLS for a `tcp://` endpoint.
+    tls: Option<std::sync::Arc<wharf_http::Connector>>,
 }
 
 impl Client {
@@ -62,7 +97,27 @@ impl Client {
         } else {
             return Err(ClientError::UnsupportedHost(host.to_string()));
         };
-        Ok(Client { host: host.to_string(), endpoint, version: DEFAULT_API_VERSION.to_string() })
+        Ok(Client { host: host.to_string(), endpoint, version: DEFAULT_API_VERSION.to_string(), tls: None })
+    }
+
+    /// Speaks TLS to a `tcp://` daemon. Streams may stay open for as long as a container's
+    /// output does, so there is no read time-out.
+    pub fn with_tls(mut self, tls: &TlsOptions) -> Result<Client, ClientError> {
+        let Endpoint::Tcp(addr) = &self.endpoint else { return Ok(self) };
+        let client_cert = (tls.cert.is_file() && tls.key.is_file()).then(|| (tls.cert.clone(), tls.key.clone()));
+        let opts = wharf_http::ConnectorOptions {
+            io_timeout: None,
+            system_roots: false,
+            extra_ca_files: if tls.verify { vec![tls.ca.clone()] } else { Vec::new() },
+            client_cert,
+            ..Default::default()
+        };
+        let connector = wharf_http::Connector::new(opts)?;
+        if !tls.verify {
+            connector.skip_verification(&wharf_http::Url::parse(&format!("https://{addr}/"))?);
+        }
+        self.tls = Some(std::sync::Arc::new(connector));
+        Ok(self)
     }
 
     /// A client of the daemon named by `flag` (`-H`), else `DOCKER_HOST`, else [`DEFAULT_HOST`];
@@ -94,11 +149,20 @@ impl Client {
         format!("/v{}{path}", self.version)
     }
 
+    /// A raw connection to the daemon, for `system dial-stdio` to carry bytes over.
+    pub fn dial(&self) -> Result<Box<dyn Stream>, ClientError> {
+        self.connect()
+    }
+
     fn connect(&self) -> Result<Box<dyn Stream>, ClientError> {
         let connect_err = |source| ClientError::Connect { host: self.host.clone(), source };
-        match &self.endpoint {
-            Endpoint::Unix(path) => wharf_http::connect_unix(path).map_err(connect_err),
-            Endpoint::Tcp(addr) => match TcpStream::connect(addr) {
+        match (&self.endpoint, &self.tls) {
+            (Endpoint::Unix(path), _) => wharf_http::connect_unix(path).map_err(connect_err),
+            (Endpoint::Tcp(addr), Some(c)) => {
+                let url = wharf_http::Url::parse(&format!("https://{addr}/")).map_err(connect_err)?;
+                c.connect(&url).map_err(connect_err)
+            }
+            (Endpoint::Tcp(addr), None) => match TcpStream::connect(addr) {
                 Ok(s) => Ok(Box::new(s)),
                 Err(source) => Err(connect_err(wharf_http::HttpError::Connect { addr: addr.clone(), source })),
             },

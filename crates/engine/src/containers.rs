@@ -410,6 +410,7 @@ impl Engine {
             crate::health::validate(h)?;
         }
         let mut host_config = req.host_config.clone();
+        self.inner.config.container_defaults.apply(&mut host_config);
         if host_config.network_mode.is_empty() {
             host_config.network_mode = "default".to_string();
         }
@@ -545,7 +546,10 @@ impl Engine {
     /// Starts a created or exited container: writes its OCI bundle, starts its shim, and waits
     /// until its command has been exec'd (or failed to be).
     pub async fn start_container(&self, name: &str) -> Result<(), EngineError> {
-        self.start_inner(name, false).await.map(|_| ())
+        let began = std::time::Instant::now();
+        let r = self.start_inner(name, false).await.map(|_| ());
+        self.metrics().start_done(r.is_ok(), began.elapsed());
+        r
     }
 
     /// Starts a container; `policy` when its restart policy asks for it, which happens only if

@@ -14,7 +14,9 @@ const INIT_PATH: &str = "/sbin/docker-init";
 impl Engine {
     /// Puts the init in front of the command when the container asks for one.
     pub(crate) fn apply_init(&self, rec: &ContainerRecord, spec: &mut Spec) -> Result<(), EngineError> {
-        if !rec.host_config.init {
+        // The daemon's `init` counts when the request left `Init` out (dockerd's null), as
+        // dockerd decides it at start: inspect still shows what the client sent.
+        if !(rec.host_config.init || self.inner.config.container_defaults.init_for(&rec.host_config)) {
             return Ok(());
         }
         let host = self.init_binary()?;

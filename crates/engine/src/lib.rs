@@ -9,6 +9,7 @@ mod build_cache;
 mod commit;
 mod containers;
 mod copy;
+mod defaults;
 mod diff;
 mod disk;
 mod dns;
@@ -27,6 +28,7 @@ mod init;
 mod lifecycle;
 mod logrotate;
 mod logs;
+mod metrics;
 mod monitor;
 mod network;
 mod pgzip;
@@ -59,6 +61,7 @@ pub use containers::{
     ContainerConfig, ContainerRecord, ContainerState, CreateRequest, HostConfig, ListOptions, Status, WaitCondition,
 };
 pub use copy::{ExtractOptions, PathStat};
+pub use defaults::{check_seccomp_profile, ContainerDefaults};
 pub use diff::{Change, ChangeKind};
 pub use disk::{ContainerUsage, DiskUsage, ImagePruneReport, ImageUsage, VolumeUsage};
 pub use error::EngineError;
@@ -72,6 +75,7 @@ pub use import::ImportRequest;
 pub use lifecycle::{PruneReport, UpdateRequest};
 pub use logrotate::{parse_size as parse_log_size, validate_opts as validate_log_opts, LogConfig};
 pub use logs::{LogChunk, LogOptions, LogStream};
+pub use metrics::endpoint_pattern;
 pub use monitor::parse_signal;
 pub use network::{
     parse_link, AddressPool, Endpoint, NetAttach, NetOptions, NetworkConfig, NetworkView, PortBinding, PublishedPort,
@@ -103,6 +107,10 @@ pub struct EngineConfig {
     pub registry_mirrors: Vec<String>,
     pub insecure_registries: Vec<String>,
     pub max_concurrent_downloads: usize,
+    /// Layers pushed at once per push (daemon.json `max-concurrent-uploads`, dockerd's 5).
+    pub max_concurrent_uploads: usize,
+    /// Tries per layer download, the first included (`max-download-attempts`, dockerd's 5).
+    pub max_download_attempts: u32,
     /// The cgroup under which every container gets its own (`<parent>/<id>`).
     pub cgroup_parent: String,
     /// The `wharf-shim` executable.
@@ -120,6 +128,31 @@ pub struct EngineConfig {
     pub max_build_context: u64,
     /// Forward proxies for registries (and builds' downloads).
     pub proxy: wharf_distribution::ProxyConfig,
+    /// daemon.json `labels` / `--label`: `key=value`, shown by `docker info`.
+    pub labels: Vec<String>,
+    /// What containers get unless they set it (daemon.json `dns`, `default-ulimits`, ...).
+    pub container_defaults: ContainerDefaults,
+}
+
+/// What a configuration reload (SIGHUP) changes while the engine runs, as dockerd reloads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrySettings {
+    pub registry_mirrors: Vec<String>,
+    pub insecure_registries: Vec<String>,
+    pub max_concurrent_downloads: usize,
+    pub max_concurrent_uploads: usize,
+    pub max_download_attempts: u32,
+}
+
+/// The one place the registry client is made, at open and at each reload.
+fn registry_client(config: &EngineConfig, settings: &RegistrySettings) -> Result<RegistryClient, EngineError> {
+    Ok(RegistryClient::new(RegistryConfig {
+        mirrors: settings.registry_mirrors.clone(),
+        insecure: settings.insecure_registries.clone(),
+        certs_dir: Some(config.certs_dir.clone()),
+        user_agent: format!("wharf/{}", env!("CARGO_PKG_VERSION")),
+        proxy: config.proxy.clone(),
+    })?)
 }
 
 /// The daemon's services. Cheap to clone (an `Arc` inside).
@@ -133,7 +166,11 @@ struct Inner {
     db: Db,
     content: ContentStore,
     snapshots: Snapshotter,
-    registry: RegistryClient,
+    /// Replaced whole when a reload changes mirrors or insecure registries; a pull in flight
+    /// keeps the one it took.
+    registry: RwLock<Arc<RegistryClient>>,
+    /// Mirrors, insecure registries and transfer limits as last (re)loaded.
+    registry_settings: RwLock<RegistrySettings>,
     /// Per-container live state: exit notifications, the init's pidfd.
     live: Mutex<HashMap<String, Arc<monitor::Live>>>,
     /// Exec instances, in memory only as Docker's.
@@ -150,6 +187,10 @@ struct Inner {
     events: events::EventBus,
     /// Pending restarts by policy and their back-off.
     restarts: restart::Restarts,
+    /// The daemon's labels (`docker info`), replaced when the daemon reloads its configuration.
+    labels: Mutex<Vec<String>>,
+    /// Counters for `metrics-addr`.
+    metrics: metrics::Metrics,
 }
 
 impl Engine {
@@ -168,21 +209,25 @@ impl Engine {
         if let Some(remap) = &config.userns_remap {
             userns::prepare_data_root(&config.data_root, remap)?;
         }
-        let registry = RegistryClient::new(RegistryConfig {
-            mirrors: config.registry_mirrors.clone(),
-            insecure: config.insecure_registries.clone(),
-            certs_dir: Some(config.certs_dir.clone()),
-            user_agent: format!("wharf/{}", env!("CARGO_PKG_VERSION")),
-            proxy: config.proxy.clone(),
-        })?;
+        let settings = RegistrySettings {
+            registry_mirrors: config.registry_mirrors.clone(),
+            insecure_registries: config.insecure_registries.clone(),
+            max_concurrent_downloads: config.max_concurrent_downloads,
+            max_concurrent_uploads: config.max_concurrent_uploads,
+            max_download_attempts: config.max_download_attempts,
+        };
+        let registry = registry_client(&config, &settings)?;
         let networking = network::Networking::new(config.network.clone());
         let engine = Engine {
             inner: Arc::new(Inner {
+                labels: Mutex::new(config.labels.clone()),
+                metrics: metrics::Metrics::default(),
                 config,
                 db,
                 content,
                 snapshots,
-                registry,
+                registry: RwLock::new(Arc::new(registry)),
+                registry_settings: RwLock::new(settings),
                 live: Mutex::new(HashMap::new()),
                 execs: Arc::default(),
                 containers_lock: tokio::sync::Mutex::new(()),
@@ -231,6 +276,47 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
+    }
+
+    /// The registry client as now configured.
+    pub(crate) fn registry(&self) -> Arc<RegistryClient> {
+        match self.inner.registry.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Mirrors, insecure registries and transfer limits as now configured.
+    pub fn registry_settings(&self) -> RegistrySettings {
+        match self.inner.registry_settings.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// A configuration reload: pulls and pushes that start from now on use these; those in
+    /// flight finish as they began. A bad mirror URL changes nothing.
+    pub fn reload_registry_settings(&self, settings: RegistrySettings) -> Result<(), EngineError> {
+        let client = Arc::new(registry_client(&self.inner.config, &settings)?);
+        if let Ok(mut r) = self.inner.registry.write() {
+            *r = client;
+        }
+        if let Ok(mut s) = self.inner.registry_settings.write() {
+            *s = settings;
+        }
+        Ok(())
+    }
+
+    /// The daemon's labels, as `docker info` shows them (`key=value`).
+    pub fn labels(&self) -> Vec<String> {
+        self.inner.labels.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Replaces the daemon's labels (a configuration reload).
+    pub fn set_labels(&self, labels: Vec<String>) {
+        if let Ok(mut l) = self.inner.labels.lock() {
+            *l = labels;
+        }
     }
 }
 

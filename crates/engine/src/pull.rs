@@ -73,9 +73,9 @@ impl Engine {
     pub async fn pull(&self, req: PullRequest, events: UnboundedSender<PullEvent>) -> Result<ImageRecord, EngineError> {
         let engine = self.clone();
         let reference = req.reference.clone();
-        let rec = blocking(move || engine.pull_blocking(req, Events(events)))
-            .await
-            .map_err(EngineError::of_registry_transfer)?;
+        let rec = blocking(move || engine.pull_blocking(req, Events(events))).await;
+        self.metrics().pull_done(rec.is_ok());
+        let rec = rec.map_err(EngineError::of_registry_transfer)?;
         self.image_event("pull", &reference.familiar(), &reference.familiar_name());
         Ok(rec)
     }
@@ -89,7 +89,7 @@ impl Engine {
         let repo_path = familiar_repo.strip_prefix(&format!("{}/", r.registry)).unwrap_or(&familiar_repo).to_string();
         events.layer(&label, &format!("Pulling from {repo_path}"));
 
-        let resolved = self.inner.registry.resolve(r, &platform, auth)?;
+        let resolved = self.registry().resolve(r, &platform, auth)?;
         let manifest = &resolved.manifest;
 
         // Shared lock from the first blob written: garbage collection waits until this pull has
@@ -99,7 +99,7 @@ impl Engine {
         let config_raw = if self.inner.content.contains(&manifest.config.digest) {
             self.inner.content.read(&manifest.config.digest, MAX_CONFIG_SIZE)?
         } else {
-            let raw = self.inner.registry.fetch_blob(r, &resolved.endpoint, &manifest.config, MAX_CONFIG_SIZE, auth)?;
+            let raw = self.registry().fetch_blob(r, &resolved.endpoint, &manifest.config, MAX_CONFIG_SIZE, auth)?;
             let stored = self.inner.content.put(&raw)?;
             if stored != manifest.config.digest {
                 return Err(EngineError::Invalid(format!(
@@ -192,12 +192,13 @@ impl Engine {
         if jobs.is_empty() {
             return Ok(());
         }
-        for job in jobs.iter().skip(self.inner.config.max_concurrent_downloads.max(1)) {
+        for job in jobs.iter().skip(self.registry_settings().max_concurrent_downloads.max(1)) {
             events.layer(job.desc.digest.short(), "Waiting");
         }
         let queue = Mutex::new(jobs);
         let failures: Mutex<Vec<EngineError>> = Mutex::new(Vec::new());
-        let workers = self.inner.config.max_concurrent_downloads.max(1).min(queue.lock().map(|q| q.len()).unwrap_or(1));
+        let workers =
+            self.registry_settings().max_concurrent_downloads.max(1).min(queue.lock().map(|q| q.len()).unwrap_or(1));
         std::thread::scope(|s| {
             for _ in 0..workers {
                 s.spawn(|| loop {

@@ -42,14 +42,16 @@ impl Engine {
     /// Pushes `req.reference`; progress goes to `events` in Docker's shape.
     pub async fn push(&self, req: PushRequest, events: UnboundedSender<PullEvent>) -> Result<Vec<Pushed>, EngineError> {
         let engine = self.clone();
-        blocking(move || engine.push_blocking(req, &events)).await.map_err(EngineError::of_registry_transfer)
+        let r = blocking(move || engine.push_blocking(req, &events)).await;
+        self.metrics().push_done(r.is_ok());
+        r.map_err(EngineError::of_registry_transfer)
     }
 
     /// Checks credentials against a registry (`host[:port]`, `docker.io` for Docker Hub);
     /// returns the identity (refresh) token a token server gave, if any.
     pub async fn login(&self, registry: String, auth: AuthConfig) -> Result<Option<String>, EngineError> {
         let engine = self.clone();
-        blocking(move || Ok(engine.inner.registry.login(&registry, &auth)?)).await
+        blocking(move || Ok(engine.registry().login(&registry, &auth)?)).await
     }
 
     fn push_blocking(&self, req: PushRequest, events: &UnboundedSender<PullEvent>) -> Result<Vec<Pushed>, EngineError> {
@@ -81,7 +83,7 @@ impl Engine {
         };
         send(PullEvent::Status(format!("The push refers to repository [{}]", repo.familiar_name())));
         let auth = req.auth.as_ref();
-        let ep = self.inner.registry.push_endpoint(&repo, auth)?;
+        let ep = self.registry().push_endpoint(&repo, auth)?;
         // The blobs must stay while they are read: removals wait for the push.
         let _gc = self.inner.gc_lock.read().map_err(|_| EngineError::Internal("gc lock poisoned".into()))?;
         let sources = self.blob_sources(&repo)?;
@@ -103,7 +105,7 @@ impl Engine {
             }
             jobs.push_back(BlobJob { desc: manifest.config.clone(), id: None });
             self.push_blobs(&repo, &ep, jobs, &sources, &req, events)?;
-            let digest = self.inner.registry.put_manifest(&repo, &ep, &tag, &media_type, &raw, auth)?;
+            let digest = self.registry().put_manifest(&repo, &ep, &tag, &media_type, &raw, auth)?;
             send(PullEvent::Status(format!("{tag}: digest: {digest} size: {}", raw.len())));
             let pushed = Pushed { tag: tag.clone(), digest: digest.clone(), size: raw.len() as u64 };
             // What the registry now holds is a RepoDigest of the image, as after a pull.
@@ -189,7 +191,7 @@ impl Engine {
         req: &PushRequest,
         events: &UnboundedSender<PullEvent>,
     ) -> Result<(), EngineError> {
-        let workers = self.inner.config.max_concurrent_downloads.clamp(1, 5).min(jobs.len().max(1));
+        let workers = self.registry_settings().max_concurrent_uploads.max(1).min(jobs.len().max(1));
         for j in jobs.iter().skip(workers) {
             if let Some(id) = &j.id {
                 let _ = events.send(progress(id, "Waiting", None));
@@ -229,7 +231,7 @@ impl Engine {
         req: &PushRequest,
         events: &UnboundedSender<PullEvent>,
     ) -> Result<(), EngineError> {
-        let registry = &self.inner.registry;
+        let registry = &self.registry();
         let auth = req.auth.as_ref();
         let d = &job.desc.digest;
         let say = |status: &str| {
@@ -295,6 +297,7 @@ impl Engine {
             None => Arc::new(|_| {}),
         };
         registry.upload_blob(repo, ep, session, &job.desc, &open, req.chunk_size, reporter, auth)?;
+        self.metrics().pushed(job.desc.size);
         say("Pushed");
         Ok(())
     }

@@ -148,12 +148,12 @@ enum SeccompChoice {
     Custom(DockerProfile),
 }
 
-struct ParsedOpts {
+pub(crate) struct ParsedOpts {
     seccomp: SeccompChoice,
     no_new_privileges: bool,
 }
 
-fn parse_security_opts(opts: &[String]) -> Result<ParsedOpts, EngineError> {
+pub(crate) fn parse_security_opts(opts: &[String]) -> Result<ParsedOpts, EngineError> {
     let mut out = ParsedOpts { seccomp: SeccompChoice::Default, no_new_privileges: false };
     for o in opts {
         let (key, value) = match o.split_once(['=', ':']) {
@@ -351,7 +351,15 @@ impl Engine {
     /// Applies the security options to a generated spec.
     pub(crate) fn apply_security(&self, rec: &ContainerRecord, spec: &mut Spec) -> Result<(), EngineError> {
         let o = &rec.host_config.security;
-        let opts = parse_security_opts(&o.security_opt)?;
+        let mut opts = parse_security_opts(&o.security_opt)?;
+        let defaults = &self.inner.config.container_defaults;
+        // The daemon's no-new-privileges and seccomp profile, unless the container chose.
+        if defaults.no_new_privileges && !o.security_opt.iter().any(|s| s.starts_with("no-new-privileges")) {
+            opts.no_new_privileges = true;
+        }
+        if let (Some(p), false) = (&defaults.seccomp_profile, o.security_opt.iter().any(|s| s.starts_with("seccomp"))) {
+            opts.seccomp = parse_security_opts(&[format!("seccomp={p}")])?.seccomp;
+        }
         let caps = capabilities(o)?;
         let process = spec.process.get_or_insert_with(Default::default);
         process.capabilities = Some(oci::Capabilities {

@@ -26,8 +26,6 @@ use wharf_types::{Digest, ErrorKind, ImageRef};
 use crate::pull::{Events, LayerJob};
 use crate::{Engine, EngineError};
 
-/// How many times a broken layer body is asked for again before the pull gives up.
-const MAX_RETRIES: u32 = 5;
 /// The first pause before asking again; doubled after each failure.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// How often waiters look at the progress of the transfer they wait for.
@@ -174,6 +172,7 @@ impl Engine {
         transfer: &Transfer,
     ) -> Result<(), EngineError> {
         let short = job.desc.digest.short();
+        let registry = self.registry();
         let mut src = LayerReader {
             replay: None,
             body: None,
@@ -182,12 +181,15 @@ impl Engine {
             received: 0,
             total: job.desc.size,
             attempts: 0,
+            // dockerd's max-download-attempts counts the first try.
+            max_retries: self.registry_settings().max_download_attempts.saturating_sub(1),
             stalled_at: None,
             io_failed: false,
             id: short,
             events,
             transfer,
             last: Instant::now(),
+            pulled: self.metrics(),
         };
         if self.inner.content.contains(&job.desc.digest) {
             src.body = Some(Box::new(self.inner.content.open_blob(&job.desc.digest)?));
@@ -203,8 +205,7 @@ impl Engine {
             }
             src.replay = resumed.replay;
             src.writer = Some(resumed.writer);
-            src.remote =
-                Some(Remote { registry: &self.inner.registry, r, ep, desc: &job.desc, auth, offset: resumed.offset });
+            src.remote = Some(Remote { registry: &registry, r, ep, desc: &job.desc, auth, offset: resumed.offset });
         }
         let applied = match job.compression {
             Compression::None => self.inner.snapshots.apply_layer(&job.chain_id, Some(&job.diff_id), &mut src),
@@ -301,6 +302,8 @@ struct LayerReader<'a> {
     received: u64,
     total: u64,
     attempts: u32,
+    /// Retries allowed after the first attempt (daemon.json `max-download-attempts` less one).
+    max_retries: u32,
     /// Where the body last timed out.
     stalled_at: Option<u64>,
     /// Set when reading failed for good (network, cancel): the bytes so far are still good.
@@ -309,6 +312,8 @@ struct LayerReader<'a> {
     events: &'a Events,
     transfer: &'a Transfer,
     last: Instant,
+    /// Where the network bytes are counted (`metrics-addr`).
+    pulled: &'a crate::metrics::Metrics,
 }
 
 impl LayerReader<'_> {
@@ -365,7 +370,7 @@ impl LayerReader<'_> {
                 },
             };
             self.body = None;
-            if self.attempts >= MAX_RETRIES || stalled_twice {
+            if self.attempts >= self.max_retries || stalled_twice {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     format!(
@@ -413,6 +418,9 @@ impl Read for LayerReader<'_> {
         }
         match self.read_remote(buf) {
             Ok(n) => {
+                if self.remote.is_some() {
+                    self.pulled.pulled(n as u64);
+                }
                 self.report(n);
                 Ok(n)
             }

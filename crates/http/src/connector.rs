@@ -41,6 +41,9 @@ pub struct ConnectorOptions {
     /// default; `WHARF_HTTP_KEEPALIVE=0` in the environment turns it off (for a proxy or
     /// middlebox that mishandles persistent connections, and to measure what it saves).
     pub keep_alive: bool,
+    /// A PEM client certificate and its key, sent to every host that asks for one where
+    /// `certs_dir` has none (the docker CLI's `DOCKER_CERT_PATH/{cert,key}.pem`).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 impl Default for ConnectorOptions {
@@ -53,6 +56,7 @@ impl Default for ConnectorOptions {
             certs_dir: None,
             proxy: ProxyConfig::default(),
             keep_alive: std::env::var("WHARF_HTTP_KEEPALIVE").map_or(true, |v| v != "0"),
+            client_cert: None,
         }
     }
 }
@@ -89,7 +93,11 @@ impl Connector {
             add_pem_file(&mut roots, file)?;
         }
         let roots = Arc::new(roots);
-        let default_tls = Arc::new(tls_config(roots.clone(), None, "")?);
+        let client = match &opts.client_cert {
+            Some((cert, key)) => Some(load_client_cert(cert, key, "")?),
+            None => None,
+        };
+        let default_tls = Arc::new(tls_config(roots.clone(), client, "")?);
         Ok(Connector {
             opts,
             roots,
@@ -261,9 +269,10 @@ impl Connector {
             (None, false) => return Ok(self.default_tls.clone()),
             (Some(dir), false) => host_config(self.roots.clone(), &dir, &key)?,
             (dir, true) => {
-                let client = match &dir {
-                    Some(dir) => client_cert(dir, &key)?,
-                    None => None,
+                let client = match (&dir, &self.opts.client_cert) {
+                    (Some(dir), _) => client_cert(dir, &key)?,
+                    (None, Some((cert, k))) => Some(load_client_cert(cert, k, &key)?),
+                    (None, None) => None,
                 };
                 unverified_config(client, &key)?
             }
@@ -341,12 +350,17 @@ fn client_cert(dir: &Path, host: &str) -> Result<Option<ClientCert>, HttpError> 
     if !(cert.is_file() && key.is_file()) {
         return Ok(None);
     }
+    load_client_cert(&cert, &key, host).map(Some)
+}
+
+/// A PEM certificate chain and its PEM key.
+fn load_client_cert(cert: &Path, key: &Path, host: &str) -> Result<ClientCert, HttpError> {
     let tls_err = |message: String| HttpError::Tls { host: host.to_string(), message };
-    let chain = CertificateDer::pem_file_iter(&cert)
+    let chain = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| tls_err(format!("client certificate {}: {e}", cert.display())))?;
-    let key = PrivateKeyDer::from_pem_file(&key).map_err(|e| tls_err(format!("client key {}: {e}", key.display())))?;
-    Ok(Some((chain, key)))
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| tls_err(format!("client key {}: {e}", key.display())))?;
+    Ok((chain, key))
 }
 
 type ClientCert = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);

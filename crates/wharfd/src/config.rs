@@ -1,5 +1,6 @@
 //! The daemon's configuration: command-line flags (named as dockerd names them) over a
-//! daemon.json. Unknown keys and malformed values are refused, naming the key.
+//! daemon.json. What each dockerd key does here is decided by `keys::KEYS`; unknown keys,
+//! refused keys and malformed values stop the daemon with a message naming the key.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,10 +12,15 @@ use serde::Deserialize;
 pub const DEFAULT_HOST: &str = "unix:///run/wharf/wharfd.sock";
 const DEFAULT_CONFIG: &str = "/etc/wharf/daemon.json";
 
-#[derive(Parser, Debug)]
-#[command(name = "wharfd", version, about = "The wharf container engine daemon (Docker Engine API on a unix socket)")]
+#[derive(Parser, Debug, Default)]
+#[command(
+    name = "wharfd",
+    version,
+    about = "The wharf container engine daemon (the Docker Engine API)",
+    after_help = "dockerd's other flags (--live-restore, --storage-driver, --icc, ...) are accepted or refused as their daemon.json keys are: see `wharfd --validate`."
+)]
 pub struct Flags {
-    /// Socket to listen on (unix:///path)
+    /// Socket(s) to listen on: unix:///path, tcp://host:port, fd:// or fd://N (repeatable)
     #[arg(short = 'H', long = "host")]
     pub host: Vec<String>,
     /// Root of persistent state
@@ -26,6 +32,9 @@ pub struct Flags {
     /// Daemon configuration file
     #[arg(long = "config-file")]
     pub config_file: Option<PathBuf>,
+    /// Check the configuration, print what it warns of, and exit
+    #[arg(long = "validate")]
+    pub validate: bool,
     /// Log level: debug, info, warn, error, fatal
     #[arg(short = 'l', long = "log-level")]
     pub log_level: Option<String>,
@@ -44,6 +53,12 @@ pub struct Flags {
     /// Layers downloaded at once per pull
     #[arg(long = "max-concurrent-downloads")]
     pub max_concurrent_downloads: Option<usize>,
+    /// Layers uploaded at once per push (default 5)
+    #[arg(long = "max-concurrent-uploads")]
+    pub max_concurrent_uploads: Option<usize>,
+    /// Tries per layer download (default 5)
+    #[arg(long = "max-download-attempts")]
+    pub max_download_attempts: Option<u32>,
     /// Name of the default bridge (default wharf0)
     #[arg(short = 'b', long = "bridge")]
     pub bridge: Option<String>,
@@ -71,18 +86,105 @@ pub struct Flags {
     /// Hosts that bypass the proxies (overrides NO_PROXY)
     #[arg(long = "no-proxy")]
     pub no_proxy: Option<String>,
+    /// Default log driver (json-file only)
+    #[arg(long = "log-driver")]
+    pub log_driver: Option<String>,
+    /// Default log option, key=value (repeatable)
+    #[arg(long = "log-opt")]
+    pub log_opt: Vec<String>,
+    /// DNS server for containers that give none (repeatable)
+    #[arg(long = "dns")]
+    pub dns: Vec<String>,
+    /// Resolver option for containers that give none (repeatable)
+    #[arg(long = "dns-opt")]
+    pub dns_opt: Vec<String>,
+    /// DNS search domain for containers that give none (repeatable)
+    #[arg(long = "dns-search")]
+    pub dns_search: Vec<String>,
+    /// Default ulimit, as nofile=1024:2048 (repeatable)
+    #[arg(long = "default-ulimit")]
+    pub default_ulimit: Vec<String>,
+    /// /dev/shm's size for containers that give none (default 64MiB)
+    #[arg(long = "default-shm-size")]
+    pub default_shm_size: Option<String>,
+    /// Default cgroup namespace of containers: host or private
+    #[arg(long = "default-cgroupns-mode")]
+    pub default_cgroupns_mode: Option<String>,
+    /// A key=value label of the daemon (repeatable)
+    #[arg(long = "label")]
+    pub label: Vec<String>,
+    /// Run an init in containers that do not say
+    #[arg(long = "init", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub init: Option<bool>,
+    /// no-new-privileges for containers that do not say
+    #[arg(long = "no-new-privileges", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub no_new_privileges: Option<bool>,
+    /// Seccomp profile file for containers that give none, or "unconfined"
+    #[arg(long = "seccomp-profile")]
+    pub seccomp_profile: Option<String>,
+    /// Runtime option: native.cgroupdriver=cgroupfs (repeatable)
+    #[arg(long = "exec-opt")]
+    pub exec_opt: Vec<String>,
+    /// The daemon's PID file (default <exec-root>/wharfd.pid)
+    #[arg(short = 'p', long = "pidfile")]
+    pub pidfile: Option<PathBuf>,
+    /// Group owning the unix socket(s) (default docker, when that group exists)
+    #[arg(short = 'G', long = "group")]
+    pub group: Option<String>,
+    /// Serve TLS on tcp:// hosts (implied by --tlsverify); --tls=false forces plain TCP
+    #[arg(long = "tls", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub tls: Option<bool>,
+    /// Serve TLS and require client certificates signed by --tlscacert
+    #[arg(long = "tlsverify", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub tlsverify: Option<bool>,
+    /// CA whose client certificates are trusted (default $DOCKER_CERT_PATH/ca.pem)
+    #[arg(long = "tlscacert")]
+    pub tlscacert: Option<PathBuf>,
+    /// Server certificate (default $DOCKER_CERT_PATH/cert.pem)
+    #[arg(long = "tlscert")]
+    pub tlscert: Option<PathBuf>,
+    /// Server key (default $DOCKER_CERT_PATH/key.pem)
+    #[arg(long = "tlskey")]
+    pub tlskey: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (host:port)
+    #[arg(long = "metrics-addr")]
+    pub metrics_addr: Option<String>,
+    /// Give the default bridge IPv6 (with --fixed-cidr-v6)
+    #[arg(long = "ipv6", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub ipv6: Option<bool>,
+    /// The default bridge's IPv6 subnet, as fd00:1::/64
+    #[arg(long = "fixed-cidr-v6")]
+    pub fixed_cidr_v6: Option<String>,
+    /// dockerd's flags of keys wharfd does not honour (see `keys::passive_flags`).
+    #[arg(skip)]
+    pub passive: Vec<crate::keys::FlagValue>,
 }
 
-/// daemon.json, as far as wharf understands it.
+impl Flags {
+    /// The command line, with dockerd's flags of keys wharfd does not honour taken out first.
+    pub fn from_args(args: Vec<String>) -> Result<Flags, clap::Error> {
+        let (rest, passive) = crate::keys::passive_flags(args)
+            .map_err(|e| clap::Error::raw(clap::error::ErrorKind::InvalidValue, format!("{e}\n")))?;
+        let mut flags = Flags::try_parse_from(rest)?;
+        flags.passive = passive;
+        Ok(flags)
+    }
+}
+
+/// daemon.json's honoured keys (every other key is checked by `keys::check` and not read).
+/// `Serialize` only so the tests can list the fields against the table.
 #[derive(Deserialize, Default, Debug)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct FileConfig {
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(rename_all = "kebab-case")]
+pub(crate) struct FileConfig {
     data_root: Option<PathBuf>,
     exec_root: Option<PathBuf>,
     hosts: Option<Vec<String>>,
     registry_mirrors: Option<Vec<String>>,
     insecure_registries: Option<Vec<String>>,
     max_concurrent_downloads: Option<usize>,
+    max_concurrent_uploads: Option<usize>,
+    max_download_attempts: Option<u32>,
     log_level: Option<String>,
     debug: Option<bool>,
     cgroup_parent: Option<String>,
@@ -97,11 +199,34 @@ struct FileConfig {
     default_address_pools: Option<Vec<PoolConfig>>,
     /// A size (`512m`, `16g`): see the flag.
     max_build_context: Option<String>,
+    dns: Option<Vec<String>>,
+    dns_opts: Option<Vec<String>>,
+    dns_search: Option<Vec<String>>,
+    default_ulimits: Option<BTreeMap<String, UlimitConfig>>,
+    /// A size: `"64M"` as dockerd writes it, or a number of bytes.
+    default_shm_size: Option<serde_json::Value>,
+    labels: Option<Vec<String>>,
+    init: Option<bool>,
+    ipv6: Option<bool>,
+    fixed_cidr_v6: Option<String>,
+    no_new_privileges: Option<bool>,
+    seccomp_profile: Option<String>,
+    default_cgroupns_mode: Option<String>,
+    exec_opts: Option<Vec<String>>,
+    pidfile: Option<PathBuf>,
+    group: Option<String>,
+    tls: Option<bool>,
+    tlsverify: Option<bool>,
+    tlscacert: Option<PathBuf>,
+    tlscert: Option<PathBuf>,
+    tlskey: Option<PathBuf>,
     /// `{"http-proxy", "https-proxy", "no-proxy"}`, as dockerd 23 reads them.
     proxies: Option<ProxiesFile>,
+    metrics_addr: Option<String>,
 }
 
 #[derive(Deserialize, Default, Debug)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct ProxiesFile {
     http_proxy: Option<String>,
@@ -111,10 +236,35 @@ struct ProxiesFile {
 
 /// One `default-address-pools` entry of daemon.json.
 #[derive(Deserialize, Debug)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
 struct PoolConfig {
     base: String,
     size: u8,
+}
+
+/// One `default-ulimits` entry, as dockerd writes it: `{"Name": "nofile", "Soft": 1024, "Hard": 2048}`.
+#[derive(Deserialize, Debug)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct UlimitConfig {
+    name: Option<String>,
+    soft: i64,
+    hard: i64,
+}
+
+/// How tcp:// hosts are served.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TlsConfig {
+    /// Serve TLS on tcp:// hosts.
+    pub enabled: bool,
+    /// Require a client certificate signed by `ca`.
+    pub verify: bool,
+    /// `--tls=false` given: plain TCP on any address, with a loud warning.
+    pub forced_plain: bool,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug)]
@@ -125,6 +275,8 @@ pub struct DaemonConfig {
     pub registry_mirrors: Vec<String>,
     pub insecure_registries: Vec<String>,
     pub max_concurrent_downloads: usize,
+    pub max_concurrent_uploads: usize,
+    pub max_download_attempts: u32,
     pub log_level: String,
     pub cgroup_parent: String,
     pub bridge: String,
@@ -134,6 +286,19 @@ pub struct DaemonConfig {
     pub userns_remap: Option<String>,
     pub address_pools: Vec<wharf_engine::AddressPool>,
     pub max_build_context: u64,
+    pub labels: Vec<String>,
+    pub container_defaults: wharf_engine::ContainerDefaults,
+    pub pidfile: PathBuf,
+    /// The socket's group and whether it was asked for (a missing default `docker` is fine).
+    pub group: (String, bool),
+    pub tls: TlsConfig,
+    /// `host:port` where `/metrics` is served.
+    pub metrics_addr: Option<String>,
+    /// The default bridge's IPv6: `ipv6` and `fixed-cidr-v6`.
+    pub ipv6: bool,
+    pub fixed_cidr_v6: Option<String>,
+    /// One line per accepted-but-not-honoured key, logged at start.
+    pub warnings: Vec<String>,
     /// The proxy settings of the flags or the file, each replacing the environment's.
     pub http_proxy: Option<String>,
     pub https_proxy: Option<String>,
@@ -147,17 +312,41 @@ impl DaemonConfig {
             None => (PathBuf::from(DEFAULT_CONFIG), false),
         };
         let raw = read_file(&path, explicit)?;
-        let file = serde_json::from_slice(&raw).with_context(|| format!("config file {}", path.display()))?;
-        DaemonConfig::resolve(flags, file)
+        DaemonConfig::parse(flags, &raw).with_context(|| format!("config file {}", path.display()))
     }
 
     /// The configuration from `flags` over the daemon.json text `raw` (what fuzz/ drives).
-    #[cfg_attr(not(test), allow(dead_code))]
     pub fn parse(flags: &Flags, raw: &[u8]) -> anyhow::Result<DaemonConfig> {
-        DaemonConfig::resolve(flags, serde_json::from_slice(raw)?)
+        let map: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(raw)?;
+        let mut warnings = Vec::new();
+        let mut refused = Vec::new();
+        let passive = flags.passive.iter().map(|(k, v)| (format!("--{k}"), *k, v));
+        let keys = map.iter().map(|(k, v)| (k.clone(), k.as_str(), v));
+        for (shown, name, value) in keys.chain(passive) {
+            match crate::keys::check(name, value) {
+                Ok(Some(w)) if !warnings.iter().any(|x: &String| x == w) => warnings.push(w.to_string()),
+                Ok(_) => {}
+                Err(e) if shown.starts_with("--") => refused.push(format!("flag {shown}: {e}")),
+                Err(e) => refused.push(e),
+            }
+        }
+        if !refused.is_empty() {
+            bail!("{}", refused.join("; "));
+        }
+        let honoured: serde_json::Map<_, _> = map
+            .into_iter()
+            .filter(|(k, _)| crate::keys::find(k).is_some_and(|k| k.support == crate::keys::Support::Honoured))
+            .collect();
+        let file: FileConfig = serde_json::from_value(serde_json::Value::Object(honoured))?;
+        let mut cfg = DaemonConfig::resolve(flags, file)?;
+        cfg.warnings = warnings;
+        Ok(cfg)
     }
 
     fn resolve(flags: &Flags, file: FileConfig) -> anyhow::Result<DaemonConfig> {
+        // These borrow the file before the fields below move out of it.
+        let container_defaults = container_defaults(flags, &file)?;
+        let tls = tls_config(flags, &file)?;
         let log_level = flags.log_level.clone().or(file.log_level).unwrap_or_else(|| {
             if flags.debug || file.debug == Some(true) {
                 "debug".into()
@@ -171,6 +360,14 @@ impl DaemonConfig {
         let max = flags.max_concurrent_downloads.or(file.max_concurrent_downloads).unwrap_or(3);
         if max == 0 {
             bail!("max-concurrent-downloads must be at least 1");
+        }
+        let max_up = flags.max_concurrent_uploads.or(file.max_concurrent_uploads).unwrap_or(5);
+        if max_up == 0 {
+            bail!("max-concurrent-uploads must be at least 1");
+        }
+        let attempts = flags.max_download_attempts.or(file.max_download_attempts).unwrap_or(5);
+        if attempts == 0 {
+            bail!("max-download-attempts must be at least 1");
         }
         let cgroup_parent = flags.cgroup_parent.clone().or(file.cgroup_parent).unwrap_or_else(|| "/wharf".into());
         if !cgroup_parent.starts_with('/') || cgroup_parent.split('/').any(|c| c == "..") {
@@ -194,10 +391,21 @@ impl DaemonConfig {
         }
         let bip = flags.bip.clone().or(file.bip);
         let iptables = flags.iptables.or(file.iptables).unwrap_or(true);
-        if let Some(d) = file.log_driver.as_deref().filter(|d| *d != "json-file") {
+        let ipv6 = flags.ipv6.or(file.ipv6).unwrap_or(false);
+        let fixed_cidr_v6 = flags.fixed_cidr_v6.clone().or(file.fixed_cidr_v6).filter(|c| !c.is_empty());
+        wharf_engine::NetworkConfig { ipv6, fixed_cidr_v6: fixed_cidr_v6.clone(), ..Default::default() }
+            .check()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if let Some(d) = flags.log_driver.as_deref().or(file.log_driver.as_deref()).filter(|d| *d != "json-file") {
             bail!("log-driver {d:?} is not supported: wharf writes json-file logs only");
         }
-        let log_opts = file.log_opts.unwrap_or_default();
+        let mut log_opts = file.log_opts.unwrap_or_default();
+        for o in &flags.log_opt {
+            match o.split_once('=') {
+                Some((k, v)) => log_opts.insert(k.to_string(), v.to_string()),
+                None => bail!("--log-opt {o:?}: expected key=value"),
+            };
+        }
         wharf_engine::validate_log_opts(&log_opts).map_err(|e| anyhow::anyhow!("log-opts: {e}"))?;
         // As dockerd: pools given as flags replace those of the file.
         let pools = if flags.default_address_pool.is_empty() {
@@ -217,6 +425,15 @@ impl DaemonConfig {
                 _ => bail!("invalid max-build-context {s:?}: a size such as 512m or 16g"),
             },
         };
+        // As dockerd: hosts from both places is an error, not one silently winning (a unit's
+        // `-H fd://` would otherwise hide daemon.json's tcp:// host).
+        if !flags.host.is_empty() && file.hosts.as_ref().is_some_and(|h| !h.is_empty()) {
+            bail!(
+                "hosts are given both as -H flags and in the configuration file ({:?}): give them in one place \
+                 (with wharfd.service, override its ExecStart)",
+                file.hosts.unwrap_or_default()
+            );
+        }
         let hosts = if flags.host.is_empty() { file.hosts.unwrap_or_default() } else { flags.host.clone() };
         let proxies = file.proxies.unwrap_or_default();
         let http_proxy = flags.http_proxy.clone().or(proxies.http_proxy);
@@ -229,13 +446,35 @@ impl DaemonConfig {
             no_proxy.as_deref().unwrap_or(""),
         )
         .map_err(|e| anyhow::anyhow!("proxies: {e}"))?;
+        let exec_root = flags.exec_root.clone().or(file.exec_root).unwrap_or_else(|| "/run/wharf".into());
+        let labels = if flags.label.is_empty() { file.labels.unwrap_or_default() } else { flags.label.clone() };
+        for l in &labels {
+            if l.split_once('=').is_none_or(|(k, _)| k.is_empty()) {
+                bail!("invalid label {l:?}: expected key=value");
+            }
+        }
+        let exec_opts =
+            if flags.exec_opt.is_empty() { file.exec_opts.unwrap_or_default() } else { flags.exec_opt.clone() };
+        for o in &exec_opts {
+            match o.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
+                Some(("native.cgroupdriver", "cgroupfs")) => {}
+                Some(("native.cgroupdriver", "systemd")) => bail!(
+                    "exec-opts {o:?} is not supported: wharf manages containers' cgroups itself (cgroupfs); \
+                     the systemd cgroup driver is not implemented"
+                ),
+                _ => bail!("exec-opts {o:?} is not supported: wharf knows native.cgroupdriver=cgroupfs only"),
+            }
+        }
         Ok(DaemonConfig {
             data_root: flags.data_root.clone().or(file.data_root).unwrap_or_else(|| "/var/lib/wharf".into()),
-            exec_root: flags.exec_root.clone().or(file.exec_root).unwrap_or_else(|| "/run/wharf".into()),
+            pidfile: flags.pidfile.clone().or(file.pidfile).unwrap_or_else(|| exec_root.join("wharfd.pid")),
+            exec_root,
             hosts: if hosts.is_empty() { vec![DEFAULT_HOST.to_string()] } else { hosts },
             registry_mirrors: mirrors,
             insecure_registries: insecure,
             max_concurrent_downloads: max,
+            max_concurrent_uploads: max_up,
+            max_download_attempts: attempts,
             log_level,
             cgroup_parent,
             bridge,
@@ -245,11 +484,162 @@ impl DaemonConfig {
             userns_remap: flags.userns_remap.clone().or(file.userns_remap).filter(|s| !s.is_empty()),
             address_pools,
             max_build_context,
+            labels,
+            container_defaults,
+            group: match flags.group.clone().or(file.group) {
+                Some(g) => (g, true),
+                None => ("docker".to_string(), false),
+            },
+            tls,
+            metrics_addr: flags.metrics_addr.clone().or(file.metrics_addr).filter(|a| !a.is_empty()),
+            ipv6,
+            fixed_cidr_v6,
+            warnings: Vec::new(),
             http_proxy,
             https_proxy,
             no_proxy,
         })
     }
+}
+/// dns, ulimits, shm size, init, no-new-privileges, seccomp and cgroupns for containers that
+/// set none; flags replace the file's lists, as dockerd's do.
+fn container_defaults(flags: &Flags, file: &FileConfig) -> anyhow::Result<wharf_engine::ContainerDefaults> {
+    let list = |flag: &Vec<String>, key: &Option<Vec<String>>| {
+        if flag.is_empty() {
+            key.clone().unwrap_or_default()
+        } else {
+            flag.clone()
+        }
+    };
+    let dns = list(&flags.dns, &file.dns);
+    for d in &dns {
+        if d.parse::<std::net::IpAddr>().is_err() {
+            bail!("invalid dns {d:?}: a name server's IP address");
+        }
+    }
+    let mut ulimits = Vec::new();
+    if flags.default_ulimit.is_empty() {
+        for (name, u) in file.default_ulimits.iter().flatten() {
+            if u.name.as_deref().is_some_and(|n| n != name) {
+                bail!("default-ulimits {name:?}: its Name says {:?}", u.name.as_deref().unwrap_or_default());
+            }
+            ulimits.push(check_ulimit(name, u.soft, u.hard)?);
+        }
+    } else {
+        for f in &flags.default_ulimit {
+            ulimits.push(parse_ulimit_flag(f)?);
+        }
+    }
+    let shm_size = match (&flags.default_shm_size, &file.default_shm_size) {
+        (Some(s), _) => parse_size(s, "default-shm-size")?,
+        (None, Some(serde_json::Value::String(s))) => parse_size(s, "default-shm-size")?,
+        (None, Some(serde_json::Value::Number(n))) => match n.as_i64() {
+            Some(n) if n > 0 => n,
+            _ => bail!("invalid default-shm-size {n}: a size in bytes greater than 0"),
+        },
+        (None, Some(serde_json::Value::Null) | None) => 0,
+        (None, Some(other)) => bail!("invalid default-shm-size {other}: a size such as \"64M\""),
+    };
+    let seccomp_profile = match flags.seccomp_profile.clone().or(file.seccomp_profile.clone()).as_deref() {
+        None | Some("" | "builtin") => None,
+        Some("unconfined") => Some("unconfined".to_string()),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("seccomp-profile {path}"))?;
+            wharf_engine::check_seccomp_profile(&text).map_err(|e| anyhow::anyhow!("seccomp-profile {path}: {e}"))?;
+            Some(text)
+        }
+    };
+    let cgroupns_mode = flags.default_cgroupns_mode.clone().or(file.default_cgroupns_mode.clone()).unwrap_or_default();
+    if !["", "host", "private"].contains(&cgroupns_mode.as_str()) {
+        bail!("invalid default-cgroupns-mode {cgroupns_mode:?}: host or private");
+    }
+    Ok(wharf_engine::ContainerDefaults {
+        dns,
+        dns_search: list(&flags.dns_search, &file.dns_search),
+        dns_options: list(&flags.dns_opt, &file.dns_opts),
+        ulimits,
+        shm_size,
+        init: flags.init.or(file.init).unwrap_or(false),
+        no_new_privileges: flags.no_new_privileges.or(file.no_new_privileges).unwrap_or(false),
+        seccomp_profile,
+        cgroupns_mode,
+    })
+}
+
+fn check_ulimit(name: &str, soft: i64, hard: i64) -> anyhow::Result<wharf_engine::Ulimit> {
+    const NAMES: &[&str] = &[
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
+        "as",
+    ];
+    if !NAMES.contains(&name) {
+        bail!("invalid ulimit {name:?}: not a resource limit's name");
+    }
+    if soft > hard && hard >= 0 {
+        bail!("invalid ulimit {name}: soft limit {soft} is greater than hard limit {hard}");
+    }
+    Ok(wharf_engine::Ulimit { name: name.to_string(), soft, hard })
+}
+
+/// `--default-ulimit nofile=1024:2048` (or `nofile=1024` for both).
+fn parse_ulimit_flag(s: &str) -> anyhow::Result<wharf_engine::Ulimit> {
+    let Some((name, limits)) = s.split_once('=') else {
+        bail!("invalid --default-ulimit {s:?}: expected name=soft[:hard]")
+    };
+    let num =
+        |v: &str| v.parse::<i64>().with_context(|| format!("invalid --default-ulimit {s:?}: {v:?} is not a number"));
+    let (soft, hard) = match limits.split_once(':') {
+        Some((a, b)) => (num(a)?, num(b)?),
+        None => (num(limits)?, num(limits)?),
+    };
+    check_ulimit(name, soft, hard)
+}
+
+/// A size as dockerd reads one: `64m`, `64M`, `64MB`, `1g`, `65536` (bytes).
+fn parse_size(s: &str, what: &str) -> anyhow::Result<i64> {
+    match wharf_engine::parse_log_size(s.trim_end_matches(['b', 'B'])).and_then(|n| i64::try_from(n).ok()) {
+        Some(n) if n > 0 => Ok(n),
+        _ => bail!("invalid {what} {s:?}: a size such as 64m or 1g"),
+    }
+}
+
+/// dockerd's TLS settings: `--tlsverify` implies `--tls`; files default to
+/// `$DOCKER_CERT_PATH` (else `~/.docker`) `/ca.pem`, `/cert.pem`, `/key.pem`.
+fn tls_config(flags: &Flags, file: &FileConfig) -> anyhow::Result<TlsConfig> {
+    let verify = flags.tlsverify.or(file.tlsverify).unwrap_or(false);
+    let tls_flag = flags.tls.or(file.tls);
+    if verify && tls_flag == Some(false) {
+        bail!("tls=false and tlsverify=true contradict each other: tlsverify serves TLS");
+    }
+    let dir = std::env::var_os("DOCKER_CERT_PATH")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))
+        .unwrap_or_else(|| PathBuf::from("/root/.docker"));
+    let pick = |flag: &Option<PathBuf>, key: &Option<PathBuf>, name: &str| {
+        flag.clone().or_else(|| key.clone()).unwrap_or_else(|| dir.join(name))
+    };
+    Ok(TlsConfig {
+        enabled: verify || tls_flag == Some(true),
+        verify,
+        forced_plain: tls_flag == Some(false),
+        ca: pick(&flags.tlscacert, &file.tlscacert, "ca.pem"),
+        cert: pick(&flags.tlscert, &file.tlscert, "cert.pem"),
+        key: pick(&flags.tlskey, &file.tlskey, "key.pem"),
+    })
 }
 
 /// `--default-address-pool base=10.10.0.0/16,size=24`.
@@ -300,6 +690,121 @@ mod tests {
     }
 
     #[test]
+    fn the_honoured_keys_are_the_fields_read() {
+        let fields = serde_json::to_value(FileConfig::default()).unwrap();
+        let mut fields: Vec<String> = fields.as_object().unwrap().keys().cloned().collect();
+        let mut honoured: Vec<String> = crate::keys::KEYS
+            .iter()
+            .filter(|k| k.support == crate::keys::Support::Honoured)
+            .map(|k| k.name.to_string())
+            .collect();
+        fields.sort();
+        honoured.sort();
+        assert_eq!(fields, honoured);
+    }
+
+    #[test]
+    fn passive_flags_are_not_clap_flags() {
+        use clap::CommandFactory;
+        let cmd = Flags::command();
+        for k in crate::keys::KEYS {
+            if let Some((f, _)) = k.flag {
+                assert!(cmd.get_arguments().all(|a| a.get_long() != Some(f)), "--{f} is both");
+            }
+        }
+    }
+
+    #[test]
+    fn warned_keys_warn_once_and_refused_ones_are_all_named() {
+        let flags = Flags::from_args(["wharfd", "--live-restore", "--userland-proxy=false"].map(String::from).to_vec())
+            .unwrap();
+        let raw = br#"{"live-restore": true, "storage-driver": "overlay2", "features": {"buildkit": true},
+                      "ipv6": true, "fixed-cidr-v6": "fd00::/80", "ip6tables": false, "bip6": "fd00:1::1/64",
+                      "icc": true, "dns": ["192.0.2.1"]}"#;
+        let cfg = DaemonConfig::parse(&flags, raw).unwrap();
+        assert_eq!(cfg.warnings.iter().filter(|w| w.contains("live-restore")).count(), 1);
+        assert_eq!(cfg.warnings.iter().filter(|w| w.contains("IPv6")).count(), 1);
+        assert!(cfg.ipv6 && cfg.fixed_cidr_v6.as_deref() == Some("fd00::/80"));
+        assert!(DaemonConfig::parse(&Flags::parse_from(["wharfd"]), br#"{"fixed-cidr-v6": "fd00::/300"}"#).is_err());
+        assert!(cfg.warnings.iter().any(|w| w.contains("storage-driver")));
+        assert!(cfg.warnings.iter().any(|w| w.contains("userland-proxy")));
+        assert_eq!(cfg.container_defaults.dns, vec!["192.0.2.1".to_string()]);
+        let e = DaemonConfig::parse(&flags, br#"{"icc": false, "graph": "/x", "selinux-enabled": false}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"icc\"") && e.contains("\"graph\"") && !e.contains("selinux"), "{e}");
+        let flags = Flags::from_args(["wharfd", "--storage-driver", "zfs"].map(String::from).to_vec()).unwrap();
+        let e = DaemonConfig::parse(&flags, b"{}").unwrap_err().to_string();
+        assert!(e.contains("--storage-driver") && e.contains("zfs"), "{e}");
+    }
+
+    #[test]
+    fn container_defaults_from_file_and_flags() {
+        let flags = Flags::parse_from(["wharfd"]);
+        let raw = br#"{"dns": ["192.0.2.1"], "dns-search": ["a.test"], "dns-opts": ["ndots:2"],
+            "default-ulimits": {"nofile": {"Name": "nofile", "Soft": 1024, "Hard": 2048}},
+            "default-shm-size": "128M", "init": true, "no-new-privileges": true,
+            "default-cgroupns-mode": "private", "labels": ["site=x"],
+            "max-concurrent-uploads": 2, "max-download-attempts": 3}"#;
+        let cfg = DaemonConfig::parse(&flags, raw).unwrap();
+        let d = &cfg.container_defaults;
+        assert_eq!(d.dns_search, vec!["a.test".to_string()]);
+        assert_eq!(d.dns_options, vec!["ndots:2".to_string()]);
+        assert_eq!(d.ulimits, vec![wharf_engine::Ulimit { name: "nofile".into(), soft: 1024, hard: 2048 }]);
+        assert_eq!(d.shm_size, 128 << 20);
+        assert!(d.init && d.no_new_privileges);
+        assert_eq!(d.cgroupns_mode, "private");
+        assert_eq!(cfg.labels, vec!["site=x".to_string()]);
+        assert_eq!((cfg.max_concurrent_uploads, cfg.max_download_attempts), (2, 3));
+        let flags =
+            Flags::parse_from(["wharfd", "--dns", "192.0.2.9", "--default-ulimit", "nproc=10:20", "--init=false"]);
+        let cfg = DaemonConfig::parse(&flags, raw).unwrap();
+        assert_eq!(cfg.container_defaults.dns, vec!["192.0.2.9".to_string()]);
+        assert_eq!(cfg.container_defaults.ulimits[0].name, "nproc");
+        assert!(!cfg.container_defaults.init);
+        for bad in [
+            r#"{"dns": ["not-an-ip"]}"#,
+            r#"{"default-ulimits": {"nofile": {"Name": "nofile", "Soft": 10, "Hard": 5}}}"#,
+            r#"{"default-ulimits": {"bogus": {"Soft": 1, "Hard": 1}}}"#,
+            r#"{"default-shm-size": "lots"}"#,
+            r#"{"default-cgroupns-mode": "shared"}"#,
+            r#"{"labels": ["novalue"]}"#,
+            r#"{"exec-opts": ["native.cgroupdriver=systemd"]}"#,
+            r#"{"max-download-attempts": 0}"#,
+            r#"{"seccomp-profile": "/nonexistent/profile.json"}"#,
+        ] {
+            assert!(DaemonConfig::parse(&Flags::parse_from(["wharfd"]), bad.as_bytes()).is_err(), "{bad}");
+        }
+        let cfg =
+            DaemonConfig::parse(&Flags::parse_from(["wharfd"]), br#"{"exec-opts": ["native.cgroupdriver=cgroupfs"]}"#);
+        assert!(cfg.is_ok());
+    }
+
+    #[test]
+    fn hosts_from_flags_and_file_conflict_as_in_dockerd() {
+        let raw = br#"{"hosts": ["tcp://127.0.0.1:2376"]}"#;
+        let e = DaemonConfig::parse(&Flags::parse_from(["wharfd", "-H", "fd://"]), raw).unwrap_err();
+        assert!(e.to_string().contains("both"), "{e}");
+        let cfg = DaemonConfig::parse(&Flags::parse_from(["wharfd"]), raw).unwrap();
+        assert_eq!(cfg.hosts, vec!["tcp://127.0.0.1:2376".to_string()]);
+    }
+
+    #[test]
+    fn tls_settings_as_dockerd() {
+        let cfg = DaemonConfig::parse(&Flags::parse_from(["wharfd", "--tlsverify", "--tlscacert", "/c/ca.pem"]), b"{}")
+            .unwrap();
+        assert!(cfg.tls.enabled && cfg.tls.verify && !cfg.tls.forced_plain);
+        assert_eq!(cfg.tls.ca, PathBuf::from("/c/ca.pem"));
+        let cfg = DaemonConfig::parse(&Flags::parse_from(["wharfd", "--tls=false"]), b"{}").unwrap();
+        assert!(!cfg.tls.enabled && cfg.tls.forced_plain);
+        let cfg =
+            DaemonConfig::parse(&Flags::parse_from(["wharfd"]), br#"{"tls": true, "tlscert": "/s/c.pem"}"#).unwrap();
+        assert!(cfg.tls.enabled && !cfg.tls.verify);
+        assert_eq!(cfg.tls.cert, PathBuf::from("/s/c.pem"));
+        assert!(DaemonConfig::parse(&Flags::parse_from(["wharfd"]), br#"{"tls": false, "tlsverify": true}"#).is_err());
+    }
+
+    #[test]
     fn unknown_keys_are_named() {
         let flags = Flags::parse_from(["wharfd"]);
         let e = DaemonConfig::parse(&flags, br#"{"data-root": "/x", "bogus-key": 1}"#).unwrap_err();
@@ -322,7 +827,7 @@ mod tests {
         assert_eq!(cfg.log_opts.get("max-size").map(String::as_str), Some("10k"));
         std::fs::write(&path, r#"{"log-opts": {"max-size": "huge"}}"#).unwrap();
         let e = DaemonConfig::load(&flags(&path)).unwrap_err();
-        assert!(e.to_string().contains("max-size"), "{e}");
+        assert!(format!("{e:#}").contains("max-size"), "{e:#}");
         std::fs::write(&path, r#"{"log-driver": "syslog"}"#).unwrap();
         assert!(DaemonConfig::load(&flags(&path)).is_err());
         std::fs::remove_dir_all(&dir).unwrap();

@@ -1,19 +1,23 @@
 //! The wharf daemon: reads its configuration (flags over daemon.json), opens the engine and
-//! serves the Docker Engine API on a unix socket.
+//! serves the Docker Engine API on its `-H` hosts (unix sockets, TCP with TLS, systemd's).
 
 mod config;
+mod keys;
+mod listen;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use clap::Parser;
 use wharf_engine::{Engine, EngineConfig};
 
 use crate::config::{DaemonConfig, Flags};
 
 fn main() {
-    let flags = Flags::parse();
+    let flags = match Flags::from_args(std::env::args().collect()) {
+        Ok(f) => f,
+        // clap's --help and --version too, each with its own exit status.
+        Err(e) => e.exit(),
+    };
     if let Err(e) = run(flags) {
         eprintln!("wharfd: {e:#}");
         std::process::exit(1);
@@ -22,8 +26,20 @@ fn main() {
 
 fn run(flags: Flags) -> anyhow::Result<()> {
     let cfg = DaemonConfig::load(&flags)?;
+    if flags.validate {
+        for h in &cfg.hosts {
+            listen::parse_host(h, cfg.tls.enabled)?;
+        }
+        for w in &cfg.warnings {
+            println!("warning: {w}");
+        }
+        println!("configuration OK");
+        return Ok(());
+    }
     init_logging(&cfg.log_level);
-    let socket = socket_path(&cfg.hosts)?;
+    for w in &cfg.warnings {
+        log::warn!("{w}");
+    }
     let shim_path = find_shim()?;
     // As dockerd: configured proxies replace the environment's, so that what the daemon runs
     // (git, for a build from a repository) uses them too. No other thread runs yet.
@@ -52,6 +68,8 @@ fn run(flags: Flags) -> anyhow::Result<()> {
         registry_mirrors: cfg.registry_mirrors.clone(),
         insecure_registries: cfg.insecure_registries.clone(),
         max_concurrent_downloads: cfg.max_concurrent_downloads,
+        max_concurrent_uploads: cfg.max_concurrent_uploads,
+        max_download_attempts: cfg.max_download_attempts,
         cgroup_parent: cfg.cgroup_parent.clone(),
         shim_path,
         certs_dir: PathBuf::from("/etc/wharf/certs.d"),
@@ -60,58 +78,157 @@ fn run(flags: Flags) -> anyhow::Result<()> {
             bip: cfg.bip.clone(),
             iptables: cfg.iptables,
             address_pools: cfg.address_pools.clone(),
-            ..Default::default()
+            ipv6: cfg.ipv6,
+            fixed_cidr_v6: cfg.fixed_cidr_v6.clone(),
         },
         log_opts: cfg.log_opts.clone(),
         userns_remap,
         max_build_context: cfg.max_build_context,
         proxy,
+        labels: cfg.labels.clone(),
+        container_defaults: cfg.container_defaults.clone(),
     };
+    let pidfile = PidFile::create(&cfg.pidfile)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the async runtime")?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
+        let listeners = listen::open_all(&cfg.hosts, &cfg.tls, &cfg.group)?;
+        let metrics = cfg.metrics_addr.as_deref().map(listen::open_metrics).transpose()?;
         let engine = Engine::open(engine_config).await.context("open the engine")?;
-        let listener = bind(&socket)?;
-        log::info!("wharfd {} listening on unix://{}", env!("CARGO_PKG_VERSION"), socket.display());
-        let server = tokio::spawn(wharf_api::serve(listener, engine.clone()));
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-            _ = server => {}
+        wharf_api::prepare(&engine);
+        let mut sockets = Vec::new();
+        for l in listeners {
+            log::info!("wharfd {} listening on {}", env!("CARGO_PKG_VERSION"), l.describe());
+            sockets.extend(l.socket_file().map(Path::to_path_buf));
+            tokio::spawn(listen::serve(l, engine.clone()));
         }
-        // Containers keep running under their shims; only the socket goes away.
-        let _ = std::fs::remove_file(&socket);
+        if let Some(m) = metrics {
+            log::info!("metrics on http://{}/metrics", m.local_addr().map(|a| a.to_string()).unwrap_or_default());
+            tokio::spawn(listen::serve_metrics(m, engine.clone()));
+        }
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let mut running = cfg;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = term.recv() => break,
+                _ = hup.recv() => reload(&flags, &mut running, &engine),
+            }
+        }
+        // Containers keep running under their shims; only the sockets go away.
+        for s in &sockets {
+            let _ = std::fs::remove_file(s);
+        }
         engine.shutdown().await;
         log::info!("wharfd stopping; containers keep running");
         Ok(())
-    })
+    });
+    drop(pidfile);
+    result
 }
 
-fn socket_path(hosts: &[String]) -> anyhow::Result<PathBuf> {
-    let host = hosts.first().map(String::as_str).unwrap_or(config::DEFAULT_HOST);
-    match host.strip_prefix("unix://") {
-        Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
-        _ if host.starts_with('/') => Ok(PathBuf::from(host)),
-        _ => bail!("host {host:?} is not supported: wharfd listens on unix sockets only (unix:///path)"),
-    }
-}
-
-/// Binds the API socket (mode 0660), replacing a stale socket file from a crashed daemon but
-/// refusing to start beside a live one.
-fn bind(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    }
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            bail!("another daemon is already listening on {}", path.display());
+/// SIGHUP: reads the configuration again and applies what dockerd applies without a restart
+/// (log level, labels, registry mirrors, insecure registries, download and upload limits),
+/// saying what changed and what waits for the next start; a broken file changes nothing.
+fn reload(flags: &Flags, running: &mut DaemonConfig, engine: &Engine) {
+    let new = match DaemonConfig::load(flags) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("reload: {e:#}; the running configuration stays");
+            return;
         }
-        std::fs::remove_file(path).with_context(|| format!("remove stale socket {}", path.display()))?;
+    };
+    let mut changed = Vec::new();
+    let registry = |c: &DaemonConfig| wharf_engine::RegistrySettings {
+        registry_mirrors: c.registry_mirrors.clone(),
+        insecure_registries: c.insecure_registries.clone(),
+        max_concurrent_downloads: c.max_concurrent_downloads,
+        max_concurrent_uploads: c.max_concurrent_uploads,
+        max_download_attempts: c.max_download_attempts,
+    };
+    let (old_reg, new_reg) = (registry(running), registry(&new));
+    if old_reg != new_reg {
+        match engine.reload_registry_settings(new_reg.clone()) {
+            Ok(()) => changed.push(format!("registry settings {old_reg:?} -> {new_reg:?}")),
+            Err(e) => {
+                log::error!("reload: {e}; the running registry settings stay");
+                return;
+            }
+        }
     }
-    let listener = tokio::net::UnixListener::bind(path).with_context(|| format!("listen on {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-        .with_context(|| format!("chmod {}", path.display()))?;
-    Ok(listener)
+    if new.log_level != running.log_level {
+        set_log_level(&new.log_level);
+        changed.push(format!("log-level {} -> {}", running.log_level, new.log_level));
+    }
+    if new.labels != running.labels {
+        engine.set_labels(new.labels.clone());
+        changed.push(format!("labels {:?} -> {:?}", running.labels, new.labels));
+    }
+    // What the engine fixed when it opened (paths, networks, container defaults) waits.
+    let mut later = Vec::new();
+    if new.container_defaults != running.container_defaults {
+        later.push("container defaults (dns, ulimits, shm size, init, ...)");
+    }
+    if new.hosts != running.hosts || new.tls != running.tls || new.group != running.group {
+        later.push("hosts, tls or group");
+    }
+    if new.metrics_addr != running.metrics_addr {
+        later.push("metrics-addr");
+    }
+    if new.data_root != running.data_root || new.exec_root != running.exec_root {
+        later.push("data-root or exec-root");
+    }
+    if (&new.bridge, &new.bip, new.iptables) != (&running.bridge, &running.bip, running.iptables) {
+        later.push("bridge, bip or iptables");
+    }
+    for w in new.warnings.iter().filter(|w| !running.warnings.contains(w)) {
+        log::warn!("{w}");
+    }
+    if changed.is_empty() {
+        log::info!("reload: nothing that applies while running changed");
+    } else {
+        log::info!("reload: {}", changed.join("; "));
+    }
+    if !later.is_empty() {
+        log::warn!("reload: {} changed; wharfd applies that when it next starts", later.join(", "));
+    }
+    // What was applied now is the running configuration; the rest is kept as it runs.
+    running.log_level = new.log_level;
+    running.labels = new.labels;
+    running.registry_mirrors = new.registry_mirrors;
+    running.insecure_registries = new.insecure_registries;
+    running.max_concurrent_downloads = new.max_concurrent_downloads;
+    running.max_concurrent_uploads = new.max_concurrent_uploads;
+    running.max_download_attempts = new.max_download_attempts;
+    running.warnings = new.warnings;
+}
+
+/// The daemon's PID file: refuses to start while another live process's pid is in it, and is
+/// removed when the daemon stops.
+struct PidFile(PathBuf);
+
+impl PidFile {
+    fn create(path: &Path) -> anyhow::Result<PidFile> {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if let Ok(pid) = text.trim().parse::<u32>() {
+                if pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists() {
+                    bail!("pid file {} names a running process ({pid}): is another wharfd running?", path.display());
+                }
+            }
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        }
+        std::fs::write(path, format!("{}", std::process::id()))
+            .with_context(|| format!("write pid file {}", path.display()))?;
+        Ok(PidFile(path.to_path_buf()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// The shim ships beside the daemon's executable.
@@ -130,13 +247,12 @@ fn find_shim() -> anyhow::Result<PathBuf> {
     bail!("wharf-shim not found beside {} or on PATH", exe.display())
 }
 
-struct StderrLogger {
-    level: log::LevelFilter,
-}
+/// Writes every record the global max level lets through (which a reload may change).
+struct StderrLogger;
 
 impl log::Log for StderrLogger {
     fn enabled(&self, m: &log::Metadata) -> bool {
-        m.level() <= self.level
+        m.level() <= log::max_level()
     }
     fn log(&self, r: &log::Record) {
         if self.enabled(r.metadata()) {
@@ -147,16 +263,23 @@ impl log::Log for StderrLogger {
     fn flush(&self) {}
 }
 
-fn init_logging(level: &str) {
-    let level = match level {
+fn level_filter(level: &str) -> log::LevelFilter {
+    match level {
         "debug" => log::LevelFilter::Debug,
         "warn" => log::LevelFilter::Warn,
         "error" | "fatal" => log::LevelFilter::Error,
         "trace" => log::LevelFilter::Trace,
         _ => log::LevelFilter::Info,
-    };
-    let logger = Box::leak(Box::new(StderrLogger { level }));
-    if log::set_logger(logger).is_ok() {
-        log::set_max_level(level);
+    }
+}
+
+fn set_log_level(level: &str) {
+    log::set_max_level(level_filter(level));
+}
+
+fn init_logging(level: &str) {
+    static LOGGER: StderrLogger = StderrLogger;
+    if log::set_logger(&LOGGER).is_ok() {
+        set_log_level(level);
     }
 }

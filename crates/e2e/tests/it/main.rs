@@ -35,6 +35,7 @@ mod cpu;
 mod crash;
 mod credentials;
 mod daemon;
+mod daemon_ops;
 mod docker_lifecycle;
 mod docker_py;
 mod dockerd;

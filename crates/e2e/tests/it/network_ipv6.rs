@@ -506,3 +506,37 @@ fn compared_with_dockerd() {
         assert!(!t.is_empty() && o.contains(t.as_str()), "{cmd}:\n  wharfd:  {o}\n  dockerd: {t}");
     }
 }
+
+/// daemon.json's `ipv6` and `fixed-cidr-v6`: the default bridge is dual-stack, containers on it
+/// get an address of the subnet and reach each other over IPv6.
+#[test]
+fn the_default_bridge_is_dual_stack_with_daemon_json_ipv6() {
+    // Unique while this test runs: the port is free on this machine now.
+    let tag = free_port();
+    let subnet = format!("fd58:{tag:x}:1::/64");
+    let d = Daemon::start_with(crate::harness::DaemonOptions {
+        config_json: Some(format!(r#"{{"ipv6": true, "fixed-cidr-v6": "{subnet}"}}"#)),
+        ..Default::default()
+    });
+    let bridge = d.bridge.clone();
+    let bb = d.pull("library/busybox:latest");
+    d.wharf(&["run", "-d", "--name", "v6", &bb, "sleep", "300"]).ok();
+    let v = d.wharf(&["inspect", "v6"]).json();
+    let settings = &v[0]["NetworkSettings"];
+    let ip6 = settings["GlobalIPv6Address"].as_str().unwrap_or_default().to_string();
+    assert!(ip6.starts_with(&format!("fd58:{tag:x}:1:")), "{settings}");
+    assert_eq!(settings["GlobalIPv6PrefixLen"], 64, "{settings}");
+    assert_eq!(settings["IPv6Gateway"], format!("fd58:{tag:x}:1::1"), "{settings}");
+    let out = d.wharf(&["run", "--rm", &bb, "ping", "-6", "-c", "1", "-W", "5", &ip6]);
+    out.ok().mentions(&["1 packets received"]);
+    d.wharf(&["rm", "-f", "v6"]).ok();
+    drop(d);
+    assert_no_ipv6_left(&bridge, &[&subnet]);
+    // A malformed subnet stops the daemon, naming it.
+    let bad = Daemon::try_start(crate::harness::DaemonOptions {
+        config_json: Some(r#"{"ipv6": true, "fixed-cidr-v6": "fd58::/999"}"#.into()),
+        ..Default::default()
+    });
+    let err = bad.err().expect("a bad fixed-cidr-v6 must be refused");
+    assert!(err.log.contains("fixed-cidr-v6"), "{}", err.log);
+}
