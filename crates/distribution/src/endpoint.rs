@@ -1,5 +1,5 @@
-//! Which base URLs serve a registry: mirrors first, then the origin over HTTPS, or plain HTTP
-//! for insecure and loopback registries.
+//! Which base URLs serve a registry: mirrors first, then the origin over HTTPS, and for
+//! insecure registries (loopback ones always are) HTTPS without verification, then plain HTTP.
 
 use std::net::IpAddr;
 
@@ -63,6 +63,9 @@ impl InsecureList {
     /// A name entry covers that exact `host[:port]` only (the HTTPS port written or not), as
     /// Docker's: `myreg` does not make `myreg:5000`, another server, insecure.
     pub fn allows(&self, registry: &str) -> bool {
+        if is_loopback(registry) {
+            return true;
+        }
         let registry = registry.to_ascii_lowercase();
         let host = host_of(&registry);
         let wanted = without_https_port(&registry);
@@ -95,7 +98,8 @@ pub(crate) fn host_of(registry: &str) -> &str {
     }
 }
 
-/// `localhost`, 127.0.0.0/8 and ::1: always reached over plain HTTP, as Docker does.
+/// `localhost`, 127.0.0.0/8 and ::1: always insecure, as Docker has them (HTTPS without
+/// verifying the certificate, then plain HTTP).
 pub(crate) fn is_loopback(registry: &str) -> bool {
     let host = host_of(registry);
     host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
@@ -119,8 +123,9 @@ fn in_cidr(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
     (ip >> shift) == (net >> shift)
 }
 
-/// The origin URLs for a registry in the order to try them: `https` alone, `http` alone
-/// (loopback, or an insecure host already known to speak HTTP), or `https` then `http`.
+/// The origin URLs for a registry in the order to try them: `https` alone, `http` alone (an
+/// insecure host already known to speak HTTP), or `https` then `http` (an insecure one, which
+/// loopback registries always are: a TLS registry on localhost works as with Docker).
 pub(crate) fn origin_urls(
     registry: &str,
     insecure: &InsecureList,
@@ -132,9 +137,6 @@ pub(crate) fn origin_urls(
     }
     let https = Url::parse(&format!("https://{registry}")).map_err(bad)?;
     let http = Url::parse(&format!("http://{registry}")).map_err(bad)?;
-    if is_loopback(registry) {
-        return Ok(vec![http]);
-    }
     if !insecure.allows(registry) {
         return Ok(vec![https]);
     }
@@ -204,7 +206,9 @@ mod tests {
         let list = InsecureList::parse(&["insec:5000".to_string()]).unwrap();
         let urls = |reg, known| origin_urls(reg, &list, known).unwrap().iter().map(|u| u.origin()).collect::<Vec<_>>();
         assert_eq!(urls("docker.io", None), ["https://registry-1.docker.io"]);
-        assert_eq!(urls("127.0.0.1:5000", None), ["http://127.0.0.1:5000"]);
+        assert_eq!(urls("127.0.0.1:5000", None), ["https://127.0.0.1:5000", "http://127.0.0.1:5000"]);
+        assert_eq!(urls("localhost:5000", Some(Scheme::Http)), ["http://localhost:5000"]);
+        assert_eq!(urls("[::1]:5000", Some(Scheme::Https)), ["https://[::1]:5000"]);
         assert_eq!(urls("secure.example", None), ["https://secure.example"]);
         assert_eq!(urls("insec:5000", None), ["https://insec:5000", "http://insec:5000"]);
         assert_eq!(urls("insec:5000", Some(Scheme::Http)), ["http://insec:5000"]);

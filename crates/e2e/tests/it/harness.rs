@@ -1187,6 +1187,8 @@ pub struct TlsRegistry {
     /// `ca.crt`, `client.cert`, `client.key`: what a `certs.d/<addr>/` directory holds.
     pub client_files: PathBuf,
     ip: String,
+    /// Whether `ip` was added to `lo` for this registry (and is removed on drop).
+    own_ip: bool,
     pid: i32,
 }
 
@@ -1195,19 +1197,34 @@ impl TlsRegistry {
     /// with `client_auth` it asks every client for a certificate signed by the same CA.
     #[track_caller]
     pub fn start(client_auth: bool) -> TlsRegistry {
+        Self::start_at(client_auth, false)
+    }
+
+    /// The same on 127.0.0.1, which Docker treats as insecure: HTTPS without verifying the
+    /// certificate (then plain HTTP).
+    #[track_caller]
+    pub fn start_on_loopback() -> TlsRegistry {
+        Self::start_at(false, true)
+    }
+
+    #[track_caller]
+    fn start_at(client_auth: bool, loopback: bool) -> TlsRegistry {
         let dir = tmp_base().join(unique("wharf-e2e-tlsreg"));
         let storage = dir.join("storage");
         fs::create_dir_all(&storage).expect("create registry storage");
         let port = free_port();
         // Unique per running registry: the port is free on this machine now.
-        let ip = format!("198.18.{}.{}", port >> 8, port & 0xff);
+        let ip = if loopback { "127.0.0.1".to_string() } else { format!("198.18.{}.{}", port >> 8, port & 0xff) };
         let addr = format!("{ip}:{port}");
-        let mut cmd = Command::new("ip");
-        cmd.args(["addr", "add", &format!("{ip}/32"), "dev", "lo"]);
-        let out = run_cmd(cmd, Duration::from_secs(10));
-        assert!(out.success(), "ip addr add {ip}/32 dev lo:\n{out}");
+        if !loopback {
+            let mut cmd = Command::new("ip");
+            cmd.args(["addr", "add", &format!("{ip}/32"), "dev", "lo"]);
+            let out = run_cmd(cmd, Duration::from_secs(10));
+            assert!(out.success(), "ip addr add {ip}/32 dev lo:\n{out}");
+        }
         // From here on, drop removes the address and the directory.
-        let mut reg = TlsRegistry { addr, dir: dir.clone(), client_files: dir.join("client"), ip, pid: 0 };
+        let mut reg =
+            TlsRegistry { addr, dir: dir.clone(), client_files: dir.join("client"), ip, own_ip: !loopback, pid: 0 };
 
         openssl_ca(&dir, "wharf-e2e-ca");
         openssl_signed(
@@ -1299,9 +1316,11 @@ impl Drop for TlsRegistry {
                 libc::waitpid(self.pid, std::ptr::null_mut(), 0);
             }
         }
-        let mut cmd = Command::new("ip");
-        cmd.args(["addr", "del", &format!("{}/32", self.ip), "dev", "lo"]);
-        let _ = run_cmd(cmd, Duration::from_secs(10));
+        if self.own_ip {
+            let mut cmd = Command::new("ip");
+            cmd.args(["addr", "del", &format!("{}/32", self.ip), "dev", "lo"]);
+            let _ = run_cmd(cmd, Duration::from_secs(10));
+        }
         let _ = fs::remove_dir_all(&self.dir);
     }
 }

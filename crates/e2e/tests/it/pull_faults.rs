@@ -112,6 +112,9 @@ fn relay(mut client: TcpStream, upstream: &str, fault: Fault, st: &ProxyState) {
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         match client.read(&mut byte) {
+            // A TLS handshake (a client trying HTTPS first, as with any loopback registry):
+            // refused at once, as the plain-HTTP registry behind would.
+            Ok(1) if head.is_empty() && byte[0] == 0x16 => return,
             Ok(1) => head.push(byte[0]),
             _ => return,
         }

@@ -1,7 +1,7 @@
 //! Registries over HTTPS with a private CA: trusted through `/etc/wharf/certs.d/<host:port>/`
 //! (`ca.crt`, and `client.cert`/`client.key` for a registry that wants a client certificate),
 //! refused with a TLS error naming the registry without it, and skipped verification for a
-//! registry listed in `insecure-registries`, as Docker does.
+//! registry listed in `insecure-registries` or on loopback, as Docker does.
 
 use crate::harness::{Cli, Daemon, DaemonOptions, TlsRegistry};
 
@@ -73,3 +73,21 @@ fn insecure_skips_verification(cli: Cli) {
     assert_eq!(out.trimmed(), "insecure-tls", "{out}");
 }
 both!(insecure_skips_verification);
+
+/// A TLS registry on 127.0.0.1 with a certificate nobody trusts: loopback registries are
+/// insecure to Docker, so HTTPS is tried first without verification (then plain HTTP, which
+/// every other loopback test's registry speaks). Pull and push both work.
+fn a_tls_registry_on_loopback_works_as_with_docker(cli: Cli) {
+    let reg = TlsRegistry::start_on_loopback();
+    let d = Daemon::start();
+    let image = reg.image("library/busybox:latest");
+    d.cli(cli, &["pull", &image]).ok();
+    let out = d.cli(cli, &["run", "--rm", &image, "echo", "loopback-tls"]);
+    assert_eq!(out.ok().trimmed(), "loopback-tls", "{out}");
+    let pushed = reg.image("library/pushed:1");
+    d.cli(cli, &["tag", &image, &pushed]).ok();
+    d.cli(cli, &["push", &pushed]).ok();
+    d.cli(cli, &["rmi", &pushed]).ok();
+    d.cli(cli, &["pull", &pushed]).ok();
+}
+both!(a_tls_registry_on_loopback_works_as_with_docker);
