@@ -153,7 +153,10 @@ fn network_json(ctx: &Ctx, n: &NetworkRecord, with_containers: bool) -> Value {
     let mut ipam_config: Vec<Value> = if n.subnet.is_empty() {
         Vec::new()
     } else {
-        let mut c = json!({"Subnet": n.subnet, "Gateway": n.gateway});
+        let mut c = json!({"Subnet": n.subnet});
+        if n.show_gateway {
+            c["Gateway"] = json!(n.gateway);
+        }
         if let Some(r) = &n.ip_range {
             c["IPRange"] = json!(r);
         }

@@ -34,6 +34,11 @@ pub struct NetworkRecord {
     /// Empty for `host` and `none`.
     pub subnet: String,
     pub gateway: String,
+    /// Whether inspect shows the IPv4 gateway: dockerd shows it for a subnet it chose, and for
+    /// a subnet of the user's only when the user gave the gateway too. (Records from before
+    /// this field show it, as they did.)
+    #[serde(default = "shown")]
+    pub show_gateway: bool,
     #[serde(default)]
     pub ip_range: Option<String>,
     pub internal: bool,
@@ -58,6 +63,10 @@ pub struct NetworkRecord {
     pub gateway6: Option<String>,
     #[serde(default)]
     pub ip_range6: Option<String>,
+}
+
+fn shown() -> bool {
+    true
 }
 
 impl NetworkRecord {
@@ -160,6 +169,7 @@ impl Engine {
                     scope: "local".to_string(),
                     subnet: default_gw.filter(|_| is_bridge).map(|g| g.network().to_string()).unwrap_or_default(),
                     gateway: default_gw.filter(|_| is_bridge).map(|g| g.addr.to_string()).unwrap_or_default(),
+                    show_gateway: true,
                     ip_range: None,
                     internal: false,
                     attachable: false,
@@ -303,6 +313,7 @@ impl Engine {
             scope: "local".to_string(),
             subnet: subnet.to_string(),
             gateway: gateway.to_string(),
+            show_gateway: req.subnet.is_none() || req.gateway.is_some(),
             ip_range,
             internal: req.internal,
             attachable: req.attachable,
@@ -755,6 +766,7 @@ mod tests {
             scope: "local".into(),
             subnet: "10.5.0.0/16".into(),
             gateway: "10.5.0.1".into(),
+            show_gateway: true,
             ip_range: None,
             internal: false,
             attachable: false,

@@ -469,6 +469,8 @@ fn compared_with_dockerd() {
         let answers = Answers {
             network: json!({
                 "EnableIPv6": network["EnableIPv6"],
+                // A subnet of the user's without a gateway: no Gateway shown, as dockerd.
+                "IPv4": serde_json::from_str::<Value>(&norm(&network["IPAM"]["Config"][0].to_string())).unwrap(),
                 "IPv6": serde_json::from_str::<Value>(&norm(&network["IPAM"]["Config"][1].to_string())).unwrap(),
             }),
             endpoint: serde_json::from_str(&norm(&a["NetworkSettings"]["Networks"]["dual"].to_string())).unwrap(),
