@@ -64,6 +64,7 @@ impl Engine {
     }
 
     fn commit_image_blocking(&self, req: CommitImage, stored: &mut Stored) -> Result<Digest, EngineError> {
+        let started = std::time::Instant::now();
         let _gc = self.inner.gc_lock.read().map_err(|_| EngineError::Internal("gc lock poisoned".into()))?;
         let (mut layers, base_diff_ids) = match &req.base {
             Some(id) => {
@@ -103,7 +104,10 @@ impl Engine {
             config.rootfs.diff_ids.push(layer.diff_id.clone());
             layers.push(layer.blob);
         }
-        self.record_image(&config, layers, None, req.base.as_ref(), stored)
+        let t_layer = started.elapsed();
+        let id = self.record_image(&config, layers, None, req.base.as_ref(), stored)?;
+        log::debug!("commit: layer made at {t_layer:?}, image recorded at {:?}", started.elapsed());
+        Ok(id)
     }
 
     /// Commits the container's changes as a new image; returns its id.

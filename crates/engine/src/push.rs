@@ -148,9 +148,30 @@ impl Engine {
             let t0 = Instant::now();
             let mut input = self.inner.content.open_blob(&layer.digest)?;
             let mut gz = crate::pgzip::ParallelGz::new(self.inner.content.writer(None, None)?);
-            std::io::copy(&mut input, &mut gz)
-                .map_err(|e| EngineError::io(format!("compress layer {}", layer.digest), e))?;
-            let writer = gz.finish().map_err(|e| EngineError::io(format!("compress layer {}", layer.digest), e))?;
+            let failed = |e| EngineError::io(format!("compress layer {}", layer.digest), e);
+            // What is compressed is checked against the plain blob's name on the way, so a
+            // damaged blob fails the push instead of reaching the registry.
+            let mut hash = wharf_types::Sha256Writer::new();
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = match std::io::Read::read(&mut input, &mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(failed(e)),
+                };
+                let chunk = buf.get(..n).unwrap_or_default();
+                hash.update(chunk);
+                std::io::Write::write_all(&mut gz, chunk).map_err(failed)?;
+            }
+            let (read, _) = hash.finish();
+            if read != layer.digest {
+                return Err(EngineError::Internal(format!(
+                    "push: the stored layer {} reads as {read}: it is damaged; remove the image and build it again",
+                    layer.digest
+                )));
+            }
+            let writer = gz.finish().map_err(failed)?;
             let digest = writer.commit()?;
             let size = self.inner.content.size(&digest)?;
             log::debug!("push: layer {} compressed to {digest} ({size} bytes) in {:?}", layer.digest, t0.elapsed());
