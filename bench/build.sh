@@ -92,7 +92,7 @@ if [ -n "$DOCKER_SOCK" ]; then
     if [ -x /usr/bin/docker ]; then run_cases buildkit buildkit; fi
 fi
 
-if [ -n "${SHOW_LOG:-}" ]; then grep -E "build:|layer:" "$WORK/wharfd/wharfd.log" | tail -60; fi
+if [ -n "${SHOW_LOG:-}" ]; then grep -E "build:|layer:|commit:" "$WORK/wharfd/wharfd.log" | tail -60; fi
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || b == "n/a" || b == "" || b == 0) print "n/a"; else printf "%.2f\n", a / b }'; }
 printf '\n%-34s %10s %10s %10s %14s\n' "case (seconds, one run)" wharf classic buildkit "wharf/buildkit"

@@ -47,7 +47,9 @@ pub struct CommitImage {
 }
 
 impl Engine {
-    /// Records a new untagged image on top of `base`; returns its id.
+    /// Records a new untagged image on top of `base`; returns its id. A new layer's blob is
+    /// not fsynced: these are a build's layers, whose snapshots are not synced either, and
+    /// whose blobs every reader checks by digest (`BlobWriter::commit_unsynced`).
     pub async fn commit_image(&self, req: CommitImage) -> Result<Digest, EngineError> {
         let engine = self.clone();
         blocking(move || {
@@ -78,10 +80,10 @@ impl Engine {
             TopLayer::None => None,
             TopLayer::Container(id) => {
                 let rec = self.find_container(&id)?;
-                Some(self.container_layer(&rec, &base_diff_ids, stored)?)
+                Some(self.container_layer(&rec, &base_diff_ids, false, stored)?)
             }
             TopLayer::Tar(mut tar) => {
-                let mut w = self.layer_writer(&base_diff_ids)?;
+                let mut w = self.layer_writer(&base_diff_ids, false)?;
                 let written =
                     std::io::copy(&mut tar, &mut w).map(|_| ()).map_err(|e| EngineError::io("write layer blob", e));
                 Some(self.finish_layer(w, written, stored)?)
@@ -149,7 +151,7 @@ impl Engine {
 
         let layer = {
             let _frozen = if req.pause && self.is_running(&rec.id) { self.freeze(&rec.id) } else { None };
-            self.container_layer(rec, &base.diff_ids, stored)?
+            self.container_layer(rec, &base.diff_ids, true, stored)?
         };
 
         let c = &rec.config;
@@ -193,16 +195,17 @@ impl Engine {
     }
 
     /// The container's upper dir as a new layer on top of `parent_diff_ids`, less what the
-    /// runtime made only to mount on.
+    /// runtime made only to mount on; its blob fsynced when `sync`.
     fn container_layer(
         &self,
         rec: &ContainerRecord,
         parent_diff_ids: &[Digest],
+        sync: bool,
         stored: &mut Stored,
     ) -> Result<crate::import::NewLayer, EngineError> {
         let upper = self.inner.snapshots.container_dirs(&rec.id).upper;
         let skip = self.runtime_mount_points(rec, &upper);
-        let mut w = self.layer_writer(parent_diff_ids)?;
+        let mut w = self.layer_writer(parent_diff_ids, sync)?;
         let written = write_tree_skipping(
             crate::userns::IdShift::new(&mut w, self.unshift_for(rec)),
             &upper,

@@ -43,6 +43,8 @@ pub(crate) struct LayerWriter {
     /// the layer only then, so a writer abandoned midway never leaves a shorter layer behind.
     done: Arc<AtomicBool>,
     apply: Option<std::thread::JoinHandle<Result<wharf_snapshot::NewLayer, wharf_snapshot::SnapshotError>>>,
+    /// Whether the blob is fsynced (`BlobWriter::commit_unsynced` says when it need not be).
+    sync: bool,
     started: std::time::Instant,
 }
 
@@ -163,7 +165,7 @@ impl Engine {
         parent_diff_ids: &[Digest],
         stored: &mut Stored,
     ) -> Result<NewLayer, EngineError> {
-        let mut w = self.layer_writer(parent_diff_ids)?;
+        let mut w = self.layer_writer(parent_diff_ids, true)?;
         let mut buf = vec![0u8; 1 << 20];
         let written = loop {
             let n = match tar.read(&mut buf) {
@@ -180,8 +182,9 @@ impl Engine {
     }
 
     /// A writer for an uncompressed layer tar on top of the layers `parent_diff_ids`: stored
-    /// as an uncompressed blob and applied into its snapshot as it is written.
-    pub(crate) fn layer_writer(&self, parent_diff_ids: &[Digest]) -> Result<LayerWriter, EngineError> {
+    /// as an uncompressed blob (fsynced when `sync`) and applied into its snapshot as it is
+    /// written.
+    pub(crate) fn layer_writer(&self, parent_diff_ids: &[Digest], sync: bool) -> Result<LayerWriter, EngineError> {
         let blob = self.inner.content.writer(None, None)?;
         let (reader, writer) = io::pipe().map_err(|e| EngineError::io("layer: pipe", e))?;
         let done = Arc::new(AtomicBool::new(false));
@@ -197,6 +200,7 @@ impl Engine {
             pipe: Some(io::BufWriter::with_capacity(1 << 18, writer)),
             done,
             apply: Some(apply),
+            sync,
             started: std::time::Instant::now(),
         })
     }
@@ -232,7 +236,7 @@ impl Engine {
         written?;
         let blob = w.blob.take().ok_or_else(|| EngineError::Internal("layer writer already finished".into()))?;
         let size = blob.written();
-        let digest = blob.commit()?;
+        let digest = if w.sync { blob.commit()? } else { blob.commit_unsynced()? };
         stored.blobs.insert(digest.clone());
         if digest != layer.diff_id {
             return Err(EngineError::Internal(format!(
