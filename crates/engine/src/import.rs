@@ -1,6 +1,7 @@
 //! `import`: a tar (plain, gzip or zstd) becomes a one-layer image; and the pieces `commit`
 //! shares with it: storing a tar stream as a new layer (an uncompressed blob in the content
-//! store plus the unpacked snapshot, both made in one pass), recording an image, and Dockerfile-style `--change` instructions.
+//! store plus the unpacked snapshot, both made in one pass), recording an image, and
+//! Dockerfile-style `--change` instructions.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
