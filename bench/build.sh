@@ -61,8 +61,6 @@ declare -A T
 time_build() {
     local key=$1; shift
     local t0 t1
-    # The last case's dirty pages are written back first, so no case pays for another's.
-    sync
     t0=$(now_ns)
     "$@" >"$WORK/$key.log" 2>&1 || { echo "$key failed: $(tail -5 "$WORK/$key.log")" >&2; T[$key]=n/a; return 0; }
     t1=$(now_ns)
