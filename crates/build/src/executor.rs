@@ -1337,6 +1337,7 @@ impl Build {
         )
         .await
         .map_err(|e| BuildError::Invalid(format!("Dockerfile line {}: {e}", ins.line)))?;
+        let t_start = std::time::Instant::now();
         let mut host_config = self.host_config(network_mode);
         host_config.binds = prepared.binds.clone();
         host_config.tmpfs = prepared.tmpfs.clone();
@@ -1357,7 +1358,9 @@ impl Build {
             })
             .await?;
         self.stream(format!(" ---> Running in {}\n", short_id(&rec.id)));
+        let t_created = t_start.elapsed();
         let result = self.run_container(&rec.id).await;
+        let t_ran = t_start.elapsed();
         let code = match result {
             Ok(code) => code,
             Err(e) => {
@@ -1384,14 +1387,21 @@ impl Build {
             ..Default::default()
         });
         let layer = if empty { TopLayer::None } else { TopLayer::Container(rec.id.clone()) };
+        let t_checked = t_start.elapsed();
         let committed =
             self.engine.commit_image(CommitImage { base: Some(image), layer, config: config.clone() }).await;
+        let t_committed = t_start.elapsed();
         if self.req.remove || self.req.force_remove {
             self.stream(format!("Removing intermediate container {}\n", short_id(&rec.id)));
             self.remove(&rec.id).await;
         }
         let id = committed?;
         self.remember(&key, &id, &note, state.image.as_ref())?;
+        log::debug!(
+            "build: RUN phases: created at {t_created:?}, exited at {t_ran:?}, changes read at {t_checked:?}, \
+             committed at {t_committed:?}, removed and cached at {:?}",
+            t_start.elapsed()
+        );
         self.stream(format!(" ---> {}\n", short(&id)));
         self.adopt(state, id)
     }

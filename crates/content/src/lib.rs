@@ -2,7 +2,8 @@
 //!
 //! Layout under the root: `blobs/sha256/<hex>` holds committed blobs (mode 0444, never modified
 //! in place) and `ingest/` holds the temp files of writes in progress. A blob only appears under
-//! `blobs/` by a rename after its size and digest were checked and its data fsynced, so a reader
+//! `blobs/` by a rename after its size and digest were checked and its data fsynced (or not, for
+//! the blobs `commit_unsynced` names: a build's layers), so a reader
 //! never sees a partial or unverified blob, and a crash leaves at most stale ingest files, which
 //! `open` removes. A download that may resume later keeps its bytes there under the blob's
 //! digest instead ([`ContentStore::resume`]), until it completes, fails to verify, or ages out.
@@ -225,7 +226,19 @@ impl BlobWriter {
 
     /// Checks size and digest, fsyncs the data, and renames the temp file into `blobs/`. If the
     /// blob is already there (a concurrent write of the same content), the temp file is dropped.
-    pub fn commit(mut self) -> Result<Digest, ContentError> {
+    pub fn commit(self) -> Result<Digest, ContentError> {
+        self.commit_with(true)
+    }
+
+    /// `commit` without the fsyncs: still checked and renamed into place whole, but a power
+    /// loss may leave it damaged. Only for blobs whose every reader checks them against their
+    /// digest before trusting them (a build's layers, as their snapshots, are not synced either:
+    /// push checks them as it compresses them, load and pull elsewhere by their diff ids).
+    pub fn commit_unsynced(self) -> Result<Digest, ContentError> {
+        self.commit_with(false)
+    }
+
+    fn commit_with(mut self, sync: bool) -> Result<Digest, ContentError> {
         let Some(buffered) = self.file.take() else {
             return Err(io_err("commit blob")(io::Error::other("writer already closed")));
         };
@@ -253,7 +266,9 @@ impl BlobWriter {
             // Drop removes the temp file.
             return Ok(actual);
         }
-        file.sync_all().map_err(io_err(format!("fsync blob {actual}")))?;
+        if sync {
+            file.sync_all().map_err(io_err(format!("fsync blob {actual}")))?;
+        }
         drop(file);
         // Replacing a blob another writer committed meanwhile is harmless: same content.
         fs::rename(&self.temp, &target).map_err(io_err(format!("commit blob {actual}")))?;
@@ -261,8 +276,10 @@ impl BlobWriter {
         if let Some(p) = self.partial.take() {
             p.remove();
         }
-        let dir = File::open(&self.blobs).map_err(io_err(format!("open {}", self.blobs.display())))?;
-        dir.sync_all().map_err(io_err(format!("fsync {}", self.blobs.display())))?;
+        if sync {
+            let dir = File::open(&self.blobs).map_err(io_err(format!("open {}", self.blobs.display())))?;
+            dir.sync_all().map_err(io_err(format!("fsync {}", self.blobs.display())))?;
+        }
         Ok(actual)
     }
 }
@@ -419,6 +436,11 @@ mod tests {
         assert_eq!(w.written(), 0);
         assert!(w.commit().is_err());
 
+        // Unsynced commits are checked the same.
+        let mut w = store.writer(Some(&wrong), None).unwrap();
+        w.write_all(b"data").unwrap();
+        assert!(matches!(w.commit_unsynced(), Err(ContentError::DigestMismatch { .. })));
+
         // Abandoned writer.
         let mut w = store.writer(None, None).unwrap();
         w.write_all(b"data").unwrap();
@@ -426,6 +448,13 @@ mod tests {
 
         assert_eq!(count(&s.0.join("ingest")), 0);
         assert_eq!(count(&s.0.join("blobs/sha256")), 0);
+
+        // And an unsynced blob is a blob like any other.
+        let mut w = store.writer(None, None).unwrap();
+        w.write_all(b"plain").unwrap();
+        let d = w.commit_unsynced().unwrap();
+        assert_eq!((d.clone(), store.read(&d, 100).unwrap()), (Digest::of(b"plain"), b"plain".to_vec()));
+        assert_eq!(count(&s.0.join("ingest")), 0);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `commit`: a container's upper dir becomes a new layer on top of its image. Overlay
 //! whiteouts (0/0 character devices, opaque directories) are written back in OCI form, the
-//! layer is stored as a gzip blob and unpacked as a snapshot like any pulled one, and the new
+//! layer is stored as an uncompressed blob and applied as a snapshot in the same pass, and the new
 //! config is the image's with the container's settings and the `--change`s on top.
 
 use std::io::Write;
@@ -47,7 +47,9 @@ pub struct CommitImage {
 }
 
 impl Engine {
-    /// Records a new untagged image on top of `base`; returns its id.
+    /// Records a new untagged image on top of `base`; returns its id. A new layer's blob is
+    /// not fsynced: these are a build's layers, whose snapshots are not synced either, and
+    /// whose blobs every reader checks by digest (`BlobWriter::commit_unsynced`).
     pub async fn commit_image(&self, req: CommitImage) -> Result<Digest, EngineError> {
         let engine = self.clone();
         blocking(move || {
@@ -64,6 +66,7 @@ impl Engine {
     }
 
     fn commit_image_blocking(&self, req: CommitImage, stored: &mut Stored) -> Result<Digest, EngineError> {
+        let started = std::time::Instant::now();
         let _gc = self.inner.gc_lock.read().map_err(|_| EngineError::Internal("gc lock poisoned".into()))?;
         let (mut layers, base_diff_ids) = match &req.base {
             Some(id) => {
@@ -77,18 +80,13 @@ impl Engine {
             TopLayer::None => None,
             TopLayer::Container(id) => {
                 let rec = self.find_container(&id)?;
-                let upper = self.inner.snapshots.container_dirs(&rec.id).upper;
-                let skip = self.runtime_mount_points(&rec, &upper);
-                let w = crate::userns::IdShift::new(self.layer_writer()?, self.unshift_for(&rec));
-                let mut w = write_tree_skipping(w, &upper, TreeMode::OverlayUpper, &skip)
-                    .map_err(|e| EngineError::io(format!("commit of {}: read the container's changes", rec.id), e))?;
-                w.flush().map_err(|e| EngineError::io("write layer blob", e))?;
-                Some(self.finish_layer(w.into_inner(), &base_diff_ids, stored)?)
+                Some(self.container_layer(&rec, &base_diff_ids, false, stored)?)
             }
             TopLayer::Tar(mut tar) => {
-                let mut w = self.layer_writer()?;
-                std::io::copy(&mut tar, &mut w).map_err(|e| EngineError::io("write layer blob", e))?;
-                Some(self.finish_layer(w, &base_diff_ids, stored)?)
+                let mut w = self.layer_writer(&base_diff_ids, false)?;
+                let written =
+                    std::io::copy(&mut tar, &mut w).map(|_| ()).map_err(|e| EngineError::io("write layer blob", e));
+                Some(self.finish_layer(w, written, stored)?)
             }
             TopLayer::OfImage { from, index } => {
                 let other = self.find_image(&from.to_string())?;
@@ -108,7 +106,10 @@ impl Engine {
             config.rootfs.diff_ids.push(layer.diff_id.clone());
             layers.push(layer.blob);
         }
-        self.record_image(&config, layers, None, req.base.as_ref(), stored)
+        let t_layer = started.elapsed();
+        let id = self.record_image(&config, layers, None, req.base.as_ref(), stored)?;
+        log::debug!("commit: layer made at {t_layer:?}, image recorded at {:?}", started.elapsed());
+        Ok(id)
     }
 
     /// Commits the container's changes as a new image; returns its id.
@@ -148,15 +149,9 @@ impl Engine {
         })?;
         let mut image = self.image_config(&base)?;
 
-        let upper = self.inner.snapshots.container_dirs(&rec.id).upper;
         let layer = {
             let _frozen = if req.pause && self.is_running(&rec.id) { self.freeze(&rec.id) } else { None };
-            let skip = self.runtime_mount_points(rec, &upper);
-            let w = crate::userns::IdShift::new(self.layer_writer()?, self.unshift_for(rec));
-            let mut w = write_tree_skipping(w, &upper, TreeMode::OverlayUpper, &skip)
-                .map_err(|e| EngineError::io(format!("commit of {}: read the container's changes", rec.id), e))?;
-            w.flush().map_err(|e| EngineError::io("write layer blob", e))?;
-            self.finish_layer(w.into_inner(), &base.diff_ids, stored)?
+            self.container_layer(rec, &base.diff_ids, true, stored)?
         };
 
         let c = &rec.config;
@@ -197,6 +192,29 @@ impl Engine {
         let mut layers = base.layers.clone();
         layers.push(layer.blob);
         self.record_image(&image, layers, req.reference.as_ref(), Some(&base.id), stored)
+    }
+
+    /// The container's upper dir as a new layer on top of `parent_diff_ids`, less what the
+    /// runtime made only to mount on; its blob fsynced when `sync`.
+    fn container_layer(
+        &self,
+        rec: &ContainerRecord,
+        parent_diff_ids: &[Digest],
+        sync: bool,
+        stored: &mut Stored,
+    ) -> Result<crate::import::NewLayer, EngineError> {
+        let upper = self.inner.snapshots.container_dirs(&rec.id).upper;
+        let skip = self.runtime_mount_points(rec, &upper);
+        let mut w = self.layer_writer(parent_diff_ids, sync)?;
+        let written = write_tree_skipping(
+            crate::userns::IdShift::new(&mut w, self.unshift_for(rec)),
+            &upper,
+            TreeMode::OverlayUpper,
+            &skip,
+        )
+        .and_then(|mut shifted| shifted.flush())
+        .map_err(|e| EngineError::io(format!("commit of {}: read the container's changes", rec.id), e));
+        self.finish_layer(w, written, stored)
     }
 
     /// What the runtime made in the container's upper dir only to mount something there (the

@@ -1,12 +1,15 @@
 //! `import`: a tar (plain, gzip or zstd) becomes a one-layer image; and the pieces `commit`
-//! shares with it: storing a tar stream as a new layer (a gzip blob in the content store plus
-//! the unpacked snapshot), recording an image, and Dockerfile-style `--change` instructions.
+//! shares with it: storing a tar stream as a new layer (an uncompressed blob in the content
+//! store plus the unpacked snapshot, both made in one pass), recording an image, and
+//! Dockerfile-style `--change` instructions.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use wharf_metadata::Table;
-use wharf_types::digest::{chain_ids, Sha256Writer};
+use wharf_types::digest::chain_ids;
 use wharf_types::oci::{self, ContainerConfig, Descriptor, History, ImageConfig, Platform};
 use wharf_types::{Digest, ImageRef};
 
@@ -29,21 +32,62 @@ pub(crate) struct NewLayer {
     pub diff_id: Digest,
 }
 
-/// Hashes and compresses an uncompressed layer tar on its way into the content store.
+/// Takes an uncompressed layer tar made here (a build step, a commit, an import) into the
+/// stores in one pass: its bytes go into an uncompressed blob (whose digest is then the diff
+/// id) and, through a pipe, to a thread that applies them into a new snapshot as they come,
+/// instead of compress → store → decompress → apply. Nothing is compressed here: a push
+/// compresses the layers it sends, once (`push.rs`), as BuildKit compresses on export.
 pub(crate) struct LayerWriter {
-    gz: crate::pgzip::ParallelGz<wharf_content::BlobWriter>,
-    hash: Sha256Writer,
+    blob: Option<wharf_content::BlobWriter>,
+    pipe: Option<io::BufWriter<io::PipeWriter>>,
+    /// Set once the whole tar was written: the apply thread takes the pipe's end as the end of
+    /// the layer only then, so a writer abandoned midway never leaves a shorter layer behind.
+    done: Arc<AtomicBool>,
+    apply: Option<std::thread::JoinHandle<Result<wharf_snapshot::NewLayer, wharf_snapshot::SnapshotError>>>,
+    /// Whether the blob is fsynced (`BlobWriter::commit_unsynced` says when it need not be).
+    sync: bool,
+    started: std::time::Instant,
+}
+
+/// The apply thread's end of the pipe: an end of file before the writer finished is an error.
+struct LayerPipe {
+    reader: io::PipeReader,
+    done: Arc<AtomicBool>,
+}
+
+impl Read for LayerPipe {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.reader.read(buf)?;
+        if n == 0 && !buf.is_empty() && !self.done.load(Ordering::SeqCst) {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the layer's tar was cut short"));
+        }
+        Ok(n)
+    }
 }
 
 impl Write for LayerWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = self.gz.write(data)?;
-        self.hash.update(&data[..n]);
-        Ok(n)
+        let (Some(pipe), Some(blob)) = (self.pipe.as_mut(), self.blob.as_mut()) else {
+            return Err(io::Error::other("layer writer already finished"));
+        };
+        // A broken pipe means the apply failed: `finish_layer` reports why.
+        pipe.write_all(data)?;
+        blob.write_all(data)?;
+        Ok(data.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.gz.flush()
+        Ok(())
+    }
+}
+
+impl Drop for LayerWriter {
+    fn drop(&mut self) {
+        // Abandoned: the apply thread meets the pipe's end before `done` and removes its temp dir.
+        drop(self.pipe.take());
+        if let Some(h) = self.apply.take() {
+            let _ = h.join();
+        }
     }
 }
 
@@ -122,60 +166,98 @@ impl Engine {
         parent_diff_ids: &[Digest],
         stored: &mut Stored,
     ) -> Result<NewLayer, EngineError> {
-        let mut w = self.layer_writer()?;
+        let mut w = self.layer_writer(parent_diff_ids, true)?;
         let mut buf = vec![0u8; 1 << 20];
-        loop {
+        let written = loop {
             let n = match tar.read(&mut buf) {
-                Ok(0) => break,
+                Ok(0) => break Ok(()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(EngineError::Invalid(format!("reading the layer tar: {e}"))),
             };
-            w.write_all(&buf[..n]).map_err(|e| EngineError::io("write layer blob", e))?;
-        }
-        self.finish_layer(w, parent_diff_ids, stored)
+            if let Err(e) = w.write_all(&buf[..n]) {
+                break Err(EngineError::io("write layer blob", e));
+            }
+        };
+        self.finish_layer(w, written, stored)
     }
 
-    /// A writer for an uncompressed layer tar: hashed (the diff id) and gzipped into the content
-    /// store as it is written.
-    pub(crate) fn layer_writer(&self) -> Result<LayerWriter, EngineError> {
-        let writer = self.inner.content.writer(None, None)?;
-        Ok(LayerWriter { gz: crate::pgzip::ParallelGz::new(writer), hash: Sha256Writer::new() })
+    /// A writer for an uncompressed layer tar on top of the layers `parent_diff_ids`: stored
+    /// as an uncompressed blob (fsynced when `sync`) and applied into its snapshot as it is
+    /// written.
+    pub(crate) fn layer_writer(&self, parent_diff_ids: &[Digest], sync: bool) -> Result<LayerWriter, EngineError> {
+        let blob = self.inner.content.writer(None, None)?;
+        let (reader, writer) = io::pipe().map_err(|e| EngineError::io("layer: pipe", e))?;
+        let done = Arc::new(AtomicBool::new(false));
+        let input = LayerPipe { reader, done: done.clone() };
+        let parent = chain_ids(parent_diff_ids).pop();
+        let snapshots = self.inner.snapshots.clone();
+        let apply = std::thread::Builder::new()
+            .name("layer-apply".into())
+            .spawn(move || snapshots.apply_new_layer(parent.as_ref(), input))
+            .map_err(|e| EngineError::io("layer: start the apply thread", e))?;
+        Ok(LayerWriter {
+            blob: Some(blob),
+            pipe: Some(io::BufWriter::with_capacity(1 << 18, writer)),
+            done,
+            apply: Some(apply),
+            sync,
+            started: std::time::Instant::now(),
+        })
     }
 
-    /// Commits the blob of `w`, then unpacks it into its snapshot (which checks the diff id).
+    /// Ends the layer of `w`, given how writing its tar went (`written`): waits for its
+    /// snapshot, then commits its blob, named by the diff id. A failed apply (a bad entry) is
+    /// the cause of any write error that came with it.
     pub(crate) fn finish_layer(
         &self,
-        w: LayerWriter,
-        parent_diff_ids: &[Digest],
+        mut w: LayerWriter,
+        written: Result<(), EngineError>,
         stored: &mut Stored,
     ) -> Result<NewLayer, EngineError> {
-        let (diff_id, _) = w.hash.finish();
-        let writer = w.gz.finish().map_err(|e| EngineError::io("write layer blob", e))?;
-        let blob = writer.commit()?;
-        stored.blobs.insert(blob.clone());
-        let mut diff_ids = parent_diff_ids.to_vec();
-        diff_ids.push(diff_id.clone());
-        let chain_id = chain_ids(&diff_ids).pop().unwrap_or_else(|| diff_id.clone());
-        let fresh = !self.inner.snapshots.has_layer(&chain_id);
-        let file = BufReader::with_capacity(1 << 20, self.inner.content.open_blob(&blob)?);
-        self.inner
-            .snapshots
-            .apply_layer(&chain_id, Some(&diff_id), flate2::read::MultiGzDecoder::new(file))
-            .map_err(|e| EngineError::Invalid(format!("invalid layer tar: {e}")))?;
-        if fresh {
-            stored.layers.insert(chain_id.clone());
+        let t_written = w.started.elapsed();
+        let mut written = written;
+        if written.is_ok() {
+            let flushed = w.pipe.as_mut().map(|p| p.flush()).unwrap_or(Ok(()));
+            if flushed.is_ok() {
+                w.done.store(true, Ordering::SeqCst);
+            }
+            written = flushed.map_err(|e| EngineError::io("write layer blob", e));
         }
-        let size = self.inner.content.size(&blob)?;
+        drop(w.pipe.take());
+        let applied = match w.apply.take() {
+            Some(h) => h.join().map_err(|_| EngineError::Internal("layer: the apply thread panicked".into()))?,
+            None => return Err(EngineError::Internal("layer writer already finished".into())),
+        };
+        let t_applied = w.started.elapsed();
+        let layer = applied.map_err(|e| EngineError::Invalid(format!("invalid layer tar: {e}")))?;
+        if layer.fresh {
+            stored.layers.insert(layer.chain_id.clone());
+        }
+        written?;
+        let blob = w.blob.take().ok_or_else(|| EngineError::Internal("layer writer already finished".into()))?;
+        let size = blob.written();
+        let digest = if w.sync { blob.commit()? } else { blob.commit_unsynced()? };
+        stored.blobs.insert(digest.clone());
+        if digest != layer.diff_id {
+            return Err(EngineError::Internal(format!(
+                "layer: the blob {digest} and the snapshot's diff id {} differ",
+                layer.diff_id
+            )));
+        }
+        log::debug!(
+            "layer: {size} bytes written in {t_written:?}, applied at {t_applied:?}, blob stored at {:?}",
+            w.started.elapsed()
+        );
         let blob = Descriptor {
-            media_type: oci::MEDIA_OCI_LAYER_GZIP.to_string(),
-            digest: blob,
+            media_type: oci::MEDIA_OCI_LAYER.to_string(),
+            digest,
             size,
             urls: Vec::new(),
             annotations: BTreeMap::new(),
             platform: None,
         };
-        Ok(NewLayer { blob, diff_id })
+        Ok(NewLayer { blob, diff_id: layer.diff_id })
     }
 
     /// Stores `config` and records the image with its layer blobs (and its name, in the same

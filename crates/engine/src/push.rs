@@ -1,6 +1,7 @@
-//! Pushing an image: each layer blob is skipped when the registry has it, mounted from another
-//! repository of the same registry when one is known to hold it, else uploaded from the content
-//! store; then the config, and the manifest last. Also the credential check of `login`.
+//! Pushing an image: the layers this daemon made, stored uncompressed, are compressed first
+//! (once: the gzip blobs replace them); each layer blob is skipped when the registry has it,
+//! mounted from another repository of the same registry when one is known to hold it, else
+//! uploaded from the content store; then the config, and the manifest last. Also the credential check of `login`.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -88,7 +89,9 @@ impl Engine {
         let _gc = self.inner.gc_lock.read().map_err(|_| EngineError::Internal("gc lock poisoned".into()))?;
         let sources = self.blob_sources(&repo)?;
         let mut out = Vec::new();
+        let mut replaced = crate::gc::Stored::default();
         for (tag, rec) in tags {
+            let rec = self.compress_local_layers(rec, &mut replaced)?;
             let (manifest, raw, media_type) = self.push_manifest(&rec)?;
             // Docker lists the top layer first.
             let mut jobs: VecDeque<BlobJob> = manifest
@@ -113,7 +116,98 @@ impl Engine {
             self.inner.db.write(|tx| tx.put(Table::Tags, &digest_ref.to_string(), &rec.id.to_string()))?;
             out.push(pushed);
         }
+        drop(_gc);
+        // The uncompressed blobs the compressed ones replaced go, unless an image recorded
+        // meanwhile still names them.
+        if let Err(e) = self.discard_unreferenced(&replaced) {
+            log::warn!("push: removing the uncompressed layer blobs: {e}");
+        }
         Ok(out)
+    }
+
+    /// Layers this daemon made (build steps, commits, imports) are stored uncompressed; the
+    /// first push of one compresses it, as gzip on every core, and every image naming the
+    /// uncompressed blob names the compressed one from then on, so it is compressed once. The
+    /// replaced blobs are added to `replaced`. An image with a stored manifest is pushed with
+    /// it as it is.
+    fn compress_local_layers(
+        &self,
+        rec: ImageRecord,
+        replaced: &mut crate::gc::Stored,
+    ) -> Result<ImageRecord, EngineError> {
+        if rec.manifest_digest.as_ref().is_some_and(|d| self.inner.content.contains(d)) {
+            return Ok(rec);
+        }
+        let mut swaps: HashMap<Digest, Descriptor> = HashMap::new();
+        for layer in &rec.layers {
+            let gzip_type = match layer.media_type.as_str() {
+                oci::MEDIA_OCI_LAYER => oci::MEDIA_OCI_LAYER_GZIP,
+                "application/vnd.docker.image.rootfs.diff.tar" => oci::MEDIA_DOCKER_LAYER_GZIP,
+                _ => continue,
+            };
+            if swaps.contains_key(&layer.digest) {
+                continue;
+            }
+            let t0 = Instant::now();
+            let mut input = self.inner.content.open_blob(&layer.digest)?;
+            let mut gz = crate::pgzip::ParallelGz::new(self.inner.content.writer(None, None)?);
+            let failed = |e| EngineError::io(format!("compress layer {}", layer.digest), e);
+            // What is compressed is checked against the plain blob's name on the way, so a
+            // damaged blob fails the push instead of reaching the registry.
+            let mut hash = wharf_types::Sha256Writer::new();
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = match std::io::Read::read(&mut input, &mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(failed(e)),
+                };
+                let chunk = buf.get(..n).unwrap_or_default();
+                hash.update(chunk);
+                std::io::Write::write_all(&mut gz, chunk).map_err(failed)?;
+            }
+            let (read, _) = hash.finish();
+            if read != layer.digest {
+                return Err(EngineError::Internal(format!(
+                    "push: the stored layer {} reads as {read}: it is damaged; remove the image and build it again",
+                    layer.digest
+                )));
+            }
+            let writer = gz.finish().map_err(failed)?;
+            let digest = writer.commit()?;
+            let size = self.inner.content.size(&digest)?;
+            log::debug!("push: layer {} compressed to {digest} ({size} bytes) in {:?}", layer.digest, t0.elapsed());
+            swaps.insert(
+                layer.digest.clone(),
+                Descriptor { media_type: gzip_type.to_string(), digest, size, ..layer.clone() },
+            );
+        }
+        if swaps.is_empty() {
+            return Ok(rec);
+        }
+        let swap = |img: &mut ImageRecord| {
+            let mut changed = false;
+            for l in img.layers.iter_mut() {
+                if let Some(new) = swaps.get(&l.digest) {
+                    *l = new.clone();
+                    changed = true;
+                }
+            }
+            changed
+        };
+        self.inner.db.write(|tx| {
+            for (key, mut img) in tx.list::<ImageRecord>(Table::Images)? {
+                if swap(&mut img) {
+                    tx.put(Table::Images, &key, &img)?;
+                }
+            }
+            Ok::<_, EngineError>(())
+        })?;
+        replaced.blobs.extend(swaps.keys().cloned());
+        let mut rec = rec;
+        swap(&mut rec);
+        Ok(rec)
     }
 
     /// The manifest to push for an image: the one it was pulled with when stored, else one

@@ -475,6 +475,7 @@ impl<W: std::io::Write> IdShift<W> {
         IdShift { inner, maps, header: Vec::with_capacity(BLOCK), data_left: 0 }
     }
 
+    #[cfg(test)]
     pub(crate) fn into_inner(self) -> W {
         self.inner
     }

@@ -89,6 +89,18 @@ pub struct AppliedLayer {
     pub size: u64,
 }
 
+/// The result of `apply_new_layer`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewLayer {
+    pub chain_id: Digest,
+    /// sha256 of the uncompressed layer stream.
+    pub diff_id: Digest,
+    /// Apparent size in bytes of the layer's files and symlinks, hard links counted once.
+    pub size: u64,
+    /// Whether this call made the layer (false: it was there, or another call made it meanwhile).
+    pub fresh: bool,
+}
+
 /// The directories of one container's writable layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerDirs {
@@ -272,6 +284,46 @@ impl Snapshotter {
             .map_err(|e| SnapshotError::io(format!("chmod {}", fs_dir.display()), e))?;
         let applied = apply::apply(chain_id, &fs_dir, tar)?;
         check_diff_id(chain_id, expected_diff_id, &applied.diff_id)?;
+        Ok(self.install(temp, chain_id, applied)?.0)
+    }
+
+    /// Applies a layer this daemon makes (a build step, a commit, an import) on top of the
+    /// layer `parent` (a chain id; none for a first layer) while its tar is still being
+    /// written: the chain id is known only once the whole stream was hashed, so the temp dir
+    /// gets a name of its own and the layer is renamed into place under its chain id at the
+    /// end. Returns the chain id. If that layer exists already, it is kept and the new copy
+    /// dropped.
+    pub fn apply_new_layer(&self, parent: Option<&Digest>, tar: impl Read) -> Result<NewLayer, SnapshotError> {
+        // Errors name the layer below until the new one has an id.
+        let named = parent.cloned().unwrap_or_else(|| Digest::of(b""));
+        let temp = TempDir::create(self.root.join("tmp").join(unique_name("new")))?;
+        let fs_dir = temp.path.join("fs");
+        fs::create_dir(&fs_dir).map_err(|e| SnapshotError::io(format!("create {}", fs_dir.display()), e))?;
+        fs::set_permissions(&fs_dir, fs::Permissions::from_mode(0o755))
+            .map_err(|e| SnapshotError::io(format!("chmod {}", fs_dir.display()), e))?;
+        let applied = apply::apply(&named, &fs_dir, tar)?;
+        let chain_id = match parent {
+            Some(p) => Digest::of(format!("{p} {}", applied.diff_id).as_bytes()),
+            None => applied.diff_id.clone(),
+        };
+        if self.has_layer(&chain_id) {
+            drop(temp);
+            self.ensure_link(&chain_id)?;
+            let size = self.layer_size(&chain_id)?;
+            return Ok(NewLayer { chain_id, diff_id: applied.diff_id, size, fresh: false });
+        }
+        let (layer, fresh) = self.install(temp, &chain_id, applied)?;
+        Ok(NewLayer { chain_id, diff_id: layer.diff_id, size: layer.size, fresh })
+    }
+
+    /// Writes the size file of a layer applied into `temp` and renames it into place as
+    /// `chain_id` (keeping an existing one that appeared meanwhile: then not fresh).
+    fn install(
+        &self,
+        temp: TempDir,
+        chain_id: &Digest,
+        applied: apply::Applied,
+    ) -> Result<(AppliedLayer, bool), SnapshotError> {
         let size_file = temp.path.join("size");
         fs::write(&size_file, applied.size.to_string())
             .map_err(|e| SnapshotError::io(format!("write {}", size_file.display()), e))?;
@@ -286,23 +338,23 @@ impl Snapshotter {
             CString::new(temp.name()).map_err(|e| SnapshotError::io("temp dir name", io::Error::other(e)))?;
         let target =
             CString::new(chain_id.hex()).map_err(|e| SnapshotError::io("layer dir name", io::Error::other(e)))?;
-        let size = match sys::rename_noreplace(tmp.as_raw_fd(), &temp_name, layers.as_raw_fd(), &target) {
+        let (size, fresh) = match sys::rename_noreplace(tmp.as_raw_fd(), &temp_name, layers.as_raw_fd(), &target) {
             Ok(()) => {
                 temp.keep();
                 if self.sync {
                     sys::syncfs(&layers).map_err(|e| SnapshotError::io(format!("layer {chain_id}: syncfs"), e))?;
                 }
-                applied.size
+                (applied.size, true)
             }
             Err(e) if matches!(e.raw_os_error(), Some(libc::EEXIST) | Some(libc::ENOTEMPTY)) => {
                 log::debug!("layer {chain_id} appeared while applying it; keeping the existing one");
                 drop(temp);
-                self.layer_size(chain_id)?
+                (self.layer_size(chain_id)?, false)
             }
             Err(e) => return Err(SnapshotError::io(format!("layer {chain_id}: rename into place"), e)),
         };
         self.ensure_link(chain_id)?;
-        Ok(AppliedLayer { diff_id: applied.diff_id, size })
+        Ok((AppliedLayer { diff_id: applied.diff_id, size }, fresh))
     }
 
     fn ensure_link(&self, chain_id: &Digest) -> Result<(), SnapshotError> {

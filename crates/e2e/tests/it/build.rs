@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::harness::{registry, run_cmd, Cli, Daemon, Output, TempDir};
+use crate::harness::{registry, run_cmd, Cli, Daemon, Output, RegistryOptions, TempDir, TestRegistry};
 
 /// Runs a build of `dir` through the CLI.
 fn build(d: &Daemon, cli: Cli, dir: &Path, args: &[&str]) -> Output {
@@ -1214,4 +1214,126 @@ fn git_contexts() {
         .mentions(&["error initializing submodules", "transport 'file' not allowed"]);
     let left = scratch_left(&d);
     assert!(left.is_empty(), "a git context left files: {left:?}");
+}
+
+/// The layers of `name` as `save` writes them: (media type, digest) from its OCI manifest.
+fn saved_layers(d: &Daemon, name: &str, file: &Path) -> Vec<(String, String)> {
+    d.wharf(&["save", "-o", file.to_str().unwrap_or_default(), name]).ok();
+    let mut archive = tar::Archive::new(fs::File::open(file).expect("open the saved archive"));
+    let mut files = std::collections::HashMap::new();
+    for entry in archive.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        let path = entry.path().expect("path").to_string_lossy().to_string();
+        if entry.size() < 1 << 20 {
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut data).expect("read");
+            files.insert(path, data);
+        }
+    }
+    let index: serde_json::Value = serde_json::from_slice(&files["index.json"]).expect("index.json");
+    let digest = index["manifests"][0]["digest"].as_str().expect("manifest digest").replace("sha256:", "");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&files[&format!("blobs/sha256/{digest}")]).expect("manifest");
+    manifest["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| (l["mediaType"].as_str().unwrap_or("").to_string(), l["digest"].as_str().unwrap_or("").to_string()))
+        .collect()
+}
+
+fn rootfs_layers(d: &Daemon, name: &str) -> Vec<String> {
+    let info = d.inspect(Cli::Wharf, name);
+    info["RootFS"]["Layers"]
+        .as_array()
+        .expect("RootFS.Layers")
+        .iter()
+        .map(|l| l.as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// Layers a build makes are stored uncompressed (the blob is the diff id) and applied as they
+/// are written; the first push compresses them, once, and from then on the image names the
+/// gzip blobs, so a second push finds them all in the registry and `save`, `history`, a pull
+/// elsewhere and the GC see a consistent image before and after.
+#[test]
+fn built_layers_are_stored_plain_and_compressed_by_the_first_push() {
+    let d = Daemon::start();
+    let ctx = TempDir::new("build-ctx");
+    app_context(&ctx.0);
+    build(&d, Cli::Wharf, &ctx.0, &["-t", "app:1"]).ok();
+    let diff_ids = rootfs_layers(&d, "app:1");
+    let base_layers = rootfs_layers(&d, &base()).len();
+    assert_eq!(diff_ids.len(), base_layers + 5, "WORKDIR, COPY, COPY, RUN and RUN make a layer each: {diff_ids:?}");
+    let blob = |digest: &str| d.data_root.join("content/blobs/sha256").join(digest.trim_start_matches("sha256:"));
+
+    // Before a push: the built layers are plain tars named by their diff ids.
+    let tmp = TempDir::new("save-built");
+    let before = saved_layers(&d, "app:1", &tmp.0.join("before.tar"));
+    assert_eq!(before.len(), diff_ids.len());
+    for ((media, digest), diff_id) in before.iter().zip(&diff_ids).skip(base_layers) {
+        assert_eq!((media.as_str(), digest), ("application/vnd.oci.image.layer.v1.tar", diff_id), "{before:?}");
+        assert!(blob(digest).is_file(), "no blob {digest}");
+    }
+    // That archive loads and runs elsewhere.
+    let fresh = Daemon::start();
+    fresh.wharf(&["load", "-i", tmp.0.join("before.tar").to_str().unwrap_or_default()]).ok();
+    assert_eq!(fresh.wharf(&["run", "--rm", "app:1"]).ok().trimmed(), "hello from run\nheredoc-ran\ninner");
+
+    // The push sends gzip layers and the image names them from then on.
+    let reg = TestRegistry::start(RegistryOptions::default());
+    let target = reg.image("built/app:1");
+    d.wharf(&["tag", "app:1", &target]).ok();
+    d.wharf(&["push", &target]).ok().mentions(&["Pushed", "1: digest: sha256:"]);
+    let manifest = run_cmd(
+        {
+            let mut c = std::process::Command::new("curl");
+            c.args(["-fsS", "-H", "Accept: application/vnd.oci.image.manifest.v1+json"]);
+            c.arg(format!("http://{}/v2/built/app/manifests/1", reg.addr));
+            c
+        },
+        Duration::from_secs(30),
+    );
+    let manifest = manifest.ok().json();
+    let pushed: Vec<String> = manifest["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l["mediaType"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(pushed.iter().all(|m| m.ends_with("gzip")), "a layer was pushed uncompressed: {pushed:?}");
+    let after = saved_layers(&d, "app:1", &tmp.0.join("after.tar"));
+    for ((media, digest), diff_id) in after.iter().zip(&diff_ids).skip(base_layers) {
+        assert_eq!(media, "application/vnd.oci.image.layer.v1.tar+gzip", "{after:?}");
+        assert_ne!(digest, diff_id);
+        assert!(blob(digest).is_file(), "no blob {digest}");
+        // The plain copy went once nothing named it.
+        assert!(!blob(diff_id).exists(), "the uncompressed blob {diff_id} stayed");
+    }
+    assert_eq!(rootfs_layers(&d, "app:1"), diff_ids, "the diff ids changed with the push");
+    d.wharf(&["history", "--no-trunc", "app:1"]).ok().mentions(&["from run", "COPY dir:", "WORKDIR /app"]);
+    // Compressed once: a second push (another tag) finds every layer there.
+    let again = reg.image("built/app:2");
+    d.wharf(&["tag", "app:1", &again]).ok();
+    let out = d.wharf(&["push", &again]);
+    out.ok().mentions(&["Layer already exists"]);
+    assert!(!out.stdout.contains("Pushed"), "a layer was uploaded again:\n{out}");
+
+    // What the registry holds pulls into another daemon with the same diff ids, and runs.
+    let other = Daemon::start();
+    other.wharf(&["pull", &target]).ok();
+    assert_eq!(rootfs_layers(&other, &target), diff_ids);
+    assert_eq!(other.wharf(&["run", "--rm", &target]).ok().trimmed(), "hello from run\nheredoc-ran\ninner");
+    // The archive saved after the push loads too.
+    fresh.wharf(&["rmi", "app:1"]).ok();
+    fresh.wharf(&["load", "-i", tmp.0.join("after.tar").to_str().unwrap_or_default()]).ok();
+    assert_eq!(rootfs_layers(&fresh, "app:1"), diff_ids);
+
+    // Once no image names them, the GC takes the compressed blobs.
+    d.wharf(&["rmi", "app:1", &target, &again]).ok();
+    d.wharf(&["builder", "prune", "-af"]).ok();
+    d.wharf(&["image", "prune", "-af"]).ok();
+    for (_, digest) in after.iter().skip(base_layers) {
+        assert!(!blob(digest).exists(), "the blob {digest} outlived every image naming it");
+    }
 }

@@ -336,6 +336,39 @@ fn refuses_a_wrong_diff_id_and_leaves_nothing() {
 }
 
 #[test]
+fn a_new_layer_is_named_by_its_chain_id_once_hashed() {
+    require_root();
+    let s = Scratch::new("new-layer");
+    let snap = Snapshotter::open(&s.0).unwrap();
+    let base = Layer::new().file("a", b"a").build();
+    let made = snap.apply_new_layer(None, &base[..]).unwrap();
+    // A first layer's chain id is its diff id.
+    assert_eq!((&made.chain_id, &made.diff_id, made.fresh), (&Digest::of(&base), &Digest::of(&base), true));
+    let first = made.chain_id;
+    let top = Layer::new().file("b", b"bb").build();
+    let made = snap.apply_new_layer(Some(&first), &top[..]).unwrap();
+    assert_eq!(made.diff_id, Digest::of(&top));
+    let second = made.chain_id.clone();
+    assert_eq!(second, Digest::of(format!("{first} {}", Digest::of(&top)).as_bytes()));
+    assert_eq!((made.size, made.fresh), (2, true));
+    assert_eq!(fs::read(snap.layer_dir(&second).join("b")).unwrap(), b"bb");
+    // The same layer again keeps the one there.
+    let again = snap.apply_new_layer(Some(&first), &top[..]).unwrap();
+    assert_eq!(again, wharf_snapshot::NewLayer { fresh: false, ..made });
+    assert_eq!(count(&s.0.join("tmp")), 0);
+    let mut layers = snap.list_layers().unwrap();
+    layers.sort();
+    let mut want = vec![first.clone(), second];
+    want.sort();
+    assert_eq!(layers, want);
+    // A bad entry leaves nothing, and is named with the layer below.
+    let err = snap.apply_new_layer(Some(&first), &Layer::new().file("../x", b"evil").build()[..]).unwrap_err();
+    assert!(err.to_string().starts_with(&format!("layer {first}: entry \"../x\"")), "{err}");
+    assert_eq!(count(&s.0.join("tmp")), 0);
+    assert_eq!(snap.list_layers().unwrap().len(), 2);
+}
+
+#[test]
 fn concurrent_apply_of_one_layer() {
     require_root();
     let s = Scratch::new("concurrent");
