@@ -61,18 +61,24 @@ stop_wharfd() {
 }
 
 # start_dockerd: when Debian's docker.io is installed, a private Docker engine (its own data
-# root, socket and managed containerd under WORK; no iptables rules) for side-by-side figures.
-# Sets DOCKER_SOCK, or leaves it empty when there is no engine to compare with.
+# root, socket and managed containerd under WORK; no iptables rules; a bridge of its own, made
+# here and removed by stop_dockerd, never docker0, which another engine may own) for
+# side-by-side figures. Sets DOCKER_SOCK, or leaves it empty when there is no engine to
+# compare with.
 DOCKER_SOCK=
 DOCKERD_PID=
-HAD_DOCKER0=1
+DOCKER_BRIDGE=
 start_dockerd() {
     command -v dockerd >/dev/null 2>&1 || return 0
     [ -z "${NO_DOCKER:-}" ] || return 0
-    ip link show docker0 >/dev/null 2>&1 || HAD_DOCKER0=0
     local dir=$WORK/docker
     mkdir -p "$dir"
+    DOCKER_BRIDGE=wbd$(($$ % 100000))
+    ip link add "$DOCKER_BRIDGE" type bridge
+    ip addr add "10.251.$(($$ % 250)).1/24" dev "$DOCKER_BRIDGE"
+    ip link set "$DOCKER_BRIDGE" up
     dockerd --data-root "$dir/data" --exec-root "$dir/exec" -H "unix://$dir/docker.sock" \
+        --bridge "$DOCKER_BRIDGE" \
         --pidfile "$dir/docker.pid" --iptables=false --ip-masq=false \
         --insecure-registry "$REGISTRY" >"$dir/dockerd.log" 2>&1 &
     DOCKERD_PID=$!
@@ -94,15 +100,20 @@ docker_cli() {
 }
 
 stop_dockerd() {
-    [ -n "$DOCKERD_PID" ] || return 0
-    kill "$DOCKERD_PID" 2>/dev/null || true
-    wait "$DOCKERD_PID" 2>/dev/null || true
-    DOCKERD_PID=
-    # dockerd leaves its exec root mounted (netns, overlay) when killed: unmount what is under WORK.
-    { grep " $WORK/docker" /proc/self/mountinfo || true; } | awk '{print $5}' | sort -r | while read -r m; do
-        umount -l "$m" 2>/dev/null || true
-    done
-    if [ "$HAD_DOCKER0" = 0 ]; then ip link del docker0 2>/dev/null || true; fi
+    if [ -n "$DOCKERD_PID" ]; then
+        kill "$DOCKERD_PID" 2>/dev/null || true
+        wait "$DOCKERD_PID" 2>/dev/null || true
+        DOCKERD_PID=
+        # dockerd leaves its exec root mounted (netns, overlay) when killed: unmount what is
+        # under WORK.
+        { grep " $WORK/docker" /proc/self/mountinfo || true; } | awk '{print $5}' | sort -r | while read -r m; do
+            umount -l "$m" 2>/dev/null || true
+        done
+    fi
+    if [ -n "$DOCKER_BRIDGE" ]; then
+        ip link del "$DOCKER_BRIDGE" 2>/dev/null || true
+        DOCKER_BRIDGE=
+    fi
 }
 
 # remove_cgroup_parent PATH: rmdir the (by now empty) cgroup PATH in every hierarchy, so the
