@@ -86,9 +86,18 @@ impl Challenge {
     }
 }
 
+/// The challenges of a 401 answer, one per `WWW-Authenticate` header.
+pub(crate) fn challenges_of(headers: &[(String, String)]) -> Vec<Challenge> {
+    headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("WWW-Authenticate"))
+        .filter_map(|(_, v)| parse_challenge(v))
+        .collect()
+}
+
 /// Parses a `WWW-Authenticate` value: `Bearer realm="..",service="..",scope=".."`. Only the
 /// first challenge of a header is read (registries send one per header).
-pub(crate) fn parse_challenge(value: &str) -> Option<Challenge> {
+fn parse_challenge(value: &str) -> Option<Challenge> {
     let value = value.trim();
     let (scheme, mut rest) = match value.split_once([' ', '\t']) {
         Some((s, r)) => (s, r.trim_start()),

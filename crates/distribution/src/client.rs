@@ -10,7 +10,7 @@ use wharf_http::{Body, Connector, ConnectorOptions, HttpError, Request, Response
 use wharf_types::oci::{self, Descriptor, Manifest, ManifestKind, Platform};
 use wharf_types::{Digest, ImageRef};
 
-use crate::auth::{basic_header, encode_component, parse_challenge, Challenge, TokenCache, TokenResponse};
+use crate::auth::{basic_header, challenges_of, encode_component, Challenge, TokenCache, TokenResponse};
 use crate::endpoint::{origin_urls, InsecureList};
 use crate::range::ContentRange;
 use crate::{AuthConfig, DistributionError, Endpoint, RegistryConfig};
@@ -402,12 +402,7 @@ impl RegistryClient {
             if resp.status != 401 {
                 return Ok((final_url, resp));
             }
-            let challenges: Vec<Challenge> = resp
-                .headers
-                .iter()
-                .filter(|(k, _)| k.eq_ignore_ascii_case("WWW-Authenticate"))
-                .filter_map(|(_, v)| parse_challenge(v))
-                .collect();
+            let challenges = challenges_of(&resp.headers);
             let unauthorized = |detail: String| DistributionError::Unauthorized {
                 op: op.what.clone(),
                 registry: ep.base.host_header(),

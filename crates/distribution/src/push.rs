@@ -8,7 +8,7 @@ use wharf_http::{Body, HttpError, Response, Url};
 use wharf_types::oci::Descriptor;
 use wharf_types::{Digest, ImageRef};
 
-use crate::auth::{parse_challenge, Challenge};
+use crate::auth::challenges_of;
 use crate::client::{error_message, status_error, Op, Subject};
 use crate::{AuthConfig, DistributionError, Endpoint, RegistryClient};
 
@@ -222,12 +222,7 @@ impl RegistryClient {
         self.with_endpoints(&r, false, |ep| {
             let (url, resp) = self.send_following(&op, "GET", ep.url_for("/v2/"), &[], None, Body::Empty)?;
             if resp.status == 401 {
-                let challenges: Vec<Challenge> = resp
-                    .headers
-                    .iter()
-                    .filter(|(k, _)| k.eq_ignore_ascii_case("WWW-Authenticate"))
-                    .filter_map(|(_, v)| parse_challenge(v))
-                    .collect();
+                let challenges = challenges_of(&resp.headers);
                 if let Some(c) = challenges.iter().find(|c| c.scheme == "bearer") {
                     let unauthorized = |detail: String| DistributionError::Unauthorized {
                         op: op.what.clone(),

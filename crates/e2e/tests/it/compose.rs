@@ -9,16 +9,24 @@ use std::time::{Duration, Instant};
 use crate::harness::{registry, run_cmd, unique, Daemon, Output};
 
 fn compose(d: &Daemon, dir: &Path, project: &str, args: &[&str]) -> Output {
+    compose_at(&d.host(), &d.docker_config, dir, project, args)
+}
+
+/// `docker-compose -p PROJECT ARGS` in `dir` against the engine at `host` (a wharfd or a
+/// private dockerd), builds through docker-py's classic build API.
+pub(crate) fn compose_at(host: &str, docker_config: &Path, dir: &Path, project: &str, args: &[&str]) -> Output {
     let mut cmd = Command::new("docker-compose");
     cmd.current_dir(dir)
-        .env("DOCKER_HOST", d.host())
-        .env("DOCKER_CONFIG", &d.docker_config)
+        .env("DOCKER_HOST", host)
+        .env("DOCKER_CONFIG", docker_config)
         .env("COMPOSE_INTERACTIVE_NO_CLI", "1")
+        .env("COMPOSE_DOCKER_CLI_BUILD", "0")
+        .env("DOCKER_BUILDKIT", "0")
         .env_remove("DOCKER_CONTEXT")
         .env_remove("DOCKER_TLS_VERIFY")
         .args(["--ansi", "never", "-p", project])
         .args(args);
-    run_cmd(cmd, Duration::from_secs(120))
+    run_cmd(cmd, Duration::from_secs(180))
 }
 
 fn free_port() -> u16 {

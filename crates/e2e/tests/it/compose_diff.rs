@@ -7,13 +7,12 @@
 //! the same once ids, addresses and subnets are taken out.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::dockerd::Dockerd;
-use crate::harness::{registry, run_cmd, unique, Daemon, Output, TempDir};
+use crate::harness::{registry, unique, Daemon, Output, TempDir};
 
 /// The docker CLI pointed at one engine.
 type DockerCli<'a> = Box<dyn Fn(&[&str]) -> Output + 'a>;
@@ -27,19 +26,7 @@ struct Engine<'a> {
 }
 
 fn compose(e: &Engine, dir: &Path, project: &str, args: &[&str]) -> Output {
-    let mut cmd = Command::new("docker-compose");
-    cmd.current_dir(dir)
-        .env("DOCKER_HOST", &e.host)
-        .env("DOCKER_CONFIG", e.docker_config)
-        .env("COMPOSE_INTERACTIVE_NO_CLI", "1")
-        // docker-py's classic build API, not the docker CLI (BuildKit).
-        .env("COMPOSE_DOCKER_CLI_BUILD", "0")
-        .env("DOCKER_BUILDKIT", "0")
-        .env_remove("DOCKER_CONTEXT")
-        .env_remove("DOCKER_TLS_VERIFY")
-        .args(["--ansi", "never", "-p", project])
-        .args(args);
-    run_cmd(cmd, Duration::from_secs(180))
+    crate::compose::compose_at(&e.host, e.docker_config, dir, project, args)
 }
 
 /// Ids (12 or 64 hex digits) and the engine's subnets replaced by placeholders; lines sorted
