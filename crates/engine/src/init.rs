@@ -39,7 +39,11 @@ impl Engine {
         if std::fs::read(&path).is_ok_and(|b| b == wharf_init::INIT) {
             return Ok(path);
         }
-        let tmp = self.inner.config.data_root.join(format!(".wharf-init.{}", std::process::id()));
+        // A name of this call's own: two containers with --init starting at once (compose's
+        // --scale) write it side by side, and one's rename must not take the other's file.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self.inner.config.data_root.join(format!(".wharf-init.{}.{n}", std::process::id()));
         let write = || -> std::io::Result<()> {
             use std::os::unix::fs::PermissionsExt;
             std::fs::write(&tmp, wharf_init::INIT)?;
