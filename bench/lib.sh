@@ -61,8 +61,9 @@ stop_wharfd() {
 }
 
 # start_dockerd: when Debian's docker.io is installed, a private Docker engine (its own data
-# root, socket and managed containerd under WORK; no iptables rules; a bridge of its own, made
-# here and removed by stop_dockerd, never docker0, which another engine may own) for
+# root, socket and managed containerd under WORK; no iptables rules; a bridge and a cgroup
+# parent of its own, made here and removed by stop_dockerd, never docker0 or the `docker`
+# cgroup, which another engine may own) for
 # side-by-side figures. Sets DOCKER_SOCK, or leaves it empty when there is no engine to
 # compare with.
 DOCKER_SOCK=
@@ -78,7 +79,7 @@ start_dockerd() {
     ip addr add "10.251.$(($$ % 250)).1/24" dev "$DOCKER_BRIDGE"
     ip link set "$DOCKER_BRIDGE" up
     dockerd --data-root "$dir/data" --exec-root "$dir/exec" -H "unix://$dir/docker.sock" \
-        --bridge "$DOCKER_BRIDGE" \
+        --bridge "$DOCKER_BRIDGE" --cgroup-parent "/wharf-bench-dockerd-$$" \
         --pidfile "$dir/docker.pid" --iptables=false --ip-masq=false \
         --insecure-registry "$REGISTRY" >"$dir/dockerd.log" 2>&1 &
     DOCKERD_PID=$!
@@ -113,6 +114,7 @@ stop_dockerd() {
     if [ -n "$DOCKER_BRIDGE" ]; then
         ip link del "$DOCKER_BRIDGE" 2>/dev/null || true
         DOCKER_BRIDGE=
+        remove_cgroup_parent "/wharf-bench-dockerd-$$"
     fi
 }
 
