@@ -118,13 +118,15 @@ stop_dockerd() {
     fi
 }
 
-# remove_cgroup_parent PATH: rmdir the (by now empty) cgroup PATH in every hierarchy, so the
+# remove_cgroup_parent PATH: rmdir the (by now empty) cgroup PATH and its empty children in every hierarchy, so the
 # host looks as before the run; rmdir only, never anything that still holds a process.
 remove_cgroup_parent() {
     local mp d
     for mp in $(awk '$3 == "cgroup" || $3 == "cgroup2" { print $2 }' /proc/self/mounts); do
         d=$mp$1
         [ -d "$d" ] || continue
+        # Empty children first (dockerd's BuildKit makes `buildkit` below its parent).
+        find "$d" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null || true
         for _ in 1 2 3 4 5; do rmdir "$d" 2>/dev/null && break; sleep 0.1; done
     done
 }
