@@ -143,23 +143,10 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Conn for T 
 async fn connection(upgraded: hyper::upgrade::Upgraded) -> Box<dyn Conn> {
     use hyper_util::rt::TokioIo;
     match upgraded.downcast::<TokioIo<tokio::net::UnixStream>>() {
-        Ok(parts) => {
-            let stream = parts.io.into_inner();
-            until_read_by_peer(&stream).await;
-            // Bytes the client sent after its request (early stdin) come first.
-            let (rd, wr) = stream.into_split();
-            let early = std::io::Cursor::new(parts.read_buf);
-            Box::new(tokio::io::join(early.chain(rd), wr))
-        }
+        Ok(parts) => plain_socket(parts.io.into_inner(), parts.read_buf).await,
         Err(upgraded) => match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
             // Plain TCP: the same wait (the send queue empties once the peer acknowledged).
-            Ok(parts) => {
-                let stream = parts.io.into_inner();
-                until_read_by_peer(&stream).await;
-                let (rd, wr) = stream.into_split();
-                let early = std::io::Cursor::new(parts.read_buf);
-                Box::new(tokio::io::join(early.chain(rd), wr))
-            }
+            Ok(parts) => plain_socket(parts.io.into_inner(), parts.read_buf).await,
             // TLS: records, not bytes, reach the peer; no wait.
             Err(upgraded) => Box::new(TokioIo::new(upgraded)),
         },
@@ -167,6 +154,17 @@ async fn connection(upgraded: hyper::upgrade::Upgraded) -> Box<dyn Conn> {
 }
 
 /// Waits, up to two seconds, until the peer has read everything sent on `stream` so far.
+/// A unix or TCP socket, once the peer has read what was sent; the bytes the client sent
+/// after its request (early stdin) are read first.
+async fn plain_socket<S>(stream: S, early: bytes::Bytes) -> Box<dyn Conn>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + std::os::fd::AsRawFd + Unpin + Send + 'static,
+{
+    until_read_by_peer(&stream).await;
+    let (rd, wr) = tokio::io::split(stream);
+    Box::new(tokio::io::join(std::io::Cursor::new(early).chain(rd), wr))
+}
+
 async fn until_read_by_peer(stream: &impl std::os::fd::AsRawFd) {
     let fd = stream.as_raw_fd();
     for _ in 0..2000 {
