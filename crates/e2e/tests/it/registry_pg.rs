@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::harness::{bin, registry, run_cmd, Output, TempDir};
-use crate::registry_server::{digest, image_manifest, next_link, skopeo, Server, ADMIN_PW, OCI_EMPTY, OCI_MANIFEST};
+use crate::registry_server::{
+    catalog_pages, digest, image_manifest, pages, skopeo, Server, ADMIN_PW, OCI_EMPTY, OCI_MANIFEST,
+};
 
 /// `LOCK_GC` of crates/registry/src/pg/meta.rs: the first key of the GC's advisory lock.
 const GC_LOCK_KEY: i64 = 0x7768_6147;
@@ -105,29 +107,12 @@ fn pg_skopeo_listings_and_referrers() {
     for t in ["t4", "t2", "t3", "t1"] {
         assert_eq!(reg.put_manifest("paged/repo", t, OCI_MANIFEST, &m).status, 201);
     }
-    let mut pages = Vec::new();
-    let mut next = Some("/v2/paged/repo/tags/list?n=2".to_string());
-    while let Some(path) = next {
-        let r = reg.get(&path);
-        assert_eq!(r.status, 200, "{r}");
-        pages.push(r.json()["tags"].clone());
-        next = next_link(&r);
-        assert!(pages.len() < 10, "Link never ends");
-    }
+    let pages = pages(&reg, "/v2/paged/repo/tags/list?n=2", "tags");
     assert_eq!(pages, vec![json!(["t0", "t1"]), json!(["t2", "t3"]), json!(["t4"])]);
     for repo in ["cat/c", "cat/a", "cat/b", "cat/a/deeper", "cat/a-b", "cat/a.b"] {
         reg.push_blob(repo, b"x");
     }
-    let mut seen = Vec::new();
-    let mut next = Some("/v2/_catalog?n=3".to_string());
-    while let Some(path) = next {
-        let r = reg.get(&path);
-        for v in r.json()["repositories"].as_array().cloned().unwrap_or_default() {
-            seen.push(v.as_str().unwrap_or_default().to_string());
-        }
-        next = next_link(&r);
-        assert!(seen.len() < 30, "Link never ends");
-    }
+    let seen = catalog_pages(&reg, "/v2/_catalog?n=3");
     // Byte order, as the spec's lexical order: `-` < `.` < `/`.
     assert_eq!(
         seen,

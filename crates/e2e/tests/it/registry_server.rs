@@ -315,6 +315,30 @@ pub(crate) fn next_link(r: &Resp) -> Option<String> {
     Some(link.split('>').next()?.trim_start_matches('<').to_string())
 }
 
+/// Follows `Link` from `first` to the last page; each page's `key` (`tags`, `repositories`).
+pub(crate) fn pages(reg: &Server, first: &str, key: &str) -> Vec<Value> {
+    let mut pages = Vec::new();
+    let mut next = Some(first.to_string());
+    while let Some(path) = next {
+        let r = reg.get(&path);
+        assert_eq!(r.status, 200, "{r}");
+        pages.push(r.json()[key].clone());
+        next = next_link(&r);
+        assert!(pages.len() < 10, "Link never ends");
+    }
+    pages
+}
+
+/// The repositories of every `_catalog` page from `first`, in order.
+pub(crate) fn catalog_pages(reg: &Server, first: &str) -> Vec<String> {
+    let pages = pages(reg, first, "repositories");
+    pages
+        .iter()
+        .flat_map(|p| p.as_array().cloned().unwrap_or_default())
+        .map(|v| v.as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Real clients
 
@@ -773,15 +797,7 @@ fn tag_list_and_catalog_paging() {
     let all = reg.get("/v2/paged/repo/tags/list");
     assert_eq!(all.json(), json!({"name": "paged/repo", "tags": ["t0", "t1", "t2", "t3", "t4"]}));
     assert!(all.header("Link").is_none());
-    let mut pages = Vec::new();
-    let mut next = Some("/v2/paged/repo/tags/list?n=2".to_string());
-    while let Some(path) = next {
-        let r = reg.get(&path);
-        assert_eq!(r.status, 200, "{r}");
-        pages.push(r.json()["tags"].clone());
-        next = next_link(&r);
-        assert!(pages.len() < 10, "Link never ends");
-    }
+    let pages = pages(&reg, "/v2/paged/repo/tags/list?n=2", "tags");
     assert_eq!(pages, vec![json!(["t0", "t1"]), json!(["t2", "t3"]), json!(["t4"])]);
     assert_eq!(reg.get("/v2/paged/repo/tags/list?n=10&last=t2").json()["tags"], json!(["t3", "t4"]));
     assert_eq!(reg.get("/v2/paged/repo/tags/list?n=0").json()["tags"], json!([]));
@@ -791,17 +807,7 @@ fn tag_list_and_catalog_paging() {
     for repo in ["cat/c", "cat/a", "cat/b", "cat/a/deeper"] {
         reg.push_blob(repo, b"x");
     }
-    let mut seen = Vec::new();
-    let mut next = Some("/v2/_catalog?n=2".to_string());
-    while let Some(path) = next {
-        let r = reg.get(&path);
-        assert_eq!(r.status, 200, "{r}");
-        for v in r.json()["repositories"].as_array().cloned().unwrap_or_default() {
-            seen.push(v.as_str().unwrap_or_default().to_string());
-        }
-        next = next_link(&r);
-        assert!(seen.len() < 20, "Link never ends");
-    }
+    let seen = catalog_pages(&reg, "/v2/_catalog?n=2");
     assert_eq!(seen, ["cat/a", "cat/a/deeper", "cat/b", "cat/c", "paged/repo"]);
     assert_eq!(reg.get("/v2/_catalog?last=cat/b").json()["repositories"], json!(["cat/c", "paged/repo"]));
 }
