@@ -40,8 +40,9 @@ pub fn ports_of(bridge: &str) -> Vec<String> {
     v
 }
 
-/// GET / from `addr`, retried while the server comes up; the body or the last error.
-fn http_get(addr: &str, path: &str) -> Result<String, String> {
+/// GET `path` from `addr` (`127.0.0.1:80`, `[::1]:80`), retried while the server comes up; the
+/// answer or the last error.
+pub(crate) fn http_get(addr: &str, path: &str) -> Result<String, String> {
     let mut last = String::new();
     for _ in 0..50 {
         match TcpStream::connect_timeout(&addr.parse().map_err(|e| format!("{addr}: {e}"))?, Duration::from_secs(2)) {

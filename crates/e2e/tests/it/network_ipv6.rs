@@ -7,7 +7,6 @@
 //! Each test's ULA /64s are its daemon's own (`subnet6_for`, numbered as the IPv4 /24s), and
 //! the host is checked for what they could leave: routes, and the `ip6` nftables table.
 
-use std::io::{Read, Write};
 use std::net::{Ipv6Addr, TcpStream};
 use std::time::Duration;
 
@@ -29,28 +28,10 @@ fn subnet6_for(d: &Daemon, offset: u8) -> (String, String) {
 
 const SERVE: &str = "echo hello-$HOSTNAME > /tmp/index.html && exec httpd -f -p 80 -h /tmp";
 
-/// GET `/` from `addr` (`127.0.0.1:80`, `[::1]:80`), retried while the server comes up; the
-/// answer or the last error.
+/// GET `/index.html` from `addr` (`127.0.0.1:80`, `[::1]:80`), retried while the server comes
+/// up; the answer or the last error.
 fn http_get(addr: &str) -> Result<String, String> {
-    let target: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
-    let mut last = String::new();
-    for _ in 0..50 {
-        match TcpStream::connect_timeout(&target, Duration::from_secs(2)) {
-            Ok(mut s) => {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-                if s.write_all(b"GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n").is_ok() {
-                    let mut body = String::new();
-                    if s.read_to_string(&mut body).is_ok() && !body.is_empty() {
-                        return Ok(body);
-                    }
-                }
-                last = "empty answer".into();
-            }
-            Err(e) => last = e.to_string(),
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Err(last)
+    crate::network::http_get(addr, "/index.html")
 }
 
 /// A global IPv6 address of the host's own (not one of a bridge), usable now.
