@@ -7,14 +7,11 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# start_registry: sets REGISTRY (host:port) and REGISTRY_STORAGE; killed by cleanup.
-start_registry() {
-    local port
-    port=$(free_port)
-    REGISTRY=127.0.0.1:$port
-    REGISTRY_STORAGE=$WORK/registry
-    mkdir -p "$REGISTRY_STORAGE"
-    cat >"$WORK/registry.yml" <<YML
+# registry_config FILE ADDR STORAGE [CERT KEY]: a docker-registry config serving STORAGE on
+# ADDR, over TLS with CERT and KEY when given.
+registry_config() {
+    {
+        cat <<YML
 version: 0.1
 log:
   level: error
@@ -22,10 +19,24 @@ log:
     disabled: true
 storage:
   filesystem:
-    rootdirectory: $REGISTRY_STORAGE
+    rootdirectory: $3
 http:
-  addr: $REGISTRY
+  addr: $2
 YML
+        if [ $# -ge 5 ]; then
+            printf '  tls:\n    certificate: %s\n    key: %s\n' "$4" "$5"
+        fi
+    } >"$1"
+}
+
+# start_registry: sets REGISTRY (host:port) and REGISTRY_STORAGE; killed by cleanup.
+start_registry() {
+    local port
+    port=$(free_port)
+    REGISTRY=127.0.0.1:$port
+    REGISTRY_STORAGE=$WORK/registry
+    mkdir -p "$REGISTRY_STORAGE"
+    registry_config "$WORK/registry.yml" "$REGISTRY" "$REGISTRY_STORAGE"
     /usr/bin/docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
     PIDS+=($!)
     for _ in $(seq 100); do

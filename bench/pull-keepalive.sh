@@ -34,21 +34,7 @@ port=$(free_port)
 TLS_IP=198.18.$((port >> 8)).$((port & 255))
 ip addr add "$TLS_IP/32" dev lo
 TLS_REGISTRY=$TLS_IP:$port
-cat >"$WORK/tls.yml" <<YML
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $REGISTRY_STORAGE
-http:
-  addr: $TLS_REGISTRY
-  tls:
-    certificate: $WORK/tls.crt
-    key: $WORK/tls.key
-YML
+registry_config "$WORK/tls.yml" "$TLS_REGISTRY" "$REGISTRY_STORAGE" "$WORK/tls.crt" "$WORK/tls.key"
 /usr/bin/docker-registry serve "$WORK/tls.yml" >"$WORK/tls.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do curl -kfsS "https://$TLS_REGISTRY/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
