@@ -104,7 +104,10 @@ impl Proxy {
         let (user, hostport) = match authority.rsplit_once('@') {
             Some((userinfo, hostport)) => {
                 let (name, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-                (Some((percent_decode(name), percent_decode(password))), hostport)
+                (
+                    Some((wharf_types::percent::decode(name, false), wharf_types::percent::decode(password, false))),
+                    hostport,
+                )
             }
             None => (None, authority),
         };
@@ -139,26 +142,6 @@ impl Proxy {
             None => self.given.clone(),
         }
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let hex = |j: usize| bytes.get(j).and_then(|c| (*c as char).to_digit(16));
-        match (b, hex(i + 1), hex(i + 2)) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            _ => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The parsed `NO_PROXY` list.

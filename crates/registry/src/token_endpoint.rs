@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::auth::{self, Access, Auth, Subject};
 use crate::error::{ApiError, Code};
-use crate::handlers::{block, percent_decode, Reply, Resp, Result};
+use crate::handlers::{block, Reply, Resp, Result};
 use crate::server::Registry;
 
 /// An OAuth2 form is a few fields; anything longer is refused.
@@ -39,7 +39,7 @@ fn form_pairs(s: &str) -> Vec<(String, String)> {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(&k.replace('+', " ")), percent_decode(&v.replace('+', " ")))
+            (wharf_types::percent::decode(k, true), wharf_types::percent::decode(v, true))
         })
         .collect()
 }

@@ -4,6 +4,7 @@ pub mod digest;
 pub mod error;
 pub mod oci;
 pub mod pattern;
+pub mod percent;
 pub mod reference;
 pub mod time;
 
