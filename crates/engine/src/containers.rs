@@ -977,6 +977,10 @@ impl Engine {
             log::error!("container {id}: record exit: {e}");
         }
         self.network_release_async(id).await;
+        // dockerd reports the OOM killer's kill as an event of its own, before the `die`.
+        if oom {
+            self.container_event(&rec, "oom", &[]);
+        }
         self.container_event(&rec, "die", &[("exitCode", code.to_string())]);
         live.exited(code);
         log::debug!("container {id}: exited with {code}");

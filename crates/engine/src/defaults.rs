@@ -53,9 +53,18 @@ impl ContainerDefaults {
             hc.security.shm_size = self.shm_size;
         }
         if hc.security.cgroupns_mode.is_empty() {
-            hc.security.cgroupns_mode = self.cgroupns_mode.clone();
+            hc.security.cgroupns_mode =
+                if self.cgroupns_mode.is_empty() { host_cgroupns_default() } else { self.cgroupns_mode.clone() };
         }
     }
+}
+
+/// dockerd's default cgroup namespace mode when neither the container nor daemon.json gives
+/// one: `private` on a pure cgroup v2 host, `host` on v1 and hybrid hosts.
+fn host_cgroupns_default() -> String {
+    static LAYOUT: std::sync::OnceLock<wharf_runtime::cgroups::Layout> = std::sync::OnceLock::new();
+    let layout = *LAYOUT.get_or_init(wharf_runtime::cgroups::Layout::detect);
+    if layout == wharf_runtime::cgroups::Layout::V2 { "private" } else { "host" }.to_string()
 }
 
 /// Checks a daemon seccomp profile (the file's JSON, or `unconfined`) as a container's

@@ -20,9 +20,6 @@ const UNIFIED: &str = "unified";
 const V1_CONTROLLERS: &[&str] =
     &["cpu", "cpuacct", "memory", "pids", "blkio", "devices", "freezer", "cpuset", "name=systemd"];
 
-/// The v2 controllers enabled for containers when the parent offers them.
-const V2_CONTROLLERS: &[&str] = &["cpu", "memory", "pids", "io", "cpuset"];
-
 /// How long `remove` waits for dying processes to leave before giving up on EBUSY.
 const REMOVE_WAIT: Duration = Duration::from_millis(500);
 
@@ -638,14 +635,14 @@ fn rmdir_retry(path: &Path) -> Result<()> {
     }
 }
 
-/// Turns on the controllers we use in `dir`'s `cgroup.subtree_control`, those `dir` offers.
+/// Turns on, in `dir`'s `cgroup.subtree_control`, every controller `dir` offers, as runc does:
+/// a container's cgroup then has the interface files (hugetlb, rdma, misc too) that it has
+/// under dockerd, and its limits for any of them can be set.
 fn enable_v2_controllers(dir: &Path) -> Result<()> {
     let available = read_trimmed(&dir.join("cgroup.controllers"))?;
     let enabled = read_trimmed(&dir.join("cgroup.subtree_control"))?;
-    for c in V2_CONTROLLERS {
-        let offered = available.split_whitespace().any(|a| a == *c);
-        let on = enabled.split_whitespace().any(|a| a == *c);
-        if offered && !on {
+    for c in available.split_whitespace() {
+        if !enabled.split_whitespace().any(|a| a == c) {
             write_file(&dir.join("cgroup.subtree_control"), &format!("+{c}"))?;
         }
     }
