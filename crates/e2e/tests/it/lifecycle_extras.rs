@@ -24,6 +24,21 @@ fn v1_dir(d: &Daemon, controller: &str, id: &str) -> PathBuf {
     PathBuf::from("/sys/fs/cgroup").join(controller).join(d.cgroup_parent.trim_start_matches('/')).join(id)
 }
 
+/// Whether the host is pure cgroup v2 (scripts/test-cgroup-v2 runs these tests in such a guest).
+fn pure_v2() -> bool {
+    std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").is_file()
+}
+
+/// A container's cgroup file: `v1_file` in the controller's v1 hierarchy, or on a pure v2
+/// host `v2_file` in the container's one directory.
+fn cg_file(d: &Daemon, controller: &str, id: &str, v1_file: &str, v2_file: &str) -> PathBuf {
+    if pure_v2() {
+        PathBuf::from("/sys/fs/cgroup").join(d.cgroup_parent.trim_start_matches('/')).join(id).join(v2_file)
+    } else {
+        v1_dir(d, controller, id).join(v1_file)
+    }
+}
+
 fn read(p: &std::path::Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default().trim().to_string()
 }
@@ -105,9 +120,10 @@ fn pause_unpause(cli: Cli) {
     )
     .ok();
     let id = id_of(&d, cli, "pz");
-    let freezer = v1_dir(&d, "freezer", &id).join("freezer.state");
+    let freezer = cg_file(&d, "freezer", &id, "freezer.state", "cgroup.freeze");
+    let (frozen, thawed) = if pure_v2() { ("1", "0") } else { ("FROZEN", "THAWED") };
     d.cli(cli, &["pause", "pz"]).ok();
-    assert_eq!(read(&freezer), "FROZEN");
+    assert_eq!(read(&freezer), frozen);
     let info = d.inspect(cli, "pz");
     assert_eq!(info["State"]["Status"], "paused", "{info}");
     assert_eq!(info["State"]["Paused"], true, "{info}");
@@ -116,7 +132,7 @@ fn pause_unpause(cli: Cli) {
     let ps = d.cli(cli, &["ps", "--filter", "status=paused", "-q"]);
     assert!(ps.ok().trimmed().len() >= 12, "{ps}");
     d.cli(cli, &["unpause", "pz"]).ok();
-    assert_eq!(read(&freezer), "THAWED");
+    assert_eq!(read(&freezer), thawed);
     let info = d.inspect(cli, "pz");
     assert_eq!(info["State"]["Status"], "running", "{info}");
     assert_eq!(info["State"]["Paused"], false, "{info}");
@@ -166,14 +182,24 @@ fn update_limits(cli: Cli) {
         ],
     )
     .ok();
-    assert_eq!(read(&v1_dir(&d, "memory", &id).join("memory.limit_in_bytes")), (128u64 << 20).to_string());
-    let memsw = v1_dir(&d, "memory", &id).join("memory.memsw.limit_in_bytes");
-    if memsw.exists() {
-        assert_eq!(read(&memsw), (256u64 << 20).to_string());
+    let memory = cg_file(&d, "memory", &id, "memory.limit_in_bytes", "memory.max");
+    let pids = cg_file(&d, "pids", &id, "pids.max", "pids.max");
+    assert_eq!(read(&memory), (128u64 << 20).to_string());
+    if pure_v2() {
+        // v2 counts swap apart (memory-swap minus memory), the quota with its period, and
+        // shares as a weight (runc's conversion).
+        assert_eq!(read(&cg_file(&d, "", &id, "", "memory.swap.max")), (128u64 << 20).to_string());
+        assert_eq!(read(&cg_file(&d, "", &id, "", "cpu.max")), "50000 100000");
+        assert_eq!(read(&cg_file(&d, "", &id, "", "cpu.weight")), "20");
+    } else {
+        let memsw = v1_dir(&d, "memory", &id).join("memory.memsw.limit_in_bytes");
+        if memsw.exists() {
+            assert_eq!(read(&memsw), (256u64 << 20).to_string());
+        }
+        assert_eq!(read(&v1_dir(&d, "cpu", &id).join("cpu.cfs_quota_us")), "50000");
+        assert_eq!(read(&v1_dir(&d, "cpu", &id).join("cpu.shares")), "512");
     }
-    assert_eq!(read(&v1_dir(&d, "cpu", &id).join("cpu.cfs_quota_us")), "50000");
-    assert_eq!(read(&v1_dir(&d, "cpu", &id).join("cpu.shares")), "512");
-    assert_eq!(read(&v1_dir(&d, "pids", &id).join("pids.max")), "50");
+    assert_eq!(read(&pids), "50");
     let hc = d.inspect(cli, "upd")["HostConfig"].clone();
     assert_eq!(hc["Memory"], 128 << 20, "{hc}");
     assert_eq!(hc["NanoCpus"], 500_000_000, "{hc}");
@@ -184,8 +210,8 @@ fn update_limits(cli: Cli) {
 
     // Lowering works too, and unlimited pids; bad values are refused without a change.
     d.cli(cli, &["update", "--memory", "32m", "--memory-swap", "64m", "--pids-limit", "-1", "upd"]).ok();
-    assert_eq!(read(&v1_dir(&d, "memory", &id).join("memory.limit_in_bytes")), (32u64 << 20).to_string());
-    assert_eq!(read(&v1_dir(&d, "pids", &id).join("pids.max")), "max");
+    assert_eq!(read(&memory), (32u64 << 20).to_string());
+    assert_eq!(read(&pids), "max");
     d.cli(cli, &["update", "--memory", "1m", "upd"]).fails().mentions(&["Minimum memory limit"]);
     d.cli(cli, &["update", "--cpus", "0.5", "--cpu-quota", "1000", "upd"]).fails();
     d.cli(cli, &["update", "--restart", "sometimes", "upd"]).fails();
@@ -196,7 +222,7 @@ fn update_limits(cli: Cli) {
     d.cli(cli, &["stop", "-t", "0", "upd"]).ok();
     d.cli(cli, &["update", "--memory", "48m", "upd"]).ok();
     d.cli(cli, &["start", "upd"]).ok();
-    assert_eq!(read(&v1_dir(&d, "memory", &id).join("memory.limit_in_bytes")), (48u64 << 20).to_string());
+    assert_eq!(read(&memory), (48u64 << 20).to_string());
     d.cli(cli, &["rm", "-f", "upd"]).ok();
 }
 both!(update_limits);

@@ -27,6 +27,7 @@ mod bad_input;
 mod build;
 mod build_diff;
 mod build_py;
+mod cgroup_v2;
 mod commit;
 mod compose;
 mod compose_diff;
