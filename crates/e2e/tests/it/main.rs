@@ -34,6 +34,7 @@ mod copy;
 mod cpu;
 mod crash;
 mod credentials;
+mod cri;
 mod daemon;
 mod daemon_ops;
 mod docker_lifecycle;
