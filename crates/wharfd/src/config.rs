@@ -689,6 +689,40 @@ fn read_file(path: &Path, explicit: bool) -> anyhow::Result<Vec<u8>> {
     }
 }
 
+/// `cri-socket`, `cni-conf-dir` and `cni-bin-dir`: the CRI runs only with a socket; the CNI
+/// dirs without one are refused, since nothing would read them.
+fn cri_config(
+    socket: Option<PathBuf>,
+    conf_dir: Option<PathBuf>,
+    bin_dir: Option<String>,
+) -> anyhow::Result<Option<wharf_cri::CriConfig>> {
+    let socket = socket.filter(|s| !s.as_os_str().is_empty());
+    let Some(socket) = socket else {
+        if conf_dir.is_some() || bin_dir.is_some() {
+            bail!("cni-conf-dir and cni-bin-dir need cri-socket: the CNI settings are the CRI's");
+        }
+        return Ok(None);
+    };
+    if !socket.is_absolute() {
+        bail!("cri-socket {} is not an absolute path", socket.display());
+    }
+    let mut c = wharf_cri::CriConfig::new(socket);
+    if let Some(d) = conf_dir {
+        if !d.is_absolute() {
+            bail!("cni-conf-dir {} is not an absolute path", d.display());
+        }
+        c.cni_conf_dir = d;
+    }
+    if let Some(b) = bin_dir {
+        let dirs: Vec<PathBuf> = b.split(':').filter(|d| !d.is_empty()).map(PathBuf::from).collect();
+        if dirs.is_empty() || dirs.iter().any(|d| !d.is_absolute()) {
+            bail!("cni-bin-dir {b:?} must be absolute paths separated by ':'");
+        }
+        c.cni_bin_dirs = dirs;
+    }
+    Ok(Some(c))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -899,38 +933,21 @@ mod tests {
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
-}
 
-/// `cri-socket`, `cni-conf-dir` and `cni-bin-dir`: the CRI runs only with a socket; the CNI
-/// dirs without one are refused, since nothing would read them.
-fn cri_config(
-    socket: Option<PathBuf>,
-    conf_dir: Option<PathBuf>,
-    bin_dir: Option<String>,
-) -> anyhow::Result<Option<wharf_cri::CriConfig>> {
-    let socket = socket.filter(|s| !s.as_os_str().is_empty());
-    let Some(socket) = socket else {
-        if conf_dir.is_some() || bin_dir.is_some() {
-            bail!("cni-conf-dir and cni-bin-dir need cri-socket: the CNI settings are the CRI's");
-        }
-        return Ok(None);
-    };
-    if !socket.is_absolute() {
-        bail!("cri-socket {} is not an absolute path", socket.display());
+    #[test]
+    fn cri_settings_need_the_socket_and_absolute_paths() {
+        assert_eq!(cri_config(None, None, None).unwrap(), None);
+        let c = cri_config(Some("/run/w/cri.sock".into()), None, Some("/usr/lib/cni:/opt/cni/bin".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.cni_conf_dir, PathBuf::from("/etc/cni/net.d"));
+        assert_eq!(c.cni_bin_dirs, vec![PathBuf::from("/usr/lib/cni"), PathBuf::from("/opt/cni/bin")]);
+        assert!(cri_config(None, Some("/etc/cni/net.d".into()), None)
+            .unwrap_err()
+            .to_string()
+            .contains("need cri-socket"));
+        assert!(cri_config(Some("cri.sock".into()), None, None).is_err());
+        assert!(cri_config(Some("/c.sock".into()), Some("net.d".into()), None).is_err());
+        assert!(cri_config(Some("/c.sock".into()), None, Some("bin".into())).is_err());
     }
-    let mut c = wharf_cri::CriConfig::new(socket);
-    if let Some(d) = conf_dir {
-        if !d.is_absolute() {
-            bail!("cni-conf-dir {} is not an absolute path", d.display());
-        }
-        c.cni_conf_dir = d;
-    }
-    if let Some(b) = bin_dir {
-        let dirs: Vec<PathBuf> = b.split(':').filter(|d| !d.is_empty()).map(PathBuf::from).collect();
-        if dirs.is_empty() || dirs.iter().any(|d| !d.is_absolute()) {
-            bail!("cni-bin-dir {b:?} must be absolute paths separated by ':'");
-        }
-        c.cni_bin_dirs = dirs;
-    }
-    Ok(Some(c))
 }
