@@ -32,6 +32,7 @@ pub async fn call(cri: &Cri, path: &str, msg: &[u8]) -> Result<Vec<u8>, Status> 
             "Version" => unary(msg, |r| cri.version(r)).await,
             "Status" => unary(msg, |r| cri.status(r)).await,
             "RuntimeConfig" => unary(msg, |_: proto::Empty| cri.runtime_config()).await,
+            "UpdateRuntimeConfig" => unary(msg, |r| cri.update_runtime_config(r)).await,
             "RunPodSandbox" => unary(msg, |r| cri.run_pod_sandbox(r)).await,
             "StopPodSandbox" => unary(msg, |r| cri.stop_pod_sandbox(r)).await,
             "RemovePodSandbox" => unary(msg, |r| cri.remove_pod_sandbox(r)).await,
@@ -45,6 +46,11 @@ pub async fn call(cri: &Cri, path: &str, msg: &[u8]) -> Result<Vec<u8>, Status> 
             "ContainerStatus" => unary(msg, |r| cri.container_status(r)).await,
             "ExecSync" => unary(msg, |r| cri.exec_sync(r)).await,
             "ReopenContainerLog" => unary(msg, |r| cri.reopen_container_log(r)).await,
+            "UpdateContainerResources" => unary(msg, |r| cri.update_container_resources(r)).await,
+            "ContainerStats" => unary(msg, |r| cri.container_stats(r)).await,
+            "ListContainerStats" => unary(msg, |r| cri.list_container_stats(r)).await,
+            "PodSandboxStats" => unary(msg, |r| cri.pod_sandbox_stats(r)).await,
+            "ListPodSandboxStats" => unary(msg, |r| cri.list_pod_sandbox_stats(r)).await,
             other => Err(unimplemented(service, other)),
         },
         ("runtime.v1.ImageService", m) => match m {
@@ -109,6 +115,14 @@ impl Cri {
                 proto::RuntimeHandler { name: "wharf".into() },
             ],
         })
+    }
+
+    /// kubelet's pod CIDR. containerd uses it only to fill a CNI config template, which wharf
+    /// has not: the CNI configuration is the operator's, so the CIDR is only logged.
+    async fn update_runtime_config(&self, r: proto::UpdateRuntimeConfigRequest) -> Result<proto::Empty, Status> {
+        let cidr = r.runtime_config.and_then(|c| c.network_config).map(|n| n.pod_cidr).unwrap_or_default();
+        log::info!("cri: kubelet's pod CIDR is {cidr:?} (the CNI configuration in force is not changed)");
+        Ok(proto::Empty {})
     }
 
     /// The cgroup driver: wharf manages cgroups itself through cgroupfs (there is no systemd

@@ -21,6 +21,7 @@ mod meta;
 mod pause;
 mod proto;
 mod sandbox;
+mod stats;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -59,6 +60,8 @@ pub struct Cri {
     logs: logs::LogCopiers,
     /// Serializes making the pause image.
     pause_lock: tokio::sync::Mutex<()>,
+    /// The previous CPU sample of each container, for nano-cores.
+    cpu_samples: stats::CpuSamples,
     /// Serializes the CRI's changes of one sandbox with its containers' (run, stop, remove).
     sandbox_lock: tokio::sync::Mutex<()>,
 }
@@ -94,6 +97,7 @@ pub async fn start(engine: Engine, config: CriConfig) -> Result<tokio::task::Joi
         engine,
         config,
         logs: logs::LogCopiers::default(),
+        cpu_samples: stats::CpuSamples::default(),
         pause_lock: tokio::sync::Mutex::new(()),
         sandbox_lock: tokio::sync::Mutex::new(()),
     });

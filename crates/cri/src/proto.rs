@@ -767,3 +767,201 @@ pub struct RuntimeConfigResponse {
     #[prost(message, optional, tag = "1")]
     pub linux: Option<LinuxRuntimeConfiguration>,
 }
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct UpdateContainerResourcesRequest {
+    #[prost(string, tag = "1")]
+    pub container_id: String,
+    #[prost(message, optional, tag = "2")]
+    pub linux: Option<LinuxContainerResources>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ContainerAttributes {
+    #[prost(string, tag = "1")]
+    pub id: String,
+    #[prost(message, optional, tag = "2")]
+    pub metadata: Option<ContainerMetadata>,
+    #[prost(map = "string, string", tag = "3")]
+    pub labels: Map,
+    #[prost(map = "string, string", tag = "4")]
+    pub annotations: Map,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CpuUsage {
+    #[prost(int64, tag = "1")]
+    pub timestamp: i64,
+    #[prost(message, optional, tag = "2")]
+    pub usage_core_nano_seconds: Option<UInt64Value>,
+    #[prost(message, optional, tag = "3")]
+    pub usage_nano_cores: Option<UInt64Value>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MemoryUsage {
+    #[prost(int64, tag = "1")]
+    pub timestamp: i64,
+    #[prost(message, optional, tag = "2")]
+    pub working_set_bytes: Option<UInt64Value>,
+    #[prost(message, optional, tag = "3")]
+    pub available_bytes: Option<UInt64Value>,
+    #[prost(message, optional, tag = "4")]
+    pub usage_bytes: Option<UInt64Value>,
+    #[prost(message, optional, tag = "5")]
+    pub rss_bytes: Option<UInt64Value>,
+    #[prost(message, optional, tag = "6")]
+    pub page_faults: Option<UInt64Value>,
+    #[prost(message, optional, tag = "7")]
+    pub major_page_faults: Option<UInt64Value>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ContainerStats {
+    #[prost(message, optional, tag = "1")]
+    pub attributes: Option<ContainerAttributes>,
+    #[prost(message, optional, tag = "2")]
+    pub cpu: Option<CpuUsage>,
+    #[prost(message, optional, tag = "3")]
+    pub memory: Option<MemoryUsage>,
+    #[prost(message, optional, tag = "4")]
+    pub writable_layer: Option<FilesystemUsage>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ContainerStatsResponse {
+    #[prost(message, optional, tag = "1")]
+    pub stats: Option<ContainerStats>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ContainerStatsFilter {
+    #[prost(string, tag = "1")]
+    pub id: String,
+    #[prost(string, tag = "2")]
+    pub pod_sandbox_id: String,
+    #[prost(map = "string, string", tag = "3")]
+    pub label_selector: Map,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ListContainerStatsRequest {
+    #[prost(message, optional, tag = "1")]
+    pub filter: Option<ContainerStatsFilter>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ListContainerStatsResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub stats: Vec<ContainerStats>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PodSandboxAttributes {
+    #[prost(string, tag = "1")]
+    pub id: String,
+    #[prost(message, optional, tag = "2")]
+    pub metadata: Option<PodSandboxMetadata>,
+    #[prost(map = "string, string", tag = "3")]
+    pub labels: Map,
+    #[prost(map = "string, string", tag = "4")]
+    pub annotations: Map,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct NetworkInterfaceUsage {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(message, optional, tag = "2")]
+    pub rx_bytes: Option<UInt64Value>,
+    #[prost(message, optional, tag = "3")]
+    pub rx_errors: Option<UInt64Value>,
+    #[prost(message, optional, tag = "4")]
+    pub tx_bytes: Option<UInt64Value>,
+    #[prost(message, optional, tag = "5")]
+    pub tx_errors: Option<UInt64Value>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct NetworkUsage {
+    #[prost(int64, tag = "1")]
+    pub timestamp: i64,
+    #[prost(message, optional, tag = "2")]
+    pub default_interface: Option<NetworkInterfaceUsage>,
+    #[prost(message, repeated, tag = "3")]
+    pub interfaces: Vec<NetworkInterfaceUsage>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ProcessUsage {
+    #[prost(int64, tag = "1")]
+    pub timestamp: i64,
+    #[prost(message, optional, tag = "2")]
+    pub process_count: Option<UInt64Value>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LinuxPodSandboxStats {
+    #[prost(message, optional, tag = "1")]
+    pub cpu: Option<CpuUsage>,
+    #[prost(message, optional, tag = "2")]
+    pub memory: Option<MemoryUsage>,
+    #[prost(message, optional, tag = "3")]
+    pub network: Option<NetworkUsage>,
+    #[prost(message, optional, tag = "4")]
+    pub process: Option<ProcessUsage>,
+    #[prost(message, repeated, tag = "5")]
+    pub containers: Vec<ContainerStats>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PodSandboxStats {
+    #[prost(message, optional, tag = "1")]
+    pub attributes: Option<PodSandboxAttributes>,
+    #[prost(message, optional, tag = "2")]
+    pub linux: Option<LinuxPodSandboxStats>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PodSandboxStatsResponse {
+    #[prost(message, optional, tag = "1")]
+    pub stats: Option<PodSandboxStats>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PodSandboxStatsFilter {
+    #[prost(string, tag = "1")]
+    pub id: String,
+    #[prost(map = "string, string", tag = "2")]
+    pub label_selector: Map,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ListPodSandboxStatsRequest {
+    #[prost(message, optional, tag = "1")]
+    pub filter: Option<PodSandboxStatsFilter>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ListPodSandboxStatsResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub stats: Vec<PodSandboxStats>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct NetworkConfig {
+    #[prost(string, tag = "1")]
+    pub pod_cidr: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RuntimeConfig {
+    #[prost(message, optional, tag = "1")]
+    pub network_config: Option<NetworkConfig>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct UpdateRuntimeConfigRequest {
+    #[prost(message, optional, tag = "1")]
+    pub runtime_config: Option<RuntimeConfig>,
+}

@@ -416,7 +416,7 @@ impl Drop for Bridge {
 #[test]
 fn cri_pod_network_through_cni() {
     let tmp = TempDir::new("wharf-e2e-cri-net");
-    let (d, sock) = cri_daemon(&tmp.0);
+    let (mut d, sock) = cri_daemon(&tmp.0);
     let bridge = Bridge(format!("wcni{}", unique("").chars().filter(char::is_ascii_digit).take(6).collect::<String>()));
     let n = std::process::id() % 180 + 20;
     let subnet = format!("10.{n}.177.0/24");
@@ -485,6 +485,19 @@ fn cri_pod_network_through_cni() {
     assert_eq!(exec(&mut c, "hostname").trim(), "netpod");
     assert_eq!(exec(&mut c, "cat /proc/sys/net/ipv4/ip_unprivileged_port_start").trim(), "0");
     assert!(exec(&mut c, "ip addr show eth0").contains(&format!("inet {ip}/24")));
+
+    // Across a kill -9 of wharfd the pod keeps its address and answers, and what ADD gave is
+    // still there for the DEL.
+    drop(c);
+    d.kill9();
+    d.restart();
+    let mut c = CriClient::start(&sock);
+    let ps = c.ok("RuntimeService/PodSandboxStatus", json!({ "pod_sandbox_id": sid }));
+    assert_eq!(ps["status"]["state"], "SANDBOX_READY", "{ps}");
+    assert_eq!(ps["status"]["network"]["ip"], ip.as_str());
+    assert!(
+        std::net::TcpStream::connect_timeout(&format!("{ip}:8080").parse().unwrap(), Duration::from_secs(5)).is_ok()
+    );
 
     // StopPodSandbox runs CNI DEL: the address goes back to host-local, the veth goes.
     c.ok("RuntimeService/StopPodSandbox", json!({ "pod_sandbox_id": sid }));
@@ -561,4 +574,139 @@ fn cri_pods_survive_a_wharfd_kill9() {
     c.ok("RuntimeService/StopPodSandbox", json!({ "pod_sandbox_id": sid }));
     c.ok("RuntimeService/RemovePodSandbox", json!({ "pod_sandbox_id": sid }));
     assert!(c.ok("RuntimeService/ListContainers", json!({}))["containers"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn cri_pod_namespaces_cgroup_parent_stats_and_updates() {
+    let tmp = TempDir::new("wharf-e2e-cri-ns");
+    let (d, sock) = cri_daemon(&tmp.0);
+    let mut c = CriClient::start(&sock);
+    let image_ref = c
+        .ok("ImageService/PullImage", json!({ "image": { "image": registry().image("library/busybox:latest") } }))
+        ["image_ref"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let logs = tmp.0.join("pods/shared");
+    std::fs::create_dir_all(&logs).unwrap();
+    // The pod cgroup kubelet would make (cgroupfs driver), under this daemon's own parent.
+    let pod_cgroup = format!("{}/podshared", d.cgroup_parent);
+    let mut pod = pod_config("shared", "uid-shared-1", &logs, true);
+    pod["linux"]["security_context"]["namespace_options"]["pid"] = json!("POD");
+    pod["linux"]["cgroup_parent"] = json!(pod_cgroup);
+    let sid =
+        c.ok("RuntimeService/RunPodSandbox", json!({ "config": pod }))["pod_sandbox_id"].as_str().unwrap().to_string();
+    let mut ids = Vec::new();
+    for name in ["one", "two"] {
+        let mut cfg = container_config(name, &image_ref, "exec sleep 1000", "");
+        cfg["linux"] = json!({ "resources": { "cpu_shares": 512, "memory_limit_in_bytes": 64 << 20 } });
+        let cid = c.ok(
+            "RuntimeService/CreateContainer",
+            json!({ "pod_sandbox_id": sid, "config": cfg, "sandbox_config": pod }),
+        )["container_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        c.ok("RuntimeService/StartContainer", json!({ "container_id": cid }));
+        wait_state(&mut c, &cid, "CONTAINER_RUNNING");
+        ids.push(cid);
+    }
+    let exec = |c: &mut CriClient, id: &str, cmd: &str| -> String {
+        let out = c.ok("RuntimeService/ExecSync", json!({ "container_id": id, "cmd": ["sh", "-c", cmd] }));
+        assert_eq!(out["exit_code"], 0, "{cmd}: {out}");
+        out["stdout"].as_str().unwrap().trim().to_string()
+    };
+    // One pid namespace for the pod, whose pid 1 is the sandbox's pause process; one IPC
+    // namespace; the network one.
+    assert_eq!(exec(&mut c, &ids[0], "tr '\\0' ' ' < /proc/1/cmdline"), "/pause --pause");
+    for ns in ["pid", "ipc", "net"] {
+        let a = exec(&mut c, &ids[0], &format!("readlink /proc/self/ns/{ns}"));
+        let b = exec(&mut c, &ids[1], &format!("readlink /proc/self/ns/{ns}"));
+        assert_eq!(a, b, "{ns} namespace not shared");
+    }
+    let other = exec(&mut c, &ids[1], "ps -o args");
+    assert!(other.matches("sleep 1000").count() == 2, "each sees the other's process:\n{other}");
+    // The pod's cgroup parent holds the containers' cgroups.
+    let cg = exec(&mut c, &ids[0], "cat /proc/self/cgroup");
+    assert!(cg.contains(&format!("{pod_cgroup}/{}", ids[0])), "{cg}");
+
+    // Stats of containers and of the pod.
+    let st = c.ok("RuntimeService/ContainerStats", json!({ "container_id": ids[0] }));
+    assert_eq!(st["stats"]["attributes"]["id"], ids[0].as_str());
+    assert!(st["stats"]["memory"]["usage_bytes"]["value"].as_str().unwrap().parse::<u64>().unwrap() > 0, "{st}");
+    assert!(
+        st["stats"]["cpu"]["usage_core_nano_seconds"]["value"].as_str().unwrap().parse::<u64>().unwrap() > 0,
+        "{st}"
+    );
+    let all = c.ok("RuntimeService/ListContainerStats", json!({ "filter": { "pod_sandbox_id": sid } }));
+    assert_eq!(all["stats"].as_array().unwrap().len(), 2, "{all}");
+    let pst = c.ok("RuntimeService/PodSandboxStats", json!({ "pod_sandbox_id": sid }));
+    assert_eq!(pst["stats"]["linux"]["containers"].as_array().unwrap().len(), 2, "{pst}");
+    assert!(
+        pst["stats"]["linux"]["process"]["process_count"]["value"].as_str().unwrap().parse::<u64>().unwrap() >= 3,
+        "{pst}"
+    );
+    let lps =
+        c.ok("RuntimeService/ListPodSandboxStats", json!({ "filter": { "label_selector": { "app": "shared" } } }));
+    assert_eq!(lps["stats"].as_array().unwrap().len(), 1);
+
+    // UpdateContainerResources reaches the cgroup.
+    c.ok(
+        "RuntimeService/UpdateContainerResources",
+        json!({ "container_id": ids[0], "linux": { "memory_limit_in_bytes": 96 << 20, "cpu_shares": 256 } }),
+    );
+    let limit = d.docker(&["inspect", "--format", "{{.HostConfig.Memory}} {{.HostConfig.CpuShares}}", &ids[0]]);
+    assert_eq!(limit.ok().trimmed(), format!("{} 256", 96 << 20));
+    let (code, _) = c.err(
+        "RuntimeService/UpdateContainerResources",
+        json!({ "container_id": ids[0], "linux": { "cpuset_cpus": "0" } }),
+    );
+    assert_eq!(code, "UNIMPLEMENTED");
+    c.ok(
+        "RuntimeService/UpdateRuntimeConfig",
+        json!({ "runtime_config": { "network_config": { "pod_cidr": "10.244.0.0/24" } } }),
+    );
+
+    c.ok("RuntimeService/StopPodSandbox", json!({ "pod_sandbox_id": sid }));
+    c.ok("RuntimeService/RemovePodSandbox", json!({ "pod_sandbox_id": sid }));
+    // kubelet removes the pod cgroup it made.
+    for dir in crate::harness::cgroup_dirs(&pod_cgroup) {
+        std::fs::remove_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    }
+}
+
+#[test]
+fn cri_pull_with_credentials() {
+    let reg = crate::harness::TestRegistry::start(crate::harness::RegistryOptions {
+        only: vec!["library/busybox".into()],
+        htpasswd: Some(("kube".into(), "s3cret".into())),
+        access_log: false,
+    });
+    let tmp = TempDir::new("wharf-e2e-cri-auth");
+    let (d, sock) = cri_daemon(&tmp.0);
+    let mut c = CriClient::start(&sock);
+    let image = reg.image("library/busybox:latest");
+    let (code, details) = c.err("ImageService/PullImage", json!({ "image": { "image": image } }));
+    assert_ne!(code, "OK");
+    assert!(details.contains(&image), "{details}");
+    let (code, _) = c.err(
+        "ImageService/PullImage",
+        json!({ "image": { "image": image }, "auth": { "username": "kube", "password": "wrong" } }),
+    );
+    assert_ne!(code, "OK");
+    let id = c.ok(
+        "ImageService/PullImage",
+        json!({ "image": { "image": image }, "auth": { "username": "kube", "password": "s3cret" } }),
+    )["image_ref"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // `auth` (base64 of user:password) as kubelet passes a docker config's entry.
+    c.ok("ImageService/RemoveImage", json!({ "image": { "image": id } }));
+    let auth = "a3ViZTpzM2NyZXQ="; // kube:s3cret
+    c.ok(
+        "ImageService/PullImage",
+        json!({ "image": { "image": image }, "auth": { "auth": auth, "server_address": reg.addr } }),
+    );
+    d.wharf(&["image", "inspect", &image]).ok();
 }
