@@ -199,22 +199,8 @@ impl Cni {
         id: &str,
         prev: Option<&Value>,
     ) -> Result<Value, String> {
-        let list = &att.list;
-        let Some(conf) = list.plugins.get(index) else { return Err(format!("no plugin {index}")) };
+        let conf = plugin_config(att, index, prev)?;
         let kind = conf.get("type").and_then(Value::as_str).unwrap_or_default().to_string();
-        let mut conf = conf.clone();
-        if let Some(o) = conf.as_object_mut() {
-            o.insert("name".into(), json!(list.name));
-            o.insert("cniVersion".into(), json!(list.cni_version));
-            if let Some(p) = prev {
-                o.insert("prevResult".into(), p.clone());
-            }
-            let wants_ports =
-                o.get("capabilities").and_then(|c| c.get("portMappings")).and_then(Value::as_bool).unwrap_or(false);
-            if wants_ports && !att.port_mappings.is_empty() {
-                o.insert("runtimeConfig".into(), json!({ "portMappings": att.port_mappings }));
-            }
-        }
         let stdin = serde_json::to_vec(&conf).map_err(|e| format!("encode cni config: {e}"))?;
         let exe = self.plugin(&kind)?;
         let mut child = Command::new(&exe)
@@ -280,6 +266,27 @@ impl Cni {
     }
 }
 
+/// What a plugin reads on stdin: its entry of the list with the list's `name` and
+/// `cniVersion`, the previous result, and the `runtimeConfig` its `capabilities` ask for.
+fn plugin_config(att: &Attachment, index: usize, prev: Option<&Value>) -> Result<Value, String> {
+    let list = &att.list;
+    let Some(conf) = list.plugins.get(index) else { return Err(format!("no plugin {index}")) };
+    let mut conf = conf.clone();
+    if let Some(o) = conf.as_object_mut() {
+        o.insert("name".into(), json!(list.name));
+        o.insert("cniVersion".into(), json!(list.cni_version));
+        if let Some(p) = prev {
+            o.insert("prevResult".into(), p.clone());
+        }
+        let wants_ports =
+            o.get("capabilities").and_then(|c| c.get("portMappings")).and_then(Value::as_bool).unwrap_or(false);
+        if wants_ports && !att.port_mappings.is_empty() {
+            o.insert("runtimeConfig".into(), json!({ "portMappings": att.port_mappings }));
+        }
+    }
+    Ok(conf)
+}
+
 /// Where a sandbox's attachment is kept.
 pub fn attachment_path(state_dir: &Path, id: &str) -> PathBuf {
     state_dir.join("net").join(format!("{id}.json"))
@@ -335,6 +342,21 @@ mod tests {
         let bare = json!({"ips": [{"address": "10.9.0.7/16"}]});
         assert_eq!(att(bare).ips(), vec!["10.9.0.7".to_string()]);
         assert!(att(Value::Null).ips().is_empty());
+    }
+
+    #[test]
+    fn plugins_get_the_list_name_version_previous_result_and_the_ports_they_ask_for() {
+        let mut a = att(Value::Null);
+        a.list.plugins =
+            vec![json!({"type": "bridge"}), json!({"type": "portmap", "capabilities": {"portMappings": true}})];
+        a.port_mappings = vec![json!({"hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": ""})];
+        let first = plugin_config(&a, 0, None).unwrap();
+        assert_eq!(first, json!({"type": "bridge", "name": "n", "cniVersion": "1.0.0"}));
+        let prev = json!({"ips": []});
+        let second = plugin_config(&a, 1, Some(&prev)).unwrap();
+        assert_eq!(second["prevResult"], prev);
+        assert_eq!(second["runtimeConfig"]["portMappings"][0]["hostPort"], 8080);
+        assert!(plugin_config(&a, 2, None).is_err());
     }
 
     #[test]

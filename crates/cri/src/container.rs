@@ -340,14 +340,14 @@ fn create_request(
     if sc.no_new_privs {
         s.security_opt.push("no-new-privileges".into());
     }
-    match sc.seccomp.as_ref().map(|p| (p.profile_type, p.localhost_ref.as_str())) {
-        Some((proto::PROFILE_UNCONFINED, _)) => s.security_opt.push("seccomp=unconfined".into()),
-        Some((proto::PROFILE_LOCALHOST, path)) => {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| Status::invalid(format!("seccomp profile {path:?}: {e}")))?;
+    match seccomp_choice(&sc)? {
+        Seccomp::Default => {}
+        Seccomp::Unconfined => s.security_opt.push("seccomp=unconfined".into()),
+        Seccomp::Localhost(path) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| Status::invalid(format!("seccomp profile {path:?}: {e}")))?;
             s.security_opt.push(format!("seccomp={text}"));
         }
-        _ => {}
     }
     // kubelet sends the default lists unless the pod asks for an unmasked /proc.
     if !sc.masked_paths.is_empty() || !sc.readonly_paths.is_empty() {
@@ -417,4 +417,63 @@ fn create_request(
         host_config: hc,
         ..Default::default()
     })
+}
+
+/// A container's seccomp profile as the CRI asks for it.
+#[derive(Debug, PartialEq, Eq)]
+enum Seccomp {
+    /// The runtime's default profile (the engine's, Docker's).
+    Default,
+    Unconfined,
+    Localhost(String),
+}
+
+/// `seccomp` when set, else the deprecated `seccomp_profile_path`; neither is `Unconfined`,
+/// as containerd and dockershim read it (kubelet sends `Unconfined` for pods that name no
+/// profile, `RuntimeDefault` for those that ask for it).
+fn seccomp_choice(sc: &proto::LinuxContainerSecurityContext) -> Result<Seccomp, Status> {
+    if let Some(p) = &sc.seccomp {
+        return match p.profile_type {
+            proto::PROFILE_UNCONFINED => Ok(Seccomp::Unconfined),
+            proto::PROFILE_LOCALHOST if p.localhost_ref.starts_with('/') => {
+                Ok(Seccomp::Localhost(p.localhost_ref.clone()))
+            }
+            proto::PROFILE_LOCALHOST => {
+                Err(Status::invalid(format!("seccomp localhost_ref {:?} is not an absolute path", p.localhost_ref)))
+            }
+            _ => Ok(Seccomp::Default),
+        };
+    }
+    match sc.seccomp_profile_path.as_str() {
+        "" | "unconfined" => Ok(Seccomp::Unconfined),
+        "runtime/default" | "docker/default" => Ok(Seccomp::Default),
+        p => match p.strip_prefix("localhost/") {
+            Some(path) if path.starts_with('/') => Ok(Seccomp::Localhost(path.to_string())),
+            _ => Err(Status::invalid(format!(
+                "seccomp profile path {p:?} is none of runtime/default, unconfined, localhost/<absolute path>"
+            ))),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seccomp_follows_the_cri() {
+        let sc = |seccomp: Option<(i32, &str)>, path: &str| proto::LinuxContainerSecurityContext {
+            seccomp: seccomp.map(|(t, r)| proto::SecurityProfile { profile_type: t, localhost_ref: r.into() }),
+            seccomp_profile_path: path.into(),
+            ..Default::default()
+        };
+        assert_eq!(seccomp_choice(&sc(None, "")).unwrap(), Seccomp::Unconfined);
+        assert_eq!(seccomp_choice(&sc(Some((0, "")), "")).unwrap(), Seccomp::Default);
+        assert_eq!(seccomp_choice(&sc(Some((1, "")), "runtime/default")).unwrap(), Seccomp::Unconfined);
+        assert_eq!(seccomp_choice(&sc(Some((2, "/p.json")), "")).unwrap(), Seccomp::Localhost("/p.json".into()));
+        assert!(seccomp_choice(&sc(Some((2, "p.json")), "")).is_err());
+        assert_eq!(seccomp_choice(&sc(None, "docker/default")).unwrap(), Seccomp::Default);
+        assert_eq!(seccomp_choice(&sc(None, "localhost//x.json")).unwrap(), Seccomp::Localhost("/x.json".into()));
+        assert!(seccomp_choice(&sc(None, "bogus")).is_err());
+    }
 }

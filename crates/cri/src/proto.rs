@@ -393,6 +393,10 @@ pub struct LinuxContainerSecurityContext {
     pub readonly_paths: Vec<String>,
     #[prost(message, optional, tag = "15")]
     pub seccomp: Option<SecurityProfile>,
+    /// The deprecated form of `seccomp`: `runtime/default`, `docker/default`, `unconfined`,
+    /// `localhost/<path>`; read only when `seccomp` is absent.
+    #[prost(string, tag = "10")]
+    pub seccomp_profile_path: String,
 }
 
 #[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize, prost::Message)]

@@ -600,6 +600,10 @@ fn cri_pod_namespaces_cgroup_parent_stats_and_updates() {
     for name in ["one", "two"] {
         let mut cfg = container_config(name, &image_ref, "exec sleep 1000", "");
         cfg["linux"] = json!({ "resources": { "cpu_shares": 512, "memory_limit_in_bytes": 64 << 20 } });
+        // `one` asks for the runtime's seccomp profile; `two` names none, which is unconfined.
+        if name == "one" {
+            cfg["linux"]["security_context"] = json!({ "seccomp": { "profile_type": "RuntimeDefault" } });
+        }
         let cid = c.ok(
             "RuntimeService/CreateContainer",
             json!({ "pod_sandbox_id": sid, "config": cfg, "sandbox_config": pod }),
@@ -624,6 +628,8 @@ fn cri_pod_namespaces_cgroup_parent_stats_and_updates() {
         let b = exec(&mut c, &ids[1], &format!("readlink /proc/self/ns/{ns}"));
         assert_eq!(a, b, "{ns} namespace not shared");
     }
+    assert_eq!(exec(&mut c, &ids[0], "grep ^Seccomp: /proc/self/status"), "Seccomp:\t2");
+    assert_eq!(exec(&mut c, &ids[1], "grep ^Seccomp: /proc/self/status"), "Seccomp:\t0");
     let other = exec(&mut c, &ids[1], "ps -o args");
     assert!(other.matches("sleep 1000").count() == 2, "each sees the other's process:\n{other}");
     // The pod's cgroup parent holds the containers' cgroups.
