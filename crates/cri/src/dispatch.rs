@@ -5,7 +5,9 @@ use std::future::Future;
 
 use prost::Message;
 
-use crate::grpc::{Code, Status};
+use std::sync::Arc;
+
+use crate::grpc::{Code, Reply, Status};
 use crate::proto;
 use crate::Cri;
 
@@ -23,7 +25,17 @@ where
 }
 
 /// Answers one call; an unknown path is `Unimplemented` (kubelet falls back for some).
-pub async fn call(cri: &Cri, path: &str, msg: &[u8]) -> Result<Vec<u8>, Status> {
+pub async fn call(cri: &Arc<Cri>, path: &str, msg: &[u8]) -> Reply {
+    if path == "/runtime.v1.RuntimeService/GetContainerEvents" {
+        return match proto::Empty::decode(msg) {
+            Ok(_) => Reply::Stream(cri.container_events()),
+            Err(e) => Reply::Unary(Err(Status::invalid(format!("decode request: {e}")))),
+        };
+    }
+    Reply::Unary(unary_call(cri, path, msg).await)
+}
+
+async fn unary_call(cri: &Cri, path: &str, msg: &[u8]) -> Result<Vec<u8>, Status> {
     let Some((service, method)) = path.strip_prefix('/').and_then(|p| p.split_once('/')) else {
         return Err(Status::new(Code::Unimplemented, format!("no gRPC method at {path:?}")));
     };

@@ -1,5 +1,5 @@
-//! gRPC over HTTP/2 on a unix socket, as much of it as the CRI needs: unary calls only, no
-//! compression. A request is `POST /<package>.<Service>/<Method>` with `content-type:
+//! gRPC over HTTP/2 on a unix socket, as much of it as the CRI needs: unary calls and one
+//! server stream (GetContainerEvents), no compression. A request is `POST /<package>.<Service>/<Method>` with `content-type:
 //! application/grpc` and a body of one length-prefixed message (1 byte "compressed" flag,
 //! 4 bytes big-endian length, the protobuf bytes). The answer is the same framing followed by
 //! the `grpc-status` trailer, or, for an error, a "trailers-only" answer: `grpc-status` and
@@ -15,6 +15,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming};
 use tokio::net::UnixListener;
+use tokio::sync::mpsc;
 
 use crate::Cri;
 
@@ -120,43 +121,75 @@ pub fn unframe(body: &[u8]) -> Result<&[u8], Status> {
     Ok(rest)
 }
 
-/// A response body: at most one data frame, then the trailers (none for trailers-only).
+/// What a method answers: one message (or a status), or a stream of messages that ends with
+/// a status (the channel closing is `OK`).
+pub enum Reply {
+    Unary(Result<Vec<u8>, Status>),
+    Stream(mpsc::Receiver<Result<Vec<u8>, Status>>),
+}
+
+/// A response body: at most one data frame, or the frames of a stream, then the trailers
+/// (none for trailers-only).
 pub struct GrpcBody {
     data: Option<Bytes>,
+    stream: Option<mpsc::Receiver<Result<Vec<u8>, Status>>>,
     trailers: Option<HeaderMap>,
+}
+
+fn trailers_of(status: &Status) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    status_headers(&mut h, status);
+    h
 }
 
 impl Body for GrpcBody {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         if let Some(d) = self.data.take() {
             return Poll::Ready(Some(Ok(Frame::data(d))));
+        }
+        if let Some(rx) = self.stream.as_mut() {
+            match rx.poll_recv(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(msg))) => return Poll::Ready(Some(Ok(Frame::data(frame(&msg))))),
+                Poll::Ready(Some(Err(s))) => {
+                    self.stream = None;
+                    return Poll::Ready(Some(Ok(Frame::trailers(trailers_of(&s)))));
+                }
+                Poll::Ready(None) => {
+                    self.stream = None;
+                    return Poll::Ready(Some(Ok(Frame::trailers(trailers_of(&Status::new(Code::Ok, ""))))));
+                }
+            }
         }
         Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.data.is_none() && self.trailers.is_none()
+        self.data.is_none() && self.stream.is_none() && self.trailers.is_none()
     }
 }
 
 fn status_headers(h: &mut HeaderMap, status: &Status) {
     h.insert("grpc-status", HeaderValue::from(status.code as i32));
+    if status.message.is_empty() {
+        return;
+    }
     if let Ok(v) = HeaderValue::from_str(&encode_message(&status.message)) {
         h.insert("grpc-message", v);
     }
 }
 
-fn response(result: Result<Vec<u8>, Status>) -> Response<GrpcBody> {
-    let (body, head_status) = match result {
-        Ok(msg) => {
-            let mut trailers = HeaderMap::new();
-            trailers.insert("grpc-status", HeaderValue::from(0));
-            (GrpcBody { data: Some(frame(&msg)), trailers: Some(trailers) }, None)
+fn response(reply: Reply) -> Response<GrpcBody> {
+    let (body, head_status) = match reply {
+        Reply::Unary(Ok(msg)) => {
+            let trailers = trailers_of(&Status::new(Code::Ok, ""));
+            (GrpcBody { data: Some(frame(&msg)), stream: None, trailers: Some(trailers) }, None)
         }
-        Err(s) => (GrpcBody { data: None, trailers: None }, Some(s)),
+        Reply::Unary(Err(s)) => (GrpcBody { data: None, stream: None, trailers: None }, Some(s)),
+        Reply::Stream(rx) => (GrpcBody { data: None, stream: Some(rx), trailers: None }, None),
     };
     let mut resp = Response::new(body);
     resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
@@ -167,7 +200,7 @@ fn response(result: Result<Vec<u8>, Status>) -> Response<GrpcBody> {
 }
 
 fn plain(status: StatusCode) -> Response<GrpcBody> {
-    let mut r = Response::new(GrpcBody { data: None, trailers: None });
+    let mut r = Response::new(GrpcBody { data: None, stream: None, trailers: None });
     *r.status_mut() = status;
     r
 }
@@ -191,21 +224,21 @@ async fn handle(cri: Arc<Cri>, req: Request<Incoming>) -> Result<Response<GrpcBo
     let body = match limited.collect().await {
         Ok(b) => b.aggregate(),
         Err(e) => {
-            return Ok(response(Err(Status::new(
+            return Ok(response(Reply::Unary(Err(Status::new(
                 Code::InvalidArgument,
                 format!("read request body: {e} (at most {MAX_MESSAGE} bytes)"),
-            ))))
+            )))))
         }
     };
     let bytes = body.chunk().to_vec();
-    let result = match unframe(&bytes) {
+    let reply = match unframe(&bytes) {
         Ok(msg) => crate::dispatch::call(&cri, &path, msg).await,
-        Err(s) => Err(s),
+        Err(s) => Reply::Unary(Err(s)),
     };
-    if let Err(s) = &result {
+    if let Reply::Unary(Err(s)) = &reply {
         log::debug!("cri {path}: {:?} {}", s.code, s.message);
     }
-    Ok(response(result))
+    Ok(response(reply))
 }
 
 /// Serves gRPC on `listener` until the task is dropped; each connection on its own task.

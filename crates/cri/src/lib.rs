@@ -14,6 +14,7 @@
 mod cni;
 mod container;
 mod dispatch;
+mod events;
 mod grpc;
 mod image;
 mod logs;

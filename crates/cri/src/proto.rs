@@ -969,3 +969,17 @@ pub struct UpdateRuntimeConfigRequest {
     #[prost(message, optional, tag = "1")]
     pub runtime_config: Option<RuntimeConfig>,
 }
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ContainerEventResponse {
+    #[prost(string, tag = "1")]
+    pub container_id: String,
+    #[prost(int32, tag = "2")]
+    pub container_event_type: i32,
+    #[prost(int64, tag = "3")]
+    pub created_at: i64,
+    #[prost(message, optional, tag = "4")]
+    pub pod_sandbox_status: Option<PodSandboxStatus>,
+    #[prost(message, repeated, tag = "5")]
+    pub containers_statuses: Vec<ContainerStatus>,
+}

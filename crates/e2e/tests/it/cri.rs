@@ -57,6 +57,26 @@ impl CriClient {
         }
     }
 
+    /// Starts a server stream (GetContainerEvents) read later with `take`.
+    fn start_stream(&mut self, method: &str) {
+        let line = json!({ "method": method, "request": {}, "stream": "start" }).to_string();
+        writeln!(self.stdin, "{line}").expect("write to cri client");
+        let mut answer = String::new();
+        self.stdout.read_line(&mut answer).expect("read cri client");
+        assert!(answer.contains("\"ok\""), "{method}: {answer}");
+    }
+
+    /// The next `count` messages of the stream.
+    #[track_caller]
+    fn take(&mut self, count: usize) -> Vec<Value> {
+        writeln!(self.stdin, "{}", json!({ "stream": "take", "count": count, "timeout": 30 })).expect("write");
+        let mut answer = String::new();
+        self.stdout.read_line(&mut answer).expect("read cri client");
+        let v: Value = serde_json::from_str(&answer).unwrap();
+        assert!(v["error"].is_null(), "stream: {v}");
+        v["ok"].as_array().unwrap().clone()
+    }
+
     #[track_caller]
     fn ok(&mut self, method: &str, request: Value) -> Value {
         match self.call(method, request) {
@@ -594,8 +614,16 @@ fn cri_pod_namespaces_cgroup_parent_stats_and_updates() {
     let mut pod = pod_config("shared", "uid-shared-1", &logs, true);
     pod["linux"]["security_context"]["namespace_options"]["pid"] = json!("POD");
     pod["linux"]["cgroup_parent"] = json!(pod_cgroup);
+    // kubelet's evented PLEG: a stream of what happens to the pod, from another connection.
+    let mut events = CriClient::start(&sock);
+    events.start_stream("RuntimeService/GetContainerEvents");
     let sid =
         c.ok("RuntimeService/RunPodSandbox", json!({ "config": pod }))["pod_sandbox_id"].as_str().unwrap().to_string();
+    let evs = events.take(2);
+    assert_eq!(evs[0]["container_id"], sid.as_str(), "{evs:?}");
+    assert_eq!(evs[0]["container_event_type"], "CONTAINER_CREATED_EVENT", "{evs:?}");
+    assert_eq!(evs[1]["container_event_type"], "CONTAINER_STARTED_EVENT", "{evs:?}");
+    assert_eq!(evs[1]["pod_sandbox_status"]["metadata"]["name"], "shared", "{evs:?}");
     let mut ids = Vec::new();
     for name in ["one", "two"] {
         let mut cfg = container_config(name, &image_ref, "exec sleep 1000", "");
@@ -615,6 +643,21 @@ fn cri_pod_namespaces_cgroup_parent_stats_and_updates() {
         wait_state(&mut c, &cid, "CONTAINER_RUNNING");
         ids.push(cid);
     }
+    let evs = events.take(4);
+    let kinds: Vec<(&str, &str)> = evs
+        .iter()
+        .map(|e| (e["container_id"].as_str().unwrap(), e["container_event_type"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (ids[0].as_str(), "CONTAINER_CREATED_EVENT"),
+            (ids[0].as_str(), "CONTAINER_STARTED_EVENT"),
+            (ids[1].as_str(), "CONTAINER_CREATED_EVENT"),
+            (ids[1].as_str(), "CONTAINER_STARTED_EVENT"),
+        ]
+    );
+    assert!(evs[3]["containers_statuses"].as_array().unwrap().iter().any(|s| s["id"] == ids[1].as_str()), "{evs:?}");
     let exec = |c: &mut CriClient, id: &str, cmd: &str| -> String {
         let out = c.ok("RuntimeService/ExecSync", json!({ "container_id": id, "cmd": ["sh", "-c", cmd] }));
         assert_eq!(out["exit_code"], 0, "{cmd}: {out}");
@@ -674,7 +717,11 @@ fn cri_pod_namespaces_cgroup_parent_stats_and_updates() {
     );
 
     c.ok("RuntimeService/StopPodSandbox", json!({ "pod_sandbox_id": sid }));
+    let stopped: Vec<Value> = events.take(3);
+    assert!(stopped.iter().all(|e| e["container_event_type"] == "CONTAINER_STOPPED_EVENT"), "{stopped:?}");
     c.ok("RuntimeService/RemovePodSandbox", json!({ "pod_sandbox_id": sid }));
+    let gone: Vec<Value> = events.take(3);
+    assert!(gone.iter().all(|e| e["container_event_type"] == "CONTAINER_DELETED_EVENT"), "{gone:?}");
     // kubelet removes the pod cgroup it made.
     for dir in crate::harness::cgroup_dirs(&pod_cgroup) {
         std::fs::remove_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
