@@ -278,6 +278,32 @@ impl Engine {
         Ok(Some(ProcessStream { events: rx, input: session.input }))
     }
 
+    /// SIGKILLs a running exec'd process (the CRI's ExecSync past its time-out), through a
+    /// pidfd opened while the exec is still known to run; nothing when it has ended.
+    pub fn kill_exec(&self, id: &str) -> Result<(), EngineError> {
+        let rec = self.inspect_exec(id)?;
+        if !rec.running || rec.pid <= 0 {
+            return Ok(());
+        }
+        let fd = crate::monitor::pidfd_open(rec.pid).map_err(|e| EngineError::io(format!("pidfd of exec {id}"), e))?;
+        // The pid may have ended between the inspect and the open: only kill what still runs.
+        if !self.inspect_exec(id)?.running {
+            return Ok(());
+        }
+        use std::os::fd::AsRawFd;
+        // SAFETY: pidfd_send_signal with a valid pidfd, no siginfo, no flags.
+        let r = unsafe {
+            libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), libc::SIGKILL, std::ptr::null::<u8>(), 0)
+        };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ESRCH) {
+                return Err(EngineError::io(format!("kill exec {id}"), e));
+            }
+        }
+        Ok(())
+    }
+
     /// Sizes the terminal of a running exec'd process.
     pub async fn resize_exec(&self, id: &str, rows: u16, cols: u16) -> Result<(), EngineError> {
         let rec = self.inspect_exec(id)?;

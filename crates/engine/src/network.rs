@@ -518,6 +518,12 @@ impl Engine {
         self.inner.config.exec_root.join("netns").join(id)
     }
 
+    /// The file of a container's own network namespace while it runs (not for `host` or
+    /// `container:` modes): what the CRI hands CNI plugins as `CNI_NETNS`.
+    pub fn container_netns_path(&self, id: &str) -> PathBuf {
+        self.netns_path(id)
+    }
+
     /// The network namespace file a container's spec joins, `None` for the host's.
     pub(crate) fn spec_netns(&self, rec: &ContainerRecord) -> Result<Option<String>, EngineError> {
         let mode = rec.host_config.network_mode.as_str();

@@ -1,6 +1,10 @@
 //! `wharf-init [--] CMD [ARG...]`: pid 1 of a container run with `--init`. It starts CMD as its
 //! child, forwards every catchable signal to it, reaps every zombie that is reparented to it,
 //! and exits with CMD's status (128+N when CMD died of signal N), as Docker's `docker-init`.
+//!
+//! `wharf-init --pause`: the process that holds a CRI pod sandbox's namespaces (what the
+//! `pause` image's binary is to containerd): it runs nothing, reaps the zombies a shared pid
+//! namespace hands it, and exits 0 at SIGTERM, SIGINT or SIGHUP.
 
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::OsStringExt;
@@ -29,6 +33,9 @@ mod libc {
     pub const SIGBUS: c_int = 7;
     pub const SIGFPE: c_int = 8;
     pub const SIGSEGV: c_int = 11;
+    pub const SIGHUP: c_int = 1;
+    pub const SIGINT: c_int = 2;
+    pub const SIGTERM: c_int = 15;
     pub const SIGCHLD: c_int = 17;
     pub const SIGSYS: c_int = 31;
     pub const ENOENT: c_int = 2;
@@ -65,6 +72,9 @@ const SYNCHRONOUS: [libc::c_int; 7] =
 
 fn main() {
     let mut args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    if args.len() == 1 && args[0] == "--pause" {
+        std::process::exit(pause());
+    }
     if args.first().is_some_and(|a| a == "--") {
         args.remove(0);
     }
@@ -137,6 +147,36 @@ fn run(argv: &[CString]) -> i32 {
                         128 + libc::WTERMSIG(status)
                     };
                     return code;
+                }
+            }
+        }
+    }
+}
+
+/// `--pause`: waits for a signal that ends it, reaping whatever exits meanwhile.
+fn pause() -> i32 {
+    // SAFETY: plain libc calls on a sigset owned here.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        for s in SYNCHRONOUS {
+            libc::sigdelset(&mut all, s);
+        }
+        if libc::sigprocmask(libc::SIG_BLOCK, &all, std::ptr::null_mut()) != 0 {
+            eprintln!("wharf-init: sigprocmask: {}", std::io::Error::last_os_error());
+            return 1;
+        }
+        let timeout = libc::timespec { tv_sec: 60, tv_nsec: 0 };
+        loop {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let sig = libc::sigtimedwait(&all, &mut info, &timeout);
+            if sig == libc::SIGTERM || sig == libc::SIGINT || sig == libc::SIGHUP {
+                return 0;
+            }
+            loop {
+                let mut status = 0;
+                if libc::waitpid(-1, &mut status, libc::WNOHANG) <= 0 {
+                    break;
                 }
             }
         }

@@ -149,6 +149,15 @@ pub struct Flags {
     /// Serve Prometheus metrics at http://ADDR/metrics (host:port)
     #[arg(long = "metrics-addr")]
     pub metrics_addr: Option<String>,
+    /// Serve the Kubernetes CRI (gRPC) on this unix socket; off when not given
+    #[arg(long = "cri-socket")]
+    pub cri_socket: Option<PathBuf>,
+    /// CNI network configurations for pods (default /etc/cni/net.d)
+    #[arg(long = "cni-conf-dir")]
+    pub cni_conf_dir: Option<PathBuf>,
+    /// CNI plugin executables for pods, a ':'-separated list (default /opt/cni/bin)
+    #[arg(long = "cni-bin-dir")]
+    pub cni_bin_dir: Option<String>,
     /// Give the default bridge IPv6 (with --fixed-cidr-v6)
     #[arg(long = "ipv6", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub ipv6: Option<bool>,
@@ -223,6 +232,9 @@ pub(crate) struct FileConfig {
     /// `{"http-proxy", "https-proxy", "no-proxy"}`, as dockerd 23 reads them.
     proxies: Option<ProxiesFile>,
     metrics_addr: Option<String>,
+    cri_socket: Option<PathBuf>,
+    cni_conf_dir: Option<PathBuf>,
+    cni_bin_dir: Option<String>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -294,6 +306,8 @@ pub struct DaemonConfig {
     pub tls: TlsConfig,
     /// `host:port` where `/metrics` is served.
     pub metrics_addr: Option<String>,
+    /// The CRI's socket and CNI dirs; `None` when the CRI is off.
+    pub cri: Option<wharf_cri::CriConfig>,
     /// The default bridge's IPv6: `ipv6` and `fixed-cidr-v6`.
     pub ipv6: bool,
     pub fixed_cidr_v6: Option<String>,
@@ -492,6 +506,11 @@ impl DaemonConfig {
             },
             tls,
             metrics_addr: flags.metrics_addr.clone().or(file.metrics_addr).filter(|a| !a.is_empty()),
+            cri: cri_config(
+                flags.cri_socket.clone().or(file.cri_socket),
+                flags.cni_conf_dir.clone().or(file.cni_conf_dir),
+                flags.cni_bin_dir.clone().or(file.cni_bin_dir),
+            )?,
             ipv6,
             fixed_cidr_v6,
             warnings: Vec::new(),
@@ -668,6 +687,40 @@ fn read_file(path: &Path, explicit: bool) -> anyhow::Result<Vec<u8>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(b"{}".to_vec()),
         Err(e) => Err(e).with_context(|| format!("read config file {}", path.display())),
     }
+}
+
+/// `cri-socket`, `cni-conf-dir` and `cni-bin-dir`: the CRI runs only with a socket; the CNI
+/// dirs without one are refused, since nothing would read them.
+fn cri_config(
+    socket: Option<PathBuf>,
+    conf_dir: Option<PathBuf>,
+    bin_dir: Option<String>,
+) -> anyhow::Result<Option<wharf_cri::CriConfig>> {
+    let socket = socket.filter(|s| !s.as_os_str().is_empty());
+    let Some(socket) = socket else {
+        if conf_dir.is_some() || bin_dir.is_some() {
+            bail!("cni-conf-dir and cni-bin-dir need cri-socket: the CNI settings are the CRI's");
+        }
+        return Ok(None);
+    };
+    if !socket.is_absolute() {
+        bail!("cri-socket {} is not an absolute path", socket.display());
+    }
+    let mut c = wharf_cri::CriConfig::new(socket);
+    if let Some(d) = conf_dir {
+        if !d.is_absolute() {
+            bail!("cni-conf-dir {} is not an absolute path", d.display());
+        }
+        c.cni_conf_dir = d;
+    }
+    if let Some(b) = bin_dir {
+        let dirs: Vec<PathBuf> = b.split(':').filter(|d| !d.is_empty()).map(PathBuf::from).collect();
+        if dirs.is_empty() || dirs.iter().any(|d| !d.is_absolute()) {
+            bail!("cni-bin-dir {b:?} must be absolute paths separated by ':'");
+        }
+        c.cni_bin_dirs = dirs;
+    }
+    Ok(Some(c))
 }
 
 #[cfg(test)]
@@ -879,5 +932,22 @@ mod tests {
             assert!(DaemonConfig::load(&flags).is_err(), "{bad}");
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn cri_settings_need_the_socket_and_absolute_paths() {
+        assert_eq!(cri_config(None, None, None).unwrap(), None);
+        let c = cri_config(Some("/run/w/cri.sock".into()), None, Some("/usr/lib/cni:/opt/cni/bin".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.cni_conf_dir, PathBuf::from("/etc/cni/net.d"));
+        assert_eq!(c.cni_bin_dirs, vec![PathBuf::from("/usr/lib/cni"), PathBuf::from("/opt/cni/bin")]);
+        assert!(cri_config(None, Some("/etc/cni/net.d".into()), None)
+            .unwrap_err()
+            .to_string()
+            .contains("need cri-socket"));
+        assert!(cri_config(Some("cri.sock".into()), None, None).is_err());
+        assert!(cri_config(Some("/c.sock".into()), Some("net.d".into()), None).is_err());
+        assert!(cri_config(Some("/c.sock".into()), None, Some("bin".into())).is_err());
     }
 }

@@ -93,6 +93,10 @@ pub const KEYS: &[Key] = &[
     key("metrics-addr", Honoured),
     // wharf's own: the most a build may bring in.
     key("max-build-context", Honoured),
+    // wharf's own: the Kubernetes CRI's socket and where its pods' CNI lives.
+    key("cri-socket", Honoured),
+    key("cni-conf-dir", Honoured),
+    key("cni-bin-dir", Honoured),
     // Accepted: wharf does the same thing, or something that makes the key moot.
     flag(
         "live-restore",

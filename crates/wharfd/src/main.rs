@@ -101,6 +101,15 @@ fn run(flags: Flags) -> anyhow::Result<()> {
             sockets.extend(l.socket_file().map(Path::to_path_buf));
             tokio::spawn(listen::serve(l, engine.clone()));
         }
+        let cri = match cfg.cri.clone() {
+            Some(c) => {
+                let socket = c.socket.clone();
+                let task = wharf_cri::start(engine.clone(), c).await.map_err(anyhow::Error::msg)?;
+                sockets.push(socket);
+                Some(task)
+            }
+            None => None,
+        };
         if let Some(m) = metrics {
             log::info!("metrics on http://{}/metrics", m.local_addr().map(|a| a.to_string()).unwrap_or_default());
             tokio::spawn(listen::serve_metrics(m, engine.clone()));
@@ -114,6 +123,9 @@ fn run(flags: Flags) -> anyhow::Result<()> {
                 _ = term.recv() => break,
                 _ = hup.recv() => reload(&flags, &mut running, &engine),
             }
+        }
+        if let Some(t) = cri {
+            t.abort();
         }
         // Containers keep running under their shims; only the sockets go away.
         for s in &sockets {
@@ -174,6 +186,9 @@ fn reload(flags: &Flags, running: &mut DaemonConfig, engine: &Engine) {
     }
     if new.metrics_addr != running.metrics_addr {
         later.push("metrics-addr");
+    }
+    if new.cri != running.cri {
+        later.push("cri-socket, cni-conf-dir or cni-bin-dir");
     }
     if new.data_root != running.data_root || new.exec_root != running.exec_root {
         later.push("data-root or exec-root");

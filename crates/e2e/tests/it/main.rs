@@ -35,6 +35,7 @@ mod copy;
 mod cpu;
 mod crash;
 mod credentials;
+mod cri;
 mod daemon;
 mod daemon_ops;
 mod docker_lifecycle;

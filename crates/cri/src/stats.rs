@@ -1,0 +1,240 @@
+//! ContainerStats, ListContainerStats, PodSandboxStats and ListPodSandboxStats from the
+//! engine's cgroup reads (`Engine::stats_sample`), and UpdateContainerResources. CPU use in
+//! nano-cores is the rate since the previous sample of the same container, as containerd
+//! computes it (none on the first).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use wharf_engine::{ContainerRecord, StatsSample, UpdateRequest};
+
+use crate::grpc::Status;
+use crate::meta;
+use crate::proto::{self, UInt64Value};
+use crate::Cri;
+
+/// The previous CPU sample of each container: (time in ns, cumulative usage in ns).
+#[derive(Default)]
+pub struct CpuSamples(Mutex<HashMap<String, (i64, u64)>>);
+
+fn u(v: u64) -> Option<UInt64Value> {
+    Some(UInt64Value { value: v })
+}
+
+fn now_nanos() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
+
+/// The bytes the kernel would not give back under pressure: usage less the inactive file
+/// cache, as the kubelet's working set.
+fn working_set(s: &StatsSample) -> u64 {
+    let inactive = s.mem_stats.get("total_inactive_file").or(s.mem_stats.get("inactive_file")).copied().unwrap_or(0);
+    s.mem_usage.saturating_sub(inactive)
+}
+
+fn stat(s: &StatsSample, keys: &[&str]) -> Option<UInt64Value> {
+    keys.iter().find_map(|k| s.mem_stats.get(*k)).copied().and_then(u)
+}
+
+impl Cri {
+    fn cpu_usage(&self, id: &str, s: &StatsSample, ts: i64) -> proto::CpuUsage {
+        let mut nano_cores = None;
+        if let Ok(mut m) = self.cpu_samples.0.lock() {
+            if let Some((t0, u0)) = m.get(id).copied() {
+                let dt = ts.saturating_sub(t0);
+                if dt > 0 && s.cpu_total >= u0 {
+                    nano_cores = u(((s.cpu_total - u0) as u128 * 1_000_000_000 / dt as u128) as u64);
+                }
+            }
+            m.insert(id.to_string(), (ts, s.cpu_total));
+        }
+        proto::CpuUsage { timestamp: ts, usage_core_nano_seconds: u(s.cpu_total), usage_nano_cores: nano_cores }
+    }
+
+    fn memory_usage(&self, s: &StatsSample, ts: i64) -> proto::MemoryUsage {
+        proto::MemoryUsage {
+            timestamp: ts,
+            working_set_bytes: u(working_set(s)),
+            available_bytes: if s.mem_limit > 0 && s.mem_limit < u64::MAX / 2 {
+                u(s.mem_limit.saturating_sub(working_set(s)))
+            } else {
+                None
+            },
+            usage_bytes: u(s.mem_usage),
+            rss_bytes: stat(s, &["total_rss", "anon"]),
+            page_faults: stat(s, &["total_pgfault", "pgfault"]),
+            major_page_faults: stat(s, &["total_pgmajfault", "pgmajfault"]),
+        }
+    }
+
+    async fn one_container_stats(
+        &self,
+        rec: &ContainerRecord,
+        m: &meta::ContainerMeta,
+    ) -> Result<proto::ContainerStats, Status> {
+        let s = self.engine.stats_sample(&rec.id).await?;
+        let ts = now_nanos();
+        Ok(proto::ContainerStats {
+            attributes: Some(proto::ContainerAttributes {
+                id: rec.id.clone(),
+                metadata: Some(m.metadata.clone()),
+                labels: m.labels.clone(),
+                annotations: m.annotations.clone(),
+            }),
+            cpu: Some(self.cpu_usage(&rec.id, &s, ts)),
+            memory: Some(self.memory_usage(&s, ts)),
+            writable_layer: None,
+        })
+    }
+
+    pub(crate) async fn container_stats(
+        &self,
+        r: proto::ContainerIdRequest,
+    ) -> Result<proto::ContainerStatsResponse, Status> {
+        let (rec, m) = self.find_cri_container(&r.container_id)?;
+        Ok(proto::ContainerStatsResponse { stats: Some(self.one_container_stats(&rec, &m).await?) })
+    }
+
+    pub(crate) async fn list_container_stats(
+        &self,
+        r: proto::ListContainerStatsRequest,
+    ) -> Result<proto::ListContainerStatsResponse, Status> {
+        let f = r.filter.unwrap_or_default();
+        let mut stats = Vec::new();
+        for rec in self.list_typed(meta::TYPE_CONTAINER)? {
+            let Some(m) = meta::container_meta(&rec) else { continue };
+            // Stats are of running containers, as containerd lists them.
+            if !rec.state.running
+                || (!f.id.is_empty() && !rec.id.starts_with(&f.id))
+                || (!f.pod_sandbox_id.is_empty() && !m.sandbox_id.starts_with(&f.pod_sandbox_id))
+                || !meta::selects(&f.label_selector, &m.labels)
+            {
+                continue;
+            }
+            match self.one_container_stats(&rec, &m).await {
+                Ok(s) => stats.push(s),
+                // Removed meanwhile.
+                Err(s) if s.code == crate::grpc::Code::NotFound => {}
+                Err(s) => return Err(s),
+            }
+        }
+        Ok(proto::ListContainerStatsResponse { stats })
+    }
+
+    async fn one_sandbox_stats(
+        &self,
+        rec: &ContainerRecord,
+        m: &meta::SandboxMeta,
+    ) -> Result<proto::PodSandboxStats, Status> {
+        let s = self.engine.stats_sample(&rec.id).await?;
+        let ts = now_nanos();
+        let mut containers = Vec::new();
+        let (mut cpu, mut mem, mut ws, mut procs) = (s.cpu_total, s.mem_usage, working_set(&s), s.pids_current);
+        for c in self.pod_containers(&rec.id)? {
+            let Some(cm) = meta::container_meta(&c) else { continue };
+            if !c.state.running {
+                continue;
+            }
+            let Ok(cs) = self.engine.stats_sample(&c.id).await else { continue };
+            cpu += cs.cpu_total;
+            mem += cs.mem_usage;
+            ws += working_set(&cs);
+            procs += cs.pids_current;
+            containers.push(self.one_container_stats(&c, &cm).await?);
+        }
+        let pod = StatsSample { cpu_total: cpu, mem_usage: mem, ..Default::default() };
+        let mut memory = self.memory_usage(&pod, ts);
+        memory.working_set_bytes = u(ws);
+        let iface = |name: &str, v: &[u64; 8]| proto::NetworkInterfaceUsage {
+            name: name.to_string(),
+            rx_bytes: u(v[0]),
+            rx_errors: u(v[2]),
+            tx_bytes: u(v[4]),
+            tx_errors: u(v[6]),
+        };
+        let interfaces: Vec<proto::NetworkInterfaceUsage> =
+            s.networks.iter().filter(|(n, _)| n.as_str() != "lo").map(|(n, v)| iface(n, v)).collect();
+        let network = if m.host_network() {
+            None
+        } else {
+            Some(proto::NetworkUsage {
+                timestamp: ts,
+                default_interface: interfaces.iter().find(|i| i.name == crate::cni::IFNAME).cloned(),
+                interfaces,
+            })
+        };
+        Ok(proto::PodSandboxStats {
+            attributes: Some(proto::PodSandboxAttributes {
+                id: rec.id.clone(),
+                metadata: Some(m.metadata()),
+                labels: m.config.labels.clone(),
+                annotations: m.config.annotations.clone(),
+            }),
+            linux: Some(proto::LinuxPodSandboxStats {
+                cpu: Some(self.cpu_usage(&format!("pod/{}", rec.id), &pod, ts)),
+                memory: Some(memory),
+                network,
+                process: Some(proto::ProcessUsage { timestamp: ts, process_count: u(procs) }),
+                containers,
+            }),
+        })
+    }
+
+    pub(crate) async fn pod_sandbox_stats(
+        &self,
+        r: proto::PodSandboxIdRequest,
+    ) -> Result<proto::PodSandboxStatsResponse, Status> {
+        let (rec, m) = self.find_sandbox(&r.pod_sandbox_id)?;
+        Ok(proto::PodSandboxStatsResponse { stats: Some(self.one_sandbox_stats(&rec, &m).await?) })
+    }
+
+    pub(crate) async fn list_pod_sandbox_stats(
+        &self,
+        r: proto::ListPodSandboxStatsRequest,
+    ) -> Result<proto::ListPodSandboxStatsResponse, Status> {
+        let f = r.filter.unwrap_or_default();
+        let mut stats = Vec::new();
+        for (rec, m) in self.sandboxes()? {
+            if !rec.state.running
+                || (!f.id.is_empty() && !rec.id.starts_with(&f.id))
+                || !meta::selects(&f.label_selector, &m.config.labels)
+            {
+                continue;
+            }
+            stats.push(self.one_sandbox_stats(&rec, &m).await?);
+        }
+        Ok(proto::ListPodSandboxStatsResponse { stats })
+    }
+
+    /// CPU and memory limits of a running or created container, through the engine's update;
+    /// a cpuset the engine cannot change yet is refused, naming it.
+    pub(crate) async fn update_container_resources(
+        &self,
+        r: proto::UpdateContainerResourcesRequest,
+    ) -> Result<proto::Empty, Status> {
+        let (rec, _) = self.find_cri_container(&r.container_id)?;
+        let Some(l) = r.linux else { return Ok(proto::Empty {}) };
+        for (what, asked, has) in [
+            ("cpuset_cpus", &l.cpuset_cpus, &rec.host_config.cpuset_cpus),
+            ("cpuset_mems", &l.cpuset_mems, &rec.host_config.cpuset_mems),
+        ] {
+            if !asked.is_empty() && asked != has {
+                return Err(Status::new(
+                    crate::grpc::Code::Unimplemented,
+                    format!("updating {what} of a container is not supported by wharf yet (asked {asked:?})"),
+                ));
+            }
+        }
+        let some = |v: i64| if v > 0 { Some(v) } else { None };
+        let req = UpdateRequest {
+            memory: some(l.memory_limit_in_bytes),
+            memory_swap: some(l.memory_swap_limit_in_bytes),
+            cpu_shares: some(l.cpu_shares),
+            cpu_quota: some(l.cpu_quota),
+            cpu_period: some(l.cpu_period),
+            ..Default::default()
+        };
+        self.engine.update_container(&rec.id, req).await?;
+        Ok(proto::Empty {})
+    }
+}

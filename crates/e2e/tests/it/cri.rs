@@ -1,0 +1,765 @@
+//! The Kubernetes CRI of wharfd (`--cri-socket`), driven as kubelet drives a runtime (create
+//! sandbox, pull, create, start, status loop, logs, exec, stop, remove) through a client made
+//! from Kubernetes' own api.proto (`cri_client.py`, PyPI's container-runtime-interface-api in
+//! a venv `scripts/cri-client` makes), with pod networking through Debian's real CNI plugins on
+//! a bridge and subnet of the test's own.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::harness::{install_with_script, registry, unique, wait_for, Daemon, DaemonOptions, TempDir};
+
+/// Where Debian's containernetworking-plugins installs the plugins.
+const CNI_BIN: &str = "/usr/lib/cni";
+
+/// One cri_client.py process: one JSON call a line.
+struct CriClient {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl CriClient {
+    fn start(sock: &Path) -> CriClient {
+        let python = install_with_script("cri-client", "container-runtime-interface-api and grpcio")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/cri_client.py");
+        let mut child = Command::new(python)
+            .arg(script)
+            .arg(sock)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start cri_client.py");
+        let stdin = child.stdin.take().expect("client stdin");
+        let stdout = BufReader::new(child.stdout.take().expect("client stdout"));
+        CriClient { child, stdin, stdout }
+    }
+
+    /// `Ok(response)` or `Err((code, details))`.
+    fn call(&mut self, method: &str, request: Value) -> Result<Value, (String, String)> {
+        let line = json!({ "method": method, "request": request }).to_string();
+        writeln!(self.stdin, "{line}").expect("write to cri client");
+        self.stdin.flush().expect("flush cri client");
+        let mut answer = String::new();
+        self.stdout.read_line(&mut answer).expect("read cri client");
+        let v: Value = serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{method}: bad answer {answer:?}: {e}"));
+        match v.get("ok") {
+            Some(ok) => Ok(ok.clone()),
+            None => Err((
+                v["error"]["code"].as_str().unwrap_or_default().to_string(),
+                v["error"]["details"].as_str().unwrap_or_default().to_string(),
+            )),
+        }
+    }
+
+    /// Starts a server stream (GetContainerEvents) read later with `take`.
+    fn start_stream(&mut self, method: &str) {
+        let line = json!({ "method": method, "request": {}, "stream": "start" }).to_string();
+        writeln!(self.stdin, "{line}").expect("write to cri client");
+        let mut answer = String::new();
+        self.stdout.read_line(&mut answer).expect("read cri client");
+        assert!(answer.contains("\"ok\""), "{method}: {answer}");
+    }
+
+    /// The next `count` messages of the stream.
+    #[track_caller]
+    fn take(&mut self, count: usize) -> Vec<Value> {
+        writeln!(self.stdin, "{}", json!({ "stream": "take", "count": count, "timeout": 30 })).expect("write");
+        let mut answer = String::new();
+        self.stdout.read_line(&mut answer).expect("read cri client");
+        let v: Value = serde_json::from_str(&answer).unwrap();
+        assert!(v["error"].is_null(), "stream: {v}");
+        v["ok"].as_array().unwrap().clone()
+    }
+
+    #[track_caller]
+    fn ok(&mut self, method: &str, request: Value) -> Value {
+        match self.call(method, request) {
+            Ok(v) => v,
+            Err((code, details)) => panic!("{method}: {code}: {details}"),
+        }
+    }
+
+    /// The error code of a call that must fail, with its details.
+    #[track_caller]
+    fn err(&mut self, method: &str, request: Value) -> (String, String) {
+        match self.call(method, request) {
+            Ok(v) => panic!("{method} succeeded where it must fail: {v}"),
+            Err(e) => e,
+        }
+    }
+}
+
+impl Drop for CriClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A wharfd serving the CRI on a socket in `dir`, CNI config from `dir/net.d`.
+fn cri_daemon(dir: &Path) -> (Daemon, PathBuf) {
+    let sock = dir.join("cri.sock");
+    let conf = dir.join("net.d");
+    std::fs::create_dir_all(&conf).expect("create net.d");
+    let opts = DaemonOptions {
+        extra_args: vec![
+            "--cri-socket".into(),
+            sock.display().to_string(),
+            "--cni-conf-dir".into(),
+            conf.display().to_string(),
+            "--cni-bin-dir".into(),
+            CNI_BIN.into(),
+        ],
+        ..Default::default()
+    };
+    (Daemon::start_with(opts), sock)
+}
+
+fn pod_config(name: &str, uid: &str, log_dir: &Path, host_network: bool) -> Value {
+    json!({
+        "metadata": { "name": name, "namespace": "default", "uid": uid, "attempt": 0 },
+        "hostname": name,
+        "log_directory": log_dir.display().to_string(),
+        "labels": { "app": name, "io.kubernetes.pod.name": name },
+        "annotations": { "note": "from the test" },
+        "linux": { "security_context": { "namespace_options": {
+            "network": if host_network { "NODE" } else { "POD" }, "pid": "CONTAINER", "ipc": "POD"
+        } } },
+    })
+}
+
+fn container_config(name: &str, image: &str, script: &str, log_path: &str) -> Value {
+    json!({
+        "metadata": { "name": name, "attempt": 0 },
+        "image": { "image": image },
+        "command": ["sh", "-c", script],
+        "envs": [{ "key": "GREETING", "value": "hello" }],
+        "labels": { "io.kubernetes.container.name": name },
+        "log_path": log_path,
+    })
+}
+
+/// Waits until the container's CRI state is `state`.
+#[track_caller]
+fn wait_state(c: &mut CriClient, id: &str, state: &str) -> Value {
+    let mut last = Value::Null;
+    let ok = wait_for(Duration::from_secs(30), || {
+        last = c.ok("RuntimeService/ContainerStatus", json!({ "container_id": id }));
+        last["status"]["state"] == state
+    });
+    assert!(ok, "container {id} never reached {state}: {last}");
+    last
+}
+
+#[track_caller]
+fn wait_log(path: &Path, needle: &str) -> String {
+    let mut text = String::new();
+    let ok = wait_for(Duration::from_secs(30), || {
+        text = std::fs::read_to_string(path).unwrap_or_default();
+        text.contains(needle)
+    });
+    assert!(ok, "{} never held {needle:?}:\n{text}", path.display());
+    text
+}
+
+/// Every line of a CRI log is `<RFC 3339 time> <stdout|stderr> <F|P> <text>`.
+#[track_caller]
+fn check_cri_format(text: &str) {
+    for l in text.lines() {
+        let f: Vec<&str> = l.splitn(4, ' ').collect();
+        assert_eq!(f.len(), 4, "CRI log line {l:?}");
+        assert!(wharf_types_like_time(f[0]), "time of {l:?}");
+        assert!(f[1] == "stdout" || f[1] == "stderr", "stream of {l:?}");
+        assert!(f[2] == "F" || f[2] == "P", "tag of {l:?}");
+    }
+}
+
+fn wharf_types_like_time(t: &str) -> bool {
+    // 2026-12-02T07:00:00.123456789Z
+    let b = t.as_bytes();
+    b.len() >= 20 && b[4] == b'-' && b[10] == b'T' && t.ends_with('Z')
+}
+
+#[test]
+fn cri_pod_lifecycle_as_kubelet_drives_it() {
+    let tmp = TempDir::new("wharf-e2e-cri");
+    let (d, sock) = cri_daemon(&tmp.0);
+    let mut c = CriClient::start(&sock);
+
+    let v = c.ok("RuntimeService/Version", json!({ "version": "v1" }));
+    assert_eq!(v["runtime_name"], "wharf");
+    assert_eq!(v["runtime_api_version"], "v1");
+    let st = c.ok("RuntimeService/Status", json!({}));
+    let conds = st["status"]["conditions"].as_array().unwrap().clone();
+    let cond = |t: &str| conds.iter().find(|x| x["type"] == t).cloned().unwrap_or_default();
+    assert_eq!(cond("RuntimeReady")["status"], true);
+    // No CNI configuration in the conf dir: the network is not ready, and says why.
+    assert_eq!(cond("NetworkReady")["status"], false, "{st}");
+    assert_eq!(cond("NetworkReady")["reason"], "NetworkPluginNotReady");
+    assert_eq!(c.ok("RuntimeService/RuntimeConfig", json!({}))["linux"]["cgroup_driver"], "CGROUPFS");
+
+    // The image: pulled through the CRI, seen by the Docker side, and back.
+    let busybox = registry().image("library/busybox:latest");
+    let (code, details) =
+        c.err("ImageService/PullImage", json!({ "image": { "image": registry().image("library/nope:latest") } }));
+    assert_ne!(code, "OK");
+    assert!(details.contains("nope"), "{details}");
+    let missing = c.ok("ImageService/ImageStatus", json!({ "image": { "image": busybox } }));
+    assert!(missing["image"].is_null(), "{missing}");
+    let image_ref = c.ok("ImageService/PullImage", json!({ "image": { "image": busybox } }))["image_ref"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(image_ref.starts_with("sha256:"), "{image_ref}");
+    let images = d.wharf(&["images", "--no-trunc", "--format", "{{.ID}} {{.Repository}}"]);
+    assert!(images.ok().stdout.contains(&image_ref), "{}", images.stdout);
+    let entry = d.pull("test/entrypoint:latest");
+    let st = c.ok("ImageService/ImageStatus", json!({ "image": { "image": entry } }));
+    assert!(
+        st["image"]["repo_tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t.as_str().unwrap().ends_with("test/entrypoint:latest")),
+        "{st}"
+    );
+    let listed = c.ok("ImageService/ListImages", json!({}));
+    assert!(listed["images"].as_array().unwrap().iter().any(|i| i["id"] == image_ref), "{listed}");
+    let fs = c.ok("ImageService/ImageFsInfo", json!({}));
+    assert!(fs["image_filesystems"][0]["used_bytes"]["value"].as_str().unwrap().parse::<u64>().unwrap() > 0, "{fs}");
+
+    // The sandbox, on the host's network (CNI has its own test).
+    let logs = tmp.0.join("pods/web");
+    std::fs::create_dir_all(logs.join("app")).unwrap();
+    let pod = pod_config("web", "uid-web-1", &logs, true);
+    let sid =
+        c.ok("RuntimeService/RunPodSandbox", json!({ "config": pod }))["pod_sandbox_id"].as_str().unwrap().to_string();
+    let (code, _) = c.err("RuntimeService/RunPodSandbox", json!({ "config": pod }));
+    assert_eq!(code, "ALREADY_EXISTS");
+    let ps = c.ok("RuntimeService/PodSandboxStatus", json!({ "pod_sandbox_id": sid, "verbose": true }));
+    assert_eq!(ps["status"]["state"], "SANDBOX_READY", "{ps}");
+    assert_eq!(ps["status"]["metadata"]["name"], "web");
+    assert_eq!(ps["status"]["labels"]["app"], "web");
+    assert_eq!(ps["status"]["annotations"]["note"], "from the test");
+    assert_eq!(ps["status"]["linux"]["namespaces"]["options"]["network"], "NODE");
+    let list = |c: &mut CriClient, filter: Value| -> Vec<String> {
+        c.ok("RuntimeService/ListPodSandbox", json!({ "filter": filter }))["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(list(&mut c, json!({})), vec![sid.clone()]);
+    assert_eq!(list(&mut c, json!({ "label_selector": { "app": "web" } })), vec![sid.clone()]);
+    assert!(list(&mut c, json!({ "label_selector": { "app": "other" } })).is_empty());
+    assert!(list(&mut c, json!({ "state": { "state": "SANDBOX_NOTREADY" } })).is_empty());
+    assert_eq!(list(&mut c, json!({ "id": &sid[..12] })), vec![sid.clone()]);
+
+    // kubelet's error cases around containers.
+    let script = "echo $GREETING; echo oops >&2; i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done";
+    let cfg = container_config("app", &image_ref, script, "app/0.log");
+    let (code, details) = c.err(
+        "RuntimeService/CreateContainer",
+        json!({ "pod_sandbox_id": "0123456789ab", "config": cfg, "sandbox_config": pod }),
+    );
+    assert_eq!(code, "NOT_FOUND", "{details}");
+    let bad_image =
+        container_config("app", "sha256:0000000000000000000000000000000000000000000000000000000000000000", "true", "");
+    let (code, _) = c.err(
+        "RuntimeService/CreateContainer",
+        json!({ "pod_sandbox_id": sid, "config": bad_image, "sandbox_config": pod }),
+    );
+    assert_eq!(code, "NOT_FOUND");
+
+    let cid = c
+        .ok("RuntimeService/CreateContainer", json!({ "pod_sandbox_id": sid, "config": cfg, "sandbox_config": pod }))
+        ["container_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, _) =
+        c.err("RuntimeService/CreateContainer", json!({ "pod_sandbox_id": sid, "config": cfg, "sandbox_config": pod }));
+    assert_eq!(code, "ALREADY_EXISTS");
+    let created = wait_state(&mut c, &cid, "CONTAINER_CREATED");
+    assert_eq!(created["status"]["metadata"]["name"], "app");
+    c.ok("RuntimeService/StartContainer", json!({ "container_id": cid }));
+    let running = wait_state(&mut c, &cid, "CONTAINER_RUNNING");
+    assert_eq!(running["status"]["log_path"], logs.join("app/0.log").display().to_string());
+    assert_eq!(running["status"]["image_id"], image_ref.as_str());
+    let ids = |c: &mut CriClient, filter: Value| -> Vec<String> {
+        c.ok("RuntimeService/ListContainers", json!({ "filter": filter }))["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(&mut c, json!({ "pod_sandbox_id": sid })), vec![cid.clone()]);
+    assert_eq!(ids(&mut c, json!({ "state": { "state": "CONTAINER_RUNNING" } })), vec![cid.clone()]);
+    assert!(ids(&mut c, json!({ "state": { "state": "CONTAINER_EXITED" } })).is_empty());
+    assert_eq!(ids(&mut c, json!({ "label_selector": { "io.kubernetes.container.name": "app" } })), vec![cid.clone()]);
+
+    // Logs in the CRI format at kubelet's path.
+    let log_file = logs.join("app/0.log");
+    let text = wait_log(&log_file, "stdout F tick 2");
+    assert!(text.contains(" stdout F hello\n"), "{text}");
+    assert!(text.contains(" stderr F oops\n"), "{text}");
+    check_cri_format(&text);
+
+    // One engine: docker sees the pod's containers by dockershim's names and labels.
+    let ps = d.docker(&["ps", "--format", "{{.Names}}"]);
+    let names = ps.ok().stdout.clone();
+    assert!(names.contains("k8s_POD_web_default_uid-web-1_0"), "{names}");
+    assert!(names.contains("k8s_app_web_default_uid-web-1_0"), "{names}");
+    let labels = d.docker(&["inspect", "--format", "{{json .Config.Labels}}", "k8s_app_web_default_uid-web-1_0"]);
+    let labels: Value = serde_json::from_str(labels.ok().stdout.trim()).unwrap();
+    assert_eq!(labels["io.kubernetes.sandbox.id"], sid.as_str());
+    assert_eq!(labels["io.kubernetes.docker.type"], "container");
+    d.docker(&["logs", "k8s_app_web_default_uid-web-1_0"]).ok().mentions(&["hello", "tick"]);
+
+    // ExecSync: output, exit code, time-out.
+    let out = c.ok(
+        "RuntimeService/ExecSync",
+        json!({ "container_id": cid, "cmd": ["sh", "-c", "echo out; echo err >&2; exit 3"] }),
+    );
+    assert_eq!(out["stdout"], "out\n");
+    assert_eq!(out["stderr"], "err\n");
+    assert_eq!(out["exit_code"], 3);
+    let began = std::time::Instant::now();
+    let (code, _) =
+        c.err("RuntimeService/ExecSync", json!({ "container_id": cid, "cmd": ["sleep", "30"], "timeout": 1 }));
+    assert_eq!(code, "DEADLINE_EXCEEDED");
+    assert!(began.elapsed() < Duration::from_secs(10), "{:?}", began.elapsed());
+    // The timed-out command was killed.
+    assert!(wait_for(Duration::from_secs(10), || {
+        let ps = c.ok("RuntimeService/ExecSync", json!({ "container_id": cid, "cmd": ["ps", "-o", "args"] }));
+        !ps["stdout"].as_str().unwrap().contains("sleep 30")
+    }));
+
+    // Log rotation as kubelet does it: rename, then ReopenContainerLog.
+    let rotated = logs.join("app/0.log.20261202-000000");
+    std::fs::rename(&log_file, &rotated).unwrap();
+    c.ok("RuntimeService/ReopenContainerLog", json!({ "container_id": cid }));
+    let fresh = wait_log(&log_file, "stdout F tick");
+    assert!(!fresh.contains("hello"), "{fresh}");
+    check_cri_format(&fresh);
+
+    // StopContainer: sh as pid 1 ignores SIGTERM, so the time-out runs out and SIGKILL ends it.
+    let began = std::time::Instant::now();
+    c.ok("RuntimeService/StopContainer", json!({ "container_id": cid, "timeout": 1 }));
+    assert!(began.elapsed() >= Duration::from_secs(1));
+    let exited = wait_state(&mut c, &cid, "CONTAINER_EXITED");
+    assert_eq!(exited["status"]["exit_code"], 137, "{exited}");
+    assert_eq!(exited["status"]["reason"], "Error");
+    assert!(exited["status"]["finished_at"].as_str().unwrap().parse::<i64>().unwrap() > 0);
+    c.ok("RuntimeService/StopContainer", json!({ "container_id": cid, "timeout": 0 }));
+    let (code, _) = c.err("RuntimeService/ReopenContainerLog", json!({ "container_id": cid }));
+    assert_eq!(code, "FAILED_PRECONDITION");
+
+    // A container that completes.
+    let done = container_config("once", &image_ref, "echo done", "once.log");
+    let oid = c
+        .ok("RuntimeService/CreateContainer", json!({ "pod_sandbox_id": sid, "config": done, "sandbox_config": pod }))
+        ["container_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.ok("RuntimeService/StartContainer", json!({ "container_id": oid }));
+    let st = wait_state(&mut c, &oid, "CONTAINER_EXITED");
+    assert_eq!(st["status"]["exit_code"], 0);
+    assert_eq!(st["status"]["reason"], "Completed");
+    assert!(wait_log(&logs.join("once.log"), "stdout F done").lines().count() == 1);
+
+    c.ok("RuntimeService/RemoveContainer", json!({ "container_id": cid }));
+    c.ok("RuntimeService/RemoveContainer", json!({ "container_id": cid }));
+    let (code, _) = c.err("RuntimeService/ContainerStatus", json!({ "container_id": cid }));
+    assert_eq!(code, "NOT_FOUND");
+
+    c.ok("RuntimeService/StopPodSandbox", json!({ "pod_sandbox_id": sid }));
+    let ps = c.ok("RuntimeService/PodSandboxStatus", json!({ "pod_sandbox_id": sid }));
+    assert_eq!(ps["status"]["state"], "SANDBOX_NOTREADY");
+    // The stopped sandbox's containers stopped with it.
+    assert_eq!(
+        c.ok("RuntimeService/ContainerStatus", json!({ "container_id": oid }))["status"]["state"],
+        "CONTAINER_EXITED"
+    );
+    let (code, _) =
+        c.err("RuntimeService/CreateContainer", json!({ "pod_sandbox_id": sid, "config": cfg, "sandbox_config": pod }));
+    assert_eq!(code, "FAILED_PRECONDITION");
+    c.ok("RuntimeService/RemovePodSandbox", json!({ "pod_sandbox_id": sid }));
+    c.ok("RuntimeService/RemovePodSandbox", json!({ "pod_sandbox_id": sid }));
+    let (code, _) = c.err("RuntimeService/PodSandboxStatus", json!({ "pod_sandbox_id": sid }));
+    assert_eq!(code, "NOT_FOUND");
+    let (code, _) =
+        c.err("RuntimeService/CreateContainer", json!({ "pod_sandbox_id": sid, "config": cfg, "sandbox_config": pod }));
+    assert_eq!(code, "NOT_FOUND");
+    assert!(d.wharf(&["ps", "-aq"]).ok().stdout.trim().is_empty(), "the pod's containers went with it");
+
+    c.ok("ImageService/RemoveImage", json!({ "image": { "image": image_ref } }));
+    c.ok("ImageService/RemoveImage", json!({ "image": { "image": image_ref } }));
+    assert!(c.ok("ImageService/ImageStatus", json!({ "image": { "image": image_ref } }))["image"].is_null());
+    let (code, _) = c.err("RuntimeService/Attach", json!({ "container_id": cid }));
+    assert_eq!(code, "UNIMPLEMENTED");
+}
+
+/// A CNI network of the test's own: bridge `bridge`, `subnet`, host-local's state in `dir`.
+fn write_cni_conf(dir: &Path, bridge: &str, subnet: &str) {
+    let conf = json!({
+        "cniVersion": "1.0.0",
+        "name": format!("{bridge}-net"),
+        "plugins": [
+            { "type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": false,
+              "ipam": { "type": "host-local", "ranges": [[{ "subnet": subnet }]],
+                        "dataDir": dir.join("ipam").display().to_string() } },
+            { "type": "loopback" },
+        ],
+    });
+    std::fs::write(dir.join("net.d/10-test.conflist"), conf.to_string()).unwrap();
+}
+
+/// The bridge CNI made, removed even when the test fails.
+struct Bridge(String);
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn cri_pod_network_through_cni() {
+    let tmp = TempDir::new("wharf-e2e-cri-net");
+    let (mut d, sock) = cri_daemon(&tmp.0);
+    let bridge = Bridge(format!("wcni{}", unique("").chars().filter(char::is_ascii_digit).take(6).collect::<String>()));
+    let n = std::process::id() % 180 + 20;
+    let subnet = format!("10.{n}.177.0/24");
+    write_cni_conf(&tmp.0, &bridge.0, &subnet);
+    let mut c = CriClient::start(&sock);
+    let st = c.ok("RuntimeService/Status", json!({}));
+    let net =
+        st["status"]["conditions"].as_array().unwrap().iter().find(|x| x["type"] == "NetworkReady").cloned().unwrap();
+    assert_eq!(net["status"], true, "{st}");
+
+    let image_ref = c
+        .ok("ImageService/PullImage", json!({ "image": { "image": registry().image("library/busybox:latest") } }))
+        ["image_ref"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let logs = tmp.0.join("pods/netpod");
+    std::fs::create_dir_all(&logs).unwrap();
+    let mut pod = pod_config("netpod", "uid-net-1", &logs, false);
+    pod["dns_config"] = json!({ "servers": ["10.96.0.10"], "searches": ["default.svc.cluster.local", "svc.cluster.local"], "options": ["ndots:5"] });
+    pod["linux"]["sysctls"] = json!({ "net.ipv4.ip_unprivileged_port_start": "0" });
+    let sid =
+        c.ok("RuntimeService/RunPodSandbox", json!({ "config": pod }))["pod_sandbox_id"].as_str().unwrap().to_string();
+    let ps = c.ok("RuntimeService/PodSandboxStatus", json!({ "pod_sandbox_id": sid }));
+    assert_eq!(ps["status"]["state"], "SANDBOX_READY", "{ps}");
+    let ip = ps["status"]["network"]["ip"].as_str().unwrap().to_string();
+    assert!(ip.starts_with(&format!("10.{n}.177.")), "pod ip {ip} not in {subnet}");
+    assert!(tmp.0.join("ipam").join(format!("{}-net", bridge.0)).join(&ip).exists(), "host-local recorded {ip}");
+
+    // A server in the pod, reached from the host at the pod's address: it serves the pod's
+    // /etc, so its hostname comes back.
+    let cfg = container_config("web", &image_ref, "exec httpd -f -p 8080 -h /etc", "web.log");
+    let cid = c
+        .ok("RuntimeService/CreateContainer", json!({ "pod_sandbox_id": sid, "config": cfg, "sandbox_config": pod }))
+        ["container_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.ok("RuntimeService/StartContainer", json!({ "container_id": cid }));
+    wait_state(&mut c, &cid, "CONTAINER_RUNNING");
+    let mut body = String::new();
+    let answered = wait_for(Duration::from_secs(20), || {
+        let Ok(mut s) =
+            std::net::TcpStream::connect_timeout(&format!("{ip}:8080").parse().unwrap(), Duration::from_secs(2))
+        else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = write!(s, "GET /hostname HTTP/1.0\r\n\r\n");
+        body.clear();
+        let _ = std::io::Read::read_to_string(&mut s, &mut body);
+        body.contains("netpod")
+    });
+    assert!(answered, "no answer from {ip}:8080: {body:?}");
+
+    // The pod's DNS config, hostname, sysctl and address, as the container sees them.
+    let exec = |c: &mut CriClient, cmd: &str| -> String {
+        let out = c.ok("RuntimeService/ExecSync", json!({ "container_id": cid, "cmd": ["sh", "-c", cmd] }));
+        assert_eq!(out["exit_code"], 0, "{cmd}: {out}");
+        out["stdout"].as_str().unwrap().to_string()
+    };
+    let resolv = exec(&mut c, "cat /etc/resolv.conf");
+    assert!(resolv.contains("nameserver 10.96.0.10"), "{resolv}");
+    assert!(resolv.contains("search default.svc.cluster.local svc.cluster.local"), "{resolv}");
+    assert!(resolv.contains("ndots:5"), "{resolv}");
+    assert_eq!(exec(&mut c, "hostname").trim(), "netpod");
+    assert_eq!(exec(&mut c, "cat /proc/sys/net/ipv4/ip_unprivileged_port_start").trim(), "0");
+    assert!(exec(&mut c, "ip addr show eth0").contains(&format!("inet {ip}/24")));
+
+    // Across a kill -9 of wharfd the pod keeps its address and answers, and what ADD gave is
+    // still there for the DEL.
+    drop(c);
+    d.kill9();
+    d.restart();
+    let mut c = CriClient::start(&sock);
+    let ps = c.ok("RuntimeService/PodSandboxStatus", json!({ "pod_sandbox_id": sid }));
+    assert_eq!(ps["status"]["state"], "SANDBOX_READY", "{ps}");
+    assert_eq!(ps["status"]["network"]["ip"], ip.as_str());
+    assert!(
+        std::net::TcpStream::connect_timeout(&format!("{ip}:8080").parse().unwrap(), Duration::from_secs(5)).is_ok()
+    );
+
+    // StopPodSandbox runs CNI DEL: the address goes back to host-local, the veth goes.
+    c.ok("RuntimeService/StopPodSandbox", json!({ "pod_sandbox_id": sid }));
+    assert!(!tmp.0.join("ipam").join(format!("{}-net", bridge.0)).join(&ip).exists(), "host-local kept {ip}");
+    assert!(crate::network::ports_of(&bridge.0).is_empty(), "veths left on {}", bridge.0);
+    assert_eq!(
+        c.ok("RuntimeService/PodSandboxStatus", json!({ "pod_sandbox_id": sid }))["status"]["state"],
+        "SANDBOX_NOTREADY"
+    );
+    c.ok("RuntimeService/RemovePodSandbox", json!({ "pod_sandbox_id": sid }));
+    drop(d);
+}
+
+#[test]
+fn cri_pods_survive_a_wharfd_kill9() {
+    let tmp = TempDir::new("wharf-e2e-cri-restart");
+    let (mut d, sock) = cri_daemon(&tmp.0);
+    let mut c = CriClient::start(&sock);
+    let image_ref = c
+        .ok("ImageService/PullImage", json!({ "image": { "image": registry().image("library/busybox:latest") } }))
+        ["image_ref"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let logs = tmp.0.join("pods/keep");
+    std::fs::create_dir_all(&logs).unwrap();
+    let pod = pod_config("keep", "uid-keep-1", &logs, true);
+    let sid =
+        c.ok("RuntimeService/RunPodSandbox", json!({ "config": pod }))["pod_sandbox_id"].as_str().unwrap().to_string();
+    let cfg =
+        container_config("ticker", &image_ref, "echo first; while true; do echo tick; sleep 0.3; done", "ticker.log");
+    let cid = c
+        .ok("RuntimeService/CreateContainer", json!({ "pod_sandbox_id": sid, "config": cfg, "sandbox_config": pod }))
+        ["container_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.ok("RuntimeService/StartContainer", json!({ "container_id": cid }));
+    let log_file = logs.join("ticker.log");
+    wait_log(&log_file, "stdout F tick");
+    let before = c.ok("RuntimeService/ContainerStatus", json!({ "container_id": cid }))["status"]["started_at"].clone();
+    drop(c);
+
+    d.kill9();
+    // Output while wharfd is away stays in the engine's log, and reaches the CRI log later.
+    std::thread::sleep(Duration::from_millis(1200));
+    d.restart();
+    let mut c = CriClient::start(&sock);
+    let ps = c.ok("RuntimeService/PodSandboxStatus", json!({ "pod_sandbox_id": sid }));
+    assert_eq!(ps["status"]["state"], "SANDBOX_READY", "{ps}");
+    let st = c.ok("RuntimeService/ContainerStatus", json!({ "container_id": cid }));
+    assert_eq!(st["status"]["state"], "CONTAINER_RUNNING", "{st}");
+    assert_eq!(st["status"]["started_at"], before, "the same run, re-adopted");
+    let out = c.ok("RuntimeService/ExecSync", json!({ "container_id": cid, "cmd": ["echo", "still here"] }));
+    assert_eq!(out["stdout"], "still here\n");
+    // The copier resumed after what the CRI log had: nothing twice, and the lines keep coming.
+    let n = std::fs::read_to_string(&log_file).unwrap().lines().count();
+    let text = {
+        let mut t = String::new();
+        assert!(wait_for(Duration::from_secs(20), || {
+            t = std::fs::read_to_string(&log_file).unwrap_or_default();
+            t.lines().count() > n + 2
+        }));
+        t
+    };
+    assert_eq!(text.matches("stdout F first").count(), 1, "{text}");
+    check_cri_format(&text);
+    let times: Vec<&str> = text.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    let mut sorted = times.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(times, sorted, "log lines out of order or repeated:\n{text}");
+
+    c.ok("RuntimeService/StopPodSandbox", json!({ "pod_sandbox_id": sid }));
+    c.ok("RuntimeService/RemovePodSandbox", json!({ "pod_sandbox_id": sid }));
+    assert!(c.ok("RuntimeService/ListContainers", json!({}))["containers"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn cri_pod_namespaces_cgroup_parent_stats_and_updates() {
+    let tmp = TempDir::new("wharf-e2e-cri-ns");
+    let (d, sock) = cri_daemon(&tmp.0);
+    let mut c = CriClient::start(&sock);
+    let image_ref = c
+        .ok("ImageService/PullImage", json!({ "image": { "image": registry().image("library/busybox:latest") } }))
+        ["image_ref"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let logs = tmp.0.join("pods/shared");
+    std::fs::create_dir_all(&logs).unwrap();
+    // The pod cgroup kubelet would make (cgroupfs driver), under this daemon's own parent.
+    let pod_cgroup = format!("{}/podshared", d.cgroup_parent);
+    let mut pod = pod_config("shared", "uid-shared-1", &logs, true);
+    pod["linux"]["security_context"]["namespace_options"]["pid"] = json!("POD");
+    pod["linux"]["cgroup_parent"] = json!(pod_cgroup);
+    // kubelet's evented PLEG: a stream of what happens to the pod, from another connection.
+    let mut events = CriClient::start(&sock);
+    events.start_stream("RuntimeService/GetContainerEvents");
+    let sid =
+        c.ok("RuntimeService/RunPodSandbox", json!({ "config": pod }))["pod_sandbox_id"].as_str().unwrap().to_string();
+    let evs = events.take(2);
+    assert_eq!(evs[0]["container_id"], sid.as_str(), "{evs:?}");
+    assert_eq!(evs[0]["container_event_type"], "CONTAINER_CREATED_EVENT", "{evs:?}");
+    assert_eq!(evs[1]["container_event_type"], "CONTAINER_STARTED_EVENT", "{evs:?}");
+    assert_eq!(evs[1]["pod_sandbox_status"]["metadata"]["name"], "shared", "{evs:?}");
+    let mut ids = Vec::new();
+    for name in ["one", "two"] {
+        let mut cfg = container_config(name, &image_ref, "exec sleep 1000", "");
+        cfg["linux"] = json!({ "resources": { "cpu_shares": 512, "memory_limit_in_bytes": 64 << 20 } });
+        // `one` asks for the runtime's seccomp profile; `two` names none, which is unconfined.
+        if name == "one" {
+            cfg["linux"]["security_context"] = json!({ "seccomp": { "profile_type": "RuntimeDefault" } });
+        }
+        let cid = c.ok(
+            "RuntimeService/CreateContainer",
+            json!({ "pod_sandbox_id": sid, "config": cfg, "sandbox_config": pod }),
+        )["container_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        c.ok("RuntimeService/StartContainer", json!({ "container_id": cid }));
+        wait_state(&mut c, &cid, "CONTAINER_RUNNING");
+        ids.push(cid);
+    }
+    let evs = events.take(4);
+    let kinds: Vec<(&str, &str)> = evs
+        .iter()
+        .map(|e| (e["container_id"].as_str().unwrap(), e["container_event_type"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (ids[0].as_str(), "CONTAINER_CREATED_EVENT"),
+            (ids[0].as_str(), "CONTAINER_STARTED_EVENT"),
+            (ids[1].as_str(), "CONTAINER_CREATED_EVENT"),
+            (ids[1].as_str(), "CONTAINER_STARTED_EVENT"),
+        ]
+    );
+    assert!(evs[3]["containers_statuses"].as_array().unwrap().iter().any(|s| s["id"] == ids[1].as_str()), "{evs:?}");
+    let exec = |c: &mut CriClient, id: &str, cmd: &str| -> String {
+        let out = c.ok("RuntimeService/ExecSync", json!({ "container_id": id, "cmd": ["sh", "-c", cmd] }));
+        assert_eq!(out["exit_code"], 0, "{cmd}: {out}");
+        out["stdout"].as_str().unwrap().trim().to_string()
+    };
+    // One pid namespace for the pod, whose pid 1 is the sandbox's pause process; one IPC
+    // namespace; the network one.
+    assert_eq!(exec(&mut c, &ids[0], "tr '\\0' ' ' < /proc/1/cmdline"), "/pause --pause");
+    for ns in ["pid", "ipc", "net"] {
+        let a = exec(&mut c, &ids[0], &format!("readlink /proc/self/ns/{ns}"));
+        let b = exec(&mut c, &ids[1], &format!("readlink /proc/self/ns/{ns}"));
+        assert_eq!(a, b, "{ns} namespace not shared");
+    }
+    assert_eq!(exec(&mut c, &ids[0], "grep ^Seccomp: /proc/self/status"), "Seccomp:\t2");
+    assert_eq!(exec(&mut c, &ids[1], "grep ^Seccomp: /proc/self/status"), "Seccomp:\t0");
+    let other = exec(&mut c, &ids[1], "ps -o args");
+    assert!(other.matches("sleep 1000").count() == 2, "each sees the other's process:\n{other}");
+    // The pod's cgroup parent holds the containers' cgroups.
+    let cg = exec(&mut c, &ids[0], "cat /proc/self/cgroup");
+    assert!(cg.contains(&format!("{pod_cgroup}/{}", ids[0])), "{cg}");
+
+    // Stats of containers and of the pod.
+    let st = c.ok("RuntimeService/ContainerStats", json!({ "container_id": ids[0] }));
+    assert_eq!(st["stats"]["attributes"]["id"], ids[0].as_str());
+    assert!(st["stats"]["memory"]["usage_bytes"]["value"].as_str().unwrap().parse::<u64>().unwrap() > 0, "{st}");
+    assert!(
+        st["stats"]["cpu"]["usage_core_nano_seconds"]["value"].as_str().unwrap().parse::<u64>().unwrap() > 0,
+        "{st}"
+    );
+    let all = c.ok("RuntimeService/ListContainerStats", json!({ "filter": { "pod_sandbox_id": sid } }));
+    assert_eq!(all["stats"].as_array().unwrap().len(), 2, "{all}");
+    let pst = c.ok("RuntimeService/PodSandboxStats", json!({ "pod_sandbox_id": sid }));
+    assert_eq!(pst["stats"]["linux"]["containers"].as_array().unwrap().len(), 2, "{pst}");
+    assert!(
+        pst["stats"]["linux"]["process"]["process_count"]["value"].as_str().unwrap().parse::<u64>().unwrap() >= 3,
+        "{pst}"
+    );
+    let lps =
+        c.ok("RuntimeService/ListPodSandboxStats", json!({ "filter": { "label_selector": { "app": "shared" } } }));
+    assert_eq!(lps["stats"].as_array().unwrap().len(), 1);
+
+    // UpdateContainerResources reaches the cgroup.
+    c.ok(
+        "RuntimeService/UpdateContainerResources",
+        json!({ "container_id": ids[0], "linux": { "memory_limit_in_bytes": 96 << 20, "cpu_shares": 256 } }),
+    );
+    let limit = d.docker(&["inspect", "--format", "{{.HostConfig.Memory}} {{.HostConfig.CpuShares}}", &ids[0]]);
+    assert_eq!(limit.ok().trimmed(), format!("{} 256", 96 << 20));
+    let (code, _) = c.err(
+        "RuntimeService/UpdateContainerResources",
+        json!({ "container_id": ids[0], "linux": { "cpuset_cpus": "0" } }),
+    );
+    assert_eq!(code, "UNIMPLEMENTED");
+    c.ok(
+        "RuntimeService/UpdateRuntimeConfig",
+        json!({ "runtime_config": { "network_config": { "pod_cidr": "10.244.0.0/24" } } }),
+    );
+
+    c.ok("RuntimeService/StopPodSandbox", json!({ "pod_sandbox_id": sid }));
+    let stopped: Vec<Value> = events.take(3);
+    assert!(stopped.iter().all(|e| e["container_event_type"] == "CONTAINER_STOPPED_EVENT"), "{stopped:?}");
+    c.ok("RuntimeService/RemovePodSandbox", json!({ "pod_sandbox_id": sid }));
+    let gone: Vec<Value> = events.take(3);
+    assert!(gone.iter().all(|e| e["container_event_type"] == "CONTAINER_DELETED_EVENT"), "{gone:?}");
+    // kubelet removes the pod cgroup it made.
+    for dir in crate::harness::cgroup_dirs(&pod_cgroup) {
+        std::fs::remove_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    }
+}
+
+#[test]
+fn cri_pull_with_credentials() {
+    let reg = crate::harness::TestRegistry::start(crate::harness::RegistryOptions {
+        only: vec!["library/busybox".into()],
+        htpasswd: Some(("kube".into(), "s3cret".into())),
+        access_log: false,
+    });
+    let tmp = TempDir::new("wharf-e2e-cri-auth");
+    let (d, sock) = cri_daemon(&tmp.0);
+    let mut c = CriClient::start(&sock);
+    let image = reg.image("library/busybox:latest");
+    let (code, details) = c.err("ImageService/PullImage", json!({ "image": { "image": image } }));
+    assert_ne!(code, "OK");
+    assert!(details.contains(&image), "{details}");
+    let (code, _) = c.err(
+        "ImageService/PullImage",
+        json!({ "image": { "image": image }, "auth": { "username": "kube", "password": "wrong" } }),
+    );
+    assert_ne!(code, "OK");
+    let id = c.ok(
+        "ImageService/PullImage",
+        json!({ "image": { "image": image }, "auth": { "username": "kube", "password": "s3cret" } }),
+    )["image_ref"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // `auth` (base64 of user:password) as kubelet passes a docker config's entry.
+    c.ok("ImageService/RemoveImage", json!({ "image": { "image": id } }));
+    let auth = "a3ViZTpzM2NyZXQ="; // kube:s3cret
+    c.ok(
+        "ImageService/PullImage",
+        json!({ "image": { "image": image }, "auth": { "auth": auth, "server_address": reg.addr } }),
+    );
+    d.wharf(&["image", "inspect", &image]).ok();
+}
