@@ -152,6 +152,9 @@ async fn route(reg: Arc<Registry>, req: Request<Incoming>) -> Result<Resp> {
     if path == "/token" {
         return crate::token_endpoint::token(&reg, req).await;
     }
+    if path == "/api/v2.0" || path.starts_with("/api/v2.0/") {
+        return Ok(crate::harbor::api::handle(&reg, req).await);
+    }
     let Some(route) = parse_route(&path) else {
         return Err(ApiError::new(Code::Unsupported, format!("no endpoint {path}")).with_status(404));
     };
@@ -258,7 +261,7 @@ pub(crate) fn block<T>(f: impl FnOnce() -> T) -> T {
 // Parsing
 
 /// `a=b&c=d` with percent-decoding. `+` stays `+`: media types in `artifactType` hold it.
-fn parse_query(q: &str) -> HashMap<String, String> {
+pub(crate) fn parse_query(q: &str) -> HashMap<String, String> {
     q.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
