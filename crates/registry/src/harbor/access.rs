@@ -1,6 +1,6 @@
 //! What a subject (anonymous, a user, a robot) may do in a project, as Harbor evaluates it:
 //! system admins everything; members what their role allows; anyone what a public project
-//! allows; robots only their permissions, and only in their own project. Both front doors use
+//! allows; robots their permissions in their own project, and elsewhere what anyone may. Both front doors use
 //! it: the registry protocol (through the token service and `handlers::authorize`) and the
 //! REST API.
 
@@ -50,17 +50,13 @@ pub fn evaluate(meta: &dyn Metadata, subject: &Subject, project: &str, anonymous
             }
         }
         Subject::Robot { project: own, permissions, .. } => {
-            // A robot acts in its own project only, public or not (Harbor's robot
-            // evaluator adds no public-project policies).
+            // A robot's own permissions hold in its own project only; on a public project it
+            // has what everyone has there (Harbor adds the public policies to any visitor).
             if own == project {
                 for p in permissions {
                     access.policies.extend_from_slice(p.policies());
                 }
             }
-            if anonymous_pull {
-                access.policies.push((Resource::Repository, Action::Pull));
-            }
-            return Ok(access);
         }
     }
     if public {
