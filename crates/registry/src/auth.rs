@@ -531,7 +531,7 @@ impl Auth {
                 }
                 // The catalog lists every repository: Harbor's system admins only.
                 "registry" if a.name == "catalog" && matches!(subject, Subject::User { admin: true, .. }) => {
-                    a.actions.iter().filter(|x| *x == "*").cloned().take(1).collect()
+                    a.actions.iter().filter(|x| *x == "*").take(1).cloned().collect()
                 }
                 _ => Vec::new(),
             };
