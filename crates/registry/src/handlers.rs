@@ -252,6 +252,18 @@ fn authorize(
     Ok(())
 }
 
+/// With the Harbor model on, refuses adding `digest` to `name` past its project's quota
+/// (a 403 `DENIED` giving the limit and the usage, as Harbor answers).
+fn check_quota(reg: &Registry, name: &str, digest: &Digest, size: u64) -> Result<()> {
+    if reg.auth.is_none() {
+        return Ok(());
+    }
+    match block(|| crate::harbor::quota::check(reg.meta.as_ref(), name, digest, size))? {
+        Ok(()) => Ok(()),
+        Err(why) => Err(ApiError::new(Code::Denied, why)),
+    }
+}
+
 /// Runs storage or database work (synchronous, may fsync) without stalling other tasks.
 pub(crate) fn block<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
@@ -520,6 +532,7 @@ async fn put_manifest(reg: &Registry, name: &str, reference: &str, req: Request<
         }
     }
     let parsed = manifest::parse(&content_type, &bytes).map_err(|e| ApiError::new(Code::ManifestInvalid, e))?;
+    check_quota(reg, name, &digest, bytes.len() as u64)?;
     let record = ManifestRecord {
         media_type: parsed.media_type,
         size: bytes.len() as u64,
@@ -726,6 +739,9 @@ async fn start_upload(
         // With no `from` the spec lets the registry mount from any repository that holds
         // the blob; a `from` that is no valid name cannot hold it.
         let from = query.get("from").map(String::as_str);
+        if let Some(b) = block(|| reg.meta.blob(&digest))? {
+            check_quota(reg, name, &digest, b.size)?;
+        }
         if from.is_none_or(names::valid_name) && block(|| reg.meta.mount_blob(name, &digest, from))?.is_some() {
             reg.touch(&digest);
             return Ok(blob_created(name, &digest));
@@ -949,6 +965,11 @@ async fn finish_upload(reg: &Registry, name: &str, id: &str, want: Digest, req: 
             Code::DigestInvalid,
             format!("the uploaded content has digest {digest}, not {want}"),
         ));
+    }
+    if let Err(e) = check_quota(reg, name, &digest, size) {
+        block(|| drop_upload(reg, id))?;
+        reg.end_session(id);
+        return Err(e);
     }
     block(|| -> Result<()> {
         let _guard = reg.digest_lock(&digest)?;

@@ -980,6 +980,32 @@ impl crate::harbor::store::IamStore for RedbMetadata {
         Ok(out)
     }
 
+    fn project_storage(&self, project: &str) -> Result<Vec<(Digest, u64)>> {
+        // `p/` .. `p0` ('0' follows '/') is every repository of project `p`.
+        let (from, to) = (format!("{project}/"), format!("{project}0"));
+        let tx = self.db.begin_read().map_err(db)?;
+        let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+        // Links are keyed digest first: the project's are found by a walk of them all.
+        for item in tx.open_table(LINKS).map_err(db)?.iter().map_err(db)? {
+            let (k, v) = item.map_err(db)?;
+            if let Some((d, repo)) = k.value().split_once(SEP) {
+                if repo >= from.as_str() && repo < to.as_str() {
+                    seen.insert(d.to_string(), v.value());
+                }
+            }
+        }
+        for item in tx.open_table(MANIFESTS).map_err(db)?.range::<&str>(from.as_str()..to.as_str()).map_err(db)? {
+            let (k, v) = item.map_err(db)?;
+            if let Some((_, d)) = k.value().split_once(SEP) {
+                if !seen.contains_key(d) {
+                    let record: ManifestRecord = decode(k.value(), v.value())?;
+                    seen.insert(d.to_string(), record.size);
+                }
+            }
+        }
+        Ok(seen.into_iter().filter_map(|(d, size)| d.parse::<Digest>().ok().map(|d| (d, size))).collect())
+    }
+
     fn repo_tags(&self, repo: &str) -> Result<Vec<(String, Digest)>> {
         let tx = self.db.begin_read().map_err(db)?;
         let t = tx.open_table(TAGS).map_err(db)?;

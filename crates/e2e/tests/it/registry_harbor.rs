@@ -546,3 +546,76 @@ fn token_status(reg: &Server, user: &str, password: &str) -> u16 {
     http(&reg.addr, "GET", "/token?service=wharf-registry&scope=repository:beta/x:pull", &[("Authorization", &h)], b"")
         .status
 }
+
+#[test]
+fn harbor_quota_counts_deduplicated_storage_and_refuses_a_push_past_it() {
+    let reg = auth_server(&[]);
+    make_user(&reg, "dev");
+    let r = api(
+        &reg,
+        &Who::user("dev", "dev", PW),
+        "POST",
+        "/projects",
+        Some(&json!({ "project_name": "mine", "storage_limit": 10 })),
+    );
+    assert_eq!(r.status, 403, "only admins set quotas: {r}");
+    let body = json!({ "project_name": "q", "storage_limit": 2000 });
+    let r = api(&reg, &admin(), "POST", "/projects", Some(&body));
+    assert_eq!(r.status, 201, "{r}");
+    let pid: u64 = r.header("Location").and_then(|l| l.rsplit('/').next()).and_then(|i| i.parse().ok()).unwrap_or(0);
+    add_member(&reg, "q", "dev", 2);
+    let dev = basic("dev", PW);
+    let layer = vec![b'x'; 600];
+    push_image_as(&reg, &dev, "q/one", "v1", &layer);
+    let used = |reg: &Server| {
+        let q = api(reg, &admin(), "GET", &format!("/quotas/{pid}"), None).json();
+        assert_eq!(q["hard"]["storage"], 2000, "{q}");
+        q["used"]["storage"].as_u64().unwrap_or_default()
+    };
+    let first = used(&reg);
+    assert!(first > 600 && first < 1200, "config, layer and manifest: {first}");
+    // The same layer in a second repository of the project counts once.
+    push_image_as(&reg, &dev, "q/two", "v1", &layer);
+    let second = used(&reg);
+    assert!(second < first + 100, "the shared layer and config counted once: {first} then {second}");
+    // A new layer that would pass the limit is refused, saying the limit and the usage.
+    let big = vec![b'y'; 1500];
+    let d = digest(&big);
+    let r =
+        http(&reg.addr, "POST", &format!("/v2/q/three/blobs/uploads/?digest={d}"), &[("Authorization", &dev)], &big);
+    r.fails(403, "DENIED");
+    let message = r.json()["errors"][0]["message"].as_str().unwrap_or_default().to_string();
+    assert!(
+        message.contains(&format!("uses {second} of its 2000 bytes")) && message.contains("1500 bytes more"),
+        "{message}"
+    );
+    assert_eq!(used(&reg), second, "nothing of the refused push was counted");
+    assert_eq!(http(&reg.addr, "HEAD", &format!("/v2/q/three/blobs/{d}"), &[("Authorization", &dev)], b"").status, 404);
+    // The summary shows it to members; raising the limit lets the push through.
+    let s = api(&reg, &Who::user("dev", "dev", PW), "GET", "/projects/q/summary", None).json();
+    assert_eq!(
+        (s["quota"]["used"]["storage"].as_u64(), s["quota"]["hard"]["storage"].as_i64()),
+        (Some(second), Some(2000))
+    );
+    let r = api(
+        &reg,
+        &Who::user("dev", "dev", PW),
+        "PUT",
+        &format!("/quotas/{pid}"),
+        Some(&json!({ "hard": { "storage": -1 } })),
+    );
+    assert_eq!(r.status, 403, "{r}");
+    let r = api(&reg, &admin(), "PUT", &format!("/quotas/{pid}"), Some(&json!({ "hard": { "storage": 4000 } })));
+    assert_eq!(r.status, 200, "{r}");
+    push_blob_as(&reg, &dev, "q/three", &big);
+
+    // Through wharfd: an image larger than the quota is refused with the reason.
+    let r = api(&reg, &admin(), "POST", "/projects", Some(&json!({ "project_name": "tiny", "storage_limit": 100000 })));
+    assert_eq!(r.status, 201, "{r}");
+    let d = Daemon::start();
+    let src = d.pull("library/busybox:latest");
+    let target = reg.image("tiny/busybox:1");
+    d.docker(&["tag", &src, &target]).ok();
+    d.docker(&["login", "-u", "admin", "-p", ADMIN_PW, &reg.addr]).ok();
+    d.docker(&["push", &target]).fails().mentions(&["quota exceeded", "of its 100000 bytes"]);
+}

@@ -203,6 +203,15 @@ fn public_of(body: &Value) -> Result<Option<bool>> {
     opt_bool(body, "public")
 }
 
+/// A storage limit in bytes as Harbor's API gives it: -1 (or absent) is unlimited.
+fn storage_limit_of(v: Option<i64>) -> Result<Option<u64>> {
+    match v {
+        None | Some(-1) => Ok(None),
+        Some(n) if n > 0 => Ok(Some(n as u64)),
+        Some(n) => Err(bad(format!("storage limit {n} is invalid: bytes, or -1 for unlimited"))),
+    }
+}
+
 /// Harbor's `q`: `key=value` (exact) and `key=~value` (contains), comma-separated.
 fn parse_q(q: &str) -> Vec<(String, bool, String)> {
     q.split(',')
@@ -284,6 +293,9 @@ impl Call<'_> {
             (["users", id], &Method::DELETE) => self.delete_user(id),
             (["users", id, "password"], &Method::PUT) => self.set_password(id, body),
             (["users", id, "sysadmin"], &Method::PUT) => self.set_sysadmin(id, body),
+            (["quotas"], &Method::GET) => self.list_quotas(),
+            (["quotas", id], &Method::GET) => self.get_quota(id),
+            (["quotas", id], &Method::PUT) => self.set_quota(id, body),
             (["robots"], &Method::GET) => self.list_robots(),
             (["robots"], &Method::POST) => self.create_robot(body),
             (["robots", id], &Method::GET) => self.get_robot(id),
@@ -484,9 +496,16 @@ impl Call<'_> {
                  at most 255 characters"
             )));
         }
+        let storage_limit = storage_limit_of(opt_int(body, "storage_limit")?)?;
+        if storage_limit.is_some() && !self.sysadmin() {
+            return Err(HarborError::new(
+                403,
+                format!("user {user:?} may not set a storage limit: system admins only"),
+            ));
+        }
         let t = now();
-        let record =
-            ProjectRecord { public: public_of(body)?.unwrap_or(false), owner: user.clone(), created: t, updated: t };
+        let public = public_of(body)?.unwrap_or(false);
+        let record = ProjectRecord { public, owner: user.clone(), created: t, updated: t, storage_limit };
         let Some(id) = self.meta().create_project(name, &record, Some(&user))? else {
             return Err(HarborError::new(409, format!("project {name} already exists")));
         };
@@ -540,7 +559,64 @@ impl Call<'_> {
             out["guest_count"] = json!(count(Role::Guest));
             out["limited_guest_count"] = json!(count(Role::LimitedGuest));
         }
+        if access.allows(Resource::Quota, Action::Read) {
+            out["quota"] = self.quota_json(&project)?;
+        }
         Ok(Reply::new(200).json(out))
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Quotas: one per project, its id the project's.
+
+    fn quota_json(&self, p: &Project) -> Result<Value> {
+        let hard = p.record.storage_limit.map(|l| l as i64).unwrap_or(-1);
+        Ok(json!({
+            "hard": { "storage": hard },
+            "used": { "storage": super::quota::usage(self.meta(), &p.name)? },
+        }))
+    }
+
+    fn quota_item(&self, p: &Project) -> Result<Value> {
+        let mut q = self.quota_json(p)?;
+        q["id"] = json!(p.id);
+        q["ref"] = json!({ "id": p.id, "name": p.name, "owner_name": p.record.owner });
+        q["creation_time"] = json!(time(p.record.created));
+        q["update_time"] = json!(time(p.record.updated));
+        Ok(q)
+    }
+
+    fn list_quotas(&self) -> Result<Reply> {
+        self.require_sysadmin()?;
+        let want = self.query.get("reference_id");
+        let mut items = Vec::new();
+        for p in self.meta().projects()? {
+            if want.is_none_or(|w| *w == p.id.to_string()) {
+                items.push(self.quota_item(&p)?);
+            }
+        }
+        self.paged("/api/v2.0/quotas", items)
+    }
+
+    fn quota_project(&self, id: &str) -> Result<Project> {
+        let n: u64 = id.parse().map_err(|_| bad(format!("quota id {id:?} is not a number")))?;
+        self.meta().projects()?.into_iter().find(|p| p.id == n).ok_or_else(|| not_found(format!("quota {n} not found")))
+    }
+
+    fn get_quota(&self, id: &str) -> Result<Reply> {
+        self.require_sysadmin()?;
+        let p = self.quota_project(id)?;
+        Ok(Reply::new(200).json(self.quota_item(&p)?))
+    }
+
+    /// `{"hard": {"storage": N}}`: a new limit (bytes, -1 unlimited); system admins only.
+    fn set_quota(&self, id: &str, body: &Value) -> Result<Reply> {
+        self.require_sysadmin()?;
+        let p = self.quota_project(id)?;
+        let hard = body.get("hard").filter(|h| !h.is_null()).ok_or_else(|| bad("hard is required"))?;
+        let limit = storage_limit_of(Some(opt_int(hard, "storage")?.ok_or_else(|| bad("hard.storage is required"))?))?;
+        let record = ProjectRecord { storage_limit: limit, updated: now(), ..p.record.clone() };
+        self.meta().update_project(&p.name, &record)?;
+        Ok(Reply::new(200))
     }
 
     // -----------------------------------------------------------------------------------------

@@ -18,6 +18,10 @@ pub struct ProjectRecord {
     pub owner: String,
     pub created: u64,
     pub updated: u64,
+    /// The project's storage quota in bytes (deduplicated: a blob counts once however many
+    /// of its repositories hold it); `None` is unlimited.
+    #[serde(default)]
+    pub storage_limit: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -101,6 +105,9 @@ pub trait IamStore {
     fn repo_manifests(&self, repo: &str) -> Result<Vec<(Digest, ManifestRecord)>>;
     /// A repository's tags and what they point at, in tag order.
     fn repo_tags(&self, repo: &str) -> Result<Vec<(String, Digest)>>;
+    /// Every blob and manifest a project's repositories hold, each digest once with its size:
+    /// what its quota counts.
+    fn project_storage(&self, project: &str) -> Result<Vec<(Digest, u64)>>;
 }
 
 /// The behaviour every `IamStore` must show; both backends run it.
@@ -154,7 +161,7 @@ pub(crate) mod suite {
         assert_eq!(names, ["alice", "bob"]);
 
         // Projects: one per name, the creator its admin in the same transaction.
-        let rec = ProjectRecord { public: false, owner: "alice".into(), created: 1, updated: 1 };
+        let rec = ProjectRecord { public: false, owner: "alice".into(), created: 1, updated: 1, storage_limit: None };
         let p = m.create_project("proj", &rec, Some("alice")).unwrap().expect("a new project");
         assert_eq!(m.create_project("proj", &rec, None).unwrap(), None);
         let q = m.create_project("other", &ProjectRecord { public: true, ..rec.clone() }, None).unwrap().unwrap();
@@ -163,9 +170,9 @@ pub(crate) mod suite {
         assert_eq!(m.project("nope").unwrap(), None);
         let names: Vec<String> = m.projects().unwrap().into_iter().map(|p| p.name).collect();
         assert_eq!(names, ["other", "proj"]);
-        let public = ProjectRecord { public: true, updated: 2, ..rec.clone() };
+        let public = ProjectRecord { public: true, updated: 2, storage_limit: Some(1 << 40), ..rec.clone() };
         assert!(m.update_project("proj", &public).unwrap());
-        assert!(m.project("proj").unwrap().unwrap().record.public);
+        assert_eq!(m.project("proj").unwrap().unwrap().record, public);
         assert!(!m.update_project("nope", &public).unwrap());
 
         // Members.
@@ -233,6 +240,17 @@ pub(crate) mod suite {
         assert_eq!(m.repo_manifests("iam/repo").unwrap()[0].1, rec_m);
         assert_eq!(m.repo_tags("iam/repo").unwrap(), [("a".to_string(), m1.clone()), ("b".to_string(), m1)]);
         assert!(m.repo_tags("iam/rep").unwrap().is_empty() && m.repo_manifests("iam").unwrap().is_empty());
+        // A project's storage counts each blob once, however many repositories hold it, and
+        // its manifests; another project's (`iam-x`, `iamx`, whose names sort close) never.
+        m.link_blob("iam/other", &layer, 3).unwrap();
+        m.link_blob("iam-x/repo", &Digest::of(b"elsewhere"), 100).unwrap();
+        m.link_blob("iamx/repo", &Digest::of(b"elsewhere too"), 100).unwrap();
+        let mut storage = m.project_storage("iam").unwrap();
+        storage.sort_by_key(|(d, _)| d.to_string());
+        let mut want = vec![(layer.clone(), 3), (Digest::of(b"iam m1"), 7), (Digest::of(b"iam m2"), 7)];
+        want.sort_by_key(|(d, _)| d.to_string());
+        assert_eq!(storage, want);
+        assert!(m.project_storage("nothing").unwrap().is_empty());
 
         // A project made again under an old name is a new one.
         let again = m.create_project("proj", &rec, None).unwrap().unwrap();

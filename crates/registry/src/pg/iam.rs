@@ -9,7 +9,7 @@ use crate::harbor::store::{IamStore, Member, Project, ProjectRecord, Robot, Robo
 use crate::meta::{ManifestRecord, MetaError, Result, UserRecord};
 use wharf_types::Digest;
 
-const PROJECT_COLUMNS: &str = "name, id, public, owner, created, updated";
+const PROJECT_COLUMNS: &str = "name, id, public, owner, created, updated, storage_limit";
 
 fn project_of(r: &Row) -> Result<Project> {
     Ok(Project {
@@ -20,6 +20,11 @@ fn project_of(r: &Row) -> Result<Project> {
             owner: r.text(3).map_err(db)?.to_string(),
             created: r.uint(4).map_err(db)?,
             updated: r.uint(5).map_err(db)?,
+            storage_limit: r
+                .opt(6)
+                .map(|v| v.parse::<u64>())
+                .transpose()
+                .map_err(|e| MetaError::Decode { key: "projects.storage_limit".into(), message: e.to_string() })?,
         },
     })
 }
@@ -48,12 +53,13 @@ fn json<T: serde::Serialize>(v: &T) -> Result<String> {
 impl IamStore for PgMetadata {
     fn create_project(&self, name: &str, record: &ProjectRecord, admin: Option<&str>) -> Result<Option<u64>> {
         self.run(|c| {
-            let params: [&dyn ToSql; 5] = [&name, &record.public, &record.owner, &record.created, &record.updated];
+            let params: [&dyn ToSql; 6] =
+                [&name, &record.public, &record.owner, &record.created, &record.updated, &record.storage_limit];
             let out = c.batch(&[
                 ("BEGIN", &[]),
                 (
-                    "INSERT INTO projects (name, public, owner, created, updated) VALUES ($1, $2, $3, $4, $5) \
-                     ON CONFLICT (name) DO NOTHING RETURNING id",
+                    "INSERT INTO projects (name, public, owner, created, updated, storage_limit) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING RETURNING id",
                     &params,
                 ),
             ])?;
@@ -83,8 +89,9 @@ impl IamStore for PgMetadata {
     fn update_project(&self, name: &str, r: &ProjectRecord) -> Result<bool> {
         let n = self.run(|c| {
             c.execute(
-                "UPDATE projects SET public = $2, owner = $3, created = $4, updated = $5 WHERE name = $1",
-                &[&name, &r.public, &r.owner, &r.created, &r.updated],
+                "UPDATE projects SET public = $2, owner = $3, created = $4, updated = $5, storage_limit = $6 \
+                 WHERE name = $1",
+                &[&name, &r.public, &r.owner, &r.created, &r.updated, &r.storage_limit],
             )
         })?;
         Ok(n > 0)
@@ -187,6 +194,22 @@ impl IamStore for PgMetadata {
                 Ok((digest_of(d)?, decode_json(d, r.text(1).map_err(db)?)?))
             })
             .collect()
+    }
+
+    fn project_storage(&self, project: &str) -> Result<Vec<(Digest, u64)>> {
+        // `p/` .. `p0` ('0' follows '/', byte order under COLLATE "C") is project p's.
+        let (from, to) = (format!("{project}/"), format!("{project}0"));
+        let rows = self.run(|c| {
+            c.query(
+                "SELECT DISTINCT ON (digest) digest, size FROM ( \
+                     SELECT digest, size FROM links WHERE repo >= $1 AND repo < $2 \
+                     UNION ALL \
+                     SELECT digest, (record->>'size')::bigint FROM manifests WHERE repo >= $1 AND repo < $2 \
+                 ) u ORDER BY digest",
+                &[&from, &to],
+            )
+        })?;
+        rows.iter().map(|r| Ok((digest_of(r.text(0).map_err(db)?)?, r.uint(1).map_err(db)?))).collect()
     }
 
     fn repo_tags(&self, repo: &str) -> Result<Vec<(String, Digest)>> {

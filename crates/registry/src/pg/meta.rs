@@ -112,7 +112,9 @@ CREATE TABLE projects (
     public boolean NOT NULL,
     owner text NOT NULL,
     created bigint NOT NULL,
-    updated bigint NOT NULL
+    updated bigint NOT NULL,
+    -- bytes; NULL is unlimited
+    storage_limit bigint
 );
 -- role is Harbor's role id.
 CREATE TABLE members (
