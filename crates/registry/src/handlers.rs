@@ -264,6 +264,18 @@ fn check_quota(reg: &Registry, name: &str, digest: &Digest, size: u64) -> Result
     }
 }
 
+/// With the Harbor model on, refuses moving or deleting `tag` of `name` when an immutability
+/// rule of its project selects it (a 403 `DENIED` naming the rule).
+fn check_immutable(reg: &Registry, name: &str, tag: &str) -> Result<()> {
+    if reg.auth.is_none() {
+        return Ok(());
+    }
+    match block(|| crate::harbor::immutable::protected(reg.meta.as_ref(), name, tag))? {
+        None => Ok(()),
+        Some(why) => Err(ApiError::new(Code::Denied, why)),
+    }
+}
+
 /// Runs storage or database work (synchronous, may fsync) without stalling other tasks.
 pub(crate) fn block<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
@@ -547,6 +559,12 @@ async fn put_manifest(reg: &Registry, name: &str, reference: &str, req: Request<
         Reference::Tag(t) => Some(t.as_str()),
         Reference::Digest(_) => None,
     };
+    if let Some(t) = tag {
+        // Pushing an immutable tag again with the same manifest changes nothing and is let be.
+        if block(|| reg.meta.tag(name, t))?.is_some_and(|old| old != digest) {
+            check_immutable(reg, name, t)?;
+        }
+    }
     let outcome = block(|| -> Result<std::result::Result<(), Missing>> {
         let _guard = reg.digest_lock(&digest)?;
         let known = reg.meta.blob(&digest)?.is_some();
@@ -581,8 +599,19 @@ async fn put_manifest(reg: &Registry, name: &str, reference: &str, req: Request<
 
 fn delete_manifest(reg: &Registry, name: &str, reference: &str) -> Result<Reply> {
     let (found, what) = match parse_reference(reference)? {
-        Reference::Tag(t) => (block(|| reg.meta.delete_tag(name, &t))?, t),
-        Reference::Digest(d) => (block(|| reg.meta.delete_manifest(name, &d))?, d.to_string()),
+        Reference::Tag(t) => {
+            check_immutable(reg, name, &t)?;
+            (block(|| reg.meta.delete_tag(name, &t))?, t)
+        }
+        Reference::Digest(d) => {
+            // Its tags go with it: none of them may be immutable.
+            if reg.auth.is_some() {
+                for (t, _) in block(|| reg.meta.repo_tags(name))?.into_iter().filter(|(_, to)| *to == d) {
+                    check_immutable(reg, name, &t)?;
+                }
+            }
+            (block(|| reg.meta.delete_manifest(name, &d))?, d.to_string())
+        }
     };
     if !found {
         return Err(unknown_manifest(reg, name, &what));

@@ -45,7 +45,9 @@ const PROJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("projects");
 const MEMBERS: TableDefinition<&str, &[u8]> = TableDefinition::new("members");
 /// robot name (`robot$p+n`) → [`StoredRobot`] (JSON)
 const ROBOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("robots");
-/// kind of record (`user`, `project`, `member`, `robot`) → the last id handed out
+/// `project\0id` (20 digits, so that key order is id order) → [`ImmutableRule`] (JSON)
+const IMMUTABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("immutable_rules");
+/// kind of record (`user`, `project`, `member`, `robot`, `rule`) → the last id handed out
 const SEQ: TableDefinition<&str, u64> = TableDefinition::new("seq");
 
 const SEP: char = '\0';
@@ -287,6 +289,7 @@ impl RedbMetadata {
             tx.open_table(MEMBERS).map_err(db)?;
             tx.open_table(ROBOTS).map_err(db)?;
             tx.open_table(SEQ).map_err(db)?;
+            tx.open_table(IMMUTABLE).map_err(db)?;
         }
         tx.commit().map_err(db)?;
         Ok(RedbMetadata { db: database, gc_running: Arc::new(AtomicBool::new(false)) })
@@ -680,6 +683,8 @@ impl Metadata for RedbMetadata {
 // ---------------------------------------------------------------------------------------------
 // Harbor's model in redb
 
+use crate::harbor::immutable::ImmutableRule;
+
 #[derive(Serialize, Deserialize)]
 struct StoredProject {
     id: u64,
@@ -821,6 +826,7 @@ impl crate::harbor::store::IamStore for RedbMetadata {
             let prefix = format!("{}{name}+", crate::harbor::ROBOT_PREFIX);
             let end = format!("{}{name},", crate::harbor::ROBOT_PREFIX); // ',' follows '+'
             remove_range(&mut tx.open_table(ROBOTS).map_err(db)?, &prefix, &end)?;
+            remove_range(&mut tx.open_table(IMMUTABLE).map_err(db)?, &from, &to)?;
         }
         tx.commit().map_err(db)?;
         Ok(true)
@@ -978,6 +984,46 @@ impl crate::harbor::store::IamStore for RedbMetadata {
             out.push((d, decode(k.value(), v.value())?));
         }
         Ok(out)
+    }
+
+    fn create_immutable_rule(&self, project: &str, rule: &ImmutableRule) -> Result<Option<u64>> {
+        let tx = self.db.begin_write().map_err(db)?;
+        let id = {
+            if tx.open_table(PROJECTS).map_err(db)?.get(project).map_err(db)?.is_none() {
+                return Ok(None);
+            }
+            let id = next_id(&tx, "rule")?;
+            let key = key2(project, &format!("{id:020}"));
+            tx.open_table(IMMUTABLE).map_err(db)?.insert(key.as_str(), encode(rule).as_slice()).map_err(db)?;
+            id
+        };
+        tx.commit().map_err(db)?;
+        Ok(Some(id))
+    }
+
+    fn immutable_rules(&self, project: &str) -> Result<Vec<(u64, ImmutableRule)>> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(IMMUTABLE).map_err(db)?;
+        let (from, to) = under(project, None);
+        let mut out = Vec::new();
+        for item in t.range::<&str>(from.as_str()..to.as_str()).map_err(db)? {
+            let (k, v) = item.map_err(db)?;
+            let Some(id) = k.value().split_once(SEP).and_then(|(_, id)| id.parse::<u64>().ok()) else { continue };
+            out.push((id, decode(k.value(), v.value())?));
+        }
+        Ok(out)
+    }
+
+    fn update_immutable_rule(&self, project: &str, id: u64, rule: &ImmutableRule) -> Result<bool> {
+        self.replace_json(IMMUTABLE, &key2(project, &format!("{id:020}")), |_| Ok(rule.clone()))
+    }
+
+    fn delete_immutable_rule(&self, project: &str, id: u64) -> Result<bool> {
+        let tx = self.db.begin_write().map_err(db)?;
+        let key = key2(project, &format!("{id:020}"));
+        let removed = tx.open_table(IMMUTABLE).map_err(db)?.remove(key.as_str()).map_err(db)?.is_some();
+        tx.commit().map_err(db)?;
+        Ok(removed)
     }
 
     fn project_storage(&self, project: &str) -> Result<Vec<(Digest, u64)>> {

@@ -174,6 +174,12 @@ fn row(reg: &Server, who: &Who, project: &str, n: &mut usize) -> String {
     if api_allowed(who, "create a robot", &r, "robot:create") {
         can.push("robots");
     }
+    // change policies: add a tag immutability rule (for tags no cell uses).
+    let rule = json!({ "tag_selectors": [{ "kind": "doublestar", "decoration": "matches", "pattern": format!("never-{n}-*") }] });
+    let r = api(reg, who, "POST", &format!("/projects/{project}/immutabletagrules"), Some(&rule));
+    if api_allowed(who, "add an immutability rule", &r, "immutable-tag:create") {
+        can.push("policies");
+    }
     format!("{}: {}", who.label, can.join(" "))
 }
 
@@ -276,14 +282,15 @@ fn harbor_permission_matrix_on_public_and_private_projects() {
             got.push(row(&reg, who, project, &mut n));
         }
     }
-    // Harbor's table: ProjectAdmin all; Maintainer pushes and deletes; Developer pushes;
+    // Harbor's table: ProjectAdmin all; Maintainer pushes, deletes and sets immutability
+    // rules; Developer pushes;
     // Guest and LimitedGuest pull; a public project lets anyone pull; robots hold their own
     // permissions in their project only.
     let want = [
         "priv:",
-        "sysadmin: pull push delete members robots",
-        "projectAdmin: pull push delete members robots",
-        "maintainer: pull push delete",
+        "sysadmin: pull push delete members robots policies",
+        "projectAdmin: pull push delete members robots policies",
+        "maintainer: pull push delete policies",
         "developer: pull push",
         "guest: pull",
         "limitedGuest: pull",
@@ -292,9 +299,9 @@ fn harbor_permission_matrix_on_public_and_private_projects() {
         "robot: pull push",
         "other robot: ",
         "pub:",
-        "sysadmin: pull push delete members robots",
-        "projectAdmin: pull push delete members robots",
-        "maintainer: pull push delete",
+        "sysadmin: pull push delete members robots policies",
+        "projectAdmin: pull push delete members robots policies",
+        "maintainer: pull push delete policies",
         "developer: pull push",
         "guest: pull",
         "limitedGuest: pull",
@@ -618,4 +625,92 @@ fn harbor_quota_counts_deduplicated_storage_and_refuses_a_push_past_it() {
     d.docker(&["tag", &src, &target]).ok();
     d.docker(&["login", "-u", "admin", "-p", ADMIN_PW, &reg.addr]).ok();
     d.docker(&["push", &target]).fails().mentions(&["quota exceeded", "of its 100000 bytes"]);
+}
+
+#[test]
+fn harbor_immutable_tags_cannot_be_moved_or_deleted() {
+    let reg = auth_server(&[]);
+    for u in ["dev", "maint"] {
+        make_user(&reg, u);
+    }
+    make_project(&reg, &admin(), "imm", false);
+    add_member(&reg, "imm", "dev", 2);
+    add_member(&reg, "imm", "maint", 4);
+    let a = admin_authz();
+    let v1 = push_image_as(&reg, &a, "imm/app", "v1", b"first layer");
+    let rule = json!({
+        "disabled": false,
+        "tag_selectors": [{ "kind": "doublestar", "decoration": "matches", "pattern": "v*" }],
+        "scope_selectors": { "repository": [{ "kind": "doublestar", "decoration": "repoMatches", "pattern": "**" }] }
+    });
+    let r = api(&reg, &Who::user("dev", "dev", PW), "POST", "/projects/imm/immutabletagrules", Some(&rule));
+    assert_eq!(r.status, 403, "{r}");
+    assert!(harbor_error(&r).1.contains("lacks the immutable-tag:create permission"), "{r}");
+    let maint = Who::user("maint", "maint", PW);
+    let r = api(&reg, &maint, "POST", "/projects/imm/immutabletagrules", Some(&rule));
+    assert_eq!(r.status, 201, "{r}");
+    let rid = r.header("Location").and_then(|l| l.rsplit('/').next()).unwrap_or_default().to_string();
+    let rules = api(&reg, &maint, "GET", "/projects/imm/immutabletagrules", None).json();
+    assert_eq!(rules[0]["tag_selectors"][0]["pattern"], "v*", "{rules}");
+    let bad_rule = json!({ "tag_selectors": [{ "kind": "regex", "pattern": "v.*" }] });
+    assert_eq!(api(&reg, &maint, "POST", "/projects/imm/immutabletagrules", Some(&bad_rule)).status, 400);
+
+    // v1 cannot move to another manifest, nor be deleted, by tag or by its manifest.
+    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let (c, l) = (push_blob_as(&reg, &a, "imm/app", config), push_blob_as(&reg, &a, "imm/app", b"second layer"));
+    let other = image_manifest(&c, config.len(), &l, b"second layer".len());
+    let put = |tag: &str, m: &[u8]| {
+        let h = [("Authorization", a.as_str()), ("Content-Type", OCI_MANIFEST)];
+        http(&reg.addr, "PUT", &format!("/v2/imm/app/manifests/{tag}"), &h, m)
+    };
+    let r = put("v1", &other);
+    r.fails(403, "DENIED");
+    assert!(String::from_utf8_lossy(&r.body).contains("tag imm/app:v1 is immutable"), "{r}");
+    let h = [("Authorization", a.as_str())];
+    assert_eq!(
+        http(&reg.addr, "GET", "/v2/imm/app/manifests/v1", &h, b"").header("Docker-Content-Digest"),
+        Some(v1.as_str())
+    );
+    // The same manifest again changes nothing and is accepted; new tags and unmatched ones move freely.
+    let first = http(&reg.addr, "GET", "/v2/imm/app/manifests/v1", &h, b"").body;
+    assert_eq!(put("v1", &first).status, 201);
+    assert_eq!(put("v2", &other).status, 201);
+    assert_eq!(put("latest", &first).status, 201);
+    assert_eq!(put("latest", &other).status, 201);
+    http(&reg.addr, "DELETE", "/v2/imm/app/manifests/v1", &h, b"").fails(403, "DENIED");
+    http(&reg.addr, "DELETE", &format!("/v2/imm/app/manifests/{v1}"), &h, b"").fails(403, "DENIED");
+    // Through the REST API: 412, and the tags say they are immutable.
+    let r = api(&reg, &admin(), "DELETE", "/projects/imm/repositories/app/artifacts/v1/tags/v1", None);
+    assert_eq!((r.status, harbor_error(&r).0.as_str()), (412, "PRECONDITION"), "{r}");
+    let r = api(&reg, &admin(), "DELETE", &format!("/projects/imm/repositories/app/artifacts/{v1}"), None);
+    assert_eq!(r.status, 412, "{r}");
+    let tags = api(&reg, &admin(), "GET", &format!("/projects/imm/repositories/app/artifacts/{v1}/tags"), None).json();
+    let flags: Vec<(String, bool)> = tags
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|t| (t["name"].as_str().unwrap_or_default().to_string(), t["immutable"].as_bool().unwrap_or_default()))
+        .collect();
+    assert_eq!(flags, [("v1".to_string(), true)], "{tags}");
+    // Disabled, the rule protects nothing.
+    let r =
+        api(&reg, &maint, "PUT", &format!("/projects/imm/immutabletagrules/{rid}"), Some(&json!({ "disabled": true })));
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(http(&reg.addr, "DELETE", "/v2/imm/app/manifests/v1", &h, b"").status, 202);
+    assert_eq!(api(&reg, &maint, "DELETE", &format!("/projects/imm/immutabletagrules/{rid}"), None).status, 200);
+    assert_eq!(api(&reg, &maint, "GET", "/projects/imm/immutabletagrules", None).json(), json!([]));
+
+    // Through wharfd: pushing another image over an immutable tag fails with the reason.
+    let r = api(&reg, &maint, "POST", "/projects/imm/immutabletagrules", Some(&rule));
+    assert_eq!(r.status, 201, "{r}");
+    let d = Daemon::start();
+    let busybox = d.pull("library/busybox:latest");
+    let layers = d.pull("test/layers:latest");
+    let target = reg.image("imm/box:v1");
+    d.docker(&["login", "-u", "admin", "-p", ADMIN_PW, &reg.addr]).ok();
+    d.docker(&["tag", &busybox, &target]).ok();
+    d.docker(&["push", &target]).ok();
+    d.docker(&["tag", &layers, &target]).ok();
+    d.docker(&["push", &target]).fails().mentions(&["tag imm/box:v1 is immutable"]);
 }

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use wharf_types::Digest;
 
 use super::access::{self, describe, ProjectAccess};
+use super::immutable::ImmutableRule;
 use super::rbac::{Action, Resource, RobotPermission, Role};
 use super::store::{Project, ProjectRecord, Robot, RobotRecord};
 use crate::auth::{self, Auth, Subject};
@@ -272,6 +273,10 @@ impl Call<'_> {
             (["projects", p, "members", mid], &Method::PUT) => self.update_member(p, mid, body),
             (["projects", p, "members", mid], &Method::DELETE) => self.delete_member(p, mid),
             (["projects", p, "robots"], &Method::GET) => self.project_robots(p),
+            (["projects", p, "immutabletagrules"], &Method::GET) => self.list_rules(p),
+            (["projects", p, "immutabletagrules"], &Method::POST) => self.create_rule(p, body),
+            (["projects", p, "immutabletagrules", id], &Method::PUT) => self.update_rule(p, id, body),
+            (["projects", p, "immutabletagrules", id], &Method::DELETE) => self.delete_rule(p, id),
             (["projects", p, "repositories"], &Method::GET) => self.list_repositories(p),
             (["projects", p, "repositories", r], &Method::GET) => self.get_repository(p, r),
             (["projects", p, "repositories", r, "artifacts"], &Method::GET) => self.list_artifacts(p, r),
@@ -791,7 +796,7 @@ impl Call<'_> {
         let tag_list: Vec<Value> = tags
             .iter()
             .filter(|(_, t)| t == d)
-            .map(|(name, _)| json!({ "name": name, "push_time": time(m.created), "immutable": false }))
+            .map(|(name, _)| json!({ "name": name, "push_time": time(m.created), "immutable": self.immutable(repo, name) }))
             .collect();
         let kind = if m.manifests.is_empty() { "IMAGE" } else { "INDEX" };
         let mut out = json!({
@@ -867,6 +872,9 @@ impl Call<'_> {
         let (project, _) = self.require(p, Resource::Artifact, Action::Delete)?;
         let repo = Call::repo_name(&project, r)?;
         let d = self.artifact_digest(&repo, a)?;
+        for (t, _) in self.meta().repo_tags(&repo)?.into_iter().filter(|(_, to)| *to == d) {
+            self.refuse_immutable(&repo, &t)?;
+        }
         if !self.meta().delete_manifest(&repo, &d)? {
             return Err(not_found(format!("artifact {repo}@{d} not found")));
         }
@@ -883,7 +891,7 @@ impl Call<'_> {
             .repo_tags(&repo)?
             .into_iter()
             .filter(|(_, t)| *t == d)
-            .map(|(name, _)| json!({ "name": name, "push_time": time(m.created), "immutable": false }))
+            .map(|(name, _)| json!({ "name": name, "push_time": time(m.created), "immutable": self.immutable(&repo, &name) }))
             .collect();
         self.paged(&format!("/api/v2.0/projects/{}/repositories/{r}/artifacts/{a}/tags", project.name), items)
     }
@@ -913,7 +921,131 @@ impl Call<'_> {
         if self.meta().tag(&repo, t)? != Some(d.clone()) {
             return Err(not_found(format!("tag {t} of artifact {repo}@{d} not found")));
         }
+        self.refuse_immutable(&repo, t)?;
         self.meta().delete_tag(&repo, t)?;
+        Ok(Reply::new(200))
+    }
+
+    /// Whether an immutability rule protects `tag` of `repo` (a failed lookup shows as not).
+    fn immutable(&self, repo: &str, tag: &str) -> bool {
+        super::immutable::protected(self.meta(), repo, tag).ok().flatten().is_some()
+    }
+
+    /// Harbor answers an attempt on an immutable tag with 412.
+    fn refuse_immutable(&self, repo: &str, tag: &str) -> Result<()> {
+        match super::immutable::protected(self.meta(), repo, tag)? {
+            None => Ok(()),
+            Some(why) => Err(HarborError::new(412, why)),
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Tag immutability rules
+
+    fn rule_json(id: u64, r: &ImmutableRule) -> Value {
+        json!({
+            "id": id,
+            "priority": r.priority,
+            "disabled": r.disabled,
+            "action": "immutable",
+            "template": "immutable_template",
+            "params": {},
+            "tag_selectors": [{
+                "kind": "doublestar",
+                "decoration": if r.tag_excludes { "excludes" } else { "matches" },
+                "pattern": r.tag_pattern,
+            }],
+            "scope_selectors": { "repository": [{
+                "kind": "doublestar",
+                "decoration": if r.repo_excludes { "repoExcludes" } else { "repoMatches" },
+                "pattern": r.repo_pattern,
+            }]},
+        })
+    }
+
+    /// A rule from Harbor's body: one tag selector and one repository selector, doublestar.
+    fn rule_of(body: &Value, old: Option<&ImmutableRule>) -> Result<ImmutableRule> {
+        let selector = |v: Option<&Value>, what: &str, plain: &str, negated: &str| -> Result<Option<(String, bool)>> {
+            let Some(list) = v.filter(|v| !v.is_null()) else {
+                return Ok(None);
+            };
+            let [one] = list.as_array().map(Vec::as_slice).unwrap_or(&[]) else {
+                return Err(bad(format!("{what} must hold exactly one selector")));
+            };
+            if opt_str(one, "kind")?.unwrap_or("doublestar") != "doublestar" {
+                return Err(bad(format!("{what}: only doublestar patterns are supported")));
+            }
+            let excludes = match opt_str(one, "decoration")?.unwrap_or(plain) {
+                d if d == plain => false,
+                d if d == negated => true,
+                d => return Err(bad(format!("{what}: decoration {d:?} is neither {plain} nor {negated}"))),
+            };
+            let pattern = opt_str(one, "pattern")?.ok_or_else(|| bad(format!("{what}: pattern is required")))?;
+            super::immutable::check_pattern(pattern).map_err(|e| bad(format!("{what}: {e}")))?;
+            Ok(Some((pattern.to_string(), excludes)))
+        };
+        let tag = selector(body.get("tag_selectors"), "tag_selectors", "matches", "excludes")?;
+        let repo = selector(
+            body.get("scope_selectors").and_then(|s| s.get("repository")),
+            "scope_selectors.repository",
+            "repoMatches",
+            "repoExcludes",
+        )?;
+        let (tag, repo) = match old {
+            Some(o) => (
+                tag.unwrap_or((o.tag_pattern.clone(), o.tag_excludes)),
+                repo.unwrap_or((o.repo_pattern.clone(), o.repo_excludes)),
+            ),
+            None => (tag.ok_or_else(|| bad("tag_selectors is required"))?, repo.unwrap_or(("**".to_string(), false))),
+        };
+        Ok(ImmutableRule {
+            disabled: opt_bool(body, "disabled")?.or(old.map(|o| o.disabled)).unwrap_or(false),
+            priority: opt_int(body, "priority")?.or(old.map(|o| o.priority)).unwrap_or(0),
+            repo_pattern: repo.0,
+            repo_excludes: repo.1,
+            tag_pattern: tag.0,
+            tag_excludes: tag.1,
+        })
+    }
+
+    fn list_rules(&self, p: &str) -> Result<Reply> {
+        let (project, _) = self.require(p, Resource::ImmutableTag, Action::List)?;
+        let items: Vec<Value> =
+            self.meta().immutable_rules(&project.name)?.iter().map(|(id, r)| Call::rule_json(*id, r)).collect();
+        self.paged(&format!("/api/v2.0/projects/{}/immutabletagrules", project.name), items)
+    }
+
+    fn create_rule(&self, p: &str, body: &Value) -> Result<Reply> {
+        let (project, _) = self.require(p, Resource::ImmutableTag, Action::Create)?;
+        let rule = Call::rule_of(body, None)?;
+        let id = self
+            .meta()
+            .create_immutable_rule(&project.name, &rule)?
+            .ok_or_else(|| not_found(format!("project {} is gone", project.name)))?;
+        Ok(Reply::new(201).header("Location", format!("/api/v2.0/projects/{}/immutabletagrules/{id}", project.id)))
+    }
+
+    fn find_rule(&self, project: &Project, id: &str) -> Result<(u64, ImmutableRule)> {
+        let n: u64 = id.parse().map_err(|_| bad(format!("rule id {id:?} is not a number")))?;
+        self.meta()
+            .immutable_rules(&project.name)?
+            .into_iter()
+            .find(|(i, _)| *i == n)
+            .ok_or_else(|| not_found(format!("immutability rule {n} of project {} not found", project.name)))
+    }
+
+    fn update_rule(&self, p: &str, id: &str, body: &Value) -> Result<Reply> {
+        let (project, _) = self.require(p, Resource::ImmutableTag, Action::Update)?;
+        let (n, old) = self.find_rule(&project, id)?;
+        let rule = Call::rule_of(body, Some(&old))?;
+        self.meta().update_immutable_rule(&project.name, n, &rule)?;
+        Ok(Reply::new(200))
+    }
+
+    fn delete_rule(&self, p: &str, id: &str) -> Result<Reply> {
+        let (project, _) = self.require(p, Resource::ImmutableTag, Action::Delete)?;
+        let (n, _) = self.find_rule(&project, id)?;
+        self.meta().delete_immutable_rule(&project.name, n)?;
         Ok(Reply::new(200))
     }
 

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::immutable::ImmutableRule;
 use super::rbac::{RobotPermission, Role};
 use wharf_types::Digest;
 
@@ -108,6 +109,14 @@ pub trait IamStore {
     /// Every blob and manifest a project's repositories hold, each digest once with its size:
     /// what its quota counts.
     fn project_storage(&self, project: &str) -> Result<Vec<(Digest, u64)>>;
+
+    /// Records a tag immutability rule of `project`; its id, `None` when there is no such
+    /// project.
+    fn create_immutable_rule(&self, project: &str, rule: &ImmutableRule) -> Result<Option<u64>>;
+    /// A project's immutability rules, in id order.
+    fn immutable_rules(&self, project: &str) -> Result<Vec<(u64, ImmutableRule)>>;
+    fn update_immutable_rule(&self, project: &str, id: u64, rule: &ImmutableRule) -> Result<bool>;
+    fn delete_immutable_rule(&self, project: &str, id: u64) -> Result<bool>;
 }
 
 /// The behaviour every `IamStore` must show; both backends run it.
@@ -204,7 +213,33 @@ pub(crate) mod suite {
         let names: Vec<String> = m.robots().unwrap().into_iter().map(|r| r.name).collect();
         assert_eq!(names, ["robot$other+x", "robot$proj+ci"]);
 
-        // A user's removal takes its memberships; a project's its members and robots.
+        // Immutability rules, per project, in id order.
+        let rule = ImmutableRule {
+            disabled: false,
+            priority: 0,
+            repo_pattern: "**".into(),
+            repo_excludes: false,
+            tag_pattern: "v*".into(),
+            tag_excludes: false,
+        };
+        let r1 = m.create_immutable_rule("proj", &rule).unwrap().expect("a rule");
+        let r2 = m
+            .create_immutable_rule("proj", &ImmutableRule { tag_pattern: "rc".into(), ..rule.clone() })
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.create_immutable_rule("nope", &rule).unwrap(), None);
+        m.create_immutable_rule("other", &rule).unwrap().unwrap();
+        let ids: Vec<u64> = m.immutable_rules("proj").unwrap().into_iter().map(|(id, _)| id).collect();
+        assert_eq!(ids, [r1, r2]);
+        let off = ImmutableRule { disabled: true, ..rule.clone() };
+        assert!(m.update_immutable_rule("proj", r1, &off).unwrap());
+        assert!(!m.update_immutable_rule("other", r1, &off).unwrap(), "a rule is its project's");
+        assert_eq!(m.immutable_rules("proj").unwrap()[0], (r1, off));
+        assert!(m.delete_immutable_rule("proj", r2).unwrap());
+        assert!(!m.delete_immutable_rule("proj", r2).unwrap());
+        assert_eq!(m.immutable_rules("other").unwrap().len(), 1);
+
+        // A user's removal takes its memberships; a project's its members, robots and rules.
         assert!(m.delete_user("bob").unwrap());
         assert!(!m.delete_user("bob").unwrap());
         assert_eq!(m.user("bob").unwrap(), None);
@@ -213,6 +248,7 @@ pub(crate) mod suite {
         assert!(!m.delete_project("proj").unwrap());
         assert_eq!(m.member("proj", "alice").unwrap(), None);
         assert_eq!(m.robot("robot$proj+ci").unwrap(), None);
+        assert!(m.immutable_rules("proj").unwrap().is_empty());
         assert!(m.delete_robot("robot$other+x").unwrap());
         assert!(!m.delete_robot("robot$other+x").unwrap());
         // A repository's manifests and tags (the meta suite left `r2` empty and `r` with one

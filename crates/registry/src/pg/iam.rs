@@ -4,6 +4,7 @@
 
 use super::meta::{db, decode_json, user_of, PgMetadata, USER_COLUMNS};
 use super::wire::{Row, ToSql};
+use crate::harbor::immutable::ImmutableRule;
 use crate::harbor::rbac::Role;
 use crate::harbor::store::{IamStore, Member, Project, ProjectRecord, Robot, RobotRecord};
 use crate::meta::{ManifestRecord, MetaError, Result, UserRecord};
@@ -194,6 +195,46 @@ impl IamStore for PgMetadata {
                 Ok((digest_of(d)?, decode_json(d, r.text(1).map_err(db)?)?))
             })
             .collect()
+    }
+
+    fn create_immutable_rule(&self, project: &str, rule: &ImmutableRule) -> Result<Option<u64>> {
+        let text = json(rule)?;
+        let rows = self.run(|c| {
+            c.query(
+                "INSERT INTO immutable_rules (project, record) SELECT $1, $2::jsonb \
+                 WHERE EXISTS (SELECT 1 FROM projects WHERE name = $1) RETURNING id",
+                &[&project, &text],
+            )
+        })?;
+        rows.first().map(|r| r.uint(0).map_err(db)).transpose()
+    }
+
+    fn immutable_rules(&self, project: &str) -> Result<Vec<(u64, ImmutableRule)>> {
+        let rows = self
+            .run(|c| c.query("SELECT id, record FROM immutable_rules WHERE project = $1 ORDER BY id", &[&project]))?;
+        rows.iter()
+            .map(|r| {
+                let id = r.uint(0).map_err(db)?;
+                Ok((id, decode_json(&format!("immutable rule {id}"), r.text(1).map_err(db)?)?))
+            })
+            .collect()
+    }
+
+    fn update_immutable_rule(&self, project: &str, id: u64, rule: &ImmutableRule) -> Result<bool> {
+        let text = json(rule)?;
+        let n = self.run(|c| {
+            c.execute(
+                "UPDATE immutable_rules SET record = $3::jsonb WHERE project = $1 AND id = $2",
+                &[&project, &id, &text],
+            )
+        })?;
+        Ok(n > 0)
+    }
+
+    fn delete_immutable_rule(&self, project: &str, id: u64) -> Result<bool> {
+        let n =
+            self.run(|c| c.execute("DELETE FROM immutable_rules WHERE project = $1 AND id = $2", &[&project, &id]))?;
+        Ok(n > 0)
     }
 
     fn project_storage(&self, project: &str) -> Result<Vec<(Digest, u64)>> {

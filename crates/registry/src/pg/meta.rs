@@ -132,6 +132,13 @@ CREATE TABLE robots (
     project text COLLATE "C" NOT NULL REFERENCES projects ON DELETE CASCADE,
     record jsonb NOT NULL
 );
+-- `record` is the whole ImmutableRule (JSON).
+CREATE TABLE immutable_rules (
+    id bigserial PRIMARY KEY,
+    project text COLLATE "C" NOT NULL REFERENCES projects ON DELETE CASCADE,
+    record jsonb NOT NULL
+);
+CREATE INDEX immutable_rules_project ON immutable_rules (project, id);
 "#,
 ];
 
@@ -687,7 +694,7 @@ mod tests {
         // A database made by the first schema gets the keys table, its data kept.
         let mut c = Connection::connect(&cluster.socket("postgres")).unwrap();
         c.simple(
-            "DROP TABLE registry_keys, robots, members, projects; \
+            "DROP TABLE registry_keys, robots, members, immutable_rules, projects; \
              ALTER TABLE users DROP COLUMN id, DROP COLUMN email, DROP COLUMN realname; \
              UPDATE registry_schema SET version = 1",
         )
