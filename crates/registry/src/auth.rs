@@ -764,6 +764,30 @@ mod tests {
     }
 
     #[test]
+    fn robots_stop_when_disabled_or_expired() {
+        let mut r = crate::harbor::store::RobotRecord {
+            project: "p".into(),
+            description: String::new(),
+            salt: "salt".into(),
+            hash: robot_secret_hash("salt", "s3cret"),
+            expires_at: None,
+            disabled: false,
+            permissions: vec![],
+            created: 0,
+            updated: 0,
+        };
+        assert!(verify_robot_secret(&r, "s3cret") && !verify_robot_secret(&r, "s3cret "));
+        assert_eq!(robot_unusable(&r), None);
+        r.expires_at = Some(now() + 60);
+        assert_eq!(robot_unusable(&r), None);
+        r.expires_at = Some(now().saturating_sub(1));
+        assert_eq!(robot_unusable(&r), Some("expired"));
+        r.expires_at = None;
+        r.disabled = true;
+        assert_eq!(robot_unusable(&r), Some("disabled"));
+    }
+
+    #[test]
     fn basic_headers() {
         assert_eq!(parse_basic("Basic YWRtaW46cDp3"), Some(("admin".into(), "p:w".into())));
         assert_eq!(parse_basic("Bearer x"), None);

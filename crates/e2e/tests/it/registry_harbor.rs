@@ -9,6 +9,7 @@
 use serde_json::{json, Value};
 
 use crate::harness::Daemon;
+use crate::registry_pg::Postgres;
 use crate::registry_server::{auth_server, digest, http, image_manifest, skopeo, Resp, Server, ADMIN_PW, OCI_MANIFEST};
 
 const PW: &str = "Harbor12345";
@@ -244,19 +245,29 @@ fn make_robot(reg: &Server, who: &Who, project: &str, name: &str, actions: &[&st
 
 #[test]
 fn harbor_permission_matrix_on_public_and_private_projects() {
-    let reg = auth_server(&[]);
+    permission_matrix(&auth_server(&[]));
+}
+
+/// The same matrix with the index (and so the model) in PostgreSQL.
+#[test]
+fn pg_harbor_permission_matrix() {
+    let pg = Postgres::start();
+    permission_matrix(&auth_server(&["--database-url", &pg.url()]));
+}
+
+fn permission_matrix(reg: &Server) {
     for u in ["pa", "maint", "dev", "guest", "lguest", "outsider", "extra"] {
-        make_user(&reg, u);
+        make_user(reg, u);
     }
     for (project, public) in [("priv", false), ("pub", true)] {
-        make_project(&reg, &admin(), project, public);
+        make_project(reg, &admin(), project, public);
         for (user, role) in [("pa", 1), ("maint", 4), ("dev", 2), ("guest", 3), ("lguest", 5)] {
-            add_member(&reg, project, user, role);
+            add_member(reg, project, user, role);
         }
-        push_image_as(&reg, &admin_authz(), &format!("{project}/img"), "v1", format!("layer of {project}").as_bytes());
+        push_image_as(reg, &admin_authz(), &format!("{project}/img"), "v1", format!("layer of {project}").as_bytes());
     }
-    let (priv_robot, priv_secret, _) = make_robot(&reg, &admin(), "priv", "ci", &["pull", "push"]);
-    let (pub_robot, pub_secret, _) = make_robot(&reg, &admin(), "pub", "ci", &["pull", "push"]);
+    let (priv_robot, priv_secret, _) = make_robot(reg, &admin(), "priv", "ci", &["pull", "push"]);
+    let (pub_robot, pub_secret, _) = make_robot(reg, &admin(), "pub", "ci", &["pull", "push"]);
     assert_eq!(priv_robot, "robot$priv+ci");
 
     let mut n = 0;
@@ -279,7 +290,7 @@ fn harbor_permission_matrix_on_public_and_private_projects() {
         ];
         got.push(format!("{project}:"));
         for who in &subjects {
-            got.push(row(&reg, who, project, &mut n));
+            got.push(row(reg, who, project, &mut n));
         }
     }
     // Harbor's table: ProjectAdmin all; Maintainer pushes, deletes and sets immutability
@@ -313,20 +324,20 @@ fn harbor_permission_matrix_on_public_and_private_projects() {
     assert_eq!(got, want);
 
     // The catalog is the system admins'.
-    let t = token(&reg, &Who::user("projectAdmin", "pa", PW), "registry:catalog:*").unwrap_or_default();
+    let t = token(reg, &Who::user("projectAdmin", "pa", PW), "registry:catalog:*").unwrap_or_default();
     reg.req("GET", "/v2/_catalog", &[("Authorization", &t)], b"").fails(403, "DENIED");
     // Basic credentials straight on a request are checked the same way.
     let r = reg.req("DELETE", "/v2/priv/img/manifests/v1", &[("Authorization", &basic("dev", PW))], b"");
     r.fails(403, "DENIED");
     assert!(String::from_utf8_lossy(&r.body).contains("developer of project \\\"priv\\\""), "{r}");
     // Pushing to a project that does not exist: refused for users, with its reason.
-    let t = token(&reg, &Who::user("developer", "dev", PW), "repository:nope/img:pull,push").unwrap_or_default();
+    let t = token(reg, &Who::user("developer", "dev", PW), "repository:nope/img:pull,push").unwrap_or_default();
     let r = reg.req("POST", "/v2/nope/img/blobs/uploads/", &[("Authorization", &t)], b"");
     r.fails(403, "DENIED");
     assert!(String::from_utf8_lossy(&r.body).contains("project \\\"nope\\\" does not exist"), "{r}");
     // A user cannot create projects through a push; a system admin's push creates it private.
-    push_image_as(&reg, &admin_authz(), "madebypush/img", "v1", b"layer");
-    let p = api(&reg, &admin(), "GET", "/projects/madebypush", None).json();
+    push_image_as(reg, &admin_authz(), "madebypush/img", "v1", b"layer");
+    let p = api(reg, &admin(), "GET", "/projects/madebypush", None).json();
     assert_eq!(p["metadata"]["public"], "false", "{p}");
 }
 
@@ -389,70 +400,112 @@ fn harbor_docker_cli_users_and_robots_through_wharfd() {
 
 #[test]
 fn harbor_rest_api_projects_users_robots_and_errors() {
-    let reg = auth_server(&[]);
+    rest_api(&auth_server(&[]));
+}
+
+#[test]
+fn pg_harbor_rest_api() {
+    let pg = Postgres::start();
+    rest_api(&auth_server(&["--database-url", &pg.url()]));
+}
+
+/// Two replicas on one database share the model: what one is told, the other enforces.
+#[test]
+fn pg_harbor_replicas_share_projects_members_and_robots() {
+    let pg = Postgres::start();
+    let a = auth_server(&["--database-url", &pg.url()]);
+    let b = Server::start_sharing(&a.data, &["--auth", "--database-url", &pg.url()]);
+    make_user(&a, "dev");
+    make_project(&a, &admin(), "shared", false);
+    let (robot, secret, _) = make_robot(&a, &admin(), "shared", "ci", &["pull", "push"]);
+    // dev is no member yet: b refuses its push; once a adds it, b lets it push.
+    let dev = basic("dev", PW);
+    let data = b"shared blob";
+    let d = digest(data);
+    let path = format!("/v2/shared/x/blobs/uploads/?digest={d}");
+    http(&b.addr, "POST", &path, &[("Authorization", &dev)], data).fails(403, "DENIED");
+    add_member(&a, "shared", "dev", 2);
+    push_blob_as(&b, &dev, "shared/x", data);
+    // The robot made through a logs in through b; b's REST API sees a's project.
+    push_blob_as(&b, &basic(&robot, &secret), "shared/x", b"robot blob");
+    let members = api(&b, &admin(), "GET", "/projects/shared/members", None).json();
+    assert_eq!(members.as_array().map(|m| m.len()), Some(2), "the creator and dev: {members}");
+}
+
+fn rest_api(reg: &Server) {
     let anon = Who { label: "anonymous".into(), creds: None };
     // ping, health, systeminfo.
-    let r = api(&reg, &anon, "GET", "/ping", None);
+    let r = api(reg, &anon, "GET", "/ping", None);
     assert_eq!((r.status, String::from_utf8_lossy(&r.body).to_string()), (200, "Pong".to_string()));
-    let h = api(&reg, &anon, "GET", "/health", None).json();
+    let h = api(reg, &anon, "GET", "/health", None).json();
     assert_eq!(h["status"], "healthy", "{h}");
-    let info = api(&reg, &anon, "GET", "/systeminfo", None).json();
+    let info = api(reg, &anon, "GET", "/systeminfo", None).json();
     assert_eq!((info["auth_mode"].as_str(), info["self_registration"].as_bool()), (Some("db_auth"), Some(false)));
 
     // Users: sign-up is off; the admin creates them; the policy is Harbor's.
     let signup = json!({ "username": "alice", "password": PW });
-    let r = api(&reg, &anon, "POST", "/users", Some(&signup));
+    let r = api(reg, &anon, "POST", "/users", Some(&signup));
     assert_eq!((r.status, harbor_error(&r).0.as_str()), (401, "UNAUTHORIZED"), "{r}");
     let weak = json!({ "username": "alice", "password": "weakpass" });
-    let r = api(&reg, &admin(), "POST", "/users", Some(&weak));
+    let r = api(reg, &admin(), "POST", "/users", Some(&weak));
     assert_eq!(r.status, 400, "{r}");
     assert!(harbor_error(&r).1.contains("upper-case letter"), "{r}");
-    make_user(&reg, "alice");
-    make_user(&reg, "bob");
-    let r = api(&reg, &admin(), "POST", "/users", Some(&signup));
+    make_user(reg, "alice");
+    make_user(reg, "bob");
+    let r = api(reg, &admin(), "POST", "/users", Some(&signup));
     assert_eq!((r.status, harbor_error(&r).0.as_str()), (409, "CONFLICT"), "{r}");
     let alice = Who::user("alice", "alice", PW);
-    let me = api(&reg, &alice, "GET", "/users/current", None).json();
+    let me = api(reg, &alice, "GET", "/users/current", None).json();
     assert_eq!((me["username"].as_str(), me["sysadmin_flag"].as_bool()), (Some("alice"), Some(false)), "{me}");
     assert_eq!(me["email"], "alice@example.com");
     let id = me["user_id"].as_u64().unwrap_or_default();
-    let r = api(&reg, &Who::user("wrong", "alice", "Wrong12345"), "GET", "/users/current", None);
+    let r = api(reg, &Who::user("wrong", "alice", "Wrong12345"), "GET", "/users/current", None);
     assert_eq!(r.status, 401, "{r}");
-    let found = api(&reg, &alice, "GET", "/users/search?username=bo", None).json();
+    let found = api(reg, &alice, "GET", "/users/search?username=bo", None).json();
     assert_eq!(found[0]["username"], "bob", "{found}");
-    let r = api(&reg, &alice, "GET", "/users", None);
+    let r = api(reg, &alice, "GET", "/users", None);
     assert_eq!((r.status, harbor_error(&r).0.as_str()), (403, "FORBIDDEN"), "only admins list users: {r}");
-    let all = api(&reg, &admin(), "GET", "/users?q=username%3D~b", None).json();
+    let all = api(reg, &admin(), "GET", "/users?q=username%3D~b", None).json();
     assert_eq!(all.as_array().map(|a| a.len()), Some(1), "{all}");
     // Password change: the old one is needed, the new one must pass the policy.
     let bad_old = json!({ "old_password": "Nope12345", "new_password": "Another123" });
-    assert_eq!(api(&reg, &alice, "PUT", &format!("/users/{id}/password"), Some(&bad_old)).status, 403);
+    assert_eq!(api(reg, &alice, "PUT", &format!("/users/{id}/password"), Some(&bad_old)).status, 403);
     let change = json!({ "old_password": PW, "new_password": "Another123" });
-    assert_eq!(api(&reg, &alice, "PUT", &format!("/users/{id}/password"), Some(&change)).status, 200);
-    assert_eq!(api(&reg, &alice, "GET", "/users/current", None).status, 401, "the old password is gone");
+    assert_eq!(api(reg, &alice, "PUT", &format!("/users/{id}/password"), Some(&change)).status, 200);
+    assert_eq!(api(reg, &alice, "GET", "/users/current", None).status, 401, "the old password is gone");
     let alice = Who::user("alice", "alice", "Another123");
-    assert_eq!(api(&reg, &alice, "GET", "/users/current", None).status, 200);
-    let bob_id = api(&reg, &Who::user("bob", "bob", PW), "GET", "/users/current", None).json()["user_id"].clone();
-    let r = api(&reg, &alice, "PUT", &format!("/users/{bob_id}/password"), Some(&change));
+    assert_eq!(api(reg, &alice, "GET", "/users/current", None).status, 200);
+    let bob_id = api(reg, &Who::user("bob", "bob", PW), "GET", "/users/current", None).json()["user_id"].clone();
+    let r = api(reg, &alice, "PUT", &format!("/users/{bob_id}/password"), Some(&change));
     assert_eq!(r.status, 403, "alice may not change bob's password: {r}");
+    // A system admin makes another; the flag is what lets bob list users.
+    let bob = Who::user("bob", "bob", PW);
+    let flag = |on: bool| {
+        api(reg, &admin(), "PUT", &format!("/users/{bob_id}/sysadmin"), Some(&json!({ "sysadmin_flag": on })))
+    };
+    assert_eq!(flag(true).status, 200);
+    assert_eq!(api(reg, &bob, "GET", "/users", None).status, 200);
+    assert_eq!(flag(false).status, 200);
+    assert_eq!(api(reg, &bob, "GET", "/users", None).status, 403);
+    let r = api(reg, &alice, "PUT", &format!("/users/{bob_id}/sysadmin"), Some(&json!({ "sysadmin_flag": true })));
+    assert_eq!(r.status, 403, "{r}");
 
     // Projects: any user creates one and is its admin; names are checked; paging and q.
-    let r = api(&reg, &alice, "POST", "/projects", Some(&json!({ "project_name": "Bad Name" })));
+    let r = api(reg, &alice, "POST", "/projects", Some(&json!({ "project_name": "Bad Name" })));
     assert_eq!((r.status, harbor_error(&r).0.as_str()), (400, "BAD_REQUEST"), "{r}");
-    let pid = make_project(&reg, &alice, "alpha", false);
-    let r = api(&reg, &alice, "POST", "/projects", Some(&json!({ "project_name": "alpha" })));
+    let pid = make_project(reg, &alice, "alpha", false);
+    let r = api(reg, &alice, "POST", "/projects", Some(&json!({ "project_name": "alpha" })));
     assert_eq!((r.status, harbor_error(&r).0.as_str()), (409, "CONFLICT"), "{r}");
     for name in ["beta", "gamma", "delta"] {
-        make_project(&reg, &admin(), name, true);
+        make_project(reg, &admin(), name, true);
     }
-    let r = api(&reg, &anon, "POST", "/projects", Some(&json!({ "project_name": "anon" })));
+    let r = api(reg, &anon, "POST", "/projects", Some(&json!({ "project_name": "anon" })));
     assert_eq!(r.status, 401, "{r}");
-    let by_id = api(&reg, &alice, "GET", &format!("/projects/{pid}"), None).json();
+    let by_id = api(reg, &alice, "GET", &format!("/projects/{pid}"), None).json();
     assert_eq!((by_id["name"].as_str(), by_id["owner_name"].as_str()), (Some("alpha"), Some("alice")), "{by_id}");
     assert_eq!(by_id["current_user_role_id"], 1, "{by_id}");
     // bob sees the public ones and library, not alpha.
-    let bob = Who::user("bob", "bob", PW);
-    let r = api(&reg, &bob, "GET", "/projects?page=1&page_size=2", None);
+    let r = api(reg, &bob, "GET", "/projects?page=1&page_size=2", None);
     assert_eq!(r.header("X-Total-Count"), Some("4"), "{r}");
     assert!(r.header("Link").is_some_and(|l| l.contains("page=2") && l.contains("rel=\"next\"")), "{r}");
     let names: Vec<String> = r
@@ -464,20 +517,20 @@ fn harbor_rest_api_projects_users_robots_and_errors() {
         .map(|p| p["name"].as_str().unwrap_or_default().to_string())
         .collect();
     assert_eq!(names, ["beta", "delta"]);
-    let r = api(&reg, &bob, "GET", "/projects/alpha", None);
+    let r = api(reg, &bob, "GET", "/projects/alpha", None);
     assert_eq!((r.status, harbor_error(&r).0.as_str()), (403, "FORBIDDEN"), "{r}");
-    let q = api(&reg, &admin(), "GET", "/projects?q=name%3D~mm", None).json();
+    let q = api(reg, &admin(), "GET", "/projects?q=name%3D~mm", None).json();
     assert_eq!(q.as_array().map(|a| a.len()), Some(1), "{q}");
     assert_eq!(q[0]["name"], "gamma");
-    let r = api(&reg, &bob, "PUT", "/projects/beta", Some(&json!({ "metadata": { "public": "false" } })));
+    let r = api(reg, &bob, "PUT", "/projects/beta", Some(&json!({ "metadata": { "public": "false" } })));
     assert_eq!(r.status, 403, "{r}");
     assert!(harbor_error(&r).1.contains("lacks the project:update permission"), "{r}");
 
     // Repositories and artifacts of a project, then its deletion.
-    let m = push_image_as(&reg, &basic("alice", "Another123"), "alpha/app", "1.0", b"alpha layer");
-    let repos = api(&reg, &alice, "GET", "/projects/alpha/repositories", None).json();
+    let m = push_image_as(reg, &basic("alice", "Another123"), "alpha/app", "1.0", b"alpha layer");
+    let repos = api(reg, &alice, "GET", "/projects/alpha/repositories", None).json();
     assert_eq!((repos[0]["name"].as_str(), repos[0]["artifact_count"].as_u64()), (Some("alpha/app"), Some(1)));
-    let arts = api(&reg, &alice, "GET", "/projects/alpha/repositories/app/artifacts", None).json();
+    let arts = api(reg, &alice, "GET", "/projects/alpha/repositories/app/artifacts", None).json();
     assert_eq!(arts[0]["digest"], m.as_str(), "{arts}");
     assert_eq!(arts[0]["tags"][0]["name"], "1.0", "{arts}");
     assert_eq!(
@@ -486,59 +539,59 @@ fn harbor_rest_api_projects_users_robots_and_errors() {
     );
     assert!(arts[0]["size"].as_u64().is_some_and(|s| s > 11), "{arts}");
     let r = api(
-        &reg,
+        reg,
         &alice,
         "POST",
         "/projects/alpha/repositories/app/artifacts/1.0/tags",
         Some(&json!({ "name": "stable" })),
     );
     assert_eq!(r.status, 201, "{r}");
-    let tags = api(&reg, &alice, "GET", &format!("/projects/alpha/repositories/app/artifacts/{m}/tags"), None).json();
+    let tags = api(reg, &alice, "GET", &format!("/projects/alpha/repositories/app/artifacts/{m}/tags"), None).json();
     assert_eq!(tags.as_array().map(|t| t.len()), Some(2), "{tags}");
     assert_eq!(
         reg.req("GET", "/v2/alpha/app/manifests/stable", &[("Authorization", &basic("alice", "Another123"))], b"")
             .status,
         200
     );
-    let summary = api(&reg, &alice, "GET", "/projects/alpha/summary", None).json();
+    let summary = api(reg, &alice, "GET", "/projects/alpha/summary", None).json();
     assert_eq!(
         (summary["repo_count"].as_u64(), summary["project_admin_count"].as_u64()),
         (Some(1), Some(1)),
         "{summary}"
     );
-    let r = api(&reg, &alice, "DELETE", "/projects/alpha", None);
+    let r = api(reg, &alice, "DELETE", "/projects/alpha", None);
     assert_eq!((r.status, harbor_error(&r).0.as_str()), (412, "PRECONDITION"), "{r}");
     assert_eq!(
-        api(&reg, &alice, "DELETE", "/projects/alpha/repositories/app/artifacts/1.0/tags/stable", None).status,
+        api(reg, &alice, "DELETE", "/projects/alpha/repositories/app/artifacts/1.0/tags/stable", None).status,
         200
     );
     assert_eq!(
-        api(&reg, &alice, "DELETE", &format!("/projects/alpha/repositories/app/artifacts/{m}"), None).status,
+        api(reg, &alice, "DELETE", &format!("/projects/alpha/repositories/app/artifacts/{m}"), None).status,
         200
     );
-    assert_eq!(api(&reg, &alice, "DELETE", "/projects/alpha", None).status, 200);
-    assert_eq!(api(&reg, &alice, "GET", "/projects/alpha", None).status, 404);
+    assert_eq!(api(reg, &alice, "DELETE", "/projects/alpha", None).status, 200);
+    assert_eq!(api(reg, &alice, "GET", "/projects/alpha", None).status, 404);
 
     // Robots: the secret is shown once; listing never shows it.
-    let (name, secret, rid) = make_robot(&reg, &admin(), "beta", "deploy", &["pull", "push"]);
+    let (name, secret, rid) = make_robot(reg, &admin(), "beta", "deploy", &["pull", "push"]);
     assert_eq!(name, "robot$beta+deploy");
     assert_eq!(secret.len(), 32);
-    let got = api(&reg, &admin(), "GET", &format!("/robots/{rid}"), None).json();
+    let got = api(reg, &admin(), "GET", &format!("/robots/{rid}"), None).json();
     assert_eq!((got["secret"].as_str(), got["disable"].as_bool()), (Some(""), Some(false)), "{got}");
-    let listed = api(&reg, &admin(), "GET", "/projects/beta/robots", None).json();
+    let listed = api(reg, &admin(), "GET", "/projects/beta/robots", None).json();
     assert_eq!(listed[0]["name"], "robot$beta+deploy", "{listed}");
     let robot = Who::user("robot", &name, &secret);
-    let r = api(&reg, &robot, "GET", "/users/current", None);
+    let r = api(reg, &robot, "GET", "/users/current", None);
     assert_eq!(r.status, 403, "a robot is no user: {r}");
     let dup = json!({ "name": "deploy", "permissions": [{ "kind": "project", "namespace": "beta", "access": [] }] });
-    assert_eq!(api(&reg, &admin(), "POST", "/robots", Some(&dup)).status, 409);
+    assert_eq!(api(reg, &admin(), "POST", "/robots", Some(&dup)).status, 409);
     let sys = json!({ "name": "x", "level": "system", "permissions": [] });
-    assert_eq!(api(&reg, &admin(), "POST", "/robots", Some(&sys)).status, 400);
-    assert_eq!(api(&reg, &admin(), "DELETE", &format!("/robots/{rid}"), None).status, 200);
-    assert_eq!(token_status(&reg, &name, &secret), 401, "a deleted robot cannot log in");
+    assert_eq!(api(reg, &admin(), "POST", "/robots", Some(&sys)).status, 400);
+    assert_eq!(api(reg, &admin(), "DELETE", &format!("/robots/{rid}"), None).status, 200);
+    assert_eq!(token_status(reg, &name, &secret), 401, "a deleted robot cannot log in");
 
     // Unknown endpoints and bad bodies, in Harbor's error form.
-    let r = api(&reg, &admin(), "GET", "/nothing", None);
+    let r = api(reg, &admin(), "GET", "/nothing", None);
     assert_eq!((r.status, harbor_error(&r).0.as_str()), (404, "NOT_FOUND"));
     let h: Vec<(&str, &str)> = vec![("Authorization", ""), ("Content-Type", "application/json")];
     let auth = basic("admin", ADMIN_PW);
