@@ -137,11 +137,14 @@ pub fn hash_password(password: &str) -> std::io::Result<UserRecord> {
     let salt = random_hex(16)?;
     let hash = pbkdf2_sha256(password.as_bytes(), salt.as_bytes(), PBKDF2_ITERATIONS);
     Ok(UserRecord {
+        id: 0,
         salt,
         hash: wharf_types::digest::to_hex(&hash),
         iterations: PBKDF2_ITERATIONS,
         admin: false,
         created: now(),
+        email: String::new(),
+        realname: String::new(),
     })
 }
 
@@ -193,40 +196,30 @@ impl Access {
     }
 }
 
-/// Who is asking: a user (checked) or nobody.
+/// Who is asking: a user or a robot (checked), or nobody.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Subject {
     Anonymous,
-    User { name: String, admin: bool },
+    User {
+        name: String,
+        admin: bool,
+    },
+    /// A robot account (`robot$<project>+<name>`), enabled and not expired when it was checked.
+    Robot {
+        name: String,
+        project: String,
+        permissions: Vec<crate::harbor::rbac::RobotPermission>,
+    },
 }
 
-/// What `subject` may do on `kind:name`: admins everything, anonymous pulls when the
-/// registry allows it, other users (part 2's roles) nothing yet.
-pub fn allowed_actions(subject: &Subject, anonymous_pull: bool, kind: &str) -> &'static [&'static str] {
-    match (subject, kind) {
-        (Subject::User { admin: true, .. }, "repository") => &["pull", "push", "delete", "*"],
-        (Subject::User { admin: true, .. }, "registry") => &["*"],
-        (Subject::Anonymous, "repository") if anonymous_pull => &["pull"],
-        _ => &[],
+impl Subject {
+    /// The token's `sub`: the account name, empty for anonymous.
+    pub fn name(&self) -> &str {
+        match self {
+            Subject::Anonymous => "",
+            Subject::User { name, .. } | Subject::Robot { name, .. } => name,
+        }
     }
-}
-
-/// The intersection of what was asked and what is allowed; scopes granting nothing are left out.
-pub fn grant(asked: &[Access], subject: &Subject, anonymous_pull: bool) -> Vec<Access> {
-    asked
-        .iter()
-        .filter_map(|a| {
-            let allowed = allowed_actions(subject, anonymous_pull, &a.kind);
-            let actions: Vec<String> =
-                a.actions.iter().filter(|act| allowed.contains(&act.as_str())).cloned().fold(Vec::new(), |mut v, x| {
-                    if !v.contains(&x) {
-                        v.push(x);
-                    }
-                    v
-                });
-            (!actions.is_empty()).then(|| Access { kind: a.kind.clone(), name: a.name.clone(), actions })
-        })
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -424,9 +417,14 @@ impl TokenSigner {
 /// The registry's authentication state.
 pub struct Auth {
     pub signer: TokenSigner,
+    /// Part 1's switch: anyone may pull from every project, private ones included.
     pub anonymous_pull: bool,
     /// The token endpoint's URL when configured; else derived from each request's Host.
     pub realm: Option<String>,
+    /// Whether anyone may sign up (`POST /api/v2.0/users` without credentials).
+    pub self_registration: bool,
+    /// Whether only system admins may create projects (Harbor's `adminonly`).
+    pub project_creation_admin_only: bool,
 }
 
 /// The outcome of checking a request.
@@ -443,17 +441,69 @@ pub enum Decision {
     Deny(String),
 }
 
-/// Which user `Basic` credentials name, when the password is right.
+/// Which user or robot `Basic` credentials name, when the password (secret) is right.
 pub fn basic_user(meta: &dyn Metadata, header: &str) -> Result<Option<Subject>, crate::meta::MetaError> {
     let Some((user, password)) = parse_basic(header) else {
         return Ok(None);
     };
-    let Some(record) = meta.user(&user)? else {
+    login(meta, &user, &password)
+}
+
+/// Checks a name and password: a user's password, or a robot's secret (the robot enabled and
+/// not expired).
+pub fn login(meta: &dyn Metadata, user: &str, password: &str) -> Result<Option<Subject>, crate::meta::MetaError> {
+    if user.starts_with(crate::harbor::ROBOT_PREFIX) {
+        let Some(robot) = meta.robot(user)? else {
+            return Ok(None);
+        };
+        if !verify_robot_secret(&robot.record, password) || robot_unusable(&robot.record).is_some() {
+            return Ok(None);
+        }
+        return Ok(Some(robot_subject(robot)));
+    }
+    let Some(record) = meta.user(user)? else {
         // The same work as for a known user, so that timing does not say which names exist.
         let _ = pbkdf2_sha256(password.as_bytes(), b"wharf-registry-no-such-user", PBKDF2_ITERATIONS);
         return Ok(None);
     };
-    Ok(verify_password(&record, &password).then_some(Subject::User { name: user, admin: record.admin }))
+    Ok(verify_password(&record, password).then(|| Subject::User { name: user.to_string(), admin: record.admin }))
+}
+
+fn robot_subject(robot: crate::harbor::store::Robot) -> Subject {
+    Subject::Robot { name: robot.name, project: robot.record.project, permissions: robot.record.permissions }
+}
+
+/// Why a robot may not log in now: disabled or expired.
+pub fn robot_unusable(r: &crate::harbor::store::RobotRecord) -> Option<&'static str> {
+    if r.disabled {
+        return Some("disabled");
+    }
+    match r.expires_at {
+        Some(t) if now() >= t => Some("expired"),
+        _ => None,
+    }
+}
+
+/// The subject a token's `sub` names as it stands now: `None` when the account is gone, or
+/// a robot that is disabled or expired.
+pub fn subject_of(meta: &dyn Metadata, sub: &str) -> Result<Option<Subject>, crate::meta::MetaError> {
+    if sub.is_empty() {
+        return Ok(Some(Subject::Anonymous));
+    }
+    if sub.starts_with(crate::harbor::ROBOT_PREFIX) {
+        return Ok(meta.robot(sub)?.filter(|r| robot_unusable(&r.record).is_none()).map(robot_subject));
+    }
+    Ok(meta.user(sub)?.map(|u| Subject::User { name: sub.to_string(), admin: u.admin }))
+}
+
+/// A robot's secret as it is stored: HMAC-SHA256 keyed with a random salt (the secret itself
+/// is random: see [`crate::harbor::store::RobotRecord`]).
+pub fn robot_secret_hash(salt: &str, secret: &str) -> String {
+    wharf_types::digest::to_hex(&hmac_sha256(salt.as_bytes(), secret.as_bytes()))
+}
+
+pub fn verify_robot_secret(r: &crate::harbor::store::RobotRecord, secret: &str) -> bool {
+    constant_time_eq(robot_secret_hash(&r.salt, secret).as_bytes(), r.hash.as_bytes())
 }
 
 /// `Basic base64(user:password)` → (user, password).
@@ -469,8 +519,64 @@ pub fn parse_basic(header: &str) -> Option<(String, String)> {
 }
 
 impl Auth {
+    /// The intersection of what was asked and what `subject` may do; scopes granting nothing
+    /// are left out. A system admin asking to push to a project that does not exist creates
+    /// it (see [`crate::harbor::access::registry_actions`]).
+    pub fn grant(&self, meta: &dyn Metadata, asked: &[Access], subject: &Subject) -> Result<Vec<Access>, MetaError> {
+        let mut out = Vec::new();
+        for a in asked {
+            let actions = match a.kind.as_str() {
+                "repository" if crate::names::valid_name(&a.name) => {
+                    crate::harbor::access::registry_actions(meta, subject, &a.name, &a.actions, self.anonymous_pull)?.0
+                }
+                // The catalog lists every repository: Harbor's system admins only.
+                "registry" if a.name == "catalog" && matches!(subject, Subject::User { admin: true, .. }) => {
+                    a.actions.iter().filter(|x| *x == "*").take(1).cloned().collect()
+                }
+                _ => Vec::new(),
+            };
+            if !actions.is_empty() {
+                out.push(Access { kind: a.kind.clone(), name: a.name.clone(), actions });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether `subject` may do `action` on `kind:name`, and when not, why.
+    fn may(
+        &self,
+        meta: &dyn Metadata,
+        subject: &Subject,
+        kind: &str,
+        name: &str,
+        action: &str,
+    ) -> Result<Result<(), String>, MetaError> {
+        if kind == "registry" {
+            return Ok(if matches!(subject, Subject::User { admin: true, .. }) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} may not list the catalog: it is the system admins'",
+                    crate::harbor::access::describe(subject)
+                ))
+            });
+        }
+        let (granted, why) =
+            crate::harbor::access::registry_actions(meta, subject, name, &[action.to_string()], self.anonymous_pull)?;
+        Ok(if granted.is_empty() {
+            Err(why.unwrap_or_else(|| format!("{action} on {name:?} is not allowed")))
+        } else {
+            Ok(())
+        })
+    }
+
     /// Checks an `Authorization` header against `need` (`None`: any authenticated caller, as
     /// `GET /v2/` wants).
+    ///
+    /// A valid token that does not cover the request is a challenge (`insufficient_scope`)
+    /// when its subject could get a token that does; when the subject may not do it at all it
+    /// is a 403 naming the missing permission (for anonymous, a challenge: logging in may
+    /// help).
     pub fn check(
         &self,
         meta: &dyn Metadata,
@@ -486,14 +592,26 @@ impl Auth {
                     Ok(c) => c,
                     Err(e) => return Ok(Decision::Challenge { detail: e.to_string(), insufficient_scope: false }),
                 };
-                return Ok(match need {
-                    None => Decision::Allow,
-                    Some((kind, name, action)) if claims.access.iter().any(|a| a.allows(kind, name, action)) => {
-                        Decision::Allow
-                    }
-                    Some((kind, name, action)) => Decision::Challenge {
-                        detail: format!("the token does not grant {action} on {kind} {name:?}"),
-                        insufficient_scope: true,
+                let Some((kind, name, action)) = need else {
+                    return Ok(Decision::Allow);
+                };
+                if claims.access.iter().any(|a| a.allows(kind, name, action)) {
+                    return Ok(Decision::Allow);
+                }
+                // Only on this path, the token falling short, is the subject looked up.
+                let narrow = Decision::Challenge {
+                    detail: format!("the token does not grant {action} on {kind} {name:?}"),
+                    insufficient_scope: true,
+                };
+                return Ok(match subject_of(meta, &claims.sub)? {
+                    None => Decision::Challenge {
+                        detail: format!("account {:?} no longer exists or is disabled", claims.sub),
+                        insufficient_scope: false,
+                    },
+                    Some(Subject::Anonymous) => narrow,
+                    Some(subject) => match self.may(meta, &subject, kind, name, action)? {
+                        Ok(()) => narrow,
+                        Err(why) => Decision::Deny(why),
                     },
                 });
             }
@@ -506,14 +624,10 @@ impl Auth {
         };
         Ok(match need {
             None => Decision::Allow,
-            Some((kind, name, action)) => {
-                let allowed = allowed_actions(&subject, self.anonymous_pull, kind);
-                if allowed.contains(&action) || allowed.contains(&"*") {
-                    Decision::Allow
-                } else {
-                    Decision::Deny(format!("{action} on {kind} {name:?} is not allowed"))
-                }
-            }
+            Some((kind, name, action)) => match self.may(meta, &subject, kind, name, action)? {
+                Ok(()) => Decision::Allow,
+                Err(why) => Decision::Deny(why),
+            },
         })
     }
 }
@@ -612,10 +726,6 @@ mod tests {
             s,
             vec![Access::new("repository", "a/b", &["pull", "push"]), Access::new("registry", "catalog", &["*"])]
         );
-        let admin = Subject::User { name: "admin".into(), admin: true };
-        assert_eq!(grant(&s, &admin, false), s);
-        assert_eq!(grant(&s, &Subject::Anonymous, true), vec![Access::new("repository", "a/b", &["pull"])]);
-        assert_eq!(grant(&s, &Subject::Anonymous, false), vec![]);
         let a = Access::new("repository", "a", &["pull"]);
         assert!(a.allows("repository", "a", "pull"));
         assert!(!a.allows("repository", "a", "push") && !a.allows("repository", "b", "pull"));
@@ -651,6 +761,30 @@ mod tests {
         for bad in ["", "a.b", "a.b.c.d", "!!.!!.!!"] {
             assert!(signer.verify(bad, "access").is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn robots_stop_when_disabled_or_expired() {
+        let mut r = crate::harbor::store::RobotRecord {
+            project: "p".into(),
+            description: String::new(),
+            salt: "salt".into(),
+            hash: robot_secret_hash("salt", "s3cret"),
+            expires_at: None,
+            disabled: false,
+            permissions: vec![],
+            created: 0,
+            updated: 0,
+        };
+        assert!(verify_robot_secret(&r, "s3cret") && !verify_robot_secret(&r, "s3cret "));
+        assert_eq!(robot_unusable(&r), None);
+        r.expires_at = Some(now() + 60);
+        assert_eq!(robot_unusable(&r), None);
+        r.expires_at = Some(now().saturating_sub(1));
+        assert_eq!(robot_unusable(&r), Some("expired"));
+        r.expires_at = None;
+        r.disabled = true;
+        assert_eq!(robot_unusable(&r), Some("disabled"));
     }
 
     #[test]

@@ -294,6 +294,11 @@ pub struct AuthConfig {
     pub realm: Option<String>,
     pub token_lifetime: Option<Duration>,
     pub anonymous_pull: Option<bool>,
+    /// Whether anyone may sign up for an account (Harbor's `self_registration`).
+    pub self_registration: Option<bool>,
+    /// Who may create projects: `everyone` (logged in) or `adminonly` (Harbor's
+    /// `project_creation_restriction`); `Some(true)` for adminonly.
+    pub project_creation_admin_only: Option<bool>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -409,8 +414,31 @@ fn from_yaml(file: &str, root: &Yaml) -> Result<FileConfig, ConfigError> {
         cfg.tls = Some(TlsConfig { certificate: certificate.into(), key: key.into() });
     }
     if let Some(a) = top.get("auth") {
-        let f = Fields::new(file, "auth", a, &["token", "anonymous_pull"])?;
-        let mut auth = AuthConfig { anonymous_pull: f.boolean("anonymous_pull")?, ..AuthConfig::default() };
+        let f = Fields::new(
+            file,
+            "auth",
+            a,
+            &["token", "anonymous_pull", "self_registration", "project_creation_restriction"],
+        )?;
+        let mut auth = AuthConfig {
+            anonymous_pull: f.boolean("anonymous_pull")?,
+            self_registration: f.boolean("self_registration")?,
+            ..AuthConfig::default()
+        };
+        if let Some(y) = f.get("project_creation_restriction") {
+            auth.project_creation_admin_only = match f.string("project_creation_restriction")?.as_deref() {
+                Some("everyone") => Some(false),
+                Some("adminonly") => Some(true),
+                other => {
+                    let found = other.unwrap_or_default();
+                    return Err(f.err(
+                        y,
+                        "project_creation_restriction",
+                        format!("expected everyone or adminonly, found {found:?}"),
+                    ));
+                }
+            };
+        }
         if let Some(t) = f.get("token") {
             let t = Fields::new(file, "auth.token", t, &["issuer", "service", "realm", "lifetime"])?;
             auth.issuer = t.string("issuer")?;
@@ -514,7 +542,7 @@ mod tests {
         let cfg = parse(
             "---\n# wharf-registry\naddr: 0.0.0.0:5000   # all interfaces\ndata_dir: '/srv/reg istry'\n\
              tls:\n  certificate: /etc/r/cert.pem\n  key: \"/etc/r/key.pem\"\n\
-             auth:\n  anonymous_pull: true\n  token:\n    issuer: me\n    service: \"svc #1\"\n    lifetime: 10m\n\
+             auth:\n  anonymous_pull: true\n  self_registration: true\n  project_creation_restriction: adminonly\n  token:\n    issuer: me\n    service: \"svc #1\"\n    lifetime: 10m\n\
              gc:\n  interval: 1h\n  delete_untagged: false\n",
         )
         .unwrap();
@@ -524,6 +552,7 @@ mod tests {
         let auth = cfg.auth.unwrap();
         assert_eq!(auth.service.as_deref(), Some("svc #1"));
         assert_eq!(auth.anonymous_pull, Some(true));
+        assert_eq!((auth.self_registration, auth.project_creation_admin_only), (Some(true), Some(true)));
         assert_eq!(auth.token_lifetime, Some(Duration::from_secs(600)));
         assert_eq!(cfg.gc.interval, Some(Duration::from_secs(3600)));
         assert_eq!(cfg.gc.delete_untagged, Some(false));
@@ -573,6 +602,7 @@ mod tests {
             ("gc:\n  - a: 1\n", 2, "lists of scalars"),
             ("just text\n", 1, "key: value"),
             ("open: yes\n", 1, "true or false"),
+            ("auth:\n  project_creation_restriction: admins\n", 2, "expected everyone or adminonly"),
             ("gc:\n  grace: 5y\n", 2, "gc.grace"),
             ("tls:\n  key: k\n", 2, "both certificate and key"),
             ("addr: \"x\n", 1, "unterminated"),

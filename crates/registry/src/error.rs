@@ -130,10 +130,15 @@ impl ApiError {
         ApiError::new(Code::Unknown, what.to_string())
     }
 
-    /// The spec's JSON body.
+    /// The spec's JSON body. A `DENIED`'s message also says why (the permission missing),
+    /// as Harbor's do: clients show the message, not the detail.
     pub fn body(&self) -> String {
+        let message = match self.code {
+            Code::Denied if !self.detail.is_empty() => format!("{}: {}", self.code.message(), self.detail),
+            _ => self.code.message().to_string(),
+        };
         serde_json::json!({
-            "errors": [{ "code": self.code.as_str(), "message": self.code.message(), "detail": self.detail }]
+            "errors": [{ "code": self.code.as_str(), "message": message, "detail": self.detail }]
         })
         .to_string()
     }
@@ -168,5 +173,11 @@ mod tests {
         assert_eq!(v["errors"][0]["code"], "BLOB_UNKNOWN");
         assert_eq!(v["errors"][0]["message"], "blob unknown to registry");
         assert_eq!(e.status, 404);
+        let d = ApiError::new(Code::Denied, "user \"g\" lacks the repository:push permission");
+        let v: serde_json::Value = serde_json::from_str(&d.body()).unwrap();
+        assert_eq!(
+            v["errors"][0]["message"],
+            "requested access to the resource is denied: user \"g\" lacks the repository:push permission"
+        );
     }
 }

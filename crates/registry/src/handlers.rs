@@ -152,6 +152,9 @@ async fn route(reg: Arc<Registry>, req: Request<Incoming>) -> Result<Resp> {
     if path == "/token" {
         return crate::token_endpoint::token(&reg, req).await;
     }
+    if path == "/api/v2.0" || path.starts_with("/api/v2.0/") {
+        return Ok(crate::harbor::api::handle(&reg, req).await);
+    }
     let Some(route) = parse_route(&path) else {
         return Err(ApiError::new(Code::Unsupported, format!("no endpoint {path}")).with_status(404));
     };
@@ -249,6 +252,30 @@ fn authorize(
     Ok(())
 }
 
+/// With the Harbor model on, refuses adding `digest` to `name` past its project's quota
+/// (a 403 `DENIED` giving the limit and the usage, as Harbor answers).
+fn check_quota(reg: &Registry, name: &str, digest: &Digest, size: u64) -> Result<()> {
+    if reg.auth.is_none() {
+        return Ok(());
+    }
+    match block(|| crate::harbor::quota::check(reg.meta.as_ref(), name, digest, size))? {
+        Ok(()) => Ok(()),
+        Err(why) => Err(ApiError::new(Code::Denied, why)),
+    }
+}
+
+/// With the Harbor model on, refuses moving or deleting `tag` of `name` when an immutability
+/// rule of its project selects it (a 403 `DENIED` naming the rule).
+fn check_immutable(reg: &Registry, name: &str, tag: &str) -> Result<()> {
+    if reg.auth.is_none() {
+        return Ok(());
+    }
+    match block(|| crate::harbor::immutable::protected(reg.meta.as_ref(), name, tag))? {
+        None => Ok(()),
+        Some(why) => Err(ApiError::new(Code::Denied, why)),
+    }
+}
+
 /// Runs storage or database work (synchronous, may fsync) without stalling other tasks.
 pub(crate) fn block<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
@@ -258,7 +285,7 @@ pub(crate) fn block<T>(f: impl FnOnce() -> T) -> T {
 // Parsing
 
 /// `a=b&c=d` with percent-decoding. `+` stays `+`: media types in `artifactType` hold it.
-fn parse_query(q: &str) -> HashMap<String, String> {
+pub(crate) fn parse_query(q: &str) -> HashMap<String, String> {
     q.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
@@ -517,6 +544,7 @@ async fn put_manifest(reg: &Registry, name: &str, reference: &str, req: Request<
         }
     }
     let parsed = manifest::parse(&content_type, &bytes).map_err(|e| ApiError::new(Code::ManifestInvalid, e))?;
+    check_quota(reg, name, &digest, bytes.len() as u64)?;
     let record = ManifestRecord {
         media_type: parsed.media_type,
         size: bytes.len() as u64,
@@ -531,6 +559,12 @@ async fn put_manifest(reg: &Registry, name: &str, reference: &str, req: Request<
         Reference::Tag(t) => Some(t.as_str()),
         Reference::Digest(_) => None,
     };
+    if let Some(t) = tag {
+        // Pushing an immutable tag again with the same manifest changes nothing and is let be.
+        if block(|| reg.meta.tag(name, t))?.is_some_and(|old| old != digest) {
+            check_immutable(reg, name, t)?;
+        }
+    }
     let outcome = block(|| -> Result<std::result::Result<(), Missing>> {
         let _guard = reg.digest_lock(&digest)?;
         let known = reg.meta.blob(&digest)?.is_some();
@@ -565,8 +599,19 @@ async fn put_manifest(reg: &Registry, name: &str, reference: &str, req: Request<
 
 fn delete_manifest(reg: &Registry, name: &str, reference: &str) -> Result<Reply> {
     let (found, what) = match parse_reference(reference)? {
-        Reference::Tag(t) => (block(|| reg.meta.delete_tag(name, &t))?, t),
-        Reference::Digest(d) => (block(|| reg.meta.delete_manifest(name, &d))?, d.to_string()),
+        Reference::Tag(t) => {
+            check_immutable(reg, name, &t)?;
+            (block(|| reg.meta.delete_tag(name, &t))?, t)
+        }
+        Reference::Digest(d) => {
+            // Its tags go with it: none of them may be immutable.
+            if reg.auth.is_some() {
+                for (t, _) in block(|| reg.meta.repo_tags(name))?.into_iter().filter(|(_, to)| *to == d) {
+                    check_immutable(reg, name, &t)?;
+                }
+            }
+            (block(|| reg.meta.delete_manifest(name, &d))?, d.to_string())
+        }
     };
     if !found {
         return Err(unknown_manifest(reg, name, &what));
@@ -723,6 +768,9 @@ async fn start_upload(
         // With no `from` the spec lets the registry mount from any repository that holds
         // the blob; a `from` that is no valid name cannot hold it.
         let from = query.get("from").map(String::as_str);
+        if let Some(b) = block(|| reg.meta.blob(&digest))? {
+            check_quota(reg, name, &digest, b.size)?;
+        }
         if from.is_none_or(names::valid_name) && block(|| reg.meta.mount_blob(name, &digest, from))?.is_some() {
             reg.touch(&digest);
             return Ok(blob_created(name, &digest));
@@ -946,6 +994,11 @@ async fn finish_upload(reg: &Registry, name: &str, id: &str, want: Digest, req: 
             Code::DigestInvalid,
             format!("the uploaded content has digest {digest}, not {want}"),
         ));
+    }
+    if let Err(e) = check_quota(reg, name, &digest, size) {
+        block(|| drop_upload(reg, id))?;
+        reg.end_session(id);
+        return Err(e);
     }
     block(|| -> Result<()> {
         let _guard = reg.digest_lock(&digest)?;

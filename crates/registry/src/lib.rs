@@ -15,6 +15,7 @@ pub mod config;
 pub mod error;
 pub mod gc;
 pub mod handlers;
+pub mod harbor;
 pub mod manifest;
 pub mod meta;
 pub mod names;

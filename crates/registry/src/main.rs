@@ -54,9 +54,13 @@ enum Command {
         /// config file has an `auth:` section.
         #[arg(long)]
         auth: bool,
-        /// With authentication, let anyone pull without credentials.
+        /// With authentication, let anyone pull from every project without credentials (public
+        /// projects are pulled anonymously anyway).
         #[arg(long)]
         anonymous_pull: bool,
+        /// With authentication, let anyone sign up for an account through the REST API.
+        #[arg(long)]
+        self_registration: bool,
         /// The admin user's password on first start (else WHARF_REGISTRY_ADMIN_PASSWORD, else
         /// a generated one, printed once).
         #[arg(long, env = "WHARF_REGISTRY_ADMIN_PASSWORD", hide_env_values = true)]
@@ -149,6 +153,7 @@ fn run(command: Command) -> anyhow::Result<i32> {
             open,
             auth,
             anonymous_pull,
+            self_registration,
             admin_password,
             tls_cert,
             tls_key,
@@ -221,6 +226,8 @@ fn run(command: Command) -> anyhow::Result<i32> {
                         log::info!("created user admin");
                     }
                 }
+                wharf_registry::harbor::access::ensure_library(registry.meta.as_ref(), auth::ADMIN)
+                    .context("create the library project")?;
                 let key = auth::TokenSigner::key_for(registry.meta.as_ref(), &data_dir)
                     .with_context(|| format!("token key (index, or {})", data_dir.display()))?;
                 let signer = auth::TokenSigner::new(
@@ -233,6 +240,8 @@ fn run(command: Command) -> anyhow::Result<i32> {
                     signer,
                     anonymous_pull: anonymous_pull || a.anonymous_pull.unwrap_or(false),
                     realm: a.realm,
+                    self_registration: self_registration || a.self_registration.unwrap_or(false),
+                    project_creation_admin_only: a.project_creation_admin_only.unwrap_or(false),
                 });
             }
             let registry = Arc::new(registry);

@@ -39,6 +39,16 @@ const REFERRERS: TableDefinition<&str, ()> = TableDefinition::new("referrers");
 const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 /// user name → [`UserRecord`] (JSON)
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+/// project name → [`StoredProject`] (JSON)
+const PROJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("projects");
+/// `project\0user` → [`StoredMember`] (JSON)
+const MEMBERS: TableDefinition<&str, &[u8]> = TableDefinition::new("members");
+/// robot name (`robot$p+n`) → [`StoredRobot`] (JSON)
+const ROBOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("robots");
+/// `project\0id` (20 digits, so that key order is id order) → [`ImmutableRule`] (JSON)
+const IMMUTABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("immutable_rules");
+/// kind of record (`user`, `project`, `member`, `robot`, `rule`) → the last id handed out
+const SEQ: TableDefinition<&str, u64> = TableDefinition::new("seq");
 
 const SEP: char = '\0';
 /// The character after [`SEP`]: `prefix\0` .. `prefix\x01` is everything under `prefix`.
@@ -87,12 +97,20 @@ pub struct BlobRecord {
 /// A user of the registry: a salted PBKDF2-HMAC-SHA256 hash of the password, never the password.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserRecord {
+    /// Given by the index when the user is created (0 in a record not stored yet; users made
+    /// before ids existed keep 0 in the embedded index).
+    #[serde(default)]
+    pub id: u64,
     pub salt: String,
     /// Hex of the derived key.
     pub hash: String,
     pub iterations: u32,
     pub admin: bool,
     pub created: u64,
+    #[serde(default)]
+    pub email: String,
+    #[serde(default)]
+    pub realname: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,7 +146,7 @@ impl MetaLock {
 
 /// The index role. Synchronous (callers on the async runtime run it on a blocking thread);
 /// each mutating call is one transaction.
-pub trait Metadata: Send + Sync + 'static {
+pub trait Metadata: crate::harbor::store::IamStore + Send + Sync + 'static {
     fn repo_exists(&self, repo: &str) -> Result<bool>;
     /// Up to `n` repository names after `last`, in lexical order.
     fn catalog(&self, last: Option<&str>, n: usize) -> Result<Vec<String>>;
@@ -232,7 +250,7 @@ fn under(prefix: &str, after: Option<&str>) -> (String, String) {
 }
 
 pub struct RedbMetadata {
-    db: Database,
+    pub(crate) db: Database,
     /// The GC lock: the file is this process's alone, so a flag is enough.
     gc_running: Arc<AtomicBool>,
 }
@@ -267,10 +285,23 @@ impl RedbMetadata {
             tx.open_table(REFERRERS).map_err(db)?;
             tx.open_table(UPLOADS).map_err(db)?;
             tx.open_table(USERS).map_err(db)?;
+            tx.open_table(PROJECTS).map_err(db)?;
+            tx.open_table(MEMBERS).map_err(db)?;
+            tx.open_table(ROBOTS).map_err(db)?;
+            tx.open_table(SEQ).map_err(db)?;
+            tx.open_table(IMMUTABLE).map_err(db)?;
         }
         tx.commit().map_err(db)?;
         Ok(RedbMetadata { db: database, gc_running: Arc::new(AtomicBool::new(false)) })
     }
+}
+
+/// The next id of a kind of record (`user`, `project`, ...), counted in the same transaction.
+pub(crate) fn next_id(tx: &redb::WriteTransaction, kind: &str) -> Result<u64> {
+    let mut t = tx.open_table(SEQ).map_err(db)?;
+    let id = t.get(kind).map_err(db)?.map(|v| v.value()).unwrap_or(0) + 1;
+    t.insert(kind, id).map_err(db)?;
+    Ok(id)
 }
 
 /// Records `repo` if it is new.
@@ -534,7 +565,8 @@ impl Metadata for RedbMetadata {
             if t.get(name).map_err(db)?.is_some() {
                 return Ok(false);
             }
-            t.insert(name, encode(record).as_slice()).map_err(db)?;
+            let record = UserRecord { id: next_id(&tx, "user")?, ..record.clone() };
+            t.insert(name, encode(&record).as_slice()).map_err(db)?;
         }
         tx.commit().map_err(db)?;
         Ok(true)
@@ -648,6 +680,392 @@ impl Metadata for RedbMetadata {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Harbor's model in redb
+
+use crate::harbor::immutable::ImmutableRule;
+
+#[derive(Serialize, Deserialize)]
+struct StoredProject {
+    id: u64,
+    #[serde(flatten)]
+    record: crate::harbor::store::ProjectRecord,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredMember {
+    id: u64,
+    role: crate::harbor::rbac::Role,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredRobot {
+    id: u64,
+    #[serde(flatten)]
+    record: crate::harbor::store::RobotRecord,
+}
+
+impl RedbMetadata {
+    fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+    ) -> Result<Option<T>> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(table).map_err(db)?;
+        match t.get(key).map_err(db)? {
+            None => Ok(None),
+            Some(v) => decode(key, v.value()).map(Some),
+        }
+    }
+
+    fn all_json<T: serde::de::DeserializeOwned>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+    ) -> Result<Vec<(String, T)>> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(table).map_err(db)?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(db)? {
+            let (k, v) = item.map_err(db)?;
+            out.push((k.value().to_string(), decode(k.value(), v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Replaces the value under `key` when there is one; whether there was.
+    fn replace_json<T: Serialize>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+        f: impl FnOnce(&[u8]) -> Result<T>,
+    ) -> Result<bool> {
+        let tx = self.db.begin_write().map_err(db)?;
+        {
+            let mut t = tx.open_table(table).map_err(db)?;
+            let new = match t.get(key).map_err(db)? {
+                None => return Ok(false),
+                Some(v) => f(v.value())?,
+            };
+            t.insert(key, encode(&new).as_slice()).map_err(db)?;
+        }
+        tx.commit().map_err(db)?;
+        Ok(true)
+    }
+}
+
+/// Removes every key of `table` in `from..to`.
+fn remove_range(t: &mut redb::Table<&str, &[u8]>, from: &str, to: &str) -> Result<()> {
+    let mut doomed = Vec::new();
+    for item in t.range::<&str>(from..to).map_err(db)? {
+        doomed.push(item.map_err(db)?.0.value().to_string());
+    }
+    for k in doomed {
+        t.remove(k.as_str()).map_err(db)?;
+    }
+    Ok(())
+}
+
+impl crate::harbor::store::IamStore for RedbMetadata {
+    fn create_project(
+        &self,
+        name: &str,
+        record: &crate::harbor::store::ProjectRecord,
+        admin: Option<&str>,
+    ) -> Result<Option<u64>> {
+        let tx = self.db.begin_write().map_err(db)?;
+        let id = {
+            let mut t = tx.open_table(PROJECTS).map_err(db)?;
+            if t.get(name).map_err(db)?.is_some() {
+                return Ok(None);
+            }
+            let id = next_id(&tx, "project")?;
+            t.insert(name, encode(&StoredProject { id, record: record.clone() }).as_slice()).map_err(db)?;
+            id
+        };
+        if let Some(user) = admin {
+            let mid = next_id(&tx, "member")?;
+            let m = StoredMember { id: mid, role: crate::harbor::rbac::Role::ProjectAdmin };
+            tx.open_table(MEMBERS).map_err(db)?.insert(key2(name, user).as_str(), encode(&m).as_slice()).map_err(db)?;
+        }
+        tx.commit().map_err(db)?;
+        Ok(Some(id))
+    }
+
+    fn project(&self, name: &str) -> Result<Option<crate::harbor::store::Project>> {
+        Ok(self.get_json::<StoredProject>(PROJECTS, name)?.map(|p| crate::harbor::store::Project {
+            id: p.id,
+            name: name.to_string(),
+            record: p.record,
+        }))
+    }
+
+    fn projects(&self) -> Result<Vec<crate::harbor::store::Project>> {
+        Ok(self
+            .all_json::<StoredProject>(PROJECTS)?
+            .into_iter()
+            .map(|(name, p)| crate::harbor::store::Project { id: p.id, name, record: p.record })
+            .collect())
+    }
+
+    fn update_project(&self, name: &str, record: &crate::harbor::store::ProjectRecord) -> Result<bool> {
+        self.replace_json(PROJECTS, name, |old| {
+            let old: StoredProject = decode(name, old)?;
+            Ok(StoredProject { id: old.id, record: record.clone() })
+        })
+    }
+
+    fn delete_project(&self, name: &str) -> Result<bool> {
+        let tx = self.db.begin_write().map_err(db)?;
+        {
+            if tx.open_table(PROJECTS).map_err(db)?.remove(name).map_err(db)?.is_none() {
+                return Ok(false);
+            }
+            let (from, to) = under(name, None);
+            remove_range(&mut tx.open_table(MEMBERS).map_err(db)?, &from, &to)?;
+            let prefix = format!("{}{name}+", crate::harbor::ROBOT_PREFIX);
+            let end = format!("{}{name},", crate::harbor::ROBOT_PREFIX); // ',' follows '+'
+            remove_range(&mut tx.open_table(ROBOTS).map_err(db)?, &prefix, &end)?;
+            remove_range(&mut tx.open_table(IMMUTABLE).map_err(db)?, &from, &to)?;
+        }
+        tx.commit().map_err(db)?;
+        Ok(true)
+    }
+
+    fn put_member(&self, project: &str, user: &str, role: crate::harbor::rbac::Role) -> Result<Option<u64>> {
+        let tx = self.db.begin_write().map_err(db)?;
+        let id = {
+            if tx.open_table(PROJECTS).map_err(db)?.get(project).map_err(db)?.is_none()
+                || tx.open_table(USERS).map_err(db)?.get(user).map_err(db)?.is_none()
+            {
+                return Ok(None);
+            }
+            let key = key2(project, user);
+            let mut t = tx.open_table(MEMBERS).map_err(db)?;
+            let existing = match t.get(key.as_str()).map_err(db)? {
+                Some(v) => Some(decode::<StoredMember>(&key, v.value())?.id),
+                None => None,
+            };
+            let id = match existing {
+                Some(id) => id,
+                None => next_id(&tx, "member")?,
+            };
+            t.insert(key.as_str(), encode(&StoredMember { id, role }).as_slice()).map_err(db)?;
+            id
+        };
+        tx.commit().map_err(db)?;
+        Ok(Some(id))
+    }
+
+    fn member(&self, project: &str, user: &str) -> Result<Option<crate::harbor::store::Member>> {
+        Ok(self.get_json::<StoredMember>(MEMBERS, &key2(project, user))?.map(|m| crate::harbor::store::Member {
+            id: m.id,
+            project: project.to_string(),
+            user: user.to_string(),
+            role: m.role,
+        }))
+    }
+
+    fn members(&self, project: &str) -> Result<Vec<crate::harbor::store::Member>> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(MEMBERS).map_err(db)?;
+        let (from, to) = under(project, None);
+        let mut out = Vec::new();
+        for item in t.range::<&str>(from.as_str()..to.as_str()).map_err(db)? {
+            let (k, v) = item.map_err(db)?;
+            let Some((_, user)) = k.value().split_once(SEP) else { continue };
+            let m: StoredMember = decode(k.value(), v.value())?;
+            out.push(crate::harbor::store::Member {
+                id: m.id,
+                project: project.to_string(),
+                user: user.to_string(),
+                role: m.role,
+            });
+        }
+        Ok(out)
+    }
+
+    fn delete_member(&self, project: &str, user: &str) -> Result<bool> {
+        let tx = self.db.begin_write().map_err(db)?;
+        let removed = tx.open_table(MEMBERS).map_err(db)?.remove(key2(project, user).as_str()).map_err(db)?.is_some();
+        tx.commit().map_err(db)?;
+        Ok(removed)
+    }
+
+    fn users(&self) -> Result<Vec<(String, UserRecord)>> {
+        self.all_json(USERS)
+    }
+
+    fn update_user(&self, name: &str, record: &UserRecord) -> Result<bool> {
+        self.replace_json(USERS, name, |old| {
+            let old: UserRecord = decode(name, old)?;
+            Ok(UserRecord { id: old.id, ..record.clone() })
+        })
+    }
+
+    fn delete_user(&self, name: &str) -> Result<bool> {
+        let tx = self.db.begin_write().map_err(db)?;
+        {
+            if tx.open_table(USERS).map_err(db)?.remove(name).map_err(db)?.is_none() {
+                return Ok(false);
+            }
+            let mut members = tx.open_table(MEMBERS).map_err(db)?;
+            let mut doomed = Vec::new();
+            for item in members.iter().map_err(db)? {
+                let k = item.map_err(db)?.0.value().to_string();
+                if k.split_once(SEP).is_some_and(|(_, u)| u == name) {
+                    doomed.push(k);
+                }
+            }
+            for k in doomed {
+                members.remove(k.as_str()).map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)?;
+        Ok(true)
+    }
+
+    fn create_robot(&self, name: &str, record: &crate::harbor::store::RobotRecord) -> Result<Option<u64>> {
+        let tx = self.db.begin_write().map_err(db)?;
+        let id = {
+            if tx.open_table(PROJECTS).map_err(db)?.get(record.project.as_str()).map_err(db)?.is_none() {
+                return Ok(None);
+            }
+            let mut t = tx.open_table(ROBOTS).map_err(db)?;
+            if t.get(name).map_err(db)?.is_some() {
+                return Ok(None);
+            }
+            let id = next_id(&tx, "robot")?;
+            t.insert(name, encode(&StoredRobot { id, record: record.clone() }).as_slice()).map_err(db)?;
+            id
+        };
+        tx.commit().map_err(db)?;
+        Ok(Some(id))
+    }
+
+    fn robot(&self, name: &str) -> Result<Option<crate::harbor::store::Robot>> {
+        Ok(self.get_json::<StoredRobot>(ROBOTS, name)?.map(|r| crate::harbor::store::Robot {
+            id: r.id,
+            name: name.to_string(),
+            record: r.record,
+        }))
+    }
+
+    fn robots(&self) -> Result<Vec<crate::harbor::store::Robot>> {
+        Ok(self
+            .all_json::<StoredRobot>(ROBOTS)?
+            .into_iter()
+            .map(|(name, r)| crate::harbor::store::Robot { id: r.id, name, record: r.record })
+            .collect())
+    }
+
+    fn update_robot(&self, name: &str, record: &crate::harbor::store::RobotRecord) -> Result<bool> {
+        self.replace_json(ROBOTS, name, |old| {
+            let old: StoredRobot = decode(name, old)?;
+            Ok(StoredRobot { id: old.id, record: record.clone() })
+        })
+    }
+
+    fn delete_robot(&self, name: &str) -> Result<bool> {
+        let tx = self.db.begin_write().map_err(db)?;
+        let removed = tx.open_table(ROBOTS).map_err(db)?.remove(name).map_err(db)?.is_some();
+        tx.commit().map_err(db)?;
+        Ok(removed)
+    }
+
+    fn repo_manifests(&self, repo: &str) -> Result<Vec<(Digest, ManifestRecord)>> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(MANIFESTS).map_err(db)?;
+        let (from, to) = under(repo, None);
+        let mut out = Vec::new();
+        for item in t.range::<&str>(from.as_str()..to.as_str()).map_err(db)? {
+            let (k, v) = item.map_err(db)?;
+            let Some(d) = k.value().split_once(SEP).and_then(|(_, d)| d.parse::<Digest>().ok()) else { continue };
+            out.push((d, decode(k.value(), v.value())?));
+        }
+        Ok(out)
+    }
+
+    fn create_immutable_rule(&self, project: &str, rule: &ImmutableRule) -> Result<Option<u64>> {
+        let tx = self.db.begin_write().map_err(db)?;
+        let id = {
+            if tx.open_table(PROJECTS).map_err(db)?.get(project).map_err(db)?.is_none() {
+                return Ok(None);
+            }
+            let id = next_id(&tx, "rule")?;
+            let key = key2(project, &format!("{id:020}"));
+            tx.open_table(IMMUTABLE).map_err(db)?.insert(key.as_str(), encode(rule).as_slice()).map_err(db)?;
+            id
+        };
+        tx.commit().map_err(db)?;
+        Ok(Some(id))
+    }
+
+    fn immutable_rules(&self, project: &str) -> Result<Vec<(u64, ImmutableRule)>> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(IMMUTABLE).map_err(db)?;
+        let (from, to) = under(project, None);
+        let mut out = Vec::new();
+        for item in t.range::<&str>(from.as_str()..to.as_str()).map_err(db)? {
+            let (k, v) = item.map_err(db)?;
+            let Some(id) = k.value().split_once(SEP).and_then(|(_, id)| id.parse::<u64>().ok()) else { continue };
+            out.push((id, decode(k.value(), v.value())?));
+        }
+        Ok(out)
+    }
+
+    fn update_immutable_rule(&self, project: &str, id: u64, rule: &ImmutableRule) -> Result<bool> {
+        self.replace_json(IMMUTABLE, &key2(project, &format!("{id:020}")), |_| Ok(rule.clone()))
+    }
+
+    fn delete_immutable_rule(&self, project: &str, id: u64) -> Result<bool> {
+        let tx = self.db.begin_write().map_err(db)?;
+        let key = key2(project, &format!("{id:020}"));
+        let removed = tx.open_table(IMMUTABLE).map_err(db)?.remove(key.as_str()).map_err(db)?.is_some();
+        tx.commit().map_err(db)?;
+        Ok(removed)
+    }
+
+    fn project_storage(&self, project: &str) -> Result<Vec<(Digest, u64)>> {
+        // `p/` .. `p0` ('0' follows '/') is every repository of project `p`.
+        let (from, to) = (format!("{project}/"), format!("{project}0"));
+        let tx = self.db.begin_read().map_err(db)?;
+        let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+        // Links are keyed digest first: the project's are found by a walk of them all.
+        for item in tx.open_table(LINKS).map_err(db)?.iter().map_err(db)? {
+            let (k, v) = item.map_err(db)?;
+            if let Some((d, repo)) = k.value().split_once(SEP) {
+                if repo >= from.as_str() && repo < to.as_str() {
+                    seen.insert(d.to_string(), v.value());
+                }
+            }
+        }
+        for item in tx.open_table(MANIFESTS).map_err(db)?.range::<&str>(from.as_str()..to.as_str()).map_err(db)? {
+            let (k, v) = item.map_err(db)?;
+            if let Some((_, d)) = k.value().split_once(SEP) {
+                if !seen.contains_key(d) {
+                    let record: ManifestRecord = decode(k.value(), v.value())?;
+                    seen.insert(d.to_string(), record.size);
+                }
+            }
+        }
+        Ok(seen.into_iter().filter_map(|(d, size)| d.parse::<Digest>().ok().map(|d| (d, size))).collect())
+    }
+
+    fn repo_tags(&self, repo: &str) -> Result<Vec<(String, Digest)>> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(TAGS).map_err(db)?;
+        let (from, to) = under(repo, None);
+        let mut out = Vec::new();
+        for item in t.range::<&str>(from.as_str()..to.as_str()).map_err(db)? {
+            let (k, v) = item.map_err(db)?;
+            let (Some((_, tag)), Ok(d)) = (k.value().split_once(SEP), v.value().parse::<Digest>()) else { continue };
+            out.push((tag.to_string(), d));
+        }
+        Ok(out)
+    }
+}
+
 /// The behaviour every `Metadata` backend must show; a second backend runs the same suite.
 #[cfg(test)]
 pub(crate) mod suite {
@@ -732,11 +1150,20 @@ pub(crate) mod suite {
 
         // Users: created once, never overwritten.
         assert_eq!(m.user("admin").unwrap(), None);
-        let u = UserRecord { salt: "s".into(), hash: "h".into(), iterations: 1, admin: true, created: 1 };
+        let u = UserRecord {
+            id: 0,
+            salt: "s".into(),
+            hash: "h".into(),
+            iterations: 1,
+            admin: true,
+            created: 1,
+            email: String::new(),
+            realname: String::new(),
+        };
         assert!(m.create_user("admin", &u).unwrap());
         let other = UserRecord { hash: "other".into(), ..u.clone() };
         assert!(!m.create_user("admin", &other).unwrap());
-        assert_eq!(m.user("admin").unwrap(), Some(u));
+        assert_eq!(m.user("admin").unwrap().map(|a| UserRecord { id: 0, ..a }), Some(u));
 
         // One garbage collection at a time.
         let gc = m.try_gc_lock().unwrap().expect("the GC lock is free");
@@ -759,6 +1186,7 @@ pub(crate) mod suite {
         std::fs::create_dir_all(&dir).unwrap();
         let m = RedbMetadata::open(&dir.join("registry.db")).unwrap();
         run(&m);
+        crate::harbor::store::suite::run(&m);
         // A second opener is refused while the first holds the file.
         assert!(RedbMetadata::open(&dir.join("registry.db")).is_err());
         drop(m);

@@ -9,6 +9,7 @@
 //! few hundred lines of protocol 3.0, and the HMAC and PBKDF2 that SCRAM needs are in
 //! [`crate::auth`] already.
 
+pub mod iam;
 pub mod meta;
 #[cfg(test)]
 pub(crate) mod test_cluster;

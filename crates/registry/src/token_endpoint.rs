@@ -89,11 +89,8 @@ fn get_token(reg: &Registry, auth: &Auth, req: &Request<Incoming>) -> Result<Rep
         Some(h) => block(|| auth::basic_user(reg.meta.as_ref(), h))?
             .ok_or_else(|| unauthorized("invalid username or password"))?,
     };
-    if subject == Subject::Anonymous && !auth.anonymous_pull {
-        return Err(unauthorized("authentication required: anonymous access is off"));
-    }
     let offline = field(&pairs, "offline_token") == Some("true");
-    Ok(issue(auth, &subject, &scopes(&pairs), offline))
+    issue(reg, auth, &subject, &scopes(&pairs), offline)
 }
 
 async fn post_token(reg: &Registry, auth: &Auth, req: Request<Incoming>) -> Result<Reply> {
@@ -104,14 +101,8 @@ async fn post_token(reg: &Registry, auth: &Auth, req: Request<Incoming>) -> Resu
         Some("password") => {
             let user = field(&pairs, "username").unwrap_or("");
             let password = field(&pairs, "password").unwrap_or("");
-            let subject = block(|| -> Result<Option<Subject>> {
-                let Some(record) = reg.meta.user(user)? else {
-                    return Ok(None);
-                };
-                Ok(auth::verify_password(&record, password)
-                    .then(|| Subject::User { name: user.to_string(), admin: record.admin }))
-            })?
-            .ok_or_else(|| unauthorized("invalid username or password"))?;
+            let subject = block(|| auth::login(reg.meta.as_ref(), user, password))?
+                .ok_or_else(|| unauthorized("invalid username or password"))?;
             (subject, field(&pairs, "access_type") == Some("offline"))
         }
         Some("refresh_token") => {
@@ -120,10 +111,11 @@ async fn post_token(reg: &Registry, auth: &Auth, req: Request<Incoming>) -> Resu
                 .signer
                 .verify(token, "refresh")
                 .map_err(|e| unauthorized(&format!("invalid refresh token: {e}")))?;
-            // The user may have gone since the token was issued.
-            let record = block(|| reg.meta.user(&claims.sub))?
-                .ok_or_else(|| unauthorized(&format!("user {:?} no longer exists", claims.sub)))?;
-            (Subject::User { name: claims.sub, admin: record.admin }, false)
+            // The account may have gone (or a robot been disabled) since the token was issued.
+            let subject = block(|| auth::subject_of(reg.meta.as_ref(), &claims.sub))?
+                .filter(|s| *s != Subject::Anonymous)
+                .ok_or_else(|| unauthorized(&format!("account {:?} no longer exists or is disabled", claims.sub)))?;
+            (subject, false)
         }
         other => {
             return Err(ApiError::new(
@@ -133,17 +125,18 @@ async fn post_token(reg: &Registry, auth: &Auth, req: Request<Incoming>) -> Resu
             .with_status(400))
         }
     };
-    Ok(issue(auth, &subject, &scopes(&pairs), offline))
+    issue(reg, auth, &subject, &scopes(&pairs), offline)
 }
 
 /// The answer of both methods: the token under both names clients read, its lifetime and
-/// time of issue, and a refresh token when asked for one.
-fn issue(auth: &Auth, subject: &Subject, asked: &[Access], offline: bool) -> Reply {
-    let granted = auth::grant(asked, subject, auth.anonymous_pull);
-    let sub = match subject {
-        Subject::User { name, .. } => name.as_str(),
-        Subject::Anonymous => "",
-    };
+/// time of issue, and a refresh token when asked for one. Anonymous callers that would be
+/// granted nothing are told to authenticate instead (a private project, or none).
+fn issue(reg: &Registry, auth: &Auth, subject: &Subject, asked: &[Access], offline: bool) -> Result<Reply> {
+    let granted = block(|| auth.grant(reg.meta.as_ref(), asked, subject))?;
+    if *subject == Subject::Anonymous && granted.is_empty() {
+        return Err(unauthorized("authentication required: anonymous access grants nothing here"));
+    }
+    let sub = subject.name();
     let (token, claims) = auth.signer.access_token(sub, granted);
     let mut body = json!({
         "token": token,
@@ -154,7 +147,7 @@ fn issue(auth: &Auth, subject: &Subject, asked: &[Access], offline: bool) -> Rep
     if offline && !sub.is_empty() {
         body["refresh_token"] = json!(auth.signer.refresh_token(sub));
     }
-    Reply::new(200).json(body)
+    Ok(Reply::new(200).json(body))
 }
 
 async fn read_form(reg: &Registry, req: Request<Incoming>) -> Result<String> {

@@ -67,6 +67,7 @@ mod prune;
 mod ps;
 mod pull_faults;
 mod registry_auth;
+mod registry_harbor;
 mod registry_pg;
 mod registry_s3;
 mod registry_scale;

@@ -102,6 +102,44 @@ CREATE TABLE registry_keys (
     value text NOT NULL
 );
 "#,
+    r#"
+-- Harbor's model: user ids and profiles, projects, members with their roles, robot accounts.
+ALTER TABLE users ADD COLUMN id bigserial UNIQUE, ADD COLUMN email text NOT NULL DEFAULT '',
+    ADD COLUMN realname text NOT NULL DEFAULT '';
+CREATE TABLE projects (
+    name text COLLATE "C" PRIMARY KEY,
+    id bigserial UNIQUE,
+    public boolean NOT NULL,
+    owner text NOT NULL,
+    created bigint NOT NULL,
+    updated bigint NOT NULL,
+    -- bytes; NULL is unlimited
+    storage_limit bigint
+);
+-- role is Harbor's role id.
+CREATE TABLE members (
+    project text COLLATE "C" NOT NULL REFERENCES projects ON DELETE CASCADE,
+    username text COLLATE "C" NOT NULL REFERENCES users ON DELETE CASCADE,
+    id bigserial UNIQUE,
+    role integer NOT NULL,
+    PRIMARY KEY (project, username)
+);
+CREATE INDEX members_user ON members (username);
+-- `record` is the whole RobotRecord (JSON); `project` copied out of it for the cascade.
+CREATE TABLE robots (
+    name text COLLATE "C" PRIMARY KEY,
+    id bigserial UNIQUE,
+    project text COLLATE "C" NOT NULL REFERENCES projects ON DELETE CASCADE,
+    record jsonb NOT NULL
+);
+-- `record` is the whole ImmutableRule (JSON).
+CREATE TABLE immutable_rules (
+    id bigserial PRIMARY KEY,
+    project text COLLATE "C" NOT NULL REFERENCES projects ON DELETE CASCADE,
+    record jsonb NOT NULL
+);
+CREATE INDEX immutable_rules_project ON immutable_rules (project, id);
+"#,
 ];
 
 const UPSERT_BLOB: &str = "INSERT INTO blobs (digest, size, linked) VALUES ($1, $2, $3) \
@@ -109,6 +147,22 @@ const UPSERT_BLOB: &str = "INSERT INTO blobs (digest, size, linked) VALUES ($1, 
 const UPSERT_LINK: &str = "INSERT INTO links (digest, repo, size) VALUES ($1, $2, $3) \
      ON CONFLICT (digest, repo) DO UPDATE SET size = EXCLUDED.size";
 const TOUCH_REPO: &str = "INSERT INTO repos (name, created) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+
+/// The columns [`user_of`] reads, in its order.
+pub(crate) const USER_COLUMNS: &str = "salt, hash, iterations, admin, created, id, email, realname";
+
+pub(crate) fn user_of(r: &Row) -> Result<UserRecord> {
+    Ok(UserRecord {
+        salt: r.text(0).map_err(db)?.to_string(),
+        hash: r.text(1).map_err(db)?.to_string(),
+        iterations: u32::try_from(r.int(2).map_err(db)?).unwrap_or(0),
+        admin: r.boolean(3).map_err(db)?,
+        created: r.uint(4).map_err(db)?,
+        id: r.uint(5).map_err(db)?,
+        email: r.text(6).map_err(db)?.to_string(),
+        realname: r.text(7).map_err(db)?.to_string(),
+    })
+}
 
 pub struct PgMetadata {
     pool: Arc<Pool>,
@@ -118,11 +172,11 @@ pub struct PgMetadata {
     locks: Arc<Pool>,
 }
 
-fn db(e: PgError) -> MetaError {
+pub(crate) fn db(e: PgError) -> MetaError {
     MetaError::Db(e.to_string())
 }
 
-fn decode_json<T: serde::de::DeserializeOwned>(key: &str, text: &str) -> Result<T> {
+pub(crate) fn decode_json<T: serde::de::DeserializeOwned>(key: &str, text: &str) -> Result<T> {
     serde_json::from_str(text).map_err(|e| MetaError::Decode { key: key.to_string(), message: e.to_string() })
 }
 
@@ -165,7 +219,7 @@ impl PgMetadata {
     /// Runs `f` on a pooled connection; again on a fresh one when the pooled one had died,
     /// and again after a deadlock or serialization failure. A transaction `f` left open
     /// (it returned early, or failed) is rolled back.
-    fn run<T>(&self, mut f: impl FnMut(&mut Connection) -> std::result::Result<T, PgError>) -> Result<T> {
+    pub(crate) fn run<T>(&self, mut f: impl FnMut(&mut Connection) -> std::result::Result<T, PgError>) -> Result<T> {
         let mut tries = 0;
         loop {
             tries += 1;
@@ -184,7 +238,7 @@ impl PgMetadata {
         }
     }
 
-    fn one<T>(&self, sql: &str, params: &[&dyn ToSql], f: impl Fn(&Row) -> Result<T>) -> Result<Option<T>> {
+    pub(crate) fn one<T>(&self, sql: &str, params: &[&dyn ToSql], f: impl Fn(&Row) -> Result<T>) -> Result<Option<T>> {
         let rows = self.run(|c| c.query(sql, params))?;
         rows.first().map(f).transpose()
     }
@@ -448,23 +502,15 @@ impl Metadata for PgMetadata {
     }
 
     fn user(&self, name: &str) -> Result<Option<UserRecord>> {
-        self.one("SELECT salt, hash, iterations, admin, created FROM users WHERE name = $1", &[&name], |r| {
-            Ok(UserRecord {
-                salt: r.text(0).map_err(db)?.to_string(),
-                hash: r.text(1).map_err(db)?.to_string(),
-                iterations: u32::try_from(r.int(2).map_err(db)?).unwrap_or(0),
-                admin: r.boolean(3).map_err(db)?,
-                created: r.uint(4).map_err(db)?,
-            })
-        })
+        self.one(&format!("SELECT {USER_COLUMNS} FROM users WHERE name = $1"), &[&name], user_of)
     }
 
     fn create_user(&self, name: &str, u: &UserRecord) -> Result<bool> {
         let n = self.run(|c| {
             c.execute(
-                "INSERT INTO users (name, salt, hash, iterations, admin, created) VALUES ($1, $2, $3, $4, $5, $6) \
-                 ON CONFLICT (name) DO NOTHING",
-                &[&name, &u.salt, &u.hash, &u.iterations, &u.admin, &u.created],
+                "INSERT INTO users (name, salt, hash, iterations, admin, created, email, realname) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name) DO NOTHING",
+                &[&name, &u.salt, &u.hash, &u.iterations, &u.admin, &u.created, &u.email, &u.realname],
             )
         })?;
         Ok(n == 1)
@@ -630,6 +676,7 @@ mod tests {
         let cluster = Cluster::start();
         let m = PgMetadata::open(cluster.tcp("postgres"), 4).unwrap();
         crate::meta::suite::run(&m);
+        crate::harbor::store::suite::run(&m);
         // Reopening finds the schema at its version and keeps the data.
         drop(m);
         let m = PgMetadata::open(cluster.socket("postgres"), 2).unwrap();
@@ -646,10 +693,15 @@ mod tests {
         drop((a, b));
         // A database made by the first schema gets the keys table, its data kept.
         let mut c = Connection::connect(&cluster.socket("postgres")).unwrap();
-        c.simple("DROP TABLE registry_keys; UPDATE registry_schema SET version = 1").unwrap();
+        c.simple(
+            "DROP TABLE registry_keys, robots, members, immutable_rules, projects; \
+             ALTER TABLE users DROP COLUMN id, DROP COLUMN email, DROP COLUMN realname; \
+             UPDATE registry_schema SET version = 1",
+        )
+        .unwrap();
         let m = PgMetadata::open(cluster.socket("postgres"), 1).unwrap();
         assert_eq!(m.shared_token_key(b"third").unwrap().as_deref(), Some(&b"third"[..]));
-        assert_eq!(c.query("SELECT version FROM registry_schema", &[]).unwrap()[0].int(0).unwrap(), 2);
+        assert_eq!(c.query("SELECT version FROM registry_schema", &[]).unwrap()[0].int(0).unwrap(), 3);
     }
 
     #[test]

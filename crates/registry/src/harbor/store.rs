@@ -1,0 +1,295 @@
+//! The records of Harbor's model and [`IamStore`], the role of the index that keeps them:
+//! projects, members, robots, and the users beyond [`crate::meta::Metadata`]'s lookup. Both
+//! index backends implement it (redb in `meta.rs`, PostgreSQL in `pg/iam.rs`) and run
+//! [`suite`]. Ids are numbers the index hands out (Harbor's API addresses members and robots
+//! by id), never reused.
+
+use serde::{Deserialize, Serialize};
+
+use super::immutable::ImmutableRule;
+use super::rbac::{RobotPermission, Role};
+use wharf_types::Digest;
+
+use crate::meta::{ManifestRecord, Result, UserRecord};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProjectRecord {
+    pub public: bool,
+    /// The user who created it (Harbor's `owner_name`).
+    pub owner: String,
+    pub created: u64,
+    pub updated: u64,
+    /// The project's storage quota in bytes (deduplicated: a blob counts once however many
+    /// of its repositories hold it); `None` is unlimited.
+    #[serde(default)]
+    pub storage_limit: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Project {
+    pub id: u64,
+    pub name: String,
+    pub record: ProjectRecord,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    pub id: u64,
+    pub project: String,
+    pub user: String,
+    pub role: Role,
+}
+
+/// A robot account of one project. Its secret is kept as a salted HMAC-SHA256, not a slow
+/// KDF: the secret is 128 random bits the registry made, so no dictionary reaches it and
+/// stretching would only slow down every `docker login` and token request of a CI job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RobotRecord {
+    pub project: String,
+    #[serde(default)]
+    pub description: String,
+    pub salt: String,
+    pub hash: String,
+    /// Unix time it stops working; `None` never.
+    pub expires_at: Option<u64>,
+    pub disabled: bool,
+    pub permissions: Vec<RobotPermission>,
+    pub created: u64,
+    pub updated: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Robot {
+    pub id: u64,
+    /// The full name, `robot$<project>+<name>`.
+    pub name: String,
+    pub record: RobotRecord,
+}
+
+/// The model's part of the index. Each mutating call is one transaction.
+pub trait IamStore {
+    /// Records a project and, when given, its creator as its ProjectAdmin, together; its id,
+    /// or `None` when a project of that name exists.
+    fn create_project(&self, name: &str, record: &ProjectRecord, admin: Option<&str>) -> Result<Option<u64>>;
+    fn project(&self, name: &str) -> Result<Option<Project>>;
+    /// Every project, in name order.
+    fn projects(&self) -> Result<Vec<Project>>;
+    fn update_project(&self, name: &str, record: &ProjectRecord) -> Result<bool>;
+    /// Removes a project with its members and robots (its repositories are the caller's to
+    /// check: Harbor refuses to delete a project that has any).
+    fn delete_project(&self, name: &str) -> Result<bool>;
+
+    /// Makes `user` a member of `project` with `role`, or changes its role; the member's id.
+    /// `None` when the project or the user does not exist.
+    fn put_member(&self, project: &str, user: &str, role: Role) -> Result<Option<u64>>;
+    fn member(&self, project: &str, user: &str) -> Result<Option<Member>>;
+    /// A project's members, in user-name order.
+    fn members(&self, project: &str) -> Result<Vec<Member>>;
+    fn delete_member(&self, project: &str, user: &str) -> Result<bool>;
+
+    /// Every user, in name order.
+    fn users(&self) -> Result<Vec<(String, UserRecord)>>;
+    /// Replaces a user's record (password, admin flag, profile); its id stays.
+    fn update_user(&self, name: &str, record: &UserRecord) -> Result<bool>;
+    /// Removes a user and its memberships.
+    fn delete_user(&self, name: &str) -> Result<bool>;
+
+    /// Records a robot; its id, or `None` when one of that name exists or its project does not.
+    fn create_robot(&self, name: &str, record: &RobotRecord) -> Result<Option<u64>>;
+    fn robot(&self, name: &str) -> Result<Option<Robot>>;
+    /// Every robot, in name order.
+    fn robots(&self) -> Result<Vec<Robot>>;
+    fn update_robot(&self, name: &str, record: &RobotRecord) -> Result<bool>;
+    fn delete_robot(&self, name: &str) -> Result<bool>;
+
+    /// A repository's manifests (Harbor's artifacts), in digest order.
+    fn repo_manifests(&self, repo: &str) -> Result<Vec<(Digest, ManifestRecord)>>;
+    /// A repository's tags and what they point at, in tag order.
+    fn repo_tags(&self, repo: &str) -> Result<Vec<(String, Digest)>>;
+    /// Every blob and manifest a project's repositories hold, each digest once with its size:
+    /// what its quota counts.
+    fn project_storage(&self, project: &str) -> Result<Vec<(Digest, u64)>>;
+
+    /// Records a tag immutability rule of `project`; its id, `None` when there is no such
+    /// project.
+    fn create_immutable_rule(&self, project: &str, rule: &ImmutableRule) -> Result<Option<u64>>;
+    /// A project's immutability rules, in id order.
+    fn immutable_rules(&self, project: &str) -> Result<Vec<(u64, ImmutableRule)>>;
+    fn update_immutable_rule(&self, project: &str, id: u64, rule: &ImmutableRule) -> Result<bool>;
+    fn delete_immutable_rule(&self, project: &str, id: u64) -> Result<bool>;
+}
+
+/// The behaviour every `IamStore` must show; both backends run it.
+#[cfg(test)]
+pub(crate) mod suite {
+    use super::*;
+    use crate::meta::Metadata;
+
+    fn user(admin: bool) -> UserRecord {
+        UserRecord {
+            id: 0,
+            salt: "s".into(),
+            hash: "h".into(),
+            iterations: 1,
+            admin,
+            created: 1,
+            email: String::new(),
+            realname: String::new(),
+        }
+    }
+
+    fn robot(project: &str) -> RobotRecord {
+        RobotRecord {
+            project: project.into(),
+            description: "ci".into(),
+            salt: "salt".into(),
+            hash: "hash".into(),
+            expires_at: None,
+            disabled: false,
+            permissions: vec![RobotPermission::Pull, RobotPermission::Push],
+            created: 5,
+            updated: 5,
+        }
+    }
+
+    pub fn run(m: &dyn Metadata) {
+        // Users get distinct ids; a record's other fields are kept as given.
+        assert!(m.create_user("alice", &user(false)).unwrap());
+        assert!(m.create_user("bob", &user(false)).unwrap());
+        let alice = m.user("alice").unwrap().unwrap();
+        let bob = m.user("bob").unwrap().unwrap();
+        assert!(alice.id > 0 && bob.id > 0 && alice.id != bob.id, "{} {}", alice.id, bob.id);
+        assert_eq!(UserRecord { id: 0, ..alice.clone() }, user(false));
+        let changed = UserRecord { hash: "new".into(), admin: true, email: "a@x".into(), ..alice.clone() };
+        assert!(m.update_user("alice", &changed).unwrap());
+        assert_eq!(m.user("alice").unwrap(), Some(changed.clone()), "the id stays");
+        assert!(!m.update_user("nobody", &changed).unwrap());
+        // (Another suite may have made users before: only the order of these two is ours.)
+        let names: Vec<String> =
+            m.users().unwrap().into_iter().map(|(n, _)| n).filter(|n| n == "alice" || n == "bob").collect();
+        assert_eq!(names, ["alice", "bob"]);
+
+        // Projects: one per name, the creator its admin in the same transaction.
+        let rec = ProjectRecord { public: false, owner: "alice".into(), created: 1, updated: 1, storage_limit: None };
+        let p = m.create_project("proj", &rec, Some("alice")).unwrap().expect("a new project");
+        assert_eq!(m.create_project("proj", &rec, None).unwrap(), None);
+        let q = m.create_project("other", &ProjectRecord { public: true, ..rec.clone() }, None).unwrap().unwrap();
+        assert_ne!(p, q);
+        assert_eq!(m.project("proj").unwrap(), Some(Project { id: p, name: "proj".into(), record: rec.clone() }));
+        assert_eq!(m.project("nope").unwrap(), None);
+        let names: Vec<String> = m.projects().unwrap().into_iter().map(|p| p.name).collect();
+        assert_eq!(names, ["other", "proj"]);
+        let public = ProjectRecord { public: true, updated: 2, storage_limit: Some(1 << 40), ..rec.clone() };
+        assert!(m.update_project("proj", &public).unwrap());
+        assert_eq!(m.project("proj").unwrap().unwrap().record, public);
+        assert!(!m.update_project("nope", &public).unwrap());
+
+        // Members.
+        let admin = m.member("proj", "alice").unwrap().expect("the creator is a member");
+        assert_eq!(admin.role, Role::ProjectAdmin);
+        let mid = m.put_member("proj", "bob", Role::Guest).unwrap().expect("bob joins");
+        assert_eq!(m.put_member("proj", "bob", Role::Developer).unwrap(), Some(mid), "a role change keeps the id");
+        assert_eq!(m.member("proj", "bob").unwrap().map(|b| b.role), Some(Role::Developer));
+        assert_eq!(m.put_member("proj", "nobody", Role::Guest).unwrap(), None, "no such user");
+        assert_eq!(m.put_member("nope", "bob", Role::Guest).unwrap(), None, "no such project");
+        let ms: Vec<(String, Role)> = m.members("proj").unwrap().into_iter().map(|m| (m.user, m.role)).collect();
+        assert_eq!(ms, [("alice".to_string(), Role::ProjectAdmin), ("bob".to_string(), Role::Developer)]);
+        assert!(m.members("other").unwrap().is_empty());
+        assert!(m.delete_member("proj", "bob").unwrap());
+        assert!(!m.delete_member("proj", "bob").unwrap());
+        m.put_member("other", "bob", Role::Maintainer).unwrap().unwrap();
+
+        // Robots belong to an existing project; names are unique.
+        let r = robot("proj");
+        let rid = m.create_robot("robot$proj+ci", &r).unwrap().expect("a new robot");
+        assert_eq!(m.create_robot("robot$proj+ci", &r).unwrap(), None);
+        assert_eq!(m.create_robot("robot$nope+ci", &robot("nope")).unwrap(), None);
+        let got = m.robot("robot$proj+ci").unwrap().unwrap();
+        assert_eq!((got.id, got.record), (rid, r.clone()));
+        let off = RobotRecord { disabled: true, expires_at: Some(99), permissions: vec![], ..r.clone() };
+        assert!(m.update_robot("robot$proj+ci", &off).unwrap());
+        assert_eq!(m.robot("robot$proj+ci").unwrap().unwrap().record, off);
+        m.create_robot("robot$other+x", &robot("other")).unwrap().unwrap();
+        let names: Vec<String> = m.robots().unwrap().into_iter().map(|r| r.name).collect();
+        assert_eq!(names, ["robot$other+x", "robot$proj+ci"]);
+
+        // Immutability rules, per project, in id order.
+        let rule = ImmutableRule {
+            disabled: false,
+            priority: 0,
+            repo_pattern: "**".into(),
+            repo_excludes: false,
+            tag_pattern: "v*".into(),
+            tag_excludes: false,
+        };
+        let r1 = m.create_immutable_rule("proj", &rule).unwrap().expect("a rule");
+        let r2 = m
+            .create_immutable_rule("proj", &ImmutableRule { tag_pattern: "rc".into(), ..rule.clone() })
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.create_immutable_rule("nope", &rule).unwrap(), None);
+        m.create_immutable_rule("other", &rule).unwrap().unwrap();
+        let ids: Vec<u64> = m.immutable_rules("proj").unwrap().into_iter().map(|(id, _)| id).collect();
+        assert_eq!(ids, [r1, r2]);
+        let off = ImmutableRule { disabled: true, ..rule.clone() };
+        assert!(m.update_immutable_rule("proj", r1, &off).unwrap());
+        assert!(!m.update_immutable_rule("other", r1, &off).unwrap(), "a rule is its project's");
+        assert_eq!(m.immutable_rules("proj").unwrap()[0], (r1, off));
+        assert!(m.delete_immutable_rule("proj", r2).unwrap());
+        assert!(!m.delete_immutable_rule("proj", r2).unwrap());
+        assert_eq!(m.immutable_rules("other").unwrap().len(), 1);
+
+        // A user's removal takes its memberships; a project's its members, robots and rules.
+        assert!(m.delete_user("bob").unwrap());
+        assert!(!m.delete_user("bob").unwrap());
+        assert_eq!(m.user("bob").unwrap(), None);
+        assert!(m.members("other").unwrap().is_empty());
+        assert!(m.delete_project("proj").unwrap());
+        assert!(!m.delete_project("proj").unwrap());
+        assert_eq!(m.member("proj", "alice").unwrap(), None);
+        assert_eq!(m.robot("robot$proj+ci").unwrap(), None);
+        assert!(m.immutable_rules("proj").unwrap().is_empty());
+        assert!(m.delete_robot("robot$other+x").unwrap());
+        assert!(!m.delete_robot("robot$other+x").unwrap());
+        // A repository's manifests and tags (the meta suite left `r2` empty and `r` with one
+        // untagged manifest).
+        let layer = Digest::of(b"iam layer");
+        m.link_blob("iam/repo", &layer, 3).unwrap();
+        let rec_m = ManifestRecord {
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            size: 7,
+            artifact_type: None,
+            subject: None,
+            annotations: Default::default(),
+            blobs: vec![layer.clone()],
+            manifests: vec![],
+            created: 9,
+        };
+        let (m1, m2) = (Digest::of(b"iam m1"), Digest::of(b"iam m2"));
+        m.put_manifest("iam/repo", &m1, Some("b"), &rec_m).unwrap().unwrap();
+        m.put_manifest("iam/repo", &m1, Some("a"), &rec_m).unwrap().unwrap();
+        m.put_manifest("iam/repo", &m2, None, &rec_m).unwrap().unwrap();
+        let mut want = vec![m1.clone(), m2.clone()];
+        want.sort_by_key(|d| d.to_string());
+        let got: Vec<Digest> = m.repo_manifests("iam/repo").unwrap().into_iter().map(|(d, _)| d).collect();
+        assert_eq!(got, want);
+        assert_eq!(m.repo_manifests("iam/repo").unwrap()[0].1, rec_m);
+        assert_eq!(m.repo_tags("iam/repo").unwrap(), [("a".to_string(), m1.clone()), ("b".to_string(), m1)]);
+        assert!(m.repo_tags("iam/rep").unwrap().is_empty() && m.repo_manifests("iam").unwrap().is_empty());
+        // A project's storage counts each blob once, however many repositories hold it, and
+        // its manifests; another project's (`iam-x`, `iamx`, whose names sort close) never.
+        m.link_blob("iam/other", &layer, 3).unwrap();
+        m.link_blob("iam-x/repo", &Digest::of(b"elsewhere"), 100).unwrap();
+        m.link_blob("iamx/repo", &Digest::of(b"elsewhere too"), 100).unwrap();
+        let mut storage = m.project_storage("iam").unwrap();
+        storage.sort_by_key(|(d, _)| d.to_string());
+        let mut want = vec![(layer.clone(), 3), (Digest::of(b"iam m1"), 7), (Digest::of(b"iam m2"), 7)];
+        want.sort_by_key(|(d, _)| d.to_string());
+        assert_eq!(storage, want);
+        assert!(m.project_storage("nothing").unwrap().is_empty());
+
+        // A project made again under an old name is a new one.
+        let again = m.create_project("proj", &rec, None).unwrap().unwrap();
+        assert!(again > q && m.members("proj").unwrap().is_empty());
+    }
+}

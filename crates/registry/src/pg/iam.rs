@@ -1,0 +1,265 @@
+//! Harbor's model ([`IamStore`]) in PostgreSQL: the `projects`, `members` and `robots` tables
+//! and the users' ids and profiles (schema version 3). A project's members and robots go
+//! with it, and a user's memberships with the user, by `ON DELETE CASCADE`.
+
+use super::meta::{db, decode_json, user_of, PgMetadata, USER_COLUMNS};
+use super::wire::{Row, ToSql};
+use crate::harbor::immutable::ImmutableRule;
+use crate::harbor::rbac::Role;
+use crate::harbor::store::{IamStore, Member, Project, ProjectRecord, Robot, RobotRecord};
+use crate::meta::{ManifestRecord, MetaError, Result, UserRecord};
+use wharf_types::Digest;
+
+const PROJECT_COLUMNS: &str = "name, id, public, owner, created, updated, storage_limit";
+
+fn project_of(r: &Row) -> Result<Project> {
+    Ok(Project {
+        name: r.text(0).map_err(db)?.to_string(),
+        id: r.uint(1).map_err(db)?,
+        record: ProjectRecord {
+            public: r.boolean(2).map_err(db)?,
+            owner: r.text(3).map_err(db)?.to_string(),
+            created: r.uint(4).map_err(db)?,
+            updated: r.uint(5).map_err(db)?,
+            storage_limit: r
+                .opt(6)
+                .map(|v| v.parse::<u64>())
+                .transpose()
+                .map_err(|e| MetaError::Decode { key: "projects.storage_limit".into(), message: e.to_string() })?,
+        },
+    })
+}
+
+fn member_of(r: &Row) -> Result<Member> {
+    let role = r.int(3).map_err(db)?;
+    Ok(Member {
+        project: r.text(0).map_err(db)?.to_string(),
+        user: r.text(1).map_err(db)?.to_string(),
+        id: r.uint(2).map_err(db)?,
+        role: Role::from_id(role)
+            .ok_or_else(|| MetaError::Decode { key: "members.role".into(), message: format!("no role {role}") })?,
+    })
+}
+
+fn robot_of(r: &Row) -> Result<Robot> {
+    let name = r.text(0).map_err(db)?.to_string();
+    let record = decode_json(&name, r.text(2).map_err(db)?)?;
+    Ok(Robot { id: r.uint(1).map_err(db)?, name, record })
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| MetaError::Db(format!("encode record: {e}")))
+}
+
+impl IamStore for PgMetadata {
+    fn create_project(&self, name: &str, record: &ProjectRecord, admin: Option<&str>) -> Result<Option<u64>> {
+        self.run(|c| {
+            let params: [&dyn ToSql; 6] =
+                [&name, &record.public, &record.owner, &record.created, &record.updated, &record.storage_limit];
+            let out = c.batch(&[
+                ("BEGIN", &[]),
+                (
+                    "INSERT INTO projects (name, public, owner, created, updated, storage_limit) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING RETURNING id",
+                    &params,
+                ),
+            ])?;
+            let Some(row) = out.get(1).and_then(|r| r.rows.first()) else {
+                c.simple("ROLLBACK")?;
+                return Ok(None);
+            };
+            let id = row.uint(0)?;
+            if let Some(user) = admin {
+                let role = Role::ProjectAdmin.id();
+                c.execute("INSERT INTO members (project, username, role) VALUES ($1, $2, $3)", &[&name, &user, &role])?;
+            }
+            c.simple("COMMIT")?;
+            Ok(Some(id))
+        })
+    }
+
+    fn project(&self, name: &str) -> Result<Option<Project>> {
+        self.one(&format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE name = $1"), &[&name], project_of)
+    }
+
+    fn projects(&self) -> Result<Vec<Project>> {
+        let rows = self.run(|c| c.query(&format!("SELECT {PROJECT_COLUMNS} FROM projects ORDER BY name"), &[]))?;
+        rows.iter().map(project_of).collect()
+    }
+
+    fn update_project(&self, name: &str, r: &ProjectRecord) -> Result<bool> {
+        let n = self.run(|c| {
+            c.execute(
+                "UPDATE projects SET public = $2, owner = $3, created = $4, updated = $5, storage_limit = $6 \
+                 WHERE name = $1",
+                &[&name, &r.public, &r.owner, &r.created, &r.updated, &r.storage_limit],
+            )
+        })?;
+        Ok(n > 0)
+    }
+
+    fn delete_project(&self, name: &str) -> Result<bool> {
+        Ok(self.run(|c| c.execute("DELETE FROM projects WHERE name = $1", &[&name]))? > 0)
+    }
+
+    fn put_member(&self, project: &str, user: &str, role: Role) -> Result<Option<u64>> {
+        let role = role.id();
+        let rows = self.run(|c| {
+            c.query(
+                "INSERT INTO members (project, username, role) SELECT $1, $2, $3 \
+                 WHERE EXISTS (SELECT 1 FROM projects WHERE name = $1) AND EXISTS (SELECT 1 FROM users WHERE name = $2) \
+                 ON CONFLICT (project, username) DO UPDATE SET role = EXCLUDED.role RETURNING id",
+                &[&project, &user, &role],
+            )
+        })?;
+        rows.first().map(|r| r.uint(0).map_err(db)).transpose()
+    }
+
+    fn member(&self, project: &str, user: &str) -> Result<Option<Member>> {
+        self.one(
+            "SELECT project, username, id, role FROM members WHERE project = $1 AND username = $2",
+            &[&project, &user],
+            member_of,
+        )
+    }
+
+    fn members(&self, project: &str) -> Result<Vec<Member>> {
+        let rows = self.run(|c| {
+            c.query("SELECT project, username, id, role FROM members WHERE project = $1 ORDER BY username", &[&project])
+        })?;
+        rows.iter().map(member_of).collect()
+    }
+
+    fn delete_member(&self, project: &str, user: &str) -> Result<bool> {
+        let n =
+            self.run(|c| c.execute("DELETE FROM members WHERE project = $1 AND username = $2", &[&project, &user]))?;
+        Ok(n > 0)
+    }
+
+    fn users(&self) -> Result<Vec<(String, UserRecord)>> {
+        let rows = self.run(|c| c.query(&format!("SELECT {USER_COLUMNS}, name FROM users ORDER BY name"), &[]))?;
+        rows.iter().map(|r| Ok((r.text(8).map_err(db)?.to_string(), user_of(r)?))).collect()
+    }
+
+    fn update_user(&self, name: &str, u: &UserRecord) -> Result<bool> {
+        let n = self.run(|c| {
+            c.execute(
+                "UPDATE users SET salt = $2, hash = $3, iterations = $4, admin = $5, email = $6, realname = $7 \
+                 WHERE name = $1",
+                &[&name, &u.salt, &u.hash, &u.iterations, &u.admin, &u.email, &u.realname],
+            )
+        })?;
+        Ok(n > 0)
+    }
+
+    fn delete_user(&self, name: &str) -> Result<bool> {
+        Ok(self.run(|c| c.execute("DELETE FROM users WHERE name = $1", &[&name]))? > 0)
+    }
+
+    fn create_robot(&self, name: &str, record: &RobotRecord) -> Result<Option<u64>> {
+        let text = json(record)?;
+        let rows = self.run(|c| {
+            c.query(
+                "INSERT INTO robots (name, project, record) SELECT $1, $2, $3::jsonb \
+                 WHERE EXISTS (SELECT 1 FROM projects WHERE name = $2) ON CONFLICT (name) DO NOTHING RETURNING id",
+                &[&name, &record.project, &text],
+            )
+        })?;
+        rows.first().map(|r| r.uint(0).map_err(db)).transpose()
+    }
+
+    fn robot(&self, name: &str) -> Result<Option<Robot>> {
+        self.one("SELECT name, id, record FROM robots WHERE name = $1", &[&name], robot_of)
+    }
+
+    fn robots(&self) -> Result<Vec<Robot>> {
+        let rows = self.run(|c| c.query("SELECT name, id, record FROM robots ORDER BY name", &[]))?;
+        rows.iter().map(robot_of).collect()
+    }
+
+    fn update_robot(&self, name: &str, record: &RobotRecord) -> Result<bool> {
+        let text = json(record)?;
+        Ok(self.run(|c| c.execute("UPDATE robots SET record = $2::jsonb WHERE name = $1", &[&name, &text]))? > 0)
+    }
+
+    fn delete_robot(&self, name: &str) -> Result<bool> {
+        Ok(self.run(|c| c.execute("DELETE FROM robots WHERE name = $1", &[&name]))? > 0)
+    }
+
+    fn repo_manifests(&self, repo: &str) -> Result<Vec<(Digest, ManifestRecord)>> {
+        let rows =
+            self.run(|c| c.query("SELECT digest, record FROM manifests WHERE repo = $1 ORDER BY digest", &[&repo]))?;
+        rows.iter()
+            .map(|r| {
+                let d = r.text(0).map_err(db)?;
+                Ok((digest_of(d)?, decode_json(d, r.text(1).map_err(db)?)?))
+            })
+            .collect()
+    }
+
+    fn create_immutable_rule(&self, project: &str, rule: &ImmutableRule) -> Result<Option<u64>> {
+        let text = json(rule)?;
+        let rows = self.run(|c| {
+            c.query(
+                "INSERT INTO immutable_rules (project, record) SELECT $1, $2::jsonb \
+                 WHERE EXISTS (SELECT 1 FROM projects WHERE name = $1) RETURNING id",
+                &[&project, &text],
+            )
+        })?;
+        rows.first().map(|r| r.uint(0).map_err(db)).transpose()
+    }
+
+    fn immutable_rules(&self, project: &str) -> Result<Vec<(u64, ImmutableRule)>> {
+        let rows = self
+            .run(|c| c.query("SELECT id, record FROM immutable_rules WHERE project = $1 ORDER BY id", &[&project]))?;
+        rows.iter()
+            .map(|r| {
+                let id = r.uint(0).map_err(db)?;
+                Ok((id, decode_json(&format!("immutable rule {id}"), r.text(1).map_err(db)?)?))
+            })
+            .collect()
+    }
+
+    fn update_immutable_rule(&self, project: &str, id: u64, rule: &ImmutableRule) -> Result<bool> {
+        let text = json(rule)?;
+        let n = self.run(|c| {
+            c.execute(
+                "UPDATE immutable_rules SET record = $3::jsonb WHERE project = $1 AND id = $2",
+                &[&project, &id, &text],
+            )
+        })?;
+        Ok(n > 0)
+    }
+
+    fn delete_immutable_rule(&self, project: &str, id: u64) -> Result<bool> {
+        let n =
+            self.run(|c| c.execute("DELETE FROM immutable_rules WHERE project = $1 AND id = $2", &[&project, &id]))?;
+        Ok(n > 0)
+    }
+
+    fn project_storage(&self, project: &str) -> Result<Vec<(Digest, u64)>> {
+        // `p/` .. `p0` ('0' follows '/', byte order under COLLATE "C") is project p's.
+        let (from, to) = (format!("{project}/"), format!("{project}0"));
+        let rows = self.run(|c| {
+            c.query(
+                "SELECT DISTINCT ON (digest) digest, size FROM ( \
+                     SELECT digest, size FROM links WHERE repo >= $1 AND repo < $2 \
+                     UNION ALL \
+                     SELECT digest, (record->>'size')::bigint FROM manifests WHERE repo >= $1 AND repo < $2 \
+                 ) u ORDER BY digest",
+                &[&from, &to],
+            )
+        })?;
+        rows.iter().map(|r| Ok((digest_of(r.text(0).map_err(db)?)?, r.uint(1).map_err(db)?))).collect()
+    }
+
+    fn repo_tags(&self, repo: &str) -> Result<Vec<(String, Digest)>> {
+        let rows = self.run(|c| c.query("SELECT tag, digest FROM tags WHERE repo = $1 ORDER BY tag", &[&repo]))?;
+        rows.iter().map(|r| Ok((r.text(0).map_err(db)?.to_string(), digest_of(r.text(1).map_err(db)?)?))).collect()
+    }
+}
+
+fn digest_of(text: &str) -> Result<Digest> {
+    text.parse()
+        .map_err(|e: wharf_types::DigestError| MetaError::Decode { key: text.to_string(), message: e.to_string() })
+}
