@@ -12,9 +12,14 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{registry, run_cmd, unique, Cli, Daemon};
 
+/// Whether /sys/fs/cgroup is one cgroup2 hierarchy (no v1 controllers anywhere).
+pub(crate) fn host_is_pure_v2() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").is_file()
+}
+
 /// Whether this host is pure cgroup v2; panics when the suite says it must be and it is not.
 fn pure_v2() -> bool {
-    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").is_file();
+    let v2 = host_is_pure_v2();
     if !v2 {
         assert!(
             std::env::var_os("WHARF_E2E_CGROUP_V2").is_none(),
@@ -27,8 +32,7 @@ fn pure_v2() -> bool {
 
 /// A process's cgroup directory on the host, from its `0::` line.
 fn cgroup_dir(pid: i64) -> PathBuf {
-    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("read /proc/PID/cgroup");
-    let path = text.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or_else(|| panic!("no 0:: line:\n{text}"));
+    let (_, path) = crate::resources::cgroup_file(pid, "memory", "", "");
     PathBuf::from(format!("/sys/fs/cgroup{path}"))
 }
 
@@ -269,30 +273,20 @@ cat $s/u/g
     drop(cleanup);
 }
 
-/// Removes a test's cgroup tree, children first, after killing what is left in it.
+/// Removes a test's cgroup tree after killing what is left in it (`cgroup.kill` takes the
+/// whole subtree) and waiting until it is empty.
 struct Cleanup(PathBuf);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let mut dirs = vec![];
-        let mut stack = vec![self.0.clone()];
-        while let Some(d) = stack.pop() {
-            if let Ok(rd) = fs::read_dir(&d) {
-                stack.extend(rd.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
-            }
-            dirs.push(d);
+        let _ = fs::write(self.0.join("cgroup.kill"), "1");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline
+            && fs::read_to_string(self.0.join("cgroup.events")).is_ok_and(|e| e.lines().any(|l| l == "populated 1"))
+        {
+            std::thread::sleep(Duration::from_millis(20));
         }
-        for d in dirs.iter().rev() {
-            let _ = fs::write(d.join("cgroup.kill"), "1");
-        }
-        for d in dirs.iter().rev() {
-            for _ in 0..50 {
-                if fs::remove_dir(d).is_ok() || !d.exists() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
+        crate::harness::remove_cgroup_tree(&self.0);
     }
 }
 

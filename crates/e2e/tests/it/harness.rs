@@ -919,7 +919,8 @@ pub fn cgroup_dirs(parent: &str) -> Vec<PathBuf> {
     cgroup_mounts().into_iter().map(|m| m.join(rel)).filter(|p| p.is_dir()).collect()
 }
 
-fn remove_cgroup_tree(dir: &Path) {
+/// Removes a cgroup directory and its children, deepest first (each must be empty of processes).
+pub(crate) fn remove_cgroup_tree(dir: &Path) {
     if let Ok(entries) = fs::read_dir(dir) {
         for e in entries.flatten() {
             if e.file_type().is_ok_and(|t| t.is_dir()) {

@@ -24,15 +24,10 @@ fn v1_dir(d: &Daemon, controller: &str, id: &str) -> PathBuf {
     PathBuf::from("/sys/fs/cgroup").join(controller).join(d.cgroup_parent.trim_start_matches('/')).join(id)
 }
 
-/// Whether the host is pure cgroup v2 (scripts/test-cgroup-v2 runs these tests in such a guest).
-fn pure_v2() -> bool {
-    std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").is_file()
-}
-
 /// A container's cgroup file: `v1_file` in the controller's v1 hierarchy, or on a pure v2
 /// host `v2_file` in the container's one directory.
 fn cg_file(d: &Daemon, controller: &str, id: &str, v1_file: &str, v2_file: &str) -> PathBuf {
-    if pure_v2() {
+    if crate::cgroup_v2::host_is_pure_v2() {
         PathBuf::from("/sys/fs/cgroup").join(d.cgroup_parent.trim_start_matches('/')).join(id).join(v2_file)
     } else {
         v1_dir(d, controller, id).join(v1_file)
@@ -121,7 +116,7 @@ fn pause_unpause(cli: Cli) {
     .ok();
     let id = id_of(&d, cli, "pz");
     let freezer = cg_file(&d, "freezer", &id, "freezer.state", "cgroup.freeze");
-    let (frozen, thawed) = if pure_v2() { ("1", "0") } else { ("FROZEN", "THAWED") };
+    let (frozen, thawed) = if crate::cgroup_v2::host_is_pure_v2() { ("1", "0") } else { ("FROZEN", "THAWED") };
     d.cli(cli, &["pause", "pz"]).ok();
     assert_eq!(read(&freezer), frozen);
     let info = d.inspect(cli, "pz");
@@ -185,7 +180,7 @@ fn update_limits(cli: Cli) {
     let memory = cg_file(&d, "memory", &id, "memory.limit_in_bytes", "memory.max");
     let pids = cg_file(&d, "pids", &id, "pids.max", "pids.max");
     assert_eq!(read(&memory), (128u64 << 20).to_string());
-    if pure_v2() {
+    if crate::cgroup_v2::host_is_pure_v2() {
         // v2 counts swap apart (memory-swap minus memory), the quota with its period, and
         // shares as a weight (runc's conversion).
         assert_eq!(read(&cg_file(&d, "", &id, "", "memory.swap.max")), (128u64 << 20).to_string());

@@ -75,7 +75,7 @@ both!(memory_and_pids_limits);
 /// on the host, so that `memory/memory.limit_in_bytes` is the container's limit (JVMs read
 /// it); read-write with --privileged; the same with a private cgroup namespace.
 fn sys_fs_cgroup_shows_the_container_cgroup(cli: Cli) {
-    let v2 = !std::path::Path::new("/sys/fs/cgroup/memory").is_dir();
+    let v2 = crate::cgroup_v2::host_is_pure_v2();
     let (limit_file, pids_file) =
         if v2 { ("memory.max", "pids.max") } else { ("memory/memory.limit_in_bytes", "pids/pids.max") };
     let d = Daemon::start();
