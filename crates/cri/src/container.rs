@@ -27,15 +27,7 @@ pub fn container_not_found(id: &str) -> Status {
 impl Cri {
     /// A pod container's record and metadata by id or unique id prefix.
     pub(crate) fn find_cri_container(&self, id: &str) -> Result<(ContainerRecord, ContainerMeta), Status> {
-        if id.is_empty() {
-            return Err(Status::invalid("container id is empty"));
-        }
-        let rec = self.engine.find_container(id).map_err(|_| container_not_found(id))?;
-        if !rec.id.starts_with(id) {
-            return Err(container_not_found(id));
-        }
-        let m = meta::container_meta(&rec).ok_or_else(|| container_not_found(id))?;
-        Ok((rec, m))
+        self.find_cri_record(id, "container", container_not_found, meta::container_meta)
     }
 
     pub(crate) async fn create_container(

@@ -27,16 +27,28 @@ pub fn sandbox_not_found(id: &str) -> Status {
 impl Cri {
     /// The sandbox's record and metadata by id or unique id prefix.
     pub(crate) fn find_sandbox(&self, id: &str) -> Result<(ContainerRecord, SandboxMeta), Status> {
+        self.find_cri_record(id, "pod sandbox", sandbox_not_found, meta::sandbox_meta)
+    }
+
+    /// A CRI object's engine record and its metadata (`meta` reads it; `None` when the record
+    /// is not of that kind) by id or unique id prefix; `not_found` names the missing object.
+    pub(crate) fn find_cri_record<M>(
+        &self,
+        id: &str,
+        what: &str,
+        not_found: fn(&str) -> Status,
+        meta: fn(&ContainerRecord) -> Option<M>,
+    ) -> Result<(ContainerRecord, M), Status> {
         if id.is_empty() {
-            return Err(Status::invalid("pod sandbox id is empty"));
+            return Err(Status::invalid(format!("{what} id is empty")));
         }
-        let rec = self.engine.find_container(id).map_err(|_| sandbox_not_found(id))?;
-        // A name is no sandbox id: only ids (or their prefixes) name CRI objects.
+        let rec = self.engine.find_container(id).map_err(|_| not_found(id))?;
+        // A name is no CRI id: only ids (or their prefixes) name CRI objects.
         if !rec.id.starts_with(id) {
-            return Err(sandbox_not_found(id));
+            return Err(not_found(id));
         }
-        let meta = meta::sandbox_meta(&rec).ok_or_else(|| sandbox_not_found(id))?;
-        Ok((rec, meta))
+        let m = meta(&rec).ok_or_else(|| not_found(id))?;
+        Ok((rec, m))
     }
 
     /// Every sandbox record with its metadata, newest first.
