@@ -181,13 +181,16 @@ fn pause_uses_cgroup_freeze_and_devices_are_the_bpf_program() {
 
     assert!(!fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").unwrap_or_default().contains("devices"));
     // mknod is allowed (Docker's default rules have `c *:* m`), opening /dev/mem's node is not;
-    // /dev/null's node opens.
+    // /dev/null's node opens. /dev/mem also needs CAP_SYS_RAWIO, given in both runs, so that
+    // only the device program tells them apart.
     let script = "mknod /tmp/mem c 1 1 && mknod /tmp/null c 1 3 && echo x > /tmp/null && cat /tmp/mem";
-    let out = d.docker(&["run", "--rm", &image, "sh", "-c", script]);
+    let out = d.docker(&["run", "--rm", "--cap-add", "SYS_RAWIO", &image, "sh", "-c", script]);
     out.fails().mentions(&["Operation not permitted"]);
     let out = d.docker(&[
         "run",
         "--rm",
+        "--cap-add",
+        "SYS_RAWIO",
         "--device-cgroup-rule",
         "c 1:1 r",
         &image,
