@@ -111,8 +111,9 @@ pub(crate) struct Plan {
     root_readonly: bool,
     mounts: Vec<MountOp>,
     cgroup_v2: bool,
-    /// The container's cgroup directories bound under a `cgroup` mount; empty: a fresh
-    /// cgroup2 mount on v2 (with a cgroup namespace), an empty tmpfs on v1 without a cgroup.
+    /// The container's cgroup directories bound under a `cgroup` mount on v1/hybrid; on v2 only
+    /// the fallback when a fresh cgroup2 mount is refused. Empty: on v1 without a cgroup, an
+    /// empty tmpfs.
     cgroup_view: Vec<crate::cgroups::ContainerView>,
     /// A new cgroup namespace for a container with a cgroup: unshared by the child once the
     /// parent has moved it into its cgroup (in every hierarchy), as runc does, so that the
@@ -689,7 +690,7 @@ fn mount_one(plan: &Plan, m: &MountOp, source: Option<std::os::fd::OwnedFd>) -> 
     } else if let Some(fd) = source {
         mkdir_all(&dest)?;
         crate::userns::attach(fd, &dest_c).map_err(what)?;
-    } else if matches!(m.fstype.as_str(), "cgroup" | "cgroup2") && !plan.cgroup_view.is_empty() {
+    } else if matches!(m.fstype.as_str(), "cgroup" | "cgroup2") && !plan.cgroup_v2 && !plan.cgroup_view.is_empty() {
         mount_cgroup_view(plan, m, &dest)?;
     } else {
         mkdir_all(&dest)?;
@@ -714,6 +715,13 @@ fn mount_one(plan: &Plan, m: &MountOp, source: Option<std::os::fd::OwnedFd>) -> 
                 // In a user namespace the bind's nosuid/nodev/noexec are locked: keep them.
                 let ro = libc::MS_BIND | libc::MS_REMOUNT | (m.flags & libc::MS_RDONLY) | kept_flags(&dest_c);
                 sys_mount(None, &dest_c, None, ro, None).map_err(what)?;
+            }
+            // On v2 a fresh cgroup2 mount shows the root of the process's cgroup namespace: the
+            // host's whole tree with `--cgroupns host`, as runc mounts it. The kernel refuses it
+            // in a user namespace that does not own the cgroup namespace (userns-remap with the
+            // host's): then, as runc, the container's own directory.
+            Err(libc::EPERM | libc::EBUSY) if fstype == "cgroup2" && !plan.cgroup_view.is_empty() => {
+                mount_cgroup_view(plan, m, &dest)?;
             }
             Err(e) => return Err(what(e)),
         }
@@ -750,8 +758,8 @@ fn unshare_cgroupns(join: &CgroupnsJoin) -> ChildResult<()> {
 }
 
 /// /sys/fs/cgroup as runc shows it: a tmpfs (read-write, as runc leaves it) with the
-/// container's own directory of each v1 hierarchy bound at the host's name, or on v2 without a
-/// cgroup namespace the container's directory itself; the directories read-only unless the
+/// container's own directory of each v1 hierarchy bound at the host's name, or on v2 (when a
+/// fresh cgroup2 mount is refused) the container's directory itself; the directories read-only unless the
 /// mount is read-write (`--privileged`).
 fn mount_cgroup_view(plan: &Plan, m: &MountOp, dest: &Path) -> ChildResult<()> {
     let fail = |what: String| move |e| ChildFailure::other(what, e);

@@ -105,7 +105,16 @@ fn sys_fs_cgroup_shows_the_container_cgroup(cli: Cli) {
     out.fails().mentions(&["Read-only file system"]);
     // On v2 the default cgroup namespace is private (as dockerd's), and the kernel keeps a
     // namespace root's limits read-only from inside even for --privileged (nsdelegate, checked
-    // against dockerd in cgroup_v2.rs): the writable view is the host namespace's.
+    // against dockerd in cgroup_v2.rs): the writable view is the host namespace's, where
+    // /sys/fs/cgroup is the host's whole tree as runc mounts it, the container's own directory
+    // at its path from /proc/self/cgroup.
+    let write = if v2 {
+        format!(
+            "d=/sys/fs/cgroup$(sed -n 's/^0:://p' /proc/self/cgroup); echo 100 > $d/{pids_file} && cat $d/{pids_file}"
+        )
+    } else {
+        write
+    };
     let out = d.cli(
         cli,
         &["run", "--rm", "--privileged", "--cgroupns", "host", "--pids-limit", "50", &image, "sh", "-c", &write],

@@ -392,9 +392,11 @@ fn cgroup_v2_layout_in_private_mount_namespace() {
     require_root();
     let layout = Layout::detect();
     assert!(layout != Layout::V1, "this test needs a cgroup2 hierarchy (v2 or hybrid), and this host has none");
-    // Without a cgroup namespace /sys/fs/cgroup is the container's own directory (read-only),
-    // whose cgroup.procs lists the container's init as pid 1.
-    let script = "cat /proc/self/cgroup; cat /sys/fs/cgroup/cgroup.procs; touch /sys/fs/cgroup/x || echo ro";
+    // Without a cgroup namespace /sys/fs/cgroup is a fresh cgroup2 mount (read-only), as runc
+    // makes it: the host's whole tree, the container's directory at its path from
+    // /proc/self/cgroup, whose cgroup.procs lists the container's init as pid 1.
+    let script = "cat /proc/self/cgroup; cat /sys/fs/cgroup$(sed -n 's/^0:://p' /proc/self/cgroup)/cgroup.procs; \
+                  touch /sys/fs/cgroup/x || echo ro";
     let b = Bundle::new("v2", &["sh", "-c", script], |spec, _| {
         spec.mounts.push(wharf_runtime::spec::Mount {
             destination: "/sys/fs/cgroup".to_string(),
