@@ -15,7 +15,8 @@ start_registry
 python3 "$ROOT/tests/fixtures/make_images.py" --registry "$REGISTRY" --only library/busybox >/dev/null
 IMAGE=$REGISTRY/library/busybox:latest
 
-start_wharfd "$WORK/wharfd"
+# Debug level: wharfd logs each start's phases, whose medians are printed at the end.
+WHARFD_ARGS="--log-level debug ${WHARFD_ARGS:-}" start_wharfd "$WORK/wharfd"
 WHARF=("$BIN/wharf" -H "unix://$SOCK")
 "${WHARF[@]}" pull "$IMAGE" >/dev/null
 read -r -a RUN_ARGS <<<"${WHARF_RUN_ARGS:-}"
@@ -34,6 +35,7 @@ time_runs() {
     done
 }
 
+phase_lines_before=$(grep -c "start phases" "$WORK/wharfd/wharfd.log" || true)
 time_runs "$WORK/wharf.ms" "${WHARF[@]}" run --rm "${RUN_ARGS[@]}" "$IMAGE" true
 
 # runc: the same busybox in a plain rootfs directory.
@@ -78,4 +80,20 @@ if [ "$HAVE_DOCKER" = 1 ]; then
 else
     printf '%-32s %s\n' "docker run --rm" "(no Docker engine installed: skipped)"
 fi
+# Where the time of a start goes: the median, over the timed runs, of the time from the
+# engine's start request to the end of each phase (wharfd's debug line `start phases (ms):
+# NAME +MS ...`: the network attached, the spec written, the shim spawned and running, its
+# clone, the cgroup joined, the init's rootfs and process set up, the go, the exec, the
+# handshake read back, the record written).
+grep "start phases" "$WORK/wharfd/wharfd.log" | tail -n +"$((phase_lines_before + 1))" |
+    python3 -c '
+import re, statistics, sys
+phases = {}
+for line in sys.stdin:
+    for name, ms in re.findall(r"([a-z-]+) \+([0-9.]+)", line.split("start phases (ms):", 1)[1]):
+        phases.setdefault(name, []).append(float(ms))
+print("\n%-32s %10s" % ("engine start phase (from request)", "median ms"))
+for name, v in sorted(phases.items(), key=lambda kv: statistics.median(kv[1])):
+    print("%-32s %10.2f" % ("  " + name, statistics.median(v)))
+'
 stop_wharfd

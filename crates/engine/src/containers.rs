@@ -228,6 +228,10 @@ struct Handshake {
     error: Option<String>,
     #[serde(default)]
     exit_code: Option<i32>,
+    /// When each phase of the start ended (`wharf_runtime::phases`): the shim's and its
+    /// child's, then those added here.
+    #[serde(default)]
+    phases: wharf_runtime::phases::Phases,
     /// The pipe from the shim, kept open by it until the container's exit is recorded.
     #[serde(skip)]
     exit_notify: Option<std::os::fd::OwnedFd>,
@@ -573,11 +577,15 @@ impl Engine {
         }
         let engine = self.clone();
         let spawn_rec = rec.clone();
-        let t0 = std::time::Instant::now();
+        let t0 = wharf_runtime::phases::now_ns();
         let spawned = blocking(move || {
             engine.network_attach(&spawn_rec)?;
+            let t_network = wharf_runtime::phases::now_ns();
             crate::failpoint::hit("start-after-network");
-            let r = engine.spawn_shim(&spawn_rec);
+            let r = engine.spawn_shim(&spawn_rec).map(|mut h| {
+                h.phases.push(("network".to_string(), t_network));
+                h
+            });
             if r.is_ok() {
                 crate::failpoint::hit("start-after-spawn");
             }
@@ -589,7 +597,6 @@ impl Engine {
             r
         })
         .await;
-        log::debug!("container {}: shim started in {:?}", rec.id, t0.elapsed());
         match spawned {
             Ok(mut h) => {
                 rec.state = ContainerState {
@@ -602,6 +609,12 @@ impl Engine {
                     ..Default::default()
                 };
                 self.put_container(&rec)?;
+                h.phases.push(("record".to_string(), wharf_runtime::phases::now_ns()));
+                log::debug!(
+                    "container {}: start phases (ms): {}",
+                    rec.id,
+                    wharf_runtime::phases::describe(t0, &h.phases)
+                );
                 // The record knows the start now: `shim.json` stays only for starts it does not.
                 let _ = std::fs::remove_file(self.container_dir(&rec.id).join("shim.json"));
                 live.started(h.pid);
@@ -637,6 +650,7 @@ impl Engine {
         let spec_json =
             serde_json::to_vec_pretty(&spec).map_err(|e| EngineError::Internal(format!("encode config.json: {e}")))?;
         std::fs::write(dir.join("config.json"), spec_json).map_err(|e| EngineError::io("write config.json", e))?;
+        let t_spec = wharf_runtime::phases::now_ns();
         let _ = std::fs::remove_file(dir.join("exit.json"));
         let _ = std::fs::remove_file(dir.join("shim.json"));
         let shim_log = std::fs::OpenOptions::new()
@@ -656,6 +670,7 @@ impl Engine {
             .stderr(shim_log)
             .spawn()
             .map_err(|e| EngineError::io(format!("start shim {}", self.inner.config.shim_path.display()), e))?;
+        let t_shim_spawned = wharf_runtime::phases::now_ns();
         let mut line = String::new();
         let mut notify = None;
         let read = match child.stdout.take() {
@@ -680,6 +695,9 @@ impl Engine {
         let mut h: Handshake = serde_json::from_str(line.trim())
             .map_err(|e| EngineError::Internal(format!("shim handshake {line:?}: {e}")))?;
         h.exit_notify = notify;
+        h.phases.push(("spec".to_string(), t_spec));
+        h.phases.push(("shim-spawned".to_string(), t_shim_spawned));
+        h.phases.push(("handshake".to_string(), wharf_runtime::phases::now_ns()));
         if let Some(message) = h.error {
             return Err(EngineError::Exec { message, exit_code: h.exit_code.unwrap_or(125) });
         }

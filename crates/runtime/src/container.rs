@@ -32,6 +32,8 @@ pub struct Spawned {
     pub pid: i32,
     /// The cgroup it runs in, when the spec names one.
     pub cgroup: Option<Cgroup>,
+    /// When each phase of the start ended (`crate::phases`): this process's and the init's.
+    pub phases: crate::phases::Phases,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +104,8 @@ const NAMESPACES: &[(&str, libc::c_int)] = &[
 /// process has exec'ed, or with the reason it could not. Must be called from a
 /// single-threaded process (the shim): the child runs ordinary Rust between clone and exec.
 pub fn spawn(bundle_dir: &Path, spec: &Spec, stdio: ChildStdio) -> Result<Spawned, SpawnError> {
+    use crate::phases::now_ns;
+    let mut phases = vec![("spawn".to_string(), now_ns())];
     let userns = crate::userns::user_ns(spec).map_err(SpawnError::InvalidSpec)?;
     let (child_spec, net_sysctls) = crate::userns::split_net_sysctls(spec, userns.is_some());
     let plan = init::Plan::new(bundle_dir, &child_spec).map_err(SpawnError::InvalidSpec)?;
@@ -188,6 +192,7 @@ pub fn spawn(bundle_dir: &Path, spec: &Spec, stdio: ChildStdio) -> Result<Spawne
         );
     }
     let pid = pid as i32;
+    phases.push(("clone".to_string(), now_ns()));
     drop(sync_r);
     drop(err_w);
     drop(joins);
@@ -200,7 +205,7 @@ pub fn spawn(bundle_dir: &Path, spec: &Spec, stdio: ChildStdio) -> Result<Spawne
     drop(layer_sock);
 
     // The child builds its rootfs meanwhile; the cgroup write can stall for milliseconds.
-    let parent_side = setup_parent_side(spec, pid);
+    let parent_side = setup_parent_side(spec, pid, &mut phases);
     if parent_side.is_ok() {
         // EPIPE here means the child has already failed; its error is on the error pipe.
         // SAFETY: writing one byte from a valid buffer to an fd we own.
@@ -211,10 +216,15 @@ pub fn spawn(bundle_dir: &Path, spec: &Spec, stdio: ChildStdio) -> Result<Spawne
     }
     drop(sync_w);
 
-    let mut msg = Vec::new();
-    let read = File::from(err_r).read_to_end(&mut msg);
+    let mut buf = Vec::new();
+    let read = File::from(err_r).read_to_end(&mut buf);
+    let (child_phases, msg) = crate::phases::split_child(&buf);
     let cgroup = match parent_side {
-        Ok(cgroup) if read.is_ok() && msg.is_empty() => return Ok(Spawned { pid, cgroup }),
+        Ok(cgroup) if read.is_ok() && msg.is_empty() => {
+            phases.extend(child_phases);
+            phases.push(("exec".to_string(), now_ns()));
+            return Ok(Spawned { pid, cgroup, phases });
+        }
         Ok(cgroup) => cgroup,
         // The child's own error, when it has one, is the cause; a failed cgroup write for a
         // process that already died is only a consequence.
@@ -231,7 +241,7 @@ pub fn spawn(bundle_dir: &Path, spec: &Spec, stdio: ChildStdio) -> Result<Spawne
     if let Err(source) = read {
         return Err(SpawnError::Os { what: "read container error pipe".to_string(), source });
     }
-    let failure = ChildFailure::decode(&msg);
+    let failure = ChildFailure::decode(msg);
     Err(match failure.kind {
         FailKind::NotFound => SpawnError::NotFound(failure.message),
         FailKind::PermissionDenied => SpawnError::PermissionDenied(failure.message),
@@ -262,17 +272,19 @@ fn raw_clone(flags: libc::c_int) -> Result<i64, SpawnError> {
     Ok(pid)
 }
 
-fn setup_parent_side(spec: &Spec, pid: i32) -> Result<Option<Cgroup>, SpawnError> {
+fn setup_parent_side(spec: &Spec, pid: i32, phases: &mut crate::phases::Phases) -> Result<Option<Cgroup>, SpawnError> {
     let linux = spec.linux.as_ref();
     let cgroup = match linux.and_then(|l| l.cgroups_path.as_deref()) {
         Some(path) if !path.is_empty() => {
             let default = Resources::default();
             let resources = linux.and_then(|l| l.resources.as_ref()).unwrap_or(&default);
             let cg = Cgroup::create(path, resources)?;
+            phases.push(("cgroup-made".to_string(), crate::phases::now_ns()));
             if let Err(e) = cg.add_pid(pid) {
                 let _ = cg.remove();
                 return Err(e.into());
             }
+            phases.push(("cgroup-joined".to_string(), crate::phases::now_ns()));
             Some(cg)
         }
         _ => None,

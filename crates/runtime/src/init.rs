@@ -554,6 +554,8 @@ pub(crate) fn reset_signals() {
 }
 
 fn child_run(plan: &Plan, fds: &ChildFds) -> ChildResult<Infallible> {
+    let mut stamps = [0u64; crate::phases::CHILD.len()];
+    stamps[0] = crate::phases::now_ns();
     // SAFETY: plain syscalls on fds and state this process owns.
     unsafe {
         libc::close(fds.sync_w);
@@ -583,10 +585,12 @@ fn child_run(plan: &Plan, fds: &ChildFds) -> ChildResult<Infallible> {
     }
     setup_rootfs(plan, handed)?;
     finish_rootfs(plan)?;
+    stamps[1] = crate::phases::now_ns();
     if let Some(console) = fds.stdio.console {
         crate::tty::setup_in_child(console, plan.console_size, plan.uid, plan.gid)?;
     }
     setup_process(plan)?;
+    stamps[2] = crate::phases::now_ns();
 
     let mut byte = 0u8;
     // SAFETY: reading one byte into a valid buffer.
@@ -599,6 +603,10 @@ fn child_run(plan: &Plan, fds: &ChildFds) -> ChildResult<Infallible> {
     // SAFETY: marks every fd above 2 close-on-exec (the error pipe already is), so only the
     // standard streams reach the container process.
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    stamps[3] = crate::phases::now_ns();
+    let rec = crate::phases::encode_child(&stamps);
+    // SAFETY: write from a valid buffer; the pipe has room (a failure record may follow).
+    unsafe { libc::write(fds.err_w, rec.as_ptr().cast(), rec.len()) };
     Err(exec(plan))
 }
 

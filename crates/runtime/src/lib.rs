@@ -6,6 +6,7 @@ pub mod container;
 pub mod devices_bpf;
 pub mod exec;
 mod init;
+pub mod phases;
 pub mod seccomp;
 pub mod spec;
 pub mod tty;

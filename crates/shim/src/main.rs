@@ -103,6 +103,7 @@ fn last_os(what: &str) -> String {
 }
 
 fn main() {
+    let began = wharf_runtime::phases::now_ns();
     let args = parse_args().unwrap_or_else(|e| fail(&e, 125));
     // SAFETY: closes every fd above the standard streams; none is owned by Rust code yet.
     // The shim lives as long as its container, so nothing wharfd leaked may stay open.
@@ -126,7 +127,7 @@ fn main() {
         }
     }
     let sigfd = sigchld_fd().unwrap_or_else(|e| fail(&e, 125));
-    let code = match run(&args, sigfd) {
+    let code = match run(&args, sigfd, began) {
         Ok(()) => 0,
         Err(e) => {
             // Stdout is /dev/null by now; the log is the only witness.
@@ -167,7 +168,8 @@ pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
     }
 }
 
-fn run(args: &Args, sigfd: OwnedFd) -> Result<(), String> {
+/// `began`: when this process started (the first of the start's phases it stamps).
+fn run(args: &Args, sigfd: OwnedFd, began: u64) -> Result<(), String> {
     let config = args.bundle.join("config.json");
     let spec: Spec = std::fs::read(&config)
         .map_err(|e| format!("read {}: {e}", config.display()))
@@ -242,7 +244,12 @@ fn run(args: &Args, sigfd: OwnedFd) -> Result<(), String> {
     if let Err(e) = write_atomic(&args.bundle, "shim.json", &started, false) {
         log_shim_error(args, &e);
     }
-    handshake(started);
+    // wharfd logs the start's phases at debug level; shim.json does not need them.
+    let mut phases = vec![("shim".to_string(), began)];
+    phases.extend(spawned.phases.iter().cloned());
+    let mut line = started;
+    line["phases"] = serde_json::json!(phases);
+    handshake(line);
     // The pipe to wharfd stays open (on a close-on-exec fd) until exit.json is written: its
     // end-of-file tells a live wharfd that the container exited, without waiting for cleanup.
     // SAFETY: F_DUPFD_CLOEXEC returns a new fd that we then own; dup2 of an fd we own onto the

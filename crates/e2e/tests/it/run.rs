@@ -175,3 +175,50 @@ fn multiarch_through_docker() {
     let out = d.docker(&["run", "--rm", &image, "sh", "-c", "echo $WHARF_ARCH"]);
     assert_eq!(out.ok().stdout, format!("{arch}\n"), "{out}");
 }
+
+/// At debug level wharfd logs, per start, when each phase ended (bench/start-latency.sh takes
+/// its medians from these lines): every phase, each after the ones it waits for.
+#[test]
+fn start_phases_are_logged_in_causal_order() {
+    let d = Daemon::start();
+    let image = registry().image("library/busybox:latest");
+    d.wharf(&["pull", &image]).ok();
+    let id = d.wharf(&["run", "-d", &image, "true"]).ok().trimmed().to_string();
+    d.wharf(&["wait", &id]).ok();
+    let log = d.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains(&format!("container {id}: start phases (ms):")))
+        .unwrap_or_else(|| panic!("no start phases for {id} in the log:\n{log}"));
+    let stamps: Vec<(&str, f64)> = line
+        .split("start phases (ms):")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .chunks(2)
+        .map(|c| (c[0], c[1].trim_start_matches('+').parse::<f64>().expect(line)))
+        .collect();
+    let at = |name: &str| stamps.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("{name} in {line}")).1;
+    let chain = [
+        "network",
+        "spec",
+        "shim-spawned",
+        "shim",
+        "spawn",
+        "clone",
+        "child",
+        "rootfs",
+        "process",
+        "go",
+        "exec",
+        "handshake",
+        "record",
+    ];
+    for pair in chain.windows(2) {
+        assert!(at(pair[0]) <= at(pair[1]), "{} after {}: {line}", pair[0], pair[1]);
+    }
+    assert!(at("clone") <= at("cgroup-made") && at("cgroup-made") <= at("cgroup-joined"), "{line}");
+    assert!(at("cgroup-joined") <= at("go"), "the init waits for its cgroups: {line}");
+    assert!(at("record") > 0.0 && at("record") < 60_000.0, "{line}");
+}
