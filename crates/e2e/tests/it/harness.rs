@@ -526,6 +526,9 @@ impl Daemon {
         for d in [&data_root, &exec_root, &docker_config] {
             fs::create_dir_all(d).expect("create daemon dirs");
         }
+        // One number for the bridge and the subnet: two daemons starting at once must not
+        // read the same counter value (they did, and one's cleanup deleted the other's bridge).
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let mut d = Daemon {
             sock: dir.join("wharfd.sock"),
             log: dir.join("wharfd.log"),
@@ -533,8 +536,8 @@ impl Daemon {
             exec_root,
             docker_config,
             cgroup_parent: format!("/{name}"),
-            bridge: format!("whe{}", COUNTER.load(Ordering::SeqCst) + 1000 * (std::process::id() as usize % 1000)),
-            bip: format!("10.{}.{}.1/24", 200 + std::process::id() % 50, COUNTER.fetch_add(1, Ordering::SeqCst) % 256),
+            bridge: format!("whe{}", n + 1000 * (std::process::id() as usize % 1000)),
+            bip: format!("10.{}.{}.1/24", 200 + std::process::id() % 50, n % 256),
             dir,
             opts,
             child: None,
