@@ -292,10 +292,17 @@ impl Netlink {
         self.request(m, || format!("set link {index} up"))
     }
 
+    /// Deletes a link by name in this socket's network namespace (which need not be the
+    /// calling thread's: `sandbox::create` calls this from inside the new namespace).
     pub fn delete_link(&self, name: &str) -> Result<(), NetlinkError> {
-        let index = link_index(name)?;
-        let m = Msg::new(RTM_DELLINK, 0, &ifinfomsg(index as i32, 0, 0));
-        self.request(m, || format!("delete link {name}"))
+        let mut m = Msg::new(RTM_DELLINK, 0, &ifinfomsg(0, 0, 0));
+        m.attr_str(IFLA_IFNAME, name);
+        match self.request(m, || format!("delete link {name}")) {
+            Err(NetlinkError::Request { source, .. }) if source.raw_os_error() == Some(libc::ENODEV) => {
+                Err(NetlinkError::NoSuchLink(name.to_string()))
+            }
+            r => r,
+        }
     }
 
     /// Deletes a link by index: indexes are not reused while the host runs, so a late delete
