@@ -329,7 +329,7 @@ fn early_cgroup(spec: &Spec) -> Result<Option<(Cgroup, OwnedFd)>, SpawnError> {
 
 /// clone3 with CLONE_INTO_CGROUP, fork semantics otherwise (as `raw_clone`). None when the
 /// kernel lacks clone3 or the flag, so that the caller clones the older way.
-fn clone_into_cgroup(flags: libc::c_int, cgroup_dir: RawFd) -> Option<Result<i64, SpawnError>> {
+pub(crate) fn clone_into_cgroup(flags: libc::c_int, cgroup_dir: RawFd) -> Option<Result<i64, SpawnError>> {
     const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
     // struct clone_args of linux/sched.h, as of 5.7 (CLONE_ARGS_SIZE_VER2).
     #[repr(C)]

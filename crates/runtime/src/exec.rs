@@ -87,8 +87,20 @@ pub fn exec(
     let (sync_r, sync_w) = pipe_cloexec("sync")?;
     let (err_r, err_w) = pipe_cloexec("error")?;
 
-    // SAFETY: fork in a single-threaded process; the child only runs `child_main`.
-    let pid = unsafe { libc::fork() };
+    // On pure v2 the process is born in the container's cgroup (CLONE_INTO_CGROUP), as the
+    // container's init is: no cgroup.procs write, whose first use costs an RCU grace period.
+    let cgroup_dir = match cgroup {
+        Some(cg) if cg.layout() == crate::Layout::V2 => cg.dirs().into_iter().next().and_then(|d| File::open(d).ok()),
+        _ => None,
+    };
+    let born_in_cgroup = cgroup_dir.as_ref().map(|dir| crate::container::clone_into_cgroup(0, dir.as_raw_fd()));
+    let pid = match born_in_cgroup {
+        Some(Some(Ok(pid))) => pid as libc::pid_t,
+        Some(Some(Err(e))) => return Err(e),
+        // SAFETY: fork in a single-threaded process; the child only runs `child_main`.
+        _ => unsafe { libc::fork() },
+    };
+    let born_in_cgroup = matches!(born_in_cgroup, Some(Some(Ok(_))));
     if pid < 0 {
         return Err(os_err("fork exec process"));
     }
@@ -110,7 +122,7 @@ pub fn exec(
 
     // Into the container's cgroup before it joins the cgroup namespace, so that its view
     // of /proc/self/cgroup is the container's.
-    if let Some(cg) = cgroup {
+    if let Some(cg) = cgroup.filter(|_| !born_in_cgroup) {
         if let Err(e) = cg.add_pid(pid) {
             kill_and_reap(pid);
             return Err(e.into());
