@@ -80,20 +80,28 @@ if [ "$HAVE_DOCKER" = 1 ]; then
 else
     printf '%-32s %s\n' "docker run --rm" "(no Docker engine installed: skipped)"
 fi
-# Where the time of a start goes: the median, over the timed runs, of the time from the
-# engine's start request to the end of each phase (wharfd's debug line `start phases (ms):
-# NAME +MS ...`: the network attached, the spec written, the shim spawned and running, its
-# clone, the cgroup joined, the init's rootfs and process set up, the go, the exec, the
-# handshake read back, the record written).
-grep "start phases" "$WORK/wharfd/wharfd.log" | tail -n +"$((phase_lines_before + 1))" |
-    python3 -c '
+# Where the time goes: the median, over the timed runs, of the time to the end of each phase
+# from wharfd's debug lines. `start phases (ms): NAME +MS ...` counts from the engine's start
+# request: the network attached, the spec written, the shim spawned and running, its clone,
+# the cgroup made and joined, the init's rootfs and process set up, the go, the exec, the
+# handshake read back, the record written. `exit phases` counts from the shim reaping the
+# init: exit.json written, its end of the pipe seen by wharfd, the exit recorded, the network
+# released, the waiters told (`wait` answers here), the container removed (--rm).
+phases() {
+    local kind=$1 title=$2
+    grep "$kind phases" "$WORK/wharfd/wharfd.log" | tail -n +"$((phase_lines_before + 1))" |
+        python3 -c '
 import re, statistics, sys
+kind, title = sys.argv[1], sys.argv[2]
 phases = {}
 for line in sys.stdin:
-    for name, ms in re.findall(r"([a-z-]+) \+([0-9.]+)", line.split("start phases (ms):", 1)[1]):
+    for name, ms in re.findall(r"([a-z-]+) \+([0-9.]+)", line.split(kind + " phases (ms):", 1)[1]):
         phases.setdefault(name, []).append(float(ms))
-print("\n%-32s %10s" % ("engine start phase (from request)", "median ms"))
+print("\n%-32s %10s" % (title, "median ms"))
 for name, v in sorted(phases.items(), key=lambda kv: statistics.median(kv[1])):
     print("%-32s %10.2f" % ("  " + name, statistics.median(v)))
-'
+' "$kind" "$title"
+}
+phases start "start phase (from the request)"
+phases exit "exit phase (from the reap)"
 stop_wharfd

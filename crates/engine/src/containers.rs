@@ -973,6 +973,10 @@ impl Engine {
                 log::error!("container {id}: after its shim died: {e}");
             }
         }
+        let mut phases = exit.as_ref().map(|x| x.phases.clone()).unwrap_or_default();
+        let stamp = |phases: &mut wharf_runtime::phases::Phases, name: &str| {
+            phases.push((name.to_string(), wharf_runtime::phases::now_ns()));
+        };
         let (code, oom, finished, error) = match exit {
             Some(x) => (x.exit_code, x.oom_killed, x.finished_at, String::new()),
             None => (
@@ -994,19 +998,26 @@ impl Engine {
         if let Err(e) = self.put_container(&rec) {
             log::error!("container {id}: record exit: {e}");
         }
+        stamp(&mut phases, "exit-recorded");
         self.network_release_async(id).await;
+        stamp(&mut phases, "network-released");
         // dockerd reports the OOM killer's kill as an event of its own, before the `die`.
         if oom {
             self.container_event(&rec, "oom", &[]);
         }
         self.container_event(&rec, "die", &[("exitCode", code.to_string())]);
         live.exited(code);
+        stamp(&mut phases, "waiters-told");
         log::debug!("container {id}: exited with {code}");
         self.after_exit(&rec);
         if rec.host_config.auto_remove {
             if let Err(e) = self.remove_container(id, true).await {
                 log::error!("container {id}: auto-remove: {e}");
             }
+            stamp(&mut phases, "auto-removed");
+        }
+        if let Some(&(_, base)) = phases.first() {
+            log::debug!("container {id}: exit phases (ms): {}", wharf_runtime::phases::describe(base, &phases));
         }
     }
 }

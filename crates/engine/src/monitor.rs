@@ -23,6 +23,9 @@ pub struct ExitFile {
     pub finished_at: String,
     #[serde(default)]
     pub oom_killed: bool,
+    /// The shim's stamps of the exit (`wharf_runtime::phases`), for the debug log.
+    #[serde(default)]
+    pub phases: wharf_runtime::phases::Phases,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -252,7 +255,8 @@ impl Engine {
             if let Some(fd) = notify {
                 wait_for_eof(fd).await;
                 let dir = engine.container_dir(&id);
-                if let Some(exit) = read_exit_file(&dir) {
+                if let Some(mut exit) = read_exit_file(&dir) {
+                    exit.phases.push(("exit-seen".to_string(), wharf_runtime::phases::now_ns()));
                     engine.on_exit(&id, Some(exit)).await;
                     return;
                 }

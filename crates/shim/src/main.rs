@@ -268,13 +268,15 @@ fn run(args: &Args, sigfd: OwnedFd, began: u64) -> Result<(), String> {
     let mut srv =
         server::Server::new(&args.bundle, &spec, spawned.cgroup.as_ref(), log, listener, init, args.wait_attach);
     let status = srv.run(sigfd.as_raw_fd());
+    // The first of the exit's phases (wharfd logs them at debug level with its own).
+    let exited = wharf_runtime::phases::now_ns();
     drop(srv);
     if let Some(p) = &args.socket {
         let _ = std::fs::remove_file(p);
     }
     let oom_killed = spawned.cgroup.as_ref().is_some_and(Cgroup::memory_oom_killed);
     let exit_code = server::exit_code(status);
-    let written = write_exit(&args.bundle, exit_code, oom_killed);
+    let written = write_exit(&args.bundle, exit_code, oom_killed, exited);
     drop(exit_notify);
     drop(mount_ns);
     let removed = match &spawned.cgroup {
@@ -354,11 +356,13 @@ fn listen(path: &Path) -> Result<OwnedFd, String> {
     }
 }
 
-fn write_exit(bundle: &Path, exit_code: i32, oom_killed: bool) -> Result<(), String> {
+/// `exited`: when the init's exit was reaped, on the monotonic clock (`wharf_runtime::phases`).
+fn write_exit(bundle: &Path, exit_code: i32, oom_killed: bool, exited: u64) -> Result<(), String> {
     let body = serde_json::json!({
         "exit_code": exit_code,
         "finished_at": wharf_types::time::rfc3339_nanos(SystemTime::now()),
         "oom_killed": oom_killed,
+        "phases": [["exited", exited], ["exit-written", wharf_runtime::phases::now_ns()]],
     });
     write_atomic(bundle, "exit.json", &body, true)
 }
