@@ -77,6 +77,28 @@ impl CriClient {
         v["ok"].as_array().unwrap().clone()
     }
 
+    /// Drives a streaming URL with cri_client.py's WebSocket client (`req` as its docstring
+    /// says, `stream` set to `url`).
+    #[track_caller]
+    fn stream(&mut self, url: &str, mut req: Value) -> Value {
+        req["stream"] = json!(url);
+        writeln!(self.stdin, "{req}").expect("write to cri client");
+        self.stdin.flush().expect("flush cri client");
+        let mut answer = String::new();
+        self.stdout.read_line(&mut answer).expect("read cri client");
+        let v: Value = serde_json::from_str(&answer).unwrap_or_else(|e| panic!("stream: bad answer {answer:?}: {e}"));
+        assert!(v["error"].is_null(), "stream {url}: {v}");
+        v["ok"].clone()
+    }
+
+    /// The URL an Exec, Attach or PortForward call answers.
+    #[track_caller]
+    fn url(&mut self, method: &str, request: Value) -> String {
+        let url = self.ok(method, request)["url"].as_str().unwrap().to_string();
+        assert!(url.starts_with("http://127.0.0.1:"), "{method}: {url}");
+        url
+    }
+
     #[track_caller]
     fn ok(&mut self, method: &str, request: Value) -> Value {
         match self.call(method, request) {
@@ -762,4 +784,257 @@ fn cri_pull_with_credentials() {
         json!({ "image": { "image": image }, "auth": { "auth": auth, "server_address": reg.addr } }),
     );
     d.wharf(&["image", "inspect", &image]).ok();
+}
+
+/// A running pod on the host's network with one container running `script`; the client, the
+/// sandbox id, the container id.
+fn streaming_pod(tmp: &Path, sock: &Path, name: &str, script: &str, stdin: bool) -> (CriClient, String, String) {
+    let mut c = CriClient::start(sock);
+    let image = c
+        .ok("ImageService/PullImage", json!({ "image": { "image": registry().image("library/busybox:latest") } }))
+        ["image_ref"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let logs = tmp.join("pods").join(name);
+    std::fs::create_dir_all(&logs).unwrap();
+    let pod = pod_config(name, &format!("uid-{name}"), &logs, true);
+    let sid =
+        c.ok("RuntimeService/RunPodSandbox", json!({ "config": pod }))["pod_sandbox_id"].as_str().unwrap().to_string();
+    let mut cfg = container_config(name, &image, script, "c.log");
+    cfg["stdin"] = json!(stdin);
+    let cid = c
+        .ok("RuntimeService/CreateContainer", json!({ "pod_sandbox_id": sid, "config": cfg, "sandbox_config": pod }))
+        ["container_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.ok("RuntimeService/StartContainer", json!({ "container_id": cid }));
+    wait_state(&mut c, &cid, "CONTAINER_RUNNING");
+    (c, sid, cid)
+}
+
+/// The metav1 Status on the error channel of a v4/v5 stream.
+#[track_caller]
+fn error_status(out: &Value) -> Value {
+    let text = out["channels"]["3"].as_str().unwrap_or_else(|| panic!("no error channel message: {out}"));
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("error channel {text:?}: {e}"))
+}
+
+/// Host pids whose command line is exactly `argv`.
+fn pids_running(argv: &[&str]) -> Vec<u32> {
+    let want: Vec<u8> = argv.iter().flat_map(|a| a.bytes().chain([0])).collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want))
+        .collect()
+}
+
+#[test]
+fn cri_exec_streams_over_websocket() {
+    let tmp = TempDir::new("wharf-e2e-cri-exec");
+    let (_d, sock) = cri_daemon(&tmp.0);
+    let (mut c, _sid, cid) = streaming_pod(&tmp.0, &sock, "execpod", "exec sleep 100000", false);
+    let exec = |cmd: &[&str]| json!({ "container_id": cid, "cmd": cmd, "stdout": true, "stderr": true });
+
+    // A command's output on stdout, and v4's Success on the error channel.
+    let url = c.url("RuntimeService/Exec", exec(&["echo", "hello"]));
+    let out = c.stream(&url, json!({ "protocols": ["v4.channel.k8s.io"] }));
+    assert_eq!(out["status"], 101, "{out}");
+    assert_eq!(out["protocol"], "v4.channel.k8s.io");
+    assert_eq!(out["channels"]["1"], "hello\n", "{out}");
+    assert_eq!(error_status(&out), json!({ "metadata": {}, "status": "Success" }));
+    assert_eq!(out["closed"], true, "{out}");
+
+    // A token is good once; unknown ones are nothing.
+    let again = c.stream(&url, json!({ "protocols": ["v4.channel.k8s.io"] }));
+    assert_eq!(again["status"], 404, "{again}");
+    let (base, _) = url.rsplit_once('/').unwrap();
+    assert_eq!(c.stream(&format!("{base}/nosuchtoken"), json!({}))["status"], 404);
+    assert_eq!(c.stream(&url.replace("/exec/", "/attach/"), json!({}))["status"], 404);
+
+    // The exit code, in v5's Status; stderr on its own channel.
+    let url = c.url("RuntimeService/Exec", exec(&["sh", "-c", "echo err >&2; exit 3"]));
+    let out = c.stream(&url, json!({ "protocols": ["v5.channel.k8s.io", "v4.channel.k8s.io"] }));
+    assert_eq!(out["protocol"], "v5.channel.k8s.io");
+    assert_eq!(out["channels"]["2"], "err\n", "{out}");
+    let st = error_status(&out);
+    assert_eq!(st["status"], "Failure", "{st}");
+    assert_eq!(st["reason"], "NonZeroExitCode", "{st}");
+    assert_eq!(st["details"]["causes"][0], json!({ "reason": "ExitCode", "message": "3" }), "{st}");
+    // The first protocol, channel.k8s.io, says it in text, and nothing on success.
+    let url = c.url("RuntimeService/Exec", exec(&["sh", "-c", "exit 3"]));
+    let out = c.stream(&url, json!({ "protocols": ["channel.k8s.io"] }));
+    let text = out["channels"]["3"].as_str().unwrap();
+    assert!(text.starts_with("command terminated with non-zero exit code") && text.contains('3'), "{out}");
+    let url = c.url("RuntimeService/Exec", exec(&["true"]));
+    let out = c.stream(&url, json!({ "protocols": ["channel.k8s.io"] }));
+    assert!(out["channels"]["3"].is_null(), "{out}");
+    // base64: text frames.
+    let url = c.url("RuntimeService/Exec", exec(&["printf", "a\\001b"]));
+    let out = c.stream(&url, json!({ "protocols": ["v4.base64.channel.k8s.io"] }));
+    assert_eq!(out["protocol"], "v4.base64.channel.k8s.io");
+    assert_eq!(out["messages"][0], json!([1, "a\u{1}b"]), "{out}");
+
+    // stdin to cat, ended by v5's close signal.
+    let mut req = exec(&["cat"]);
+    req["stdin"] = json!(true);
+    let url = c.url("RuntimeService/Exec", req);
+    let out = c.stream(
+        &url,
+        json!({ "protocols": ["v5.channel.k8s.io"], "actions": [["send", 0, "line one\n"], ["send", 0, "two\n"], ["close", 0]] }),
+    );
+    assert_eq!(out["channels"]["1"], "line one\ntwo\n", "{out}");
+    assert_eq!(error_status(&out)["status"], "Success");
+
+    // A terminal, sized by the resize channel.
+    let url = c.url(
+        "RuntimeService/Exec",
+        json!({ "container_id": cid, "cmd": ["sh", "-c", "read x; stty size; exit 5"], "tty": true, "stdin": true, "stdout": true }),
+    );
+    let out = c.stream(
+        &url,
+        json!({ "protocols": ["v5.channel.k8s.io"], "actions": [["resize", 123, 45], ["send", 0, "go\r"]] }),
+    );
+    assert!(out["channels"]["1"].as_str().unwrap().contains("45 123"), "{out}");
+    assert!(out["channels"]["2"].is_null(), "a terminal has one output: {out}");
+    assert_eq!(error_status(&out)["details"]["causes"][0]["message"], "5", "{out}");
+
+    // A client that hangs up takes its command with it.
+    let n = 4000 + std::process::id() % 1000;
+    let marker = ["sleep".to_string(), n.to_string()];
+    let argv: Vec<&str> = marker.iter().map(String::as_str).collect();
+    let url = c.url("RuntimeService/Exec", exec(&["sh", "-c", &format!("echo started; exec sleep {n}")]));
+    let out =
+        c.stream(&url, json!({ "protocols": ["v5.channel.k8s.io"], "actions": [["wait", 1, "started"], ["hangup"]] }));
+    assert_eq!(out["channels"]["1"], "started\n", "{out}");
+    assert!(wait_for(Duration::from_secs(10), || pids_running(&argv).is_empty()), "{argv:?} still runs");
+
+    // What the server refuses: a plain GET (which spends the token), protocols it does not
+    // speak, SPDY (not served yet).
+    let url = c.url("RuntimeService/Exec", exec(&["true"]));
+    let out = c.stream(&url, json!({ "upgrade": false }));
+    assert_eq!(out["status"], 400, "{out}");
+    assert!(out["body"].as_str().unwrap().contains("Upgrade: websocket"), "{out}");
+    assert_eq!(c.stream(&url, json!({}))["status"], 404);
+    let url = c.url("RuntimeService/Exec", exec(&["true"]));
+    let out = c.stream(&url, json!({ "protocols": ["v9.channel.k8s.io"] }));
+    assert_eq!(out["status"], 400, "{out}");
+    assert!(out["body"].as_str().unwrap().contains("v9.channel.k8s.io"), "{out}");
+
+    // The RPC's own checks, as kubelet's.
+    let (code, details) =
+        c.err("RuntimeService/Exec", json!({ "container_id": cid, "cmd": ["sh"], "tty": true, "stderr": true }));
+    assert_eq!((code.as_str(), details.as_str()), ("INVALID_ARGUMENT", "tty and stderr cannot both be true"));
+    let (code, details) = c.err("RuntimeService/Exec", json!({ "container_id": cid, "cmd": ["sh"] }));
+    assert_eq!(code, "INVALID_ARGUMENT");
+    assert!(details.contains("one of stdin, stdout, or stderr"), "{details}");
+    assert_eq!(c.err("RuntimeService/Exec", json!({ "container_id": cid, "stdout": true })).0, "INVALID_ARGUMENT");
+    let (code, _) =
+        c.err("RuntimeService/Exec", json!({ "container_id": "0123456789ab", "cmd": ["sh"], "stdout": true }));
+    assert_eq!(code, "NOT_FOUND");
+    let (code, _) = c.err("RuntimeService/PortForward", json!({ "pod_sandbox_id": "0123456789ab", "port": [80] }));
+    assert_eq!(code, "NOT_FOUND");
+}
+
+#[test]
+fn cri_attach_streams_over_websocket() {
+    let tmp = TempDir::new("wharf-e2e-cri-attach");
+    let (_d, sock) = cri_daemon(&tmp.0);
+    // Echoes what comes on its stdin, which stays open between attaches (no stdin_once).
+    let script = r#"echo ready; while read l; do [ "$l" = quit ] && exit 0; echo got:$l; echo err:$l >&2; done"#;
+    let (mut c, _sid, cid) = streaming_pod(&tmp.0, &sock, "attachpod", script, true);
+    let attach = json!({ "container_id": cid, "stdin": true, "stdout": true, "stderr": true });
+
+    let url = c.url("RuntimeService/Attach", attach.clone());
+    let out = c.stream(
+        &url,
+        json!({ "protocols": ["v5.channel.k8s.io"], "actions": [["send", 0, "hello\n"], ["wait", 2, "err:hello"], ["hangup"]] }),
+    );
+    assert!(out["channels"]["1"].as_str().unwrap().contains("got:hello"), "{out}");
+    // The client went; the container goes on, its stdin still open.
+    std::thread::sleep(Duration::from_millis(300));
+    wait_state(&mut c, &cid, "CONTAINER_RUNNING");
+
+    let url = c.url("RuntimeService/Attach", attach.clone());
+    let out = c.stream(
+        &url,
+        json!({ "protocols": ["v4.channel.k8s.io"], "actions": [["send", 0, "again\n"], ["wait", 1, "got:again"], ["send", 0, "quit\n"]] }),
+    );
+    assert!(!out["channels"]["1"].as_str().unwrap().contains("got:hello"), "only what came after the attach: {out}");
+    // The container's end ends the attach, with Success.
+    assert_eq!(error_status(&out), json!({ "metadata": {}, "status": "Success" }), "{out}");
+    let st = wait_state(&mut c, &cid, "CONTAINER_EXITED");
+    assert_eq!(st["status"]["exit_code"], 0, "{st}");
+    let (code, _) = c.err("RuntimeService/Attach", attach);
+    assert_eq!(code, "FAILED_PRECONDITION");
+}
+
+#[test]
+fn cri_port_forward_over_websocket() {
+    let tmp = TempDir::new("wharf-e2e-cri-pf");
+    let (_d, sock) = cri_daemon(&tmp.0);
+    let bridge = Bridge(format!("wcpf{}", unique("").chars().filter(char::is_ascii_digit).take(6).collect::<String>()));
+    let n = std::process::id() % 180 + 20;
+    write_cni_conf(&tmp.0, &bridge.0, &format!("10.{n}.178.0/24"));
+    let mut c = CriClient::start(&sock);
+    let image = c
+        .ok("ImageService/PullImage", json!({ "image": { "image": registry().image("library/busybox:latest") } }))
+        ["image_ref"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let logs = tmp.0.join("pods/pfpod");
+    std::fs::create_dir_all(&logs).unwrap();
+    let pod = pod_config("pfpod", "uid-pf-1", &logs, false);
+    let sid =
+        c.ok("RuntimeService/RunPodSandbox", json!({ "config": pod }))["pod_sandbox_id"].as_str().unwrap().to_string();
+    // Listens on the pod's loopback only: nothing outside the pod reaches it but the forward.
+    let cfg = container_config("web", &image, "exec httpd -f -p 127.0.0.1:8080 -h /etc", "web.log");
+    let cid = c
+        .ok("RuntimeService/CreateContainer", json!({ "pod_sandbox_id": sid, "config": cfg, "sandbox_config": pod }))
+        ["container_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.ok("RuntimeService/StartContainer", json!({ "container_id": cid }));
+    wait_state(&mut c, &cid, "CONTAINER_RUNNING");
+
+    let request = "GET /hostname HTTP/1.0\r\n\r\n";
+    let mut out = Value::Null;
+    let answered = wait_for(Duration::from_secs(20), || {
+        let url = c.url("RuntimeService/PortForward", json!({ "pod_sandbox_id": sid, "port": [8080] }));
+        out = c.stream(&url, json!({ "protocols": ["v4.channel.k8s.io"], "actions": [["send", 0, request]] }));
+        out["channels"]["0"].as_str().is_some_and(|t| t.contains("pfpod"))
+    });
+    assert!(answered, "no answer through the forward: {out}");
+    assert_eq!(out["protocol"], "v4.channel.k8s.io");
+    // Each channel starts with its port, little-endian (8080 = 0x1f90).
+    assert_eq!(out["messages"][0], json!([0, "\u{90}\u{1f}"]), "{out}");
+    assert_eq!(out["messages"][1], json!([1, "\u{90}\u{1f}"]), "{out}");
+    assert!(out["channels"]["0"].as_str().unwrap().contains("200 OK"), "{out}");
+    assert_eq!(out["closed"], true, "{out}");
+
+    // Two ports from the query, one of them closed: its error channel says so.
+    let url = c.url("RuntimeService/PortForward", json!({ "pod_sandbox_id": sid }));
+    let out = c.stream(
+        &format!("{url}?port=8080&port=8081"),
+        json!({ "protocols": ["v4.channel.k8s.io"], "actions": [["send", 0, request]] }),
+    );
+    assert!(out["channels"]["0"].as_str().unwrap().contains("pfpod"), "{out}");
+    let err = out["channels"]["3"].as_str().unwrap();
+    assert!(err.contains("error forwarding port 8081") && err.contains("refused"), "{out}");
+    // No port at all is refused; so are bad ones.
+    let url = c.url("RuntimeService/PortForward", json!({ "pod_sandbox_id": sid }));
+    assert_eq!(c.stream(&url, json!({ "protocols": ["v4.channel.k8s.io"] }))["status"], 400);
+    let (code, _) = c.err("RuntimeService/PortForward", json!({ "pod_sandbox_id": sid, "port": [70000] }));
+    assert_eq!(code, "INVALID_ARGUMENT");
+    let url = c.url("RuntimeService/PortForward", json!({ "pod_sandbox_id": sid, "port": [8080] }));
+    assert_eq!(c.stream(&url, json!({ "protocols": ["v5.channel.k8s.io"] }))["status"], 400);
+
+    c.ok("RuntimeService/StopPodSandbox", json!({ "pod_sandbox_id": sid }));
+    c.ok("RuntimeService/RemovePodSandbox", json!({ "pod_sandbox_id": sid }));
+    let (code, _) = c.err("RuntimeService/PortForward", json!({ "pod_sandbox_id": sid, "port": [8080] }));
+    assert_eq!(code, "NOT_FOUND");
 }
