@@ -10,10 +10,11 @@
 //! `v4.base64.channel.k8s.io` and `v5.channel.k8s.io` for exec and attach (channel 0 stdin,
 //! 1 stdout, 2 stderr, 3 error, 4 resize; v4 and later write a metav1 Status on the error
 //! channel with the exit code; v5 lets the client close stdin with `[255, 0]`), and for
-//! port-forward the channel pairs of `portforward.rs`. SPDY/3.1 is not served yet: such an
-//! upgrade is answered 400 with that said.
+//! port-forward the channel pairs of `portforward.rs`; and SPDY/3.1 (`spdy.rs`), which
+//! kubelet and the apiserver speak, with the same protocols' stream types.
 
 mod portforward;
+pub mod spdy;
 pub mod websocket;
 
 use std::collections::HashMap;
@@ -278,11 +279,11 @@ fn handle(cri: Arc<Cri>, mut req: Request<Body>) -> Response<Full<Bytes>> {
         return plain(StatusCode::NOT_FOUND, "token not found or expired");
     };
     let h = req.headers();
-    if has_token(h, "upgrade", "spdy/3.1") {
-        return plain(StatusCode::BAD_REQUEST, "SPDY/3.1 streams are not served by wharf yet; use a WebSocket upgrade");
+    if has_token(h, "upgrade", "spdy/3.1") && has_token(h, "connection", "upgrade") {
+        return spdy_upgrade(cri, req, stream);
     }
     if !has_token(h, "upgrade", "websocket") || !has_token(h, "connection", "upgrade") {
-        return plain(StatusCode::BAD_REQUEST, "a stream needs an Upgrade: websocket request");
+        return plain(StatusCode::BAD_REQUEST, "a stream needs an Upgrade: websocket or SPDY/3.1 request");
     }
     if header(h, "sec-websocket-version") != "13" {
         let mut r = plain(StatusCode::BAD_REQUEST, "unsupported Sec-WebSocket-Version (13 is)");
@@ -338,13 +339,106 @@ fn handle(cri: Arc<Cri>, mut req: Request<Body>) -> Response<Full<Bytes>> {
     resp
 }
 
-/// What the frame reader hands on: a channel message, a ping to answer, or the end (a close
-/// frame, the connection's end or a protocol error).
-#[derive(Debug)]
+/// The SPDY protocols of exec and attach, and of port-forward, best first.
+const SPDY_STDIO: &[&str] = &["v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"];
+const SPDY_PORTFORWARD: &[&str] = &["portforward.k8s.io"];
+
+/// A SPDY/3.1 upgrade, negotiated as Kubernetes' `httpstream.Handshake`: the first of the
+/// client's `X-Stream-Protocol-Version`s the server speaks; none in common is 403 with the
+/// server's list in `X-Accepted-Stream-Protocol-Versions`.
+fn spdy_upgrade(cri: Arc<Cri>, mut req: Request<Body>, stream: StreamRequest) -> Response<Full<Bytes>> {
+    let offered: Vec<String> = req
+        .headers()
+        .get_all("x-stream-protocol-version")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect();
+    if offered.is_empty() {
+        return plain(StatusCode::BAD_REQUEST, "unable to upgrade: X-Stream-Protocol-Version is required");
+    }
+    let server = if matches!(stream, StreamRequest::PortForward(_)) { SPDY_PORTFORWARD } else { SPDY_STDIO };
+    let Some(chosen) = offered.iter().find(|p| server.contains(&p.as_str())).cloned() else {
+        let mut r = plain(
+            StatusCode::FORBIDDEN,
+            format!("unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server accepts {server:?}"),
+        );
+        for p in server {
+            r.headers_mut().append("x-accepted-stream-protocol-versions", http::HeaderValue::from_static(p));
+        }
+        return r;
+    };
+    let json = chosen == "v4.channel.k8s.io";
+    let upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let io = match upgrade.await {
+            Ok(u) => hyper_util::rt::TokioIo::new(u),
+            Err(e) => {
+                log::debug!("cri streaming: upgrade: {e}");
+                return;
+            }
+        };
+        let (r, w) = tokio::io::split(io);
+        let conn = match spdy::Conn::new(r, w) {
+            Ok(c) => c,
+            Err(e) => return log::warn!("cri streaming: {e}"),
+        };
+        let (want, exec) = match &stream {
+            StreamRequest::Exec(x) => (spdy::wanted(x.stdin, x.stdout, x.stderr, x.tty), true),
+            StreamRequest::Attach(a) => (spdy::wanted(a.stdin, a.stdout, a.stderr, a.tty), false),
+            StreamRequest::PortForward(pf) => return spdy::portforward_session(&cri, conn, &pf.pod_sandbox_id).await,
+        };
+        let t = match spdy::StdioConn::open(conn, &want, json).await {
+            Ok(t) => t,
+            Err(e) => return log::info!("cri streaming: {} over spdy: {e}", if exec { "exec" } else { "attach" }),
+        };
+        match stream {
+            StreamRequest::Exec(x) => exec_session(&cri, t, x).await,
+            StreamRequest::Attach(a) => attach_session(&cri, t, a).await,
+            StreamRequest::PortForward(_) => {}
+        }
+    });
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let rh = resp.headers_mut();
+    rh.insert(http::header::UPGRADE, http::HeaderValue::from_static("SPDY/3.1"));
+    rh.insert(http::header::CONNECTION, http::HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = http::HeaderValue::from_str(&chosen) {
+        rh.insert("x-stream-protocol-version", v);
+    }
+    resp
+}
+
+/// The pid of a running sandbox's pause process, read now (the pod may have stopped since
+/// the RPC).
+fn sandbox_pid(cri: &Cri, sandbox_id: &str) -> Option<i32> {
+    match cri.engine.find_container(sandbox_id) {
+        Ok(rec) if rec.state.running && rec.state.pid > 0 => Some(rec.state.pid),
+        _ => None,
+    }
+}
+
+/// What a stream's transport hands the session: a channel's bytes (channels as the
+/// websocket protocols number them), the client's end of a channel (v5's close signal, or a
+/// SPDY stream's FIN), or the end of the connection (a close, the socket's end, an error).
+#[derive(Debug, PartialEq, Eq)]
 pub enum WsEvent {
     Data(u8, Vec<u8>),
-    Ping(Vec<u8>),
+    Closed(u8),
     End,
+}
+
+/// A stream's transport, WebSocket or SPDY, as an exec or attach session sees it.
+pub(crate) trait Transport {
+    /// The next channel event; pings and the like are answered inside.
+    async fn next(&mut self) -> WsEvent;
+    async fn send(&mut self, channel: u8, data: &[u8]) -> std::io::Result<()>;
+    /// Whether the error channel carries a metav1 Status (v4 and later).
+    fn status_json(&self) -> bool;
+    /// The orderly end: everything sent, then the connection closed.
+    async fn finish(&mut self);
 }
 
 /// Reads frames on a task of its own, so the session's loop waits on a channel (cancel-safe)
@@ -387,29 +481,37 @@ impl<W> Drop for Ws<W> {
     }
 }
 
-impl<W: AsyncWrite + Unpin> Ws<W> {
-    /// The next channel message (or ping, or the end), decoded per the protocol; a message
-    /// that does not decode ends the stream.
-    pub async fn next(&mut self) -> WsEvent {
+impl<W: AsyncWrite + Unpin> Transport for Ws<W> {
+    /// The next channel message, decoded per the protocol; a message that does not decode
+    /// ends the stream. Pings are answered here; pongs answer nothing (none is sent).
+    async fn next(&mut self) -> WsEvent {
         loop {
             let Some(incoming) = self.rx.recv().await else { return WsEvent::End };
             return match incoming {
                 Incoming::Message { text, data } => match decode(self.channels, text, &data) {
+                    Some((CLOSE, data)) if self.channels.close_signal => match data.first() {
+                        Some(&ch) => WsEvent::Closed(ch),
+                        None => continue,
+                    },
                     Some((ch, payload)) => WsEvent::Data(ch, payload),
                     None => {
                         log::debug!("cri streaming: a message that is no channel message");
                         WsEvent::End
                     }
                 },
-                Incoming::Ping(p) => WsEvent::Ping(p),
-                // No ping is sent, so a pong answers nothing: it is dropped.
+                Incoming::Ping(p) => {
+                    if self.w.send(OP_PONG, &p).await.is_err() {
+                        return WsEvent::End;
+                    }
+                    continue;
+                }
                 Incoming::Pong => continue,
                 Incoming::Close(_) => WsEvent::End,
             };
         }
     }
 
-    pub async fn send(&mut self, channel: u8, data: &[u8]) -> std::io::Result<()> {
+    async fn send(&mut self, channel: u8, data: &[u8]) -> std::io::Result<()> {
         if self.channels.base64 {
             let mut text = vec![b'0' + channel];
             text.extend_from_slice(base64::engine::general_purpose::STANDARD.encode(data).as_bytes());
@@ -422,12 +524,12 @@ impl<W: AsyncWrite + Unpin> Ws<W> {
         }
     }
 
-    pub async fn pong(&mut self, payload: &[u8]) -> std::io::Result<()> {
-        self.w.send(OP_PONG, payload).await
+    fn status_json(&self) -> bool {
+        self.channels.status
     }
 
     /// A normal close (1000) and the end of the connection.
-    pub async fn close(&mut self) {
+    async fn finish(&mut self) {
         let _ = self.w.close(1000).await;
     }
 }
@@ -462,7 +564,7 @@ enum Outcome {
 
 /// The error channel's message: a metav1 Status from v4 on (success too), or for the older
 /// protocols the error's text, nothing on success.
-fn status_message(c: Channels, outcome: &Outcome, cmd: &[String]) -> Option<Vec<u8>> {
+fn status_message(json: bool, outcome: &Outcome, cmd: &[String]) -> Option<Vec<u8>> {
     let status = match outcome {
         Outcome::Exited(0) => serde_json::json!({ "metadata": {}, "status": "Success" }),
         Outcome::Exited(code) => serde_json::json!({
@@ -481,7 +583,7 @@ fn status_message(c: Channels, outcome: &Outcome, cmd: &[String]) -> Option<Vec<
             "code": 500,
         }),
     };
-    if c.status {
+    if json {
         return Some(status.to_string().into_bytes());
     }
     match outcome {
@@ -507,9 +609,9 @@ enum Tty<'a> {
 
 /// Pipes a process's stdio and the websocket until the process ends (`Some(code)` when it
 /// told its exit), its stream ends (`None`), or the client goes (`Err(())`).
-async fn pump<W: AsyncWrite + Unpin>(
+async fn pump(
     cri: &Cri,
-    ws: &mut Ws<W>,
+    ws: &mut impl Transport,
     stream: &mut ProcessStream,
     tty: Tty<'_>,
     stdin: bool,
@@ -552,25 +654,18 @@ async fn pump<W: AsyncWrite + Unpin>(
                         log::debug!("cri streaming: resize: {e}");
                     }
                 }
-                WsEvent::Data(CLOSE, data) if ws.channels.close_signal => {
-                    if data.first() == Some(&STDIN) && stdin_open {
-                        stdin_open = false;
-                        let _ = stream.input.send(StreamInput::Close).await;
-                    }
+                WsEvent::Closed(STDIN) if stdin_open => {
+                    stdin_open = false;
+                    let _ = stream.input.send(StreamInput::Close).await;
                 }
-                WsEvent::Data(..) => {}
-                WsEvent::Ping(p) => {
-                    if ws.pong(&p).await.is_err() {
-                        return Err(());
-                    }
-                }
+                WsEvent::Data(..) | WsEvent::Closed(_) => {}
                 WsEvent::End => return Err(()),
             },
         }
     }
 }
 
-async fn exec_session<W: AsyncWrite + Unpin>(cri: &Cri, mut ws: Ws<W>, x: proto::ExecRequest) {
+pub(crate) async fn exec_session(cri: &Cri, mut ws: impl Transport, x: proto::ExecRequest) {
     let config = ExecConfig {
         cmd: x.cmd.clone(),
         tty: x.tty,
@@ -612,7 +707,7 @@ async fn exec_session<W: AsyncWrite + Unpin>(cri: &Cri, mut ws: Ws<W>, x: proto:
     }
 }
 
-async fn attach_session<W: AsyncWrite + Unpin>(cri: &Cri, mut ws: Ws<W>, a: proto::AttachRequest) {
+pub(crate) async fn attach_session(cri: &Cri, mut ws: impl Transport, a: proto::AttachRequest) {
     let opts = AttachOptions { stdin: a.stdin, stdout: a.stdout, stderr: a.stderr, detach_keys: Some(String::new()) };
     let stream = match cri.engine.attach(&a.container_id, opts) {
         Ok(p) => p.connect().await.map_err(|e| e.to_string()),
@@ -628,11 +723,11 @@ async fn attach_session<W: AsyncWrite + Unpin>(cri: &Cri, mut ws: Ws<W>, a: prot
     }
 }
 
-async fn finish<W: AsyncWrite + Unpin>(mut ws: Ws<W>, outcome: Outcome, cmd: &[String]) {
-    if let Some(msg) = status_message(ws.channels, &outcome, cmd) {
+async fn finish(mut ws: impl Transport, outcome: Outcome, cmd: &[String]) {
+    if let Some(msg) = status_message(ws.status_json(), &outcome, cmd) {
         let _ = ws.send(ERROR, &msg).await;
     }
-    ws.close().await;
+    ws.finish().await;
 }
 
 #[cfg(test)]
@@ -698,8 +793,7 @@ mod tests {
 
     #[test]
     fn the_error_channel_carries_kubelets_status() {
-        let v4 = Channels { base64: false, status: true, close_signal: false };
-        let v1 = Channels { base64: false, status: false, close_signal: false };
+        let (v4, v1) = (true, false);
         let cmd = vec!["sh".to_string()];
         let ok: serde_json::Value =
             serde_json::from_slice(&status_message(v4, &Outcome::Exited(0), &cmd).unwrap()).unwrap();

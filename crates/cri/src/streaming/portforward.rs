@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Ws, WsEvent};
+use super::{Transport, Ws, WsEvent};
 use crate::Cri;
 
 /// How long a connect inside the pod may take.
@@ -42,7 +42,7 @@ pub fn query_ports(query: &str, default: &[i32]) -> Result<Vec<u16>, String> {
 }
 
 /// A TCP connection to `port` on the loopback of the network namespace of process `pid`.
-async fn dial(pid: i32, port: u16) -> io::Result<tokio::net::TcpStream> {
+pub(super) async fn dial(pid: i32, port: u16) -> io::Result<tokio::net::TcpStream> {
     let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
     let (tx, rx) = oneshot::channel();
     // A thread of its own, never a runtime's: the namespace sticks to the thread that joined it.
@@ -69,11 +69,7 @@ pub async fn session<W: AsyncWrite + Unpin>(cri: &Cri, mut ws: Ws<W>, sandbox_id
             return;
         }
     }
-    // The sandbox's pid, read again now: the pod may have stopped since the RPC.
-    let pid = match cri.engine.find_container(sandbox_id) {
-        Ok(rec) if rec.state.running && rec.state.pid > 0 => Some(rec.state.pid),
-        _ => None,
-    };
+    let pid = super::sandbox_pid(cri, sandbox_id);
     let (tx, mut from_tcp) = mpsc::channel::<(usize, Option<Vec<u8>>)>(16);
     let mut writers = Vec::with_capacity(ready);
     let mut open = 0;
@@ -140,18 +136,13 @@ pub async fn session<W: AsyncWrite + Unpin>(cri: &Cri, mut ws: Ws<W>, sandbox_id
                         }
                     }
                 }
-                WsEvent::Data(..) => {}
-                WsEvent::Ping(p) => {
-                    if ws.pong(&p).await.is_err() {
-                        return;
-                    }
-                }
+                WsEvent::Data(..) | WsEvent::Closed(_) => {}
                 // The client left: dropping the sockets closes them.
                 WsEvent::End => return,
             },
         }
     }
-    ws.close().await;
+    ws.finish().await;
 }
 
 #[cfg(test)]

@@ -91,6 +91,20 @@ impl CriClient {
         v["ok"].clone()
     }
 
+    /// Drives a streaming URL over SPDY/3.1 with cri_client.py's SPDY client (`req` as its
+    /// docstring says, `spdy` set to `url`).
+    #[track_caller]
+    fn spdy(&mut self, url: &str, mut req: Value) -> Value {
+        req["spdy"] = json!(url);
+        writeln!(self.stdin, "{req}").expect("write to cri client");
+        self.stdin.flush().expect("flush cri client");
+        let mut answer = String::new();
+        self.stdout.read_line(&mut answer).expect("read cri client");
+        let v: Value = serde_json::from_str(&answer).unwrap_or_else(|e| panic!("spdy: bad answer {answer:?}: {e}"));
+        assert!(v["error"].is_null(), "spdy {url}: {v}");
+        v["ok"].clone()
+    }
+
     /// The URL an Exec, Attach or PortForward call answers.
     #[track_caller]
     fn url(&mut self, method: &str, request: Value) -> String {
@@ -912,11 +926,11 @@ fn cri_exec_streams_over_websocket() {
     assert!(wait_for(Duration::from_secs(10), || pids_running(&argv).is_empty()), "{argv:?} still runs");
 
     // What the server refuses: a plain GET (which spends the token), protocols it does not
-    // speak, SPDY (not served yet).
+    // speak.
     let url = c.url("RuntimeService/Exec", exec(&["true"]));
     let out = c.stream(&url, json!({ "upgrade": false }));
     assert_eq!(out["status"], 400, "{out}");
-    assert!(out["body"].as_str().unwrap().contains("Upgrade: websocket"), "{out}");
+    assert!(out["body"].as_str().unwrap().contains("Upgrade: websocket or SPDY/3.1"), "{out}");
     assert_eq!(c.stream(&url, json!({}))["status"], 404);
     let url = c.url("RuntimeService/Exec", exec(&["true"]));
     let out = c.stream(&url, json!({ "protocols": ["v9.channel.k8s.io"] }));
@@ -939,7 +953,95 @@ fn cri_exec_streams_over_websocket() {
 }
 
 #[test]
-fn cri_attach_streams_over_websocket() {
+fn cri_exec_over_spdy() {
+    let tmp = TempDir::new("wharf-e2e-cri-spdy");
+    let (_d, sock) = cri_daemon(&tmp.0);
+    let (mut c, _sid, cid) = streaming_pod(&tmp.0, &sock, "spdypod", "exec sleep 100000", false);
+    let st = |t: &str| json!({ "streamType": t });
+
+    // stdin in, stdout and stderr out, the exit code in v4's Status on the error stream.
+    let url = c.url(
+        "RuntimeService/Exec",
+        json!({ "container_id": cid, "cmd": ["sh", "-c", "cat; echo err >&2; exit 7"], "stdin": true, "stdout": true, "stderr": true }),
+    );
+    let out = c.spdy(
+        &url,
+        json!({
+            "protocols": ["v4.channel.k8s.io", "v3.channel.k8s.io"],
+            "streams": [["error", st("error")], ["stdin", st("stdin")], ["stdout", st("stdout")], ["stderr", st("stderr")]],
+            "actions": [["send", "stdin", "abc\n"], ["send", "stdin", "def\n"], ["fin", "stdin"]],
+        }),
+    );
+    assert_eq!(out["status"], 101, "{out}");
+    assert_eq!(out["protocol"], "v4.channel.k8s.io");
+    assert_eq!(out["replied"], json!(["error", "stdin", "stdout", "stderr"]), "{out}");
+    assert_eq!(out["streams"]["stdout"], "abc\ndef\n", "{out}");
+    assert_eq!(out["streams"]["stderr"], "err\n", "{out}");
+    let status: Value = serde_json::from_str(out["streams"]["error"].as_str().unwrap()).unwrap();
+    assert_eq!(status["reason"], "NonZeroExitCode", "{out}");
+    assert_eq!(status["details"]["causes"][0], json!({ "reason": "ExitCode", "message": "7" }), "{out}");
+    for s in ["stdout", "stderr", "error"] {
+        assert!(out["fins"].as_array().unwrap().contains(&json!(s)), "{s} not ended: {out}");
+    }
+    assert_eq!(out["goaway"], true, "{out}");
+
+    // A terminal sized through the resize stream.
+    let url = c.url(
+        "RuntimeService/Exec",
+        json!({ "container_id": cid, "cmd": ["sh", "-c", "read x; stty size"], "tty": true, "stdin": true, "stdout": true }),
+    );
+    let out = c.spdy(
+        &url,
+        json!({
+            "protocols": ["v4.channel.k8s.io"],
+            "streams": [["error", st("error")], ["stdin", st("stdin")], ["stdout", st("stdout")], ["resize", st("resize")]],
+            "actions": [["resize", 77, 22], ["resize", 91, 33], ["send", "stdin", "go\r"]],
+        }),
+    );
+    assert!(out["streams"]["stdout"].as_str().unwrap().contains("33 91"), "{out}");
+    assert_eq!(out["streams"]["error"], r#"{"metadata":{},"status":"Success"}"#, "{out}");
+
+    // The older protocols say a failure in text, nothing on success.
+    let url =
+        c.url("RuntimeService/Exec", json!({ "container_id": cid, "cmd": ["sh", "-c", "exit 2"], "stdout": true }));
+    let out = c.spdy(
+        &url,
+        json!({ "protocols": ["v2.channel.k8s.io"], "streams": [["error", st("error")], ["stdout", st("stdout")]] }),
+    );
+    assert_eq!(out["protocol"], "v2.channel.k8s.io");
+    assert!(
+        out["streams"]["error"].as_str().unwrap().starts_with("command terminated with non-zero exit code"),
+        "{out}"
+    );
+
+    // Negotiation as Kubernetes' httpstream: none in common is 403 with the server's list;
+    // none offered is 400.
+    let url = c.url("RuntimeService/Exec", json!({ "container_id": cid, "cmd": ["true"], "stdout": true }));
+    let out = c.spdy(&url, json!({ "protocols": ["v9.channel.k8s.io"] }));
+    assert_eq!(out["status"], 403, "{out}");
+    assert!(out["accepted"].as_array().unwrap().contains(&json!("v4.channel.k8s.io")), "{out}");
+    let url = c.url("RuntimeService/Exec", json!({ "container_id": cid, "cmd": ["true"], "stdout": true }));
+    assert_eq!(c.spdy(&url, json!({}))["status"], 400);
+
+    // A client that hangs up over SPDY takes its command with it too.
+    let n = 5000 + std::process::id() % 1000;
+    let marker = ["sleep".to_string(), n.to_string()];
+    let argv: Vec<&str> = marker.iter().map(String::as_str).collect();
+    let url = c.url(
+        "RuntimeService/Exec",
+        json!({ "container_id": cid, "cmd": ["sh", "-c", format!("echo started; exec sleep {n}")], "stdout": true }),
+    );
+    let out = c.spdy(
+        &url,
+        json!({ "protocols": ["v4.channel.k8s.io"], "streams": [["error", st("error")], ["stdout", st("stdout")]],
+                "actions": [["wait", "stdout", "started"], ["hangup"]] }),
+    );
+    assert_eq!(out["streams"]["stdout"], "started\n", "{out}");
+    assert!(wait_for(Duration::from_secs(10), || pids_running(&argv).is_empty()), "{argv:?} still runs");
+}
+
+#[test]
+fn cri_attach_streams_over_websocket_and_spdy() {
     let tmp = TempDir::new("wharf-e2e-cri-attach");
     let (_d, sock) = cri_daemon(&tmp.0);
     // Echoes what comes on its stdin, which stays open between attaches (no stdin_once).
@@ -954,6 +1056,21 @@ fn cri_attach_streams_over_websocket() {
     );
     assert!(out["channels"]["1"].as_str().unwrap().contains("got:hello"), "{out}");
     // The client went; the container goes on, its stdin still open.
+    std::thread::sleep(Duration::from_millis(300));
+    wait_state(&mut c, &cid, "CONTAINER_RUNNING");
+
+    // The same over SPDY/3.1.
+    let url = c.url("RuntimeService/Attach", attach.clone());
+    let st = |t: &str| json!({ "streamType": t });
+    let out = c.spdy(
+        &url,
+        json!({
+            "protocols": ["v4.channel.k8s.io"],
+            "streams": [["error", st("error")], ["stdin", st("stdin")], ["stdout", st("stdout")], ["stderr", st("stderr")]],
+            "actions": [["send", "stdin", "spdy\n"], ["wait", "stderr", "err:spdy"], ["hangup"]],
+        }),
+    );
+    assert!(out["streams"]["stdout"].as_str().unwrap().contains("got:spdy"), "{out}");
     std::thread::sleep(Duration::from_millis(300));
     wait_state(&mut c, &cid, "CONTAINER_RUNNING");
 
@@ -972,7 +1089,7 @@ fn cri_attach_streams_over_websocket() {
 }
 
 #[test]
-fn cri_port_forward_over_websocket() {
+fn cri_port_forward_over_websocket_and_spdy() {
     let tmp = TempDir::new("wharf-e2e-cri-pf");
     let (_d, sock) = cri_daemon(&tmp.0);
     let bridge = Bridge(format!("wcpf{}", unique("").chars().filter(char::is_ascii_digit).take(6).collect::<String>()));
@@ -1025,6 +1142,28 @@ fn cri_port_forward_over_websocket() {
     assert!(out["channels"]["0"].as_str().unwrap().contains("pfpod"), "{out}");
     let err = out["channels"]["3"].as_str().unwrap();
     assert!(err.contains("error forwarding port 8081") && err.contains("refused"), "{out}");
+    // The same over SPDY/3.1: a pair of streams per connection, with kubectl's headers.
+    let url = c.url("RuntimeService/PortForward", json!({ "pod_sandbox_id": sid, "port": [8080] }));
+    let pf = |t: &str, port: u16, id: &str| json!({ "streamType": t, "port": port.to_string(), "requestID": id });
+    let out = c.spdy(
+        &url,
+        json!({
+            "protocols": ["portforward.k8s.io"],
+            "streams": [["e0", pf("error", 8080, "0")], ["d0", pf("data", 8080, "0")],
+                        ["e1", pf("error", 8081, "1")], ["d1", pf("data", 8081, "1")],
+                        ["e2", pf("error", 8080, "2")], ["d2", pf("data", 8080, "2")]],
+            "actions": [["send", "d0", request], ["send", "d2", request]],
+            "until_fin": ["d0", "d1", "d2"],
+        }),
+    );
+    assert_eq!(out["protocol"], "portforward.k8s.io", "{out}");
+    assert!(out["streams"]["d0"].as_str().unwrap().contains("pfpod"), "{out}");
+    assert!(out["streams"]["d2"].as_str().unwrap().contains("pfpod"), "{out}");
+    assert!(out["streams"]["e1"].as_str().unwrap().contains("error forwarding port 8081"), "{out}");
+    assert_eq!(out["streams"]["e0"].as_str().unwrap_or(""), "", "no error for a forward that worked: {out}");
+    let url = c.url("RuntimeService/PortForward", json!({ "pod_sandbox_id": sid, "port": [8080] }));
+    assert_eq!(c.spdy(&url, json!({ "protocols": ["v4.channel.k8s.io"] }))["status"], 403);
+
     // No port at all is refused; so are bad ones.
     let url = c.url("RuntimeService/PortForward", json!({ "pod_sandbox_id": sid }));
     assert_eq!(c.stream(&url, json!({ "protocols": ["v4.channel.k8s.io"] }))["status"], 400);
