@@ -885,6 +885,12 @@ fn cri_exec_streams_over_websocket() {
     let url = c.url("RuntimeService/Exec", exec(&["true"]));
     let out = c.stream(&url, json!({ "protocols": ["channel.k8s.io"] }));
     assert!(out["channels"]["3"].is_null(), "{out}");
+    // A command that cannot start: the engine's message on stdout and its code, 127, as
+    // `docker exec` has them.
+    let url = c.url("RuntimeService/Exec", exec(&["/no/such/command"]));
+    let out = c.stream(&url, json!({ "protocols": ["v4.channel.k8s.io"] }));
+    assert!(out["channels"]["1"].as_str().unwrap().contains("no such file or directory"), "{out}");
+    assert_eq!(error_status(&out)["details"]["causes"][0]["message"], "127", "{out}");
     // base64: text frames.
     let url = c.url("RuntimeService/Exec", exec(&["printf", "a\\001b"]));
     let out = c.stream(&url, json!({ "protocols": ["v4.base64.channel.k8s.io"] }));
