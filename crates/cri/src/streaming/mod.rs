@@ -296,8 +296,10 @@ fn handle(cri: Arc<Cri>, mut req: Request<Body>) -> Response<Full<Bytes>> {
     }
     let offer = offered(h);
     let Some((name, channels)) = negotiate(verb, &offer) else {
+        log::debug!("cri streaming: {verb} over websocket: none of {offer:?} is supported");
         return plain(StatusCode::BAD_REQUEST, format!("none of the requested protocols {offer:?} is supported"));
     };
+    log::debug!("cri streaming: {verb} over websocket, {}", name.as_deref().unwrap_or("channel.k8s.io (none asked)"));
     // Port-forward over websocket names its ports in the query (`?port=80&port=8080`); the
     // RPC's ports are the default.
     let ports = match &stream {
@@ -370,6 +372,7 @@ fn spdy_upgrade(cri: Arc<Cri>, mut req: Request<Body>, stream: StreamRequest) ->
         }
         return r;
     };
+    log::debug!("cri streaming: {} over SPDY/3.1, {chosen}", stream.verb());
     let json = chosen == "v4.channel.k8s.io";
     let upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {

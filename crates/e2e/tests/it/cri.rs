@@ -1183,3 +1183,92 @@ fn cri_port_forward_over_websocket_and_spdy() {
     let (code, _) = c.err("RuntimeService/PortForward", json!({ "pod_sandbox_id": sid, "port": [8080] }));
     assert_eq!(code, "NOT_FOUND");
 }
+
+/// kubectl (client-go's remotecommand and portforward clients, the ones kubelet's users run)
+/// through a stand-in for the apiserver and kubelet in cri_client.py, which calls the CRI's
+/// Exec and PortForward as kubelet does and relays the upgrade to the streaming URL.
+#[test]
+fn cri_kubectl_exec_and_port_forward() {
+    assert!(
+        Command::new("kubectl").arg("version").arg("--client").output().is_ok_and(|o| o.status.success()),
+        "kubectl is not installed"
+    );
+    let tmp = TempDir::new("wharf-e2e-cri-kubectl");
+    let (_d, sock) = cri_daemon(&tmp.0);
+    let port = 20000 + std::process::id() % 20000;
+    // On the host's network: a page only this pod serves.
+    let script = format!("mkdir /www && echo served-by-{port} >/www/id && exec httpd -f -p 127.0.0.1:{port} -h /www");
+    let (mut c, sid, cid) = streaming_pod(&tmp.0, &sock, "kubepod", &script, false);
+    writeln!(c.stdin, "{}", json!({ "apiserver": { "kubepod": { "sandbox": sid, "container": cid } } })).unwrap();
+    let mut answer = String::new();
+    c.stdout.read_line(&mut answer).unwrap();
+    let api: Value = serde_json::from_str(&answer).unwrap();
+    let api_port = api["ok"]["port"].as_u64().unwrap_or_else(|| panic!("{answer}"));
+    let kubeconfig = tmp.0.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: t\n  cluster:\n    server: http://127.0.0.1:{api_port}\n\
+             contexts:\n- name: t\n  context:\n    cluster: t\n    user: u\n    namespace: default\n\
+             current-context: t\nusers:\n- name: u\n  user: {{}}\n"
+        ),
+    )
+    .unwrap();
+    let kubectl = |env: &[(&str, &str)], args: &[&str], input: Option<&str>| {
+        let mut cmd = Command::new("kubectl");
+        cmd.arg("--kubeconfig").arg(&kubeconfig).args(args);
+        cmd.env("HOME", &tmp.0).envs(env.iter().copied());
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("run kubectl");
+        let mut stdin = child.stdin.take().unwrap();
+        if let Some(i) = input {
+            stdin.write_all(i.as_bytes()).unwrap();
+        }
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    };
+    // WebSocket (kubectl's default since 1.30, v5.channel.k8s.io), then SPDY/3.1.
+    for env in [vec![], vec![("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")]] {
+        let out = kubectl(&env, &["exec", "kubepod", "--", "sh", "-c", "echo out; echo err >&2; exit 3"], None);
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(3), "{env:?}: {stdout} {stderr}");
+        assert_eq!(stdout, "out\n", "{env:?}: {stderr}");
+        assert!(stderr.contains("err"), "{env:?}: {stderr}");
+        let out = kubectl(&env, &["exec", "-i", "kubepod", "--", "sh", "-c", "cat; echo done"], Some("one\ntwo\n"));
+        assert!(out.status.success(), "{env:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "one\ntwo\ndone\n", "{env:?}");
+    }
+
+    // Port-forward: a local port of kubectl's to the pod's. kubectl first asks for its
+    // websocket form, SPDY tunnelled in WebSocket ("SPDY/3.1+portforward.k8s.io", which only
+    // an apiserver unwraps); refused (400), it falls back to SPDY/3.1, as against a kubelet.
+    for env in [vec![], vec![("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")]] {
+        let local = 40000 + std::process::id() % 20000 + u32::from(env.is_empty());
+        let mut pf = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["port-forward", "pod/kubepod", &format!("{local}:{port}")])
+            .env("HOME", &tmp.0)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl port-forward");
+        let mut body = String::new();
+        let answered = wait_for(Duration::from_secs(20), || {
+            let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", local as u16)) else { return false };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = write!(s, "GET /id HTTP/1.0\r\n\r\n");
+            body.clear();
+            let _ = std::io::Read::read_to_string(&mut s, &mut body);
+            body.contains(&format!("served-by-{port}"))
+        });
+        let _ = pf.kill();
+        let out = pf.wait_with_output().unwrap();
+        assert!(
+            answered,
+            "{env:?}: no answer through kubectl port-forward: {body:?} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -28,6 +28,13 @@ opening the streams in order with SYN_STREAM. Actions: ["send", NAME, TEXT], ["f
 read until GOAWAY or the end, or until every stream of "until_fin" got its FIN. The answer:
 {"ok": {"status", "protocol", "body", "streams": {NAME: text}, "fins": [NAME...], "replied":
 [NAME...], "reset": [NAME...], "goaway": bool}}.
+
+{"apiserver": {POD: {"sandbox": ID, "container": ID}}} starts, on a loopback port it answers
+({"ok": {"port": N}}), what kubectl needs of an apiserver and a kubelet to exec into and
+port-forward to those pods: GET of a pod (Running, one container), and the exec, attach and
+portforward subresources, answered as kubelet does: the CRI's Exec/Attach/PortForward called
+with the request's options, and the client's upgrade request passed on to the streaming URL
+(path rewritten), bytes relayed both ways.
 """
 import base64
 import hashlib
@@ -383,6 +390,123 @@ from google.protobuf import json_format
 from cri_api.v1 import api_pb2
 
 
+def relay(a, b):
+    """Copies a to b until a's end, then half-closes b."""
+    try:
+        while True:
+            got = a.recv(65536)
+            if not got:
+                break
+            b.sendall(got)
+    except OSError:
+        pass
+    try:
+        b.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+def start_apiserver(channel, pods):
+    def rpc(method, req_type):
+        resp_type = api_pb2.DESCRIPTOR.services_by_name["RuntimeService"].methods_by_name[method].output_type.name
+        return channel.unary_unary("/runtime.v1.RuntimeService/" + method,
+                                   request_serializer=req_type.SerializeToString,
+                                   response_deserializer=getattr(api_pb2, resp_type).FromString)
+
+    exec_rpc, attach_rpc = rpc("Exec", api_pb2.ExecRequest), rpc("Attach", api_pb2.AttachRequest)
+    pf_rpc = rpc("PortForward", api_pb2.PortForwardRequest)
+
+    def answer(conn, code, obj):
+        body = json.dumps(obj).encode()
+        conn.sendall(("HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                      "Connection: close\r\n\r\n" % (code, len(body))).encode() + body)
+
+    def status(code, message):
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
+                "code": code}
+
+    def handle(conn):
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            got = conn.recv(65536)
+            if not got:
+                return conn.close()
+            buf += got
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        method, target, _ = lines[0].split(" ", 2)
+        u = urllib.parse.urlsplit(target)
+        q = urllib.parse.parse_qs(u.query)
+        parts = u.path.strip("/").split("/")
+        # Discovery, which kubectl reads first: the core group with pods and their subresources.
+        if u.path == "/api":
+            return answer(conn, 200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
+                {"clientCIDR": "0.0.0.0/0", "serverAddress": srv_addr}]}), conn.close()
+        if u.path == "/apis":
+            return answer(conn, 200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": []}), conn.close()
+        if u.path == "/api/v1":
+            sub_resources = [{"name": "pods/" + r, "singularName": "", "namespaced": True, "kind": k,
+                              "verbs": ["create", "get"]}
+                             for r, k in [("exec", "PodExecOptions"), ("attach", "PodAttachOptions"),
+                                          ("portforward", "PodPortForwardOptions")]]
+            return answer(conn, 200, {"kind": "APIResourceList", "groupVersion": "v1", "resources": [
+                {"name": "pods", "singularName": "pod", "namespaced": True, "kind": "Pod", "verbs": ["get", "list"],
+                 "shortNames": ["po"]}] + sub_resources}), conn.close()
+        # api/v1/namespaces/NS/pods/NAME[/SUB]
+        if len(parts) < 6 or parts[:3] != ["api", "v1", "namespaces"] or parts[4] != "pods" or parts[5] not in pods:
+            return answer(conn, 404, status(404, "no such object: %s" % u.path)), conn.close()
+        ns, name, sub = parts[3], parts[5], parts[6] if len(parts) > 6 else None
+        pod = pods[name]
+        if sub is None:
+            return answer(conn, 200, {
+                "kind": "Pod", "apiVersion": "v1",
+                "metadata": {"name": name, "namespace": ns, "uid": "uid-" + name},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+                "status": {"phase": "Running", "containerStatuses": [{"name": "c", "ready": True}]},
+            }), conn.close()
+        flag = lambda k: q.get(k, ["false"])[0] in ("true", "1")  # noqa: E731
+        try:
+            if sub == "exec":
+                url = exec_rpc(api_pb2.ExecRequest(container_id=pod["container"], cmd=q.get("command", []),
+                                                   tty=flag("tty"), stdin=flag("stdin"), stdout=flag("stdout"),
+                                                   stderr=flag("stderr")), timeout=30).url
+            elif sub == "attach":
+                url = attach_rpc(api_pb2.AttachRequest(container_id=pod["container"], tty=flag("tty"),
+                                                       stdin=flag("stdin"), stdout=flag("stdout"),
+                                                       stderr=flag("stderr")), timeout=30).url
+            elif sub == "portforward":
+                ports = [int(p) for p in q.get("ports", [])]
+                url = pf_rpc(api_pb2.PortForwardRequest(pod_sandbox_id=pod["sandbox"], port=ports), timeout=30).url
+            else:
+                return answer(conn, 404, status(404, "no subresource " + sub)), conn.close()
+        except grpc.RpcError as e:
+            return answer(conn, 500, status(500, "%s: %s" % (e.code().name, e.details()))), conn.close()
+        su = urllib.parse.urlsplit(url)
+        up = socket.create_connection((su.hostname, su.port))
+        out = ["%s %s%s HTTP/1.1" % (method, su.path, "?" + u.query if u.query else ""), "Host: " + su.netloc]
+        out += [h for h in lines[1:] if not h.lower().startswith("host:")]
+        up.sendall(("\r\n".join(out) + "\r\n\r\n").encode("latin-1") + rest)
+        t = threading.Thread(target=relay, args=(up, conn), daemon=True)
+        t.start()
+        relay(conn, up)
+        t.join()
+        up.close()
+        conn.close()
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    srv_addr = "127.0.0.1:%d" % srv.getsockname()[1]
+
+    def accept():
+        while True:
+            c, _ = srv.accept()
+            threading.Thread(target=handle, args=(c,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return srv.getsockname()[1]
+
+
 def main():
     # grpc-go (kubelet, crictl) says `localhost` as the authority of a unix socket; gRPC's C core
     # would send the socket's path, which is no valid HTTP/2 authority (h2 refuses it).
@@ -393,6 +517,10 @@ def main():
         if not line:
             continue
         call = json.loads(line)
+        if "apiserver" in call:
+            sys.stdout.write(json.dumps({"ok": {"port": start_apiserver(channel, call["apiserver"])}}) + "\n")
+            sys.stdout.flush()
+            continue
         if "spdy" in call or ("stream" in call and call["stream"] not in ("take", "start")):
             try:
                 result = {"ok": drive_spdy(call) if "spdy" in call else drive_stream(call)}
