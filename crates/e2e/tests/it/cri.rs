@@ -140,6 +140,10 @@ impl Drop for CriClient {
 
 /// A wharfd serving the CRI on a socket in `dir`, CNI config from `dir/net.d`.
 fn cri_daemon(dir: &Path) -> (Daemon, PathBuf) {
+    cri_daemon_with(dir, &[])
+}
+
+fn cri_daemon_with(dir: &Path, more: &[&str]) -> (Daemon, PathBuf) {
     let sock = dir.join("cri.sock");
     let conf = dir.join("net.d");
     std::fs::create_dir_all(&conf).expect("create net.d");
@@ -151,7 +155,10 @@ fn cri_daemon(dir: &Path) -> (Daemon, PathBuf) {
             conf.display().to_string(),
             "--cni-bin-dir".into(),
             CNI_BIN.into(),
-        ],
+        ]
+        .into_iter()
+        .chain(more.iter().map(|s| s.to_string()))
+        .collect(),
         ..Default::default()
     };
     (Daemon::start_with(opts), sock)
@@ -1049,13 +1056,16 @@ fn cri_exec_over_spdy() {
 #[test]
 fn cri_attach_streams_over_websocket_and_spdy() {
     let tmp = TempDir::new("wharf-e2e-cri-attach");
-    let (_d, sock) = cri_daemon(&tmp.0);
+    // The streaming server where it is told to listen (a port free a moment ago).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (_d, sock) = cri_daemon_with(&tmp.0, &["--cri-streaming-address", &format!("127.0.0.1:{port}")]);
     // Echoes what comes on its stdin, which stays open between attaches (no stdin_once).
     let script = r#"echo ready; while read l; do [ "$l" = quit ] && exit 0; echo got:$l; echo err:$l >&2; done"#;
     let (mut c, _sid, cid) = streaming_pod(&tmp.0, &sock, "attachpod", script, true);
     let attach = json!({ "container_id": cid, "stdin": true, "stdout": true, "stderr": true });
 
     let url = c.url("RuntimeService/Attach", attach.clone());
+    assert!(url.starts_with(&format!("http://127.0.0.1:{port}/attach/")), "{url}");
     let out = c.stream(
         &url,
         json!({ "protocols": ["v5.channel.k8s.io"], "actions": [["send", 0, "hello\n"], ["wait", 2, "err:hello"], ["hangup"]] }),
@@ -1237,6 +1247,25 @@ fn cri_kubectl_exec_and_port_forward() {
         let out = kubectl(&env, &["exec", "-i", "kubepod", "--", "sh", "-c", "cat; echo done"], Some("one\ntwo\n"));
         assert!(out.status.success(), "{env:?}: {}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(String::from_utf8_lossy(&out.stdout), "one\ntwo\ndone\n", "{env:?}");
+    }
+
+    // A terminal: kubectl under script(1), on a pty sized 91x33, which kubectl sends on the
+    // resize channel (WebSocket) or stream (SPDY) as the command starts.
+    for env in [vec![], vec![("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")]] {
+        let inner = format!(
+            "stty cols 91 rows 33; kubectl --kubeconfig {} exec -it kubepod -- sh -c 'sleep 0.5; stty size; exit 4'",
+            kubeconfig.display()
+        );
+        let out = Command::new("script")
+            .args(["-qec", &inner, "/dev/null"])
+            .env("HOME", &tmp.0)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run script");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("33 91"), "{env:?}: {text} {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(4), "{env:?}: {text}");
     }
 
     // Port-forward: a local port of kubectl's to the pod's. kubectl first asks for its
