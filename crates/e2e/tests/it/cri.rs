@@ -807,10 +807,15 @@ fn cri_pull_with_credentials() {
     d.wharf(&["image", "inspect", &image]).ok();
 }
 
-/// A running pod on the host's network with one container running `script`; the client, the
-/// sandbox id, the container id.
-fn streaming_pod(tmp: &Path, sock: &Path, name: &str, script: &str, stdin: bool) -> (CriClient, String, String) {
+/// A running pod on the host's network with one container running `script` (its config
+/// with `extra`'s fields); the client, the sandbox id, the container id.
+fn streaming_pod(tmp: &Path, sock: &Path, name: &str, script: &str, extra: Value) -> (CriClient, String, String) {
     let mut c = CriClient::start(sock);
+    let (sid, cid) = add_pod(&mut c, tmp, name, script, extra);
+    (c, sid, cid)
+}
+
+fn add_pod(c: &mut CriClient, tmp: &Path, name: &str, script: &str, extra: Value) -> (String, String) {
     let image = c
         .ok("ImageService/PullImage", json!({ "image": { "image": registry().image("library/busybox:latest") } }))
         ["image_ref"]
@@ -823,7 +828,9 @@ fn streaming_pod(tmp: &Path, sock: &Path, name: &str, script: &str, stdin: bool)
     let sid =
         c.ok("RuntimeService/RunPodSandbox", json!({ "config": pod }))["pod_sandbox_id"].as_str().unwrap().to_string();
     let mut cfg = container_config(name, &image, script, "c.log");
-    cfg["stdin"] = json!(stdin);
+    for (k, v) in extra.as_object().unwrap() {
+        cfg[k] = v.clone();
+    }
     let cid = c
         .ok("RuntimeService/CreateContainer", json!({ "pod_sandbox_id": sid, "config": cfg, "sandbox_config": pod }))
         ["container_id"]
@@ -831,8 +838,8 @@ fn streaming_pod(tmp: &Path, sock: &Path, name: &str, script: &str, stdin: bool)
         .unwrap()
         .to_string();
     c.ok("RuntimeService/StartContainer", json!({ "container_id": cid }));
-    wait_state(&mut c, &cid, "CONTAINER_RUNNING");
-    (c, sid, cid)
+    wait_state(c, &cid, "CONTAINER_RUNNING");
+    (sid, cid)
 }
 
 /// The metav1 Status on the error channel of a v4/v5 stream.
@@ -856,7 +863,7 @@ fn pids_running(argv: &[&str]) -> Vec<u32> {
 fn cri_exec_streams_over_websocket() {
     let tmp = TempDir::new("wharf-e2e-cri-exec");
     let (_d, sock) = cri_daemon(&tmp.0);
-    let (mut c, _sid, cid) = streaming_pod(&tmp.0, &sock, "execpod", "exec sleep 100000", false);
+    let (mut c, _sid, cid) = streaming_pod(&tmp.0, &sock, "execpod", "exec sleep 100000", json!({}));
     let exec = |cmd: &[&str]| json!({ "container_id": cid, "cmd": cmd, "stdout": true, "stderr": true });
 
     // A command's output on stdout, and v4's Success on the error channel.
@@ -969,7 +976,7 @@ fn cri_exec_streams_over_websocket() {
 fn cri_exec_over_spdy() {
     let tmp = TempDir::new("wharf-e2e-cri-spdy");
     let (_d, sock) = cri_daemon(&tmp.0);
-    let (mut c, _sid, cid) = streaming_pod(&tmp.0, &sock, "spdypod", "exec sleep 100000", false);
+    let (mut c, _sid, cid) = streaming_pod(&tmp.0, &sock, "spdypod", "exec sleep 100000", json!({}));
     let st = |t: &str| json!({ "streamType": t });
 
     // stdin in, stdout and stderr out, the exit code in v4's Status on the error stream.
@@ -1061,7 +1068,7 @@ fn cri_attach_streams_over_websocket_and_spdy() {
     let (_d, sock) = cri_daemon_with(&tmp.0, &["--cri-streaming-address", &format!("127.0.0.1:{port}")]);
     // Echoes what comes on its stdin, which stays open between attaches (no stdin_once).
     let script = r#"echo ready; while read l; do [ "$l" = quit ] && exit 0; echo got:$l; echo err:$l >&2; done"#;
-    let (mut c, _sid, cid) = streaming_pod(&tmp.0, &sock, "attachpod", script, true);
+    let (mut c, _sid, cid) = streaming_pod(&tmp.0, &sock, "attachpod", script, json!({ "stdin": true }));
     let attach = json!({ "container_id": cid, "stdin": true, "stdout": true, "stderr": true });
 
     let url = c.url("RuntimeService/Attach", attach.clone());
@@ -1208,8 +1215,15 @@ fn cri_kubectl_exec_and_port_forward() {
     let port = 20000 + std::process::id() % 20000;
     // On the host's network: a page only this pod serves.
     let script = format!("mkdir /www && echo served-by-{port} >/www/id && exec httpd -f -p 127.0.0.1:{port} -h /www");
-    let (mut c, sid, cid) = streaming_pod(&tmp.0, &sock, "kubepod", &script, false);
-    writeln!(c.stdin, "{}", json!({ "apiserver": { "kubepod": { "sandbox": sid, "container": cid } } })).unwrap();
+    let (mut c, sid, cid) = streaming_pod(&tmp.0, &sock, "kubepod", &script, json!({}));
+    // A terminal container that waits to be sized, says its size and ends: for kubectl attach.
+    let tty_script = r#"i=0; while [ "$(stty size)" != "20 70" ] && [ $i -lt 300 ]; do i=$((i+1)); sleep 0.1; done; echo size $(stty size); exit 0"#;
+    let (tty_sid, tty_cid) = add_pod(&mut c, &tmp.0, "ttypod", tty_script, json!({ "tty": true, "stdin": true }));
+    let pods = json!({
+        "kubepod": { "sandbox": sid, "container": cid },
+        "ttypod": { "sandbox": tty_sid, "container": tty_cid, "tty": true },
+    });
+    writeln!(c.stdin, "{}", json!({ "apiserver": pods })).unwrap();
     let mut answer = String::new();
     c.stdout.read_line(&mut answer).unwrap();
     let api: Value = serde_json::from_str(&answer).unwrap();
@@ -1267,6 +1281,20 @@ fn cri_kubectl_exec_and_port_forward() {
         assert!(text.contains("33 91"), "{env:?}: {text} {}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(out.status.code(), Some(4), "{env:?}: {text}");
     }
+
+    // kubectl attach -it: the container's terminal gets the size of kubectl's (the engine's
+    // resize of the container), and the container's end ends the attach.
+    let inner = format!("stty cols 70 rows 20; kubectl --kubeconfig {} attach -it ttypod", kubeconfig.display());
+    let out = Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .env("HOME", &tmp.0)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("size 20 70"), "{text} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    wait_state(&mut c, &tty_cid, "CONTAINER_EXITED");
 
     // Port-forward: a local port of kubectl's to the pod's. kubectl first asks for its
     // websocket form, SPDY tunnelled in WebSocket ("SPDY/3.1+portforward.k8s.io", which only

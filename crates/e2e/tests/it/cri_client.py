@@ -29,7 +29,7 @@ read until GOAWAY or the end, or until every stream of "until_fin" got its FIN. 
 {"ok": {"status", "protocol", "body", "streams": {NAME: text}, "fins": [NAME...], "replied":
 [NAME...], "reset": [NAME...], "goaway": bool}}.
 
-{"apiserver": {POD: {"sandbox": ID, "container": ID}}} starts, on a loopback port it answers
+{"apiserver": {POD: {"sandbox": ID, "container": ID, "tty": BOOL}}} starts, on a loopback port it answers
 ({"ok": {"port": N}}), what kubectl needs of an apiserver and a kubelet to exec into and
 port-forward to those pods: GET of a pod (Running, one container), and the exec, attach and
 portforward subresources, answered as kubelet does: the CRI's Exec/Attach/PortForward called
@@ -461,7 +461,8 @@ def start_apiserver(channel, pods):
             return answer(conn, 200, {
                 "kind": "Pod", "apiVersion": "v1",
                 "metadata": {"name": name, "namespace": ns, "uid": "uid-" + name},
-                "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+                "spec": {"containers": [{"name": "c", "image": "busybox", "tty": pod.get("tty", False),
+                                         "stdin": pod.get("tty", False)}]},
                 "status": {"phase": "Running", "containerStatuses": [{"name": "c", "ready": True}]},
             }), conn.close()
         flag = lambda k: q.get(k, ["false"])[0] in ("true", "1")  # noqa: E731
