@@ -448,8 +448,11 @@ fn cri_pod_lifecycle_as_kubelet_drives_it() {
     c.ok("ImageService/RemoveImage", json!({ "image": { "image": image_ref } }));
     c.ok("ImageService/RemoveImage", json!({ "image": { "image": image_ref } }));
     assert!(c.ok("ImageService/ImageStatus", json!({ "image": { "image": image_ref } }))["image"].is_null());
-    let (code, _) = c.err("RuntimeService/Attach", json!({ "container_id": cid }));
-    assert_eq!(code, "UNIMPLEMENTED");
+    // The streaming verbs on what is gone: kubelet's NotFound.
+    let (code, _) = c.err("RuntimeService/Attach", json!({ "container_id": cid, "stdout": true }));
+    assert_eq!(code, "NOT_FOUND");
+    let (code, _) = c.err("RuntimeService/Exec", json!({ "container_id": cid, "cmd": ["true"], "stdout": true }));
+    assert_eq!(code, "NOT_FOUND");
 }
 
 /// A CNI network of the test's own: bridge `bridge`, `subnet`, host-local's state in `dir`.
