@@ -150,11 +150,15 @@ impl HeaderCodec {
             if raw.len() > 1 << 20 {
                 return Err(bad("header block too large"));
             }
-            let before = self.inflate.total_in();
+            let (before, out_before) = (self.inflate.total_in(), raw.len());
             let r = self.inflate.decompress_vec(input, &mut raw, FlushDecompress::Sync);
             let used = (self.inflate.total_in() - before) as usize;
             input = &input[used..];
             match r {
+                // No progress with room to write: the block cannot be inflated.
+                Ok(_) if used == 0 && raw.len() == out_before && raw.len() < raw.capacity() => {
+                    return Err(bad("header block does not inflate"));
+                }
                 Ok(Status::Ok) | Ok(Status::BufError) => {}
                 Ok(Status::StreamEnd) => break,
                 Err(e) if e.needs_dictionary().is_some() => {
@@ -695,6 +699,16 @@ mod tests {
             );
         }
         assert_eq!(server.decode(&client.encode(&[]).unwrap()).unwrap(), vec![]);
+        // What is no zlib, or a block that says more pairs than it holds, is an error.
+        assert!(HeaderCodec::new().unwrap().decode(b"not zlib at all").is_err());
+        let mut z = Compress::new(Compression::default(), true);
+        z.set_dictionary(DICTIONARY).unwrap();
+        // Two pairs said, one there.
+        let raw = b"\0\0\0\x02\0\0\0\x01a\0\0\0\x01b";
+        let mut short = Vec::with_capacity(256);
+        z.compress_vec(raw, &mut short, FlushCompress::Sync).unwrap();
+        let err = HeaderCodec::new().unwrap().decode(&short).unwrap_err();
+        assert!(err.to_string().contains("short header block"), "{err}");
     }
 
     #[tokio::test]
