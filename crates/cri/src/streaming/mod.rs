@@ -37,8 +37,13 @@ use crate::proto;
 use crate::Cri;
 use websocket::{Incoming, Reader, Writer, OP_BINARY, OP_PONG, OP_TEXT};
 
-/// How long a URL stays good: kubelet's `StreamCreationTimeout`-independent token TTL.
+/// How long a URL stays good (kubelet's default).
 pub const TOKEN_TTL: Duration = Duration::from_secs(60);
+
+/// A stream with nothing going either way for this long is ended as a hang-up (kubelet's and
+/// containerd's `stream_idle_timeout` default, 4 h): a client that vanished without closing
+/// its connection does not keep an exec, or a connection into a pod, forever.
+pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(4 * 3600);
 
 /// What a token stands for: the request as the RPC checked it.
 #[derive(Debug, Clone, PartialEq)]
@@ -621,7 +626,12 @@ async fn pump(
 ) -> Result<Option<i32>, ()> {
     let mut stdin_open = stdin;
     loop {
+        let idle = tokio::time::sleep(STREAM_IDLE_TIMEOUT);
         tokio::select! {
+            _ = idle => {
+                log::info!("cri streaming: a stream idle for {}s is ended", STREAM_IDLE_TIMEOUT.as_secs());
+                return Err(());
+            }
             ev = stream.events.recv() => match ev {
                 Some(StreamEvent::Output(chunk)) => {
                     let ch = if chunk.stream == LogStream::Stderr { STDERR } else { STDOUT };

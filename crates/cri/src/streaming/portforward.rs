@@ -112,7 +112,9 @@ pub async fn session<W: AsyncWrite + Unpin>(cri: &Cri, mut ws: Ws<W>, sandbox_id
     }
     drop(tx);
     while open > 0 {
+        let idle = tokio::time::sleep(super::STREAM_IDLE_TIMEOUT);
         tokio::select! {
+            _ = idle => return,
             got = from_tcp.recv() => match got {
                 Some((i, Some(data))) => {
                     if ws.send((2 * i) as u8, &data).await.is_err() {

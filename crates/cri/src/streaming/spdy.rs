@@ -529,7 +529,9 @@ pub async fn portforward_session<W: AsyncWrite + Unpin>(cri: &Cri, mut conn: Con
     let (tx, mut from_pod) = mpsc::channel::<(String, Option<Vec<u8>>)>(16);
     let mut last = 0;
     loop {
+        let idle = tokio::time::sleep(super::STREAM_IDLE_TIMEOUT);
         let ev = tokio::select! {
+            _ = idle => return,
             ev = conn.next() => ev,
             got = from_pod.recv() => {
                 let Some((rid, chunk)) = got else { continue };
