@@ -38,6 +38,10 @@ pub fn query_ports(query: &str, default: &[i32]) -> Result<Vec<u16>, String> {
     if ports.is_empty() {
         return Err("query parameter \"port\" is required".into());
     }
+    // Two channels a port, numbered in one byte.
+    if ports.len() > 127 {
+        return Err(format!("{} ports asked: a websocket port-forward carries at most 127", ports.len()));
+    }
     Ok(ports)
 }
 
@@ -159,5 +163,8 @@ mod tests {
         assert!(query_ports("port=0", &[]).is_err());
         assert!(query_ports("port=70000", &[]).is_err());
         assert!(query_ports("port=http", &[]).is_err());
+        let many = (1..=128).map(|p| format!("port={p}")).collect::<Vec<_>>().join("&");
+        assert!(query_ports(&many, &[]).unwrap_err().contains("at most 127"));
+        assert_eq!(query_ports(&many.replace("&port=128", ""), &[]).unwrap().len(), 127);
     }
 }
