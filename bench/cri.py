@@ -1,6 +1,8 @@
 """The CRI benchmark's driver (bench/cri.sh): against one runtime's CRI socket, N pods started
 one after another as kubelet starts them (RunPodSandbox, CreateContainer, StartContainer of a
-busybox `sleep`), then N ExecSync of `true` into the first, then the memory the runtime's
+busybox `sleep`), then N ExecSync of `true` into the first, N streamed execs of `echo` (the Exec
+RPC, then its URL driven to the end over WebSocket `v4.channel.k8s.io`, and as many over SPDY/3.1,
+with the e2e tests' clients from cri_client.py), then the memory the runtime's
 processes (daemon, shims, pause processes, the pods' own) grew by, per pod; then every pod is
 stopped and removed. Prints one JSON line.
 
@@ -14,6 +16,9 @@ import time
 import grpc
 from cri_api.v1 import api_pb2 as a
 from cri_api.v1 import api_pb2_grpc as g
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "crates", "e2e", "tests", "it"))
+from cri_client import drive_spdy, drive_stream  # noqa: E402
 
 
 def pss_kib(pid):
@@ -110,6 +115,22 @@ def main():
         r = rt.ExecSync(a.ExecSyncRequest(container_id=pods[0][1], cmd=["true"], timeout=30), timeout=60)
         execs.append((time.monotonic() - t0) * 1000)
         assert r.exit_code == 0, r
+    # A streamed exec, round trip: the RPC, the upgrade, the output, the exit status, the close.
+    streamed = {"ws": [], "spdy": []}
+    for kind in streamed:
+        for _ in range(n):
+            t0 = time.monotonic()
+            req = a.ExecRequest(container_id=pods[0][1], cmd=["echo", "hi"], stdout=True)
+            url = rt.Exec(req, timeout=30).url
+            if kind == "ws":
+                out = drive_stream({"stream": url, "protocols": ["v4.channel.k8s.io"]})
+                got = out["channels"].get("1")
+            else:
+                out = drive_spdy({"spdy": url, "protocols": ["v4.channel.k8s.io"],
+                                  "streams": [["error", {"streamType": "error"}], ["stdout", {"streamType": "stdout"}]]})
+                got = out["streams"].get("stdout")
+            streamed[kind].append((time.monotonic() - t0) * 1000)
+            assert got == "hi\n", out
     for sid, _, _ in pods:
         rt.StopPodSandbox(a.StopPodSandboxRequest(pod_sandbox_id=sid), timeout=120)
         rt.RemovePodSandbox(a.RemovePodSandboxRequest(pod_sandbox_id=sid), timeout=120)
@@ -124,6 +145,8 @@ def main():
         "pod_start_ms_median": round(med(starts), 1),
         "pod_start_ms_max": round(max(starts), 1),
         "exec_sync_ms_median": round(med(execs), 1),
+        "exec_ws_ms_median": round(med(streamed["ws"]), 1),
+        "exec_spdy_ms_median": round(med(streamed["spdy"]), 1),
         "pss_kib_per_pod": round((after - before) / (n + 1), 1),
     }))
 

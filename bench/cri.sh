@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The CRI side by side: pod start (RunPodSandbox + CreateContainer + StartContainer of a busybox
-# `sleep`), ExecSync latency and memory per pod, through wharfd's --cri-socket and through a
+# `sleep`), ExecSync latency, streamed exec latency (Exec's URL over WebSocket and over SPDY/3.1,
+# round trip of an `echo`) and memory per pod, through wharfd's --cri-socket and through a
 # private containerd 1.6 (Debian's `containerd`, its CRI plugin, its own root, state and
 # sockets), both driven by the same client (bench/cri.py, on the e2e tests' venv) with the same
 # CNI plugins (bridge, host-local, loopback) on a bridge and subnet each of their own. containerd
@@ -106,7 +107,8 @@ w, c = (json.load(open(p)) for p in sys.argv[1:3])
 print("CRI, %d pods one after another (median; pod start = RunPodSandbox + CreateContainer + StartContainer)" % w["pods"])
 print("%-22s %10s %12s %8s" % ("", "wharf", "containerd", "ratio"))
 for k, label in [("pod_start_ms_median", "pod start ms"), ("pod_start_ms_max", "pod start ms (max)"),
-                 ("exec_sync_ms_median", "ExecSync ms"), ("pss_kib_per_pod", "PSS KiB per pod")]:
+                 ("exec_sync_ms_median", "ExecSync ms"), ("exec_ws_ms_median", "Exec+WebSocket ms"),
+                 ("exec_spdy_ms_median", "Exec+SPDY ms"), ("pss_kib_per_pod", "PSS KiB per pod")]:
     if k in c and c[k]:
         print("%-22s %10.1f %12.1f %7.2fx" % (label, w[k], c[k], w[k] / c[k]))
     else:

@@ -403,7 +403,8 @@ fn create_request(
         labels: meta::record_labels(&config.labels, meta::TYPE_CONTAINER, Some(sandbox_id), m)?,
         tty: config.tty,
         open_stdin: config.stdin,
-        attach_stdin: config.stdin,
+        // StdinOnce: the stdin closes when the first attach that brought it ends.
+        attach_stdin: config.stdin && config.stdin_once,
         attach_stdout: true,
         attach_stderr: true,
         host_config: hc,

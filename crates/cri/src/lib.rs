@@ -23,7 +23,9 @@ mod pause;
 mod proto;
 mod sandbox;
 mod stats;
+mod streaming;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -41,6 +43,9 @@ pub struct CriConfig {
     /// CNI plugin executables (`--cni-bin-dir`, default `/opt/cni/bin`; more than one is
     /// searched in order, as CNI_PATH).
     pub cni_bin_dirs: Vec<PathBuf>,
+    /// Where the streaming server of Exec, Attach and PortForward listens
+    /// (`--cri-streaming-address`, default 127.0.0.1 with a port the kernel picks).
+    pub streaming_addr: SocketAddr,
 }
 
 impl CriConfig {
@@ -49,6 +54,7 @@ impl CriConfig {
             socket,
             cni_conf_dir: PathBuf::from("/etc/cni/net.d"),
             cni_bin_dirs: vec![PathBuf::from("/opt/cni/bin")],
+            streaming_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
 }
@@ -65,6 +71,8 @@ pub struct Cri {
     cpu_samples: stats::CpuSamples,
     /// Serializes the CRI's changes of one sandbox with its containers' (run, stop, remove).
     sandbox_lock: tokio::sync::Mutex<()>,
+    /// The streaming server's address and one-time tokens.
+    streaming: streaming::Streaming,
 }
 
 impl Cri {
@@ -73,7 +81,7 @@ impl Cri {
     }
 }
 
-/// Binds the socket (replacing a stale one), re-adopts what the CRI had running (log copiers
+/// Binds the socket (replacing a stale one) and the streaming server's address, re-adopts what the CRI had running (log copiers
 /// of running containers) and serves until the returned task is aborted.
 pub async fn start(engine: Engine, config: CriConfig) -> Result<tokio::task::JoinHandle<()>, String> {
     let path = config.socket.clone();
@@ -93,6 +101,10 @@ pub async fn start(engine: Engine, config: CriConfig) -> Result<tokio::task::Joi
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| format!("chmod {}: {e}", path.display()))?;
     }
+    let stream_listener = tokio::net::TcpListener::bind(config.streaming_addr)
+        .await
+        .map_err(|e| format!("listen for cri streams on {}: {e}", config.streaming_addr))?;
+    let stream_addr = stream_listener.local_addr().map_err(|e| format!("address of the cri streaming server: {e}"))?;
     let cri = Arc::new(Cri {
         cni: cni::Cni::new(config.cni_conf_dir.clone(), config.cni_bin_dirs.clone()),
         engine,
@@ -101,8 +113,12 @@ pub async fn start(engine: Engine, config: CriConfig) -> Result<tokio::task::Joi
         cpu_samples: stats::CpuSamples::default(),
         pause_lock: tokio::sync::Mutex::new(()),
         sandbox_lock: tokio::sync::Mutex::new(()),
+        streaming: streaming::Streaming { addr: stream_addr, tokens: Default::default() },
     });
     cri.recover_logs();
-    log::info!("cri listening on {}", path.display());
-    Ok(tokio::spawn(grpc::serve(listener, cri)))
+    log::info!("cri listening on {}, streams on http://{stream_addr}", path.display());
+    // One task for both servers, so that aborting it stops both.
+    Ok(tokio::spawn(async move {
+        tokio::join!(grpc::serve(listener, cri.clone()), streaming::serve(stream_listener, cri));
+    }))
 }

@@ -158,6 +158,10 @@ pub struct Flags {
     /// CNI plugin executables for pods, a ':'-separated list (default /opt/cni/bin)
     #[arg(long = "cni-bin-dir")]
     pub cni_bin_dir: Option<String>,
+    /// Address of the CRI's streaming server for exec, attach and port-forward, IP or IP:PORT
+    /// (default 127.0.0.1 on a free port)
+    #[arg(long = "cri-streaming-address")]
+    pub cri_streaming_address: Option<String>,
     /// Give the default bridge IPv6 (with --fixed-cidr-v6)
     #[arg(long = "ipv6", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub ipv6: Option<bool>,
@@ -235,6 +239,7 @@ pub(crate) struct FileConfig {
     cri_socket: Option<PathBuf>,
     cni_conf_dir: Option<PathBuf>,
     cni_bin_dir: Option<String>,
+    cri_streaming_address: Option<String>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -510,6 +515,7 @@ impl DaemonConfig {
                 flags.cri_socket.clone().or(file.cri_socket),
                 flags.cni_conf_dir.clone().or(file.cni_conf_dir),
                 flags.cni_bin_dir.clone().or(file.cni_bin_dir),
+                flags.cri_streaming_address.clone().or(file.cri_streaming_address),
             )?,
             ipv6,
             fixed_cidr_v6,
@@ -689,17 +695,22 @@ fn read_file(path: &Path, explicit: bool) -> anyhow::Result<Vec<u8>> {
     }
 }
 
-/// `cri-socket`, `cni-conf-dir` and `cni-bin-dir`: the CRI runs only with a socket; the CNI
-/// dirs without one are refused, since nothing would read them.
+/// `cri-socket`, `cni-conf-dir`, `cni-bin-dir` and `cri-streaming-address`: the CRI runs only
+/// with a socket; the other settings without one are refused, since nothing would read them.
 fn cri_config(
     socket: Option<PathBuf>,
     conf_dir: Option<PathBuf>,
     bin_dir: Option<String>,
+    streaming: Option<String>,
 ) -> anyhow::Result<Option<wharf_cri::CriConfig>> {
     let socket = socket.filter(|s| !s.as_os_str().is_empty());
+    let streaming = streaming.filter(|s| !s.is_empty());
     let Some(socket) = socket else {
         if conf_dir.is_some() || bin_dir.is_some() {
             bail!("cni-conf-dir and cni-bin-dir need cri-socket: the CNI settings are the CRI's");
+        }
+        if streaming.is_some() {
+            bail!("cri-streaming-address needs cri-socket: the streaming server is the CRI's");
         }
         return Ok(None);
     };
@@ -720,7 +731,22 @@ fn cri_config(
         }
         c.cni_bin_dirs = dirs;
     }
+    if let Some(a) = streaming {
+        c.streaming_addr = streaming_address(&a)?;
+    }
     Ok(Some(c))
+}
+
+/// `IP:PORT`, `[IPv6]:PORT`, or an IP alone (the kernel picks the port).
+fn streaming_address(a: &str) -> anyhow::Result<std::net::SocketAddr> {
+    if let Ok(sa) = a.parse::<std::net::SocketAddr>() {
+        return Ok(sa);
+    }
+    let ip = a.strip_prefix('[').and_then(|x| x.strip_suffix(']')).unwrap_or(a);
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(ip) => Ok(std::net::SocketAddr::new(ip, 0)),
+        Err(_) => bail!("cri-streaming-address {a:?} is not an IP address or IP:PORT"),
+    }
 }
 
 #[cfg(test)]
@@ -936,18 +962,34 @@ mod tests {
 
     #[test]
     fn cri_settings_need_the_socket_and_absolute_paths() {
-        assert_eq!(cri_config(None, None, None).unwrap(), None);
-        let c = cri_config(Some("/run/w/cri.sock".into()), None, Some("/usr/lib/cni:/opt/cni/bin".into()))
+        assert_eq!(cri_config(None, None, None, None).unwrap(), None);
+        let c = cri_config(Some("/run/w/cri.sock".into()), None, Some("/usr/lib/cni:/opt/cni/bin".into()), None)
             .unwrap()
             .unwrap();
         assert_eq!(c.cni_conf_dir, PathBuf::from("/etc/cni/net.d"));
         assert_eq!(c.cni_bin_dirs, vec![PathBuf::from("/usr/lib/cni"), PathBuf::from("/opt/cni/bin")]);
-        assert!(cri_config(None, Some("/etc/cni/net.d".into()), None)
+        assert_eq!(c.streaming_addr, "127.0.0.1:0".parse().unwrap());
+        assert!(cri_config(None, Some("/etc/cni/net.d".into()), None, None)
             .unwrap_err()
             .to_string()
             .contains("need cri-socket"));
-        assert!(cri_config(Some("cri.sock".into()), None, None).is_err());
-        assert!(cri_config(Some("/c.sock".into()), Some("net.d".into()), None).is_err());
-        assert!(cri_config(Some("/c.sock".into()), None, Some("bin".into())).is_err());
+        assert!(cri_config(Some("cri.sock".into()), None, None, None).is_err());
+        assert!(cri_config(Some("/c.sock".into()), Some("net.d".into()), None, None).is_err());
+        assert!(cri_config(Some("/c.sock".into()), None, Some("bin".into()), None).is_err());
+    }
+
+    #[test]
+    fn cri_streaming_address_is_an_ip_with_or_without_a_port() {
+        let at =
+            |a: &str| cri_config(Some("/c.sock".into()), None, None, Some(a.into())).map(|c| c.unwrap().streaming_addr);
+        assert_eq!(at("10.0.0.5:10010").unwrap(), "10.0.0.5:10010".parse().unwrap());
+        assert_eq!(at("0.0.0.0").unwrap(), "0.0.0.0:0".parse().unwrap());
+        assert_eq!(at("[::1]").unwrap(), "[::1]:0".parse().unwrap());
+        assert_eq!(at("[::1]:7").unwrap(), "[::1]:7".parse().unwrap());
+        assert!(at("localhost:1").unwrap_err().to_string().contains("not an IP address"));
+        assert!(cri_config(None, None, None, Some("127.0.0.1".into()))
+            .unwrap_err()
+            .to_string()
+            .contains("needs cri-socket"));
     }
 }

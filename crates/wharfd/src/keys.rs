@@ -93,10 +93,11 @@ pub const KEYS: &[Key] = &[
     key("metrics-addr", Honoured),
     // wharf's own: the most a build may bring in.
     key("max-build-context", Honoured),
-    // wharf's own: the Kubernetes CRI's socket and where its pods' CNI lives.
+    // wharf's own: the Kubernetes CRI's socket, where its pods' CNI lives, and its streaming server.
     key("cri-socket", Honoured),
     key("cni-conf-dir", Honoured),
     key("cni-bin-dir", Honoured),
+    key("cri-streaming-address", Honoured),
     // Accepted: wharf does the same thing, or something that makes the key moot.
     flag(
         "live-restore",

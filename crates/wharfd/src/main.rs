@@ -188,7 +188,7 @@ fn reload(flags: &Flags, running: &mut DaemonConfig, engine: &Engine) {
         later.push("metrics-addr");
     }
     if new.cri != running.cri {
-        later.push("cri-socket, cni-conf-dir or cni-bin-dir");
+        later.push("cri-socket, cni-conf-dir, cni-bin-dir or cri-streaming-address");
     }
     if new.data_root != running.data_root || new.exec_root != running.exec_root {
         later.push("data-root or exec-root");

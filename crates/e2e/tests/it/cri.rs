@@ -77,6 +77,42 @@ impl CriClient {
         v["ok"].as_array().unwrap().clone()
     }
 
+    /// Drives a streaming URL with cri_client.py's WebSocket client (`req` as its docstring
+    /// says, `stream` set to `url`).
+    #[track_caller]
+    fn stream(&mut self, url: &str, mut req: Value) -> Value {
+        req["stream"] = json!(url);
+        writeln!(self.stdin, "{req}").expect("write to cri client");
+        self.stdin.flush().expect("flush cri client");
+        let mut answer = String::new();
+        self.stdout.read_line(&mut answer).expect("read cri client");
+        let v: Value = serde_json::from_str(&answer).unwrap_or_else(|e| panic!("stream: bad answer {answer:?}: {e}"));
+        assert!(v["error"].is_null(), "stream {url}: {v}");
+        v["ok"].clone()
+    }
+
+    /// Drives a streaming URL over SPDY/3.1 with cri_client.py's SPDY client (`req` as its
+    /// docstring says, `spdy` set to `url`).
+    #[track_caller]
+    fn spdy(&mut self, url: &str, mut req: Value) -> Value {
+        req["spdy"] = json!(url);
+        writeln!(self.stdin, "{req}").expect("write to cri client");
+        self.stdin.flush().expect("flush cri client");
+        let mut answer = String::new();
+        self.stdout.read_line(&mut answer).expect("read cri client");
+        let v: Value = serde_json::from_str(&answer).unwrap_or_else(|e| panic!("spdy: bad answer {answer:?}: {e}"));
+        assert!(v["error"].is_null(), "spdy {url}: {v}");
+        v["ok"].clone()
+    }
+
+    /// The URL an Exec, Attach or PortForward call answers.
+    #[track_caller]
+    fn url(&mut self, method: &str, request: Value) -> String {
+        let url = self.ok(method, request)["url"].as_str().unwrap().to_string();
+        assert!(url.starts_with("http://127.0.0.1:"), "{method}: {url}");
+        url
+    }
+
     #[track_caller]
     fn ok(&mut self, method: &str, request: Value) -> Value {
         match self.call(method, request) {
@@ -104,6 +140,10 @@ impl Drop for CriClient {
 
 /// A wharfd serving the CRI on a socket in `dir`, CNI config from `dir/net.d`.
 fn cri_daemon(dir: &Path) -> (Daemon, PathBuf) {
+    cri_daemon_with(dir, &[])
+}
+
+fn cri_daemon_with(dir: &Path, more: &[&str]) -> (Daemon, PathBuf) {
     let sock = dir.join("cri.sock");
     let conf = dir.join("net.d");
     std::fs::create_dir_all(&conf).expect("create net.d");
@@ -115,7 +155,10 @@ fn cri_daemon(dir: &Path) -> (Daemon, PathBuf) {
             conf.display().to_string(),
             "--cni-bin-dir".into(),
             CNI_BIN.into(),
-        ],
+        ]
+        .into_iter()
+        .chain(more.iter().map(|s| s.to_string()))
+        .collect(),
         ..Default::default()
     };
     (Daemon::start_with(opts), sock)
@@ -405,8 +448,11 @@ fn cri_pod_lifecycle_as_kubelet_drives_it() {
     c.ok("ImageService/RemoveImage", json!({ "image": { "image": image_ref } }));
     c.ok("ImageService/RemoveImage", json!({ "image": { "image": image_ref } }));
     assert!(c.ok("ImageService/ImageStatus", json!({ "image": { "image": image_ref } }))["image"].is_null());
-    let (code, _) = c.err("RuntimeService/Attach", json!({ "container_id": cid }));
-    assert_eq!(code, "UNIMPLEMENTED");
+    // The streaming verbs on what is gone: kubelet's NotFound.
+    let (code, _) = c.err("RuntimeService/Attach", json!({ "container_id": cid, "stdout": true }));
+    assert_eq!(code, "NOT_FOUND");
+    let (code, _) = c.err("RuntimeService/Exec", json!({ "container_id": cid, "cmd": ["true"], "stdout": true }));
+    assert_eq!(code, "NOT_FOUND");
 }
 
 /// A CNI network of the test's own: bridge `bridge`, `subnet`, host-local's state in `dir`.
@@ -762,4 +808,527 @@ fn cri_pull_with_credentials() {
         json!({ "image": { "image": image }, "auth": { "auth": auth, "server_address": reg.addr } }),
     );
     d.wharf(&["image", "inspect", &image]).ok();
+}
+
+/// A running pod on the host's network with one container running `script` (its config
+/// with `extra`'s fields); the client, the sandbox id, the container id.
+fn streaming_pod(tmp: &Path, sock: &Path, name: &str, script: &str, extra: Value) -> (CriClient, String, String) {
+    let mut c = CriClient::start(sock);
+    let (sid, cid) = add_pod(&mut c, tmp, name, script, extra);
+    (c, sid, cid)
+}
+
+fn add_pod(c: &mut CriClient, tmp: &Path, name: &str, script: &str, extra: Value) -> (String, String) {
+    let image = c
+        .ok("ImageService/PullImage", json!({ "image": { "image": registry().image("library/busybox:latest") } }))
+        ["image_ref"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let logs = tmp.join("pods").join(name);
+    std::fs::create_dir_all(&logs).unwrap();
+    let pod = pod_config(name, &format!("uid-{name}"), &logs, true);
+    let sid =
+        c.ok("RuntimeService/RunPodSandbox", json!({ "config": pod }))["pod_sandbox_id"].as_str().unwrap().to_string();
+    let mut cfg = container_config(name, &image, script, "c.log");
+    for (k, v) in extra.as_object().unwrap() {
+        cfg[k] = v.clone();
+    }
+    let cid = c
+        .ok("RuntimeService/CreateContainer", json!({ "pod_sandbox_id": sid, "config": cfg, "sandbox_config": pod }))
+        ["container_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.ok("RuntimeService/StartContainer", json!({ "container_id": cid }));
+    wait_state(c, &cid, "CONTAINER_RUNNING");
+    (sid, cid)
+}
+
+/// The metav1 Status on the error channel of a v4/v5 stream.
+#[track_caller]
+fn error_status(out: &Value) -> Value {
+    let text = out["channels"]["3"].as_str().unwrap_or_else(|| panic!("no error channel message: {out}"));
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("error channel {text:?}: {e}"))
+}
+
+/// Host pids whose command line is exactly `argv`.
+fn pids_running(argv: &[&str]) -> Vec<u32> {
+    let want: Vec<u8> = argv.iter().flat_map(|a| a.bytes().chain([0])).collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want))
+        .collect()
+}
+
+#[test]
+fn cri_exec_streams_over_websocket() {
+    let tmp = TempDir::new("wharf-e2e-cri-exec");
+    let (_d, sock) = cri_daemon(&tmp.0);
+    let (mut c, _sid, cid) = streaming_pod(&tmp.0, &sock, "execpod", "exec sleep 100000", json!({}));
+    let exec = |cmd: &[&str]| json!({ "container_id": cid, "cmd": cmd, "stdout": true, "stderr": true });
+
+    // A command's output on stdout, and v4's Success on the error channel.
+    let url = c.url("RuntimeService/Exec", exec(&["echo", "hello"]));
+    let out = c.stream(&url, json!({ "protocols": ["v4.channel.k8s.io"] }));
+    assert_eq!(out["status"], 101, "{out}");
+    assert_eq!(out["protocol"], "v4.channel.k8s.io");
+    assert_eq!(out["channels"]["1"], "hello\n", "{out}");
+    assert_eq!(error_status(&out), json!({ "metadata": {}, "status": "Success" }));
+    assert_eq!(out["closed"], true, "{out}");
+
+    // A token is good once; unknown ones are nothing.
+    let again = c.stream(&url, json!({ "protocols": ["v4.channel.k8s.io"] }));
+    assert_eq!(again["status"], 404, "{again}");
+    let (base, _) = url.rsplit_once('/').unwrap();
+    assert_eq!(c.stream(&format!("{base}/nosuchtoken"), json!({}))["status"], 404);
+    assert_eq!(c.stream(&url.replace("/exec/", "/attach/"), json!({}))["status"], 404);
+
+    // The exit code, in v5's Status; stderr on its own channel.
+    let url = c.url("RuntimeService/Exec", exec(&["sh", "-c", "echo err >&2; exit 3"]));
+    let out = c.stream(&url, json!({ "protocols": ["v5.channel.k8s.io", "v4.channel.k8s.io"] }));
+    assert_eq!(out["protocol"], "v5.channel.k8s.io");
+    assert_eq!(out["channels"]["2"], "err\n", "{out}");
+    let st = error_status(&out);
+    assert_eq!(st["status"], "Failure", "{st}");
+    assert_eq!(st["reason"], "NonZeroExitCode", "{st}");
+    assert_eq!(st["details"]["causes"][0], json!({ "reason": "ExitCode", "message": "3" }), "{st}");
+    // The first protocol, channel.k8s.io, says it in text, and nothing on success.
+    let url = c.url("RuntimeService/Exec", exec(&["sh", "-c", "exit 3"]));
+    let out = c.stream(&url, json!({ "protocols": ["channel.k8s.io"] }));
+    let text = out["channels"]["3"].as_str().unwrap();
+    assert!(text.starts_with("command terminated with non-zero exit code") && text.contains('3'), "{out}");
+    let url = c.url("RuntimeService/Exec", exec(&["true"]));
+    let out = c.stream(&url, json!({ "protocols": ["channel.k8s.io"] }));
+    assert!(out["channels"]["3"].is_null(), "{out}");
+    // A command that cannot start: the engine's message on stdout and its code, 127, as
+    // `docker exec` has them.
+    let url = c.url("RuntimeService/Exec", exec(&["/no/such/command"]));
+    let out = c.stream(&url, json!({ "protocols": ["v4.channel.k8s.io"] }));
+    assert!(out["channels"]["1"].as_str().unwrap().contains("no such file or directory"), "{out}");
+    assert_eq!(error_status(&out)["details"]["causes"][0]["message"], "127", "{out}");
+    // base64: text frames.
+    let url = c.url("RuntimeService/Exec", exec(&["printf", "a\\001b"]));
+    let out = c.stream(&url, json!({ "protocols": ["v4.base64.channel.k8s.io"] }));
+    assert_eq!(out["protocol"], "v4.base64.channel.k8s.io");
+    assert_eq!(out["messages"][0], json!([1, "a\u{1}b"]), "{out}");
+
+    // stdin to cat, ended by v5's close signal.
+    let mut req = exec(&["cat"]);
+    req["stdin"] = json!(true);
+    let url = c.url("RuntimeService/Exec", req);
+    let out = c.stream(
+        &url,
+        json!({ "protocols": ["v5.channel.k8s.io"], "actions": [["send", 0, "line one\n"], ["send", 0, "two\n"], ["close", 0]] }),
+    );
+    assert_eq!(out["channels"]["1"], "line one\ntwo\n", "{out}");
+    assert_eq!(error_status(&out)["status"], "Success");
+
+    // A terminal, sized by the resize channel.
+    let url = c.url(
+        "RuntimeService/Exec",
+        json!({ "container_id": cid, "cmd": ["sh", "-c", "read x; stty size; exit 5"], "tty": true, "stdin": true, "stdout": true }),
+    );
+    let out = c.stream(
+        &url,
+        json!({ "protocols": ["v5.channel.k8s.io"], "actions": [["resize", 123, 45], ["send", 0, "go\r"]] }),
+    );
+    assert!(out["channels"]["1"].as_str().unwrap().contains("45 123"), "{out}");
+    assert!(out["channels"]["2"].is_null(), "a terminal has one output: {out}");
+    assert_eq!(error_status(&out)["details"]["causes"][0]["message"], "5", "{out}");
+
+    // A client that hangs up takes its command with it.
+    let n = 4000 + std::process::id() % 1000;
+    let marker = ["sleep".to_string(), n.to_string()];
+    let argv: Vec<&str> = marker.iter().map(String::as_str).collect();
+    let url = c.url("RuntimeService/Exec", exec(&["sh", "-c", &format!("echo started; exec sleep {n}")]));
+    let out =
+        c.stream(&url, json!({ "protocols": ["v5.channel.k8s.io"], "actions": [["wait", 1, "started"], ["hangup"]] }));
+    assert_eq!(out["channels"]["1"], "started\n", "{out}");
+    assert!(wait_for(Duration::from_secs(10), || pids_running(&argv).is_empty()), "{argv:?} still runs");
+
+    // What the server refuses: a plain GET (which spends the token), protocols it does not
+    // speak.
+    let url = c.url("RuntimeService/Exec", exec(&["true"]));
+    let out = c.stream(&url, json!({ "upgrade": false }));
+    assert_eq!(out["status"], 400, "{out}");
+    assert!(out["body"].as_str().unwrap().contains("Upgrade: websocket or SPDY/3.1"), "{out}");
+    assert_eq!(c.stream(&url, json!({}))["status"], 404);
+    let url = c.url("RuntimeService/Exec", exec(&["true"]));
+    let out = c.stream(&url, json!({ "protocols": ["v9.channel.k8s.io"] }));
+    assert_eq!(out["status"], 400, "{out}");
+    assert!(out["body"].as_str().unwrap().contains("v9.channel.k8s.io"), "{out}");
+
+    // The RPC's own checks, as kubelet's.
+    let (code, details) =
+        c.err("RuntimeService/Exec", json!({ "container_id": cid, "cmd": ["sh"], "tty": true, "stderr": true }));
+    assert_eq!((code.as_str(), details.as_str()), ("INVALID_ARGUMENT", "tty and stderr cannot both be true"));
+    let (code, details) = c.err("RuntimeService/Exec", json!({ "container_id": cid, "cmd": ["sh"] }));
+    assert_eq!(code, "INVALID_ARGUMENT");
+    assert!(details.contains("one of stdin, stdout, or stderr"), "{details}");
+    assert_eq!(c.err("RuntimeService/Exec", json!({ "container_id": cid, "stdout": true })).0, "INVALID_ARGUMENT");
+    let (code, _) =
+        c.err("RuntimeService/Exec", json!({ "container_id": "0123456789ab", "cmd": ["sh"], "stdout": true }));
+    assert_eq!(code, "NOT_FOUND");
+    let (code, _) = c.err("RuntimeService/PortForward", json!({ "pod_sandbox_id": "0123456789ab", "port": [80] }));
+    assert_eq!(code, "NOT_FOUND");
+}
+
+#[test]
+fn cri_exec_over_spdy() {
+    let tmp = TempDir::new("wharf-e2e-cri-spdy");
+    let (_d, sock) = cri_daemon(&tmp.0);
+    let (mut c, _sid, cid) = streaming_pod(&tmp.0, &sock, "spdypod", "exec sleep 100000", json!({}));
+    let st = |t: &str| json!({ "streamType": t });
+
+    // stdin in, stdout and stderr out, the exit code in v4's Status on the error stream.
+    let url = c.url(
+        "RuntimeService/Exec",
+        json!({ "container_id": cid, "cmd": ["sh", "-c", "cat; echo err >&2; exit 7"], "stdin": true, "stdout": true, "stderr": true }),
+    );
+    let out = c.spdy(
+        &url,
+        json!({
+            "protocols": ["v4.channel.k8s.io", "v3.channel.k8s.io"],
+            "streams": [["error", st("error")], ["stdin", st("stdin")], ["stdout", st("stdout")], ["stderr", st("stderr")]],
+            "actions": [["send", "stdin", "abc\n"], ["send", "stdin", "def\n"], ["fin", "stdin"]],
+        }),
+    );
+    assert_eq!(out["status"], 101, "{out}");
+    assert_eq!(out["protocol"], "v4.channel.k8s.io");
+    assert_eq!(out["replied"], json!(["error", "stdin", "stdout", "stderr"]), "{out}");
+    assert_eq!(out["streams"]["stdout"], "abc\ndef\n", "{out}");
+    assert_eq!(out["streams"]["stderr"], "err\n", "{out}");
+    let status: Value = serde_json::from_str(out["streams"]["error"].as_str().unwrap()).unwrap();
+    assert_eq!(status["reason"], "NonZeroExitCode", "{out}");
+    assert_eq!(status["details"]["causes"][0], json!({ "reason": "ExitCode", "message": "7" }), "{out}");
+    for s in ["stdout", "stderr", "error"] {
+        assert!(out["fins"].as_array().unwrap().contains(&json!(s)), "{s} not ended: {out}");
+    }
+    assert_eq!(out["goaway"], true, "{out}");
+
+    // A terminal sized through the resize stream.
+    let url = c.url(
+        "RuntimeService/Exec",
+        json!({ "container_id": cid, "cmd": ["sh", "-c", "read x; stty size"], "tty": true, "stdin": true, "stdout": true }),
+    );
+    let out = c.spdy(
+        &url,
+        json!({
+            "protocols": ["v4.channel.k8s.io"],
+            "streams": [["error", st("error")], ["stdin", st("stdin")], ["stdout", st("stdout")], ["resize", st("resize")]],
+            "actions": [["resize", 77, 22], ["resize", 91, 33], ["send", "stdin", "go\r"]],
+        }),
+    );
+    assert!(out["streams"]["stdout"].as_str().unwrap().contains("33 91"), "{out}");
+    assert_eq!(out["streams"]["error"], r#"{"metadata":{},"status":"Success"}"#, "{out}");
+
+    // The older protocols say a failure in text, nothing on success.
+    let url =
+        c.url("RuntimeService/Exec", json!({ "container_id": cid, "cmd": ["sh", "-c", "exit 2"], "stdout": true }));
+    let out = c.spdy(
+        &url,
+        json!({ "protocols": ["v2.channel.k8s.io"], "streams": [["error", st("error")], ["stdout", st("stdout")]] }),
+    );
+    assert_eq!(out["protocol"], "v2.channel.k8s.io");
+    assert!(
+        out["streams"]["error"].as_str().unwrap().starts_with("command terminated with non-zero exit code"),
+        "{out}"
+    );
+
+    // Negotiation as Kubernetes' httpstream: none in common is 403 with the server's list;
+    // none offered is 400.
+    let url = c.url("RuntimeService/Exec", json!({ "container_id": cid, "cmd": ["true"], "stdout": true }));
+    let out = c.spdy(&url, json!({ "protocols": ["v9.channel.k8s.io"] }));
+    assert_eq!(out["status"], 403, "{out}");
+    assert!(out["accepted"].as_array().unwrap().contains(&json!("v4.channel.k8s.io")), "{out}");
+    let url = c.url("RuntimeService/Exec", json!({ "container_id": cid, "cmd": ["true"], "stdout": true }));
+    assert_eq!(c.spdy(&url, json!({}))["status"], 400);
+
+    // A client that hangs up over SPDY takes its command with it too.
+    let n = 5000 + std::process::id() % 1000;
+    let marker = ["sleep".to_string(), n.to_string()];
+    let argv: Vec<&str> = marker.iter().map(String::as_str).collect();
+    let url = c.url(
+        "RuntimeService/Exec",
+        json!({ "container_id": cid, "cmd": ["sh", "-c", format!("echo started; exec sleep {n}")], "stdout": true }),
+    );
+    let out = c.spdy(
+        &url,
+        json!({ "protocols": ["v4.channel.k8s.io"], "streams": [["error", st("error")], ["stdout", st("stdout")]],
+                "actions": [["wait", "stdout", "started"], ["hangup"]] }),
+    );
+    assert_eq!(out["streams"]["stdout"], "started\n", "{out}");
+    assert!(wait_for(Duration::from_secs(10), || pids_running(&argv).is_empty()), "{argv:?} still runs");
+}
+
+#[test]
+fn cri_attach_streams_over_websocket_and_spdy() {
+    let tmp = TempDir::new("wharf-e2e-cri-attach");
+    // The streaming server where it is told to listen (a port free a moment ago).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (_d, sock) = cri_daemon_with(&tmp.0, &["--cri-streaming-address", &format!("127.0.0.1:{port}")]);
+    // Echoes what comes on its stdin, which stays open between attaches (no stdin_once).
+    let script = r#"echo ready; while read l; do [ "$l" = quit ] && exit 0; echo got:$l; echo err:$l >&2; done"#;
+    let (mut c, _sid, cid) = streaming_pod(&tmp.0, &sock, "attachpod", script, json!({ "stdin": true }));
+    let attach = json!({ "container_id": cid, "stdin": true, "stdout": true, "stderr": true });
+
+    let url = c.url("RuntimeService/Attach", attach.clone());
+    assert!(url.starts_with(&format!("http://127.0.0.1:{port}/attach/")), "{url}");
+    let out = c.stream(
+        &url,
+        json!({ "protocols": ["v5.channel.k8s.io"], "actions": [["send", 0, "hello\n"], ["wait", 2, "err:hello"], ["hangup"]] }),
+    );
+    assert!(out["channels"]["1"].as_str().unwrap().contains("got:hello"), "{out}");
+    // The client went; the container goes on, its stdin still open.
+    std::thread::sleep(Duration::from_millis(300));
+    wait_state(&mut c, &cid, "CONTAINER_RUNNING");
+
+    // The same over SPDY/3.1.
+    let url = c.url("RuntimeService/Attach", attach.clone());
+    let st = |t: &str| json!({ "streamType": t });
+    let out = c.spdy(
+        &url,
+        json!({
+            "protocols": ["v4.channel.k8s.io"],
+            "streams": [["error", st("error")], ["stdin", st("stdin")], ["stdout", st("stdout")], ["stderr", st("stderr")]],
+            "actions": [["send", "stdin", "spdy\n"], ["wait", "stderr", "err:spdy"], ["hangup"]],
+        }),
+    );
+    assert!(out["streams"]["stdout"].as_str().unwrap().contains("got:spdy"), "{out}");
+    std::thread::sleep(Duration::from_millis(300));
+    wait_state(&mut c, &cid, "CONTAINER_RUNNING");
+
+    let url = c.url("RuntimeService/Attach", attach.clone());
+    let out = c.stream(
+        &url,
+        json!({ "protocols": ["v4.channel.k8s.io"], "actions": [["send", 0, "again\n"], ["wait", 1, "got:again"], ["send", 0, "quit\n"]] }),
+    );
+    assert!(!out["channels"]["1"].as_str().unwrap().contains("got:hello"), "only what came after the attach: {out}");
+    // The container's end ends the attach, with Success.
+    assert_eq!(error_status(&out), json!({ "metadata": {}, "status": "Success" }), "{out}");
+    let st = wait_state(&mut c, &cid, "CONTAINER_EXITED");
+    assert_eq!(st["status"]["exit_code"], 0, "{st}");
+    let (code, _) = c.err("RuntimeService/Attach", attach);
+    assert_eq!(code, "FAILED_PRECONDITION");
+}
+
+#[test]
+fn cri_port_forward_over_websocket_and_spdy() {
+    let tmp = TempDir::new("wharf-e2e-cri-pf");
+    let (_d, sock) = cri_daemon(&tmp.0);
+    let bridge = Bridge(format!("wcpf{}", unique("").chars().filter(char::is_ascii_digit).take(6).collect::<String>()));
+    let n = std::process::id() % 180 + 20;
+    write_cni_conf(&tmp.0, &bridge.0, &format!("10.{n}.178.0/24"));
+    let mut c = CriClient::start(&sock);
+    let image = c
+        .ok("ImageService/PullImage", json!({ "image": { "image": registry().image("library/busybox:latest") } }))
+        ["image_ref"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let logs = tmp.0.join("pods/pfpod");
+    std::fs::create_dir_all(&logs).unwrap();
+    let pod = pod_config("pfpod", "uid-pf-1", &logs, false);
+    let sid =
+        c.ok("RuntimeService/RunPodSandbox", json!({ "config": pod }))["pod_sandbox_id"].as_str().unwrap().to_string();
+    // Listens on the pod's loopback only: nothing outside the pod reaches it but the forward.
+    let cfg = container_config("web", &image, "exec httpd -f -p 127.0.0.1:8080 -h /etc", "web.log");
+    let cid = c
+        .ok("RuntimeService/CreateContainer", json!({ "pod_sandbox_id": sid, "config": cfg, "sandbox_config": pod }))
+        ["container_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.ok("RuntimeService/StartContainer", json!({ "container_id": cid }));
+    wait_state(&mut c, &cid, "CONTAINER_RUNNING");
+
+    let request = "GET /hostname HTTP/1.0\r\n\r\n";
+    let mut out = Value::Null;
+    let answered = wait_for(Duration::from_secs(20), || {
+        let url = c.url("RuntimeService/PortForward", json!({ "pod_sandbox_id": sid, "port": [8080] }));
+        out = c.stream(&url, json!({ "protocols": ["v4.channel.k8s.io"], "actions": [["send", 0, request]] }));
+        out["channels"]["0"].as_str().is_some_and(|t| t.contains("pfpod"))
+    });
+    assert!(answered, "no answer through the forward: {out}");
+    assert_eq!(out["protocol"], "v4.channel.k8s.io");
+    // Each channel starts with its port, little-endian (8080 = 0x1f90).
+    assert_eq!(out["messages"][0], json!([0, "\u{90}\u{1f}"]), "{out}");
+    assert_eq!(out["messages"][1], json!([1, "\u{90}\u{1f}"]), "{out}");
+    assert!(out["channels"]["0"].as_str().unwrap().contains("200 OK"), "{out}");
+    assert_eq!(out["closed"], true, "{out}");
+
+    // Two ports from the query, one of them closed: its error channel says so.
+    let url = c.url("RuntimeService/PortForward", json!({ "pod_sandbox_id": sid }));
+    let out = c.stream(
+        &format!("{url}?port=8080&port=8081"),
+        json!({ "protocols": ["v4.channel.k8s.io"], "actions": [["send", 0, request]] }),
+    );
+    assert!(out["channels"]["0"].as_str().unwrap().contains("pfpod"), "{out}");
+    let err = out["channels"]["3"].as_str().unwrap();
+    assert!(err.contains("error forwarding port 8081") && err.contains("refused"), "{out}");
+    // The same over SPDY/3.1: a pair of streams per connection, with kubectl's headers.
+    let url = c.url("RuntimeService/PortForward", json!({ "pod_sandbox_id": sid, "port": [8080] }));
+    let pf = |t: &str, port: u16, id: &str| json!({ "streamType": t, "port": port.to_string(), "requestID": id });
+    let out = c.spdy(
+        &url,
+        json!({
+            "protocols": ["portforward.k8s.io"],
+            "streams": [["e0", pf("error", 8080, "0")], ["d0", pf("data", 8080, "0")],
+                        ["e1", pf("error", 8081, "1")], ["d1", pf("data", 8081, "1")],
+                        ["e2", pf("error", 8080, "2")], ["d2", pf("data", 8080, "2")]],
+            "actions": [["send", "d0", request], ["send", "d2", request]],
+            "until_fin": ["d0", "d1", "d2"],
+        }),
+    );
+    assert_eq!(out["protocol"], "portforward.k8s.io", "{out}");
+    assert!(out["streams"]["d0"].as_str().unwrap().contains("pfpod"), "{out}");
+    assert!(out["streams"]["d2"].as_str().unwrap().contains("pfpod"), "{out}");
+    assert!(out["streams"]["e1"].as_str().unwrap().contains("error forwarding port 8081"), "{out}");
+    assert_eq!(out["streams"]["e0"].as_str().unwrap_or(""), "", "no error for a forward that worked: {out}");
+    let url = c.url("RuntimeService/PortForward", json!({ "pod_sandbox_id": sid, "port": [8080] }));
+    assert_eq!(c.spdy(&url, json!({ "protocols": ["v4.channel.k8s.io"] }))["status"], 403);
+
+    // No port at all is refused; so are bad ones.
+    let url = c.url("RuntimeService/PortForward", json!({ "pod_sandbox_id": sid }));
+    assert_eq!(c.stream(&url, json!({ "protocols": ["v4.channel.k8s.io"] }))["status"], 400);
+    let (code, _) = c.err("RuntimeService/PortForward", json!({ "pod_sandbox_id": sid, "port": [70000] }));
+    assert_eq!(code, "INVALID_ARGUMENT");
+    let url = c.url("RuntimeService/PortForward", json!({ "pod_sandbox_id": sid, "port": [8080] }));
+    assert_eq!(c.stream(&url, json!({ "protocols": ["v5.channel.k8s.io"] }))["status"], 400);
+
+    c.ok("RuntimeService/StopPodSandbox", json!({ "pod_sandbox_id": sid }));
+    c.ok("RuntimeService/RemovePodSandbox", json!({ "pod_sandbox_id": sid }));
+    let (code, _) = c.err("RuntimeService/PortForward", json!({ "pod_sandbox_id": sid, "port": [8080] }));
+    assert_eq!(code, "NOT_FOUND");
+}
+
+/// kubectl (client-go's remotecommand and portforward clients, the ones kubelet's users run)
+/// through a stand-in for the apiserver and kubelet in cri_client.py, which calls the CRI's
+/// Exec and PortForward as kubelet does and relays the upgrade to the streaming URL.
+#[test]
+fn cri_kubectl_exec_and_port_forward() {
+    assert!(
+        Command::new("kubectl").arg("version").arg("--client").output().is_ok_and(|o| o.status.success()),
+        "kubectl is not installed"
+    );
+    let tmp = TempDir::new("wharf-e2e-cri-kubectl");
+    let (_d, sock) = cri_daemon(&tmp.0);
+    let port = 20000 + std::process::id() % 20000;
+    // On the host's network: a page only this pod serves.
+    let script = format!("mkdir /www && echo served-by-{port} >/www/id && exec httpd -f -p 127.0.0.1:{port} -h /www");
+    let (mut c, sid, cid) = streaming_pod(&tmp.0, &sock, "kubepod", &script, json!({}));
+    // A terminal container that waits to be sized, says its size and ends: for kubectl attach.
+    let tty_script = r#"i=0; while [ "$(stty size)" != "20 70" ] && [ $i -lt 300 ]; do i=$((i+1)); sleep 0.1; done; echo size $(stty size); exit 0"#;
+    let (tty_sid, tty_cid) = add_pod(&mut c, &tmp.0, "ttypod", tty_script, json!({ "tty": true, "stdin": true }));
+    let pods = json!({
+        "kubepod": { "sandbox": sid, "container": cid },
+        "ttypod": { "sandbox": tty_sid, "container": tty_cid, "tty": true },
+    });
+    writeln!(c.stdin, "{}", json!({ "apiserver": pods })).unwrap();
+    let mut answer = String::new();
+    c.stdout.read_line(&mut answer).unwrap();
+    let api: Value = serde_json::from_str(&answer).unwrap();
+    let api_port = api["ok"]["port"].as_u64().unwrap_or_else(|| panic!("{answer}"));
+    let kubeconfig = tmp.0.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: t\n  cluster:\n    server: http://127.0.0.1:{api_port}\n\
+             contexts:\n- name: t\n  context:\n    cluster: t\n    user: u\n    namespace: default\n\
+             current-context: t\nusers:\n- name: u\n  user: {{}}\n"
+        ),
+    )
+    .unwrap();
+    let kubectl = |env: &[(&str, &str)], args: &[&str], input: Option<&str>| {
+        let mut cmd = Command::new("kubectl");
+        cmd.arg("--kubeconfig").arg(&kubeconfig).args(args);
+        cmd.env("HOME", &tmp.0).envs(env.iter().copied());
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("run kubectl");
+        let mut stdin = child.stdin.take().unwrap();
+        if let Some(i) = input {
+            stdin.write_all(i.as_bytes()).unwrap();
+        }
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    };
+    // WebSocket (kubectl's default since 1.30, v5.channel.k8s.io), then SPDY/3.1.
+    for env in [vec![], vec![("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")]] {
+        let out = kubectl(&env, &["exec", "kubepod", "--", "sh", "-c", "echo out; echo err >&2; exit 3"], None);
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(3), "{env:?}: {stdout} {stderr}");
+        assert_eq!(stdout, "out\n", "{env:?}: {stderr}");
+        assert!(stderr.contains("err"), "{env:?}: {stderr}");
+        let out = kubectl(&env, &["exec", "-i", "kubepod", "--", "sh", "-c", "cat; echo done"], Some("one\ntwo\n"));
+        assert!(out.status.success(), "{env:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "one\ntwo\ndone\n", "{env:?}");
+    }
+
+    // A terminal: kubectl under script(1), on a pty sized 91x33, which kubectl sends on the
+    // resize channel (WebSocket) or stream (SPDY) as the command starts.
+    for env in [vec![], vec![("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")]] {
+        let inner = format!(
+            "stty cols 91 rows 33; kubectl --kubeconfig {} exec -it kubepod -- sh -c 'sleep 0.5; stty size; exit 4'",
+            kubeconfig.display()
+        );
+        let out = Command::new("script")
+            .args(["-qec", &inner, "/dev/null"])
+            .env("HOME", &tmp.0)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run script");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("33 91"), "{env:?}: {text} {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(4), "{env:?}: {text}");
+    }
+
+    // kubectl attach -it: the container's terminal gets the size of kubectl's (the engine's
+    // resize of the container), and the container's end ends the attach.
+    let inner = format!("stty cols 70 rows 20; kubectl --kubeconfig {} attach -it ttypod", kubeconfig.display());
+    let out = Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .env("HOME", &tmp.0)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("size 20 70"), "{text} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    wait_state(&mut c, &tty_cid, "CONTAINER_EXITED");
+
+    // Port-forward: a local port of kubectl's to the pod's. kubectl first asks for its
+    // websocket form, SPDY tunnelled in WebSocket ("SPDY/3.1+portforward.k8s.io", which only
+    // an apiserver unwraps); refused (400), it falls back to SPDY/3.1, as against a kubelet.
+    for env in [vec![], vec![("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")]] {
+        let local = 40000 + std::process::id() % 20000 + u32::from(env.is_empty());
+        let mut pf = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["port-forward", "pod/kubepod", &format!("{local}:{port}")])
+            .env("HOME", &tmp.0)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl port-forward");
+        let mut body = String::new();
+        let answered = wait_for(Duration::from_secs(20), || {
+            let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", local as u16)) else { return false };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = write!(s, "GET /id HTTP/1.0\r\n\r\n");
+            body.clear();
+            let _ = std::io::Read::read_to_string(&mut s, &mut body);
+            body.contains(&format!("served-by-{port}"))
+        });
+        let _ = pf.kill();
+        let out = pf.wait_with_output().unwrap();
+        assert!(
+            answered,
+            "{env:?}: no answer through kubectl port-forward: {body:?} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
