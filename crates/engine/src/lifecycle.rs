@@ -25,6 +25,13 @@ pub struct UpdateRequest {
     /// 0 or -1: unlimited.
     pub pids_limit: Option<i64>,
     pub restart_policy: Option<RestartPolicy>,
+    /// Empty leaves it as it is.
+    pub cpuset_cpus: Option<String>,
+    pub cpuset_mems: Option<String>,
+    pub memory_reservation: Option<i64>,
+    /// Kept in the record, as dockerd; never applied (see `ResourceOptions`).
+    pub kernel_memory: Option<i64>,
+    pub blkio_weight: Option<u16>,
 }
 
 /// What `container prune` removed.
@@ -223,6 +230,8 @@ impl Engine {
         if let Some(s) = positive(req.cpu_shares) {
             hc.cpu_shares = s;
         }
+        let mut warnings = Vec::new();
+        self.update_more_resources(&req, &mut hc, &mut warnings)?;
         if let Some(p) = req.pids_limit {
             hc.pids_limit = Some(if p <= 0 { -1 } else { p });
         }
@@ -253,7 +262,74 @@ impl Engine {
         rec.state = state;
         self.put_container(&rec)?;
         self.container_event(&rec, "update", &[]);
-        Ok(Vec::new())
+        Ok(warnings)
+    }
+
+    /// The update fields of `resources.rs`, checked as dockerd checks them (`update` true):
+    /// cpuset, memory reservation, kernel memory, blkio weight.
+    fn update_more_resources(
+        &self,
+        req: &UpdateRequest,
+        hc: &mut crate::HostConfig,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), EngineError> {
+        let sup = crate::resources::support();
+        if let Some(c) = req.cpuset_cpus.as_ref().filter(|c| !c.is_empty()) {
+            crate::spec::check_cpuset(c, "cpuset.cpus")?;
+            hc.cpuset_cpus = c.clone();
+        }
+        if let Some(m) = req.cpuset_mems.as_ref().filter(|m| !m.is_empty()) {
+            crate::spec::check_cpuset(m, "cpuset.mems")?;
+            hc.cpuset_mems = m.clone();
+        }
+        if let Some(r) = req.memory_reservation.filter(|r| *r != 0) {
+            if !sup.memory_reservation {
+                warnings.push(
+                    "Your kernel does not support memory soft limit capabilities or the cgroup is not mounted. Limitation discarded."
+                        .to_string(),
+                );
+            } else {
+                if r < crate::resources::MIN_MEMORY {
+                    return Err(EngineError::Invalid("Minimum memory reservation allowed is 6MB".to_string()));
+                }
+                if hc.memory > 0 && hc.memory < r {
+                    return Err(EngineError::Invalid(
+                        "Minimum memory limit can not be less than memory reservation limit, see usage".to_string(),
+                    ));
+                }
+                hc.resources.memory_reservation = r;
+            }
+        }
+        if let Some(k) = req.kernel_memory.filter(|k| *k != 0) {
+            warnings.push(
+                "Specifying a kernel memory limit is deprecated and will be removed in a future release.".to_string(),
+            );
+            if !sup.kernel_memory {
+                warnings.push(
+                    "Your kernel does not support kernel memory limit capabilities or the cgroup is not mounted. Limitation discarded."
+                        .to_string(),
+                );
+            } else {
+                if k < crate::resources::MIN_MEMORY {
+                    return Err(EngineError::Invalid("Minimum kernel memory limit allowed is 6MB".to_string()));
+                }
+                hc.resources.kernel_memory = k;
+            }
+        }
+        if let Some(w) = req.blkio_weight.filter(|w| *w != 0) {
+            if !sup.blkio_weight {
+                warnings.push(
+                    "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded."
+                        .to_string(),
+                );
+            } else {
+                if !(10..=1000).contains(&w) {
+                    return Err(EngineError::Invalid("Range of blkio weight is from 10 to 1000".to_string()));
+                }
+                hc.resources.blkio_weight = w;
+            }
+        }
+        Ok(())
     }
 
     /// Removes every stopped container (`created`, `exited`, `dead`) that matches the filters
@@ -342,11 +418,23 @@ fn update_resources(req: &UpdateRequest, hc: &crate::HostConfig) -> oci::Resourc
         cpu.quota = Some(if hc.cpu_quota > 0 { hc.cpu_quota } else { -1 });
         cpu.period = Some(if hc.cpu_period > 0 { hc.cpu_period as u64 } else { CFS_PERIOD as u64 });
     }
+    if req.cpuset_cpus.as_ref().is_some_and(|c| !c.is_empty()) {
+        cpu.cpus = Some(hc.cpuset_cpus.clone());
+    }
+    if req.cpuset_mems.as_ref().is_some_and(|m| !m.is_empty()) {
+        cpu.mems = Some(hc.cpuset_mems.clone());
+    }
     if cpu != oci::Cpu::default() {
         r.cpu = Some(cpu);
     }
     if req.pids_limit.is_some() {
         r.pids = Some(oci::Pids { limit: hc.pids_limit.unwrap_or(-1) });
+    }
+    if req.memory_reservation.is_some_and(|m| m != 0) && hc.resources.memory_reservation > 0 {
+        r.memory.get_or_insert_with(oci::Memory::default).reservation = Some(hc.resources.memory_reservation);
+    }
+    if req.blkio_weight.is_some_and(|w| w != 0) && hc.resources.blkio_weight > 0 {
+        r.block_io = Some(oci::BlockIo { weight: Some(hc.resources.blkio_weight), ..Default::default() });
     }
     r
 }
