@@ -100,16 +100,15 @@ impl ResourcesBody {
 }
 
 /// Sets the inspect fields of these controls in `HostConfig`, named and shaped as dockerd's
-/// (`KernelMemory` and `KernelMemoryTCP` are `omitempty` there; `StorageOpt` too).
+/// (`StorageOpt` is `omitempty` there).
 pub fn inspect_into(hc: &mut Value, r: &ResourceOptions) {
     let throttles = |list: &[ThrottleDevice]| -> Value {
         json!(list.iter().map(|d| json!({"Path": d.path, "Rate": d.rate})).collect::<Vec<_>>())
     };
     hc["MemoryReservation"] = json!(r.memory_reservation);
     hc["MemorySwappiness"] = json!(r.memory_swappiness);
-    if r.kernel_memory != 0 {
-        hc["KernelMemory"] = json!(r.kernel_memory);
-    }
+    hc["KernelMemory"] = json!(r.kernel_memory);
+    hc["KernelMemoryTCP"] = json!(0);
     hc["CpuRealtimePeriod"] = json!(r.cpu_rt_period);
     hc["CpuRealtimeRuntime"] = json!(r.cpu_rt_runtime);
     hc["BlkioWeight"] = json!(r.blkio_weight);

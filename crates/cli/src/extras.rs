@@ -21,7 +21,7 @@ pub enum ExtrasCommand {
         containers: Vec<String>,
     },
     /// Update configuration of one or more containers
-    Update(UpdateFlags),
+    Update(Box<UpdateFlags>),
     /// Display the running processes of a container
     Top {
         container: String,

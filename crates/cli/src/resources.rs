@@ -249,7 +249,7 @@ fn parse_gpus(v: &str) -> Result<Value> {
         match f.split_once('=') {
             None if f == "all" => count = -1,
             None => count = f.parse().map_err(|_| anyhow!("invalid count ({f}) for GPU device request"))?,
-            Some(("count", c)) if c == "all" => count = -1,
+            Some(("count", "all")) => count = -1,
             Some(("count", c)) => {
                 count = c.parse().map_err(|_| anyhow!("invalid count ({c}) for GPU device request"))?
             }

@@ -217,7 +217,13 @@ pub(crate) fn check_cpuset(list: &str, file: &str) -> Result<(), crate::EngineEr
     if list.is_empty() {
         return Ok(());
     }
-    let invalid = || crate::EngineError::Invalid(format!("Invalid value {list} for {file}"));
+    // dockerd's words: "cpuset cpus" for the file cpuset.cpus, and the parser's reason.
+    let invalid = || {
+        crate::EngineError::Invalid(format!(
+            "Invalid value {list} for {}: invalid format: {list}",
+            file.replace('.', " ")
+        ))
+    };
     let parse = |l: &str| -> Option<Vec<u32>> {
         let mut out = Vec::new();
         for part in l.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -246,7 +252,7 @@ pub(crate) fn check_cpuset(list: &str, file: &str) -> Result<(), crate::EngineEr
         .unwrap_or_default();
     if let Some(have) = parse(&available).filter(|h| !h.is_empty()) {
         if wanted.iter().any(|w| !have.contains(w)) {
-            let what = if file == "cpuset.cpus" { "CPUs" } else { "Memory nodes" };
+            let what = if file == "cpuset.cpus" { "CPUs" } else { "memory nodes" };
             return Err(crate::EngineError::Invalid(format!(
                 "Requested {what} are not available - requested {list}, available: {available}"
             )));
