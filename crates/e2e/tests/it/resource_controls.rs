@@ -202,6 +202,11 @@ fn cpus_and_cpuset_have_their_effect() {
     eprintln!("--cpus 0.5 busy loop: {share:.3} of a core over {:.2} s", elapsed / 1e9);
     // The quota caps it at 0.5; a generous band below for a busy 2-core machine.
     assert!((0.2..=0.6).contains(&share), "--cpus 0.5 busy loop got {share:.2} of a core");
+    // docker stats puts it at about 50% (of one CPU, as dockerd counts).
+    let out = d.docker(&["stats", "--no-stream", "--format", "{{.CPUPerc}}|{{.PIDs}}", "busy"]);
+    let text = out.ok().trimmed().to_string();
+    let percent: f64 = text.split('%').next().and_then(|p| p.parse().ok()).unwrap_or(-1.0);
+    assert!((20.0..=60.0).contains(&percent), "docker stats: {text}");
     d.docker(&["rm", "-f", "busy"]).ok();
 
     let out =
@@ -233,6 +238,21 @@ fn device_read_bps_throttles_a_direct_read() {
     eprintln!("2 MiB O_DIRECT read: {free:?} free, {throttled:?} at 1 MiB/s");
     assert!(throttled >= Duration::from_millis(1500), "throttled read took {throttled:?} (free {free:?})");
     assert!(throttled > free + Duration::from_millis(700), "throttled {throttled:?}, free {free:?}");
+
+    // docker stats counts the bytes read in BLOCK I/O.
+    let script = format!("dd if={} of=/dev/null bs=64k count=32 iflag=direct && echo read && sleep 100", disk.path);
+    d.docker(&["run", "-d", "--name", "reader", "--device", &disk.path, &image, "sh", "-c", &script]).ok();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !d.docker(&["logs", "reader"]).stdout.contains("read") {
+        assert!(Instant::now() < deadline, "dd did not finish");
+        thread::sleep(Duration::from_millis(100));
+    }
+    let out = d.docker(&["stats", "--no-stream", "--format", "{{.BlockIO}}", "reader"]);
+    let text = out.ok().trimmed().to_string();
+    let read = text.split(" / ").next().unwrap_or_default();
+    let mb: f64 = read.strip_suffix("MB").and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    assert!(mb >= 2.0, "docker stats BLOCK I/O {text:?}: the 2 MiB read is not counted");
+    d.docker(&["rm", "-f", "reader"]).ok();
 }
 
 /// The `HostConfig` fields of HostConfig keys these controls own, as inspect shows them.
