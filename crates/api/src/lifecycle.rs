@@ -45,6 +45,8 @@ struct UpdateBody {
     memory_reservation: Option<i64>,
     kernel_memory: Option<i64>,
     blkio_weight: Option<u16>,
+    cpu_realtime_period: Option<i64>,
+    cpu_realtime_runtime: Option<i64>,
 }
 
 /// `POST /containers/{id}/update`.
@@ -66,6 +68,8 @@ pub async fn update(ctx: &Ctx, id: &str, body: Bytes) -> Result<Response<Body>> 
         memory_reservation: b.memory_reservation,
         kernel_memory: b.kernel_memory,
         blkio_weight: b.blkio_weight,
+        cpu_rt_period: b.cpu_realtime_period,
+        cpu_rt_runtime: b.cpu_realtime_runtime,
     };
     let warnings = ctx.engine.update_container(id, req).await?;
     json(StatusCode::OK, &json!({ "Warnings": warnings }))

@@ -32,6 +32,10 @@ pub struct UpdateRequest {
     /// Kept in the record, as dockerd; never applied (see `ResourceOptions`).
     pub kernel_memory: Option<i64>,
     pub blkio_weight: Option<u16>,
+    /// Kept in the record for the next start, not applied live: dockerd's update does the
+    /// same (its containerd update carries no real-time values).
+    pub cpu_rt_period: Option<i64>,
+    pub cpu_rt_runtime: Option<i64>,
 }
 
 /// What `container prune` removed.
@@ -192,55 +196,43 @@ impl Engine {
         let nano = positive(req.nano_cpus);
         let quota = positive(req.cpu_quota);
         let period = positive(req.cpu_period);
-        if nano.is_some() && (quota.is_some() || period.is_some()) {
-            return Err(EngineError::Invalid(
-                "Conflicting options: Nano CPUs and CPU Period cannot both be set".to_string(),
-            ));
-        }
+        // dockerd's checks first (on the update's own values), then its update step.
+        crate::resources::check_cpu(nano.unwrap_or(0), quota.unwrap_or(0), period.unwrap_or(0))?;
+        let mut warnings = Vec::new();
+        self.update_more_resources(&req, &mut hc, &mut warnings)?;
         if let Some(n) = nano {
-            let ncpu = std::thread::available_parallelism().map(|n| n.get() as i64).unwrap_or(1);
-            if n > ncpu * 1_000_000_000 {
-                return Err(EngineError::Invalid(format!(
-                    "Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
-                )));
-            }
             hc.nano_cpus = n;
             hc.cpu_quota = 0;
             hc.cpu_period = 0;
         }
         if quota.is_some() || period.is_some() {
             if hc.nano_cpus > 0 {
-                return Err(EngineError::Invalid(
-                    "Conflicting options: CPU Quota cannot be updated as NanoCPUs has already been set".to_string(),
-                ));
+                // dockerd's update step (not its checks) says which container it could not update.
+                return Err(EngineError::Invalid(format!(
+                    "Cannot update container {}: Conflicting options: CPU Quota cannot be updated as NanoCPUs has already been set",
+                    rec.id
+                )));
             }
             if let Some(q) = quota {
                 hc.cpu_quota = q;
             }
             if let Some(p) = period {
-                if !(1000..=1_000_000).contains(&p) {
-                    return Err(EngineError::Invalid(
-                        "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)"
-                            .to_string(),
-                    ));
-                }
                 hc.cpu_period = p;
             }
         }
         if let Some(s) = positive(req.cpu_shares) {
             hc.cpu_shares = s;
         }
-        let mut warnings = Vec::new();
-        self.update_more_resources(&req, &mut hc, &mut warnings)?;
         if let Some(p) = req.pids_limit {
             hc.pids_limit = Some(if p <= 0 { -1 } else { p });
         }
         if let Some(policy) = req.restart_policy.clone() {
             policy.validate()?;
             if hc.auto_remove && !policy.is_none() {
-                return Err(EngineError::Invalid(
-                    "Restart policy cannot be updated because AutoRemove is enabled for the container".to_string(),
-                ));
+                return Err(EngineError::Invalid(format!(
+                    "Cannot update container {}: Restart policy cannot be updated because AutoRemove is enabled for the container",
+                    rec.id
+                )));
             }
             hc.restart_policy = policy;
         }
@@ -250,9 +242,9 @@ impl Engine {
             let path = self.container_cgroup(&rec.id);
             let id = rec.id.clone();
             blocking(move || {
-                let cg =
-                    Cgroup::open(&path).map_err(|e| EngineError::Internal(format!("update container {id}: {e}")))?;
-                cg.update(&resources).map_err(|e| EngineError::Internal(format!("update container {id}: {e}")))
+                let cg = Cgroup::open(&path)
+                    .map_err(|e| EngineError::Internal(format!("Cannot update container {id}: {e}")))?;
+                cg.update(&resources).map_err(|e| EngineError::Internal(format!("Cannot update container {id}: {e}")))
             })
             .await?;
         }
@@ -292,7 +284,9 @@ impl Engine {
                 if r < crate::resources::MIN_MEMORY {
                     return Err(EngineError::Invalid("Minimum memory reservation allowed is 6MB".to_string()));
                 }
-                if hc.memory > 0 && hc.memory < r {
+                // As dockerd: against the memory limit of the same update only (the kernel
+                // takes a v1 soft limit above the hard one).
+                if req.memory.is_some_and(|m| m > 0 && m < r) {
                     return Err(EngineError::Invalid(
                         "Minimum memory limit can not be less than memory reservation limit, see usage".to_string(),
                     ));
@@ -314,6 +308,16 @@ impl Engine {
                     return Err(EngineError::Invalid("Minimum kernel memory limit allowed is 6MB".to_string()));
                 }
                 hc.resources.kernel_memory = k;
+            }
+        }
+        let (rt_period, rt_runtime) = (req.cpu_rt_period.unwrap_or(0), req.cpu_rt_runtime.unwrap_or(0));
+        if rt_period != 0 || rt_runtime != 0 {
+            crate::resources::check_realtime(rt_period, rt_runtime, &sup)?;
+            if rt_period != 0 {
+                hc.resources.cpu_rt_period = rt_period;
+            }
+            if rt_runtime != 0 {
+                hc.resources.cpu_rt_runtime = rt_runtime;
             }
         }
         if let Some(w) = req.blkio_weight.filter(|w| *w != 0) {

@@ -105,6 +105,17 @@ pub(crate) fn check_create(hc: &mut HostConfig, sup: &Support) -> Result<Vec<Str
     if hc.nano_cpus < 0 || hc.cpu_shares < 0 {
         return Err(invalid("resource limits must not be negative"));
     }
+    // dockerd's default (`adaptContainerSettings`): as much swap as memory, kept in the record.
+    if hc.memory > 0 && hc.memory_swap == 0 {
+        hc.memory_swap = hc.memory * 2;
+    }
+    if hc.memory > 0 && hc.memory_swap != -1 && !sup.swap_limit {
+        warnings.push(
+            "Your kernel does not support swap limit capabilities or the cgroup is not mounted. Memory limited without swap."
+                .to_string(),
+        );
+        hc.memory_swap = -1;
+    }
     if hc.memory > 0 && hc.memory_swap > 0 && hc.memory_swap < hc.memory {
         return Err(invalid("Minimum memoryswap limit should be larger than memory limit, see usage"));
     }

@@ -160,7 +160,7 @@ fn controls_land_in_the_cgroup_and_update_changes_them(cli: Cli) {
     assert_eq!((hc["CpusetCpus"].as_str(), hc["CpuQuota"].as_i64()), (Some(new_cpus), Some(40000)), "{hc}");
     assert_eq!(hc["MemoryReservation"], 48 << 20, "{hc}");
     // Bad values are refused with dockerd's messages, and change nothing.
-    d.cli(cli, &["update", "--memory-reservation", "128m", "ctl"]).fails().mentions(&["memory reservation limit"]);
+    d.cli(cli, &["update", "--memory-reservation", "1m", "ctl"]).fails().mentions(&["Minimum memory reservation"]);
     d.cli(cli, &["update", "--cpuset-cpus", "64", "ctl"]).fails().mentions(&["Requested CPUs are not available"]);
     assert_eq!(read(&reservation), (48u64 << 20).to_string());
 
@@ -413,6 +413,64 @@ fn create_flags_match_dockerd() {
         };
         assert_eq!(message(&ours), message(&theirs), "{flags:?}");
     }
+}
+
+/// `docker update` of each control dockerd's update takes, one after another on a running
+/// container of each engine: the same exit codes and messages, then the same fields.
+#[test]
+fn update_matches_dockerd() {
+    let d = Daemon::start();
+    let image = registry().image("library/busybox:latest");
+    d.docker(&["pull", "-q", &image]).ok();
+    let docker = Dockerd::start(&[&registry().addr]).unwrap_or_else(|e| panic!("private dockerd: {e}"));
+    docker.cli(&["pull", "-q", &image]).ok();
+    let run = ["run", "-d", "--name", "upd", "-m", "64m", image.as_str(), "sleep", "1000"];
+    d.docker(&run).ok();
+    docker.cli(&run).ok();
+    let steps: &[&[&str]] = &[
+        &["--blkio-weight", "300"],
+        &["--cpu-rt-runtime", "1000"],
+        &["--memory-reservation", "128m"],
+        &["--memory-reservation", "1m"],
+        &["--memory-reservation", "32m"],
+        &["--cpuset-cpus", "0"],
+        &["--cpuset-mems", "0"],
+        &["--cpuset-cpus", "64"],
+        &["--cpus", "0.5"],
+        &["--cpu-quota", "20000"],
+        &["--memory", "4m"],
+        &["--memory", "96m"],
+        &["--pids-limit", "20"],
+        &["--cpu-period", "500"],
+        &["--cpu-shares", "512"],
+        &["--restart", "on-failure:3"],
+    ];
+    let id_a = d.inspect(Cli::Docker, "upd")["Id"].as_str().unwrap_or_default().to_string();
+    let id_b = docker.cli(&["inspect", "upd"]).json()[0]["Id"].as_str().unwrap_or_default().to_string();
+    for step in steps {
+        let mut args = vec!["update"];
+        args.extend(step.iter().copied());
+        args.push("upd");
+        let (ours, theirs) = (d.docker(&args), docker.cli(&args));
+        assert_eq!(ours.code, theirs.code, "{step:?}:\nwharf: {ours}\ndockerd: {theirs}");
+        let (a, b) = (ours.stderr.replace(&id_a, "ID"), theirs.stderr.replace(&id_b, "ID"));
+        assert_eq!(a.trim(), b.trim(), "{step:?}: stderr");
+    }
+    let (a, b) = (d.inspect(Cli::Docker, "upd"), docker.cli(&["inspect", "upd"]).json());
+    let (a, b): (&Value, &Value) = (&a["HostConfig"], &b[0]["HostConfig"]);
+    let differ: Vec<String> = FIELDS
+        .iter()
+        .chain(&["RestartPolicy"])
+        .filter(|k| a.get(**k) != b.get(**k))
+        .map(|k| format!("{k}: wharf {:?}, dockerd {:?}", a.get(*k), b.get(*k)))
+        .collect();
+    assert!(differ.is_empty(), "after the updates:\n{}", differ.join("\n"));
+    // And the running container's cgroup has the new values.
+    let pid = pid_of(&d, Cli::Docker, "upd");
+    let (reservation, _) = cgroup_file(pid, "memory", "memory.soft_limit_in_bytes", "memory.low");
+    assert_eq!(read(&reservation), (32u64 << 20).to_string(), "{}", reservation.display());
+    let (cpus, _) = cgroup_file(pid, "cpuset", "cpuset.cpus", "cpuset.cpus");
+    assert_eq!(read(&cpus), "0", "{}", cpus.display());
 }
 
 /// What wharf cannot do yet is refused clearly at create: `--gpus`, and `--storage-opt size=`
