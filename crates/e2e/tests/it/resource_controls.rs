@@ -487,3 +487,32 @@ fn gpus_and_storage_opt_are_refused_clearly() {
     let listed = d.docker(&["ps", "-aq"]);
     assert_eq!(listed.ok().trimmed(), "", "a refused create left a container");
 }
+
+/// `--cpu-rt-*` on this host (v1 `cpu.rt_*` present): a period alone starts, a runtime the
+/// daemon's cgroup has no real-time budget for fails at start naming the file, as with
+/// dockerd and runc; on cgroup v2 create refuses it (no real-time group scheduling there).
+#[test]
+fn realtime_cpu_as_dockerd() {
+    let d = Daemon::start();
+    let image = registry().image("library/busybox:latest");
+    d.docker(&["pull", "-q", &image]).ok();
+    if v2() {
+        d.docker(&["create", "--cpu-rt-runtime", "1000", &image, "true"])
+            .fails()
+            .mentions(&["does not support cgroup cpu real-time runtime"]);
+        return;
+    }
+    let docker = Dockerd::start(&[&registry().addr]).unwrap_or_else(|e| panic!("private dockerd: {e}"));
+    docker.cli(&["pull", "-q", &image]).ok();
+    for (flags, starts) in [(&["--cpu-rt-period", "1000000"][..], true), (&["--cpu-rt-runtime", "95000"][..], false)] {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(flags);
+        args.extend([image.as_str(), "true"]);
+        let (ours, theirs) = (d.docker(&args), docker.cli(&args));
+        assert_eq!(ours.code, theirs.code, "{flags:?}:\nwharf: {ours}\ndockerd: {theirs}");
+        assert_eq!(ours.success(), starts, "{flags:?}: {ours}");
+        if !starts {
+            ours.mentions(&["cpu.rt_runtime_us", "invalid argument"]);
+        }
+    }
+}
