@@ -136,8 +136,29 @@ fn parse_ps(output: &str, pids: &[i32]) -> Result<TopResult, EngineError> {
     Ok(TopResult { titles, processes })
 }
 
+/// The host's online CPUs, as dockerd counts them (`sysconf(_SC_NPROCESSORS_ONLN)`): not
+/// wharfd's own affinity or quota, which `available_parallelism` would give. The docker CLI
+/// puts CPU percent against this count, a container's cpuset or quota notwithstanding.
 fn online_cpus() -> u32 {
-    std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
+    std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .ok()
+        .and_then(|t| count_cpu_list(t.trim()))
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1))
+}
+
+/// The number of CPUs in a kernel CPU list (`0-3,6`); `None` if it does not parse.
+fn count_cpu_list(list: &str) -> Option<u32> {
+    let mut n = 0u32;
+    for part in list.split(',').filter(|p| !p.is_empty()) {
+        n += match part.split_once('-') {
+            Some((a, b)) => b.parse::<u32>().ok()?.checked_sub(a.parse::<u32>().ok()?)? + 1,
+            None => {
+                part.parse::<u32>().ok()?;
+                1
+            }
+        };
+    }
+    (n > 0).then_some(n)
 }
 
 /// The host's total cpu time from the first line of /proc/stat, in nanoseconds.
@@ -292,6 +313,15 @@ mod tests {
         assert_eq!(top.processes[0][1], "123");
         assert_eq!(top.processes[0][7], "sleep 100 --flag");
         assert!(parse_ps("USER COMMAND\nroot x\n", &[1]).is_err());
+    }
+
+    #[test]
+    fn cpu_lists_count() {
+        assert_eq!(count_cpu_list("0-1"), Some(2));
+        assert_eq!(count_cpu_list("0-3,6,8-9"), Some(7));
+        assert_eq!(count_cpu_list("0"), Some(1));
+        assert_eq!(count_cpu_list(""), None);
+        assert_eq!(count_cpu_list("3-1"), None);
     }
 
     #[test]
