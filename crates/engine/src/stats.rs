@@ -40,8 +40,11 @@ pub struct StatsSample {
     pub pids_current: u64,
     /// 0 when unlimited.
     pub pids_limit: u64,
-    /// (major, minor, op, bytes) with op `read`/`write` as Docker's v2 form.
+    /// (major, minor, op, bytes), op as dockerd shows it: the v1 file's (`Read`, `Write`,
+    /// `Sync`, `Async`, `Discard`, `Total`), or `read`/`write` on v2.
     pub blkio: Vec<(u64, u64, String, u64)>,
+    /// The same for the number of I/Os (`io_serviced_recursive`).
+    pub blkio_serviced: Vec<(u64, u64, String, u64)>,
     /// Interface → rx bytes, rx packets, rx errors, rx dropped, tx bytes, tx packets, tx errors, tx dropped.
     pub networks: BTreeMap<String, [u64; 8]>,
 }
@@ -217,17 +220,8 @@ fn read_v1(cg: &Cgroup, s: &mut StatsSample) {
         s.pids_limit = read_u64(&dir.join("pids.max"));
     }
     if let Some(dir) = cg.controller_dir("blkio") {
-        let text = std::fs::read_to_string(dir.join("blkio.throttle.io_service_bytes_recursive")).unwrap_or_default();
-        for l in text.lines() {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            if let [dev, op, v] = f[..] {
-                if let (Some((ma, mi)), Ok(v)) = (dev.split_once(':'), v.parse::<u64>()) {
-                    if let (Ok(ma), Ok(mi)) = (ma.parse(), mi.parse()) {
-                        s.blkio.push((ma, mi, op.to_ascii_lowercase(), v));
-                    }
-                }
-            }
-        }
+        s.blkio = parse_blkio_v1(&dir.join("blkio.throttle.io_service_bytes_recursive"));
+        s.blkio_serviced = parse_blkio_v1(&dir.join("blkio.throttle.io_serviced_recursive"));
     }
     clamp_limit(s);
 }
@@ -256,11 +250,26 @@ fn read_v2(cg: &Cgroup, s: &mut StatsSample) {
             match kv.split_once('=') {
                 Some(("rbytes", v)) => s.blkio.push((ma, mi, "read".to_string(), v.parse().unwrap_or(0))),
                 Some(("wbytes", v)) => s.blkio.push((ma, mi, "write".to_string(), v.parse().unwrap_or(0))),
+                Some(("rios", v)) => s.blkio_serviced.push((ma, mi, "read".to_string(), v.parse().unwrap_or(0))),
+                Some(("wios", v)) => s.blkio_serviced.push((ma, mi, "write".to_string(), v.parse().unwrap_or(0))),
                 _ => {}
             }
         }
     }
     clamp_limit(s);
+}
+
+/// `MAJ:MIN Op value` lines of a v1 blkio file (the `Total N` line at the end left out).
+fn parse_blkio_v1(path: &Path) -> Vec<(u64, u64, String, u64)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let [dev, op, v] = f[..] else { return None };
+            let (ma, mi) = dev.split_once(':')?;
+            Some((ma.parse().ok()?, mi.parse().ok()?, op.to_string(), v.parse().ok()?))
+        })
+        .collect()
 }
 
 /// An unlimited cgroup reports a huge (v1) or no (v2) limit: Docker shows the host's memory.
@@ -313,6 +322,19 @@ mod tests {
         assert_eq!(top.processes[0][1], "123");
         assert_eq!(top.processes[0][7], "sleep 100 --flag");
         assert!(parse_ps("USER COMMAND\nroot x\n", &[1]).is_err());
+    }
+
+    #[test]
+    fn v1_blkio_keeps_the_kernels_ops() {
+        let dir = std::env::temp_dir().join(format!("wharf-blkio-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let file = dir.join("io_service_bytes_recursive");
+        let _ = std::fs::write(&file, "7:0 Read 2097152\n7:0 Write 0\n7:0 Total 2097152\nTotal 2097152\n");
+        let got = parse_blkio_v1(&file);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0], (7, 0, "Read".to_string(), 2 << 20));
+        assert_eq!(got[2].2, "Total");
     }
 
     #[test]
