@@ -81,6 +81,18 @@ pub struct CreateResourceFlags {
     /// GPU devices to add to the container ('all' to pass all GPUs)
     #[arg(long = "gpus", value_name = "GPU-REQUEST")]
     pub gpus: Option<String>,
+    /// CPU count (Windows only)
+    #[arg(long = "cpu-count", value_name = "INT")]
+    pub cpu_count: Option<i64>,
+    /// CPU percent (Windows only)
+    #[arg(long = "cpu-percent", value_name = "INT")]
+    pub cpu_percent: Option<i64>,
+    /// Maximum IO bandwidth limit for the system drive (Windows only)
+    #[arg(long = "io-maxbandwidth", value_name = "BYTES")]
+    pub io_maxbandwidth: Option<String>,
+    /// Maximum IOps limit for the system drive (Windows only)
+    #[arg(long = "io-maxiops", value_name = "UINT")]
+    pub io_maxiops: Option<u64>,
 }
 
 fn bytes(flag: &str, v: &str) -> Result<i64> {
@@ -156,6 +168,18 @@ impl ResourceFlags {
 
 impl CreateResourceFlags {
     pub fn fields(&self) -> Result<Map<String, Value>> {
+        // The docker CLI refuses the Windows-only flags itself, before any request, against a
+        // daemon on Linux (which wharfd always is).
+        for (flag, given) in [
+            ("--cpu-count", self.cpu_count.is_some()),
+            ("--cpu-percent", self.cpu_percent.is_some()),
+            ("--io-maxbandwidth", self.io_maxbandwidth.is_some()),
+            ("--io-maxiops", self.io_maxiops.is_some()),
+        ] {
+            if given {
+                bail!("\"{flag}\" is only supported on a Docker daemon running on windows, but the Docker daemon is running on linux");
+            }
+        }
         let mut m = Map::new();
         if let Some(s) = self.memory_swappiness {
             // The docker CLI sends nothing for its default of -1.
@@ -289,6 +313,13 @@ mod tests {
         assert_eq!(parse_gpus("all").ok().map(|g| g["Count"].clone()), Some(json!(-1)));
         assert_eq!(parse_gpus("device=0,1").ok().map(|g| g["DeviceIDs"].clone()), Some(json!(["0", "1"])));
         assert!(parse_gpus("count=1,device=0").is_err());
+    }
+
+    #[test]
+    fn windows_only_flags_are_refused_before_any_request() {
+        let f = CreateResourceFlags { io_maxiops: Some(5), ..Default::default() };
+        let e = f.fields().unwrap_err().to_string();
+        assert!(e.contains("\"--io-maxiops\" is only supported on a Docker daemon running on windows"), "{e}");
     }
 
     #[test]
