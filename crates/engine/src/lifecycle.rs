@@ -200,6 +200,15 @@ impl Engine {
         crate::resources::check_cpu(nano.unwrap_or(0), quota.unwrap_or(0), period.unwrap_or(0))?;
         let mut warnings = Vec::new();
         self.update_more_resources(&req, &mut hc, &mut warnings)?;
+        // dockerd 20.10's update step: a new memory limit above the swap limit the container
+        // has (whatever it is, -1 and 0 included) needs a new swap limit with it.
+        if positive(req.memory).is_some_and(|m| m > rec.host_config.memory_swap) && positive(req.memory_swap).is_none()
+        {
+            return Err(EngineError::Invalid(format!(
+                "Cannot update container {}: Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time",
+                rec.id
+            )));
+        }
         if let Some(n) = nano {
             hc.nano_cpus = n;
             hc.cpu_quota = 0;

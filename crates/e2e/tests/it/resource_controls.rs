@@ -440,6 +440,8 @@ fn update_matches_dockerd() {
         &["--cpu-quota", "20000"],
         &["--memory", "4m"],
         &["--memory", "96m"],
+        &["--memory", "256m"],
+        &["--memory", "256m", "--memory-swap", "512m"],
         &["--pids-limit", "20"],
         &["--cpu-period", "500"],
         &["--cpu-shares", "512"],
