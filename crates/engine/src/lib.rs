@@ -83,7 +83,7 @@ pub use network::{
 };
 pub use pull::{PullEvent, PullRequest};
 pub use push::{PushRequest, Pushed};
-pub use resources::{DeviceRequest, ResourceOptions, ThrottleDevice, WeightDevice};
+pub use resources::{support as cgroup_support, DeviceRequest, ResourceOptions, ThrottleDevice, WeightDevice};
 pub use restart::RestartPolicy;
 pub use security::{
     oom_kill_disable_supported, security_warnings, DeviceMapping, SecurityOptions, Ulimit, DEFAULT_MASKED_PATHS,

@@ -406,6 +406,7 @@ mod tests {
             memory_reservation: true,
             memory_swappiness: true,
             kernel_memory: true,
+            kernel_memory_tcp: true,
             oom_kill_disable: true,
             cpu_realtime: true,
             blkio_weight: true,

@@ -383,6 +383,24 @@ fn create_flags_match_dockerd() {
         assert!(differ.is_empty(), "{flags:?}:\n{}", differ.join("\n"));
     }
 
+    // `docker info` says what the host's cgroups can limit as dockerd does.
+    let (ours, theirs) = both_at_141(&d, &docker, &["info", "--format", "{{json .}}"]);
+    let (a, b) = (ours.ok().json(), theirs.ok().json());
+    for key in [
+        "MemoryLimit",
+        "SwapLimit",
+        "KernelMemory",
+        "KernelMemoryTCP",
+        "CpuCfsPeriod",
+        "CpuCfsQuota",
+        "CPUShares",
+        "CPUSet",
+        "PidsLimit",
+        "OomKillDisable",
+    ] {
+        assert_eq!(a.get(key), b.get(key), "docker info {key}");
+    }
+
     let refused: Vec<Vec<&str>> = vec![
         vec!["-m", "4m"],
         vec!["-m", "64m", "--memory-swap", "32m"],
