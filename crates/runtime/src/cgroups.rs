@@ -906,6 +906,37 @@ fn parse_counter(text: &str, key: &str) -> Option<u64> {
 mod tests {
     use super::*;
 
+    /// The lines runc writes, checked on plain files (each write replaces the file, so one
+    /// device a list).
+    #[test]
+    fn block_io_files_are_written_as_runc_writes_them() {
+        use crate::spec::{ThrottleDevice, WeightDevice};
+        let dir = std::env::temp_dir().join(format!("wharf-blkio-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let io = BlockIo {
+            weight: Some(500),
+            weight_device: vec![WeightDevice { major: 7, minor: 0, weight: Some(200) }],
+            throttle_read_bps_device: vec![ThrottleDevice { major: 7, minor: 0, rate: 1 << 20 }],
+            throttle_write_iops_device: vec![ThrottleDevice { major: 7, minor: 1, rate: 100 }],
+            ..Default::default()
+        };
+        let read = |f: &str| fs::read_to_string(dir.join(f)).unwrap_or_default();
+        // v1 without blkio.weight (BFQ only): the BFQ files.
+        apply_blkio_v1(&dir, &io).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read("blkio.bfq.weight"), "500");
+        assert_eq!(read("blkio.bfq.weight_device"), "7:0 200");
+        assert_eq!(read("blkio.throttle.read_bps_device"), "7:0 1048576");
+        assert_eq!(read("blkio.throttle.write_iops_device"), "7:1 100");
+        // v2 without BFQ: io.weight converted, no per-device weight, throttles in io.max.
+        let no_weight_devices = BlockIo { throttle_read_bps_device: Vec::new(), ..io.clone() };
+        apply_io_v2(&dir, &no_weight_devices).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read("io.weight"), "4950");
+        assert_eq!(read("io.max"), "7:1 wiops=100");
+        assert!(!dir.join("io.bfq.weight").exists());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn blkio_weight_conversion() {
         for (blkio, io) in [(10, 1), (1000, 10_000), (500, 4950), (0, 0)] {
