@@ -72,6 +72,8 @@ pub async fn update(ctx: &Ctx, id: &str, body: Bytes) -> Result<Response<Body>> 
         cpu_rt_runtime: b.cpu_realtime_runtime,
     };
     let warnings = ctx.engine.update_container(id, req).await?;
+    // dockerd's update answers `null` when it has nothing to say.
+    let warnings = if warnings.is_empty() { serde_json::Value::Null } else { json!(warnings) };
     json(StatusCode::OK, &json!({ "Warnings": warnings }))
 }
 

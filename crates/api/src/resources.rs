@@ -14,7 +14,10 @@ pub struct ResourcesBody {
     memory_reservation: Option<i64>,
     memory_swappiness: Option<i64>,
     kernel_memory: Option<i64>,
+    // Go decodes keys case-insensitively: docker-py sends `CPURealtimePeriod`.
+    #[serde(alias = "CPURealtimePeriod")]
     cpu_realtime_period: Option<i64>,
+    #[serde(alias = "CPURealtimeRuntime")]
     cpu_realtime_runtime: Option<i64>,
     blkio_weight: Option<u16>,
     blkio_weight_device: Option<Vec<WeightDeviceBody>>,

@@ -204,7 +204,7 @@ impl Engine {
         // has (whatever it is, -1 and 0 included) needs a new swap limit with it.
         if positive(req.memory).is_some_and(|m| m > rec.host_config.memory_swap) && positive(req.memory_swap).is_none()
         {
-            return Err(EngineError::Invalid(format!(
+            return Err(EngineError::Conflict(format!(
                 "Cannot update container {}: Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time",
                 rec.id
             )));
@@ -216,8 +216,9 @@ impl Engine {
         }
         if quota.is_some() || period.is_some() {
             if hc.nano_cpus > 0 {
-                // dockerd's update step (not its checks) says which container it could not update.
-                return Err(EngineError::Invalid(format!(
+                // dockerd's update step (not its checks) says which container it could not update,
+                // as a conflict (409) with what the container has.
+                return Err(EngineError::Conflict(format!(
                     "Cannot update container {}: Conflicting options: CPU Quota cannot be updated as NanoCPUs has already been set",
                     rec.id
                 )));
@@ -238,7 +239,7 @@ impl Engine {
         if let Some(policy) = req.restart_policy.clone() {
             policy.validate()?;
             if hc.auto_remove && !policy.is_none() {
-                return Err(EngineError::Invalid(format!(
+                return Err(EngineError::Conflict(format!(
                     "Cannot update container {}: Restart policy cannot be updated because AutoRemove is enabled for the container",
                     rec.id
                 )));
