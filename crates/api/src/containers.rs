@@ -87,6 +87,8 @@ struct HostConfigBody {
     pids_limit: Option<i64>,
     cpuset_cpus: Option<String>,
     cpuset_mems: Option<String>,
+    #[serde(flatten)]
+    resources: crate::resources::ResourcesBody,
     cgroup_parent: Option<String>,
     network_mode: Option<String>,
     port_bindings: Option<BTreeMap<String, Option<Vec<crate::networks::PortBindingBody>>>>,
@@ -190,6 +192,7 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
             pids_limit: hc.pids_limit.filter(|p| *p > 0),
             cpuset_cpus: hc.cpuset_cpus.clone().unwrap_or_default(),
             cpuset_mems: hc.cpuset_mems.clone().unwrap_or_default(),
+            resources: hc.resources.into_options(),
             cgroup_parent: hc.cgroup_parent.clone().unwrap_or_default(),
             network_mode: hc.network_mode.clone().unwrap_or_default(),
             port_bindings: crate::networks::port_bindings(hc.port_bindings),
@@ -210,8 +213,7 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
             unset: Some(unset),
         },
     };
-    let rec = ctx.engine.create_container(req).await?;
-    let warnings = wharf_engine::security_warnings(&rec.host_config.security, rec.host_config.memory);
+    let (rec, warnings) = ctx.engine.create_container_warned(req).await?;
     json(StatusCode::CREATED, &json!({ "Id": rec.id, "Warnings": warnings }))
 }
 
@@ -540,24 +542,11 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
             "VolumesFrom": if hc.volumes_from.is_empty() { Value::Null } else { json!(hc.volumes_from) },
             "PortBindings": crate::networks::port_bindings_json(&c),
             "PublishAllPorts": hc.publish_all_ports,
-            // Resource controls wharf does not apply yet, at dockerd's defaults.
-            "BlkioWeight": 0,
-            "BlkioWeightDevice": [],
-            "BlkioDeviceReadBps": [],
-            "BlkioDeviceWriteBps": [],
-            "BlkioDeviceReadIOps": [],
-            "BlkioDeviceWriteIOps": [],
+            // Windows-only controls, at dockerd's zero values.
             "CpuCount": 0,
             "CpuPercent": 0,
-            "CpuRealtimePeriod": 0,
-            "CpuRealtimeRuntime": 0,
             "IOMaximumBandwidth": 0,
             "IOMaximumIOps": 0,
-            "KernelMemory": 0,
-            "KernelMemoryTCP": 0,
-            "MemoryReservation": 0,
-            "MemorySwappiness": null,
-            "DeviceRequests": [],
             "Cgroup": "",
             "ConsoleSize": [0, 0],
             "ContainerIDFile": "",
@@ -615,6 +604,7 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
             .collect();
         v["State"]["Health"] = json!({"Status": h.status, "FailingStreak": h.failing_streak, "Log": log});
     }
+    crate::resources::inspect_into(&mut v["HostConfig"], &hc.resources);
     crate::security::inspect_into(&mut v["HostConfig"], &hc.security);
     crate::networks::host_config_json(&mut v["HostConfig"], &hc.net);
     v["HostConfig"]["Links"] = crate::networks::links_json(&c.name, &hc.net);

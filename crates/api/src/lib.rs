@@ -21,6 +21,7 @@ mod images_io;
 mod lifecycle;
 mod networks;
 mod query;
+mod resources;
 mod router;
 mod security;
 mod stats;

@@ -40,6 +40,13 @@ struct UpdateBody {
     cpu_period: Option<i64>,
     pids_limit: Option<i64>,
     restart_policy: Option<RestartPolicyBody>,
+    cpuset_cpus: Option<String>,
+    cpuset_mems: Option<String>,
+    memory_reservation: Option<i64>,
+    kernel_memory: Option<i64>,
+    blkio_weight: Option<u16>,
+    cpu_realtime_period: Option<i64>,
+    cpu_realtime_runtime: Option<i64>,
 }
 
 /// `POST /containers/{id}/update`.
@@ -56,8 +63,17 @@ pub async fn update(ctx: &Ctx, id: &str, body: Bytes) -> Result<Response<Body>> 
         pids_limit: b.pids_limit,
         // The docker CLI sends an empty policy when --restart was not given.
         restart_policy: b.restart_policy.map(RestartPolicyBody::into_policy).filter(|p| !p.name.is_empty()),
+        cpuset_cpus: b.cpuset_cpus,
+        cpuset_mems: b.cpuset_mems,
+        memory_reservation: b.memory_reservation,
+        kernel_memory: b.kernel_memory,
+        blkio_weight: b.blkio_weight,
+        cpu_rt_period: b.cpu_realtime_period,
+        cpu_rt_runtime: b.cpu_realtime_runtime,
     };
     let warnings = ctx.engine.update_container(id, req).await?;
+    // dockerd's update answers `null` when it has nothing to say.
+    let warnings = if warnings.is_empty() { serde_json::Value::Null } else { json!(warnings) };
     json(StatusCode::OK, &json!({ "Warnings": warnings }))
 }
 

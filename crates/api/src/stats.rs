@@ -88,11 +88,15 @@ fn cpu_json(s: &StatsSample) -> Value {
 
 fn stats_json(id: &str, name: &str, pre: &StatsSample, cur: &StatsSample) -> Value {
     let preread = if pre.read.is_empty() { wharf_types::time::ZERO_TIME.to_string() } else { pre.read.clone() };
-    let blkio: Vec<Value> = cur
-        .blkio
-        .iter()
-        .map(|(major, minor, op, value)| json!({"major": major, "minor": minor, "op": op, "value": value}))
-        .collect();
+    let entries = |list: &[(u64, u64, String, u64)]| -> Value {
+        if list.is_empty() {
+            return Value::Null;
+        }
+        json!(list
+            .iter()
+            .map(|(major, minor, op, value)| json!({"major": major, "minor": minor, "op": op, "value": value}))
+            .collect::<Vec<_>>())
+    };
     let mut v = json!({
         "id": id,
         "name": format!("/{name}"),
@@ -116,8 +120,8 @@ fn stats_json(id: &str, name: &str, pre: &StatsSample, cur: &StatsSample) -> Val
             json!({})
         },
         "blkio_stats": {
-            "io_service_bytes_recursive": if blkio.is_empty() { Value::Null } else { Value::Array(blkio) },
-            "io_serviced_recursive": null,
+            "io_service_bytes_recursive": entries(&cur.blkio),
+            "io_serviced_recursive": entries(&cur.blkio_serviced),
             "io_queue_recursive": null,
             "io_service_time_recursive": null,
             "io_wait_time_recursive": null,

@@ -110,7 +110,8 @@ pub async fn info(ctx: &Ctx) -> Result<Response<Body>> {
             "DefaultRuntime": "wharf",
             "Runtimes": {"wharf": {"path": cfg.shim_path.display().to_string()}},
             "MemoryLimit": true,
-            "SwapLimit": false,
+            // What the host's cgroups can limit, as dockerd's sysinfo reads them.
+            "SwapLimit": wharf_engine::cgroup_support().swap_limit,
             "CpuCfsPeriod": true,
             "CpuCfsQuota": true,
             "CPUShares": true,
@@ -133,8 +134,9 @@ pub async fn info(ctx: &Ctx) -> Result<Response<Body>> {
             "BridgeNfIptables": sysctl_on("net/bridge/bridge-nf-call-iptables"),
             "BridgeNfIp6tables": sysctl_on("net/bridge/bridge-nf-call-ip6tables"),
             "CPUSet": true,
-            "KernelMemory": false,
-            "KernelMemoryTCP": false,
+            // dockerd reports the v1 files (its runc 1.1 writes no kernel limit either).
+            "KernelMemory": wharf_engine::cgroup_support().kernel_memory,
+            "KernelMemoryTCP": wharf_engine::cgroup_support().kernel_memory_tcp,
             "OomKillDisable": wharf_engine::oom_kill_disable_supported(),
             // Containers always outlive the daemon (their shims hold them).
             "LiveRestoreEnabled": true,

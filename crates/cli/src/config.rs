@@ -6,8 +6,6 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use wharf_client::{ContainerConfig, HostConfig, RestartPolicy};
 
-use crate::human;
-
 /// Flags shared by `run` and `create`. `-h` is `--hostname` here, as in Docker.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ContainerFlags {
@@ -53,18 +51,11 @@ pub struct ContainerFlags {
     /// Set meta data on a container (KEY=VALUE)
     #[arg(short = 'l', long = "label", value_name = "LIST")]
     pub labels: Vec<String>,
-    /// Memory limit (e.g. 512m, 1g)
-    #[arg(short = 'm', long)]
-    pub memory: Option<String>,
-    /// Number of CPUs
-    #[arg(long)]
-    pub cpus: Option<String>,
-    /// CPU shares (relative weight)
-    #[arg(short = 'c', long = "cpu-shares")]
-    pub cpu_shares: Option<i64>,
-    /// Tune container pids limit (set -1 for unlimited)
-    #[arg(long = "pids-limit", allow_hyphen_values = true)]
-    pub pids_limit: Option<i64>,
+    /// Memory, CPU, block I/O, pids, ... (`resources.rs`).
+    #[command(flatten)]
+    pub resources: crate::resources::ResourceFlags,
+    #[command(flatten)]
+    pub create_resources: crate::resources::CreateResourceFlags,
     /// Connect a container to a network
     #[arg(long, alias = "net")]
     pub network: Vec<String>,
@@ -206,17 +197,10 @@ impl ContainerFlags {
             }
             labels.insert(k.to_string(), v.to_string());
         }
-        let memory = match &self.memory {
-            Some(m) => human::parse_memory(m)
-                .map_err(|e| anyhow::anyhow!("invalid argument {m:?} for \"-m, --memory\" flag: {e}"))?,
-            None => 0,
-        };
-        let nano_cpus = match &self.cpus {
-            Some(c) => {
-                human::parse_cpus(c).map_err(|e| anyhow::anyhow!("invalid argument {c:?} for \"--cpus\" flag: {e}"))?
-            }
-            None => 0,
-        };
+        let memory = self.resources.memory()?;
+        let nano_cpus = self.resources.nano_cpus()?;
+        let mut resources = self.resources.fields()?;
+        resources.extend(self.create_resources.fields()?);
         // Docker sends an empty entrypoint as [""] to clear the image's, and a set one as one word.
         let entrypoint = self.entrypoint.as_ref().map(|e| vec![e.clone()]);
         let attach = !self.tty;
@@ -243,8 +227,9 @@ impl ContainerFlags {
                 restart_policy: parse_restart(&self.restart)?,
                 memory,
                 nano_cpus,
-                cpu_shares: self.cpu_shares.unwrap_or(0),
-                pids_limit: self.pids_limit,
+                cpu_shares: self.resources.cpu_shares.unwrap_or(0),
+                pids_limit: self.resources.pids_limit,
+                resources,
                 network_mode: self.network.first().cloned().unwrap_or_default(),
                 binds: self.volume.clone(),
                 mounts: self.mount.iter().map(|m| crate::lifecycle::parse_mount(m)).collect::<Result<_>>()?,

@@ -21,7 +21,7 @@ pub enum ExtrasCommand {
         containers: Vec<String>,
     },
     /// Update configuration of one or more containers
-    Update(UpdateFlags),
+    Update(Box<UpdateFlags>),
     /// Display the running processes of a container
     Top {
         container: String,
@@ -48,27 +48,9 @@ pub enum ExtrasCommand {
 
 #[derive(Debug, Args)]
 pub struct UpdateFlags {
-    /// Memory limit
-    #[arg(short = 'm', long)]
-    memory: Option<String>,
-    /// Swap limit equal to memory plus swap: -1 to enable unlimited swap
-    #[arg(long = "memory-swap", allow_hyphen_values = true)]
-    memory_swap: Option<String>,
-    /// Number of CPUs
-    #[arg(long)]
-    cpus: Option<String>,
-    /// CPU shares (relative weight)
-    #[arg(short = 'c', long = "cpu-shares")]
-    cpu_shares: Option<i64>,
-    /// Limit CPU CFS (Completely Fair Scheduler) quota
-    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
-    cpu_quota: Option<i64>,
-    /// Limit CPU CFS (Completely Fair Scheduler) period
-    #[arg(long = "cpu-period")]
-    cpu_period: Option<i64>,
-    /// Tune container pids limit (set -1 for unlimited)
-    #[arg(long = "pids-limit", allow_hyphen_values = true)]
-    pids_limit: Option<i64>,
+    /// Memory, CPU, block I/O weight, pids (`resources.rs`).
+    #[command(flatten)]
+    resources: crate::resources::ResourceFlags,
     /// Restart policy to apply when a container exits
     #[arg(long)]
     restart: Option<String>,
@@ -105,40 +87,7 @@ pub fn run(client: &Client, cmd: ExtrasCommand) -> Result<()> {
 }
 
 fn update(client: &Client, f: &UpdateFlags) -> Result<()> {
-    let mut body = serde_json::Map::new();
-    if let Some(m) = &f.memory {
-        body.insert(
-            "Memory".into(),
-            json!(crate::human::parse_memory(m)
-                .map_err(|e| anyhow!("invalid argument \"{m}\" for \"-m, --memory\" flag: {e}"))?),
-        );
-    }
-    if let Some(s) = &f.memory_swap {
-        let v = if s == "-1" {
-            -1
-        } else {
-            crate::human::parse_memory(s)
-                .map_err(|e| anyhow!("invalid argument \"{s}\" for \"--memory-swap\" flag: {e}"))?
-        };
-        body.insert("MemorySwap".into(), json!(v));
-    }
-    if let Some(c) = &f.cpus {
-        body.insert(
-            "NanoCpus".into(),
-            json!(crate::human::parse_cpus(c)
-                .map_err(|e| anyhow!("invalid argument \"{c}\" for \"--cpus\" flag: {e}"))?),
-        );
-    }
-    for (key, v) in [
-        ("CpuShares", f.cpu_shares),
-        ("CpuQuota", f.cpu_quota),
-        ("CpuPeriod", f.cpu_period),
-        ("PidsLimit", f.pids_limit),
-    ] {
-        if let Some(v) = v {
-            body.insert(key.into(), json!(v));
-        }
-    }
+    let mut body = f.resources.update_body()?;
     if let Some(r) = &f.restart {
         let (name, max) = match r.split_once(':') {
             Some((n, m)) => (n, m.parse::<i64>().map_err(|_| anyhow!("invalid restart policy format: {r}"))?),

@@ -16,6 +16,7 @@ mod interactive;
 mod lifecycle;
 mod network;
 mod pull;
+mod resources;
 mod run;
 mod security;
 mod stats;

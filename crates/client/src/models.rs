@@ -110,6 +110,10 @@ pub struct HostConfig {
     /// Capabilities, seccomp, ulimits, namespaces, devices: at the HostConfig's own level.
     #[serde(flatten)]
     pub security: SecurityConfig,
+    /// The other resource controls (`MemoryReservation`, `CpusetCpus`, `Blkio*`, ...) as
+    /// Docker names them, at the HostConfig's own level.
+    #[serde(flatten)]
+    pub resources: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The security fields of `HostConfig`, as Docker names them.

@@ -65,6 +65,10 @@ pub struct HostConfig {
     pub cpuset_cpus: String,
     #[serde(default)]
     pub cpuset_mems: String,
+    /// Reservation, swappiness, kernel memory, real-time CPU, block I/O, storage options
+    /// (`resources.rs`).
+    #[serde(default)]
+    pub resources: crate::ResourceOptions,
     /// `--cgroup-parent`: the cgroup the container's own goes under; empty for the daemon's.
     #[serde(default)]
     pub cgroup_parent: String,
@@ -352,6 +356,15 @@ impl Engine {
 
     /// Creates a container from an image that is present locally (the client pulls first).
     pub async fn create_container(&self, req: CreateRequest) -> Result<ContainerRecord, EngineError> {
+        self.create_container_warned(req).await.map(|(rec, _)| rec)
+    }
+
+    /// `create_container`, with dockerd's warnings for the create response (controls the host
+    /// cannot apply, which were dropped, and deprecated ones).
+    pub async fn create_container_warned(
+        &self,
+        req: CreateRequest,
+    ) -> Result<(ContainerRecord, Vec<String>), EngineError> {
         req.host_config.restart_policy.validate()?;
         if req.host_config.auto_remove && !req.host_config.restart_policy.is_none() {
             return Err(EngineError::Invalid(
@@ -419,30 +432,13 @@ impl Engine {
             host_config.network_mode = "default".to_string();
         }
         self.validate_network(&host_config)?;
-        if host_config.memory < 0 || host_config.nano_cpus < 0 || host_config.cpu_shares < 0 {
-            return Err(EngineError::Invalid("resource limits must not be negative".to_string()));
-        }
-        crate::spec::check_cpuset(&host_config.cpuset_cpus, "cpuset.cpus")?;
-        crate::spec::check_cpuset(&host_config.cpuset_mems, "cpuset.mems")?;
+        let warnings = crate::resources::check_create(&mut host_config, &crate::resources::support())?;
+        crate::resources::check_storage_opt(&host_config.resources.storage_opt, &self.inner.config.data_root)?;
         host_config.cgroup_parent = crate::spec::check_cgroup_parent(&host_config.cgroup_parent)?;
-        if host_config.memory > 0 && host_config.memory < 6 * 1024 * 1024 {
-            return Err(EngineError::Invalid("Minimum memory limit allowed is 6MB".to_string()));
-        }
-        if host_config.nano_cpus > 0 && (host_config.cpu_quota > 0 || host_config.cpu_period > 0) {
-            return Err(EngineError::Invalid(
-                "Conflicting options: Nano CPUs and CPU Period cannot both be set".to_string(),
-            ));
-        }
         self.validate_security(&host_config.security, host_config.network_mode == "host")?;
         let s = &host_config.security;
         self.check_userns_conflicts(&s.userns_mode, s.privileged, &host_config.network_mode, &s.pid_mode)?;
         host_config.log_config = crate::logrotate::resolve(&host_config.log_config, &self.inner.config.log_opts)?;
-        let ncpu = std::thread::available_parallelism().map(|n| n.get() as i64).unwrap_or(1);
-        if host_config.nano_cpus > ncpu * 1_000_000_000 {
-            return Err(EngineError::Invalid(format!(
-                "Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
-            )));
-        }
 
         let id = ids::random_id();
         let config = ContainerConfig {
@@ -537,7 +533,7 @@ impl Engine {
                 crate::failpoint::hit("create-after-record");
                 self.live(&rec.id);
                 self.container_event(&rec, "create", &[]);
-                Ok(rec)
+                Ok((rec, warnings))
             }
             Err(e) => {
                 let _ = self.inner.snapshots.remove_container(&id);

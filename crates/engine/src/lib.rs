@@ -34,6 +34,7 @@ mod network;
 mod pgzip;
 mod pull;
 mod push;
+mod resources;
 mod restart;
 mod security;
 mod spec;
@@ -82,6 +83,7 @@ pub use network::{
 };
 pub use pull::{PullEvent, PullRequest};
 pub use push::{PushRequest, Pushed};
+pub use resources::{support as cgroup_support, DeviceRequest, ResourceOptions, ThrottleDevice, WeightDevice};
 pub use restart::RestartPolicy;
 pub use security::{
     oom_kill_disable_supported, security_warnings, DeviceMapping, SecurityOptions, Ulimit, DEFAULT_MASKED_PATHS,

@@ -25,6 +25,17 @@ pub struct UpdateRequest {
     /// 0 or -1: unlimited.
     pub pids_limit: Option<i64>,
     pub restart_policy: Option<RestartPolicy>,
+    /// Empty leaves it as it is.
+    pub cpuset_cpus: Option<String>,
+    pub cpuset_mems: Option<String>,
+    pub memory_reservation: Option<i64>,
+    /// Kept in the record, as dockerd; never applied (see `ResourceOptions`).
+    pub kernel_memory: Option<i64>,
+    pub blkio_weight: Option<u16>,
+    /// Kept in the record for the next start, not applied live: dockerd's update does the
+    /// same (its containerd update carries no real-time values).
+    pub cpu_rt_period: Option<i64>,
+    pub cpu_rt_runtime: Option<i64>,
 }
 
 /// What `container prune` removed.
@@ -185,38 +196,37 @@ impl Engine {
         let nano = positive(req.nano_cpus);
         let quota = positive(req.cpu_quota);
         let period = positive(req.cpu_period);
-        if nano.is_some() && (quota.is_some() || period.is_some()) {
-            return Err(EngineError::Invalid(
-                "Conflicting options: Nano CPUs and CPU Period cannot both be set".to_string(),
-            ));
+        // dockerd's checks first (on the update's own values), then its update step.
+        crate::resources::check_cpu(nano.unwrap_or(0), quota.unwrap_or(0), period.unwrap_or(0))?;
+        let mut warnings = Vec::new();
+        self.update_more_resources(&req, &mut hc, &mut warnings)?;
+        // dockerd 20.10's update step: a new memory limit above the swap limit the container
+        // has (whatever it is, -1 and 0 included) needs a new swap limit with it.
+        if positive(req.memory).is_some_and(|m| m > rec.host_config.memory_swap) && positive(req.memory_swap).is_none()
+        {
+            return Err(EngineError::Conflict(format!(
+                "Cannot update container {}: Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time",
+                rec.id
+            )));
         }
         if let Some(n) = nano {
-            let ncpu = std::thread::available_parallelism().map(|n| n.get() as i64).unwrap_or(1);
-            if n > ncpu * 1_000_000_000 {
-                return Err(EngineError::Invalid(format!(
-                    "Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
-                )));
-            }
             hc.nano_cpus = n;
             hc.cpu_quota = 0;
             hc.cpu_period = 0;
         }
         if quota.is_some() || period.is_some() {
             if hc.nano_cpus > 0 {
-                return Err(EngineError::Invalid(
-                    "Conflicting options: CPU Quota cannot be updated as NanoCPUs has already been set".to_string(),
-                ));
+                // dockerd's update step (not its checks) says which container it could not update,
+                // as a conflict (409) with what the container has.
+                return Err(EngineError::Conflict(format!(
+                    "Cannot update container {}: Conflicting options: CPU Quota cannot be updated as NanoCPUs has already been set",
+                    rec.id
+                )));
             }
             if let Some(q) = quota {
                 hc.cpu_quota = q;
             }
             if let Some(p) = period {
-                if !(1000..=1_000_000).contains(&p) {
-                    return Err(EngineError::Invalid(
-                        "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)"
-                            .to_string(),
-                    ));
-                }
                 hc.cpu_period = p;
             }
         }
@@ -229,9 +239,10 @@ impl Engine {
         if let Some(policy) = req.restart_policy.clone() {
             policy.validate()?;
             if hc.auto_remove && !policy.is_none() {
-                return Err(EngineError::Invalid(
-                    "Restart policy cannot be updated because AutoRemove is enabled for the container".to_string(),
-                ));
+                return Err(EngineError::Conflict(format!(
+                    "Cannot update container {}: Restart policy cannot be updated because AutoRemove is enabled for the container",
+                    rec.id
+                )));
             }
             hc.restart_policy = policy;
         }
@@ -241,9 +252,9 @@ impl Engine {
             let path = self.container_cgroup(&rec.id);
             let id = rec.id.clone();
             blocking(move || {
-                let cg =
-                    Cgroup::open(&path).map_err(|e| EngineError::Internal(format!("update container {id}: {e}")))?;
-                cg.update(&resources).map_err(|e| EngineError::Internal(format!("update container {id}: {e}")))
+                let cg = Cgroup::open(&path)
+                    .map_err(|e| EngineError::Internal(format!("Cannot update container {id}: {e}")))?;
+                cg.update(&resources).map_err(|e| EngineError::Internal(format!("Cannot update container {id}: {e}")))
             })
             .await?;
         }
@@ -253,7 +264,86 @@ impl Engine {
         rec.state = state;
         self.put_container(&rec)?;
         self.container_event(&rec, "update", &[]);
-        Ok(Vec::new())
+        Ok(warnings)
+    }
+
+    /// The update fields of `resources.rs`, checked as dockerd checks them (`update` true):
+    /// cpuset, memory reservation, kernel memory, blkio weight.
+    fn update_more_resources(
+        &self,
+        req: &UpdateRequest,
+        hc: &mut crate::HostConfig,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), EngineError> {
+        let sup = crate::resources::support();
+        if let Some(c) = req.cpuset_cpus.as_ref().filter(|c| !c.is_empty()) {
+            crate::spec::check_cpuset(c, "cpuset.cpus")?;
+            hc.cpuset_cpus = c.clone();
+        }
+        if let Some(m) = req.cpuset_mems.as_ref().filter(|m| !m.is_empty()) {
+            crate::spec::check_cpuset(m, "cpuset.mems")?;
+            hc.cpuset_mems = m.clone();
+        }
+        if let Some(r) = req.memory_reservation.filter(|r| *r != 0) {
+            if !sup.memory_reservation {
+                warnings.push(
+                    "Your kernel does not support memory soft limit capabilities or the cgroup is not mounted. Limitation discarded."
+                        .to_string(),
+                );
+            } else {
+                if r < crate::resources::MIN_MEMORY {
+                    return Err(EngineError::Invalid("Minimum memory reservation allowed is 6MB".to_string()));
+                }
+                // As dockerd: against the memory limit of the same update only (the kernel
+                // takes a v1 soft limit above the hard one).
+                if req.memory.is_some_and(|m| m > 0 && m < r) {
+                    return Err(EngineError::Invalid(
+                        "Minimum memory limit can not be less than memory reservation limit, see usage".to_string(),
+                    ));
+                }
+                hc.resources.memory_reservation = r;
+            }
+        }
+        if let Some(k) = req.kernel_memory.filter(|k| *k != 0) {
+            warnings.push(
+                "Specifying a kernel memory limit is deprecated and will be removed in a future release.".to_string(),
+            );
+            if !sup.kernel_memory {
+                warnings.push(
+                    "Your kernel does not support kernel memory limit capabilities or the cgroup is not mounted. Limitation discarded."
+                        .to_string(),
+                );
+            } else {
+                if k < crate::resources::MIN_MEMORY {
+                    return Err(EngineError::Invalid("Minimum kernel memory limit allowed is 6MB".to_string()));
+                }
+                hc.resources.kernel_memory = k;
+            }
+        }
+        let (rt_period, rt_runtime) = (req.cpu_rt_period.unwrap_or(0), req.cpu_rt_runtime.unwrap_or(0));
+        if rt_period != 0 || rt_runtime != 0 {
+            crate::resources::check_realtime(rt_period, rt_runtime, &sup)?;
+            if rt_period != 0 {
+                hc.resources.cpu_rt_period = rt_period;
+            }
+            if rt_runtime != 0 {
+                hc.resources.cpu_rt_runtime = rt_runtime;
+            }
+        }
+        if let Some(w) = req.blkio_weight.filter(|w| *w != 0) {
+            if !sup.blkio_weight {
+                warnings.push(
+                    "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded."
+                        .to_string(),
+                );
+            } else {
+                if !(10..=1000).contains(&w) {
+                    return Err(EngineError::Invalid("Range of blkio weight is from 10 to 1000".to_string()));
+                }
+                hc.resources.blkio_weight = w;
+            }
+        }
+        Ok(())
     }
 
     /// Removes every stopped container (`created`, `exited`, `dead`) that matches the filters
@@ -342,11 +432,23 @@ fn update_resources(req: &UpdateRequest, hc: &crate::HostConfig) -> oci::Resourc
         cpu.quota = Some(if hc.cpu_quota > 0 { hc.cpu_quota } else { -1 });
         cpu.period = Some(if hc.cpu_period > 0 { hc.cpu_period as u64 } else { CFS_PERIOD as u64 });
     }
+    if req.cpuset_cpus.as_ref().is_some_and(|c| !c.is_empty()) {
+        cpu.cpus = Some(hc.cpuset_cpus.clone());
+    }
+    if req.cpuset_mems.as_ref().is_some_and(|m| !m.is_empty()) {
+        cpu.mems = Some(hc.cpuset_mems.clone());
+    }
     if cpu != oci::Cpu::default() {
         r.cpu = Some(cpu);
     }
     if req.pids_limit.is_some() {
         r.pids = Some(oci::Pids { limit: hc.pids_limit.unwrap_or(-1) });
+    }
+    if req.memory_reservation.is_some_and(|m| m != 0) && hc.resources.memory_reservation > 0 {
+        r.memory.get_or_insert_with(oci::Memory::default).reservation = Some(hc.resources.memory_reservation);
+    }
+    if req.blkio_weight.is_some_and(|w| w != 0) && hc.resources.blkio_weight > 0 {
+        r.block_io = Some(oci::BlockIo { weight: Some(hc.resources.blkio_weight), ..Default::default() });
     }
     r
 }

@@ -10,7 +10,6 @@ use crate::containers::ContainerRecord;
 use crate::{user, Engine, EngineError};
 
 pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-const CFS_PERIOD: u64 = 100_000;
 
 /// Docker's default capability set.
 pub const DEFAULT_CAPS: &[&str] = &[
@@ -121,37 +120,7 @@ impl Engine {
         }
 
         let hc = &rec.host_config;
-        let mut resources = oci::Resources::default();
-        if hc.memory > 0 {
-            resources.memory = Some(oci::Memory {
-                limit: Some(hc.memory),
-                swap: (hc.memory_swap != 0).then_some(hc.memory_swap),
-                ..Default::default()
-            });
-        }
-        let mut cpu = oci::Cpu::default();
-        if hc.cpu_shares > 0 {
-            cpu.shares = Some(hc.cpu_shares as u64);
-        }
-        if hc.nano_cpus > 0 {
-            cpu.period = Some(CFS_PERIOD);
-            cpu.quota = Some(hc.nano_cpus * CFS_PERIOD as i64 / 1_000_000_000);
-        } else if hc.cpu_quota > 0 {
-            cpu.quota = Some(hc.cpu_quota);
-            cpu.period = Some(if hc.cpu_period > 0 { hc.cpu_period as u64 } else { CFS_PERIOD });
-        }
-        if !hc.cpuset_cpus.is_empty() {
-            cpu.cpus = Some(hc.cpuset_cpus.clone());
-        }
-        if !hc.cpuset_mems.is_empty() {
-            cpu.mems = Some(hc.cpuset_mems.clone());
-        }
-        if cpu != oci::Cpu::default() {
-            resources.cpu = Some(cpu);
-        }
-        if let Some(p) = hc.pids_limit.filter(|p| *p > 0) {
-            resources.pids = Some(oci::Pids { limit: p });
-        }
+        let mut resources = crate::resources::oci_resources(hc)?;
         // Deny every device but Docker's standard ones (a container's root has CAP_MKNOD).
         resources.devices = oci::DeviceRule::docker_defaults();
 
@@ -248,7 +217,13 @@ pub(crate) fn check_cpuset(list: &str, file: &str) -> Result<(), crate::EngineEr
     if list.is_empty() {
         return Ok(());
     }
-    let invalid = || crate::EngineError::Invalid(format!("Invalid value {list} for {file}"));
+    // dockerd's words: "cpuset cpus" for the file cpuset.cpus, and the parser's reason.
+    let invalid = || {
+        crate::EngineError::Invalid(format!(
+            "Invalid value {list} for {}: invalid format: {list}",
+            file.replace('.', " ")
+        ))
+    };
     let parse = |l: &str| -> Option<Vec<u32>> {
         let mut out = Vec::new();
         for part in l.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -277,7 +252,7 @@ pub(crate) fn check_cpuset(list: &str, file: &str) -> Result<(), crate::EngineEr
         .unwrap_or_default();
     if let Some(have) = parse(&available).filter(|h| !h.is_empty()) {
         if wanted.iter().any(|w| !have.contains(w)) {
-            let what = if file == "cpuset.cpus" { "CPUs" } else { "Memory nodes" };
+            let what = if file == "cpuset.cpus" { "CPUs" } else { "memory nodes" };
             return Err(crate::EngineError::Invalid(format!(
                 "Requested {what} are not available - requested {list}, available: {available}"
             )));

@@ -40,8 +40,11 @@ pub struct StatsSample {
     pub pids_current: u64,
     /// 0 when unlimited.
     pub pids_limit: u64,
-    /// (major, minor, op, bytes) with op `read`/`write` as Docker's v2 form.
+    /// (major, minor, op, bytes), op as dockerd shows it: the v1 file's (`Read`, `Write`,
+    /// `Sync`, `Async`, `Discard`, `Total`), or `read`/`write` on v2.
     pub blkio: Vec<(u64, u64, String, u64)>,
+    /// The same for the number of I/Os (`io_serviced_recursive`).
+    pub blkio_serviced: Vec<(u64, u64, String, u64)>,
     /// Interface → rx bytes, rx packets, rx errors, rx dropped, tx bytes, tx packets, tx errors, tx dropped.
     pub networks: BTreeMap<String, [u64; 8]>,
 }
@@ -136,8 +139,29 @@ fn parse_ps(output: &str, pids: &[i32]) -> Result<TopResult, EngineError> {
     Ok(TopResult { titles, processes })
 }
 
+/// The host's online CPUs, as dockerd counts them (`sysconf(_SC_NPROCESSORS_ONLN)`): not
+/// wharfd's own affinity or quota, which `available_parallelism` would give. The docker CLI
+/// puts CPU percent against this count, a container's cpuset or quota notwithstanding.
 fn online_cpus() -> u32 {
-    std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
+    std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .ok()
+        .and_then(|t| count_cpu_list(t.trim()))
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1))
+}
+
+/// The number of CPUs in a kernel CPU list (`0-3,6`); `None` if it does not parse.
+fn count_cpu_list(list: &str) -> Option<u32> {
+    let mut n = 0u32;
+    for part in list.split(',').filter(|p| !p.is_empty()) {
+        n += match part.split_once('-') {
+            Some((a, b)) => b.parse::<u32>().ok()?.checked_sub(a.parse::<u32>().ok()?)? + 1,
+            None => {
+                part.parse::<u32>().ok()?;
+                1
+            }
+        };
+    }
+    (n > 0).then_some(n)
 }
 
 /// The host's total cpu time from the first line of /proc/stat, in nanoseconds.
@@ -196,17 +220,8 @@ fn read_v1(cg: &Cgroup, s: &mut StatsSample) {
         s.pids_limit = read_u64(&dir.join("pids.max"));
     }
     if let Some(dir) = cg.controller_dir("blkio") {
-        let text = std::fs::read_to_string(dir.join("blkio.throttle.io_service_bytes_recursive")).unwrap_or_default();
-        for l in text.lines() {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            if let [dev, op, v] = f[..] {
-                if let (Some((ma, mi)), Ok(v)) = (dev.split_once(':'), v.parse::<u64>()) {
-                    if let (Ok(ma), Ok(mi)) = (ma.parse(), mi.parse()) {
-                        s.blkio.push((ma, mi, op.to_ascii_lowercase(), v));
-                    }
-                }
-            }
-        }
+        s.blkio = parse_blkio_v1(&dir.join("blkio.throttle.io_service_bytes_recursive"));
+        s.blkio_serviced = parse_blkio_v1(&dir.join("blkio.throttle.io_serviced_recursive"));
     }
     clamp_limit(s);
 }
@@ -235,11 +250,26 @@ fn read_v2(cg: &Cgroup, s: &mut StatsSample) {
             match kv.split_once('=') {
                 Some(("rbytes", v)) => s.blkio.push((ma, mi, "read".to_string(), v.parse().unwrap_or(0))),
                 Some(("wbytes", v)) => s.blkio.push((ma, mi, "write".to_string(), v.parse().unwrap_or(0))),
+                Some(("rios", v)) => s.blkio_serviced.push((ma, mi, "read".to_string(), v.parse().unwrap_or(0))),
+                Some(("wios", v)) => s.blkio_serviced.push((ma, mi, "write".to_string(), v.parse().unwrap_or(0))),
                 _ => {}
             }
         }
     }
     clamp_limit(s);
+}
+
+/// `MAJ:MIN Op value` lines of a v1 blkio file (the `Total N` line at the end left out).
+fn parse_blkio_v1(path: &Path) -> Vec<(u64, u64, String, u64)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let [dev, op, v] = f[..] else { return None };
+            let (ma, mi) = dev.split_once(':')?;
+            Some((ma.parse().ok()?, mi.parse().ok()?, op.to_string(), v.parse().ok()?))
+        })
+        .collect()
 }
 
 /// An unlimited cgroup reports a huge (v1) or no (v2) limit: Docker shows the host's memory.
@@ -292,6 +322,28 @@ mod tests {
         assert_eq!(top.processes[0][1], "123");
         assert_eq!(top.processes[0][7], "sleep 100 --flag");
         assert!(parse_ps("USER COMMAND\nroot x\n", &[1]).is_err());
+    }
+
+    #[test]
+    fn v1_blkio_keeps_the_kernels_ops() {
+        let dir = std::env::temp_dir().join(format!("wharf-blkio-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let file = dir.join("io_service_bytes_recursive");
+        let _ = std::fs::write(&file, "7:0 Read 2097152\n7:0 Write 0\n7:0 Total 2097152\nTotal 2097152\n");
+        let got = parse_blkio_v1(&file);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0], (7, 0, "Read".to_string(), 2 << 20));
+        assert_eq!(got[2].2, "Total");
+    }
+
+    #[test]
+    fn cpu_lists_count() {
+        assert_eq!(count_cpu_list("0-1"), Some(2));
+        assert_eq!(count_cpu_list("0-3,6,8-9"), Some(7));
+        assert_eq!(count_cpu_list("0"), Some(1));
+        assert_eq!(count_cpu_list(""), None);
+        assert_eq!(count_cpu_list("3-1"), None);
     }
 
     #[test]

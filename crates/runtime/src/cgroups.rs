@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use wharf_types::ErrorKind;
 
-use crate::spec::{DeviceRule, Resources};
+use crate::spec::{BlockIo, DeviceRule, Resources};
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
@@ -289,11 +289,22 @@ impl Cgroup {
             if let Some(disable) = mem.disable_oom_killer {
                 write_file(&dir.join("memory.oom_control"), if disable { "1" } else { "0" })?;
             }
+            if let Some(swappiness) = mem.swappiness {
+                write_file(&dir.join("memory.swappiness"), &swappiness.to_string())?;
+            }
         }
         if let Some(cpu) = &r.cpu {
             if let Some(dir) = self.dir_with("cpu") {
                 if let Some(shares) = cpu.shares {
                     write_file(&dir.join("cpu.shares"), &shares.to_string())?;
+                }
+                // The period first, as runc: the runtime is checked against it (and against
+                // what the parent's budget leaves; the kernel answers EINVAL past it).
+                if let Some(period) = cpu.realtime_period {
+                    write_file(&dir.join("cpu.rt_period_us"), &period.to_string())?;
+                }
+                if let Some(runtime) = cpu.realtime_runtime {
+                    write_file(&dir.join("cpu.rt_runtime_us"), &runtime.to_string())?;
                 }
                 // The period first: the kernel checks the quota against the current period.
                 if let Some(period) = cpu.period {
@@ -315,6 +326,9 @@ impl Cgroup {
         }
         if let (Some(pids), Some(dir)) = (&r.pids, self.dir_with("pids")) {
             write_file(&dir.join("pids.max"), &pids_max(pids.limit))?;
+        }
+        if let (Some(io), Some(dir)) = (&r.block_io, self.dir_with("blkio")) {
+            apply_blkio_v1(dir, io)?;
         }
         if let (Some(dir), true) = (self.dir_with("devices"), devices) {
             for rule in device_rules(&r.devices) {
@@ -365,6 +379,9 @@ impl Cgroup {
         }
         if let Some(pids) = &r.pids {
             write_file(&dir.join("pids.max"), &pids_max(pids.limit))?;
+        }
+        if let Some(io) = &r.block_io {
+            apply_io_v2(dir, io)?;
         }
         Ok(())
     }
@@ -663,6 +680,145 @@ fn read_trimmed(path: &Path) -> Result<String> {
         .map_err(|source| CgroupError::Read { path: path.to_path_buf(), source })
 }
 
+/// v1 `blkio`, as runc writes it: the weight to `blkio.weight`, or to BFQ's file where the
+/// kernel has only that one; throttles one device a line.
+fn apply_blkio_v1(dir: &Path, io: &BlockIo) -> Result<()> {
+    let (weight_file, device_file) = if dir.join("blkio.weight").exists() {
+        ("blkio.weight", "blkio.weight_device")
+    } else {
+        ("blkio.bfq.weight", "blkio.bfq.weight_device")
+    };
+    if let Some(w) = io.weight.filter(|w| *w > 0) {
+        write_file(&dir.join(weight_file), &w.to_string())?;
+    }
+    for d in &io.weight_device {
+        if let Some(w) = d.weight {
+            write_file(&dir.join(device_file), &format!("{}:{} {w}", d.major, d.minor))?;
+        }
+    }
+    for (file, list) in [
+        ("blkio.throttle.read_bps_device", &io.throttle_read_bps_device),
+        ("blkio.throttle.write_bps_device", &io.throttle_write_bps_device),
+        ("blkio.throttle.read_iops_device", &io.throttle_read_iops_device),
+        ("blkio.throttle.write_iops_device", &io.throttle_write_iops_device),
+    ] {
+        for d in list {
+            write_file(&dir.join(file), &format!("{}:{} {}", d.major, d.minor, d.rate))?;
+        }
+    }
+    Ok(())
+}
+
+/// v2 `io`, as runc writes it: with BFQ the weight (and per-device weights, which only BFQ
+/// has) to `io.bfq.weight`, else the weight converted to `io.weight`; throttles to `io.max`.
+fn apply_io_v2(dir: &Path, io: &BlockIo) -> Result<()> {
+    let bfq = dir.join("io.bfq.weight");
+    let has_bfq = bfq.exists();
+    if let Some(w) = io.weight.filter(|w| *w > 0) {
+        if has_bfq {
+            write_file(&bfq, &w.to_string())?;
+        } else {
+            write_file(&dir.join("io.weight"), &blkio_to_io_weight(w).to_string())?;
+        }
+    }
+    if has_bfq {
+        for d in &io.weight_device {
+            if let Some(w) = d.weight {
+                write_file(&bfq, &format!("{}:{} {w}", d.major, d.minor))?;
+            }
+        }
+    }
+    for (key, list) in [
+        ("rbps", &io.throttle_read_bps_device),
+        ("wbps", &io.throttle_write_bps_device),
+        ("riops", &io.throttle_read_iops_device),
+        ("wiops", &io.throttle_write_iops_device),
+    ] {
+        for d in list {
+            write_file(&dir.join("io.max"), &format!("{}:{} {key}={}", d.major, d.minor, d.rate))?;
+        }
+    }
+    Ok(())
+}
+
+/// runc's conversion of a v1 blkio weight (10..1000) to a v2 io weight (1..10000).
+pub fn blkio_to_io_weight(weight: u16) -> u64 {
+    if weight == 0 {
+        return 0;
+    }
+    1 + (u64::from(weight.max(10)) - 10) * 9999 / 990
+}
+
+/// What the host's cgroups can limit, as dockerd's `sysinfo` finds it: a control the host
+/// lacks is discarded with a warning (or refused) at create.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Support {
+    pub layout: Option<Layout>,
+    pub swap_limit: bool,
+    pub memory_reservation: bool,
+    pub memory_swappiness: bool,
+    pub kernel_memory: bool,
+    pub kernel_memory_tcp: bool,
+    pub oom_kill_disable: bool,
+    pub cpu_realtime: bool,
+    pub blkio_weight: bool,
+    pub blkio_weight_device: bool,
+    pub blkio_read_bps: bool,
+    pub blkio_write_bps: bool,
+    pub blkio_read_iops: bool,
+    pub blkio_write_iops: bool,
+}
+
+impl Support {
+    /// Reads the root of each hierarchy (the files a child cgroup gets are the root's).
+    pub fn detect() -> Support {
+        let layout = Layout::detect();
+        match layout {
+            Layout::V2 => {
+                let controllers =
+                    fs::read_to_string(Path::new(CGROUP_ROOT).join("cgroup.controllers")).unwrap_or_default();
+                let has = |c: &str| controllers.split_whitespace().any(|x| x == c);
+                let io = has("io");
+                // dockerd: the v2 memory controller has no swappiness, kernel memory or
+                // OOM-killer switch, and v2 has no real-time group scheduling.
+                Support {
+                    layout: Some(layout),
+                    swap_limit: has("memory"),
+                    memory_reservation: has("memory"),
+                    blkio_weight: io,
+                    blkio_weight_device: io,
+                    blkio_read_bps: io,
+                    blkio_write_bps: io,
+                    blkio_read_iops: io,
+                    blkio_write_iops: io,
+                    ..Support::default()
+                }
+            }
+            Layout::V1 | Layout::Hybrid => {
+                let mounts = v1_mounts().unwrap_or_default();
+                let root = |c: &str| mounts.iter().find(|(_, cs)| cs.iter().any(|x| x == c)).map(|(p, _)| p.clone());
+                let file = |c: &str, f: &str| root(c).is_some_and(|r| r.join(f).exists());
+                Support {
+                    layout: Some(layout),
+                    swap_limit: file("memory", "memory.memsw.limit_in_bytes"),
+                    memory_reservation: file("memory", "memory.soft_limit_in_bytes"),
+                    memory_swappiness: file("memory", "memory.swappiness"),
+                    kernel_memory: file("memory", "memory.kmem.limit_in_bytes"),
+                    kernel_memory_tcp: file("memory", "memory.kmem.tcp.limit_in_bytes"),
+                    oom_kill_disable: file("memory", "memory.oom_control"),
+                    cpu_realtime: file("cpu", "cpu.rt_period_us") && file("cpu", "cpu.rt_runtime_us"),
+                    blkio_weight: file("blkio", "blkio.weight"),
+                    blkio_weight_device: file("blkio", "blkio.weight_device"),
+                    blkio_read_bps: file("blkio", "blkio.throttle.read_bps_device"),
+                    blkio_write_bps: file("blkio", "blkio.throttle.write_bps_device"),
+                    blkio_read_iops: file("blkio", "blkio.throttle.read_iops_device"),
+                    blkio_write_iops: file("blkio", "blkio.throttle.write_iops_device"),
+                }
+            }
+        }
+    }
+}
+
 /// The standard conversion of v1 cpu shares (2..262144) to a v2 cpu weight (1..10000).
 pub fn shares_to_weight(shares: u64) -> u64 {
     if shares == 0 {
@@ -749,6 +905,44 @@ fn parse_counter(text: &str, key: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The lines runc writes, checked on plain files (each write replaces the file, so one
+    /// device a list).
+    #[test]
+    fn block_io_files_are_written_as_runc_writes_them() {
+        use crate::spec::{ThrottleDevice, WeightDevice};
+        let dir = std::env::temp_dir().join(format!("wharf-blkio-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let io = BlockIo {
+            weight: Some(500),
+            weight_device: vec![WeightDevice { major: 7, minor: 0, weight: Some(200) }],
+            throttle_read_bps_device: vec![ThrottleDevice { major: 7, minor: 0, rate: 1 << 20 }],
+            throttle_write_iops_device: vec![ThrottleDevice { major: 7, minor: 1, rate: 100 }],
+            ..Default::default()
+        };
+        let read = |f: &str| fs::read_to_string(dir.join(f)).unwrap_or_default();
+        // v1 without blkio.weight (BFQ only): the BFQ files.
+        apply_blkio_v1(&dir, &io).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read("blkio.bfq.weight"), "500");
+        assert_eq!(read("blkio.bfq.weight_device"), "7:0 200");
+        assert_eq!(read("blkio.throttle.read_bps_device"), "7:0 1048576");
+        assert_eq!(read("blkio.throttle.write_iops_device"), "7:1 100");
+        // v2 without BFQ: io.weight converted, no per-device weight, throttles in io.max.
+        let no_weight_devices = BlockIo { throttle_read_bps_device: Vec::new(), ..io.clone() };
+        apply_io_v2(&dir, &no_weight_devices).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read("io.weight"), "4950");
+        assert_eq!(read("io.max"), "7:1 wiops=100");
+        assert!(!dir.join("io.bfq.weight").exists());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn blkio_weight_conversion() {
+        for (blkio, io) in [(10, 1), (1000, 10_000), (500, 4950), (0, 0)] {
+            assert_eq!(blkio_to_io_weight(blkio), io, "blkio weight {blkio}");
+        }
+    }
 
     #[test]
     fn weight_conversion() {

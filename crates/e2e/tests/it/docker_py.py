@@ -229,6 +229,80 @@ def errors(client, image):
     return out
 
 
+RESOURCE_KEYS = [
+    "Memory", "MemorySwap", "MemoryReservation", "MemorySwappiness", "KernelMemory", "NanoCpus",
+    "CpuShares", "CpuPeriod", "CpuQuota", "CpuRealtimePeriod", "CpuRealtimeRuntime", "CpusetCpus",
+    "CpusetMems", "BlkioWeight", "BlkioWeightDevice", "BlkioDeviceReadBps", "BlkioDeviceWriteBps",
+    "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps", "PidsLimit", "OomKillDisable", "OomScoreAdj",
+    "ShmSize", "Ulimits",
+]
+
+
+def resources(client, image):
+    """Resource controls through docker-py (issue 21): the create warnings and the HostConfig
+    values of each, the refusals of bad values, and update_container, at API 1.41."""
+    api = docker.APIClient(base_url=os.environ["DOCKER_HOST"], version="1.41")
+    dev = "/dev/loop0"
+    mb = 1024 * 1024
+    cases = {
+        "everything": dict(
+            mem_limit="64m", memswap_limit="128m", mem_reservation="32m", mem_swappiness=10,
+            kernel_memory="8m", cpu_period=50000, cpu_quota=25000, cpu_shares=512, cpuset_cpus="0",
+            cpuset_mems="0", blkio_weight=300, blkio_weight_device=[{"Path": dev, "Weight": 200}],
+            device_read_bps=[{"Path": dev, "Rate": mb}], device_write_bps=[{"Path": dev, "Rate": 2 * mb}],
+            device_read_iops=[{"Path": dev, "Rate": 100}], device_write_iops=[{"Path": dev, "Rate": 200}],
+            pids_limit=50, oom_kill_disable=True, oom_score_adj=100, shm_size="32m",
+            ulimits=[docker.types.Ulimit(name="nofile", soft=1024, hard=2048)],
+        ),
+        "memory_only": dict(mem_limit="64m"),
+        "nano_cpus": dict(nano_cpus=1500000000),
+        "oom_kill_disable_alone": dict(oom_kill_disable=True),
+        "rt_period": dict(cpu_rt_period=1000000),
+        "bad_swap": dict(mem_limit="64m", memswap_limit="32m"),
+        "bad_reservation": dict(mem_limit="32m", mem_reservation="64m"),
+        "bad_swappiness": dict(mem_swappiness=101),
+        "bad_period": dict(cpu_period=10),
+        "bad_quota": dict(cpu_quota=10),
+        "bad_nano_and_quota": dict(nano_cpus=500000000, cpu_quota=50000),
+        "bad_cpuset": dict(cpuset_cpus="64"),
+        "bad_rt": dict(cpu_rt_period=1000, cpu_rt_runtime=2000),
+        "bad_kernel_memory": dict(kernel_memory="1m"),
+    }
+    out = {}
+    for name, kwargs in cases.items():
+        try:
+            c = api.create_container(image, ["sleep", "60"], host_config=api.create_host_config(**kwargs))
+        except docker.errors.APIError as e:
+            out[name] = [e.status_code, str(e.explanation)]
+            continue
+        hc = api.inspect_container(c["Id"])["HostConfig"]
+        out[name] = {"warnings": c.get("Warnings"), "host_config": {k: hc.get(k) for k in RESOURCE_KEYS}}
+        api.remove_container(c["Id"], force=True)
+
+    c = api.create_container(image, ["sleep", "60"], host_config=api.create_host_config(mem_limit="64m"))
+    api.start(c["Id"])
+    updates = [
+        ("reservation", dict(mem_reservation="32m")),
+        ("cpuset", dict(cpuset_cpus="0", cpuset_mems="0")),
+        ("quota", dict(cpu_period=50000, cpu_quota=20000)),
+        ("shares", dict(cpu_shares=512)),
+        ("memory_and_swap", dict(mem_limit="96m", memswap_limit="192m")),
+        ("memory_above_swap", dict(mem_limit="512m")),
+        ("bad_reservation", dict(mem_reservation="1m")),
+        ("bad_cpuset", dict(cpuset_cpus="64")),
+    ]
+    for name, kwargs in updates:
+        try:
+            r = api.update_container(c["Id"], **kwargs)
+            out["update_" + name] = r.get("Warnings")
+        except docker.errors.APIError as e:
+            out["update_" + name] = [e.status_code, re.sub(r"[0-9a-f]{64}", "<id>", str(e.explanation))]
+    hc = api.inspect_container(c["Id"])["HostConfig"]
+    out["after_updates"] = {k: hc.get(k) for k in RESOURCE_KEYS}
+    api.remove_container(c["Id"], force=True)
+    return out
+
+
 def streams(client, image):
     """Logs as bytes (plain, tail, demuxed, with time stamps) and the events of one container's
     life, at API 1.41."""
@@ -255,7 +329,7 @@ def streams(client, image):
 def main():
     case, image = sys.argv[1], sys.argv[2]
     client = docker.from_env(timeout=120)
-    cases = {"exec_output": exec_output, "attach_after_exit": attach_after_exit, "swarm": swarm, "shapes": shapes, "errors": errors, "streams": streams}
+    cases = {"exec_output": exec_output, "attach_after_exit": attach_after_exit, "swarm": swarm, "shapes": shapes, "errors": errors, "streams": streams, "resources": resources}
     result = cases[case](client, image)
     json.dump(result, sys.stdout, sort_keys=True)
     sys.stdout.write("\n")

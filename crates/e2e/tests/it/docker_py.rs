@@ -234,3 +234,21 @@ fn logs_and_events_are_dockerds() {
     assert_eq!(v["logs"].as_str().map(|l| l.lines().count()), Some(3));
     assert_eq!(v["logs_tail"], "three\n");
 }
+
+/// Resource controls through docker-py (issue 21): create warnings and HostConfig values,
+/// refusals, `update_container` and what it leaves, all as dockerd's.
+#[test]
+fn resource_controls_are_dockerds() {
+    let ours = same_as_dockerd(
+        "resources",
+        &[(
+            "bad_rt",
+            json!([400, "cpu real-time runtime cannot be higher than cpu real-time period"]),
+            "dockerd 20.10 returns this check's plain error, so 500; it is the client's mistake, as its other checks say with 400",
+        )],
+    );
+    // And what they are on this host, so that a dockerd that changed would show too.
+    assert_eq!(ours["memory_only"]["host_config"]["MemorySwap"], 128 << 20, "{ours}");
+    assert_eq!(ours["bad_cpuset"][0], 400, "{ours}");
+    assert_eq!(ours["everything"]["host_config"]["MemoryReservation"], 32 << 20, "{ours}");
+}

@@ -73,6 +73,7 @@ mod registry_s3;
 mod registry_scale;
 mod registry_server;
 mod registry_tls;
+mod resource_controls;
 mod resources;
 mod restart_policy;
 mod run;
