@@ -457,7 +457,12 @@ fn cri_pod_lifecycle_as_kubelet_drives_it() {
 
 /// A CNI network of the test's own: bridge `bridge`, `subnet`, host-local's state in `dir`.
 fn write_cni_conf(dir: &Path, bridge: &str, subnet: &str) {
-    let conf = json!({
+    write_cni_conf_with(dir, bridge, subnet, &[]);
+}
+
+/// The same network with `more` plugins chained after the bridge and loopback.
+fn write_cni_conf_with(dir: &Path, bridge: &str, subnet: &str, more: &[Value]) {
+    let mut conf = json!({
         "cniVersion": "1.0.0",
         "name": format!("{bridge}-net"),
         "plugins": [
@@ -467,6 +472,7 @@ fn write_cni_conf(dir: &Path, bridge: &str, subnet: &str) {
             { "type": "loopback" },
         ],
     });
+    conf["plugins"].as_array_mut().unwrap().extend(more.iter().cloned());
     std::fs::write(dir.join("net.d/10-test.conflist"), conf.to_string()).unwrap();
 }
 
@@ -574,6 +580,78 @@ fn cri_pod_network_through_cni() {
         "SANDBOX_NOTREADY"
     );
     c.ok("RuntimeService/RemovePodSandbox", json!({ "pod_sandbox_id": sid }));
+    drop(d);
+}
+
+/// The host's nat table as iptables-save prints it.
+fn nat_rules() -> String {
+    let out = Command::new("iptables-save").args(["-t", "nat"]).output().expect("run iptables-save");
+    assert!(out.status.success(), "iptables-save: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A pod's hostPort through Debian's portmap plugin (1.1.1 here: iptables rules, through
+/// iptables-nft on this host): 127.0.0.1:HOSTPORT reaches the pod's server, as kubelet's
+/// hostPort does with containerd, and the rules go with the sandbox.
+#[test]
+fn cri_pod_host_port_through_portmap() {
+    let tmp = TempDir::new("wharf-e2e-cri-portmap");
+    let (d, sock) = cri_daemon(&tmp.0);
+    let bridge = Bridge(format!("wcpm{}", unique("").chars().filter(char::is_ascii_digit).take(6).collect::<String>()));
+    let n = std::process::id() % 180 + 20;
+    let subnet = format!("10.{n}.178.0/24");
+    let portmap = json!({ "type": "portmap", "capabilities": { "portMappings": true }, "snat": true });
+    write_cni_conf_with(&tmp.0, &bridge.0, &subnet, &[portmap]);
+    // A port free on the host now, for the pod's hostPort.
+    let host_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut c = CriClient::start(&sock);
+    let image_ref = c
+        .ok("ImageService/PullImage", json!({ "image": { "image": registry().image("library/busybox:latest") } }))
+        ["image_ref"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let logs = tmp.0.join("pods/portpod");
+    std::fs::create_dir_all(&logs).unwrap();
+    let mut pod = pod_config("portpod", "uid-portmap-1", &logs, false);
+    pod["port_mappings"] = json!([{ "protocol": "TCP", "container_port": 8080, "host_port": host_port }]);
+    let sid =
+        c.ok("RuntimeService/RunPodSandbox", json!({ "config": pod }))["pod_sandbox_id"].as_str().unwrap().to_string();
+    let rules = nat_rules();
+    assert!(rules.contains(&sid), "no portmap rules for {sid}:\n{rules}");
+    assert!(rules.contains(&format!("--dport {host_port}")), "no rule for port {host_port}:\n{rules}");
+
+    let cfg = container_config("web", &image_ref, "exec httpd -f -p 8080 -h /etc", "web.log");
+    let cid = c
+        .ok("RuntimeService/CreateContainer", json!({ "pod_sandbox_id": sid, "config": cfg, "sandbox_config": pod }))
+        ["container_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.ok("RuntimeService/StartContainer", json!({ "container_id": cid }));
+    wait_state(&mut c, &cid, "CONTAINER_RUNNING");
+    // The pod serves its /etc: its hostname comes back through the host's port.
+    let addr = format!("127.0.0.1:{host_port}");
+    let mut body = String::new();
+    let answered = wait_for(Duration::from_secs(20), || {
+        let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = write!(s, "GET /hostname HTTP/1.0\r\n\r\n");
+        body.clear();
+        let _ = std::io::Read::read_to_string(&mut s, &mut body);
+        body.contains("portpod")
+    });
+    assert!(answered, "no answer from the pod through {addr}: {body:?}\n{}", nat_rules());
+
+    // DEL (StopPodSandbox) takes the pod's rules away; nothing answers on the port then.
+    c.ok("RuntimeService/StopPodSandbox", json!({ "pod_sandbox_id": sid }));
+    c.ok("RuntimeService/RemovePodSandbox", json!({ "pod_sandbox_id": sid }));
+    let rules = nat_rules();
+    assert!(!rules.contains(&sid), "portmap rules left for {sid}:\n{rules}");
+    assert!(!rules.contains(&format!("--dport {host_port} ")), "a rule left for port {host_port}:\n{rules}");
+    assert!(std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2)).is_err());
     drop(d);
 }
 
