@@ -21,13 +21,13 @@ fn u(v: u64) -> Option<UInt64Value> {
     Some(UInt64Value { value: v })
 }
 
-fn now_nanos() -> i64 {
+pub(crate) fn now_nanos() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
 
 /// The bytes the kernel would not give back under pressure: usage less the inactive file
 /// cache, as the kubelet's working set.
-fn working_set(s: &StatsSample) -> u64 {
+pub(crate) fn working_set(s: &StatsSample) -> u64 {
     let inactive = s.mem_stats.get("total_inactive_file").or(s.mem_stats.get("inactive_file")).copied().unwrap_or(0);
     s.mem_usage.saturating_sub(inactive)
 }

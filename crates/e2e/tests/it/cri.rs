@@ -645,6 +645,17 @@ fn cri_pod_host_port_through_portmap() {
     });
     assert!(answered, "no answer from the pod through {addr}: {body:?}\n{}", nat_rules());
 
+    // The pod's own series in ListPodSandboxMetrics: its eth0's traffic, which that answer was.
+    let descs = metric_descriptors(&mut c);
+    let all = c.ok("RuntimeService/ListPodSandboxMetrics", json!({}));
+    let pm = all["pod_metrics"].as_array().unwrap().iter().find(|p| p["pod_sandbox_id"] == sid.as_str()).cloned();
+    let pm = pm.unwrap_or_else(|| panic!("no metrics of pod {sid}: {all}"));
+    let net = metric_values(&descs, &pm, &["portpod", "default"]);
+    let (labels, tx) = &net["container_network_transmit_bytes_total"];
+    assert_eq!(labels[2..], ["".to_string(), sid.clone(), String::new(), "eth0".into()]);
+    assert!(*tx > 0 && net["container_network_receive_bytes_total"].1 > 0, "{pm}");
+    assert_eq!(pm["container_metrics"][0]["container_id"], cid.as_str(), "{pm}");
+
     // DEL (StopPodSandbox) takes the pod's rules away; nothing answers on the port then.
     c.ok("RuntimeService/StopPodSandbox", json!({ "pod_sandbox_id": sid }));
     c.ok("RuntimeService/RemovePodSandbox", json!({ "pod_sandbox_id": sid }));
@@ -823,6 +834,34 @@ fn cri_pod_namespaces_cgroup_parent_stats_and_updates() {
         c.ok("RuntimeService/ListPodSandboxStats", json!({ "filter": { "label_selector": { "app": "shared" } } }));
     assert_eq!(lps["stats"].as_array().unwrap().len(), 1);
 
+    // kubelet's stats from the CRI: the descriptors, then the pod's series by them.
+    let descs = metric_descriptors(&mut c);
+    for name in ["container_cpu_usage_seconds_total", "container_memory_working_set_bytes", "container_processes"] {
+        assert!(descs.contains_key(name), "no descriptor {name}: {descs:?}");
+    }
+    let all = c.ok("RuntimeService/ListPodSandboxMetrics", json!({}));
+    let pm = all["pod_metrics"].as_array().unwrap().iter().find(|p| p["pod_sandbox_id"] == sid.as_str()).cloned();
+    let pm = pm.unwrap_or_else(|| panic!("no metrics of pod {sid}: {all}"));
+    // A host-network pod has no network series of its own.
+    assert!(pm["metrics"].as_array().unwrap().is_empty(), "{pm}");
+    let cms = pm["container_metrics"].as_array().unwrap();
+    assert_eq!(cms.len(), 2, "{pm}");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    for (id, name) in ids.iter().zip(["one", "two"]) {
+        let cm = cms.iter().find(|cm| cm["container_id"] == id.as_str());
+        let cm = cm.unwrap_or_else(|| panic!("no metrics of {name}: {pm}"));
+        let series = metric_values(&descs, cm, &["shared", "default"]);
+        let (labels, ws) = &series["container_memory_working_set_bytes"];
+        assert_eq!(labels[2..4], [name.to_string(), id.clone()], "{cm}");
+        assert_eq!(labels[4], image_ref, "the image as the container asked for it");
+        assert!(*ws > 0, "{cm}");
+        assert!(series["container_memory_usage_bytes"].1 > 0, "{cm}");
+        assert!(series["container_processes"].1 >= 1, "{cm}");
+        assert_eq!(series["container_spec_memory_limit_bytes"].1, 64 << 20, "the update below comes later");
+        let started = series["container_start_time_seconds"].1;
+        assert!(started <= now && started + 600 > now, "start time {started}, now {now}");
+    }
+
     // UpdateContainerResources reaches the cgroup.
     c.ok(
         "RuntimeService/UpdateContainerResources",
@@ -850,6 +889,44 @@ fn cri_pod_namespaces_cgroup_parent_stats_and_updates() {
     for dir in crate::harness::cgroup_dirs(&pod_cgroup) {
         std::fs::remove_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     }
+}
+
+/// ListMetricDescriptors as name → label keys.
+fn metric_descriptors(c: &mut CriClient) -> std::collections::HashMap<String, Vec<String>> {
+    let out = c.ok("RuntimeService/ListMetricDescriptors", json!({}));
+    out["descriptors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let keys = d["label_keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect();
+            (d["name"].as_str().unwrap().to_string(), keys)
+        })
+        .collect()
+}
+
+/// The series of one ContainerMetrics (or PodSandboxMetrics) as name → (label values, value)
+/// (the last of a name), each checked against its descriptor: known, with as many values as
+/// keys, starting with the pod's name and namespace `pod`.
+#[track_caller]
+fn metric_values(
+    descs: &std::collections::HashMap<String, Vec<String>>,
+    m: &Value,
+    pod: &[&str],
+) -> std::collections::HashMap<String, (Vec<String>, u64)> {
+    let mut out = std::collections::HashMap::new();
+    for s in m["metrics"].as_array().unwrap() {
+        let name = s["name"].as_str().unwrap();
+        let keys = descs.get(name).unwrap_or_else(|| panic!("series {name} has no descriptor"));
+        let values: Vec<String> =
+            s["label_values"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+        assert_eq!(values.len(), keys.len(), "{name}: values {values:?} for keys {keys:?}");
+        assert_eq!(&values[..2], pod, "{name}");
+        assert!(s["timestamp"].as_str().unwrap().parse::<i64>().unwrap() > 0, "{s}");
+        let value = s["value"]["value"].as_str().unwrap().parse::<u64>().unwrap();
+        out.insert(name.to_string(), (values, value));
+    }
+    out
 }
 
 #[test]
