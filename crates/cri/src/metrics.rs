@@ -78,6 +78,12 @@ const DESCRIPTORS: &[Desc] = &[
         &["device", "major", "minor", "operation"],
         COUNTER,
     ),
+    d(
+        "container_fs_usage_bytes",
+        "Number of bytes that are consumed by the container on this filesystem.",
+        &["device"],
+        GAUGE,
+    ),
     d("container_last_seen", "Last time a container was seen by the exporter", &[], GAUGE),
     d("container_start_time_seconds", "Start time of the container since unix epoch in seconds.", &[], GAUGE),
     d("container_network_receive_bytes_total", "Cumulative count of bytes received", IFACE, COUNTER),
@@ -280,7 +286,14 @@ impl Cri {
         };
         let base = [pod.name.clone(), pod.namespace.clone(), cm.metadata.name.clone(), c.id.clone(), image];
         let now = u64::try_from(ts).unwrap_or(0) / NS;
-        let metrics = container_series(&s, &base, secs_of(&c.state.started_at), now, ts);
+        let mut metrics = container_series(&s, &base, secs_of(&c.state.started_at), now, ts);
+        // The writable layer, on the file system ImageFsInfo names.
+        if let Some(w) = self.writable_layer(&c.id, ts).await {
+            let device = w.fs_id.map(|f| f.mountpoint).unwrap_or_default();
+            let mut m = Series { base: &base, ts, out: metrics };
+            m.push("container_fs_usage_bytes", &[&device], w.used_bytes.map_or(0, |v| v.value));
+            metrics = m.out;
+        }
         Some(proto::ContainerMetrics { container_id: c.id.clone(), metrics })
     }
 }

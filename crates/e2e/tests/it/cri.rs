@@ -814,8 +814,18 @@ fn cri_pod_namespaces_cgroup_parent_stats_and_updates() {
     let cg = exec(&mut c, &ids[0], "cat /proc/self/cgroup");
     assert!(cg.contains(&format!("{pod_cgroup}/{}", ids[0])), "{cg}");
 
-    // Stats of containers and of the pod.
+    // Stats of containers and of the pod. `one` writes 1 MiB into its writable layer first.
+    exec(&mut c, &ids[0], "dd if=/dev/zero of=/mib bs=1024 count=1024 2>/dev/null && sync");
     let st = c.ok("RuntimeService/ContainerStats", json!({ "container_id": ids[0] }));
+    let fs_of = |v: &Value, what: &str| -> u64 { v[what]["value"].as_str().unwrap().parse().unwrap() };
+    let wl = &st["stats"]["writable_layer"];
+    assert!(fs_of(wl, "used_bytes") >= 1 << 20, "{st}");
+    assert!(fs_of(wl, "inodes_used") >= 2, "{st}");
+    let fsinfo = c.ok("ImageService/ImageFsInfo", json!({}));
+    assert_eq!(wl["fs_id"]["mountpoint"], fsinfo["container_filesystems"][0]["fs_id"]["mountpoint"], "{fsinfo}");
+    let listed = c.ok("RuntimeService/ListContainerStats", json!({ "filter": { "id": ids[1] } }));
+    let wl2 = &listed["stats"][0]["writable_layer"];
+    assert!(fs_of(wl2, "used_bytes") < 1 << 20, "`two` wrote nothing: {listed}");
     assert_eq!(st["stats"]["attributes"]["id"], ids[0].as_str());
     assert!(st["stats"]["memory"]["usage_bytes"]["value"].as_str().unwrap().parse::<u64>().unwrap() > 0, "{st}");
     assert!(
@@ -858,6 +868,9 @@ fn cri_pod_namespaces_cgroup_parent_stats_and_updates() {
         assert!(series["container_memory_usage_bytes"].1 > 0, "{cm}");
         assert!(series["container_processes"].1 >= 1, "{cm}");
         assert_eq!(series["container_spec_memory_limit_bytes"].1, 64 << 20, "the update below comes later");
+        let fs = &series["container_fs_usage_bytes"];
+        assert_eq!(fs.0[5], wl["fs_id"]["mountpoint"].as_str().unwrap());
+        assert_eq!(fs.1 >= 1 << 20, name == "one", "{cm}");
         let started = series["container_start_time_seconds"].1;
         assert!(started <= now && started + 600 > now, "start time {started}, now {now}");
     }
