@@ -590,6 +590,41 @@ fn nat_rules() -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// portmap's shared chains (which its DEL leaves, as they serve every pod), removed after the
+/// test when it made them and no pod's chain is left in them.
+struct PortmapChains {
+    made: bool,
+}
+
+impl PortmapChains {
+    fn note() -> PortmapChains {
+        PortmapChains { made: !nat_rules().contains(":CNI-HOSTPORT-DNAT ") }
+    }
+}
+
+impl Drop for PortmapChains {
+    fn drop(&mut self) {
+        // Not nat_rules(): no panic in a drop that may run while the test unwinds.
+        let out = Command::new("iptables-save").args(["-t", "nat"]).output();
+        let rules = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        if !self.made || rules.is_empty() || rules.contains("CNI-DN-") {
+            return;
+        }
+        let ipt = |args: &[&str]| {
+            let _ = Command::new("iptables").args(["-w", "-t", "nat"]).args(args).status();
+        };
+        for chain in ["PREROUTING", "OUTPUT"] {
+            ipt(&["-D", chain, "-m", "addrtype", "--dst-type", "LOCAL", "-j", "CNI-HOSTPORT-DNAT"]);
+        }
+        let masq = ["-m", "comment", "--comment", "CNI portfwd requiring masquerade", "-j", "CNI-HOSTPORT-MASQ"];
+        ipt(&[&["-D", "POSTROUTING"][..], &masq[..]].concat());
+        for chain in ["CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK"] {
+            ipt(&["-F", chain]);
+            ipt(&["-X", chain]);
+        }
+    }
+}
+
 /// A pod's hostPort through Debian's portmap plugin (1.1.1 here: iptables rules, through
 /// iptables-nft on this host): 127.0.0.1:HOSTPORT reaches the pod's server, as kubelet's
 /// hostPort does with containerd, and the rules go with the sandbox.
@@ -600,6 +635,7 @@ fn cri_pod_host_port_through_portmap() {
     let bridge = Bridge(format!("wcpm{}", unique("").chars().filter(char::is_ascii_digit).take(6).collect::<String>()));
     let n = std::process::id() % 180 + 20;
     let subnet = format!("10.{n}.178.0/24");
+    let _chains = PortmapChains::note();
     let portmap = json!({ "type": "portmap", "capabilities": { "portMappings": true }, "snat": true });
     write_cni_conf_with(&tmp.0, &bridge.0, &subnet, &[portmap]);
     // A port free on the host now, for the pod's hostPort.
