@@ -66,6 +66,8 @@ async fn unary_call(cri: &Cri, path: &str, msg: &[u8]) -> Result<Vec<u8>, Status
             "ListContainerStats" => unary(msg, |r| cri.list_container_stats(r)).await,
             "PodSandboxStats" => unary(msg, |r| cri.pod_sandbox_stats(r)).await,
             "ListPodSandboxStats" => unary(msg, |r| cri.list_pod_sandbox_stats(r)).await,
+            "ListMetricDescriptors" => unary(msg, |_: proto::Empty| cri.list_metric_descriptors()).await,
+            "ListPodSandboxMetrics" => unary(msg, |_: proto::Empty| cri.list_pod_sandbox_metrics()).await,
             other => Err(unimplemented(service, other)),
         },
         ("runtime.v1.ImageService", m) => match m {

@@ -19,6 +19,7 @@ mod grpc;
 mod image;
 mod logs;
 mod meta;
+mod metrics;
 mod pause;
 mod proto;
 mod sandbox;

@@ -1028,3 +1028,61 @@ pub struct StreamUrlResponse {
     #[prost(string, tag = "1")]
     pub url: String,
 }
+
+// MetricType
+pub const METRIC_COUNTER: i32 = 0;
+pub const METRIC_GAUGE: i32 = 1;
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MetricDescriptor {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, tag = "2")]
+    pub help: String,
+    #[prost(string, repeated, tag = "3")]
+    pub label_keys: Vec<String>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ListMetricDescriptorsResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub descriptors: Vec<MetricDescriptor>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Metric {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(int64, tag = "2")]
+    pub timestamp: i64,
+    #[prost(int32, tag = "3")]
+    pub metric_type: i32,
+    #[prost(string, repeated, tag = "4")]
+    pub label_values: Vec<String>,
+    #[prost(message, optional, tag = "5")]
+    pub value: Option<UInt64Value>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ContainerMetrics {
+    #[prost(string, tag = "1")]
+    pub container_id: String,
+    #[prost(message, repeated, tag = "2")]
+    pub metrics: Vec<Metric>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PodSandboxMetrics {
+    #[prost(string, tag = "1")]
+    pub pod_sandbox_id: String,
+    #[prost(message, repeated, tag = "2")]
+    pub metrics: Vec<Metric>,
+    #[prost(message, repeated, tag = "3")]
+    pub container_metrics: Vec<ContainerMetrics>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ListPodSandboxMetricsResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub pod_metrics: Vec<PodSandboxMetrics>,
+}

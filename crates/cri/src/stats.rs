@@ -3,7 +3,9 @@
 //! nano-cores is the rate since the previous sample of the same container, as containerd
 //! computes it (none on the first).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::sync::Mutex;
 
 use wharf_engine::{ContainerRecord, StatsSample, UpdateRequest};
@@ -21,19 +23,48 @@ fn u(v: u64) -> Option<UInt64Value> {
     Some(UInt64Value { value: v })
 }
 
-fn now_nanos() -> i64 {
+pub(crate) fn now_nanos() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
 
 /// The bytes the kernel would not give back under pressure: usage less the inactive file
 /// cache, as the kubelet's working set.
-fn working_set(s: &StatsSample) -> u64 {
+pub(crate) fn working_set(s: &StatsSample) -> u64 {
     let inactive = s.mem_stats.get("total_inactive_file").or(s.mem_stats.get("inactive_file")).copied().unwrap_or(0);
     s.mem_usage.saturating_sub(inactive)
 }
 
 fn stat(s: &StatsSample, keys: &[&str]) -> Option<UInt64Value> {
     keys.iter().find_map(|k| s.mem_stats.get(*k)).copied().and_then(u)
+}
+
+/// What a directory tree takes on disk, as `du` counts it (allocated blocks, and each inode
+/// once however many links it has, the directory itself included): (bytes, inodes). Symlinks
+/// are not followed. `None` when `dir` cannot be read at all.
+pub(crate) fn layer_usage(dir: &Path) -> Option<(u64, u64)> {
+    let top = std::fs::symlink_metadata(dir).ok()?;
+    let mut seen = HashSet::new();
+    let (mut bytes, mut inodes) = (0u64, 0u64);
+    let mut count = |md: &std::fs::Metadata| {
+        if seen.insert((md.dev(), md.ino())) {
+            bytes += md.blocks() * 512;
+            inodes += 1;
+        }
+    };
+    count(&top);
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        // Entries can go while the container runs: what is gone is not counted.
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let Ok(md) = std::fs::symlink_metadata(e.path()) else { continue };
+            count(&md);
+            if md.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    Some((bytes, inodes))
 }
 
 impl Cri {
@@ -83,7 +114,20 @@ impl Cri {
             }),
             cpu: Some(self.cpu_usage(&rec.id, &s, ts)),
             memory: Some(self.memory_usage(&s, ts)),
-            writable_layer: None,
+            writable_layer: self.writable_layer(&rec.id, ts).await,
+        })
+    }
+
+    /// The bytes and inodes of the container's overlay upper dir, on the file system that
+    /// ImageFsInfo names (kubelet matches the two by mountpoint); none if it cannot be read.
+    pub(crate) async fn writable_layer(&self, id: &str, ts: i64) -> Option<proto::FilesystemUsage> {
+        let (upper, root) = self.engine.container_upper_dir(id).ok()?;
+        let (bytes, inodes) = tokio::task::spawn_blocking(move || layer_usage(&upper)).await.ok()??;
+        Some(proto::FilesystemUsage {
+            timestamp: ts,
+            fs_id: Some(proto::FilesystemIdentifier { mountpoint: root.display().to_string() }),
+            used_bytes: u(bytes),
+            inodes_used: u(inodes),
         })
     }
 
@@ -236,5 +280,25 @@ impl Cri {
         };
         self.engine.update_container(&rec.id, req).await?;
         Ok(proto::Empty {})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_usage_counts_blocks_and_each_inode_once() {
+        let dir = std::env::temp_dir().join(format!("wharf-cri-du-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("sub/data"), vec![7u8; 1 << 20]).unwrap();
+        std::fs::hard_link(dir.join("sub/data"), dir.join("again")).unwrap();
+        std::os::unix::fs::symlink("/etc", dir.join("link")).unwrap();
+        let (bytes, inodes) = layer_usage(&dir).unwrap();
+        // dir, sub, data (twice linked, once counted), link.
+        assert_eq!(inodes, 4);
+        assert!((1 << 20..2 << 20).contains(&bytes), "{bytes}");
+        assert!(layer_usage(&dir.join("nope")).is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

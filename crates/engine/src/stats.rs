@@ -72,6 +72,15 @@ impl Engine {
         .await
     }
 
+    /// Where a container's writable layer (its overlay upper dir) is, and the root of the
+    /// snapshots it lives under (the file system the CRI reports it on). Read-only: for
+    /// usage reports.
+    pub fn container_upper_dir(&self, name: &str) -> Result<(std::path::PathBuf, std::path::PathBuf), EngineError> {
+        let rec = self.find_container(name)?;
+        let snaps = &self.inner.snapshots;
+        Ok((snaps.container_dirs(&rec.id).upper, snaps.root().to_path_buf()))
+    }
+
     /// One sample of a container's statistics.
     pub async fn stats_sample(&self, name: &str) -> Result<StatsSample, EngineError> {
         let rec = self.find_container(name)?;

@@ -457,7 +457,12 @@ fn cri_pod_lifecycle_as_kubelet_drives_it() {
 
 /// A CNI network of the test's own: bridge `bridge`, `subnet`, host-local's state in `dir`.
 fn write_cni_conf(dir: &Path, bridge: &str, subnet: &str) {
-    let conf = json!({
+    write_cni_conf_with(dir, bridge, subnet, &[]);
+}
+
+/// The same network with `more` plugins chained after the bridge and loopback.
+fn write_cni_conf_with(dir: &Path, bridge: &str, subnet: &str, more: &[Value]) {
+    let mut conf = json!({
         "cniVersion": "1.0.0",
         "name": format!("{bridge}-net"),
         "plugins": [
@@ -467,6 +472,7 @@ fn write_cni_conf(dir: &Path, bridge: &str, subnet: &str) {
             { "type": "loopback" },
         ],
     });
+    conf["plugins"].as_array_mut().unwrap().extend(more.iter().cloned());
     std::fs::write(dir.join("net.d/10-test.conflist"), conf.to_string()).unwrap();
 }
 
@@ -574,6 +580,125 @@ fn cri_pod_network_through_cni() {
         "SANDBOX_NOTREADY"
     );
     c.ok("RuntimeService/RemovePodSandbox", json!({ "pod_sandbox_id": sid }));
+    drop(d);
+}
+
+/// The host's nat table as iptables-save prints it.
+fn nat_rules() -> String {
+    let out = Command::new("iptables-save").args(["-t", "nat"]).output().expect("run iptables-save");
+    assert!(out.status.success(), "iptables-save: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// portmap's shared chains (which its DEL leaves, as they serve every pod), removed after the
+/// test when it made them and no pod's chain is left in them.
+struct PortmapChains {
+    made: bool,
+}
+
+impl PortmapChains {
+    fn note() -> PortmapChains {
+        PortmapChains { made: !nat_rules().contains(":CNI-HOSTPORT-DNAT ") }
+    }
+}
+
+impl Drop for PortmapChains {
+    fn drop(&mut self) {
+        // Not nat_rules(): no panic in a drop that may run while the test unwinds.
+        let out = Command::new("iptables-save").args(["-t", "nat"]).output();
+        let rules = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        if !self.made || rules.is_empty() || rules.contains("CNI-DN-") {
+            return;
+        }
+        let ipt = |args: &[&str]| {
+            let _ = Command::new("iptables").args(["-w", "-t", "nat"]).args(args).status();
+        };
+        for chain in ["PREROUTING", "OUTPUT"] {
+            ipt(&["-D", chain, "-m", "addrtype", "--dst-type", "LOCAL", "-j", "CNI-HOSTPORT-DNAT"]);
+        }
+        let masq = ["-m", "comment", "--comment", "CNI portfwd requiring masquerade", "-j", "CNI-HOSTPORT-MASQ"];
+        ipt(&[&["-D", "POSTROUTING"][..], &masq[..]].concat());
+        for chain in ["CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK"] {
+            ipt(&["-F", chain]);
+            ipt(&["-X", chain]);
+        }
+    }
+}
+
+/// A pod's hostPort through Debian's portmap plugin (1.1.1 here: iptables rules, through
+/// iptables-nft on this host): 127.0.0.1:HOSTPORT reaches the pod's server, as kubelet's
+/// hostPort does with containerd, and the rules go with the sandbox.
+#[test]
+fn cri_pod_host_port_through_portmap() {
+    let tmp = TempDir::new("wharf-e2e-cri-portmap");
+    let (d, sock) = cri_daemon(&tmp.0);
+    let bridge = Bridge(format!("wcpm{}", unique("").chars().filter(char::is_ascii_digit).take(6).collect::<String>()));
+    let n = std::process::id() % 180 + 20;
+    let subnet = format!("10.{n}.178.0/24");
+    let _chains = PortmapChains::note();
+    let portmap = json!({ "type": "portmap", "capabilities": { "portMappings": true }, "snat": true });
+    write_cni_conf_with(&tmp.0, &bridge.0, &subnet, &[portmap]);
+    // A port free on the host now, for the pod's hostPort.
+    let host_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut c = CriClient::start(&sock);
+    let image_ref = c
+        .ok("ImageService/PullImage", json!({ "image": { "image": registry().image("library/busybox:latest") } }))
+        ["image_ref"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let logs = tmp.0.join("pods/portpod");
+    std::fs::create_dir_all(&logs).unwrap();
+    let mut pod = pod_config("portpod", "uid-portmap-1", &logs, false);
+    pod["port_mappings"] = json!([{ "protocol": "TCP", "container_port": 8080, "host_port": host_port }]);
+    let sid =
+        c.ok("RuntimeService/RunPodSandbox", json!({ "config": pod }))["pod_sandbox_id"].as_str().unwrap().to_string();
+    let rules = nat_rules();
+    assert!(rules.contains(&sid), "no portmap rules for {sid}:\n{rules}");
+    assert!(rules.contains(&format!("--dport {host_port}")), "no rule for port {host_port}:\n{rules}");
+
+    let cfg = container_config("web", &image_ref, "exec httpd -f -p 8080 -h /etc", "web.log");
+    let cid = c
+        .ok("RuntimeService/CreateContainer", json!({ "pod_sandbox_id": sid, "config": cfg, "sandbox_config": pod }))
+        ["container_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.ok("RuntimeService/StartContainer", json!({ "container_id": cid }));
+    wait_state(&mut c, &cid, "CONTAINER_RUNNING");
+    // The pod serves its /etc: its hostname comes back through the host's port.
+    let addr = format!("127.0.0.1:{host_port}");
+    let mut body = String::new();
+    let answered = wait_for(Duration::from_secs(20), || {
+        let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = write!(s, "GET /hostname HTTP/1.0\r\n\r\n");
+        body.clear();
+        let _ = std::io::Read::read_to_string(&mut s, &mut body);
+        body.contains("portpod")
+    });
+    assert!(answered, "no answer from the pod through {addr}: {body:?}\n{}", nat_rules());
+
+    // The pod's own series in ListPodSandboxMetrics: its eth0's traffic, which that answer was.
+    let descs = metric_descriptors(&mut c);
+    let all = c.ok("RuntimeService/ListPodSandboxMetrics", json!({}));
+    let pm = all["pod_metrics"].as_array().unwrap().iter().find(|p| p["pod_sandbox_id"] == sid.as_str()).cloned();
+    let pm = pm.unwrap_or_else(|| panic!("no metrics of pod {sid}: {all}"));
+    let net = metric_values(&descs, &pm, &["portpod", "default"]);
+    let (labels, tx) = &net["container_network_transmit_bytes_total"];
+    assert_eq!(labels[2..], ["".to_string(), sid.clone(), String::new(), "eth0".into()]);
+    assert!(*tx > 0 && net["container_network_receive_bytes_total"].1 > 0, "{pm}");
+    assert_eq!(pm["container_metrics"][0]["container_id"], cid.as_str(), "{pm}");
+
+    // DEL (StopPodSandbox) takes the pod's rules away; nothing answers on the port then.
+    c.ok("RuntimeService/StopPodSandbox", json!({ "pod_sandbox_id": sid }));
+    c.ok("RuntimeService/RemovePodSandbox", json!({ "pod_sandbox_id": sid }));
+    let rules = nat_rules();
+    assert!(!rules.contains(&sid), "portmap rules left for {sid}:\n{rules}");
+    assert!(!rules.contains(&format!("--dport {host_port} ")), "a rule left for port {host_port}:\n{rules}");
+    assert!(std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2)).is_err());
     drop(d);
 }
 
@@ -725,8 +850,18 @@ fn cri_pod_namespaces_cgroup_parent_stats_and_updates() {
     let cg = exec(&mut c, &ids[0], "cat /proc/self/cgroup");
     assert!(cg.contains(&format!("{pod_cgroup}/{}", ids[0])), "{cg}");
 
-    // Stats of containers and of the pod.
+    // Stats of containers and of the pod. `one` writes 1 MiB into its writable layer first.
+    exec(&mut c, &ids[0], "dd if=/dev/zero of=/mib bs=1024 count=1024 2>/dev/null && sync");
     let st = c.ok("RuntimeService/ContainerStats", json!({ "container_id": ids[0] }));
+    let fs_of = |v: &Value, what: &str| -> u64 { v[what]["value"].as_str().unwrap().parse().unwrap() };
+    let wl = &st["stats"]["writable_layer"];
+    assert!(fs_of(wl, "used_bytes") >= 1 << 20, "{st}");
+    assert!(fs_of(wl, "inodes_used") >= 2, "{st}");
+    let fsinfo = c.ok("ImageService/ImageFsInfo", json!({}));
+    assert_eq!(wl["fs_id"]["mountpoint"], fsinfo["container_filesystems"][0]["fs_id"]["mountpoint"], "{fsinfo}");
+    let listed = c.ok("RuntimeService/ListContainerStats", json!({ "filter": { "id": ids[1] } }));
+    let wl2 = &listed["stats"][0]["writable_layer"];
+    assert!(fs_of(wl2, "used_bytes") < 1 << 20, "`two` wrote nothing: {listed}");
     assert_eq!(st["stats"]["attributes"]["id"], ids[0].as_str());
     assert!(st["stats"]["memory"]["usage_bytes"]["value"].as_str().unwrap().parse::<u64>().unwrap() > 0, "{st}");
     assert!(
@@ -744,6 +879,37 @@ fn cri_pod_namespaces_cgroup_parent_stats_and_updates() {
     let lps =
         c.ok("RuntimeService/ListPodSandboxStats", json!({ "filter": { "label_selector": { "app": "shared" } } }));
     assert_eq!(lps["stats"].as_array().unwrap().len(), 1);
+
+    // kubelet's stats from the CRI: the descriptors, then the pod's series by them.
+    let descs = metric_descriptors(&mut c);
+    for name in ["container_cpu_usage_seconds_total", "container_memory_working_set_bytes", "container_processes"] {
+        assert!(descs.contains_key(name), "no descriptor {name}: {descs:?}");
+    }
+    let all = c.ok("RuntimeService/ListPodSandboxMetrics", json!({}));
+    let pm = all["pod_metrics"].as_array().unwrap().iter().find(|p| p["pod_sandbox_id"] == sid.as_str()).cloned();
+    let pm = pm.unwrap_or_else(|| panic!("no metrics of pod {sid}: {all}"));
+    // A host-network pod has no network series of its own.
+    assert!(pm["metrics"].as_array().unwrap().is_empty(), "{pm}");
+    let cms = pm["container_metrics"].as_array().unwrap();
+    assert_eq!(cms.len(), 2, "{pm}");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    for (id, name) in ids.iter().zip(["one", "two"]) {
+        let cm = cms.iter().find(|cm| cm["container_id"] == id.as_str());
+        let cm = cm.unwrap_or_else(|| panic!("no metrics of {name}: {pm}"));
+        let series = metric_values(&descs, cm, &["shared", "default"]);
+        let (labels, ws) = &series["container_memory_working_set_bytes"];
+        assert_eq!(labels[2..4], [name.to_string(), id.clone()], "{cm}");
+        assert_eq!(labels[4], image_ref, "the image as the container asked for it");
+        assert!(*ws > 0, "{cm}");
+        assert!(series["container_memory_usage_bytes"].1 > 0, "{cm}");
+        assert!(series["container_processes"].1 >= 1, "{cm}");
+        assert_eq!(series["container_spec_memory_limit_bytes"].1, 64 << 20, "the update below comes later");
+        let fs = &series["container_fs_usage_bytes"];
+        assert_eq!(fs.0[5], wl["fs_id"]["mountpoint"].as_str().unwrap());
+        assert_eq!(fs.1 >= 1 << 20, name == "one", "{cm}");
+        let started = series["container_start_time_seconds"].1;
+        assert!(started <= now && started + 600 > now, "start time {started}, now {now}");
+    }
 
     // UpdateContainerResources reaches the cgroup.
     c.ok(
@@ -772,6 +938,44 @@ fn cri_pod_namespaces_cgroup_parent_stats_and_updates() {
     for dir in crate::harness::cgroup_dirs(&pod_cgroup) {
         std::fs::remove_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     }
+}
+
+/// ListMetricDescriptors as name → label keys.
+fn metric_descriptors(c: &mut CriClient) -> std::collections::HashMap<String, Vec<String>> {
+    let out = c.ok("RuntimeService/ListMetricDescriptors", json!({}));
+    out["descriptors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let keys = d["label_keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect();
+            (d["name"].as_str().unwrap().to_string(), keys)
+        })
+        .collect()
+}
+
+/// The series of one ContainerMetrics (or PodSandboxMetrics) as name → (label values, value)
+/// (the last of a name), each checked against its descriptor: known, with as many values as
+/// keys, starting with the pod's name and namespace `pod`.
+#[track_caller]
+fn metric_values(
+    descs: &std::collections::HashMap<String, Vec<String>>,
+    m: &Value,
+    pod: &[&str],
+) -> std::collections::HashMap<String, (Vec<String>, u64)> {
+    let mut out = std::collections::HashMap::new();
+    for s in m["metrics"].as_array().unwrap() {
+        let name = s["name"].as_str().unwrap();
+        let keys = descs.get(name).unwrap_or_else(|| panic!("series {name} has no descriptor"));
+        let values: Vec<String> =
+            s["label_values"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+        assert_eq!(values.len(), keys.len(), "{name}: values {values:?} for keys {keys:?}");
+        assert_eq!(&values[..2], pod, "{name}");
+        assert!(s["timestamp"].as_str().unwrap().parse::<i64>().unwrap() > 0, "{s}");
+        let value = s["value"]["value"].as_str().unwrap().parse::<u64>().unwrap();
+        out.insert(name.to_string(), (values, value));
+    }
+    out
 }
 
 #[test]
