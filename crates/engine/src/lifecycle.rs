@@ -200,10 +200,21 @@ impl Engine {
         crate::resources::check_cpu(nano.unwrap_or(0), quota.unwrap_or(0), period.unwrap_or(0))?;
         let mut warnings = Vec::new();
         self.update_more_resources(&req, &mut hc, &mut warnings)?;
+        // Without swap accounting dockerd's checks make the update's swap -1, with a warning, so
+        // its update step below has a swap limit and says nothing (seen on a pure v2 host whose
+        // daemon's cgroup has no memory.swap.max).
+        let swap_given = positive(req.memory_swap).is_some();
+        let unlimited_swap = positive(req.memory).is_some() && !crate::resources::support().swap_limit;
+        if unlimited_swap {
+            warnings.push(
+                "Your kernel does not support swap limit capabilities or the cgroup is not mounted. Memory limited without swap."
+                    .to_string(),
+            );
+            hc.memory_swap = -1;
+        }
         // dockerd 20.10's update step: a new memory limit above the swap limit the container
         // has (whatever it is, -1 and 0 included) needs a new swap limit with it.
-        if positive(req.memory).is_some_and(|m| m > rec.host_config.memory_swap) && positive(req.memory_swap).is_none()
-        {
+        if !unlimited_swap && positive(req.memory).is_some_and(|m| m > rec.host_config.memory_swap) && !swap_given {
             return Err(EngineError::Conflict(format!(
                 "Cannot update container {}: Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time",
                 rec.id
@@ -322,7 +333,7 @@ impl Engine {
         }
         let (rt_period, rt_runtime) = (req.cpu_rt_period.unwrap_or(0), req.cpu_rt_runtime.unwrap_or(0));
         if rt_period != 0 || rt_runtime != 0 {
-            crate::resources::check_realtime(rt_period, rt_runtime, &sup)?;
+            crate::resources::check_realtime(rt_period, rt_runtime, &sup, true)?;
             if rt_period != 0 {
                 hc.resources.cpu_rt_period = rt_period;
             }

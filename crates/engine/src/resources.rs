@@ -95,6 +95,8 @@ fn ncpu() -> i64 {
 /// dockerd's warning, what is wrong is refused with its message. Returns the warnings.
 pub(crate) fn check_create(hc: &mut HostConfig, sup: &Support) -> Result<Vec<String>, EngineError> {
     let mut warnings = Vec::new();
+    // dockerd checks real-time CPU as it decodes the request, before everything else.
+    check_realtime(hc.resources.cpu_rt_period, hc.resources.cpu_rt_runtime, sup, false)?;
     let r = &mut hc.resources;
     if r.memory_swappiness == Some(-1) {
         r.memory_swappiness = None;
@@ -217,7 +219,6 @@ pub(crate) fn check_create(hc: &mut HostConfig, sup: &Support) -> Result<Vec<Str
             list.clear();
         }
     }
-    check_realtime(r.cpu_rt_period, r.cpu_rt_runtime, sup)?;
     if !r.device_requests.is_empty() {
         let caps: Vec<String> = r.device_requests.iter().map(|d| format!("{:?}", d.capabilities)).collect();
         return Err(invalid(format!(
@@ -251,13 +252,12 @@ pub(crate) fn check_cpu(nano_cpus: i64, quota: i64, period: i64) -> Result<(), E
 }
 
 /// dockerd's `validateResources`: real-time group scheduling needs the kernel's
-/// `CONFIG_RT_GROUP_SCHED` (v1 `cpu.rt_*`; cgroup v2 has no such files).
-pub(crate) fn check_realtime(period: i64, runtime: i64, sup: &Support) -> Result<(), EngineError> {
-    if period > 0 && !sup.cpu_realtime {
-        return Err(invalid("Your kernel does not support cgroup cpu real-time period"));
-    }
-    if runtime > 0 && !sup.cpu_realtime {
-        return Err(invalid("Your kernel does not support cgroup cpu real-time runtime"));
+/// `CONFIG_RT_GROUP_SCHED` (v1 `cpu.rt_*`; cgroup v2 has no such files). dockerd 20.10 checks
+/// the kernel at create only: an update stores the values (checked against each other) for
+/// the next start, on a pure v2 host too (seen against it in the cgroup v2 guest).
+pub(crate) fn check_realtime(period: i64, runtime: i64, sup: &Support, update: bool) -> Result<(), EngineError> {
+    if !update && (period != 0 || runtime != 0) && !sup.cpu_realtime {
+        return Err(invalid("Your kernel does not support CPU real-time scheduler"));
     }
     if period != 0 && runtime != 0 && runtime > period {
         return Err(invalid("cpu real-time runtime cannot be higher than cpu real-time period"));
@@ -527,7 +527,7 @@ mod tests {
         assert!(check_create(&mut rt, &sup)
             .unwrap_err()
             .to_string()
-            .contains("does not support cgroup cpu real-time runtime"));
+            .contains("Your kernel does not support CPU real-time scheduler"));
         let mut minus_one = HostConfig {
             resources: ResourceOptions { memory_swappiness: Some(-1), ..Default::default() },
             ..Default::default()

@@ -781,9 +781,16 @@ impl Support {
                 let io = has("io");
                 // dockerd: the v2 memory controller has no swappiness, kernel memory or
                 // OOM-killer switch, and v2 has no real-time group scheduling.
+                // As dockerd: swap can be limited when the daemon's own cgroup has
+                // memory.swap.max (the root cgroup has none, so a daemon there reports none).
+                let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+                let swap_file = own
+                    .lines()
+                    .find_map(|l| l.strip_prefix("0::"))
+                    .map(|p| Path::new(CGROUP_ROOT).join(p.trim_start_matches('/')).join("memory.swap.max"));
                 Support {
                     layout: Some(layout),
-                    swap_limit: has("memory"),
+                    swap_limit: has("memory") && swap_file.is_some_and(|f| f.exists()),
                     memory_reservation: has("memory"),
                     blkio_weight: io,
                     blkio_weight_device: io,

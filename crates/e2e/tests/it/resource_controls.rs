@@ -519,7 +519,7 @@ fn realtime_cpu_as_dockerd() {
     if v2() {
         d.docker(&["create", "--cpu-rt-runtime", "1000", &image, "true"])
             .fails()
-            .mentions(&["does not support cgroup cpu real-time runtime"]);
+            .mentions(&["Your kernel does not support CPU real-time scheduler"]);
         return;
     }
     let docker = Dockerd::start(&[&registry().addr]).unwrap_or_else(|e| panic!("private dockerd: {e}"));
