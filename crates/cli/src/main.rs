@@ -36,8 +36,28 @@ use crate::containers::{LogsFlags, PsFlags};
 use crate::images::ImagesFlags;
 
 #[derive(Debug, Parser)]
-#[command(name = "wharf", version, about = "A self-sufficient runtime for containers", disable_help_subcommand = true)]
+#[command(
+    name = "wharf",
+    version,
+    about = "A self-sufficient runtime for containers",
+    disable_help_subcommand = true,
+    disable_version_flag = true
+)]
 struct Cli {
+    /// Location of client config files (default "$HOME/.docker"; $DOCKER_CONFIG)
+    // These three, like docker's, come before the command (`-l` is `run`'s `--label` after it).
+    #[arg(long = "config", value_name = "PATH")]
+    config: Option<std::path::PathBuf>,
+    /// Enable debug mode (log each API request to stderr)
+    #[arg(short = 'D', long = "debug")]
+    debug: bool,
+    /// Set the logging level ("debug", "info", "warn", "error", "fatal")
+    #[arg(short = 'l', long = "log-level", default_value = "info",
+          value_parser = ["debug", "info", "warn", "error", "fatal"])]
+    log_level: String,
+    /// Print version information and quit
+    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
+    version: Option<bool>,
     /// Daemon socket to connect to (unix:///path or tcp://host:port)
     #[arg(short = 'H', long = "host", global = true)]
     host: Option<String>,
@@ -169,11 +189,14 @@ enum Command {
         names: Vec<String>,
     },
     /// Manage containers
+    #[command(after_help = "Also: attach, commit, cp, create, diff, exec, export, inspect, kill, logs, pause, port, \
+rename, restart, rm, run, start, stats, stop, top, unpause, update, wait (`wharf container X` is `wharf X`)")]
     Container {
         #[command(subcommand)]
         command: ContainerCommand,
     },
     /// Manage images
+    #[command(after_help = "Also: build, history, import, load, push, save (`wharf image X` is `wharf X`)")]
     Image {
         #[command(subcommand)]
         command: ImageCommand,
@@ -306,7 +329,7 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(management_aliases(std::env::args_os().collect())) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -325,13 +348,20 @@ fn main() {
 }
 
 fn dispatch(cli: Cli) -> Result<()> {
+    if let Some(dir) = &cli.config {
+        // Everything that reads the CLI config (credentials, contexts) looks at DOCKER_CONFIG;
+        // `--config` wins over it, as in docker. Set before any thread starts.
+        std::env::set_var("DOCKER_CONFIG", dir);
+    }
+    // The CLI logs nothing but its requests, and those at the debug level.
+    let debug = cli.debug || cli.log_level == "debug";
     let tls = wharf_client::TlsOptions::from_env(cli.tls, cli.tlsverify).map(|mut t| {
         t.ca = cli.tlscacert.clone().unwrap_or(t.ca);
         t.cert = cli.tlscert.clone().unwrap_or(t.cert);
         t.key = cli.tlskey.clone().unwrap_or(t.key);
         t
     });
-    let client = Client::from_env(cli.host.as_deref()).and_then(|c| match &tls {
+    let client = Client::from_env(cli.host.as_deref()).map(|c| c.with_debug(debug)).and_then(|c| match &tls {
         Some(t) => c.with_tls(t),
         None => Ok(c),
     });
@@ -416,6 +446,47 @@ fn dispatch(cli: Cli) -> Result<()> {
     }
 }
 
+/// `container X` and `image X` for the commands that are the same command at the top level
+/// (in docker they are one Cobra command under two names): rewritten to the top-level form
+/// before parsing, so that each exists once. Global options before the command are skipped.
+fn management_aliases(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    const CONTAINER: &[&str] = &[
+        "attach", "commit", "cp", "create", "diff", "exec", "export", "kill", "logs", "pause", "port", "rename",
+        "restart", "rm", "run", "start", "stats", "stop", "top", "unpause", "update", "wait",
+    ];
+    const IMAGE: &[&str] = &["build", "history", "import", "load", "push", "save"];
+    // The global options that take a value as the next word.
+    const WITH_VALUE: &[&str] =
+        &["-H", "--host", "--tlscacert", "--tlscert", "--tlskey", "--config", "-l", "--log-level", "-c", "--context"];
+    let mut i = 1;
+    while let Some(a) = args.get(i).and_then(|a| a.to_str()) {
+        if WITH_VALUE.contains(&a) {
+            i += 2;
+        } else if a.starts_with('-') {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    let (Some(group), Some(sub)) = (args.get(i).and_then(|a| a.to_str()), args.get(i + 1).and_then(|a| a.to_str()))
+    else {
+        return args;
+    };
+    match (group, sub) {
+        ("container", c) if CONTAINER.contains(&c) => {
+            args.remove(i);
+        }
+        ("container", "inspect") => {
+            args.splice(i..i + 2, ["inspect".into(), "--type".into(), "container".into()]);
+        }
+        ("image", c) if IMAGE.contains(&c) => {
+            args.remove(i);
+        }
+        _ => {}
+    }
+    args
+}
+
 /// The line [`print_error`] would print for `e`.
 fn one_line(e: &anyhow::Error) -> String {
     for cause in e.chain() {
@@ -434,6 +505,25 @@ mod tests {
     fn cli_is_well_formed() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn management_commands_name_the_top_level_ones() {
+        let rewrite = |a: &[&str]| -> Vec<String> {
+            management_aliases(a.iter().map(Into::into).collect())
+                .into_iter()
+                .map(|s| s.into_string().unwrap())
+                .collect()
+        };
+        assert_eq!(rewrite(&["wharf", "container", "run", "-d", "x"]), ["wharf", "run", "-d", "x"]);
+        assert_eq!(
+            rewrite(&["wharf", "-H", "unix:///s", "image", "history", "x"]),
+            ["wharf", "-H", "unix:///s", "history", "x"]
+        );
+        assert_eq!(rewrite(&["wharf", "container", "inspect", "x"]), ["wharf", "inspect", "--type", "container", "x"]);
+        // Those with their own form stay; so does a container named like a command.
+        assert_eq!(rewrite(&["wharf", "container", "ls"]), ["wharf", "container", "ls"]);
+        assert_eq!(rewrite(&["wharf", "rm", "container", "run"]), ["wharf", "rm", "container", "run"]);
     }
 
     #[test]
