@@ -44,8 +44,9 @@ use crate::images::ImagesFlags;
     disable_version_flag = true
 )]
 struct Cli {
+    // Like docker's, the global options come before the command: after it, `-l` is `run`'s
+    // `--label` and `-H` is `history`'s `--human`.
     /// Location of client config files (default "$HOME/.docker"; $DOCKER_CONFIG)
-    // These three, like docker's, come before the command (`-l` is `run`'s `--label` after it).
     #[arg(long = "config", value_name = "PATH")]
     config: Option<std::path::PathBuf>,
     /// Enable debug mode (log each API request to stderr)
@@ -59,22 +60,22 @@ struct Cli {
     #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
     version: Option<bool>,
     /// Daemon socket to connect to (unix:///path or tcp://host:port)
-    #[arg(short = 'H', long = "host", global = true)]
+    #[arg(short = 'H', long = "host")]
     host: Option<String>,
     /// Use TLS; implied by --tlsverify
-    #[arg(long = "tls", global = true)]
+    #[arg(long = "tls")]
     tls: bool,
     /// Use TLS and verify the remote
-    #[arg(long = "tlsverify", global = true)]
+    #[arg(long = "tlsverify")]
     tlsverify: bool,
     /// Trust certs signed only by this CA (default $DOCKER_CERT_PATH/ca.pem)
-    #[arg(long = "tlscacert", global = true)]
+    #[arg(long = "tlscacert")]
     tlscacert: Option<std::path::PathBuf>,
     /// Path to TLS certificate file (default $DOCKER_CERT_PATH/cert.pem)
-    #[arg(long = "tlscert", global = true)]
+    #[arg(long = "tlscert")]
     tlscert: Option<std::path::PathBuf>,
     /// Path to TLS key file (default $DOCKER_CERT_PATH/key.pem)
-    #[arg(long = "tlskey", global = true)]
+    #[arg(long = "tlskey")]
     tlskey: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -119,8 +120,8 @@ enum Command {
     },
     /// Stop one or more running containers
     Stop {
-        /// Seconds to wait before killing the container
-        #[arg(short = 't', long = "time", allow_hyphen_values = true)]
+        /// Seconds to wait before killing the container (`--time` is docker's old name)
+        #[arg(short = 't', long = "timeout", alias = "time", allow_hyphen_values = true)]
         time: Option<i64>,
         /// Signal to send to the container
         #[arg(short = 's', long)]
@@ -202,9 +203,17 @@ rename, restart, rm, run, start, stats, stop, top, unpause, update, wait (`wharf
         command: ImageCommand,
     },
     /// Show the wharf version information
-    Version,
+    Version {
+        /// Format output using a custom template ('json', or a Go template)
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+    },
     /// Display system-wide information
-    Info,
+    Info {
+        /// Format output using a custom template ('json', or a Go template)
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+    },
     #[command(flatten)]
     Lifecycle(lifecycle::LifecycleCommand),
     #[command(flatten)]
@@ -425,8 +434,10 @@ fn dispatch(cli: Cli) -> Result<()> {
                 Command::Image { command: ImageCommand::Inspect { format, images } } => {
                     inspect::inspect(&client, &images, Some("image"), format.as_deref())
                 }
-                Command::Version => system::version(&client),
-                Command::Info => system::info(&client),
+                Command::Version { format: Some(f) } => system::version_format(&client, &f),
+                Command::Version { format: None } => system::version(&client),
+                Command::Info { format: Some(f) } => system::info_format(&client, &f),
+                Command::Info { format: None } => system::info(&client),
                 Command::Lifecycle(c) => lifecycle::run(&client, c),
                 Command::Transport(c) => transport::run(&client, c),
                 Command::Archive(c) => archive::run(&client, c),
@@ -455,6 +466,7 @@ fn management_aliases(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsStri
         "restart", "rm", "run", "start", "stats", "stop", "top", "unpause", "update", "wait",
     ];
     const IMAGE: &[&str] = &["build", "history", "import", "load", "push", "save"];
+    // `system info` and `system events` are `info` and `events`.
     // The global options that take a value as the next word.
     const WITH_VALUE: &[&str] =
         &["-H", "--host", "--tlscacert", "--tlscert", "--tlskey", "--config", "-l", "--log-level", "-c", "--context"];
@@ -480,6 +492,9 @@ fn management_aliases(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsStri
             args.splice(i..i + 2, ["inspect".into(), "--type".into(), "container".into()]);
         }
         ("image", c) if IMAGE.contains(&c) => {
+            args.remove(i);
+        }
+        ("system", "info" | "events") => {
             args.remove(i);
         }
         _ => {}
