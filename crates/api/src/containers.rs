@@ -64,6 +64,7 @@ struct HealthcheckBody {
     timeout: i64,
     retries: i64,
     start_period: i64,
+    start_interval: i64,
 }
 
 /// `HostConfig.LogConfig`.
@@ -88,6 +89,9 @@ struct HostConfigBody {
     cpuset_cpus: Option<String>,
     cpuset_mems: Option<String>,
     cgroup_parent: Option<String>,
+    volume_driver: Option<String>,
+    runtime: Option<String>,
+    annotations: Option<BTreeMap<String, String>>,
     network_mode: Option<String>,
     port_bindings: Option<BTreeMap<String, Option<Vec<crate::networks::PortBindingBody>>>>,
     publish_all_ports: bool,
@@ -142,6 +146,9 @@ fn with_anonymous_volumes(
     binds.into_iter().chain(anonymous).collect()
 }
 
+/// The name of wharfd's one OCI runtime, as `/info` lists it.
+pub(crate) const RUNTIME: &str = "wharf";
+
 /// `POST /containers/create?name=`.
 pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
     let raw = crate::decode::raw(&body, "invalid container config")?;
@@ -151,6 +158,23 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
         return Err(ApiError::bad_request("config: image is required"));
     }
     let hc = b.host_config.unwrap_or_default();
+    // wharfd has one OCI runtime, its own (`Runtimes` in /info); dockerd refuses a name it
+    // has not configured so.
+    if let Some(r) = hc.runtime.as_deref().filter(|r| !r.is_empty() && *r != RUNTIME) {
+        return Err(ApiError::bad_request(format!("unknown or invalid runtime name: {r}")));
+    }
+    let annotations = hc.annotations.clone().unwrap_or_default();
+    for k in annotations.keys() {
+        if k.is_empty() {
+            return Err(ApiError::bad_request(
+                "invalid Annotations: the empty string is not permitted as an annotation key",
+            ));
+        }
+        // wharf passes its own settings to the runtime as annotations under this prefix.
+        if k.starts_with("io.wharf.") {
+            return Err(ApiError::bad_request(format!("invalid Annotations: {k:?}: the prefix io.wharf. is reserved")));
+        }
+    }
     let mounts = crate::volumes::mount_requests(hc.mounts.unwrap_or_default())?;
     let binds = with_anonymous_volumes(hc.binds.unwrap_or_default(), b.volumes, &mounts, hc.tmpfs.as_ref());
     let req = CreateRequest {
@@ -178,6 +202,7 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
             timeout: h.timeout,
             start_period: h.start_period,
             retries: h.retries,
+            start_interval: h.start_interval,
         }),
         host_config: HostConfig {
             auto_remove: hc.auto_remove,
@@ -191,6 +216,8 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
             cpuset_cpus: hc.cpuset_cpus.clone().unwrap_or_default(),
             cpuset_mems: hc.cpuset_mems.clone().unwrap_or_default(),
             cgroup_parent: hc.cgroup_parent.clone().unwrap_or_default(),
+            volume_driver: hc.volume_driver.clone().unwrap_or_default(),
+            annotations,
             network_mode: hc.network_mode.clone().unwrap_or_default(),
             port_bindings: crate::networks::port_bindings(hc.port_bindings),
             publish_all_ports: hc.publish_all_ports,
@@ -562,8 +589,8 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
             "ConsoleSize": [0, 0],
             "ContainerIDFile": "",
             "Isolation": "",
-            "Runtime": "wharf",
-            "VolumeDriver": "",
+            "Runtime": RUNTIME,
+            "VolumeDriver": hc.volume_driver,
         },
         "GraphDriver": {"Name": "overlayfs", "Data": graph_data},
         "Mounts": crate::volumes::mounts_json(&c.mounts),
@@ -598,9 +625,13 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
     }
     if let Some(h) = &c.config.healthcheck {
         let mut check = json!({"Test": h.test});
-        for (key, n) in
-            [("Interval", h.interval), ("Timeout", h.timeout), ("StartPeriod", h.start_period), ("Retries", h.retries)]
-        {
+        for (key, n) in [
+            ("Interval", h.interval),
+            ("Timeout", h.timeout),
+            ("StartPeriod", h.start_period),
+            ("Retries", h.retries),
+            ("StartInterval", h.start_interval),
+        ] {
             if n != 0 {
                 check[key] = json!(n);
             }
@@ -618,6 +649,9 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
     crate::security::inspect_into(&mut v["HostConfig"], &hc.security);
     crate::networks::host_config_json(&mut v["HostConfig"], &hc.net);
     v["HostConfig"]["Links"] = crate::networks::links_json(&c.name, &hc.net);
+    if !hc.annotations.is_empty() {
+        v["HostConfig"]["Annotations"] = json!(hc.annotations);
+    }
     echo_as_sent(&mut v["HostConfig"], hc);
     json(StatusCode::OK, &v)
 }

@@ -89,6 +89,10 @@ enum Command {
         /// Run container in background and print container ID
         #[arg(short = 'd', long)]
         detach: bool,
+        /// Proxy received signals to the process (`--sig-proxy=false` to not)
+        #[arg(long = "sig-proxy", default_value_t = true, num_args = 0..=1, require_equals = true,
+              default_missing_value = "true", action = clap::ArgAction::Set)]
+        sig_proxy: bool,
         /// Print help
         #[arg(long, action = clap::ArgAction::Help)]
         help: Option<bool>,
@@ -386,8 +390,8 @@ fn dispatch(cli: Cli) -> Result<()> {
             })
         };
     match cli.command {
-        Command::Run { detach, flags, .. } => {
-            with_failed_code(client.map_err(Into::into).and_then(|c| run::run(&c, &flags, detach)))
+        Command::Run { detach, sig_proxy, flags, .. } => {
+            with_failed_code(client.map_err(Into::into).and_then(|c| run::run(&c, &flags, detach, sig_proxy)))
         }
         Command::Create { flags, .. } => {
             with_failed_code(client.map_err(Into::into).and_then(|c| run::create(&c, &flags)))
@@ -558,8 +562,8 @@ mod tests {
         .unwrap();
         assert_eq!(cli.host.as_deref(), Some("unix:///tmp/s.sock"));
         match cli.command {
-            Command::Run { detach, flags, .. } => {
-                assert!(!detach && flags.rm);
+            Command::Run { detach, sig_proxy, flags, .. } => {
+                assert!(!detach && flags.rm && sig_proxy);
                 assert_eq!(flags.hostname.as_deref(), Some("box"));
                 assert_eq!(flags.image_and_command, ["busybox", "ls", "-l"]);
             }
