@@ -378,7 +378,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Some(t) => c.with_tls(t),
         None => Ok(c),
     });
-    // `run` and `create` fail with 125 when wharf or the daemon failed, as docker does.
+    // `run` fails with 125 when wharf or the daemon failed, as docker's does.
     let with_failed_code =
         |r: Result<()>| {
             r.map_err(|e| {
@@ -393,9 +393,8 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Run { detach, sig_proxy, flags, .. } => {
             with_failed_code(client.map_err(Into::into).and_then(|c| run::run(&c, &flags, detach, sig_proxy)))
         }
-        Command::Create { flags, .. } => {
-            with_failed_code(client.map_err(Into::into).and_then(|c| run::create(&c, &flags)))
-        }
+        // `create` fails with 1, as the docker CLI's does since it no longer shares run's code.
+        Command::Create { flags, .. } => client.map_err(Into::into).and_then(|c| run::create(&c, &flags)),
         other => {
             let client = client?;
             match other {
@@ -470,7 +469,7 @@ fn management_aliases(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsStri
         "restart", "rm", "run", "start", "stats", "stop", "top", "unpause", "update", "wait",
     ];
     const IMAGE: &[&str] = &["build", "history", "import", "load", "push", "save"];
-    // `system info` and `system events` are `info` and `events`.
+    // `system info` and `system events` are `info` and `events`; `builder build` is `build`.
     // The global options that take a value as the next word.
     const WITH_VALUE: &[&str] =
         &["-H", "--host", "--tlscacert", "--tlscert", "--tlskey", "--config", "-l", "--log-level", "-c", "--context"];
@@ -498,7 +497,7 @@ fn management_aliases(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsStri
         ("image", c) if IMAGE.contains(&c) => {
             args.remove(i);
         }
-        ("system", "info" | "events") => {
+        ("system", "info" | "events") | ("builder", "build") => {
             args.remove(i);
         }
         _ => {}

@@ -62,7 +62,8 @@ fn create_with_cidfile(client: &Client, flags: &ContainerFlags, config: &Contain
 /// `wharf run`: the container's exit status comes back as an [`Exit`] error.
 pub fn run(client: &Client, flags: &ContainerFlags, detach: bool, sig_proxy: bool) -> Result<()> {
     if detach && !flags.attach.is_empty() {
-        bail!("Conflicting options: -a and -d");
+        // A usage error, found before any request: the docker CLI's exit status 1.
+        return Err(Exit::new(1, "wharf: conflicting options: cannot specify both --attach and --detach".into()).into());
     }
     let mut config = container_config(flags)?;
     if detach {

@@ -28,6 +28,7 @@ mod build;
 mod build_diff;
 mod build_py;
 mod cgroup_v2;
+mod cli_flags;
 mod commit;
 mod compose;
 mod compose_diff;
