@@ -5,6 +5,7 @@ mod archive;
 mod build;
 mod config;
 mod containers;
+mod context;
 mod copy;
 mod disk;
 mod dockercfg;
@@ -56,6 +57,10 @@ struct Cli {
     #[arg(short = 'l', long = "log-level", default_value = "info",
           value_parser = ["debug", "info", "warn", "error", "fatal"])]
     log_level: String,
+    /// Name of the context to use to connect to the daemon (overrides DOCKER_HOST env var and
+    /// default context set with "wharf context use")
+    #[arg(short = 'c', long = "context")]
+    context: Option<String>,
     /// Print version information and quit
     #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
     version: Option<bool>,
@@ -246,6 +251,11 @@ rename, restart, rm, run, start, stats, stop, top, unpause, update, wait (`wharf
         #[command(subcommand)]
         command: disk::BuilderCommand,
     },
+    /// Manage contexts
+    Context {
+        #[command(subcommand)]
+        command: context::ContextCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -374,9 +384,21 @@ fn dispatch(cli: Cli) -> Result<()> {
         t.key = cli.tlskey.clone().unwrap_or(t.key);
         t
     });
-    let client = Client::from_env(cli.host.as_deref()).map(|c| c.with_debug(debug)).and_then(|c| match &tls {
-        Some(t) => c.with_tls(t),
-        None => Ok(c),
+    // The context names the daemon unless -H or DOCKER_HOST do (`context::resolve`).
+    let context = context::resolve(cli.context.as_deref(), cli.host.is_some());
+    if let Command::Context { command } = cli.command {
+        return context::run(command, &context?);
+    }
+    let client: Result<Client> = context.and_then(|name| context::endpoint(&name)).and_then(|endpoint| {
+        let (client, tls) = match endpoint {
+            Some((host, context_tls)) => (Client::new(&host), tls.or(context_tls)),
+            None => (Client::from_env(cli.host.as_deref()), tls),
+        };
+        let client = client.map(|c| c.with_debug(debug));
+        Ok(match &tls {
+            Some(t) => client.and_then(|c| c.with_tls(t)),
+            None => client,
+        }?)
     });
     // `run` fails with 125 when wharf or the daemon failed, as docker's does.
     let with_failed_code =
@@ -391,10 +413,10 @@ fn dispatch(cli: Cli) -> Result<()> {
         };
     match cli.command {
         Command::Run { detach, sig_proxy, flags, .. } => {
-            with_failed_code(client.map_err(Into::into).and_then(|c| run::run(&c, &flags, detach, sig_proxy)))
+            with_failed_code(client.and_then(|c| run::run(&c, &flags, detach, sig_proxy)))
         }
         // `create` fails with 1, as the docker CLI's does since it no longer shares run's code.
-        Command::Create { flags, .. } => client.map_err(Into::into).and_then(|c| run::create(&c, &flags)),
+        Command::Create { flags, .. } => client.and_then(|c| run::create(&c, &flags)),
         other => {
             let client = client?;
             match other {
@@ -454,7 +476,9 @@ fn dispatch(cli: Cli) -> Result<()> {
                 Command::Builder { command } => disk::builder(&client, command),
                 Command::Image { command: ImageCommand::Prune(f) } => disk::image_prune(&client, &f),
                 Command::Container { command: ContainerCommand::Prune(f) } => extras::prune(&client, &f),
-                Command::Run { .. } | Command::Create { .. } => unreachable!("handled above"),
+                Command::Run { .. } | Command::Create { .. } | Command::Context { .. } => {
+                    unreachable!("handled above")
+                }
             }
         }
     }

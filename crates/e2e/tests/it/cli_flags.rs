@@ -111,8 +111,7 @@ const GAPS: &[Gap] = &[
     gap("start|container start", "checkpoint", Why::Experimental),
     gap("start|container start", "checkpoint-dir", Why::Experimental),
     // Not done yet: the to-do list of issue 21's CLI half.
-    gap("context", "*", Why::Pending("contexts: stored as the docker CLI stores them, --context/DOCKER_CONTEXT")),
-    gap("", "context", Why::Pending("the root's -c/--context comes with `wharf context`")),
+    gap("context export|context import", "*", Why::Pending("contexts carried as tar files")),
     gap("search", "*", Why::Pending("GET /images/search in wharfd and `wharf search`")),
     gap("manifest", "*", Why::Pending("manifest lists in ~/.docker/manifests, pushed to a registry")),
     gap(CREATE, "link-local-ip", Why::Pending("link-local addresses on the container's interface")),
