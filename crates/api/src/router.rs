@@ -118,6 +118,9 @@ async fn dispatch(engine: Engine, req: Request<Incoming>) -> Result<Response<Bod
     let ctx = Ctx { engine, version, query };
 
     if let Some(e) = swarm::answer(&method, &segs) {
+        // Take the body first (bounded, as every body): a client still sending it would see
+        // the connection close under it, a broken pipe instead of the answer.
+        let _ = read_body(req).await;
         return Err(e);
     }
     match (&method, segs.as_slice()) {

@@ -20,6 +20,7 @@ mod pull;
 mod run;
 mod security;
 mod stats;
+mod swarm;
 mod system;
 mod table;
 mod template;
@@ -251,6 +252,54 @@ rename, restart, rm, run, start, stats, stop, top, unpause, update, wait (`wharf
         #[command(subcommand)]
         command: disk::BuilderCommand,
     },
+    /// Manage Swarm services
+    #[command(
+        after_help = "Commands: create, inspect, logs, ls, ps, rm, rollback, scale, update. wharfd is never in a swarm: these ask the daemon as the docker CLI does and report its answer."
+    )]
+    Service {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND [ARGS]")]
+        args: Vec<String>,
+    },
+    /// Manage Swarm stacks
+    #[command(
+        after_help = "Commands: config, deploy, ls, ps, rm, services. wharfd is never in a swarm: these ask the daemon as the docker CLI does and report its answer."
+    )]
+    Stack {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND [ARGS]")]
+        args: Vec<String>,
+    },
+    /// Manage Swarm nodes
+    #[command(
+        after_help = "Commands: demote, inspect, ls, promote, ps, rm, update. wharfd is never in a swarm: these ask the daemon as the docker CLI does and report its answer."
+    )]
+    Node {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND [ARGS]")]
+        args: Vec<String>,
+    },
+    /// Manage Swarm secrets
+    #[command(
+        after_help = "Commands: create, inspect, ls, rm. wharfd is never in a swarm: these ask the daemon as the docker CLI does and report its answer."
+    )]
+    Secret {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND [ARGS]")]
+        args: Vec<String>,
+    },
+    /// Manage Swarm configs
+    #[command(
+        after_help = "Commands: create, inspect, ls, rm. wharfd is never in a swarm: these ask the daemon as the docker CLI does and report its answer."
+    )]
+    Config {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND [ARGS]")]
+        args: Vec<String>,
+    },
+    /// Manage Swarm
+    #[command(
+        after_help = "Commands: ca, init, join, join-token, leave, unlock, unlock-key, update. wharfd is never in a swarm: these ask the daemon as the docker CLI does and report its answer."
+    )]
+    Swarm {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND [ARGS]")]
+        args: Vec<String>,
+    },
     /// Manage contexts
     Context {
         #[command(subcommand)]
@@ -474,6 +523,12 @@ fn dispatch(cli: Cli) -> Result<()> {
                 Command::Extras(c) => extras::run(&client, c),
                 Command::System { command } => disk::run(&client, command),
                 Command::Builder { command } => disk::builder(&client, command),
+                Command::Service { args } => swarm::run(&client, "service", &args),
+                Command::Stack { args } => swarm::run(&client, "stack", &args),
+                Command::Node { args } => swarm::run(&client, "node", &args),
+                Command::Secret { args } => swarm::run(&client, "secret", &args),
+                Command::Config { args } => swarm::run(&client, "config", &args),
+                Command::Swarm { args } => swarm::run(&client, "swarm", &args),
                 Command::Image { command: ImageCommand::Prune(f) } => disk::image_prune(&client, &f),
                 Command::Container { command: ContainerCommand::Prune(f) } => extras::prune(&client, &f),
                 Command::Run { .. } | Command::Create { .. } | Command::Context { .. } => {

@@ -85,3 +85,91 @@ fn contexts_select_the_daemon_and_are_shared_with_the_docker_cli() {
     assert_eq!(docker(&[], &["context", "show"]).ok().trimmed(), "default");
     assert_eq!(names(docker(&[], &["context", "ls", "-q"]).ok()), ["default", "two"]);
 }
+
+/// The Swarm commands, asked of a daemon that is not in a swarm: `wharf` against wharfd (here
+/// through a context, and `stack deploy -c` is the compose file there, not `--context`) says
+/// what the docker CLI says against a private dockerd, with the same exit code. `swarm init`
+/// and `join` would make that dockerd a manager; they are compared against wharfd instead.
+#[test]
+fn swarm_commands_answer_as_the_docker_cli_does() {
+    let dockerd = crate::dockerd::Dockerd::start(&[]).unwrap_or_else(|e| panic!("private dockerd: {e}"));
+    let d = Daemon::start();
+    let config = TempDir::new("swarm-cli");
+    let compose = config.0.join("compose.yml");
+    std::fs::write(&compose, "services:\n  web:\n    image: busybox\n").unwrap();
+    let compose = compose.to_str().unwrap();
+    let payload = config.0.join("payload");
+    std::fs::write(&payload, "s3cret\n").unwrap();
+    let payload = payload.to_str().unwrap();
+    let wharf = bin("wharf");
+    let wharf = wharf.to_str().unwrap();
+    cli(wharf, &config, &[], &["context", "create", "here", "--docker", &format!("host={}", d.host())]).ok();
+    // The last line (`stack deploy` first notes docker's --detach default), without the
+    // program's own prefix, which names the program.
+    let message = |o: &Output| {
+        let s = o.stderr.trim().lines().last().unwrap_or("").to_string();
+        s.strip_prefix("wharf: ").or(s.strip_prefix("docker: ")).map(str::to_string).unwrap_or(s)
+    };
+    let lines: &[&[&str]] = &[
+        &["service", "ls"],
+        &["service", "ps", "web"],
+        &["service", "inspect", "web"],
+        &["service", "rm", "web"],
+        &["service", "logs", "web"],
+        &["service", "scale", "web=2"],
+        &["service", "rollback", "web"],
+        &["node", "ls"],
+        &["node", "inspect", "self"],
+        &["node", "ps"],
+        &["node", "rm", "n1"],
+        &["node", "promote", "n1"],
+        &["node", "demote", "n1"],
+        &["secret", "ls"],
+        &["secret", "inspect", "s1"],
+        &["secret", "rm", "s1"],
+        &["secret", "create", "s1", payload],
+        &["config", "ls"],
+        &["config", "inspect", "c1"],
+        &["config", "rm", "c1"],
+        &["config", "create", "c1", payload],
+        &["swarm", "leave"],
+        &["swarm", "leave", "--force"],
+        &["swarm", "join-token", "worker"],
+        &["swarm", "unlock-key"],
+        &["swarm", "update", "--autolock=true"],
+        &["swarm", "ca"],
+        &["stack", "ls"],
+        &["stack", "ps", "app"],
+        &["stack", "services", "app"],
+        &["stack", "rm", "app"],
+        &["stack", "deploy", "-c", compose, "app"],
+    ];
+    let mut differences = Vec::new();
+    for args in lines {
+        let theirs = dockerd.cli(args);
+        let ours = cli(wharf, &config, &[], &[&["--context", "here"][..], args].concat());
+        if (theirs.code, message(&theirs)) != (ours.code, message(&ours)) {
+            differences.push(format!(
+                "{args:?}:\n  docker/dockerd ({}): {}\n  wharf/wharfd ({}): {}",
+                theirs.code,
+                message(&theirs),
+                ours.code,
+                message(&ours)
+            ));
+        }
+    }
+    for args in [&["swarm", "init"][..], &["swarm", "join", "--token", "SWMTKN-1-x", "127.0.0.1:2377"]] {
+        let theirs = d.docker(args);
+        let ours = d.wharf(args);
+        if (theirs.code, message(&theirs)) != (ours.code, message(&ours)) {
+            differences.push(format!(
+                "{args:?}:\n  docker/wharfd ({}): {}\n  wharf/wharfd ({}): {}",
+                theirs.code,
+                message(&theirs),
+                ours.code,
+                message(&ours)
+            ));
+        }
+    }
+    assert!(differences.is_empty(), "{} differences:\n{}", differences.len(), differences.join("\n"));
+}
