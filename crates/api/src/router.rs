@@ -154,6 +154,7 @@ async fn dispatch(engine: Engine, req: Request<Incoming>) -> Result<Response<Bod
 
         (&Method::POST, ["images", "create"]) => images::create(&ctx, req).await,
         (&Method::GET, ["images", "json"]) => images::list(&ctx),
+        (&Method::GET, ["images", "search"]) => images_io::search(&ctx, req).await,
         (&Method::GET, ["images", "get"]) => archive::save(&ctx, ctx.query.get_all("names")),
         (&Method::POST, ["images", "load"]) => archive::load(&ctx, req).await,
         (&Method::POST, ["images", "prune"]) => disk::prune(&ctx).await,

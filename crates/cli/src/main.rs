@@ -18,6 +18,7 @@ mod lifecycle;
 mod network;
 mod pull;
 mod run;
+mod search;
 mod security;
 mod stats;
 mod swarm;
@@ -300,6 +301,8 @@ rename, restart, rm, run, start, stats, stop, top, unpause, update, wait (`wharf
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND [ARGS]")]
         args: Vec<String>,
     },
+    /// Search a registry for images
+    Search(search::SearchFlags),
     /// Manage contexts
     Context {
         #[command(subcommand)]
@@ -523,6 +526,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 Command::Extras(c) => extras::run(&client, c),
                 Command::System { command } => disk::run(&client, command),
                 Command::Builder { command } => disk::builder(&client, command),
+                Command::Search(f) => search::search(&client, &f),
                 Command::Service { args } => swarm::run(&client, "service", &args),
                 Command::Stack { args } => swarm::run(&client, "stack", &args),
                 Command::Node { args } => swarm::run(&client, "node", &args),

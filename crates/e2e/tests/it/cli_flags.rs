@@ -112,7 +112,6 @@ const GAPS: &[Gap] = &[
     gap("start|container start", "checkpoint-dir", Why::Experimental),
     // Not done yet: the to-do list of issue 21's CLI half.
     gap("context export|context import", "*", Why::Pending("contexts carried as tar files")),
-    gap("search", "*", Why::Pending("GET /images/search in wharfd and `wharf search`")),
     gap("manifest", "*", Why::Pending("manifest lists in ~/.docker/manifests, pushed to a registry")),
     gap(CREATE, "link-local-ip", Why::Pending("link-local addresses on the container's interface")),
     gap("network connect", "link-local-ip", Why::Pending("link-local addresses on the container's interface")),
@@ -468,4 +467,85 @@ fn wait_child(child: &mut std::process::Child, limit: Duration) -> std::process:
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// `search`: the registry's /v1/search through the daemon.
+
+/// A registry search API on loopback: `/v1/search?q=&n=` answers three results whose names
+/// contain the term (the query as it came is recorded); anything else is closed unanswered.
+fn fake_search_api() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let n = conn.read(&mut buf).unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]).to_string();
+            let Some(target) = head.strip_prefix("GET ").and_then(|r| r.split(' ').next()) else { continue };
+            log.lock().unwrap().push(target.to_string());
+            let term = target.split("q=").nth(1).and_then(|q| q.split('&').next()).unwrap_or("");
+            let body = serde_json::json!({"num_results": 3, "query": term, "results": [
+                {"name": format!("library/{term}"), "description": "The official image, with a description longer than forty-five characters", "star_count": 120, "is_official": true, "is_automated": false},
+                {"name": format!("someone/{term}-tools"), "description": "tools", "star_count": 7, "is_official": false, "is_automated": true},
+                {"name": format!("other/{term}"), "description": "", "star_count": 0, "is_official": false, "is_automated": false},
+            ]})
+            .to_string();
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (addr, seen)
+}
+
+fn search(cli: Cli) {
+    let d = Daemon::start();
+    let (api, seen) = fake_search_api();
+    let term = format!("{api}/busybox");
+    let out = d.cli(cli, &["search", &term]);
+    // As the docker CLI lays it out (the description cut to 45 characters).
+    let want = "\
+NAME                    DESCRIPTION                                     STARS     OFFICIAL
+library/busybox         The official image, with a description longe…   120       [OK]
+someone/busybox-tools   tools                                           7         \n\
+other/busybox                                                           0         \n";
+    assert_eq!(out.ok().stdout, want, "{out}");
+    assert!(seen.lock().unwrap().iter().any(|t| t == "/v1/search?q=busybox&n=25"), "{:?}", seen.lock().unwrap());
+    let names = |args: &[&str]| {
+        let mut a = vec!["search", "--format", "{{.Name}} {{.StarCount}} {{.IsOfficial}}"];
+        a.extend_from_slice(args);
+        a.push(&term);
+        d.cli(cli, &a).ok().stdout.lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    assert_eq!(names(&["--filter", "is-official=true"]), ["library/busybox 120 [OK]"]);
+    assert_eq!(names(&["--filter", "stars=5"]), ["library/busybox 120 [OK]", "someone/busybox-tools 7 "]);
+    assert_eq!(names(&["--limit", "2"]).len(), 2);
+    assert!(seen.lock().unwrap().iter().any(|t| t == "/v1/search?q=busybox&n=2"));
+    let long = d.cli(cli, &["search", "--no-trunc", "--format", "{{.Description}}", "--limit", "1", &term]);
+    assert_eq!(long.ok().trimmed(), "The official image, with a description longer than forty-five characters");
+    d.cli(cli, &["search", "--limit", "101", &term]).fails().mentions(&["limit 101 is outside the range of [1, 100]"]);
+    d.cli(cli, &["search", "--filter", "color=red", &term]).fails().mentions(&["invalid filter 'color'"]);
+}
+both!(search);
+
+/// The test registry (`docker-registry`) has no search API: wharfd says what dockerd says.
+#[test]
+fn search_without_a_search_api_fails_as_on_dockerd() {
+    let reg = registry();
+    let dockerd = crate::dockerd::Dockerd::start(&[&reg.addr]).unwrap_or_else(|e| panic!("private dockerd: {e}"));
+    let d = Daemon::start();
+    let term = format!("{}/busybox", reg.addr);
+    let theirs = dockerd.cli(&["search", &term]);
+    let ours = d.wharf(&["search", &term]);
+    let message = |o: &crate::harness::Output| {
+        let s = o.stderr.trim().to_string();
+        s.strip_prefix("wharf: ").map(str::to_string).unwrap_or(s)
+    };
+    assert_eq!((ours.code, message(&ours)), (theirs.code, message(&theirs)), "docker:\n{theirs}\nwharf:\n{ours}");
 }
