@@ -466,8 +466,29 @@ pub fn list(ctx: &Ctx) -> Result<Response<Body>> {
         limit: q.int("limit")?.filter(|n| *n > 0).map(|n| n as usize),
         filters: q.filters()?,
     };
-    let out: Vec<Value> = ctx.engine.list_containers(&opts)?.iter().map(|c| summary_json(ctx, c)).collect();
+    let size = q.bool("size");
+    let out: Vec<Value> = ctx
+        .engine
+        .list_containers(&opts)?
+        .iter()
+        .map(|c| {
+            let mut v = summary_json(ctx, c);
+            if size {
+                add_sizes(ctx, c, &mut v);
+            }
+            v
+        })
+        .collect();
     json(StatusCode::OK, &out)
+}
+
+/// `SizeRw` (left out when 0, as dockerd's `omitempty`) and `SizeRootFs`, for `?size=1`.
+fn add_sizes(ctx: &Ctx, c: &ContainerRecord, v: &mut Value) {
+    let (rw, root) = ctx.engine.container_sizes(c);
+    if rw > 0 {
+        v["SizeRw"] = json!(rw);
+    }
+    v["SizeRootFs"] = json!(root);
 }
 
 /// One container as `GET /containers/json` (and `/system/df`) lists it.
@@ -653,6 +674,9 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
         v["HostConfig"]["Annotations"] = json!(hc.annotations);
     }
     echo_as_sent(&mut v["HostConfig"], hc);
+    if ctx.query.bool("size") {
+        add_sizes(ctx, &c, &mut v);
+    }
     json(StatusCode::OK, &v)
 }
 

@@ -197,6 +197,9 @@ enum Command {
         /// Format output using a (small subset of a) Go template
         #[arg(short = 'f', long)]
         format: Option<String>,
+        /// Display total file sizes if the type is container
+        #[arg(short = 's', long)]
+        size: bool,
         #[arg(required = true)]
         names: Vec<String>,
     },
@@ -505,11 +508,11 @@ fn dispatch(cli: Cli) -> Result<()> {
                 Command::Tag { source, target } | Command::Image { command: ImageCommand::Tag { source, target } } => {
                     images::tag(&client, &source, &target)
                 }
-                Command::Inspect { kind, format, names } => {
-                    inspect::inspect(&client, &names, kind.as_deref(), format.as_deref())
+                Command::Inspect { kind, format, size, names } => {
+                    inspect::inspect(&client, &names, kind.as_deref(), format.as_deref(), size)
                 }
                 Command::Image { command: ImageCommand::Inspect { format, images } } => {
-                    inspect::inspect(&client, &images, Some("image"), format.as_deref())
+                    inspect::inspect(&client, &images, Some("image"), format.as_deref(), false)
                 }
                 Command::Version { format: Some(f) } => system::version_format(&client, &f),
                 Command::Version { format: None } => system::version(&client),

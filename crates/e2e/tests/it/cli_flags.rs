@@ -124,7 +124,6 @@ const GAPS: &[Gap] = &[
     gap("network create", "ipam-driver", Why::Pending("naming the only IPAM driver, default")),
     gap("network create", "ipam-opt", Why::Pending("IPAM driver options")),
     gap("network create", "ipv4", Why::Pending("IPv6-only networks (--ipv4=false, API 1.47)")),
-    gap("inspect|container inspect", "size", Why::Pending("SizeRw and SizeRootFs in GET /containers/{id}/json?size=1")),
     gap("pull|image pull", "all-tags", Why::Pending("pulling every tag of a repository")),
     gap(
         "push|image push|history|image history|image import|import|image inspect|image load|load|image rm|rmi|image save|save",
@@ -327,6 +326,15 @@ fn run_flags(cli: Cli) {
     // --domainname: the container's NIS domain, and Config.Domainname.
     let out = d.cli(cli, &["run", "--rm", "--domainname", "example.org", &image, "cat", "/proc/sys/kernel/domainname"]);
     assert_eq!(out.ok().trimmed(), "example.org");
+
+    // inspect --size (and ps --size): what the container wrote, and that plus its image.
+    d.cli(cli, &["run", "--name", "sized", &image, "sh", "-c", "head -c 100000 /dev/zero > /blob"]).ok();
+    let v = d.cli(cli, &["inspect", "--size", "sized"]).ok().json()[0].clone();
+    let (rw, root) = (v["SizeRw"].as_i64().unwrap_or(0), v["SizeRootFs"].as_i64().unwrap_or(0));
+    assert!((100_000..200_000).contains(&rw) && root > rw + 1_000_000, "SizeRw {rw}, SizeRootFs {root}");
+    assert!(d.inspect(cli, "sized").get("SizeRw").is_none(), "sizes without --size");
+    let ps = d.cli(cli, &["ps", "-a", "--size", "--filter", "name=sized", "--format", "{{.Size}}"]);
+    assert!(ps.ok().trimmed().starts_with("100kB (virtual "), "{ps}");
 
     // --label-file, then -l over it.
     let labels = dir.0.join("labels");
