@@ -59,6 +59,10 @@ pub enum ContextCommand {
     },
     /// Print the name of the current context
     Show,
+    /// Export a context to a tar archive FILE or a tar stream on STDOUT ("-")
+    Export { name: String, file: Option<String> },
+    /// Import a context from a tar or zip file
+    Import { name: String, file: String },
     /// Update a context
     Update {
         /// Description of the context
@@ -327,6 +331,85 @@ pub fn run(cmd: ContextCommand, current: &str) -> Result<()> {
                     "Warning: DOCKER_HOST environment variable overrides the active context. To use {name:?}, either set the global --context flag, or unset DOCKER_HOST environment variable."
                 );
             }
+            Ok(())
+        }
+        ContextCommand::Export { name, file } => {
+            if name == DEFAULT {
+                bail!("context \"default\" cannot be exported");
+            }
+            let meta = load(&name)?;
+            let file = file.unwrap_or_else(|| format!("{name}.dockercontext"));
+            let mut out: Box<dyn std::io::Write> = if file == "-" {
+                Box::new(std::io::stdout())
+            } else {
+                if std::path::Path::new(&file).exists() {
+                    bail!("file {file:?} already exists");
+                }
+                Box::new(std::fs::File::create(&file).with_context(|| format!("create {file}"))?)
+            };
+            // The docker CLI's layout: meta.json, then tls/<endpoint>/<file>.
+            let mut tar = tar::Builder::new(&mut out);
+            let mut add = |path: &str, bytes: &[u8]| -> Result<()> {
+                let mut h = tar::Header::new_gnu();
+                h.set_size(bytes.len() as u64);
+                h.set_mode(0o644);
+                h.set_cksum();
+                tar.append_data(&mut h, path, bytes)?;
+                Ok(())
+            };
+            add("meta.json", &serde_json::to_vec(&meta)?)?;
+            let tls = tls_dir(&name)?;
+            for ep in std::fs::read_dir(&tls).into_iter().flatten().flatten() {
+                for f in std::fs::read_dir(ep.path())?.flatten() {
+                    let rel = format!("tls/{}/{}", ep.file_name().to_string_lossy(), f.file_name().to_string_lossy());
+                    add(&rel, &std::fs::read(f.path())?)?;
+                }
+            }
+            tar.finish()?;
+            drop(tar);
+            if file != "-" {
+                eprintln!("Written file {file:?}");
+            }
+            Ok(())
+        }
+        ContextCommand::Import { name, file } => {
+            check_name(&name)?;
+            if meta_dir(&name)?.join("meta.json").exists() {
+                bail!("context {name:?} already exists");
+            }
+            let input: Box<dyn std::io::Read> = if file == "-" {
+                Box::new(std::io::stdin())
+            } else {
+                Box::new(std::fs::File::open(&file).with_context(|| format!("open {file}"))?)
+            };
+            let mut meta = None;
+            let mut tls_files = Vec::new();
+            for entry in tar::Archive::new(input).entries()? {
+                let mut entry = entry?;
+                let path = entry.path()?.to_string_lossy().to_string();
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::Read::take(&mut entry, 1 << 20), &mut bytes)?;
+                if path == "meta.json" {
+                    meta = Some(serde_json::from_slice::<Value>(&bytes).context("meta.json")?);
+                } else if let Some(rel) = path.strip_prefix("tls/") {
+                    // Only `endpoint/file`, nothing that climbs out of the context's directory.
+                    let parts: Vec<&str> = rel.split('/').collect();
+                    if parts.len() != 2 || parts.iter().any(|p| p.is_empty() || *p == "." || *p == "..") {
+                        bail!("invalid context archive: unexpected file {path:?}");
+                    }
+                    tls_files.push((parts[0].to_string(), parts[1].to_string(), bytes));
+                }
+            }
+            let mut meta = meta.ok_or_else(|| anyhow!("invalid context archive: no meta.json"))?;
+            meta["Name"] = json!(name);
+            save(&meta)?;
+            for (ep, f, bytes) in tls_files {
+                let dir = tls_dir(&name)?.join(ep);
+                std::fs::create_dir_all(&dir)?;
+                std::fs::write(dir.join(f), bytes)?;
+            }
+            println!("{name}");
+            eprintln!("Successfully imported context {name:?}");
             Ok(())
         }
         ContextCommand::Show => {

@@ -79,6 +79,22 @@ fn contexts_select_the_daemon_and_are_shared_with_the_docker_cli() {
         inspect(docker(&[], &["context", "inspect", "one"]).ok())
     );
 
+    // Export and import, across the two CLIs both ways.
+    let archive = config.0.join("one.dockercontext");
+    let archive = archive.to_str().unwrap();
+    w(&[], &["context", "export", "one", archive]).ok();
+    docker(&[], &["context", "import", "one-again", archive]).ok();
+    assert_eq!(
+        w(&[], &["context", "inspect", "--format", "{{.Endpoints.docker.Host}}", "one-again"]).ok().trimmed(),
+        one.host()
+    );
+    let archive2 = config.0.join("two.dockercontext");
+    let archive2 = archive2.to_str().unwrap();
+    docker(&[], &["context", "export", "two", archive2]).ok();
+    w(&[], &["context", "import", "two-again", archive2]).ok();
+    assert_eq!(volumes(w(&[], &["-c", "two-again", "volume", "ls", "-q"]).ok()), ["mark-two"]);
+    w(&[], &["context", "rm", "one-again", "two-again"]).ok();
+
     // Removing the context in use needs -f, and leaves `default` current.
     w(&[], &["context", "rm", "one"]).fails().mentions(&["in use"]);
     w(&[], &["context", "rm", "-f", "one"]).ok();

@@ -111,7 +111,6 @@ const GAPS: &[Gap] = &[
     gap("start|container start", "checkpoint", Why::Experimental),
     gap("start|container start", "checkpoint-dir", Why::Experimental),
     // Not done yet: the to-do list of issue 21's CLI half.
-    gap("context export|context import", "*", Why::Pending("contexts carried as tar files")),
     gap("manifest", "*", Why::Pending("manifest lists in ~/.docker/manifests, pushed to a registry")),
     gap(CREATE, "link-local-ip", Why::Pending("link-local addresses on the container's interface")),
     gap("network connect", "link-local-ip", Why::Pending("link-local addresses on the container's interface")),
