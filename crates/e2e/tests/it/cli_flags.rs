@@ -120,7 +120,6 @@ const GAPS: &[Gap] = &[
     gap("network connect", "driver-opt", Why::Pending("endpoint driver options")),
     gap("network connect", "gw-priority", Why::Pending("the default gateway's choice among networks (API 1.48)")),
     gap("network create", "aux-address", Why::Pending("IPAM auxiliary addresses kept out of allocation")),
-    gap("network create", "ipam-driver", Why::Pending("naming the only IPAM driver, default")),
     gap("network create", "ipam-opt", Why::Pending("IPAM driver options")),
     gap("network create", "ipv4", Why::Pending("IPv6-only networks (--ipv4=false, API 1.47)")),
     gap("pull|image pull", "all-tags", Why::Pending("pulling every tag of a repository")),
@@ -321,6 +320,12 @@ fn run_flags(cli: Cli) {
     let image = registry().image("library/busybox:latest");
     d.cli(cli, &["pull", "-q", &image]).ok();
     let dir = TempDir::new("run-flags");
+
+    // network create --ipam-driver: the one driver, default; any other is refused.
+    d.cli(cli, &["network", "create", "--ipam-driver", "default", "ipam-net"]).ok();
+    assert_eq!(d.cli(cli, &["network", "inspect", "-f", "{{.IPAM.Driver}}", "ipam-net"]).ok().trimmed(), "default");
+    d.cli(cli, &["network", "create", "--ipam-driver", "infoblox", "ipam-net2"]).fails().mentions(&["infoblox"]);
+    d.cli(cli, &["network", "rm", "ipam-net"]).ok();
 
     // --domainname: the container's NIS domain, and Config.Domainname.
     let out = d.cli(cli, &["run", "--rm", "--domainname", "example.org", &image, "cat", "/proc/sys/kernel/domainname"]);
