@@ -64,6 +64,7 @@ struct HealthcheckBody {
     timeout: i64,
     retries: i64,
     start_period: i64,
+    start_interval: i64,
 }
 
 /// `HostConfig.LogConfig`.
@@ -90,6 +91,9 @@ struct HostConfigBody {
     #[serde(flatten)]
     resources: crate::resources::ResourcesBody,
     cgroup_parent: Option<String>,
+    volume_driver: Option<String>,
+    runtime: Option<String>,
+    annotations: Option<BTreeMap<String, String>>,
     network_mode: Option<String>,
     port_bindings: Option<BTreeMap<String, Option<Vec<crate::networks::PortBindingBody>>>>,
     publish_all_ports: bool,
@@ -144,6 +148,9 @@ fn with_anonymous_volumes(
     binds.into_iter().chain(anonymous).collect()
 }
 
+/// The name of wharfd's one OCI runtime, as `/info` lists it.
+pub(crate) const RUNTIME: &str = "wharf";
+
 /// `POST /containers/create?name=`.
 pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
     let raw = crate::decode::raw(&body, "invalid container config")?;
@@ -153,6 +160,23 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
         return Err(ApiError::bad_request("config: image is required"));
     }
     let hc = b.host_config.unwrap_or_default();
+    // wharfd has one OCI runtime, its own (`Runtimes` in /info); dockerd refuses a name it
+    // has not configured so.
+    if let Some(r) = hc.runtime.as_deref().filter(|r| !r.is_empty() && *r != RUNTIME) {
+        return Err(ApiError::bad_request(format!("unknown or invalid runtime name: {r}")));
+    }
+    let annotations = hc.annotations.clone().unwrap_or_default();
+    for k in annotations.keys() {
+        if k.is_empty() {
+            return Err(ApiError::bad_request(
+                "invalid Annotations: the empty string is not permitted as an annotation key",
+            ));
+        }
+        // wharf passes its own settings to the runtime as annotations under this prefix.
+        if k.starts_with("io.wharf.") {
+            return Err(ApiError::bad_request(format!("invalid Annotations: {k:?}: the prefix io.wharf. is reserved")));
+        }
+    }
     let mounts = crate::volumes::mount_requests(hc.mounts.unwrap_or_default())?;
     let binds = with_anonymous_volumes(hc.binds.unwrap_or_default(), b.volumes, &mounts, hc.tmpfs.as_ref());
     let req = CreateRequest {
@@ -180,6 +204,7 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
             timeout: h.timeout,
             start_period: h.start_period,
             retries: h.retries,
+            start_interval: h.start_interval,
         }),
         host_config: HostConfig {
             auto_remove: hc.auto_remove,
@@ -194,6 +219,8 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
             cpuset_mems: hc.cpuset_mems.clone().unwrap_or_default(),
             resources: hc.resources.into_options(),
             cgroup_parent: hc.cgroup_parent.clone().unwrap_or_default(),
+            volume_driver: hc.volume_driver.clone().unwrap_or_default(),
+            annotations,
             network_mode: hc.network_mode.clone().unwrap_or_default(),
             port_bindings: crate::networks::port_bindings(hc.port_bindings),
             publish_all_ports: hc.publish_all_ports,
@@ -441,8 +468,29 @@ pub fn list(ctx: &Ctx) -> Result<Response<Body>> {
         limit: q.int("limit")?.filter(|n| *n > 0).map(|n| n as usize),
         filters: q.filters()?,
     };
-    let out: Vec<Value> = ctx.engine.list_containers(&opts)?.iter().map(|c| summary_json(ctx, c)).collect();
+    let size = q.bool("size");
+    let out: Vec<Value> = ctx
+        .engine
+        .list_containers(&opts)?
+        .iter()
+        .map(|c| {
+            let mut v = summary_json(ctx, c);
+            if size {
+                add_sizes(ctx, c, &mut v);
+            }
+            v
+        })
+        .collect();
     json(StatusCode::OK, &out)
+}
+
+/// `SizeRw` (left out when 0, as dockerd's `omitempty`) and `SizeRootFs`, for `?size=1`.
+fn add_sizes(ctx: &Ctx, c: &ContainerRecord, v: &mut Value) {
+    let (rw, root) = ctx.engine.container_sizes(c);
+    if rw > 0 {
+        v["SizeRw"] = json!(rw);
+    }
+    v["SizeRootFs"] = json!(root);
 }
 
 /// One container as `GET /containers/json` (and `/system/df`) lists it.
@@ -551,8 +599,8 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
             "ConsoleSize": [0, 0],
             "ContainerIDFile": "",
             "Isolation": "",
-            "Runtime": "wharf",
-            "VolumeDriver": "",
+            "Runtime": RUNTIME,
+            "VolumeDriver": hc.volume_driver,
         },
         "GraphDriver": {"Name": "overlayfs", "Data": graph_data},
         "Mounts": crate::volumes::mounts_json(&c.mounts),
@@ -587,9 +635,13 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
     }
     if let Some(h) = &c.config.healthcheck {
         let mut check = json!({"Test": h.test});
-        for (key, n) in
-            [("Interval", h.interval), ("Timeout", h.timeout), ("StartPeriod", h.start_period), ("Retries", h.retries)]
-        {
+        for (key, n) in [
+            ("Interval", h.interval),
+            ("Timeout", h.timeout),
+            ("StartPeriod", h.start_period),
+            ("Retries", h.retries),
+            ("StartInterval", h.start_interval),
+        ] {
             if n != 0 {
                 check[key] = json!(n);
             }
@@ -608,7 +660,13 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
     crate::security::inspect_into(&mut v["HostConfig"], &hc.security);
     crate::networks::host_config_json(&mut v["HostConfig"], &hc.net);
     v["HostConfig"]["Links"] = crate::networks::links_json(&c.name, &hc.net);
+    if !hc.annotations.is_empty() {
+        v["HostConfig"]["Annotations"] = json!(hc.annotations);
+    }
     echo_as_sent(&mut v["HostConfig"], hc);
+    if ctx.query.bool("size") {
+        add_sizes(ctx, &c, &mut v);
+    }
     json(StatusCode::OK, &v)
 }
 

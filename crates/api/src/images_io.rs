@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use serde_json::json;
+use serde_json::{json, Value};
 use wharf_engine::{AuthConfig, PullEvent, PushRequest, Pushed};
 use wharf_types::ImageRef;
 
@@ -120,6 +120,75 @@ pub async fn auth(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> {
     let registry = registry_of(cfg.serveraddress.as_deref().unwrap_or(""))?;
     let identity_token = ctx.engine.login(registry, cfg).await?;
     json(StatusCode::OK, &json!({"Status": "Login Succeeded", "IdentityToken": identity_token.unwrap_or_default()}))
+}
+
+/// `GET /images/search?term=&limit=&filters=`: the registry named by the term's first part
+/// (docker's rule: one with a `.` or `:`, or `localhost`; else Docker Hub) is asked, and its
+/// results are filtered by `is-official`, `is-automated` and `stars` as dockerd filters them.
+pub async fn search(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> {
+    let q = &ctx.query;
+    let term = q.get("term").unwrap_or("").to_string();
+    if term.is_empty() {
+        return Err(ApiError::bad_request("search term is required"));
+    }
+    let limit = match q.int("limit")? {
+        None | Some(0) => 25,
+        Some(n) if (1..=100).contains(&n) => n as u32,
+        Some(n) => return Err(ApiError::bad_request(format!("limit {n} is outside the range of [1, 100]"))),
+    };
+    let filters = q.filters()?;
+    for key in filters.keys() {
+        if !matches!(key.as_str(), "is-official" | "is-automated" | "stars") {
+            return Err(ApiError::bad_request(format!("invalid filter '{key}'")));
+        }
+    }
+    let flag = |key: &str| -> Result<Option<bool>> {
+        match filters.get(key).and_then(|v| v.first()) {
+            None => Ok(None),
+            Some(v) => v.parse().map(Some).map_err(|_| ApiError::bad_request(format!("invalid filter '{key}={v}'"))),
+        }
+    };
+    let (official, automated) = (flag("is-official")?, flag("is-automated")?);
+    let stars = match filters.get("stars").and_then(|v| v.first()) {
+        None => 0,
+        Some(v) => v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid filter 'stars={v}'")))?,
+    };
+    let (registry, remote) = match term.split_once('/') {
+        Some((index, rest)) if index.contains(['.', ':']) || index == "localhost" => {
+            (index.to_string(), rest.to_string())
+        }
+        _ => ("docker.io".to_string(), term.clone()),
+    };
+    let auth = crate::images::registry_auth(&req);
+    let answer = ctx.engine.search(registry, remote, limit, auth).await?;
+    let body = match answer {
+        wharf_engine::SearchAnswer::Results(b) => b,
+        // dockerd's words for a registry without the search API (distribution's answers 404).
+        wharf_engine::SearchAnswer::Status(s) => {
+            return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("Unexpected status code {s}")))
+        }
+    };
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, format!("invalid search answer from the registry: {e}")))?;
+    let results: Vec<Value> = v["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| official.is_none_or(|o| r["is_official"].as_bool().unwrap_or(false) == o))
+        .filter(|r| automated.is_none_or(|a| r["is_automated"].as_bool().unwrap_or(false) == a))
+        .filter(|r| r["star_count"].as_i64().unwrap_or(0) >= stars)
+        .take(limit as usize)
+        .map(|r| {
+            json!({
+                "star_count": r["star_count"].as_i64().unwrap_or(0),
+                "is_official": r["is_official"].as_bool().unwrap_or(false),
+                "name": r["name"].as_str().unwrap_or(""),
+                "is_automated": r["is_automated"].as_bool().unwrap_or(false),
+                "description": r["description"].as_str().unwrap_or(""),
+            })
+        })
+        .collect();
+    json(StatusCode::OK, &results)
 }
 
 /// `host[:port]` of a server address as `docker login` sends it: empty or Docker Hub's index

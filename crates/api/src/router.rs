@@ -118,6 +118,9 @@ async fn dispatch(engine: Engine, req: Request<Incoming>) -> Result<Response<Bod
     let ctx = Ctx { engine, version, query };
 
     if let Some(e) = swarm::answer(&method, &segs) {
+        // Take the body first (bounded, as every body): a client still sending it would see
+        // the connection close under it, a broken pipe instead of the answer.
+        let _ = read_body(req).await;
         return Err(e);
     }
     match (&method, segs.as_slice()) {
@@ -151,6 +154,7 @@ async fn dispatch(engine: Engine, req: Request<Incoming>) -> Result<Response<Bod
 
         (&Method::POST, ["images", "create"]) => images::create(&ctx, req).await,
         (&Method::GET, ["images", "json"]) => images::list(&ctx),
+        (&Method::GET, ["images", "search"]) => images_io::search(&ctx, req).await,
         (&Method::GET, ["images", "get"]) => archive::save(&ctx, ctx.query.get_all("names")),
         (&Method::POST, ["images", "load"]) => archive::load(&ctx, req).await,
         (&Method::POST, ["images", "prune"]) => disk::prune(&ctx).await,

@@ -12,6 +12,27 @@ pub struct ContainerFlags {
     /// Assign a name to the container
     #[arg(long)]
     pub name: Option<String>,
+    /// Attach to STDIN, STDOUT or STDERR
+    #[arg(short = 'a', long = "attach", value_name = "LIST")]
+    pub attach: Vec<String>,
+    /// Write the container ID to the file
+    #[arg(long, value_name = "FILE")]
+    pub cidfile: Option<String>,
+    /// Container NIS domain name
+    #[arg(long)]
+    pub domainname: Option<String>,
+    /// Read in a line delimited file of labels
+    #[arg(long = "label-file", value_name = "FILE")]
+    pub label_file: Vec<String>,
+    /// Runtime to use for this container
+    #[arg(long)]
+    pub runtime: Option<String>,
+    /// Optional volume driver for the container
+    #[arg(long = "volume-driver")]
+    pub volume_driver: Option<String>,
+    /// Add an annotation to the container (passed through to the OCI runtime)
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    pub annotation: Vec<String>,
     /// Bind mount a volume
     #[arg(short = 'v', long = "volume", value_name = "LIST")]
     pub volume: Vec<String>,
@@ -131,6 +152,9 @@ pub struct ContainerFlags {
     /// Start period for the container to initialize before starting health-retries countdown (ms|s|m|h)
     #[arg(long = "health-start-period")]
     pub health_start_period: Option<String>,
+    /// Time between running the check during the start period (ms|s|m|h)
+    #[arg(long = "health-start-interval")]
+    pub health_start_interval: Option<String>,
     /// Disable any container-specified HEALTHCHECK
     #[arg(long = "no-healthcheck")]
     pub no_healthcheck: bool,
@@ -189,8 +213,16 @@ impl ContainerFlags {
         for e in &self.env {
             env.extend(env_entry(e, lookup)?);
         }
+        // Label files first, then `-l`, as the docker CLI reads them: `key=value` lines, `#`
+        // comments; a line without `=` names nothing.
+        let mut label_lines = Vec::new();
+        for path in &self.label_file {
+            let text = read_file(path).with_context(|| format!("open {path}"))?;
+            label_lines.extend(parse_env_file(&text, &|_| None).with_context(|| format!("label file {path}"))?);
+        }
+        label_lines.extend(self.labels.iter().cloned());
         let mut labels = BTreeMap::new();
-        for l in &self.labels {
+        for l in &label_lines {
             let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
             if k.is_empty() {
                 bail!("invalid label {l:?}: empty key");
@@ -203,17 +235,41 @@ impl ContainerFlags {
         resources.extend(self.create_resources.fields()?);
         // Docker sends an empty entrypoint as [""] to clear the image's, and a set one as one word.
         let entrypoint = self.entrypoint.as_ref().map(|e| vec![e.clone()]);
-        let attach = !self.tty;
+        // `-a` names the streams to attach; without it, stdout and stderr (and stdin with -i).
+        let mut streams = [false; 3];
+        for a in &self.attach {
+            match a.to_ascii_lowercase().as_str() {
+                "stdin" => streams[0] = true,
+                "stdout" => streams[1] = true,
+                "stderr" => streams[2] = true,
+                _ => bail!(
+                    "invalid argument {a:?} for \"-a, --attach\" flag: valid streams are STDIN, STDOUT and STDERR"
+                ),
+            }
+        }
+        if self.attach.is_empty() {
+            streams = [self.interactive, true, true];
+        }
+        streams[0] |= self.interactive;
+        let [attach_stdin, attach_stdout, attach_stderr] = streams;
+        let mut annotations = BTreeMap::new();
+        for a in &self.annotation {
+            match a.split_once('=') {
+                Some((k, v)) if !k.is_empty() => annotations.insert(k.to_string(), v.to_string()),
+                _ => bail!("invalid argument {a:?} for \"--annotation\" flag: use key=value"),
+            };
+        }
         let ports = crate::network::parse_ports(&self.publish, &self.expose)?;
         Ok(ContainerConfig {
             hostname: self.hostname.clone().unwrap_or_default(),
+            domainname: self.domainname.clone().unwrap_or_default(),
             user: self.user.clone().unwrap_or_default(),
-            attach_stdin: self.interactive,
-            attach_stdout: attach || self.tty,
-            attach_stderr: attach || self.tty,
+            attach_stdin,
+            attach_stdout,
+            attach_stderr,
             tty: self.tty,
             open_stdin: self.interactive,
-            stdin_once: self.interactive,
+            stdin_once: self.interactive && attach_stdin,
             env,
             cmd: if self.command().is_empty() { None } else { Some(self.command().to_vec()) },
             image: image.to_string(),
@@ -252,6 +308,9 @@ impl ContainerFlags {
                 extra_hosts: self.add_host.clone(),
                 links: self.link.clone(),
                 cgroup_parent: self.cgroup_parent.clone().unwrap_or_default(),
+                runtime: self.runtime.clone().unwrap_or_default(),
+                volume_driver: self.volume_driver.clone().unwrap_or_default(),
+                annotations,
                 log_config: self.log_config()?,
                 security: self.security.to_config(read_file)?,
             },
@@ -288,11 +347,17 @@ impl ContainerFlags {
         let interval = dur("health-interval", &self.health_interval)?;
         let timeout = dur("health-timeout", &self.health_timeout)?;
         let start_period = dur("health-start-period", &self.health_start_period)?;
+        let start_interval = dur("health-start-interval", &self.health_start_interval)?;
         let retries = self.health_retries.unwrap_or(0);
         if retries < 0 {
             bail!("--health-retries cannot be negative");
         }
-        let options = self.health_cmd.is_some() || interval != 0 || timeout != 0 || start_period != 0 || retries != 0;
+        let options = self.health_cmd.is_some()
+            || interval != 0
+            || timeout != 0
+            || start_period != 0
+            || start_interval != 0
+            || retries != 0;
         if self.no_healthcheck {
             if options {
                 bail!("--no-healthcheck conflicts with --health-* options");
@@ -312,6 +377,7 @@ impl ContainerFlags {
             "Timeout": timeout,
             "StartPeriod": start_period,
             "Retries": retries,
+            "StartInterval": start_interval,
         })))
     }
 
@@ -418,6 +484,56 @@ mod tests {
         match p {
             "app.env" => Ok("# comment\n\nA=1\n  B=two words\nHOME\nUNSET\nC=\n".to_string()),
             _ => Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no such file")),
+        }
+    }
+
+    #[test]
+    fn attach_label_file_annotation_and_the_rest() {
+        let files = |p: &str| match p {
+            "labels" => Ok("# team\n\n  a=1\nb=2\nbare\n".to_string()),
+            _ => Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no such file")),
+        };
+        let c = parse(&[
+            "-a",
+            "STDOUT",
+            "--label-file",
+            "labels",
+            "-l",
+            "b=3",
+            "--domainname",
+            "example.org",
+            "--runtime",
+            "wharf",
+            "--volume-driver",
+            "local",
+            "--annotation",
+            "org.example/k=v=w",
+            "--health-cmd",
+            "true",
+            "--health-start-interval",
+            "250ms",
+            "busybox",
+        ])
+        .to_config(&env, &files)
+        .unwrap();
+        assert!(c.attach_stdout && !c.attach_stderr && !c.attach_stdin && !c.stdin_once);
+        assert_eq!(c.labels, BTreeMap::from([("a".to_string(), "1".to_string()), ("b".to_string(), "3".to_string())]));
+        assert_eq!(c.domainname, "example.org");
+        assert_eq!((c.host_config.runtime.as_str(), c.host_config.volume_driver.as_str()), ("wharf", "local"));
+        assert_eq!(c.host_config.annotations.get("org.example/k").map(String::as_str), Some("v=w"));
+        assert_eq!(c.healthcheck.unwrap()["StartInterval"], 250_000_000);
+        // -i attaches stdin whatever -a says; no -a is stdout and stderr.
+        let c = parse(&["-i", "-a", "stderr", "busybox"]).to_config(&env, &files).unwrap();
+        assert!(c.attach_stdin && c.stdin_once && c.attach_stderr && !c.attach_stdout);
+        let c = parse(&["busybox"]).to_config(&env, &files).unwrap();
+        assert!(!c.attach_stdin && c.attach_stdout && c.attach_stderr);
+        for (args, want) in [
+            (&["-a", "stdio", "busybox"][..], "valid streams are STDIN, STDOUT and STDERR"),
+            (&["--annotation", "novalue", "busybox"][..], "use key=value"),
+            (&["--label-file", "missing", "busybox"][..], "open missing"),
+        ] {
+            let e = parse(args).to_config(&env, &files).unwrap_err();
+            assert!(format!("{e:#}").contains(want), "{args:?}: {e:#}");
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, Write};
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 use wharf_client::{Client, Query};
@@ -33,6 +33,9 @@ pub enum SystemCommand {
         /// Show detailed information on space usage
         #[arg(short = 'v', long)]
         verbose: bool,
+        /// Format output using a custom template ('table', 'table TEMPLATE', 'json', or a Go template)
+        #[arg(long)]
+        format: Option<String>,
     },
     /// Remove unused data
     Prune {
@@ -112,7 +115,7 @@ fn prune_build_cache(client: &Client, all: bool, filter: &[String], keep_storage
 
 pub fn run(client: &Client, cmd: SystemCommand) -> Result<()> {
     match cmd {
-        SystemCommand::Df { verbose } => df(client, verbose),
+        SystemCommand::Df { verbose, format } => df(client, verbose, format.as_deref()),
         SystemCommand::Prune { all, volumes, filter, force } => system_prune(client, all, volumes, &filter, force),
         SystemCommand::DialStdio => dial_stdio(client),
     }
@@ -258,7 +261,11 @@ fn percent(part: i64, total: i64) -> String {
     format!("{} ({}%)", size(part), part * 100 / total)
 }
 
-fn df(client: &Client, verbose: bool) -> Result<()> {
+fn df(client: &Client, verbose: bool, format: Option<&str>) -> Result<()> {
+    let format = format.filter(|f| *f != "table");
+    if verbose && format.is_some() {
+        bail!("--format applies to the summary only; it cannot be combined with --verbose");
+    }
     let v: Value = client.get_json("/system/df")?;
     let list = |key: &str| v[key].as_array().cloned().unwrap_or_default();
     let (images, containers, volumes) = (list("Images"), list("Containers"), list("Volumes"));
@@ -286,34 +293,54 @@ fn df(client: &Client, verbose: bool) -> Result<()> {
 
     if !verbose {
         let mut t = Table::new(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]);
-        t.row(vec![
-            "Images".into(),
-            images.len().to_string(),
-            active_images.len().to_string(),
-            size(layers),
-            percent((layers - used).max(0), layers),
-        ]);
-        t.row(vec![
-            "Containers".into(),
-            containers.len().to_string(),
-            containers.iter().filter(|c| running(c)).count().to_string(),
-            size(rw),
-            percent(rw_idle, rw),
-        ]);
-        t.row(vec![
-            "Local Volumes".into(),
-            volumes.len().to_string(),
-            volumes.iter().filter(|x| vol(x, "RefCount") > 0).count().to_string(),
-            size(vol_size),
-            percent(vol_idle, vol_size),
-        ]);
-        t.row(vec![
-            "Build Cache".into(),
-            cache.len().to_string(),
-            cache_active.to_string(),
-            size(cache_size),
-            size(cache_reclaimable),
-        ]);
+        let rows = vec![
+            vec![
+                "Images".into(),
+                images.len().to_string(),
+                active_images.len().to_string(),
+                size(layers),
+                percent((layers - used).max(0), layers),
+            ],
+            vec![
+                "Containers".into(),
+                containers.len().to_string(),
+                containers.iter().filter(|c| running(c)).count().to_string(),
+                size(rw),
+                percent(rw_idle, rw),
+            ],
+            vec![
+                "Local Volumes".into(),
+                volumes.len().to_string(),
+                volumes.iter().filter(|x| vol(x, "RefCount") > 0).count().to_string(),
+                size(vol_size),
+                percent(vol_idle, vol_size),
+            ],
+            vec![
+                "Build Cache".into(),
+                cache.len().to_string(),
+                cache_active.to_string(),
+                size(cache_size),
+                size(cache_reclaimable),
+            ],
+        ];
+        if let Some(format) = format {
+            // The fields of the docker CLI's disk usage context.
+            let keys = ["Type", "TotalCount", "Active", "Size", "Reclaimable"];
+            let objects: Vec<Value> = rows
+                .iter()
+                .map(|r| {
+                    Value::Object(keys.iter().zip(r).map(|(k, v)| (k.to_string(), Value::from(v.as_str()))).collect())
+                })
+                .collect();
+            let headers = serde_json::json!({
+                "Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE", "Reclaimable": "RECLAIMABLE",
+            });
+            print!("{}", crate::template::format_list(format, &objects, &headers)?);
+            return Ok(());
+        }
+        for r in rows {
+            t.row(r);
+        }
         print!("{}", t.render());
         return Ok(());
     }

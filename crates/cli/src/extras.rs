@@ -40,6 +40,9 @@ pub enum ExtrasCommand {
         /// Do not truncate output
         #[arg(long = "no-trunc")]
         no_trunc: bool,
+        /// Format output using a custom template ('table', 'table TEMPLATE', 'json', or a Go template)
+        #[arg(long)]
+        format: Option<String>,
         containers: Vec<String>,
     },
     /// Inspect changes to files or directories on a container's filesystem
@@ -79,8 +82,8 @@ pub fn run(client: &Client, cmd: ExtrasCommand) -> Result<()> {
         }
         ExtrasCommand::Update(f) => update(client, &f),
         ExtrasCommand::Top { container, ps_args } => top(client, &container, &ps_args),
-        ExtrasCommand::Stats { all, no_stream, no_trunc, containers } => {
-            crate::stats::stats(client, all, no_stream, no_trunc, &containers)
+        ExtrasCommand::Stats { all, no_stream, no_trunc, format, containers } => {
+            crate::stats::stats(client, all, no_stream, no_trunc, format.as_deref(), &containers)
         }
         ExtrasCommand::Diff { container } => diff(client, &container),
     }

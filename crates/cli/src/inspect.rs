@@ -6,11 +6,12 @@ use wharf_client::{Client, ClientError};
 
 use crate::Exit;
 
-pub fn inspect(client: &Client, names: &[String], kind: Option<&str>, format: Option<&str>) -> Result<()> {
+/// `size`: containers come with `SizeRw` and `SizeRootFs` (`--size`).
+pub fn inspect(client: &Client, names: &[String], kind: Option<&str>, format: Option<&str>, size: bool) -> Result<()> {
     let mut found: Vec<Vec<u8>> = Vec::new();
     let mut missing = Vec::new();
     for name in names {
-        match fetch(client, name, kind) {
+        match fetch(client, name, kind, size) {
             Ok(Some(raw)) => found.push(raw),
             Ok(None) => missing.push(name.clone()),
             Err(e) => return Err(e),
@@ -42,12 +43,13 @@ pub fn inspect(client: &Client, names: &[String], kind: Option<&str>, format: Op
 }
 
 /// The raw JSON of `name`, or `None` when no object of the wanted kind has that name.
-fn fetch(client: &Client, name: &str, kind: Option<&str>) -> Result<Option<Vec<u8>>> {
+fn fetch(client: &Client, name: &str, kind: Option<&str>, size: bool) -> Result<Option<Vec<u8>>> {
+    let container = format!("/containers/{name}/json{}", if size { "?size=1" } else { "" });
     let paths: Vec<String> = match kind {
-        Some("container") => vec![format!("/containers/{name}/json")],
+        Some("container") => vec![container],
         Some("image") => vec![format!("/images/{name}/json")],
         Some(other) => bail!("{other:?} is not a valid value for --type"),
-        None => vec![format!("/containers/{name}/json"), format!("/images/{name}/json")],
+        None => vec![container, format!("/images/{name}/json")],
     };
     for p in paths {
         match client.get_bytes(&p) {

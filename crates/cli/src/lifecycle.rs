@@ -37,8 +37,8 @@ pub enum LifecycleCommand {
     },
     /// Restart one or more containers
     Restart {
-        /// Seconds to wait before killing the container
-        #[arg(short = 't', long = "time", allow_hyphen_values = true)]
+        /// Seconds to wait before killing the container (`--time` is docker's old name)
+        #[arg(short = 't', long = "timeout", alias = "time", allow_hyphen_values = true)]
         time: Option<i64>,
         /// Signal to send to the container
         #[arg(short = 's', long)]

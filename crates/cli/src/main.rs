@@ -5,6 +5,7 @@ mod archive;
 mod build;
 mod config;
 mod containers;
+mod context;
 mod copy;
 mod disk;
 mod dockercfg;
@@ -18,8 +19,10 @@ mod network;
 mod pull;
 mod resources;
 mod run;
+mod search;
 mod security;
 mod stats;
+mod swarm;
 mod system;
 mod table;
 mod template;
@@ -37,25 +40,50 @@ use crate::containers::{LogsFlags, PsFlags};
 use crate::images::ImagesFlags;
 
 #[derive(Debug, Parser)]
-#[command(name = "wharf", version, about = "A self-sufficient runtime for containers", disable_help_subcommand = true)]
+#[command(
+    name = "wharf",
+    version,
+    about = "A self-sufficient runtime for containers",
+    disable_help_subcommand = true,
+    disable_version_flag = true
+)]
 struct Cli {
+    // Like docker's, the global options come before the command: after it, `-l` is `run`'s
+    // `--label` and `-H` is `history`'s `--human`.
+    /// Location of client config files (default "$HOME/.docker"; $DOCKER_CONFIG)
+    #[arg(long = "config", value_name = "PATH")]
+    config: Option<std::path::PathBuf>,
+    /// Enable debug mode (log each API request to stderr)
+    #[arg(short = 'D', long = "debug")]
+    debug: bool,
+    /// Set the logging level ("debug", "info", "warn", "error", "fatal")
+    #[arg(short = 'l', long = "log-level", default_value = "info",
+          value_parser = ["debug", "info", "warn", "error", "fatal"])]
+    log_level: String,
+    /// Name of the context to use to connect to the daemon (overrides DOCKER_HOST env var and
+    /// default context set with "wharf context use")
+    #[arg(short = 'c', long = "context")]
+    context: Option<String>,
+    /// Print version information and quit
+    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
+    version: Option<bool>,
     /// Daemon socket to connect to (unix:///path or tcp://host:port)
-    #[arg(short = 'H', long = "host", global = true)]
+    #[arg(short = 'H', long = "host")]
     host: Option<String>,
     /// Use TLS; implied by --tlsverify
-    #[arg(long = "tls", global = true)]
+    #[arg(long = "tls")]
     tls: bool,
     /// Use TLS and verify the remote
-    #[arg(long = "tlsverify", global = true)]
+    #[arg(long = "tlsverify")]
     tlsverify: bool,
     /// Trust certs signed only by this CA (default $DOCKER_CERT_PATH/ca.pem)
-    #[arg(long = "tlscacert", global = true)]
+    #[arg(long = "tlscacert")]
     tlscacert: Option<std::path::PathBuf>,
     /// Path to TLS certificate file (default $DOCKER_CERT_PATH/cert.pem)
-    #[arg(long = "tlscert", global = true)]
+    #[arg(long = "tlscert")]
     tlscert: Option<std::path::PathBuf>,
     /// Path to TLS key file (default $DOCKER_CERT_PATH/key.pem)
-    #[arg(long = "tlskey", global = true)]
+    #[arg(long = "tlskey")]
     tlskey: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -69,6 +97,10 @@ enum Command {
         /// Run container in background and print container ID
         #[arg(short = 'd', long)]
         detach: bool,
+        /// Proxy received signals to the process (`--sig-proxy=false` to not)
+        #[arg(long = "sig-proxy", default_value_t = true, num_args = 0..=1, require_equals = true,
+              default_missing_value = "true", action = clap::ArgAction::Set)]
+        sig_proxy: bool,
         /// Print help
         #[arg(long, action = clap::ArgAction::Help)]
         help: Option<bool>,
@@ -100,8 +132,8 @@ enum Command {
     },
     /// Stop one or more running containers
     Stop {
-        /// Seconds to wait before killing the container
-        #[arg(short = 't', long = "time", allow_hyphen_values = true)]
+        /// Seconds to wait before killing the container (`--time` is docker's old name)
+        #[arg(short = 't', long = "timeout", alias = "time", allow_hyphen_values = true)]
         time: Option<i64>,
         /// Signal to send to the container
         #[arg(short = 's', long)]
@@ -166,23 +198,37 @@ enum Command {
         /// Format output using a (small subset of a) Go template
         #[arg(short = 'f', long)]
         format: Option<String>,
+        /// Display total file sizes if the type is container
+        #[arg(short = 's', long)]
+        size: bool,
         #[arg(required = true)]
         names: Vec<String>,
     },
     /// Manage containers
+    #[command(after_help = "Also: attach, commit, cp, create, diff, exec, export, inspect, kill, logs, pause, port, \
+rename, restart, rm, run, start, stats, stop, top, unpause, update, wait (`wharf container X` is `wharf X`)")]
     Container {
         #[command(subcommand)]
         command: ContainerCommand,
     },
     /// Manage images
+    #[command(after_help = "Also: build, history, import, load, push, save (`wharf image X` is `wharf X`)")]
     Image {
         #[command(subcommand)]
         command: ImageCommand,
     },
     /// Show the wharf version information
-    Version,
+    Version {
+        /// Format output using a custom template ('json', or a Go template)
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+    },
     /// Display system-wide information
-    Info,
+    Info {
+        /// Format output using a custom template ('json', or a Go template)
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+    },
     #[command(flatten)]
     Lifecycle(lifecycle::LifecycleCommand),
     #[command(flatten)]
@@ -210,6 +256,61 @@ enum Command {
     Builder {
         #[command(subcommand)]
         command: disk::BuilderCommand,
+    },
+    /// Manage Swarm services
+    #[command(
+        after_help = "Commands: create, inspect, logs, ls, ps, rm, rollback, scale, update. wharfd is never in a swarm: these ask the daemon as the docker CLI does and report its answer."
+    )]
+    Service {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND [ARGS]")]
+        args: Vec<String>,
+    },
+    /// Manage Swarm stacks
+    #[command(
+        after_help = "Commands: config, deploy, ls, ps, rm, services. wharfd is never in a swarm: these ask the daemon as the docker CLI does and report its answer."
+    )]
+    Stack {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND [ARGS]")]
+        args: Vec<String>,
+    },
+    /// Manage Swarm nodes
+    #[command(
+        after_help = "Commands: demote, inspect, ls, promote, ps, rm, update. wharfd is never in a swarm: these ask the daemon as the docker CLI does and report its answer."
+    )]
+    Node {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND [ARGS]")]
+        args: Vec<String>,
+    },
+    /// Manage Swarm secrets
+    #[command(
+        after_help = "Commands: create, inspect, ls, rm. wharfd is never in a swarm: these ask the daemon as the docker CLI does and report its answer."
+    )]
+    Secret {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND [ARGS]")]
+        args: Vec<String>,
+    },
+    /// Manage Swarm configs
+    #[command(
+        after_help = "Commands: create, inspect, ls, rm. wharfd is never in a swarm: these ask the daemon as the docker CLI does and report its answer."
+    )]
+    Config {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND [ARGS]")]
+        args: Vec<String>,
+    },
+    /// Manage Swarm
+    #[command(
+        after_help = "Commands: ca, init, join, join-token, leave, unlock, unlock-key, update. wharfd is never in a swarm: these ask the daemon as the docker CLI does and report its answer."
+    )]
+    Swarm {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND [ARGS]")]
+        args: Vec<String>,
+    },
+    /// Search a registry for images
+    Search(search::SearchFlags),
+    /// Manage contexts
+    Context {
+        #[command(subcommand)]
+        command: context::ContextCommand,
     },
 }
 
@@ -307,7 +408,7 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(management_aliases(std::env::args_os().collect())) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -326,17 +427,36 @@ fn main() {
 }
 
 fn dispatch(cli: Cli) -> Result<()> {
+    if let Some(dir) = &cli.config {
+        // Everything that reads the CLI config (credentials, contexts) looks at DOCKER_CONFIG;
+        // `--config` wins over it, as in docker. Set before any thread starts.
+        std::env::set_var("DOCKER_CONFIG", dir);
+    }
+    // The CLI logs nothing but its requests, and those at the debug level.
+    let debug = cli.debug || cli.log_level == "debug";
     let tls = wharf_client::TlsOptions::from_env(cli.tls, cli.tlsverify).map(|mut t| {
         t.ca = cli.tlscacert.clone().unwrap_or(t.ca);
         t.cert = cli.tlscert.clone().unwrap_or(t.cert);
         t.key = cli.tlskey.clone().unwrap_or(t.key);
         t
     });
-    let client = Client::from_env(cli.host.as_deref()).and_then(|c| match &tls {
-        Some(t) => c.with_tls(t),
-        None => Ok(c),
+    // The context names the daemon unless -H or DOCKER_HOST do (`context::resolve`).
+    let context = context::resolve(cli.context.as_deref(), cli.host.is_some());
+    if let Command::Context { command } = cli.command {
+        return context::run(command, &context?);
+    }
+    let client: Result<Client> = context.and_then(|name| context::endpoint(&name)).and_then(|endpoint| {
+        let (client, tls) = match endpoint {
+            Some((host, context_tls)) => (Client::new(&host), tls.or(context_tls)),
+            None => (Client::from_env(cli.host.as_deref()), tls),
+        };
+        let client = client.map(|c| c.with_debug(debug));
+        Ok(match &tls {
+            Some(t) => client.and_then(|c| c.with_tls(t)),
+            None => client,
+        }?)
     });
-    // `run` and `create` fail with 125 when wharf or the daemon failed, as docker does.
+    // `run` fails with 125 when wharf or the daemon failed, as docker's does.
     let with_failed_code =
         |r: Result<()>| {
             r.map_err(|e| {
@@ -348,12 +468,11 @@ fn dispatch(cli: Cli) -> Result<()> {
             })
         };
     match cli.command {
-        Command::Run { detach, flags, .. } => {
-            with_failed_code(client.map_err(Into::into).and_then(|c| run::run(&c, &flags, detach)))
+        Command::Run { detach, sig_proxy, flags, .. } => {
+            with_failed_code(client.and_then(|c| run::run(&c, &flags, detach, sig_proxy)))
         }
-        Command::Create { flags, .. } => {
-            with_failed_code(client.map_err(Into::into).and_then(|c| run::create(&c, &flags)))
-        }
+        // `create` fails with 1, as the docker CLI's does since it no longer shares run's code.
+        Command::Create { flags, .. } => client.and_then(|c| run::create(&c, &flags)),
         other => {
             let client = client?;
             match other {
@@ -390,14 +509,16 @@ fn dispatch(cli: Cli) -> Result<()> {
                 Command::Tag { source, target } | Command::Image { command: ImageCommand::Tag { source, target } } => {
                     images::tag(&client, &source, &target)
                 }
-                Command::Inspect { kind, format, names } => {
-                    inspect::inspect(&client, &names, kind.as_deref(), format.as_deref())
+                Command::Inspect { kind, format, size, names } => {
+                    inspect::inspect(&client, &names, kind.as_deref(), format.as_deref(), size)
                 }
                 Command::Image { command: ImageCommand::Inspect { format, images } } => {
-                    inspect::inspect(&client, &images, Some("image"), format.as_deref())
+                    inspect::inspect(&client, &images, Some("image"), format.as_deref(), false)
                 }
-                Command::Version => system::version(&client),
-                Command::Info => system::info(&client),
+                Command::Version { format: Some(f) } => system::version_format(&client, &f),
+                Command::Version { format: None } => system::version(&client),
+                Command::Info { format: Some(f) } => system::info_format(&client, &f),
+                Command::Info { format: None } => system::info(&client),
                 Command::Lifecycle(c) => lifecycle::run(&client, c),
                 Command::Transport(c) => transport::run(&client, c),
                 Command::Archive(c) => archive::run(&client, c),
@@ -409,12 +530,66 @@ fn dispatch(cli: Cli) -> Result<()> {
                 Command::Extras(c) => extras::run(&client, c),
                 Command::System { command } => disk::run(&client, command),
                 Command::Builder { command } => disk::builder(&client, command),
+                Command::Search(f) => search::search(&client, &f),
+                Command::Service { args } => swarm::run(&client, "service", &args),
+                Command::Stack { args } => swarm::run(&client, "stack", &args),
+                Command::Node { args } => swarm::run(&client, "node", &args),
+                Command::Secret { args } => swarm::run(&client, "secret", &args),
+                Command::Config { args } => swarm::run(&client, "config", &args),
+                Command::Swarm { args } => swarm::run(&client, "swarm", &args),
                 Command::Image { command: ImageCommand::Prune(f) } => disk::image_prune(&client, &f),
                 Command::Container { command: ContainerCommand::Prune(f) } => extras::prune(&client, &f),
-                Command::Run { .. } | Command::Create { .. } => unreachable!("handled above"),
+                Command::Run { .. } | Command::Create { .. } | Command::Context { .. } => {
+                    unreachable!("handled above")
+                }
             }
         }
     }
+}
+
+/// `container X` and `image X` for the commands that are the same command at the top level
+/// (in docker they are one Cobra command under two names): rewritten to the top-level form
+/// before parsing, so that each exists once. Global options before the command are skipped.
+fn management_aliases(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    const CONTAINER: &[&str] = &[
+        "attach", "commit", "cp", "create", "diff", "exec", "export", "kill", "logs", "pause", "port", "rename",
+        "restart", "rm", "run", "start", "stats", "stop", "top", "unpause", "update", "wait",
+    ];
+    const IMAGE: &[&str] = &["build", "history", "import", "load", "push", "save"];
+    // `system info` and `system events` are `info` and `events`; `builder build` is `build`.
+    // The global options that take a value as the next word.
+    const WITH_VALUE: &[&str] =
+        &["-H", "--host", "--tlscacert", "--tlscert", "--tlskey", "--config", "-l", "--log-level", "-c", "--context"];
+    let mut i = 1;
+    while let Some(a) = args.get(i).and_then(|a| a.to_str()) {
+        if WITH_VALUE.contains(&a) {
+            i += 2;
+        } else if a.starts_with('-') {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    let (Some(group), Some(sub)) = (args.get(i).and_then(|a| a.to_str()), args.get(i + 1).and_then(|a| a.to_str()))
+    else {
+        return args;
+    };
+    match (group, sub) {
+        ("container", c) if CONTAINER.contains(&c) => {
+            args.remove(i);
+        }
+        ("container", "inspect") => {
+            args.splice(i..i + 2, ["inspect".into(), "--type".into(), "container".into()]);
+        }
+        ("image", c) if IMAGE.contains(&c) => {
+            args.remove(i);
+        }
+        ("system", "info" | "events") | ("builder", "build") => {
+            args.remove(i);
+        }
+        _ => {}
+    }
+    args
 }
 
 /// The line [`print_error`] would print for `e`.
@@ -438,6 +613,25 @@ mod tests {
     }
 
     #[test]
+    fn management_commands_name_the_top_level_ones() {
+        let rewrite = |a: &[&str]| -> Vec<String> {
+            management_aliases(a.iter().map(Into::into).collect())
+                .into_iter()
+                .map(|s| s.into_string().unwrap())
+                .collect()
+        };
+        assert_eq!(rewrite(&["wharf", "container", "run", "-d", "x"]), ["wharf", "run", "-d", "x"]);
+        assert_eq!(
+            rewrite(&["wharf", "-H", "unix:///s", "image", "history", "x"]),
+            ["wharf", "-H", "unix:///s", "history", "x"]
+        );
+        assert_eq!(rewrite(&["wharf", "container", "inspect", "x"]), ["wharf", "inspect", "--type", "container", "x"]);
+        // Those with their own form stay; so does a container named like a command.
+        assert_eq!(rewrite(&["wharf", "container", "ls"]), ["wharf", "container", "ls"]);
+        assert_eq!(rewrite(&["wharf", "rm", "container", "run"]), ["wharf", "rm", "container", "run"]);
+    }
+
+    #[test]
     fn parses_docker_style_command_lines() {
         let cli = Cli::try_parse_from([
             "wharf",
@@ -454,8 +648,8 @@ mod tests {
         .unwrap();
         assert_eq!(cli.host.as_deref(), Some("unix:///tmp/s.sock"));
         match cli.command {
-            Command::Run { detach, flags, .. } => {
-                assert!(!detach && flags.rm);
+            Command::Run { detach, sig_proxy, flags, .. } => {
+                assert!(!detach && flags.rm && sig_proxy);
                 assert_eq!(flags.hostname.as_deref(), Some("box"));
                 assert_eq!(flags.image_and_command, ["busybox", "ls", "-l"]);
             }

@@ -57,6 +57,9 @@ pub enum NetworkCommand {
         /// Enable IPv6 networking
         #[arg(long)]
         ipv6: bool,
+        /// IP Address Management Driver
+        #[arg(long = "ipam-driver", default_value = "default")]
+        ipam_driver: String,
         name: String,
     },
     /// List networks
@@ -212,7 +215,19 @@ pub fn run(client: &Client, cmd: NetCommand) -> Result<()> {
 
 fn network(client: &Client, cmd: NetworkCommand) -> Result<()> {
     match cmd {
-        NetworkCommand::Create { driver, subnet, gateway, ip_range, internal, attachable, label, opt, ipv6, name } => {
+        NetworkCommand::Create {
+            driver,
+            subnet,
+            gateway,
+            ip_range,
+            internal,
+            attachable,
+            label,
+            opt,
+            ipv6,
+            ipam_driver,
+            name,
+        } => {
             let config = ipam_configs(&subnet, &gateway, &ip_range)?;
             let body = json!({
                 "Name": name,
@@ -220,7 +235,7 @@ fn network(client: &Client, cmd: NetworkCommand) -> Result<()> {
                 "Internal": internal,
                 "Attachable": attachable,
                 "EnableIPv6": ipv6,
-                "IPAM": {"Driver": "default", "Config": config},
+                "IPAM": {"Driver": ipam_driver, "Config": config},
                 "Options": key_values(&opt, "option")?,
                 "Labels": key_values(&label, "label")?,
             });

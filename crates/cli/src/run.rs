@@ -4,7 +4,7 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use wharf_client::{AttachStreams, Client, ClientError, ContainerConfig, CreateResponse, Query, WaitResponse};
 use wharf_types::ImageRef;
 
@@ -26,13 +26,45 @@ const WAIT_REGISTERED_TIMEOUT: Duration = Duration::from_millis(500);
 /// `wharf create`: prints the new container's id.
 pub fn create(client: &Client, flags: &ContainerFlags) -> Result<()> {
     let config = container_config(flags)?;
-    let id = create_container(client, flags, &config)?;
+    let id = create_with_cidfile(client, flags, &config)?;
     println!("{id}");
     Ok(())
 }
 
+/// Creates the container, writing its ID to `--cidfile` as the docker CLI does: the file must
+/// not exist beforehand (another container may own it), and it is removed again when the
+/// create fails.
+fn create_with_cidfile(client: &Client, flags: &ContainerFlags, config: &ContainerConfig) -> Result<String> {
+    let Some(path) = flags.cidfile.as_deref().filter(|p| !p.is_empty()) else {
+        return create_container(client, flags, config);
+    };
+    if std::fs::symlink_metadata(path).is_ok() {
+        bail!("container ID file found, make sure the other container isn't running or delete {path}");
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("failed to create the container ID file {path}"))?;
+    let id = match create_container(client, flags, config) {
+        Ok(id) => id,
+        Err(e) => {
+            drop(file);
+            let _ = std::fs::remove_file(path);
+            return Err(e);
+        }
+    };
+    use std::io::Write as _;
+    file.write_all(id.as_bytes()).with_context(|| format!("failed to write the container ID to the file {path}"))?;
+    Ok(id)
+}
+
 /// `wharf run`: the container's exit status comes back as an [`Exit`] error.
-pub fn run(client: &Client, flags: &ContainerFlags, detach: bool) -> Result<()> {
+pub fn run(client: &Client, flags: &ContainerFlags, detach: bool, sig_proxy: bool) -> Result<()> {
+    if detach && !flags.attach.is_empty() {
+        // A usage error, found before any request: the docker CLI's exit status 1.
+        return Err(Exit::new(1, "wharf: conflicting options: cannot specify both --attach and --detach".into()).into());
+    }
     let mut config = container_config(flags)?;
     if detach {
         config.attach_stdout = false;
@@ -40,14 +72,21 @@ pub fn run(client: &Client, flags: &ContainerFlags, detach: bool) -> Result<()> 
         config.attach_stdin = false;
         config.stdin_once = false;
     }
-    let id = create_container(client, flags, &config)?;
+    let id = create_with_cidfile(client, flags, &config)?;
     if detach {
         start(client, &id)?;
         println!("{id}");
         return Ok(());
     }
 
-    attached_start(client, &id, config.tty, flags.interactive, flags.rm, flags.detach_keys.clone())
+    let streams = AttachStreams {
+        stdin: config.attach_stdin,
+        stdout: config.attach_stdout,
+        stderr: config.attach_stderr,
+        logs: false,
+        detach_keys: flags.detach_keys.clone(),
+    };
+    attached_start(client, &id, config.tty, streams, flags.rm, sig_proxy)
 }
 
 /// Attaches (stdin too with `stdin`), starts the container and streams until it ends; the
@@ -56,14 +95,15 @@ fn attached_start(
     client: &Client,
     id: &str,
     tty: bool,
-    stdin: bool,
+    streams: AttachStreams,
     removed: bool,
-    keys: Option<String>,
+    sig_proxy: bool,
 ) -> Result<()> {
-    if !tty {
+    // A terminal's signals reach the container through the terminal itself.
+    if sig_proxy && !tty {
         proxy_signals(client, id);
     }
-    let streams = AttachStreams { stdin, stdout: true, stderr: true, logs: false, detach_keys: keys.clone() };
+    let (stdin, keys) = (streams.stdin, streams.detach_keys.clone());
     let attached = client.attach_streams(id, streams).with_context(|| format!("attach to {}", short(id)))?;
     let exit = spawn_wait(client, id, removed);
     start(client, id)?;
@@ -93,7 +133,8 @@ pub fn start_attached(client: &Client, container: &str, stdin: bool, keys: Optio
         let status = exit.recv().map_err(|_| anyhow!("waiting for container {}: no answer", short(&id)))??;
         return interactive::finish(status, &id);
     }
-    attached_start(client, &id, tty, stdin, false, keys)
+    let streams = AttachStreams { stdin, stdout: true, stderr: true, logs: false, detach_keys: keys };
+    attached_start(client, &id, tty, streams, false, true)
 }
 
 /// `wharf start ID...`: prints each name as given; failures are reported one by one.

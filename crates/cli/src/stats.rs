@@ -15,7 +15,18 @@ use crate::table::Table;
 const HEADER: [&str; 8] =
     ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"];
 
-pub fn stats(client: &Client, all: bool, no_stream: bool, no_trunc: bool, names: &[String]) -> Result<()> {
+pub fn stats(
+    client: &Client,
+    all: bool,
+    no_stream: bool,
+    no_trunc: bool,
+    format: Option<&str>,
+    names: &[String],
+) -> Result<()> {
+    // A bad template fails before anything is read, as docker's does.
+    if let Some(f) = format {
+        render(&[], Some(f))?;
+    }
     let targets: Vec<String> = if names.is_empty() {
         let q = Query::new().flag("all", all);
         let list: Vec<Value> = client.get_json(&q.to_target("/containers/json"))?;
@@ -35,11 +46,11 @@ pub fn stats(client: &Client, all: bool, no_stream: bool, no_trunc: bool, names:
                 })
             })
             .collect();
-        let mut t = Table::new(&HEADER);
+        let mut rows = Vec::new();
         let mut failed = None;
         for (h, name) in handles.into_iter().zip(&targets) {
             match h.join() {
-                Ok(Ok(v)) => t.row(row(&v, no_trunc)),
+                Ok(Ok(v)) => rows.push(row(&v, no_trunc)),
                 Ok(Err(e)) => failed = Some(anyhow::Error::from(e)),
                 Err(_) => failed = Some(anyhow!("stats of {name}: reader failed")),
             }
@@ -47,7 +58,7 @@ pub fn stats(client: &Client, all: bool, no_stream: bool, no_trunc: bool, names:
         if let Some(e) = failed {
             return Err(e);
         }
-        print!("{}", t.render());
+        print!("{}", render(&rows, format)?);
         return Ok(());
     }
     let latest: Arc<Mutex<BTreeMap<usize, Value>>> = Arc::default();
@@ -75,16 +86,42 @@ pub fn stats(client: &Client, all: bool, no_stream: bool, no_trunc: bool, names:
     let mut out = std::io::stdout();
     loop {
         std::thread::sleep(Duration::from_secs(1));
-        let mut t = Table::new(&HEADER);
-        if let Ok(m) = latest.lock() {
-            for v in m.values() {
-                t.row(row(v, no_trunc));
-            }
-        }
+        let rows: Vec<Vec<String>> = match latest.lock() {
+            Ok(m) => m.values().map(|v| row(v, no_trunc)).collect(),
+            Err(_) => Vec::new(),
+        };
         // Clear the screen and go home, as docker's live table does.
-        let _ = write!(out, "\x1b[2J\x1b[H{}", t.render());
+        let _ = write!(out, "\x1b[2J\x1b[H{}", render(&rows, format)?);
         let _ = out.flush();
     }
+}
+
+/// The rows as docker's default table, or through `--format` with the fields of the docker
+/// CLI's stats context (`.Container` is the ID, as for containers listed rather than named).
+fn render(rows: &[Vec<String>], format: Option<&str>) -> Result<String> {
+    let Some(format) = format.filter(|f| *f != "table") else {
+        let mut t = Table::new(&HEADER);
+        for r in rows {
+            t.row(r.clone());
+        }
+        return Ok(t.render());
+    };
+    let keys = ["ID", "Name", "CPUPerc", "MemUsage", "MemPerc", "NetIO", "BlockIO", "PIDs"];
+    let objects: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let mut o: serde_json::Map<String, Value> =
+                keys.iter().zip(r).map(|(k, v)| (k.to_string(), Value::from(v.as_str()))).collect();
+            o.insert("Container".into(), Value::from(r.first().map(String::as_str).unwrap_or("")));
+            Value::Object(o)
+        })
+        .collect();
+    let headers = serde_json::json!({
+        "Container": "CONTAINER", "ID": "CONTAINER ID", "Name": "NAME", "CPUPerc": "CPU %",
+        "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %", "NetIO": "NET I/O", "BlockIO": "BLOCK I/O",
+        "PIDs": "PIDS",
+    });
+    crate::template::format_list(format, &objects, &headers)
 }
 
 /// One table row from one stats JSON, with Docker's computations.

@@ -3,6 +3,42 @@
 use anyhow::Result;
 use wharf_client::{Client, Info, Version};
 
+/// `version --format`: the template sees `.Client` (this CLI) and `.Server` (the daemon's
+/// `/version` answer as it came), as the docker CLI's does.
+pub fn version_format(client: &Client, format: &str) -> Result<()> {
+    let server: serde_json::Value = client.get_json("/version")?;
+    let dot = serde_json::json!({
+        "Client": {
+            "Platform": {"Name": ""},
+            "Version": env!("CARGO_PKG_VERSION"),
+            "ApiVersion": client.api_version(),
+            "DefaultAPIVersion": client.api_version(),
+            "GitCommit": "",
+            "GoVersion": "",
+            "Os": std::env::consts::OS,
+            "Arch": go_arch(std::env::consts::ARCH),
+            "BuildTime": "",
+            "Context": client.host(),
+        },
+        "Server": server,
+    });
+    print!("{}", crate::template::format_list(format, &[dot], &serde_json::json!({}))?);
+    Ok(())
+}
+
+/// `info --format`: the template sees the daemon's `/info` answer, with `.ClientInfo` added.
+pub fn info_format(client: &Client, format: &str) -> Result<()> {
+    let mut dot: serde_json::Value = client.get_json("/info")?;
+    if let Some(o) = dot.as_object_mut() {
+        o.insert(
+            "ClientInfo".into(),
+            serde_json::json!({"Version": env!("CARGO_PKG_VERSION"), "Context": client.host(), "Debug": false}),
+        );
+    }
+    print!("{}", crate::template::format_list(format, &[dot], &serde_json::json!({}))?);
+    Ok(())
+}
+
 pub fn version(client: &Client) -> Result<()> {
     println!("Client:");
     println!(" Version:           {}", env!("CARGO_PKG_VERSION"));

@@ -46,8 +46,11 @@ pub enum TransportCommand {
     /// Show the history of an image
     History {
         /// Print sizes and dates in human readable format
-        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        #[arg(short = 'H', long, default_value_t = true, action = clap::ArgAction::Set)]
         human: bool,
+        /// Format output using a custom template ('table', 'table TEMPLATE', 'json', or a Go template)
+        #[arg(long)]
+        format: Option<String>,
         /// Don't truncate output
         #[arg(long = "no-trunc")]
         no_trunc: bool,
@@ -67,7 +70,9 @@ pub fn run(client: &Client, cmd: TransportCommand) -> Result<()> {
             login(client, username, password, password_stdin, server.as_deref())
         }
         TransportCommand::Logout { server } => logout(server.as_deref()),
-        TransportCommand::History { human, no_trunc, quiet, image } => history(client, &image, human, no_trunc, quiet),
+        TransportCommand::History { human, format, no_trunc, quiet, image } => {
+            history(client, &image, human, format.as_deref(), no_trunc, quiet)
+        }
     }
 }
 
@@ -113,7 +118,7 @@ pub fn push(client: &Client, image: &str, all_tags: bool, quiet: bool, out: &mut
     Ok(())
 }
 
-fn history(client: &Client, image: &str, human: bool, no_trunc: bool, quiet: bool) -> Result<()> {
+fn history(client: &Client, image: &str, human: bool, format: Option<&str>, no_trunc: bool, quiet: bool) -> Result<()> {
     let path = format!("/images/{image}/history");
     let entries: Vec<Value> = client.get_json(&path).with_context(|| format!("history {image}"))?;
     let now =
@@ -129,6 +134,31 @@ fn history(client: &Client, image: &str, human: bool, no_trunc: bool, quiet: boo
         for e in &entries {
             println!("{}", id_of(e));
         }
+        return Ok(());
+    }
+    if let Some(format) = format.filter(|f| *f != "table") {
+        // The fields of the docker CLI's history context.
+        let rows: Vec<Value> = entries
+            .iter()
+            .map(|e| {
+                let created = e["Created"].as_i64().unwrap_or(0);
+                let size = e["Size"].as_i64().unwrap_or(0);
+                let by = e["CreatedBy"].as_str().unwrap_or("").replace('\t', " ");
+                serde_json::json!({
+                    "ID": id_of(e),
+                    "CreatedSince": if human { crate::human::ago(created, now) } else { crate::containers::go_time(created) },
+                    "CreatedAt": crate::containers::go_time(created),
+                    "CreatedBy": if !no_trunc && by.chars().count() > 45 { by.chars().take(44).collect::<String>() + "…" } else { by },
+                    "Size": if human { crate::human::size(size) } else { size.to_string() },
+                    "Comment": e["Comment"].as_str().unwrap_or(""),
+                })
+            })
+            .collect();
+        let headers = serde_json::json!({
+            "ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "CreatedBy": "CREATED BY",
+            "Size": "SIZE", "Comment": "COMMENT",
+        });
+        print!("{}", crate::template::format_list(format, &rows, &headers)?);
         return Ok(());
     }
     let mut t = crate::table::Table::new(&["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]);

@@ -76,6 +76,8 @@ pub struct Client {
     version: String,
     /// TLS for a `tcp://` endpoint.
     tls: Option<std::sync::Arc<wharf_http::Connector>>,
+    /// Log each request to stderr (the CLI's `-D` / `--log-level debug`).
+    debug: bool,
 }
 
 impl Client {
@@ -97,7 +99,19 @@ impl Client {
         } else {
             return Err(ClientError::UnsupportedHost(host.to_string()));
         };
-        Ok(Client { host: host.to_string(), endpoint, version: DEFAULT_API_VERSION.to_string(), tls: None })
+        Ok(Client {
+            host: host.to_string(),
+            endpoint,
+            version: DEFAULT_API_VERSION.to_string(),
+            tls: None,
+            debug: false,
+        })
+    }
+
+    /// Logs each request (method, host and target) to stderr: the CLI's debug mode.
+    pub fn with_debug(mut self, debug: bool) -> Client {
+        self.debug = debug;
+        self
     }
 
     /// Speaks TLS to a `tcp://` daemon. Streams may stay open for as long as a container's
@@ -172,6 +186,9 @@ impl Client {
     /// Sends a request whose target is already versioned and returns the response, whatever
     /// its status.
     pub fn send_raw(&self, req: Request) -> Result<Response, ClientError> {
+        if self.debug {
+            eprintln!("DEBU {} {}{}", req.method, self.host, req.target);
+        }
         let stream = self.connect()?;
         Ok(wharf_http::send(stream, "api.moby.localhost", req)?)
     }

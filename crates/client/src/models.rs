@@ -12,6 +12,8 @@ pub struct ContainerConfig {
     #[serde(skip_serializing_if = "String::is_empty", default)]
     pub hostname: String,
     #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub domainname: String,
+    #[serde(skip_serializing_if = "String::is_empty", default)]
     pub user: String,
     #[serde(default)]
     pub attach_stdin: bool,
@@ -104,6 +106,15 @@ pub struct HostConfig {
     /// `--cgroup-parent`: the container's cgroup goes under it instead of the daemon's parent.
     #[serde(skip_serializing_if = "String::is_empty", default)]
     pub cgroup_parent: String,
+    /// `--runtime`: the daemon's name of an OCI runtime.
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub runtime: String,
+    /// `--volume-driver`: the driver of the volumes `-v` creates.
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub volume_driver: String,
+    /// `--annotation`: passed to the OCI runtime.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub annotations: BTreeMap<String, String>,
     /// `{"Type": "json-file", "Config": {"max-size": "10k"}}`
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub log_config: Option<serde_json::Value>,

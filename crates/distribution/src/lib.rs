@@ -10,6 +10,7 @@ mod endpoint;
 mod error;
 mod push;
 mod range;
+mod search;
 
 use std::path::PathBuf;
 
@@ -19,6 +20,7 @@ pub use endpoint::{Endpoint, DOCKER_HUB_ORIGIN};
 pub use error::DistributionError;
 pub use push::{BlobSource, Mount, UploadProgress};
 pub use range::ContentRange;
+pub use search::SearchAnswer;
 pub use wharf_http::ProxyConfig;
 
 /// The registry settings of `daemon.json`.

@@ -72,6 +72,13 @@ pub struct HostConfig {
     /// `--cgroup-parent`: the cgroup the container's own goes under; empty for the daemon's.
     #[serde(default)]
     pub cgroup_parent: String,
+    /// `--volume-driver`: the driver of the volumes that `-v` and the image's `VOLUME`s
+    /// create (`--mount` names its own); empty for `local`.
+    #[serde(default)]
+    pub volume_driver: String,
+    /// `--annotation`: passed through to the OCI spec, as dockerd does.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
     /// `default`/`bridge`, `none`, `host`, `container:<name|id>`.
     pub network_mode: String,
     /// `-p`: `80/tcp` → host bindings.

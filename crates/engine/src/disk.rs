@@ -190,6 +190,15 @@ impl Engine {
     }
 
     /// What images, containers and volumes take on disk, as `GET /system/df` reports it.
+    /// A container's `SizeRw` (its upper dir) and `SizeRootFs` (that plus its image), as
+    /// `inspect --size` and `ps --size` show them. Walks the upper dir: call it from a
+    /// blocking context.
+    pub fn container_sizes(&self, rec: &ContainerRecord) -> (u64, u64) {
+        let rw = dir_size(&self.inner.snapshots.container_dirs(&rec.id).upper);
+        let image = self.find_image(&rec.image_id.to_string()).map(|i| i.size).unwrap_or(0);
+        (rw, image + rw)
+    }
+
     pub async fn disk_usage(&self) -> Result<DiskUsage, EngineError> {
         let engine = self.clone();
         blocking(move || engine.disk_usage_blocking()).await

@@ -16,6 +16,8 @@ use crate::{Engine, EngineError};
 
 /// Docker's defaults when a duration or the retries are 0.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+/// dockerd's `defaultStartInterval`.
+const DEFAULT_START_INTERVAL: Duration = Duration::from_secs(5);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_RETRIES: i64 = 3;
 /// Output kept per probe, as Docker keeps it.
@@ -36,6 +38,10 @@ pub struct HealthConfig {
     pub timeout: i64,
     pub start_period: i64,
     pub retries: i64,
+    /// Between probes while the container is `starting` within its start period (API 1.44);
+    /// absent in records written before it existed.
+    #[serde(default)]
+    pub start_interval: i64,
 }
 
 /// One probe's result as inspect shows it.
@@ -96,18 +102,24 @@ pub(crate) fn from_image(v: Option<&serde_json::Value>) -> Option<HealthConfig> 
         timeout: num("Timeout"),
         start_period: num("StartPeriod"),
         retries: num("Retries"),
+        start_interval: num("StartInterval"),
     })
 }
 
 /// The image config's form, for commit.
 pub(crate) fn to_image(h: &HealthConfig) -> serde_json::Value {
-    serde_json::json!({
+    let mut v = serde_json::json!({
         "Test": h.test,
         "Interval": h.interval,
         "Timeout": h.timeout,
         "StartPeriod": h.start_period,
         "Retries": h.retries,
-    })
+    });
+    // Docker leaves it out when unset (`omitempty`), as images made before it have it.
+    if h.start_interval != 0 {
+        v["StartInterval"] = serde_json::json!(h.start_interval);
+    }
+    v
 }
 
 /// Docker's merge: what the user left empty or 0 comes from the image.
@@ -129,6 +141,9 @@ pub(crate) fn merge(user: Option<HealthConfig>, image: Option<HealthConfig>) -> 
         if u.retries == 0 {
             u.retries = i.retries;
         }
+        if u.start_interval == 0 {
+            u.start_interval = i.start_interval;
+        }
     }
     if u == HealthConfig::default() {
         return None;
@@ -138,7 +153,12 @@ pub(crate) fn merge(user: Option<HealthConfig>, image: Option<HealthConfig>) -> 
 
 pub(crate) fn validate(h: &HealthConfig) -> Result<(), EngineError> {
     const MS: i64 = 1_000_000;
-    for (name, v) in [("Interval", h.interval), ("Timeout", h.timeout), ("StartPeriod", h.start_period)] {
+    for (name, v) in [
+        ("Interval", h.interval),
+        ("Timeout", h.timeout),
+        ("StartPeriod", h.start_period),
+        ("StartInterval", h.start_interval),
+    ] {
         if v != 0 && v < MS {
             return Err(EngineError::Invalid(format!("{name} in the healthcheck cannot be less than 1ms")));
         }
@@ -239,10 +259,15 @@ impl Engine {
             let interval = dur(cfg.interval, DEFAULT_INTERVAL);
             let timeout = dur(cfg.timeout, DEFAULT_TIMEOUT);
             let start_period = Duration::from_nanos(cfg.start_period.max(0) as u64);
+            let start_interval = dur(cfg.start_interval, DEFAULT_START_INTERVAL);
             loop {
+                // As dockerd: probes come every start interval while the container is still
+                // `starting` within its start period, every interval after.
+                let starting = started.elapsed() < start_period
+                    && live.health.lock().is_ok_and(|h| h.as_ref().is_some_and(|h| h.status == STARTING));
                 tokio::select! {
                     _ = live.wait_exit_after(exits) => return,
-                    _ = tokio::time::sleep(interval) => {}
+                    _ = tokio::time::sleep(if starting { start_interval } else { interval }) => {}
                 }
                 // A frozen container cannot run a probe; Docker does not count that time either.
                 if engine.find_container(&id).is_ok_and(|r| r.state.paused) {

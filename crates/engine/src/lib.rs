@@ -94,8 +94,8 @@ pub use user::{PathInfo, PathKind};
 pub use usernet::{NetworkCreate, NetworkRecord};
 pub use userns::{resolve_userns_remap, UsernsRemap, DEFAULT_REMAP_USER};
 pub use volumes::{MountKind, MountPoint, MountRequest, VolumeRecord};
-pub use wharf_distribution::AuthConfig;
 pub use wharf_distribution::ProxyConfig;
+pub use wharf_distribution::{AuthConfig, SearchAnswer};
 
 /// A label that marks a container made for one operation of the daemon (a build step): it is
 /// removed when the daemon starts, since the operation died with the daemon before it.

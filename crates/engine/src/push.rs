@@ -48,6 +48,18 @@ impl Engine {
         r.map_err(EngineError::of_registry_transfer)
     }
 
+    /// Searches a registry's `/v1/search` (`docker search`), `registry` as `login` names it.
+    pub async fn search(
+        &self,
+        registry: String,
+        term: String,
+        limit: u32,
+        auth: Option<AuthConfig>,
+    ) -> Result<wharf_distribution::SearchAnswer, EngineError> {
+        let engine = self.clone();
+        blocking(move || Ok(engine.registry().search(&registry, &term, limit, auth.as_ref())?)).await
+    }
+
     /// Checks credentials against a registry (`host[:port]`, `docker.io` for Docker Hub);
     /// returns the identity (refresh) token a token server gave, if any.
     pub async fn login(&self, registry: String, auth: AuthConfig) -> Result<Option<String>, EngineError> {

@@ -1,7 +1,6 @@
 //! Generating a container's OCI runtime `config.json` from its record and its image, with
 //! Docker's defaults (mounts, masked paths, capabilities, environment).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use wharf_runtime::spec::{self as oci, Spec};
@@ -125,7 +124,8 @@ impl Engine {
         resources.devices = oci::DeviceRule::docker_defaults();
 
         let caps: Vec<String> = DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
-        let mut annotations = BTreeMap::new();
+        // The user's first; wharf's own (create refuses their prefix) always win.
+        let mut annotations = rec.host_config.annotations.clone();
         annotations.insert(oci::ANNOTATION_OVERLAY.to_string(), overlay);
         let mut spec = Spec {
             oci_version: "1.0.2".to_string(),

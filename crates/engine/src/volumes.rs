@@ -368,7 +368,8 @@ impl Engine {
         image_volumes: &[String],
         chain_ids: &[wharf_types::Digest],
     ) -> Result<Vec<MountPoint>, EngineError> {
-        let mut reqs: Vec<(MountRequest, String)> = Vec::new();
+        // Each request with its mode, and the driver its volume gets when it creates one.
+        let mut reqs: Vec<(MountRequest, String, &str)> = Vec::new();
         for b in &hc.binds {
             let r = parse_bind(b)?;
             let parts: Vec<&str> = b.split(':').collect();
@@ -377,7 +378,7 @@ impl Engine {
             } else {
                 String::new()
             };
-            reqs.push((r, mode));
+            reqs.push((r, mode, hc.volume_driver.as_str()));
         }
         for m in &hc.mounts {
             if !m.target.starts_with('/') {
@@ -400,7 +401,7 @@ impl Engine {
                 }
                 _ => {}
             }
-            reqs.push((m.clone(), String::new()));
+            reqs.push((m.clone(), String::new(), "local"));
         }
         let mut points: Vec<MountPoint> = Vec::new();
         let push = |p: MountPoint, points: &mut Vec<MountPoint>| -> Result<(), EngineError> {
@@ -416,7 +417,7 @@ impl Engine {
                 MountPoint { kind: MountKind::Tmpfs, destination: path.clone(), rw: !ro, data, ..Default::default() };
             push(p, &mut points)?;
         }
-        for (r, mode) in reqs {
+        for (r, mode, driver) in reqs {
             let mut p = MountPoint {
                 kind: r.kind,
                 destination: r.target.trim_end_matches('/').to_string(),
@@ -448,7 +449,7 @@ impl Engine {
                 MountKind::Volume => {
                     let v = self.create_volume_inner(
                         Some(&r.source).filter(|s| !s.is_empty()).map(String::as_str),
-                        "local",
+                        driver,
                         BTreeMap::new(),
                         BTreeMap::new(),
                         r.source.is_empty(),
@@ -494,7 +495,7 @@ impl Engine {
             if dest.is_empty() || points.iter().any(|x| x.destination == dest) {
                 continue;
             }
-            let v = self.create_volume_inner(None, "local", BTreeMap::new(), BTreeMap::new(), true)?;
+            let v = self.create_volume_inner(None, &hc.volume_driver, BTreeMap::new(), BTreeMap::new(), true)?;
             self.fill_volume(&v, dest, chain_ids)?;
             points.push(MountPoint {
                 kind: MountKind::Volume,

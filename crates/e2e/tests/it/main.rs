@@ -28,6 +28,8 @@ mod build;
 mod build_diff;
 mod build_py;
 mod cgroup_v2;
+mod cli_context;
+mod cli_flags;
 mod commit;
 mod compose;
 mod compose_diff;
