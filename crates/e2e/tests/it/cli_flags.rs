@@ -30,9 +30,6 @@ enum Why {
     Experimental,
     /// Docker Content Trust (Notary): wharf has no trust server client.
     Trust,
-    /// Being added elsewhere: the resource controls of issue 21, on their own branch.
-    /// The lead deletes these entries when that work is merged.
-    Resources,
     /// Not done yet, with what is missing; these entries are the to-do list of issue 21.
     Pending(&'static str),
 }
@@ -49,9 +46,8 @@ const fn gap(on: &'static str, flag: &'static str, why: Why) -> Gap {
     Gap { on, flag, why }
 }
 
-/// The commands that take `run`'s container flags, and those that `update` shares.
+/// The commands that take `run`'s container flags.
 const CREATE: &str = "run|create|container run|container create";
-const CREATE_UPDATE: &str = "run|create|update|container run|container create|container update";
 const BUILD: &str = "build|builder build|image build";
 
 const GAPS: &[Gap] = &[
@@ -75,10 +71,6 @@ const GAPS: &[Gap] = &[
     gap("network create", "config-from", Why::Swarm),
     gap("network inspect", "verbose", Why::Swarm),
     // Windows containers.
-    gap(CREATE, "cpu-count", Why::Windows),
-    gap(CREATE, "cpu-percent", Why::Windows),
-    gap(CREATE, "io-maxbandwidth", Why::Windows),
-    gap(CREATE, "io-maxiops", Why::Windows),
     gap(CREATE, "isolation", Why::Windows),
     gap(BUILD, "isolation", Why::Windows),
     gap("checkpoint", "*", Why::Experimental),
@@ -87,25 +79,6 @@ const GAPS: &[Gap] = &[
     gap(CREATE, "disable-content-trust", Why::Trust),
     gap("pull|image pull|push|image push", "disable-content-trust", Why::Trust),
     gap(BUILD, "disable-content-trust", Why::Trust),
-    // Being added by the resource-controls work (issue 21, first half): delete on merge.
-    gap(CREATE, "blkio-weight-device", Why::Resources),
-    gap(CREATE_UPDATE, "blkio-weight", Why::Resources),
-    gap(CREATE, "cpu-period", Why::Resources),
-    gap(CREATE, "cpu-quota", Why::Resources),
-    gap(CREATE_UPDATE, "cpu-rt-period", Why::Resources),
-    gap(CREATE_UPDATE, "cpu-rt-runtime", Why::Resources),
-    gap(CREATE_UPDATE, "cpuset-cpus", Why::Resources),
-    gap(CREATE_UPDATE, "cpuset-mems", Why::Resources),
-    gap(CREATE, "device-read-bps", Why::Resources),
-    gap(CREATE, "device-read-iops", Why::Resources),
-    gap(CREATE, "device-write-bps", Why::Resources),
-    gap(CREATE, "device-write-iops", Why::Resources),
-    gap(CREATE, "gpus", Why::Resources),
-    gap(CREATE, "kernel-memory", Why::Resources),
-    gap(CREATE_UPDATE, "memory-reservation", Why::Resources),
-    gap(CREATE, "memory-swap", Why::Resources),
-    gap(CREATE, "memory-swappiness", Why::Resources),
-    gap(CREATE, "storage-opt", Why::Resources),
     // Docker's experimental features.
     gap("images|image ls", "tree", Why::Experimental),
     gap("start|container start", "checkpoint", Why::Experimental),
