@@ -183,7 +183,7 @@ fn update_limits(cli: Cli) {
     if crate::cgroup_v2::host_is_pure_v2() {
         // v2 counts swap apart (memory-swap minus memory), the quota with its period, and
         // shares as a weight (runc's conversion).
-        assert_eq!(read(&cg_file(&d, "", &id, "", "memory.swap.max")), (128u64 << 20).to_string());
+        assert_eq!(read(&cg_file(&d, "", &id, "", "memory.swap.max")), crate::cgroup_v2::expected_swap_max(128 << 20));
         assert_eq!(read(&cg_file(&d, "", &id, "", "cpu.max")), "50000 100000");
         assert_eq!(read(&cg_file(&d, "", &id, "", "cpu.weight")), "20");
     } else {
