@@ -165,8 +165,24 @@ fn oom_kill_is_reported_from_memory_events() {
     let info = d.inspect(Cli::Docker, "oom");
     assert_eq!(info["State"]["OOMKilled"], true, "{}", info["State"]);
     assert_eq!(info["State"]["ExitCode"], 137, "{}", info["State"]);
-    let events =
-        d.docker(&["events", "--since", "0", "--until", "0s", "--filter", "container=oom", "--format", "{{.Action}}"]);
+    // Until a moment from now rather than `0s`: the emulated guest's vCPU clocks can be some
+    // milliseconds apart, and the `oom` and `die` of a moment ago then fell after "now".
+    let until = (std::time::SystemTime::now() + std::time::Duration::from_secs(2))
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        .to_string();
+    let events = d.docker(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &until,
+        "--filter",
+        "container=oom",
+        "--format",
+        "{{.Action}}",
+    ]);
     let actions: Vec<&str> = events.ok().stdout.lines().collect();
     let at = |a: &str| actions.iter().position(|x| *x == a);
     assert!(at("oom").is_some() && at("oom") < at("die"), "{actions:?}");
