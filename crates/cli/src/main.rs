@@ -15,6 +15,7 @@ mod images;
 mod inspect;
 mod interactive;
 mod lifecycle;
+mod manifest;
 mod network;
 mod pull;
 mod resources;
@@ -307,6 +308,11 @@ rename, restart, rm, run, start, stats, stop, top, unpause, update, wait (`wharf
     },
     /// Search a registry for images
     Search(search::SearchFlags),
+    /// Manage Docker image manifests and manifest lists
+    Manifest {
+        #[command(subcommand)]
+        command: manifest::ManifestCommand,
+    },
     /// Manage contexts
     Context {
         #[command(subcommand)]
@@ -445,6 +451,10 @@ fn dispatch(cli: Cli) -> Result<()> {
     if let Command::Context { command } = cli.command {
         return context::run(command, &context?);
     }
+    // Like docker's, `manifest` talks to registries itself: no daemon.
+    if let Command::Manifest { command } = cli.command {
+        return manifest::run(command);
+    }
     let client: Result<Client> = context.and_then(|name| context::endpoint(&name)).and_then(|endpoint| {
         let (client, tls) = match endpoint {
             Some((host, context_tls)) => (Client::new(&host), tls.or(context_tls)),
@@ -539,7 +549,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 Command::Swarm { args } => swarm::run(&client, "swarm", &args),
                 Command::Image { command: ImageCommand::Prune(f) } => disk::image_prune(&client, &f),
                 Command::Container { command: ContainerCommand::Prune(f) } => extras::prune(&client, &f),
-                Command::Run { .. } | Command::Create { .. } | Command::Context { .. } => {
+                Command::Run { .. } | Command::Create { .. } | Command::Context { .. } | Command::Manifest { .. } => {
                     unreachable!("handled above")
                 }
             }
