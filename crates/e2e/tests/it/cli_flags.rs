@@ -84,7 +84,6 @@ const GAPS: &[Gap] = &[
     gap("start|container start", "checkpoint", Why::Experimental),
     gap("start|container start", "checkpoint-dir", Why::Experimental),
     // Not done yet: the to-do list of issue 21's CLI half.
-    gap("manifest", "*", Why::Pending("manifest lists in ~/.docker/manifests, pushed to a registry")),
     gap(CREATE, "link-local-ip", Why::Pending("link-local addresses on the container's interface")),
     gap("network connect", "link-local-ip", Why::Pending("link-local addresses on the container's interface")),
     gap(CREATE, "use-api-socket", Why::Pending("the daemon's socket and the caller's credentials in the container")),
