@@ -30,6 +30,7 @@ mod build_py;
 mod cgroup_v2;
 mod cli_context;
 mod cli_flags;
+mod cli_manifest;
 mod commit;
 mod compose;
 mod compose_diff;
