@@ -548,26 +548,19 @@ fn print_list(entries: &[Entry], list: &ListDoc, verbose: bool) -> Result<()> {
 }
 
 fn create(list: &str, manifests: &[String], amend: bool, insecure: bool) -> Result<()> {
-    let list_ref = parse_ref(list)?;
+    let list_ref =
+        ImageRef::parse(list).map_err(|e| Exit::new(1, format!("error parsing name for manifest list {list}: {e}")))?;
     let dir = list_dir(&list_ref)?;
     if dir.exists() && !amend {
         return Err(Exit::new(1, "refusing to amend an existing manifest list with no --amend flag".to_string()).into());
     }
-    let remote = Remote::new(&list_ref.registry, insecure)?;
     // Everything is fetched before anything is written: a failure leaves no partial list.
     let mut fetched = Vec::new();
     for m in manifests {
         let r = parse_ref(m)?;
-        if r.registry != list_ref.registry {
-            return Err(Exit::new(
-                1,
-                format!(
-                    "cannot use source images from a different registry than the target image: {} != {}",
-                    r.registry, list_ref.registry
-                ),
-            )
-            .into());
-        }
+        // Each from its own registry (a list of another registry's images is refused at push,
+        // as docker's is).
+        let remote = Remote::new(&r.registry, insecure)?;
         let got = remote.fetch(&r)?;
         if got.index.is_some() {
             return Err(Exit::new(1, format!("{r} is a manifest list")).into());
@@ -657,6 +650,21 @@ fn push(list: &str, insecure: bool, purge: bool) -> Result<()> {
         Some(e) if !e.is_empty() => e,
         _ => return Err(no_such(&list_ref)),
     };
+    // Blobs are mounted from the entries' repositories: all must be in the list's registry.
+    // Checked before anything is sent.
+    for e in &entries {
+        let src = parse_ref(&e.reference)?;
+        if src.registry != list_ref.registry {
+            return Err(Exit::new(
+                1,
+                format!(
+                    "cannot use source images from a different registry than the target image: {} != {}",
+                    src.registry, list_ref.registry
+                ),
+            )
+            .into());
+        }
+    }
     let remote = Remote::new(&list_ref.registry, insecure)?;
     let auth = remote.auth(&list_ref.registry)?;
     let ep = remote.client.push_endpoint(&list_ref, auth.as_ref()).map_err(|e| remote_error(&list_ref, e))?;

@@ -128,3 +128,42 @@ fn lists_made_annotated_pushed_and_pulled_as_docker_does() {
     assert!(env.starts_with(&format!("{arch} ")), "{env}");
     assert!(env.contains(&format!("WHARF_ARCH={arch}")), "{env}");
 }
+
+#[test]
+fn a_registry_that_wants_credentials_gets_the_docker_configs() {
+    let reg = TestRegistry::start(RegistryOptions {
+        only: vec!["test/multiarch".into()],
+        htpasswd: Some(("mfuser".into(), "s3cret".into())),
+        ..Default::default()
+    });
+    let digest = reg.summary["images"]["test/multiarch:latest"]["platforms"][host_arch()]["manifest_digest"]
+        .as_str()
+        .expect("fixture digest")
+        .to_string();
+    let member = format!("{}@{digest}", reg.image("test/multiarch"));
+    let list = reg.image("test/authed-list:1");
+    let cfg = TempDir::new("manifest-auth");
+    let wharf_bin = bin("wharf");
+    let w = |args: &[&str]| cli(wharf_bin.to_str().unwrap(), &cfg, args);
+
+    w(&["manifest", "inspect", "--insecure", &member]).fails().mentions(&["unauthorized"]);
+    w(&["manifest", "create", "--insecure", &list, &member]).fails().mentions(&["unauthorized"]);
+    assert!(!cfg.0.join("manifests").exists(), "a refused create left a list");
+
+    // As `docker login` keeps them: base64 of "mfuser:s3cret" under the registry's address.
+    let config = serde_json::json!({"auths": {reg.addr.clone(): {"auth": "bWZ1c2VyOnMzY3JldA=="}}});
+    std::fs::write(cfg.0.join("config.json"), config.to_string()).expect("write config.json");
+    w(&["manifest", "create", "--insecure", &list, &member]).ok();
+    let pushed = w(&["manifest", "push", "--insecure", "--purge", &list]).ok().stdout.clone();
+    let digest = pushed.lines().last().unwrap_or("").to_string();
+    assert!(digest.starts_with("sha256:"), "{pushed}");
+    let left: Vec<_> = std::fs::read_dir(cfg.0.join("manifests")).expect("manifests dir").collect();
+    assert!(left.is_empty(), "--purge left {left:?}");
+    let index = w(&["manifest", "inspect", "--insecure", &list]).ok().json();
+    assert_eq!(index["manifests"].as_array().map(Vec::len), Some(1), "{index}");
+    // docker reads the same credentials and sees the same list.
+    assert_eq!(
+        cli("docker", &cfg, &["manifest", "inspect", "--insecure", &list]).ok().stdout,
+        w(&["manifest", "inspect", "--insecure", &list]).ok().stdout
+    );
+}
