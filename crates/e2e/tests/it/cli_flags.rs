@@ -90,11 +90,7 @@ const GAPS: &[Gap] = &[
     gap(CREATE, "use-api-socket", Why::Pending("the daemon's socket and the caller's credentials in the container")),
     gap("rm|container rm", "link", Why::Pending("DELETE /containers/{parent/alias}?link=1 in wharfd")),
     gap("network connect", "link", Why::Pending("legacy links given at connect time")),
-    gap("network connect", "driver-opt", Why::Pending("endpoint driver options")),
     gap("network connect", "gw-priority", Why::Pending("the default gateway's choice among networks (API 1.48)")),
-    gap("network create", "aux-address", Why::Pending("IPAM auxiliary addresses kept out of allocation")),
-    gap("network create", "ipam-opt", Why::Pending("IPAM driver options")),
-    gap("network create", "ipv4", Why::Pending("IPv6-only networks (--ipv4=false, API 1.47)")),
     gap("pull|image pull", "all-tags", Why::Pending("pulling every tag of a repository")),
     gap(
         "push|image push|history|image history|image import|import|image inspect|image load|load|image rm|rmi|image save|save",
