@@ -167,6 +167,9 @@ enum Command {
     Logs(LogsFlags),
     /// Download an image from a registry
     Pull {
+        /// Download all tagged images in the repository
+        #[arg(short = 'a', long = "all-tags")]
+        all_tags: bool,
         /// Suppress verbose output
         #[arg(short = 'q', long)]
         quiet: bool,
@@ -339,6 +342,8 @@ enum ImageCommand {
     },
     /// Download an image from a registry
     Pull {
+        #[arg(short = 'a', long = "all-tags")]
+        all_tags: bool,
         #[arg(short = 'q', long)]
         quiet: bool,
         #[arg(long)]
@@ -497,9 +502,10 @@ fn dispatch(cli: Cli) -> Result<()> {
                 Command::Rm { force, volumes, containers } => containers::rm(&client, &containers, force, volumes),
                 Command::Ps(f) | Command::Container { command: ContainerCommand::Ls(f) } => containers::ps(&client, &f),
                 Command::Logs(f) => containers::logs(&client, &f),
-                Command::Pull { quiet, platform, image }
-                | Command::Image { command: ImageCommand::Pull { quiet, platform, image } } => {
-                    pull::pull(&client, &image, platform.as_deref(), quiet, &mut std::io::stdout())
+                Command::Pull { all_tags, quiet, platform, image }
+                | Command::Image { command: ImageCommand::Pull { all_tags, quiet, platform, image } } => {
+                    let opts = pull::PullOpts { platform: platform.as_deref(), all_tags, quiet };
+                    pull::pull_with(&client, &image, opts, &mut std::io::stdout())
                 }
                 Command::Images(f) | Command::Image { command: ImageCommand::Ls(f) } => images::images(&client, &f),
                 Command::Rmi { force, no_prune, images }

@@ -91,7 +91,6 @@ const GAPS: &[Gap] = &[
     gap("rm|container rm", "link", Why::Pending("DELETE /containers/{parent/alias}?link=1 in wharfd")),
     gap("network connect", "link", Why::Pending("legacy links given at connect time")),
     gap("network connect", "gw-priority", Why::Pending("the default gateway's choice among networks (API 1.48)")),
-    gap("pull|image pull", "all-tags", Why::Pending("pulling every tag of a repository")),
     gap(
         "push|image push|history|image history|image import|import|image inspect|image load|load|image rm|rmi|image save|save",
         "platform",
@@ -530,3 +529,35 @@ fn search_without_a_search_api_fails_as_on_dockerd() {
     };
     assert_eq!((ours.code, message(&ours)), (theirs.code, message(&theirs)), "docker:\n{theirs}\nwharf:\n{ours}");
 }
+
+/// `pull --all-tags`: every tag of a repository of the test's own registry comes down (through
+/// its tag list), the CLI then names the repository alone; a tag with `-a` is the docker
+/// CLI's usage error, and a repository the registry does not have fails.
+fn pull_all_tags(cli: Cli) {
+    use crate::harness::{RegistryOptions, TestRegistry};
+    let reg = TestRegistry::start(RegistryOptions { only: vec!["library/busybox".into()], ..Default::default() });
+    let d = Daemon::start();
+    let bb = reg.image("library/busybox:latest");
+    d.cli(cli, &["pull", &bb]).ok();
+    let repo = reg.image("mine/multi");
+    let tags = ["one", "three", "two"];
+    for t in tags {
+        d.cli(cli, &["tag", &bb, &format!("{repo}:{t}")]).ok();
+    }
+    d.cli(cli, &["push", "--all-tags", &repo]).ok();
+    for t in tags {
+        d.cli(cli, &["rmi", &format!("{repo}:{t}")]).ok();
+    }
+    let out = d.cli(cli, &["pull", "--all-tags", &repo]);
+    out.ok();
+    assert_eq!(out.stdout.trim().lines().last(), Some(repo.as_str()), "{out}");
+    let ls = d.cli(cli, &["images", &repo, "--format", "{{.Tag}}"]);
+    let mut got: Vec<&str> = ls.ok().stdout.lines().collect();
+    got.sort();
+    assert_eq!(got, tags, "{ls}");
+    let out = d.cli(cli, &["image", "pull", "-a", &format!("{repo}:one")]);
+    assert_eq!(out.code, 1, "{out}");
+    out.mentions(&["tag can't be used with --all-tags/-a"]);
+    d.cli(cli, &["pull", "-a", &reg.image("mine/none")]).fails().mentions(&["mine/none"]);
+}
+both!(pull_all_tags);
