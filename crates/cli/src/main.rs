@@ -188,6 +188,9 @@ enum Command {
         /// Do not delete untagged parents
         #[arg(long = "no-prune")]
         no_prune: bool,
+        /// Remove only the given platform (API 1.50; refused by older daemons, as docker does)
+        #[arg(long)]
+        platform: Option<String>,
         #[arg(required = true)]
         images: Vec<String>,
     },
@@ -337,6 +340,8 @@ enum ImageCommand {
         force: bool,
         #[arg(long = "no-prune")]
         no_prune: bool,
+        #[arg(long)]
+        platform: Option<String>,
         #[arg(required = true)]
         images: Vec<String>,
     },
@@ -359,6 +364,9 @@ enum ImageCommand {
         /// Format output using a (small subset of a) Go template
         #[arg(short = 'f', long)]
         format: Option<String>,
+        /// Inspect the given platform (API 1.49; refused by older daemons, as docker does)
+        #[arg(long)]
+        platform: Option<String>,
         #[arg(required = true)]
         images: Vec<String>,
     },
@@ -508,8 +516,9 @@ fn dispatch(cli: Cli) -> Result<()> {
                     pull::pull_with(&client, &image, opts, &mut std::io::stdout())
                 }
                 Command::Images(f) | Command::Image { command: ImageCommand::Ls(f) } => images::images(&client, &f),
-                Command::Rmi { force, no_prune, images }
-                | Command::Image { command: ImageCommand::Rm { force, no_prune, images } } => {
+                Command::Rmi { force, no_prune, platform, images }
+                | Command::Image { command: ImageCommand::Rm { force, no_prune, platform, images } } => {
+                    images::refuse_platform(&client, platform.as_deref(), "1.50")?;
                     images::rmi(&client, &images, force, no_prune)
                 }
                 Command::Tag { source, target } | Command::Image { command: ImageCommand::Tag { source, target } } => {
@@ -518,7 +527,8 @@ fn dispatch(cli: Cli) -> Result<()> {
                 Command::Inspect { kind, format, size, names } => {
                     inspect::inspect(&client, &names, kind.as_deref(), format.as_deref(), size)
                 }
-                Command::Image { command: ImageCommand::Inspect { format, images } } => {
+                Command::Image { command: ImageCommand::Inspect { format, platform, images } } => {
+                    images::refuse_platform(&client, platform.as_deref(), "1.49")?;
                     inspect::inspect(&client, &images, Some("image"), format.as_deref(), false)
                 }
                 Command::Version { format: Some(f) } => system::version_format(&client, &f),

@@ -91,11 +91,6 @@ const GAPS: &[Gap] = &[
     gap("rm|container rm", "link", Why::Pending("DELETE /containers/{parent/alias}?link=1 in wharfd")),
     gap("network connect", "link", Why::Pending("legacy links given at connect time")),
     gap("network connect", "gw-priority", Why::Pending("the default gateway's choice among networks (API 1.48)")),
-    gap(
-        "push|image push|history|image history|image import|import|image inspect|image load|load|image rm|rmi|image save|save",
-        "platform",
-        Why::Pending("API 1.48's per-platform image operations on a multi-platform image store"),
-    ),
     gap(BUILD, "cgroup-parent", Why::Pending("the builder's RUN containers")),
     gap(BUILD, "compress", Why::Pending("the builder's context upload")),
     gap(BUILD, "cpu-period", Why::Pending("the builder's RUN containers")),
@@ -561,3 +556,34 @@ fn pull_all_tags(cli: Cli) {
     d.cli(cli, &["pull", "-a", &reg.image("mine/none")]).fails().mentions(&["mine/none"]);
 }
 both!(pull_all_tags);
+
+/// `--platform` of the per-platform image operations (API 1.46 to 1.50): against wharfd (API
+/// 1.45) the docker CLI refuses it before any request, and so does wharf, with the same words
+/// and status; the image is untouched.
+fn platform_of_newer_apis_is_refused(cli: Cli) {
+    let d = Daemon::start();
+    let bb = d.pull("library/busybox:latest");
+    let tmp = crate::harness::TempDir::new("platform");
+    let tar = tmp.0.join("x.tar");
+    let tar = tar.to_str().unwrap_or_default();
+    let p = "linux/amd64";
+    let cases: &[(&[&str], &str)] = &[
+        (&["save", "--platform", p, "-o", tar, &bb], "1.48"),
+        (&["load", "--platform", p, "-i", tar], "1.48"),
+        (&["history", "--platform", p, &bb], "1.48"),
+        (&["image", "inspect", "--platform", p, &bb], "1.49"),
+        (&["rmi", "--platform", p, &bb], "1.50"),
+        (&["image", "rm", "--platform", p, &bb], "1.50"),
+        (&["push", "--platform", p, &bb], "1.46"),
+    ];
+    for (args, version) in cases {
+        let out = d.cli(cli, args);
+        assert_eq!(out.code, 1, "{out}");
+        out.mentions(&[&format!(
+            "\"--platform\" requires API version {version}, but the Docker daemon API version is 1.45"
+        )]);
+    }
+    assert!(!std::path::Path::new(tar).exists(), "save wrote {tar}");
+    d.cli(cli, &["image", "inspect", &bb]).ok();
+}
+both!(platform_of_newer_apis_is_refused);
