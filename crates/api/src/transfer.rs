@@ -60,10 +60,15 @@ pub async fn import(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>>
     }
     let reference = repo_tag(q.get("repo"), q.get("tag"))?;
     let platform = match q.get("platform").filter(|p| !p.is_empty()) {
-        Some(p) => Some(
-            wharf_types::oci::Platform::parse(p)
-                .ok_or_else(|| ApiError::bad_request(format!("invalid platform {p:?}: want os/arch[/variant]")))?,
-        ),
+        Some(p) => match wharf_types::oci::Platform::parse(p) {
+            Some(p) => Some(p),
+            None => {
+                // Read the archive away first: a client still sending it would see a broken
+                // pipe, not the answer.
+                let _ = crate::router::read_body(req).await;
+                return Err(ApiError::bad_request(format!("invalid platform {p:?}: want os/arch[/variant]")));
+            }
+        },
         None => None,
     };
     let request = ImportRequest {

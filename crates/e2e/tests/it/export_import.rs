@@ -82,6 +82,14 @@ fn export_import_round_trip(cli: Cli) {
     let img = d.inspect(cli, "imported/arm:1");
     assert_eq!((&img["Os"], &img["Architecture"], &img["Variant"]), (&"linux".into(), &"arm64".into(), &"v8".into()));
     assert_ne!(d.inspect(cli, "imported/fs:1")["Architecture"], "arm64", "without --platform: this machine's");
+    // `create --platform`: as dockerd 20.10, a local image of another platform is not taken.
+    let create = ["create", "--pull", "never", "--platform"];
+    d.cli(cli, &[&create[..], &["linux/amd64", "imported/arm:1"]].concat())
+        .fails()
+        .mentions(&["does not match the specified platform: wanted linux/amd64, actual: linux/arm64/v8"]);
+    let id = d.cli(cli, &[&create[..], &["linux/arm64", "--name", "arm", "imported/arm:1", "true"]].concat());
+    id.ok();
+    d.cli(cli, &["rm", "arm"]).ok();
 
     // Export to stdout, import from stdin (gzip-compressed on the way in).
     if cli == Cli::Wharf {
