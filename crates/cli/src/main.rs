@@ -157,6 +157,9 @@ enum Command {
         /// Remove anonymous volumes associated with the container
         #[arg(short = 'v', long)]
         volumes: bool,
+        /// Remove the specified link
+        #[arg(short = 'l', long)]
+        link: bool,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -507,7 +510,9 @@ fn dispatch(cli: Cli) -> Result<()> {
                     containers::stop(&client, &containers, time, signal.as_deref())
                 }
                 Command::Kill { signal, containers } => containers::kill(&client, &containers, signal.as_deref()),
-                Command::Rm { force, volumes, containers } => containers::rm(&client, &containers, force, volumes),
+                Command::Rm { force, volumes, link, containers } => {
+                    containers::rm(&client, &containers, force, volumes, link)
+                }
                 Command::Ps(f) | Command::Container { command: ContainerCommand::Ls(f) } => containers::ps(&client, &f),
                 Command::Logs(f) => containers::logs(&client, &f),
                 Command::Pull { all_tags, quiet, platform, image }

@@ -127,6 +127,9 @@ pub enum NetworkCommand {
         /// driver options for the network
         #[arg(long = "driver-opt")]
         driver_opt: Vec<String>,
+        /// Add link to another container
+        #[arg(long)]
+        link: Vec<String>,
         network: String,
         container: String,
     },
@@ -354,8 +357,11 @@ fn network(client: &Client, cmd: NetworkCommand) -> Result<()> {
             }
             Ok(())
         }
-        NetworkCommand::Connect { alias, ip, ip6, driver_opt, network, container } => {
+        NetworkCommand::Connect { alias, ip, ip6, driver_opt, link, network, container } => {
             let mut ep = json!({"Aliases": alias});
+            if !link.is_empty() {
+                ep["Links"] = json!(link);
+            }
             if !driver_opt.is_empty() {
                 ep["DriverOpts"] = json!(driver_opts(&driver_opt)?);
             }

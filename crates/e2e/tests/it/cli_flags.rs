@@ -88,8 +88,6 @@ const GAPS: &[Gap] = &[
     gap(CREATE, "link-local-ip", Why::Pending("link-local addresses on the container's interface")),
     gap("network connect", "link-local-ip", Why::Pending("link-local addresses on the container's interface")),
     gap(CREATE, "use-api-socket", Why::Pending("the daemon's socket and the caller's credentials in the container")),
-    gap("rm|container rm", "link", Why::Pending("DELETE /containers/{parent/alias}?link=1 in wharfd")),
-    gap("network connect", "link", Why::Pending("legacy links given at connect time")),
     gap("network connect", "gw-priority", Why::Pending("the default gateway's choice among networks (API 1.48)")),
     gap(BUILD, "cgroup-parent", Why::Pending("the builder's RUN containers")),
     gap(BUILD, "compress", Why::Pending("the builder's context upload")),

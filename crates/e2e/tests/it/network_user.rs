@@ -501,13 +501,12 @@ fn links_on_the_default_bridge_and_on_a_user_network(cli: Cli) {
     }
     d.cli(cli, &["create", "--name", "web", "--link", "db:database", &bb, "true"]).ok();
     assert_eq!(d.inspect(cli, "web")["HostConfig"]["Links"], serde_json::json!(["/db:/web/database"]));
-    if cli == Cli::Docker {
-        // `rm --link` removes the link, not a container.
-        d.cli(cli, &["rm", "--link", "web/database"]).ok();
-        let links = d.inspect(cli, "web")["HostConfig"]["Links"].clone();
-        assert!(links.as_array().is_none_or(|a| a.is_empty()), "{links}");
-        d.cli(cli, &["rm", "--link", "web/nosuch"]).fails();
-    }
+    // `rm --link` removes the link, not a container.
+    d.cli(cli, &["rm", "--link", "web/database"]).ok();
+    let links = d.inspect(cli, "web")["HostConfig"]["Links"].clone();
+    assert!(links.as_array().is_none_or(|a| a.is_empty()), "{links}");
+    d.cli(cli, &["rm", "--link", "web/nosuch"]).fails();
+    assert_eq!(d.inspect(cli, "web")["Name"], "/web", "rm --link keeps the container");
     d.cli(cli, &["create", "--name", "lonely", "--link", "nosuch:x", &bb, "true"]).ok();
     d.cli(cli, &["start", "lonely"]).fails().mentions(&["Cannot link to a non running container"]);
 
@@ -521,7 +520,12 @@ fn links_on_the_default_bridge_and_on_a_user_network(cli: Cli) {
     assert_eq!(lookup(&d, cli, "app", "cache"), store_ip);
     assert_eq!(lookup(&d, cli, "other", "cache"), "", "the alias is the linking container's only");
     assert_eq!(lookup(&d, cli, "other", "store"), store_ip);
-    d.cli(cli, &["rm", "-f", "db", "web", "lonely", "store", "app", "other"]).ok();
+    // `network connect --link`: a container joining the network later links as it joins.
+    d.cli(cli, &["run", "-d", "--name", "late", &bb, "sleep", "60"]).ok();
+    d.cli(cli, &["network", "connect", "--link", "store:kv", "linked", "late"]).ok();
+    assert_eq!(lookup(&d, cli, "late", "kv"), store_ip);
+    assert_eq!(lookup(&d, cli, "other", "kv"), "", "the alias is the linking container's only");
+    d.cli(cli, &["rm", "-f", "db", "web", "lonely", "store", "app", "other", "late"]).ok();
     d.cli(cli, &["network", "rm", "linked"]).ok();
 }
 both!(links_on_the_default_bridge_and_on_a_user_network);
