@@ -152,6 +152,34 @@ fn with_anonymous_volumes(
 pub(crate) const RUNTIME: &str = "wharf";
 
 /// `POST /containers/create?name=`.
+/// `create?platform=` (API 1.41): as dockerd 20.10, a local image of another platform is
+/// not found (the docker CLI then pulls the platform asked for); one of it, or no platform
+/// asked, goes on.
+fn check_platform(ctx: &Ctx, image: &str) -> Result<()> {
+    let Some(p) = ctx.query.get("platform").filter(|p| !p.is_empty()) else { return Ok(()) };
+    let want = wharf_types::oci::Platform::parse(p)
+        .ok_or_else(|| ApiError::bad_request(format!("invalid platform {p:?}: want os/arch[/variant]")))?;
+    let Ok(rec) = ctx.engine.find_image(image) else { return Ok(()) };
+    let cfg = ctx.engine.image_config(&rec)?;
+    let have = wharf_types::oci::Platform {
+        architecture: cfg.architecture.clone(),
+        os: cfg.os.clone(),
+        os_version: None,
+        variant: cfg.variant.clone(),
+    };
+    if want.matches(&have) {
+        return Ok(());
+    }
+    let actual = match &have.variant {
+        Some(v) => format!("{}/{}/{v}", have.os, have.architecture),
+        None => format!("{}/{}", have.os, have.architecture),
+    };
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("image with reference {image} was found but does not match the specified platform: wanted {p}, actual: {actual}"),
+    ))
+}
+
 pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
     let raw = crate::decode::raw(&body, "invalid container config")?;
     let unset = crate::decode::unset_keys(raw.get("HostConfig"), ECHOED_LISTS);
@@ -159,6 +187,7 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
     if b.image.is_empty() {
         return Err(ApiError::bad_request("config: image is required"));
     }
+    check_platform(ctx, &b.image)?;
     let hc = b.host_config.unwrap_or_default();
     // wharfd has one OCI runtime, its own (`Runtimes` in /info); dockerd refuses a name it
     // has not configured so.

@@ -99,6 +99,12 @@ pub async fn create(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>>
     let from =
         q.get("fromImage").filter(|s| !s.is_empty()).ok_or_else(|| ApiError::bad_request("fromImage is required"))?;
     let tag = q.get("tag").unwrap_or("");
+    // No tag or digest at all, in `tag` or in `fromImage`: every tag of the repository, as
+    // dockerd does (`pull --all-tags`; the docker CLI sends `latest` otherwise).
+    let all_tags = tag.is_empty() && {
+        let r = ImageRef::parse_any(from)?;
+        r.digest.is_none() && r.tag.is_none()
+    };
     let reference = if tag.is_empty() {
         ImageRef::parse(from)?
     } else if tag.contains(':') {
@@ -113,7 +119,18 @@ pub async fn create(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>>
     let auth = registry_auth(&req);
     let (ev_tx, mut ev_rx) = tokio::sync::mpsc::unbounded_channel();
     let engine = ctx.engine.clone();
-    let mut pull = tokio::spawn(async move { engine.pull(PullRequest { reference, platform, auth }, ev_tx).await });
+    let mut pull = tokio::spawn(async move {
+        if !all_tags {
+            return engine.pull(PullRequest { reference, platform, auth }, ev_tx).await.map(|_| ());
+        }
+        let tags = engine.remote_tags(reference.clone(), auth.clone()).await?;
+        for t in tags {
+            let reference = ImageRef { tag: Some(t), ..reference.clone() };
+            let req = PullRequest { reference, platform: platform.clone(), auth: auth.clone() };
+            engine.pull(req, ev_tx.clone()).await?;
+        }
+        Ok(())
+    });
 
     // Hold the first lines back until the registry has answered, so "not found" and
     // "unauthorized" get a real status code.

@@ -20,7 +20,10 @@ const DOCKER_HUB_INDEX: &str = "https://index.docker.io/v1/";
 /// work (no such image, registry unreachable, unauthorized) get a proper status.
 pub async fn push(ctx: &Ctx, name: &str, req: Request<Incoming>) -> Result<Response<Body>> {
     let tag = ctx.query.get("tag").unwrap_or("");
-    let reference = if tag.is_empty() { ImageRef::parse(name)? } else { ImageRef::parse(&format!("{name}:{tag}"))? };
+    // No tag (in `tag` or in the name): every tag of the repository, as dockerd does (`push
+    // --all-tags`); `parse` would have made it `latest`.
+    let reference =
+        if tag.is_empty() { ImageRef::parse_any(name)? } else { ImageRef::parse(&format!("{name}:{tag}"))? };
     if reference.digest.is_some() {
         return Err(ApiError::bad_request(format!("cannot push a digest reference: {name}")));
     }

@@ -160,6 +160,9 @@ fn network_json(ctx: &Ctx, n: &NetworkRecord, with_containers: bool) -> Value {
         if let Some(r) = &n.ip_range {
             c["IPRange"] = json!(r);
         }
+        if let Some(aux) = aux_of(n, false) {
+            c["AuxiliaryAddresses"] = aux;
+        }
         vec![c]
     };
     // The IPv6 pool as dockerd shows it: as given, a gateway only when one was.
@@ -171,8 +174,13 @@ fn network_json(ctx: &Ctx, n: &NetworkRecord, with_containers: bool) -> Value {
         if let Some(g) = &n.gateway6 {
             c["Gateway"] = json!(g);
         }
+        if let Some(aux) = aux_of(n, true) {
+            c["AuxiliaryAddresses"] = aux;
+        }
         ipam_config.push(c);
     }
+    // dockerd's default IPAM shows `Options` as given, and null for none.
+    let ipam_options = if n.ipam_options.is_empty() { Value::Null } else { json!(n.ipam_options) };
     json!({
         "Name": n.name,
         "Id": n.id,
@@ -180,7 +188,7 @@ fn network_json(ctx: &Ctx, n: &NetworkRecord, with_containers: bool) -> Value {
         "Scope": n.scope,
         "Driver": n.driver,
         "EnableIPv6": n.enable_ipv6,
-        "IPAM": {"Driver": "default", "Options": null, "Config": ipam_config},
+        "IPAM": {"Driver": "default", "Options": ipam_options, "Config": ipam_config},
         "Internal": n.internal,
         "Attachable": n.attachable,
         "Ingress": false,
@@ -192,6 +200,12 @@ fn network_json(ctx: &Ctx, n: &NetworkRecord, with_containers: bool) -> Value {
     })
 }
 
+/// The `AuxiliaryAddresses` of a network's IPv4 or IPv6 pool (omitted when none, as dockerd).
+fn aux_of(n: &NetworkRecord, v6: bool) -> Option<Value> {
+    let aux: BTreeMap<&String, &String> = n.aux_addresses.iter().filter(|(_, a)| a.contains(':') == v6).collect();
+    (!aux.is_empty()).then(|| json!(aux))
+}
+
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct IpamPoolBody {
@@ -201,6 +215,8 @@ struct IpamPoolBody {
     gateway: Option<String>,
     #[serde(rename = "IPRange")]
     ip_range: Option<String>,
+    #[serde(rename = "AuxiliaryAddresses")]
+    aux_addresses: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -208,6 +224,7 @@ struct IpamPoolBody {
 struct IpamBody {
     driver: Option<String>,
     config: Option<Vec<IpamPoolBody>>,
+    options: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -219,6 +236,9 @@ struct NetworkCreateBody {
     attachable: bool,
     #[serde(rename = "EnableIPv6")]
     enable_ipv6: bool,
+    /// API 1.47 (the docker 28 CLI sends it only with `--ipv4`).
+    #[serde(rename = "EnableIPv4")]
+    enable_ipv4: Option<bool>,
     #[serde(rename = "IPAM")]
     ipam: Option<IpamBody>,
     options: Option<BTreeMap<String, String>>,
@@ -239,6 +259,13 @@ impl IpamPoolBody {
 /// `POST /networks/create`.
 pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
     let b: NetworkCreateBody = crate::decode::json_body(&body, "invalid network config")?;
+    // dockerd 20.10 (API 1.41) knows no `EnableIPv4` and would make an IPv4 network anyway;
+    // wharf says so rather than ignore an explicit `--ipv4=false`.
+    if b.enable_ipv4 == Some(false) {
+        return Err(ApiError::bad_request(
+            "IPv6-only networks (EnableIPv4=false, API 1.47) are not supported: every network has an IPv4 subnet",
+        ));
+    }
     let ipam = b.ipam.unwrap_or_default();
     if ipam.driver.as_deref().is_some_and(|d| !d.is_empty() && d != "default") {
         return Err(ApiError::bad_request(format!(
@@ -255,8 +282,10 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
     if pools6.len() > 1 {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "bridge driver doesn't support multiple subnets"));
     }
-    let pool = pools.pop().unwrap_or_default();
-    let pool6 = pools6.pop().unwrap_or_default();
+    let mut pool = pools.pop().unwrap_or_default();
+    let mut pool6 = pools6.pop().unwrap_or_default();
+    let mut aux_addresses = pool.aux_addresses.take().unwrap_or_default();
+    aux_addresses.extend(pool6.aux_addresses.take().unwrap_or_default());
     for p in [&pool, &pool6] {
         if p.subnet.as_deref().is_none_or(str::is_empty) && (p.gateway.is_some() || p.ip_range.is_some()) {
             return Err(ApiError::bad_request("gateway and ip-range need a subnet"));
@@ -276,6 +305,8 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
         subnet6: pool6.subnet.filter(|s| !s.is_empty()),
         gateway6: pool6.gateway.filter(|s| !s.is_empty()),
         ip_range6: pool6.ip_range.filter(|s| !s.is_empty()),
+        aux_addresses,
+        ipam_options: ipam.options.unwrap_or_default(),
     };
     let n = ctx.engine.create_network(req).await?;
     json(StatusCode::CREATED, &json!({"Id": n.id, "Warning": ""}))

@@ -59,10 +59,23 @@ pub async fn import(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>>
         )));
     }
     let reference = repo_tag(q.get("repo"), q.get("tag"))?;
+    let platform = match q.get("platform").filter(|p| !p.is_empty()) {
+        Some(p) => match wharf_types::oci::Platform::parse(p) {
+            Some(p) => Some(p),
+            None => {
+                // Read the archive away first: a client still sending it would see a broken
+                // pipe, not the answer.
+                let _ = crate::router::read_body(req).await;
+                return Err(ApiError::bad_request(format!("invalid platform {p:?}: want os/arch[/variant]")));
+            }
+        },
+        None => None,
+    };
     let request = ImportRequest {
         reference,
         changes: q.get_all("changes"),
         message: q.get("message").filter(|m| !m.is_empty()).map(str::to_string),
+        platform,
     };
     let id = ctx.engine.import(request, Box::new(body_reader(req))).await?;
     Ok(json_response(StatusCode::OK, json!({"status": id.to_string()}).to_string() + "\r\n"))

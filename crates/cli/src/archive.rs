@@ -14,6 +14,9 @@ pub enum ArchiveCommand {
         /// Write to a file, instead of STDOUT
         #[arg(short = 'o', long)]
         output: Option<String>,
+        /// Save only the given platform (API 1.48; refused by older daemons, as docker does)
+        #[arg(long)]
+        platform: Option<String>,
         #[arg(required = true)]
         images: Vec<String>,
     },
@@ -25,13 +28,22 @@ pub enum ArchiveCommand {
         /// Suppress the load output
         #[arg(short = 'q', long)]
         quiet: bool,
+        /// Load only the given platform (API 1.48; refused by older daemons, as docker does)
+        #[arg(long)]
+        platform: Option<String>,
     },
 }
 
 pub fn run(client: &Client, cmd: ArchiveCommand) -> Result<()> {
     match cmd {
-        ArchiveCommand::Save { output, images } => save(client, output.as_deref(), &images),
-        ArchiveCommand::Load { input, quiet } => load(client, input.as_deref(), quiet),
+        ArchiveCommand::Save { output, platform, images } => {
+            crate::images::refuse_platform(client, platform.as_deref(), "1.48")?;
+            save(client, output.as_deref(), &images)
+        }
+        ArchiveCommand::Load { input, quiet, platform } => {
+            crate::images::refuse_platform(client, platform.as_deref(), "1.48")?;
+            load(client, input.as_deref(), quiet)
+        }
     }
 }
 

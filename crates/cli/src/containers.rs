@@ -270,8 +270,9 @@ pub fn kill(client: &Client, containers: &[String], signal: Option<&str>) -> Res
     each(containers, |c| Ok(client.post::<()>(&q.to_target(&format!("/containers/{c}/kill")), None)?))
 }
 
-pub fn rm(client: &Client, containers: &[String], force: bool, volumes: bool) -> Result<()> {
-    let q = Query::new().flag("v", volumes).flag("force", force);
+/// `rm`; with `link`, each name is a legacy link (`parent/alias`) to remove, not a container.
+pub fn rm(client: &Client, containers: &[String], force: bool, volumes: bool, link: bool) -> Result<()> {
+    let q = Query::new().flag("v", volumes).flag("force", force).flag("link", link);
     each(containers, |c| Ok(client.delete(&q.to_target(&format!("/containers/{c}")))?))
 }
 

@@ -202,9 +202,50 @@ pub fn tag(client: &Client, source: &str, target: &str) -> Result<()> {
     Ok(())
 }
 
+/// `"1.45"` as `(1, 45)`, for comparing API versions.
+fn api_version(v: &str) -> (u32, u32) {
+    let (major, minor) = v.trim_start_matches('v').split_once('.').unwrap_or((v, "0"));
+    (major.parse().unwrap_or(0), minor.parse().unwrap_or(0))
+}
+
+/// `--platform` of `save`, `load`, `history` (API 1.48), `image inspect` (1.49), `rmi` (1.50)
+/// and `push` (1.46): per-platform operations on a multi-platform image store. The docker CLI
+/// refuses the flag before any request when the daemon's API is older than that, as wharfd's
+/// (1.45) and dockerd 20.10's (1.41) are, with this message; wharf does the same. Against a newer
+/// daemon it still refuses: wharf's requests are API 1.41's, which have no platform.
+pub fn refuse_platform(client: &Client, platform: Option<&str>, required: &str) -> Result<()> {
+    if platform.is_none() {
+        return Ok(());
+    }
+    let v: serde_json::Value = client.get_json("/version")?;
+    let daemon = v["ApiVersion"].as_str().unwrap_or("1.41").to_string();
+    if api_version(&daemon) < api_version(required) {
+        return Err(Exit::new(
+            1,
+            format!("\"--platform\" requires API version {required}, but the Docker daemon API version is {daemon}"),
+        )
+        .into());
+    }
+    Err(Exit::new(
+        1,
+        format!(
+            "\"--platform\" requires API version {required}: wharf sends API {} requests, which name no platform",
+            client.api_version()
+        ),
+    )
+    .into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api_versions_compare_by_number() {
+        assert!(api_version("1.45") < api_version("1.48"));
+        assert!(api_version("1.9") < api_version("1.10"));
+        assert_eq!(api_version("v1.50"), (1, 50));
+    }
 
     fn flags() -> ImagesFlags {
         ImagesFlags {

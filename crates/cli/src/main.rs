@@ -158,6 +158,9 @@ enum Command {
         /// Remove anonymous volumes associated with the container
         #[arg(short = 'v', long)]
         volumes: bool,
+        /// Remove the specified link
+        #[arg(short = 'l', long)]
+        link: bool,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -168,6 +171,9 @@ enum Command {
     Logs(LogsFlags),
     /// Download an image from a registry
     Pull {
+        /// Download all tagged images in the repository
+        #[arg(short = 'a', long = "all-tags")]
+        all_tags: bool,
         /// Suppress verbose output
         #[arg(short = 'q', long)]
         quiet: bool,
@@ -186,6 +192,9 @@ enum Command {
         /// Do not delete untagged parents
         #[arg(long = "no-prune")]
         no_prune: bool,
+        /// Remove only the given platform (API 1.50; refused by older daemons, as docker does)
+        #[arg(long)]
+        platform: Option<String>,
         #[arg(required = true)]
         images: Vec<String>,
     },
@@ -340,11 +349,15 @@ enum ImageCommand {
         force: bool,
         #[arg(long = "no-prune")]
         no_prune: bool,
+        #[arg(long)]
+        platform: Option<String>,
         #[arg(required = true)]
         images: Vec<String>,
     },
     /// Download an image from a registry
     Pull {
+        #[arg(short = 'a', long = "all-tags")]
+        all_tags: bool,
         #[arg(short = 'q', long)]
         quiet: bool,
         #[arg(long)]
@@ -360,6 +373,9 @@ enum ImageCommand {
         /// Format output using a (small subset of a) Go template
         #[arg(short = 'f', long)]
         format: Option<String>,
+        /// Inspect the given platform (API 1.49; refused by older daemons, as docker does)
+        #[arg(long)]
+        platform: Option<String>,
         #[arg(required = true)]
         images: Vec<String>,
     },
@@ -504,16 +520,20 @@ fn dispatch(cli: Cli) -> Result<()> {
                     containers::stop(&client, &containers, time, signal.as_deref())
                 }
                 Command::Kill { signal, containers } => containers::kill(&client, &containers, signal.as_deref()),
-                Command::Rm { force, volumes, containers } => containers::rm(&client, &containers, force, volumes),
+                Command::Rm { force, volumes, link, containers } => {
+                    containers::rm(&client, &containers, force, volumes, link)
+                }
                 Command::Ps(f) | Command::Container { command: ContainerCommand::Ls(f) } => containers::ps(&client, &f),
                 Command::Logs(f) => containers::logs(&client, &f),
-                Command::Pull { quiet, platform, image }
-                | Command::Image { command: ImageCommand::Pull { quiet, platform, image } } => {
-                    pull::pull(&client, &image, platform.as_deref(), quiet, &mut std::io::stdout())
+                Command::Pull { all_tags, quiet, platform, image }
+                | Command::Image { command: ImageCommand::Pull { all_tags, quiet, platform, image } } => {
+                    let opts = pull::PullOpts { platform: platform.as_deref(), all_tags, quiet };
+                    pull::pull_with(&client, &image, opts, &mut std::io::stdout())
                 }
                 Command::Images(f) | Command::Image { command: ImageCommand::Ls(f) } => images::images(&client, &f),
-                Command::Rmi { force, no_prune, images }
-                | Command::Image { command: ImageCommand::Rm { force, no_prune, images } } => {
+                Command::Rmi { force, no_prune, platform, images }
+                | Command::Image { command: ImageCommand::Rm { force, no_prune, platform, images } } => {
+                    images::refuse_platform(&client, platform.as_deref(), "1.50")?;
                     images::rmi(&client, &images, force, no_prune)
                 }
                 Command::Tag { source, target } | Command::Image { command: ImageCommand::Tag { source, target } } => {
@@ -522,7 +542,8 @@ fn dispatch(cli: Cli) -> Result<()> {
                 Command::Inspect { kind, format, size, names } => {
                     inspect::inspect(&client, &names, kind.as_deref(), format.as_deref(), size)
                 }
-                Command::Image { command: ImageCommand::Inspect { format, images } } => {
+                Command::Image { command: ImageCommand::Inspect { format, platform, images } } => {
+                    images::refuse_platform(&client, platform.as_deref(), "1.49")?;
                     inspect::inspect(&client, &images, Some("image"), format.as_deref(), false)
                 }
                 Command::Version { format: Some(f) } => system::version_format(&client, &f),

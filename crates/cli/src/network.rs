@@ -42,6 +42,12 @@ pub enum NetworkCommand {
         /// Allocate container ip from a sub-range
         #[arg(long = "ip-range")]
         ip_range: Vec<String>,
+        /// Auxiliary IPv4 or IPv6 addresses used by Network driver
+        #[arg(long = "aux-address")]
+        aux_address: Vec<String>,
+        /// Set IPAM driver specific options
+        #[arg(long = "ipam-opt")]
+        ipam_opt: Vec<String>,
         /// Restrict external access to the network
         #[arg(long)]
         internal: bool,
@@ -57,6 +63,9 @@ pub enum NetworkCommand {
         /// Enable IPv6 networking
         #[arg(long)]
         ipv6: bool,
+        /// Enable IPv4 networking (sent only when given, as the docker CLI does)
+        #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+        ipv4: Option<bool>,
         /// IP Address Management Driver
         #[arg(long = "ipam-driver", default_value = "default")]
         ipam_driver: String,
@@ -115,6 +124,12 @@ pub enum NetworkCommand {
         /// IPv6 address (e.g., "2001:db8::33")
         #[arg(long)]
         ip6: Option<String>,
+        /// driver options for the network
+        #[arg(long = "driver-opt")]
+        driver_opt: Vec<String>,
+        /// Add link to another container
+        #[arg(long)]
+        link: Vec<String>,
         network: String,
         container: String,
     },
@@ -167,10 +182,10 @@ fn subnet_matches(subnet: &str, data: &str) -> Result<bool> {
     Ok(n & mask == a & mask)
 }
 
-/// The IPAM configs of `network create`'s `--subnet`, `--gateway` and `--ip-range` flags, as
-/// the docker CLI's `consolidateIpam` pairs them: each gateway and range with the subnet that
-/// holds it.
-fn ipam_configs(subnets: &[String], gateways: &[String], ranges: &[String]) -> Result<Vec<Value>> {
+/// The IPAM configs of `network create`'s `--subnet`, `--gateway`, `--ip-range` and
+/// `--aux-address` flags, as the docker CLI's `consolidateIpam` pairs them: each gateway, range
+/// and auxiliary address with the subnet that holds it.
+fn ipam_configs(subnets: &[String], gateways: &[String], ranges: &[String], aux: &[String]) -> Result<Vec<Value>> {
     if subnets.len() < ranges.len() || subnets.len() < gateways.len() {
         bail!("every ip-range or gateway must have a corresponding subnet");
     }
@@ -203,6 +218,18 @@ fn ipam_configs(subnets: &[String], gateways: &[String], ranges: &[String]) -> R
             }
         }
     }
+    for (name, addr) in key_values(aux, "auxiliary address")? {
+        let mut matched = false;
+        for (s, c) in configs.iter_mut() {
+            if subnet_matches(s, &addr)? {
+                c["AuxiliaryAddresses"][&name] = json!(addr);
+                matched = true;
+            }
+        }
+        if !matched {
+            bail!("no matching subnet for aux-address {addr}");
+        }
+    }
     Ok(configs.into_iter().map(|(_, c)| c).collect())
 }
 
@@ -220,25 +247,31 @@ fn network(client: &Client, cmd: NetworkCommand) -> Result<()> {
             subnet,
             gateway,
             ip_range,
+            aux_address,
+            ipam_opt,
             internal,
             attachable,
             label,
             opt,
             ipv6,
+            ipv4,
             ipam_driver,
             name,
         } => {
-            let config = ipam_configs(&subnet, &gateway, &ip_range)?;
-            let body = json!({
+            let config = ipam_configs(&subnet, &gateway, &ip_range, &aux_address)?;
+            let mut body = json!({
                 "Name": name,
                 "Driver": driver,
                 "Internal": internal,
                 "Attachable": attachable,
                 "EnableIPv6": ipv6,
-                "IPAM": {"Driver": ipam_driver, "Config": config},
+                "IPAM": {"Driver": ipam_driver, "Config": config, "Options": key_values(&ipam_opt, "IPAM option")?},
                 "Options": key_values(&opt, "option")?,
                 "Labels": key_values(&label, "label")?,
             });
+            if let Some(v4) = ipv4 {
+                body["EnableIPv4"] = json!(v4);
+            }
             let v: Value = client.post_json("/networks/create", Some(&body))?;
             println!("{}", v["Id"].as_str().unwrap_or_default());
             Ok(())
@@ -324,8 +357,14 @@ fn network(client: &Client, cmd: NetworkCommand) -> Result<()> {
             }
             Ok(())
         }
-        NetworkCommand::Connect { alias, ip, ip6, network, container } => {
+        NetworkCommand::Connect { alias, ip, ip6, driver_opt, link, network, container } => {
             let mut ep = json!({"Aliases": alias});
+            if !link.is_empty() {
+                ep["Links"] = json!(link);
+            }
+            if !driver_opt.is_empty() {
+                ep["DriverOpts"] = json!(driver_opts(&driver_opt)?);
+            }
             if let Some(ipam) = ipam_config(ip.as_deref(), ip6.as_deref()) {
                 ep["IPAMConfig"] = ipam;
             }
@@ -339,6 +378,17 @@ fn network(client: &Client, cmd: NetworkCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `network connect --driver-opt K=V`s; the docker CLI refuses one without `=` so.
+fn driver_opts(items: &[String]) -> Result<BTreeMap<String, String>> {
+    items
+        .iter()
+        .map(|s| match s.split_once('=') {
+            Some((k, v)) => Ok((k.trim().to_string(), v.trim().to_string())),
+            None => bail!("invalid key/value pair format in driver options"),
+        })
+        .collect()
 }
 
 /// `wharf port CONTAINER [PORT[/PROTO]]`: `80/tcp -> 0.0.0.0:8080` lines, or the addresses
@@ -521,16 +571,20 @@ mod tests {
             &s(&["10.1.0.0/24", "fd00:1::/64"]),
             &s(&["fd00:1::fe", "10.1.0.254"]),
             &s(&["fd00:1::100/120"]),
+            &s(&["a=10.1.0.7", "b=fd00:1::7"]),
         )
         .unwrap();
         assert_eq!(
             got,
             vec![
-                json!({"Subnet": "10.1.0.0/24", "Gateway": "10.1.0.254"}),
-                json!({"Subnet": "fd00:1::/64", "Gateway": "fd00:1::fe", "IPRange": "fd00:1::100/120"}),
+                json!({"Subnet": "10.1.0.0/24", "Gateway": "10.1.0.254", "AuxiliaryAddresses": {"a": "10.1.0.7"}}),
+                json!({"Subnet": "fd00:1::/64", "Gateway": "fd00:1::fe", "IPRange": "fd00:1::100/120",
+                       "AuxiliaryAddresses": {"b": "fd00:1::7"}}),
             ]
         );
-        assert!(ipam_configs(&[], &[], &[]).unwrap().is_empty());
+        assert!(ipam_configs(&[], &[], &[], &[]).unwrap().is_empty());
+        let e = ipam_configs(&s(&["10.1.0.0/24"]), &[], &[], &s(&["a=10.2.0.7"])).unwrap_err().to_string();
+        assert_eq!(e, "no matching subnet for aux-address 10.2.0.7");
         type Bad = (&'static [&'static str], &'static [&'static str], &'static [&'static str], &'static str);
         let bad: &[Bad] = &[
             (&[], &["10.1.0.1"], &[], "every ip-range or gateway must have a corresponding subnet"),
@@ -541,7 +595,7 @@ mod tests {
             (&["nonsense"], &["10.1.0.1"], &[], "invalid subnet"),
         ];
         for (subnets, gws, ranges, want) in bad {
-            let e = ipam_configs(&s(subnets), &s(gws), &s(ranges)).unwrap_err().to_string();
+            let e = ipam_configs(&s(subnets), &s(gws), &s(ranges), &[]).unwrap_err().to_string();
             assert!(e.contains(want), "{subnets:?} {gws:?} {ranges:?}: {e}");
         }
     }

@@ -12,17 +12,42 @@ use wharf_types::ImageRef;
 use crate::human;
 use crate::Exit;
 
+/// `pull`'s flags.
+pub struct PullOpts<'a> {
+    pub platform: Option<&'a str>,
+    /// `-a`: every tag of the repository (the daemon pulls them when sent no tag).
+    pub all_tags: bool,
+    pub quiet: bool,
+}
+
 /// Pulls `reference`, writing progress and then the full reference to `out`.
 pub fn pull(client: &Client, reference: &str, platform: Option<&str>, quiet: bool, out: &mut dyn Write) -> Result<()> {
+    pull_with(client, reference, PullOpts { platform, all_tags: false, quiet }, out)
+}
+
+/// `pull` with all its flags.
+pub fn pull_with(client: &Client, reference: &str, opts: PullOpts, out: &mut dyn Write) -> Result<()> {
+    let PullOpts { platform, all_tags, quiet } = opts;
     let what = format!("pull {reference}");
     // A reference wharf itself refuses is a usage error: 125, as docker's flag errors.
-    let r =
-        ImageRef::parse(reference).map_err(|e| Exit::new(crate::run::EXIT_FAILED, format!("wharf: {what}: {e}")))?;
+    let usage = |e: String| Exit::new(crate::run::EXIT_FAILED, format!("wharf: {what}: {e}"));
+    let r = if all_tags {
+        let r = ImageRef::parse_any(reference).map_err(|e| usage(e.to_string()))?;
+        if r.tag.is_some() || r.digest.is_some() {
+            // The docker CLI's message and status.
+            return Err(Exit::new(1, "tag can't be used with --all-tags/-a".to_string()).into());
+        }
+        r
+    } else {
+        ImageRef::parse(reference).map_err(|e| usage(e.to_string()))?
+    };
     let tag = match (&r.digest, &r.tag) {
         (Some(d), _) => d.to_string(),
         (None, Some(t)) => t.clone(),
+        (None, None) if all_tags => String::new(),
         (None, None) => "latest".to_string(),
     };
+
     let q = Query::new()
         .set("fromImage", r.familiar_name())
         .set("tag", tag)

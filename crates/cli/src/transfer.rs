@@ -24,6 +24,9 @@ pub enum TransferCommand {
         /// Set commit message for imported image
         #[arg(short = 'm', long)]
         message: Option<String>,
+        /// Set platform if server is multi-platform capable
+        #[arg(long)]
+        platform: Option<String>,
         /// A file, or "-" for STDIN
         file: String,
         #[arg(value_name = "REPOSITORY[:TAG]")]
@@ -53,8 +56,8 @@ pub enum TransferCommand {
 pub fn run(client: &Client, cmd: TransferCommand) -> Result<()> {
     match cmd {
         TransferCommand::Export { output, container } => export(client, output.as_deref(), &container),
-        TransferCommand::Import { changes, message, file, reference } => {
-            import(client, &file, reference.as_deref(), &changes, message.as_deref())
+        TransferCommand::Import { changes, message, platform, file, reference } => {
+            import(client, &file, reference.as_deref(), &changes, message.as_deref(), platform.as_deref())
         }
         TransferCommand::Commit { author, changes, message, pause, container, reference } => {
             commit(client, &container, reference.as_deref(), author.as_deref(), message.as_deref(), &changes, pause)
@@ -78,6 +81,7 @@ fn import(
     reference: Option<&str>,
     changes: &[String],
     message: Option<&str>,
+    platform: Option<&str>,
 ) -> Result<()> {
     let (reader, len): (Box<dyn Read + Send>, Option<u64>) = if file == "-" {
         (Box::new(std::io::stdin()), None)
@@ -95,6 +99,7 @@ fn import(
     if let Some(m) = message {
         q = q.set("message", m);
     }
+    q = q.set_nonempty("platform", platform.unwrap_or(""));
     let req = Request::new("POST", &q.to_target("/images/create"))
         .header("Content-Type", "application/x-tar")
         .body(Body::Reader(reader, len));

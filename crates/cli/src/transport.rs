@@ -26,6 +26,9 @@ pub enum TransportCommand {
         /// Suppress verbose output
         #[arg(short = 'q', long)]
         quiet: bool,
+        /// Push only the given platform (API 1.46; refused by older daemons, as docker does)
+        #[arg(long)]
+        platform: Option<String>,
         image: String,
     },
     /// Log in to a registry
@@ -57,20 +60,25 @@ pub enum TransportCommand {
         /// Only show image IDs
         #[arg(short = 'q', long)]
         quiet: bool,
+        /// Show history for the given platform (API 1.48; refused by older daemons, as docker does)
+        #[arg(long)]
+        platform: Option<String>,
         image: String,
     },
 }
 
 pub fn run(client: &Client, cmd: TransportCommand) -> Result<()> {
     match cmd {
-        TransportCommand::Push { all_tags, quiet, image } => {
+        TransportCommand::Push { all_tags, quiet, platform, image } => {
+            crate::images::refuse_platform(client, platform.as_deref(), "1.46")?;
             push(client, &image, all_tags, quiet, &mut std::io::stdout())
         }
         TransportCommand::Login { username, password, password_stdin, server } => {
             login(client, username, password, password_stdin, server.as_deref())
         }
         TransportCommand::Logout { server } => logout(server.as_deref()),
-        TransportCommand::History { human, format, no_trunc, quiet, image } => {
+        TransportCommand::History { human, format, no_trunc, quiet, platform, image } => {
+            crate::images::refuse_platform(client, platform.as_deref(), "1.48")?;
             history(client, &image, human, format.as_deref(), no_trunc, quiet)
         }
     }

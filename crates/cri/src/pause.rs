@@ -47,6 +47,7 @@ impl Cri {
             reference: Some(r),
             changes: vec![format!("ENTRYPOINT [\"{}\", \"{}\"]", ENTRYPOINT[0], ENTRYPOINT[1])],
             message: Some("wharf's pod sandbox process".to_string()),
+            platform: None,
         };
         let tar = layer_tar()?;
         self.engine.import(req, Box::new(std::io::Cursor::new(tar))).await?;

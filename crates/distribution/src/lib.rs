@@ -11,6 +11,7 @@ mod error;
 mod push;
 mod range;
 mod search;
+mod tags;
 
 use std::path::PathBuf;
 

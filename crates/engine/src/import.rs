@@ -24,6 +24,9 @@ pub struct ImportRequest {
     pub changes: Vec<String>,
     /// The history entry's comment (Docker's `Imported from -` when not given).
     pub message: Option<String>,
+    /// `import --platform`: the OS, architecture and variant the image claims (dockerd's
+    /// import records them as given); none: this machine's.
+    pub platform: Option<Platform>,
 }
 
 /// A layer just stored: the blob and its diff id.
@@ -139,7 +142,7 @@ impl Engine {
         };
         let layer = self.store_tar_layer(tar, &[], stored)?;
         let now = wharf_types::time::rfc3339_nanos(std::time::SystemTime::now());
-        let host = Platform::host();
+        let host = req.platform.clone().unwrap_or_else(Platform::host);
         let image = ImageConfig {
             created: Some(now.clone()),
             author: None,

@@ -824,6 +824,8 @@ impl Engine {
                 .filter_map(|e| e.ip)
                 .collect();
             taken.insert(gateway.addr);
+            // `--aux-address`es are reserved: neither handed out nor taken by `--ip`.
+            taken.extend(n.aux_addresses.values().filter_map(|a| a.parse::<Ipv4Addr>().ok()));
             let ip = match want.ipv4_address.as_deref().filter(|a| !a.is_empty()) {
                 Some(a) => {
                     let ip: Ipv4Addr =
@@ -868,6 +870,7 @@ impl Engine {
                         .filter_map(|e| e.ip6)
                         .collect();
                     taken6.insert(gw6.addr);
+                    taken6.extend(n.aux_addresses.values().filter_map(|a| a.parse::<Ipv6Addr>().ok()));
                     Some(match want6 {
                         Some(a) => {
                             if !subnet6.contains(a) {

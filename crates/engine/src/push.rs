@@ -60,6 +60,14 @@ impl Engine {
         blocking(move || Ok(engine.registry().search(&registry, &term, limit, auth.as_ref())?)).await
     }
 
+    /// Every tag of `r`'s repository in its registry (`pull --all-tags`), in its order.
+    pub async fn remote_tags(&self, r: ImageRef, auth: Option<AuthConfig>) -> Result<Vec<String>, EngineError> {
+        let engine = self.clone();
+        blocking(move || Ok(engine.registry().tags(&r, auth.as_ref())?))
+            .await
+            .map_err(EngineError::of_registry_transfer)
+    }
+
     /// Checks credentials against a registry (`host[:port]`, `docker.io` for Docker Hub);
     /// returns the identity (refresh) token a token server gave, if any.
     pub async fn login(&self, registry: String, auth: AuthConfig) -> Result<Option<String>, EngineError> {

@@ -4,7 +4,7 @@
 //! not stored: they are derived from the daemon's configuration.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -63,6 +63,13 @@ pub struct NetworkRecord {
     pub gateway6: Option<String>,
     #[serde(default)]
     pub ip_range6: Option<String>,
+    /// `--aux-address NAME=IP` (IPv4 and IPv6 together): addresses dockerd's IPAM reserves at
+    /// create, so that no endpoint is given one.
+    #[serde(default)]
+    pub aux_addresses: BTreeMap<String, String>,
+    /// `--ipam-opt`: kept and shown as dockerd does; the default IPAM driver acts on none.
+    #[serde(default)]
+    pub ipam_options: BTreeMap<String, String>,
 }
 
 fn shown() -> bool {
@@ -130,10 +137,41 @@ pub struct NetworkCreate {
     pub subnet6: Option<String>,
     pub gateway6: Option<String>,
     pub ip_range6: Option<String>,
+    /// The IPAM config's `AuxiliaryAddresses`, of both pools.
+    pub aux_addresses: BTreeMap<String, String>,
+    /// `IPAM.Options`.
+    pub ipam_options: BTreeMap<String, String>,
 }
 
 /// A network's IPv6 subnet, gateway and range, as given.
 type Ipv6Pool = (Option<String>, Option<String>, Option<String>);
+
+/// Checks `--aux-address`es as dockerd's IPAM does when it reserves them: each an address of
+/// the subnet of its family (dockerd's message), and not its network address.
+fn check_aux_addresses(
+    aux: &BTreeMap<String, String>,
+    subnet: Ipv4Net,
+    subnet6: Option<&str>,
+) -> Result<(), EngineError> {
+    let subnet6 = subnet6.and_then(|s| s.parse::<Ipv6Net>().ok()).map(|n| n.network());
+    for (name, a) in aux {
+        let ip: IpAddr =
+            a.parse().map_err(|_| EngineError::Invalid(format!("invalid auxiliary address {name}={a}")))?;
+        let (inside, pool) = match ip {
+            IpAddr::V4(v4) => (subnet.contains(v4) && v4 != subnet.addr, subnet.to_string()),
+            IpAddr::V6(v6) => match subnet6 {
+                Some(s6) => (s6.contains(v6) && v6 != s6.addr, s6.to_string()),
+                None => (false, String::new()),
+            },
+        };
+        if !inside {
+            return Err(EngineError::Forbidden(format!(
+                "auxiliary address: ({name}:{a}) must belong to the master pool: {pool}"
+            )));
+        }
+    }
+    Ok(())
+}
 
 /// A network name: dockerd takes any non-empty one (spaces included). wharf also refuses
 /// control characters (they would corrupt logs and tables) and `/` (the API names a network in
@@ -185,6 +223,8 @@ impl Engine {
                     subnet6: default_v6.filter(|_| is_bridge).map(|n| n.to_string()),
                     gateway6: None,
                     ip_range6: None,
+                    aux_addresses: BTreeMap::new(),
+                    ipam_options: BTreeMap::new(),
                 }
             })
             .collect()
@@ -296,6 +336,7 @@ impl Engine {
             None => None,
         };
         let (subnet6, gateway6, ip_range6) = self.check_ipv6_pool(&req)?;
+        check_aux_addresses(&req.aux_addresses, subnet, req.subnet6.as_deref())?;
         let id = ids::random_id();
         let bridge = match req.options.get(OPT_BRIDGE_NAME) {
             Some(b) if !b.is_empty() => {
@@ -325,6 +366,8 @@ impl Engine {
             subnet6,
             gateway6,
             ip_range6,
+            aux_addresses: req.aux_addresses,
+            ipam_options: req.ipam_options,
         };
         self.bring_up_network(&rec)?;
         if let Err(e) = self.inner.db.write(|tx| tx.put(Table::Networks, &id, &rec)) {
@@ -757,6 +800,24 @@ mod tests {
     }
 
     #[test]
+    fn aux_addresses_must_be_in_their_pool() {
+        let subnet: Ipv4Net = "10.5.0.0/24".parse().unwrap();
+        let aux = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
+        assert!(check_aux_addresses(&aux("a", "10.5.0.9"), subnet, None).is_ok());
+        assert!(check_aux_addresses(&aux("a", "fd00::9"), subnet, Some("fd00::/64")).is_ok());
+        for (v, s6, want) in [
+            ("10.6.0.9", None, "(a:10.6.0.9) must belong to the master pool: 10.5.0.0/24"),
+            ("10.5.0.0", None, "must belong to the master pool"),
+            ("fd00::9", None, "must belong to the master pool"),
+            ("fd01::9", Some("fd00::/64"), "must belong to the master pool: fd00::/64"),
+            ("nonsense", None, "invalid auxiliary address a=nonsense"),
+        ] {
+            let e = check_aux_addresses(&aux("a", v), subnet, s6).unwrap_err().to_string();
+            assert!(e.contains(want), "{v}: {e}");
+        }
+    }
+
+    #[test]
     fn pool_is_the_range_or_the_subnet() {
         let mut r = NetworkRecord {
             id: "x".into(),
@@ -778,6 +839,8 @@ mod tests {
             subnet6: None,
             gateway6: None,
             ip_range6: None,
+            aux_addresses: BTreeMap::new(),
+            ipam_options: BTreeMap::new(),
         };
         assert_eq!(r.pool().unwrap().to_string(), "10.5.0.0/16");
         assert_eq!(r.gateway_net().unwrap().to_string(), "10.5.0.1/16");

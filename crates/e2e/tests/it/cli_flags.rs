@@ -87,19 +87,7 @@ const GAPS: &[Gap] = &[
     gap(CREATE, "link-local-ip", Why::Pending("link-local addresses on the container's interface")),
     gap("network connect", "link-local-ip", Why::Pending("link-local addresses on the container's interface")),
     gap(CREATE, "use-api-socket", Why::Pending("the daemon's socket and the caller's credentials in the container")),
-    gap("rm|container rm", "link", Why::Pending("DELETE /containers/{parent/alias}?link=1 in wharfd")),
-    gap("network connect", "link", Why::Pending("legacy links given at connect time")),
-    gap("network connect", "driver-opt", Why::Pending("endpoint driver options")),
     gap("network connect", "gw-priority", Why::Pending("the default gateway's choice among networks (API 1.48)")),
-    gap("network create", "aux-address", Why::Pending("IPAM auxiliary addresses kept out of allocation")),
-    gap("network create", "ipam-opt", Why::Pending("IPAM driver options")),
-    gap("network create", "ipv4", Why::Pending("IPv6-only networks (--ipv4=false, API 1.47)")),
-    gap("pull|image pull", "all-tags", Why::Pending("pulling every tag of a repository")),
-    gap(
-        "push|image push|history|image history|image import|import|image inspect|image load|load|image rm|rmi|image save|save",
-        "platform",
-        Why::Pending("API 1.48's per-platform image operations on a multi-platform image store"),
-    ),
     gap(BUILD, "cgroup-parent", Why::Pending("the builder's RUN containers")),
     gap(BUILD, "compress", Why::Pending("the builder's context upload")),
     gap(BUILD, "cpu-period", Why::Pending("the builder's RUN containers")),
@@ -533,3 +521,66 @@ fn search_without_a_search_api_fails_as_on_dockerd() {
     };
     assert_eq!((ours.code, message(&ours)), (theirs.code, message(&theirs)), "docker:\n{theirs}\nwharf:\n{ours}");
 }
+
+/// `pull --all-tags`: every tag of a repository of the test's own registry comes down (through
+/// its tag list), the CLI then names the repository alone; a tag with `-a` is the docker
+/// CLI's usage error, and a repository the registry does not have fails.
+fn pull_all_tags(cli: Cli) {
+    use crate::harness::{RegistryOptions, TestRegistry};
+    let reg = TestRegistry::start(RegistryOptions { only: vec!["library/busybox".into()], ..Default::default() });
+    let d = Daemon::start();
+    let bb = reg.image("library/busybox:latest");
+    d.cli(cli, &["pull", &bb]).ok();
+    let repo = reg.image("mine/multi");
+    let tags = ["one", "three", "two"];
+    for t in tags {
+        d.cli(cli, &["tag", &bb, &format!("{repo}:{t}")]).ok();
+    }
+    d.cli(cli, &["push", "--all-tags", &repo]).ok();
+    for t in tags {
+        d.cli(cli, &["rmi", &format!("{repo}:{t}")]).ok();
+    }
+    let out = d.cli(cli, &["pull", "--all-tags", &repo]);
+    out.ok();
+    assert_eq!(out.stdout.trim().lines().last(), Some(repo.as_str()), "{out}");
+    let ls = d.cli(cli, &["images", &repo, "--format", "{{.Tag}}"]);
+    let mut got: Vec<&str> = ls.ok().stdout.lines().collect();
+    got.sort();
+    assert_eq!(got, tags, "{ls}");
+    let out = d.cli(cli, &["image", "pull", "-a", &format!("{repo}:one")]);
+    assert_eq!(out.code, 1, "{out}");
+    out.mentions(&["tag can't be used with --all-tags/-a"]);
+    d.cli(cli, &["pull", "-a", &reg.image("mine/none")]).fails().mentions(&["mine/none"]);
+}
+both!(pull_all_tags);
+
+/// `--platform` of the per-platform image operations (API 1.46 to 1.50): against wharfd (API
+/// 1.45) the docker CLI refuses it before any request, and so does wharf, with the same words
+/// and status; the image is untouched.
+fn platform_of_newer_apis_is_refused(cli: Cli) {
+    let d = Daemon::start();
+    let bb = d.pull("library/busybox:latest");
+    let tmp = crate::harness::TempDir::new("platform");
+    let tar = tmp.0.join("x.tar");
+    let tar = tar.to_str().unwrap_or_default();
+    let p = "linux/amd64";
+    let cases: &[(&[&str], &str)] = &[
+        (&["save", "--platform", p, "-o", tar, &bb], "1.48"),
+        (&["load", "--platform", p, "-i", tar], "1.48"),
+        (&["history", "--platform", p, &bb], "1.48"),
+        (&["image", "inspect", "--platform", p, &bb], "1.49"),
+        (&["rmi", "--platform", p, &bb], "1.50"),
+        (&["image", "rm", "--platform", p, &bb], "1.50"),
+        (&["push", "--platform", p, &bb], "1.46"),
+    ];
+    for (args, version) in cases {
+        let out = d.cli(cli, args);
+        assert_eq!(out.code, 1, "{out}");
+        out.mentions(&[&format!(
+            "\"--platform\" requires API version {version}, but the Docker daemon API version is 1.45"
+        )]);
+    }
+    assert!(!std::path::Path::new(tar).exists(), "save wrote {tar}");
+    d.cli(cli, &["image", "inspect", &bb]).ok();
+}
+both!(platform_of_newer_apis_is_refused);

@@ -77,6 +77,19 @@ fn export_import_round_trip(cli: Cli) {
     assert_eq!(img["RootFS"]["Layers"].as_array().map(|l| l.len()), Some(1));
     let hist = d.cli(cli, &["history", "--no-trunc", "imported/fs:1"]);
     hist.ok().mentions(&["from a test"]);
+    // `--platform`: the image claims the platform given, as dockerd's import records it.
+    d.cli(cli, &["import", "--platform", "linux/arm64/v8", file_s, "imported/arm:1"]).ok();
+    let img = d.inspect(cli, "imported/arm:1");
+    assert_eq!((&img["Os"], &img["Architecture"], &img["Variant"]), (&"linux".into(), &"arm64".into(), &"v8".into()));
+    assert_ne!(d.inspect(cli, "imported/fs:1")["Architecture"], "arm64", "without --platform: this machine's");
+    // `create --platform`: as dockerd 20.10, a local image of another platform is not taken.
+    let create = ["create", "--pull", "never", "--platform"];
+    d.cli(cli, &[&create[..], &["linux/amd64", "imported/arm:1"]].concat())
+        .fails()
+        .mentions(&["does not match the specified platform: wanted linux/amd64, actual: linux/arm64/v8"]);
+    let id = d.cli(cli, &[&create[..], &["linux/arm64", "--name", "arm", "imported/arm:1", "true"]].concat());
+    id.ok();
+    d.cli(cli, &["rm", "arm"]).ok();
 
     // Export to stdout, import from stdin (gzip-compressed on the way in).
     if cli == Cli::Wharf {
@@ -105,6 +118,9 @@ fn bad_imports(cli: Cli) {
         .fails()
         .mentions(&["RUN is not a valid change command"]);
     d.cli(cli, &["export", "no-such-container"]).fails().mentions(&["No such container"]);
+    d.cli(cli, &["import", "--platform", "nonsense", junk.to_str().unwrap_or_default(), "junk/img"])
+        .fails()
+        .mentions(&["invalid platform"]);
     assert_eq!(before, stored(&d));
     d.cli(cli, &["image", "inspect", "junk/img"]).fails();
 }

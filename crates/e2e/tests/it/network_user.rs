@@ -501,13 +501,12 @@ fn links_on_the_default_bridge_and_on_a_user_network(cli: Cli) {
     }
     d.cli(cli, &["create", "--name", "web", "--link", "db:database", &bb, "true"]).ok();
     assert_eq!(d.inspect(cli, "web")["HostConfig"]["Links"], serde_json::json!(["/db:/web/database"]));
-    if cli == Cli::Docker {
-        // `rm --link` removes the link, not a container.
-        d.cli(cli, &["rm", "--link", "web/database"]).ok();
-        let links = d.inspect(cli, "web")["HostConfig"]["Links"].clone();
-        assert!(links.as_array().is_none_or(|a| a.is_empty()), "{links}");
-        d.cli(cli, &["rm", "--link", "web/nosuch"]).fails();
-    }
+    // `rm --link` removes the link, not a container.
+    d.cli(cli, &["rm", "--link", "web/database"]).ok();
+    let links = d.inspect(cli, "web")["HostConfig"]["Links"].clone();
+    assert!(links.as_array().is_none_or(|a| a.is_empty()), "{links}");
+    d.cli(cli, &["rm", "--link", "web/nosuch"]).fails();
+    assert_eq!(d.inspect(cli, "web")["Name"], "/web", "rm --link keeps the container");
     d.cli(cli, &["create", "--name", "lonely", "--link", "nosuch:x", &bb, "true"]).ok();
     d.cli(cli, &["start", "lonely"]).fails().mentions(&["Cannot link to a non running container"]);
 
@@ -521,7 +520,12 @@ fn links_on_the_default_bridge_and_on_a_user_network(cli: Cli) {
     assert_eq!(lookup(&d, cli, "app", "cache"), store_ip);
     assert_eq!(lookup(&d, cli, "other", "cache"), "", "the alias is the linking container's only");
     assert_eq!(lookup(&d, cli, "other", "store"), store_ip);
-    d.cli(cli, &["rm", "-f", "db", "web", "lonely", "store", "app", "other"]).ok();
+    // `network connect --link`: a container joining the network later links as it joins.
+    d.cli(cli, &["run", "-d", "--name", "late", &bb, "sleep", "60"]).ok();
+    d.cli(cli, &["network", "connect", "--link", "store:kv", "linked", "late"]).ok();
+    assert_eq!(lookup(&d, cli, "late", "kv"), store_ip);
+    assert_eq!(lookup(&d, cli, "other", "kv"), "", "the alias is the linking container's only");
+    d.cli(cli, &["rm", "-f", "db", "web", "lonely", "store", "app", "other", "late"]).ok();
     d.cli(cli, &["network", "rm", "linked"]).ok();
 }
 both!(links_on_the_default_bridge_and_on_a_user_network);
@@ -552,3 +556,42 @@ fn connect_with_a_mac_address_and_driver_opts() {
     d.wharf(&["rm", "-f", "box"]).ok();
     d.wharf(&["network", "rm", "extra", "other"]).ok();
 }
+
+/// `network create --aux-address/--ipam-opt/--ipv4` and `network connect --driver-opt`:
+/// auxiliary addresses are reserved (never handed out, refused to `--ip`) and shown in their
+/// pool, IPAM options are kept and shown, `--ipv4=false` is refused with a reason, and the
+/// endpoint's driver options are kept.
+fn aux_addresses_ipam_options_ipv4_and_driver_opts(cli: Cli) {
+    let d = Daemon::start();
+    let bb = registry().image("library/busybox:latest");
+    d.cli(cli, &["pull", &bb]).ok();
+    let (_, prefix) = subnet_for(&d, 8);
+    // A /29: .1 is the gateway; .2 and .3 are reserved, so the first container gets .4.
+    let subnet = format!("{prefix}.0/29");
+    let (a2, a3) = (format!("{prefix}.2"), format!("{prefix}.3"));
+    d.cli(cli, &["network", "create", "--subnet", &subnet, "--aux-address", &format!("far={prefix}.9"), "bad"])
+        .fails()
+        .mentions(&["no matching subnet for aux-address"]);
+    d.cli(cli, &["network", "create", "--ipv4=false", "v6only"]).fails().mentions(&["IPv6-only"]);
+    d.cli(cli, &["network", "create", "--ipv4", "--subnet", &format!("{prefix}.64/29"), "v4"]).ok();
+    let args = ["--aux-address", &format!("r1={a2}"), "--aux-address", &format!("r2={a3}"), "--ipam-opt", "k=v"];
+    d.cli(cli, &[&["network", "create", "--subnet", &subnet][..], &args[..], &["aux"]].concat()).ok();
+    let v = d.cli(cli, &["network", "inspect", "aux"]).json();
+    assert_eq!(v[0]["IPAM"]["Config"][0]["AuxiliaryAddresses"]["r1"], a2.as_str(), "{v}");
+    assert_eq!(v[0]["IPAM"]["Config"][0]["AuxiliaryAddresses"]["r2"], a3.as_str(), "{v}");
+    assert_eq!(v[0]["IPAM"]["Options"]["k"], "v", "{v}");
+    d.cli(cli, &["run", "--rm", "--network", "aux", "--ip", &a2, &bb, "true"]).fails().mentions(&["already in use"]);
+    let out = d.cli(cli, &["run", "--rm", "--network", "aux", &bb, "ip", "-4", "addr", "show", "eth0"]);
+    assert!(out.ok().stdout.contains(&format!("{prefix}.4/29")), "{out}");
+    d.cli(cli, &["run", "-d", "--name", "box", &bb, "sleep", "60"]).ok();
+    d.cli(cli, &["network", "connect", "--driver-opt", "novalue", "aux", "box"])
+        .fails()
+        .mentions(&["invalid key/value pair format in driver options"]);
+    d.cli(cli, &["network", "connect", "--driver-opt", "com.example.x=1", "aux", "box"]).ok();
+    let net = &d.inspect(cli, "box")["NetworkSettings"]["Networks"]["aux"];
+    assert_eq!(net["DriverOpts"]["com.example.x"], "1", "{net}");
+    assert_eq!(net["IPAddress"], format!("{prefix}.4").as_str(), "{net}");
+    d.cli(cli, &["rm", "-f", "box"]).ok();
+    d.cli(cli, &["network", "rm", "aux", "v4"]).ok();
+}
+both!(aux_addresses_ipam_options_ipv4_and_driver_opts);
