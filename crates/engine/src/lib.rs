@@ -242,6 +242,7 @@ impl Engine {
         };
         engine.recover().await?;
         engine.reconcile_network().await?;
+        engine.inner.restarts.set_ready();
         engine.restart_on_daemon_start();
         Ok(engine)
     }

@@ -120,9 +120,18 @@ fn next_delay(previous: Option<Duration>, ran_for: Duration) -> Duration {
 }
 
 /// Pending restarts and their back-off, in memory.
-#[derive(Default)]
 pub struct Restarts {
     state: Mutex<HashMap<String, Backoff>>,
+    /// Set once the daemon's start has reconciled the networks: a restart that the recovery
+    /// scheduled waits for it, since the reconcile removes the namespaces of containers that
+    /// did not run when it looked (it removed a restarted container's fresh one).
+    ready: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for Restarts {
+    fn default() -> Restarts {
+        Restarts { state: Mutex::default(), ready: tokio::sync::watch::channel(false).0 }
+    }
 }
 
 struct Backoff {
@@ -131,6 +140,16 @@ struct Backoff {
 }
 
 impl Restarts {
+    /// The daemon has started: policy restarts may run.
+    pub(crate) fn set_ready(&self) {
+        self.ready.send_replace(true);
+    }
+
+    async fn wait_ready(&self) {
+        let mut rx = self.ready.subscribe();
+        let _ = rx.wait_for(|ready| *ready).await;
+    }
+
     /// Forgets the back-off (a start by the user) and wakes a pending restart so it looks again.
     pub fn reset(&self, id: &str) {
         if let Ok(mut m) = self.state.lock() {
@@ -189,6 +208,7 @@ impl Engine {
                 _ = tokio::time::sleep(delay) => {}
                 _ = cancel.notified() => {}
             }
+            engine.inner.restarts.wait_ready().await;
             match engine.start_for_policy(&id).await {
                 Ok(true) => log::info!("container {id}: restarted by its policy"),
                 Ok(false) => {}
