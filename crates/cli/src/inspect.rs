@@ -64,6 +64,12 @@ fn fetch(client: &Client, name: &str, kind: Option<&str>, size: bool) -> Result<
 /// Re-indents compact JSON with four spaces per level, keeping key order; `depth` is the level
 /// the value starts at.
 pub fn indent_json(raw: &[u8], depth: usize) -> String {
+    indent_json_with(raw, depth, "    ")
+}
+
+/// `indent_json` with `unit` per level (`"\t"` is Go's `json.Indent` as docker prints raw
+/// manifests).
+pub fn indent_json_with(raw: &[u8], depth: usize, unit: &str) -> String {
     let text = String::from_utf8_lossy(raw);
     let mut out = String::with_capacity(text.len() * 2);
     let mut level = depth;
@@ -72,7 +78,7 @@ pub fn indent_json(raw: &[u8], depth: usize) -> String {
     let chars: Vec<char> = text.trim().chars().collect();
     let newline = |out: &mut String, level: usize| {
         out.push('\n');
-        out.extend(std::iter::repeat_n("    ", level));
+        out.extend(std::iter::repeat_n(unit, level));
     };
     let mut i = 0;
     while i < chars.len() {

@@ -243,66 +243,7 @@ fn to_indented<T: Serialize>(v: &T, indent: &[u8]) -> Result<Vec<u8>> {
 /// Re-indents JSON bytes with tabs keeping the key order, as Go's `json.Indent` (docker prints
 /// a single manifest's raw bytes so).
 fn indent_raw(raw: &[u8]) -> String {
-    let text = String::from_utf8_lossy(raw);
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = String::new();
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    let newline = |out: &mut String, depth: usize| {
-        out.push('\n');
-        out.extend(std::iter::repeat_n('\t', depth));
-    };
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        i += 1;
-        if in_string {
-            out.push(c);
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match c {
-            ' ' | '\t' | '\n' | '\r' => {}
-            '"' => {
-                in_string = true;
-                out.push(c);
-            }
-            '{' | '[' => {
-                out.push(c);
-                // An empty object or array stays on one line.
-                let mut j = i;
-                while j < chars.len() && chars[j].is_ascii_whitespace() {
-                    j += 1;
-                }
-                if j < chars.len() && matches!(chars[j], '}' | ']') {
-                    out.push(chars[j]);
-                    i = j + 1;
-                } else {
-                    depth += 1;
-                    newline(&mut out, depth);
-                }
-            }
-            '}' | ']' => {
-                depth = depth.saturating_sub(1);
-                newline(&mut out, depth);
-                out.push(c);
-            }
-            ',' => {
-                out.push(c);
-                newline(&mut out, depth);
-            }
-            ':' => out.push_str(": "),
-            _ => out.push(c),
-        }
-    }
-    out
+    crate::inspect::indent_json_with(raw, 0, "\t")
 }
 
 // ---------------------------------------------------------------------------------------------
