@@ -316,13 +316,7 @@ fn handle(cri: Arc<Cri>, mut req: Request<Body>) -> Response<Full<Bytes>> {
     };
     let upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
-        let io = match upgrade.await {
-            Ok(u) => hyper_util::rt::TokioIo::new(u),
-            Err(e) => {
-                log::debug!("cri streaming: upgrade: {e}");
-                return;
-            }
-        };
+        let Some(io) = upgraded(upgrade).await else { return };
         let (r, w) = tokio::io::split(io);
         let (rx, reader) = read_frames(r);
         let ws = Ws { rx, reader, w: Writer::new(w), channels };
@@ -381,13 +375,7 @@ fn spdy_upgrade(cri: Arc<Cri>, mut req: Request<Body>, stream: StreamRequest) ->
     let json = chosen == "v4.channel.k8s.io";
     let upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
-        let io = match upgrade.await {
-            Ok(u) => hyper_util::rt::TokioIo::new(u),
-            Err(e) => {
-                log::debug!("cri streaming: upgrade: {e}");
-                return;
-            }
-        };
+        let Some(io) = upgraded(upgrade).await else { return };
         let (r, w) = tokio::io::split(io);
         let conn = match spdy::Conn::new(r, w) {
             Ok(c) => c,
@@ -741,6 +729,17 @@ async fn finish(mut ws: impl Transport, outcome: Outcome, cmd: &[String]) {
         let _ = ws.send(ERROR, &msg).await;
     }
     ws.finish().await;
+}
+
+/// The connection once the client's upgrade completes; None (logged) when it never does.
+async fn upgraded(upgrade: hyper::upgrade::OnUpgrade) -> Option<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>> {
+    match upgrade.await {
+        Ok(u) => Some(hyper_util::rt::TokioIo::new(u)),
+        Err(e) => {
+            log::debug!("cri streaming: upgrade: {e}");
+            None
+        }
+    }
 }
 
 #[cfg(test)]
