@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use wharf_types::ErrorKind;
 
-use crate::cgroups::{Cgroup, CgroupError, Layout};
+use crate::cgroups::{Cgroup, CgroupError};
 use crate::init::{self, ChildFailure, FailKind};
 use crate::spec::{Resources, Spec};
 
@@ -172,7 +172,7 @@ pub fn spawn(bundle_dir: &Path, spec: &Spec, stdio: ChildStdio) -> Result<Spawne
     // RCU grace period in the kernel (5-8 ms measured, most of a start). Not through the user
     // namespace helper, which clones with the older call.
     let mut early = None;
-    if user_join.is_none() && Layout::detect() == Layout::V2 {
+    if user_join.is_none() && plan.cgroup_v2() {
         match early_cgroup(spec) {
             Ok(cg) => {
                 phases.push(("cgroup-made".to_string(), now_ns()));

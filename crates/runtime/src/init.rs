@@ -168,6 +168,11 @@ impl Plan {
         self.cgroupns_join.is_some()
     }
 
+    /// Whether the host is pure cgroup v2 (detected once, when the plan was made).
+    pub(crate) fn cgroup_v2(&self) -> bool {
+        self.cgroup_v2
+    }
+
     pub(crate) fn overlay(&self) -> Option<&str> {
         self.overlay.as_deref()
     }
