@@ -33,6 +33,14 @@ fn weed_bin() -> PathBuf {
     }
 }
 
+/// `n` different free ports: every listener is held until all are chosen, so the kernel cannot
+/// hand out one port twice.
+fn distinct_free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> =
+        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0")).collect();
+    held.iter().map(|l| l.local_addr().expect("local_addr").port()).collect()
+}
+
 /// One SeaweedFS (master, volume, filer, S3) in its own temp dir, with one bucket and one
 /// identity; stopped and removed on drop.
 pub(crate) struct Weed {
@@ -57,7 +65,21 @@ impl Weed {
         Weed::start_with(true)
     }
 
+    /// Up to three tries: weed is given its nine ports by number, and another test (or a
+    /// connection's ephemeral port) can take one between `free_port` and weed's listen, which
+    /// weed answers by exiting. A fresh set of ports then almost always works.
     fn start_with(tls: bool) -> Weed {
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Weed::try_start(tls) {
+                Ok(weed) => return weed,
+                Err(log) => last = log,
+            }
+        }
+        panic!("weed exited three times; last log:\n{last}");
+    }
+
+    fn try_start(tls: bool) -> Result<Weed, String> {
         let dir = TempDir::new("wharf-e2e-weed");
         let data = dir.0.join("data");
         fs::create_dir_all(&data).expect("weed data dir");
@@ -68,7 +90,7 @@ impl Weed {
         }]});
         let s3_config = dir.0.join("s3.json");
         fs::write(&s3_config, identities.to_string()).expect("write s3.json");
-        let p: Vec<u16> = (0..9).map(|_| free_port()).collect();
+        let p = distinct_free_ports(9);
         let (s3_port, filer_port) = (p[6], p[4]);
         let mut endpoint = format!("http://127.0.0.1:{s3_port}");
         let mut ca = None;
@@ -120,7 +142,7 @@ impl Weed {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(Ok(Some(status))) = weed.child.as_mut().map(|c| c.try_wait()) {
-                panic!("weed exited ({status}); log:\n{}", weed.log_tail());
+                return Err(format!("weed exited ({status}); log:\n{}", weed.log_tail()));
             }
             let listening = |addr: &str| std::net::TcpStream::connect(addr).is_ok();
             if listening(&weed.s3_addr()) && listening(&weed.filer) {
@@ -132,7 +154,7 @@ impl Weed {
             assert!(Instant::now() < deadline, "weed did not come up; log:\n{}", weed.log_tail());
             thread::sleep(Duration::from_millis(200));
         }
-        weed
+        Ok(weed)
     }
 
     fn s3_addr(&self) -> String {
