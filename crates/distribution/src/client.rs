@@ -173,6 +173,71 @@ impl RegistryClient {
         }
     }
 
+    /// A manifest by tag or digest exactly as the registry serves it: its bytes (checked when
+    /// `reference` is a digest) and media type. For a pull-through cache, which passes them on.
+    pub fn raw_manifest(
+        &self,
+        r: &ImageRef,
+        reference: &str,
+        auth: Option<&AuthConfig>,
+    ) -> Result<(Vec<u8>, String), DistributionError> {
+        let op = op_for(r, auth);
+        let (raw, content_type) = self.with_endpoints(r, false, |ep| self.fetch_manifest(&op, ep, reference))?;
+        if let Ok(want) = reference.parse::<Digest>() {
+            let got = Digest::of(&raw);
+            if got != want {
+                return Err(DistributionError::DigestMismatch {
+                    op: op.what.clone(),
+                    what: "manifest".to_string(),
+                    expected: want.to_string(),
+                    actual: got.to_string(),
+                });
+            }
+        }
+        Ok((raw, content_type))
+    }
+
+    /// The digest `reference` names now, from a HEAD request's `Docker-Content-Digest`; `None`
+    /// when the registry does not send one.
+    pub fn manifest_digest(
+        &self,
+        r: &ImageRef,
+        reference: &str,
+        auth: Option<&AuthConfig>,
+    ) -> Result<Option<Digest>, DistributionError> {
+        let op = op_for(r, auth);
+        let target = format!("/v2/{}/manifests/{reference}", op.repo);
+        let headers = [("Accept".to_string(), MANIFEST_ACCEPT.to_string())];
+        self.with_endpoints(r, false, |ep| {
+            let (url, resp) =
+                self.registry_send(&op, ep, "HEAD", ep.url_for(&target), &headers, &mut || Ok(Body::Empty))?;
+            if resp.status != 200 {
+                return Err(status_error(&op, &url, resp, Subject::Manifest, None));
+            }
+            Ok(resp.header("Docker-Content-Digest").and_then(|d| d.trim().parse().ok()))
+        })
+    }
+
+    /// Opens a whole blob for streaming when its size is not known beforehand: the reader and
+    /// the size the registry declares (`Content-Length`), if it does. The caller verifies it.
+    pub fn open_blob_sized(
+        &self,
+        r: &ImageRef,
+        digest: &Digest,
+        auth: Option<&AuthConfig>,
+    ) -> Result<(Box<dyn Read + Send>, Option<u64>), DistributionError> {
+        let op = op_for(r, auth);
+        let target = format!("/v2/{}/blobs/{digest}", op.repo);
+        self.with_endpoints(r, false, |ep| {
+            let (url, resp) = self.registry_get(&op, ep, &target, &[])?;
+            if resp.status != 200 {
+                return Err(status_error(&op, &url, resp, Subject::Blob, Some(digest)));
+            }
+            let size = resp.header("Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
+            Ok((resp.into_body(), size))
+        })
+    }
+
     fn open_blob_at(
         &self,
         op: &Op,

@@ -131,10 +131,12 @@ impl ApiError {
     }
 
     /// The spec's JSON body. A `DENIED`'s message also says why (the permission missing),
-    /// as Harbor's do: clients show the message, not the detail.
+    /// as Harbor's do: clients show the message, not the detail. So does a 502 (a proxy
+    /// cache's upstream failed): the client should learn which upstream and why.
     pub fn body(&self) -> String {
         let message = match self.code {
             Code::Denied if !self.detail.is_empty() => format!("{}: {}", self.code.message(), self.detail),
+            _ if self.status == 502 && !self.detail.is_empty() => self.detail.clone(),
             _ => self.code.message().to_string(),
         };
         serde_json::json!({

@@ -176,6 +176,14 @@ async fn route(reg: Arc<Registry>, req: Request<Incoming>) -> Result<Resp> {
         authorize(&reg, auth, &req, &route, name, &mut query)?;
     }
     let head = method == Method::HEAD;
+    if let Some(n) = name {
+        let upstream = block(|| reg.proxy.upstream_for(&reg, n))?;
+        if let Some(up) = upstream {
+            if let Some(reply) = proxied(&reg, &up, &route, &req, head)? {
+                return Ok(reply.into_response());
+            }
+        }
+    }
     let reply = match (route, &method) {
         (Route::Base, &Method::GET | &Method::HEAD) => Reply::new(200).json(json!({})),
         (Route::Catalog, &Method::GET) => catalog(&reg, &query)?,
@@ -194,6 +202,144 @@ async fn route(reg: Arc<Registry>, req: Request<Incoming>) -> Result<Resp> {
         _ => return Err(not_allowed(&method)),
     };
     Ok(reply.into_response())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Proxy-cache projects (`harbor::proxy`)
+
+/// A request to a repository of a proxy-cache project: manifests and blobs come through the
+/// cache, pushes and deletes are refused; `None` for what is answered as in any repository
+/// (tags, referrers, a blob that is here).
+fn proxied(
+    reg: &Arc<Registry>,
+    up: &Arc<crate::harbor::proxy::Upstream>,
+    route: &Route<'_>,
+    req: &Request<Incoming>,
+    head: bool,
+) -> Result<Option<Reply>> {
+    use crate::harbor::proxy::ProxyError;
+    let refuse = |name: &str| {
+        ApiError::new(
+            Code::Denied,
+            format!(
+                "{name}: its project is a proxy cache of registry {}: push and delete are not allowed there",
+                up.name
+            ),
+        )
+    };
+    let failed = |e: ProxyError, code: Code| match e {
+        ProxyError::NotFound(m) => ApiError::new(code, m),
+        ProxyError::Unavailable(m) => ApiError::new(Code::Unknown, m).with_status(502),
+        ProxyError::Local(e) => e,
+    };
+    let method = req.method();
+    match (route, method) {
+        (Route::Manifest(name, reference), &Method::GET | &Method::HEAD) => {
+            parse_reference(reference)?;
+            let served =
+                block(|| reg.proxy.manifest(reg, up, name, reference)).map_err(|e| failed(e, Code::ManifestUnknown))?;
+            let reply = Reply::new(200)
+                .header("Content-Type", served.media_type)
+                .header("Docker-Content-Digest", served.digest.to_string())
+                .header("Content-Length", served.bytes.len().to_string());
+            Ok(Some(if head { reply } else { reply.body(served.bytes) }))
+        }
+        (Route::Blob(name, digest), &Method::GET | &Method::HEAD) => {
+            let digest = parse_digest(digest)?;
+            if block(|| reg.meta.blob_in_repo(name, &digest))?.is_some() {
+                return Ok(None);
+            }
+            let Some((reader, size)) =
+                block(|| reg.proxy.open_blob(reg, up, name, &digest)).map_err(|e| failed(e, Code::BlobUnknown))?
+            else {
+                return Ok(None);
+            };
+            let mut reply = Reply::new(200)
+                .header("Docker-Content-Digest", digest.to_string())
+                .header("Content-Type", "application/octet-stream");
+            if let Some(n) = size {
+                reply = reply.header("Content-Length", n.to_string());
+            }
+            if head {
+                return Ok(Some(reply));
+            }
+            let sink = reg.proxy.keep(reg, name, &digest);
+            let (tx, body) = Body::channel();
+            let out = Outlet { tx, runtime: tokio::runtime::Handle::current(), timeout: reg.options.idle_timeout };
+            let reg = reg.clone();
+            tokio::task::spawn_blocking(move || stream_proxied(reader, size, digest, sink, &reg, out));
+            reply.body = body;
+            Ok(Some(reply))
+        }
+        (Route::Manifest(name, _), _)
+        | (Route::Blob(name, _), _)
+        | (Route::UploadStart(name), _)
+        | (Route::Upload(name, _), _) => Err(refuse(name)),
+        _ => Ok(None),
+    }
+}
+
+/// Passes a blob from the upstream to the client, keeping it in storage on the way when
+/// `sink` is given. The last piece is held back until the digest is checked and the blob
+/// committed, so a client that has the whole blob finds it cached. A client that goes away
+/// does not stop the keeping.
+fn stream_proxied(
+    mut reader: Box<dyn Read + Send>,
+    size: Option<u64>,
+    digest: Digest,
+    mut sink: Option<crate::harbor::proxy::BlobSink>,
+    reg: &Registry,
+    out: Outlet,
+) {
+    let mut client = true;
+    let mut hasher = Sha256Writer::new();
+    let mut total = 0u64;
+    let mut pending: Option<Bytes> = None;
+    let fail = |client: bool, why: String| {
+        log::warn!("proxy cache: blob {digest}: {why}");
+        if client {
+            out.send(Err(io::Error::other(why)));
+        }
+    };
+    loop {
+        let mut buf = vec![0u8; READ_CHUNK];
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return fail(client, format!("reading from the upstream: {e}")),
+        };
+        buf.truncate(n);
+        total += n as u64;
+        hasher.update(&buf);
+        if let Some(s) = &mut sink {
+            if let Err(e) = s.write(&buf) {
+                log::warn!("proxy cache: not keeping blob {digest}: {e}");
+                sink = None;
+            }
+        }
+        if let Some(p) = pending.replace(Bytes::from(buf)) {
+            client = client && out.send(Ok(p));
+        }
+        if !client && sink.is_none() {
+            return;
+        }
+    }
+    if size.is_some_and(|want| want != total) {
+        return fail(client, format!("the upstream sent {total} bytes of a declared {}", size.unwrap_or(0)));
+    }
+    let (got, _) = hasher.finish();
+    if got != digest {
+        return fail(client, format!("the upstream's bytes hash to {got}"));
+    }
+    if let Some(s) = sink {
+        if let Err(e) = s.finish(reg) {
+            log::warn!("proxy cache: keeping blob {digest}: {e}");
+        }
+    }
+    if let (true, Some(p)) = (client, pending) {
+        out.send(Ok(p));
+    }
 }
 
 /// Checks a request's credentials against what its endpoint needs: pull for GET and HEAD,

@@ -47,6 +47,8 @@ const MEMBERS: TableDefinition<&str, &[u8]> = TableDefinition::new("members");
 const ROBOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("robots");
 /// `project\0id` (20 digits, so that key order is id order) → [`ImmutableRule`] (JSON)
 const IMMUTABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("immutable_rules");
+/// registry endpoint id (20 digits) → [`StoredRegistry`] (JSON)
+const REGISTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("registries");
 /// kind of record (`user`, `project`, `member`, `robot`, `rule`) → the last id handed out
 const SEQ: TableDefinition<&str, u64> = TableDefinition::new("seq");
 
@@ -290,6 +292,7 @@ impl RedbMetadata {
             tx.open_table(ROBOTS).map_err(db)?;
             tx.open_table(SEQ).map_err(db)?;
             tx.open_table(IMMUTABLE).map_err(db)?;
+            tx.open_table(REGISTRIES).map_err(db)?;
         }
         tx.commit().map_err(db)?;
         Ok(RedbMetadata { db: database, gc_running: Arc::new(AtomicBool::new(false)) })
@@ -699,6 +702,13 @@ struct StoredMember {
 }
 
 #[derive(Serialize, Deserialize)]
+struct StoredRegistry {
+    name: String,
+    #[serde(flatten)]
+    record: crate::harbor::proxy::RegistryRecord,
+}
+
+#[derive(Serialize, Deserialize)]
 struct StoredRobot {
     id: u64,
     #[serde(flatten)]
@@ -1022,6 +1032,48 @@ impl crate::harbor::store::IamStore for RedbMetadata {
         let tx = self.db.begin_write().map_err(db)?;
         let key = key2(project, &format!("{id:020}"));
         let removed = tx.open_table(IMMUTABLE).map_err(db)?.remove(key.as_str()).map_err(db)?.is_some();
+        tx.commit().map_err(db)?;
+        Ok(removed)
+    }
+
+    fn create_registry(&self, name: &str, record: &crate::harbor::proxy::RegistryRecord) -> Result<Option<u64>> {
+        // The name check and the insert are one write transaction: redb has one writer at a time.
+        let tx = self.db.begin_write().map_err(db)?;
+        let id = {
+            let mut t = tx.open_table(REGISTRIES).map_err(db)?;
+            for item in t.iter().map_err(db)? {
+                let (k, v) = item.map_err(db)?;
+                if decode::<StoredRegistry>(k.value(), v.value())?.name == name {
+                    return Ok(None);
+                }
+            }
+            let id = next_id(&tx, "registry")?;
+            let stored = StoredRegistry { name: name.to_string(), record: record.clone() };
+            t.insert(format!("{id:020}").as_str(), encode(&stored).as_slice()).map_err(db)?;
+            id
+        };
+        tx.commit().map_err(db)?;
+        Ok(Some(id))
+    }
+
+    fn registries(&self) -> Result<Vec<crate::harbor::proxy::RegistryEndpoint>> {
+        let mut out = Vec::new();
+        for (key, r) in self.all_json::<StoredRegistry>(REGISTRIES)? {
+            let id = key.parse::<u64>().map_err(|e| MetaError::Decode { key, message: e.to_string() })?;
+            out.push(crate::harbor::proxy::RegistryEndpoint { id, name: r.name, record: r.record });
+        }
+        Ok(out)
+    }
+
+    fn update_registry(&self, id: u64, name: &str, record: &crate::harbor::proxy::RegistryRecord) -> Result<bool> {
+        let stored = StoredRegistry { name: name.to_string(), record: record.clone() };
+        self.replace_json(REGISTRIES, &format!("{id:020}"), |_| Ok(stored))
+    }
+
+    fn delete_registry(&self, id: u64) -> Result<bool> {
+        let tx = self.db.begin_write().map_err(db)?;
+        let removed =
+            tx.open_table(REGISTRIES).map_err(db)?.remove(format!("{id:020}").as_str()).map_err(db)?.is_some();
         tx.commit().map_err(db)?;
         Ok(removed)
     }

@@ -64,6 +64,8 @@ pub struct Registry {
     /// Blobs recently named by a client (HEAD, GET, mount, upload), for the online GC:
     /// a push that found a blob present must not lose it before its manifest arrives.
     touched: Mutex<HashMap<Digest, Instant>>,
+    /// Proxy-cache projects' upstream clients and the manifests waiting for their blobs.
+    pub proxy: crate::harbor::proxy::ProxyCache,
 }
 
 const DIGEST_LOCK_STRIPES: usize = 64;
@@ -80,6 +82,7 @@ impl Registry {
             store,
             options,
             sessions: Mutex::new(HashMap::new()),
+            proxy: crate::harbor::proxy::ProxyCache::default(),
             digest_locks: (0..DIGEST_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             touched: Mutex::new(HashMap::new()),
         }

@@ -107,8 +107,14 @@ pub fn registry_actions(
         match subject {
             Subject::User { name, admin: true } if pushing && super::valid_project_name(project) => {
                 let t = now();
-                let record =
-                    ProjectRecord { public: false, owner: name.clone(), created: t, updated: t, storage_limit: None };
+                let record = ProjectRecord {
+                    public: false,
+                    owner: name.clone(),
+                    created: t,
+                    updated: t,
+                    storage_limit: None,
+                    registry_id: None,
+                };
                 if meta.create_project(project, &record, Some(name))?.is_some() {
                     log::info!("project {project:?} created by {name:?} with its first push");
                 }
@@ -162,7 +168,14 @@ pub fn ensure_library(meta: &dyn Metadata, owner: &str) -> Result<()> {
         return Ok(());
     }
     let t = now();
-    let record = ProjectRecord { public: true, owner: owner.to_string(), created: t, updated: t, storage_limit: None };
+    let record = ProjectRecord {
+        public: true,
+        owner: owner.to_string(),
+        created: t,
+        updated: t,
+        storage_limit: None,
+        registry_id: None,
+    };
     meta.create_project(LIBRARY, &record, Some(owner))?;
     Ok(())
 }

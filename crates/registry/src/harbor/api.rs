@@ -16,6 +16,7 @@ use wharf_types::Digest;
 
 use super::access::{self, describe, ProjectAccess};
 use super::immutable::ImmutableRule;
+use super::proxy::{RegistryEndpoint, RegistryRecord};
 use super::rbac::{Action, Resource, RobotPermission, Role};
 use super::store::{Project, ProjectRecord, Robot, RobotRecord};
 use crate::auth::{self, Auth, Subject};
@@ -307,8 +308,174 @@ impl Call<'_> {
             (["robots", id], &Method::PUT) => self.update_robot(id, body),
             (["robots", id], &Method::PATCH) => self.refresh_robot(id, body),
             (["robots", id], &Method::DELETE) => self.delete_robot(id),
+            (["registries"], &Method::GET) => self.list_registries(),
+            (["registries"], &Method::POST) => self.create_registry(body),
+            (["registries", "ping"], &Method::POST) => self.ping_registry(body),
+            (["registries", id], &Method::GET) => self.get_registry(id),
+            (["registries", id], &Method::PUT) => self.update_registry(id, body),
+            (["registries", id], &Method::DELETE) => self.delete_registry(id),
             _ => Err(not_found(format!("no API endpoint {} /api/v2.0/{}", self.method, s.join("/")))),
         }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Registry endpoints (the upstreams of proxy-cache projects): system admins only
+
+    fn registry_by_id(&self, id: &str) -> Result<RegistryEndpoint> {
+        let n = id.parse::<u64>().map_err(|_| bad(format!("registry id {id:?} is not a number")))?;
+        self.meta()
+            .registries()?
+            .into_iter()
+            .find(|e| e.id == n)
+            .ok_or_else(|| not_found(format!("registry {n} not found")))
+    }
+
+    /// A registry endpoint from a create (`base` None) or update body, checked. Create takes
+    /// `credential: {access_key, access_secret}`, update the same fields at the top level.
+    fn registry_from(&self, body: &Value, base: Option<&RegistryEndpoint>) -> Result<(String, RegistryRecord)> {
+        let t = now();
+        let mut name = base.map(|b| b.name.clone()).unwrap_or_default();
+        let mut r = base.map(|b| b.record.clone()).unwrap_or(RegistryRecord {
+            kind: String::new(),
+            url: String::new(),
+            description: String::new(),
+            insecure: false,
+            access_key: None,
+            access_secret: None,
+            created: t,
+            updated: t,
+        });
+        r.updated = t;
+        if let Some(v) = opt_str(body, "name")? {
+            name = v.to_string();
+        }
+        if let Some(v) = opt_str(body, "type")? {
+            if base.is_some() && v != r.kind {
+                return Err(bad("a registry's type cannot be changed"));
+            }
+            r.kind = v.to_string();
+        }
+        if let Some(v) = opt_str(body, "url")? {
+            r.url = v.trim_end_matches('/').to_string();
+        }
+        if let Some(v) = opt_str(body, "description")? {
+            r.description = v.to_string();
+        }
+        if let Some(v) = opt_bool(body, "insecure")? {
+            r.insecure = v;
+        }
+        let cred = body.get("credential").filter(|c| c.is_object()).unwrap_or(body);
+        if let Some(k) = opt_str(cred, "access_key")? {
+            r.access_key = (!k.is_empty()).then(|| k.to_string());
+        }
+        if let Some(secret) = opt_str(cred, "access_secret")? {
+            // The masked value the API shows means "unchanged".
+            if secret != "*****" {
+                r.access_secret = (!secret.is_empty()).then(|| secret.to_string());
+            }
+        }
+        if r.url.is_empty() {
+            return Err(bad("url is required"));
+        }
+        super::proxy::validate(&name, &r).map_err(bad)?;
+        Ok((name, r))
+    }
+
+    fn name_taken(&self, name: &str, except: Option<u64>) -> Result<()> {
+        if self.meta().registries()?.iter().any(|e| e.name == name && Some(e.id) != except) {
+            return Err(HarborError::new(409, format!("registry {name:?} already exists")));
+        }
+        Ok(())
+    }
+
+    fn list_registries(&self) -> Result<Reply> {
+        self.require_sysadmin()?;
+        let filters = parse_q(self.query.get("q").map(String::as_str).unwrap_or(""));
+        let items = self
+            .meta()
+            .registries()?
+            .iter()
+            .filter(|e| {
+                filters.iter().all(|(k, fuzzy, v)| match k.as_str() {
+                    "name" => matches(&e.name, *fuzzy, v),
+                    "type" => e.record.kind == *v,
+                    "url" => matches(&e.record.url, *fuzzy, v),
+                    _ => true,
+                })
+            })
+            .map(|e| super::proxy::to_json(e, time))
+            .collect();
+        self.paged("/api/v2.0/registries", items)
+    }
+
+    fn create_registry(&self, body: &Value) -> Result<Reply> {
+        self.require_sysadmin()?;
+        let (name, record) = self.registry_from(body, None)?;
+        self.name_taken(&name, None)?;
+        let Some(id) = self.meta().create_registry(&name, &record)? else {
+            return Err(HarborError::new(409, format!("registry {name:?} already exists")));
+        };
+        Ok(Reply::new(201).header("Location", format!("/api/v2.0/registries/{id}")))
+    }
+
+    fn get_registry(&self, id: &str) -> Result<Reply> {
+        self.require_sysadmin()?;
+        Ok(Reply::new(200).json(super::proxy::to_json(&self.registry_by_id(id)?, time)))
+    }
+
+    fn update_registry(&self, id: &str, body: &Value) -> Result<Reply> {
+        self.require_sysadmin()?;
+        let old = self.registry_by_id(id)?;
+        let (name, record) = self.registry_from(body, Some(&old))?;
+        self.name_taken(&name, Some(old.id))?;
+        if !self.meta().update_registry(old.id, &name, &record)? {
+            return Err(not_found(format!("registry {id} not found")));
+        }
+        Ok(Reply::new(200))
+    }
+
+    fn delete_registry(&self, id: &str) -> Result<Reply> {
+        self.require_sysadmin()?;
+        let e = self.registry_by_id(id)?;
+        let users: Vec<String> = self
+            .meta()
+            .projects()?
+            .into_iter()
+            .filter(|p| p.record.registry_id == Some(e.id))
+            .map(|p| p.name)
+            .collect();
+        if !users.is_empty() {
+            return Err(HarborError::new(
+                412,
+                format!(
+                    "registry {} is the upstream of proxy cache project(s) {}: delete them first",
+                    e.name,
+                    users.join(", ")
+                ),
+            ));
+        }
+        self.meta().delete_registry(e.id)?;
+        Ok(Reply::new(200))
+    }
+
+    /// Whether an endpoint (by `id`, or described in the body as for a create) answers the
+    /// registry API with its credentials.
+    fn ping_registry(&self, body: &Value) -> Result<Reply> {
+        self.require_sysadmin()?;
+        let endpoint = match opt_int(body, "id")? {
+            Some(id) => self.registry_by_id(&id.to_string())?,
+            None => {
+                let mut b = body.clone();
+                if b.get("name").is_none() {
+                    b["name"] = json!("ping");
+                }
+                let (name, record) = self.registry_from(&b, None)?;
+                RegistryEndpoint { id: 0, name, record }
+            }
+        };
+        super::proxy::ping(&endpoint)
+            .map_err(|e| bad(format!("registry {} cannot be reached: {e}", endpoint.record.url)))?;
+        Ok(Reply::new(200))
     }
 
     // -----------------------------------------------------------------------------------------
@@ -440,7 +607,7 @@ impl Call<'_> {
             "creation_time": time(p.record.created),
             "update_time": time(p.record.updated),
             "deleted": false,
-            "registry_id": 0,
+            "registry_id": p.record.registry_id.unwrap_or(0),
             "repo_count": self.project_repos(&p.name)?.len(),
             "current_user_role_id": role,
             "current_user_role_ids": if role == 0 { json!([]) } else { json!([role]) },
@@ -510,7 +677,23 @@ impl Call<'_> {
         }
         let t = now();
         let public = public_of(body)?.unwrap_or(false);
-        let record = ProjectRecord { public, owner: user.clone(), created: t, updated: t, storage_limit };
+        let registry_id = match opt_int(body, "registry_id")? {
+            None | Some(0) => None,
+            Some(id) => {
+                if !self.sysadmin() {
+                    return Err(HarborError::new(
+                        403,
+                        format!("user {user:?} may not create a proxy cache project: system admins only"),
+                    ));
+                }
+                let known = self.meta().registries()?.iter().any(|e| i64::try_from(e.id) == Ok(id));
+                if !known {
+                    return Err(bad(format!("registry_id {id}: no such registry endpoint")));
+                }
+                Some(id as u64)
+            }
+        };
+        let record = ProjectRecord { public, owner: user.clone(), created: t, updated: t, storage_limit, registry_id };
         let Some(id) = self.meta().create_project(name, &record, Some(&user))? else {
             return Err(HarborError::new(409, format!("project {name} already exists")));
         };

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::immutable::ImmutableRule;
+use super::proxy::{RegistryEndpoint, RegistryRecord};
 use super::rbac::{RobotPermission, Role};
 use wharf_types::Digest;
 
@@ -23,6 +24,9 @@ pub struct ProjectRecord {
     /// of its repositories hold it); `None` is unlimited.
     #[serde(default)]
     pub storage_limit: Option<u64>,
+    /// The upstream registry endpoint of a proxy-cache project (Harbor's `registry_id`).
+    #[serde(default)]
+    pub registry_id: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -117,6 +121,16 @@ pub trait IamStore {
     fn immutable_rules(&self, project: &str) -> Result<Vec<(u64, ImmutableRule)>>;
     fn update_immutable_rule(&self, project: &str, id: u64, rule: &ImmutableRule) -> Result<bool>;
     fn delete_immutable_rule(&self, project: &str, id: u64) -> Result<bool>;
+
+    /// Records an upstream registry endpoint (for proxy-cache projects); its id, `None` when
+    /// the name is taken.
+    fn create_registry(&self, name: &str, record: &RegistryRecord) -> Result<Option<u64>>;
+    /// Every registry endpoint, in id order.
+    fn registries(&self) -> Result<Vec<RegistryEndpoint>>;
+    /// Renames and changes one; `false` when there is no such id. (The API refuses a name
+    /// another endpoint has before it calls this.)
+    fn update_registry(&self, id: u64, name: &str, record: &RegistryRecord) -> Result<bool>;
+    fn delete_registry(&self, id: u64) -> Result<bool>;
 }
 
 /// The behaviour every `IamStore` must show; both backends run it.
@@ -170,7 +184,14 @@ pub(crate) mod suite {
         assert_eq!(names, ["alice", "bob"]);
 
         // Projects: one per name, the creator its admin in the same transaction.
-        let rec = ProjectRecord { public: false, owner: "alice".into(), created: 1, updated: 1, storage_limit: None };
+        let rec = ProjectRecord {
+            public: false,
+            owner: "alice".into(),
+            created: 1,
+            updated: 1,
+            storage_limit: None,
+            registry_id: None,
+        };
         let p = m.create_project("proj", &rec, Some("alice")).unwrap().expect("a new project");
         assert_eq!(m.create_project("proj", &rec, None).unwrap(), None);
         let q = m.create_project("other", &ProjectRecord { public: true, ..rec.clone() }, None).unwrap().unwrap();
@@ -291,5 +312,34 @@ pub(crate) mod suite {
         // A project made again under an old name is a new one.
         let again = m.create_project("proj", &rec, None).unwrap().unwrap();
         assert!(again > q && m.members("proj").unwrap().is_empty());
+
+        // Registry endpoints: one per name, ids in order, a project may name one.
+        let up = RegistryRecord {
+            kind: "docker-registry".into(),
+            url: "http://127.0.0.1:5999".into(),
+            description: String::new(),
+            insecure: false,
+            access_key: Some("k".into()),
+            access_secret: Some("s".into()),
+            created: 1,
+            updated: 1,
+        };
+        let r1 = m.create_registry("up1", &up).unwrap().expect("a new endpoint");
+        assert_eq!(m.create_registry("up1", &up).unwrap(), None);
+        let r2 = m.create_registry("up2", &RegistryRecord { access_key: None, ..up.clone() }).unwrap().unwrap();
+        assert!(r2 > r1);
+        let all = m.registries().unwrap();
+        assert_eq!(all.iter().map(|e| (e.id, e.name.as_str())).collect::<Vec<_>>(), [(r1, "up1"), (r2, "up2")]);
+        assert_eq!(all[0].record, up);
+        let moved = RegistryRecord { url: "https://127.0.0.1:6000".into(), updated: 2, ..up.clone() };
+        assert!(m.update_registry(r1, "renamed", &moved).unwrap());
+        assert_eq!(m.registries().unwrap()[0], RegistryEndpoint { id: r1, name: "renamed".into(), record: moved });
+        assert!(!m.update_registry(r2 + 100, "x", &up).unwrap());
+        let proxy = ProjectRecord { registry_id: Some(r1), ..rec.clone() };
+        m.create_project("cache", &proxy, None).unwrap().unwrap();
+        assert_eq!(m.project("cache").unwrap().unwrap().record.registry_id, Some(r1));
+        assert!(m.delete_registry(r2).unwrap());
+        assert!(!m.delete_registry(r2).unwrap());
+        assert_eq!(m.registries().unwrap().len(), 1);
     }
 }

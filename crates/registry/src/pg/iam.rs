@@ -5,12 +5,13 @@
 use super::meta::{db, decode_json, user_of, PgMetadata, USER_COLUMNS};
 use super::wire::{Row, ToSql};
 use crate::harbor::immutable::ImmutableRule;
+use crate::harbor::proxy::{RegistryEndpoint, RegistryRecord};
 use crate::harbor::rbac::Role;
 use crate::harbor::store::{IamStore, Member, Project, ProjectRecord, Robot, RobotRecord};
 use crate::meta::{ManifestRecord, MetaError, Result, UserRecord};
 use wharf_types::Digest;
 
-const PROJECT_COLUMNS: &str = "name, id, public, owner, created, updated, storage_limit";
+const PROJECT_COLUMNS: &str = "name, id, public, owner, created, updated, storage_limit, registry_id";
 
 fn project_of(r: &Row) -> Result<Project> {
     Ok(Project {
@@ -26,6 +27,11 @@ fn project_of(r: &Row) -> Result<Project> {
                 .map(|v| v.parse::<u64>())
                 .transpose()
                 .map_err(|e| MetaError::Decode { key: "projects.storage_limit".into(), message: e.to_string() })?,
+            registry_id: r
+                .opt(7)
+                .map(|v| v.parse::<u64>())
+                .transpose()
+                .map_err(|e| MetaError::Decode { key: "projects.registry_id".into(), message: e.to_string() })?,
         },
     })
 }
@@ -54,13 +60,20 @@ fn json<T: serde::Serialize>(v: &T) -> Result<String> {
 impl IamStore for PgMetadata {
     fn create_project(&self, name: &str, record: &ProjectRecord, admin: Option<&str>) -> Result<Option<u64>> {
         self.run(|c| {
-            let params: [&dyn ToSql; 6] =
-                [&name, &record.public, &record.owner, &record.created, &record.updated, &record.storage_limit];
+            let params: [&dyn ToSql; 7] = [
+                &name,
+                &record.public,
+                &record.owner,
+                &record.created,
+                &record.updated,
+                &record.storage_limit,
+                &record.registry_id,
+            ];
             let out = c.batch(&[
                 ("BEGIN", &[]),
                 (
-                    "INSERT INTO projects (name, public, owner, created, updated, storage_limit) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING RETURNING id",
+                    "INSERT INTO projects (name, public, owner, created, updated, storage_limit, registry_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING RETURNING id",
                     &params,
                 ),
             ])?;
@@ -90,9 +103,9 @@ impl IamStore for PgMetadata {
     fn update_project(&self, name: &str, r: &ProjectRecord) -> Result<bool> {
         let n = self.run(|c| {
             c.execute(
-                "UPDATE projects SET public = $2, owner = $3, created = $4, updated = $5, storage_limit = $6 \
-                 WHERE name = $1",
-                &[&name, &r.public, &r.owner, &r.created, &r.updated, &r.storage_limit],
+                "UPDATE projects SET public = $2, owner = $3, created = $4, updated = $5, storage_limit = $6, \
+                 registry_id = $7 WHERE name = $1",
+                &[&name, &r.public, &r.owner, &r.created, &r.updated, &r.storage_limit, &r.registry_id],
             )
         })?;
         Ok(n > 0)
@@ -235,6 +248,40 @@ impl IamStore for PgMetadata {
         let n =
             self.run(|c| c.execute("DELETE FROM immutable_rules WHERE project = $1 AND id = $2", &[&project, &id]))?;
         Ok(n > 0)
+    }
+
+    fn create_registry(&self, name: &str, record: &RegistryRecord) -> Result<Option<u64>> {
+        let text = json(record)?;
+        let rows = self.run(|c| {
+            c.query(
+                "INSERT INTO registries (name, record) VALUES ($1, $2::jsonb) ON CONFLICT (name) DO NOTHING RETURNING id",
+                &[&name, &text],
+            )
+        })?;
+        rows.first().map(|r| r.uint(0).map_err(db)).transpose()
+    }
+
+    fn registries(&self) -> Result<Vec<RegistryEndpoint>> {
+        let rows = self.run(|c| c.query("SELECT id, name, record FROM registries ORDER BY id", &[]))?;
+        rows.iter()
+            .map(|r| {
+                let name = r.text(1).map_err(db)?.to_string();
+                let record = decode_json(&name, r.text(2).map_err(db)?)?;
+                Ok(RegistryEndpoint { id: r.uint(0).map_err(db)?, name, record })
+            })
+            .collect()
+    }
+
+    fn update_registry(&self, id: u64, name: &str, record: &RegistryRecord) -> Result<bool> {
+        let text = json(record)?;
+        let n = self.run(|c| {
+            c.execute("UPDATE registries SET name = $2, record = $3::jsonb WHERE id = $1", &[&id, &name, &text])
+        })?;
+        Ok(n > 0)
+    }
+
+    fn delete_registry(&self, id: u64) -> Result<bool> {
+        Ok(self.run(|c| c.execute("DELETE FROM registries WHERE id = $1", &[&id]))? > 0)
     }
 
     fn project_storage(&self, project: &str) -> Result<Vec<(Digest, u64)>> {
