@@ -26,7 +26,7 @@ const LOCK_DIGEST: i32 = 0x7768_6144;
 
 /// How often a statement is run again after a deadlock, a serialization failure, or a pooled
 /// connection that turned out dead.
-const TRIES: usize = 3;
+const TRIES: usize = 5;
 
 /// A blob named by a client is marked young again at most once a second: a blob pulled many
 /// times a second must not become as many writes, and a grace period is seconds at least.
@@ -242,7 +242,13 @@ impl PgMetadata {
             match r {
                 Ok(v) => return Ok(v),
                 Err(e) if tries < TRIES && e.connection_lost() && reused => self.pool.discard_idle(),
-                Err(e) if tries < TRIES && e.retryable() => {}
+                Err(e) if tries < TRIES && e.retryable() => {
+                    // Two transactions that deadlocked once will again if both retry at once:
+                    // a short pause that differs between them (and grows) lets one go first.
+                    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                    let jitter = u64::from(nanos.subsec_nanos()) % 7;
+                    std::thread::sleep(std::time::Duration::from_millis((tries as u64) * (2 + jitter)));
+                }
                 Err(e) => return Err(db(e)),
             }
         }
