@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::harness::Daemon;
-use crate::registry_server::{auth_server, http, Resp, Server, ADMIN_PW, OCI_MANIFEST};
+use crate::registry_server::{auth_server, digest, http, Resp, Server, ADMIN_PW, OCI_INDEX, OCI_MANIFEST};
 
 fn admin_authz() -> String {
     format!("Basic {}", crate::registry_auth::base64(format!("admin:{ADMIN_PW}").as_bytes()))
@@ -139,10 +139,10 @@ fn harbor_proxy_cache_pulls_through_and_serves_when_the_upstream_is_down_slow_or
     assert_eq!((r.status, r.header("Docker-Content-Digest")), (200, Some(m1.as_str())), "{r}");
     let manifest = r.json();
     for d in std::iter::once(&manifest["config"]).chain(manifest["layers"].as_array().unwrap().iter()) {
-        let digest = d["digest"].as_str().unwrap();
-        let b = http(&cache.addr, "GET", &format!("/v2/cache/lib/app/blobs/{digest}"), &accept[1..], b"");
+        let want = d["digest"].as_str().unwrap();
+        let b = http(&cache.addr, "GET", &format!("/v2/cache/lib/app/blobs/{want}"), &accept[1..], b"");
         assert_eq!(b.status, 200, "{b}");
-        assert_eq!(crate::registry_server::digest(&b.body), digest);
+        assert_eq!(digest(&b.body), want);
     }
     let arts = cached_artifacts(&cache, "lib/app");
     assert_eq!(arts.len(), 1, "cached as soon as its blobs were: {arts:?}");
@@ -217,4 +217,65 @@ fn harbor_proxy_cache_pulls_through_and_serves_when_the_upstream_is_down_slow_or
     assert!(r.status == 412 && r.to_string().contains("cache"), "{r}");
     let r = http(&cache.addr, "GET", "/api/v2.0/registries", &[], b"");
     assert_eq!(r.status, 401, "{r}");
+}
+
+/// A cache in front of `upstream`: endpoint `upstream`, public proxy project `cache`.
+fn proxy_of(upstream: &Server) -> Server {
+    let cache = auth_server(&[]);
+    let endpoint = json!({ "name": "upstream", "type": "docker-registry", "url": format!("http://{}", upstream.addr) });
+    let r = admin_api(&cache, "POST", "/registries", Some(&endpoint));
+    assert_eq!(r.status, 201, "{r}");
+    let id: u64 = r.header("Location").and_then(|l| l.rsplit('/').next()).and_then(|v| v.parse().ok()).expect("id");
+    let body = json!({ "project_name": "cache", "registry_id": id, "metadata": { "public": "true" } });
+    let r = admin_api(&cache, "POST", "/projects", Some(&body));
+    assert_eq!(r.status, 201, "{r}");
+    cache
+}
+
+#[test]
+fn harbor_proxy_cache_keeps_a_whole_multi_platform_index() {
+    let mut upstream = Server::start();
+    let cache = proxy_of(&upstream);
+    let (ma, a) = upstream.push_image("lib/multi", "amd64", b"the amd64 layer");
+    let (mb, b) = upstream.push_image("lib/multi", "arm64", b"the arm64 layer");
+    let entry = |d: &str, m: &[u8], arch: &str| json!({ "mediaType": OCI_MANIFEST, "digest": d, "size": m.len(), "platform": { "architecture": arch, "os": "linux" } });
+    let index = json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX,
+        "manifests": [entry(&ma, &a, "amd64"), entry(&mb, &b, "arm64")],
+    })
+    .to_string()
+    .into_bytes();
+    let r = upstream.put_manifest("lib/multi", "multi", OCI_INDEX, &index);
+    assert_eq!(r.status, 201, "{r}");
+    let mi = digest(&index);
+
+    // A client pulls the index and one platform, as docker does.
+    let authz = admin_authz();
+    let get = |path: &str| {
+        let accept = format!("{OCI_INDEX}, {OCI_MANIFEST}");
+        http(&cache.addr, "GET", path, &[("Accept", accept.as_str()), ("Authorization", authz.as_str())], b"")
+    };
+    let r = get("/v2/cache/lib/multi/manifests/multi");
+    assert_eq!((r.status, r.header("Docker-Content-Digest")), (200, Some(mi.as_str())), "{r}");
+    let r = get(&format!("/v2/cache/lib/multi/manifests/{ma}"));
+    assert_eq!(r.status, 200, "{r}");
+    let m = r.json();
+    for d in [&m["config"], &m["layers"][0]] {
+        let r = get(&format!("/v2/cache/lib/multi/blobs/{}", d["digest"].as_str().unwrap()));
+        assert_eq!(r.status, 200, "{r}");
+    }
+    // The registry fetches the other platform itself, then indexes the index.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cached_artifacts(&cache, "lib/multi").iter().any(|a| a["digest"].as_str() == Some(mi.as_str())) {
+        assert!(Instant::now() < deadline, "the index was never cached; log:\n{}", cache.log_text());
+        thread::sleep(Duration::from_millis(500));
+    }
+    upstream.kill9();
+    let r = get("/v2/cache/lib/multi/manifests/multi");
+    assert_eq!((r.status, r.header("Docker-Content-Digest")), (200, Some(mi.as_str())), "{r}");
+    let r = get(&format!("/v2/cache/lib/multi/manifests/{mb}"));
+    assert_eq!(r.status, 200, "{r}");
+    let layer = r.json()["layers"][0]["digest"].as_str().unwrap().to_string();
+    let r = get(&format!("/v2/cache/lib/multi/blobs/{layer}"));
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"the arm64 layer"[..]), "{r}");
 }

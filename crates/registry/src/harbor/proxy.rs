@@ -389,6 +389,8 @@ impl ProxyCache {
             Ok(()) => {
                 self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
                 log::info!("proxy cache: {repo}@{digest} cached");
+                // An index waiting for this manifest may be complete now.
+                self.blob_arrived(reg, repo);
                 Ok(true)
             }
             Err(Missing::Blob(_) | Missing::Manifest(_)) => Ok(false),
@@ -451,9 +453,11 @@ impl ProxyCache {
             if self.link_known(reg, repo, b).map_err(|e| e.to_string())? {
                 continue;
             }
+            // A blob another request is fetching arrives without this one (and indexes what
+            // it completes when it does).
+            let Ok(mut sink) = BlobSink::start(reg, repo, b) else { continue };
             let (reader, size) =
                 up.fetch.open_blob_sized(&up.image(repo), b, up.auth.as_ref()).map_err(|e| e.to_string())?;
-            let mut sink = BlobSink::start(reg, repo, b).map_err(|e| e.to_string())?;
             let mut reader = reader.take(size.unwrap_or(u64::MAX));
             let mut buf = vec![0u8; 256 << 10];
             loop {
