@@ -737,6 +737,17 @@ mod tests {
     }
 
     #[test]
+    fn a_remembered_password_is_forgotten_when_it_changes() {
+        let old = hash_password("first secret").unwrap();
+        assert!(verify_password(&old, "first secret"));
+        assert!(verify_password(&old, "first secret"), "remembered");
+        assert!(!verify_password(&old, "first secreT"));
+        let new = hash_password("second secret").unwrap();
+        assert!(!verify_password(&new, "first secret"), "the old password after a change");
+        assert!(verify_password(&new, "second secret"));
+    }
+
+    #[test]
     fn pbkdf2_vectors() {
         // RFC 7914 section 11 (PBKDF2-HMAC-SHA256), first 32 bytes.
         assert_eq!(
