@@ -217,6 +217,10 @@ fn harbor_proxy_cache_pulls_through_and_serves_when_the_upstream_is_down_slow_or
     assert!(r.status == 412 && r.to_string().contains("cache"), "{r}");
     let r = http(&cache.addr, "GET", "/api/v2.0/registries", &[], b"");
     assert_eq!(r.status, 401, "{r}");
+    // The OpenAPI document lists what is served, these endpoints included, to anyone.
+    let r = http(&cache.addr, "GET", "/api/v2.0/openapi.json", &[], b"");
+    assert_eq!(r.status, 200, "{r}");
+    assert!(r.json()["paths"]["/registries/{id}"]["delete"].is_object(), "{r}");
 }
 
 /// A cache in front of `upstream`: endpoint `upstream`, public proxy project `cache`.

@@ -261,6 +261,8 @@ impl Call<'_> {
             (["ping"], &Method::GET) => Ok(Reply::new(200).header("Content-Type", "text/plain").body("Pong")),
             (["health"], &Method::GET) => self.health(),
             (["systeminfo"], &Method::GET) => self.systeminfo(),
+            (["openapi.json"], &Method::GET) => Ok(Reply::new(200).json(super::openapi::document(&self.host))),
+            (["swagger.json"], &Method::GET) => Ok(Reply::new(200).json(super::openapi::document(&self.host))),
             (["projects"], &Method::GET) => self.list_projects(),
             (["projects"], &Method::HEAD) => self.project_exists(),
             (["projects"], &Method::POST) => self.create_project(body),

@@ -7,6 +7,7 @@
 pub mod access;
 pub mod api;
 pub mod immutable;
+pub mod openapi;
 pub mod proxy;
 pub mod quota;
 pub mod rbac;
