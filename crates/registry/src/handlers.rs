@@ -333,7 +333,7 @@ fn stream_proxied(
         return fail(client, format!("the upstream's bytes hash to {got}"));
     }
     if let Some(s) = sink {
-        if let Err(e) = s.finish(reg) {
+        if let Err(e) = s.finish(reg, &got) {
             log::warn!("proxy cache: keeping blob {digest}: {e}");
         }
     }

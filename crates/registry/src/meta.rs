@@ -266,9 +266,14 @@ impl Drop for GcFlag {
     }
 }
 
+/// redb's page cache. Its default (1 GiB) lets the index's reads grow the process to the size
+/// of the database file; the index of 10,000 repositories is tens of MB, and the kernel's page
+/// cache still holds what does not fit here.
+const REDB_CACHE: usize = 32 << 20;
+
 impl RedbMetadata {
     pub fn open(path: &Path) -> Result<RedbMetadata> {
-        let database = Database::create(path).map_err(|e| {
+        let database = redb::Builder::new().set_cache_size(REDB_CACHE).create(path).map_err(|e| {
             let message = e.to_string();
             if matches!(e, redb::DatabaseError::DatabaseAlreadyOpen) {
                 MetaError::Db(format!("{} is in use by another wharf-registry process", path.display()))

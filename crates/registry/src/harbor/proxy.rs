@@ -178,7 +178,8 @@ struct Pending {
 /// blobs, and the blobs being fetched.
 #[derive(Default)]
 pub struct ProxyCache {
-    upstreams: Mutex<HashMap<u64, (u64, Arc<Upstream>)>>,
+    /// By endpoint id, with the record it was made from (a changed endpoint gets a new one).
+    upstreams: Mutex<HashMap<u64, (RegistryRecord, Arc<Upstream>)>>,
     pending: Mutex<HashMap<(String, Digest), Pending>>,
     fetching: Arc<Mutex<HashSet<Digest>>>,
 }
@@ -236,13 +237,13 @@ impl ProxyCache {
             )));
         };
         let mut ups = self.upstreams.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((updated, up)) = ups.get(&id) {
-            if *updated == e.record.updated {
+        if let Some((made_from, up)) = ups.get(&id) {
+            if *made_from == e.record {
                 return Ok(Some(up.clone()));
             }
         }
         let up = Arc::new(Upstream::new(&e).map_err(crate::meta::MetaError::Db)?);
-        ups.insert(id, (e.record.updated, up.clone()));
+        ups.insert(id, (e.record.clone(), up.clone()));
         Ok(Some(up))
     }
 
@@ -460,14 +461,16 @@ impl ProxyCache {
                 up.fetch.open_blob_sized(&up.image(repo), b, up.auth.as_ref()).map_err(|e| e.to_string())?;
             let mut reader = reader.take(size.unwrap_or(u64::MAX));
             let mut buf = vec![0u8; 256 << 10];
+            let mut hasher = Sha256Writer::new();
             loop {
                 let n = reader.read(&mut buf).map_err(|e| format!("reading blob {b}: {e}"))?;
                 if n == 0 {
                     break;
                 }
+                hasher.update(&buf[..n]);
                 sink.write(&buf[..n]).map_err(|e| format!("storing blob {b}: {e}"))?;
             }
-            sink.finish(reg).map_err(|e| e.to_string())?;
+            sink.finish(reg, &hasher.finish().0).map_err(|e| e.to_string())?;
         }
         for m in &record.manifests {
             if reg.meta.manifest(repo, m).map_err(|e| e.to_string())?.is_some() {
@@ -538,7 +541,6 @@ pub struct BlobSink {
     repo: String,
     digest: Digest,
     writer: Option<Box<dyn Write + Send>>,
-    hasher: Option<Sha256Writer>,
     size: u64,
     committed: bool,
     store: Arc<dyn BlobStore>,
@@ -556,7 +558,6 @@ impl BlobSink {
             repo: repo.to_string(),
             digest: digest.clone(),
             writer: None,
-            hasher: Some(Sha256Writer::new()),
             size: 0,
             committed: false,
             store: reg.store.clone(),
@@ -568,9 +569,6 @@ impl BlobSink {
     }
 
     pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        if let Some(h) = &mut self.hasher {
-            h.update(data);
-        }
         self.size += data.len() as u64;
         match &mut self.writer {
             Some(w) => w.write_all(data),
@@ -578,13 +576,13 @@ impl BlobSink {
         }
     }
 
-    /// Commits the blob when its bytes hash to its digest; indexes what it completes.
-    pub fn finish(mut self, reg: &Registry) -> Result<(), crate::error::ApiError> {
+    /// Commits the blob when its bytes hashed to its digest (`got`: the caller hashes what it
+    /// writes, once for the client and the store); indexes what it completes.
+    pub fn finish(mut self, reg: &Registry, got: &Digest) -> Result<(), crate::error::ApiError> {
         if let Some(mut w) = self.writer.take() {
             w.flush()?;
         }
-        let (got, _) = self.hasher.take().map(Sha256Writer::finish).unwrap_or((Digest::of(b""), 0));
-        if got != self.digest {
+        if *got != self.digest {
             return Err(crate::error::ApiError::internal(format!(
                 "the upstream's blob {} hashes to {got}; not kept",
                 self.digest
