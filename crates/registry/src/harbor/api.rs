@@ -38,7 +38,7 @@ pub struct HarborError {
 }
 
 impl HarborError {
-    fn new(status: u16, message: impl Into<String>) -> HarborError {
+    pub(crate) fn new(status: u16, message: impl Into<String>) -> HarborError {
         HarborError { status, message: message.into() }
     }
 
@@ -52,11 +52,12 @@ impl HarborError {
             409 => "CONFLICT",
             412 => "PRECONDITION",
             413 => "PAYLOAD_TOO_LARGE",
+            429 => "TOO_MANY_REQUESTS",
             _ => "INTERNAL_SERVER_ERROR",
         }
     }
 
-    fn into_response(self) -> Resp {
+    pub(crate) fn into_response(self) -> Resp {
         let body = json!({ "errors": [{ "code": self.code(), "message": self.message }] });
         Reply::new(self.status).json(body).into_response()
     }
@@ -115,10 +116,17 @@ async fn serve(reg: &Registry, req: Request<Incoming>) -> Result<Reply> {
         rest.split('/').map(|s| wharf_types::percent::decode(s, false)).collect()
     };
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let client = crate::login_limit::client_of(&req);
     let subject = match header("authorization") {
-        None => Subject::Anonymous,
-        Some(h) => block(|| auth::basic_user(reg.meta.as_ref(), &h))?
-            .ok_or_else(|| HarborError::new(401, "invalid username or password"))?,
+        // A UI session's subject, put there by `session::api` (CSRF already checked).
+        None => req.extensions().get::<super::session::SessionSubject>().map_or(Subject::Anonymous, |s| s.0.clone()),
+        Some(h) => match block(|| auth::basic_user_from(reg.meta.as_ref(), &h, client))? {
+            Some((_, auth::LoginOutcome::Subject(s))) => s,
+            Some((user, auth::LoginOutcome::Limited(wait))) => {
+                return Err(HarborError::new(429, auth::LoginOutcome::limited_message(&user, wait)))
+            }
+            _ => return Err(HarborError::new(401, "invalid username or password")),
+        },
     };
     let call = Call {
         reg,

@@ -9,6 +9,7 @@ pub mod api;
 pub mod immutable;
 pub mod quota;
 pub mod rbac;
+pub mod session;
 pub mod store;
 
 /// The project every registry has from its first start, public, as Harbor's `library`.
