@@ -340,6 +340,12 @@ impl Call<'_> {
 
     /// One page of `items` with Harbor's `X-Total-Count` and `Link` headers.
     fn paged(&self, path: &str, items: Vec<Value>) -> Result<Reply> {
+        self.paged_map(path, items, Ok)
+    }
+
+    /// [`Call::paged`] where only the page's items are turned into JSON (by `f`): a listing
+    /// of thousands costs the work of one page, not of every item.
+    fn paged_map<T>(&self, path: &str, items: Vec<T>, f: impl FnMut(T) -> Result<Value>) -> Result<Reply> {
         let (page, size) = self.page()?;
         let total = items.len();
         let start = (page - 1).saturating_mul(size).min(total);
@@ -355,7 +361,7 @@ impl Call<'_> {
         if !links.is_empty() {
             reply = reply.header("Link", links.join(" , "));
         }
-        let page: Vec<Value> = items.into_iter().skip(start).take(end - start).collect();
+        let page: Vec<Value> = items.into_iter().skip(start).take(end - start).map(f).collect::<Result<_>>()?;
         Ok(reply.json(Value::Array(page)))
     }
 
@@ -478,10 +484,10 @@ impl Call<'_> {
                 _ => true,
             });
             if keep {
-                items.push(self.project_json(&p, &ids)?);
+                items.push(p);
             }
         }
-        self.paged("/api/v2.0/projects", items)
+        self.paged_map("/api/v2.0/projects", items, |p| self.project_json(&p, &ids))
     }
 
     fn project_exists(&self) -> Result<Reply> {
@@ -762,10 +768,11 @@ impl Call<'_> {
         let mut items = Vec::new();
         for r in self.project_repos(&project.name)? {
             if filters.iter().all(|(k, fuzzy, v)| k != "name" || matches(&r, *fuzzy, v)) {
-                items.push(self.repository_json(&project, &r)?);
+                items.push(r);
             }
         }
-        self.paged(&format!("/api/v2.0/projects/{}/repositories", project.name), items)
+        let path = format!("/api/v2.0/projects/{}/repositories", project.name);
+        self.paged_map(&path, items, |r| self.repository_json(&project, &r))
     }
 
     fn get_repository(&self, p: &str, r: &str) -> Result<Reply> {
