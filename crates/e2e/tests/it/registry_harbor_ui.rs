@@ -203,6 +203,25 @@ fn harbor_ui_sessions_resist_fixation_and_csrf_and_refuse_robots() {
     assert_eq!(admin.api(&reg, "GET", "/users/current", None, None).status, 401, "a logged-out session is over");
 }
 
+/// Sessions are signed with the token key, which replicas on PostgreSQL share through the
+/// database: a session (and its CSRF token) made on one replica is good on another whose data
+/// dir is its own.
+#[test]
+fn pg_harbor_ui_session_made_on_one_replica_works_on_another() {
+    let pg = crate::registry_pg::Postgres::start();
+    let a = auth_server(&["--database-url", &pg.url()]);
+    let b = auth_server(&["--database-url", &pg.url()]);
+    assert_ne!(a.data, b.data);
+    let s = Browser::login(&a, "admin", ADMIN_PW);
+    let me = s.api(&b, "GET", "/users/current", None, None);
+    assert_eq!((me.status, me.json()["username"].as_str()), (200, Some("admin")), "{me}");
+    let body = json!({ "project_name": "fromb", "metadata": { "public": "false" } });
+    assert_eq!(s.api(&b, "POST", "/projects", None, Some(&body)).status, 403, "CSRF holds on b too");
+    let r = s.api(&b, "POST", "/projects", Some(&s.csrf), Some(&body));
+    assert_eq!(r.status, 201, "{r}");
+    assert_eq!(admin_api(&a, "GET", "/projects/fromb", None).status, 200);
+}
+
 #[test]
 fn harbor_login_rate_limit_slows_brute_force_everywhere_and_a_success_resets_it() {
     let reg = auth_server(&[]);
