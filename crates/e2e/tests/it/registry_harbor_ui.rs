@@ -285,7 +285,7 @@ const SCRIPT: &str = r#####"
 import json, os, sys
 from playwright.sync_api import sync_playwright
 
-base, shots, phase, chromium, password = sys.argv[1:6]
+base, shots, phase, chromium, user, password = sys.argv[1:7]
 result = {}
 
 def shot(page, name):
@@ -306,7 +306,7 @@ with sync_playwright() as p:
     page.goto(base + "/")
     page.wait_for_selector("#principal")
     shot(page, "login")
-    page.fill("#principal", "admin")
+    page.fill("#principal", user)
     page.fill("#password", "wrong")
     page.click("#login-submit")
     page.wait_for_selector("#login-error:has-text('invalid username or password')")
@@ -352,6 +352,11 @@ with sync_playwright() as p:
         page.click("#nav a:has-text('Garbage collection')")
         page.wait_for_selector("h2:has-text('History') + div :is(table, p)")
         shot(page, "gc")
+    elif phase == "guest":
+        page.goto(base + "/#/projects/webui/repositories/busybox")
+        page.wait_for_selector("tr[data-digest] button.copy")
+        result["has_delete"] = page.query_selector("tr[data-digest] button.delete") is not None
+        shot(page, "artifacts")
     else:
         page.click("tr[data-project='webui'] a")
         page.wait_for_selector("tr[data-repo='webui/busybox']")
@@ -395,9 +400,15 @@ fn chromium() -> PathBuf {
 }
 
 /// Runs the browser script's `phase`; its result object.
-fn browse(python: &Path, script: &Path, reg: &Server, phase: &str) -> Value {
+fn browse(python: &Path, script: &Path, reg: &Server, phase: &str, user: &str, password: &str) -> Value {
     let mut cmd = Command::new(python);
-    cmd.arg(script).arg(format!("http://{}", reg.addr)).arg(artifacts_dir()).arg(phase).arg(chromium()).arg(ADMIN_PW);
+    cmd.arg(script)
+        .arg(format!("http://{}", reg.addr))
+        .arg(artifacts_dir())
+        .arg(phase)
+        .arg(chromium())
+        .arg(user)
+        .arg(password);
     let out = run_cmd(cmd, Duration::from_secs(240));
     assert!(out.success(), "the browser's {phase} failed:\n{out}\nregistry log tail:\n{}", tail(&reg.log_text()));
     let line = out.stdout.lines().find_map(|l| l.strip_prefix("RESULT ")).unwrap_or_else(|| panic!("no result: {out}"));
@@ -417,13 +428,15 @@ fn tail(s: &str) -> &str {
 #[test]
 fn harbor_web_ui_in_chromium_project_member_robot_push_copy_delete() {
     let python = install_with_script("playwright", "playwright").unwrap_or_else(|e| panic!("{e}"));
+    // This run's screenshots only.
+    let _ = std::fs::remove_dir_all(artifacts_dir());
     let tmp = TempDir::new("wharf-e2e-ui");
     let script = tmp.0.join("ui.py");
     std::fs::write(&script, SCRIPT).expect("write the browser script");
     let reg = auth_server(&[]);
     make_user(&reg, "dev");
 
-    let setup = browse(&python, &script, &reg, "setup");
+    let setup = browse(&python, &script, &reg, "setup", "admin", ADMIN_PW);
     // What the browser did is in the registry.
     let members = admin_api(&reg, "GET", "/projects/webui/members", None).json();
     let dev = members.as_array().and_then(|m| m.iter().find(|m| m["entity_name"] == "dev")).cloned();
@@ -449,7 +462,14 @@ fn harbor_web_ui_in_chromium_project_member_robot_push_copy_delete() {
     let pushed = admin_api(&reg, "GET", "/projects/webui/repositories/busybox/artifacts", None).json();
     let size = pushed[0]["size"].as_u64().expect("artifact size");
 
-    let seen = browse(&python, &script, &reg, "browse");
+    // A Guest sees the artifact and its pull command, but no delete button.
+    make_user(&reg, "guest");
+    let body = json!({ "role_id": 3, "member_user": { "username": "guest" } });
+    assert_eq!(admin_api(&reg, "POST", "/projects/webui/members", Some(&body)).status, 201);
+    let guest = browse(&python, &script, &reg, "guest", "guest", PW);
+    assert_eq!(guest["has_delete"], json!(false), "{guest}");
+
+    let seen = browse(&python, &script, &reg, "browse", "admin", ADMIN_PW);
     assert_eq!(seen["tags"], json!(["1"]), "{seen}");
     assert_eq!(seen["digest"], pushed[0]["digest"], "{seen}");
     let shown = seen["size"].as_str().unwrap_or_default();
@@ -470,6 +490,7 @@ fn harbor_web_ui_in_chromium_project_member_robot_push_copy_delete() {
         "setup-projects",
         "setup-members",
         "setup-robots",
+        "guest-artifacts",
         "browse-artifacts",
         "browse-artifact-deleted",
     ] {
