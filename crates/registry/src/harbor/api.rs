@@ -410,33 +410,7 @@ impl Call<'_> {
     /// The repositories of a project that hold at least one artifact (as in Harbor, where
     /// deleting a repository's last artifact removes it), in name order.
     fn project_repos(&self, project: &str) -> Result<Vec<String>> {
-        let prefix = format!("{project}/");
-        let mut out = Vec::new();
-        let mut last = prefix.clone();
-        loop {
-            let page = self.meta().catalog(Some(&last), 1000)?;
-            let n = page.len();
-            for r in page {
-                if !r.starts_with(&prefix) {
-                    return self.with_artifacts(out);
-                }
-                last = r.clone();
-                out.push(r);
-            }
-            if n < 1000 {
-                return self.with_artifacts(out);
-            }
-        }
-    }
-
-    fn with_artifacts(&self, repos: Vec<String>) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        for r in repos {
-            if !self.meta().repo_manifests(&r)?.is_empty() {
-                out.push(r);
-            }
-        }
-        Ok(out)
+        Ok(self.meta().project_repos(project)?)
     }
 
     fn user_ids(&self) -> Result<HashMap<String, u64>> {
