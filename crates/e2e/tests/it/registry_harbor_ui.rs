@@ -497,3 +497,32 @@ fn harbor_web_ui_in_chromium_project_member_robot_push_copy_delete() {
         assert!(artifacts_dir().join(format!("{name}.png")).exists(), "screenshot {name}");
     }
 }
+
+/// Over TLS the session cookies are `Secure`, so a browser never sends them in the clear.
+#[test]
+fn harbor_ui_session_cookies_are_secure_over_tls() {
+    use crate::harness::{openssl_ca, openssl_signed};
+    let pki = TempDir::new("wharf-e2e-ui-pki");
+    openssl_ca(&pki.0, "wharf-e2e-ui-ca");
+    let san = "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n";
+    openssl_signed(&pki.0, "server", "127.0.0.1", san);
+    let (cert, key) = (pki.0.join("server.crt"), pki.0.join("server.key"));
+    let (cert, key) = (cert.to_string_lossy().to_string(), key.to_string_lossy().to_string());
+    let reg = auth_server(&["--tls-cert", &cert, "--tls-key", &key]);
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-i", "--cacert"])
+        .arg(pki.0.join("ca.crt"))
+        .args(["--data", &form(&[("principal", "admin"), ("password", ADMIN_PW)])])
+        .arg(format!("https://{}/c/login", reg.addr));
+    let out = run_cmd(cmd, Duration::from_secs(60));
+    assert!(out.success(), "{out}");
+    let cookies: Vec<&str> = out.stdout.lines().filter(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).collect();
+    assert_eq!(cookies.len(), 2, "sid and __csrf: {out}");
+    for c in cookies {
+        assert!(c.contains("; Secure"), "{c}");
+    }
+    assert!(out
+        .stdout
+        .lines()
+        .any(|l| l.to_ascii_lowercase().starts_with("set-cookie: sid=") && l.contains("HttpOnly")));
+}
