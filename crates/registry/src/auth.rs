@@ -431,6 +431,8 @@ pub struct Auth {
     pub self_registration: bool,
     /// Whether only system admins may create projects (Harbor's `adminonly`).
     pub project_creation_admin_only: bool,
+    /// How long a web UI session may go unused ([`crate::harbor::session`]).
+    pub session_idle: Duration,
 }
 
 /// The outcome of checking a request.

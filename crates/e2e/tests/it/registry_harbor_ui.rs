@@ -203,6 +203,28 @@ fn harbor_ui_sessions_resist_fixation_and_csrf_and_refuse_robots() {
     assert_eq!(admin.api(&reg, "GET", "/users/current", None, None).status, 401, "a logged-out session is over");
 }
 
+/// A session unused for longer than `--session-timeout` is over; one in use is renewed.
+#[test]
+fn harbor_ui_session_idles_out() {
+    let reg = auth_server(&["--session-timeout", "4s"]);
+    let s = Browser::login(&reg, "admin", ADMIN_PW);
+    // Used within the time-out, again and again, it lives on past the first time-out (the
+    // server renews the cookie; the browser keeps the newest).
+    let mut s = s;
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_secs(2));
+        let r = s.api(&reg, "GET", "/users/current", None, None);
+        assert_eq!(r.status, 200, "{r}");
+        if let Some((sid, _)) = set_cookie(&r, "sid") {
+            s.sid = sid;
+        }
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    let r = s.api(&reg, "GET", "/users/current", None, None);
+    assert_eq!(r.status, 401, "idle past the time-out: {r}");
+    assert!(set_cookie(&r, "sid").is_some_and(|(v, _)| v.is_empty()), "the browser is told to drop it: {r}");
+}
+
 /// Sessions are signed with the token key, which replicas on PostgreSQL share through the
 /// database: a session (and its CSRF token) made on one replica is good on another whose data
 /// dir is its own.

@@ -41,11 +41,13 @@ pub const SESSION_COOKIE: &str = "sid";
 /// The CSRF cookie's name and the header the token comes back in, as Harbor's.
 pub const CSRF_COOKIE: &str = "__csrf";
 pub const CSRF_HEADER: &str = "X-Harbor-CSRF-Token";
-/// A session unused for this long is over (Harbor's default session time-out).
+/// A session unused for this long is over unless configured (`--session-timeout`,
+/// `auth: session_timeout:`), in seconds: Harbor's default session time-out.
 pub const IDLE_TIMEOUT: u64 = 60 * 60;
 /// A session is over this long after its login, used or not.
 pub const MAX_LIFETIME: u64 = 24 * 60 * 60;
-/// A session's last use is written back (a fresh cookie) at most this often.
+/// A session's last use is written back (a fresh cookie) at most this often (and at most a
+/// quarter of the idle time-out).
 const RENEW_AFTER: u64 = 60;
 /// The login form is small.
 const MAX_FORM: usize = 8 << 10;
@@ -99,9 +101,9 @@ pub fn csrf_token(signer: &TokenSigner, session_id: &str) -> String {
     URL_SAFE_NO_PAD.encode(signer.mac(format!("wharf-csrf\0{session_id}").as_bytes()))
 }
 
-/// Why a session is not usable at `t`, if it is not.
-pub fn expired(s: &Session, t: u64) -> Option<&'static str> {
-    if t.saturating_sub(s.seen) >= IDLE_TIMEOUT {
+/// Why a session is not usable at `t` with an idle time-out of `idle` seconds, if it is not.
+pub fn expired(s: &Session, t: u64, idle: u64) -> Option<&'static str> {
+    if t.saturating_sub(s.seen) >= idle {
         Some("the session was idle too long")
     } else if t.saturating_sub(s.issued) >= MAX_LIFETIME {
         Some("the session is too old")
@@ -181,7 +183,7 @@ fn resolve(reg: &Registry, auth: &Auth, value: &str) -> Result<Option<(Session, 
     let Some(s) = verify(&auth.signer, value) else {
         return Ok(None);
     };
-    if expired(&s, now()).is_some() || is_logged_out(&s.id) {
+    if expired(&s, now(), idle_secs(auth)).is_some() || is_logged_out(&s.id) {
         return Ok(None);
     }
     let Some(user) = block(|| reg.meta.user(&s.user))? else {
@@ -192,6 +194,10 @@ fn resolve(reg: &Registry, auth: &Auth, value: &str) -> Result<Option<(Session, 
     }
     let subject = Subject::User { name: s.user.clone(), admin: user.admin };
     Ok(Some((s, subject)))
+}
+
+fn idle_secs(auth: &Auth) -> u64 {
+    auth.session_idle.as_secs().max(1)
 }
 
 fn changes_state(m: &Method) -> bool {
@@ -242,7 +248,7 @@ pub async fn api(reg: &Registry, mut req: Request<Incoming>) -> Resp {
     req.extensions_mut().insert(SessionSubject(subject));
     let mut resp = super::api::handle(reg, req).await;
     let t = now();
-    if t.saturating_sub(session.seen) >= RENEW_AFTER {
+    if t.saturating_sub(session.seen) >= RENEW_AFTER.min(idle_secs(auth) / 4) {
         let renewed = Session { seen: t, ..session };
         add_header(
             &mut resp,
@@ -383,13 +389,14 @@ mod tests {
         for bad in ["", ".", "a.b", "attacker-chosen-id"] {
             assert_eq!(verify(&k, bad), None, "{bad}");
         }
-        assert_eq!(expired(&s, t), None);
-        assert_eq!(expired(&s, t + IDLE_TIMEOUT - 1), None);
-        assert!(expired(&s, t + IDLE_TIMEOUT).is_some());
+        assert_eq!(expired(&s, t, IDLE_TIMEOUT), None);
+        assert_eq!(expired(&s, t + IDLE_TIMEOUT - 1, IDLE_TIMEOUT), None);
+        assert!(expired(&s, t + IDLE_TIMEOUT, IDLE_TIMEOUT).is_some());
+        assert!(expired(&s, t + 5, 5).is_some(), "a shorter time-out");
         let mut used = session(t);
         used.seen = t + MAX_LIFETIME - 10;
-        assert_eq!(expired(&used, t + MAX_LIFETIME - 5), None);
-        assert!(expired(&used, t + MAX_LIFETIME).is_some(), "renewed, it still ends");
+        assert_eq!(expired(&used, t + MAX_LIFETIME - 5, IDLE_TIMEOUT), None);
+        assert!(expired(&used, t + MAX_LIFETIME, IDLE_TIMEOUT).is_some(), "renewed, it still ends");
         // CSRF tokens belong to one session and one key.
         assert_ne!(csrf_token(&k, "a"), csrf_token(&k, "b"));
         assert_ne!(csrf_token(&k, "a"), csrf_token(&signer(&b"x".repeat(64)), "a"));
