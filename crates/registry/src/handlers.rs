@@ -254,8 +254,9 @@ fn authorize(
     if let (Route::UploadStart(_), Some(from)) = (route, query.get("from").cloned()) {
         if query.contains_key("mount") {
             let may = names::valid_name(&from)
-                && block(|| auth.check(reg.meta.as_ref(), authorization, Some(("repository", &from, "pull"))))?
-                    == crate::auth::Decision::Allow;
+                && block(|| {
+                    auth.check_from(reg.meta.as_ref(), authorization, Some(("repository", &from, "pull")), client)
+                })? == crate::auth::Decision::Allow;
             if !may {
                 query.remove("mount");
                 query.remove("from");
