@@ -375,6 +375,12 @@ impl TokenSigner {
         }
     }
 
+    /// HMAC-SHA256 of `msg` under the signing key, for other signed values of this registry
+    /// (the UI's sessions); callers put a purpose of their own in front of `msg`.
+    pub fn mac(&self, msg: &[u8]) -> [u8; 32] {
+        hmac_sha256(&self.key, msg)
+    }
+
     fn sign_claims(&self, claims: &Claims) -> String {
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
         let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default());
@@ -467,6 +473,8 @@ pub struct Auth {
     pub self_registration: bool,
     /// Whether only system admins may create projects (Harbor's `adminonly`).
     pub project_creation_admin_only: bool,
+    /// How long a web UI session may go unused ([`crate::harbor::session`]).
+    pub session_idle: Duration,
 }
 
 /// The outcome of checking a request.
@@ -481,6 +489,11 @@ pub enum Decision {
     },
     /// Good credentials that may not do this: a 403.
     Deny(String),
+    /// Too many failed logins lately: a 429, to be tried again after `retry_after` seconds.
+    Limited {
+        detail: String,
+        retry_after: u64,
+    },
 }
 
 /// Which user or robot `Basic` credentials name, when the password (secret) is right.
@@ -491,9 +504,71 @@ pub fn basic_user(meta: &dyn Metadata, header: &str) -> Result<Option<Subject>, 
     login(meta, &user, &password)
 }
 
+/// What a password check under the rate limit ([`crate::login_limit`]) came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoginOutcome {
+    Subject(Subject),
+    /// Wrong name or password (secret).
+    Refused,
+    /// Too many failures lately: not checked; the caller may try again after this long.
+    Limited(Duration),
+}
+
+impl LoginOutcome {
+    /// The message of a refusal for `user`.
+    pub fn limited_message(user: &str, wait: Duration) -> String {
+        format!("too many failed logins for {user:?}: try again in {} s", wait.as_secs().max(1))
+    }
+}
+
+/// `Basic` credentials checked under the rate limit, counted for `client`; `None` when the
+/// header is not Basic credentials.
+pub fn basic_user_from(
+    meta: &dyn Metadata,
+    header: &str,
+    client: Option<std::net::IpAddr>,
+) -> Result<Option<(String, LoginOutcome)>, crate::meta::MetaError> {
+    let Some((user, password)) = parse_basic(header) else {
+        return Ok(None);
+    };
+    let outcome = login_from(meta, &user, &password, client)?;
+    Ok(Some((user, outcome)))
+}
+
+/// [`login`] under the rate limit, failures counted for `user` from `client`.
+pub fn login_from(
+    meta: &dyn Metadata,
+    user: &str,
+    password: &str,
+    client: Option<std::net::IpAddr>,
+) -> Result<LoginOutcome, crate::meta::MetaError> {
+    let limiter = crate::login_limit::LoginLimiter::global();
+    if let Some(wait) = limiter.wait(user, client, std::time::Instant::now()) {
+        return Ok(LoginOutcome::Limited(wait));
+    }
+    Ok(match check_login(meta, user, password)? {
+        Some(subject) => {
+            limiter.success(user, client);
+            LoginOutcome::Subject(subject)
+        }
+        None => {
+            limiter.failure(user, client, std::time::Instant::now());
+            LoginOutcome::Refused
+        }
+    })
+}
+
 /// Checks a name and password: a user's password, or a robot's secret (the robot enabled and
-/// not expired).
+/// not expired). Under the rate limit, counted with no client address: a limited attempt is
+/// refused like a wrong password (callers that can say 429 use [`login_from`]).
 pub fn login(meta: &dyn Metadata, user: &str, password: &str) -> Result<Option<Subject>, crate::meta::MetaError> {
+    Ok(match login_from(meta, user, password, None)? {
+        LoginOutcome::Subject(s) => Some(s),
+        LoginOutcome::Refused | LoginOutcome::Limited(_) => None,
+    })
+}
+
+fn check_login(meta: &dyn Metadata, user: &str, password: &str) -> Result<Option<Subject>, crate::meta::MetaError> {
     if user.starts_with(crate::harbor::ROBOT_PREFIX) {
         let Some(robot) = meta.robot(user)? else {
             return Ok(None);
@@ -625,6 +700,17 @@ impl Auth {
         authorization: Option<&str>,
         need: Option<(&str, &str, &str)>,
     ) -> Result<Decision, crate::meta::MetaError> {
+        self.check_from(meta, authorization, need, None)
+    }
+
+    /// [`Auth::check`] with Basic credentials' failures counted for `client` by the rate limit.
+    pub fn check_from(
+        &self,
+        meta: &dyn Metadata,
+        authorization: Option<&str>,
+        need: Option<(&str, &str, &str)>,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<Decision, crate::meta::MetaError> {
         let Some(header) = authorization else {
             return Ok(Decision::Challenge { detail: "authentication required".into(), insufficient_scope: false });
         };
@@ -658,11 +744,20 @@ impl Auth {
                 });
             }
         }
-        let Some(subject) = basic_user(meta, header)? else {
-            return Ok(Decision::Challenge {
-                detail: "invalid username or password".into(),
-                insufficient_scope: false,
-            });
+        let subject = match basic_user_from(meta, header, client)? {
+            Some((_, LoginOutcome::Subject(s))) => s,
+            Some((user, LoginOutcome::Limited(wait))) => {
+                return Ok(Decision::Limited {
+                    detail: LoginOutcome::limited_message(&user, wait),
+                    retry_after: wait.as_secs().max(1),
+                })
+            }
+            Some((_, LoginOutcome::Refused)) | None => {
+                return Ok(Decision::Challenge {
+                    detail: "invalid username or password".into(),
+                    insufficient_scope: false,
+                })
+            }
         };
         Ok(match need {
             None => Decision::Allow,

@@ -299,6 +299,8 @@ pub struct AuthConfig {
     /// Who may create projects: `everyone` (logged in) or `adminonly` (Harbor's
     /// `project_creation_restriction`); `Some(true)` for adminonly.
     pub project_creation_admin_only: Option<bool>,
+    /// How long a web UI session may go unused (Harbor's `session_timeout`).
+    pub session_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -418,11 +420,12 @@ fn from_yaml(file: &str, root: &Yaml) -> Result<FileConfig, ConfigError> {
             file,
             "auth",
             a,
-            &["token", "anonymous_pull", "self_registration", "project_creation_restriction"],
+            &["token", "anonymous_pull", "self_registration", "project_creation_restriction", "session_timeout"],
         )?;
         let mut auth = AuthConfig {
             anonymous_pull: f.boolean("anonymous_pull")?,
             self_registration: f.boolean("self_registration")?,
+            session_timeout: f.duration("session_timeout")?,
             ..AuthConfig::default()
         };
         if let Some(y) = f.get("project_creation_restriction") {
@@ -542,7 +545,7 @@ mod tests {
         let cfg = parse(
             "---\n# wharf-registry\naddr: 0.0.0.0:5000   # all interfaces\ndata_dir: '/srv/reg istry'\n\
              tls:\n  certificate: /etc/r/cert.pem\n  key: \"/etc/r/key.pem\"\n\
-             auth:\n  anonymous_pull: true\n  self_registration: true\n  project_creation_restriction: adminonly\n  token:\n    issuer: me\n    service: \"svc #1\"\n    lifetime: 10m\n\
+             auth:\n  anonymous_pull: true\n  self_registration: true\n  project_creation_restriction: adminonly\n  session_timeout: 30m\n  token:\n    issuer: me\n    service: \"svc #1\"\n    lifetime: 10m\n\
              gc:\n  interval: 1h\n  delete_untagged: false\n",
         )
         .unwrap();
@@ -554,6 +557,7 @@ mod tests {
         assert_eq!(auth.anonymous_pull, Some(true));
         assert_eq!((auth.self_registration, auth.project_creation_admin_only), (Some(true), Some(true)));
         assert_eq!(auth.token_lifetime, Some(Duration::from_secs(600)));
+        assert_eq!(auth.session_timeout, Some(Duration::from_secs(1800)));
         assert_eq!(cfg.gc.interval, Some(Duration::from_secs(3600)));
         assert_eq!(cfg.gc.delete_untagged, Some(false));
         assert_eq!(parse("").unwrap(), FileConfig::default());

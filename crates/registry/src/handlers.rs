@@ -36,7 +36,8 @@ const WRITE_CHUNK: usize = 1 << 20;
 const READ_CHUNK: usize = 256 << 10;
 
 /// One request: routed, answered, errors in the spec's JSON form, logged at debug level.
-pub async fn handle(reg: Arc<Registry>, req: Request<Incoming>, peer: SocketAddr) -> Resp {
+pub async fn handle(reg: Arc<Registry>, mut req: Request<Incoming>, peer: SocketAddr) -> Resp {
+    req.extensions_mut().insert(crate::login_limit::ClientAddr(peer.ip()));
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let resp = match route(reg, req).await {
@@ -153,7 +154,13 @@ async fn route(reg: Arc<Registry>, req: Request<Incoming>) -> Result<Resp> {
         return crate::token_endpoint::token(&reg, req).await;
     }
     if path == "/api/v2.0" || path.starts_with("/api/v2.0/") {
-        return Ok(crate::harbor::api::handle(&reg, req).await);
+        return Ok(crate::harbor::session::api(&reg, req).await);
+    }
+    if path.starts_with("/c/") {
+        return Ok(crate::harbor::session::handle(&reg, req).await);
+    }
+    if let Some(page) = crate::ui::page(&path) {
+        return Ok(crate::ui::serve(page, &method));
     }
     let Some(route) = parse_route(&path) else {
         return Err(ApiError::new(Code::Unsupported, format!("no endpoint {path}")).with_status(404));
@@ -368,10 +375,16 @@ fn authorize(
         _ => (None, None),
     };
     let authorization = header(req, "authorization");
-    let decision = block(|| auth.check(reg.meta.as_ref(), authorization, need))?;
+    let client = crate::login_limit::client_of(req);
+    let decision = block(|| auth.check_from(reg.meta.as_ref(), authorization, need, client))?;
     match decision {
         crate::auth::Decision::Allow => {}
         crate::auth::Decision::Deny(detail) => return Err(ApiError::new(Code::Denied, detail)),
+        crate::auth::Decision::Limited { detail, retry_after } => {
+            return Err(ApiError::new(Code::TooManyRequests, detail)
+                .with_status(429)
+                .with_header("Retry-After", retry_after.to_string()))
+        }
         crate::auth::Decision::Challenge { detail, insufficient_scope } => {
             let realm = crate::token_endpoint::realm(reg, auth, req);
             let mut challenge = format!("Bearer realm=\"{realm}\",service=\"{}\"", auth.signer.service);
@@ -387,8 +400,9 @@ fn authorize(
     if let (Route::UploadStart(_), Some(from)) = (route, query.get("from").cloned()) {
         if query.contains_key("mount") {
             let may = names::valid_name(&from)
-                && block(|| auth.check(reg.meta.as_ref(), authorization, Some(("repository", &from, "pull"))))?
-                    == crate::auth::Decision::Allow;
+                && block(|| {
+                    auth.check_from(reg.meta.as_ref(), authorization, Some(("repository", &from, "pull")), client)
+                })? == crate::auth::Decision::Allow;
             if !may {
                 query.remove("mount");
                 query.remove("from");

@@ -86,6 +86,10 @@ enum Command {
         /// Do not hash whole-blob reads on the way out.
         #[arg(long)]
         no_verify_reads: bool,
+        /// With authentication, how long a web UI session may go unused before it ends
+        /// [default: 60m].
+        #[arg(long, value_parser = parse_duration)]
+        session_timeout: Option<Duration>,
     },
     /// Collect garbage: with the embedded index while no server uses the data dir; with
     /// PostgreSQL at any time, one collection at a time.
@@ -162,6 +166,7 @@ fn run(command: Command) -> anyhow::Result<i32> {
             gc_grace,
             gc_delete_untagged,
             no_verify_reads,
+            session_timeout,
         } => {
             let file = match &config {
                 Some(path) => config::load(path)?,
@@ -242,6 +247,9 @@ fn run(command: Command) -> anyhow::Result<i32> {
                     realm: a.realm,
                     self_registration: self_registration || a.self_registration.unwrap_or(false),
                     project_creation_admin_only: a.project_creation_admin_only.unwrap_or(false),
+                    session_idle: session_timeout
+                        .or(a.session_timeout)
+                        .unwrap_or(Duration::from_secs(wharf_registry::harbor::session::IDLE_TIMEOUT)),
                 });
             }
             let registry = Arc::new(registry);

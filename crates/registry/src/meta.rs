@@ -1001,6 +1001,24 @@ impl crate::harbor::store::IamStore for RedbMetadata {
         Ok(out)
     }
 
+    fn project_repos(&self, project: &str) -> Result<Vec<String>> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(MANIFESTS).map_err(db)?;
+        // `project/` up to `project0` ('0' follows '/'): every name under the project. Keys are
+        // `repo\0digest`, and `\0` sorts first, so one repository's keys come together and in
+        // name order.
+        let (from, to) = (format!("{project}/"), format!("{project}0"));
+        let mut out: Vec<String> = Vec::new();
+        for item in t.range::<&str>(from.as_str()..to.as_str()).map_err(db)? {
+            let (k, _) = item.map_err(db)?;
+            let Some((repo, _)) = k.value().split_once(SEP) else { continue };
+            if out.last().map(String::as_str) != Some(repo) {
+                out.push(repo.to_string());
+            }
+        }
+        Ok(out)
+    }
+
     fn create_immutable_rule(&self, project: &str, rule: &ImmutableRule) -> Result<Option<u64>> {
         let tx = self.db.begin_write().map_err(db)?;
         let id = {

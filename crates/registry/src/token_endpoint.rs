@@ -84,16 +84,33 @@ fn check_service(auth: &Auth, pairs: &[(String, String)]) -> Result<()> {
 fn get_token(reg: &Registry, auth: &Auth, req: &Request<Incoming>) -> Result<Reply> {
     let pairs = form_pairs(req.uri().query().unwrap_or(""));
     check_service(auth, &pairs)?;
+    let client = crate::login_limit::client_of(req);
     let subject = match req.headers().get("authorization").and_then(|v| v.to_str().ok()) {
         None => Subject::Anonymous,
-        Some(h) => block(|| auth::basic_user(reg.meta.as_ref(), h))?
-            .ok_or_else(|| unauthorized("invalid username or password"))?,
+        Some(h) => match block(|| auth::basic_user_from(reg.meta.as_ref(), h, client))? {
+            Some((user, outcome)) => limited_login(&user, outcome)?,
+            None => return Err(unauthorized("invalid username or password")),
+        },
     };
     let offline = field(&pairs, "offline_token") == Some("true");
     issue(reg, auth, &subject, &scopes(&pairs), offline)
 }
 
+/// The subject of a password check, or a 401 (wrong) or 429 (rate limited, with `Retry-After`).
+fn limited_login(user: &str, outcome: auth::LoginOutcome) -> Result<Subject> {
+    match outcome {
+        auth::LoginOutcome::Subject(s) => Ok(s),
+        auth::LoginOutcome::Refused => Err(unauthorized("invalid username or password")),
+        auth::LoginOutcome::Limited(wait) => {
+            Err(ApiError::new(Code::TooManyRequests, auth::LoginOutcome::limited_message(user, wait))
+                .with_status(429)
+                .with_header("Retry-After", wait.as_secs().max(1).to_string()))
+        }
+    }
+}
+
 async fn post_token(reg: &Registry, auth: &Auth, req: Request<Incoming>) -> Result<Reply> {
+    let client = crate::login_limit::client_of(&req);
     let body = read_form(reg, req).await?;
     let pairs = form_pairs(&body);
     check_service(auth, &pairs)?;
@@ -101,8 +118,8 @@ async fn post_token(reg: &Registry, auth: &Auth, req: Request<Incoming>) -> Resu
         Some("password") => {
             let user = field(&pairs, "username").unwrap_or("");
             let password = field(&pairs, "password").unwrap_or("");
-            let subject = block(|| auth::login(reg.meta.as_ref(), user, password))?
-                .ok_or_else(|| unauthorized("invalid username or password"))?;
+            let outcome = block(|| auth::login_from(reg.meta.as_ref(), user, password, client))?;
+            let subject = limited_login(user, outcome)?;
             (subject, field(&pairs, "access_type") == Some("offline"))
         }
         Some("refresh_token") => {

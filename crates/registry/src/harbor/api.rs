@@ -39,7 +39,7 @@ pub struct HarborError {
 }
 
 impl HarborError {
-    fn new(status: u16, message: impl Into<String>) -> HarborError {
+    pub(crate) fn new(status: u16, message: impl Into<String>) -> HarborError {
         HarborError { status, message: message.into() }
     }
 
@@ -53,11 +53,12 @@ impl HarborError {
             409 => "CONFLICT",
             412 => "PRECONDITION",
             413 => "PAYLOAD_TOO_LARGE",
+            429 => "TOO_MANY_REQUESTS",
             _ => "INTERNAL_SERVER_ERROR",
         }
     }
 
-    fn into_response(self) -> Resp {
+    pub(crate) fn into_response(self) -> Resp {
         let body = json!({ "errors": [{ "code": self.code(), "message": self.message }] });
         Reply::new(self.status).json(body).into_response()
     }
@@ -116,10 +117,17 @@ async fn serve(reg: &Registry, req: Request<Incoming>) -> Result<Reply> {
         rest.split('/').map(|s| wharf_types::percent::decode(s, false)).collect()
     };
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let client = crate::login_limit::client_of(&req);
     let subject = match header("authorization") {
-        None => Subject::Anonymous,
-        Some(h) => block(|| auth::basic_user(reg.meta.as_ref(), &h))?
-            .ok_or_else(|| HarborError::new(401, "invalid username or password"))?,
+        // A UI session's subject, put there by `session::api` (CSRF already checked).
+        None => req.extensions().get::<super::session::SessionSubject>().map_or(Subject::Anonymous, |s| s.0.clone()),
+        Some(h) => match block(|| auth::basic_user_from(reg.meta.as_ref(), &h, client))? {
+            Some((_, auth::LoginOutcome::Subject(s))) => s,
+            Some((user, auth::LoginOutcome::Limited(wait))) => {
+                return Err(HarborError::new(429, auth::LoginOutcome::limited_message(&user, wait)))
+            }
+            _ => return Err(HarborError::new(401, "invalid username or password")),
+        },
     };
     let call = Call {
         reg,
@@ -501,6 +509,12 @@ impl Call<'_> {
 
     /// One page of `items` with Harbor's `X-Total-Count` and `Link` headers.
     fn paged(&self, path: &str, items: Vec<Value>) -> Result<Reply> {
+        self.paged_map(path, items, Ok)
+    }
+
+    /// [`Call::paged`] where only the page's items are turned into JSON (by `f`): a listing
+    /// of thousands costs the work of one page, not of every item.
+    fn paged_map<T>(&self, path: &str, items: Vec<T>, f: impl FnMut(T) -> Result<Value>) -> Result<Reply> {
         let (page, size) = self.page()?;
         let total = items.len();
         let start = (page - 1).saturating_mul(size).min(total);
@@ -516,7 +530,7 @@ impl Call<'_> {
         if !links.is_empty() {
             reply = reply.header("Link", links.join(" , "));
         }
-        let page: Vec<Value> = items.into_iter().skip(start).take(end - start).collect();
+        let page: Vec<Value> = items.into_iter().skip(start).take(end - start).map(f).collect::<Result<_>>()?;
         Ok(reply.json(Value::Array(page)))
     }
 
@@ -565,33 +579,7 @@ impl Call<'_> {
     /// The repositories of a project that hold at least one artifact (as in Harbor, where
     /// deleting a repository's last artifact removes it), in name order.
     fn project_repos(&self, project: &str) -> Result<Vec<String>> {
-        let prefix = format!("{project}/");
-        let mut out = Vec::new();
-        let mut last = prefix.clone();
-        loop {
-            let page = self.meta().catalog(Some(&last), 1000)?;
-            let n = page.len();
-            for r in page {
-                if !r.starts_with(&prefix) {
-                    return self.with_artifacts(out);
-                }
-                last = r.clone();
-                out.push(r);
-            }
-            if n < 1000 {
-                return self.with_artifacts(out);
-            }
-        }
-    }
-
-    fn with_artifacts(&self, repos: Vec<String>) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        for r in repos {
-            if !self.meta().repo_manifests(&r)?.is_empty() {
-                out.push(r);
-            }
-        }
-        Ok(out)
+        Ok(self.meta().project_repos(project)?)
     }
 
     fn user_ids(&self) -> Result<HashMap<String, u64>> {
@@ -639,10 +627,10 @@ impl Call<'_> {
                 _ => true,
             });
             if keep {
-                items.push(self.project_json(&p, &ids)?);
+                items.push(p);
             }
         }
-        self.paged("/api/v2.0/projects", items)
+        self.paged_map("/api/v2.0/projects", items, |p| self.project_json(&p, &ids))
     }
 
     fn project_exists(&self) -> Result<Reply> {
@@ -939,10 +927,11 @@ impl Call<'_> {
         let mut items = Vec::new();
         for r in self.project_repos(&project.name)? {
             if filters.iter().all(|(k, fuzzy, v)| k != "name" || matches(&r, *fuzzy, v)) {
-                items.push(self.repository_json(&project, &r)?);
+                items.push(r);
             }
         }
-        self.paged(&format!("/api/v2.0/projects/{}/repositories", project.name), items)
+        let path = format!("/api/v2.0/projects/{}/repositories", project.name);
+        self.paged_map(&path, items, |r| self.repository_json(&project, &r))
     }
 
     fn get_repository(&self, p: &str, r: &str) -> Result<Reply> {

@@ -11,6 +11,7 @@ pub mod openapi;
 pub mod proxy;
 pub mod quota;
 pub mod rbac;
+pub mod session;
 pub mod store;
 
 /// The project every registry has from its first start, public, as Harbor's `library`.

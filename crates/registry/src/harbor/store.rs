@@ -110,6 +110,9 @@ pub trait IamStore {
     fn repo_manifests(&self, repo: &str) -> Result<Vec<(Digest, ManifestRecord)>>;
     /// A repository's tags and what they point at, in tag order.
     fn repo_tags(&self, repo: &str) -> Result<Vec<(String, Digest)>>;
+    /// The repositories of `project` (named `<project>/...`) that hold at least one manifest,
+    /// in name order: one range scan of the manifests, for listings of thousands.
+    fn project_repos(&self, project: &str) -> Result<Vec<String>>;
     /// Every blob and manifest a project's repositories hold, each digest once with its size:
     /// what its quota counts.
     fn project_storage(&self, project: &str) -> Result<Vec<(Digest, u64)>>;
@@ -308,6 +311,13 @@ pub(crate) mod suite {
         want.sort_by_key(|(d, _)| d.to_string());
         assert_eq!(storage, want);
         assert!(m.project_storage("nothing").unwrap().is_empty());
+        // Repositories with manifests only (iam/other holds a blob and nothing else), of this
+        // project only.
+        m.link_blob("iam-x/repo", &layer, 3).unwrap();
+        m.put_manifest("iam-x/repo", &m2, None, &rec_m).unwrap().unwrap();
+        assert_eq!(m.project_repos("iam").unwrap(), ["iam/repo"]);
+        assert_eq!(m.project_repos("iam-x").unwrap(), ["iam-x/repo"]);
+        assert!(m.project_repos("ia").unwrap().is_empty() && m.project_repos("nothing").unwrap().is_empty());
 
         // A project made again under an old name is a new one.
         let again = m.create_project("proj", &rec, None).unwrap().unwrap();

@@ -304,6 +304,18 @@ impl IamStore for PgMetadata {
         let rows = self.run(|c| c.query("SELECT tag, digest FROM tags WHERE repo = $1 ORDER BY tag", &[&repo]))?;
         rows.iter().map(|r| Ok((r.text(0).map_err(db)?.to_string(), digest_of(r.text(1).map_err(db)?)?))).collect()
     }
+
+    fn project_repos(&self, project: &str) -> Result<Vec<String>> {
+        // Keys are `COLLATE "C"`: `project/` up to `project0` is every name under the project.
+        let (from, to) = (format!("{project}/"), format!("{project}0"));
+        let rows = self.run(|c| {
+            c.query(
+                "SELECT DISTINCT repo FROM manifests WHERE repo >= $1 AND repo < $2 ORDER BY repo",
+                &[&from.as_str(), &to.as_str()],
+            )
+        })?;
+        rows.iter().map(|r| Ok(r.text(0).map_err(db)?.to_string())).collect()
+    }
 }
 
 fn digest_of(text: &str) -> Result<Digest> {
