@@ -6,10 +6,15 @@
 
 pub mod access;
 pub mod api;
+pub mod cron;
 pub mod immutable;
+pub mod jobs;
 pub mod quota;
 pub mod rbac;
+pub mod retention;
+pub mod scheduler;
 pub mod store;
+pub mod system_gc;
 
 /// The project every registry has from its first start, public, as Harbor's `library`.
 pub const LIBRARY: &str = "library";

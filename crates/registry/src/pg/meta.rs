@@ -140,6 +140,21 @@ CREATE TABLE immutable_rules (
 );
 CREATE INDEX immutable_rules_project ON immutable_rules (project, id);
 "#,
+    r#"
+-- The policies' jobs (harbor::jobs): retention policies, executions and tasks, GC runs and
+-- schedule, each a JSON document of its kind; and the last claimed slot of each schedule,
+-- so that one replica runs a scheduled job once.
+CREATE TABLE IF NOT EXISTS job_records (
+    kind text COLLATE "C" NOT NULL,
+    id bigserial,
+    record jsonb NOT NULL,
+    PRIMARY KEY (kind, id)
+);
+CREATE TABLE IF NOT EXISTS schedule_claims (
+    name text COLLATE "C" PRIMARY KEY,
+    due bigint NOT NULL
+);
+"#,
 ];
 
 const UPSERT_BLOB: &str = "INSERT INTO blobs (digest, size, linked) VALUES ($1, $2, $3) \
@@ -701,7 +716,10 @@ mod tests {
         .unwrap();
         let m = PgMetadata::open(cluster.socket("postgres"), 1).unwrap();
         assert_eq!(m.shared_token_key(b"third").unwrap().as_deref(), Some(&b"third"[..]));
-        assert_eq!(c.query("SELECT version FROM registry_schema", &[]).unwrap()[0].int(0).unwrap(), 3);
+        assert_eq!(
+            c.query("SELECT version FROM registry_schema", &[]).unwrap()[0].int(0).unwrap(),
+            MIGRATIONS.len() as i64
+        );
     }
 
     #[test]
