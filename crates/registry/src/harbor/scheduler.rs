@@ -56,7 +56,7 @@ fn tick_once(reg: &Arc<Registry>, from: u64, to: u64) -> Result<()> {
             if let Some(due) = due_in(&s.cron, from, to) {
                 let busy = jobs::all::<GcRun>(meta, jobs::GC_RUN)?.iter().any(|(_, r)| r.end.is_none());
                 if meta.claim_scheduled_run("gc", due)? && !busy {
-                    let id = system_gc::enqueue(meta, jobs::SCHEDULE, s.params.clone())?;
+                    let id = system_gc::enqueue(meta, jobs::SCHEDULE, s.params.clone(), Some(due))?;
                     log::info!("scheduler: garbage collection {id} for the slot at {due}");
                 }
             }

@@ -27,6 +27,9 @@ pub struct GcRun {
     pub start: u64,
     pub end: Option<u64>,
     pub log: String,
+    /// The schedule's slot a scheduled run is for.
+    #[serde(default)]
+    pub slot: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +60,7 @@ pub fn schedule(meta: &dyn Metadata) -> Result<Option<(u64, GcSchedule)>> {
 /// Replaces the schedule (`None` removes it).
 pub fn set_schedule(meta: &dyn Metadata, new: Option<GcSchedule>) -> Result<()> {
     let old = jobs::all::<GcSchedule>(meta, jobs::GC_SCHEDULE)?;
+    let keep = usize::from(new.is_some());
     match (old.first(), new) {
         (Some((id, _)), Some(s)) => {
             jobs::update(meta, jobs::GC_SCHEDULE, *id, &s)?;
@@ -67,7 +71,6 @@ pub fn set_schedule(meta: &dyn Metadata, new: Option<GcSchedule>) -> Result<()> 
         (_, None) => {}
     }
     // Any other (a second replica's concurrent first schedule) or all, when removed.
-    let keep = if old.is_empty() { 0 } else { 1 };
     for (id, _) in jobs::all::<GcSchedule>(meta, jobs::GC_SCHEDULE)?.into_iter().skip(keep) {
         meta.delete_job_record(jobs::GC_SCHEDULE, id)?;
     }
@@ -76,7 +79,7 @@ pub fn set_schedule(meta: &dyn Metadata, new: Option<GcSchedule>) -> Result<()> 
 
 /// Records a run, `Pending` for a scheduler to pick up, and forgets finished runs beyond
 /// [`jobs::HISTORY`]; its id.
-pub fn enqueue(meta: &dyn Metadata, trigger: &str, params: GcParams) -> Result<u64> {
+pub fn enqueue(meta: &dyn Metadata, trigger: &str, params: GcParams, slot: Option<u64>) -> Result<u64> {
     let run = GcRun {
         trigger: trigger.into(),
         params,
@@ -84,6 +87,7 @@ pub fn enqueue(meta: &dyn Metadata, trigger: &str, params: GcParams) -> Result<u
         start: now(),
         end: None,
         log: String::new(),
+        slot,
     };
     let id = jobs::create(meta, jobs::GC_RUN, &run)?;
     let runs = jobs::all::<GcRun>(meta, jobs::GC_RUN)?;
@@ -107,8 +111,9 @@ pub fn execute(reg: &Registry, id: u64) -> Result<()> {
     jobs::update(meta, jobs::GC_RUN, id, &run)?;
     let base = reg.gc_options.clone();
     let opts = GcOptions { dry_run: run.params.dry_run, delete_untagged: run.params.delete_untagged, ..base };
+    let slot = run.slot.map(|t| format!(", slot {}", crate::token_endpoint::rfc3339(t))).unwrap_or_default();
     run.log = format!(
-        "garbage collection {id} ({}): delete_untagged={} dry_run={} grace={}s\n",
+        "garbage collection {id} ({}{slot}): delete_untagged={} dry_run={} grace={}s\n",
         run.trigger.to_lowercase(),
         opts.delete_untagged,
         opts.dry_run,

@@ -455,7 +455,7 @@ impl Call<'_> {
         };
         match kind {
             "Manual" => {
-                let id = system_gc::enqueue(self.meta(), jobs::MANUAL, params)?;
+                let id = system_gc::enqueue(self.meta(), jobs::MANUAL, params, None)?;
                 Ok(Reply::new(created).header("Location", format!("/api/v2.0/system/gc/{id}")))
             }
             "None" => {
