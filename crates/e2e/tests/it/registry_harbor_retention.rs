@@ -405,4 +405,11 @@ fn retention(reg: &mut Server) {
     ok(&api(reg, &admin(), "GET", &format!("/retentions/{id}"), None), 404, "the deleted policy");
     let p = api(reg, &admin(), "GET", "/projects/shop", None).json();
     assert!(p["metadata"].get("retention_id").is_none(), "{p}");
+    // A project's policy goes with the project.
+    let empty = make_project(reg, &admin(), "empty", false);
+    let r = api(reg, &admin(), "POST", "/retentions", Some(&policy(empty, "")));
+    ok(&r, 201, "a policy of an empty project");
+    let eid = location_id(&r);
+    ok(&api(reg, &admin(), "DELETE", "/projects/empty", None), 200, "delete the project");
+    ok(&api(reg, &admin(), "GET", &format!("/retentions/{eid}"), None), 404, "the project's policy");
 }

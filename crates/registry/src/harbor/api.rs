@@ -576,6 +576,10 @@ impl Call<'_> {
             ));
         }
         self.meta().delete_project(&project.name)?;
+        // Its retention policy goes with it, as in Harbor.
+        if let Some(id) = self.retention_id(project.id)? {
+            self.meta().delete_job_record(super::jobs::RETENTION_POLICY, id)?;
+        }
         Ok(Reply::new(200))
     }
 

@@ -1,6 +1,8 @@
 //! Harbor's model ([`IamStore`]) in PostgreSQL: the `projects`, `members` and `robots` tables
 //! and the users' ids and profiles (schema version 3). A project's members and robots go
 //! with it, and a user's memberships with the user, by `ON DELETE CASCADE`.
+//! The policies' job records and the schedules' claimed slots are the `job_records` and
+//! `schedule_claims` tables (schema version 4).
 
 use super::meta::{db, decode_json, user_of, PgMetadata, USER_COLUMNS};
 use super::wire::{Row, ToSql};
