@@ -187,7 +187,7 @@ pub fn retained(rules: &[&Rule], cands: &[Candidate], now: u64) -> HashSet<usize
         match rule.template {
             Template::Always => keep.extend(picked),
             Template::LatestPushedK | Template::LatestPulledN => {
-                // Push times have second resolution: ties go to the later digest order, so
+                // Push times have second resolution: a tie goes to the smaller digest, so
                 // that a run is repeatable.
                 let key = |i: usize| {
                     let c = &cands[i];
