@@ -439,6 +439,92 @@ mod tests {
         );
     }
 
+    /// A run over a real index: per repository, exactly what no rule keeps goes, an immutable
+    /// tag stays, a dry run and a stopped execution delete nothing, and the tasks say so.
+    #[test]
+    fn runs_over_an_index() {
+        use crate::harbor::immutable::ImmutableRule;
+        use crate::harbor::store::ProjectRecord;
+        use crate::meta::ManifestRecord;
+
+        let dir = std::env::temp_dir().join(format!("wharf-retention-{}", crate::store::random_hex(8).unwrap()));
+        let reg = Registry::open(&dir, Default::default()).unwrap();
+        let m = reg.meta.as_ref();
+        let rec = ProjectRecord { public: false, owner: "a".into(), created: 1, updated: 1, storage_limit: None };
+        let pid = m.create_project("p", &rec, None).unwrap().unwrap();
+        let put = |repo: &str, tag: &str, created: u64| {
+            let layer = Digest::of(format!("{repo}:{tag}").as_bytes());
+            m.link_blob(repo, &layer, 1).unwrap();
+            let man = ManifestRecord {
+                media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                size: 1,
+                artifact_type: None,
+                subject: None,
+                annotations: Default::default(),
+                blobs: vec![layer],
+                manifests: vec![],
+                created,
+            };
+            m.put_manifest(repo, &Digest::of(format!("m {repo}:{tag}").as_bytes()), Some(tag), &man).unwrap().unwrap();
+        };
+        for (i, t) in ["v1", "v2", "v3"].iter().enumerate() {
+            put("p/app", t, 10 + i as u64);
+            put("p/lib", t, 10 + i as u64);
+        }
+        let immutable = ImmutableRule {
+            disabled: false,
+            priority: 0,
+            repo_pattern: "app".into(),
+            repo_excludes: false,
+            tag_pattern: "v2".into(),
+            tag_excludes: false,
+        };
+        m.create_immutable_rule("p", &immutable).unwrap().unwrap();
+        let mut keep_one = rule(Template::LatestPushedK, 1, "v*");
+        keep_one.repo.pattern = "app".into();
+        let policy = Policy { project_id: pid, rules: vec![keep_one], cron: None, created: 1, updated: 1 };
+        let id = jobs::create(m, jobs::RETENTION_POLICY, &policy).unwrap();
+        let tags = |repo: &str| m.repo_tags(repo).unwrap().into_iter().map(|(t, _)| t).collect::<Vec<_>>();
+        let tasks = |eid: u64| {
+            jobs::all::<Task>(m, jobs::RETENTION_TASK)
+                .unwrap()
+                .into_iter()
+                .filter(|(_, t)| t.execution_id == eid)
+                .map(|(_, t)| t)
+                .collect::<Vec<_>>()
+        };
+
+        // Stopped while pending: nothing runs.
+        let stopped_run = enqueue(m, id, jobs::MANUAL, false).unwrap();
+        let mut e: Execution = jobs::get(m, jobs::RETENTION_EXECUTION, stopped_run).unwrap().unwrap();
+        e.status = jobs::STOPPED.into();
+        jobs::update(m, jobs::RETENTION_EXECUTION, stopped_run, &e).unwrap();
+        execute(&reg, stopped_run).unwrap();
+        assert!(tasks(stopped_run).is_empty());
+        assert_eq!(tags("p/app"), ["v1", "v2", "v3"]);
+
+        let dry = enqueue(m, id, jobs::MANUAL, true).unwrap();
+        execute(&reg, dry).unwrap();
+        let t = tasks(dry);
+        assert_eq!(t.len(), 1, "lib is no rule's: {t:?}");
+        assert_eq!((t[0].repository.as_str(), t[0].total, t[0].retained), ("p/app", 3, 2));
+        assert!(
+            t[0].log.contains("p/app:v1 DELETE (dry run)") && t[0].log.contains("p/app:v2 IMMUTABLE"),
+            "{}",
+            t[0].log
+        );
+        assert_eq!(tags("p/app"), ["v1", "v2", "v3"]);
+
+        let real = enqueue(m, id, jobs::SCHEDULE, false).unwrap();
+        execute(&reg, real).unwrap();
+        let e: Execution = jobs::get(m, jobs::RETENTION_EXECUTION, real).unwrap().unwrap();
+        assert_eq!((e.status.as_str(), e.end.is_some()), (jobs::SUCCESS, true));
+        assert_eq!(tags("p/app"), ["v2", "v3"]);
+        assert_eq!(tags("p/lib"), ["v1", "v2", "v3"]);
+        drop(reg);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     #[test]
     fn repository_selectors() {
         let mut r = rule(Template::Always, 0, "**");

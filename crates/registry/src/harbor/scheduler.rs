@@ -32,6 +32,15 @@ fn due_in(cron: &str, from: u64, to: u64) -> Option<u64> {
     }
 }
 
+/// A run unfinished after this long is taken for one whose replica died: it no longer
+/// holds its schedule's later slots back.
+const STALE: u64 = 86400;
+
+/// Whether a run (started at `start`, ended at `end`) still holds its schedule back at `now`.
+fn going(end: Option<u64>, start: u64, now: u64) -> bool {
+    end.is_none() && now.saturating_sub(start) < STALE
+}
+
 /// Runs forever; spawn it on the runtime.
 pub async fn run(reg: Arc<Registry>) {
     let mut last = now();
@@ -54,7 +63,7 @@ fn tick_once(reg: &Arc<Registry>, from: u64, to: u64) -> Result<()> {
     if to > from {
         if let Some((_, s)) = system_gc::schedule(meta)? {
             if let Some(due) = due_in(&s.cron, from, to) {
-                let busy = jobs::all::<GcRun>(meta, jobs::GC_RUN)?.iter().any(|(_, r)| r.end.is_none());
+                let busy = jobs::all::<GcRun>(meta, jobs::GC_RUN)?.iter().any(|(_, r)| going(r.end, r.start, to));
                 if meta.claim_scheduled_run("gc", due)? && !busy {
                     let id = system_gc::enqueue(meta, jobs::SCHEDULE, s.params.clone(), Some(due))?;
                     log::info!("scheduler: garbage collection {id} for the slot at {due}");
@@ -65,7 +74,7 @@ fn tick_once(reg: &Arc<Registry>, from: u64, to: u64) -> Result<()> {
             let Some(due) = p.cron.as_deref().and_then(|c| due_in(c, from, to)) else { continue };
             let busy = jobs::all::<Execution>(meta, jobs::RETENTION_EXECUTION)?
                 .iter()
-                .any(|(_, e)| e.policy_id == pid && e.end.is_none());
+                .any(|(_, e)| e.policy_id == pid && going(e.end, e.start, to));
             if meta.claim_scheduled_run(&format!("retention/{pid}"), due)? && !busy {
                 let id = retention::enqueue(meta, pid, jobs::SCHEDULE, false)?;
                 log::info!("scheduler: retention execution {id} of policy {pid} for the slot at {due}");
@@ -108,5 +117,6 @@ mod tests {
         assert_eq!(due_in("0 0 * * * *", 3599, 3600), Some(3600));
         assert_eq!(due_in("0 0 * * * *", 3600, 7199), None);
         assert_eq!(due_in("not a cron", 0, 1 << 40), None);
+        assert!(going(None, 100, 200) && !going(Some(150), 100, 200) && !going(None, 100, 100 + STALE));
     }
 }
