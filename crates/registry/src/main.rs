@@ -222,6 +222,7 @@ fn run(command: Command) -> anyhow::Result<i32> {
                 None => "the data dir".to_string(),
             };
             registry.https = tls.is_some();
+            registry.gc_options = gc_opts.clone();
             if let Some(a) = auth_cfg {
                 if let Some(generated) = auth::ensure_admin(registry.meta.as_ref(), admin_password.as_deref())? {
                     if admin_password.is_none() {
@@ -267,6 +268,10 @@ fn run(command: Command) -> anyhow::Result<i32> {
                 );
                 if let Some(every) = gc_interval {
                     tokio::spawn(online_gc(registry.clone(), every, gc_opts));
+                }
+                if registry.auth.is_some() {
+                    // Retention policies' and the GC's schedules, and the runs the API asks for.
+                    tokio::spawn(wharf_registry::harbor::scheduler::run(registry.clone()));
                 }
                 let server = tokio::spawn(server::serve(listener, registry, tls));
                 let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -51,6 +51,10 @@ const IMMUTABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("immutable_
 const REGISTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("registries");
 /// kind of record (`user`, `project`, `member`, `robot`, `rule`) → the last id handed out
 const SEQ: TableDefinition<&str, u64> = TableDefinition::new("seq");
+/// `kind\0id` (20 digits) → a job record (JSON; `harbor::jobs`)
+const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("job_records");
+/// schedule name → the due time of its last claimed run
+const CLAIMS: TableDefinition<&str, u64> = TableDefinition::new("schedule_claims");
 
 const SEP: char = '\0';
 /// The character after [`SEP`]: `prefix\0` .. `prefix\x01` is everything under `prefix`.
@@ -298,6 +302,8 @@ impl RedbMetadata {
             tx.open_table(SEQ).map_err(db)?;
             tx.open_table(IMMUTABLE).map_err(db)?;
             tx.open_table(REGISTRIES).map_err(db)?;
+            tx.open_table(JOBS).map_err(db)?;
+            tx.open_table(CLAIMS).map_err(db)?;
         }
         tx.commit().map_err(db)?;
         Ok(RedbMetadata { db: database, gc_running: Arc::new(AtomicBool::new(false)) })
@@ -1088,6 +1094,35 @@ impl crate::harbor::store::IamStore for RedbMetadata {
         Ok(out)
     }
 
+    fn create_job_record(&self, kind: &str, doc: &[u8]) -> Result<u64> {
+        let tx = self.db.begin_write().map_err(db)?;
+        let id = next_id(&tx, "job")?;
+        let key = key2(kind, &format!("{id:020}"));
+        tx.open_table(JOBS).map_err(db)?.insert(key.as_str(), doc).map_err(db)?;
+        tx.commit().map_err(db)?;
+        Ok(id)
+    }
+
+    fn job_record(&self, kind: &str, id: u64) -> Result<Option<Vec<u8>>> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(JOBS).map_err(db)?;
+        let key = key2(kind, &format!("{id:020}"));
+        Ok(t.get(key.as_str()).map_err(db)?.map(|v| v.value().to_vec()))
+    }
+
+    fn job_records(&self, kind: &str) -> Result<Vec<(u64, Vec<u8>)>> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(JOBS).map_err(db)?;
+        let (from, to) = under(kind, None);
+        let mut out = Vec::new();
+        for item in t.range::<&str>(from.as_str()..to.as_str()).map_err(db)? {
+            let (k, v) = item.map_err(db)?;
+            let Some(id) = k.value().split_once(SEP).and_then(|(_, id)| id.parse::<u64>().ok()) else { continue };
+            out.push((id, v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
     fn update_registry(&self, id: u64, name: &str, record: &crate::harbor::proxy::RegistryRecord) -> Result<bool> {
         let stored = StoredRegistry { name: name.to_string(), record: record.clone() };
         self.replace_json(REGISTRIES, &format!("{id:020}"), |_| Ok(stored))
@@ -1099,6 +1134,44 @@ impl crate::harbor::store::IamStore for RedbMetadata {
             tx.open_table(REGISTRIES).map_err(db)?.remove(format!("{id:020}").as_str()).map_err(db)?.is_some();
         tx.commit().map_err(db)?;
         Ok(removed)
+    }
+
+    fn update_job_record(&self, kind: &str, id: u64, doc: &[u8]) -> Result<bool> {
+        let tx = self.db.begin_write().map_err(db)?;
+        let key = key2(kind, &format!("{id:020}"));
+        let found = {
+            let mut t = tx.open_table(JOBS).map_err(db)?;
+            let found = t.get(key.as_str()).map_err(db)?.is_some();
+            if found {
+                t.insert(key.as_str(), doc).map_err(db)?;
+            }
+            found
+        };
+        tx.commit().map_err(db)?;
+        Ok(found)
+    }
+
+    fn delete_job_record(&self, kind: &str, id: u64) -> Result<bool> {
+        let tx = self.db.begin_write().map_err(db)?;
+        let key = key2(kind, &format!("{id:020}"));
+        let removed = tx.open_table(JOBS).map_err(db)?.remove(key.as_str()).map_err(db)?.is_some();
+        tx.commit().map_err(db)?;
+        Ok(removed)
+    }
+
+    fn claim_scheduled_run(&self, name: &str, due: u64) -> Result<bool> {
+        let tx = self.db.begin_write().map_err(db)?;
+        let claimed = {
+            let mut t = tx.open_table(CLAIMS).map_err(db)?;
+            let last = t.get(name).map_err(db)?.map(|v| v.value());
+            let claimed = last.is_none_or(|l| l < due);
+            if claimed {
+                t.insert(name, due).map_err(db)?;
+            }
+            claimed
+        };
+        tx.commit().map_err(db)?;
+        Ok(claimed)
     }
 
     fn project_storage(&self, project: &str) -> Result<Vec<(Digest, u64)>> {

@@ -72,6 +72,7 @@ mod pull_faults;
 mod registry_auth;
 mod registry_harbor;
 mod registry_harbor_proxy;
+mod registry_harbor_retention;
 mod registry_harbor_ui;
 mod registry_pg;
 mod registry_s3;

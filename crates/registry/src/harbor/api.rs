@@ -26,6 +26,8 @@ use crate::server::Registry;
 use crate::store::random_hex;
 use crate::token_endpoint::rfc3339;
 
+mod policies;
+
 /// A request body of the API is a small JSON document.
 const MAX_BODY: usize = 1 << 20;
 const DEFAULT_PAGE_SIZE: usize = 10;
@@ -324,6 +326,22 @@ impl Call<'_> {
             (["registries", id], &Method::GET) => self.get_registry(id),
             (["registries", id], &Method::PUT) => self.update_registry(id, body),
             (["registries", id], &Method::DELETE) => self.delete_registry(id),
+            (["retentions"], &Method::POST) => self.create_retention(body),
+            (["retentions", "metadatas"], &Method::GET) => self.retention_metadatas(),
+            (["retentions", id], &Method::GET) => self.get_retention(id),
+            (["retentions", id], &Method::PUT) => self.update_retention(id, body),
+            (["retentions", id], &Method::DELETE) => self.delete_retention(id),
+            (["retentions", id, "executions"], &Method::POST) => self.trigger_retention(id, body),
+            (["retentions", id, "executions"], &Method::GET) => self.list_retention_executions(id),
+            (["retentions", id, "executions", e], &Method::PATCH) => self.stop_retention_execution(id, e, body),
+            (["retentions", id, "executions", e, "tasks"], &Method::GET) => self.list_retention_tasks(id, e),
+            (["retentions", id, "executions", e, "tasks", t], &Method::GET) => self.retention_task_log(id, e, t),
+            (["system", "gc", "schedule"], &Method::GET) => self.get_gc_schedule(),
+            (["system", "gc", "schedule"], &Method::POST) => self.kick_gc(body, 201),
+            (["system", "gc", "schedule"], &Method::PUT) => self.kick_gc(body, 200),
+            (["system", "gc"], &Method::GET) => self.gc_history(),
+            (["system", "gc", id], &Method::GET) => self.get_gc(id),
+            (["system", "gc", id, "log"], &Method::GET) => self.gc_log(id),
             _ => Err(not_found(format!("no API endpoint {} /api/v2.0/{}", self.method, s.join("/")))),
         }
     }
@@ -555,6 +573,11 @@ impl Call<'_> {
     /// logged in, 403 when logged in, each naming the permission.
     fn require(&self, p: &str, resource: Resource, action: Action) -> Result<(Project, ProjectAccess)> {
         let project = self.resolve_project(p)?.ok_or_else(|| not_found(format!("project {p} not found")))?;
+        self.require_in(project, resource, action)
+    }
+
+    /// [`Call::require`] for a project already found.
+    fn require_in(&self, project: Project, resource: Resource, action: Action) -> Result<(Project, ProjectAccess)> {
         let access = self.access(&project.name)?;
         if access.allows(resource, action) {
             return Ok((project, access));
@@ -589,6 +612,10 @@ impl Call<'_> {
     fn project_json(&self, p: &Project, ids: &HashMap<String, u64>) -> Result<Value> {
         let access = self.access(&p.name)?;
         let role = access.role.map(Role::id).unwrap_or(0);
+        let mut metadata = json!({ "public": p.record.public.to_string() });
+        if let Some(id) = self.retention_id(p.id)? {
+            metadata["retention_id"] = json!(id.to_string());
+        }
         Ok(json!({
             "project_id": p.id,
             "name": p.name,
@@ -602,7 +629,7 @@ impl Call<'_> {
             "current_user_role_id": role,
             "current_user_role_ids": if role == 0 { json!([]) } else { json!([role]) },
             "togglable": true,
-            "metadata": { "public": p.record.public.to_string() },
+            "metadata": metadata,
         }))
     }
 
@@ -722,6 +749,10 @@ impl Call<'_> {
             ));
         }
         self.meta().delete_project(&project.name)?;
+        // Its retention policy goes with it, as in Harbor.
+        if let Some(id) = self.retention_id(project.id)? {
+            self.meta().delete_job_record(super::jobs::RETENTION_POLICY, id)?;
+        }
         Ok(Reply::new(200))
     }
 

@@ -2,17 +2,24 @@
 //! local users, members with Harbor's project roles, and robot accounts. [`rbac`] is the
 //! permission table, [`store`] the records and the [`store::IamStore`] role both index
 //! backends implement, [`access`] who a request comes from and what it may do, and [`api`]
-//! the REST API (`/api/v2.0`) in Harbor's shapes. Nothing but `api` knows HTTP.
+//! the REST API (`/api/v2.0`) in Harbor's shapes. [`retention`] and [`system_gc`] are the
+//! policies' jobs (records in [`jobs`]), run when [`scheduler`] finds their [`cron`] slot
+//! or a run the API recorded. Nothing but `api` knows HTTP.
 
 pub mod access;
 pub mod api;
+pub mod cron;
 pub mod immutable;
+pub mod jobs;
 pub mod openapi;
 pub mod proxy;
 pub mod quota;
 pub mod rbac;
+pub mod retention;
+pub mod scheduler;
 pub mod session;
 pub mod store;
+pub mod system_gc;
 
 /// The project every registry has from its first start, public, as Harbor's `library`.
 pub const LIBRARY: &str = "library";

@@ -91,6 +91,22 @@ pub const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
     ("GET", "/registries/{id}", "registry", "An endpoint (its secret masked)"),
     ("PUT", "/registries/{id}", "registry", "Change an endpoint"),
     ("DELETE", "/registries/{id}", "registry", "Delete an endpoint no project uses"),
+    ("POST", "/retentions", "retention", "Create a project's tag retention policy"),
+    ("GET", "/retentions/metadatas", "retention", "The rule templates and selectors retention knows"),
+    ("GET", "/retentions/{id}", "retention", "A retention policy"),
+    ("PUT", "/retentions/{id}", "retention", "Change a retention policy (rules, schedule)"),
+    ("DELETE", "/retentions/{id}", "retention", "Delete a retention policy"),
+    ("POST", "/retentions/{id}/executions", "retention", "Run a policy now (dry_run lists, deletes nothing)"),
+    ("GET", "/retentions/{id}/executions", "retention", "A policy's runs"),
+    ("PATCH", "/retentions/{id}/executions/{eid}", "retention", "Stop a run"),
+    ("GET", "/retentions/{id}/executions/{eid}/tasks", "retention", "A run's tasks, one per repository"),
+    ("GET", "/retentions/{id}/executions/{eid}/tasks/{tid}", "retention", "A task's log"),
+    ("GET", "/system/gc/schedule", "gc", "The GC schedule"),
+    ("POST", "/system/gc/schedule", "gc", "Set the GC schedule, or run GC now (Manual)"),
+    ("PUT", "/system/gc/schedule", "gc", "Change the GC schedule"),
+    ("GET", "/system/gc", "gc", "GC runs"),
+    ("GET", "/system/gc/{gc_id}", "gc", "A GC run"),
+    ("GET", "/system/gc/{gc_id}/log", "gc", "A GC run's log"),
 ];
 
 /// The document, for a registry reached at `host`.

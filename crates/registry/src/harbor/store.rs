@@ -134,6 +134,20 @@ pub trait IamStore {
     /// another endpoint has before it calls this.)
     fn update_registry(&self, id: u64, name: &str, record: &RegistryRecord) -> Result<bool>;
     fn delete_registry(&self, id: u64) -> Result<bool>;
+    /// The policies' job records (retention policies, their executions and tasks, GC runs
+    /// and the GC schedule; `harbor::jobs` says which kinds): JSON documents by kind, each
+    /// with an id the index hands out, never reused. Records the document; its id.
+    fn create_job_record(&self, kind: &str, doc: &[u8]) -> Result<u64>;
+    fn job_record(&self, kind: &str, id: u64) -> Result<Option<Vec<u8>>>;
+    /// Every record of a kind, in id order.
+    fn job_records(&self, kind: &str) -> Result<Vec<(u64, Vec<u8>)>>;
+    /// Replaces a record; whether there was one.
+    fn update_job_record(&self, kind: &str, id: u64, doc: &[u8]) -> Result<bool>;
+    fn delete_job_record(&self, kind: &str, id: u64) -> Result<bool>;
+    /// Claims the run of schedule `name` due at `due` (Unix seconds): true for exactly one
+    /// caller among every replica sharing the index, and only when no later or equal run of
+    /// that schedule was claimed before (a restart does not run a slot again).
+    fn claim_scheduled_run(&self, name: &str, due: u64) -> Result<bool>;
 }
 
 /// The behaviour every `IamStore` must show; both backends run it.
@@ -351,5 +365,29 @@ pub(crate) mod suite {
         assert!(m.delete_registry(r2).unwrap());
         assert!(!m.delete_registry(r2).unwrap());
         assert_eq!(m.registries().unwrap().len(), 1);
+        // Job records: ids per index, never reused, listed by kind in id order.
+        let a = m.create_job_record("test_kind", b"{\"n\":1}").unwrap();
+        let b = m.create_job_record("test_kind", b"{\"n\":2}").unwrap();
+        let c = m.create_job_record("other_kind", b"{\"n\":3}").unwrap();
+        assert!(a < b && a != c && b != c);
+        let doc = m.job_record("test_kind", a).unwrap().expect("the record");
+        assert_eq!(serde_json::from_slice::<serde_json::Value>(&doc).unwrap(), serde_json::json!({"n": 1}));
+        assert_eq!(m.job_record("other_kind", a).unwrap(), None, "a record is its kind's");
+        assert!(m.update_job_record("test_kind", a, b"{\"n\":9}").unwrap());
+        assert!(!m.update_job_record("test_kind", c, b"{}").unwrap());
+        let ids: Vec<u64> = m.job_records("test_kind").unwrap().into_iter().map(|(id, _)| id).collect();
+        assert_eq!(ids, [a, b]);
+        let docs: Vec<serde_json::Value> =
+            m.job_records("test_kind").unwrap().into_iter().map(|(_, d)| serde_json::from_slice(&d).unwrap()).collect();
+        assert_eq!(docs, [serde_json::json!({"n": 9}), serde_json::json!({"n": 2})]);
+        assert!(m.delete_job_record("test_kind", a).unwrap());
+        assert!(!m.delete_job_record("test_kind", a).unwrap());
+        assert!(m.create_job_record("test_kind", b"{}").unwrap() > b);
+        // A scheduled run is claimed once; a later slot again; an earlier one never.
+        assert!(m.claim_scheduled_run("gc", 100).unwrap());
+        assert!(!m.claim_scheduled_run("gc", 100).unwrap());
+        assert!(!m.claim_scheduled_run("gc", 99).unwrap());
+        assert!(m.claim_scheduled_run("retention/1", 100).unwrap(), "schedules are claimed apart");
+        assert!(m.claim_scheduled_run("gc", 101).unwrap());
     }
 }

@@ -1,6 +1,8 @@
 //! Harbor's model ([`IamStore`]) in PostgreSQL: the `projects`, `members` and `robots` tables
 //! and the users' ids and profiles (schema version 3). A project's members and robots go
 //! with it, and a user's memberships with the user, by `ON DELETE CASCADE`.
+//! The policies' job records and the schedules' claimed slots are the `job_records` and
+//! `schedule_claims` tables (schema version 4).
 
 use super::meta::{db, decode_json, user_of, PgMetadata, USER_COLUMNS};
 use super::wire::{Row, ToSql};
@@ -280,8 +282,54 @@ impl IamStore for PgMetadata {
         Ok(n > 0)
     }
 
+    fn create_job_record(&self, kind: &str, doc: &[u8]) -> Result<u64> {
+        let text = job_text(doc)?;
+        let rows = self.run(|c| {
+            c.query("INSERT INTO job_records (kind, record) VALUES ($1, $2::jsonb) RETURNING id", &[&kind, &text])
+        })?;
+        rows.first().ok_or_else(|| MetaError::Db("INSERT ... RETURNING gave no row".into()))?.uint(0).map_err(db)
+    }
+
+    fn job_record(&self, kind: &str, id: u64) -> Result<Option<Vec<u8>>> {
+        let rows =
+            self.run(|c| c.query("SELECT record FROM job_records WHERE kind = $1 AND id = $2", &[&kind, &id]))?;
+        rows.first().map(|r| Ok(r.text(0).map_err(db)?.as_bytes().to_vec())).transpose()
+    }
+
+    fn job_records(&self, kind: &str) -> Result<Vec<(u64, Vec<u8>)>> {
+        let rows = self.run(|c| c.query("SELECT id, record FROM job_records WHERE kind = $1 ORDER BY id", &[&kind]))?;
+        rows.iter().map(|r| Ok((r.uint(0).map_err(db)?, r.text(1).map_err(db)?.as_bytes().to_vec()))).collect()
+    }
+
+    fn update_job_record(&self, kind: &str, id: u64, doc: &[u8]) -> Result<bool> {
+        let text = job_text(doc)?;
+        let n = self.run(|c| {
+            c.execute("UPDATE job_records SET record = $3::jsonb WHERE kind = $1 AND id = $2", &[&kind, &id, &text])
+        })?;
+        Ok(n > 0)
+    }
+
     fn delete_registry(&self, id: u64) -> Result<bool> {
         Ok(self.run(|c| c.execute("DELETE FROM registries WHERE id = $1", &[&id]))? > 0)
+    }
+
+    fn delete_job_record(&self, kind: &str, id: u64) -> Result<bool> {
+        let n = self.run(|c| c.execute("DELETE FROM job_records WHERE kind = $1 AND id = $2", &[&kind, &id]))?;
+        Ok(n > 0)
+    }
+
+    /// A row claim: the upsert changes the row (and returns it) only for a later slot, and
+    /// PostgreSQL serializes concurrent upserts of one key, so one replica wins a slot.
+    fn claim_scheduled_run(&self, name: &str, due: u64) -> Result<bool> {
+        let rows = self.run(|c| {
+            c.query(
+                "INSERT INTO schedule_claims (name, due) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO UPDATE SET due = EXCLUDED.due WHERE schedule_claims.due < EXCLUDED.due \
+                 RETURNING name",
+                &[&name, &due],
+            )
+        })?;
+        Ok(!rows.is_empty())
     }
 
     fn project_storage(&self, project: &str) -> Result<Vec<(Digest, u64)>> {
@@ -316,6 +364,10 @@ impl IamStore for PgMetadata {
         })?;
         rows.iter().map(|r| Ok(r.text(0).map_err(db)?.to_string())).collect()
     }
+}
+
+fn job_text(doc: &[u8]) -> Result<&str> {
+    std::str::from_utf8(doc).map_err(|e| MetaError::Db(format!("job record: {e}")))
 }
 
 fn digest_of(text: &str) -> Result<Digest> {

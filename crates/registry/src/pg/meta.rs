@@ -150,6 +150,21 @@ CREATE TABLE registries (
 );
 ALTER TABLE projects ADD COLUMN registry_id bigint;
 "#,
+    r#"
+-- The policies' jobs (harbor::jobs): retention policies, executions and tasks, GC runs and
+-- schedule, each a JSON document of its kind; and the last claimed slot of each schedule,
+-- so that one replica runs a scheduled job once.
+CREATE TABLE IF NOT EXISTS job_records (
+    kind text COLLATE "C" NOT NULL,
+    id bigserial,
+    record jsonb NOT NULL,
+    PRIMARY KEY (kind, id)
+);
+CREATE TABLE IF NOT EXISTS schedule_claims (
+    name text COLLATE "C" PRIMARY KEY,
+    due bigint NOT NULL
+);
+"#,
 ];
 
 const UPSERT_BLOB: &str = "INSERT INTO blobs (digest, size, linked) VALUES ($1, $2, $3) \
