@@ -175,6 +175,13 @@ async fn route(reg: Arc<Registry>, req: Request<Incoming>) -> Result<Resp> {
     if let Some(auth) = &reg.auth {
         authorize(&reg, auth, &req, &route, name, &mut query)?;
     }
+    // Who to write into the audit log for a manifest pull, push or deletion that succeeds.
+    let audit_as = match (&reg.auth, &reg.audit, &route) {
+        (Some(auth), Some(_), Route::Manifest(..)) if method != Method::HEAD => {
+            Some(crate::harbor::audit::operator(auth, header(&req, "authorization")))
+        }
+        _ => None,
+    };
     let head = method == Method::HEAD;
     let reply = match (route, &method) {
         (Route::Base, &Method::GET | &Method::HEAD) => Reply::new(200).json(json!({})),
@@ -193,6 +200,9 @@ async fn route(reg: Arc<Registry>, req: Request<Incoming>) -> Result<Resp> {
         (Route::Referrers(name, d), &Method::GET) => referrers(&reg, name, d, &query)?,
         _ => return Err(not_allowed(&method)),
     };
+    if let (Some(who), Some(log), Some(Route::Manifest(name, r))) = (audit_as, &reg.audit, parse_route(&path)) {
+        crate::harbor::audit::manifest_event(log, who, method.as_str(), name, r);
+    }
     Ok(reply.into_response())
 }
 

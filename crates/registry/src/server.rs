@@ -57,6 +57,8 @@ pub struct Registry {
     pub https: bool,
     pub store: Arc<dyn BlobStore>,
     pub options: ServeOptions,
+    /// Harbor's audit log, written with auth on.
+    pub audit: Option<crate::harbor::audit::AuditLog>,
     sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<UploadSession>>>>,
     /// Stripes of a lock that makes "install a blob and record it" and "forget a blob and
     /// delete it" exclusive for one digest, so that GC never deletes what a push just stored.
@@ -79,6 +81,7 @@ impl Registry {
             https: false,
             store,
             options,
+            audit: None,
             sessions: Mutex::new(HashMap::new()),
             digest_locks: (0..DIGEST_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             touched: Mutex::new(HashMap::new()),

@@ -25,6 +25,10 @@ use crate::server::Registry;
 use crate::store::random_hex;
 use crate::token_endpoint::rfc3339;
 
+mod audit_logs;
+mod repository;
+mod search;
+
 /// A request body of the API is a small JSON document.
 const MAX_BODY: usize = 1 << 20;
 const DEFAULT_PAGE_SIZE: usize = 10;
@@ -307,6 +311,11 @@ impl Call<'_> {
             (["robots", id], &Method::PUT) => self.update_robot(id, body),
             (["robots", id], &Method::PATCH) => self.refresh_robot(id, body),
             (["robots", id], &Method::DELETE) => self.delete_robot(id),
+            (["audit-logs"], &Method::GET) => self.list_audit_logs(),
+            (["projects", p, "logs"], &Method::GET) => self.project_logs(p),
+            (["search"], &Method::GET) => self.search(),
+            (["projects", p, "repositories", r], &Method::DELETE) => self.delete_repository(p, r),
+            (["projects", p, "repositories", r], &Method::PUT) => self.update_repository(p, r, body),
             _ => Err(not_found(format!("no API endpoint {} /api/v2.0/{}", self.method, s.join("/")))),
         }
     }
@@ -514,6 +523,7 @@ impl Call<'_> {
         let Some(id) = self.meta().create_project(name, &record, Some(&user))? else {
             return Err(HarborError::new(409, format!("project {name} already exists")));
         };
+        self.audit(Some(&Project { id, name: name.to_string(), record }), "project", name, "create");
         Ok(Reply::new(201).header("Location", format!("/api/v2.0/projects/{id}")))
     }
 
@@ -531,6 +541,7 @@ impl Call<'_> {
         }
         record.updated = now();
         self.meta().update_project(&project.name, &record)?;
+        self.audit(Some(&project), "project", &project.name, "update");
         Ok(Reply::new(200))
     }
 
@@ -549,6 +560,7 @@ impl Call<'_> {
             ));
         }
         self.meta().delete_project(&project.name)?;
+        self.audit(Some(&project), "project", &project.name, "delete");
         Ok(Reply::new(200))
     }
 
@@ -621,6 +633,7 @@ impl Call<'_> {
         let limit = storage_limit_of(Some(opt_int(hard, "storage")?.ok_or_else(|| bad("hard.storage is required"))?))?;
         let record = ProjectRecord { storage_limit: limit, updated: now(), ..p.record.clone() };
         self.meta().update_project(&p.name, &record)?;
+        self.audit(Some(&p), "quota", &p.name, "update");
         Ok(Reply::new(200))
     }
 
@@ -687,6 +700,7 @@ impl Call<'_> {
             .meta()
             .put_member(&project.name, &name, role)?
             .ok_or_else(|| not_found(format!("user {name} or project {} is gone", project.name)))?;
+        self.audit(Some(&project), "member", &name, "create");
         Ok(Reply::new(201).header("Location", format!("/api/v2.0/projects/{}/members/{id}", project.id)))
     }
 
@@ -710,6 +724,7 @@ impl Call<'_> {
         let m = self.find_member(&project, mid)?;
         let role = Call::role_of(body)?;
         self.meta().put_member(&project.name, &m.user, role)?;
+        self.audit(Some(&project), "member", &m.user, "update");
         Ok(Reply::new(200))
     }
 
@@ -717,6 +732,7 @@ impl Call<'_> {
         let (project, _) = self.require(p, Resource::Member, Action::Delete)?;
         let m = self.find_member(&project, mid)?;
         self.meta().delete_member(&project.name, &m.user)?;
+        self.audit(Some(&project), "member", &m.user, "delete");
         Ok(Reply::new(200))
     }
 
@@ -742,6 +758,7 @@ impl Call<'_> {
             "name": repo,
             "project_id": project.id,
             "artifact_count": manifests.len(),
+            "description": self.meta().repo_description(repo)?.unwrap_or_default(),
             "pull_count": 0,
             "creation_time": time(created),
             "update_time": time(updated),
@@ -878,6 +895,7 @@ impl Call<'_> {
         if !self.meta().delete_manifest(&repo, &d)? {
             return Err(not_found(format!("artifact {repo}@{d} not found")));
         }
+        self.audit(Some(&project), "artifact", format!("{repo}@{d}"), "delete");
         Ok(Reply::new(200))
     }
 
@@ -909,7 +927,10 @@ impl Call<'_> {
         }
         let m = self.meta().manifest(&repo, &d)?.ok_or_else(|| not_found(format!("artifact {repo}@{d} not found")))?;
         match self.meta().put_manifest(&repo, &d, Some(tag), &m)? {
-            Ok(()) => Ok(Reply::new(201)),
+            Ok(()) => {
+                self.audit(Some(&project), "tag", format!("{repo}:{tag}"), "create");
+                Ok(Reply::new(201))
+            }
             Err(missing) => Err(HarborError::new(412, format!("artifact {repo}@{d} is incomplete: {missing:?}"))),
         }
     }
@@ -923,6 +944,7 @@ impl Call<'_> {
         }
         self.refuse_immutable(&repo, t)?;
         self.meta().delete_tag(&repo, t)?;
+        self.audit(Some(&project), "tag", format!("{repo}:{t}"), "delete");
         Ok(Reply::new(200))
     }
 
@@ -1022,6 +1044,7 @@ impl Call<'_> {
             .meta()
             .create_immutable_rule(&project.name, &rule)?
             .ok_or_else(|| not_found(format!("project {} is gone", project.name)))?;
+        self.audit(Some(&project), "immutable_rule", format!("{}/immutabletagrules/{id}", project.name), "create");
         Ok(Reply::new(201).header("Location", format!("/api/v2.0/projects/{}/immutabletagrules/{id}", project.id)))
     }
 
@@ -1039,6 +1062,7 @@ impl Call<'_> {
         let (n, old) = self.find_rule(&project, id)?;
         let rule = Call::rule_of(body, Some(&old))?;
         self.meta().update_immutable_rule(&project.name, n, &rule)?;
+        self.audit(Some(&project), "immutable_rule", format!("{}/immutabletagrules/{n}", project.name), "update");
         Ok(Reply::new(200))
     }
 
@@ -1046,6 +1070,7 @@ impl Call<'_> {
         let (project, _) = self.require(p, Resource::ImmutableTag, Action::Delete)?;
         let (n, _) = self.find_rule(&project, id)?;
         self.meta().delete_immutable_rule(&project.name, n)?;
+        self.audit(Some(&project), "immutable_rule", format!("{}/immutabletagrules/{n}", project.name), "delete");
         Ok(Reply::new(200))
     }
 
@@ -1154,6 +1179,7 @@ impl Call<'_> {
             return Err(HarborError::new(409, format!("user {name} already exists")));
         }
         let id = self.meta().user(name)?.map(|u| u.id).unwrap_or(0);
+        self.audit(None, "user", name, "create");
         Ok(Reply::new(201).header("Location", format!("/api/v2.0/users/{id}")))
     }
 
@@ -1171,6 +1197,7 @@ impl Call<'_> {
             u.realname = r.to_string();
         }
         self.meta().update_user(&name, &u)?;
+        self.audit(None, "user", &name, "update");
         Ok(Reply::new(200))
     }
 
@@ -1181,6 +1208,7 @@ impl Call<'_> {
             return Err(HarborError::new(403, format!("user {name:?} may not delete itself")));
         }
         self.meta().delete_user(&name)?;
+        self.audit(None, "user", &name, "delete");
         Ok(Reply::new(200))
     }
 
@@ -1202,6 +1230,7 @@ impl Call<'_> {
         let fresh = auth::hash_password(new).map_err(|e| HarborError::new(500, e.to_string()))?;
         let record = UserRecord { salt: fresh.salt, hash: fresh.hash, iterations: fresh.iterations, ..u };
         self.meta().update_user(&name, &record)?;
+        self.audit(None, "user", &name, "update");
         Ok(Reply::new(200))
     }
 
@@ -1213,6 +1242,7 @@ impl Call<'_> {
             return Err(HarborError::new(403, format!("user {name:?} may not take its own admin flag")));
         }
         self.meta().update_user(&name, &UserRecord { admin: flag, ..u })?;
+        self.audit(None, "user", &name, "update");
         Ok(Reply::new(200))
     }
 
@@ -1302,6 +1332,7 @@ impl Call<'_> {
     fn create_robot(&self, body: &Value) -> Result<Reply> {
         let (project_name, permissions) = Call::robot_spec(body)?;
         let (project, _) = self.require(&project_name, Resource::Robot, Action::Create)?;
+        let audited = project.clone();
         let name = opt_str(body, "name")?.ok_or_else(|| bad("name is required"))?;
         if !super::valid_robot_name(name) {
             return Err(bad(format!(
@@ -1326,6 +1357,7 @@ impl Call<'_> {
         let Some(id) = self.meta().create_robot(&full, &record)? else {
             return Err(HarborError::new(409, format!("robot {full} already exists")));
         };
+        self.audit(Some(&audited), "robot", &full, "create");
         // The secret is shown here once; only its hash is kept.
         let out = json!({
             "id": id,
@@ -1398,6 +1430,7 @@ impl Call<'_> {
         }
         record.updated = now();
         self.meta().update_robot(&r.name, &record)?;
+        self.audit(Some(&project), "robot", &r.name, "update");
         Ok(Reply::new(200))
     }
 
@@ -1405,7 +1438,7 @@ impl Call<'_> {
     /// the password policy), shown once.
     fn refresh_robot(&self, id: &str, body: &Value) -> Result<Reply> {
         let r = self.find_robot(id)?;
-        self.require(&r.record.project, Resource::Robot, Action::Update)?;
+        let (project, _) = self.require(&r.record.project, Resource::Robot, Action::Update)?;
         let secret = match opt_str(body, "secret")? {
             None | Some("") => random_hex(16).map_err(|e| HarborError::new(500, e.to_string()))?,
             Some(s) => {
@@ -1417,13 +1450,15 @@ impl Call<'_> {
         let record =
             RobotRecord { hash: auth::robot_secret_hash(&salt, &secret), salt, updated: now(), ..r.record.clone() };
         self.meta().update_robot(&r.name, &record)?;
+        self.audit(Some(&project), "robot", &r.name, "update");
         Ok(Reply::new(200).json(json!({ "secret": secret })))
     }
 
     fn delete_robot(&self, id: &str) -> Result<Reply> {
         let r = self.find_robot(id)?;
-        self.require(&r.record.project, Resource::Robot, Action::Delete)?;
+        let (project, _) = self.require(&r.record.project, Resource::Robot, Action::Delete)?;
         self.meta().delete_robot(&r.name)?;
+        self.audit(Some(&project), "robot", &r.name, "delete");
         Ok(Reply::new(200))
     }
 

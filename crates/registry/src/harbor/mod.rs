@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod api;
+pub mod audit;
 pub mod immutable;
 pub mod quota;
 pub mod rbac;

@@ -140,6 +140,24 @@ CREATE TABLE immutable_rules (
 );
 CREATE INDEX immutable_rules_project ON immutable_rules (project, id);
 "#,
+    r#"
+-- Harbor's audit log (project_id 0: no project) and repository descriptions.
+CREATE TABLE audit_logs (
+    id bigserial PRIMARY KEY,
+    project_id bigint NOT NULL,
+    username text NOT NULL,
+    resource text NOT NULL,
+    resource_type text NOT NULL,
+    operation text NOT NULL,
+    op_time bigint NOT NULL
+);
+CREATE INDEX audit_logs_project ON audit_logs (project_id, id);
+CREATE INDEX audit_logs_time ON audit_logs (op_time);
+CREATE TABLE repo_descriptions (
+    repo text COLLATE "C" PRIMARY KEY,
+    description text NOT NULL
+);
+"#,
 ];
 
 const UPSERT_BLOB: &str = "INSERT INTO blobs (digest, size, linked) VALUES ($1, $2, $3) \
@@ -694,14 +712,14 @@ mod tests {
         // A database made by the first schema gets the keys table, its data kept.
         let mut c = Connection::connect(&cluster.socket("postgres")).unwrap();
         c.simple(
-            "DROP TABLE registry_keys, robots, members, immutable_rules, projects; \
+            "DROP TABLE registry_keys, robots, members, immutable_rules, projects, audit_logs, repo_descriptions; \
              ALTER TABLE users DROP COLUMN id, DROP COLUMN email, DROP COLUMN realname; \
              UPDATE registry_schema SET version = 1",
         )
         .unwrap();
         let m = PgMetadata::open(cluster.socket("postgres"), 1).unwrap();
         assert_eq!(m.shared_token_key(b"third").unwrap().as_deref(), Some(&b"third"[..]));
-        assert_eq!(c.query("SELECT version FROM registry_schema", &[]).unwrap()[0].int(0).unwrap(), 3);
+        assert_eq!(c.query("SELECT version FROM registry_schema", &[]).unwrap()[0].int(0).unwrap(), 4);
     }
 
     #[test]
