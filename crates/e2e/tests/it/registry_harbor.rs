@@ -12,21 +12,21 @@ use crate::harness::Daemon;
 use crate::registry_pg::Postgres;
 use crate::registry_server::{auth_server, digest, http, image_manifest, skopeo, Resp, Server, ADMIN_PW, OCI_MANIFEST};
 
-const PW: &str = "Harbor12345";
+pub(crate) const PW: &str = "Harbor12345";
 
-fn basic(user: &str, password: &str) -> String {
+pub(crate) fn basic(user: &str, password: &str) -> String {
     format!("Basic {}", crate::registry_auth::base64(format!("{user}:{password}").as_bytes()))
 }
 
 /// Credentials of a subject of the matrix: `None` is anonymous.
 #[derive(Clone)]
-struct Who {
-    label: String,
-    creds: Option<(String, String)>,
+pub(crate) struct Who {
+    pub(crate) label: String,
+    pub(crate) creds: Option<(String, String)>,
 }
 
 impl Who {
-    fn user(label: &str, name: &str, password: &str) -> Who {
+    pub(crate) fn user(label: &str, name: &str, password: &str) -> Who {
         Who { label: label.into(), creds: Some((name.into(), password.into())) }
     }
 
@@ -43,7 +43,7 @@ impl Who {
 }
 
 /// A request to the REST API as `who`.
-fn api(reg: &Server, who: &Who, method: &str, path: &str, body: Option<&Value>) -> Resp {
+pub(crate) fn api(reg: &Server, who: &Who, method: &str, path: &str, body: Option<&Value>) -> Resp {
     let mut headers: Vec<(&str, String)> = who.authz();
     let text = body.map(|b| b.to_string()).unwrap_or_default();
     if body.is_some() {
@@ -53,12 +53,12 @@ fn api(reg: &Server, who: &Who, method: &str, path: &str, body: Option<&Value>) 
     http(&reg.addr, method, &format!("/api/v2.0{path}"), &h, text.as_bytes())
 }
 
-fn admin() -> Who {
+pub(crate) fn admin() -> Who {
     Who::user("sysadmin", "admin", ADMIN_PW)
 }
 
 /// Harbor's error body: `{"errors":[{"code","message"}]}`; returns (code, message).
-fn harbor_error(r: &Resp) -> (String, String) {
+pub(crate) fn harbor_error(r: &Resp) -> (String, String) {
     let v = r.json();
     let e = &v["errors"][0];
     assert!(e["code"].is_string() && e["message"].is_string(), "not Harbor's error form: {r}");
@@ -185,7 +185,7 @@ fn row(reg: &Server, who: &Who, project: &str, n: &mut usize) -> String {
 }
 
 /// Pushes `data` into `repo` with one POST as `authz`; returns the digest.
-fn push_blob_as(reg: &Server, authz: &str, repo: &str, data: &[u8]) -> String {
+pub(crate) fn push_blob_as(reg: &Server, authz: &str, repo: &str, data: &[u8]) -> String {
     let d = digest(data);
     let r =
         http(&reg.addr, "POST", &format!("/v2/{repo}/blobs/uploads/?digest={d}"), &[("Authorization", authz)], data);
@@ -194,7 +194,7 @@ fn push_blob_as(reg: &Server, authz: &str, repo: &str, data: &[u8]) -> String {
 }
 
 /// Pushes a one-layer image into `repo:tag` as `authz`; returns the manifest's digest.
-fn push_image_as(reg: &Server, authz: &str, repo: &str, tag: &str, layer: &[u8]) -> String {
+pub(crate) fn push_image_as(reg: &Server, authz: &str, repo: &str, tag: &str, layer: &[u8]) -> String {
     let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
     let (c, l) = (push_blob_as(reg, authz, repo, config), push_blob_as(reg, authz, repo, layer));
     let m = image_manifest(&c, config.len(), &l, layer.len());
@@ -204,32 +204,38 @@ fn push_image_as(reg: &Server, authz: &str, repo: &str, tag: &str, layer: &[u8])
     digest(&m)
 }
 
-fn admin_authz() -> String {
+pub(crate) fn admin_authz() -> String {
     basic("admin", ADMIN_PW)
 }
 
 /// Makes a user through the REST API as the admin.
-fn make_user(reg: &Server, name: &str) {
+pub(crate) fn make_user(reg: &Server, name: &str) {
     let body = json!({ "username": name, "password": PW, "email": format!("{name}@example.com"), "realname": name });
     let r = api(reg, &admin(), "POST", "/users", Some(&body));
     assert_eq!(r.status, 201, "create user {name}: {r}");
 }
 
-fn make_project(reg: &Server, who: &Who, name: &str, public: bool) -> u64 {
+pub(crate) fn make_project(reg: &Server, who: &Who, name: &str, public: bool) -> u64 {
     let body = json!({ "project_name": name, "metadata": { "public": public.to_string() } });
     let r = api(reg, who, "POST", "/projects", Some(&body));
     assert_eq!(r.status, 201, "create project {name}: {r}");
     r.header("Location").and_then(|l| l.rsplit('/').next()).and_then(|id| id.parse().ok()).expect("a project id")
 }
 
-fn add_member(reg: &Server, project: &str, user: &str, role: u8) {
+pub(crate) fn add_member(reg: &Server, project: &str, user: &str, role: u8) {
     let body = json!({ "role_id": role, "member_user": { "username": user } });
     let r = api(reg, &admin(), "POST", &format!("/projects/{project}/members"), Some(&body));
     assert_eq!(r.status, 201, "add {user} to {project}: {r}");
 }
 
 /// A robot of `project` with `access` (repository actions); returns (name, secret).
-fn make_robot(reg: &Server, who: &Who, project: &str, name: &str, actions: &[&str]) -> (String, String, u64) {
+pub(crate) fn make_robot(
+    reg: &Server,
+    who: &Who,
+    project: &str,
+    name: &str,
+    actions: &[&str],
+) -> (String, String, u64) {
     let access: Vec<Value> = actions.iter().map(|a| json!({ "resource": "repository", "action": a })).collect();
     let body = json!({ "name": name, "level": "project", "duration": -1, "description": "ci",
         "permissions": [{ "kind": "project", "namespace": project, "access": access }] });
