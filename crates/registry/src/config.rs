@@ -591,6 +591,10 @@ mod tests {
         assert_eq!(cfg.gc.interval, Some(Duration::from_secs(3600)));
         assert_eq!(cfg.gc.delete_untagged, Some(false));
         assert_eq!(parse("").unwrap(), FileConfig::default());
+        let audit = parse("audit_log:\n  max_records: 5000\n  max_age: 30d\n").unwrap().audit_log;
+        assert_eq!(audit, AuditLogConfig { max_records: Some(5000), max_age: Some(Duration::from_secs(30 * 86400)) });
+        let e = parse("audit_log:\n  max_records: 0\n").unwrap_err().to_string();
+        assert!(e.contains("audit_log.max_records: expected a number of records, at least 1, found \"0\""), "{e}");
         let s3 = parse(
             "storage:\n  s3:\n    endpoint: http://127.0.0.1:8333\n    bucket: reg\n    prefix: a/b\n    \
              secret_key: 'not shown'\n",

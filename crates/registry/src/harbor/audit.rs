@@ -107,7 +107,7 @@ impl AuditLog {
         match self.tx.try_send(Msg::Event(event)) {
             Ok(()) => {}
             Err(TrySendError::Full(m)) => {
-                if crate::handlers::block(|| self.tx.send(m)).is_err() {
+                if !crate::handlers::block(|| self.tx.send(m).is_ok()) {
                     log::error!("audit log: the writer is gone, a record is lost");
                 }
             }
