@@ -231,6 +231,15 @@ pub struct FileConfig {
     pub s3: Option<S3Config>,
     /// `database: postgres:`: the index in PostgreSQL instead of the data dir.
     pub database: Option<DatabaseConfig>,
+    /// `audit_log:`: how much of Harbor's audit log is kept.
+    pub audit_log: AuditLogConfig,
+}
+
+/// `audit_log:` `max_records` (at least 1) and `max_age` (a duration).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct AuditLogConfig {
+    pub max_records: Option<u64>,
+    pub max_age: Option<Duration>,
 }
 
 /// `storage: s3:`. The keys may come from the environment instead (`AWS_ACCESS_KEY_ID`,
@@ -398,7 +407,19 @@ fn from_yaml(file: &str, root: &Yaml) -> Result<FileConfig, ConfigError> {
         file,
         "",
         root,
-        &["addr", "data_dir", "open", "idle_timeout", "verify_reads", "tls", "auth", "gc", "storage", "database"],
+        &[
+            "addr",
+            "data_dir",
+            "open",
+            "idle_timeout",
+            "verify_reads",
+            "tls",
+            "auth",
+            "gc",
+            "storage",
+            "database",
+            "audit_log",
+        ],
     )?;
     let mut cfg = FileConfig {
         addr: top.string("addr")?,
@@ -450,6 +471,19 @@ fn from_yaml(file: &str, root: &Yaml) -> Result<FileConfig, ConfigError> {
             auth.token_lifetime = t.duration("lifetime")?;
         }
         cfg.auth = Some(auth);
+    }
+    if let Some(a) = top.get("audit_log") {
+        let f = Fields::new(file, "audit_log", a, &["max_records", "max_age"])?;
+        if let Some(n) = f.string("max_records")? {
+            match n.parse::<u64>() {
+                Ok(n) if n > 0 => cfg.audit_log.max_records = Some(n),
+                _ => {
+                    let message = format!("expected a number of records, at least 1, found {n:?}");
+                    return Err(f.err(f.get("max_records").unwrap_or(&NONE), "max_records", message));
+                }
+            }
+        }
+        cfg.audit_log.max_age = f.duration("max_age")?;
     }
     if let Some(g) = top.get("gc") {
         let f = Fields::new(file, "gc", g, &["interval", "grace", "delete_untagged", "upload_max_age"])?;
@@ -561,6 +595,10 @@ mod tests {
         assert_eq!(cfg.gc.interval, Some(Duration::from_secs(3600)));
         assert_eq!(cfg.gc.delete_untagged, Some(false));
         assert_eq!(parse("").unwrap(), FileConfig::default());
+        let audit = parse("audit_log:\n  max_records: 5000\n  max_age: 30d\n").unwrap().audit_log;
+        assert_eq!(audit, AuditLogConfig { max_records: Some(5000), max_age: Some(Duration::from_secs(30 * 86400)) });
+        let e = parse("audit_log:\n  max_records: 0\n").unwrap_err().to_string();
+        assert!(e.contains("audit_log.max_records: expected a number of records, at least 1, found \"0\""), "{e}");
         let s3 = parse(
             "storage:\n  s3:\n    endpoint: http://127.0.0.1:8333\n    bucket: reg\n    prefix: a/b\n    \
              secret_key: 'not shown'\n",

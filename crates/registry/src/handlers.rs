@@ -182,11 +182,21 @@ async fn route(reg: Arc<Registry>, req: Request<Incoming>) -> Result<Resp> {
     if let Some(auth) = &reg.auth {
         authorize(&reg, auth, &req, &route, name, &mut query)?;
     }
+    // Who to write into the audit log for a manifest pull, push or deletion that succeeds.
+    let audit_as = match (&reg.auth, &reg.audit, &route) {
+        (Some(auth), Some(_), Route::Manifest(..)) if method != Method::HEAD => {
+            Some(crate::harbor::audit::operator(auth, header(&req, "authorization")))
+        }
+        _ => None,
+    };
     let head = method == Method::HEAD;
     if let Some(n) = name {
         let upstream = block(|| reg.proxy.upstream_for(&reg, n))?;
         if let Some(up) = upstream {
             if let Some(reply) = proxied(&reg, &up, &route, &req, head)? {
+                if let (Some(who), Some(log), Route::Manifest(name, r)) = (audit_as, &reg.audit, &route) {
+                    crate::harbor::audit::manifest_event(log, who, method.as_str(), name, r);
+                }
                 return Ok(reply.into_response());
             }
         }
@@ -208,6 +218,9 @@ async fn route(reg: Arc<Registry>, req: Request<Incoming>) -> Result<Resp> {
         (Route::Referrers(name, d), &Method::GET) => referrers(&reg, name, d, &query)?,
         _ => return Err(not_allowed(&method)),
     };
+    if let (Some(who), Some(log), Some(Route::Manifest(name, r))) = (audit_as, &reg.audit, parse_route(&path)) {
+        crate::harbor::audit::manifest_event(log, who, method.as_str(), name, r);
+    }
     Ok(reply.into_response())
 }
 

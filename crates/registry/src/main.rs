@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use wharf_registry::config::{self, DatabaseConfig, FileConfig};
 use wharf_registry::gc::{self, GcOptions};
+use wharf_registry::harbor::audit;
 use wharf_registry::meta::{Metadata, RedbMetadata};
 use wharf_registry::s3::{Credentials, S3BlobStore, S3Options};
 use wharf_registry::server::{self, Registry, ServeOptions};
@@ -90,6 +91,13 @@ enum Command {
         /// [default: 60m].
         #[arg(long, value_parser = parse_duration)]
         session_timeout: Option<Duration>,
+        /// With authentication, the most audit log entries kept; the oldest go first [default: 100000].
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        audit_max_records: Option<u64>,
+        /// With authentication, how long audit log entries are kept (e.g. 720h; 0 keeps them
+        /// whatever their age, bounded by the count alone) [default: 90d].
+        #[arg(long, value_parser = parse_duration)]
+        audit_max_age: Option<Duration>,
     },
     /// Collect garbage: with the embedded index while no server uses the data dir; with
     /// PostgreSQL at any time, one collection at a time.
@@ -167,6 +175,8 @@ fn run(command: Command) -> anyhow::Result<i32> {
             gc_delete_untagged,
             no_verify_reads,
             session_timeout,
+            audit_max_records,
+            audit_max_age,
         } => {
             let file = match &config {
                 Some(path) => config::load(path)?,
@@ -252,6 +262,14 @@ fn run(command: Command) -> anyhow::Result<i32> {
                         .or(a.session_timeout)
                         .unwrap_or(Duration::from_secs(wharf_registry::harbor::session::IDLE_TIMEOUT)),
                 });
+                let max_age = audit_max_age.or(file.audit_log.max_age).unwrap_or(audit::DEFAULT_MAX_AGE);
+                let retention = audit::Retention {
+                    max_records: audit_max_records.or(file.audit_log.max_records).unwrap_or(audit::DEFAULT_MAX_RECORDS),
+                    max_age: (!max_age.is_zero()).then_some(max_age),
+                };
+                registry.audit = Some(
+                    audit::AuditLog::start(registry.meta.clone(), retention).context("start the audit log writer")?,
+                );
             }
             let registry = Arc::new(registry);
             let listener = std::net::TcpListener::bind(&addrs[..]).with_context(|| format!("listen on {addr}"))?;

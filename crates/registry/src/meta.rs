@@ -55,6 +55,10 @@ const SEQ: TableDefinition<&str, u64> = TableDefinition::new("seq");
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("job_records");
 /// schedule name → the due time of its last claimed run
 const CLAIMS: TableDefinition<&str, u64> = TableDefinition::new("schedule_claims");
+/// audit record id (20 digits, so that key order is id order) → [`AuditRecord`] (JSON)
+const AUDIT: TableDefinition<&str, &[u8]> = TableDefinition::new("audit_logs");
+/// repository name → its description
+const REPO_DESCRIPTIONS: TableDefinition<&str, &str> = TableDefinition::new("repo_descriptions");
 
 const SEP: char = '\0';
 /// The character after [`SEP`]: `prefix\0` .. `prefix\x01` is everything under `prefix`.
@@ -304,6 +308,8 @@ impl RedbMetadata {
             tx.open_table(REGISTRIES).map_err(db)?;
             tx.open_table(JOBS).map_err(db)?;
             tx.open_table(CLAIMS).map_err(db)?;
+            tx.open_table(AUDIT).map_err(db)?;
+            tx.open_table(REPO_DESCRIPTIONS).map_err(db)?;
         }
         tx.commit().map_err(db)?;
         Ok(RedbMetadata { db: database, gc_running: Arc::new(AtomicBool::new(false)) })
@@ -697,6 +703,7 @@ impl Metadata for RedbMetadata {
 // ---------------------------------------------------------------------------------------------
 // Harbor's model in redb
 
+use crate::harbor::audit::AuditRecord;
 use crate::harbor::immutable::ImmutableRule;
 
 #[derive(Serialize, Deserialize)]
@@ -1209,6 +1216,103 @@ impl crate::harbor::store::IamStore for RedbMetadata {
             let (k, v) = item.map_err(db)?;
             let (Some((_, tag)), Ok(d)) = (k.value().split_once(SEP), v.value().parse::<Digest>()) else { continue };
             out.push((tag.to_string(), d));
+        }
+        Ok(out)
+    }
+
+    fn delete_repository(&self, repo: &str) -> Result<usize> {
+        let tx = self.db.begin_write().map_err(db)?;
+        let n = {
+            let (from, to) = under(repo, None);
+            let mut manifests = tx.open_table(MANIFESTS).map_err(db)?;
+            let mut doomed = Vec::new();
+            for item in manifests.range::<&str>(from.as_str()..to.as_str()).map_err(db)? {
+                let (k, v) = item.map_err(db)?;
+                doomed.push((k.value().to_string(), decode::<ManifestRecord>(k.value(), v.value())?));
+            }
+            let mut uses = tx.open_table(USES).map_err(db)?;
+            let mut referrers = tx.open_table(REFERRERS).map_err(db)?;
+            for (key, record) in &doomed {
+                manifests.remove(key.as_str()).map_err(db)?;
+                let Some((_, d)) = key.split_once(SEP) else { continue };
+                uses.remove(key3(d, repo, d).as_str()).map_err(db)?;
+                for used in record.blobs.iter().chain(&record.manifests) {
+                    uses.remove(key3(&used.to_string(), repo, d).as_str()).map_err(db)?;
+                }
+                if let Some(subject) = &record.subject {
+                    referrers.remove(key3(repo, &subject.to_string(), d).as_str()).map_err(db)?;
+                }
+            }
+            let mut tags = tx.open_table(TAGS).map_err(db)?;
+            let mut gone = Vec::new();
+            for item in tags.range::<&str>(from.as_str()..to.as_str()).map_err(db)? {
+                gone.push(item.map_err(db)?.0.value().to_string());
+            }
+            for k in gone {
+                tags.remove(k.as_str()).map_err(db)?;
+            }
+            tx.open_table(REPO_DESCRIPTIONS).map_err(db)?.remove(repo).map_err(db)?;
+            doomed.len()
+        };
+        tx.commit().map_err(db)?;
+        Ok(n)
+    }
+
+    fn repo_description(&self, repo: &str) -> Result<Option<String>> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(REPO_DESCRIPTIONS).map_err(db)?;
+        Ok(t.get(repo).map_err(db)?.map(|v| v.value().to_string()))
+    }
+
+    fn set_repo_description(&self, repo: &str, description: &str) -> Result<()> {
+        let tx = self.db.begin_write().map_err(db)?;
+        tx.open_table(REPO_DESCRIPTIONS).map_err(db)?.insert(repo, description).map_err(db)?;
+        tx.commit().map_err(db)
+    }
+
+    fn append_audit(&self, records: &[AuditRecord], max_records: u64, keep_from: Option<u64>) -> Result<()> {
+        let tx = self.db.begin_write().map_err(db)?;
+        {
+            for r in records {
+                let id = next_id(&tx, "audit")?;
+                tx.open_table(AUDIT)
+                    .map_err(db)?
+                    .insert(format!("{id:020}").as_str(), encode(r).as_slice())
+                    .map_err(db)?;
+            }
+            // Keys are ids in order, and ids follow time: the oldest are first.
+            let mut t = tx.open_table(AUDIT).map_err(db)?;
+            let mut excess = t.len().map_err(db)?.saturating_sub(max_records);
+            let mut doomed = Vec::new();
+            for item in t.iter().map_err(db)? {
+                let (k, v) = item.map_err(db)?;
+                let old = excess > 0
+                    || keep_from.is_some_and(|from| {
+                        decode::<AuditRecord>(k.value(), v.value()).is_ok_and(|r| r.op_time < from)
+                    });
+                if !old {
+                    break;
+                }
+                excess = excess.saturating_sub(1);
+                doomed.push(k.value().to_string());
+            }
+            for k in doomed {
+                t.remove(k.as_str()).map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)
+    }
+
+    fn audit_records(&self, project_id: Option<u64>) -> Result<Vec<(u64, AuditRecord)>> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(AUDIT).map_err(db)?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(db)? {
+            let (k, v) = item.map_err(db)?;
+            let r: AuditRecord = decode(k.value(), v.value())?;
+            if project_id.is_none_or(|p| p == r.project_id) {
+                out.push((k.value().parse().unwrap_or(0), r));
+            }
         }
         Ok(out)
     }

@@ -60,6 +60,8 @@ pub struct Registry {
     /// What a GC started from the REST API or its schedule runs with (serve's grace and
     /// upload age); each run chooses `delete_untagged` and `dry_run`.
     pub gc_options: crate::gc::GcOptions,
+    /// Harbor's audit log, written with auth on.
+    pub audit: Option<crate::harbor::audit::AuditLog>,
     sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<UploadSession>>>>,
     /// Stripes of a lock that makes "install a blob and record it" and "forget a blob and
     /// delete it" exclusive for one digest, so that GC never deletes what a push just stored.
@@ -90,6 +92,7 @@ impl Registry {
                 grace: Duration::from_secs(3600),
                 upload_max_age: Duration::from_secs(7 * 86400),
             },
+            audit: None,
             sessions: Mutex::new(HashMap::new()),
             proxy: crate::harbor::proxy::ProxyCache::default(),
             digest_locks: (0..DIGEST_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),

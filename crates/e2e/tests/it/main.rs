@@ -71,6 +71,7 @@ mod ps;
 mod pull_faults;
 mod registry_auth;
 mod registry_harbor;
+mod registry_harbor_audit;
 mod registry_harbor_proxy;
 mod registry_harbor_retention;
 mod registry_harbor_ui;

@@ -185,7 +185,7 @@ fn row(reg: &Server, who: &Who, project: &str, n: &mut usize) -> String {
 }
 
 /// Pushes `data` into `repo` with one POST as `authz`; returns the digest.
-fn push_blob_as(reg: &Server, authz: &str, repo: &str, data: &[u8]) -> String {
+pub(crate) fn push_blob_as(reg: &Server, authz: &str, repo: &str, data: &[u8]) -> String {
     let d = digest(data);
     let r =
         http(&reg.addr, "POST", &format!("/v2/{repo}/blobs/uploads/?digest={d}"), &[("Authorization", authz)], data);
@@ -229,7 +229,13 @@ pub(crate) fn add_member(reg: &Server, project: &str, user: &str, role: u8) {
 }
 
 /// A robot of `project` with `access` (repository actions); returns (name, secret).
-fn make_robot(reg: &Server, who: &Who, project: &str, name: &str, actions: &[&str]) -> (String, String, u64) {
+pub(crate) fn make_robot(
+    reg: &Server,
+    who: &Who,
+    project: &str,
+    name: &str,
+    actions: &[&str],
+) -> (String, String, u64) {
     let access: Vec<Value> = actions.iter().map(|a| json!({ "resource": "repository", "action": a })).collect();
     let body = json!({ "name": name, "level": "project", "duration": -1, "description": "ci",
         "permissions": [{ "kind": "project", "namespace": project, "access": access }] });

@@ -26,7 +26,10 @@ use crate::server::Registry;
 use crate::store::random_hex;
 use crate::token_endpoint::rfc3339;
 
+mod audit_logs;
 mod policies;
+mod repository;
+mod search;
 
 /// A request body of the API is a small JSON document.
 const MAX_BODY: usize = 1 << 20;
@@ -342,6 +345,11 @@ impl Call<'_> {
             (["system", "gc"], &Method::GET) => self.gc_history(),
             (["system", "gc", id], &Method::GET) => self.get_gc(id),
             (["system", "gc", id, "log"], &Method::GET) => self.gc_log(id),
+            (["audit-logs"], &Method::GET) => self.list_audit_logs(),
+            (["projects", p, "logs"], &Method::GET) => self.project_logs(p),
+            (["search"], &Method::GET) => self.search(),
+            (["projects", p, "repositories", r], &Method::DELETE) => self.delete_repository(p, r),
+            (["projects", p, "repositories", r], &Method::PUT) => self.update_repository(p, r, body),
             _ => Err(not_found(format!("no API endpoint {} /api/v2.0/{}", self.method, s.join("/")))),
         }
     }
@@ -714,6 +722,7 @@ impl Call<'_> {
         let Some(id) = self.meta().create_project(name, &record, Some(&user))? else {
             return Err(HarborError::new(409, format!("project {name} already exists")));
         };
+        self.audit(Some(&Project { id, name: name.to_string(), record }), "project", name, "create");
         Ok(Reply::new(201).header("Location", format!("/api/v2.0/projects/{id}")))
     }
 
@@ -731,6 +740,7 @@ impl Call<'_> {
         }
         record.updated = now();
         self.meta().update_project(&project.name, &record)?;
+        self.audit(Some(&project), "project", &project.name, "update");
         Ok(Reply::new(200))
     }
 
@@ -753,6 +763,7 @@ impl Call<'_> {
         if let Some(id) = self.retention_id(project.id)? {
             self.meta().delete_job_record(super::jobs::RETENTION_POLICY, id)?;
         }
+        self.audit(Some(&project), "project", &project.name, "delete");
         Ok(Reply::new(200))
     }
 
@@ -825,6 +836,7 @@ impl Call<'_> {
         let limit = storage_limit_of(Some(opt_int(hard, "storage")?.ok_or_else(|| bad("hard.storage is required"))?))?;
         let record = ProjectRecord { storage_limit: limit, updated: now(), ..p.record.clone() };
         self.meta().update_project(&p.name, &record)?;
+        self.audit(Some(&p), "quota", &p.name, "update");
         Ok(Reply::new(200))
     }
 
@@ -891,6 +903,7 @@ impl Call<'_> {
             .meta()
             .put_member(&project.name, &name, role)?
             .ok_or_else(|| not_found(format!("user {name} or project {} is gone", project.name)))?;
+        self.audit(Some(&project), "member", &name, "create");
         Ok(Reply::new(201).header("Location", format!("/api/v2.0/projects/{}/members/{id}", project.id)))
     }
 
@@ -914,6 +927,7 @@ impl Call<'_> {
         let m = self.find_member(&project, mid)?;
         let role = Call::role_of(body)?;
         self.meta().put_member(&project.name, &m.user, role)?;
+        self.audit(Some(&project), "member", &m.user, "update");
         Ok(Reply::new(200))
     }
 
@@ -921,6 +935,7 @@ impl Call<'_> {
         let (project, _) = self.require(p, Resource::Member, Action::Delete)?;
         let m = self.find_member(&project, mid)?;
         self.meta().delete_member(&project.name, &m.user)?;
+        self.audit(Some(&project), "member", &m.user, "delete");
         Ok(Reply::new(200))
     }
 
@@ -946,6 +961,7 @@ impl Call<'_> {
             "name": repo,
             "project_id": project.id,
             "artifact_count": manifests.len(),
+            "description": self.meta().repo_description(repo)?.unwrap_or_default(),
             "pull_count": 0,
             "creation_time": time(created),
             "update_time": time(updated),
@@ -1083,6 +1099,7 @@ impl Call<'_> {
         if !self.meta().delete_manifest(&repo, &d)? {
             return Err(not_found(format!("artifact {repo}@{d} not found")));
         }
+        self.audit(Some(&project), "artifact", format!("{repo}@{d}"), "delete");
         Ok(Reply::new(200))
     }
 
@@ -1114,7 +1131,10 @@ impl Call<'_> {
         }
         let m = self.meta().manifest(&repo, &d)?.ok_or_else(|| not_found(format!("artifact {repo}@{d} not found")))?;
         match self.meta().put_manifest(&repo, &d, Some(tag), &m)? {
-            Ok(()) => Ok(Reply::new(201)),
+            Ok(()) => {
+                self.audit(Some(&project), "tag", format!("{repo}:{tag}"), "create");
+                Ok(Reply::new(201))
+            }
             Err(missing) => Err(HarborError::new(412, format!("artifact {repo}@{d} is incomplete: {missing:?}"))),
         }
     }
@@ -1128,6 +1148,7 @@ impl Call<'_> {
         }
         self.refuse_immutable(&repo, t)?;
         self.meta().delete_tag(&repo, t)?;
+        self.audit(Some(&project), "tag", format!("{repo}:{t}"), "delete");
         Ok(Reply::new(200))
     }
 
@@ -1227,6 +1248,7 @@ impl Call<'_> {
             .meta()
             .create_immutable_rule(&project.name, &rule)?
             .ok_or_else(|| not_found(format!("project {} is gone", project.name)))?;
+        self.audit(Some(&project), "immutable_rule", format!("{}/immutabletagrules/{id}", project.name), "create");
         Ok(Reply::new(201).header("Location", format!("/api/v2.0/projects/{}/immutabletagrules/{id}", project.id)))
     }
 
@@ -1244,6 +1266,7 @@ impl Call<'_> {
         let (n, old) = self.find_rule(&project, id)?;
         let rule = Call::rule_of(body, Some(&old))?;
         self.meta().update_immutable_rule(&project.name, n, &rule)?;
+        self.audit(Some(&project), "immutable_rule", format!("{}/immutabletagrules/{n}", project.name), "update");
         Ok(Reply::new(200))
     }
 
@@ -1251,6 +1274,7 @@ impl Call<'_> {
         let (project, _) = self.require(p, Resource::ImmutableTag, Action::Delete)?;
         let (n, _) = self.find_rule(&project, id)?;
         self.meta().delete_immutable_rule(&project.name, n)?;
+        self.audit(Some(&project), "immutable_rule", format!("{}/immutabletagrules/{n}", project.name), "delete");
         Ok(Reply::new(200))
     }
 
@@ -1359,6 +1383,7 @@ impl Call<'_> {
             return Err(HarborError::new(409, format!("user {name} already exists")));
         }
         let id = self.meta().user(name)?.map(|u| u.id).unwrap_or(0);
+        self.audit(None, "user", name, "create");
         Ok(Reply::new(201).header("Location", format!("/api/v2.0/users/{id}")))
     }
 
@@ -1376,6 +1401,7 @@ impl Call<'_> {
             u.realname = r.to_string();
         }
         self.meta().update_user(&name, &u)?;
+        self.audit(None, "user", &name, "update");
         Ok(Reply::new(200))
     }
 
@@ -1386,6 +1412,7 @@ impl Call<'_> {
             return Err(HarborError::new(403, format!("user {name:?} may not delete itself")));
         }
         self.meta().delete_user(&name)?;
+        self.audit(None, "user", &name, "delete");
         Ok(Reply::new(200))
     }
 
@@ -1407,6 +1434,7 @@ impl Call<'_> {
         let fresh = auth::hash_password(new).map_err(|e| HarborError::new(500, e.to_string()))?;
         let record = UserRecord { salt: fresh.salt, hash: fresh.hash, iterations: fresh.iterations, ..u };
         self.meta().update_user(&name, &record)?;
+        self.audit(None, "user", &name, "update");
         Ok(Reply::new(200))
     }
 
@@ -1418,6 +1446,7 @@ impl Call<'_> {
             return Err(HarborError::new(403, format!("user {name:?} may not take its own admin flag")));
         }
         self.meta().update_user(&name, &UserRecord { admin: flag, ..u })?;
+        self.audit(None, "user", &name, "update");
         Ok(Reply::new(200))
     }
 
@@ -1507,6 +1536,7 @@ impl Call<'_> {
     fn create_robot(&self, body: &Value) -> Result<Reply> {
         let (project_name, permissions) = Call::robot_spec(body)?;
         let (project, _) = self.require(&project_name, Resource::Robot, Action::Create)?;
+        let audited = project.clone();
         let name = opt_str(body, "name")?.ok_or_else(|| bad("name is required"))?;
         if !super::valid_robot_name(name) {
             return Err(bad(format!(
@@ -1531,6 +1561,7 @@ impl Call<'_> {
         let Some(id) = self.meta().create_robot(&full, &record)? else {
             return Err(HarborError::new(409, format!("robot {full} already exists")));
         };
+        self.audit(Some(&audited), "robot", &full, "create");
         // The secret is shown here once; only its hash is kept.
         let out = json!({
             "id": id,
@@ -1603,6 +1634,7 @@ impl Call<'_> {
         }
         record.updated = now();
         self.meta().update_robot(&r.name, &record)?;
+        self.audit(Some(&project), "robot", &r.name, "update");
         Ok(Reply::new(200))
     }
 
@@ -1610,7 +1642,7 @@ impl Call<'_> {
     /// the password policy), shown once.
     fn refresh_robot(&self, id: &str, body: &Value) -> Result<Reply> {
         let r = self.find_robot(id)?;
-        self.require(&r.record.project, Resource::Robot, Action::Update)?;
+        let (project, _) = self.require(&r.record.project, Resource::Robot, Action::Update)?;
         let secret = match opt_str(body, "secret")? {
             None | Some("") => random_hex(16).map_err(|e| HarborError::new(500, e.to_string()))?,
             Some(s) => {
@@ -1622,13 +1654,15 @@ impl Call<'_> {
         let record =
             RobotRecord { hash: auth::robot_secret_hash(&salt, &secret), salt, updated: now(), ..r.record.clone() };
         self.meta().update_robot(&r.name, &record)?;
+        self.audit(Some(&project), "robot", &r.name, "update");
         Ok(Reply::new(200).json(json!({ "secret": secret })))
     }
 
     fn delete_robot(&self, id: &str) -> Result<Reply> {
         let r = self.find_robot(id)?;
-        self.require(&r.record.project, Resource::Robot, Action::Delete)?;
+        let (project, _) = self.require(&r.record.project, Resource::Robot, Action::Delete)?;
         self.meta().delete_robot(&r.name)?;
+        self.audit(Some(&project), "robot", &r.name, "delete");
         Ok(Reply::new(200))
     }
 

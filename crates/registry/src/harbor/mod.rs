@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod api;
+pub mod audit;
 pub mod cron;
 pub mod immutable;
 pub mod jobs;

@@ -37,6 +37,21 @@ pub const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
     ("GET", "/projects/{project_name}/repositories", "repository", "A project's repositories (q, paging)"),
     ("GET", "/projects/{project_name}/repositories/{repository_name}", "repository", "A repository"),
     (
+        "PUT",
+        "/projects/{project_name}/repositories/{repository_name}",
+        "repository",
+        "Change a repository's description",
+    ),
+    (
+        "DELETE",
+        "/projects/{project_name}/repositories/{repository_name}",
+        "repository",
+        "Delete a repository: every artifact and tag (refused when an immutable tag is in it)",
+    ),
+    ("GET", "/projects/{project_name_or_id}/logs", "auditlog", "A project's audit log (q, sort, paging)"),
+    ("GET", "/audit-logs", "auditlog", "The audit log of every project the caller may read (q, sort, paging)"),
+    ("GET", "/search", "search", "Projects and repositories matching q that the caller may see"),
+    (
         "GET",
         "/projects/{project_name}/repositories/{repository_name}/artifacts",
         "artifact",

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::audit::AuditRecord;
 use super::immutable::ImmutableRule;
 use super::proxy::{RegistryEndpoint, RegistryRecord};
 use super::rbac::{RobotPermission, Role};
@@ -148,6 +149,18 @@ pub trait IamStore {
     /// caller among every replica sharing the index, and only when no later or equal run of
     /// that schedule was claimed before (a restart does not run a slot again).
     fn claim_scheduled_run(&self, name: &str, due: u64) -> Result<bool>;
+    /// Removes every manifest and tag of `repo` and its description, in one transaction; how
+    /// many manifests went.
+    fn delete_repository(&self, repo: &str) -> Result<usize>;
+    /// A repository's description (Harbor's `description`), `None` when it has none.
+    fn repo_description(&self, repo: &str) -> Result<Option<String>>;
+    fn set_repo_description(&self, repo: &str, description: &str) -> Result<()>;
+
+    /// Appends audit records (ids handed out in their order) and, in the same transaction,
+    /// drops the oldest beyond `max_records` and those older than `keep_from` (unix seconds).
+    fn append_audit(&self, records: &[AuditRecord], max_records: u64, keep_from: Option<u64>) -> Result<()>;
+    /// The audit log, of one project (by id) when given, oldest first.
+    fn audit_records(&self, project_id: Option<u64>) -> Result<Vec<(u64, AuditRecord)>>;
 }
 
 /// The behaviour every `IamStore` must show; both backends run it.
@@ -389,5 +402,45 @@ pub(crate) mod suite {
         assert!(!m.claim_scheduled_run("gc", 99).unwrap());
         assert!(m.claim_scheduled_run("retention/1", 100).unwrap(), "schedules are claimed apart");
         assert!(m.claim_scheduled_run("gc", 101).unwrap());
+        // A repository goes with its manifests, tags and description, others' stay.
+        m.set_repo_description("iam/repo", "first").unwrap();
+        m.set_repo_description("iam/repo", "the repo").unwrap();
+        assert_eq!(m.repo_description("iam/repo").unwrap().as_deref(), Some("the repo"));
+        assert_eq!(m.repo_description("iam/other").unwrap(), None);
+        m.put_manifest(
+            "iam/repo2",
+            &Digest::of(b"iam m3"),
+            Some("x"),
+            &ManifestRecord { blobs: vec![], ..rec_m.clone() },
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(m.delete_repository("iam/repo").unwrap(), 2);
+        assert!(m.repo_manifests("iam/repo").unwrap().is_empty() && m.repo_tags("iam/repo").unwrap().is_empty());
+        assert_eq!(m.repo_description("iam/repo").unwrap(), None);
+        assert_eq!(m.repo_tags("iam/repo2").unwrap().len(), 1);
+        assert_eq!(m.delete_repository("iam/repo").unwrap(), 0);
+
+        // The audit log: appended in order, per project, bounded by count and by age.
+        let entry = |pid: u64, t: u64| AuditRecord {
+            project_id: pid,
+            username: "alice".into(),
+            resource: format!("p/r:{t}"),
+            resource_type: "artifact".into(),
+            operation: "create".into(),
+            op_time: t,
+        };
+        m.append_audit(&[entry(1, 10), entry(2, 11), entry(1, 12)], 100, None).unwrap();
+        let all = m.audit_records(None).unwrap();
+        assert_eq!(all.iter().map(|(_, r)| r.op_time).collect::<Vec<_>>(), [10, 11, 12]);
+        assert!(all[0].0 < all[1].0 && all[1].0 < all[2].0);
+        assert_eq!(all[2].1, entry(1, 12));
+        assert_eq!(m.audit_records(Some(1)).unwrap().iter().map(|(_, r)| r.op_time).collect::<Vec<_>>(), [10, 12]);
+        m.append_audit(&[entry(1, 13), entry(1, 14)], 4, None).unwrap();
+        assert_eq!(m.audit_records(None).unwrap().iter().map(|(_, r)| r.op_time).collect::<Vec<_>>(), [11, 12, 13, 14]);
+        m.append_audit(&[entry(3, 15)], 10, Some(13)).unwrap();
+        assert_eq!(m.audit_records(None).unwrap().iter().map(|(_, r)| r.op_time).collect::<Vec<_>>(), [13, 14, 15]);
+        m.append_audit(&[], 1, None).unwrap();
+        assert_eq!(m.audit_records(None).unwrap().iter().map(|(_, r)| r.op_time).collect::<Vec<_>>(), [15]);
     }
 }

@@ -5,7 +5,8 @@
 //! `schedule_claims` tables (schema version 4).
 
 use super::meta::{db, decode_json, user_of, PgMetadata, USER_COLUMNS};
-use super::wire::{Row, ToSql};
+use super::wire::{Row, TextArray, ToSql};
+use crate::harbor::audit::AuditRecord;
 use crate::harbor::immutable::ImmutableRule;
 use crate::harbor::proxy::{RegistryEndpoint, RegistryRecord};
 use crate::harbor::rbac::Role;
@@ -363,6 +364,96 @@ impl IamStore for PgMetadata {
             )
         })?;
         rows.iter().map(|r| Ok(r.text(0).map_err(db)?.to_string())).collect()
+    }
+    fn delete_repository(&self, repo: &str) -> Result<usize> {
+        // Tags and uses go with the manifests (ON DELETE CASCADE); one transaction.
+        let out = self.run(|c| {
+            c.batch(&[
+                ("BEGIN", &[]),
+                ("DELETE FROM manifests WHERE repo = $1", &[&repo]),
+                ("DELETE FROM repo_descriptions WHERE repo = $1", &[&repo]),
+                ("COMMIT", &[]),
+            ])
+        })?;
+        Ok(out.get(1).map(|r| r.affected).unwrap_or(0) as usize)
+    }
+
+    fn repo_description(&self, repo: &str) -> Result<Option<String>> {
+        self.one("SELECT description FROM repo_descriptions WHERE repo = $1", &[&repo], |r| {
+            Ok(r.text(0).map_err(db)?.to_string())
+        })
+    }
+
+    fn set_repo_description(&self, repo: &str, description: &str) -> Result<()> {
+        self.run(|c| {
+            c.execute(
+                "INSERT INTO repo_descriptions (repo, description) VALUES ($1, $2) \
+                 ON CONFLICT (repo) DO UPDATE SET description = EXCLUDED.description",
+                &[&repo, &description],
+            )
+        })?;
+        Ok(())
+    }
+
+    fn append_audit(&self, records: &[AuditRecord], max_records: u64, keep_from: Option<u64>) -> Result<()> {
+        let pids: Vec<u64> = records.iter().map(|r| r.project_id).collect();
+        let users: Vec<&str> = records.iter().map(|r| r.username.as_str()).collect();
+        let resources: Vec<&str> = records.iter().map(|r| r.resource.as_str()).collect();
+        let types: Vec<&str> = records.iter().map(|r| r.resource_type.as_str()).collect();
+        let ops: Vec<&str> = records.iter().map(|r| r.operation.as_str()).collect();
+        let times: Vec<u64> = records.iter().map(|r| r.op_time).collect();
+        let (p, u, re, t, o, ti) = (
+            TextArray(&pids),
+            TextArray(&users),
+            TextArray(&resources),
+            TextArray(&types),
+            TextArray(&ops),
+            TextArray(&times),
+        );
+        let keep = i64::try_from(max_records).unwrap_or(i64::MAX);
+        let from = keep_from.unwrap_or(0);
+        self.run(|c| {
+            c.batch(&[
+                ("BEGIN", &[]),
+                (
+                    // WITH ORDINALITY keeps the records' order in their ids.
+                    "INSERT INTO audit_logs (project_id, username, resource, resource_type, operation, op_time) \
+                     SELECT a, b, c, d, e, f FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], \
+                     $5::text[], $6::bigint[]) WITH ORDINALITY AS x(a, b, c, d, e, f, n) ORDER BY n",
+                    &[&p, &u, &re, &t, &o, &ti],
+                ),
+                ("DELETE FROM audit_logs WHERE op_time < $1", &[&from]),
+                (
+                    "DELETE FROM audit_logs WHERE id <= (SELECT id FROM audit_logs ORDER BY id DESC OFFSET $1 LIMIT 1)",
+                    &[&keep],
+                ),
+                ("COMMIT", &[]),
+            ])
+        })?;
+        Ok(())
+    }
+
+    fn audit_records(&self, project_id: Option<u64>) -> Result<Vec<(u64, AuditRecord)>> {
+        const COLUMNS: &str = "id, project_id, username, resource, resource_type, operation, op_time";
+        let rows = self.run(|c| match project_id {
+            None => c.query(&format!("SELECT {COLUMNS} FROM audit_logs ORDER BY id"), &[]),
+            Some(p) => c.query(&format!("SELECT {COLUMNS} FROM audit_logs WHERE project_id = $1 ORDER BY id"), &[&p]),
+        })?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.uint(0).map_err(db)?,
+                    AuditRecord {
+                        project_id: r.uint(1).map_err(db)?,
+                        username: r.text(2).map_err(db)?.to_string(),
+                        resource: r.text(3).map_err(db)?.to_string(),
+                        resource_type: r.text(4).map_err(db)?.to_string(),
+                        operation: r.text(5).map_err(db)?.to_string(),
+                        op_time: r.uint(6).map_err(db)?,
+                    },
+                ))
+            })
+            .collect()
     }
 }
 

@@ -165,6 +165,24 @@ CREATE TABLE IF NOT EXISTS schedule_claims (
     due bigint NOT NULL
 );
 "#,
+    r#"
+-- Harbor's audit log (project_id 0: no project) and repository descriptions.
+CREATE TABLE audit_logs (
+    id bigserial PRIMARY KEY,
+    project_id bigint NOT NULL,
+    username text NOT NULL,
+    resource text NOT NULL,
+    resource_type text NOT NULL,
+    operation text NOT NULL,
+    op_time bigint NOT NULL
+);
+CREATE INDEX audit_logs_project ON audit_logs (project_id, id);
+CREATE INDEX audit_logs_time ON audit_logs (op_time);
+CREATE TABLE repo_descriptions (
+    repo text COLLATE "C" PRIMARY KEY,
+    description text NOT NULL
+);
+"#,
 ];
 
 const UPSERT_BLOB: &str = "INSERT INTO blobs (digest, size, linked) VALUES ($1, $2, $3) \
@@ -725,7 +743,8 @@ mod tests {
         // A database made by the first schema gets the keys table, its data kept.
         let mut c = Connection::connect(&cluster.socket("postgres")).unwrap();
         c.simple(
-            "DROP TABLE registry_keys, robots, members, immutable_rules, projects, registries; \
+            "DROP TABLE registry_keys, robots, members, immutable_rules, projects, registries, audit_logs, \
+             repo_descriptions; \
              ALTER TABLE users DROP COLUMN id, DROP COLUMN email, DROP COLUMN realname; \
              UPDATE registry_schema SET version = 1",
         )
