@@ -186,8 +186,8 @@ mod tests {
     fn routes() -> BTreeSet<(String, String)> {
         let src = include_str!("api.rs");
         let mut out = BTreeSet::new();
-        for line in src.lines().map(str::trim).filter(|l| l.starts_with("([")) {
-            let Some((segs, rest)) = line[2..].split_once("], &Method::") else { continue };
+        for line in src.lines().map(str::trim).filter_map(|l| l.strip_prefix("([")) {
+            let Some((segs, rest)) = line.split_once("], &Method::") else { continue };
             let method: String = rest.chars().take_while(|c| c.is_ascii_uppercase()).collect();
             let path: String = segs
                 .split(',')
