@@ -717,6 +717,7 @@ async fn put_manifest(reg: &Registry, name: &str, reference: &str, req: Request<
         }
     }
     let parsed = manifest::parse(&content_type, &bytes).map_err(|e| ApiError::new(Code::ManifestInvalid, e))?;
+    let _quota = block(|| reg.quota_lock(name))?;
     check_quota(reg, name, &digest, bytes.len() as u64)?;
     let record = ManifestRecord {
         media_type: parsed.media_type,
@@ -941,13 +942,16 @@ async fn start_upload(
         // With no `from` the spec lets the registry mount from any repository that holds
         // the blob; a `from` that is no valid name cannot hold it.
         let from = query.get("from").map(String::as_str);
+        let quota = block(|| reg.quota_lock(name))?;
         if let Some(b) = block(|| reg.meta.blob(&digest))? {
             check_quota(reg, name, &digest, b.size)?;
         }
         if from.is_none_or(names::valid_name) && block(|| reg.meta.mount_blob(name, &digest, from))?.is_some() {
+            drop(quota);
             reg.touch(&digest);
             return Ok(blob_created(name, &digest));
         }
+        drop(quota);
     }
     let monolithic = query.get("digest").map(|d| parse_digest(d)).transpose()?;
     let id = random_hex(16)?;
@@ -1168,7 +1172,9 @@ async fn finish_upload(reg: &Registry, name: &str, id: &str, want: Digest, req: 
             format!("the uploaded content has digest {digest}, not {want}"),
         ));
     }
+    let quota = block(|| reg.quota_lock(name))?;
     if let Err(e) = check_quota(reg, name, &digest, size) {
+        drop(quota);
         block(|| drop_upload(reg, id))?;
         reg.end_session(id);
         return Err(e);
@@ -1179,6 +1185,7 @@ async fn finish_upload(reg: &Registry, name: &str, id: &str, want: Digest, req: 
         reg.meta.complete_upload(id, name, &digest, size)?;
         Ok(())
     })?;
+    drop(quota);
     reg.end_session(id);
     reg.touch(&digest);
     Ok(blob_created(name, &digest))

@@ -218,6 +218,10 @@ pub trait Metadata: crate::harbor::store::IamStore + Send + Sync + 'static {
     fn lock_digest(&self, _digest: &Digest) -> Result<Option<MetaLock>> {
         Ok(None)
     }
+    /// The same for a project's quota check and what it lets in (`Registry::quota_lock`).
+    fn lock_quota(&self, _project: &str) -> Result<Option<MetaLock>> {
+        Ok(None)
+    }
     /// A client named the blob (HEAD, GET, mount): backends shared by several replicas record
     /// it, since the replica that runs GC is not necessarily the one that saw the request.
     fn touch_blob(&self, _digest: &Digest) -> Result<()> {

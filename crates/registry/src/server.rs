@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use hyper::server::conn::http1;
@@ -69,6 +69,10 @@ pub struct Registry {
     /// Blobs recently named by a client (HEAD, GET, mount, upload), for the online GC:
     /// a push that found a blob present must not lose it before its manifest arrives.
     touched: Mutex<HashMap<Digest, Instant>>,
+    /// Projects with a storage limit whose "check the quota, then add" runs now (see
+    /// [`Registry::quota_lock`]), and the signal that one finished.
+    quota_busy: Mutex<std::collections::HashSet<String>>,
+    quota_freed: Condvar,
     /// Proxy-cache projects' upstream clients and the manifests waiting for their blobs.
     pub proxy: crate::harbor::proxy::ProxyCache,
 }
@@ -95,6 +99,8 @@ impl Registry {
             audit: None,
             sessions: Mutex::new(HashMap::new()),
             proxy: crate::harbor::proxy::ProxyCache::default(),
+            quota_busy: Mutex::new(std::collections::HashSet::new()),
+            quota_freed: Condvar::new(),
             digest_locks: (0..DIGEST_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             touched: Mutex::new(HashMap::new()),
         }
@@ -140,6 +146,30 @@ impl Registry {
 
     /// The lock stripe of one digest, and the index's lock of it where other processes share
     /// the index (the stripes only order this process's threads).
+    /// Makes "check the quota, then add the blob or manifest" one step for the project of
+    /// `repo` when it has a storage limit: in this process and, with PostgreSQL, across
+    /// replicas, so that pushes running together cannot each pass the check and together go
+    /// past the limit. `None` (no lock) for a repository with no project or no limit. Taken
+    /// before a digest lock, never while holding one.
+    pub fn quota_lock(&self, repo: &str) -> Result<Option<QuotaGuard<'_>>, MetaError> {
+        if self.auth.is_none() {
+            return Ok(None);
+        }
+        let Some(project) = crate::harbor::project_of(repo) else { return Ok(None) };
+        if self.meta.project(project)?.and_then(|p| p.record.storage_limit).is_none() {
+            return Ok(None);
+        }
+        let mut busy = lock(&self.quota_busy);
+        while busy.contains(project) {
+            busy = self.quota_freed.wait(busy).unwrap_or_else(|p| p.into_inner());
+        }
+        busy.insert(project.to_string());
+        drop(busy);
+        let mut guard = QuotaGuard { reg: self, project: project.to_string(), shared: None };
+        guard.shared = self.meta.lock_quota(project)?;
+        Ok(Some(guard))
+    }
+
     pub fn digest_lock(&self, digest: &Digest) -> Result<DigestGuard<'_>, MetaError> {
         let first = digest.hex().as_bytes().first().copied().unwrap_or(0) as usize;
         let second = digest.hex().as_bytes().get(1).copied().unwrap_or(0) as usize;
@@ -168,6 +198,22 @@ impl Registry {
 }
 
 /// Held while a blob is installed and recorded, or forgotten and deleted.
+/// A project's quota lock (see [`Registry::quota_lock`]); `Send`, so that it may be held in a
+/// request's future.
+pub struct QuotaGuard<'a> {
+    reg: &'a Registry,
+    project: String,
+    shared: Option<MetaLock>,
+}
+
+impl Drop for QuotaGuard<'_> {
+    fn drop(&mut self) {
+        drop(self.shared.take());
+        lock(&self.reg.quota_busy).remove(&self.project);
+        self.reg.quota_freed.notify_all();
+    }
+}
+
 pub struct DigestGuard<'a> {
     _shared: Option<MetaLock>,
     _local: MutexGuard<'a, ()>,

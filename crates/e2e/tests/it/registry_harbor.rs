@@ -773,3 +773,30 @@ fn harbor_immutable_tags_cannot_be_moved_or_deleted() {
     d.docker(&["tag", &layers, &target]).ok();
     d.docker(&["push", &target]).fails().mentions(&["tag imm/box:v1 is immutable"]);
 }
+
+#[test]
+fn harbor_quota_holds_against_pushes_racing_into_one_project() {
+    let reg = auth_server(&[]);
+    let r = api(&reg, &admin(), "POST", "/projects", Some(&json!({ "project_name": "race", "storage_limit": 10000 })));
+    assert_eq!(r.status, 201, "{r}");
+    let pid: u64 = r.header("Location").and_then(|l| l.rsplit('/').next()).and_then(|i| i.parse().ok()).unwrap_or(0);
+    // Eight different 3000-byte blobs at once, into eight repositories of the project: three fit.
+    let authz = admin_authz();
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let pushes: Vec<_> = (0..8u8)
+            .map(|i| {
+                let (reg, authz) = (&reg, &authz);
+                s.spawn(move || {
+                    let data = vec![b'a' + i; 3000];
+                    let path = format!("/v2/race/r{i}/blobs/uploads/?digest={}", digest(&data));
+                    http(&reg.addr, "POST", &path, &[("Authorization", authz.as_str())], &data).status
+                })
+            })
+            .collect();
+        pushes.into_iter().map(|h| h.join().expect("a push thread")).collect()
+    });
+    assert!(statuses.iter().all(|s| *s == 201 || *s == 403), "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 3, "three blobs fit in 10000 bytes: {statuses:?}");
+    let q = api(&reg, &admin(), "GET", &format!("/quotas/{pid}"), None).json();
+    assert_eq!(q["used"]["storage"].as_u64(), Some(9000), "{q}");
+}

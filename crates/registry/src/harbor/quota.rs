@@ -2,8 +2,10 @@
 //! held by several repositories of a project counts once, a manifest's bytes count too). A
 //! push that would take a project past its limit is refused with the limit and the usage.
 //!
-//! The check reads the usage when a blob or manifest is about to be added; pushes running at
-//! the same moment into one project can each pass it and together go over by what they add.
+//! The check reads the usage when a blob or manifest is about to be added; `handlers` holds
+//! the project's quota lock (`Registry::quota_lock`: in process, and a PostgreSQL advisory
+//! lock across replicas) from the check until the addition is recorded, so pushes running at
+//! the same moment into one project cannot each pass it and together go over.
 
 use wharf_types::Digest;
 

@@ -23,6 +23,7 @@ use crate::meta::{
 const LOCK_MIGRATE: i32 = 0x7768_614d;
 const LOCK_GC: i32 = 0x7768_6147;
 const LOCK_DIGEST: i32 = 0x7768_6144;
+const LOCK_QUOTA: i32 = 0x7768_6151;
 
 /// How often a statement is run again after a deadlock, a serialization failure, or a pooled
 /// connection that turned out dead.
@@ -235,6 +236,31 @@ fn limit(n: usize) -> i64 {
 
 /// The second key of a digest's advisory lock: its first 32 bits. Two digests that share it
 /// only wait for each other.
+impl PgMetadata {
+    /// A session-level advisory lock on a connection of the lock pool, held until the
+    /// returned lock is dropped.
+    fn advisory_lock(&self, space: i32, key: i32) -> Result<Option<MetaLock>> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let (mut c, reused) = self.locks.take().map_err(db)?;
+            match c.query("SELECT pg_advisory_lock($1, $2)", &[&space, &key]) {
+                Ok(_) => {
+                    let held = DigestLock { pool: self.locks.clone(), conn: Some(c), space, key };
+                    return Ok(Some(MetaLock::new(held)));
+                }
+                Err(e) => {
+                    self.locks.discard(c);
+                    if !(tries < TRIES && reused && e.connection_lost()) {
+                        return Err(db(e));
+                    }
+                    self.locks.discard_idle();
+                }
+            }
+        }
+    }
+}
+
 fn digest_key(digest: &Digest) -> i32 {
     u32::from_str_radix(digest.hex_prefix(8), 16).unwrap_or(0) as i32
 }
@@ -324,13 +350,14 @@ fn migrate(c: &mut Connection) -> std::result::Result<(), PgError> {
 struct DigestLock {
     pool: Arc<Pool>,
     conn: Option<Connection>,
+    space: i32,
     key: i32,
 }
 
 impl Drop for DigestLock {
     fn drop(&mut self) {
         let Some(mut c) = self.conn.take() else { return };
-        let unlocked = c.query("SELECT pg_advisory_unlock($1, $2)", &[&LOCK_DIGEST, &self.key]);
+        let unlocked = c.query("SELECT pg_advisory_unlock($1, $2)", &[&self.space, &self.key]);
         match unlocked {
             Ok(rows) if rows.first().and_then(|r| r.opt(0)) == Some("t") => self.pool.give_back(c),
             // Closing the session releases whatever it still holds.
@@ -669,22 +696,11 @@ impl Metadata for PgMetadata {
     }
 
     fn lock_digest(&self, digest: &Digest) -> Result<Option<MetaLock>> {
-        let key = digest_key(digest);
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let (mut c, reused) = self.locks.take().map_err(db)?;
-            match c.query("SELECT pg_advisory_lock($1, $2)", &[&LOCK_DIGEST, &key]) {
-                Ok(_) => return Ok(Some(MetaLock::new(DigestLock { pool: self.locks.clone(), conn: Some(c), key }))),
-                Err(e) => {
-                    self.locks.discard(c);
-                    if !(tries < TRIES && reused && e.connection_lost()) {
-                        return Err(db(e));
-                    }
-                    self.locks.discard_idle();
-                }
-            }
-        }
+        self.advisory_lock(LOCK_DIGEST, digest_key(digest))
+    }
+
+    fn lock_quota(&self, project: &str) -> Result<Option<MetaLock>> {
+        self.advisory_lock(LOCK_QUOTA, digest_key(&Digest::of(project.as_bytes())))
     }
 
     fn shared_token_key(&self, candidate: &[u8]) -> Result<Option<Vec<u8>>> {
