@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -118,13 +119,24 @@ class Client:
         return len(body)
 
 
+def per_thread(addr, authz):
+    """A function giving each thread its own keep-alive client (a connection is not shared)."""
+    local = threading.local()
+
+    def get():
+        if not hasattr(local, "c"):
+            local.c = Client(addr, authz)
+        return local.c
+    return get
+
+
 def throughput(addr, authz, repo, blobs):
     """MB/s of pushing then pulling `blobs` with CONC clients."""
     def run(fn, items):
-        clients = [Client(addr, authz) for _ in range(CONC)]
+        client = per_thread(addr, authz)
         t0 = time.monotonic()
         with concurrent.futures.ThreadPoolExecutor(CONC) as pool:
-            list(pool.map(lambda ix: fn(clients[ix[0] % CONC], ix[1]), enumerate(items)))
+            list(pool.map(lambda item: fn(client(), item), items))
         return len(items) * BLOB_MB / (time.monotonic() - t0)
 
     push = run(lambda c, b: c.push_blob(repo, b[1], b[0]), blobs)
@@ -160,9 +172,9 @@ def fill_repositories(addr, n):
                                  headers={"Content-Type": OCI_MANIFEST})
         assert st == 201, (st, body)
 
-    clients = [Client(addr, ADMIN) for _ in range(CONC)]
+    client = per_thread(addr, ADMIN)
     with concurrent.futures.ThreadPoolExecutor(CONC) as pool:
-        list(pool.map(lambda i: one(i, clients[i % CONC]), range(n)))
+        list(pool.map(lambda i: one(i, client()), range(n)))
 
 
 def pull_image(c, repo, tag):
