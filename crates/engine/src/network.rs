@@ -436,6 +436,10 @@ pub(crate) struct Networking {
     pub(crate) dns: Mutex<HashMap<String, DnsServer>>,
     /// Serializes network create and remove (name and subnet checks, then the change).
     pub(crate) create_lock: Mutex<()>,
+    /// Serializes writing the nftables table: each write is built from a snapshot of the
+    /// state, so two at once (`rm -f a b c`) could end with the older snapshot on top, and a
+    /// removed container's port rule back in the table.
+    apply_lock: Mutex<()>,
     /// Whether the `ip6` table may be there (written since the start, or left by a daemon
     /// before this one): when no network has IPv6 any more, it is removed.
     ip6_table: AtomicBool,
@@ -462,6 +466,7 @@ impl Networking {
             networks: Mutex::new(BTreeMap::new()),
             dns: Mutex::new(HashMap::new()),
             create_lock: Mutex::new(()),
+            apply_lock: Mutex::new(()),
             ip6_table: AtomicBool::new(true),
         }
     }
@@ -1112,6 +1117,8 @@ impl Engine {
         if !self.net().config.iptables {
             return Ok(());
         }
+        // Held from the snapshot to the write: the last write is of the newest state.
+        let _writing = lock(&self.net().apply_lock);
         let mut rules = Ruleset::default();
         if let Some(bridge) = lock(&self.net().bridge).clone() {
             rules.networks.push(NetRules {
