@@ -433,18 +433,8 @@ pub fn parse_time(s: &str) -> Result<u64, String> {
         }
         secs = h * 3600 + mi * 60 + se;
     }
-    Ok(days_from_civil(y, m, dd) * 86400 + secs)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: u64, m: u64, d: u64) -> u64 {
-    let y = if m <= 2 { y - 1 } else { y } as i64;
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = m as i64;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    (era * 146097 + doe - 719468).max(0) as u64
+    // The year is 1970 or later (checked above): the day count is not negative.
+    Ok(wharf_types::time::days_from_civil(y as i64, m as u32, dd as u32) as u64 * 86400 + secs)
 }
 
 #[cfg(test)]
