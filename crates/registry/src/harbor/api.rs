@@ -541,16 +541,27 @@ impl Call<'_> {
     /// [`Call::paged`] where only the page's items are turned into JSON (by `f`): a listing
     /// of thousands costs the work of one page, not of every item.
     fn paged_map<T>(&self, path: &str, items: Vec<T>, f: impl FnMut(T) -> Result<Value>) -> Result<Reply> {
+        self.paged_keeping(path, "", items, f)
+    }
+
+    /// [`Call::paged_map`] whose `Link` URLs also carry `keep` (`&q=…`, already encoded).
+    pub(super) fn paged_keeping<T>(
+        &self,
+        path: &str,
+        keep: &str,
+        items: Vec<T>,
+        f: impl FnMut(T) -> Result<Value>,
+    ) -> Result<Reply> {
         let (page, size) = self.page()?;
         let total = items.len();
         let start = (page - 1).saturating_mul(size).min(total);
         let end = start.saturating_add(size).min(total);
         let mut links = Vec::new();
         if page > 1 {
-            links.push(format!("<{path}?page={}&page_size={size}>; rel=\"prev\"", page - 1));
+            links.push(format!("<{path}?page={}&page_size={size}{keep}>; rel=\"prev\"", page - 1));
         }
         if end < total {
-            links.push(format!("<{path}?page={}&page_size={size}>; rel=\"next\"", page + 1));
+            links.push(format!("<{path}?page={}&page_size={size}{keep}>; rel=\"next\"", page + 1));
         }
         let mut reply = Reply::new(200).header("X-Total-Count", total.to_string());
         if !links.is_empty() {
@@ -1195,20 +1206,8 @@ impl Call<'_> {
             let Some(list) = v.filter(|v| !v.is_null()) else {
                 return Ok(None);
             };
-            let [one] = list.as_array().map(Vec::as_slice).unwrap_or(&[]) else {
-                return Err(bad(format!("{what} must hold exactly one selector")));
-            };
-            if opt_str(one, "kind")?.unwrap_or("doublestar") != "doublestar" {
-                return Err(bad(format!("{what}: only doublestar patterns are supported")));
-            }
-            let excludes = match opt_str(one, "decoration")?.unwrap_or(plain) {
-                d if d == plain => false,
-                d if d == negated => true,
-                d => return Err(bad(format!("{what}: decoration {d:?} is neither {plain} nor {negated}"))),
-            };
-            let pattern = opt_str(one, "pattern")?.ok_or_else(|| bad(format!("{what}: pattern is required")))?;
-            super::immutable::check_pattern(pattern).map_err(|e| bad(format!("{what}: {e}")))?;
-            Ok(Some((pattern.to_string(), excludes)))
+            let (pattern, excludes, _) = policies::selector(Some(list), what, plain, negated)?;
+            Ok(Some((pattern, excludes)))
         };
         let tag = selector(body.get("tag_selectors"), "tag_selectors", "matches", "excludes")?;
         let repo = selector(

@@ -74,41 +74,22 @@ impl Call<'_> {
 
     /// One page of entries, with `X-Total-Count` and a `Link` that keeps `q` and `sort`.
     fn audit_page(&self, path: &str, items: Vec<(u64, AuditRecord)>) -> Result<Reply> {
-        let (page, size) = self.page()?;
-        let total = items.len();
-        let start = (page - 1).saturating_mul(size).min(total);
-        let end = start.saturating_add(size).min(total);
         let mut keep = String::new();
         for key in ["q", "sort"] {
             if let Some(v) = self.query.get(key) {
                 keep.push_str(&format!("&{key}={}", encode_query(v)));
             }
         }
-        let mut links = Vec::new();
-        if page > 1 {
-            links.push(format!("<{path}?page={}&page_size={size}{keep}>; rel=\"prev\"", page - 1));
-        }
-        if end < total {
-            links.push(format!("<{path}?page={}&page_size={size}{keep}>; rel=\"next\"", page + 1));
-        }
-        let mut reply = Reply::new(200).header("X-Total-Count", total.to_string());
-        if !links.is_empty() {
-            reply = reply.header("Link", links.join(" , "));
-        }
-        let page: Vec<Value> = items[start..end]
-            .iter()
-            .map(|(id, r)| {
-                json!({
-                    "id": id,
-                    "username": r.username,
-                    "resource": r.resource,
-                    "resource_type": r.resource_type,
-                    "operation": r.operation,
-                    "op_time": time(r.op_time),
-                })
-            })
-            .collect();
-        Ok(reply.json(Value::Array(page)))
+        self.paged_keeping(path, &keep, items, |(id, r)| {
+            Ok(json!({
+                "id": id,
+                "username": r.username,
+                "resource": r.resource,
+                "resource_type": r.resource_type,
+                "operation": r.operation,
+                "op_time": time(r.op_time),
+            }))
+        })
     }
 }
 

@@ -35,7 +35,12 @@ fn next_run(cron: &str) -> Value {
 }
 
 /// The one doublestar selector of a list: (pattern, excludes, its `extras`).
-fn selector<'v>(list: Option<&'v Value>, what: &str, plain: &str, negated: &str) -> Result<(String, bool, &'v Value)> {
+pub(super) fn selector<'v>(
+    list: Option<&'v Value>,
+    what: &str,
+    plain: &str,
+    negated: &str,
+) -> Result<(String, bool, &'v Value)> {
     let Some([one]) = list.and_then(Value::as_array).map(Vec::as_slice) else {
         return Err(bad(format!("{what} must hold exactly one selector")));
     };
