@@ -4,7 +4,9 @@
 Figures (issue 11's performance goals), each printed beside its reference as a ratio:
 - blob push and pull throughput in MB/s through the permission checks (Basic credentials of a
   project member on every request) vs the open registry, same sizes, same concurrency, the
-  mean of two rounds run in opposite orders;
+  median of ROUNDS rounds run in alternating orders (open-auth, auth-open, ...), and the
+  server's own CPU time per pushed and pulled MB (user + system from /proc), which a busy
+  machine disturbs far less than wall-clock throughput;
 - the REST API's projects page and a project's repository list with REPOS repositories: the
   median time of a page (loopback, so the server's time plus a round trip) — goal < 100 ms;
 - a proxy-cache pull (a manifest and its blobs through a proxy project, cold and warm) vs the
@@ -13,7 +15,7 @@ Figures (issue 11's performance goals), each printed beside its reference as a r
 
 Uses target/release/wharf-registry (WHARF_BIN_DIR to change). Loopback only; everything it
 starts is stopped and its temp dir removed.
-Env: REPOS (10000), BLOBS (24), BLOB_MB (10), CONC (4).
+Env: REPOS (10000), BLOBS (24), BLOB_MB (10), CONC (4), ROUNDS (4).
 """
 
 import base64
@@ -37,6 +39,7 @@ REPOS = int(os.environ.get("REPOS", "10000"))
 BLOBS = int(os.environ.get("BLOBS", "24"))
 BLOB_MB = int(os.environ.get("BLOB_MB", "10"))
 CONC = int(os.environ.get("CONC", "4"))
+ROUNDS = int(os.environ.get("ROUNDS", "4"))
 ADMIN_PW = "Bench12345"
 ADMIN = "Basic " + base64.b64encode(f"admin:{ADMIN_PW}".encode()).decode()
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -75,6 +78,12 @@ class Server:
                 if line.startswith("VmRSS"):
                     return int(line.split()[1])
         return 0
+
+    def cpu_s(self):
+        """User + system CPU seconds the server has used so far."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self):
         self.proc.kill()
@@ -131,18 +140,20 @@ def per_thread(addr, authz):
     return get
 
 
-def throughput(addr, authz, repo, blobs):
-    """MB/s of pushing then pulling `blobs` with CONC clients."""
+def throughput(server, authz, repo, blobs):
+    """MB/s of pushing then pulling `blobs` with CONC clients, and the server's CPU ms per MB
+    of each."""
     def run(fn, items):
-        client = per_thread(addr, authz)
-        t0 = time.monotonic()
+        client = per_thread(server.addr, authz)
+        c0, t0 = server.cpu_s(), time.monotonic()
         with concurrent.futures.ThreadPoolExecutor(CONC) as pool:
             list(pool.map(lambda item: fn(client(), item), items))
-        return len(items) * BLOB_MB / (time.monotonic() - t0)
+        mb = len(items) * BLOB_MB
+        return mb / (time.monotonic() - t0), (server.cpu_s() - c0) * 1000 / mb
 
-    push = run(lambda c, b: c.push_blob(repo, b[1], b[0]), blobs)
-    pull = run(lambda c, b: c.pull_blob(repo, b[0]), blobs)
-    return push, pull
+    push, push_cpu = run(lambda c, b: c.push_blob(repo, b[1], b[0]), blobs)
+    pull, pull_cpu = run(lambda c, b: c.pull_blob(repo, b[0]), blobs)
+    return push, pull, push_cpu, pull_cpu
 
 
 def median_ms(c, path, n=25):
@@ -196,21 +207,22 @@ def main():
         servers.append(open_srv)
         auth_srv = Server(work, "auth", ["--auth", "--admin-password", ADMIN_PW])
         servers.append(auth_srv)
-        # Two rounds in opposite orders (open first, then --auth first), fresh blobs each time:
-        # what the first server's writes leave to the disk must not count against the second.
+        # Rounds in alternating orders (open first, then --auth first, ...), fresh blobs each
+        # time: what the first server's writes leave to the disk must not count against the
+        # second.
         runs = {"open": [], "auth": []}
-        for order in (("open", "auth"), ("auth", "open")):
-            for who in order:
+        for r in range(ROUNDS):
+            for who in (("open", "auth"), ("auth", "open"))[r % 2]:
                 blobs = []
                 for _ in range(BLOBS):
                     data = os.urandom(BLOB_MB << 20)
                     blobs.append(("sha256:" + hashlib.sha256(data).hexdigest(), data))
                 if who == "open":
-                    runs[who].append(throughput(open_srv.addr, None, "bench/blobs", blobs))
+                    runs[who].append(throughput(open_srv, None, "bench/blobs", blobs))
                 else:
-                    runs[who].append(throughput(auth_srv.addr, ADMIN, "library/blobs", blobs))
-        o_push, o_pull = (statistics.mean(r[i] for r in runs["open"]) for i in (0, 1))
-        a_push, a_pull = (statistics.mean(r[i] for r in runs["auth"]) for i in (0, 1))
+                    runs[who].append(throughput(auth_srv, ADMIN, "library/blobs", blobs))
+        o_push, o_pull, o_push_cpu, o_pull_cpu = (statistics.median(r[i] for r in runs["open"]) for i in range(4))
+        a_push, a_pull, a_push_cpu, a_pull_cpu = (statistics.median(r[i] for r in runs["auth"]) for i in range(4))
 
         t0 = time.monotonic()
         fill_repositories(auth_srv.addr, REPOS)
@@ -257,10 +269,16 @@ def main():
         rss = auth_srv.rss_kib()
 
         print(f"\nwharf-registry --auth (Harbor model) vs the open registry; {BLOBS} blobs of {BLOB_MB} MB, "
-              f"{CONC} clients; {REPOS} repositories")
+              f"{CONC} clients, median of {ROUNDS} rounds; {REPOS} repositories")
         print(f"{'':44} {'reference':>12} {'--auth':>12} {'ratio':>7}")
         print(f"{'blob push MB/s (vs open)':44} {o_push:12.0f} {a_push:12.0f} {a_push / o_push:7.2f}")
         print(f"{'blob pull MB/s (vs open)':44} {o_pull:12.0f} {a_pull:12.0f} {a_pull / o_pull:7.2f}")
+        print(f"{'server CPU ms per MB pushed (vs open)':44} {o_push_cpu:12.2f} {a_push_cpu:12.2f} "
+              f"{a_push_cpu / o_push_cpu:7.2f}")
+        print(f"{'server CPU ms per MB pulled (vs open)':44} {o_pull_cpu:12.2f} {a_pull_cpu:12.2f} "
+              f"{a_pull_cpu / o_pull_cpu:7.2f}")
+        print("  per round, push MB/s open/auth: " + ", ".join(
+            f"{o[0]:.0f}/{a[0]:.0f}" for o, a in zip(runs["open"], runs["auth"])))
         print(f"{'projects page, ms (goal 100)':44} {100:12} {projects_ms:12.1f} {projects_ms / 100:7.2f}")
         print(f"{'repositories page 1, ms (goal 100)':44} {100:12} {first_ms:12.1f} {first_ms / 100:7.2f}")
         print(f"{'repositories last page, ms (goal 100)':44} {100:12} {last_ms:12.1f} {last_ms / 100:7.2f}")

@@ -159,31 +159,39 @@ const VERIFIED_MAX: usize = 4096;
 /// 140 for blob pushes with Basic on every request, debug build). The stored hash is part of
 /// the key, so a changed password misses at once; failures are never remembered, so every
 /// wrong guess still pays the full PBKDF2 (and the rate limit).
+///
+/// One verification of given credentials runs at a time (`running`): a client that opens
+/// several connections at once with the same Basic credentials (docker pushes layers four at
+/// a time) waits for the first PBKDF2 instead of paying one per connection.
 struct Verified {
     key: Vec<u8>,
     seen: std::sync::Mutex<std::collections::HashMap<[u8; 32], std::time::Instant>>,
+    running: std::sync::Mutex<std::collections::HashSet<[u8; 32]>>,
+    done: std::sync::Condvar,
 }
 
-static VERIFIED: std::sync::OnceLock<Option<Verified>> = std::sync::OnceLock::new();
+/// Marks a verification running until dropped, then wakes those waiting on it.
+struct Running<'a>(&'a Verified, [u8; 32]);
 
-pub fn verify_password(user: &UserRecord, password: &str) -> bool {
-    let cache = VERIFIED
-        .get_or_init(|| random_hex(32).ok().map(|k| Verified { key: k.into_bytes(), seen: Default::default() }))
-        .as_ref();
-    let mac = cache.map(|c| {
-        let msg = [user.hash.as_bytes(), user.salt.as_bytes(), password.as_bytes()].join(&0u8);
-        (c, hmac_sha256(&c.key, &msg))
-    });
-    if let Some((c, mac)) = &mac {
-        let seen = c.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.get(mac).is_some_and(|t| t.elapsed() < VERIFIED_FOR) {
-            return true;
-        }
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.1);
+        self.0.done.notify_all();
     }
-    let got = pbkdf2_sha256(password.as_bytes(), user.salt.as_bytes(), user.iterations);
-    let ok = constant_time_eq(wharf_types::digest::to_hex(&got).as_bytes(), user.hash.as_bytes());
-    if let (true, Some((c, mac))) = (ok, mac) {
-        let mut seen = c.seen.lock().unwrap_or_else(|p| p.into_inner());
+}
+
+impl Verified {
+    fn new(key: Vec<u8>) -> Verified {
+        Verified { key, seen: Default::default(), running: Default::default(), done: Default::default() }
+    }
+
+    fn recent(&self, mac: &[u8; 32]) -> bool {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.get(mac).is_some_and(|t| t.elapsed() < VERIFIED_FOR)
+    }
+
+    fn remember(&self, mac: [u8; 32]) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         if seen.len() >= VERIFIED_MAX {
             seen.retain(|_, t| t.elapsed() < VERIFIED_FOR);
             if seen.len() >= VERIFIED_MAX {
@@ -192,7 +200,56 @@ pub fn verify_password(user: &UserRecord, password: &str) -> bool {
         }
         seen.insert(mac, std::time::Instant::now());
     }
-    ok
+
+    /// Whether the credentials behind `mac` pass: remembered, or `check` (the PBKDF2) run once
+    /// for all the callers asking at the same moment.
+    fn check(&self, mac: [u8; 32], check: impl FnOnce() -> bool) -> bool {
+        if self.recent(&mac) {
+            return true;
+        }
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        while running.contains(&mac) {
+            running = self.done.wait(running).unwrap_or_else(|p| p.into_inner());
+            if self.recent(&mac) {
+                return true;
+            }
+        }
+        running.insert(mac);
+        drop(running);
+        let _turn = Running(self, mac);
+        let ok = check();
+        if ok {
+            self.remember(mac);
+        }
+        ok
+    }
+}
+
+static VERIFIED: std::sync::OnceLock<Option<Verified>> = std::sync::OnceLock::new();
+
+fn verified() -> Option<&'static Verified> {
+    VERIFIED.get_or_init(|| random_hex(32).ok().map(|k| Verified::new(k.into_bytes()))).as_ref()
+}
+
+fn verified_mac(c: &Verified, user: &UserRecord, password: &str) -> [u8; 32] {
+    let msg = [user.hash.as_bytes(), user.salt.as_bytes(), password.as_bytes()].join(&0u8);
+    hmac_sha256(&c.key, &msg)
+}
+
+pub fn verify_password(user: &UserRecord, password: &str) -> bool {
+    let pbkdf2 = || {
+        let got = pbkdf2_sha256(password.as_bytes(), user.salt.as_bytes(), user.iterations);
+        constant_time_eq(wharf_types::digest::to_hex(&got).as_bytes(), user.hash.as_bytes())
+    };
+    match verified() {
+        Some(c) => c.check(verified_mac(c, user, password), pbkdf2),
+        None => pbkdf2(),
+    }
+}
+
+/// Whether `password` passed [`verify_password`] for `user` lately (no PBKDF2 needed now).
+pub fn password_remembered(user: &UserRecord, password: &str) -> bool {
+    verified().is_some_and(|c| c.recent(&verified_mac(c, user, password)))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -517,7 +574,7 @@ pub enum LoginOutcome {
 impl LoginOutcome {
     /// The message of a refusal for `user`.
     pub fn limited_message(user: &str, wait: Duration) -> String {
-        format!("too many failed logins for {user:?}: try again in {} s", wait.as_secs().max(1))
+        format!("too many failed logins for {user:?}: try again in {} s", crate::login_limit::whole_secs(wait))
     }
 }
 
@@ -535,27 +592,41 @@ pub fn basic_user_from(
     Ok(Some((user, outcome)))
 }
 
-/// [`login`] under the rate limit, failures counted for `user` from `client`.
+/// [`login`] under the rate limit, failures counted for `user` from `client`: this
+/// process's counts first, then, before a password is hashed, every replica's.
 pub fn login_from(
     meta: &dyn Metadata,
     user: &str,
     password: &str,
     client: Option<std::net::IpAddr>,
 ) -> Result<LoginOutcome, crate::meta::MetaError> {
-    let limiter = crate::login_limit::LoginLimiter::global();
+    use crate::login_limit as limit;
+    let limiter = limit::LoginLimiter::global();
     if let Some(wait) = limiter.wait(user, client, std::time::Instant::now()) {
         return Ok(LoginOutcome::Limited(wait));
     }
-    Ok(match check_login(meta, user, password)? {
-        Some(subject) => {
-            limiter.success(user, client);
-            LoginOutcome::Subject(subject)
+    let account_failed = std::cell::Cell::new(false);
+    let gate = || -> Result<Option<Duration>, crate::meta::MetaError> {
+        let (wait, failed) = limit::shared_wait(meta, user, client)?;
+        account_failed.set(failed);
+        Ok(wait)
+    };
+    let outcome = check_login(meta, user, password, &gate)?;
+    match &outcome {
+        LoginOutcome::Subject(_) => {
+            // The index's count is cleared when it was read with failures, or when this
+            // process counted some (a remembered password skips the read).
+            if limiter.success(user, client) | account_failed.get() {
+                limit::shared_success(meta, user, client)?;
+            }
         }
-        None => {
+        LoginOutcome::Refused => {
             limiter.failure(user, client, std::time::Instant::now());
-            LoginOutcome::Refused
+            limit::shared_failure(meta, user, client)?;
         }
-    })
+        LoginOutcome::Limited(_) => {}
+    }
+    Ok(outcome)
 }
 
 /// Checks a name and password: a user's password, or a robot's secret (the robot enabled and
@@ -568,22 +639,38 @@ pub fn login(meta: &dyn Metadata, user: &str, password: &str) -> Result<Option<S
     })
 }
 
-fn check_login(meta: &dyn Metadata, user: &str, password: &str) -> Result<Option<Subject>, crate::meta::MetaError> {
+/// `gate` runs before a password is hashed (not for a remembered one, nor a robot's secret,
+/// whose check is one HMAC of 128 random bits): a wait it gives refuses the attempt unchecked.
+fn check_login(
+    meta: &dyn Metadata,
+    user: &str,
+    password: &str,
+    gate: &dyn Fn() -> Result<Option<Duration>, crate::meta::MetaError>,
+) -> Result<LoginOutcome, crate::meta::MetaError> {
     if user.starts_with(crate::harbor::ROBOT_PREFIX) {
         let Some(robot) = meta.robot(user)? else {
-            return Ok(None);
+            return Ok(LoginOutcome::Refused);
         };
         if !verify_robot_secret(&robot.record, password) || robot_unusable(&robot.record).is_some() {
-            return Ok(None);
+            return Ok(LoginOutcome::Refused);
         }
-        return Ok(Some(robot_subject(robot)));
+        return Ok(LoginOutcome::Subject(robot_subject(robot)));
     }
-    let Some(record) = meta.user(user)? else {
+    let record = meta.user(user)?;
+    if !record.as_ref().is_some_and(|r| password_remembered(r, password)) {
+        if let Some(wait) = gate()? {
+            return Ok(LoginOutcome::Limited(wait));
+        }
+    }
+    let Some(record) = record else {
         // The same work as for a known user, so that timing does not say which names exist.
         let _ = pbkdf2_sha256(password.as_bytes(), b"wharf-registry-no-such-user", PBKDF2_ITERATIONS);
-        return Ok(None);
+        return Ok(LoginOutcome::Refused);
     };
-    Ok(verify_password(&record, password).then(|| Subject::User { name: user.to_string(), admin: record.admin }))
+    Ok(match verify_password(&record, password) {
+        true => LoginOutcome::Subject(Subject::User { name: user.to_string(), admin: record.admin }),
+        false => LoginOutcome::Refused,
+    })
 }
 
 fn robot_subject(robot: crate::harbor::store::Robot) -> Subject {
@@ -749,7 +836,7 @@ impl Auth {
             Some((user, LoginOutcome::Limited(wait))) => {
                 return Ok(Decision::Limited {
                     detail: LoginOutcome::limited_message(&user, wait),
-                    retry_after: wait.as_secs().max(1),
+                    retry_after: crate::login_limit::whole_secs(wait),
                 })
             }
             Some((_, LoginOutcome::Refused)) | None => {
@@ -840,6 +927,32 @@ mod tests {
         let new = hash_password("second secret").unwrap();
         assert!(!verify_password(&new, "first secret"), "the old password after a change");
         assert!(verify_password(&new, "second secret"));
+    }
+
+    #[test]
+    fn concurrent_checks_of_the_same_credentials_run_one_pbkdf2() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let cache = super::Verified::new(b"test key".to_vec());
+        let runs = AtomicUsize::new(0);
+        // A slow check (as PBKDF2 is); six callers at once.
+        let slow = |ok: bool| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            ok
+        };
+        let all: Vec<bool> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..6).map(|_| s.spawn(|| cache.check([1; 32], || slow(true)))).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(all, [true; 6]);
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "the waiters took the first check's result");
+        // Failures are not remembered: each waiter runs its own check, one after another.
+        let wrong: Vec<bool> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..3).map(|_| s.spawn(|| cache.check([2; 32], || slow(false)))).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(wrong, [false; 3]);
+        assert_eq!(runs.load(Ordering::SeqCst), 4);
     }
 
     #[test]

@@ -6,8 +6,11 @@
 //! the account's count is kept per client address, so failures from one address never block
 //! the same account from another, a block lasts at most [`MAX_BLOCK`], and a count is
 //! forgotten after [`FORGET_AFTER`] without failures. A blocked attempt is refused before the
-//! password is hashed, so it costs the server nothing. The state is this process's (each
-//! replica counts its own attempts).
+//! password is hashed, so it costs the server nothing.
+//!
+//! Two halves: this process's counts ([`LoginLimiter`], checked on every request, no I/O), and
+//! the index's ([`shared_wait`] and friends), which replicas sharing a PostgreSQL index all
+//! write, so that spreading guesses over replicas does not multiply them.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -49,15 +52,74 @@ pub struct LoginLimiter {
     entries: Mutex<HashMap<String, Entry>>,
 }
 
+/// A wait in whole seconds for `Retry-After` and messages, rounded up (at least 1): a client
+/// that waits that long is not refused again.
+pub fn whole_secs(wait: Duration) -> u64 {
+    wait.as_millis().div_ceil(1000).max(1) as u64
+}
+
+/// The key of an account's failures from one address (`-` for none). The address comes
+/// first and has no space, so any user name makes a distinct key; no NUL, which PostgreSQL's
+/// text refuses.
 fn account_key(user: &str, client: Option<IpAddr>) -> String {
     match client {
-        Some(ip) => format!("u\0{user}\0{ip}"),
-        None => format!("u\0{user}"),
+        Some(ip) => format!("u {ip} {user}"),
+        None => format!("u - {user}"),
     }
 }
 
 fn address_key(ip: IpAddr) -> String {
-    format!("a\0{ip}")
+    format!("a {ip}")
+}
+
+/// Unix time in milliseconds: the index's counts are compared across replicas, and a block
+/// of one second must not end early for a rounding.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// The index's half of the limit, which every replica shares: the failures all of them
+/// counted. It is read only before a password is hashed (a remembered password skips it),
+/// so a request with good credentials costs no round trip, and written at each failure.
+/// `Ok((wait, account_failed))`: the wait, and whether the account's key had failures (a
+/// success then clears it).
+pub fn shared_wait(
+    meta: &dyn crate::meta::Metadata,
+    user: &str,
+    client: Option<IpAddr>,
+) -> crate::meta::Result<(Option<Duration>, bool)> {
+    let now = unix_ms();
+    let mut keys = vec![(account_key(user, client), FREE_PER_ACCOUNT)];
+    keys.extend(client.map(|ip| (address_key(ip), FREE_PER_ADDRESS)));
+    let (mut wait, mut account_failed) = (None, false);
+    for (i, (key, free)) in keys.iter().enumerate() {
+        let Some((failures, last)) = meta.login_failures(key)? else { continue };
+        if now.saturating_sub(last) >= FORGET_AFTER.as_millis() as u64 {
+            continue;
+        }
+        account_failed |= i == 0;
+        let until = block_after(failures, *free).map(|d| last.saturating_add(d.as_millis() as u64));
+        if let Some(left) = until.filter(|u| *u > now).map(|u| Duration::from_millis(u - now)) {
+            wait = wait.max(Some(left));
+        }
+    }
+    Ok((wait, account_failed))
+}
+
+/// Counts a failure in the index for every replica.
+pub fn shared_failure(meta: &dyn crate::meta::Metadata, user: &str, client: Option<IpAddr>) -> crate::meta::Result<()> {
+    let now = unix_ms();
+    let stale = now.saturating_sub(FORGET_AFTER.as_millis() as u64);
+    meta.add_login_failure(&account_key(user, client), now, stale)?;
+    if let Some(ip) = client {
+        meta.add_login_failure(&address_key(ip), now, stale)?;
+    }
+    Ok(())
+}
+
+/// A good check after failures: the account's count from that address starts over.
+pub fn shared_success(meta: &dyn crate::meta::Metadata, user: &str, client: Option<IpAddr>) -> crate::meta::Result<()> {
+    meta.clear_login_failures(&account_key(user, client))
 }
 
 /// The wait after `failures` failures when `free` are allowed: none up to `free - 1`, then
@@ -116,9 +178,10 @@ impl LoginLimiter {
         }
     }
 
-    /// Records a good check: the account's count from that address starts over.
-    pub fn success(&self, user: &str, client: Option<IpAddr>) {
-        self.lock().remove(&account_key(user, client));
+    /// Records a good check: the account's count from that address starts over. Whether it
+    /// had failures.
+    pub fn success(&self, user: &str, client: Option<IpAddr>) -> bool {
+        self.lock().remove(&account_key(user, client)).is_some()
     }
 }
 
@@ -128,6 +191,14 @@ mod tests {
 
     fn ip(s: &str) -> Option<IpAddr> {
         Some(s.parse().unwrap())
+    }
+
+    #[test]
+    fn retry_after_is_rounded_up() {
+        assert_eq!(whole_secs(Duration::from_millis(1)), 1);
+        assert_eq!(whole_secs(Duration::from_millis(1000)), 1);
+        assert_eq!(whole_secs(Duration::from_millis(1001)), 2);
+        assert_eq!(whole_secs(Duration::ZERO), 1);
     }
 
     #[test]

@@ -59,6 +59,10 @@ const CLAIMS: TableDefinition<&str, u64> = TableDefinition::new("schedule_claims
 const AUDIT: TableDefinition<&str, &[u8]> = TableDefinition::new("audit_logs");
 /// repository name → its description
 const REPO_DESCRIPTIONS: TableDefinition<&str, &str> = TableDefinition::new("repo_descriptions");
+/// web UI session id → when it would have expired: the sessions logged out
+const ENDED_SESSIONS: TableDefinition<&str, u64> = TableDefinition::new("ended_sessions");
+/// `crate::login_limit` key → (failures, unix time of the last)
+const LOGIN_FAILURES: TableDefinition<&str, (u32, u64)> = TableDefinition::new("login_failures");
 
 const SEP: char = '\0';
 /// The character after [`SEP`]: `prefix\0` .. `prefix\x01` is everything under `prefix`.
@@ -314,6 +318,8 @@ impl RedbMetadata {
             tx.open_table(CLAIMS).map_err(db)?;
             tx.open_table(AUDIT).map_err(db)?;
             tx.open_table(REPO_DESCRIPTIONS).map_err(db)?;
+            tx.open_table(ENDED_SESSIONS).map_err(db)?;
+            tx.open_table(LOGIN_FAILURES).map_err(db)?;
         }
         tx.commit().map_err(db)?;
         Ok(RedbMetadata { db: database, gc_running: Arc::new(AtomicBool::new(false)) })
@@ -1319,6 +1325,48 @@ impl crate::harbor::store::IamStore for RedbMetadata {
             }
         }
         Ok(out)
+    }
+
+    fn end_session(&self, id: &str, until: u64, now: u64) -> Result<()> {
+        let tx = self.db.begin_write().map_err(db)?;
+        {
+            let mut t = tx.open_table(ENDED_SESSIONS).map_err(db)?;
+            t.retain(|_, until| until > now).map_err(db)?;
+            t.insert(id, until).map_err(db)?;
+        }
+        tx.commit().map_err(db)?;
+        Ok(())
+    }
+
+    fn session_ended(&self, id: &str) -> Result<bool> {
+        let tx = self.db.begin_read().map_err(db)?;
+        Ok(tx.open_table(ENDED_SESSIONS).map_err(db)?.get(id).map_err(db)?.is_some())
+    }
+
+    fn add_login_failure(&self, key: &str, now: u64, stale_before: u64) -> Result<u32> {
+        let tx = self.db.begin_write().map_err(db)?;
+        let count = {
+            let mut t = tx.open_table(LOGIN_FAILURES).map_err(db)?;
+            let before = t.get(key).map_err(db)?.map(|v| v.value()).filter(|(_, last)| *last >= stale_before);
+            t.retain(|_, (_, last)| last >= stale_before).map_err(db)?;
+            let count = before.map_or(0, |(n, _)| n).saturating_add(1);
+            t.insert(key, (count, now)).map_err(db)?;
+            count
+        };
+        tx.commit().map_err(db)?;
+        Ok(count)
+    }
+
+    fn login_failures(&self, key: &str) -> Result<Option<(u32, u64)>> {
+        let tx = self.db.begin_read().map_err(db)?;
+        Ok(tx.open_table(LOGIN_FAILURES).map_err(db)?.get(key).map_err(db)?.map(|v| v.value()))
+    }
+
+    fn clear_login_failures(&self, key: &str) -> Result<()> {
+        let tx = self.db.begin_write().map_err(db)?;
+        tx.open_table(LOGIN_FAILURES).map_err(db)?.remove(key).map_err(db)?;
+        tx.commit().map_err(db)?;
+        Ok(())
     }
 }
 

@@ -104,7 +104,7 @@ fn limited_login(user: &str, outcome: auth::LoginOutcome) -> Result<Subject> {
         auth::LoginOutcome::Limited(wait) => {
             Err(ApiError::new(Code::TooManyRequests, auth::LoginOutcome::limited_message(user, wait))
                 .with_status(429)
-                .with_header("Retry-After", wait.as_secs().max(1).to_string()))
+                .with_header("Retry-After", crate::login_limit::whole_secs(wait).to_string()))
         }
     }
 }

@@ -244,6 +244,56 @@ fn pg_harbor_ui_session_made_on_one_replica_works_on_another() {
     assert_eq!(admin_api(&a, "GET", "/projects/fromb", None).status, 200);
 }
 
+/// A logout on one replica ends the session on the others, and the login rate limit counts
+/// the failures of every replica: guesses spread over replicas are not multiplied.
+#[test]
+fn pg_harbor_logout_and_login_failures_reach_every_replica() {
+    let pg = crate::registry_pg::Postgres::start();
+    let a = auth_server(&["--database-url", &pg.url()]);
+    let mut b = auth_server(&["--database-url", &pg.url()]);
+    make_user(&a, "dave");
+    let s = Browser::login(&a, "dave", PW);
+    let me = |reg: &Server| s.api(reg, "GET", "/users/current", None, None).status;
+    assert_eq!((me(&a), me(&b)), (200, 200));
+    let r = http(&a.addr, "GET", "/c/log_out", &[("Cookie", &s.cookie())], b"");
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!((me(&a), me(&b)), (401, 401), "the logged-out cookie on either replica");
+    // A restart does not bring it back (the logout is in the database, not in memory).
+    b.restart();
+    assert_eq!(me(&b), 401);
+
+    // Failures on a alone until a blocks dave for 4 s or more (at least seven failures).
+    let mut wait = 0;
+    for _ in 0..20 {
+        let r = login(&a, "dave", "Wrong12345", None);
+        match r.status {
+            401 => continue,
+            429 => {
+                wait = r.header("Retry-After").and_then(|v| v.parse().ok()).expect("Retry-After");
+                if wait >= 4 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_secs(wait));
+            }
+            _ => panic!("{r}"),
+        }
+    }
+    assert!(wait >= 4, "a blocks dave after repeated failures");
+    // b has seen no failure itself, and refuses dave's right password until the block ends.
+    let r = login(&b, "dave", PW, None);
+    assert_eq!(r.status, 429, "b counts a's failures: {r}");
+    let r = http(&b.addr, "GET", "/api/v2.0/users/current", &[("Authorization", &basic("dave", PW))], b"");
+    assert_eq!(r.status, 429, "{r}");
+    std::thread::sleep(Duration::from_secs(wait + 1));
+    assert_eq!(login(&b, "dave", PW, None).status, 200, "the block ends on b");
+    // The success cleared the shared count: a failure on b is a plain 401, and the next
+    // attempt is not blocked.
+    for _ in 0..2 {
+        let r = login(&b, "dave", "Wrong12345", None);
+        assert_eq!(r.status, 401, "{r}");
+    }
+}
+
 #[test]
 fn harbor_login_rate_limit_slows_brute_force_everywhere_and_a_success_resets_it() {
     let reg = auth_server(&[]);

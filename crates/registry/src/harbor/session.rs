@@ -14,11 +14,10 @@
 //! through `Set-Cookie`, and at most [`MAX_LIFETIME`] in all), and a fingerprint of the
 //! user's password hash, so that a password change ends every session of that user. The
 //! CSRF token is an HMAC of the session id: bound to the session, it cannot be planted.
-//! Logging out forgets the id in this process at once; another replica still takes the
-//! cookie until it idles out (the price of not storing sessions).
+//! Logging out records the id in the index (`IamStore::end_session`) until the session would
+//! have expired anyway, so every replica refuses the cookie from then on.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -114,21 +113,12 @@ pub fn expired(s: &Session, t: u64, idle: u64) -> Option<&'static str> {
     }
 }
 
-/// Session ids logged out in this process, kept until they would have expired anyway.
-fn logged_out() -> &'static Mutex<HashMap<String, u64>> {
-    static IDS: OnceLock<Mutex<HashMap<String, u64>>> = OnceLock::new();
-    IDS.get_or_init(|| Mutex::new(HashMap::new()))
-}
-
-fn is_logged_out(id: &str) -> bool {
-    logged_out().lock().unwrap_or_else(|p| p.into_inner()).contains_key(id)
-}
-
-fn forget(s: &Session) {
-    let mut ids = logged_out().lock().unwrap_or_else(|p| p.into_inner());
+/// Ends a session for every replica: the index keeps its id until it would have expired
+/// anyway.
+fn end(reg: &Registry, s: &Session) -> Result<(), HarborError> {
     let t = now();
-    ids.retain(|_, until| *until > t);
-    ids.insert(s.id.clone(), s.issued.saturating_add(MAX_LIFETIME));
+    block(|| reg.meta.end_session(&s.id, s.issued.saturating_add(MAX_LIFETIME), t))?;
+    Ok(())
 }
 
 /// The cookies of a request, by name (the first of a name wins, as browsers send the most
@@ -183,7 +173,7 @@ fn resolve(reg: &Registry, auth: &Auth, value: &str) -> Result<Option<(Session, 
     let Some(s) = verify(&auth.signer, value) else {
         return Ok(None);
     };
-    if expired(&s, now(), idle_secs(auth)).is_some() || is_logged_out(&s.id) {
+    if expired(&s, now(), idle_secs(auth)).is_some() || block(|| reg.meta.session_ended(&s.id))? {
         return Ok(None);
     }
     let Some(user) = block(|| reg.meta.user(&s.user))? else {
@@ -273,7 +263,9 @@ pub async fn handle(reg: &Registry, req: Request<Incoming>) -> Resp {
         },
         ("/c/log_out", Method::GET | Method::POST) => {
             if let Some(s) = cookies(&req).get(SESSION_COOKIE).and_then(|v| verify(&auth.signer, v)) {
-                forget(&s);
+                if let Err(e) = end(reg, &s) {
+                    return e.into_response();
+                }
             }
             let mut resp = Reply::new(200).json(json!({})).into_response();
             clear_session(reg, &mut resp);
@@ -306,7 +298,7 @@ async fn login(reg: &Registry, auth: &Auth, req: Request<Incoming>) -> Result<Re
         }
         LoginOutcome::Limited(wait) => {
             let mut resp = HarborError::new(429, LoginOutcome::limited_message(&principal, wait)).into_response();
-            add_header(&mut resp, http::header::RETRY_AFTER, &wait.as_secs().max(1).to_string());
+            add_header(&mut resp, http::header::RETRY_AFTER, &crate::login_limit::whole_secs(wait).to_string());
             return Ok(resp);
         }
     };

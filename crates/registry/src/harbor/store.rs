@@ -161,6 +161,19 @@ pub trait IamStore {
     fn append_audit(&self, records: &[AuditRecord], max_records: u64, keep_from: Option<u64>) -> Result<()>;
     /// The audit log, of one project (by id) when given, oldest first.
     fn audit_records(&self, project_id: Option<u64>) -> Result<Vec<(u64, AuditRecord)>>;
+
+    /// Ends the web UI session `id` for every replica (a logout): [`IamStore::session_ended`]
+    /// says so until `until` (unix seconds, when the session would have expired anyway).
+    /// Ended sessions past their time are dropped on the way.
+    fn end_session(&self, id: &str, until: u64, now: u64) -> Result<()>;
+    fn session_ended(&self, id: &str) -> Result<bool>;
+    /// Counts a failed login under `key` (`crate::login_limit`'s account or address key) at
+    /// `now` (unix milliseconds), from zero when the last failure was before `stale_before`, and
+    /// drops every other key whose last failure was; the count now.
+    fn add_login_failure(&self, key: &str, now: u64, stale_before: u64) -> Result<u32>;
+    /// A key's failures and the time of the last one (as given to `add_login_failure`).
+    fn login_failures(&self, key: &str) -> Result<Option<(u32, u64)>>;
+    fn clear_login_failures(&self, key: &str) -> Result<()>;
 }
 
 /// The behaviour every `IamStore` must show; both backends run it.
@@ -196,7 +209,35 @@ pub(crate) mod suite {
         }
     }
 
+    /// Logouts and login failures are kept for every replica, and what is stale goes.
+    fn sessions_and_login_failures(m: &dyn Metadata) {
+        // Names of this run's own: another suite may have run on the same index before.
+        let run = crate::store::random_hex(4).unwrap();
+        let (s1, s2, s3) = (format!("{run}-s1"), format!("{run}-s2"), format!("{run}-s3"));
+        assert!(!m.session_ended(&s1).unwrap());
+        m.end_session(&s1, 4_000_000_000, 100).unwrap();
+        m.end_session(&s2, 150, 100).unwrap();
+        assert!(m.session_ended(&s1).unwrap() && m.session_ended(&s2).unwrap());
+        m.end_session(&s3, 4_000_000_000, 160).unwrap(); // s2's time is over: it goes
+        assert!(!m.session_ended(&s2).unwrap());
+        assert!(m.session_ended(&s1).unwrap() && m.session_ended(&s3).unwrap());
+
+        let (alice, addr, nobody) = (format!("u - {run}alice"), format!("a {run}"), format!("u - {run}nobody"));
+        assert_eq!(m.login_failures(&alice).unwrap(), None);
+        assert_eq!(m.add_login_failure(&alice, 100, 0).unwrap(), 1);
+        assert_eq!(m.add_login_failure(&alice, 105, 0).unwrap(), 2);
+        assert_eq!(m.add_login_failure(&addr, 106, 0).unwrap(), 1);
+        assert_eq!(m.login_failures(&alice).unwrap(), Some((2, 105)));
+        // After a quiet spell the count starts over, and other stale keys go.
+        assert_eq!(m.add_login_failure(&alice, 1000, 900).unwrap(), 1);
+        assert_eq!(m.login_failures(&addr).unwrap(), None);
+        m.clear_login_failures(&alice).unwrap();
+        assert_eq!(m.login_failures(&alice).unwrap(), None);
+        m.clear_login_failures(&nobody).unwrap();
+    }
+
     pub fn run(m: &dyn Metadata) {
+        sessions_and_login_failures(m);
         // Users get distinct ids; a record's other fields are kept as given.
         assert!(m.create_user("alice", &user(false)).unwrap());
         assert!(m.create_user("bob", &user(false)).unwrap());

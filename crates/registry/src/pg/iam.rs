@@ -455,6 +455,60 @@ impl IamStore for PgMetadata {
             })
             .collect()
     }
+
+    fn end_session(&self, id: &str, until: u64, now: u64) -> Result<()> {
+        self.run(|c| {
+            c.batch(&[
+                ("BEGIN", &[]),
+                ("DELETE FROM ended_sessions WHERE until <= $1", &[&now]),
+                (
+                    "INSERT INTO ended_sessions (id, until) VALUES ($1, $2) \
+                     ON CONFLICT (id) DO UPDATE SET until = EXCLUDED.until",
+                    &[&id, &until],
+                ),
+                ("COMMIT", &[]),
+            ])
+        })?;
+        Ok(())
+    }
+
+    fn session_ended(&self, id: &str) -> Result<bool> {
+        Ok(self.one("SELECT 1 FROM ended_sessions WHERE id = $1", &[&id], |_| Ok(()))?.is_some())
+    }
+
+    /// One upsert: replicas counting failures of one key at the same moment each add theirs.
+    fn add_login_failure(&self, key: &str, now: u64, stale_before: u64) -> Result<u32> {
+        let out = self.run(|c| {
+            c.batch(&[
+                ("BEGIN", &[]),
+                ("DELETE FROM login_failures WHERE last < $1 AND key <> $2", &[&stale_before, &key]),
+                (
+                    "INSERT INTO login_failures (key, failures, last) VALUES ($1, 1, $2) \
+                     ON CONFLICT (key) DO UPDATE SET last = EXCLUDED.last, failures = CASE \
+                       WHEN login_failures.last < $3 THEN 1 ELSE login_failures.failures + 1 END \
+                     RETURNING failures",
+                    &[&key, &now, &stale_before],
+                ),
+                ("COMMIT", &[]),
+            ])
+        })?;
+        let row = out
+            .get(2)
+            .and_then(|r| r.rows.first())
+            .ok_or_else(|| MetaError::Db("the failure count was not returned".into()))?;
+        Ok(row.uint(0).map_err(db)?.min(u32::MAX as u64) as u32)
+    }
+
+    fn login_failures(&self, key: &str) -> Result<Option<(u32, u64)>> {
+        self.one("SELECT failures, last FROM login_failures WHERE key = $1", &[&key], |r| {
+            Ok((r.uint(0).map_err(db)?.min(u32::MAX as u64) as u32, r.uint(1).map_err(db)?))
+        })
+    }
+
+    fn clear_login_failures(&self, key: &str) -> Result<()> {
+        self.run(|c| c.execute("DELETE FROM login_failures WHERE key = $1", &[&key]))?;
+        Ok(())
+    }
 }
 
 fn job_text(doc: &[u8]) -> Result<&str> {

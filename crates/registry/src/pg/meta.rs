@@ -184,6 +184,21 @@ CREATE TABLE repo_descriptions (
     description text NOT NULL
 );
 "#,
+    r#"
+-- Logouts and login failures, seen by every replica: the web UI's sessions are signed
+-- cookies, not records, yet a logout must end one everywhere; the login rate limit counts
+-- the failures of every replica.
+CREATE TABLE ended_sessions (
+    id text PRIMARY KEY,
+    until bigint NOT NULL
+);
+CREATE TABLE login_failures (
+    key text PRIMARY KEY,
+    failures bigint NOT NULL,
+    last bigint NOT NULL
+);
+CREATE INDEX login_failures_last ON login_failures (last);
+"#,
 ];
 
 const UPSERT_BLOB: &str = "INSERT INTO blobs (digest, size, linked) VALUES ($1, $2, $3) \
@@ -760,7 +775,7 @@ mod tests {
         let mut c = Connection::connect(&cluster.socket("postgres")).unwrap();
         c.simple(
             "DROP TABLE registry_keys, robots, members, immutable_rules, projects, registries, audit_logs, \
-             repo_descriptions; \
+             repo_descriptions, ended_sessions, login_failures; \
              ALTER TABLE users DROP COLUMN id, DROP COLUMN email, DROP COLUMN realname; \
              UPDATE registry_schema SET version = 1",
         )
