@@ -162,6 +162,13 @@ async fn route(reg: Arc<Registry>, req: Request<Incoming>) -> Result<Resp> {
     if let Some(page) = crate::ui::page(&path) {
         return Ok(crate::ui::serve(page, &method));
     }
+    if path == "/v1/search" {
+        if method != Method::GET && method != Method::HEAD {
+            return Err(not_allowed(&method));
+        }
+        let client = crate::login_limit::client_of(&req);
+        return Ok(crate::search_v1::search(&reg, header(&req, "authorization"), client, &query)?.into_response());
+    }
     let Some(route) = parse_route(&path) else {
         return Err(ApiError::new(Code::Unsupported, format!("no endpoint {path}")).with_status(404));
     };

@@ -23,6 +23,7 @@ pub mod names;
 pub mod pg;
 pub mod s3;
 pub mod scrub;
+pub mod search_v1;
 pub mod server;
 pub mod store;
 pub mod tls;

@@ -78,6 +78,7 @@ mod registry_harbor_ui;
 mod registry_pg;
 mod registry_s3;
 mod registry_scale;
+mod registry_search;
 mod registry_server;
 mod registry_tls;
 mod resource_controls;
