@@ -45,15 +45,7 @@ impl Query {
 
 /// Percent-encodes a query component: unreserved characters stay, space becomes `+`.
 pub fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    wharf_types::percent::encode_form(s)
 }
 
 /// One segment of a request path (a network name may have spaces): percent-encoded except

@@ -199,19 +199,6 @@ impl TokenCache {
     }
 }
 
-/// Percent-encodes a query or form value (everything but RFC 3986 unreserved characters).
-pub(crate) fn encode_component(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,7 +273,7 @@ mod tests {
 
     #[test]
     fn encodes_query_values() {
-        assert_eq!(encode_component("repository:a/b:pull"), "repository%3Aa%2Fb%3Apull");
-        assert_eq!(encode_component("x y&z"), "x%20y%26z");
+        assert_eq!(wharf_types::percent::encode("repository:a/b:pull"), "repository%3Aa%2Fb%3Apull");
+        assert_eq!(wharf_types::percent::encode("x y&z"), "x%20y%26z");
     }
 }

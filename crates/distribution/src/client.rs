@@ -10,7 +10,7 @@ use wharf_http::{Body, Connector, ConnectorOptions, HttpError, Request, Response
 use wharf_types::oci::{self, Descriptor, Manifest, ManifestKind, Platform};
 use wharf_types::{Digest, ImageRef};
 
-use crate::auth::{basic_header, challenges_of, encode_component, Challenge, TokenCache, TokenResponse};
+use crate::auth::{basic_header, challenges_of, Challenge, TokenCache, TokenResponse};
 use crate::endpoint::{origin_urls, InsecureList};
 use crate::range::ContentRange;
 use crate::{AuthConfig, DistributionError, Endpoint, RegistryConfig};
@@ -535,11 +535,11 @@ impl RegistryClient {
         let resp = if let Some(refresh) = auth.and_then(AuthConfig::identity_token) {
             let mut form = format!(
                 "grant_type=refresh_token&client_id=wharf&service={}&refresh_token={}",
-                encode_component(service),
-                encode_component(refresh)
+                wharf_types::percent::encode(service),
+                wharf_types::percent::encode(refresh)
             );
             if !scope.is_empty() {
-                form.push_str(&format!("&scope={}", encode_component(scope)));
+                form.push_str(&format!("&scope={}", wharf_types::percent::encode(scope)));
             }
             let req = Request::new("POST", &realm_url.target)
                 .header("User-Agent", &self.user_agent)
@@ -548,12 +548,12 @@ impl RegistryClient {
             self.connector.request(&realm_url, req).map_err(|e| http_err(&realm_url, e))?
         } else {
             let creds = auth.and_then(AuthConfig::basic_credentials);
-            let mut query = format!("service={}", encode_component(service));
+            let mut query = format!("service={}", wharf_types::percent::encode(service));
             if !scope.is_empty() {
-                query.push_str(&format!("&scope={}", encode_component(scope)));
+                query.push_str(&format!("&scope={}", wharf_types::percent::encode(scope)));
             }
             if let Some((user, _)) = &creds {
-                query.push_str(&format!("&account={}", encode_component(user)));
+                query.push_str(&format!("&account={}", wharf_types::percent::encode(user)));
             }
             if offline {
                 query.push_str("&offline_token=true&client_id=wharf");

@@ -74,7 +74,7 @@ impl RegistryClient {
     ) -> Result<Mount, DistributionError> {
         let op = push_op(r, auth);
         let target =
-            format!("/v2/{}/blobs/uploads/?mount={digest}&from={}", r.repository, crate::auth::encode_component(from));
+            format!("/v2/{}/blobs/uploads/?mount={digest}&from={}", r.repository, wharf_types::percent::encode(from));
         let (url, resp) = self.registry_send(&op, ep, "POST", ep.url_for(&target), &[], &mut || Ok(Body::Empty))?;
         match resp.status {
             201 => Ok(Mount::Mounted),

@@ -6,7 +6,7 @@
 use wharf_http::Body;
 use wharf_types::ImageRef;
 
-use crate::auth::{basic_header, challenges_of, encode_component};
+use crate::auth::{basic_header, challenges_of};
 use crate::client::{token_key, Op, RegistryClient};
 use crate::endpoint::Endpoint;
 use crate::{AuthConfig, DistributionError};
@@ -38,7 +38,7 @@ impl RegistryClient {
     ) -> Result<SearchAnswer, DistributionError> {
         let r = ImageRef { registry: registry.to_string(), repository: String::new(), tag: None, digest: None };
         let op = Op { what: format!("search {registry}"), name: registry.to_string(), repo: "", auth, actions: "" };
-        let target = format!("/v1/search?q={}&n={limit}", encode_component(term));
+        let target = format!("/v1/search?q={}&n={limit}", wharf_types::percent::encode(term));
         // Credentials go with the request itself, as dockerd sends them to a v1 search (a
         // registry that searches what the caller may see answers anonymously otherwise, never
         // with a challenge): Basic ones as they are; a refresh token (what `docker login`

@@ -1,4 +1,4 @@
-//! `%XX` escapes in URLs: query strings, path segments, user info. Lenient as Go's query
+//! `%XX` escapes in URLs: query strings, path segments, user info. Decoding is lenient as Go's query
 //! parsing is not: a `%` not followed by two hex digits stays as it is, and bytes that do not
 //! make UTF-8 are replaced, so untrusted input decodes to something without an error.
 
@@ -29,9 +29,42 @@ pub fn decode(s: &str, plus_is_space: bool) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Percent-encodes a query value, form field or path segment: everything but RFC 3986's
+/// unreserved characters (`A-Z a-z 0-9 - . _ ~`) becomes `%XX`.
+pub fn encode(s: &str) -> String {
+    encode_with(s, false)
+}
+
+/// [`encode`] for `application/x-www-form-urlencoded` (and Go's `url.Values`): space is `+`.
+pub fn encode_form(s: &str) -> String {
+    encode_with(s, true)
+}
+
+fn encode_with(s: &str, plus_for_space: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(b as char),
+            b' ' if plus_for_space => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encode_table() {
+        assert_eq!(encode("a b/c?d=é~"), "a%20b%2Fc%3Fd%3D%C3%A9~");
+        assert_eq!(encode_form("a b+c"), "a+b%2Bc");
+        for s in ["a b", "x+y", "100%", "ünï/çødé"] {
+            assert_eq!(decode(&encode(s), false), s);
+            assert_eq!(decode(&encode_form(s), true), s);
+        }
+    }
 
     #[test]
     fn decode_table() {

@@ -77,7 +77,7 @@ impl Call<'_> {
         let mut keep = String::new();
         for key in ["q", "sort"] {
             if let Some(v) = self.query.get(key) {
-                keep.push_str(&format!("&{key}={}", encode_query(v)));
+                keep.push_str(&format!("&{key}={}", wharf_types::percent::encode(v)));
             }
         }
         self.paged_keeping(path, &keep, items, |(id, r)| {
@@ -91,17 +91,4 @@ impl Call<'_> {
             }))
         })
     }
-}
-
-/// Percent-encodes a query value (everything but RFC 3986's unreserved characters).
-fn encode_query(v: &str) -> String {
-    let mut out = String::new();
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
