@@ -427,7 +427,7 @@ fn artifacts_dir() -> PathBuf {
     dir
 }
 
-fn chromium() -> PathBuf {
+pub(crate) fn chromium() -> PathBuf {
     let found = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().map(PathBuf::from).find(|p| p.exists());
     found.expect("Debian's chromium is needed: apt-get install -y --no-install-recommends chromium")
 }
@@ -450,7 +450,7 @@ fn browse(python: &Path, script: &Path, reg: &Server, phase: &str, user: &str, p
     v
 }
 
-fn tail(s: &str) -> &str {
+pub(crate) fn tail(s: &str) -> &str {
     let mut start = s.len().saturating_sub(4000);
     while !s.is_char_boundary(start) {
         start += 1;
