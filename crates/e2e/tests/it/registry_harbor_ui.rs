@@ -58,13 +58,13 @@ fn set_cookie(r: &Resp, name: &str) -> Option<(String, String)> {
 }
 
 /// A logged-in browser, as far as the server can tell: the two cookies.
-struct Browser {
+pub(crate) struct Browser {
     sid: String,
     csrf: String,
 }
 
 impl Browser {
-    fn login(reg: &Server, user: &str, password: &str) -> Browser {
+    pub(crate) fn login(reg: &Server, user: &str, password: &str) -> Browser {
         let r = login(reg, user, password, None);
         assert_eq!(r.status, 200, "login as {user}: {r}");
         Browser {
@@ -78,7 +78,7 @@ impl Browser {
     }
 
     /// A REST API call with the session cookie and, when given, a CSRF header.
-    fn api(&self, reg: &Server, method: &str, path: &str, csrf: Option<&str>, body: Option<&Value>) -> Resp {
+    pub(crate) fn api(&self, reg: &Server, method: &str, path: &str, csrf: Option<&str>, body: Option<&Value>) -> Resp {
         let cookie = self.cookie();
         let mut h = vec![("Cookie", cookie.as_str())];
         if let Some(t) = csrf {

@@ -18,7 +18,7 @@ use crate::harness::{install_with_script, run_cmd, TempDir};
 use crate::registry_harbor::{
     add_member, admin, admin_authz, api, harbor_error, make_project, make_user, push_image_as, Who, PW,
 };
-use crate::registry_harbor_ui::{chromium, tail};
+use crate::registry_harbor_ui::{chromium, tail, Browser};
 use crate::registry_server::{auth_server, skopeo, Server};
 
 const SCRIPT: &str = r#####"
@@ -100,6 +100,12 @@ with sync_playwright() as p:
         page.click("#ret-schedule-form button[type=submit]")
         page.wait_for_selector("#ret-next:has-text('0 0 3 * * *')")
         result["schedule"] = page.inner_text("#ret-next")
+        # A cron the server cannot read: its 400 is shown, the schedule stays.
+        page.fill("#ret-cron", "every day")
+        page.click("#ret-schedule-form button[type=submit]")
+        page.wait_for_selector("#toast.bad")
+        result["bad_cron"] = page.inner_text("#toast")
+        result["schedule_after_bad_cron"] = page.inner_text("#ret-next")
 
         # A dry run lists what would go; a real run deletes it.
         page.click("#ret-dry-run")
@@ -217,6 +223,15 @@ fn harbor_web_ui_policies_manage_immutability_and_retention_by_role() {
     );
     let anon = Who { label: "anonymous".into(), creds: None };
     assert_eq!(api(&reg, &anon, "GET", &format!("/users/current/permissions?scope=/project/{pid}"), None).status, 401);
+    make_user(&reg, "maint");
+    add_member(&reg, "pol", "maint", 4);
+    let pm = of(&Who::user("maint", "maint", PW));
+    assert!(
+        has(&pm, "immutable-tag:create") && has(&pm, "tag-retention:update") && !has(&pm, "member:create"),
+        "{pm:?}"
+    );
+    let ps = of(&admin());
+    assert!(has(&ps, "member:create") && has(&ps, "immutable-tag:delete") && has(&ps, "project:delete"), "{ps:?}");
     make_user(&reg, "stranger");
     assert!(
         permissions(&reg, &Who::user("stranger", "stranger", PW), pid).is_empty(),
@@ -258,6 +273,8 @@ fn harbor_web_ui_policies_manage_immutability_and_retention_by_role() {
     let ret_rules = text(&seen, "ret_rules");
     assert!(ret_rules.contains("most recently pushed 1 artifacts") && !ret_rules.contains("30 days"), "{seen}");
     assert!(text(&seen, "schedule").contains("0 0 3 * * *"), "{seen}");
+    assert!(text(&seen, "bad_cron").contains("cron \"every day\""), "the server's 400 is shown: {seen}");
+    assert_eq!(seen["schedule_after_bad_cron"], seen["schedule"], "{seen}");
     let project = api(&reg, &padmin, "GET", "/projects/pol", None).json();
     let rid = project["metadata"]["retention_id"].as_str().expect("the project has a retention policy").to_string();
     let policy = api(&reg, &padmin, "GET", &format!("/retentions/{rid}"), None).json();
@@ -280,6 +297,23 @@ fn harbor_web_ui_policies_manage_immutability_and_retention_by_role() {
     assert_eq!(kinds, [(false, "Success".to_string()), (true, "Success".to_string())], "{execs}");
     assert_eq!(tags(&reg, "pol/app"), ["v1", "v3"], "the run deleted v2 only");
     copy("pol/app:latest").ok();
+
+    // The page's session needs its CSRF token on the policy endpoints too.
+    let session = Browser::login(&reg, "padmin", PW);
+    let runs = format!("/retentions/{rid}/executions");
+    let r = session.api(&reg, "POST", &runs, None, Some(&json!({ "dry_run": true })));
+    assert_eq!(r.status, 403, "{r}");
+    assert!(harbor_error(&r).1.contains("CSRF token not found"), "{r}");
+    let r = session.api(
+        &reg,
+        "DELETE",
+        &format!("/projects/pol/immutabletagrules/{}", rules[0]["id"]),
+        Some("forged"),
+        None,
+    );
+    assert_eq!(r.status, 403, "{r}");
+    let n = api(&reg, &padmin, "GET", &runs, None).json().as_array().map(Vec::len);
+    assert_eq!(n, Some(2), "no run was started");
 
     // A Developer: retention yes (Harbor gives developers tag-retention), immutability no.
     let d = browse(&python, &script, &reg, "developer", "dev");
@@ -310,7 +344,6 @@ fn harbor_web_ui_policies_manage_immutability_and_retention_by_role() {
         "guest",
     );
     refused(&api(&reg, &guest, "DELETE", &path, None), "immutable-tag:delete", "guest");
-    let runs = format!("/retentions/{rid}/executions");
     refused(
         &api(&reg, &guest, "POST", &runs, Some(&json!({ "dry_run": false }))),
         "tag-retention:update",
