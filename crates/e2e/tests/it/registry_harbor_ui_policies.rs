@@ -1,11 +1,11 @@
 //! The web UI's Policies tab in Debian's chromium driven by Playwright (as in
 //! `registry_harbor_ui`): a project admin adds tag immutability rules (one then disabled and
 //! deleted) and sees skopeo's push over a protected tag refused; adds retention rules, edits
-//! one, deletes another, sets the schedule, dry-runs the policy and sees what would go, runs
-//! it and sees the tag gone; a Developer sees the retention controls but not the immutability
-//! rules (Harbor's table), a Guest sees neither and no button at all, and the API refuses
-//! both what their pages hide (`/users/current/permissions` is what the page asks). The
-//! screenshots are kept under `target/test-artifacts/ui-policies/`.
+//! one, disables and enables it, deletes another, sets the schedule, dry-runs the policy and
+//! sees what would go, runs it and sees the tag gone; a Developer sees the retention controls
+//! but not the immutability rules (Harbor's table), a Guest sees neither and no button at
+//! all, and the API refuses both what their pages hide (`/users/current/permissions` is what
+//! the page asks). The screenshots are kept under `target/test-artifacts/ui-policies/`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -92,6 +92,11 @@ with sync_playwright() as p:
         page.fill("#ret-param", "1")
         page.click("#ret-rule-submit")
         page.wait_for_selector("tr[data-ret-rule='1'] td.rule:has-text('pushed 1 artifacts')")
+        page.click("tr[data-ret-rule='1'] button.ret-toggle")
+        page.wait_for_selector("tr[data-ret-rule='1'] td.state:has-text('disabled')")
+        result["ret_disabled"] = page.inner_text("tr[data-ret-rule='1']")
+        page.click("tr[data-ret-rule='1'] button.ret-toggle")
+        page.wait_for_selector("tr[data-ret-rule='1'] td.state:has-text('enabled')")
         accept_next_dialog(page)
         page.click("tr[data-ret-rule='2'] button.ret-delete")
         page.wait_for_selector("tr[data-ret-rule='2']", state="detached")
@@ -117,6 +122,7 @@ with sync_playwright() as p:
         page.click("#ret-run")
         page.wait_for_selector("tr.ret-result:not([hidden]) tr.verdict-deleted[data-artifact='pol/app:v2']")
         result["run"] = page.inner_text("tr.ret-result:not([hidden])")
+        result["log"] = page.evaluate("fetch(document.querySelector('tr.ret-result:not([hidden]) .task a').href).then(r => r.text())")
         result["history"] = page.inner_text("#ret-history")
         shot(page, "run")
     result["imm_add"] = page.query_selector("#imm-add") is not None
@@ -287,6 +293,9 @@ fn harbor_web_ui_policies_manage_immutability_and_retention_by_role() {
     assert!(dry.contains("pol/app:v1") && dry.contains("kept (immutable)"), "{seen}");
     let run = text(&seen, "run");
     assert!(run.contains("pol/app:v2\t") && run.contains("deleted") && run.contains("2 of 3 artifacts kept"), "{seen}");
+    assert!(text(&seen, "ret_disabled").contains("disabled"), "{seen}");
+    let log = text(&seen, "log");
+    assert!(log.contains("pol/app:v2 DELETE\n") && log.contains("pol/app:v1 IMMUTABLE"), "the task's log: {seen}");
     let execs = api(&reg, &padmin, "GET", &format!("/retentions/{rid}/executions"), None).json();
     let kinds: Vec<(bool, String)> = execs
         .as_array()

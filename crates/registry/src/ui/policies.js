@@ -1,9 +1,10 @@
 // wharf registry's web UI, a project's Policies tab: its tag immutability rules (list, add,
-// enable or disable, delete) and its tag retention policy (rules added, edited and deleted,
-// the cron schedule, a dry run or a real run now, and the runs with what each deleted or
-// would delete). A button shows only where /users/current/permissions says the caller may
-// use it (Harbor's table: immutability for project admins and maintainers, retention for
-// developers too); the server checks every call again. Uses app.js's helpers (h, api, …).
+// enable or disable, delete) and its tag retention policy (rules added, edited, disabled and
+// deleted, the cron schedule, a dry run or a real run now, and the runs with what each
+// deleted or would delete, and each task's log). A button shows only where
+// /users/current/permissions says the caller may use it (Harbor's table: immutability for
+// project admins and maintainers, retention for developers too); the server checks every
+// call again. Uses app.js's helpers (h, api, …).
 "use strict";
 
 const DECORATIONS = {
@@ -158,7 +159,8 @@ async function executionResult(policyId, exec, into) {
     const logs = await Promise.all(tasks.map((t) =>
       api("GET", `${base}/${t.id}`).then((r) => r.data).catch((e) => `error: ${e.message}`)));
     into.replaceChildren(...tasks.map((t, i) => h("div", { class: "task", "data-task-repo": t.repository },
-      h("p", {}, h("strong", {}, t.repository), ` — ${t.status}: ${t.retained} of ${t.total} artifacts kept`),
+      h("p", {}, h("strong", {}, t.repository), ` — ${t.status}: ${t.retained} of ${t.total} artifacts kept `,
+        h("a", { href: API + `${base}/${t.id}`, target: "_blank", rel: "noopener" }, "log")),
       table(["Artifact", "Digest", exec.dry_run ? "Dry run" : "Result"], verdictRows(logs[i]), "No artifacts."))));
   } catch (e) { fail(e); into.replaceChildren(); }
 }
@@ -251,7 +253,8 @@ async function retentionSection(p, can, into) {
     };
     const list = currentRules().slice();
     const wasEditing = editing >= 0 && editing < list.length;
-    if (wasEditing) list[editing] = Object.assign({}, list[editing], rule); else list.push(rule);
+    if (wasEditing) list[editing] = Object.assign({}, list[editing], rule, { disabled: Boolean(list[editing].disabled) });
+    else list.push(rule);
     try {
       await save(list, currentCron());
       toast(wasEditing ? `Rule ${editing + 1} saved` : "Retention rule added");
@@ -269,9 +272,17 @@ async function retentionSection(p, can, into) {
         h("td", { class: "rule" }, ruleText(r, templates)),
         h("td", {}, selectorText(r.scope_selectors && r.scope_selectors.repository)),
         h("td", {}, selectorText(r.tag_selectors) + (untaggedOf(sel) ? " (untagged too)" : "")),
-        h("td", {}, r.disabled ? "disabled" : "enabled"),
+        h("td", { class: "state" }, r.disabled ? "disabled" : "enabled"),
         h("td", { class: "actions" },
           mayEdit ? h("button", { class: "copy ret-edit", onclick: () => edit(i) }, "Edit") : null,
+          mayEdit ? h("button", { class: "ret-toggle", onclick: async () => {
+            const list = currentRules().map((x, j) => (j === i ? Object.assign({}, x, { disabled: !x.disabled }) : x));
+            try {
+              await save(list, currentCron());
+              toast(`Rule ${i + 1} ${r.disabled ? "enabled" : "disabled"}`);
+              showRules();
+            } catch (e) { fail(e); }
+          } }, r.disabled ? "Enable" : "Disable") : null,
           mayEdit ? h("button", { class: "danger ret-delete", onclick: async () => {
             if (!confirm(`Delete retention rule ${i + 1}?`)) return;
             const list = currentRules().filter((_, j) => j !== i);
