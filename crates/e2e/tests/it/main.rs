@@ -75,6 +75,7 @@ mod registry_harbor_audit;
 mod registry_harbor_proxy;
 mod registry_harbor_retention;
 mod registry_harbor_ui;
+mod registry_harbor_ui_policies;
 mod registry_pg;
 mod registry_s3;
 mod registry_scale;

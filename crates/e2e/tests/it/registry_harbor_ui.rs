@@ -58,13 +58,13 @@ fn set_cookie(r: &Resp, name: &str) -> Option<(String, String)> {
 }
 
 /// A logged-in browser, as far as the server can tell: the two cookies.
-struct Browser {
+pub(crate) struct Browser {
     sid: String,
     csrf: String,
 }
 
 impl Browser {
-    fn login(reg: &Server, user: &str, password: &str) -> Browser {
+    pub(crate) fn login(reg: &Server, user: &str, password: &str) -> Browser {
         let r = login(reg, user, password, None);
         assert_eq!(r.status, 200, "login as {user}: {r}");
         Browser {
@@ -78,7 +78,7 @@ impl Browser {
     }
 
     /// A REST API call with the session cookie and, when given, a CSRF header.
-    fn api(&self, reg: &Server, method: &str, path: &str, csrf: Option<&str>, body: Option<&Value>) -> Resp {
+    pub(crate) fn api(&self, reg: &Server, method: &str, path: &str, csrf: Option<&str>, body: Option<&Value>) -> Resp {
         let cookie = self.cookie();
         let mut h = vec![("Cookie", cookie.as_str())];
         if let Some(t) = csrf {
@@ -477,7 +477,7 @@ fn artifacts_dir() -> PathBuf {
     dir
 }
 
-fn chromium() -> PathBuf {
+pub(crate) fn chromium() -> PathBuf {
     let found = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().map(PathBuf::from).find(|p| p.exists());
     found.expect("Debian's chromium is needed: apt-get install -y --no-install-recommends chromium")
 }
@@ -500,7 +500,7 @@ fn browse(python: &Path, script: &Path, reg: &Server, phase: &str, user: &str, p
     v
 }
 
-fn tail(s: &str) -> &str {
+pub(crate) fn tail(s: &str) -> &str {
     let mut start = s.len().saturating_sub(4000);
     while !s.is_char_boundary(start) {
         start += 1;

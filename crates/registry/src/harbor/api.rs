@@ -27,6 +27,7 @@ use crate::store::random_hex;
 use crate::token_endpoint::rfc3339;
 
 mod audit_logs;
+mod permissions;
 mod policies;
 mod repository;
 mod search;
@@ -350,6 +351,7 @@ impl Call<'_> {
             (["search"], &Method::GET) => self.search(),
             (["projects", p, "repositories", r], &Method::DELETE) => self.delete_repository(p, r),
             (["projects", p, "repositories", r], &Method::PUT) => self.update_repository(p, r, body),
+            (["users", "current", "permissions"], &Method::GET) => self.current_user_permissions(),
             _ => Err(not_found(format!("no API endpoint {} /api/v2.0/{}", self.method, s.join("/")))),
         }
     }

@@ -122,6 +122,12 @@ pub const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
     ("GET", "/system/gc", "gc", "GC runs"),
     ("GET", "/system/gc/{gc_id}", "gc", "A GC run"),
     ("GET", "/system/gc/{gc_id}/log", "gc", "A GC run's log"),
+    (
+        "GET",
+        "/users/current/permissions",
+        "user",
+        "What the caller may do in a project (scope=/project/{id}, relative)",
+    ),
 ];
 
 /// The document, for a registry reached at `host`.

@@ -438,44 +438,7 @@ async function robotsPage(name) {
   await load();
 }
 
-function selectors(list) {
-  return (list || []).map((s) => `${s.decoration || s.kind} ${s.pattern}`).join(", ");
-}
-
-async function policiesPage(name) {
-  let p;
-  try { p = await loadProject(name); } catch (e) { fail(e); return; }
-  const immutable = h("div", {}, h("p", { class: "muted" }, "Loading…"));
-  const retention = h("div", {}, h("p", { class: "muted" }, "Loading…"));
-  main(...projectHeader(p, "policies"), h("h2", {}, "Tag immutability"), immutable, h("h2", {}, "Tag retention"), retention);
-  try {
-    const { data } = await api("GET", `/projects/${enc(name)}/immutabletagrules`);
-    immutable.replaceChildren(table(["Repositories", "Tags", "State"], (data || []).map((r) => h("tr", {},
-      h("td", {}, selectors(r.scope_selectors && r.scope_selectors.repository)),
-      h("td", {}, selectors(r.tag_selectors)),
-      h("td", {}, r.disabled ? "disabled" : "enabled"))), "No immutability rules."));
-  } catch (e) {
-    if (e.status === 404) immutable.replaceChildren(notAvailable("Tag immutability")); else fail(e);
-  }
-  const id = p.metadata && p.metadata.retention_id;
-  if (!id) {
-    retention.replaceChildren(h("p", { class: "muted" }, "No retention policy for this project."));
-    return;
-  }
-  try {
-    const { data } = await api("GET", `/retentions/${enc(id)}`);
-    const rows = (data.rules || []).map((r) => h("tr", {},
-      h("td", {}, r.template + (r.params ? " " + JSON.stringify(r.params) : "")),
-      h("td", {}, selectors(r.scope_selectors && r.scope_selectors.repository)),
-      h("td", {}, selectors(r.tag_selectors)),
-      h("td", {}, r.disabled ? "disabled" : "enabled")));
-    const trigger = data.trigger ? `${data.trigger.kind}${data.trigger.settings && data.trigger.settings.cron ? " " + data.trigger.settings.cron : ""}` : "—";
-    retention.replaceChildren(table(["Rule", "Repositories", "Tags", "State"], rows, "No retention rules."),
-      h("p", {}, `Runs: ${trigger}`));
-  } catch (e) {
-    if (e.status === 404) retention.replaceChildren(notAvailable("Tag retention")); else fail(e);
-  }
-}
+// policiesPage (the Policies tab) is in policies.js.
 
 // An audit log page (a project's or the system's): Harbor's AuditLog shape.
 async function auditTable(path, into, hashBase) {
