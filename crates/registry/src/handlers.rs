@@ -828,16 +828,40 @@ fn get_blob(reg: &Registry, name: &str, digest: &str, req: &Request<Incoming>, h
     }
     let len = if size == 0 { 0 } else { end - start + 1 };
     let verify = (reg.options.verify_reads && range.is_none()).then(|| digest.clone());
-    let (tx, body) = Body::channel();
-    let out = Outlet { tx, runtime: tokio::runtime::Handle::current(), timeout: reg.options.idle_timeout };
-    tokio::task::spawn_blocking(move || stream_blob(reader, len, verify, out));
     let mut reply = base.header("Content-Length", len.to_string());
     if range.is_some() {
         reply.status = 206;
         reply = reply.header("Content-Range", format!("bytes {start}-{end}/{size}"));
     }
+    if len <= READ_CHUNK as u64 {
+        // A small blob (a config, a small layer) is read and checked here and sent whole:
+        // no streaming thread and channel for it, which cost more than the read.
+        let data = block(|| read_whole(reader, len))?;
+        if let Some(want) = verify {
+            let got = Digest::of(&data);
+            if got != want {
+                return Err(ApiError::internal(format!(
+                    "blob {want} in storage hashes to {got}: not served (run wharf-registry scrub)"
+                )));
+            }
+        }
+        return Ok(reply.body(data));
+    }
+    let (tx, body) = Body::channel();
+    let out = Outlet { tx, runtime: tokio::runtime::Handle::current(), timeout: reg.options.idle_timeout };
+    tokio::task::spawn_blocking(move || stream_blob(reader, len, verify, out));
     reply.body = body;
     Ok(reply)
+}
+
+/// Reads exactly `len` bytes of a blob.
+fn read_whole(reader: Box<dyn Read + Send>, len: u64) -> Result<Vec<u8>> {
+    let mut data = Vec::with_capacity(len as usize);
+    reader.take(len).read_to_end(&mut data)?;
+    if (data.len() as u64) < len {
+        return Err(ApiError::internal(format!("blob shorter than indexed: {} of {len} bytes", data.len())));
+    }
+    Ok(data)
 }
 
 /// Where a blob read sends its pieces: a client that takes none for the idle time-out is
