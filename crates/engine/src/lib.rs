@@ -79,8 +79,10 @@ pub use logs::{LogChunk, LogOptions, LogStream};
 pub use metrics::endpoint_pattern;
 pub use monitor::parse_signal;
 pub use network::{
-    parse_link, AddressPool, Endpoint, NetAttach, NetOptions, NetworkConfig, NetworkView, PortBinding, PublishedPort,
+    parse_link, AddressPool, DefaultBridgeOptions, Endpoint, NetAttach, NetOptions, NetworkConfig, NetworkView,
+    PortBinding, PublishedPort,
 };
+// The type of `DefaultBridgeOptions::fixed_cidr`, for the daemon that parses it.
 pub use pull::{PullEvent, PullRequest};
 pub use push::{PushRequest, Pushed};
 pub use resources::{support as cgroup_support, DeviceRequest, ResourceOptions, ThrottleDevice, WeightDevice};
@@ -96,6 +98,7 @@ pub use userns::{resolve_userns_remap, UsernsRemap, DEFAULT_REMAP_USER};
 pub use volumes::{MountKind, MountPoint, MountRequest, VolumeRecord};
 pub use wharf_distribution::ProxyConfig;
 pub use wharf_distribution::{AuthConfig, SearchAnswer};
+pub use wharf_network::Ipv4Net;
 
 /// A label that marks a container made for one operation of the daemon (a build step): it is
 /// removed when the daemon starts, since the operation died with the daemon before it.

@@ -31,7 +31,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use wharf_metadata::Table;
-use wharf_network::nft::{NetRules, PortRule, Ruleset};
+use wharf_network::nft::{LinkRule, NetRules, PortRule, Ruleset};
 use wharf_network::sandbox::{self, Attachment, BridgeConfig};
 use wharf_network::{Ipv4Net, Ipv6Net};
 use wharf_types::digest::short_id;
@@ -60,6 +60,41 @@ pub struct NetworkConfig {
     /// address is the bridge's, containers get the subnet plus their MAC address (a prefix of
     /// /80 or shorter) or the lowest free address. Without it, `ipv6` gives no addresses.
     pub fixed_cidr_v6: Option<String>,
+    /// dockerd's settings that apply to the default bridge only (a user network takes the
+    /// same as its driver options).
+    pub default_bridge: DefaultBridgeOptions,
+}
+
+/// dockerd's `mtu`, `icc`, `ip`, `ip-masq`, `fixed-cidr` and `default-gateway`: what its
+/// default bridge shows as the options `com.docker.network.driver.mtu`,
+/// `com.docker.network.bridge.enable_icc`, `...host_binding_ipv4` and
+/// `...enable_ip_masquerade`, and as the IPAM range and `DefaultGatewayIPv4` address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefaultBridgeOptions {
+    /// The bridge's and its containers' interfaces' MTU; None is the kernel's 1500.
+    pub mtu: Option<u32>,
+    /// Containers on the default bridge may reach each other (otherwise only through links).
+    pub icc: bool,
+    /// The address ports published without one bind (None: every address).
+    pub host_ip: Option<Ipv4Addr>,
+    pub masquerade: bool,
+    /// Where containers' addresses come from, inside the bridge's subnet.
+    pub fixed_cidr: Option<Ipv4Net>,
+    /// The containers' default route, instead of the bridge's address.
+    pub default_gateway: Option<Ipv4Addr>,
+}
+
+impl Default for DefaultBridgeOptions {
+    fn default() -> Self {
+        DefaultBridgeOptions {
+            mtu: None,
+            icc: true,
+            host_ip: None,
+            masquerade: true,
+            fixed_cidr: None,
+            default_gateway: None,
+        }
+    }
 }
 
 impl Default for NetworkConfig {
@@ -71,15 +106,53 @@ impl Default for NetworkConfig {
             address_pools: Vec::new(),
             ipv6: false,
             fixed_cidr_v6: None,
+            default_bridge: DefaultBridgeOptions::default(),
         }
     }
 }
 
+/// The MTUs a veth takes (the kernel's ETH_MIN_MTU and its maximum).
+const MTU_RANGE: std::ops::RangeInclusive<u32> = 68..=65535;
+
 impl NetworkConfig {
-    /// Checks `fixed_cidr_v6` as dockerd does at its start: an IPv6 subnet.
+    /// Checks what dockerd checks at its start: `fixed_cidr_v6` is an IPv6 subnet, the MTU one a
+    /// veth can have, and, with `bip` given, `fixed_cidr` and `default_gateway` inside its subnet.
     pub fn check(&self) -> Result<(), EngineError> {
         if let Some(c) = &self.fixed_cidr_v6 {
             c.parse::<Ipv6Net>().map_err(|_| EngineError::Invalid(format!("invalid fixed-cidr-v6: {c}")))?;
+        }
+        if let Some(m) = self.default_bridge.mtu.filter(|m| !MTU_RANGE.contains(m)) {
+            return Err(EngineError::Invalid(format!(
+                "invalid mtu {m}: it must be from {} to {} (0 for the default, 1500)",
+                MTU_RANGE.start(),
+                MTU_RANGE.end()
+            )));
+        }
+        if let Some(bip) = &self.bip {
+            let net: Ipv4Net =
+                bip.parse().map_err(|e: wharf_network::ParseNetError| EngineError::Invalid(e.to_string()))?;
+            self.check_in_bridge_subnet(net)?;
+        }
+        Ok(())
+    }
+
+    /// `fixed-cidr` and `default-gateway` must lie in the default bridge's subnet.
+    fn check_in_bridge_subnet(&self, bip: Ipv4Net) -> Result<(), EngineError> {
+        let subnet = bip.network();
+        if let Some(c) = self.default_bridge.fixed_cidr {
+            if c.prefix < subnet.prefix || !subnet.contains(c.addr) {
+                return Err(EngineError::Invalid(format!(
+                    "fixed-cidr {c} is not inside the default bridge's subnet {subnet} (set bip to an address of a \
+                     subnet that holds it)"
+                )));
+            }
+        }
+        if let Some(g) = self.default_bridge.default_gateway {
+            if !subnet.contains(g) {
+                return Err(EngineError::Invalid(format!(
+                    "auxiliary address: (DefaultGatewayIPv4:{g}) must belong to the master pool: {subnet}"
+                )));
+            }
         }
         Ok(())
     }
@@ -443,6 +516,8 @@ pub(crate) struct Networking {
     /// Whether the `ip6` table may be there (written since the start, or left by a daemon
     /// before this one): when no network has IPv6 any more, it is removed.
     ip6_table: AtomicBool,
+    /// The same for the `bridge` table (networks without inter-container traffic).
+    bridge_table: AtomicBool,
 }
 
 #[derive(Default)]
@@ -468,6 +543,7 @@ impl Networking {
             create_lock: Mutex::new(()),
             apply_lock: Mutex::new(()),
             ip6_table: AtomicBool::new(true),
+            bridge_table: AtomicBool::new(true),
         }
     }
 }
@@ -570,7 +646,9 @@ impl Engine {
         let config = &self.net().config;
         config.check()?;
         let gateway6 = default_bridge_subnet6(config).map(|n| Ipv6Net { addr: n.first_host(), prefix: n.prefix });
-        let cfg = BridgeConfig { name: config.bridge.clone(), gateway: choose_bip(config)?, gateway6 };
+        let gateway = choose_bip(config)?;
+        config.check_in_bridge_subnet(gateway)?;
+        let cfg = BridgeConfig { name: config.bridge.clone(), gateway, gateway6, mtu: config.default_bridge.mtu };
         sandbox::ensure_bridge(&cfg).map_err(EngineError::from)?;
         *b = Some(cfg.clone());
         Ok(cfg)
@@ -603,7 +681,15 @@ impl Engine {
         }
         // Published on `::` too when the first network, which carries the ports, has IPv6.
         let dual = wanted.first().is_some_and(|w| self.network_has_ipv6(&w.network));
-        let (reservations, ports) = self.reserve_ports(rec, dual)?;
+        // And on its `host_binding_ipv4` (dockerd's `ip` on the default bridge) when given none.
+        let host_default = wanted.first().and_then(|w| {
+            if w.network.predefined {
+                self.net().config.default_bridge.host_ip
+            } else {
+                crate::usernet::host_ip_option(&w.network.options)
+            }
+        });
+        let (reservations, ports) = self.reserve_ports(rec, dual, host_default)?;
         let mut reservations = Some(reservations);
         let mut ports = Some(ports);
         for (i, w) in wanted.into_iter().enumerate() {
@@ -622,6 +708,15 @@ impl Engine {
             self.endpoint_event(&ep, "connect");
         }
         Ok(())
+    }
+
+    /// The MTU of a network's interfaces: dockerd's `mtu` on the default bridge, the
+    /// `com.docker.network.driver.mtu` option on a user network; None is the kernel's.
+    fn network_mtu(&self, n: &NetworkRecord) -> Result<Option<u32>, EngineError> {
+        if n.predefined {
+            return Ok(self.net().config.default_bridge.mtu);
+        }
+        crate::usernet::mtu_option(&n.options)
     }
 
     /// Whether containers on the network get IPv6 addresses.
@@ -784,7 +879,8 @@ impl Engine {
                 return Err(EngineError::Invalid(format!("container cannot be connected to the {} network", n.name)));
             }
             let b = self.ensure_default_bridge()?;
-            ("bridge".to_string(), String::new(), b.name.clone(), b.gateway, b.gateway.network(), false)
+            let pool = self.net().config.default_bridge.fixed_cidr.unwrap_or(b.gateway.network());
+            ("bridge".to_string(), String::new(), b.name.clone(), b.gateway, pool, false)
         } else {
             let gw = n.gateway_net().ok_or_else(|| EngineError::Internal(format!("network {}: bad subnet", n.name)))?;
             if !std::path::Path::new(&format!("/sys/class/net/{}", n.bridge)).exists() {
@@ -818,6 +914,19 @@ impl Engine {
         // Seven hex digits of the id leave room for `_<index>` in the kernel's 15 bytes.
         let short = rec.id.get(..7).unwrap_or(&rec.id);
         let veth = if index == 0 { format!("veth{short}") } else { format!("veth{short}_{index}") };
+        let mtu = self.network_mtu(n)?;
+        if let Some(m) = mtu.filter(|m| !MTU_RANGE.contains(m)) {
+            return Err(EngineError::Invalid(format!(
+                "failed to create endpoint {} on network {net_name}: failed to set MTU {m} on host interface {veth}: \
+                 invalid argument",
+                rec.name
+            )));
+        }
+        // The route out: the bridge's address, or dockerd's `default-gateway` on the default bridge.
+        let route_via = match self.net().config.default_bridge.default_gateway {
+            Some(g) if n.predefined => g,
+            _ => gateway.addr,
+        };
         let key = endpoint_key(&rec.id, if net_id.is_empty() { &net_name } else { &net_id });
         let opts = &rec.host_config.net;
         let (ip, routed, mac, ip6, routed6) = {
@@ -946,10 +1055,11 @@ impl Engine {
             veth: veth.clone(),
             ip,
             prefix: gateway.prefix,
-            gateway: if routed { Some(gateway.addr) } else { None },
+            gateway: if routed { Some(route_via) } else { None },
             mac,
             ip6: ip6.zip(gw6).map(|(a, g)| Ipv6Net { addr: a, prefix: g.prefix }),
             gateway6: gw6.filter(|_| routed6).map(|g| g.addr),
+            mtu,
         };
         let made = if fresh { sandbox::create(&path, Some(attach)) } else { sandbox::attach(&path, attach, &ifname) };
         if let Err(e) = made {
@@ -978,7 +1088,7 @@ impl Engine {
             netns: path.clone(),
             ip: Some(ip),
             prefix: gateway.prefix,
-            gateway: Some(gateway.addr),
+            gateway: Some(route_via),
             mac: sandbox::format_mac(&mac),
             veth: Some(veth.clone()),
             ports,
@@ -999,8 +1109,23 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether the rules change with this endpoint: it carries published ports, or it is on a
+    /// network without inter-container traffic (whose rules name every veth).
+    fn in_rules(&self, ep: &Endpoint) -> bool {
+        if !ep.ports.is_empty() {
+            return true;
+        }
+        if ep.veth.is_none() {
+            return false;
+        }
+        if ep.network_id.is_empty() {
+            return !self.net().config.default_bridge.icc;
+        }
+        lock(&self.net().networks).get(&ep.network_id).is_some_and(|n| !crate::usernet::icc_option(&n.options))
+    }
+
     fn record_endpoint(&self, ep: Endpoint, res: Option<Vec<Reservation>>) -> Result<(), EngineError> {
-        let has_ports = !ep.ports.is_empty();
+        let has_ports = self.in_rules(&ep);
         let key = ep.key();
         let id = ep.container.clone();
         if let Err(e) = self.inner.db.write(|tx| tx.put(Table::Endpoints, &key, &ep)) {
@@ -1031,6 +1156,7 @@ impl Engine {
         &self,
         rec: &ContainerRecord,
         dual: bool,
+        host_default: Option<Ipv4Addr>,
     ) -> Result<(Vec<Reservation>, Vec<PublishedPort>), EngineError> {
         let hc = &rec.host_config;
         let mut wanted: Vec<(String, PortBinding)> = Vec::new();
@@ -1056,7 +1182,7 @@ impl Engine {
             let cport = if cport.contains('/') { cport } else { format!("{cport}/tcp") };
             let invalid = || EngineError::Invalid(format!("invalid host IP: {}", b.host_ip));
             let host_ip: IpAddr = if b.host_ip.is_empty() {
-                IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+                IpAddr::V4(host_default.unwrap_or(Ipv4Addr::UNSPECIFIED))
             } else {
                 match b.host_ip.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
                     // IPv6 host addresses only for a container that has IPv6 (no proxy to IPv4).
@@ -1075,7 +1201,7 @@ impl Engine {
                     EngineError::Conflict(format!("Bind for {ip}:{port} failed: port is already allocated ({e})"))
                 }
             };
-            let also_v6 = dual && b.host_ip.is_empty();
+            let also_v6 = dual && b.host_ip.is_empty() && host_default.is_none();
             let any6 = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
             let mut tries = 0;
             loop {
@@ -1120,31 +1246,46 @@ impl Engine {
         // Held from the snapshot to the write: the last write is of the newest state.
         let _writing = lock(&self.net().apply_lock);
         let mut rules = Ruleset::default();
-        if let Some(bridge) = lock(&self.net().bridge).clone() {
+        let defaults = &self.net().config.default_bridge;
+        let default_bridge = lock(&self.net().bridge).clone();
+        // The veths of each network (the default bridge's under ""), for those without icc.
+        let mut members: HashMap<String, Vec<String>> = HashMap::new();
+        for ep in lock(&self.net().state).endpoints.values() {
+            if let Some(v) = &ep.veth {
+                members.entry(ep.network_id.clone()).or_default().push(v.clone());
+            }
+        }
+        if let Some(bridge) = &default_bridge {
             rules.networks.push(NetRules {
                 bridge: bridge.name.clone(),
                 subnet: bridge.gateway,
                 subnet6: bridge.gateway6,
                 internal: false,
-                masquerade: true,
+                masquerade: defaults.masquerade,
+                icc: defaults.icc,
+                members: members.remove("").unwrap_or_default(),
             });
         }
         for n in lock(&self.net().networks).values() {
             let Some(gw) = n.gateway_net() else { continue };
-            let masquerade =
-                n.options.get("com.docker.network.bridge.enable_ip_masquerade").is_none_or(|v| v != "false");
             rules.networks.push(NetRules {
                 bridge: n.bridge.clone(),
                 subnet: gw,
                 subnet6: n.gateway6_net(),
                 internal: n.internal,
-                masquerade,
+                masquerade: crate::usernet::masquerade_option(&n.options),
+                icc: crate::usernet::icc_option(&n.options),
+                members: members.remove(&n.id).unwrap_or_default(),
             });
+        }
+        if let (Some(bridge), false) = (&default_bridge, defaults.icc) {
+            rules.links = self.link_rules(&bridge.name);
         }
         if rules.networks.is_empty() {
             // The last network went (compose's `down` with no default-bridge container ever
             // started): its masquerade rules must not outlive it.
             self.remove_ip6_table();
+            self.remove_bridge_table();
             return wharf_network::nft::delete_table(&self.net().table).map_err(EngineError::from);
         }
         for ep in lock(&self.net().state).endpoints.values() {
@@ -1170,11 +1311,43 @@ impl Engine {
         if has_ipv6 {
             self.net().ip6_table.store(true, Ordering::SeqCst);
         }
+        let has_bridge = rules.has_bridge_rules();
+        if has_bridge {
+            self.net().bridge_table.store(true, Ordering::SeqCst);
+        }
         rules.apply(&self.net().table).map_err(EngineError::from)?;
         if !has_ipv6 {
             self.remove_ip6_table();
         }
+        if !has_bridge {
+            self.remove_bridge_table();
+        }
         Ok(())
+    }
+
+    /// What legacy links open on the default bridge without `icc`: for each running container
+    /// on it that links another one there, the linked container's exposed ports, as dockerd.
+    fn link_rules(&self, bridge: &str) -> Vec<LinkRule> {
+        let on_bridge: HashMap<String, Ipv4Addr> = lock(&self.net().state)
+            .endpoints
+            .values()
+            .filter(|e| e.network_id.is_empty() && e.network == "bridge")
+            .filter_map(|e| Some((e.container.clone(), e.ip?)))
+            .collect();
+        let mut out = Vec::new();
+        for (id, client) in &on_bridge {
+            let Ok(rec) = self.find_container(id) else { continue };
+            for (name, _) in rec.host_config.net.links.iter().filter_map(|l| parse_link(l)) {
+                let Ok(target) = self.find_container(&name) else { continue };
+                let Some(server) = on_bridge.get(&target.id) else { continue };
+                for p in &target.config.exposed_ports {
+                    let Ok((port, proto)) = parse_port_proto(p) else { continue };
+                    out.push(LinkRule { bridge: bridge.to_string(), client: *client, server: *server, proto, port });
+                }
+            }
+        }
+        out.sort_by(|a, b| (a.client, a.server, a.port, &a.proto).cmp(&(b.client, b.server, b.port, &b.proto)));
+        out
     }
 
     /// Removes the `ip6` table when it may be there (no network needs it any more). Best
@@ -1182,6 +1355,15 @@ impl Engine {
     fn remove_ip6_table(&self) {
         if self.net().ip6_table.swap(false, Ordering::SeqCst) {
             if let Err(e) = wharf_network::nft::delete_table6(&self.net().table) {
+                log::debug!("{e}");
+            }
+        }
+    }
+
+    /// Removes the `bridge` table when it may be there (no network without icc any more).
+    fn remove_bridge_table(&self) {
+        if self.net().bridge_table.swap(false, Ordering::SeqCst) {
+            if let Err(e) = wharf_network::nft::delete_table_bridge(&self.net().table) {
                 log::debug!("{e}");
             }
         }
@@ -1230,7 +1412,7 @@ impl Engine {
                 first.get_or_insert(e.into());
             }
         }
-        if eps.iter().any(|e| !e.ports.is_empty()) {
+        if eps.iter().any(|e| self.in_rules(e)) {
             if let Err(e) = self.apply_rules() {
                 first.get_or_insert(e);
             }
@@ -1340,11 +1522,11 @@ impl Engine {
         if let Err(e) = r {
             first.get_or_insert(e.into());
         }
-        if !ep.ports.is_empty() {
-            if rest.is_empty() {
-                // No interface left to carry them: the ports are free again.
-                lock(&self.net().state).reservations.remove(&rec.id);
-            }
+        if !ep.ports.is_empty() && rest.is_empty() {
+            // No interface left to carry them: the ports are free again.
+            lock(&self.net().state).reservations.remove(&rec.id);
+        }
+        if self.in_rules(&ep) {
             if let Err(e) = self.apply_rules() {
                 first.get_or_insert(e);
             }
@@ -1441,6 +1623,7 @@ impl Engine {
         } else {
             // A table left by a daemon before this one, whose networks are all gone.
             self.remove_ip6_table();
+            self.remove_bridge_table();
         }
         Ok(())
     }
@@ -1469,6 +1652,7 @@ impl Engine {
                 log::warn!("{e}");
             }
             self.remove_ip6_table();
+            self.remove_bridge_table();
         }
         if let Err(e) = sandbox::remove_bridge(&self.net().config.bridge) {
             log::warn!("{e}");

@@ -21,6 +21,70 @@ pub const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];
 
 /// Docker's option naming the bridge device of a network.
 const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
+const OPT_MTU: &str = "com.docker.network.driver.mtu";
+const OPT_ICC: &str = "com.docker.network.bridge.enable_icc";
+const OPT_MASQUERADE: &str = "com.docker.network.bridge.enable_ip_masquerade";
+const OPT_HOST_IP: &str = "com.docker.network.bridge.host_binding_ipv4";
+
+/// A bridge option's value as dockerd parses it, with its message for one it cannot.
+fn parse_option<T>(
+    options: &BTreeMap<String, String>,
+    key: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Option<T>, EngineError> {
+    match options.get(key) {
+        None => Ok(None),
+        Some(v) => {
+            parse(v).map(Some).map_err(|why| EngineError::Invalid(format!("failed to parse {key} value: {v} ({why})")))
+        }
+    }
+}
+
+fn parse_bool(v: &str) -> Result<bool, String> {
+    // Go's strconv.ParseBool, which dockerd uses.
+    match v {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(format!("strconv.ParseBool: parsing {v:?}: invalid syntax")),
+    }
+}
+
+/// `com.docker.network.driver.mtu`: None without it or at 0 (the kernel's 1500). A value out of
+/// a veth's range is taken, as dockerd takes it, and refused when an endpoint is made.
+pub(crate) fn mtu_option(options: &BTreeMap<String, String>) -> Result<Option<u32>, EngineError> {
+    let mtu = parse_option(options, OPT_MTU, |v| {
+        v.parse::<i64>().map_err(|_| format!("strconv.Atoi: parsing {v:?}: invalid syntax"))
+    })?;
+    Ok(mtu.filter(|m| *m != 0).map(|m| u32::try_from(m).unwrap_or(u32::MAX)))
+}
+
+/// `com.docker.network.bridge.enable_icc`: containers may reach each other (default true).
+pub(crate) fn icc_option(options: &BTreeMap<String, String>) -> bool {
+    parse_option(options, OPT_ICC, parse_bool).ok().flatten().unwrap_or(true)
+}
+
+/// `com.docker.network.bridge.enable_ip_masquerade` (default true).
+pub(crate) fn masquerade_option(options: &BTreeMap<String, String>) -> bool {
+    parse_option(options, OPT_MASQUERADE, parse_bool).ok().flatten().unwrap_or(true)
+}
+
+/// `com.docker.network.bridge.host_binding_ipv4`: the address ports published without one
+/// bind; None for every address.
+pub(crate) fn host_ip_option(options: &BTreeMap<String, String>) -> Option<Ipv4Addr> {
+    parse_option(options, OPT_HOST_IP, |v| v.parse::<Ipv4Addr>().map_err(|_| "nil ip".to_string()))
+        .ok()
+        .flatten()
+        .filter(|a| !a.is_unspecified())
+}
+
+/// Refuses, as dockerd does at `network create`, a bridge option it cannot parse.
+fn check_options(options: &BTreeMap<String, String>) -> Result<(), EngineError> {
+    mtu_option(options)?;
+    parse_option(options, OPT_ICC, parse_bool)?;
+    parse_option(options, OPT_MASQUERADE, parse_bool)?;
+    parse_option(options, OPT_HOST_IP, |v| v.parse::<Ipv4Addr>().map(|_| ()).map_err(|_| "nil ip".to_string()))?;
+    Ok(())
+}
 
 /// A network as stored and as shown by `network inspect`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,6 +249,18 @@ fn parse_net(what: &str, s: &str) -> Result<Ipv4Net, EngineError> {
 }
 
 /// A stable id for a predefined network, derived from its name and the daemon's bridge.
+/// The default bridge's options as dockerd shows them, from its settings.
+fn default_bridge_options(bridge: &str, o: &crate::network::DefaultBridgeOptions) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("com.docker.network.bridge.default_bridge".to_string(), "true".to_string()),
+        (OPT_ICC.to_string(), o.icc.to_string()),
+        (OPT_MASQUERADE.to_string(), o.masquerade.to_string()),
+        (OPT_HOST_IP.to_string(), o.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED).to_string()),
+        (OPT_BRIDGE_NAME.to_string(), bridge.to_string()),
+        (OPT_MTU.to_string(), o.mtu.unwrap_or(1500).to_string()),
+    ])
+}
+
 fn predefined_id(name: &str, bridge: &str) -> String {
     wharf_types::Digest::of(format!("wharf predefined network {name} {bridge}").as_bytes()).hex().to_string()
 }
@@ -193,6 +269,7 @@ impl Engine {
     /// The predefined networks as records.
     fn predefined_networks(&self) -> Vec<NetworkRecord> {
         let bridge = self.inner.config.network.bridge.clone();
+        let opts = &self.inner.config.network.default_bridge;
         let default_gw = self.default_bridge_gateway();
         let default_v6 = crate::network::default_bridge_subnet6(&self.inner.config.network);
         PREDEFINED
@@ -208,22 +285,21 @@ impl Engine {
                     subnet: default_gw.filter(|_| is_bridge).map(|g| g.network().to_string()).unwrap_or_default(),
                     gateway: default_gw.filter(|_| is_bridge).map(|g| g.addr.to_string()).unwrap_or_default(),
                     show_gateway: true,
-                    ip_range: None,
+                    ip_range: opts.fixed_cidr.filter(|_| is_bridge).map(|c| c.network().to_string()),
                     internal: false,
                     attachable: false,
                     labels: BTreeMap::new(),
-                    options: if is_bridge {
-                        BTreeMap::from([(OPT_BRIDGE_NAME.to_string(), bridge.clone())])
-                    } else {
-                        BTreeMap::new()
-                    },
+                    options: if is_bridge { default_bridge_options(&bridge, opts) } else { BTreeMap::new() },
                     bridge: if is_bridge { bridge.clone() } else { String::new() },
                     predefined: true,
                     enable_ipv6: is_bridge && default_v6.is_some(),
                     subnet6: default_v6.filter(|_| is_bridge).map(|n| n.to_string()),
                     gateway6: None,
                     ip_range6: None,
-                    aux_addresses: BTreeMap::new(),
+                    aux_addresses: match opts.default_gateway {
+                        Some(g) if is_bridge => BTreeMap::from([("DefaultGatewayIPv4".to_string(), g.to_string())]),
+                        _ => BTreeMap::new(),
+                    },
                     ipam_options: BTreeMap::new(),
                 }
             })
@@ -292,6 +368,7 @@ impl Engine {
                 "plugin \"{driver}\" not found: only the bridge driver is supported"
             )));
         }
+        check_options(&req.options)?;
         let _guard = lock(&self.inner.network.create_lock);
         if PREDEFINED.contains(&req.name.as_str()) || req.name == "default" {
             return Err(EngineError::Forbidden(format!("{} is a pre-defined network and cannot be created", req.name)));
@@ -455,7 +532,7 @@ impl Engine {
     /// The bridge with its gateway address and the DNS server on it.
     pub(crate) fn bring_up_network(&self, rec: &NetworkRecord) -> Result<(), EngineError> {
         let gw = rec.gateway_net().ok_or_else(|| EngineError::Internal(format!("network {}: bad subnet", rec.name)))?;
-        let cfg = BridgeConfig { name: rec.bridge.clone(), gateway: gw, gateway6: rec.gateway6_net() };
+        let cfg = BridgeConfig { name: rec.bridge.clone(), gateway: gw, gateway6: rec.gateway6_net(), mtu: None };
         sandbox::ensure_bridge(&cfg).map_err(EngineError::from)?;
         let subnet: Ipv4Net = gw.network();
         match crate::dns::DnsServer::start(self.clone(), rec.id.clone(), gw.addr, subnet) {

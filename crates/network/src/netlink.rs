@@ -257,7 +257,8 @@ impl Netlink {
     }
 
     /// Creates a veth pair: `host` in this namespace, attached to `master` and up; the peer,
-    /// named `peer`, with `mac`, down, in the namespace `peer_netns` refers to.
+    /// named `peer`, with `mac`, down, in the namespace `peer_netns` refers to. Both ends get
+    /// `mtu` when it is given (the kernel's default, 1500, otherwise).
     pub fn create_veth(
         &self,
         host: &str,
@@ -265,9 +266,13 @@ impl Netlink {
         peer: &str,
         peer_netns: RawFd,
         mac: [u8; 6],
+        mtu: Option<u32>,
     ) -> Result<(), NetlinkError> {
         let mut m = Msg::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, &ifinfomsg(0, IFF_UP, IFF_UP));
         m.attr_str(IFLA_IFNAME, host);
+        if let Some(mtu) = mtu {
+            m.attr_u32(IFLA_MTU, mtu);
+        }
         if master != 0 {
             m.attr_u32(IFLA_MASTER, master);
         }
@@ -281,10 +286,20 @@ impl Netlink {
         m.attr_str(IFLA_IFNAME, peer);
         m.attr_u32(IFLA_NET_NS_FD, peer_netns as u32);
         m.attr(IFLA_ADDRESS, &mac);
+        if let Some(mtu) = mtu {
+            m.attr_u32(IFLA_MTU, mtu);
+        }
         m.end_nest(p);
         m.end_nest(data);
         m.end_nest(li);
         self.request(m, || format!("create veth pair {host}/{peer}"))
+    }
+
+    /// Sets a link's MTU.
+    pub fn set_mtu(&self, index: u32, mtu: u32) -> Result<(), NetlinkError> {
+        let mut m = Msg::new(RTM_NEWLINK, 0, &ifinfomsg(index as i32, 0, 0));
+        m.attr_u32(IFLA_MTU, mtu);
+        self.request(m, || format!("set the MTU of link {index} to {mtu}"))
     }
 
     pub fn set_up(&self, index: u32) -> Result<(), NetlinkError> {

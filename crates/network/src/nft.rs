@@ -63,6 +63,23 @@ pub struct NetRules {
     /// No route out: traffic only between the network's own containers.
     pub internal: bool,
     pub masquerade: bool,
+    /// Containers of the network may talk to each other (`enable_icc`, dockerd's `icc`); when
+    /// not, only what a [`LinkRule`] lets through passes between them.
+    pub icc: bool,
+    /// The host ends of the network's veths, the bridge's ports (read without `icc` only).
+    pub members: Vec<String>,
+}
+
+/// What a legacy link opens between two containers of a bridge without inter-container
+/// traffic, as dockerd does: the linking container (`client`) reaches one exposed port of the
+/// linked one (`server`), and the answers come back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkRule {
+    pub bridge: String,
+    pub client: std::net::Ipv4Addr,
+    pub server: std::net::Ipv4Addr,
+    pub proto: String,
+    pub port: u16,
 }
 
 /// A published port: traffic to `host_ip:host_port` (any local address of the family when
@@ -82,6 +99,7 @@ pub struct PortRule {
 pub struct Ruleset {
     pub networks: Vec<NetRules>,
     pub ports: Vec<PortRule>,
+    pub links: Vec<LinkRule>,
 }
 
 impl Ruleset {
@@ -171,12 +189,49 @@ impl Ruleset {
             s.push_str(&forward_chain(&networks));
             s.push_str("}\n");
         }
+        if networks.iter().any(|n| !n.icc) {
+            s.push_str(&self.bridge_table(table, &networks));
+        }
+        s
+    }
+
+    /// The `bridge` family table: traffic between two ports of a bridge without
+    /// inter-container traffic is dropped, except what a link lets through. dockerd drops it in
+    /// iptables' FORWARD chain, which sees bridged frames only while `br_netfilter` is loaded;
+    /// the bridge family's forward hook sees them always. Ports are named by their veths (the
+    /// kernels here lack `meta ibrname`), so the table follows every endpoint of such a network.
+    fn bridge_table(&self, table: &str, networks: &[&NetRules]) -> String {
+        let mut s = format!("table bridge {table} {{}}\ndelete table bridge {table}\ntable bridge {table} {{\n");
+        s.push_str("  chain forward {\n    type filter hook forward priority 0; policy accept;\n");
+        for n in networks.iter().filter(|n| !n.icc) {
+            let members: Vec<String> =
+                n.members.iter().filter(|m| check_ifname(m).is_ok()).map(|m| format!("\"{m}\"")).collect();
+            if members.len() < 2 {
+                continue;
+            }
+            let on = format!("iifname {{ {set} }} oifname {{ {set} }}", set = members.join(", "));
+            for l in self.links.iter().filter(|l| l.bridge == n.bridge) {
+                if !matches!(l.proto.as_str(), "tcp" | "udp" | "sctp") {
+                    continue;
+                }
+                let (c, v, p, port) = (l.client, l.server, &l.proto, l.port);
+                s.push_str(&format!("    {on} ip saddr {c} ip daddr {v} {p} dport {port} accept\n"));
+                s.push_str(&format!("    {on} ip saddr {v} ip daddr {c} {p} sport {port} accept\n"));
+            }
+            s.push_str(&format!("    {on} ether type {{ ip, ip6 }} drop\n"));
+        }
+        s.push_str("  }\n}\n");
         s
     }
 
     /// Whether the rules need the `ip6` table.
     pub fn has_ipv6(&self) -> bool {
         self.networks.iter().any(|n| n.subnet6.is_some())
+    }
+
+    /// Whether the rules need the `bridge` table (a network without inter-container traffic).
+    pub fn has_bridge_rules(&self) -> bool {
+        self.networks.iter().any(|n| !n.icc && check_ifname(&n.bridge).is_ok())
     }
 
     pub fn apply(&self, table: &str) -> Result<(), NftError> {
@@ -214,6 +269,11 @@ pub fn delete_table(table: &str) -> Result<(), NftError> {
 /// Removes the `ip6` table of that name; a table that is not there is not an error.
 pub fn delete_table6(table: &str) -> Result<(), NftError> {
     run(table, &format!("table ip6 {table} {{}}\ndelete table ip6 {table}\n"))
+}
+
+/// Removes the `bridge` table of that name; a table that is not there is not an error.
+pub fn delete_table_bridge(table: &str) -> Result<(), NftError> {
+    run(table, &format!("table bridge {table} {{}}\ndelete table bridge {table}\n"))
 }
 
 fn run(table: &str, script: &str) -> Result<(), NftError> {
@@ -271,6 +331,8 @@ mod tests {
                     subnet6: Some("fd00:7::1/64".parse().unwrap()),
                     internal: false,
                     masquerade: true,
+                    icc: true,
+                    members: vec![],
                 },
                 NetRules {
                     bridge: "wh1".into(),
@@ -278,6 +340,8 @@ mod tests {
                     subnet6: None,
                     internal: false,
                     masquerade: true,
+                    icc: true,
+                    members: vec![],
                 },
             ],
             ports: vec![
@@ -289,6 +353,7 @@ mod tests {
                 port(Some("::"), IpAddr::V4(Ipv4Addr::new(10, 7, 0, 2)), 8083),
                 port(Some("127.0.0.1"), IpAddr::V6(c6), 8084),
             ],
+            links: vec![],
         };
         assert!(r.has_ipv6());
         let s = r.render("wharf");
@@ -317,6 +382,8 @@ mod tests {
                     subnet6: None,
                     internal: false,
                     masquerade: true,
+                    icc: true,
+                    members: vec![],
                 },
                 NetRules {
                     bridge: "wh1".into(),
@@ -324,6 +391,8 @@ mod tests {
                     subnet6: None,
                     internal: true,
                     masquerade: true,
+                    icc: true,
+                    members: vec![],
                 },
             ],
             ports: vec![PortRule {
@@ -333,6 +402,7 @@ mod tests {
                 container_ip: IpAddr::V4(Ipv4Addr::new(10, 7, 0, 2)),
                 container_port: 80,
             }],
+            links: vec![],
         };
         let s = r.render("wharf");
         assert!(!s.contains("ip6"), "no IPv6 network, no ip6 table: {s}");
@@ -360,9 +430,54 @@ mod tests {
             subnet6: None,
             internal: false,
             masquerade: true,
+            icc: true,
+            members: vec![],
         };
-        let rules = Ruleset { networks: vec![net("ok0"), net("x\";}{")], ports: vec![] };
+        let rules = Ruleset { networks: vec![net("ok0"), net("x\";}{")], ports: vec![], links: vec![] };
         let s = rules.render("t");
         assert!(s.contains("\"ok0\"") && !s.contains("x\";"), "{s}");
+    }
+
+    #[test]
+    fn without_icc_a_bridge_table_drops_what_no_link_opens() {
+        let net = |bridge: &str, icc: bool, members: &[&str]| NetRules {
+            bridge: bridge.into(),
+            subnet: "10.9.0.1/24".parse().unwrap(),
+            subnet6: None,
+            internal: false,
+            masquerade: true,
+            icc,
+            members: members.iter().map(|m| m.to_string()).collect(),
+        };
+        let link = LinkRule {
+            bridge: "wh0".into(),
+            client: Ipv4Addr::new(10, 9, 0, 3),
+            server: Ipv4Addr::new(10, 9, 0, 2),
+            proto: "tcp".into(),
+            port: 80,
+        };
+        let with =
+            Ruleset { networks: vec![net("wh0", true, &["va", "vb"])], ports: vec![], links: vec![link.clone()] };
+        assert!(!with.has_bridge_rules());
+        assert!(!with.render("t").contains("table bridge"));
+        let without = Ruleset {
+            networks: vec![net("wh0", false, &["va", "vb", "v\"x"]), net("wh1", true, &["vc", "vd"])],
+            ports: vec![],
+            links: vec![link],
+        };
+        assert!(without.has_bridge_rules());
+        let s = without.render("t");
+        let (_, bridge) = s.split_once("table bridge t {}\ndelete table bridge t\n").unwrap();
+        let on = "iifname { \"va\", \"vb\" } oifname { \"va\", \"vb\" }";
+        let open = format!("{on} ip saddr 10.9.0.3 ip daddr 10.9.0.2 tcp dport 80 accept");
+        let back = format!("{on} ip saddr 10.9.0.2 ip daddr 10.9.0.3 tcp sport 80 accept");
+        let drop = format!("{on} ether type {{ ip, ip6 }} drop");
+        let (o, b, d) = (bridge.find(&open), bridge.find(&back), bridge.find(&drop));
+        assert!(o.is_some() && b.is_some() && d.is_some() && o < d && b < d, "{bridge}");
+        assert!(!bridge.contains("vc") && !bridge.contains("v\"x"), "{bridge}");
+        nft_accepts(&s);
+        // A network of one container has nothing to drop yet.
+        let alone = Ruleset { networks: vec![net("wh0", false, &["va"])], ports: vec![], links: vec![] };
+        assert!(!alone.render("t").contains("drop\n  }\n}\n"));
     }
 }

@@ -43,6 +43,9 @@ pub struct BridgeConfig {
     pub name: String,
     pub gateway: Ipv4Net,
     pub gateway6: Option<Ipv6Net>,
+    /// The bridge's own MTU (dockerd sets the default bridge's from its `mtu`); None leaves
+    /// the kernel's, which follows the smallest of the bridge's ports.
+    pub mtu: Option<u32>,
 }
 
 /// Makes sure the bridge exists, holds its gateway address and is up; enables forwarding
@@ -51,12 +54,16 @@ pub struct BridgeConfig {
 /// (`net.ipv6.conf.all.forwarding` and `default.forwarding`).
 pub fn ensure_bridge(b: &BridgeConfig) -> Result<(), SandboxError> {
     let nl = Netlink::open()?;
-    match nl.create_bridge(&b.name, None) {
-        Ok(()) => {}
-        Err(e) if e.is_exists() => {}
+    let created = match nl.create_bridge(&b.name, b.mtu) {
+        Ok(()) => true,
+        Err(e) if e.is_exists() => false,
         Err(e) => return Err(e.into()),
-    }
+    };
     let index = link_index(&b.name)?;
+    if let (false, Some(mtu)) = (created, b.mtu) {
+        // A bridge kept from a daemon started with another `mtu`.
+        nl.set_mtu(index, mtu)?;
+    }
     match nl.add_address(index, b.gateway.addr, b.gateway.prefix) {
         Ok(()) => {}
         Err(e) if e.is_exists() => {}
@@ -110,6 +117,8 @@ pub struct Attachment {
     pub ip6: Option<Ipv6Net>,
     /// The IPv6 default route's gateway, when this interface carries it.
     pub gateway6: Option<Ipv6Addr>,
+    /// Both ends' MTU (the network's `com.docker.network.driver.mtu`); None is the kernel's.
+    pub mtu: Option<u32>,
 }
 
 /// The interface's IPv6 address and default route, after its IPv4 ones; run inside the
@@ -166,7 +175,7 @@ pub fn create(path: &Path, attach: Option<Attachment>) -> Result<(), SandboxErro
             // The pair of this container's previous run may still be going with its namespace
             // (`remove` leaves that to the kernel): it is stale, take its name.
             create_taking_name(&host, &a.veth, || {
-                host.create_veth(&a.veth, bridge_index, "eth0", ns.as_raw_fd(), a.mac)
+                host.create_veth(&a.veth, bridge_index, "eth0", ns.as_raw_fd(), a.mac, a.mtu)
             })
             .map_err(|e| e.to_string())?;
             let configure = || -> Result<(), NetlinkError> {
@@ -227,7 +236,9 @@ pub fn attach(path: &Path, a: Attachment, ifname: &str) -> Result<(), SandboxErr
     let bridge_index = link_index(&a.bridge)?;
     let ns = std::fs::File::open(path).map_err(|e| setup(format!("open: {e}")))?;
     // A pair left by an earlier connect whose namespace is gone: stale, take its name.
-    create_taking_name(&host, &a.veth, || host.create_veth(&a.veth, bridge_index, ifname, ns.as_raw_fd(), a.mac))?;
+    create_taking_name(&host, &a.veth, || {
+        host.create_veth(&a.veth, bridge_index, ifname, ns.as_raw_fd(), a.mac, a.mtu)
+    })?;
     let ifname = ifname.to_string();
     let veth = a.veth.clone();
     let configured = netns::run_in(path, move || -> Result<(), NetlinkError> {
@@ -344,10 +355,20 @@ mod tests {
         let pid = std::process::id() % 100000;
         let (b1, b2) = (format!("wha{pid}"), format!("whb{pid}"));
         let (v1, v2) = (format!("vha{pid}"), format!("vhb{pid}"));
-        ensure_bridge(&BridgeConfig { name: b1.clone(), gateway: "10.251.78.1/24".parse().unwrap(), gateway6: None })
-            .unwrap();
-        ensure_bridge(&BridgeConfig { name: b2.clone(), gateway: "10.251.79.1/24".parse().unwrap(), gateway6: None })
-            .unwrap();
+        ensure_bridge(&BridgeConfig {
+            name: b1.clone(),
+            gateway: "10.251.78.1/24".parse().unwrap(),
+            gateway6: None,
+            mtu: None,
+        })
+        .unwrap();
+        ensure_bridge(&BridgeConfig {
+            name: b2.clone(),
+            gateway: "10.251.79.1/24".parse().unwrap(),
+            gateway6: None,
+            mtu: None,
+        })
+        .unwrap();
         let dir = std::env::temp_dir().join(format!("wharf-netns-test2-{pid}"));
         let path = dir.join("ns");
         // Whatever an assertion below leaves is removed on the way out, so a failing run
@@ -375,6 +396,7 @@ mod tests {
             mac: mac_for(ip),
             ip6: None,
             gateway6: None,
+            mtu: None,
         };
         let ip1 = Ipv4Addr::new(10, 251, 78, 2);
         let ip2 = Ipv4Addr::new(10, 251, 79, 2);
@@ -433,6 +455,7 @@ mod tests {
             name: bridge.clone(),
             gateway: "10.251.76.1/24".parse().unwrap(),
             gateway6: Some(gw6),
+            mtu: None,
         })
         .unwrap();
         let ip = Ipv4Addr::new(10, 251, 76, 2);
@@ -447,6 +470,7 @@ mod tests {
             mac: mac_for(ip),
             ip6: Some(Ipv6Net { addr: ip6, prefix: 64 }),
             gateway6: Some(gw6.addr),
+            mtu: None,
         };
         create(&path, Some(a)).unwrap();
         // Binding fails on a tentative address (EADDRNOTAVAIL): this one is not.
@@ -476,7 +500,12 @@ mod tests {
         let pid = std::process::id();
         let bridge = format!("wht{}", pid % 100000);
         let veth = format!("vht{}", pid % 100000);
-        let b = BridgeConfig { name: bridge.clone(), gateway: "10.251.77.1/24".parse().unwrap(), gateway6: None };
+        let b = BridgeConfig {
+            name: bridge.clone(),
+            gateway: "10.251.77.1/24".parse().unwrap(),
+            gateway6: None,
+            mtu: Some(1400),
+        };
         ensure_bridge(&b).unwrap();
         let dir = std::env::temp_dir().join(format!("wharf-netns-test-{pid}"));
         let path = dir.join("ns");
@@ -490,10 +519,13 @@ mod tests {
             mac: mac_for(ip),
             ip6: None,
             gateway6: None,
+            mtu: Some(1400),
         };
         create(&path, Some(a)).unwrap();
         assert!(netns::is_mounted(&path));
         assert!(link_index(&veth).is_ok());
+        let mtu = std::fs::read_to_string(format!("/sys/class/net/{veth}/mtu")).unwrap_or_default();
+        assert_eq!(mtu.trim(), "1400");
         let inside =
             netns::run_in(&path, || std::fs::read_to_string("/proc/thread-self/net/route").unwrap_or_default())
                 .unwrap();

@@ -68,6 +68,24 @@ pub struct Flags {
     /// Write nftables rules (masquerade, published ports): true or false
     #[arg(long = "iptables")]
     pub iptables: Option<bool>,
+    /// MTU of the default bridge and its containers' interfaces (default 1500)
+    #[arg(long = "mtu")]
+    pub mtu: Option<i64>,
+    /// Let containers on the default bridge reach each other (default true; without it only links do)
+    #[arg(long = "icc", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub icc: Option<bool>,
+    /// The host address ports published on the default bridge without one bind (default 0.0.0.0)
+    #[arg(long = "ip")]
+    pub ip: Option<String>,
+    /// Masquerade the default bridge's outgoing traffic (default true)
+    #[arg(long = "ip-masq", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub ip_masq: Option<bool>,
+    /// Give containers on the default bridge addresses from this subnet of bip's, as 172.17.1.0/24
+    #[arg(long = "fixed-cidr")]
+    pub fixed_cidr: Option<String>,
+    /// Default route of containers on the default bridge, an address of its subnet
+    #[arg(long = "default-gateway")]
+    pub default_gateway: Option<String>,
     /// Run containers in user namespaces: default, user, user:group or uid:gid
     #[arg(long = "userns-remap")]
     pub userns_remap: Option<String>,
@@ -204,6 +222,12 @@ pub(crate) struct FileConfig {
     bridge: Option<String>,
     bip: Option<String>,
     iptables: Option<bool>,
+    mtu: Option<i64>,
+    icc: Option<bool>,
+    ip: Option<String>,
+    ip_masq: Option<bool>,
+    fixed_cidr: Option<String>,
+    default_gateway: Option<String>,
     log_driver: Option<String>,
     /// json-file options every container gets unless it sets its own (`max-size`, `max-file`).
     log_opts: Option<BTreeMap<String, String>>,
@@ -316,6 +340,8 @@ pub struct DaemonConfig {
     /// The default bridge's IPv6: `ipv6` and `fixed-cidr-v6`.
     pub ipv6: bool,
     pub fixed_cidr_v6: Option<String>,
+    /// `mtu`, `icc`, `ip`, `ip-masq`, `fixed-cidr` and `default-gateway`.
+    pub default_bridge: wharf_engine::DefaultBridgeOptions,
     /// One line per accepted-but-not-honoured key, logged at start.
     pub warnings: Vec<String>,
     /// The proxy settings of the flags or the file, each replacing the environment's.
@@ -366,6 +392,7 @@ impl DaemonConfig {
         // These borrow the file before the fields below move out of it.
         let container_defaults = container_defaults(flags, &file)?;
         let tls = tls_config(flags, &file)?;
+        let default_bridge = default_bridge_options(flags, &file)?;
         let log_level = flags.log_level.clone().or(file.log_level).unwrap_or_else(|| {
             if flags.debug || file.debug == Some(true) {
                 "debug".into()
@@ -412,9 +439,15 @@ impl DaemonConfig {
         let iptables = flags.iptables.or(file.iptables).unwrap_or(true);
         let ipv6 = flags.ipv6.or(file.ipv6).unwrap_or(false);
         let fixed_cidr_v6 = flags.fixed_cidr_v6.clone().or(file.fixed_cidr_v6).filter(|c| !c.is_empty());
-        wharf_engine::NetworkConfig { ipv6, fixed_cidr_v6: fixed_cidr_v6.clone(), ..Default::default() }
-            .check()
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        wharf_engine::NetworkConfig {
+            bip: bip.clone(),
+            ipv6,
+            fixed_cidr_v6: fixed_cidr_v6.clone(),
+            default_bridge: default_bridge.clone(),
+            ..Default::default()
+        }
+        .check()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
         if let Some(d) = flags.log_driver.as_deref().or(file.log_driver.as_deref()).filter(|d| *d != "json-file") {
             bail!("log-driver {d:?} is not supported: wharf writes json-file logs only");
         }
@@ -519,6 +552,7 @@ impl DaemonConfig {
             )?,
             ipv6,
             fixed_cidr_v6,
+            default_bridge,
             warnings: Vec::new(),
             http_proxy,
             https_proxy,
@@ -526,6 +560,51 @@ impl DaemonConfig {
         })
     }
 }
+/// dockerd's settings of the default bridge, each flag replacing the file's key.
+fn default_bridge_options(flags: &Flags, file: &FileConfig) -> anyhow::Result<wharf_engine::DefaultBridgeOptions> {
+    let mtu = match flags.mtu.or(file.mtu) {
+        None | Some(0) => None,
+        Some(m) => match u32::try_from(m) {
+            Ok(m) => Some(m),
+            Err(_) => bail!("invalid mtu {m}: it must be from 68 to 65535 (0 for the default, 1500)"),
+        },
+    };
+    let host_ip = match flags.ip.clone().or(file.ip.clone()).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => match s.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(a)) => Some(a).filter(|a| !a.is_unspecified()),
+            Ok(std::net::IpAddr::V6(_)) => {
+                bail!("ip {s:?} is not supported: wharf binds ports published on the default bridge to an IPv4 address")
+            }
+            Err(_) => bail!("invalid ip {s:?}: an IPv4 address, as 127.0.0.1"),
+        },
+    };
+    let fixed_cidr = match flags.fixed_cidr.clone().or(file.fixed_cidr.clone()).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(c) => Some(
+            c.parse::<wharf_engine::Ipv4Net>()
+                .map_err(|_| anyhow::anyhow!("invalid fixed-cidr {c:?}: an IPv4 subnet, as 172.17.1.0/24"))?
+                .network(),
+        ),
+    };
+    let default_gateway = match flags.default_gateway.clone().or(file.default_gateway.clone()).filter(|s| !s.is_empty())
+    {
+        None => None,
+        Some(g) => Some(
+            g.parse::<std::net::Ipv4Addr>()
+                .map_err(|_| anyhow::anyhow!("invalid default-gateway {g:?}: an IPv4 address"))?,
+        ),
+    };
+    Ok(wharf_engine::DefaultBridgeOptions {
+        mtu,
+        icc: flags.icc.or(file.icc).unwrap_or(true),
+        host_ip,
+        masquerade: flags.ip_masq.or(file.ip_masq).unwrap_or(true),
+        fixed_cidr,
+        default_gateway,
+    })
+}
+
 /// dns, ulimits, shm size, init, no-new-privileges, seccomp and cgroupns for containers that
 /// set none; flags replace the file's lists, as dockerd's do.
 fn container_defaults(flags: &Flags, file: &FileConfig) -> anyhow::Result<wharf_engine::ContainerDefaults> {
@@ -808,13 +887,44 @@ mod tests {
         assert!(cfg.warnings.iter().any(|w| w.contains("storage-driver")));
         assert!(cfg.warnings.iter().any(|w| w.contains("userland-proxy")));
         assert_eq!(cfg.container_defaults.dns, vec!["192.0.2.1".to_string()]);
-        let e = DaemonConfig::parse(&flags, br#"{"icc": false, "graph": "/x", "selinux-enabled": false}"#)
+        let e = DaemonConfig::parse(&flags, br#"{"ip-forward": false, "graph": "/x", "selinux-enabled": false}"#)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("\"icc\"") && e.contains("\"graph\"") && !e.contains("selinux"), "{e}");
+        assert!(e.contains("\"ip-forward\"") && e.contains("\"graph\"") && !e.contains("selinux"), "{e}");
         let flags = Flags::from_args(["wharfd", "--storage-driver", "zfs"].map(String::from).to_vec()).unwrap();
         let e = DaemonConfig::parse(&flags, b"{}").unwrap_err().to_string();
         assert!(e.contains("--storage-driver") && e.contains("zfs"), "{e}");
+    }
+
+    #[test]
+    fn default_bridge_settings_from_file_and_flags() {
+        let flags = Flags::from_args(["wharfd", "--icc=false", "--mtu", "1400"].map(String::from).to_vec()).unwrap();
+        let raw = br#"{"icc": true, "mtu": 9000, "ip": "127.0.0.1", "ip-masq": false, "bip": "10.66.0.1/24",
+                      "fixed-cidr": "10.66.0.128/25", "default-gateway": "10.66.0.254"}"#;
+        let b = DaemonConfig::parse(&flags, raw).unwrap().default_bridge;
+        let want = wharf_engine::DefaultBridgeOptions {
+            mtu: Some(1400),
+            icc: false,
+            host_ip: Some(std::net::Ipv4Addr::new(127, 0, 0, 1)),
+            masquerade: false,
+            fixed_cidr: Some("10.66.0.128/25".parse().unwrap()),
+            default_gateway: Some(std::net::Ipv4Addr::new(10, 66, 0, 254)),
+        };
+        assert_eq!(b, want);
+        let none = Flags::parse_from(["wharfd"]);
+        let d = DaemonConfig::parse(&none, br#"{"mtu": 0, "ip": "0.0.0.0"}"#).unwrap().default_bridge;
+        assert_eq!(d, wharf_engine::DefaultBridgeOptions::default());
+        for (bad, says) in [
+            (&br#"{"mtu": 40}"#[..], "mtu 40"),
+            (br#"{"mtu": -1}"#, "mtu -1"),
+            (br#"{"ip": "localhost"}"#, "ip"),
+            (br#"{"fixed-cidr": "10.1.0.0"}"#, "fixed-cidr"),
+            (br#"{"bip": "10.66.0.1/24", "fixed-cidr": "10.67.0.0/24"}"#, "not inside"),
+            (br#"{"bip": "10.66.0.1/24", "default-gateway": "10.67.0.1"}"#, "DefaultGatewayIPv4:10.67.0.1"),
+        ] {
+            let e = DaemonConfig::parse(&none, bad).unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
+        }
     }
 
     #[test]

@@ -176,54 +176,12 @@ pub const KEYS: &[Key] = &[
             "ip-forward-no-drop: wharf never sets the FORWARD chain's policy; its rules live in its own nftables table",
         ),
     ),
-    flag(
-        "ip-masq",
-        "ip-masq",
-        Bool,
-        Only { values: &["true"], warn: None, why: "wharf always masquerades its bridges' outgoing traffic" },
-    ),
-    flag(
-        "icc",
-        "icc",
-        Bool,
-        Only {
-            values: &["true"],
-            warn: None,
-            why: "containers on a wharf bridge can always reach each other: icc=false is not implemented",
-        },
-    ),
-    flag(
-        "ip",
-        "ip",
-        Value,
-        Only {
-            values: &["0.0.0.0"],
-            warn: None,
-            why: "ports published without an address bind every address; another default is not implemented",
-        },
-    ),
-    flag(
-        "mtu",
-        "mtu",
-        Value,
-        Only {
-            values: &["1500", "0"],
-            warn: None,
-            why: "wharf's bridges and veths use an MTU of 1500; another is not implemented",
-        },
-    ),
-    flag(
-        "fixed-cidr",
-        "fixed-cidr",
-        Value,
-        Refused("not implemented: containers of the default bridge get addresses from all of bip's subnet"),
-    ),
-    flag(
-        "default-gateway",
-        "default-gateway",
-        Value,
-        Refused("not implemented: containers' default route is their bridge's address"),
-    ),
+    key("ip-masq", Honoured),
+    key("icc", Honoured),
+    key("ip", Honoured),
+    key("mtu", Honoured),
+    key("fixed-cidr", Honoured),
+    key("default-gateway", Honoured),
     key("ipv6", Honoured),
     key("fixed-cidr-v6", Honoured),
     flag("bip6", "bip6", Value, Warned(IPV6_PARTLY)),
@@ -450,8 +408,9 @@ mod tests {
         assert!(check("storage-driver", &json!("overlay2")).unwrap().is_some());
         let e = check("storage-driver", &json!("btrfs")).unwrap_err();
         assert!(e.contains("storage-driver") && e.contains("btrfs"), "{e}");
-        assert_eq!(check("icc", &json!(true)), Ok(None));
-        assert!(check("icc", &json!(false)).unwrap_err().contains("icc"));
+        assert_eq!(check("icc", &json!(false)), Ok(None));
+        assert_eq!(check("ip-forward", &json!(true)), Ok(None));
+        assert!(check("ip-forward", &json!(false)).unwrap_err().contains("ip_forward"));
         assert_eq!(check("runtimes", &json!({})), Ok(None));
         assert!(check("runtimes", &json!({"crun": {"path": "/usr/bin/crun"}})).is_err());
         assert!(check("graph", &json!("/x")).unwrap_err().contains("data-root"));
@@ -459,25 +418,32 @@ mod tests {
         assert_eq!(check("ipv6", &json!(true)), Ok(None));
         assert!(check("ip6tables", &json!(true)).unwrap().unwrap().contains("IPv6"));
         assert!(check("no-such-key", &json!(1)).unwrap_err().contains("no-such-key"));
-        assert_eq!(check("mtu", &json!(1500)), Ok(None));
-        assert!(check("mtu", &json!(1400)).is_err());
+        assert_eq!(check("mtu", &json!(1400)), Ok(None));
     }
 
     #[test]
     fn passive_flags_are_taken_out() {
-        let args =
-            ["wharfd", "--live-restore", "-D", "--icc=false", "--storage-driver", "overlay2", "--data-root", "/x"];
+        let args = [
+            "wharfd",
+            "--live-restore",
+            "-D",
+            "--ip-forward=true",
+            "--storage-driver",
+            "overlay2",
+            "--data-root",
+            "/x",
+        ];
         let (rest, found) = passive_flags(args.iter().map(|s| s.to_string()).collect()).unwrap();
         assert_eq!(rest, vec!["wharfd", "-D", "--data-root", "/x"]);
         assert_eq!(
             found,
             vec![
                 ("live-restore", serde_json::json!(true)),
-                ("icc", serde_json::json!(false)),
+                ("ip-forward", serde_json::json!(true)),
                 ("storage-driver", serde_json::json!("overlay2")),
             ]
         );
-        assert!(passive_flags(vec!["wharfd".into(), "--icc=maybe".into()]).is_err());
-        assert!(passive_flags(vec!["wharfd".into(), "--mtu".into()]).is_err());
+        assert!(passive_flags(vec!["wharfd".into(), "--ip-forward=maybe".into()]).is_err());
+        assert!(passive_flags(vec!["wharfd".into(), "--userland-proxy-path".into()]).is_err());
     }
 }

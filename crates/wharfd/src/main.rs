@@ -80,6 +80,7 @@ fn run(flags: Flags) -> anyhow::Result<()> {
             address_pools: cfg.address_pools.clone(),
             ipv6: cfg.ipv6,
             fixed_cidr_v6: cfg.fixed_cidr_v6.clone(),
+            default_bridge: cfg.default_bridge.clone(),
         },
         log_opts: cfg.log_opts.clone(),
         userns_remap,

@@ -689,6 +689,14 @@ impl Daemon {
         }
     }
 
+    /// Starts wharfd again with these extra flags instead of the ones it had (a setting that
+    /// depends on the daemon's own bridge address, say).
+    #[track_caller]
+    pub fn restart_with_args(&mut self, extra_args: Vec<String>) {
+        self.opts.extra_args = extra_args;
+        self.restart();
+    }
+
     /// Restarts wharfd so that it kills itself (`kill -9`) when it reaches the step `point`
     /// (`engine::failpoint`); the next `restart` starts it without.
     #[track_caller]

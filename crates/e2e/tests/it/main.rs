@@ -64,6 +64,7 @@ mod logs;
 mod mirrors;
 mod network;
 mod network_ipv6;
+mod network_options;
 mod network_user;
 mod proxy;
 mod prune;

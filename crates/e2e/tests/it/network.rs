@@ -20,8 +20,9 @@ pub fn leaked_network(bridge: &str) -> Vec<String> {
     let listed = std::process::Command::new("nft").args(["list", "tables"]).output();
     if let Ok(out) = listed {
         let text = String::from_utf8_lossy(&out.stdout);
-        // The ip6 table exists while any of the daemon's networks has IPv6.
-        for family in ["ip", "ip6"] {
+        // The ip6 table exists while any of the daemon's networks has IPv6, the bridge one
+        // while any has no inter-container traffic.
+        for family in ["ip", "ip6", "bridge"] {
             if text.lines().any(|l| l.trim() == format!("table {family} {table}")) {
                 leaks.push(format!("nftables table left behind: {family} {table}"));
                 let _ = std::process::Command::new("nft").args(["delete", "table", family, &table]).status();
