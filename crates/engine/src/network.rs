@@ -2248,6 +2248,38 @@ mod tests {
     }
 
     #[test]
+    fn link_local_addresses_as_dockerd_checks_them() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let ok = |v: &[&str]| parse_link_local(&s(v)).map_err(|e| e.to_string());
+        let ip = |a: &str| a.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            ok(&["169.254.1.2", "fe80::1", "febf::5"]),
+            Ok(vec![(ip("169.254.1.2"), 16), (ip("fe80::1"), 64), (ip("febf::5"), 64)])
+        );
+        assert_eq!(ok(&["::ffff:169.254.0.9"]), Ok(vec![(ip("169.254.0.9"), 16)]));
+        assert!(ok(&["fd00::1", "x"]).unwrap_err().contains("Invalid link-local IP address: [fd00::1 x]"));
+        assert!(ok(&["169.254.1.1", "10.0.0.1"]).unwrap_err().contains("invalid link local IP address: 10.0.0.1"));
+        assert!(ok(&["fec0::1"]).unwrap_err().contains("invalid link local IP address: fec0::1"));
+    }
+
+    #[test]
+    fn the_default_route_goes_by_gw_priority() {
+        let ep = |ifname: &str, prio: i64, routed: bool| {
+            let mut e = Endpoint::loopback_only("c", "n", PathBuf::new());
+            e.ifname = ifname.to_string();
+            e.gw_priority = prio;
+            e.routed = routed;
+            e
+        };
+        let pick = |eps: &[Endpoint]| gateway_choice(eps.iter(), false).map(|e| e.ifname.clone());
+        // The highest; among equals the one holding the route, else the first.
+        assert_eq!(pick(&[ep("eth0", 0, true), ep("eth1", 5, false)]).as_deref(), Some("eth1"));
+        assert_eq!(pick(&[ep("eth0", 0, false), ep("eth1", 0, true)]).as_deref(), Some("eth1"));
+        assert_eq!(pick(&[ep("eth0", 1, false), ep("eth1", 1, false), ep("eth2", -1, true)]).as_deref(), Some("eth0"));
+        assert_eq!(pick(&[]), None);
+    }
+
+    #[test]
     fn add_host_lines() {
         let gw = Some(Ipv4Addr::new(10, 0, 0, 1));
         let cases: &[(&str, Option<&str>)] = &[
