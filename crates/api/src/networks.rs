@@ -34,6 +34,8 @@ pub struct IpamConfigBody {
     ipv4_address: Option<String>,
     #[serde(rename = "IPv6Address")]
     ipv6_address: Option<String>,
+    #[serde(rename = "LinkLocalIPs")]
+    link_local_ips: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -45,6 +47,8 @@ pub struct EndpointBody {
     mac_address: Option<String>,
     links: Option<Vec<String>>,
     driver_opts: Option<BTreeMap<String, String>>,
+    /// API 1.48; taken at any version (the wharf CLI sends it to this 1.45 daemon).
+    gw_priority: Option<i64>,
 }
 
 /// An endpoint's settings as the engine keeps them for `network`.
@@ -58,6 +62,8 @@ fn attach_of(network: String, e: EndpointBody) -> NetAttach {
         links: e.links.unwrap_or_default(),
         mac_address: e.mac_address.filter(|m| !m.is_empty()),
         driver_opts: e.driver_opts.unwrap_or_default(),
+        link_local_ips: ipam.link_local_ips.unwrap_or_default(),
+        gw_priority: e.gw_priority.unwrap_or(0),
     }
 }
 
@@ -97,6 +103,8 @@ pub fn net_options(
         ipv6_address: ipam.ipv6_address.filter(|a| !a.is_empty()),
         mac_address: ep.mac_address.or(mac).filter(|m| !m.is_empty()),
         driver_opts: ep.driver_opts.unwrap_or_default(),
+        link_local_ips: ipam.link_local_ips.unwrap_or_default(),
+        gw_priority: ep.gw_priority.unwrap_or(0),
         dns: hc.dns.unwrap_or_default(),
         dns_search: hc.dns_search.unwrap_or_default(),
         dns_options: hc.dns_options.unwrap_or_default(),
@@ -506,10 +514,15 @@ fn networks_json(ctx: &Ctx, c: &ContainerRecord) -> Value {
     for v in ctx.engine.container_network_views(c) {
         let name = v.network.name.clone();
         let ipam = (v.ipv4_address.as_deref(), v.ipv6_address.as_deref());
-        networks.insert(
-            name,
-            endpoint_json(c, &v.network, &v.aliases, &v.links, &v.driver_opts, ipam, v.endpoint.as_ref()),
-        );
+        let mut entry = endpoint_json(c, &v.network, &v.aliases, &v.links, &v.driver_opts, ipam, v.endpoint.as_ref());
+        if !v.link_local_ips.is_empty() {
+            if !entry["IPAMConfig"].is_object() {
+                entry["IPAMConfig"] = json!({});
+            }
+            entry["IPAMConfig"]["LinkLocalIPs"] = json!(v.link_local_ips);
+        }
+        entry["GwPriority"] = json!(v.gw_priority);
+        networks.insert(name, entry);
     }
     Value::Object(networks)
 }

@@ -89,6 +89,9 @@ pub struct ContainerFlags {
     /// IPv6 address (e.g., 2001:db8::33)
     #[arg(long)]
     pub ip6: Option<String>,
+    /// Container IPv4/IPv6 link-local addresses
+    #[arg(long = "link-local-ip")]
+    pub link_local_ip: Vec<String>,
     /// Container MAC address (e.g., 92:d0:c6:0a:29:33)
     #[arg(long = "mac-address")]
     pub mac_address: Option<String>,
@@ -229,6 +232,8 @@ impl ContainerFlags {
             }
             labels.insert(k.to_string(), v.to_string());
         }
+        let networks: Vec<crate::network::NetworkOpt> =
+            self.network.iter().map(|n| crate::network::NetworkOpt::parse(n)).collect::<Result<_>>()?;
         let memory = self.resources.memory()?;
         let nano_cpus = self.resources.nano_cpus()?;
         let mut resources = self.resources.fields()?;
@@ -286,7 +291,7 @@ impl ContainerFlags {
                 cpu_shares: self.resources.cpu_shares.unwrap_or(0),
                 pids_limit: self.resources.pids_limit,
                 resources,
-                network_mode: self.network.first().cloned().unwrap_or_default(),
+                network_mode: networks.first().map(|n| n.name.clone()).unwrap_or_default(),
                 binds: self.volume.clone(),
                 mounts: self.mount.iter().map(|m| crate::lifecycle::parse_mount(m)).collect::<Result<_>>()?,
                 tmpfs: self
@@ -318,11 +323,15 @@ impl ContainerFlags {
             healthcheck: self.healthcheck()?,
             mac_address: self.mac_address.clone().unwrap_or_default(),
             networking_config: crate::network::networking_config(
-                &self.network,
-                &self.network_alias,
-                self.ip.as_deref(),
-                self.ip6.as_deref(),
-            ),
+                &networks,
+                &crate::network::NetworkOpt {
+                    aliases: self.network_alias.clone(),
+                    ip: self.ip.clone(),
+                    ip6: self.ip6.clone(),
+                    link_local_ips: self.link_local_ip.clone(),
+                    ..Default::default()
+                },
+            )?,
         })
     }
 }

@@ -130,6 +130,12 @@ pub enum NetworkCommand {
         /// Add link to another container
         #[arg(long)]
         link: Vec<String>,
+        /// Add a link-local address for the container
+        #[arg(long = "link-local-ip", value_delimiter = ',')]
+        link_local_ip: Vec<String>,
+        /// Highest gw-priority provides the default gateway. Accepts positive and negative values.
+        #[arg(long = "gw-priority", allow_negative_numbers = true)]
+        gw_priority: Option<i64>,
         network: String,
         container: String,
     },
@@ -357,7 +363,17 @@ fn network(client: &Client, cmd: NetworkCommand) -> Result<()> {
             }
             Ok(())
         }
-        NetworkCommand::Connect { alias, ip, ip6, driver_opt, link, network, container } => {
+        NetworkCommand::Connect {
+            alias,
+            ip,
+            ip6,
+            driver_opt,
+            link,
+            link_local_ip,
+            gw_priority,
+            network,
+            container,
+        } => {
             let mut ep = json!({"Aliases": alias});
             if !link.is_empty() {
                 ep["Links"] = json!(link);
@@ -365,8 +381,11 @@ fn network(client: &Client, cmd: NetworkCommand) -> Result<()> {
             if !driver_opt.is_empty() {
                 ep["DriverOpts"] = json!(driver_opts(&driver_opt)?);
             }
-            if let Some(ipam) = ipam_config(ip.as_deref(), ip6.as_deref()) {
+            if let Some(ipam) = ipam_config(ip.as_deref(), ip6.as_deref(), &link_local_ip) {
                 ep["IPAMConfig"] = ipam;
+            }
+            if let Some(p) = gw_priority {
+                ep["GwPriority"] = json!(p);
             }
             let body = json!({"Container": container, "EndpointConfig": ep});
             client.post(&format!("/networks/{}/connect", wharf_client::path_segment(&network)), Some(&body))?;
@@ -417,8 +436,9 @@ fn port(client: &Client, container: &str, port: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-/// An endpoint's `IPAMConfig` from `--ip` and `--ip6`; none when neither is given.
-fn ipam_config(ip: Option<&str>, ip6: Option<&str>) -> Option<Value> {
+/// An endpoint's `IPAMConfig` from `--ip`, `--ip6` and `--link-local-ip`; none when none is
+/// given.
+fn ipam_config(ip: Option<&str>, ip6: Option<&str>, link_local: &[String]) -> Option<Value> {
     let mut c = serde_json::Map::new();
     if let Some(ip) = ip {
         c.insert("IPv4Address".to_string(), json!(ip));
@@ -426,32 +446,138 @@ fn ipam_config(ip: Option<&str>, ip6: Option<&str>) -> Option<Value> {
     if let Some(ip6) = ip6 {
         c.insert("IPv6Address".to_string(), json!(ip6));
     }
+    if !link_local.is_empty() {
+        c.insert("LinkLocalIPs".to_string(), json!(link_local));
+    }
     (!c.is_empty()).then_some(Value::Object(c))
 }
 
-/// The create body's per-network settings from `run`/`create` flags: `--network-alias`,
-/// `--ip` and `--ip6` go to the first `--network`; further ones are networks the container is
-/// on as well (API 1.44's several `EndpointsConfig`).
-pub fn networking_config(
-    networks: &[String],
-    aliases: &[String],
-    ip: Option<&str>,
-    ip6: Option<&str>,
-) -> Option<Value> {
-    if aliases.is_empty() && ip.is_none() && ip6.is_none() && networks.len() < 2 {
-        return None;
+/// One `--network` of `run`/`create`: a network's name, or the docker CLI's long form of
+/// comma-separated `key=value`s (`name=N,alias=A,ip=..,ip6=..,mac-address=..,link-local-ip=..,
+/// driver-opt=K=V,gw-priority=N`).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct NetworkOpt {
+    pub name: String,
+    pub aliases: Vec<String>,
+    pub ip: Option<String>,
+    pub ip6: Option<String>,
+    pub mac_address: Option<String>,
+    pub link_local_ips: Vec<String>,
+    pub driver_opts: BTreeMap<String, String>,
+    pub gw_priority: i64,
+}
+
+impl NetworkOpt {
+    /// Parses one `--network` value with the docker CLI's checks and messages.
+    pub fn parse(value: &str) -> Result<NetworkOpt> {
+        if !value.contains('=') {
+            return Ok(NetworkOpt { name: value.to_string(), ..Default::default() });
+        }
+        let mut o = NetworkOpt::default();
+        for field in value.split(',') {
+            let Some((key, val)) = field.split_once('=').filter(|(k, _)| !k.trim().is_empty()) else {
+                bail!("invalid field {field}");
+            };
+            let val = val.trim().to_string();
+            match key.trim().to_ascii_lowercase().as_str() {
+                "name" => o.name = val,
+                "alias" => o.aliases.push(val),
+                "ip" => o.ip = Some(val),
+                "ip6" => o.ip6 = Some(val),
+                "mac-address" => o.mac_address = Some(val),
+                "link-local-ip" => o.link_local_ips.push(val),
+                "driver-opt" => {
+                    let (k, v) = val
+                        .split_once('=')
+                        .ok_or_else(|| anyhow!("invalid key value pair format in driver options"))?;
+                    o.driver_opts.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+                }
+                "gw-priority" => {
+                    o.gw_priority = val
+                        .parse()
+                        .map_err(|_| anyhow!("invalid gw-priority: strconv.Atoi: parsing {val:?}: invalid syntax"))?
+                }
+                k => bail!("invalid field key {k}"),
+            }
+        }
+        if o.name.is_empty() {
+            bail!("network name/id is not specified");
+        }
+        Ok(o)
     }
-    let name = networks.first().map(String::as_str).filter(|n| !n.is_empty()).unwrap_or("default");
-    let mut ep = json!({"Aliases": aliases});
-    if let Some(ipam) = ipam_config(ip, ip6) {
-        ep["IPAMConfig"] = ipam;
+
+    /// Whether anything beyond the name is set.
+    fn has_settings(&self) -> bool {
+        *self != NetworkOpt { name: self.name.clone(), ..Default::default() }
     }
+
+    /// The endpoint's settings in a create body (`Aliases` always on the first network).
+    fn endpoint(&self, first: bool) -> Value {
+        let mut ep = json!({});
+        if first || !self.aliases.is_empty() {
+            ep["Aliases"] = json!(self.aliases);
+        }
+        if let Some(ipam) = ipam_config(self.ip.as_deref(), self.ip6.as_deref(), &self.link_local_ips) {
+            ep["IPAMConfig"] = ipam;
+        }
+        if let Some(m) = &self.mac_address {
+            ep["MacAddress"] = json!(m);
+        }
+        if !self.driver_opts.is_empty() {
+            ep["DriverOpts"] = json!(self.driver_opts);
+        }
+        if self.gw_priority != 0 {
+            ep["GwPriority"] = json!(self.gw_priority);
+        }
+        ep
+    }
+}
+
+/// The create body's per-network settings from `run`/`create` flags: `legacy` (the name-less
+/// `--network-alias`, `--ip`, `--ip6` and `--link-local-ip`) goes to the first `--network`,
+/// which must not set them too (the docker CLI's conflicts); further ones are networks the
+/// container is on as well (API 1.44's several `EndpointsConfig`).
+pub fn networking_config(networks: &[NetworkOpt], legacy: &NetworkOpt) -> Result<Option<Value>> {
+    let mut first = networks.first().cloned().unwrap_or_default();
+    let conflict =
+        |flag: &str, what: &str| anyhow!("conflicting options: cannot specify both {flag} and per-network {what}");
+    if !legacy.aliases.is_empty() {
+        if !first.aliases.is_empty() {
+            return Err(conflict("--network-alias", "alias"));
+        }
+        first.aliases = legacy.aliases.clone();
+    }
+    if legacy.ip.is_some() {
+        if first.ip.is_some() {
+            return Err(conflict("--ip", "IPv4 address"));
+        }
+        first.ip = legacy.ip.clone();
+    }
+    if legacy.ip6.is_some() {
+        if first.ip6.is_some() {
+            return Err(conflict("--ip6", "IPv6 address"));
+        }
+        first.ip6 = legacy.ip6.clone();
+    }
+    if !legacy.link_local_ips.is_empty() {
+        if !first.link_local_ips.is_empty() {
+            return Err(conflict("--link-local-ip", "link-local IP addresses"));
+        }
+        first.link_local_ips = legacy.link_local_ips.clone();
+    }
+    if !first.has_settings() && networks.len() < 2 {
+        return Ok(None);
+    }
+    let name = if first.name.is_empty() { "default".to_string() } else { first.name.clone() };
     let mut eps = serde_json::Map::new();
-    eps.insert(name.to_string(), ep);
+    eps.insert(name, first.endpoint(true));
     for n in networks.iter().skip(1) {
-        eps.entry(n.clone()).or_insert_with(|| json!({}));
+        if eps.contains_key(&n.name) {
+            bail!("network {:?} is specified multiple times", n.name);
+        }
+        eps.insert(n.name.clone(), n.endpoint(false));
     }
-    Some(json!({"EndpointsConfig": eps}))
+    Ok(Some(json!({"EndpointsConfig": eps})))
 }
 
 /// The create body's `ExposedPorts` and `HostConfig.PortBindings` from `-p` and `--expose`.
@@ -528,40 +654,65 @@ mod tests {
 
     #[test]
     fn networking_config_table() {
+        let net = |v: &str| NetworkOpt::parse(v).unwrap();
+        let nets = |v: &[&str]| v.iter().map(|x| net(x)).collect::<Vec<_>>();
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        type Case = (Vec<String>, Vec<String>, Option<&'static str>, Option<&'static str>, Option<serde_json::Value>);
-        let cases: &[Case] = &[
-            (s(&["a"]), vec![], None, None, None),
-            (vec![], s(&["x"]), None, None, Some(json!({"EndpointsConfig": {"default": {"Aliases": ["x"]}}}))),
+        let legacy = |aliases: &[&str], ip: Option<&str>, ip6: Option<&str>, ll: &[&str]| NetworkOpt {
+            aliases: s(aliases),
+            ip: ip.map(str::to_string),
+            ip6: ip6.map(str::to_string),
+            link_local_ips: s(ll),
+            ..Default::default()
+        };
+        type Case = (Vec<NetworkOpt>, NetworkOpt, Option<serde_json::Value>);
+        let cases: Vec<Case> = vec![
+            (nets(&["a"]), legacy(&[], None, None, &[]), None),
             (
-                s(&["a", "b"]),
                 vec![],
-                Some("10.0.0.9"),
-                None,
+                legacy(&["x"], None, None, &[]),
+                Some(json!({"EndpointsConfig": {"default": {"Aliases": ["x"]}}})),
+            ),
+            (
+                nets(&["a", "b"]),
+                legacy(&[], Some("10.0.0.9"), None, &[]),
                 Some(
                     json!({"EndpointsConfig": {"a": {"Aliases": [], "IPAMConfig": {"IPv4Address": "10.0.0.9"}}, "b": {}}}),
                 ),
             ),
             (
-                s(&["a"]),
-                vec![],
-                None,
-                Some("fd00::9"),
+                nets(&["a"]),
+                legacy(&[], None, Some("fd00::9"), &[]),
                 Some(json!({"EndpointsConfig": {"a": {"Aliases": [], "IPAMConfig": {"IPv6Address": "fd00::9"}}}})),
             ),
             (
-                s(&["a"]),
-                vec![],
-                Some("10.0.0.9"),
-                Some("fd00::9"),
-                Some(
-                    json!({"EndpointsConfig": {"a": {"Aliases": [], "IPAMConfig": {"IPv4Address": "10.0.0.9", "IPv6Address": "fd00::9"}}}}),
-                ),
+                nets(&["a"]),
+                legacy(&[], Some("10.0.0.9"), Some("fd00::9"), &["169.254.1.1", "fe80::1"]),
+                Some(json!({"EndpointsConfig": {"a": {"Aliases": [], "IPAMConfig": {
+                    "IPv4Address": "10.0.0.9", "IPv6Address": "fd00::9", "LinkLocalIPs": ["169.254.1.1", "fe80::1"]}}}})),
+            ),
+            (
+                nets(&[
+                    "name=a,gw-priority=-2,alias=x,link-local-ip=169.254.0.9",
+                    "name=b,gw-priority=3,driver-opt=K=v",
+                ]),
+                legacy(&[], None, None, &[]),
+                Some(json!({"EndpointsConfig": {
+                    "a": {"Aliases": ["x"], "IPAMConfig": {"LinkLocalIPs": ["169.254.0.9"]}, "GwPriority": -2},
+                    "b": {"DriverOpts": {"k": "v"}, "GwPriority": 3}}})),
             ),
         ];
-        for (nets, aliases, ip, ip6, want) in cases {
-            assert_eq!(&networking_config(nets, aliases, *ip, *ip6), want, "{nets:?}");
+        for (nets, legacy, want) in &cases {
+            assert_eq!(&networking_config(nets, legacy).unwrap(), want, "{nets:?}");
         }
+        let err = |nets: &[NetworkOpt], l: &NetworkOpt| networking_config(nets, l).unwrap_err().to_string();
+        assert_eq!(
+            err(&nets(&["name=a,link-local-ip=169.254.0.9"]), &legacy(&[], None, None, &["169.254.0.8"])),
+            "conflicting options: cannot specify both --link-local-ip and per-network link-local IP addresses"
+        );
+        assert_eq!(err(&nets(&["a", "a"]), &legacy(&[], None, None, &[])), "network \"a\" is specified multiple times");
+        assert_eq!(NetworkOpt::parse("alias=x").unwrap_err().to_string(), "network name/id is not specified");
+        assert_eq!(NetworkOpt::parse("name=a,foo=1").unwrap_err().to_string(), "invalid field key foo");
+        assert!(NetworkOpt::parse("name=a,gw-priority=x").is_err());
     }
 
     #[test]

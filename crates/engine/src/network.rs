@@ -274,6 +274,12 @@ pub struct NetOptions {
     /// The first network's endpoint `DriverOpts`.
     #[serde(default)]
     pub driver_opts: BTreeMap<String, String>,
+    /// `--link-local-ip`: the first network's `IPAMConfig.LinkLocalIPs`.
+    #[serde(default)]
+    pub link_local_ips: Vec<String>,
+    /// The first network's `GwPriority`.
+    #[serde(default)]
+    pub gw_priority: i64,
     /// The networks connected after the one `network_mode` names, in connect order (`network
     /// connect`, further `EndpointsConfig` entries of a create).
     #[serde(default)]
@@ -305,6 +311,12 @@ pub struct NetAttach {
     /// `network connect --driver-opt`: kept and shown (the bridge driver uses none of them).
     #[serde(default)]
     pub driver_opts: BTreeMap<String, String>,
+    /// `network connect --link-local-ip`.
+    #[serde(default)]
+    pub link_local_ips: Vec<String>,
+    /// `network connect --gw-priority`.
+    #[serde(default)]
+    pub gw_priority: i64,
 }
 
 /// The variables of one legacy link (see [`Engine::link_env`]).
@@ -403,6 +415,9 @@ pub struct Endpoint {
     /// Whether the container's IPv6 default route goes through this endpoint's gateway.
     #[serde(default)]
     pub routed6: bool,
+    /// The endpoint's `GwPriority`: the default routes go through the highest.
+    #[serde(default)]
+    pub gw_priority: i64,
 }
 
 impl Endpoint {
@@ -430,6 +445,7 @@ impl Endpoint {
             prefix6: 0,
             gateway6: None,
             routed6: false,
+            gw_priority: 0,
         }
     }
 
@@ -469,6 +485,8 @@ pub struct NetworkView {
     pub links: Vec<String>,
     pub mac_address: Option<String>,
     pub driver_opts: BTreeMap<String, String>,
+    pub link_local_ips: Vec<String>,
+    pub gw_priority: i64,
     /// While the container runs.
     pub endpoint: Option<Endpoint>,
 }
@@ -703,6 +721,7 @@ impl Engine {
                 return Err(e);
             }
         }
+        self.reroute(&rec.id);
         self.start_proxies(&rec.id);
         for ep in self.container_endpoints(&rec.id) {
             self.endpoint_event(&ep, "connect");
@@ -803,6 +822,8 @@ impl Engine {
                     links: hc.net.links.clone(),
                     mac_address: hc.net.mac_address.clone(),
                     driver_opts: hc.net.driver_opts.clone(),
+                    link_local_ips: hc.net.link_local_ips.clone(),
+                    gw_priority: hc.net.gw_priority,
                     endpoint: None,
                 }),
                 Err(e) if strict => return Err(e),
@@ -826,6 +847,8 @@ impl Engine {
                 links: a.links.clone(),
                 mac_address: a.mac_address.clone(),
                 driver_opts: a.driver_opts.clone(),
+                link_local_ips: a.link_local_ips.clone(),
+                gw_priority: a.gw_priority,
                 endpoint: None,
             });
         }
@@ -846,6 +869,8 @@ impl Engine {
                     links: Vec::new(),
                     mac_address: None,
                     driver_opts: BTreeMap::new(),
+                    link_local_ips: Vec::new(),
+                    gw_priority: 0,
                     endpoint: None,
                 });
             }
@@ -910,6 +935,7 @@ impl Engine {
             }
             None => None,
         };
+        let link_local = parse_link_local(&want.link_local_ips)?;
         let ifname = format!("eth{index}");
         // Seven hex digits of the id leave room for `_<index>` in the kernel's 15 bytes.
         let short = rec.id.get(..7).unwrap_or(&rec.id);
@@ -1042,6 +1068,7 @@ impl Engine {
                     prefix6: v6.map(|(g, _, _)| g.prefix).unwrap_or(0),
                     gateway6: v6.filter(|_| ip6.is_some()).map(|(g, _, _)| g.addr),
                     routed6,
+                    gw_priority: want.gw_priority,
                 },
             );
             (ip, routed, mac, ip6, routed6)
@@ -1064,6 +1091,12 @@ impl Engine {
         let made = if fresh { sandbox::create(&path, Some(attach)) } else { sandbox::attach(&path, attach, &ifname) };
         if let Err(e) = made {
             unhold();
+            return Err(EngineError::from(e));
+        }
+        // `--link-local-ip`: further addresses on the interface.
+        if let Err(e) = sandbox::add_addresses(&path, &ifname, &link_local) {
+            unhold();
+            let _ = if fresh { sandbox::remove(&path, Some(&veth)) } else { sandbox::detach(&veth) };
             return Err(EngineError::from(e));
         }
         let mut dns_names = Vec::new();
@@ -1097,6 +1130,7 @@ impl Engine {
             prefix6: gw6.map(|g| g.prefix).unwrap_or(0),
             gateway6: gw6.filter(|_| ip6.is_some()).map(|g| g.addr),
             routed6,
+            gw_priority: want.gw_priority,
         };
         if let Err(e) = self.record_endpoint(ep, reservations) {
             if fresh {
@@ -1440,6 +1474,7 @@ impl Engine {
             self.container_endpoints(&rec.id).iter().filter(|e| e.veth.is_some()).map(|e| e.if_index()).collect();
         let index = (0..).find(|i| !used.contains(i)).unwrap_or(0);
         self.attach_one(rec, want, index, false, Vec::new(), None)?;
+        self.reroute(&rec.id);
         // A namespace that had no network has one now.
         let placeholder = endpoint_key(&rec.id, "");
         if lock(&self.net().state).endpoints.remove(&placeholder).is_some() {
@@ -1480,7 +1515,7 @@ impl Engine {
         }
         let internal = |e: &Endpoint| lock(&self.net().networks).get(&e.network_id).is_some_and(|n| n.internal);
         if ep.routed {
-            if let Some(next) = rest.iter().find(|e| !internal(e)) {
+            if let Some(next) = gateway_choice(rest.iter().filter(|e| !internal(e)), false) {
                 let mut next = changed.iter().find(|c| c.key() == next.key()).cloned().unwrap_or_else(|| next.clone());
                 if let Some(gw) = next.gateway {
                     match sandbox::set_default_route(&ep.netns, &next.ifname, gw) {
@@ -1493,7 +1528,7 @@ impl Engine {
             }
         }
         if ep.routed6 {
-            if let Some(next) = rest.iter().find(|e| e.ip6.is_some() && !internal(e)) {
+            if let Some(next) = gateway_choice(rest.iter().filter(|e| e.ip6.is_some() && !internal(e)), true) {
                 let mut next = changed.iter().find(|c| c.key() == next.key()).cloned().unwrap_or_else(|| next.clone());
                 if let Some(gw) = next.gateway6 {
                     match sandbox::set_default_route6(&ep.netns, &next.ifname, gw) {
@@ -1535,6 +1570,59 @@ impl Engine {
         match first {
             Some(e) => Err(e),
             None => Ok(true),
+        }
+    }
+
+    /// Moves each default route of a running container (IPv4, IPv6) to the endpoint with the
+    /// highest `GwPriority` when the one holding it has a lower one (see [`gateway_choice`]);
+    /// run after a network is attached. A route that cannot move stays where it is.
+    fn reroute(&self, id: &str) {
+        let eps: Vec<Endpoint> = self.container_endpoints(id).into_iter().filter(|e| e.ip.is_some()).collect();
+        let internal = |e: &Endpoint| lock(&self.net().networks).get(&e.network_id).is_some_and(|n| n.internal);
+        let mut changed: Vec<Endpoint> = Vec::new();
+        for v6 in [false, true] {
+            let candidates = eps.iter().filter(|e| !internal(e) && (!v6 || e.ip6.is_some()));
+            let Some(best) = gateway_choice(candidates, v6) else { continue };
+            if if v6 { best.routed6 } else { best.routed } {
+                continue;
+            }
+            let moved = match (v6, best.gateway, best.gateway6) {
+                (false, Some(gw), _) => sandbox::set_default_route(&best.netns, &best.ifname, gw),
+                (true, _, Some(gw)) => sandbox::set_default_route6(&best.netns, &best.ifname, gw),
+                _ => continue,
+            };
+            if let Err(e) = moved {
+                log::warn!("container {id}: default route through {}: {e}", best.ifname);
+                continue;
+            }
+            for e in &eps {
+                let mut e = changed.iter().find(|c| c.key() == e.key()).cloned().unwrap_or_else(|| e.clone());
+                if v6 {
+                    e.routed6 = e.key() == best.key();
+                } else {
+                    e.routed = e.key() == best.key();
+                }
+                changed.retain(|c| c.key() != e.key());
+                changed.push(e);
+            }
+        }
+        if changed.is_empty() {
+            return;
+        }
+        {
+            let mut st = lock(&self.net().state);
+            for c in &changed {
+                st.endpoints.insert(c.key(), c.clone());
+            }
+        }
+        let r = self.inner.db.write(|tx| -> Result<(), wharf_metadata::MetadataError> {
+            for c in &changed {
+                tx.put(Table::Endpoints, &c.key(), c)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = r {
+            log::warn!("container {id}: {e}");
         }
     }
 
@@ -1664,6 +1752,36 @@ impl Engine {
 /// A stored endpoint as this version keeps it, and whether it was written by the previous
 /// version (one record per container, keyed by its id, always `eth0`, routed unless on an
 /// internal network), which must then be stored again under its per-network key.
+/// The endpoint a default route (IPv4, or IPv6 with `v6`) goes through, among `candidates` in
+/// connect order: the highest `GwPriority` (API 1.48); among equals the one holding the route
+/// keeps it, else the first connected.
+fn gateway_choice<'a>(candidates: impl Iterator<Item = &'a Endpoint>, v6: bool) -> Option<&'a Endpoint> {
+    let holds = |e: &Endpoint| if v6 { e.routed6 } else { e.routed };
+    // `min_by_key` keeps the first of equals.
+    candidates.min_by_key(|e| (std::cmp::Reverse(e.gw_priority), !holds(e)))
+}
+
+/// `IPAMConfig.LinkLocalIPs` as dockerd adds them to the interface: IPv4 ones with a /16,
+/// IPv6 ones with a /64. As dockerd 20.10 checks them at the start: first that each is an
+/// address (the message names the whole list), then that each is link-local (169.254.0.0/16,
+/// fe80::/10).
+fn parse_link_local(ips: &[String]) -> Result<Vec<(IpAddr, u8)>, EngineError> {
+    let parsed = ips
+        .iter()
+        .filter(|a| !a.is_empty())
+        .map(|a| a.parse::<IpAddr>().map(|ip| ip.to_canonical()))
+        .collect::<Result<Vec<IpAddr>, _>>()
+        .map_err(|_| EngineError::Invalid(format!("Invalid link-local IP address: [{}]", ips.join(" "))))?;
+    parsed
+        .into_iter()
+        .map(|ip| match ip {
+            IpAddr::V4(a) if a.is_link_local() => Ok((ip, 16)),
+            IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80 => Ok((ip, 64)),
+            _ => Err(EngineError::Invalid(format!("invalid link local IP address: {ip}"))),
+        })
+        .collect()
+}
+
 fn migrate_endpoint(key: &str, mut ep: Endpoint, internal: bool) -> (Endpoint, bool) {
     let (id, legacy) = match key.split_once('/') {
         Some((id, _)) => (id, false),
@@ -2311,6 +2429,38 @@ mod tests {
         for (s, want) in cases {
             assert_eq!(parse_mac(s), want, "{s}");
         }
+    }
+
+    #[test]
+    fn link_local_addresses_as_dockerd_checks_them() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let ok = |v: &[&str]| parse_link_local(&s(v)).map_err(|e| e.to_string());
+        let ip = |a: &str| a.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            ok(&["169.254.1.2", "fe80::1", "febf::5"]),
+            Ok(vec![(ip("169.254.1.2"), 16), (ip("fe80::1"), 64), (ip("febf::5"), 64)])
+        );
+        assert_eq!(ok(&["::ffff:169.254.0.9"]), Ok(vec![(ip("169.254.0.9"), 16)]));
+        assert!(ok(&["fd00::1", "x"]).unwrap_err().contains("Invalid link-local IP address: [fd00::1 x]"));
+        assert!(ok(&["169.254.1.1", "10.0.0.1"]).unwrap_err().contains("invalid link local IP address: 10.0.0.1"));
+        assert!(ok(&["fec0::1"]).unwrap_err().contains("invalid link local IP address: fec0::1"));
+    }
+
+    #[test]
+    fn the_default_route_goes_by_gw_priority() {
+        let ep = |ifname: &str, prio: i64, routed: bool| {
+            let mut e = Endpoint::loopback_only("c", "n", PathBuf::new());
+            e.ifname = ifname.to_string();
+            e.gw_priority = prio;
+            e.routed = routed;
+            e
+        };
+        let pick = |eps: &[Endpoint]| gateway_choice(eps.iter(), false).map(|e| e.ifname.clone());
+        // The highest; among equals the one holding the route, else the first.
+        assert_eq!(pick(&[ep("eth0", 0, true), ep("eth1", 5, false)]).as_deref(), Some("eth1"));
+        assert_eq!(pick(&[ep("eth0", 0, false), ep("eth1", 0, true)]).as_deref(), Some("eth1"));
+        assert_eq!(pick(&[ep("eth0", 1, false), ep("eth1", 1, false), ep("eth2", -1, true)]).as_deref(), Some("eth0"));
+        assert_eq!(pick(&[]), None);
     }
 
     #[test]

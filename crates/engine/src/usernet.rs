@@ -639,7 +639,17 @@ impl Engine {
         container: &str,
         endpoint: NetAttach,
     ) -> Result<(), EngineError> {
-        let NetAttach { aliases, ipv4_address: ip, ipv6_address: ip6, links, mac_address, driver_opts, .. } = endpoint;
+        let NetAttach {
+            aliases,
+            ipv4_address: ip,
+            ipv6_address: ip6,
+            links,
+            mac_address,
+            driver_opts,
+            link_local_ips,
+            gw_priority,
+            ..
+        } = endpoint;
         if let Some(m) = mac_address.as_deref().filter(|m| !m.is_empty()) {
             crate::network::parse_mac(m).ok_or_else(|| EngineError::Invalid(format!("invalid MAC address: {m}")))?;
         }
@@ -705,6 +715,8 @@ impl Engine {
             links: links.clone(),
             mac_address: mac_address.clone(),
             driver_opts: driver_opts.clone(),
+            link_local_ips: link_local_ips.clone(),
+            gw_priority,
             endpoint: None,
         };
         if c.state.running {
@@ -727,6 +739,8 @@ impl Engine {
                 hc.net.links = links;
                 hc.net.mac_address = mac_address;
                 hc.net.driver_opts = driver_opts;
+                hc.net.link_local_ips = link_local_ips;
+                hc.net.gw_priority = gw_priority;
             } else {
                 let key = if n.predefined { n.name.clone() } else { n.id.clone() };
                 hc.net.networks.push(NetAttach {
@@ -737,6 +751,8 @@ impl Engine {
                     links,
                     mac_address,
                     driver_opts,
+                    link_local_ips,
+                    gw_priority,
                 });
             }
         });
@@ -790,6 +806,8 @@ impl Engine {
                     hc.net.aliases.clear();
                     hc.net.ipv4_address = None;
                     hc.net.ipv6_address = None;
+                    hc.net.link_local_ips.clear();
+                    hc.net.gw_priority = 0;
                 } else {
                     let next = hc.net.networks.remove(0);
                     hc.network_mode = match next_name {
@@ -799,6 +817,8 @@ impl Engine {
                     hc.net.aliases = next.aliases;
                     hc.net.ipv4_address = next.ipv4_address;
                     hc.net.ipv6_address = next.ipv6_address;
+                    hc.net.link_local_ips = next.link_local_ips;
+                    hc.net.gw_priority = next.gw_priority;
                 }
             } else {
                 hc.net.networks.retain(|a| !(a.network == n.id || a.network == n.name));

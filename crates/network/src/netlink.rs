@@ -345,17 +345,27 @@ impl Netlink {
     /// Adds `addr/prefix` to the link without duplicate address detection (EEXIST when
     /// present), so that it is usable as soon as this returns.
     pub fn add_address6(&self, index: u32, addr: Ipv6Addr, prefix: u8) -> Result<(), NetlinkError> {
+        self.new_address6(index, addr, prefix, IFA_F_NODAD)
+    }
+
+    /// Adds `addr/prefix` to the link with duplicate address detection, the kernel's default
+    /// (the address is "tentative" until it is done), as dockerd adds `--link-local-ip`s.
+    pub fn add_address6_dad(&self, index: u32, addr: Ipv6Addr, prefix: u8) -> Result<(), NetlinkError> {
+        self.new_address6(index, addr, prefix, 0)
+    }
+
+    fn new_address6(&self, index: u32, addr: Ipv6Addr, prefix: u8, flags: u32) -> Result<(), NetlinkError> {
         let mut fixed = [0u8; 8];
         fixed[0] = libc::AF_INET6 as u8;
         fixed[1] = prefix;
         // ifa_flags holds the low 8 bits; IFA_FLAGS the whole word (newer kernels read it).
-        fixed[2] = IFA_F_NODAD as u8;
+        fixed[2] = flags as u8;
         fixed[3] = RT_SCOPE_UNIVERSE;
         fixed[4..8].copy_from_slice(&index.to_ne_bytes());
         let mut m = Msg::new(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, &fixed);
         m.attr(IFA_LOCAL, &addr.octets());
         m.attr(IFA_ADDRESS, &addr.octets());
-        m.attr_u32(IFA_FLAGS, IFA_F_NODAD);
+        m.attr_u32(IFA_FLAGS, flags);
         self.request(m, || format!("add address {addr}/{prefix} to link {index}"))
     }
 

@@ -335,6 +335,36 @@ pub fn remove(path: &Path, veth: Option<&str>) -> Result<(), SandboxError> {
     unmounted.map_err(SandboxError::from)
 }
 
+/// Adds further addresses (`--link-local-ip`: each with its prefix length) to `ifname` inside
+/// the namespace; IPv6 is switched on for the interface first when one is IPv6, and IPv6 ones
+/// go through duplicate address detection, as dockerd adds them. Nothing to add, nothing done.
+pub fn add_addresses(path: &Path, ifname: &str, addrs: &[(std::net::IpAddr, u8)]) -> Result<(), SandboxError> {
+    if addrs.is_empty() {
+        return Ok(());
+    }
+    let (ifname, addrs) = (ifname.to_string(), addrs.to_vec());
+    netns::run_in(path, move || -> Result<(), NetlinkError> {
+        let inside = Netlink::open()?;
+        let index = link_index(&ifname)?;
+        for (addr, prefix) in addrs {
+            match addr {
+                std::net::IpAddr::V4(a) => inside.add_address(index, a, prefix)?,
+                std::net::IpAddr::V6(a) => {
+                    let key = format!("net/ipv6/conf/{ifname}/disable_ipv6");
+                    if let Err(e) = crate::sysctl(&key, "0") {
+                        if e.kind() != std::io::ErrorKind::NotFound {
+                            return Err(NetlinkError::Request { what: format!("enable IPv6 on {ifname}"), source: e });
+                        }
+                    }
+                    inside.add_address6_dad(index, a, prefix)?
+                }
+            }
+        }
+        Ok(())
+    })?
+    .map_err(SandboxError::from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -63,6 +63,7 @@ mod log_rotation;
 mod logs;
 mod mirrors;
 mod network;
+mod network_flags;
 mod network_ipv6;
 mod network_options;
 mod network_user;
