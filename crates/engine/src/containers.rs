@@ -572,6 +572,7 @@ impl Engine {
         if rec.state.running {
             return Err(EngineError::NotModified(format!("container {} is already running", rec.id)));
         }
+        self.wait_exited_shim(&live).await;
         if policy {
             rec.restart_count += 1;
         } else {

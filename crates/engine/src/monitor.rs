@@ -50,6 +50,11 @@ pub struct Live {
     pub attach_waiting: std::sync::atomic::AtomicUsize,
     /// The healthcheck's state since the last start (`health.rs`); `None` without one.
     pub health: Mutex<Option<crate::Health>>,
+    /// A pidfd of the shim of the last run after it reported the exit: it then still kills
+    /// what is left in the container's cgroup and removes it, which must not meet the next
+    /// start's processes in the same cgroup (a `restart` right after the exit had its new init
+    /// SIGKILLed). The next start waits for it (`wait_exited_shim`).
+    exited_shim: Mutex<Option<OwnedFd>>,
 }
 
 impl Live {
@@ -62,6 +67,7 @@ impl Live {
             op: tokio::sync::Mutex::new(()),
             attach_waiting: std::sync::atomic::AtomicUsize::new(0),
             health: Mutex::new(None),
+            exited_shim: Mutex::new(None),
         }
     }
 
@@ -253,9 +259,13 @@ impl Engine {
         let engine = self.clone();
         tokio::spawn(async move {
             if let Some(fd) = notify {
+                // Opened while the shim still holds the pipe (so the pid is that shim's).
+                let shim = pidfd_open(shim_pid).ok().filter(|_| is_our_shim(shim_pid, &id));
                 wait_for_eof(fd).await;
                 let dir = engine.container_dir(&id);
                 if let Some(mut exit) = read_exit_file(&dir) {
+                    // Before the exit is recorded, so that any start after it waits for this.
+                    *crate::network::lock(&engine.live(&id).exited_shim) = shim;
                     exit.phases.push(("exit-seen".to_string(), wharf_runtime::phases::now_ns()));
                     engine.on_exit(&id, Some(exit)).await;
                     return;
@@ -279,6 +289,36 @@ impl Engine {
             let exit = read_exit_file(&engine.container_dir(&id));
             engine.on_exit(&id, exit).await;
         });
+    }
+
+    /// Before a start: waits for the previous run's shim to finish its cleanup of the
+    /// container's cgroup (a few milliseconds), and stops it when it takes longer than 5 s.
+    pub(crate) async fn wait_exited_shim(&self, live: &Live) {
+        let Some(fd) = crate::network::lock(&live.exited_shim).take() else { return };
+        // SAFETY: the AsyncFd owns the pidfd, so it stays open while registered.
+        let gone = match unsafe { AsyncFd::register(fd) } {
+            Ok(afd) => {
+                let done = tokio::time::timeout(Duration::from_secs(5), afd.readable()).await.is_ok();
+                if !done {
+                    // SAFETY: pidfd_send_signal with a valid pidfd, no siginfo, no flags.
+                    unsafe {
+                        libc::syscall(
+                            libc::SYS_pidfd_send_signal,
+                            afd.as_raw_fd(),
+                            libc::SIGKILL,
+                            std::ptr::null::<u8>(),
+                            0,
+                        )
+                    };
+                    let _ = tokio::time::timeout(Duration::from_secs(2), afd.readable()).await;
+                }
+                done
+            }
+            Err(_) => true,
+        };
+        if !gone {
+            log::warn!("the shim of a container's last run was still cleaning up after 5 s: stopped");
+        }
     }
 
     /// Re-adopts containers after a daemon start. The shims and the cgroups are the truth about

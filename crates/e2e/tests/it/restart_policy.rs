@@ -1,6 +1,7 @@
 //! Restart policies (`--restart`): on-failure with a maximum, always after the process dies,
 //! no restart after a user's stop, back-off, `restart` events, bad policies refused, and the
-//! policies applied again when wharfd starts, also after a (simulated) host reboot.
+//! policies applied again when wharfd starts, also after a (simulated) host reboot; and
+//! `restart` itself, whose new run must outlive the old run's cleanup.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -34,6 +35,28 @@ fn wait_new_pid(d: &Daemon, cli: Cli, name: &str, old: i64) -> i64 {
     assert!(ok, "{name} was not restarted: {}", d.inspect(cli, name));
     pid
 }
+
+// Regression: the previous run's shim, still killing what was left in the container's
+// cgroup after it had reported the exit, SIGKILLed the new run's init (exit 137 a fraction of
+// a second after `restart`, seen about one restart in four).
+fn restart_survives_the_previous_runs_cleanup(cli: Cli) {
+    let d = Daemon::start();
+    let image = busybox(&d, cli);
+    // `sleep` as pid 1 ignores SIGTERM: each restart waits its second and SIGKILLs it.
+    d.cli(cli, &["run", "-d", "--name", "again", &image, "sleep", "300"]).ok();
+    for round in 0..6 {
+        let old = pid_of(&d, cli, "again");
+        d.cli(cli, &["restart", "-t", "1", "again"]).ok();
+        let out = d.cli(cli, &["exec", "again", "true"]);
+        assert_eq!(out.code, 0, "round {round}: exec right after the restart: {out}");
+        std::thread::sleep(Duration::from_millis(400));
+        let info = d.inspect(cli, "again");
+        assert_eq!(info["State"]["Running"], true, "round {round}: the new run died: {}", info["State"]);
+        assert_ne!(info["State"]["Pid"].as_i64().unwrap_or(0), old, "round {round}");
+    }
+    d.cli(cli, &["rm", "-f", "again"]).ok();
+}
+both!(restart_survives_the_previous_runs_cleanup);
 
 fn on_failure_stops_after_the_maximum(cli: Cli) {
     let d = Daemon::start();
