@@ -70,6 +70,11 @@ fn parse_request(ctx: &Ctx, req: &Request<Incoming>) -> Result<BuildRequest> {
     let build_args = map("buildargs")?;
     let labels = map("labels")?.into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect();
     let int = |key: &str| -> Result<i64> { Ok(q.int(key)?.unwrap_or(0)) };
+    // `--security-opt`: dockerd's classic builder takes them only on Windows (credential
+    // specs), and refuses any elsewhere before it reads the context.
+    if !q.get_all("securityopt").is_empty() {
+        return Err(ApiError::bad_request("security options are not supported on linux"));
+    }
     if let Some(p) = q.get("platform").filter(|p| !p.is_empty()) {
         let host = wharf_types::oci::Platform::host();
         let wanted = wharf_types::oci::Platform::parse(p)
@@ -103,6 +108,7 @@ fn parse_request(ctx: &Ctx, req: &Request<Incoming>) -> Result<BuildRequest> {
         auth: registry_auth(req),
         auths: registry_config(req)?,
         cpuset_cpus: q.get("cpusetcpus").unwrap_or("").to_string(),
+        cpuset_mems: q.get("cpusetmems").unwrap_or("").to_string(),
         cgroup_parent: q.get("cgroupparent").unwrap_or("").to_string(),
         max_input: ctx.engine.config().max_build_context,
         cache_from: match q.get("cachefrom").filter(|c| !c.is_empty()) {

@@ -88,18 +88,6 @@ const GAPS: &[Gap] = &[
     gap("network connect", "link-local-ip", Why::Pending("link-local addresses on the container's interface")),
     gap(CREATE, "use-api-socket", Why::Pending("the daemon's socket and the caller's credentials in the container")),
     gap("network connect", "gw-priority", Why::Pending("the default gateway's choice among networks (API 1.48)")),
-    gap(BUILD, "cgroup-parent", Why::Pending("the builder's RUN containers")),
-    gap(BUILD, "compress", Why::Pending("the builder's context upload")),
-    gap(BUILD, "cpu-period", Why::Pending("the builder's RUN containers")),
-    gap(BUILD, "cpu-quota", Why::Pending("the builder's RUN containers")),
-    gap(BUILD, "cpu-shares", Why::Pending("the builder's RUN containers")),
-    gap(BUILD, "cpuset-cpus", Why::Pending("the builder's RUN containers")),
-    gap(BUILD, "cpuset-mems", Why::Pending("the builder's RUN containers")),
-    gap(BUILD, "memory", Why::Pending("the builder's RUN containers")),
-    gap(BUILD, "memory-swap", Why::Pending("the builder's RUN containers")),
-    gap(BUILD, "security-opt", Why::Pending("the builder's RUN containers")),
-    gap(BUILD, "iidfile", Why::Pending("the builder's image ID written to a file")),
-    gap(BUILD, "platform", Why::Pending("the builder's target platform")),
     gap(BUILD, "squash", Why::Experimental),
 ];
 

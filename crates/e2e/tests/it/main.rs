@@ -26,6 +26,7 @@ mod archive;
 mod bad_input;
 mod build;
 mod build_diff;
+mod build_flags;
 mod build_py;
 mod cgroup_v2;
 mod cli_context;
