@@ -86,7 +86,6 @@ const GAPS: &[Gap] = &[
     // Not done yet: the to-do list of issue 21's CLI half.
     gap(CREATE, "link-local-ip", Why::Pending("link-local addresses on the container's interface")),
     gap("network connect", "link-local-ip", Why::Pending("link-local addresses on the container's interface")),
-    gap(CREATE, "use-api-socket", Why::Pending("the daemon's socket and the caller's credentials in the container")),
     gap("network connect", "gw-priority", Why::Pending("the default gateway's choice among networks (API 1.48)")),
     gap(BUILD, "squash", Why::Experimental),
 ];

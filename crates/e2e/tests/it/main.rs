@@ -87,6 +87,7 @@ mod resource_controls;
 mod resources;
 mod restart_policy;
 mod run;
+mod run_flags;
 mod runc_compare;
 mod userns;
 mod volumes;
