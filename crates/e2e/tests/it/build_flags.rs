@@ -147,7 +147,65 @@ fn build_flags(cli: Cli) {
     // --security-opt: dockerd's classic builder takes none on Linux.
     build(&d, cli, &ctx.0, &["--security-opt", "seccomp=unconfined", "-t", "flags:secopt"])
         .fails()
-        .mentions(&["security options are not supported on linux"]);
+        .mentions(&["does not support setting security options on build"]);
     d.cli(cli, &["inspect", "flags:secopt"]).fails();
 }
 both!(build_flags);
+
+/// The same builds against a private dockerd (classic builder) and wharfd through the docker
+/// CLI: the same exit codes, the same refusal of `--security-opt`, ID files of the same shape
+/// (no newline; with `-q` the ID and its newline, as printed), and the same limits recorded
+/// by the RUN step.
+#[test]
+fn build_flags_match_dockerd() {
+    let d = Daemon::start();
+    let image = base();
+    d.docker(&["pull", "-q", &image]).ok();
+    let docker = crate::dockerd::Dockerd::start(&[&crate::harness::registry().addr])
+        .unwrap_or_else(|e| panic!("private dockerd: {e}"));
+    docker.cli(&["pull", "-q", &image]).ok();
+    let ctx = TempDir::new("build-flags-dockerd");
+    write(&ctx.0, "Dockerfile", &format!("FROM {image}\nRUN {RECORD}\n"));
+    let files = TempDir::new("build-flags-dockerd-out");
+    let run = |mut cmd: std::process::Command, args: &[&str]| {
+        cmd.arg("build").args(args).arg(&ctx.0).env("DOCKER_BUILDKIT", "0");
+        run_cmd(cmd, Duration::from_secs(180))
+    };
+    let both = |args: &[&str]| (run(d.command(Cli::Docker, &[]), args), run(docker.command(&[]), args));
+    let error_line = |o: &Output| {
+        o.stderr.lines().find(|l| l.contains("Error response from daemon")).unwrap_or_default().to_string()
+    };
+
+    let (ours, theirs) = both(&["--security-opt", "seccomp=unconfined"]);
+    assert_eq!(ours.code, theirs.code, "wharf: {ours}\ndockerd: {theirs}");
+    assert_eq!(error_line(&ours), error_line(&theirs), "wharf: {ours}\ndockerd: {theirs}");
+
+    for quiet in [false, true] {
+        let (a, b) = (files.0.join(format!("ours-{quiet}")), files.0.join(format!("theirs-{quiet}")));
+        let mut args = vec!["--no-cache", "-m", "96m", "--cpuset-cpus", "0", "-c", "512"];
+        if quiet {
+            args.push("-q");
+        }
+        let (a_s, b_s) = (a.to_str().unwrap().to_string(), b.to_str().unwrap().to_string());
+        let (mut with_a, mut with_b) = (args.clone(), args.clone());
+        with_a.extend(["--iidfile", a_s.as_str()]);
+        with_b.extend(["--iidfile", b_s.as_str()]);
+        let ours = run(d.command(Cli::Docker, &[]), &with_a);
+        let theirs = run(docker.command(&[]), &with_b);
+        assert_eq!(ours.code, theirs.code, "wharf: {ours}\ndockerd: {theirs}");
+        ours.ok();
+        let shape = |p: &Path| {
+            let text = fs::read_to_string(p).unwrap();
+            let hex = text.trim_end_matches('\n').strip_prefix("sha256:").unwrap_or_default().to_string();
+            assert!(hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()), "{text:?}");
+            (text.ends_with('\n'), text)
+        };
+        let ((nl_a, id_a), (nl_b, id_b)) = (shape(&a), shape(&b));
+        assert_eq!(nl_a, nl_b, "newline at the end: wharf {id_a:?}, dockerd {id_b:?}");
+        assert_eq!(nl_a, quiet);
+        let limits = |cli_out: Output| cli_out.ok().stdout.clone();
+        let ours = limits(d.docker(&["run", "--rm", id_a.trim(), "cat", "/limits"]));
+        let theirs = limits(docker.cli(&["run", "--rm", id_b.trim(), "cat", "/limits"]));
+        assert_eq!(ours, theirs, "the RUN step's limits");
+    }
+}
