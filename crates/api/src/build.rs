@@ -70,6 +70,15 @@ fn parse_request(ctx: &Ctx, req: &Request<Incoming>) -> Result<BuildRequest> {
     let build_args = map("buildargs")?;
     let labels = map("labels")?.into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect();
     let int = |key: &str| -> Result<i64> { Ok(q.int(key)?.unwrap_or(0)) };
+    // `--security-opt`: dockerd's classic builder takes them only on Windows (credential
+    // specs), and refuses any elsewhere before it reads the context; in the words of the
+    // dockerd the tests compare with (20.10; dockerd 28 says "security options are not
+    // supported on linux").
+    if !q.get_all("securityopt").is_empty() {
+        return Err(ApiError::bad_request(
+            "The daemon on this platform does not support setting security options on build",
+        ));
+    }
     if let Some(p) = q.get("platform").filter(|p| !p.is_empty()) {
         let host = wharf_types::oci::Platform::host();
         let wanted = wharf_types::oci::Platform::parse(p)
@@ -103,6 +112,7 @@ fn parse_request(ctx: &Ctx, req: &Request<Incoming>) -> Result<BuildRequest> {
         auth: registry_auth(req),
         auths: registry_config(req)?,
         cpuset_cpus: q.get("cpusetcpus").unwrap_or("").to_string(),
+        cpuset_mems: q.get("cpusetmems").unwrap_or("").to_string(),
         cgroup_parent: q.get("cgroupparent").unwrap_or("").to_string(),
         max_input: ctx.engine.config().max_build_context,
         cache_from: match q.get("cachefrom").filter(|c| !c.is_empty()) {
@@ -174,7 +184,13 @@ fn error_line(msg: &str) -> Bytes {
 
 /// `POST /build`.
 pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>> {
-    let mut request = parse_request(ctx, &req)?;
+    let mut request = match parse_request(ctx, &req) {
+        Ok(r) => r,
+        Err(e) => {
+            crate::router::discard_unread(req.into_body()).await;
+            return Err(e);
+        }
+    };
     let root = ctx.engine.config().data_root.join("build");
     if !root.exists() {
         // Root's only: contexts and stages unpacked here may hold setuid files.

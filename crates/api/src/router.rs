@@ -254,6 +254,16 @@ pub async fn read_limited(body: Incoming, limit: usize) -> Result<Bytes> {
     }
 }
 
+/// What Go's server does with a body its handler left unread: up to 256 KiB is read and
+/// dropped before the answer, so that a client still sending (a build context refused before
+/// it was read) gets the answer instead of a broken pipe. A longer body, or one slower than
+/// a few seconds, is left and the connection closed.
+pub async fn discard_unread(body: Incoming) {
+    const MAX: usize = 256 << 10;
+    let limited = http_body_util::Limited::new(body, MAX).collect();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), limited).await;
+}
+
 pub fn json_response(status: StatusCode, body: String) -> Response<Body> {
     let mut r = Response::new(Body::from_bytes(body));
     *r.status_mut() = status;

@@ -61,6 +61,8 @@ pub struct BuildRequest {
     pub cache_from: Vec<String>,
     /// `--cpuset-cpus` of RUN.
     pub cpuset_cpus: String,
+    /// `--cpuset-mems` of RUN.
+    pub cpuset_mems: String,
     /// `--cgroup-parent` of RUN's containers; empty for the daemon's.
     pub cgroup_parent: String,
     /// The most bytes the build may bring in at once: each ADD download, each ADD archive
@@ -1423,6 +1425,7 @@ impl Build {
             cpu_period: self.req.cpu_period,
             cpu_quota: self.req.cpu_quota,
             cpuset_cpus: self.req.cpuset_cpus.clone(),
+            cpuset_mems: self.req.cpuset_mems.clone(),
             cgroup_parent: self.req.cgroup_parent.clone(),
             ..Default::default()
         }

@@ -59,11 +59,67 @@ pub struct BuildFlags {
     /// Images to consider as cache sources
     #[arg(long = "cache-from")]
     cache_from: Vec<String>,
+    /// Set the parent cgroup for the "RUN" instructions during build
+    #[arg(long = "cgroup-parent")]
+    cgroup_parent: Option<String>,
+    /// Compress the build context using gzip
+    #[arg(long)]
+    compress: bool,
+    /// Limit the CPU CFS (Completely Fair Scheduler) period
+    #[arg(long = "cpu-period", value_name = "INT")]
+    cpu_period: Option<i64>,
+    /// Limit the CPU CFS (Completely Fair Scheduler) quota
+    #[arg(long = "cpu-quota", value_name = "INT", allow_hyphen_values = true)]
+    cpu_quota: Option<i64>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long = "cpu-shares", value_name = "INT")]
+    cpu_shares: Option<i64>,
+    /// CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-cpus")]
+    cpuset_cpus: Option<String>,
+    /// MEMs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-mems")]
+    cpuset_mems: Option<String>,
+    /// Memory limit
+    #[arg(short = 'm', long, value_name = "BYTES")]
+    memory: Option<String>,
+    /// Swap limit equal to memory plus swap: -1 to enable unlimited swap
+    #[arg(long = "memory-swap", value_name = "BYTES", allow_hyphen_values = true)]
+    memory_swap: Option<String>,
+    /// Security options
+    #[arg(long = "security-opt", value_delimiter = ',')]
+    security_opt: Vec<String>,
+    /// Write the image ID to the file
+    #[arg(long)]
+    iidfile: Option<String>,
+    /// Set platform if server is multi-platform capable (default: $DOCKER_DEFAULT_PLATFORM)
+    #[arg(long)]
+    platform: Option<String>,
     /// Build context directory
     path: String,
 }
 
 pub fn run(client: &Client, f: &BuildFlags) -> Result<()> {
+    if let Some(path) = f.iidfile.as_deref().filter(|p| !p.is_empty()) {
+        // As the docker CLI: no stale ID is left behind if the build fails.
+        if let Err(e) = std::fs::remove_file(path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                bail!("Removing image ID file: {e}");
+            }
+        }
+    }
+    let id = build(client, f)?;
+    if let Some(path) = f.iidfile.as_deref().filter(|p| !p.is_empty()) {
+        let Some(id) = id.filter(|id| !id.is_empty()) else {
+            bail!("Server did not provide an image ID. Cannot write {path}");
+        };
+        std::fs::write(path, id).with_context(|| format!("write the image ID file {path}"))?;
+    }
+    Ok(())
+}
+
+/// Sends the build and prints its progress; returns the image ID the daemon gave.
+fn build(client: &Client, f: &BuildFlags) -> Result<Option<String>> {
     // A URL (a tarball, a Dockerfile, or a git repository with `#ref:dir`) is the daemon's to
     // fetch; a local directory wins over `github.com/...`, as with the docker CLI.
     let remote = ["http://", "https://", "git://", "git@"].iter().any(|p| f.path.starts_with(p))
@@ -129,6 +185,33 @@ pub fn run(client: &Client, f: &BuildFlags) -> Result<()> {
     for t in &f.tags {
         q = q.set("t", t.as_str());
     }
+    // The resources of RUN's containers, as `run`'s flags of the same names.
+    let bytes = |flag: &str, v: &str| {
+        crate::human::parse_memory(v).map_err(|e| anyhow::anyhow!("invalid argument {v:?} for \"{flag}\" flag: {e}"))
+    };
+    if let Some(m) = &f.memory {
+        q = q.set("memory", bytes("-m, --memory", m)?.to_string());
+    }
+    if let Some(s) = &f.memory_swap {
+        q = q.set("memswap", if s == "-1" { -1 } else { bytes("--memory-swap", s)? }.to_string());
+    }
+    for (key, v) in [("cpushares", f.cpu_shares), ("cpuperiod", f.cpu_period), ("cpuquota", f.cpu_quota)] {
+        if let Some(v) = v.filter(|v| *v != 0) {
+            q = q.set(key, v.to_string());
+        }
+    }
+    q = q
+        .set_nonempty("cpusetcpus", f.cpuset_cpus.as_deref().unwrap_or(""))
+        .set_nonempty("cpusetmems", f.cpuset_mems.as_deref().unwrap_or(""))
+        .set_nonempty("cgroupparent", f.cgroup_parent.as_deref().unwrap_or(""));
+    // Sent as the docker CLI sends them (the daemon decides: dockerd refuses them on Linux).
+    for o in f.security_opt.iter().filter(|o| !o.is_empty()) {
+        q = q.set("securityopt", o.as_str());
+    }
+    let platform = f.platform.clone().or_else(|| std::env::var("DOCKER_DEFAULT_PLATFORM").ok());
+    if let Some(p) = platform.filter(|p| !p.is_empty()) {
+        q = q.set("platform", p.to_ascii_lowercase());
+    }
     if !f.cache_from.is_empty() {
         q = q.set("cachefrom", serde_json::to_string(&f.cache_from)?);
     }
@@ -158,23 +241,31 @@ pub fn run(client: &Client, f: &BuildFlags) -> Result<()> {
     };
     if stdin {
         // `-`: the context (a tar, compressed or not) as it comes on standard input.
+        let body: Box<dyn std::io::Read + Send> =
+            if f.compress { gzip(Box::new(std::io::stdin()))? } else { Box::new(std::io::stdin()) };
         let req = Request::new("POST", &q.to_target("/build"))
             .header("Content-Type", "application/x-tar")
-            .body(Body::Reader(Box::new(std::io::stdin()), None));
-        return print_progress(client, with_auth(req));
+            .body(Body::Reader(body, None));
+        return print_progress(client, with_auth(req), f.quiet);
     }
     if remote {
         // The daemon downloads the context (a tarball) or the Dockerfile itself.
         q = q.set("remote", f.path.as_str());
         let req = Request::new("POST", &q.to_target("/build")).header("Content-Type", "application/x-tar");
-        return print_progress(client, with_auth(req));
+        return print_progress(client, with_auth(req), f.quiet);
     }
     let (reader, writer) = std::io::pipe().context("pipe")?;
     let tar_dir = dir.clone();
+    let compress = f.compress;
     let producer = std::thread::spawn(move || -> std::io::Result<()> {
         // The tar is written in headers and 8 KiB pieces: buffered, the pipe sees few large
-        // writes instead of several per file.
-        let mut writer = std::io::BufWriter::with_capacity(256 << 10, writer);
+        // writes instead of several per file. `--compress`: gzip, as the docker CLI sends it.
+        let writer = std::io::BufWriter::with_capacity(256 << 10, writer);
+        let mut writer: Box<dyn Write> = if compress {
+            Box::new(flate2::write::GzEncoder::new(writer, flate2::Compression::default()))
+        } else {
+            Box::new(writer)
+        };
         let mut tar = tar::Builder::new(&mut writer);
         tar.follow_symlinks(false);
         tar.mode(tar::HeaderMode::Complete);
@@ -195,25 +286,48 @@ pub fn run(client: &Client, f: &BuildFlags) -> Result<()> {
             .header("Content-Type", "application/x-tar")
             .body(Body::Reader(Box::new(reader), None)),
     );
-    let printed = print_progress(client, req);
+    let printed = print_progress(client, req, f.quiet);
     match producer.join() {
         Ok(Err(e)) if printed.is_ok() => bail!("send the build context: {e}"),
         _ => printed,
     }
 }
 
-/// Prints the builder's progress; a failed build is an error with its message.
-fn print_progress(client: &Client, req: Request) -> Result<()> {
+/// A context stream gzipped on its way (`--compress` of a context from standard input).
+fn gzip(mut input: Box<dyn std::io::Read + Send>) -> Result<Box<dyn std::io::Read + Send>> {
+    let (reader, writer) = std::io::pipe().context("pipe")?;
+    std::thread::spawn(move || {
+        let mut gz = flate2::write::GzEncoder::new(writer, flate2::Compression::default());
+        // A failure closes the pipe early: the daemon sees a truncated context and says so.
+        if std::io::copy(&mut input, &mut gz).is_ok() {
+            let _ = gz.finish();
+        }
+    });
+    Ok(Box::new(reader))
+}
+
+/// Prints the builder's progress; a failed build is an error with its message. Returns the
+/// image ID as the docker CLI learns it: the last `aux` ID, or with `-q` what the daemon
+/// printed (the ID and its newline).
+fn print_progress(client: &Client, req: Request, quiet: bool) -> Result<Option<String>> {
     let messages = client.json_stream::<JsonMessage>(req).context("build")?;
     let mut out = std::io::stdout().lock();
     let mut failed = None;
+    let mut aux_id = None;
+    let mut printed = String::new();
     for m in messages {
         let m = m.context("build")?;
         if let Some(e) = m.error_message() {
             failed = Some(e.to_string());
             break;
         }
+        if let Some(id) = m.aux.as_ref().and_then(|a| a.get("ID")).and_then(|v| v.as_str()) {
+            aux_id = Some(id.to_string());
+        }
         if let Some(s) = &m.stream {
+            if quiet {
+                printed.push_str(s);
+            }
             write!(out, "{s}")?;
             out.flush()?;
         } else if let Some(status) = &m.status {
@@ -226,5 +340,5 @@ fn print_progress(client: &Client, req: Request) -> Result<()> {
     if let Some(e) = failed {
         return Err(Exit::new(1, e).into());
     }
-    Ok(())
+    Ok(if quiet { Some(printed) } else { aux_id })
 }

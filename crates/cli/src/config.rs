@@ -179,6 +179,9 @@ pub struct ContainerFlags {
     /// Suppress the pull output
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Bind mount Docker API socket and required auth
+    #[arg(long = "use-api-socket")]
+    pub use_api_socket: bool,
     #[command(flatten)]
     pub security: crate::security::SecurityFlags,
     /// The image, then the command and its arguments (nothing here is read as a wharf flag)

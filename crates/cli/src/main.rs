@@ -1,6 +1,7 @@
 //! The wharf command-line interface: docker's commands and flags, spoken to the daemon only
 //! through the Docker Engine API, so it works with any Docker-compatible daemon.
 
+mod api_socket;
 mod archive;
 mod build;
 mod config;

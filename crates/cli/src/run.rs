@@ -25,10 +25,21 @@ const WAIT_REGISTERED_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// `wharf create`: prints the new container's id.
 pub fn create(client: &Client, flags: &ContainerFlags) -> Result<()> {
-    let config = container_config(flags)?;
-    let id = create_with_cidfile(client, flags, &config)?;
+    let mut config = container_config(flags)?;
+    let id = create_with_api_socket(client, flags, &mut config)?;
     println!("{id}");
     Ok(())
+}
+
+/// Creates the container; with `--use-api-socket` with the daemon's socket mounted and the
+/// caller's credentials written into it once it exists (`api_socket.rs`).
+fn create_with_api_socket(client: &Client, flags: &ContainerFlags, config: &mut ContainerConfig) -> Result<String> {
+    let creds = if flags.use_api_socket { crate::api_socket::prepare(client, config)? } else { None };
+    let id = create_with_cidfile(client, flags, config)?;
+    if let Some(creds) = &creds {
+        crate::api_socket::inject(client, &id, creds)?;
+    }
+    Ok(id)
 }
 
 /// Creates the container, writing its ID to `--cidfile` as the docker CLI does: the file must
@@ -72,7 +83,7 @@ pub fn run(client: &Client, flags: &ContainerFlags, detach: bool, sig_proxy: boo
         config.attach_stdin = false;
         config.stdin_once = false;
     }
-    let id = create_with_cidfile(client, flags, &config)?;
+    let id = create_with_api_socket(client, flags, &mut config)?;
     if detach {
         start(client, &id)?;
         println!("{id}");

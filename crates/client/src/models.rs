@@ -446,6 +446,9 @@ pub struct JsonMessage {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_detail: Option<ErrorDetail>,
+    /// A build's `{"ID": "sha256:..."}` of each finished stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aux: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]

@@ -1,6 +1,7 @@
 //! What the daemon's configuration (daemon.json, wharfd's flags) sets for every container that
 //! does not set it itself, as dockerd's `dns`, `default-ulimits`, `default-shm-size`, `init`,
-//! `no-new-privileges`, `seccomp-profile` and `default-cgroupns-mode`.
+//! `no-new-privileges`, `seccomp-profile` and `default-cgroupns-mode`; and the real-time CPU budget of
+//! the containers' parent cgroups (`cpu-rt-period`, `cpu-rt-runtime`).
 
 use crate::{HostConfig, Ulimit};
 
@@ -23,6 +24,12 @@ pub struct ContainerDefaults {
     pub seccomp_profile: Option<String>,
     /// `private` or `host` for containers that give no cgroupns mode; empty for wharf's.
     pub cgroupns_mode: String,
+    /// `cpu-rt-period`/`cpu-rt-runtime` (µs, 0 for unset): the real-time budget written, as
+    /// dockerd writes it at each start, into every cgroup from the top down to the
+    /// container's parent (cgroup v1's `cpu` hierarchy only), so that containers can be
+    /// given real-time runtime of their own.
+    pub cpu_rt_period: i64,
+    pub cpu_rt_runtime: i64,
 }
 
 impl ContainerDefaults {

@@ -164,6 +164,14 @@ impl Engine {
             }),
             annotations,
         };
+        // As dockerd's spec: the daemon's real-time budget on the way down to the parent.
+        let defaults = &self.inner.config.container_defaults;
+        if defaults.cpu_rt_period != 0 || defaults.cpu_rt_runtime != 0 {
+            let path = self.cgroup_for(&rec.id, &rec.host_config.cgroup_parent);
+            let parent = path.rsplit_once('/').map_or("/", |(p, _)| if p.is_empty() { "/" } else { p });
+            wharf_runtime::cgroups::set_realtime_budget(parent, defaults.cpu_rt_period, defaults.cpu_rt_runtime)
+                .map_err(|e| EngineError::Internal(format!("unable to init CPU RT controller: {e}")))?;
+        }
         self.apply_security(rec, &mut spec)?;
         self.apply_init(rec, &mut spec)?;
         self.apply_userns(rec, &mut spec)?;

@@ -123,12 +123,11 @@ pub(crate) fn send_on(
     let context = format!("send {} {}", req.method, req.target);
     let io_err = |e| HttpError::io(&context, e);
     stream.write_all(head.as_bytes()).map_err(io_err)?;
-    match req.body {
-        Body::Empty => {}
-        Body::Bytes(b) => stream.write_all(&b).map_err(io_err)?,
-        Body::Reader(r, Some(n)) => {
-            let copied = io::copy(&mut r.take(n), &mut stream).map_err(io_err)?;
-            if copied != n {
+    let written = match req.body {
+        Body::Empty => Ok(()),
+        Body::Bytes(b) => stream.write_all(&b),
+        Body::Reader(r, Some(n)) => match io::copy(&mut r.take(n), &mut stream) {
+            Ok(copied) if copied != n => {
                 return Err(HttpError::Io {
                     context,
                     source: io::Error::new(
@@ -137,10 +136,22 @@ pub(crate) fn send_on(
                     ),
                 });
             }
-        }
-        Body::Reader(mut r, None) => write_chunked(&mut r, &mut stream).map_err(io_err)?,
+            other => other.map(drop),
+        },
+        Body::Reader(mut r, None) => write_chunked(&mut r, &mut stream),
     }
-    stream.flush().map_err(io_err)?;
+    .and_then(|()| stream.flush());
+    if let Err(e) = written {
+        // A server may answer before it has read the whole body (an early refusal) and close
+        // the connection: its answer, when one came, is the response (as Go's client does).
+        if matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) {
+            let mut reader = BufReader::with_capacity(64 << 10, stream);
+            if let Ok(head) = read_head(&mut reader) {
+                return Ok(Response::new(head, reader, req.method == "HEAD"));
+            }
+        }
+        return Err(io_err(e));
+    }
 
     let mut reader = BufReader::with_capacity(64 << 10, stream);
     let head = read_head(&mut reader)?;
@@ -229,6 +240,27 @@ mod tests {
     fn get(reply: &'static [u8]) -> Result<Response, HttpError> {
         let (port, _rx) = serve(reply, false);
         send(connect(port), "localhost", Request::new("GET", "/x"))
+    }
+
+    /// A server that answers after the request head and closes without reading the body: the
+    /// client's body write fails (EPIPE), and the answer is the response, not that failure.
+    #[test]
+    fn an_early_answer_is_the_response() {
+        let (client, mut server) = std::os::unix::net::UnixStream::pair().unwrap();
+        let t = thread::spawn(move || {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && server.read(&mut byte).unwrap() == 1 {
+                head.push(byte[0]);
+            }
+            server.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 7\r\n\r\nrefused").unwrap();
+        });
+        let body = std::io::repeat(b'x').take(64 << 20);
+        let req = Request::new("POST", "/build").body(Body::Reader(Box::new(body), None));
+        let resp = send(Box::new(client), "localhost", req).unwrap();
+        t.join().unwrap();
+        assert_eq!(resp.status, 400);
+        assert_eq!(resp.read_body(100).unwrap(), b"refused");
     }
 
     #[test]

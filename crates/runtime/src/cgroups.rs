@@ -666,6 +666,34 @@ fn enable_v2_controllers(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// dockerd's `cpu-rt-period`/`cpu-rt-runtime`: every cgroup from the top of the v1 `cpu`
+/// hierarchy down to `parent` (made where missing) gets the period and the runtime that are
+/// not 0, parents first, since a child's budget is bounded by its parent's.
+pub fn set_realtime_budget(parent: &str, period: i64, runtime: i64) -> Result<()> {
+    if period == 0 && runtime == 0 {
+        return Ok(());
+    }
+    if !parent.starts_with('/') || parent.split('/').any(|c| c == "..") {
+        return Err(CgroupError::InvalidPath { path: parent.to_string() });
+    }
+    let mounts = if Layout::detect() == Layout::V2 { Vec::new() } else { v1_mounts()? };
+    let Some((root, _)) = mounts.into_iter().find(|(_, cs)| cs.iter().any(|c| c == "cpu")) else {
+        return Err(CgroupError::NoHierarchy);
+    };
+    let mut dir = root;
+    for part in parent.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        dir.push(part);
+        fs::create_dir_all(&dir).map_err(|source| CgroupError::Mkdir { path: dir.clone(), source })?;
+        if period != 0 {
+            write_file(&dir.join("cpu.rt_period_us"), &period.to_string())?;
+        }
+        if runtime != 0 {
+            write_file(&dir.join("cpu.rt_runtime_us"), &runtime.to_string())?;
+        }
+    }
+    Ok(())
+}
+
 fn write_file(path: &Path, value: &str) -> Result<()> {
     fs::write(path, value).map_err(|source| CgroupError::Write {
         path: path.to_path_buf(),

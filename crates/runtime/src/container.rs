@@ -259,13 +259,18 @@ pub fn spawn(bundle_dir: &Path, spec: &Spec, stdio: ChildStdio) -> Result<Spawne
             return Ok(Spawned { pid, cgroup, phases });
         }
         Ok(cgroup) => cgroup,
-        // The child's own error, when it has one, is the cause; a failed cgroup write for a
-        // process that already died is only a consequence.
-        Err(e) if msg.is_empty() => {
+        // A cgroup that could not be made is the cause, whatever the child then reported.
+        // Otherwise the child's own error, when it has one, is the cause; a failed cgroup write
+        // for a process that already died is only a consequence.
+        Err(ParentFailure::Cause(e)) => {
             kill_and_reap(pid);
             return Err(e);
         }
-        Err(_) => None,
+        Err(ParentFailure::Other(e)) if msg.is_empty() => {
+            kill_and_reap(pid);
+            return Err(e);
+        }
+        Err(ParentFailure::Other(_)) => None,
     };
     kill_and_reap(pid);
     if let Some(cg) = &cgroup {
@@ -372,20 +377,29 @@ pub(crate) fn clone_into_cgroup(flags: libc::c_int, cgroup_dir: RawFd) -> Option
     Some(Ok(pid))
 }
 
+/// How the parent's side of a start failed.
+enum ParentFailure {
+    /// Whatever the child did: the cgroup could not be made or given its resources (the
+    /// child, building its rootfs meanwhile, may then fail to bind the removed cgroup).
+    Cause(SpawnError),
+    /// Possibly because the child had already died (joining its cgroup, its OOM score).
+    Other(SpawnError),
+}
+
 /// `early`: the cgroup made before the clone, and whether the child was born in it.
 fn setup_parent_side(
     spec: &Spec,
     pid: i32,
     phases: &mut crate::phases::Phases,
     early: Option<(Cgroup, bool)>,
-) -> Result<Option<Cgroup>, SpawnError> {
+) -> Result<Option<Cgroup>, ParentFailure> {
     let linux = spec.linux.as_ref();
     let cgroup = match (early, linux.and_then(|l| l.cgroups_path.as_deref())) {
         (Some((cg, true)), _) => Some(cg),
         (Some((cg, false)), _) => {
             if let Err(e) = cg.add_pid(pid) {
                 let _ = cg.remove();
-                return Err(e.into());
+                return Err(ParentFailure::Other(e.into()));
             }
             phases.push(("cgroup-joined".to_string(), crate::phases::now_ns()));
             Some(cg)
@@ -393,11 +407,11 @@ fn setup_parent_side(
         (None, Some(path)) if !path.is_empty() => {
             let default = Resources::default();
             let resources = linux.and_then(|l| l.resources.as_ref()).unwrap_or(&default);
-            let cg = Cgroup::create(path, resources)?;
+            let cg = Cgroup::create(path, resources).map_err(|e| ParentFailure::Cause(e.into()))?;
             phases.push(("cgroup-made".to_string(), crate::phases::now_ns()));
             if let Err(e) = cg.add_pid(pid) {
                 let _ = cg.remove();
-                return Err(e.into());
+                return Err(ParentFailure::Other(e.into()));
             }
             phases.push(("cgroup-joined".to_string(), crate::phases::now_ns()));
             Some(cg)
@@ -410,7 +424,10 @@ fn setup_parent_side(
             if let Some(cg) = &cgroup {
                 let _ = cg.remove();
             }
-            return Err(SpawnError::Os { what: format!("write {adj} to {}", path.display()), source });
+            return Err(ParentFailure::Other(SpawnError::Os {
+                what: format!("write {adj} to {}", path.display()),
+                source,
+            }));
         }
     }
     Ok(cgroup)

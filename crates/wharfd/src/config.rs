@@ -128,6 +128,12 @@ pub struct Flags {
     /// Default cgroup namespace of containers: host or private
     #[arg(long = "default-cgroupns-mode")]
     pub default_cgroupns_mode: Option<String>,
+    /// Limit the CPU real-time period in microseconds for the parent cgroup for all containers (not supported with cgroups v2)
+    #[arg(long = "cpu-rt-period", allow_hyphen_values = true)]
+    pub cpu_rt_period: Option<i64>,
+    /// Limit the CPU real-time runtime in microseconds for the parent cgroup for all containers (not supported with cgroups v2)
+    #[arg(long = "cpu-rt-runtime", allow_hyphen_values = true)]
+    pub cpu_rt_runtime: Option<i64>,
     /// A key=value label of the daemon (repeatable)
     #[arg(long = "label")]
     pub label: Vec<String>,
@@ -249,6 +255,8 @@ pub(crate) struct FileConfig {
     no_new_privileges: Option<bool>,
     seccomp_profile: Option<String>,
     default_cgroupns_mode: Option<String>,
+    cpu_rt_period: Option<i64>,
+    cpu_rt_runtime: Option<i64>,
     exec_opts: Option<Vec<String>>,
     pidfile: Option<PathBuf>,
     group: Option<String>,
@@ -667,6 +675,8 @@ fn container_defaults(flags: &Flags, file: &FileConfig) -> anyhow::Result<wharf_
         no_new_privileges: flags.no_new_privileges.or(file.no_new_privileges).unwrap_or(false),
         seccomp_profile,
         cgroupns_mode,
+        cpu_rt_period: flags.cpu_rt_period.or(file.cpu_rt_period).unwrap_or(0),
+        cpu_rt_runtime: flags.cpu_rt_runtime.or(file.cpu_rt_runtime).unwrap_or(0),
     })
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::harness::{registry, run_cmd, Cli, Daemon, Output, RegistryOptions, TempDir, TestRegistry};
 
 /// Runs a build of `dir` through the CLI.
-fn build(d: &Daemon, cli: Cli, dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn build(d: &Daemon, cli: Cli, dir: &Path, args: &[&str]) -> Output {
     let mut cmd = d.command(cli, &[]);
     cmd.arg("build").args(args).arg(dir);
     if cli == Cli::Docker {
@@ -958,11 +958,11 @@ fn cpuset_cpus_for_run_and_build() {
 }
 
 /// A cgroup tree a test made with `--cgroup-parent`: removed at the end, whatever happened.
-struct CgroupTree(String);
+pub(crate) struct CgroupTree(pub(crate) String);
 
 impl CgroupTree {
     /// The cgroups below the tree in any hierarchy (a container's would be a leak).
-    fn children(&self, of: &str) -> Vec<std::path::PathBuf> {
+    pub(crate) fn children(&self, of: &str) -> Vec<std::path::PathBuf> {
         crate::harness::cgroup_dirs(of)
             .into_iter()
             .flat_map(|dir| fs::read_dir(dir).into_iter().flatten().flatten())

@@ -28,6 +28,11 @@ impl Dockerd {
     /// Starts a dockerd trusting plain HTTP from `insecure_registries` (`127.0.0.1:PORT`);
     /// waits for `/_ping`. The error says why it did not come up (not installed, its log).
     pub fn start(insecure_registries: &[&str]) -> Result<Dockerd, String> {
+        Self::start_with_args(insecure_registries, &[])
+    }
+
+    /// [`Dockerd::start`] with more daemon flags.
+    pub fn start_with_args(insecure_registries: &[&str], extra: &[&str]) -> Result<Dockerd, String> {
         if Command::new("dockerd").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
             return Err("no `dockerd` on PATH: install Debian's docker.io (with a policy-rc.d that exits 101 so \
                         that its service is not started), as .ci/run does"
@@ -68,6 +73,7 @@ impl Dockerd {
         for r in insecure_registries {
             cmd.arg("--insecure-registry").arg(r);
         }
+        cmd.args(extra);
         cmd.stdin(Stdio::null()).stdout(log_file.try_clone().map_err(|e| e.to_string())?).stderr(log_file);
         // SAFETY: prctl is async-signal-safe and touches only the child's own state. The test
         // thread that forks lives until this value is dropped, so SIGTERM only comes early

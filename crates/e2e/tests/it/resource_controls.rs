@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::dockerd::Dockerd;
-use crate::harness::{registry, run_cmd, Cli, Daemon, Output, TempDir, COMMAND_TIMEOUT};
+use crate::harness::{registry, run_cmd, Cli, Daemon, DaemonOptions, Output, TempDir, COMMAND_TIMEOUT};
 use crate::resources::cgroup_file;
 
 fn read(path: &Path) -> String {
@@ -535,4 +535,40 @@ fn realtime_cpu_as_dockerd() {
             ours.mentions(&["cpu.rt_runtime_us", "invalid argument"]);
         }
     }
+}
+
+/// The daemon's `--cpu-rt-runtime`/`--cpu-rt-period`, as dockerd's: written at each start into
+/// the cgroups down to the containers' parent, which then has the real-time budget that a
+/// container's own `--cpu-rt-runtime` needs to start (without it, it fails at start: see
+/// [`realtime_cpu_as_dockerd`]); on cgroup v2 (no real-time group scheduling) a start fails.
+#[test]
+fn daemon_realtime_budget_as_dockerd() {
+    let budget = ["--cpu-rt-period", "1000000", "--cpu-rt-runtime", "95000"];
+    let d = Daemon::start_with(DaemonOptions {
+        extra_args: budget.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    });
+    let image = registry().image("library/busybox:latest");
+    d.docker(&["pull", "-q", &image]).ok();
+    if v2() {
+        d.docker(&["run", "--rm", &image, "true"]).fails().mentions(&["unable to init CPU RT controller"]);
+        return;
+    }
+    let docker =
+        Dockerd::start_with_args(&[&registry().addr], &budget).unwrap_or_else(|e| panic!("private dockerd: {e}"));
+    docker.cli(&["pull", "-q", &image]).ok();
+    let args = ["run", "--rm", "--cpu-rt-runtime", "95000", image.as_str(), "true"];
+    let (ours, theirs) = (d.docker(&args), docker.cli(&args));
+    assert_eq!(ours.code, theirs.code, "wharf: {ours}\ndockerd: {theirs}");
+    ours.ok();
+    for parent in [&d.cgroup_parent, &docker.cgroup_parent] {
+        let dir = Path::new("/sys/fs/cgroup/cpu").join(parent.trim_start_matches('/'));
+        assert_eq!(read(&dir.join("cpu.rt_runtime_us")), "95000", "{}", dir.display());
+        assert_eq!(read(&dir.join("cpu.rt_period_us")), "1000000", "{}", dir.display());
+    }
+    // More than the parent's budget fails at start, in both.
+    let args = ["run", "--rm", "--cpu-rt-runtime", "96000", image.as_str(), "true"];
+    let (ours, theirs) = (d.docker(&args), docker.cli(&args));
+    assert_eq!(ours.code, theirs.code, "wharf: {ours}\ndockerd: {theirs}");
+    ours.fails().mentions(&["cpu.rt_runtime_us"]);
 }
