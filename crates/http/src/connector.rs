@@ -241,7 +241,7 @@ impl Connector {
                 return Err(tls_err(e.to_string()));
             }
         }
-        Ok(TlsStream(rustls::StreamOwned::new(conn, tcp)))
+        Ok(TlsStream::new(conn, tcp))
     }
 
     /// The TLS configuration for a host: the shared one, or one with the host's own CA files and

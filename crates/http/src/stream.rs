@@ -4,6 +4,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use crate::HttpError;
 
@@ -13,7 +14,7 @@ pub trait Stream: Read + Write + Send {
     fn shutdown_write(&self) -> io::Result<()>;
 
     /// A second handle on the same connection, so one thread can read while another writes
-    /// (an interactive attach); streams with session state (TLS) cannot be shared.
+    /// (an interactive attach).
     fn try_clone_stream(&self) -> io::Result<Box<dyn Stream>> {
         Err(io::Error::new(io::ErrorKind::Unsupported, "this stream cannot be shared between threads"))
     }
@@ -60,40 +61,108 @@ impl Stream for TcpStream {
     }
 }
 
-/// A TLS client session over TCP.
-pub(crate) struct TlsStream(pub(crate) rustls::StreamOwned<rustls::ClientConnection, TcpStream>);
+/// A TLS client session over TCP, shareable between a reading and a writing thread (an
+/// interactive attach over a TLS API): the session is behind a lock that is never held while
+/// waiting on the socket, so a reader blocked for the container's output does not hold up
+/// the writes of its input.
+pub(crate) struct TlsStream {
+    session: Arc<Mutex<rustls::ClientConnection>>,
+    sock: TcpStream,
+    /// This handle's buffer for bytes off the socket, before the session decrypts them.
+    raw: Box<[u8]>,
+}
+
+/// The most a TLS record carries, with its overhead.
+const RECORD: usize = 16 * 1024 + 256;
+
+impl TlsStream {
+    /// Takes a session whose handshake is done.
+    pub(crate) fn new(session: rustls::ClientConnection, sock: TcpStream) -> TlsStream {
+        TlsStream { session: Arc::new(Mutex::new(session)), sock, raw: vec![0; RECORD].into_boxed_slice() }
+    }
+
+    fn session(&self) -> std::sync::MutexGuard<'_, rustls::ClientConnection> {
+        match self.session.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Sends what the session has to send (records, alerts, key updates).
+    fn send_pending(&self, c: &mut rustls::ClientConnection) -> io::Result<()> {
+        while c.wants_write() {
+            c.write_tls(&mut &self.sock)?;
+        }
+        Ok(())
+    }
+}
 
 impl Read for TlsStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.0.read(buf) {
-            // Many servers close without close_notify once the body is framed; for a body read
-            // until close that is the end, and the framing layer notices short bodies.
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
-            other => other,
+        loop {
+            {
+                let mut c = self.session();
+                match c.reader().read(buf) {
+                    Ok(n) => return Ok(n),
+                    // Many servers close without close_notify once the body is framed; for a
+                    // body read until close that is the end, and the framing layer notices
+                    // short bodies.
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+                self.send_pending(&mut c)?;
+            }
+            // Without the lock: the writer goes on meanwhile.
+            let n = (&self.sock).read(&mut self.raw)?;
+            let mut c = self.session();
+            let mut fed = &self.raw[..n];
+            loop {
+                // At end of file (n == 0) this tells the session so; the reader then answers.
+                c.read_tls(&mut fed)?;
+                c.process_new_packets().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                if fed.is_empty() {
+                    break;
+                }
+            }
         }
     }
 }
 
 impl Write for TlsStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
+        let mut c = self.session();
+        let n = c.writer().write(buf)?;
+        self.send_pending(&mut c)?;
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
+        let mut c = self.session();
+        c.writer().flush()?;
+        self.send_pending(&mut c)
     }
 }
 
 impl Stream for TlsStream {
     fn shutdown_write(&self) -> io::Result<()> {
-        // Sending close_notify needs `&mut`; half-closing TCP is what the peer acts on anyway.
-        self.0.sock.shutdown(Shutdown::Write)
+        // A close_notify would end the whole session for some servers; half-closing TCP is
+        // what the peer acts on.
+        self.sock.shutdown(Shutdown::Write)
+    }
+
+    fn try_clone_stream(&self) -> io::Result<Box<dyn Stream>> {
+        Ok(Box::new(TlsStream {
+            session: self.session.clone(),
+            sock: self.sock.try_clone()?,
+            raw: vec![0; RECORD].into_boxed_slice(),
+        }))
     }
 
     fn idle_and_open(&self) -> bool {
         // A close_notify or a late session ticket also makes the socket readable: such a
         // connection is not reused, which costs a handshake, never a failed request.
-        nothing_to_read(&self.0.sock)
+        nothing_to_read(&self.sock)
     }
 }
 

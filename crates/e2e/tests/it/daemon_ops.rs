@@ -258,6 +258,19 @@ fn docker_cli_and_docker_py_over_tls_with_client_certificates() {
     let out = wharf(&cert_path, &["run", "--rm", &image, "echo", "wharf-over-tls"]);
     out.ok();
     assert_eq!(out.trimmed(), "wharf-over-tls", "{out}");
+    // `run -i`: the container's stdin written while its output is read, on one TLS session.
+    let mut cmd = Command::new("sh");
+    cmd.env("DOCKER_HOST", format!("tcp://127.0.0.1:{port}"))
+        .env("DOCKER_TLS_VERIFY", "1")
+        .env("DOCKER_CERT_PATH", &cert_path)
+        .arg("-c")
+        .arg(format!(
+            "printf 'one\\ntwo\\n' | {} run -i --rm {image} sh -c 'while read l; do echo got-$l; done'",
+            bin("wharf").display()
+        ));
+    let out = run_cmd(cmd, T);
+    out.ok();
+    assert_eq!(out.trimmed(), "got-one\ngot-two", "{out}");
     // With a stranger's certificate (and its CA) the handshake fails.
     let stranger = certs.dir.0.join("stranger-dir");
     fs::create_dir_all(&stranger).unwrap();
