@@ -126,14 +126,24 @@ pub struct Attachment {
 /// settings have it off would refuse the address).
 fn configure_ipv6(inside: &Netlink, ifname: &str, index: u32, a: &Attachment) -> Result<(), NetlinkError> {
     let Some(ip6) = a.ip6 else { return Ok(()) };
-    let key = format!("net/ipv6/conf/{ifname}/disable_ipv6");
-    if let Err(e) = crate::sysctl(&key, "0") {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            return Err(NetlinkError::Request { what: format!("enable IPv6 on {ifname}"), source: e });
-        }
+    for conf in [ifname, "lo"] {
+        set_ipv6(conf, true)?;
     }
     inside.add_address6(index, ip6.addr, ip6.prefix)?;
     Ok(())
+}
+
+/// Turns IPv6 on or off for an interface of the calling thread's namespace (`all` and
+/// `default` too); a kernel without IPv6 has nothing to turn.
+pub(crate) fn set_ipv6(conf: &str, on: bool) -> Result<(), NetlinkError> {
+    let key = format!("net/ipv6/conf/{conf}/disable_ipv6");
+    match crate::sysctl(&key, if on { "0" } else { "1" }) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(NetlinkError::Request {
+            what: format!("{} IPv6 on {conf}", if on { "enable" } else { "disable" }),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn route_ipv6(inside: &Netlink, index: u32, a: &Attachment) -> Result<(), NetlinkError> {
@@ -169,6 +179,12 @@ pub fn create(path: &Path, attach: Option<Attachment>) -> Result<(), SandboxErro
         move |before| -> Result<(), String> {
             let (host, attach) = before?;
             let inside = Netlink::open().map_err(|e| e.to_string())?;
+            // As dockerd: no IPv6 in a container until a network of it has IPv6, whose interface
+            // then turns it on for itself and for `lo` (`configure_ipv6`). Before `lo` is up,
+            // so that it never gets `::1` only to lose it.
+            for conf in ["all", "default", "lo"] {
+                set_ipv6(conf, false).map_err(|e| e.to_string())?;
+            }
             inside.set_up(1).map_err(|e| e.to_string())?;
             let Some((bridge_index, a)) = attach else { return Ok(()) };
             let ns = std::fs::File::open("/proc/thread-self/ns/net").map_err(|e| format!("open own netns: {e}"))?;
@@ -350,12 +366,7 @@ pub fn add_addresses(path: &Path, ifname: &str, addrs: &[(std::net::IpAddr, u8)]
             match addr {
                 std::net::IpAddr::V4(a) => inside.add_address(index, a, prefix)?,
                 std::net::IpAddr::V6(a) => {
-                    let key = format!("net/ipv6/conf/{ifname}/disable_ipv6");
-                    if let Err(e) = crate::sysctl(&key, "0") {
-                        if e.kind() != std::io::ErrorKind::NotFound {
-                            return Err(NetlinkError::Request { what: format!("enable IPv6 on {ifname}"), source: e });
-                        }
-                    }
+                    set_ipv6(&ifname, true)?;
                     inside.add_address6_dad(index, a, prefix)?
                 }
             }

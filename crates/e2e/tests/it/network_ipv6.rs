@@ -286,6 +286,40 @@ fn connect_with_ip6(cli: Cli) {
 }
 both!(connect_with_ip6);
 
+/// IPv6 is off inside a container until one of its networks has IPv6, as dockerd 20.10 has
+/// it (read off one: `all`, `default` and `lo` off, no `::1`, no link-local address; on a
+/// dual-stack network `lo` and that interface on, `all` still off; `--network none` off).
+fn ipv6_is_off_in_containers_until_a_network_has_it(cli: Cli) {
+    let d = Daemon::start();
+    let bb = registry().image("library/busybox:latest");
+    d.cli(cli, &["pull", &bb]).ok();
+    let confs = |ifs: &str| {
+        format!(
+            "for c in {ifs}; do printf '%s=%s ' $c $(cat /proc/sys/net/ipv6/conf/$c/disable_ipv6); done; \
+             ip -6 addr | grep -c inet6 || true"
+        )
+    };
+    for net in ["bridge", "none"] {
+        let out = d.cli(cli, &["run", "--rm", "--network", net, &bb, "sh", "-c", &confs("all default lo")]);
+        assert_eq!(out.trimmed(), "all=1 default=1 lo=1 0", "on {net}: {out}");
+    }
+    let (s4, _) = subnet_for(&d, 6);
+    let (s6, p6) = subnet6_for(&d, 6);
+    d.cli(cli, &["network", "create", "--ipv6", "--subnet", &s4, "--subnet", &s6, "dual6"]).ok();
+    let out = d.cli(cli, &["run", "--rm", "--network", "dual6", &bb, "sh", "-c", &confs("all lo eth0")]);
+    // ::1, the network's address and the link-local one.
+    assert_eq!(out.trimmed(), "all=1 lo=0 eth0=0 3", "{out}");
+    d.cli(cli, &["run", "-d", "--name", "later6", &bb, "sleep", "300"]).ok();
+    d.cli(cli, &["network", "connect", "dual6", "later6"]).ok();
+    let out = d.cli(cli, &["exec", "later6", "sh", "-c", &confs("all lo eth0 eth1")]);
+    assert_eq!(out.trimmed(), "all=1 lo=0 eth0=1 eth1=0 3", "{out}");
+    let out = d.cli(cli, &["exec", "later6", "ip", "-6", "addr", "show", "eth1"]);
+    assert!(out.stdout.contains(&p6), "{out}");
+    d.cli(cli, &["rm", "-f", "later6"]).ok();
+    d.cli(cli, &["network", "rm", "dual6"]).ok();
+}
+both!(ipv6_is_off_in_containers_until_a_network_has_it);
+
 /// The usual mistakes, with dockerd 20.10's messages (`compared_with_dockerd` checks them
 /// against a real one).
 fn ipv6_mistakes_get_dockerds_errors(cli: Cli) {
