@@ -2,21 +2,29 @@
 # Registry server throughput: wharf-registry side by side with Debian's docker-registry
 # (distribution 2.8), both on the local filesystem under the same temp dir, driven by curl.
 # Blob push (monolithic: POST + one PUT; chunked: POST + 5 MiB PATCHes + PUT) and pull of
-# unique random 1, 10 and 100 MB blobs at 1 and CONC concurrent clients, in MB/s; the RSS of
-# each server idle and after the run. Uses target/release. Run as root or not, loopback only.
+# unique random 1, 10 and 100 MB blobs at 1, 10 and CONC (50) concurrent clients, in MB/s and
+# HTTP requests/s, with the ratio wharf/distribution (>= 1: wharf is at least as fast); the RSS
+# of each server idle and its peak while the CONC-client cells run (VmHWM, reset before each
+# such cell when /proc/PID/clear_refs is writable, i.e. as root). A cell moves
+# max(COUNT_<size>, clients) blobs, at most MAX_MB MB, so that every client has one where the
+# budget allows (the table says how many a cell moved). Uses target/release; loopback only.
 # WHARF_REGISTRY_ARGS: extra flags for wharf-registry serve (e.g. --no-verify-reads).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d /tmp/wharf-bench-registry.XXXXXX)
-CONC=${CONC:-10}
-# How many blobs of each size a cell moves.
+CONC=${CONC:-50}
+# How many blobs of each size a cell moves at least, and the most MB one moves.
 COUNT_1=${COUNT_1:-40}
 COUNT_10=${COUNT_10:-12}
 COUNT_100=${COUNT_100:-4}
+MAX_MB=${MAX_MB:-1000}
 source "$ROOT/bench/lib.sh"
 trap cleanup EXIT
 
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+# reset_hwm PID: VmHWM starts again from the current RSS (fails quietly where not allowed).
+reset_hwm() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null || true; }
 
 # start_distribution: sets URL and SERVER_PID.
 start_distribution() {
@@ -106,7 +114,16 @@ blobs() {
     done >"$WORK/list"
 }
 
-# cell NAME OP MODE SIZE_MB CONC: MB/s of OP (push or pull) over the current blob list.
+# requests OP MODE SIZE_MB: the HTTP requests one blob takes.
+requests() {
+    case $1.$2 in
+    pull.*) echo 1 ;;
+    push.mono) echo 2 ;;
+    *) echo $((2 + (($3 << 20) + (5 << 20) - 1) / (5 << 20))) ;;
+    esac
+}
+
+# cell NAME OP MODE SIZE_MB CONC: "MB/s requests/s" of OP (push or pull) over the current blob list.
 cell() {
     local name=$1 op=$2 mode=$3 size=$4 conc=$5 count t0 t1
     count=$(wc -l <"$WORK/list")
@@ -117,44 +134,73 @@ cell() {
         xargs -P "$conc" -I{} bash -c "pull_blob '$URL' bench/$name {}" <"$WORK/list"
     fi
     t1=$(now_ns)
-    awk -v a="$t0" -v b="$t1" -v mb="$((size * count))" 'BEGIN { printf "%.0f", mb / ((b - a) / 1e9) }'
+    awk -v a="$t0" -v b="$t1" -v mb="$((size * count))" -v r="$((count * $(requests "$op" "$mode" "$size")))" \
+        'BEGIN { s = (b - a) / 1e9; printf "%.0f %.1f", mb / s, r / s }'
 }
 
+# count SIZE_MB CONC: how many blobs a cell moves.
+count() {
+    local var=COUNT_$1 n
+    n=${!var}
+    [ "$n" -ge "$2" ] || n=$2
+    [ $((n * $1)) -le "$MAX_MB" ] || n=$((MAX_MB / $1))
+    [ "$n" -ge 1 ] || n=1
+    echo "$n"
+}
+
+CONCS=(1)
+for c in 10 "$CONC"; do [ "$c" -le "${CONCS[-1]}" ] || CONCS+=("$c"); done
 declare -A RESULT
 for server in distribution wharf; do
     "start_$server"
     sleep 0.5
     RESULT[$server.idle]=$(rss_kb "$SERVER_PID")
+    RESULT[$server.loaded]=0
     for size in 1 10 100; do
-        count_var=COUNT_$size
-        for conc in 1 "$CONC"; do
-            for mode in mono chunked; do
+        for conc in "${CONCS[@]}"; do
+            n=$(count "$size" "$conc")
+            RESULT[count.$size.$conc]=$n
+            for op in mono chunked pull; do
                 # Fresh blobs for every push cell; the pulls read the last ones pushed.
-                blobs "$size" "${!count_var}"
-                RESULT[$server.push.$mode.$size.$conc]=$(cell "$server" push "$mode" "$size" "$conc")
+                [ "$op" = pull ] || blobs "$size" "$n"
+                [ "$conc" != "$CONC" ] || reset_hwm "$SERVER_PID"
+                if [ "$op" = pull ]; then
+                    r=$(cell "$server" pull - "$size" "$conc")
+                else
+                    r=$(cell "$server" push "$op" "$size" "$conc")
+                fi
+                RESULT[$server.$op.$size.$conc]=$r
+                if [ "$conc" = "$CONC" ]; then
+                    peak=$(hwm_kb "$SERVER_PID")
+                    [ "$peak" -le "${RESULT[$server.loaded]}" ] || RESULT[$server.loaded]=$peak
+                fi
             done
-            RESULT[$server.pull.$size.$conc]=$(cell "$server" pull - "$size" "$conc")
         done
     done
-    RESULT[$server.loaded]=$(rss_kb "$SERVER_PID")
     kill "$SERVER_PID"
     wait "$SERVER_PID" 2>/dev/null || true
     rm -rf "$WORK/$server"
     echo "$server done" >&2
 done
 
-printf '\nblob throughput in MB/s (%s/%s/%s blobs of 1/10/100 MB per cell; 1 and %s clients)\n' \
-    "$COUNT_1" "$COUNT_10" "$COUNT_100" "$CONC"
-printf '%-28s %14s %14s\n' "" "distribution" "wharf-registry"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0) printf "%.2f", b / a; else print "-" }'; }
+
+printf '\nblob throughput, distribution 2.8 (Debian docker-registry) and wharf-registry, one run\n'
+printf 'MB/s and HTTP requests/s; ratio = wharf / distribution (throughput: >= 1 is the goal)\n'
+printf '%-26s %6s %9s %9s %6s %9s %9s %6s\n' "" blobs "dist MB/s" "wharf" ratio "dist r/s" "wharf" ratio
 for size in 1 10 100; do
-    for conc in 1 "$CONC"; do
-        for mode in mono chunked; do
-            printf '%-28s %14s %14s\n' "push $mode ${size} MB x$conc" \
-                "${RESULT[distribution.push.$mode.$size.$conc]}" "${RESULT[wharf.push.$mode.$size.$conc]}"
+    for conc in "${CONCS[@]}"; do
+        for op in mono chunked pull; do
+            case $op in pull) label="pull" ;; *) label="push $op" ;; esac
+            read -r dm dr <<<"${RESULT[distribution.$op.$size.$conc]}"
+            read -r wm wr <<<"${RESULT[wharf.$op.$size.$conc]}"
+            printf '%-26s %6s %9s %9s %6s %9s %9s %6s\n' "$label ${size} MB x$conc" "${RESULT[count.$size.$conc]}" \
+                "$dm" "$wm" "$(ratio "$dm" "$wm")" "$dr" "$wr" "$(ratio "$dr" "$wr")"
         done
-        printf '%-28s %14s %14s\n' "pull ${size} MB x$conc" \
-            "${RESULT[distribution.pull.$size.$conc]}" "${RESULT[wharf.pull.$size.$conc]}"
     done
 done
-printf '%-28s %14s %14s\n' "RSS idle (KiB)" "${RESULT[distribution.idle]}" "${RESULT[wharf.idle]}"
-printf '%-28s %14s %14s\n' "RSS after the run (KiB)" "${RESULT[distribution.loaded]}" "${RESULT[wharf.loaded]}"
+printf '\n%-36s %12s %12s %6s\n' "" distribution wharf ratio
+printf '%-36s %12s %12s %6s\n' "RSS idle (KiB)" "${RESULT[distribution.idle]}" "${RESULT[wharf.idle]}" \
+    "$(ratio "${RESULT[distribution.idle]}" "${RESULT[wharf.idle]}")"
+printf '%-36s %12s %12s %6s\n' "RSS peak in the x$CONC cells (KiB)" "${RESULT[distribution.loaded]}" "${RESULT[wharf.loaded]}" \
+    "$(ratio "${RESULT[distribution.loaded]}" "${RESULT[wharf.loaded]}")"

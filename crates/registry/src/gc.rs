@@ -13,7 +13,10 @@ use std::time::{Duration, SystemTime};
 use wharf_types::Digest;
 
 use crate::meta::{now, MetaError};
-use crate::server::Registry;
+use crate::server::{digest_stripe, Registry};
+
+/// The most blobs GC forgets in one transaction (where the index batches them).
+const GC_BATCH: usize = 256;
 
 #[derive(Debug, Clone)]
 pub struct GcOptions {
@@ -124,32 +127,56 @@ pub fn collect(reg: &Registry, opts: &GcOptions) -> Result<GcReport, GcError> {
     }
     let touched = reg.touched_within(opts.grace);
     let mut known: BTreeSet<Digest> = BTreeSet::new();
+    let mut unused: Vec<(Digest, u64)> = Vec::new();
     for (digest, rec) in reg.meta.all_blobs()? {
         let keep = used.contains(&digest) || rec.linked >= cutoff || touched.contains(&digest);
         if keep {
             known.insert(digest);
-            continue;
-        }
-        if opts.dry_run {
-            report.bytes += rec.size;
-            report.blobs.push(digest);
-            continue;
-        }
-        let _guard = reg.digest_lock(&digest)?;
-        if reg.meta.forget_unused_blob(&digest, cutoff)? {
-            reg.store.delete(&digest)?;
+        } else if opts.dry_run {
             report.bytes += rec.size;
             report.blobs.push(digest);
         } else {
-            known.insert(digest);
+            unused.push((digest, rec.size));
+        }
+    }
+    if reg.meta.forgets_in_batches() {
+        // A stripe's blobs a batch at a time: one lock, one transaction, then the files.
+        unused.sort_by_key(|(d, _)| digest_stripe(d));
+        for stripe in unused.chunk_by(|a, b| digest_stripe(&a.0) == digest_stripe(&b.0)) {
+            for batch in stripe.chunks(GC_BATCH) {
+                let _guard = reg.stripe_lock(digest_stripe(&batch[0].0));
+                let digests: Vec<Digest> = batch.iter().map(|(d, _)| d.clone()).collect();
+                let gone = reg.meta.forget_unused_blobs(&digests, cutoff)?;
+                for ((digest, size), gone) in batch.iter().zip(gone) {
+                    if gone {
+                        reg.store.delete(digest)?;
+                        report.bytes += size;
+                        report.blobs.push(digest.clone());
+                    } else {
+                        known.insert(digest.clone());
+                    }
+                }
+            }
+        }
+    } else {
+        for (digest, size) in unused {
+            let _guard = reg.digest_lock(&digest)?;
+            if reg.meta.forget_unused_blob(&digest, cutoff)? {
+                reg.store.delete(&digest)?;
+                report.bytes += size;
+                report.blobs.push(digest);
+            } else {
+                known.insert(digest);
+            }
         }
     }
 
     // Files with no record: a crash between a rename and its transaction, or a forgotten
     // blob whose delete failed. Old ones only, and rechecked under the digest's lock.
     let file_cutoff = SystemTime::now() - opts.grace;
+    let collected: HashSet<&Digest> = report.blobs.iter().collect();
     for blob in reg.store.list()? {
-        if known.contains(&blob.digest) || report.blobs.contains(&blob.digest) || blob.modified > file_cutoff {
+        if known.contains(&blob.digest) || collected.contains(&blob.digest) || blob.modified > file_cutoff {
             continue;
         }
         let _guard = reg.digest_lock(&blob.digest)?;

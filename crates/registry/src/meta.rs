@@ -211,6 +211,17 @@ pub trait Metadata: crate::harbor::store::IamStore + Send + Sync + 'static {
     /// Forgets a blob (record and links) if nothing uses it and it was last linked before
     /// `cutoff`; checked and done in one transaction so that a manifest put cannot slip in.
     fn forget_unused_blob(&self, digest: &Digest, cutoff: u64) -> Result<bool>;
+    /// Whether [`Metadata::forget_unused_blobs`] does several blobs in one transaction: only
+    /// where `lock_digest` locks nothing (one process), so that the registry's stripe lock
+    /// covers every blob of a batch. GC then forgets a stripe's blobs in batches.
+    fn forgets_in_batches(&self) -> bool {
+        false
+    }
+    /// [`Metadata::forget_unused_blob`] for each digest, each checked as there; whether each
+    /// was forgotten.
+    fn forget_unused_blobs(&self, digests: &[Digest], cutoff: u64) -> Result<Vec<bool>> {
+        digests.iter().map(|d| self.forget_unused_blob(d, cutoff)).collect()
+    }
 
     /// The lock that lets one garbage collection run at a time among every process using
     /// this index; `None` while another holds it.
@@ -265,6 +276,35 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 /// that sort after `after`, or all of them.
 fn under(prefix: &str, after: Option<&str>) -> (String, String) {
     (key2(prefix, after.unwrap_or("")), format!("{prefix}{SEP_END}"))
+}
+
+/// Forgets a blob (record and links) in `tx` if nothing uses it and it was last linked
+/// before `cutoff`; whether it did.
+fn forget_in(tx: &redb::WriteTransaction, digest: &Digest, cutoff: u64) -> Result<bool> {
+    let d = digest.to_string();
+    let (from, to) = under(&d, None);
+    let uses = tx.open_table(USES).map_err(db)?;
+    if uses.range::<&str>(from.as_str()..to.as_str()).map_err(db)?.next().is_some() {
+        return Ok(false);
+    }
+    let mut blobs = tx.open_table(BLOBS).map_err(db)?;
+    let young = match blobs.get(d.as_str()).map_err(db)? {
+        None => false,
+        Some(v) => decode::<BlobRecord>(&d, v.value())?.linked >= cutoff,
+    };
+    if young {
+        return Ok(false);
+    }
+    blobs.remove(d.as_str()).map_err(db)?;
+    let mut links = tx.open_table(LINKS).map_err(db)?;
+    let mut doomed = Vec::new();
+    for item in links.range::<&str>(from.as_str()..to.as_str()).map_err(db)? {
+        doomed.push(item.map_err(db)?.0.value().to_string());
+    }
+    for k in doomed {
+        links.remove(k.as_str()).map_err(db)?;
+    }
+    Ok(true)
 }
 
 pub struct RedbMetadata {
@@ -672,34 +712,26 @@ impl Metadata for RedbMetadata {
     }
 
     fn forget_unused_blob(&self, digest: &Digest, cutoff: u64) -> Result<bool> {
-        let d = digest.to_string();
         let tx = self.db.begin_write().map_err(db)?;
-        {
-            let (from, to) = under(&d, None);
-            let uses = tx.open_table(USES).map_err(db)?;
-            if uses.range::<&str>(from.as_str()..to.as_str()).map_err(db)?.next().is_some() {
-                return Ok(false);
-            }
-            let mut blobs = tx.open_table(BLOBS).map_err(db)?;
-            let young = match blobs.get(d.as_str()).map_err(db)? {
-                None => false,
-                Some(v) => decode::<BlobRecord>(&d, v.value())?.linked >= cutoff,
-            };
-            if young {
-                return Ok(false);
-            }
-            blobs.remove(d.as_str()).map_err(db)?;
-            let mut links = tx.open_table(LINKS).map_err(db)?;
-            let mut doomed = Vec::new();
-            for item in links.range::<&str>(from.as_str()..to.as_str()).map_err(db)? {
-                doomed.push(item.map_err(db)?.0.value().to_string());
-            }
-            for k in doomed {
-                links.remove(k.as_str()).map_err(db)?;
-            }
+        if !forget_in(&tx, digest, cutoff)? {
+            return Ok(false);
         }
         tx.commit().map_err(db)?;
         Ok(true)
+    }
+
+    fn forgets_in_batches(&self) -> bool {
+        true
+    }
+
+    /// One transaction (one commit, one fsync) for the whole batch.
+    fn forget_unused_blobs(&self, digests: &[Digest], cutoff: u64) -> Result<Vec<bool>> {
+        let tx = self.db.begin_write().map_err(db)?;
+        let gone = digests.iter().map(|d| forget_in(&tx, d, cutoff)).collect::<Result<Vec<bool>>>()?;
+        if gone.contains(&true) {
+            tx.commit().map_err(db)?;
+        }
+        Ok(gone)
     }
 
     fn try_gc_lock(&self) -> Result<Option<MetaLock>> {
@@ -1429,7 +1461,17 @@ pub(crate) mod suite {
         assert_eq!(refs[0].digest, sig);
         assert!(m.referrers("r2", &man).unwrap().is_empty());
 
-        // A used blob is never forgotten; once unused (and old enough) it is.
+        // A used blob is never forgotten; once unused (and old enough) it is. In a batch, each
+        // one is as it would be alone.
+        let loose = d("loose");
+        m.link_blob("other", &loose, 3).unwrap();
+        let both = [layer.clone(), loose.clone()];
+        assert_eq!(m.forget_unused_blobs(&both, 0).unwrap(), [false, false], "used; younger than the cutoff");
+        assert!(m.blob(&loose).unwrap().is_some());
+        assert_eq!(m.forget_unused_blobs(&both, u64::MAX).unwrap(), [false, true]);
+        assert!(m.blob(&loose).unwrap().is_none());
+        assert_eq!(m.blob_in_repo("other", &loose).unwrap(), None, "its links go with it");
+        assert!(m.blob(&layer).unwrap().is_some());
         assert!(!m.forget_unused_blob(&layer, u64::MAX).unwrap());
         assert!(m.delete_manifest("r", &sig).unwrap());
         assert!(m.referrers("r", &man).unwrap().is_empty());

@@ -171,11 +171,16 @@ impl Registry {
     }
 
     pub fn digest_lock(&self, digest: &Digest) -> Result<DigestGuard<'_>, MetaError> {
-        let first = digest.hex().as_bytes().first().copied().unwrap_or(0) as usize;
-        let second = digest.hex().as_bytes().get(1).copied().unwrap_or(0) as usize;
-        let local = lock(&self.digest_locks[(first * 31 + second) % DIGEST_LOCK_STRIPES]);
+        let local = self.stripe_lock(digest_stripe(digest));
         let shared = self.meta.lock_digest(digest)?;
         Ok(DigestGuard { _shared: shared, _local: local })
+    }
+
+    /// The in-process lock of every digest in `stripe` (see [`digest_stripe`]): the whole of
+    /// [`Registry::digest_lock`] for each of them where the index's `lock_digest` locks
+    /// nothing (GC's batches, `Metadata::forgets_in_batches`).
+    pub(crate) fn stripe_lock(&self, stripe: usize) -> MutexGuard<'_, ()> {
+        lock(&self.digest_locks[stripe % DIGEST_LOCK_STRIPES])
     }
 
     /// A client named the blob. Called on the async runtime: the index's part (a shared
@@ -195,6 +200,13 @@ impl Registry {
         map.retain(|_, at| at.elapsed() < grace);
         map.keys().cloned().collect()
     }
+}
+
+/// Which of the digest lock stripes holds `digest`.
+pub(crate) fn digest_stripe(digest: &Digest) -> usize {
+    let first = digest.hex().as_bytes().first().copied().unwrap_or(0) as usize;
+    let second = digest.hex().as_bytes().get(1).copied().unwrap_or(0) as usize;
+    (first * 31 + second) % DIGEST_LOCK_STRIPES
 }
 
 /// Held while a blob is installed and recorded, or forgotten and deleted.
