@@ -140,12 +140,13 @@ pub fn collect(reg: &Registry, opts: &GcOptions) -> Result<GcReport, GcError> {
         }
     }
     if reg.meta.forgets_in_batches() {
-        // A stripe's blobs a batch at a time: one lock, one transaction, then the files.
+        // A stripe's blobs a batch at a time: one set of locks, one transaction, then the files.
         unused.sort_by_key(|(d, _)| digest_stripe(d));
         for stripe in unused.chunk_by(|a, b| digest_stripe(&a.0) == digest_stripe(&b.0)) {
             for batch in stripe.chunks(GC_BATCH) {
                 let _guard = reg.stripe_lock(digest_stripe(&batch[0].0));
                 let digests: Vec<Digest> = batch.iter().map(|(d, _)| d.clone()).collect();
+                let _shared = reg.meta.lock_digests(&digests)?;
                 let gone = reg.meta.forget_unused_blobs(&digests, cutoff)?;
                 for ((digest, size), gone) in batch.iter().zip(gone) {
                     if gone {

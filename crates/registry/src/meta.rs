@@ -211,11 +211,15 @@ pub trait Metadata: crate::harbor::store::IamStore + Send + Sync + 'static {
     /// Forgets a blob (record and links) if nothing uses it and it was last linked before
     /// `cutoff`; checked and done in one transaction so that a manifest put cannot slip in.
     fn forget_unused_blob(&self, digest: &Digest, cutoff: u64) -> Result<bool>;
-    /// Whether [`Metadata::forget_unused_blobs`] does several blobs in one transaction: only
-    /// where `lock_digest` locks nothing (one process), so that the registry's stripe lock
-    /// covers every blob of a batch. GC then forgets a stripe's blobs in batches.
+    /// Whether [`Metadata::forget_unused_blobs`] does several blobs in one transaction. GC
+    /// then forgets a stripe's blobs in batches, under the registry's stripe lock and
+    /// [`Metadata::lock_digests`] of the batch.
     fn forgets_in_batches(&self) -> bool {
         false
+    }
+    /// [`Metadata::lock_digest`] of every digest at once (GC's batches).
+    fn lock_digests(&self, _digests: &[Digest]) -> Result<Option<MetaLock>> {
+        Ok(None)
     }
     /// [`Metadata::forget_unused_blob`] for each digest, each checked as there; whether each
     /// was forgotten.

@@ -381,6 +381,22 @@ impl Drop for DigestLock {
     }
 }
 
+/// A batch's digest locks: everything the session holds goes at once.
+struct DigestLocks {
+    pool: Arc<Pool>,
+    conn: Option<Connection>,
+}
+
+impl Drop for DigestLocks {
+    fn drop(&mut self) {
+        let Some(mut c) = self.conn.take() else { return };
+        match c.query("SELECT pg_advisory_unlock_all()", &[]) {
+            Ok(_) => self.pool.give_back(c),
+            _ => self.pool.discard(c),
+        }
+    }
+}
+
 impl Metadata for PgMetadata {
     fn repo_exists(&self, repo: &str) -> Result<bool> {
         Ok(self.one("SELECT 1 FROM repos WHERE name = $1", &[&repo], |_| Ok(()))?.is_some())
@@ -698,6 +714,57 @@ impl Metadata for PgMetadata {
         })
     }
 
+    fn forgets_in_batches(&self) -> bool {
+        true
+    }
+
+    /// One transaction (one durable commit) for the whole batch, each blob checked as in
+    /// [`Metadata::forget_unused_blob`]: rows locked first, then its uses read in a new
+    /// statement (a new snapshot).
+    fn forget_unused_blobs(&self, digests: &[Digest], cutoff: u64) -> Result<Vec<bool>> {
+        let list = digests.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",");
+        self.run(|c| {
+            let found = c.batch(&[
+                ("BEGIN", &[]),
+                (
+                    "SELECT digest, linked FROM blobs WHERE digest = ANY(string_to_array($1, ',')) \
+                     ORDER BY digest FOR UPDATE",
+                    &[&list],
+                ),
+                ("SELECT DISTINCT used FROM uses WHERE used = ANY(string_to_array($1, ','))", &[&list]),
+            ])?;
+            let mut linked = std::collections::HashMap::new();
+            for row in found.get(1).map(|r| r.rows.as_slice()).unwrap_or_default() {
+                linked.insert(row.text(0)?.to_string(), row.uint(1)?);
+            }
+            let mut used = std::collections::HashSet::new();
+            for row in found.get(2).map(|r| r.rows.as_slice()).unwrap_or_default() {
+                used.insert(row.text(0)?.to_string());
+            }
+            let gone: Vec<bool> = digests
+                .iter()
+                .map(|d| {
+                    let d = d.to_string();
+                    // No row: forgotten already, as forget_unused_blob has it.
+                    !used.contains(&d) && linked.get(&d).is_none_or(|l| *l < cutoff)
+                })
+                .collect();
+            let doomed: Vec<String> =
+                digests.iter().zip(&gone).filter(|(_, g)| **g).map(|(d, _)| d.to_string()).collect();
+            if doomed.is_empty() {
+                c.simple("ROLLBACK")?;
+                return Ok(gone);
+            }
+            let doomed = doomed.join(",");
+            c.batch(&[
+                ("DELETE FROM links WHERE digest = ANY(string_to_array($1, ','))", &[&doomed]),
+                ("DELETE FROM blobs WHERE digest = ANY(string_to_array($1, ','))", &[&doomed]),
+                ("COMMIT", &[]),
+            ])?;
+            Ok(gone)
+        })
+    }
+
     fn try_gc_lock(&self) -> Result<Option<MetaLock>> {
         // A session lock on a connection of its own, held for the whole collection: if this
         // process dies the server closes the session and the lock is free again.
@@ -712,6 +779,25 @@ impl Metadata for PgMetadata {
 
     fn lock_digest(&self, digest: &Digest) -> Result<Option<MetaLock>> {
         self.advisory_lock(LOCK_DIGEST, digest_key(digest))
+    }
+
+    /// Every digest's lock on one session, taken in one statement in key order (so two such
+    /// batches cannot deadlock), released together.
+    fn lock_digests(&self, digests: &[Digest]) -> Result<Option<MetaLock>> {
+        let mut keys: Vec<i32> = digests.iter().map(digest_key).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let list = keys.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(",");
+        let (mut c, _) = self.locks.take().map_err(db)?;
+        let sql = "SELECT pg_advisory_lock($1, k) FROM \
+                   (SELECT unnest(string_to_array($2, ','))::int AS k ORDER BY 1) AS keys";
+        match c.query(sql, &[&LOCK_DIGEST, &list]) {
+            Ok(_) => Ok(Some(MetaLock::new(DigestLocks { pool: self.locks.clone(), conn: Some(c) }))),
+            Err(e) => {
+                self.locks.discard(c);
+                Err(db(e))
+            }
+        }
     }
 
     fn lock_quota(&self, project: &str) -> Result<Option<MetaLock>> {
@@ -881,6 +967,21 @@ mod tests {
         // Another digest's lock is another lock (unless its first 32 bits collide).
         let _a = a.lock_digest(&Digest::of(b"one")).unwrap();
         let _b = b.lock_digest(&Digest::of(b"two")).unwrap();
+        drop((_a, _b));
+        // A batch's locks (GC's) hold each of its digests, and go together.
+        let batch: Vec<Digest> = (0..20).map(|i| Digest::of(format!("batch {i}").as_bytes())).collect();
+        let held = a.lock_digests(&batch).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let _one = b.lock_digest(&batch[13]).unwrap();
+                tx.send(()).unwrap();
+            });
+            assert!(rx.recv_timeout(std::time::Duration::from_millis(500)).is_err(), "a batch's lock was not held");
+            drop(held);
+            rx.recv_timeout(std::time::Duration::from_secs(10)).expect("the batch's locks are free once dropped");
+        });
+        let _again = b.lock_digests(&batch).unwrap();
     }
 
     /// GC and pushes on separate connections, as on two replicas: a blob that a manifest
