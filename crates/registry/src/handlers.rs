@@ -881,10 +881,22 @@ impl Outlet {
 }
 
 /// Feeds `len` bytes of `reader` to a response body. With `verify`, the bytes are hashed on
-/// the way and the last piece is held back until the digest is known: on a mismatch the body
-/// ends in an error, hyper cuts the connection and the client never has the whole blob.
+/// the way, on a thread of their own so that reading and sending do not wait for the hash, and
+/// the last piece is held back until the digest is known: on a mismatch the body ends in an
+/// error, hyper cuts the connection and the client never has the whole blob.
 fn stream_blob(mut reader: Box<dyn Read + Send>, len: u64, verify: Option<Digest>, out: Outlet) {
-    let mut hasher = Sha256Writer::new();
+    let hashing = verify.map(|want| {
+        // Bounded: the hash keeps up within a few pieces, or reading waits for it.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(8);
+        let thread = std::thread::spawn(move || {
+            let mut hasher = Sha256Writer::new();
+            for piece in rx {
+                hasher.update(&piece);
+            }
+            hasher.finish().0
+        });
+        (tx, thread, want)
+    });
     let mut left = len;
     let mut pending: Option<Bytes> = None;
     while left > 0 {
@@ -904,18 +916,30 @@ fn stream_blob(mut reader: Box<dyn Read + Send>, len: u64, verify: Option<Digest
         };
         buf.truncate(n);
         left -= n as u64;
-        if verify.is_some() {
-            hasher.update(&buf);
+        let piece = Bytes::from(buf);
+        if let Some((tx, _, _)) = &hashing {
+            // A clone of a `Bytes` shares the buffer.
+            if tx.send(piece.clone()).is_err() {
+                out.send(Err(io::Error::other("the blob's digest check stopped")));
+                return;
+            }
         }
-        if let Some(p) = pending.replace(Bytes::from(buf)) {
+        if let Some(p) = pending.replace(piece) {
             if !out.send(Ok(p)) {
                 log::debug!("a blob read was given up: the client took nothing for {:?}", out.timeout);
                 return;
             }
         }
     }
-    if let Some(want) = verify {
-        let (got, _) = hasher.finish();
+    if let Some((tx, thread, want)) = hashing {
+        drop(tx);
+        let got = match thread.join() {
+            Ok(got) => got,
+            Err(_) => {
+                out.send(Err(io::Error::other("the blob's digest check failed")));
+                return;
+            }
+        };
         if got != want {
             log::error!("blob {want} is corrupted in storage: its bytes hash to {got}; run wharf-registry scrub");
             out.send(Err(io::Error::other(format!("blob {want} failed its digest check"))));

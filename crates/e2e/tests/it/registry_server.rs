@@ -1036,6 +1036,18 @@ fn gc_and_scrub() {
     out.code_is(1).mentions(&[&format!("corrupt {tagged_layer}")]);
     // The server holds the index: scrub checks the files and says it skipped the index.
     assert!(out.stderr.contains("not checking the index"), "{out}");
+    // The same for a blob read in pieces (over 256 KiB, hashed on a thread of its own), its
+    // last byte rotted: the last piece waits for the hash, and never goes out.
+    let big: Vec<u8> = (0..3u32 << 18).map(|i| (i.wrapping_mul(7) % 251) as u8).collect();
+    let big_digest = reg.push_blob("gc/repo", &big);
+    let big_file = reg.blob_file(&big_digest);
+    let mut rotted = fs::read(&big_file).expect("read blob");
+    *rotted.last_mut().expect("bytes") ^= 0xff;
+    fs::write(&big_file, &rotted).expect("corrupt blob");
+    let raw = http_raw(&reg.addr, "GET", &format!("/v2/gc/repo/blobs/{big_digest}"), &[], b"");
+    let whole = parse_response(&raw).is_some_and(|r| r.status == 200 && r.body.len() >= big.len());
+    assert!(!whole, "a corrupted {}-byte blob was served whole ({} bytes came)", big.len(), raw.len());
+    assert!(raw.len() < big.len(), "{} of {} bytes came", raw.len(), big.len());
     reg.kill9();
     fs::remove_file(&file).expect("remove blob");
     let out = reg.tool(&["scrub"]);
