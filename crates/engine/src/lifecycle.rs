@@ -449,13 +449,6 @@ fn update_resources(req: &UpdateRequest, hc: &crate::HostConfig) -> oci::Resourc
     if req.cpuset_mems.as_ref().is_some_and(|m| !m.is_empty()) {
         cpu.mems = Some(hc.cpuset_mems.clone());
     }
-    // Real-time budgets change live as runc's update changes them (v1; refused on v2 before).
-    if req.cpu_rt_period.is_some_and(|p| p != 0) {
-        cpu.realtime_period = Some(hc.resources.cpu_rt_period as u64);
-    }
-    if req.cpu_rt_runtime.is_some_and(|r| r != 0) {
-        cpu.realtime_runtime = Some(hc.resources.cpu_rt_runtime);
-    }
     if cpu != oci::Cpu::default() {
         r.cpu = Some(cpu);
     }
