@@ -571,4 +571,20 @@ fn daemon_realtime_budget_as_dockerd() {
     let (ours, theirs) = (d.docker(&args), docker.cli(&args));
     assert_eq!(ours.code, theirs.code, "wharf: {ours}\ndockerd: {theirs}");
     ours.fails().mentions(&["cpu.rt_runtime_us"]);
+    // `update` of a running container's budget is taken and shown, and its cgroup left as it
+    // was, in both (dockerd 20.10 does not pass real-time values to the running container).
+    let args = ["run", "-d", "--cpu-rt-runtime", "50000", image.as_str(), "sleep", "300"];
+    let (ours, theirs) = (d.docker(&args).ok().trimmed().to_string(), docker.cli(&args).ok().trimmed().to_string());
+    d.docker(&["update", "--cpu-rt-runtime", "60000", &ours]).ok();
+    docker.cli(&["update", "--cpu-rt-runtime", "60000", &theirs]).ok();
+    for (parent, id, shown) in [
+        (&d.cgroup_parent, &ours, d.docker(&["inspect", "-f", "{{.HostConfig.CpuRealtimeRuntime}}", &ours])),
+        (&docker.cgroup_parent, &theirs, docker.cli(&["inspect", "-f", "{{.HostConfig.CpuRealtimeRuntime}}", &theirs])),
+    ] {
+        assert_eq!(shown.ok().trimmed(), "60000");
+        let dir = Path::new("/sys/fs/cgroup/cpu").join(parent.trim_start_matches('/')).join(id);
+        assert_eq!(read(&dir.join("cpu.rt_runtime_us")), "50000", "{}", dir.display());
+    }
+    d.docker(&["rm", "-f", &ours]).ok();
+    docker.cli(&["rm", "-f", &theirs]).ok();
 }
