@@ -98,23 +98,23 @@ fn a_docker_hosts_daemon_json_is_honoured_or_warned_of() {
 
 #[test]
 fn keys_wharf_cannot_honour_are_refused_by_name() {
-    let json = r#"{"icc": false, "graph": "/var/lib/x", "storage-driver": "btrfs", "selinux-enabled": false,
+    let json = r#"{"ip-forward": false, "graph": "/var/lib/x", "storage-driver": "btrfs", "selinux-enabled": false,
                   "no-such-key": 1}"#;
     let e = match Daemon::try_start(with_config(json, &[])) {
         Ok(d) => panic!("wharfd started; log:\n{}", d.log_text()),
         Err(e) => e,
     };
     assert!(e.code.is_some_and(|c| c != 0), "{e:?}");
-    for key in ["\"icc\"", "\"graph\"", "\"storage-driver\" = btrfs", "\"no-such-key\"", "data-root"] {
+    for key in ["\"ip-forward\"", "\"graph\"", "\"storage-driver\" = btrfs", "\"no-such-key\"", "data-root"] {
         assert!(e.log.contains(key), "the refusal does not say {key}:\n{}", e.log);
     }
     assert!(!e.log.contains("selinux"), "a value wharf has anyway is refused:\n{}", e.log);
     // The same keys as dockerd's flags.
-    let e = match Daemon::try_start(with_config("{}", &["--icc=false", "--live-restore"])) {
-        Ok(d) => panic!("wharfd started with --icc=false; log:\n{}", d.log_text()),
+    let e = match Daemon::try_start(with_config("{}", &["--ip-forward=false", "--live-restore"])) {
+        Ok(d) => panic!("wharfd started with --ip-forward=false; log:\n{}", d.log_text()),
         Err(e) => e,
     };
-    assert!(e.log.contains("--icc") && e.log.contains("icc=false is not implemented"), "{}", e.log);
+    assert!(e.log.contains("--ip-forward") && e.log.contains("always enables net.ipv4.ip_forward"), "{}", e.log);
     // --validate checks and says what it warns of, without starting anything.
     let dir = TempDir::new("wharf-e2e-validate");
     let path = dir.0.join("daemon.json");
@@ -152,7 +152,7 @@ fn sighup_reloads_what_dockerd_reloads_and_says_what_waits_for_a_restart() {
     assert!(log.contains("reload: registry settings") && log.contains("max_concurrent_uploads: 1"), "{log}");
     assert!(log.contains("container defaults") && log.contains("when it next starts"), "{log}");
     // A broken file changes nothing and the daemon keeps serving.
-    fs::write(&path, r#"{"labels": ["phase=three"], "icc": false}"#).unwrap();
+    fs::write(&path, r#"{"labels": ["phase=three"], "ip-forward": false}"#).unwrap();
     hup();
     assert!(wait_for(T, || d.log_text().contains("the running configuration stays")), "{}", d.log_text());
     assert_eq!(info("{{json .Labels}}"), r#"["phase=two"]"#);
