@@ -591,14 +591,41 @@ fn nat_rules() -> String {
 }
 
 /// portmap's shared chains (which its DEL leaves, as they serve every pod), removed after the
-/// test when it made them and no pod's chain is left in them.
+/// test when it made them and no pod's chain is left in them; and the `nat` tables iptables-nft
+/// made for them (empty built-in chains), when they were not there before.
 struct PortmapChains {
     made: bool,
+    /// The nftables families whose `nat` table did not exist before the test.
+    new_tables: Vec<&'static str>,
+}
+
+/// Whether nftables has `table FAMILY nat`.
+fn nat_table_exists(family: &str) -> bool {
+    Command::new("nft").args(["list", "table", family, "nat"]).output().is_ok_and(|o| o.status.success())
 }
 
 impl PortmapChains {
     fn note() -> PortmapChains {
-        PortmapChains { made: !nat_rules().contains(":CNI-HOSTPORT-DNAT ") }
+        let new_tables = ["ip", "ip6"].into_iter().filter(|f| !nat_table_exists(f)).collect();
+        PortmapChains { made: !nat_rules().contains(":CNI-HOSTPORT-DNAT "), new_tables }
+    }
+
+    /// Deletes the `nat` tables the test made, once nothing but empty chains is left in them.
+    fn remove_new_tables(&self) {
+        for family in &self.new_tables {
+            let Ok(out) = Command::new("nft").args(["list", "table", family, "nat"]).output() else { continue };
+            let text = String::from_utf8_lossy(&out.stdout);
+            let has_rules = text.lines().map(str::trim).any(|l| {
+                !(l.is_empty()
+                    || l == "}"
+                    || l.starts_with("table ")
+                    || l.starts_with("chain ")
+                    || l.starts_with("type "))
+            });
+            if out.status.success() && !has_rules {
+                let _ = Command::new("nft").args(["delete", "table", family, "nat"]).status();
+            }
+        }
     }
 }
 
@@ -608,6 +635,7 @@ impl Drop for PortmapChains {
         let out = Command::new("iptables-save").args(["-t", "nat"]).output();
         let rules = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
         if !self.made || rules.is_empty() || rules.contains("CNI-DN-") {
+            self.remove_new_tables();
             return;
         }
         let ipt = |args: &[&str]| {
@@ -622,6 +650,7 @@ impl Drop for PortmapChains {
             ipt(&["-F", chain]);
             ipt(&["-X", chain]);
         }
+        self.remove_new_tables();
     }
 }
 
