@@ -36,7 +36,8 @@ enum Endpoint {
 }
 
 /// TLS to a `tcp://` daemon, as the docker CLI's `--tls`, `--tlsverify` (or
-/// `DOCKER_TLS_VERIFY`) and the `ca.pem`, `cert.pem`, `key.pem` of `DOCKER_CERT_PATH`.
+/// `DOCKER_TLS_VERIFY`) and the `ca.pem`, `cert.pem`, `key.pem` of `DOCKER_CERT_PATH` (default:
+/// the CLI's config directory).
 #[derive(Debug, Clone, Default)]
 pub struct TlsOptions {
     /// Check the daemon's certificate against `ca` (`--tlsverify`); otherwise any is taken.
@@ -54,9 +55,11 @@ impl TlsOptions {
         if !(tls || tlsverify || env_verify) {
             return None;
         }
-        let dir = std::env::var_os("DOCKER_CERT_PATH")
-            .filter(|d| !d.is_empty())
-            .map(PathBuf::from)
+        // As the docker CLI: DOCKER_CERT_PATH, else its config directory (DOCKER_CONFIG, else
+        // ~/.docker).
+        let env_dir = |name: &str| std::env::var_os(name).filter(|d| !d.is_empty()).map(PathBuf::from);
+        let dir = env_dir("DOCKER_CERT_PATH")
+            .or_else(|| env_dir("DOCKER_CONFIG"))
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))
             .unwrap_or_else(|| PathBuf::from(".docker"));
         Some(TlsOptions {

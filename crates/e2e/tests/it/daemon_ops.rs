@@ -6,7 +6,7 @@
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -255,6 +255,18 @@ fn docker_cli_and_docker_py_over_tls_with_client_certificates() {
         run_cmd(cmd, T)
     };
     wharf(&cert_path, &["version"]).ok().mentions(&["Server"]);
+    // Without DOCKER_CERT_PATH the certificates come from the config directory, as the docker
+    // CLI has it (DOCKER_CONFIG here).
+    for program in [bin("wharf"), PathBuf::from("docker")] {
+        let mut cmd = Command::new(&program);
+        cmd.env("DOCKER_HOST", format!("tcp://127.0.0.1:{port}"))
+            .env("DOCKER_TLS_VERIFY", "1")
+            .env_remove("DOCKER_CERT_PATH")
+            .env_remove("DOCKER_CONTEXT")
+            .env("DOCKER_CONFIG", &cert_path)
+            .args(["version", "--format", "{{.Server.Version}}"]);
+        run_cmd(cmd, T).ok();
+    }
     let out = wharf(&cert_path, &["run", "--rm", &image, "echo", "wharf-over-tls"]);
     out.ok();
     assert_eq!(out.trimmed(), "wharf-over-tls", "{out}");
