@@ -8,7 +8,7 @@ pub enum ClientError {
     Connect { host: String, source: wharf_http::HttpError },
     #[error("unsupported daemon host {0:?}: use unix:///path/to/socket or tcp://host:port")]
     UnsupportedHost(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Http(#[from] wharf_http::HttpError),
     /// The daemon answered with an error status; `message` is its `{"message": ...}`.
     #[error("{message}")]
