@@ -458,6 +458,7 @@ impl TestUser {
             cmd.args(&args[1..]);
             run_cmd(cmd, T)
         };
+        let _etc = crate::harness::ETC_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         sh(&["groupadd", &group]).ok();
         let u = TestUser { user: user.clone(), group: group.clone() };
         sh(&["useradd", "--no-create-home", "--shell", "/bin/sh", "-G", &group, &user]).ok();
@@ -475,6 +476,7 @@ impl TestUser {
 
 impl Drop for TestUser {
     fn drop(&mut self) {
+        let _etc = crate::harness::ETC_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let _ = Command::new("userdel").arg(&self.user).status();
         let _ = Command::new("groupdel").arg(&self.group).status();
     }

@@ -20,6 +20,11 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+/// Held by every test that edits the host's /etc/passwd, /etc/group, /etc/subuid or
+/// /etc/subgid, directly or through groupadd/useradd/userdel: those rewrite the whole file, so
+/// an edit made beside one of them is lost.
+pub(crate) static ETC_LOCK: Mutex<()> = Mutex::new(());
+
 /// A name unique in this test binary and among concurrently running binaries.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst))

@@ -7,14 +7,13 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::harness::{find_named, http_unix, registry, unique, wait_for, Cli, Daemon, DaemonOptions, TempDir};
 
 /// /etc/passwd, /etc/group, /etc/subuid and /etc/subgid are shared by every test of this
-/// process. They are edited directly (no useradd/userdel, which leave backup files behind).
-static ETC_LOCK: Mutex<()> = Mutex::new(());
+/// process. They are edited directly (no useradd/userdel, which leave backup files behind),
+/// under the harness's `ETC_LOCK`.
 static N: AtomicU32 = AtomicU32::new(0);
 const ETC_FILES: [&str; 4] = ["/etc/passwd", "/etc/group", "/etc/subuid", "/etc/subgid"];
 
@@ -40,7 +39,7 @@ impl RemapUser {
         let pid = std::process::id();
         let name = format!("wh-userns-{pid}-{n}");
         let base = 3_000_000 + (pid % 1000) * 400_000 + n * 65536;
-        let _g = ETC_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = crate::harness::ETC_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         // A free id below 65534 for both the user and its group.
         let taken = |path: &str, id: u32| {
             std::fs::read_to_string(path)
@@ -68,7 +67,7 @@ impl RemapUser {
 
 impl Drop for RemapUser {
     fn drop(&mut self) {
-        let _g = ETC_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = crate::harness::ETC_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let prefix = format!("{}:", self.name);
         for f in ETC_FILES {
             let text = std::fs::read_to_string(f).unwrap_or_default();
