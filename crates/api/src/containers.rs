@@ -531,7 +531,7 @@ pub fn summary_json(ctx: &Ctx, c: &ContainerRecord) -> Value {
                 "ImageID": c.image_id.to_string(),
                 "Command": command_text(c),
                 "Created": unix_secs(&c.created),
-                "Ports": crate::networks::list_ports_json(c, ctx.engine.container_endpoint(&c.id).as_ref()),
+                "Ports": crate::networks::list_ports_json(c, ctx.engine.ports_endpoint(&c.id).as_ref()),
                 "Labels": c.config.labels,
                 "State": c.state.status.as_str(),
                 "Status": status_text(c, ctx.engine.container_health(&c.id).as_ref()),

@@ -466,11 +466,14 @@ fn ports_map(c: &ContainerRecord, ep: Option<&Endpoint>) -> Value {
 }
 
 /// `NetworkSettings` of inspect: every network the container is on, with its address
-/// while it runs; the top-level address fields are its first network's.
+/// while it runs; the top-level address fields are those on the default bridge (empty on
+/// user networks, as dockerd has them), the ports those of the endpoint that carries them.
 pub fn settings_json(ctx: &Ctx, c: &ContainerRecord) -> Value {
-    let ep = ctx.engine.container_endpoint(&c.id);
+    let ep = ctx.engine.ports_endpoint(&c.id);
     let ep = ep.as_ref();
-    let first = ep.filter(|e| e.ip.is_some());
+    let on_bridge =
+        ctx.engine.container_endpoints(&c.id).into_iter().find(|e| e.network == "bridge" && e.network_id.is_empty());
+    let first = on_bridge.as_ref().filter(|e| e.ip.is_some());
     let ip = first.and_then(|e| e.ip).map(|i| i.to_string()).unwrap_or_default();
     let gw = first.and_then(|e| e.gateway).map(|i| i.to_string()).unwrap_or_default();
     let prefix = first.map(|e| e.prefix).unwrap_or(0);

@@ -422,8 +422,10 @@ fn port(client: &Client, container: &str, port: Option<&str>) -> Result<()> {
             continue;
         }
         for b in bindings.as_array().map(Vec::as_slice).unwrap_or_default() {
-            let addr =
-                format!("{}:{}", b["HostIp"].as_str().unwrap_or_default(), b["HostPort"].as_str().unwrap_or_default());
+            let ip = b["HostIp"].as_str().unwrap_or_default();
+            // An IPv6 address in brackets, as the docker CLI writes it (`[::]:8080`).
+            let ip = if ip.contains(':') { format!("[{ip}]") } else { ip.to_string() };
+            let addr = format!("{ip}:{}", b["HostPort"].as_str().unwrap_or_default());
             lines.push(if want.is_some() { addr } else { format!("{cport} -> {addr}") });
         }
     }

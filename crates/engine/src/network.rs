@@ -9,18 +9,21 @@
 //! the next start what to keep and what to remove. Records of the previous version, keyed by
 //! the container id alone, are migrated at that start.
 //!
-//! Inside the container the interfaces are `eth0`, `eth1`, ... in connect order. The default
-//! route is the first network's that has a gateway (not `--internal`); when that network is
-//! disconnected it moves to the next one that has. (Docker orders by priority then name; wharf
-//! keeps connect order, which is what a user sees in `NetworkSettings.Networks` anyway.) The
-//! IPv6 default route, the same way, is the first dual-stack network's.
+//! A container's networks are in dockerd's order (libnetwork's endpoint order, [`Rank`]): the
+//! highest `GwPriority` first, networks with a route out before `--internal` ones, dual-stack
+//! before IPv4-only, then by name. At a start the interfaces are `eth0`, `eth1`, ... in that
+//! order; a network connected to a running container gets the next free number. The default
+//! routes and the published ports are on the first network of that order that has a gateway,
+//! and move when a connect or disconnect changes which one that is, as with dockerd (the IPv6
+//! route, the same way, among the dual-stack networks).
 //!
 //! On a dual-stack network (`--ipv6`) an endpoint has an IPv6 address too, from the network's
 //! IPv6 subnet (`--ip6`, or the lowest free one, as dockerd's IPAM; on the default bridge with
-//! `fixed-cidr-v6`, the subnet plus the MAC address, as dockerd), and a port published on
-//! every address is published on `::` as well, at the same host port, as dockerd 20.10 does:
-//! DNAT in the `ip6` table carries it, and what DNAT cannot (`[::1]`: the kernel lets no
-//! loopback-addressed packet off the loopback device) the daemon proxies, as docker-proxy.
+//! `fixed-cidr-v6`, the subnet plus the MAC address, as dockerd). A port published on every
+//! address is published on `::` as well, at the same host port, as dockerd 20.10 does: to a
+//! dual-stack endpoint DNAT in the `ip6` table carries it, and what DNAT cannot (`[::1]`: the
+//! kernel lets no loopback-addressed packet off the loopback device; anything, to an
+//! IPv4-only endpoint) the daemon proxies to the container, as docker-proxy.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener, UdpSocket};
@@ -500,8 +503,10 @@ enum Reservation {
     Udp(UdpSocket),
     /// An IPv6 TCP port, until its proxy starts: the container port it goes to.
     Tcp6(TcpListener, u16),
-    /// The proxy of an IPv6 TCP port: what DNAT leaves to it (`[::1]`, or all of it without
-    /// rules) it carries to the container's IPv6 address. Dropped, it stops.
+    /// An IPv6 UDP port, until its proxy starts: the container port it goes to.
+    Udp6(UdpSocket, u16),
+    /// The proxy of an IPv6 port: what DNAT leaves to it (`[::1]`; all of it to an IPv4-only
+    /// endpoint, or without rules) it carries to the container. Dropped, it stops.
     #[allow(dead_code)]
     Proxy(Proxy),
 }
@@ -542,6 +547,10 @@ pub(crate) struct Networking {
 pub(crate) struct NetState {
     pub(crate) endpoints: BTreeMap<String, Endpoint>,
     reservations: HashMap<String, Vec<Reservation>>,
+    /// Per running container, the number its next connected interface gets: as in dockerd, a
+    /// number is not given again while the container runs, even when its interface went. (Lost
+    /// with a daemon restart: then the next after the highest there.)
+    next_ifindex: HashMap<String, u32>,
 }
 
 impl Networking {
@@ -636,10 +645,16 @@ impl Engine {
         Ok(Some(self.netns_path(&rec.id).display().to_string()))
     }
 
-    /// The first endpoint of a running container (its `eth0`, which carries its published
-    /// ports).
+    /// The first endpoint of a running container (its `eth0`).
     pub fn container_endpoint(&self, id: &str) -> Option<Endpoint> {
         self.container_endpoints(id).into_iter().next()
+    }
+
+    /// The endpoint of a running container that carries its published ports (the one with the
+    /// default route), else its first.
+    pub fn ports_endpoint(&self, id: &str) -> Option<Endpoint> {
+        let eps = self.container_endpoints(id);
+        eps.iter().find(|e| !e.ports.is_empty()).or(eps.first()).cloned()
     }
 
     /// Every endpoint of a running container, in interface order.
@@ -690,28 +705,31 @@ impl Engine {
         let path = self.netns_path(&rec.id);
         // A namespace left by a crash between start and exit record.
         let _ = sandbox::remove(&path, None);
-        let wanted = if mode == "none" { Vec::new() } else { self.container_networks(rec, true)? };
+        let mut wanted = if mode == "none" { Vec::new() } else { self.container_networks(rec, true)? };
+        wanted.sort_by_cached_key(|w| self.view_rank(w));
         if wanted.is_empty() {
             sandbox::create(&path, None).map_err(EngineError::from)?;
             // A container disconnected from every network is on none of them, not on `none`.
             let ep = Endpoint::loopback_only(&rec.id, if mode == "none" { "none" } else { "" }, path);
             return self.record_endpoint(ep, Some(Vec::new()));
         }
-        // Published on `::` too when the first network, which carries the ports, has IPv6.
-        let dual = wanted.first().is_some_and(|w| self.network_has_ipv6(&w.network));
-        // And on its `host_binding_ipv4` (dockerd's `ip` on the default bridge) when given none.
-        let host_default = wanted.first().and_then(|w| {
+        // The ports go with the default route: to the first network with a gateway.
+        let holder = wanted.iter().position(|w| !w.network.internal).unwrap_or(0);
+        // Published on its `host_binding_ipv4` (dockerd's `ip` on the default bridge) when
+        // given no address.
+        let host_default = wanted.get(holder).and_then(|w| {
             if w.network.predefined {
                 self.net().config.default_bridge.host_ip
             } else {
                 crate::usernet::host_ip_option(&w.network.options)
             }
         });
-        let (reservations, ports) = self.reserve_ports(rec, dual, host_default)?;
+        let (reservations, ports) = self.reserve_ports(rec, host_default)?;
         let mut reservations = Some(reservations);
         let mut ports = Some(ports);
         for (i, w) in wanted.into_iter().enumerate() {
-            let r = self.attach_one(rec, &w, i as u32, i == 0, ports.take().unwrap_or_default(), reservations.take());
+            let these = if i == holder { ports.take().unwrap_or_default() } else { Vec::new() };
+            let r = self.attach_one(rec, &w, i as u32, i == 0, these, reservations.take());
             if let Err(e) = r {
                 if i > 0 {
                     if let Err(e) = self.network_release(&rec.id) {
@@ -746,9 +764,20 @@ impl Engine {
         n.gateway6_net().is_some()
     }
 
-    /// Starts the proxies of a container's IPv6 TCP ports, each sending what reaches it to the
-    /// container's IPv6 address on the endpoint that holds the ports (looked up per
-    /// connection: the ports move when that network is disconnected).
+    /// Where a network a container is to start on comes in dockerd's order.
+    fn view_rank(&self, w: &NetworkView) -> Rank {
+        Rank::new(w.gw_priority, w.network.internal, self.network_has_ipv6(&w.network), &w.network.name)
+    }
+
+    /// Where an endpoint of a running container comes in dockerd's order.
+    fn endpoint_rank(&self, e: &Endpoint) -> Rank {
+        let internal = lock(&self.net().networks).get(&e.network_id).is_some_and(|n| n.internal);
+        Rank::new(e.gw_priority, internal, e.gateway6.is_some(), &e.network)
+    }
+
+    /// Starts the proxies of a container's IPv6 ports, each sending what reaches it to the
+    /// container's address (IPv6, else IPv4) on the endpoint that holds the ports (looked up
+    /// per connection or UDP flow: the ports move with the default route).
     fn start_proxies(&self, id: &str) {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             log::warn!("container {id}: no runtime for the proxies of its IPv6 ports");
@@ -759,22 +788,40 @@ impl Engine {
         let _enter = handle.enter();
         *res = std::mem::take(res)
             .into_iter()
-            .filter_map(|r| {
-                let Reservation::Tcp6(listener, cport) = r else { return Some(r) };
-                if let Err(e) = listener.set_nonblocking(true) {
-                    log::warn!("container {id}: proxy of IPv6 port {cport}: {e}");
-                    return Some(Reservation::Tcp(listener));
-                }
-                match tokio::net::TcpListener::from_std(listener) {
-                    Ok(l) => {
-                        let task = handle.spawn(proxy_v6(self.clone(), id.to_string(), cport, l));
-                        Some(Reservation::Proxy(Proxy(task)))
-                    }
-                    Err(e) => {
+            .filter_map(|r| match r {
+                Reservation::Tcp6(listener, cport) => {
+                    if let Err(e) = listener.set_nonblocking(true) {
                         log::warn!("container {id}: proxy of IPv6 port {cport}: {e}");
-                        None
+                        return Some(Reservation::Tcp(listener));
+                    }
+                    match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => {
+                            let task = handle.spawn(proxy_tcp(self.clone(), id.to_string(), cport, l));
+                            Some(Reservation::Proxy(Proxy(task)))
+                        }
+                        Err(e) => {
+                            log::warn!("container {id}: proxy of IPv6 port {cport}: {e}");
+                            None
+                        }
                     }
                 }
+                Reservation::Udp6(socket, cport) => {
+                    if let Err(e) = socket.set_nonblocking(true) {
+                        log::warn!("container {id}: proxy of IPv6 port {cport}/udp: {e}");
+                        return Some(Reservation::Udp(socket));
+                    }
+                    match tokio::net::UdpSocket::from_std(socket) {
+                        Ok(s) => {
+                            let task = handle.spawn(proxy_udp(self.clone(), id.to_string(), cport, s));
+                            Some(Reservation::Proxy(Proxy(task)))
+                        }
+                        Err(e) => {
+                            log::warn!("container {id}: proxy of IPv6 port {cport}/udp: {e}");
+                            None
+                        }
+                    }
+                }
+                r => Some(r),
             })
             .collect();
     }
@@ -1183,13 +1230,12 @@ impl Engine {
     }
     /// Binds every published host port (so a taken one fails now, naming it, and no one else
     /// can take it while the container runs).
-    /// With `dual` (the first network has IPv6), a port published on every address is published
-    /// on `::` too, at the same host port (an unspecified one is chosen free in both
-    /// families), and an IPv6 host address may be given, as dockerd does.
+    /// A port published on every address is published on `::` too, at the same host port (an
+    /// unspecified one is chosen free in both families), as dockerd does; on a host without
+    /// IPv6, on `0.0.0.0` only.
     fn reserve_ports(
         &self,
         rec: &ContainerRecord,
-        dual: bool,
         host_default: Option<Ipv4Addr>,
     ) -> Result<(Vec<Reservation>, Vec<PublishedPort>), EngineError> {
         let hc = &rec.host_config;
@@ -1218,12 +1264,7 @@ impl Engine {
             let host_ip: IpAddr = if b.host_ip.is_empty() {
                 IpAddr::V4(host_default.unwrap_or(Ipv4Addr::UNSPECIFIED))
             } else {
-                match b.host_ip.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
-                    // IPv6 host addresses only for a container that has IPv6 (no proxy to IPv4).
-                    Ok(IpAddr::V6(_)) if !dual => return Err(invalid()),
-                    Ok(ip) => ip,
-                    Err(_) => return Err(invalid()),
-                }
+                b.host_ip.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().map_err(|_| invalid())?
             };
             let port: u16 = if b.host_port.is_empty() {
                 0
@@ -1235,7 +1276,7 @@ impl Engine {
                     EngineError::Conflict(format!("Bind for {ip}:{port} failed: port is already allocated ({e})"))
                 }
             };
-            let also_v6 = dual && b.host_ip.is_empty() && host_default.is_none();
+            let also_v6 = b.host_ip.is_empty() && host_default.is_none();
             let any6 = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
             let mut tries = 0;
             loop {
@@ -1260,6 +1301,15 @@ impl Engine {
                                 host_port: bound,
                             });
                         }
+                        break;
+                    }
+                    Err(e) if no_ipv6(&e) => {
+                        res.push(r);
+                        out.push(PublishedPort {
+                            container_port: cport.clone(),
+                            host_ip: host_ip.to_string(),
+                            host_port: bound,
+                        });
                         break;
                     }
                     // A free IPv4 port that is taken on IPv6: another one (the first is freed
@@ -1411,6 +1461,7 @@ impl Engine {
         let mut eps: Vec<Endpoint> = {
             let mut st = lock(&self.net().state);
             st.reservations.remove(id);
+            st.next_ifindex.remove(id);
             let keys: Vec<String> = st.endpoints.keys().filter(|k| mine(k)).cloned().collect();
             keys.iter().filter_map(|k| st.endpoints.remove(k)).collect()
         };
@@ -1470,10 +1521,16 @@ impl Engine {
         if !wharf_network::netns::is_mounted(&path) {
             return Err(EngineError::Conflict(format!("container {} has no network namespace of its own", rec.name)));
         }
-        let used: BTreeSet<u32> =
-            self.container_endpoints(&rec.id).iter().filter(|e| e.veth.is_some()).map(|e| e.if_index()).collect();
-        let index = (0..).find(|i| !used.contains(i)).unwrap_or(0);
+        let after_highest = self
+            .container_endpoints(&rec.id)
+            .iter()
+            .filter(|e| e.veth.is_some())
+            .map(|e| e.if_index() + 1)
+            .max()
+            .unwrap_or(0);
+        let index = lock(&self.net().state).next_ifindex.get(&rec.id).copied().unwrap_or(0).max(after_highest);
         self.attach_one(rec, want, index, false, Vec::new(), None)?;
+        lock(&self.net().state).next_ifindex.insert(rec.id.clone(), index + 1);
         self.reroute(&rec.id);
         // A namespace that had no network has one now.
         let placeholder = endpoint_key(&rec.id, "");
@@ -1505,17 +1562,20 @@ impl Engine {
             }
         }
         let rest: Vec<Endpoint> = self.container_endpoints(&rec.id).into_iter().filter(|e| e.ip.is_some()).collect();
+        let internal = |e: &Endpoint| lock(&self.net().networks).get(&e.network_id).is_some_and(|n| n.internal);
         let mut changed: Vec<Endpoint> = Vec::new();
         if !ep.ports.is_empty() {
-            if let Some(next) = rest.first() {
+            // To the next gateway endpoint, else the first left in dockerd's order.
+            let next = gateway_choice(rest.iter().filter(|e| !internal(e)))
+                .or_else(|| rest.iter().min_by_key(|e| self.endpoint_rank(e)));
+            if let Some(next) = next {
                 let mut next = next.clone();
                 next.ports = ep.ports.clone();
                 changed.push(next);
             }
         }
-        let internal = |e: &Endpoint| lock(&self.net().networks).get(&e.network_id).is_some_and(|n| n.internal);
         if ep.routed {
-            if let Some(next) = gateway_choice(rest.iter().filter(|e| !internal(e)), false) {
+            if let Some(next) = gateway_choice(rest.iter().filter(|e| !internal(e))) {
                 let mut next = changed.iter().find(|c| c.key() == next.key()).cloned().unwrap_or_else(|| next.clone());
                 if let Some(gw) = next.gateway {
                     match sandbox::set_default_route(&ep.netns, &next.ifname, gw) {
@@ -1528,7 +1588,7 @@ impl Engine {
             }
         }
         if ep.routed6 {
-            if let Some(next) = gateway_choice(rest.iter().filter(|e| e.ip6.is_some() && !internal(e)), true) {
+            if let Some(next) = gateway_choice(rest.iter().filter(|e| e.ip6.is_some() && !internal(e))) {
                 let mut next = changed.iter().find(|c| c.key() == next.key()).cloned().unwrap_or_else(|| next.clone());
                 if let Some(gw) = next.gateway6 {
                     match sandbox::set_default_route6(&ep.netns, &next.ifname, gw) {
@@ -1577,12 +1637,13 @@ impl Engine {
     /// highest `GwPriority` when the one holding it has a lower one (see [`gateway_choice`]);
     /// run after a network is attached. A route that cannot move stays where it is.
     fn reroute(&self, id: &str) {
-        let eps: Vec<Endpoint> = self.container_endpoints(id).into_iter().filter(|e| e.ip.is_some()).collect();
         let internal = |e: &Endpoint| lock(&self.net().networks).get(&e.network_id).is_some_and(|n| n.internal);
-        let mut changed: Vec<Endpoint> = Vec::new();
+        let mut eps: Vec<Endpoint> = self.container_endpoints(id).into_iter().filter(|e| e.ip.is_some()).collect();
+        let mut dirty: BTreeSet<String> = BTreeSet::new();
+        let mut ports_moved = false;
         for v6 in [false, true] {
             let candidates = eps.iter().filter(|e| !internal(e) && (!v6 || e.ip6.is_some()));
-            let Some(best) = gateway_choice(candidates, v6) else { continue };
+            let Some(best) = gateway_choice(candidates).cloned() else { continue };
             if if v6 { best.routed6 } else { best.routed } {
                 continue;
             }
@@ -1595,17 +1656,29 @@ impl Engine {
                 log::warn!("container {id}: default route through {}: {e}", best.ifname);
                 continue;
             }
-            for e in &eps {
-                let mut e = changed.iter().find(|c| c.key() == e.key()).cloned().unwrap_or_else(|| e.clone());
+            let mut ports = Vec::new();
+            for e in &mut eps {
+                let mine = e.key() == best.key();
                 if v6 {
-                    e.routed6 = e.key() == best.key();
+                    e.routed6 = mine;
                 } else {
-                    e.routed = e.key() == best.key();
+                    e.routed = mine;
+                    // The published ports go with the IPv4 route, as dockerd moves a
+                    // container's external connectivity to its new gateway endpoint.
+                    if !mine && !e.ports.is_empty() {
+                        ports.append(&mut e.ports);
+                    }
                 }
-                changed.retain(|c| c.key() != e.key());
-                changed.push(e);
+                dirty.insert(e.key());
+            }
+            if !ports.is_empty() {
+                if let Some(e) = eps.iter_mut().find(|e| e.key() == best.key()) {
+                    e.ports.append(&mut ports);
+                    ports_moved = true;
+                }
             }
         }
+        let changed: Vec<Endpoint> = eps.into_iter().filter(|e| dirty.contains(&e.key())).collect();
         if changed.is_empty() {
             return;
         }
@@ -1623,6 +1696,11 @@ impl Engine {
         });
         if let Err(e) = r {
             log::warn!("container {id}: {e}");
+        }
+        if ports_moved {
+            if let Err(e) = self.apply_rules() {
+                log::warn!("container {id}: rules for its published ports: {e}");
+            }
         }
     }
 
@@ -1752,13 +1830,41 @@ impl Engine {
 /// A stored endpoint as this version keeps it, and whether it was written by the previous
 /// version (one record per container, keyed by its id, always `eth0`, routed unless on an
 /// internal network), which must then be stored again under its per-network key.
-/// The endpoint a default route (IPv4, or IPv6 with `v6`) goes through, among `candidates` in
-/// connect order: the highest `GwPriority` (API 1.48); among equals the one holding the route
-/// keeps it, else the first connected.
-fn gateway_choice<'a>(candidates: impl Iterator<Item = &'a Endpoint>, v6: bool) -> Option<&'a Endpoint> {
-    let holds = |e: &Endpoint| if v6 { e.routed6 } else { e.routed };
-    // `min_by_key` keeps the first of equals.
-    candidates.min_by_key(|e| (std::cmp::Reverse(e.gw_priority), !holds(e)))
+/// The endpoint a default route goes through among `candidates` (the endpoints with a route
+/// out; for the IPv6 route those with IPv6): the first in dockerd's order.
+fn gateway_choice<'a>(candidates: impl Iterator<Item = &'a Endpoint>) -> Option<&'a Endpoint> {
+    candidates.min_by_key(|e| Rank::new(e.gw_priority, false, e.gateway6.is_some(), &e.network))
+}
+
+/// dockerd's order of a container's networks (libnetwork's order of a sandbox's endpoints,
+/// which picks the gateway endpoint and, at a start, numbers the interfaces): the highest
+/// `GwPriority` first, then those with a route out before `--internal` ones, then dual-stack
+/// before IPv4-only, then by network name.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Rank {
+    priority: std::cmp::Reverse<i64>,
+    internal: bool,
+    /// IPv4 gateway 1, IPv6 gateway 2, added up (none on an internal network).
+    gateways: std::cmp::Reverse<u8>,
+    name: String,
+}
+
+impl Rank {
+    fn new(priority: i64, internal: bool, ipv6: bool, name: &str) -> Rank {
+        let gateways = if internal { 0 } else { 1 + 2 * u8::from(ipv6) };
+        Rank {
+            priority: std::cmp::Reverse(priority),
+            internal,
+            gateways: std::cmp::Reverse(gateways),
+            name: name.to_string(),
+        }
+    }
+}
+
+/// Whether binding `::` failed because the host has no IPv6 (the kernel built without it,
+/// or it is turned off): the port is then published on IPv4 only.
+fn no_ipv6(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL))
 }
 
 /// `IPAMConfig.LinkLocalIPs` as dockerd adds them to the interface: IPv4 ones with a /16,
@@ -1805,7 +1911,7 @@ fn bind_tcp(addr: SocketAddrV4) -> std::io::Result<TcpListener> {
 
 /// Holds a host port of either family; returns the reservation and the port bound (`port` 0:
 /// a free one). IPv6 sockets are IPv6-only, so that `::` and `0.0.0.0` hold the same port
-/// side by side; an IPv6 TCP port is `Tcp6`, for its proxy.
+/// side by side; an IPv6 port is `Tcp6` or `Udp6`, for its proxy.
 fn bind_port(ip: IpAddr, port: u16, proto: &str, container_port: u16) -> std::io::Result<(Reservation, u16)> {
     let udp = proto == "udp";
     match ip {
@@ -1826,7 +1932,7 @@ fn bind_port(ip: IpAddr, port: u16, proto: &str, container_port: u16) -> std::io
             if udp {
                 let s = UdpSocket::from(fd);
                 let p = s.local_addr().map(|a| a.port()).unwrap_or(port);
-                Ok((Reservation::Udp(s), p))
+                Ok((Reservation::Udp6(s, container_port), p))
             } else {
                 let s = TcpListener::from(fd);
                 let p = s.local_addr().map(|a| a.port()).unwrap_or(port);
@@ -1905,10 +2011,18 @@ fn mac_ipv6(subnet: Ipv6Net, mac: &[u8; 6]) -> Ipv6Addr {
 /// How long the proxy waits for the container to take a connection.
 const PROXY_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Where a proxy of container `id` sends what reaches it: `container_port` on the address of
+/// the endpoint that carries the ports now, IPv6 when it has one, else IPv4.
+fn proxy_target(engine: &Engine, id: &str, container_port: u16) -> Option<SocketAddr> {
+    let ep = engine.container_endpoints(id).into_iter().find(|e| !e.ports.is_empty())?;
+    let ip = ep.ip6.map(IpAddr::V6).or(ep.ip.map(IpAddr::V4))?;
+    Some(SocketAddr::new(ip, container_port))
+}
+
 /// The proxy of one published IPv6 TCP port of container `id`: each connection it accepts
-/// goes to `container_port` of the container's IPv6 address, on the endpoint that carries
-/// its ports now. Its connections end with it (aborted, the set drops them).
-async fn proxy_v6(engine: Engine, id: String, container_port: u16, listener: tokio::net::TcpListener) {
+/// goes to the container (see [`proxy_target`]). Its connections end with it (aborted, the
+/// set drops them).
+async fn proxy_tcp(engine: Engine, id: String, container_port: u16, listener: tokio::net::TcpListener) {
     let mut conns = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
@@ -1922,13 +2036,7 @@ async fn proxy_v6(engine: Engine, id: String, container_port: u16, listener: tok
                         continue;
                     }
                 };
-                let target = engine
-                    .container_endpoints(&id)
-                    .into_iter()
-                    .find(|e| !e.ports.is_empty())
-                    .and_then(|e| e.ip6)
-                    .map(|ip| SocketAddr::new(IpAddr::V6(ip), container_port));
-                let Some(target) = target else { continue };
+                let Some(target) = proxy_target(&engine, &id, container_port) else { continue };
                 conns.spawn(async move {
                     let Ok(Ok(mut outbound)) =
                         tokio::time::timeout(PROXY_CONNECT_TIMEOUT, tokio::net::TcpStream::connect(target)).await
@@ -1939,6 +2047,84 @@ async fn proxy_v6(engine: Engine, id: String, container_port: u16, listener: tok
                 });
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+}
+
+/// How long a UDP flow of the proxy lives without an answer from the container (docker-proxy's).
+const UDP_FLOW_IDLE: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// The most UDP flows (client addresses) one proxied port keeps at once; datagrams of further
+/// clients are dropped until one ends.
+const UDP_FLOWS_MAX: usize = 1024;
+
+/// The proxy of one published IPv6 UDP port of container `id`: each client address gets a
+/// socket of its own towards the container (see [`proxy_target`]), and what the container
+/// answers on it goes back to that client from the published port, until the flow has been
+/// idle for [`UDP_FLOW_IDLE`].
+async fn proxy_udp(engine: Engine, id: String, container_port: u16, socket: tokio::net::UdpSocket) {
+    let socket = std::sync::Arc::new(socket);
+    let mut flows: HashMap<SocketAddr, std::sync::Arc<tokio::net::UdpSocket>> = HashMap::new();
+    // Each flow's answering task; it returns its client when it ends.
+    let mut answering: tokio::task::JoinSet<SocketAddr> = tokio::task::JoinSet::new();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        tokio::select! {
+            received = socket.recv_from(&mut buf) => {
+                let (n, client) = match received {
+                    Ok(r) => r,
+                    Err(e) => {
+                        log::debug!("container {id}: proxy receive: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let upstream = match flows.get(&client) {
+                    Some(u) => u.clone(),
+                    None => {
+                        if flows.len() >= UDP_FLOWS_MAX {
+                            continue;
+                        }
+                        let Some(target) = proxy_target(&engine, &id, container_port) else { continue };
+                        let local: SocketAddr = if target.is_ipv4() {
+                            (Ipv4Addr::UNSPECIFIED, 0).into()
+                        } else {
+                            (Ipv6Addr::UNSPECIFIED, 0).into()
+                        };
+                        let up = match tokio::net::UdpSocket::bind(local).await {
+                            Ok(u) => u,
+                            Err(e) => {
+                                log::debug!("container {id}: proxy socket: {e}");
+                                continue;
+                            }
+                        };
+                        if let Err(e) = up.connect(target).await {
+                            log::debug!("container {id}: proxy to {target}: {e}");
+                            continue;
+                        }
+                        let up = std::sync::Arc::new(up);
+                        flows.insert(client, up.clone());
+                        let (back, from) = (socket.clone(), up.clone());
+                        answering.spawn(async move {
+                            let mut buf = vec![0u8; 65536];
+                            while let Ok(Ok(n)) = tokio::time::timeout(UDP_FLOW_IDLE, from.recv(&mut buf)).await {
+                                if back.send_to(&buf[..n], client).await.is_err() {
+                                    break;
+                                }
+                            }
+                            client
+                        });
+                        up
+                    }
+                };
+                // A lost datagram is UDP's to lose.
+                let _ = upstream.send(&buf[..n]).await;
+            }
+            Some(ended) = answering.join_next(), if !answering.is_empty() => {
+                if let Ok(client) = ended {
+                    flows.remove(&client);
+                }
+            }
         }
     }
 }
@@ -2392,7 +2578,7 @@ mod tests {
             let (_r4, port) = bind_port(any4, 0, proto, 80).unwrap();
             let (r6, p6) = bind_port(any6, port, proto, 80).unwrap();
             assert_eq!(p6, port);
-            assert!(matches!(r6, Reservation::Tcp6(_, 80)) == (proto == "tcp"));
+            assert!(matches!((&r6, proto), (Reservation::Tcp6(_, 80), "tcp") | (Reservation::Udp6(_, 80), "udp")));
             assert!(bind_port(any6, port, proto, 80).is_err(), "{proto} {port} twice");
             drop(r6);
             assert!(bind_port(any6, port, proto, 80).is_ok(), "{proto} {port} free again");
@@ -2447,20 +2633,30 @@ mod tests {
     }
 
     #[test]
-    fn the_default_route_goes_by_gw_priority() {
-        let ep = |ifname: &str, prio: i64, routed: bool| {
-            let mut e = Endpoint::loopback_only("c", "n", PathBuf::new());
-            e.ifname = ifname.to_string();
+    fn the_default_route_goes_as_dockerd_orders_networks() {
+        let ep = |network: &str, prio: i64, ipv6: bool| {
+            let mut e = Endpoint::loopback_only("c", network, PathBuf::new());
             e.gw_priority = prio;
-            e.routed = routed;
+            e.gateway6 = ipv6.then_some(Ipv6Addr::LOCALHOST);
             e
         };
-        let pick = |eps: &[Endpoint]| gateway_choice(eps.iter(), false).map(|e| e.ifname.clone());
-        // The highest; among equals the one holding the route, else the first.
-        assert_eq!(pick(&[ep("eth0", 0, true), ep("eth1", 5, false)]).as_deref(), Some("eth1"));
-        assert_eq!(pick(&[ep("eth0", 0, false), ep("eth1", 0, true)]).as_deref(), Some("eth1"));
-        assert_eq!(pick(&[ep("eth0", 1, false), ep("eth1", 1, false), ep("eth2", -1, true)]).as_deref(), Some("eth0"));
+        let pick = |eps: &[Endpoint]| gateway_choice(eps.iter()).map(|e| e.network.clone());
+        // The highest priority; then dual-stack; then the name, whatever the order given.
+        assert_eq!(pick(&[ep("alpha", 0, true), ep("zeta", 5, false)]).as_deref(), Some("zeta"));
+        assert_eq!(pick(&[ep("alpha", 0, false), ep("zeta", 0, true)]).as_deref(), Some("zeta"));
+        assert_eq!(pick(&[ep("zeta", 0, false), ep("mid", 0, false), ep("alpha", 0, false)]).as_deref(), Some("alpha"));
+        assert_eq!(pick(&[ep("b", -1, false), ep("c", 0, false)]).as_deref(), Some("c"));
         assert_eq!(pick(&[]), None);
+        // The priority first; then internal networks after those with a route out.
+        let mut order = [
+            Rank::new(9, true, false, "aaa"),
+            Rank::new(0, false, false, "bbb"),
+            Rank::new(0, false, true, "zzz"),
+            Rank::new(0, true, true, "abc"),
+        ];
+        order.sort();
+        let names: Vec<&str> = order.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["aaa", "zzz", "bbb", "abc"]);
     }
 
     #[test]

@@ -48,6 +48,9 @@ pub struct BridgeConfig {
     pub mtu: Option<u32>,
 }
 
+/// The link-local address of a bridge with IPv6 (dockerd's `fe80::1`).
+pub const BRIDGE_LINK_LOCAL: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
+
 /// Makes sure the bridge exists, holds its gateway address and is up; enables forwarding
 /// and, on the bridge, routing of loopback sources (published ports on 127.0.0.1). With an
 /// IPv6 gateway, IPv6 on the bridge and IPv6 forwarding too, as dockerd's bridge driver does
@@ -78,10 +81,14 @@ pub fn ensure_bridge(b: &BridgeConfig) -> Result<(), SandboxError> {
     };
     if let Some(gw6) = b.gateway6 {
         sysctl(format!("net/ipv6/conf/{}/disable_ipv6", b.name), "0", "enable IPv6")?;
-        match nl.add_address6(index, gw6.addr, gw6.prefix) {
-            Ok(()) => {}
-            Err(e) if e.is_exists() => {}
-            Err(e) => return Err(e.into()),
+        // And `fe80::1/64`, as dockerd's bridge driver gives every IPv6 bridge: a link-local
+        // gateway that stays the same whatever the bridge's MAC address.
+        for (addr, prefix) in [(gw6.addr, gw6.prefix), (BRIDGE_LINK_LOCAL, 64)] {
+            match nl.add_address6(index, addr, prefix) {
+                Ok(()) => {}
+                Err(e) if e.is_exists() => {}
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     nl.set_up(index)?;

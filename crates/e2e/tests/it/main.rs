@@ -67,6 +67,7 @@ mod network;
 mod network_flags;
 mod network_ipv6;
 mod network_options;
+mod network_order;
 mod network_user;
 mod proxy;
 mod prune;

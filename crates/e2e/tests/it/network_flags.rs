@@ -100,9 +100,11 @@ fn link_local_addresses(cli: Cli) {
 both!(link_local_addresses);
 
 /// The container's default route through the network of the highest `GwPriority`: given at
-/// `run` in `--network name=..,gw-priority=N`, then a higher one connected, then that one
-/// disconnected (the route goes back to the highest left), and after a restart. Inspect shows
-/// each network's priority.
+/// `run` in `--network name=..,gw-priority=N` (that network is `eth0`: at a start interfaces
+/// are numbered in dockerd's order), then a higher one connected (the next interface number,
+/// never one given before), then that one disconnected (the route goes back to the highest
+/// left), and after a restart; among equal priorities the network's name decides, as in
+/// dockerd. Inspect shows each network's priority.
 fn default_route_by_gw_priority(cli: Cli) {
     let d = Daemon::start();
     let bb = registry().image("library/busybox:latest");
@@ -123,32 +125,35 @@ fn default_route_by_gw_priority(cli: Cli) {
         &["run", "-d", "--name", "box", "--network", "gwa", "--network", "name=gwb,gw-priority=5", &bb, "sleep", "300"],
     )
     .ok();
-    assert!(route().starts_with(&format!("default via {pb}.1 dev eth1")), "{}", route());
+    assert!(route().starts_with(&format!("default via {pb}.1 dev eth0")), "{}", route());
     let c = d.inspect(cli, "box");
     assert_eq!(endpoint(&c, "gwa")["GwPriority"], 0, "{c}");
     assert_eq!(endpoint(&c, "gwb")["GwPriority"], 5, "{c}");
     // A lower priority connected: the route stays.
     d.cli(cli, &["network", "connect", "--gw-priority", "-3", "gwc", "box"]).ok();
-    assert!(route().starts_with(&format!("default via {pb}.1 dev eth1")), "{}", route());
+    assert!(route().starts_with(&format!("default via {pb}.1 dev eth0")), "{}", route());
     d.cli(cli, &["network", "disconnect", "gwc", "box"]).ok();
     // A higher one: the route moves to it.
     d.cli(cli, &["network", "connect", "--gw-priority", "10", "gwc", "box"]).ok();
-    assert!(route().starts_with(&format!("default via {pc}.1 dev eth2")), "{}", route());
+    assert!(route().starts_with(&format!("default via {pc}.1 dev eth3")), "{}", route());
     assert_eq!(endpoint(&d.inspect(cli, "box"), "gwc")["GwPriority"], 10);
     // It goes: back to the highest of those left (gwb, not the first connected gwa).
     d.cli(cli, &["network", "disconnect", "gwc", "box"]).ok();
-    assert!(route().starts_with(&format!("default via {pb}.1 dev eth1")), "{}", route());
+    assert!(route().starts_with(&format!("default via {pb}.1 dev eth0")), "{}", route());
     // At a start too.
     // (`stop` then `start`: `restart` then `exec` at once races, the container is sometimes
     // killed right after its new start, with or without these flags.)
     d.cli(cli, &["stop", "-t", "1", "box"]).ok();
     d.cli(cli, &["start", "box"]).ok();
-    assert!(route().starts_with(&format!("default via {pb}.1 dev eth1")), "{}", route());
-    // Equal priorities: the first connected keeps it.
+    assert!(route().starts_with(&format!("default via {pb}.1 dev eth0")), "{}", route());
+    // Equal priorities: the network's name decides, not the order of connects.
     d.cli(cli, &["network", "disconnect", "gwb", "box"]).ok();
-    assert!(route().starts_with(&format!("default via {pa}.1 dev eth0")), "{}", route());
+    assert!(route().starts_with(&format!("default via {pa}.1 dev eth1")), "{}", route());
+    d.cli(cli, &["network", "connect", "gwc", "box"]).ok();
+    assert!(route().starts_with(&format!("default via {pa}.1 dev eth1")), "{}", route());
+    d.cli(cli, &["network", "disconnect", "gwa", "box"]).ok();
     d.cli(cli, &["network", "connect", "gwb", "box"]).ok();
-    assert!(route().starts_with(&format!("default via {pa}.1 dev eth0")), "{}", route());
+    assert!(route().starts_with(&format!("default via {pb}.1 dev eth3")), "{}", route());
     d.cli(cli, &["rm", "-f", "box"]).ok();
     d.cli(cli, &["network", "rm", "gwa", "gwb", "gwc"]).ok();
 }

@@ -230,9 +230,10 @@ fn published_port_on_both_families(cli: Cli) {
 both!(published_port_on_both_families);
 
 /// A container on an IPv4-only network connected to a dual-stack one with `--ip6`: its new
-/// interface has that address and carries the IPv6 default route (the IPv4 one stays where it
-/// was), and another dual-stack network stays out of its reach; disconnected, the address and
-/// route go, and its /etc/hosts follows.
+/// interface has that address and carries both default routes (a dual-stack network comes
+/// first in dockerd's order, so the IPv4 one moves to it too, as with dockerd), and another
+/// dual-stack network stays out of its reach; disconnected, the address and the IPv6 route go,
+/// the IPv4 route goes back, and its /etc/hosts follows.
 fn connect_with_ip6(cli: Cli) {
     let d = Daemon::start();
     let bb = registry().image("library/busybox:latest");
@@ -249,8 +250,9 @@ fn connect_with_ip6(cli: Cli) {
     assert!(a.stdout.contains(&format!("{addr}/64")), "{a}");
     let r6 = d.cli(cli, &["exec", "box", "ip", "-6", "route"]);
     assert!(r6.stdout.contains(&format!("default via {p6}1 dev eth1")), "{r6}");
+    let (_, pb) = subnet_for(&d, 4);
     let r4 = d.cli(cli, &["exec", "box", "ip", "route"]);
-    assert!(r4.stdout.contains(&format!("default via {pa}.1 dev eth0")), "{r4}");
+    assert!(r4.stdout.contains(&format!("default via {pb}.1 dev eth1")), "{r4}");
     assert_eq!(net_of(&d.inspect(cli, "box"), "dual")["IPAMConfig"]["IPv6Address"], addr.as_str());
     let hosts = d.cli(cli, &["exec", "box", "cat", "/etc/hosts"]);
     assert!(hosts.stdout.contains(&format!("{addr}\t")), "{hosts}");
@@ -274,6 +276,8 @@ fn connect_with_ip6(cli: Cli) {
     d.cli(cli, &["network", "disconnect", "dual", "box"]).ok();
     let r6 = d.cli(cli, &["exec", "box", "ip", "-6", "route"]);
     assert!(!r6.stdout.contains("default"), "{r6}");
+    let r4 = d.cli(cli, &["exec", "box", "ip", "route"]);
+    assert!(r4.stdout.contains(&format!("default via {pa}.1 dev eth0")), "{r4}");
     let hosts = d.cli(cli, &["exec", "box", "cat", "/etc/hosts"]);
     assert!(!hosts.stdout.contains(&addr), "{hosts}");
     // Free again.
