@@ -1018,13 +1018,17 @@ impl Engine {
                     let ip: Ipv4Addr =
                         a.parse().map_err(|_| EngineError::Invalid(format!("invalid IPv4 address: {a}")))?;
                     if !gateway.contains(ip) || ip == gateway.network().addr || ip == gateway.broadcast() {
+                        // dockerd's words (its status is 500; a mistake of the caller's is a
+                        // 400 here).
                         return Err(EngineError::Invalid(format!(
-                            "no configured subnet contains IP address {ip} (network {net_name} is {})",
+                            "Invalid address {ip}: It does not belong to any of this network's subnets (network \
+                             {net_name} is {})",
                             gateway.network()
                         )));
                     }
+                    // 403, as dockerd answers it.
                     if taken.contains(&ip) {
-                        return Err(EngineError::Conflict(format!(
+                        return Err(EngineError::Forbidden(format!(
                             "Address already in use: {ip} on network {net_name}"
                         )));
                     }
@@ -1066,7 +1070,7 @@ impl Engine {
                                 )));
                             }
                             if a == subnet6.addr || taken6.contains(&a) {
-                                return Err(EngineError::Conflict(format!(
+                                return Err(EngineError::Forbidden(format!(
                                     "Address already in use: {a} on network {net_name}"
                                 )));
                             }

@@ -249,3 +249,80 @@ fn ipv6_bridges_have_fe80_1() {
     assert!(addrs.contains("inet6 fe80::1/64 scope link"), "{addrs}");
     d.docker(&["network", "rm", "six"]).ok();
 }
+
+/// The address mistakes of a start through the API, on wharfd and a private dockerd 20.10:
+/// an address in use is dockerd's 403 with its words; one outside the network's subnets has
+/// dockerd's words too, but a 400 where dockerd answers 500 (it is the caller's mistake, and a
+/// 5xx would tell clients to retry).
+#[test]
+fn address_mistakes_compared_with_dockerd() {
+    let d = Daemon::start();
+    let image = d.pull("library/busybox:latest");
+    let docker = Dockerd::start(&[&registry().addr]).unwrap_or_else(|e| panic!("private dockerd: {e}"));
+    docker.cli(&["pull", "-q", &image]).ok();
+    let run_on = |cmd: &dyn Fn(&[&str]) -> Output, sock: &std::path::Path, offset: u8| -> Vec<(String, u16, String)> {
+        let (s4, p4) = subnet_for(&d, offset);
+        let (s6, p6) = crate::network_ipv6::subnet6_for(&d, offset);
+        cmd(&["network", "create", "--ipv6", "--subnet", &s4, "--subnet", &s6, "addrs"]).ok();
+        let (ip4, ip6) = (format!("{p4}.50"), format!("{p6}50"));
+        cmd(&[
+            "run",
+            "-d",
+            "--name",
+            "holder",
+            "--network",
+            "addrs",
+            "--ip",
+            &ip4,
+            "--ip6",
+            &ip6,
+            &image,
+            "sleep",
+            "300",
+        ])
+        .ok();
+        let cases = [
+            ("IPv4 in use", json!({"IPv4Address": ip4})),
+            ("IPv6 in use", json!({"IPv6Address": ip6})),
+            ("IPv4 outside", json!({"IPv4Address": "10.255.254.5"})),
+            ("IPv6 outside", json!({"IPv6Address": "fd57:ffff::5"})),
+        ];
+        let mut out = Vec::new();
+        for (what, ipam) in cases {
+            let body = json!({
+                "Image": image, "Cmd": ["true"], "HostConfig": {"NetworkMode": "addrs"},
+                "NetworkingConfig": {"EndpointsConfig": {"addrs": {"IPAMConfig": ipam}}},
+            });
+            let created = crate::harness::http_unix_post(sock, "/v1.41/containers/create", &body.to_string());
+            let id =
+                serde_json::from_str::<serde_json::Value>(created.split_once("\r\n\r\n").map(|x| x.1).unwrap_or(""))
+                    .ok()
+                    .and_then(|v| v["Id"].as_str().map(str::to_string))
+                    .unwrap_or_else(|| panic!("{what}: create: {created}"));
+            let started = crate::harness::http_unix_post(sock, &format!("/v1.41/containers/{id}/start"), "");
+            let status: u16 = started.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let body = started.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+            let message = serde_json::from_str::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(str::to_string))
+                .unwrap_or_else(|| body.to_string());
+            out.push((what.to_string(), status, message.replace(&p6, "P6:").replace(&format!("{p4}."), "P4.")));
+            cmd(&["rm", "-f", &id]).ok();
+        }
+        cmd(&["rm", "-f", "holder"]).ok();
+        cmd(&["network", "rm", "addrs"]).ok();
+        out
+    };
+    let ours = run_on(&|args| d.docker(args), &d.sock, 5);
+    let theirs = run_on(&|args| docker.cli(args), &docker.sock, 8);
+    for ((what, os, om), (_, ts, tm)) in ours.iter().zip(&theirs) {
+        let want_status = if what.ends_with("outside") { 400 } else { *ts };
+        assert_eq!(*os, want_status, "{what}: wharfd {os} {om}; dockerd {ts} {tm}");
+        assert!(!tm.is_empty() && om.contains(tm.as_str()), "{what}:\n  wharfd:  {om}\n  dockerd: {tm}");
+    }
+    assert_eq!(
+        theirs.iter().map(|c| c.1).collect::<Vec<_>>(),
+        [403, 403, 500, 500],
+        "dockerd's, as measured: {theirs:?}"
+    );
+}
