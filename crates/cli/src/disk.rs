@@ -1,7 +1,7 @@
 //! `image prune`, `system df` and `system prune`: what the daemon's storage holds, and
 //! removing what nothing uses.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
@@ -133,9 +133,20 @@ fn dial_stdio(client: &Client) -> Result<()> {
         let _ = writer.shutdown_write();
         r
     });
+    // Each piece flushed as it comes: stdout is line-buffered, and on a kept-alive connection
+    // an answer that does not end in a newline would wait there for the next one.
     let mut out = std::io::stdout().lock();
-    std::io::copy(&mut reader, &mut out)?;
-    out.flush()?;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
+        out.write_all(&buf[..n])?;
+        out.flush()?;
+    }
     // The daemon is done; a stdin copy still blocked in read ends with the process.
     if to_daemon.is_finished() {
         if let Ok(Err(e)) = to_daemon.join() {
