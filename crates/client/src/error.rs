@@ -6,8 +6,12 @@ use wharf_types::ErrorKind;
 pub enum ClientError {
     #[error("cannot connect to the wharf daemon at {host}: is wharfd running?")]
     Connect { host: String, source: wharf_http::HttpError },
-    #[error("unsupported daemon host {0:?}: use unix:///path/to/socket or tcp://host:port")]
+    #[error("cannot start ssh to reach the daemon at {host}: {source}")]
+    Ssh { host: String, source: std::io::Error },
+    #[error("unsupported daemon host {0:?}: use unix:///path/to/socket, tcp://host:port or ssh://[user@]host[:port]")]
     UnsupportedHost(String),
+    #[error("bad ssh daemon host: {0}")]
+    BadSshHost(String),
     #[error(transparent)]
     Http(#[from] wharf_http::HttpError),
     /// The daemon answered with an error status; `message` is its `{"message": ...}`.
@@ -25,7 +29,8 @@ impl ClientError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             ClientError::Connect { .. } => ErrorKind::Unavailable,
-            ClientError::UnsupportedHost(_) => ErrorKind::InvalidArgument,
+            ClientError::UnsupportedHost(_) | ClientError::BadSshHost(_) => ErrorKind::InvalidArgument,
+            ClientError::Ssh { .. } => ErrorKind::Unavailable,
             ClientError::Http(e) => e.kind(),
             ClientError::Daemon { status, .. } => match status {
                 400 => ErrorKind::InvalidArgument,

@@ -1,4 +1,5 @@
-//! Typed client of the Docker Engine API over a unix socket, used by the CLI and the tests.
+//! Typed client of the Docker Engine API over a unix socket, TCP (with TLS) or ssh, used by the
+//! CLI and the tests.
 //!
 //! One request per connection, as the HTTP layer does it. Paths are sent with an API version
 //! prefix (`/v1.41` by default, the floor wharf supports, so the same client talks to wharfd and
@@ -8,6 +9,7 @@ mod error;
 mod models;
 mod mux;
 mod query;
+mod ssh;
 
 use std::io::{self, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -33,6 +35,7 @@ const MAX_JSON_BODY: u64 = 64 << 20;
 enum Endpoint {
     Unix(PathBuf),
     Tcp(String),
+    Ssh(ssh::SshTarget),
 }
 
 /// TLS to a `tcp://` daemon, as the docker CLI's `--tls`, `--tlsverify` (or
@@ -97,6 +100,8 @@ impl Client {
                 return Err(ClientError::UnsupportedHost(host.to_string()));
             }
             Endpoint::Tcp(if addr.contains(':') { addr.to_string() } else { format!("{addr}:2375") })
+        } else if host.starts_with("ssh://") {
+            Endpoint::Ssh(ssh::SshTarget::parse(host).map_err(ClientError::BadSshHost)?)
         } else if host.starts_with('/') {
             Endpoint::Unix(PathBuf::from(host))
         } else {
@@ -183,6 +188,9 @@ impl Client {
                 Ok(s) => Ok(Box::new(s)),
                 Err(source) => Err(connect_err(wharf_http::HttpError::Connect { addr: addr.clone(), source })),
             },
+            (Endpoint::Ssh(target), _) => {
+                target.connect().map_err(|source| ClientError::Ssh { host: self.host.clone(), source })
+            }
         }
     }
 
@@ -439,13 +447,17 @@ mod tests {
 
     #[test]
     fn parses_hosts_table() {
-        let cases: [(&str, Option<Endpoint>); 7] = [
+        let ssh = |user: &str, host: &str| {
+            Endpoint::Ssh(ssh::SshTarget { user: Some(user.to_string()), host: host.to_string(), port: None })
+        };
+        let cases: [(&str, Option<Endpoint>); 8] = [
             ("unix:///run/wharf/wharfd.sock", Some(Endpoint::Unix("/run/wharf/wharfd.sock".into()))),
             ("/tmp/x.sock", Some(Endpoint::Unix("/tmp/x.sock".into()))),
             ("tcp://127.0.0.1:2375", Some(Endpoint::Tcp("127.0.0.1:2375".into()))),
             ("tcp://localhost", Some(Endpoint::Tcp("localhost:2375".into()))),
             ("unix://", None),
-            ("ssh://me@host", None),
+            ("ssh://me@host", Some(ssh("me", "host"))),
+            ("ssh://me@host/path", None),
             ("npipe:////./pipe/docker_engine", None),
         ];
         for (host, want) in cases {

@@ -92,5 +92,6 @@ mod restart_policy;
 mod run;
 mod run_flags;
 mod runc_compare;
+mod ssh_host;
 mod userns;
 mod volumes;
