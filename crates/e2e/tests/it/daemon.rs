@@ -56,3 +56,27 @@ fn docker_cli_without_a_daemon_fails_cleanly() {
     let out = crate::harness::run_cmd(cmd, std::time::Duration::from_secs(30));
     out.fails().mentions(&["Cannot connect"]);
 }
+
+/// `exec-opts: native.cgroupdriver=systemd` copied from a Docker host: where systemd is not
+/// the init (as here), wharfd starts with one warning and manages the containers' cgroups
+/// itself; where it is, it refuses at start and says to use cgroupfs.
+#[test]
+fn systemd_cgroup_driver_falls_back_to_cgroupfs_without_systemd() {
+    let json = r#"{"exec-opts": ["native.cgroupdriver=systemd"]}"#;
+    let opts = DaemonOptions { config_json: Some(json.to_string()), ..Default::default() };
+    if std::path::Path::new("/run/systemd/system").is_dir() {
+        match Daemon::try_start(opts) {
+            Ok(d) => panic!("wharfd started with the systemd driver under systemd; log:\n{}", d.log_text()),
+            Err(e) => assert!(e.log.contains("systemd runs on this host"), "{}", e.log),
+        }
+        return;
+    }
+    let d = Daemon::start_with(opts);
+    let log = d.log_text();
+    assert_eq!(log.lines().filter(|l| l.contains("managed directly (cgroupfs)")).count(), 1, "{log}");
+    let image = d.pull("library/busybox:latest");
+    let out = d.docker(&["run", "--rm", &image, "cat", "/proc/self/cgroup"]);
+    out.ok();
+    // The container's cgroup is under the daemon's cgroup parent, as with cgroupfs.
+    assert!(out.stdout.contains(&d.cgroup_parent), "{out}");
+}
