@@ -218,7 +218,7 @@ struct DockerSpec {
 
 fn parse_docker(spec: &str) -> Result<DockerSpec> {
     let mut d = DockerSpec { host: None, skip_tls_verify: None, files: Vec::new() };
-    for part in spec.split(',').filter(|p| !p.is_empty()) {
+    for part in crate::csv::fields(spec)?.iter().filter(|p| !p.is_empty()) {
         let (k, v) =
             part.split_once('=').ok_or_else(|| anyhow!("invalid docker endpoint option {part:?}: use key=value"))?;
         let v = v.trim_matches('"').to_string();

@@ -344,7 +344,7 @@ pub fn parse_mount(spec: &str) -> Result<Value> {
     let mut kind = "volume".to_string();
     let mut ro = false;
     let (mut vol, mut bind, mut tmpfs) = (serde_json::Map::new(), serde_json::Map::new(), serde_json::Map::new());
-    for field in spec.split(',').filter(|f| !f.is_empty()) {
+    for field in crate::csv::fields(spec)?.iter().filter(|f| !f.is_empty()) {
         let (k, v) = match field.split_once('=') {
             Some((k, v)) => (k.trim().to_ascii_lowercase(), v.trim().to_string()),
             None => (field.trim().to_ascii_lowercase(), String::new()),

@@ -8,6 +8,7 @@ mod config;
 mod containers;
 mod context;
 mod copy;
+mod csv;
 mod disk;
 mod dockercfg;
 mod extras;

@@ -476,7 +476,8 @@ impl NetworkOpt {
             return Ok(NetworkOpt { name: value.to_string(), ..Default::default() });
         }
         let mut o = NetworkOpt::default();
-        for field in value.split(',') {
+        for field in crate::csv::fields(value)? {
+            let field = field.as_str();
             let Some((key, val)) = field.split_once('=').filter(|(k, _)| !k.trim().is_empty()) else {
                 bail!("invalid field {field}");
             };
@@ -715,6 +716,11 @@ mod tests {
         assert_eq!(NetworkOpt::parse("alias=x").unwrap_err().to_string(), "network name/id is not specified");
         assert_eq!(NetworkOpt::parse("name=a,foo=1").unwrap_err().to_string(), "invalid field key foo");
         assert!(NetworkOpt::parse("name=a,gw-priority=x").is_err());
+        // Read as one CSV record, as the docker CLI reads it: a quoted field may hold commas.
+        let quoted = NetworkOpt::parse(r#"name=a,"driver-opt=com.example.list=x,y",alias=b"#).unwrap();
+        assert_eq!(quoted.driver_opts.get("com.example.list").map(String::as_str), Some("x,y"));
+        assert_eq!(quoted.aliases, ["b"]);
+        assert!(NetworkOpt::parse(r#"name=a"b"#).unwrap_err().to_string().contains("bare \" in non-quoted-field"));
     }
 
     #[test]
