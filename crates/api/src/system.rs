@@ -107,8 +107,8 @@ pub async fn info(ctx: &Ctx) -> Result<Response<Body>> {
             "Name": hostname,
             "ServerVersion": env!("CARGO_PKG_VERSION"),
             "LoggingDriver": "json-file",
-            "DefaultRuntime": "wharf",
-            "Runtimes": {"wharf": {"path": cfg.shim_path.display().to_string()}},
+            "DefaultRuntime": cfg.runtimes.default_name(),
+            "Runtimes": cfg.runtimes.list(&cfg.shim_path.display().to_string()),
             "MemoryLimit": true,
             // What the host's cgroups can limit, as dockerd's sysinfo reads them.
             "SwapLimit": wharf_engine::cgroup_support().swap_limit,

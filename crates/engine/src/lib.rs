@@ -36,6 +36,7 @@ mod pull;
 mod push;
 mod resources;
 mod restart;
+mod runtimes;
 mod security;
 mod spec;
 mod stats;
@@ -87,6 +88,7 @@ pub use pull::{PullEvent, PullRequest};
 pub use push::{PushRequest, Pushed};
 pub use resources::{support as cgroup_support, DeviceRequest, ResourceOptions, ThrottleDevice, WeightDevice};
 pub use restart::RestartPolicy;
+pub use runtimes::{RuntimeSpec, Runtimes, BUILTIN_NAMES as BUILTIN_RUNTIMES};
 pub use security::{
     oom_kill_disable_supported, security_warnings, DeviceMapping, SecurityOptions, Ulimit, DEFAULT_MASKED_PATHS,
     DEFAULT_READONLY_PATHS,
@@ -137,6 +139,8 @@ pub struct EngineConfig {
     pub labels: Vec<String>,
     /// What containers get unless they set it (daemon.json `dns`, `default-ulimits`, ...).
     pub container_defaults: ContainerDefaults,
+    /// The OCI runtimes containers may name (`runtimes`, `default-runtime`).
+    pub runtimes: Runtimes,
 }
 
 /// What a configuration reload (SIGHUP) changes while the engine runs, as dockerd reloads it.

@@ -88,6 +88,7 @@ fn run(flags: Flags) -> anyhow::Result<()> {
         proxy,
         labels: cfg.labels.clone(),
         container_defaults: cfg.container_defaults.clone(),
+        runtimes: cfg.runtimes.clone(),
     };
     let pidfile = PidFile::create(&cfg.pidfile)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the async runtime")?;

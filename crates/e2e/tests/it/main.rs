@@ -91,5 +91,6 @@ mod restart_policy;
 mod run;
 mod run_flags;
 mod runc_compare;
+mod runtime_runc;
 mod userns;
 mod volumes;
