@@ -153,3 +153,285 @@ fn runc_runtime_is_listed_and_runs_logs_and_exit_codes() {
     assert_eq!(inspect(&d, "plain")["HostConfig"]["Runtime"], "runc");
     d.docker(&["rm", "-f", "fg", "plain"]).ok();
 }
+
+/// `cmd` with `input` on its stdin, to its end.
+fn with_input(mut cmd: Command, input: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn the client");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input).expect("write stdin");
+    drop(stdin);
+    child.wait_with_output().expect("wait for the client")
+}
+
+#[test]
+fn runc_runtime_exec_attach_signals_pause_and_rm() {
+    let d = daemon();
+    let image = d.pull("library/busybox:latest");
+    for cli in [Cli::Wharf, Cli::Docker] {
+        // run -i: stdin reaches the container and its end is seen.
+        let cmd = d.command(cli, &["run", "--rm", "-i", "--runtime", "debrunc", &image, "sh", "-c", "cat; echo end"]);
+        let out = with_input(cmd, b"data\nmore\n");
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "data\nmore\nend\n", "{cli:?}");
+    }
+    // run -t: a terminal of the container's own, its output with the terminal's line ends.
+    let out = d.docker(&["run", "--rm", "-t", "--runtime", "debrunc", &image, "sh", "-c", "tty; stty size"]);
+    out.ok();
+    assert!(out.stdout.contains("/dev/pts/0\r\n"), "{out}");
+
+    // A shell that reports the signals it gets, for stop and kill.
+    let script = "trap 'echo got-term; exit 42' TERM; trap 'echo got-usr1' USR1; echo ready; \
+                  while true; do sleep 0.1; done";
+    d.docker(&["run", "-d", "--name", "sig", "--runtime", "debrunc", &image, "sh", "-c", script]).ok();
+    assert!(wait_for(Duration::from_secs(10), || d.docker(&["logs", "sig"]).stdout.contains("ready")));
+
+    // exec: output, exit status, stdin, a terminal, and a command that is not there.
+    let out = d.docker(&["exec", "sig", "sh", "-c", "echo in-exec; cat /proc/1/cmdline | tr '\\0' ' '; exit 5"]);
+    out.code_is(5);
+    assert!(out.stdout.contains("in-exec") && out.stdout.contains("sh -c trap"), "{out}");
+    let out = with_input(d.command(Cli::Docker, &["exec", "-i", "sig", "wc", "-l"]), b"1\n2\n3\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3", "{out:?}");
+    let out = d.docker(&["exec", "-t", "sig", "tty"]);
+    out.ok();
+    assert!(out.stdout.starts_with("/dev/pts/"), "{out}");
+    let out = d.wharf(&["exec", "sig", "nosuch"]);
+    out.fails().mentions(&["executable file not found"]);
+    assert_eq!(out.code, 127, "{out}");
+    // exec as another user, in another directory, with more environment.
+    let out =
+        d.docker(&["exec", "-u", "1000:1000", "-w", "/tmp", "-e", "X=y", "sig", "sh", "-c", "id -u; pwd; echo $X"]);
+    out.ok();
+    assert_eq!(out.stdout.split_whitespace().collect::<Vec<_>>(), ["1000", "/tmp", "y"], "{out}");
+
+    // kill -s: the signal reaches the init; pause and unpause freeze it and thaw it.
+    d.docker(&["kill", "-s", "USR1", "sig"]).ok();
+    assert!(wait_for(Duration::from_secs(10), || d.docker(&["logs", "sig"]).stdout.contains("got-usr1")));
+    d.docker(&["pause", "sig"]).ok();
+    assert_eq!(inspect(&d, "sig")["State"]["Status"], "paused");
+    d.docker(&["unpause", "sig"]).ok();
+    assert_eq!(inspect(&d, "sig")["State"]["Status"], "running");
+    d.docker(&["exec", "sig", "true"]).ok();
+
+    // stop: SIGTERM, which the shell turns into its exit status.
+    d.docker(&["stop", "sig"]).ok();
+    let st = inspect(&d, "sig")["State"].clone();
+    assert_eq!((st["Status"].as_str(), st["ExitCode"].as_i64()), (Some("exited"), Some(42)), "{st}");
+    assert!(d.docker(&["logs", "sig"]).stdout.contains("got-term"));
+    // Started again under the same runtime (runc's record of the last run is gone).
+    d.docker(&["start", "sig"]).ok();
+    assert!(runc_state(&d, "debrunc", &id_of(&d, "sig")).is_some_and(|s| s["status"] == "running"));
+    // rm -f of a running container: killed, its runc state and its cgroup gone.
+    let id = id_of(&d, "sig");
+    d.docker(&["rm", "-f", "sig"]).ok();
+    assert!(runc_state(&d, "debrunc", &id).is_none());
+    assert!(crate::harness::cgroup_dirs(&format!("{}/{id}", d.cgroup_parent)).is_empty());
+}
+
+#[test]
+fn runc_runtime_networking_limits_stats_and_update() {
+    let d = daemon();
+    let image = d.pull("library/busybox:latest");
+    let out = d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--runtime",
+        "debrunc",
+        "-p",
+        "80",
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "40",
+        &image,
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/etc",
+    ]);
+    out.ok();
+    let web = inspect(&d, "web");
+    let id = web["Id"].as_str().unwrap_or_default().to_string();
+    let port = web["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"].as_str().unwrap_or_default().to_string();
+    let hostname = web["Config"]["Hostname"].as_str().unwrap_or_default().to_string();
+    let ip = web["NetworkSettings"]["IPAddress"].as_str().unwrap_or_default().to_string();
+    assert!(!ip.is_empty(), "{web}");
+    let state = runc_state(&d, "debrunc", &id).expect("runc knows the container");
+    assert_eq!(state["pid"], web["State"]["Pid"], "{state}");
+    // The published port and the container's own address on the bridge.
+    let body = crate::network::http_get(&format!("127.0.0.1:{port}"), "/hostname").expect("published port");
+    assert!(body.contains("200 OK") && body.contains(&hostname), "{body}");
+    let body = crate::network::http_get(&format!("{ip}:80"), "/hostname").expect("container address");
+    assert!(body.contains(&hostname), "{body}");
+    // Another container under wharf's own runtime reaches it by address.
+    let out = d.docker(&["run", "--rm", &image, "wget", "-q", "-O", "-", &format!("http://{ip}/hostname")]);
+    assert!(out.stdout.contains(&hostname), "{out}");
+
+    // runc placed it in the cgroup wharf names, with the limits of the create.
+    let pure_v2 = crate::cgroup_v2::host_is_pure_v2();
+    let cg = |controller: &str, v1: &str, v2: &str| {
+        let p = if pure_v2 {
+            PathBuf::from("/sys/fs/cgroup").join(d.cgroup_parent.trim_start_matches('/')).join(&id).join(v2)
+        } else {
+            PathBuf::from("/sys/fs/cgroup")
+                .join(controller)
+                .join(d.cgroup_parent.trim_start_matches('/'))
+                .join(&id)
+                .join(v1)
+        };
+        std::fs::read_to_string(&p).unwrap_or_else(|e| format!("<{}: {e}>", p.display())).trim().to_string()
+    };
+    assert_eq!(cg("memory", "memory.limit_in_bytes", "memory.max"), (64u64 << 20).to_string());
+    assert_eq!(cg("pids", "pids.max", "pids.max"), "40");
+    let pid = web["State"]["Pid"].as_i64().unwrap_or(0);
+    let procs = cg("pids", "cgroup.procs", "cgroup.procs");
+    assert!(procs.lines().any(|l| l == pid.to_string()), "init {pid} not in the cgroup: {procs}");
+    // stats read that cgroup; update writes it.
+    let stats = d.docker(&["stats", "--no-stream", "--format", "{{.MemUsage}} {{.PIDs}}", "web"]);
+    stats.ok();
+    assert!(stats.stdout.contains("64MiB"), "{stats}");
+    d.docker(&["update", "--memory", "96m", "--pids-limit", "30", "web"]).ok();
+    assert_eq!(cg("memory", "memory.limit_in_bytes", "memory.max"), (96u64 << 20).to_string());
+    assert_eq!(cg("pids", "pids.max", "pids.max"), "30");
+    d.docker(&["rm", "-f", "web"]).ok();
+    assert!(crate::network::http_get(&format!("127.0.0.1:{port}"), "/hostname").is_err(), "the port outlived it");
+}
+
+#[test]
+fn runc_runtime_restart_policy_and_daemon_restart() {
+    let mut d = daemon();
+    let image = d.pull("library/busybox:latest");
+    // on-failure:2: started three times in all, each under runc.
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--runtime",
+        "debrunc",
+        "--restart",
+        "on-failure:2",
+        &image,
+        "sh",
+        "-c",
+        "echo run; exit 1",
+    ])
+    .ok();
+    let done = wait_for(Duration::from_secs(30), || {
+        let st = inspect(&d, "flaky");
+        st["RestartCount"] == 2 && st["State"]["Status"] == "exited"
+    });
+    assert!(done, "{}", inspect(&d, "flaky"));
+    assert_eq!(d.docker(&["logs", "flaky"]).stdout.matches("run").count(), 3);
+    assert_eq!(inspect(&d, "flaky")["State"]["ExitCode"], 1);
+    // Restarted by the policy, it runs under runc again (its file system keeps the mark).
+    let script = "if [ -f /ran ]; then exec sleep 1000; fi; touch /ran; exit 1";
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "once",
+        "--runtime",
+        "debrunc",
+        "--restart",
+        "on-failure:2",
+        &image,
+        "sh",
+        "-c",
+        script,
+    ])
+    .ok();
+    let once = id_of(&d, "once");
+    let rerun = wait_for(Duration::from_secs(30), || {
+        let st = inspect(&d, "once");
+        st["RestartCount"] == 1
+            && st["State"]["Running"] == true
+            && runc_state(&d, "debrunc", &once)
+                .is_some_and(|s| s["status"] == "running" && s["pid"] == st["State"]["Pid"])
+    });
+    assert!(rerun, "{}", inspect(&d, "once"));
+
+    // A running container outlives wharfd: its shim stays, and the new daemon adopts it.
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "long",
+        "--runtime",
+        "debrunc",
+        &image,
+        "sh",
+        "-c",
+        "trap 'exit 7' TERM; while true; do sleep 0.1; done",
+    ])
+    .ok();
+    let before = inspect(&d, "long")["State"]["Pid"].clone();
+    let long = id_of(&d, "long");
+    d.restart();
+    let after = inspect(&d, "long");
+    assert_eq!((after["State"]["Status"].as_str(), &after["State"]["Pid"]), (Some("running"), &before), "{after}");
+    let state = runc_state(&d, "debrunc", &long).expect("runc still knows it");
+    assert_eq!((&state["status"], &state["pid"]), (&Value::from("running"), &before), "{state}");
+    d.docker(&["exec", "long", "echo", "still-here"]).ok().mentions(&["still-here"]);
+    d.docker(&["stop", "long"]).ok();
+    assert_eq!(inspect(&d, "long")["State"]["ExitCode"], 7);
+    assert!(runc_state(&d, "debrunc", &id_of(&d, "long")).is_none());
+    d.docker(&["rm", "-f", "flaky", "long", "once"]).ok();
+}
+
+/// `--add-runtime` and `--default-runtime` as dockerd's flags, and the settings dockerd refuses.
+#[test]
+fn runc_runtime_from_flags_as_the_default() {
+    need_runc();
+    let d = Daemon::start_with(DaemonOptions {
+        extra_args: vec![
+            "--add-runtime".into(),
+            format!("flagrunc={RUNC}"),
+            "--default-runtime".into(),
+            "flagrunc".into(),
+        ],
+        ..Default::default()
+    });
+    let image = d.pull("library/busybox:latest");
+    let info = d.docker(&["info", "--format", "{{.DefaultRuntime}}"]);
+    assert_eq!(info.trimmed(), "flagrunc", "{info}");
+    d.docker(&["run", "-d", "--name", "dflt", &image, "sleep", "100"]).ok();
+    assert_eq!(inspect(&d, "dflt")["HostConfig"]["Runtime"], "flagrunc");
+    assert!(runc_state(&d, "flagrunc", &id_of(&d, "dflt")).is_some_and(|s| s["status"] == "running"));
+    // Wharf's own runtime by either of its names.
+    for name in ["runc", "wharf"] {
+        let out = d.docker(&["run", "--rm", "--runtime", name, &image, "echo", name]);
+        out.ok();
+        assert_eq!(out.trimmed(), name);
+    }
+    d.docker(&["rm", "-f", "dflt"]).ok();
+    drop(d);
+
+    // dockerd's refusals, in its words.
+    for (args, json, want) in [
+        (vec!["--add-runtime", "runc=/usr/sbin/runc"], None, "runtime name 'runc' is reserved"),
+        (vec!["--add-runtime", "noequals"], None, "invalid runtime argument: noequals"),
+        (vec!["--default-runtime", "nosuch"], None, "specified default runtime 'nosuch' does not exist"),
+        (vec![], Some(r#"{"runtimes": {"wharf": {"path": "/usr/sbin/runc"}}}"#), "runtime name 'wharf' is reserved"),
+        (
+            vec![],
+            Some(r#"{"runtimes": {"x": {"runtimeType": "io.containerd.runsc.v1"}}}"#),
+            "containerd shims are not supported",
+        ),
+    ] {
+        let opts = DaemonOptions {
+            extra_args: args.iter().map(|s| s.to_string()).collect(),
+            config_json: json.map(str::to_string),
+            ..Default::default()
+        };
+        match Daemon::try_start(opts) {
+            Ok(_) => panic!("wharfd started with {args:?} {json:?}"),
+            Err(e) => assert!(e.log.contains(want), "{want:?} not in:\n{}", e.log),
+        }
+    }
+}
