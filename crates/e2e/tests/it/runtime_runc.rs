@@ -148,6 +148,9 @@ fn runc_runtime_is_listed_and_runs_logs_and_exit_codes() {
     );
     assert!(raw.contains(" 400 ") && raw.contains("Unknown runtime specified nosuch"), "{raw}");
 
+    let info = d.wharf(&["info"]);
+    info.ok().mentions(&["Runtimes: debrunc ghost runc wharf", "Default Runtime: runc"]);
+
     // No name: the default, wharf's own runtime under Docker's name.
     d.docker(&["create", "--name", "plain", &image, "true"]).ok();
     assert_eq!(inspect(&d, "plain")["HostConfig"]["Runtime"], "runc");
@@ -433,5 +436,62 @@ fn runc_runtime_from_flags_as_the_default() {
             Ok(_) => panic!("wharfd started with {args:?} {json:?}"),
             Err(e) => assert!(e.log.contains(want), "{want:?} not in:\n{}", e.log),
         }
+    }
+}
+
+/// The same requests to dockerd 20.10 with the same runtimes: exit codes, the words of the
+/// errors, and what inspect and info say of runtimes.
+#[test]
+fn runc_runtime_answers_as_dockerd() {
+    need_runc();
+    let docker = crate::dockerd::Dockerd::start_with_args(
+        &[&crate::harness::registry().addr],
+        &["--add-runtime", &format!("debrunc={RUNC}"), "--add-runtime", "ghost=/nonexistent/runtime"],
+    )
+    .unwrap_or_else(|e| panic!("private dockerd: {e}"));
+    let d = daemon();
+    let image = d.pull("library/busybox:latest");
+    docker.cli(&["pull", &image]).ok();
+
+    // Each case: the arguments after `run --rm --network none`, the exit code both give and
+    // the words both say.
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["--runtime", "nosuch", &image, "true"], 125, "Unknown runtime specified nosuch"),
+        (&["--runtime", "debrunc", &image, "nosuch"], 127, "exec: \"nosuch\": executable file not found in $PATH"),
+        (&["--runtime", "debrunc", &image, "/etc"], 126, "exec: \"/etc\": permission denied"),
+        (&["--runtime", "debrunc", &image, "/nonexistent"], 127, "no such file or directory"),
+        (&["--runtime", "ghost", &image, "true"], 127, "fork/exec /nonexistent/runtime: no such file or directory"),
+        (&["--runtime", "debrunc", &image, "sh", "-c", "echo hi; exit 3"], 3, "hi"),
+    ];
+    for (args, code, words) in cases {
+        let full = [&["run", "--rm", "--network", "none"][..], args].concat();
+        for (who, out) in [("dockerd", docker.cli(&full)), ("wharfd", d.docker(&full))] {
+            assert_eq!(out.code, *code, "{who}: {out}");
+            out.mentions(&[words]);
+        }
+    }
+    // inspect names the runtime given, or the default (runc for both).
+    for (args, want) in [(vec!["--runtime", "debrunc"], "debrunc"), (vec![], "runc")] {
+        let create = [&["create", "--network", "none"][..], &args, &[image.as_str(), "true"]].concat();
+        let (a, b) = (docker.cli(&create), d.docker(&create));
+        a.ok();
+        b.ok();
+        let ra = docker.cli(&["inspect", "-f", "{{.HostConfig.Runtime}}", a.trimmed()]);
+        let rb = d.docker(&["inspect", "-f", "{{.HostConfig.Runtime}}", b.trimmed()]);
+        assert_eq!((ra.trimmed(), rb.trimmed()), (want, want));
+        docker.cli(&["rm", a.trimmed()]).ok();
+        d.docker(&["rm", b.trimmed()]).ok();
+    }
+    // Both list every runtime with its path and say runc is the default.
+    for (who, out) in [
+        ("dockerd", docker.cli(&["info", "--format", "{{json .Runtimes}} {{.DefaultRuntime}}"])),
+        ("wharfd", d.docker(&["info", "--format", "{{json .Runtimes}} {{.DefaultRuntime}}"])),
+    ] {
+        out.ok();
+        let (list, default) = out.trimmed().rsplit_once(' ').unwrap_or_default();
+        let list: Value = serde_json::from_str(list).unwrap_or_default();
+        assert_eq!(default, "runc", "{who}: {out}");
+        assert_eq!(list["ghost"]["path"], "/nonexistent/runtime", "{who}: {out}");
+        assert!(list["runc"]["path"].is_string(), "{who}: {out}");
     }
 }
