@@ -1092,6 +1092,40 @@ mod tests {
     }
 
     #[test]
+    fn runtimes_from_file_and_flags() {
+        let parse = |args: &[&str], json: &str| {
+            let flags = Flags::parse_from(std::iter::once("wharfd").chain(args.iter().copied()));
+            DaemonConfig::parse(&flags, json.as_bytes()).map_err(|e| format!("{e:#}"))
+        };
+        let json = r#"{"runtimes": {"myrunc": {"path": "/usr/sbin/runc", "runtimeArgs": ["--debug"]}},
+                       "default-runtime": "myrunc"}"#;
+        let cfg = parse(&["--add-runtime", "other=/usr/bin/crun"], json).unwrap();
+        assert_eq!(cfg.runtimes.default_name(), "myrunc");
+        let rt = cfg.runtimes.oci("myrunc").unwrap().unwrap();
+        assert_eq!((rt.path.as_str(), rt.args.as_slice()), ("/usr/sbin/runc", &["--debug".to_string()][..]));
+        assert_eq!(cfg.runtimes.oci("other").unwrap().unwrap().path, "/usr/bin/crun");
+        // The flag wins over the file for the default; none given is wharf's own, `runc`.
+        assert_eq!(parse(&["--default-runtime", "wharf"], json).unwrap().runtimes.default_name(), "wharf");
+        assert_eq!(parse(&[], "{}").unwrap().runtimes.default_name(), "runc");
+        for (args, json, want) in [
+            (&["--add-runtime", "runc=/x"][..], "{}", "runtime name 'runc' is reserved"),
+            (&["--add-runtime", "x"][..], "{}", "invalid runtime argument: x"),
+            (&["--add-runtime", "myrunc=/x"][..], json, "both in the configuration file and by --add-runtime"),
+            (&[][..], r#"{"default-runtime": "nosuch"}"#, "specified default runtime 'nosuch' does not exist"),
+            (
+                &[][..],
+                r#"{"runtimes": {"x": {"path": "/x", "runtimeType": "io.containerd.kata.v2"}}}"#,
+                "containerd shims",
+            ),
+            (&[][..], r#"{"runtimes": {"x": {"runtimeArgs": []}}}"#, "needs a path"),
+            (&[][..], r#"{"runtimes": {"x": {"path": "/x", "extra": 1}}}"#, "unknown field"),
+        ] {
+            let e = parse(args, json).unwrap_err();
+            assert!(e.contains(want), "{args:?} {json}: {e}");
+        }
+    }
+
+    #[test]
     fn userns_remap_from_file_or_flag() {
         let dir = std::env::temp_dir().join(format!("wharfd-userns-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
