@@ -349,7 +349,7 @@ fn start_builtin(
 /// Another OCI runtime: the rootfs mounted in the shim's own mount namespace, then the
 /// runtime's `create` and `start`; the init is the shim's child once `create` has exited.
 fn start_oci(args: &Args, rt: &oci::OciRuntime, spec: &Spec, stdio: ChildStdio) -> Result<Started, (String, i32)> {
-    oci::mount_rootfs(spec).map_err(|e| (e, 125))?;
+    oci::mount_rootfs(&args.bundle, spec).map_err(|e| (e, 125))?;
     let console = match stdio.console {
         Some(_) => Some(
             oci::ConsoleSocket::bind(&oci::console_path(args.socket.as_deref(), &args.bundle, "init"))

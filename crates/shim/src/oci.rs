@@ -200,7 +200,7 @@ fn read_pid(path: &Path) -> Result<i32, Failure> {
 /// namespace of the shim's own (its mounts do not reach the host's), which the runtime and so
 /// the container inherit: as with wharf's own runtime, the rootfs is never mounted in the
 /// host's namespace and goes away with the container and its shim.
-pub fn mount_rootfs(spec: &Spec) -> Result<(), String> {
+pub fn mount_rootfs(bundle: &Path, spec: &Spec) -> Result<(), String> {
     let os = |what: &str| format!("{what}: {}", go_words(&std::io::Error::last_os_error()));
     // SAFETY: unshare/mount with NUL-terminated strings in a single-threaded process.
     unsafe {
@@ -219,7 +219,9 @@ pub fn mount_rootfs(spec: &Spec) -> Result<(), String> {
         }
     }
     let Some(opts) = spec.annotations.get(ANNOTATION_OVERLAY) else { return Ok(()) };
-    let root = spec.root.as_ref().map(|r| r.path.clone()).ok_or("config.json has no root")?;
+    // A relative root is the bundle's, as the runtime reads it.
+    let root = spec.root.as_ref().map(|r| bundle.join(&r.path)).ok_or("config.json has no root")?;
+    let root = root.display().to_string();
     let c = |s: &str| std::ffi::CString::new(s).map_err(|_| format!("{s:?} holds a NUL byte"));
     let (root_c, opts_c) = (c(&root)?, c(opts)?);
     // SAFETY: mount with NUL-terminated strings that live across the call.
