@@ -377,7 +377,7 @@ impl Engine {
         req: CreateRequest,
     ) -> Result<(ContainerRecord, Vec<String>), EngineError> {
         let mut req = req;
-        req.host_config.runtime = self.inner.config.runtimes.resolve(&req.host_config.runtime)?;
+        req.host_config.runtime = self.runtimes().resolve(&req.host_config.runtime)?;
         req.host_config.restart_policy.validate()?;
         if req.host_config.auto_remove && !req.host_config.restart_policy.is_none() {
             return Err(EngineError::Invalid(
@@ -719,7 +719,8 @@ impl Engine {
     /// The shim's `--runtime` arguments when another OCI runtime runs the container. Checked
     /// before the spec is written: a runtime the daemon no longer has is dockerd's 400.
     fn shim_runtime_args(&self, rec: &ContainerRecord) -> Result<Vec<std::ffi::OsString>, EngineError> {
-        let Some(rt) = self.inner.config.runtimes.oci(&rec.host_config.runtime)? else { return Ok(Vec::new()) };
+        let runtimes = self.runtimes();
+        let Some(rt) = runtimes.oci(&rec.host_config.runtime)? else { return Ok(Vec::new()) };
         if self.remap_for(&rec.host_config.security.userns_mode).is_some() {
             // The remapped root reads the image's layers through idmapped mounts that only
             // wharf's own runtime knows how to take from the shim.

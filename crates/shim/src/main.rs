@@ -284,20 +284,14 @@ fn run(args: &Args, sigfd: OwnedFd, began: u64) -> Result<(), String> {
 
     let [stdout, stderr] = outs;
     let init = server::InitIo { pid: spawned.pid, tty, stdin: stdin_w, stdout, stderr, stdin_once: args.stdin_once };
-    let mut srv = server::Server::new(
-        &args.bundle,
-        &spec,
-        spawned.cgroup.as_ref(),
-        log,
-        listener,
-        init,
-        args.wait_attach,
-        args.runtime.as_ref().map(|rt| server::OciExec {
-            runtime: rt,
-            id: &args.id,
-            shim_socket: args.socket.as_deref(),
-        }),
-    );
+    let oci = args.runtime.as_ref().map(|rt| server::OciExec {
+        runtime: rt,
+        id: &args.id,
+        shim_socket: args.socket.as_deref(),
+    });
+    let mut srv =
+        server::Server::new(&args.bundle, &spec, spawned.cgroup.as_ref(), log, listener, init, args.wait_attach)
+            .with_oci(oci);
     let status = srv.run(sigfd.as_raw_fd());
     // The first of the exit's phases (wharfd logs them at debug level with its own).
     let exited = wharf_runtime::phases::now_ns();

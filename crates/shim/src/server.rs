@@ -111,7 +111,6 @@ impl<'a> Server<'a> {
         listener: Option<OwnedFd>,
         init: InitIo,
         wait_attach: bool,
-        oci: Option<OciExec<'a>>,
     ) -> Server<'a> {
         for fd in [&init.tty, &init.stdin, &init.stdout, &init.stderr].into_iter().flatten() {
             set_nonblocking(fd.as_raw_fd());
@@ -141,8 +140,14 @@ impl<'a> Server<'a> {
             clients: Vec::new(),
             attach_wait: wait_attach.then(|| Instant::now() + ATTACH_WAIT),
             init_status: None,
-            oci,
+            oci: None,
         }
+    }
+
+    /// Execs go through another OCI runtime, the one that runs the container.
+    pub fn with_oci(mut self, oci: Option<OciExec<'a>>) -> Server<'a> {
+        self.oci = oci;
+        self
     }
 
     /// Runs until the init has exited and its output is drained; returns its wait status.

@@ -495,3 +495,27 @@ fn runc_runtime_answers_as_dockerd() {
         assert!(list["runc"]["path"].is_string(), "{who}: {out}");
     }
 }
+
+/// SIGHUP reloads the runtimes, as dockerd does: a new one is usable at once, a running
+/// container of a removed one keeps running and can be stopped.
+#[test]
+fn runc_runtimes_reload_on_sighup() {
+    let d = daemon();
+    let image = d.pull("library/busybox:latest");
+    d.docker(&["run", "-d", "--name", "kept", "--runtime", "debrunc", &image, "sleep", "1000"]).ok();
+    let json = format!(r#"{{"runtimes": {{"newrunc": {{"path": "{RUNC}"}}}}, "default-runtime": "newrunc"}}"#);
+    std::fs::write(d.dir.join("daemon.json"), json).expect("rewrite daemon.json");
+    let mut hup = Command::new("kill");
+    hup.args(["-HUP", &d.pid().expect("wharfd runs").to_string()]);
+    run_cmd(hup, Duration::from_secs(10)).ok();
+    let info = || d.docker(&["info", "--format", "{{.DefaultRuntime}}"]).trimmed().to_string();
+    assert!(wait_for(Duration::from_secs(10), || info() == "newrunc"), "{}", d.log_text());
+    d.docker(&["run", "-d", "--name", "fresh", &image, "sleep", "1000"]).ok();
+    assert!(runc_state(&d, "newrunc", &id_of(&d, "fresh")).is_some_and(|s| s["status"] == "running"));
+    d.docker(&["run", "--rm", "--runtime", "debrunc", &image, "true"])
+        .code_is(125)
+        .mentions(&["Unknown runtime specified debrunc"]);
+    d.docker(&["exec", "kept", "true"]).ok();
+    d.docker(&["stop", "-t", "1", "kept"]).ok();
+    d.docker(&["rm", "-f", "kept", "fresh"]).ok();
+}
