@@ -93,19 +93,20 @@ impl OciRuntime {
         cmd
     }
 
-    /// Runs one runtime command to its end; `what` names it in errors ("create").
-    fn run(&self, mut cmd: Command, log: &Path, what: &str) -> Result<(), Failure> {
+    /// Runs one runtime command to its end; `prefix` goes before the reason of a failure
+    /// (`OCI runtime create failed: `, as dockerd words it; wharfd adds the exec's own).
+    fn run(&self, mut cmd: Command, log: &Path, prefix: &str) -> Result<(), Failure> {
         let _ = std::fs::remove_file(log);
-        let status = cmd.status().map_err(|e| {
-            Failure::new(format!("OCI runtime {what} failed: fork/exec {}: {}", self.path.display(), go_words(&e)))
-        })?;
+        let status = cmd
+            .status()
+            .map_err(|e| Failure::new(format!("{prefix}fork/exec {}: {}", self.path.display(), go_words(&e))))?;
         let text = std::fs::read_to_string(log).unwrap_or_default();
         let _ = std::fs::remove_file(log);
         if status.success() {
             return Ok(());
         }
         let reason = last_error(&text).unwrap_or_else(|| format!("{} exited with {status}", self.path.display()));
-        Err(Failure::new(format!("OCI runtime {what} failed: {reason}")))
+        Err(Failure::new(format!("{prefix}{reason}")))
     }
 
     /// `create`, then `start`: returns the init's pid (the shim's child by then).
@@ -121,11 +122,11 @@ impl OciRuntime {
         cmd.arg("--bundle").arg(bundle).arg("--pid-file").arg(&pid_file);
         set_stdio(&mut cmd, stdio)?;
         cmd.arg(id);
-        self.run(cmd, &log, "create")?;
+        self.run(cmd, &log, "OCI runtime create failed: ")?;
         let pid = read_pid(&pid_file)?;
         let mut cmd = self.command(&log, "start");
         cmd.arg(id).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-        if let Err(e) = self.run(cmd, &log, "start") {
+        if let Err(e) = self.run(cmd, &log, "OCI runtime start failed: ") {
             self.delete(id, bundle);
             return Err(e);
         }
@@ -145,7 +146,7 @@ impl OciRuntime {
         cmd.arg("--process").arg(&process_file).arg("--detach").arg("--pid-file").arg(&pid_file);
         set_stdio(&mut cmd, stdio)?;
         cmd.arg(id);
-        let ran = self.run(cmd, &log, "exec");
+        let ran = self.run(cmd, &log, "");
         let _ = std::fs::remove_file(&process_file);
         ran?;
         let pid = read_pid(&pid_file);
@@ -159,7 +160,7 @@ impl OciRuntime {
         let log = bundle.join("runtime-delete-log.json");
         let mut cmd = self.command(&log, "delete");
         cmd.arg("--force").arg(id).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-        self.run(cmd, &log, "delete").err().map(|f| f.message)
+        self.run(cmd, &log, "OCI runtime delete failed: ").err().map(|f| f.message)
     }
 }
 

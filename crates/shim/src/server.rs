@@ -661,6 +661,24 @@ fn oci_exec(
     process: &wharf_runtime::spec::Process,
     stdin: bool,
 ) -> Result<Proc, (String, i32)> {
+    // No sets (a privileged exec) means every capability to wharf's runtime; runc would take
+    // the container's sets instead, so the whole set is spelt out.
+    let mut full;
+    let process = if process.capabilities.is_none() {
+        let last = wharf_runtime::caps::last_cap().map_err(|e| (e, 126))? as usize;
+        let all: Vec<String> = wharf_runtime::caps::NAMES.iter().take(last + 1).map(|n| n.to_string()).collect();
+        full = process.clone();
+        full.capabilities = Some(wharf_runtime::spec::Capabilities {
+            bounding: all.clone(),
+            effective: all.clone(),
+            inheritable: Vec::new(),
+            permitted: all,
+            ambient: Vec::new(),
+        });
+        &full
+    } else {
+        process
+    };
     let os = |what: &str, e: std::io::Error| (format!("{what}: {e}"), 126);
     // A failed exec is 126 unless the runtime's words say 127, as with wharf's own.
     let failed = |f: crate::oci::Failure| (f.message, if f.exit_code == 125 { 126 } else { f.exit_code });

@@ -179,6 +179,25 @@ fn runc_runtime_exec_attach_signals_pause_and_rm() {
         assert!(out.status.success(), "{out:?}");
         assert_eq!(String::from_utf8_lossy(&out.stdout), "data\nmore\nend\n", "{cli:?}");
     }
+    // --init and a volume: wharf's init as pid 1, and what runc's container wrote is in the
+    // volume for a container under wharf's own runtime.
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--init",
+        "--runtime",
+        "debrunc",
+        "-v",
+        "shared:/data",
+        &image,
+        "sh",
+        "-c",
+        "cat /proc/1/cmdline | tr '\\0' ' '; echo from-runc > /data/f",
+    ]);
+    out.ok();
+    assert!(out.stdout.starts_with("/sbin/docker-init"), "{out}");
+    let out = d.docker(&["run", "--rm", "-v", "shared:/data", &image, "cat", "/data/f"]);
+    assert_eq!(out.ok().trimmed(), "from-runc");
     // run -t: a terminal of the container's own, its output with the terminal's line ends.
     let out = d.docker(&["run", "--rm", "-t", "--runtime", "debrunc", &image, "sh", "-c", "tty; stty size"]);
     out.ok();
@@ -207,6 +226,13 @@ fn runc_runtime_exec_attach_signals_pause_and_rm() {
         d.docker(&["exec", "-u", "1000:1000", "-w", "/tmp", "-e", "X=y", "sig", "sh", "-c", "id -u; pwd; echo $X"]);
     out.ok();
     assert_eq!(out.stdout.split_whitespace().collect::<Vec<_>>(), ["1000", "/tmp", "y"], "{out}");
+
+    // A failed exec in dockerd's words (wharfd's prefix and runc's reason, once each).
+    let out = d.docker(&["exec", "sig", "/etc"]);
+    assert_eq!(out.code, 126, "{out}");
+    let all = out.all();
+    assert_eq!(all.matches("OCI runtime exec failed: ").count(), 1, "{out}");
+    assert!(all.contains("exec failed: unable to start container process: exec: \"/etc\": permission denied"), "{out}");
 
     // kill -s: the signal reaches the init; pause and unpause freeze it and thaw it.
     d.docker(&["kill", "-s", "USR1", "sig"]).ok();
