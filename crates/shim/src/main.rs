@@ -238,7 +238,7 @@ fn run(args: &Args, sigfd: OwnedFd, began: u64) -> Result<(), String> {
     };
     let started = match &args.runtime {
         None => start_builtin(args, &spec, stdio, console.as_ref()),
-        Some(rt) => start_oci(args, rt, &spec, stdio),
+        Some(rt) => start_oci(args, rt, &spec, stdio, outs[1].as_ref()),
     };
     drop(child_ends);
     drop(console);
@@ -342,7 +342,15 @@ fn start_builtin(
 
 /// Another OCI runtime: the rootfs mounted in the shim's own mount namespace, then the
 /// runtime's `create` and `start`; the init is the shim's child once `create` has exited.
-fn start_oci(args: &Args, rt: &oci::OciRuntime, spec: &Spec, stdio: ChildStdio) -> Result<Started, (String, i32)> {
+/// `stderr`: the read end of the container's stderr, which is also the runtime's: where a
+/// runtime that fails before it logs (a bad `runtimeArgs` flag) says why.
+fn start_oci(
+    args: &Args,
+    rt: &oci::OciRuntime,
+    spec: &Spec,
+    stdio: ChildStdio,
+    stderr: Option<&OwnedFd>,
+) -> Result<Started, (String, i32)> {
     oci::mount_rootfs(&args.bundle, spec).map_err(|e| (e, 125))?;
     let console = match stdio.console {
         Some(_) => Some(
@@ -355,7 +363,13 @@ fn start_oci(args: &Args, rt: &oci::OciRuntime, spec: &Spec, stdio: ChildStdio) 
         Some(c) => oci::Stdio3::Console(c.path().to_path_buf()),
         None => oci::Stdio3::Fds([stdio.stdin, stdio.stdout, stdio.stderr]),
     };
-    let pid = rt.create_and_start(&args.id, &args.bundle, &fds).map_err(|f| (f.message, f.exit_code))?;
+    let pid = rt.create_and_start(&args.id, &args.bundle, &fds).map_err(|f| match (f.unlogged, stderr) {
+        (true, Some(err)) => match oci::last_line(err) {
+            Some(line) => (format!("OCI runtime create failed: {line}"), oci::exit_code_for(&line)),
+            None => (f.message, f.exit_code),
+        },
+        _ => (f.message, f.exit_code),
+    })?;
     let tty = match &console {
         Some(c) => Some(c.receive().map_err(|e| (e, 125))?),
         None => None,

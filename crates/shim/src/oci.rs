@@ -25,13 +25,32 @@ pub struct OciRuntime {
 pub struct Failure {
     pub message: String,
     pub exit_code: i32,
+    /// The runtime failed without logging an error: the reason is only on its stderr.
+    pub unlogged: bool,
 }
 
 impl Failure {
     fn new(message: String) -> Failure {
         let exit_code = exit_code_for(&message);
-        Failure { message, exit_code }
+        Failure { message, exit_code, unlogged: false }
     }
+}
+
+/// The last line of what is waiting in the pipe `fd` (at most 64 KiB are read, without
+/// blocking), for a runtime's complaint.
+pub fn last_line(fd: &OwnedFd) -> Option<String> {
+    // SAFETY: fcntl flag change on an fd the caller owns.
+    unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+    let mut buf = vec![0u8; 64 << 10];
+    // SAFETY: reads into a buffer of the given length.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    let text = String::from_utf8_lossy(&buf[..n.max(0) as usize]).into_owned();
+    // A usage error is followed by the help text: the reason is its first line then.
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    lines.iter().find(|l| l.contains("flag provided but not defined")).or(lines.last()).map(|l| l.to_string())
 }
 
 /// dockerd's reading of a runtime's error: a command that is not there is 127, one that
@@ -105,8 +124,13 @@ impl OciRuntime {
         if status.success() {
             return Ok(());
         }
-        let reason = last_error(&text).unwrap_or_else(|| format!("{} exited with {status}", self.path.display()));
-        Err(Failure::new(format!("{prefix}{reason}")))
+        match last_error(&text) {
+            Some(reason) => Err(Failure::new(format!("{prefix}{reason}"))),
+            None => Err(Failure {
+                unlogged: true,
+                ..Failure::new(format!("{prefix}{} exited with {status}", self.path.display()))
+            }),
+        }
     }
 
     /// `create`, then `start`: returns the init's pid (the shim's child by then).

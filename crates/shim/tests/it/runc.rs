@@ -105,3 +105,18 @@ fn a_runtime_that_is_not_there_is_127_naming_it() {
     assert_eq!(hs["error"], "OCI runtime create failed: fork/exec /nonexistent/runtime: no such file or directory");
     b.assert_cleaned_up();
 }
+
+#[test]
+fn a_bad_runtime_arg_is_reported_with_the_runtimes_words() {
+    need_runc();
+    let b = Bundle::new("runc-badarg", &["true"], |_, _| {});
+    let mut cmd = shim(&b);
+    cmd.args(["--runtime-arg", "--nosuchflag"]);
+    let hs = b.start_cmd(cmd);
+    assert_eq!(hs["exit_code"], 125, "{hs}");
+    let msg = hs["error"].as_str().unwrap_or_default();
+    assert!(msg.starts_with("OCI runtime create failed: ") && msg.contains("flag provided but not defined"), "{hs}");
+    // Nothing of it reached the container's log.
+    assert!(b.logs().is_empty(), "{:?}", b.logs());
+    b.assert_cleaned_up();
+}
