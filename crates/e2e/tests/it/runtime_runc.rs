@@ -327,8 +327,53 @@ fn runc_runtime_networking_limits_stats_and_update() {
     d.docker(&["update", "--memory", "96m", "--pids-limit", "30", "web"]).ok();
     assert_eq!(cg("memory", "memory.limit_in_bytes", "memory.max"), (96u64 << 20).to_string());
     assert_eq!(cg("pids", "pids.max", "pids.max"), "30");
+    // top lists the cgroup's processes; cp reads through the init's mount namespace.
+    d.docker(&["top", "web"]).ok().mentions(&["httpd -f -p 80"]);
+    let out = d.docker(&["cp", "web:/etc/hostname", "-"]);
+    assert!(out.ok().stdout.contains(&hostname), "{out}");
     d.docker(&["rm", "-f", "web"]).ok();
     assert!(crate::network::http_get(&format!("127.0.0.1:{port}"), "/hostname").is_err(), "the port outlived it");
+
+    // A health check runs its command through runc's exec.
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "hc",
+        "--runtime",
+        "debrunc",
+        "--health-cmd",
+        "test -f /tmp/ok",
+        "--health-interval",
+        "1s",
+        &image,
+        "sh",
+        "-c",
+        "touch /tmp/ok; exec sleep 1000",
+    ])
+    .ok();
+    let healthy = wait_for(Duration::from_secs(20), || inspect(&d, "hc")["State"]["Health"]["Status"] == "healthy");
+    assert!(healthy, "{}", inspect(&d, "hc")["State"]);
+    d.docker(&["rm", "-f", "hc"]).ok();
+
+    // The OOM killer's kill is reported as under wharf's own runtime: 137 and OOMKilled.
+    let out = d.docker(&[
+        "run",
+        "--name",
+        "oom",
+        "--runtime",
+        "debrunc",
+        "-m",
+        "16m",
+        "--memory-swap",
+        "16m",
+        &image,
+        "tail",
+        "/dev/zero",
+    ]);
+    assert_eq!(out.code, 137, "{out}");
+    assert_eq!(inspect(&d, "oom")["State"]["OOMKilled"], true, "{}", inspect(&d, "oom")["State"]);
+    d.docker(&["rm", "oom"]).ok();
 }
 
 #[test]
