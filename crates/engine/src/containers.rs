@@ -378,6 +378,7 @@ impl Engine {
     ) -> Result<(ContainerRecord, Vec<String>), EngineError> {
         let mut req = req;
         req.host_config.runtime = self.runtimes().resolve(&req.host_config.runtime)?;
+        self.check_runtime_userns(&req.host_config)?;
         req.host_config.restart_policy.validate()?;
         if req.host_config.auto_remove && !req.host_config.restart_policy.is_none() {
             return Err(EngineError::Invalid(
@@ -721,14 +722,7 @@ impl Engine {
     fn shim_runtime_args(&self, rec: &ContainerRecord) -> Result<Vec<std::ffi::OsString>, EngineError> {
         let runtimes = self.runtimes();
         let Some(rt) = runtimes.oci(&rec.host_config.runtime)? else { return Ok(Vec::new()) };
-        if self.remap_for(&rec.host_config.security.userns_mode).is_some() {
-            // The remapped root reads the image's layers through idmapped mounts that only
-            // wharf's own runtime knows how to take from the shim.
-            return Err(EngineError::Invalid(format!(
-                "runtime {:?} cannot run containers under userns-remap: use --runtime runc (wharf's own) or --userns host",
-                rec.host_config.runtime
-            )));
-        }
+        self.check_runtime_userns(&rec.host_config)?;
         let root = self.inner.config.exec_root.join(format!("runtime-{}", rec.host_config.runtime));
         let mut args: Vec<std::ffi::OsString> =
             vec!["--runtime".into(), rt.path.clone().into(), "--runtime-root".into(), root.into()];
@@ -737,6 +731,18 @@ impl Engine {
             args.push(a.into());
         }
         Ok(args)
+    }
+
+    /// Another OCI runtime cannot run a remapped container: the remapped root reads the
+    /// image's layers through idmapped mounts that only wharf's own runtime takes from the shim.
+    fn check_runtime_userns(&self, hc: &HostConfig) -> Result<(), EngineError> {
+        if self.runtimes().oci(&hc.runtime)?.is_some() && self.remap_for(&hc.security.userns_mode).is_some() {
+            return Err(EngineError::Invalid(format!(
+                "runtime {:?} cannot run containers under userns-remap: use --runtime runc (wharf's own) or --userns host",
+                hc.runtime
+            )));
+        }
+        Ok(())
     }
 
     pub(crate) fn put_container(&self, rec: &ContainerRecord) -> Result<(), EngineError> {
