@@ -30,6 +30,12 @@ fn daemon() -> Daemon {
     Daemon::start_with(DaemonOptions { config_json: Some(json), ..Default::default() })
 }
 
+/// Whether runc's record of a container goes within a few seconds: the shim deletes it
+/// after it has reported the exit, so a moment after `rm -f` or `stop` returns.
+fn runc_forgets(d: &Daemon, name: &str, id: &str) -> bool {
+    wait_for(Duration::from_secs(10), || runc_state(d, name, id).is_none())
+}
+
 /// runc's own view of a container of `d` under `name`: `runc state` through its state dir.
 fn runc_state(d: &Daemon, name: &str, id: &str) -> Option<Value> {
     let mut cmd = Command::new(RUNC);
@@ -89,7 +95,7 @@ fn runc_runtime_is_listed_and_runs_logs_and_exit_codes() {
     let log_text = std::fs::read_to_string(&log_path).unwrap_or_else(|e| panic!("{log_path}: {e}"));
     assert!(log_text.contains(r#""log":"out\n","stream":"stdout""#), "{log_text}");
     // runc's record of it went with the container's end.
-    assert!(runc_state(&d, "debrunc", &id_of(&d, "fg")).is_none());
+    assert!(runc_forgets(&d, "debrunc", &id_of(&d, "fg")));
 
     // Detached: runc knows it as running, with the pid wharf reports.
     d.docker(&[
@@ -251,11 +257,24 @@ fn runc_runtime_exec_attach_signals_pause_and_rm() {
     // Started again under the same runtime (runc's record of the last run is gone).
     d.docker(&["start", "sig"]).ok();
     assert!(runc_state(&d, "debrunc", &id_of(&d, "sig")).is_some_and(|s| s["status"] == "running"));
-    // rm -f of a running container: killed, its runc state and its cgroup gone.
+    // restart: the last run's shim deletes runc's record before the next one creates it
+    // again under the same id (the start waits for that shim), so the new run stays.
     let id = id_of(&d, "sig");
+    for _ in 0..3 {
+        d.docker(&["restart", "-t", "1", "sig"]).ok();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let st = inspect(&d, "sig")["State"].clone();
+    let state = runc_state(&d, "debrunc", &id).expect("runc knows the restarted container");
+    assert_eq!(
+        (&st["Status"], &state["status"], &state["pid"]),
+        (&Value::from("running"), &Value::from("running"), &st["Pid"])
+    );
+    // rm -f of a running container: killed, its runc state and its cgroup gone.
     d.docker(&["rm", "-f", "sig"]).ok();
-    assert!(runc_state(&d, "debrunc", &id).is_none());
-    assert!(crate::harness::cgroup_dirs(&format!("{}/{id}", d.cgroup_parent)).is_empty());
+    assert!(runc_forgets(&d, "debrunc", &id));
+    let cgroup = format!("{}/{id}", d.cgroup_parent);
+    assert!(wait_for(Duration::from_secs(10), || crate::harness::cgroup_dirs(&cgroup).is_empty()), "{cgroup} stays");
 }
 
 #[test]
@@ -454,7 +473,7 @@ fn runc_runtime_restart_policy_and_daemon_restart() {
     d.docker(&["exec", "long", "echo", "still-here"]).ok().mentions(&["still-here"]);
     d.docker(&["stop", "long"]).ok();
     assert_eq!(inspect(&d, "long")["State"]["ExitCode"], 7);
-    assert!(runc_state(&d, "debrunc", &id_of(&d, "long")).is_none());
+    assert!(runc_forgets(&d, "debrunc", &id_of(&d, "long")));
     d.docker(&["rm", "-f", "flaky", "long", "once"]).ok();
 }
 
