@@ -968,6 +968,16 @@ impl Engine {
         if let Err(e) = self.inner.snapshots.remove_container(id) {
             errors.push(e.to_string());
         }
+        // Another runtime's record of it (`runtime-<name>/<id>`), left by a shim that died
+        // before its `delete`.
+        for entry in std::fs::read_dir(&self.inner.config.exec_root).into_iter().flatten().flatten() {
+            let state = entry.path().join(id);
+            if entry.file_name().to_string_lossy().starts_with("runtime-") && state.is_dir() {
+                if let Err(e) = std::fs::remove_dir_all(&state) {
+                    errors.push(format!("remove {}: {e}", state.display()));
+                }
+            }
+        }
         // The bundle says where the cgroup is (it may be under a parent of the container's
         // own): it stays while the cgroup does, so that the sweep at the next start finds both.
         let dir = self.container_dir(id);

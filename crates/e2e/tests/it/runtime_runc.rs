@@ -609,3 +609,30 @@ fn runc_runtimes_reload_on_sighup() {
     d.docker(&["stop", "-t", "1", "kept"]).ok();
     d.docker(&["rm", "-f", "kept", "fresh"]).ok();
 }
+
+/// A shim killed while its container runs under runc: the container ends as under wharf's
+/// own runtime, and `rm` takes runc's record of it too (the shim could not `delete` it), so
+/// the runtime's state dir keeps nothing of removed containers.
+#[test]
+fn runc_runtime_shim_killed_then_rm_leaves_no_runc_state() {
+    let d = daemon();
+    let image = d.pull("library/busybox:latest");
+    d.docker(&["run", "-d", "--name", "orphan", "--runtime", "debrunc", &image, "sleep", "1000"]).ok();
+    let id = id_of(&d, "orphan");
+    let pid = inspect(&d, "orphan")["State"]["Pid"].as_i64().unwrap_or(0);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let shim: i32 = stat.rsplit_once(") ").and_then(|(_, r)| r.split(' ').nth(1)?.parse().ok()).unwrap_or(0);
+    assert!(shim > 1, "no shim for {pid}: {stat}");
+    // SAFETY: kill has no memory effects; `shim` is the container's shim, found just above.
+    unsafe { libc::kill(shim, libc::SIGKILL) };
+    assert!(wait_for(Duration::from_secs(10), || inspect(&d, "orphan")["State"]["Running"] == false));
+    assert!(runc_state(&d, "debrunc", &id).is_some(), "runc's record should outlive the killed shim");
+    d.docker(&["rm", "-f", "orphan"]).ok();
+    assert!(!d.exec_root.join("runtime-debrunc").join(&id).exists(), "runc's record of {id} stays");
+    let alive = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // A zombie (state Z) waits for whoever adopted it to reap it; it runs no more.
+        stat.rsplit_once(") ").is_some_and(|(_, r)| !r.starts_with('Z'))
+    };
+    assert!(wait_for(Duration::from_secs(5), || !alive()), "the container's init outlived rm -f");
+}
