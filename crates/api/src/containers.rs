@@ -148,9 +148,6 @@ fn with_anonymous_volumes(
     binds.into_iter().chain(anonymous).collect()
 }
 
-/// The name of wharfd's one OCI runtime, as `/info` lists it.
-pub(crate) const RUNTIME: &str = "wharf";
-
 /// `POST /containers/create?name=`.
 /// `create?platform=` (API 1.41): as dockerd 20.10, a local image of another platform is
 /// not found (the docker CLI then pulls the platform asked for); one of it, or no platform
@@ -189,11 +186,6 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
     }
     check_platform(ctx, &b.image)?;
     let hc = b.host_config.unwrap_or_default();
-    // wharfd has one OCI runtime, its own (`Runtimes` in /info); dockerd refuses a name it
-    // has not configured so.
-    if let Some(r) = hc.runtime.as_deref().filter(|r| !r.is_empty() && *r != RUNTIME) {
-        return Err(ApiError::bad_request(format!("unknown or invalid runtime name: {r}")));
-    }
     let annotations = hc.annotations.clone().unwrap_or_default();
     for k in annotations.keys() {
         if k.is_empty() {
@@ -250,6 +242,8 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
             cgroup_parent: hc.cgroup_parent.clone().unwrap_or_default(),
             volume_driver: hc.volume_driver.clone().unwrap_or_default(),
             annotations,
+            // The engine fills in the default and refuses a name it does not know.
+            runtime: hc.runtime.clone().unwrap_or_default(),
             network_mode: hc.network_mode.clone().unwrap_or_default(),
             port_bindings: crate::networks::port_bindings(hc.port_bindings),
             publish_all_ports: hc.publish_all_ports,
@@ -628,7 +622,8 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
             "ConsoleSize": [0, 0],
             "ContainerIDFile": "",
             "Isolation": "",
-            "Runtime": RUNTIME,
+            // Records made before runtimes could be chosen ran under wharf's own, `runc`.
+            "Runtime": if hc.runtime.is_empty() { wharf_engine::BUILTIN_RUNTIMES[0] } else { hc.runtime.as_str() },
             "VolumeDriver": hc.volume_driver,
         },
         "GraphDriver": {"Name": "overlayfs", "Data": graph_data},

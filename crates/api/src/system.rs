@@ -69,6 +69,7 @@ pub async fn info(ctx: &Ctx) -> Result<Response<Body>> {
     let paused = all.iter().filter(|c| c.state.paused).count();
     let images = e.list_images()?.len();
     let cfg = e.config();
+    let runtimes = e.runtimes();
     let proxy = &cfg.proxy;
     let mem_total = std::fs::read_to_string("/proc/meminfo")
         .ok()
@@ -107,8 +108,8 @@ pub async fn info(ctx: &Ctx) -> Result<Response<Body>> {
             "Name": hostname,
             "ServerVersion": env!("CARGO_PKG_VERSION"),
             "LoggingDriver": "json-file",
-            "DefaultRuntime": "wharf",
-            "Runtimes": {"wharf": {"path": cfg.shim_path.display().to_string()}},
+            "DefaultRuntime": runtimes.default_name(),
+            "Runtimes": runtimes.list(&cfg.shim_path.display().to_string()),
             "MemoryLimit": true,
             // What the host's cgroups can limit, as dockerd's sysinfo reads them.
             "SwapLimit": wharf_engine::cgroup_support().swap_limit,

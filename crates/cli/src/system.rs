@@ -93,6 +93,9 @@ fn info_text(i: &Info, host: &str) -> String {
     line(format!(" Logging Driver: {}", i.logging_driver));
     line(format!(" Cgroup Driver: {}", i.cgroup_driver));
     line(format!(" Cgroup Version: {}", i.cgroup_version));
+    if !i.runtimes.is_empty() {
+        line(format!(" Runtimes: {}", i.runtimes.keys().cloned().collect::<Vec<_>>().join(" ")));
+    }
     if !i.default_runtime.is_empty() {
         line(format!(" Default Runtime: {}", i.default_runtime));
     }

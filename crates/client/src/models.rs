@@ -426,6 +426,9 @@ pub struct Info {
     pub docker_root_dir: String,
     #[serde(default)]
     pub default_runtime: String,
+    /// The OCI runtimes by name (`{"path", "runtimeArgs"}` each).
+    #[serde(default)]
+    pub runtimes: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// One message of a JSON progress stream (pull, push, build).

@@ -79,6 +79,10 @@ pub struct HostConfig {
     /// `--annotation`: passed through to the OCI spec, as dockerd does.
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    /// `--runtime`: the OCI runtime's name, the daemon's default filled in at create; empty
+    /// in records made before runtimes could be chosen (wharf's own).
+    #[serde(default)]
+    pub runtime: String,
     /// `default`/`bridge`, `none`, `host`, `container:<name|id>`.
     pub network_mode: String,
     /// `-p`: `80/tcp` → host bindings.
@@ -372,6 +376,9 @@ impl Engine {
         &self,
         req: CreateRequest,
     ) -> Result<(ContainerRecord, Vec<String>), EngineError> {
+        let mut req = req;
+        req.host_config.runtime = self.runtimes().resolve(&req.host_config.runtime)?;
+        self.check_runtime_userns(&req.host_config)?;
         req.host_config.restart_policy.validate()?;
         if req.host_config.auto_remove && !req.host_config.restart_policy.is_none() {
             return Err(EngineError::Invalid(
@@ -649,6 +656,7 @@ impl Engine {
     }
 
     fn spawn_shim(&self, rec: &ContainerRecord) -> Result<Handshake, EngineError> {
+        let runtime_args = self.shim_runtime_args(rec)?;
         let dir = self.container_dir(&rec.id);
         let spec = self.generate_spec(rec)?;
         let spec_json =
@@ -668,6 +676,7 @@ impl Engine {
             .arg("--bundle")
             .arg(&dir)
             .args(self.shim_stdio_args(rec))
+            .args(runtime_args)
             .args(crate::logrotate::shim_args(&rec.host_config.log_config))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -706,6 +715,34 @@ impl Engine {
             return Err(EngineError::Exec { message, exit_code: h.exit_code.unwrap_or(125) });
         }
         Ok(h)
+    }
+
+    /// The shim's `--runtime` arguments when another OCI runtime runs the container. Checked
+    /// before the spec is written: a runtime the daemon no longer has is dockerd's 400.
+    fn shim_runtime_args(&self, rec: &ContainerRecord) -> Result<Vec<std::ffi::OsString>, EngineError> {
+        let runtimes = self.runtimes();
+        let Some(rt) = runtimes.oci(&rec.host_config.runtime)? else { return Ok(Vec::new()) };
+        self.check_runtime_userns(&rec.host_config)?;
+        let root = self.inner.config.exec_root.join(format!("runtime-{}", rec.host_config.runtime));
+        let mut args: Vec<std::ffi::OsString> =
+            vec!["--runtime".into(), rt.path.clone().into(), "--runtime-root".into(), root.into()];
+        for a in &rt.args {
+            args.push("--runtime-arg".into());
+            args.push(a.into());
+        }
+        Ok(args)
+    }
+
+    /// Another OCI runtime cannot run a remapped container: the remapped root reads the
+    /// image's layers through idmapped mounts that only wharf's own runtime takes from the shim.
+    fn check_runtime_userns(&self, hc: &HostConfig) -> Result<(), EngineError> {
+        if self.runtimes().oci(&hc.runtime)?.is_some() && self.remap_for(&hc.security.userns_mode).is_some() {
+            return Err(EngineError::Invalid(format!(
+                "runtime {:?} cannot run containers under userns-remap: use --runtime runc (wharf's own) or --userns host",
+                hc.runtime
+            )));
+        }
+        Ok(())
     }
 
     pub(crate) fn put_container(&self, rec: &ContainerRecord) -> Result<(), EngineError> {
@@ -930,6 +967,16 @@ impl Engine {
         };
         if let Err(e) = self.inner.snapshots.remove_container(id) {
             errors.push(e.to_string());
+        }
+        // Another runtime's record of it (`runtime-<name>/<id>`), left by a shim that died
+        // before its `delete`.
+        for entry in std::fs::read_dir(&self.inner.config.exec_root).into_iter().flatten().flatten() {
+            let state = entry.path().join(id);
+            if entry.file_name().to_string_lossy().starts_with("runtime-") && state.is_dir() {
+                if let Err(e) = std::fs::remove_dir_all(&state) {
+                    errors.push(format!("remove {}: {e}", state.display()));
+                }
+            }
         }
         // The bundle says where the cgroup is (it may be under a parent of the container's
         // own): it stays while the cgroup does, so that the sweep at the next start finds both.

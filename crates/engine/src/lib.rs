@@ -36,6 +36,7 @@ mod pull;
 mod push;
 mod resources;
 mod restart;
+mod runtimes;
 mod security;
 mod spec;
 mod stats;
@@ -87,6 +88,7 @@ pub use pull::{PullEvent, PullRequest};
 pub use push::{PushRequest, Pushed};
 pub use resources::{support as cgroup_support, DeviceRequest, ResourceOptions, ThrottleDevice, WeightDevice};
 pub use restart::RestartPolicy;
+pub use runtimes::{RuntimeSpec, Runtimes, BUILTIN_NAMES as BUILTIN_RUNTIMES};
 pub use security::{
     oom_kill_disable_supported, security_warnings, DeviceMapping, SecurityOptions, Ulimit, DEFAULT_MASKED_PATHS,
     DEFAULT_READONLY_PATHS,
@@ -137,6 +139,9 @@ pub struct EngineConfig {
     pub labels: Vec<String>,
     /// What containers get unless they set it (daemon.json `dns`, `default-ulimits`, ...).
     pub container_defaults: ContainerDefaults,
+    /// The OCI runtimes containers may name (`runtimes`, `default-runtime`) at the start;
+    /// a reload replaces them ([`Engine::set_runtimes`]).
+    pub runtimes: Runtimes,
 }
 
 /// What a configuration reload (SIGHUP) changes while the engine runs, as dockerd reloads it.
@@ -194,6 +199,8 @@ struct Inner {
     restarts: restart::Restarts,
     /// The daemon's labels (`docker info`), replaced when the daemon reloads its configuration.
     labels: Mutex<Vec<String>>,
+    /// The runtimes as last (re)loaded.
+    runtimes: RwLock<Runtimes>,
     /// Counters for `metrics-addr`.
     metrics: metrics::Metrics,
 }
@@ -226,6 +233,7 @@ impl Engine {
         let engine = Engine {
             inner: Arc::new(Inner {
                 labels: Mutex::new(config.labels.clone()),
+                runtimes: RwLock::new(config.runtimes.clone()),
                 metrics: metrics::Metrics::default(),
                 config,
                 db,
@@ -316,6 +324,19 @@ impl Engine {
     /// The daemon's labels, as `docker info` shows them (`key=value`).
     pub fn labels(&self) -> Vec<String> {
         self.inner.labels.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// The OCI runtimes as `docker info` lists them, and the default.
+    pub fn runtimes(&self) -> Runtimes {
+        self.inner.runtimes.read().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Replaces the runtimes (a configuration reload, as dockerd reloads them): containers
+    /// created or started from now on see the new ones; running ones keep theirs.
+    pub fn set_runtimes(&self, runtimes: Runtimes) {
+        if let Ok(mut r) = self.inner.runtimes.write() {
+            *r = runtimes;
+        }
     }
 
     /// Replaces the daemon's labels (a configuration reload).

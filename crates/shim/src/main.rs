@@ -2,11 +2,14 @@
 //! handshake line, writes the container's logs and, when its init exits, `exit.json`.
 //!
 //! Contract with wharfd: `wharf-shim --id ID --bundle DIR [--socket PATH] [--open-stdin]
-//! [--stdin-once] [--wait-attach] [--log-max-size BYTES] [--log-max-file N] [--log-none]`, stdout a pipe. The first process exits 0 at once; the
+//! [--stdin-once] [--wait-attach] [--log-max-size BYTES] [--log-max-file N] [--log-none]
+//! [--runtime PATH --runtime-root DIR [--runtime-arg ARG]...]`, stdout a pipe. With `--runtime`
+//! another OCI runtime (runc) creates, starts and execs instead of wharf's own (`oci.rs`). The first process exits 0 at once; the
 //! detached one prints `{"shim_pid":N,"pid":M}` or `{"error":"...","exit_code":N}`, then
 //! closes its stdout. With `--socket` it serves attach, resize and exec there (`proto.rs`).
 
 mod logs;
+mod oci;
 mod proto;
 mod server;
 
@@ -34,6 +37,8 @@ struct Args {
     log_max_file: u32,
     /// `--log-none`: the container's log driver keeps no log.
     log_none: bool,
+    /// `--runtime`: another OCI runtime runs the container.
+    runtime: Option<oci::OciRuntime>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -42,6 +47,7 @@ fn parse_args() -> Result<Args, String> {
     let mut socket = None;
     let (mut open_stdin, mut stdin_once, mut wait_attach, mut log_none) = (false, false, false, false);
     let (mut log_max_size, mut log_max_file) = (0u64, 1u32);
+    let (mut runtime, mut runtime_root, mut runtime_args) = (None, None, Vec::new());
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -66,6 +72,9 @@ fn parse_args() -> Result<Args, String> {
             "--id" => id = Some(value),
             "--bundle" => bundle = Some(PathBuf::from(value)),
             "--socket" => socket = Some(PathBuf::from(value)),
+            "--runtime" => runtime = Some(PathBuf::from(value)),
+            "--runtime-root" => runtime_root = Some(PathBuf::from(value)),
+            "--runtime-arg" => runtime_args.push(value),
             "--log-max-size" => {
                 log_max_size = value.parse().map_err(|_| format!("invalid --log-max-size {value:?}"))?
             }
@@ -78,10 +87,24 @@ fn parse_args() -> Result<Args, String> {
             _ => return Err(format!("unknown argument {key:?}")),
         }
     }
+    let runtime = match (runtime, runtime_root) {
+        (Some(path), Some(root)) => Some(oci::OciRuntime { path, root, args: runtime_args }),
+        (None, None) if runtime_args.is_empty() => None,
+        _ => return Err("--runtime, --runtime-root and --runtime-arg go together".to_string()),
+    };
     match (id, bundle) {
-        (Some(id), Some(bundle)) if !id.is_empty() && !id.contains('/') => {
-            Ok(Args { id, bundle, socket, open_stdin, stdin_once, wait_attach, log_max_size, log_max_file, log_none })
-        }
+        (Some(id), Some(bundle)) if !id.is_empty() && !id.contains('/') => Ok(Args {
+            id,
+            bundle,
+            socket,
+            open_stdin,
+            stdin_once,
+            wait_attach,
+            log_max_size,
+            log_max_file,
+            log_none,
+            runtime,
+        }),
         (Some(id), Some(_)) => Err(format!("invalid container id {id:?}")),
         _ => Err("usage: wharf-shim --id ID --bundle DIR".to_string()),
     }
@@ -213,25 +236,21 @@ fn run(args: &Args, sigfd: OwnedFd, began: u64) -> Result<(), String> {
         child_ends.push(err_w);
         stdio
     };
-    let spawned = match wharf_runtime::spawn(&args.bundle, &spec, stdio) {
+    let started = match &args.runtime {
+        None => start_builtin(args, &spec, stdio, console.as_ref()),
+        Some(rt) => start_oci(args, rt, &spec, stdio, outs[1].as_ref()),
+    };
+    drop(child_ends);
+    drop(console);
+    let (spawned, tty) = match started {
         Ok(s) => s,
-        Err(e) => {
+        Err((message, code)) => {
             if let Some(p) = &args.socket {
                 let _ = std::fs::remove_file(p);
             }
-            fail(&e.to_string(), e.exit_code())
+            fail(&message, code)
         }
     };
-    drop(child_ends);
-    let tty = match &console {
-        Some(c) => match wharf_runtime::tty::recv_fd(c.as_raw_fd()) {
-            Ok(Some(master)) => Some(master),
-            Ok(None) => fail("the container sent no terminal", 125),
-            Err(e) => fail(&format!("receive the container's terminal: {e}"), 125),
-        },
-        None => None,
-    };
-    drop(console);
     // Holding the container's mount namespace keeps its teardown (the overlay's unmount syncs
     // the upper file system: 10-30 ms) out of init's exit: the exit is reported first, and the
     // namespace goes when this fd closes, after exit.json is written.
@@ -265,8 +284,14 @@ fn run(args: &Args, sigfd: OwnedFd, began: u64) -> Result<(), String> {
 
     let [stdout, stderr] = outs;
     let init = server::InitIo { pid: spawned.pid, tty, stdin: stdin_w, stdout, stderr, stdin_once: args.stdin_once };
+    let oci = args.runtime.as_ref().map(|rt| server::OciExec {
+        runtime: rt,
+        id: &args.id,
+        shim_socket: args.socket.as_deref(),
+    });
     let mut srv =
-        server::Server::new(&args.bundle, &spec, spawned.cgroup.as_ref(), log, listener, init, args.wait_attach);
+        server::Server::new(&args.bundle, &spec, spawned.cgroup.as_ref(), log, listener, init, args.wait_attach)
+            .with_oci(oci);
     let status = srv.run(sigfd.as_raw_fd());
     // The first of the exit's phases (wharfd logs them at debug level with its own).
     let exited = wharf_runtime::phases::now_ns();
@@ -286,7 +311,74 @@ fn run(args: &Args, sigfd: OwnedFd, began: u64) -> Result<(), String> {
         }
         None => Ok(()),
     };
+    if let Some(rt) = &args.runtime {
+        if let Some(e) = rt.delete(&args.id, &args.bundle) {
+            log_shim_error(args, &e);
+        }
+    }
     written.and(removed)
+}
+
+type Started = (wharf_runtime::Spawned, Option<OwnedFd>);
+
+/// wharf's own runtime: the shim clones the init itself.
+fn start_builtin(
+    args: &Args,
+    spec: &Spec,
+    stdio: ChildStdio,
+    console: Option<&OwnedFd>,
+) -> Result<Started, (String, i32)> {
+    let spawned = wharf_runtime::spawn(&args.bundle, spec, stdio).map_err(|e| (e.to_string(), e.exit_code()))?;
+    let tty = match console {
+        Some(c) => match wharf_runtime::tty::recv_fd(c.as_raw_fd()) {
+            Ok(Some(master)) => Some(master),
+            Ok(None) => return Err(("the container sent no terminal".to_string(), 125)),
+            Err(e) => return Err((format!("receive the container's terminal: {e}"), 125)),
+        },
+        None => None,
+    };
+    Ok((spawned, tty))
+}
+
+/// Another OCI runtime: the rootfs mounted in the shim's own mount namespace, then the
+/// runtime's `create` and `start`; the init is the shim's child once `create` has exited.
+/// `stderr`: the read end of the container's stderr, which is also the runtime's: where a
+/// runtime that fails before it logs (a bad `runtimeArgs` flag) says why.
+fn start_oci(
+    args: &Args,
+    rt: &oci::OciRuntime,
+    spec: &Spec,
+    stdio: ChildStdio,
+    stderr: Option<&OwnedFd>,
+) -> Result<Started, (String, i32)> {
+    oci::mount_rootfs(&args.bundle, spec).map_err(|e| (e, 125))?;
+    let console = match stdio.console {
+        Some(_) => Some(
+            oci::ConsoleSocket::bind(&oci::console_path(args.socket.as_deref(), &args.bundle, "init"))
+                .map_err(|e| (e, 125))?,
+        ),
+        None => None,
+    };
+    let fds = match &console {
+        Some(c) => oci::Stdio3::Console(c.path().to_path_buf()),
+        None => oci::Stdio3::Fds([stdio.stdin, stdio.stdout, stdio.stderr]),
+    };
+    let pid = rt.create_and_start(&args.id, &args.bundle, &fds).map_err(|f| match (f.unlogged, stderr) {
+        (true, Some(err)) => match oci::last_line(err) {
+            Some(line) => (format!("OCI runtime create failed: {line}"), oci::exit_code_for(&line)),
+            None => (f.message, f.exit_code),
+        },
+        _ => (f.message, f.exit_code),
+    })?;
+    let tty = match &console {
+        Some(c) => Some(c.receive().map_err(|e| (e, 125))?),
+        None => None,
+    };
+    let cgroup = match spec.linux.as_ref().and_then(|l| l.cgroups_path.as_deref()).filter(|p| !p.is_empty()) {
+        Some(path) => Some(Cgroup::open(path).map_err(|e| (format!("open the container's cgroup: {e}"), 125))?),
+        None => None,
+    };
+    Ok((wharf_runtime::Spawned { pid, cgroup, phases: Vec::new() }, tty))
 }
 
 /// Reaps every exited child; returns init's status if it was among them.

@@ -80,6 +80,16 @@ pub struct Server<'a> {
     /// Set while the init's output waits for a first attach.
     attach_wait: Option<Instant>,
     init_status: Option<i32>,
+    /// Set when another OCI runtime runs the container: it execs too.
+    oci: Option<OciExec<'a>>,
+}
+
+/// What an exec through another OCI runtime needs.
+pub struct OciExec<'a> {
+    pub runtime: &'a crate::oci::OciRuntime,
+    pub id: &'a str,
+    /// The shim's socket, beside which console sockets go.
+    pub shim_socket: Option<&'a Path>,
 }
 
 /// The init's stdio as the shim holds it.
@@ -130,7 +140,14 @@ impl<'a> Server<'a> {
             clients: Vec::new(),
             attach_wait: wait_attach.then(|| Instant::now() + ATTACH_WAIT),
             init_status: None,
+            oci: None,
         }
+    }
+
+    /// Execs go through another OCI runtime, the one that runs the container.
+    pub fn with_oci(mut self, oci: Option<OciExec<'a>>) -> Server<'a> {
+        self.oci = oci;
+        self
     }
 
     /// Runs until the init has exited and its output is drained; returns its wait status.
@@ -560,6 +577,9 @@ impl<'a> Server<'a> {
     ) -> Result<Proc, (String, i32)> {
         let os = |what: &str, e: std::io::Error| (format!("{what}: {e}"), 126);
         let tty = process.terminal;
+        if let Some(oci) = &self.oci {
+            return oci_exec(oci, self.bundle, &process, stdin);
+        }
         let opts = ExecOptions { init_pid: init, process };
         let run = |stdio: ChildStdio| {
             wharf_runtime::exec(self.bundle, self.spec, &opts, self.cgroup, stdio)
@@ -631,6 +651,87 @@ impl<'a> Server<'a> {
             self.client_closed_stdin(&proc);
         }
     }
+}
+
+/// An exec through another OCI runtime (`exec --detach`): the same pipes or terminal as an
+/// exec of wharf's own, and the process is the shim's child once the runtime has exited.
+fn oci_exec(
+    oci: &OciExec,
+    bundle: &Path,
+    process: &wharf_runtime::spec::Process,
+    stdin: bool,
+) -> Result<Proc, (String, i32)> {
+    // No sets (a privileged exec) means every capability to wharf's runtime; runc would take
+    // the container's sets instead, so the whole set is spelt out.
+    let mut full;
+    let process = if process.capabilities.is_none() {
+        let last = wharf_runtime::caps::last_cap().map_err(|e| (e, 126))? as usize;
+        let all: Vec<String> = wharf_runtime::caps::NAMES.iter().take(last + 1).map(|n| n.to_string()).collect();
+        full = process.clone();
+        full.capabilities = Some(wharf_runtime::spec::Capabilities {
+            bounding: all.clone(),
+            effective: all.clone(),
+            inheritable: Vec::new(),
+            permitted: all,
+            ambient: Vec::new(),
+        });
+        &full
+    } else {
+        process
+    };
+    let os = |what: &str, e: std::io::Error| (format!("{what}: {e}"), 126);
+    // A failed exec is 126 unless the runtime's words say 127, as with wharf's own.
+    let failed = |f: crate::oci::Failure| (f.message, if f.exit_code == 125 { 126 } else { f.exit_code });
+    if process.terminal {
+        let path = crate::oci::console_path(oci.shim_socket, bundle, "exec");
+        let console = crate::oci::ConsoleSocket::bind(&path).map_err(|e| (e, 126))?;
+        let pid = oci.runtime.exec(oci.id, bundle, process, &crate::oci::Stdio3::Console(path)).map_err(failed)?;
+        let master = console.receive().map_err(|e| (e, 126))?;
+        set_nonblocking(master.as_raw_fd());
+        return Ok(Proc {
+            pid,
+            status: None,
+            exited_at: None,
+            tty: Some(master),
+            tty_open: true,
+            stdin: None,
+            outs: [None, None],
+            stdin_once: true,
+            stdin_queue: Vec::new(),
+            close_stdin_when_flushed: false,
+            lines: None,
+        });
+    }
+    let devnull = std::fs::File::open("/dev/null").map_err(|e| os("open /dev/null", e))?;
+    let (in_r, in_w) = if stdin {
+        let (r, w) = crate::pipe().map_err(|e| (e, 126))?;
+        (Some(r), Some(w))
+    } else {
+        (None, None)
+    };
+    let (out_r, out_w) = crate::pipe().map_err(|e| (e, 126))?;
+    let (err_r, err_w) = crate::pipe().map_err(|e| (e, 126))?;
+    let fds = [in_r.as_ref().map_or(devnull.as_raw_fd(), |r| r.as_raw_fd()), out_w.as_raw_fd(), err_w.as_raw_fd()];
+    let pid = oci.runtime.exec(oci.id, bundle, process, &crate::oci::Stdio3::Fds(fds)).map_err(failed)?;
+    drop((in_r, out_w, err_w, devnull));
+    if let Some(w) = &in_w {
+        set_nonblocking(w.as_raw_fd());
+    }
+    set_nonblocking(out_r.as_raw_fd());
+    set_nonblocking(err_r.as_raw_fd());
+    Ok(Proc {
+        pid,
+        status: None,
+        exited_at: None,
+        tty: None,
+        tty_open: false,
+        stdin: in_w,
+        outs: [Some(out_r), Some(err_r)],
+        stdin_once: true,
+        stdin_queue: Vec::new(),
+        close_stdin_when_flushed: false,
+        lines: None,
+    })
 }
 
 impl Client {

@@ -146,6 +146,12 @@ pub struct Flags {
     /// Seccomp profile file for containers that give none, or "unconfined"
     #[arg(long = "seccomp-profile")]
     pub seccomp_profile: Option<String>,
+    /// Another OCI runtime containers may name, as name=path (repeatable)
+    #[arg(long = "add-runtime")]
+    pub add_runtime: Vec<String>,
+    /// The runtime of containers that name none (default runc: wharf's own)
+    #[arg(long = "default-runtime")]
+    pub default_runtime: Option<String>,
     /// Runtime option: native.cgroupdriver=cgroupfs, or systemd where systemd does not run (repeatable)
     #[arg(long = "exec-opt")]
     pub exec_opt: Vec<String>,
@@ -272,6 +278,23 @@ pub(crate) struct FileConfig {
     cni_conf_dir: Option<PathBuf>,
     cni_bin_dir: Option<String>,
     cri_streaming_address: Option<String>,
+    /// Other OCI runtimes by name: `{"path": ..., "runtimeArgs": [...]}`.
+    runtimes: Option<BTreeMap<String, RuntimeFile>>,
+    default_runtime: Option<String>,
+}
+
+/// One `runtimes` entry of daemon.json, as dockerd reads it.
+#[derive(Deserialize, Default, Debug)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RuntimeFile {
+    #[serde(default)]
+    path: String,
+    #[serde(default)]
+    runtime_args: Vec<String>,
+    /// A containerd shim (`io.containerd.runsc.v1`) with its options: wharf has no containerd.
+    runtime_type: Option<String>,
+    options: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -300,6 +323,38 @@ struct UlimitConfig {
     name: Option<String>,
     soft: i64,
     hard: i64,
+}
+
+/// The runtimes of daemon.json and of `--add-runtime name=path` together (dockerd refuses
+/// the same name in both); `--default-runtime` over `default-runtime`.
+fn runtimes(flags: &Flags, file: &FileConfig) -> anyhow::Result<wharf_engine::Runtimes> {
+    let mut all = BTreeMap::new();
+    for (name, r) in file.runtimes.iter().flatten() {
+        if let Some(t) = &r.runtime_type {
+            bail!("runtimes: {name}: runtimeType {t:?}: containerd shims are not supported; give the path of a runc-compatible runtime");
+        }
+        if r.options.is_some() {
+            bail!("runtimes: {name}: options apply to containerd shims, which are not supported");
+        }
+        if r.path.is_empty() {
+            bail!("runtimes: {name}: a runtime needs a path");
+        }
+        all.insert(name.clone(), wharf_engine::RuntimeSpec { path: r.path.clone(), args: r.runtime_args.clone() });
+    }
+    for arg in &flags.add_runtime {
+        let Some((name, path)) = arg.split_once('=').filter(|(n, p)| !n.is_empty() && !p.is_empty()) else {
+            bail!("invalid argument {arg:?} for \"--add-runtime\" flag: invalid runtime argument: {arg}");
+        };
+        if wharf_engine::BUILTIN_RUNTIMES.contains(&name) {
+            bail!("invalid argument {arg:?} for \"--add-runtime\" flag: runtime name '{name}' is reserved");
+        }
+        if all.contains_key(name) {
+            bail!("runtime {name:?} is given both in the configuration file and by --add-runtime");
+        }
+        all.insert(name.to_string(), wharf_engine::RuntimeSpec { path: path.to_string(), args: Vec::new() });
+    }
+    let default = flags.default_runtime.clone().or_else(|| file.default_runtime.clone()).unwrap_or_default();
+    wharf_engine::Runtimes::new(all, &default).map_err(anyhow::Error::msg)
 }
 
 /// How tcp:// hosts are served.
@@ -343,6 +398,8 @@ pub struct DaemonConfig {
     pub tls: TlsConfig,
     /// `host:port` where `/metrics` is served.
     pub metrics_addr: Option<String>,
+    /// `runtimes`/`--add-runtime` and `default-runtime`.
+    pub runtimes: wharf_engine::Runtimes,
     /// The CRI's socket and CNI dirs; `None` when the CRI is off.
     pub cri: Option<wharf_cri::CriConfig>,
     /// The default bridge's IPv6: `ipv6` and `fixed-cidr-v6`.
@@ -401,6 +458,7 @@ impl DaemonConfig {
         // These borrow the file before the fields below move out of it.
         let container_defaults = container_defaults(flags, &file)?;
         let tls = tls_config(flags, &file)?;
+        let runtimes = runtimes(flags, &file)?;
         let default_bridge = default_bridge_options(flags, &file)?;
         let log_level = flags.log_level.clone().or(file.log_level).unwrap_or_else(|| {
             if flags.debug || file.debug == Some(true) {
@@ -563,6 +621,7 @@ impl DaemonConfig {
             },
             tls,
             metrics_addr: flags.metrics_addr.clone().or(file.metrics_addr).filter(|a| !a.is_empty()),
+            runtimes,
             cri: cri_config(
                 flags.cri_socket.clone().or(file.cri_socket),
                 flags.cni_conf_dir.clone().or(file.cni_conf_dir),
@@ -1059,6 +1118,40 @@ mod tests {
         std::fs::write(&path, r#"{"log-driver": "syslog"}"#).unwrap();
         assert!(DaemonConfig::load(&flags(&path)).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn runtimes_from_file_and_flags() {
+        let parse = |args: &[&str], json: &str| {
+            let flags = Flags::parse_from(std::iter::once("wharfd").chain(args.iter().copied()));
+            DaemonConfig::parse(&flags, json.as_bytes()).map_err(|e| format!("{e:#}"))
+        };
+        let json = r#"{"runtimes": {"myrunc": {"path": "/usr/sbin/runc", "runtimeArgs": ["--debug"]}},
+                       "default-runtime": "myrunc"}"#;
+        let cfg = parse(&["--add-runtime", "other=/usr/bin/crun"], json).unwrap();
+        assert_eq!(cfg.runtimes.default_name(), "myrunc");
+        let rt = cfg.runtimes.oci("myrunc").unwrap().unwrap();
+        assert_eq!((rt.path.as_str(), rt.args.as_slice()), ("/usr/sbin/runc", &["--debug".to_string()][..]));
+        assert_eq!(cfg.runtimes.oci("other").unwrap().unwrap().path, "/usr/bin/crun");
+        // The flag wins over the file for the default; none given is wharf's own, `runc`.
+        assert_eq!(parse(&["--default-runtime", "wharf"], json).unwrap().runtimes.default_name(), "wharf");
+        assert_eq!(parse(&[], "{}").unwrap().runtimes.default_name(), "runc");
+        for (args, json, want) in [
+            (&["--add-runtime", "runc=/x"][..], "{}", "runtime name 'runc' is reserved"),
+            (&["--add-runtime", "x"][..], "{}", "invalid runtime argument: x"),
+            (&["--add-runtime", "myrunc=/x"][..], json, "both in the configuration file and by --add-runtime"),
+            (&[][..], r#"{"default-runtime": "nosuch"}"#, "specified default runtime 'nosuch' does not exist"),
+            (
+                &[][..],
+                r#"{"runtimes": {"x": {"path": "/x", "runtimeType": "io.containerd.kata.v2"}}}"#,
+                "containerd shims",
+            ),
+            (&[][..], r#"{"runtimes": {"x": {"runtimeArgs": []}}}"#, "needs a path"),
+            (&[][..], r#"{"runtimes": {"x": {"path": "/x", "extra": 1}}}"#, "unknown field"),
+        ] {
+            let e = parse(args, json).unwrap_err();
+            assert!(e.contains(want), "{args:?} {json}: {e}");
+        }
     }
 
     #[test]

@@ -78,6 +78,8 @@ pub const KEYS: &[Key] = &[
     key("labels", Honoured),
     key("init", Honoured),
     key("no-new-privileges", Honoured),
+    key("runtimes", Honoured),
+    key("default-runtime", Honoured),
     key("seccomp-profile", Honoured),
     key("default-cgroupns-mode", Honoured),
     key("cpu-rt-period", Honoured),
@@ -221,22 +223,6 @@ pub const KEYS: &[Key] = &[
             warn: None,
             why: "containers get a private IPC namespace unless they ask for another",
         },
-    ),
-    flag(
-        "default-runtime",
-        "default-runtime",
-        Value,
-        Only {
-            values: &["runc"],
-            warn: Some("default-runtime: containers run under wharf's own runtime, which runs the bundle runc would"),
-            why: "other OCI runtimes are not supported yet",
-        },
-    ),
-    flag(
-        "runtimes",
-        "add-runtime",
-        Value,
-        Only { values: &["{}"], warn: None, why: "other OCI runtimes are not supported yet" },
     ),
     flag(
         "init-path",
@@ -411,8 +397,6 @@ mod tests {
         assert_eq!(check("icc", &json!(false)), Ok(None));
         assert_eq!(check("ip-forward", &json!(true)), Ok(None));
         assert!(check("ip-forward", &json!(false)).unwrap_err().contains("ip_forward"));
-        assert_eq!(check("runtimes", &json!({})), Ok(None));
-        assert!(check("runtimes", &json!({"crun": {"path": "/usr/bin/crun"}})).is_err());
         assert!(check("graph", &json!("/x")).unwrap_err().contains("data-root"));
         assert!(check("authorization-plugins", &json!(["authz"])).is_err());
         assert_eq!(check("ipv6", &json!(true)), Ok(None));

@@ -88,6 +88,7 @@ fn run(flags: Flags) -> anyhow::Result<()> {
         proxy,
         labels: cfg.labels.clone(),
         container_defaults: cfg.container_defaults.clone(),
+        runtimes: cfg.runtimes.clone(),
     };
     let pidfile = PidFile::create(&cfg.pidfile)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the async runtime")?;
@@ -177,6 +178,10 @@ fn reload(flags: &Flags, running: &mut DaemonConfig, engine: &Engine) {
         engine.set_labels(new.labels.clone());
         changed.push(format!("labels {:?} -> {:?}", running.labels, new.labels));
     }
+    if new.runtimes != running.runtimes {
+        engine.set_runtimes(new.runtimes.clone());
+        changed.push("runtimes or default-runtime".to_string());
+    }
     // What the engine fixed when it opened (paths, networks, container defaults) waits.
     let mut later = Vec::new();
     if new.container_defaults != running.container_defaults {
@@ -211,6 +216,7 @@ fn reload(flags: &Flags, running: &mut DaemonConfig, engine: &Engine) {
     // What was applied now is the running configuration; the rest is kept as it runs.
     running.log_level = new.log_level;
     running.labels = new.labels;
+    running.runtimes = new.runtimes;
     running.registry_mirrors = new.registry_mirrors;
     running.insecure_registries = new.insecure_registries;
     running.max_concurrent_downloads = new.max_concurrent_downloads;

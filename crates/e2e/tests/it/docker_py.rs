@@ -100,7 +100,11 @@ fn swarm_endpoints_answer_as_a_dockerd_outside_a_swarm() {
 /// Key paths wharf answers differently from dockerd 20.10 on purpose, each with why. A path
 /// ending in `*` covers everything below it.
 const SHAPE_DIFFERENCES: &[(&str, &str)] = &[
-    ("info:Runtimes.*", "wharf runs containers with its own runtime, listed as `wharf`, not runc or containerd's"),
+    (
+        "info:Runtimes.*",
+        "wharfd lists its own runtime as `runc` (and `wharf`) beside the configured ones; dockerd 20.10 lists \
+         containerd's shims (`io.containerd.*`) too, which wharf does not offer",
+    ),
     (
         "info:RegistryConfig.IndexConfigs.<host:port>*",
         "the test's dockerd is given --insecure-registry for the test registry; wharfd trusts 127.0.0.0/8 over \

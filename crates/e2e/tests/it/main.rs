@@ -92,6 +92,7 @@ mod restart_policy;
 mod run;
 mod run_flags;
 mod runc_compare;
+mod runtime_runc;
 mod ssh_host;
 mod userns;
 mod volumes;

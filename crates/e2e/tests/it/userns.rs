@@ -455,3 +455,21 @@ fn a_build_under_userns_remap_extracts_archives_and_follows_symlinks() {
         "{out}"
     );
 }
+
+/// Another OCI runtime cannot run a remapped container (its layers reach the remapped root
+/// only through wharf's own runtime): refused at create, naming both; `--userns host` runs.
+#[test]
+fn another_runtime_is_refused_under_userns_remap() {
+    let u = RemapUser::new();
+    let d = Daemon::start_with(DaemonOptions {
+        config_json: Some(format!(
+            r#"{{"userns-remap": "{}", "runtimes": {{"debrunc": {{"path": "/usr/sbin/runc"}}}}}}"#,
+            u.name
+        )),
+        ..Default::default()
+    });
+    let image = d.pull("library/busybox:latest");
+    d.docker(&["create", "--runtime", "debrunc", &image, "true"]).fails().mentions(&["\"debrunc\"", "userns-remap"]);
+    let out = d.docker(&["run", "--rm", "--userns", "host", "--runtime", "debrunc", &image, "id", "-u"]);
+    assert_eq!(out.ok().trimmed(), "0");
+}

@@ -14,6 +14,7 @@ use serde_json::Value;
 use wharf_runtime::spec::{Memory, Pids, Resources, Spec, ANNOTATION_OVERLAY};
 use wharf_runtime::Layout;
 
+mod runc;
 mod userns;
 
 const SHIM: &str = env!("CARGO_BIN_EXE_wharf-shim");
