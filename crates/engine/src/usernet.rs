@@ -808,6 +808,8 @@ impl Engine {
                     hc.net.ipv6_address = None;
                     hc.net.link_local_ips.clear();
                     hc.net.gw_priority = 0;
+                    hc.net.mac_address = None;
+                    hc.net.driver_opts.clear();
                 } else {
                     let next = hc.net.networks.remove(0);
                     hc.network_mode = match next_name {
@@ -819,6 +821,11 @@ impl Engine {
                     hc.net.ipv6_address = next.ipv6_address;
                     hc.net.link_local_ips = next.link_local_ips;
                     hc.net.gw_priority = next.gw_priority;
+                    // The next network's own MAC address and driver options come with it.
+                    // (Its endpoint links do not: the first slot's links are also
+                    // HostConfig.Links, which a disconnect leaves as they are, as dockerd.)
+                    hc.net.mac_address = next.mac_address;
+                    hc.net.driver_opts = next.driver_opts;
                 }
             } else {
                 hc.net.networks.retain(|a| !(a.network == n.id || a.network == n.name));

@@ -326,3 +326,47 @@ fn address_mistakes_compared_with_dockerd() {
         "dockerd's, as measured: {theirs:?}"
     );
 }
+
+/// The network a container was created on is disconnected: the next one keeps its own MAC
+/// address and driver options (inspect, and the interface after a restart), which a connect
+/// gave it.
+#[test]
+fn the_next_network_keeps_its_own_settings_when_the_first_goes() {
+    let d = Daemon::start();
+    let image = d.pull("library/busybox:latest");
+    let (sa, _) = subnet_for(&d, 6);
+    let (sb, _) = subnet_for(&d, 7);
+    d.docker(&["network", "create", "--subnet", &sa, "first"]).ok();
+    d.docker(&["network", "create", "--subnet", &sb, "second"]).ok();
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "box",
+        "--network",
+        "first",
+        "--mac-address",
+        "02:42:0a:00:00:0a",
+        &image,
+        "sleep",
+        "300",
+    ])
+    .ok();
+    let mac = "02:42:0a:00:00:0b";
+    // Through the API: the connect's endpoint settings, as docker-py and compose send them.
+    let body = json!({"Container": "box", "EndpointConfig": {"MacAddress": mac, "DriverOpts": {"com.example.k": "v"}}});
+    let resp = crate::harness::http_unix_post(&d.sock, "/v1.44/networks/second/connect", &body.to_string());
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    d.docker(&["network", "disconnect", "first", "box"]).ok();
+    let ep = d.inspect(crate::harness::Cli::Docker, "box")["NetworkSettings"]["Networks"]["second"].clone();
+    assert_eq!(ep["MacAddress"], mac, "{ep}");
+    assert_eq!(ep["DriverOpts"], json!({"com.example.k": "v"}), "{ep}");
+    d.docker(&["restart", "-t", "0", "box"]).ok();
+    let ep = d.inspect(crate::harness::Cli::Docker, "box")["NetworkSettings"]["Networks"]["second"].clone();
+    assert_eq!(ep["MacAddress"], mac, "after a restart: {ep}");
+    assert_eq!(ep["DriverOpts"], json!({"com.example.k": "v"}), "after a restart: {ep}");
+    let link = d.docker(&["exec", "box", "cat", "/sys/class/net/eth0/address"]);
+    assert_eq!(link.trimmed(), mac, "{link}");
+    d.docker(&["rm", "-f", "box"]).ok();
+    d.docker(&["network", "rm", "first", "second"]).ok();
+}
