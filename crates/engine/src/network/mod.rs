@@ -28,12 +28,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use wharf_metadata::Table;
-use wharf_network::nft::{LinkRule, NetRules, PortRule, Ruleset};
 use wharf_network::sandbox::{self, Attachment, BridgeConfig};
 use wharf_network::{Ipv4Net, Ipv6Net};
 use wharf_types::digest::short_id;
@@ -46,6 +45,7 @@ use crate::{blocking, Engine, EngineError};
 mod endpoint;
 mod pools;
 mod ports;
+mod rules;
 
 pub(crate) use endpoint::parse_mac;
 use endpoint::{endpoint_key, gateway_choice, migrate_endpoint, parse_link_local};
@@ -857,21 +857,6 @@ impl Engine {
         Ok(())
     }
 
-    /// Whether the rules change with this endpoint: it carries published ports, or it is on a
-    /// network without inter-container traffic (whose rules name every veth).
-    fn in_rules(&self, ep: &Endpoint) -> bool {
-        if !ep.ports.is_empty() {
-            return true;
-        }
-        if ep.veth.is_none() {
-            return false;
-        }
-        if ep.network_id.is_empty() {
-            return !self.net().config.default_bridge.icc;
-        }
-        lock(&self.net().networks).get(&ep.network_id).is_some_and(|n| !crate::usernet::icc_option(&n.options))
-    }
-
     fn record_endpoint(&self, ep: Endpoint, res: Option<Vec<Reservation>>) -> Result<(), EngineError> {
         let has_ports = self.in_rules(&ep);
         let key = ep.key();
@@ -895,137 +880,6 @@ impl Engine {
         }
         Ok(())
     }
-    /// Writes wharf's nftables table from the current state.
-    pub(crate) fn apply_rules(&self) -> Result<(), EngineError> {
-        if !self.net().config.iptables {
-            return Ok(());
-        }
-        // Held from the snapshot to the write: the last write is of the newest state.
-        let _writing = lock(&self.net().apply_lock);
-        let mut rules = Ruleset::default();
-        let defaults = &self.net().config.default_bridge;
-        let default_bridge = lock(&self.net().bridge).clone();
-        // The veths of each network (the default bridge's under ""), for those without icc.
-        let mut members: HashMap<String, Vec<String>> = HashMap::new();
-        for ep in lock(&self.net().state).endpoints.values() {
-            if let Some(v) = &ep.veth {
-                members.entry(ep.network_id.clone()).or_default().push(v.clone());
-            }
-        }
-        if let Some(bridge) = &default_bridge {
-            rules.networks.push(NetRules {
-                bridge: bridge.name.clone(),
-                subnet: bridge.gateway,
-                subnet6: bridge.gateway6,
-                internal: false,
-                masquerade: defaults.masquerade,
-                icc: defaults.icc,
-                members: members.remove("").unwrap_or_default(),
-            });
-        }
-        for n in lock(&self.net().networks).values() {
-            let Some(gw) = n.gateway_net() else { continue };
-            rules.networks.push(NetRules {
-                bridge: n.bridge.clone(),
-                subnet: gw,
-                subnet6: n.gateway6_net(),
-                internal: n.internal,
-                masquerade: crate::usernet::masquerade_option(&n.options),
-                icc: crate::usernet::icc_option(&n.options),
-                members: members.remove(&n.id).unwrap_or_default(),
-            });
-        }
-        if let (Some(bridge), false) = (&default_bridge, defaults.icc) {
-            rules.links = self.link_rules(&bridge.name);
-        }
-        if rules.networks.is_empty() {
-            // The last network went (compose's `down` with no default-bridge container ever
-            // started): its masquerade rules must not outlive it.
-            self.remove_ip6_table();
-            self.remove_bridge_table();
-            return wharf_network::nft::delete_table(&self.net().table).map_err(EngineError::from);
-        }
-        for ep in lock(&self.net().state).endpoints.values() {
-            for p in &ep.ports {
-                let Ok((cport, proto)) = parse_port_proto(&p.container_port) else { continue };
-                let host_ip: Option<IpAddr> = p.host_ip.parse().ok();
-                // A port on an IPv6 host address goes to the container's IPv6 address.
-                let container_ip = match host_ip {
-                    Some(IpAddr::V6(_)) => ep.ip6.map(IpAddr::V6),
-                    _ => ep.ip.map(IpAddr::V4),
-                };
-                let Some(container_ip) = container_ip else { continue };
-                rules.ports.push(PortRule {
-                    proto,
-                    host_ip,
-                    host_port: p.host_port,
-                    container_ip,
-                    container_port: cport,
-                });
-            }
-        }
-        let has_ipv6 = rules.has_ipv6();
-        if has_ipv6 {
-            self.net().ip6_table.store(true, Ordering::SeqCst);
-        }
-        let has_bridge = rules.has_bridge_rules();
-        if has_bridge {
-            self.net().bridge_table.store(true, Ordering::SeqCst);
-        }
-        rules.apply(&self.net().table).map_err(EngineError::from)?;
-        if !has_ipv6 {
-            self.remove_ip6_table();
-        }
-        if !has_bridge {
-            self.remove_bridge_table();
-        }
-        Ok(())
-    }
-
-    /// What legacy links open on the default bridge without `icc`: for each running container
-    /// on it that links another one there, the linked container's exposed ports, as dockerd.
-    fn link_rules(&self, bridge: &str) -> Vec<LinkRule> {
-        let on_bridge: HashMap<String, Ipv4Addr> = lock(&self.net().state)
-            .endpoints
-            .values()
-            .filter(|e| e.network_id.is_empty() && e.network == "bridge")
-            .filter_map(|e| Some((e.container.clone(), e.ip?)))
-            .collect();
-        let mut out = Vec::new();
-        for (id, client) in &on_bridge {
-            let Ok(rec) = self.find_container(id) else { continue };
-            for (name, _) in rec.host_config.net.links.iter().filter_map(|l| parse_link(l)) {
-                let Ok(target) = self.find_container(&name) else { continue };
-                let Some(server) = on_bridge.get(&target.id) else { continue };
-                for p in &target.config.exposed_ports {
-                    let Ok((port, proto)) = parse_port_proto(p) else { continue };
-                    out.push(LinkRule { bridge: bridge.to_string(), client: *client, server: *server, proto, port });
-                }
-            }
-        }
-        out.sort_by(|a, b| (a.client, a.server, a.port, &a.proto).cmp(&(b.client, b.server, b.port, &b.proto)));
-        out
-    }
-
-    /// Removes the `ip6` table when it may be there (no network needs it any more). Best
-    /// effort: a kernel without IPv6 tables has none to remove.
-    fn remove_ip6_table(&self) {
-        if self.net().ip6_table.swap(false, Ordering::SeqCst) {
-            if let Err(e) = wharf_network::nft::delete_table6(&self.net().table) {
-                log::debug!("{e}");
-            }
-        }
-    }
-
-    /// Removes the `bridge` table when it may be there (no network without icc any more).
-    fn remove_bridge_table(&self) {
-        if self.net().bridge_table.swap(false, Ordering::SeqCst) {
-            if let Err(e) = wharf_network::nft::delete_table_bridge(&self.net().table) {
-                log::debug!("{e}");
-            }
-        }
-    }
-
     /// When a container stops: removes its namespace, veths, addresses, ports and rules on
     /// every network. Idempotent; goes on after a failure and reports the first.
     pub(crate) fn network_release(&self, id: &str) -> Result<(), EngineError> {
