@@ -26,7 +26,7 @@
 //! IPv4-only endpoint) the daemon proxies to the container, as docker-proxy.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
@@ -38,7 +38,7 @@ use wharf_network::{Ipv4Net, Ipv6Net};
 use wharf_types::digest::short_id;
 
 use crate::containers::{ContainerRecord, HostConfig};
-use crate::dns::{DnsServer, Lookup};
+use crate::dns::DnsServer;
 use crate::usernet::NetworkRecord;
 use crate::{blocking, Engine, EngineError};
 
@@ -1504,70 +1504,6 @@ impl Engine {
             if let Err(e) = std::fs::write(&resolv_path, resolv) {
                 log::warn!("container {}: update /etc/resolv.conf: {e}", rec.id);
             }
-        }
-    }
-
-    /// Resolves a name asked by `src` through network `net_id`'s DNS server: the names of
-    /// the containers on every user network the asker is on (that network's first), and only
-    /// those; other names go to the asker's `--dns` servers or the host's.
-    pub(crate) fn dns_lookup(&self, net_id: &str, src: Ipv4Addr, name: &str) -> Lookup {
-        let st = lock(&self.net().state);
-        let Some(asker) = st.endpoints.values().find(|e| e.network_id == net_id && e.ip == Some(src)) else {
-            return Lookup::Refused;
-        };
-        let mut nets: Vec<(&str, &str)> = vec![(asker.network_id.as_str(), asker.network.as_str())];
-        for e in st.endpoints.values().filter(|e| e.container == asker.container && !e.network_id.is_empty()) {
-            if !nets.iter().any(|(id, _)| *id == e.network_id) {
-                nets.push((e.network_id.as_str(), e.network.as_str()));
-            }
-        }
-        // A link's alias, for the container that made the link: its target on this network.
-        let lower = name.to_ascii_lowercase();
-        if let Some((target, _)) = asker.links.iter().find(|(_, alias)| *alias == lower) {
-            let addrs: Vec<IpAddr> = st
-                .endpoints
-                .values()
-                .filter(|e| e.network_id == net_id && e.dns_names.iter().any(|n| n == target))
-                .flat_map(|e| e.addrs())
-                .collect();
-            if !addrs.is_empty() {
-                return Lookup::Local(addrs);
-            }
-        }
-        for (id, net_name) in nets {
-            let net_name = net_name.to_ascii_lowercase();
-            let bare = name.strip_suffix(&format!(".{net_name}")).filter(|_| !net_name.is_empty()).unwrap_or(name);
-            let addrs: Vec<IpAddr> = st
-                .endpoints
-                .values()
-                .filter(|e| e.network_id == id && e.dns_names.iter().any(|n| n == bare))
-                .flat_map(|e| e.addrs())
-                .collect();
-            if !addrs.is_empty() {
-                return Lookup::Local(addrs);
-            }
-        }
-        let servers = asker.dns_servers.clone();
-        drop(st);
-        if servers.is_empty() {
-            Lookup::Forward(crate::dns::host_nameservers())
-        } else {
-            Lookup::Forward(servers.into_iter().map(|ip| SocketAddr::new(ip, 53)).collect())
-        }
-    }
-
-    /// The servers names not known locally are forwarded to for a container at `src`.
-    pub(crate) fn dns_upstreams(&self, src: Ipv4Addr) -> Vec<SocketAddr> {
-        let servers: Vec<IpAddr> = lock(&self.net().state)
-            .endpoints
-            .values()
-            .find(|e| e.ip == Some(src))
-            .map(|e| e.dns_servers.clone())
-            .unwrap_or_default();
-        if servers.is_empty() {
-            crate::dns::host_nameservers()
-        } else {
-            servers.into_iter().map(|ip| SocketAddr::new(ip, 53)).collect()
         }
     }
 }
