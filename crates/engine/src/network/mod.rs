@@ -9,9 +9,9 @@
 //! the next start what to keep and what to remove. Records of the previous version, keyed by
 //! the container id alone, are migrated at that start.
 //!
-//! A container's networks are in dockerd's order (libnetwork's endpoint order, [`Rank`](endpoint::Rank)): the
-//! highest `GwPriority` first, networks with a route out before `--internal` ones, dual-stack
-//! before IPv4-only, then by name. At a start the interfaces are `eth0`, `eth1`, ... in that
+//! A container's networks are in dockerd's order (libnetwork's endpoint order,
+//! [`Rank`](endpoint::Rank)): the highest `GwPriority` first, networks with a route out before
+//! `--internal` ones, dual-stack before IPv4-only, then by name. At a start the interfaces are `eth0`, `eth1`, ... in that
 //! order; a network connected to a running container gets the next free number. The default
 //! routes and the published ports are on the first network of that order that has a gateway,
 //! and move when a connect or disconnect changes which one that is, as with dockerd (the IPv6
@@ -24,6 +24,14 @@
 //! dual-stack endpoint DNAT in the `ip6` table carries it, and what DNAT cannot (`[::1]`: the
 //! kernel lets no loopback-addressed packet off the loopback device; anything, to an
 //! IPv4-only endpoint) the daemon proxies to the container, as docker-proxy.
+//!
+//! This file has the daemon's network settings, the state and its locks, and the
+//! orchestration: attach at a start, connect and disconnect while running, the default
+//! routes' moves, release, reconcile and shutdown. The rest is by concern: `pools` (where
+//! subnets and addresses come from), `endpoint` (the stored record, its migration and
+//! dockerd's order), `ports` (host port reservations and the proxies), `rules` (the nftables
+//! table) and `etc_files` (hostname, hosts, resolv.conf, link env). What the embedded DNS
+//! answers is decided in `crate::dns`, beside its server.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
