@@ -11,11 +11,11 @@
 //!
 //! A container's networks are in dockerd's order (libnetwork's endpoint order,
 //! [`Rank`](endpoint::Rank)): the highest `GwPriority` first, networks with a route out before
-//! `--internal` ones, dual-stack before IPv4-only, then by name. At a start the interfaces are `eth0`, `eth1`, ... in that
-//! order; a network connected to a running container gets the next free number. The default
-//! routes and the published ports are on the first network of that order that has a gateway,
-//! and move when a connect or disconnect changes which one that is, as with dockerd (the IPv6
-//! route, the same way, among the dual-stack networks).
+//! `--internal` ones, dual-stack before IPv4-only, then by name. At a start the interfaces
+//! are `eth0`, `eth1`, ... in that order; a network connected to a running container gets the
+//! next free number. The default routes and the published ports are on the first network of
+//! that order that has a gateway, and move when a connect or disconnect changes which one that
+//! is, as with dockerd (the IPv6 route, the same way, among the dual-stack networks).
 //!
 //! On a dual-stack network (`--ipv6`) an endpoint has an IPv6 address too, from the network's
 //! IPv6 subnet (`--ip6`, or the lowest free one, as dockerd's IPAM; on the default bridge with
