@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use wharf_network::dns_wire::{answer, error_reply, parse_query, CLASS_IN, RCODE_REFUSED, RCODE_SERVFAIL};
 use wharf_network::Ipv4Net;
 
+use crate::network::lock;
 use crate::{Engine, EngineError};
 
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
@@ -165,6 +166,74 @@ async fn resolve(engine: &Engine, net_id: &str, subnet: Ipv4Net, src: SocketAddr
                 }
             }
             Some(error_reply(query, RCODE_SERVFAIL))
+        }
+    }
+}
+
+// The answering policy is the server's own concern (its only caller is `resolve`); it reads
+// nothing of the network module but the live endpoints.
+impl Engine {
+    /// Resolves a name asked by `src` through network `net_id`'s DNS server: the names of
+    /// the containers on every user network the asker is on (that network's first), and only
+    /// those; other names go to the asker's `--dns` servers or the host's.
+    fn dns_lookup(&self, net_id: &str, src: Ipv4Addr, name: &str) -> Lookup {
+        let st = lock(&self.inner.network.state);
+        let Some(asker) = st.endpoints.values().find(|e| e.network_id == net_id && e.ip == Some(src)) else {
+            return Lookup::Refused;
+        };
+        let mut nets: Vec<(&str, &str)> = vec![(asker.network_id.as_str(), asker.network.as_str())];
+        for e in st.endpoints.values().filter(|e| e.container == asker.container && !e.network_id.is_empty()) {
+            if !nets.iter().any(|(id, _)| *id == e.network_id) {
+                nets.push((e.network_id.as_str(), e.network.as_str()));
+            }
+        }
+        // A link's alias, for the container that made the link: its target on this network.
+        let lower = name.to_ascii_lowercase();
+        if let Some((target, _)) = asker.links.iter().find(|(_, alias)| *alias == lower) {
+            let addrs: Vec<IpAddr> = st
+                .endpoints
+                .values()
+                .filter(|e| e.network_id == net_id && e.dns_names.iter().any(|n| n == target))
+                .flat_map(|e| e.addrs())
+                .collect();
+            if !addrs.is_empty() {
+                return Lookup::Local(addrs);
+            }
+        }
+        for (id, net_name) in nets {
+            let net_name = net_name.to_ascii_lowercase();
+            let bare = name.strip_suffix(&format!(".{net_name}")).filter(|_| !net_name.is_empty()).unwrap_or(name);
+            let addrs: Vec<IpAddr> = st
+                .endpoints
+                .values()
+                .filter(|e| e.network_id == id && e.dns_names.iter().any(|n| n == bare))
+                .flat_map(|e| e.addrs())
+                .collect();
+            if !addrs.is_empty() {
+                return Lookup::Local(addrs);
+            }
+        }
+        let servers = asker.dns_servers.clone();
+        drop(st);
+        if servers.is_empty() {
+            Lookup::Forward(host_nameservers())
+        } else {
+            Lookup::Forward(servers.into_iter().map(|ip| SocketAddr::new(ip, 53)).collect())
+        }
+    }
+
+    /// The servers names not known locally are forwarded to for a container at `src`.
+    fn dns_upstreams(&self, src: Ipv4Addr) -> Vec<SocketAddr> {
+        let servers: Vec<IpAddr> = lock(&self.inner.network.state)
+            .endpoints
+            .values()
+            .find(|e| e.ip == Some(src))
+            .map(|e| e.dns_servers.clone())
+            .unwrap_or_default();
+        if servers.is_empty() {
+            host_nameservers()
+        } else {
+            servers.into_iter().map(|ip| SocketAddr::new(ip, 53)).collect()
         }
     }
 }

@@ -177,26 +177,6 @@ impl Engine {
         self.apply_userns(rec, &mut spec)?;
         Ok(spec)
     }
-
-    /// Writes the container's /etc/hostname, /etc/hosts and /etc/resolv.conf, bind-mounted in.
-    fn write_etc_files(&self, rec: &ContainerRecord, hostname: &str, host_network: bool) -> Result<(), EngineError> {
-        let dir = self.container_dir(&rec.id);
-        let write = |name: &str, content: String| {
-            std::fs::write(dir.join(name), content).map_err(|e| EngineError::io(format!("write {name}"), e))
-        };
-        write("hostname", format!("{hostname}\n"))?;
-        let hosts = if host_network {
-            std::fs::read_to_string("/etc/hosts").unwrap_or_default()
-        } else {
-            format!(
-                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n{}\t{hostname}\n",
-                self.container_endpoint(&rec.id).and_then(|e| e.ip).map(|ip| ip.to_string()).unwrap_or_else(|| "127.0.0.1".to_string())
-            )
-        };
-        write("hosts", hosts + &self.extra_hosts(rec)?)?;
-        write("resolv.conf", self.container_resolv_conf(rec, host_network))?;
-        Ok(())
-    }
 }
 
 fn host_hostname() -> String {
