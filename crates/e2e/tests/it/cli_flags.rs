@@ -320,11 +320,13 @@ fn run_flags(cli: Cli) {
         .code_is(1)
         .mentions(&["conflicting options: cannot specify both --attach and --detach"]);
 
-    // --runtime: wharfd's one runtime, and dockerd's refusal of any other name.
+    // --runtime: wharfd's own runtime under both its names, and dockerd 20.10's refusal of a
+    // name that is not configured.
     d.cli(cli, &["run", "--rm", "--runtime", "wharf", &image, "true"]).ok();
+    d.cli(cli, &["run", "--rm", "--runtime", "runc", &image, "true"]).ok();
     d.cli(cli, &["run", "--rm", "--runtime", "kata", &image, "true"])
         .code_is(125)
-        .mentions(&["unknown or invalid runtime name: kata"]);
+        .mentions(&["Unknown runtime specified kata"]);
 
     // --volume-driver: the driver of -v's volumes; only local exists.
     d.cli(cli, &["create", "--name", "vd", "--volume-driver", "local", "-v", "vd-data:/data", &image]).ok();
