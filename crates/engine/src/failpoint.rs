@@ -12,6 +12,8 @@ pub const POINTS: &[&str] = &[
     "start-after-spawn",
     "remove-after-kill",
     "remove-after-record",
+    "network-create-after-record",
+    "network-rm-after-bridge",
 ];
 
 fn armed() -> &'static [String] {

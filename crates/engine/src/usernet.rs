@@ -446,10 +446,24 @@ impl Engine {
             aux_addresses: req.aux_addresses,
             ipam_options: req.ipam_options,
         };
-        self.bring_up_network(&rec)?;
-        if let Err(e) = self.inner.db.write(|tx| tx.put(Table::Networks, &id, &rec)) {
-            self.tear_down_network(&rec);
-            return Err(e.into());
+        // The record first, then the bridge: a crash between them leaves a network that the
+        // next start brings up, never a bridge that no record names (which no start would
+        // know to remove).
+        self.inner.db.write(|tx| tx.put(Table::Networks, &id, &rec))?;
+        crate::failpoint::hit("network-create-after-record");
+        // A bridge that was there before (named by `com.docker.network.bridge.name`) is not
+        // this create's to remove when it fails.
+        let existed = std::path::Path::new("/sys/class/net").join(&rec.bridge).exists();
+        if let Err(e) = self.bring_up_network(&rec) {
+            if existed {
+                lock(&self.inner.network.dns).remove(&rec.id);
+            } else {
+                self.tear_down_network(&rec);
+            }
+            if let Err(e) = self.inner.db.write(|tx| tx.delete(Table::Networks, &id)) {
+                log::warn!("network {}: {e}", rec.name);
+            }
+            return Err(e);
         }
         lock(&self.inner.network.networks).insert(id, rec.clone());
         if let Err(e) = self.apply_rules() {
@@ -583,9 +597,17 @@ impl Engine {
                 names.join(", ")
             )));
         }
-        self.inner.db.write(|tx| tx.delete(Table::Networks, &rec.id))?;
-        lock(&self.inner.network.networks).remove(&rec.id);
+        // The bridge first, then the record (the reverse of a create): a crash between them
+        // leaves the network, which the next start brings up again and a second rm removes.
         self.tear_down_network(&rec);
+        crate::failpoint::hit("network-rm-after-bridge");
+        if let Err(e) = self.inner.db.write(|tx| tx.delete(Table::Networks, &rec.id)) {
+            if let Err(up) = self.bring_up_network(&rec) {
+                log::warn!("network {}: {up}", rec.name);
+            }
+            return Err(e.into());
+        }
+        lock(&self.inner.network.networks).remove(&rec.id);
         if let Err(e) = self.apply_rules() {
             log::warn!("network {}: {e}", rec.name);
         }

@@ -155,6 +155,40 @@ fn a_crash_during_create_leaves_no_files_or_a_created_container() {
     assert_consistent(&d, "after rm -f");
 }
 
+/// A crash inside `network create` or `network rm`: the network is either there with its
+/// bridge or not there at all, never a bridge on the host that no network of the daemon names
+/// (which no later start could know to remove). The crash torture below left one such bridge
+/// per run before the record was written ahead of the bridge.
+#[test]
+fn a_crash_during_network_create_or_rm_leaves_no_bridge_without_a_network() {
+    let mut d = Daemon::start();
+    let bridge_of = |d: &Daemon, name: &str| {
+        let id = d.wharf(&["network", "inspect", "-f", "{{.Id}}", name]).ok().trimmed().to_string();
+        format!("br-{}", &id[..12])
+    };
+    let exists = |bridge: &str| std::path::Path::new("/sys/class/net").join(bridge).exists();
+
+    d.crash_at("network-create-after-record");
+    let out = d.wharf(&["network", "create", "halfnet"]);
+    crashed(&mut d, out, "network-create-after-record");
+    d.restart();
+    // The record was written: the network is there, and the start brought its bridge up.
+    let bridge = bridge_of(&d, "halfnet");
+    assert!(exists(&bridge), "network halfnet is back but its bridge {bridge} is not");
+    assert_consistent(&d, "after network-create-after-record");
+
+    d.crash_at("network-rm-after-bridge");
+    let out = d.wharf(&["network", "rm", "halfnet"]);
+    crashed(&mut d, out, "network-rm-after-bridge");
+    d.restart();
+    // The record was not deleted: the network is still there, bridge and all, and goes with
+    // a second rm.
+    assert!(exists(&bridge), "network halfnet is still listed but its bridge {bridge} is gone");
+    d.wharf(&["network", "rm", "halfnet"]).ok();
+    assert!(!exists(&bridge), "{bridge} outlived the network");
+    assert_consistent(&d, "after the second network rm");
+}
+
 #[test]
 fn a_crash_during_start_is_adopted_or_undone() {
     let mut d = Daemon::start();
