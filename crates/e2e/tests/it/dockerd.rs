@@ -55,6 +55,7 @@ impl Dockerd {
             child: None,
             dir,
         };
+        had_run_containerd();
         let mut cmd = Command::new("dockerd");
         cmd.arg("--config-file")
             .arg(&daemon_json)
@@ -165,6 +166,12 @@ impl Dockerd {
     }
 }
 
+/// Whether /run/containerd was on the host before this process started its first dockerd.
+fn had_run_containerd() -> bool {
+    static HAD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAD.get_or_init(|| std::path::Path::new("/run/containerd").exists())
+}
+
 impl Drop for Dockerd {
     fn drop(&mut self) {
         let mut networks = Vec::new();
@@ -185,6 +192,13 @@ impl Drop for Dockerd {
             }
         }
         self.stop();
+        // containerd's shims keep their sockets under /run/containerd/s whatever the exec
+        // root: the directories go again when no dockerd of this process made them (while
+        // another engine still has sockets there they stay).
+        if !had_run_containerd() {
+            let _ = fs::remove_dir("/run/containerd/s");
+            let _ = fs::remove_dir("/run/containerd");
+        }
         let mut leaks = self.collect_and_clean_leaks();
         for n in &networks {
             leaks.extend(crate::network::leaked_network(&format!("br-{}", n.get(..12).unwrap_or(n))));
