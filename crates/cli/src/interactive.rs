@@ -14,8 +14,7 @@ use wharf_client::{copy_raw, post_request, AttachStreams, Attached, Client, Demu
 use crate::run::{short, spawn_wait, EXIT_FAILED};
 use crate::Exit;
 
-/// Docker's default detach sequence: ctrl-p ctrl-q.
-const DEFAULT_DETACH_KEYS: &[u8] = &[0x10, 0x11];
+use wharf_types::detach::{DetachScanner, DEFAULT_DETACH_KEYS};
 
 #[derive(Debug, Subcommand)]
 pub enum InteractiveCommand {
@@ -120,7 +119,7 @@ pub fn stream(client: &Client, attached: Attached, opts: &SessionOptions) -> Res
         };
         let detached = detached.clone();
         std::thread::spawn(move || {
-            let mut scanner = DetachScanner { keys, matched: 0 };
+            let mut scanner = DetachScanner::new(keys);
             let mut buf = [0u8; 4096];
             let mut stdin = std::io::stdin().lock();
             loop {
@@ -128,7 +127,7 @@ pub fn stream(client: &Client, attached: Attached, opts: &SessionOptions) -> Res
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
-                if scanner.feed(&buf[..n]) {
+                if scanner.feed(&buf[..n]).1 {
                     detached.store(true, Ordering::SeqCst);
                 }
                 // The daemon sees the keys too and ends the session on its side.
@@ -281,58 +280,7 @@ pub fn finish(status: wharf_client::WaitResponse, id: &str) -> Result<()> {
 
 /// Parses Docker's `--detach-keys` (`ctrl-p,ctrl-q`, `a,ctrl-@`); empty disables.
 pub fn parse_detach_keys(spec: &str) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    if spec.is_empty() {
-        return Ok(out);
-    }
-    for part in spec.split(',') {
-        let bad = || anyhow!("invalid detach keys {spec:?}: unknown key {part:?}");
-        let key = match part.strip_prefix("ctrl-").map(str::as_bytes) {
-            Some([c]) => match c.to_ascii_lowercase() {
-                c @ b'a'..=b'z' => c - b'a' + 1,
-                b'@' => 0,
-                b'[' => 27,
-                b'\\' => 28,
-                b']' => 29,
-                b'^' => 30,
-                b'_' => 31,
-                _ => return Err(bad()),
-            },
-            Some(_) => return Err(bad()),
-            None => match part.as_bytes() {
-                [c] => *c,
-                _ => return Err(bad()),
-            },
-        };
-        out.push(key);
-    }
-    Ok(out)
-}
-
-/// Notices the detach sequence in our input as it is typed, across reads.
-struct DetachScanner {
-    keys: Vec<u8>,
-    matched: usize,
-}
-
-impl DetachScanner {
-    /// Whether the sequence was completed within `data`.
-    fn feed(&mut self, data: &[u8]) -> bool {
-        if self.keys.is_empty() {
-            return false;
-        }
-        for &b in data {
-            if b == self.keys[self.matched] {
-                self.matched += 1;
-                if self.matched == self.keys.len() {
-                    return true;
-                }
-            } else {
-                self.matched = usize::from(b == self.keys[0]);
-            }
-        }
-        false
-    }
+    wharf_types::detach::parse_detach_keys(spec).map_err(|e| anyhow!(e))
 }
 
 /// The terminal on stdin switched to raw mode; the saved settings come back on drop.
@@ -439,34 +387,6 @@ fn follow_terminal_size(client: &Client, resize: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn detach_keys_table() {
-        let cases: &[(&str, Option<&[u8]>)] = &[
-            ("ctrl-p,ctrl-q", Some(&[0x10, 0x11])),
-            ("a,ctrl-@", Some(&[b'a', 0])),
-            ("ctrl-\\", Some(&[28])),
-            ("ctrl-A", Some(&[1])),
-            ("", Some(&[])),
-            ("ctrl-", None),
-            ("ctrl-pp", None),
-            ("esc", None),
-        ];
-        for (spec, want) in cases {
-            assert_eq!(parse_detach_keys(spec).ok().as_deref(), *want, "{spec}");
-        }
-    }
-
-    #[test]
-    fn scanner_sees_keys_across_reads() {
-        let mut s = DetachScanner { keys: vec![0x10, 0x11], matched: 0 };
-        assert!(!s.feed(b"ab\x10"));
-        assert!(!s.feed(b"c\x10"));
-        assert!(!s.feed(b"\x10"));
-        assert!(s.feed(b"\x11rest"));
-        let mut none = DetachScanner { keys: Vec::new(), matched: 0 };
-        assert!(!none.feed(b"\x10\x11"));
-    }
 
     #[test]
     fn env_entries_take_our_value_for_a_bare_name() {

@@ -23,8 +23,8 @@ const F_ERROR: u8 = 6;
 const F_OK: u8 = 7;
 const MAX_FRAME: usize = 1 << 20;
 
-/// Docker's default detach sequence: ctrl-p ctrl-q.
-pub const DEFAULT_DETACH_KEYS: &[u8] = &[0x10, 0x11];
+use wharf_types::detach::DetachScanner;
+pub use wharf_types::detach::DEFAULT_DETACH_KEYS;
 
 #[derive(Debug, Clone, Default)]
 pub struct AttachOptions {
@@ -67,67 +67,7 @@ pub struct ProcessStream {
 
 /// Parses Docker's `--detach-keys` (`ctrl-p,ctrl-q`, `a,ctrl-@`); empty disables.
 pub fn parse_detach_keys(spec: &str) -> Result<Vec<u8>, EngineError> {
-    let mut out = Vec::new();
-    if spec.is_empty() {
-        return Ok(out);
-    }
-    for part in spec.split(',') {
-        let bad = || EngineError::Invalid(format!("invalid detach keys {spec:?}: unknown key {part:?}"));
-        let key = match part.strip_prefix("ctrl-") {
-            Some(k) if k.len() == 1 => {
-                let c = k.as_bytes()[0].to_ascii_lowercase();
-                match c {
-                    b'a'..=b'z' => c - b'a' + 1,
-                    b'@' => 0,
-                    b'[' => 27,
-                    b'\\' => 28,
-                    b']' => 29,
-                    b'^' => 30,
-                    b'_' => 31,
-                    _ => return Err(bad()),
-                }
-            }
-            Some(_) => return Err(bad()),
-            None if part.len() == 1 => part.as_bytes()[0],
-            None => return Err(bad()),
-        };
-        out.push(key);
-    }
-    Ok(out)
-}
-
-/// Finds the detach sequence in the input as it arrives, across reads.
-struct DetachScanner {
-    keys: Vec<u8>,
-    matched: usize,
-}
-
-impl DetachScanner {
-    /// The bytes to pass on, and whether the sequence was completed (bytes after it are dropped).
-    fn feed(&mut self, data: &[u8]) -> (Vec<u8>, bool) {
-        if self.keys.is_empty() {
-            return (data.to_vec(), false);
-        }
-        let mut out = Vec::with_capacity(data.len());
-        for &b in data {
-            if b == self.keys[self.matched] {
-                self.matched += 1;
-                if self.matched == self.keys.len() {
-                    return (out, true);
-                }
-                continue;
-            }
-            // A broken sequence was ordinary input after all.
-            out.extend_from_slice(&self.keys[..self.matched]);
-            self.matched = 0;
-            if b == self.keys[0] {
-                self.matched = 1;
-            } else {
-                out.push(b);
-            }
-        }
-        (out, false)
-    }
+    wharf_types::detach::parse_detach_keys(spec).map_err(EngineError::Invalid)
 }
 
 fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
@@ -172,7 +112,7 @@ pub(crate) async fn open_session(
     conn.write_all(&line).await.map_err(|e| EngineError::io("send request to shim", e))?;
     let (ev_tx, ev_rx) = mpsc::channel(64);
     let (in_tx, in_rx) = mpsc::channel(64);
-    tokio::spawn(run_session(conn, ev_tx, in_rx, DetachScanner { keys: detach_keys, matched: 0 }));
+    tokio::spawn(run_session(conn, ev_tx, in_rx, DetachScanner::new(detach_keys)));
     Ok(ProcessStream { events: ev_rx, input: in_tx })
 }
 
@@ -341,35 +281,5 @@ impl Engine {
             Some(StreamEvent::Failed { message, .. }) => Err(EngineError::Conflict(message)),
             _ => Ok(()),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn detach_keys_table() {
-        let cases: &[(&str, Option<&[u8]>)] = &[
-            ("ctrl-p,ctrl-q", Some(&[0x10, 0x11])),
-            ("a,ctrl-@", Some(&[b'a', 0])),
-            ("ctrl-\\", Some(&[28])),
-            ("", Some(&[])),
-            ("ctrl-", None),
-            ("ctrl-pp", None),
-            ("esc", None),
-        ];
-        for (spec, want) in cases {
-            assert_eq!(parse_detach_keys(spec).ok().as_deref(), *want, "{spec}");
-        }
-    }
-
-    #[test]
-    fn scanner_finds_keys_across_reads() {
-        let mut s = DetachScanner { keys: vec![0x10, 0x11], matched: 0 };
-        assert_eq!(s.feed(b"ab\x10"), (b"ab".to_vec(), false));
-        assert_eq!(s.feed(b"c"), (b"\x10c".to_vec(), false));
-        assert_eq!(s.feed(b"\x10\x10"), (b"\x10".to_vec(), false));
-        assert_eq!(s.feed(b"\x11rest"), (Vec::new(), true));
     }
 }

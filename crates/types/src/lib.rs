@@ -1,5 +1,6 @@
 //! Pure data types shared by every wharf crate. No I/O lives here.
 
+pub mod detach;
 pub mod digest;
 pub mod error;
 pub mod oci;
