@@ -43,6 +43,25 @@ struct Proc {
 }
 
 impl Proc {
+    /// An exec'd process on a terminal: the pty's master (non-blocking) carries its input
+    /// and output.
+    fn on_terminal(pid: i32, master: OwnedFd) -> Proc {
+        set_nonblocking(master.as_raw_fd());
+        Proc {
+            pid,
+            status: None,
+            exited_at: None,
+            tty: Some(master),
+            tty_open: true,
+            stdin: None,
+            outs: [None, None],
+            stdin_once: true,
+            stdin_queue: Vec::new(),
+            close_stdin_when_flushed: false,
+            lines: None,
+        }
+    }
+
     fn output_open(&self) -> bool {
         self.tty_open || self.outs.iter().any(Option::is_some)
     }
@@ -593,56 +612,9 @@ impl<'a> Server<'a> {
             let master = wharf_runtime::tty::recv_fd(ours.as_raw_fd())
                 .map_err(|e| os("receive pty", e))?
                 .ok_or(("exec'd process sent no terminal".to_string(), 126))?;
-            set_nonblocking(master.as_raw_fd());
-            return Ok(Proc {
-                pid,
-                status: None,
-                exited_at: None,
-                tty: Some(master),
-                tty_open: true,
-                stdin: None,
-                outs: [None, None],
-                stdin_once: true,
-                stdin_queue: Vec::new(),
-                close_stdin_when_flushed: false,
-                lines: None,
-            });
+            return Ok(Proc::on_terminal(pid, master));
         }
-        let devnull = std::fs::File::open("/dev/null").map_err(|e| os("open /dev/null", e))?;
-        let (in_r, in_w) = if stdin {
-            let (r, w) = crate::pipe().map_err(|e| (e, 126))?;
-            (Some(r), Some(w))
-        } else {
-            (None, None)
-        };
-        let (out_r, out_w) = crate::pipe().map_err(|e| (e, 126))?;
-        let (err_r, err_w) = crate::pipe().map_err(|e| (e, 126))?;
-        let stdio = ChildStdio {
-            stdin: in_r.as_ref().map_or(devnull.as_raw_fd(), |r| r.as_raw_fd()),
-            stdout: out_w.as_raw_fd(),
-            stderr: err_w.as_raw_fd(),
-            console: None,
-        };
-        let pid = run(stdio)?;
-        drop((in_r, out_w, err_w, devnull));
-        if let Some(w) = &in_w {
-            set_nonblocking(w.as_raw_fd());
-        }
-        set_nonblocking(out_r.as_raw_fd());
-        set_nonblocking(err_r.as_raw_fd());
-        Ok(Proc {
-            pid,
-            status: None,
-            exited_at: None,
-            tty: None,
-            tty_open: false,
-            stdin: in_w,
-            outs: [Some(out_r), Some(err_r)],
-            stdin_once: true,
-            stdin_queue: Vec::new(),
-            close_stdin_when_flushed: false,
-            lines: None,
-        })
+        exec_on_pipes(stdin, |[stdin, stdout, stderr]| run(ChildStdio { stdin, stdout, stderr, console: None }))
     }
 
     fn client_gone(&mut self, c: &Client) {
@@ -679,7 +651,6 @@ fn oci_exec(
     } else {
         process
     };
-    let os = |what: &str, e: std::io::Error| (format!("{what}: {e}"), 126);
     // A failed exec is 126 unless the runtime's words say 127, as with wharf's own.
     let failed = |f: crate::oci::Failure| (f.message, if f.exit_code == 125 { 126 } else { f.exit_code });
     if process.terminal {
@@ -687,21 +658,19 @@ fn oci_exec(
         let console = crate::oci::ConsoleSocket::bind(&path).map_err(|e| (e, 126))?;
         let pid = oci.runtime.exec(oci.id, bundle, process, &crate::oci::Stdio3::Console(path)).map_err(failed)?;
         let master = console.receive().map_err(|e| (e, 126))?;
-        set_nonblocking(master.as_raw_fd());
-        return Ok(Proc {
-            pid,
-            status: None,
-            exited_at: None,
-            tty: Some(master),
-            tty_open: true,
-            stdin: None,
-            outs: [None, None],
-            stdin_once: true,
-            stdin_queue: Vec::new(),
-            close_stdin_when_flushed: false,
-            lines: None,
-        });
+        return Ok(Proc::on_terminal(pid, master));
     }
+    exec_on_pipes(stdin, |fds| oci.runtime.exec(oci.id, bundle, process, &crate::oci::Stdio3::Fds(fds)).map_err(failed))
+}
+
+/// Starts an exec'd process on pipes, whichever runtime runs it: `spawn` gets the fds of its
+/// stdin (/dev/null without `stdin`), stdout and stderr, and the shim keeps the other ends,
+/// non-blocking.
+fn exec_on_pipes(
+    stdin: bool,
+    spawn: impl FnOnce([RawFd; 3]) -> Result<i32, (String, i32)>,
+) -> Result<Proc, (String, i32)> {
+    let os = |what: &str, e: std::io::Error| (format!("{what}: {e}"), 126);
     let devnull = std::fs::File::open("/dev/null").map_err(|e| os("open /dev/null", e))?;
     let (in_r, in_w) = if stdin {
         let (r, w) = crate::pipe().map_err(|e| (e, 126))?;
@@ -712,7 +681,7 @@ fn oci_exec(
     let (out_r, out_w) = crate::pipe().map_err(|e| (e, 126))?;
     let (err_r, err_w) = crate::pipe().map_err(|e| (e, 126))?;
     let fds = [in_r.as_ref().map_or(devnull.as_raw_fd(), |r| r.as_raw_fd()), out_w.as_raw_fd(), err_w.as_raw_fd()];
-    let pid = oci.runtime.exec(oci.id, bundle, process, &crate::oci::Stdio3::Fds(fds)).map_err(failed)?;
+    let pid = spawn(fds)?;
     drop((in_r, out_w, err_w, devnull));
     if let Some(w) = &in_w {
         set_nonblocking(w.as_raw_fd());
