@@ -678,6 +678,7 @@ impl Engine {
             .args(self.shim_stdio_args(rec))
             .args(runtime_args)
             .args(crate::logrotate::shim_args(&rec.host_config.log_config))
+            .args(wharf_runtime::rlimit::inherited_soft().map(|n| format!("--nofile-soft={n}")))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(shim_log)

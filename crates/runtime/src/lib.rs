@@ -7,6 +7,7 @@ pub mod devices_bpf;
 pub mod exec;
 mod init;
 pub mod phases;
+pub mod rlimit;
 pub mod seccomp;
 pub mod spec;
 pub mod tty;

@@ -39,6 +39,9 @@ struct Args {
     log_none: bool,
     /// `--runtime`: another OCI runtime runs the container.
     runtime: Option<oci::OciRuntime>,
+    /// `--nofile-soft`: the soft open-file limit wharfd had before it raised its own
+    /// (`wharf_runtime::rlimit`), put back here so the container inherits it.
+    nofile_soft: Option<u64>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -48,6 +51,7 @@ fn parse_args() -> Result<Args, String> {
     let (mut open_stdin, mut stdin_once, mut wait_attach, mut log_none) = (false, false, false, false);
     let (mut log_max_size, mut log_max_file) = (0u64, 1u32);
     let (mut runtime, mut runtime_root, mut runtime_args) = (None, None, Vec::new());
+    let mut nofile_soft = None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -75,6 +79,9 @@ fn parse_args() -> Result<Args, String> {
             "--runtime" => runtime = Some(PathBuf::from(value)),
             "--runtime-root" => runtime_root = Some(PathBuf::from(value)),
             "--runtime-arg" => runtime_args.push(value),
+            "--nofile-soft" => {
+                nofile_soft = Some(value.parse().map_err(|_| format!("invalid --nofile-soft {value:?}"))?)
+            }
             "--log-max-size" => {
                 log_max_size = value.parse().map_err(|_| format!("invalid --log-max-size {value:?}"))?
             }
@@ -104,6 +111,7 @@ fn parse_args() -> Result<Args, String> {
             log_max_file,
             log_none,
             runtime,
+            nofile_soft,
         }),
         (Some(id), Some(_)) => Err(format!("invalid container id {id:?}")),
         _ => Err("usage: wharf-shim --id ID --bundle DIR".to_string()),
@@ -128,6 +136,11 @@ fn last_os(what: &str) -> String {
 fn main() {
     let began = wharf_runtime::phases::now_ns();
     let args = parse_args().unwrap_or_else(|e| fail(&e, 125));
+    if let Some(soft) = args.nofile_soft {
+        if let Err(e) = wharf_runtime::rlimit::set_nofile_soft(soft) {
+            fail(&format!("set the open-file limit to {soft}: {e}"), 125);
+        }
+    }
     // SAFETY: closes every fd above the standard streams; none is owned by Rust code yet.
     // The shim lives as long as its container, so nothing wharfd leaked may stay open.
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };

@@ -40,6 +40,12 @@ fn run(flags: Flags) -> anyhow::Result<()> {
     for w in &cfg.warnings {
         log::warn!("{w}");
     }
+    // Before any thread or descriptor: see wharf_runtime::rlimit for why, and what containers get.
+    match wharf_runtime::rlimit::raise_nofile() {
+        Ok(Some((old, new))) => log::debug!("open-file limit raised from {old} to {new}; containers keep {old}"),
+        Ok(None) => {}
+        Err(e) => log::warn!("raise the open-file limit: {e}; wharfd may run out of descriptors with many containers"),
+    }
     let shim_path = find_shim()?;
     // As dockerd: configured proxies replace the environment's, so that what the daemon runs
     // (git, for a build from a repository) uses them too. No other thread runs yet.

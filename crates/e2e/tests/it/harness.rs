@@ -477,6 +477,8 @@ pub struct DaemonOptions {
     pub data_root: Option<PathBuf>,
     /// Environment variables of wharfd (proxies, say).
     pub env: Vec<(String, String)>,
+    /// wharfd's soft open-file limit (the hard one stays), as a shell's `ulimit -Sn` sets it.
+    pub nofile_soft: Option<u64>,
 }
 
 /// Why a daemon did not come up.
@@ -589,6 +591,22 @@ impl Daemon {
         let _ = writeln!(header, "=== harness: start #{} {cmd:?}", self.starts);
         self.starts += 1;
         cmd.stdin(Stdio::null()).stdout(log.try_clone().expect("dup log")).stderr(log);
+        if let Some(soft) = self.opts.nofile_soft {
+            // SAFETY: getrlimit/setrlimit between fork and exec, on a struct of this frame.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+                    if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    lim.rlim_cur = soft.min(lim.rlim_max);
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let _ = fs::remove_file(&self.sock);
         let mut child = cmd
             .spawn()

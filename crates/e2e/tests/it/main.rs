@@ -62,6 +62,7 @@ mod lifecycle;
 mod lifecycle_extras;
 mod log_rotation;
 mod logs;
+mod many_containers;
 mod mirrors;
 mod network;
 mod network_flags;
