@@ -116,7 +116,8 @@ mounts=$(grep -c -- "$WORK/" /proc/self/mountinfo || true)
 shims_left=0
 for p in /proc/[0-9]*; do
     exe=$(readlink "$p/exe" 2>/dev/null || true)
-    [ "${exe##*/}" = wharf-shim ] && shims_left=$((shims_left + 1))
+    [ "${exe##*/}" = wharf-shim ] || continue
+    tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q -- "$WORK/wharfd/" && shims_left=$((shims_left + 1))
 done
 printf '%-44s %10s\n' "left after rm: containers / mounts / shims" "$left / $mounts / $shims_left"
 stop_wharfd
