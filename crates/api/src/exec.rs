@@ -43,12 +43,28 @@ pub fn hijack(
         + 'static,
 ) -> Response<Body> {
     let wants_upgrade = req.headers().get("Upgrade").is_some();
-    pump(hyper::upgrade::on(req), wants_upgrade, ctype, multiplexed, session)
+    let drain = req.extensions().get::<crate::Drain>().cloned();
+    pump(hyper::upgrade::on(req), wants_upgrade, drain, ctype, multiplexed, session)
+}
+
+/// Runs a session's pump until it ends or wharfd starts to stop: a hijacked session never
+/// ends by itself, so a stopping daemon ends it (the client sees its stream close).
+fn spawn_session(drain: Option<crate::Drain>, pump: impl std::future::Future<Output = ()> + Send + 'static) {
+    tokio::spawn(async move {
+        match drain {
+            Some(d) => tokio::select! {
+                _ = pump => {}
+                _ = d.started() => {}
+            },
+            None => pump.await,
+        }
+    });
 }
 
 fn pump(
     on_upgrade: hyper::upgrade::OnUpgrade,
     wants_upgrade: bool,
+    drain: Option<crate::Drain>,
     ctype: &'static str,
     multiplexed: bool,
     session: impl std::future::Future<Output = std::result::Result<ProcessStream, wharf_engine::EngineError>>
@@ -57,7 +73,7 @@ fn pump(
 ) -> Response<Body> {
     if !wants_upgrade {
         let (tx, body) = Body::channel();
-        tokio::spawn(async move {
+        spawn_session(drain, async move {
             let Ok(mut s) = session.await else { return };
             drop(s.input);
             while let Some(ev) = s.events.recv().await {
@@ -72,7 +88,7 @@ fn pump(
         r.headers_mut().insert("Content-Type", hyper::header::HeaderValue::from_static(ctype));
         return r;
     }
-    tokio::spawn(async move {
+    spawn_session(drain, async move {
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {
@@ -90,7 +106,7 @@ fn pump(
             }
         };
         let input = s.input.clone();
-        let reader = tokio::spawn(async move {
+        let reader = AbortOnDrop(tokio::spawn(async move {
             let mut buf = vec![0u8; 32 * 1024];
             loop {
                 match rd.read(&mut buf).await {
@@ -105,7 +121,7 @@ fn pump(
                     }
                 }
             }
-        });
+        }));
         drop(s.input);
         while let Some(ev) = s.events.recv().await {
             match ev {
@@ -118,7 +134,7 @@ fn pump(
                 StreamEvent::Exit(_) | StreamEvent::Detached | StreamEvent::Failed { .. } => break,
             }
         }
-        reader.abort();
+        drop(reader);
         let _ = wr.flush().await;
         let _ = wr.shutdown().await;
     });
@@ -129,6 +145,16 @@ fn pump(
     h.insert("Connection", hyper::header::HeaderValue::from_static("Upgrade"));
     h.insert("Upgrade", hyper::header::HeaderValue::from_static("tcp"));
     r
+}
+
+/// The task reading a client's stdin, ended with its session (however that ends), so the
+/// connection it holds half of closes.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The hijacked connection's byte stream.
@@ -279,6 +305,7 @@ struct StartBody {
 /// `POST /exec/{id}/start`
 pub async fn start(ctx: &Ctx, id: &str, mut req: Request<Incoming>) -> Result<Response<Body>> {
     let wants_upgrade = req.headers().get("Upgrade").is_some();
+    let drain = req.extensions().get::<crate::Drain>().cloned();
     let on_upgrade = hyper::upgrade::on(&mut req);
     let bytes = crate::router::read_limited(req.into_body(), 1 << 20).await?;
     let b: StartBody = if bytes.is_empty() {
@@ -294,7 +321,7 @@ pub async fn start(ctx: &Ctx, id: &str, mut req: Request<Incoming>) -> Result<Re
         return Ok(empty(StatusCode::OK));
     };
     let session = async move { Ok(stream) };
-    Ok(pump(on_upgrade, wants_upgrade, content_type(ctx, !tty), !tty, session))
+    Ok(pump(on_upgrade, wants_upgrade, drain, content_type(ctx, !tty), !tty, session))
 }
 
 /// `POST /exec/{id}/resize?h&w`

@@ -12,6 +12,7 @@ mod containers;
 mod copy;
 mod decode;
 mod disk;
+mod drain;
 mod error;
 mod events;
 mod exec;
@@ -38,6 +39,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::UnixListener;
 use wharf_engine::Engine;
 
+pub use drain::{Drain, DrainReport};
 pub use router::parse_target;
 
 /// The newest API version wharf speaks, and the oldest it accepts.
@@ -56,7 +58,7 @@ pub async fn serve(listener: UnixListener, engine: Engine) {
                 continue;
             }
         };
-        tokio::spawn(serve_connection(stream, engine.clone()));
+        tokio::spawn(serve_connection(stream, engine.clone(), Drain::new()));
     }
 }
 
@@ -94,16 +96,43 @@ pub fn prepare(engine: &Engine) {
 }
 
 /// Serves the API on one connection (a unix or TCP socket, or a TLS session over one) until
-/// the client closes it.
-pub async fn serve_connection<I>(io: I, engine: Engine)
+/// the client closes it or `drain` starts. When it starts, a request in flight that ends by
+/// itself is let finish (then the connection closes); an idle connection, or one serving an
+/// open-ended stream, is closed at once.
+pub async fn serve_connection<I>(io: I, engine: Engine, drain: Drain)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |req| {
-        let engine = engine.clone();
-        async move { Ok::<_, Infallible>(router::route(engine, req).await) }
-    });
-    if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(io), service).with_upgrades().await {
+    let _alive = drain.connection();
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let service = {
+        let drain = drain.clone();
+        let busy = busy.clone();
+        service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            let engine = engine.clone();
+            let guard =
+                (!drain::open_ended(req.method(), req.uri().path(), req.uri().query())).then(|| drain.busy(&busy));
+            // The hijacked sessions (attach, exec) outlive the request: they watch the drain.
+            req.extensions_mut().insert(drain.clone());
+            async move {
+                let resp = router::route(engine, req).await;
+                Ok::<_, Infallible>(resp.map(|body| drain::Tracked { body, guard }))
+            }
+        })
+    };
+    let conn = http1::Builder::new().serve_connection(TokioIo::new(io), service).with_upgrades();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = drain.started() => {
+            if busy.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
         log::debug!("api: connection: {e}");
     }
 }

@@ -59,6 +59,11 @@ fn split_version(path: &str) -> Result<(Option<String>, String)> {
     Ok((None, path.to_string()))
 }
 
+/// A request's path without its `/v1.xx` prefix.
+pub(crate) fn unversioned(path: &str) -> String {
+    split_version(path).map(|(_, p)| p).unwrap_or_else(|_| path.to_string())
+}
+
 fn version_tuple(v: &str) -> (u32, u32) {
     let mut it = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
     (it.next().unwrap_or(0), it.next().unwrap_or(0))

@@ -176,6 +176,9 @@ pub struct Flags {
     /// Server key (default $DOCKER_CERT_PATH/key.pem)
     #[arg(long = "tlskey")]
     pub tlskey: Option<PathBuf>,
+    /// Seconds a stop waits for API requests in flight (default 15; 0 none, -1 without limit)
+    #[arg(long = "shutdown-timeout", allow_negative_numbers = true)]
+    pub shutdown_timeout: Option<i64>,
     /// Serve Prometheus metrics at http://ADDR/metrics (host:port)
     #[arg(long = "metrics-addr")]
     pub metrics_addr: Option<String>,
@@ -274,6 +277,8 @@ pub(crate) struct FileConfig {
     /// `{"http-proxy", "https-proxy", "no-proxy"}`, as dockerd 23 reads them.
     proxies: Option<ProxiesFile>,
     metrics_addr: Option<String>,
+    /// Seconds, as dockerd's: negative waits without limit.
+    shutdown_timeout: Option<serde_json::Value>,
     cri_socket: Option<PathBuf>,
     cni_conf_dir: Option<PathBuf>,
     cni_bin_dir: Option<String>,
@@ -398,6 +403,8 @@ pub struct DaemonConfig {
     pub tls: TlsConfig,
     /// `host:port` where `/metrics` is served.
     pub metrics_addr: Option<String>,
+    /// How long a stop waits for API requests in flight; `None`: until they finish.
+    pub shutdown_timeout: Option<std::time::Duration>,
     /// `runtimes`/`--add-runtime` and `default-runtime`.
     pub runtimes: wharf_engine::Runtimes,
     /// The CRI's socket and CNI dirs; `None` when the CRI is off.
@@ -413,6 +420,15 @@ pub struct DaemonConfig {
     pub http_proxy: Option<String>,
     pub https_proxy: Option<String>,
     pub no_proxy: Option<String>,
+}
+
+/// dockerd's reading of shutdown-timeout: 15 s when unset, 0 no wait, negative no limit.
+fn shutdown_timeout(seconds: Option<i64>) -> Option<std::time::Duration> {
+    match seconds {
+        None => Some(std::time::Duration::from_secs(15)),
+        Some(s) if s < 0 => None,
+        Some(s) => Some(std::time::Duration::from_secs(s.unsigned_abs())),
+    }
 }
 
 impl DaemonConfig {
@@ -553,6 +569,12 @@ impl DaemonConfig {
                 file.hosts.unwrap_or_default()
             );
         }
+        let file_shutdown_timeout = match &file.shutdown_timeout {
+            None => None,
+            Some(v) => Some(v.as_i64().ok_or_else(|| {
+                anyhow::anyhow!("invalid shutdown-timeout {v}: a whole number of seconds (-1: no limit)")
+            })?),
+        };
         let hosts = if flags.host.is_empty() { file.hosts.unwrap_or_default() } else { flags.host.clone() };
         let proxies = file.proxies.unwrap_or_default();
         let http_proxy = flags.http_proxy.clone().or(proxies.http_proxy);
@@ -621,6 +643,7 @@ impl DaemonConfig {
             },
             tls,
             metrics_addr: flags.metrics_addr.clone().or(file.metrics_addr).filter(|a| !a.is_empty()),
+            shutdown_timeout: shutdown_timeout(flags.shutdown_timeout.or(file_shutdown_timeout)),
             runtimes,
             cri: cri_config(
                 flags.cri_socket.clone().or(file.cri_socket),
@@ -930,6 +953,27 @@ mod tests {
         assert!(format!("{e:#}").contains("only http:// proxies"), "{e:#}");
         let e = DaemonConfig::parse(&Flags::parse_from(["wharfd"]), br#"{"proxies": {"ftp-proxy": "x"}}"#).unwrap_err();
         assert!(format!("{e:#}").contains("ftp-proxy"), "{e:#}");
+    }
+
+    #[test]
+    fn shutdown_timeout_from_file_and_flag() {
+        use std::time::Duration;
+        let none = Flags::parse_from(["wharfd"]);
+        let t = |flags: &Flags, raw: &[u8]| DaemonConfig::parse(flags, raw).map(|c| c.shutdown_timeout);
+        assert_eq!(t(&none, b"{}").unwrap(), Some(Duration::from_secs(15)));
+        assert_eq!(t(&none, br#"{"shutdown-timeout": 30}"#).unwrap(), Some(Duration::from_secs(30)));
+        assert_eq!(t(&none, br#"{"shutdown-timeout": 0}"#).unwrap(), Some(Duration::ZERO));
+        assert_eq!(t(&none, br#"{"shutdown-timeout": -1}"#).unwrap(), None);
+        let flag = Flags::from_args(["wharfd", "--shutdown-timeout", "3"].map(String::from).to_vec()).unwrap();
+        assert_eq!(t(&flag, br#"{"shutdown-timeout": 30}"#).unwrap(), Some(Duration::from_secs(3)));
+        let flag = Flags::from_args(["wharfd", "--shutdown-timeout", "-1"].map(String::from).to_vec()).unwrap();
+        assert_eq!(t(&flag, b"{}").unwrap(), None);
+        for bad in [&br#"{"shutdown-timeout": "10s"}"#[..], br#"{"shutdown-timeout": 1.5}"#] {
+            let e = t(&none, bad).unwrap_err();
+            assert!(format!("{e:#}").contains("shutdown"), "{e:#}");
+        }
+        let e = Flags::from_args(["wharfd", "--shutdown-timeout", "ten"].map(String::from).to_vec()).unwrap_err();
+        assert!(e.to_string().contains("--shutdown-timeout"), "{e}");
     }
 
     #[test]

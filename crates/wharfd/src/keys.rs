@@ -95,6 +95,9 @@ pub const KEYS: &[Key] = &[
     // `http-proxy`, `https-proxy`, `no-proxy`: passed through whole to where pulls use them.
     key("proxies", Honoured),
     key("metrics-addr", Honoured),
+    // How long a stop waits for the API requests in flight (builds, pulls, pushes, ...):
+    // wharf's containers outlive the daemon, so none is stopped.
+    key("shutdown-timeout", Honoured),
     // wharf's own: the most a build may bring in.
     key("max-build-context", Honoured),
     // wharf's own: the Kubernetes CRI's socket, where its pods' CNI lives, and its streaming server.
@@ -108,14 +111,6 @@ pub const KEYS: &[Key] = &[
         "live-restore",
         Bool,
         Warned("live-restore: wharf's containers always outlive the daemon (each has its own shim); nothing to set"),
-    ),
-    flag(
-        "shutdown-timeout",
-        "shutdown-timeout",
-        Value,
-        Warned(
-            "shutdown-timeout: wharfd does not stop containers when it stops (they keep running), so it waits for none",
-        ),
     ),
     flag(
         "storage-driver",

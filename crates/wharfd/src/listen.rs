@@ -287,13 +287,21 @@ fn server_config(tls: &TlsConfig) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     Ok(Arc::new(config))
 }
 
-/// Accepts on `listener` until the process ends; one task per connection.
-pub async fn serve(listener: Listener, engine: Engine) {
+/// Accepts on `listener` until the process ends or `drain` starts (the listener closes then);
+/// one task per connection.
+pub async fn serve(listener: Listener, engine: Engine, drain: wharf_api::Drain) {
+    tokio::select! {
+        _ = accept_all(listener, engine, drain.clone()) => {}
+        _ = drain.started() => {}
+    }
+}
+
+async fn accept_all(listener: Listener, engine: Engine, drain: wharf_api::Drain) {
     loop {
         match &listener {
             Listener::Unix(l, _) => match l.accept().await {
                 Ok((s, _)) => {
-                    tokio::spawn(wharf_api::serve_connection(s, engine.clone()));
+                    tokio::spawn(wharf_api::serve_connection(s, engine.clone(), drain.clone()));
                 }
                 Err(e) => accept_failed(e).await,
             },
@@ -302,11 +310,11 @@ pub async fn serve(listener: Listener, engine: Engine) {
                     let _ = s.set_nodelay(true);
                     match tls {
                         None => {
-                            tokio::spawn(wharf_api::serve_connection(s, engine.clone()));
+                            tokio::spawn(wharf_api::serve_connection(s, engine.clone(), drain.clone()));
                         }
                         Some(config) => match wharf_registry::tls::TlsStream::new(s, config.clone()) {
                             Ok(t) => {
-                                tokio::spawn(wharf_api::serve_connection(t, engine.clone()));
+                                tokio::spawn(wharf_api::serve_connection(t, engine.clone(), drain.clone()));
                             }
                             Err(e) => log::warn!("TLS connection from {peer}: {e}"),
                         },

@@ -103,11 +103,13 @@ fn run(flags: Flags) -> anyhow::Result<()> {
         let metrics = cfg.metrics_addr.as_deref().map(listen::open_metrics).transpose()?;
         let engine = Engine::open(engine_config).await.context("open the engine")?;
         wharf_api::prepare(&engine);
+        let drain = wharf_api::Drain::new();
         let mut sockets = Vec::new();
+        let mut serving = Vec::new();
         for l in listeners {
             log::info!("wharfd {} listening on {}", env!("CARGO_PKG_VERSION"), l.describe());
             sockets.extend(l.socket_file().map(Path::to_path_buf));
-            tokio::spawn(listen::serve(l, engine.clone()));
+            serving.push(tokio::spawn(listen::serve(l, engine.clone(), drain.clone())));
         }
         let cri = match cfg.cri.clone() {
             Some(c) => {
@@ -120,7 +122,7 @@ fn run(flags: Flags) -> anyhow::Result<()> {
         };
         if let Some(m) = metrics {
             log::info!("metrics on http://{}/metrics", m.local_addr().map(|a| a.to_string()).unwrap_or_default());
-            tokio::spawn(listen::serve_metrics(m, engine.clone()));
+            serving.push(tokio::spawn(listen::serve_metrics(m, engine.clone())));
         }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
@@ -132,6 +134,12 @@ fn run(flags: Flags) -> anyhow::Result<()> {
                 _ = hup.recv() => reload(&flags, &mut running, &engine),
             }
         }
+        // Stop taking connections, everywhere, before waiting for anything.
+        let in_flight = drain.start();
+        for task in serving {
+            task.abort();
+            let _ = task.await;
+        }
         if let Some(t) = cri {
             t.abort();
         }
@@ -139,12 +147,59 @@ fn run(flags: Flags) -> anyhow::Result<()> {
         for s in &sockets {
             let _ = std::fs::remove_file(s);
         }
+        let finished = wait_for_requests(&drain, in_flight, running.shutdown_timeout, &mut term).await;
+        if !finished {
+            // What the cut requests left is what a crash leaves: the next start cleans it.
+            return Ok(());
+        }
         engine.shutdown().await;
         log::info!("wharfd stopping; containers keep running");
         Ok(())
     });
     drop(pidfile);
+    // Work the drain cut (a blocking layer write, a build step) is not waited for: the process
+    // ends as after a crash, which the engine recovers from at its next start.
+    rt.shutdown_background();
     result
+}
+
+/// Waits for the API requests in flight when the stop began, at most `timeout` (`None`:
+/// until they finish); a second SIGTERM or SIGINT ends the wait at once. Whether they all
+/// finished.
+async fn wait_for_requests(
+    drain: &wharf_api::Drain,
+    in_flight: usize,
+    timeout: Option<std::time::Duration>,
+    term: &mut tokio::signal::unix::Signal,
+) -> bool {
+    if in_flight > 0 {
+        let limit = timeout.map_or("no limit".to_string(), |t| format!("at most {}s", t.as_secs()));
+        log::info!("stopping: waiting for {in_flight} API request(s) in flight ({limit}; SIGTERM again to stop now)");
+    }
+    let deadline = async {
+        match timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    let why = tokio::select! {
+        _ = drain.finished() => None,
+        _ = deadline => Some("shutdown-timeout passed"),
+        _ = tokio::signal::ctrl_c() => Some("second signal"),
+        _ = term.recv() => Some("second signal"),
+    };
+    let cut = if why.is_some() { drain.remaining() } else { 0 };
+    let finished = in_flight.saturating_sub(cut);
+    match why {
+        Some(why) if cut > 0 => {
+            log::info!("stopping: {in_flight} request(s) waited for, {finished} finished, {cut} cut ({why})");
+            false
+        }
+        _ => {
+            log::info!("stopping: {in_flight} request(s) waited for, {finished} finished, 0 cut");
+            true
+        }
+    }
 }
 
 /// SIGHUP: reads the configuration again and applies what dockerd applies without a restart
@@ -188,6 +243,9 @@ fn reload(flags: &Flags, running: &mut DaemonConfig, engine: &Engine) {
         engine.set_runtimes(new.runtimes.clone());
         changed.push("runtimes or default-runtime".to_string());
     }
+    if new.shutdown_timeout != running.shutdown_timeout {
+        changed.push(format!("shutdown-timeout {:?} -> {:?}", running.shutdown_timeout, new.shutdown_timeout));
+    }
     // What the engine fixed when it opened (paths, networks, container defaults) waits.
     let mut later = Vec::new();
     if new.container_defaults != running.container_defaults {
@@ -222,6 +280,7 @@ fn reload(flags: &Flags, running: &mut DaemonConfig, engine: &Engine) {
     // What was applied now is the running configuration; the rest is kept as it runs.
     running.log_level = new.log_level;
     running.labels = new.labels;
+    running.shutdown_timeout = new.shutdown_timeout;
     running.runtimes = new.runtimes;
     running.registry_mirrors = new.registry_mirrors;
     running.insecure_registries = new.insecure_registries;

@@ -514,7 +514,7 @@ fn sha256_hex(data: &[u8]) -> String {
 }
 
 /// Spawns a build through the docker CLI without waiting for it.
-fn spawn_build(d: &Daemon, dir: &Path, tag: &str) -> std::process::Child {
+pub(crate) fn spawn_build(d: &Daemon, dir: &Path, tag: &str) -> std::process::Child {
     let mut cmd = d.command(Cli::Docker, &["build", "-t", tag]);
     cmd.arg(dir).env("DOCKER_BUILDKIT", "0");
     cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
@@ -523,7 +523,7 @@ fn spawn_build(d: &Daemon, dir: &Path, tag: &str) -> std::process::Child {
 
 /// Waits until the container of the build step whose command contains `needle` runs.
 #[track_caller]
-fn wait_for_step_container(d: &Daemon, needle: &str) {
+pub(crate) fn wait_for_step_container(d: &Daemon, needle: &str) {
     assert!(
         crate::harness::wait_for(Duration::from_secs(60), || {
             d.wharf(&["ps", "--no-trunc", "--format", "{{.Command}}"]).stdout.contains(needle)

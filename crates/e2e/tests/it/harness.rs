@@ -736,6 +736,33 @@ impl Daemon {
         self.child.as_mut().is_none_or(|c| matches!(c.try_wait(), Ok(Some(_))))
     }
 
+    /// Sends SIGTERM (or another signal) to wharfd and returns at once.
+    pub fn signal(&self, signal: i32) {
+        if let Some(pid) = self.pid() {
+            // SAFETY: kill(2) on the pid of our own child.
+            unsafe {
+                libc::kill(pid as i32, signal);
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for wharfd to exit; its exit status when it did (`restart`
+    /// starts it again).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let c = self.child.as_mut()?;
+        loop {
+            match c.try_wait() {
+                Ok(Some(status)) => {
+                    self.child = None;
+                    return Some(status);
+                }
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+                _ => return None,
+            }
+        }
+    }
+
     /// SIGTERM and wait up to 15 s, then SIGKILL.
     pub fn stop_gracefully(&mut self) {
         if let Some(c) = self.child.take() {

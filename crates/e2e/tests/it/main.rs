@@ -45,6 +45,7 @@ mod daemon_ops;
 mod docker_lifecycle;
 mod docker_py;
 mod dockerd;
+mod drain;
 mod events;
 mod exec;
 mod export_import;
