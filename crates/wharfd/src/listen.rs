@@ -287,16 +287,9 @@ fn server_config(tls: &TlsConfig) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     Ok(Arc::new(config))
 }
 
-/// Accepts on `listener` until the process ends or `drain` starts (the listener closes then);
-/// one task per connection.
+/// Accepts on `listener` until its task is aborted (main does that when the drain starts, which
+/// closes the listener); one task per connection.
 pub async fn serve(listener: Listener, engine: Engine, drain: wharf_api::Drain) {
-    tokio::select! {
-        _ = accept_all(listener, engine, drain.clone()) => {}
-        _ = drain.started() => {}
-    }
-}
-
-async fn accept_all(listener: Listener, engine: Engine, drain: wharf_api::Drain) {
     loop {
         match &listener {
             Listener::Unix(l, _) => match l.accept().await {

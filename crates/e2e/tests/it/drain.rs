@@ -16,24 +16,24 @@ fn with_timeout(seconds: i64) -> DaemonOptions {
 
 /// Waits up to `timeout` for a client to exit; its success, or `None` if it still runs.
 fn client_exit(c: &mut Child, timeout: Duration) -> Option<bool> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match c.try_wait() {
-            Ok(Some(status)) => return Some(status.success()),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            _ => return None,
-        }
-    }
+    crate::harness::wait_child(c, timeout).map(|s| s.success())
+}
+
+/// A daemon with `timeout`, a build of `tag` whose one step runs `sleep SECONDS`, and SIGTERM
+/// once that step's container runs: the daemon, the context and the build's client.
+fn sigterm_during_a_build(timeout: i64, seconds: u32, tag: &str) -> (Daemon, TempDir, Child) {
+    let d = Daemon::start_with(with_timeout(timeout));
+    let ctx = TempDir::new("drain-build");
+    write(&ctx.0, "Dockerfile", &format!("FROM {}\nRUN sleep {seconds} && echo done > /done\n", base()));
+    let client = spawn_build(&d, &ctx.0, tag);
+    wait_for_step_container(&d, &format!("sleep {seconds}"));
+    d.signal(libc::SIGTERM);
+    (d, ctx, client)
 }
 
 #[test]
 fn a_build_in_flight_at_sigterm_finishes_and_its_image_is_there_after_the_next_start() {
-    let mut d = Daemon::start_with(with_timeout(30));
-    let ctx = TempDir::new("drain-build");
-    write(&ctx.0, "Dockerfile", &format!("FROM {}\nRUN sleep 3 && echo done > /done\n", base()));
-    let mut client = spawn_build(&d, &ctx.0, "drained:1");
-    wait_for_step_container(&d, "sleep 3");
-    d.signal(libc::SIGTERM);
+    let (mut d, _ctx, mut client) = sigterm_during_a_build(30, 3, "drained:1");
     assert_eq!(client_exit(&mut client, Duration::from_secs(60)), Some(true), "the build failed:\n{}", d.log_text());
     let status = d.wait_exit(Duration::from_secs(60));
     assert!(status.is_some_and(|s| s.success()), "wharfd did not exit cleanly: {status:?}\n{}", d.log_text());
@@ -45,12 +45,7 @@ fn a_build_in_flight_at_sigterm_finishes_and_its_image_is_there_after_the_next_s
 
 #[test]
 fn a_request_longer_than_shutdown_timeout_is_cut_and_the_next_start_is_clean() {
-    let mut d = Daemon::start_with(with_timeout(1));
-    let ctx = TempDir::new("drain-cut");
-    write(&ctx.0, "Dockerfile", &format!("FROM {}\nRUN sleep 120 && echo done > /done\n", base()));
-    let mut client = spawn_build(&d, &ctx.0, "cut:1");
-    wait_for_step_container(&d, "sleep 120");
-    d.signal(libc::SIGTERM);
+    let (mut d, ctx, mut client) = sigterm_during_a_build(1, 120, "cut:1");
     // Before the step would have finished (120 s): the timeout ended the wait, not the work.
     let status = d.wait_exit(Duration::from_secs(90));
     assert!(status.is_some(), "wharfd still runs 90 s after SIGTERM\n{}", d.log_text());

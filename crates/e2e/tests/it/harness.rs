@@ -749,18 +749,9 @@ impl Daemon {
     /// Waits up to `timeout` for wharfd to exit; its exit status when it did (`restart`
     /// starts it again).
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        let c = self.child.as_mut()?;
-        loop {
-            match c.try_wait() {
-                Ok(Some(status)) => {
-                    self.child = None;
-                    return Some(status);
-                }
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
-                _ => return None,
-            }
-        }
+        let status = wait_child(self.child.as_mut()?, timeout)?;
+        self.child = None;
+        Some(status)
     }
 
     /// SIGTERM and wait up to 15 s, then SIGKILL.
@@ -900,6 +891,18 @@ pub fn kill_leaked_processes(roots: &[PathBuf], cgroup_parent: &str, settle: Dur
         thread::sleep(Duration::from_millis(200));
     }
     leaks
+}
+
+/// Waits up to `timeout` for a child of the test to exit; its status, or `None` if it still runs.
+pub fn wait_child(c: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match c.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+            _ => return None,
+        }
+    }
 }
 
 /// SIGTERM to a child of the test, then SIGKILL if it has not exited within `grace`.
