@@ -10,6 +10,7 @@ pub mod phases;
 pub mod rlimit;
 pub mod seccomp;
 pub mod spec;
+pub mod systemd;
 pub mod tty;
 mod userns;
 
