@@ -98,7 +98,7 @@ struct Writer {
 
 impl Writer {
     fn align(&mut self, n: usize) {
-        while self.buf.len() % n != 0 {
+        while !self.buf.len().is_multiple_of(n) {
             self.buf.push(0);
         }
     }
@@ -491,6 +491,7 @@ mod tests {
     /// scope started on a child lands it in the scope's cgroup, and stopping it kills the child.
     #[test]
     fn a_scope_holds_its_process_where_systemd_runs() {
+        // SAFETY: getuid cannot fail.
         if !runs() || unsafe { libc::getuid() } != 0 {
             eprintln!("skipped: systemd is not pid 1 here, or not root");
             return;
