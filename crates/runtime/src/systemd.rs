@@ -324,7 +324,11 @@ impl Manager {
         // SAFETY: getuid cannot fail.
         let uid = unsafe { libc::getuid() }.to_string();
         let hex: String = uid.bytes().map(|b| format!("{b:02x}")).collect();
-        m.sock.write_all(format!("\0AUTH EXTERNAL {hex}\r\n").as_bytes())?;
+        // The order of sd-bus's own clients (systemctl): AUTH and BEGIN in one write, then the
+        // first call only after the server's OK. systemd leaves bytes that arrive in the same
+        // read as BEGIN unprocessed until more come, so a call sent with BEGIN, or right after
+        // it, can wait for ever.
+        m.sock.write_all(format!("\0AUTH EXTERNAL {hex}\r\nBEGIN\r\n").as_bytes())?;
         let mut line = Vec::new();
         while !line.ends_with(b"\r\n") {
             let mut b = [0u8; 1];
@@ -336,7 +340,6 @@ impl Manager {
         if !line.starts_with(b"OK ") {
             return Err(SystemdError::Protocol(format!("authentication refused: {}", String::from_utf8_lossy(&line))));
         }
-        m.sock.write_all(b"BEGIN\r\n")?;
         // JobRemoved goes only to subscribed clients.
         m.call("Subscribe", "", &[])?;
         Ok(m)
@@ -356,6 +359,11 @@ impl Manager {
         self.serial += 1;
         let serial = self.serial;
         self.sock.write_all(&method_call(serial, member, signature, body))?;
+        self.reply(serial)
+    }
+
+    /// Reads until the reply to call `serial`; signals read meanwhile are kept.
+    fn reply(&mut self, serial: u32) -> Result<Message> {
         loop {
             let m = self.read_message()?;
             match m.kind {
