@@ -46,6 +46,8 @@ pub enum CgroupError {
     Devices(#[from] crate::devices_bpf::DeviceFilterError),
     #[error("cgroup: {path}: {count} processes still running after SIGKILL")]
     StillPopulated { path: String, count: usize },
+    #[error("cgroup: {0}")]
+    Systemd(#[from] crate::systemd::SystemdError),
 }
 
 impl CgroupError {
@@ -150,10 +152,29 @@ pub struct Cgroup {
     path: String,
     layout: Layout,
     dirs: Vec<Dir>,
+    /// The systemd scope that holds it, for a path in the systemd driver's form.
+    scope: Option<crate::systemd::Scope>,
+}
+
+/// The cgroup's path below the root of each hierarchy: `path` itself, or for the systemd
+/// driver's `slice:prefix:name`, the scope's place in the slices.
+pub fn fs_path(path: &str) -> Result<String> {
+    match crate::systemd::Scope::parse(path) {
+        Some(Ok(scope)) => Ok(scope.cgroup_path()),
+        Some(Err(_)) => Err(CgroupError::InvalidPath { path: path.to_string() }),
+        None => Ok(path.to_string()),
+    }
 }
 
 impl Cgroup {
-    fn locate(path: &str) -> Result<Cgroup> {
+    fn locate(given: &str) -> Result<Cgroup> {
+        let scope = match crate::systemd::Scope::parse(given) {
+            Some(Ok(scope)) => Some(scope),
+            Some(Err(_)) => return Err(CgroupError::InvalidPath { path: given.to_string() }),
+            None => None,
+        };
+        let path = fs_path(given)?;
+        let path = path.as_str();
         if !path.starts_with('/') || path.split('/').any(|c| c == "..") {
             return Err(CgroupError::InvalidPath { path: path.to_string() });
         }
@@ -179,7 +200,7 @@ impl Cgroup {
                 dirs
             }
         };
-        Ok(Cgroup { path: path.to_string(), layout, dirs })
+        Ok(Cgroup { path: path.to_string(), layout, dirs, scope })
     }
 
     /// Creates the cgroup (and missing parents) in every hierarchy and applies `resources`.
@@ -209,8 +230,31 @@ impl Cgroup {
         }
     }
 
+    /// The path below each hierarchy's root (a systemd scope's directory for that form).
     pub fn path(&self) -> &str {
         &self.path
+    }
+
+    /// The systemd scope the cgroup belongs to, when it was named in the systemd form.
+    pub fn scope(&self) -> Option<&crate::systemd::Scope> {
+        self.scope.as_ref()
+    }
+
+    /// Puts the cgroup, which holds `pid`, under systemd as a transient delegated scope, then
+    /// writes `resources` again: systemd writes a unit's own cgroup files when it starts it.
+    /// The limits systemd knows by name go in as properties as well, so that its later
+    /// rewrites (daemon-reload) keep them.
+    pub fn start_scope(&self, pid: i32, resources: &Resources) -> Result<()> {
+        let Some(scope) = &self.scope else { return Ok(()) };
+        let mut props = scope_properties(resources);
+        // Without a limit of its own, a container has none, as under cgroupfs; systemd would
+        // give the scope its DefaultTasksMax.
+        if resources.pids.is_none() {
+            props.push(("TasksMax", crate::systemd::Value::U64(u64::MAX)));
+        }
+        let mut manager = crate::systemd::Manager::connect()?;
+        manager.start_scope(&scope.unit, &scope.slice, pid as u32, "wharf container", &props)?;
+        self.apply(resources, false)
     }
 
     pub fn layout(&self) -> Layout {
@@ -390,6 +434,18 @@ impl Cgroup {
     /// memory+swap limit must stay ordered (limit <= memsw) after each write, so when raising
     /// both the memsw limit goes first.
     pub fn update(&self, resources: &Resources) -> Result<()> {
+        self.update_files(resources)?;
+        // systemd would write the unit's old limits back at its next daemon-reload.
+        if let Some(scope) = &self.scope {
+            let props = scope_properties(resources);
+            if !props.is_empty() {
+                crate::systemd::Manager::connect()?.set_unit_properties(&scope.unit, &props)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn update_files(&self, resources: &Resources) -> Result<()> {
         if let (Layout::V1 | Layout::Hybrid, Some(mem), Some(dir)) =
             (self.layout, &resources.memory, self.dir_with("memory"))
         {
@@ -855,6 +911,37 @@ impl Support {
 }
 
 /// The standard conversion of v1 cpu shares (2..262144) to a v2 cpu weight (1..10000).
+/// The limits of `r` that systemd has unit properties for, in its units (v2 semantics); a
+/// limit given as none (-1, or 0 where Docker means none) is systemd's infinity.
+fn scope_properties(r: &Resources) -> Vec<(&'static str, crate::systemd::Value)> {
+    use crate::systemd::Value;
+    let bytes = |v: i64| Value::U64(if v > 0 { v as u64 } else { u64::MAX });
+    let mut props = Vec::new();
+    if let Some(mem) = &r.memory {
+        if let Some(limit) = mem.limit {
+            props.push(("MemoryMax", bytes(limit)));
+        }
+        if let Some(res) = mem.reservation {
+            props.push(("MemoryLow", Value::U64(res.max(0) as u64)));
+        }
+    }
+    if let Some(pids) = &r.pids {
+        props.push(("TasksMax", bytes(pids.limit)));
+    }
+    if let Some(cpu) = &r.cpu {
+        if let Some(shares) = cpu.shares.filter(|s| *s > 0) {
+            props.push(("CPUWeight", Value::U64(shares_to_weight(shares))));
+        }
+        if let Some(quota) = cpu.quota {
+            let period = cpu.period.filter(|p| *p > 0).unwrap_or(100_000);
+            let per_sec = if quota > 0 { quota as u64 * 1_000_000 / period } else { u64::MAX };
+            props.push(("CPUQuotaPerSecUSec", Value::U64(per_sec)));
+            props.push(("CPUQuotaPeriodUSec", Value::U64(period)));
+        }
+    }
+    props
+}
+
 pub fn shares_to_weight(shares: u64) -> u64 {
     if shares == 0 {
         return 100;

@@ -53,6 +53,9 @@ pub enum SpawnError {
     Cgroup(#[from] CgroupError),
     #[error("{what}: {source}")]
     Os { what: String, source: std::io::Error },
+    /// systemd refused or failed the container's scope (the systemd cgroup driver).
+    #[error("start the container's scope: {0}")]
+    Systemd(#[from] crate::systemd::SystemdError),
 }
 
 impl SpawnError {
@@ -62,7 +65,7 @@ impl SpawnError {
             SpawnError::PermissionDenied(_) => ErrorKind::Forbidden,
             SpawnError::InvalidSpec(_) => ErrorKind::InvalidArgument,
             SpawnError::Cgroup(e) => e.kind(),
-            SpawnError::Setup(_) | SpawnError::Os { .. } => ErrorKind::Internal,
+            SpawnError::Setup(_) | SpawnError::Os { .. } | SpawnError::Systemd(_) => ErrorKind::Internal,
         }
     }
 
@@ -418,6 +421,17 @@ fn setup_parent_side(
         }
         (None, _) => None,
     };
+    // The systemd driver: the process is in the scope's directory already; systemd takes the
+    // directory over as the scope's, before anything of the container runs.
+    if let Some(cg) = cgroup.as_ref().filter(|cg| cg.scope().is_some()) {
+        let default = Resources::default();
+        let resources = linux.and_then(|l| l.resources.as_ref()).unwrap_or(&default);
+        if let Err(e) = cg.start_scope(pid, resources) {
+            let _ = cg.remove();
+            return Err(ParentFailure::Cause(e.into()));
+        }
+        phases.push(("scope-started".to_string(), crate::phases::now_ns()));
+    }
     if let Some(adj) = spec.process.as_ref().and_then(|p| p.oom_score_adj) {
         let path = PathBuf::from(format!("/proc/{pid}/oom_score_adj"));
         if let Err(source) = std::fs::write(&path, adj.to_string()) {

@@ -265,7 +265,7 @@ impl Plan {
             linux.namespaces.iter().any(|n| n.kind == "cgroup" && n.path.as_deref().unwrap_or("").is_empty());
         let cgroupns_join = match linux.cgroups_path.as_deref() {
             Some(path) if new_cgroupns && !path.is_empty() => Some(CgroupnsJoin {
-                suffix: format!(":{path}"),
+                suffix: format!(":{}", crate::cgroups::fs_path(path).map_err(|e| e.to_string())?),
                 hierarchies: crate::cgroups::hierarchy_count(path).map_err(|e| e.to_string())?,
             }),
             _ => None,

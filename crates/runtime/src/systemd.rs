@@ -66,6 +66,41 @@ pub fn expand_slice(slice: &str) -> Result<String> {
     Ok(path)
 }
 
+/// A container's cgroup as the systemd driver names it in `cgroupsPath`, runc's form
+/// `slice:prefix:name`: the transient scope `prefix-name.scope` in `slice` (system.slice when
+/// empty), whose directory is the slice's path and the unit's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub slice: String,
+    pub unit: String,
+}
+
+impl Scope {
+    /// None when `path` is a cgroupfs path (it starts with '/').
+    pub fn parse(path: &str) -> Option<Result<Scope>> {
+        if path.starts_with('/') || !path.contains(':') {
+            return None;
+        }
+        let bad = || SystemdError::InvalidName(format!("cgroupsPath {path:?} is not \"slice:prefix:name\""));
+        let parts: Vec<&str> = path.split(':').collect();
+        let [slice, prefix, name] = parts[..] else { return Some(Err(bad())) };
+        if name.is_empty() || name.contains('/') || prefix.contains('/') {
+            return Some(Err(bad()));
+        }
+        let slice = if slice.is_empty() { "system.slice" } else { slice };
+        if let Err(e) = expand_slice(slice) {
+            return Some(Err(e));
+        }
+        let unit = if prefix.is_empty() { format!("{name}.scope") } else { format!("{prefix}-{name}.scope") };
+        Some(Ok(Scope { slice: slice.to_string(), unit }))
+    }
+
+    /// The scope's directory below the cgroup root: `/system.slice/docker-<id>.scope`.
+    pub fn cgroup_path(&self) -> String {
+        format!("{}/{}", expand_slice(&self.slice).unwrap_or_default(), self.unit)
+    }
+}
+
 /// A value of the few D-Bus types the manager's calls take.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -408,8 +443,17 @@ impl Manager {
 
     /// Starts the transient scope `name` in `slice` on the running process `pid`, with its
     /// cgroup delegated (the caller writes the limits into it), and waits until it runs.
-    pub fn start_scope(&mut self, name: &str, slice: &str, pid: u32, description: &str) -> Result<()> {
-        let props = [
+    /// `limits` go in as unit properties, so that systemd, which writes a unit's own cgroup
+    /// files whenever it realizes the unit (at start, on daemon-reload), writes them too.
+    pub fn start_scope(
+        &mut self,
+        name: &str,
+        slice: &str,
+        pid: u32,
+        description: &str,
+        limits: &[(&str, Value)],
+    ) -> Result<()> {
+        let mut props = vec![
             ("Description", Value::Str(description.to_string())),
             ("Slice", Value::Str(slice.to_string())),
             ("Delegate", Value::Bool(true)),
@@ -417,10 +461,20 @@ impl Manager {
             // As runc: no ordering against shutdown targets that would stop it early.
             ("DefaultDependencies", Value::Bool(false)),
         ];
+        props.extend(limits.iter().cloned());
         let reply =
             self.call("StartTransientUnit", "ssa(sv)a(sa(sv))", &start_transient_unit_body(name, "fail", &props))?;
         let job = Reader { buf: &reply.body, pos: 0 }.str()?;
         self.wait_job(&job)
+    }
+
+    /// Changes properties of a running unit, for its lifetime (runtime=true).
+    pub fn set_unit_properties(&mut self, name: &str, props: &[(&str, Value)]) -> Result<()> {
+        let mut w = Writer::default();
+        w.str(name);
+        w.u32(1);
+        w.properties(props);
+        self.call("SetUnitProperties", "sba(sv)", &w.buf).map(|_| ())
     }
 
     /// Stops a unit and waits; a unit that is already gone is not an error.
@@ -455,6 +509,21 @@ mod tests {
         for bad in ["/wharf", "x", ".slice", "a--b.slice", "-a.slice", "a-.slice", "a/b.slice"] {
             let e = expand_slice(bad).unwrap_err().to_string();
             assert!(e.contains("should be a valid slice named as \"xxx.slice\""), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn cgroups_paths_in_runc_systemd_form_name_a_scope() {
+        let s = Scope::parse("system.slice:docker:abc").unwrap().unwrap();
+        assert_eq!(s, Scope { slice: "system.slice".into(), unit: "docker-abc.scope".into() });
+        assert_eq!(s.cgroup_path(), "/system.slice/docker-abc.scope");
+        let s = Scope::parse(":cri:x").unwrap().unwrap();
+        assert_eq!(s.cgroup_path(), "/system.slice/cri-x.scope");
+        let s = Scope::parse("kubepods-besteffort.slice::x").unwrap().unwrap();
+        assert_eq!(s.cgroup_path(), "/kubepods.slice/kubepods-besteffort.slice/x.scope");
+        assert!(Scope::parse("/wharf/abc").is_none());
+        for bad in ["a:b", "a.slice:b:c:d", "system.slice:docker:", "nope:docker:x", "system.slice:d/x:y"] {
+            assert!(Scope::parse(bad).unwrap().is_err(), "{bad}");
         }
     }
 
@@ -512,13 +581,17 @@ mod tests {
             .unwrap();
         let name = format!("wharf-unit-test-{}.scope", std::process::id());
         let mut m = Manager::connect().unwrap();
-        m.start_scope(&name, "wharf-test.slice", child.id(), "wharf unit test").unwrap();
+        m.start_scope(&name, "wharf-test.slice", child.id(), "wharf unit test", &[("TasksMax", Value::U64(33))])
+            .unwrap();
         let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", child.id())).unwrap();
         assert_eq!(cgroup.trim(), format!("0::/wharf.slice/wharf-test.slice/{name}"));
         let controllers =
             std::fs::read_to_string(format!("/sys/fs/cgroup/wharf.slice/wharf-test.slice/{name}/cgroup.controllers"))
                 .unwrap();
         assert!(controllers.contains("memory") && controllers.contains("pids"), "delegated: {controllers}");
+        let pids_max =
+            std::fs::read_to_string(format!("/sys/fs/cgroup/wharf.slice/wharf-test.slice/{name}/pids.max")).unwrap();
+        assert_eq!(pids_max.trim(), "33", "a limit given as a property");
         m.stop_unit(&name).unwrap();
         let status = child.wait().unwrap();
         assert!(!status.success(), "stopping the scope kills its process");
