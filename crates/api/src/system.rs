@@ -96,7 +96,7 @@ pub async fn info(ctx: &Ctx) -> Result<Response<Body>> {
             "Driver": "overlayfs",
             "DriverStatus": [["Backing Filesystem", "overlay snapshots"]],
             "DockerRootDir": cfg.data_root.display().to_string(),
-            "CgroupDriver": "cgroupfs",
+            "CgroupDriver": cfg.cgroup_driver.as_str(),
             "CgroupVersion": cgroup_version,
             "KernelVersion": kernel_version(),
             "OperatingSystem": os,

@@ -142,11 +142,13 @@ impl Cri {
         Ok(proto::Empty {})
     }
 
-    /// The cgroup driver: wharf manages cgroups itself through cgroupfs (there is no systemd
-    /// driver yet), so kubelet must be run with `--cgroup-driver=cgroupfs`.
+    /// The daemon's cgroup driver, which kubelet (1.28 on) takes for its own, so that pods'
+    /// slices or cgroups are named the way containers' cgroups will be made.
     async fn runtime_config(&self) -> Result<proto::RuntimeConfigResponse, Status> {
-        Ok(proto::RuntimeConfigResponse {
-            linux: Some(proto::LinuxRuntimeConfiguration { cgroup_driver: proto::CGROUP_DRIVER_CGROUPFS }),
-        })
+        let cgroup_driver = match self.engine.config().cgroup_driver {
+            wharf_engine::CgroupDriver::Systemd => proto::CGROUP_DRIVER_SYSTEMD,
+            wharf_engine::CgroupDriver::Cgroupfs => proto::CGROUP_DRIVER_CGROUPFS,
+        };
+        Ok(proto::RuntimeConfigResponse { linux: Some(proto::LinuxRuntimeConfiguration { cgroup_driver }) })
     }
 }

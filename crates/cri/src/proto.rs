@@ -33,6 +33,7 @@ pub const PROPAGATION_BIDIRECTIONAL: i32 = 2;
 pub const PROFILE_UNCONFINED: i32 = 1;
 pub const PROFILE_LOCALHOST: i32 = 2;
 // CgroupDriver
+pub const CGROUP_DRIVER_SYSTEMD: i32 = 0;
 pub const CGROUP_DRIVER_CGROUPFS: i32 = 1;
 
 #[derive(Clone, PartialEq, prost::Message)]

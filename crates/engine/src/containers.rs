@@ -19,6 +19,8 @@ use wharf_types::Digest;
 use crate::monitor::{ExitFile, Live};
 use crate::{blocking, ids, Engine, EngineError};
 
+/// The systemd driver's scopes are `docker-<id>.scope`, as dockerd names its containers'.
+pub(crate) const SCOPE_PREFIX: &str = "docker";
 /// What a container runs, merged from the create request and the image: Docker's `Config`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ContainerConfig {
@@ -448,7 +450,8 @@ impl Engine {
         self.validate_network(&host_config)?;
         let warnings = crate::resources::check_create(&mut host_config, &crate::resources::support())?;
         crate::resources::check_storage_opt(&host_config.resources.storage_opt, &self.inner.config.data_root)?;
-        host_config.cgroup_parent = crate::spec::check_cgroup_parent(&host_config.cgroup_parent)?;
+        host_config.cgroup_parent =
+            crate::spec::check_cgroup_parent(&host_config.cgroup_parent, self.inner.config.cgroup_driver)?;
         self.validate_security(&host_config.security, host_config.network_mode == "host")?;
         let s = &host_config.security;
         self.check_userns_conflicts(&s.userns_mode, s.privileged, &host_config.network_mode, &s.pid_mode)?;
@@ -731,6 +734,11 @@ impl Engine {
             args.push("--runtime-arg".into());
             args.push(a.into());
         }
+        // runc reads a `slice:prefix:name` cgroupsPath only with its systemd driver.
+        if self.inner.config.cgroup_driver == crate::CgroupDriver::Systemd {
+            args.push("--runtime-arg".into());
+            args.push("--systemd-cgroup".into());
+        }
         Ok(args)
     }
 
@@ -922,10 +930,14 @@ impl Engine {
         self.cgroup_for(id, own.as_ref().map_or("", |r| r.host_config.cgroup_parent.as_str()))
     }
 
-    /// `<parent>/<id>`, with the daemon's parent where the container names none.
+    /// `<parent>/<id>`, with the daemon's parent where the container names none; with the
+    /// systemd driver runc's `<slice>:docker:<id>`, the scope `docker-<id>.scope` in the slice.
     pub(crate) fn cgroup_for(&self, id: &str, own_parent: &str) -> String {
         let parent = if own_parent.is_empty() { self.inner.config.cgroup_parent.as_str() } else { own_parent };
-        format!("{}/{id}", parent.trim_end_matches('/'))
+        match self.inner.config.cgroup_driver {
+            crate::CgroupDriver::Cgroupfs => format!("{}/{id}", parent.trim_end_matches('/')),
+            crate::CgroupDriver::Systemd => format!("{parent}:{SCOPE_PREFIX}:{id}"),
+        }
     }
 
     /// Kills whatever still runs in the container's cgroup and removes the cgroup; an error

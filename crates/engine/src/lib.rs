@@ -106,6 +106,27 @@ pub use wharf_network::Ipv4Net;
 /// removed when the daemon starts, since the operation died with the daemon before it.
 pub const EPHEMERAL_LABEL: &str = "io.wharf.ephemeral";
 
+/// How containers' cgroups are made, as dockerd's `native.cgroupdriver`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CgroupDriver {
+    /// wharf makes `<parent>/<id>` in the cgroup file system.
+    #[default]
+    Cgroupfs,
+    /// Each container is a transient scope `docker-<id>.scope` in a slice, which systemd
+    /// makes on wharf's request (D-Bus) and delegates; wharf writes the limits in it.
+    Systemd,
+}
+
+impl CgroupDriver {
+    /// The name `docker info` gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CgroupDriver::Cgroupfs => "cgroupfs",
+            CgroupDriver::Systemd => "systemd",
+        }
+    }
+}
+
 /// Everything the engine needs to know about where it lives and how it talks to registries.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -118,8 +139,12 @@ pub struct EngineConfig {
     pub max_concurrent_uploads: usize,
     /// Tries per layer download, the first included (`max-download-attempts`, dockerd's 5).
     pub max_download_attempts: u32,
-    /// The cgroup under which every container gets its own (`<parent>/<id>`).
+    /// The cgroup under which every container gets its own (`<parent>/<id>`), or with the
+    /// systemd driver the slice that holds each container's scope (`docker-<id>.scope`).
     pub cgroup_parent: String,
+    /// Who makes containers' cgroups: wharf itself, or systemd (daemon.json
+    /// `exec-opts: native.cgroupdriver=systemd`, where systemd runs).
+    pub cgroup_driver: CgroupDriver,
     /// The `wharf-shim` executable.
     pub shim_path: PathBuf,
     /// Where per-registry CA certificates live (`<dir>/<host:port>/ca.crt`).
@@ -274,6 +299,10 @@ impl Engine {
             Ok(())
         })
         .await;
+        // A slice is systemd's: it goes when systemd lets it.
+        if self.inner.config.cgroup_driver == CgroupDriver::Systemd {
+            return;
+        }
         let parent = self.inner.config.cgroup_parent.clone();
         let _ = blocking(move || {
             if let Ok(cg) = wharf_runtime::cgroups::Cgroup::open(&parent) {

@@ -582,16 +582,29 @@ impl Engine {
         orphans.extend(shims.keys().filter(|id| is_id(id) && !known.contains(id.as_str())).cloned());
         // A cgroup under the parent is this daemon's only with files of its own here: another
         // daemon sharing the cgroup parent (with its own data root) keeps its containers.
-        let parent = self.inner.config.cgroup_parent.clone();
+        // With the systemd driver the parent is a slice, and a container's cgroup its scope.
+        let systemd = self.inner.config.cgroup_driver == crate::CgroupDriver::Systemd;
+        let parent = if systemd {
+            wharf_runtime::systemd::expand_slice(&self.inner.config.cgroup_parent).unwrap_or_default()
+        } else {
+            self.inner.config.cgroup_parent.clone()
+        };
+        let scope_prefix = format!("{}-", crate::containers::SCOPE_PREFIX);
         let ours = |id: &str| {
             self.container_dir(id).exists()
                 || self.inner.config.data_root.join("snapshots/containers").join(id).exists()
         };
-        if let Ok(cg) = wharf_runtime::cgroups::Cgroup::open(&parent) {
+        if let Ok(cg) = wharf_runtime::cgroups::Cgroup::open(if parent.is_empty() { "/" } else { &parent }) {
             for dir in cg.dirs() {
                 let Ok(entries) = std::fs::read_dir(&dir) else { continue };
                 for e in entries.flatten() {
-                    let name = e.file_name().to_string_lossy().to_string();
+                    let mut name = e.file_name().to_string_lossy().to_string();
+                    if systemd {
+                        match name.strip_prefix(&scope_prefix).and_then(|n| n.strip_suffix(".scope")) {
+                            Some(id) => name = id.to_string(),
+                            None => continue,
+                        }
+                    }
                     if e.path().is_dir() && is_id(&name) && !known.contains(name.as_str()) && ours(&name) {
                         orphans.insert(name);
                     }

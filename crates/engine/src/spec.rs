@@ -167,7 +167,8 @@ impl Engine {
         // As dockerd's spec: the daemon's real-time budget on the way down to the parent.
         let defaults = &self.inner.config.container_defaults;
         if defaults.cpu_rt_period != 0 || defaults.cpu_rt_runtime != 0 {
-            let path = self.cgroup_for(&rec.id, &rec.host_config.cgroup_parent);
+            let path = wharf_runtime::cgroups::fs_path(&self.cgroup_for(&rec.id, &rec.host_config.cgroup_parent))
+                .map_err(|e| EngineError::Internal(e.to_string()))?;
             let parent = path.rsplit_once('/').map_or("/", |(p, _)| if p.is_empty() { "/" } else { p });
             wharf_runtime::cgroups::set_realtime_budget(parent, defaults.cpu_rt_period, defaults.cpu_rt_runtime)
                 .map_err(|e| EngineError::Internal(format!("unable to init CPU RT controller: {e}")))?;
@@ -188,9 +189,15 @@ fn host_hostname() -> String {
 /// `--cgroup-parent` as a cgroup path: absolute, without `..` or empty components. A relative
 /// parent is taken from the root of the hierarchies (dockerd's runc takes it from its own
 /// cgroup, which is the root for a daemon that runs there).
-pub(crate) fn check_cgroup_parent(parent: &str) -> Result<String, crate::EngineError> {
+///
+/// With the systemd driver the parent is a slice's name, which dockerd checks the same way.
+pub(crate) fn check_cgroup_parent(parent: &str, driver: crate::CgroupDriver) -> Result<String, crate::EngineError> {
     if parent.is_empty() {
         return Ok(String::new());
+    }
+    if driver == crate::CgroupDriver::Systemd {
+        wharf_runtime::systemd::expand_slice(parent).map_err(|e| crate::EngineError::Invalid(e.to_string()))?;
+        return Ok(parent.to_string());
     }
     let parts: Vec<&str> = parent.split('/').filter(|c| !c.is_empty()).collect();
     if parts.iter().any(|c| *c == "." || *c == "..") || parent.contains('\0') {
@@ -264,7 +271,11 @@ mod tests {
             ("./a", None),
             ("a\0b", None),
         ] {
-            assert_eq!(check_cgroup_parent(given).ok().as_deref(), want, "{given:?}");
+            assert_eq!(check_cgroup_parent(given, crate::CgroupDriver::Cgroupfs).ok().as_deref(), want, "{given:?}");
         }
+        let systemd = |p: &str| check_cgroup_parent(p, crate::CgroupDriver::Systemd).map_err(|e| e.to_string());
+        assert_eq!(systemd("user-1000.slice").unwrap(), "user-1000.slice");
+        let e = systemd("/wharf").unwrap_err();
+        assert!(e.contains("should be a valid slice named as \"xxx.slice\""), "{e}");
     }
 }

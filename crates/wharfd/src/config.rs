@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use wharf_engine::CgroupDriver;
 
 use anyhow::{bail, Context};
 use clap::Parser;
@@ -388,6 +389,7 @@ pub struct DaemonConfig {
     pub max_download_attempts: u32,
     pub log_level: String,
     pub cgroup_parent: String,
+    pub cgroup_driver: wharf_engine::CgroupDriver,
     pub bridge: String,
     pub bip: Option<String>,
     pub iptables: bool,
@@ -498,10 +500,6 @@ impl DaemonConfig {
         if attempts == 0 {
             bail!("max-download-attempts must be at least 1");
         }
-        let cgroup_parent = flags.cgroup_parent.clone().or(file.cgroup_parent).unwrap_or_else(|| "/wharf".into());
-        if !cgroup_parent.starts_with('/') || cgroup_parent.split('/').any(|c| c == "..") {
-            bail!("cgroup-parent {cgroup_parent:?} must be an absolute cgroup path without '..'");
-        }
         let mut mirrors = file.registry_mirrors.unwrap_or_default();
         mirrors.extend(flags.registry_mirror.iter().cloned());
         for m in &mirrors {
@@ -597,25 +595,48 @@ impl DaemonConfig {
         let exec_opts =
             if flags.exec_opt.is_empty() { file.exec_opts.unwrap_or_default() } else { flags.exec_opt.clone() };
         let mut warnings = Vec::new();
+        let mut cgroup_driver = None;
         for o in &exec_opts {
             match o.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
-                Some(("native.cgroupdriver", "cgroupfs")) => {}
-                // As the issue of the daemon.json keys has it: systemd's cgroup driver where
-                // systemd runs, cgroupfs otherwise. Only the second is here.
-                Some(("native.cgroupdriver", "systemd")) if systemd_runs() => bail!(
-                    "exec-opts {o:?} is not supported: systemd runs on this host, and wharf does not drive \
-                     containers' cgroups through systemd (its D-Bus API); use native.cgroupdriver=cgroupfs"
-                ),
-                Some(("native.cgroupdriver", "systemd")) => warnings.push(format!(
-                    "exec-opts {o}: systemd does not run on this host, so containers' cgroups are managed \
-                     directly (cgroupfs), as with native.cgroupdriver=cgroupfs"
-                )),
-                _ => bail!(
-                    "exec-opts {o:?} is not supported: wharf knows native.cgroupdriver=cgroupfs and, where \
-                     systemd does not run, systemd"
-                ),
+                Some(("native.cgroupdriver", "cgroupfs")) => cgroup_driver = Some(CgroupDriver::Cgroupfs),
+                Some(("native.cgroupdriver", "systemd")) if systemd_runs() => {
+                    cgroup_driver = Some(CgroupDriver::Systemd)
+                }
+                Some(("native.cgroupdriver", "systemd")) => {
+                    warnings.push(format!(
+                        "exec-opts {o}: systemd does not run on this host, so containers' cgroups are managed \
+                         directly (cgroupfs), as with native.cgroupdriver=cgroupfs"
+                    ));
+                    cgroup_driver = Some(CgroupDriver::Cgroupfs);
+                }
+                _ => bail!("exec-opts {o:?} is not supported: wharf knows native.cgroupdriver=cgroupfs and systemd"),
             }
         }
+        // As dockerd: systemd's driver by default where systemd runs on a pure cgroup v2 host.
+        let cgroup_driver = cgroup_driver.unwrap_or(
+            if systemd_runs() && wharf_runtime::cgroups::Layout::detect() == wharf_runtime::cgroups::Layout::V2 {
+                CgroupDriver::Systemd
+            } else {
+                CgroupDriver::Cgroupfs
+            },
+        );
+        let cgroup_parent = flags.cgroup_parent.clone().or(file.cgroup_parent);
+        let cgroup_parent = match cgroup_driver {
+            CgroupDriver::Cgroupfs => {
+                let parent = cgroup_parent.unwrap_or_else(|| "/wharf".into());
+                if !parent.starts_with('/') || parent.split('/').any(|c| c == "..") {
+                    bail!("cgroup-parent {parent:?} must be an absolute cgroup path without '..'");
+                }
+                parent
+            }
+            CgroupDriver::Systemd => {
+                let parent = cgroup_parent.unwrap_or_else(|| "system.slice".into());
+                if let Err(e) = wharf_runtime::systemd::expand_slice(&parent) {
+                    bail!("{e}");
+                }
+                parent
+            }
+        };
         Ok(DaemonConfig {
             data_root: flags.data_root.clone().or(file.data_root).unwrap_or_else(|| "/var/lib/wharf".into()),
             pidfile: flags.pidfile.clone().or(file.pidfile).unwrap_or_else(|| exec_root.join("wharfd.pid")),
@@ -628,6 +649,7 @@ impl DaemonConfig {
             max_download_attempts: attempts,
             log_level,
             cgroup_parent,
+            cgroup_driver,
             bridge,
             bip,
             iptables,
@@ -1095,14 +1117,22 @@ mod tests {
         let cfg =
             DaemonConfig::parse(&Flags::parse_from(["wharfd"]), br#"{"exec-opts": ["native.cgroupdriver=cgroupfs"]}"#);
         assert!(cfg.is_ok());
-        // systemd's driver: refused where systemd runs, else cgroupfs with a warning.
+        // systemd's driver: where systemd runs, with system.slice for the parent; else cgroupfs
+        // with a warning.
         let cfg =
             DaemonConfig::parse(&Flags::parse_from(["wharfd"]), br#"{"exec-opts": ["native.cgroupdriver=systemd"]}"#);
         if systemd_runs() {
-            assert!(cfg.is_err_and(|e| format!("{e:#}").contains("systemd runs on this host")));
+            let cfg = cfg.unwrap();
+            assert_eq!((cfg.cgroup_driver, cfg.cgroup_parent.as_str()), (CgroupDriver::Systemd, "system.slice"));
+            let bad = DaemonConfig::parse(
+                &Flags::parse_from(["wharfd", "--cgroup-parent", "/wharf"]),
+                br#"{"exec-opts": ["native.cgroupdriver=systemd"]}"#,
+            );
+            assert!(bad.is_err_and(|e| format!("{e:#}").contains("valid slice named as")));
         } else {
             let cfg = cfg.unwrap();
             assert!(cfg.warnings.iter().any(|w| w.contains("managed directly (cgroupfs)")), "{:?}", cfg.warnings);
+            assert_eq!((cfg.cgroup_driver, cfg.cgroup_parent.as_str()), (CgroupDriver::Cgroupfs, "/wharf"));
         }
         assert!(DaemonConfig::parse(
             &Flags::parse_from(["wharfd"]),

@@ -77,6 +77,7 @@ fn run(flags: Flags) -> anyhow::Result<()> {
         max_concurrent_uploads: cfg.max_concurrent_uploads,
         max_download_attempts: cfg.max_download_attempts,
         cgroup_parent: cfg.cgroup_parent.clone(),
+        cgroup_driver: cfg.cgroup_driver,
         shim_path,
         certs_dir: PathBuf::from("/etc/wharf/certs.d"),
         network: wharf_engine::NetworkConfig {
