@@ -479,6 +479,9 @@ pub struct DaemonOptions {
     pub env: Vec<(String, String)>,
     /// wharfd's soft open-file limit (the hard one stays), as a shell's `ulimit -Sn` sets it.
     pub nofile_soft: Option<u64>,
+    /// The systemd cgroup driver (where systemd runs), with a slice of the daemon's own as
+    /// the cgroup parent: `wharf_e2e_PID_N.slice`, stopped when the daemon is dropped.
+    pub systemd_cgroups: bool,
 }
 
 /// Why a daemon did not come up.
@@ -494,7 +497,8 @@ pub struct Daemon {
     pub data_root: PathBuf,
     pub exec_root: PathBuf,
     pub sock: PathBuf,
-    /// `/wharf-e2e-PID-N`, passed as `--cgroup-parent`.
+    /// `/wharf-e2e-PID-N`, passed as `--cgroup-parent`; with `systemd_cgroups` the slice's
+    /// directory, `/wharf_e2e_PID_N.slice`, whose name is passed.
     pub cgroup_parent: String,
     /// The default bridge and its address (`--bridge`, `--bip`), unique per daemon.
     pub bridge: String,
@@ -542,7 +546,11 @@ impl Daemon {
             data_root,
             exec_root,
             docker_config,
-            cgroup_parent: format!("/{name}"),
+            cgroup_parent: if opts.systemd_cgroups {
+                format!("/{}.slice", name.replace('-', "_"))
+            } else {
+                format!("/{name}")
+            },
             bridge: format!("whe{}", n + 1000 * (std::process::id() as usize % 1000)),
             bip: format!("10.{}.{}.1/24", 200 + std::process::id() % 50, n % 256),
             dir,
@@ -564,7 +572,7 @@ impl Daemon {
             .arg("--exec-root")
             .arg(&self.exec_root)
             .arg("--cgroup-parent")
-            .arg(&self.cgroup_parent)
+            .arg(if self.opts.systemd_cgroups { &self.cgroup_parent[1..] } else { &self.cgroup_parent })
             .arg("--bridge")
             .arg(&self.bridge)
             .arg("--bip")
@@ -575,6 +583,9 @@ impl Daemon {
             let path = self.dir.join("daemon.json");
             fs::write(&path, cfg).expect("write daemon.json");
             cmd.arg("--config-file").arg(path);
+        }
+        if self.opts.systemd_cgroups {
+            cmd.args(["--exec-opt", "native.cgroupdriver=systemd"]);
         }
         cmd.args(&self.opts.extra_args);
         // Proxies of the machine the tests run on are not the tests' to use.
@@ -810,6 +821,17 @@ impl Daemon {
 
         leaks.extend(unmount_leaked(&self.dir));
 
+        // The slice is systemd's, and stays until stopped; what wharf made in it must be gone.
+        if self.opts.systemd_cgroups {
+            for dir in cgroup_dirs(&self.cgroup_parent) {
+                for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        leaks.push(format!("cgroup left behind: {}", e.path().display()));
+                    }
+                }
+            }
+            let _ = Command::new("systemctl").args(["stop", &self.cgroup_parent[1..]]).status();
+        }
         for dir in cgroup_dirs(&self.cgroup_parent) {
             leaks.push(format!("cgroup left behind: {}", dir.display()));
             remove_cgroup_tree(&dir);

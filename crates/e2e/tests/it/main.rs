@@ -96,5 +96,6 @@ mod run_flags;
 mod runc_compare;
 mod runtime_runc;
 mod ssh_host;
+mod systemd_driver;
 mod userns;
 mod volumes;
