@@ -206,6 +206,12 @@ impl Cgroup {
     /// Creates the cgroup (and missing parents) in every hierarchy and applies `resources`.
     pub fn create(path: &str, resources: &Resources) -> Result<Cgroup> {
         let cg = Cgroup::locate(path)?;
+        // A restarted container's last scope may not have ended yet (systemd notices an empty
+        // cgroup a moment later): it must go before the directory is made again, since
+        // stopping it later would kill what now runs there.
+        if let Some(scope) = &cg.scope {
+            crate::systemd::Manager::connect()?.stop_unit(&scope.unit)?;
+        }
         let created = cg.create_dirs().and_then(|()| cg.apply(resources, true));
         if let Err(e) = created {
             let _ = cg.remove();

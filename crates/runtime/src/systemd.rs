@@ -12,6 +12,7 @@ use std::time::Duration;
 const PRIVATE_SOCKET: &str = "/run/systemd/private";
 const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
 const MANAGER_IFACE: &str = "org.freedesktop.systemd1.Manager";
+const NO_SUCH_UNIT: &str = "org.freedesktop.systemd1.NoSuchUnit";
 
 /// How long a call or a job may take before the client gives up.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -477,7 +478,8 @@ impl Manager {
         self.call("SetUnitProperties", "sba(sv)", &w.buf).map(|_| ())
     }
 
-    /// Stops a unit and waits; a unit that is already gone is not an error.
+    /// Stops a unit and waits, then forgets a failed one; a unit that is already gone is not
+    /// an error.
     pub fn stop_unit(&mut self, name: &str) -> Result<()> {
         let mut w = Writer::default();
         w.str(name);
@@ -485,10 +487,17 @@ impl Manager {
         match self.call("StopUnit", "ss", &w.buf) {
             Ok(reply) => {
                 let job = Reader { buf: &reply.body, pos: 0 }.str()?;
-                self.wait_job(&job)
+                self.wait_job(&job)?;
             }
-            Err(SystemdError::Call { name, .. }) if name == "org.freedesktop.systemd1.NoSuchUnit" => Ok(()),
-            Err(e) => Err(e),
+            Err(SystemdError::Call { name, .. }) if name == NO_SUCH_UNIT => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        // A failed unit stays loaded, and its name taken, until this.
+        let mut w = Writer::default();
+        w.str(name);
+        match self.call("ResetFailedUnit", "s", &w.buf) {
+            Err(SystemdError::Call { name, .. }) if name == NO_SUCH_UNIT => Ok(()),
+            other => other.map(|_| ()),
         }
     }
 }

@@ -95,6 +95,14 @@ fn containers_are_delegated_scopes_in_the_daemons_slice() {
     assert_eq!(read(&free_dir, "pids.max"), "max");
     assert_eq!(read(&free_dir, "memory.max"), "max");
 
+    // A restart at once: the last scope must be gone before the next is made.
+    d.docker(&["restart", "-t", "0", "scoped"]).ok();
+    assert_eq!(unit_property(&unit, "ActiveState"), "active", "restarted");
+    let pid = d.inspect(Cli::Docker, "scoped")["State"]["Pid"].as_i64().unwrap();
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert_eq!(cgroup.trim(), format!("0::{}/{unit}", d.cgroup_parent), "restarted");
+    assert_eq!(read(&dir, "pids.max"), "70", "restarted");
+
     // The daemon restarts; the container and its scope stay and are found again.
     d.kill9();
     d.restart();
