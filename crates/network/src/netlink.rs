@@ -413,7 +413,21 @@ pub fn link_index(name: &str) -> Result<u32, NetlinkError> {
     // SAFETY: c is a valid NUL-terminated string.
     let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
     if i == 0 {
-        return Err(NetlinkError::NoSuchLink(name.to_string()));
+        // if_nametoindex opens a socket, and glibc leaves ENOENT when it cannot: out of file
+        // descriptors is not a missing link, so a socket of our own tells which it was.
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENODEV) {
+            return Err(NetlinkError::NoSuchLink(name.to_string()));
+        }
+        // SAFETY: a plain socket call; the fd is closed at once.
+        let probe = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if probe < 0 {
+            let source = std::io::Error::last_os_error();
+            return Err(NetlinkError::Request { what: format!("look up network interface {name}"), source });
+        }
+        // SAFETY: closing the socket made above.
+        unsafe { libc::close(probe) };
+        return Err(NetlinkError::Request { what: format!("look up network interface {name}"), source: e });
     }
     Ok(i)
 }
@@ -421,6 +435,12 @@ pub fn link_index(name: &str) -> Result<u32, NetlinkError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_link_is_not_found() {
+        assert!(matches!(link_index("nosuchlink0"), Err(NetlinkError::NoSuchLink(_))));
+        assert!(link_index("lo").is_ok());
+    }
 
     #[test]
     fn attributes_are_padded_and_nests_sized() {
