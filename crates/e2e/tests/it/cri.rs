@@ -14,17 +14,17 @@ use serde_json::{json, Value};
 use crate::harness::{install_with_script, registry, unique, wait_for, Daemon, DaemonOptions, TempDir};
 
 /// Where Debian's containernetworking-plugins installs the plugins.
-const CNI_BIN: &str = "/usr/lib/cni";
+pub(crate) const CNI_BIN: &str = "/usr/lib/cni";
 
 /// One cri_client.py process: one JSON call a line.
-struct CriClient {
+pub(crate) struct CriClient {
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
 }
 
 impl CriClient {
-    fn start(sock: &Path) -> CriClient {
+    pub(crate) fn start(sock: &Path) -> CriClient {
         let python = install_with_script("cri-client", "container-runtime-interface-api and grpcio")
             .unwrap_or_else(|e| panic!("{e}"));
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/cri_client.py");
@@ -114,7 +114,7 @@ impl CriClient {
     }
 
     #[track_caller]
-    fn ok(&mut self, method: &str, request: Value) -> Value {
+    pub(crate) fn ok(&mut self, method: &str, request: Value) -> Value {
         match self.call(method, request) {
             Ok(v) => v,
             Err((code, details)) => panic!("{method}: {code}: {details}"),
@@ -164,7 +164,7 @@ fn cri_daemon_with(dir: &Path, more: &[&str]) -> (Daemon, PathBuf) {
     (Daemon::start_with(opts), sock)
 }
 
-fn pod_config(name: &str, uid: &str, log_dir: &Path, host_network: bool) -> Value {
+pub(crate) fn pod_config(name: &str, uid: &str, log_dir: &Path, host_network: bool) -> Value {
     json!({
         "metadata": { "name": name, "namespace": "default", "uid": uid, "attempt": 0 },
         "hostname": name,
@@ -177,7 +177,7 @@ fn pod_config(name: &str, uid: &str, log_dir: &Path, host_network: bool) -> Valu
     })
 }
 
-fn container_config(name: &str, image: &str, script: &str, log_path: &str) -> Value {
+pub(crate) fn container_config(name: &str, image: &str, script: &str, log_path: &str) -> Value {
     json!({
         "metadata": { "name": name, "attempt": 0 },
         "image": { "image": image },

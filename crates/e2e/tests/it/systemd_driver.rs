@@ -159,3 +159,56 @@ fn runc_makes_the_same_scope() {
     assert_eq!(read(&dir, "memory.max"), "33554432");
     d.docker(&["rm", "-f", &id]).ok();
 }
+
+/// Through the CRI: RuntimeConfig says systemd (kubelet takes its driver from it), and a pod's
+/// containers are scopes in the slice kubelet gives the pod.
+#[test]
+fn cri_pods_get_the_slice_kubelet_names() {
+    if !systemd_runs() {
+        return;
+    }
+    use crate::cri::{container_config, pod_config, CriClient, CNI_BIN};
+    use serde_json::json;
+    let tmp = crate::harness::TempDir::new("wharf-e2e-cri-systemd");
+    let sock = tmp.0.join("cri.sock");
+    let conf = tmp.0.join("net.d");
+    std::fs::create_dir_all(&conf).unwrap();
+    let extra_args = vec![
+        "--cri-socket".to_string(),
+        sock.display().to_string(),
+        "--cni-conf-dir".to_string(),
+        conf.display().to_string(),
+        "--cni-bin-dir".to_string(),
+        CNI_BIN.to_string(),
+    ];
+    let d = Daemon::start_with(DaemonOptions { systemd_cgroups: true, extra_args, ..Default::default() });
+    let mut c = CriClient::start(&sock);
+    assert_eq!(c.ok("RuntimeService/RuntimeConfig", json!({}))["linux"]["cgroup_driver"], "SYSTEMD");
+
+    let image = crate::harness::registry().image("library/busybox:latest");
+    c.ok("ImageService/PullImage", json!({ "image": { "image": image } }));
+    // As kubelet names a pod's slice: <parent>-pod<uid>.slice, here inside the daemon's.
+    let stem = &d.cgroup_parent[1..d.cgroup_parent.len() - ".slice".len()];
+    let pod_slice = format!("{stem}-podabc.slice");
+    let logs = tmp.0.join("logs");
+    // kubelet makes the container's log directory.
+    std::fs::create_dir_all(logs.join("app")).unwrap();
+    let mut pod = pod_config("sd", "uid-sd-1", &logs, true);
+    pod["linux"]["cgroup_parent"] = json!(pod_slice);
+    let sid =
+        c.ok("RuntimeService/RunPodSandbox", json!({ "config": pod }))["pod_sandbox_id"].as_str().unwrap().to_string();
+    let cfg = container_config("app", &image, "sleep 600", "app/0.log");
+    let cid = c
+        .ok("RuntimeService/CreateContainer", json!({ "pod_sandbox_id": sid, "config": cfg, "sandbox_config": pod }))
+        ["container_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.ok("RuntimeService/StartContainer", json!({ "container_id": cid }));
+    let pid = d.inspect(Cli::Docker, &cid)["State"]["Pid"].as_i64().unwrap();
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    c.ok("RuntimeService/StopPodSandbox", json!({ "pod_sandbox_id": sid }));
+    c.ok("RuntimeService/RemovePodSandbox", json!({ "pod_sandbox_id": sid }));
+    let _ = Command::new("systemctl").args(["stop", &pod_slice]).status();
+    assert_eq!(cgroup.trim(), format!("0::{}/{pod_slice}/docker-{cid}.scope", d.cgroup_parent));
+}
