@@ -532,12 +532,7 @@ impl Engine {
                     }
                     n.clone()
                 }
-                None => loop {
-                    let n = ids::random_name();
-                    if tx.get::<String>(Table::Names, &n)?.is_none() {
-                        break n;
-                    }
-                },
+                None => ids::pick_name(&record.id, |n| Ok::<_, EngineError>(tx.get::<String>(Table::Names, n)?.is_some()))?,
             };
             let mut rec = record.clone();
             rec.name = name.clone();

@@ -99,11 +99,32 @@ const NOUNS: &[&str] = &[
     "wing",
 ];
 
-/// A name such as `brave_lovelace`, as Docker generates when none is given.
-pub fn random_name() -> String {
-    let mut b = [0u8; 2];
+/// A name such as `brave_lovelace`, as Docker generates when none is given; a retry gets a
+/// random digit on the end (`brave_lovelace7`), as Docker's generator does.
+pub fn random_name(retry: u32) -> String {
+    let mut b = [0u8; 3];
     fill_random(&mut b);
-    format!("{}_{}", ADJECTIVES[b[0] as usize % ADJECTIVES.len()], NOUNS[b[1] as usize % NOUNS.len()])
+    let name = format!("{}_{}", ADJECTIVES[b[0] as usize % ADJECTIVES.len()], NOUNS[b[1] as usize % NOUNS.len()]);
+    if retry == 0 {
+        name
+    } else {
+        format!("{name}{}", b[2] % 10)
+    }
+}
+
+/// The name of a new container given none: a few random tries, then its short id, as dockerd
+/// does. The word lists make 1,024 names (10,240 with a digit): without the fallback the
+/// 1,025th unnamed container would never get one.
+pub fn pick_name<E>(id: &str, mut taken: impl FnMut(&str) -> Result<bool, E>) -> Result<String, E> {
+    for retry in 0..6 {
+        let name = random_name(retry);
+        if !taken(&name)? {
+            return Ok(name);
+        }
+    }
+    // A name someone chose may be that short id already; the whole id then.
+    let short = &id[..12.min(id.len())];
+    Ok(if taken(short)? { id.to_string() } else { short.to_string() })
 }
 
 /// Docker's rule for container names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
@@ -123,10 +144,27 @@ mod tests {
         let a = random_id();
         assert_eq!(a.len(), 64);
         assert_ne!(a, random_id());
-        assert!(valid_name(&random_name()));
+        assert!(valid_name(&random_name(0)));
+        let retried = random_name(1);
+        assert!(valid_name(&retried) && retried.ends_with(|c: char| c.is_ascii_digit()), "{retried}");
         for (n, ok) in [("web", true), ("a", false), ("-x", false), ("my.app_1-2", true), ("a b", false), ("/x", false)]
         {
             assert_eq!(valid_name(n), ok, "{n}");
         }
+    }
+
+    #[test]
+    fn names_run_out_into_the_short_id() {
+        let id = random_id();
+        let mut tries = 0;
+        let name = pick_name::<()>(&id, |_| {
+            tries += 1;
+            Ok(true)
+        })
+        .unwrap();
+        assert_eq!((name.as_str(), tries), (id.as_str(), 7));
+        let name = pick_name::<()>(&id, |n| Ok(n.contains('_'))).unwrap();
+        assert_eq!(name, &id[..12]);
+        assert!(pick_name::<()>(&id, |n| Ok(n.ends_with(|c: char| c.is_ascii_digit()))).unwrap().contains('_'));
     }
 }
