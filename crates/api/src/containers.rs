@@ -518,6 +518,13 @@ fn add_sizes(ctx: &Ctx, c: &ContainerRecord, v: &mut Value) {
 
 /// One container as `GET /containers/json` (and `/system/df`) lists it.
 pub fn summary_json(ctx: &Ctx, c: &ContainerRecord) -> Value {
+    // Only a running container with a healthcheck shows its health; asking for the others
+    // would read a file per container.
+    let health = if c.state.running && !c.state.paused && c.config.healthcheck.is_some() {
+        ctx.engine.container_health(&c.id)
+    } else {
+        None
+    };
     json!({
                 "Id": c.id,
                 "Names": [format!("/{}", c.name)],
@@ -528,7 +535,7 @@ pub fn summary_json(ctx: &Ctx, c: &ContainerRecord) -> Value {
                 "Ports": crate::networks::list_ports_json(c, ctx.engine.ports_endpoint(&c.id).as_ref()),
                 "Labels": c.config.labels,
                 "State": c.state.status.as_str(),
-                "Status": status_text(c, ctx.engine.container_health(&c.id).as_ref()),
+                "Status": status_text(c, health.as_ref()),
                 "HostConfig": {"NetworkMode": c.host_config.network_mode},
                 "NetworkSettings": crate::networks::list_settings_json(ctx, c),
                 "Mounts": crate::volumes::mounts_json(&c.mounts),
