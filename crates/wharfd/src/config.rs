@@ -407,6 +407,9 @@ pub struct DaemonConfig {
     pub metrics_addr: Option<String>,
     /// How long a stop waits for API requests in flight; `None`: until they finish.
     pub shutdown_timeout: Option<std::time::Duration>,
+    /// Whether a flag or the file gave shutdown-timeout: a reload keeps the running value of a
+    /// key that went from the file, as dockerd.
+    pub shutdown_timeout_set: bool,
     /// `runtimes`/`--add-runtime` and `default-runtime`.
     pub runtimes: wharf_engine::Runtimes,
     /// The CRI's socket and CNI dirs; `None` when the CRI is off.
@@ -666,6 +669,7 @@ impl DaemonConfig {
             tls,
             metrics_addr: flags.metrics_addr.clone().or(file.metrics_addr).filter(|a| !a.is_empty()),
             shutdown_timeout: shutdown_timeout(flags.shutdown_timeout.or(file_shutdown_timeout)),
+            shutdown_timeout_set: flags.shutdown_timeout.is_some() || file_shutdown_timeout.is_some(),
             runtimes,
             cri: cri_config(
                 flags.cri_socket.clone().or(file.cri_socket),

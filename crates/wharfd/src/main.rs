@@ -244,8 +244,9 @@ fn reload(flags: &Flags, running: &mut DaemonConfig, engine: &Engine) {
         engine.set_runtimes(new.runtimes.clone());
         changed.push("runtimes or default-runtime".to_string());
     }
-    if new.shutdown_timeout != running.shutdown_timeout {
-        changed.push(format!("shutdown-timeout {:?} -> {:?}", running.shutdown_timeout, new.shutdown_timeout));
+    let shutdown_timeout = if new.shutdown_timeout_set { new.shutdown_timeout } else { running.shutdown_timeout };
+    if shutdown_timeout != running.shutdown_timeout {
+        changed.push(format!("shutdown-timeout {:?} -> {:?}", running.shutdown_timeout, shutdown_timeout));
     }
     // What the engine fixed when it opened (paths, networks, container defaults) waits.
     let mut later = Vec::new();
@@ -254,6 +255,9 @@ fn reload(flags: &Flags, running: &mut DaemonConfig, engine: &Engine) {
     }
     if new.hosts != running.hosts || new.tls != running.tls || new.group != running.group {
         later.push("hosts, tls or group");
+    }
+    if new.cgroup_parent != running.cgroup_parent || new.cgroup_driver != running.cgroup_driver {
+        later.push("cgroup-parent or exec-opts");
     }
     if new.metrics_addr != running.metrics_addr {
         later.push("metrics-addr");
@@ -281,7 +285,7 @@ fn reload(flags: &Flags, running: &mut DaemonConfig, engine: &Engine) {
     // What was applied now is the running configuration; the rest is kept as it runs.
     running.log_level = new.log_level;
     running.labels = new.labels;
-    running.shutdown_timeout = new.shutdown_timeout;
+    running.shutdown_timeout = shutdown_timeout;
     running.runtimes = new.runtimes;
     running.registry_mirrors = new.registry_mirrors;
     running.insecure_registries = new.insecure_registries;

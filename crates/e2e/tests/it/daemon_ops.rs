@@ -129,7 +129,7 @@ fn keys_wharf_cannot_honour_are_refused_by_name() {
 
 #[test]
 fn sighup_reloads_what_dockerd_reloads_and_says_what_waits_for_a_restart() {
-    let d = Daemon::start_with(with_config(r#"{"labels": ["phase=one"]}"#, &[]));
+    let d = Daemon::start_with(with_config(r#"{"labels": ["phase=one"], "shutdown-timeout": 40}"#, &[]));
     let info = |f: &str| d.docker(&["info", "--format", f]).trimmed().to_string();
     assert_eq!(info("{{json .Labels}}"), r#"["phase=one"]"#);
     let path = d.dir.join("daemon.json");
@@ -153,6 +153,8 @@ fn sighup_reloads_what_dockerd_reloads_and_says_what_waits_for_a_restart() {
     let log = d.log_text();
     assert!(log.contains("reload: registry settings") && log.contains("max_concurrent_uploads: 1"), "{log}");
     assert!(log.contains("container defaults") && log.contains("when it next starts"), "{log}");
+    // A key that left the file keeps its running value (dockerd's reload of shutdown-timeout).
+    assert!(!log.contains("shutdown-timeout"), "{log}");
     // A broken file changes nothing and the daemon keeps serving.
     fs::write(&path, r#"{"labels": ["phase=three"], "ip-forward": false}"#).unwrap();
     hup();
