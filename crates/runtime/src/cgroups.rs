@@ -916,7 +916,6 @@ impl Support {
     }
 }
 
-/// The standard conversion of v1 cpu shares (2..262144) to a v2 cpu weight (1..10000).
 /// The limits of `r` that systemd has unit properties for, in its units (v2 semantics); a
 /// limit given as none (-1, or 0 where Docker means none) is systemd's infinity.
 fn scope_properties(r: &Resources) -> Vec<(&'static str, crate::systemd::Value)> {
@@ -948,6 +947,7 @@ fn scope_properties(r: &Resources) -> Vec<(&'static str, crate::systemd::Value)>
     props
 }
 
+/// The standard conversion of v1 cpu shares (2..262144) to a v2 cpu weight (1..10000).
 pub fn shares_to_weight(shares: u64) -> u64 {
     if shares == 0 {
         return 100;

@@ -267,6 +267,7 @@ fn a_delegated_subtree_works_for_an_unprivileged_user() {
     let script = format!(
         r#"set -e
 r={root}
+export r
 mkdir $r/work
 echo $$ > $r/work/cgroup.procs
 grep -qx "0::${{r#/sys/fs/cgroup}}/work" /proc/self/cgroup
@@ -276,8 +277,12 @@ cat $r/work/memory.max $r/work/pids.max
 if sh -c 'for i in 1 2 3 4 5 6 7 8 9 10 11 12; do sleep 30 >/dev/null 2>&1 & done' 2>/dev/null; then echo "pids.max not enforced"; exit 1; fi
 echo pids-enforced
 echo max > $r/work/pids.max
-if sh -c 'x=$(head -c 33554432 /dev/zero | tr "\0" a); echo ${{#x}}' >/dev/null 2>&1; then echo "memory.max not enforced"; exit 1; fi
-grep -q "oom_kill [1-9]" $r/work/memory.events && echo memory-enforced
+# The hog in a cgroup of its own, so that the OOM killer's victim can only be the hog (in
+# `work` it once took this shell instead).
+mkdir $r/mem
+echo 8388608 > $r/mem/memory.max
+if sh -c 'echo $$ > $r/mem/cgroup.procs && x=$(head -c 33554432 /dev/zero | tr "\0" a); echo ${{#x}}' >/dev/null 2>&1; then echo "memory.max not enforced"; exit 1; fi
+grep -q "oom_kill [1-9]" $r/mem/memory.events && echo memory-enforced
 s={scratch}
 mkdir $s/l $s/u $s/w $s/m
 echo lower > $s/l/f

@@ -119,6 +119,17 @@ fn containers_are_delegated_scopes_in_the_daemons_slice() {
     assert_eq!(read(&dir, "memory.max"), "100663296", "the limits of the update stay with the container");
     d.docker(&["rm", "-f", "scoped", "free"]).ok();
 
+    // The device program stays in force under systemd (it adds none of its own to the scope):
+    // /dev/mem's node does not open, unless a rule allows it. CAP_SYS_RAWIO in both runs, so
+    // that only the device program tells them apart.
+    let script = "mknod /tmp/mem c 1 1 && head -c 1 /tmp/mem >/dev/null && echo read";
+    d.docker(&["run", "--rm", "--cap-add", "SYS_RAWIO", &image, "sh", "-c", script])
+        .fails()
+        .mentions(&["Operation not permitted"]);
+    let rule = ["--device-cgroup-rule", "c 1:1 r"];
+    let out = d.docker(&["run", "--rm", "--cap-add", "SYS_RAWIO", rule[0], rule[1], &image, "sh", "-c", script]);
+    assert_eq!(out.ok().trimmed(), "read");
+
     d.docker(&["run", "--rm", "--cgroup-parent", "/wharf", &image, "true"])
         .fails()
         .mentions(&["cgroup-parent for systemd cgroup should be a valid slice named as \"xxx.slice\""]);
