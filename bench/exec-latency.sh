@@ -24,35 +24,11 @@ WHARF=("$BIN/wharf" -H "unix://$SOCK")
 "${WHARF[@]}" run -d --name bench "$IMAGE" sleep 3600 >/dev/null
 "${WHARF[@]}" exec bench true # warm-up
 
-# time_runs FILE CMD...: N timed runs, milliseconds appended to FILE.
-time_runs() {
-    local file=$1; shift
-    local i t0 t1
-    : >"$file"
-    for i in $(seq "$N"); do
-        t0=$(now_ns)
-        "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; return 1; }
-        t1=$(now_ns)
-        awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", (b - a) / 1e6 }' >>"$file"
-    done
-}
-
 time_runs "$WORK/wharf.ms" "${WHARF[@]}" exec bench true
 
 # runc: the same busybox in a plain rootfs directory, detached, then exec'd into.
 BUNDLE=$WORK/bundle
-mkdir -p "$BUNDLE/rootfs/bin" "$BUNDLE/rootfs/proc" "$BUNDLE/rootfs/dev" "$BUNDLE/rootfs/sys"
-cp /bin/busybox "$BUNDLE/rootfs/bin/busybox"
-for l in true sh sleep; do ln -s busybox "$BUNDLE/rootfs/bin/$l"; done
-(cd "$BUNDLE" && runc spec)
-python3 - "$BUNDLE/config.json" <<'PY'
-import json, sys
-p = sys.argv[1]
-c = json.load(open(p))
-c["process"]["args"] = ["sleep", "3600"]
-c["process"]["terminal"] = False
-json.dump(c, open(p, "w"))
-PY
+runc_bundle "$BUNDLE" sleep 3600
 runc run -d -b "$BUNDLE" "$RUNC_ID" </dev/null >/dev/null 2>&1
 runc exec "$RUNC_ID" true
 time_runs "$WORK/runc.ms" runc exec "$RUNC_ID" true

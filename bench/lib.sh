@@ -157,6 +157,38 @@ now_ns() { date +%s%N; }
 # seconds T0 T1: the seconds between two now_ns readings.
 seconds() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", (b - a) / 1e9 }'; }
 
+# time_runs FILE CMD...: $N timed runs of CMD, milliseconds appended to FILE (emptied first).
+time_runs() {
+    local file=$1 i t0 t1
+    shift
+    : >"$file"
+    for i in $(seq "$N"); do
+        t0=$(now_ns)
+        "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; return 1; }
+        t1=$(now_ns)
+        awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", (b - a) / 1e6 }' >>"$file"
+    done
+}
+
+# runc_bundle DIR ARG...: an OCI bundle for runc with this host's busybox as its rootfs (true,
+# sh and sleep linked to it) and ARG... as its process, without a terminal.
+runc_bundle() {
+    local dir=$1 l
+    shift
+    mkdir -p "$dir/rootfs/bin" "$dir/rootfs/proc" "$dir/rootfs/dev" "$dir/rootfs/sys"
+    cp /bin/busybox "$dir/rootfs/bin/busybox"
+    for l in true sh sleep; do ln -s busybox "$dir/rootfs/bin/$l"; done
+    (cd "$dir" && runc spec)
+    python3 - "$dir/config.json" "$@" <<'PY'
+import json, sys
+p = sys.argv[1]
+c = json.load(open(p))
+c["process"]["args"] = sys.argv[2:]
+c["process"]["terminal"] = False
+json.dump(c, open(p, "w"))
+PY
+}
+
 # stats FILE: "median p95" of the milliseconds in FILE, one per line.
 stats() {
     sort -n "$1" | awk '{a[NR]=$1} END {

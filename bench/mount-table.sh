@@ -30,32 +30,8 @@ WHARF=("$BIN/wharf" -H "unix://$SOCK")
 "${WHARF[@]}" run --rm "$IMAGE" true # warm-up
 
 BUNDLE=$WORK/bundle
-mkdir -p "$BUNDLE/rootfs/bin" "$BUNDLE/rootfs/proc" "$BUNDLE/rootfs/dev" "$BUNDLE/rootfs/sys"
-cp /bin/busybox "$BUNDLE/rootfs/bin/busybox"
-ln -s busybox "$BUNDLE/rootfs/bin/true"
-(cd "$BUNDLE" && runc spec)
-python3 - "$BUNDLE/config.json" <<'PY'
-import json, sys
-p = sys.argv[1]
-c = json.load(open(p))
-c["process"]["args"] = ["true"]
-c["process"]["terminal"] = False
-json.dump(c, open(p, "w"))
-PY
+runc_bundle "$BUNDLE" true
 runc_once() { runc run -b "$BUNDLE" "wharf-bench-$$-$RANDOM$RANDOM"; }
-
-# time_runs FILE CMD...: N timed runs, milliseconds appended to FILE.
-time_runs() {
-    local file=$1 i t0 t1
-    shift
-    : >"$file"
-    for i in $(seq "$N"); do
-        t0=$(now_ns)
-        "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; return 1; }
-        t1=$(now_ns)
-        awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", (b - a) / 1e6 }' >>"$file"
-    done
-}
 
 median() { read -r m _ < <(stats "$1"); echo "$m"; }
 

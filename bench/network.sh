@@ -52,19 +52,6 @@ WHARF=("$BIN/wharf" -H "unix://$SOCK")
 "${WHARF[@]}" pull "$IMAGE" >/dev/null
 "${WHARF[@]}" run --rm "$IMAGE" true >/dev/null # warm-up; creates the bridge
 
-# time_runs FILE CMD...: N timed runs, milliseconds appended to FILE.
-time_runs() {
-    local file=$1; shift
-    local i t0 t1
-    : >"$file"
-    for i in $(seq "$N"); do
-        t0=$(now_ns)
-        "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; return 1; }
-        t1=$(now_ns)
-        awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", (b - a) / 1e6 }' >>"$file"
-    done
-}
-
 # Interleaved would be fairer to drift; two blocks keep the script simple and N is small.
 time_runs "$WORK/wharf-none.ms" "${WHARF[@]}" run --rm --network none "$IMAGE" true
 time_runs "$WORK/wharf-bridge.ms" "${WHARF[@]}" run --rm "$IMAGE" true

@@ -22,37 +22,12 @@ WHARF=("$BIN/wharf" -H "unix://$SOCK")
 read -r -a RUN_ARGS <<<"${WHARF_RUN_ARGS:-}"
 "${WHARF[@]}" run --rm "${RUN_ARGS[@]}" "$IMAGE" true # warm-up
 
-# time_runs FILE CMD...: N timed runs, milliseconds appended to FILE.
-time_runs() {
-    local file=$1; shift
-    local i t0 t1
-    : >"$file"
-    for i in $(seq "$N"); do
-        t0=$(now_ns)
-        "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; return 1; }
-        t1=$(now_ns)
-        awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", (b - a) / 1e6 }' >>"$file"
-    done
-}
-
 phase_lines_before=$(grep -c "start phases" "$WORK/wharfd/wharfd.log" || true)
 time_runs "$WORK/wharf.ms" "${WHARF[@]}" run --rm "${RUN_ARGS[@]}" "$IMAGE" true
 
 # runc: the same busybox in a plain rootfs directory.
 BUNDLE=$WORK/bundle
-mkdir -p "$BUNDLE/rootfs/bin" "$BUNDLE/rootfs/proc" "$BUNDLE/rootfs/dev" "$BUNDLE/rootfs/sys"
-cp /bin/busybox "$BUNDLE/rootfs/bin/busybox"
-ln -s busybox "$BUNDLE/rootfs/bin/true"
-ln -s busybox "$BUNDLE/rootfs/bin/sh"
-(cd "$BUNDLE" && runc spec)
-python3 - "$BUNDLE/config.json" <<'PY'
-import json, sys
-p = sys.argv[1]
-c = json.load(open(p))
-c["process"]["args"] = ["true"]
-c["process"]["terminal"] = False
-json.dump(c, open(p, "w"))
-PY
+runc_bundle "$BUNDLE" true
 runc_once() {
     runc run -b "$BUNDLE" "wharf-bench-$$-$RANDOM$RANDOM"
 }
