@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::harness::{install_with_script, registry, unique, wait_for, Daemon, DaemonOptions, TempDir};
 
 /// Where Debian's containernetworking-plugins installs the plugins.
-pub(crate) const CNI_BIN: &str = "/usr/lib/cni";
+const CNI_BIN: &str = "/usr/lib/cni";
 
 /// One cri_client.py process: one JSON call a line.
 pub(crate) struct CriClient {
@@ -121,6 +121,27 @@ impl CriClient {
         }
     }
 
+    /// RunPodSandbox, which must succeed: the sandbox's id.
+    #[track_caller]
+    pub(crate) fn run_pod(&mut self, pod: &Value) -> String {
+        self.ok("RuntimeService/RunPodSandbox", json!({ "config": pod }))["pod_sandbox_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// CreateContainer in the sandbox `sid`, which must succeed: the container's id.
+    #[track_caller]
+    pub(crate) fn create_container(&mut self, sid: &str, cfg: &Value, pod: &Value) -> String {
+        self.ok(
+            "RuntimeService/CreateContainer",
+            json!({ "pod_sandbox_id": sid, "config": cfg, "sandbox_config": pod }),
+        )["container_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     /// The error code of a call that must fail, with its details.
     #[track_caller]
     fn err(&mut self, method: &str, request: Value) -> (String, String) {
@@ -144,6 +165,13 @@ fn cri_daemon(dir: &Path) -> (Daemon, PathBuf) {
 }
 
 fn cri_daemon_with(dir: &Path, more: &[&str]) -> (Daemon, PathBuf) {
+    let (opts, sock) = cri_daemon_options(dir, more);
+    (Daemon::start_with(opts), sock)
+}
+
+/// The options of a wharfd serving the CRI on a socket in `dir` (returned too), CNI config
+/// from `dir/net.d`, with `more` flags.
+pub(crate) fn cri_daemon_options(dir: &Path, more: &[&str]) -> (DaemonOptions, PathBuf) {
     let sock = dir.join("cri.sock");
     let conf = dir.join("net.d");
     std::fs::create_dir_all(&conf).expect("create net.d");
@@ -161,7 +189,7 @@ fn cri_daemon_with(dir: &Path, more: &[&str]) -> (Daemon, PathBuf) {
         .collect(),
         ..Default::default()
     };
-    (Daemon::start_with(opts), sock)
+    (opts, sock)
 }
 
 pub(crate) fn pod_config(name: &str, uid: &str, log_dir: &Path, host_network: bool) -> Value {
@@ -281,8 +309,7 @@ fn cri_pod_lifecycle_as_kubelet_drives_it() {
     let logs = tmp.0.join("pods/web");
     std::fs::create_dir_all(logs.join("app")).unwrap();
     let pod = pod_config("web", "uid-web-1", &logs, true);
-    let sid =
-        c.ok("RuntimeService/RunPodSandbox", json!({ "config": pod }))["pod_sandbox_id"].as_str().unwrap().to_string();
+    let sid = c.run_pod(&pod);
     let (code, _) = c.err("RuntimeService/RunPodSandbox", json!({ "config": pod }));
     assert_eq!(code, "ALREADY_EXISTS");
     let ps = c.ok("RuntimeService/PodSandboxStatus", json!({ "pod_sandbox_id": sid, "verbose": true }));
@@ -321,12 +348,7 @@ fn cri_pod_lifecycle_as_kubelet_drives_it() {
     );
     assert_eq!(code, "NOT_FOUND");
 
-    let cid = c
-        .ok("RuntimeService/CreateContainer", json!({ "pod_sandbox_id": sid, "config": cfg, "sandbox_config": pod }))
-        ["container_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let cid = c.create_container(&sid, &cfg, &pod);
     let (code, _) =
         c.err("RuntimeService/CreateContainer", json!({ "pod_sandbox_id": sid, "config": cfg, "sandbox_config": pod }));
     assert_eq!(code, "ALREADY_EXISTS");
@@ -408,12 +430,7 @@ fn cri_pod_lifecycle_as_kubelet_drives_it() {
 
     // A container that completes.
     let done = container_config("once", &image_ref, "echo done", "once.log");
-    let oid = c
-        .ok("RuntimeService/CreateContainer", json!({ "pod_sandbox_id": sid, "config": done, "sandbox_config": pod }))
-        ["container_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let oid = c.create_container(&sid, &done, &pod);
     c.ok("RuntimeService/StartContainer", json!({ "container_id": oid }));
     let st = wait_state(&mut c, &oid, "CONTAINER_EXITED");
     assert_eq!(st["status"]["exit_code"], 0);
@@ -510,8 +527,7 @@ fn cri_pod_network_through_cni() {
     let mut pod = pod_config("netpod", "uid-net-1", &logs, false);
     pod["dns_config"] = json!({ "servers": ["10.96.0.10"], "searches": ["default.svc.cluster.local", "svc.cluster.local"], "options": ["ndots:5"] });
     pod["linux"]["sysctls"] = json!({ "net.ipv4.ip_unprivileged_port_start": "0" });
-    let sid =
-        c.ok("RuntimeService/RunPodSandbox", json!({ "config": pod }))["pod_sandbox_id"].as_str().unwrap().to_string();
+    let sid = c.run_pod(&pod);
     let ps = c.ok("RuntimeService/PodSandboxStatus", json!({ "pod_sandbox_id": sid }));
     assert_eq!(ps["status"]["state"], "SANDBOX_READY", "{ps}");
     let ip = ps["status"]["network"]["ip"].as_str().unwrap().to_string();
@@ -521,12 +537,7 @@ fn cri_pod_network_through_cni() {
     // A server in the pod, reached from the host at the pod's address: it serves the pod's
     // /etc, so its hostname comes back.
     let cfg = container_config("web", &image_ref, "exec httpd -f -p 8080 -h /etc", "web.log");
-    let cid = c
-        .ok("RuntimeService/CreateContainer", json!({ "pod_sandbox_id": sid, "config": cfg, "sandbox_config": pod }))
-        ["container_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let cid = c.create_container(&sid, &cfg, &pod);
     c.ok("RuntimeService/StartContainer", json!({ "container_id": cid }));
     wait_state(&mut c, &cid, "CONTAINER_RUNNING");
     let mut body = String::new();
@@ -680,19 +691,13 @@ fn cri_pod_host_port_through_portmap() {
     std::fs::create_dir_all(&logs).unwrap();
     let mut pod = pod_config("portpod", "uid-portmap-1", &logs, false);
     pod["port_mappings"] = json!([{ "protocol": "TCP", "container_port": 8080, "host_port": host_port }]);
-    let sid =
-        c.ok("RuntimeService/RunPodSandbox", json!({ "config": pod }))["pod_sandbox_id"].as_str().unwrap().to_string();
+    let sid = c.run_pod(&pod);
     let rules = nat_rules();
     assert!(rules.contains(&sid), "no portmap rules for {sid}:\n{rules}");
     assert!(rules.contains(&format!("--dport {host_port}")), "no rule for port {host_port}:\n{rules}");
 
     let cfg = container_config("web", &image_ref, "exec httpd -f -p 8080 -h /etc", "web.log");
-    let cid = c
-        .ok("RuntimeService/CreateContainer", json!({ "pod_sandbox_id": sid, "config": cfg, "sandbox_config": pod }))
-        ["container_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let cid = c.create_container(&sid, &cfg, &pod);
     c.ok("RuntimeService/StartContainer", json!({ "container_id": cid }));
     wait_state(&mut c, &cid, "CONTAINER_RUNNING");
     // The pod serves its /etc: its hostname comes back through the host's port.
@@ -745,16 +750,10 @@ fn cri_pods_survive_a_wharfd_kill9() {
     let logs = tmp.0.join("pods/keep");
     std::fs::create_dir_all(&logs).unwrap();
     let pod = pod_config("keep", "uid-keep-1", &logs, true);
-    let sid =
-        c.ok("RuntimeService/RunPodSandbox", json!({ "config": pod }))["pod_sandbox_id"].as_str().unwrap().to_string();
+    let sid = c.run_pod(&pod);
     let cfg =
         container_config("ticker", &image_ref, "echo first; while true; do echo tick; sleep 0.3; done", "ticker.log");
-    let cid = c
-        .ok("RuntimeService/CreateContainer", json!({ "pod_sandbox_id": sid, "config": cfg, "sandbox_config": pod }))
-        ["container_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let cid = c.create_container(&sid, &cfg, &pod);
     c.ok("RuntimeService/StartContainer", json!({ "container_id": cid }));
     let log_file = logs.join("ticker.log");
     wait_log(&log_file, "stdout F tick");
@@ -817,8 +816,7 @@ fn cri_pod_namespaces_cgroup_parent_stats_and_updates() {
     // kubelet's evented PLEG: a stream of what happens to the pod, from another connection.
     let mut events = CriClient::start(&sock);
     events.start_stream("RuntimeService/GetContainerEvents");
-    let sid =
-        c.ok("RuntimeService/RunPodSandbox", json!({ "config": pod }))["pod_sandbox_id"].as_str().unwrap().to_string();
+    let sid = c.run_pod(&pod);
     let evs = events.take(2);
     assert_eq!(evs[0]["container_id"], sid.as_str(), "{evs:?}");
     assert_eq!(evs[0]["container_event_type"], "CONTAINER_CREATED_EVENT", "{evs:?}");
@@ -832,13 +830,7 @@ fn cri_pod_namespaces_cgroup_parent_stats_and_updates() {
         if name == "one" {
             cfg["linux"]["security_context"] = json!({ "seccomp": { "profile_type": "RuntimeDefault" } });
         }
-        let cid = c.ok(
-            "RuntimeService/CreateContainer",
-            json!({ "pod_sandbox_id": sid, "config": cfg, "sandbox_config": pod }),
-        )["container_id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let cid = c.create_container(&sid, &cfg, &pod);
         c.ok("RuntimeService/StartContainer", json!({ "container_id": cid }));
         wait_state(&mut c, &cid, "CONTAINER_RUNNING");
         ids.push(cid);
@@ -1061,18 +1053,12 @@ fn add_pod(c: &mut CriClient, tmp: &Path, name: &str, script: &str, extra: Value
     let logs = tmp.join("pods").join(name);
     std::fs::create_dir_all(&logs).unwrap();
     let pod = pod_config(name, &format!("uid-{name}"), &logs, true);
-    let sid =
-        c.ok("RuntimeService/RunPodSandbox", json!({ "config": pod }))["pod_sandbox_id"].as_str().unwrap().to_string();
+    let sid = c.run_pod(&pod);
     let mut cfg = container_config(name, &image, script, "c.log");
     for (k, v) in extra.as_object().unwrap() {
         cfg[k] = v.clone();
     }
-    let cid = c
-        .ok("RuntimeService/CreateContainer", json!({ "pod_sandbox_id": sid, "config": cfg, "sandbox_config": pod }))
-        ["container_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let cid = c.create_container(&sid, &cfg, &pod);
     c.ok("RuntimeService/StartContainer", json!({ "container_id": cid }));
     wait_state(c, &cid, "CONTAINER_RUNNING");
     (sid, cid)
@@ -1364,16 +1350,10 @@ fn cri_port_forward_over_websocket_and_spdy() {
     let logs = tmp.0.join("pods/pfpod");
     std::fs::create_dir_all(&logs).unwrap();
     let pod = pod_config("pfpod", "uid-pf-1", &logs, false);
-    let sid =
-        c.ok("RuntimeService/RunPodSandbox", json!({ "config": pod }))["pod_sandbox_id"].as_str().unwrap().to_string();
+    let sid = c.run_pod(&pod);
     // Listens on the pod's loopback only: nothing outside the pod reaches it but the forward.
     let cfg = container_config("web", &image, "exec httpd -f -p 127.0.0.1:8080 -h /etc", "web.log");
-    let cid = c
-        .ok("RuntimeService/CreateContainer", json!({ "pod_sandbox_id": sid, "config": cfg, "sandbox_config": pod }))
-        ["container_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let cid = c.create_container(&sid, &cfg, &pod);
     c.ok("RuntimeService/StartContainer", json!({ "container_id": cid }));
     wait_state(&mut c, &cid, "CONTAINER_RUNNING");
 

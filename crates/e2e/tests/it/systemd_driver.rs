@@ -178,21 +178,11 @@ fn cri_pods_get_the_slice_kubelet_names() {
     if !systemd_runs() {
         return;
     }
-    use crate::cri::{container_config, pod_config, CriClient, CNI_BIN};
+    use crate::cri::{container_config, cri_daemon_options, pod_config, CriClient};
     use serde_json::json;
     let tmp = crate::harness::TempDir::new("wharf-e2e-cri-systemd");
-    let sock = tmp.0.join("cri.sock");
-    let conf = tmp.0.join("net.d");
-    std::fs::create_dir_all(&conf).unwrap();
-    let extra_args = vec![
-        "--cri-socket".to_string(),
-        sock.display().to_string(),
-        "--cni-conf-dir".to_string(),
-        conf.display().to_string(),
-        "--cni-bin-dir".to_string(),
-        CNI_BIN.to_string(),
-    ];
-    let d = Daemon::start_with(DaemonOptions { systemd_cgroups: true, extra_args, ..Default::default() });
+    let (opts, sock) = cri_daemon_options(&tmp.0, &[]);
+    let d = Daemon::start_with(DaemonOptions { systemd_cgroups: true, ..opts });
     let mut c = CriClient::start(&sock);
     assert_eq!(c.ok("RuntimeService/RuntimeConfig", json!({}))["linux"]["cgroup_driver"], "SYSTEMD");
 
@@ -206,15 +196,9 @@ fn cri_pods_get_the_slice_kubelet_names() {
     std::fs::create_dir_all(logs.join("app")).unwrap();
     let mut pod = pod_config("sd", "uid-sd-1", &logs, true);
     pod["linux"]["cgroup_parent"] = json!(pod_slice);
-    let sid =
-        c.ok("RuntimeService/RunPodSandbox", json!({ "config": pod }))["pod_sandbox_id"].as_str().unwrap().to_string();
+    let sid = c.run_pod(&pod);
     let cfg = container_config("app", &image, "sleep 600", "app/0.log");
-    let cid = c
-        .ok("RuntimeService/CreateContainer", json!({ "pod_sandbox_id": sid, "config": cfg, "sandbox_config": pod }))
-        ["container_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let cid = c.create_container(&sid, &cfg, &pod);
     c.ok("RuntimeService/StartContainer", json!({ "container_id": cid }));
     let pid = d.inspect(Cli::Docker, &cid)["State"]["Pid"].as_i64().unwrap();
     let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
