@@ -173,7 +173,7 @@ impl Cgroup {
             Some(Err(_)) => return Err(CgroupError::InvalidPath { path: given.to_string() }),
             None => None,
         };
-        let path = fs_path(given)?;
+        let path = scope.as_ref().map_or_else(|| given.to_string(), |s| s.cgroup_path());
         let path = path.as_str();
         if !path.starts_with('/') || path.split('/').any(|c| c == "..") {
             return Err(CgroupError::InvalidPath { path: path.to_string() });

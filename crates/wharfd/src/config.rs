@@ -602,7 +602,7 @@ impl DaemonConfig {
         for o in &exec_opts {
             match o.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
                 Some(("native.cgroupdriver", "cgroupfs")) => cgroup_driver = Some(CgroupDriver::Cgroupfs),
-                Some(("native.cgroupdriver", "systemd")) if systemd_runs() => {
+                Some(("native.cgroupdriver", "systemd")) if wharf_runtime::systemd::runs() => {
                     cgroup_driver = Some(CgroupDriver::Systemd)
                 }
                 Some(("native.cgroupdriver", "systemd")) => {
@@ -617,7 +617,9 @@ impl DaemonConfig {
         }
         // As dockerd: systemd's driver by default where systemd runs on a pure cgroup v2 host.
         let cgroup_driver = cgroup_driver.unwrap_or(
-            if systemd_runs() && wharf_runtime::cgroups::Layout::detect() == wharf_runtime::cgroups::Layout::V2 {
+            if wharf_runtime::systemd::runs()
+                && wharf_runtime::cgroups::Layout::detect() == wharf_runtime::cgroups::Layout::V2
+            {
                 CgroupDriver::Systemd
             } else {
                 CgroupDriver::Cgroupfs
@@ -896,10 +898,6 @@ fn parse_pool_flag(s: &str) -> anyhow::Result<PoolConfig> {
 /// Reads daemon.json. A missing default file is an empty configuration; a missing explicit one
 /// is an error.
 /// Whether systemd is the host's init (what `sd_booted()` checks).
-fn systemd_runs() -> bool {
-    Path::new("/run/systemd/system").is_dir()
-}
-
 fn read_file(path: &Path, explicit: bool) -> anyhow::Result<Vec<u8>> {
     match std::fs::read(path) {
         Ok(r) => Ok(r),
@@ -1125,7 +1123,7 @@ mod tests {
         // with a warning.
         let cfg =
             DaemonConfig::parse(&Flags::parse_from(["wharfd"]), br#"{"exec-opts": ["native.cgroupdriver=systemd"]}"#);
-        if systemd_runs() {
+        if wharf_runtime::systemd::runs() {
             let cfg = cfg.unwrap();
             assert_eq!((cfg.cgroup_driver, cfg.cgroup_parent.as_str()), (CgroupDriver::Systemd, "system.slice"));
             let bad = DaemonConfig::parse(
