@@ -7,6 +7,7 @@
 //! while its pause process runs and, on the pod network, while it has its CNI attachment.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use wharf_engine::{ContainerRecord, CreateRequest, EngineError, HostConfig, ListOptions};
 
@@ -52,7 +53,7 @@ impl Cri {
     }
 
     /// Every sandbox record with its metadata, newest first.
-    pub(crate) fn sandboxes(&self) -> Result<Vec<(ContainerRecord, SandboxMeta)>, Status> {
+    pub(crate) fn sandboxes(&self) -> Result<Vec<(Arc<ContainerRecord>, SandboxMeta)>, Status> {
         Ok(self
             .list_typed(meta::TYPE_SANDBOX)?
             .into_iter()
@@ -61,7 +62,7 @@ impl Cri {
     }
 
     /// Every engine container with dockershim's type label `kind`.
-    pub(crate) fn list_typed(&self, kind: &str) -> Result<Vec<ContainerRecord>, Status> {
+    pub(crate) fn list_typed(&self, kind: &str) -> Result<Vec<Arc<ContainerRecord>>, Status> {
         let mut filters = BTreeMap::new();
         filters.insert("label".to_string(), vec![format!("{}={kind}", meta::TYPE_LABEL)]);
         Ok(self.engine.list_containers(&ListOptions { all: true, limit: None, filters })?)
@@ -354,7 +355,7 @@ impl Cri {
     }
 
     /// The engine records of a sandbox's containers.
-    pub(crate) fn pod_containers(&self, sandbox_id: &str) -> Result<Vec<ContainerRecord>, Status> {
+    pub(crate) fn pod_containers(&self, sandbox_id: &str) -> Result<Vec<Arc<ContainerRecord>>, Status> {
         let mut filters = BTreeMap::new();
         filters.insert(
             "label".to_string(),

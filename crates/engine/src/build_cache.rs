@@ -113,13 +113,8 @@ impl Engine {
                 cur = by_id.get(&c).and_then(|r| r.parent.as_ref()).map(|p| p.to_string());
             }
         }
-        let used: std::collections::HashSet<String> = self
-            .inner
-            .db
-            .list::<crate::ContainerRecord>(Table::Containers)?
-            .into_iter()
-            .map(|(_, c)| c.image_id.to_string())
-            .collect();
+        let used: std::collections::HashSet<String> =
+            self.all_containers().iter().map(|c| c.image_id.to_string()).collect();
         Ok(entries
             .into_iter()
             .map(|(key, entry)| {

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use wharf_metadata::Table;
 use wharf_types::digest::short_id;
 use wharf_types::Digest;
 
@@ -265,23 +264,21 @@ impl Engine {
 
     /// Finds a container by name (with or without `/`), full id, or unique id prefix.
     pub fn find_container(&self, name: &str) -> Result<ContainerRecord, EngineError> {
-        let db = &self.inner.db;
+        self.find_container_arc(name).map(|r| (*r).clone())
+    }
+
+    /// `find_container` without the copy, for readers.
+    pub(crate) fn find_container_arc(&self, name: &str) -> Result<Arc<ContainerRecord>, EngineError> {
+        let store = &self.inner.containers;
         let bare = name.strip_prefix('/').unwrap_or(name);
-        if let Some(rec) = db.get::<ContainerRecord>(Table::Containers, bare)? {
+        if let Some(rec) = store.get(bare) {
             return Ok(rec);
         }
-        if let Some(id) = db.get::<String>(Table::Names, bare)? {
-            if let Some(rec) = db.get::<ContainerRecord>(Table::Containers, &id)? {
-                return Ok(rec);
-            }
+        if let Some(rec) = store.holder_of(bare).and_then(|id| store.get(&id)) {
+            return Ok(rec);
         }
         if !bare.is_empty() && bare.bytes().all(|b| b.is_ascii_hexdigit()) {
-            let mut found: Vec<ContainerRecord> = db
-                .list::<ContainerRecord>(Table::Containers)?
-                .into_iter()
-                .filter(|(id, _)| id.starts_with(bare))
-                .map(|(_, r)| r)
-                .collect();
+            let mut found = store.with_id_prefix(bare);
             if found.len() == 1 {
                 return Ok(found.remove(0));
             }
@@ -292,9 +289,13 @@ impl Engine {
         Err(EngineError::NotFound(format!("No such container: {name}")))
     }
 
-    pub fn list_containers(&self, opts: &ListOptions) -> Result<Vec<ContainerRecord>, EngineError> {
-        let mut all: Vec<ContainerRecord> =
-            self.inner.db.list::<ContainerRecord>(Table::Containers)?.into_iter().map(|(_, r)| r).collect();
+    /// Every container record, in no particular order.
+    pub(crate) fn all_containers(&self) -> Vec<Arc<ContainerRecord>> {
+        self.inner.containers.list()
+    }
+
+    pub fn list_containers(&self, opts: &ListOptions) -> Result<Vec<Arc<ContainerRecord>>, EngineError> {
+        let mut all = self.inner.containers.list();
         all.sort_by(|a, b| b.created.cmp(&a.created));
         let show_all = opts.all || opts.limit.is_some() || opts.filters.contains_key("status");
         let mut out = Vec::new();
@@ -522,22 +523,22 @@ impl Engine {
         .await?;
 
         let _guard = self.inner.containers_lock.lock().await;
-        let result = self.inner.db.write(|tx| {
+        let result = self.inner.containers.write(|tx| {
             let name = match &name {
                 Some(n) => {
-                    if let Some(holder) = tx.get::<String>(Table::Names, n)? {
+                    if let Some(holder) = tx.holder_of(n) {
                         return Err(EngineError::Conflict(format!(
                             "Conflict. The container name \"/{n}\" is already in use by container \"{holder}\". You have to remove (or rename) that container to be able to reuse that name."
                         )));
                     }
                     n.clone()
                 }
-                None => ids::pick_name(&record.id, |n| Ok::<_, EngineError>(tx.get::<String>(Table::Names, n)?.is_some()))?,
+                None => ids::pick_name(&record.id, |n| Ok::<_, EngineError>(tx.holder_of(n).is_some()))?,
             };
             let mut rec = record.clone();
             rec.name = name.clone();
-            tx.put(Table::Names, &name, &rec.id)?;
-            tx.put(Table::Containers, &rec.id, &rec)?;
+            tx.put_name(&name, &rec.id);
+            tx.put(&rec);
             Ok(rec)
         });
         match result {
@@ -750,8 +751,7 @@ impl Engine {
     }
 
     pub(crate) fn put_container(&self, rec: &ContainerRecord) -> Result<(), EngineError> {
-        self.inner.db.write(|tx| tx.put(Table::Containers, &rec.id, rec))?;
-        Ok(())
+        self.inner.containers.put(rec)
     }
 
     /// Sends the stop signal, waits up to the timeout, then kills. Returns `NotModified` when the
@@ -870,12 +870,12 @@ impl Engine {
         crate::failpoint::hit("remove-after-kill");
         let rec = self.find_container(&rec.id)?;
         self.inner.restarts.reset(&rec.id);
-        self.inner.db.write(|tx| {
-            tx.delete(Table::Containers, &rec.id)?;
-            if tx.get::<String>(Table::Names, &rec.name)?.as_deref() == Some(rec.id.as_str()) {
-                tx.delete(Table::Names, &rec.name)?;
+        self.inner.containers.write(|tx| {
+            tx.delete(&rec.id);
+            if tx.holder_of(&rec.name).as_deref() == Some(rec.id.as_str()) {
+                tx.delete_name(&rec.name);
             }
-            Ok::<_, EngineError>(())
+            Ok(())
         })?;
         crate::failpoint::hit("remove-after-record");
         self.inner.execs.remove_container(&rec.id);
@@ -921,7 +921,7 @@ impl Engine {
         if let Some(path) = started {
             return path;
         }
-        let own = self.inner.db.get::<ContainerRecord>(Table::Containers, id).ok().flatten();
+        let own = self.inner.containers.get(id);
         self.cgroup_for(id, own.as_ref().map_or("", |r| r.host_config.cgroup_parent.as_str()))
     }
 

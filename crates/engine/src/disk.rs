@@ -124,7 +124,7 @@ impl Engine {
     fn prune_images_blocking(&self, f: &PruneFilters) -> Result<ImagePruneReport, EngineError> {
         let _gc = self.inner.gc_lock.write().map_err(|_| EngineError::Internal("gc lock poisoned".into()))?;
         let used: std::collections::HashSet<Digest> =
-            self.inner.db.list::<ContainerRecord>(Table::Containers)?.into_iter().map(|(_, c)| c.image_id).collect();
+            self.all_containers().iter().map(|c| c.image_id.clone()).collect();
         let refs = self.names_by_image()?;
         let mut report = ImagePruneReport::default();
         // Pruning also drops the partial downloads kept for resuming pulls (none is in use:
@@ -207,8 +207,7 @@ impl Engine {
     fn disk_usage_blocking(&self) -> Result<DiskUsage, EngineError> {
         let images: Vec<ImageRecord> =
             self.inner.db.list::<ImageRecord>(Table::Images)?.into_iter().map(|(_, r)| r).collect();
-        let containers: Vec<ContainerRecord> =
-            self.inner.db.list::<ContainerRecord>(Table::Containers)?.into_iter().map(|(_, r)| r).collect();
+        let containers = self.all_containers();
         let names = self.names_by_image()?;
 
         let mut users: HashMap<Digest, u64> = HashMap::new();

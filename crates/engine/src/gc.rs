@@ -34,7 +34,7 @@ impl Engine {
             refs.blobs.extend(img.layers.iter().map(|l| l.digest.clone()));
             refs.blobs.extend(img.manifest_digest.iter().cloned());
         }
-        for (_, c) in self.inner.db.list::<crate::ContainerRecord>(Table::Containers)? {
+        for c in self.all_containers() {
             refs.chains.extend(c.chain_ids.iter().cloned());
         }
         Ok(refs)

@@ -316,12 +316,10 @@ impl Engine {
     /// Containers (id, running) whose image is `id`.
     pub(crate) fn containers_using_image(&self, id: &Digest) -> Result<Vec<(String, bool)>, EngineError> {
         Ok(self
-            .inner
-            .db
-            .list::<crate::ContainerRecord>(Table::Containers)?
-            .into_iter()
-            .filter(|(_, c)| &c.image_id == id)
-            .map(|(cid, c)| (cid, c.state.running))
+            .all_containers()
+            .iter()
+            .filter(|c| &c.image_id == id)
+            .map(|c| (c.id.clone(), c.state.running))
             .collect())
     }
 }

@@ -40,6 +40,7 @@ mod runtimes;
 mod security;
 mod spec;
 mod stats;
+mod store;
 mod transfer;
 mod user;
 mod usernet;
@@ -198,7 +199,11 @@ pub struct Engine {
 
 struct Inner {
     config: EngineConfig,
-    db: Db,
+    /// Images, tags, endpoints, volumes, networks and the build cache; the container records
+    /// and names are `containers`' (which writes them here too).
+    db: Arc<Db>,
+    /// The container records and their names, in memory and written through to `db`.
+    containers: store::ContainerStore,
     content: ContentStore,
     snapshots: Snapshotter,
     /// Replaced whole when a reload changes mirrors or insecure registries; a pull in flight
@@ -240,7 +245,8 @@ impl Engine {
             .map_err(|e| EngineError::io("create containers dir", e))?;
         std::fs::create_dir_all(&config.exec_root)
             .map_err(|e| EngineError::io(format!("create exec root {}", config.exec_root.display()), e))?;
-        let db = Db::open(&config.data_root.join("wharf.db"))?;
+        let db = Arc::new(Db::open(&config.data_root.join("wharf.db"))?);
+        let containers = store::ContainerStore::load(db.clone())?;
         let content = ContentStore::open(&config.data_root.join("content"))?;
         let snapshots = Snapshotter::open(&config.data_root.join("snapshots"))?;
         if let Some(remap) = &config.userns_remap {
@@ -262,6 +268,7 @@ impl Engine {
                 metrics: metrics::Metrics::default(),
                 config,
                 db,
+                containers,
                 content,
                 snapshots,
                 registry: RwLock::new(Arc::new(registry)),

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use wharf_metadata::Table;
 use wharf_runtime::cgroups::Cgroup;
 use wharf_runtime::spec as oci;
 
@@ -65,21 +64,21 @@ impl Engine {
             ));
         }
         let old_name = rec.name.clone();
-        let rec = self.inner.db.write(|tx| {
-            if let Some(holder) = tx.get::<String>(Table::Names, &new_name)? {
+        let rec = self.inner.containers.write(|tx| {
+            if let Some(holder) = tx.holder_of(&new_name) {
                 return Err(EngineError::Conflict(format!(
                     "Conflict. The container name \"/{new_name}\" is already in use by container \"{holder}\". You have to remove (or rename) that container to be able to reuse that name."
                 )));
             }
-            let Some(mut r) = tx.get::<ContainerRecord>(Table::Containers, &rec.id)? else {
+            let Some(mut r) = tx.get(&rec.id) else {
                 return Err(EngineError::NotFound(format!("No such container: {name}")));
             };
-            if tx.get::<String>(Table::Names, &r.name)?.as_deref() == Some(r.id.as_str()) {
-                tx.delete(Table::Names, &r.name)?;
+            if tx.holder_of(&r.name).as_deref() == Some(r.id.as_str()) {
+                tx.delete_name(&r.name);
             }
             r.name = new_name.clone();
-            tx.put(Table::Names, &new_name, &r.id)?;
-            tx.put(Table::Containers, &r.id, &r)?;
+            tx.put_name(&new_name, &r.id);
+            tx.put(&r);
             Ok(r)
         })?;
         self.container_event(&rec, "rename", &[("oldName", format!("/{old_name}"))]);
@@ -144,14 +143,14 @@ impl Engine {
     }
 
     fn set_paused_state(&self, id: &str, paused: bool) -> Result<(), EngineError> {
-        self.inner.db.write(|tx| {
-            let Some(mut r) = tx.get::<ContainerRecord>(Table::Containers, id)? else { return Ok(()) };
+        self.inner.containers.write(|tx| {
+            let Some(mut r) = tx.get(id) else { return Ok(()) };
             if r.state.running {
                 r.state.paused = paused;
                 r.state.status = if paused { Status::Paused } else { Status::Running };
             }
-            tx.put(Table::Containers, id, &r)?;
-            Ok::<_, EngineError>(())
+            tx.put(&r);
+            Ok(())
         })
     }
 
@@ -382,8 +381,7 @@ impl Engine {
             Some((k, v)) => r.config.labels.get(k).is_some_and(|x| x == v),
             None => r.config.labels.contains_key(spec),
         };
-        let all: Vec<ContainerRecord> =
-            self.inner.db.list::<ContainerRecord>(Table::Containers)?.into_iter().map(|(_, r)| r).collect();
+        let all = self.all_containers();
         let mut report = PruneReport::default();
         for r in all {
             if r.state.running || matches!(r.state.status, Status::Running | Status::Paused | Status::Restarting) {

@@ -10,7 +10,6 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
-use wharf_metadata::Table;
 
 use crate::containers::{ContainerRecord, WaitCondition};
 use crate::{blocking, Engine, EngineError};
@@ -327,7 +326,8 @@ impl Engine {
     /// as starting its container is stopped, anything else left in a container's cgroup is
     /// killed, and shims and cgroups of containers without a record are stopped and removed.
     pub(crate) async fn recover(&self) -> Result<(), EngineError> {
-        let records: Vec<(String, ContainerRecord)> = self.inner.db.list(Table::Containers)?;
+        let records: Vec<(String, ContainerRecord)> =
+            self.all_containers().into_iter().map(|r| (r.id.clone(), (*r).clone())).collect();
         let engine = self.clone();
         let shims = blocking(move || Ok(engine.find_shims())).await?;
         let engine = self.clone();
@@ -418,11 +418,11 @@ impl Engine {
     /// Containers made for an operation of the daemon itself (a build step's) die with the
     /// operation: the ones a crash left are removed at start.
     async fn remove_ephemeral(&self) {
-        let Ok(records) = self.inner.db.list::<ContainerRecord>(Table::Containers) else { return };
-        for (id, rec) in records {
+        for rec in self.all_containers() {
+            let id = &rec.id;
             if rec.config.labels.contains_key(crate::EPHEMERAL_LABEL) {
                 log::info!("container {id}: removing a build container left from before");
-                if let Err(e) = self.remove_container(&id, true).await {
+                if let Err(e) = self.remove_container(id, true).await {
                     log::warn!("container {id}: {e}");
                 }
             }

@@ -11,7 +11,6 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
-use wharf_metadata::Table;
 
 use crate::containers::{ContainerRecord, Status};
 use crate::{Engine, EngineError};
@@ -183,13 +182,13 @@ impl Engine {
         }
         let ran_for = ran_for(&rec.state.started_at, &rec.state.finished_at);
         let (delay, cancel) = self.inner.restarts.schedule(&rec.id, ran_for);
-        let marked = self.inner.db.write(|tx| {
-            let Some(mut r) = tx.get::<ContainerRecord>(Table::Containers, &rec.id)? else { return Ok(false) };
+        let marked = self.inner.containers.write(|tx| {
+            let Some(mut r) = tx.get(&rec.id) else { return Ok(false) };
             if r.state.running || r.state.manually_stopped {
-                return Ok::<_, EngineError>(false);
+                return Ok(false);
             }
             r.state.status = Status::Restarting;
-            tx.put(Table::Containers, &r.id, &r)?;
+            tx.put(&r);
             Ok(true)
         });
         match marked {
@@ -221,15 +220,15 @@ impl Engine {
     /// Records that the user stopped the container (so no policy restarts it) and cancels a
     /// pending restart. Returns whether a restart was pending.
     pub(crate) fn mark_manually_stopped(&self, id: &str) -> Result<bool, EngineError> {
-        let was_restarting = self.inner.db.write(|tx| {
-            let Some(mut r) = tx.get::<ContainerRecord>(Table::Containers, id)? else { return Ok(false) };
+        let was_restarting = self.inner.containers.write(|tx| {
+            let Some(mut r) = tx.get(id) else { return Ok(false) };
             r.state.manually_stopped = true;
             let was = r.state.status == Status::Restarting;
             if was {
                 r.state.status = Status::Exited;
             }
-            tx.put(Table::Containers, id, &r)?;
-            Ok::<_, EngineError>(was)
+            tx.put(&r);
+            Ok(was)
         })?;
         self.inner.restarts.reset(id);
         Ok(was_restarting)
@@ -266,14 +265,8 @@ impl Engine {
     /// At daemon start: starts the containers whose policy says so and that are not running,
     /// and those whose policy restart was pending when the daemon stopped.
     pub(crate) fn restart_on_daemon_start(&self) {
-        let records = match self.inner.db.list::<ContainerRecord>(Table::Containers) {
-            Ok(r) => r,
-            Err(e) => {
-                log::error!("restart policies: list containers: {e}");
-                return;
-            }
-        };
-        for (id, rec) in records {
+        for rec in self.all_containers() {
+            let id = rec.id.clone();
             if rec.state.running {
                 continue;
             }

@@ -889,12 +889,10 @@ impl Engine {
     }
 
     fn update_host_config(&self, id: &str, f: impl FnOnce(&mut HostConfig)) -> Result<ContainerRecord, EngineError> {
-        self.inner.db.write(|tx| {
-            let mut rec: ContainerRecord = tx
-                .get(Table::Containers, id)?
-                .ok_or_else(|| EngineError::NotFound(format!("No such container: {id}")))?;
+        self.inner.containers.write(|tx| {
+            let mut rec = tx.get(id).ok_or_else(|| EngineError::NotFound(format!("No such container: {id}")))?;
             f(&mut rec.host_config);
-            tx.put(Table::Containers, id, &rec)?;
+            tx.put(&rec);
             Ok(rec)
         })
     }

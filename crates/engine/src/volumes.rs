@@ -250,12 +250,10 @@ impl Engine {
     /// The containers (ids) whose mounts use volume `name`.
     fn volume_users(&self, name: &str) -> Result<Vec<String>, EngineError> {
         Ok(self
-            .inner
-            .db
-            .list::<ContainerRecord>(Table::Containers)?
-            .into_iter()
-            .filter(|(_, c)| c.mounts.iter().any(|m| m.kind == MountKind::Volume && m.name == name))
-            .map(|(id, _)| id)
+            .all_containers()
+            .iter()
+            .filter(|c| c.mounts.iter().any(|m| m.kind == MountKind::Volume && m.name == name))
+            .map(|c| c.id.clone())
             .collect())
     }
 
@@ -263,11 +261,9 @@ impl Engine {
     pub fn list_volumes(&self, filters: &BTreeMap<String, Vec<String>>) -> Result<Vec<VolumeRecord>, EngineError> {
         let all = self.inner.db.list::<VolumeRecord>(Table::Volumes)?;
         let used: std::collections::BTreeSet<String> = self
-            .inner
-            .db
-            .list::<ContainerRecord>(Table::Containers)?
-            .into_iter()
-            .flat_map(|(_, c)| c.mounts.into_iter().filter(|m| m.kind == MountKind::Volume).map(|m| m.name))
+            .all_containers()
+            .iter()
+            .flat_map(|c| c.mounts.iter().filter(|m| m.kind == MountKind::Volume).map(|m| m.name.clone()))
             .collect();
         let mut out = Vec::new();
         for (_, v) in all {

@@ -1199,14 +1199,8 @@ impl Engine {
     }
 
     pub(crate) async fn reconcile_network(&self) -> Result<(), EngineError> {
-        let running: BTreeSet<String> = self
-            .inner
-            .db
-            .list::<ContainerRecord>(Table::Containers)?
-            .into_iter()
-            .filter(|(_, r)| r.state.running)
-            .map(|(id, _)| id)
-            .collect();
+        let running: BTreeSet<String> =
+            self.all_containers().iter().filter(|r| r.state.running).map(|r| r.id.clone()).collect();
         let engine = self.clone();
         blocking(move || engine.network_reconcile(&running)).await
     }
