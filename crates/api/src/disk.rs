@@ -54,18 +54,16 @@ pub async fn df(ctx: &Ctx) -> Result<Response<Body>> {
             })
         })
         .collect();
+    let networks = ctx.engine.list_networks();
     let containers: Vec<Value> = usage
         .containers
         .iter()
         .filter_map(|c| {
             // As in the container list, with the sizes; gone since the count, it is left out.
             let rec = ctx.engine.find_container(&c.id).ok()?;
-            let mut v = crate::containers::summary_json(ctx, &rec);
-            if c.size_rw > 0 {
-                v["SizeRw"] = json!(c.size_rw);
-            }
-            v["SizeRootFs"] = json!(c.size_root_fs);
-            Some(v)
+            let mut s = crate::containers::Summary::new(ctx, &rec, &networks);
+            s.add_sizes(c.size_rw, c.size_root_fs);
+            serde_json::to_value(s).ok()
         })
         .collect();
     let volumes: Vec<Value> = usage

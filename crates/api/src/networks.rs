@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use hyper::{Response, StatusCode};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use wharf_engine::{ContainerRecord, Endpoint, NetAttach, NetOptions, NetworkCreate, NetworkRecord, PortBinding};
 use wharf_types::digest::short_id;
@@ -488,7 +488,7 @@ pub fn settings_json(ctx: &Ctx, c: &ContainerRecord) -> Value {
         "IPPrefixLen": prefix,
         "Gateway": gw,
         "MacAddress": mac,
-        "Networks": networks_json(ctx, c),
+        "Networks": networks_map(ctx, c, &ctx.engine.list_networks()),
         "HairpinMode": false,
         "LinkLocalIPv6Address": "",
         "LinkLocalIPv6PrefixLen": 0,
@@ -502,82 +502,129 @@ pub fn settings_json(ctx: &Ctx, c: &ContainerRecord) -> Value {
 }
 
 /// `NetworkSettings` of a container list entry: its networks.
-pub fn list_settings_json(ctx: &Ctx, c: &ContainerRecord) -> Value {
-    json!({"Networks": networks_json(ctx, c)})
+pub fn list_settings(ctx: &Ctx, c: &ContainerRecord, networks: &[NetworkRecord]) -> ListSettings {
+    ListSettings { networks: networks_map(ctx, c, networks) }
+}
+
+/// `NetworkSettings` of a container list entry.
+#[derive(Serialize)]
+pub struct ListSettings {
+    #[serde(rename = "Networks")]
+    networks: BTreeMap<String, EndpointSettings>,
 }
 
 /// `NetworkSettings.Networks`: every network the container is on, by name.
-fn networks_json(ctx: &Ctx, c: &ContainerRecord) -> Value {
-    let mut networks = serde_json::Map::new();
+/// `all`: the engine's `list_networks`.
+fn networks_map(ctx: &Ctx, c: &ContainerRecord, all: &[NetworkRecord]) -> BTreeMap<String, EndpointSettings> {
+    let mut networks = BTreeMap::new();
     if c.host_config.network_mode == "host" {
-        if let Ok(n) = ctx.engine.find_network("host") {
-            networks.insert(n.name.clone(), endpoint_json(c, &n, &[], &[], &BTreeMap::new(), (None, None), None));
+        if let Ok(n) = wharf_engine::find_network_in(all, "host") {
+            networks
+                .insert(n.name.clone(), EndpointSettings::new(c, n, &[], &[], &BTreeMap::new(), (None, None), None));
         }
     }
-    for v in ctx.engine.container_network_views(c) {
-        let name = v.network.name.clone();
+    for v in ctx.engine.container_network_views_among(c, all) {
         let ipam = (v.ipv4_address.as_deref(), v.ipv6_address.as_deref());
-        let mut entry = endpoint_json(c, &v.network, &v.aliases, &v.links, &v.driver_opts, ipam, v.endpoint.as_ref());
+        let mut entry =
+            EndpointSettings::new(c, &v.network, &v.aliases, &v.links, &v.driver_opts, ipam, v.endpoint.as_ref());
         if !v.link_local_ips.is_empty() {
-            if !entry["IPAMConfig"].is_object() {
-                entry["IPAMConfig"] = json!({});
-            }
-            entry["IPAMConfig"]["LinkLocalIPs"] = json!(v.link_local_ips);
+            entry.ipam_config.get_or_insert_with(IpamConfig::default).link_local_ips = v.link_local_ips.clone();
         }
-        entry["GwPriority"] = json!(v.gw_priority);
-        networks.insert(name, entry);
+        entry.gw_priority = v.gw_priority;
+        networks.insert(v.network.name.clone(), entry);
     }
-    Value::Object(networks)
+    networks
 }
 
-/// One entry of `NetworkSettings.Networks`.
-fn endpoint_json(
-    c: &ContainerRecord,
-    n: &NetworkRecord,
-    aliases: &[String],
-    links: &[String],
-    driver_opts: &BTreeMap<String, String>,
-    (ipv4, ipv6): (Option<&str>, Option<&str>),
-    ep: Option<&Endpoint>,
-) -> Value {
-    let aliases: Value = if n.predefined {
-        Value::Null
-    } else {
-        let mut a = aliases.to_vec();
-        // Compose passes the short id itself when it connects a network: listed once, as
-        // dockerd lists it.
-        let short = short_id(&c.id).to_string();
-        if !a.contains(&short) {
-            a.push(short);
+/// One entry of `NetworkSettings.Networks`: dockerd's `EndpointSettings`, in its field order.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct EndpointSettings {
+    /// Go's `omitempty` inside: only the addresses given; `null` when none is.
+    #[serde(rename = "IPAMConfig")]
+    ipam_config: Option<IpamConfig>,
+    links: Option<Vec<String>>,
+    aliases: Option<Vec<String>>,
+    mac_address: String,
+    driver_opts: Option<BTreeMap<String, String>>,
+    gw_priority: i64,
+    #[serde(rename = "NetworkID")]
+    network_id: String,
+    #[serde(rename = "EndpointID")]
+    endpoint_id: String,
+    gateway: String,
+    #[serde(rename = "IPAddress")]
+    ip_address: String,
+    #[serde(rename = "IPPrefixLen")]
+    ip_prefix_len: u8,
+    #[serde(rename = "IPv6Gateway")]
+    ipv6_gateway: String,
+    #[serde(rename = "GlobalIPv6Address")]
+    global_ipv6_address: String,
+    #[serde(rename = "GlobalIPv6PrefixLen")]
+    global_ipv6_prefix_len: u8,
+}
+
+#[derive(Serialize, Default)]
+struct IpamConfig {
+    #[serde(rename = "IPv4Address", skip_serializing_if = "Option::is_none")]
+    ipv4_address: Option<String>,
+    #[serde(rename = "IPv6Address", skip_serializing_if = "Option::is_none")]
+    ipv6_address: Option<String>,
+    #[serde(rename = "LinkLocalIPs", skip_serializing_if = "Vec::is_empty")]
+    link_local_ips: Vec<String>,
+}
+
+impl EndpointSettings {
+    fn new(
+        c: &ContainerRecord,
+        n: &NetworkRecord,
+        aliases: &[String],
+        links: &[String],
+        driver_opts: &BTreeMap<String, String>,
+        (ipv4, ipv6): (Option<&str>, Option<&str>),
+        ep: Option<&Endpoint>,
+    ) -> EndpointSettings {
+        let aliases = if n.predefined {
+            None
+        } else {
+            let mut a = aliases.to_vec();
+            // Compose passes the short id itself when it connects a network: listed once, as
+            // dockerd lists it.
+            let short = short_id(&c.id).to_string();
+            if !a.contains(&short) {
+                a.push(short);
+            }
+            Some(a)
+        };
+        let ipam_config = (ipv4.is_some() || ipv6.is_some()).then(|| IpamConfig {
+            ipv4_address: ipv4.map(str::to_string),
+            ipv6_address: ipv6.map(str::to_string),
+            link_local_ips: Vec::new(),
+        });
+        let on = ep.filter(|e| e.ip.is_some());
+        let ip6 = on.and_then(|e| e.ip6);
+        EndpointSettings {
+            ipam_config,
+            links: (!links.is_empty() && !n.predefined).then(|| links.to_vec()),
+            aliases,
+            mac_address: on.map(|e| e.mac.clone()).unwrap_or_default(),
+            driver_opts: (!driver_opts.is_empty()).then(|| driver_opts.clone()),
+            gw_priority: 0,
+            network_id: n.id.clone(),
+            endpoint_id: ep.map(|e| e.endpoint_id()).unwrap_or_default(),
+            gateway: on.and_then(|e| e.gateway).map(|g| g.to_string()).unwrap_or_default(),
+            ip_address: on.and_then(|e| e.ip).map(|g| g.to_string()).unwrap_or_default(),
+            ip_prefix_len: on.map(|e| e.prefix).unwrap_or(0),
+            ipv6_gateway: on
+                .filter(|_| ip6.is_some())
+                .and_then(|e| e.gateway6)
+                .map(|g| g.to_string())
+                .unwrap_or_default(),
+            global_ipv6_address: ip6.map(|i| i.to_string()).unwrap_or_default(),
+            global_ipv6_prefix_len: if ip6.is_some() { on.map(|e| e.prefix6).unwrap_or(0) } else { 0 },
         }
-        json!(a)
-    };
-    // Go's `omitempty`: only the addresses given.
-    let mut ipam = serde_json::Map::new();
-    if let Some(ip) = ipv4 {
-        ipam.insert("IPv4Address".to_string(), json!(ip));
     }
-    if let Some(ip) = ipv6 {
-        ipam.insert("IPv6Address".to_string(), json!(ip));
-    }
-    let ipam = if ipam.is_empty() { Value::Null } else { Value::Object(ipam) };
-    let on = ep.filter(|e| e.ip.is_some());
-    let ip6 = on.and_then(|e| e.ip6);
-    json!({
-        "IPAMConfig": ipam,
-        "Links": if links.is_empty() || n.predefined { Value::Null } else { json!(links) },
-        "Aliases": aliases,
-        "NetworkID": n.id,
-        "EndpointID": ep.map(|e| e.endpoint_id()).unwrap_or_default(),
-        "Gateway": on.and_then(|e| e.gateway).map(|g| g.to_string()).unwrap_or_default(),
-        "IPAddress": on.and_then(|e| e.ip).map(|g| g.to_string()).unwrap_or_default(),
-        "IPPrefixLen": on.map(|e| e.prefix).unwrap_or(0),
-        "IPv6Gateway": on.filter(|_| ip6.is_some()).and_then(|e| e.gateway6).map(|g| g.to_string()).unwrap_or_default(),
-        "GlobalIPv6Address": ip6.map(|i| i.to_string()).unwrap_or_default(),
-        "GlobalIPv6PrefixLen": if ip6.is_some() { on.map(|e| e.prefix6).unwrap_or(0) } else { 0 },
-        "MacAddress": on.map(|e| e.mac.clone()).unwrap_or_default(),
-        "DriverOpts": if driver_opts.is_empty() { Value::Null } else { json!(driver_opts) },
-    })
 }
 
 /// `Ports` of a container list entry.

@@ -96,7 +96,7 @@ pub use security::{
 };
 pub use stats::{StatsSample, TopResult};
 pub use user::{PathInfo, PathKind};
-pub use usernet::{NetworkCreate, NetworkRecord};
+pub use usernet::{find_network_in, NetworkCreate, NetworkRecord};
 pub use userns::{resolve_userns_remap, UsernsRemap, DEFAULT_REMAP_USER};
 pub use volumes::{MountKind, MountPoint, MountRequest, VolumeRecord};
 pub use wharf_distribution::ProxyConfig;

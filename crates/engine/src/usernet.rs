@@ -261,6 +261,26 @@ fn default_bridge_options(bridge: &str, o: &crate::network::DefaultBridgeOptions
     ])
 }
 
+/// A network of `all` by name, full id or unique id prefix (Docker's lookup order); `default`
+/// is the default bridge.
+pub fn find_network_in<'a>(all: &'a [NetworkRecord], name: &str) -> Result<&'a NetworkRecord, EngineError> {
+    if let Some(n) = all.iter().find(|n| n.name == name || n.id == name) {
+        return Ok(n);
+    }
+    if name == "default" {
+        return find_network_in(all, "bridge");
+    }
+    let by_prefix: Vec<&NetworkRecord> = all.iter().filter(|n| !name.is_empty() && n.id.starts_with(name)).collect();
+    match by_prefix.as_slice() {
+        [one] => Ok(one),
+        [] => Err(EngineError::NotFound(format!("network {name} not found"))),
+        _ => Err(EngineError::Invalid(format!(
+            "network {name} is ambiguous ({} matches found based on ID prefix)",
+            by_prefix.len()
+        ))),
+    }
+}
+
 fn predefined_id(name: &str, bridge: &str) -> String {
     wharf_types::Digest::of(format!("wharf predefined network {name} {bridge}").as_bytes()).hex().to_string()
 }
@@ -317,23 +337,7 @@ impl Engine {
 
     /// A network by name, full id or unique id prefix (Docker's lookup order).
     pub fn find_network(&self, name: &str) -> Result<NetworkRecord, EngineError> {
-        let all = self.list_networks();
-        if let Some(n) = all.iter().find(|n| n.name == name || n.id == name) {
-            return Ok(n.clone());
-        }
-        if name == "default" {
-            return self.find_network("bridge");
-        }
-        let by_prefix: Vec<&NetworkRecord> =
-            all.iter().filter(|n| !name.is_empty() && n.id.starts_with(name)).collect();
-        match by_prefix.as_slice() {
-            [one] => Ok((*one).clone()),
-            [] => Err(EngineError::NotFound(format!("network {name} not found"))),
-            _ => Err(EngineError::Invalid(format!(
-                "network {name} is ambiguous ({} matches found based on ID prefix)",
-                by_prefix.len()
-            ))),
-        }
+        find_network_in(&self.list_networks(), name).cloned()
     }
 
     /// The running containers on a network (by container id) and their endpoints on it.

@@ -312,6 +312,62 @@ impl Networking {
     }
 }
 
+/// `container_networks` against a list of the networks (`list_networks`), taken once by
+/// callers that look at many containers.
+pub(crate) fn container_networks_in(
+    networks: &[NetworkRecord],
+    rec: &ContainerRecord,
+    strict: bool,
+) -> Result<Vec<NetworkView>, EngineError> {
+    let hc = &rec.host_config;
+    let mode = hc.network_mode.as_str();
+    if mode == "host" || mode == "none" || mode.starts_with("container:") {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    if !hc.net.detached {
+        match crate::usernet::find_network_in(networks, mode).cloned() {
+            Ok(network) => out.push(NetworkView {
+                network,
+                aliases: hc.net.aliases.clone(),
+                ipv4_address: hc.net.ipv4_address.clone(),
+                ipv6_address: hc.net.ipv6_address.clone(),
+                links: hc.net.links.clone(),
+                mac_address: hc.net.mac_address.clone(),
+                driver_opts: hc.net.driver_opts.clone(),
+                link_local_ips: hc.net.link_local_ips.clone(),
+                gw_priority: hc.net.gw_priority,
+                endpoint: None,
+            }),
+            Err(e) if strict => return Err(e),
+            Err(_) => {}
+        }
+    }
+    for a in &hc.net.networks {
+        let n = match crate::usernet::find_network_in(networks, &a.network).cloned() {
+            Ok(n) => n,
+            Err(e) if strict => return Err(e),
+            Err(_) => continue,
+        };
+        if out.iter().any(|o| o.network.id == n.id) {
+            continue;
+        }
+        out.push(NetworkView {
+            network: n,
+            aliases: a.aliases.clone(),
+            ipv4_address: a.ipv4_address.clone(),
+            ipv6_address: a.ipv6_address.clone(),
+            links: a.links.clone(),
+            mac_address: a.mac_address.clone(),
+            driver_opts: a.driver_opts.clone(),
+            link_local_ips: a.link_local_ips.clone(),
+            gw_priority: a.gw_priority,
+            endpoint: None,
+        });
+    }
+    Ok(out)
+}
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,
@@ -493,63 +549,23 @@ impl Engine {
         rec: &ContainerRecord,
         strict: bool,
     ) -> Result<Vec<NetworkView>, EngineError> {
-        let hc = &rec.host_config;
-        let mode = hc.network_mode.as_str();
-        if mode == "host" || mode == "none" || mode.starts_with("container:") {
-            return Ok(Vec::new());
-        }
-        let mut out = Vec::new();
-        if !hc.net.detached {
-            match self.find_network(mode) {
-                Ok(network) => out.push(NetworkView {
-                    network,
-                    aliases: hc.net.aliases.clone(),
-                    ipv4_address: hc.net.ipv4_address.clone(),
-                    ipv6_address: hc.net.ipv6_address.clone(),
-                    links: hc.net.links.clone(),
-                    mac_address: hc.net.mac_address.clone(),
-                    driver_opts: hc.net.driver_opts.clone(),
-                    link_local_ips: hc.net.link_local_ips.clone(),
-                    gw_priority: hc.net.gw_priority,
-                    endpoint: None,
-                }),
-                Err(e) if strict => return Err(e),
-                Err(_) => {}
-            }
-        }
-        for a in &hc.net.networks {
-            let n = match self.find_network(&a.network) {
-                Ok(n) => n,
-                Err(e) if strict => return Err(e),
-                Err(_) => continue,
-            };
-            if out.iter().any(|o| o.network.id == n.id) {
-                continue;
-            }
-            out.push(NetworkView {
-                network: n,
-                aliases: a.aliases.clone(),
-                ipv4_address: a.ipv4_address.clone(),
-                ipv6_address: a.ipv6_address.clone(),
-                links: a.links.clone(),
-                mac_address: a.mac_address.clone(),
-                driver_opts: a.driver_opts.clone(),
-                link_local_ips: a.link_local_ips.clone(),
-                gw_priority: a.gw_priority,
-                endpoint: None,
-            });
-        }
-        Ok(out)
+        container_networks_in(&self.list_networks(), rec, strict)
     }
 
     /// The networks of a container for inspect, each with its endpoint while it runs.
     pub fn container_network_views(&self, rec: &ContainerRecord) -> Vec<NetworkView> {
+        self.container_network_views_among(rec, &self.list_networks())
+    }
+
+    /// `container_network_views` against a list of the networks (`list_networks`), for a
+    /// caller that looks at many containers (`ps`) and takes the list once.
+    pub fn container_network_views_among(&self, rec: &ContainerRecord, networks: &[NetworkRecord]) -> Vec<NetworkView> {
         let eps = self.container_endpoints(&rec.id);
-        let mut views = self.container_networks(rec, false).unwrap_or_default();
+        let mut views = container_networks_in(networks, rec, false).unwrap_or_default();
         if rec.host_config.network_mode == "none" {
-            if let Ok(n) = self.find_network("none") {
+            if let Ok(n) = crate::usernet::find_network_in(networks, "none") {
                 views.push(NetworkView {
-                    network: n,
+                    network: n.clone(),
                     aliases: Vec::new(),
                     ipv4_address: None,
                     ipv6_address: None,
