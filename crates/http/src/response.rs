@@ -87,12 +87,14 @@ impl Response {
 
     /// Reads the whole body, refusing one longer than `limit` bytes.
     pub fn read_body(mut self, limit: u64) -> Result<Vec<u8>, HttpError> {
+        let mut out = Vec::new();
         if let Framing::Length(n) = self.body.framing {
             if n > limit {
                 return Err(HttpError::BodyTooLarge(limit));
             }
+            // Sized once: a container list of thousands is megabytes.
+            out.reserve_exact(n as usize);
         }
-        let mut out = Vec::new();
         (&mut self.body)
             .take(limit.saturating_add(1))
             .read_to_end(&mut out)
