@@ -22,6 +22,15 @@ WHARF=("$BIN/wharf" -H "unix://$SOCK")
 read -r -a RUN_ARGS <<<"${WHARF_RUN_ARGS:-}"
 "${WHARF[@]}" run --rm "${RUN_ARGS[@]}" "$IMAGE" true # warm-up
 
+# The docker CLI through wharfd (issue 16's goal: within 5 ms of wharf's own CLI). Before the
+# wharf runs, so that the phases below are those of `wharf run` alone.
+DOCKER_VIA=(env "DOCKER_HOST=unix://$SOCK" "DOCKER_CONFIG=$WORK/docker-config" docker)
+HAVE_DOCKER_CLI=0
+if command -v docker >/dev/null 2>&1 && "${DOCKER_VIA[@]}" run --rm "${RUN_ARGS[@]}" "$IMAGE" true >/dev/null 2>&1; then
+    HAVE_DOCKER_CLI=1
+    time_runs "$WORK/docker-wharfd.ms" "${DOCKER_VIA[@]}" run --rm "${RUN_ARGS[@]}" "$IMAGE" true
+fi
+
 phase_lines_before=$(grep -c "start phases" "$WORK/wharfd/wharfd.log" || true)
 time_runs "$WORK/wharf.ms" "${WHARF[@]}" run --rm "${RUN_ARGS[@]}" "$IMAGE" true
 
@@ -50,6 +59,9 @@ row() {
 }
 row "runc run (bundle)" "$WORK/runc.ms"
 row "wharf run --rm${WHARF_RUN_ARGS:+ $WHARF_RUN_ARGS}" "$WORK/wharf.ms"
+if [ "$HAVE_DOCKER_CLI" = 1 ]; then
+    row "docker CLI run --rm via wharfd" "$WORK/docker-wharfd.ms"
+fi
 if [ "$HAVE_DOCKER" = 1 ]; then
     row "docker run --rm" "$WORK/docker.ms"
 else
@@ -62,6 +74,11 @@ fi
 # handshake read back, the record written. `exit phases` counts from the shim reaping the
 # init: exit.json written, its end of the pipe seen by wharfd, the exit recorded, the network
 # released, the waiters told (`wait` answers here), the container removed (--rm).
+if [ "$HAVE_DOCKER_CLI" = 1 ]; then
+    read -r wm _ < <(stats "$WORK/wharf.ms")
+    read -r dm _ < <(stats "$WORK/docker-wharfd.ms")
+    printf '%-32s %10s\n' "docker CLI - wharf (ms)" "$(awk -v a="$dm" -v b="$wm" 'BEGIN { printf "%.1f", a - b }')"
+fi
 phases() {
     local kind=$1 title=$2
     grep "$kind phases" "$WORK/wharfd/wharfd.log" | tail -n +"$((phase_lines_before + 1))" |
