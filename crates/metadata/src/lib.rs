@@ -36,9 +36,12 @@ pub enum Table {
     /// a step's place in a build (`sha256:<hex>` of the tag, Dockerfile and step) → what it was
     /// made from last time, for the builder to say why a step missed the cache
     BuildNotes,
+    /// a kind of stored record (`containers`) → the version of its stored form, for the
+    /// owner's migrations; absent in a data root from before versions
+    Formats,
 }
 
-const ALL: [Table; 9] = [
+const ALL: [Table; 10] = [
     Table::Images,
     Table::Tags,
     Table::Containers,
@@ -48,6 +51,7 @@ const ALL: [Table; 9] = [
     Table::Networks,
     Table::BuildCache,
     Table::BuildNotes,
+    Table::Formats,
 ];
 
 impl Table {
@@ -62,6 +66,7 @@ impl Table {
             Table::Networks => TableDefinition::new("networks"),
             Table::BuildCache => TableDefinition::new("build_cache"),
             Table::BuildNotes => TableDefinition::new("build_notes"),
+            Table::Formats => TableDefinition::new("formats"),
         }
     }
 }
