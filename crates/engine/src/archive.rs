@@ -96,7 +96,7 @@ impl Engine {
     /// Writes the images of `plan` as one tar to `out`. Blocking: run it on a thread of its own.
     pub fn save_blocking(&self, plan: &SavePlan, out: impl Write) -> Result<(), EngineError> {
         // Shared: no removal collects a blob while it is being written out.
-        let _gc = self.inner.gc_lock.read().map_err(|_| EngineError::Internal("gc lock poisoned".into()))?;
+        let _gc = crate::sync::read(&self.inner.gc_lock);
         let write_err = |e: io::Error| EngineError::io("save: write archive", e);
         let mut tar = tar::Builder::new(out);
         let mut written: HashSet<Digest> = HashSet::new();
@@ -204,7 +204,7 @@ impl Engine {
     fn load_blocking(&self, input: Box<dyn Read + Send>) -> Result<Vec<LoadedImage>, EngineError> {
         let mut stored = Stored::default();
         let result = {
-            let _gc = self.inner.gc_lock.read().map_err(|_| EngineError::Internal("gc lock poisoned".into()))?;
+            let _gc = crate::sync::read(&self.inner.gc_lock);
             self.load_staged(input, &mut stored)
         };
         // What the load stored and no image uses (all of it after a failure; extra files of the

@@ -67,7 +67,7 @@ impl Engine {
 
     fn commit_image_blocking(&self, req: CommitImage, stored: &mut Stored) -> Result<Digest, EngineError> {
         let started = std::time::Instant::now();
-        let _gc = self.inner.gc_lock.read().map_err(|_| EngineError::Internal("gc lock poisoned".into()))?;
+        let _gc = crate::sync::read(&self.inner.gc_lock);
         let (mut layers, base_diff_ids) = match &req.base {
             Some(id) => {
                 let base = self.find_image(&id.to_string())?;
@@ -143,7 +143,7 @@ impl Engine {
     ) -> Result<Digest, EngineError> {
         let mut config = oci::ContainerConfig::default();
         apply_changes(&mut config, &req.changes)?; // refused changes fail before any work
-        let _gc = self.inner.gc_lock.read().map_err(|_| EngineError::Internal("gc lock poisoned".into()))?;
+        let _gc = crate::sync::read(&self.inner.gc_lock);
         let base = self.find_image(&rec.image_id.to_string()).map_err(|_| {
             EngineError::Conflict(format!("the image {} of container {} is gone", rec.image_id, rec.id))
         })?;

@@ -885,7 +885,8 @@ impl Engine {
         }
         self.container_event(&rec, "destroy", &[]);
         drop(op);
-        if let Ok(mut map) = self.inner.live.lock() {
+        {
+            let mut map = crate::sync::lock(&self.inner.live);
             map.remove(&rec.id);
         }
         // The record is gone, so nothing can see the files any more: remove them off the
@@ -1005,10 +1006,7 @@ impl Engine {
 
     /// The live state of a container, created on first use.
     pub(crate) fn live(&self, id: &str) -> Arc<Live> {
-        let mut map = match self.inner.live.lock() {
-            Ok(m) => m,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut map = crate::sync::lock(&self.inner.live);
         map.entry(id.to_string()).or_insert_with(|| Arc::new(Live::new(None))).clone()
     }
 
@@ -1017,7 +1015,7 @@ impl Engine {
         let Ok(mut rec) = self.find_container(id) else {
             // Removed meanwhile (`rm -f`): whoever still waits on it hears of the exit, and no
             // live state is made again for a container that is gone (it would stay forever).
-            if let Some(live) = self.inner.live.lock().ok().and_then(|m| m.get(id).cloned()) {
+            if let Some(live) = crate::sync::lock(&self.inner.live).get(id).cloned() {
                 live.exited(0);
             }
             return;

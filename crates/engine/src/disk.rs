@@ -122,7 +122,7 @@ impl Engine {
     }
 
     fn prune_images_blocking(&self, f: &PruneFilters) -> Result<ImagePruneReport, EngineError> {
-        let _gc = self.inner.gc_lock.write().map_err(|_| EngineError::Internal("gc lock poisoned".into()))?;
+        let _gc = crate::sync::write(&self.inner.gc_lock);
         let used: std::collections::HashSet<Digest> =
             self.all_containers().iter().map(|c| c.image_id.clone()).collect();
         let refs = self.names_by_image()?;

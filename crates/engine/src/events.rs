@@ -69,10 +69,7 @@ impl EventBus {
     }
 
     fn publish(&self, ev: Event) {
-        let mut ring = match self.ring.lock() {
-            Ok(r) => r,
-            Err(p) => p.into_inner(),
-        };
+        let mut ring = crate::sync::lock(&self.ring);
         if ring.len() == RING {
             ring.pop_front();
         }
@@ -127,10 +124,7 @@ impl Engine {
     /// The past events at or after `since_nanos` (all kept ones when `None`), and a receiver of
     /// every event published afterwards.
     pub fn subscribe_events(&self, since_nanos: Option<i64>) -> (Vec<Event>, broadcast::Receiver<Event>) {
-        let ring = match self.inner.events.ring.lock() {
-            Ok(r) => r,
-            Err(p) => p.into_inner(),
-        };
+        let ring = crate::sync::lock(&self.inner.events.ring);
         let rx = self.inner.events.tx.subscribe();
         let past = match since_nanos {
             Some(s) => ring.iter().filter(|e| e.time_nano >= s).cloned().collect(),

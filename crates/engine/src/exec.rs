@@ -56,7 +56,8 @@ pub(crate) struct Execs {
 
 impl Execs {
     fn update(&self, id: &str, f: impl FnOnce(&mut ExecRecord)) {
-        if let Ok(mut m) = self.map.lock() {
+        {
+            let mut m = crate::sync::lock(&self.map);
             if let Some(r) = m.get_mut(id) {
                 f(r);
             }
@@ -64,7 +65,8 @@ impl Execs {
     }
 
     fn remove(&self, id: &str) {
-        if let Ok(mut m) = self.map.lock() {
+        {
+            let mut m = crate::sync::lock(&self.map);
             m.remove(id);
         }
     }
@@ -73,18 +75,19 @@ impl Execs {
     /// answers "No such exec instance" too), and keeping them grew the daemon by a few KiB per
     /// exec for as long as it ran.
     pub(crate) fn remove_container(&self, container_id: &str) {
-        if let Ok(mut m) = self.map.lock() {
+        {
+            let mut m = crate::sync::lock(&self.map);
             m.retain(|_, r| r.container_id != container_id);
         }
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.map.lock().map(|m| m.len()).unwrap_or(0)
+        crate::sync::lock(&self.map).len()
     }
 
     fn get(&self, id: &str) -> Option<ExecRecord> {
-        self.map.lock().ok().and_then(|m| m.get(id).cloned())
+        crate::sync::lock(&self.map).get(id).cloned()
     }
 }
 
@@ -132,11 +135,7 @@ impl Engine {
             process: None,
             started: false,
         };
-        self.execs()
-            .map
-            .lock()
-            .map_err(|_| EngineError::Internal("exec table poisoned".into()))?
-            .insert(id.clone(), record);
+        crate::sync::lock(&self.execs().map).insert(id.clone(), record);
         Ok(id)
     }
 

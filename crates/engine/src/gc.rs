@@ -57,7 +57,7 @@ impl Engine {
         if stored.blobs.is_empty() && stored.layers.is_empty() {
             return Ok(());
         }
-        let _gc = self.inner.gc_lock.write().map_err(|_| EngineError::Internal("gc lock poisoned".into()))?;
+        let _gc = crate::sync::write(&self.inner.gc_lock);
         let refs = self.referenced()?;
         self.remove_unreferenced(&refs, &stored.layers, &stored.blobs)?;
         Ok(())

@@ -224,8 +224,8 @@ impl Engine {
     /// The health of a container with a healthcheck: the running probe loop's, else (a
     /// container stopped before the daemon started) the last one stored.
     pub fn container_health(&self, id: &str) -> Option<Health> {
-        let live = self.inner.live.lock().ok().and_then(|m| m.get(id).cloned());
-        let current = live.and_then(|l| l.health.lock().ok().and_then(|h| h.clone()));
+        let live = crate::sync::lock(&self.inner.live).get(id).cloned();
+        let current = live.and_then(|l| crate::sync::lock(&l.health).clone());
         current.or_else(|| load(&self.container_dir(id)).map(|p| p.health))
     }
 
@@ -245,9 +245,7 @@ impl Engine {
             log: Vec::new(),
         });
         save(&dir, &started_at, &initial);
-        if let Ok(mut h) = live.health.lock() {
-            *h = Some(initial);
-        }
+        *crate::sync::lock(&live.health) = Some(initial);
         // The start period counts from the container's start, also across a daemon restart.
         let since_start = wharf_types::time::parse_rfc3339(&started_at)
             .and_then(|t| SystemTime::now().duration_since(t).ok())
@@ -264,7 +262,7 @@ impl Engine {
                 // As dockerd: probes come every start interval while the container is still
                 // `starting` within its start period, every interval after.
                 let starting = started.elapsed() < start_period
-                    && live.health.lock().is_ok_and(|h| h.as_ref().is_some_and(|h| h.status == STARTING));
+                    && crate::sync::lock(&live.health).as_ref().is_some_and(|h| h.status == STARTING);
                 tokio::select! {
                     _ = live.wait_exit_after(exits) => return,
                     _ = tokio::time::sleep(if starting { start_interval } else { interval }) => {}
@@ -280,12 +278,10 @@ impl Engine {
                 if live.exits() != exits {
                     return;
                 }
-                let (changed, snapshot) = match live.health.lock() {
-                    Ok(mut h) => {
-                        let health = h.get_or_insert_with(Health::default);
-                        (record(health, result, cfg.retries, started.elapsed() < start_period), health.clone())
-                    }
-                    Err(_) => return,
+                let (changed, snapshot) = {
+                    let mut h = crate::sync::lock(&live.health);
+                    let health = h.get_or_insert_with(Health::default);
+                    (record(health, result, cfg.retries, started.elapsed() < start_period), health.clone())
                 };
                 let (d, at) = (dir.clone(), started_at.clone());
                 let _ = tokio::task::spawn_blocking(move || save(&d, &at, &snapshot)).await;

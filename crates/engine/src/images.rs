@@ -230,7 +230,7 @@ impl Engine {
     }
 
     fn remove_image_blocking(&self, name: &str, force: bool) -> Result<Vec<ImageDeleted>, EngineError> {
-        let _gc = self.inner.gc_lock.write().map_err(|_| EngineError::Internal("gc lock poisoned".into()))?;
+        let _gc = crate::sync::write(&self.inner.gc_lock);
         let (rec, matched) =
             self.lookup_image(name)?.ok_or_else(|| EngineError::NotFound(format!("No such image: {name}")))?;
         let (tags, digests) = self.refs_of(&rec.id)?;

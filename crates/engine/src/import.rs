@@ -126,7 +126,7 @@ impl Engine {
         req: &ImportRequest,
         stored: &mut Stored,
     ) -> Result<Digest, EngineError> {
-        let _gc = self.inner.gc_lock.read().map_err(|_| EngineError::Internal("gc lock poisoned".into()))?;
+        let _gc = crate::sync::read(&self.inner.gc_lock);
         let mut input = BufReader::with_capacity(1 << 20, input);
         let head = input.fill_buf().map_err(|e| EngineError::io("import: read the archive", e))?.to_vec();
         let tar: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {

@@ -41,6 +41,7 @@ mod security;
 mod spec;
 mod stats;
 mod store;
+mod sync;
 mod transfer;
 mod user;
 mod usernet;
@@ -293,10 +294,7 @@ impl Engine {
     /// Called when the daemon stops. Containers keep running under their shims; when none
     /// runs, the daemon's parent cgroup is removed so that the host looks as before.
     pub async fn shutdown(&self) {
-        let any_running = match self.inner.live.lock() {
-            Ok(map) => map.values().any(|l| l.is_running()),
-            Err(_) => true,
-        };
+        let any_running = sync::lock(&self.inner.live).values().any(|l| l.is_running());
         if any_running {
             return;
         }
@@ -330,56 +328,42 @@ impl Engine {
 
     /// The registry client as now configured.
     pub(crate) fn registry(&self) -> Arc<RegistryClient> {
-        match self.inner.registry.read() {
-            Ok(r) => r.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        sync::read(&self.inner.registry).clone()
     }
 
     /// Mirrors, insecure registries and transfer limits as now configured.
     pub fn registry_settings(&self) -> RegistrySettings {
-        match self.inner.registry_settings.read() {
-            Ok(s) => s.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        sync::read(&self.inner.registry_settings).clone()
     }
 
     /// A configuration reload: pulls and pushes that start from now on use these; those in
     /// flight finish as they began. A bad mirror URL changes nothing.
     pub fn reload_registry_settings(&self, settings: RegistrySettings) -> Result<(), EngineError> {
         let client = Arc::new(registry_client(&self.inner.config, &settings)?);
-        if let Ok(mut r) = self.inner.registry.write() {
-            *r = client;
-        }
-        if let Ok(mut s) = self.inner.registry_settings.write() {
-            *s = settings;
-        }
+        *crate::sync::write(&self.inner.registry) = client;
+        *crate::sync::write(&self.inner.registry_settings) = settings;
         Ok(())
     }
 
     /// The daemon's labels, as `docker info` shows them (`key=value`).
     pub fn labels(&self) -> Vec<String> {
-        self.inner.labels.lock().map(|l| l.clone()).unwrap_or_default()
+        crate::sync::lock(&self.inner.labels).clone()
     }
 
     /// The OCI runtimes as `docker info` lists them, and the default.
     pub fn runtimes(&self) -> Runtimes {
-        self.inner.runtimes.read().map(|r| r.clone()).unwrap_or_default()
+        sync::read(&self.inner.runtimes).clone()
     }
 
     /// Replaces the runtimes (a configuration reload, as dockerd reloads them): containers
     /// created or started from now on see the new ones; running ones keep theirs.
     pub fn set_runtimes(&self, runtimes: Runtimes) {
-        if let Ok(mut r) = self.inner.runtimes.write() {
-            *r = runtimes;
-        }
+        *crate::sync::write(&self.inner.runtimes) = runtimes;
     }
 
     /// Replaces the daemon's labels (a configuration reload).
     pub fn set_labels(&self, labels: Vec<String>) {
-        if let Ok(mut l) = self.inner.labels.lock() {
-            *l = labels;
-        }
+        *crate::sync::lock(&self.inner.labels) = labels;
     }
 }
 

@@ -111,7 +111,8 @@ impl Engine {
     /// One API request answered (the API layer calls this for every request).
     pub fn record_request(&self, method: &str, path: &str, status: u16) {
         let key = (method.to_string(), endpoint_pattern(path), status);
-        if let Ok(mut m) = self.inner.metrics.requests.lock() {
+        {
+            let mut m = crate::sync::lock(&self.inner.metrics.requests);
             *m.entry(key).or_insert(0) += 1;
         }
     }
@@ -166,7 +167,7 @@ impl Engine {
         counter(&mut out, "wharf_image_push_failures_total", "Image pushes that failed.", get(&m.push_failures));
         counter(&mut out, "wharf_pulled_bytes_total", "Layer bytes received from registries.", get(&m.bytes_pulled));
         counter(&mut out, "wharf_pushed_bytes_total", "Blob bytes uploaded to registries.", get(&m.bytes_pushed));
-        let requests = m.requests.lock().map(|r| r.clone()).unwrap_or_default();
+        let requests = crate::sync::lock(&m.requests).clone();
         let _ = writeln!(out, "# HELP wharf_api_requests_total API requests by endpoint and status.");
         let _ = writeln!(out, "# TYPE wharf_api_requests_total counter");
         let mut errors: BTreeMap<u16, u64> = BTreeMap::new();

@@ -75,21 +75,17 @@ impl Live {
     }
 
     pub fn started(&self, pid: i32) {
-        if let Ok(mut init) = self.init.lock() {
-            *init = pidfd_open(pid).ok();
-        }
+        *crate::sync::lock(&self.init) = pidfd_open(pid).ok();
         self.state.send_modify(|s| s.running = true);
     }
 
     /// A duplicate of the init's pidfd while the container runs (`cp` joins its namespace).
     pub fn init_pidfd(&self) -> Option<OwnedFd> {
-        self.init.lock().ok()?.as_ref()?.try_clone().ok()
+        crate::sync::lock(&self.init).as_ref()?.try_clone().ok()
     }
 
     pub fn exited(&self, code: i32) {
-        if let Ok(mut init) = self.init.lock() {
-            *init = None;
-        }
+        *crate::sync::lock(&self.init) = None;
         self.state.send_modify(|s| {
             s.running = false;
             s.exits += 1;
@@ -112,7 +108,7 @@ impl Live {
     }
 
     pub fn signal(&self, sig: i32) -> io::Result<()> {
-        let init = self.init.lock().map_err(|_| io::Error::other("pidfd lock poisoned"))?;
+        let init = crate::sync::lock(&self.init);
         let Some(fd) = init.as_ref() else {
             return Err(io::Error::from_raw_os_error(libc::ESRCH));
         };
@@ -350,7 +346,8 @@ impl Engine {
                         let exit = self.finished_exit(&id, shim).await;
                         let live = std::sync::Arc::new(Live::new(None));
                         live.state.send_modify(|s| s.running = true);
-                        if let Ok(mut map) = self.inner.live.lock() {
+                        {
+                            let mut map = crate::sync::lock(&self.inner.live);
                             map.insert(id.clone(), live);
                         }
                         self.on_exit(&id, exit).await;
@@ -392,7 +389,8 @@ impl Engine {
             let shim_alive = shim.is_some_and(|p| p == rec.state.shim_pid);
             if shim_alive {
                 let live = std::sync::Arc::new(Live::new(Some(rec.state.pid)));
-                if let Ok(mut map) = self.inner.live.lock() {
+                {
+                    let mut map = crate::sync::lock(&self.inner.live);
                     map.insert(id.clone(), live);
                 }
                 self.watch_shim(id.clone(), rec.state.shim_pid, None);
@@ -405,7 +403,8 @@ impl Engine {
                 let exit = read_exit_file(&self.container_dir(&id));
                 let live = std::sync::Arc::new(Live::new(None));
                 live.state.send_modify(|s| s.running = true);
-                if let Ok(mut map) = self.inner.live.lock() {
+                {
+                    let mut map = crate::sync::lock(&self.inner.live);
                     map.insert(id.clone(), live);
                 }
                 self.on_exit(&id, exit).await;

@@ -94,7 +94,7 @@ impl Engine {
 
         // Shared lock from the first blob written: garbage collection waits until this pull has
         // recorded its image (a sweep would otherwise take the config or a layer meanwhile).
-        let _gc = self.inner.gc_lock.read().map_err(|_| EngineError::Internal("gc lock poisoned".into()))?;
+        let _gc = crate::sync::read(&self.inner.gc_lock);
         // The config: small, verified by the fetch, kept in the content store.
         let config_raw = if self.inner.content.contains(&manifest.config.digest) {
             self.inner.content.read(&manifest.config.digest, MAX_CONFIG_SIZE)?
@@ -197,17 +197,17 @@ impl Engine {
         }
         let queue = Mutex::new(jobs);
         let failures: Mutex<Vec<EngineError>> = Mutex::new(Vec::new());
-        let workers =
-            self.registry_settings().max_concurrent_downloads.max(1).min(queue.lock().map(|q| q.len()).unwrap_or(1));
+        let workers = self.registry_settings().max_concurrent_downloads.max(1).min(crate::sync::lock(&queue).len());
         std::thread::scope(|s| {
             for _ in 0..workers {
                 s.spawn(|| loop {
-                    if failures.lock().map(|f| !f.is_empty()).unwrap_or(true) || events.gone() {
+                    if !crate::sync::lock(&failures).is_empty() || events.gone() {
                         return;
                     }
-                    let Some(job) = queue.lock().ok().and_then(|mut q| q.pop_front()) else { return };
+                    let Some(job) = crate::sync::lock(&queue).pop_front() else { return };
                     if let Err(e) = self.fetch_layer(r, ep, &job, auth, events) {
-                        if let Ok(mut f) = failures.lock() {
+                        {
+                            let mut f = crate::sync::lock(&failures);
                             f.push(e);
                         }
                     }

@@ -106,7 +106,7 @@ impl Engine {
         let auth = req.auth.as_ref();
         let ep = self.registry().push_endpoint(&repo, auth)?;
         // The blobs must stay while they are read: removals wait for the push.
-        let _gc = self.inner.gc_lock.read().map_err(|_| EngineError::Internal("gc lock poisoned".into()))?;
+        let _gc = crate::sync::read(&self.inner.gc_lock);
         let sources = self.blob_sources(&repo)?;
         let mut out = Vec::new();
         let mut replaced = crate::gc::Stored::default();
@@ -316,12 +316,13 @@ impl Engine {
         std::thread::scope(|s| {
             for _ in 0..workers {
                 s.spawn(|| loop {
-                    if failures.lock().map(|f| !f.is_empty()).unwrap_or(true) {
+                    if !crate::sync::lock(&failures).is_empty() {
                         return;
                     }
-                    let Some(job) = queue.lock().ok().and_then(|mut q| q.pop_front()) else { return };
+                    let Some(job) = crate::sync::lock(&queue).pop_front() else { return };
                     if let Err(e) = self.push_blob(repo, ep, &job, sources, req, events) {
-                        if let Ok(mut f) = failures.lock() {
+                        {
+                            let mut f = crate::sync::lock(&failures);
                             f.push(e);
                         }
                     }
@@ -396,14 +397,15 @@ impl Engine {
                 let events = events.clone();
                 let last = Mutex::new(Instant::now() - Duration::from_secs(1));
                 Arc::new(move |sent: u64| {
-                    let due = last.lock().map(|mut l| {
+                    let due = {
+                        let mut l = crate::sync::lock(&last);
                         let due = l.elapsed() > Duration::from_millis(100) || sent == total;
                         if due {
                             *l = Instant::now();
                         }
                         due
-                    });
-                    if due.unwrap_or(false) {
+                    };
+                    if due {
                         let _ = events.send(progress(&id, "Pushing", Some((sent, total))));
                     }
                 })

@@ -151,7 +151,8 @@ impl Restarts {
 
     /// Forgets the back-off (a start by the user) and wakes a pending restart so it looks again.
     pub fn reset(&self, id: &str) {
-        if let Ok(mut m) = self.state.lock() {
+        {
+            let mut m = crate::sync::lock(&self.state);
             if let Some(b) = m.remove(id) {
                 b.cancel.notify_waiters();
             }
@@ -159,10 +160,7 @@ impl Restarts {
     }
 
     fn schedule(&self, id: &str, ran_for: Duration) -> (Duration, Arc<Notify>) {
-        let mut m = match self.state.lock() {
-            Ok(m) => m,
-            Err(p) => p.into_inner(),
-        };
+        let mut m = crate::sync::lock(&self.state);
         let b = m.entry(id.to_string()).or_insert_with(|| Backoff { delay: None, cancel: Arc::new(Notify::new()) });
         let d = next_delay(b.delay, ran_for);
         b.delay = Some(d);

@@ -491,9 +491,7 @@ impl Engine {
         let dir = self.inner.config.data_root.join("seccomp");
         let cache_key = format!("{}\n{key}", dir.display());
         let cache = CACHE.get_or_init(Default::default);
-        if let Some(p) =
-            cache.lock().map_err(|_| EngineError::Internal("seccomp cache poisoned".into()))?.get(&cache_key)
-        {
+        if let Some(p) = crate::sync::lock(cache).get(&cache_key) {
             if p.exists() {
                 return Ok(p.clone());
             }
@@ -515,7 +513,8 @@ impl Engine {
                 return Err(EngineError::io(format!("rename {}", path.display()), e));
             }
         }
-        if let Ok(mut c) = cache.lock() {
+        {
+            let mut c = crate::sync::lock(cache);
             c.insert(cache_key, path.clone());
         }
         Ok(path)

@@ -14,7 +14,7 @@
 //! - The two maps agree: `names` maps each name to the id of a record in `records` that holds it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use wharf_metadata::{Db, Table};
 
@@ -49,9 +49,7 @@ impl ContainerStore {
     }
 
     fn maps(&self) -> std::sync::RwLockReadGuard<'_, Maps> {
-        // The maps are only changed by plain inserts and removes after a commit: a panic
-        // elsewhere while the lock was held leaves them whole.
-        self.maps.read().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::read(&self.maps)
     }
 
     pub(crate) fn get(&self, id: &str) -> Option<Arc<ContainerRecord>> {
@@ -79,7 +77,7 @@ impl ContainerStore {
         &self,
         f: impl FnOnce(&mut ContainerTx<'_>) -> Result<R, EngineError>,
     ) -> Result<R, EngineError> {
-        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let _writer = crate::sync::lock(&self.writer);
         let mut tx = ContainerTx { store: self, records: BTreeMap::new(), names: BTreeMap::new() };
         let out = f(&mut tx)?;
         let ContainerTx { records, names, .. } = tx;
@@ -105,7 +103,7 @@ impl ContainerStore {
             }
             Ok::<_, EngineError>(())
         })?;
-        let mut maps = self.maps.write().unwrap_or_else(PoisonError::into_inner);
+        let mut maps = crate::sync::write(&self.maps);
         for (id, rec) in records {
             match rec {
                 Some(rec) => maps.records.insert(id, Arc::new(rec)),

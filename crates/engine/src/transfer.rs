@@ -56,7 +56,7 @@ struct TransferState {
 
 impl Transfer {
     fn state(&self) -> MutexGuard<'_, TransferState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.state)
     }
 
     fn watchers(&self) -> usize {
@@ -82,7 +82,8 @@ struct Owner<'a> {
 impl Drop for Owner<'_> {
     fn drop(&mut self) {
         // Out of the table first: a waiter that retries after a failure must not find it again.
-        if let Ok(mut active) = self.transfers.active.lock() {
+        {
+            let mut active = crate::sync::lock(&self.transfers.active);
             if active.get(&self.key).is_some_and(|t| Arc::ptr_eq(t, &self.transfer)) {
                 active.remove(&self.key);
             }
@@ -95,7 +96,7 @@ impl Drop for Owner<'_> {
 
 impl Transfers {
     fn join(&self, key: (Digest, Digest)) -> Joined<'_> {
-        let mut active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut active = crate::sync::lock(&self.active);
         if let Some(t) = active.get(&key) {
             t.state().watchers += 1;
             return Joined::Watcher(t.clone());

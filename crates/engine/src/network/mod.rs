@@ -368,12 +368,7 @@ pub(crate) fn container_networks_in(
     Ok(out)
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
+pub(crate) use crate::sync::lock;
 
 impl Engine {
     fn net(&self) -> &Networking {
