@@ -127,12 +127,12 @@ impl SwarmProbe<'_> {
 
 /// Containers.
 impl Client {
-    /// `GET /containers/json`; `limit` 0 for no limit, `filters` empty for none.
+    /// `GET /containers/json`; `limit` 0 or less for no limit, `filters` empty for none.
     pub fn containers_list<T: DeserializeOwned>(
         &self,
         all: bool,
         size: bool,
-        limit: usize,
+        limit: i64,
         filters: &str,
     ) -> Result<T, ClientError> {
         let mut q = Query::new().flag("all", all).flag("size", size);
@@ -403,7 +403,7 @@ impl Client {
     }
 
     /// `GET /images/search`; `limit` 0 for the daemon's default, `filters` empty for none.
-    pub fn images_search<T: DeserializeOwned>(&self, term: &str, limit: u64, filters: &str) -> Result<T, ClientError> {
+    pub fn images_search<T: DeserializeOwned>(&self, term: &str, limit: i64, filters: &str) -> Result<T, ClientError> {
         let mut q = Query::new().set("term", term);
         if limit != 0 {
             q = q.set("limit", limit.to_string());
