@@ -7,9 +7,10 @@
 //! Image references are the exception: like the docker CLI (`/images/127.0.0.1:5000/a/b/json`)
 //! their `/` stays as it is and each piece between slashes is encoded ([`image_path`]).
 //! wharfd splits the path at `/` before it percent-decodes each segment and joins the segments
-//! between `/images/` and the last one with `/`, so a `%2F` would be served the same; dockerd's
-//! router matches `{name:.*}` on the decoded path as well. Keeping the slash is what the daemons
-//! expect from the docker CLI and what a proxy in between will not choke on.
+//! between `/images/` and the last one with `/`, so a `%2F` would be served the same (the
+//! router's `routes_names_as_the_client_encodes_them` test pins this). dockerd's image routes
+//! are `/images/{name:.*}/json` and the like, written for the slashes the docker CLI leaves in;
+//! keeping them is what every daemon expects and what a proxy that refuses `%2F` passes.
 //!
 //! Where the CLI needs the request itself (a body it streams, headers it adds, a status it
 //! reads), a function here returns the [`Request`] with its target built.
