@@ -300,4 +300,33 @@ mod tests {
         assert_eq!(split_version("/v1.é/x").unwrap(), (None, "/v1.é/x".into()));
         assert!(version_tuple("1.9") < version_tuple("1.24"));
     }
+
+    /// The targets wharf-client's operations build (`crates/client/src/ops.rs`) reach the
+    /// handlers with the names as typed: an image reference keeps its `/` (a `%2F` is served
+    /// the same), any other name is one segment whatever it holds.
+    #[test]
+    fn routes_names_as_the_client_encodes_them() {
+        let image = |path: &str| {
+            let owned = segments(path);
+            let segs: Vec<&str> = owned.iter().map(String::as_str).collect();
+            middle(&segs, 1, 1)
+        };
+        let images = [
+            ("/images/busybox:1.36/json", "busybox:1.36"),
+            ("/images/127.0.0.1:5000/a/b/json", "127.0.0.1:5000/a/b"),
+            ("/images/a%20b%3Fc%23d%25e/f%20%C3%A9/json", "a b?c#d%e/f é"),
+            ("/images/a%2Fb/json", "a/b"),
+            ("/images/a/b@sha256:0123/history", "a/b@sha256:0123"),
+        ];
+        for (path, want) in images {
+            assert_eq!(image(path), want, "{path}");
+        }
+        assert_eq!(
+            segments("/containers/a%20b%3Fc%23d%25e%2Ff%20%C3%A9/json"),
+            ["containers", "a b?c#d%e/f é", "json"]
+        );
+        assert_eq!(segments("/networks/my%20net%2Bx"), ["networks", "my net+x"]);
+        // `rm --link web/db`: the link's `/` stays a separator, for the link route.
+        assert_eq!(segments("/containers/web/db"), ["containers", "web", "db"]);
+    }
 }

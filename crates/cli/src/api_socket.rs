@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context, Result};
 use base64::Engine;
 use serde_json::{json, Value};
-use wharf_client::{Body, Client, ContainerConfig, Query, Request};
+use wharf_client::{Body, Client, ContainerConfig, Query};
 
 use crate::dockercfg::Credentials;
 
@@ -96,8 +96,7 @@ pub fn inject(client: &Client, id: &str, creds: &BTreeMap<String, Credentials>) 
     h.set_cksum();
     tar.append_data(&mut h, CONFIG_IN_CONTAINER, &text[..]).context("tar of the credentials")?;
     let bytes = tar.into_inner().context("tar of the credentials")?;
-    let target = Query::new().set("path", "/").to_target(&format!("/containers/{}/archive", wharf_client::encode(id)));
-    let req = Request::new("PUT", &target).header("Content-Type", "application/x-tar").body(Body::Bytes(bytes));
+    let req = wharf_client::ops::container_archive_put(id, &Query::new().set("path", "/"), Body::Bytes(bytes));
     const WHAT: &str = "injecting docker config.json into container failed";
     client.request(req).context(WHAT)?.read_body(1 << 20).context(WHAT)?;
     Ok(())

@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Read, Write};
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use wharf_client::{Body, Client, JsonMessage, Query, Request};
+use wharf_client::Client;
 
 #[derive(Debug, Subcommand)]
 pub enum ArchiveCommand {
@@ -52,11 +52,7 @@ fn save(client: &Client, output: Option<&str>, images: &[String]) -> Result<()> 
     if output.is_none() && stdout.is_terminal() {
         bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
     }
-    let mut q = Query::new();
-    for i in images {
-        q = q.set("names", i.as_str());
-    }
-    let mut body = client.stream(Request::new("GET", &q.to_target("/images/get"))).context("save")?;
+    let mut body = client.images_save(images).context("save")?;
     write_archive(&mut body, output, "save")
 }
 
@@ -74,9 +70,7 @@ fn load(client: &Client, input: Option<&str>, quiet: bool) -> Result<()> {
             (Box::new(std::io::stdin()), None)
         }
     };
-    let target = Query::new().flag("quiet", quiet).to_target("/images/load");
-    let req = Request::new("POST", &target).header("Content-Type", "application/x-tar").body(Body::Reader(reader, len));
-    let messages = client.json_stream::<JsonMessage>(req).context("load")?;
+    let messages = client.images_load(quiet, reader, len).context("load")?;
     let mut out = std::io::stdout().lock();
     for m in messages {
         let m = m.context("load")?;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use wharf_client::{Body, Client, JsonMessage, Query, Request};
+use wharf_client::{ops::build_request, Body, Client, JsonMessage, Query, Request};
 
 use crate::Exit;
 
@@ -243,15 +243,13 @@ fn build(client: &Client, f: &BuildFlags) -> Result<Option<String>> {
         // `-`: the context (a tar, compressed or not) as it comes on standard input.
         let body: Box<dyn std::io::Read + Send> =
             if f.compress { gzip(Box::new(std::io::stdin()))? } else { Box::new(std::io::stdin()) };
-        let req = Request::new("POST", &q.to_target("/build"))
-            .header("Content-Type", "application/x-tar")
-            .body(Body::Reader(body, None));
+        let req = build_request(&q).header("Content-Type", "application/x-tar").body(Body::Reader(body, None));
         return print_progress(client, with_auth(req), f.quiet);
     }
     if remote {
         // The daemon downloads the context (a tarball) or the Dockerfile itself.
         q = q.set("remote", f.path.as_str());
-        let req = Request::new("POST", &q.to_target("/build")).header("Content-Type", "application/x-tar");
+        let req = build_request(&q).header("Content-Type", "application/x-tar");
         return print_progress(client, with_auth(req), f.quiet);
     }
     let (reader, writer) = std::io::pipe().context("pipe")?;
@@ -282,9 +280,7 @@ fn build(client: &Client, f: &BuildFlags) -> Result<Option<String>> {
         writer.flush()
     });
     let req = with_auth(
-        Request::new("POST", &q.to_target("/build"))
-            .header("Content-Type", "application/x-tar")
-            .body(Body::Reader(Box::new(reader), None)),
+        build_request(&q).header("Content-Type", "application/x-tar").body(Body::Reader(Box::new(reader), None)),
     );
     let printed = print_progress(client, req, f.quiet);
     match producer.join() {

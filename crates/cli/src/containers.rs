@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use anyhow::{anyhow, Context, Result};
 use clap::Args;
-use wharf_client::{copy_raw, Client, ContainerInspectBrief, ContainerSummary, Demuxer, Port, Query, Request};
+use wharf_client::{copy_raw, Client, ContainerInspectBrief, ContainerSummary, Demuxer, LogsOptions, Port};
 
 use crate::human;
 use crate::table::Table;
@@ -49,16 +49,17 @@ pub fn filters_json(filters: &[String]) -> Result<String> {
     Ok(serde_json::to_string(&map)?)
 }
 
+/// The `filters` parameter of `filters`: empty (not sent) when there are none.
+pub fn filters_param(filters: &[String]) -> Result<String> {
+    if filters.is_empty() {
+        return Ok(String::new());
+    }
+    filters_json(filters)
+}
+
 pub fn ps(client: &Client, f: &PsFlags) -> Result<()> {
     let limit = if f.latest { 1 } else { f.last };
-    let mut q = Query::new().flag("all", f.all).flag("size", f.size);
-    if limit > 0 {
-        q = q.set("limit", limit.to_string());
-    }
-    if !f.filter.is_empty() {
-        q = q.set("filters", filters_json(&f.filter)?);
-    }
-    let list: Vec<ContainerSummary> = client.get_json(&q.to_target("/containers/json"))?;
+    let list: Vec<ContainerSummary> = client.containers_list(f.all, f.size, limit, &filters_param(&f.filter)?)?;
     let now = now_unix();
     match f.format.as_deref() {
         Some(format) if !f.quiet && format != "table" => print!("{}", ps_format(&list, f, now, format)?),
@@ -255,25 +256,16 @@ pub fn each(containers: &[String], mut op: impl FnMut(&str) -> Result<()>) -> Re
 }
 
 pub fn stop(client: &Client, containers: &[String], time: Option<i64>, signal: Option<&str>) -> Result<()> {
-    let mut q = Query::new();
-    if let Some(t) = time {
-        q = q.set("t", t.to_string());
-    }
-    if let Some(s) = signal {
-        q = q.set("signal", s);
-    }
-    each(containers, |c| Ok(client.post::<()>(&q.to_target(&format!("/containers/{c}/stop")), None)?))
+    each(containers, |c| Ok(client.container_stop(c, time, signal)?))
 }
 
 pub fn kill(client: &Client, containers: &[String], signal: Option<&str>) -> Result<()> {
-    let q = Query::new().set_nonempty("signal", signal.unwrap_or(""));
-    each(containers, |c| Ok(client.post::<()>(&q.to_target(&format!("/containers/{c}/kill")), None)?))
+    each(containers, |c| Ok(client.container_kill(c, signal.unwrap_or(""))?))
 }
 
 /// `rm`; with `link`, each name is a legacy link (`parent/alias`) to remove, not a container.
 pub fn rm(client: &Client, containers: &[String], force: bool, volumes: bool, link: bool) -> Result<()> {
-    let q = Query::new().flag("v", volumes).flag("force", force).flag("link", link);
-    each(containers, |c| Ok(client.delete(&q.to_target(&format!("/containers/{c}")))?))
+    each(containers, |c| Ok(client.container_remove(c, force, volumes, link)?))
 }
 
 #[derive(Debug, Args)]
@@ -308,23 +300,18 @@ pub fn api_timestamp(arg: &str, now: SystemTime) -> Result<String> {
 
 pub fn logs(client: &Client, f: &LogsFlags) -> Result<()> {
     let c = &f.container;
-    let info: ContainerInspectBrief = client.get_json(&format!("/containers/{c}/json"))?;
+    let info: ContainerInspectBrief = client.container_inspect(c, false)?;
     let tty = info.config.map(|c| c.tty).unwrap_or(false);
     let now = SystemTime::now();
-    let mut q = Query::new()
-        .set("stdout", "1")
-        .set("stderr", "1")
-        .flag("follow", f.follow)
-        .flag("timestamps", f.timestamps)
-        .flag("details", f.details)
-        .set("tail", f.tail.clone());
-    if let Some(s) = &f.since {
-        q = q.set("since", api_timestamp(s, now)?);
-    }
-    if let Some(u) = &f.until {
-        q = q.set("until", api_timestamp(u, now)?);
-    }
-    let body = client.stream(Request::new("GET", &q.to_target(&format!("/containers/{c}/logs"))))?;
+    let opts = LogsOptions {
+        follow: f.follow,
+        timestamps: f.timestamps,
+        details: f.details,
+        tail: f.tail.clone(),
+        since: f.since.as_deref().map(|s| api_timestamp(s, now)).transpose()?,
+        until: f.until.as_deref().map(|u| api_timestamp(u, now)).transpose()?,
+    };
+    let body = client.container_logs(c, &opts)?;
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
     if tty {
         copy_raw(body, &mut out).context("read logs")?;

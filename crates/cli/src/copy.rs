@@ -9,7 +9,7 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine as _;
 use clap::{Args, Subcommand};
-use wharf_client::{Body, Client, Query, Request};
+use wharf_client::{ops, Body, Client, Query};
 
 #[derive(Debug, Subcommand)]
 pub enum CopyCommand {
@@ -78,14 +78,11 @@ fn decode_stat(header: &str) -> Result<PathStat> {
     serde_json::from_slice(&raw).map_err(|e| anyhow!("invalid path stat from the daemon: {e}"))
 }
 
-fn archive_target(container: &str, path: &str) -> String {
-    Query::new().set("path", path).to_target(&format!("/containers/{}/archive", wharf_client::encode(container)))
-}
-
 /// `HEAD` the path: `None` when it does not exist.
 fn stat(client: &Client, container: &str, path: &str) -> Result<Option<PathStat>> {
-    let target = client.versioned(&archive_target(container, path));
-    let resp = client.send_raw(Request::new("HEAD", &target)).context("stat")?;
+    let mut req = ops::container_archive_head(container, path);
+    req.target = client.versioned(&req.target);
+    let resp = client.send_raw(req).context("stat")?;
     match resp.status {
         200 => match resp.header("X-Docker-Container-Path-Stat") {
             Some(h) => decode_stat(h).map(Some),
@@ -93,8 +90,7 @@ fn stat(client: &Client, container: &str, path: &str) -> Result<Option<PathStat>
         },
         404 => {
             // A missing container is an error, a missing path only means "not there yet".
-            let inspect = format!("/containers/{}/json", wharf_client::encode(container));
-            client.request(Request::new("GET", &inspect)).context("copy")?;
+            client.container_inspect_raw(container, false).context("copy")?;
             Ok(None)
         }
         s => bail!("Error response from daemon: stat {container}:{path}: {s} {}", resp.reason),
@@ -215,7 +211,7 @@ fn from_container(client: &Client, f: &CpFlags, container: &str, src: &str, dst:
             }
         }
     }
-    let req = Request::new("GET", &archive_target(container, &src_path));
+    let req = ops::container_archive_get(container, &src_path);
     let resp = client.request(req).context("copy")?;
     let st = match resp.header("X-Docker-Container-Path-Stat") {
         Some(h) => decode_stat(h)?,
@@ -400,8 +396,7 @@ fn to_container(client: &Client, f: &CpFlags, container: &str, src: &str, dst: &
         .set("path", extract_dir.as_str())
         .set("noOverwriteDirNonDir", "true")
         .set("copyUIDGID", if f.archive { "true" } else { "false" });
-    let target = q.to_target(&format!("/containers/{}/archive", wharf_client::encode(container)));
-    let req = Request::new("PUT", &target).header("Content-Type", "application/x-tar").body(Body::Reader(body, None));
+    let req = ops::container_archive_put(container, &q, Body::Reader(body, None));
     client.request(req).context("copy")?.read_body(1 << 20).context("copy")?;
     if !f.quiet && io::stderr().is_terminal() {
         eprintln!("Successfully copied to {container}:{dst}");

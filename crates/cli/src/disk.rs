@@ -6,9 +6,9 @@ use std::io::{BufRead, Read, Write};
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use serde_json::Value;
-use wharf_client::{Client, Query};
+use wharf_client::Client;
 
-use crate::containers::filters_json;
+use crate::containers::filters_param;
 use crate::human::size;
 use crate::table::Table;
 
@@ -99,11 +99,7 @@ pub fn builder(client: &Client, cmd: BuilderCommand) -> Result<()> {
 }
 
 fn prune_build_cache(client: &Client, all: bool, filter: &[String], keep_storage: u64) -> Result<(Vec<String>, i64)> {
-    let mut q = Query::new().flag("all", all).set("keep-storage", keep_storage.to_string());
-    if !filter.is_empty() {
-        q = q.set("filters", filters_json(filter)?);
-    }
-    let v: Value = client.post_json::<(), Value>(&q.to_target("/build/prune"), None)?;
+    let v: Value = client.build_prune(all, keep_storage, &filters_param(filter)?)?;
     let ids = v["CachesDeleted"]
         .as_array()
         .into_iter()
@@ -172,8 +168,7 @@ fn prune_images(client: &Client, all: bool, filter: &[String]) -> Result<(Vec<St
     if all {
         filter.push("dangling=false".to_string());
     }
-    let q = if filter.is_empty() { Query::new() } else { Query::new().set("filters", filters_json(&filter)?) };
-    let v: Value = client.post_json::<(), Value>(&q.to_target("/images/prune"), None)?;
+    let v: Value = client.images_prune(&filters_param(&filter)?)?;
     let mut lines = Vec::new();
     for d in v["ImagesDeleted"].as_array().into_iter().flatten() {
         if let Some(u) = d["Untagged"].as_str() {
@@ -224,7 +219,7 @@ fn system_prune(client: &Client, all: bool, volumes: bool, filter: &[String], fo
             return Ok(());
         }
     }
-    let q = if filter.is_empty() { Query::new() } else { Query::new().set("filters", filters_json(filter)?) };
+    let filters = filters_param(filter)?;
     let mut reclaimed = 0;
     let print_list = |title: &str, items: &[String]| {
         if !items.is_empty() {
@@ -239,15 +234,15 @@ fn system_prune(client: &Client, all: bool, volumes: bool, filter: &[String], fo
         v[key].as_array().into_iter().flatten().filter_map(|x| x.as_str().map(str::to_string)).collect()
     };
 
-    let v: Value = client.post_json::<(), Value>(&q.to_target("/containers/prune"), None)?;
+    let v: Value = client.containers_prune(&filters)?;
     print_list("Deleted Containers", &names(&v, "ContainersDeleted"));
     reclaimed += v["SpaceReclaimed"].as_i64().unwrap_or(0);
 
-    let v: Value = client.post_json::<(), Value>(&q.to_target("/networks/prune"), None)?;
+    let v: Value = client.networks_prune(&filters)?;
     print_list("Deleted Networks", &names(&v, "NetworksDeleted"));
 
     if volumes {
-        let v: Value = client.post_json::<(), Value>(&q.to_target("/volumes/prune"), None)?;
+        let v: Value = client.volumes_prune(&filters)?;
         print_list("Deleted Volumes", &names(&v, "VolumesDeleted"));
         reclaimed += v["SpaceReclaimed"].as_i64().unwrap_or(0);
     }
@@ -277,7 +272,7 @@ fn df(client: &Client, verbose: bool, format: Option<&str>) -> Result<()> {
     if verbose && format.is_some() {
         bail!("--format applies to the summary only; it cannot be combined with --verbose");
     }
-    let v: Value = client.get_json("/system/df")?;
+    let v: Value = client.system_df()?;
     let list = |key: &str| v[key].as_array().cloned().unwrap_or_default();
     let (images, containers, volumes) = (list("Images"), list("Containers"), list("Volumes"));
     let cache = list("BuildCache");

@@ -4,9 +4,9 @@
 use anyhow::{anyhow, Result};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
-use wharf_client::{Client, Query};
+use wharf_client::Client;
 
-use crate::containers::{each, filters_json};
+use crate::containers::{each, filters_param};
 
 #[derive(Debug, Subcommand)]
 pub enum ExtrasCommand {
@@ -74,12 +74,8 @@ pub struct PruneFlags {
 
 pub fn run(client: &Client, cmd: ExtrasCommand) -> Result<()> {
     match cmd {
-        ExtrasCommand::Pause { containers } => {
-            each(&containers, |c| Ok(client.post::<()>(&format!("/containers/{c}/pause"), None)?))
-        }
-        ExtrasCommand::Unpause { containers } => {
-            each(&containers, |c| Ok(client.post::<()>(&format!("/containers/{c}/unpause"), None)?))
-        }
+        ExtrasCommand::Pause { containers } => each(&containers, |c| Ok(client.container_pause(c)?)),
+        ExtrasCommand::Unpause { containers } => each(&containers, |c| Ok(client.container_unpause(c)?)),
         ExtrasCommand::Update(f) => update(client, &f),
         ExtrasCommand::Top { container, ps_args } => top(client, &container, &ps_args),
         ExtrasCommand::Stats { all, no_stream, no_trunc, format, containers } => {
@@ -103,15 +99,14 @@ fn update(client: &Client, f: &UpdateFlags) -> Result<()> {
     }
     let body = Value::Object(body);
     each(&f.containers, |c| {
-        let _: Value = client.post_json(&format!("/containers/{c}/update"), Some(&body))?;
+        let _: Value = client.container_update(c, &body)?;
         Ok(())
     })
 }
 
 pub fn prune(client: &Client, f: &PruneFlags) -> Result<()> {
     let _ = f.force;
-    let q = if f.filter.is_empty() { Query::new() } else { Query::new().set("filters", filters_json(&f.filter)?) };
-    let v: Value = client.post_json::<(), Value>(&q.to_target("/containers/prune"), None)?;
+    let v: Value = client.containers_prune(&filters_param(&f.filter)?)?;
     let deleted = v["ContainersDeleted"].as_array().cloned().unwrap_or_default();
     if !deleted.is_empty() {
         println!("Deleted Containers:");
@@ -125,8 +120,7 @@ pub fn prune(client: &Client, f: &PruneFlags) -> Result<()> {
 }
 
 fn top(client: &Client, container: &str, ps_args: &[String]) -> Result<()> {
-    let q = Query::new().set_nonempty("ps_args", &ps_args.join(" "));
-    let v: Value = client.get_json(&q.to_target(&format!("/containers/{container}/top")))?;
+    let v: Value = client.container_top(container, &ps_args.join(" "))?;
     let titles: Vec<&str> =
         v["Titles"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
     let mut t = crate::table::Table::new(&titles);
@@ -142,7 +136,7 @@ fn top(client: &Client, container: &str, ps_args: &[String]) -> Result<()> {
 }
 
 fn diff(client: &Client, container: &str) -> Result<()> {
-    let v: Value = client.get_json(&format!("/containers/{container}/changes"))?;
+    let v: Value = client.container_changes(container)?;
     for c in v.as_array().cloned().unwrap_or_default() {
         let kind = match c["Kind"].as_i64() {
             Some(0) => "C",

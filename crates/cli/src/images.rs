@@ -4,10 +4,10 @@ use std::collections::BTreeSet;
 
 use anyhow::{anyhow, Result};
 use clap::Args;
-use wharf_client::{Client, ImageDeleteItem, ImageSummary, Query};
+use wharf_client::{Client, ImageDeleteItem, ImageSummary};
 use wharf_types::ImageRef;
 
-use crate::containers::{filters_json, short_id};
+use crate::containers::{filters_param, short_id};
 use crate::human;
 use crate::table::Table;
 use crate::Exit;
@@ -41,11 +41,7 @@ pub fn images(client: &Client, f: &ImagesFlags) -> Result<()> {
     if let Some(r) = &f.repository {
         filters.push(format!("reference={r}"));
     }
-    let mut q = Query::new().flag("all", f.all);
-    if !filters.is_empty() {
-        q = q.set("filters", filters_json(&filters)?);
-    }
-    let list: Vec<ImageSummary> = client.get_json(&q.to_target("/images/json"))?;
+    let list: Vec<ImageSummary> = client.images_list(f.all, &filters_param(&filters)?)?;
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     match f.format.as_deref() {
@@ -166,10 +162,9 @@ fn images_output(list: &[ImageSummary], f: &ImagesFlags, now: i64) -> String {
 }
 
 pub fn rmi(client: &Client, images: &[String], force: bool, no_prune: bool) -> Result<()> {
-    let q = Query::new().flag("force", force).flag("noprune", no_prune);
     let mut failed = false;
     for image in images {
-        match client.delete_json::<Vec<ImageDeleteItem>>(&q.to_target(&format!("/images/{image}"))) {
+        match client.image_remove::<Vec<ImageDeleteItem>>(image, force, no_prune) {
             Ok(items) => {
                 for item in items {
                     if let Some(u) = item.untagged {
@@ -197,8 +192,7 @@ pub fn tag(client: &Client, source: &str, target: &str) -> Result<()> {
     if r.digest.is_some() {
         return Err(anyhow!("refusing to create a tag with a digest reference"));
     }
-    let q = Query::new().set("repo", r.familiar_name()).set("tag", r.tag.unwrap_or_else(|| "latest".into()));
-    client.post::<()>(&q.to_target(&format!("/images/{source}/tag")), None)?;
+    client.image_tag(source, &r.familiar_name(), &r.tag.unwrap_or_else(|| "latest".into()))?;
     Ok(())
 }
 
@@ -217,7 +211,7 @@ pub fn refuse_platform(client: &Client, platform: Option<&str>, required: &str) 
     if platform.is_none() {
         return Ok(());
     }
-    let v: serde_json::Value = client.get_json("/version")?;
+    let v: serde_json::Value = client.version()?;
     let daemon = v["ApiVersion"].as_str().unwrap_or("1.41").to_string();
     if api_version(&daemon) < api_version(required) {
         return Err(Exit::new(

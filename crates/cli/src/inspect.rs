@@ -44,21 +44,30 @@ pub fn inspect(client: &Client, names: &[String], kind: Option<&str>, format: Op
 
 /// The raw JSON of `name`, or `None` when no object of the wanted kind has that name.
 fn fetch(client: &Client, name: &str, kind: Option<&str>, size: bool) -> Result<Option<Vec<u8>>> {
-    let container = format!("/containers/{name}/json{}", if size { "?size=1" } else { "" });
-    let paths: Vec<String> = match kind {
-        Some("container") => vec![container],
-        Some("image") => vec![format!("/images/{name}/json")],
+    let (container, image) = match kind {
+        Some("container") => (true, false),
+        Some("image") => (false, true),
         Some(other) => bail!("{other:?} is not a valid value for --type"),
-        None => vec![container, format!("/images/{name}/json")],
+        None => (true, true),
     };
-    for p in paths {
-        match client.get_bytes(&p) {
-            Ok(raw) => return Ok(Some(raw)),
-            Err(ClientError::Daemon { status: 404, .. }) => continue,
-            Err(e) => return Err(e.into()),
+    if container {
+        if let Some(raw) = found(client.container_inspect_raw(name, size))? {
+            return Ok(Some(raw));
         }
     }
+    if image {
+        return found(client.image_inspect_raw(name));
+    }
     Ok(None)
+}
+
+/// An inspect's answer; `None` when the daemon has no such object.
+fn found(answer: Result<Vec<u8>, ClientError>) -> Result<Option<Vec<u8>>> {
+    match answer {
+        Ok(raw) => Ok(Some(raw)),
+        Err(ClientError::Daemon { status: 404, .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Re-indents compact JSON with four spaces per level, keeping key order; `depth` is the level

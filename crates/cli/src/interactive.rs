@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
-use wharf_client::{copy_raw, post_request, AttachStreams, Attached, Client, Demuxer, Query};
+use wharf_client::{copy_raw, AttachStreams, Attached, Client, Demuxer, Resize};
 
 use crate::run::{short, spawn_wait, EXIT_FAILED};
 use crate::Exit;
@@ -95,8 +95,8 @@ pub struct SessionOptions {
     pub stdin: bool,
     /// The detach keys as given (`ctrl-p,ctrl-q`); `None` for the default.
     pub detach_keys: Option<String>,
-    /// Where a new terminal size is posted (`/containers/{id}/resize`, `/exec/{id}/resize`).
-    pub resize: String,
+    /// Where a new terminal size is posted: the container's TTY or the exec's.
+    pub resize: Resize,
 }
 
 /// Copies our stdin to the session and its output to our stdout/stderr until the output ends.
@@ -192,20 +192,19 @@ fn exec(client: &Client, f: &ExecFlags) -> Result<()> {
             body["ConsoleSize"] = json!([rows, cols]);
         }
     }
-    let created: Value = client.post_json(&format!("/containers/{}/exec", f.container), Some(&body))?;
+    let created: Value = client.exec_create(&f.container, &body)?;
     let id = created["Id"].as_str().ok_or_else(|| anyhow!("exec in {}: the daemon gave no exec id", f.container))?;
     let start = json!({ "Detach": f.detach, "Tty": f.tty });
-    let target = format!("/exec/{id}/start");
     if f.detach {
-        client.post(&target, Some(&start))?;
+        client.exec_start(id, &start)?;
         return Ok(());
     }
-    let attached = client.hijack(post_request(&target, Some(&start)), &format!("start exec in {}", f.container))?;
+    let attached = client.exec_start_attached(id, &start, &format!("start exec in {}", f.container))?;
     let opts = SessionOptions {
         tty: f.tty,
         stdin: f.interactive,
         detach_keys: f.detach_keys.clone(),
-        resize: format!("/exec/{id}/resize"),
+        resize: Resize::Exec(id.to_string()),
     };
     if stream(client, attached, &opts)? == SessionEnd::Detached {
         return Ok(());
@@ -221,7 +220,7 @@ fn exec(client: &Client, f: &ExecFlags) -> Result<()> {
 fn exec_exit_code(client: &Client, id: &str) -> Result<i32> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let v: Value = client.get_json(&format!("/exec/{id}/json"))?;
+        let v: Value = client.exec_inspect(id)?;
         let running = v["Running"].as_bool().unwrap_or(false);
         if let (false, Some(code)) = (running, v["ExitCode"].as_i64()) {
             return Ok(code as i32);
@@ -243,7 +242,7 @@ fn env_entry(spec: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Option<Stri
 
 /// `wharf attach`: ends with the container's exit status, or 0 when detached.
 fn attach(client: &Client, f: &AttachFlags) -> Result<()> {
-    let info: Value = client.get_json(&format!("/containers/{}/json", f.container))?;
+    let info: Value = client.container_inspect(&f.container, false)?;
     let id = info["Id"].as_str().unwrap_or(&f.container).to_string();
     if !info["State"]["Running"].as_bool().unwrap_or(false) {
         return Err(Exit::new(1, "wharf: you cannot attach to a stopped container, start it first".to_string()).into());
@@ -259,8 +258,7 @@ fn attach(client: &Client, f: &AttachFlags) -> Result<()> {
     let exit = spawn_wait(client, &id, false);
     let streams = AttachStreams { stdin, stdout: true, stderr: true, logs: false, detach_keys: f.detach_keys.clone() };
     let attached = client.attach_streams(&id, streams).with_context(|| format!("attach to {}", short(&id)))?;
-    let opts =
-        SessionOptions { tty, stdin, detach_keys: f.detach_keys.clone(), resize: format!("/containers/{id}/resize") };
+    let opts = SessionOptions { tty, stdin, detach_keys: f.detach_keys.clone(), resize: Resize::Container(id.clone()) };
     if stream(client, attached, &opts)? == SessionEnd::Detached {
         return Ok(());
     }
@@ -341,14 +339,13 @@ extern "C" fn on_winch(_: libc::c_int) {
 }
 
 /// Posts our terminal's size now and again on every SIGWINCH, from a thread of its own.
-fn follow_terminal_size(client: &Client, resize: &str) {
+fn follow_terminal_size(client: &Client, resize: &Resize) {
     let post = {
         let client = client.clone();
-        let resize = resize.to_string();
+        let resize = resize.clone();
         move || {
             if let Some((rows, cols)) = terminal_size() {
-                let q = Query::new().set("h", rows.to_string()).set("w", cols.to_string());
-                let _ = client.post::<()>(&q.to_target(&resize), None);
+                let _ = client.resize(&resize, rows, cols);
             }
         }
     };

@@ -9,9 +9,9 @@ use anyhow::{anyhow, Context, Result};
 use clap::Subcommand;
 use serde::Deserialize;
 use serde_json::Value;
-use wharf_client::{Client, Query, Request};
+use wharf_client::Client;
 
-use crate::containers::{api_timestamp, each, filters_json};
+use crate::containers::{api_timestamp, each, filters_param};
 
 #[derive(Debug, Subcommand)]
 pub enum LifecycleCommand {
@@ -124,22 +124,16 @@ pub fn run(client: &Client, cmd: LifecycleCommand) -> Result<()> {
         }
         LifecycleCommand::Volume { command } => volume(client, command),
         LifecycleCommand::Restart { time, signal, containers } => each(&containers, |c| {
-            let q = Query::new()
-                .set_nonempty("t", &time.map(|t| t.to_string()).unwrap_or_default())
-                .set_nonempty("signal", signal.as_deref().unwrap_or(""));
-            client.post::<()>(&q.to_target(&format!("/containers/{c}/restart")), None)?;
+            client.container_restart(c, time, signal.as_deref().filter(|s| !s.is_empty()))?;
             println!("{c}");
             Ok(())
         }),
         LifecycleCommand::Rename { container, new_name } => {
-            let q = Query::new().set("name", new_name);
-            client
-                .post::<()>(&q.to_target(&format!("/containers/{container}/rename")), None)
-                .with_context(|| format!("rename container {container}"))?;
+            client.container_rename(&container, &new_name).with_context(|| format!("rename container {container}"))?;
             Ok(())
         }
         LifecycleCommand::Wait { containers } => each(&containers, |c| {
-            let v: Value = client.post_json::<(), Value>(&format!("/containers/{c}/wait"), None)?;
+            let v: Value = client.container_wait(c)?;
             println!("{}", v["StatusCode"].as_i64().unwrap_or(0));
             Ok(())
         }),
@@ -193,17 +187,9 @@ fn events(
     until: Option<&str>,
 ) -> Result<()> {
     let now = SystemTime::now();
-    let mut q = Query::new();
-    if let Some(s) = since {
-        q = q.set("since", api_timestamp(s, now)?);
-    }
-    if let Some(u) = until {
-        q = q.set("until", api_timestamp(u, now)?);
-    }
-    if !filter.is_empty() {
-        q = q.set("filters", filters_json(filter)?);
-    }
-    let stream = client.json_stream::<Value>(Request::new("GET", &q.to_target("/events")))?;
+    let since = since.map(|s| api_timestamp(s, now)).transpose()?;
+    let until = until.map(|u| api_timestamp(u, now)).transpose()?;
+    let stream = client.events::<Value>(since.as_deref(), until.as_deref(), &filters_param(filter)?)?;
     let mut out = std::io::stdout();
     for ev in stream {
         let ev = ev?;
@@ -259,13 +245,12 @@ fn volume(client: &Client, cmd: VolumeCommand) -> Result<()> {
                 "DriverOpts": key_values(&opt, "option")?,
                 "Labels": key_values(&label, "label")?,
             });
-            let v: Value = client.post_json("/volumes/create", Some(&body))?;
+            let v: Value = client.volume_create(&body)?;
             println!("{}", v["Name"].as_str().unwrap_or_default());
             Ok(())
         }
         VolumeCommand::Ls { quiet, filter, format } => {
-            let q = if filter.is_empty() { Query::new() } else { Query::new().set("filters", filters_json(&filter)?) };
-            let list: VolumeList = client.get_json(&q.to_target("/volumes"))?;
+            let list: VolumeList = client.volumes_list(&filters_param(&filter)?)?;
             let mut vols = list.volumes.unwrap_or_default();
             vols.sort_by(|a, b| a.name.cmp(&b.name));
             let mut out = String::new();
@@ -290,7 +275,7 @@ fn volume(client: &Client, cmd: VolumeCommand) -> Result<()> {
             let mut found = Vec::new();
             let mut failed = false;
             for v in &volumes {
-                match client.get_json::<Value>(&format!("/volumes/{v}")) {
+                match client.volume_inspect::<Value>(v) {
                     Ok(j) => found.push(j),
                     Err(e) => {
                         eprintln!("Error: {e}");
@@ -312,8 +297,7 @@ fn volume(client: &Client, cmd: VolumeCommand) -> Result<()> {
             Ok(())
         }
         VolumeCommand::Rm { force, volumes } => each(&volumes, |v| {
-            let q = Query::new().flag("force", force);
-            client.delete(&q.to_target(&format!("/volumes/{v}")))?;
+            client.volume_remove(v, force)?;
             println!("{v}");
             Ok(())
         }),
@@ -322,8 +306,7 @@ fn volume(client: &Client, cmd: VolumeCommand) -> Result<()> {
             if all {
                 filter.push("all=true".to_string());
             }
-            let q = if filter.is_empty() { Query::new() } else { Query::new().set("filters", filters_json(&filter)?) };
-            let v: Value = client.post_json::<(), Value>(&q.to_target("/volumes/prune"), None)?;
+            let v: Value = client.volumes_prune(&filters_param(&filter)?)?;
             let deleted = v["VolumesDeleted"].as_array().cloned().unwrap_or_default();
             if !deleted.is_empty() {
                 println!("Deleted Volumes:");

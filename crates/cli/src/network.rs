@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use anyhow::{anyhow, bail, Result};
 use clap::Subcommand;
 use serde_json::{json, Value};
-use wharf_client::{Client, PortBinding, Query};
+use wharf_client::{Client, PortBinding};
 
-use crate::containers::{each, filters_json};
+use crate::containers::{each, filters_param};
 use crate::table::Table;
 
 #[derive(Debug, Subcommand)]
@@ -278,13 +278,12 @@ fn network(client: &Client, cmd: NetworkCommand) -> Result<()> {
             if let Some(v4) = ipv4 {
                 body["EnableIPv4"] = json!(v4);
             }
-            let v: Value = client.post_json("/networks/create", Some(&body))?;
+            let v: Value = client.network_create(&body)?;
             println!("{}", v["Id"].as_str().unwrap_or_default());
             Ok(())
         }
         NetworkCommand::Ls { quiet, filter, no_trunc, format } => {
-            let q = if filter.is_empty() { Query::new() } else { Query::new().set("filters", filters_json(&filter)?) };
-            let list: Vec<Value> = client.get_json(&q.to_target("/networks"))?;
+            let list: Vec<Value> = client.networks_list(&filters_param(&filter)?)?;
             let id = |n: &Value| {
                 let id = n["Id"].as_str().unwrap_or_default().to_string();
                 if no_trunc {
@@ -317,7 +316,7 @@ fn network(client: &Client, cmd: NetworkCommand) -> Result<()> {
             let mut found = Vec::new();
             let mut failed = false;
             for n in &networks {
-                match client.get_json::<Value>(&format!("/networks/{}", wharf_client::path_segment(n))) {
+                match client.network_inspect::<Value>(n) {
                     Ok(j) => found.push(j),
                     Err(e) => {
                         eprintln!("Error: {e}");
@@ -338,19 +337,16 @@ fn network(client: &Client, cmd: NetworkCommand) -> Result<()> {
             }
             Ok(())
         }
-        NetworkCommand::Rm { force, networks } => {
-            each(&networks, |n| match client.delete(&format!("/networks/{}", wharf_client::path_segment(n))) {
-                Err(e) if force && e.to_string().contains("not found") => Ok(()),
-                Err(e) => Err(e.into()),
-                Ok(()) => {
-                    println!("{n}");
-                    Ok(())
-                }
-            })
-        }
+        NetworkCommand::Rm { force, networks } => each(&networks, |n| match client.network_remove(n) {
+            Err(e) if force && e.to_string().contains("not found") => Ok(()),
+            Err(e) => Err(e.into()),
+            Ok(()) => {
+                println!("{n}");
+                Ok(())
+            }
+        }),
         NetworkCommand::Prune { force: _, filter } => {
-            let q = if filter.is_empty() { Query::new() } else { Query::new().set("filters", filters_json(&filter)?) };
-            let v: Value = client.post_json::<Value, Value>(&q.to_target("/networks/prune"), None)?;
+            let v: Value = client.networks_prune(&filters_param(&filter)?)?;
             let names: Vec<&str> = v["NetworksDeleted"]
                 .as_array()
                 .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
@@ -388,12 +384,12 @@ fn network(client: &Client, cmd: NetworkCommand) -> Result<()> {
                 ep["GwPriority"] = json!(p);
             }
             let body = json!({"Container": container, "EndpointConfig": ep});
-            client.post(&format!("/networks/{}/connect", wharf_client::path_segment(&network)), Some(&body))?;
+            client.network_connect(&network, &body)?;
             Ok(())
         }
         NetworkCommand::Disconnect { force, network, container } => {
             let body = json!({"Container": container, "Force": force});
-            client.post(&format!("/networks/{}/disconnect", wharf_client::path_segment(&network)), Some(&body))?;
+            client.network_disconnect(&network, &body)?;
             Ok(())
         }
     }
@@ -413,7 +409,7 @@ fn driver_opts(items: &[String]) -> Result<BTreeMap<String, String>> {
 /// `wharf port CONTAINER [PORT[/PROTO]]`: `80/tcp -> 0.0.0.0:8080` lines, or the addresses
 /// of one port.
 fn port(client: &Client, container: &str, port: Option<&str>) -> Result<()> {
-    let v: Value = client.get_json(&format!("/containers/{container}/json"))?;
+    let v: Value = client.container_inspect(container, false)?;
     let ports = v["NetworkSettings"]["Ports"].as_object().cloned().unwrap_or_default();
     let mut lines = Vec::new();
     let want = port.map(|p| if p.contains('/') { p.to_string() } else { format!("{p}/tcp") });

@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Write};
 
 use anyhow::{bail, Context, Result};
 use base64::Engine;
-use wharf_client::{Client, ClientError, JsonMessage, Query, Request};
+use wharf_client::{Client, ClientError, JsonMessage};
 use wharf_types::ImageRef;
 
 use crate::human;
@@ -48,14 +48,7 @@ pub fn pull_with(client: &Client, reference: &str, opts: PullOpts, out: &mut dyn
         (None, None) => "latest".to_string(),
     };
 
-    let q = Query::new()
-        .set("fromImage", r.familiar_name())
-        .set("tag", tag)
-        .set_nonempty("platform", platform.unwrap_or(""));
-    let mut req = Request::new("POST", &q.to_target("/images/create"));
-    if let Some(auth) = registry_auth(&r.registry).with_context(|| what.clone())? {
-        req = req.header("X-Registry-Auth", &auth);
-    }
+    let auth = registry_auth(&r.registry).with_context(|| what.clone())?;
     // Some daemons already name the pull in their message; say it once.
     let named = |e: ClientError| {
         let named = e.to_string().starts_with(&what);
@@ -66,7 +59,8 @@ pub fn pull_with(client: &Client, reference: &str, opts: PullOpts, out: &mut dyn
             e.context(what.clone())
         }
     };
-    let messages = client.json_stream::<JsonMessage>(req).map_err(named)?;
+    let messages =
+        client.image_pull(&r.familiar_name(), &tag, platform.unwrap_or(""), auth.as_deref()).map_err(named)?;
     let mut display = Progress::new(std::io::stdout().is_terminal() && !quiet);
     for m in messages {
         let m = m.map_err(named)?;

@@ -5,7 +5,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use wharf_client::{AttachStreams, Client, ClientError, ContainerConfig, CreateResponse, Query, WaitResponse};
+use wharf_client::{AttachStreams, Client, ClientError, ContainerConfig, CreateResponse, Resize, WaitResponse};
 use wharf_types::ImageRef;
 
 use crate::config::ContainerFlags;
@@ -118,7 +118,7 @@ fn attached_start(
     let attached = client.attach_streams(id, streams).with_context(|| format!("attach to {}", short(id)))?;
     let exit = spawn_wait(client, id, removed);
     start(client, id)?;
-    let opts = SessionOptions { tty, stdin, detach_keys: keys, resize: format!("/containers/{id}/resize") };
+    let opts = SessionOptions { tty, stdin, detach_keys: keys, resize: Resize::Container(id.to_string()) };
     if interactive::stream(client, attached, &opts)? == SessionEnd::Detached {
         return Ok(());
     }
@@ -128,7 +128,7 @@ fn attached_start(
 
 /// `wharf start -a [-i] ID`: one container, its output (and our stdin) attached.
 pub fn start_attached(client: &Client, container: &str, stdin: bool, keys: Option<String>) -> Result<()> {
-    let info: serde_json::Value = client.get_json(&format!("/containers/{container}/json"))?;
+    let info: serde_json::Value = client.container_inspect(container, false)?;
     let id = info["Id"].as_str().unwrap_or(container).to_string();
     let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
     let stdin = stdin && info["Config"]["OpenStdin"].as_bool().unwrap_or(false);
@@ -137,7 +137,7 @@ pub fn start_attached(client: &Client, container: &str, stdin: bool, keys: Optio
         let streams = AttachStreams { stdin, stdout: true, stderr: true, logs: false, detach_keys: keys.clone() };
         let exit = spawn_wait(client, &id, false);
         let attached = client.attach_streams(&id, streams).with_context(|| format!("attach to {}", short(&id)))?;
-        let opts = SessionOptions { tty, stdin, detach_keys: keys, resize: format!("/containers/{id}/resize") };
+        let opts = SessionOptions { tty, stdin, detach_keys: keys, resize: Resize::Container(id.clone()) };
         if interactive::stream(client, attached, &opts)? == SessionEnd::Detached {
             return Ok(());
         }
@@ -168,7 +168,7 @@ pub fn start_many(client: &Client, containers: &[String]) -> Result<()> {
 
 /// Starts a container, turning "command not found" and "cannot invoke" into docker's 127 and 126.
 fn start(client: &Client, id: &str) -> Result<()> {
-    match client.post::<()>(&format!("/containers/{id}/start"), None) {
+    match client.container_start(id) {
         Ok(()) => Ok(()),
         Err(e) => {
             let code = start_failure_code(&e.to_string());
@@ -218,16 +218,15 @@ fn create_container(client: &Client, flags: &ContainerFlags, config: &ContainerC
     if flags.pull == "always" {
         pull(client, image, platform, flags.quiet, &mut stderr)?;
     }
-    let q = Query::new()
-        .set_nonempty("name", flags.name.as_deref().unwrap_or(""))
-        .set_nonempty("platform", platform.unwrap_or(""));
-    let target = q.to_target("/containers/create");
-    let created: CreateResponse = match client.post_json(&target, Some(config)) {
+    let (name, platform_param) = (flags.name.as_deref().unwrap_or(""), platform.unwrap_or(""));
+    let created: CreateResponse = match client.container_create(name, platform_param, config) {
         Ok(c) => c,
         Err(ClientError::Daemon { status: 404, message }) if flags.pull == "missing" && is_missing_image(&message) => {
             eprintln!("Unable to find image '{}' locally", parsed.familiar());
             pull(client, image, platform, flags.quiet, &mut stderr)?;
-            client.post_json(&target, Some(config)).with_context(|| format!("create a container of {image}"))?
+            client
+                .container_create(name, platform_param, config)
+                .with_context(|| format!("create a container of {image}"))?
         }
         Err(e) => return Err(anyhow::Error::new(e).context(format!("create a container of {image}"))),
     };
@@ -248,12 +247,12 @@ pub(crate) fn spawn_wait(client: &Client, id: &str, removed: bool) -> mpsc::Rece
     let (registered_tx, registered_rx) = mpsc::channel::<()>();
     let (tx, rx) = mpsc::channel();
     let condition = if removed { "removed" } else { "next-exit" };
-    let path = Query::new().set("condition", condition).to_target(&format!("/containers/{id}/wait"));
+    let req = wharf_client::ops::container_wait_request(id, condition);
     let client = client.clone();
     let short_id = short(id).to_string();
     std::thread::spawn(move || {
         let result = (|| -> Result<WaitResponse> {
-            let mut resp = client.request(wharf_client::Request::new("POST", &path))?;
+            let mut resp = client.request(req)?;
             let _ = registered_tx.send(());
             let mut body = Vec::new();
             std::io::Read::read_to_end(resp.body_reader(), &mut body)
@@ -293,7 +292,7 @@ pub(crate) fn proxy_signals(client: &Client, id: &str) {
         return;
     }
     let client = client.clone();
-    let path = format!("/containers/{id}/kill");
+    let id = id.to_string();
     std::thread::spawn(move || loop {
         let mut sig: libc::c_int = 0;
         // SAFETY: `set` lives in this closure and `sig` is a valid out pointer.
@@ -301,8 +300,7 @@ pub(crate) fn proxy_signals(client: &Client, id: &str) {
             return;
         }
         let Some((_, name)) = PROXIED_SIGNALS.iter().find(|(s, _)| *s == sig) else { continue };
-        let target = Query::new().set("signal", *name).to_target(&path);
-        if let Err(e) = client.post::<()>(&target, None) {
+        if let Err(e) = client.container_kill(&id, name) {
             eprintln!("wharf: forward {name} to the container: {e}");
         }
     });

@@ -4,7 +4,7 @@
 use anyhow::Result;
 use clap::Args;
 use serde_json::{json, Value};
-use wharf_client::{Client, Query};
+use wharf_client::Client;
 
 #[derive(Debug, Args)]
 pub struct SearchFlags {
@@ -24,15 +24,9 @@ pub struct SearchFlags {
 }
 
 pub fn search(client: &Client, f: &SearchFlags) -> Result<()> {
-    let mut q = Query::new().set("term", &f.term);
-    if f.limit != 0 {
-        q = q.set("limit", f.limit.to_string());
-    }
-    if !f.filter.is_empty() {
-        q = q.set("filters", crate::containers::filters_json(&f.filter)?);
-    }
+    let filters = crate::containers::filters_param(&f.filter)?;
     // The daemon's refusal in docker's words (the registry may have no search API).
-    let results: Vec<Value> = match client.get_json(&q.to_target("/images/search")) {
+    let results: Vec<Value> = match client.images_search(&f.term, f.limit, &filters) {
         Ok(r) => r,
         Err(e @ wharf_client::ClientError::Daemon { .. }) => {
             return Err(crate::Exit::new(1, format!("wharf: Error response from daemon: {e}")).into())

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use serde_json::Value;
-use wharf_client::{Client, Query, Request};
+use wharf_client::Client;
 
 use crate::table::Table;
 
@@ -28,8 +28,7 @@ pub fn stats(
         render(&[], Some(f))?;
     }
     let targets: Vec<String> = if names.is_empty() {
-        let q = Query::new().flag("all", all);
-        let list: Vec<Value> = client.get_json(&q.to_target("/containers/json"))?;
+        let list: Vec<Value> = client.containers_list(all, false, 0, "")?;
         list.iter().filter_map(|c| c["Id"].as_str().map(str::to_string)).collect()
     } else {
         names.to_vec()
@@ -40,10 +39,7 @@ pub fn stats(
             .map(|t| {
                 let client = client.clone();
                 let t = t.clone();
-                std::thread::spawn(move || {
-                    let q = Query::new().set("stream", "false");
-                    client.get_json::<Value>(&q.to_target(&format!("/containers/{t}/stats")))
-                })
+                std::thread::spawn(move || client.container_stats::<Value>(&t))
             })
             .collect();
         let mut rows = Vec::new();
@@ -65,17 +61,13 @@ pub fn stats(
     for (i, target) in targets.iter().enumerate() {
         // Fail early on an unknown container, as docker does.
         if !names.is_empty() {
-            client.get_json::<Value>(&format!("/containers/{target}/json"))?;
+            client.container_inspect::<Value>(target, false)?;
         }
         let client = client.clone();
         let target = target.clone();
         let latest = latest.clone();
         std::thread::spawn(move || {
-            let req = Request::new(
-                "GET",
-                &Query::new().set("stream", "true").to_target(&format!("/containers/{target}/stats")),
-            );
-            let Ok(stream) = client.json_stream::<Value>(req) else { return };
+            let Ok(stream) = client.container_stats_stream::<Value>(&target) else { return };
             for v in stream.flatten() {
                 if let Ok(mut m) = latest.lock() {
                     m.insert(i, v);

@@ -6,7 +6,7 @@
 //! request comes first.
 
 use anyhow::Result;
-use wharf_client::{Client, ClientError, Request};
+use wharf_client::{Client, ClientError, SwarmObjects, SwarmProbe};
 
 use crate::Exit;
 
@@ -26,48 +26,42 @@ answer; wharfd is never in a swarm. The flags are docker's (`docker {group} {sub
     // The words after the subcommand that are not flags: names, `NAME=N`, files.
     let names: Vec<&str> = args.iter().skip(1).map(String::as_str).filter(|a| !a.starts_with('-')).collect();
     let first = names.first().copied().unwrap_or("");
-    let collection = match group {
-        "service" | "stack" => "services",
-        "node" => "nodes",
-        "secret" => "secrets",
-        "config" => "configs",
-        _ => "swarm",
+    let objects = match group {
+        "node" => SwarmObjects::Nodes,
+        "secret" => SwarmObjects::Secrets,
+        "config" => SwarmObjects::Configs,
+        _ => SwarmObjects::Services,
     };
-    let (method, path, prefix) = match (group, sub) {
+    let (probe, prefix) = match (group, sub) {
         ("stack", "deploy") => {
-            let info: serde_json::Value = client.get_json("/info")?;
+            let info: serde_json::Value = client.info()?;
             if info["Swarm"]["ControlAvailable"] != true {
                 return Err(Exit::new(1, format!("wharf: {NOT_A_MANAGER}")).into());
             }
             return unsupported();
         }
-        ("stack", _) => ("GET", "/services".to_string(), String::new()),
+        ("stack", _) => (SwarmProbe::List(SwarmObjects::Services), String::new()),
         ("swarm", "init" | "join" | "leave" | "unlock") => {
             let force = args.iter().any(|a| a == "--force" || a == "-f" || a == "--force=true");
-            let q = if sub == "leave" && force { "?force=1" } else { "" };
-            ("POST", format!("/swarm/{sub}{q}"), String::new())
+            (SwarmProbe::Action { verb: sub, force: sub == "leave" && force }, String::new())
         }
-        ("swarm", "unlock-key") => ("GET", "/swarm/unlockkey".to_string(), "could not fetch unlock key: ".to_string()),
-        ("swarm", _) => ("GET", "/swarm".to_string(), String::new()),
-        (_, "ls" | "list") => ("GET", format!("/{collection}"), String::new()),
-        (_, "create") => ("POST", format!("/{collection}/create"), String::new()),
+        ("swarm", "unlock-key") => (SwarmProbe::UnlockKey, "could not fetch unlock key: ".to_string()),
+        ("swarm", _) => (SwarmProbe::Inspect, String::new()),
+        (_, "ls" | "list") => (SwarmProbe::List(objects), String::new()),
+        (_, "create") => (SwarmProbe::Create(objects), String::new()),
         ("service", "scale") => {
             let name = first.split_once('=').map(|(n, _)| n).unwrap_or(first);
-            ("GET", format!("/services/{name}"), format!("{name}: "))
+            (SwarmProbe::Get(SwarmObjects::Services, name), format!("{name}: "))
         }
-        ("node", "ps") if first.is_empty() => ("GET", "/nodes/self".to_string(), String::new()),
+        ("node", "ps") if first.is_empty() => (SwarmProbe::Get(SwarmObjects::Nodes, "self"), String::new()),
         (_, "") => {
             return Err(
                 Exit::new(1, format!("wharf: \"{group}\" requires a subcommand (see wharf {group} --help)")).into()
             )
         }
-        (_, _) => ("GET", format!("/{collection}/{first}"), String::new()),
+        (_, _) => (SwarmProbe::Get(objects, first), String::new()),
     };
-    let mut req = Request::new(method, &path);
-    if method == "POST" {
-        req = wharf_client::post_request(&path, Some(&serde_json::json!({})));
-    }
-    match client.request(req) {
+    match client.swarm_probe(&probe) {
         Ok(_) => unsupported(),
         Err(e @ ClientError::Daemon { .. }) => {
             Err(Exit::new(1, format!("wharf: {prefix}Error response from daemon: {e}")).into())

@@ -6,7 +6,7 @@ use wharf_client::{Client, Info, Version};
 /// `version --format`: the template sees `.Client` (this CLI) and `.Server` (the daemon's
 /// `/version` answer as it came), as the docker CLI's does.
 pub fn version_format(client: &Client, format: &str) -> Result<()> {
-    let server: serde_json::Value = client.get_json("/version")?;
+    let server: serde_json::Value = client.version()?;
     let dot = serde_json::json!({
         "Client": {
             "Platform": {"Name": ""},
@@ -28,7 +28,7 @@ pub fn version_format(client: &Client, format: &str) -> Result<()> {
 
 /// `info --format`: the template sees the daemon's `/info` answer, with `.ClientInfo` added.
 pub fn info_format(client: &Client, format: &str) -> Result<()> {
-    let mut dot: serde_json::Value = client.get_json("/info")?;
+    let mut dot: serde_json::Value = client.info()?;
     if let Some(o) = dot.as_object_mut() {
         o.insert(
             "ClientInfo".into(),
@@ -46,7 +46,7 @@ pub fn version(client: &Client) -> Result<()> {
     println!(" OS/Arch:           {}/{}", std::env::consts::OS, go_arch(std::env::consts::ARCH));
     println!(" Context:           {}", client.host());
     println!();
-    let v: Version = client.get_json("/version")?;
+    let v: Version = client.version()?;
     let platform = v.platform.as_ref().map(|p| p.name.as_str()).filter(|n| !n.is_empty()).unwrap_or("");
     println!("{}", format!("Server: {platform}").trim_end());
     println!(" Engine:");
@@ -67,7 +67,7 @@ pub fn version(client: &Client) -> Result<()> {
 }
 
 pub fn info(client: &Client) -> Result<()> {
-    let i: Info = client.get_json("/info")?;
+    let i: Info = client.info()?;
     print!("{}", info_text(&i, client.host()));
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Read, Write};
 
 use anyhow::{bail, Context, Result};
 use clap::{ArgAction, Subcommand};
-use wharf_client::{Body, Client, JsonMessage, Query, Request};
+use wharf_client::{Body, Client, Query};
 
 #[derive(Debug, Subcommand)]
 pub enum TransferCommand {
@@ -70,8 +70,7 @@ fn export(client: &Client, output: Option<&str>, container: &str) -> Result<()> 
     if output.is_none() && stdout.is_terminal() {
         bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
     }
-    let target = format!("/containers/{}/export", wharf_client::encode(container));
-    let mut body = client.stream(Request::new("GET", &target)).context("export")?;
+    let mut body = client.container_export(container).context("export")?;
     crate::archive::write_archive(&mut body, output, "export")
 }
 
@@ -100,10 +99,7 @@ fn import(
         q = q.set("message", m);
     }
     q = q.set_nonempty("platform", platform.unwrap_or(""));
-    let req = Request::new("POST", &q.to_target("/images/create"))
-        .header("Content-Type", "application/x-tar")
-        .body(Body::Reader(reader, len));
-    let messages = client.json_stream::<JsonMessage>(req).context("import")?;
+    let messages = client.image_import(&q, Body::Reader(reader, len)).context("import")?;
     let mut out = std::io::stdout().lock();
     for m in messages {
         let m = m.context("import")?;
@@ -141,7 +137,7 @@ fn commit(
     for c in changes {
         q = q.set("changes", c.as_str());
     }
-    let answer: CommitAnswer = client.post_json(&q.to_target("/commit"), Option::<&()>::None).context("commit")?;
+    let answer: CommitAnswer = client.commit(&q).context("commit")?;
     println!("{}", answer.id);
     Ok(())
 }

@@ -10,7 +10,7 @@ use clap::Subcommand;
 use serde_json::{json, Value};
 
 use crate::dockercfg::{self, Credentials};
-use wharf_client::{Client, JsonMessage, Query, Request};
+use wharf_client::Client;
 use wharf_types::ImageRef;
 
 use crate::pull::{registry_auth, Progress};
@@ -97,14 +97,11 @@ pub fn push(client: &Client, image: &str, all_tags: bool, quiet: bool, out: &mut
         return Err(Exit::new(crate::run::EXIT_FAILED, "wharf: tag can't be used with --all-tags/-a".into()).into());
     }
     let tag = if all_tags { String::new() } else { r.tag.clone().unwrap_or_else(|| "latest".into()) };
-    let q = Query::new().set_nonempty("tag", &tag);
-    let target = q.to_target(&format!("/images/{}/push", r.familiar_name()));
     // Docker always sends the header; `{}` when it holds no credentials.
     let auth = registry_auth(&r.registry)
         .with_context(|| what.clone())?
         .unwrap_or_else(|| base64::engine::general_purpose::URL_SAFE.encode("{}"));
-    let req = Request::new("POST", &target).header("X-Registry-Auth", &auth);
-    let messages = client.json_stream::<JsonMessage>(req).context(what.clone())?;
+    let messages = client.image_push(&r.familiar_name(), &tag, &auth).context(what.clone())?;
     let mut display = Progress::new(std::io::stdout().is_terminal() && !quiet);
     for m in messages {
         let m = m.context(what.clone())?;
@@ -127,8 +124,7 @@ pub fn push(client: &Client, image: &str, all_tags: bool, quiet: bool, out: &mut
 }
 
 fn history(client: &Client, image: &str, human: bool, format: Option<&str>, no_trunc: bool, quiet: bool) -> Result<()> {
-    let path = format!("/images/{image}/history");
-    let entries: Vec<Value> = client.get_json(&path).with_context(|| format!("history {image}"))?;
+    let entries: Vec<Value> = client.image_history(image).with_context(|| format!("history {image}"))?;
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let id_of = |e: &Value| {
@@ -221,7 +217,7 @@ fn login(
         return Err(usage("username and password must not be empty"));
     }
     let body = json!({"username": user, "password": password, "serveraddress": key});
-    let answer: Value = client.post_json("/auth", Some(&body)).with_context(|| format!("login to {key}"))?;
+    let answer: Value = client.auth(&body).with_context(|| format!("login to {key}"))?;
     // A token server's refresh token replaces the password, as docker keeps it.
     let creds = match answer.get("IdentityToken").and_then(Value::as_str).filter(|t| !t.is_empty()) {
         Some(token) => Credentials { username: user, identity_token: token.to_string(), ..Credentials::default() },

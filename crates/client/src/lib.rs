@@ -8,6 +8,7 @@
 mod error;
 mod models;
 mod mux;
+pub mod ops;
 mod query;
 mod ssh;
 
@@ -21,6 +22,7 @@ use serde::Serialize;
 pub use error::ClientError;
 pub use models::*;
 pub use mux::{copy_raw, Demuxer, Frame, MuxError, StreamKind};
+pub use ops::{LogsOptions, Resize, SwarmObjects, SwarmProbe};
 pub use query::{encode, path_segment, Query};
 pub use wharf_http::{Body, Request, Response, Stream};
 
@@ -276,7 +278,7 @@ impl Client {
             .flag("logs", streams.logs)
             .set_nonempty("detachKeys", streams.detach_keys.as_deref().unwrap_or(""));
         self.hijack(
-            post_request::<()>(&q.to_target(&format!("/containers/{id}/attach")), None),
+            post_request::<()>(&q.to_target(&format!("/containers/{}/attach", path_segment(id))), None),
             &format!("attach to {id}"),
         )
     }
