@@ -187,6 +187,10 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response<Body>> {
     }
     check_platform(ctx, &b.image)?;
     let hc = b.host_config.unwrap_or_default();
+    // The engine lets the CRI's pod containers join a UTS namespace; dockerd's API does not.
+    if let Some(mode) = hc.security.uts_mode.as_deref().filter(|m| m.starts_with("container:")) {
+        return Err(ApiError::bad_request(format!("invalid UTS mode: {mode}")));
+    }
     let annotations = hc.annotations.clone().unwrap_or_default();
     for k in annotations.keys() {
         if k.is_empty() {
@@ -625,7 +629,7 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Result<Response<Body>> {
         "Platform": "linux",
         "MountLabel": "",
         "ProcessLabel": "",
-        "AppArmorProfile": "",
+        "AppArmorProfile": wharf_engine::apparmor_profile(&hc.security),
         "ExecIDs": null,
         "HostConfig": {
             "NetworkMode": hc.network_mode,

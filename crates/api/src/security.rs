@@ -21,7 +21,7 @@ pub struct SecurityBody {
     ipc_mode: Option<String>,
     pid_mode: Option<String>,
     #[serde(rename = "UTSMode")]
-    uts_mode: Option<String>,
+    pub(crate) uts_mode: Option<String>,
     cgroupns_mode: Option<String>,
     oom_score_adj: Option<i64>,
     devices: Option<Vec<DeviceBody>>,

@@ -175,7 +175,11 @@ fn registry_config(cfg: &wharf_engine::RegistrySettings) -> Value {
 
 /// `SecurityOptions`, in dockerd's `name=…` form.
 fn security_options(cfg: &wharf_engine::EngineConfig, cgroup_version: &str) -> Vec<String> {
-    let mut out = vec!["name=seccomp,profile=builtin".to_string()];
+    let mut out = Vec::new();
+    if wharf_engine::apparmor::host_supports() {
+        out.push("name=apparmor".to_string());
+    }
+    out.push("name=seccomp,profile=builtin".to_string());
     if cfg.userns_remap.is_some() {
         out.push("name=userns".into());
     }

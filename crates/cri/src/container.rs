@@ -321,9 +321,8 @@ fn create_request(
         proto::NS_TARGET if !cns.target_id.is_empty() => format!("container:{}", cns.target_id),
         _ => String::new(),
     };
-    if ns.network == proto::NS_NODE {
-        s.uts_mode = "host".into();
-    }
+    // The pod's UTS namespace, as its network and IPC: one hostname for the whole pod.
+    s.uts_mode = if ns.network == proto::NS_NODE { "host".into() } else { join.clone() };
     s.privileged = sc.privileged;
     if let Some(c) = &sc.capabilities {
         s.cap_add = c.add_capabilities.clone();
@@ -339,6 +338,16 @@ fn create_request(
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| Status::invalid(format!("seccomp profile {path:?}: {e}")))?;
             s.security_opt.push(format!("seccomp={text}"));
+        }
+    }
+    if !sc.privileged {
+        match apparmor_choice(&sc, wharf_engine::apparmor::host_supports())? {
+            AppArmor::Default => {}
+            AppArmor::Unconfined => s.security_opt.push("apparmor=unconfined".into()),
+            AppArmor::Localhost(name) => {
+                wharf_engine::apparmor::prepare(&name).map_err(|e| Status::invalid(e.to_string()))?;
+                s.security_opt.push(format!("apparmor={name}"));
+            }
         }
     }
     // kubelet sends the default lists unless the pod asks for an unmasked /proc.
@@ -449,9 +458,83 @@ fn seccomp_choice(sc: &proto::LinuxContainerSecurityContext) -> Result<Seccomp, 
     }
 }
 
+/// A container's AppArmor profile, as the CRI asks for it. A privileged container runs
+/// unconfined whatever it asks (as containerd).
+#[derive(Debug, PartialEq)]
+enum AppArmor {
+    /// The engine's default profile where the host has AppArmor.
+    Default,
+    Unconfined,
+    /// A profile the administrator loaded, by name.
+    Localhost(String),
+}
+
+/// As containerd: on a host without AppArmor, asking for any profile but `unconfined` is an
+/// error rather than a container that runs with less confinement than it asked for.
+fn apparmor_choice(sc: &proto::LinuxContainerSecurityContext, supported: bool) -> Result<AppArmor, Status> {
+    let choice = match &sc.apparmor {
+        Some(p) => match p.profile_type {
+            proto::PROFILE_UNCONFINED => AppArmor::Unconfined,
+            proto::PROFILE_LOCALHOST => {
+                let name = p.localhost_ref.strip_prefix("localhost/").unwrap_or(&p.localhost_ref);
+                if name.is_empty() {
+                    return Err(Status::invalid("apparmor profile type Localhost needs a localhost_ref"));
+                }
+                AppArmor::Localhost(name.to_string())
+            }
+            _ => AppArmor::Default,
+        },
+        None => match sc.apparmor_profile.as_str() {
+            "" => return Ok(AppArmor::Default),
+            "runtime/default" => AppArmor::Default,
+            "unconfined" => AppArmor::Unconfined,
+            p => match p.strip_prefix("localhost/") {
+                Some(name) if !name.is_empty() => AppArmor::Localhost(name.to_string()),
+                _ => {
+                    return Err(Status::invalid(format!(
+                        "apparmor profile {p:?} is none of runtime/default, unconfined, localhost/<name>"
+                    )))
+                }
+            },
+        },
+    };
+    if !supported && choice != AppArmor::Unconfined {
+        return Err(Status::invalid(
+            "apparmor is not supported on this host: only an unconfined profile can be asked for",
+        ));
+    }
+    Ok(choice)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn apparmor_follows_containerd() {
+        let sc = |apparmor: Option<(i32, &str)>, old: &str| proto::LinuxContainerSecurityContext {
+            apparmor: apparmor.map(|(t, r)| proto::SecurityProfile { profile_type: t, localhost_ref: r.into() }),
+            apparmor_profile: old.into(),
+            ..Default::default()
+        };
+        let local = |n: &str| AppArmor::Localhost(n.into());
+        // A host with AppArmor.
+        assert_eq!(apparmor_choice(&sc(None, ""), true).unwrap(), AppArmor::Default);
+        assert_eq!(apparmor_choice(&sc(Some((0, "")), ""), true).unwrap(), AppArmor::Default);
+        assert_eq!(apparmor_choice(&sc(Some((1, "")), "localhost/x"), true).unwrap(), AppArmor::Unconfined);
+        assert_eq!(apparmor_choice(&sc(Some((2, "p")), ""), true).unwrap(), local("p"));
+        assert_eq!(apparmor_choice(&sc(Some((2, "localhost/p")), ""), true).unwrap(), local("p"));
+        assert!(apparmor_choice(&sc(Some((2, "")), ""), true).is_err());
+        assert_eq!(apparmor_choice(&sc(None, "runtime/default"), true).unwrap(), AppArmor::Default);
+        assert_eq!(apparmor_choice(&sc(None, "unconfined"), true).unwrap(), AppArmor::Unconfined);
+        assert_eq!(apparmor_choice(&sc(None, "localhost/p"), true).unwrap(), local("p"));
+        assert!(apparmor_choice(&sc(None, "p"), true).is_err());
+        // A host without: nothing asked, or unconfined, runs; a profile asked for does not.
+        assert_eq!(apparmor_choice(&sc(None, ""), false).unwrap(), AppArmor::Default);
+        assert_eq!(apparmor_choice(&sc(Some((1, "")), ""), false).unwrap(), AppArmor::Unconfined);
+        assert!(apparmor_choice(&sc(Some((0, "")), ""), false).is_err());
+        assert!(apparmor_choice(&sc(None, "localhost/p"), false).is_err());
+    }
 
     #[test]
     fn seccomp_follows_the_cri() {

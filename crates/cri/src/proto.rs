@@ -398,6 +398,12 @@ pub struct LinuxContainerSecurityContext {
     /// `localhost/<path>`; read only when `seccomp` is absent.
     #[prost(string, tag = "10")]
     pub seccomp_profile_path: String,
+    /// The deprecated form of `apparmor`: `runtime/default`, `unconfined`, `localhost/<name>`;
+    /// read only when `apparmor` is absent.
+    #[prost(string, tag = "9")]
+    pub apparmor_profile: String,
+    #[prost(message, optional, tag = "16")]
+    pub apparmor: Option<SecurityProfile>,
 }
 
 #[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize, prost::Message)]

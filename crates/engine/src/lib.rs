@@ -3,6 +3,7 @@
 //! Knows nothing of HTTP or Docker's JSON: the `api` crate turns requests into calls on
 //! [`Engine`] and maps [`EngineError::kind`] to status codes.
 
+pub mod apparmor;
 mod archive;
 mod attach;
 mod build_cache;
@@ -92,8 +93,8 @@ pub use resources::{support as cgroup_support, DeviceRequest, ResourceOptions, T
 pub use restart::RestartPolicy;
 pub use runtimes::{RuntimeSpec, Runtimes, BUILTIN_NAMES as BUILTIN_RUNTIMES};
 pub use security::{
-    oom_kill_disable_supported, security_warnings, DeviceMapping, SecurityOptions, Ulimit, DEFAULT_MASKED_PATHS,
-    DEFAULT_READONLY_PATHS,
+    apparmor_profile, oom_kill_disable_supported, security_warnings, DeviceMapping, SecurityOptions, Ulimit,
+    DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS,
 };
 pub use stats::{StatsSample, TopResult};
 pub use user::{PathInfo, PathKind};

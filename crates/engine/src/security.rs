@@ -151,10 +151,12 @@ enum SeccompChoice {
 pub(crate) struct ParsedOpts {
     seccomp: SeccompChoice,
     no_new_privileges: bool,
+    /// `apparmor=NAME`: applied only where the host has AppArmor (see apparmor.rs).
+    apparmor: Option<String>,
 }
 
 pub(crate) fn parse_security_opts(opts: &[String]) -> Result<ParsedOpts, EngineError> {
-    let mut out = ParsedOpts { seccomp: SeccompChoice::Default, no_new_privileges: false };
+    let mut out = ParsedOpts { seccomp: SeccompChoice::Default, no_new_privileges: false, apparmor: None };
     for o in opts {
         let (key, value) = match o.split_once(['=', ':']) {
             Some((k, v)) => (k, Some(v)),
@@ -175,11 +177,19 @@ pub(crate) fn parse_security_opts(opts: &[String]) -> Result<ParsedOpts, EngineE
                     serde_json::from_str(json).map_err(|e| invalid(format!("decoding seccomp profile failed: {e}")))?;
                 out.seccomp = SeccompChoice::Custom(p);
             }
+            ("apparmor", Some(name)) => out.apparmor = Some(name.to_string()),
             ("apparmor" | "label", _) => {}
             _ => return Err(invalid(format!("invalid --security-opt: {o:?}"))),
         }
     }
     Ok(out)
+}
+
+/// The AppArmor profile a container runs under (`AppArmorProfile` in inspect): empty on a host
+/// without AppArmor, as dockerd's.
+pub fn apparmor_profile(o: &SecurityOptions) -> String {
+    let explicit = parse_security_opts(&o.security_opt).ok().and_then(|p| p.apparmor);
+    crate::apparmor::profile_for(explicit.as_deref(), o.privileged).unwrap_or_default()
 }
 
 /// Sysctls a container may set: those namespaced by the namespaces it owns.
@@ -323,7 +333,8 @@ impl Engine {
                 continue;
             }
             match mode.strip_prefix("container:") {
-                Some(other) if what == "ipc" || what == "pid" => {
+                // `uts` joins only for the CRI's pod containers: the Docker API refuses it, as dockerd.
+                Some(other) if what == "ipc" || what == "pid" || what == "uts" => {
                     self.find_container(other)?;
                 }
                 _ => return Err(invalid(format!("invalid {what} mode: {mode}"))),
@@ -370,6 +381,10 @@ impl Engine {
             ambient: Vec::new(),
         });
         process.no_new_privileges = opts.no_new_privileges;
+        if let Some(profile) = crate::apparmor::profile_for(opts.apparmor.as_deref(), o.privileged) {
+            crate::apparmor::prepare(&profile)?;
+            process.apparmor_profile = Some(profile);
+        }
         if o.oom_score_adj != 0 {
             process.oom_score_adj = Some(o.oom_score_adj as i32);
         }

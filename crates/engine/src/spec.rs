@@ -65,6 +65,7 @@ impl Engine {
         let u = user::resolve(&rec.config.user, passwd.as_deref(), group.as_deref())?;
 
         let host_network = rec.host_config.network_mode == "host";
+        let joins_uts = rec.host_config.security.uts_mode.starts_with("container:");
         let hostname = if host_network { host_hostname() } else { rec.config.hostname.clone() };
 
         // Environment: Docker puts PATH first when the image has none, then HOSTNAME, HOME, TERM.
@@ -146,13 +147,19 @@ impl Engine {
                 rlimits: Vec::new(),
                 no_new_privileges: false,
                 oom_score_adj: None,
+                apparmor_profile: None,
             }),
             root: Some(oci::Root {
                 path: dirs.rootfs.display().to_string(),
                 readonly: rec.host_config.readonly_rootfs,
             }),
-            hostname: Some(hostname),
-            domainname: if rec.config.domainname.is_empty() { None } else { Some(rec.config.domainname.clone()) },
+            // A joined UTS namespace (a pod's) has its name already: the container must not set it.
+            hostname: if joins_uts { None } else { Some(hostname) },
+            domainname: if joins_uts || rec.config.domainname.is_empty() {
+                None
+            } else {
+                Some(rec.config.domainname.clone())
+            },
             mounts,
             linux: Some(oci::Linux {
                 namespaces,

@@ -65,7 +65,12 @@ pub fn exec(
     stdio: ChildStdio,
 ) -> Result<i32, SpawnError> {
     let mut for_exec = spec.clone();
-    for_exec.process = Some(opts.process.clone());
+    let mut process = opts.process.clone();
+    // An exec'd process is confined as the container is, unless told otherwise (as runc).
+    if process.apparmor_profile.is_none() {
+        process.apparmor_profile = spec.process.as_ref().and_then(|p| p.apparmor_profile.clone());
+    }
+    for_exec.process = Some(process);
     // The container already has its name; the exec'd process must not set it again.
     for_exec.hostname = None;
     for_exec.domainname = None;

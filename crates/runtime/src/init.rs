@@ -53,7 +53,7 @@ impl ChildFailure {
     }
 }
 
-fn last_errno() -> i32 {
+pub(crate) fn last_errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
@@ -68,7 +68,7 @@ fn errno_text(errno: i32) -> String {
     }
 }
 
-type ChildResult<T> = Result<T, ChildFailure>;
+pub(crate) type ChildResult<T> = Result<T, ChildFailure>;
 
 /// One mount from `spec.mounts`, with its options already split into flags and data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,6 +142,9 @@ pub(crate) struct Plan {
     path_dirs: Vec<String>,
     console_size: Option<crate::tty::WinSize>,
     seccomp: Option<crate::seccomp::Program>,
+    /// `process.apparmorProfile`: the profile the exec enters; `None` leaves the process as the
+    /// runtime is (unconfined on a host without AppArmor).
+    apparmor: Option<CString>,
 }
 
 impl Plan {
@@ -303,6 +306,10 @@ impl Plan {
                 cols: c.width.min(u16::MAX as u32) as u16,
             }),
             seccomp,
+            apparmor: match process.apparmor_profile.as_deref() {
+                Some(p) if !p.is_empty() => Some(cstring(p)?),
+                _ => None,
+            },
         })
     }
 }
@@ -947,6 +954,10 @@ fn kept_flags(path: &CStr) -> libc::c_ulong {
 }
 
 pub(crate) fn setup_process(plan: &Plan) -> ChildResult<()> {
+    // First, as runc: the profile binds at the exec, so what follows runs unconfined still.
+    if let Some(p) = &plan.apparmor {
+        crate::apparmor::change_onexec(p)?;
+    }
     if let Some(h) = &plan.hostname {
         // SAFETY: sethostname reads len bytes from a valid buffer.
         if unsafe { libc::sethostname(h.as_ptr().cast(), h.len()) } != 0 {

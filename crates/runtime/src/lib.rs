@@ -1,5 +1,6 @@
 //! OCI runtime: the bundle config.json types and the container init (namespaces, mounts, pivot_root, cgroups).
 
+pub mod apparmor;
 pub mod caps;
 pub mod cgroups;
 pub mod container;

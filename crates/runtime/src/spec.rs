@@ -50,6 +50,8 @@ pub struct Process {
     pub no_new_privileges: bool,
     #[serde(rename = "oomScoreAdj", default, skip_serializing_if = "Option::is_none")]
     pub oom_score_adj: Option<i32>,
+    #[serde(rename = "apparmorProfile", default, skip_serializing_if = "Option::is_none")]
+    pub apparmor_profile: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -325,6 +327,7 @@ impl Spec {
                 rlimits: vec![Rlimit { kind: "RLIMIT_NOFILE".to_string(), hard: 1024, soft: 1024 }],
                 no_new_privileges: true,
                 oom_score_adj: None,
+                apparmor_profile: None,
             }),
             root: Some(Root { path: "rootfs".to_string(), readonly: false }),
             hostname: Some("wharf".to_string()),

@@ -80,15 +80,20 @@ impl CriClient {
     /// Drives a streaming URL with cri_client.py's WebSocket client (`req` as its docstring
     /// says, `stream` set to `url`).
     #[track_caller]
-    fn stream(&mut self, url: &str, mut req: Value) -> Value {
+    fn stream(&mut self, url: &str, req: Value) -> Value {
+        let v = self.stream_answer(url, req);
+        assert!(v["error"].is_null(), "stream {url}: {v}");
+        v["ok"].clone()
+    }
+
+    /// The client's whole answer for a WebSocket stream: `{"ok": …}` or `{"error": …}`.
+    fn stream_answer(&mut self, url: &str, mut req: Value) -> Value {
         req["stream"] = json!(url);
         writeln!(self.stdin, "{req}").expect("write to cri client");
         self.stdin.flush().expect("flush cri client");
         let mut answer = String::new();
         self.stdout.read_line(&mut answer).expect("read cri client");
-        let v: Value = serde_json::from_str(&answer).unwrap_or_else(|e| panic!("stream: bad answer {answer:?}: {e}"));
-        assert!(v["error"].is_null(), "stream {url}: {v}");
-        v["ok"].clone()
+        serde_json::from_str(&answer).unwrap_or_else(|e| panic!("stream: bad answer {answer:?}: {e}"))
     }
 
     /// Drives a streaming URL over SPDY/3.1 with cri_client.py's SPDY client (`req` as its
@@ -566,6 +571,10 @@ fn cri_pod_network_through_cni() {
     assert!(resolv.contains("search default.svc.cluster.local svc.cluster.local"), "{resolv}");
     assert!(resolv.contains("ndots:5"), "{resolv}");
     assert_eq!(exec(&mut c, "hostname").trim(), "netpod");
+    // One UTS namespace for the pod, the sandbox's, as its network one.
+    let sandbox_pid = d.docker(&["inspect", "--format", "{{.State.Pid}}", &sid]).ok().trimmed().to_string();
+    let pod_uts = std::fs::read_link(format!("/proc/{sandbox_pid}/ns/uts")).unwrap();
+    assert_eq!(exec(&mut c, "readlink /proc/self/ns/uts").trim(), pod_uts.display().to_string());
     assert_eq!(exec(&mut c, "cat /proc/sys/net/ipv4/ip_unprivileged_port_start").trim(), "0");
     assert!(exec(&mut c, "ip addr show eth0").contains(&format!("inet {ip}/24")));
 
@@ -835,6 +844,23 @@ fn cri_pod_namespaces_cgroup_parent_stats_and_updates() {
         wait_state(&mut c, &cid, "CONTAINER_RUNNING");
         ids.push(cid);
     }
+    // AppArmor: `one` asked for no profile. Where the host has AppArmor it runs under the
+    // default one; where it has not, a container asking for a profile is refused, as containerd.
+    if crate::apparmor::host_has_apparmor() {
+        let out = c.ok(
+            "RuntimeService/ExecSync",
+            json!({ "container_id": ids[0], "cmd": ["cat", "/proc/self/attr/current"] }),
+        );
+        assert_eq!(out["stdout"].as_str().unwrap().trim(), "wharf-default (enforce)", "{out}");
+    } else {
+        let mut cfg = container_config("confined", &image_ref, "true", "");
+        cfg["linux"] = json!({ "security_context": { "apparmor_profile": "localhost/some-profile" } });
+        let (code, details) = c.err(
+            "RuntimeService/CreateContainer",
+            json!({ "pod_sandbox_id": sid, "config": cfg, "sandbox_config": pod }),
+        );
+        assert!(details.contains("apparmor is not supported"), "{code}: {details}");
+    }
     let evs = events.take(4);
     let kinds: Vec<(&str, &str)> = evs
         .iter()
@@ -867,8 +893,10 @@ fn cri_pod_namespaces_cgroup_parent_stats_and_updates() {
     assert_eq!(exec(&mut c, &ids[1], "grep ^Seccomp: /proc/self/status"), "Seccomp:\t0");
     let other = exec(&mut c, &ids[1], "ps -o args");
     assert!(other.matches("sleep 1000").count() == 2, "each sees the other's process:\n{other}");
-    // The pod's cgroup parent holds the containers' cgroups.
-    let cg = exec(&mut c, &ids[0], "cat /proc/self/cgroup");
+    // The pod's cgroup parent holds the containers' cgroups. Read from the host: on cgroup v2
+    // the container has a cgroup namespace of its own and sees itself at the root.
+    let pid = d.docker(&["inspect", "--format", "{{.State.Pid}}", &ids[0]]).ok().trimmed().to_string();
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     assert!(cg.contains(&format!("{pod_cgroup}/{}", ids[0])), "{cg}");
 
     // Stats of containers and of the pod. `one` writes 1 MiB into its writable layer first.

@@ -22,6 +22,7 @@ macro_rules! both {
 
 mod harness;
 
+mod apparmor;
 mod archive;
 mod bad_input;
 mod build;
