@@ -47,6 +47,9 @@ pub struct CriConfig {
     /// Where the streaming server of Exec, Attach and PortForward listens
     /// (`--cri-streaming-address`, default 127.0.0.1 with a port the kernel picks).
     pub streaming_addr: SocketAddr,
+    /// The streaming server's PEM certificate and key (`--cri-streaming-tlscert`/`-tlskey`):
+    /// streams are then served over TLS and their URLs are `https://`.
+    pub streaming_tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl CriConfig {
@@ -56,6 +59,7 @@ impl CriConfig {
             cni_conf_dir: PathBuf::from("/etc/cni/net.d"),
             cni_bin_dirs: vec![PathBuf::from("/opt/cni/bin")],
             streaming_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            streaming_tls: None,
         }
     }
 }
@@ -106,6 +110,13 @@ pub async fn start(engine: Engine, config: CriConfig) -> Result<tokio::task::Joi
         .await
         .map_err(|e| format!("listen for cri streams on {}: {e}", config.streaming_addr))?;
     let stream_addr = stream_listener.local_addr().map_err(|e| format!("address of the cri streaming server: {e}"))?;
+    let stream_tls = match &config.streaming_tls {
+        Some((cert, key)) => {
+            Some(wharf_tls::server_config(cert, key).map_err(|e| format!("cri streaming server: {e:#}"))?)
+        }
+        None => None,
+    };
+    let streaming = streaming::Streaming::new(stream_addr, stream_tls.is_some());
     let cri = Arc::new(Cri {
         cni: cni::Cni::new(config.cni_conf_dir.clone(), config.cni_bin_dirs.clone()),
         engine,
@@ -114,12 +125,12 @@ pub async fn start(engine: Engine, config: CriConfig) -> Result<tokio::task::Joi
         cpu_samples: stats::CpuSamples::default(),
         pause_lock: tokio::sync::Mutex::new(()),
         sandbox_lock: tokio::sync::Mutex::new(()),
-        streaming: streaming::Streaming { addr: stream_addr, tokens: Default::default() },
+        streaming,
     });
     cri.recover_logs();
-    log::info!("cri listening on {}, streams on http://{stream_addr}", path.display());
+    log::info!("cri listening on {}, streams on {} (bound to {stream_addr})", path.display(), cri.streaming.base());
     // One task for both servers, so that aborting it stops both.
     Ok(tokio::spawn(async move {
-        tokio::join!(grpc::serve(listener, cri.clone()), streaming::serve(stream_listener, cri));
+        tokio::join!(grpc::serve(listener, cri.clone()), streaming::serve(stream_listener, cri, stream_tls));
     }))
 }

@@ -26,6 +26,5 @@ pub mod scrub;
 pub mod search_v1;
 pub mod server;
 pub mod store;
-pub mod tls;
 pub mod token_endpoint;
 pub mod ui;

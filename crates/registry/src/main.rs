@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use wharf_registry::auth;
 use wharf_registry::config::{self, DatabaseConfig, FileConfig};
 use wharf_registry::gc::{self, GcOptions};
 use wharf_registry::harbor::audit;
@@ -14,7 +15,6 @@ use wharf_registry::meta::{Metadata, RedbMetadata};
 use wharf_registry::s3::{Credentials, S3BlobStore, S3Options};
 use wharf_registry::server::{self, Registry, ServeOptions};
 use wharf_registry::store::{BlobStore, FsBlobStore};
-use wharf_registry::{auth, tls};
 
 const DEFAULT_DATA_DIR: &str = "/var/lib/wharf-registry";
 const DEFAULT_ADDR: &str = "127.0.0.1:5000";
@@ -220,7 +220,7 @@ fn run(command: Command) -> anyhow::Result<i32> {
                 );
             }
             let tls = match &tls_files {
-                Some(t) => Some(tls::server_config(&t.certificate, &t.key)?),
+                Some(t) => Some(wharf_tls::server_config(&t.certificate, &t.key)?),
                 None => None,
             };
             let options = ServeOptions { idle_timeout, verify_reads, track_use: gc_interval.is_some() };

@@ -269,7 +269,7 @@ pub async fn serve(listener: TcpListener, registry: Arc<Registry>, tls: Option<A
             None => {
                 tokio::spawn(serve_connection(TokioIo::new(stream), registry, peer));
             }
-            Some(config) => match crate::tls::TlsStream::new(stream, config.clone()) {
+            Some(config) => match wharf_tls::TlsStream::new(stream, config.clone()) {
                 Ok(s) => {
                     tokio::spawn(serve_connection(TokioIo::new(s), registry, peer));
                 }

@@ -196,6 +196,12 @@ pub struct Flags {
     /// (default 127.0.0.1 on a free port)
     #[arg(long = "cri-streaming-address")]
     pub cri_streaming_address: Option<String>,
+    /// Serve the CRI's streams over TLS with this PEM certificate (with --cri-streaming-tlskey)
+    #[arg(long = "cri-streaming-tlscert")]
+    pub cri_streaming_tlscert: Option<PathBuf>,
+    /// The PEM private key of --cri-streaming-tlscert
+    #[arg(long = "cri-streaming-tlskey")]
+    pub cri_streaming_tlskey: Option<PathBuf>,
     /// Give the default bridge IPv6 (with --fixed-cidr-v6)
     #[arg(long = "ipv6", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub ipv6: Option<bool>,
@@ -284,6 +290,8 @@ pub(crate) struct FileConfig {
     cni_conf_dir: Option<PathBuf>,
     cni_bin_dir: Option<String>,
     cri_streaming_address: Option<String>,
+    cri_streaming_tlscert: Option<PathBuf>,
+    cri_streaming_tlskey: Option<PathBuf>,
     /// Other OCI runtimes by name: `{"path": ..., "runtimeArgs": [...]}`.
     runtimes: Option<BTreeMap<String, RuntimeFile>>,
     default_runtime: Option<String>,
@@ -678,6 +686,10 @@ impl DaemonConfig {
                 flags.cni_conf_dir.clone().or(file.cni_conf_dir),
                 flags.cni_bin_dir.clone().or(file.cni_bin_dir),
                 flags.cri_streaming_address.clone().or(file.cri_streaming_address),
+                (
+                    flags.cri_streaming_tlscert.clone().or(file.cri_streaming_tlscert),
+                    flags.cri_streaming_tlskey.clone().or(file.cri_streaming_tlskey),
+                ),
             )?,
             ipv6,
             fixed_cidr_v6,
@@ -906,22 +918,30 @@ fn read_file(path: &Path, explicit: bool) -> anyhow::Result<Vec<u8>> {
     }
 }
 
-/// `cri-socket`, `cni-conf-dir`, `cni-bin-dir` and `cri-streaming-address`: the CRI runs only
-/// with a socket; the other settings without one are refused, since nothing would read them.
+/// `cri-socket`, `cni-conf-dir`, `cni-bin-dir`, `cri-streaming-address` and the streaming
+/// server's `cri-streaming-tlscert`/`-tlskey`: the CRI runs only with a socket; the other
+/// settings without one are refused, since nothing would read them.
 fn cri_config(
     socket: Option<PathBuf>,
     conf_dir: Option<PathBuf>,
     bin_dir: Option<String>,
     streaming: Option<String>,
+    streaming_tls: (Option<PathBuf>, Option<PathBuf>),
 ) -> anyhow::Result<Option<wharf_cri::CriConfig>> {
     let socket = socket.filter(|s| !s.as_os_str().is_empty());
     let streaming = streaming.filter(|s| !s.is_empty());
+    let nonempty = |p: Option<PathBuf>| p.filter(|p| !p.as_os_str().is_empty());
+    let streaming_tls = match (nonempty(streaming_tls.0), nonempty(streaming_tls.1)) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => bail!("cri-streaming-tlscert and cri-streaming-tlskey go together: give both or neither"),
+    };
     let Some(socket) = socket else {
         if conf_dir.is_some() || bin_dir.is_some() {
             bail!("cni-conf-dir and cni-bin-dir need cri-socket: the CNI settings are the CRI's");
         }
-        if streaming.is_some() {
-            bail!("cri-streaming-address needs cri-socket: the streaming server is the CRI's");
+        if streaming.is_some() || streaming_tls.is_some() {
+            bail!("cri-streaming-address and cri-streaming-tls* need cri-socket: the streaming server is the CRI's");
         }
         return Ok(None);
     };
@@ -945,6 +965,7 @@ fn cri_config(
     if let Some(a) = streaming {
         c.streaming_addr = streaming_address(&a)?;
     }
+    c.streaming_tls = streaming_tls;
     Ok(Some(c))
 }
 
@@ -963,6 +984,27 @@ fn streaming_address(a: &str) -> anyhow::Result<std::net::SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `cri_config` without the streaming server's TLS pair.
+    fn cri4(
+        socket: Option<PathBuf>,
+        conf_dir: Option<PathBuf>,
+        bin_dir: Option<String>,
+        streaming: Option<String>,
+    ) -> anyhow::Result<Option<wharf_cri::CriConfig>> {
+        cri_config(socket, conf_dir, bin_dir, streaming, (None, None))
+    }
+
+    #[test]
+    fn cri_streaming_tls_takes_a_cert_and_a_key() {
+        let pair = |c: Option<&str>, k: Option<&str>| (c.map(PathBuf::from), k.map(PathBuf::from));
+        let c = cri_config(Some("/c.sock".into()), None, None, None, pair(Some("/t/cert.pem"), Some("/t/key.pem")));
+        assert_eq!(c.unwrap().unwrap().streaming_tls, Some(("/t/cert.pem".into(), "/t/key.pem".into())));
+        let e = cri_config(Some("/c.sock".into()), None, None, None, pair(Some("/t/cert.pem"), None)).unwrap_err();
+        assert!(e.to_string().contains("go together"), "{e}");
+        let e = cri_config(None, None, None, None, pair(Some("/c"), Some("/k"))).unwrap_err();
+        assert!(e.to_string().contains("need cri-socket"), "{e}");
+    }
 
     #[test]
     fn proxies_from_file_and_flags() {
@@ -1280,34 +1322,30 @@ mod tests {
 
     #[test]
     fn cri_settings_need_the_socket_and_absolute_paths() {
-        assert_eq!(cri_config(None, None, None, None).unwrap(), None);
-        let c = cri_config(Some("/run/w/cri.sock".into()), None, Some("/usr/lib/cni:/opt/cni/bin".into()), None)
+        assert_eq!(cri4(None, None, None, None).unwrap(), None);
+        let c = cri4(Some("/run/w/cri.sock".into()), None, Some("/usr/lib/cni:/opt/cni/bin".into()), None)
             .unwrap()
             .unwrap();
         assert_eq!(c.cni_conf_dir, PathBuf::from("/etc/cni/net.d"));
         assert_eq!(c.cni_bin_dirs, vec![PathBuf::from("/usr/lib/cni"), PathBuf::from("/opt/cni/bin")]);
         assert_eq!(c.streaming_addr, "127.0.0.1:0".parse().unwrap());
-        assert!(cri_config(None, Some("/etc/cni/net.d".into()), None, None)
+        assert!(cri4(None, Some("/etc/cni/net.d".into()), None, None)
             .unwrap_err()
             .to_string()
             .contains("need cri-socket"));
-        assert!(cri_config(Some("cri.sock".into()), None, None, None).is_err());
-        assert!(cri_config(Some("/c.sock".into()), Some("net.d".into()), None, None).is_err());
-        assert!(cri_config(Some("/c.sock".into()), None, Some("bin".into()), None).is_err());
+        assert!(cri4(Some("cri.sock".into()), None, None, None).is_err());
+        assert!(cri4(Some("/c.sock".into()), Some("net.d".into()), None, None).is_err());
+        assert!(cri4(Some("/c.sock".into()), None, Some("bin".into()), None).is_err());
     }
 
     #[test]
     fn cri_streaming_address_is_an_ip_with_or_without_a_port() {
-        let at =
-            |a: &str| cri_config(Some("/c.sock".into()), None, None, Some(a.into())).map(|c| c.unwrap().streaming_addr);
+        let at = |a: &str| cri4(Some("/c.sock".into()), None, None, Some(a.into())).map(|c| c.unwrap().streaming_addr);
         assert_eq!(at("10.0.0.5:10010").unwrap(), "10.0.0.5:10010".parse().unwrap());
         assert_eq!(at("0.0.0.0").unwrap(), "0.0.0.0:0".parse().unwrap());
         assert_eq!(at("[::1]").unwrap(), "[::1]:0".parse().unwrap());
         assert_eq!(at("[::1]:7").unwrap(), "[::1]:7".parse().unwrap());
         assert!(at("localhost:1").unwrap_err().to_string().contains("not an IP address"));
-        assert!(cri_config(None, None, None, Some("127.0.0.1".into()))
-            .unwrap_err()
-            .to_string()
-            .contains("needs cri-socket"));
+        assert!(cri4(None, None, None, Some("127.0.0.1".into())).unwrap_err().to_string().contains("needs cri-socket"));
     }
 }

@@ -105,6 +105,8 @@ pub const KEYS: &[Key] = &[
     key("cni-conf-dir", Honoured),
     key("cni-bin-dir", Honoured),
     key("cri-streaming-address", Honoured),
+    key("cri-streaming-tlscert", Honoured),
+    key("cri-streaming-tlskey", Honoured),
     // Accepted: wharf does the same thing, or something that makes the key moot.
     flag(
         "live-restore",

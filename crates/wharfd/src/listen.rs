@@ -305,7 +305,7 @@ pub async fn serve(listener: Listener, engine: Engine, drain: wharf_api::Drain) 
                         None => {
                             tokio::spawn(wharf_api::serve_connection(s, engine.clone(), drain.clone()));
                         }
-                        Some(config) => match wharf_registry::tls::TlsStream::new(s, config.clone()) {
+                        Some(config) => match wharf_tls::TlsStream::new(s, config.clone()) {
                             Ok(t) => {
                                 tokio::spawn(wharf_api::serve_connection(t, engine.clone(), drain.clone()));
                             }

@@ -19,7 +19,7 @@ pub mod websocket;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -97,18 +97,84 @@ fn random_token() -> std::io::Result<String> {
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
 }
 
-/// The streaming server's state: where it listens and the tokens it honours.
+/// The streaming server's state: the address its URLs give and the tokens it honours.
 pub struct Streaming {
-    pub addr: SocketAddr,
+    /// `http://IP:PORT` or `https://IP:PORT`.
+    base: String,
     pub tokens: Tokens,
 }
 
 impl Streaming {
+    /// `bound` is where the server listens. Bound to every address (0.0.0.0 or ::), its URLs
+    /// name the node's own address instead, as containerd's: an unspecified address is not
+    /// one a client can dial everywhere.
+    pub fn new(bound: SocketAddr, tls: bool) -> Streaming {
+        let ip = if bound.ip().is_unspecified() { advertised_ip(bound.ip()) } else { bound.ip() };
+        let scheme = if tls { "https" } else { "http" };
+        Streaming { base: format!("{scheme}://{}", SocketAddr::new(ip, bound.port())), tokens: Tokens::default() }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     fn url(&self, req: StreamRequest) -> Result<proto::StreamUrlResponse, Status> {
         let verb = req.verb();
         let token = self.tokens.insert(req, Instant::now())?;
-        Ok(proto::StreamUrlResponse { url: format!("http://{}/{verb}/{token}", self.addr) })
+        Ok(proto::StreamUrlResponse { url: format!("{}/{verb}/{token}", self.base) })
     }
+}
+
+/// The node's address for a server bound to every address: for IPv4, the first address of the
+/// interface that holds the default route; loopback when there is none (and for IPv6).
+fn advertised_ip(unspecified: IpAddr) -> IpAddr {
+    if unspecified.is_ipv4() {
+        let route = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+        if let Some(ip) = default_route_interface(&route).and_then(|i| interface_ipv4(&i)) {
+            return IpAddr::V4(ip);
+        }
+        return IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    }
+    IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+}
+
+/// The interface of the main table's default route in /proc/net/route's text.
+fn default_route_interface(route: &str) -> Option<String> {
+    route.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // Iface Destination Gateway Flags ... Mask: a default route has destination and mask 0.
+        (f.len() > 7 && f[1] == "00000000" && f[7] == "00000000").then(|| f[0].to_string())
+    })
+}
+
+/// The first IPv4 address of an interface.
+fn interface_ipv4(name: &str) -> Option<std::net::Ipv4Addr> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list freed below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return None;
+    }
+    let mut found = None;
+    let mut cur = head;
+    while !cur.is_null() && found.is_none() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned, alive until freeifaddrs.
+        let ifa = unsafe { &*cur };
+        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+        let ifname = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
+        if ifname.to_bytes() == name.as_bytes() && !ifa.ifa_addr.is_null() {
+            // SAFETY: ifa_addr points at a sockaddr of the family it says; AF_INET is a sockaddr_in.
+            unsafe {
+                if (*ifa.ifa_addr).sa_family as i32 == libc::AF_INET {
+                    let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                    found = Some(std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+                }
+            }
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: frees the list getifaddrs allocated, once; no reference into it outlives this.
+    unsafe { libc::freeifaddrs(head) };
+    found
 }
 
 /// kubelet's checks of an exec or attach request (`validateExecRequest`).
@@ -173,7 +239,7 @@ impl Cri {
 }
 
 /// Serves the streaming URLs until the task is aborted.
-pub async fn serve(listener: tokio::net::TcpListener, cri: Arc<Cri>) {
+pub async fn serve(listener: tokio::net::TcpListener, cri: Arc<Cri>, tls: Option<Arc<wharf_tls::ServerConfig>>) {
     loop {
         let (sock, _) = match listener.accept().await {
             Ok(s) => s,
@@ -184,18 +250,34 @@ pub async fn serve(listener: tokio::net::TcpListener, cri: Arc<Cri>) {
             }
         };
         let cri = cri.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let cri = cri.clone();
-                async move { Ok::<_, Infallible>(handle(cri, req)) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(sock), service)
-                .with_upgrades();
-            if let Err(e) = conn.await {
-                log::debug!("cri streaming: connection: {e}");
+        match &tls {
+            Some(config) => match wharf_tls::TlsStream::new(sock, config.clone()) {
+                Ok(tls_sock) => {
+                    tokio::spawn(serve_connection(tls_sock, cri));
+                }
+                Err(e) => log::warn!("cri streaming: TLS: {e}"),
+            },
+            None => {
+                tokio::spawn(serve_connection(sock, cri));
             }
-        });
+        }
+    }
+}
+
+/// One client connection, plain or TLS: HTTP/1.1 with the upgrades the stream protocols use.
+async fn serve_connection<S>(sock: S, cri: Arc<Cri>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let cri = cri.clone();
+        async move { Ok::<_, Infallible>(handle(cri, req)) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(sock), service)
+        .with_upgrades();
+    if let Err(e) = conn.await {
+        log::debug!("cri streaming: connection: {e}");
     }
 }
 
@@ -745,6 +827,22 @@ async fn upgraded(upgrade: hyper::upgrade::OnUpgrade) -> Option<hyper_util::rt::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_name_an_address_a_client_can_dial() {
+        let route = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+                     br0\t0011A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+                     eth0\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n";
+        assert_eq!(default_route_interface(route).as_deref(), Some("eth0"));
+        assert_eq!(default_route_interface("Iface\tDestination\n"), None);
+        let s = Streaming::new("127.0.0.1:10010".parse().unwrap(), false);
+        assert_eq!(s.base(), "http://127.0.0.1:10010");
+        assert_eq!(Streaming::new("[::1]:10010".parse().unwrap(), true).base(), "https://[::1]:10010");
+        // Bound to every address: never 0.0.0.0 in a URL.
+        let any = Streaming::new("0.0.0.0:10010".parse().unwrap(), false);
+        assert!(!any.base().contains("0.0.0.0"), "{}", any.base());
+        assert!(any.base().starts_with("http://") && any.base().ends_with(":10010"), "{}", any.base());
+    }
 
     fn pf() -> StreamRequest {
         StreamRequest::PortForward(proto::PortForwardRequest { pod_sandbox_id: "p".into(), port: vec![80] })

@@ -1222,6 +1222,61 @@ fn cri_exec_streams_over_websocket() {
     assert_eq!(code, "NOT_FOUND");
 }
 
+/// `--cri-streaming-tlscert`/`-tlskey`: the streaming server speaks TLS with the operator's
+/// certificate and its URLs say https; WebSocket and SPDY streams work over it, and a client
+/// that does not trust the certificate's CA is stopped at the handshake.
+#[test]
+fn cri_streams_over_tls() {
+    let tmp = TempDir::new("wharf-e2e-cri-tls");
+    let certs = tmp.0.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    crate::harness::openssl_ca(&certs, "wharf-e2e-stream-ca");
+    crate::harness::openssl_signed(
+        &certs,
+        "stream",
+        "127.0.0.1",
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n",
+    );
+    let (crt, key) = (certs.join("stream.crt").display().to_string(), certs.join("stream.key").display().to_string());
+    let (_d, sock) = cri_daemon_with(&tmp.0, &["--cri-streaming-tlscert", &crt, "--cri-streaming-tlskey", &key]);
+    let (mut c, _sid, cid) = streaming_pod(&tmp.0, &sock, "tlspod", "exec sleep 100000", json!({}));
+    let ca = certs.join("ca.crt").display().to_string();
+    let exec = |c: &mut CriClient| -> String {
+        let url = c.ok("RuntimeService/Exec", json!({ "container_id": cid, "cmd": ["echo", "hello"], "stdout": true }))
+            ["url"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+        url
+    };
+
+    let url = exec(&mut c);
+    let out = c.stream(&url, json!({ "protocols": ["v4.channel.k8s.io"], "cafile": ca }));
+    assert_eq!(out["status"], 101, "{out}");
+    assert_eq!(out["channels"]["1"], "hello\n", "{out}");
+    assert_eq!(error_status(&out), json!({ "metadata": {}, "status": "Success" }));
+
+    let url = exec(&mut c);
+    let st = |t: &str| json!({ "streamType": t });
+    let out = c.spdy(
+        &url,
+        json!({ "protocols": ["v4.channel.k8s.io"], "streams": [["error", st("error")], ["stdout", st("stdout")]],
+                "until_fin": ["stdout"], "cafile": ca }),
+    );
+    assert_eq!(out["status"], 101, "{out}");
+    assert_eq!(out["streams"]["stdout"], "hello\n", "{out}");
+
+    // Without the CA the client refuses the server's certificate; the token stays unused.
+    let url = exec(&mut c);
+    let refused = c.stream_answer(&url, json!({ "protocols": ["v4.channel.k8s.io"] }));
+    let details = refused["error"]["details"].as_str().unwrap_or_default();
+    assert!(details.contains("CERTIFICATE_VERIFY_FAILED"), "{refused}");
+    // And plain HTTP on the TLS port gets no stream.
+    let plain = c.stream_answer(&url.replace("https://", "http://"), json!({ "protocols": ["v4.channel.k8s.io"] }));
+    assert!(plain["error"]["details"].as_str().is_some_and(|d| d.contains("no HTTP response")), "{plain}");
+}
+
 #[test]
 fn cri_exec_over_spdy() {
     let tmp = TempDir::new("wharf-e2e-cri-spdy");

@@ -18,7 +18,8 @@ protocols. Actions, in order: ["send", CH, TEXT], ["resize", W, H] (channel 4), 
 ["hangup"] (drop the connection, reading nothing more). After the actions, messages are read
 until the server closes. The answer: {"ok": {"status": HTTP status, "protocol": ..., "body":
 (a refusal's body), "channels": {CH: text}, "messages": [[CH, latin-1 text], ...], "closed":
-whether a close frame came}}. "upgrade": false sends a plain GET instead.
+whether a close frame came}}. "upgrade": false sends a plain GET instead. An https:// URL is
+dialled over TLS trusting only "cafile" (a PEM file; without it, the system's CAs).
 
 {"spdy": URL, "protocols": [...], "streams": [[NAME, {header: value}], ...], "actions": [...],
 "until_fin": [NAME...]} drives it over SPDY/3.1 instead (a client written here too: frames,
@@ -42,6 +43,7 @@ import json
 import os
 import queue
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -88,10 +90,20 @@ SPDY3_DICTIONARY = (
     b'chcharset=utf-8charset=iso-8859-1,utf-,*,enq=0.')
 
 
-def http_upgrade(url, headers, timeout):
-    """Sends a GET with `headers`; (socket, status, headers, body or b"", bytes read past the head)."""
+def dial(url, timeout, cafile=None):
+    """A connection to the URL's host and port: over TLS for https, trusting `cafile` only."""
     u = urllib.parse.urlsplit(url)
     sock = socket.create_connection((u.hostname, u.port), timeout=timeout)
+    if u.scheme == "https":
+        ctx = ssl.create_default_context(cafile=cafile)
+        sock = ctx.wrap_socket(sock, server_hostname=u.hostname)
+    return sock
+
+
+def http_upgrade(url, headers, timeout, cafile=None):
+    """Sends a GET with `headers`; (socket, status, headers, body or b"", bytes read past the head)."""
+    u = urllib.parse.urlsplit(url)
+    sock = dial(url, timeout, cafile)
     target = u.path + ("?" + u.query if u.query else "")
     lines = ["GET %s HTTP/1.1" % target, "Host: %s" % u.netloc] + headers
     sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
@@ -103,6 +115,8 @@ def http_upgrade(url, headers, timeout):
         buf += got
     head, _, buf = buf.partition(b"\r\n\r\n")
     head = head.decode("latin-1").split("\r\n")
+    if len(head[0].split()) < 2:
+        raise EOFError("no HTTP response from %s: %r" % (url, head[0][:80]))
     status = int(head[0].split()[1])
     hdrs = {}
     for h in head[1:]:
@@ -188,7 +202,7 @@ class Spdy:
 def drive_spdy(call):
     headers = ["Connection: Upgrade", "Upgrade: SPDY/3.1"]
     headers += ["X-Stream-Protocol-Version: " + p for p in call.get("protocols", [])]
-    sock, status, hdrs, body, buf = http_upgrade(call["spdy"], headers, call.get("timeout", 30))
+    sock, status, hdrs, body, buf = http_upgrade(call["spdy"], headers, call.get("timeout", 30), call.get("cafile"))
     out = {"status": status, "protocol": hdrs.get("x-stream-protocol-version", [None])[0],
            "accepted": hdrs.get("x-accepted-stream-protocol-versions", []),
            "body": body.decode("utf-8", "replace"), "streams": {}, "fins": [], "replied": [], "reset": [],
@@ -250,9 +264,9 @@ def drive_spdy(call):
 
 
 class WebSocket:
-    def __init__(self, url, protocols, upgrade=True, timeout=30):
+    def __init__(self, url, protocols, upgrade=True, timeout=30, cafile=None):
         u = urllib.parse.urlsplit(url)
-        self.sock = socket.create_connection((u.hostname, u.port), timeout=timeout)
+        self.sock = dial(url, timeout, cafile)
         key = base64.b64encode(os.urandom(16)).decode()
         target = u.path + ("?" + u.query if u.query else "")
         lines = ["GET %s HTTP/1.1" % target, "Host: %s" % u.netloc]
@@ -270,6 +284,8 @@ class WebSocket:
             self.buf += got
         head, _, self.buf = self.buf.partition(b"\r\n\r\n")
         head = head.decode("latin-1").split("\r\n")
+        if len(head[0].split()) < 2:
+            raise EOFError("no HTTP response from %s: %r" % (url, head[0][:80]))
         self.status = int(head[0].split()[1])
         self.headers = {}
         for h in head[1:]:
@@ -348,7 +364,8 @@ class WebSocket:
 
 
 def drive_stream(call):
-    ws = WebSocket(call["stream"], call.get("protocols", []), call.get("upgrade", True), call.get("timeout", 30))
+    ws = WebSocket(call["stream"], call.get("protocols", []), call.get("upgrade", True), call.get("timeout", 30),
+                   call.get("cafile"))
     out = {"status": ws.status, "protocol": ws.protocol, "body": ws.body, "channels": {}, "messages": [],
            "closed": False}
     if ws.status != 101:

@@ -1,6 +1,7 @@
-//! TLS for `serve`: the rustls server configuration from PEM files, and [`TlsStream`], a
-//! rustls server connection over a tokio `TcpStream` that hyper can serve (the workspace has
-//! rustls but not tokio-rustls; this is the small part of it a server needs).
+//! TLS for wharf's servers (the registry, wharfd's TCP API, the CRI's streaming server): a
+//! rustls server configuration from PEM files, and [`TlsStream`], a rustls server connection
+//! over a tokio `TcpStream` that hyper can serve (the workspace has rustls but not
+//! tokio-rustls; this is the small part of it a server needs).
 
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -11,7 +12,10 @@ use std::task::{Context, Poll};
 use anyhow::Context as _;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{ServerConfig, ServerConnection};
+use rustls::ServerConnection;
+
+/// The configuration [`TlsStream`] serves with, for crates that do not use rustls themselves.
+pub use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
