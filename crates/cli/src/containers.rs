@@ -264,8 +264,15 @@ pub fn kill(client: &Client, containers: &[String], signal: Option<&str>) -> Res
 }
 
 /// `rm`; with `link`, each name is a legacy link (`parent/alias`) to remove, not a container.
+/// Slashes around a name go, as the docker CLI trims them: `rm --link /web/db` is `web/db`.
 pub fn rm(client: &Client, containers: &[String], force: bool, volumes: bool, link: bool) -> Result<()> {
-    each(containers, |c| Ok(client.container_remove(c, force, volumes, link)?))
+    each(containers, |c| {
+        let name = c.trim_matches('/');
+        if name.is_empty() {
+            anyhow::bail!("container name cannot be empty");
+        }
+        Ok(client.container_remove(name, force, volumes, link)?)
+    })
 }
 
 #[derive(Debug, Args)]

@@ -501,8 +501,9 @@ fn links_on_the_default_bridge_and_on_a_user_network(cli: Cli) {
     }
     d.cli(cli, &["create", "--name", "web", "--link", "db:database", &bb, "true"]).ok();
     assert_eq!(d.inspect(cli, "web")["HostConfig"]["Links"], serde_json::json!(["/db:/web/database"]));
-    // `rm --link` removes the link, not a container.
-    d.cli(cli, &["rm", "--link", "web/database"]).ok();
+    // `rm --link` removes the link, not a container; the form Docker documents has a leading
+    // slash, which both CLIs trim.
+    d.cli(cli, &["rm", "--link", "/web/database"]).ok();
     let links = d.inspect(cli, "web")["HostConfig"]["Links"].clone();
     assert!(links.as_array().is_none_or(|a| a.is_empty()), "{links}");
     d.cli(cli, &["rm", "--link", "web/nosuch"]).fails();
