@@ -84,6 +84,9 @@ impl ResourcesBody {
             blkio_device_read_iops: throttles(self.blkio_device_read_iops),
             blkio_device_write_iops: throttles(self.blkio_device_write_iops),
             storage_opt: self.storage_opt.unwrap_or_default(),
+            // The CRI's alone: dockerd's API has no hugepage or unified settings.
+            hugepage_limits: Vec::new(),
+            unified: BTreeMap::new(),
             cpu_percent: self.cpu_percent.unwrap_or(0),
             io_maximum_bandwidth: self.io_maximum_bandwidth.unwrap_or(0),
             io_maximum_iops: self.io_maximum_iops.unwrap_or(0),

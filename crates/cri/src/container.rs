@@ -313,6 +313,8 @@ fn create_request(
         cpuset_mems: res.cpuset_mems.clone(),
         ..Default::default()
     };
+    hc.resources.hugepage_limits = hugepages(&res);
+    hc.resources.unified = res.unified.clone();
     let s = &mut hc.security;
     s.ipc_mode = if ns.ipc == proto::NS_NODE { "host".into() } else { join.clone() };
     s.pid_mode = match cns.pid {
@@ -456,6 +458,14 @@ fn seccomp_choice(sc: &proto::LinuxContainerSecurityContext) -> Result<Seccomp, 
             ))),
         },
     }
+}
+
+/// The CRI's hugepage limits as the engine keeps them (the OCI spec's form).
+pub(crate) fn hugepages(res: &proto::LinuxContainerResources) -> Vec<wharf_engine::HugepageLimit> {
+    res.hugepage_limits
+        .iter()
+        .map(|h| wharf_engine::HugepageLimit { page_size: h.page_size.clone(), limit: h.limit })
+        .collect()
 }
 
 /// A container's AppArmor profile, as the CRI asks for it. A privileged container runs

@@ -358,6 +358,20 @@ pub struct LinuxContainerResources {
     pub cpuset_mems: String,
     #[prost(int64, tag = "10")]
     pub memory_swap_limit_in_bytes: i64,
+    #[prost(message, repeated, tag = "8")]
+    pub hugepage_limits: Vec<HugepageLimit>,
+    /// cgroup v2 files and their values.
+    #[prost(btree_map = "string, string", tag = "9")]
+    pub unified: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize, prost::Message)]
+pub struct HugepageLimit {
+    /// `2MB`, `1GB`: the cgroup files' names for the size.
+    #[prost(string, tag = "1")]
+    pub page_size: String,
+    #[prost(uint64, tag = "2")]
+    pub limit: u64,
 }
 
 #[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize, prost::Message)]

@@ -250,32 +250,38 @@ impl Cri {
         Ok(proto::ListPodSandboxStatsResponse { stats })
     }
 
-    /// CPU and memory limits of a running or created container, through the engine's update;
-    /// a cpuset the engine cannot change yet is refused, naming it.
+    /// CPU, cpuset and memory limits of a running or created container, through the engine's
+    /// update. Hugepage and unified settings are not changed live: kubelet sends the ones the
+    /// container was created with, and a request for others is refused, naming them.
     pub(crate) async fn update_container_resources(
         &self,
         r: proto::UpdateContainerResourcesRequest,
     ) -> Result<proto::Empty, Status> {
         let (rec, _) = self.find_cri_container(&r.container_id)?;
         let Some(l) = r.linux else { return Ok(proto::Empty {}) };
-        for (what, asked, has) in [
-            ("cpuset_cpus", &l.cpuset_cpus, &rec.host_config.cpuset_cpus),
-            ("cpuset_mems", &l.cpuset_mems, &rec.host_config.cpuset_mems),
-        ] {
-            if !asked.is_empty() && asked != has {
-                return Err(Status::new(
-                    crate::grpc::Code::Unimplemented,
-                    format!("updating {what} of a container is not supported by wharf yet (asked {asked:?})"),
-                ));
-            }
+        let unsupported = |what: &str| {
+            Status::new(
+                crate::grpc::Code::Unimplemented,
+                format!("updating {what} of a running container is not supported by wharf yet"),
+            )
+        };
+        if !l.hugepage_limits.is_empty() && crate::container::hugepages(&l) != rec.host_config.resources.hugepage_limits
+        {
+            return Err(unsupported("hugepage limits"));
+        }
+        if !l.unified.is_empty() && l.unified != rec.host_config.resources.unified {
+            return Err(unsupported("unified cgroup settings"));
         }
         let some = |v: i64| if v > 0 { Some(v) } else { None };
+        let nonempty = |s: &str| if s.is_empty() { None } else { Some(s.to_string()) };
         let req = UpdateRequest {
             memory: some(l.memory_limit_in_bytes),
             memory_swap: some(l.memory_swap_limit_in_bytes),
             cpu_shares: some(l.cpu_shares),
             cpu_quota: some(l.cpu_quota),
             cpu_period: some(l.cpu_period),
+            cpuset_cpus: nonempty(&l.cpuset_cpus),
+            cpuset_mems: nonempty(&l.cpuset_mems),
             ..Default::default()
         };
         self.engine.update_container(&rec.id, req).await?;

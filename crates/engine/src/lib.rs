@@ -104,6 +104,8 @@ pub use volumes::{MountKind, MountPoint, MountRequest, VolumeRecord};
 pub use wharf_distribution::ProxyConfig;
 pub use wharf_distribution::{AuthConfig, SearchAnswer};
 pub use wharf_network::Ipv4Net;
+/// A hugepage limit as the OCI spec has it (the CRI's `hugepage_limits`).
+pub use wharf_runtime::spec::HugepageLimit;
 
 /// A label that marks a container made for one operation of the daemon (a build step): it is
 /// removed when the daemon starts, since the operation died with the daemon before it.

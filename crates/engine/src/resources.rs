@@ -64,6 +64,12 @@ pub struct ResourceOptions {
     pub blkio_device_write_iops: Vec<ThrottleDevice>,
     /// `--storage-opt`: refused unless wharf can honour it (see `check_storage_opt`).
     pub storage_opt: BTreeMap<String, String>,
+    /// Hugepage limits by page size (`2MB`: bytes). The CRI's: Docker's API has none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hugepage_limits: Vec<oci::HugepageLimit>,
+    /// cgroup v2 files and values (the CRI's `unified`: kubelet's memory QoS).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub unified: BTreeMap<String, String>,
     /// Windows-only fields dockerd refuses or drops on Linux, kept to answer as it does.
     #[serde(skip)]
     pub cpu_percent: i64,
@@ -369,6 +375,8 @@ pub(crate) fn oci_resources(hc: &HostConfig) -> Result<oci::Resources, EngineErr
         out.pids = Some(oci::Pids { limit: p });
     }
     out.block_io = block_io(r)?;
+    out.hugepage_limits = r.hugepage_limits.clone();
+    out.unified = r.unified.clone();
     Ok(out)
 }
 

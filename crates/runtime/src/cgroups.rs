@@ -48,13 +48,15 @@ pub enum CgroupError {
     StillPopulated { path: String, count: usize },
     #[error("cgroup: {0}")]
     Systemd(#[from] crate::systemd::SystemdError),
+    #[error("cgroup: {0}")]
+    Invalid(String),
 }
 
 impl CgroupError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             CgroupError::NotFound { .. } => ErrorKind::NotFound,
-            CgroupError::InvalidPath { .. } => ErrorKind::InvalidArgument,
+            CgroupError::InvalidPath { .. } | CgroupError::Invalid(_) => ErrorKind::InvalidArgument,
             CgroupError::Devices(e) => e.kind(),
             _ => ErrorKind::Internal,
         }
@@ -380,6 +382,18 @@ impl Cgroup {
         if let (Some(io), Some(dir)) = (&r.block_io, self.dir_with("blkio")) {
             apply_blkio_v1(dir, io)?;
         }
+        if !r.unified.is_empty() {
+            return Err(CgroupError::Invalid("unified cgroup settings need cgroup v2; this host has v1".into()));
+        }
+        // As runc: without a hugetlb hierarchy there is nothing to limit (and no page to take).
+        if let Some(dir) = self.dir_with("hugetlb") {
+            for h in &r.hugepage_limits {
+                write_file(
+                    &dir.join(format!("hugetlb.{}.limit_in_bytes", page_size(&h.page_size)?)),
+                    &h.limit.to_string(),
+                )?;
+            }
+        }
         if let (Some(dir), true) = (self.dir_with("devices"), devices) {
             for rule in device_rules(&r.devices) {
                 let file = if rule.allow { "devices.allow" } else { "devices.deny" };
@@ -432,6 +446,18 @@ impl Cgroup {
         }
         if let Some(io) = &r.block_io {
             apply_io_v2(dir, io)?;
+        }
+        for h in &r.hugepage_limits {
+            let size = page_size(&h.page_size)?;
+            write_file(&dir.join(format!("hugetlb.{size}.max")), &h.limit.to_string())?;
+            // Reservations count against the limit too on kernels that have them (as runc).
+            let rsvd = dir.join(format!("hugetlb.{size}.rsvd.max"));
+            if rsvd.exists() {
+                write_file(&rsvd, &h.limit.to_string())?;
+            }
+        }
+        for (file, value) in &r.unified {
+            write_file(&dir.join(unified_file(file)?), value)?;
         }
         Ok(())
     }
@@ -956,6 +982,28 @@ pub fn shares_to_weight(shares: u64) -> u64 {
     1 + ((s - 2) * 9999) / 262_142
 }
 
+/// A hugepage size as the cgroup files name it (`2MB`, `1GB`); anything else is refused
+/// before it becomes part of a path.
+fn page_size(size: &str) -> Result<&str> {
+    let digits = size.trim_end_matches(['K', 'M', 'G', 'B']);
+    if digits.is_empty()
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || !size.ends_with("B")
+        || size.len() - digits.len() != 2
+    {
+        return Err(CgroupError::Invalid(format!("hugepage size {size:?} is not a size like 2MB or 1GB")));
+    }
+    Ok(size)
+}
+
+/// A `unified` key: a file of the container's own cgroup, never a path out of it.
+fn unified_file(name: &str) -> Result<&str> {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') || !name.contains('.') {
+        return Err(CgroupError::Invalid(format!("unified cgroup setting {name:?} is not a cgroup file name")));
+    }
+    Ok(name)
+}
+
 fn pids_max(limit: i64) -> String {
     if limit <= 0 {
         "max".to_string()
@@ -1076,6 +1124,20 @@ mod tests {
     fn weight_conversion() {
         for (shares, weight) in [(2, 1), (1024, 39), (262_144, 10_000), (1, 1), (0, 100), (512, 20)] {
             assert_eq!(shares_to_weight(shares), weight, "shares {shares}");
+        }
+    }
+
+    #[test]
+    fn hugepage_sizes_and_unified_names_stay_file_names() {
+        assert_eq!(page_size("2MB").unwrap(), "2MB");
+        assert_eq!(page_size("1GB").unwrap(), "1GB");
+        assert_eq!(page_size("64KB").unwrap(), "64KB");
+        for bad in ["", "MB", "2M", "2MBB", "../2MB", "2 MB", "2mb"] {
+            assert!(page_size(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(unified_file("memory.high").unwrap(), "memory.high");
+        for bad in ["", "memory", "../memory.max", "a/b.c", ".hidden.x"] {
+            assert!(unified_file(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -184,6 +184,19 @@ pub struct Resources {
     pub pids: Option<Pids>,
     #[serde(rename = "blockIO", default, skip_serializing_if = "Option::is_none")]
     pub block_io: Option<BlockIo>,
+    #[serde(rename = "hugepageLimits", default, skip_serializing_if = "Vec::is_empty")]
+    pub hugepage_limits: Vec<HugepageLimit>,
+    /// cgroup v2 files by name, written as given (kubelet's memory QoS, for one).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unified: BTreeMap<String, String>,
+}
+
+/// `linux.resources.hugepageLimits[]`: bytes of pages of one size (`2MB`, `1GB`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct HugepageLimit {
+    pub page_size: String,
+    pub limit: u64,
 }
 
 /// `linux.resources.blockIO`: weights and throttles; devices by number, as the spec has them.

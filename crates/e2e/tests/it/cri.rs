@@ -831,10 +831,19 @@ fn cri_pod_namespaces_cgroup_parent_stats_and_updates() {
     assert_eq!(evs[0]["container_event_type"], "CONTAINER_CREATED_EVENT", "{evs:?}");
     assert_eq!(evs[1]["container_event_type"], "CONTAINER_STARTED_EVENT", "{evs:?}");
     assert_eq!(evs[1]["pod_sandbox_status"]["metadata"]["name"], "shared", "{evs:?}");
+    let cgroup_v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     let mut ids = Vec::new();
     for name in ["one", "two"] {
         let mut cfg = container_config(name, &image_ref, "exec sleep 1000", "");
         cfg["linux"] = json!({ "resources": { "cpu_shares": 512, "memory_limit_in_bytes": 64 << 20 } });
+        // Hugepage limits (applied where the host has the hugetlb controller, as runc) and, on
+        // cgroup v2, a unified setting as kubelet's memory QoS writes them.
+        if name == "one" {
+            cfg["linux"]["resources"]["hugepage_limits"] = json!([{ "page_size": "2MB", "limit": 4 << 20 }]);
+            if cgroup_v2 {
+                cfg["linux"]["resources"]["unified"] = json!({ "memory.high": (48u64 << 20).to_string() });
+            }
+        }
         // `one` asks for the runtime's seccomp profile; `two` names none, which is unconfined.
         if name == "one" {
             cfg["linux"]["security_context"] = json!({ "seccomp": { "profile_type": "RuntimeDefault" } });
@@ -898,6 +907,14 @@ fn cri_pod_namespaces_cgroup_parent_stats_and_updates() {
     let pid = d.docker(&["inspect", "--format", "{{.State.Pid}}", &ids[0]]).ok().trimmed().to_string();
     let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     assert!(cg.contains(&format!("{pod_cgroup}/{}", ids[0])), "{cg}");
+    if cgroup_v2 {
+        let dir = Path::new("/sys/fs/cgroup").join(cg.trim().trim_start_matches("0::/"));
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert_eq!(read("memory.high").trim(), (48u64 << 20).to_string());
+        if dir.join("hugetlb.2MB.max").exists() {
+            assert_eq!(read("hugetlb.2MB.max").trim(), (4u64 << 20).to_string());
+        }
+    }
 
     // Stats of containers and of the pod. `one` writes 1 MiB into its writable layer first.
     exec(&mut c, &ids[0], "dd if=/dev/zero of=/mib bs=1024 count=1024 2>/dev/null && sync");
@@ -967,11 +984,20 @@ fn cri_pod_namespaces_cgroup_parent_stats_and_updates() {
     );
     let limit = d.docker(&["inspect", "--format", "{{.HostConfig.Memory}} {{.HostConfig.CpuShares}}", &ids[0]]);
     assert_eq!(limit.ok().trimmed(), format!("{} 256", 96 << 20));
-    let (code, _) = c.err(
+    c.ok("RuntimeService/UpdateContainerResources", json!({ "container_id": ids[0], "linux": { "cpuset_cpus": "0" } }));
+    let cpuset = d.docker(&["inspect", "--format", "{{.HostConfig.CpusetCpus}}", &ids[0]]);
+    assert_eq!(cpuset.ok().trimmed(), "0");
+    // kubelet resends the hugepage limits the container has; others are not changed live.
+    c.ok(
         "RuntimeService/UpdateContainerResources",
-        json!({ "container_id": ids[0], "linux": { "cpuset_cpus": "0" } }),
+        json!({ "container_id": ids[0], "linux": { "hugepage_limits": [{ "page_size": "2MB", "limit": 4 << 20 }] } }),
     );
-    assert_eq!(code, "UNIMPLEMENTED");
+    let (code, details) = c.err(
+        "RuntimeService/UpdateContainerResources",
+        json!({ "container_id": ids[0], "linux": { "hugepage_limits": [{ "page_size": "2MB", "limit": 8 << 20 }] } }),
+    );
+    assert_eq!(code, "UNIMPLEMENTED", "{details}");
+    assert!(details.contains("hugepage limits"), "{details}");
     c.ok(
         "RuntimeService/UpdateRuntimeConfig",
         json!({ "runtime_config": { "network_config": { "pod_cidr": "10.244.0.0/24" } } }),
