@@ -277,7 +277,7 @@ impl Engine {
         let id = self.inner.content.put(&config_raw)?;
         stored.blobs.insert(id.clone());
         let record = self.new_image_record(id.clone(), &config, layers, None)?;
-        self.inner.db.write(|tx| {
+        self.write_db(|tx| {
             tx.put(Table::Images, &id.to_string(), &record)?;
             for t in &image.tags {
                 tx.put(Table::Tags, &t.to_string(), &id.to_string())?;

@@ -57,14 +57,14 @@ impl Engine {
     pub fn build_cache_get(&self, key: &str) -> Result<Option<CacheEntry>, EngineError> {
         let Some(entry) = self.inner.db.get::<CacheEntry>(Table::BuildCache, key)? else { return Ok(None) };
         if self.find_image(&entry.image.to_string()).is_err() {
-            self.inner.db.write(|tx| tx.delete(Table::BuildCache, key))?;
+            self.write_db(|tx| tx.delete(Table::BuildCache, key))?;
             return Ok(None);
         }
         Ok(Some(entry))
     }
 
     pub fn build_cache_put(&self, key: &str, entry: &CacheEntry) -> Result<(), EngineError> {
-        self.inner.db.write(|tx| tx.put(Table::BuildCache, key, entry))?;
+        self.write_db(|tx| tx.put(Table::BuildCache, key, entry))?;
         Ok(())
     }
 
@@ -74,7 +74,7 @@ impl Engine {
         let (live, dead): (Vec<_>, Vec<_>) =
             all.into_iter().partition(|(_, e)| self.find_image(&e.image.to_string()).is_ok());
         if !dead.is_empty() {
-            self.inner.db.write(|tx| {
+            self.write_db(|tx| {
                 for (k, _) in &dead {
                     tx.delete(Table::BuildCache, k)?;
                 }
@@ -90,7 +90,7 @@ impl Engine {
     }
 
     pub fn build_note_put(&self, key: &str, note: &serde_json::Value) -> Result<(), EngineError> {
-        self.inner.db.write(|tx| tx.put(Table::BuildNotes, key, note))?;
+        self.write_db(|tx| tx.put(Table::BuildNotes, key, note))?;
         Ok(())
     }
 
@@ -153,7 +153,7 @@ impl Engine {
         }
         let notes: Vec<(String, serde_json::Value)> =
             if opts.all { self.inner.db.list(Table::BuildNotes)? } else { Vec::new() };
-        self.inner.db.write(|tx| {
+        self.write_db(|tx| {
             for u in &doomed {
                 tx.delete(Table::BuildCache, &u.key)?;
             }

@@ -161,7 +161,7 @@ impl Engine {
         if doomed.is_empty() {
             return Ok(report);
         }
-        self.inner.db.write(|tx| {
+        self.write_db(|tx| {
             for (img, names) in &doomed {
                 for r in names {
                     tx.delete(Table::Tags, &r.to_string())?;

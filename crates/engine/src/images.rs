@@ -209,7 +209,7 @@ impl Engine {
         if r.digest.is_some() {
             return Err(EngineError::Invalid(format!("refusing to create a tag with a digest reference: {target}")));
         }
-        self.inner.db.write(|tx| tx.put(Table::Tags, &r.to_string(), &rec.id.to_string()))?;
+        self.write_db(|tx| tx.put(Table::Tags, &r.to_string(), &rec.id.to_string()))?;
         self.image_event("tag", &rec.id.to_string(), &r.familiar());
         Ok(())
     }
@@ -249,7 +249,7 @@ impl Engine {
                     None if tags.iter().any(|t| t != r && same_repo(t)) => Vec::new(),
                     None => digests.iter().filter(|d| same_repo(d)).collect(),
                 };
-                self.inner.db.write(|tx| {
+                self.write_db(|tx| {
                     tx.delete(Table::Tags, &r.to_string())?;
                     for d in &repo_digests {
                         tx.delete(Table::Tags, &d.to_string())?;
@@ -290,7 +290,7 @@ impl Engine {
                 )));
             }
             // Forced while a stopped container uses it: untag, keep the image for the container.
-            self.inner.db.write(|tx| {
+            self.write_db(|tx| {
                 for t in tags.iter().chain(digests.iter()) {
                     tx.delete(Table::Tags, &t.to_string())?;
                 }
@@ -300,7 +300,7 @@ impl Engine {
             return Ok(out);
         }
 
-        self.inner.db.write(|tx| {
+        self.write_db(|tx| {
             for t in tags.iter().chain(digests.iter()) {
                 tx.delete(Table::Tags, &t.to_string())?;
             }

@@ -279,7 +279,7 @@ impl Engine {
         stored.blobs.insert(id.clone());
         let mut record = self.new_image_record(id.clone(), config, layers, None)?;
         record.parent = parent.cloned();
-        self.inner.db.write(|tx| {
+        self.write_db(|tx| {
             tx.put(Table::Images, &id.to_string(), &record)?;
             if let Some(r) = reference {
                 tx.put(Table::Tags, &r.to_string(), &id.to_string())?;

@@ -210,11 +210,10 @@ struct Inner {
     containers: store::ContainerStore,
     content: ContentStore,
     snapshots: Snapshotter,
-    /// Replaced whole when a reload changes mirrors or insecure registries; a pull in flight
-    /// keeps the one it took.
-    registry: RwLock<Arc<RegistryClient>>,
-    /// Mirrors, insecure registries and transfer limits as last (re)loaded.
-    registry_settings: RwLock<RegistrySettings>,
+    /// The registry client and the settings it was made from, replaced together by a reload
+    /// (apart, a pull could take a new client and the old limits); a pull in flight keeps the
+    /// client it took.
+    registry: RwLock<Arc<RegistryState>>,
     /// Per-container live state: exit notifications, the init's pidfd.
     live: Mutex<HashMap<String, Arc<monitor::Live>>>,
     /// Exec instances, in memory only as Docker's.
@@ -275,8 +274,7 @@ impl Engine {
                 containers,
                 content,
                 snapshots,
-                registry: RwLock::new(Arc::new(registry)),
-                registry_settings: RwLock::new(settings),
+                registry: RwLock::new(Arc::new(RegistryState { client: Arc::new(registry), settings })),
                 live: Mutex::new(HashMap::new()),
                 execs: Arc::default(),
                 containers_lock: tokio::sync::Mutex::new(()),
@@ -329,22 +327,33 @@ impl Engine {
         &self.inner.config
     }
 
+    /// One redb write transaction on the metadata database, its commit (an fsync) kept off the
+    /// async worker when called on one (see `sync::blocking_section`).
+    pub(crate) fn write_db<R, E>(
+        &self,
+        f: impl FnOnce(&mut wharf_metadata::WriteTx<'_>) -> Result<R, E>,
+    ) -> Result<R, E>
+    where
+        E: From<wharf_metadata::MetadataError>,
+    {
+        sync::blocking_section(|| self.inner.db.write(f))
+    }
+
     /// The registry client as now configured.
     pub(crate) fn registry(&self) -> Arc<RegistryClient> {
-        sync::read(&self.inner.registry).clone()
+        sync::read(&self.inner.registry).client.clone()
     }
 
     /// Mirrors, insecure registries and transfer limits as now configured.
     pub fn registry_settings(&self) -> RegistrySettings {
-        sync::read(&self.inner.registry_settings).clone()
+        sync::read(&self.inner.registry).settings.clone()
     }
 
     /// A configuration reload: pulls and pushes that start from now on use these; those in
     /// flight finish as they began. A bad mirror URL changes nothing.
     pub fn reload_registry_settings(&self, settings: RegistrySettings) -> Result<(), EngineError> {
         let client = Arc::new(registry_client(&self.inner.config, &settings)?);
-        *crate::sync::write(&self.inner.registry) = client;
-        *crate::sync::write(&self.inner.registry_settings) = settings;
+        *crate::sync::write(&self.inner.registry) = Arc::new(RegistryState { client, settings });
         Ok(())
     }
 
@@ -368,6 +377,12 @@ impl Engine {
     pub fn set_labels(&self, labels: Vec<String>) {
         *crate::sync::lock(&self.inner.labels) = labels;
     }
+}
+
+/// What a reload of the registry settings replaces, in one piece.
+struct RegistryState {
+    client: Arc<RegistryClient>,
+    settings: RegistrySettings,
 }
 
 /// Runs blocking work (file system, registry I/O) off the async worker threads.

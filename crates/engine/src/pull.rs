@@ -161,7 +161,7 @@ impl Engine {
             Some(_) => self.inner.db.get(Table::Tags, &r.to_string())?,
             None => None,
         };
-        self.inner.db.write(|tx| {
+        self.write_db(|tx| {
             tx.put(Table::Images, &id.to_string(), &record)?;
             if r.tag.is_some() {
                 tx.put(Table::Tags, &ImageRef { digest: None, ..r.clone() }.to_string(), &id.to_string())?;
@@ -192,12 +192,15 @@ impl Engine {
         if jobs.is_empty() {
             return Ok(());
         }
-        for job in jobs.iter().skip(self.registry_settings().max_concurrent_downloads.max(1)) {
+        // One reading of the limit, so that a reload in between cannot tell the jobs "Waiting"
+        // by one value and start workers by another.
+        let max_downloads = self.registry_settings().max_concurrent_downloads.max(1);
+        for job in jobs.iter().skip(max_downloads) {
             events.layer(job.desc.digest.short(), "Waiting");
         }
         let queue = Mutex::new(jobs);
         let failures: Mutex<Vec<EngineError>> = Mutex::new(Vec::new());
-        let workers = self.registry_settings().max_concurrent_downloads.max(1).min(crate::sync::lock(&queue).len());
+        let workers = max_downloads.min(crate::sync::lock(&queue).len());
         std::thread::scope(|s| {
             for _ in 0..workers {
                 s.spawn(|| loop {

@@ -133,7 +133,7 @@ impl Engine {
             let pushed = Pushed { tag: tag.clone(), digest: digest.clone(), size: raw.len() as u64 };
             // What the registry now holds is a RepoDigest of the image, as after a pull.
             let digest_ref = repo.with_digest(digest);
-            self.inner.db.write(|tx| tx.put(Table::Tags, &digest_ref.to_string(), &rec.id.to_string()))?;
+            self.write_db(|tx| tx.put(Table::Tags, &digest_ref.to_string(), &rec.id.to_string()))?;
             out.push(pushed);
         }
         drop(_gc);
@@ -216,7 +216,7 @@ impl Engine {
             }
             changed
         };
-        self.inner.db.write(|tx| {
+        self.write_db(|tx| {
             for (key, mut img) in tx.list::<ImageRecord>(Table::Images)? {
                 if swap(&mut img) {
                     tx.put(Table::Images, &key, &img)?;

@@ -84,24 +84,27 @@ impl ContainerStore {
         if records.is_empty() && names.is_empty() {
             return Ok(out);
         }
-        self.db.write(|db| {
-            for (id, rec) in &records {
-                match rec {
-                    Some(rec) => db.put(Table::Containers, id, rec)?,
-                    None => {
-                        db.delete(Table::Containers, id)?;
+        // Creates, starts and stops commit from async handlers: the fsync stays off the worker.
+        crate::sync::blocking_section(|| {
+            self.db.write(|db| {
+                for (id, rec) in &records {
+                    match rec {
+                        Some(rec) => db.put(Table::Containers, id, rec)?,
+                        None => {
+                            db.delete(Table::Containers, id)?;
+                        }
                     }
                 }
-            }
-            for (name, id) in &names {
-                match id {
-                    Some(id) => db.put(Table::Names, name, id)?,
-                    None => {
-                        db.delete(Table::Names, name)?;
+                for (name, id) in &names {
+                    match id {
+                        Some(id) => db.put(Table::Names, name, id)?,
+                        None => {
+                            db.delete(Table::Names, name)?;
+                        }
                     }
                 }
-            }
-            Ok::<_, EngineError>(())
+                Ok::<_, EngineError>(())
+            })
         })?;
         let mut maps = crate::sync::write(&self.maps);
         for (id, rec) in records {

@@ -453,7 +453,7 @@ impl Engine {
         // The record first, then the bridge: a crash between them leaves a network that the
         // next start brings up, never a bridge that no record names (which no start would
         // know to remove).
-        self.inner.db.write(|tx| tx.put(Table::Networks, &id, &rec))?;
+        self.write_db(|tx| tx.put(Table::Networks, &id, &rec))?;
         crate::failpoint::hit("network-create-after-record");
         // A bridge that was there before (named by `com.docker.network.bridge.name`) is not
         // this create's to remove when it fails.
@@ -464,7 +464,7 @@ impl Engine {
             } else {
                 self.tear_down_network(&rec);
             }
-            if let Err(e) = self.inner.db.write(|tx| tx.delete(Table::Networks, &id)) {
+            if let Err(e) = self.write_db(|tx| tx.delete(Table::Networks, &id)) {
                 log::warn!("network {}: {e}", rec.name);
             }
             return Err(e);
@@ -605,7 +605,7 @@ impl Engine {
         // leaves the network, which the next start brings up again and a second rm removes.
         self.tear_down_network(&rec);
         crate::failpoint::hit("network-rm-after-bridge");
-        if let Err(e) = self.inner.db.write(|tx| tx.delete(Table::Networks, &rec.id)) {
+        if let Err(e) = self.write_db(|tx| tx.delete(Table::Networks, &rec.id)) {
             if let Err(up) = self.bring_up_network(&rec) {
                 log::warn!("network {}: {up}", rec.name);
             }

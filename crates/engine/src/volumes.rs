@@ -224,7 +224,7 @@ impl Engine {
             options,
             anonymous,
         };
-        let created = self.inner.db.write(|tx| {
+        let created = self.write_db(|tx| {
             // Two creates of one name at once: the first one's record wins.
             if let Some(v) = tx.get::<VolumeRecord>(Table::Volumes, &name)? {
                 return Ok::<_, EngineError>((v, false));
@@ -303,7 +303,7 @@ impl Engine {
         if !users.is_empty() {
             return Err(EngineError::Conflict(format!("remove {}: volume is in use - [{}]", v.name, users.join(", "))));
         }
-        self.inner.db.write(|tx| tx.delete(Table::Volumes, &v.name))?;
+        self.write_db(|tx| tx.delete(Table::Volumes, &v.name))?;
         let dir = self.volumes_dir().join(&v.name);
         if let Err(e) = std::fs::remove_dir_all(&dir) {
             if e.kind() != std::io::ErrorKind::NotFound {

@@ -849,7 +849,7 @@ impl Engine {
         let has_ports = self.in_rules(&ep);
         let key = ep.key();
         let id = ep.container.clone();
-        if let Err(e) = self.inner.db.write(|tx| tx.put(Table::Endpoints, &key, &ep)) {
+        if let Err(e) = self.write_db(|tx| tx.put(Table::Endpoints, &key, &ep)) {
             lock(&self.net().state).endpoints.remove(&key);
             return Err(e.into());
         }
@@ -902,7 +902,7 @@ impl Engine {
             let _ = sandbox::remove(&self.netns_path(id), Some(v));
         }
         if !stored.is_empty() {
-            let r = self.inner.db.write(|tx| -> Result<(), wharf_metadata::MetadataError> {
+            let r = self.write_db(|tx| -> Result<(), wharf_metadata::MetadataError> {
                 for (k, _) in &stored {
                     tx.delete(Table::Endpoints, k)?;
                 }
@@ -950,7 +950,7 @@ impl Engine {
         // A namespace that had no network has one now.
         let placeholder = endpoint_key(&rec.id, "");
         if lock(&self.net().state).endpoints.remove(&placeholder).is_some() {
-            if let Err(e) = self.inner.db.write(|tx| tx.delete(Table::Endpoints, &placeholder)) {
+            if let Err(e) = self.write_db(|tx| tx.delete(Table::Endpoints, &placeholder)) {
                 log::warn!("container {}: {e}", rec.id);
             }
         }
@@ -1022,7 +1022,7 @@ impl Engine {
                 st.endpoints.insert(c.key(), c.clone());
             }
         }
-        let r = self.inner.db.write(|tx| -> Result<(), wharf_metadata::MetadataError> {
+        let r = self.write_db(|tx| -> Result<(), wharf_metadata::MetadataError> {
             tx.delete(Table::Endpoints, &key)?;
             for c in changed.iter().chain(placeholder.iter()) {
                 tx.put(Table::Endpoints, &c.key(), c)?;
@@ -1103,7 +1103,7 @@ impl Engine {
                 st.endpoints.insert(c.key(), c.clone());
             }
         }
-        let r = self.inner.db.write(|tx| -> Result<(), wharf_metadata::MetadataError> {
+        let r = self.write_db(|tx| -> Result<(), wharf_metadata::MetadataError> {
             for c in &changed {
                 tx.put(Table::Endpoints, &c.key(), c)?;
             }
@@ -1157,7 +1157,7 @@ impl Engine {
             }
         }
         if !migrate.is_empty() {
-            self.inner.db.write(|tx| -> Result<(), wharf_metadata::MetadataError> {
+            self.write_db(|tx| -> Result<(), wharf_metadata::MetadataError> {
                 for (old, ep) in &migrate {
                     tx.delete(Table::Endpoints, old)?;
                     tx.put(Table::Endpoints, &ep.key(), ep)?;
