@@ -1043,17 +1043,30 @@ impl Engine {
                 "container monitor (shim) exited without recording an exit status".to_string(),
             ),
         };
-        rec.state.status = Status::Exited;
-        rec.state.running = false;
-        rec.state.paused = false;
-        rec.state.pid = 0;
-        rec.state.shim_pid = 0;
-        rec.state.exit_code = code;
-        rec.state.oom_killed = oom;
-        rec.state.finished_at = finished;
-        rec.state.error = error;
-        if let Err(e) = self.put_container(&rec) {
-            log::error!("container {id}: record exit: {e}");
+        // Read, changed and written in one step, so that a stop or an update that came in
+        // since `rec` was read is kept. A container its policy restarts goes straight to
+        // `restarting`, as dockerd's: written `exited` first, `ps` (which lists running and
+        // restarting ones) lost it for as long as the network release took.
+        let recorded = self.inner.containers.write(|tx| {
+            let Some(mut r) = tx.get(id) else { return Ok(None) };
+            let restarts = !r.host_config.auto_remove
+                && r.host_config.restart_policy.should_restart(code, r.state.manually_stopped, r.restart_count);
+            r.state.status = if restarts { Status::Restarting } else { Status::Exited };
+            r.state.running = false;
+            r.state.paused = false;
+            r.state.pid = 0;
+            r.state.shim_pid = 0;
+            r.state.exit_code = code;
+            r.state.oom_killed = oom;
+            r.state.finished_at = finished.clone();
+            r.state.error = error.clone();
+            tx.put(&r);
+            Ok(Some(r))
+        });
+        match recorded {
+            Ok(Some(r)) => rec = r,
+            Ok(None) => {}
+            Err(e) => log::error!("container {id}: record exit: {e}"),
         }
         stamp(&mut phases, "exit-recorded");
         self.network_release_async(id).await;
