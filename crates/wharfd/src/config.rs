@@ -1346,6 +1346,6 @@ mod tests {
         assert_eq!(at("[::1]").unwrap(), "[::1]:0".parse().unwrap());
         assert_eq!(at("[::1]:7").unwrap(), "[::1]:7".parse().unwrap());
         assert!(at("localhost:1").unwrap_err().to_string().contains("not an IP address"));
-        assert!(cri4(None, None, None, Some("127.0.0.1".into())).unwrap_err().to_string().contains("needs cri-socket"));
+        assert!(cri4(None, None, None, Some("127.0.0.1".into())).unwrap_err().to_string().contains("need cri-socket"));
     }
 }
