@@ -290,7 +290,7 @@ impl Engine {
     fn predefined_networks(&self) -> Vec<NetworkRecord> {
         let bridge = self.inner.config.network.bridge.clone();
         let opts = &self.inner.config.network.default_bridge;
-        let default_gw = self.default_bridge_gateway();
+        let default_gw = self.inner.network.default_bridge_gateway();
         let default_v6 = crate::network::default_bridge_subnet6(&self.inner.config.network);
         PREDEFINED
             .iter()
@@ -535,7 +535,7 @@ impl Engine {
     fn free_subnet(&self, used: &[Ipv4Net]) -> Result<Ipv4Net, EngineError> {
         let routes = wharf_network::ipam::host_routes("");
         // The default bridge's subnet counts as used even before its bridge exists.
-        let bridge = self.default_bridge_gateway().map(|g| g.network());
+        let bridge = self.inner.network.default_bridge_gateway().map(|g| g.network());
         for c in crate::network::candidate_subnets(&self.inner.network.config.address_pools) {
             if !routes.iter().chain(used.iter()).chain(bridge.iter()).any(|r| r.overlaps(&c)) {
                 return Ok(c);

@@ -14,9 +14,9 @@ use wharf_types::digest::short_id;
 
 use super::config::MTU_RANGE;
 use super::endpoint::{endpoint_key, parse_link, parse_link_local, parse_mac, Endpoint, NetworkView};
-use super::lock;
 use super::pools::{check_ipv6_configured, choose_bip, default_bridge_subnet6, mac_ipv6, parse_ipv6};
 use super::ports::{PublishedPort, Reservation};
+use super::{lock, Networking};
 use crate::containers::ContainerRecord;
 use crate::usernet::NetworkRecord;
 use crate::{blocking, Engine, EngineError};
@@ -43,31 +43,6 @@ impl Engine {
             return Ok(Some(self.netns_path(&o.id).display().to_string()));
         }
         Ok(Some(self.netns_path(&rec.id).display().to_string()))
-    }
-
-    /// The default bridge's gateway, creating the bridge on first use.
-    pub(super) fn ensure_default_bridge(&self) -> Result<BridgeConfig, EngineError> {
-        let mut b = lock(&self.net().bridge);
-        if let Some(b) = b.as_ref() {
-            return Ok(b.clone());
-        }
-        let config = &self.net().config;
-        config.check()?;
-        let gateway6 = default_bridge_subnet6(config).map(|n| Ipv6Net { addr: n.first_host(), prefix: n.prefix });
-        let gateway = choose_bip(config)?;
-        config.check_in_bridge_subnet(gateway)?;
-        let cfg = BridgeConfig { name: config.bridge.clone(), gateway, gateway6, mtu: config.default_bridge.mtu };
-        sandbox::ensure_bridge(&cfg).map_err(EngineError::from)?;
-        *b = Some(cfg.clone());
-        Ok(cfg)
-    }
-
-    /// The default bridge's gateway, configured or as it would be chosen.
-    pub(crate) fn default_bridge_gateway(&self) -> Option<Ipv4Net> {
-        if let Some(b) = lock(&self.net().bridge).as_ref() {
-            return Some(b.gateway);
-        }
-        choose_bip(&self.net().config).ok()
     }
 
     /// Before a container's shim starts: creates its namespace (loopback up and, on the
@@ -130,23 +105,6 @@ impl Engine {
         Ok(())
     }
 
-    /// The MTU of a network's interfaces: dockerd's `mtu` on the default bridge, the
-    /// `com.docker.network.driver.mtu` option on a user network; None is the kernel's.
-    fn network_mtu(&self, n: &NetworkRecord) -> Result<Option<u32>, EngineError> {
-        if n.predefined {
-            return Ok(self.net().config.default_bridge.mtu);
-        }
-        crate::usernet::mtu_option(&n.options)
-    }
-
-    /// Whether containers on the network get IPv6 addresses.
-    pub(super) fn network_has_ipv6(&self, n: &NetworkRecord) -> bool {
-        if n.predefined {
-            return n.name == "bridge" && default_bridge_subnet6(&self.net().config).is_some();
-        }
-        n.gateway6_net().is_some()
-    }
-
     /// Docker's `network connect`/`disconnect` event of an endpoint, naming its container.
     pub(crate) fn endpoint_event(&self, ep: &Endpoint, action: &str) {
         if ep.network.is_empty() {
@@ -185,7 +143,7 @@ impl Engine {
             if n.name != "bridge" {
                 return Err(EngineError::Invalid(format!("container cannot be connected to the {} network", n.name)));
             }
-            let b = self.ensure_default_bridge()?;
+            let b = self.net().ensure_default_bridge()?;
             let pool = self.net().config.default_bridge.fixed_cidr.unwrap_or(b.gateway.network());
             ("bridge".to_string(), String::new(), b.name.clone(), b.gateway, pool, false)
         } else {
@@ -222,7 +180,7 @@ impl Engine {
         // Seven hex digits of the id leave room for `_<index>` in the kernel's 15 bytes.
         let short = rec.id.get(..7).unwrap_or(&rec.id);
         let veth = if index == 0 { format!("veth{short}") } else { format!("veth{short}_{index}") };
-        let mtu = self.network_mtu(n)?;
+        let mtu = self.net().network_mtu(n)?;
         if let Some(m) = mtu.filter(|m| !MTU_RANGE.contains(m)) {
             return Err(EngineError::Invalid(format!(
                 "failed to create endpoint {} on network {net_name}: failed to set MTU {m} on host interface {veth}: \
@@ -430,7 +388,7 @@ impl Engine {
     }
 
     fn record_endpoint(&self, ep: Endpoint, res: Option<Vec<Reservation>>) -> Result<(), EngineError> {
-        let has_ports = self.in_rules(&ep);
+        let has_ports = self.net().in_rules(&ep);
         let key = ep.key();
         let id = ep.container.clone();
         if let Err(e) = self.write_db(|tx| tx.put(Table::Endpoints, &key, &ep)) {
@@ -496,7 +454,7 @@ impl Engine {
                 first.get_or_insert(e.into());
             }
         }
-        if eps.iter().any(|e| self.in_rules(e)) {
+        if eps.iter().any(|e| self.net().in_rules(e)) {
             if let Err(e) = self.apply_rules() {
                 first.get_or_insert(e);
             }
@@ -520,5 +478,49 @@ impl Engine {
         if let Err(e) = r {
             log::warn!("network release: {e}");
         }
+    }
+}
+
+impl Networking {
+    /// The default bridge's gateway, creating the bridge on first use.
+    pub(super) fn ensure_default_bridge(&self) -> Result<BridgeConfig, EngineError> {
+        let mut b = lock(&self.bridge);
+        if let Some(b) = b.as_ref() {
+            return Ok(b.clone());
+        }
+        let config = &self.config;
+        config.check()?;
+        let gateway6 = default_bridge_subnet6(config).map(|n| Ipv6Net { addr: n.first_host(), prefix: n.prefix });
+        let gateway = choose_bip(config)?;
+        config.check_in_bridge_subnet(gateway)?;
+        let cfg = BridgeConfig { name: config.bridge.clone(), gateway, gateway6, mtu: config.default_bridge.mtu };
+        sandbox::ensure_bridge(&cfg).map_err(EngineError::from)?;
+        *b = Some(cfg.clone());
+        Ok(cfg)
+    }
+
+    /// The default bridge's gateway, configured or as it would be chosen.
+    pub(crate) fn default_bridge_gateway(&self) -> Option<Ipv4Net> {
+        if let Some(b) = lock(&self.bridge).as_ref() {
+            return Some(b.gateway);
+        }
+        choose_bip(&self.config).ok()
+    }
+
+    /// The MTU of a network's interfaces: dockerd's `mtu` on the default bridge, the
+    /// `com.docker.network.driver.mtu` option on a user network; None is the kernel's.
+    fn network_mtu(&self, n: &NetworkRecord) -> Result<Option<u32>, EngineError> {
+        if n.predefined {
+            return Ok(self.config.default_bridge.mtu);
+        }
+        crate::usernet::mtu_option(&n.options)
+    }
+
+    /// Whether containers on the network get IPv6 addresses.
+    pub(super) fn network_has_ipv6(&self, n: &NetworkRecord) -> bool {
+        if n.predefined {
+            return n.name == "bridge" && default_bridge_subnet6(&self.config).is_some();
+        }
+        n.gateway6_net().is_some()
     }
 }

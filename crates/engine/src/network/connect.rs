@@ -121,7 +121,7 @@ impl Engine {
             // No interface left to carry them: the ports are free again.
             lock(&self.net().state).reservations.remove(&rec.id);
         }
-        if self.in_rules(&ep) {
+        if self.net().in_rules(&ep) {
             if let Err(e) = self.apply_rules() {
                 first.get_or_insert(e);
             }

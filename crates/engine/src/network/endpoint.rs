@@ -246,7 +246,7 @@ pub(crate) fn parse_mac(s: &str) -> Option<[u8; 6]> {
 impl Engine {
     /// Where a network a container is to start on comes in dockerd's order.
     pub(super) fn view_rank(&self, w: &NetworkView) -> Rank {
-        Rank::new(w.gw_priority, w.network.internal, self.network_has_ipv6(&w.network), &w.network.name)
+        Rank::new(w.gw_priority, w.network.internal, self.net().network_has_ipv6(&w.network), &w.network.name)
     }
 
     /// Where an endpoint of a running container comes in dockerd's order.

@@ -185,7 +185,7 @@ impl Engine {
     /// its other networks' addresses, then the `--add-host` lines.
     fn extra_hosts(&self, rec: &ContainerRecord) -> Result<String, EngineError> {
         let eps = self.container_endpoints(&rec.id);
-        let gw = eps.first().and_then(|e| e.gateway).or_else(|| self.default_bridge_gateway().map(|g| g.addr));
+        let gw = eps.first().and_then(|e| e.gateway).or_else(|| self.net().default_bridge_gateway().map(|g| g.addr));
         let mut out = String::new();
         // The first network's IPv6 address (its IPv4 one is the line before), then every
         // address of the others, as dockerd writes them.

@@ -26,7 +26,8 @@
 //! IPv4-only endpoint) the daemon proxies to the container, as docker-proxy.
 //!
 //! The files, by concern:
-//! - this one: the state, [`Networking`], and its locks;
+//! - this one: the state, [`Networking`], and its locks (what needs only the state is a method
+//!   of `Networking`, in the file of its concern; what needs more of the engine, of `Engine`);
 //! - `config`: the daemon's network settings (`NetworkConfig`, dockerd's default-bridge
 //!   options) and the checks dockerd makes of them;
 //! - `options`: a container's network settings as created and connected (`NetOptions`,

@@ -64,7 +64,7 @@ impl Engine {
         }
         let any_bridge = keep.iter().any(|e| e.network == "bridge");
         if any_bridge {
-            self.ensure_default_bridge()?;
+            self.net().ensure_default_bridge()?;
         }
         {
             let mut st = lock(&self.net().state);
@@ -91,8 +91,8 @@ impl Engine {
             self.apply_rules()?;
         } else {
             // A table left by a daemon before this one, whose networks are all gone.
-            self.remove_ip6_table();
-            self.remove_bridge_table();
+            self.net().remove_ip6_table();
+            self.net().remove_bridge_table();
         }
         Ok(())
     }
@@ -114,8 +114,8 @@ impl Engine {
             if let Err(e) = wharf_network::nft::delete_table(&self.net().table) {
                 log::warn!("{e}");
             }
-            self.remove_ip6_table();
-            self.remove_bridge_table();
+            self.net().remove_ip6_table();
+            self.net().remove_bridge_table();
         }
         if let Err(e) = sandbox::remove_bridge(&self.net().config.bridge) {
             log::warn!("{e}");

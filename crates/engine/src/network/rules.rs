@@ -8,25 +8,10 @@ use std::sync::atomic::Ordering;
 
 use wharf_network::nft::{LinkRule, NetRules, PortRule, Ruleset};
 
-use super::{lock, parse_link, parse_port_proto, Endpoint};
+use super::{lock, parse_link, parse_port_proto, Endpoint, Networking};
 use crate::{Engine, EngineError};
 
 impl Engine {
-    /// Whether the rules change with this endpoint: it carries published ports, or it is on a
-    /// network without inter-container traffic (whose rules name every veth).
-    pub(super) fn in_rules(&self, ep: &Endpoint) -> bool {
-        if !ep.ports.is_empty() {
-            return true;
-        }
-        if ep.veth.is_none() {
-            return false;
-        }
-        if ep.network_id.is_empty() {
-            return !self.net().config.default_bridge.icc;
-        }
-        lock(&self.net().networks).get(&ep.network_id).is_some_and(|n| !crate::usernet::icc_option(&n.options))
-    }
-
     /// Writes wharf's nftables table from the current state.
     pub(crate) fn apply_rules(&self) -> Result<(), EngineError> {
         if !self.net().config.iptables {
@@ -73,8 +58,8 @@ impl Engine {
         if rules.networks.is_empty() {
             // The last network went (compose's `down` with no default-bridge container ever
             // started): its masquerade rules must not outlive it.
-            self.remove_ip6_table();
-            self.remove_bridge_table();
+            self.net().remove_ip6_table();
+            self.net().remove_bridge_table();
             return wharf_network::nft::delete_table(&self.net().table).map_err(EngineError::from);
         }
         for ep in lock(&self.net().state).endpoints.values() {
@@ -106,10 +91,10 @@ impl Engine {
         }
         rules.apply(&self.net().table).map_err(EngineError::from)?;
         if !has_ipv6 {
-            self.remove_ip6_table();
+            self.net().remove_ip6_table();
         }
         if !has_bridge {
-            self.remove_bridge_table();
+            self.net().remove_bridge_table();
         }
         Ok(())
     }
@@ -138,12 +123,29 @@ impl Engine {
         out.sort_by(|a, b| (a.client, a.server, a.port, &a.proto).cmp(&(b.client, b.server, b.port, &b.proto)));
         out
     }
+}
+
+impl Networking {
+    /// Whether the rules change with this endpoint: it carries published ports, or it is on a
+    /// network without inter-container traffic (whose rules name every veth).
+    pub(super) fn in_rules(&self, ep: &Endpoint) -> bool {
+        if !ep.ports.is_empty() {
+            return true;
+        }
+        if ep.veth.is_none() {
+            return false;
+        }
+        if ep.network_id.is_empty() {
+            return !self.config.default_bridge.icc;
+        }
+        lock(&self.networks).get(&ep.network_id).is_some_and(|n| !crate::usernet::icc_option(&n.options))
+    }
 
     /// Removes the `ip6` table when it may be there (no network needs it any more). Best
     /// effort: a kernel without IPv6 tables has none to remove.
     pub(super) fn remove_ip6_table(&self) {
-        if self.net().ip6_table.swap(false, Ordering::SeqCst) {
-            if let Err(e) = wharf_network::nft::delete_table6(&self.net().table) {
+        if self.ip6_table.swap(false, Ordering::SeqCst) {
+            if let Err(e) = wharf_network::nft::delete_table6(&self.table) {
                 log::debug!("{e}");
             }
         }
@@ -151,8 +153,8 @@ impl Engine {
 
     /// Removes the `bridge` table when it may be there (no network without icc any more).
     pub(super) fn remove_bridge_table(&self) {
-        if self.net().bridge_table.swap(false, Ordering::SeqCst) {
-            if let Err(e) = wharf_network::nft::delete_table_bridge(&self.net().table) {
+        if self.bridge_table.swap(false, Ordering::SeqCst) {
+            if let Err(e) = wharf_network::nft::delete_table_bridge(&self.table) {
                 log::debug!("{e}");
             }
         }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::endpoint::{Endpoint, NetworkView};
-use super::lock;
+use super::{lock, Networking};
 use crate::containers::ContainerRecord;
 use crate::usernet::NetworkRecord;
 use crate::{Engine, EngineError};
@@ -127,8 +127,15 @@ impl Engine {
 
     /// Every endpoint of a running container, in interface order.
     pub fn container_endpoints(&self, id: &str) -> Vec<Endpoint> {
+        self.net().container_endpoints(id)
+    }
+}
+
+impl Networking {
+    /// Every endpoint of a running container, in interface order.
+    pub(super) fn container_endpoints(&self, id: &str) -> Vec<Endpoint> {
         let prefix = format!("{id}/");
-        let mut eps: Vec<Endpoint> = lock(&self.net().state)
+        let mut eps: Vec<Endpoint> = lock(&self.state)
             .endpoints
             .range(prefix.clone()..)
             .take_while(|(k, _)| k.starts_with(&prefix))
