@@ -110,7 +110,7 @@ pub struct HostConfig {
     /// Capabilities, seccomp, ulimits, sysctls, shared namespaces, devices (`security.rs`).
     #[serde(default)]
     pub security: crate::SecurityOptions,
-    /// Aliases, `--ip`, `--mac-address`, `--dns*`, `--add-host` (`network.rs`).
+    /// Aliases, `--ip`, `--mac-address`, `--dns*`, `--add-host` (`network/options.rs`).
     #[serde(default)]
     pub net: crate::NetOptions,
     #[serde(default)]
