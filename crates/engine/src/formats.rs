@@ -32,7 +32,17 @@ pub(crate) struct StoredForm {
 }
 
 /// Every table the engine stores records in, and so every table `migrate` checks at open.
-pub(crate) const ALL: [&StoredForm; 2] = [&crate::store::CONTAINERS, &crate::store::NAMES];
+pub(crate) const ALL: [&StoredForm; 9] = [
+    &crate::store::CONTAINERS,
+    &crate::store::NAMES,
+    &crate::images::IMAGES,
+    &crate::images::TAGS,
+    &crate::volumes::VOLUMES,
+    &crate::usernet::NETWORKS,
+    &crate::network::ENDPOINTS,
+    &crate::build_cache::BUILD_CACHE,
+    &crate::build_cache::BUILD_NOTES,
+];
 
 /// Brings every table of `forms` to its current format: refuses the data root if any is
 /// marked newer (and then changes nothing), else upgrades what is older and marks every table
@@ -112,7 +122,17 @@ pub(crate) mod tests {
     #[test]
     fn every_table_the_engine_stores_in_is_versioned_once() {
         let tables: Vec<Table> = ALL.iter().map(|f| f.table).collect();
-        for t in [Table::Containers, Table::Names] {
+        for t in [
+            Table::Containers,
+            Table::Names,
+            Table::Images,
+            Table::Tags,
+            Table::Volumes,
+            Table::Networks,
+            Table::Endpoints,
+            Table::BuildCache,
+            Table::BuildNotes,
+        ] {
             assert_eq!(tables.iter().filter(|x| **x == t).count(), 1, "{t:?}");
         }
         let mut names: Vec<&str> = ALL.iter().map(|f| f.name).collect();
