@@ -56,9 +56,9 @@ mod pools;
 mod ports;
 mod rules;
 
+pub(crate) use endpoint::parse_mac;
 use endpoint::{endpoint_key, gateway_choice, migrate_endpoint, parse_link_local};
 pub use endpoint::{parse_link, Endpoint, NetworkView};
-pub(crate) use endpoint::{parse_mac, ENDPOINTS};
 use etc_files::extra_host_line;
 pub use pools::AddressPool;
 pub(crate) use pools::{candidate_subnets, check_ipv6_configured, default_bridge_subnet6, parse_ipv6};
