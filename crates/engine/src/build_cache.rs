@@ -6,7 +6,21 @@ use serde::{Deserialize, Serialize};
 use wharf_metadata::Table;
 use wharf_types::Digest;
 
+use crate::formats::StoredForm;
 use crate::{Engine, EngineError};
+
+/// The stored cache entry: `CacheEntry` as serde writes it, pinned by
+/// `build-cache-entry-1.json`. The builder makes entries and `system df` shows them through
+/// the API's own JSON, so this form is the stored one alone; see `formats`.
+pub(crate) const BUILD_CACHE: StoredForm =
+    StoredForm { table: Table::BuildCache, name: "build_cache", current: 1, steps: &[] };
+
+/// The builder's notes: the engine keeps them as JSON it does not read, in the form of the
+/// builder's `Note` (`wharf-build`'s test `the_stored_note_is_pinned` pins it with
+/// `build-note-1.json`). A note the builder cannot read only loses its cache miss's
+/// explanation; a newer format is refused all the same, as for every table.
+pub(crate) const BUILD_NOTES: StoredForm =
+    StoredForm { table: Table::BuildNotes, name: "build_notes", current: 1, steps: &[] };
 
 /// One cached step.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -192,5 +206,20 @@ impl Engine {
         }
         report.deleted = doomed.into_iter().map(|u| u.key).collect();
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `RUN` step's entry with its parent, every field set, as format 1 stores it.
+    #[test]
+    fn the_stored_cache_entry_is_pinned() {
+        let entry: CacheEntry =
+            crate::formats::tests::assert_pinned(include_str!("../testdata/build-cache-entry-1.json"));
+        assert!(entry.parent.is_some());
+        assert_eq!(BUILD_CACHE.current, 1, "a new format needs a fixture of its own and a test of its step");
+        assert_eq!(BUILD_NOTES.current, 1, "wharf-build's note fixture is of format 1");
     }
 }

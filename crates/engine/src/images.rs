@@ -7,7 +7,17 @@ use wharf_types::digest::short_id;
 use wharf_types::oci::{Descriptor, ImageConfig};
 use wharf_types::{Digest, ImageRef};
 
+use crate::formats::StoredForm;
 use crate::{blocking, Engine, EngineError};
+
+/// The stored image record: `ImageRecord` as serde writes it. The API builds its own JSON for
+/// `images` and `image inspect` from the fields and the config, so this form is the stored one
+/// alone, pinned by `image-record-1.json`; see `formats` for what a change of it takes.
+pub(crate) const IMAGES: StoredForm = StoredForm { table: Table::Images, name: "images", current: 1, steps: &[] };
+
+/// A fully qualified reference (`ImageRef`'s `Display`, tag or digest) → the image id, a JSON
+/// string; pinned by `tags-1.json`, keys and all (a lookup builds the key the same way).
+pub(crate) const TAGS: StoredForm = StoredForm { table: Table::Tags, name: "tags", current: 1, steps: &[] };
 
 /// What the database keeps of an image. The config itself stays in the content store under its
 /// digest, which is also the image id.
@@ -321,5 +331,33 @@ impl Engine {
             .filter(|c| &c.image_id == id)
             .map(|c| (c.id.clone(), c.state.running))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::tests::assert_pinned;
+
+    /// A pulled image that a build then stacked on: every field set, as format 1 stores it.
+    #[test]
+    fn the_stored_image_record_is_pinned() {
+        let rec: ImageRecord = assert_pinned(include_str!("../testdata/image-record-1.json"));
+        assert!(rec.created.is_some() && rec.manifest_digest.is_some() && rec.parent.is_some());
+        assert!(rec.layers.iter().any(|l| !l.urls.is_empty() && !l.annotations.is_empty()));
+        assert_eq!(IMAGES.current, 1, "a new format needs a fixture of its own and a test of its step");
+    }
+
+    /// A tag's key is the reference as it is looked up again: parsed and shown, the same
+    /// string; its value an image id.
+    #[test]
+    fn the_stored_tags_are_pinned() {
+        let tags: BTreeMap<String, String> = assert_pinned(include_str!("../testdata/tags-1.json"));
+        assert!(tags.keys().any(|k| k.contains('@')) && tags.keys().any(|k| !k.contains('@')));
+        for (key, id) in &tags {
+            assert_eq!(&ImageRef::parse_any(key).unwrap().to_string(), key);
+            id.parse::<Digest>().unwrap();
+        }
+        assert_eq!(TAGS.current, 1, "a new format needs a fixture of its own and a test of its step");
     }
 }

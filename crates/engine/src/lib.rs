@@ -19,6 +19,7 @@ mod events;
 mod exec;
 mod export;
 mod failpoint;
+mod formats;
 mod gc;
 mod health;
 mod history;
@@ -249,6 +250,8 @@ impl Engine {
         std::fs::create_dir_all(&config.exec_root)
             .map_err(|e| EngineError::io(format!("create exec root {}", config.exec_root.display()), e))?;
         let db = Arc::new(Db::open(&config.data_root.join("wharf.db"))?);
+        // Before anything reads a table: every one in the form this wharfd reads, or a refusal.
+        formats::migrate(&db, &formats::ALL)?;
         let containers = store::ContainerStore::load(db.clone())?;
         let content = ContentStore::open(&config.data_root.join("content"))?;
         let snapshots = Snapshotter::open(&config.data_root.join("snapshots"))?;

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use wharf_metadata::{Db, Table};
 
+use crate::formats::StoredForm;
 use crate::{ContainerRecord, EngineError};
 
 pub(crate) struct ContainerStore {
@@ -34,10 +35,9 @@ struct Maps {
 }
 
 impl ContainerStore {
-    /// Loads every record and name from the database, first bringing records of an older
-    /// stored form to this one (`FORMAT`).
+    /// Loads every record and name from the database, whose tables `formats::migrate` has
+    /// brought to their current forms.
     pub(crate) fn load(db: Arc<Db>) -> Result<ContainerStore, EngineError> {
-        migrate(&db)?;
         let mut maps = Maps::default();
         for (id, rec) in db.list::<ContainerRecord>(Table::Containers)? {
             maps.records.insert(id, Arc::new(rec));
@@ -131,48 +131,16 @@ impl ContainerStore {
     }
 }
 
-/// The version of the stored container record (`ContainerRecord` as serde writes it), kept in
-/// the `formats` table under `containers`. A change that renames, moves or retypes a stored
-/// field bumps it and adds a step to `upgrade`: with `#[serde(default)]` on most fields, an
-/// old record would otherwise decode with the field silently empty. The test
-/// `the_stored_form_is_pinned` fails on such a change until the fixture is updated too.
-const FORMAT: u32 = 1;
-const FORMAT_KEY: &str = "containers";
+/// The stored container record: `ContainerRecord` as serde writes it. Engine-internal (the API
+/// builds its own JSON from the fields), so the fixture `container-record-1.json` and this
+/// format are what keep it: a change that renames, moves or retypes a stored field fails
+/// `the_stored_form_is_pinned` until the format is bumped with a step (see `formats`).
+pub(crate) const CONTAINERS: StoredForm =
+    StoredForm { table: Table::Containers, name: "containers", current: 1, steps: &[] };
 
-/// Brings every stored record to `FORMAT`, in one transaction; refuses a data root written
-/// by a newer wharfd, whose records this one would misread and then overwrite.
-fn migrate(db: &Db) -> Result<(), EngineError> {
-    let marked = db.get::<u32>(Table::Formats, FORMAT_KEY)?;
-    if marked == Some(FORMAT) {
-        return Ok(());
-    }
-    // Data roots from before versions hold format 1.
-    let stored = marked.unwrap_or(1);
-    if stored > FORMAT {
-        return Err(EngineError::Invalid(format!(
-            "the data root's container records are in format {stored}, written by a newer wharfd; this one reads up to format {FORMAT}"
-        )));
-    }
-    db.write(|tx| {
-        if stored < FORMAT {
-            for (id, mut value) in tx.list::<serde_json::Value>(Table::Containers)? {
-                for from in stored..FORMAT {
-                    upgrade(from, &mut value);
-                }
-                tx.put(Table::Containers, &id, &value)?;
-            }
-        }
-        tx.put(Table::Formats, FORMAT_KEY, &FORMAT)?;
-        Ok::<_, EngineError>(())
-    })
-}
-
-/// One step: a stored record of format `from` rewritten as format `from + 1`.
-fn upgrade(from: u32, _record: &mut serde_json::Value) {
-    // No step yet: format 1 is the first. The step to format N is `if from == N - 1 { … }`
-    // here, with a fixture of format N - 1 and a test that it reads back right.
-    unreachable!("no upgrade from container record format {from}: format {FORMAT} is the first");
-}
+/// A container name (without the leading `/`) → the id of the container holding it, a JSON
+/// string.
+pub(crate) const NAMES: StoredForm = StoredForm { table: Table::Names, name: "names", current: 1, steps: &[] };
 
 /// The changes of one `ContainerStore::write`; reads see them before they are committed.
 pub(crate) struct ContainerTx<'a> {
@@ -217,6 +185,7 @@ impl ContainerTx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::formats::tests::{assert_pinned, TempDb};
 
     fn record(id: &str, name: &str) -> ContainerRecord {
         ContainerRecord {
@@ -232,24 +201,6 @@ mod tests {
             state: Default::default(),
             restart_count: 0,
             mounts: Vec::new(),
-        }
-    }
-
-    struct TempDb(std::path::PathBuf);
-    impl TempDb {
-        fn new(what: &str) -> TempDb {
-            let dir = std::env::temp_dir().join(format!("wharf-store-{what}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDb(dir)
-        }
-        fn open(&self) -> Arc<Db> {
-            Arc::new(Db::open(&self.0.join("wharf.db")).unwrap())
-        }
-    }
-    impl Drop for TempDb {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
         }
     }
 
@@ -333,34 +284,43 @@ mod tests {
     /// A record of a container created with most of `docker create`'s flags, as wharfd
     /// stored it in format 1: it must decode and encode to the same JSON. A renamed or removed
     /// field breaks this (the old key is dropped on decode), and so does a new field until the
-    /// fixture has it; then bump `FORMAT` (with an `upgrade` step) if old records need one.
+    /// fixture has it; then bump the format (with a step) if old records need one.
     #[test]
     fn the_stored_form_is_pinned() {
-        let stored: serde_json::Value =
-            serde_json::from_str(include_str!("../testdata/container-record-1.json")).unwrap();
-        let rec: ContainerRecord = serde_json::from_value(stored.clone()).unwrap();
-        assert_eq!(serde_json::to_value(&rec).unwrap(), stored);
-        assert_eq!(FORMAT, 1, "a new format needs a fixture of its own and a test of its upgrade");
+        assert_pinned::<ContainerRecord>(include_str!("../testdata/container-record-1.json"));
+        assert_eq!(CONTAINERS.current, 1, "a new format needs a fixture of its own and a test of its step");
     }
 
+    /// Names are JSON strings of the holder's id, keyed without the leading `/`.
     #[test]
-    fn a_data_root_from_before_versions_is_marked_and_one_from_a_newer_wharfd_refused() {
-        let dir = TempDb::new("format");
-        {
-            let db = dir.open();
-            let rec: serde_json::Value =
-                serde_json::from_str(include_str!("../testdata/container-record-1.json")).unwrap();
-            db.write(|tx| tx.put(Table::Containers, "c1", &rec)).unwrap();
-            let store = ContainerStore::load(db.clone()).unwrap();
-            assert_eq!(store.list().len(), 1);
-            assert_eq!(db.get::<u32>(Table::Formats, FORMAT_KEY).unwrap(), Some(FORMAT));
-            drop(store);
-            db.write(|tx| tx.put(Table::Formats, FORMAT_KEY, &(FORMAT + 1))).unwrap();
+    fn the_stored_names_are_pinned() {
+        let names: BTreeMap<String, String> = assert_pinned(include_str!("../testdata/names-1.json"));
+        for (name, id) in &names {
+            assert!(!name.starts_with('/'), "{name}");
+            assert!(id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
         }
-        let err = ContainerStore::load(dir.open()).err().expect("a newer format must be refused");
-        assert!(err.to_string().contains("newer wharfd"), "{err}");
-        // Nothing was rewritten: the record is still there, as the newer wharfd left it.
-        assert_eq!(dir.open().list::<serde_json::Value>(Table::Containers).unwrap().len(), 1);
+        assert_eq!(NAMES.current, 1, "a new format needs a fixture of its own and a test of its step");
+    }
+
+    /// The fixture, stored in a data root from before versions, loads once the engine's
+    /// migration has marked it.
+    #[test]
+    fn a_stored_record_of_format_1_loads() {
+        let dir = TempDb::new("store-format-1");
+        let db = dir.open();
+        let rec: serde_json::Value = serde_json::from_str(include_str!("../testdata/container-record-1.json")).unwrap();
+        let id = rec["id"].as_str().unwrap().to_string();
+        let name = rec["name"].as_str().unwrap().trim_start_matches('/').to_string();
+        db.write(|tx| {
+            tx.put(Table::Containers, &id, &rec)?;
+            tx.put(Table::Names, &name, &id)
+        })
+        .unwrap();
+        crate::formats::migrate(&db, &crate::formats::ALL).unwrap();
+        let store = ContainerStore::load(db.clone()).unwrap();
+        assert_eq!(store.get(&id).map(|r| r.id.clone()), Some(id.clone()));
+        assert_eq!(store.holder_of(&name), Some(id));
+        assert_eq!(db.get::<u32>(Table::Formats, "containers").unwrap(), Some(1));
     }
 
     #[test]

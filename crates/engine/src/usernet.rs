@@ -14,6 +14,7 @@ use wharf_network::{Ipv4Net, Ipv6Net};
 use wharf_types::digest::short_id;
 
 use crate::containers::{ContainerRecord, HostConfig};
+use crate::formats::StoredForm;
 use crate::network::{lock, Endpoint, NetAttach, NetworkView};
 use crate::{blocking, ids, Engine, EngineError};
 
@@ -86,7 +87,9 @@ fn check_options(options: &BTreeMap<String, String>) -> Result<(), EngineError> 
     Ok(())
 }
 
-/// A network as stored and as shown by `network inspect`.
+/// A network: what the `networks` table stores for a user-defined one, and what `network
+/// inspect` is made from (the API builds its own JSON from the fields, so the serde form is the
+/// stored one alone; see `NETWORKS`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkRecord {
     pub id: String,
@@ -135,6 +138,11 @@ pub struct NetworkRecord {
     #[serde(default)]
     pub ipam_options: BTreeMap<String, String>,
 }
+
+/// The stored network record: `NetworkRecord` as serde writes it, pinned by
+/// `network-record-1.json`; see `formats` for what a change of it takes. (The predefined
+/// networks are made at start, never stored.)
+pub(crate) const NETWORKS: StoredForm = StoredForm { table: Table::Networks, name: "networks", current: 1, steps: &[] };
 
 fn shown() -> bool {
     true
@@ -910,6 +918,15 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A dual-stack user network with every field set, as format 1 stores it.
+    #[test]
+    fn the_stored_network_record_is_pinned() {
+        let rec: NetworkRecord =
+            crate::formats::tests::assert_pinned(include_str!("../testdata/network-record-1.json"));
+        assert!(rec.enable_ipv6 && rec.gateway6_net().is_some() && rec.pool().is_some() && !rec.predefined);
+        assert_eq!(NETWORKS.current, 1, "a new format needs a fixture of its own and a test of its step");
+    }
 
     #[test]
     fn names() {

@@ -12,7 +12,13 @@ use serde::{Deserialize, Serialize};
 use wharf_metadata::Table;
 use wharf_runtime::spec as oci;
 
+use crate::formats::StoredForm;
 use crate::{ids, ContainerRecord, Engine, EngineError};
+
+/// The stored volume record: `VolumeRecord` as serde writes it. The API builds its own JSON
+/// from the fields (`volume_json`), so this form is the stored one alone, pinned by
+/// `volume-record-1.json`; see `formats` for what a change of it takes.
+pub(crate) const VOLUMES: StoredForm = StoredForm { table: Table::Volumes, name: "volumes", current: 1, steps: &[] };
 
 /// A volume of the local driver.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -687,6 +693,15 @@ fn dir_size(dir: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A named volume with labels and options, every field set, as format 1 stores it. (This
+    /// driver refuses options at create; a record may hold them all the same, and keeps them.)
+    #[test]
+    fn the_stored_volume_record_is_pinned() {
+        let rec: VolumeRecord = crate::formats::tests::assert_pinned(include_str!("../testdata/volume-record-1.json"));
+        assert!(rec.anonymous && !rec.labels.is_empty() && !rec.options.is_empty());
+        assert_eq!(VOLUMES.current, 1, "a new format needs a fixture of its own and a test of its step");
+    }
 
     #[test]
     fn parses_binds() {

@@ -36,8 +36,9 @@ pub enum Table {
     /// a step's place in a build (`sha256:<hex>` of the tag, Dockerfile and step) → what it was
     /// made from last time, for the builder to say why a step missed the cache
     BuildNotes,
-    /// a kind of stored record (`containers`) → the version of its stored form, for the
-    /// owner's migrations; absent in a data root from before versions
+    /// a table's name (`containers`, `images`, `endpoints`, …: every other table) → the
+    /// version of the form its values are stored in, for the engine's migrations at open;
+    /// absent in a data root from before versions
     Formats,
 }
 

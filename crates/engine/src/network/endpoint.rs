@@ -9,8 +9,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use wharf_metadata::Table;
 
 use super::{lock, PublishedPort};
+use crate::formats::StoredForm;
 use crate::usernet::NetworkRecord;
 use crate::{Engine, EngineError};
 
@@ -83,6 +85,17 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// The stored endpoint: `Endpoint` as serde writes it under `endpoint_key`, pinned by
+    /// `endpoint-record-1.json`. The API builds its own JSON from the fields (network inspect's
+    /// `Containers`, a container's `NetworkSettings`), so this form is the stored one alone; see
+    /// `formats` for what a change of it takes. (A const of the type: its module is private.)
+    /// Format 1 also holds the records of the version before per-network keys (keyed by the
+    /// container id alone): `migrate_endpoint` rekeys them at the daemon's start, which alone
+    /// knows which containers run and which networks are internal, so that step stays there
+    /// rather than in `formats`.
+    pub(crate) const STORED: StoredForm =
+        StoredForm { table: Table::Endpoints, name: "endpoints", current: 1, steps: &[] };
+
     /// An endpoint with no interface, address or ports: a namespace with loopback only,
     /// recorded under `network` (`none`, or empty for a container on no network at all).
     pub(super) fn loopback_only(container: &str, network: &str, netns: PathBuf) -> Endpoint {
@@ -260,6 +273,19 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::network::NetOptions;
+
+    /// A dual-stack endpoint with ports, links and `--dns`, every field set, under its key, as
+    /// format 1 stores it: it is not migrated again.
+    #[test]
+    fn the_stored_endpoint_is_pinned() {
+        let stored: BTreeMap<String, Endpoint> =
+            crate::formats::tests::assert_pinned(include_str!("../../testdata/endpoint-record-1.json"));
+        for (key, ep) in stored {
+            assert_eq!(ep.key(), key);
+            assert_eq!(migrate_endpoint(&key, ep.clone(), false), (ep, false));
+        }
+        assert_eq!(Endpoint::STORED.current, 1, "a new format needs a fixture of its own and a test of its step");
+    }
 
     /// Records as the previous version wrote them (one per container, keyed by its id).
     #[test]
