@@ -223,7 +223,8 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub open: Option<bool>,
     pub idle_timeout: Option<Duration>,
-    pub verify_reads: Option<bool>,
+    /// `always`, `once` or `never` (or `true`/`false`, for `always`/`never`).
+    pub verify_reads: Option<crate::verified::VerifyReads>,
     pub tls: Option<TlsConfig>,
     pub auth: Option<AuthConfig>,
     pub gc: GcConfig,
@@ -392,6 +393,15 @@ impl<'a> Fields<'a> {
         }
     }
 
+    fn verify_reads(&self, key: &str) -> Result<Option<crate::verified::VerifyReads>, ConfigError> {
+        match self.string(key)? {
+            None => Ok(None),
+            Some(s) => crate::verified::VerifyReads::parse(&s)
+                .map(Some)
+                .map_err(|m| self.err(self.get(key).unwrap_or(&NONE), key, m)),
+        }
+    }
+
     fn duration(&self, key: &str) -> Result<Option<Duration>, ConfigError> {
         match self.string(key)? {
             None => Ok(None),
@@ -426,7 +436,7 @@ fn from_yaml(file: &str, root: &Yaml) -> Result<FileConfig, ConfigError> {
         data_dir: top.string("data_dir")?.map(PathBuf::from),
         open: top.boolean("open")?,
         idle_timeout: top.duration("idle_timeout")?,
-        verify_reads: top.boolean("verify_reads")?,
+        verify_reads: top.verify_reads("verify_reads")?,
         ..FileConfig::default()
     };
     if let Some(t) = top.get("tls") {

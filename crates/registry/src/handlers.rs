@@ -23,6 +23,7 @@ use crate::meta::{now, ManifestRecord, Missing, UploadRecord};
 use crate::names;
 use crate::server::{Registry, UploadSession};
 use crate::store::random_hex;
+use crate::verified::{BlobVersion, Verified, VerifyReads};
 
 pub(crate) type Resp = Response<Body>;
 pub(crate) type Result<T> = std::result::Result<T, ApiError>;
@@ -818,16 +819,17 @@ fn get_blob(reg: &Registry, name: &str, digest: &str, req: &Request<Incoming>, h
     }
     let range = parse_range(header(req, "range"), size)?;
     let (start, end) = range.unwrap_or((0, size.saturating_sub(1)));
-    let Some((reader, stored)) = block(|| reg.store.open(&digest, start))? else {
+    let Some(opened) = block(|| reg.store.open_versioned(&digest, start))? else {
         return Err(ApiError::internal(format!("blob {digest} is indexed but missing from storage")));
     };
+    let (reader, stored) = (opened.reader, opened.size);
     if stored != size {
         return Err(ApiError::internal(format!(
             "blob {digest} has {stored} bytes in storage but {size} in the index (run wharf-registry scrub)"
         )));
     }
     let len = if size == 0 { 0 } else { end - start + 1 };
-    let verify = (reg.options.verify_reads && range.is_none()).then(|| digest.clone());
+    let verify = range.is_none().then(|| read_check(reg, &digest, opened.version)).flatten();
     let mut reply = base.header("Content-Length", len.to_string());
     if range.is_some() {
         reply.status = 206;
@@ -837,9 +839,10 @@ fn get_blob(reg: &Registry, name: &str, digest: &str, req: &Request<Incoming>, h
         // A small blob (a config, a small layer) is read and checked here and sent whole:
         // no streaming thread and channel for it, which cost more than the read.
         let data = block(|| read_whole(reader, len))?;
-        if let Some(want) = verify {
+        if let Some(check) = verify {
             let got = Digest::of(&data);
-            if got != want {
+            let want = check.want.clone();
+            if !check.finish(&got) {
                 return Err(ApiError::internal(format!(
                     "blob {want} in storage hashes to {got}: not served (run wharf-registry scrub)"
                 )));
@@ -852,6 +855,41 @@ fn get_blob(reg: &Registry, name: &str, digest: &str, req: &Request<Incoming>, h
     tokio::task::spawn_blocking(move || stream_blob(reader, len, verify, out));
     reply.body = body;
     Ok(reply)
+}
+
+/// The check a whole-blob read of `digest` needs, if any (`ServeOptions::verify_reads`).
+fn read_check(reg: &Registry, digest: &Digest, version: Option<BlobVersion>) -> Option<ReadCheck> {
+    let remember = match reg.options.verify_reads {
+        VerifyReads::Never => return None,
+        VerifyReads::Always => None,
+        VerifyReads::Once => match version {
+            Some(v) if reg.verified.holds(digest, &v) => return None,
+            Some(v) => Some((reg.verified.clone(), v)),
+            None => None,
+        },
+    };
+    Some(ReadCheck { want: digest.clone(), remember })
+}
+
+/// A digest a read must match, and where to remember that it did.
+struct ReadCheck {
+    want: Digest,
+    remember: Option<(Arc<Verified>, BlobVersion)>,
+}
+
+impl ReadCheck {
+    /// Whether the bytes read hashed to `got`; remembers the answer.
+    fn finish(self, got: &Digest) -> bool {
+        let ok = *got == self.want;
+        if let Some((verified, version)) = self.remember {
+            if ok {
+                verified.insert(self.want, version);
+            } else {
+                verified.forget(&self.want);
+            }
+        }
+        ok
+    }
 }
 
 /// Reads exactly `len` bytes of a blob.
@@ -884,8 +922,8 @@ impl Outlet {
 /// the way, on a thread of their own so that reading and sending do not wait for the hash, and
 /// the last piece is held back until the digest is known: on a mismatch the body ends in an
 /// error, hyper cuts the connection and the client never has the whole blob.
-fn stream_blob(mut reader: Box<dyn Read + Send>, len: u64, verify: Option<Digest>, out: Outlet) {
-    let hashing = verify.map(|want| {
+fn stream_blob(mut reader: Box<dyn Read + Send>, len: u64, verify: Option<ReadCheck>, out: Outlet) {
+    let hashing = verify.map(|check| {
         // Bounded: the hash keeps up within a few pieces, or reading waits for it.
         let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(8);
         let thread = std::thread::spawn(move || {
@@ -895,7 +933,7 @@ fn stream_blob(mut reader: Box<dyn Read + Send>, len: u64, verify: Option<Digest
             }
             hasher.finish().0
         });
-        (tx, thread, want)
+        (tx, thread, check)
     });
     let mut left = len;
     let mut pending: Option<Bytes> = None;
@@ -931,7 +969,7 @@ fn stream_blob(mut reader: Box<dyn Read + Send>, len: u64, verify: Option<Digest
             }
         }
     }
-    if let Some((tx, thread, want)) = hashing {
+    if let Some((tx, thread, check)) = hashing {
         drop(tx);
         let got = match thread.join() {
             Ok(got) => got,
@@ -940,7 +978,8 @@ fn stream_blob(mut reader: Box<dyn Read + Send>, len: u64, verify: Option<Digest
                 return;
             }
         };
-        if got != want {
+        let want = check.want.clone();
+        if !check.finish(&got) {
             log::error!("blob {want} is corrupted in storage: its bytes hash to {got}; run wharf-registry scrub");
             out.send(Err(io::Error::other(format!("blob {want} failed its digest check"))));
             return;
@@ -1236,7 +1275,15 @@ async fn finish_upload(reg: &Registry, name: &str, id: &str, want: Digest, req: 
     }
     block(|| -> Result<()> {
         let _guard = reg.digest_lock(&digest)?;
+        // The bytes were just hashed on their way in: a blob this commit installs needs no
+        // check at its first read. One already stored was not these bytes.
+        let installs = reg.options.verify_reads == VerifyReads::Once && reg.store.stat(&digest)?.is_none();
         reg.store.commit_upload(id, &digest)?;
+        if installs {
+            if let Some(version) = reg.store.version(&digest)? {
+                reg.verified.insert(digest.clone(), version);
+            }
+        }
         reg.meta.complete_upload(id, name, &digest, size)?;
         Ok(())
     })?;
@@ -1264,6 +1311,37 @@ async fn cancel_upload(reg: &Registry, name: &str, id: &str) -> Result<Reply> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_are_checked_as_the_mode_says() {
+        use crate::server::ServeOptions;
+        let dir = std::env::temp_dir().join(format!("wharf-read-check-{}", std::process::id()));
+        let open = |mode| {
+            let data = dir.join(format!("{mode:?}"));
+            Registry::open(&data, ServeOptions { verify_reads: mode, ..ServeOptions::default() }).unwrap()
+        };
+        let bytes = b"some layer".to_vec();
+        let d = Digest::of(&bytes);
+
+        let reg = open(VerifyReads::Once);
+        reg.store.put(&d, &bytes).unwrap();
+        let version = reg.store.version(&d).unwrap().expect("files have versions");
+        let first = read_check(&reg, &d, Some(version)).expect("a first read is checked");
+        assert!(first.finish(&d));
+        assert!(read_check(&reg, &d, Some(version)).is_none(), "the checked bytes are trusted");
+        let rewritten = BlobVersion { ctime_ns: version.ctime_ns + 1, ..version };
+        let again = read_check(&reg, &d, Some(rewritten)).expect("other bytes are checked again");
+        assert!(!again.finish(&Digest::of(b"rotted")), "a mismatch is a mismatch");
+        assert!(read_check(&reg, &d, Some(version)).is_some(), "a blob that failed is not trusted");
+        assert!(read_check(&reg, &d, None).is_some(), "a backend with no versions has every read checked");
+
+        let always = open(VerifyReads::Always);
+        let check = read_check(&always, &d, Some(version)).expect("checked");
+        assert!(check.finish(&d));
+        assert!(read_check(&always, &d, Some(version)).is_some(), "always means always");
+        assert!(read_check(&open(VerifyReads::Never), &d, Some(version)).is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn routes() {

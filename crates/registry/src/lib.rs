@@ -7,6 +7,7 @@
 //! - [`store`]: blob bytes behind the `BlobStore` trait, on the local filesystem, or in an S3
 //!   bucket ([`s3`]);
 //! - [`auth`]: users, tokens and the access check; [`config`]: the config file;
+//! - [`verified`]: which blobs need no hash on a read;
 //! - [`gc`] and [`scrub`]: maintenance; [`server`]: shared state and the accept loop.
 
 pub mod auth;
@@ -28,3 +29,4 @@ pub mod server;
 pub mod store;
 pub mod token_endpoint;
 pub mod ui;
+pub mod verified;

@@ -84,7 +84,12 @@ enum Command {
         /// Let the online GC delete untagged manifests too.
         #[arg(long)]
         gc_delete_untagged: bool,
-        /// Do not hash whole-blob reads on the way out.
+        /// Which whole-blob reads are hashed on the way out: `always`, `once` (a blob's stored
+        /// bytes are hashed at their first read, or trusted from their upload, until the file
+        /// changes) or `never` [default: once].
+        #[arg(long, value_parser = wharf_registry::verified::VerifyReads::parse, conflicts_with = "no_verify_reads")]
+        verify_reads: Option<wharf_registry::verified::VerifyReads>,
+        /// Do not hash whole-blob reads on the way out (`--verify-reads never`).
         #[arg(long)]
         no_verify_reads: bool,
         /// With authentication, how long a web UI session may go unused before it ends
@@ -173,6 +178,7 @@ fn run(command: Command) -> anyhow::Result<i32> {
             gc_interval,
             gc_grace,
             gc_delete_untagged,
+            verify_reads,
             no_verify_reads,
             session_timeout,
             audit_max_records,
@@ -191,7 +197,11 @@ fn run(command: Command) -> anyhow::Result<i32> {
             };
             let open = open || file.open.unwrap_or(false);
             let idle_timeout = idle_timeout.or(file.idle_timeout).unwrap_or(Duration::from_secs(60));
-            let verify_reads = !no_verify_reads && file.verify_reads.unwrap_or(true);
+            let verify_reads = match (no_verify_reads, verify_reads) {
+                (true, _) => wharf_registry::verified::VerifyReads::Never,
+                (false, Some(mode)) => mode,
+                (false, None) => file.verify_reads.unwrap_or(wharf_registry::verified::VerifyReads::Once),
+            };
             let gc_interval = gc_interval.or(file.gc.interval);
             let gc_opts = GcOptions {
                 dry_run: false,

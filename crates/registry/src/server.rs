@@ -28,16 +28,20 @@ pub struct ServeOptions {
     /// How long a request body may stall (no bytes at all) before the request is given up,
     /// and how long a client may take to send a request's headers.
     pub idle_timeout: Duration,
-    /// Whether whole-blob reads are hashed as they go out, the connection cut before the last
+    /// Which whole-blob reads are hashed as they go out, the connection cut before the last
     /// bytes when the digest does not match (storage corrupted since the blob was pushed).
-    pub verify_reads: bool,
+    pub verify_reads: crate::verified::VerifyReads,
     /// Whether blob reads are remembered for the online GC's grace period.
     pub track_use: bool,
 }
 
 impl Default for ServeOptions {
     fn default() -> ServeOptions {
-        ServeOptions { idle_timeout: Duration::from_secs(60), verify_reads: true, track_use: false }
+        ServeOptions {
+            idle_timeout: Duration::from_secs(60),
+            verify_reads: crate::verified::VerifyReads::Once,
+            track_use: false,
+        }
     }
 }
 
@@ -75,6 +79,8 @@ pub struct Registry {
     quota_freed: Condvar,
     /// Proxy-cache projects' upstream clients and the manifests waiting for their blobs.
     pub proxy: crate::harbor::proxy::ProxyCache,
+    /// The blobs whose stored bytes this process checked (for `VerifyReads::Once`).
+    pub verified: Arc<crate::verified::Verified>,
 }
 
 const DIGEST_LOCK_STRIPES: usize = 64;
@@ -103,6 +109,7 @@ impl Registry {
             quota_freed: Condvar::new(),
             digest_locks: (0..DIGEST_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             touched: Mutex::new(HashMap::new()),
+            verified: Arc::default(),
         }
     }
 

@@ -17,6 +17,8 @@ use std::time::SystemTime;
 
 use wharf_types::Digest;
 
+use crate::verified::BlobVersion;
+
 /// A blob found while listing the store (for scrub and GC).
 #[derive(Debug, Clone)]
 pub struct StoredBlob {
@@ -32,6 +34,15 @@ pub trait BlobStore: Send + Sync + 'static {
     fn stat(&self, digest: &Digest) -> io::Result<Option<u64>>;
     /// A reader of a stored blob from `offset`, and the blob's whole size.
     fn open(&self, digest: &Digest, offset: u64) -> io::Result<Option<(Box<dyn Read + Send>, u64)>>;
+    /// `open`, with the version of the bytes opened where the backend can tell one
+    /// (`crate::verified`).
+    fn open_versioned(&self, digest: &Digest, offset: u64) -> io::Result<Option<Opened>> {
+        Ok(self.open(digest, offset)?.map(|(reader, size)| Opened { reader, size, version: None }))
+    }
+    /// The version of a stored blob's bytes now, where the backend can tell one.
+    fn version(&self, _digest: &Digest) -> io::Result<Option<BlobVersion>> {
+        Ok(None)
+    }
     /// Stores a small, already verified blob (a manifest) in one go.
     fn put(&self, digest: &Digest, data: &[u8]) -> io::Result<()>;
     /// Removes a stored blob; `false` when there was none.
@@ -57,6 +68,14 @@ pub trait BlobStore: Send + Sync + 'static {
     fn delete_upload(&self, id: &str) -> io::Result<()>;
     /// The ids of the stored uploads and when each last changed.
     fn list_uploads(&self) -> io::Result<Vec<(String, SystemTime)>>;
+}
+
+/// A stored blob opened for reading.
+pub struct Opened {
+    pub reader: Box<dyn Read + Send>,
+    /// The blob's whole size.
+    pub size: u64,
+    pub version: Option<BlobVersion>,
 }
 
 pub struct FsBlobStore {
@@ -114,14 +133,23 @@ impl BlobStore for FsBlobStore {
     }
 
     fn open(&self, digest: &Digest, offset: u64) -> io::Result<Option<(Box<dyn Read + Send>, u64)>> {
+        Ok(self.open_versioned(digest, offset)?.map(|o| (o.reader, o.size)))
+    }
+
+    fn open_versioned(&self, digest: &Digest, offset: u64) -> io::Result<Option<Opened>> {
         let Some(mut f) = not_found_is_none(File::open(self.blob_path(digest)))? else {
             return Ok(None);
         };
-        let size = f.metadata()?.len();
+        // Of the open file, not the path: what is read is what the version names.
+        let meta = f.metadata()?;
         if offset > 0 {
             f.seek(SeekFrom::Start(offset))?;
         }
-        Ok(Some((Box::new(f), size)))
+        Ok(Some(Opened { reader: Box::new(f), size: meta.len(), version: Some(BlobVersion::of(&meta)) }))
+    }
+
+    fn version(&self, digest: &Digest) -> io::Result<Option<BlobVersion>> {
+        Ok(not_found_is_none(fs::metadata(self.blob_path(digest)))?.map(|m| BlobVersion::of(&m)))
     }
 
     fn put(&self, digest: &Digest, data: &[u8]) -> io::Result<()> {
