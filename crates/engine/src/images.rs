@@ -169,13 +169,15 @@ impl Engine {
     }
 
     pub fn image_config(&self, rec: &ImageRecord) -> Result<ImageConfig, EngineError> {
-        let raw = self.inner.content.read(&rec.id, wharf_types::oci::MAX_MANIFEST_SIZE)?;
+        let raw = self.image_config_raw(rec)?;
         serde_json::from_slice(&raw).map_err(|e| EngineError::Internal(format!("image config {}: {e}", rec.id)))
     }
 
     /// The raw config bytes (for `image inspect` fields Docker copies verbatim).
     pub fn image_config_raw(&self, rec: &ImageRecord) -> Result<Vec<u8>, EngineError> {
-        Ok(self.inner.content.read(&rec.id, wharf_types::oci::MAX_MANIFEST_SIZE)?)
+        // A file read (up to 4 MiB) that create and inspect make from async code.
+        let read = || self.inner.content.read(&rec.id, wharf_types::oci::MAX_MANIFEST_SIZE);
+        Ok(crate::sync::blocking_section(read)?)
     }
 
     pub(crate) fn refs_of(&self, id: &Digest) -> Result<(Vec<ImageRef>, Vec<ImageRef>), EngineError> {

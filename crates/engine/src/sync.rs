@@ -1,6 +1,6 @@
 //! Taking the engine's std locks, one way: a poisoned lock is recovered, never refused. And
-//! [`blocking_section`], for the short blocking steps (a redb commit) of code that can run on an
-//! async worker.
+//! [`blocking_section`], for the short blocking steps (a redb commit, the read of an image config
+//! from the content store) of code that can run on an async worker.
 //!
 //! Every engine lock guards a map or a value that is changed in single steps (an insert, a
 //! remove, a replacement), so a panic while one was held leaves what it guards whole. Refusing
