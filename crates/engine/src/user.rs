@@ -41,7 +41,7 @@ pub fn read_from_layers(layers_top_first: &[PathBuf], path: &str) -> Result<Opti
     };
     let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY;
     let resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
-    let Ok(fd) = crate::copy::openat2_resolve(root.as_raw_fd(), &rel, flags, resolve) else {
+    let Ok(fd) = wharf_confined::openat2(root.as_raw_fd(), &rel, flags, resolve) else {
         return Ok(None);
     };
     let file = std::fs::File::from(fd);

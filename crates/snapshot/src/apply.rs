@@ -20,8 +20,8 @@ use std::path::Path;
 
 use wharf_types::{Digest, Sha256Writer};
 
-use crate::sys;
 use crate::SnapshotError;
+use wharf_confined as sys;
 
 const READ_BUFFER: usize = 1 << 20;
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -199,7 +199,7 @@ impl Extractor<'_> {
     /// Removes whatever is at `name` in `dir`, so a later entry replaces an earlier one. Returns
     /// whether the existing thing was a directory that should be kept (`keep_dir`).
     fn clear(&mut self, dir: RawFd, name: &CStr, keep_dir: bool, entry: &str) -> Result<bool, SnapshotError> {
-        let Some(st) = sys::lstat_at(dir, name).map_err(|e| self.io(entry, "stat", e))? else {
+        let Some(st) = sys::lstat_at_if_exists(dir, name).map_err(|e| self.io(entry, "stat", e))? else {
             return Ok(false);
         };
         let fmt = st.st_mode & libc::S_IFMT;
@@ -209,8 +209,7 @@ impl Extractor<'_> {
             }
             // Replacing a whole directory is rare; the cached parent may live inside it.
             self.parent_cache = None;
-            let path = Path::new("/proc/self/fd").join(dir.to_string()).join(name.to_string_lossy().as_ref());
-            std::fs::remove_dir_all(&path).map_err(|e| self.io(entry, "remove replaced directory", e))?;
+            sys::remove_tree_at(dir, name, true).map_err(|e| self.io(entry, "remove replaced directory", e))?;
         } else {
             if fmt == libc::S_IFREG && st.st_nlink == 1 {
                 self.size = self.size.saturating_sub(st.st_size as u64);
@@ -442,7 +441,9 @@ impl Extractor<'_> {
             Walk::Ok(fd) => fd,
             Walk::Missing | Walk::Blocked(_) => return Err(self.invalid(display, missing)),
         };
-        match sys::lstat_at(target_dir.as_raw_fd(), target_name).map_err(|e| self.io(display, "stat link target", e))? {
+        match sys::lstat_at_if_exists(target_dir.as_raw_fd(), target_name)
+            .map_err(|e| self.io(display, "stat link target", e))?
+        {
             Some(st) if st.st_mode & libc::S_IFMT != libc::S_IFDIR => {}
             _ => return Err(self.invalid(display, missing)),
         }
