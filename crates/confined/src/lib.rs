@@ -1,8 +1,11 @@
 //! File system work confined below a directory: every path operation here is relative to an
 //! open directory fd (the `*at` calls, `openat2` with `RESOLVE_IN_ROOT`), never a joined
 //! string, so that a symlink or `..` planted by a layer, a container or an archive cannot
-//! redirect it. Layer apply (`snapshot`), `docker cp` and the account-file reads of the engine
-//! all go through this one copy of the system call wrappers (`sys.rs`, re-exported here).
+//! redirect it. Layer apply (`snapshot`), `docker cp`, export, diff and the account-file reads
+//! of the engine all go through this one copy.
+//!
+//! - the system call wrappers (`sys.rs`, re-exported here);
+//! - [`overlay`]: whether overlayfs sees a directory as opaque, and marking one so.
 //!
 //! Built on `libc` (already a dependency of every crate that needs these) rather than `rustix`:
 //! the calls needed are about twenty and were already written twice, and `rustix` would bring
@@ -13,6 +16,7 @@
 //! Everything here is `unsafe` only at the system call boundary, each block with its
 //! `SAFETY:`; callers get safe functions over `&CStr` names and owned fds.
 
+pub mod overlay;
 mod sys;
 
 pub use sys::*;

@@ -21,7 +21,7 @@ use std::path::Path;
 use wharf_types::{Digest, Sha256Writer};
 
 use crate::SnapshotError;
-use wharf_confined as sys;
+use wharf_confined::{self as sys, overlay};
 
 const READ_BUFFER: usize = 1 << 20;
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -401,12 +401,9 @@ impl Extractor<'_> {
 
     fn whiteout(&mut self, parent: RawFd, name: &[u8], display: &str) -> Result<(), SnapshotError> {
         if name == OPAQUE_MARKER {
-            // The user.* twin is what an overlay mounted in a user namespace reads (`userxattr`,
-            // userns-remap): trusted.* is out of its reach.
-            for xattr in [c"trusted.overlay.opaque", c"user.overlay.opaque"] {
-                sys::fsetxattr(parent, xattr, b"y").map_err(|e| self.io(display, "mark directory opaque", e))?;
-            }
-            return Ok(());
+            // Both namespaces: the user.* twin is what an overlay mounted in a user namespace
+            // reads (`userxattr`, userns-remap).
+            return overlay::mark_opaque(parent).map_err(|e| self.io(display, "mark directory opaque", e));
         }
         if name.starts_with(WHITEOUT_META_PREFIX) {
             return Ok(());
