@@ -5,7 +5,9 @@
 //! of the engine all go through this one copy.
 //!
 //! - the system call wrappers (`sys.rs`, re-exported here);
-//! - [`overlay`]: whether overlayfs sees a directory as opaque, and marking one so.
+//! - [`overlay`]: whether overlayfs sees a directory as opaque, and marking one so;
+//! - [`entry`]: the one set of rules that turns a tar entry name (or hard-link target) into
+//!   components below the extraction directory, shared by every extractor of the project.
 //!
 //! Built on `libc` (already a dependency of every crate that needs these) rather than `rustix`:
 //! the calls needed are about twenty and were already written twice, and `rustix` would bring
@@ -16,6 +18,7 @@
 //! Everything here is `unsafe` only at the system call boundary, each block with its
 //! `SAFETY:`; callers get safe functions over `&CStr` names and owned fds.
 
+pub mod entry;
 pub mod overlay;
 mod sys;
 
