@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest as _, Sha256};
@@ -125,12 +125,11 @@ pub fn unpack(body: impl Read + Send + 'static, dir: &Path, limit: u64) -> Resul
     let entries = archive.entries().map_err(|e| ContextError::Invalid(format!("not a tar archive: {e}")))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| tar_error(e, limit))?;
+        check_relative(&entry.path_bytes())?;
         let path = entry.path().map_err(|e| ContextError::Invalid(format!("entry name: {e}")))?.into_owned();
-        check_relative(&path)?;
         match entry.header().entry_type() {
             tar::EntryType::Link => {
-                let target = entry.link_name().ok().flatten().map(|t| t.into_owned()).unwrap_or_default();
-                check_relative(&target)?;
+                check_relative(&entry.link_name_bytes().unwrap_or_default())?;
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => continue,
             _ => {}
@@ -165,14 +164,17 @@ fn tar_error(e: io::Error, limit: u64) -> ContextError {
     }
 }
 
-fn check_relative(path: &Path) -> Result<(), ContextError> {
-    for c in path.components() {
-        match c {
-            Component::Normal(_) | Component::CurDir => {}
-            _ => return Err(ContextError::Invalid(format!("entry {:?} is outside the context", path.display()))),
+/// Refuses a tar name (or hard-link target) that the project's one set of entry name rules
+/// (`wharf_confined::entry`) refuses: one with a `..` element or a NUL byte. A leading `/` is
+/// stripped by the rules, and by whatever then uses the name (`clean_rel`, `unpack_in`).
+fn check_relative(name: &[u8]) -> Result<(), ContextError> {
+    match wharf_confined::entry::components(name) {
+        Ok(_) => Ok(()),
+        Err(e) if e.refusal == wharf_confined::entry::Refusal::Parent => {
+            Err(ContextError::Invalid(format!("entry {:?} is outside the context", e.name)))
         }
+        Err(e) => Err(ContextError::Invalid(format!("entry {e}"))),
     }
-    Ok(())
 }
 
 /// The longest entry name a context may have (Linux's PATH_MAX).
@@ -423,8 +425,8 @@ impl Context {
         let tar_entries = archive.entries().map_err(|e| ContextError::Invalid(format!("not a tar archive: {e}")))?;
         for entry in tar_entries {
             let mut entry = entry.map_err(|e| tar_error(e, limit))?;
+            check_relative(&entry.path_bytes())?;
             let path = entry.path().map_err(|e| ContextError::Invalid(format!("entry name: {e}")))?.into_owned();
-            check_relative(&path)?;
             let rel = clean_rel(&path.to_string_lossy());
             if rel.is_empty() {
                 continue;
@@ -456,8 +458,8 @@ impl Context {
                     }
                 }
                 tar::EntryType::Link => {
+                    check_relative(&entry.link_name_bytes().unwrap_or_default())?;
                     let target = entry.link_name().ok().flatten().map(|t| t.into_owned()).unwrap_or_default();
-                    check_relative(&target)?;
                     let t = clean_rel(&target.to_string_lossy());
                     match entries.get(&t) {
                         Some(e) if e.kind == EntryKind::File => e.clone(),
@@ -961,7 +963,8 @@ impl CopyTar {
 }
 
 /// Appends the entries of a tar (plain or compressed) below `dest` (`ADD archive.tar.gz /dest`), with
-/// their owners and modes; `..` and absolute names are cleaned into `dest`.
+/// their owners and modes; absolute names land below `dest`, and a name or hard-link target with
+/// `..` is refused (the project's one set of entry name rules, `wharf_confined::entry`).
 fn append_archive(
     tar: &mut tar::Builder<impl Write>,
     archive: &Entry,
@@ -981,8 +984,15 @@ fn append_archive(
     let mut input = tar::Archive::new(Limited { inner: unpacked, read: 0, limit });
     let prefix = dest.trim_start_matches('/').trim_end_matches('/');
     let under = |rel: String| if prefix.is_empty() { rel } else { format!("{prefix}/{rel}") };
+    let refused = |e: wharf_confined::entry::PathError| {
+        ContextError::Invalid(format!("ADD of an archive to {dest}: archive entry {e}"))
+    };
     for entry in input.entries().map_err(err)? {
         let mut entry = entry.map_err(err)?;
+        wharf_confined::entry::components(&entry.path_bytes()).map_err(refused)?;
+        if entry.header().entry_type() == tar::EntryType::Link {
+            wharf_confined::entry::components(&entry.link_name_bytes().unwrap_or_default()).map_err(refused)?;
+        }
         let path = entry.path().map_err(err)?.into_owned();
         let rel = clean_rel(&path.to_string_lossy());
         if rel.is_empty() {

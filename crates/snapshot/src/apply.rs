@@ -21,7 +21,7 @@ use std::path::Path;
 use wharf_types::{Digest, Sha256Writer};
 
 use crate::SnapshotError;
-use wharf_confined::{self as sys, overlay};
+use wharf_confined::{self as sys, entry, overlay};
 
 const READ_BUFFER: usize = 1 << 20;
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -71,22 +71,14 @@ pub(crate) fn apply(layer: &Digest, dir: &Path, tar: impl Read) -> Result<Applie
     Ok(Applied { diff_id, size: ex.size })
 }
 
-/// Splits a tar path into its components, after dropping one leading `./`. Refuses absolute paths
-/// and `..`; drops empty and `.` components. An empty result names the layer root.
+/// The components of a tar path below the layer root, by the project's one set of entry name
+/// rules (`wharf_confined::entry`): a leading `/` and `.` elements dropped, `..` refused. An
+/// empty result names the layer root.
 fn split_path(raw: &[u8]) -> Result<Vec<CString>, &'static str> {
-    let rel = raw.strip_prefix(b"./").unwrap_or(raw);
-    if rel.starts_with(b"/") {
-        return Err("is an absolute path");
-    }
-    let mut out = Vec::new();
-    for comp in rel.split(|&b| b == b'/') {
-        match comp {
-            b"" | b"." => {}
-            b".." => return Err("escapes the layer root"),
-            c => out.push(CString::new(c).map_err(|_| "contains a NUL byte")?),
-        }
-    }
-    Ok(out)
+    entry::c_components(raw).map_err(|e| match e.refusal {
+        entry::Refusal::Parent => "escapes the layer root",
+        entry::Refusal::Nul => "contains a NUL byte",
+    })
 }
 
 /// Metadata of one entry, gathered from its header and PAX records.
@@ -473,34 +465,6 @@ impl Extractor<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn split_path_table() {
-        let ok: &[(&[u8], &[&str])] = &[
-            (b"a/b", &["a", "b"]),
-            (b"./a/b/", &["a", "b"]),
-            (b"./", &[]),
-            (b".", &[]),
-            (b"a//./b", &["a", "b"]),
-            (b".wh..wh..opq", &[".wh..wh..opq"]),
-            (b"a/...", &["a", "..."]),
-        ];
-        for (input, want) in ok {
-            let got = split_path(input).unwrap();
-            let got: Vec<&str> = got.iter().map(|c| c.to_str().unwrap()).collect();
-            assert_eq!(&got, want, "{}", String::from_utf8_lossy(input));
-        }
-        let bad: &[(&[u8], &str)] = &[
-            (b"../x", "escapes the layer root"),
-            (b"a/../../x", "escapes the layer root"),
-            (b"a/..", "escapes the layer root"),
-            (b"/etc/passwd", "is an absolute path"),
-            (b".//etc/passwd", "is an absolute path"),
-        ];
-        for (input, want) in bad {
-            assert_eq!(split_path(input).unwrap_err(), *want, "{}", String::from_utf8_lossy(input));
-        }
-    }
 
     #[test]
     fn pax_time_table() {
