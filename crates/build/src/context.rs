@@ -1034,6 +1034,88 @@ mod tests {
         out
     }
 
+    /// A tar of files named exactly as given (the tar crate refuses to write `..` or `/`).
+    fn raw_tar_of(files: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut t = tar::Builder::new(Vec::new());
+        for (name, data) in files {
+            let mut h = tar::Header::new_gnu();
+            h.as_old_mut().name[..name.len()].copy_from_slice(name);
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            h.set_cksum();
+            t.append(&h, *data).unwrap();
+        }
+        t.into_inner().unwrap()
+    }
+
+    /// The names of a context, a stage's unpack alike, go by `wharf_confined::entry`: a
+    /// leading `/` lands inside, any `..` is refused.
+    #[test]
+    fn entry_names_follow_the_one_rule() {
+        let dir = std::env::temp_dir().join(format!("wharf-ctx-names-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("unpacked")).unwrap();
+        let abs = raw_tar_of(&[(b"/abs/f", b"in")]);
+        let c = Context::receive(io::Cursor::new(abs.clone()), &dir.join("spool1"), u64::MAX).unwrap();
+        assert_eq!(
+            contents(&c).iter().map(|(k, v, _)| (k.as_str(), v.as_slice())).collect::<Vec<_>>(),
+            [("abs/f", &b"in"[..])]
+        );
+        unpack(io::Cursor::new(abs), &dir.join("unpacked"), u64::MAX).unwrap();
+        assert_eq!(fs::read(dir.join("unpacked/abs/f")).unwrap(), b"in");
+        for bad in [&b"../x"[..], b"a/../b", b"/../x"] {
+            let tar = raw_tar_of(&[(bad, b"out")]);
+            let spool = dir.join(format!("spool-{}", bad.len()));
+            let e = Context::receive(io::Cursor::new(tar.clone()), &spool, u64::MAX).unwrap_err();
+            assert!(e.to_string().contains("outside the context"), "{e}");
+            let e = unpack(io::Cursor::new(tar), &dir.join("unpacked"), u64::MAX).unwrap_err();
+            assert!(e.to_string().contains("outside the context"), "{e}");
+        }
+        assert!(!dir.join("x").exists() && !dir.join("unpacked/b").exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// An ADD archive's entries land below the destination by the same rule: a leading `/`
+    /// inside it, a name or hard-link target with `..` refused.
+    #[test]
+    fn add_archive_names_follow_the_one_rule() {
+        let dir = std::env::temp_dir().join(format!("wharf-ctx-add-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let add = |name: &str, tar: Vec<u8>| {
+            let path = dir.join(name);
+            fs::write(&path, tar).unwrap();
+            let mut out = tar::Builder::new(Vec::new());
+            append_archive(&mut out, &Entry::from_path(&path).unwrap(), "/dest", u64::MAX)?;
+            let bytes = out.into_inner().unwrap();
+            let mut names = Vec::new();
+            for e in tar::Archive::new(&bytes[..]).entries().unwrap() {
+                names.push(String::from_utf8(e.unwrap().path_bytes().into_owned()).unwrap());
+            }
+            Ok::<_, ContextError>(names)
+        };
+        assert_eq!(add("abs.tar", raw_tar_of(&[(b"/abs", b"x")])).unwrap(), ["dest/abs"]);
+        for (i, bad) in [&b"../x"[..], b"a/../b"].into_iter().enumerate() {
+            let e = add(&format!("bad{i}.tar"), raw_tar_of(&[(bad, b"x")])).unwrap_err();
+            assert!(e.to_string().contains("points outside the destination"), "{e}");
+        }
+        let mut t = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Link);
+        h.set_size(0);
+        h.set_mode(0o644);
+        h.as_old_mut().name[..4].copy_from_slice(b"link");
+        h.as_old_mut().linkname[..11].copy_from_slice(b"../../etc/x");
+        h.set_cksum();
+        t.append(&h, &b""[..]).unwrap();
+        let e = add("link.tar", t.into_inner().unwrap()).unwrap_err();
+        assert!(e.to_string().contains("points outside the destination"), "{e}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
     fn contents(c: &Context) -> Vec<(String, Vec<u8>, [u8; 32])> {
         c.entries
             .iter()
