@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest as _, Sha256};
@@ -125,12 +125,11 @@ pub fn unpack(body: impl Read + Send + 'static, dir: &Path, limit: u64) -> Resul
     let entries = archive.entries().map_err(|e| ContextError::Invalid(format!("not a tar archive: {e}")))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| tar_error(e, limit))?;
+        check_relative(&entry.path_bytes())?;
         let path = entry.path().map_err(|e| ContextError::Invalid(format!("entry name: {e}")))?.into_owned();
-        check_relative(&path)?;
         match entry.header().entry_type() {
             tar::EntryType::Link => {
-                let target = entry.link_name().ok().flatten().map(|t| t.into_owned()).unwrap_or_default();
-                check_relative(&target)?;
+                check_relative(&entry.link_name_bytes().unwrap_or_default())?;
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => continue,
             _ => {}
@@ -165,14 +164,17 @@ fn tar_error(e: io::Error, limit: u64) -> ContextError {
     }
 }
 
-fn check_relative(path: &Path) -> Result<(), ContextError> {
-    for c in path.components() {
-        match c {
-            Component::Normal(_) | Component::CurDir => {}
-            _ => return Err(ContextError::Invalid(format!("entry {:?} is outside the context", path.display()))),
+/// Refuses a tar name (or hard-link target) that the project's one set of entry name rules
+/// (`wharf_confined::entry`) refuses: one with a `..` element or a NUL byte. A leading `/` is
+/// stripped by the rules, and by whatever then uses the name (`clean_rel`, `unpack_in`).
+fn check_relative(name: &[u8]) -> Result<(), ContextError> {
+    match wharf_confined::entry::components(name) {
+        Ok(_) => Ok(()),
+        Err(e) if e.refusal == wharf_confined::entry::Refusal::Parent => {
+            Err(ContextError::Invalid(format!("entry {:?} is outside the context", e.name)))
         }
+        Err(e) => Err(ContextError::Invalid(format!("entry {e}"))),
     }
-    Ok(())
 }
 
 /// The longest entry name a context may have (Linux's PATH_MAX).
@@ -423,8 +425,8 @@ impl Context {
         let tar_entries = archive.entries().map_err(|e| ContextError::Invalid(format!("not a tar archive: {e}")))?;
         for entry in tar_entries {
             let mut entry = entry.map_err(|e| tar_error(e, limit))?;
+            check_relative(&entry.path_bytes())?;
             let path = entry.path().map_err(|e| ContextError::Invalid(format!("entry name: {e}")))?.into_owned();
-            check_relative(&path)?;
             let rel = clean_rel(&path.to_string_lossy());
             if rel.is_empty() {
                 continue;
@@ -456,8 +458,8 @@ impl Context {
                     }
                 }
                 tar::EntryType::Link => {
+                    check_relative(&entry.link_name_bytes().unwrap_or_default())?;
                     let target = entry.link_name().ok().flatten().map(|t| t.into_owned()).unwrap_or_default();
-                    check_relative(&target)?;
                     let t = clean_rel(&target.to_string_lossy());
                     match entries.get(&t) {
                         Some(e) if e.kind == EntryKind::File => e.clone(),
@@ -961,7 +963,8 @@ impl CopyTar {
 }
 
 /// Appends the entries of a tar (plain or compressed) below `dest` (`ADD archive.tar.gz /dest`), with
-/// their owners and modes; `..` and absolute names are cleaned into `dest`.
+/// their owners and modes; absolute names land below `dest`, and a name or hard-link target with
+/// `..` is refused (the project's one set of entry name rules, `wharf_confined::entry`).
 fn append_archive(
     tar: &mut tar::Builder<impl Write>,
     archive: &Entry,
@@ -981,8 +984,15 @@ fn append_archive(
     let mut input = tar::Archive::new(Limited { inner: unpacked, read: 0, limit });
     let prefix = dest.trim_start_matches('/').trim_end_matches('/');
     let under = |rel: String| if prefix.is_empty() { rel } else { format!("{prefix}/{rel}") };
+    let refused = |e: wharf_confined::entry::PathError| {
+        ContextError::Invalid(format!("ADD of an archive to {dest}: archive entry {e}"))
+    };
     for entry in input.entries().map_err(err)? {
         let mut entry = entry.map_err(err)?;
+        wharf_confined::entry::components(&entry.path_bytes()).map_err(refused)?;
+        if entry.header().entry_type() == tar::EntryType::Link {
+            wharf_confined::entry::components(&entry.link_name_bytes().unwrap_or_default()).map_err(refused)?;
+        }
         let path = entry.path().map_err(err)?.into_owned();
         let rel = clean_rel(&path.to_string_lossy());
         if rel.is_empty() {
@@ -1022,6 +1032,88 @@ mod tests {
         }
         t.into_inner().unwrap();
         out
+    }
+
+    /// A tar of files named exactly as given (the tar crate refuses to write `..` or `/`).
+    fn raw_tar_of(files: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut t = tar::Builder::new(Vec::new());
+        for (name, data) in files {
+            let mut h = tar::Header::new_gnu();
+            h.as_old_mut().name[..name.len()].copy_from_slice(name);
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            h.set_cksum();
+            t.append(&h, *data).unwrap();
+        }
+        t.into_inner().unwrap()
+    }
+
+    /// The names of a context, a stage's unpack alike, go by `wharf_confined::entry`: a
+    /// leading `/` lands inside, any `..` is refused.
+    #[test]
+    fn entry_names_follow_the_one_rule() {
+        let dir = std::env::temp_dir().join(format!("wharf-ctx-names-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("unpacked")).unwrap();
+        let abs = raw_tar_of(&[(b"/abs/f", b"in")]);
+        let c = Context::receive(io::Cursor::new(abs.clone()), &dir.join("spool1"), u64::MAX).unwrap();
+        assert_eq!(
+            contents(&c).iter().map(|(k, v, _)| (k.as_str(), v.as_slice())).collect::<Vec<_>>(),
+            [("abs/f", &b"in"[..])]
+        );
+        unpack(io::Cursor::new(abs), &dir.join("unpacked"), u64::MAX).unwrap();
+        assert_eq!(fs::read(dir.join("unpacked/abs/f")).unwrap(), b"in");
+        for bad in [&b"../x"[..], b"a/../b", b"/../x"] {
+            let tar = raw_tar_of(&[(bad, b"out")]);
+            let spool = dir.join(format!("spool-{}", bad.len()));
+            let e = Context::receive(io::Cursor::new(tar.clone()), &spool, u64::MAX).unwrap_err();
+            assert!(e.to_string().contains("outside the context"), "{e}");
+            let e = unpack(io::Cursor::new(tar), &dir.join("unpacked"), u64::MAX).unwrap_err();
+            assert!(e.to_string().contains("outside the context"), "{e}");
+        }
+        assert!(!dir.join("x").exists() && !dir.join("unpacked/b").exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// An ADD archive's entries land below the destination by the same rule: a leading `/`
+    /// inside it, a name or hard-link target with `..` refused.
+    #[test]
+    fn add_archive_names_follow_the_one_rule() {
+        let dir = std::env::temp_dir().join(format!("wharf-ctx-add-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let add = |name: &str, tar: Vec<u8>| {
+            let path = dir.join(name);
+            fs::write(&path, tar).unwrap();
+            let mut out = tar::Builder::new(Vec::new());
+            append_archive(&mut out, &Entry::from_path(&path).unwrap(), "/dest", u64::MAX)?;
+            let bytes = out.into_inner().unwrap();
+            let mut names = Vec::new();
+            for e in tar::Archive::new(&bytes[..]).entries().unwrap() {
+                names.push(String::from_utf8(e.unwrap().path_bytes().into_owned()).unwrap());
+            }
+            Ok::<_, ContextError>(names)
+        };
+        assert_eq!(add("abs.tar", raw_tar_of(&[(b"/abs", b"x")])).unwrap(), ["dest/abs"]);
+        for (i, bad) in [&b"../x"[..], b"a/../b"].into_iter().enumerate() {
+            let e = add(&format!("bad{i}.tar"), raw_tar_of(&[(bad, b"x")])).unwrap_err();
+            assert!(e.to_string().contains("points outside the destination"), "{e}");
+        }
+        let mut t = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Link);
+        h.set_size(0);
+        h.set_mode(0o644);
+        h.as_old_mut().name[..4].copy_from_slice(b"link");
+        h.as_old_mut().linkname[..11].copy_from_slice(b"../../etc/x");
+        h.set_cksum();
+        t.append(&h, &b""[..]).unwrap();
+        let e = add("link.tar", t.into_inner().unwrap()).unwrap_err();
+        assert!(e.to_string().contains("points outside the destination"), "{e}");
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     fn contents(c: &Context) -> Vec<(String, Vec<u8>, [u8; 32])> {

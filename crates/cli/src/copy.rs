@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::io::{self, IsTerminal, Read, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine as _;
@@ -258,20 +258,11 @@ fn local_destination(dst: &str) -> Result<(bool, bool, String)> {
     bail!("{dst}: too many levels of symbolic links")
 }
 
-/// The components of a tar name, refusing `..` so that nothing lands outside `dir`.
+/// The path of a tar name below `dir`, by the project's one set of entry name rules
+/// (`wharf_confined::entry`): a leading `/` and `.` elements dropped, `..` refused, so that
+/// nothing lands outside `dir`.
 fn safe_relative(name: &[u8]) -> Result<PathBuf> {
-    let p = Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name));
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::CurDir | Component::RootDir => {}
-            Component::ParentDir | Component::Prefix(_) => {
-                bail!("archive entry {:?} points outside the destination", String::from_utf8_lossy(name))
-            }
-        }
-    }
-    Ok(out)
+    wharf_confined::entry::relative_path(name).map_err(|e| anyhow!("archive entry {e}"))
 }
 
 /// Refuses a path below `dir` whose directories (all but the last element) include a symlink;

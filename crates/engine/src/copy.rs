@@ -9,7 +9,8 @@
 //! it; the namespace and its mounts die with the thread, so the host never holds them. Inside,
 //! paths are opened with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)` so that `..`,
 //! absolute symlinks and /proc magic links cannot lead out, and trees are walked and written
-//! through directory fds with `O_NOFOLLOW`.
+//! through directory fds with `O_NOFOLLOW` (the calls, and the tar entry name rules, are
+//! `wharf_confined`'s).
 //!
 //! A copy into a stopped container holds the container's operation lock (the one `start`
 //! takes) for its whole length, so the container cannot start on the same upper dir meanwhile.
@@ -21,6 +22,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
+
+use wharf_confined::{self as sys, entry};
 
 use crate::{blocking, Engine, EngineError, MountKind};
 
@@ -297,7 +300,7 @@ fn confined<T>(plan: Plan, f: impl FnOnce(&Root, &Plan) -> Result<T, EngineError
         act_as(r.root_uid(), r.root_gid()).map_err(|e| EngineError::io(ctx("act as the container's root"), e))?;
     }
     // The host's /proc, opened before the root changes: only to name fds (`fd_path`).
-    let proc = sys_open(libc::AT_FDCWD, c"/proc", libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC).ok();
+    let proc = sys::openat(libc::AT_FDCWD, c"/proc", libc::O_PATH | libc::O_DIRECTORY, 0).ok();
     match &plan.access {
         Access::Running { pidfd } => {
             // SAFETY: unshare only changes this thread's fs attributes (root, cwd), which a thread
@@ -320,7 +323,7 @@ fn confined<T>(plan: Plan, f: impl FnOnce(&Root, &Plan) -> Result<T, EngineError
                 .map_err(|e| EngineError::io(ctx(&format!("mount file system at {}", mount_point.display())), e))?;
         }
     }
-    let root = sys_open(libc::AT_FDCWD, c"/", libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+    let root = sys::openat(libc::AT_FDCWD, c"/", libc::O_PATH | libc::O_DIRECTORY, 0)
         .map_err(|e| EngineError::io(ctx("open root"), e))?;
     f(&Root { fd: root, proc }, &plan)
 }
@@ -399,8 +402,8 @@ fn mount_stopped(
     {
         return Err(io::Error::last_os_error());
     }
-    let target = cstring(mount_point.as_os_str().as_bytes())?;
-    let data = cstring(options.as_bytes())?;
+    let target = sys::cstring(mount_point.as_os_str().as_bytes())?;
+    let data = sys::cstring(options.as_bytes())?;
     // SAFETY: valid NUL-terminated strings; the mount lives in this thread's namespace only.
     if unsafe { libc::mount(c"overlay".as_ptr(), target.as_ptr(), c"overlay".as_ptr(), 0, data.as_ptr().cast()) } != 0 {
         return Err(io::Error::last_os_error());
@@ -408,7 +411,7 @@ fn mount_stopped(
     // Detached copies of the sources, taken while host paths still mean the host's.
     let mut trees = Vec::new();
     for b in binds {
-        let src = cstring(b.source.as_os_str().as_bytes())?;
+        let src = sys::cstring(b.source.as_os_str().as_bytes())?;
         // SAFETY: valid path; open_tree returns a new fd we own.
         let fd = unsafe {
             libc::syscall(
@@ -433,9 +436,9 @@ fn mount_stopped(
     if unsafe { libc::chdir(c"/".as_ptr()) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    let root = sys_open(libc::AT_FDCWD, c"/", libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)?;
+    let root = sys::openat(libc::AT_FDCWD, c"/", libc::O_PATH | libc::O_DIRECTORY, 0)?;
     for (b, tree) in binds.iter().zip(trees) {
-        let is_dir = fstat_fd(tree.as_raw_fd()).map(|s| s.st_mode & libc::S_IFMT == libc::S_IFDIR).unwrap_or(true);
+        let is_dir = sys::fstat(tree.as_raw_fd()).map(|s| s.st_mode & libc::S_IFMT == libc::S_IFDIR).unwrap_or(true);
         let dest = open_dir_creating(&root, &b.destination, is_dir)?;
         // SAFETY: a valid mount fd and a valid destination fd; attaches the copied tree there.
         let r = unsafe {
@@ -453,7 +456,7 @@ fn mount_stopped(
             return Err(io::Error::new(e.kind(), format!("mount {} at {}: {e}", b.source.display(), b.destination)));
         }
         if !b.rw {
-            let d = cstring(b.destination.as_bytes())?;
+            let d = sys::cstring(b.destination.as_bytes())?;
             // SAFETY: valid path inside the chroot; only this namespace's mount changes.
             let r = unsafe {
                 libc::mount(
@@ -494,31 +497,24 @@ fn mount_stopped(
 /// as an empty file when `is_dir` is false, for a file bind's mount point).
 fn open_dir_creating(root: &OwnedFd, dest: &str, is_dir: bool) -> io::Result<OwnedFd> {
     let comps: Vec<&str> = dest.split('/').filter(|c| !c.is_empty()).collect();
-    let mut cur = sys_open(root.as_raw_fd(), c".", libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)?;
+    let mut cur = sys::openat(root.as_raw_fd(), c".", libc::O_PATH | libc::O_DIRECTORY, 0)?;
     for (i, comp) in comps.iter().enumerate() {
         let last = i + 1 == comps.len();
-        let c = cstring(comp.as_bytes())?;
+        let c = sys::cstring(comp.as_bytes())?;
         let sub = format!("/{}", comps[..=i].join("/"));
-        let subc = cstring(sub.as_bytes())?;
+        let subc = sys::cstring(sub.as_bytes())?;
         let flags = if last && !is_dir { libc::O_PATH } else { libc::O_PATH | libc::O_DIRECTORY };
-        match openat2(root.as_raw_fd(), &subc, flags | libc::O_CLOEXEC) {
+        match sys::openat2_in_root(root.as_raw_fd(), &subc, flags) {
             Ok(fd) => cur = fd,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                 if last && !is_dir {
-                    let fd = sys_open_mode(
-                        cur.as_raw_fd(),
-                        &c,
-                        libc::O_WRONLY | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                        0o644,
-                    )?;
+                    let fd =
+                        sys::openat(cur.as_raw_fd(), &c, libc::O_WRONLY | libc::O_CREAT | libc::O_NOFOLLOW, 0o644)?;
                     drop(fd);
                 } else {
-                    // SAFETY: a valid dir fd and name.
-                    if unsafe { libc::mkdirat(cur.as_raw_fd(), c.as_ptr(), 0o755) } != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
+                    sys::mkdirat(cur.as_raw_fd(), &c, 0o755)?;
                 }
-                cur = openat2(root.as_raw_fd(), &subc, flags | libc::O_CLOEXEC)?;
+                cur = sys::openat2_in_root(root.as_raw_fd(), &subc, flags)?;
             }
             Err(e) => return Err(e),
         }
@@ -562,14 +558,14 @@ fn not_found(path: &str, plan: &Plan) -> EngineError {
 /// without following it.
 fn lookup(root: &Root, plan: &Plan, path: &str) -> Result<(OwnedFd, String, libc::stat), EngineError> {
     let (dir, base) = split_path(path);
-    let dirc = cstring(dir.as_bytes()).map_err(|_| EngineError::Invalid(format!("invalid path {path:?}")))?;
-    let dirfd = openat2(root.fd.as_raw_fd(), &dirc, libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+    let dirc = sys::cstring(dir.as_bytes()).map_err(|_| EngineError::Invalid(format!("invalid path {path:?}")))?;
+    let dirfd = sys::openat2_in_root(root.fd.as_raw_fd(), &dirc, libc::O_PATH | libc::O_DIRECTORY)
         .map_err(|e| lookup_error(e, path, plan))?;
     let st = if base.is_empty() {
-        fstat_fd(dirfd.as_raw_fd())
+        sys::fstat(dirfd.as_raw_fd())
     } else {
-        let b = cstring(base.as_bytes()).map_err(|_| EngineError::Invalid(format!("invalid path {path:?}")))?;
-        lstat_at(dirfd.as_raw_fd(), &b)
+        let b = sys::cstring(base.as_bytes()).map_err(|_| EngineError::Invalid(format!("invalid path {path:?}")))?;
+        sys::lstat_at(dirfd.as_raw_fd(), &b)
     }
     .map_err(|e| lookup_error(e, path, plan))?;
     Ok((dirfd, base, st))
@@ -590,9 +586,9 @@ fn stat_path(root: &Root, plan: &Plan, path: &str) -> Result<PathStat, EngineErr
     let mut link_target = String::new();
     if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
         let abs = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
-        let c = cstring(abs.as_bytes()).map_err(|_| EngineError::Invalid(format!("invalid path {path:?}")))?;
+        let c = sys::cstring(abs.as_bytes()).map_err(|_| EngineError::Invalid(format!("invalid path {path:?}")))?;
         // A dangling link resolves to nothing: Docker reports the stat and no target then.
-        if let Ok(fd) = openat2(root.fd.as_raw_fd(), &c, libc::O_PATH | libc::O_CLOEXEC) {
+        if let Ok(fd) = sys::openat2_in_root(root.fd.as_raw_fd(), &c, libc::O_PATH) {
             link_target = fd_path(root, &fd).unwrap_or_default();
         }
     }
@@ -609,8 +605,8 @@ fn stat_path(root: &Root, plan: &Plan, path: &str) -> Result<PathStat, EngineErr
 /// The path of `fd` relative to this thread's root, through the host's /proc.
 fn fd_path(root: &Root, fd: &OwnedFd) -> Option<String> {
     let proc = root.proc.as_ref()?;
-    let name = cstring(format!("thread-self/fd/{}", fd.as_raw_fd()).as_bytes()).ok()?;
-    let target = readlink_at(proc.as_raw_fd(), &name).ok()?;
+    let name = sys::cstring(format!("thread-self/fd/{}", fd.as_raw_fd()).as_bytes()).ok()?;
+    let target = sys::readlink_at(proc.as_raw_fd(), &name).ok()?;
     let s = String::from_utf8(target).ok()?;
     s.starts_with('/').then_some(s)
 }
@@ -622,15 +618,15 @@ fn write_path(root: &Root, path: &str, stat: &PathStat, out: Box<dyn Write + Sen
     let mut links = HashMap::new();
     let (dir, base) = split_path(path);
     let name = if stat.name == "/" { ".".to_string() } else { stat.name.clone() };
-    let dirc = cstring(dir.as_bytes())?;
+    let dirc = sys::cstring(dir.as_bytes())?;
     if base.is_empty() {
-        let fd = openat2(root.fd.as_raw_fd(), &dirc, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC)?;
-        let st = fstat_fd(fd.as_raw_fd())?;
+        let fd = sys::openat2_in_root(root.fd.as_raw_fd(), &dirc, libc::O_RDONLY | libc::O_DIRECTORY)?;
+        let st = sys::fstat(fd.as_raw_fd())?;
         append_entry(&mut tar, &fd, None, &st, name.as_bytes(), &mut links)?;
     } else {
-        let dirfd = openat2(root.fd.as_raw_fd(), &dirc, libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)?;
-        let b = cstring(base.as_bytes())?;
-        let st = lstat_at(dirfd.as_raw_fd(), &b)?;
+        let dirfd = sys::openat2_in_root(root.fd.as_raw_fd(), &dirc, libc::O_PATH | libc::O_DIRECTORY)?;
+        let b = sys::cstring(base.as_bytes())?;
+        let st = sys::lstat_at(dirfd.as_raw_fd(), &b)?;
         append_entry(&mut tar, &dirfd, Some(&b), &st, name.as_bytes(), &mut links)?;
     }
     tar.into_inner()?.flush()
@@ -660,22 +656,18 @@ fn append_entry<W: Write>(
     match st.st_mode & libc::S_IFMT {
         libc::S_IFDIR => {
             let sub = match name {
-                Some(n) => sys_open(
-                    dir.as_raw_fd(),
-                    n,
-                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                )?,
-                None => sys_open(dir.as_raw_fd(), c".", libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC)?,
+                Some(n) => sys::openat(dir.as_raw_fd(), n, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)?,
+                None => sys::openat(dir.as_raw_fd(), c".", libc::O_RDONLY | libc::O_DIRECTORY, 0)?,
             };
             h.set_entry_type(tar::EntryType::Directory);
             let mut dirname = rel.to_vec();
             dirname.push(b'/');
             append_named(tar, &mut h, &dirname, None, io::empty())?;
-            let mut names = list_dir(&sub)?;
+            let mut names = sys::list_dir(&sub)?;
             names.sort();
             for child in names {
-                let c = cstring(&child)?;
-                let cst = match lstat_at(sub.as_raw_fd(), &c) {
+                let c = sys::cstring(&child)?;
+                let cst = match sys::lstat_at(sub.as_raw_fd(), &c) {
                     Ok(s) => s,
                     // Removed while we walk: not part of the copy.
                     Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
@@ -688,7 +680,7 @@ fn append_entry<W: Write>(
         }
         libc::S_IFLNK => {
             let Some(n) = name else { return Ok(()) };
-            let target = readlink_at(dir.as_raw_fd(), n)?;
+            let target = sys::readlink_at(dir.as_raw_fd(), n)?;
             h.set_entry_type(tar::EntryType::Symlink);
             append_named(tar, &mut h, rel, Some(&target), io::empty())?;
         }
@@ -703,9 +695,8 @@ fn append_entry<W: Write>(
                 }
                 links.insert(key, rel.to_vec());
             }
-            let fd =
-                sys_open(dir.as_raw_fd(), n, libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)?;
-            let fst = fstat_fd(fd.as_raw_fd())?;
+            let fd = sys::openat(dir.as_raw_fd(), n, libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK, 0)?;
+            let fst = sys::fstat(fd.as_raw_fd())?;
             if fst.st_ino != st.st_ino || fst.st_mode & libc::S_IFMT != libc::S_IFREG {
                 return Err(io::Error::other(format!("{} changed while it was copied", String::from_utf8_lossy(rel))));
             }
@@ -778,23 +769,11 @@ fn append_long<W: Write>(tar: &mut tar::Builder<W>, kind: tar::EntryType, value:
     tar.append(&h, &data[..])
 }
 
-/// The components of a tar entry's name below the extraction directory: leading `/` and `.`
-/// elements dropped, `..` refused (an entry must never land outside).
+/// The components of a tar entry's name below the extraction directory, by the project's one
+/// set of entry name rules (`wharf_confined::entry`): a leading `/` and `.` elements dropped,
+/// `..` refused (an entry must never land outside).
 fn sanitize(name: &[u8]) -> Result<Vec<&[u8]>, EngineError> {
-    let mut out = Vec::new();
-    for c in name.split(|b| *b == b'/') {
-        match c {
-            b"" | b"." => {}
-            b".." => {
-                return Err(EngineError::Invalid(format!(
-                    "tar entry {:?} points outside the destination",
-                    String::from_utf8_lossy(name)
-                )))
-            }
-            c => out.push(c),
-        }
-    }
-    Ok(out)
+    entry::components(name).map_err(|e| EngineError::Invalid(format!("tar entry {e}")))
 }
 
 fn extract(
@@ -805,12 +784,12 @@ fn extract(
     body: Box<dyn Read + Send>,
 ) -> Result<(), EngineError> {
     let abs = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
-    let c = cstring(abs.as_bytes()).map_err(|_| EngineError::Invalid(format!("invalid path {path:?}")))?;
-    let dest = match openat2(root.fd.as_raw_fd(), &c, libc::O_PATH | libc::O_CLOEXEC) {
+    let c = sys::cstring(abs.as_bytes()).map_err(|_| EngineError::Invalid(format!("invalid path {path:?}")))?;
+    let dest = match sys::openat2_in_root(root.fd.as_raw_fd(), &c, libc::O_PATH) {
         Ok(fd) => fd,
         Err(e) => return Err(lookup_error(e, path, plan)),
     };
-    if fstat_fd(dest.as_raw_fd()).map_err(|e| lookup_error(e, path, plan))?.st_mode & libc::S_IFMT != libc::S_IFDIR {
+    if sys::fstat(dest.as_raw_fd()).map_err(|e| lookup_error(e, path, plan))?.st_mode & libc::S_IFMT != libc::S_IFDIR {
         return Err(EngineError::Invalid("extraction point is not a directory".into()));
     }
     let dest_abs = fd_path(root, &dest).unwrap_or_else(|| clean_abs(&abs));
@@ -848,14 +827,14 @@ fn extract(
         let Some((base, parents)) = comps.split_last() else { continue };
         let shown = String::from_utf8_lossy(&raw).into_owned();
         let parent_fd = open_parent(root, plan, &dest_abs, parents, &made_links, &shown)?;
-        let basec = cstring(base).map_err(|e| ctx(shown.clone(), &dest_abs, e))?;
+        let basec = sys::cstring(base).map_err(|e| ctx(shown.clone(), &dest_abs, e))?;
         let is_dir = kind == tar::EntryType::Directory;
         let full = format!(
             "{}/{}",
             dest_abs.trim_end_matches('/'),
             comps.iter().map(|c| String::from_utf8_lossy(c)).collect::<Vec<_>>().join("/")
         );
-        match lstat_at(parent_fd.as_raw_fd(), &basec) {
+        match sys::lstat_at(parent_fd.as_raw_fd(), &basec) {
             Ok(st) => {
                 let was_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
                 if options.no_overwrite_dir_non_dir && was_dir && !is_dir {
@@ -869,7 +848,7 @@ fn extract(
                     )));
                 }
                 if !(was_dir && is_dir) {
-                    remove_at(parent_fd.as_raw_fd(), &basec, was_dir)
+                    sys::remove_tree_at(parent_fd.as_raw_fd(), &basec, was_dir)
                         .map_err(|e| ctx(format!("replace {full}"), &full, e))?;
                 }
             }
@@ -896,20 +875,17 @@ fn extract(
         };
         let pfd = parent_fd.as_raw_fd();
         let made = match kind {
-            tar::EntryType::Directory => match mkdir_at(pfd, &basec, 0o700) {
+            tar::EntryType::Directory => match sys::mkdirat(pfd, &basec, 0o700) {
                 Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
                 r => r,
             },
-            tar::EntryType::Regular | tar::EntryType::Continuous => sys_open_mode(
-                pfd,
-                &basec,
-                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                0o600,
-            )
-            .and_then(|fd| {
-                let mut f = std::fs::File::from(fd);
-                io::copy(&mut entry, &mut f).map(|_| ())
-            }),
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                sys::openat(pfd, &basec, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW, 0o600)
+                    .and_then(|fd| {
+                        let mut f = std::fs::File::from(fd);
+                        io::copy(&mut entry, &mut f).map(|_| ())
+                    })
+            }
             tar::EntryType::Symlink => {
                 let target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
                 let mut key = Vec::new();
@@ -920,7 +896,7 @@ fn extract(
                     key.extend_from_slice(c);
                 }
                 made_links.insert(key);
-                cstring(&target).and_then(|t| symlink_at(&t, pfd, &basec))
+                sys::cstring(&target).and_then(|t| sys::symlinkat(&t, pfd, &basec))
             }
             tar::EntryType::Link => {
                 let target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
@@ -929,7 +905,7 @@ fn extract(
                     return Err(EngineError::Invalid(format!("tar entry {shown:?}: hard link to nothing")));
                 };
                 let tfd = open_parent(root, plan, &dest_abs, tparents, &made_links, &shown)?;
-                cstring(tbase).and_then(|tb| link_at(tfd.as_raw_fd(), &tb, pfd, &basec))
+                sys::cstring(tbase).and_then(|tb| sys::linkat(tfd.as_raw_fd(), &tb, pfd, &basec))
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
                 let t = match kind {
@@ -941,7 +917,7 @@ fn extract(
                     h.device_major().ok().flatten().unwrap_or(0),
                     h.device_minor().ok().flatten().unwrap_or(0),
                 );
-                mknod_at(pfd, &basec, t | (mode & 0o777), dev)
+                sys::mknodat(pfd, &basec, t | (mode & 0o777), dev)
             }
             // Anything else (sparse files aside) means nothing in a file system: skipped.
             _ => continue,
@@ -950,13 +926,13 @@ fn extract(
         if kind == tar::EntryType::Link {
             continue;
         }
-        chown_at(pfd, &basec, uid, gid).map_err(|e| ctx(format!("chown {full}"), &full, e))?;
+        sys::lchown_at(pfd, &basec, uid, gid).map_err(|e| ctx(format!("chown {full}"), &full, e))?;
         if kind != tar::EntryType::Symlink {
-            chmod_at(pfd, &basec, mode).map_err(|e| ctx(format!("chmod {full}"), &full, e))?;
+            sys::chmod_at_nofollow(pfd, &basec, mode).map_err(|e| ctx(format!("chmod {full}"), &full, e))?;
         }
         if is_dir {
             // Set last: the entries written below it change its time.
-            let fd = sys_dup(&parent_fd).map_err(|e| ctx(format!("open {full}"), &full, e))?;
+            let fd = sys::dup(&parent_fd).map_err(|e| ctx(format!("open {full}"), &full, e))?;
             dir_times.push((fd, basec, mtime));
         } else {
             set_mtime(pfd, &basec, mtime).map_err(|e| ctx(format!("set times of {full}"), &full, e))?;
@@ -1023,8 +999,8 @@ fn open_parent(
     if full.is_empty() {
         full.push(b'/');
     }
-    let fullc = cstring(&full).map_err(|e| EngineError::Invalid(format!("tar entry {shown:?}: {e}")))?;
-    match openat2(root.fd.as_raw_fd(), &fullc, libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) {
+    let fullc = sys::cstring(&full).map_err(|e| EngineError::Invalid(format!("tar entry {shown:?}: {e}")))?;
+    match sys::openat2_in_root(root.fd.as_raw_fd(), &fullc, libc::O_PATH | libc::O_DIRECTORY) {
         Ok(fd) => Ok(fd),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
             open_dir_creating(&root.fd, &String::from_utf8_lossy(&full), true)
@@ -1034,199 +1010,8 @@ fn open_parent(
     }
 }
 
-/// Removes `name` in `dir`; a directory with everything below it.
-fn remove_at(dir: RawFd, name: &CStr, is_dir: bool) -> io::Result<()> {
-    if !is_dir {
-        return unlink_at(dir, name, 0);
-    }
-    match unlink_at(dir, name, libc::AT_REMOVEDIR) {
-        Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {
-            let sub = sys_open(dir, name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)?;
-            for child in list_dir(&sub)? {
-                let c = cstring(&child)?;
-                let st = lstat_at(sub.as_raw_fd(), &c)?;
-                remove_at(sub.as_raw_fd(), &c, st.st_mode & libc::S_IFMT == libc::S_IFDIR)?;
-            }
-            unlink_at(dir, name, libc::AT_REMOVEDIR)
-        }
-        r => r,
-    }
-}
-
-// Thin wrappers over the *at system calls: each resolves only relative to a directory fd.
-
-fn cstring(b: &[u8]) -> io::Result<CString> {
-    CString::new(b).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
-}
-
-fn check(r: libc::c_int) -> io::Result<()> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
-fn sys_open(dir: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
-    sys_open_mode(dir, name, flags, 0)
-}
-
-fn sys_open_mode(dir: RawFd, name: &CStr, flags: libc::c_int, mode: libc::mode_t) -> io::Result<OwnedFd> {
-    // SAFETY: a valid NUL-terminated name; the returned fd is new and owned here.
-    let fd = unsafe { libc::openat(dir, name.as_ptr(), flags, mode as libc::c_uint) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd was just returned by the kernel.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// `openat2` with `dir` as the root: `..` and absolute symlinks stay below it, /proc magic
-/// links are refused.
-fn openat2(dir: RawFd, path: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
-    openat2_resolve(dir, path, flags, libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS)
-}
-
-/// `openat2` with the given `RESOLVE_*` flags.
-pub(crate) fn openat2_resolve(dir: RawFd, path: &CStr, flags: libc::c_int, resolve: u64) -> io::Result<OwnedFd> {
-    // SAFETY: open_how is plain integers; all zero is valid (and what unused fields must be).
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = flags as u64;
-    how.resolve = resolve;
-    // With RESOLVE_IN_ROOT the kernel answers EAGAIN when a rename or mount anywhere on the
-    // host raced the walk (it cannot prove `..` stayed inside): retry, as openat2(2) says.
-    // A full test run beside parallel builds hit it in `docker cp`.
-    let mut attempts = 0;
-    loop {
-        // SAFETY: a valid NUL-terminated path and an open_how of the size passed.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                dir,
-                path.as_ptr(),
-                &how as *const libc::open_how,
-                std::mem::size_of::<libc::open_how>(),
-            )
-        };
-        if fd >= 0 {
-            // SAFETY: fd was just returned by the kernel.
-            return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
-        }
-        let e = io::Error::last_os_error();
-        attempts += 1;
-        match e.raw_os_error() {
-            Some(libc::EAGAIN) if attempts < 100 => std::thread::yield_now(),
-            Some(libc::EINTR) => {}
-            _ => return Err(e),
-        }
-    }
-}
-
-fn sys_dup(fd: &OwnedFd) -> io::Result<OwnedFd> {
-    fd.try_clone()
-}
-
-fn fstat_fd(fd: RawFd) -> io::Result<libc::stat> {
-    // SAFETY: zeroed is a valid libc::stat; fstat fills it.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid fd and a stat buffer.
-    check(unsafe { libc::fstat(fd, &mut st) })?;
-    Ok(st)
-}
-
-fn lstat_at(dir: RawFd, name: &CStr) -> io::Result<libc::stat> {
-    // SAFETY: zeroed is a valid libc::stat; fstatat fills it.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid name and stat buffer; the last element is not followed.
-    check(unsafe { libc::fstatat(dir, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) })?;
-    Ok(st)
-}
-
-fn readlink_at(dir: RawFd, name: &CStr) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
-    // SAFETY: a valid name and a buffer of the length passed.
-    let n = unsafe { libc::readlinkat(dir, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    buf.truncate(n as usize);
-    Ok(buf)
-}
-
-/// The names in a directory, without `.` and `..`.
-fn list_dir(dir: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
-    let fd = sys_open(dir.as_raw_fd(), c".", libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC)?;
-    // SAFETY: fdopendir takes ownership of a valid directory fd on success.
-    let d = unsafe { libc::fdopendir(fd.as_raw_fd()) };
-    if d.is_null() {
-        return Err(io::Error::last_os_error());
-    }
-    std::mem::forget(fd);
-    let mut names = Vec::new();
-    loop {
-        // SAFETY: d is a valid DIR stream until closedir below.
-        let ent = unsafe { libc::readdir(d) };
-        if ent.is_null() {
-            break;
-        }
-        // SAFETY: readdir returned a valid dirent whose d_name is NUL-terminated.
-        let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) }.to_bytes();
-        if name != b"." && name != b".." {
-            names.push(name.to_vec());
-        }
-    }
-    // SAFETY: d is valid and closed once (this also closes the fd).
-    unsafe { libc::closedir(d) };
-    Ok(names)
-}
-
-fn mkdir_at(dir: RawFd, name: &CStr, mode: libc::mode_t) -> io::Result<()> {
-    // SAFETY: a valid name.
-    check(unsafe { libc::mkdirat(dir, name.as_ptr(), mode) })
-}
-
-fn unlink_at(dir: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<()> {
-    // SAFETY: a valid name.
-    check(unsafe { libc::unlinkat(dir, name.as_ptr(), flags) })
-}
-
-fn symlink_at(target: &CStr, dir: RawFd, name: &CStr) -> io::Result<()> {
-    // SAFETY: valid NUL-terminated target and name.
-    check(unsafe { libc::symlinkat(target.as_ptr(), dir, name.as_ptr()) })
-}
-
-fn link_at(old_dir: RawFd, old: &CStr, dir: RawFd, name: &CStr) -> io::Result<()> {
-    // SAFETY: valid names; flags 0 does not follow a symlink at `old`.
-    check(unsafe { libc::linkat(old_dir, old.as_ptr(), dir, name.as_ptr(), 0) })
-}
-
-fn mknod_at(dir: RawFd, name: &CStr, mode: libc::mode_t, dev: libc::dev_t) -> io::Result<()> {
-    // SAFETY: a valid name.
-    check(unsafe { libc::mknodat(dir, name.as_ptr(), mode, dev) })
-}
-
-fn chown_at(dir: RawFd, name: &CStr, uid: u32, gid: u32) -> io::Result<()> {
-    // SAFETY: a valid name; the last element is not followed.
-    check(unsafe { libc::fchownat(dir, name.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) })
-}
-
-/// `fchmodat2` (Linux 6.6) with `AT_SYMLINK_NOFOLLOW`: a name swapped for a symlink meanwhile
-/// is refused instead of followed.
-fn chmod_at(dir: RawFd, name: &CStr, mode: u32) -> io::Result<()> {
-    const SYS_FCHMODAT2: libc::c_long = 452;
-    // SAFETY: a valid name.
-    let r = unsafe { libc::syscall(SYS_FCHMODAT2, dir, name.as_ptr(), mode, libc::AT_SYMLINK_NOFOLLOW) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 fn set_mtime(dir: RawFd, name: &CStr, mtime: i64) -> io::Result<()> {
-    let t = libc::timespec { tv_sec: mtime as libc::time_t, tv_nsec: 0 };
-    let times = [t, t];
-    // SAFETY: a valid name and two timespecs; the last element is not followed.
-    check(unsafe { libc::utimensat(dir, name.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })
+    sys::lutimens_at(dir, name, libc::timespec { tv_sec: mtime as libc::time_t, tv_nsec: 0 })
 }
 
 #[cfg(test)]
@@ -1291,24 +1076,6 @@ mod tests {
                 (long.as_bytes().to_vec(), Some(long.as_bytes().to_vec())),
             ]
         );
-    }
-
-    #[test]
-    fn sanitizes_entry_names() {
-        let ok: [(&[u8], &[&[u8]]); 6] = [
-            (b"a/b", &[b"a", b"b"]),
-            (b"/etc/passwd", &[b"etc", b"passwd"]),
-            (b"./x/./y/", &[b"x", b"y"]),
-            (b".", &[]),
-            (b"//a//", &[b"a"]),
-            (b"a..b/..c", &[b"a..b", b"..c"]),
-        ];
-        for (input, want) in ok {
-            assert_eq!(sanitize(input).unwrap(), want.to_vec(), "{}", String::from_utf8_lossy(input));
-        }
-        for bad in [&b"../x"[..], b"a/../../x", b"/..", b"a/.."] {
-            assert!(sanitize(bad).is_err(), "{}", String::from_utf8_lossy(bad));
-        }
     }
 
     #[test]

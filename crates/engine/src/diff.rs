@@ -2,10 +2,10 @@
 //! overlayfs' whiteout (deleted), an opaque directory replaced what was below it (added), an
 //! entry found in a lower layer was changed, any other one added.
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+
+use wharf_confined::overlay::is_opaque;
 
 use crate::{blocking, Engine, EngineError};
 
@@ -119,19 +119,6 @@ fn walk(dir: &Path, rel: &Path, lowers: &[PathBuf], under_new: bool, out: &mut V
         out.push(Change { path: text, kind });
     }
     Ok(())
-}
-
-fn is_opaque(path: &Path) -> bool {
-    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else { return false };
-    let mut buf = [0u8; 4];
-    for name in [c"trusted.overlay.opaque", c"user.overlay.opaque"] {
-        // SAFETY: lgetxattr reads into a buffer of the length given; both strings are NUL-terminated.
-        let n = unsafe { libc::lgetxattr(c.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 1 && buf[0] == b'y' {
-            return true;
-        }
-    }
-    false
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
+use wharf_confined::overlay::is_opaque;
+
 use crate::{Engine, EngineError};
 
 /// How a tree is written.
@@ -227,18 +229,6 @@ fn append_marker<W: Write>(tar: &mut tar::Builder<W>, path: &str) -> io::Result<
     h.set_gid(0);
     h.set_mtime(0);
     tar.append_data(&mut h, path, io::empty())
-}
-
-/// Whether overlayfs marks the directory opaque (`trusted.overlay.opaque=y`).
-fn is_opaque(path: &Path) -> bool {
-    let Ok(p) = CString::new(path.as_os_str().as_bytes()) else { return false };
-    // user.* is where an overlay mounted in a user namespace (userns-remap) marks them.
-    [c"trusted.overlay.opaque", c"user.overlay.opaque"].iter().any(|name| {
-        let mut buf = [0u8; 4];
-        // SAFETY: valid NUL-terminated strings and a buffer of the length passed.
-        let n = unsafe { libc::lgetxattr(p.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-        n == 1 && buf[0] == b'y'
-    })
 }
 
 /// Reads exactly `left` bytes: zeros after an early end (a file shrunk while it was read).

@@ -41,7 +41,7 @@ pub fn read_from_layers(layers_top_first: &[PathBuf], path: &str) -> Result<Opti
     };
     let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY;
     let resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
-    let Ok(fd) = crate::copy::openat2_resolve(root.as_raw_fd(), &rel, flags, resolve) else {
+    let Ok(fd) = wharf_confined::openat2(root.as_raw_fd(), &rel, flags, resolve) else {
         return Ok(None);
     };
     let file = std::fs::File::from(fd);
@@ -63,13 +63,7 @@ pub fn read_from_layers(layers_top_first: &[PathBuf], path: &str) -> Result<Opti
 
 fn is_opaque_parent(layer: &Path, path: &str) -> bool {
     let parent = Path::new(path).parent().unwrap_or(Path::new(""));
-    let mut buf = [0u8; 8];
-    let p = layer.join(parent);
-    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else { return false };
-    // SAFETY: valid C strings and a buffer of the length we pass.
-    let n =
-        unsafe { libc::lgetxattr(c.as_ptr(), c"trusted.overlay.opaque".as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    n == 1 && buf[0] == b'y'
+    wharf_confined::overlay::is_opaque(&layer.join(parent))
 }
 
 /// Resolves Docker's `--user` forms: `""` (root), `uid`, `uid:gid`, `name`, `name:group`.

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
+use wharf_confined::overlay::is_opaque;
 use wharf_metadata::Table;
 use wharf_runtime::spec as oci;
 
@@ -595,24 +596,6 @@ fn walk_no_symlinks(root: &Path, rel: &str) -> Option<PathBuf> {
         }
     }
     Some(p)
-}
-
-fn is_opaque(dir: &Path) -> bool {
-    xattr_get(dir, "trusted.overlay.opaque").is_some_and(|v| v == b"y")
-}
-
-fn xattr_get(path: &Path, name: &str) -> Option<Vec<u8>> {
-    use std::os::unix::ffi::OsStrExt;
-    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let n = std::ffi::CString::new(name).ok()?;
-    let mut buf = [0u8; 16];
-    // SAFETY: both strings are NUL-terminated and live across the call; the buffer's length is
-    // passed with it, so the kernel writes at most that many bytes.
-    let r = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if r < 0 {
-        return None;
-    }
-    Some(buf[..r as usize].to_vec())
 }
 
 fn clear_dir(dir: &Path) -> Result<(), EngineError> {

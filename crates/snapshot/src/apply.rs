@@ -20,8 +20,8 @@ use std::path::Path;
 
 use wharf_types::{Digest, Sha256Writer};
 
-use crate::sys;
 use crate::SnapshotError;
+use wharf_confined::{self as sys, entry, overlay};
 
 const READ_BUFFER: usize = 1 << 20;
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -71,22 +71,14 @@ pub(crate) fn apply(layer: &Digest, dir: &Path, tar: impl Read) -> Result<Applie
     Ok(Applied { diff_id, size: ex.size })
 }
 
-/// Splits a tar path into its components, after dropping one leading `./`. Refuses absolute paths
-/// and `..`; drops empty and `.` components. An empty result names the layer root.
+/// The components of a tar path below the layer root, by the project's one set of entry name
+/// rules (`wharf_confined::entry`): a leading `/` and `.` elements dropped, `..` refused. An
+/// empty result names the layer root.
 fn split_path(raw: &[u8]) -> Result<Vec<CString>, &'static str> {
-    let rel = raw.strip_prefix(b"./").unwrap_or(raw);
-    if rel.starts_with(b"/") {
-        return Err("is an absolute path");
-    }
-    let mut out = Vec::new();
-    for comp in rel.split(|&b| b == b'/') {
-        match comp {
-            b"" | b"." => {}
-            b".." => return Err("escapes the layer root"),
-            c => out.push(CString::new(c).map_err(|_| "contains a NUL byte")?),
-        }
-    }
-    Ok(out)
+    entry::c_components(raw).map_err(|e| match e.refusal {
+        entry::Refusal::Parent => "escapes the layer root",
+        entry::Refusal::Nul => "contains a NUL byte",
+    })
 }
 
 /// Metadata of one entry, gathered from its header and PAX records.
@@ -199,7 +191,7 @@ impl Extractor<'_> {
     /// Removes whatever is at `name` in `dir`, so a later entry replaces an earlier one. Returns
     /// whether the existing thing was a directory that should be kept (`keep_dir`).
     fn clear(&mut self, dir: RawFd, name: &CStr, keep_dir: bool, entry: &str) -> Result<bool, SnapshotError> {
-        let Some(st) = sys::lstat_at(dir, name).map_err(|e| self.io(entry, "stat", e))? else {
+        let Some(st) = sys::lstat_at_if_exists(dir, name).map_err(|e| self.io(entry, "stat", e))? else {
             return Ok(false);
         };
         let fmt = st.st_mode & libc::S_IFMT;
@@ -209,8 +201,7 @@ impl Extractor<'_> {
             }
             // Replacing a whole directory is rare; the cached parent may live inside it.
             self.parent_cache = None;
-            let path = Path::new("/proc/self/fd").join(dir.to_string()).join(name.to_string_lossy().as_ref());
-            std::fs::remove_dir_all(&path).map_err(|e| self.io(entry, "remove replaced directory", e))?;
+            sys::remove_tree_at(dir, name, true).map_err(|e| self.io(entry, "remove replaced directory", e))?;
         } else {
             if fmt == libc::S_IFREG && st.st_nlink == 1 {
                 self.size = self.size.saturating_sub(st.st_size as u64);
@@ -402,12 +393,9 @@ impl Extractor<'_> {
 
     fn whiteout(&mut self, parent: RawFd, name: &[u8], display: &str) -> Result<(), SnapshotError> {
         if name == OPAQUE_MARKER {
-            // The user.* twin is what an overlay mounted in a user namespace reads (`userxattr`,
-            // userns-remap): trusted.* is out of its reach.
-            for xattr in [c"trusted.overlay.opaque", c"user.overlay.opaque"] {
-                sys::fsetxattr(parent, xattr, b"y").map_err(|e| self.io(display, "mark directory opaque", e))?;
-            }
-            return Ok(());
+            // Both namespaces: the user.* twin is what an overlay mounted in a user namespace
+            // reads (`userxattr`, userns-remap).
+            return overlay::mark_opaque(parent).map_err(|e| self.io(display, "mark directory opaque", e));
         }
         if name.starts_with(WHITEOUT_META_PREFIX) {
             return Ok(());
@@ -442,7 +430,9 @@ impl Extractor<'_> {
             Walk::Ok(fd) => fd,
             Walk::Missing | Walk::Blocked(_) => return Err(self.invalid(display, missing)),
         };
-        match sys::lstat_at(target_dir.as_raw_fd(), target_name).map_err(|e| self.io(display, "stat link target", e))? {
+        match sys::lstat_at_if_exists(target_dir.as_raw_fd(), target_name)
+            .map_err(|e| self.io(display, "stat link target", e))?
+        {
             Some(st) if st.st_mode & libc::S_IFMT != libc::S_IFDIR => {}
             _ => return Err(self.invalid(display, missing)),
         }
@@ -475,34 +465,6 @@ impl Extractor<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn split_path_table() {
-        let ok: &[(&[u8], &[&str])] = &[
-            (b"a/b", &["a", "b"]),
-            (b"./a/b/", &["a", "b"]),
-            (b"./", &[]),
-            (b".", &[]),
-            (b"a//./b", &["a", "b"]),
-            (b".wh..wh..opq", &[".wh..wh..opq"]),
-            (b"a/...", &["a", "..."]),
-        ];
-        for (input, want) in ok {
-            let got = split_path(input).unwrap();
-            let got: Vec<&str> = got.iter().map(|c| c.to_str().unwrap()).collect();
-            assert_eq!(&got, want, "{}", String::from_utf8_lossy(input));
-        }
-        let bad: &[(&[u8], &str)] = &[
-            (b"../x", "escapes the layer root"),
-            (b"a/../../x", "escapes the layer root"),
-            (b"a/..", "escapes the layer root"),
-            (b"/etc/passwd", "is an absolute path"),
-            (b".//etc/passwd", "is an absolute path"),
-        ];
-        for (input, want) in bad {
-            assert_eq!(split_path(input).unwrap_err(), *want, "{}", String::from_utf8_lossy(input));
-        }
-    }
 
     #[test]
     fn pax_time_table() {

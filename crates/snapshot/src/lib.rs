@@ -23,7 +23,7 @@
 //! (`fsconfig` `lowerdir+`, one layer at a time, no page limit).
 
 mod apply;
-mod sys;
+use wharf_confined as sys;
 
 use std::ffi::CString;
 use std::fs;
