@@ -46,7 +46,6 @@ mod store;
 mod sync;
 mod transfer;
 mod user;
-mod usernet;
 mod userns;
 mod volumes;
 
@@ -84,8 +83,8 @@ pub use logs::{LogChunk, LogOptions, LogStream};
 pub use metrics::endpoint_pattern;
 pub use monitor::parse_signal;
 pub use network::{
-    parse_link, AddressPool, DefaultBridgeOptions, Endpoint, NetAttach, NetOptions, NetworkConfig, NetworkView,
-    PortBinding, PublishedPort,
+    find_network_in, parse_link, AddressPool, DefaultBridgeOptions, Endpoint, NetAttach, NetOptions, NetworkConfig,
+    NetworkCreate, NetworkRecord, NetworkView, PortBinding, PublishedPort,
 };
 // The type of `DefaultBridgeOptions::fixed_cidr`, for the daemon that parses it.
 pub use pull::{PullEvent, PullRequest};
@@ -99,7 +98,6 @@ pub use security::{
 };
 pub use stats::{StatsSample, TopResult};
 pub use user::{PathInfo, PathKind};
-pub use usernet::{find_network_in, NetworkCreate, NetworkRecord};
 pub use userns::{resolve_userns_remap, UsernsRemap, DEFAULT_REMAP_USER};
 pub use volumes::{MountKind, MountPoint, MountRequest, VolumeRecord};
 pub use wharf_distribution::ProxyConfig;

@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use wharf_metadata::Table;
 
+use super::networks::NetworkRecord;
 use super::{lock, PublishedPort};
 use crate::formats::StoredForm;
-use crate::usernet::NetworkRecord;
 use crate::{Engine, EngineError};
 
 /// A `name[:alias]` link as `(name, alias)`, both as DNS compares them; the alias is the name
