@@ -64,7 +64,7 @@ impl Engine {
         // A namespace left by a crash between start and exit record.
         let _ = sandbox::remove(&path, None);
         let mut wanted = if mode == "none" { Vec::new() } else { self.container_networks(rec, true)? };
-        wanted.sort_by_cached_key(|w| self.view_rank(w));
+        wanted.sort_by_cached_key(|w| self.net().view_rank(w));
         if wanted.is_empty() {
             sandbox::create(&path, None).map_err(EngineError::from)?;
             // A container disconnected from every network is on none of them, not on `none`.

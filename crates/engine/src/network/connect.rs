@@ -317,7 +317,7 @@ impl Engine {
         if !ep.ports.is_empty() {
             // To the next gateway endpoint, else the first left in dockerd's order.
             let next = gateway_choice(rest.iter().filter(|e| !internal(e)))
-                .or_else(|| rest.iter().min_by_key(|e| self.endpoint_rank(e)));
+                .or_else(|| rest.iter().min_by_key(|e| self.net().endpoint_rank(e)));
             if let Some(next) = next {
                 let mut next = next.clone();
                 next.ports = ep.ports.clone();
