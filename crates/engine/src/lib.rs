@@ -86,7 +86,6 @@ pub use network::{
     find_network_in, parse_link, AddressPool, DefaultBridgeOptions, Endpoint, NetAttach, NetOptions, NetworkConfig,
     NetworkCreate, NetworkRecord, NetworkView, PortBinding, PublishedPort,
 };
-// The type of `DefaultBridgeOptions::fixed_cidr`, for the daemon that parses it.
 pub use pull::{PullEvent, PullRequest};
 pub use push::{PushRequest, Pushed};
 pub use resources::{support as cgroup_support, DeviceRequest, ResourceOptions, ThrottleDevice, WeightDevice};
@@ -102,6 +101,7 @@ pub use userns::{resolve_userns_remap, UsernsRemap, DEFAULT_REMAP_USER};
 pub use volumes::{MountKind, MountPoint, MountRequest, VolumeRecord};
 pub use wharf_distribution::ProxyConfig;
 pub use wharf_distribution::{AuthConfig, SearchAnswer};
+// The type of `DefaultBridgeOptions::fixed_cidr`, for the daemon that parses it.
 pub use wharf_network::Ipv4Net;
 /// A hugepage limit as the OCI spec has it (the CRI's `hugepage_limits`).
 pub use wharf_runtime::spec::HugepageLimit;
