@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use wharf_network::dns_wire::{answer, error_reply, parse_query, CLASS_IN, RCODE_REFUSED, RCODE_SERVFAIL};
 use wharf_network::Ipv4Net;
 
-use crate::network::lock;
+use crate::network::{lock, Networking};
 use crate::{Engine, EngineError};
 
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
@@ -152,9 +152,9 @@ async fn resolve(engine: &Engine, net_id: &str, subnet: Ipv4Net, src: SocketAddr
     }
     let q = parse_query(query)?;
     let lookup = if q.qclass == CLASS_IN {
-        engine.dns_lookup(net_id, src_ip, &q.name)
+        engine.inner.network.dns_lookup(net_id, src_ip, &q.name)
     } else {
-        Lookup::Forward(engine.dns_upstreams(src_ip))
+        Lookup::Forward(engine.inner.network.dns_upstreams(src_ip))
     };
     match lookup {
         Lookup::Local(addrs) => Some(answer(query, &q, &addrs)),
@@ -170,14 +170,14 @@ async fn resolve(engine: &Engine, net_id: &str, subnet: Ipv4Net, src: SocketAddr
     }
 }
 
-// The answering policy is the server's own concern (its only caller is `resolve`); it reads
-// nothing of the network module but the live endpoints.
-impl Engine {
+// The answering policy is the server's own concern (its only caller is `resolve`), so it is
+// here rather than in `network/`; it reads nothing of the network state but the live endpoints.
+impl Networking {
     /// Resolves a name asked by `src` through network `net_id`'s DNS server: the names of
     /// the containers on every user network the asker is on (that network's first), and only
     /// those; other names go to the asker's `--dns` servers or the host's.
     fn dns_lookup(&self, net_id: &str, src: Ipv4Addr, name: &str) -> Lookup {
-        let st = lock(&self.inner.network.state);
+        let st = lock(&self.state);
         let Some(asker) = st.endpoints.values().find(|e| e.network_id == net_id && e.ip == Some(src)) else {
             return Lookup::Refused;
         };
@@ -224,7 +224,7 @@ impl Engine {
 
     /// The servers names not known locally are forwarded to for a container at `src`.
     fn dns_upstreams(&self, src: Ipv4Addr) -> Vec<SocketAddr> {
-        let servers: Vec<IpAddr> = lock(&self.inner.network.state)
+        let servers: Vec<IpAddr> = lock(&self.state)
             .endpoints
             .values()
             .find(|e| e.ip == Some(src))

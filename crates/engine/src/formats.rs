@@ -38,7 +38,7 @@ pub(crate) const ALL: [&StoredForm; 9] = [
     &crate::images::IMAGES,
     &crate::images::TAGS,
     &crate::volumes::VOLUMES,
-    &crate::usernet::NETWORKS,
+    &crate::network::NETWORKS,
     &crate::network::Endpoint::STORED,
     &crate::build_cache::BUILD_CACHE,
     &crate::build_cache::BUILD_NOTES,

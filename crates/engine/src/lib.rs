@@ -46,7 +46,6 @@ mod store;
 mod sync;
 mod transfer;
 mod user;
-mod usernet;
 mod userns;
 mod volumes;
 
@@ -84,10 +83,9 @@ pub use logs::{LogChunk, LogOptions, LogStream};
 pub use metrics::endpoint_pattern;
 pub use monitor::parse_signal;
 pub use network::{
-    parse_link, AddressPool, DefaultBridgeOptions, Endpoint, NetAttach, NetOptions, NetworkConfig, NetworkView,
-    PortBinding, PublishedPort,
+    find_network_in, parse_link, AddressPool, DefaultBridgeOptions, Endpoint, NetAttach, NetOptions, NetworkConfig,
+    NetworkCreate, NetworkRecord, NetworkView, PortBinding, PublishedPort,
 };
-// The type of `DefaultBridgeOptions::fixed_cidr`, for the daemon that parses it.
 pub use pull::{PullEvent, PullRequest};
 pub use push::{PushRequest, Pushed};
 pub use resources::{support as cgroup_support, DeviceRequest, ResourceOptions, ThrottleDevice, WeightDevice};
@@ -99,11 +97,11 @@ pub use security::{
 };
 pub use stats::{StatsSample, TopResult};
 pub use user::{PathInfo, PathKind};
-pub use usernet::{find_network_in, NetworkCreate, NetworkRecord};
 pub use userns::{resolve_userns_remap, UsernsRemap, DEFAULT_REMAP_USER};
 pub use volumes::{MountKind, MountPoint, MountRequest, VolumeRecord};
 pub use wharf_distribution::ProxyConfig;
 pub use wharf_distribution::{AuthConfig, SearchAnswer};
+// The type of `DefaultBridgeOptions::fixed_cidr`, for the daemon that parses it.
 pub use wharf_network::Ipv4Net;
 /// A hugepage limit as the OCI spec has it (the CRI's `hugepage_limits`).
 pub use wharf_runtime::spec::HugepageLimit;

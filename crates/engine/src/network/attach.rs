@@ -14,11 +14,11 @@ use wharf_types::digest::short_id;
 
 use super::config::MTU_RANGE;
 use super::endpoint::{endpoint_key, parse_link, parse_link_local, parse_mac, Endpoint, NetworkView};
+use super::networks::NetworkRecord;
 use super::pools::{check_ipv6_configured, choose_bip, default_bridge_subnet6, mac_ipv6, parse_ipv6};
 use super::ports::{PublishedPort, Reservation};
 use super::{lock, Networking};
 use crate::containers::ContainerRecord;
-use crate::usernet::NetworkRecord;
 use crate::{blocking, Engine, EngineError};
 
 impl Engine {
@@ -64,7 +64,7 @@ impl Engine {
         // A namespace left by a crash between start and exit record.
         let _ = sandbox::remove(&path, None);
         let mut wanted = if mode == "none" { Vec::new() } else { self.container_networks(rec, true)? };
-        wanted.sort_by_cached_key(|w| self.view_rank(w));
+        wanted.sort_by_cached_key(|w| self.net().view_rank(w));
         if wanted.is_empty() {
             sandbox::create(&path, None).map_err(EngineError::from)?;
             // A container disconnected from every network is on none of them, not on `none`.
@@ -79,7 +79,7 @@ impl Engine {
             if w.network.predefined {
                 self.net().config.default_bridge.host_ip
             } else {
-                crate::usernet::host_ip_option(&w.network.options)
+                super::bridge_options::host_ip_option(&w.network.options)
             }
         });
         let (reservations, ports) = self.reserve_ports(rec, host_default)?;
@@ -513,7 +513,7 @@ impl Networking {
         if n.predefined {
             return Ok(self.config.default_bridge.mtu);
         }
-        crate::usernet::mtu_option(&n.options)
+        super::bridge_options::mtu_option(&n.options)
     }
 
     /// Whether containers on the network get IPv6 addresses.

@@ -11,10 +11,10 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use wharf_metadata::Table;
 
-use super::{lock, PublishedPort};
+use super::networks::NetworkRecord;
+use super::{lock, Networking, PublishedPort};
 use crate::formats::StoredForm;
-use crate::usernet::NetworkRecord;
-use crate::{Engine, EngineError};
+use crate::EngineError;
 
 /// A `name[:alias]` link as `(name, alias)`, both as DNS compares them; the alias is the name
 /// when none is given. A leading `/` of the name (Docker's form) is dropped.
@@ -256,15 +256,15 @@ pub(crate) fn parse_mac(s: &str) -> Option<[u8; 6]> {
     Some(mac)
 }
 
-impl Engine {
+impl Networking {
     /// Where a network a container is to start on comes in dockerd's order.
     pub(super) fn view_rank(&self, w: &NetworkView) -> Rank {
-        Rank::new(w.gw_priority, w.network.internal, self.net().network_has_ipv6(&w.network), &w.network.name)
+        Rank::new(w.gw_priority, w.network.internal, self.network_has_ipv6(&w.network), &w.network.name)
     }
 
     /// Where an endpoint of a running container comes in dockerd's order.
     pub(super) fn endpoint_rank(&self, e: &Endpoint) -> Rank {
-        let internal = lock(&self.net().networks).get(&e.network_id).is_some_and(|n| n.internal);
+        let internal = lock(&self.networks).get(&e.network_id).is_some_and(|n| n.internal);
         Rank::new(e.gw_priority, internal, e.gateway6.is_some(), &e.network)
     }
 }

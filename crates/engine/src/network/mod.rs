@@ -37,19 +37,22 @@
 //! - `attach`: at a container's start, its namespace, an interface with its addresses on each
 //!   network (the default bridge made on first use) and its published ports; at its stop, the
 //!   release of all of it;
-//! - `connect`: connect and disconnect while it runs, and the default routes' moves;
+//! - `networks`: user-defined networks (their record, create, remove, prune, restore at
+//!   start) and the list and lookup of every network, the predefined ones made from the
+//!   daemon's configuration; `bridge_options`: a network's bridge driver options as dockerd
+//!   parses them;
+//! - `connect`: the `network connect` and `disconnect` requests (and `rm --link`), connect and
+//!   disconnect while it runs, and the default routes' moves;
 //! - `reconcile`: at daemon start, what a daemon before this one left; at its stop, the
 //!   teardown;
 //! - `pools` (where subnets and addresses come from), `endpoint` (the stored record, its
 //!   migration and dockerd's order), `ports` (host port reservations and the proxies), `rules`
 //!   (the nftables table) and `etc_files` (hostname, hosts, resolv.conf, link env).
 //!
-//! User-defined networks (create, remove, prune, and the connect and disconnect requests) are
-//! in `crate::usernet`; what the embedded DNS answers is decided in `crate::dns`, beside its
-//! server.
+//! What the embedded DNS answers is decided in `crate::dns`, beside its server.
 //!
 //! Lock order (ARCHITECTURE.md's Locks has the whole of it): `create_lock` (network create and
-//! remove, in `usernet`), then `apply_lock` (from the snapshot of the state to the nftables
+//! remove, in `networks`), then `apply_lock` (from the snapshot of the state to the nftables
 //! write, in `rules`), then the leaves `bridge` (held across the default bridge's creation),
 //! `state`, `networks` and `dns`: never two of them at once, and nothing taken under one.
 
@@ -60,14 +63,15 @@ use std::sync::Mutex;
 use wharf_network::sandbox::BridgeConfig;
 
 use crate::dns::DnsServer;
-use crate::usernet::NetworkRecord;
 use crate::Engine;
 
 mod attach;
+mod bridge_options;
 mod config;
 mod connect;
 mod endpoint;
 mod etc_files;
+mod networks;
 mod options;
 mod pools;
 mod ports;
@@ -78,6 +82,8 @@ mod views;
 pub use config::{DefaultBridgeOptions, NetworkConfig};
 pub(crate) use endpoint::parse_mac;
 pub use endpoint::{parse_link, Endpoint, NetworkView};
+pub(crate) use networks::NETWORKS;
+pub use networks::{find_network_in, NetworkCreate, NetworkRecord};
 pub use options::{NetAttach, NetOptions};
 pub use pools::AddressPool;
 pub(crate) use pools::{candidate_subnets, check_ipv6_configured, default_bridge_subnet6, parse_ipv6};

@@ -7,8 +7,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use wharf_network::{Ipv4Net, Ipv6Net};
 
+use super::networks::NetworkRecord;
 use super::NetworkConfig;
-use crate::usernet::NetworkRecord;
 use crate::EngineError;
 
 /// The default bridge's IPv6 subnet (host bits cleared): `fixed_cidr_v6` when `ipv6` is on.

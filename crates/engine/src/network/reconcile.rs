@@ -11,8 +11,8 @@ use wharf_network::sandbox;
 
 use super::endpoint::{migrate_endpoint, Endpoint};
 use super::lock;
+use super::networks::NetworkRecord;
 use super::ports::{bind_port, parse_port_proto};
-use crate::usernet::NetworkRecord;
 use crate::{blocking, Engine, EngineError};
 
 impl Engine {

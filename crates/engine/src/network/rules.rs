@@ -47,8 +47,8 @@ impl Engine {
                 subnet: gw,
                 subnet6: n.gateway6_net(),
                 internal: n.internal,
-                masquerade: crate::usernet::masquerade_option(&n.options),
-                icc: crate::usernet::icc_option(&n.options),
+                masquerade: super::bridge_options::masquerade_option(&n.options),
+                icc: super::bridge_options::icc_option(&n.options),
                 members: members.remove(&n.id).unwrap_or_default(),
             });
         }
@@ -138,7 +138,7 @@ impl Networking {
         if ep.network_id.is_empty() {
             return !self.config.default_bridge.icc;
         }
-        lock(&self.networks).get(&ep.network_id).is_some_and(|n| !crate::usernet::icc_option(&n.options))
+        lock(&self.networks).get(&ep.network_id).is_some_and(|n| !super::bridge_options::icc_option(&n.options))
     }
 
     /// Removes the `ip6` table when it may be there (no network needs it any more). Best

@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 
 use super::endpoint::{Endpoint, NetworkView};
+use super::networks::NetworkRecord;
 use super::{lock, Networking};
 use crate::containers::ContainerRecord;
-use crate::usernet::NetworkRecord;
 use crate::{Engine, EngineError};
 
 /// `container_networks` against a list of the networks (`list_networks`), taken once by
@@ -24,7 +24,7 @@ pub(crate) fn container_networks_in(
     }
     let mut out = Vec::new();
     if !hc.net.detached {
-        match crate::usernet::find_network_in(networks, mode).cloned() {
+        match super::networks::find_network_in(networks, mode).cloned() {
             Ok(network) => out.push(NetworkView {
                 network,
                 aliases: hc.net.aliases.clone(),
@@ -42,7 +42,7 @@ pub(crate) fn container_networks_in(
         }
     }
     for a in &hc.net.networks {
-        let n = match crate::usernet::find_network_in(networks, &a.network).cloned() {
+        let n = match super::networks::find_network_in(networks, &a.network).cloned() {
             Ok(n) => n,
             Err(e) if strict => return Err(e),
             Err(_) => continue,
@@ -89,7 +89,7 @@ impl Engine {
         let eps = self.container_endpoints(&rec.id);
         let mut views = container_networks_in(networks, rec, false).unwrap_or_default();
         if rec.host_config.network_mode == "none" {
-            if let Ok(n) = crate::usernet::find_network_in(networks, "none") {
+            if let Ok(n) = super::networks::find_network_in(networks, "none") {
                 views.push(NetworkView {
                     network: n.clone(),
                     aliases: Vec::new(),

@@ -13,79 +13,12 @@ use wharf_network::sandbox::{self, BridgeConfig};
 use wharf_network::{Ipv4Net, Ipv6Net};
 use wharf_types::digest::short_id;
 
-use crate::containers::{ContainerRecord, HostConfig};
+use super::bridge_options::{check_options, default_bridge_options, OPT_BRIDGE_NAME};
+use super::{lock, Endpoint};
 use crate::formats::StoredForm;
-use crate::network::{lock, Endpoint, NetAttach, NetworkView};
 use crate::{blocking, ids, Engine, EngineError};
 
-pub const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];
-
-/// Docker's option naming the bridge device of a network.
-const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
-const OPT_MTU: &str = "com.docker.network.driver.mtu";
-const OPT_ICC: &str = "com.docker.network.bridge.enable_icc";
-const OPT_MASQUERADE: &str = "com.docker.network.bridge.enable_ip_masquerade";
-const OPT_HOST_IP: &str = "com.docker.network.bridge.host_binding_ipv4";
-
-/// A bridge option's value as dockerd parses it, with its message for one it cannot.
-fn parse_option<T>(
-    options: &BTreeMap<String, String>,
-    key: &str,
-    parse: impl Fn(&str) -> Result<T, String>,
-) -> Result<Option<T>, EngineError> {
-    match options.get(key) {
-        None => Ok(None),
-        Some(v) => {
-            parse(v).map(Some).map_err(|why| EngineError::Invalid(format!("failed to parse {key} value: {v} ({why})")))
-        }
-    }
-}
-
-fn parse_bool(v: &str) -> Result<bool, String> {
-    // Go's strconv.ParseBool, which dockerd uses.
-    match v {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        _ => Err(format!("strconv.ParseBool: parsing {v:?}: invalid syntax")),
-    }
-}
-
-/// `com.docker.network.driver.mtu`: None without it or at 0 (the kernel's 1500). A value out of
-/// a veth's range is taken, as dockerd takes it, and refused when an endpoint is made.
-pub(crate) fn mtu_option(options: &BTreeMap<String, String>) -> Result<Option<u32>, EngineError> {
-    let mtu = parse_option(options, OPT_MTU, |v| {
-        v.parse::<i64>().map_err(|_| format!("strconv.Atoi: parsing {v:?}: invalid syntax"))
-    })?;
-    Ok(mtu.filter(|m| *m != 0).map(|m| u32::try_from(m).unwrap_or(u32::MAX)))
-}
-
-/// `com.docker.network.bridge.enable_icc`: containers may reach each other (default true).
-pub(crate) fn icc_option(options: &BTreeMap<String, String>) -> bool {
-    parse_option(options, OPT_ICC, parse_bool).ok().flatten().unwrap_or(true)
-}
-
-/// `com.docker.network.bridge.enable_ip_masquerade` (default true).
-pub(crate) fn masquerade_option(options: &BTreeMap<String, String>) -> bool {
-    parse_option(options, OPT_MASQUERADE, parse_bool).ok().flatten().unwrap_or(true)
-}
-
-/// `com.docker.network.bridge.host_binding_ipv4`: the address ports published without one
-/// bind; None for every address.
-pub(crate) fn host_ip_option(options: &BTreeMap<String, String>) -> Option<Ipv4Addr> {
-    parse_option(options, OPT_HOST_IP, |v| v.parse::<Ipv4Addr>().map_err(|_| "nil ip".to_string()))
-        .ok()
-        .flatten()
-        .filter(|a| !a.is_unspecified())
-}
-
-/// Refuses, as dockerd does at `network create`, a bridge option it cannot parse.
-fn check_options(options: &BTreeMap<String, String>) -> Result<(), EngineError> {
-    mtu_option(options)?;
-    parse_option(options, OPT_ICC, parse_bool)?;
-    parse_option(options, OPT_MASQUERADE, parse_bool)?;
-    parse_option(options, OPT_HOST_IP, |v| v.parse::<Ipv4Addr>().map(|_| ()).map_err(|_| "nil ip".to_string()))?;
-    Ok(())
-}
+const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];
 
 /// A network: what the `networks` table stores for a user-defined one, and what `network
 /// inspect` is made from (the API builds its own JSON from the fields, so the serde form is the
@@ -256,19 +189,6 @@ fn parse_net(what: &str, s: &str) -> Result<Ipv4Net, EngineError> {
     s.parse::<Ipv4Net>().map_err(|_| EngineError::Invalid(format!("invalid {what}: {s}")))
 }
 
-/// A stable id for a predefined network, derived from its name and the daemon's bridge.
-/// The default bridge's options as dockerd shows them, from its settings.
-fn default_bridge_options(bridge: &str, o: &crate::network::DefaultBridgeOptions) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        ("com.docker.network.bridge.default_bridge".to_string(), "true".to_string()),
-        (OPT_ICC.to_string(), o.icc.to_string()),
-        (OPT_MASQUERADE.to_string(), o.masquerade.to_string()),
-        (OPT_HOST_IP.to_string(), o.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED).to_string()),
-        (OPT_BRIDGE_NAME.to_string(), bridge.to_string()),
-        (OPT_MTU.to_string(), o.mtu.unwrap_or(1500).to_string()),
-    ])
-}
-
 /// A network of `all` by name, full id or unique id prefix (Docker's lookup order); `default`
 /// is the default bridge.
 pub fn find_network_in<'a>(all: &'a [NetworkRecord], name: &str) -> Result<&'a NetworkRecord, EngineError> {
@@ -289,6 +209,7 @@ pub fn find_network_in<'a>(all: &'a [NetworkRecord], name: &str) -> Result<&'a N
     }
 }
 
+/// A stable id for a predefined network, derived from its name and the daemon's bridge.
 fn predefined_id(name: &str, bridge: &str) -> String {
     wharf_types::Digest::of(format!("wharf predefined network {name} {bridge}").as_bytes()).hex().to_string()
 }
@@ -556,7 +477,7 @@ impl Engine {
     }
 
     /// The bridge with its gateway address and the DNS server on it.
-    pub(crate) fn bring_up_network(&self, rec: &NetworkRecord) -> Result<(), EngineError> {
+    pub(super) fn bring_up_network(&self, rec: &NetworkRecord) -> Result<(), EngineError> {
         let gw = rec.gateway_net().ok_or_else(|| EngineError::Internal(format!("network {}: bad subnet", rec.name)))?;
         let cfg = BridgeConfig { name: rec.bridge.clone(), gateway: gw, gateway6: rec.gateway6_net(), mtu: None };
         sandbox::ensure_bridge(&cfg).map_err(EngineError::from)?;
@@ -573,7 +494,7 @@ impl Engine {
         }
     }
 
-    pub(crate) fn tear_down_network(&self, rec: &NetworkRecord) {
+    pub(super) fn tear_down_network(&self, rec: &NetworkRecord) {
         lock(&self.inner.network.dns).remove(&rec.id);
         if let Err(e) = sandbox::remove_bridge(&rec.bridge) {
             log::warn!("network {}: {e}", rec.name);
@@ -652,7 +573,7 @@ impl Engine {
     }
 
     /// At daemon start: every stored network comes back with its bridge and DNS server.
-    pub(crate) fn restore_networks(&self) -> Result<(), EngineError> {
+    pub(super) fn restore_networks(&self) -> Result<(), EngineError> {
         let stored: Vec<(String, NetworkRecord)> = self.inner.db.list(Table::Networks)?;
         for (id, rec) in stored {
             if let Err(e) = self.bring_up_network(&rec) {
@@ -661,252 +582,6 @@ impl Engine {
             lock(&self.inner.network.networks).insert(id, rec);
         }
         Ok(())
-    }
-
-    /// Connects a container to a network: a running one gets its interface right away, a
-    /// created or stopped one at its next start. A container on the host's network, on
-    /// `none`, or sharing another's namespace cannot be connected (Docker's errors).
-    /// `endpoint` says how (its `network` is not read).
-    pub async fn connect_network(
-        &self,
-        network: &str,
-        container: &str,
-        endpoint: NetAttach,
-    ) -> Result<(), EngineError> {
-        let NetAttach {
-            aliases,
-            ipv4_address: ip,
-            ipv6_address: ip6,
-            links,
-            mac_address,
-            driver_opts,
-            link_local_ips,
-            gw_priority,
-            ..
-        } = endpoint;
-        if let Some(m) = mac_address.as_deref().filter(|m| !m.is_empty()) {
-            crate::network::parse_mac(m).ok_or_else(|| EngineError::Invalid(format!("invalid MAC address: {m}")))?;
-        }
-        let n = self.find_network(network)?;
-        let c = self.find_container(container)?;
-        let live = self.live(&c.id);
-        let _op = live.op.lock().await;
-        let c = self.find_container(&c.id)?;
-        let mode = c.host_config.network_mode.clone();
-        let views = self.container_networks(&c, false)?;
-        let already =
-            views.iter().any(|v| v.network.id == n.id) || (mode == n.name && (mode == "host" || mode == "none"));
-        if already {
-            return Err(EngineError::Forbidden(format!(
-                "endpoint with name {} already exists in network {}",
-                c.name, n.name
-            )));
-        }
-        if mode == "host" || n.name == "host" {
-            return Err(EngineError::Invalid(
-                "container cannot be disconnected from host network or connected to host network".to_string(),
-            ));
-        }
-        if mode.starts_with("container:") {
-            return Err(EngineError::Invalid(
-                "container sharing network namespace with another container or host cannot be connected to any other network"
-                    .to_string(),
-            ));
-        }
-        if mode == "none" || n.name == "none" {
-            return Err(EngineError::Invalid(
-                "container cannot be connected to multiple networks with one of the networks in private (none) mode"
-                    .to_string(),
-            ));
-        }
-        if n.predefined && !aliases.is_empty() {
-            return Err(EngineError::Invalid(
-                "network-scoped alias is supported only for containers in user defined networks".to_string(),
-            ));
-        }
-        if let Some(a) = ip.as_deref() {
-            if n.predefined {
-                return Err(EngineError::Invalid(
-                    "user specified IP address is supported on user defined networks only".to_string(),
-                ));
-            }
-            a.parse::<Ipv4Addr>().map_err(|_| EngineError::Invalid(format!("invalid IPv4 address: {a}")))?;
-        }
-        if let Some(a) = ip6.as_deref() {
-            if n.predefined {
-                return Err(EngineError::Invalid(
-                    "user specified IP address is supported on user defined networks only".to_string(),
-                ));
-            }
-            crate::network::parse_ipv6(a)?;
-            crate::network::check_ipv6_configured(&n)?;
-        }
-        let want = NetworkView {
-            network: n.clone(),
-            aliases: aliases.clone(),
-            ipv4_address: ip.clone(),
-            ipv6_address: ip6.clone(),
-            links: links.clone(),
-            mac_address: mac_address.clone(),
-            driver_opts: driver_opts.clone(),
-            link_local_ips: link_local_ips.clone(),
-            gw_priority,
-            endpoint: None,
-        };
-        if c.state.running {
-            let engine = self.clone();
-            let (rec, w) = (c.clone(), want.clone());
-            blocking(move || engine.connect_running(&rec, &w)).await?;
-            // It exited meanwhile (its exit is recorded, then released, outside the op lock):
-            // what was just attached must not outlive a release that already ran.
-            if !self.find_container(&c.id).is_ok_and(|r| r.state.running) {
-                self.network_release_async(&c.id).await;
-            }
-        }
-        let recorded = self.update_host_config(&c.id, |hc| {
-            if hc.net.detached {
-                hc.network_mode = n.name.clone();
-                hc.net.detached = false;
-                hc.net.aliases = aliases;
-                hc.net.ipv4_address = ip;
-                hc.net.ipv6_address = ip6;
-                hc.net.links = links;
-                hc.net.mac_address = mac_address;
-                hc.net.driver_opts = driver_opts;
-                hc.net.link_local_ips = link_local_ips;
-                hc.net.gw_priority = gw_priority;
-            } else {
-                let key = if n.predefined { n.name.clone() } else { n.id.clone() };
-                hc.net.networks.push(NetAttach {
-                    network: key,
-                    aliases,
-                    ipv4_address: ip,
-                    ipv6_address: ip6,
-                    links,
-                    mac_address,
-                    driver_opts,
-                    link_local_ips,
-                    gw_priority,
-                });
-            }
-        });
-        if let Err(e) = recorded {
-            if c.state.running {
-                let engine = self.clone();
-                let (rec, n) = (c.clone(), n.clone());
-                let _ = blocking(move || engine.disconnect_running(&rec, &n)).await;
-            }
-            return Err(e);
-        }
-        let attrs = BTreeMap::from([
-            ("container".to_string(), c.id.clone()),
-            ("name".to_string(), n.name.clone()),
-            ("type".to_string(), n.driver.clone()),
-        ]);
-        self.publish_event("network", "connect", &n.id, attrs);
-        Ok(())
-    }
-
-    /// Disconnects a container from a network: a running one loses that interface now. The
-    /// first network's place goes to the next one connected; a container disconnected from
-    /// all of them keeps loopback only until it is connected again.
-    pub async fn disconnect_network(&self, network: &str, container: &str, _force: bool) -> Result<(), EngineError> {
-        let n = self.find_network(network)?;
-        let c = self.find_container(container)?;
-        let live = self.live(&c.id);
-        let _op = live.op.lock().await;
-        let c = self.find_container(&c.id)?;
-        let mode = c.host_config.network_mode.clone();
-        if mode == "host" || n.name == "host" {
-            return Err(EngineError::Invalid(
-                "container cannot be disconnected from host network or connected to host network".to_string(),
-            ));
-        }
-        let views = self.container_networks(&c, false)?;
-        if !views.iter().any(|v| v.network.id == n.id) {
-            return Err(EngineError::Forbidden(format!("container {} is not connected to network {}", c.name, n.name)));
-        }
-        if c.state.running {
-            let engine = self.clone();
-            let (rec, net) = (c.clone(), n.clone());
-            blocking(move || engine.disconnect_running(&rec, &net)).await?;
-        }
-        let primary = !c.host_config.net.detached && self.find_network(&mode).is_ok_and(|m| m.id == n.id);
-        let next_name = c.host_config.net.networks.first().map(|a| self.find_network(&a.network).map(|m| m.name));
-        self.update_host_config(&c.id, |hc| {
-            if primary {
-                if hc.net.networks.is_empty() {
-                    hc.net.detached = true;
-                    hc.net.aliases.clear();
-                    hc.net.ipv4_address = None;
-                    hc.net.ipv6_address = None;
-                    hc.net.link_local_ips.clear();
-                    hc.net.gw_priority = 0;
-                    hc.net.mac_address = None;
-                    hc.net.driver_opts.clear();
-                } else {
-                    let next = hc.net.networks.remove(0);
-                    hc.network_mode = match next_name {
-                        Some(Ok(name)) => name,
-                        _ => next.network,
-                    };
-                    hc.net.aliases = next.aliases;
-                    hc.net.ipv4_address = next.ipv4_address;
-                    hc.net.ipv6_address = next.ipv6_address;
-                    hc.net.link_local_ips = next.link_local_ips;
-                    hc.net.gw_priority = next.gw_priority;
-                    // The next network's own MAC address and driver options come with it.
-                    // (Its endpoint links do not: the first slot's links are also
-                    // HostConfig.Links, which a disconnect leaves as they are, as dockerd.)
-                    hc.net.mac_address = next.mac_address;
-                    hc.net.driver_opts = next.driver_opts;
-                }
-            } else {
-                hc.net.networks.retain(|a| !(a.network == n.id || a.network == n.name));
-            }
-        })?;
-        let attrs = BTreeMap::from([
-            ("container".to_string(), c.id.clone()),
-            ("name".to_string(), n.name.clone()),
-            ("type".to_string(), n.driver.clone()),
-        ]);
-        self.publish_event("network", "disconnect", &n.id, attrs);
-        Ok(())
-    }
-
-    /// Changes a container's network settings in one transaction that reads the record too, so
-    /// an exit recorded meanwhile (outside the container's op lock) is not overwritten.
-    /// `rm --link parent/alias` (`DELETE /containers/parent/alias?link=1`): the parent keeps
-    /// running and forgets the link; its /etc/hosts line goes at its next start.
-    pub async fn remove_link(&self, link: &str) -> Result<(), EngineError> {
-        let link = link.trim_start_matches('/');
-        let Some((parent, alias)) = link.rsplit_once('/') else {
-            return Err(EngineError::Conflict("Conflict, cannot remove the default link name".into()));
-        };
-        let c = self
-            .find_container(parent)
-            .map_err(|_| EngineError::NotFound(format!("Cannot get parent /{parent} for link name /{link}")))?;
-        let alias = alias.to_ascii_lowercase();
-        let mut found = false;
-        self.update_host_config(&c.id, |hc| {
-            let before = hc.net.links.len();
-            hc.net.links.retain(|l| crate::network::parse_link(l).is_none_or(|(_, a)| a != alias));
-            found = hc.net.links.len() != before;
-        })?;
-        if found {
-            Ok(())
-        } else {
-            Err(EngineError::NotFound(format!("Could not find container for entity id /{link}")))
-        }
-    }
-
-    fn update_host_config(&self, id: &str, f: impl FnOnce(&mut HostConfig)) -> Result<ContainerRecord, EngineError> {
-        self.inner.containers.write(|tx| {
-            let mut rec = tx.get(id).ok_or_else(|| EngineError::NotFound(format!("No such container: {id}")))?;
-            f(&mut rec.host_config);
-            tx.put(&rec);
-            Ok(rec)
-        })
     }
 
     fn network_event(&self, rec: &NetworkRecord, action: &str) {
@@ -923,7 +598,7 @@ mod tests {
     #[test]
     fn the_stored_network_record_is_pinned() {
         let rec: NetworkRecord =
-            crate::formats::tests::assert_pinned(include_str!("../testdata/network-record-1.json"));
+            crate::formats::tests::assert_pinned(include_str!("../../testdata/network-record-1.json"));
         assert!(rec.enable_ipv6 && rec.gateway6_net().is_some() && rec.pool().is_some() && !rec.predefined);
         assert_eq!(NETWORKS.current, 1, "a new format needs a fixture of its own and a test of its step");
     }
