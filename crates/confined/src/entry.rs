@@ -3,11 +3,11 @@
 //! builder's context and ADD archives all turn an entry name, and a hard link's target, into
 //! components below their extraction directory with [`components`] and nothing else.
 //!
-//! The rules, as Docker's: a leading `/` is stripped (an absolute name lands below the
-//! directory, as `tar` and Docker extract it); empty and `.` elements are dropped (`./a//b/` is
-//! `a/b`); a `..` element anywhere is refused, whether or not it would climb out (no archive
-//! tool writes one, and refusing it spares every caller from reasoning about what it would
-//! resolve through); a NUL byte is refused (a PAX `path` record can carry one; no file name
+//! The rules: a leading `/` is stripped (an absolute name lands below the directory, as `tar`
+//! and Docker extract it); empty and `.` elements are dropped (`./a//b/` is `a/b`); a `..`
+//! element anywhere is refused, whether or not it would climb out (stricter than Docker, which
+//! resolves `a/../b` to `b`: no archive tool writes one, and refusing it spares every caller
+//! from reasoning about what it would resolve through); a NUL byte is refused (a PAX `path` record can carry one; no file name
 //! can). An empty result names the extraction directory itself.
 //!
 //! These rules see names only. Symlinks the archive or the tree below makes are the walk's
