@@ -9,6 +9,7 @@
 //! archive may give. The only overlay metadata an extraction produces is what whiteout entries
 //! say, and only when the policy turns whiteouts on (layer apply).
 
+use std::collections::HashSet;
 use std::ffi::{CStr, CString};
 use std::fmt;
 use std::fs::File;
@@ -32,6 +33,9 @@ pub enum Owner<'a> {
     Fixed(u32, u32),
     /// The entry's ids through this map; `None` refuses the entry.
     Mapped(&'a dyn Fn(u32, u32) -> Option<(u32, u32)>),
+    /// No chown at all: what is created belongs to whoever extracts (the CLI's `cp` to the
+    /// host without `-a`, run by any user).
+    Unchanged,
 }
 
 /// What an existing object at an entry's name may be replaced by.
@@ -45,9 +49,30 @@ pub enum Replace {
     NoDirNonDir,
 }
 
+/// How the parent directories of an entry are opened below the extraction directory.
+#[derive(Clone, Copy)]
+pub enum Resolve<'a> {
+    /// Element by element from the extraction directory's fd with `O_NOFOLLOW`: any symlink on
+    /// the way is refused (layer apply: a layer's tree is its own, nothing in it is to be
+    /// followed).
+    NoFollow,
+    /// With `openat2(RESOLVE_IN_ROOT)` in `root`, from `path`, the extraction directory's path
+    /// inside it (`docker cp` into a container): symlinks that were there before are followed,
+    /// as the container means them, but cannot lead out of `root`; a symlink made by the same
+    /// archive is never followed (an entry through one is refused).
+    InRoot { root: RawFd, path: &'a [u8] },
+}
+
+/// A rewrite of entry names ([`Policy::rename`]).
+pub type Rename<'a> = dyn Fn(&[u8]) -> Vec<u8> + 'a;
+
 /// What the extractors differ in; every field is one point of difference.
 #[derive(Clone, Copy)]
 pub struct Policy<'a> {
+    pub resolve: Resolve<'a>,
+    /// Whether an entry naming the extraction directory itself (`./`) gives it its metadata
+    /// (layer apply); otherwise such an entry is skipped and the directory keeps its own.
+    pub root_entry: bool,
     pub owner: Owner<'a>,
     pub replace: Replace,
     /// Whether PAX `mtime` records give nanoseconds; otherwise the header's whole seconds.
@@ -59,6 +84,13 @@ pub struct Policy<'a> {
     pub refuse_unknown: bool,
     /// Whether `.wh.` names are Docker whiteouts, written in overlayfs form (layer apply).
     pub whiteouts: bool,
+    /// Whether a numeric header field that does not parse (an empty mode, say) reads as a
+    /// default (mode 0644, ids and time 0, device 0:0), as `docker cp` has always taken them;
+    /// otherwise the archive is refused as unreadable.
+    pub lenient_header: bool,
+    /// Rewrites every entry name, and hard-link target, before the name rules see it (the
+    /// CLI's `cp` renames the first element to the destination's name).
+    pub rename: Option<&'a Rename<'a>>,
 }
 
 /// Why an entry was refused. [`Problem::reason`] words it.
@@ -70,6 +102,8 @@ pub enum Problem {
     RootNotDirectory,
     /// A parent element is a symlink or not a directory.
     Blocked(String),
+    /// A parent element is a symlink made by the same archive ([`Resolve::InRoot`]).
+    ThroughArchiveLink(String),
     /// A symlink entry without a target.
     SymlinkWithoutTarget,
     /// A symlink entry whose target has a NUL byte.
@@ -100,6 +134,7 @@ impl Problem {
             Problem::Name(Refusal::Nul) => "contains a NUL byte".into(),
             Problem::RootNotDirectory => format!("names the {what} root but is not a directory"),
             Problem::Blocked(c) => format!("passes through {c:?}, a symlink or not a directory"),
+            Problem::ThroughArchiveLink(l) => format!("goes through the symbolic link {l:?} of the same archive"),
             Problem::SymlinkWithoutTarget => "is a symlink without a target".into(),
             Problem::SymlinkTargetNul => "has a NUL byte in its target".into(),
             Problem::LinkTargetName { target, refusal: Refusal::Parent } => {
@@ -149,20 +184,30 @@ pub struct Summary {
     /// The apparent size of the files (and symlink targets) left below the directory, each
     /// inode once.
     pub size: u64,
+    /// The bytes of file content written, replaced files included.
+    pub written: u64,
 }
 
-/// Extracts every entry of `archive` below the directory `root`, as `policy` says. Parents
-/// are walked from `root` with `O_NOFOLLOW`, so neither a symlink made by an earlier entry nor
-/// one that was there before can lead a write elsewhere; missing parents are created (0755,
-/// as Docker does).
+/// Extracts every entry of `archive` below the directory `root`, as `policy` says. Parents are
+/// opened as [`Resolve`] says, so that no symlink made by an earlier entry can lead a write
+/// elsewhere; missing parents are created (0755, as Docker does).
 pub fn extract<R: Read>(root: &OwnedFd, archive: &mut tar::Archive<R>, policy: &Policy<'_>) -> Result<Summary, Error> {
-    let mut ex = Extractor { root, policy, parent_cache: None, dirs: Vec::new(), size: 0, buf: vec![0; READ_BUFFER] };
+    let mut ex = Extractor {
+        root,
+        policy,
+        parent_cache: None,
+        made_links: HashSet::new(),
+        dirs: Vec::new(),
+        size: 0,
+        written: 0,
+        buf: vec![0; READ_BUFFER],
+    };
     for entry in archive.entries().map_err(Error::Read)? {
         let mut entry = entry.map_err(Error::Read)?;
         ex.entry(&mut entry)?;
     }
     ex.set_dir_times()?;
-    Ok(Summary { size: ex.size })
+    Ok(Summary { size: ex.size, written: ex.written })
 }
 
 /// Parses a PAX time (`seconds[.fraction]`, possibly negative).
@@ -187,8 +232,8 @@ fn parse_pax_time(v: &[u8]) -> Option<libc::timespec> {
 /// Metadata of one entry, gathered from its header and PAX records.
 struct Meta {
     mode: libc::mode_t,
-    uid: u32,
-    gid: u32,
+    /// `None`: left as created.
+    owner: Option<(u32, u32)>,
     mtime: libc::timespec,
     xattrs: Vec<(CString, Vec<u8>)>,
 }
@@ -199,6 +244,19 @@ enum Walk {
     Missing,
     /// A component is a symlink or not a directory.
     Blocked(String),
+    /// A component is a symlink made by this archive.
+    ThroughArchiveLink(String),
+}
+
+fn joined(comps: &[CString]) -> Vec<u8> {
+    let mut key = Vec::new();
+    for (i, c) in comps.iter().enumerate() {
+        if i > 0 {
+            key.push(b'/');
+        }
+        key.extend_from_slice(c.as_bytes());
+    }
+    key
 }
 
 struct Extractor<'a> {
@@ -206,9 +264,12 @@ struct Extractor<'a> {
     policy: &'a Policy<'a>,
     /// The last parent directory walked to, as entries of one directory come together.
     parent_cache: Option<(Vec<CString>, OwnedFd)>,
+    /// Symlinks made by this archive, as `/`-joined components ([`Resolve::InRoot`]).
+    made_links: HashSet<Vec<u8>>,
     /// Directories whose mtime is set at the end, after their contents stopped changing.
     dirs: Vec<(Vec<CString>, libc::timespec)>,
     size: u64,
+    written: u64,
     buf: Vec<u8>,
 }
 
@@ -221,9 +282,25 @@ fn io_err<'a>(entry: &'a str, what: &'a str) -> impl FnOnce(io::Error) -> Error 
 }
 
 impl Extractor<'_> {
-    /// Opens the directory at `comps` beneath the root without following any symlink, creating
-    /// missing directories (mode 0755, like Docker) when `create`.
+    /// Opens the directory at `comps` below the extraction directory as the policy resolves,
+    /// creating missing directories (mode 0755, like Docker) when `create`.
     fn walk(&self, comps: &[CString], create: bool) -> io::Result<Walk> {
+        match self.policy.resolve {
+            Resolve::NoFollow => self.walk_no_follow(comps, create),
+            Resolve::InRoot { root, path } => {
+                for i in 1..=comps.len() {
+                    let key = joined(&comps[..i]);
+                    if self.made_links.contains(&key) {
+                        return Ok(Walk::ThroughArchiveLink(String::from_utf8_lossy(&key).into_owned()));
+                    }
+                }
+                walk_in_root(root, path, comps, create)
+            }
+        }
+    }
+
+    /// From the extraction directory's fd, never following a symlink.
+    fn walk_no_follow(&self, comps: &[CString], create: bool) -> io::Result<Walk> {
         let mut cur = sys::dup(self.root)?;
         for c in comps {
             let next = match sys::open_dir_at(cur.as_raw_fd(), c) {
@@ -258,6 +335,7 @@ impl Extractor<'_> {
                 // Not reached: a walk that creates finds nothing missing.
                 Walk::Missing => return Err(io_err(entry, "open parent directory")(io::ErrorKind::NotFound.into())),
                 Walk::Blocked(c) => return Err(invalid(entry, Problem::Blocked(c))),
+                Walk::ThroughArchiveLink(l) => return Err(invalid(entry, Problem::ThroughArchiveLink(l))),
             };
             self.parent_cache = Some((parents.to_vec(), fd));
         }
@@ -298,13 +376,19 @@ impl Extractor<'_> {
         if kind.is_pax_global_extensions() {
             return Ok(());
         }
-        let raw_path = entry.path_bytes().into_owned();
+        let raw_path = match self.policy.rename {
+            Some(rename) => rename(&entry.path_bytes()),
+            None => entry.path_bytes().into_owned(),
+        };
         let display = String::from_utf8_lossy(&raw_path).into_owned();
         let comps = entry::c_components(&raw_path).map_err(|e| invalid(&display, Problem::Name(e.refusal)))?;
         let meta = self.meta(entry, &display)?;
         let is_dir = kind.is_dir() || (kind.is_file() && raw_path.ends_with(b"/"));
 
         let Some((name, parents)) = comps.split_last() else {
+            if !self.policy.root_entry {
+                return Ok(());
+            }
             if is_dir {
                 return self.root_dir(&meta, &display);
             }
@@ -356,14 +440,17 @@ impl Extractor<'_> {
             let target = CString::new(target).map_err(|_| invalid(&display, Problem::SymlinkTargetNul))?;
             self.clear(parent, name, false, &display)?;
             sys::symlinkat(&target, parent, name).map_err(io_err(&display, "symlink"))?;
+            if matches!(self.policy.resolve, Resolve::InRoot { .. }) {
+                self.made_links.insert(joined(&comps));
+            }
             self.size += target.as_bytes().len() as u64;
             self.set_at_meta(parent, name, &meta, false, &display)?;
         } else {
             let (fmt, dev) = if kind.is_fifo() {
                 (libc::S_IFIFO, 0)
             } else {
-                let major = entry.header().device_major().map_err(Error::Read)?.unwrap_or(0);
-                let minor = entry.header().device_minor().map_err(Error::Read)?.unwrap_or(0);
+                let major = self.field(entry.header().device_major(), None)?.unwrap_or(0);
+                let minor = self.field(entry.header().device_minor(), None)?.unwrap_or(0);
                 let fmt = if kind.is_character_special() { libc::S_IFCHR } else { libc::S_IFBLK };
                 (fmt, libc::makedev(major, minor))
             };
@@ -374,20 +461,33 @@ impl Extractor<'_> {
         Ok(())
     }
 
+    /// A numeric header field, or `default` where it does not parse and the policy is lenient.
+    fn field<T>(&self, value: io::Result<T>, default: T) -> Result<T, Error> {
+        match value {
+            Err(_) if self.policy.lenient_header => Ok(default),
+            r => r.map_err(Error::Read),
+        }
+    }
+
     fn meta<R: Read>(&self, entry: &mut tar::Entry<'_, R>, display: &str) -> Result<Meta, Error> {
         let h = entry.header();
-        let mode = h.mode().map_err(Error::Read)? & 0o7777;
-        let uid = h.uid().map_err(Error::Read)?;
-        let gid = h.gid().map_err(Error::Read)?;
-        let secs = h.mtime().map_err(Error::Read)?;
+        let mode = self.field(h.mode(), 0o644)? & 0o7777;
+        let uid = self.field(h.uid(), 0)?;
+        let gid = self.field(h.gid(), 0)?;
+        let secs = self.field(h.mtime(), 0)?;
         let mut mtime = libc::timespec { tv_sec: secs.min(i64::MAX as u64) as libc::time_t, tv_nsec: 0 };
-        let (Ok(u), Ok(g)) = (u32::try_from(uid), u32::try_from(gid)) else {
-            return Err(invalid(display, Problem::OwnerRange(uid, gid)));
+        let given = || match (u32::try_from(uid), u32::try_from(gid)) {
+            (Ok(u), Ok(g)) => Ok((u, g)),
+            _ => Err(invalid(display, Problem::OwnerRange(uid, gid))),
         };
-        let (uid, gid) = match self.policy.owner {
-            Owner::AsGiven => (u, g),
-            Owner::Fixed(u, g) => (u, g),
-            Owner::Mapped(map) => map(u, g).ok_or_else(|| invalid(display, Problem::OwnerUnmapped(u, g)))?,
+        let owner = match self.policy.owner {
+            Owner::AsGiven => Some(given()?),
+            Owner::Fixed(u, g) => Some((u, g)),
+            Owner::Mapped(map) => {
+                let (u, g) = given()?;
+                Some(map(u, g).ok_or_else(|| invalid(display, Problem::OwnerUnmapped(u, g)))?)
+            }
+            Owner::Unchanged => None,
         };
         let mut xattrs = Vec::new();
         if let Some(exts) = entry.pax_extensions().map_err(Error::Read)? {
@@ -412,7 +512,7 @@ impl Extractor<'_> {
                 }
             }
         }
-        Ok(Meta { mode: mode as libc::mode_t, uid, gid, mtime, xattrs })
+        Ok(Meta { mode: mode as libc::mode_t, owner, mtime, xattrs })
     }
 
     fn copy_data<R: Read>(
@@ -433,13 +533,16 @@ impl Extractor<'_> {
             };
             file.write_all(chunk).map_err(io_err(display, "write file"))?;
             self.size += n as u64;
+            self.written += n as u64;
         }
     }
 
     /// Ownership, then mode (chown clears setuid/setgid, so the mode comes after), then xattrs.
     fn set_fd_meta(&self, fd: &OwnedFd, meta: &Meta, display: &str) -> Result<(), Error> {
         let raw = fd.as_raw_fd();
-        sys::fchown(raw, meta.uid, meta.gid).map_err(io_err(display, "chown"))?;
+        if let Some((uid, gid)) = meta.owner {
+            sys::fchown(raw, uid, gid).map_err(io_err(display, "chown"))?;
+        }
         sys::fchmod(raw, meta.mode).map_err(io_err(display, "chmod"))?;
         for (name, value) in &meta.xattrs {
             xattr_result(sys::fsetxattr(raw, name, value), name, display)?;
@@ -449,9 +552,17 @@ impl Extractor<'_> {
 
     /// The same for a symlink or device node, by name in `dir`; also sets its times.
     fn set_at_meta(&self, dir: RawFd, name: &CStr, meta: &Meta, chmod: bool, display: &str) -> Result<(), Error> {
-        sys::lchown_at(dir, name, meta.uid, meta.gid).map_err(io_err(display, "chown"))?;
+        if let Some((uid, gid)) = meta.owner {
+            sys::lchown_at(dir, name, uid, gid).map_err(io_err(display, "chown"))?;
+        }
         if chmod {
-            sys::chmod_at(dir, name, meta.mode).map_err(io_err(display, "chmod"))?;
+            // In a live container's tree another process may swap the node for a symlink
+            // meanwhile: refused there (fchmodat2, Linux 6.6) rather than followed.
+            let chmod = match self.policy.resolve {
+                Resolve::NoFollow => sys::chmod_at(dir, name, meta.mode),
+                Resolve::InRoot { .. } => sys::chmod_at_nofollow(dir, name, meta.mode),
+            };
+            chmod.map_err(io_err(display, "chmod"))?;
         }
         for (xname, value) in &meta.xattrs {
             xattr_result(sys::lsetxattr_at(dir, name, xname, value), xname, display)?;
@@ -492,6 +603,10 @@ impl Extractor<'_> {
         display: &str,
     ) -> Result<(), Error> {
         let raw_target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
+        let raw_target = match self.policy.rename {
+            Some(rename) => rename(&raw_target),
+            None => raw_target,
+        };
         let target_display = String::from_utf8_lossy(&raw_target).into_owned();
         let target = entry::c_components(&raw_target).map_err(|e| {
             invalid(display, Problem::LinkTargetName { target: target_display.clone(), refusal: e.refusal })
@@ -503,6 +618,7 @@ impl Extractor<'_> {
         let target_dir = match self.walk(target_parents, false).map_err(io_err(display, "open link target"))? {
             Walk::Ok(fd) => fd,
             Walk::Missing | Walk::Blocked(_) => return Err(missing()),
+            Walk::ThroughArchiveLink(l) => return Err(invalid(display, Problem::ThroughArchiveLink(l))),
         };
         match sys::lstat_at_if_exists(target_dir.as_raw_fd(), target_name)
             .map_err(io_err(display, "stat link target"))?
@@ -524,16 +640,64 @@ impl Extractor<'_> {
         self.parent_cache = None;
         let dirs = std::mem::take(&mut self.dirs);
         for (comps, mtime) in &dirs {
-            let display = comps.iter().map(|c| c.to_string_lossy()).collect::<Vec<_>>().join("/");
-            // A directory replaced by a later entry is skipped.
-            let fd = match self.walk(comps, false).map_err(io_err(&display, "open directory"))? {
-                Walk::Ok(fd) => fd,
-                Walk::Missing | Walk::Blocked(_) => continue,
+            let display = String::from_utf8_lossy(&joined(comps)).into_owned();
+            let Some((name, parents)) = comps.split_last() else {
+                sys::futimens(self.root.as_raw_fd(), *mtime).map_err(io_err(&display, "set times"))?;
+                continue;
             };
-            sys::futimens(fd.as_raw_fd(), *mtime).map_err(io_err(&display, "set times"))?;
+            // A directory replaced by a later entry is skipped.
+            let parent = match self.walk(parents, false).map_err(io_err(&display, "open directory"))? {
+                Walk::Ok(fd) => fd,
+                Walk::Missing | Walk::Blocked(_) | Walk::ThroughArchiveLink(_) => continue,
+            };
+            match sys::lstat_at_if_exists(parent.as_raw_fd(), name).map_err(io_err(&display, "stat"))? {
+                Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {}
+                _ => continue,
+            }
+            sys::lutimens_at(parent.as_raw_fd(), name, *mtime).map_err(io_err(&display, "set times"))?;
         }
         Ok(())
     }
+}
+
+/// [`Resolve::InRoot`]: opens `path/comps` in `root` (`O_PATH`: the `*at` calls need no more),
+/// creating what is missing element by element, each resolved in `root` again.
+fn walk_in_root(root: RawFd, path: &[u8], comps: &[CString], create: bool) -> io::Result<Walk> {
+    let flags = libc::O_PATH | libc::O_DIRECTORY;
+    let mut full = path.strip_suffix(b"/").unwrap_or(path).to_vec();
+    let base = full.len();
+    for c in comps {
+        full.push(b'/');
+        full.extend_from_slice(c.as_bytes());
+    }
+    let blocked =
+        |full: &[u8]| Walk::Blocked(String::from_utf8_lossy(full.get(base + 1..).unwrap_or(full)).into_owned());
+    let open = |p: &[u8]| sys::openat2_in_root(root, &sys::cstring(if p.is_empty() { b"/" } else { p })?, flags);
+    match open(&full) {
+        Ok(fd) => return Ok(Walk::Ok(fd)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::ELOOP)) => return Ok(blocked(&full)),
+        Err(e) => return Err(e),
+    }
+    if !create {
+        return Ok(Walk::Missing);
+    }
+    let mut cur = open(&full[..base])?;
+    let mut sub = full[..base].to_vec();
+    for c in comps {
+        sub.push(b'/');
+        sub.extend_from_slice(c.as_bytes());
+        cur = match open(&sub) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                sys::mkdirat(cur.as_raw_fd(), c, 0o755)?;
+                open(&sub)?
+            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::ELOOP)) => return Ok(blocked(&sub)),
+            Err(e) => return Err(e),
+        };
+    }
+    Ok(Walk::Ok(cur))
 }
 
 /// A file system without support for an xattr namespace is not worth failing an extraction for.
@@ -576,21 +740,29 @@ mod tests {
     }
 
     const LAYER: Policy<'static> = Policy {
+        resolve: Resolve::NoFollow,
+        root_entry: true,
         owner: Owner::AsGiven,
         replace: Replace::Always,
         pax_times: true,
         xattrs: true,
         refuse_unknown: true,
         whiteouts: true,
+        lenient_header: false,
+        rename: None,
     };
 
     const COPY: Policy<'static> = Policy {
+        resolve: Resolve::NoFollow,
+        root_entry: false,
         owner: Owner::Fixed(0, 0),
         replace: Replace::NoDirNonDir,
         pax_times: false,
         xattrs: false,
         refuse_unknown: false,
         whiteouts: false,
+        lenient_header: true,
+        rename: None,
     };
 
     /// A tar built entry by entry.
@@ -729,6 +901,19 @@ mod tests {
         assert_eq!((m.uid(), m.gid()), (1007, 2007));
         let far = Tar::new().entry(tar::EntryType::Regular, "far", None, b"", 500).bytes();
         assert_eq!(problem(run(&root, &far, &mapped)), ("far".into(), Problem::OwnerUnmapped(500, 500)));
+
+        // An empty mode field: refused as unreadable, or read as 0644 by a lenient policy.
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.as_old_mut().name[..5].copy_from_slice(b"empty");
+        h.set_size(0);
+        h.set_cksum();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append(&h, &b""[..]).unwrap();
+        let empty = b.into_inner().unwrap();
+        assert!(matches!(run(&root, &empty, &LAYER), Err(Error::Read(_))));
+        run(&root, &empty, &COPY).unwrap();
+        assert_eq!(std::fs::symlink_metadata(root.join("empty")).unwrap().mode() & 0o7777, 0o644);
     }
 
     #[test]
@@ -825,5 +1010,79 @@ mod tests {
         assert_eq!(std::fs::read(root.join("gone")).unwrap(), b"x");
         assert!(root.join(".wh.gone").is_file() && root.join("opaque/.wh..wh..opq").is_file());
         assert!(!overlay::is_opaque(&root.join("opaque")));
+    }
+
+    #[test]
+    fn in_root_follows_the_tree_but_not_the_archive() {
+        let Some(s) = scratch("in-root") else { return };
+        // A container's tree: /dest, /etc, and the container's own symlinks in /dest.
+        let root = s.0.join("root");
+        std::fs::create_dir_all(root.join("dest")).unwrap();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("dest/etc-abs")).unwrap();
+        std::os::unix::fs::symlink("../../../../..", root.join("dest/up")).unwrap();
+        let root_fd = OwnedFd::from(File::open(&root).unwrap());
+        let policy = Policy { resolve: Resolve::InRoot { root: root_fd.as_raw_fd(), path: b"/dest" }, ..COPY };
+        let tar = Tar::new()
+            .file("etc-abs/through-abs", b"a")
+            .file("up/through-up", b"b")
+            .file("new/parent/f", b"c")
+            .link(tar::EntryType::Link, "hard", "new/parent/f")
+            .entry(tar::EntryType::Fifo, "p", None, b"", 0)
+            .bytes();
+        let dest = root.join("dest");
+        run(&dest, &tar, &policy).unwrap();
+        // Both of the container's symlinks resolve inside its root.
+        assert_eq!(std::fs::read(root.join("etc/through-abs")).unwrap(), b"a");
+        assert_eq!(std::fs::read(root.join("through-up")).unwrap(), b"b");
+        assert_eq!(std::fs::read(dest.join("hard")).unwrap(), b"c");
+        assert_eq!(std::fs::symlink_metadata(dest.join("hard")).unwrap().nlink(), 2);
+        assert_eq!(std::fs::symlink_metadata(dest.join("new")).unwrap().mode() & 0o7777, 0o755);
+        assert_eq!(std::fs::symlink_metadata(dest.join("p")).unwrap().mode() & 0o7777, 0o640);
+        // A symlink of the same archive is never followed, by a parent nor a link target.
+        let own = Tar::new().link(tar::EntryType::Symlink, "mine", "/etc").file("mine/evil", b"x").bytes();
+        assert_eq!(
+            problem(run(&dest, &own, &policy)),
+            ("mine/evil".into(), Problem::ThroughArchiveLink("mine".into()))
+        );
+        let own = Tar::new()
+            .link(tar::EntryType::Symlink, "mine2", "/etc")
+            .link(tar::EntryType::Link, "h", "mine2/x")
+            .bytes();
+        assert_eq!(problem(run(&dest, &own, &policy)).1, Problem::ThroughArchiveLink("mine2".into()));
+        assert!(!root.join("etc/evil").exists());
+        // A file on the way is not a directory.
+        let blocked = Tar::new().file("hard/x", b"").bytes();
+        assert_eq!(problem(run(&dest, &blocked, &policy)).1, Problem::Blocked("hard".into()));
+        // The destination's own entry (`./`) is skipped: it keeps its metadata.
+        let before = std::fs::symlink_metadata(&dest).unwrap().mode();
+        run(&dest, &Tar::new().dir("./").bytes(), &policy).unwrap();
+        assert_eq!(std::fs::symlink_metadata(&dest).unwrap().mode(), before);
+    }
+
+    #[test]
+    fn renamed_names_and_unchanged_owners() {
+        let Some(s) = scratch("rename") else { return };
+        let root = s.0.join("root");
+        let rename = |n: &[u8]| match n.strip_prefix(b"old") {
+            Some(rest) => [b"new".as_slice(), rest].concat(),
+            None => n.to_vec(),
+        };
+        let policy = Policy { owner: Owner::Unchanged, rename: Some(&rename), ..COPY };
+        let tar = Tar::new()
+            .dir("old")
+            .file("old/f", b"12345")
+            .file("old/f", b"123")
+            .link(tar::EntryType::Link, "old/h", "old/f")
+            .link(tar::EntryType::Symlink, "old/s", "f")
+            .bytes();
+        let summary = run(&root, &tar, &policy).unwrap();
+        assert_eq!(summary.written, 8);
+        assert_eq!(std::fs::read(root.join("new/h")).unwrap(), b"123");
+        assert!(!root.join("old").exists());
+        // Created by this (root) process and left so, whatever the archive says.
+        let f = std::fs::symlink_metadata(root.join("new/f")).unwrap();
+        assert_eq!((f.uid(), f.gid(), f.mode() & 0o7777), (0, 0, 0o640));
+        assert_eq!(std::fs::symlink_metadata(root.join("new/s")).unwrap().uid(), 0);
     }
 }

@@ -17,19 +17,23 @@ use std::path::Path;
 use wharf_types::{Digest, Sha256Writer};
 
 use crate::SnapshotError;
-use wharf_confined::untar::{self, Owner, Policy, Replace};
+use wharf_confined::untar::{self, Owner, Policy, Replace, Resolve};
 
 const READ_BUFFER: usize = 1 << 20;
 
 /// A layer is applied as its image says: owners as given, PAX times and xattrs kept, every
 /// later entry replacing an earlier one, unknown types refused, whiteouts in overlayfs form.
 const POLICY: Policy<'static> = Policy {
+    resolve: Resolve::NoFollow,
+    root_entry: true,
     owner: Owner::AsGiven,
     replace: Replace::Always,
     pax_times: true,
     xattrs: true,
     refuse_unknown: true,
     whiteouts: true,
+    lenient_header: false,
+    rename: None,
 };
 
 /// What applying a layer produced: its diff id (sha256 of the whole uncompressed stream) and the
