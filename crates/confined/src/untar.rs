@@ -82,6 +82,9 @@ pub struct Policy<'a> {
     /// Whether an entry type that means nothing in a file system (or is not supported) is
     /// refused; otherwise it is skipped.
     pub refuse_unknown: bool,
+    /// Whether device nodes and fifos are made; otherwise they are skipped (a stage copied
+    /// into a build has no use for them).
+    pub nodes: bool,
     /// Whether `.wh.` names are Docker whiteouts, written in overlayfs form (layer apply).
     pub whiteouts: bool,
     /// Whether a numeric header field that does not parse (an empty mode, say) reads as a
@@ -407,6 +410,9 @@ impl Extractor<'_> {
 
         let is_file = kind.is_file() || kind.is_contiguous() || kind.is_gnu_sparse();
         let is_node = kind.is_character_special() || kind.is_block_special() || kind.is_fifo();
+        if is_node && !self.policy.nodes {
+            return Ok(());
+        }
         if !(is_dir || is_file || kind.is_symlink() || is_node) {
             if self.policy.refuse_unknown {
                 return Err(invalid(&display, Problem::Unsupported(format!("{kind:?}"))));
@@ -747,6 +753,7 @@ mod tests {
         pax_times: true,
         xattrs: true,
         refuse_unknown: true,
+        nodes: true,
         whiteouts: true,
         lenient_header: false,
         rename: None,
@@ -760,6 +767,7 @@ mod tests {
         pax_times: false,
         xattrs: false,
         refuse_unknown: false,
+        nodes: true,
         whiteouts: false,
         lenient_header: true,
         rename: None,
@@ -978,6 +986,9 @@ mod tests {
         assert!(matches!(problem(run(&root, &unknown, &LAYER)).1, Problem::Unsupported(_)));
         run(&root, &unknown, &COPY).unwrap();
         assert!(!root.join("z").exists());
+        let fifo = Tar::new().entry(tar::EntryType::Fifo, "fifo", None, b"", 0).bytes();
+        run(&root, &fifo, &Policy { nodes: false, ..COPY }).unwrap();
+        assert!(std::fs::symlink_metadata(root.join("fifo")).is_err());
     }
 
     #[test]

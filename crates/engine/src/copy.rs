@@ -819,6 +819,7 @@ fn extract(
         pax_times: false,
         xattrs: false,
         refuse_unknown: false,
+        nodes: true,
         whiteouts: false,
         lenient_header: true,
         rename: None,

@@ -31,6 +31,7 @@ const POLICY: Policy<'static> = Policy {
     pax_times: true,
     xattrs: true,
     refuse_unknown: true,
+    nodes: true,
     whiteouts: true,
     lenient_header: false,
     rename: None,
