@@ -9,8 +9,8 @@
 //! it; the namespace and its mounts die with the thread, so the host never holds them. Inside,
 //! paths are opened with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)` so that `..`,
 //! absolute symlinks and /proc magic links cannot lead out, and trees are walked and written
-//! through directory fds with `O_NOFOLLOW` (the calls, and the tar entry name rules, are
-//! `wharf_confined`'s).
+//! through directory fds with `O_NOFOLLOW` (the calls, the tar entry name rules and the
+//! extraction loop, `untar` with `Resolve::InRoot`, are `wharf_confined`'s).
 //!
 //! A copy into a stopped container holds the container's operation lock (the one `start`
 //! takes) for its whole length, so the container cannot start on the same upper dir meanwhile.
