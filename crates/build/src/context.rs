@@ -8,11 +8,13 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest as _, Sha256};
+use wharf_confined::{entry, untar};
 use wharf_types::Digest;
 
 use crate::ignore::Ignore;
@@ -113,34 +115,41 @@ fn decompressed(body: impl Read + Send + 'static, limit: u64) -> Result<tar::Arc
 }
 
 /// Unpacks a tar into `dir` (which must exist and be empty), streaming: for the file systems
-/// a build copies out of a stage or an image. Entries with `..` or an absolute path are
-/// refused, as are links that point out of the directory.
+/// a build copies out of a stage or an image. The project's one extraction loop
+/// (`wharf_confined::untar`): names with `..` refused, absolute ones landing inside, never
+/// through a symlink, hard links only to what the archive put there; devices and fifos are
+/// skipped.
 pub fn unpack(body: impl Read + Send + 'static, dir: &Path, limit: u64) -> Result<(), ContextError> {
     let mut archive = decompressed(body, limit)?;
-    archive.set_preserve_permissions(true);
-    // A stage's files keep their owners in a bind mount of it, as in the stage.
-    archive.set_preserve_ownerships(true);
-    archive.set_preserve_mtime(true);
-    archive.set_unpack_xattrs(false);
-    let entries = archive.entries().map_err(|e| ContextError::Invalid(format!("not a tar archive: {e}")))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| tar_error(e, limit))?;
-        check_relative(&entry.path_bytes())?;
-        let path = entry.path().map_err(|e| ContextError::Invalid(format!("entry name: {e}")))?.into_owned();
-        match entry.header().entry_type() {
-            tar::EntryType::Link => {
-                check_relative(&entry.link_name_bytes().unwrap_or_default())?;
+    let root = fs::File::open(dir).map(OwnedFd::from).map_err(io_err(format!("open {}", dir.display())))?;
+    let policy = untar::Policy {
+        resolve: untar::Resolve::NoFollow,
+        root_entry: false,
+        // A stage's files keep their owners in a bind mount of it, as in the stage.
+        owner: untar::Owner::AsGiven,
+        replace: untar::Replace::Always,
+        pax_times: false,
+        xattrs: false,
+        refuse_unknown: false,
+        nodes: false,
+        whiteouts: false,
+        lenient_header: false,
+        rename: None,
+    };
+    untar::extract(&root, &mut archive, &policy).map_err(|e| match e {
+        untar::Error::Invalid { entry, problem } => match problem {
+            untar::Problem::Name(entry::Refusal::Parent)
+            | untar::Problem::Blocked(_)
+            | untar::Problem::LinkTargetName { refusal: entry::Refusal::Parent, .. } => {
+                ContextError::Invalid(format!("entry {entry:?} is outside the context"))
             }
-            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => continue,
-            _ => {}
+            problem => ContextError::Invalid(format!("entry {entry:?} {}", problem.reason("archive"))),
+        },
+        untar::Error::Io { entry, what, source } => {
+            ContextError::Io { what: format!("entry {entry:?}: {what}"), source }
         }
-        // `unpack_in` refuses paths that would land outside `dir`, through `..` or a
-        // symlink an earlier entry made.
-        let inside = entry.unpack_in(dir).map_err(|e| tar_error(e, limit))?;
-        if !inside {
-            return Err(ContextError::Invalid(format!("entry {} is outside the context", path.display())));
-        }
-    }
+        untar::Error::Read(e) => tar_error(e, limit),
+    })?;
     Ok(())
 }
 

@@ -4,12 +4,14 @@
 
 use std::fs;
 use std::io::{self, IsTerminal, Read, Write};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine as _;
 use clap::{Args, Subcommand};
 use wharf_client::{ops, Body, Client, Query};
+use wharf_confined::untar;
 
 #[derive(Debug, Subcommand)]
 pub enum CopyCommand {
@@ -265,83 +267,48 @@ fn safe_relative(name: &[u8]) -> Result<PathBuf> {
     wharf_confined::entry::relative_path(name).map_err(|e| anyhow!("archive entry {e}"))
 }
 
-/// Refuses a path below `dir` whose directories (all but the last element) include a symlink;
-/// with `create`, makes the missing ones.
-fn parents_without_links(dir: &Path, rel: &Path, create: bool) -> Result<()> {
-    let mut cur = dir.to_path_buf();
-    let comps: Vec<_> = rel.components().collect();
-    for c in comps.iter().take(comps.len().saturating_sub(1)) {
-        cur.push(c);
-        match fs::symlink_metadata(&cur) {
-            Ok(m) if m.file_type().is_symlink() => {
-                bail!("archive entry {} goes through the symbolic link {}", rel.display(), cur.display())
-            }
-            Ok(_) => {}
-            Err(e) if create && e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir(&cur).with_context(|| format!("create {}", cur.display()))?
-            }
-            Err(e) => return Err(e).with_context(|| format!("{}", cur.display())),
-        }
-    }
-    Ok(())
-}
-
 /// Extracts the container's tar into `dir` on the host, renaming the first element as `rebase`
-/// says; never through a symlink below `dir`. Returns the bytes of file content written.
+/// says; never through a symlink below `dir` (the project's one extraction loop,
+/// `wharf_confined::untar`). Returns the bytes of file content written.
 fn extract_local(body: impl Read, dir: &Path, rebase: &Option<(String, String)>, keep_owner: bool) -> Result<u64> {
+    let root = fs::File::open(dir).map(OwnedFd::from).with_context(|| format!("open {}", dir.display()))?;
+    let rename = |name: &[u8]| rebase_name(name, rebase);
+    let policy = untar::Policy {
+        resolve: untar::Resolve::NoFollow,
+        root_entry: false,
+        // Without -a what is written belongs to the user running the CLI, as with `tar`.
+        owner: if keep_owner { untar::Owner::AsGiven } else { untar::Owner::Unchanged },
+        replace: untar::Replace::NoDirNonDir,
+        pax_times: false,
+        xattrs: false,
+        refuse_unknown: false,
+        nodes: true,
+        whiteouts: false,
+        lenient_header: true,
+        rename: Some(&rename),
+    };
+    let target = |entry: &str| dir.join(safe_relative(entry.as_bytes()).unwrap_or_default());
     let mut archive = tar::Archive::new(body);
-    archive.set_preserve_permissions(true);
-    archive.set_preserve_mtime(true);
-    archive.set_preserve_ownerships(keep_owner);
-    archive.set_overwrite(true);
-    let mut total = 0u64;
-    let mut dirs = Vec::new();
-    for entry in archive.entries().context("read archive")? {
-        let mut entry = entry.context("read archive")?;
-        let name = rebase_name(&entry.path_bytes(), rebase);
-        let rel = safe_relative(&name)?;
-        let target = dir.join(&rel);
-        parents_without_links(dir, &rel, true)?;
-        let kind = entry.header().entry_type();
-        if kind == tar::EntryType::Link {
-            let link = entry.link_name_bytes().map(|l| l.into_owned()).unwrap_or_default();
-            let link_rel = safe_relative(&rebase_name(&link, rebase))?;
-            // The link's source too: through a symlink of the archive it would be a host file.
-            parents_without_links(dir, &link_rel, false)?;
-            let src = dir.join(link_rel);
-            let _ = fs::remove_file(&target);
-            fs::hard_link(&src, &target).with_context(|| format!("link {}", target.display()))?;
-            continue;
-        }
-        if rel.as_os_str().is_empty() {
-            continue;
-        }
-        if let Ok(m) = fs::symlink_metadata(&target) {
-            // The entry replaces what is there, unless both are directories (then they merge).
-            if m.is_dir() && kind != tar::EntryType::Directory {
-                bail!("cannot overwrite directory {} with non-directory", target.display());
+    let summary = untar::extract(&root, &mut archive, &policy).map_err(|e| match e {
+        untar::Error::Invalid { entry, problem } => match problem {
+            untar::Problem::Name(refusal) => anyhow!("archive entry {entry:?} {}", refusal.reason()),
+            untar::Problem::Overwrite { dir: false } => {
+                anyhow!("cannot overwrite directory {} with non-directory", target(&entry).display())
             }
-            if !m.is_dir() && kind == tar::EntryType::Directory {
-                bail!("cannot overwrite non-directory {} with directory", target.display());
+            untar::Problem::Overwrite { dir: true } => {
+                anyhow!("cannot overwrite non-directory {} with directory", target(&entry).display())
             }
-            if !m.is_dir() {
-                fs::remove_file(&target).with_context(|| format!("replace {}", target.display()))?;
+            untar::Problem::Blocked(c) => {
+                anyhow!("archive entry {entry} goes through {c:?}, a symbolic link or not a directory")
             }
+            problem => anyhow!("archive entry {entry:?} {}", problem.reason("archive")),
+        },
+        untar::Error::Io { entry, what, source } => {
+            anyhow::Error::new(source).context(format!("{what} {}", target(&entry).display()))
         }
-        total += entry.header().size().unwrap_or(0);
-        if kind == tar::EntryType::Directory {
-            dirs.push((target.clone(), entry.header().mtime().unwrap_or(0)));
-        }
-        entry.unpack(&target).with_context(|| format!("write {}", target.display()))?;
-    }
-    // Directory times last: their entries changed them.
-    for (d, mtime) in dirs.iter().rev() {
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(*mtime);
-        if let Ok(f) = fs::File::open(d) {
-            let _ = f.set_modified(t);
-        }
-    }
-    Ok(total)
+        untar::Error::Read(e) => anyhow::Error::new(e).context("read archive"),
+    })?;
+    Ok(summary.written)
 }
 
 fn to_container(client: &Client, f: &CpFlags, container: &str, src: &str, dst: &str) -> Result<()> {
@@ -513,7 +480,7 @@ mod tests {
         tar.append_link(&mut h, "x", "a/secret").unwrap();
         let bytes = tar.into_inner().unwrap();
         let err = extract_local(&bytes[..], &dest, &None, false).unwrap_err();
-        assert!(err.to_string().contains("symbolic link"), "{err:#}");
+        assert!(err.to_string().contains("not an entry of this archive"), "{err:#}");
         assert!(fs::symlink_metadata(dest.join("x")).is_err(), "a host file was linked into the destination");
         fs::remove_dir_all(&tmp).unwrap();
     }

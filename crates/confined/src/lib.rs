@@ -7,7 +7,9 @@
 //! - the system call wrappers (`sys.rs`, re-exported here);
 //! - [`overlay`]: whether overlayfs sees a directory as opaque, and marking one so;
 //! - [`entry`]: the one set of rules that turns a tar entry name (or hard-link target) into
-//!   components below the extraction directory, shared by every extractor of the project.
+//!   components below the extraction directory, shared by every extractor of the project;
+//! - [`untar`]: the one extraction loop (parents through fds, replacement, creation, metadata,
+//!   whiteouts), with a [`untar::Policy`] for what its callers differ in.
 //!
 //! Built on `libc` (already a dependency of every crate that needs these) rather than `rustix`:
 //! the calls needed are about twenty and were already written twice, and `rustix` would bring
@@ -21,5 +23,6 @@
 pub mod entry;
 pub mod overlay;
 mod sys;
+pub mod untar;
 
 pub use sys::*;

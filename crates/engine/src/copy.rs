@@ -9,21 +9,21 @@
 //! it; the namespace and its mounts die with the thread, so the host never holds them. Inside,
 //! paths are opened with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)` so that `..`,
 //! absolute symlinks and /proc magic links cannot lead out, and trees are walked and written
-//! through directory fds with `O_NOFOLLOW` (the calls, and the tar entry name rules, are
-//! `wharf_confined`'s).
+//! through directory fds with `O_NOFOLLOW` (the calls, the tar entry name rules and the
+//! extraction loop, `untar` with `Resolve::InRoot`, are `wharf_confined`'s).
 //!
 //! A copy into a stopped container holds the container's operation lock (the one `start`
 //! takes) for its whole length, so the container cannot start on the same upper dir meanwhile.
 
-use std::collections::{HashMap, HashSet};
-use std::ffi::{CStr, CString};
+use std::collections::HashMap;
+use std::ffi::CStr;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use wharf_confined::{self as sys, entry};
+use wharf_confined::{self as sys, entry, untar};
 
 use crate::{blocking, Engine, EngineError, MountKind};
 
@@ -769,13 +769,6 @@ fn append_long<W: Write>(tar: &mut tar::Builder<W>, kind: tar::EntryType, value:
     tar.append(&h, &data[..])
 }
 
-/// The components of a tar entry's name below the extraction directory, by the project's one
-/// set of entry name rules (`wharf_confined::entry`): a leading `/` and `.` elements dropped,
-/// `..` refused (an entry must never land outside).
-fn sanitize(name: &[u8]) -> Result<Vec<&[u8]>, EngineError> {
-    entry::components(name).map_err(|e| EngineError::Invalid(format!("tar entry {e}")))
-}
-
 fn extract(
     root: &Root,
     plan: &Plan,
@@ -805,142 +798,64 @@ fn extract(
             _ => EngineError::io(format!("copy to {dest_abs} in container {}: {what}", plan.name), e),
         }
     };
+    let copy_ids = options.copy_uid_gid;
+    // A remapped container sees host ids through its maps: write the ones it will see as asked
+    // (ids outside the maps are refused rather than left unmapped).
+    let remapped = |uid: u32, gid: u32| {
+        let (uid, gid) = if copy_ids { (uid, gid) } else { (0, 0) };
+        let r = plan.remap.as_ref()?;
+        Some((r.host_uid(uid)?, r.host_gid(gid)?))
+    };
+    let policy = untar::Policy {
+        resolve: untar::Resolve::InRoot { root: root.fd.as_raw_fd(), path: dest_abs.as_bytes() },
+        root_entry: false,
+        // Without `cp -a` everything is owned by the container's root, as Docker does.
+        owner: match (&plan.remap, copy_ids) {
+            (Some(_), _) => untar::Owner::Mapped(&remapped),
+            (None, true) => untar::Owner::AsGiven,
+            (None, false) => untar::Owner::Fixed(0, 0),
+        },
+        replace: if options.no_overwrite_dir_non_dir { untar::Replace::NoDirNonDir } else { untar::Replace::Always },
+        pax_times: false,
+        xattrs: false,
+        refuse_unknown: false,
+        nodes: true,
+        whiteouts: false,
+        lenient_header: true,
+        rename: None,
+    };
+    // The entry's path in the container, for messages and the read-only check.
+    let full = |entry: &str| {
+        let rel = entry::components(entry.as_bytes())
+            .map(|c| c.iter().map(|c| String::from_utf8_lossy(c)).collect::<Vec<_>>().join("/"))
+            .unwrap_or_else(|_| entry.to_string());
+        format!("{}/{rel}", dest_abs.trim_end_matches('/'))
+    };
     let mut archive = tar::Archive::new(decompressed(body)?);
-    let entries = archive.entries().map_err(|e| EngineError::Invalid(format!("invalid tar: {e}")))?;
-    // Symlinks this archive made: never followed by its later entries.
-    let mut made_links: HashSet<Vec<u8>> = HashSet::new();
-    let mut dir_times: Vec<(OwnedFd, CString, i64)> = Vec::new();
-    for entry in entries {
-        let mut entry = entry.map_err(|e| EngineError::Invalid(format!("invalid tar: {e}")))?;
-        let kind = entry.header().entry_type();
-        if matches!(
-            kind,
-            tar::EntryType::XGlobalHeader
-                | tar::EntryType::XHeader
-                | tar::EntryType::GNULongName
-                | tar::EntryType::GNULongLink
-        ) {
-            continue;
-        }
-        let raw = entry.path_bytes().into_owned();
-        let comps = sanitize(&raw)?;
-        let Some((base, parents)) = comps.split_last() else { continue };
-        let shown = String::from_utf8_lossy(&raw).into_owned();
-        let parent_fd = open_parent(root, plan, &dest_abs, parents, &made_links, &shown)?;
-        let basec = sys::cstring(base).map_err(|e| ctx(shown.clone(), &dest_abs, e))?;
-        let is_dir = kind == tar::EntryType::Directory;
-        let full = format!(
-            "{}/{}",
-            dest_abs.trim_end_matches('/'),
-            comps.iter().map(|c| String::from_utf8_lossy(c)).collect::<Vec<_>>().join("/")
-        );
-        match sys::lstat_at(parent_fd.as_raw_fd(), &basec) {
-            Ok(st) => {
-                let was_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
-                if options.no_overwrite_dir_non_dir && was_dir && !is_dir {
-                    return Err(EngineError::Invalid(format!(
-                        "cannot overwrite directory \"{full}\" with non-directory \"{shown}\""
-                    )));
-                }
-                if options.no_overwrite_dir_non_dir && !was_dir && is_dir {
-                    return Err(EngineError::Invalid(format!(
-                        "cannot overwrite non-directory \"{full}\" with directory \"{shown}\""
-                    )));
-                }
-                if !(was_dir && is_dir) {
-                    sys::remove_tree_at(parent_fd.as_raw_fd(), &basec, was_dir)
-                        .map_err(|e| ctx(format!("replace {full}"), &full, e))?;
-                }
+    untar::extract(&dest, &mut archive, &policy).map_err(|e| match e {
+        untar::Error::Invalid { entry, problem } => EngineError::Invalid(match problem {
+            untar::Problem::Name(refusal) => format!("tar entry {entry:?} {}", refusal.reason()),
+            untar::Problem::Overwrite { dir: false } => {
+                format!("cannot overwrite directory \"{}\" with non-directory \"{entry}\"", full(&entry))
             }
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(e) => return Err(ctx(format!("stat {full}"), &full, e)),
-        }
-        let h = entry.header();
-        let mode = h.mode().unwrap_or(0o644) & 0o7777;
-        let mtime = h.mtime().unwrap_or(0) as i64;
-        let (uid, gid) =
-            if options.copy_uid_gid { (h.uid().unwrap_or(0) as u32, h.gid().unwrap_or(0) as u32) } else { (0, 0) };
-        // A remapped container sees host ids through its maps: write the ones it will see as
-        // asked (ids outside the maps are refused rather than left unmapped).
-        let (uid, gid) = match &plan.remap {
-            None => (uid, gid),
-            Some(r) => match (r.host_uid(uid), r.host_gid(gid)) {
-                (Some(u), Some(g)) => (u, g),
-                _ => {
-                    return Err(EngineError::Invalid(format!(
-                        "tar entry {shown:?}: owner {uid}:{gid} is outside the container's user namespace"
-                    )))
-                }
-            },
-        };
-        let pfd = parent_fd.as_raw_fd();
-        let made = match kind {
-            tar::EntryType::Directory => match sys::mkdirat(pfd, &basec, 0o700) {
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
-                r => r,
-            },
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                sys::openat(pfd, &basec, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW, 0o600)
-                    .and_then(|fd| {
-                        let mut f = std::fs::File::from(fd);
-                        io::copy(&mut entry, &mut f).map(|_| ())
-                    })
+            untar::Problem::Overwrite { dir: true } => {
+                format!("cannot overwrite non-directory \"{}\" with directory \"{entry}\"", full(&entry))
             }
-            tar::EntryType::Symlink => {
-                let target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
-                let mut key = Vec::new();
-                for (i, c) in comps.iter().enumerate() {
-                    if i > 0 {
-                        key.push(b'/');
-                    }
-                    key.extend_from_slice(c);
-                }
-                made_links.insert(key);
-                sys::cstring(&target).and_then(|t| sys::symlinkat(&t, pfd, &basec))
+            untar::Problem::OwnerUnmapped(uid, gid) => {
+                let (uid, gid) = if copy_ids { (uid, gid) } else { (0, 0) };
+                format!("tar entry {entry:?}: owner {uid}:{gid} is outside the container's user namespace")
             }
-            tar::EntryType::Link => {
-                let target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
-                let tcomps = sanitize(&target)?;
-                let Some((tbase, tparents)) = tcomps.split_last() else {
-                    return Err(EngineError::Invalid(format!("tar entry {shown:?}: hard link to nothing")));
-                };
-                let tfd = open_parent(root, plan, &dest_abs, tparents, &made_links, &shown)?;
-                sys::cstring(tbase).and_then(|tb| sys::linkat(tfd.as_raw_fd(), &tb, pfd, &basec))
+            untar::Problem::Blocked(parent) => {
+                format!("tar entry {entry:?}: parent {parent:?} is not a directory")
             }
-            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
-                let t = match kind {
-                    tar::EntryType::Char => libc::S_IFCHR,
-                    tar::EntryType::Block => libc::S_IFBLK,
-                    _ => libc::S_IFIFO,
-                };
-                let dev = libc::makedev(
-                    h.device_major().ok().flatten().unwrap_or(0),
-                    h.device_minor().ok().flatten().unwrap_or(0),
-                );
-                sys::mknodat(pfd, &basec, t | (mode & 0o777), dev)
-            }
-            // Anything else (sparse files aside) means nothing in a file system: skipped.
-            _ => continue,
-        };
-        made.map_err(|e| ctx(format!("create {full}"), &full, e))?;
-        if kind == tar::EntryType::Link {
-            continue;
+            problem => format!("tar entry {entry:?} {}", problem.reason("archive")),
+        }),
+        untar::Error::Io { entry, what, source } => {
+            let full = full(&entry);
+            ctx(format!("{what} {full}"), &full, source)
         }
-        sys::lchown_at(pfd, &basec, uid, gid).map_err(|e| ctx(format!("chown {full}"), &full, e))?;
-        if kind != tar::EntryType::Symlink {
-            sys::chmod_at_nofollow(pfd, &basec, mode).map_err(|e| ctx(format!("chmod {full}"), &full, e))?;
-        }
-        if is_dir {
-            // Set last: the entries written below it change its time.
-            let fd = sys::dup(&parent_fd).map_err(|e| ctx(format!("open {full}"), &full, e))?;
-            dir_times.push((fd, basec, mtime));
-        } else {
-            set_mtime(pfd, &basec, mtime).map_err(|e| ctx(format!("set times of {full}"), &full, e))?;
-        }
-    }
-    for (fd, name, mtime) in dir_times.iter().rev() {
-        let _ = set_mtime(fd.as_raw_fd(), name, *mtime);
-    }
+        untar::Error::Read(e) => EngineError::Invalid(format!("invalid tar: {e}")),
+    })?;
     Ok(())
 }
 
@@ -966,52 +881,6 @@ fn check_writable(plan: &Plan, dest_abs: &str) -> Result<(), EngineError> {
         None if plan.readonly_rootfs => Err(EngineError::Forbidden("container rootfs is marked read-only".into())),
         None => Ok(()),
     }
-}
-
-/// Opens (creating what is missing, as Docker does) the parent directory of an entry, refusing a
-/// path through a symlink this archive made.
-fn open_parent(
-    root: &Root,
-    plan: &Plan,
-    dest_abs: &str,
-    parents: &[&[u8]],
-    made_links: &HashSet<Vec<u8>>,
-    shown: &str,
-) -> Result<OwnedFd, EngineError> {
-    let mut key = Vec::new();
-    for (i, c) in parents.iter().enumerate() {
-        if i > 0 {
-            key.push(b'/');
-        }
-        key.extend_from_slice(c);
-        if made_links.contains(&key) {
-            return Err(EngineError::Invalid(format!(
-                "tar entry {shown:?} goes through the symbolic link {:?} of the same archive",
-                String::from_utf8_lossy(&key)
-            )));
-        }
-    }
-    let mut full = dest_abs.trim_end_matches('/').as_bytes().to_vec();
-    for c in parents {
-        full.push(b'/');
-        full.extend_from_slice(c);
-    }
-    if full.is_empty() {
-        full.push(b'/');
-    }
-    let fullc = sys::cstring(&full).map_err(|e| EngineError::Invalid(format!("tar entry {shown:?}: {e}")))?;
-    match sys::openat2_in_root(root.fd.as_raw_fd(), &fullc, libc::O_PATH | libc::O_DIRECTORY) {
-        Ok(fd) => Ok(fd),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-            open_dir_creating(&root.fd, &String::from_utf8_lossy(&full), true)
-                .map_err(|e| EngineError::io(format!("copy to container {}: create parent of {shown}", plan.name), e))
-        }
-        Err(e) => Err(EngineError::Invalid(format!("tar entry {shown:?}: parent is not a directory: {e}"))),
-    }
-}
-
-fn set_mtime(dir: RawFd, name: &CStr, mtime: i64) -> io::Result<()> {
-    sys::lutimens_at(dir, name, libc::timespec { tv_sec: mtime as libc::time_t, tv_nsec: 0 })
 }
 
 #[cfg(test)]

@@ -231,6 +231,25 @@ fn run_mounts(cli: Cli) {
 }
 both!(run_mounts);
 
+const BIND_FROM_DOCKERFILE: &str = r#"FROM BASE AS stage
+RUN mkdir -p /out/sub && echo staged > /out/sub/f && ln -s sub/f /out/link && ln /out/sub/f /out/hard && chmod 0750 /out/sub
+FROM BASE
+RUN --mount=type=bind,from=stage,target=/st sh -c 'cat /st/out/link /st/out/hard > /seen && stat -c %a /st/out/sub >> /seen'
+"#;
+
+/// `RUN --mount=type=bind,from=`: the stage's file system, unpacked by the one extraction loop,
+/// with its symlinks, hard links and modes.
+#[test]
+fn run_mount_bind_from_a_stage() {
+    let d = Daemon::start();
+    let ctx = TempDir::new("build-bind-from");
+    write(&ctx.0, "Dockerfile", &BIND_FROM_DOCKERFILE.replace("BASE", &base()));
+    build(&d, Cli::Wharf, &ctx.0, &["-t", "bind-from:1"]).ok();
+    let out = d.cli(Cli::Wharf, &["run", "--rm", "bind-from:1", "cat", "/seen"]);
+    out.ok();
+    assert_eq!(out.stdout, "staged\nstaged\n750\n");
+}
+
 const PARALLEL_DOCKERFILE: &str = r#"FROM BASE AS a
 RUN cut -d' ' -f1 /proc/uptime > /a.start && sleep 2 && cut -d' ' -f1 /proc/uptime > /a.end
 FROM BASE AS b
