@@ -379,6 +379,8 @@ impl Engine {
         &self,
         req: CreateRequest,
     ) -> Result<(ContainerRecord, Vec<String>), EngineError> {
+        // A start usually follows: its cgroup join then finds the kernel's lock ready.
+        wharf_runtime::cgroups::warm_attach();
         let mut req = req;
         req.host_config.runtime = self.runtimes().resolve(&req.host_config.runtime)?;
         self.check_runtime_userns(&req.host_config)?;
@@ -568,6 +570,8 @@ impl Engine {
     /// Starts a container; `policy` when its restart policy asks for it, which happens only if
     /// it is still waiting for that restart (`Ok(false)` otherwise).
     pub(crate) async fn start_inner(&self, name: &str, policy: bool) -> Result<bool, EngineError> {
+        // The shim's cgroup join is about 10 ms away: start the kernel's wait for it now.
+        wharf_runtime::cgroups::warm_attach();
         let rec = self.find_container(name)?;
         let live = self.live(&rec.id);
         let _op = live.op.lock().await;
