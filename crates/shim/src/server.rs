@@ -7,7 +7,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use wharf_runtime::spec::Spec;
 use wharf_runtime::tty::WinSize;
 use wharf_runtime::{Cgroup, ChildStdio, ExecOptions};
 
@@ -90,7 +89,6 @@ struct Client {
 
 pub struct Server<'a> {
     pub bundle: &'a Path,
-    pub spec: &'a Spec,
     pub cgroup: Option<&'a Cgroup>,
     pub log: JsonLog,
     listener: Option<OwnedFd>,
@@ -124,7 +122,6 @@ pub struct InitIo {
 impl<'a> Server<'a> {
     pub fn new(
         bundle: &'a Path,
-        spec: &'a Spec,
         cgroup: Option<&'a Cgroup>,
         log: JsonLog,
         listener: Option<OwnedFd>,
@@ -151,7 +148,6 @@ impl<'a> Server<'a> {
         procs.insert(String::new(), proc);
         Server {
             bundle,
-            spec,
             cgroup,
             log,
             listener,
@@ -600,8 +596,9 @@ impl<'a> Server<'a> {
             return oci_exec(oci, self.bundle, &process, stdin);
         }
         let opts = ExecOptions { init_pid: init, process };
+        let spec = crate::read_spec(self.bundle).map_err(|e| (e, 126))?;
         let run = |stdio: ChildStdio| {
-            wharf_runtime::exec(self.bundle, self.spec, &opts, self.cgroup, stdio)
+            wharf_runtime::exec(self.bundle, &spec, &opts, self.cgroup, stdio)
                 .map_err(|e| (e.to_string(), if e.exit_code() == 125 { 126 } else { e.exit_code() }))
         };
         if tty {
