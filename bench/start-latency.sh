@@ -43,6 +43,13 @@ runc_once() {
 runc_once
 time_runs "$WORK/runc.ms" runc_once
 
+# What each CLI costs before it sends anything (its own process start, no request): the part of
+# the docker CLI's gap to wharf that no daemon can take away.
+time_runs "$WORK/wharf-version.ms" "$BIN/wharf" --version
+if [ "$HAVE_DOCKER_CLI" = 1 ]; then
+    time_runs "$WORK/docker-version.ms" "${DOCKER_VIA[@]}" --version
+fi
+
 HAVE_DOCKER=0
 start_dockerd
 if [ -n "$DOCKER_SOCK" ] && docker_cli pull -q "$IMAGE" >/dev/null 2>&1 && docker_cli run --rm "$IMAGE" true >/dev/null 2>&1; then
@@ -78,6 +85,10 @@ if [ "$HAVE_DOCKER_CLI" = 1 ]; then
     read -r wm _ < <(stats "$WORK/wharf.ms")
     read -r dm _ < <(stats "$WORK/docker-wharfd.ms")
     printf '%-32s %10s\n' "docker CLI - wharf (ms)" "$(awk -v a="$dm" -v b="$wm" 'BEGIN { printf "%.1f", a - b }')"
+    read -r wv _ < <(stats "$WORK/wharf-version.ms")
+    read -r dv _ < <(stats "$WORK/docker-version.ms")
+    printf '%-32s %10s\n' "  of which CLI start (ms)" "$(awk -v a="$dv" -v b="$wv" 'BEGIN { printf "%.1f", a - b }')"
+    printf '%-32s %10s %10s\n' "  (--version: docker, wharf)" "$dv" "$wv"
 fi
 phases() {
     local kind=$1 title=$2
